@@ -1,0 +1,214 @@
+/* cfg.c - the option table and its parser. */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/cfg.h"
+#include "core/str.h"
+
+#define STR_OPT(field) CFG_STRING, offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field), 0, 0
+#define NUM_OPT(type, field, lo, hi) type, offsetof(struct cfg, field), sizeof(int64_t), lo, hi
+
+const struct cfg_opt cfg_opts[] = {
+    {"http", "TANDEM_HTTP", "127.0.0.1:8090",
+     "address and port to listen on (port 0 picks a free port)", STR_OPT(http)},
+    {"dir", "TANDEM_DIR", "./tandem_data", "data directory (created with mode 0700)",
+     STR_OPT(dir)},
+    {"log-level", "TANDEM_LOG_LEVEL", "info", "debug, info, warn, error or off",
+     STR_OPT(log_level)},
+    {"max-body", "TANDEM_MAX_BODY", "32MiB", "largest request body accepted",
+     NUM_OPT(CFG_SIZE, max_body, 1, INT64_C(1) << 40)},
+    {"idle-timeout", "TANDEM_IDLE_TIMEOUT", "60s",
+     "close a connection idle or stalled this long",
+     NUM_OPT(CFG_DURATION, idle_timeout, 1, 86400)},
+    {"threads", "TANDEM_THREADS", "0", "HTTP threads (0: one per core)",
+     NUM_OPT(CFG_INT, threads, 0, 256)},
+    {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
+};
+
+static int parse_number(const char *text, int64_t *value_out, const char **unit_out)
+{
+    const char *p = text;
+    if (!isdigit((unsigned char)*p))
+        return ERR_INVALID;
+    int64_t v = 0;
+    while (isdigit((unsigned char)*p)) {
+        if (v > (INT64_MAX - 9) / 10)
+            return ERR_INVALID;
+        v = v * 10 + (*p++ - '0');
+    }
+    *value_out = v;
+    *unit_out = p;
+    return 0;
+}
+
+static int parse_size(const char *text, int64_t *out)
+{
+    static const struct {
+        const char *unit;
+        int64_t mult;
+    } units[] = {
+        {"", 1},
+        {"b", 1},
+        {"k", 1024},
+        {"kb", 1024},
+        {"kib", 1024},
+        {"m", 1024 * 1024},
+        {"mb", 1024 * 1024},
+        {"mib", 1024 * 1024},
+        {"g", INT64_C(1) << 30},
+        {"gb", INT64_C(1) << 30},
+        {"gib", INT64_C(1) << 30},
+    };
+    int64_t v;
+    const char *unit;
+    if (parse_number(text, &v, &unit) != 0)
+        return ERR_INVALID;
+    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
+        if (strcasecmp(unit, units[i].unit) == 0) {
+            if (v > INT64_MAX / units[i].mult)
+                return ERR_INVALID;
+            *out = v * units[i].mult;
+            return 0;
+        }
+    }
+    return ERR_INVALID;
+}
+
+static int parse_duration(const char *text, int64_t *out)
+{
+    int64_t v;
+    const char *unit;
+    if (parse_number(text, &v, &unit) != 0)
+        return ERR_INVALID;
+    int64_t mult;
+    if (!*unit || strcmp(unit, "s") == 0)
+        mult = 1;
+    else if (strcmp(unit, "m") == 0)
+        mult = 60;
+    else if (strcmp(unit, "h") == 0)
+        mult = 3600;
+    else
+        return ERR_INVALID;
+    if (v > INT64_MAX / mult)
+        return ERR_INVALID;
+    *out = v * mult;
+    return 0;
+}
+
+int cfg_parse_value(const struct cfg_opt *o, const char *text, struct cfg *c)
+{
+    char *field = (char *)c + o->offset;
+    int64_t v = 0;
+    int rc = 0;
+    switch (o->type) {
+    case CFG_STRING:
+        if (!*text || strlen(text) >= o->size)
+            return ERR_INVALID;
+        memcpy(field, text, strlen(text) + 1);
+        return 0;
+    case CFG_SIZE: rc = parse_size(text, &v); break;
+    case CFG_DURATION: rc = parse_duration(text, &v); break;
+    case CFG_INT: {
+        const char *unit;
+        rc = parse_number(text, &v, &unit);
+        if (rc == 0 && *unit)
+            rc = ERR_INVALID;
+        break;
+    }
+    }
+    if (rc != 0 || v < o->min || v > o->max)
+        return ERR_INVALID;
+    memcpy(field, &v, sizeof(v));
+    return 0;
+}
+
+static const char *type_hint(enum cfg_type t)
+{
+    switch (t) {
+    case CFG_SIZE: return "a size such as 32MiB";
+    case CFG_DURATION: return "a duration such as 30s, 5m or 1h";
+    case CFG_INT: return "a whole number";
+    case CFG_STRING: break;
+    }
+    return "a non-empty value";
+}
+
+static const struct cfg_opt *find_opt(const char *name, size_t len)
+{
+    for (const struct cfg_opt *o = cfg_opts; o->name; o++)
+        if (strlen(o->name) == len && memcmp(o->name, name, len) == 0)
+            return o;
+    return NULL;
+}
+
+static int apply(const struct cfg_opt *o, const char *value, const char *from, struct cfg *c,
+                 char *err, size_t err_len)
+{
+    if (cfg_parse_value(o, value, c) == 0)
+        return 0;
+    snprintf(err, err_len, "invalid value '%s' for %s%s (expected %s)", value,
+             from ? from : "--", from ? "" : o->name, type_hint(o->type));
+    return ERR_INVALID;
+}
+
+int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len)
+{
+    memset(c, 0, sizeof(*c));
+    for (const struct cfg_opt *o = cfg_opts; o->name; o++)
+        if (cfg_parse_value(o, o->def, c) != 0)
+            PANIC("default of --%s does not parse", o->name);
+
+    for (char **e = envp; e && *e; e++) {
+        if (strncmp(*e, "TANDEM_", 7) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq)
+            continue;
+        for (const struct cfg_opt *o = cfg_opts; o->name; o++) {
+            if (strlen(o->env) == (size_t)(eq - *e) && memcmp(o->env, *e, eq - *e) == 0) {
+                if (apply(o, eq + 1, o->env, c, err, err_len) != 0)
+                    return ERR_INVALID;
+            }
+        }
+    }
+
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || !a[2]) {
+            snprintf(err, err_len, "unexpected argument '%s'", a);
+            return ERR_INVALID;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct cfg_opt *o = find_opt(name, name_len);
+        if (!o) {
+            snprintf(err, err_len, "unknown option --%.*s", (int)name_len, name);
+            return ERR_INVALID;
+        }
+        const char *value;
+        if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            snprintf(err, err_len, "option --%s needs a value", o->name);
+            return ERR_INVALID;
+        }
+        if (apply(o, value, NULL, c, err, err_len) != 0)
+            return ERR_INVALID;
+    }
+    return 0;
+}
+
+void cfg_print_help(FILE *out)
+{
+    fprintf(out, "options (each also from its environment variable):\n");
+    for (const struct cfg_opt *o = cfg_opts; o->name; o++) {
+        fprintf(out, "  --%-14s %-20s %s (default %s)\n", o->name, o->env, o->help, o->def);
+    }
+}

@@ -1,0 +1,55 @@
+/* cfg.h - the configuration table.
+ *
+ * Every option is one row of a declarative table (name, environment variable, default,
+ * description); the same table parses the command line and the environment and prints
+ * --help. Precedence: default < TANDEM_<NAME> environment variable < --name on the command
+ * line. A struct cfg is filled once at start and read-only afterwards (any thread). */
+#ifndef TANDEM_CORE_CFG_H
+#define TANDEM_CORE_CFG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/err.h"
+
+struct cfg {
+    char http[256];       /* ADDR:PORT to listen on */
+    char dir[1024];       /* data directory */
+    char log_level[16];   /* debug|info|warn|error|off */
+    int64_t max_body;     /* bytes */
+    int64_t idle_timeout; /* seconds a connection may stay idle or stalled */
+    int64_t threads;      /* HTTP threads; 0 = one per core */
+};
+
+enum cfg_type {
+    CFG_STRING,
+    CFG_SIZE,    /* bytes: 1048576, 512KiB, 32MiB, 1GiB (also k, M, G, KB, MB, GB) */
+    CFG_INT,     /* a whole number in [min, max] */
+    CFG_DURATION /* seconds: 30, 30s, 5m, 1h */
+};
+
+struct cfg_opt {
+    const char *name; /* long option without "--" */
+    const char *env;  /* environment variable */
+    const char *def;  /* default, as text parsed like user input */
+    const char *help;
+    enum cfg_type type;
+    size_t offset; /* into struct cfg */
+    size_t size;   /* of the field, for strings */
+    int64_t min, max;
+};
+
+/* The table, terminated by a row whose name is NULL. */
+extern const struct cfg_opt cfg_opts[];
+
+/* Applies defaults, then the environment (envp, NULL-terminated "NAME=VALUE"), then argv.
+ * Stops at the first problem: -ERR_INVALID with a one-line message naming the option in
+ * err (e.g. "unknown option --foo"). argv holds only options (no command word). */
+int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len)
+    MUST_USE;
+/* Parses one value of the given type; -ERR_INVALID when malformed or out of range. */
+int cfg_parse_value(const struct cfg_opt *o, const char *text, struct cfg *c) MUST_USE;
+/* Writes the option table as help text. */
+void cfg_print_help(FILE *out);
+
+#endif

@@ -1,0 +1,142 @@
+/* http.h - the HTTP edge: server on libmicrohttpd, router, requests, JSON replies.
+ *
+ * http/ knows nothing of records or events. A handler receives a request, reads its
+ * method, path parameters, query, headers and body, and answers with one of the http_reply_*
+ * functions. Everything a request allocates comes from its arena and is freed when the
+ * response has been sent.
+ *
+ * Threads: handlers run on the server's threads (one per core). A handler whose work may
+ * take longer than about a millisecond calls http_req_suspend(), hands the request to another
+ * thread, and that thread replies and then calls http_req_resume(). Between suspend and
+ * resume only that other thread may touch the request. */
+#ifndef TANDEM_HTTP_HTTP_H
+#define TANDEM_HTTP_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+struct http_req;
+struct http_router;
+struct http_route;
+struct http_server;
+
+typedef void (*http_handler_cb)(struct http_req *req, void *ctx);
+
+/* ---- router ---- */
+
+#define HTTP_MAX_PARAMS 8
+#define HTTP_MAX_SEGMENTS 32
+
+struct http_params {
+    size_t n;
+    struct {
+        const char *name;
+        struct str value; /* raw, still percent-encoded */
+    } p[HTTP_MAX_PARAMS];
+};
+
+enum http_match {
+    HTTP_MATCH_OK,
+    HTTP_MATCH_NOT_FOUND,  /* no pattern fits the path */
+    HTTP_MATCH_BAD_METHOD, /* a pattern fits, but not for this method */
+};
+
+struct http_router *http_router_new(void);
+void http_router_free(struct http_router *r);
+/* Registers METHOD PATTERN. Pattern segments are literals, {name} (one segment) or a final
+ * {name...} (the rest of the path, possibly empty). The earliest registered match wins. */
+void http_route(struct http_router *r, const char *method, const char *pattern,
+                http_handler_cb fn, void *ctx);
+/* Finds the route for method + path. On HTTP_MATCH_BAD_METHOD, *route_out is a route whose
+ * pattern fits (for metrics) and allow_out (if given) lists the allowed methods. */
+enum http_match http_router_match(const struct http_router *r, const char *method,
+                                  struct str path, const struct http_route **route_out,
+                                  struct http_params *params_out, struct buf *allow_out);
+const char *http_route_pattern(const struct http_route *route);
+
+/* ---- query strings and URL decoding (exposed for tests) ---- */
+
+struct http_kv {
+    const char *key;
+    const char *value;
+};
+
+#define HTTP_MAX_QUERY_PARAMS 256
+/* Splits a raw query string (without '?') into decoded pairs in the arena; '+' is a space.
+ * -ERR_LIMIT when there are more than HTTP_MAX_QUERY_PARAMS pairs. */
+int http_query_parse(struct arena *a, const char *qs, size_t len, struct http_kv **kv_out,
+                     size_t *n_out) MUST_USE;
+/* Percent-decodes into the arena. Malformed escapes are kept as they are. */
+char *http_url_decode(struct arena *a, const char *s, size_t len, bool plus_is_space);
+
+/* ---- requests ---- */
+
+struct arena *http_req_arena(struct http_req *req);
+const char *http_req_method(const struct http_req *req);
+struct str http_req_path(const struct http_req *req);
+const char *http_req_id(const struct http_req *req);
+/* The decoded path parameter, or NULL. */
+const char *http_req_param(struct http_req *req, const char *name);
+/* The first decoded value of a query parameter, or NULL. */
+const char *http_req_query(struct http_req *req, const char *name);
+/* All query pairs in order. */
+size_t http_req_query_all(struct http_req *req, const struct http_kv **kv_out);
+/* Header value (case-insensitive name), or NULL. */
+const char *http_req_header(struct http_req *req, const char *name);
+/* The client's IP address as text. */
+const char *http_req_client_ip(struct http_req *req);
+struct str http_req_body(const struct http_req *req);
+/* The body parsed as JSON. On malformed JSON (or an empty body unless allow_empty, which
+ * then gives an empty object) it answers 400 itself and returns NULL.
+ * RETURNS BORROWED: the value lives as long as the request. */
+json_t *http_req_json(struct http_req *req, bool allow_empty);
+
+/* ---- replies: exactly one per request ---- */
+
+/* TAKES body. */
+void http_reply_json(struct http_req *req, int status, json_t *body);
+/* Copies len bytes. */
+void http_reply_bytes(struct http_req *req, int status, const char *content_type,
+                      const void *body, size_t len);
+/* body must outlive the server (string literals, assets). */
+void http_reply_static(struct http_req *req, int status, const char *content_type,
+                       const void *body, size_t len);
+/* TAKES body, which must come from malloc. */
+void http_reply_owned(struct http_req *req, int status, const char *content_type, char *body,
+                      size_t len);
+void http_reply_empty(struct http_req *req, int status);
+/* PocketBase's envelope {"data":{...},"message":"...","status":N}. TAKES data (NULL: {}).
+ * message NULL: the default message for the status. */
+void http_reply_error(struct http_req *req, int status, const char *message, json_t *data);
+/* Adds a header to the reply; call before the reply. Both strings are copied. */
+void http_set_header(struct http_req *req, const char *name, const char *value);
+bool http_replied(const struct http_req *req);
+const char *http_status_message(int status);
+
+/* Hands the request to another thread; see the header comment. */
+void http_req_suspend(struct http_req *req);
+void http_req_resume(struct http_req *req);
+
+/* ---- server ---- */
+
+struct http_opts {
+    const char *addr; /* "HOST:PORT"; port 0 picks a free one */
+    unsigned threads; /* 0: one per core */
+    uint64_t max_body;
+    unsigned idle_timeout_s;
+};
+
+int http_server_open(const struct http_opts *opts, struct http_router *router,
+                     struct http_server **out, char *err, size_t err_len) MUST_USE;
+/* "HOST:PORT" actually bound. */
+const char *http_server_url_host(const struct http_server *srv);
+unsigned http_server_port(const struct http_server *srv);
+/* Stops accepting, waits up to drain_ms for in-flight requests, then stops. */
+void http_server_close(struct http_server *srv, int drain_ms);
+/* Requests begun and not yet completed. */
+int http_server_in_flight(const struct http_server *srv);
+
+#endif

@@ -1,0 +1,61 @@
+/* http_int.h - shared by the files of http/ only. */
+#ifndef TANDEM_HTTP_HTTP_INT_H
+#define TANDEM_HTTP_HTTP_INT_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+
+#include "http/http.h"
+#include "metrics/metrics.h"
+
+struct http_header {
+    struct http_header *next;
+    const char *name;
+    const char *value;
+};
+
+/* One request. Touched by the server thread that owns its connection, or, between suspend
+ * and resume, by the thread the handler handed it to. */
+struct http_req {
+    struct arena arena;
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    const char *method;
+    struct str path;
+    const char *query_raw;
+    size_t query_len;
+    struct http_kv *query;
+    size_t n_query;
+    bool query_parsed;
+    const struct http_route *route;
+    struct http_params params;
+    struct buf body;
+    json_t *json;
+    int64_t start_us;
+    char id[17];
+    unsigned calls;
+    bool too_large;
+    bool suspended;
+    /* the reply */
+    int status;
+    struct MHD_Response *resp;
+    size_t resp_bytes;
+    struct http_header *headers;
+};
+
+struct http_route {
+    struct http_route *next;
+    char *method;
+    char *pattern;
+    size_t n_segs;
+    char **segs;       /* literal text, or a parameter name when is_param[i] */
+    bool *is_param;
+    bool rest;         /* the last segment is {name...} */
+    http_handler_cb fn;
+    void *ctx;
+    _Atomic(struct metrics_series *) duration; /* cached histogram series */
+};
+
+void http__dispatch(struct http_req *req, const struct http_router *router);
+
+#endif
