@@ -1,0 +1,112 @@
+/* schema.h - the application data model: collections and their fields (PocketBase's model).
+ *
+ * Shared by the store (which keeps collections in a system table and gives each one a real
+ * SQLite table), the filter compiler (which resolves identifiers against it) and the API.
+ *
+ * Storage conventions every backend and the filter compiler follow:
+ *   - one table per collection, named exactly as the collection, always quoted;
+ *   - one column per field, named exactly as the field, always quoted; `id` TEXT PRIMARY KEY;
+ *   - text, email, url, date, autodate, password, single select and single relation: TEXT,
+ *     NOT NULL DEFAULT '' (dates as "YYYY-MM-DD HH:MM:SS.sssZ", so they compare as text);
+ *   - number: NUMERIC NOT NULL DEFAULT 0; bool: BOOLEAN (0/1) NOT NULL DEFAULT 0;
+ *   - multiple select and multiple relation (max_select > 1): TEXT holding a JSON array,
+ *     NOT NULL DEFAULT '[]';
+ *   - json: JSON text, nullable, DEFAULT NULL.
+ *
+ * A struct store_collection is an immutable snapshot: the store builds a new one on every
+ * schema change and hands out references; readers never see it change under them. */
+#ifndef TANDEM_STORE_SCHEMA_H
+#define TANDEM_STORE_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_field_type {
+    STORE_FIELD_TEXT,
+    STORE_FIELD_NUMBER,
+    STORE_FIELD_BOOL,
+    STORE_FIELD_EMAIL,
+    STORE_FIELD_URL,
+    STORE_FIELD_DATE,
+    STORE_FIELD_AUTODATE,
+    STORE_FIELD_SELECT,
+    STORE_FIELD_JSON,
+    STORE_FIELD_RELATION,
+    STORE_FIELD_PASSWORD,
+};
+
+enum store_collection_type {
+    STORE_COLLECTION_BASE,
+    STORE_COLLECTION_AUTH,
+};
+
+/* The API rules of a collection, in this order. */
+enum store_rule {
+    STORE_RULE_LIST,
+    STORE_RULE_VIEW,
+    STORE_RULE_CREATE,
+    STORE_RULE_UPDATE,
+    STORE_RULE_DELETE,
+    STORE_RULE_AUTH,   /* auth collections only */
+    STORE_RULE_MANAGE, /* auth collections only */
+    STORE_N_RULES,
+};
+
+struct store_field {
+    char *id;   /* stable across renames, e.g. "text3208210256" */
+    char *name; /* ^[a-zA-Z_][a-zA-Z0-9_]*$, not reserved */
+    enum store_field_type type;
+    bool system;
+    bool hidden;
+    bool presentable;
+    bool required;
+    /* text: min/max length in characters (max 0 = 5000); number: min/max value;
+     * password: min/max length. has_min/has_max say whether they are set. */
+    bool has_min, has_max;
+    double min, max;
+    bool only_int;   /* number */
+    char *pattern;   /* text, password: a POSIX extended regular expression, or NULL */
+    bool primary_key; /* the `id` text field */
+    char *autogenerate_pattern; /* text */
+    char **values;   /* select: allowed values */
+    size_t n_values;
+    int max_select;  /* select, relation: <= 1 single, > 1 multiple */
+    int min_select;  /* relation */
+    char *collection_id; /* relation: the target collection's id */
+    bool cascade_delete; /* relation */
+    int64_t max_size;    /* json: bytes (0 = 1 MiB) */
+    bool on_create, on_update; /* autodate */
+    char **only_domains, **except_domains; /* email, url */
+    size_t n_only_domains, n_except_domains;
+};
+
+struct store_collection {
+    char *id;   /* "pbc_<crc32>" or a client-chosen id */
+    char *name; /* the table name */
+    enum store_collection_type type;
+    bool system;
+    struct store_field *fields;
+    size_t n_fields;
+    char **indexes; /* CREATE [UNIQUE] INDEX statements as PocketBase stores them */
+    size_t n_indexes;
+    char *rules[STORE_N_RULES]; /* NULL = superusers only; "" = anyone; else a filter */
+    char *created, *updated;    /* PocketBase date strings */
+    /* auth collections */
+    int64_t auth_token_duration_s;
+    char **identity_fields; /* for auth-with-password; default {"email"} */
+    size_t n_identity_fields;
+};
+
+/* true for select and relation fields that hold several values (stored as a JSON array) */
+static inline bool store_field_multiple(const struct store_field *f)
+{
+    return (f->type == STORE_FIELD_SELECT || f->type == STORE_FIELD_RELATION) &&
+           f->max_select > 1;
+}
+
+/* The field named name, or NULL. */
+const struct store_field *store_collection_field(const struct store_collection *c,
+                                                 const char *name);
+
+#endif
