@@ -46,21 +46,23 @@ struct store_sort {
     bool desc;
 };
 
-/* A WHERE clause compiled for this backend (by the filter module), with its bound values. */
-struct store_where {
-    const char *sql;      /* NULL: no condition */
-    const json_t *params; /* array of string / number / bool / null, bound as ?1, ?2, ... */
-    bool needs_distinct;  /* the clause joins relations: rows must be deduplicated */
-    const char *joins;    /* extra "LEFT JOIN ..." text the clause needs, or NULL */
-};
+/* List queries name the collection's table with this alias: a where clause or an ORDER BY
+ * list compiled by the filter module (with filter_ctx.alias = STORE_LIST_ALIAS) refers to it. */
+#define STORE_LIST_ALIAS "r"
 
 struct store_list_query {
     int64_t page;     /* >= 1 */
     int64_t per_page; /* 1..1000 */
     bool skip_total;
+    /* ORDER BY: either sort items (plain field names, "@random", "@rowid") or order_sql */
     const struct store_sort *sort;
     size_t n_sort;
-    struct store_where where;
+    const char *order_sql;      /* a compiled ORDER BY list (no keywords), or NULL */
+    const json_t *order_params; /* values for the order_sql placeholders, or NULL */
+    const char *where_sql;      /* a compiled boolean expression, or NULL */
+    /* values bound to the where_sql placeholders, in order (strings, numbers, bools,
+     * null); an array or NULL */
+    const json_t *where_params;
 };
 
 struct store_list_result {

@@ -477,8 +477,8 @@ static void test_list(void **state)
     /* a where clause with bound parameters */
     json_t *params = J("[true, 10]");
     q = (struct store_list_query){.page = 1, .per_page = 30};
-    q.where.sql = "\"posts\".\"published\" = ?1 AND \"posts\".\"views\" > ?2";
-    q.where.params = params;
+    q.where_sql = "\"r\".\"published\" = ? AND \"r\".\"views\" > ?";
+    q.where_params = params;
     assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
     assert_int_equal(res.total_items, 7); /* 11,13,...,23 */
     json_decref(res.items);
@@ -489,7 +489,7 @@ static void test_list(void **state)
     assert_int_equal(store_record_list(fx.st, c, &q, &res), ERR_INVALID);
     assert_non_null(strstr(store_errmsg(fx.st), "nope"));
     q = (struct store_list_query){.page = 1, .per_page = 30};
-    q.where.sql = "nosuchcolumn = 1";
+    q.where_sql = "nosuchcolumn = 1";
     assert_int_equal(store_record_list(fx.st, c, &q, &res), ERR_INVALID);
     /* @random and @rowid are accepted */
     struct store_sort sp[2] = {{"@rowid", true}, {"@random", false}};

@@ -15,7 +15,8 @@ static bool secret_field(const struct store_collection *c, const struct store_fi
 }
 
 /* "t"."a", "t"."b", ... for the public fields (plus the secret ones when secrets). */
-static void select_cols(struct buf *b, const struct store_collection *c, bool secrets)
+static void select_cols(struct buf *b, const struct store_collection *c, bool secrets,
+                        const char *alias)
 {
     size_t n = 0;
     for (size_t i = 0; i < c->n_fields; i++) {
@@ -23,7 +24,7 @@ static void select_cols(struct buf *b, const struct store_collection *c, bool se
             continue;
         if (n++)
             buf_puts(b, ", ");
-        store__quote(b, c->name);
+        store__quote(b, alias ? alias : c->name);
         buf_putc(b, '.');
         store__quote(b, c->fields[i].name);
     }
@@ -93,7 +94,7 @@ static int get_row(struct sq_conn *cn, const struct store_collection *c, const c
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "SELECT ");
-    select_cols(&b, c, secrets);
+    select_cols(&b, c, secrets, NULL);
     buf_puts(&b, " FROM ");
     store__quote(&b, c->name);
     buf_puts(&b, " WHERE ");
@@ -136,6 +137,12 @@ int sq__record_get(struct store *st, const struct store_collection *c, const cha
     return get_row(cn, c, id, false, NULL, out);
 }
 
+static void bind_params(sqlite3_stmt *st, const json_t *params, size_t first)
+{
+    for (size_t i = 0; i < json_array_size(params); i++)
+        sq__bind_json(st, (int)(first + i), json_array_get(params, i));
+}
+
 int sq__record_list(struct store *st, const struct store_collection *c,
                     const struct store_list_query *q, struct store_list_result *out)
 {
@@ -152,18 +159,18 @@ int sq__record_list(struct store *st, const struct store_collection *c,
     /* FROM ... WHERE ..., shared by the page and the count query */
     buf_puts(&from, " FROM ");
     store__quote(&from, c->name);
-    if (q->where.joins) {
-        buf_putc(&from, ' ');
-        buf_puts(&from, q->where.joins);
-    }
-    if (q->where.sql && *q->where.sql)
-        buf_printf(&from, " WHERE (%s)", q->where.sql);
-    size_t n_params = json_array_size(q->where.params);
+    buf_puts(&from, " AS \"" STORE_LIST_ALIAS "\"");
+    if (q->where_sql && *q->where_sql)
+        buf_printf(&from, " WHERE (%s)", q->where_sql);
+    size_t n_where = json_array_size(q->where_params);
+    size_t n_order = q->order_sql ? json_array_size(q->order_params) : 0;
 
-    buf_puts(&b, q->where.needs_distinct ? "SELECT DISTINCT " : "SELECT ");
-    select_cols(&b, c, false);
+    buf_puts(&b, "SELECT ");
+    select_cols(&b, c, false, STORE_LIST_ALIAS);
     buf_puts(&b, buf_cstr(&from));
-    for (size_t i = 0; i < q->n_sort; i++) {
+    if (q->order_sql && *q->order_sql)
+        buf_printf(&b, " ORDER BY %s", q->order_sql);
+    for (size_t i = 0; i < q->n_sort && !(q->order_sql && *q->order_sql); i++) {
         buf_puts(&b, i ? ", " : " ORDER BY ");
         const char *f = q->sort[i].field;
         if (strcmp(f, "@random") == 0) {
@@ -171,29 +178,28 @@ int sq__record_list(struct store *st, const struct store_collection *c,
             continue;
         }
         if (strcmp(f, "@rowid") == 0) {
-            store__quote(&b, c->name);
-            buf_puts(&b, ".rowid");
+            buf_puts(&b, "\"" STORE_LIST_ALIAS "\".rowid");
         } else {
             const struct store_field *fd = store_collection_field(c, f);
             if (!fd || secret_field(c, fd)) {
                 rc = sq__fail(cn, ERR_INVALID, "invalid sort field %s", f);
                 goto out;
             }
-            store__quote(&b, c->name);
-            buf_putc(&b, '.');
+            buf_puts(&b, "\"" STORE_LIST_ALIAS "\".");
             store__quote(&b, fd->name);
         }
         buf_puts(&b, q->sort[i].desc ? " DESC" : " ASC");
     }
-    buf_printf(&b, " LIMIT ?%zu OFFSET ?%zu", n_params + 1, n_params + 2);
+    buf_printf(&b, " LIMIT ?%zu OFFSET ?%zu", n_where + n_order + 1, n_where + n_order + 2);
     if ((rc = sq__prep(cn, buf_cstr(&b), &stt)))
         goto out;
-    for (size_t i = 0; i < n_params; i++)
-        sq__bind_json(stt.stmt, (int)i + 1, json_array_get(q->where.params, i));
+    bind_params(stt.stmt, q->where_params, 1);
+    if (n_order)
+        bind_params(stt.stmt, q->order_params, n_where + 1);
     int64_t per_page = q->per_page > 0 ? q->per_page : 30;
     int64_t page = q->page > 0 ? q->page : 1;
-    sqlite3_bind_int64(stt.stmt, (int)n_params + 1, per_page);
-    sqlite3_bind_int64(stt.stmt, (int)n_params + 2, (page - 1) * per_page);
+    sqlite3_bind_int64(stt.stmt, (int)(n_where + n_order + 1), per_page);
+    sqlite3_bind_int64(stt.stmt, (int)(n_where + n_order + 2), (page - 1) * per_page);
     out->items = json_array();
     int step;
     while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW)
@@ -210,14 +216,11 @@ int sq__record_list(struct store *st, const struct store_collection *c,
         goto out;
     }
     buf_reset(&b);
-    buf_puts(&b, "SELECT COUNT(DISTINCT ");
-    store__quote(&b, c->name);
-    buf_puts(&b, ".rowid)");
+    buf_puts(&b, "SELECT COUNT(*)");
     buf_puts(&b, buf_cstr(&from));
     if ((rc = sq__prep(cn, buf_cstr(&b), &stt)))
         goto out;
-    for (size_t i = 0; i < n_params; i++)
-        sq__bind_json(stt.stmt, (int)i + 1, json_array_get(q->where.params, i));
+    bind_params(stt.stmt, q->where_params, 1);
     if (sqlite3_step(stt.stmt) != SQLITE_ROW) {
         rc = sq__fail_db(cn, "cannot count records");
         goto out;
@@ -266,7 +269,7 @@ int sq__record_referencing(struct store *st, const struct store_collection *c, c
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "SELECT ");
-    select_cols(&b, c, false);
+    select_cols(&b, c, false, NULL);
     buf_puts(&b, " FROM ");
     store__quote(&b, c->name);
     buf_puts(&b, " WHERE ");
@@ -776,7 +779,7 @@ int sq__auth_find(struct store *st, const struct store_collection *c, const char
     struct buf b;
     buf_init(&b);
     buf_puts(&b, "SELECT ");
-    select_cols(&b, c, true);
+    select_cols(&b, c, true, NULL);
     buf_puts(&b, " FROM ");
     store__quote(&b, c->name);
     buf_puts(&b, " WHERE ");
