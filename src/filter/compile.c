@@ -926,8 +926,9 @@ static int resolve_operand(struct cc *cc, struct joinset *js, const struct filte
 
 /* ---- operators ---- */
 
-/* The LIKE pattern of a text: with no unescaped '%' it is a "contains" search: '\', '%' and
- * '_' that are not escaped get escaped and the whole is wrapped in '%'. */
+/* The LIKE pattern of a text: with no unescaped '%' it is a "contains" search: '%', '_' and
+ * '\' that are not already escaped (by a '\' before one of those three) get escaped and the
+ * whole is wrapped in '%'. With an unescaped '%' the text is the pattern as it is. */
 static struct filter_param like_param(struct cc *cc, const struct filter_param *p)
 {
     const char *s = p->text;
@@ -945,7 +946,7 @@ static struct filter_param like_param(struct cc *cc, const struct filter_param *
     size_t k = 0;
     w[k++] = '%';
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '\\' && i + 1 < n) {
+        if (s[i] == '\\' && i + 1 < n && (s[i + 1] == '\\' || s[i + 1] == '%' || s[i + 1] == '_')) {
             w[k++] = s[i++];
             w[k++] = s[i];
         } else if (s[i] == '\\' || s[i] == '%' || s[i] == '_') {

@@ -196,6 +196,8 @@ int filter__parse(const struct filter__errctx *e, struct arena *a, const struct 
 {
     struct parser p = {.e = e, .a = a, .t = toks, .n = n_toks};
     struct filter_node *root;
+    if (toks[0].type == FILTER_TOK_EOF)
+        return filter__fail(e, ERR_INVALID, (size_t)-1, "empty filter expression");
     int rc = parse_expr(&p, 0, &root);
     if (rc < 0)
         return rc;

@@ -86,7 +86,7 @@ static struct store_collection fx_colls[] = {
 #define FX_USERS (&fx_colls[0])
 #define FX_POSTS (&fx_colls[3])
 
-static const struct store_collection *fx_find(void *ud, const char *name_or_id)
+static inline const struct store_collection *fx_find(void *ud, const char *name_or_id)
 {
     (void)ud;
     for (size_t i = 0; i < ARRAY_LEN(fx_colls); i++)
@@ -98,13 +98,13 @@ static const struct store_collection *fx_find(void *ud, const char *name_or_id)
 /* 2026-11-21 12:30:45.123Z, a Saturday */
 #define FX_NOW_US 1795264245123000LL
 
-static struct filter_ctx fx_ctx(const struct store_collection *c)
+static inline struct filter_ctx fx_ctx(const struct store_collection *c)
 {
     return (struct filter_ctx){
         .collection = c, .alias = "r", .find_collection = fx_find, .now_us = FX_NOW_US};
 }
 
-static const char *fx_column_type(const struct store_field *f)
+static inline const char *fx_column_type(const struct store_field *f)
 {
     if (!strcmp(f->name, "id"))
         return "TEXT PRIMARY KEY NOT NULL";
@@ -142,7 +142,7 @@ static const char *fx_rows =
     " ('l2','[\"p1\"]','u2');";
 
 /* An in-memory database with one table per fixture collection and the rows above. */
-static sqlite3 *fx_db_open(void)
+static inline sqlite3 *fx_db_open(void)
 {
     sqlite3 *db = NULL;
     if (sqlite3_open(":memory:", &db) != SQLITE_OK)
@@ -170,7 +170,7 @@ static sqlite3 *fx_db_open(void)
     return db;
 }
 
-static int fx_bind(sqlite3_stmt *st, int first, const struct filter_sql *q)
+static inline int fx_bind(sqlite3_stmt *st, int first, const struct filter_sql *q)
 {
     for (size_t i = 0; i < q->n_params; i++) {
         const struct filter_param *p = &q->params[i];
@@ -191,8 +191,8 @@ static int fx_bind(sqlite3_stmt *st, int first, const struct filter_sql *q)
 
 /* Runs `SELECT id FROM "<table>" r WHERE <where> [ORDER BY <order>]` and writes the ids
  * joined by ',' into out; returns the SQLite result code (SQLITE_DONE on success). */
-static int fx_query(sqlite3 *db, const char *table, const struct filter_sql *where,
-                    const struct filter_sql *order, char *out, size_t out_len)
+static inline int fx_query(sqlite3 *db, const char *table, const struct filter_sql *where,
+                           const struct filter_sql *order, char *out, size_t out_len)
 {
     struct buf sql;
     buf_init(&sql);
