@@ -6,9 +6,19 @@
 #include "core/core.h"
 #include "http/http.h"
 
+struct store;
+
 /* What the handlers need from the running process; filled by main, read-only afterwards. */
 struct api_env {
     const struct cfg *cfg;
+    struct store *store; /* collections and records; NULL: those routes answer 503 */
+    /* Whether the request is made by a superuser (the auth module checks its token).
+     * NULL: nobody is. Called on the HTTP thread. */
+    bool (*is_superuser)(struct http_req *req, void *arg);
+    void *auth_arg;
+    /* Hashes the password of an auth record; *hash_out is malloc'd. NULL: records with a
+     * password cannot be written (503). */
+    int (*hash_password)(const char *password, char **hash_out, void *arg);
 };
 
 /* Registers every route. env must outlive the router. */

@@ -1,0 +1,348 @@
+/* records.c - /api/collections/{collection}/records: PocketBase's list/search, view, create,
+ * update and delete. Until API rules are wired every rule acts as null: superusers only.
+ * Filters and sorts go through the filter compiler; values are always bound parameters. */
+#include <string.h>
+
+#include "api/records_int.h"
+#include "filter/filter.h"
+
+struct rec_req {
+    struct http_req *req;
+    struct api_env *env;
+    struct store_collection *c;
+};
+
+/* Collections the filter compiler looked up; released with the request. */
+struct found_list {
+    struct api_env *env;
+    struct store_collection *items[64];
+    size_t n;
+};
+
+static void found_release(void *arg)
+{
+    struct found_list *fl = arg;
+    for (size_t i = 0; i < fl->n; i++)
+        store_collection_unref(fl->items[i]);
+}
+
+static const struct store_collection *find_collection(void *ud, const char *name_or_id)
+{
+    struct found_list *fl = ud;
+    struct store_collection *c = NULL;
+    if (fl->n == ARRAY_LEN(fl->items) || store_collection_get(fl->env->store, name_or_id, &c) != 0)
+        return NULL;
+    fl->items[fl->n++] = c;
+    return c;
+}
+
+static void coll_release(void *arg)
+{
+    store_collection_unref(arg);
+}
+
+/* Common start of every handler: store, superuser, collection. */
+static bool begin(struct http_req *req, struct api_env *env, struct rec_req *rr)
+{
+    rr->req = req;
+    rr->env = env;
+    rr->c = NULL;
+    if (!api__require_superuser(req, env, false))
+        return false;
+    if (store_collection_get(env->store, http_req_param(req, "collection"), &rr->c) != 0) {
+        http_reply_error(req, 404, "Missing collection context.", NULL);
+        return false;
+    }
+    arena_on_release(http_req_arena(req), coll_release, rr->c);
+    return true;
+}
+
+static json_t *params_json(const struct filter_sql *f)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < f->n_params; i++) {
+        const struct filter_param *p = &f->params[i];
+        switch (p->type) {
+        case FILTER_PARAM_NULL: json_array_append_new(a, json_null()); break;
+        case FILTER_PARAM_INT: json_array_append_new(a, json_integer(p->i)); break;
+        case FILTER_PARAM_DOUBLE: json_array_append_new(a, json_real(p->d)); break;
+        case FILTER_PARAM_TEXT: json_array_append_new(a, json_stringn(p->text, p->text_len)); break;
+        }
+    }
+    return a;
+}
+
+/* Expands and picks fields of one record (TAKES rec), then replies 200. */
+static void reply_record(struct rec_req *rr, json_t *rec)
+{
+    json_t *arr = json_pack("[o]", rec);
+    api__expand(rr->env, rr->c, arr, http_req_query(rr->req, "expand"));
+    json_t *picked = api__pick_fields(json_array_get(arr, 0), http_req_query(rr->req, "fields"));
+    json_decref(arr);
+    http_reply_json(rr->req, 200, picked);
+}
+
+static void reply_filter_error(struct http_req *req, const struct filter_error *fe, int rc)
+{
+    if (rc == ERR_DENIED)
+        http_reply_error(req, 403, fe->msg, NULL);
+    else
+        http_reply_error(req, 400, "Invalid filter or sort parameters.",
+                         json_pack("{s:s}", "detail", fe->msg));
+}
+
+static void list_records(struct http_req *req, void *ctx)
+{
+    struct rec_req rr;
+    if (!begin(req, ctx, &rr))
+        return;
+    struct api_env *env = ctx;
+    int64_t page = 1, per_page = 30;
+    bool skip_total = false;
+    const char *s;
+    if ((s = http_req_query(req, "page")) && *s && api__parse_int(s, &page) != 0) {
+        http_reply_error(req, 400, "Invalid page parameter.", NULL);
+        return;
+    }
+    if ((s = http_req_query(req, "perPage")) && *s && api__parse_int(s, &per_page) != 0) {
+        http_reply_error(req, 400, "Invalid perPage parameter.", NULL);
+        return;
+    }
+    if ((s = http_req_query(req, "skipTotal")) && *s && api__parse_bool(s, &skip_total) != 0) {
+        http_reply_error(req, 400, "Invalid skipTotal parameter.", NULL);
+        return;
+    }
+    if (page < 1)
+        page = 1;
+    if (per_page < 1)
+        per_page = 30;
+    if (per_page > 1000)
+        per_page = 1000;
+
+    struct arena *a = http_req_arena(req);
+    struct found_list *fl = arena_zalloc(a, sizeof(*fl));
+    fl->env = env;
+    arena_on_release(a, found_release, fl);
+    struct filter_ctx fctx = {
+        .collection = rr.c,
+        .alias = STORE_LIST_ALIAS,
+        .find_collection = find_collection,
+        .find_ud = fl,
+        .now_us = time_now_us(),
+        .request = NULL,
+        .client = false, /* superusers only for now */
+    };
+    struct store_list_query q = {.page = page, .per_page = per_page, .skip_total = skip_total};
+    json_t *where_params = NULL, *order_params = NULL;
+    struct filter_error fe;
+    const char *filter = http_req_query(req, "filter");
+    if (filter && *filter) {
+        struct filter_sql fs;
+        int rc = filter_compile(&fctx, filter, strlen(filter), a, &fs, &fe);
+        if (rc) {
+            reply_filter_error(req, &fe, rc);
+            return;
+        }
+        q.where_sql = fs.sql;
+        q.where_params = where_params = params_json(&fs);
+    }
+    const char *sort = http_req_query(req, "sort");
+    if (sort && *sort) {
+        struct filter_sql fs;
+        int rc = filter_compile_sort(&fctx, sort, strlen(sort), a, &fs, &fe);
+        if (rc) {
+            json_decref(where_params);
+            reply_filter_error(req, &fe, rc);
+            return;
+        }
+        if (fs.sql_len) {
+            q.order_sql = fs.sql;
+            q.order_params = order_params = params_json(&fs);
+        }
+    }
+    struct store_list_result res;
+    int rc = store_record_list(env->store, rr.c, &q, &res);
+    json_decref(where_params);
+    json_decref(order_params);
+    if (rc == ERR_INVALID) {
+        http_reply_error(req, 400, "Invalid filter or sort parameters.", NULL);
+        return;
+    }
+    if (rc) {
+        xlog_error("cannot list records of %s: %s", rr.c->name, store_errmsg(env->store));
+        http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+        return;
+    }
+    api__expand(env, rr.c, res.items, http_req_query(req, "expand"));
+    json_t *items = api__pick_fields(res.items, http_req_query(req, "fields"));
+    json_decref(res.items);
+    http_reply_json(req, 200,
+                    json_pack("{s:o, s:I, s:I, s:I, s:I}", "items", items, "page", (json_int_t)page,
+                              "perPage", (json_int_t)per_page, "totalItems",
+                              (json_int_t)res.total_items, "totalPages",
+                              (json_int_t)res.total_pages));
+}
+
+static void view_record(struct http_req *req, void *ctx)
+{
+    struct rec_req rr;
+    if (!begin(req, ctx, &rr))
+        return;
+    json_t *rec = NULL;
+    int rc = store_record_get(rr.env->store, rr.c, http_req_param(req, "id"), &rec);
+    if (rc == ERR_NOTFOUND) {
+        http_reply_error(req, 404, NULL, NULL);
+        return;
+    }
+    if (rc) {
+        http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+        return;
+    }
+    reply_record(&rr, rec);
+}
+
+static json_t *verr(const char *code, const char *message, json_t *params)
+{
+    json_t *e = json_pack("{s:s, s:s}", "code", code, "message", message);
+    if (params)
+        json_object_set_new(e, "params", params);
+    return e;
+}
+
+/* The password of an auth record body: checked against the field and hashed.
+ * Returns 0 with *hash_out NULL when the body sets no password; ERR_INVALID with errors
+ * filled; another code when hashing is unavailable. */
+static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, char **hash_out)
+{
+    *hash_out = NULL;
+    if (rr->c->type != STORE_COLLECTION_AUTH)
+        return 0;
+    json_t *pw = json_object_get(body, "password");
+    if (!pw || (json_is_string(pw) && json_string_length(pw) == 0))
+        return 0;
+    const struct store_field *f = NULL;
+    for (size_t i = 0; i < rr->c->n_fields; i++)
+        if (rr->c->fields[i].type == STORE_FIELD_PASSWORD)
+            f = &rr->c->fields[i];
+    if (!f)
+        return 0;
+    if (!json_is_string(pw)) {
+        json_object_set_new(errors, "password",
+                            verr("validation_invalid_value", "Must be a string.", NULL));
+        return ERR_INVALID;
+    }
+    const char *p = json_string_value(pw);
+    size_t n = 0;
+    for (const char *q = p; *q; q++)
+        if (((unsigned char)*q & 0xC0) != 0x80)
+            n++;
+    double min = f->has_min ? f->min : 8, max = f->has_max ? f->max : 71;
+    char msg[96];
+    if ((double)n < min) {
+        snprintf(msg, sizeof(msg), "Must be at least %.0f character(s).", min);
+        json_object_set_new(
+            errors, "password",
+            verr("validation_min_text_constraint", msg, json_pack("{s:i}", "min", (int)min)));
+    } else if ((double)n > max) {
+        snprintf(msg, sizeof(msg), "Must be less than %.0f character(s).", max);
+        json_object_set_new(
+            errors, "password",
+            verr("validation_max_text_constraint", msg, json_pack("{s:i}", "max", (int)max)));
+    }
+    json_t *confirm = json_object_get(body, "passwordConfirm");
+    if (!json_is_string(confirm) || strcmp(json_string_value(confirm), p) != 0)
+        json_object_set_new(errors, "passwordConfirm",
+                            verr("validation_values_mismatch", "Values don't match.", NULL));
+    if (json_object_size(errors))
+        return ERR_INVALID;
+    if (!rr->env->hash_password)
+        return ERR_BUSY;
+    return rr->env->hash_password(p, hash_out, rr->env->auth_arg);
+}
+
+static void write_record(struct http_req *req, void *ctx, bool create)
+{
+    struct rec_req rr;
+    if (!begin(req, ctx, &rr))
+        return;
+    json_t *body = http_req_json(req, !create);
+    if (!body)
+        return;
+    const char *what = create ? "Failed to create record." : "Failed to update record.";
+    if (!json_is_object(body)) {
+        http_reply_error(req, 400, what, NULL);
+        return;
+    }
+    json_t *errors = json_object();
+    char *hash = NULL;
+    int rc = password_from_body(&rr, body, errors, &hash);
+    if (rc == ERR_INVALID) {
+        http_reply_error(req, 400, what, errors);
+        return;
+    }
+    json_decref(errors);
+    errors = NULL;
+    if (rc) {
+        free(hash);
+        http_reply_error(req, 503, "Password hashing is not available.", NULL);
+        return;
+    }
+    json_t *rec = NULL;
+    if (create)
+        rc = store_record_create(rr.env->store, rr.c, body, hash, &errors, &rec);
+    else
+        rc = store_record_update(rr.env->store, rr.c, http_req_param(req, "id"), body, hash,
+                                 &errors, &rec);
+    free(hash);
+    if (rc == 0) {
+        reply_record(&rr, rec);
+    } else if (rc == ERR_INVALID) {
+        http_reply_error(req, 400, what, errors ? json_incref(errors) : NULL);
+    } else if (rc == ERR_NOTFOUND) {
+        http_reply_error(req, 404, NULL, NULL);
+    } else if (rc == ERR_BUSY) {
+        http_reply_error(req, 503, "The data store is busy; try again.", NULL);
+    } else {
+        xlog_error("cannot write a record of %s: %s", rr.c->name, store_errmsg(rr.env->store));
+        http_reply_error(req, 500, NULL, NULL);
+    }
+    json_decref(errors);
+}
+
+static void create_record(struct http_req *req, void *ctx)
+{
+    write_record(req, ctx, true);
+}
+
+static void update_record(struct http_req *req, void *ctx)
+{
+    write_record(req, ctx, false);
+}
+
+static void delete_record(struct http_req *req, void *ctx)
+{
+    struct rec_req rr;
+    if (!begin(req, ctx, &rr))
+        return;
+    int rc = store_record_delete(rr.env->store, rr.c, http_req_param(req, "id"));
+    if (rc == 0)
+        http_reply_empty(req, 204);
+    else if (rc == ERR_NOTFOUND)
+        http_reply_error(req, 404, NULL, NULL);
+    else if (rc == ERR_CONFLICT)
+        http_reply_error(req, 400,
+                         "Failed to delete record. Make sure that the record is not part of a "
+                         "required relation reference.",
+                         NULL);
+    else
+        http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+}
+
+void api__register_records(struct http_router *r, struct api_env *env)
+{
+    http_route(r, "GET", "/api/collections/{collection}/records", list_records, env);
+    http_route(r, "POST", "/api/collections/{collection}/records", create_record, env);
+    http_route(r, "GET", "/api/collections/{collection}/records/{id}", view_record, env);
+    http_route(r, "PATCH", "/api/collections/{collection}/records/{id}", update_record, env);
+    http_route(r, "DELETE", "/api/collections/{collection}/records/{id}", delete_record, env);
+}
