@@ -8,6 +8,8 @@
 
 struct store;
 
+typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
+
 /* What the handlers need from the running process; filled by main, read-only afterwards. */
 struct api_env {
     const struct cfg *cfg;
@@ -16,9 +18,12 @@ struct api_env {
      * NULL: nobody is. Called on the HTTP thread. */
     bool (*is_superuser)(struct http_req *req, void *arg);
     void *auth_arg;
-    /* Hashes the password of an auth record; *hash_out is malloc'd. NULL: records with a
-     * password cannot be written (503). */
-    int (*hash_password)(const char *password, char **hash_out, void *arg);
+    /* Starts hashing the password of an auth record (slow: it must not run on the calling
+     * HTTP thread). On 0, done(done_arg, rc, hash) is called exactly once, on any thread
+     * (possibly before hash_password returns); hash is valid during the call only. Non-zero:
+     * nothing was started and done is never called. NULL: records with a password cannot
+     * be written (503). */
+    int (*hash_password)(const char *password, api_hash_done_cb done, void *done_arg, void *arg);
 };
 
 /* Registers every route. env must outlive the router. */

@@ -209,12 +209,11 @@ static json_t *verr(const char *code, const char *message, json_t *params)
     return e;
 }
 
-/* The password of an auth record body: checked against the field and hashed.
- * Returns 0 with *hash_out NULL when the body sets no password; ERR_INVALID with errors
- * filled; another code when hashing is unavailable. */
-static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, char **hash_out)
+/* The password of an auth record body, checked against the field. Returns 0 with *pw_out
+ * NULL when the body sets no password; ERR_INVALID with errors filled. */
+static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, const char **pw_out)
 {
-    *hash_out = NULL;
+    *pw_out = NULL;
     if (rr->c->type != STORE_COLLECTION_AUTH)
         return 0;
     json_t *pw = json_object_get(body, "password");
@@ -255,47 +254,31 @@ static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, 
                             verr("validation_values_mismatch", "Values don't match.", NULL));
     if (json_object_size(errors))
         return ERR_INVALID;
-    if (!rr->env->hash_password)
-        return ERR_BUSY;
-    return rr->env->hash_password(p, hash_out, rr->env->auth_arg);
+    *pw_out = p;
+    return 0;
 }
 
-static void write_record(struct http_req *req, void *ctx, bool create)
-{
+/* A record write, possibly waiting for its password hash. Lives in the request arena. */
+struct write_job {
     struct rec_req rr;
-    if (!begin(req, ctx, &rr))
-        return;
-    json_t *body = http_req_json(req, !create);
-    if (!body)
-        return;
-    const char *what = create ? "Failed to create record." : "Failed to update record.";
-    if (!json_is_object(body)) {
-        http_reply_error(req, 400, what, NULL);
-        return;
-    }
-    json_t *errors = json_object();
-    char *hash = NULL;
-    int rc = password_from_body(&rr, body, errors, &hash);
-    if (rc == ERR_INVALID) {
-        http_reply_error(req, 400, what, errors);
-        return;
-    }
-    json_decref(errors);
-    errors = NULL;
-    if (rc) {
-        free(hash);
-        http_reply_error(req, 503, "Password hashing is not available.", NULL);
-        return;
-    }
-    json_t *rec = NULL;
-    if (create)
-        rc = store_record_create(rr.env->store, rr.c, body, hash, &errors, &rec);
+    json_t *body;
+    bool create;
+};
+
+static void write_finish(struct write_job *job, const char *hash)
+{
+    struct rec_req *rr = &job->rr;
+    struct http_req *req = rr->req;
+    const char *what = job->create ? "Failed to create record." : "Failed to update record.";
+    json_t *rec = NULL, *errors = NULL;
+    int rc;
+    if (job->create)
+        rc = store_record_create(rr->env->store, rr->c, job->body, hash, &errors, &rec);
     else
-        rc = store_record_update(rr.env->store, rr.c, http_req_param(req, "id"), body, hash,
+        rc = store_record_update(rr->env->store, rr->c, http_req_param(req, "id"), job->body, hash,
                                  &errors, &rec);
-    free(hash);
     if (rc == 0) {
-        reply_record(&rr, rec);
+        reply_record(rr, rec);
     } else if (rc == ERR_INVALID) {
         http_reply_error(req, 400, what, errors ? json_incref(errors) : NULL);
     } else if (rc == ERR_NOTFOUND) {
@@ -303,10 +286,60 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     } else if (rc == ERR_BUSY) {
         http_reply_error(req, 503, "The data store is busy; try again.", NULL);
     } else {
-        xlog_error("cannot write a record of %s: %s", rr.c->name, store_errmsg(rr.env->store));
+        xlog_error("cannot write a record of %s: %s", rr->c->name, store_errmsg(rr->env->store));
         http_reply_error(req, 500, NULL, NULL);
     }
     json_decref(errors);
+}
+
+static void hashed(void *arg, int rc, const char *hash)
+{
+    struct write_job *job = arg;
+    struct http_req *req = job->rr.req;
+    if (rc == 0 && hash)
+        write_finish(job, hash);
+    else
+        http_reply_error(req, 503, "Password hashing is not available; try again.", NULL);
+    http_req_resume(req); /* job lives in the request's arena: not touched after this */
+}
+
+static void write_record(struct http_req *req, void *ctx, bool create)
+{
+    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    if (!begin(req, ctx, &job->rr))
+        return;
+    job->create = create;
+    job->body = http_req_json(req, !create);
+    if (!job->body)
+        return;
+    const char *what = create ? "Failed to create record." : "Failed to update record.";
+    if (!json_is_object(job->body)) {
+        http_reply_error(req, 400, what, NULL);
+        return;
+    }
+    json_t *errors = json_object();
+    const char *pw = NULL;
+    int rc = password_from_body(&job->rr, job->body, errors, &pw);
+    if (rc == ERR_INVALID) {
+        http_reply_error(req, 400, what, errors);
+        return;
+    }
+    json_decref(errors);
+    if (!pw) {
+        write_finish(job, NULL);
+        return;
+    }
+    struct api_env *env = ctx;
+    if (!env->hash_password) {
+        http_reply_error(req, 503, "Password hashing is not available.", NULL);
+        return;
+    }
+    http_req_suspend(req);
+    rc = env->hash_password(pw, hashed, job, env->auth_arg);
+    if (rc) {
+        http_reply_error(req, 503, "Password hashing is busy; try again.", NULL);
+        http_req_resume(req);
+    }
 }
 
 static void create_record(struct http_req *req, void *ctx)

@@ -3,6 +3,7 @@
  * expand (relations and back-relations), fields, error envelopes, auth passwords. The
  * superuser hook trusts a test header here; the auth module provides the real one. */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -21,12 +22,36 @@ static bool test_is_superuser(struct http_req *req, void *arg)
     return h && strcmp(h, "1") == 0;
 }
 
-static int test_hash(const char *pw, char **out, void *arg)
+struct hash_job {
+    char pw[256];
+    api_hash_done_cb done;
+    void *done_arg;
+};
+
+static void *hash_thread(void *p)
+{
+    struct hash_job *j = p;
+    usleep(1000);
+    char out[300];
+    snprintf(out, sizeof(out), "hashed:%s", j->pw);
+    j->done(j->done_arg, 0, out);
+    free(j);
+    return NULL;
+}
+
+/* Completes on another thread, as the auth module's pool does. */
+static int test_hash(const char *pw, api_hash_done_cb done, void *done_arg, void *arg)
 {
     UNUSED(arg);
-    size_t n = strlen(pw) + 8;
-    *out = malloc(n);
-    snprintf(*out, n, "hashed:%s", pw);
+    if (strcmp(pw, "refusedpw") == 0)
+        return ERR_BUSY;
+    struct hash_job *j = calloc(1, sizeof(*j));
+    snprintf(j->pw, sizeof(j->pw), "%s", pw);
+    j->done = done;
+    j->done_arg = done_arg;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hash_thread, j), 0);
+    pthread_detach(t);
     return 0;
 }
 
@@ -290,11 +315,26 @@ static void test_auth_record_passwords(void **state)
                      200);
     assert_null(json_object_get(b, "password"));
     assert_null(json_object_get(b, "tokenKey"));
+    json_t *b2;
+    assert_int_equal(call("POST", "/api/collections/users/records",
+                          "{\"email\":\"q@example.com\",\"password\":\"refusedpw\","
+                          "\"passwordConfirm\":\"refusedpw\"}",
+                          true, &b2),
+                     503);
+    json_decref(b2);
+    /* a password change through PATCH */
+    char path[128];
+    snprintf(path, sizeof(path), "/api/collections/users/records/%s", sget(b, "id"));
+    assert_int_equal(call("PATCH", path,
+                          "{\"password\":\"newpassword\",\"passwordConfirm\":\"newpassword\"}",
+                          true, &b2),
+                     200);
+    json_decref(b2);
     struct store_collection *users = NULL;
     assert_int_equal(store_collection_get(fx.st, "users", &users), 0);
     struct store_auth_record ar;
     assert_int_equal(store_auth_find(fx.st, users, "email", "P@example.com", &ar), 0);
-    assert_string_equal(ar.password_hash, "hashed:longenough");
+    assert_string_equal(ar.password_hash, "hashed:newpassword");
     store_auth_record_release(&ar);
     store_collection_unref(users);
     json_decref(b);
