@@ -682,6 +682,47 @@ static void test_stale_collection_reference(void **state)
     fx_close(&fx);
 }
 
+static void test_locked_by_another_process_is_busy(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    store_collection_unref(c);
+    /* reopen with a short busy timeout */
+    store_close(fx.st);
+    struct store_cfg cfg = {.dir = fx.dir, .busy_timeout_ms = 50};
+    char err[256];
+    assert_int_equal(store_open(&cfg, &fx.st, err, sizeof(err)), 0);
+    assert_int_equal(store_collection_get(fx.st, "posts", &c), 0);
+    /* another connection (as another process would) holds the write lock */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/app.db", fx.dir);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    json_t *body = J("{\"title\":\"Hi\"}");
+    json_t *errors = NULL, *rec = NULL;
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_BUSY);
+    assert_null(rec);
+    json_t *patch = J("{\"fields\":[]}");
+    assert_int_equal(store_collection_update(fx.st, "posts", patch, &errors, NULL), ERR_BUSY);
+    /* reads still work during the other writer's transaction (WAL) */
+    struct store_list_query q = {.page = 1, .per_page = 10};
+    struct store_list_result res;
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    json_decref(res.items);
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    /* and the store recovers once the lock is gone */
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), 0);
+    json_decref(rec);
+    json_decref(body);
+    json_decref(patch);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_auth_records),
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_stale_collection_reference),
+        cmocka_unit_test(test_locked_by_another_process_is_busy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
