@@ -340,13 +340,89 @@ static void test_auth_record_passwords(void **state)
     json_decref(b);
 }
 
+static void test_nested_expand(void **state)
+{
+    UNUSED(state);
+    json_t *b;
+    assert_int_equal(call("POST", "/api/collections",
+                          "{\"name\":\"orgs\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"}]}",
+                          true, &b),
+                     200);
+    char spec[600];
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"members\",\"fields\":[{\"name\":\"nick\",\"type\":\"text\"},"
+             "{\"name\":\"orgs\",\"type\":\"relation\",\"collectionId\":\"%s\","
+             "\"maxSelect\":5}]}",
+             sget(b, "id"));
+    json_decref(b);
+    assert_int_equal(call("POST", "/api/collections", spec, true, &b), 200);
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"notes\",\"fields\":[{\"name\":\"member\",\"type\":\"relation\","
+             "\"collectionId\":\"%s\"}]}",
+             sget(b, "id"));
+    json_decref(b);
+    assert_int_equal(call("POST", "/api/collections", spec, true, &b), 200);
+    json_decref(b);
+    assert_int_equal(call("POST", "/api/collections/orgs/records",
+                          "{\"id\":\"org000000000001\",\"title\":\"A\"}", true, &b),
+                     200);
+    json_decref(b);
+    assert_int_equal(call("POST", "/api/collections/orgs/records",
+                          "{\"id\":\"org000000000002\",\"title\":\"B\"}", true, &b),
+                     200);
+    json_decref(b);
+    assert_int_equal(call("POST", "/api/collections/members/records",
+                          "{\"id\":\"mem000000000001\",\"nick\":\"m\","
+                          "\"orgs\":[\"org000000000002\",\"org000000000001\"]}",
+                          true, &b),
+                     200);
+    json_decref(b);
+    assert_int_equal(call("POST", "/api/collections/notes/records",
+                          "{\"id\":\"note00000000001\",\"member\":\"mem000000000001\"}", true, &b),
+                     200);
+    json_decref(b);
+    /* two levels down, multiple relation as an array in stored order */
+    assert_int_equal(call("GET",
+                          "/api/collections/notes/records/note00000000001?expand=member.orgs", NULL,
+                          true, &b),
+                     200);
+    json_t *m = json_object_get(json_object_get(b, "expand"), "member");
+    assert_string_equal(sget(m, "nick"), "m");
+    json_t *orgs = json_object_get(json_object_get(m, "expand"), "orgs");
+    assert_int_equal(json_array_size(orgs), 2);
+    assert_string_equal(sget(json_array_get(orgs, 0), "title"), "B");
+    json_decref(b);
+    /* back-relation then forward again; unknown paths are ignored */
+    assert_int_equal(call("GET",
+                          "/api/collections/orgs/records/org000000000001?expand=members_via_orgs."
+                          "orgs,nosuch,notes_via_nosuch",
+                          NULL, true, &b),
+                     200);
+    json_t *via = json_object_get(json_object_get(b, "expand"), "members_via_orgs");
+    assert_int_equal(json_array_size(via), 1);
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(json_array_get(via, 0), "expand"), "orgs")),
+        2);
+    assert_null(json_object_get(json_object_get(b, "expand"), "nosuch"));
+    json_decref(b);
+    /* filter through a relation, sort by @random */
+    assert_int_equal(
+        call("GET", "/api/collections/members/records?filter=orgs.title%3F%3D'A'&sort=%40random",
+             NULL, true, &b),
+        200);
+    assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), 1);
+    json_decref(b);
+    assert_int_equal(call("GET", "/api/collections/members/records?sort=nosuch", NULL, true, &b),
+                     400);
+    json_decref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_superuser_gate),
-        cmocka_unit_test(test_collections_api),
-        cmocka_unit_test(test_records_api),
-        cmocka_unit_test(test_auth_record_passwords),
+        cmocka_unit_test(test_superuser_gate), cmocka_unit_test(test_collections_api),
+        cmocka_unit_test(test_records_api),    cmocka_unit_test(test_auth_record_passwords),
+        cmocka_unit_test(test_nested_expand),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
