@@ -13,76 +13,36 @@ static void reply_collection(struct http_req *req, struct store_collection *c)
     http_reply_json(req, 200, picked);
 }
 
-static int by_name(const void *a, const void *b)
-{
-    const struct store_collection *x = *(struct store_collection *const *)a;
-    const struct store_collection *y = *(struct store_collection *const *)b;
-    return strcasecmp(x->name, y->name);
-}
-
-static int by_created(const void *a, const void *b)
-{
-    const struct store_collection *x = *(struct store_collection *const *)a;
-    const struct store_collection *y = *(struct store_collection *const *)b;
-    return strcmp(x->created ? x->created : "", y->created ? y->created : "");
-}
-
 static void list_collections(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
     if (!api__require_superuser(req, env, true))
         return;
-    int64_t page = 1, per_page = 30;
-    bool skip_total = false;
-    const char *s;
-    if (((s = http_req_query(req, "page")) && api__parse_int(s, &page) != 0) ||
-        ((s = http_req_query(req, "perPage")) && api__parse_int(s, &per_page) != 0) ||
-        ((s = http_req_query(req, "skipTotal")) && *s && api__parse_bool(s, &skip_total) != 0)) {
-        http_reply_error(req, 400, "Invalid query parameters.", NULL);
-        return;
+    struct store_collection *cat = store_collection_catalog(env->store);
+    struct store_list_query q;
+    struct store_list_result res = {0};
+    if (!api__list_query(req, env, cat, &q))
+        goto out;
+    int rc = store_record_list(env->store, cat, &q, &res);
+    if (rc) {
+        http_reply_error(req, rc == ERR_INVALID ? 400 : 500,
+                         rc == ERR_INVALID ? "Invalid filter or sort parameters." : NULL, NULL);
+        goto out;
     }
-    if (http_req_query(req, "filter") && *http_req_query(req, "filter")) {
-        http_reply_error(req, 400, "Filtering collections is not supported.", NULL);
-        return;
-    }
-    if (page < 1)
-        page = 1;
-    if (per_page < 1)
-        per_page = 30;
-    if (per_page > 1000)
-        per_page = 1000;
-    struct store_collection **all;
-    size_t n;
-    if (store_collection_list(env->store, &all, &n) != 0) {
-        http_reply_error(req, 500, NULL, NULL);
-        return;
-    }
-    const char *sort = http_req_query(req, "sort");
-    bool desc = sort && sort[0] == '-';
-    const char *key = sort ? sort + (sort[0] == '-' || sort[0] == '+') : "";
-    if (strcmp(key, "name") == 0)
-        qsort(all, n, sizeof(all[0]), by_name);
-    else if (strcmp(key, "created") == 0)
-        qsort(all, n, sizeof(all[0]), by_created);
-    if (desc)
-        for (size_t i = 0; i < n / 2; i++) {
-            struct store_collection *t = all[i];
-            all[i] = all[n - 1 - i];
-            all[n - 1 - i] = t;
-        }
     json_t *items = json_array();
-    for (int64_t i = (page - 1) * per_page; i < (int64_t)n && i < page * per_page; i++)
-        json_array_append_new(items, store_collection_to_json(all[i]));
+    for (size_t i = 0; i < json_array_size(res.items); i++) {
+        struct store_collection *c = NULL;
+        const char *id = json_string_value(json_object_get(json_array_get(res.items, i), "id"));
+        if (id && store_collection_get(env->store, id, &c) == 0) /* gone meanwhile: skipped */
+            json_array_append_new(items, store_collection_to_json(c));
+        store_collection_unref(c);
+    }
     json_t *picked = api__pick_fields(items, http_req_query(req, "fields"));
     json_decref(items);
-    json_int_t total = skip_total ? -1 : (json_int_t)n;
-    json_int_t pages =
-        skip_total ? -1 : (json_int_t)((n + (size_t)per_page - 1) / (size_t)per_page);
-    http_reply_json(req, 200,
-                    json_pack("{s:o, s:I, s:I, s:I, s:I}", "items", picked, "page",
-                              (json_int_t)page, "perPage", (json_int_t)per_page, "totalItems",
-                              total, "totalPages", pages));
-    store_collection_list_free(all, n);
+    api__reply_list(req, &q, &res, picked);
+out:
+    json_decref(res.items);
+    store_collection_unref(cat);
 }
 
 static void view_collection(struct http_req *req, void *ctx)

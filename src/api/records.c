@@ -4,37 +4,12 @@
 #include <string.h>
 
 #include "api/records_int.h"
-#include "filter/filter.h"
 
 struct rec_req {
     struct http_req *req;
     struct api_env *env;
     struct store_collection *c;
 };
-
-/* Collections the filter compiler looked up; released with the request. */
-struct found_list {
-    struct api_env *env;
-    struct store_collection *items[64];
-    size_t n;
-};
-
-static void found_release(void *arg)
-{
-    struct found_list *fl = arg;
-    for (size_t i = 0; i < fl->n; i++)
-        store_collection_unref(fl->items[i]);
-}
-
-static const struct store_collection *find_collection(void *ud, const char *name_or_id)
-{
-    struct found_list *fl = ud;
-    struct store_collection *c = NULL;
-    if (fl->n == ARRAY_LEN(fl->items) || store_collection_get(fl->env->store, name_or_id, &c) != 0)
-        return NULL;
-    fl->items[fl->n++] = c;
-    return c;
-}
 
 static void coll_release(void *arg)
 {
@@ -57,21 +32,6 @@ static bool begin(struct http_req *req, struct api_env *env, struct rec_req *rr)
     return true;
 }
 
-static json_t *params_json(const struct filter_sql *f)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < f->n_params; i++) {
-        const struct filter_param *p = &f->params[i];
-        switch (p->type) {
-        case FILTER_PARAM_NULL: json_array_append_new(a, json_null()); break;
-        case FILTER_PARAM_INT: json_array_append_new(a, json_integer(p->i)); break;
-        case FILTER_PARAM_DOUBLE: json_array_append_new(a, json_real(p->d)); break;
-        case FILTER_PARAM_TEXT: json_array_append_new(a, json_stringn(p->text, p->text_len)); break;
-        }
-    }
-    return a;
-}
-
 /* Expands and picks fields of one record (TAKES rec), then replies 200. */
 static void reply_record(struct rec_req *rr, json_t *rec)
 {
@@ -82,88 +42,17 @@ static void reply_record(struct rec_req *rr, json_t *rec)
     http_reply_json(rr->req, 200, picked);
 }
 
-static void reply_filter_error(struct http_req *req, const struct filter_error *fe, int rc)
-{
-    if (rc == ERR_DENIED)
-        http_reply_error(req, 403, fe->msg, NULL);
-    else
-        http_reply_error(req, 400, "Invalid filter or sort parameters.",
-                         json_pack("{s:s}", "detail", fe->msg));
-}
-
 static void list_records(struct http_req *req, void *ctx)
 {
     struct rec_req rr;
     if (!begin(req, ctx, &rr))
         return;
     struct api_env *env = ctx;
-    int64_t page = 1, per_page = 30;
-    bool skip_total = false;
-    const char *s;
-    if ((s = http_req_query(req, "page")) && *s && api__parse_int(s, &page) != 0) {
-        http_reply_error(req, 400, "Invalid page parameter.", NULL);
+    struct store_list_query q;
+    if (!api__list_query(req, env, rr.c, &q))
         return;
-    }
-    if ((s = http_req_query(req, "perPage")) && *s && api__parse_int(s, &per_page) != 0) {
-        http_reply_error(req, 400, "Invalid perPage parameter.", NULL);
-        return;
-    }
-    if ((s = http_req_query(req, "skipTotal")) && *s && api__parse_bool(s, &skip_total) != 0) {
-        http_reply_error(req, 400, "Invalid skipTotal parameter.", NULL);
-        return;
-    }
-    if (page < 1)
-        page = 1;
-    if (per_page < 1)
-        per_page = 30;
-    if (per_page > 1000)
-        per_page = 1000;
-
-    struct arena *a = http_req_arena(req);
-    struct found_list *fl = arena_zalloc(a, sizeof(*fl));
-    fl->env = env;
-    arena_on_release(a, found_release, fl);
-    struct filter_ctx fctx = {
-        .collection = rr.c,
-        .alias = STORE_LIST_ALIAS,
-        .find_collection = find_collection,
-        .find_ud = fl,
-        .now_us = time_now_us(),
-        .request = NULL,
-        .client = false, /* superusers only for now */
-    };
-    struct store_list_query q = {.page = page, .per_page = per_page, .skip_total = skip_total};
-    json_t *where_params = NULL, *order_params = NULL;
-    struct filter_error fe;
-    const char *filter = http_req_query(req, "filter");
-    if (filter && *filter) {
-        struct filter_sql fs;
-        int rc = filter_compile(&fctx, filter, strlen(filter), a, &fs, &fe);
-        if (rc) {
-            reply_filter_error(req, &fe, rc);
-            return;
-        }
-        q.where_sql = fs.sql;
-        q.where_params = where_params = params_json(&fs);
-    }
-    const char *sort = http_req_query(req, "sort");
-    if (sort && *sort) {
-        struct filter_sql fs;
-        int rc = filter_compile_sort(&fctx, sort, strlen(sort), a, &fs, &fe);
-        if (rc) {
-            json_decref(where_params);
-            reply_filter_error(req, &fe, rc);
-            return;
-        }
-        if (fs.sql_len) {
-            q.order_sql = fs.sql;
-            q.order_params = order_params = params_json(&fs);
-        }
-    }
     struct store_list_result res;
     int rc = store_record_list(env->store, rr.c, &q, &res);
-    json_decref(where_params);
-    json_decref(order_params);
     if (rc == ERR_INVALID) {
         http_reply_error(req, 400, "Invalid filter or sort parameters.", NULL);
         return;
@@ -176,11 +65,7 @@ static void list_records(struct http_req *req, void *ctx)
     api__expand(env, rr.c, res.items, http_req_query(req, "expand"));
     json_t *items = api__pick_fields(res.items, http_req_query(req, "fields"));
     json_decref(res.items);
-    http_reply_json(req, 200,
-                    json_pack("{s:o, s:I, s:I, s:I, s:I}", "items", items, "page", (json_int_t)page,
-                              "perPage", (json_int_t)per_page, "totalItems",
-                              (json_int_t)res.total_items, "totalPages",
-                              (json_int_t)res.total_pages));
+    api__reply_list(req, &q, &res, items);
 }
 
 static void view_record(struct http_req *req, void *ctx)

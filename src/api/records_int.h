@@ -23,6 +23,16 @@ void api__expand(struct api_env *env, const struct store_collection *c, json_t *
  * reference; NULL fields gives v itself (incref'd). */
 json_t *api__pick_fields(json_t *v, const char *fields);
 
+/* Parses page, perPage (default 30, capped at 1000), skipTotal, filter and sort (compiled
+ * against c as a superuser's) into q. On bad input it answers 400 (403 for forbidden
+ * identifiers) itself and returns false. Compiled SQL and parameters live as long as the
+ * request. */
+bool api__list_query(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                     struct store_list_query *q);
+/* Replies 200 with PocketBase's list envelope. TAKES items. */
+void api__reply_list(struct http_req *req, const struct store_list_query *q,
+                     const struct store_list_result *res, json_t *items);
+
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 int api__parse_bool(const char *s, bool *out) MUST_USE;
 /* A base-10 integer; ERR_INVALID otherwise. */

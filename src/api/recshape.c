@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "api/records_int.h"
+#include "filter/filter.h"
 
 bool api__require_superuser(struct http_req *req, struct api_env *env, bool collections_api)
 {
@@ -52,6 +53,138 @@ int api__parse_int(const char *s, int64_t *out)
         return ERR_INVALID;
     *out = v;
     return 0;
+}
+
+/* ---- list queries ---- */
+
+/* Collections the filter compiler looked up; released with the request. */
+struct found_list {
+    struct api_env *env;
+    struct store_collection *items[64];
+    size_t n;
+};
+
+static void found_release(void *arg)
+{
+    struct found_list *fl = arg;
+    for (size_t i = 0; i < fl->n; i++)
+        store_collection_unref(fl->items[i]);
+}
+
+static const struct store_collection *find_collection(void *ud, const char *name_or_id)
+{
+    struct found_list *fl = ud;
+    struct store_collection *c = NULL;
+    if (fl->n == ARRAY_LEN(fl->items) || store_collection_get(fl->env->store, name_or_id, &c) != 0)
+        return NULL;
+    fl->items[fl->n++] = c;
+    return c;
+}
+
+static void json_release(void *arg)
+{
+    json_decref(arg);
+}
+
+static json_t *params_json(struct arena *a, const struct filter_sql *f)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < f->n_params; i++) {
+        const struct filter_param *p = &f->params[i];
+        switch (p->type) {
+        case FILTER_PARAM_NULL: json_array_append_new(arr, json_null()); break;
+        case FILTER_PARAM_INT: json_array_append_new(arr, json_integer(p->i)); break;
+        case FILTER_PARAM_DOUBLE: json_array_append_new(arr, json_real(p->d)); break;
+        case FILTER_PARAM_TEXT:
+            json_array_append_new(arr, json_stringn(p->text, p->text_len));
+            break;
+        }
+    }
+    arena_on_release(a, json_release, arr);
+    return arr;
+}
+
+static void reply_filter_error(struct http_req *req, const struct filter_error *fe, int rc)
+{
+    if (rc == ERR_DENIED)
+        http_reply_error(req, 403, fe->msg, NULL);
+    else
+        http_reply_error(req, 400, "Invalid filter or sort parameters.",
+                         json_pack("{s:s}", "detail", fe->msg));
+}
+
+bool api__list_query(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                     struct store_list_query *q)
+{
+    int64_t page = 1, per_page = 30;
+    bool skip_total = false;
+    const char *s;
+    memset(q, 0, sizeof(*q));
+    if ((s = http_req_query(req, "page")) && *s && api__parse_int(s, &page) != 0) {
+        http_reply_error(req, 400, "Invalid page parameter.", NULL);
+        return false;
+    }
+    if ((s = http_req_query(req, "perPage")) && *s && api__parse_int(s, &per_page) != 0) {
+        http_reply_error(req, 400, "Invalid perPage parameter.", NULL);
+        return false;
+    }
+    if ((s = http_req_query(req, "skipTotal")) && *s && api__parse_bool(s, &skip_total) != 0) {
+        http_reply_error(req, 400, "Invalid skipTotal parameter.", NULL);
+        return false;
+    }
+    q->page = page < 1 ? 1 : page;
+    q->per_page = per_page < 1 ? 30 : per_page > 1000 ? 1000 : per_page;
+    q->skip_total = skip_total;
+
+    struct arena *a = http_req_arena(req);
+    struct found_list *fl = arena_zalloc(a, sizeof(*fl));
+    fl->env = env;
+    arena_on_release(a, found_release, fl);
+    struct filter_ctx fctx = {
+        .collection = c,
+        .alias = STORE_LIST_ALIAS,
+        .find_collection = find_collection,
+        .find_ud = fl,
+        .now_us = time_now_us(),
+        .request = NULL,
+        .client = false, /* superusers only for now */
+    };
+    struct filter_error fe;
+    const char *filter = http_req_query(req, "filter");
+    if (filter && *filter) {
+        struct filter_sql fs;
+        int rc = filter_compile(&fctx, filter, strlen(filter), a, &fs, &fe);
+        if (rc) {
+            reply_filter_error(req, &fe, rc);
+            return false;
+        }
+        q->where_sql = fs.sql;
+        q->where_params = params_json(a, &fs);
+    }
+    const char *sort = http_req_query(req, "sort");
+    if (sort && *sort) {
+        struct filter_sql fs;
+        int rc = filter_compile_sort(&fctx, sort, strlen(sort), a, &fs, &fe);
+        if (rc) {
+            reply_filter_error(req, &fe, rc);
+            return false;
+        }
+        if (fs.sql_len) {
+            q->order_sql = fs.sql;
+            q->order_params = params_json(a, &fs);
+        }
+    }
+    return true;
+}
+
+void api__reply_list(struct http_req *req, const struct store_list_query *q,
+                     const struct store_list_result *res, json_t *items)
+{
+    http_reply_json(req, 200,
+                    json_pack("{s:o, s:I, s:I, s:I, s:I}", "items", items, "page",
+                              (json_int_t)q->page, "perPage", (json_int_t)q->per_page, "totalItems",
+                              (json_int_t)res->total_items, "totalPages",
+                              (json_int_t)res->total_pages));
 }
 
 /* ---- expand ---- */

@@ -111,6 +111,8 @@ struct store_ops {
 
     int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
+
+    struct store_collection *(*catalog)(struct store *st);
 };
 
 struct store {
@@ -148,6 +150,11 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
 /* ERR_NOTFOUND; ERR_DENIED for system collections; ERR_CONFLICT when another collection's
  * relation field points to it. */
 int store_collection_delete(struct store *st, const char *id_or_name) MUST_USE;
+/* The collection catalogue seen as a read-only collection whose records are the collections,
+ * with the fields id, name, type, system, created and updated, so that the collections list
+ * can be filtered and sorted with store_record_list() and the filter compiler. Never write
+ * through it. RETURNS a reference. */
+struct store_collection *store_collection_catalog(struct store *st);
 /* The collection as PocketBase's JSON. RETURNS a new reference. */
 json_t *store_collection_to_json(const struct store_collection *c);
 

@@ -177,6 +177,20 @@ static void test_collections_api(void **state)
     assert_int_equal(json_array_size(json_object_get(b, "items")), 1);
     assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), -1);
     json_decref(b);
+    /* filter and sort over id, name, type, system, created, updated */
+    assert_int_equal(
+        call("GET", "/api/collections?filter=system%3Dtrue&sort=-name", NULL, true, &b), 200);
+    assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), 1);
+    assert_string_equal(sget(json_array_get(json_object_get(b, "items"), 0), "name"),
+                        "_superusers");
+    json_decref(b);
+    assert_int_equal(
+        call("GET", "/api/collections?filter=type%3D'auth'&sort=-name", NULL, true, &b), 200);
+    assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), 2);
+    assert_string_equal(sget(json_array_get(json_object_get(b, "items"), 0), "name"), "users");
+    json_decref(b);
+    assert_int_equal(call("GET", "/api/collections?filter=fields%3D1", NULL, true, &b), 400);
+    json_decref(b);
     assert_int_equal(call("DELETE", "/api/collections/tmp1", NULL, true, &b), 204);
     assert_null(b);
     assert_int_equal(call("GET", "/api/collections/tmp1", NULL, true, &b), 404);

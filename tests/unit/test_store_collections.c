@@ -492,6 +492,36 @@ static void test_reopen_keeps_everything(void **state)
     fx_close(&fx);
 }
 
+static void test_catalog(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, "{\"name\":\"zeta\"}");
+    store_collection_unref(c);
+    struct store_collection *cat = store_collection_catalog(fx.st);
+    json_t *params = J("[\"base\"]");
+    struct store_list_query q = {.page = 1, .per_page = 10};
+    q.where_sql = "\"r\".\"type\" = ?";
+    q.where_params = params;
+    struct store_list_result res;
+    assert_int_equal(store_record_list(fx.st, cat, &q, &res), 0);
+    assert_int_equal(res.total_items, 1);
+    json_t *row = json_array_get(res.items, 0);
+    assert_string_equal(json_string_value(json_object_get(row, "name")), "zeta");
+    assert_true(json_is_false(json_object_get(row, "system")));
+    json_decref(res.items);
+    json_decref(params);
+    /* it is not a real collection: writes through it find nothing */
+    json_t *body = J("{\"name\":\"x\"}");
+    json_t *errors = NULL, *rec = NULL;
+    assert_int_equal(store_record_create(fx.st, cat, body, NULL, &errors, &rec), ERR_NOTFOUND);
+    assert_int_equal(store_record_delete(fx.st, cat, "zeta"), ERR_NOTFOUND);
+    json_decref(body);
+    store_collection_unref(cat);
+    fx_close(&fx);
+}
+
 static void test_open_failures(void **state)
 {
     UNUSED(state);
@@ -534,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_indexes),
         cmocka_unit_test(test_rename_and_delete),
         cmocka_unit_test(test_reopen_keeps_everything),
+        cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_open_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

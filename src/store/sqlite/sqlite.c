@@ -335,6 +335,18 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS \"_collections\" ("
                                  " \"record\" TEXT,"
                                  " \"created\" TEXT NOT NULL);";
 
+/* The columns of _collections that the collections list may filter and sort on. */
+static const char catalog_spec[] =
+    "{\"id\":\"_collections\",\"name\":\"_collections\",\"type\":\"base\","
+    "\"system\":true,\"fields\":["
+    "{\"id\":\"text3208210256\",\"name\":\"id\",\"type\":\"text\",\"system\":true,"
+    "\"primaryKey\":true},"
+    "{\"id\":\"text1579384326\",\"name\":\"name\",\"type\":\"text\",\"system\":true},"
+    "{\"id\":\"text2363381545\",\"name\":\"type\",\"type\":\"text\",\"system\":true},"
+    "{\"id\":\"bool1466534506\",\"name\":\"system\",\"type\":\"bool\",\"system\":true},"
+    "{\"id\":\"text2990389176\",\"name\":\"created\",\"type\":\"text\",\"system\":true},"
+    "{\"id\":\"text3332085495\",\"name\":\"updated\",\"type\":\"text\",\"system\":true}]}";
+
 static int load_collections(struct sq_store *s, struct sq_conn *cn)
 {
     struct sq_stmt st;
@@ -439,6 +451,8 @@ static int sq_open(const struct store_cfg *cfg, struct store **out, char *err, s
     tl_conn.store = s;
     tl_conn.gen = s->gen;
     tl_conn.conn = cn;
+    if (store__collection_load(catalog_spec, &s->catalog) != 0)
+        PANIC("bad built-in catalog spec");
     rc = bootstrap(s, cn);
     if (rc) {
         snprintf(err, err_len, "cannot initialise %s: %s", s->path, cn->errmsg);
@@ -463,6 +477,7 @@ static void sq_close(struct store *st)
     for (size_t i = 0; i < s->n_cols; i++)
         store_collection_unref(s->cols[i]);
     free(s->cols);
+    store_collection_unref(s->catalog);
     pthread_mutex_destroy(&s->conns_mu);
     pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->schema_mu);
@@ -495,6 +510,11 @@ static int sq_collection_get(struct store *st, const char *id_or_name,
     return ERR_NOTFOUND;
 }
 
+static struct store_collection *sq_catalog(struct store *st)
+{
+    return store_collection_ref(((struct sq_store *)st)->catalog);
+}
+
 const struct store_ops store__sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -515,4 +535,5 @@ const struct store_ops store__sqlite_ops = {
     .auth_get = sq__auth_get,
     .outbox_read = sq__outbox_read,
     .outbox_delete = sq__outbox_delete,
+    .catalog = sq_catalog,
 };

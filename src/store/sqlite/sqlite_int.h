@@ -39,7 +39,8 @@ struct sq_store {
     struct sq_conn *conns;
     pthread_mutex_t write_mu; /* held for a whole write transaction */
     pthread_mutex_t schema_mu;
-    struct store_collection **cols; /* creation order; each holds one reference */
+    struct store_collection **cols;   /* creation order; each holds one reference */
+    struct store_collection *catalog; /* _collections seen as a collection */
     size_t n_cols;
 };
 
