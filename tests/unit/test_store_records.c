@@ -2,6 +2,8 @@
  * autodate, cascades, the outbox, list queries, auth lookups and concurrent writers. */
 #include <pthread.h>
 
+#include "metrics/metrics.h"
+
 #include "store_fixture.h"
 
 static const char posts_spec[] =
@@ -654,6 +656,14 @@ static void test_concurrent_writers(void **state)
             fail_msg("thread %d: %d failures, last: %s", i, args[i].failures, args[i].msg);
     }
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), N_THREADS * N_EACH);
+    /* every write transaction was measured */
+    struct metrics_family *tx = metrics_histogram("tandem_store_write_seconds", "", NULL, NULL, 0);
+    struct metrics_family *n =
+        metrics_family(METRICS_COUNTER, "tandem_store_write_transactions_total", "", "result");
+    assert_true(metrics_hist_count(metrics_series0(tx)) >= 2 * N_THREADS * N_EACH);
+    assert_true(metrics_value(metrics_series(n, (const char *const[]){"commit"})) >=
+                2 * N_THREADS * N_EACH);
+    assert_true(metrics_value(metrics_series(n, (const char *const[]){"busy"})) == 0);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), 2 * N_THREADS * N_EACH);
     store_collection_unref(c);
     fx_close(&fx);
@@ -703,8 +713,13 @@ static void test_locked_by_another_process_is_busy(void **state)
     assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     json_t *body = J("{\"title\":\"Hi\"}");
     json_t *errors = NULL, *rec = NULL;
+    struct metrics_series *busy = metrics_series(
+        metrics_family(METRICS_COUNTER, "tandem_store_write_transactions_total", "", "result"),
+        (const char *const[]){"busy"});
+    double busy_before = metrics_value(busy);
     assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_BUSY);
     assert_null(rec);
+    assert_true(metrics_value(busy) == busy_before + 1);
     json_t *patch = J("{\"fields\":[]}");
     assert_int_equal(store_collection_update(fx.st, "posts", patch, &errors, NULL), ERR_BUSY);
     /* reads still work during the other writer's transaction (WAL) */

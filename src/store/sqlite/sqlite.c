@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "metrics/metrics.h"
 #include "store/sqlite/sqlite_int.h"
 
 static uint64_t next_gen = 1; /* atomic */
@@ -210,13 +211,48 @@ int sq__exec(struct sq_conn *cn, const char *sql)
     return 0;
 }
 
+/* ---- metrics: write transactions ---- */
+
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+static struct metrics_series *m_lock_wait, *m_tx_time, *m_commit, *m_rollback, *m_busy;
+
+static void metrics_init(void)
+{
+    struct metrics_family *wait =
+        metrics_histogram("tandem_store_write_lock_wait_seconds",
+                          "Time a store write waited for the write lock.", NULL, NULL, 0);
+    struct metrics_family *tx =
+        metrics_histogram("tandem_store_write_seconds",
+                          "Time a store write transaction held the write lock.", NULL, NULL, 0);
+    struct metrics_family *n =
+        metrics_family(METRICS_COUNTER, "tandem_store_write_transactions_total",
+                       "Store write transactions by outcome.", "result");
+    m_lock_wait = metrics_series0(wait);
+    m_tx_time = metrics_series0(tx);
+    m_commit = metrics_series(n, (const char *const[]){"commit"});
+    m_rollback = metrics_series(n, (const char *const[]){"rollback"});
+    m_busy = metrics_series(n, (const char *const[]){"busy"});
+}
+
 int sq__begin(struct sq_store *s, struct sq_conn *cn)
 {
+    pthread_once(&metrics_once, metrics_init);
+    int64_t t0 = time_mono_us();
     pthread_mutex_lock(&s->write_mu);
+    cn->tx_start_us = time_mono_us();
+    metrics_observe(m_lock_wait, (double)(cn->tx_start_us - t0) / 1e6);
     int rc = sq__exec(cn, "BEGIN IMMEDIATE");
-    if (rc)
+    if (rc) {
+        metrics_inc(rc == ERR_BUSY ? m_busy : m_rollback, 1);
         pthread_mutex_unlock(&s->write_mu);
+    }
     return rc;
+}
+
+static void tx_end(struct sq_conn *cn, struct metrics_series *outcome)
+{
+    metrics_observe(m_tx_time, (double)(time_mono_us() - cn->tx_start_us) / 1e6);
+    metrics_inc(outcome, 1);
 }
 
 int sq__commit(struct sq_store *s, struct sq_conn *cn)
@@ -229,6 +265,7 @@ int sq__commit(struct sq_store *s, struct sq_conn *cn)
             (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
         memcpy(cn->errmsg, keep, sizeof(keep));
     }
+    tx_end(cn, rc == 0 ? m_commit : rc == ERR_BUSY ? m_busy : m_rollback);
     pthread_mutex_unlock(&s->write_mu);
     return rc;
 }
@@ -237,6 +274,7 @@ void sq__rollback(struct sq_store *s, struct sq_conn *cn)
 {
     if (!sqlite3_get_autocommit(cn->db))
         (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
+    tx_end(cn, m_rollback);
     pthread_mutex_unlock(&s->write_mu);
 }
 

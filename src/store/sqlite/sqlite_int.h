@@ -27,6 +27,7 @@ struct sq_conn {
     struct sq_stmt_slot slots[SQ_STMT_SLOTS];
     size_t n_slots_used;
     char errmsg[512];
+    int64_t tx_start_us; /* when the current write transaction got the lock */
     struct sq_conn *next;
 };
 
