@@ -128,7 +128,7 @@ static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, 
             errors, "password",
             verr("validation_min_text_constraint", msg, json_pack("{s:i}", "min", (int)min)));
     } else if ((double)n > max) {
-        snprintf(msg, sizeof(msg), "Must be less than %.0f character(s).", max);
+        snprintf(msg, sizeof(msg), "Must be no more than %.0f character(s).", max);
         json_object_set_new(
             errors, "password",
             verr("validation_max_text_constraint", msg, json_pack("{s:i}", "max", (int)max)));

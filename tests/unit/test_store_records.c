@@ -116,6 +116,32 @@ static void test_crud_every_type(void **state)
     fx_close(&fx);
 }
 
+static void test_autogenerate_modifier(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c =
+        fx_coll(&fx, "{\"name\":\"slugs\",\"fields\":[{\"name\":\"slug\",\"type\":\"text\","
+                     "\"autogeneratePattern\":\"[a-c]{6}\",\"pattern\":\"^[a-z-]+$\"},"
+                     "{\"name\":\"n\",\"type\":\"number\"}]}");
+    json_t *r = fx_rec(&fx, c, "{\"slug:autogenerate\":\"post-\"}");
+    const char *slug = json_string_value(json_object_get(r, "slug"));
+    assert_int_equal(strlen(slug), 11);
+    assert_memory_equal(slug, "post-", 5);
+    for (const char *p = slug + 5; *p; p++)
+        assert_true(*p >= 'a' && *p <= 'c');
+    json_decref(r);
+    /* empty on create: the pattern fills it */
+    r = fx_rec(&fx, c, "{}");
+    assert_int_equal(strlen(json_string_value(json_object_get(r, "slug"))), 6);
+    json_decref(r);
+    /* only for text fields */
+    fx_rec_invalid(&fx, c, "{\"n:autogenerate\":\"x\"}", "n", "validation_invalid_value");
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_client_id(void **state)
 {
     UNUSED(state);
@@ -742,6 +768,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crud_every_type),
+        cmocka_unit_test(test_autogenerate_modifier),
         cmocka_unit_test(test_client_id),
         cmocka_unit_test(test_validation_rules),
         cmocka_unit_test(test_required_per_type),
