@@ -402,6 +402,18 @@ static void test_nested_expand(void **state)
                      200);
     json_t *m = json_object_get(json_object_get(b, "expand"), "member");
     assert_string_equal(sget(m, "nick"), "m");
+    /* record keys come in byte order, as PocketBase writes them, "expand" included */
+    const char *prev = "";
+    const char *k;
+    json_t *v;
+    size_t n_keys = 0;
+    json_object_foreach(b, k, v)
+    {
+        assert_true(strcmp(prev, k) < 0);
+        prev = k;
+        n_keys++;
+    }
+    assert_int_equal(n_keys, 5); /* collectionId, collectionName, expand, id, member */
     json_t *orgs = json_object_get(json_object_get(m, "expand"), "orgs");
     assert_int_equal(json_array_size(orgs), 2);
     assert_string_equal(sget(json_array_get(orgs, 0), "title"), "B");

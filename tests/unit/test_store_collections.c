@@ -77,6 +77,15 @@ static void test_create_every_field_type(void **state)
     assert_string_equal(json_string_value(json_object_get(views, "type")), "number");
     assert_int_equal(json_integer_value(json_object_get(views, "max")), 100);
     assert_true(json_is_true(json_object_get(views, "onlyInt")));
+    /* field objects list their keys in byte order, as PocketBase writes them */
+    const char *prev = "";
+    const char *k;
+    json_t *v;
+    json_object_foreach(views, k, v)
+    {
+        assert_true(strcmp(prev, k) < 0);
+        prev = k;
+    }
     json_t *author = json_array_get(fields, 12);
     assert_string_equal(json_string_value(json_object_get(author, "collectionId")),
                         "_pb_users_auth_");

@@ -85,7 +85,7 @@ static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool
         }
         json_object_set_new(o, f->name, column_json(f, st, col++));
     }
-    return o;
+    return store__sorted_object(o); /* PocketBase writes record keys in byte order */
 }
 
 static int get_row(struct sq_conn *cn, const struct store_collection *c, const char *id,
