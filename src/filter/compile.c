@@ -162,15 +162,19 @@ static const char *js_add(struct cc *cc, struct joinset *js, const char *key)
     return alias;
 }
 
+static int client_rule(struct cc *cc, struct joinset *js, const struct store_collection *t,
+                       const char *t_alias, size_t off);
+
 /* ---- values ---- */
 
 struct val {
     struct frag f;
-    bool literal;    /* a literal or a value known at compile time */
-    bool empty;      /* ... that is NULL or '' (or an empty array/object) */
-    bool json;       /* from a json field: compared with IS */
-    bool multi;      /* several values per row: needs the all-match check */
-    bool text_param; /* f is exactly one text parameter (LIKE wraps it) */
+    bool literal;      /* a literal or a value known at compile time */
+    bool empty;        /* ... that is NULL or '' (or an empty array/object) */
+    bool json;         /* from a json field: compared with IS */
+    bool multi;        /* several values per row: needs the all-match check */
+    bool text_param;   /* f is exactly one text parameter (LIKE wraps it) */
+    struct frag guard; /* when not empty: ANDed to every comparison of this value */
 };
 
 static void v_sql(struct cc *cc, struct val *v, const char *sql, bool empty)
@@ -260,13 +264,14 @@ static bool known_mod(const char *m)
 
 /* Joins target collection t to a relation value src (a column or a bound value, a JSON array
  * when multiple); returns the alias of t's row. */
-static const char *join_relation(struct cc *cc, struct joinset *js, const char *key,
-                                 const struct frag *src, bool multiple,
-                                 const struct store_collection *t)
+static int join_relation(struct cc *cc, struct joinset *js, const char *key, const struct frag *src,
+                         bool multiple, const struct store_collection *t, size_t off,
+                         const char **alias_out)
 {
     const char *alias = js_find(js, key);
+    *alias_out = alias;
     if (alias)
-        return alias;
+        return 0;
     if (multiple) {
         const char *each = js_add(cc, js, arena_printf(cc->a, "%s#each", key));
         f_put(cc, &js->f, " LEFT JOIN json_each(");
@@ -293,7 +298,8 @@ static const char *join_relation(struct cc *cc, struct joinset *js, const char *
         f_put(cc, &js->f, " = ");
         f_cat(cc, &js->f, src);
     }
-    return alias;
+    *alias_out = alias;
+    return client_rule(cc, js, t, alias, off);
 }
 
 static const struct store_collection *find_coll(struct cc *cc, const char *name_or_id)
@@ -359,6 +365,9 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
             f_put(cc, &js->f, " = ");
             f_col(cc, &js->f, alias, "id");
         }
+        int rc = client_rule(cc, js, src, b, g->off);
+        if (rc < 0)
+            return rc;
     }
     if (i + 1 == p->n) {
         memset(out, 0, sizeof(*out));
@@ -468,18 +477,23 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         struct frag src = {0};
         f_col(cc, &src, alias, f->name);
         const char *k = arena_printf(cc->a, "%s.%s", key, f->name);
-        const char *ta = join_relation(cc, js, k, &src, many, t);
+        const char *ta;
+        int rc = join_relation(cc, js, k, &src, many, t, g->off, &ta);
+        if (rc < 0)
+            return rc;
         return walk(cc, js, t, ta, k, p, i + 1, depth + 1, multi || many, out);
     }
 
-    if (!g->mod) {
+    if (!g->mod || !strcmp(g->mod, "lower")) {
+        f_put(cc, &out->f, g->mod ? "LOWER(" : "");
         f_col(cc, &out->f, alias, f->name);
-        return 0;
-    }
-    if (!strcmp(g->mod, "lower")) {
-        f_put(cc, &out->f, "LOWER(");
-        f_col(cc, &out->f, alias, f->name);
-        f_put(cc, &out->f, ")");
+        f_put(cc, &out->f, g->mod ? ")" : "");
+        /* clients only see the emails of auth records that made them visible */
+        if (cc->ctx->client && coll->type == STORE_COLLECTION_AUTH && !strcmp(f->name, "email") &&
+            store_collection_field(coll, "emailVisibility")) {
+            f_col(cc, &out->guard, alias, "emailVisibility");
+            f_put(cc, &out->guard, " = 1");
+        }
         return 0;
     }
     if (!strcmp(g->mod, "length") || !strcmp(g->mod, "each")) {
@@ -687,7 +701,10 @@ static int resolve_body(struct cc *cc, struct joinset *js, const struct path *p,
             src = sv.f;
         }
         const char *k = arena_printf(cc->a, "@body.%s", f->name);
-        const char *ta = join_relation(cc, js, k, &src, many, t);
+        const char *ta;
+        int rc = join_relation(cc, js, k, &src, many, t, g->off, &ta);
+        if (rc < 0)
+            return rc;
         return walk(cc, js, t, ta, k, p, 3, 1, many, out);
     }
     /* plain value, or a path inside a submitted object */
@@ -1031,13 +1048,11 @@ static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_no
         return rc;
     if ((rc = resolve_operand(cc, js, &n->right, &r)) < 0)
         return rc;
-    if (n->any || (!l.multi && !r.multi)) {
-        build_cond(cc, n->op, &l, &r, out);
-        return 0;
-    }
-    f_put(cc, out, "(");
+    bool all = !n->any && (l.multi || r.multi), guarded = l.guard.len || r.guard.len;
+    if (all || guarded)
+        f_put(cc, out, "(");
     build_cond(cc, n->op, &l, &r, out);
-    for (int side = 0; side < 2; side++) {
+    for (int side = 0; all && side < 2; side++) {
         const struct val *v = side ? &r : &l;
         if (!v->multi)
             continue;
@@ -1051,7 +1066,15 @@ static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_no
         build_cond(cc, n->op, side ? &l : &copy, side ? &copy : &r, out);
         f_put(cc, out, "))");
     }
-    f_put(cc, out, ")");
+    for (int side = 0; side < 2; side++) {
+        const struct val *v = side ? &r : &l;
+        if (v->guard.len) {
+            f_put(cc, out, " AND ");
+            f_cat(cc, out, &v->guard);
+        }
+    }
+    if (all || guarded)
+        f_put(cc, out, ")");
     return 0;
 }
 
@@ -1069,6 +1092,68 @@ static int compile_node(struct cc *cc, struct joinset *js, const struct filter_n
             return rc;
     }
     f_put(cc, out, ")");
+    return 0;
+}
+
+/* Lexes, parses and compiles cc->e.src into out, wrapped in EXISTS when it needs joins. */
+static int compile_expr(struct cc *cc, struct frag *out)
+{
+    struct filter_tok *toks;
+    size_t n_toks;
+    struct filter_node *root;
+    int rc;
+    if ((rc = filter__lex(&cc->e, cc->a, &toks, &n_toks)) < 0)
+        return rc;
+    if ((rc = filter__parse(&cc->e, cc->a, toks, n_toks, &root)) < 0)
+        return rc;
+    struct joinset js = {.prefix = 'j'};
+    struct frag where = {0};
+    if ((rc = compile_node(cc, &js, root, &where)) < 0)
+        return rc;
+    if (js.n == 0) {
+        *out = where;
+        return 0;
+    }
+    f_put(cc, out, "EXISTS (SELECT 1 FROM (SELECT 1)");
+    f_cat(cc, out, &js.f);
+    f_put(cc, out, " WHERE ");
+    f_cat(cc, out, &where);
+    f_put(cc, out, ")");
+    return 0;
+}
+
+/* A client's filter may only look at related rows it could list: appends the target's list
+ * rule (compiled for the joined row t_alias) to the join's ON condition in js. A locked
+ * (superusers only) target is an error; an empty rule adds nothing. */
+static int client_rule(struct cc *cc, struct joinset *js, const struct store_collection *t,
+                       const char *t_alias, size_t off)
+{
+    if (!cc->ctx->client)
+        return 0;
+    const char *rule = t->rules[STORE_RULE_LIST];
+    if (!rule)
+        return filter__fail(&cc->e, ERR_INVALID, off,
+                            "only superusers can filter by the collection \"%s\"", t->name);
+    if (!*rule)
+        return 0;
+    struct filter_ctx sub = *cc->ctx;
+    sub.collection = t;
+    sub.alias = t_alias;
+    sub.client = false;
+    struct filter_error serr;
+    struct cc scc = {.ctx = &sub,
+                     .a = cc->a,
+                     .e = {.src = rule, .src_len = strlen(rule), .what = "list rule", .err = &serr},
+                     .n_alias = cc->n_alias};
+    struct frag f = {0};
+    int rc = compile_expr(&scc, &f);
+    cc->n_alias = scc.n_alias;
+    if (rc < 0)
+        return filter__fail(&cc->e, ERR_INVALID, off, "the list rule of \"%s\" is broken (%s)",
+                            t->name, serr.msg);
+    f_put(cc, &js->f, " AND (");
+    f_cat(cc, &js->f, &f);
+    f_put(cc, &js->f, ")");
     return 0;
 }
 
@@ -1119,28 +1204,10 @@ int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, s
         return filter__fail(&cc.e, ERR_INVALID,
                             (size_t)((const char *)memchr(expr, '\0', len) - expr),
                             "unexpected character 0x00");
-    struct filter_tok *toks;
-    size_t n_toks;
-    struct filter_node *root;
-    if ((rc = filter__lex(&cc.e, a, &toks, &n_toks)) < 0)
+    struct frag f = {0};
+    if ((rc = compile_expr(&cc, &f)) < 0)
         return rc;
-    if ((rc = filter__parse(&cc.e, a, toks, n_toks, &root)) < 0)
-        return rc;
-    struct joinset js = {.prefix = 'j'};
-    struct frag where = {0};
-    if ((rc = compile_node(&cc, &js, root, &where)) < 0)
-        return rc;
-    if (js.n == 0) {
-        finish(&cc, &where, out);
-        return 0;
-    }
-    struct frag all = {0};
-    f_put(&cc, &all, "EXISTS (SELECT 1 FROM (SELECT 1)");
-    f_cat(&cc, &all, &js.f);
-    f_put(&cc, &all, " WHERE ");
-    f_cat(&cc, &all, &where);
-    f_put(&cc, &all, ")");
-    finish(&cc, &all, out);
+    finish(&cc, &f, out);
     return 0;
 }
 

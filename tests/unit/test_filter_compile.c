@@ -386,6 +386,15 @@ static void test_client_restrictions(void **state)
     assert_int_equal(err.pos, 8);
     f = "title = '@request.auth.id'"; /* inside a text it is just text */
     assert_int_equal(compile_str(&ctx, f, strlen(f), &err), 0);
+    /* a related collection's list rule that does not compile is reported, not skipped */
+    fx_colls[2].rules[STORE_RULE_LIST] = "nope = 1";
+    f = "tags.name ?= 'x'";
+    assert_int_equal(compile_str(&ctx, f, strlen(f), &err), ERR_INVALID);
+    assert_int_equal(err.pos, 1);
+    assert_non_null(strstr(err.msg, "the list rule of \"tags\" is broken (invalid list rule at "
+                                    "position 1: unknown field \"nope\")"));
+    fx_colls[2].rules[STORE_RULE_LIST] = "";
+    assert_int_equal(compile_str(&ctx, f, strlen(f), &err), 0);
     /* rules (client = false) may use all of them */
     ctx.client = false;
     f = "secret = 'x' && author.password = 'y' && @collection.tags.name ?= @request.method";

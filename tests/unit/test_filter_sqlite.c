@@ -345,6 +345,74 @@ static void test_other_collection(void **state)
     sqlite3_close(db);
 }
 
+/* Client filters: related rows count only when the client could list them (the target's
+ * list rule joins the ON condition; a locked target is an error), and auth emails only when
+ * their owner made them visible. */
+static void test_client_filters(void **state)
+{
+    (void)state;
+    sqlite3 *db = fx_db_open();
+    assert_non_null(db);
+    static const struct {
+        const struct store_collection *c;
+        const char *f, *ids;
+        bool client;
+    } cases[] = {
+        {FX_POSTS, "author.name ?= 'bob'", "p2", false},
+        {FX_POSTS, "author.name ?= 'bob'", "", true},
+        {FX_POSTS, "author.name ?= 'Alice'", "p1,p4", true},
+        {FX_POSTS, "author.name = ''", "p2,p3", true},
+        {FX_POSTS, "tags.name ?= 'go'", "p1,p2,p4", true},
+        {FX_POSTS, "comments_via_post.user.name ?= 'Alice'", "p1", true},
+        {FX_POSTS, "comments_via_post.user.name ?= 'bob'", "", true},
+        {FX_POSTS, "comments_via_post.user.name ?= 'bob'", "p1,p2", false},
+        {FX_POSTS, "author.email ?~ 'alice'", "p1,p4", true},
+        {FX_USERS, "email = 'alice@example.com'", "u1", true},
+        {FX_USERS, "email = 'bob@example.com'", "", true},
+        {FX_USERS, "email = 'bob@example.com'", "u2", false},
+        {FX_USERS, "email != 'x'", "u1", true},
+        {FX_USERS, "email:lower ~ 'EXAMPLE'", "u1", true},
+        {FX_USERS, "email:lower ~ 'EXAMPLE'", "u1,u2", false},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct filter_ctx ctx = fx_ctx(cases[i].c);
+        ctx.client = cases[i].client;
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        if (filter_compile(&ctx, cases[i].f, strlen(cases[i].f), &a, &q, &err) != 0)
+            fail_msg("`%s`: %s", cases[i].f, err.msg);
+        char ids[256];
+        int rc = fx_query(db, cases[i].c->name, &q, NULL, ids, sizeof(ids));
+        if (rc != SQLITE_DONE || strcmp(ids, cases[i].ids) != 0)
+            fail_msg("`%s` (client %d): rc %d got [%s], want [%s]\n  %s", cases[i].f,
+                     cases[i].client, rc, ids, cases[i].ids, q.sql);
+        arena_release(&a);
+    }
+    /* locked targets */
+    static const struct {
+        const char *f;
+        size_t pos;
+    } locked[] = {{"author.org.name = 'Acme'", 8}, {"likes_via_posts.id ?= 'l1'", 1}};
+    for (size_t i = 0; i < ARRAY_LEN(locked); i++) {
+        struct filter_ctx ctx = fx_ctx(FX_POSTS);
+        ctx.client = true;
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        assert_int_equal(filter_compile(&ctx, locked[i].f, strlen(locked[i].f), &a, &q, &err),
+                         ERR_INVALID);
+        assert_int_equal(err.pos, locked[i].pos);
+        assert_non_null(strstr(err.msg, "only superusers can filter by the collection"));
+        ctx.client = false;
+        assert_int_equal(filter_compile(&ctx, locked[i].f, strlen(locked[i].f), &a, &q, &err), 0);
+        arena_release(&a);
+    }
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_sort),
         cmocka_unit_test(test_sort_random_with_filter),
         cmocka_unit_test(test_other_collection),
+        cmocka_unit_test(test_client_filters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
