@@ -916,6 +916,58 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
 }
 
 static int resolve_operand(struct cc *cc, struct joinset *js, const struct filter_operand *o,
+                           struct val *out);
+
+/* geoDistance(lonA, latA, lonB, latB): kilometres on a sphere (haversine via the law of
+ * cosines, clamped into acos's domain); strftime(format[, time[, modifier...]]): SQLite's
+ * strftime with NULL as ''. The result is multi-valued when an argument is. */
+static int resolve_func(struct cc *cc, struct joinset *js, const struct filter_operand *o,
+                        struct val *out)
+{
+    const struct filter_tok *t = o->tok;
+    bool geo = !strcmp(t->text, "geoDistance");
+    if (!geo && strcmp(t->text, "strftime") != 0)
+        return filter__fail(&cc->e, ERR_INVALID, t->off, "unknown function \"%s\"", t->text);
+    if (geo ? o->n_args != 4 : (o->n_args < 1 || o->n_args > 10))
+        return filter__fail(&cc->e, ERR_INVALID, t->off, "%s() takes %s arguments", t->text,
+                            geo ? "4" : "1 to 10");
+    struct val *args = arena_zalloc(cc->a, o->n_args * sizeof(*args));
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < o->n_args; i++) {
+        int rc = resolve_operand(cc, js, &o->args[i], &args[i]);
+        if (rc < 0)
+            return rc;
+        out->multi = out->multi || args[i].multi;
+    }
+    struct frag *f = &out->f;
+    if (!geo) {
+        f_put(cc, f, "COALESCE(strftime(");
+        for (size_t i = 0; i < o->n_args; i++) {
+            f_put(cc, f, i ? ", " : "");
+            f_cat(cc, f, &args[i].f);
+        }
+        f_put(cc, f, "), '')");
+        return 0;
+    }
+    const struct frag *lon_a = &args[0].f, *lat_a = &args[1].f, *lon_b = &args[2].f,
+                      *lat_b = &args[3].f;
+    f_put(cc, f, "(6371 * acos(max(-1.0, min(1.0, cos(radians(");
+    f_cat(cc, f, lat_a);
+    f_put(cc, f, ")) * cos(radians(");
+    f_cat(cc, f, lat_b);
+    f_put(cc, f, ")) * cos(radians(");
+    f_cat(cc, f, lon_b);
+    f_put(cc, f, ") - radians(");
+    f_cat(cc, f, lon_a);
+    f_put(cc, f, ")) + sin(radians(");
+    f_cat(cc, f, lat_a);
+    f_put(cc, f, ")) * sin(radians(");
+    f_cat(cc, f, lat_b);
+    f_put(cc, f, "))))))");
+    return 0;
+}
+
+static int resolve_operand(struct cc *cc, struct joinset *js, const struct filter_operand *o,
                            struct val *out)
 {
     const struct filter_tok *t = o->tok;
@@ -936,9 +988,9 @@ static int resolve_operand(struct cc *cc, struct joinset *js, const struct filte
         f_param(cc, &out->f, &prm);
         return 0;
     }
-    case FILTER_OPND_FUNC: break;
+    case FILTER_OPND_FUNC: return resolve_func(cc, js, o, out);
     }
-    return filter__fail(&cc->e, ERR_INVALID, t->off, "unsupported function \"%s\"", t->text);
+    return filter__fail(&cc->e, ERR_INVALID, t->off, "invalid operand");
 }
 
 /* ---- operators ---- */

@@ -131,6 +131,13 @@ static const struct {
     {"FALSE = published", "0 = \"r\".\"published\"", ""},
     {"@request.auth.id = id", "(\"r\".\"id\" = '' OR \"r\".\"id\" IS NULL)", ""},
     {"id = 'a' // comment\n", "\"r\".\"id\" = ?", "T:a"},
+    {"strftime('%Y-%m', created, 'start of day',) = '2026-11'",
+     "COALESCE(strftime(?, \"r\".\"created\", ?), '') = ?", "T:%Y-%m T:start of day T:2026-11"},
+    {"geoDistance(views, 1, 2.5, views) < 25",
+     "(6371 * acos(max(-1.0, min(1.0, cos(radians(?)) * cos(radians(\"r\".\"views\")) * "
+     "cos(radians(?) - radians(\"r\".\"views\")) + sin(radians(?)) * "
+     "sin(radians(\"r\".\"views\")))))) < ?",
+     "I:1 D:2.5 I:1 I:25"},
 };
 
 static void test_sql_table(void **state)
@@ -266,7 +273,11 @@ static const struct {
     {"@collection.nope.x = 1", ERR_INVALID, 13, "unknown collection \"nope\""},
     {"@collection.tags = 1", ERR_INVALID, 1, "needs a collection and a field"},
     {"@collection.tags.nope = 1", ERR_INVALID, 18, "unknown field \"nope\""},
-    {"strftime('%Y', created) = '2026'", ERR_INVALID, 1, "unsupported function \"strftime\""},
+    {"nope('%Y', created) = '2026'", ERR_INVALID, 1, "unknown function \"nope\""},
+    {"views > 1 && geoDistance(1, 2, 3) < 1", ERR_INVALID, 14, "geoDistance() takes 4 arguments"},
+    {"strftime() = ''", ERR_INVALID, 1, "strftime() takes 1 to 10 arguments"},
+    {"strftime('%Y', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) = ''", ERR_INVALID, 1, "takes 1 to 10"},
+    {"strftime('%Y', titel) = ''", ERR_INVALID, 16, "unknown field \"titel\""},
     {"f(a, = 1", ERR_INVALID, 6, "unexpected \"=\""},
     {"f(a b) = 1", ERR_INVALID, 5, "expected ',' or ')'"},
     {"f(g(h(i(1)))) = 1", ERR_LIMIT, 7, "functions nested deeper than 3"},

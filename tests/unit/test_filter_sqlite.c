@@ -142,6 +142,16 @@ static const struct sem_case CASES[] = {
      REQ_NONE},
     {"@monthEnd = '2026-11-30 23:59:59.999Z' && @yearEnd = '2026-12-31 23:59:59.999Z'",
      "p1,p2,p3,p4", REQ_NONE},
+    /* functions */
+    {"strftime('%Y-%m', created) = '2026-11'", "p1,p2", REQ_NONE},
+    {"strftime('%Y', due) = ''", "p3", REQ_NONE},
+    {"strftime('%H', due, '+2 hours') = '12'", "p1", REQ_NONE},
+    {"strftime('%Y', @now) = '2026'", "p1,p2,p3,p4", REQ_NONE},
+    {"geoDistance(23.32, 42.69, 23.32, 42.69) = 0", "p1,p2,p3,p4", REQ_NONE},
+    {"geoDistance(0, 0, 0, 1) > 111 && geoDistance(0, 0, 0, 1) < 112", "p1,p2,p3,p4", REQ_NONE},
+    {"geoDistance(data.a.b, 0, 0, 0) > 200", "p3", REQ_NONE},
+    {"geoDistance(data.a.b, 0, 0, 0) > 100", "p1,p3", REQ_NONE},
+    {"strftime('%m', comments_via_post.id) ?= ''", "p1,p2,p3,p4", REQ_NONE},
     /* @request.* */
     {"author = @request.auth.id", "p1,p4", REQ_USER},
     {"author = @request.auth.id", "p3", REQ_GUEST},
