@@ -1252,7 +1252,7 @@ int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, s
     if (len > FILTER_MAX_LEN)
         return filter__fail(&cc.e, ERR_LIMIT, (size_t)-1, "longer than %d characters",
                             FILTER_MAX_LEN);
-    if (memchr(expr, '\0', len))
+    if (len && memchr(expr, '\0', len))
         return filter__fail(&cc.e, ERR_INVALID,
                             (size_t)((const char *)memchr(expr, '\0', len) - expr),
                             "unexpected character 0x00");

@@ -433,6 +433,14 @@ static void test_bad_context(void **state)
     arena_init(&a, 1024);
     struct filter_sql q;
     assert_int_equal(filter_compile(&ctx, "titel = 1", 9, &a, &q, NULL), ERR_INVALID);
+    /* NULL input with length 0: an empty filter, an empty sort */
+    struct filter_error e2;
+    assert_int_equal(filter_compile(&ctx, NULL, 0, &a, &q, &e2), ERR_INVALID);
+    assert_string_equal(e2.msg, "invalid filter: empty filter expression");
+    assert_int_equal(filter_compile_sort(&ctx, NULL, 0, &a, &q, &e2), 0);
+    assert_int_equal(q.sql_len, 0);
+    assert_string_equal(q.sql, "");
+    assert_int_equal(q.n_params, 0);
     arena_release(&a);
 }
 
