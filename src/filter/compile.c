@@ -108,6 +108,18 @@ static void f_col(struct cc *cc, struct frag *f, const char *alias, const char *
     f_ident(cc, f, col);
 }
 
+/* The JSON array in column alias.col, for json_each() / json_array_length(): anything that
+ * is not valid JSON counts as []. Stored lists are valid, but SQLite propagates constants
+ * from `col = 'x'` into other uses of col, so the argument may be any text a client sent. */
+static void f_json_list(struct cc *cc, struct frag *f, const char *alias, const char *col)
+{
+    f_put(cc, f, "CASE WHEN json_valid(");
+    f_col(cc, f, alias, col);
+    f_put(cc, f, ") THEN ");
+    f_col(cc, f, alias, col);
+    f_put(cc, f, " ELSE '[]' END");
+}
+
 static struct filter_param p_text(struct cc *cc, const char *s, size_t len)
 {
     return (struct filter_param){
@@ -264,9 +276,11 @@ static bool known_mod(const char *m)
 
 /* Joins target collection t to a relation value src (a column or a bound value, a JSON array
  * when multiple); returns the alias of t's row. */
+/* src is the relation value: a bound value, or (src_alias not NULL) the column
+ * src_alias.src_col. */
 static int join_relation(struct cc *cc, struct joinset *js, const char *key, const struct frag *src,
-                         bool multiple, const struct store_collection *t, size_t off,
-                         const char **alias_out)
+                         const char *src_alias, const char *src_col, bool multiple,
+                         const struct store_collection *t, size_t off, const char **alias_out)
 {
     const char *alias = js_find(js, key);
     *alias_out = alias;
@@ -275,7 +289,10 @@ static int join_relation(struct cc *cc, struct joinset *js, const char *key, con
     if (multiple) {
         const char *each = js_add(cc, js, arena_printf(cc->a, "%s#each", key));
         f_put(cc, &js->f, " LEFT JOIN json_each(");
-        f_cat(cc, &js->f, src);
+        if (src_alias)
+            f_json_list(cc, &js->f, src_alias, src_col);
+        else
+            f_cat(cc, &js->f, src);
         f_put(cc, &js->f, ") AS ");
         f_ident(cc, &js->f, each);
         alias = js_add(cc, js, key);
@@ -352,7 +369,7 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
         if (store_field_multiple(f)) {
             const char *e = arena_printf(cc->a, "_%c%u", js->prefix, ++cc->n_alias);
             f_put(cc, &js->f, "EXISTS (SELECT 1 FROM json_each(");
-            f_col(cc, &js->f, b, f->name);
+            f_json_list(cc, &js->f, b, f->name);
             f_put(cc, &js->f, ") AS ");
             f_ident(cc, &js->f, e);
             f_put(cc, &js->f, " WHERE ");
@@ -478,7 +495,7 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         f_col(cc, &src, alias, f->name);
         const char *k = arena_printf(cc->a, "%s.%s", key, f->name);
         const char *ta;
-        int rc = join_relation(cc, js, k, &src, many, t, g->off, &ta);
+        int rc = join_relation(cc, js, k, &src, alias, f->name, many, t, g->off, &ta);
         if (rc < 0)
             return rc;
         return walk(cc, js, t, ta, k, p, i + 1, depth + 1, multi || many, out);
@@ -501,7 +518,7 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
             return bad_mod(cc, g, "needs a multiple select or relation field");
         if (g->mod[0] == 'l') {
             f_put(cc, &out->f, "json_array_length(");
-            f_col(cc, &out->f, alias, f->name);
+            f_json_list(cc, &out->f, alias, f->name);
             f_put(cc, &out->f, ")");
             return 0;
         }
@@ -510,7 +527,7 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         if (!ea) {
             ea = js_add(cc, js, k);
             f_put(cc, &js->f, " LEFT JOIN json_each(");
-            f_col(cc, &js->f, alias, f->name);
+            f_json_list(cc, &js->f, alias, f->name);
             f_put(cc, &js->f, ") AS ");
             f_ident(cc, &js->f, ea);
         }
@@ -702,7 +719,7 @@ static int resolve_body(struct cc *cc, struct joinset *js, const struct path *p,
         }
         const char *k = arena_printf(cc->a, "@body.%s", f->name);
         const char *ta;
-        int rc = join_relation(cc, js, k, &src, many, t, g->off, &ta);
+        int rc = join_relation(cc, js, k, &src, NULL, NULL, many, t, g->off, &ta);
         if (rc < 0)
             return rc;
         return walk(cc, js, t, ta, k, p, 3, 1, many, out);

@@ -75,7 +75,10 @@ static const struct {
      ""},
     {"title ~ 5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "I:5"},
     {"title:lower = 'x'", "LOWER(\"r\".\"title\") = ?", "T:x"},
-    {"cats:length > 1", "json_array_length(\"r\".\"cats\") > ?", "I:1"},
+    {"cats:length > 1",
+     "json_array_length(CASE WHEN json_valid(\"r\".\"cats\") THEN \"r\".\"cats\" ELSE '[]' END) > "
+     "?",
+     "I:1"},
     {"author.id = 'u1'", "\"r\".\"author\" = ?", "T:u1"},
     {"author.name = 'A'",
      "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN \"users\" AS \"_j1\" ON \"_j1\".\"id\" = "
@@ -86,23 +89,28 @@ static const struct {
      "\"r\".\"author\" WHERE \"_j1\".\"org\" = ?)",
      "T:o1"},
     {"tags.name ?= 'go'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_j1\" LEFT JOIN "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"tags\") "
+     "THEN \"r\".\"tags\" ELSE '[]' END) AS \"_j1\" LEFT JOIN "
      "\"tags\" AS \"_j2\" ON \"_j2\".\"id\" = \"_j1\".\"value\" WHERE \"_j2\".\"name\" = ?)",
      "T:go"},
     {"tags.name = 'go'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_j1\" LEFT JOIN "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"tags\") "
+     "THEN \"r\".\"tags\" ELSE '[]' END) AS \"_j1\" LEFT JOIN "
      "\"tags\" AS \"_j2\" ON \"_j2\".\"id\" = \"_j1\".\"value\" WHERE (\"_j2\".\"name\" = ? AND "
-     "NOT EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_m3\" LEFT "
+     "NOT EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN "
+     "json_valid(\"r\".\"tags\") THEN \"r\".\"tags\" ELSE '[]' END) AS \"_m3\" LEFT "
      "JOIN \"tags\" AS \"_m4\" ON \"_m4\".\"id\" = \"_m3\".\"value\" WHERE NOT (\"_m4\".\"name\" "
      "= ?))))",
      "T:go T:go"},
     {"tags.name ?= 'a' && tags.color ?= 'b'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_j1\" LEFT JOIN "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"tags\") "
+     "THEN \"r\".\"tags\" ELSE '[]' END) AS \"_j1\" LEFT JOIN "
      "\"tags\" AS \"_j2\" ON \"_j2\".\"id\" = \"_j1\".\"value\" WHERE (\"_j2\".\"name\" = ? AND "
      "\"_j2\".\"color\" = ?))",
      "T:a T:b"},
     {"cats:each ?= 'a'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"cats\") AS \"_j1\" WHERE "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"cats\") "
+     "THEN \"r\".\"cats\" ELSE '[]' END) AS \"_j1\" WHERE "
      "\"_j1\".\"value\" = ?)",
      "T:a"},
     {"comments_via_post.user ?= 'u1'",
@@ -111,7 +119,8 @@ static const struct {
      "T:u1"},
     {"likes_via_posts.id ?= 'l1'",
      "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN \"likes\" AS \"_j1\" ON EXISTS (SELECT 1 FROM "
-     "json_each(\"_j1\".\"posts\") AS \"_j2\" WHERE \"_j2\".\"value\" = \"r\".\"id\") WHERE "
+     "json_each(CASE WHEN json_valid(\"_j1\".\"posts\") THEN \"_j1\".\"posts\" ELSE '[]' END) AS "
+     "\"_j2\" WHERE \"_j2\".\"value\" = \"r\".\"id\") WHERE "
      "\"_j1\".\"id\" = ?)",
      "T:l1"},
     {"@collection.tags:t.name ?= title",
