@@ -406,6 +406,40 @@ static void test_client_filters(void **state)
                      cases[i].client, rc, ids, cases[i].ids, q.sql);
         arena_release(&a);
     }
+    /* a list rule that itself walks a relation: an EXISTS inside the join's ON */
+    const char *saved = fx_colls[0].rules[STORE_RULE_LIST];
+    fx_colls[0].rules[STORE_RULE_LIST] = "org.name = 'Beta' || @request.auth.id = id";
+    static const struct {
+        const char *f, *ids;
+        bool guest;
+    } nested[] = {
+        {"author.name ?= 'bob'", "p2", true},
+        {"author.name ?= 'Alice'", "", true},
+        {"author.name ?= 'Alice'", "p1,p4", false},
+        {"comments_via_post.user.name ?= 'bob'", "p1,p2", true},
+    };
+    json_t *me = json_pack("{s:s}", "id", "u1");
+    for (size_t i = 0; i < ARRAY_LEN(nested); i++) {
+        struct filter_ctx ctx = fx_ctx(FX_POSTS);
+        struct filter_request rq = {.auth = nested[i].guest ? NULL : me,
+                                    .auth_collection = FX_USERS};
+        ctx.client = true;
+        ctx.request = &rq;
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        if (filter_compile(&ctx, nested[i].f, strlen(nested[i].f), &a, &q, &err) != 0)
+            fail_msg("`%s`: %s", nested[i].f, err.msg);
+        char ids[256];
+        int rc = fx_query(db, "posts", &q, NULL, ids, sizeof(ids));
+        if (rc != SQLITE_DONE || strcmp(ids, nested[i].ids) != 0)
+            fail_msg("`%s`: rc %d got [%s], want [%s]\n  %s", nested[i].f, rc, ids, nested[i].ids,
+                     q.sql);
+        arena_release(&a);
+    }
+    json_decref(me);
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)saved;
     /* locked targets */
     static const struct {
         const char *f;
