@@ -905,6 +905,9 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
     if (rc < 0)
         return rc;
     const char *first = p.segs[0].name;
+    if (first[0] == '@' && p.segs[0].mod && p.n > 1)
+        return filter__fail(&cc->e, ERR_INVALID, tok->off,
+                            "modifiers are only allowed on the last part of \"%s\"", tok->text);
     if (first[0] == '@') {
         if (!strcmp(first, "@request"))
             return resolve_request(cc, js, &p, out);
