@@ -108,6 +108,18 @@ static void f_col(struct cc *cc, struct frag *f, const char *alias, const char *
     f_ident(cc, f, col);
 }
 
+/* The JSON array in column alias.col, for json_each() / json_array_length(): anything that
+ * is not valid JSON counts as []. Stored lists are valid, but SQLite propagates constants
+ * from `col = 'x'` into other uses of col, so the argument may be any text a client sent. */
+static void f_json_list(struct cc *cc, struct frag *f, const char *alias, const char *col)
+{
+    f_put(cc, f, "CASE WHEN json_valid(");
+    f_col(cc, f, alias, col);
+    f_put(cc, f, ") THEN ");
+    f_col(cc, f, alias, col);
+    f_put(cc, f, " ELSE '[]' END");
+}
+
 static struct filter_param p_text(struct cc *cc, const char *s, size_t len)
 {
     return (struct filter_param){
@@ -162,15 +174,19 @@ static const char *js_add(struct cc *cc, struct joinset *js, const char *key)
     return alias;
 }
 
+static int client_rule(struct cc *cc, struct joinset *js, const struct store_collection *t,
+                       const char *t_alias, size_t off);
+
 /* ---- values ---- */
 
 struct val {
     struct frag f;
-    bool literal;    /* a literal or a value known at compile time */
-    bool empty;      /* ... that is NULL or '' (or an empty array/object) */
-    bool json;       /* from a json field: compared with IS */
-    bool multi;      /* several values per row: needs the all-match check */
-    bool text_param; /* f is exactly one text parameter (LIKE wraps it) */
+    bool literal;      /* a literal or a value known at compile time */
+    bool empty;        /* ... that is NULL or '' (or an empty array/object) */
+    bool json;         /* from a json field: compared with IS */
+    bool multi;        /* several values per row: needs the all-match check */
+    bool text_param;   /* f is exactly one text parameter (LIKE wraps it) */
+    struct frag guard; /* when not empty: ANDed to every comparison of this value */
 };
 
 static void v_sql(struct cc *cc, struct val *v, const char *sql, bool empty)
@@ -260,17 +276,23 @@ static bool known_mod(const char *m)
 
 /* Joins target collection t to a relation value src (a column or a bound value, a JSON array
  * when multiple); returns the alias of t's row. */
-static const char *join_relation(struct cc *cc, struct joinset *js, const char *key,
-                                 const struct frag *src, bool multiple,
-                                 const struct store_collection *t)
+/* src is the relation value: a bound value, or (src_alias not NULL) the column
+ * src_alias.src_col. */
+static int join_relation(struct cc *cc, struct joinset *js, const char *key, const struct frag *src,
+                         const char *src_alias, const char *src_col, bool multiple,
+                         const struct store_collection *t, size_t off, const char **alias_out)
 {
     const char *alias = js_find(js, key);
+    *alias_out = alias;
     if (alias)
-        return alias;
+        return 0;
     if (multiple) {
         const char *each = js_add(cc, js, arena_printf(cc->a, "%s#each", key));
         f_put(cc, &js->f, " LEFT JOIN json_each(");
-        f_cat(cc, &js->f, src);
+        if (src_alias)
+            f_json_list(cc, &js->f, src_alias, src_col);
+        else
+            f_cat(cc, &js->f, src);
         f_put(cc, &js->f, ") AS ");
         f_ident(cc, &js->f, each);
         alias = js_add(cc, js, key);
@@ -293,7 +315,8 @@ static const char *join_relation(struct cc *cc, struct joinset *js, const char *
         f_put(cc, &js->f, " = ");
         f_cat(cc, &js->f, src);
     }
-    return alias;
+    *alias_out = alias;
+    return client_rule(cc, js, t, alias, off);
 }
 
 static const struct store_collection *find_coll(struct cc *cc, const char *name_or_id)
@@ -346,7 +369,7 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
         if (store_field_multiple(f)) {
             const char *e = arena_printf(cc->a, "_%c%u", js->prefix, ++cc->n_alias);
             f_put(cc, &js->f, "EXISTS (SELECT 1 FROM json_each(");
-            f_col(cc, &js->f, b, f->name);
+            f_json_list(cc, &js->f, b, f->name);
             f_put(cc, &js->f, ") AS ");
             f_ident(cc, &js->f, e);
             f_put(cc, &js->f, " WHERE ");
@@ -359,6 +382,9 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
             f_put(cc, &js->f, " = ");
             f_col(cc, &js->f, alias, "id");
         }
+        int rc = client_rule(cc, js, src, b, g->off);
+        if (rc < 0)
+            return rc;
     }
     if (i + 1 == p->n) {
         memset(out, 0, sizeof(*out));
@@ -468,18 +494,23 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         struct frag src = {0};
         f_col(cc, &src, alias, f->name);
         const char *k = arena_printf(cc->a, "%s.%s", key, f->name);
-        const char *ta = join_relation(cc, js, k, &src, many, t);
+        const char *ta;
+        int rc = join_relation(cc, js, k, &src, alias, f->name, many, t, g->off, &ta);
+        if (rc < 0)
+            return rc;
         return walk(cc, js, t, ta, k, p, i + 1, depth + 1, multi || many, out);
     }
 
-    if (!g->mod) {
+    if (!g->mod || !strcmp(g->mod, "lower")) {
+        f_put(cc, &out->f, g->mod ? "LOWER(" : "");
         f_col(cc, &out->f, alias, f->name);
-        return 0;
-    }
-    if (!strcmp(g->mod, "lower")) {
-        f_put(cc, &out->f, "LOWER(");
-        f_col(cc, &out->f, alias, f->name);
-        f_put(cc, &out->f, ")");
+        f_put(cc, &out->f, g->mod ? ")" : "");
+        /* clients only see the emails of auth records that made them visible */
+        if (cc->ctx->client && coll->type == STORE_COLLECTION_AUTH && !strcmp(f->name, "email") &&
+            store_collection_field(coll, "emailVisibility")) {
+            f_col(cc, &out->guard, alias, "emailVisibility");
+            f_put(cc, &out->guard, " = 1");
+        }
         return 0;
     }
     if (!strcmp(g->mod, "length") || !strcmp(g->mod, "each")) {
@@ -487,7 +518,7 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
             return bad_mod(cc, g, "needs a multiple select or relation field");
         if (g->mod[0] == 'l') {
             f_put(cc, &out->f, "json_array_length(");
-            f_col(cc, &out->f, alias, f->name);
+            f_json_list(cc, &out->f, alias, f->name);
             f_put(cc, &out->f, ")");
             return 0;
         }
@@ -496,7 +527,7 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         if (!ea) {
             ea = js_add(cc, js, k);
             f_put(cc, &js->f, " LEFT JOIN json_each(");
-            f_col(cc, &js->f, alias, f->name);
+            f_json_list(cc, &js->f, alias, f->name);
             f_put(cc, &js->f, ") AS ");
             f_ident(cc, &js->f, ea);
         }
@@ -687,7 +718,10 @@ static int resolve_body(struct cc *cc, struct joinset *js, const struct path *p,
             src = sv.f;
         }
         const char *k = arena_printf(cc->a, "@body.%s", f->name);
-        const char *ta = join_relation(cc, js, k, &src, many, t);
+        const char *ta;
+        int rc = join_relation(cc, js, k, &src, NULL, NULL, many, t, g->off, &ta);
+        if (rc < 0)
+            return rc;
         return walk(cc, js, t, ta, k, p, 3, 1, many, out);
     }
     /* plain value, or a path inside a submitted object */
@@ -871,6 +905,9 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
     if (rc < 0)
         return rc;
     const char *first = p.segs[0].name;
+    if (first[0] == '@' && p.segs[0].mod && p.n > 1)
+        return filter__fail(&cc->e, ERR_INVALID, tok->off,
+                            "modifiers are only allowed on the last part of \"%s\"", tok->text);
     if (first[0] == '@') {
         if (!strcmp(first, "@request"))
             return resolve_request(cc, js, &p, out);
@@ -899,6 +936,58 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
 }
 
 static int resolve_operand(struct cc *cc, struct joinset *js, const struct filter_operand *o,
+                           struct val *out);
+
+/* geoDistance(lonA, latA, lonB, latB): kilometres on a sphere (haversine via the law of
+ * cosines, clamped into acos's domain); strftime(format[, time[, modifier...]]): SQLite's
+ * strftime with NULL as ''. The result is multi-valued when an argument is. */
+static int resolve_func(struct cc *cc, struct joinset *js, const struct filter_operand *o,
+                        struct val *out)
+{
+    const struct filter_tok *t = o->tok;
+    bool geo = !strcmp(t->text, "geoDistance");
+    if (!geo && strcmp(t->text, "strftime") != 0)
+        return filter__fail(&cc->e, ERR_INVALID, t->off, "unknown function \"%s\"", t->text);
+    if (geo ? o->n_args != 4 : (o->n_args < 1 || o->n_args > 10))
+        return filter__fail(&cc->e, ERR_INVALID, t->off, "%s() takes %s arguments", t->text,
+                            geo ? "4" : "1 to 10");
+    struct val *args = arena_zalloc(cc->a, o->n_args * sizeof(*args));
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < o->n_args; i++) {
+        int rc = resolve_operand(cc, js, &o->args[i], &args[i]);
+        if (rc < 0)
+            return rc;
+        out->multi = out->multi || args[i].multi;
+    }
+    struct frag *f = &out->f;
+    if (!geo) {
+        f_put(cc, f, "COALESCE(strftime(");
+        for (size_t i = 0; i < o->n_args; i++) {
+            f_put(cc, f, i ? ", " : "");
+            f_cat(cc, f, &args[i].f);
+        }
+        f_put(cc, f, "), '')");
+        return 0;
+    }
+    const struct frag *lon_a = &args[0].f, *lat_a = &args[1].f, *lon_b = &args[2].f,
+                      *lat_b = &args[3].f;
+    f_put(cc, f, "(6371 * acos(max(-1.0, min(1.0, cos(radians(");
+    f_cat(cc, f, lat_a);
+    f_put(cc, f, ")) * cos(radians(");
+    f_cat(cc, f, lat_b);
+    f_put(cc, f, ")) * cos(radians(");
+    f_cat(cc, f, lon_b);
+    f_put(cc, f, ") - radians(");
+    f_cat(cc, f, lon_a);
+    f_put(cc, f, ")) + sin(radians(");
+    f_cat(cc, f, lat_a);
+    f_put(cc, f, ")) * sin(radians(");
+    f_cat(cc, f, lat_b);
+    f_put(cc, f, "))))))");
+    return 0;
+}
+
+static int resolve_operand(struct cc *cc, struct joinset *js, const struct filter_operand *o,
                            struct val *out)
 {
     const struct filter_tok *t = o->tok;
@@ -919,9 +1008,9 @@ static int resolve_operand(struct cc *cc, struct joinset *js, const struct filte
         f_param(cc, &out->f, &prm);
         return 0;
     }
-    case FILTER_OPND_FUNC: break;
+    case FILTER_OPND_FUNC: return resolve_func(cc, js, o, out);
     }
-    return filter__fail(&cc->e, ERR_INVALID, t->off, "unsupported function \"%s\"", t->text);
+    return filter__fail(&cc->e, ERR_INVALID, t->off, "invalid operand");
 }
 
 /* ---- operators ---- */
@@ -1031,13 +1120,11 @@ static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_no
         return rc;
     if ((rc = resolve_operand(cc, js, &n->right, &r)) < 0)
         return rc;
-    if (n->any || (!l.multi && !r.multi)) {
-        build_cond(cc, n->op, &l, &r, out);
-        return 0;
-    }
-    f_put(cc, out, "(");
+    bool all = !n->any && (l.multi || r.multi), guarded = l.guard.len || r.guard.len;
+    if (all || guarded)
+        f_put(cc, out, "(");
     build_cond(cc, n->op, &l, &r, out);
-    for (int side = 0; side < 2; side++) {
+    for (int side = 0; all && side < 2; side++) {
         const struct val *v = side ? &r : &l;
         if (!v->multi)
             continue;
@@ -1051,7 +1138,15 @@ static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_no
         build_cond(cc, n->op, side ? &l : &copy, side ? &copy : &r, out);
         f_put(cc, out, "))");
     }
-    f_put(cc, out, ")");
+    for (int side = 0; side < 2; side++) {
+        const struct val *v = side ? &r : &l;
+        if (v->guard.len) {
+            f_put(cc, out, " AND ");
+            f_cat(cc, out, &v->guard);
+        }
+    }
+    if (all || guarded)
+        f_put(cc, out, ")");
     return 0;
 }
 
@@ -1069,6 +1164,68 @@ static int compile_node(struct cc *cc, struct joinset *js, const struct filter_n
             return rc;
     }
     f_put(cc, out, ")");
+    return 0;
+}
+
+/* Lexes, parses and compiles cc->e.src into out, wrapped in EXISTS when it needs joins. */
+static int compile_expr(struct cc *cc, struct frag *out)
+{
+    struct filter_tok *toks;
+    size_t n_toks;
+    struct filter_node *root;
+    int rc;
+    if ((rc = filter__lex(&cc->e, cc->a, &toks, &n_toks)) < 0)
+        return rc;
+    if ((rc = filter__parse(&cc->e, cc->a, toks, n_toks, &root)) < 0)
+        return rc;
+    struct joinset js = {.prefix = 'j'};
+    struct frag where = {0};
+    if ((rc = compile_node(cc, &js, root, &where)) < 0)
+        return rc;
+    if (js.n == 0) {
+        *out = where;
+        return 0;
+    }
+    f_put(cc, out, "EXISTS (SELECT 1 FROM (SELECT 1)");
+    f_cat(cc, out, &js.f);
+    f_put(cc, out, " WHERE ");
+    f_cat(cc, out, &where);
+    f_put(cc, out, ")");
+    return 0;
+}
+
+/* A client's filter may only look at related rows it could list: appends the target's list
+ * rule (compiled for the joined row t_alias) to the join's ON condition in js. A locked
+ * (superusers only) target is an error; an empty rule adds nothing. */
+static int client_rule(struct cc *cc, struct joinset *js, const struct store_collection *t,
+                       const char *t_alias, size_t off)
+{
+    if (!cc->ctx->client)
+        return 0;
+    const char *rule = t->rules[STORE_RULE_LIST];
+    if (!rule)
+        return filter__fail(&cc->e, ERR_INVALID, off,
+                            "only superusers can filter by the collection \"%s\"", t->name);
+    if (!*rule)
+        return 0;
+    struct filter_ctx sub = *cc->ctx;
+    sub.collection = t;
+    sub.alias = t_alias;
+    sub.client = false;
+    struct filter_error serr;
+    struct cc scc = {.ctx = &sub,
+                     .a = cc->a,
+                     .e = {.src = rule, .src_len = strlen(rule), .what = "list rule", .err = &serr},
+                     .n_alias = cc->n_alias};
+    struct frag f = {0};
+    int rc = compile_expr(&scc, &f);
+    cc->n_alias = scc.n_alias;
+    if (rc < 0)
+        return filter__fail(&cc->e, ERR_INVALID, off, "the list rule of \"%s\" is broken (%s)",
+                            t->name, serr.msg);
+    f_put(cc, &js->f, " AND (");
+    f_cat(cc, &js->f, &f);
+    f_put(cc, &js->f, ")");
     return 0;
 }
 
@@ -1115,32 +1272,14 @@ int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, s
     if (len > FILTER_MAX_LEN)
         return filter__fail(&cc.e, ERR_LIMIT, (size_t)-1, "longer than %d characters",
                             FILTER_MAX_LEN);
-    if (memchr(expr, '\0', len))
+    if (len && memchr(expr, '\0', len))
         return filter__fail(&cc.e, ERR_INVALID,
                             (size_t)((const char *)memchr(expr, '\0', len) - expr),
                             "unexpected character 0x00");
-    struct filter_tok *toks;
-    size_t n_toks;
-    struct filter_node *root;
-    if ((rc = filter__lex(&cc.e, a, &toks, &n_toks)) < 0)
+    struct frag f = {0};
+    if ((rc = compile_expr(&cc, &f)) < 0)
         return rc;
-    if ((rc = filter__parse(&cc.e, a, toks, n_toks, &root)) < 0)
-        return rc;
-    struct joinset js = {.prefix = 'j'};
-    struct frag where = {0};
-    if ((rc = compile_node(&cc, &js, root, &where)) < 0)
-        return rc;
-    if (js.n == 0) {
-        finish(&cc, &where, out);
-        return 0;
-    }
-    struct frag all = {0};
-    f_put(&cc, &all, "EXISTS (SELECT 1 FROM (SELECT 1)");
-    f_cat(&cc, &all, &js.f);
-    f_put(&cc, &all, " WHERE ");
-    f_cat(&cc, &all, &where);
-    f_put(&cc, &all, ")");
-    finish(&cc, &all, out);
+    finish(&cc, &f, out);
     return 0;
 }
 
