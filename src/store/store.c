@@ -76,6 +76,11 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
     return st->ops->collection_update(st, id_or_name, patch, errors_out, out);
 }
 
+int store_collection_truncate(struct store *st, const char *id_or_name)
+{
+    return st->ops->collection_truncate(st, id_or_name);
+}
+
 struct store_collection *store_collection_catalog(struct store *st)
 {
     return st->ops->catalog(st);

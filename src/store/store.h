@@ -90,6 +90,7 @@ struct store_ops {
     int (*collection_update)(struct store *st, const char *id_or_name, const json_t *patch,
                              json_t **errors_out, struct store_collection **out);
     int (*collection_delete)(struct store *st, const char *id_or_name);
+    int (*collection_truncate)(struct store *st, const char *id_or_name);
 
     int (*record_get)(struct store *st, const struct store_collection *c, const char *id,
                       json_t **out);
@@ -150,6 +151,10 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
 /* ERR_NOTFOUND; ERR_DENIED for system collections; ERR_CONFLICT when another collection's
  * relation field points to it. */
 int store_collection_delete(struct store *st, const char *id_or_name) MUST_USE;
+/* Deletes every record of the collection, with the relations' cascade rules and one outbox
+ * row per change, in one transaction. ERR_NOTFOUND; ERR_CONFLICT when a required relation
+ * of another collection still references a record (then nothing is deleted). */
+int store_collection_truncate(struct store *st, const char *id_or_name) MUST_USE;
 /* The collection catalogue seen as a read-only collection whose records are the collections,
  * with the fields id, name, type, system, created and updated, so that the collections list
  * can be filtered and sorted with store_record_list() and the filter compiler. Never write

@@ -191,6 +191,15 @@ static void test_collections_api(void **state)
     json_decref(b);
     assert_int_equal(call("GET", "/api/collections?filter=fields%3D1", NULL, true, &b), 400);
     json_decref(b);
+    assert_int_equal(call("POST", "/api/collections/tmp1/records", "{\"a\":\"x\"}", true, &b), 200);
+    json_decref(b);
+    assert_int_equal(call("DELETE", "/api/collections/tmp1/truncate", NULL, true, &b), 204);
+    assert_null(b);
+    assert_int_equal(call("GET", "/api/collections/tmp1/records", NULL, true, &b), 200);
+    assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), 0);
+    json_decref(b);
+    assert_int_equal(call("DELETE", "/api/collections/nope/truncate", NULL, true, &b), 404);
+    json_decref(b);
     assert_int_equal(call("DELETE", "/api/collections/tmp1", NULL, true, &b), 204);
     assert_null(b);
     assert_int_equal(call("GET", "/api/collections/tmp1", NULL, true, &b), 404);

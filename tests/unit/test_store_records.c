@@ -392,6 +392,45 @@ static void test_cascade_delete(void **state)
     fx_close(&fx);
 }
 
+static void test_truncate(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *a = fx_coll(&fx, "{\"name\":\"parents\",\"fields\":[]}");
+    char spec[512];
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"kids\",\"fields\":[{\"name\":\"p\",\"type\":\"relation\","
+             "\"collectionId\":\"%s\",\"cascadeDelete\":true}]}",
+             a->id);
+    struct store_collection *k = fx_coll(&fx, spec);
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"pins\",\"fields\":[{\"name\":\"p\",\"type\":\"relation\","
+             "\"collectionId\":\"%s\",\"required\":true}]}",
+             a->id);
+    struct store_collection *pins = fx_coll(&fx, spec);
+    json_decref(fx_rec(&fx, a, "{\"id\":\"parent000000001\"}"));
+    json_decref(fx_rec(&fx, a, "{\"id\":\"parent000000002\"}"));
+    json_decref(fx_rec(&fx, k, "{\"p\":\"parent000000001\"}"));
+    json_decref(fx_rec(&fx, k, "{\"p\":\"parent000000002\"}"));
+    json_decref(fx_rec(&fx, pins, "{\"id\":\"pin000000000001\",\"p\":\"parent000000002\"}"));
+    assert_int_equal(store_outbox_delete(fx.st, INT64_MAX), 0);
+    /* a required reference blocks the whole truncate */
+    assert_int_equal(store_collection_truncate(fx.st, "parents"), ERR_CONFLICT);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM parents"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM kids"), 2);
+    assert_int_equal(store_record_delete(fx.st, pins, "pin000000000001"), 0);
+    assert_int_equal(store_collection_truncate(fx.st, "parents"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM parents"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM kids"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox WHERE action='delete'"), 5);
+    assert_int_equal(store_collection_truncate(fx.st, "nope"), ERR_NOTFOUND);
+    store_collection_unref(a);
+    store_collection_unref(k);
+    store_collection_unref(pins);
+    fx_close(&fx);
+}
+
 static void test_self_relation_cycle(void **state)
 {
     UNUSED(state);
@@ -774,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_required_per_type),
         cmocka_unit_test(test_modifiers),
         cmocka_unit_test(test_cascade_delete),
+        cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_self_relation_cycle),
         cmocka_unit_test(test_outbox),
         cmocka_unit_test(test_list),

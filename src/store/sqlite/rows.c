@@ -762,6 +762,56 @@ out:
     return rc;
 }
 
+int sq__collection_truncate(struct store *st, const char *id_or_name)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct del_ctx d = {.s = s, .cn = cn, .visited = json_object()};
+    sq__now(d.now);
+    json_t *ids = json_array();
+    struct buf b;
+    buf_init(&b);
+    int rc = sq__begin(s, cn);
+    if (rc)
+        goto out_nolock;
+    struct store_collection *c = sq__col_find(s, id_or_name);
+    if (!c) {
+        rc = sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
+        goto fail;
+    }
+    sq__col_all(s, &d.all, &d.n_all);
+    buf_puts(&b, "SELECT \"id\" FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " ORDER BY rowid");
+    struct sq_stmt st2;
+    if ((rc = sq__prep(cn, buf_cstr(&b), &st2)))
+        goto fail;
+    int step;
+    while ((step = sqlite3_step(st2.stmt)) == SQLITE_ROW)
+        json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st2.stmt, 0)));
+    if (step != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot list the records");
+    sq__done(&st2);
+    for (size_t i = 0; i < json_array_size(ids) && !rc; i++)
+        rc = delete_rec(&d, c, json_string_value(json_array_get(ids, i)), 0);
+    if (rc)
+        goto fail;
+    rc = sq__commit(s, cn);
+    goto out;
+fail:
+    sq__rollback(s, cn);
+out:
+    store_collection_list_free(d.all, d.n_all);
+    store_collection_unref(c);
+out_nolock:
+    buf_release(&b);
+    json_decref(ids);
+    json_decref(d.visited);
+    return rc;
+}
+
 /* ---- auth ---- */
 
 int sq__auth_find(struct store *st, const struct store_collection *c, const char *field,

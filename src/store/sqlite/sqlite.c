@@ -563,6 +563,7 @@ const struct store_ops store__sqlite_ops = {
     .collection_create = sq__collection_create,
     .collection_update = sq__collection_update,
     .collection_delete = sq__collection_delete,
+    .collection_truncate = sq__collection_truncate,
     .record_get = sq__record_get,
     .record_list = sq__record_list,
     .record_referencing = sq__record_referencing,

@@ -95,6 +95,7 @@ int sq__record_update(struct store *st, const struct store_collection *c, const 
                       const json_t *body, const char *password_hash, json_t **errors_out,
                       json_t **out);
 int sq__record_delete(struct store *st, const struct store_collection *c, const char *id);
+int sq__collection_truncate(struct store *st, const char *id_or_name);
 int sq__auth_find(struct store *st, const struct store_collection *c, const char *field,
                   const char *value, struct store_auth_record *out);
 int sq__auth_get(struct store *st, const struct store_collection *c, const char *id,
