@@ -392,6 +392,72 @@ static void test_cascade_delete(void **state)
     fx_close(&fx);
 }
 
+static void test_conditional_operations(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *params = J("[10]");
+    struct store_cond cond = {"\"r\".\"views\" >= ?", params};
+    json_t *lo = fx_rec(&fx, c, "{\"id\":\"low000000000001\",\"title\":\"Lo\",\"views\":5}");
+    json_t *hi = fx_rec(&fx, c, "{\"id\":\"high00000000001\",\"title\":\"Hi\",\"views\":50}");
+    json_t *got = NULL, *errors = NULL;
+    /* get */
+    assert_int_equal(store_record_get_if(fx.st, c, "high00000000001", &cond, &got), 0);
+    assert_true(json_equal(got, hi));
+    json_decref(got);
+    assert_int_equal(store_record_get_if(fx.st, c, "low000000000001", &cond, &got), ERR_NOTFOUND);
+    assert_null(got);
+    assert_int_equal(store_record_get_if(fx.st, c, "missing00000000", &cond, &got), ERR_NOTFOUND);
+    struct store_cond empty = {NULL, NULL};
+    assert_int_equal(store_record_get_if(fx.st, c, "low000000000001", &empty, &got), 0);
+    json_decref(got);
+    /* update: checked on the record as it is before the change */
+    json_t *patch = J("{\"views\":99}");
+    assert_int_equal(
+        store_record_update_if(fx.st, c, "low000000000001", patch, NULL, &cond, &errors, &got),
+        ERR_NOTFOUND);
+    assert_int_equal(fx_sql_int(&fx, "SELECT views FROM posts WHERE id='low000000000001'"), 5);
+    json_decref(patch);
+    patch = J("{\"views\":1}");
+    assert_int_equal(
+        store_record_update_if(fx.st, c, "high00000000001", patch, NULL, &cond, &errors, &got), 0);
+    assert_int_equal(json_integer_value(json_object_get(got, "views")), 1);
+    json_decref(got);
+    json_decref(patch);
+    /* create: checked on the new record; a refused one leaves nothing behind */
+    int64_t outbox = fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox");
+    json_t *body = J("{\"title\":\"New\",\"views\":3}");
+    assert_int_equal(store_record_create_if(fx.st, c, body, NULL, &cond, &errors, &got),
+                     ERR_DENIED);
+    assert_null(got);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), outbox);
+    json_decref(body);
+    body = J("{\"title\":\"New\",\"views\":30}");
+    assert_int_equal(store_record_create_if(fx.st, c, body, NULL, &cond, &errors, &got), 0);
+    json_decref(got);
+    json_decref(body);
+    /* delete */
+    assert_int_equal(store_record_delete_if(fx.st, c, "low000000000001", &cond), ERR_NOTFOUND);
+    assert_int_equal(store_record_delete_if(fx.st, c, "high00000000001", &cond), ERR_NOTFOUND);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 3);
+    struct store_cond lowc = {"\"r\".\"views\" < 10", NULL};
+    assert_int_equal(store_record_delete_if(fx.st, c, "low000000000001", &lowc), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    /* a condition the engine rejects is an error, not a pass */
+    struct store_cond bad = {"\"r\".\"nosuch\" = 1", NULL};
+    assert_true(store_record_get_if(fx.st, c, "high00000000001", &bad, &got) < 0);
+    assert_int_not_equal(store_record_delete_if(fx.st, c, "high00000000001", &bad), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    json_decref(lo);
+    json_decref(hi);
+    json_decref(params);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_truncate(void **state)
 {
     UNUSED(state);
@@ -813,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_required_per_type),
         cmocka_unit_test(test_modifiers),
         cmocka_unit_test(test_cascade_delete),
+        cmocka_unit_test(test_conditional_operations),
         cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_self_relation_cycle),
         cmocka_unit_test(test_outbox),

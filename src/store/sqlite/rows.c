@@ -128,13 +128,66 @@ static struct store_collection *current(struct sq_store *s, struct sq_conn *cn,
     return cur;
 }
 
-int sq__record_get(struct store *st, const struct store_collection *c, const char *id, json_t **out)
+/* 1 when the record id of c satisfies cond (or there is no condition), 0 when it does not
+ * (or does not exist), < 0 on failure. */
+static int cond_holds(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                      const struct store_cond *cond)
+{
+    if (!cond || !cond->sql || !*cond->sql)
+        return 1;
+    size_t n = json_array_size(cond->params);
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT 1 FROM ");
+    store__quote(&b, c->name);
+    buf_printf(&b,
+               " AS \"" STORE_LIST_ALIAS "\" WHERE (%s) AND \"" STORE_LIST_ALIAS
+               "\".\"id\" = ?%zu LIMIT 1",
+               cond->sql, n + 1);
+    struct sq_stmt st;
+    int rc = sq__prep(cn, buf_cstr(&b), &st);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        sq__bind_json(st.stmt, (int)i + 1, json_array_get(cond->params, i));
+    sqlite3_bind_text(st.stmt, (int)n + 1, id, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(st.stmt);
+    if (step == SQLITE_ROW)
+        rc = 1;
+    else if (step == SQLITE_DONE)
+        rc = 0;
+    else
+        rc = sq__fail_db(cn, "cannot check the condition");
+    sq__done(&st);
+    return rc;
+}
+
+int sq__record_get(struct store *st, const struct store_collection *c, const char *id,
+                   const struct store_cond *cond, json_t **out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
     if (!cn)
         return ERR_INTERNAL;
-    return get_row(cn, c, id, false, NULL, out);
+    *out = NULL;
+    if (!cond || !cond->sql || !*cond->sql)
+        return get_row(cn, c, id, false, NULL, out);
+    /* the check and the read see one snapshot */
+    int rc = sq__exec(cn, "BEGIN");
+    if (rc)
+        return rc;
+    int holds = cond_holds(cn, c, id, cond);
+    if (holds == 1)
+        rc = get_row(cn, c, id, false, NULL, out);
+    else
+        rc = holds < 0 ? holds : sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+    (void)sqlite3_exec(cn->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 static void bind_params(sqlite3_stmt *st, const json_t *params, size_t first)
@@ -480,7 +533,8 @@ static int write_row(struct sq_conn *cn, const struct store_collection *c, const
 
 /* Shared by create and update: everything inside one write transaction. */
 static int save(struct store *st, const struct store_collection *cin, const char *id,
-                const json_t *body, const char *password_hash, json_t **errors_out, json_t **out)
+                const json_t *body, const char *password_hash, const struct store_cond *cond,
+                json_t **errors_out, json_t **out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -504,6 +558,11 @@ static int save(struct store *st, const struct store_collection *cin, const char
     }
     if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
         goto fail;
+    if (id && (rc = cond_holds(cn, c, id, cond)) != 1) {
+        if (rc == 0)
+            rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+        goto fail;
+    }
     rc = store__record_prepare(c, old, body, now, errors, &vals);
     if (!rc && c->type == STORE_COLLECTION_AUTH) {
         const struct store_field *pw = NULL;
@@ -539,6 +598,11 @@ static int save(struct store *st, const struct store_collection *cin, const char
         rc = sq__fail(cn, ERR_INTERNAL, "record without id");
         goto fail;
     }
+    if (!id && (rc = cond_holds(cn, c, rid, cond)) != 1) {
+        if (rc == 0)
+            rc = sq__fail(cn, ERR_DENIED, "the new record does not satisfy the condition");
+        goto fail;
+    }
     if ((rc = get_row(cn, c, rid, false, NULL, &rec)))
         goto fail;
     if ((rc = outbox_add(cn, c, rid, id ? "update" : "create", rec, now)))
@@ -567,16 +631,17 @@ out:
 }
 
 int sq__record_create(struct store *st, const struct store_collection *c, const json_t *body,
-                      const char *password_hash, json_t **errors_out, json_t **out)
+                      const char *password_hash, const struct store_cond *cond, json_t **errors_out,
+                      json_t **out)
 {
-    return save(st, c, NULL, body, password_hash, errors_out, out);
+    return save(st, c, NULL, body, password_hash, cond, errors_out, out);
 }
 
 int sq__record_update(struct store *st, const struct store_collection *c, const char *id,
-                      const json_t *body, const char *password_hash, json_t **errors_out,
-                      json_t **out)
+                      const json_t *body, const char *password_hash, const struct store_cond *cond,
+                      json_t **errors_out, json_t **out)
 {
-    return save(st, c, id, body, password_hash, errors_out, out);
+    return save(st, c, id, body, password_hash, cond, errors_out, out);
 }
 
 /* ---- delete with cascades ---- */
@@ -730,7 +795,8 @@ static int delete_rec(struct del_ctx *d, const struct store_collection *c, const
     return rc;
 }
 
-int sq__record_delete(struct store *st, const struct store_collection *cin, const char *id)
+int sq__record_delete(struct store *st, const struct store_collection *cin, const char *id,
+                      const struct store_cond *cond)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -749,6 +815,11 @@ int sq__record_delete(struct store *st, const struct store_collection *cin, cons
         goto fail;
     }
     sq__col_all(s, &d.all, &d.n_all);
+    if ((rc = cond_holds(cn, c, id, cond)) != 1) {
+        if (rc == 0)
+            rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+        goto fail;
+    }
     if ((rc = delete_rec(&d, c, id, 0)))
         goto fail;
     rc = sq__commit(s, cn);
