@@ -42,6 +42,7 @@ struct sq_store {
     pthread_mutex_t schema_mu;
     struct store_collection **cols;   /* creation order; each holds one reference */
     struct store_collection *catalog; /* _collections seen as a collection */
+    struct sq_store *reg_next;        /* the registry of open stores (sqlite.c) */
     size_t n_cols;
 };
 
