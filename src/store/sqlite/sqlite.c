@@ -17,9 +17,8 @@ static __thread struct {
     struct sq_conn *conn;
 } tl_conn;
 
-/* The connection used when a thread cannot get its own (cannot open another handle): its
- * errmsg still works. */
-static struct sq_conn broken_conn;
+/* Why this thread could not open its connection (store_errmsg still has something to say). */
+static __thread char conn_open_error[256];
 
 static int conn_setup(struct sq_store *s, sqlite3 *db, char *err, size_t err_len)
 {
@@ -162,7 +161,7 @@ struct sq_conn *sq__conn(struct sq_store *s)
         char err[256];
         if (conn_open(s, &cn, err, sizeof(err)) != 0) {
             xlog_error("cannot open a store connection: %s", err);
-            snprintf(broken_conn.errmsg, sizeof(broken_conn.errmsg), "%s", err);
+            snprintf(conn_open_error, sizeof(conn_open_error), "%s", err);
             return NULL;
         }
         pthread_mutex_lock(&s->conns_mu);
@@ -610,7 +609,7 @@ static void sq_close(struct store *st)
 static const char *sq_errmsg(struct store *st)
 {
     struct sq_conn *cn = sq__conn((struct sq_store *)st);
-    return cn ? cn->errmsg : broken_conn.errmsg;
+    return cn ? cn->errmsg : conn_open_error;
 }
 
 static int sq_collection_list(struct store *st, struct store_collection ***out, size_t *n_out)
