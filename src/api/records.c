@@ -57,6 +57,10 @@ static void list_records(struct http_req *req, void *ctx)
         http_reply_error(req, 400, "Invalid filter or sort parameters.", NULL);
         return;
     }
+    if (rc == ERR_NOTFOUND) { /* the collection went away meanwhile */
+        http_reply_error(req, 404, "Missing collection context.", NULL);
+        return;
+    }
     if (rc) {
         xlog_error("cannot list records of %s: %s", rr.c->name, store_errmsg(env->store));
         http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);

@@ -876,10 +876,35 @@ static void test_stale_collection_reference(void **state)
     json_decref(patch);
     /* writes through the old snapshot use the current schema */
     fx_rec_invalid(&fx, c, "{\"a\":\"x\"}", "b", "validation_required");
-    assert_int_equal(store_collection_delete(fx.st, "s"), 0);
+    /* and so do reads, also after a rename of the table and a field */
+    json_decref(fx_rec(&fx, c, "{\"id\":\"rec000000000001\",\"a\":\"x\",\"b\":\"y\"}"));
+    struct store_collection *now = NULL;
+    assert_int_equal(store_collection_get(fx.st, "s", &now), 0);
+    char spec[512];
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"s2\",\"fields\":[{\"id\":\"%s\",\"name\":\"a2\",\"type\":\"text\"},"
+             "{\"name\":\"b\",\"type\":\"text\",\"required\":true}]}",
+             store_collection_field(now, "a")->id);
+    store_collection_unref(now);
+    patch = J(spec);
+    assert_int_equal(store_collection_update(fx.st, "s", patch, &errors, NULL), 0);
+    json_decref(patch);
+    json_t *got = NULL;
+    assert_int_equal(store_record_get(fx.st, c, "rec000000000001", &got), 0);
+    assert_string_equal(json_string_value(json_object_get(got, "a2")), "x");
+    assert_string_equal(json_string_value(json_object_get(got, "collectionName")), "s2");
+    json_decref(got);
+    struct store_list_query q = {.page = 1, .per_page = 5};
+    struct store_list_result res;
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    assert_int_equal(res.total_items, 1);
+    json_decref(res.items);
+    assert_int_equal(store_collection_delete(fx.st, "s2"), 0);
     json_t *body = J("{\"a\":\"x\"}");
     json_t *rec = NULL;
     assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_NOTFOUND);
+    assert_int_equal(store_record_get(fx.st, c, "rec000000000001", &got), ERR_NOTFOUND);
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), ERR_NOTFOUND);
     json_decref(body);
     store_collection_unref(c);
     fx_close(&fx);

@@ -163,8 +163,8 @@ static int cond_holds(struct sq_conn *cn, const struct store_collection *c, cons
     return rc;
 }
 
-int sq__record_get(struct store *st, const struct store_collection *c, const char *id,
-                   const struct store_cond *cond, json_t **out)
+static int record_get(struct store *st, const struct store_collection *c, const char *id,
+                      const struct store_cond *cond, json_t **out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -196,8 +196,8 @@ static void bind_params(sqlite3_stmt *st, const json_t *params, size_t first)
         sq__bind_json(st, (int)(first + i), json_array_get(params, i));
 }
 
-int sq__record_list(struct store *st, const struct store_collection *c,
-                    const struct store_list_query *q, struct store_list_result *out)
+static int record_list(struct store *st, const struct store_collection *c,
+                       const struct store_list_query *q, struct store_list_result *out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -308,8 +308,8 @@ static void ref_cond(struct buf *b, const struct store_collection *c, const stru
     }
 }
 
-int sq__record_referencing(struct store *st, const struct store_collection *c, const char *field,
-                           const char *target_id, size_t max, json_t **out)
+static int record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                              const char *target_id, size_t max, json_t **out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -346,6 +346,59 @@ int sq__record_referencing(struct store *st, const struct store_collection *c, c
         *out = arr;
     }
     sq__done(&stt);
+    return rc;
+}
+
+/* Reads use the collection as it is now: a caller may hold a snapshot from before a schema
+ * change (renamed table or fields). A collection deleted meanwhile is ERR_NOTFOUND. */
+static int fresh(struct sq_store *s, const struct store_collection *c,
+                 struct store_collection **cur_out)
+{
+    *cur_out = NULL;
+    if (c == s->catalog)
+        return 0;
+    *cur_out = sq__col_find(s, c->id);
+    if (*cur_out)
+        return 0;
+    struct sq_conn *cn = sq__conn(s);
+    if (cn)
+        sq__fail(cn, ERR_NOTFOUND, "no collection %s", c->name);
+    return ERR_NOTFOUND;
+}
+
+int sq__record_get(struct store *st, const struct store_collection *c, const char *id,
+                   const struct store_cond *cond, json_t **out)
+{
+    struct store_collection *cur;
+    *out = NULL;
+    int rc = fresh((struct sq_store *)st, c, &cur);
+    if (rc == 0)
+        rc = record_get(st, cur ? cur : c, id, cond, out);
+    store_collection_unref(cur);
+    return rc;
+}
+
+int sq__record_list(struct store *st, const struct store_collection *c,
+                    const struct store_list_query *q, struct store_list_result *out)
+{
+    struct store_collection *cur;
+    memset(out, 0, sizeof(*out));
+    int rc = fresh((struct sq_store *)st, c, &cur);
+    if (rc == 0)
+        rc = record_list(st, cur ? cur : c, q, out);
+    store_collection_unref(cur);
+    return rc;
+}
+
+int sq__record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                           const char *target_id, size_t max, json_t **out)
+{
+    struct store_collection *cur;
+    *out = NULL;
+    int rc = fresh((struct sq_store *)st, c, &cur);
+    if (rc == 0)
+        rc = record_referencing(st, cur ? cur : c, field, target_id, max, out);
+    store_collection_unref(cur);
     return rc;
 }
 
