@@ -198,7 +198,7 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     if (!begin(req, ctx, &job->rr))
         return;
     job->create = create;
-    job->body = http_req_json(req, !create);
+    job->body = api__record_body(req, !create);
     if (!job->body)
         return;
     const char *what = create ? "Failed to create record." : "Failed to update record.";
