@@ -1083,3 +1083,29 @@ struct store_collection *store__collection_users(const char *now)
         "{\"name\":\"updated\",\"type\":\"autodate\",\"onCreate\":true,\"onUpdate\":true}]}",
         now);
 }
+
+json_t *store_collection_scaffolds(void)
+{
+    json_t *out = json_object();
+    const char *types[2] = {"base", "auth"};
+    for (int i = 0; i < 2; i++) {
+        json_t *spec = json_pack("{s:s, s:s}", "name", "scaffold", "type", types[i]);
+        json_t *errors = json_object();
+        struct store_collection *c = NULL;
+        struct parse ps = {.errors = errors};
+        if (parse_collection(&ps, spec, "", &c) != 0)
+            PANIC("built-in scaffold is invalid");
+        json_t *j = store_collection_to_json(c);
+        json_object_set_new(j, "id", json_string(""));
+        json_object_set_new(j, "name", json_string(""));
+        json_object_set_new(j, "created", json_string(""));
+        json_object_set_new(j, "updated", json_string(""));
+        /* index names and tables depend on the id and name the new collection gets */
+        json_object_set_new(j, "indexes", json_array());
+        json_object_set_new(out, types[i], j);
+        store_collection_unref(c);
+        json_decref(errors);
+        json_decref(spec);
+    }
+    return out;
+}

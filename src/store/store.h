@@ -170,6 +170,9 @@ int store_collection_truncate(struct store *st, const char *id_or_name) MUST_USE
  * can be filtered and sorted with store_record_list() and the filter compiler. Never write
  * through it. RETURNS a reference. */
 struct store_collection *store_collection_catalog(struct store *st);
+/* PocketBase's collection scaffolds: {"base":{...},"auth":{...}}, the JSON of a new collection
+ * of each type with its default fields (empty id and name). RETURNS a new reference. */
+json_t *store_collection_scaffolds(void);
 /* The collection as PocketBase's JSON. RETURNS a new reference. */
 json_t *store_collection_to_json(const struct store_collection *c);
 

@@ -186,6 +186,15 @@ static void test_collections_api(void **state)
     assert_int_equal(json_array_size(json_object_get(b, "items")), 1);
     assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), -1);
     json_decref(b);
+    assert_int_equal(call("GET", "/api/collections/meta/scaffolds", NULL, true, &b), 200);
+    json_t *auth = json_object_get(b, "auth");
+    assert_string_equal(sget(auth, "type"), "auth");
+    assert_string_equal(sget(auth, "name"), "");
+    assert_int_equal(json_array_size(json_object_get(auth, "fields")), 6);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(b, "base"), "fields")), 1);
+    json_decref(b);
+    assert_int_equal(call("GET", "/api/collections/meta/scaffolds", NULL, false, &b), 401);
+    json_decref(b);
     /* filter and sort over id, name, type, system, created, updated */
     assert_int_equal(
         call("GET", "/api/collections?filter=system%3Dtrue&sort=-name", NULL, true, &b), 200);
