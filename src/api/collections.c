@@ -159,10 +159,29 @@ static void get_scaffolds(struct http_req *req, void *ctx)
     http_reply_json(req, 200, picked);
 }
 
+static void import_collections(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!api__require_superuser(req, env, true))
+        return;
+    json_t *body = http_req_json(req, false);
+    if (!body)
+        return;
+    json_t *errors = NULL;
+    int rc = store_collection_import(env->store, json_object_get(body, "collections"),
+                                     json_is_true(json_object_get(body, "deleteMissing")), &errors);
+    if (rc == 0)
+        http_reply_empty(req, 204);
+    else
+        reply_write_error(req, env, rc, errors, "Failed to import collections.");
+    json_decref(errors);
+}
+
 void api__register_collections(struct http_router *r, struct api_env *env)
 {
     http_route(r, "GET", "/api/collections", list_collections, env);
     http_route(r, "GET", "/api/collections/meta/scaffolds", get_scaffolds, env);
+    http_route(r, "PUT", "/api/collections/import", import_collections, env);
     http_route(r, "POST", "/api/collections", create_collection, env);
     http_route(r, "GET", "/api/collections/{collection}", view_collection, env);
     http_route(r, "PATCH", "/api/collections/{collection}", update_collection, env);

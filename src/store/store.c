@@ -76,6 +76,14 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
     return st->ops->collection_update(st, id_or_name, patch, errors_out, out);
 }
 
+int store_collection_import(struct store *st, const json_t *collections, bool delete_missing,
+                            json_t **errors_out)
+{
+    if (errors_out)
+        *errors_out = NULL;
+    return st->ops->collection_import(st, collections, delete_missing, errors_out);
+}
+
 int store_collection_truncate(struct store *st, const char *id_or_name)
 {
     return st->ops->collection_truncate(st, id_or_name);

@@ -99,6 +99,8 @@ struct store_ops {
                              json_t **errors_out, struct store_collection **out);
     int (*collection_delete)(struct store *st, const char *id_or_name);
     int (*collection_truncate)(struct store *st, const char *id_or_name);
+    int (*collection_import)(struct store *st, const json_t *collections, bool delete_missing,
+                             json_t **errors_out);
 
     int (*record_get)(struct store *st, const struct store_collection *c, const char *id,
                       const struct store_cond *cond, json_t **out);
@@ -161,6 +163,12 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
 /* ERR_NOTFOUND; ERR_DENIED for system collections; ERR_CONFLICT when another collection's
  * relation field points to it. */
 int store_collection_delete(struct store *st, const char *id_or_name) MUST_USE;
+/* Creates or replaces (matched by id, then by name) every collection of the array in one
+ * transaction; relations may point to collections later in the array. delete_missing also
+ * drops the non-system collections the array does not name. ERR_INVALID with
+ * {"collections":{"<index>":{...}}} errors; nothing changes on failure. */
+int store_collection_import(struct store *st, const json_t *collections, bool delete_missing,
+                            json_t **errors_out) MUST_USE;
 /* Deletes every record of the collection, with the relations' cascade rules and one outbox
  * row per change, in one transaction. ERR_NOTFOUND; ERR_CONFLICT when a required relation
  * of another collection still references a record (then nothing is deleted). */

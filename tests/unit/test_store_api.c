@@ -195,6 +195,16 @@ static void test_collections_api(void **state)
     json_decref(b);
     assert_int_equal(call("GET", "/api/collections/meta/scaffolds", NULL, false, &b), 401);
     json_decref(b);
+    assert_int_equal(call("PUT", "/api/collections/import",
+                          "{\"collections\":[{\"name\":\"imp1\"}],\"deleteMissing\":false}", true,
+                          &b),
+                     204);
+    assert_int_equal(
+        call("PUT", "/api/collections/import", "{\"collections\":[{\"name\":\"1bad\"}]}", true, &b),
+        400);
+    assert_string_equal(sget(b, "message"), "Failed to import collections.");
+    json_decref(b);
+    assert_int_equal(call("DELETE", "/api/collections/imp1", NULL, true, &b), 204);
     /* filter and sort over id, name, type, system, created, updated */
     assert_int_equal(
         call("GET", "/api/collections?filter=system%3Dtrue&sort=-name", NULL, true, &b), 200);

@@ -519,6 +519,77 @@ static void test_reopen_keeps_everything(void **state)
     fx_close(&fx);
 }
 
+static int import(struct fx *fx, const char *text, bool delete_missing, json_t **errors)
+{
+    json_t *j = J(text);
+    int rc = store_collection_import(fx->st, j, delete_missing, errors);
+    json_decref(j);
+    return rc;
+}
+
+static void test_import(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    json_t *errors = NULL;
+    /* a relation may point to a collection defined later in the same import */
+    assert_int_equal(import(&fx,
+                            "[{\"name\":\"books\",\"fields\":[{\"name\":\"author\","
+                            "\"type\":\"relation\",\"collectionId\":\"authors00000001\"}]},"
+                            "{\"id\":\"authors00000001\",\"name\":\"authors\",\"fields\":["
+                            "{\"name\":\"name\",\"type\":\"text\"}],"
+                            "\"indexes\":[\"CREATE INDEX idx_an ON authors (name)\"]}]",
+                            false, &errors),
+                     0);
+    struct store_collection *a = NULL;
+    assert_int_equal(store_collection_get(fx.st, "authors", &a), 0);
+    json_decref(fx_rec(&fx, a, "{\"id\":\"ann000000000001\",\"name\":\"Ann\"}"));
+    store_collection_unref(a);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM pragma_index_list('authors') WHERE "
+                                     "name='idx_an'"),
+                     1);
+    /* re-import: matched by name, a field added, the data kept */
+    assert_int_equal(import(&fx,
+                            "[{\"name\":\"authors\",\"fields\":[{\"name\":\"name\","
+                            "\"type\":\"text\"},{\"name\":\"bio\",\"type\":\"text\"}]}]",
+                            false, &errors),
+                     0);
+    assert_int_equal(store_collection_get(fx.st, "authors", &a), 0);
+    assert_string_equal(a->id, "authors00000001");
+    assert_non_null(store_collection_field(a, "bio"));
+    store_collection_unref(a);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM authors WHERE name='Ann'"), 1);
+    /* one bad item: nothing at all changes */
+    assert_int_equal(import(&fx, "[{\"name\":\"extra\"},{\"name\":\"bad name\"}]", false, &errors),
+                     ERR_INVALID);
+    assert_non_null(json_object_get(json_object_get(errors, "collections"), "1"));
+    json_decref(errors);
+    errors = NULL;
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='extra'"), 0);
+    /* deleting a collection that a kept relation needs is refused */
+    assert_int_equal(import(&fx, "[{\"name\":\"books\"}]", true, &errors), ERR_INVALID);
+    json_decref(errors);
+    errors = NULL;
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='authors'"), 1);
+    /* deleteMissing drops what is not named, never system collections */
+    assert_int_equal(import(&fx, "[{\"name\":\"authors\"}]", true, &errors), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='books'"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), 2);
+    assert_int_equal(store_collection_get(fx.st, "books", &a), ERR_NOTFOUND);
+    assert_int_equal(store_collection_get(fx.st, "_superusers", &a), 0);
+    store_collection_unref(a);
+    /* not an array */
+    assert_int_equal(import(&fx, "{}", false, &errors), ERR_INVALID);
+    json_decref(errors);
+    /* survives a reopen */
+    fx_reopen(&fx);
+    assert_int_equal(store_collection_get(fx.st, "authors", &a), 0);
+    assert_non_null(store_collection_field(a, "bio"));
+    store_collection_unref(a);
+    fx_close(&fx);
+}
+
 static void test_catalog(void **state)
 {
     UNUSED(state);
@@ -591,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_indexes),
         cmocka_unit_test(test_rename_and_delete),
         cmocka_unit_test(test_reopen_keeps_everything),
+        cmocka_unit_test(test_import),
         cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_open_failures),
     };

@@ -115,6 +115,16 @@ static int save_row(struct sq_conn *cn, const struct store_collection *c, bool i
     return rc;
 }
 
+static int create_table_only(struct sq_conn *cn, const struct store_collection *c)
+{
+    struct buf b;
+    buf_init(&b);
+    create_table_sql(&b, c, c->name);
+    int rc = exec_buf(cn, &b);
+    buf_release(&b);
+    return rc;
+}
+
 int sq__collection_install(struct sq_store *s, struct sq_conn *cn, const struct store_collection *c)
 {
     UNUSED(s);
@@ -131,12 +141,9 @@ int sq__collection_install(struct sq_store *s, struct sq_conn *cn, const struct 
 }
 
 /* Checks what needs the other collections: unique name and id, relation targets. */
-static int check_against_others(struct sq_store *s, const struct store_collection *c,
-                                json_t *errors)
+static int check_against_list(struct store_collection **all, size_t n,
+                              const struct store_collection *c, json_t *errors)
 {
-    struct store_collection **all;
-    size_t n;
-    sq__col_all(s, &all, &n);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(all[i]->id, c->id) == 0)
@@ -170,6 +177,16 @@ static int check_against_others(struct sq_store *s, const struct store_collectio
     if (json_object_size(ferrs) && !json_object_get(errors, "fields"))
         json_object_set(errors, "fields", ferrs);
     json_decref(ferrs);
+    return rc;
+}
+
+static int check_against_others(struct sq_store *s, const struct store_collection *c,
+                                json_t *errors)
+{
+    struct store_collection **all;
+    size_t n;
+    sq__col_all(s, &all, &n);
+    int rc = check_against_list(all, n, c, errors);
     store_collection_list_free(all, n);
     return rc;
 }
@@ -490,5 +507,201 @@ out:
     buf_release(&b);
     store_collection_list_free(all, n);
     store_collection_unref(c);
+    return rc;
+}
+
+/* ---- import ---- */
+
+static struct store_collection *list_find(struct store_collection **list, size_t n, const char *id,
+                                          const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] && id && strcmp(list[i]->id, id) == 0)
+            return list[i];
+    for (size_t i = 0; i < n; i++)
+        if (list[i] && name && strcasecmp(list[i]->name, name) == 0)
+            return list[i];
+    return NULL;
+}
+
+static void import_error(json_t *errors, size_t i, json_t *item_errors)
+{
+    json_t *ce = json_object_get(errors, "collections");
+    if (!ce) {
+        ce = json_object();
+        json_object_set_new(errors, "collections", ce);
+    }
+    char key[32];
+    snprintf(key, sizeof(key), "%zu", i);
+    json_object_set(ce, key, item_errors);
+}
+
+int sq__collection_import(struct store *st, const json_t *collections, bool delete_missing,
+                          json_t **errors_out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    if (!json_is_array(collections)) {
+        if (errors_out)
+            *errors_out = json_pack("{s:o}", "collections",
+                                    store__verr("validation_required", "Cannot be blank.", NULL));
+        return sq__fail(cn, ERR_INVALID, "Failed to import collections.");
+    }
+    size_t n_in = json_array_size(collections);
+    json_t *errors = json_object();
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    struct store_collection **old = NULL, **list = NULL;
+    size_t n_old = 0, n_list = 0;
+    struct store_collection **olds_of = xcalloc(n_in ? n_in : 1, sizeof(*olds_of));
+    struct store_collection **news = xcalloc(n_in ? n_in : 1, sizeof(*news));
+    struct buf b;
+    buf_init(&b);
+    int rc = sq__begin(s, cn);
+    if (rc)
+        goto out_nolock;
+    sq__col_all(s, &old, &n_old);
+    /* the working list: the current collections, then replaced or extended by the import */
+    list = xcalloc(n_old + n_in + 1, sizeof(*list));
+    for (size_t i = 0; i < n_old; i++)
+        list[n_list++] = store_collection_ref(old[i]);
+    /* pass 1: parse every definition, so relations may point forward */
+    for (size_t i = 0; i < n_in; i++) {
+        json_t *spec = json_array_get(collections, i);
+        const char *id = json_string_value(json_object_get(spec, "id"));
+        const char *name = json_string_value(json_object_get(spec, "name"));
+        struct store_collection *cur = list_find(list, n_list, id, name);
+        json_t *ie = json_object();
+        const char *type = json_string_value(json_object_get(spec, "type"));
+        if (cur && type &&
+            strcmp(type, cur->type == STORE_COLLECTION_AUTH ? "auth" : "base") != 0) {
+            store__verr_set(ie, "type", "validation_collection_type_change",
+                            "Collection type cannot be changed.");
+            rc = ERR_INVALID;
+        } else if (store__collection_from_json(spec, cur, now, ie, &news[i]) != 0) {
+            rc = ERR_INVALID;
+        }
+        if (rc) {
+            import_error(errors, i, ie);
+            json_decref(ie);
+            goto fail;
+        }
+        json_decref(ie);
+        olds_of[i] = store_collection_ref(cur);
+        for (size_t k = 0; k < n_list; k++)
+            if (cur && list[k] == cur) {
+                store_collection_unref(list[k]);
+                list[k] = store_collection_ref(news[i]);
+                cur = NULL;
+            }
+        if (!olds_of[i]) {
+            if (list_find(list, n_list, news[i]->id, NULL)) {
+                json_t *e = json_object();
+                store__verr_set(e, "id", "validation_invalid_value",
+                                "The collection id is already in use.");
+                import_error(errors, i, e);
+                json_decref(e);
+                rc = ERR_INVALID;
+                goto fail;
+            }
+            list[n_list++] = store_collection_ref(news[i]);
+        }
+    }
+    /* collections the import does not mention */
+    if (delete_missing) {
+        for (size_t k = 0; k < n_list; k++) {
+            bool mentioned = false;
+            for (size_t i = 0; i < n_in && !mentioned; i++)
+                mentioned = list[k] == news[i];
+            if (mentioned || list[k]->system)
+                continue;
+            buf_reset(&b);
+            buf_puts(&b, "DROP TABLE ");
+            store__quote(&b, list[k]->name);
+            if ((rc = sq__exec(cn, buf_cstr(&b))))
+                goto fail;
+            struct sq_stmt del;
+            if ((rc = sq__prep(cn, "DELETE FROM \"_collections\" WHERE \"id\" = ?1", &del)))
+                goto fail;
+            sqlite3_bind_text(del.stmt, 1, list[k]->id, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(del.stmt) != SQLITE_DONE)
+                rc = sq__fail_db(cn, "cannot delete the collection");
+            sq__done(&del);
+            if (rc)
+                goto fail;
+            store_collection_unref(list[k]);
+            list[k] = list[--n_list];
+            k--;
+        }
+    }
+    /* pass 2: names, ids and relation targets against the final set */
+    for (size_t i = 0; i < n_in; i++) {
+        json_t *ie = json_object();
+        if (check_against_list(list, n_list, news[i], ie) != 0) {
+            import_error(errors, i, ie);
+            json_decref(ie);
+            rc = ERR_INVALID;
+            goto fail;
+        }
+        json_decref(ie);
+    }
+    for (size_t k = 0; k < n_list; k++)
+        for (size_t f = 0; f < list[k]->n_fields; f++) {
+            const struct store_field *fd = &list[k]->fields[f];
+            if (fd->type == STORE_FIELD_RELATION &&
+                !list_find(list, n_list, fd->collection_id, NULL)) {
+                store__verr_set(errors, "collections", "validation_missing_collection",
+                                "A relation points to a collection that would be deleted.");
+                rc = ERR_INVALID;
+                goto fail;
+            }
+        }
+    /* pass 3: the tables; renames first move every changed table out of the way */
+    for (size_t i = 0; i < n_in; i++) {
+        if (olds_of[i])
+            rc = migrate(cn, olds_of[i], news[i]);
+        else
+            rc = create_table_only(cn, news[i]);
+        if (!rc)
+            rc = save_row(cn, news[i], olds_of[i] == NULL);
+        if (rc) {
+            int vrc = ddl_error(cn, rc, errors);
+            rc = vrc;
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < n_in; i++)
+        if (!olds_of[i] && (rc = create_indexes(cn, news[i])) != 0) {
+            rc = ddl_error(cn, rc, errors);
+            goto fail;
+        }
+    rc = sq__commit(s, cn);
+    if (rc)
+        goto out;
+    sq__col_replace_all(s, list, n_list);
+    list = NULL;
+    n_list = 0;
+    goto out;
+fail:
+    sq__rollback(s, cn);
+    if (rc == ERR_INVALID)
+        sq__fail(cn, ERR_INVALID, "Failed to import collections.");
+out:
+    store_collection_list_free(old, n_old);
+out_nolock:
+    if (list)
+        store_collection_list_free(list, n_list);
+    for (size_t i = 0; i < n_in; i++) {
+        store_collection_unref(news[i]);
+        store_collection_unref(olds_of[i]);
+    }
+    free(news);
+    free(olds_of);
+    buf_release(&b);
+    if (rc == ERR_INVALID && errors_out)
+        *errors_out = json_incref(errors);
+    json_decref(errors);
     return rc;
 }

@@ -414,6 +414,19 @@ void sq__col_put(struct sq_store *s, const char *id, struct store_collection *c)
     store_collection_unref(old);
 }
 
+void sq__col_replace_all(struct sq_store *s, struct store_collection **list, size_t n)
+{
+    pthread_mutex_lock(&s->schema_mu);
+    struct store_collection **old = s->cols;
+    size_t n_old = s->n_cols;
+    s->cols = list;
+    s->n_cols = n;
+    pthread_mutex_unlock(&s->schema_mu);
+    for (size_t i = 0; i < n_old; i++)
+        store_collection_unref(old[i]);
+    free(old);
+}
+
 void sq__col_all(struct sq_store *s, struct store_collection ***out, size_t *n_out)
 {
     pthread_mutex_lock(&s->schema_mu);
@@ -647,6 +660,7 @@ const struct store_ops store__sqlite_ops = {
     .collection_update = sq__collection_update,
     .collection_delete = sq__collection_delete,
     .collection_truncate = sq__collection_truncate,
+    .collection_import = sq__collection_import,
     .record_get = sq__record_get,
     .record_list = sq__record_list,
     .record_referencing = sq__record_referencing,

@@ -70,6 +70,8 @@ void sq__now(char out[TIME_PB_LEN]);
 struct store_collection *sq__col_find(struct sq_store *s, const char *id_or_name);
 /* Replaces (or adds, or with c NULL removes) the snapshot entry with this id. TAKES c. */
 void sq__col_put(struct sq_store *s, const char *id, struct store_collection *c);
+/* Replaces the whole snapshot. TAKES the list and its references. */
+void sq__col_replace_all(struct sq_store *s, struct store_collection **list, size_t n);
 /* The collections as a list of references (release with store_collection_list_free). */
 void sq__col_all(struct sq_store *s, struct store_collection ***out, size_t *n_out);
 
@@ -79,6 +81,8 @@ int sq__collection_create(struct store *st, const json_t *spec, json_t **errors_
 int sq__collection_update(struct store *st, const char *id_or_name, const json_t *patch,
                           json_t **errors_out, struct store_collection **out);
 int sq__collection_delete(struct store *st, const char *id_or_name);
+int sq__collection_import(struct store *st, const json_t *collections, bool delete_missing,
+                          json_t **errors_out);
 /* Creates a collection inside an open write transaction (first open). TAKES nothing. */
 int sq__collection_install(struct sq_store *s, struct sq_conn *cn,
                            const struct store_collection *c) MUST_USE;
