@@ -697,6 +697,9 @@ static void test_auth_records(void **state)
     assert_string_not_equal(ar.token_key, tk1);
     store_auth_record_release(&ar);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _superusers"), 1);
+    assert_int_equal(store_superuser_upsert(fx.st, "not-an-email", "hash-3", NULL), ERR_INVALID);
+    assert_int_equal(store_superuser_upsert(fx.st, "x@example.com", "", NULL), ERR_INVALID);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _superusers"), 1);
     /* misses and misuse */
     assert_int_equal(store_auth_find(fx.st, su, "email", "nobody@example.com", &ar), ERR_NOTFOUND);
     assert_int_equal(store_auth_find(fx.st, su, "email", "", &ar), ERR_NOTFOUND);
