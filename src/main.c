@@ -19,12 +19,13 @@ extern char **environ;
 
 static void usage(FILE *out)
 {
-    fprintf(out, "tandem %s - one program that is both an app backend and its data platform\n\n"
-                 "usage: tandem <command> [options]\n\n"
-                 "commands:\n"
-                 "  serve     start the server\n"
-                 "  version   print the version\n"
-                 "  help      show this help\n\n",
+    fprintf(out,
+            "tandem %s - one program that is both an app backend and its data platform\n\n"
+            "usage: tandem <command> [options]\n\n"
+            "commands:\n"
+            "  serve     start the server\n"
+            "  version   print the version\n"
+            "  help      show this help\n\n",
             TANDEM_VERSION);
     cfg_print_help(out);
 }
@@ -62,8 +63,9 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
     }
     enum xlog_level level;
     if (xlog_parse_level(cfg->log_level, &level) != 0) {
-        fprintf(stderr, "tandem: invalid value '%s' for --log-level (expected debug, info, "
-                        "warn, error or off)\n",
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --log-level (expected debug, info, "
+                "warn, error or off)\n",
                 cfg->log_level);
         return EXIT_USAGE;
     }
@@ -111,8 +113,7 @@ static int cmd_serve(int argc, char **argv)
         http_router_free(router);
         return 1;
     }
-    printf("tandem listening on http://%s:%u\n", http_server_url_host(srv),
-           http_server_port(srv));
+    printf("tandem listening on http://%s:%u\n", http_server_url_host(srv), http_server_port(srv));
     fflush(stdout);
     xlog_info("serving, data in %s", cfg.dir);
 

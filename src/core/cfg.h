@@ -45,8 +45,7 @@ extern const struct cfg_opt cfg_opts[];
 /* Applies defaults, then the environment (envp, NULL-terminated "NAME=VALUE"), then argv.
  * Stops at the first problem: -ERR_INVALID with a one-line message naming the option in
  * err (e.g. "unknown option --foo"). argv holds only options (no command word). */
-int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len)
-    MUST_USE;
+int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len) MUST_USE;
 /* Parses one value of the given type; -ERR_INVALID when malformed or out of range. */
 int cfg_parse_value(const struct cfg_opt *o, const char *text, struct cfg *c) MUST_USE;
 /* Writes the option table as help text. */

@@ -48,12 +48,12 @@ struct http_router *http_router_new(void);
 void http_router_free(struct http_router *r);
 /* Registers METHOD PATTERN. Pattern segments are literals, {name} (one segment) or a final
  * {name...} (the rest of the path, possibly empty). The earliest registered match wins. */
-void http_route(struct http_router *r, const char *method, const char *pattern,
-                http_handler_cb fn, void *ctx);
+void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
+                void *ctx);
 /* Finds the route for method + path. On HTTP_MATCH_BAD_METHOD, *route_out is a route whose
  * pattern fits (for metrics) and allow_out (if given) lists the allowed methods. */
-enum http_match http_router_match(const struct http_router *r, const char *method,
-                                  struct str path, const struct http_route **route_out,
+enum http_match http_router_match(const struct http_router *r, const char *method, struct str path,
+                                  const struct http_route **route_out,
                                   struct http_params *params_out, struct buf *allow_out);
 const char *http_route_pattern(const struct http_route *route);
 
@@ -99,11 +99,11 @@ json_t *http_req_json(struct http_req *req, bool allow_empty);
 /* TAKES body. */
 void http_reply_json(struct http_req *req, int status, json_t *body);
 /* Copies len bytes. */
-void http_reply_bytes(struct http_req *req, int status, const char *content_type,
-                      const void *body, size_t len);
+void http_reply_bytes(struct http_req *req, int status, const char *content_type, const void *body,
+                      size_t len);
 /* body must outlive the server (string literals, assets). */
-void http_reply_static(struct http_req *req, int status, const char *content_type,
-                       const void *body, size_t len);
+void http_reply_static(struct http_req *req, int status, const char *content_type, const void *body,
+                       size_t len);
 /* TAKES body, which must come from malloc. */
 void http_reply_owned(struct http_req *req, int status, const char *content_type, char *body,
                       size_t len);

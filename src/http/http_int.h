@@ -35,6 +35,7 @@ struct http_req {
     char id[17];
     unsigned calls;
     bool too_large;
+    uint64_t discarded; /* body bytes dropped after the limit was passed */
     bool suspended;
     /* the reply */
     int status;
@@ -48,9 +49,9 @@ struct http_route {
     char *method;
     char *pattern;
     size_t n_segs;
-    char **segs;       /* literal text, or a parameter name when is_param[i] */
+    char **segs; /* literal text, or a parameter name when is_param[i] */
     bool *is_param;
-    bool rest;         /* the last segment is {name...} */
+    bool rest; /* the last segment is {name...} */
     http_handler_cb fn;
     void *ctx;
     _Atomic(struct metrics_series *) duration; /* cached histogram series */

@@ -53,8 +53,8 @@ static size_t split_path(struct str path, struct str *segs)
     return n;
 }
 
-void http_route(struct http_router *r, const char *method, const char *pattern,
-                http_handler_cb fn, void *ctx)
+void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
+                void *ctx)
 {
     struct str segs[HTTP_MAX_SEGMENTS];
     size_t n = split_path(str_from(pattern), segs);
@@ -123,8 +123,8 @@ static bool route_fits(const struct http_route *rt, struct str path, const struc
     return true;
 }
 
-enum http_match http_router_match(const struct http_router *r, const char *method,
-                                  struct str path, const struct http_route **route_out,
+enum http_match http_router_match(const struct http_router *r, const char *method, struct str path,
+                                  const struct http_route **route_out,
                                   struct http_params *params_out, struct buf *allow_out)
 {
     struct str segs[HTTP_MAX_SEGMENTS];

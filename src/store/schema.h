@@ -65,18 +65,18 @@ struct store_field {
      * password: min/max length. has_min/has_max say whether they are set. */
     bool has_min, has_max;
     double min, max;
-    bool only_int;   /* number */
-    char *pattern;   /* text, password: a POSIX extended regular expression, or NULL */
-    bool primary_key; /* the `id` text field */
+    bool only_int;              /* number */
+    char *pattern;              /* text, password: a POSIX extended regular expression, or NULL */
+    bool primary_key;           /* the `id` text field */
     char *autogenerate_pattern; /* text */
-    char **values;   /* select: allowed values */
+    char **values;              /* select: allowed values */
     size_t n_values;
-    int max_select;  /* select, relation: <= 1 single, > 1 multiple */
-    int min_select;  /* relation */
-    char *collection_id; /* relation: the target collection's id */
-    bool cascade_delete; /* relation */
-    int64_t max_size;    /* json: bytes (0 = 1 MiB) */
-    bool on_create, on_update; /* autodate */
+    int max_select;                        /* select, relation: <= 1 single, > 1 multiple */
+    int min_select;                        /* relation */
+    char *collection_id;                   /* relation: the target collection's id */
+    bool cascade_delete;                   /* relation */
+    int64_t max_size;                      /* json: bytes (0 = 1 MiB) */
+    bool on_create, on_update;             /* autodate */
     char **only_domains, **except_domains; /* email, url */
     size_t n_only_domains, n_except_domains;
 };
@@ -101,8 +101,7 @@ struct store_collection {
 /* true for select and relation fields that hold several values (stored as a JSON array) */
 static inline bool store_field_multiple(const struct store_field *f)
 {
-    return (f->type == STORE_FIELD_SELECT || f->type == STORE_FIELD_RELATION) &&
-           f->max_select > 1;
+    return (f->type == STORE_FIELD_SELECT || f->type == STORE_FIELD_RELATION) && f->max_select > 1;
 }
 
 /* The field named name, or NULL. */
