@@ -256,7 +256,7 @@ struct auth_ratelimit_cfg {
 };
 
 /* PocketBase's default rules: auth 2 per 3 s, create 20 per 5 s, batch 3 per 1 s, default 300
- * per 10 s; capacity 65536 (about 3 MiB). */
+ * per 10 s; capacity 65536 (about 2 MiB). */
 void auth_ratelimit_cfg_default(struct auth_ratelimit_cfg *cfg);
 /* Applies a comma-separated list of CLASS=MAX/WINDOW on top of cfg, e.g.
  * "auth=5/1m,default=0/1s" (WINDOW: seconds with an optional s, m or h). ERR_INVALID with a
