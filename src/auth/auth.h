@@ -72,7 +72,8 @@ int auth_password_needs_rehash_with(const char *hash,
  * result, or with rc ERR_BUSY when the pool is freed before the job ran. A submit that failed
  * never calls the callback. The callback runs on a pool thread (or, at auth_pool_free, on the
  * freeing thread) while the job still holds its concurrency slot: keep it short (reply,
- * resume), and never call auth_pool_free or a _wait function from it.
+ * resume). It may submit new jobs (a rehash after a login) but must never call auth_pool_free
+ * or a _wait function.
  *
  * All functions may be called from any thread, except auth_pool_free (the owner, once). */
 
