@@ -461,6 +461,48 @@ static void test_pool_free_cancels_queued_jobs(void **state)
     tracker_release(&t);
 }
 
+struct chain {
+    struct auth_pool *pool;
+    struct tracker *t;
+    struct job_rec first;
+    struct job_rec second;
+    struct job_ctx second_ctx;
+    int submit_rc;
+};
+
+/* A verify whose callback submits a rehash, as a login does when the cost changed. */
+static void chain_first_done(void *arg, const struct auth_pool_result *res)
+{
+    struct chain *c = arg;
+    c->first.rc = res->rc;
+    atomic_fetch_add(&c->first.calls, 1);
+    c->second_ctx = (struct job_ctx){c->t, &c->second, false};
+    c->submit_rc = auth_pool_hash(c->pool, "pw", job_done, &c->second_ctx);
+}
+
+static void test_pool_callback_may_submit(void **state)
+{
+    (void)state;
+    struct auth_pool *p = cheap_pool(1, 1, 4);
+    struct tracker t;
+    tracker_init(&t);
+    struct chain c;
+    memset(&c, 0, sizeof(c));
+    c.pool = p;
+    c.t = &t;
+    char hash[AUTH_HASH_LEN];
+    assert_int_equal(auth_password_hash_with("pw", &cheap, hash), 0);
+    assert_int_equal(auth_pool_verify(p, hash, "pw", chain_first_done, &c), 0);
+    wait_done(&t, 1);
+    assert_int_equal(c.submit_rc, 0);
+    assert_int_equal(c.first.rc, 0);
+    assert_int_equal(atomic_load(&c.first.calls), 1);
+    assert_int_equal(atomic_load(&c.second.calls), 1);
+    assert_int_equal(auth_password_verify(c.second.hash, "pw"), 0);
+    auth_pool_free(p);
+    tracker_release(&t);
+}
+
 static double min_verify_s(struct auth_pool *p, const char *hash, int runs)
 {
     double best = 1e9;
@@ -514,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_pool_queue_full_is_busy),
         cmocka_unit_test(test_pool_concurrency_capped),
         cmocka_unit_test(test_pool_free_cancels_queued_jobs),
+        cmocka_unit_test(test_pool_callback_may_submit),
         cmocka_unit_test(test_pool_unknown_identity_costs_a_real_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
