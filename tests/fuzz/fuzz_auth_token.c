@@ -9,7 +9,8 @@
  * Build and run (from the repository root):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -Isrc \
  *     tests/fuzz/fuzz_auth_token.c src/auth/token.c src/auth/secret.c src/auth/password.c \
- *     src/core/*.c -lsodium -ljwt -ljansson -lpthread -lm -o fuzz_auth_token
+ *     src/core/arena.c src/core/cfg.c src/core/err.c src/core/str.c src/core/util.c \
+ *     src/core/xlog.c -lsodium -ljwt -ljansson -lpthread -lm -o fuzz_auth_token
  *   ./fuzz_auth_token -max_total_time=60 -max_len=9000 */
 #include <sodium.h>
 #include <stdint.h>
