@@ -297,6 +297,25 @@ static void test_pool_hash_and_verify(void **state)
     auth_pool_free(p);
 }
 
+static void test_pool_defaults(void **state)
+{
+    (void)state;
+    struct auth_pool_cfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    struct auth_pool *p = NULL;
+    assert_int_equal(auth_pool_new(&cfg, &p), 0);
+    struct auth_pool_stats st;
+    auth_pool_stats(p, &st);
+    assert_int_equal(st.n_threads, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+    assert_int_equal(st.max_concurrent, 2);
+    assert_int_equal(st.queue_cap, 256);
+    /* production cost: the dummy is an INTERACTIVE argon2id hash */
+    const char *dummy = auth_pool_dummy_hash(p);
+    assert_true(strncmp(dummy, "$argon2id$v=19$m=65536,t=2,p=1$", 31) == 0);
+    assert_int_equal(auth_password_needs_rehash(dummy), 0);
+    auth_pool_free(p);
+}
+
 static void test_pool_new_rejects_bad_config(void **state)
 {
     (void)state;
@@ -551,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_token_key_new),
         cmocka_unit_test(test_pool_hash_and_verify),
+        cmocka_unit_test(test_pool_defaults),
         cmocka_unit_test(test_pool_new_rejects_bad_config),
         cmocka_unit_test(test_pool_callback_exactly_once),
         cmocka_unit_test(test_pool_queue_full_is_busy),
