@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "auth/auth.h"
 #include "core/core.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -73,10 +74,97 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
     return 0;
 }
 
+/* --ratelimit: "off" gives NULL; "default" PocketBase's rules; otherwise rules on top of them */
+static int open_ratelimit(const char *spec, struct auth_ratelimit **out)
+{
+    *out = NULL;
+    if (strcmp(spec, "off") == 0)
+        return 0;
+    struct auth_ratelimit_cfg rc;
+    char err[256];
+    auth_ratelimit_cfg_default(&rc);
+    if (strcmp(spec, "default") != 0 && auth_ratelimit_parse(spec, &rc, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: invalid value for --ratelimit: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (auth_ratelimit_new(&rc, out) != 0) {
+        fprintf(stderr, "tandem: invalid value for --ratelimit '%s'\n", spec);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Everything `serve` opens, released in reverse order through one path. */
+struct app {
+    struct cfg cfg;
+    struct auth_secret *secret;
+    struct auth_pool *pool;
+    struct auth_ratelimit *rl;
+    struct api_env env;
+    struct http_router *router;
+    struct http_server *srv;
+};
+
+static void app_close(struct app *a)
+{
+    http_server_close(a->srv, DRAIN_MS);
+    http_router_free(a->router);
+    auth_pool_free(a->pool);
+    auth_ratelimit_free(a->rl);
+    auth_secret_free(a->secret);
+}
+
+static int app_open(struct app *a)
+{
+    char err[512];
+    int rc = make_dir(a->cfg.dir);
+    if (rc != 0) {
+        fprintf(stderr, "tandem: cannot create data directory %s: %s\n", a->cfg.dir, err_str(rc));
+        return 1;
+    }
+    if (auth_init() != 0) {
+        fprintf(stderr, "tandem: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (auth_secret_open(a->cfg.dir, &a->secret, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    rc = open_ratelimit(a->cfg.ratelimit, &a->rl);
+    if (rc != 0)
+        return rc;
+    struct auth_pool_cfg pc = {0};
+    if (auth_pool_new(&pc, &a->pool) != 0) {
+        fprintf(stderr, "tandem: cannot start the password hashing pool\n");
+        return 1;
+    }
+
+    metrics_register_process(TANDEM_VERSION);
+    a->env.cfg = &a->cfg;
+    a->env.secret = a->secret;
+    a->env.pool = a->pool;
+    a->env.rl = a->rl;
+    a->router = http_router_new();
+    api_register(a->router, &a->env);
+
+    struct http_opts opts = {
+        .addr = a->cfg.http,
+        .threads = (unsigned)a->cfg.threads,
+        .max_body = (uint64_t)a->cfg.max_body,
+        .idle_timeout_s = (unsigned)a->cfg.idle_timeout,
+    };
+    if (http_server_open(&opts, a->router, &a->srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
-    struct cfg cfg;
-    int rc = load_cfg(&cfg, argc, argv);
+    struct app a;
+    memset(&a, 0, sizeof(a));
+    int rc = load_cfg(&a.cfg, argc, argv);
     if (rc != 0)
         return rc;
 
@@ -88,41 +176,21 @@ static int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rc = make_dir(cfg.dir);
+    rc = app_open(&a);
     if (rc != 0) {
-        fprintf(stderr, "tandem: cannot create data directory %s: %s\n", cfg.dir, err_str(rc));
-        return 1;
+        app_close(&a);
+        return rc;
     }
-
-    metrics_register_process(TANDEM_VERSION);
-    struct api_env env = {.cfg = &cfg};
-    struct http_router *router = http_router_new();
-    api_register(router, &env);
-
-    struct http_opts opts = {
-        .addr = cfg.http,
-        .threads = (unsigned)cfg.threads,
-        .max_body = (uint64_t)cfg.max_body,
-        .idle_timeout_s = (unsigned)cfg.idle_timeout,
-    };
-    struct http_server *srv;
-    char err[512];
-    rc = http_server_open(&opts, router, &srv, err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "tandem: %s\n", err);
-        http_router_free(router);
-        return 1;
-    }
-    printf("tandem listening on http://%s:%u\n", http_server_url_host(srv), http_server_port(srv));
+    printf("tandem listening on http://%s:%u\n", http_server_url_host(a.srv),
+           http_server_port(a.srv));
     fflush(stdout);
-    xlog_info("serving, data in %s", cfg.dir);
+    xlog_info("serving, data in %s", a.cfg.dir);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
         ;
     xlog_info("received signal %d, shutting down", sig);
-    http_server_close(srv, DRAIN_MS);
-    http_router_free(router);
+    app_close(&a);
     xlog_info("stopped");
     return 0;
 }

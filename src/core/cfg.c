@@ -25,6 +25,10 @@ const struct cfg_opt cfg_opts[] = {
      NUM_OPT(CFG_DURATION, idle_timeout, 1, 86400)},
     {"threads", "TANDEM_THREADS", "0", "HTTP threads (0: one per core)",
      NUM_OPT(CFG_INT, threads, 0, 256)},
+    {"ratelimit", "TANDEM_RATELIMIT", "off",
+     "per-client rate limits: off, default (PocketBase's rules) or CLASS=MAX/WINDOW,... "
+     "with classes auth, create, batch, default",
+     STR_OPT(ratelimit)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 

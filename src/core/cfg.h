@@ -19,6 +19,7 @@ struct cfg {
     int64_t max_body;     /* bytes */
     int64_t idle_timeout; /* seconds a connection may stay idle or stalled */
     int64_t threads;      /* HTTP threads; 0 = one per core */
+    char ratelimit[512];  /* "off", "default" or CLASS=MAX/WINDOW,... */
 };
 
 enum cfg_type {

@@ -57,6 +57,11 @@ enum http_match http_router_match(const struct http_router *r, const char *metho
                                   struct http_params *params_out, struct buf *allow_out);
 const char *http_route_pattern(const struct http_route *route);
 
+/* A guard runs before routing for every request; it returns true to let the request go on,
+ * or replies itself (e.g. 429) and returns false. One guard per router. */
+typedef bool (*http_guard_cb)(struct http_req *req, void *ctx);
+void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx);
+
 /* ---- query strings and URL decoding (exposed for tests) ---- */
 
 struct http_kv {

@@ -6,7 +6,15 @@
 struct http_router {
     struct http_route *head;
     struct http_route **tail;
+    http_guard_cb guard;
+    void *guard_ctx;
 };
+
+void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx)
+{
+    r->guard = fn;
+    r->guard_ctx = ctx;
+}
 
 struct http_router *http_router_new(void)
 {
@@ -221,6 +229,8 @@ int http_query_parse(struct arena *a, const char *qs, size_t len, struct http_kv
 
 void http__dispatch(struct http_req *req, const struct http_router *router)
 {
+    if (router->guard && !router->guard(req, router->guard_ctx))
+        return;
     struct buf allow;
     buf_init(&allow);
     enum http_match m =

@@ -178,3 +178,19 @@ test('environment variables configure the server', async () => {
   assert.equal(typeof rec.bytes, 'number');
   assert.equal(typeof rec.us, 'number');
 });
+
+test('rate limits: 429 with Retry-After once a class window is used up', async () => {
+  const s = await start({ args: ['--ratelimit', 'default=3/60s'] });
+  try {
+    for (let i = 0; i < 3; i++) assert.equal((await fetch(`${s.url}/api/health`)).status, 200);
+    const r = await fetch(`${s.url}/api/health`);
+    assert.equal(r.status, 429);
+    assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    assert.deepEqual(await r.json(), { data: {}, message: 'Too Many Requests.', status: 429 });
+  } finally {
+    await s.stop();
+  }
+  const bad = await run(['serve', '--ratelimit', 'auth=lots']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--ratelimit/);
+});
