@@ -182,31 +182,23 @@ static int parse_items(struct capture__ctx *cx, json_t *items, bool single, int 
     if (buf_try_reserve(&st->records, n * 512) < 0)
         return -ENOMEM;
 
-    char label[32] = "message";
     for (size_t i = 0; i < n; i++) {
         json_t *item = single ? items : json_array_get(items, i);
-        if (!single) {
-            snprintf(label, sizeof(label), "batch[%zu]", i);
-            snprintf(cx->where, sizeof(cx->where), "%s.", label);
-        }
-        if (!json_is_object(item)) {
-            cx->where[0] = '\0';
-            return capture__fail(cx, 400, "%s: must be an object", label);
-        }
+        cx->item = single ? -1 : (long)i;
+        if (!json_is_object(item))
+            return capture__fail_item(cx, 400, "must be an object");
         struct capture__msg m;
         int rc = posthog ? capture__posthog_item(cx, item, &m)
                          : capture__segment_item(cx, item, path_type, &m);
         if (rc < 0)
             return rc;
         size_t start = st->records.len;
-        if (capture__write_record(&st->records, &m, cx->in->received_us) < 0) {
-            cx->where[0] = '\0';
-            return capture__fail(cx, 400, "%s: cannot be serialised", label);
-        }
+        if (capture__write_record(&st->records, &m, cx->in->received_us) < 0)
+            return capture__fail_item(cx, 400, "cannot be serialised");
         size_t rec_len = st->records.len - start;
-        cx->where[0] = '\0';
         if (rec_len > lim->max_message)
-            return capture__fail(cx, too_big, "%s: larger than %zu bytes", label, lim->max_message);
+            return capture__fail_item(cx, too_big, "larger than %zu bytes", lim->max_message);
+        cx->item = -1;
         if (st->records.len > max_total)
             return capture__fail(cx, too_big, "batch: events larger than %zu bytes in all",
                                  max_total);
@@ -245,7 +237,7 @@ int capture_parse(const struct capture_input *in, struct capture_result *out)
         capture_limits_default(&deflim);
         lim = &deflim;
     }
-    struct capture__ctx cx = {.in = in, .lim = lim, .res = out, .st = st};
+    struct capture__ctx cx = {.in = in, .lim = lim, .res = out, .st = st, .item = -1};
     if (in->auth_key && *in->auth_key)
         cx.env_write_key = str_from(in->auth_key);
     if (in->sent_at_us > 0) {

@@ -44,7 +44,7 @@ struct capture__ctx {
     const struct capture_limits *lim;
     struct capture_result *res;
     struct capture__state *st;
-    char where[48]; /* error prefix of the current item: "batch[3]." or "" */
+    long item; /* index of the batch item being read, -1 for none (single body, envelope) */
     /* envelope */
     struct str env_write_key;
     int64_t env_sent_us;
@@ -52,8 +52,11 @@ struct capture__ctx {
     json_t *env_context; /* Segment batch-level context, or NULL */
 };
 
-/* Sets res->status and a message "<where><fmt...>"; returns ERR_INVALID for chaining. */
+/* Sets res->status and a message "batch[3].<fmt...>" (or just "<fmt...>" outside a batch
+ * item); returns ERR_INVALID for chaining. The first failure wins. */
 int capture__fail(struct capture__ctx *cx, int status, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* The same about the item as a whole: "batch[3]: <fmt...>" or "message: <fmt...>". */
+int capture__fail_item(struct capture__ctx *cx, int status, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 /* Field readers: absent or null gives ptr NULL / false and 0. Wrong type fails the request
  * (400) naming the field. */

@@ -12,19 +12,38 @@
 #define TS_MAX_US (253402300799LL * 1000000 + 999999)
 #define FUTURE_SLACK_US (23LL * 3600 * 1000000)
 
-int capture__fail(struct capture__ctx *cx, int status, const char *fmt, ...)
+static void vfail(struct capture__ctx *cx, int status, bool whole, const char *fmt, va_list ap)
 {
     struct capture_result *r = cx->res;
-    if (r->status == 0) { /* the first problem wins */
-        r->status = status;
-        int n = snprintf(r->message, sizeof(r->message), "%s", cx->where);
-        if (n < 0 || (size_t)n >= sizeof(r->message))
-            n = 0;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(r->message + n, sizeof(r->message) - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    if (r->status != 0)
+        return; /* the first problem wins */
+    r->status = status;
+    int n;
+    if (cx->item >= 0)
+        n = snprintf(r->message, sizeof(r->message), whole ? "batch[%ld]: " : "batch[%ld].",
+                     cx->item);
+    else
+        n = snprintf(r->message, sizeof(r->message), "%s", whole ? "message: " : "");
+    if (n < 0 || (size_t)n >= sizeof(r->message))
+        n = 0;
+    vsnprintf(r->message + n, sizeof(r->message) - (size_t)n, fmt, ap);
+}
+
+int capture__fail(struct capture__ctx *cx, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(cx, status, false, fmt, ap);
+    va_end(ap);
+    return ERR_INVALID;
+}
+
+int capture__fail_item(struct capture__ctx *cx, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(cx, status, true, fmt, ap);
+    va_end(ap);
     return ERR_INVALID;
 }
 
@@ -213,6 +232,54 @@ static void put_str(struct buf *b, struct str s)
     buf_putc(b, '"');
 }
 
+static void put2(char *p, int v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" for a time inside years 0000..9999, without gmtime/printf
+ * (four of these per event). Days to civil date after H. Hinnant's public algorithm. */
+static void format_iso(int64_t us, char out[24])
+{
+    int64_t secs = us / 1000000, rem = us % 1000000;
+    if (rem < 0) {
+        secs--;
+        rem += 1000000;
+    }
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        days--;
+        sod += 86400;
+    }
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int y = (int)(yoe + era * 400 + (m <= 2));
+    int ms = (int)(rem / 1000);
+    put2(out, y / 100);
+    put2(out + 2, y % 100);
+    out[4] = '-';
+    put2(out + 5, m);
+    out[7] = '-';
+    put2(out + 8, d);
+    out[10] = 'T';
+    put2(out + 11, (int)(sod / 3600));
+    out[13] = ':';
+    put2(out + 14, (int)(sod / 60 % 60));
+    out[16] = ':';
+    put2(out + 17, (int)(sod % 60));
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    put2(out + 21, ms % 100);
+    out[23] = 'Z';
+}
+
 static void put_time(struct buf *b, bool has, int64_t us)
 {
     if (!has) {
@@ -223,26 +290,35 @@ static void put_time(struct buf *b, bool has, int64_t us)
         us = TS_MIN_US;
     if (us > TS_MAX_US)
         us = TS_MAX_US;
-    char t[TIME_PB_LEN];
-    time_format_iso(us, t);
-    buf_putc(b, '"');
-    buf_append(b, t, TIME_PB_LEN - 1);
-    buf_putc(b, '"');
+    char t[26];
+    t[0] = '"';
+    format_iso(us, t + 1);
+    t[25] = '"';
+    buf_append(b, t, sizeof(t));
 }
 
-static int dump_cb(const char *p, size_t len, void *arg)
-{
-    buf_append(arg, p, len);
-    return 0;
-}
-
+/* Dumps straight into the buffer's spare room; a second pass only when it did not fit. */
 static int put_object(struct buf *b, json_t *obj)
 {
     if (!obj || json_object_size(obj) == 0) {
         PUT(b, "{}");
         return 0;
     }
-    return json_dump_callback(obj, dump_cb, b, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    const size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17);
+    buf_reserve(b, 1024);
+    size_t room = b->cap - b->len - 1;
+    size_t n = json_dumpb(obj, b->ptr + b->len, room, flags);
+    if (n == 0)
+        return ERR_INVALID;
+    if (n > room) {
+        buf_reserve(b, n);
+        n = json_dumpb(obj, b->ptr + b->len, b->cap - b->len - 1, flags);
+        if (n == 0)
+            return ERR_INVALID;
+    }
+    b->len += n;
+    b->ptr[b->len] = '\0';
+    return 0;
 }
 
 int capture__write_record(struct buf *b, const struct capture__msg *m, int64_t received_us)

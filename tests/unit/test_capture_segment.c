@@ -660,6 +660,34 @@ static void test_verified_user_and_escaping(void **state)
     capture_result_release(&r);
 }
 
+static void test_time_format_matches_core(void **state)
+{
+    (void)state;
+    /* the record writer formats times itself; it must agree with core's formatter */
+    struct capture_input in = t_input(CAPTURE_API_PAGE, "{\"userId\":\"u\"}");
+    in.auth_key = "k";
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 2000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        /* anywhere in 0000..9999, plus the edges of days and leap years */
+        int64_t us = -62167219200LL * 1000000 + (int64_t)(x % 315537897600000000ull);
+        if (i < 4)
+            us = (int64_t[]){0, -1, 951782400LL * 1000000 - 1, 253402300799999999LL}[i];
+        in.received_us = us;
+        struct capture_result r;
+        t_parse(&in, &r, 0);
+        json_t *j = t_record(&r, 0);
+        char want[TIME_PB_LEN];
+        time_format_iso(us, want);
+        assert_string_equal(t_str(j, "receivedAt"), want);
+        assert_string_equal(t_str(j, "timestamp"), want);
+        json_decref(j);
+        capture_result_release(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -679,6 +707,7 @@ int main(void)
         cmocka_unit_test(test_gzip_bomb),
         cmocka_unit_test(test_malformed_bodies),
         cmocka_unit_test(test_verified_user_and_escaping),
+        cmocka_unit_test(test_time_format_matches_core),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
