@@ -238,8 +238,8 @@ int capture_parse(const struct capture_input *in, struct capture_result *out)
         lim = &deflim;
     }
     struct capture__ctx cx = {.in = in, .lim = lim, .res = out, .st = st, .item = -1};
-    if (in->auth_key && *in->auth_key)
-        cx.env_write_key = str_from(in->auth_key);
+    if (in->auth_key && *in->auth_key) /* copied: the result must not borrow the input */
+        cx.env_write_key = str_from(arena_strdup(&st->arena, in->auth_key));
     if (in->sent_at_us > 0) {
         cx.env_sent_us = in->sent_at_us;
         cx.env_has_sent = true;

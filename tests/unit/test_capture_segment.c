@@ -245,12 +245,15 @@ static void test_write_keys(void **state)
     json_decref(j);
     capture_result_release(&r);
 
-    /* Basic auth alone */
+    /* Basic auth alone; the result keeps its own copy of the key */
+    char basic[] = "basic";
     in = t_input(CAPTURE_API_BATCH, "{\"batch\":[{\"type\":\"track\",\"userId\":\"u\","
                                     "\"event\":\"a\"}]}");
-    in.auth_key = "basic";
+    in.auth_key = basic;
     t_parse(&in, &r, 0);
+    memset(basic, 'X', 5);
     assert_string_equal(r.events[0].write_key, "basic");
+    assert_string_equal(r.write_keys[0], "basic");
     capture_result_release(&r);
 
     /* no key anywhere: 401 naming the item */
