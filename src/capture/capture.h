@@ -163,6 +163,11 @@ void capture_dedup_remove(struct capture_dedup *d, const char *write_key, size_t
  * window relative to now_us are ignored. */
 void capture_dedup_add(struct capture_dedup *d, const char *write_key, size_t wk_len,
                        const char *message_id, size_t id_len, int64_t received_us, int64_t now_us);
+/* The same from a canonical record read back from the log (as capture_parse() wrote it):
+ * takes its messageId, writeKey and receivedAt, with a fast scan and a full parse only for
+ * records the scan cannot read (escaped strings). ERR_INVALID when rec is not a record. */
+int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len,
+                             int64_t now_us) MUST_USE;
 /* Runs check_insert over a parsed request, setting events[i].duplicate (a repeat inside the
  * same request counts as a duplicate too). Returns how many are duplicates. */
 size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, int64_t now_us);

@@ -7,6 +7,8 @@
  * open-addressing set of hashes (linear probing, 0 = empty). A check probes every live
  * bucket (a constant number), an insert goes into the bucket of the current time, expiry
  * drops whole buckets, and the size cap drops the oldest buckets first. */
+#define _GNU_SOURCE /* memmem */
+#include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
@@ -333,4 +335,83 @@ void capture_dedup_stats(struct capture_dedup *d, struct capture_dedup_stats *ou
         out->entries += d->shards[i].n_entries;
         pthread_mutex_unlock(&d->shards[i].mu);
     }
+}
+
+/* ---- rebuilding from canonical records ---- */
+
+/* The JSON string starting at p (just after its opening quote): its length up to the closing
+ * quote, or -1 when it holds an escape (then the slow path decodes it) or is unterminated. */
+static long plain_string(const char *p, const char *end)
+{
+    for (const char *q = p; q < end; q++) {
+        if (*q == '"')
+            return q - p;
+        if (*q == '\\')
+            return -1;
+    }
+    return -1;
+}
+
+static const char *find_last(const char *hay, size_t len, const char *needle, size_t n)
+{
+    if (len < n)
+        return NULL;
+    for (size_t i = len - n + 1; i-- > 0;)
+        if (hay[i] == needle[0] && memcmp(hay + i, needle, n) == 0)
+            return hay + i;
+    return NULL;
+}
+
+static const char *find_first(const char *hay, size_t len, const char *needle, size_t n)
+{
+    return memmem(hay, len, needle, n);
+}
+
+static int add_record_slow(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
+{
+    json_t *j = json_loadb(rec, len, 0, NULL);
+    if (!j)
+        return ERR_INVALID;
+    json_t *id = json_object_get(j, "messageId");
+    json_t *wk = json_object_get(j, "writeKey");
+    json_t *ra = json_object_get(j, "receivedAt");
+    int64_t us;
+    int rc = ERR_INVALID;
+    if (json_is_string(id) && json_is_string(wk) && json_is_string(ra) &&
+        time_parse(json_string_value(ra), json_string_length(ra), &us) == 0) {
+        capture_dedup_add(d, json_string_value(wk), json_string_length(wk), json_string_value(id),
+                          json_string_length(id), us, now_us);
+        rc = 0;
+    }
+    json_decref(j);
+    return rc;
+}
+
+int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
+{
+    /* A canonical record starts with messageId, has receivedAt before any object and ends
+     * with writeKey: an unescaped quote cannot occur inside a JSON string, so the first
+     * ',"receivedAt":"' and the last ',"writeKey":"' are the record's own keys. */
+    static const char k_id[] = "{\"messageId\":\"";
+    static const char k_ra[] = ",\"receivedAt\":\"";
+    static const char k_wk[] = ",\"writeKey\":\"";
+    const char *end = rec + len;
+    if (len < sizeof(k_id) || memcmp(rec, k_id, sizeof(k_id) - 1) != 0)
+        return add_record_slow(d, rec, len, now_us);
+    const char *id = rec + sizeof(k_id) - 1;
+    long id_len = plain_string(id, end);
+    const char *ra = find_first(rec, len, k_ra, sizeof(k_ra) - 1);
+    const char *wk = find_last(rec, len, k_wk, sizeof(k_wk) - 1);
+    if (id_len <= 0 || !ra || !wk)
+        return add_record_slow(d, rec, len, now_us);
+    ra += sizeof(k_ra) - 1;
+    wk += sizeof(k_wk) - 1;
+    long ra_len = plain_string(ra, end);
+    long wk_len = plain_string(wk, end);
+    int64_t us;
+    if (ra_len <= 0 || wk_len <= 0 || wk + wk_len + 2 != end || wk[wk_len + 1] != '}' ||
+        time_parse(ra, (size_t)ra_len, &us) < 0)
+        return add_record_slow(d, rec, len, now_us);
+    capture_dedup_add(d, wk, (size_t)wk_len, id, (size_t)id_len, us, now_us);
+    return 0;
 }

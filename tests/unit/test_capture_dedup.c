@@ -202,6 +202,62 @@ static void test_remove_and_filter(void **state)
     capture_dedup_free(d);
 }
 
+static void test_rebuild_from_records(void **state)
+{
+    (void)state;
+    /* records as capture_parse() writes them, read back from the log */
+    struct capture_input in = t_input(
+        CAPTURE_API_BATCH,
+        "{\"writeKey\":\"wk,\\\"writeKey\\\":\\\"x\",\"batch\":["
+        "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"a\",\"messageId\":\"plain-1\","
+        "\"properties\":{\"s\":\",\\\"writeKey\\\":\\\"fake\"}},"
+        "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"a\",\"messageId\":\"esc\\\"aped\"},"
+        "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"a\"}]}");
+    struct capture_result r;
+    t_parse(&in, &r, 0);
+    assert_string_equal(r.events[0].write_key, "wk,\"writeKey\":\"x");
+    struct capture_dedup *d = capture_dedup_new(NULL);
+    for (size_t i = 0; i < r.n_events; i++)
+        assert_int_equal(
+            capture_dedup_add_record(d, r.events[i].record, r.events[i].record_len, T_RECV + HOUR),
+            0);
+    /* every event of the request is now a duplicate, under its own write key */
+    assert_int_equal(capture_dedup_filter(d, &r, T_RECV + HOUR), 3);
+    assert_false(capture_dedup_check_insert(d, "x", 1, "plain-1", 7, T_RECV + HOUR));
+    /* records older than the window are skipped */
+    struct capture_dedup *d2 = capture_dedup_new(NULL);
+    assert_int_equal(capture_dedup_add_record(d2, r.events[2].record, r.events[2].record_len,
+                                              T_RECV + 26 * HOUR),
+                     0);
+    struct capture_dedup_stats st;
+    capture_dedup_stats(d2, &st);
+    assert_int_equal(st.entries, 0);
+    capture_dedup_free(d2);
+    /* the fast path: plain strings, a decoy key inside properties */
+    struct capture_result r2;
+    in = t_input(CAPTURE_API_BATCH,
+                 "{\"writeKey\":\"plainkey\",\"batch\":[{\"type\":\"track\",\"userId\":\"u\","
+                 "\"event\":\"a\",\"messageId\":\"fast-1\",\"properties\":{\"o\":{\"writeKey\":"
+                 "\"decoy\"}},\"context\":{\"receivedAt\":\"1999-01-01T00:00:00Z\"}}]}");
+    t_parse(&in, &r2, 0);
+    assert_int_equal(
+        capture_dedup_add_record(d, r2.events[0].record, r2.events[0].record_len, T_RECV), 0);
+    assert_true(capture_dedup_check_insert(d, "plainkey", 8, "fast-1", 6, T_RECV));
+    assert_false(capture_dedup_check_insert(d, "decoy", 5, "fast-1", 6, T_RECV));
+    capture_result_release(&r2);
+    /* the scan reads only what it needs (this is not valid JSON, so no full parse took it) */
+    const char *partial = "{\"messageId\":\"scan-1\",\"receivedAt\":\"2026-05-01T12:00:10.000Z\""
+                          " ... ,\"writeKey\":\"sk\"}";
+    assert_int_equal(capture_dedup_add_record(d, partial, strlen(partial), T_RECV), 0);
+    assert_true(capture_dedup_check_insert(d, "sk", 2, "scan-1", 6, T_RECV));
+    /* not a record */
+    assert_int_equal(capture_dedup_add_record(d, "{}", 2, T_RECV), ERR_INVALID);
+    assert_int_equal(capture_dedup_add_record(d, "{\"messageId\":\"x\"", 15, T_RECV), ERR_INVALID);
+    assert_int_equal(capture_dedup_add_record(d, "garbage", 7, T_RECV), ERR_INVALID);
+    capture_result_release(&r);
+    capture_dedup_free(d);
+}
+
 struct worker {
     struct capture_dedup *d;
     int id;
@@ -248,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_rebuild_from_pairs),
         cmocka_unit_test(test_remove_and_filter),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_rebuild_from_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
