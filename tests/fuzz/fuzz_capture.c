@@ -3,7 +3,8 @@
  * The first input byte picks the endpoint and request facts (Content-Encoding header, a
  * Basic-auth key, a verified user); the rest is the body. Whatever the bytes, the parser must
  * not crash, leak or overrun, and every event it accepts must be a canonical record: a JSON
- * object with exactly the 15 warehouse keys, within the message limit. See README.md. */
+ * object with exactly the 15 warehouse keys, within the message limit, that the dedup set can
+ * read back. See README.md. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,6 +32,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .sent_at_us = (sel & 0x40) ? 1777636800000000LL : 0,
         .limits = &lim,
     };
+    static struct capture_dedup *dd;
+    if (!dd)
+        dd = capture_dedup_new(NULL);
+    if (sel & 0x80) /* arbitrary bytes into the log-record scanner */
+        (void)capture_dedup_add_record(dd, (const char *)data + 1, size - 1, in.received_us);
     struct capture_result r;
     if (capture_parse(&in, &r) == 0 && r.status == 0) {
         if (r.n_events == 0 || r.n_write_keys == 0 || r.n_write_keys > r.n_events)
@@ -44,6 +50,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!j || !json_is_object(j) || json_object_size(j) != 15)
                 abort();
             json_decref(j);
+            /* a record read back must make its own pair a duplicate */
+            if (capture_dedup_add_record(dd, e->record, e->record_len, in.received_us) != 0 ||
+                !capture_dedup_check_insert(dd, e->write_key, e->write_key_len, e->message_id,
+                                            e->message_id_len, in.received_us))
+                abort();
         }
     }
     capture_result_release(&r);
