@@ -71,6 +71,7 @@ struct capture_input {
     const char *content_encoding; /* header value or NULL */
     const char *auth_key;         /* write key from HTTP Basic auth (user part) or NULL */
     const char *verified_user_id; /* user id of a valid tandem user token, or NULL */
+    const char *client_ip;        /* the request's client address, or NULL (see docs) */
     int64_t received_us;          /* server receive time, us since the epoch */
     int64_t sent_at_us;           /* client send time from the query (PostHog `_`), 0 = none */
     const struct capture_limits *limits; /* NULL: capture_limits_default() */

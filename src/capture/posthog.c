@@ -236,6 +236,12 @@ int capture__posthog_item(struct capture__ctx *cx, json_t *item, struct capture_
 
     m->context = build_context(item, props);
     json_object_set_new(item, "context", m->context); /* the tree owns it */
+    /* PostHog records the request address unless the event has $ip or is from a server
+     * library ($geoip_disable, as posthog-node sends) */
+    const char *ip = cx->in->client_ip;
+    if (ip && *ip && !json_object_get(m->context, "ip") &&
+        !json_is_true(json_object_get(props, "$geoip_disable")))
+        json_object_set_new(m->context, "ip", json_string(ip));
     capture__context_tandem(cx, item, m);
     return 0;
 }

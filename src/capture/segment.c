@@ -32,6 +32,24 @@ static void keep_page_fields(json_t *item, struct capture__msg *m)
     }
 }
 
+/* Segment fills context.ip from the request for client-side events only: those sent by
+ * analytics.js, or asking for it with context.direct = true. */
+static void client_ip(struct capture__ctx *cx, json_t *item, struct capture__msg *m)
+{
+    const char *ip = cx->in->client_ip;
+    if (!ip || !*ip || (m->context && json_object_get(m->context, "ip")))
+        return;
+    json_t *lib = json_object_get(json_object_get(m->context, "library"), "name");
+    bool browser = json_is_string(lib) && strcmp(json_string_value(lib), "analytics.js") == 0;
+    if (!browser && !json_is_true(json_object_get(m->context, "direct")))
+        return;
+    if (m->context == cx->env_context) { /* shared with other items: give this one its own */
+        m->context = json_deep_copy(cx->env_context);
+        json_object_set_new(item, "context", m->context);
+    }
+    json_object_set_new(m->context, "ip", json_string(ip));
+}
+
 int capture__segment_item(struct capture__ctx *cx, json_t *item, int type_from_path,
                           struct capture__msg *m)
 {
@@ -128,6 +146,7 @@ int capture__segment_item(struct capture__ctx *cx, json_t *item, int type_from_p
         else
             m->context = cx->env_context;
     }
+    client_ip(cx, item, m);
     capture__context_tandem(cx, item, m);
     return 0;
 }

@@ -399,6 +399,32 @@ static void test_verified_user(void **state)
     capture_result_release(&r);
 }
 
+static void test_client_ip(void **state)
+{
+    (void)state;
+    struct capture_input in =
+        ph("[{\"event\":\"a\",\"distinct_id\":\"u\",\"properties\":{\"token\":\"k\","
+           "\"$lib\":\"web\"}},"
+           "{\"event\":\"a\",\"distinct_id\":\"u\",\"properties\":{\"token\":\"k\","
+           "\"$geoip_disable\":true}},"
+           "{\"event\":\"a\",\"distinct_id\":\"u\",\"properties\":{\"token\":\"k\","
+           "\"$ip\":\"9.9.9.9\"}}]");
+    in.client_ip = "203.0.113.5";
+    struct capture_result r;
+    t_parse(&in, &r, 0);
+    const char *want[] = {"203.0.113.5", NULL, "9.9.9.9"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *j = t_record(&r, i);
+        const char *ip = t_str(json_object_get(j, "context"), "ip");
+        if (want[i])
+            assert_string_equal(ip, want[i]);
+        else
+            assert_null(ip);
+        json_decref(j);
+    }
+    capture_result_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_limits_are_413),
         cmocka_unit_test(test_gzip_magic_without_header),
         cmocka_unit_test(test_verified_user),
+        cmocka_unit_test(test_client_ip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -663,6 +663,34 @@ static void test_verified_user_and_escaping(void **state)
     capture_result_release(&r);
 }
 
+static void test_client_ip(void **state)
+{
+    (void)state;
+    struct capture_input in = t_input(
+        CAPTURE_API_BATCH,
+        "{\"writeKey\":\"k\",\"context\":{\"library\":{\"name\":\"analytics.js\"}},\"batch\":["
+        "{\"type\":\"page\",\"userId\":\"u\"},"
+        "{\"type\":\"page\",\"userId\":\"u\",\"context\":{\"ip\":\"9.9.9.9\"}},"
+        "{\"type\":\"page\",\"userId\":\"u\",\"context\":{\"library\":{\"name\":"
+        "\"@segment/analytics-node\"}}},"
+        "{\"type\":\"page\",\"userId\":\"u\",\"context\":{\"library\":{\"name\":"
+        "\"analytics-python\"},\"direct\":true}}]}");
+    in.client_ip = "203.0.113.5";
+    struct capture_result r;
+    t_parse(&in, &r, 0);
+    const char *want[] = {"203.0.113.5", "9.9.9.9", NULL, "203.0.113.5"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *j = t_record(&r, i);
+        const char *ip = t_str(json_object_get(j, "context"), "ip");
+        if (want[i])
+            assert_string_equal(ip, want[i]);
+        else
+            assert_null(ip); /* a server library: its address is not the user's */
+        json_decref(j);
+    }
+    capture_result_release(&r);
+}
+
 static void test_time_format_matches_core(void **state)
 {
     (void)state;
@@ -710,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_gzip_bomb),
         cmocka_unit_test(test_malformed_bodies),
         cmocka_unit_test(test_verified_user_and_escaping),
+        cmocka_unit_test(test_client_ip),
         cmocka_unit_test(test_time_format_matches_core),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
