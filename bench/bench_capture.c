@@ -28,8 +28,9 @@ static char *segment_body(void)
             "\"messageId\":\"node-next-1714564800000-743be593-7789-4b74-8078-%012d\","
             "\"_metadata\":{\"nodeVersion\":\"v20.11.0\",\"jsRuntime\":\"node\"}}",
             i ? "," : "", i, i);
-    len += (size_t)snprintf(b + len, cap - len,
-                            "],\"writeKey\":\"WRITE_KEY\",\"sentAt\":\"2026-05-01T12:00:05.123Z\"}");
+    len +=
+        (size_t)snprintf(b + len, cap - len,
+                         "],\"writeKey\":\"WRITE_KEY\",\"sentAt\":\"2026-05-01T12:00:05.123Z\"}");
     return b;
 }
 
@@ -57,8 +58,8 @@ static double secs(void)
 
 static double run_parse(enum capture_api api, const char *body, int iters)
 {
-    struct capture_input in = {.api = api, .body = body, .body_len = strlen(body),
-                               .received_us = time_now_us()};
+    struct capture_input in = {
+        .api = api, .body = body, .body_len = strlen(body), .received_us = time_now_us()};
     double t0 = secs();
     for (int i = 0; i < iters; i++) {
         struct capture_result r;
