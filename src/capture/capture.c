@@ -161,6 +161,43 @@ static int decode_body(struct capture__ctx *cx, const char **body, size_t *len)
     return 0;
 }
 
+/* Sets m->source from m->write_key through the caller's resolver, remembering the answer
+ * for each distinct key of the request. */
+static int resolve_source(struct capture__ctx *cx, struct capture__msg *m)
+{
+    const struct capture_input *in = cx->in;
+    struct capture__state *st = cx->st;
+    if (!in->resolve_key) {
+        m->source = m->write_key;
+        return 0;
+    }
+    for (size_t i = 0; i < st->n_sources; i++) {
+        if (str_eq(st->sources[i].key, m->write_key)) {
+            m->source = st->sources[i].name;
+            return 0;
+        }
+    }
+    char name[256];
+    int rc = in->resolve_key(in->resolve_arg, m->write_key.ptr, name, sizeof(name));
+    if (rc == ERR_NOTFOUND)
+        return capture__fail(cx, 401, "writeKey: unknown or revoked write key");
+    if (rc != 0)
+        return rc;
+    if (st->n_sources == st->cap_sources) {
+        size_t cap = st->cap_sources ? st->cap_sources * 2 : 4;
+        struct capture__source *grown = arena_alloc(&st->arena, cap * sizeof(*grown));
+        if (st->n_sources)
+            memcpy(grown, st->sources, st->n_sources * sizeof(*grown));
+        st->sources = grown;
+        st->cap_sources = cap;
+    }
+    struct capture__source *s = &st->sources[st->n_sources++];
+    s->key = m->write_key;
+    s->name = str_from(arena_strdup(&st->arena, name));
+    m->source = s->name;
+    return 0;
+}
+
 static int parse_items(struct capture__ctx *cx, json_t *items, bool single, int path_type)
 {
     const struct capture_limits *lim = cx->lim;
@@ -192,6 +229,9 @@ static int parse_items(struct capture__ctx *cx, json_t *items, bool single, int 
                          : capture__segment_item(cx, item, path_type, &m);
         if (rc < 0)
             return rc;
+        rc = resolve_source(cx, &m);
+        if (rc != 0)
+            return rc;
         size_t start = st->records.len;
         if (capture__write_record(&st->records, &m, cx->in->received_us) < 0)
             return capture__fail_item(cx, 400, "cannot be serialised");
@@ -208,6 +248,8 @@ static int parse_items(struct capture__ctx *cx, json_t *items, bool single, int 
         e->message_id_len = m.message_id.len;
         e->write_key = m.write_key.ptr;
         e->write_key_len = m.write_key.len;
+        e->source = m.source.ptr;
+        e->source_len = m.source.len;
         e->user_id = m.user_id.ptr;
         e->anonymous_id = m.anonymous_id.ptr;
         e->timestamp_us = m.timestamp_us;

@@ -9,7 +9,7 @@
  *
  * Canonical record, keys always present, in this order (null when absent):
  *   {"messageId","type","event","userId","anonymousId","groupId","previousId","timestamp",
- *    "originalTimestamp","sentAt","receivedAt","properties","traits","context","writeKey"}
+ *    "originalTimestamp","sentAt","receivedAt","properties","traits","context","source"}
  * type is track|identify|page|screen|group|alias; the four times are ISO 8601 UTC with
  * milliseconds; properties, traits and context are objects ({} when absent).
  *
@@ -74,6 +74,12 @@ struct capture_input {
     const char *client_ip;        /* the request's client address, or NULL (see docs) */
     int64_t received_us;          /* server receive time, us since the epoch */
     int64_t sent_at_us;           /* client send time from the query (PostHog `_`), 0 = none */
+    /* Maps a write key to its source name, which the records carry as "source" so that no
+     * secret ever reaches the log: 0 with the name copied into name_out (NUL-terminated),
+     * ERR_NOTFOUND for an unknown or revoked key (the request gets 401). Called once per
+     * distinct key. NULL: the key itself is the source (tests). */
+    int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
+    void *resolve_arg;
     const struct capture_limits *limits; /* NULL: capture_limits_default() */
 };
 
@@ -84,6 +90,8 @@ struct capture_event {
     size_t message_id_len;
     const char *write_key; /* NUL-terminated, never empty */
     size_t write_key_len;
+    const char *source; /* the key's name (the record's "source"); dedup scope */
+    size_t source_len;
     const char *user_id;      /* NULL when absent; for routing by user */
     const char *anonymous_id; /* NULL when absent */
     int64_t timestamp_us;     /* skew-corrected */
@@ -165,7 +173,7 @@ void capture_dedup_remove(struct capture_dedup *d, const char *write_key, size_t
 void capture_dedup_add(struct capture_dedup *d, const char *write_key, size_t wk_len,
                        const char *message_id, size_t id_len, int64_t received_us, int64_t now_us);
 /* The same from a canonical record read back from the log (as capture_parse() wrote it):
- * takes its messageId, writeKey and receivedAt, with a fast scan and a full parse only for
+ * takes its messageId, source and receivedAt, with a fast scan and a full parse only for
  * records the scan cannot read (escaped strings). ERR_INVALID when rec is not a record. */
 int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len,
                              int64_t now_us) MUST_USE;

@@ -7,6 +7,12 @@
 #include "capture/capture.h"
 
 /* Everything a result owns; freed by capture_result_release(). */
+/* A write key and the source name it resolved to. */
+struct capture__source {
+    struct str key;
+    struct str name;
+};
+
 struct capture__state {
     json_t *root;
     struct buf inflated;
@@ -15,6 +21,8 @@ struct capture__state {
     unsigned char id_seed[16]; /* random per request; assigned ids = seed + counter */
     bool seeded;
     uint32_t n_assigned;
+    struct capture__source *sources; /* resolved keys of this request (arena) */
+    size_t n_sources, cap_sources;
 };
 
 /* A message on its way to a canonical record. Strings are borrowed from the parsed tree or
@@ -28,6 +36,7 @@ struct capture__msg {
     struct str previous_id;
     struct str message_id;
     struct str write_key;
+    struct str source; /* the write key's name, written as the record's "source" */
     int64_t timestamp_us;
     int64_t original_us; /* valid when has_original */
     int64_t sent_us;     /* valid when has_sent */

@@ -307,7 +307,7 @@ size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, i
     size_t n_dup = 0;
     for (size_t i = 0; i < r->n_events; i++) {
         struct capture_event *e = &r->events[i];
-        e->duplicate = capture_dedup_check_insert(d, e->write_key, e->write_key_len, e->message_id,
+        e->duplicate = capture_dedup_check_insert(d, e->source, e->source_len, e->message_id,
                                                   e->message_id_len, now_us);
         n_dup += e->duplicate;
     }
@@ -319,8 +319,7 @@ void capture_dedup_unfilter(struct capture_dedup *d, const struct capture_result
     for (size_t i = 0; i < r->n_events; i++) {
         const struct capture_event *e = &r->events[i];
         if (!e->duplicate)
-            capture_dedup_remove(d, e->write_key, e->write_key_len, e->message_id,
-                                 e->message_id_len);
+            capture_dedup_remove(d, e->source, e->source_len, e->message_id, e->message_id_len);
     }
 }
 
@@ -373,7 +372,7 @@ static int add_record_slow(struct capture_dedup *d, const char *rec, size_t len,
     if (!j)
         return ERR_INVALID;
     json_t *id = json_object_get(j, "messageId");
-    json_t *wk = json_object_get(j, "writeKey");
+    json_t *wk = json_object_get(j, "source");
     json_t *ra = json_object_get(j, "receivedAt");
     int64_t us;
     int rc = ERR_INVALID;
@@ -390,11 +389,11 @@ static int add_record_slow(struct capture_dedup *d, const char *rec, size_t len,
 int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
 {
     /* A canonical record starts with messageId, has receivedAt before any object and ends
-     * with writeKey: an unescaped quote cannot occur inside a JSON string, so the first
-     * ',"receivedAt":"' and the last ',"writeKey":"' are the record's own keys. */
+     * with source: an unescaped quote cannot occur inside a JSON string, so the first
+     * ',"receivedAt":"' and the last ',"source":"' are the record's own keys. */
     static const char k_id[] = "{\"messageId\":\"";
     static const char k_ra[] = ",\"receivedAt\":\"";
-    static const char k_wk[] = ",\"writeKey\":\"";
+    static const char k_wk[] = ",\"source\":\"";
     const char *end = rec + len;
     if (len < sizeof(k_id) || memcmp(rec, k_id, sizeof(k_id) - 1) != 0)
         return add_record_slow(d, rec, len, now_us);

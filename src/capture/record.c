@@ -354,8 +354,8 @@ int capture__write_record(struct buf *b, const struct capture__msg *m, int64_t r
     PUT(b, ",\"context\":");
     if (put_object(b, m->context) < 0)
         return ERR_INVALID;
-    PUT(b, ",\"writeKey\":");
-    put_str(b, m->write_key);
+    PUT(b, ",\"source\":");
+    put_str(b, m->source);
     buf_putc(b, '}');
     return 0;
 }

@@ -208,14 +208,14 @@ static void test_rebuild_from_records(void **state)
     /* records as capture_parse() writes them, read back from the log */
     struct capture_input in = t_input(
         CAPTURE_API_BATCH,
-        "{\"writeKey\":\"wk,\\\"writeKey\\\":\\\"x\",\"batch\":["
+        "{\"writeKey\":\"wk,\\\"source\\\":\\\"x\",\"batch\":["
         "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"a\",\"messageId\":\"plain-1\","
-        "\"properties\":{\"s\":\",\\\"writeKey\\\":\\\"fake\"}},"
+        "\"properties\":{\"s\":\",\\\"source\\\":\\\"fake\"}},"
         "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"a\",\"messageId\":\"esc\\\"aped\"},"
         "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"a\"}]}");
     struct capture_result r;
     t_parse(&in, &r, 0);
-    assert_string_equal(r.events[0].write_key, "wk,\"writeKey\":\"x");
+    assert_string_equal(r.events[0].write_key, "wk,\"source\":\"x");
     struct capture_dedup *d = capture_dedup_new(NULL);
     for (size_t i = 0; i < r.n_events; i++)
         assert_int_equal(
@@ -237,7 +237,7 @@ static void test_rebuild_from_records(void **state)
     struct capture_result r2;
     in = t_input(CAPTURE_API_BATCH,
                  "{\"writeKey\":\"plainkey\",\"batch\":[{\"type\":\"track\",\"userId\":\"u\","
-                 "\"event\":\"a\",\"messageId\":\"fast-1\",\"properties\":{\"o\":{\"writeKey\":"
+                 "\"event\":\"a\",\"messageId\":\"fast-1\",\"properties\":{\"o\":{\"source\":"
                  "\"decoy\"}},\"context\":{\"receivedAt\":\"1999-01-01T00:00:00Z\"}}]}");
     t_parse(&in, &r2, 0);
     assert_int_equal(
@@ -247,7 +247,7 @@ static void test_rebuild_from_records(void **state)
     capture_result_release(&r2);
     /* the scan reads only what it needs (this is not valid JSON, so no full parse took it) */
     const char *partial = "{\"messageId\":\"scan-1\",\"receivedAt\":\"2026-05-01T12:00:10.000Z\""
-                          " ... ,\"writeKey\":\"sk\"}";
+                          " ... ,\"source\":\"sk\"}";
     assert_int_equal(capture_dedup_add_record(d, partial, strlen(partial), T_RECV), 0);
     assert_true(capture_dedup_check_insert(d, "sk", 2, "scan-1", 6, T_RECV));
     /* not a record */

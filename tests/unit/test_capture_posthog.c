@@ -31,7 +31,7 @@ static void test_single_event(void **state)
     t_assert_null_field(j, "anonymousId");
     assert_string_equal(t_str(j, "timestamp"), "2026-05-01T12:00:00.000Z");
     assert_string_equal(t_str(j, "originalTimestamp"), "2026-05-01T12:00:00.000Z");
-    assert_string_equal(t_str(j, "writeKey"), "phc_1");
+    assert_string_equal(t_str(j, "source"), "phc_1");
     json_t *ctx = json_object_get(j, "context");
     assert_string_equal(t_str(json_object_get(ctx, "library"), "name"), "web");
     assert_string_equal(t_str(json_object_get(ctx, "library"), "version"), "1.2.3");
@@ -96,7 +96,7 @@ static void test_batch_forms(void **state)
             "\"2026-05-01T12:00:00.000Z\",\"uuid\":\"u-1\"}]}");
     t_parse(&in, &r, 0);
     json_t *j = t_record(&r, 0);
-    assert_string_equal(t_str(j, "writeKey"), "phc_node");
+    assert_string_equal(t_str(j, "source"), "phc_node");
     /* received 12:00:10 - (sent 12:00:05 - ts 12:00:00) = 12:00:05 */
     assert_string_equal(t_str(j, "timestamp"), "2026-05-01T12:00:05.000Z");
     assert_string_equal(t_str(j, "sentAt"), "2026-05-01T12:00:05.000Z");

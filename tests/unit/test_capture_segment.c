@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /* test_capture_segment.c - Segment HTTP Tracking API bodies through capture_parse(). */
 #include "capture_test_util.h"
 
@@ -46,7 +47,7 @@ static void test_single_track(void **state)
     json_decref(want);
     assert_string_equal(t_str(json_object_get(j, "context"), "ip"), "24.5.68.47");
     assert_int_equal(json_object_size(json_object_get(j, "traits")), 0);
-    assert_string_equal(t_str(j, "writeKey"), "WK");
+    assert_string_equal(t_str(j, "source"), "WK");
     assert_null(json_object_get(j, "integrations"));
     json_decref(j);
     capture_result_release(&r);
@@ -80,7 +81,7 @@ static void test_single_types(void **state)
         json_t *j = t_record(&r, 0);
         assert_string_equal(t_str(j, "type"), cases[i].type);
         assert_string_equal(t_str(j, cases[i].field), cases[i].value);
-        assert_string_equal(t_str(j, "writeKey"), "basic-key");
+        assert_string_equal(t_str(j, "source"), "basic-key");
         t_assert_null_field(j, "event");
         json_decref(j);
         capture_result_release(&r);
@@ -241,7 +242,7 @@ static void test_write_keys(void **state)
     assert_string_equal(r.write_keys[1], "i1");
     assert_string_equal(r.write_keys[2], "i2");
     json_t *j = t_record(&r, 2);
-    assert_string_equal(t_str(j, "writeKey"), "i2");
+    assert_string_equal(t_str(j, "source"), "i2");
     json_decref(j);
     capture_result_release(&r);
 
@@ -719,6 +720,57 @@ static void test_time_format_matches_core(void **state)
     }
 }
 
+static int n_resolved;
+
+static int resolve(void *arg, const char *key, char *name_out, size_t cap)
+{
+    (void)arg;
+    n_resolved++;
+    if (strcmp(key, "secret-key-1") == 0) {
+        snprintf(name_out, cap, "web");
+        return 0;
+    }
+    if (strcmp(key, "secret-key-2") == 0) {
+        snprintf(name_out, cap, "backend");
+        return 0;
+    }
+    return ERR_NOTFOUND;
+}
+
+static void test_write_keys_resolve_to_source_names(void **state)
+{
+    (void)state;
+    struct capture_input in = t_input(
+        CAPTURE_API_BATCH,
+        "{\"writeKey\":\"secret-key-1\",\"batch\":["
+        "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"a\"},"
+        "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"b\"},"
+        "{\"type\":\"track\",\"userId\":\"u\",\"event\":\"c\",\"writeKey\":\"secret-key-2\"}]}");
+    in.resolve_key = resolve;
+    struct capture_result r;
+    n_resolved = 0;
+    t_parse(&in, &r, 0);
+    assert_int_equal(n_resolved, 2); /* once per distinct key */
+    assert_string_equal(r.events[0].source, "web");
+    assert_string_equal(r.events[2].source, "backend");
+    for (size_t i = 0; i < r.n_events; i++) {
+        json_t *j = t_record(&r, i);
+        assert_string_equal(t_str(j, "source"), i == 2 ? "backend" : "web");
+        assert_null(json_object_get(j, "writeKey"));
+        json_decref(j);
+        /* the secret never appears in what goes to the log */
+        assert_null(memmem(r.events[i].record, r.events[i].record_len, "secret-key", 10));
+    }
+    capture_result_release(&r);
+
+    in = t_input(CAPTURE_API_TRACK, "{\"writeKey\":\"revoked\",\"userId\":\"u\",\"event\":\"a\"}");
+    in.resolve_key = resolve;
+    t_parse(&in, &r, 401);
+    assert_int_equal(r.n_events, 0);
+    assert_non_null(strstr(r.message, "writeKey"));
+    capture_result_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_batch_item_errors),
         cmocka_unit_test(test_batch_mixed_and_context_merge),
         cmocka_unit_test(test_write_keys),
+        cmocka_unit_test(test_write_keys_resolve_to_source_names),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_context_amplification_capped),
         cmocka_unit_test(test_message_ids),
