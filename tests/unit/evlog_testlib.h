@@ -74,8 +74,9 @@ static inline size_t tl_payload(uint64_t i, size_t mod, char *out, size_t cap)
 
 static inline char *tl_seg_path(const char *dir, const char *topic, uint64_t base)
 {
-    char *p = malloc(4096);
-    snprintf(p, 4096, "%s/%s/%020" PRIu64 ".seg", dir, topic, base);
+    size_t n = strlen(dir) + strlen(topic) + 32;
+    char *p = malloc(n);
+    snprintf(p, n, "%s/%s/%020" PRIu64 ".seg", dir, topic, base);
     return p;
 }
 
@@ -89,6 +90,7 @@ static inline long tl_file_size(const char *path)
 static inline unsigned char *tl_slurp(const char *path, size_t *len_out)
 {
     FILE *f = fopen(path, "rb");
+    *len_out = 0;
     if (!f)
         return NULL;
     fseek(f, 0, SEEK_END);
