@@ -409,6 +409,13 @@ static int local_append(struct evlog *lg, const char *topic, const struct evlog_
             return ERR_LIMIT;
         }
     }
+    pthread_mutex_lock(&L->mu);
+    rc = L->failed;
+    pthread_mutex_unlock(&L->mu);
+    if (rc < 0) {
+        evlog__errf("the event log stopped accepting writes after an i/o failure");
+        return rc;
+    }
     buf = malloc(total);
     if (!buf) {
         evlog__errf("out of memory for an append of %zu bytes", total);
