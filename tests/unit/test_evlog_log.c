@@ -330,7 +330,7 @@ static void test_fsync_never(void **state)
 /* ---- concurrency ---- */
 
 #define N_THREADS 4
-#define PER_THREAD 400
+#define PER_THREAD 250
 
 struct worker {
     struct evlog *log;

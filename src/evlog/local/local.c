@@ -828,7 +828,13 @@ static int local_read(struct evlog *lg, const char *topic, uint64_t from, size_t
                     fr = EVLOG_FRAME_SHORT;
                     goto corrupt;
                 }
-                size_t want = need > READ_CHUNK ? need : READ_CHUNK;
+                /* read ahead about what the caller still wants, at most READ_CHUNK */
+                size_t left_recs = max_records - n, hint = READ_CHUNK;
+                if (left_recs < READ_CHUNK / EVLOG_FRAME_HDR && max_bytes - bytes < READ_CHUNK)
+                    hint = (max_bytes - bytes) + left_recs * EVLOG_FRAME_HDR;
+                if (cur < from) /* records to skip first: up to one index interval */
+                    hint = READ_CHUNK;
+                size_t want = need > hint ? need : hint;
                 if (want > seg_bytes - pos)
                     want = (size_t)(seg_bytes - pos);
                 cat += (size_t)(pos - cpos);
