@@ -104,7 +104,8 @@ void evlog_batch_release(struct evlog_batch *b);
 /* Called exactly once per evlog_when_durable registration with rc = 0 (durable) or a
  * negative error (ERR_IO: the covering sync failed; the records may be lost). Runs on the
  * flusher thread, or on the registering thread when the answer is already known. It must
- * not block for long and must not call evlog_close. */
+ * not block for long: it may call evlog_append, evlog_when_durable and evlog_read, but
+ * never evlog_wait_durable (the flusher would wait for itself) or evlog_close. */
 typedef void (*evlog_durable_cb)(void *arg, int rc);
 
 /* ---- the backend interface ---- */

@@ -383,6 +383,49 @@ static void test_damaged_consumers_file(void **state)
     fixture_free(&f);
 }
 
+/* check on a clean log reports it clean and changes nothing; a torn tail counts as a
+ * problem for check, and repair keeps the torn bytes aside. */
+static void test_check_clean_and_torn(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_build(&f, "chk", true);
+    struct buf report;
+    buf_init(&report);
+    assert_int_equal(evlog_check(f.dir, &report), 0);
+    char want[128];
+    snprintf(want, sizeof(want), "topic %s:", TOPIC);
+    assert_non_null(strstr(buf_cstr(&report), want));
+    assert_non_null(strstr(buf_cstr(&report), "offsets 0..30, 30 records"));
+    assert_non_null(strstr(buf_cstr(&report), "no problems found"));
+
+    size_t cut = f.orig_len - 5;
+    restore(&f, cut);
+    buf_reset(&report);
+    assert_int_equal(evlog_check(f.dir, &report), ERR_CORRUPT);
+    assert_non_null(strstr(buf_cstr(&report), "torn tail"));
+    assert_int_equal(tl_file_size(f.last_seg), (long)cut);
+    buf_reset(&report);
+    assert_int_equal(evlog_repair(f.dir, &report), 0);
+    size_t good = f.n_last >= 2 ? f.ends[f.n_last - 2] : 0;
+    assert_int_equal(tl_file_size(f.last_seg), (long)good);
+    char aside[4400];
+    snprintf(aside, sizeof(aside), "%s.damaged-%zu", f.last_seg, good);
+    assert_int_equal(tl_file_size(aside), (long)(cut - good));
+    /* a second repair finds nothing to do */
+    buf_reset(&report);
+    assert_int_equal(evlog_repair(f.dir, &report), 0);
+    assert_non_null(strstr(buf_cstr(&report), "0 problem(s) repaired"));
+    expect_prefix(&f, N_RECS - 1);
+
+    /* no log there at all */
+    char missing[4300];
+    snprintf(missing, sizeof(missing), "%s/nothing-here", f.tmp);
+    assert_int_equal(evlog_check(missing, &report), -ENOENT);
+    buf_release(&report);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_non_last_segment_corruption),
         cmocka_unit_test(test_gap_between_segments),
         cmocka_unit_test(test_damaged_consumers_file),
+        cmocka_unit_test(test_check_clean_and_torn),
     };
     xlog_set_level(XLOG_OFF);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -246,7 +246,8 @@ out:
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    close(lock_fd);
+    if (lock_fd >= 0)
+        close(lock_fd);
     return rc;
 }
 
