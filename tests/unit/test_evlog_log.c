@@ -199,6 +199,23 @@ static void test_bad_input(void **state)
     assert_int_equal(evlog_end_offset(e.log, "No", &end), ERR_INVALID);
     assert_int_equal(evlog_wait_durable(e.log, 1000), ERR_INVALID);
 
+    /* a record over a limit lowered after it was written still reads back, and recovery
+     * keeps it */
+    char hundred[100];
+    memset(hundred, 'h', sizeof(hundred));
+    struct evlog_rec h = {hundred, sizeof(hundred)};
+    assert_int_equal(evlog_append_sync(e.log, "ok", &h, 1, &off), 0);
+    assert_int_equal(off, 2);
+    evlog_close(e.log);
+    e.cfg.max_record_bytes = 10;
+    env_open(&e);
+    evlog_batch_init(&b);
+    assert_int_equal(evlog_read(e.log, "ok", 2, 10, 1000, &b), 0);
+    assert_int_equal(b.n, 1);
+    assert_memory_equal(b.recs[0].data, hundred, sizeof(hundred));
+    evlog_batch_release(&b);
+    assert_int_equal(evlog_append(e.log, "ok", &h, 1, &off, &t), ERR_LIMIT);
+
     /* a second open of the same directory is refused */
     struct evlog *other = NULL;
     assert_int_equal(evlog_open(&e.cfg, &other), ERR_BUSY);

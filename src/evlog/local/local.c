@@ -707,7 +707,7 @@ static int seg_build_index(struct local *L, struct seg *s)
 {
     struct evlog__idx idx = {0};
     struct evlog__scan scan;
-    int rc = evlog__scan_segment(s->fd, s->base, L->cfg.max_record_bytes, &scan, &idx);
+    int rc = evlog__scan_segment(s->fd, s->base, EVLOG_HARD_MAX_RECORD, &scan, &idx);
     if (rc < 0) {
         evlog__errf("cannot read segment %s: %s", s->path, err_str(rc));
         evlog__idx_release(&idx);
@@ -819,7 +819,7 @@ static int local_read(struct evlog *lg, const char *topic, uint64_t from, size_t
             size_t have = (size_t)(cpos + clen - pos);
             const uint8_t *p = have ? out->mem + cat + (pos - cpos) : NULL;
             enum evlog__frame_rc fr =
-                have ? evlog__frame_get(p, have, L->cfg.max_record_bytes, cur, &v)
+                have ? evlog__frame_get(p, have, EVLOG_HARD_MAX_RECORD, cur, &v)
                      : EVLOG_FRAME_SHORT;
             if (fr == EVLOG_FRAME_SHORT) {
                 size_t need =
@@ -882,6 +882,13 @@ static int local_read(struct evlog *lg, const char *topic, uint64_t from, size_t
             break;
         /* this segment is exhausted: move to the one starting at off */
         pthread_mutex_lock(&L->mu);
+        if (off < t->segs[0]->base) {
+            pthread_mutex_unlock(&L->mu);
+            evlog__errf("offset %" PRIu64 " of topic %s was deleted by retention while read", off,
+                        topic);
+            rc = ERR_NOTFOUND;
+            goto out;
+        }
         size_t i = seg_index(t, off);
         struct seg *next = t->segs[i];
         if (next == s || next->base != off) {
@@ -1328,8 +1335,7 @@ static int topic_load(struct local *L, const char *name)
             continue;
         }
         struct evlog__scan sc;
-        rc = evlog__scan_segment(s->fd, s->base, L->cfg.max_record_bytes, &sc,
-                                 last ? &s->idx : NULL);
+        rc = evlog__scan_segment(s->fd, s->base, EVLOG_HARD_MAX_RECORD, &sc, last ? &s->idx : NULL);
         if (rc < 0) {
             evlog__errf("cannot read segment %s: %s", s->path, err_str(rc));
             goto fail;

@@ -23,8 +23,10 @@
 #define EVLOG_SEG_NAME_LEN 24 /* 20 digits + ".seg" */
 #define EVLOG_CONSUMERS_FILE "consumers"
 #define EVLOG_LOCK_FILE "LOCK"
-#define EVLOG_HARD_MAX_RECORD (256u << 20) /* no cfg may accept larger payloads */
-#define EVLOG_IDX_EVERY 65536u             /* one index entry per this many segment bytes */
+/* No configuration may accept larger payloads. Scans and reads judge plausibility by this,
+ * not by the configured maximum, so lowering the setting never makes old records look bad. */
+#define EVLOG_HARD_MAX_RECORD (256u << 20)
+#define EVLOG_IDX_EVERY 65536u /* one index entry per this many segment bytes */
 
 static inline size_t evlog__frame_size(size_t payload_len)
 {
