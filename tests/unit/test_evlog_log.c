@@ -699,6 +699,7 @@ static void test_failed_fsync_stops_writes(void **state)
     assert_int_equal(evlog_append(e.log, "events", &r, 1, &off, &t1), 0);
     evlog_when_durable(e.log, t1, on_durable, &s);
     assert_int_equal(evlog_wait_durable(e.log, t1), ERR_IO);
+    assert_non_null(strstr(evlog_errmsg(e.log), "may be lost"));
     for (int spin = 0; spin < 2000 && !atomic_load(&s.calls); spin++)
         usleep(1000);
     assert_int_equal(atomic_load(&s.calls), 1);
@@ -708,7 +709,11 @@ static void test_failed_fsync_stops_writes(void **state)
     assert_int_equal(evlog_end_offset(e.log, "events", &end), 0);
     assert_int_equal(end, 10);
     assert_int_equal(evlog_append(e.log, "events", &r, 1, &off, &t2), ERR_IO);
+    assert_non_null(strstr(evlog_errmsg(e.log), "cannot sync segment"));
     assert_int_equal(evlog_append(e.log, "other", &r, 1, &off, &t2), ERR_IO);
+    char other_dir[4300];
+    snprintf(other_dir, sizeof(other_dir), "%s/other", e.dir);
+    assert_int_equal(tl_file_size(other_dir), -1); /* no topic created while failed */
     struct cb_slot s2 = {0};
     evlog_when_durable(e.log, t1, on_durable, &s2);
     assert_int_equal(atomic_load(&s2.rc), ERR_IO);

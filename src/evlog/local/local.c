@@ -87,6 +87,7 @@ struct local {
     uint64_t written_seq;   /* [mu] last ticket handed out */
     uint64_t durable_seq;   /* [mu] every ticket up to here is durable */
     int failed;             /* [mu] 0, or ERR_IO once a write or sync failed */
+    char fail_msg[400];     /* [mu] what failed */
     struct waiter *waiters; /* [mu] */
     struct cpos *cons;      /* [mu] replaced whole under consumers_mu + mu */
     size_t n_cons;
@@ -229,11 +230,14 @@ static bool is_nospace(int rc)
     return rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
 }
 
-/* Under mu: the log stops accepting writes for good. */
+/* Under mu: the log stops accepting writes for good. The calling thread's error message
+ * says what failed; the caller logs it once mu is released. */
 static void fail_log(struct local *L, const char *kind)
 {
-    if (!L->failed)
+    if (!L->failed) {
         L->failed = ERR_IO;
+        snprintf(L->fail_msg, sizeof(L->fail_msg), "%s", evlog__errmsg());
+    }
     count_error(kind);
     pthread_cond_broadcast(&L->durable_cv);
     pthread_cond_signal(&L->work);
@@ -359,6 +363,8 @@ static int topic_roll(struct local *L, struct topic *t)
         evlog__errf("cannot sync segment %s: %s", old->path, err_str(rc));
     else
         rc = seg_create(t->dir, base, &s);
+    if (rc < 0 && rc != ERR_BUSY)
+        xlog_error("%s; the event log stops accepting writes", evlog__errmsg());
 
     pthread_mutex_lock(&L->mu);
     seg_unref(old);
@@ -372,7 +378,6 @@ static int topic_roll(struct local *L, struct topic *t)
         count_error("nospace");
         return rc;
     }
-    xlog_error("%s; the event log stops accepting writes", evlog__errmsg());
     fail_log(L, rc == ERR_CORRUPT ? "io" : "fsync");
     return ERR_IO;
 }
@@ -387,6 +392,7 @@ static int local_append(struct evlog *lg, const char *topic, const struct evlog_
     uint8_t *buf = NULL;
     size_t total = 0, payload = 0;
     int rc = 0;
+    enum xlog_level log_level = XLOG_OFF; /* what to log once mu is released */
 
     if (!evlog_name_valid(topic)) {
         evlog__errf("invalid topic name \"%s\"", topic ? topic : "");
@@ -411,11 +417,11 @@ static int local_append(struct evlog *lg, const char *topic, const struct evlog_
     }
     pthread_mutex_lock(&L->mu);
     rc = L->failed;
+    if (rc < 0)
+        evlog__errf("the event log stopped accepting writes: %s", L->fail_msg);
     pthread_mutex_unlock(&L->mu);
-    if (rc < 0) {
-        evlog__errf("the event log stopped accepting writes after an i/o failure");
+    if (rc < 0)
         return rc;
-    }
     buf = malloc(total);
     if (!buf) {
         evlog__errf("out of memory for an append of %zu bytes", total);
@@ -441,7 +447,7 @@ static int local_append(struct evlog *lg, const char *topic, const struct evlog_
         while (t->rolling && !L->failed)
             pthread_cond_wait(&L->durable_cv, &L->mu);
         if (L->failed) {
-            evlog__errf("the event log stopped accepting writes after an i/o failure");
+            evlog__errf("the event log stopped accepting writes: %s", L->fail_msg);
             rc = L->failed;
             goto unlock;
         }
@@ -464,13 +470,13 @@ static int local_append(struct evlog *lg, const char *topic, const struct evlog_
         if (is_nospace(rc) && ftruncate(s->fd, (off_t)start) == 0) {
             evlog__errf("no space to append %zu bytes to segment %s: %s", total, s->path,
                         err_str(rc));
-            xlog_warn("%s", evlog__errmsg());
+            log_level = XLOG_WARN;
             count_error("nospace");
             rc = ERR_BUSY;
             goto unlock;
         }
         evlog__errf("cannot write segment %s at byte %" PRIu64 ": %s", s->path, start, err_str(rc));
-        xlog_error("%s; the event log stops accepting writes", evlog__errmsg());
+        log_level = XLOG_ERROR;
         fail_log(L, "io");
         rc = ERR_IO;
         goto unlock;
@@ -498,6 +504,10 @@ unlock:
     if (rc == 0) {
         metrics_inc(t->m_appends, n);
         metrics_inc(t->m_bytes, payload);
+    } else if (log_level == XLOG_WARN) {
+        xlog_warn("%s", evlog__errmsg());
+    } else if (log_level == XLOG_ERROR) {
+        xlog_error("%s; the event log stops accepting writes", evlog__errmsg());
     }
 out:
     free(buf);
@@ -543,7 +553,7 @@ static int local_wait_durable(struct evlog *lg, uint64_t ticket)
     while (L->durable_seq < ticket && !L->failed)
         pthread_cond_wait(&L->durable_cv, &L->mu);
     if (L->durable_seq < ticket) {
-        evlog__errf("the event log failed before these records were durable");
+        evlog__errf("the records may be lost: %s", L->fail_msg);
         rc = L->failed;
     }
 out:
@@ -622,11 +632,13 @@ static void flush_round(struct local *L)
         metrics_inc(m_fsyncs, 1);
     }
     metrics_observe(m_fsync_dur, (double)(time_mono_us() - t0) / 1e6);
-
-    pthread_mutex_lock(&L->mu);
     if (rc < 0) {
         evlog__errf("cannot sync segment %s: %s", bad->path, err_str(rc));
         xlog_error("%s; the event log stops accepting writes", evlog__errmsg());
+    }
+
+    pthread_mutex_lock(&L->mu);
+    if (rc < 0) {
         fail_log(L, "fsync");
     } else if (!L->failed) {
         uint64_t records = 0;
