@@ -22,4 +22,6 @@ void api_register(struct http_router *r, struct api_env *env)
 {
     http_router_guard(r, guard, env);
     api__register_ops(r, env);
+    api__register_collections(r, env);
+    api__register_records(r, env);
 }

@@ -4,8 +4,15 @@
 #define TANDEM_API_API_H
 
 #include "auth/auth.h"
+#include "capture/capture.h"
 #include "core/core.h"
 #include "http/http.h"
+
+struct store;
+struct evlog;
+struct capture_dedup;
+
+typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
 /* What the handlers need from the running process; filled by main, read-only afterwards
  * (the handles themselves are safe to use from any thread). */
@@ -14,6 +21,23 @@ struct api_env {
     struct auth_secret *secret;
     struct auth_pool *pool;    /* password hashing off the HTTP threads */
     struct auth_ratelimit *rl; /* NULL when rate limiting is off */
+    struct store *store;       /* collections and records */
+    struct evlog *log;         /* the durable event log */
+    struct capture_dedup *dedup;
+    struct capture_limits capture_limits;
+    /* Write key -> source name (see capture_input.resolve_key). */
+    int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
+    void *resolve_arg;
+    /* Whether the request is made by a superuser (the auth module checks its token).
+     * NULL: nobody is. Called on the HTTP thread. */
+    bool (*is_superuser)(struct http_req *req, void *arg);
+    void *auth_arg;
+    /* Starts hashing the password of an auth record (slow: it must not run on the calling
+     * HTTP thread). On 0, done(done_arg, rc, hash) is called exactly once, on any thread
+     * (possibly before hash_password returns); hash is valid during the call only. Non-zero:
+     * nothing was started and done is never called. NULL: records with a password cannot
+     * be written (503). */
+    int (*hash_password)(const char *password, api_hash_done_cb done, void *done_arg, void *arg);
 };
 
 /* Registers every route. env must outlive the router. */

@@ -5,5 +5,7 @@
 #include "api/api.h"
 
 void api__register_ops(struct http_router *r, struct api_env *env);
+void api__register_collections(struct http_router *r, struct api_env *env);
+void api__register_records(struct http_router *r, struct api_env *env);
 
 #endif

@@ -1,6 +1,8 @@
 /* schema.c - helpers over the collection model. */
 #include <string.h>
+#include <strings.h>
 
+#include "core/core.h"
 #include "store/schema.h"
 
 const struct store_field *store_collection_field(const struct store_collection *c, const char *name)
@@ -9,4 +11,101 @@ const struct store_field *store_collection_field(const struct store_collection *
         if (strcmp(c->fields[i].name, name) == 0)
             return &c->fields[i];
     return NULL;
+}
+
+const struct store_field *store_collection_field_by_id(const struct store_collection *c,
+                                                       const char *id)
+{
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (strcmp(c->fields[i].id, id) == 0)
+            return &c->fields[i];
+    return NULL;
+}
+
+static const char *const type_names[] = {
+    [STORE_FIELD_TEXT] = "text",         [STORE_FIELD_NUMBER] = "number",
+    [STORE_FIELD_BOOL] = "bool",         [STORE_FIELD_EMAIL] = "email",
+    [STORE_FIELD_URL] = "url",           [STORE_FIELD_DATE] = "date",
+    [STORE_FIELD_AUTODATE] = "autodate", [STORE_FIELD_SELECT] = "select",
+    [STORE_FIELD_JSON] = "json",         [STORE_FIELD_RELATION] = "relation",
+    [STORE_FIELD_PASSWORD] = "password",
+};
+
+const char *store_field_type_name(enum store_field_type t)
+{
+    if ((size_t)t < ARRAY_LEN(type_names))
+        return type_names[t];
+    return "unknown";
+}
+
+int store_field_type_parse(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(type_names); i++)
+        if (strcmp(type_names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+bool store_name_valid(const char *name, size_t max_len)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > max_len)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+                  (i > 0 && ch >= '0' && ch <= '9');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+struct store_collection *store_collection_ref(struct store_collection *c)
+{
+    if (c)
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void store_field_release(struct store_field *f)
+{
+    free(f->id);
+    free(f->name);
+    free(f->pattern);
+    free(f->autogenerate_pattern);
+    free_strv(f->values, f->n_values);
+    free(f->collection_id);
+    free_strv(f->only_domains, f->n_only_domains);
+    free_strv(f->except_domains, f->n_except_domains);
+    free(f->date_min);
+    free(f->date_max);
+    free(f->help);
+    memset(f, 0, sizeof(*f));
+}
+
+void store_collection_unref(struct store_collection *c)
+{
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    free(c->id);
+    free(c->name);
+    for (size_t i = 0; i < c->n_fields; i++)
+        store_field_release(&c->fields[i]);
+    free(c->fields);
+    free_strv(c->indexes, c->n_indexes);
+    for (int i = 0; i < STORE_N_RULES; i++)
+        free(c->rules[i]);
+    free(c->created);
+    free(c->updated);
+    free_strv(c->identity_fields, c->n_identity_fields);
+    json_decref(c->auth_options);
+    free(c);
 }

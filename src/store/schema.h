@@ -14,10 +14,12 @@
  *   - json: JSON text, nullable, DEFAULT NULL.
  *
  * A struct store_collection is an immutable snapshot: the store builds a new one on every
- * schema change and hands out references; readers never see it change under them. */
+ * schema change and hands out references (store_collection_ref/unref, atomic, any thread);
+ * readers never see it change under them. */
 #ifndef TANDEM_STORE_SCHEMA_H
 #define TANDEM_STORE_SCHEMA_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +81,9 @@ struct store_field {
     bool on_create, on_update;             /* autodate */
     char **only_domains, **except_domains; /* email, url */
     size_t n_only_domains, n_except_domains;
+    char *date_min, *date_max; /* date: "" or a PocketBase date string */
+    char *help;
+    int cost; /* password: kept for compatibility, the hash is the auth module's */
 };
 
 struct store_collection {
@@ -88,7 +93,7 @@ struct store_collection {
     bool system;
     struct store_field *fields;
     size_t n_fields;
-    char **indexes; /* CREATE [UNIQUE] INDEX statements as PocketBase stores them */
+    char **indexes; /* CREATE [UNIQUE] INDEX statements, canonical form (see store_index_*) */
     size_t n_indexes;
     char *rules[STORE_N_RULES]; /* NULL = superusers only; "" = anyone; else a filter */
     char *created, *updated;    /* PocketBase date strings */
@@ -96,6 +101,8 @@ struct store_collection {
     int64_t auth_token_duration_s;
     char **identity_fields; /* for auth-with-password; default {"email"} */
     size_t n_identity_fields;
+    json_t *auth_options; /* other auth options kept as given (oauth2, mfa, otp, ...), or NULL */
+    int refs;             /* atomic */
 };
 
 /* true for select and relation fields that hold several values (stored as a JSON array) */
@@ -107,5 +114,22 @@ static inline bool store_field_multiple(const struct store_field *f)
 /* The field named name, or NULL. */
 const struct store_field *store_collection_field(const struct store_collection *c,
                                                  const char *name);
+/* The field with this id, or NULL. */
+const struct store_field *store_collection_field_by_id(const struct store_collection *c,
+                                                       const char *id);
+
+/* "text", "number", ...; store_field_type_parse returns -1 for an unknown name. */
+const char *store_field_type_name(enum store_field_type t);
+int store_field_type_parse(const char *name);
+
+/* Collection and field names: ^[a-zA-Z_][a-zA-Z0-9_]*$, 1..max_len characters. */
+bool store_name_valid(const char *name, size_t max_len);
+
+/* Reference counting; unref frees the snapshot when the last reference goes. NULL is ok. */
+struct store_collection *store_collection_ref(struct store_collection *c);
+void store_collection_unref(struct store_collection *c);
+
+/* Frees every member of a field (not the field itself). */
+void store_field_release(struct store_field *f);
 
 #endif

@@ -1,0 +1,494 @@
+/* ddl.c - collections of the sqlite backend: the system table `_collections`, one real table
+ * per collection, and the migrations a collection update needs (rename the table, add,
+ * rename and drop columns, rebuild when a column changes kind, recreate the indexes), each
+ * change in one transaction. Identifiers are always quoted; they were validated before. */
+#include <string.h>
+#include <strings.h>
+
+#include "store/sqlite/sqlite_int.h"
+
+enum col_kind { K_TEXT, K_NUM, K_BOOL, K_MULTI, K_JSON };
+
+static enum col_kind kind_of(const struct store_field *f)
+{
+    if (store_field_multiple(f))
+        return K_MULTI;
+    switch (f->type) {
+    case STORE_FIELD_NUMBER: return K_NUM;
+    case STORE_FIELD_BOOL: return K_BOOL;
+    case STORE_FIELD_JSON: return K_JSON;
+    default: return K_TEXT;
+    }
+}
+
+static void column_def(struct buf *b, const struct store_field *f)
+{
+    store__quote(b, f->name);
+    if (f->primary_key) {
+        buf_puts(b, " TEXT PRIMARY KEY DEFAULT ('r'||lower(hex(randomblob(7)))) NOT NULL");
+        return;
+    }
+    switch (kind_of(f)) {
+    case K_TEXT: buf_puts(b, " TEXT DEFAULT '' NOT NULL"); break;
+    case K_NUM: buf_puts(b, " NUMERIC DEFAULT 0 NOT NULL"); break;
+    case K_BOOL: buf_puts(b, " BOOLEAN DEFAULT FALSE NOT NULL"); break;
+    case K_MULTI: buf_puts(b, " JSON DEFAULT '[]' NOT NULL"); break;
+    case K_JSON: buf_puts(b, " JSON DEFAULT NULL"); break;
+    }
+}
+
+static void create_table_sql(struct buf *b, const struct store_collection *c, const char *table)
+{
+    buf_puts(b, "CREATE TABLE ");
+    store__quote(b, table);
+    buf_puts(b, " (");
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (i)
+            buf_puts(b, ", ");
+        column_def(b, &c->fields[i]);
+    }
+    buf_puts(b, ")");
+}
+
+static int exec_buf(struct sq_conn *cn, struct buf *b)
+{
+    int rc = sq__exec(cn, buf_cstr(b));
+    buf_reset(b);
+    return rc;
+}
+
+static int create_indexes(struct sq_conn *cn, const struct store_collection *c)
+{
+    for (size_t i = 0; i < c->n_indexes; i++) {
+        int rc = sq__exec(cn, c->indexes[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int drop_indexes(struct sq_conn *cn, const struct store_collection *c)
+{
+    struct buf b;
+    buf_init(&b);
+    int rc = 0;
+    for (size_t i = 0; i < c->n_indexes && !rc; i++) {
+        struct store__index ix;
+        if (store__index_parse(c->indexes[i], &ix) != 0)
+            continue;
+        buf_puts(&b, "DROP INDEX IF EXISTS ");
+        store__quote(&b, ix.name);
+        rc = exec_buf(cn, &b);
+        store__index_release(&ix);
+    }
+    buf_release(&b);
+    return rc;
+}
+
+static int save_row(struct sq_conn *cn, const struct store_collection *c, bool insert)
+{
+    json_t *j = store_collection_to_json(c);
+    char *spec = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(j);
+    const char *sql =
+        insert ? "INSERT INTO \"_collections\" (\"name\", \"type\", \"system\", \"spec\", "
+                 "\"created\", \"updated\", \"id\") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+               : "UPDATE \"_collections\" SET \"name\" = ?1, \"type\" = ?2, \"system\" = ?3, "
+                 "\"spec\" = ?4, \"created\" = ?5, \"updated\" = ?6 WHERE \"id\" = ?7";
+    struct sq_stmt st;
+    int rc = sq__prep(cn, sql, &st);
+    if (rc) {
+        free(spec);
+        return rc;
+    }
+    sqlite3_bind_text(st.stmt, 1, c->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.stmt, 2, c->type == STORE_COLLECTION_AUTH ? "auth" : "base", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_int(st.stmt, 3, c->system);
+    sqlite3_bind_text(st.stmt, 4, spec, -1, free);
+    sqlite3_bind_text(st.stmt, 5, c->created, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.stmt, 6, c->updated, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.stmt, 7, c->id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st.stmt) != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot save the collection");
+    sq__done(&st);
+    return rc;
+}
+
+int sq__collection_install(struct sq_store *s, struct sq_conn *cn, const struct store_collection *c)
+{
+    UNUSED(s);
+    struct buf b;
+    buf_init(&b);
+    create_table_sql(&b, c, c->name);
+    int rc = exec_buf(cn, &b);
+    buf_release(&b);
+    if (!rc)
+        rc = create_indexes(cn, c);
+    if (!rc)
+        rc = save_row(cn, c, true);
+    return rc;
+}
+
+/* Checks what needs the other collections: unique name and id, relation targets. */
+static int check_against_others(struct sq_store *s, const struct store_collection *c,
+                                json_t *errors)
+{
+    struct store_collection **all;
+    size_t n;
+    sq__col_all(s, &all, &n);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(all[i]->id, c->id) == 0)
+            continue;
+        if (strcasecmp(all[i]->name, c->name) == 0 || strcasecmp(all[i]->id, c->name) == 0) {
+            store__verr_set(errors, "name", "validation_collection_name_exists",
+                            "Collection name must be unique (case insensitive).");
+            rc = ERR_INVALID;
+        }
+    }
+    json_t *ferrs = json_object();
+    for (size_t k = 0; k < c->n_fields; k++) {
+        const struct store_field *f = &c->fields[k];
+        if (f->type != STORE_FIELD_RELATION)
+            continue;
+        bool ok = strcmp(f->collection_id, c->id) == 0;
+        for (size_t i = 0; i < n && !ok; i++)
+            if (strcmp(all[i]->id, f->collection_id) == 0)
+                ok = true;
+        if (!ok) {
+            char key[32];
+            snprintf(key, sizeof(key), "%zu", k);
+            json_object_set_new(
+                ferrs, key,
+                json_pack("{s:o}", "collectionId",
+                          store__verr("validation_missing_collection",
+                                      "The relation collection doesn't exist.", NULL)));
+            rc = ERR_INVALID;
+        }
+    }
+    if (json_object_size(ferrs) && !json_object_get(errors, "fields"))
+        json_object_set(errors, "fields", ferrs);
+    json_decref(ferrs);
+    store_collection_list_free(all, n);
+    return rc;
+}
+
+/* Translates a failed DDL statement into a validation error where it is the client's
+ * doing (an index over duplicate values, a clashing index name). */
+static int ddl_error(struct sq_conn *cn, int rc, json_t *errors)
+{
+    if (rc == ERR_CONFLICT) {
+        store__verr_set(errors, "indexes", "validation_invalid_index_expression",
+                        "The unique index cannot be created: the values are not unique.");
+        return ERR_INVALID;
+    }
+    if (strstr(cn->errmsg, "already exists")) {
+        store__verr_set(errors, "indexes", "validation_duplicated_index_name",
+                        "An index with this name already exists.");
+        return ERR_INVALID;
+    }
+    return rc;
+}
+
+int sq__collection_create(struct store *st, const json_t *spec, json_t **errors_out,
+                          struct store_collection **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    json_t *errors = json_object();
+    struct store_collection *c = NULL;
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    int rc = store__collection_from_json(spec, NULL, now, errors, &c);
+    if (rc)
+        goto invalid;
+    rc = sq__begin(s, cn);
+    if (rc)
+        goto out;
+    rc = check_against_others(s, c, errors);
+    if (!rc) {
+        struct store_collection *same = sq__col_find(s, c->id);
+        if (same) {
+            store__verr_set(errors, "id", "validation_invalid_value",
+                            "The collection id is already in use.");
+            rc = ERR_INVALID;
+            store_collection_unref(same);
+        }
+    }
+    if (!rc)
+        rc = sq__collection_install(s, cn, c);
+    if (rc) {
+        rc = ddl_error(cn, rc, errors);
+        sq__rollback(s, cn);
+        if (rc == ERR_INVALID)
+            goto invalid;
+        goto out;
+    }
+    rc = sq__commit(s, cn);
+    if (rc)
+        goto out;
+    sq__col_put(s, c->id, store_collection_ref(c));
+    if (out)
+        *out = store_collection_ref(c);
+    goto out;
+invalid:
+    sq__fail(cn, ERR_INVALID, "Failed to create collection.");
+    rc = ERR_INVALID;
+out:
+    store_collection_unref(c);
+    if (rc == ERR_INVALID && errors_out)
+        *errors_out = json_incref(errors);
+    json_decref(errors);
+    return rc;
+}
+
+/* The SELECT expression that converts an old column to a new field of another kind. */
+static void convert_expr(struct buf *b, const struct store_field *of, const struct store_field *nf)
+{
+    enum col_kind ok = kind_of(of), nk = kind_of(nf);
+    struct buf q;
+    buf_init(&q);
+    store__quote(&q, of->name);
+    const char *col = buf_cstr(&q);
+    if (ok == nk) {
+        buf_puts(b, col);
+    } else if (ok == K_TEXT && nk == K_MULTI) {
+        buf_printf(b, "(CASE WHEN %s = '' THEN '[]' ELSE json_array(%s) END)", col, col);
+    } else if (ok == K_MULTI && nk == K_TEXT) {
+        buf_printf(b, "COALESCE(json_extract(%s, '$[#-1]'), '')", col);
+    } else if (nk == K_NUM || nk == K_BOOL) {
+        buf_printf(b, "COALESCE(CAST(%s AS NUMERIC), 0)", col);
+    } else if (nk == K_JSON) {
+        buf_printf(b, "(CASE WHEN json_valid(%s) THEN %s ELSE json_quote(%s) END)", col, col, col);
+    } else {
+        buf_printf(b, "COALESCE(CAST(%s AS TEXT), '')", col);
+    }
+    buf_release(&q);
+}
+
+static int migrate(struct sq_conn *cn, const struct store_collection *old,
+                   const struct store_collection *nc)
+{
+    struct buf b;
+    buf_init(&b);
+    int rc = drop_indexes(cn, old);
+    if (rc)
+        goto out;
+    if (strcmp(old->name, nc->name) != 0) {
+        buf_puts(&b, "ALTER TABLE ");
+        store__quote(&b, old->name);
+        buf_puts(&b, " RENAME TO ");
+        store__quote(&b, nc->name);
+        if ((rc = exec_buf(cn, &b)))
+            goto out;
+    }
+    bool rebuild = false;
+    for (size_t i = 0; i < nc->n_fields; i++) {
+        const struct store_field *of = store_collection_field_by_id(old, nc->fields[i].id);
+        if (of && kind_of(of) != kind_of(&nc->fields[i]))
+            rebuild = true;
+    }
+    if (rebuild) {
+        char tmp[300];
+        snprintf(tmp, sizeof(tmp), "_tmp_%s", nc->name);
+        create_table_sql(&b, nc, tmp);
+        if ((rc = exec_buf(cn, &b)))
+            goto out;
+        buf_puts(&b, "INSERT INTO ");
+        store__quote(&b, tmp);
+        buf_puts(&b, " (");
+        size_t n = 0;
+        for (size_t i = 0; i < nc->n_fields; i++) {
+            if (!store_collection_field_by_id(old, nc->fields[i].id))
+                continue;
+            if (n++)
+                buf_puts(&b, ", ");
+            store__quote(&b, nc->fields[i].name);
+        }
+        buf_puts(&b, ") SELECT ");
+        n = 0;
+        for (size_t i = 0; i < nc->n_fields; i++) {
+            const struct store_field *of = store_collection_field_by_id(old, nc->fields[i].id);
+            if (!of)
+                continue;
+            if (n++)
+                buf_puts(&b, ", ");
+            convert_expr(&b, of, &nc->fields[i]);
+        }
+        buf_puts(&b, " FROM ");
+        store__quote(&b, nc->name);
+        if ((rc = exec_buf(cn, &b)))
+            goto out;
+        buf_puts(&b, "DROP TABLE ");
+        store__quote(&b, nc->name);
+        if ((rc = exec_buf(cn, &b)))
+            goto out;
+        buf_puts(&b, "ALTER TABLE ");
+        store__quote(&b, tmp);
+        buf_puts(&b, " RENAME TO ");
+        store__quote(&b, nc->name);
+        if ((rc = exec_buf(cn, &b)))
+            goto out;
+    } else {
+        for (size_t i = 0; i < old->n_fields; i++) {
+            if (store_collection_field_by_id(nc, old->fields[i].id))
+                continue;
+            buf_puts(&b, "ALTER TABLE ");
+            store__quote(&b, nc->name);
+            buf_puts(&b, " DROP COLUMN ");
+            store__quote(&b, old->fields[i].name);
+            if ((rc = exec_buf(cn, &b)))
+                goto out;
+        }
+        /* renames go through temporary names so that swapping two names works */
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t i = 0; i < nc->n_fields; i++) {
+                const struct store_field *nf = &nc->fields[i];
+                const struct store_field *of = store_collection_field_by_id(old, nf->id);
+                if (!of || strcmp(of->name, nf->name) == 0)
+                    continue;
+                char tmpname[128];
+                snprintf(tmpname, sizeof(tmpname), "_tmp_rename_%zu", i);
+                buf_puts(&b, "ALTER TABLE ");
+                store__quote(&b, nc->name);
+                buf_puts(&b, " RENAME COLUMN ");
+                store__quote(&b, pass == 0 ? of->name : tmpname);
+                buf_puts(&b, " TO ");
+                store__quote(&b, pass == 0 ? tmpname : nf->name);
+                if ((rc = exec_buf(cn, &b)))
+                    goto out;
+            }
+        }
+        for (size_t i = 0; i < nc->n_fields; i++) {
+            if (store_collection_field_by_id(old, nc->fields[i].id))
+                continue;
+            buf_puts(&b, "ALTER TABLE ");
+            store__quote(&b, nc->name);
+            buf_puts(&b, " ADD COLUMN ");
+            column_def(&b, &nc->fields[i]);
+            if ((rc = exec_buf(cn, &b)))
+                goto out;
+        }
+    }
+    rc = create_indexes(cn, nc);
+out:
+    buf_release(&b);
+    return rc;
+}
+
+int sq__collection_update(struct store *st, const char *id_or_name, const json_t *patch,
+                          json_t **errors_out, struct store_collection **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    json_t *errors = json_object();
+    struct store_collection *c = NULL;
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    int rc = sq__begin(s, cn);
+    if (rc) {
+        json_decref(errors);
+        return rc;
+    }
+    /* read the current definition under the write lock: no other change can interleave */
+    struct store_collection *old = sq__col_find(s, id_or_name);
+    if (!old) {
+        sq__rollback(s, cn);
+        json_decref(errors);
+        return sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
+    }
+    rc = store__collection_from_json(patch, old, now, errors, &c);
+    if (!rc)
+        rc = check_against_others(s, c, errors);
+    if (!rc)
+        rc = migrate(cn, old, c);
+    if (!rc)
+        rc = save_row(cn, c, false);
+    if (rc) {
+        rc = ddl_error(cn, rc, errors);
+        sq__rollback(s, cn);
+        if (rc == ERR_INVALID)
+            sq__fail(cn, ERR_INVALID, "Failed to update collection.");
+        goto out;
+    }
+    rc = sq__commit(s, cn);
+    if (rc)
+        goto out;
+    sq__col_put(s, c->id, store_collection_ref(c));
+    if (out)
+        *out = store_collection_ref(c);
+out:
+    store_collection_unref(old);
+    store_collection_unref(c);
+    if (rc == ERR_INVALID && errors_out)
+        *errors_out = json_incref(errors);
+    json_decref(errors);
+    return rc;
+}
+
+int sq__collection_delete(struct store *st, const char *id_or_name)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    int rc = sq__begin(s, cn);
+    if (rc)
+        return rc;
+    struct store_collection *c = sq__col_find(s, id_or_name);
+    struct store_collection **all = NULL;
+    size_t n = 0;
+    struct buf b;
+    buf_init(&b);
+    if (!c) {
+        rc = sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
+        goto fail;
+    }
+    if (c->system) {
+        rc = sq__fail(cn, ERR_DENIED, "System collections cannot be deleted.");
+        goto fail;
+    }
+    sq__col_all(s, &all, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(all[i]->id, c->id) == 0)
+            continue;
+        for (size_t k = 0; k < all[i]->n_fields; k++) {
+            const struct store_field *f = &all[i]->fields[k];
+            if (f->type == STORE_FIELD_RELATION && strcmp(f->collection_id, c->id) == 0) {
+                rc = sq__fail(cn, ERR_CONFLICT,
+                              "The collection is referenced by the relation field %s.%s.",
+                              all[i]->name, f->name);
+                goto fail;
+            }
+        }
+    }
+    buf_puts(&b, "DROP TABLE ");
+    store__quote(&b, c->name);
+    if ((rc = exec_buf(cn, &b)))
+        goto fail;
+    struct sq_stmt stt;
+    if ((rc = sq__prep(cn, "DELETE FROM \"_collections\" WHERE \"id\" = ?1", &stt)))
+        goto fail;
+    sqlite3_bind_text(stt.stmt, 1, c->id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(stt.stmt) != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot delete the collection");
+    sq__done(&stt);
+    if (rc)
+        goto fail;
+    rc = sq__commit(s, cn);
+    if (!rc)
+        sq__col_put(s, c->id, NULL);
+    goto out;
+fail:
+    sq__rollback(s, cn);
+out:
+    buf_release(&b);
+    store_collection_list_free(all, n);
+    store_collection_unref(c);
+    return rc;
+}

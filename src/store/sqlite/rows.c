@@ -1,0 +1,886 @@
+/* rows.c - records of the sqlite backend: reading rows into PocketBase JSON, list queries,
+ * writes with relation checks, unique violations as validation errors, cascading deletes,
+ * and the outbox row that every change writes in the same transaction. */
+#include <string.h>
+#include <strings.h>
+
+#include "store/sqlite/sqlite_int.h"
+
+#define CASCADE_MAX_DEPTH 32
+
+static bool secret_field(const struct store_collection *c, const struct store_field *f)
+{
+    return f->type == STORE_FIELD_PASSWORD ||
+           (c->type == STORE_COLLECTION_AUTH && strcmp(f->name, "tokenKey") == 0);
+}
+
+/* "t"."a", "t"."b", ... for the public fields (plus the secret ones when secrets). */
+static void select_cols(struct buf *b, const struct store_collection *c, bool secrets,
+                        const char *alias)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (!secrets && secret_field(c, &c->fields[i]))
+            continue;
+        if (n++)
+            buf_puts(b, ", ");
+        store__quote(b, alias ? alias : c->name);
+        buf_putc(b, '.');
+        store__quote(b, c->fields[i].name);
+    }
+}
+
+static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
+{
+    int t = sqlite3_column_type(st, i);
+    const char *text = (const char *)sqlite3_column_text(st, i);
+    if (store_field_multiple(f)) {
+        json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+        if (!json_is_array(v)) {
+            json_decref(v);
+            v = json_array();
+        }
+        return v;
+    }
+    switch (f->type) {
+    case STORE_FIELD_NUMBER:
+        if (t == SQLITE_INTEGER)
+            return json_integer(sqlite3_column_int64(st, i));
+        if (t == SQLITE_FLOAT) {
+            double d = sqlite3_column_double(st, i);
+            return d == (double)(json_int_t)d && d < 9e15 && d > -9e15 ? json_integer((json_int_t)d)
+                                                                       : json_real(d);
+        }
+        return json_integer(0);
+    case STORE_FIELD_BOOL: return json_boolean(sqlite3_column_int64(st, i) != 0);
+    case STORE_FIELD_JSON: {
+        if (t == SQLITE_NULL)
+            return json_null();
+        json_t *v = json_loads(text ? text : "null", JSON_DECODE_ANY, NULL);
+        return v ? v : json_null();
+    }
+    default: return json_string(text ? text : "");
+    }
+}
+
+/* Reads the current row (selected with select_cols) into a record object. */
+static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool secrets,
+                        struct store_auth_record *auth)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "collectionId", json_string(c->id));
+    json_object_set_new(o, "collectionName", json_string(c->name));
+    int col = 0;
+    for (size_t i = 0; i < c->n_fields; i++) {
+        const struct store_field *f = &c->fields[i];
+        if (secret_field(c, f)) {
+            if (!secrets)
+                continue;
+            const char *text = (const char *)sqlite3_column_text(st, col++);
+            if (auth && f->type == STORE_FIELD_PASSWORD)
+                auth->password_hash = xstrdup(text ? text : "");
+            else if (auth)
+                auth->token_key = xstrdup(text ? text : "");
+            continue;
+        }
+        json_object_set_new(o, f->name, column_json(f, st, col++));
+    }
+    return o;
+}
+
+static int get_row(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                   bool secrets, struct store_auth_record *auth, json_t **out)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT ");
+    select_cols(&b, c, secrets, NULL);
+    buf_puts(&b, " FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " WHERE ");
+    store__quote(&b, c->name);
+    buf_puts(&b, ".\"id\" = ?1 LIMIT 1");
+    struct sq_stmt st;
+    int rc = sq__prep(cn, buf_cstr(&b), &st);
+    buf_release(&b);
+    *out = NULL;
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st.stmt, 1, id, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(st.stmt);
+    if (step == SQLITE_ROW)
+        *out = row_json(c, st.stmt, secrets, auth);
+    else if (step == SQLITE_DONE)
+        rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+    else
+        rc = sq__fail_db(cn, "cannot read the record");
+    sq__done(&st);
+    return rc;
+}
+
+/* A collection as the snapshot holds it now (the caller's copy may be older). */
+static struct store_collection *current(struct sq_store *s, struct sq_conn *cn,
+                                        const struct store_collection *c)
+{
+    struct store_collection *cur = sq__col_find(s, c->id);
+    if (!cur)
+        sq__fail(cn, ERR_NOTFOUND, "no collection %s", c->name);
+    return cur;
+}
+
+int sq__record_get(struct store *st, const struct store_collection *c, const char *id, json_t **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    return get_row(cn, c, id, false, NULL, out);
+}
+
+static void bind_params(sqlite3_stmt *st, const json_t *params, size_t first)
+{
+    for (size_t i = 0; i < json_array_size(params); i++)
+        sq__bind_json(st, (int)(first + i), json_array_get(params, i));
+}
+
+int sq__record_list(struct store *st, const struct store_collection *c,
+                    const struct store_list_query *q, struct store_list_result *out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    memset(out, 0, sizeof(*out));
+    struct buf from, b;
+    buf_init(&from);
+    buf_init(&b);
+    int rc = 0;
+    struct sq_stmt stt = {0};
+    /* FROM ... WHERE ..., shared by the page and the count query */
+    buf_puts(&from, " FROM ");
+    store__quote(&from, c->name);
+    buf_puts(&from, " AS \"" STORE_LIST_ALIAS "\"");
+    if (q->where_sql && *q->where_sql)
+        buf_printf(&from, " WHERE (%s)", q->where_sql);
+    size_t n_where = json_array_size(q->where_params);
+    size_t n_order = q->order_sql ? json_array_size(q->order_params) : 0;
+
+    buf_puts(&b, "SELECT ");
+    select_cols(&b, c, false, STORE_LIST_ALIAS);
+    buf_puts(&b, buf_cstr(&from));
+    if (q->order_sql && *q->order_sql)
+        buf_printf(&b, " ORDER BY %s", q->order_sql);
+    for (size_t i = 0; i < q->n_sort && !(q->order_sql && *q->order_sql); i++) {
+        buf_puts(&b, i ? ", " : " ORDER BY ");
+        const char *f = q->sort[i].field;
+        if (strcmp(f, "@random") == 0) {
+            buf_puts(&b, "RANDOM()");
+            continue;
+        }
+        if (strcmp(f, "@rowid") == 0) {
+            buf_puts(&b, "\"" STORE_LIST_ALIAS "\".rowid");
+        } else {
+            const struct store_field *fd = store_collection_field(c, f);
+            if (!fd || secret_field(c, fd)) {
+                rc = sq__fail(cn, ERR_INVALID, "invalid sort field %s", f);
+                goto out;
+            }
+            buf_puts(&b, "\"" STORE_LIST_ALIAS "\".");
+            store__quote(&b, fd->name);
+        }
+        buf_puts(&b, q->sort[i].desc ? " DESC" : " ASC");
+    }
+    buf_printf(&b, " LIMIT ?%zu OFFSET ?%zu", n_where + n_order + 1, n_where + n_order + 2);
+    if ((rc = sq__prep(cn, buf_cstr(&b), &stt)))
+        goto out;
+    bind_params(stt.stmt, q->where_params, 1);
+    if (n_order)
+        bind_params(stt.stmt, q->order_params, n_where + 1);
+    int64_t per_page = q->per_page > 0 ? q->per_page : 30;
+    int64_t page = q->page > 0 ? q->page : 1;
+    sqlite3_bind_int64(stt.stmt, (int)(n_where + n_order + 1), per_page);
+    sqlite3_bind_int64(stt.stmt, (int)(n_where + n_order + 2), (page - 1) * per_page);
+    out->items = json_array();
+    int step;
+    while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW)
+        json_array_append_new(out->items, row_json(c, stt.stmt, false, NULL));
+    if (step != SQLITE_DONE) {
+        rc = sq__fail_db(cn, "cannot list records");
+        if (rc == ERR_INTERNAL)
+            rc = ERR_INVALID;
+        goto out;
+    }
+    sq__done(&stt);
+    if (q->skip_total) {
+        out->total_items = out->total_pages = -1;
+        goto out;
+    }
+    buf_reset(&b);
+    buf_puts(&b, "SELECT COUNT(*)");
+    buf_puts(&b, buf_cstr(&from));
+    if ((rc = sq__prep(cn, buf_cstr(&b), &stt)))
+        goto out;
+    bind_params(stt.stmt, q->where_params, 1);
+    if (sqlite3_step(stt.stmt) != SQLITE_ROW) {
+        rc = sq__fail_db(cn, "cannot count records");
+        goto out;
+    }
+    out->total_items = sqlite3_column_int64(stt.stmt, 0);
+    out->total_pages = (out->total_items + per_page - 1) / per_page;
+out:
+    sq__done(&stt);
+    buf_release(&from);
+    buf_release(&b);
+    if (rc) {
+        json_decref(out->items);
+        out->items = NULL;
+    }
+    return rc;
+}
+
+/* WHERE text matching rows of c whose relation field f holds ?1. */
+static void ref_cond(struct buf *b, const struct store_collection *c, const struct store_field *f)
+{
+    if (store_field_multiple(f)) {
+        buf_puts(b, "EXISTS (SELECT 1 FROM json_each(");
+        store__quote(b, c->name);
+        buf_putc(b, '.');
+        store__quote(b, f->name);
+        buf_puts(b, ") WHERE json_each.value = ?1)");
+    } else {
+        store__quote(b, c->name);
+        buf_putc(b, '.');
+        store__quote(b, f->name);
+        buf_puts(b, " = ?1");
+    }
+}
+
+int sq__record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                           const char *target_id, size_t max, json_t **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    *out = NULL;
+    const struct store_field *f = store_collection_field(c, field);
+    if (!f || f->type != STORE_FIELD_RELATION)
+        return sq__fail(cn, ERR_INVALID, "%s is not a relation field of %s", field, c->name);
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT ");
+    select_cols(&b, c, false, NULL);
+    buf_puts(&b, " FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " WHERE ");
+    ref_cond(&b, c, f);
+    buf_puts(&b, " ORDER BY rowid LIMIT ?2");
+    struct sq_stmt stt;
+    int rc = sq__prep(cn, buf_cstr(&b), &stt);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(stt.stmt, 1, target_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stt.stmt, 2, (sqlite3_int64)max);
+    json_t *arr = json_array();
+    int step;
+    while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW)
+        json_array_append_new(arr, row_json(c, stt.stmt, false, NULL));
+    if (step != SQLITE_DONE) {
+        rc = sq__fail_db(cn, "cannot read back-relations");
+        json_decref(arr);
+    } else {
+        *out = arr;
+    }
+    sq__done(&stt);
+    return rc;
+}
+
+/* ---- writes ---- */
+
+static int outbox_add(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                      const char *action, const json_t *record, const char *now)
+{
+    struct sq_stmt st;
+    int rc = sq__prep(cn,
+                      "INSERT INTO \"_outbox\" (\"collection_id\", \"collection\", \"record_id\", "
+                      "\"action\", \"record\", \"created\") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                      &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st.stmt, 1, c->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.stmt, 2, c->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.stmt, 3, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st.stmt, 4, action, -1, SQLITE_STATIC);
+    sq__bind_json(st.stmt, 5, record ? record : json_null());
+    sqlite3_bind_text(st.stmt, 6, now, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st.stmt) != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot write the outbox");
+    sq__done(&st);
+    return rc;
+}
+
+/* Every relation id of vals must exist in its target collection. */
+static int check_relations(struct sq_store *s, struct sq_conn *cn, const struct store_collection *c,
+                           const json_t *vals, json_t *errors)
+{
+    int rc = 0;
+    struct buf b;
+    buf_init(&b);
+    for (size_t i = 0; i < c->n_fields && !rc; i++) {
+        const struct store_field *f = &c->fields[i];
+        json_t *v = json_object_get(vals, f->name);
+        if (f->type != STORE_FIELD_RELATION || !v)
+            continue;
+        json_t *ids = json_is_array(v) ? json_incref(v) : json_pack("[O]", v);
+        if (json_is_string(v) && json_string_length(v) == 0) {
+            json_decref(ids);
+            continue;
+        }
+        struct store_collection *target = strcmp(f->collection_id, c->id) == 0
+                                              ? store_collection_ref((struct store_collection *)c)
+                                              : sq__col_find(s, f->collection_id);
+        size_t found = 0;
+        if (target && json_array_size(ids)) {
+            buf_reset(&b);
+            buf_puts(&b, "SELECT COUNT(*) FROM ");
+            store__quote(&b, target->name);
+            buf_puts(&b, " WHERE \"id\" IN (SELECT value FROM json_each(?1))");
+            struct sq_stmt st;
+            if ((rc = sq__prep(cn, buf_cstr(&b), &st)) == 0) {
+                sq__bind_json(st.stmt, 1, ids);
+                if (sqlite3_step(st.stmt) == SQLITE_ROW)
+                    found = (size_t)sqlite3_column_int64(st.stmt, 0);
+                else
+                    rc = sq__fail_db(cn, "cannot check relations");
+                sq__done(&st);
+            }
+        }
+        if (!rc && found != json_array_size(ids))
+            store__verr_set(errors, f->name, "validation_missing_rel_records",
+                            "Failed to find all relation records with the provided ids.");
+        store_collection_unref(target);
+        json_decref(ids);
+    }
+    buf_release(&b);
+    return rc;
+}
+
+/* A failed INSERT/UPDATE on a UNIQUE constraint: mark the fields as not unique. */
+static bool unique_errors(struct sq_conn *cn, const struct store_collection *c, json_t *errors)
+{
+    int code = sqlite3_extended_errcode(cn->db);
+    if (code != SQLITE_CONSTRAINT_UNIQUE && code != SQLITE_CONSTRAINT_PRIMARYKEY)
+        return false;
+    const char *msg = sqlite3_errmsg(cn->db);
+    const char *p = strstr(msg, "failed: ");
+    bool any = false;
+    if (p) {
+        p += 8;
+        while (*p) {
+            const char *end = strstr(p, ", ");
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            const char *dot = memchr(p, '.', len);
+            const char *col = dot ? dot + 1 : p;
+            size_t cl = len - (size_t)(col - p);
+            for (size_t i = 0; i < c->n_fields; i++)
+                if (strlen(c->fields[i].name) == cl && strncmp(c->fields[i].name, col, cl) == 0) {
+                    store__verr_set(errors, c->fields[i].name, "validation_not_unique",
+                                    "Value must be unique.");
+                    any = true;
+                }
+            if (!end)
+                break;
+            p = end + 2;
+        }
+    }
+    if (!any)
+        store__verr_set(errors, "id", "validation_not_unique", "Value must be unique.");
+    return true;
+}
+
+static int write_row(struct sq_conn *cn, const struct store_collection *c, const char *update_id,
+                     const json_t *vals, const char *password_hash, json_t *errors)
+{
+    struct buf b;
+    buf_init(&b);
+    size_t n = 0;
+    const struct store_field *pw = NULL;
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type == STORE_FIELD_PASSWORD)
+            pw = &c->fields[i];
+    if (update_id) {
+        buf_puts(&b, "UPDATE ");
+        store__quote(&b, c->name);
+        buf_puts(&b, " SET ");
+    } else {
+        buf_puts(&b, "INSERT INTO ");
+        store__quote(&b, c->name);
+        buf_puts(&b, " (");
+    }
+    for (size_t i = 0; i < c->n_fields; i++) {
+        const struct store_field *f = &c->fields[i];
+        bool set = f == pw ? password_hash != NULL : json_object_get(vals, f->name) != NULL;
+        if (!set)
+            continue;
+        if (n)
+            buf_puts(&b, ", ");
+        n++;
+        store__quote(&b, f->name);
+        if (update_id)
+            buf_printf(&b, " = ?%zu", n);
+    }
+    if (!update_id) {
+        buf_puts(&b, ") VALUES (");
+        for (size_t i = 1; i <= n; i++)
+            buf_printf(&b, "%s?%zu", i > 1 ? ", " : "", i);
+        buf_puts(&b, ")");
+    } else {
+        buf_printf(&b, " WHERE \"id\" = ?%zu", n + 1);
+    }
+    struct sq_stmt st;
+    int rc = n ? sq__prep(cn, buf_cstr(&b), &st) : 0;
+    buf_release(&b);
+    if (rc || !n)
+        return rc;
+    int k = 0;
+    for (size_t i = 0; i < c->n_fields; i++) {
+        const struct store_field *f = &c->fields[i];
+        if (f == pw) {
+            if (password_hash)
+                sqlite3_bind_text(st.stmt, ++k, password_hash, -1, SQLITE_TRANSIENT);
+            continue;
+        }
+        json_t *v = json_object_get(vals, f->name);
+        if (!v)
+            continue;
+        if (store_field_multiple(f) || f->type == STORE_FIELD_JSON) {
+            if (json_is_null(v))
+                sqlite3_bind_null(st.stmt, ++k);
+            else
+                sqlite3_bind_text(
+                    st.stmt, ++k,
+                    json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)), -1,
+                    free);
+        } else {
+            sq__bind_json(st.stmt, ++k, v);
+        }
+    }
+    if (update_id)
+        sqlite3_bind_text(st.stmt, ++k, update_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st.stmt) != SQLITE_DONE) {
+        if (unique_errors(cn, c, errors))
+            rc = sq__fail(cn, ERR_INVALID, "%s", sqlite3_errmsg(cn->db));
+        else
+            rc = sq__fail_db(cn, "cannot write the record");
+    }
+    sq__done(&st);
+    return rc;
+}
+
+/* Shared by create and update: everything inside one write transaction. */
+static int save(struct store *st, const struct store_collection *cin, const char *id,
+                const json_t *body, const char *password_hash, json_t **errors_out, json_t **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    if (out)
+        *out = NULL;
+    json_t *errors = json_object();
+    json_t *old = NULL, *vals = NULL, *rec = NULL;
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    int rc = sq__begin(s, cn);
+    if (rc) {
+        json_decref(errors);
+        return rc;
+    }
+    struct store_collection *c = current(s, cn, cin);
+    if (!c) {
+        rc = ERR_NOTFOUND;
+        goto fail;
+    }
+    if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
+        goto fail;
+    rc = store__record_prepare(c, old, body, now, errors, &vals);
+    if (!rc && c->type == STORE_COLLECTION_AUTH) {
+        const struct store_field *pw = NULL;
+        for (size_t i = 0; i < c->n_fields; i++)
+            if (c->fields[i].type == STORE_FIELD_PASSWORD)
+                pw = &c->fields[i];
+        if (pw && pw->required && !old && (!password_hash || !*password_hash)) {
+            store__verr_set(errors, pw->name, "validation_required", "Cannot be blank.");
+            rc = ERR_INVALID;
+        }
+        if (old && password_hash && !json_object_get(body, "tokenKey")) {
+            /* a new password invalidates the tokens signed with the old tokenKey */
+            const struct store_field *tk = store_collection_field(c, "tokenKey");
+            char *g = tk && tk->autogenerate_pattern ? store__autogenerate(tk->autogenerate_pattern)
+                                                     : NULL;
+            if (g)
+                json_object_set_new(vals, "tokenKey", json_string(g));
+            free(g);
+        }
+    }
+    if (rc)
+        goto fail;
+    if ((rc = check_relations(s, cn, c, vals, errors)))
+        goto fail;
+    if (json_object_size(errors)) {
+        rc = ERR_INVALID;
+        goto fail;
+    }
+    if ((rc = write_row(cn, c, id, vals, password_hash, errors)))
+        goto fail;
+    const char *rid = id ? id : json_string_value(json_object_get(vals, "id"));
+    if (!rid) {
+        rc = sq__fail(cn, ERR_INTERNAL, "record without id");
+        goto fail;
+    }
+    if ((rc = get_row(cn, c, rid, false, NULL, &rec)))
+        goto fail;
+    if ((rc = outbox_add(cn, c, rid, id ? "update" : "create", rec, now)))
+        goto fail;
+    rc = sq__commit(s, cn);
+    if (rc)
+        goto out;
+    if (out) {
+        *out = rec;
+        rec = NULL;
+    }
+    goto out;
+fail:
+    sq__rollback(s, cn);
+    if (rc == ERR_INVALID)
+        sq__fail(cn, ERR_INVALID, id ? "Failed to update record." : "Failed to create record.");
+out:
+    if (rc == ERR_INVALID && errors_out)
+        *errors_out = json_incref(errors);
+    store_collection_unref(c);
+    json_decref(errors);
+    json_decref(old);
+    json_decref(vals);
+    json_decref(rec);
+    return rc;
+}
+
+int sq__record_create(struct store *st, const struct store_collection *c, const json_t *body,
+                      const char *password_hash, json_t **errors_out, json_t **out)
+{
+    return save(st, c, NULL, body, password_hash, errors_out, out);
+}
+
+int sq__record_update(struct store *st, const struct store_collection *c, const char *id,
+                      const json_t *body, const char *password_hash, json_t **errors_out,
+                      json_t **out)
+{
+    return save(st, c, id, body, password_hash, errors_out, out);
+}
+
+/* ---- delete with cascades ---- */
+
+struct del_ctx {
+    struct sq_store *s;
+    struct sq_conn *cn;
+    struct store_collection **all;
+    size_t n_all;
+    json_t *visited; /* "collectionId/recordId" -> true */
+    char now[TIME_PB_LEN];
+};
+
+static int ids_referencing(struct sq_conn *cn, const struct store_collection *rc_col,
+                           const struct store_field *f, const char *id, json_t **out)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT \"id\" FROM ");
+    store__quote(&b, rc_col->name);
+    buf_puts(&b, " WHERE ");
+    ref_cond(&b, rc_col, f);
+    struct sq_stmt st;
+    int rc = sq__prep(cn, buf_cstr(&b), &st);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st.stmt, 1, id, -1, SQLITE_TRANSIENT);
+    json_t *ids = json_array();
+    int step;
+    while ((step = sqlite3_step(st.stmt)) == SQLITE_ROW)
+        json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st.stmt, 0)));
+    if (step != SQLITE_DONE) {
+        rc = sq__fail_db(cn, "cannot find references");
+        json_decref(ids);
+    } else {
+        *out = ids;
+    }
+    sq__done(&st);
+    return rc;
+}
+
+static int delete_rec(struct del_ctx *d, const struct store_collection *c, const char *id,
+                      int depth);
+
+/* Removes id from the relation field f of the record rid of rc_col (or deletes that record
+ * when the cascade says so). */
+static int unlink_ref(struct del_ctx *d, const struct store_collection *rc_col,
+                      const struct store_field *f, const char *rid, const char *id, int depth)
+{
+    json_t *rec = NULL;
+    int rc = get_row(d->cn, rc_col, rid, false, NULL, &rec);
+    if (rc)
+        return rc == ERR_NOTFOUND ? 0 : rc;
+    json_t *v = json_object_get(rec, f->name);
+    json_t *nv;
+    size_t left = 0;
+    if (json_is_array(v)) {
+        nv = json_array();
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (strcmp(json_string_value(json_array_get(v, i)), id) != 0)
+                json_array_append(nv, json_array_get(v, i));
+        left = json_array_size(nv);
+    } else {
+        nv = json_string("");
+    }
+    if (f->cascade_delete && left == 0) {
+        json_decref(nv);
+        json_decref(rec);
+        return delete_rec(d, rc_col, rid, depth + 1);
+    }
+    if (!f->cascade_delete && left == 0 && (f->required || f->min_select > 0)) {
+        json_decref(nv);
+        json_decref(rec);
+        return sq__fail(d->cn, ERR_CONFLICT,
+                        "Failed to delete record. Make sure that the record is not part of a "
+                        "required relation reference.");
+    }
+    json_t *vals = json_object();
+    json_object_set_new(vals, f->name, nv);
+    for (size_t i = 0; i < rc_col->n_fields; i++)
+        if (rc_col->fields[i].type == STORE_FIELD_AUTODATE && rc_col->fields[i].on_update)
+            json_object_set_new(vals, rc_col->fields[i].name, json_string(d->now));
+    json_t *errors = json_object();
+    rc = write_row(d->cn, rc_col, rid, vals, NULL, errors);
+    json_decref(errors);
+    json_decref(vals);
+    json_decref(rec);
+    if (rc)
+        return rc;
+    if ((rc = get_row(d->cn, rc_col, rid, false, NULL, &rec)))
+        return rc;
+    rc = outbox_add(d->cn, rc_col, rid, "update", rec, d->now);
+    json_decref(rec);
+    return rc;
+}
+
+static int delete_rec(struct del_ctx *d, const struct store_collection *c, const char *id,
+                      int depth)
+{
+    if (depth > CASCADE_MAX_DEPTH)
+        return sq__fail(d->cn, ERR_LIMIT, "cascade delete nested too deeply");
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", c->id, id);
+    if (json_object_get(d->visited, key))
+        return 0;
+    json_object_set_new(d->visited, key, json_true());
+    json_t *rec = NULL;
+    int rc = get_row(d->cn, c, id, false, NULL, &rec);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < d->n_all && !rc; i++) {
+        const struct store_collection *rcol = d->all[i];
+        for (size_t k = 0; k < rcol->n_fields && !rc; k++) {
+            const struct store_field *f = &rcol->fields[k];
+            if (f->type != STORE_FIELD_RELATION || strcmp(f->collection_id, c->id) != 0)
+                continue;
+            json_t *ids = NULL;
+            if ((rc = ids_referencing(d->cn, rcol, f, id, &ids)))
+                break;
+            for (size_t j = 0; j < json_array_size(ids) && !rc; j++) {
+                const char *rid = json_string_value(json_array_get(ids, j));
+                char rkey[512];
+                snprintf(rkey, sizeof(rkey), "%s/%s", rcol->id, rid);
+                if (json_object_get(d->visited, rkey))
+                    continue; /* being deleted already */
+                rc = unlink_ref(d, rcol, f, rid, id, depth);
+            }
+            json_decref(ids);
+        }
+    }
+    if (!rc) {
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, "DELETE FROM ");
+        store__quote(&b, c->name);
+        buf_puts(&b, " WHERE \"id\" = ?1");
+        struct sq_stmt st;
+        rc = sq__prep(d->cn, buf_cstr(&b), &st);
+        buf_release(&b);
+        if (!rc) {
+            sqlite3_bind_text(st.stmt, 1, id, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(st.stmt) != SQLITE_DONE)
+                rc = sq__fail_db(d->cn, "cannot delete the record");
+            sq__done(&st);
+        }
+    }
+    if (!rc)
+        rc = outbox_add(d->cn, c, id, "delete", rec, d->now);
+    json_decref(rec);
+    return rc;
+}
+
+int sq__record_delete(struct store *st, const struct store_collection *cin, const char *id)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct del_ctx d = {.s = s, .cn = cn, .visited = json_object()};
+    sq__now(d.now);
+    int rc = sq__begin(s, cn);
+    if (rc) {
+        json_decref(d.visited);
+        return rc;
+    }
+    struct store_collection *c = current(s, cn, cin);
+    if (!c) {
+        rc = ERR_NOTFOUND;
+        goto fail;
+    }
+    sq__col_all(s, &d.all, &d.n_all);
+    if ((rc = delete_rec(&d, c, id, 0)))
+        goto fail;
+    rc = sq__commit(s, cn);
+    goto out;
+fail:
+    sq__rollback(s, cn);
+out:
+    store_collection_list_free(d.all, d.n_all);
+    store_collection_unref(c);
+    json_decref(d.visited);
+    return rc;
+}
+
+/* ---- auth ---- */
+
+int sq__auth_find(struct store *st, const struct store_collection *c, const char *field,
+                  const char *value, struct store_auth_record *out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    memset(out, 0, sizeof(*out));
+    const struct store_field *f = store_collection_field(c, field);
+    if (c->type != STORE_COLLECTION_AUTH || !f ||
+        (f->type != STORE_FIELD_EMAIL && f->type != STORE_FIELD_TEXT) || secret_field(c, f))
+        return sq__fail(cn, ERR_INVALID, "%s is not an identity field of %s", field, c->name);
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT ");
+    select_cols(&b, c, true, NULL);
+    buf_puts(&b, " FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " WHERE ");
+    store__quote(&b, c->name);
+    buf_putc(&b, '.');
+    store__quote(&b, f->name);
+    buf_puts(&b, f->type == STORE_FIELD_EMAIL ? " = ?1 COLLATE NOCASE" : " = ?1");
+    buf_puts(&b, " LIMIT 1");
+    struct sq_stmt stt;
+    int rc = sq__prep(cn, buf_cstr(&b), &stt);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(stt.stmt, 1, value, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(stt.stmt);
+    if (step == SQLITE_ROW && *value)
+        out->record = row_json(c, stt.stmt, true, out);
+    else if (step == SQLITE_DONE || step == SQLITE_ROW)
+        rc = sq__fail(cn, ERR_NOTFOUND, "no such auth record");
+    else
+        rc = sq__fail_db(cn, "cannot find the auth record");
+    sq__done(&stt);
+    return rc;
+}
+
+int sq__auth_get(struct store *st, const struct store_collection *c, const char *id,
+                 struct store_auth_record *out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    memset(out, 0, sizeof(*out));
+    if (c->type != STORE_COLLECTION_AUTH)
+        return sq__fail(cn, ERR_INVALID, "%s is not an auth collection", c->name);
+    return get_row(cn, c, id, true, out, &out->record);
+}
+
+/* ---- outbox ---- */
+
+int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct sq_stmt stt;
+    int rc = sq__prep(cn,
+                      "SELECT \"id\", \"collection_id\", \"collection\", \"record_id\", "
+                      "\"action\", \"record\", \"created\" FROM \"_outbox\" WHERE \"id\" > ?1 "
+                      "ORDER BY \"id\" LIMIT ?2",
+                      &stt);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(stt.stmt, 1, after_id);
+    sqlite3_bind_int64(stt.stmt, 2, (sqlite3_int64)max);
+    json_t *arr = json_array();
+    int step;
+    while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW) {
+        const char *rec = (const char *)sqlite3_column_text(stt.stmt, 5);
+        json_t *rj = rec ? json_loads(rec, 0, NULL) : NULL;
+        json_array_append_new(
+            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s}", "id",
+                           (json_int_t)sqlite3_column_int64(stt.stmt, 0), "collectionId",
+                           (const char *)sqlite3_column_text(stt.stmt, 1), "collection",
+                           (const char *)sqlite3_column_text(stt.stmt, 2), "recordId",
+                           (const char *)sqlite3_column_text(stt.stmt, 3), "action",
+                           (const char *)sqlite3_column_text(stt.stmt, 4), "record",
+                           rj ? rj : json_null(), "time",
+                           (const char *)sqlite3_column_text(stt.stmt, 6)));
+    }
+    if (step != SQLITE_DONE) {
+        rc = sq__fail_db(cn, "cannot read the outbox");
+        json_decref(arr);
+    } else {
+        *out = arr;
+    }
+    sq__done(&stt);
+    return rc;
+}
+
+int sq__outbox_delete(struct store *st, int64_t up_to_id)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    int rc = sq__begin(s, cn);
+    if (rc)
+        return rc;
+    struct sq_stmt stt;
+    rc = sq__prep(cn, "DELETE FROM \"_outbox\" WHERE \"id\" <= ?1", &stt);
+    if (!rc) {
+        sqlite3_bind_int64(stt.stmt, 1, up_to_id);
+        if (sqlite3_step(stt.stmt) != SQLITE_DONE)
+            rc = sq__fail_db(cn, "cannot trim the outbox");
+        sq__done(&stt);
+    }
+    if (rc) {
+        sq__rollback(s, cn);
+        return rc;
+    }
+    return sq__commit(s, cn);
+}

@@ -1,0 +1,577 @@
+/* sqlite.c - the sqlite store backend: opening the database, per-thread connections with
+ * cached prepared statements, serialised write transactions and the collection snapshot. */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "metrics/metrics.h"
+#include "store/sqlite/sqlite_int.h"
+
+static uint64_t next_gen = 1; /* atomic */
+
+static __thread struct {
+    struct sq_store *store;
+    uint64_t gen;
+    struct sq_conn *conn;
+} tl_conn;
+
+/* The connection used when a thread cannot get its own (cannot open another handle): its
+ * errmsg still works. */
+static struct sq_conn broken_conn;
+
+static int conn_setup(struct sq_store *s, sqlite3 *db, char *err, size_t err_len)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "PRAGMA busy_timeout=%d", s->busy_ms);
+    const char *pragmas[] = {sql,
+                             "PRAGMA journal_mode=WAL",
+                             "PRAGMA journal_size_limit=200000000",
+                             "PRAGMA synchronous=NORMAL",
+                             "PRAGMA foreign_keys=ON",
+                             "PRAGMA temp_store=MEMORY",
+                             "PRAGMA cache_size=-32000"};
+    for (size_t i = 0; i < ARRAY_LEN(pragmas); i++) {
+        char *msg = NULL;
+        if (sqlite3_exec(db, pragmas[i], NULL, NULL, &msg) != SQLITE_OK) {
+            snprintf(err, err_len, "cannot set %s: %s", pragmas[i], msg ? msg : "?");
+            sqlite3_free(msg);
+            return ERR_INTERNAL;
+        }
+    }
+    return 0;
+}
+
+static int conn_open(struct sq_store *s, struct sq_conn **out, char *err, size_t err_len)
+{
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(s->path, &db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, err_len, "cannot open %s: %s", s->path, db ? sqlite3_errmsg(db) : "?");
+        sqlite3_close(db);
+        return ERR_IO;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    int rc = conn_setup(s, db, err, err_len);
+    if (rc) {
+        sqlite3_close(db);
+        return rc;
+    }
+    struct sq_conn *cn = xcalloc(1, sizeof(*cn));
+    cn->db = db;
+    cn->owner = pthread_self();
+    *out = cn;
+    return 0;
+}
+
+static void conn_close(struct sq_conn *cn)
+{
+    for (size_t i = 0; i < SQ_STMT_SLOTS; i++) {
+        if (cn->slots[i].stmt)
+            sqlite3_finalize(cn->slots[i].stmt);
+        free(cn->slots[i].sql);
+    }
+    sqlite3_close(cn->db);
+    free(cn);
+}
+
+struct sq_conn *sq__conn(struct sq_store *s)
+{
+    if (tl_conn.store == s && tl_conn.gen == s->gen)
+        return tl_conn.conn;
+    pthread_t self = pthread_self();
+    struct sq_conn *cn;
+    pthread_mutex_lock(&s->conns_mu);
+    for (cn = s->conns; cn; cn = cn->next)
+        if (pthread_equal(cn->owner, self))
+            break;
+    pthread_mutex_unlock(&s->conns_mu);
+    if (!cn) {
+        char err[256];
+        if (conn_open(s, &cn, err, sizeof(err)) != 0) {
+            xlog_error("cannot open a store connection: %s", err);
+            snprintf(broken_conn.errmsg, sizeof(broken_conn.errmsg), "%s", err);
+            return NULL;
+        }
+        pthread_mutex_lock(&s->conns_mu);
+        cn->next = s->conns;
+        s->conns = cn;
+        pthread_mutex_unlock(&s->conns_mu);
+    }
+    tl_conn.store = s;
+    tl_conn.gen = s->gen;
+    tl_conn.conn = cn;
+    return cn;
+}
+
+int sq__fail(struct sq_conn *cn, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cn->errmsg, sizeof(cn->errmsg), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int sq__fail_db(struct sq_conn *cn, const char *what)
+{
+    int code = sqlite3_extended_errcode(cn->db);
+    int rc = ERR_INTERNAL;
+    if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+        rc = ERR_BUSY;
+    else if ((code & 0xff) == SQLITE_CONSTRAINT)
+        rc = ERR_CONFLICT;
+    else if ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_FULL)
+        rc = ERR_IO;
+    else if ((code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB)
+        rc = ERR_CORRUPT;
+    return sq__fail(cn, rc, "%s: %s", what, sqlite3_errmsg(cn->db));
+}
+
+static uint32_t sql_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void cache_clear(struct sq_conn *cn)
+{
+    for (size_t i = 0; i < SQ_STMT_SLOTS; i++) {
+        if (cn->slots[i].stmt && !sqlite3_stmt_busy(cn->slots[i].stmt)) {
+            sqlite3_finalize(cn->slots[i].stmt);
+            free(cn->slots[i].sql);
+            cn->slots[i].stmt = NULL;
+            cn->slots[i].sql = NULL;
+            cn->n_slots_used--;
+        }
+    }
+}
+
+int sq__prep(struct sq_conn *cn, const char *sql, struct sq_stmt *out)
+{
+    uint32_t h = sql_hash(sql) % SQ_STMT_SLOTS;
+    size_t free_slot = SQ_STMT_SLOTS;
+    out->stmt = NULL;
+    out->owned = false;
+    for (size_t k = 0; k < SQ_STMT_SLOTS; k++) {
+        size_t i = (h + k) % SQ_STMT_SLOTS;
+        struct sq_stmt_slot *sl = &cn->slots[i];
+        if (!sl->sql) {
+            free_slot = i;
+            break;
+        }
+        if (strcmp(sl->sql, sql) == 0) {
+            if (sqlite3_stmt_busy(sl->stmt))
+                break; /* in use further up the stack: use a private one */
+            sqlite3_clear_bindings(sl->stmt);
+            out->stmt = sl->stmt;
+            return 0;
+        }
+    }
+    sqlite3_stmt *stmt;
+    if (sqlite3_prepare_v2(cn->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        int rc = sq__fail_db(cn, "cannot prepare statement");
+        return rc == ERR_INTERNAL ? ERR_INVALID : rc;
+    }
+    out->stmt = stmt;
+    if (free_slot == SQ_STMT_SLOTS || cn->n_slots_used >= SQ_STMT_SLOTS * 3 / 4) {
+        if (cn->n_slots_used >= SQ_STMT_SLOTS * 3 / 4)
+            cache_clear(cn);
+        out->owned = true;
+        return 0;
+    }
+    cn->slots[free_slot].sql = xstrdup(sql);
+    cn->slots[free_slot].stmt = stmt;
+    cn->n_slots_used++;
+    return 0;
+}
+
+void sq__done(struct sq_stmt *st)
+{
+    if (!st->stmt)
+        return;
+    if (st->owned)
+        sqlite3_finalize(st->stmt);
+    else
+        sqlite3_reset(st->stmt);
+    st->stmt = NULL;
+}
+
+int sq__exec(struct sq_conn *cn, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(cn->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = sq__fail_db(cn, "cannot execute statement");
+        sqlite3_free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- metrics: write transactions ---- */
+
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+static struct metrics_series *m_lock_wait, *m_tx_time, *m_commit, *m_rollback, *m_busy;
+
+static void metrics_init(void)
+{
+    struct metrics_family *wait =
+        metrics_histogram("tandem_store_write_lock_wait_seconds",
+                          "Time a store write waited for the write lock.", NULL, NULL, 0);
+    struct metrics_family *tx =
+        metrics_histogram("tandem_store_write_seconds",
+                          "Time a store write transaction held the write lock.", NULL, NULL, 0);
+    struct metrics_family *n =
+        metrics_family(METRICS_COUNTER, "tandem_store_write_transactions_total",
+                       "Store write transactions by outcome.", "result");
+    m_lock_wait = metrics_series0(wait);
+    m_tx_time = metrics_series0(tx);
+    m_commit = metrics_series(n, (const char *const[]){"commit"});
+    m_rollback = metrics_series(n, (const char *const[]){"rollback"});
+    m_busy = metrics_series(n, (const char *const[]){"busy"});
+}
+
+int sq__begin(struct sq_store *s, struct sq_conn *cn)
+{
+    pthread_once(&metrics_once, metrics_init);
+    int64_t t0 = time_mono_us();
+    pthread_mutex_lock(&s->write_mu);
+    cn->tx_start_us = time_mono_us();
+    metrics_observe(m_lock_wait, (double)(cn->tx_start_us - t0) / 1e6);
+    int rc = sq__exec(cn, "BEGIN IMMEDIATE");
+    if (rc) {
+        metrics_inc(rc == ERR_BUSY ? m_busy : m_rollback, 1);
+        pthread_mutex_unlock(&s->write_mu);
+    }
+    return rc;
+}
+
+static void tx_end(struct sq_conn *cn, struct metrics_series *outcome)
+{
+    metrics_observe(m_tx_time, (double)(time_mono_us() - cn->tx_start_us) / 1e6);
+    metrics_inc(outcome, 1);
+}
+
+int sq__commit(struct sq_store *s, struct sq_conn *cn)
+{
+    int rc = sq__exec(cn, "COMMIT");
+    if (rc) {
+        char keep[sizeof(cn->errmsg)];
+        memcpy(keep, cn->errmsg, sizeof(keep));
+        if (!sqlite3_get_autocommit(cn->db))
+            (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
+        memcpy(cn->errmsg, keep, sizeof(keep));
+    }
+    tx_end(cn, rc == 0 ? m_commit : rc == ERR_BUSY ? m_busy : m_rollback);
+    pthread_mutex_unlock(&s->write_mu);
+    return rc;
+}
+
+void sq__rollback(struct sq_store *s, struct sq_conn *cn)
+{
+    if (!sqlite3_get_autocommit(cn->db))
+        (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
+    tx_end(cn, m_rollback);
+    pthread_mutex_unlock(&s->write_mu);
+}
+
+int sq__bind_json(sqlite3_stmt *st, int idx, const json_t *v)
+{
+    if (!v || json_is_null(v))
+        return sqlite3_bind_null(st, idx);
+    if (json_is_string(v))
+        return sqlite3_bind_text(st, idx, json_string_value(v), (int)json_string_length(v),
+                                 SQLITE_TRANSIENT);
+    if (json_is_integer(v))
+        return sqlite3_bind_int64(st, idx, json_integer_value(v));
+    if (json_is_real(v))
+        return sqlite3_bind_double(st, idx, json_real_value(v));
+    if (json_is_boolean(v))
+        return sqlite3_bind_int(st, idx, json_is_true(v));
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    if (!text)
+        return SQLITE_NOMEM;
+    return sqlite3_bind_text(st, idx, text, -1, free);
+}
+
+void sq__now(char out[TIME_PB_LEN])
+{
+    time_format_pb(time_now_us(), out);
+}
+
+/* ---- collection snapshot ---- */
+
+struct store_collection *sq__col_find(struct sq_store *s, const char *id_or_name)
+{
+    struct store_collection *found = NULL;
+    pthread_mutex_lock(&s->schema_mu);
+    for (size_t i = 0; i < s->n_cols && !found; i++)
+        if (strcmp(s->cols[i]->id, id_or_name) == 0)
+            found = s->cols[i];
+    for (size_t i = 0; i < s->n_cols && !found; i++)
+        if (strcasecmp(s->cols[i]->name, id_or_name) == 0)
+            found = s->cols[i];
+    store_collection_ref(found);
+    pthread_mutex_unlock(&s->schema_mu);
+    return found;
+}
+
+void sq__col_put(struct sq_store *s, const char *id, struct store_collection *c)
+{
+    struct store_collection *old = NULL;
+    pthread_mutex_lock(&s->schema_mu);
+    size_t i;
+    for (i = 0; i < s->n_cols; i++)
+        if (strcmp(s->cols[i]->id, id) == 0)
+            break;
+    if (i < s->n_cols) {
+        old = s->cols[i];
+        if (c) {
+            s->cols[i] = c;
+        } else {
+            memmove(&s->cols[i], &s->cols[i + 1], (s->n_cols - i - 1) * sizeof(s->cols[0]));
+            s->n_cols--;
+        }
+    } else if (c) {
+        s->cols = xrealloc(s->cols, (s->n_cols + 1) * sizeof(s->cols[0]));
+        s->cols[s->n_cols++] = c;
+    }
+    pthread_mutex_unlock(&s->schema_mu);
+    store_collection_unref(old);
+}
+
+void sq__col_all(struct sq_store *s, struct store_collection ***out, size_t *n_out)
+{
+    pthread_mutex_lock(&s->schema_mu);
+    struct store_collection **list = xcalloc(s->n_cols ? s->n_cols : 1, sizeof(*list));
+    for (size_t i = 0; i < s->n_cols; i++)
+        list[i] = store_collection_ref(s->cols[i]);
+    *n_out = s->n_cols;
+    pthread_mutex_unlock(&s->schema_mu);
+    *out = list;
+}
+
+/* ---- open / close ---- */
+
+static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS \"_collections\" ("
+                                 " \"id\" TEXT PRIMARY KEY NOT NULL,"
+                                 " \"name\" TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+                                 " \"type\" TEXT NOT NULL,"
+                                 " \"system\" BOOLEAN NOT NULL DEFAULT FALSE,"
+                                 " \"spec\" TEXT NOT NULL,"
+                                 " \"created\" TEXT NOT NULL,"
+                                 " \"updated\" TEXT NOT NULL);"
+                                 "CREATE TABLE IF NOT EXISTS \"_outbox\" ("
+                                 " \"id\" INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                 " \"collection_id\" TEXT NOT NULL,"
+                                 " \"collection\" TEXT NOT NULL,"
+                                 " \"record_id\" TEXT NOT NULL,"
+                                 " \"action\" TEXT NOT NULL,"
+                                 " \"record\" TEXT,"
+                                 " \"created\" TEXT NOT NULL);";
+
+/* The columns of _collections that the collections list may filter and sort on. */
+static const char catalog_spec[] =
+    "{\"id\":\"_collections\",\"name\":\"_collections\",\"type\":\"base\","
+    "\"system\":true,\"fields\":["
+    "{\"id\":\"text3208210256\",\"name\":\"id\",\"type\":\"text\",\"system\":true,"
+    "\"primaryKey\":true},"
+    "{\"id\":\"text1579384326\",\"name\":\"name\",\"type\":\"text\",\"system\":true},"
+    "{\"id\":\"text2363381545\",\"name\":\"type\",\"type\":\"text\",\"system\":true},"
+    "{\"id\":\"bool1466534506\",\"name\":\"system\",\"type\":\"bool\",\"system\":true},"
+    "{\"id\":\"text2990389176\",\"name\":\"created\",\"type\":\"text\",\"system\":true},"
+    "{\"id\":\"text3332085495\",\"name\":\"updated\",\"type\":\"text\",\"system\":true}]}";
+
+static int load_collections(struct sq_store *s, struct sq_conn *cn)
+{
+    struct sq_stmt st;
+    int rc = sq__prep(cn, "SELECT \"id\", \"spec\" FROM \"_collections\" ORDER BY rowid", &st);
+    if (rc)
+        return rc;
+    int step;
+    while ((step = sqlite3_step(st.stmt)) == SQLITE_ROW) {
+        struct store_collection *c;
+        const char *spec = (const char *)sqlite3_column_text(st.stmt, 1);
+        if (store__collection_load(spec ? spec : "", &c) != 0) {
+            rc = sq__fail(cn, ERR_CORRUPT, "collection %s: stored definition is invalid",
+                          (const char *)sqlite3_column_text(st.stmt, 0));
+            break;
+        }
+        sq__col_put(s, c->id, c);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot read collections");
+    sq__done(&st);
+    return rc;
+}
+
+static int bootstrap(struct sq_store *s, struct sq_conn *cn)
+{
+    int rc = sq__begin(s, cn);
+    if (rc)
+        return rc;
+    rc = sq__exec(cn, schema_sql);
+    if (rc)
+        goto fail;
+    rc = load_collections(s, cn);
+    if (rc)
+        goto fail;
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    struct store_collection *defaults[2] = {NULL, NULL};
+    struct store_collection *have = sq__col_find(s, STORE__SUPERUSERS_ID);
+    if (!have)
+        defaults[0] = store__collection_superusers(now);
+    store_collection_unref(have);
+    have = sq__col_find(s, STORE__USERS_ID);
+    if (!have && !defaults[0]) {
+        /* only on the very first open: a deleted users collection stays deleted */
+    } else if (!have) {
+        defaults[1] = store__collection_users(now);
+    }
+    store_collection_unref(have);
+    for (int i = 0; i < 2 && !rc; i++)
+        if (defaults[i])
+            rc = sq__collection_install(s, cn, defaults[i]);
+    if (rc) {
+        store_collection_unref(defaults[0]);
+        store_collection_unref(defaults[1]);
+        goto fail;
+    }
+    rc = sq__commit(s, cn);
+    for (int i = 0; i < 2; i++)
+        if (defaults[i]) {
+            if (rc == 0)
+                sq__col_put(s, defaults[i]->id, defaults[i]);
+            else
+                store_collection_unref(defaults[i]);
+        }
+    return rc;
+fail:
+    sq__rollback(s, cn);
+    return rc;
+}
+
+static void sq_close(struct store *st);
+
+static int sq_open(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len)
+{
+    *out = NULL;
+    if (!cfg->dir || !*cfg->dir) {
+        snprintf(err, err_len, "no data directory given");
+        return ERR_INVALID;
+    }
+    if (mkdir(cfg->dir, 0700) != 0 && errno != EEXIST) {
+        int e = errno;
+        snprintf(err, err_len, "cannot create %s: %s", cfg->dir, strerror(e));
+        return -e;
+    }
+    struct sq_store *s = xcalloc(1, sizeof(*s));
+    s->base.ops = &store__sqlite_ops;
+    size_t n = strlen(cfg->dir) + sizeof("/app.db");
+    s->path = xmalloc(n);
+    snprintf(s->path, n, "%s/app.db", cfg->dir);
+    s->busy_ms = cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms : 10000;
+    s->gen = __atomic_fetch_add(&next_gen, 1, __ATOMIC_RELAXED);
+    pthread_mutex_init(&s->conns_mu, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->schema_mu, NULL);
+    struct sq_conn *cn;
+    int rc = conn_open(s, &cn, err, err_len);
+    if (rc) {
+        sq_close(&s->base);
+        return rc;
+    }
+    s->conns = cn;
+    tl_conn.store = s;
+    tl_conn.gen = s->gen;
+    tl_conn.conn = cn;
+    if (store__collection_load(catalog_spec, &s->catalog) != 0)
+        PANIC("bad built-in catalog spec");
+    rc = bootstrap(s, cn);
+    if (rc) {
+        snprintf(err, err_len, "cannot initialise %s: %s", s->path, cn->errmsg);
+        sq_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+static void sq_close(struct store *st)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    if (tl_conn.store == s)
+        memset(&tl_conn, 0, sizeof(tl_conn));
+    struct sq_conn *cn = s->conns;
+    while (cn) {
+        struct sq_conn *next = cn->next;
+        conn_close(cn);
+        cn = next;
+    }
+    for (size_t i = 0; i < s->n_cols; i++)
+        store_collection_unref(s->cols[i]);
+    free(s->cols);
+    store_collection_unref(s->catalog);
+    pthread_mutex_destroy(&s->conns_mu);
+    pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->schema_mu);
+    free(s->path);
+    free(s);
+}
+
+static const char *sq_errmsg(struct store *st)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    return cn ? cn->errmsg : broken_conn.errmsg;
+}
+
+static int sq_collection_list(struct store *st, struct store_collection ***out, size_t *n_out)
+{
+    sq__col_all((struct sq_store *)st, out, n_out);
+    return 0;
+}
+
+static int sq_collection_get(struct store *st, const char *id_or_name,
+                             struct store_collection **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    *out = sq__col_find(s, id_or_name);
+    if (*out)
+        return 0;
+    struct sq_conn *cn = sq__conn(s);
+    if (cn)
+        sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
+    return ERR_NOTFOUND;
+}
+
+static struct store_collection *sq_catalog(struct store *st)
+{
+    return store_collection_ref(((struct sq_store *)st)->catalog);
+}
+
+const struct store_ops store__sqlite_ops = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .collection_list = sq_collection_list,
+    .collection_get = sq_collection_get,
+    .collection_create = sq__collection_create,
+    .collection_update = sq__collection_update,
+    .collection_delete = sq__collection_delete,
+    .record_get = sq__record_get,
+    .record_list = sq__record_list,
+    .record_referencing = sq__record_referencing,
+    .record_create = sq__record_create,
+    .record_update = sq__record_update,
+    .record_delete = sq__record_delete,
+    .auth_find = sq__auth_find,
+    .auth_get = sq__auth_get,
+    .outbox_read = sq__outbox_read,
+    .outbox_delete = sq__outbox_delete,
+    .catalog = sq_catalog,
+};

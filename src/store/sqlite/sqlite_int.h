@@ -1,0 +1,105 @@
+/* sqlite_int.h - shared by the files of the sqlite store backend only.
+ *
+ * One struct sq_store per open database. Each thread that touches it gets its own
+ * connection (struct sq_conn, found through a thread-local cache) with its own prepared
+ * statement cache and its own last error message. Writes take write_mu for the whole
+ * transaction, so two writers of this process never meet inside SQLite; busy_timeout covers
+ * other processes. The collection snapshot (cols) is replaced after each committed schema
+ * change under schema_mu. */
+#ifndef TANDEM_STORE_SQLITE_SQLITE_INT_H
+#define TANDEM_STORE_SQLITE_SQLITE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store/store_int.h"
+
+#define SQ_STMT_SLOTS 256
+
+struct sq_stmt_slot {
+    char *sql;
+    sqlite3_stmt *stmt;
+};
+
+struct sq_conn {
+    sqlite3 *db;
+    pthread_t owner;
+    struct sq_stmt_slot slots[SQ_STMT_SLOTS];
+    size_t n_slots_used;
+    char errmsg[512];
+    int64_t tx_start_us; /* when the current write transaction got the lock */
+    struct sq_conn *next;
+};
+
+struct sq_store {
+    struct store base;
+    char *path;
+    int busy_ms;
+    uint64_t gen; /* unique per open, for the thread-local connection cache */
+    pthread_mutex_t conns_mu;
+    struct sq_conn *conns;
+    pthread_mutex_t write_mu; /* held for a whole write transaction */
+    pthread_mutex_t schema_mu;
+    struct store_collection **cols;   /* creation order; each holds one reference */
+    struct store_collection *catalog; /* _collections seen as a collection */
+    size_t n_cols;
+};
+
+/* A statement borrowed from the cache (or a fresh one when the cached one is in use). */
+struct sq_stmt {
+    sqlite3_stmt *stmt;
+    bool owned; /* finalize when done instead of resetting */
+};
+
+/* sqlite.c */
+struct sq_conn *sq__conn(struct sq_store *s);
+int sq__fail(struct sq_conn *cn, int rc, const char *fmt, ...) PRINTF_LIKE(3, 4);
+int sq__fail_db(struct sq_conn *cn, const char *what);
+int sq__prep(struct sq_conn *cn, const char *sql, struct sq_stmt *out) MUST_USE;
+void sq__done(struct sq_stmt *st);
+int sq__exec(struct sq_conn *cn, const char *sql) MUST_USE;
+/* Takes write_mu and begins an IMMEDIATE transaction. */
+int sq__begin(struct sq_store *s, struct sq_conn *cn) MUST_USE;
+int sq__commit(struct sq_store *s, struct sq_conn *cn) MUST_USE;
+void sq__rollback(struct sq_store *s, struct sq_conn *cn);
+/* Binds a JSON scalar (string, number, bool, null; arrays/objects as JSON text). */
+int sq__bind_json(sqlite3_stmt *st, int idx, const json_t *v);
+void sq__now(char out[TIME_PB_LEN]);
+/* Collection snapshot lookups: RETURN a reference, or NULL. */
+struct store_collection *sq__col_find(struct sq_store *s, const char *id_or_name);
+/* Replaces (or adds, or with c NULL removes) the snapshot entry with this id. TAKES c. */
+void sq__col_put(struct sq_store *s, const char *id, struct store_collection *c);
+/* The collections as a list of references (release with store_collection_list_free). */
+void sq__col_all(struct sq_store *s, struct store_collection ***out, size_t *n_out);
+
+/* ddl.c */
+int sq__collection_create(struct store *st, const json_t *spec, json_t **errors_out,
+                          struct store_collection **out);
+int sq__collection_update(struct store *st, const char *id_or_name, const json_t *patch,
+                          json_t **errors_out, struct store_collection **out);
+int sq__collection_delete(struct store *st, const char *id_or_name);
+/* Creates a collection inside an open write transaction (first open). TAKES nothing. */
+int sq__collection_install(struct sq_store *s, struct sq_conn *cn,
+                           const struct store_collection *c) MUST_USE;
+
+/* rows.c */
+int sq__record_get(struct store *st, const struct store_collection *c, const char *id,
+                   json_t **out);
+int sq__record_list(struct store *st, const struct store_collection *c,
+                    const struct store_list_query *q, struct store_list_result *out);
+int sq__record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                           const char *target_id, size_t max, json_t **out);
+int sq__record_create(struct store *st, const struct store_collection *c, const json_t *body,
+                      const char *password_hash, json_t **errors_out, json_t **out);
+int sq__record_update(struct store *st, const struct store_collection *c, const char *id,
+                      const json_t *body, const char *password_hash, json_t **errors_out,
+                      json_t **out);
+int sq__record_delete(struct store *st, const struct store_collection *c, const char *id);
+int sq__auth_find(struct store *st, const struct store_collection *c, const char *field,
+                  const char *value, struct store_auth_record *out);
+int sq__auth_get(struct store *st, const struct store_collection *c, const char *id,
+                 struct store_auth_record *out);
+int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out);
+int sq__outbox_delete(struct store *st, int64_t up_to_id);
+
+#endif

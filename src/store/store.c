@@ -1,0 +1,185 @@
+/* store.c - the store facade: backend registry and dispatch, plus the operations built on
+ * the backend methods (superuser upsert). */
+#include <string.h>
+
+#include "store/store_int.h"
+
+static const struct store_ops *const backends[] = {
+    &store__sqlite_ops,
+};
+
+const struct store_ops *store_backend(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(backends); i++)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    return NULL;
+}
+
+int store_open(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len)
+{
+    const char *name = cfg->backend ? cfg->backend : "sqlite";
+    const struct store_ops *ops = store_backend(name);
+    *out = NULL;
+    if (!ops) {
+        snprintf(err, err_len, "unknown store backend %s", name);
+        return ERR_INVALID;
+    }
+    return ops->open(cfg, out, err, err_len);
+}
+
+void store_close(struct store *st)
+{
+    if (st)
+        st->ops->close(st);
+}
+
+const char *store_errmsg(struct store *st)
+{
+    return st->ops->errmsg(st);
+}
+
+int store_collection_list(struct store *st, struct store_collection ***out, size_t *n_out)
+{
+    return st->ops->collection_list(st, out, n_out);
+}
+
+void store_collection_list_free(struct store_collection **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        store_collection_unref(list[i]);
+    free(list);
+}
+
+int store_collection_get(struct store *st, const char *id_or_name, struct store_collection **out)
+{
+    return st->ops->collection_get(st, id_or_name, out);
+}
+
+int store_collection_create(struct store *st, const json_t *spec, json_t **errors_out,
+                            struct store_collection **out)
+{
+    if (errors_out)
+        *errors_out = NULL;
+    if (out)
+        *out = NULL;
+    return st->ops->collection_create(st, spec, errors_out, out);
+}
+
+int store_collection_update(struct store *st, const char *id_or_name, const json_t *patch,
+                            json_t **errors_out, struct store_collection **out)
+{
+    if (errors_out)
+        *errors_out = NULL;
+    if (out)
+        *out = NULL;
+    return st->ops->collection_update(st, id_or_name, patch, errors_out, out);
+}
+
+struct store_collection *store_collection_catalog(struct store *st)
+{
+    return st->ops->catalog(st);
+}
+
+int store_collection_delete(struct store *st, const char *id_or_name)
+{
+    return st->ops->collection_delete(st, id_or_name);
+}
+
+int store_record_get(struct store *st, const struct store_collection *c, const char *id,
+                     json_t **out)
+{
+    return st->ops->record_get(st, c, id, out);
+}
+
+int store_record_list(struct store *st, const struct store_collection *c,
+                      const struct store_list_query *q, struct store_list_result *out)
+{
+    return st->ops->record_list(st, c, q, out);
+}
+
+int store_record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                             const char *target_id, size_t max, json_t **out)
+{
+    return st->ops->record_referencing(st, c, field, target_id, max, out);
+}
+
+int store_record_create(struct store *st, const struct store_collection *c, const json_t *body,
+                        const char *password_hash, json_t **errors_out, json_t **out)
+{
+    if (errors_out)
+        *errors_out = NULL;
+    return st->ops->record_create(st, c, body, password_hash, errors_out, out);
+}
+
+int store_record_update(struct store *st, const struct store_collection *c, const char *id,
+                        const json_t *body, const char *password_hash, json_t **errors_out,
+                        json_t **out)
+{
+    if (errors_out)
+        *errors_out = NULL;
+    return st->ops->record_update(st, c, id, body, password_hash, errors_out, out);
+}
+
+int store_record_delete(struct store *st, const struct store_collection *c, const char *id)
+{
+    return st->ops->record_delete(st, c, id);
+}
+
+int store_auth_find(struct store *st, const struct store_collection *c, const char *field,
+                    const char *value, struct store_auth_record *out)
+{
+    return st->ops->auth_find(st, c, field, value, out);
+}
+
+int store_auth_get(struct store *st, const struct store_collection *c, const char *id,
+                   struct store_auth_record *out)
+{
+    return st->ops->auth_get(st, c, id, out);
+}
+
+void store_auth_record_release(struct store_auth_record *r)
+{
+    json_decref(r->record);
+    free(r->password_hash);
+    free(r->token_key);
+    memset(r, 0, sizeof(*r));
+}
+
+int store_superuser_upsert(struct store *st, const char *email, const char *password_hash,
+                           char *id_out)
+{
+    struct store_collection *c = NULL;
+    struct store_auth_record ar = {0};
+    json_t *body = NULL, *rec = NULL, *errors = NULL;
+    int rc = store_collection_get(st, STORE__SUPERUSERS_ID, &c);
+    if (rc)
+        return rc;
+    rc = store_auth_find(st, c, "email", email, &ar);
+    if (rc == 0) {
+        body = json_object();
+        rc = store_record_update(st, c, json_string_value(json_object_get(ar.record, "id")), body,
+                                 password_hash, &errors, &rec);
+    } else if (rc == ERR_NOTFOUND) {
+        body = json_pack("{s:s, s:b}", "email", email, "verified", 1);
+        rc = store_record_create(st, c, body, password_hash, &errors, &rec);
+    }
+    if (rc == 0 && id_out)
+        snprintf(id_out, ID_LEN + 1, "%s", json_string_value(json_object_get(rec, "id")));
+    store_auth_record_release(&ar);
+    json_decref(body);
+    json_decref(rec);
+    json_decref(errors);
+    store_collection_unref(c);
+    return rc;
+}
+
+int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out)
+{
+    return st->ops->outbox_read(st, after_id, max, out);
+}
+
+int store_outbox_delete(struct store *st, int64_t up_to_id)
+{
+    return st->ops->outbox_delete(st, up_to_id);
+}

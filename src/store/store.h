@@ -1,0 +1,213 @@
+/* store.h - the operational store: collections, records and the outbox.
+ *
+ * A backend is a struct store_ops behind the facade functions below; the rest of tandem never
+ * names a backend. The only backend today is "sqlite" (src/store/sqlite/): one database file
+ * <dir>/app.db in WAL mode, one connection per thread with its own cache of prepared
+ * statements, and every write serialised through one write lock so that "database is locked"
+ * never reaches a caller.
+ *
+ * Records cross this interface as jansson objects in PocketBase's JSON form: field values
+ * typed per schema, plus "collectionId" and "collectionName". Password and tokenKey values are
+ * never part of a record object; store_auth_find() hands them out separately.
+ *
+ * Every record create/update/delete (cascades included) runs in one transaction that also
+ * appends one row per changed record to the `_outbox` table: a monotonically increasing id,
+ * the collection, the record id, the action and the record's JSON after the change. That is
+ * the change-capture source that the outbox relay reads (store_outbox_read/_delete).
+ *
+ * Threads: a struct store is shared by every thread; every function may be called from any
+ * thread at the same time. store_errmsg() is per thread: it describes the calling thread's
+ * last failure on this store. Collections handed out are immutable references (schema.h). */
+#ifndef TANDEM_STORE_STORE_H
+#define TANDEM_STORE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "store/schema.h"
+
+struct store;
+
+struct store_cfg {
+    const char *backend; /* "sqlite" (default when NULL) */
+    const char *dir;     /* data directory; the sqlite backend uses <dir>/app.db */
+    int busy_timeout_ms; /* 0: 10000 */
+};
+
+/* Validation failures (ERR_INVALID from the write functions) come with an object in
+ * PocketBase's form: {"field":{"code":"validation_...","message":"...","params"?:{...}}}.
+ * It may be empty when the failure is not about one field (see store_errmsg()). */
+
+/* One ORDER BY item of a list query. field is a field name, or "@random" / "@rowid". */
+struct store_sort {
+    const char *field;
+    bool desc;
+};
+
+/* List queries name the collection's table with this alias: a where clause or an ORDER BY
+ * list compiled by the filter module (with filter_ctx.alias = STORE_LIST_ALIAS) refers to it. */
+#define STORE_LIST_ALIAS "r"
+
+struct store_list_query {
+    int64_t page;     /* >= 1 */
+    int64_t per_page; /* 1..1000 */
+    bool skip_total;
+    /* ORDER BY: either sort items (plain field names, "@random", "@rowid") or order_sql */
+    const struct store_sort *sort;
+    size_t n_sort;
+    const char *order_sql;      /* a compiled ORDER BY list (no keywords), or NULL */
+    const json_t *order_params; /* values for the order_sql placeholders, or NULL */
+    const char *where_sql;      /* a compiled boolean expression, or NULL */
+    /* values bound to the where_sql placeholders, in order (strings, numbers, bools,
+     * null); an array or NULL */
+    const json_t *where_params;
+};
+
+struct store_list_result {
+    json_t *items;                    /* array of records; the caller owns it */
+    int64_t total_items, total_pages; /* -1 under skip_total */
+};
+
+/* What store_auth_find returns about an auth record. All strings are the caller's (free()). */
+struct store_auth_record {
+    json_t *record; /* the public record JSON */
+    char *password_hash;
+    char *token_key;
+};
+
+struct store_ops {
+    const char *name;
+    int (*open)(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len);
+    void (*close)(struct store *st);
+    const char *(*errmsg)(struct store *st);
+
+    int (*collection_list)(struct store *st, struct store_collection ***out, size_t *n_out);
+    int (*collection_get)(struct store *st, const char *id_or_name, struct store_collection **out);
+    int (*collection_create)(struct store *st, const json_t *spec, json_t **errors_out,
+                             struct store_collection **out);
+    int (*collection_update)(struct store *st, const char *id_or_name, const json_t *patch,
+                             json_t **errors_out, struct store_collection **out);
+    int (*collection_delete)(struct store *st, const char *id_or_name);
+
+    int (*record_get)(struct store *st, const struct store_collection *c, const char *id,
+                      json_t **out);
+    int (*record_list)(struct store *st, const struct store_collection *c,
+                       const struct store_list_query *q, struct store_list_result *out);
+    int (*record_referencing)(struct store *st, const struct store_collection *c, const char *field,
+                              const char *target_id, size_t max, json_t **out);
+    int (*record_create)(struct store *st, const struct store_collection *c, const json_t *body,
+                         const char *password_hash, json_t **errors_out, json_t **out);
+    int (*record_update)(struct store *st, const struct store_collection *c, const char *id,
+                         const json_t *body, const char *password_hash, json_t **errors_out,
+                         json_t **out);
+    int (*record_delete)(struct store *st, const struct store_collection *c, const char *id);
+
+    int (*auth_find)(struct store *st, const struct store_collection *c, const char *field,
+                     const char *value, struct store_auth_record *out);
+    int (*auth_get)(struct store *st, const struct store_collection *c, const char *id,
+                    struct store_auth_record *out);
+
+    int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
+    int (*outbox_delete)(struct store *st, int64_t up_to_id);
+
+    struct store_collection *(*catalog)(struct store *st);
+};
+
+struct store {
+    const struct store_ops *ops; /* every backend embeds this first */
+};
+
+/* The backend registered under name, or NULL. */
+const struct store_ops *store_backend(const char *name);
+
+/* Opens the store: creates <dir>/app.db on first use with the system tables and the default
+ * `_superusers` (id pbc_3142635823) and `users` (id _pb_users_auth_) auth collections.
+ * On failure err holds the reason. */
+int store_open(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len) MUST_USE;
+void store_close(struct store *st);
+/* RETURNS BORROWED: the calling thread's last failure on st; valid until its next call. */
+const char *store_errmsg(struct store *st);
+
+/* ---- collections ---- */
+
+/* Every collection in creation order; release with store_collection_list_free. */
+int store_collection_list(struct store *st, struct store_collection ***out, size_t *n_out) MUST_USE;
+void store_collection_list_free(struct store_collection **list, size_t n);
+/* By id or name (the name is matched case-insensitively). RETURNS a reference: unref it.
+ * ERR_NOTFOUND when there is none. */
+int store_collection_get(struct store *st, const char *id_or_name,
+                         struct store_collection **out) MUST_USE;
+/* spec is PocketBase's collection JSON. ERR_INVALID with *errors_out (the caller's) on
+ * validation failure; *out (may be NULL) receives a reference to the new collection. */
+int store_collection_create(struct store *st, const json_t *spec, json_t **errors_out,
+                            struct store_collection **out) MUST_USE;
+/* patch holds the keys to change; "fields", when present, is the complete new field list
+ * (fields matched by id; a field without id is new). Migrates the table in one transaction. */
+int store_collection_update(struct store *st, const char *id_or_name, const json_t *patch,
+                            json_t **errors_out, struct store_collection **out) MUST_USE;
+/* ERR_NOTFOUND; ERR_DENIED for system collections; ERR_CONFLICT when another collection's
+ * relation field points to it. */
+int store_collection_delete(struct store *st, const char *id_or_name) MUST_USE;
+/* The collection catalogue seen as a read-only collection whose records are the collections,
+ * with the fields id, name, type, system, created and updated, so that the collections list
+ * can be filtered and sorted with store_record_list() and the filter compiler. Never write
+ * through it. RETURNS a reference. */
+struct store_collection *store_collection_catalog(struct store *st);
+/* The collection as PocketBase's JSON. RETURNS a new reference. */
+json_t *store_collection_to_json(const struct store_collection *c);
+
+/* ---- records ---- */
+
+/* ERR_NOTFOUND when there is no such record. */
+int store_record_get(struct store *st, const struct store_collection *c, const char *id,
+                     json_t **out) MUST_USE;
+/* One page of records. ERR_INVALID (message in store_errmsg) for an unknown sort field or a
+ * where clause the engine rejects. */
+int store_record_list(struct store *st, const struct store_collection *c,
+                      const struct store_list_query *q, struct store_list_result *out) MUST_USE;
+/* Records of c whose relation field `field` holds target_id (back-relations), at most max,
+ * as a JSON array. */
+int store_record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                             const char *target_id, size_t max, json_t **out) MUST_USE;
+/* body: PocketBase's record body (modifiers "f+", "+f", "f-" allowed, unknown keys ignored,
+ * autodate values ignored, an "id" may be given). password_hash: the value for the
+ * `password` field of an auth collection (the caller hashed it), or NULL to leave it.
+ * ERR_INVALID with *errors_out on validation failure; ERR_NOTFOUND (update) when the record
+ * is missing. */
+int store_record_create(struct store *st, const struct store_collection *c, const json_t *body,
+                        const char *password_hash, json_t **errors_out, json_t **out) MUST_USE;
+int store_record_update(struct store *st, const struct store_collection *c, const char *id,
+                        const json_t *body, const char *password_hash, json_t **errors_out,
+                        json_t **out) MUST_USE;
+/* Deletes the record and applies the relations' cascade rules. ERR_NOTFOUND; ERR_CONFLICT
+ * when a required relation still references it. */
+int store_record_delete(struct store *st, const struct store_collection *c,
+                        const char *id) MUST_USE;
+
+/* ---- auth records ---- */
+
+/* The auth record of c whose field (e.g. "email") equals value (case-insensitively for
+ * email). ERR_NOTFOUND; ERR_INVALID when c is not an auth collection or field is not one of
+ * its text/email fields. */
+int store_auth_find(struct store *st, const struct store_collection *c, const char *field,
+                    const char *value, struct store_auth_record *out) MUST_USE;
+int store_auth_get(struct store *st, const struct store_collection *c, const char *id,
+                   struct store_auth_record *out) MUST_USE;
+void store_auth_record_release(struct store_auth_record *r);
+/* Creates or updates the `_superusers` record with this email; password_hash is stored as
+ * given. *id_out (optional, 16 bytes) receives the record id. */
+int store_superuser_upsert(struct store *st, const char *email, const char *password_hash,
+                           char *id_out) MUST_USE;
+
+/* ---- outbox (change capture) ---- */
+
+/* Up to max outbox rows with id > after_id in id order, as an array of
+ * {"id":N,"collection":"...","collectionId":"...","recordId":"...","action":"create|update|
+ * delete","record":{...},"time":"..."}. */
+int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out) MUST_USE;
+/* Removes outbox rows with id <= up_to_id. */
+int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
+
+#endif

@@ -1,0 +1,760 @@
+/* Store records: CRUD with every field type, one test per validation rule, modifiers,
+ * autodate, cascades, the outbox, list queries, auth lookups and concurrent writers. */
+#include <pthread.h>
+
+#include "metrics/metrics.h"
+
+#include "store_fixture.h"
+
+static const char posts_spec[] =
+    "{\"name\":\"posts\",\"fields\":["
+    "{\"name\":\"title\",\"type\":\"text\",\"required\":true,\"min\":2,\"max\":10,"
+    "\"pattern\":\"^[a-zA-Z ]*$\"},"
+    "{\"name\":\"views\",\"type\":\"number\",\"min\":0,\"max\":100,\"onlyInt\":true},"
+    "{\"name\":\"score\",\"type\":\"number\"},"
+    "{\"name\":\"published\",\"type\":\"bool\"},"
+    "{\"name\":\"contact\",\"type\":\"email\",\"exceptDomains\":[\"spam.com\"]},"
+    "{\"name\":\"site\",\"type\":\"url\",\"onlyDomains\":[\"example.com\"]},"
+    "{\"name\":\"when\",\"type\":\"date\",\"min\":\"2000-01-01 00:00:00.000Z\"},"
+    "{\"name\":\"created\",\"type\":\"autodate\",\"onCreate\":true},"
+    "{\"name\":\"updated\",\"type\":\"autodate\",\"onCreate\":true,\"onUpdate\":true},"
+    "{\"name\":\"status\",\"type\":\"select\",\"values\":[\"draft\",\"live\"],\"maxSelect\":1},"
+    "{\"name\":\"tags\",\"type\":\"select\",\"values\":[\"a\",\"b\",\"c\"],\"maxSelect\":2},"
+    "{\"name\":\"meta\",\"type\":\"json\",\"maxSize\":50},"
+    "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"}]}";
+
+static json_t *make_user(struct fx *fx, const char *email)
+{
+    struct store_collection *u = NULL;
+    assert_int_equal(store_collection_get(fx->st, "users", &u), 0);
+    json_t *body = json_pack("{s:s, s:s}", "email", email, "name", "U");
+    json_t *rec = NULL, *errors = NULL;
+    int rc = store_record_create(fx->st, u, body, "$argon2id$fakehash", &errors, &rec);
+    if (rc) {
+        char *t = errors ? json_dumps(errors, 0) : NULL;
+        fail_msg("user create: %s %s", err_str(rc), t ? t : store_errmsg(fx->st));
+    }
+    json_decref(body);
+    store_collection_unref(u);
+    return rec;
+}
+
+static void test_crud_every_type(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *user = make_user(&fx, "a@example.com");
+    const char *uid = json_string_value(json_object_get(user, "id"));
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{\"title\":\"Hello\",\"views\":\"42\",\"score\":1.5,\"published\":\"true\","
+             "\"contact\":\"x@y.org\",\"site\":\"https://example.com/a?b=1\","
+             "\"when\":\"2024-02-08T16:03:27.354Z\",\"created\":\"1999-01-01\","
+             "\"status\":[\"draft\",\"live\"],\"tags\":[\"a\",\"a\",\"b\"],"
+             "\"meta\":\"{\\\"k\\\":[1,2]}\",\"author\":\"%s\",\"unknown\":1}",
+             uid);
+    json_t *r = fx_rec(&fx, c, body);
+    const char *id = json_string_value(json_object_get(r, "id"));
+    assert_int_equal(strlen(id), 15);
+    for (const char *p = id; *p; p++)
+        assert_true((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'));
+    assert_string_equal(json_string_value(json_object_get(r, "collectionId")), c->id);
+    assert_string_equal(json_string_value(json_object_get(r, "collectionName")), "posts");
+    assert_string_equal(json_string_value(json_object_get(r, "title")), "Hello");
+    assert_true(json_is_integer(json_object_get(r, "views")));
+    assert_int_equal(json_integer_value(json_object_get(r, "views")), 42);
+    assert_true(json_real_value(json_object_get(r, "score")) == 1.5);
+    assert_true(json_is_true(json_object_get(r, "published")));
+    assert_string_equal(json_string_value(json_object_get(r, "when")), "2024-02-08 16:03:27.354Z");
+    const char *created = json_string_value(json_object_get(r, "created"));
+    assert_int_equal(strlen(created), 24);
+    assert_true(strcmp(created, "2020") > 0); /* client value ignored */
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "live");
+    json_t *tags = json_object_get(r, "tags");
+    assert_int_equal(json_array_size(tags), 2);
+    assert_string_equal(json_string_value(json_array_get(tags, 1)), "b");
+    json_t *meta = json_object_get(r, "meta");
+    assert_true(json_is_object(meta));
+    assert_int_equal(json_array_size(json_object_get(meta, "k")), 2);
+    assert_string_equal(json_string_value(json_object_get(r, "author")), uid);
+    assert_null(json_object_get(r, "unknown"));
+
+    /* get returns the same */
+    json_t *got = NULL;
+    assert_int_equal(store_record_get(fx.st, c, id, &got), 0);
+    assert_true(json_equal(got, r));
+    json_decref(got);
+
+    /* update: partial, autodate updated changes, created stays */
+    usleep(2000);
+    json_t *patch = J("{\"title\":\"Bye\",\"meta\":null,\"published\":false}");
+    json_t *errors = NULL, *u = NULL;
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_string_equal(json_string_value(json_object_get(u, "title")), "Bye");
+    assert_true(json_is_null(json_object_get(u, "meta")));
+    assert_true(json_is_false(json_object_get(u, "published")));
+    assert_int_equal(json_integer_value(json_object_get(u, "views")), 42);
+    assert_string_equal(json_string_value(json_object_get(u, "created")), created);
+    assert_true(strcmp(json_string_value(json_object_get(u, "updated")), created) > 0);
+    json_decref(patch);
+    json_decref(u);
+
+    /* update/delete of a missing record */
+    patch = J("{\"title\":\"Nope\"}");
+    assert_int_equal(store_record_update(fx.st, c, "missing00000000", patch, NULL, &errors, &u),
+                     ERR_NOTFOUND);
+    json_decref(patch);
+    assert_int_equal(store_record_delete(fx.st, c, "missing00000000"), ERR_NOTFOUND);
+
+    assert_int_equal(store_record_delete(fx.st, c, id), 0);
+    assert_int_equal(store_record_get(fx.st, c, id, &got), ERR_NOTFOUND);
+    json_decref(r);
+    json_decref(user);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_client_id(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *r = fx_rec(&fx, c, "{\"id\":\"abcdefghij12345\",\"title\":\"Hi\"}");
+    assert_string_equal(json_string_value(json_object_get(r, "id")), "abcdefghij12345");
+    fx_rec_invalid(&fx, c, "{\"id\":\"abcdefghij12345\",\"title\":\"Hi\"}", "id",
+                   "validation_not_unique");
+    fx_rec_invalid(&fx, c, "{\"id\":\"short\",\"title\":\"Hi\"}", "id",
+                   "validation_min_text_constraint");
+    fx_rec_invalid(&fx, c, "{\"id\":\"ABCDEFGHIJ12345\",\"title\":\"Hi\"}", "id",
+                   "validation_invalid_format");
+    /* the primary key cannot change */
+    json_t *patch = J("{\"id\":\"zzzzzzzzzzzzzzz\"}");
+    json_t *errors = NULL, *u = NULL;
+    assert_int_equal(store_record_update(fx.st, c, "abcdefghij12345", patch, NULL, &errors, &u),
+                     ERR_INVALID);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(errors, "id"), "code")),
+                        "validation_pk_change");
+    json_decref(errors);
+    json_decref(patch);
+    json_decref(r);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_validation_rules(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    fx_rec_invalid(&fx, c, "{}", "title", "validation_required");
+    fx_rec_invalid(&fx, c, "{\"title\":\"\"}", "title", "validation_required");
+    fx_rec_invalid(&fx, c, "{\"title\":\"H\"}", "title", "validation_min_text_constraint");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Hello World\"}", "title",
+                   "validation_max_text_constraint");
+    fx_rec_invalid(&fx, c, "{\"title\":\"He11o\"}", "title", "validation_invalid_format");
+    fx_rec_invalid(&fx, c, "{\"title\":{\"a\":1}}", "title", "validation_invalid_value");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"views\":\"many\"}", "views",
+                   "validation_not_a_number");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"views\":-1}", "views",
+                   "validation_min_number_constraint");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"views\":101}", "views",
+                   "validation_max_number_constraint");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"views\":1.5}", "views",
+                   "validation_only_int_constraint");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"contact\":\"not-an-email\"}", "contact",
+                   "validation_invalid_email");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"contact\":\"a@spam.com\"}", "contact",
+                   "validation_email_domain_not_allowed");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"site\":\"example.com\"}", "site",
+                   "validation_invalid_url");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"site\":\"https://other.com/\"}", "site",
+                   "validation_url_domain_not_allowed");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"when\":\"yesterday\"}", "when",
+                   "validation_invalid_date");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"when\":\"1999-12-31 00:00:00.000Z\"}", "when",
+                   "validation_min_date_constraint");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"status\":\"gone\"}", "status",
+                   "validation_invalid_value");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"tags\":[\"a\",\"b\",\"c\"]}", "tags",
+                   "validation_too_many_values");
+    fx_rec_invalid(&fx, c, "{\"title\":\"Ok\",\"author\":\"nosuchuser00000\"}", "author",
+                   "validation_missing_rel_records");
+    fx_rec_invalid(
+        &fx, c,
+        "{\"title\":\"Ok\",\"meta\":{\"long\":\"0123456789012345678901234567890123456789\"}}",
+        "meta", "validation_json_size_limit");
+    /* several fields fail at once */
+    json_t *body = J("{\"views\":500,\"status\":\"x\"}");
+    json_t *errors = NULL, *rec = NULL;
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_INVALID);
+    assert_int_equal(json_object_size(errors), 3);
+    assert_string_equal(store_errmsg(fx.st), "Failed to create record.");
+    json_t *p = json_object_get(json_object_get(errors, "views"), "params");
+    assert_int_equal(json_integer_value(json_object_get(p, "max")), 100);
+    json_decref(errors);
+    json_decref(body);
+    /* a non-object body */
+    body = J("[1]");
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_INVALID);
+    json_decref(errors);
+    json_decref(body);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), 0);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_required_per_type(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c =
+        fx_coll(&fx, "{\"name\":\"req\",\"fields\":["
+                     "{\"name\":\"n\",\"type\":\"number\",\"required\":true},"
+                     "{\"name\":\"b\",\"type\":\"bool\",\"required\":true},"
+                     "{\"name\":\"m\",\"type\":\"select\",\"values\":[\"x\",\"y\"],\"maxSelect\":2,"
+                     "\"required\":true},"
+                     "{\"name\":\"j\",\"type\":\"json\",\"required\":true}]}");
+    const char *names[] = {"n", "b", "m", "j"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        fx_rec_invalid(&fx, c, "{\"n\":0,\"b\":false,\"m\":[],\"j\":{}}", names[i],
+                       "validation_required");
+    json_decref(fx_rec(&fx, c, "{\"n\":1,\"b\":true,\"m\":\"x\",\"j\":[0]}"));
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_modifiers(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *r = fx_rec(&fx, c, "{\"title\":\"Hi\",\"views\":10,\"tags\":[\"a\"]}");
+    const char *id = json_string_value(json_object_get(r, "id"));
+    json_t *patch = J("{\"views+\":5,\"score-\":2.5,\"tags+\":\"b\"}");
+    json_t *errors = NULL, *u = NULL;
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_int_equal(json_integer_value(json_object_get(u, "views")), 15);
+    assert_true(json_real_value(json_object_get(u, "score")) == -2.5);
+    json_t *tags = json_object_get(u, "tags");
+    assert_int_equal(json_array_size(tags), 2);
+    assert_string_equal(json_string_value(json_array_get(tags, 1)), "b");
+    json_decref(patch);
+    json_decref(u);
+    /* remove, then prepend */
+    patch = J("{\"tags-\":[\"a\"],\"+tags\":\"c\"}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    tags = json_object_get(u, "tags");
+    assert_int_equal(json_array_size(tags), 2);
+    assert_string_equal(json_string_value(json_array_get(tags, 0)), "c");
+    assert_string_equal(json_string_value(json_array_get(tags, 1)), "b");
+    json_decref(patch);
+    json_decref(u);
+    /* modifiers are validated like plain values */
+    patch = J("{\"views+\":200}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), ERR_INVALID);
+    assert_non_null(json_object_get(errors, "views"));
+    json_decref(errors);
+    json_decref(patch);
+    patch = J("{\"tags+\":[\"a\"]}"); /* three values with maxSelect 2 */
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), ERR_INVALID);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(errors, "tags"), "code")),
+                        "validation_too_many_values");
+    json_decref(errors);
+    json_decref(patch);
+    patch = J("{\"views+\":\"x\"}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), ERR_INVALID);
+    json_decref(errors);
+    json_decref(patch);
+    /* a plain value and a modifier together: the plain value first */
+    patch = J("{\"views\":1,\"views+\":2}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_int_equal(json_integer_value(json_object_get(u, "views")), 3);
+    json_decref(patch);
+    json_decref(u);
+    json_decref(r);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_cascade_delete(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *a = fx_coll(&fx, "{\"name\":\"authors\",\"fields\":[]}");
+    char spec[1024];
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"books\",\"fields\":["
+             "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"%s\","
+             "\"cascadeDelete\":true},"
+             "{\"name\":\"editors\",\"type\":\"relation\",\"collectionId\":\"%s\","
+             "\"maxSelect\":5}]}",
+             a->id, a->id);
+    struct store_collection *b = fx_coll(&fx, spec);
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"reviews\",\"fields\":["
+             "{\"name\":\"book\",\"type\":\"relation\",\"collectionId\":\"%s\","
+             "\"cascadeDelete\":true},"
+             "{\"name\":\"fan\",\"type\":\"relation\",\"collectionId\":\"%s\","
+             "\"required\":true}]}",
+             b->id, a->id);
+    struct store_collection *rv = fx_coll(&fx, spec);
+    json_t *a1 = fx_rec(&fx, a, "{\"id\":\"author000000001\"}");
+    json_t *a2 = fx_rec(&fx, a, "{\"id\":\"author000000002\"}");
+    json_t *a3 = fx_rec(&fx, a, "{\"id\":\"author000000003\"}");
+    json_t *b1 = fx_rec(&fx, b,
+                        "{\"id\":\"book00000000001\",\"author\":\"author000000001\","
+                        "\"editors\":[\"author000000002\",\"author000000003\"]}");
+    json_t *b2 = fx_rec(&fx, b, "{\"id\":\"book00000000002\",\"author\":\"author000000002\"}");
+    json_t *r1 = fx_rec(&fx, rv,
+                        "{\"id\":\"review000000001\",\"book\":\"book00000000001\","
+                        "\"fan\":\"author000000002\"}");
+    json_t *r2 = fx_rec(&fx, rv,
+                        "{\"id\":\"review000000002\",\"book\":\"book00000000002\","
+                        "\"fan\":\"author000000003\"}");
+    int64_t before = fx_sql_int(&fx, "SELECT MAX(id) FROM _outbox");
+    /* a required non-cascading reference blocks the delete, and nothing changes */
+    assert_int_equal(store_record_delete(fx.st, a, "author000000003"), ERR_CONFLICT);
+    assert_non_null(strstr(store_errmsg(fx.st), "required relation reference"));
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM books"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT json_array_length(editors) FROM books WHERE "
+                                     "id='book00000000001'"),
+                     2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT MAX(id) FROM _outbox"), before);
+    /* deleting author 1 cascades to book 1 and its review */
+    assert_int_equal(store_record_delete(fx.st, a, "author000000001"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM books WHERE id='book00000000001'"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM reviews WHERE id='review000000001'"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM reviews"), 1);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox WHERE action='delete'"), 3);
+    /* a non-cascading multiple relation loses the id; the record stays */
+    json_t *b3 = fx_rec(&fx, b,
+                        "{\"id\":\"book00000000003\",\"editors\":[\"author000000002\","
+                        "\"author000000003\"]}");
+    json_decref(r2);
+    json_t *patch = J("{\"fan\":\"author000000002\"}");
+    json_t *errors = NULL;
+    assert_int_equal(store_record_update(fx.st, rv, "review000000002", patch, NULL, &errors, &r2),
+                     0);
+    json_decref(patch);
+    assert_int_equal(store_record_delete(fx.st, a, "author000000003"), 0);
+    json_t *got = NULL;
+    assert_int_equal(store_record_get(fx.st, b, "book00000000003", &got), 0);
+    assert_int_equal(json_array_size(json_object_get(got, "editors")), 1);
+    json_decref(got);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox WHERE action='update' AND "
+                                     "record_id='book00000000003'"),
+                     1);
+    json_decref(a1);
+    json_decref(a2);
+    json_decref(a3);
+    json_decref(b1);
+    json_decref(b2);
+    json_decref(b3);
+    json_decref(r1);
+    json_decref(r2);
+    store_collection_unref(a);
+    store_collection_unref(b);
+    store_collection_unref(rv);
+    fx_close(&fx);
+}
+
+static void test_self_relation_cycle(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(
+        &fx, "{\"id\":\"nodes0000000001\",\"name\":\"nodes\",\"fields\":["
+             "{\"name\":\"next\",\"type\":\"relation\",\"collectionId\":\"nodes0000000001\","
+             "\"cascadeDelete\":true}]}");
+    json_decref(fx_rec(&fx, c, "{\"id\":\"n00000000000001\"}"));
+    json_decref(fx_rec(&fx, c, "{\"id\":\"n00000000000002\",\"next\":\"n00000000000001\"}"));
+    json_t *patch = J("{\"next\":\"n00000000000002\"}");
+    json_t *errors = NULL, *u = NULL;
+    assert_int_equal(store_record_update(fx.st, c, "n00000000000001", patch, NULL, &errors, &u), 0);
+    json_decref(patch);
+    json_decref(u);
+    assert_int_equal(store_record_delete(fx.st, c, "n00000000000001"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM nodes"), 0);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_outbox(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *r = fx_rec(&fx, c, "{\"title\":\"Hi\"}");
+    const char *id = json_string_value(json_object_get(r, "id"));
+    json_t *patch = J("{\"views\":7}");
+    json_t *errors = NULL, *u = NULL;
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_int_equal(store_record_delete(fx.st, c, id), 0);
+    json_t *rows = NULL;
+    assert_int_equal(store_outbox_read(fx.st, 0, 10, &rows), 0);
+    assert_int_equal(json_array_size(rows), 3);
+    const char *actions[] = {"create", "update", "delete"};
+    int64_t prev = 0;
+    for (size_t i = 0; i < 3; i++) {
+        json_t *row = json_array_get(rows, i);
+        int64_t rid = json_integer_value(json_object_get(row, "id"));
+        assert_true(rid > prev);
+        prev = rid;
+        assert_string_equal(json_string_value(json_object_get(row, "action")), actions[i]);
+        assert_string_equal(json_string_value(json_object_get(row, "recordId")), id);
+        assert_string_equal(json_string_value(json_object_get(row, "collection")), "posts");
+        assert_string_equal(json_string_value(json_object_get(row, "collectionId")), c->id);
+        assert_int_equal(strlen(json_string_value(json_object_get(row, "time"))), 24);
+    }
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_array_get(rows, 1), "record"), "views")),
+                     7);
+    assert_true(json_equal(json_object_get(json_array_get(rows, 1), "record"), u));
+    /* read after an id, then trim */
+    json_t *rest = NULL;
+    int64_t first = json_integer_value(json_object_get(json_array_get(rows, 0), "id"));
+    assert_int_equal(store_outbox_read(fx.st, first, 10, &rest), 0);
+    assert_int_equal(json_array_size(rest), 2);
+    json_decref(rest);
+    assert_int_equal(store_outbox_delete(fx.st, first), 0);
+    assert_int_equal(store_outbox_read(fx.st, 0, 10, &rest), 0);
+    assert_int_equal(json_array_size(rest), 2);
+    json_decref(rest);
+    /* a failed write leaves no outbox row: the row and the outbox share a transaction */
+    assert_int_equal(store_outbox_delete(fx.st, INT64_MAX), 0);
+    fx_rec_invalid(&fx, c, "{\"title\":\"Hi\",\"author\":\"nosuchuser00000\"}", "author",
+                   "validation_missing_rel_records");
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), 0);
+    /* ids keep increasing after a trim (AUTOINCREMENT) */
+    json_decref(fx_rec(&fx, c, "{\"title\":\"Again\"}"));
+    assert_true(fx_sql_int(&fx, "SELECT MIN(id) FROM _outbox") > prev);
+    json_decref(rows);
+    json_decref(patch);
+    json_decref(u);
+    json_decref(r);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_list(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    for (int i = 0; i < 25; i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"title\":\"T%c\",\"views\":%d,\"published\":%s}", 'a' + i,
+                 i, i % 2 ? "true" : "false");
+        json_decref(fx_rec(&fx, c, body));
+    }
+    struct store_sort sort = {"views", true};
+    struct store_list_query q = {.page = 2, .per_page = 10, .sort = &sort, .n_sort = 1};
+    struct store_list_result res;
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    assert_int_equal(res.total_items, 25);
+    assert_int_equal(res.total_pages, 3);
+    assert_int_equal(json_array_size(res.items), 10);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(res.items, 0), "views")),
+                     14);
+    json_decref(res.items);
+    /* skip total, last page */
+    q.page = 3;
+    q.skip_total = true;
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    assert_int_equal(res.total_items, -1);
+    assert_int_equal(res.total_pages, -1);
+    assert_int_equal(json_array_size(res.items), 5);
+    json_decref(res.items);
+    /* a where clause with bound parameters */
+    json_t *params = J("[true, 10]");
+    q = (struct store_list_query){.page = 1, .per_page = 30};
+    q.where_sql = "\"r\".\"published\" = ? AND \"r\".\"views\" > ?";
+    q.where_params = params;
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    assert_int_equal(res.total_items, 7); /* 11,13,...,23 */
+    json_decref(res.items);
+    json_decref(params);
+    /* bad sort field, bad where */
+    struct store_sort bad = {"nope", false};
+    q = (struct store_list_query){.page = 1, .per_page = 30, .sort = &bad, .n_sort = 1};
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), ERR_INVALID);
+    assert_non_null(strstr(store_errmsg(fx.st), "nope"));
+    q = (struct store_list_query){.page = 1, .per_page = 30};
+    q.where_sql = "nosuchcolumn = 1";
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), ERR_INVALID);
+    /* @random and @rowid are accepted */
+    struct store_sort sp[2] = {{"@rowid", true}, {"@random", false}};
+    q = (struct store_list_query){.page = 1, .per_page = 3, .sort = sp, .n_sort = 2};
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res.items, 0), "title")),
+                        "Ty");
+    json_decref(res.items);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_referencing(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *u = make_user(&fx, "r@example.com");
+    char body[128];
+    snprintf(body, sizeof(body), "{\"title\":\"Aa\",\"author\":\"%s\"}",
+             json_string_value(json_object_get(u, "id")));
+    json_decref(fx_rec(&fx, c, body));
+    json_decref(fx_rec(&fx, c, body));
+    json_decref(fx_rec(&fx, c, "{\"title\":\"Bb\"}"));
+    json_t *out = NULL;
+    assert_int_equal(store_record_referencing(
+                         fx.st, c, "author", json_string_value(json_object_get(u, "id")), 10, &out),
+                     0);
+    assert_int_equal(json_array_size(out), 2);
+    json_decref(out);
+    assert_int_equal(store_record_referencing(fx.st, c, "author",
+                                              json_string_value(json_object_get(u, "id")), 1, &out),
+                     0);
+    assert_int_equal(json_array_size(out), 1);
+    json_decref(out);
+    assert_int_equal(store_record_referencing(fx.st, c, "title", "x", 10, &out), ERR_INVALID);
+    json_decref(u);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_auth_records(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    char id[ID_LEN + 1];
+    assert_int_equal(store_superuser_upsert(fx.st, "Admin@Example.com", "hash-1", id), 0);
+    assert_int_equal(strlen(id), 15);
+    struct store_collection *su = NULL;
+    assert_int_equal(store_collection_get(fx.st, "_superusers", &su), 0);
+    struct store_auth_record ar;
+    assert_int_equal(store_auth_find(fx.st, su, "email", "admin@example.com", &ar), 0);
+    assert_string_equal(ar.password_hash, "hash-1");
+    assert_int_equal(strlen(ar.token_key), 50);
+    char tk1[64];
+    snprintf(tk1, sizeof(tk1), "%s", ar.token_key);
+    assert_null(json_object_get(ar.record, "password"));
+    assert_null(json_object_get(ar.record, "tokenKey"));
+    assert_string_equal(json_string_value(json_object_get(ar.record, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(ar.record, "collectionName")),
+                        "_superusers");
+    store_auth_record_release(&ar);
+    /* upsert again: same record, new hash, new tokenKey */
+    char id2[ID_LEN + 1];
+    assert_int_equal(store_superuser_upsert(fx.st, "admin@example.com", "hash-2", id2), 0);
+    assert_string_equal(id, id2);
+    assert_int_equal(store_auth_get(fx.st, su, id, &ar), 0);
+    assert_string_equal(ar.password_hash, "hash-2");
+    assert_string_not_equal(ar.token_key, tk1);
+    store_auth_record_release(&ar);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _superusers"), 1);
+    /* misses and misuse */
+    assert_int_equal(store_auth_find(fx.st, su, "email", "nobody@example.com", &ar), ERR_NOTFOUND);
+    assert_int_equal(store_auth_find(fx.st, su, "email", "", &ar), ERR_NOTFOUND);
+    assert_int_equal(store_auth_find(fx.st, su, "password", "hash-2", &ar), ERR_INVALID);
+    assert_int_equal(store_auth_find(fx.st, su, "tokenKey", tk1, &ar), ERR_INVALID);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    assert_int_equal(store_auth_find(fx.st, c, "title", "x", &ar), ERR_INVALID);
+    assert_int_equal(store_auth_get(fx.st, c, id, &ar), ERR_INVALID);
+    /* auth records need a password and a unique email; records never show secrets */
+    struct store_collection *users = NULL;
+    assert_int_equal(store_collection_get(fx.st, "users", &users), 0);
+    fx_rec_invalid(&fx, users, "{\"email\":\"u@example.com\"}", "password", "validation_required");
+    json_t *u1 = make_user(&fx, "u@example.com");
+    assert_null(json_object_get(u1, "password"));
+    assert_null(json_object_get(u1, "tokenKey"));
+    assert_true(json_is_false(json_object_get(u1, "verified")));
+    json_t *body = J("{\"email\":\"u@example.com\"}");
+    json_t *errors = NULL, *rec = NULL;
+    assert_int_equal(store_record_create(fx.st, users, body, "h", &errors, &rec), ERR_INVALID);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(errors, "email"), "code")),
+        "validation_not_unique");
+    json_decref(errors);
+    json_decref(body);
+    json_decref(u1);
+    store_collection_unref(users);
+    store_collection_unref(c);
+    store_collection_unref(su);
+    fx_close(&fx);
+}
+
+struct writer_arg {
+    struct store *st;
+    struct store_collection *c;
+    int n;
+    int failures;
+    char msg[256];
+};
+
+static void *writer(void *p)
+{
+    struct writer_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        json_t *body = json_pack("{s:s, s:i}", "title", "Conc", "views", i % 100);
+        json_t *rec = NULL, *errors = NULL;
+        int rc = store_record_create(a->st, a->c, body, NULL, &errors, &rec);
+        if (rc == 0) {
+            json_t *patch = json_pack("{s:i}", "views+", 0);
+            json_t *u = NULL;
+            rc = store_record_update(a->st, a->c, json_string_value(json_object_get(rec, "id")),
+                                     patch, NULL, &errors, &u);
+            json_decref(patch);
+            json_decref(u);
+        }
+        if (rc) {
+            a->failures++;
+            snprintf(a->msg, sizeof(a->msg), "%s: %s", err_str(rc), store_errmsg(a->st));
+        }
+        /* a read on the same thread's connection between writes */
+        struct store_list_query q = {.page = 1, .per_page = 5, .skip_total = false};
+        struct store_list_result res;
+        if (store_record_list(a->st, a->c, &q, &res) == 0)
+            json_decref(res.items);
+        else
+            a->failures++;
+        json_decref(body);
+        json_decref(rec);
+        json_decref(errors);
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    enum { N_THREADS = 4, N_EACH = 40 };
+    pthread_t th[N_THREADS];
+    struct writer_arg args[N_THREADS];
+    for (int i = 0; i < N_THREADS; i++) {
+        args[i] = (struct writer_arg){.st = fx.st, .c = c, .n = N_EACH};
+        assert_int_equal(pthread_create(&th[i], NULL, writer, &args[i]), 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        if (args[i].failures)
+            fail_msg("thread %d: %d failures, last: %s", i, args[i].failures, args[i].msg);
+    }
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), N_THREADS * N_EACH);
+    /* every write transaction was measured */
+    struct metrics_family *tx = metrics_histogram("tandem_store_write_seconds", "", NULL, NULL, 0);
+    struct metrics_family *n =
+        metrics_family(METRICS_COUNTER, "tandem_store_write_transactions_total", "", "result");
+    assert_true(metrics_hist_count(metrics_series0(tx)) >= 2 * N_THREADS * N_EACH);
+    assert_true(metrics_value(metrics_series(n, (const char *const[]){"commit"})) >=
+                2 * N_THREADS * N_EACH);
+    assert_true(metrics_value(metrics_series(n, (const char *const[]){"busy"})) == 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), 2 * N_THREADS * N_EACH);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_stale_collection_reference(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c =
+        fx_coll(&fx, "{\"name\":\"s\",\"fields\":[{\"name\":\"a\",\"type\":\"text\"}]}");
+    json_t *patch = J("{\"fields\":[{\"name\":\"a\",\"type\":\"text\"},"
+                      "{\"name\":\"b\",\"type\":\"text\",\"required\":true}]}");
+    json_t *errors = NULL;
+    assert_int_equal(store_collection_update(fx.st, "s", patch, &errors, NULL), 0);
+    json_decref(patch);
+    /* writes through the old snapshot use the current schema */
+    fx_rec_invalid(&fx, c, "{\"a\":\"x\"}", "b", "validation_required");
+    assert_int_equal(store_collection_delete(fx.st, "s"), 0);
+    json_t *body = J("{\"a\":\"x\"}");
+    json_t *rec = NULL;
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_NOTFOUND);
+    json_decref(body);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_locked_by_another_process_is_busy(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    store_collection_unref(c);
+    /* reopen with a short busy timeout */
+    store_close(fx.st);
+    struct store_cfg cfg = {.dir = fx.dir, .busy_timeout_ms = 50};
+    char err[256];
+    assert_int_equal(store_open(&cfg, &fx.st, err, sizeof(err)), 0);
+    assert_int_equal(store_collection_get(fx.st, "posts", &c), 0);
+    /* another connection (as another process would) holds the write lock */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/app.db", fx.dir);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    json_t *body = J("{\"title\":\"Hi\"}");
+    json_t *errors = NULL, *rec = NULL;
+    struct metrics_series *busy = metrics_series(
+        metrics_family(METRICS_COUNTER, "tandem_store_write_transactions_total", "", "result"),
+        (const char *const[]){"busy"});
+    double busy_before = metrics_value(busy);
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_BUSY);
+    assert_null(rec);
+    assert_true(metrics_value(busy) == busy_before + 1);
+    json_t *patch = J("{\"fields\":[]}");
+    assert_int_equal(store_collection_update(fx.st, "posts", patch, &errors, NULL), ERR_BUSY);
+    /* reads still work during the other writer's transaction (WAL) */
+    struct store_list_query q = {.page = 1, .per_page = 10};
+    struct store_list_result res;
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    json_decref(res.items);
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    /* and the store recovers once the lock is gone */
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), 0);
+    json_decref(rec);
+    json_decref(body);
+    json_decref(patch);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crud_every_type),
+        cmocka_unit_test(test_client_id),
+        cmocka_unit_test(test_validation_rules),
+        cmocka_unit_test(test_required_per_type),
+        cmocka_unit_test(test_modifiers),
+        cmocka_unit_test(test_cascade_delete),
+        cmocka_unit_test(test_self_relation_cycle),
+        cmocka_unit_test(test_outbox),
+        cmocka_unit_test(test_list),
+        cmocka_unit_test(test_referencing),
+        cmocka_unit_test(test_auth_records),
+        cmocka_unit_test(test_concurrent_writers),
+        cmocka_unit_test(test_stale_collection_reference),
+        cmocka_unit_test(test_locked_by_another_process_is_busy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
