@@ -56,18 +56,20 @@ int evlog_fsync_parse(const char *text, enum evlog_fsync *out) MUST_USE;
 const char *evlog_fsync_name(enum evlog_fsync policy);
 
 struct evlog_cfg {
-    const char *backend;       /* "local" (NULL means "local") */
-    const char *dir;           /* local: the log directory, e.g. "<--dir>/log"; created */
-    enum evlog_fsync fsync;    /* default EVLOG_FSYNC_BATCH */
-    uint64_t segment_bytes;    /* roll the active segment past this size */
-    uint64_t retention_bytes;  /* per topic; 0 = unlimited */
-    int64_t retention_age_us;  /* delete segments last written longer ago; 0 = forever */
-    int64_t sync_interval_us;  /* batch policy: most time between syncs, <= 100 ms */
-    uint32_t max_record_bytes; /* largest payload accepted (ERR_LIMIT above) */
-    bool verify_all;           /* open checks every segment, not only the last one */
+    const char *backend;        /* "local" (NULL means "local") */
+    const char *dir;            /* local: the log directory, e.g. "<--dir>/log"; created */
+    enum evlog_fsync fsync;     /* default EVLOG_FSYNC_BATCH */
+    uint64_t segment_bytes;     /* roll the active segment past this size */
+    uint64_t retention_bytes;   /* per topic; 0 = unlimited */
+    int64_t retention_age_us;   /* delete segments last written longer ago; 0 = forever */
+    int64_t retention_check_us; /* how often the flusher runs retention (default 1 s) */
+    int64_t sync_interval_us;   /* batch policy: most time between syncs, <= 100 ms */
+    uint32_t max_record_bytes;  /* largest payload accepted (ERR_LIMIT above) */
+    bool verify_all;            /* open checks every segment, not only the last one */
 };
 
-/* Defaults: local, batch, 128 MiB segments, no retention, 2 ms interval, 16 MiB records. */
+/* Defaults: local, batch, 128 MiB segments, no retention (checked every second), 2 ms sync
+ * interval, 16 MiB records. */
 void evlog_cfg_defaults(struct evlog_cfg *cfg);
 
 /* ---- records and batches ---- */
@@ -193,7 +195,7 @@ int evlog_consumer_get(struct evlog *log, const char *consumer, const char *topi
 /* Forgets every position of consumer, so it no longer holds back retention. */
 int evlog_consumer_remove(struct evlog *log, const char *consumer) MUST_USE;
 
-/* Runs retention now (the flusher also runs it about once a second). */
+/* Runs retention now (the flusher also runs it every retention_check_us). */
 int evlog_retain(struct evlog *log) MUST_USE;
 
 /* Detail of the calling thread's last failure in evlog (log may be NULL, e.g. after a

@@ -771,6 +771,37 @@ static void test_failed_roll_sync(void **state)
     env_free(&e);
 }
 
+/* The flusher runs retention by itself, also while appends never stop. */
+static void test_retention_runs_under_load(void **state)
+{
+    (void)state;
+    struct env e;
+    env_init(&e, "retload");
+    e.cfg.segment_bytes = 1024;
+    e.cfg.retention_bytes = 4096;
+    e.cfg.retention_check_us = 20000;
+    e.cfg.sync_interval_us = 500;
+    env_open(&e);
+    uint64_t next = 0;
+    size_t max_segs = 0;
+    int64_t t0 = time_mono_us();
+    while (time_mono_us() - t0 < 300000) {
+        append_seq(e.log, "events", next, 10, 10, 60);
+        next += 10;
+        size_t n = count_segments(e.dir, "events");
+        if (time_mono_us() - t0 > 100000 && n > max_segs)
+            max_segs = n;
+    }
+    uint64_t start;
+    assert_int_equal(evlog_start_offset(e.log, "events", &start), 0);
+    assert_true(start > 0);
+    /* about 4 KiB in segments of at most 1 KiB, plus what a 20 ms tick lets through */
+    assert_true(max_segs < 40);
+    assert_true(next > 100);
+    expect_seq(e.log, "events", start, next, 100, 1 << 20, 60);
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -781,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_appends),
         cmocka_unit_test(test_retention_by_size_respects_consumers),
         cmocka_unit_test(test_retention_by_age),
+        cmocka_unit_test(test_retention_runs_under_load),
         cmocka_unit_test(test_disk_full_then_resume),
         cmocka_unit_test(test_failed_fsync_stops_writes),
         cmocka_unit_test(test_failed_roll_sync),
