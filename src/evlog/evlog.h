@@ -63,7 +63,8 @@ struct evlog_cfg {
     uint64_t retention_bytes;   /* per topic; 0 = unlimited */
     int64_t retention_age_us;   /* delete segments last written longer ago; 0 = forever */
     int64_t retention_check_us; /* how often the flusher runs retention (default 1 s) */
-    int64_t sync_interval_us;   /* batch policy: most time between syncs, <= 100 ms */
+    int64_t sync_interval_us;   /* batch: least time between two syncs, so the longest a group
+                                 * waits to grow; 0..50 ms */
     uint32_t max_record_bytes;  /* largest payload accepted (ERR_LIMIT above) */
     bool verify_all;            /* open checks every segment, not only the last one */
 };

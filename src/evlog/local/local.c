@@ -1465,7 +1465,7 @@ static int local_open(const struct evlog_cfg *cfg, struct evlog **out)
         return ERR_INVALID;
     }
     if (cfg->fsync > EVLOG_FSYNC_NEVER || cfg->segment_bytes < MIN_SEGMENT_BYTES ||
-        cfg->sync_interval_us < 0 || cfg->sync_interval_us > 100000 || cfg->max_record_bytes == 0 ||
+        cfg->sync_interval_us < 0 || cfg->sync_interval_us > 50000 || cfg->max_record_bytes == 0 ||
         cfg->max_record_bytes > EVLOG_HARD_MAX_RECORD || cfg->retention_age_us < 0 ||
         cfg->retention_check_us <= 0) {
         evlog__errf("invalid event log configuration");
