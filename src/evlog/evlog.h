@@ -15,6 +15,7 @@
  *   ERR_BUSY      the disk is full (ENOSPC, EDQUOT, EFBIG): nothing was written or
  *                 acknowledged; the partial write was cut away. Answer 503 + Retry-After.
  *                 Later appends try again, so writes resume when space returns.
+ *                 evlog_open: another process has the log directory open.
  *   ERR_IO        a write or a sync failed: the log refuses every further append and every
  *                 pending ticket fails. Never retried (the kernel may have dropped the
  *                 dirty pages); a restart recovers from what is on disk. Answer 503.
@@ -148,7 +149,8 @@ const struct evlog_ops *evlog_backend(const char *name);
 /* Opens (creating if needed) the log cfg describes and recovers it: a torn or corrupt tail
  * of a topic's last segment is cut back to the last intact record; damage followed by intact
  * records, or a damaged non-last segment, fails with ERR_CORRUPT. Starts the flusher.
- * On failure *out is NULL and evlog_errmsg(NULL) says why. */
+ * Sets SIGXFSZ to ignored (process-wide) so a file size limit gives EFBIG, handled as a
+ * full disk. On failure *out is NULL and evlog_errmsg(NULL) says why. */
 int evlog_open(const struct evlog_cfg *cfg, struct evlog **out) MUST_USE;
 /* Syncs what is pending, answers every pending ticket, stops the flusher, frees the log.
  * No other thread may use the log during or after the call. NULL is a no-op. */
@@ -164,7 +166,8 @@ bool evlog_name_valid(const char *name);
 int evlog_append(struct evlog *log, const char *topic, const struct evlog_rec *recs, size_t n,
                  uint64_t *first_offset_out, uint64_t *ticket_out) MUST_USE;
 /* Calls cb(arg, rc) exactly once when ticket is durable or has failed: immediately on this
- * thread if already known, otherwise later from the flusher. */
+ * thread if already known (always so with EVLOG_FSYNC_NEVER), otherwise later from the
+ * flusher. An HTTP handler therefore suspends its request before registering. */
 void evlog_when_durable(struct evlog *log, uint64_t ticket, evlog_durable_cb cb, void *arg);
 /* Blocks until ticket is durable (0) or failed (ERR_IO). For threads that may block. */
 int evlog_wait_durable(struct evlog *log, uint64_t ticket) MUST_USE;
