@@ -51,6 +51,7 @@ void evlog_cfg_defaults(struct evlog_cfg *cfg)
     cfg->fsync = EVLOG_FSYNC_BATCH;
     cfg->segment_bytes = 128u << 20;
     cfg->sync_interval_us = 2000;
+    cfg->retention_check_us = 1000000;
     cfg->max_record_bytes = 16u << 20;
 }
 

@@ -15,6 +15,7 @@
  *   ERR_BUSY      the disk is full (ENOSPC, EDQUOT, EFBIG): nothing was written or
  *                 acknowledged; the partial write was cut away. Answer 503 + Retry-After.
  *                 Later appends try again, so writes resume when space returns.
+ *                 evlog_open: another process has the log directory open.
  *   ERR_IO        a write or a sync failed: the log refuses every further append and every
  *                 pending ticket fails. Never retried (the kernel may have dropped the
  *                 dirty pages); a restart recovers from what is on disk. Answer 503.
@@ -56,18 +57,21 @@ int evlog_fsync_parse(const char *text, enum evlog_fsync *out) MUST_USE;
 const char *evlog_fsync_name(enum evlog_fsync policy);
 
 struct evlog_cfg {
-    const char *backend;       /* "local" (NULL means "local") */
-    const char *dir;           /* local: the log directory, e.g. "<--dir>/log"; created */
-    enum evlog_fsync fsync;    /* default EVLOG_FSYNC_BATCH */
-    uint64_t segment_bytes;    /* roll the active segment past this size */
-    uint64_t retention_bytes;  /* per topic; 0 = unlimited */
-    int64_t retention_age_us;  /* delete segments last written longer ago; 0 = forever */
-    int64_t sync_interval_us;  /* batch policy: most time between syncs, <= 100 ms */
-    uint32_t max_record_bytes; /* largest payload accepted (ERR_LIMIT above) */
-    bool verify_all;           /* open checks every segment, not only the last one */
+    const char *backend;        /* "local" (NULL means "local") */
+    const char *dir;            /* local: the log directory, e.g. "<--dir>/log"; created */
+    enum evlog_fsync fsync;     /* default EVLOG_FSYNC_BATCH */
+    uint64_t segment_bytes;     /* roll the active segment past this size */
+    uint64_t retention_bytes;   /* per topic; 0 = unlimited */
+    int64_t retention_age_us;   /* delete segments last written longer ago; 0 = forever */
+    int64_t retention_check_us; /* how often the flusher runs retention (default 1 s) */
+    int64_t sync_interval_us;   /* batch: least time between two syncs, so the longest a group
+                                 * waits to grow; 0..50 ms */
+    uint32_t max_record_bytes;  /* largest payload accepted (ERR_LIMIT above) */
+    bool verify_all;            /* open checks every segment, not only the last one */
 };
 
-/* Defaults: local, batch, 128 MiB segments, no retention, 2 ms interval, 16 MiB records. */
+/* Defaults: local, batch, 128 MiB segments, no retention (checked every second), 2 ms sync
+ * interval, 16 MiB records. */
 void evlog_cfg_defaults(struct evlog_cfg *cfg);
 
 /* ---- records and batches ---- */
@@ -145,7 +149,8 @@ const struct evlog_ops *evlog_backend(const char *name);
 /* Opens (creating if needed) the log cfg describes and recovers it: a torn or corrupt tail
  * of a topic's last segment is cut back to the last intact record; damage followed by intact
  * records, or a damaged non-last segment, fails with ERR_CORRUPT. Starts the flusher.
- * On failure *out is NULL and evlog_errmsg(NULL) says why. */
+ * Sets SIGXFSZ to ignored (process-wide) so a file size limit gives EFBIG, handled as a
+ * full disk. On failure *out is NULL and evlog_errmsg(NULL) says why. */
 int evlog_open(const struct evlog_cfg *cfg, struct evlog **out) MUST_USE;
 /* Syncs what is pending, answers every pending ticket, stops the flusher, frees the log.
  * No other thread may use the log during or after the call. NULL is a no-op. */
@@ -161,7 +166,8 @@ bool evlog_name_valid(const char *name);
 int evlog_append(struct evlog *log, const char *topic, const struct evlog_rec *recs, size_t n,
                  uint64_t *first_offset_out, uint64_t *ticket_out) MUST_USE;
 /* Calls cb(arg, rc) exactly once when ticket is durable or has failed: immediately on this
- * thread if already known, otherwise later from the flusher. */
+ * thread if already known (always so with EVLOG_FSYNC_NEVER), otherwise later from the
+ * flusher. An HTTP handler therefore suspends its request before registering. */
 void evlog_when_durable(struct evlog *log, uint64_t ticket, evlog_durable_cb cb, void *arg);
 /* Blocks until ticket is durable (0) or failed (ERR_IO). For threads that may block. */
 int evlog_wait_durable(struct evlog *log, uint64_t ticket) MUST_USE;
@@ -193,7 +199,7 @@ int evlog_consumer_get(struct evlog *log, const char *consumer, const char *topi
 /* Forgets every position of consumer, so it no longer holds back retention. */
 int evlog_consumer_remove(struct evlog *log, const char *consumer) MUST_USE;
 
-/* Runs retention now (the flusher also runs it about once a second). */
+/* Runs retention now (the flusher also runs it every retention_check_us). */
 int evlog_retain(struct evlog *log) MUST_USE;
 
 /* Detail of the calling thread's last failure in evlog (log may be NULL, e.g. after a

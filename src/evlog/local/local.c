@@ -31,7 +31,6 @@
 
 #define MAX_TOPICS 1024
 #define MAX_APPEND_BYTES (512u << 20) /* frames of one append call */
-#define RETAIN_EVERY_US 1000000
 #define MIN_SEGMENT_BYTES 64
 
 struct seg {
@@ -670,19 +669,20 @@ static void *flusher_main(void *arg)
         }
         bool pending = L->written_seq > L->durable_seq && !L->failed;
         int64_t now = time_mono_us();
+        if (!L->stop && now - L->last_retain_us >= L->cfg.retention_check_us) {
+            /* also under constant load, so retention never starves */
+            L->last_retain_us = now;
+            pthread_mutex_unlock(&L->mu);
+            if (retain_run(L) < 0)
+                xlog_warn("event log retention: %s", evlog__errmsg());
+            pthread_mutex_lock(&L->mu);
+            continue;
+        }
         if (!pending) {
             if (L->stop)
                 break;
-            if (now - L->last_retain_us >= RETAIN_EVERY_US) {
-                L->last_retain_us = now;
-                pthread_mutex_unlock(&L->mu);
-                if (retain_run(L) < 0)
-                    xlog_warn("event log retention: %s", evlog__errmsg());
-                pthread_mutex_lock(&L->mu);
-                continue;
-            }
             L->flusher_idle = true;
-            cond_wait_until(&L->work, &L->mu, L->last_retain_us + RETAIN_EVERY_US);
+            cond_wait_until(&L->work, &L->mu, L->last_retain_us + L->cfg.retention_check_us);
             L->flusher_idle = false;
             continue;
         }
@@ -1465,8 +1465,9 @@ static int local_open(const struct evlog_cfg *cfg, struct evlog **out)
         return ERR_INVALID;
     }
     if (cfg->fsync > EVLOG_FSYNC_NEVER || cfg->segment_bytes < MIN_SEGMENT_BYTES ||
-        cfg->sync_interval_us < 0 || cfg->sync_interval_us > 100000 || cfg->max_record_bytes == 0 ||
-        cfg->max_record_bytes > EVLOG_HARD_MAX_RECORD || cfg->retention_age_us < 0) {
+        cfg->sync_interval_us < 0 || cfg->sync_interval_us > 50000 || cfg->max_record_bytes == 0 ||
+        cfg->max_record_bytes > EVLOG_HARD_MAX_RECORD || cfg->retention_age_us < 0 ||
+        cfg->retention_check_us <= 0) {
         evlog__errf("invalid event log configuration");
         return ERR_INVALID;
     }
