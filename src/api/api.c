@@ -20,8 +20,24 @@ static bool guard(struct http_req *req, void *ctx)
 
 void api_register(struct http_router *r, struct api_env *env)
 {
+    /* the hooks default to the real token check, hashing pool and write keys; tests of single
+     * resources may set their own before registering */
+    if (!env->is_superuser) {
+        env->is_superuser = api__is_superuser;
+        env->auth_arg = env;
+    }
+    if (!env->hash_password)
+        env->hash_password = api__hash_password;
+    if (!env->resolve_key) {
+        env->resolve_key = api__resolve_key;
+        env->resolve_arg = env;
+    }
     http_router_guard(r, guard, env);
     api__register_ops(r, env);
     api__register_collections(r, env);
     api__register_records(r, env);
+    api__register_capture(r, env);
+    api__register_keys(r, env);
+    api__register_auth(r, env);
+    api__register_log(r, env);
 }

@@ -40,6 +40,9 @@ struct api_env {
     int (*hash_password)(const char *password, api_hash_done_cb done, void *done_arg, void *arg);
 };
 
+/* Rebuilds the capture dedup set from the events logged in the last window_us. */
+int api_capture_warm(struct api_env *env, int64_t window_us) MUST_USE;
+
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);
 

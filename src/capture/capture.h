@@ -184,4 +184,18 @@ size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, i
 void capture_dedup_unfilter(struct capture_dedup *d, const struct capture_result *r);
 void capture_dedup_stats(struct capture_dedup *d, struct capture_dedup_stats *out);
 
+/* ---- write keys ---- */
+
+#define CAPTURE_KEY_LEN 33       /* "tk_" + 30 characters */
+#define CAPTURE_KEY_HASH_LEN 64  /* hex of BLAKE2b-256 */
+#define CAPTURE_KEY_PREFIX_LEN 7 /* shown in listings to tell keys apart */
+#define CAPTURE_KEY_NAME_MAX 64
+
+/* Source names: [A-Za-z0-9_-]{1,64}. */
+bool capture_key_name_valid(const char *name);
+/* A new random key, its hash (what the store keeps) and its display prefix. */
+void capture_key_new(char key_out[CAPTURE_KEY_LEN + 1], char hash_out[CAPTURE_KEY_HASH_LEN + 1],
+                     char prefix_out[CAPTURE_KEY_PREFIX_LEN + 1]);
+void capture_key_hash(const char *key, char hash_out[CAPTURE_KEY_HASH_LEN + 1]);
+
 #endif

@@ -29,6 +29,20 @@ const struct cfg_opt cfg_opts[] = {
      "per-client rate limits: off, default (PocketBase's rules) or CLASS=MAX/WINDOW,... "
      "with classes auth, create, batch, default",
      STR_OPT(ratelimit)},
+    {"fsync", "TANDEM_FSYNC", "batch",
+     "when the event log syncs: always, batch (group commit every few ms) or never",
+     STR_OPT(fsync)},
+    {"log-segment-size", "TANDEM_LOG_SEGMENT_SIZE", "128MiB", "event log segment size",
+     NUM_OPT(CFG_SIZE, log_segment_size, 1 << 20, INT64_C(1) << 40)},
+    {"log-retention-size", "TANDEM_LOG_RETENTION_SIZE", "0",
+     "keep at most this much of each topic (0: no limit); consumers hold back deletion",
+     NUM_OPT(CFG_SIZE, log_retention_size, 0, INT64_C(1) << 50)},
+    {"log-retention-age", "TANDEM_LOG_RETENTION_AGE", "0",
+     "delete log segments older than this (0: never)",
+     NUM_OPT(CFG_DURATION, log_retention_age, 0, INT64_C(10) * 365 * 86400)},
+    {"dedup-window", "TANDEM_DEDUP_WINDOW", "24h",
+     "captured events with a messageId seen this recently are dropped as retries",
+     NUM_OPT(CFG_DURATION, dedup_window, 1, 30 * 86400)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 

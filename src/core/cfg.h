@@ -13,13 +13,18 @@
 #include "core/err.h"
 
 struct cfg {
-    char http[256];       /* ADDR:PORT to listen on */
-    char dir[1024];       /* data directory */
-    char log_level[16];   /* debug|info|warn|error|off */
-    int64_t max_body;     /* bytes */
-    int64_t idle_timeout; /* seconds a connection may stay idle or stalled */
-    int64_t threads;      /* HTTP threads; 0 = one per core */
-    char ratelimit[512];  /* "off", "default" or CLASS=MAX/WINDOW,... */
+    char http[256];             /* ADDR:PORT to listen on */
+    char dir[1024];             /* data directory */
+    char log_level[16];         /* debug|info|warn|error|off */
+    int64_t max_body;           /* bytes */
+    int64_t idle_timeout;       /* seconds a connection may stay idle or stalled */
+    int64_t threads;            /* HTTP threads; 0 = one per core */
+    char ratelimit[512];        /* "off", "default" or CLASS=MAX/WINDOW,... */
+    char fsync[16];             /* always|batch|never */
+    int64_t log_segment_size;   /* bytes */
+    int64_t log_retention_size; /* bytes per topic; 0 = unlimited */
+    int64_t log_retention_age;  /* seconds; 0 = forever */
+    int64_t dedup_window;       /* seconds */
 };
 
 enum cfg_type {

@@ -89,6 +89,9 @@ const char *http_req_param(struct http_req *req, const char *name);
 const char *http_req_query(struct http_req *req, const char *name);
 /* All query pairs in order. */
 size_t http_req_query_all(struct http_req *req, const struct http_kv **kv_out);
+/* One pointer of the API's own per request (e.g. the caller's identity), NULL at first. */
+void *http_req_data(const struct http_req *req);
+void http_req_set_data(struct http_req *req, void *data);
 /* Header value (case-insensitive name), or NULL. */
 const char *http_req_header(struct http_req *req, const char *name);
 /* The client's IP address as text. */

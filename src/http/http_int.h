@@ -42,6 +42,7 @@ struct http_req {
     struct MHD_Response *resp;
     size_t resp_bytes;
     struct http_header *headers;
+    void *data; /* http_req_data */
 };
 
 struct http_route {

@@ -62,6 +62,16 @@ size_t http_req_query_all(struct http_req *req, const struct http_kv **kv_out)
     return req->n_query;
 }
 
+void *http_req_data(const struct http_req *req)
+{
+    return req->data;
+}
+
+void http_req_set_data(struct http_req *req, void *data)
+{
+    req->data = data;
+}
+
 const char *http_req_header(struct http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
