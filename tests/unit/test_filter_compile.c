@@ -464,6 +464,10 @@ static const struct {
     {"title desc", ERR_INVALID, 1, "invalid sort field"},
     {"'title'", ERR_INVALID, 1, "invalid sort field"},
     {"-", ERR_INVALID, 1, "invalid sort field"},
+    {"_", ERR_INVALID, 1, "invalid sort field"},
+    {"-@", ERR_INVALID, 1, "invalid sort field"},
+    {"#", ERR_INVALID, 1, "invalid sort field"},
+    {"x", ERR_INVALID, 1, "unknown field \"x\""}, /* one letter is a name, just not a field */
     {"id,+", ERR_INVALID, 4, "invalid sort field"},
     {"null", ERR_INVALID, 1, "invalid sort field \"null\""},
     {"@now", ERR_INVALID, 1, "invalid sort field \"@now\""},
