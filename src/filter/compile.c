@@ -999,7 +999,7 @@ static int resolve_operand(struct cc *cc, struct joinset *js, const struct filte
         out->literal = true;
         struct filter_param prm;
         errno = 0;
-        char *end;
+        char *end = NULL;
         long long i = strchr(t->text, '.') ? 0 : strtoll(t->text, &end, 10);
         if (!strchr(t->text, '.') && errno == 0 && *end == '\0')
             prm = p_int(i);
@@ -1050,6 +1050,23 @@ static struct filter_param like_param(struct cc *cc, const struct filter_param *
     return (struct filter_param){.type = FILTER_PARAM_TEXT, .text = w, .text_len = k};
 }
 
+/* A number bound for LIKE becomes its text, as PocketBase turns every bound value into text
+ * before wrapping it: shortest form that reads back the same. */
+static struct filter_param number_text(struct cc *cc, const struct filter_param *p)
+{
+    char buf[64];
+    if (p->type == FILTER_PARAM_INT) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)p->i);
+    } else {
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof(buf), "%.*g", prec, p->d);
+            if (strtod(buf, NULL) == p->d)
+                break;
+        }
+    }
+    return p_text(cc, buf, strlen(buf));
+}
+
 static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, const struct val *r,
                        struct frag *out)
 {
@@ -1062,7 +1079,11 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
     case FILTER_OP_EQ:
     case FILTER_OP_NEQ: {
         bool eq = op == FILTER_OP_EQ;
-        if (le && re) {
+        if (l->json || r->json) {
+            f_cat(cc, out, &l->f);
+            f_put(cc, out, eq ? " IS " : " IS NOT ");
+            f_cat(cc, out, &r->f);
+        } else if (le && re) {
             f_put(cc, out, eq ? "1" : "0");
         } else if (le || re) {
             const struct val *x = le ? r : l;
@@ -1071,9 +1092,9 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
             f_put(cc, out, eq ? " = '' OR " : " IS NOT '' AND ");
             f_cat(cc, out, &x->f);
             f_put(cc, out, eq ? " IS NULL)" : " IS NOT NULL)");
-        } else if (l->json || r->json || l->literal || r->literal) {
+        } else if (l->literal || r->literal) {
             f_cat(cc, out, &l->f);
-            f_put(cc, out, eq ? (l->json || r->json ? " IS " : " = ") : " IS NOT ");
+            f_put(cc, out, eq ? " = " : " IS NOT ");
             f_cat(cc, out, &r->f);
         } else {
             f_put(cc, out, "COALESCE(");
@@ -1096,11 +1117,12 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
     case FILTER_OP_NLIKE:
         f_cat(cc, out, &l->f);
         f_put(cc, out, op == FILTER_OP_LIKE ? " LIKE " : " NOT LIKE ");
-        if (r->text_param) {
-            struct filter_param w = like_param(cc, &r->f.p[0]);
+        if (r->f.len == 1 && r->f.n == 1 && r->f.p[0].type != FILTER_PARAM_NULL) {
+            /* a bound value: a "contains" pattern unless it has its own '%' */
+            struct filter_param t =
+                r->f.p[0].type == FILTER_PARAM_TEXT ? r->f.p[0] : number_text(cc, &r->f.p[0]);
+            struct filter_param w = like_param(cc, &t);
             f_param(cc, out, &w);
-        } else if (r->literal) {
-            f_cat(cc, out, &r->f);
         } else {
             f_put(cc, out, "('%' || ");
             f_cat(cc, out, &r->f);
@@ -1109,6 +1131,29 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
         f_put(cc, out, " ESCAPE '\\'");
         return;
     }
+}
+
+/* The condition of the all-match check: a value fails when the comparison is false, and,
+ * except for `=`, when it is NULL (a missing related row or an empty list). */
+static void mm_where(struct cc *cc, enum filter_op op, const struct val *l, const struct val *r,
+                     struct frag *out)
+{
+    if (op != FILTER_OP_EQ)
+        f_put(cc, out, "(");
+    f_put(cc, out, "NOT (");
+    build_cond(cc, op, l, r, out);
+    f_put(cc, out, ")");
+    if (op == FILTER_OP_EQ)
+        return;
+    for (int side = 0; side < 2; side++) {
+        const struct val *v = side ? r : l;
+        if (!v->multi)
+            continue;
+        f_put(cc, out, " OR ");
+        f_cat(cc, out, &v->f);
+        f_put(cc, out, " IS NULL");
+    }
+    f_put(cc, out, ")");
 }
 
 static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_node *n,
@@ -1124,19 +1169,22 @@ static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_no
     if (all || guarded)
         f_put(cc, out, "(");
     build_cond(cc, n->op, &l, &r, out);
-    for (int side = 0; all && side < 2; side++) {
-        const struct val *v = side ? &r : &l;
-        if (!v->multi)
-            continue;
-        struct joinset fresh = {.prefix = 'm'};
-        struct val copy;
-        if ((rc = resolve_operand(cc, &fresh, side ? &n->right : &n->left, &copy)) < 0)
+    if (all) {
+        /* every value (pair of values when both sides are multi-valued) must match: over
+         * fresh copies of the multi-valued sides' joins, none may fail */
+        struct joinset fl = {.prefix = 'm'}, fr = {.prefix = 'm'};
+        struct val lc = l, rcv = r;
+        lc.multi = rcv.multi = false;
+        if (l.multi && (rc = resolve_operand(cc, &fl, &n->left, &lc)) < 0)
+            return rc;
+        if (r.multi && (rc = resolve_operand(cc, &fr, &n->right, &rcv)) < 0)
             return rc;
         f_put(cc, out, " AND NOT EXISTS (SELECT 1 FROM (SELECT 1)");
-        f_cat(cc, out, &fresh.f);
-        f_put(cc, out, " WHERE NOT (");
-        build_cond(cc, n->op, side ? &l : &copy, side ? &copy : &r, out);
-        f_put(cc, out, "))");
+        f_cat(cc, out, &fl.f);
+        f_cat(cc, out, &fr.f);
+        f_put(cc, out, " WHERE ");
+        mm_where(cc, n->op, &lc, &rcv, out);
+        f_put(cc, out, ")");
     }
     for (int side = 0; side < 2; side++) {
         const struct val *v = side ? &r : &l;

@@ -73,7 +73,9 @@ static const struct {
     {"title !~ 'abc'", "\"r\".\"title\" NOT LIKE ? ESCAPE '\\'", "T:%abc%"},
     {"title !~ status", "\"r\".\"title\" NOT LIKE ('%' || \"r\".\"status\" || '%') ESCAPE '\\'",
      ""},
-    {"title ~ 5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "I:5"},
+    {"title ~ 5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "T:%5%"},
+    {"title ~ -2.5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "T:%-2.5%"},
+    {"title ~ true", "\"r\".\"title\" LIKE ('%' || 1 || '%') ESCAPE '\\'", ""},
     {"title:lower = 'x'", "LOWER(\"r\".\"title\") = ?", "T:x"},
     {"cats:length > 1",
      "json_array_length(CASE WHEN json_valid(\"r\".\"cats\") THEN \"r\".\"cats\" ELSE '[]' END) > "
