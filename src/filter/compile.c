@@ -34,6 +34,7 @@ struct cc {
     struct arena *a;
     struct filter__errctx e;
     unsigned n_alias;
+    bool nullify; /* inside @request.*: an unknown field is NULL, not an error */
 };
 
 static void f_reserve(struct cc *cc, struct frag *f, size_t extra)
@@ -330,11 +331,40 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
                 const char *alias, const char *key, const struct path *p, size_t i, int depth,
                 bool multi, struct val *out);
 
+/* true when c has a UNIQUE index on exactly the column name: a back-relation through a
+ * single relation field with such an index has at most one row (PocketBase's rule). */
+static bool unique_single_index(const struct store_collection *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_indexes; i++) {
+        const char *s = c->indexes[i];
+        while (*s == ' ' || *s == '\t' || *s == '\n')
+            s++;
+        if (strncasecmp(s, "CREATE UNIQUE INDEX", 19) != 0)
+            continue;
+        const char *open = strchr(s, '(');
+        const char *close = open ? strchr(open, ')') : NULL;
+        if (!close)
+            continue;
+        const char *b = open + 1, *e = close;
+        while (b < e && (*b == ' ' || *b == '\t' || *b == '\n'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'))
+            e--;
+        if (e - b >= 2 && (*b == '`' || *b == '"' || *b == '[')) {
+            b++;
+            e--;
+        }
+        if ((size_t)(e - b) == strlen(name) && strncasecmp(b, name, (size_t)(e - b)) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* A back-relation segment "<collection>_via_<field>": rows of <collection> whose relation
  * <field> points at the current row. Sets *handled when seg has that form. */
 static int walk_back(struct cc *cc, struct joinset *js, const struct store_collection *coll,
                      const char *alias, const char *key, const struct path *p, size_t i, int depth,
-                     struct val *out, bool *handled)
+                     bool multi, struct val *out, bool *handled)
 {
     const struct seg *g = &p->segs[i];
     const char *via = NULL;
@@ -348,8 +378,14 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
     const struct store_collection *src = find_coll(cc, cname);
     const struct store_field *f = src ? store_collection_field(src, fname) : NULL;
     if (!f || f->type != STORE_FIELD_RELATION || !f->collection_id ||
-        (strcmp(f->collection_id, coll->id) != 0 && strcmp(f->collection_id, coll->name) != 0))
+        (strcmp(f->collection_id, coll->id) != 0 && strcmp(f->collection_id, coll->name) != 0)) {
+        if (cc->nullify) {
+            v_sql(cc, out, "NULL", true);
+            return 0;
+        }
         return filter__fail(&cc->e, ERR_INVALID, g->off, "invalid back-relation \"%s\"", g->name);
+    }
+    bool many = store_field_multiple(f) || !unique_single_index(src, f->name);
     if (cc->ctx->client && f->hidden)
         return filter__fail(&cc->e, ERR_INVALID, g->off, "non-filterable field \"%s\"", fname);
     if (g->mod)
@@ -389,10 +425,10 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
     if (i + 1 == p->n) {
         memset(out, 0, sizeof(*out));
         f_col(cc, &out->f, b, "id");
-        out->multi = true;
+        out->multi = multi || many;
         return 0;
     }
-    return walk(cc, js, src, b, k, p, i + 1, depth + 1, true, out);
+    return walk(cc, js, src, b, k, p, i + 1, depth + 1, multi || many, out);
 }
 
 static void json_path_param(struct cc *cc, const struct path *p, size_t from, struct frag *f)
@@ -421,9 +457,13 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
     const struct store_field *f = store_collection_field(coll, g->name);
     if (!f) {
         bool handled;
-        int rc = walk_back(cc, js, coll, alias, key, p, i, depth, out, &handled);
+        int rc = walk_back(cc, js, coll, alias, key, p, i, depth, multi, out, &handled);
         if (handled || rc < 0)
             return rc;
+        if (cc->nullify) {
+            v_sql(cc, out, "NULL", true);
+            return 0;
+        }
         if (coll == cc->ctx->collection)
             return filter__fail(&cc->e, ERR_INVALID, g->off, "unknown field \"%s\"", g->name);
         return filter__fail(&cc->e, ERR_INVALID, g->off,
@@ -722,7 +762,10 @@ static int resolve_body(struct cc *cc, struct joinset *js, const struct path *p,
         int rc = join_relation(cc, js, k, &src, NULL, NULL, many, t, g->off, &ta);
         if (rc < 0)
             return rc;
-        return walk(cc, js, t, ta, k, p, 3, 1, many, out);
+        cc->nullify = true;
+        rc = walk(cc, js, t, ta, k, p, 3, 1, many, out);
+        cc->nullify = false;
+        return rc;
     }
     /* plain value, or a path inside a submitted object */
     for (size_t k = 3; k < p->n && j; k++) {
@@ -783,7 +826,10 @@ static int resolve_auth(struct cc *cc, struct joinset *js, const struct path *p,
     }
     if (g->mod && (!strcmp(g->mod, "isset") || !strcmp(g->mod, "changed")))
         return bad_mod(cc, g, "can only be used on @request.body fields");
-    return walk(cc, js, ac, a, "@auth", p, 2, 0, false, out);
+    cc->nullify = true;
+    int rc = walk(cc, js, ac, a, "@auth", p, 2, 0, false, out);
+    cc->nullify = false;
+    return rc;
 }
 
 static int resolve_request(struct cc *cc, struct joinset *js, const struct path *p, struct val *out)
