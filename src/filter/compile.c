@@ -1412,6 +1412,9 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
                             FILTER_MAX_LEN);
     struct frag list = {0};
     size_t n_fields = 0, i = 0;
+    bool blank = true;
+    for (size_t k = 0; k < len && blank; k++)
+        blank = is_space(sort[k]);
     while (i <= len) {
         size_t start = i;
         while (i < len && sort[i] != ',')
@@ -1421,8 +1424,11 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
             start++;
         while (end > start && is_space(sort[end - 1]))
             end--;
-        if (start == end)
-            continue;
+        if (start == end) {
+            if (blank)
+                continue; /* an empty sort string: no order */
+            return filter__fail(&cc.e, ERR_INVALID, start, "invalid sort field \"\"");
+        }
         if (++n_fields > FILTER_MAX_SORT)
             return filter__fail(&cc.e, ERR_LIMIT, start, "more than %d sort fields",
                                 FILTER_MAX_SORT);

@@ -473,7 +473,7 @@ static const struct {
      "\"r\".\"author\" LIMIT 1) ASC",
      ""},
     {"", "", ""},
-    {" , ", "", ""},
+    {" \n ", "", ""},
 };
 
 static void test_sort_sql(void **state)
@@ -513,6 +513,9 @@ static const struct {
     {"id;DROP TABLE posts", ERR_INVALID, 1, "invalid sort field"},
     {"id,id,id,id,id,id,id,id,id", ERR_LIMIT, 25, "more than 8 sort fields"},
     {"title:upper", ERR_INVALID, 1, "modifier \":upper\" is unknown"},
+    {",", ERR_INVALID, 1, "invalid sort field \"\""},
+    {"id,,title", ERR_INVALID, 4, "invalid sort field \"\""},
+    {"id, ", ERR_INVALID, 5, "invalid sort field \"\""},
 };
 
 static void test_sort_errors(void **state)

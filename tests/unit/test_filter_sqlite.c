@@ -282,7 +282,7 @@ static const struct sort_case SORTS[] = {
     {"-author.org.name,id", "p2,p1,p4,p3"},
     {"comments_via_post.message,id", "p3,p4,p2,p1"},
     {"", "p1,p2,p3,p4"},
-    {",,", "p1,p2,p3,p4"},
+    {" \t", "p1,p2,p3,p4"},
 };
 
 static void test_sort(void **state)
