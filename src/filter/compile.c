@@ -1348,12 +1348,22 @@ static int cc_init(struct cc *cc, const struct filter_ctx *ctx, const char *src,
     return 0;
 }
 
-static void finish(struct cc *cc, struct frag *f, struct filter_sql *out)
+/* Hands the result out, unless the SQL text and its bound texts together exceed
+ * FILTER__MAX_OUTPUT (list rules of related collections are copied into every join, so a
+ * short filter can grow large). */
+static int finish(struct cc *cc, struct frag *f, struct filter_sql *out)
 {
+    size_t total = f->len;
+    for (size_t i = 0; i < f->n; i++)
+        total += f->p[i].text_len;
+    if (total > FILTER__MAX_OUTPUT)
+        return filter__fail(&cc->e, ERR_LIMIT, (size_t)-1,
+                            "the compiled query would exceed %d bytes", FILTER__MAX_OUTPUT);
     out->sql = f->s ? f->s : arena_strdup(cc->a, "");
     out->sql_len = f->len;
     out->params = f->p;
     out->n_params = f->n;
+    return 0;
 }
 
 int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, struct arena *a,
@@ -1373,8 +1383,7 @@ int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, s
     struct frag f = {0};
     if ((rc = compile_expr(&cc, &f)) < 0)
         return rc;
-    finish(&cc, &f, out);
-    return 0;
+    return finish(&cc, &f, out);
 }
 
 /* ---- sort ---- */
@@ -1473,6 +1482,5 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
         }
         f_put(&cc, &list, desc ? " DESC" : " ASC");
     }
-    finish(&cc, &list, out);
-    return 0;
+    return finish(&cc, &list, out);
 }

@@ -421,6 +421,25 @@ static void test_client_restrictions(void **state)
                                     "position 1: unknown field \"nope\")"));
     fx_colls[2].rules[STORE_RULE_LIST] = "";
     assert_int_equal(compile_str(&ctx, f, strlen(f), &err), 0);
+    /* a long list rule copied into many joins: the output limit stops it */
+    struct buf rule, flt;
+    buf_init(&rule);
+    buf_init(&flt);
+    buf_puts(&rule, "name != '");
+    for (int i = 0; i < 20000; i++)
+        buf_putc(&rule, 'x');
+    buf_puts(&rule, "'");
+    for (int i = 0; i < 60; i++)
+        buf_printf(&flt, "%scomments_via_post.user.name != 'y'", i ? " && " : "");
+    assert_true(flt.len <= FILTER_MAX_LEN);
+    const char *saved = fx_colls[0].rules[STORE_RULE_LIST];
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)buf_cstr(&rule);
+    assert_int_equal(compile_str(&ctx, flt.ptr, flt.len, &err), ERR_LIMIT);
+    assert_string_equal(err.msg, "invalid filter: the compiled query would exceed 1048576 bytes");
+    assert_int_equal(compile_str(&ctx, flt.ptr, 35, &err), 0); /* one comparison fits */
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)saved;
+    buf_release(&rule);
+    buf_release(&flt);
     /* rules (client = false) may use all of them */
     ctx.client = false;
     f = "secret = 'x' && author.password = 'y' && @collection.tags.name ?= @request.method";
