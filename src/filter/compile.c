@@ -34,6 +34,7 @@ struct cc {
     struct arena *a;
     struct filter__errctx e;
     unsigned n_alias;
+    bool nullify; /* inside @request.*: an unknown field is NULL, not an error */
 };
 
 static void f_reserve(struct cc *cc, struct frag *f, size_t extra)
@@ -108,6 +109,18 @@ static void f_col(struct cc *cc, struct frag *f, const char *alias, const char *
     f_ident(cc, f, col);
 }
 
+/* The JSON array in column alias.col, for json_each() / json_array_length(): anything that
+ * is not valid JSON counts as []. Stored lists are valid, but SQLite propagates constants
+ * from `col = 'x'` into other uses of col, so the argument may be any text a client sent. */
+static void f_json_list(struct cc *cc, struct frag *f, const char *alias, const char *col)
+{
+    f_put(cc, f, "CASE WHEN json_valid(");
+    f_col(cc, f, alias, col);
+    f_put(cc, f, ") THEN ");
+    f_col(cc, f, alias, col);
+    f_put(cc, f, " ELSE '[]' END");
+}
+
 static struct filter_param p_text(struct cc *cc, const char *s, size_t len)
 {
     return (struct filter_param){
@@ -162,15 +175,19 @@ static const char *js_add(struct cc *cc, struct joinset *js, const char *key)
     return alias;
 }
 
+static int client_rule(struct cc *cc, struct joinset *js, const struct store_collection *t,
+                       const char *t_alias, size_t off);
+
 /* ---- values ---- */
 
 struct val {
     struct frag f;
-    bool literal;    /* a literal or a value known at compile time */
-    bool empty;      /* ... that is NULL or '' (or an empty array/object) */
-    bool json;       /* from a json field: compared with IS */
-    bool multi;      /* several values per row: needs the all-match check */
-    bool text_param; /* f is exactly one text parameter (LIKE wraps it) */
+    bool literal;      /* a literal or a value known at compile time */
+    bool empty;        /* ... that is NULL or '' (or an empty array/object) */
+    bool json;         /* from a json field: compared with IS */
+    bool multi;        /* several values per row: needs the all-match check */
+    bool text_param;   /* f is exactly one text parameter (LIKE wraps it) */
+    struct frag guard; /* when not empty: ANDed to every comparison of this value */
 };
 
 static void v_sql(struct cc *cc, struct val *v, const char *sql, bool empty)
@@ -260,17 +277,23 @@ static bool known_mod(const char *m)
 
 /* Joins target collection t to a relation value src (a column or a bound value, a JSON array
  * when multiple); returns the alias of t's row. */
-static const char *join_relation(struct cc *cc, struct joinset *js, const char *key,
-                                 const struct frag *src, bool multiple,
-                                 const struct store_collection *t)
+/* src is the relation value: a bound value, or (src_alias not NULL) the column
+ * src_alias.src_col. */
+static int join_relation(struct cc *cc, struct joinset *js, const char *key, const struct frag *src,
+                         const char *src_alias, const char *src_col, bool multiple,
+                         const struct store_collection *t, size_t off, const char **alias_out)
 {
     const char *alias = js_find(js, key);
+    *alias_out = alias;
     if (alias)
-        return alias;
+        return 0;
     if (multiple) {
         const char *each = js_add(cc, js, arena_printf(cc->a, "%s#each", key));
         f_put(cc, &js->f, " LEFT JOIN json_each(");
-        f_cat(cc, &js->f, src);
+        if (src_alias)
+            f_json_list(cc, &js->f, src_alias, src_col);
+        else
+            f_cat(cc, &js->f, src);
         f_put(cc, &js->f, ") AS ");
         f_ident(cc, &js->f, each);
         alias = js_add(cc, js, key);
@@ -293,7 +316,8 @@ static const char *join_relation(struct cc *cc, struct joinset *js, const char *
         f_put(cc, &js->f, " = ");
         f_cat(cc, &js->f, src);
     }
-    return alias;
+    *alias_out = alias;
+    return client_rule(cc, js, t, alias, off);
 }
 
 static const struct store_collection *find_coll(struct cc *cc, const char *name_or_id)
@@ -307,11 +331,40 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
                 const char *alias, const char *key, const struct path *p, size_t i, int depth,
                 bool multi, struct val *out);
 
+/* true when c has a UNIQUE index on exactly the column name: a back-relation through a
+ * single relation field with such an index has at most one row (PocketBase's rule). */
+static bool unique_single_index(const struct store_collection *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_indexes; i++) {
+        const char *s = c->indexes[i];
+        while (*s == ' ' || *s == '\t' || *s == '\n')
+            s++;
+        if (strncasecmp(s, "CREATE UNIQUE INDEX", 19) != 0)
+            continue;
+        const char *open = strchr(s, '(');
+        const char *close = open ? strchr(open, ')') : NULL;
+        if (!close)
+            continue;
+        const char *b = open + 1, *e = close;
+        while (b < e && (*b == ' ' || *b == '\t' || *b == '\n'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'))
+            e--;
+        if (e - b >= 2 && (*b == '`' || *b == '"' || *b == '[')) {
+            b++;
+            e--;
+        }
+        if ((size_t)(e - b) == strlen(name) && strncasecmp(b, name, (size_t)(e - b)) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* A back-relation segment "<collection>_via_<field>": rows of <collection> whose relation
  * <field> points at the current row. Sets *handled when seg has that form. */
 static int walk_back(struct cc *cc, struct joinset *js, const struct store_collection *coll,
                      const char *alias, const char *key, const struct path *p, size_t i, int depth,
-                     struct val *out, bool *handled)
+                     bool multi, struct val *out, bool *handled)
 {
     const struct seg *g = &p->segs[i];
     const char *via = NULL;
@@ -325,8 +378,14 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
     const struct store_collection *src = find_coll(cc, cname);
     const struct store_field *f = src ? store_collection_field(src, fname) : NULL;
     if (!f || f->type != STORE_FIELD_RELATION || !f->collection_id ||
-        (strcmp(f->collection_id, coll->id) != 0 && strcmp(f->collection_id, coll->name) != 0))
+        (strcmp(f->collection_id, coll->id) != 0 && strcmp(f->collection_id, coll->name) != 0)) {
+        if (cc->nullify) {
+            v_sql(cc, out, "NULL", true);
+            return 0;
+        }
         return filter__fail(&cc->e, ERR_INVALID, g->off, "invalid back-relation \"%s\"", g->name);
+    }
+    bool many = store_field_multiple(f) || !unique_single_index(src, f->name);
     if (cc->ctx->client && f->hidden)
         return filter__fail(&cc->e, ERR_INVALID, g->off, "non-filterable field \"%s\"", fname);
     if (g->mod)
@@ -346,7 +405,7 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
         if (store_field_multiple(f)) {
             const char *e = arena_printf(cc->a, "_%c%u", js->prefix, ++cc->n_alias);
             f_put(cc, &js->f, "EXISTS (SELECT 1 FROM json_each(");
-            f_col(cc, &js->f, b, f->name);
+            f_json_list(cc, &js->f, b, f->name);
             f_put(cc, &js->f, ") AS ");
             f_ident(cc, &js->f, e);
             f_put(cc, &js->f, " WHERE ");
@@ -359,14 +418,17 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
             f_put(cc, &js->f, " = ");
             f_col(cc, &js->f, alias, "id");
         }
+        int rc = client_rule(cc, js, src, b, g->off);
+        if (rc < 0)
+            return rc;
     }
     if (i + 1 == p->n) {
         memset(out, 0, sizeof(*out));
         f_col(cc, &out->f, b, "id");
-        out->multi = true;
+        out->multi = multi || many;
         return 0;
     }
-    return walk(cc, js, src, b, k, p, i + 1, depth + 1, true, out);
+    return walk(cc, js, src, b, k, p, i + 1, depth + 1, multi || many, out);
 }
 
 static void json_path_param(struct cc *cc, const struct path *p, size_t from, struct frag *f)
@@ -395,9 +457,13 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
     const struct store_field *f = store_collection_field(coll, g->name);
     if (!f) {
         bool handled;
-        int rc = walk_back(cc, js, coll, alias, key, p, i, depth, out, &handled);
+        int rc = walk_back(cc, js, coll, alias, key, p, i, depth, multi, out, &handled);
         if (handled || rc < 0)
             return rc;
+        if (cc->nullify) {
+            v_sql(cc, out, "NULL", true);
+            return 0;
+        }
         if (coll == cc->ctx->collection)
             return filter__fail(&cc->e, ERR_INVALID, g->off, "unknown field \"%s\"", g->name);
         return filter__fail(&cc->e, ERR_INVALID, g->off,
@@ -468,18 +534,23 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         struct frag src = {0};
         f_col(cc, &src, alias, f->name);
         const char *k = arena_printf(cc->a, "%s.%s", key, f->name);
-        const char *ta = join_relation(cc, js, k, &src, many, t);
+        const char *ta;
+        int rc = join_relation(cc, js, k, &src, alias, f->name, many, t, g->off, &ta);
+        if (rc < 0)
+            return rc;
         return walk(cc, js, t, ta, k, p, i + 1, depth + 1, multi || many, out);
     }
 
-    if (!g->mod) {
+    if (!g->mod || !strcmp(g->mod, "lower")) {
+        f_put(cc, &out->f, g->mod ? "LOWER(" : "");
         f_col(cc, &out->f, alias, f->name);
-        return 0;
-    }
-    if (!strcmp(g->mod, "lower")) {
-        f_put(cc, &out->f, "LOWER(");
-        f_col(cc, &out->f, alias, f->name);
-        f_put(cc, &out->f, ")");
+        f_put(cc, &out->f, g->mod ? ")" : "");
+        /* clients only see the emails of auth records that made them visible */
+        if (cc->ctx->client && coll->type == STORE_COLLECTION_AUTH && !strcmp(f->name, "email") &&
+            store_collection_field(coll, "emailVisibility")) {
+            f_col(cc, &out->guard, alias, "emailVisibility");
+            f_put(cc, &out->guard, " = 1");
+        }
         return 0;
     }
     if (!strcmp(g->mod, "length") || !strcmp(g->mod, "each")) {
@@ -487,7 +558,7 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
             return bad_mod(cc, g, "needs a multiple select or relation field");
         if (g->mod[0] == 'l') {
             f_put(cc, &out->f, "json_array_length(");
-            f_col(cc, &out->f, alias, f->name);
+            f_json_list(cc, &out->f, alias, f->name);
             f_put(cc, &out->f, ")");
             return 0;
         }
@@ -496,7 +567,7 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         if (!ea) {
             ea = js_add(cc, js, k);
             f_put(cc, &js->f, " LEFT JOIN json_each(");
-            f_col(cc, &js->f, alias, f->name);
+            f_json_list(cc, &js->f, alias, f->name);
             f_put(cc, &js->f, ") AS ");
             f_ident(cc, &js->f, ea);
         }
@@ -687,8 +758,14 @@ static int resolve_body(struct cc *cc, struct joinset *js, const struct path *p,
             src = sv.f;
         }
         const char *k = arena_printf(cc->a, "@body.%s", f->name);
-        const char *ta = join_relation(cc, js, k, &src, many, t);
-        return walk(cc, js, t, ta, k, p, 3, 1, many, out);
+        const char *ta;
+        int rc = join_relation(cc, js, k, &src, NULL, NULL, many, t, g->off, &ta);
+        if (rc < 0)
+            return rc;
+        cc->nullify = true;
+        rc = walk(cc, js, t, ta, k, p, 3, 1, many, out);
+        cc->nullify = false;
+        return rc;
     }
     /* plain value, or a path inside a submitted object */
     for (size_t k = 3; k < p->n && j; k++) {
@@ -749,7 +826,10 @@ static int resolve_auth(struct cc *cc, struct joinset *js, const struct path *p,
     }
     if (g->mod && (!strcmp(g->mod, "isset") || !strcmp(g->mod, "changed")))
         return bad_mod(cc, g, "can only be used on @request.body fields");
-    return walk(cc, js, ac, a, "@auth", p, 2, 0, false, out);
+    cc->nullify = true;
+    int rc = walk(cc, js, ac, a, "@auth", p, 2, 0, false, out);
+    cc->nullify = false;
+    return rc;
 }
 
 static int resolve_request(struct cc *cc, struct joinset *js, const struct path *p, struct val *out)
@@ -871,6 +951,9 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
     if (rc < 0)
         return rc;
     const char *first = p.segs[0].name;
+    if (first[0] == '@' && p.segs[0].mod && p.n > 1)
+        return filter__fail(&cc->e, ERR_INVALID, tok->off,
+                            "modifiers are only allowed on the last part of \"%s\"", tok->text);
     if (first[0] == '@') {
         if (!strcmp(first, "@request"))
             return resolve_request(cc, js, &p, out);
@@ -899,6 +982,58 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
 }
 
 static int resolve_operand(struct cc *cc, struct joinset *js, const struct filter_operand *o,
+                           struct val *out);
+
+/* geoDistance(lonA, latA, lonB, latB): kilometres on a sphere (haversine via the law of
+ * cosines, clamped into acos's domain); strftime(format[, time[, modifier...]]): SQLite's
+ * strftime with NULL as ''. The result is multi-valued when an argument is. */
+static int resolve_func(struct cc *cc, struct joinset *js, const struct filter_operand *o,
+                        struct val *out)
+{
+    const struct filter_tok *t = o->tok;
+    bool geo = !strcmp(t->text, "geoDistance");
+    if (!geo && strcmp(t->text, "strftime") != 0)
+        return filter__fail(&cc->e, ERR_INVALID, t->off, "unknown function \"%s\"", t->text);
+    if (geo ? o->n_args != 4 : (o->n_args < 1 || o->n_args > 10))
+        return filter__fail(&cc->e, ERR_INVALID, t->off, "%s() takes %s arguments", t->text,
+                            geo ? "4" : "1 to 10");
+    struct val *args = arena_zalloc(cc->a, o->n_args * sizeof(*args));
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < o->n_args; i++) {
+        int rc = resolve_operand(cc, js, &o->args[i], &args[i]);
+        if (rc < 0)
+            return rc;
+        out->multi = out->multi || args[i].multi;
+    }
+    struct frag *f = &out->f;
+    if (!geo) {
+        f_put(cc, f, "COALESCE(strftime(");
+        for (size_t i = 0; i < o->n_args; i++) {
+            f_put(cc, f, i ? ", " : "");
+            f_cat(cc, f, &args[i].f);
+        }
+        f_put(cc, f, "), '')");
+        return 0;
+    }
+    const struct frag *lon_a = &args[0].f, *lat_a = &args[1].f, *lon_b = &args[2].f,
+                      *lat_b = &args[3].f;
+    f_put(cc, f, "(6371 * acos(max(-1.0, min(1.0, cos(radians(");
+    f_cat(cc, f, lat_a);
+    f_put(cc, f, ")) * cos(radians(");
+    f_cat(cc, f, lat_b);
+    f_put(cc, f, ")) * cos(radians(");
+    f_cat(cc, f, lon_b);
+    f_put(cc, f, ") - radians(");
+    f_cat(cc, f, lon_a);
+    f_put(cc, f, ")) + sin(radians(");
+    f_cat(cc, f, lat_a);
+    f_put(cc, f, ")) * sin(radians(");
+    f_cat(cc, f, lat_b);
+    f_put(cc, f, "))))))");
+    return 0;
+}
+
+static int resolve_operand(struct cc *cc, struct joinset *js, const struct filter_operand *o,
                            struct val *out)
 {
     const struct filter_tok *t = o->tok;
@@ -910,7 +1045,7 @@ static int resolve_operand(struct cc *cc, struct joinset *js, const struct filte
         out->literal = true;
         struct filter_param prm;
         errno = 0;
-        char *end;
+        char *end = NULL;
         long long i = strchr(t->text, '.') ? 0 : strtoll(t->text, &end, 10);
         if (!strchr(t->text, '.') && errno == 0 && *end == '\0')
             prm = p_int(i);
@@ -919,9 +1054,9 @@ static int resolve_operand(struct cc *cc, struct joinset *js, const struct filte
         f_param(cc, &out->f, &prm);
         return 0;
     }
-    case FILTER_OPND_FUNC: break;
+    case FILTER_OPND_FUNC: return resolve_func(cc, js, o, out);
     }
-    return filter__fail(&cc->e, ERR_INVALID, t->off, "unsupported function \"%s\"", t->text);
+    return filter__fail(&cc->e, ERR_INVALID, t->off, "invalid operand");
 }
 
 /* ---- operators ---- */
@@ -961,6 +1096,23 @@ static struct filter_param like_param(struct cc *cc, const struct filter_param *
     return (struct filter_param){.type = FILTER_PARAM_TEXT, .text = w, .text_len = k};
 }
 
+/* A number bound for LIKE becomes its text, as PocketBase turns every bound value into text
+ * before wrapping it: shortest form that reads back the same. */
+static struct filter_param number_text(struct cc *cc, const struct filter_param *p)
+{
+    char buf[64];
+    if (p->type == FILTER_PARAM_INT) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)p->i);
+    } else {
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof(buf), "%.*g", prec, p->d);
+            if (strtod(buf, NULL) == p->d)
+                break;
+        }
+    }
+    return p_text(cc, buf, strlen(buf));
+}
+
 static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, const struct val *r,
                        struct frag *out)
 {
@@ -973,7 +1125,11 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
     case FILTER_OP_EQ:
     case FILTER_OP_NEQ: {
         bool eq = op == FILTER_OP_EQ;
-        if (le && re) {
+        if (l->json || r->json) {
+            f_cat(cc, out, &l->f);
+            f_put(cc, out, eq ? " IS " : " IS NOT ");
+            f_cat(cc, out, &r->f);
+        } else if (le && re) {
             f_put(cc, out, eq ? "1" : "0");
         } else if (le || re) {
             const struct val *x = le ? r : l;
@@ -982,9 +1138,9 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
             f_put(cc, out, eq ? " = '' OR " : " IS NOT '' AND ");
             f_cat(cc, out, &x->f);
             f_put(cc, out, eq ? " IS NULL)" : " IS NOT NULL)");
-        } else if (l->json || r->json || l->literal || r->literal) {
+        } else if (l->literal || r->literal) {
             f_cat(cc, out, &l->f);
-            f_put(cc, out, eq ? (l->json || r->json ? " IS " : " = ") : " IS NOT ");
+            f_put(cc, out, eq ? " = " : " IS NOT ");
             f_cat(cc, out, &r->f);
         } else {
             f_put(cc, out, "COALESCE(");
@@ -1007,11 +1163,12 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
     case FILTER_OP_NLIKE:
         f_cat(cc, out, &l->f);
         f_put(cc, out, op == FILTER_OP_LIKE ? " LIKE " : " NOT LIKE ");
-        if (r->text_param) {
-            struct filter_param w = like_param(cc, &r->f.p[0]);
+        if (r->f.len == 1 && r->f.n == 1 && r->f.p[0].type != FILTER_PARAM_NULL) {
+            /* a bound value: a "contains" pattern unless it has its own '%' */
+            struct filter_param t =
+                r->f.p[0].type == FILTER_PARAM_TEXT ? r->f.p[0] : number_text(cc, &r->f.p[0]);
+            struct filter_param w = like_param(cc, &t);
             f_param(cc, out, &w);
-        } else if (r->literal) {
-            f_cat(cc, out, &r->f);
         } else {
             f_put(cc, out, "('%' || ");
             f_cat(cc, out, &r->f);
@@ -1020,6 +1177,29 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
         f_put(cc, out, " ESCAPE '\\'");
         return;
     }
+}
+
+/* The condition of the all-match check: a value fails when the comparison is false, and,
+ * except for `=`, when it is NULL (a missing related row or an empty list). */
+static void mm_where(struct cc *cc, enum filter_op op, const struct val *l, const struct val *r,
+                     struct frag *out)
+{
+    if (op != FILTER_OP_EQ)
+        f_put(cc, out, "(");
+    f_put(cc, out, "NOT (");
+    build_cond(cc, op, l, r, out);
+    f_put(cc, out, ")");
+    if (op == FILTER_OP_EQ)
+        return;
+    for (int side = 0; side < 2; side++) {
+        const struct val *v = side ? r : l;
+        if (!v->multi)
+            continue;
+        f_put(cc, out, " OR ");
+        f_cat(cc, out, &v->f);
+        f_put(cc, out, " IS NULL");
+    }
+    f_put(cc, out, ")");
 }
 
 static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_node *n,
@@ -1031,27 +1211,36 @@ static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_no
         return rc;
     if ((rc = resolve_operand(cc, js, &n->right, &r)) < 0)
         return rc;
-    if (n->any || (!l.multi && !r.multi)) {
-        build_cond(cc, n->op, &l, &r, out);
-        return 0;
-    }
-    f_put(cc, out, "(");
+    bool all = !n->any && (l.multi || r.multi), guarded = l.guard.len || r.guard.len;
+    if (all || guarded)
+        f_put(cc, out, "(");
     build_cond(cc, n->op, &l, &r, out);
-    for (int side = 0; side < 2; side++) {
-        const struct val *v = side ? &r : &l;
-        if (!v->multi)
-            continue;
-        struct joinset fresh = {.prefix = 'm'};
-        struct val copy;
-        if ((rc = resolve_operand(cc, &fresh, side ? &n->right : &n->left, &copy)) < 0)
+    if (all) {
+        /* every value (pair of values when both sides are multi-valued) must match: over
+         * fresh copies of the multi-valued sides' joins, none may fail */
+        struct joinset fl = {.prefix = 'm'}, fr = {.prefix = 'm'};
+        struct val lc = l, rcv = r;
+        lc.multi = rcv.multi = false;
+        if (l.multi && (rc = resolve_operand(cc, &fl, &n->left, &lc)) < 0)
+            return rc;
+        if (r.multi && (rc = resolve_operand(cc, &fr, &n->right, &rcv)) < 0)
             return rc;
         f_put(cc, out, " AND NOT EXISTS (SELECT 1 FROM (SELECT 1)");
-        f_cat(cc, out, &fresh.f);
-        f_put(cc, out, " WHERE NOT (");
-        build_cond(cc, n->op, side ? &l : &copy, side ? &copy : &r, out);
-        f_put(cc, out, "))");
+        f_cat(cc, out, &fl.f);
+        f_cat(cc, out, &fr.f);
+        f_put(cc, out, " WHERE ");
+        mm_where(cc, n->op, &lc, &rcv, out);
+        f_put(cc, out, ")");
     }
-    f_put(cc, out, ")");
+    for (int side = 0; side < 2; side++) {
+        const struct val *v = side ? &r : &l;
+        if (v->guard.len) {
+            f_put(cc, out, " AND ");
+            f_cat(cc, out, &v->guard);
+        }
+    }
+    if (all || guarded)
+        f_put(cc, out, ")");
     return 0;
 }
 
@@ -1069,6 +1258,68 @@ static int compile_node(struct cc *cc, struct joinset *js, const struct filter_n
             return rc;
     }
     f_put(cc, out, ")");
+    return 0;
+}
+
+/* Lexes, parses and compiles cc->e.src into out, wrapped in EXISTS when it needs joins. */
+static int compile_expr(struct cc *cc, struct frag *out)
+{
+    struct filter_tok *toks;
+    size_t n_toks;
+    struct filter_node *root;
+    int rc;
+    if ((rc = filter__lex(&cc->e, cc->a, &toks, &n_toks)) < 0)
+        return rc;
+    if ((rc = filter__parse(&cc->e, cc->a, toks, n_toks, &root)) < 0)
+        return rc;
+    struct joinset js = {.prefix = 'j'};
+    struct frag where = {0};
+    if ((rc = compile_node(cc, &js, root, &where)) < 0)
+        return rc;
+    if (js.n == 0) {
+        *out = where;
+        return 0;
+    }
+    f_put(cc, out, "EXISTS (SELECT 1 FROM (SELECT 1)");
+    f_cat(cc, out, &js.f);
+    f_put(cc, out, " WHERE ");
+    f_cat(cc, out, &where);
+    f_put(cc, out, ")");
+    return 0;
+}
+
+/* A client's filter may only look at related rows it could list: appends the target's list
+ * rule (compiled for the joined row t_alias) to the join's ON condition in js. A locked
+ * (superusers only) target is an error; an empty rule adds nothing. */
+static int client_rule(struct cc *cc, struct joinset *js, const struct store_collection *t,
+                       const char *t_alias, size_t off)
+{
+    if (!cc->ctx->client)
+        return 0;
+    const char *rule = t->rules[STORE_RULE_LIST];
+    if (!rule)
+        return filter__fail(&cc->e, ERR_INVALID, off,
+                            "only superusers can filter by the collection \"%s\"", t->name);
+    if (!*rule)
+        return 0;
+    struct filter_ctx sub = *cc->ctx;
+    sub.collection = t;
+    sub.alias = t_alias;
+    sub.client = false;
+    struct filter_error serr;
+    struct cc scc = {.ctx = &sub,
+                     .a = cc->a,
+                     .e = {.src = rule, .src_len = strlen(rule), .what = "list rule", .err = &serr},
+                     .n_alias = cc->n_alias};
+    struct frag f = {0};
+    int rc = compile_expr(&scc, &f);
+    cc->n_alias = scc.n_alias;
+    if (rc < 0)
+        return filter__fail(&cc->e, ERR_INVALID, off, "the list rule of \"%s\" is broken (%s)",
+                            t->name, serr.msg);
+    f_put(cc, &js->f, " AND (");
+    f_cat(cc, &js->f, &f);
+    f_put(cc, &js->f, ")");
     return 0;
 }
 
@@ -1097,12 +1348,22 @@ static int cc_init(struct cc *cc, const struct filter_ctx *ctx, const char *src,
     return 0;
 }
 
-static void finish(struct cc *cc, struct frag *f, struct filter_sql *out)
+/* Hands the result out, unless the SQL text and its bound texts together exceed
+ * FILTER__MAX_OUTPUT (list rules of related collections are copied into every join, so a
+ * short filter can grow large). */
+static int finish(struct cc *cc, struct frag *f, struct filter_sql *out)
 {
+    size_t total = f->len;
+    for (size_t i = 0; i < f->n; i++)
+        total += f->p[i].text_len;
+    if (total > FILTER__MAX_OUTPUT)
+        return filter__fail(&cc->e, ERR_LIMIT, (size_t)-1,
+                            "the compiled query would exceed %d bytes", FILTER__MAX_OUTPUT);
     out->sql = f->s ? f->s : arena_strdup(cc->a, "");
     out->sql_len = f->len;
     out->params = f->p;
     out->n_params = f->n;
+    return 0;
 }
 
 int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, struct arena *a,
@@ -1115,33 +1376,14 @@ int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, s
     if (len > FILTER_MAX_LEN)
         return filter__fail(&cc.e, ERR_LIMIT, (size_t)-1, "longer than %d characters",
                             FILTER_MAX_LEN);
-    if (memchr(expr, '\0', len))
+    if (len && memchr(expr, '\0', len))
         return filter__fail(&cc.e, ERR_INVALID,
                             (size_t)((const char *)memchr(expr, '\0', len) - expr),
                             "unexpected character 0x00");
-    struct filter_tok *toks;
-    size_t n_toks;
-    struct filter_node *root;
-    if ((rc = filter__lex(&cc.e, a, &toks, &n_toks)) < 0)
+    struct frag f = {0};
+    if ((rc = compile_expr(&cc, &f)) < 0)
         return rc;
-    if ((rc = filter__parse(&cc.e, a, toks, n_toks, &root)) < 0)
-        return rc;
-    struct joinset js = {.prefix = 'j'};
-    struct frag where = {0};
-    if ((rc = compile_node(&cc, &js, root, &where)) < 0)
-        return rc;
-    if (js.n == 0) {
-        finish(&cc, &where, out);
-        return 0;
-    }
-    struct frag all = {0};
-    f_put(&cc, &all, "EXISTS (SELECT 1 FROM (SELECT 1)");
-    f_cat(&cc, &all, &js.f);
-    f_put(&cc, &all, " WHERE ");
-    f_cat(&cc, &all, &where);
-    f_put(&cc, &all, ")");
-    finish(&cc, &all, out);
-    return 0;
+    return finish(&cc, &f, out);
 }
 
 /* ---- sort ---- */
@@ -1180,6 +1422,9 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
                             FILTER_MAX_LEN);
     struct frag list = {0};
     size_t n_fields = 0, i = 0;
+    bool blank = true;
+    for (size_t k = 0; k < len && blank; k++)
+        blank = is_space(sort[k]);
     while (i <= len) {
         size_t start = i;
         while (i < len && sort[i] != ',')
@@ -1189,8 +1434,11 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
             start++;
         while (end > start && is_space(sort[end - 1]))
             end--;
-        if (start == end)
-            continue;
+        if (start == end) {
+            if (blank)
+                continue; /* an empty sort string: no order */
+            return filter__fail(&cc.e, ERR_INVALID, start, "invalid sort field \"\"");
+        }
         if (++n_fields > FILTER_MAX_SORT)
             return filter__fail(&cc.e, ERR_LIMIT, start, "more than %d sort fields",
                                 FILTER_MAX_SORT);
@@ -1235,6 +1483,5 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
         }
         f_put(&cc, &list, desc ? " DESC" : " ASC");
     }
-    finish(&cc, &list, out);
-    return 0;
+    return finish(&cc, &list, out);
 }

@@ -71,17 +71,20 @@ static struct store_field fx_likes_fields[] = {
     FX_REL("user", "_pb_users_auth_", 1),
 };
 
-#define FX_COLL(i, n, f, t)                                                                        \
+/* list rules: users visible when verified, orgs and likes locked, the others open */
+#define FX_COLL(i, n, f, t, lr)                                                                    \
     {                                                                                              \
-        .id = i, .name = n, .type = t, .fields = f, .n_fields = ARRAY_LEN(f)                       \
+        .id = i, .name = n, .type = t, .fields = f, .n_fields = ARRAY_LEN(f), .rules = {           \
+            [STORE_RULE_LIST] = lr                                                                 \
+        }                                                                                          \
     }
 static struct store_collection fx_colls[] = {
-    FX_COLL("_pb_users_auth_", "users", fx_users_fields, STORE_COLLECTION_AUTH),
-    FX_COLL("pbc_orgs", "orgs", fx_orgs_fields, STORE_COLLECTION_BASE),
-    FX_COLL("pbc_tags", "tags", fx_tags_fields, STORE_COLLECTION_BASE),
-    FX_COLL("pbc_posts", "posts", fx_posts_fields, STORE_COLLECTION_BASE),
-    FX_COLL("pbc_comments", "comments", fx_comments_fields, STORE_COLLECTION_BASE),
-    FX_COLL("pbc_likes", "likes", fx_likes_fields, STORE_COLLECTION_BASE),
+    FX_COLL("_pb_users_auth_", "users", fx_users_fields, STORE_COLLECTION_AUTH, "verified = true"),
+    FX_COLL("pbc_orgs", "orgs", fx_orgs_fields, STORE_COLLECTION_BASE, NULL),
+    FX_COLL("pbc_tags", "tags", fx_tags_fields, STORE_COLLECTION_BASE, ""),
+    FX_COLL("pbc_posts", "posts", fx_posts_fields, STORE_COLLECTION_BASE, ""),
+    FX_COLL("pbc_comments", "comments", fx_comments_fields, STORE_COLLECTION_BASE, ""),
+    FX_COLL("pbc_likes", "likes", fx_likes_fields, STORE_COLLECTION_BASE, NULL),
 };
 #define FX_USERS (&fx_colls[0])
 #define FX_POSTS (&fx_colls[3])

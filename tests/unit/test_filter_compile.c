@@ -73,9 +73,14 @@ static const struct {
     {"title !~ 'abc'", "\"r\".\"title\" NOT LIKE ? ESCAPE '\\'", "T:%abc%"},
     {"title !~ status", "\"r\".\"title\" NOT LIKE ('%' || \"r\".\"status\" || '%') ESCAPE '\\'",
      ""},
-    {"title ~ 5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "I:5"},
+    {"title ~ 5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "T:%5%"},
+    {"title ~ -2.5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "T:%-2.5%"},
+    {"title ~ true", "\"r\".\"title\" LIKE ('%' || 1 || '%') ESCAPE '\\'", ""},
     {"title:lower = 'x'", "LOWER(\"r\".\"title\") = ?", "T:x"},
-    {"cats:length > 1", "json_array_length(\"r\".\"cats\") > ?", "I:1"},
+    {"cats:length > 1",
+     "json_array_length(CASE WHEN json_valid(\"r\".\"cats\") THEN \"r\".\"cats\" ELSE '[]' END) > "
+     "?",
+     "I:1"},
     {"author.id = 'u1'", "\"r\".\"author\" = ?", "T:u1"},
     {"author.name = 'A'",
      "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN \"users\" AS \"_j1\" ON \"_j1\".\"id\" = "
@@ -86,23 +91,28 @@ static const struct {
      "\"r\".\"author\" WHERE \"_j1\".\"org\" = ?)",
      "T:o1"},
     {"tags.name ?= 'go'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_j1\" LEFT JOIN "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"tags\") "
+     "THEN \"r\".\"tags\" ELSE '[]' END) AS \"_j1\" LEFT JOIN "
      "\"tags\" AS \"_j2\" ON \"_j2\".\"id\" = \"_j1\".\"value\" WHERE \"_j2\".\"name\" = ?)",
      "T:go"},
     {"tags.name = 'go'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_j1\" LEFT JOIN "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"tags\") "
+     "THEN \"r\".\"tags\" ELSE '[]' END) AS \"_j1\" LEFT JOIN "
      "\"tags\" AS \"_j2\" ON \"_j2\".\"id\" = \"_j1\".\"value\" WHERE (\"_j2\".\"name\" = ? AND "
-     "NOT EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_m3\" LEFT "
+     "NOT EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN "
+     "json_valid(\"r\".\"tags\") THEN \"r\".\"tags\" ELSE '[]' END) AS \"_m3\" LEFT "
      "JOIN \"tags\" AS \"_m4\" ON \"_m4\".\"id\" = \"_m3\".\"value\" WHERE NOT (\"_m4\".\"name\" "
      "= ?))))",
      "T:go T:go"},
     {"tags.name ?= 'a' && tags.color ?= 'b'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"tags\") AS \"_j1\" LEFT JOIN "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"tags\") "
+     "THEN \"r\".\"tags\" ELSE '[]' END) AS \"_j1\" LEFT JOIN "
      "\"tags\" AS \"_j2\" ON \"_j2\".\"id\" = \"_j1\".\"value\" WHERE (\"_j2\".\"name\" = ? AND "
      "\"_j2\".\"color\" = ?))",
      "T:a T:b"},
     {"cats:each ?= 'a'",
-     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(\"r\".\"cats\") AS \"_j1\" WHERE "
+     "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN json_each(CASE WHEN json_valid(\"r\".\"cats\") "
+     "THEN \"r\".\"cats\" ELSE '[]' END) AS \"_j1\" WHERE "
      "\"_j1\".\"value\" = ?)",
      "T:a"},
     {"comments_via_post.user ?= 'u1'",
@@ -111,7 +121,8 @@ static const struct {
      "T:u1"},
     {"likes_via_posts.id ?= 'l1'",
      "EXISTS (SELECT 1 FROM (SELECT 1) LEFT JOIN \"likes\" AS \"_j1\" ON EXISTS (SELECT 1 FROM "
-     "json_each(\"_j1\".\"posts\") AS \"_j2\" WHERE \"_j2\".\"value\" = \"r\".\"id\") WHERE "
+     "json_each(CASE WHEN json_valid(\"_j1\".\"posts\") THEN \"_j1\".\"posts\" ELSE '[]' END) AS "
+     "\"_j2\" WHERE \"_j2\".\"value\" = \"r\".\"id\") WHERE "
      "\"_j1\".\"id\" = ?)",
      "T:l1"},
     {"@collection.tags:t.name ?= title",
@@ -131,6 +142,13 @@ static const struct {
     {"FALSE = published", "0 = \"r\".\"published\"", ""},
     {"@request.auth.id = id", "(\"r\".\"id\" = '' OR \"r\".\"id\" IS NULL)", ""},
     {"id = 'a' // comment\n", "\"r\".\"id\" = ?", "T:a"},
+    {"strftime('%Y-%m', created, 'start of day',) = '2026-11'",
+     "COALESCE(strftime(?, \"r\".\"created\", ?), '') = ?", "T:%Y-%m T:start of day T:2026-11"},
+    {"geoDistance(views, 1, 2.5, views) < 25",
+     "(6371 * acos(max(-1.0, min(1.0, cos(radians(?)) * cos(radians(\"r\".\"views\")) * "
+     "cos(radians(?) - radians(\"r\".\"views\")) + sin(radians(?)) * "
+     "sin(radians(\"r\".\"views\")))))) < ?",
+     "I:1 D:2.5 I:1 I:25"},
 };
 
 static void test_sql_table(void **state)
@@ -260,13 +278,21 @@ static const struct {
     {"@now.x = 1", ERR_INVALID, 1, "unknown identifier \"@now.x\""},
     {"@request.foo = 1", ERR_INVALID, 1, "unknown field \"@request.foo\""},
     {"@request = 1", ERR_INVALID, 1, "unknown field \"@request\""},
+    {"@collection:x.tags.name = 1", ERR_INVALID, 1, "modifiers are only allowed on the last"},
+    {"@request:x.method = 1", ERR_INVALID, 1, "modifiers are only allowed on the last"},
+    {"@request.auth:x.id = 1", ERR_INVALID, 1, "unknown field"},
+    {"@now:lower = 1", ERR_INVALID, 1, "unknown identifier"},
     {"@request.query.a.b = 1", ERR_INVALID, 1, "unknown field"},
     {"@request.body.title:bogus = 1", ERR_INVALID, 15, "modifier \":bogus\" is unknown"},
     {"@request.body.nope:changed = 1", ERR_INVALID, 15, "unknown field \"nope\""},
     {"@collection.nope.x = 1", ERR_INVALID, 13, "unknown collection \"nope\""},
     {"@collection.tags = 1", ERR_INVALID, 1, "needs a collection and a field"},
     {"@collection.tags.nope = 1", ERR_INVALID, 18, "unknown field \"nope\""},
-    {"strftime('%Y', created) = '2026'", ERR_INVALID, 1, "unsupported function \"strftime\""},
+    {"nope('%Y', created) = '2026'", ERR_INVALID, 1, "unknown function \"nope\""},
+    {"views > 1 && geoDistance(1, 2, 3) < 1", ERR_INVALID, 14, "geoDistance() takes 4 arguments"},
+    {"strftime() = ''", ERR_INVALID, 1, "strftime() takes 1 to 10 arguments"},
+    {"strftime('%Y', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) = ''", ERR_INVALID, 1, "takes 1 to 10"},
+    {"strftime('%Y', titel) = ''", ERR_INVALID, 16, "unknown field \"titel\""},
     {"f(a, = 1", ERR_INVALID, 6, "unexpected \"=\""},
     {"f(a b) = 1", ERR_INVALID, 5, "expected ',' or ')'"},
     {"f(g(h(i(1)))) = 1", ERR_LIMIT, 7, "functions nested deeper than 3"},
@@ -386,6 +412,34 @@ static void test_client_restrictions(void **state)
     assert_int_equal(err.pos, 8);
     f = "title = '@request.auth.id'"; /* inside a text it is just text */
     assert_int_equal(compile_str(&ctx, f, strlen(f), &err), 0);
+    /* a related collection's list rule that does not compile is reported, not skipped */
+    fx_colls[2].rules[STORE_RULE_LIST] = "nope = 1";
+    f = "tags.name ?= 'x'";
+    assert_int_equal(compile_str(&ctx, f, strlen(f), &err), ERR_INVALID);
+    assert_int_equal(err.pos, 1);
+    assert_non_null(strstr(err.msg, "the list rule of \"tags\" is broken (invalid list rule at "
+                                    "position 1: unknown field \"nope\")"));
+    fx_colls[2].rules[STORE_RULE_LIST] = "";
+    assert_int_equal(compile_str(&ctx, f, strlen(f), &err), 0);
+    /* a long list rule copied into many joins: the output limit stops it */
+    struct buf rule, flt;
+    buf_init(&rule);
+    buf_init(&flt);
+    buf_puts(&rule, "name != '");
+    for (int i = 0; i < 20000; i++)
+        buf_putc(&rule, 'x');
+    buf_puts(&rule, "'");
+    for (int i = 0; i < 60; i++)
+        buf_printf(&flt, "%scomments_via_post.user.name != 'y'", i ? " && " : "");
+    assert_true(flt.len <= FILTER_MAX_LEN);
+    const char *saved = fx_colls[0].rules[STORE_RULE_LIST];
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)buf_cstr(&rule);
+    assert_int_equal(compile_str(&ctx, flt.ptr, flt.len, &err), ERR_LIMIT);
+    assert_string_equal(err.msg, "invalid filter: the compiled query would exceed 1048576 bytes");
+    assert_int_equal(compile_str(&ctx, flt.ptr, 35, &err), 0); /* one comparison fits */
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)saved;
+    buf_release(&rule);
+    buf_release(&flt);
     /* rules (client = false) may use all of them */
     ctx.client = false;
     f = "secret = 'x' && author.password = 'y' && @collection.tags.name ?= @request.method";
@@ -413,6 +467,14 @@ static void test_bad_context(void **state)
     arena_init(&a, 1024);
     struct filter_sql q;
     assert_int_equal(filter_compile(&ctx, "titel = 1", 9, &a, &q, NULL), ERR_INVALID);
+    /* NULL input with length 0: an empty filter, an empty sort */
+    struct filter_error e2;
+    assert_int_equal(filter_compile(&ctx, NULL, 0, &a, &q, &e2), ERR_INVALID);
+    assert_string_equal(e2.msg, "invalid filter: empty filter expression");
+    assert_int_equal(filter_compile_sort(&ctx, NULL, 0, &a, &q, &e2), 0);
+    assert_int_equal(q.sql_len, 0);
+    assert_string_equal(q.sql, "");
+    assert_int_equal(q.n_params, 0);
     arena_release(&a);
 }
 
@@ -430,7 +492,7 @@ static const struct {
      "\"r\".\"author\" LIMIT 1) ASC",
      ""},
     {"", "", ""},
-    {" , ", "", ""},
+    {" \n ", "", ""},
 };
 
 static void test_sort_sql(void **state)
@@ -474,6 +536,9 @@ static const struct {
     {"id;DROP TABLE posts", ERR_INVALID, 1, "invalid sort field"},
     {"id,id,id,id,id,id,id,id,id", ERR_LIMIT, 25, "more than 8 sort fields"},
     {"title:upper", ERR_INVALID, 1, "modifier \":upper\" is unknown"},
+    {",", ERR_INVALID, 1, "invalid sort field \"\""},
+    {"id,,title", ERR_INVALID, 4, "invalid sort field \"\""},
+    {"id, ", ERR_INVALID, 5, "invalid sort field \"\""},
 };
 
 static void test_sort_errors(void **state)

@@ -79,7 +79,7 @@ static const struct sem_case CASES[] = {
     {"tags.name ?= 'go'", "p1,p2,p4", REQ_NONE},
     {"tags.color = 'red'", "p2,p4", REQ_NONE},
     {"tags.color ?= 'blue'", "p1", REQ_NONE},
-    {"tags.name != 'go'", "p3", REQ_NONE},
+    {"tags.name != 'go'", "", REQ_NONE},
     {"tags.name ?!= 'go'", "p1,p3,p4", REQ_NONE},
     {"tags.name ?~ 'q'", "p1", REQ_NONE},
     {"tags.name ~ 'o'", "p2", REQ_NONE},
@@ -101,12 +101,18 @@ static const struct sem_case CASES[] = {
     {"cats ~ 'b'", "p1", REQ_NONE},
     {"cats:each = 'a'", "p2", REQ_NONE},
     {"cats:each ?= 'a'", "p1,p2", REQ_NONE},
-    {"cats:each != 'a'", "p3,p4", REQ_NONE},
+    {"cats:each != 'a'", "p4", REQ_NONE},
     {"cats:each ?~ 'c'", "p4", REQ_NONE},
     {"cats:length = 0", "p3", REQ_NONE},
     {"cats:length > 1", "p1", REQ_NONE},
     {"tags:length = 2", "p1,p4", REQ_NONE},
     {"tags:each ?= 't2'", "p1", REQ_NONE},
+    /* SQLite propagates the constant of `col = 'x'` into json_each/json_array_length(col):
+     * text that is not JSON must not turn into a "malformed JSON" error */
+    {"cats = 'x' && cats:length = 1", "", REQ_NONE},
+    {"tags = 'zz' && tags.name ?= 'go'", "", REQ_NONE},
+    {"cats = 'x' && cats:each ?= 'x'", "", REQ_NONE},
+    {"cats = '[\"a\"]' && cats:each = 'a'", "p2", REQ_NONE},
     {"title:lower = 'hello world'", "p1", REQ_NONE},
     {"title:lower ~ 'LO W'", "p1", REQ_NONE},
     /* back-relations */
@@ -124,6 +130,8 @@ static const struct sem_case CASES[] = {
     {"data.n:lower = 'x'", "p1", REQ_NONE},
     {"data = null", "p2", REQ_NONE},
     {"data != null", "p1,p3,p4", REQ_NONE},
+    {"data = ''", "", REQ_NONE},
+    {"data != ''", "p1,p2,p3,p4", REQ_NONE},
     {"data.0 = 1", "p4", REQ_NONE},
     {"data.1 = 2", "p4", REQ_NONE},
     /* date macros, now = 2026-11-21 12:30:45.123Z (a Saturday) */
@@ -142,6 +150,16 @@ static const struct sem_case CASES[] = {
      REQ_NONE},
     {"@monthEnd = '2026-11-30 23:59:59.999Z' && @yearEnd = '2026-12-31 23:59:59.999Z'",
      "p1,p2,p3,p4", REQ_NONE},
+    /* functions */
+    {"strftime('%Y-%m', created) = '2026-11'", "p1,p2", REQ_NONE},
+    {"strftime('%Y', due) = ''", "p3", REQ_NONE},
+    {"strftime('%H', due, '+2 hours') = '12'", "p1", REQ_NONE},
+    {"strftime('%Y', @now) = '2026'", "p1,p2,p3,p4", REQ_NONE},
+    {"geoDistance(23.32, 42.69, 23.32, 42.69) = 0", "p1,p2,p3,p4", REQ_NONE},
+    {"geoDistance(0, 0, 0, 1) > 111 && geoDistance(0, 0, 0, 1) < 112", "p1,p2,p3,p4", REQ_NONE},
+    {"geoDistance(data.a.b, 0, 0, 0) > 200", "p3", REQ_NONE},
+    {"geoDistance(data.a.b, 0, 0, 0) > 100", "p1,p3", REQ_NONE},
+    {"strftime('%m', comments_via_post.id) ?= ''", "p1,p2,p3,p4", REQ_NONE},
     /* @request.* */
     {"author = @request.auth.id", "p1,p4", REQ_USER},
     {"author = @request.auth.id", "p3", REQ_GUEST},
@@ -163,7 +181,16 @@ static const struct sem_case CASES[] = {
     {"@request.body.cats:each ?= 'a'", "p1,p2,p3,p4", REQ_USER},
     {"@request.body.cats:each = 'a'", "", REQ_USER},
     {"@request.body.cats:each ?= cats:each", "p1,p2", REQ_USER},
+    {"cats:each != @request.body.cats:each", "p4", REQ_USER},
+    {"cats:each ?!= @request.body.cats:each", "p1,p2,p3,p4", REQ_USER},
+    {"cats:each < @request.body.cats:each", "", REQ_USER},
+    {"@request.body.cats:each < 'c'", "p1,p2,p3,p4", REQ_USER},
+    {"cats:each <= 'b'", "p1,p2", REQ_NONE},
     {"@request.body.author.name = 'bob'", "p1,p2,p3,p4", REQ_USER},
+    /* unknown fields under @request.* are NULL, not errors (as PocketBase) */
+    {"@request.auth.nope = null && @request.auth.org.nope = ''", "p1,p2,p3,p4", REQ_USER},
+    {"@request.body.author.nope = null", "p1,p2,p3,p4", REQ_USER},
+    {"@request.auth.nope_via_x.id = null", "p1,p2,p3,p4", REQ_USER},
     {"@request.body.meta.level = 3", "p1,p2,p3,p4", REQ_USER},
     {"@request.body.missing = null", "p1,p2,p3,p4", REQ_USER},
     {"@request.query.x = '1' && @request.headers.x_token = 'abc'", "p1,p2,p3,p4", REQ_USER},
@@ -255,7 +282,7 @@ static const struct sort_case SORTS[] = {
     {"-author.org.name,id", "p2,p1,p4,p3"},
     {"comments_via_post.message,id", "p3,p4,p2,p1"},
     {"", "p1,p2,p3,p4"},
-    {",,", "p1,p2,p3,p4"},
+    {" \t", "p1,p2,p3,p4"},
 };
 
 static void test_sort(void **state)
@@ -345,6 +372,142 @@ static void test_other_collection(void **state)
     sqlite3_close(db);
 }
 
+/* Client filters: related rows count only when the client could list them (the target's
+ * list rule joins the ON condition; a locked target is an error), and auth emails only when
+ * their owner made them visible. */
+static void test_client_filters(void **state)
+{
+    (void)state;
+    sqlite3 *db = fx_db_open();
+    assert_non_null(db);
+    static const struct {
+        const struct store_collection *c;
+        const char *f, *ids;
+        bool client;
+    } cases[] = {
+        {FX_POSTS, "author.name ?= 'bob'", "p2", false},
+        {FX_POSTS, "author.name ?= 'bob'", "", true},
+        {FX_POSTS, "author.name ?= 'Alice'", "p1,p4", true},
+        {FX_POSTS, "author.name = ''", "p2,p3", true},
+        {FX_POSTS, "tags.name ?= 'go'", "p1,p2,p4", true},
+        {FX_POSTS, "comments_via_post.user.name ?= 'Alice'", "p1", true},
+        {FX_POSTS, "comments_via_post.user.name ?= 'bob'", "", true},
+        {FX_POSTS, "comments_via_post.user.name ?= 'bob'", "p1,p2", false},
+        {FX_POSTS, "author.email ?~ 'alice'", "p1,p4", true},
+        {FX_USERS, "email = 'alice@example.com'", "u1", true},
+        {FX_USERS, "email = 'bob@example.com'", "", true},
+        {FX_USERS, "email = 'bob@example.com'", "u2", false},
+        {FX_USERS, "email != 'x'", "u1", true},
+        {FX_USERS, "email:lower ~ 'EXAMPLE'", "u1", true},
+        {FX_USERS, "email:lower ~ 'EXAMPLE'", "u1,u2", false},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct filter_ctx ctx = fx_ctx(cases[i].c);
+        ctx.client = cases[i].client;
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        if (filter_compile(&ctx, cases[i].f, strlen(cases[i].f), &a, &q, &err) != 0)
+            fail_msg("`%s`: %s", cases[i].f, err.msg);
+        char ids[256];
+        int rc = fx_query(db, cases[i].c->name, &q, NULL, ids, sizeof(ids));
+        if (rc != SQLITE_DONE || strcmp(ids, cases[i].ids) != 0)
+            fail_msg("`%s` (client %d): rc %d got [%s], want [%s]\n  %s", cases[i].f,
+                     cases[i].client, rc, ids, cases[i].ids, q.sql);
+        arena_release(&a);
+    }
+    /* a list rule that itself walks a relation: an EXISTS inside the join's ON */
+    const char *saved = fx_colls[0].rules[STORE_RULE_LIST];
+    fx_colls[0].rules[STORE_RULE_LIST] = "org.name = 'Beta' || @request.auth.id = id";
+    static const struct {
+        const char *f, *ids;
+        bool guest;
+    } nested[] = {
+        {"author.name ?= 'bob'", "p2", true},
+        {"author.name ?= 'Alice'", "", true},
+        {"author.name ?= 'Alice'", "p1,p4", false},
+        {"comments_via_post.user.name ?= 'bob'", "p1,p2", true},
+    };
+    json_t *me = json_pack("{s:s}", "id", "u1");
+    for (size_t i = 0; i < ARRAY_LEN(nested); i++) {
+        struct filter_ctx ctx = fx_ctx(FX_POSTS);
+        struct filter_request rq = {.auth = nested[i].guest ? NULL : me,
+                                    .auth_collection = FX_USERS};
+        ctx.client = true;
+        ctx.request = &rq;
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        if (filter_compile(&ctx, nested[i].f, strlen(nested[i].f), &a, &q, &err) != 0)
+            fail_msg("`%s`: %s", nested[i].f, err.msg);
+        char ids[256];
+        int rc = fx_query(db, "posts", &q, NULL, ids, sizeof(ids));
+        if (rc != SQLITE_DONE || strcmp(ids, nested[i].ids) != 0)
+            fail_msg("`%s`: rc %d got [%s], want [%s]\n  %s", nested[i].f, rc, ids, nested[i].ids,
+                     q.sql);
+        arena_release(&a);
+    }
+    json_decref(me);
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)saved;
+    /* locked targets */
+    static const struct {
+        const char *f;
+        size_t pos;
+    } locked[] = {{"author.org.name = 'Acme'", 8}, {"likes_via_posts.id ?= 'l1'", 1}};
+    for (size_t i = 0; i < ARRAY_LEN(locked); i++) {
+        struct filter_ctx ctx = fx_ctx(FX_POSTS);
+        ctx.client = true;
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        assert_int_equal(filter_compile(&ctx, locked[i].f, strlen(locked[i].f), &a, &q, &err),
+                         ERR_INVALID);
+        assert_int_equal(err.pos, locked[i].pos);
+        assert_non_null(strstr(err.msg, "only superusers can filter by the collection"));
+        ctx.client = false;
+        assert_int_equal(filter_compile(&ctx, locked[i].f, strlen(locked[i].f), &a, &q, &err), 0);
+        arena_release(&a);
+    }
+    sqlite3_close(db);
+}
+
+/* A back-relation through a single relation field with a unique index is single-valued:
+ * no all-match check, so a post without comments passes `!=`. */
+static void test_unique_back_relation(void **state)
+{
+    (void)state;
+    sqlite3 *db = fx_db_open();
+    assert_non_null(db);
+    static const char *const f = "comments_via_post.message != 'x'";
+    static const char *const want[2] = {"p1,p2", "p1,p2,p3,p4"};
+    char *idx[] = {"CREATE INDEX `idx_msg` ON `comments` (`message`)",
+                   "CREATE UNIQUE INDEX `idx_pu` ON `comments` (`post`, `user`)",
+                   "CREATE UNIQUE INDEX `idx_post` ON `comments` (`post`)"};
+    for (int unique = 0; unique < 2; unique++) {
+        fx_colls[4].indexes = idx;
+        fx_colls[4].n_indexes = unique ? 3 : 2;
+        struct filter_ctx ctx = fx_ctx(FX_POSTS);
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        if (filter_compile(&ctx, f, strlen(f), &a, &q, &err) != 0)
+            fail_msg("%s", err.msg);
+        assert_int_equal(strstr(q.sql, "NOT EXISTS") == NULL, unique);
+        char ids[256];
+        assert_int_equal(fx_query(db, "posts", &q, NULL, ids, sizeof(ids)), SQLITE_DONE);
+        if (strcmp(ids, want[unique]) != 0)
+            fail_msg("unique %d: got [%s], want [%s]\n  %s", unique, ids, want[unique], q.sql);
+        arena_release(&a);
+    }
+    fx_colls[4].indexes = NULL;
+    fx_colls[4].n_indexes = 0;
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +515,8 @@ int main(void)
         cmocka_unit_test(test_sort),
         cmocka_unit_test(test_sort_random_with_filter),
         cmocka_unit_test(test_other_collection),
+        cmocka_unit_test(test_client_filters),
+        cmocka_unit_test(test_unique_back_relation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
