@@ -312,7 +312,8 @@ test('filters: every operator', async () => {
   assert.deepEqual(await names('labels:length >= 1'), ['Apple', 'banana', 'date_fruit']);
   // a bare multi-value field is its JSON text; :each compares item by item (as PocketBase)
   assert.deepEqual(await names('labels:each ?= "z"'), ['date_fruit']);
-  assert.deepEqual(await names('labels:each ?!= "x"'), ['Apple', 'banana', 'date_fruit']); // any label other than x
+  // any item other than x; an empty array joins as one NULL item, and NULL IS NOT 'x' (as PocketBase)
+  assert.deepEqual(await names('labels:each ?!= "x"'), ['Apple', 'Cherry 100%', 'banana', 'date_fruit']);
   assert.deepEqual(await names('labels:each ?= "x"'), ['Apple', 'date_fruit']);
   assert.deepEqual(await names('labels:each = "y"'), ['banana']);
   assert.deepEqual(await names('labels ?~ "z"'), ['date_fruit']);
