@@ -129,11 +129,43 @@ static void delete_collection(struct http_req *req, void *ctx)
         reply_write_error(req, env, rc, NULL, "Failed to delete collection.");
 }
 
+static void truncate_collection(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!api__require_superuser(req, env, true))
+        return;
+    int rc = store_collection_truncate(env->store, http_req_param(req, "collection"));
+    if (rc == 0)
+        http_reply_empty(req, 204);
+    else if (rc == ERR_NOTFOUND)
+        http_reply_error(req, 404, NULL, NULL);
+    else if (rc == ERR_CONFLICT)
+        http_reply_error(req, 400,
+                         "Failed to delete record. Make sure that the record is not part of a "
+                         "required relation reference.",
+                         NULL);
+    else
+        reply_write_error(req, env, rc, NULL, "Failed to truncate collection.");
+}
+
+static void get_scaffolds(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!api__require_superuser(req, env, true))
+        return;
+    json_t *j = store_collection_scaffolds();
+    json_t *picked = api__pick_fields(j, http_req_query(req, "fields"));
+    json_decref(j);
+    http_reply_json(req, 200, picked);
+}
+
 void api__register_collections(struct http_router *r, struct api_env *env)
 {
     http_route(r, "GET", "/api/collections", list_collections, env);
+    http_route(r, "GET", "/api/collections/meta/scaffolds", get_scaffolds, env);
     http_route(r, "POST", "/api/collections", create_collection, env);
     http_route(r, "GET", "/api/collections/{collection}", view_collection, env);
     http_route(r, "PATCH", "/api/collections/{collection}", update_collection, env);
     http_route(r, "DELETE", "/api/collections/{collection}", delete_collection, env);
+    http_route(r, "DELETE", "/api/collections/{collection}/truncate", truncate_collection, env);
 }

@@ -57,6 +57,10 @@ static void list_records(struct http_req *req, void *ctx)
         http_reply_error(req, 400, "Invalid filter or sort parameters.", NULL);
         return;
     }
+    if (rc == ERR_NOTFOUND) { /* the collection went away meanwhile */
+        http_reply_error(req, 404, "Missing collection context.", NULL);
+        return;
+    }
     if (rc) {
         xlog_error("cannot list records of %s: %s", rr.c->name, store_errmsg(env->store));
         http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
@@ -128,7 +132,7 @@ static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, 
             errors, "password",
             verr("validation_min_text_constraint", msg, json_pack("{s:i}", "min", (int)min)));
     } else if ((double)n > max) {
-        snprintf(msg, sizeof(msg), "Must be less than %.0f character(s).", max);
+        snprintf(msg, sizeof(msg), "Must be no more than %.0f character(s).", max);
         json_object_set_new(
             errors, "password",
             verr("validation_max_text_constraint", msg, json_pack("{s:i}", "max", (int)max)));
@@ -194,7 +198,7 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     if (!begin(req, ctx, &job->rr))
         return;
     job->create = create;
-    job->body = http_req_json(req, !create);
+    job->body = api__record_body(req, !create);
     if (!job->body)
         return;
     const char *what = create ? "Failed to create record." : "Failed to update record.";

@@ -33,6 +33,15 @@ bool api__list_query(struct http_req *req, struct api_env *env, const struct sto
 void api__reply_list(struct http_req *req, const struct store_list_query *q,
                      const struct store_list_result *res, json_t *items);
 
+/* The body of a record write: JSON, multipart/form-data or x-www-form-urlencoded (see
+ * formbody.c). On malformed input it answers 400 itself and returns NULL.
+ * RETURNS BORROWED: lives as long as the request. */
+json_t *api__record_body(struct http_req *req, bool allow_empty);
+
+/* Adds the parts of a multipart/form-data body (boundary from ctype) to out. ERR_INVALID for
+ * a malformed body (exposed for the fuzz target). */
+int api__parse_multipart(const char *ctype, struct str body, json_t *out) MUST_USE;
+
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 int api__parse_bool(const char *s, bool *out) MUST_USE;
 /* A base-10 integer; ERR_INVALID otherwise. */

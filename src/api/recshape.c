@@ -308,8 +308,22 @@ static void expand_one(struct api_env *env, const struct store_collection *c, js
     }
     json_t *ex = json_object_get(rec, "expand");
     if (!ex) {
+        /* keep the record's keys in byte order: re-insert the ones after "expand" */
         ex = json_object();
         json_object_set_new(rec, "expand", ex);
+        json_t *later = json_object();
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(rec, tmp, k, v)
+        {
+            if (strcmp(k, "expand") > 0) {
+                json_object_set(later, k, v);
+                json_object_del(rec, k);
+            }
+        }
+        json_object_update(rec, later);
+        json_decref(later);
     }
     if (result)
         json_object_set_new(ex, key, result);

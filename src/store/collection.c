@@ -81,6 +81,28 @@ static bool reserved_field_name(const char *name)
 
 /* ---- to JSON ---- */
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+json_t *store__sorted_object(json_t *o)
+{
+    size_t n = json_object_size(o);
+    const char **keys = xcalloc(n ? n : 1, sizeof(char *));
+    size_t i = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) keys[i++] = key;
+    qsort(keys, n, sizeof(char *), cmp_str);
+    json_t *out = json_object();
+    for (i = 0; i < n; i++)
+        json_object_set(out, keys[i], json_object_get(o, keys[i]));
+    free(keys);
+    json_decref(o);
+    return out;
+}
+
 static json_t *strv_json(char **v, size_t n, bool null_when_empty)
 {
     if (n == 0 && null_when_empty)
@@ -160,7 +182,7 @@ static json_t *field_to_json(const struct store_field *f)
         break;
     case STORE_FIELD_BOOL: break;
     }
-    return o;
+    return store__sorted_object(o);
 }
 
 static json_t *rule_json(const char *r)
@@ -1060,4 +1082,30 @@ struct store_collection *store__collection_users(const char *now)
         "{\"name\":\"created\",\"type\":\"autodate\",\"onCreate\":true},"
         "{\"name\":\"updated\",\"type\":\"autodate\",\"onCreate\":true,\"onUpdate\":true}]}",
         now);
+}
+
+json_t *store_collection_scaffolds(void)
+{
+    json_t *out = json_object();
+    const char *types[2] = {"base", "auth"};
+    for (int i = 0; i < 2; i++) {
+        json_t *spec = json_pack("{s:s, s:s}", "name", "scaffold", "type", types[i]);
+        json_t *errors = json_object();
+        struct store_collection *c = NULL;
+        struct parse ps = {.errors = errors};
+        if (parse_collection(&ps, spec, "", &c) != 0)
+            PANIC("built-in scaffold is invalid");
+        json_t *j = store_collection_to_json(c);
+        json_object_set_new(j, "id", json_string(""));
+        json_object_set_new(j, "name", json_string(""));
+        json_object_set_new(j, "created", json_string(""));
+        json_object_set_new(j, "updated", json_string(""));
+        /* index names and tables depend on the id and name the new collection gets */
+        json_object_set_new(j, "indexes", json_array());
+        json_object_set_new(out, types[i], j);
+        store_collection_unref(c);
+        json_decref(errors);
+        json_decref(spec);
+    }
+    return out;
 }

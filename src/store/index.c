@@ -119,6 +119,121 @@ void store__index_release(struct store__index *ix)
 }
 
 #define MAX_TOKS 256
+#define MAX_WHERE_DEPTH 16
+
+/* The WHERE clause of a partial index, checked by a small recursive-descent parser and
+ * copied token by token in canonical form:
+ *   cond    := term (("AND" | "OR") term)*
+ *   term    := "NOT" term | "(" cond ")" | operand ("IS" ["NOT"] | cmp) operand
+ *   operand := column | 'string' | number | NULL | TRUE | FALSE
+ *   cmp     := = | != | <> | < | <= | > | >=
+ * Column names are marked with a leading '\x01' so that they can be renamed and quoted. */
+struct where_parser {
+    const struct tok *toks;
+    size_t i, n;
+    struct store__index *out;
+    int depth;
+};
+
+static void where_emit(struct where_parser *wp, char *w)
+{
+    wp->out->where[wp->out->n_where++] = w;
+}
+
+static int where_operand(struct where_parser *wp)
+{
+    if (wp->i >= wp->n)
+        return ERR_INVALID;
+    const struct tok *t = &wp->toks[wp->i];
+    if (is_kw(t, "NULL") || is_kw(t, "TRUE") || is_kw(t, "FALSE")) {
+        where_emit(wp, xstrdup(is_kw(t, "NULL") ? "NULL" : is_kw(t, "TRUE") ? "1" : "0"));
+    } else if (t->kind == T_NUMBER) {
+        char *end;
+        (void)strtod(t->text, &end);
+        if (*end)
+            return ERR_INVALID;
+        where_emit(wp, xstrdup(t->text));
+    } else if (t->kind == T_STRING) {
+        struct buf b;
+        buf_init(&b);
+        buf_putc(&b, '\'');
+        for (const char *p = t->text; *p; p++) {
+            if (*p == '\'')
+                buf_putc(&b, '\'');
+            buf_putc(&b, *p);
+        }
+        buf_putc(&b, '\'');
+        where_emit(wp, buf_detach(&b, NULL));
+    } else if (is_name(t) && !is_kw(t, "AND") && !is_kw(t, "OR") && !is_kw(t, "NOT") &&
+               !is_kw(t, "IS")) {
+        char *w = xmalloc(strlen(t->text) + 2);
+        w[0] = '\x01';
+        strcpy(w + 1, t->text);
+        where_emit(wp, w);
+    } else {
+        return ERR_INVALID;
+    }
+    wp->i++;
+    return 0;
+}
+
+static int where_cond(struct where_parser *wp);
+
+static int where_term(struct where_parser *wp)
+{
+    if (wp->i >= wp->n || ++wp->depth > MAX_WHERE_DEPTH)
+        return ERR_INVALID;
+    const struct tok *t = &wp->toks[wp->i];
+    int rc;
+    if (is_kw(t, "NOT")) {
+        where_emit(wp, xstrdup("NOT"));
+        wp->i++;
+        rc = where_term(wp);
+    } else if (is_p(t, "(")) {
+        where_emit(wp, xstrdup("("));
+        wp->i++;
+        rc = where_cond(wp);
+        if (rc == 0 && wp->i < wp->n && is_p(&wp->toks[wp->i], ")")) {
+            where_emit(wp, xstrdup(")"));
+            wp->i++;
+        } else {
+            rc = ERR_INVALID;
+        }
+    } else {
+        rc = where_operand(wp);
+        if (rc == 0 && wp->i < wp->n && is_kw(&wp->toks[wp->i], "IS")) {
+            where_emit(wp, xstrdup("IS"));
+            wp->i++;
+            if (wp->i < wp->n && is_kw(&wp->toks[wp->i], "NOT")) {
+                where_emit(wp, xstrdup("NOT"));
+                wp->i++;
+            }
+        } else if (rc == 0 && wp->i < wp->n && wp->toks[wp->i].kind == T_PUNCT &&
+                   !is_p(&wp->toks[wp->i], "(") && !is_p(&wp->toks[wp->i], ")") &&
+                   !is_p(&wp->toks[wp->i], ",") && !is_p(&wp->toks[wp->i], ";")) {
+            where_emit(wp, xstrdup(wp->toks[wp->i].text));
+            wp->i++;
+        } else {
+            rc = ERR_INVALID;
+        }
+        if (rc == 0)
+            rc = where_operand(wp);
+    }
+    wp->depth--;
+    return rc;
+}
+
+static int where_cond(struct where_parser *wp)
+{
+    int rc = where_term(wp);
+    while (rc == 0 && wp->i < wp->n &&
+           (is_kw(&wp->toks[wp->i], "AND") || is_kw(&wp->toks[wp->i], "OR"))) {
+        where_emit(wp, xstrdup(is_kw(&wp->toks[wp->i], "AND") ? "AND" : "OR"));
+        wp->i++;
+        rc = where_term(wp);
+    }
+    return rc;
+}
 
 int store__index_parse(const char *sql, struct store__index *out)
 {
@@ -198,58 +313,13 @@ int store__index_parse(const char *sql, struct store__index *out)
     if (i < n && is_kw(&toks[i], "WHERE")) {
         i++;
         out->where = xcalloc(n, sizeof(char *));
-        int depth = 0;
-        bool expect_operand = true;
-        size_t start = i;
-        for (; i < n && !is_p(&toks[i], ";"); i++) {
-            const struct tok *t = &toks[i];
-            char *w;
-            if (is_kw(t, "AND") || is_kw(t, "OR")) {
-                if (expect_operand)
-                    goto out;
-                expect_operand = true;
-                w = xstrdup(is_kw(t, "AND") ? "AND" : "OR");
-            } else if (is_kw(t, "NOT") || is_kw(t, "IS")) {
-                w = xstrdup(is_kw(t, "NOT") ? "NOT" : "IS");
-                expect_operand = true;
-            } else if (is_kw(t, "NULL") || is_kw(t, "TRUE") || is_kw(t, "FALSE")) {
-                w = xstrdup(is_kw(t, "NULL") ? "NULL" : is_kw(t, "TRUE") ? "1" : "0");
-                expect_operand = false;
-            } else if (is_name(t)) {
-                w = xmalloc(strlen(t->text) + 2);
-                w[0] = '\x01';
-                strcpy(w + 1, t->text);
-                expect_operand = false;
-            } else if (t->kind == T_STRING) {
-                struct buf b;
-                buf_init(&b);
-                buf_putc(&b, '\'');
-                for (const char *p = t->text; *p; p++) {
-                    if (*p == '\'')
-                        buf_putc(&b, '\'');
-                    buf_putc(&b, *p);
-                }
-                buf_putc(&b, '\'');
-                w = buf_detach(&b, NULL);
-                expect_operand = false;
-            } else if (t->kind == T_NUMBER) {
-                w = xstrdup(t->text);
-                expect_operand = false;
-            } else if (is_p(t, "(") || is_p(t, ")")) {
-                depth += is_p(t, "(") ? 1 : -1;
-                if (depth < 0)
-                    goto out;
-                w = xstrdup(t->text);
-            } else if (t->kind == T_PUNCT && !is_p(t, ",")) {
-                w = xstrdup(t->text);
-                expect_operand = true;
-            } else {
-                goto out;
-            }
-            out->where[out->n_where++] = w;
-        }
-        if (depth != 0 || i == start || expect_operand)
+        size_t stop = i;
+        while (stop < n && !is_p(&toks[stop], ";"))
+            stop++;
+        struct where_parser wp = {toks, i, stop, out, 0};
+        if (i == stop || where_cond(&wp) != 0 || wp.i != stop)
             goto out;
+        i = stop;
     }
     if (i < n && is_p(&toks[i], ";"))
         i++;

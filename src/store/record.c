@@ -440,7 +440,7 @@ static void validate_field(const struct store_field *f, const json_t *v, json_t 
             verr_params(errors, name, "validation_min_text_constraint", msg,
                         json_pack("{s:I}", "min", (json_int_t)f->min));
         } else if ((double)n > max) {
-            snprintf(msg, sizeof(msg), "Must be less than %.0f character(s).", max);
+            snprintf(msg, sizeof(msg), "Must be no more than %.0f character(s).", max);
             verr_params(errors, name, "validation_max_text_constraint", msg,
                         json_pack("{s:I}", "max", (json_int_t)max));
         } else if (f->pattern) {
@@ -592,7 +592,12 @@ int store__record_prepare(const struct store_collection *c, const json_t *old, c
             char op = 0;
             if (kl == 0 || kl >= sizeof(name))
                 continue;
-            if (key[0] == '+') {
+            size_t al = strlen(":autogenerate");
+            if (kl > al && strcmp(key + kl - al, ":autogenerate") == 0) {
+                op = 'g';
+                memcpy(name, key, kl - al);
+                name[kl - al] = '\0';
+            } else if (key[0] == '+') {
                 op = 'p';
                 memcpy(name, key + 1, kl);
             } else if (key[kl - 1] == '+' || key[kl - 1] == '-') {
@@ -602,7 +607,7 @@ int store__record_prepare(const struct store_collection *c, const json_t *old, c
             } else {
                 memcpy(name, key, kl + 1);
             }
-            int want = op == 0 ? 0 : op == 'p' ? 1 : op == '+' ? 2 : 3;
+            int want = op == 0 ? 0 : op == 'p' || op == 'g' ? 1 : op == '+' ? 2 : 3;
             if (want != pass)
                 continue;
             const struct store_field *f = store_collection_field(c, name);
@@ -622,6 +627,24 @@ int store__record_prepare(const struct store_collection *c, const json_t *old, c
                     verr_params(errors, "id", "validation_pk_change",
                                 "The record primary key cannot be changed.", NULL);
                 json_decref(cv);
+                continue;
+            }
+            if (op == 'g') {
+                /* "slug:autogenerate": "prefix-" sets prefix + a value of the pattern */
+                struct buf b;
+                buf_init(&b);
+                if (f->type != STORE_FIELD_TEXT || to_str(v, &b) != 0) {
+                    verr_params(errors, f->name, "validation_invalid_value", "Invalid value.",
+                                NULL);
+                } else {
+                    char *g = f->autogenerate_pattern ? store__autogenerate(f->autogenerate_pattern)
+                                                      : NULL;
+                    if (g)
+                        buf_puts(&b, g);
+                    free(g);
+                    json_object_set_new(vals, f->name, json_stringn(b.ptr ? b.ptr : "", b.len));
+                }
+                buf_release(&b);
                 continue;
             }
             if (op) {

@@ -76,6 +76,11 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
     return st->ops->collection_update(st, id_or_name, patch, errors_out, out);
 }
 
+int store_collection_truncate(struct store *st, const char *id_or_name)
+{
+    return st->ops->collection_truncate(st, id_or_name);
+}
+
 struct store_collection *store_collection_catalog(struct store *st)
 {
     return st->ops->catalog(st);
@@ -89,7 +94,7 @@ int store_collection_delete(struct store *st, const char *id_or_name)
 int store_record_get(struct store *st, const struct store_collection *c, const char *id,
                      json_t **out)
 {
-    return st->ops->record_get(st, c, id, out);
+    return st->ops->record_get(st, c, id, NULL, out);
 }
 
 int store_record_list(struct store *st, const struct store_collection *c,
@@ -109,7 +114,7 @@ int store_record_create(struct store *st, const struct store_collection *c, cons
 {
     if (errors_out)
         *errors_out = NULL;
-    return st->ops->record_create(st, c, body, password_hash, errors_out, out);
+    return st->ops->record_create(st, c, body, password_hash, NULL, errors_out, out);
 }
 
 int store_record_update(struct store *st, const struct store_collection *c, const char *id,
@@ -118,12 +123,42 @@ int store_record_update(struct store *st, const struct store_collection *c, cons
 {
     if (errors_out)
         *errors_out = NULL;
-    return st->ops->record_update(st, c, id, body, password_hash, errors_out, out);
+    return st->ops->record_update(st, c, id, body, password_hash, NULL, errors_out, out);
 }
 
 int store_record_delete(struct store *st, const struct store_collection *c, const char *id)
 {
-    return st->ops->record_delete(st, c, id);
+    return st->ops->record_delete(st, c, id, NULL);
+}
+
+int store_record_get_if(struct store *st, const struct store_collection *c, const char *id,
+                        const struct store_cond *cond, json_t **out)
+{
+    return st->ops->record_get(st, c, id, cond, out);
+}
+
+int store_record_create_if(struct store *st, const struct store_collection *c, const json_t *body,
+                           const char *password_hash, const struct store_cond *cond,
+                           json_t **errors_out, json_t **out)
+{
+    if (errors_out)
+        *errors_out = NULL;
+    return st->ops->record_create(st, c, body, password_hash, cond, errors_out, out);
+}
+
+int store_record_update_if(struct store *st, const struct store_collection *c, const char *id,
+                           const json_t *body, const char *password_hash,
+                           const struct store_cond *cond, json_t **errors_out, json_t **out)
+{
+    if (errors_out)
+        *errors_out = NULL;
+    return st->ops->record_update(st, c, id, body, password_hash, cond, errors_out, out);
+}
+
+int store_record_delete_if(struct store *st, const struct store_collection *c, const char *id,
+                           const struct store_cond *cond)
+{
+    return st->ops->record_delete(st, c, id, cond);
 }
 
 int store_auth_find(struct store *st, const struct store_collection *c, const char *field,

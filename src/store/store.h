@@ -65,6 +65,14 @@ struct store_list_query {
     const json_t *where_params;
 };
 
+/* A condition one record must satisfy for a read or a write to happen (an API rule): a
+ * boolean SQL expression compiled by the filter module against STORE_LIST_ALIAS, and the
+ * values of its placeholders. It is evaluated inside the operation's transaction. */
+struct store_cond {
+    const char *sql;
+    const json_t *params; /* array or NULL */
+};
+
 struct store_list_result {
     json_t *items;                    /* array of records; the caller owns it */
     int64_t total_items, total_pages; /* -1 under skip_total */
@@ -90,19 +98,22 @@ struct store_ops {
     int (*collection_update)(struct store *st, const char *id_or_name, const json_t *patch,
                              json_t **errors_out, struct store_collection **out);
     int (*collection_delete)(struct store *st, const char *id_or_name);
+    int (*collection_truncate)(struct store *st, const char *id_or_name);
 
     int (*record_get)(struct store *st, const struct store_collection *c, const char *id,
-                      json_t **out);
+                      const struct store_cond *cond, json_t **out);
     int (*record_list)(struct store *st, const struct store_collection *c,
                        const struct store_list_query *q, struct store_list_result *out);
     int (*record_referencing)(struct store *st, const struct store_collection *c, const char *field,
                               const char *target_id, size_t max, json_t **out);
     int (*record_create)(struct store *st, const struct store_collection *c, const json_t *body,
-                         const char *password_hash, json_t **errors_out, json_t **out);
+                         const char *password_hash, const struct store_cond *cond,
+                         json_t **errors_out, json_t **out);
     int (*record_update)(struct store *st, const struct store_collection *c, const char *id,
-                         const json_t *body, const char *password_hash, json_t **errors_out,
-                         json_t **out);
-    int (*record_delete)(struct store *st, const struct store_collection *c, const char *id);
+                         const json_t *body, const char *password_hash,
+                         const struct store_cond *cond, json_t **errors_out, json_t **out);
+    int (*record_delete)(struct store *st, const struct store_collection *c, const char *id,
+                         const struct store_cond *cond);
 
     int (*auth_find)(struct store *st, const struct store_collection *c, const char *field,
                      const char *value, struct store_auth_record *out);
@@ -156,11 +167,18 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
 /* ERR_NOTFOUND; ERR_DENIED for system collections; ERR_CONFLICT when another collection's
  * relation field points to it. */
 int store_collection_delete(struct store *st, const char *id_or_name) MUST_USE;
+/* Deletes every record of the collection, with the relations' cascade rules and one outbox
+ * row per change, in one transaction. ERR_NOTFOUND; ERR_CONFLICT when a required relation
+ * of another collection still references a record (then nothing is deleted). */
+int store_collection_truncate(struct store *st, const char *id_or_name) MUST_USE;
 /* The collection catalogue seen as a read-only collection whose records are the collections,
  * with the fields id, name, type, system, created and updated, so that the collections list
  * can be filtered and sorted with store_record_list() and the filter compiler. Never write
  * through it. RETURNS a reference. */
 struct store_collection *store_collection_catalog(struct store *st);
+/* PocketBase's collection scaffolds: {"base":{...},"auth":{...}}, the JSON of a new collection
+ * of each type with its default fields (empty id and name). RETURNS a new reference. */
+json_t *store_collection_scaffolds(void);
 /* The collection as PocketBase's JSON. RETURNS a new reference. */
 json_t *store_collection_to_json(const struct store_collection *c);
 
@@ -191,6 +209,24 @@ int store_record_update(struct store *st, const struct store_collection *c, cons
  * when a required relation still references it. */
 int store_record_delete(struct store *st, const struct store_collection *c,
                         const char *id) MUST_USE;
+
+/* The same operations under a condition (an API rule), checked in the same transaction:
+ *   get, update, delete: the current record must satisfy cond, else ERR_NOTFOUND (the
+ *                        record is indistinguishable from a missing one);
+ *   create:              the new record must satisfy cond once written, else ERR_DENIED
+ *                        and nothing is written.
+ * Cascaded changes are not checked. cond NULL or with an empty sql: no condition. */
+int store_record_get_if(struct store *st, const struct store_collection *c, const char *id,
+                        const struct store_cond *cond, json_t **out) MUST_USE;
+int store_record_create_if(struct store *st, const struct store_collection *c, const json_t *body,
+                           const char *password_hash, const struct store_cond *cond,
+                           json_t **errors_out, json_t **out) MUST_USE;
+int store_record_update_if(struct store *st, const struct store_collection *c, const char *id,
+                           const json_t *body, const char *password_hash,
+                           const struct store_cond *cond, json_t **errors_out,
+                           json_t **out) MUST_USE;
+int store_record_delete_if(struct store *st, const struct store_collection *c, const char *id,
+                           const struct store_cond *cond) MUST_USE;
 
 /* ---- auth records ---- */
 

@@ -23,6 +23,10 @@ extern const struct store_ops store__sqlite_ops;
 
 /* ---- collections (collection.c) ---- */
 
+/* A copy of the object o with its keys in byte order (as Go's encoding/json writes maps).
+ * TAKES o; RETURNS a new reference. */
+json_t *store__sorted_object(json_t *o);
+
 /* Builds a collection from PocketBase JSON. base is NULL on create, the current collection on
  * update (in which case in holds only the keys to change). Adds validation failures to errors
  * and returns ERR_INVALID when there are any. now is the PocketBase date of the change. */

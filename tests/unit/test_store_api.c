@@ -81,7 +81,16 @@ static int teardown(void **state)
 
 /* One request on a fresh connection; returns the status and the parsed JSON body (or NULL
  * for an empty body) in *body_out. */
+static int call_ct(const char *method, const char *path, const char *ctype, const char *body,
+                   bool su, json_t **body_out);
+
 static int call(const char *method, const char *path, const char *body, bool su, json_t **body_out)
+{
+    return call_ct(method, path, "application/json", body, su, body_out);
+}
+
+static int call_ct(const char *method, const char *path, const char *ctype, const char *body,
+                   bool su, json_t **body_out)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
@@ -93,8 +102,8 @@ static int call(const char *method, const char *path, const char *body, bool su,
     buf_init(&req);
     buf_printf(&req,
                "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Type: "
-               "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-               method, path, su ? "X-Test-Superuser: 1\r\n" : "", body ? strlen(body) : 0,
+               "%s\r\nContent-Length: %zu\r\n\r\n%s",
+               method, path, su ? "X-Test-Superuser: 1\r\n" : "", ctype, body ? strlen(body) : 0,
                body ? body : "");
     assert_int_equal(write(fd, req.ptr, req.len), (ssize_t)req.len);
     buf_release(&req);
@@ -177,6 +186,15 @@ static void test_collections_api(void **state)
     assert_int_equal(json_array_size(json_object_get(b, "items")), 1);
     assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), -1);
     json_decref(b);
+    assert_int_equal(call("GET", "/api/collections/meta/scaffolds", NULL, true, &b), 200);
+    json_t *auth = json_object_get(b, "auth");
+    assert_string_equal(sget(auth, "type"), "auth");
+    assert_string_equal(sget(auth, "name"), "");
+    assert_int_equal(json_array_size(json_object_get(auth, "fields")), 6);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(b, "base"), "fields")), 1);
+    json_decref(b);
+    assert_int_equal(call("GET", "/api/collections/meta/scaffolds", NULL, false, &b), 401);
+    json_decref(b);
     /* filter and sort over id, name, type, system, created, updated */
     assert_int_equal(
         call("GET", "/api/collections?filter=system%3Dtrue&sort=-name", NULL, true, &b), 200);
@@ -190,6 +208,15 @@ static void test_collections_api(void **state)
     assert_string_equal(sget(json_array_get(json_object_get(b, "items"), 0), "name"), "users");
     json_decref(b);
     assert_int_equal(call("GET", "/api/collections?filter=fields%3D1", NULL, true, &b), 400);
+    json_decref(b);
+    assert_int_equal(call("POST", "/api/collections/tmp1/records", "{\"a\":\"x\"}", true, &b), 200);
+    json_decref(b);
+    assert_int_equal(call("DELETE", "/api/collections/tmp1/truncate", NULL, true, &b), 204);
+    assert_null(b);
+    assert_int_equal(call("GET", "/api/collections/tmp1/records", NULL, true, &b), 200);
+    assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), 0);
+    json_decref(b);
+    assert_int_equal(call("DELETE", "/api/collections/nope/truncate", NULL, true, &b), 404);
     json_decref(b);
     assert_int_equal(call("DELETE", "/api/collections/tmp1", NULL, true, &b), 204);
     assert_null(b);
@@ -402,6 +429,18 @@ static void test_nested_expand(void **state)
                      200);
     json_t *m = json_object_get(json_object_get(b, "expand"), "member");
     assert_string_equal(sget(m, "nick"), "m");
+    /* record keys come in byte order, as PocketBase writes them, "expand" included */
+    const char *prev = "";
+    const char *k;
+    json_t *v;
+    size_t n_keys = 0;
+    json_object_foreach(b, k, v)
+    {
+        assert_true(strcmp(prev, k) < 0);
+        prev = k;
+        n_keys++;
+    }
+    assert_int_equal(n_keys, 5); /* collectionId, collectionName, expand, id, member */
     json_t *orgs = json_object_get(json_object_get(m, "expand"), "orgs");
     assert_int_equal(json_array_size(orgs), 2);
     assert_string_equal(sget(json_array_get(orgs, 0), "title"), "B");
@@ -431,12 +470,87 @@ static void test_nested_expand(void **state)
     json_decref(b);
 }
 
+static void test_form_bodies(void **state)
+{
+    UNUSED(state);
+    json_t *b;
+    assert_int_equal(call("POST", "/api/collections",
+                          "{\"name\":\"forms\",\"fields\":[{\"name\":\"t\",\"type\":\"text\"},"
+                          "{\"name\":\"n\",\"type\":\"number\"},{\"name\":\"b\",\"type\":\"bool\"},"
+                          "{\"name\":\"tags\",\"type\":\"select\",\"values\":[\"a\",\"b\",\"c\"],"
+                          "\"maxSelect\":3},{\"name\":\"meta\",\"type\":\"json\"}]}",
+                          true, &b),
+                     200);
+    json_decref(b);
+    const char *mp = "--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"t\"\r\n\r\n"
+                     "007\r\n"
+                     "--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"n\"\r\n\r\n"
+                     "12.5\r\n"
+                     "--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"b\"\r\n\r\n"
+                     "true\r\n"
+                     "--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"tags\"\r\n\r\n"
+                     "a\r\n"
+                     "--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"tags\"\r\n\r\n"
+                     "c\r\n"
+                     "--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"upload\"; filename=\"x.png\"\r\n"
+                     "Content-Type: image/png\r\n\r\n"
+                     "PNGDATA\r\n"
+                     "--XyZ\r\n"
+                     "Content-Disposition: form-data; name=\"@jsonPayload\"\r\n\r\n"
+                     "{\"meta\":{\"k\":[1,\"true\"]}}\r\n"
+                     "--XyZ--\r\n";
+    assert_int_equal(call_ct("POST", "/api/collections/forms/records",
+                             "multipart/form-data; boundary=XyZ", mp, true, &b),
+                     200);
+    assert_string_equal(sget(b, "t"), "007");
+    assert_true(json_real_value(json_object_get(b, "n")) == 12.5);
+    assert_true(json_is_true(json_object_get(b, "b")));
+    assert_int_equal(json_array_size(json_object_get(b, "tags")), 2);
+    json_t *k = json_object_get(json_object_get(b, "meta"), "k");
+    assert_string_equal(json_string_value(json_array_get(k, 1)), "true"); /* not inferred */
+    json_decref(b);
+    /* urlencoded, with canonical-number inference only */
+    assert_int_equal(call_ct("POST", "/api/collections/forms/records",
+                             "application/x-www-form-urlencoded",
+                             "t=3.0&n=7&b=false&tags=b&tags=a&meta=%7B%22x%22%3A2%7D", true, &b),
+                     200);
+    assert_string_equal(sget(b, "t"), "3.0");
+    assert_int_equal(json_integer_value(json_object_get(b, "n")), 7);
+    assert_true(json_is_false(json_object_get(b, "b")));
+    assert_int_equal(json_array_size(json_object_get(b, "tags")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(b, "meta"), "x")), 2);
+    json_decref(b);
+    /* malformed multipart bodies */
+    const char *bad[] = {
+        "no delimiter at all",
+        "--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nunterminated",
+        "--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--",
+        "--XyZ\r\nContent-Disposition: form-data; name=\"@jsonPayload\"\r\n\r\n[1]\r\n--XyZ--",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        assert_int_equal(call_ct("POST", "/api/collections/forms/records",
+                                 "multipart/form-data; boundary=XyZ", bad[i], true, &b),
+                         400);
+        json_decref(b);
+    }
+    assert_int_equal(
+        call_ct("POST", "/api/collections/forms/records", "multipart/form-data", "x", true, &b),
+        400);
+    json_decref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_superuser_gate), cmocka_unit_test(test_collections_api),
         cmocka_unit_test(test_records_api),    cmocka_unit_test(test_auth_record_passwords),
-        cmocka_unit_test(test_nested_expand),
+        cmocka_unit_test(test_nested_expand),  cmocka_unit_test(test_form_bodies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

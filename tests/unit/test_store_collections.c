@@ -77,6 +77,15 @@ static void test_create_every_field_type(void **state)
     assert_string_equal(json_string_value(json_object_get(views, "type")), "number");
     assert_int_equal(json_integer_value(json_object_get(views, "max")), 100);
     assert_true(json_is_true(json_object_get(views, "onlyInt")));
+    /* field objects list their keys in byte order, as PocketBase writes them */
+    const char *prev = "";
+    const char *k;
+    json_t *v;
+    json_object_foreach(views, k, v)
+    {
+        assert_true(strcmp(prev, k) < 0);
+        prev = k;
+    }
     json_t *author = json_array_get(fields, 12);
     assert_string_equal(json_string_value(json_object_get(author, "collectionId")),
                         "_pb_users_auth_");
@@ -382,6 +391,11 @@ static void test_indexes(void **state)
         "{\"indexes\":[\"DROP TABLE people\"]}",
         "{\"indexes\":[\"CREATE INDEX i ON people (nope)\"]}",
         "{\"indexes\":[\"CREATE INDEX i ON people (age) WHERE age > (SELECT 1)\"]}",
+        "{\"indexes\":[\"CREATE INDEX i ON people (age) WHERE age kode\"]}",
+        "{\"indexes\":[\"CREATE INDEX i ON people (age) WHERE age = 1 2\"]}",
+        "{\"indexes\":[\"CREATE INDEX i ON people (age) WHERE (age = 1\"]}",
+        "{\"indexes\":[\"CREATE INDEX i ON people (age) WHERE age = 1 AND\"]}",
+        "{\"indexes\":[\"CREATE INDEX i ON people (age) WHERE nope = 1\"]}",
         "{\"indexes\":[\"CREATE INDEX i ON people (lower(age))\"]}",
         "{\"indexes\":[\"CREATE INDEX i ON people (age); DROP TABLE people\"]}",
         "{\"indexes\":[\"CREATE INDEX i ON people (age)\",\"CREATE INDEX i ON people (kode)\"]}",
@@ -393,10 +407,23 @@ static void test_indexes(void **state)
         errors = NULL;
     }
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM people"), 3);
+    /* a richer partial index executes */
+    struct store_collection *c3 = NULL;
+    assert_int_equal(update(&fx, "people",
+                            "{\"indexes\":[\"CREATE INDEX i2 ON people (age) WHERE (kode IS NOT "
+                            "NULL AND NOT age = 1.5) OR kode <> 'it''s'\"]}",
+                            &errors, &c3),
+                     0);
+    assert_string_equal(c3->indexes[0], "CREATE INDEX `i2` ON `people` (`age`) WHERE ( `kode` IS "
+                                        "NOT NULL AND NOT `age` = 1.5 ) OR `kode` <> 'it''s'");
+    store_collection_unref(c3);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM pragma_index_list('people') WHERE "
+                                     "origin='c' AND partial=1"),
+                     1);
     /* an index name used by another collection's index */
     expect_invalid(&fx,
                    "{\"name\":\"other\",\"fields\":[{\"name\":\"x\",\"type\":\"text\"}],"
-                   "\"indexes\":[\"CREATE INDEX idx_age ON other (x)\"]}",
+                   "\"indexes\":[\"CREATE INDEX i2 ON other (x)\"]}",
                    "indexes");
     json_decref(r);
     store_collection_unref(c);

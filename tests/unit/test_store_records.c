@@ -1,5 +1,6 @@
 /* Store records: CRUD with every field type, one test per validation rule, modifiers,
  * autodate, cascades, the outbox, list queries, auth lookups and concurrent writers. */
+#include <limits.h>
 #include <pthread.h>
 
 #include "metrics/metrics.h"
@@ -112,6 +113,32 @@ static void test_crud_every_type(void **state)
     assert_int_equal(store_record_get(fx.st, c, id, &got), ERR_NOTFOUND);
     json_decref(r);
     json_decref(user);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_autogenerate_modifier(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c =
+        fx_coll(&fx, "{\"name\":\"slugs\",\"fields\":[{\"name\":\"slug\",\"type\":\"text\","
+                     "\"autogeneratePattern\":\"[a-c]{6}\",\"pattern\":\"^[a-z-]+$\"},"
+                     "{\"name\":\"n\",\"type\":\"number\"}]}");
+    json_t *r = fx_rec(&fx, c, "{\"slug:autogenerate\":\"post-\"}");
+    const char *slug = json_string_value(json_object_get(r, "slug"));
+    assert_int_equal(strlen(slug), 11);
+    assert_memory_equal(slug, "post-", 5);
+    for (const char *p = slug + 5; *p; p++)
+        assert_true(*p >= 'a' && *p <= 'c');
+    json_decref(r);
+    /* empty on create: the pattern fills it */
+    r = fx_rec(&fx, c, "{}");
+    assert_int_equal(strlen(json_string_value(json_object_get(r, "slug"))), 6);
+    json_decref(r);
+    /* only for text fields */
+    fx_rec_invalid(&fx, c, "{\"n:autogenerate\":\"x\"}", "n", "validation_invalid_value");
     store_collection_unref(c);
     fx_close(&fx);
 }
@@ -363,6 +390,111 @@ static void test_cascade_delete(void **state)
     store_collection_unref(a);
     store_collection_unref(b);
     store_collection_unref(rv);
+    fx_close(&fx);
+}
+
+static void test_conditional_operations(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *params = J("[10]");
+    struct store_cond cond = {"\"r\".\"views\" >= ?", params};
+    json_t *lo = fx_rec(&fx, c, "{\"id\":\"low000000000001\",\"title\":\"Lo\",\"views\":5}");
+    json_t *hi = fx_rec(&fx, c, "{\"id\":\"high00000000001\",\"title\":\"Hi\",\"views\":50}");
+    json_t *got = NULL, *errors = NULL;
+    /* get */
+    assert_int_equal(store_record_get_if(fx.st, c, "high00000000001", &cond, &got), 0);
+    assert_true(json_equal(got, hi));
+    json_decref(got);
+    assert_int_equal(store_record_get_if(fx.st, c, "low000000000001", &cond, &got), ERR_NOTFOUND);
+    assert_null(got);
+    assert_int_equal(store_record_get_if(fx.st, c, "missing00000000", &cond, &got), ERR_NOTFOUND);
+    struct store_cond empty = {NULL, NULL};
+    assert_int_equal(store_record_get_if(fx.st, c, "low000000000001", &empty, &got), 0);
+    json_decref(got);
+    /* update: checked on the record as it is before the change */
+    json_t *patch = J("{\"views\":99}");
+    assert_int_equal(
+        store_record_update_if(fx.st, c, "low000000000001", patch, NULL, &cond, &errors, &got),
+        ERR_NOTFOUND);
+    assert_int_equal(fx_sql_int(&fx, "SELECT views FROM posts WHERE id='low000000000001'"), 5);
+    json_decref(patch);
+    patch = J("{\"views\":1}");
+    assert_int_equal(
+        store_record_update_if(fx.st, c, "high00000000001", patch, NULL, &cond, &errors, &got), 0);
+    assert_int_equal(json_integer_value(json_object_get(got, "views")), 1);
+    json_decref(got);
+    json_decref(patch);
+    /* create: checked on the new record; a refused one leaves nothing behind */
+    int64_t outbox = fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox");
+    json_t *body = J("{\"title\":\"New\",\"views\":3}");
+    assert_int_equal(store_record_create_if(fx.st, c, body, NULL, &cond, &errors, &got),
+                     ERR_DENIED);
+    assert_null(got);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), outbox);
+    json_decref(body);
+    body = J("{\"title\":\"New\",\"views\":30}");
+    assert_int_equal(store_record_create_if(fx.st, c, body, NULL, &cond, &errors, &got), 0);
+    json_decref(got);
+    json_decref(body);
+    /* delete */
+    assert_int_equal(store_record_delete_if(fx.st, c, "low000000000001", &cond), ERR_NOTFOUND);
+    assert_int_equal(store_record_delete_if(fx.st, c, "high00000000001", &cond), ERR_NOTFOUND);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 3);
+    struct store_cond lowc = {"\"r\".\"views\" < 10", NULL};
+    assert_int_equal(store_record_delete_if(fx.st, c, "low000000000001", &lowc), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    /* a condition the engine rejects is an error, not a pass */
+    struct store_cond bad = {"\"r\".\"nosuch\" = 1", NULL};
+    assert_true(store_record_get_if(fx.st, c, "high00000000001", &bad, &got) < 0);
+    assert_int_not_equal(store_record_delete_if(fx.st, c, "high00000000001", &bad), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    json_decref(lo);
+    json_decref(hi);
+    json_decref(params);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+static void test_truncate(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *a = fx_coll(&fx, "{\"name\":\"parents\",\"fields\":[]}");
+    char spec[512];
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"kids\",\"fields\":[{\"name\":\"p\",\"type\":\"relation\","
+             "\"collectionId\":\"%s\",\"cascadeDelete\":true}]}",
+             a->id);
+    struct store_collection *k = fx_coll(&fx, spec);
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"pins\",\"fields\":[{\"name\":\"p\",\"type\":\"relation\","
+             "\"collectionId\":\"%s\",\"required\":true}]}",
+             a->id);
+    struct store_collection *pins = fx_coll(&fx, spec);
+    json_decref(fx_rec(&fx, a, "{\"id\":\"parent000000001\"}"));
+    json_decref(fx_rec(&fx, a, "{\"id\":\"parent000000002\"}"));
+    json_decref(fx_rec(&fx, k, "{\"p\":\"parent000000001\"}"));
+    json_decref(fx_rec(&fx, k, "{\"p\":\"parent000000002\"}"));
+    json_decref(fx_rec(&fx, pins, "{\"id\":\"pin000000000001\",\"p\":\"parent000000002\"}"));
+    assert_int_equal(store_outbox_delete(fx.st, INT64_MAX), 0);
+    /* a required reference blocks the whole truncate */
+    assert_int_equal(store_collection_truncate(fx.st, "parents"), ERR_CONFLICT);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM parents"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM kids"), 2);
+    assert_int_equal(store_record_delete(fx.st, pins, "pin000000000001"), 0);
+    assert_int_equal(store_collection_truncate(fx.st, "parents"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM parents"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM kids"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox WHERE action='delete'"), 5);
+    assert_int_equal(store_collection_truncate(fx.st, "nope"), ERR_NOTFOUND);
+    store_collection_unref(a);
+    store_collection_unref(k);
+    store_collection_unref(pins);
     fx_close(&fx);
 }
 
@@ -669,6 +801,67 @@ static void test_concurrent_writers(void **state)
     fx_close(&fx);
 }
 
+/* Open file descriptors of this process on path (the db file itself). */
+static int fds_on(const char *path)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return -1;
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        char link[64], target[PATH_MAX];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (strcmp(target, real) == 0)
+            n++;
+    }
+    return n;
+}
+
+struct reader_arg {
+    struct store *st;
+    struct store_collection *c;
+    int rc;
+};
+
+static void *one_read(void *p)
+{
+    struct reader_arg *a = p;
+    struct store_list_query q = {.page = 1, .per_page = 1};
+    struct store_list_result res;
+    a->rc = store_record_list(a->st, a->c, &q, &res);
+    if (a->rc == 0)
+        json_decref(res.items);
+    return NULL;
+}
+
+static void test_exiting_threads_close_their_connections(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/app.db", fx.dir);
+    int before = fds_on(path);
+    assert_true(before >= 1);
+    for (int i = 0; i < 20; i++) {
+        pthread_t t;
+        struct reader_arg a = {fx.st, c, -1};
+        assert_int_equal(pthread_create(&t, NULL, one_read, &a), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(a.rc, 0);
+    }
+    /* Without the close at thread exit there would be 20 more. SQLite may keep one closed
+     * handle's descriptor for reuse while other connections hold POSIX locks on the file. */
+    assert_true(fds_on(path) <= before + 1);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_stale_collection_reference(void **state)
 {
     UNUSED(state);
@@ -683,10 +876,35 @@ static void test_stale_collection_reference(void **state)
     json_decref(patch);
     /* writes through the old snapshot use the current schema */
     fx_rec_invalid(&fx, c, "{\"a\":\"x\"}", "b", "validation_required");
-    assert_int_equal(store_collection_delete(fx.st, "s"), 0);
+    /* and so do reads, also after a rename of the table and a field */
+    json_decref(fx_rec(&fx, c, "{\"id\":\"rec000000000001\",\"a\":\"x\",\"b\":\"y\"}"));
+    struct store_collection *now = NULL;
+    assert_int_equal(store_collection_get(fx.st, "s", &now), 0);
+    char spec[512];
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"s2\",\"fields\":[{\"id\":\"%s\",\"name\":\"a2\",\"type\":\"text\"},"
+             "{\"name\":\"b\",\"type\":\"text\",\"required\":true}]}",
+             store_collection_field(now, "a")->id);
+    store_collection_unref(now);
+    patch = J(spec);
+    assert_int_equal(store_collection_update(fx.st, "s", patch, &errors, NULL), 0);
+    json_decref(patch);
+    json_t *got = NULL;
+    assert_int_equal(store_record_get(fx.st, c, "rec000000000001", &got), 0);
+    assert_string_equal(json_string_value(json_object_get(got, "a2")), "x");
+    assert_string_equal(json_string_value(json_object_get(got, "collectionName")), "s2");
+    json_decref(got);
+    struct store_list_query q = {.page = 1, .per_page = 5};
+    struct store_list_result res;
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), 0);
+    assert_int_equal(res.total_items, 1);
+    json_decref(res.items);
+    assert_int_equal(store_collection_delete(fx.st, "s2"), 0);
     json_t *body = J("{\"a\":\"x\"}");
     json_t *rec = NULL;
     assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), ERR_NOTFOUND);
+    assert_int_equal(store_record_get(fx.st, c, "rec000000000001", &got), ERR_NOTFOUND);
+    assert_int_equal(store_record_list(fx.st, c, &q, &res), ERR_NOTFOUND);
     json_decref(body);
     store_collection_unref(c);
     fx_close(&fx);
@@ -742,17 +960,21 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crud_every_type),
+        cmocka_unit_test(test_autogenerate_modifier),
         cmocka_unit_test(test_client_id),
         cmocka_unit_test(test_validation_rules),
         cmocka_unit_test(test_required_per_type),
         cmocka_unit_test(test_modifiers),
         cmocka_unit_test(test_cascade_delete),
+        cmocka_unit_test(test_conditional_operations),
+        cmocka_unit_test(test_truncate),
         cmocka_unit_test(test_self_relation_cycle),
         cmocka_unit_test(test_outbox),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_referencing),
         cmocka_unit_test(test_auth_records),
         cmocka_unit_test(test_concurrent_writers),
+        cmocka_unit_test(test_exiting_threads_close_their_connections),
         cmocka_unit_test(test_stale_collection_reference),
         cmocka_unit_test(test_locked_by_another_process_is_busy),
     };

@@ -85,7 +85,7 @@ static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool
         }
         json_object_set_new(o, f->name, column_json(f, st, col++));
     }
-    return o;
+    return store__sorted_object(o); /* PocketBase writes record keys in byte order */
 }
 
 static int get_row(struct sq_conn *cn, const struct store_collection *c, const char *id,
@@ -128,13 +128,66 @@ static struct store_collection *current(struct sq_store *s, struct sq_conn *cn,
     return cur;
 }
 
-int sq__record_get(struct store *st, const struct store_collection *c, const char *id, json_t **out)
+/* 1 when the record id of c satisfies cond (or there is no condition), 0 when it does not
+ * (or does not exist), < 0 on failure. */
+static int cond_holds(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                      const struct store_cond *cond)
+{
+    if (!cond || !cond->sql || !*cond->sql)
+        return 1;
+    size_t n = json_array_size(cond->params);
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT 1 FROM ");
+    store__quote(&b, c->name);
+    buf_printf(&b,
+               " AS \"" STORE_LIST_ALIAS "\" WHERE (%s) AND \"" STORE_LIST_ALIAS
+               "\".\"id\" = ?%zu LIMIT 1",
+               cond->sql, n + 1);
+    struct sq_stmt st;
+    int rc = sq__prep(cn, buf_cstr(&b), &st);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        sq__bind_json(st.stmt, (int)i + 1, json_array_get(cond->params, i));
+    sqlite3_bind_text(st.stmt, (int)n + 1, id, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(st.stmt);
+    if (step == SQLITE_ROW)
+        rc = 1;
+    else if (step == SQLITE_DONE)
+        rc = 0;
+    else
+        rc = sq__fail_db(cn, "cannot check the condition");
+    sq__done(&st);
+    return rc;
+}
+
+static int record_get(struct store *st, const struct store_collection *c, const char *id,
+                      const struct store_cond *cond, json_t **out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
     if (!cn)
         return ERR_INTERNAL;
-    return get_row(cn, c, id, false, NULL, out);
+    *out = NULL;
+    if (!cond || !cond->sql || !*cond->sql)
+        return get_row(cn, c, id, false, NULL, out);
+    /* the check and the read see one snapshot */
+    int rc = sq__exec(cn, "BEGIN");
+    if (rc)
+        return rc;
+    int holds = cond_holds(cn, c, id, cond);
+    if (holds == 1)
+        rc = get_row(cn, c, id, false, NULL, out);
+    else
+        rc = holds < 0 ? holds : sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+    (void)sqlite3_exec(cn->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 static void bind_params(sqlite3_stmt *st, const json_t *params, size_t first)
@@ -143,8 +196,8 @@ static void bind_params(sqlite3_stmt *st, const json_t *params, size_t first)
         sq__bind_json(st, (int)(first + i), json_array_get(params, i));
 }
 
-int sq__record_list(struct store *st, const struct store_collection *c,
-                    const struct store_list_query *q, struct store_list_result *out)
+static int record_list(struct store *st, const struct store_collection *c,
+                       const struct store_list_query *q, struct store_list_result *out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -255,8 +308,8 @@ static void ref_cond(struct buf *b, const struct store_collection *c, const stru
     }
 }
 
-int sq__record_referencing(struct store *st, const struct store_collection *c, const char *field,
-                           const char *target_id, size_t max, json_t **out)
+static int record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                              const char *target_id, size_t max, json_t **out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -293,6 +346,59 @@ int sq__record_referencing(struct store *st, const struct store_collection *c, c
         *out = arr;
     }
     sq__done(&stt);
+    return rc;
+}
+
+/* Reads use the collection as it is now: a caller may hold a snapshot from before a schema
+ * change (renamed table or fields). A collection deleted meanwhile is ERR_NOTFOUND. */
+static int fresh(struct sq_store *s, const struct store_collection *c,
+                 struct store_collection **cur_out)
+{
+    *cur_out = NULL;
+    if (c == s->catalog)
+        return 0;
+    *cur_out = sq__col_find(s, c->id);
+    if (*cur_out)
+        return 0;
+    struct sq_conn *cn = sq__conn(s);
+    if (cn)
+        sq__fail(cn, ERR_NOTFOUND, "no collection %s", c->name);
+    return ERR_NOTFOUND;
+}
+
+int sq__record_get(struct store *st, const struct store_collection *c, const char *id,
+                   const struct store_cond *cond, json_t **out)
+{
+    struct store_collection *cur;
+    *out = NULL;
+    int rc = fresh((struct sq_store *)st, c, &cur);
+    if (rc == 0)
+        rc = record_get(st, cur ? cur : c, id, cond, out);
+    store_collection_unref(cur);
+    return rc;
+}
+
+int sq__record_list(struct store *st, const struct store_collection *c,
+                    const struct store_list_query *q, struct store_list_result *out)
+{
+    struct store_collection *cur;
+    memset(out, 0, sizeof(*out));
+    int rc = fresh((struct sq_store *)st, c, &cur);
+    if (rc == 0)
+        rc = record_list(st, cur ? cur : c, q, out);
+    store_collection_unref(cur);
+    return rc;
+}
+
+int sq__record_referencing(struct store *st, const struct store_collection *c, const char *field,
+                           const char *target_id, size_t max, json_t **out)
+{
+    struct store_collection *cur;
+    *out = NULL;
+    int rc = fresh((struct sq_store *)st, c, &cur);
+    if (rc == 0)
+        rc = record_referencing(st, cur ? cur : c, field, target_id, max, out);
+    store_collection_unref(cur);
     return rc;
 }
 
@@ -480,7 +586,8 @@ static int write_row(struct sq_conn *cn, const struct store_collection *c, const
 
 /* Shared by create and update: everything inside one write transaction. */
 static int save(struct store *st, const struct store_collection *cin, const char *id,
-                const json_t *body, const char *password_hash, json_t **errors_out, json_t **out)
+                const json_t *body, const char *password_hash, const struct store_cond *cond,
+                json_t **errors_out, json_t **out)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -504,6 +611,11 @@ static int save(struct store *st, const struct store_collection *cin, const char
     }
     if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
         goto fail;
+    if (id && (rc = cond_holds(cn, c, id, cond)) != 1) {
+        if (rc == 0)
+            rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+        goto fail;
+    }
     rc = store__record_prepare(c, old, body, now, errors, &vals);
     if (!rc && c->type == STORE_COLLECTION_AUTH) {
         const struct store_field *pw = NULL;
@@ -539,6 +651,11 @@ static int save(struct store *st, const struct store_collection *cin, const char
         rc = sq__fail(cn, ERR_INTERNAL, "record without id");
         goto fail;
     }
+    if (!id && (rc = cond_holds(cn, c, rid, cond)) != 1) {
+        if (rc == 0)
+            rc = sq__fail(cn, ERR_DENIED, "the new record does not satisfy the condition");
+        goto fail;
+    }
     if ((rc = get_row(cn, c, rid, false, NULL, &rec)))
         goto fail;
     if ((rc = outbox_add(cn, c, rid, id ? "update" : "create", rec, now)))
@@ -567,16 +684,17 @@ out:
 }
 
 int sq__record_create(struct store *st, const struct store_collection *c, const json_t *body,
-                      const char *password_hash, json_t **errors_out, json_t **out)
+                      const char *password_hash, const struct store_cond *cond, json_t **errors_out,
+                      json_t **out)
 {
-    return save(st, c, NULL, body, password_hash, errors_out, out);
+    return save(st, c, NULL, body, password_hash, cond, errors_out, out);
 }
 
 int sq__record_update(struct store *st, const struct store_collection *c, const char *id,
-                      const json_t *body, const char *password_hash, json_t **errors_out,
-                      json_t **out)
+                      const json_t *body, const char *password_hash, const struct store_cond *cond,
+                      json_t **errors_out, json_t **out)
 {
-    return save(st, c, id, body, password_hash, errors_out, out);
+    return save(st, c, id, body, password_hash, cond, errors_out, out);
 }
 
 /* ---- delete with cascades ---- */
@@ -730,7 +848,8 @@ static int delete_rec(struct del_ctx *d, const struct store_collection *c, const
     return rc;
 }
 
-int sq__record_delete(struct store *st, const struct store_collection *cin, const char *id)
+int sq__record_delete(struct store *st, const struct store_collection *cin, const char *id,
+                      const struct store_cond *cond)
 {
     struct sq_store *s = (struct sq_store *)st;
     struct sq_conn *cn = sq__conn(s);
@@ -749,6 +868,11 @@ int sq__record_delete(struct store *st, const struct store_collection *cin, cons
         goto fail;
     }
     sq__col_all(s, &d.all, &d.n_all);
+    if ((rc = cond_holds(cn, c, id, cond)) != 1) {
+        if (rc == 0)
+            rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+        goto fail;
+    }
     if ((rc = delete_rec(&d, c, id, 0)))
         goto fail;
     rc = sq__commit(s, cn);
@@ -758,6 +882,56 @@ fail:
 out:
     store_collection_list_free(d.all, d.n_all);
     store_collection_unref(c);
+    json_decref(d.visited);
+    return rc;
+}
+
+int sq__collection_truncate(struct store *st, const char *id_or_name)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct del_ctx d = {.s = s, .cn = cn, .visited = json_object()};
+    sq__now(d.now);
+    json_t *ids = json_array();
+    struct buf b;
+    buf_init(&b);
+    int rc = sq__begin(s, cn);
+    if (rc)
+        goto out_nolock;
+    struct store_collection *c = sq__col_find(s, id_or_name);
+    if (!c) {
+        rc = sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
+        goto fail;
+    }
+    sq__col_all(s, &d.all, &d.n_all);
+    buf_puts(&b, "SELECT \"id\" FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " ORDER BY rowid");
+    struct sq_stmt st2;
+    if ((rc = sq__prep(cn, buf_cstr(&b), &st2)))
+        goto fail;
+    int step;
+    while ((step = sqlite3_step(st2.stmt)) == SQLITE_ROW)
+        json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st2.stmt, 0)));
+    if (step != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot list the records");
+    sq__done(&st2);
+    for (size_t i = 0; i < json_array_size(ids) && !rc; i++)
+        rc = delete_rec(&d, c, json_string_value(json_array_get(ids, i)), 0);
+    if (rc)
+        goto fail;
+    rc = sq__commit(s, cn);
+    goto out;
+fail:
+    sq__rollback(s, cn);
+out:
+    store_collection_list_free(d.all, d.n_all);
+    store_collection_unref(c);
+out_nolock:
+    buf_release(&b);
+    json_decref(ids);
     json_decref(d.visited);
     return rc;
 }

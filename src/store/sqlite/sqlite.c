@@ -17,9 +17,8 @@ static __thread struct {
     struct sq_conn *conn;
 } tl_conn;
 
-/* The connection used when a thread cannot get its own (cannot open another handle): its
- * errmsg still works. */
-static struct sq_conn broken_conn;
+/* Why this thread could not open its connection (store_errmsg still has something to say). */
+static __thread char conn_open_error[256];
 
 static int conn_setup(struct sq_store *s, sqlite3 *db, char *err, size_t err_len)
 {
@@ -76,6 +75,77 @@ static void conn_close(struct sq_conn *cn)
     free(cn);
 }
 
+/* Connections of exiting threads are closed by a thread-specific-data destructor. Each thread
+ * keeps the list of (store generation, connection) it opened; the destructor closes those
+ * whose store is still open, found in the registry of open stores. A store being closed
+ * leaves the registry first, so a connection is closed exactly once: by its thread's exit
+ * or by store_close. */
+struct thread_conns {
+    size_t n, cap;
+    struct {
+        uint64_t gen;
+        struct sq_conn *conn;
+    } * e;
+};
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sq_store *registry;
+static pthread_key_t conns_key;
+static pthread_once_t conns_key_once = PTHREAD_ONCE_INIT;
+
+static void conn_close(struct sq_conn *cn);
+
+static void thread_conns_free(void *arg)
+{
+    struct thread_conns *tc = arg;
+    for (size_t i = 0; i < tc->n; i++) {
+        struct sq_conn *found = NULL;
+        pthread_mutex_lock(&registry_mu);
+        for (struct sq_store *s = registry; s; s = s->reg_next) {
+            if (s->gen != tc->e[i].gen)
+                continue;
+            pthread_mutex_lock(&s->conns_mu);
+            for (struct sq_conn **pp = &s->conns; *pp; pp = &(*pp)->next)
+                if (*pp == tc->e[i].conn) {
+                    found = *pp;
+                    *pp = found->next;
+                    break;
+                }
+            pthread_mutex_unlock(&s->conns_mu);
+            break;
+        }
+        pthread_mutex_unlock(&registry_mu);
+        if (found)
+            conn_close(found);
+    }
+    free(tc->e);
+    free(tc);
+}
+
+static void conns_key_init(void)
+{
+    if (pthread_key_create(&conns_key, thread_conns_free) != 0)
+        PANIC("cannot create a thread-specific key");
+}
+
+static void remember_conn(struct sq_store *s, struct sq_conn *cn)
+{
+    pthread_once(&conns_key_once, conns_key_init);
+    struct thread_conns *tc = pthread_getspecific(conns_key);
+    if (!tc) {
+        tc = xcalloc(1, sizeof(*tc));
+        if (pthread_setspecific(conns_key, tc) != 0)
+            PANIC("cannot set thread-specific data");
+    }
+    if (tc->n == tc->cap) {
+        tc->cap = tc->cap ? tc->cap * 2 : 4;
+        tc->e = xrealloc(tc->e, tc->cap * sizeof(tc->e[0]));
+    }
+    tc->e[tc->n].gen = s->gen;
+    tc->e[tc->n].conn = cn;
+    tc->n++;
+}
+
 struct sq_conn *sq__conn(struct sq_store *s)
 {
     if (tl_conn.store == s && tl_conn.gen == s->gen)
@@ -91,13 +161,14 @@ struct sq_conn *sq__conn(struct sq_store *s)
         char err[256];
         if (conn_open(s, &cn, err, sizeof(err)) != 0) {
             xlog_error("cannot open a store connection: %s", err);
-            snprintf(broken_conn.errmsg, sizeof(broken_conn.errmsg), "%s", err);
+            snprintf(conn_open_error, sizeof(conn_open_error), "%s", err);
             return NULL;
         }
         pthread_mutex_lock(&s->conns_mu);
         cn->next = s->conns;
         s->conns = cn;
         pthread_mutex_unlock(&s->conns_mu);
+        remember_conn(s, cn);
     }
     tl_conn.store = s;
     tl_conn.gen = s->gen;
@@ -495,6 +566,11 @@ static int sq_open(const struct store_cfg *cfg, struct store **out, char *err, s
     tl_conn.store = s;
     tl_conn.gen = s->gen;
     tl_conn.conn = cn;
+    remember_conn(s, cn);
+    pthread_mutex_lock(&registry_mu);
+    s->reg_next = registry;
+    registry = s;
+    pthread_mutex_unlock(&registry_mu);
     if (store__collection_load(catalog_spec, &s->catalog) != 0)
         PANIC("bad built-in catalog spec");
     rc = bootstrap(s, cn);
@@ -512,6 +588,13 @@ static void sq_close(struct store *st)
     struct sq_store *s = (struct sq_store *)st;
     if (tl_conn.store == s)
         memset(&tl_conn, 0, sizeof(tl_conn));
+    pthread_mutex_lock(&registry_mu);
+    for (struct sq_store **pp = &registry; *pp; pp = &(*pp)->reg_next)
+        if (*pp == s) {
+            *pp = s->reg_next;
+            break;
+        }
+    pthread_mutex_unlock(&registry_mu);
     struct sq_conn *cn = s->conns;
     while (cn) {
         struct sq_conn *next = cn->next;
@@ -532,7 +615,7 @@ static void sq_close(struct store *st)
 static const char *sq_errmsg(struct store *st)
 {
     struct sq_conn *cn = sq__conn((struct sq_store *)st);
-    return cn ? cn->errmsg : broken_conn.errmsg;
+    return cn ? cn->errmsg : conn_open_error;
 }
 
 static int sq_collection_list(struct store *st, struct store_collection ***out, size_t *n_out)
@@ -569,6 +652,7 @@ const struct store_ops store__sqlite_ops = {
     .collection_create = sq__collection_create,
     .collection_update = sq__collection_update,
     .collection_delete = sq__collection_delete,
+    .collection_truncate = sq__collection_truncate,
     .record_get = sq__record_get,
     .record_list = sq__record_list,
     .record_referencing = sq__record_referencing,

@@ -42,6 +42,7 @@ struct sq_store {
     pthread_mutex_t schema_mu;
     struct store_collection **cols;   /* creation order; each holds one reference */
     struct store_collection *catalog; /* _collections seen as a collection */
+    struct sq_store *reg_next;        /* the registry of open stores (sqlite.c) */
     size_t n_cols;
 };
 
@@ -84,17 +85,20 @@ int sq__collection_install(struct sq_store *s, struct sq_conn *cn,
 
 /* rows.c */
 int sq__record_get(struct store *st, const struct store_collection *c, const char *id,
-                   json_t **out);
+                   const struct store_cond *cond, json_t **out);
 int sq__record_list(struct store *st, const struct store_collection *c,
                     const struct store_list_query *q, struct store_list_result *out);
 int sq__record_referencing(struct store *st, const struct store_collection *c, const char *field,
                            const char *target_id, size_t max, json_t **out);
 int sq__record_create(struct store *st, const struct store_collection *c, const json_t *body,
-                      const char *password_hash, json_t **errors_out, json_t **out);
-int sq__record_update(struct store *st, const struct store_collection *c, const char *id,
-                      const json_t *body, const char *password_hash, json_t **errors_out,
+                      const char *password_hash, const struct store_cond *cond, json_t **errors_out,
                       json_t **out);
-int sq__record_delete(struct store *st, const struct store_collection *c, const char *id);
+int sq__record_update(struct store *st, const struct store_collection *c, const char *id,
+                      const json_t *body, const char *password_hash, const struct store_cond *cond,
+                      json_t **errors_out, json_t **out);
+int sq__record_delete(struct store *st, const struct store_collection *c, const char *id,
+                      const struct store_cond *cond);
+int sq__collection_truncate(struct store *st, const char *id_or_name);
 int sq__auth_find(struct store *st, const struct store_collection *c, const char *field,
                   const char *value, struct store_auth_record *out);
 int sq__auth_get(struct store *st, const struct store_collection *c, const char *id,
