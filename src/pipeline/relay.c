@@ -29,8 +29,19 @@ struct pipeline_relay {
     int64_t last_id; /* the newest outbox id known to be in the log */
     struct metrics_series *m_moved;
     struct metrics_series *m_errors;
-    struct metrics_series *m_backlog;
 };
+
+/* The outbox backlog, counted when metrics are scraped. */
+static struct store *backlog_store;
+
+static void collect_backlog(struct buf *out, const char *name, void *arg)
+{
+    UNUSED(arg);
+    int64_t n = 0;
+    struct store *st = __atomic_load_n(&backlog_store, __ATOMIC_ACQUIRE);
+    if (st && store_outbox_pending(st, &n) == 0)
+        metrics_write_sample(out, name, NULL, NULL, (double)n);
+}
 
 /* The outbox id of the last record in the topic, or 0 when the topic is empty. */
 static int last_logged_id(struct evlog *log, int64_t *id_out)
@@ -143,6 +154,10 @@ int pipeline_relay_start(struct store *st, struct evlog *log, struct pipeline_re
                                                 "Outbox rows moved into the changes topic.", NULL));
     r->m_errors = metrics_series0(metrics_family(METRICS_COUNTER, "tandem_outbox_errors_total",
                                                  "Outbox relay passes that failed.", NULL));
+    __atomic_store_n(&backlog_store, st, __ATOMIC_RELEASE);
+    metrics_collector(METRICS_GAUGE, "tandem_outbox_backlog",
+                      "Committed record changes waiting in the outbox for the log.",
+                      collect_backlog, NULL);
     int rc = last_logged_id(log, &r->last_id);
     if (rc == 0 && r->last_id > 0)
         rc = store_outbox_delete(st, r->last_id);
@@ -183,6 +198,7 @@ void pipeline_relay_stop(struct pipeline_relay *r)
     pthread_cond_signal(&r->cond);
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
+    __atomic_store_n(&backlog_store, NULL, __ATOMIC_RELEASE);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->lock);
     free(r);

@@ -219,6 +219,11 @@ int store_outbox_delete(struct store *st, int64_t up_to_id)
     return st->ops->outbox_delete(st, up_to_id);
 }
 
+int store_outbox_pending(struct store *st, int64_t *n_out)
+{
+    return st->ops->outbox_pending(st, n_out);
+}
+
 int store_writekey_create(struct store *st, const char *name, const char *key_hash,
                           const char *prefix)
 {

@@ -123,6 +123,7 @@ struct store_ops {
     int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
 
+    int (*outbox_pending)(struct store *st, int64_t *n_out);
     int (*writekey_create)(struct store *st, const char *name, const char *key_hash,
                            const char *prefix);
     int (*writekey_list)(struct store *st, json_t **out);
@@ -251,6 +252,9 @@ int store_superuser_upsert(struct store *st, const char *email, const char *pass
 int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out) MUST_USE;
 /* Removes outbox rows with id <= up_to_id. */
 int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
+
+/* Rows waiting in the outbox (committed changes not yet in the log). */
+int store_outbox_pending(struct store *st, int64_t *n_out) MUST_USE;
 
 /* ---- write keys (capture sources) ----
  *

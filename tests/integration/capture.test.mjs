@@ -245,3 +245,27 @@ test('offsets are dense and every record has a timestamp', async () => {
     assert.ok(r.timestamp > 0);
   });
 });
+
+test('metrics: log appends, fsyncs, end offsets, capture outcomes, dedup hits, outbox backlog', async () => {
+  for (let i = 0; i < 2; i++) {
+    assert.equal((await post('/v1/track', { writeKey: key, userId: 'm', event: 'Metered', messageId: 'metric-1' })).status, 200);
+  }
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  const value = (re) => {
+    const m = re.exec(text);
+    assert.ok(m, `${re} not in metrics`);
+    return Number(m[1]);
+  };
+  const end = (await dump()).length;
+  assert.equal(value(/^tandem_evlog_end_offset\{topic="events"\} (\d+)$/m), end);
+  assert.ok(value(/^tandem_evlog_fsyncs_total (\d+)$/m) >= 1);
+  assert.ok(value(/^tandem_evlog_fsync_duration_seconds_count (\d+)$/m) >= 1);
+  assert.ok(value(/^tandem_evlog_group_records_count (\d+)$/m) >= 1);
+  // this process has appended since its last restart
+  assert.ok(value(/^tandem_evlog_appends_total\{topic="events"\} (\d+)$/m) >= 1);
+  assert.ok(value(/^tandem_evlog_append_bytes_total\{topic="events"\} (\d+)$/m) > 100);
+  assert.ok(value(/^tandem_capture_events_total\{outcome="accepted"\} (\d+)$/m) >= 1);
+  assert.ok(value(/^tandem_capture_events_total\{outcome="duplicate"\} (\d+)$/m) >= 1);
+  assert.ok(value(/^tandem_capture_requests_total\{api="segment",outcome="accepted"\} (\d+)$/m) >= 1);
+  assert.equal(value(/^tandem_outbox_backlog (\d+)$/m), 0);
+});

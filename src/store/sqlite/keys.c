@@ -1,4 +1,5 @@
-/* keys.c - write keys: the sources of captured events. Only key hashes are stored. */
+/* keys.c - write keys (the sources of captured events; only key hashes are stored) and the
+ * outbox backlog count. */
 #include <string.h>
 
 #include "store/sqlite/sqlite_int.h"
@@ -116,6 +117,23 @@ int sq__writekey_find(struct store *st, const char *key_hash, char *name_out, si
     } else {
         rc = sq__fail_db(cn, "cannot look up a write key");
     }
+    sq__done(&stt);
+    return rc;
+}
+
+int sq__outbox_pending(struct store *st, int64_t *n_out)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct sq_stmt stt;
+    int rc = sq__prep(cn, "SELECT count(*) FROM \"_outbox\"", &stt);
+    if (rc)
+        return rc;
+    if (sqlite3_step(stt.stmt) == SQLITE_ROW)
+        *n_out = sqlite3_column_int64(stt.stmt, 0);
+    else
+        rc = sq__fail_db(cn, "cannot count the outbox");
     sq__done(&stt);
     return rc;
 }
