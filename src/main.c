@@ -8,9 +8,14 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "auth/auth.h"
+#include "capture/capture.h"
 #include "core/core.h"
+#include "evlog/evlog.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "pipeline/pipeline.h"
+#include "store/store.h"
 
 extern char **environ;
 
@@ -19,12 +24,13 @@ extern char **environ;
 
 static void usage(FILE *out)
 {
-    fprintf(out, "tandem %s - one program that is both an app backend and its data platform\n\n"
-                 "usage: tandem <command> [options]\n\n"
-                 "commands:\n"
-                 "  serve     start the server\n"
-                 "  version   print the version\n"
-                 "  help      show this help\n\n",
+    fprintf(out,
+            "tandem %s - one program that is both an app backend and its data platform\n\n"
+            "usage: tandem <command> [options]\n\n"
+            "commands:\n"
+            "  serve     start the server\n"
+            "  version   print the version\n"
+            "  help      show this help\n\n",
             TANDEM_VERSION);
     cfg_print_help(out);
 }
@@ -62,8 +68,9 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
     }
     enum xlog_level level;
     if (xlog_parse_level(cfg->log_level, &level) != 0) {
-        fprintf(stderr, "tandem: invalid value '%s' for --log-level (expected debug, info, "
-                        "warn, error or off)\n",
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --log-level (expected debug, info, "
+                "warn, error or off)\n",
                 cfg->log_level);
         return EXIT_USAGE;
     }
@@ -71,10 +78,164 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
     return 0;
 }
 
+/* --ratelimit: "off" gives NULL; "default" PocketBase's rules; otherwise rules on top of them */
+static int open_ratelimit(const char *spec, struct auth_ratelimit **out)
+{
+    *out = NULL;
+    if (strcmp(spec, "off") == 0)
+        return 0;
+    struct auth_ratelimit_cfg rc;
+    char err[256];
+    auth_ratelimit_cfg_default(&rc);
+    if (strcmp(spec, "default") != 0 && auth_ratelimit_parse(spec, &rc, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: invalid value for --ratelimit: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (auth_ratelimit_new(&rc, out) != 0) {
+        fprintf(stderr, "tandem: invalid value for --ratelimit '%s'\n", spec);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int open_store(const struct cfg *cfg, struct store **out)
+{
+    char err[512];
+    struct store_cfg sc = {.backend = NULL, .dir = cfg->dir, .busy_timeout_ms = 0};
+    if (store_open(&sc, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+static int open_log(const struct cfg *cfg, struct evlog **out)
+{
+    char dir[1100];
+    struct evlog_cfg lc;
+    evlog_cfg_defaults(&lc);
+    snprintf(dir, sizeof(dir), "%s/log", cfg->dir);
+    lc.dir = dir;
+    if (evlog_fsync_parse(cfg->fsync, &lc.fsync) != 0) {
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --fsync (expected always, batch or "
+                "never)\n",
+                cfg->fsync);
+        return EXIT_USAGE;
+    }
+    lc.segment_bytes = (uint64_t)cfg->log_segment_size;
+    lc.retention_bytes = (uint64_t)cfg->log_retention_size;
+    lc.retention_age_us = cfg->log_retention_age * 1000000;
+    if (evlog_open(&lc, out) != 0) {
+        fprintf(stderr, "tandem: %s\n", evlog_errmsg(NULL));
+        return 1;
+    }
+    return 0;
+}
+
+/* Everything `serve` opens, released in reverse order through one path. */
+struct app {
+    struct cfg cfg;
+    struct auth_secret *secret;
+    struct auth_pool *pool;
+    struct auth_ratelimit *rl;
+    struct store *store;
+    struct evlog *log;
+    struct capture_dedup *dedup;
+    struct pipeline_relay *relay;
+    struct api_env env;
+    struct http_router *router;
+    struct http_server *srv;
+};
+
+static void app_close(struct app *a)
+{
+    http_server_close(a->srv, DRAIN_MS);
+    http_router_free(a->router);
+    pipeline_relay_stop(a->relay);
+    evlog_close(a->log);
+    capture_dedup_free(a->dedup);
+    if (a->store)
+        store_close(a->store);
+    auth_pool_free(a->pool);
+    auth_ratelimit_free(a->rl);
+    auth_secret_free(a->secret);
+}
+
+static int app_open(struct app *a)
+{
+    char err[512];
+    int rc = make_dir(a->cfg.dir);
+    if (rc != 0) {
+        fprintf(stderr, "tandem: cannot create data directory %s: %s\n", a->cfg.dir, err_str(rc));
+        return 1;
+    }
+    if (auth_init() != 0) {
+        fprintf(stderr, "tandem: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (auth_secret_open(a->cfg.dir, &a->secret, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    rc = open_ratelimit(a->cfg.ratelimit, &a->rl);
+    if (rc != 0)
+        return rc;
+    struct auth_pool_cfg pc = {0};
+    if (auth_pool_new(&pc, &a->pool) != 0) {
+        fprintf(stderr, "tandem: cannot start the password hashing pool\n");
+        return 1;
+    }
+
+    rc = open_store(&a->cfg, &a->store);
+    if (rc != 0)
+        return rc;
+    rc = open_log(&a->cfg, &a->log);
+    if (rc != 0)
+        return rc;
+    struct capture_dedup_cfg dc;
+    capture_dedup_cfg_default(&dc);
+    dc.window_us = a->cfg.dedup_window * 1000000;
+    a->dedup = capture_dedup_new(&dc);
+    if (pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
+        fprintf(stderr, "tandem: cannot start the outbox relay: %s\n", store_errmsg(a->store));
+        return 1;
+    }
+
+    metrics_register_process(TANDEM_VERSION);
+    a->env.cfg = &a->cfg;
+    a->env.secret = a->secret;
+    a->env.pool = a->pool;
+    a->env.rl = a->rl;
+    a->env.store = a->store;
+    a->env.log = a->log;
+    a->env.dedup = a->dedup;
+    capture_limits_default(&a->env.capture_limits);
+    if (api_capture_warm(&a->env, a->cfg.dedup_window * 1000000) != 0) {
+        fprintf(stderr, "tandem: cannot read the event log: %s\n", evlog_errmsg(a->log));
+        return 1;
+    }
+    a->router = http_router_new();
+    api_register(a->router, &a->env);
+
+    struct http_opts opts = {
+        .addr = a->cfg.http,
+        .threads = (unsigned)a->cfg.threads,
+        .max_body = (uint64_t)a->cfg.max_body,
+        .idle_timeout_s = (unsigned)a->cfg.idle_timeout,
+    };
+    if (http_server_open(&opts, a->router, &a->srv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
-    struct cfg cfg;
-    int rc = load_cfg(&cfg, argc, argv);
+    struct app a;
+    memset(&a, 0, sizeof(a));
+    int rc = load_cfg(&a.cfg, argc, argv);
     if (rc != 0)
         return rc;
 
@@ -86,44 +247,229 @@ static int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rc = make_dir(cfg.dir);
+    rc = app_open(&a);
     if (rc != 0) {
-        fprintf(stderr, "tandem: cannot create data directory %s: %s\n", cfg.dir, err_str(rc));
-        return 1;
+        app_close(&a);
+        return rc;
     }
-
-    metrics_register_process(TANDEM_VERSION);
-    struct api_env env = {.cfg = &cfg};
-    struct http_router *router = http_router_new();
-    api_register(router, &env);
-
-    struct http_opts opts = {
-        .addr = cfg.http,
-        .threads = (unsigned)cfg.threads,
-        .max_body = (uint64_t)cfg.max_body,
-        .idle_timeout_s = (unsigned)cfg.idle_timeout,
-    };
-    struct http_server *srv;
-    char err[512];
-    rc = http_server_open(&opts, router, &srv, err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "tandem: %s\n", err);
-        http_router_free(router);
-        return 1;
-    }
-    printf("tandem listening on http://%s:%u\n", http_server_url_host(srv),
-           http_server_port(srv));
+    printf("tandem listening on http://%s:%u\n", http_server_url_host(a.srv),
+           http_server_port(a.srv));
     fflush(stdout);
-    xlog_info("serving, data in %s", cfg.dir);
+    xlog_info("serving, data in %s", a.cfg.dir);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
         ;
     xlog_info("received signal %d, shutting down", sig);
-    http_server_close(srv, DRAIN_MS);
-    http_router_free(router);
+    app_close(&a);
     xlog_info("stopped");
     return 0;
+}
+
+/* ---- commands that work on the data directory without a server ---- */
+
+/* Splits argv into positional words (up to max) and options; loads the options. */
+static int cli_args(int argc, char **argv, const char **words, size_t max, size_t *n_out,
+                    struct cfg *cfg)
+{
+    char **opts = xcalloc((size_t)argc + 1, sizeof(char *));
+    int n_opts = 0;
+    size_t n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) == 0) {
+            opts[n_opts++] = argv[i];
+            if (!strchr(argv[i], '=') && i + 1 < argc)
+                opts[n_opts++] = argv[++i];
+        } else if (n < max) {
+            words[n++] = argv[i];
+        } else {
+            fprintf(stderr, "tandem: unexpected argument '%s'\n", argv[i]);
+            free(opts);
+            return EXIT_USAGE;
+        }
+    }
+    int rc = load_cfg(cfg, n_opts, opts);
+    free(opts);
+    *n_out = n;
+    return rc;
+}
+
+static int cmd_superuser(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *w[3];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 3, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    bool upsert = n == 3 && strcmp(w[0], "upsert") == 0;
+    bool del = n == 2 && strcmp(w[0], "delete") == 0;
+    if (!upsert && !del) {
+        fprintf(stderr, "usage: tandem superuser upsert EMAIL PASSWORD | delete EMAIL\n");
+        return EXIT_USAGE;
+    }
+    const char *email = w[1];
+    if (!strchr(email, '@') || strlen(email) > 255) {
+        fprintf(stderr, "tandem: '%s' is not an email address\n", email);
+        return EXIT_USAGE;
+    }
+    if (upsert && (strlen(w[2]) < 8 || strlen(w[2]) > 71)) {
+        fprintf(stderr, "tandem: the password must be 8 to 71 characters\n");
+        return EXIT_USAGE;
+    }
+    if (make_dir(cfg.dir) != 0 || auth_init() != 0) {
+        fprintf(stderr, "tandem: cannot prepare %s\n", cfg.dir);
+        return 1;
+    }
+    struct store *st = NULL;
+    if (open_store(&cfg, &st) != 0)
+        return 1;
+    if (upsert) {
+        char hash[AUTH_HASH_LEN];
+        rc = auth_password_hash(w[2], hash);
+        if (rc == 0)
+            rc = store_superuser_upsert(st, email, hash, NULL);
+        if (rc == 0)
+            printf("superuser %s saved\n", email);
+    } else {
+        struct store_collection *c = NULL;
+        struct store_auth_record rec = {0};
+        rc = store_collection_get(st, "_superusers", &c);
+        if (rc == 0)
+            rc = store_auth_find(st, c, "email", email, &rec);
+        if (rc == 0)
+            rc = store_record_delete(st, c, json_string_value(json_object_get(rec.record, "id")));
+        store_auth_record_release(&rec);
+        if (c)
+            store_collection_unref(c);
+        if (rc == 0)
+            printf("superuser %s deleted\n", email);
+        else if (rc == ERR_NOTFOUND)
+            fprintf(stderr, "tandem: no superuser %s\n", email);
+    }
+    if (rc != 0 && rc != ERR_NOTFOUND)
+        fprintf(stderr, "tandem: %s: %s\n", err_str(rc), store_errmsg(st));
+    store_close(st);
+    return rc == 0 ? 0 : 1;
+}
+
+static int cmd_writekey(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    bool create = n == 2 && strcmp(w[0], "create") == 0;
+    bool revoke = n == 2 && strcmp(w[0], "revoke") == 0;
+    bool list = n == 1 && strcmp(w[0], "list") == 0;
+    if (!create && !revoke && !list) {
+        fprintf(stderr, "usage: tandem writekey create NAME | list | revoke NAME\n");
+        return EXIT_USAGE;
+    }
+    if (create && !capture_key_name_valid(w[1])) {
+        fprintf(stderr, "tandem: a write key name is 1 to 64 characters of A-Z, a-z, 0-9, _ "
+                        "or -\n");
+        return EXIT_USAGE;
+    }
+    if (make_dir(cfg.dir) != 0) {
+        fprintf(stderr, "tandem: cannot prepare %s\n", cfg.dir);
+        return 1;
+    }
+    struct store *st = NULL;
+    if (open_store(&cfg, &st) != 0)
+        return 1;
+    if (create) {
+        char key[CAPTURE_KEY_LEN + 1], hash[CAPTURE_KEY_HASH_LEN + 1];
+        char prefix[CAPTURE_KEY_PREFIX_LEN + 1];
+        capture_key_new(key, hash, prefix);
+        rc = store_writekey_create(st, w[1], hash, prefix);
+        if (rc == 0)
+            printf("%s\n", key);
+        else if (rc == ERR_CONFLICT)
+            fprintf(stderr, "tandem: a write key named %s exists already\n", w[1]);
+    } else if (revoke) {
+        rc = store_writekey_revoke(st, w[1]);
+        if (rc == ERR_NOTFOUND)
+            fprintf(stderr, "tandem: no live write key named %s\n", w[1]);
+    } else {
+        json_t *items = NULL;
+        rc = store_writekey_list(st, &items);
+        size_t i;
+        json_t *k;
+        json_array_foreach(items, i, k)
+        {
+            const char *revoked = json_string_value(json_object_get(k, "revoked"));
+            printf("%-24s %s...  created %s%s%s\n", json_string_value(json_object_get(k, "name")),
+                   json_string_value(json_object_get(k, "prefix")),
+                   json_string_value(json_object_get(k, "created")),
+                   revoked && *revoked ? "  revoked " : "", revoked ? revoked : "");
+        }
+        json_decref(items);
+    }
+    if (rc != 0 && rc != ERR_NOTFOUND && rc != ERR_CONFLICT)
+        fprintf(stderr, "tandem: %s: %s\n", err_str(rc), store_errmsg(st));
+    store_close(st);
+    return rc == 0 ? 0 : 1;
+}
+
+static int cmd_log(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int64_t from = 0;
+    /* --from is this command's own option */
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
+            from = strtoll(argv[i + 1], NULL, 10);
+            memmove(argv + i, argv + i + 2, (size_t)(argc - i - 2) * sizeof(char *));
+            argc -= 2;
+            break;
+        }
+    }
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    char dir[1100];
+    snprintf(dir, sizeof(dir), "%s/log", cfg.dir);
+    if (n == 1 && (strcmp(w[0], "check") == 0 || strcmp(w[0], "repair") == 0)) {
+        struct buf report;
+        buf_init(&report);
+        rc = strcmp(w[0], "check") == 0 ? evlog_check(dir, &report) : evlog_repair(dir, &report);
+        fputs(buf_cstr(&report), stdout);
+        buf_release(&report);
+        if (rc == ERR_BUSY)
+            fprintf(stderr, "tandem: %s\n", evlog_errmsg(NULL));
+        return rc == 0 ? 0 : rc == ERR_CORRUPT ? 1 : 2;
+    }
+    if (n != 2 || strcmp(w[0], "dump") != 0 || from < 0) {
+        fprintf(stderr, "usage: tandem log check | repair | dump TOPIC [--from N]\n");
+        return EXIT_USAGE;
+    }
+    struct evlog *log = NULL;
+    if (open_log(&cfg, &log) != 0)
+        return 1;
+    struct evlog_batch b;
+    evlog_batch_init(&b);
+    uint64_t end = 0, at = (uint64_t)from;
+    rc = evlog_end_offset(log, w[1], &end);
+    while (rc == 0 && at < end) {
+        rc = evlog_read(log, w[1], at, 10000, 16 << 20, &b);
+        for (size_t i = 0; rc == 0 && i < b.n; i++)
+            printf("{\"offset\":%llu,\"timestamp\":%lld,\"value\":%.*s}\n",
+                   (unsigned long long)b.recs[i].offset, (long long)b.recs[i].timestamp_us,
+                   (int)b.recs[i].len, (const char *)b.recs[i].data);
+        if (rc != 0 || b.n == 0)
+            break;
+        at = b.next_offset;
+    }
+    if (rc != 0)
+        fprintf(stderr, "tandem: %s: %s\n", err_str(rc), evlog_errmsg(log));
+    evlog_batch_release(&b);
+    evlog_close(log);
+    return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -135,6 +481,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "superuser") == 0)
+        return cmd_superuser(argc - 2, argv + 2);
+    if (strcmp(cmd, "writekey") == 0)
+        return cmd_writekey(argc - 2, argv + 2);
+    if (strcmp(cmd, "log") == 0)
+        return cmd_log(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tandem %s\n", TANDEM_VERSION);
         return 0;

@@ -1,9 +1,43 @@
 /* api.c - route table. */
 #include "api/api_int.h"
 
+/* Rate limits per client address and route class; 429 with Retry-After when used up. */
+static bool guard(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!env->rl)
+        return true;
+    int retry = 1;
+    enum auth_rl_class cls = auth_ratelimit_classify(http_req_method(req), http_req_path(req));
+    if (auth_ratelimit_check(env->rl, http_req_client_ip(req), cls, time_mono_us(), &retry) == 0)
+        return true;
+    char v[16];
+    snprintf(v, sizeof(v), "%d", retry);
+    http_set_header(req, "Retry-After", v);
+    http_reply_error(req, 429, NULL, NULL);
+    return false;
+}
+
 void api_register(struct http_router *r, struct api_env *env)
 {
+    /* the hooks default to the real token check, hashing pool and write keys; tests of single
+     * resources may set their own before registering */
+    if (!env->is_superuser) {
+        env->is_superuser = api__is_superuser;
+        env->auth_arg = env;
+    }
+    if (!env->hash_password)
+        env->hash_password = api__hash_password;
+    if (!env->resolve_key) {
+        env->resolve_key = api__resolve_key;
+        env->resolve_arg = env;
+    }
+    http_router_guard(r, guard, env);
     api__register_ops(r, env);
     api__register_collections(r, env);
     api__register_records(r, env);
+    api__register_capture(r, env);
+    api__register_keys(r, env);
+    api__register_auth(r, env);
+    api__register_log(r, env);
 }

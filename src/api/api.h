@@ -3,17 +3,31 @@
 #ifndef TANDEM_API_API_H
 #define TANDEM_API_API_H
 
+#include "auth/auth.h"
+#include "capture/capture.h"
 #include "core/core.h"
 #include "http/http.h"
 
 struct store;
+struct evlog;
+struct capture_dedup;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
-/* What the handlers need from the running process; filled by main, read-only afterwards. */
+/* What the handlers need from the running process; filled by main, read-only afterwards
+ * (the handles themselves are safe to use from any thread). */
 struct api_env {
     const struct cfg *cfg;
-    struct store *store; /* collections and records; NULL: those routes answer 503 */
+    struct auth_secret *secret;
+    struct auth_pool *pool;    /* password hashing off the HTTP threads */
+    struct auth_ratelimit *rl; /* NULL when rate limiting is off */
+    struct store *store;       /* collections and records */
+    struct evlog *log;         /* the durable event log */
+    struct capture_dedup *dedup;
+    struct capture_limits capture_limits;
+    /* Write key -> source name (see capture_input.resolve_key). */
+    int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
+    void *resolve_arg;
     /* Whether the request is made by a superuser (the auth module checks its token).
      * NULL: nobody is. Called on the HTTP thread. */
     bool (*is_superuser)(struct http_req *req, void *arg);
@@ -25,6 +39,9 @@ struct api_env {
      * be written (503). */
     int (*hash_password)(const char *password, api_hash_done_cb done, void *done_arg, void *arg);
 };
+
+/* Rebuilds the capture dedup set from the events logged in the last window_us. */
+int api_capture_warm(struct api_env *env, int64_t window_us) MUST_USE;
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

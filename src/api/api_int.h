@@ -4,7 +4,29 @@
 
 #include "api/api.h"
 
+/* Who makes a request, from its Authorization token. An invalid, expired or forged token
+ * makes the request a guest's: never an error by itself. */
+struct api_identity {
+    bool superuser;
+    const char *record_id;     /* NULL for guests */
+    const char *collection_id; /* of the auth record */
+};
+
+#define API_SUPERUSERS_ID "pbc_3142635823"
+
+/* Resolved once per request and cached on it. RETURNS BORROWED: lives as long as req. */
+const struct api_identity *api__identity(struct http_req *req, struct api_env *env);
+/* The hooks of struct api_env that identity and the hashing pool provide. */
+bool api__is_superuser(struct http_req *req, void *env);
+int api__hash_password(const char *password, api_hash_done_cb done, void *done_arg, void *env);
+
 void api__register_ops(struct http_router *r, struct api_env *env);
+void api__register_capture(struct http_router *r, struct api_env *env);
+void api__register_keys(struct http_router *r, struct api_env *env);
+void api__register_auth(struct http_router *r, struct api_env *env);
+void api__register_log(struct http_router *r, struct api_env *env);
+/* capture_input.resolve_key over the store's write keys; arg is the api_env. */
+int api__resolve_key(void *arg, const char *key, char *name_out, size_t name_cap);
 void api__register_collections(struct http_router *r, struct api_env *env);
 void api__register_records(struct http_router *r, struct api_env *env);
 

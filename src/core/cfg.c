@@ -9,23 +9,40 @@
 #include "core/cfg.h"
 #include "core/str.h"
 
-#define STR_OPT(field) CFG_STRING, offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field), 0, 0
+#define STR_OPT(field)                                                                             \
+    CFG_STRING, offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field), 0, 0
 #define NUM_OPT(type, field, lo, hi) type, offsetof(struct cfg, field), sizeof(int64_t), lo, hi
 
 const struct cfg_opt cfg_opts[] = {
     {"http", "TANDEM_HTTP", "127.0.0.1:8090",
      "address and port to listen on (port 0 picks a free port)", STR_OPT(http)},
-    {"dir", "TANDEM_DIR", "./tandem_data", "data directory (created with mode 0700)",
-     STR_OPT(dir)},
+    {"dir", "TANDEM_DIR", "./tandem_data", "data directory (created with mode 0700)", STR_OPT(dir)},
     {"log-level", "TANDEM_LOG_LEVEL", "info", "debug, info, warn, error or off",
      STR_OPT(log_level)},
     {"max-body", "TANDEM_MAX_BODY", "32MiB", "largest request body accepted",
      NUM_OPT(CFG_SIZE, max_body, 1, INT64_C(1) << 40)},
-    {"idle-timeout", "TANDEM_IDLE_TIMEOUT", "60s",
-     "close a connection idle or stalled this long",
+    {"idle-timeout", "TANDEM_IDLE_TIMEOUT", "60s", "close a connection idle or stalled this long",
      NUM_OPT(CFG_DURATION, idle_timeout, 1, 86400)},
     {"threads", "TANDEM_THREADS", "0", "HTTP threads (0: one per core)",
      NUM_OPT(CFG_INT, threads, 0, 256)},
+    {"ratelimit", "TANDEM_RATELIMIT", "off",
+     "per-client rate limits: off, default (PocketBase's rules) or CLASS=MAX/WINDOW,... "
+     "with classes auth, create, batch, default",
+     STR_OPT(ratelimit)},
+    {"fsync", "TANDEM_FSYNC", "batch",
+     "when the event log syncs: always, batch (group commit every few ms) or never",
+     STR_OPT(fsync)},
+    {"log-segment-size", "TANDEM_LOG_SEGMENT_SIZE", "128MiB", "event log segment size",
+     NUM_OPT(CFG_SIZE, log_segment_size, 1 << 20, INT64_C(1) << 40)},
+    {"log-retention-size", "TANDEM_LOG_RETENTION_SIZE", "0",
+     "keep at most this much of each topic (0: no limit); consumers hold back deletion",
+     NUM_OPT(CFG_SIZE, log_retention_size, 0, INT64_C(1) << 50)},
+    {"log-retention-age", "TANDEM_LOG_RETENTION_AGE", "0",
+     "delete log segments older than this (0: never)",
+     NUM_OPT(CFG_DURATION, log_retention_age, 0, INT64_C(10) * 365 * 86400)},
+    {"dedup-window", "TANDEM_DEDUP_WINDOW", "24h",
+     "captured events with a messageId seen this recently are dropped as retries",
+     NUM_OPT(CFG_DURATION, dedup_window, 1, 30 * 86400)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 
@@ -150,8 +167,8 @@ static int apply(const struct cfg_opt *o, const char *value, const char *from, s
 {
     if (cfg_parse_value(o, value, c) == 0)
         return 0;
-    snprintf(err, err_len, "invalid value '%s' for %s%s (expected %s)", value,
-             from ? from : "--", from ? "" : o->name, type_hint(o->type));
+    snprintf(err, err_len, "invalid value '%s' for %s%s (expected %s)", value, from ? from : "--",
+             from ? "" : o->name, type_hint(o->type));
     return ERR_INVALID;
 }
 

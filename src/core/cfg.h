@@ -13,12 +13,18 @@
 #include "core/err.h"
 
 struct cfg {
-    char http[256];       /* ADDR:PORT to listen on */
-    char dir[1024];       /* data directory */
-    char log_level[16];   /* debug|info|warn|error|off */
-    int64_t max_body;     /* bytes */
-    int64_t idle_timeout; /* seconds a connection may stay idle or stalled */
-    int64_t threads;      /* HTTP threads; 0 = one per core */
+    char http[256];             /* ADDR:PORT to listen on */
+    char dir[1024];             /* data directory */
+    char log_level[16];         /* debug|info|warn|error|off */
+    int64_t max_body;           /* bytes */
+    int64_t idle_timeout;       /* seconds a connection may stay idle or stalled */
+    int64_t threads;            /* HTTP threads; 0 = one per core */
+    char ratelimit[512];        /* "off", "default" or CLASS=MAX/WINDOW,... */
+    char fsync[16];             /* always|batch|never */
+    int64_t log_segment_size;   /* bytes */
+    int64_t log_retention_size; /* bytes per topic; 0 = unlimited */
+    int64_t log_retention_age;  /* seconds; 0 = forever */
+    int64_t dedup_window;       /* seconds */
 };
 
 enum cfg_type {
@@ -45,8 +51,7 @@ extern const struct cfg_opt cfg_opts[];
 /* Applies defaults, then the environment (envp, NULL-terminated "NAME=VALUE"), then argv.
  * Stops at the first problem: -ERR_INVALID with a one-line message naming the option in
  * err (e.g. "unknown option --foo"). argv holds only options (no command word). */
-int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len)
-    MUST_USE;
+int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len) MUST_USE;
 /* Parses one value of the given type; -ERR_INVALID when malformed or out of range. */
 int cfg_parse_value(const struct cfg_opt *o, const char *text, struct cfg *c) MUST_USE;
 /* Writes the option table as help text. */

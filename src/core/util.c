@@ -87,8 +87,7 @@ int time_parse(const char *s, size_t len, int64_t *us_out)
         if (s[p] != 'T' && s[p] != ' ' && s[p] != 't')
             return ERR_INVALID;
         p++;
-        if (digits(s, len, &p, 2, &h) || p >= len || s[p++] != ':' ||
-            digits(s, len, &p, 2, &mi))
+        if (digits(s, len, &p, 2, &h) || p >= len || s[p++] != ':' || digits(s, len, &p, 2, &mi))
             return ERR_INVALID;
         if (p < len && s[p] == ':') {
             p++;
@@ -198,8 +197,7 @@ static void crc32c_init(void)
     }
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
-            crc_table[t][i] =
-                (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
     atomic_store(&crc_ready, 1);
 }
 
@@ -213,9 +211,9 @@ uint32_t crc32c(uint32_t crc, const void *data, size_t len)
         uint32_t lo = crc ^ le_get32(p);
         uint32_t hi = le_get32(p + 4);
         crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-              crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^
-              crc_table[3][hi & 0xff] ^ crc_table[2][(hi >> 8) & 0xff] ^
-              crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+              crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^
+              crc_table[2][(hi >> 8) & 0xff] ^ crc_table[1][(hi >> 16) & 0xff] ^
+              crc_table[0][hi >> 24];
         p += 8;
         len -= 8;
     }

@@ -29,13 +29,12 @@ void xlog_set_fd(int fd);
 
 /* fields: extra members already in JSON form, without braces (`"status":200,"us":31`), or
  * NULL. msg is escaped. */
-void xlog_emit(enum xlog_level level, const char *fields, const char *fmt, ...)
-    PRINTF_LIKE(3, 4);
+void xlog_emit(enum xlog_level level, const char *fields, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
-#define xlog__at(lvl, ...)                                                                     \
-    do {                                                                                       \
-        if (xlog_enabled(lvl))                                                                 \
-            xlog_emit(lvl, NULL, __VA_ARGS__);                                                 \
+#define xlog__at(lvl, ...)                                                                         \
+    do {                                                                                           \
+        if (xlog_enabled(lvl))                                                                     \
+            xlog_emit(lvl, NULL, __VA_ARGS__);                                                     \
     } while (0)
 #define xlog_debug(...) xlog__at(XLOG_DEBUG, __VA_ARGS__)
 #define xlog_info(...) xlog__at(XLOG_INFO, __VA_ARGS__)

@@ -34,6 +34,7 @@ struct cc {
     struct arena *a;
     struct filter__errctx e;
     unsigned n_alias;
+    bool nullify; /* inside @request.*: an unknown field is NULL, not an error */
 };
 
 static void f_reserve(struct cc *cc, struct frag *f, size_t extra)
@@ -330,11 +331,40 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
                 const char *alias, const char *key, const struct path *p, size_t i, int depth,
                 bool multi, struct val *out);
 
+/* true when c has a UNIQUE index on exactly the column name: a back-relation through a
+ * single relation field with such an index has at most one row (PocketBase's rule). */
+static bool unique_single_index(const struct store_collection *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_indexes; i++) {
+        const char *s = c->indexes[i];
+        while (*s == ' ' || *s == '\t' || *s == '\n')
+            s++;
+        if (strncasecmp(s, "CREATE UNIQUE INDEX", 19) != 0)
+            continue;
+        const char *open = strchr(s, '(');
+        const char *close = open ? strchr(open, ')') : NULL;
+        if (!close)
+            continue;
+        const char *b = open + 1, *e = close;
+        while (b < e && (*b == ' ' || *b == '\t' || *b == '\n'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'))
+            e--;
+        if (e - b >= 2 && (*b == '`' || *b == '"' || *b == '[')) {
+            b++;
+            e--;
+        }
+        if ((size_t)(e - b) == strlen(name) && strncasecmp(b, name, (size_t)(e - b)) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* A back-relation segment "<collection>_via_<field>": rows of <collection> whose relation
  * <field> points at the current row. Sets *handled when seg has that form. */
 static int walk_back(struct cc *cc, struct joinset *js, const struct store_collection *coll,
                      const char *alias, const char *key, const struct path *p, size_t i, int depth,
-                     struct val *out, bool *handled)
+                     bool multi, struct val *out, bool *handled)
 {
     const struct seg *g = &p->segs[i];
     const char *via = NULL;
@@ -348,8 +378,14 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
     const struct store_collection *src = find_coll(cc, cname);
     const struct store_field *f = src ? store_collection_field(src, fname) : NULL;
     if (!f || f->type != STORE_FIELD_RELATION || !f->collection_id ||
-        (strcmp(f->collection_id, coll->id) != 0 && strcmp(f->collection_id, coll->name) != 0))
+        (strcmp(f->collection_id, coll->id) != 0 && strcmp(f->collection_id, coll->name) != 0)) {
+        if (cc->nullify) {
+            v_sql(cc, out, "NULL", true);
+            return 0;
+        }
         return filter__fail(&cc->e, ERR_INVALID, g->off, "invalid back-relation \"%s\"", g->name);
+    }
+    bool many = store_field_multiple(f) || !unique_single_index(src, f->name);
     if (cc->ctx->client && f->hidden)
         return filter__fail(&cc->e, ERR_INVALID, g->off, "non-filterable field \"%s\"", fname);
     if (g->mod)
@@ -389,10 +425,10 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
     if (i + 1 == p->n) {
         memset(out, 0, sizeof(*out));
         f_col(cc, &out->f, b, "id");
-        out->multi = true;
+        out->multi = multi || many;
         return 0;
     }
-    return walk(cc, js, src, b, k, p, i + 1, depth + 1, true, out);
+    return walk(cc, js, src, b, k, p, i + 1, depth + 1, multi || many, out);
 }
 
 static void json_path_param(struct cc *cc, const struct path *p, size_t from, struct frag *f)
@@ -421,9 +457,13 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
     const struct store_field *f = store_collection_field(coll, g->name);
     if (!f) {
         bool handled;
-        int rc = walk_back(cc, js, coll, alias, key, p, i, depth, out, &handled);
+        int rc = walk_back(cc, js, coll, alias, key, p, i, depth, multi, out, &handled);
         if (handled || rc < 0)
             return rc;
+        if (cc->nullify) {
+            v_sql(cc, out, "NULL", true);
+            return 0;
+        }
         if (coll == cc->ctx->collection)
             return filter__fail(&cc->e, ERR_INVALID, g->off, "unknown field \"%s\"", g->name);
         return filter__fail(&cc->e, ERR_INVALID, g->off,
@@ -722,7 +762,10 @@ static int resolve_body(struct cc *cc, struct joinset *js, const struct path *p,
         int rc = join_relation(cc, js, k, &src, NULL, NULL, many, t, g->off, &ta);
         if (rc < 0)
             return rc;
-        return walk(cc, js, t, ta, k, p, 3, 1, many, out);
+        cc->nullify = true;
+        rc = walk(cc, js, t, ta, k, p, 3, 1, many, out);
+        cc->nullify = false;
+        return rc;
     }
     /* plain value, or a path inside a submitted object */
     for (size_t k = 3; k < p->n && j; k++) {
@@ -783,7 +826,10 @@ static int resolve_auth(struct cc *cc, struct joinset *js, const struct path *p,
     }
     if (g->mod && (!strcmp(g->mod, "isset") || !strcmp(g->mod, "changed")))
         return bad_mod(cc, g, "can only be used on @request.body fields");
-    return walk(cc, js, ac, a, "@auth", p, 2, 0, false, out);
+    cc->nullify = true;
+    int rc = walk(cc, js, ac, a, "@auth", p, 2, 0, false, out);
+    cc->nullify = false;
+    return rc;
 }
 
 static int resolve_request(struct cc *cc, struct joinset *js, const struct path *p, struct val *out)
@@ -999,7 +1045,7 @@ static int resolve_operand(struct cc *cc, struct joinset *js, const struct filte
         out->literal = true;
         struct filter_param prm;
         errno = 0;
-        char *end;
+        char *end = NULL;
         long long i = strchr(t->text, '.') ? 0 : strtoll(t->text, &end, 10);
         if (!strchr(t->text, '.') && errno == 0 && *end == '\0')
             prm = p_int(i);
@@ -1050,6 +1096,23 @@ static struct filter_param like_param(struct cc *cc, const struct filter_param *
     return (struct filter_param){.type = FILTER_PARAM_TEXT, .text = w, .text_len = k};
 }
 
+/* A number bound for LIKE becomes its text, as PocketBase turns every bound value into text
+ * before wrapping it: shortest form that reads back the same. */
+static struct filter_param number_text(struct cc *cc, const struct filter_param *p)
+{
+    char buf[64];
+    if (p->type == FILTER_PARAM_INT) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)p->i);
+    } else {
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof(buf), "%.*g", prec, p->d);
+            if (strtod(buf, NULL) == p->d)
+                break;
+        }
+    }
+    return p_text(cc, buf, strlen(buf));
+}
+
 static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, const struct val *r,
                        struct frag *out)
 {
@@ -1062,7 +1125,11 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
     case FILTER_OP_EQ:
     case FILTER_OP_NEQ: {
         bool eq = op == FILTER_OP_EQ;
-        if (le && re) {
+        if (l->json || r->json) {
+            f_cat(cc, out, &l->f);
+            f_put(cc, out, eq ? " IS " : " IS NOT ");
+            f_cat(cc, out, &r->f);
+        } else if (le && re) {
             f_put(cc, out, eq ? "1" : "0");
         } else if (le || re) {
             const struct val *x = le ? r : l;
@@ -1071,9 +1138,9 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
             f_put(cc, out, eq ? " = '' OR " : " IS NOT '' AND ");
             f_cat(cc, out, &x->f);
             f_put(cc, out, eq ? " IS NULL)" : " IS NOT NULL)");
-        } else if (l->json || r->json || l->literal || r->literal) {
+        } else if (l->literal || r->literal) {
             f_cat(cc, out, &l->f);
-            f_put(cc, out, eq ? (l->json || r->json ? " IS " : " = ") : " IS NOT ");
+            f_put(cc, out, eq ? " = " : " IS NOT ");
             f_cat(cc, out, &r->f);
         } else {
             f_put(cc, out, "COALESCE(");
@@ -1096,11 +1163,12 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
     case FILTER_OP_NLIKE:
         f_cat(cc, out, &l->f);
         f_put(cc, out, op == FILTER_OP_LIKE ? " LIKE " : " NOT LIKE ");
-        if (r->text_param) {
-            struct filter_param w = like_param(cc, &r->f.p[0]);
+        if (r->f.len == 1 && r->f.n == 1 && r->f.p[0].type != FILTER_PARAM_NULL) {
+            /* a bound value: a "contains" pattern unless it has its own '%' */
+            struct filter_param t =
+                r->f.p[0].type == FILTER_PARAM_TEXT ? r->f.p[0] : number_text(cc, &r->f.p[0]);
+            struct filter_param w = like_param(cc, &t);
             f_param(cc, out, &w);
-        } else if (r->literal) {
-            f_cat(cc, out, &r->f);
         } else {
             f_put(cc, out, "('%' || ");
             f_cat(cc, out, &r->f);
@@ -1109,6 +1177,29 @@ static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, co
         f_put(cc, out, " ESCAPE '\\'");
         return;
     }
+}
+
+/* The condition of the all-match check: a value fails when the comparison is false, and,
+ * except for `=`, when it is NULL (a missing related row or an empty list). */
+static void mm_where(struct cc *cc, enum filter_op op, const struct val *l, const struct val *r,
+                     struct frag *out)
+{
+    if (op != FILTER_OP_EQ)
+        f_put(cc, out, "(");
+    f_put(cc, out, "NOT (");
+    build_cond(cc, op, l, r, out);
+    f_put(cc, out, ")");
+    if (op == FILTER_OP_EQ)
+        return;
+    for (int side = 0; side < 2; side++) {
+        const struct val *v = side ? r : l;
+        if (!v->multi)
+            continue;
+        f_put(cc, out, " OR ");
+        f_cat(cc, out, &v->f);
+        f_put(cc, out, " IS NULL");
+    }
+    f_put(cc, out, ")");
 }
 
 static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_node *n,
@@ -1124,19 +1215,22 @@ static int compile_cmp(struct cc *cc, struct joinset *js, const struct filter_no
     if (all || guarded)
         f_put(cc, out, "(");
     build_cond(cc, n->op, &l, &r, out);
-    for (int side = 0; all && side < 2; side++) {
-        const struct val *v = side ? &r : &l;
-        if (!v->multi)
-            continue;
-        struct joinset fresh = {.prefix = 'm'};
-        struct val copy;
-        if ((rc = resolve_operand(cc, &fresh, side ? &n->right : &n->left, &copy)) < 0)
+    if (all) {
+        /* every value (pair of values when both sides are multi-valued) must match: over
+         * fresh copies of the multi-valued sides' joins, none may fail */
+        struct joinset fl = {.prefix = 'm'}, fr = {.prefix = 'm'};
+        struct val lc = l, rcv = r;
+        lc.multi = rcv.multi = false;
+        if (l.multi && (rc = resolve_operand(cc, &fl, &n->left, &lc)) < 0)
+            return rc;
+        if (r.multi && (rc = resolve_operand(cc, &fr, &n->right, &rcv)) < 0)
             return rc;
         f_put(cc, out, " AND NOT EXISTS (SELECT 1 FROM (SELECT 1)");
-        f_cat(cc, out, &fresh.f);
-        f_put(cc, out, " WHERE NOT (");
-        build_cond(cc, n->op, side ? &l : &copy, side ? &copy : &r, out);
-        f_put(cc, out, "))");
+        f_cat(cc, out, &fl.f);
+        f_cat(cc, out, &fr.f);
+        f_put(cc, out, " WHERE ");
+        mm_where(cc, n->op, &lc, &rcv, out);
+        f_put(cc, out, ")");
     }
     for (int side = 0; side < 2; side++) {
         const struct val *v = side ? &r : &l;
@@ -1254,12 +1348,22 @@ static int cc_init(struct cc *cc, const struct filter_ctx *ctx, const char *src,
     return 0;
 }
 
-static void finish(struct cc *cc, struct frag *f, struct filter_sql *out)
+/* Hands the result out, unless the SQL text and its bound texts together exceed
+ * FILTER__MAX_OUTPUT (list rules of related collections are copied into every join, so a
+ * short filter can grow large). */
+static int finish(struct cc *cc, struct frag *f, struct filter_sql *out)
 {
+    size_t total = f->len;
+    for (size_t i = 0; i < f->n; i++)
+        total += f->p[i].text_len;
+    if (total > FILTER__MAX_OUTPUT)
+        return filter__fail(&cc->e, ERR_LIMIT, (size_t)-1,
+                            "the compiled query would exceed %d bytes", FILTER__MAX_OUTPUT);
     out->sql = f->s ? f->s : arena_strdup(cc->a, "");
     out->sql_len = f->len;
     out->params = f->p;
     out->n_params = f->n;
+    return 0;
 }
 
 int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, struct arena *a,
@@ -1279,8 +1383,7 @@ int filter_compile(const struct filter_ctx *ctx, const char *expr, size_t len, s
     struct frag f = {0};
     if ((rc = compile_expr(&cc, &f)) < 0)
         return rc;
-    finish(&cc, &f, out);
-    return 0;
+    return finish(&cc, &f, out);
 }
 
 /* ---- sort ---- */
@@ -1298,7 +1401,8 @@ static bool sort_ident_ok(const char *s, size_t n)
               c == '_' || c == '.' || c == ':'))
             return false;
     }
-    return s[n - 1] != '.' && s[n - 1] != ':' && n > 1;
+    /* a lone "@", "_" or "#" is not a name; a single letter is */
+    return s[n - 1] != '.' && s[n - 1] != ':' && (n > 1 || (s[0] != '@' && s[0] != '_' && s[0] != '#'));
 }
 
 static bool is_space(char c)
@@ -1318,6 +1422,9 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
                             FILTER_MAX_LEN);
     struct frag list = {0};
     size_t n_fields = 0, i = 0;
+    bool blank = true;
+    for (size_t k = 0; k < len && blank; k++)
+        blank = is_space(sort[k]);
     while (i <= len) {
         size_t start = i;
         while (i < len && sort[i] != ',')
@@ -1327,8 +1434,11 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
             start++;
         while (end > start && is_space(sort[end - 1]))
             end--;
-        if (start == end)
-            continue;
+        if (start == end) {
+            if (blank)
+                continue; /* an empty sort string: no order */
+            return filter__fail(&cc.e, ERR_INVALID, start, "invalid sort field \"\"");
+        }
         if (++n_fields > FILTER_MAX_SORT)
             return filter__fail(&cc.e, ERR_LIMIT, start, "more than %d sort fields",
                                 FILTER_MAX_SORT);
@@ -1373,6 +1483,5 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
         }
         f_put(&cc, &list, desc ? " DESC" : " ASC");
     }
-    finish(&cc, &list, out);
-    return 0;
+    return finish(&cc, &list, out);
 }

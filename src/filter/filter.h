@@ -38,9 +38,10 @@
 
 /* Return codes (besides 0):
  *   ERR_INVALID  malformed expression, unknown field or modifier, hidden field in a client
- *                filter                                             -> HTTP 400
+ *                filter, a client filter through a relation into a collection whose list
+ *                rule is NULL                                       -> HTTP 400
  *   ERR_LIMIT    over FILTER_MAX_* (length, comparisons, sort fields, relation depth, nesting)
- *                                                                   -> HTTP 400
+ *                or a compiled query over 1 MiB                     -> HTTP 400
  *   ERR_DENIED   `@request.*` or `@collection.*` in a client filter/sort (ctx->client)
  *                                                                   -> HTTP 403
  *                ("Only superusers can filter by @request." / "... by @collection.") */
@@ -75,7 +76,10 @@ struct filter_ctx {
     int64_t now_us;                       /* "now" for @now, @todayStart, ... (UTC) */
     const struct filter_request *request; /* NULL: every @request.* resolves to NULL */
     /* true for a non-superuser's `?filter=` / `?sort=`: `@request.*` and `@collection.*`
-     * give ERR_DENIED, hidden fields give ERR_INVALID. false for API rules and superusers. */
+     * give ERR_DENIED, hidden fields give ERR_INVALID, auth emails match only where
+     * emailVisibility is set, and related rows count only when the related collection's
+     * list rule (compiled with the same request) admits them. false for API rules and
+     * superusers. */
     bool client;
 };
 

@@ -9,6 +9,7 @@
 
 #define FILTER__MAX_NESTING 64 /* parenthesised groups inside each other */
 #define FILTER__MAX_FUNC_DEPTH 3
+#define FILTER__MAX_OUTPUT (1 << 20) /* bytes of compiled SQL plus bound texts */
 
 enum filter_tok_type {
     FILTER_TOK_EOF,

@@ -48,14 +48,19 @@ struct http_router *http_router_new(void);
 void http_router_free(struct http_router *r);
 /* Registers METHOD PATTERN. Pattern segments are literals, {name} (one segment) or a final
  * {name...} (the rest of the path, possibly empty). The earliest registered match wins. */
-void http_route(struct http_router *r, const char *method, const char *pattern,
-                http_handler_cb fn, void *ctx);
+void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
+                void *ctx);
 /* Finds the route for method + path. On HTTP_MATCH_BAD_METHOD, *route_out is a route whose
  * pattern fits (for metrics) and allow_out (if given) lists the allowed methods. */
-enum http_match http_router_match(const struct http_router *r, const char *method,
-                                  struct str path, const struct http_route **route_out,
+enum http_match http_router_match(const struct http_router *r, const char *method, struct str path,
+                                  const struct http_route **route_out,
                                   struct http_params *params_out, struct buf *allow_out);
 const char *http_route_pattern(const struct http_route *route);
+
+/* A guard runs before routing for every request; it returns true to let the request go on,
+ * or replies itself (e.g. 429) and returns false. One guard per router. */
+typedef bool (*http_guard_cb)(struct http_req *req, void *ctx);
+void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx);
 
 /* ---- query strings and URL decoding (exposed for tests) ---- */
 
@@ -84,6 +89,9 @@ const char *http_req_param(struct http_req *req, const char *name);
 const char *http_req_query(struct http_req *req, const char *name);
 /* All query pairs in order. */
 size_t http_req_query_all(struct http_req *req, const struct http_kv **kv_out);
+/* One pointer of the API's own per request (e.g. the caller's identity), NULL at first. */
+void *http_req_data(const struct http_req *req);
+void http_req_set_data(struct http_req *req, void *data);
 /* Header value (case-insensitive name), or NULL. */
 const char *http_req_header(struct http_req *req, const char *name);
 /* The client's IP address as text. */
@@ -99,11 +107,11 @@ json_t *http_req_json(struct http_req *req, bool allow_empty);
 /* TAKES body. */
 void http_reply_json(struct http_req *req, int status, json_t *body);
 /* Copies len bytes. */
-void http_reply_bytes(struct http_req *req, int status, const char *content_type,
-                      const void *body, size_t len);
+void http_reply_bytes(struct http_req *req, int status, const char *content_type, const void *body,
+                      size_t len);
 /* body must outlive the server (string literals, assets). */
-void http_reply_static(struct http_req *req, int status, const char *content_type,
-                       const void *body, size_t len);
+void http_reply_static(struct http_req *req, int status, const char *content_type, const void *body,
+                       size_t len);
 /* TAKES body, which must come from malloc. */
 void http_reply_owned(struct http_req *req, int status, const char *content_type, char *body,
                       size_t len);

@@ -35,12 +35,14 @@ struct http_req {
     char id[17];
     unsigned calls;
     bool too_large;
+    uint64_t discarded; /* body bytes dropped after the limit was passed */
     bool suspended;
     /* the reply */
     int status;
     struct MHD_Response *resp;
     size_t resp_bytes;
     struct http_header *headers;
+    void *data; /* http_req_data */
 };
 
 struct http_route {
@@ -48,9 +50,9 @@ struct http_route {
     char *method;
     char *pattern;
     size_t n_segs;
-    char **segs;       /* literal text, or a parameter name when is_param[i] */
+    char **segs; /* literal text, or a parameter name when is_param[i] */
     bool *is_param;
-    bool rest;         /* the last segment is {name...} */
+    bool rest; /* the last segment is {name...} */
     http_handler_cb fn;
     void *ctx;
     _Atomic(struct metrics_series *) duration; /* cached histogram series */

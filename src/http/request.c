@@ -39,8 +39,8 @@ static void parse_query(struct http_req *req)
     if (req->query_parsed)
         return;
     req->query_parsed = true;
-    if (http_query_parse(&req->arena, req->query_raw, req->query_len, &req->query,
-                         &req->n_query) != 0) {
+    if (http_query_parse(&req->arena, req->query_raw, req->query_len, &req->query, &req->n_query) !=
+        0) {
         /* over the limit: keep none; the caller sees absent parameters */
         req->n_query = 0;
     }
@@ -62,6 +62,16 @@ size_t http_req_query_all(struct http_req *req, const struct http_kv **kv_out)
     return req->n_query;
 }
 
+void *http_req_data(const struct http_req *req)
+{
+    return req->data;
+}
+
+void http_req_set_data(struct http_req *req, void *data)
+{
+    req->data = data;
+}
+
 const char *http_req_header(struct http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -77,8 +87,7 @@ const char *http_req_client_ip(struct http_req *req)
         if (sa->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, text, sizeof(text));
         else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, text,
-                      sizeof(text));
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, text, sizeof(text));
     }
     return arena_strdup(&req->arena, text);
 }
@@ -113,8 +122,7 @@ json_t *http_req_json(struct http_req *req, bool allow_empty)
         req->json = json_loadb(body.ptr, body.len, 0, &jerr);
         if (!req->json) {
             http_reply_error(req, 400,
-                             "Failed to load the submitted data due to invalid formatting.",
-                             NULL);
+                             "Failed to load the submitted data due to invalid formatting.", NULL);
             return NULL;
         }
     }
@@ -174,15 +182,15 @@ static void finish(struct http_req *req, int status, const char *content_type,
     req->resp_bytes = len;
 }
 
-void http_reply_static(struct http_req *req, int status, const char *content_type,
-                       const void *body, size_t len)
+void http_reply_static(struct http_req *req, int status, const char *content_type, const void *body,
+                       size_t len)
 {
     finish(req, status, content_type,
            MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT), len);
 }
 
-void http_reply_bytes(struct http_req *req, int status, const char *content_type,
-                      const void *body, size_t len)
+void http_reply_bytes(struct http_req *req, int status, const char *content_type, const void *body,
+                      size_t len)
 {
     finish(req, status, content_type,
            MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY), len);
@@ -197,8 +205,7 @@ void http_reply_owned(struct http_req *req, int status, const char *content_type
 
 void http_reply_empty(struct http_req *req, int status)
 {
-    finish(req, status, NULL, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT),
-           0);
+    finish(req, status, NULL, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), 0);
 }
 
 #define JSON_TYPE "application/json"
@@ -216,7 +223,8 @@ void http_reply_error(struct http_req *req, int status, const char *message, jso
 {
     json_t *env = json_object();
     json_object_set_new(env, "data", data ? data : json_object());
-    json_object_set_new(env, "message", json_string(message ? message : http_status_message(status)));
+    json_object_set_new(env, "message",
+                        json_string(message ? message : http_status_message(status)));
     json_object_set_new(env, "status", json_integer(status));
     http_reply_json(req, status, env);
 }

@@ -6,7 +6,15 @@
 struct http_router {
     struct http_route *head;
     struct http_route **tail;
+    http_guard_cb guard;
+    void *guard_ctx;
 };
+
+void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx)
+{
+    r->guard = fn;
+    r->guard_ctx = ctx;
+}
 
 struct http_router *http_router_new(void)
 {
@@ -53,8 +61,8 @@ static size_t split_path(struct str path, struct str *segs)
     return n;
 }
 
-void http_route(struct http_router *r, const char *method, const char *pattern,
-                http_handler_cb fn, void *ctx)
+void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
+                void *ctx)
 {
     struct str segs[HTTP_MAX_SEGMENTS];
     size_t n = split_path(str_from(pattern), segs);
@@ -123,8 +131,8 @@ static bool route_fits(const struct http_route *rt, struct str path, const struc
     return true;
 }
 
-enum http_match http_router_match(const struct http_router *r, const char *method,
-                                  struct str path, const struct http_route **route_out,
+enum http_match http_router_match(const struct http_router *r, const char *method, struct str path,
+                                  const struct http_route **route_out,
                                   struct http_params *params_out, struct buf *allow_out)
 {
     struct str segs[HTTP_MAX_SEGMENTS];
@@ -221,6 +229,8 @@ int http_query_parse(struct arena *a, const char *qs, size_t len, struct http_kv
 
 void http__dispatch(struct http_req *req, const struct http_router *router)
 {
+    if (router->guard && !router->guard(req, router->guard_ctx))
+        return;
     struct buf allow;
     buf_init(&allow);
     enum http_match m =

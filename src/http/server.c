@@ -78,9 +78,8 @@ static enum MHD_Result queue(struct http_req *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
@@ -91,8 +90,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (req->calls++ == 0) {
         req->method = arena_strdup(&req->arena, method);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > srv->max_body) {
             /* answer now without reading the body; MHD then closes the connection */
             req->too_large = true;
@@ -106,16 +105,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (req->too_large)
-            return MHD_YES; /* discard what is already on its way */
+        if (req->too_large) {
+            /* A body without a declared length went over the limit. libmicrohttpd can only
+             * answer once the upload is complete, so the rest is discarded and answered 413
+             * at the end; a body that keeps going past twice the limit is cut off. */
+            req->discarded += n;
+            return req->discarded > srv->max_body ? MHD_NO : MHD_YES;
+        }
         if (req->body.len + n > srv->max_body) {
             req->too_large = true;
+            req->discarded = req->body.len + n - srv->max_body;
             buf_release(&req->body);
             http_reply_error(req, 413, NULL, NULL);
-            /* a body without a declared length: stop reading it and close */
-            if (queue(req) == MHD_YES)
-                return MHD_YES;
-            return MHD_NO;
+            return MHD_YES;
         }
         if (buf_try_reserve(&req->body, n) != 0) {
             req->too_large = true;
@@ -269,9 +271,9 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
     srv->listen_fd = -1;
     srv->m_requests = metrics_family(METRICS_COUNTER, "tandem_http_requests_total",
                                      "HTTP requests answered.", "method,route,status");
-    srv->m_duration = metrics_histogram("tandem_http_request_duration_seconds",
-                                        "Time from request line to response sent.", "route",
-                                        NULL, 0);
+    srv->m_duration =
+        metrics_histogram("tandem_http_request_duration_seconds",
+                          "Time from request line to response sent.", "route", NULL, 0);
     srv->m_in_flight = metrics_series0(
         metrics_family(METRICS_GAUGE, "tandem_http_in_flight", "Requests being served.", NULL));
 
@@ -285,14 +287,14 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        opts->idle_timeout_s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)64 * 1024, MHD_OPTION_END);
     if (!srv->mhd) {
         snprintf(err, err_len, "cannot start the HTTP server on %s", opts->addr);
         close(srv->listen_fd);

@@ -12,8 +12,7 @@
 #define DEFAULT_BUCKETS 14
 
 static const double default_buckets[DEFAULT_BUCKETS] = {
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-    0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
 struct metrics_series {
     struct metrics_family *family;
@@ -67,9 +66,8 @@ static struct metrics_family *family_find(const char *name)
     return NULL;
 }
 
-static struct metrics_family *family_add(enum metrics_type type, const char *name,
-                                         const char *help, const char *labels,
-                                         const double *bounds, size_t n_bounds)
+static struct metrics_family *family_add(enum metrics_type type, const char *name, const char *help,
+                                         const char *labels, const double *bounds, size_t n_bounds)
 {
     pthread_mutex_lock(&registry_lock);
     struct metrics_family *f = family_find(name);
@@ -107,8 +105,8 @@ static struct metrics_family *family_add(enum metrics_type type, const char *nam
     return f;
 }
 
-struct metrics_family *metrics_family(enum metrics_type type, const char *name,
-                                      const char *help, const char *labels)
+struct metrics_family *metrics_family(enum metrics_type type, const char *name, const char *help,
+                                      const char *labels)
 {
     return family_add(type, name, help, labels, NULL, 0);
 }
@@ -189,8 +187,8 @@ struct metrics_series *metrics_series(struct metrics_family *f, const char *cons
             pthread_mutex_lock(&f->lock);
             for (size_t p2 = probe; p2 < TABLE_SIZE; p2++) {
                 size_t sl = (h + p2) & (TABLE_SIZE - 1);
-                struct metrics_series *t = atomic_load_explicit(&f->table[sl],
-                                                                memory_order_acquire);
+                struct metrics_series *t =
+                    atomic_load_explicit(&f->table[sl], memory_order_acquire);
                 if (t && strcmp(t->key, k) == 0) {
                     found = t;
                     break;

@@ -21,8 +21,8 @@ struct metrics_series;
 /* Registers a family in the process-wide registry. labels: comma-separated label names, or
  * NULL. buckets: histogram upper bounds in increasing order (NULL: the default latency
  * buckets in seconds). Registering the same name twice returns the first family. */
-struct metrics_family *metrics_family(enum metrics_type type, const char *name,
-                                      const char *help, const char *labels);
+struct metrics_family *metrics_family(enum metrics_type type, const char *name, const char *help,
+                                      const char *labels);
 struct metrics_family *metrics_histogram(const char *name, const char *help, const char *labels,
                                          const double *buckets, size_t n_buckets);
 
@@ -34,11 +34,11 @@ struct metrics_series *metrics_series(struct metrics_family *f, const char *cons
 /* Shorthand for a family without labels. */
 struct metrics_series *metrics_series0(struct metrics_family *f);
 
-void metrics_inc(struct metrics_series *s, uint64_t n);    /* counter */
-void metrics_set(struct metrics_series *s, double v);      /* gauge */
-void metrics_add(struct metrics_series *s, double delta);  /* gauge */
-void metrics_observe(struct metrics_series *s, double v);  /* histogram */
-double metrics_value(const struct metrics_series *s);      /* counter or gauge, for tests */
+void metrics_inc(struct metrics_series *s, uint64_t n);   /* counter */
+void metrics_set(struct metrics_series *s, double v);     /* gauge */
+void metrics_add(struct metrics_series *s, double delta); /* gauge */
+void metrics_observe(struct metrics_series *s, double v); /* histogram */
+double metrics_value(const struct metrics_series *s);     /* counter or gauge, for tests */
 uint64_t metrics_hist_count(const struct metrics_series *s);
 
 /* A gauge or counter computed when scraped (process memory, log end offsets...). The

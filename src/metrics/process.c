@@ -35,9 +35,9 @@ void metrics_register_process(const char *version)
     metrics_collector(METRICS_COUNTER, "tandem_process_cpu_seconds_total",
                       "User and system CPU time spent, in seconds.", collect_cpu, NULL);
     const char *v[1] = {version};
-    metrics_set(metrics_series(metrics_family(METRICS_GAUGE, "tandem_build_info",
-                                              "Build information; the value is always 1.",
-                                              "version"),
-                               v),
-                1);
+    metrics_set(
+        metrics_series(metrics_family(METRICS_GAUGE, "tandem_build_info",
+                                      "Build information; the value is always 1.", "version"),
+                       v),
+        1);
 }

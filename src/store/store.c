@@ -226,3 +226,29 @@ int store_outbox_delete(struct store *st, int64_t up_to_id)
 {
     return st->ops->outbox_delete(st, up_to_id);
 }
+
+int store_outbox_pending(struct store *st, int64_t *n_out)
+{
+    return st->ops->outbox_pending(st, n_out);
+}
+
+int store_writekey_create(struct store *st, const char *name, const char *key_hash,
+                          const char *prefix)
+{
+    return st->ops->writekey_create(st, name, key_hash, prefix);
+}
+
+int store_writekey_list(struct store *st, json_t **out)
+{
+    return st->ops->writekey_list(st, out);
+}
+
+int store_writekey_revoke(struct store *st, const char *name)
+{
+    return st->ops->writekey_revoke(st, name);
+}
+
+int store_writekey_find(struct store *st, const char *key_hash, char *name_out, size_t cap)
+{
+    return st->ops->writekey_find(st, key_hash, name_out, cap);
+}

@@ -125,6 +125,13 @@ struct store_ops {
     int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
 
+    int (*outbox_pending)(struct store *st, int64_t *n_out);
+    int (*writekey_create)(struct store *st, const char *name, const char *key_hash,
+                           const char *prefix);
+    int (*writekey_list)(struct store *st, json_t **out);
+    int (*writekey_revoke)(struct store *st, const char *name);
+    int (*writekey_find)(struct store *st, const char *key_hash, char *name_out, size_t cap);
+
     struct store_collection *(*catalog)(struct store *st);
 };
 
@@ -253,5 +260,24 @@ int store_superuser_upsert(struct store *st, const char *email, const char *pass
 int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out) MUST_USE;
 /* Removes outbox rows with id <= up_to_id. */
 int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
+
+/* Rows waiting in the outbox (committed changes not yet in the log). */
+int store_outbox_pending(struct store *st, int64_t *n_out) MUST_USE;
+
+/* ---- write keys (capture sources) ----
+ *
+ * Only a hash of each key is stored (capture/ makes keys and hashes them); the name is the
+ * source that events carry. */
+
+/* ERR_CONFLICT when a key of that name exists (revoked ones included). */
+int store_writekey_create(struct store *st, const char *name, const char *key_hash,
+                          const char *prefix) MUST_USE;
+/* [{"name","prefix","created","revoked"}] in creation order; *out is the caller's. */
+int store_writekey_list(struct store *st, json_t **out) MUST_USE;
+/* ERR_NOTFOUND when there is no live key of that name. */
+int store_writekey_revoke(struct store *st, const char *name) MUST_USE;
+/* The name of the live key with this hash; ERR_NOTFOUND when none (or revoked). */
+int store_writekey_find(struct store *st, const char *key_hash, char *name_out,
+                        size_t cap) MUST_USE;
 
 #endif

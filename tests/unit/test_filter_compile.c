@@ -73,7 +73,9 @@ static const struct {
     {"title !~ 'abc'", "\"r\".\"title\" NOT LIKE ? ESCAPE '\\'", "T:%abc%"},
     {"title !~ status", "\"r\".\"title\" NOT LIKE ('%' || \"r\".\"status\" || '%') ESCAPE '\\'",
      ""},
-    {"title ~ 5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "I:5"},
+    {"title ~ 5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "T:%5%"},
+    {"title ~ -2.5", "\"r\".\"title\" LIKE ? ESCAPE '\\'", "T:%-2.5%"},
+    {"title ~ true", "\"r\".\"title\" LIKE ('%' || 1 || '%') ESCAPE '\\'", ""},
     {"title:lower = 'x'", "LOWER(\"r\".\"title\") = ?", "T:x"},
     {"cats:length > 1",
      "json_array_length(CASE WHEN json_valid(\"r\".\"cats\") THEN \"r\".\"cats\" ELSE '[]' END) > "
@@ -419,6 +421,25 @@ static void test_client_restrictions(void **state)
                                     "position 1: unknown field \"nope\")"));
     fx_colls[2].rules[STORE_RULE_LIST] = "";
     assert_int_equal(compile_str(&ctx, f, strlen(f), &err), 0);
+    /* a long list rule copied into many joins: the output limit stops it */
+    struct buf rule, flt;
+    buf_init(&rule);
+    buf_init(&flt);
+    buf_puts(&rule, "name != '");
+    for (int i = 0; i < 20000; i++)
+        buf_putc(&rule, 'x');
+    buf_puts(&rule, "'");
+    for (int i = 0; i < 60; i++)
+        buf_printf(&flt, "%scomments_via_post.user.name != 'y'", i ? " && " : "");
+    assert_true(flt.len <= FILTER_MAX_LEN);
+    const char *saved = fx_colls[0].rules[STORE_RULE_LIST];
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)buf_cstr(&rule);
+    assert_int_equal(compile_str(&ctx, flt.ptr, flt.len, &err), ERR_LIMIT);
+    assert_string_equal(err.msg, "invalid filter: the compiled query would exceed 1048576 bytes");
+    assert_int_equal(compile_str(&ctx, flt.ptr, 35, &err), 0); /* one comparison fits */
+    fx_colls[0].rules[STORE_RULE_LIST] = (char *)saved;
+    buf_release(&rule);
+    buf_release(&flt);
     /* rules (client = false) may use all of them */
     ctx.client = false;
     f = "secret = 'x' && author.password = 'y' && @collection.tags.name ?= @request.method";
@@ -471,7 +492,7 @@ static const struct {
      "\"r\".\"author\" LIMIT 1) ASC",
      ""},
     {"", "", ""},
-    {" , ", "", ""},
+    {" \n ", "", ""},
 };
 
 static void test_sort_sql(void **state)
@@ -505,12 +526,19 @@ static const struct {
     {"title desc", ERR_INVALID, 1, "invalid sort field"},
     {"'title'", ERR_INVALID, 1, "invalid sort field"},
     {"-", ERR_INVALID, 1, "invalid sort field"},
+    {"_", ERR_INVALID, 1, "invalid sort field"},
+    {"-@", ERR_INVALID, 1, "invalid sort field"},
+    {"#", ERR_INVALID, 1, "invalid sort field"},
+    {"x", ERR_INVALID, 1, "unknown field \"x\""}, /* one letter is a name, just not a field */
     {"id,+", ERR_INVALID, 4, "invalid sort field"},
     {"null", ERR_INVALID, 1, "invalid sort field \"null\""},
     {"@now", ERR_INVALID, 1, "invalid sort field \"@now\""},
     {"id;DROP TABLE posts", ERR_INVALID, 1, "invalid sort field"},
     {"id,id,id,id,id,id,id,id,id", ERR_LIMIT, 25, "more than 8 sort fields"},
     {"title:upper", ERR_INVALID, 1, "modifier \":upper\" is unknown"},
+    {",", ERR_INVALID, 1, "invalid sort field \"\""},
+    {"id,,title", ERR_INVALID, 4, "invalid sort field \"\""},
+    {"id, ", ERR_INVALID, 5, "invalid sort field \"\""},
 };
 
 static void test_sort_errors(void **state)

@@ -79,7 +79,7 @@ static const struct sem_case CASES[] = {
     {"tags.name ?= 'go'", "p1,p2,p4", REQ_NONE},
     {"tags.color = 'red'", "p2,p4", REQ_NONE},
     {"tags.color ?= 'blue'", "p1", REQ_NONE},
-    {"tags.name != 'go'", "p3", REQ_NONE},
+    {"tags.name != 'go'", "", REQ_NONE},
     {"tags.name ?!= 'go'", "p1,p3,p4", REQ_NONE},
     {"tags.name ?~ 'q'", "p1", REQ_NONE},
     {"tags.name ~ 'o'", "p2", REQ_NONE},
@@ -101,7 +101,7 @@ static const struct sem_case CASES[] = {
     {"cats ~ 'b'", "p1", REQ_NONE},
     {"cats:each = 'a'", "p2", REQ_NONE},
     {"cats:each ?= 'a'", "p1,p2", REQ_NONE},
-    {"cats:each != 'a'", "p3,p4", REQ_NONE},
+    {"cats:each != 'a'", "p4", REQ_NONE},
     {"cats:each ?~ 'c'", "p4", REQ_NONE},
     {"cats:length = 0", "p3", REQ_NONE},
     {"cats:length > 1", "p1", REQ_NONE},
@@ -130,6 +130,8 @@ static const struct sem_case CASES[] = {
     {"data.n:lower = 'x'", "p1", REQ_NONE},
     {"data = null", "p2", REQ_NONE},
     {"data != null", "p1,p3,p4", REQ_NONE},
+    {"data = ''", "", REQ_NONE},
+    {"data != ''", "p1,p2,p3,p4", REQ_NONE},
     {"data.0 = 1", "p4", REQ_NONE},
     {"data.1 = 2", "p4", REQ_NONE},
     /* date macros, now = 2026-11-21 12:30:45.123Z (a Saturday) */
@@ -179,7 +181,16 @@ static const struct sem_case CASES[] = {
     {"@request.body.cats:each ?= 'a'", "p1,p2,p3,p4", REQ_USER},
     {"@request.body.cats:each = 'a'", "", REQ_USER},
     {"@request.body.cats:each ?= cats:each", "p1,p2", REQ_USER},
+    {"cats:each != @request.body.cats:each", "p4", REQ_USER},
+    {"cats:each ?!= @request.body.cats:each", "p1,p2,p3,p4", REQ_USER},
+    {"cats:each < @request.body.cats:each", "", REQ_USER},
+    {"@request.body.cats:each < 'c'", "p1,p2,p3,p4", REQ_USER},
+    {"cats:each <= 'b'", "p1,p2", REQ_NONE},
     {"@request.body.author.name = 'bob'", "p1,p2,p3,p4", REQ_USER},
+    /* unknown fields under @request.* are NULL, not errors (as PocketBase) */
+    {"@request.auth.nope = null && @request.auth.org.nope = ''", "p1,p2,p3,p4", REQ_USER},
+    {"@request.body.author.nope = null", "p1,p2,p3,p4", REQ_USER},
+    {"@request.auth.nope_via_x.id = null", "p1,p2,p3,p4", REQ_USER},
     {"@request.body.meta.level = 3", "p1,p2,p3,p4", REQ_USER},
     {"@request.body.missing = null", "p1,p2,p3,p4", REQ_USER},
     {"@request.query.x = '1' && @request.headers.x_token = 'abc'", "p1,p2,p3,p4", REQ_USER},
@@ -271,7 +282,7 @@ static const struct sort_case SORTS[] = {
     {"-author.org.name,id", "p2,p1,p4,p3"},
     {"comments_via_post.message,id", "p3,p4,p2,p1"},
     {"", "p1,p2,p3,p4"},
-    {",,", "p1,p2,p3,p4"},
+    {" \t", "p1,p2,p3,p4"},
 };
 
 static void test_sort(void **state)
@@ -463,6 +474,40 @@ static void test_client_filters(void **state)
     sqlite3_close(db);
 }
 
+/* A back-relation through a single relation field with a unique index is single-valued:
+ * no all-match check, so a post without comments passes `!=`. */
+static void test_unique_back_relation(void **state)
+{
+    (void)state;
+    sqlite3 *db = fx_db_open();
+    assert_non_null(db);
+    static const char *const f = "comments_via_post.message != 'x'";
+    static const char *const want[2] = {"p1,p2", "p1,p2,p3,p4"};
+    char *idx[] = {"CREATE INDEX `idx_msg` ON `comments` (`message`)",
+                   "CREATE UNIQUE INDEX `idx_pu` ON `comments` (`post`, `user`)",
+                   "CREATE UNIQUE INDEX `idx_post` ON `comments` (`post`)"};
+    for (int unique = 0; unique < 2; unique++) {
+        fx_colls[4].indexes = idx;
+        fx_colls[4].n_indexes = unique ? 3 : 2;
+        struct filter_ctx ctx = fx_ctx(FX_POSTS);
+        struct arena a;
+        arena_init(&a, 4096);
+        struct filter_sql q;
+        struct filter_error err;
+        if (filter_compile(&ctx, f, strlen(f), &a, &q, &err) != 0)
+            fail_msg("%s", err.msg);
+        assert_int_equal(strstr(q.sql, "NOT EXISTS") == NULL, unique);
+        char ids[256];
+        assert_int_equal(fx_query(db, "posts", &q, NULL, ids, sizeof(ids)), SQLITE_DONE);
+        if (strcmp(ids, want[unique]) != 0)
+            fail_msg("unique %d: got [%s], want [%s]\n  %s", unique, ids, want[unique], q.sql);
+        arena_release(&a);
+    }
+    fx_colls[4].indexes = NULL;
+    fx_colls[4].n_indexes = 0;
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_sort_random_with_filter),
         cmocka_unit_test(test_other_collection),
         cmocka_unit_test(test_client_filters),
+        cmocka_unit_test(test_unique_back_relation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

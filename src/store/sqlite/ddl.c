@@ -225,16 +225,21 @@ int sq__collection_create(struct store *st, const json_t *spec, json_t **errors_
     rc = sq__begin(s, cn);
     if (rc)
         goto out;
-    rc = check_against_others(s, c, errors);
-    if (!rc) {
-        struct store_collection *same = sq__col_find(s, c->id);
-        if (same) {
+    /* a new collection whose id is taken: the same name derives the same id, so say it is
+     * the name when the names match */
+    struct store_collection *same = sq__col_find(s, c->id);
+    if (same) {
+        if (strcasecmp(same->name, c->name) == 0)
+            store__verr_set(errors, "name", "validation_collection_name_exists",
+                            "Collection name must be unique (case insensitive).");
+        else
             store__verr_set(errors, "id", "validation_invalid_value",
                             "The collection id is already in use.");
-            rc = ERR_INVALID;
-            store_collection_unref(same);
-        }
+        rc = ERR_INVALID;
+        store_collection_unref(same);
     }
+    if (!rc)
+        rc = check_against_others(s, c, errors);
     if (!rc)
         rc = sq__collection_install(s, cn, c);
     if (rc) {

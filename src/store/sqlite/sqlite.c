@@ -455,7 +455,13 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS \"_collections\" ("
                                  " \"record_id\" TEXT NOT NULL,"
                                  " \"action\" TEXT NOT NULL,"
                                  " \"record\" TEXT,"
-                                 " \"created\" TEXT NOT NULL);";
+                                 " \"created\" TEXT NOT NULL);"
+                                 "CREATE TABLE IF NOT EXISTS \"_writekeys\" ("
+                                 " \"name\" TEXT PRIMARY KEY NOT NULL,"
+                                 " \"key_hash\" TEXT NOT NULL UNIQUE,"
+                                 " \"prefix\" TEXT NOT NULL,"
+                                 " \"created\" TEXT NOT NULL,"
+                                 " \"revoked\" TEXT NOT NULL DEFAULT '');";
 
 /* The columns of _collections that the collections list may filter and sort on. */
 static const char catalog_spec[] =
@@ -671,5 +677,10 @@ const struct store_ops store__sqlite_ops = {
     .auth_get = sq__auth_get,
     .outbox_read = sq__outbox_read,
     .outbox_delete = sq__outbox_delete,
+    .outbox_pending = sq__outbox_pending,
+    .writekey_create = sq__writekey_create,
+    .writekey_list = sq__writekey_list,
+    .writekey_revoke = sq__writekey_revoke,
+    .writekey_find = sq__writekey_find,
     .catalog = sq_catalog,
 };

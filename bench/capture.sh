@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sustained ingest of 100-event Segment batches (~500-byte events) over keep-alive connections
+# with the default fsync policy (batch): events/s and acknowledgement latency, beside nginx
+# return-200 in the same run. Every acknowledged event is durable in the log.
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+
+KEY=$("$TANDEM_BIN" writekey create bench --dir "$BENCH_TMP/data")
+export KEY
+nport=$(free_port)
+start_nginx "$nport"
+start_tandem "$BENCH_TMP/data"
+
+cat >"$BENCH_TMP/batch.lua" <<'LUA'
+-- 100 track events of about 500 bytes each; message ids differ on every request so dedup
+-- never drops them.
+local key = os.getenv("KEY")
+local parts = {}
+for i = 1, 100 do
+    parts[i] = '{"type":"track","event":"Product Viewed","userId":"user-%d","messageId":"%s-' .. i ..
+        '","timestamp":"2026-11-21T12:00:00.000Z","properties":{"product_id":"sku-12345",' ..
+        '"category":"Games","name":"Monopoly: 3rd Edition","price":19.99,"quantity":1,' ..
+        '"currency":"USD","url":"https://example.com/products/monopoly","image_url":' ..
+        '"https://example.com/img/monopoly.png"},"context":{"library":{"name":"bench",' ..
+        '"version":"1.0"},"ip":"203.0.113.7","userAgent":"Mozilla/5.0 (X11; Linux x86_64)",' ..
+        '"page":{"path":"/products/monopoly","referrer":"https://example.com/"}}}'
+end
+local template = '{"writeKey":"' .. key .. '","sentAt":"2026-11-21T12:00:01.000Z","batch":[' ..
+                 table.concat(parts, ",") .. ']}'
+local counter = 0
+-- thread_id is set per wrk thread by setup()
+request = function()
+    counter = counter + 1
+    local prefix = (thread_id or 0) .. "-" .. counter
+    local body = template:gsub("%%s", prefix):gsub("%%d", counter % 1000)
+    return wrk.format("POST", "/v1/batch", {["Content-Type"] = "application/json"}, body)
+end
+setup = function(thread) thread:set("thread_id", math.random(1, 1e9)) end
+LUA
+
+ngx=$(wrk_rps "http://127.0.0.1:$nport/" -t2 -c"$CONNS" -d"$DURATION")
+out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$BENCH_TMP/batch.lua" "$TANDEM_URL")
+rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+eps=$(awk -v r="$rps" 'BEGIN { printf "%.0f", r * 100 }')
+echo "nginx return-200: $ngx req/s"
+echo "capture: $rps batches/s = $eps events/s (target 100k); ack latency p50 $p50 p99 $p99;" \
+     "non-2xx ${non2xx:-0}; batches/s at $(ratio "$rps" "$ngx") of nginx req/s"

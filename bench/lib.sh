@@ -1,0 +1,73 @@
+# Shared helpers for the benchmark scripts: free ports, nginx as the HTTP ceiling, tandem,
+# wrk parsing. Every process started here is stopped by its own PID.
+set -euo pipefail
+
+BENCH_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TANDEM_BIN=${TANDEM_BIN:-$BENCH_TOP/build/tandem}
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tandem-bench.XXXXXX")
+BENCH_PIDS=()
+
+bench_cleanup() {
+    for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${BENCH_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$BENCH_TMP"
+}
+trap bench_cleanup EXIT
+
+free_port() {
+    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# start_nginx PORT: `return 200` with a small JSON body, 2 workers, no access log
+start_nginx() {
+    local port=$1 d=$BENCH_TMP/nginx
+    mkdir -p "$d/logs"
+    cat >"$d/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
+    uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            default_type application/json;
+            return 200 '{"code":200,"message":"API is healthy.","data":{}}';
+        }
+    }
+}
+CONF
+    nginx -p "$d" -c "$d/nginx.conf" &
+    BENCH_PIDS+=($!)
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null && return 0; sleep 0.1; done
+    echo "nginx did not start" >&2; return 1
+}
+
+# start_tandem DIR [ARGS...]: sets TANDEM_URL
+start_tandem() {
+    local dir=$1; shift
+    local out=$BENCH_TMP/tandem.$RANDOM.out
+    "$TANDEM_BIN" serve --http 127.0.0.1:0 --dir "$dir" --log-level warn "$@" >"$out" 2>"$out.err" &
+    BENCH_PIDS+=($!)
+    for _ in $(seq 100); do
+        if [ -s "$out" ]; then
+            TANDEM_URL=$(head -1 "$out" | sed -E 's/^tandem listening on //')
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "tandem did not start: $(cat "$out.err")" >&2; return 1
+}
+
+# wrk_rps URL [wrk args...]: prints requests/s
+wrk_rps() {
+    local url=$1; shift
+    wrk "$@" "$url" | awk '/^Requests\/sec:/ {print $2}'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }

@@ -1,0 +1,190 @@
+/* auth.c - sign-in for auth collections: auth-with-password, auth-refresh, auth-methods.
+ *
+ * Password checks take ~100 ms of CPU and 64 MiB each, so they never run on an HTTP thread:
+ * the request is suspended, the auth pool checks the password (against a dummy hash when the
+ * identity is unknown, so timing tells nothing) and its callback answers and resumes. */
+#include <string.h>
+
+#include "api/api_int.h"
+#include "store/store.h"
+
+static void unref_cb(void *c)
+{
+    store_collection_unref(c);
+}
+
+/* The auth collection named in the path, or NULL after answering 404. RETURNS a reference. */
+static struct store_collection *auth_collection(struct http_req *req, struct api_env *env)
+{
+    struct store_collection *c = NULL;
+    const char *name = http_req_param(req, "collection");
+    if (store_collection_get(env->store, name, &c) != 0 || c->type != STORE_COLLECTION_AUTH) {
+        if (c)
+            store_collection_unref(c);
+        http_reply_error(req, 404, "Missing or invalid auth collection context.", NULL);
+        return NULL;
+    }
+    return c;
+}
+
+/* Signs a new token for rec and answers {"record":...,"token":...}. */
+static void reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                       const struct store_auth_record *rec)
+{
+    struct auth_token_claims claims = {0};
+    const char *id = json_string_value(json_object_get(rec->record, "id"));
+    int64_t duration = c->auth_token_duration_s > 0            ? c->auth_token_duration_s
+                       : strcmp(c->id, API_SUPERUSERS_ID) == 0 ? AUTH_TOKEN_DURATION_SUPERUSER
+                                                               : AUTH_TOKEN_DURATION_AUTH;
+    snprintf(claims.collection_id, sizeof(claims.collection_id), "%s", c->id);
+    snprintf(claims.record_id, sizeof(claims.record_id), "%s", id ? id : "");
+    claims.exp = time_now_us() / 1000000 + duration;
+    claims.refreshable = true;
+    char *token = NULL;
+    if (!id || auth_token_issue(env->secret, &claims, rec->token_key, &token) != 0) {
+        http_reply_error(req, 400, "Failed to authenticate.", NULL);
+        return;
+    }
+    json_t *body = json_object();
+    json_object_set(body, "record", rec->record);
+    json_object_set_new(body, "token", json_string(token));
+    free(token);
+    http_reply_json(req, 200, body);
+}
+
+struct login {
+    struct http_req *req;
+    struct api_env *env;
+    struct store_collection *c;
+    struct store_auth_record rec; /* record NULL when the identity is unknown */
+};
+
+static void login_release(void *arg)
+{
+    struct login *l = arg;
+    store_auth_record_release(&l->rec);
+    store_collection_unref(l->c);
+}
+
+static void on_verified(void *arg, const struct auth_pool_result *res)
+{
+    struct login *l = arg;
+    if (res->rc == 0 && l->rec.record)
+        reply_auth(l->req, l->env, l->c, &l->rec);
+    else
+        http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
+    http_req_resume(l->req);
+}
+
+static json_t *field_error(const char *field, const char *code, const char *message)
+{
+    return json_pack("{s:{s:s,s:s}}", field, "code", code, "message", message);
+}
+
+static void auth_with_password(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    struct store_collection *c = auth_collection(req, env);
+    if (!c)
+        return;
+    struct login *l = arena_zalloc(http_req_arena(req), sizeof(*l));
+    l->req = req;
+    l->env = env;
+    l->c = c;
+    arena_on_release(http_req_arena(req), login_release, l);
+
+    json_t *body = http_req_json(req, true);
+    if (!body)
+        return;
+    json_t *jid = json_object_get(body, "identity");
+    json_t *jpw = json_object_get(body, "password");
+    const char *identity = json_string_value(jid);
+    const char *password = json_string_value(jpw);
+    json_t *errs = json_object();
+    if (!identity || !*identity || strlen(identity) > 255)
+        json_object_update(errs,
+                           field_error("identity", "validation_required", "Cannot be blank."));
+    if (!password || !*password || strlen(password) > 255)
+        json_object_update(errs,
+                           field_error("password", "validation_required", "Cannot be blank."));
+    if (json_object_size(errs)) {
+        http_reply_error(req, 400, "An error occurred while validating the submitted data.", errs);
+        return;
+    }
+    json_decref(errs);
+
+    const char *want = json_string_value(json_object_get(body, "identityField"));
+    bool found = false;
+    for (size_t i = 0; i < c->n_identity_fields && !found; i++) {
+        const char *field = c->identity_fields[i];
+        if (want && strcmp(want, field) != 0)
+            continue;
+        if (strcmp(field, "email") == 0 && !strchr(identity, '@') && !want)
+            continue;
+        found = store_auth_find(env->store, c, field, identity, &l->rec) == 0;
+    }
+    if (!found)
+        memset(&l->rec, 0, sizeof(l->rec));
+
+    http_req_suspend(req);
+    int rc =
+        auth_pool_verify(env->pool, found ? l->rec.password_hash : NULL, password, on_verified, l);
+    if (rc != 0) {
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, rc == ERR_LIMIT ? 400 : 503,
+                         rc == ERR_LIMIT ? "Failed to authenticate." : NULL, NULL);
+        http_req_resume(req);
+    }
+}
+
+static void auth_refresh(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    struct store_collection *c = auth_collection(req, env);
+    if (!c)
+        return;
+    arena_on_release(http_req_arena(req), unref_cb, c);
+    const struct api_identity *who = api__identity(req, env);
+    if (!who->record_id) {
+        http_reply_error(req, 401, "The request requires valid record authorization token.", NULL);
+        return;
+    }
+    if (strcmp(who->collection_id, c->id) != 0) {
+        http_reply_error(req, 403, "The authorized record is not allowed to perform this action.",
+                         NULL);
+        return;
+    }
+    struct store_auth_record rec = {0};
+    if (store_auth_get(env->store, c, who->record_id, &rec) != 0) {
+        http_reply_error(req, 401, "The request requires valid record authorization token.", NULL);
+        return;
+    }
+    reply_auth(req, env, c, &rec);
+    store_auth_record_release(&rec);
+}
+
+static void auth_methods(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    struct store_collection *c = auth_collection(req, env);
+    if (!c)
+        return;
+    json_t *fields = json_array();
+    for (size_t i = 0; i < c->n_identity_fields; i++)
+        json_array_append_new(fields, json_string(c->identity_fields[i]));
+    store_collection_unref(c);
+    json_t *body =
+        json_pack("{s:{s:o,s:b},s:{s:[],s:b},s:{s:b,s:i},s:{s:b,s:i},s:n,s:b,s:b}", "password",
+                  "identityFields", fields, "enabled", 1, "oauth2", "providers", "enabled", 0,
+                  "mfa", "enabled", 0, "duration", 0, "otp", "enabled", 0, "duration", 0,
+                  "authProviders", "usernamePassword", 0, "emailPassword", 1);
+    http_reply_json(req, 200, body);
+}
+
+void api__register_auth(struct http_router *r, struct api_env *env)
+{
+    http_route(r, "POST", "/api/collections/{collection}/auth-with-password", auth_with_password,
+               env);
+    http_route(r, "POST", "/api/collections/{collection}/auth-refresh", auth_refresh, env);
+    http_route(r, "GET", "/api/collections/{collection}/auth-methods", auth_methods, env);
+}

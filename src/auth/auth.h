@@ -1,0 +1,285 @@
+/* auth.h - the primitives of authentication: password hashing and its worker pool, the secret
+ * file, PocketBase-format tokens, token keys, constant-time comparison and rate limiting.
+ *
+ * auth/ never touches the store or HTTP. What it needs from the store (a record's current
+ * tokenKey, a stored password hash) reaches it through callbacks or plain values, and what the
+ * HTTP layer needs (suspend a request while a password hashes, answer 429 with Retry-After) it
+ * gets through completion callbacks and return codes. docs/security.md explains the choices and
+ * names the test behind each promise.
+ *
+ * libsodium is initialised on first use by every function here that needs it; auth_init()
+ * lets main() find a broken libsodium at start instead. */
+#ifndef TANDEM_AUTH_AUTH_H
+#define TANDEM_AUTH_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* Initialises libsodium. Idempotent, thread-safe. -ERR_INTERNAL when libsodium cannot start. */
+int auth_init(void) MUST_USE;
+
+/* ---- constant-time comparison (any thread) ---- */
+
+/* True when the len bytes at a and b are equal; the time taken depends only on len. Use it for
+ * every comparison of secret material (signatures, keys, one-time codes). */
+bool auth_ct_equal(const void *a, const void *b, size_t len);
+/* Same for NUL-terminated strings; only the lengths (not the contents) may leak through time. */
+bool auth_ct_streq(const char *a, const char *b);
+
+/* ---- passwords (any thread; each call blocks for the whole hash, ~130 ms by default) ---- */
+
+/* A PHC string "$argon2id$v=19$m=65536,t=2,p=1$salt$hash" with its NUL fits in this many
+ * bytes (libsodium's crypto_pwhash_STRBYTES). */
+#define AUTH_HASH_LEN 128
+/* Longer passwords are refused with ERR_LIMIT before any work is done. */
+#define AUTH_PASSWORD_MAX 1024
+
+/* argon2id cost. The production setting is libsodium's INTERACTIVE pair (2 passes, 64 MiB);
+ * tests may use cheaper values through the _with variants and the pool configuration. */
+struct auth_hash_params {
+    unsigned long long opslimit;
+    size_t memlimit; /* bytes */
+};
+struct auth_hash_params auth_hash_params_default(void);
+
+/* Hashes pw (NUL-terminated) with argon2id and a random salt into out.
+ * ERR_LIMIT: pw longer than AUTH_PASSWORD_MAX; -ENOMEM: the memory for the hash. */
+int auth_password_hash(const char *pw, char out[AUTH_HASH_LEN]) MUST_USE;
+/* ERR_INVALID when params are outside libsodium's bounds. */
+int auth_password_hash_with(const char *pw, const struct auth_hash_params *params,
+                            char out[AUTH_HASH_LEN]) MUST_USE;
+/* 0 when pw matches hash; ERR_DENIED when it does not; ERR_INVALID when hash is not an argon2
+ * PHC string; ERR_LIMIT when pw is too long. The cost is the one recorded in hash. */
+int auth_password_verify(const char *hash, const char *pw) MUST_USE;
+/* 1 when hash was made with other parameters than the default ones (rehash it after a
+ * successful login), 0 when not, ERR_INVALID when hash is malformed. */
+int auth_password_needs_rehash(const char *hash) MUST_USE;
+int auth_password_needs_rehash_with(const char *hash,
+                                    const struct auth_hash_params *params) MUST_USE;
+
+/* ---- the hashing pool ----
+ *
+ * Password hashing is slow (by design) and memory hungry (64 MiB each), so it never runs on an
+ * HTTP thread and never runs more than max_concurrent at once. A handler suspends its request
+ * (http_req_suspend), submits a job and returns; the job's callback runs on a worker thread,
+ * replies and resumes the request. The queue is bounded: when it is full the submit fails
+ * with ERR_BUSY at once (answer 503 with Retry-After) instead of letting logins pile up.
+ *
+ * Promise: every job whose submit returned 0 gets its callback called exactly once - with the
+ * result, or with rc ERR_BUSY when the pool is freed before the job ran. A submit that failed
+ * never calls the callback. The callback runs on a pool thread (or, at auth_pool_free, on the
+ * freeing thread) while the job still holds its concurrency slot: keep it short (reply,
+ * resume). It may submit new jobs (a rehash after a login) but must never call auth_pool_free
+ * or a _wait function.
+ *
+ * All functions may be called from any thread, except auth_pool_free (the owner, once). */
+
+struct auth_pool;
+
+struct auth_pool_cfg {
+    unsigned n_threads;             /* worker threads; 0: one per core */
+    unsigned max_concurrent;        /* hashes running at once; 0: 2 (each needs memlimit bytes) */
+    size_t queue_cap;               /* jobs waiting; 0: 256 */
+    struct auth_hash_params params; /* all zero: auth_hash_params_default() */
+};
+
+struct auth_pool_result {
+    int rc;            /* see auth_pool_hash / auth_pool_verify */
+    const char *hash;  /* hash jobs with rc 0: the new hash, valid during the callback only */
+    bool needs_rehash; /* verify jobs with rc 0: the stored hash uses other parameters */
+};
+
+typedef void (*auth_pool_done_cb)(void *arg, const struct auth_pool_result *res);
+
+/* Starts the threads and computes the dummy hash used for unknown identities (one hash, so
+ * this takes as long as one hash). ERR_INVALID for bad parameters; -errno when a thread
+ * cannot start. */
+int auth_pool_new(const struct auth_pool_cfg *cfg, struct auth_pool **out) MUST_USE;
+/* Stops accepting, lets running jobs finish, calls the callbacks of queued jobs with ERR_BUSY
+ * (on this thread), joins the threads and frees. NULL is fine. */
+void auth_pool_free(struct auth_pool *pool);
+
+/* Queues hashing pw (copied; the copy is wiped after use). Result rc: 0 (res->hash is set),
+ * -ENOMEM. Submit errors: ERR_BUSY (queue full or pool stopping), ERR_LIMIT (pw too long). */
+int auth_pool_hash(struct auth_pool *pool, const char *pw, auth_pool_done_cb cb,
+                   void *arg) MUST_USE;
+/* Queues checking pw against hash (both copied). hash NULL means the identity is unknown: pw
+ * is checked against the pool's dummy hash, which costs exactly what a real check costs, and
+ * the result is ERR_DENIED - so the time of a login does not tell which identities exist. A
+ * malformed stored hash also costs a full dummy check before giving ERR_INVALID.
+ * Result rc: 0 match, ERR_DENIED mismatch or unknown identity, ERR_INVALID bad hash.
+ * Submit errors: as auth_pool_hash, and ERR_INVALID when hash is longer than AUTH_HASH_LEN. */
+int auth_pool_verify(struct auth_pool *pool, const char *hash, const char *pw, auth_pool_done_cb cb,
+                     void *arg) MUST_USE;
+
+/* Blocking forms for the command line and tests (never an HTTP thread): submit and wait.
+ * They return the submit error or the job's result code. */
+int auth_pool_hash_wait(struct auth_pool *pool, const char *pw, char out[AUTH_HASH_LEN]) MUST_USE;
+int auth_pool_verify_wait(struct auth_pool *pool, const char *hash, const char *pw,
+                          bool *needs_rehash_out) MUST_USE;
+
+struct auth_pool_stats {
+    size_t queued;         /* jobs waiting now */
+    unsigned running;      /* jobs running now */
+    unsigned peak_running; /* most jobs ever running at once */
+    uint64_t completed;    /* callbacks called */
+    uint64_t rejected;     /* submits refused with ERR_BUSY */
+    unsigned n_threads, max_concurrent;
+    size_t queue_cap;
+};
+void auth_pool_stats(struct auth_pool *pool, struct auth_pool_stats *out);
+/* RETURNS BORROWED: the dummy hash (lives as long as the pool). */
+const char *auth_pool_dummy_hash(const struct auth_pool *pool);
+
+/* ---- the secret file ----
+ *
+ * <dir>/secret holds AUTH_SECRET_LEN random bytes, the root of every signing key. It is
+ * created on first start (mode 0600; written to a temporary file, fsynced, linked into place
+ * so two processes starting at once cannot both create one, directory fsynced) and loaded on
+ * every later start. Opening refuses - and the server must not start - when the file cannot
+ * be read, is not a regular file, has the wrong size, or is accessible by group or others.
+ * A struct auth_secret is immutable after opening: any thread may read it. */
+
+#define AUTH_SECRET_LEN 64
+
+struct auth_secret;
+
+/* On failure err holds one line naming the file and the problem. Returns -errno for system
+ * errors, ERR_DENIED for a mode that lets group or others in, ERR_CORRUPT for a wrong size or
+ * a file that is not a regular file. */
+int auth_secret_open(const char *dir, struct auth_secret **out, char *err, size_t err_len) MUST_USE;
+/* A secret from given bytes (tests, or tools that keep the key elsewhere).
+ * ERR_INVALID unless len == AUTH_SECRET_LEN. */
+int auth_secret_from_bytes(const void *key, size_t len, struct auth_secret **out) MUST_USE;
+/* Wipes and frees. NULL is fine. */
+void auth_secret_free(struct auth_secret *s);
+
+/* The token secret of one collection for one token purpose ("auth", later "file",
+ * "passwordReset", ...): 64 lowercase hex characters of keyed BLAKE2b-256 with the secret as
+ * key over "tandem-token-v1" NUL purpose NUL collection_id. It plays the role of PocketBase's
+ * per-collection <purpose>Token.secret, so keys of different purposes and collections are
+ * unrelated and none is ever stored. */
+#define AUTH_COLLECTION_SECRET_LEN 64
+void auth_secret_collection(const struct auth_secret *s, const char *purpose,
+                            const char *collection_id, char out[AUTH_COLLECTION_SECRET_LEN + 1]);
+
+/* ---- tokens (PocketBase format; any thread) ----
+ *
+ * A JWT signed with HS256, header {"alg":"HS256","typ":"JWT"}, claims in this exact form:
+ *   {"collectionId":"_pb_users_auth_","exp":1731600000,"id":"4q1xlclmfloku33",
+ *    "refreshable":true,"type":"auth"}
+ * The HMAC key is the record's tokenKey followed by auth_secret_collection(s, "auth",
+ * collectionId). Rotating a record's tokenKey (on password or email change) therefore revokes
+ * every token issued to it. Nothing about tokens is stored server-side. */
+
+#define AUTH_TOKEN_MAX 8192                 /* longer tokens are refused before any parsing */
+#define AUTH_TOKEN_KEY_LEN 50               /* length of a generated tokenKey */
+#define AUTH_TOKEN_KEY_MAX 255              /* longest tokenKey accepted from the store */
+#define AUTH_ID_MAX 100                     /* longest collection or record id in a token */
+#define AUTH_TOKEN_DURATION_AUTH 432000     /* seconds: auth collections (5 days) */
+#define AUTH_TOKEN_DURATION_SUPERUSER 86400 /* seconds: _superusers (1 day) */
+
+/* A fresh tokenKey: AUTH_TOKEN_KEY_LEN characters drawn uniformly from [A-Za-z0-9]. */
+void auth_token_key_new(char out[AUTH_TOKEN_KEY_LEN + 1]);
+
+struct auth_token_claims {
+    char collection_id[AUTH_ID_MAX + 1];
+    char record_id[AUTH_ID_MAX + 1];
+    int64_t exp; /* Unix seconds */
+    bool refreshable;
+};
+
+/* Signs an auth token for claims with token_key. Ids must be 1..AUTH_ID_MAX characters of
+ * [A-Za-z0-9_-], token_key 1..AUTH_TOKEN_KEY_MAX printable ASCII characters, exp positive;
+ * otherwise ERR_INVALID. *token_out belongs to the caller (free()). */
+int auth_token_issue(const struct auth_secret *s, const struct auth_token_claims *claims,
+                     const char *token_key, char **token_out) MUST_USE;
+
+/* Finds the current tokenKey of record_id in collection_id: 0 and the key (NUL-terminated)
+ * in token_key_out, or a negative code (ERR_NOTFOUND when there is no such record, or the
+ * collection is not an auth collection). Called at most once per verification, on the
+ * verifying thread, with ids taken from the payload before the signature was checked: treat
+ * them as untrusted input (bind them as parameters). */
+typedef int (*auth_token_lookup_cb)(void *arg, const char *collection_id, const char *record_id,
+                                    char token_key_out[AUTH_TOKEN_KEY_MAX + 1]);
+
+/* Verifies an auth token. Trusts nothing before the signature checks out:
+ *   1. at most AUTH_TOKEN_MAX bytes, three base64url parts, the header a JSON object whose alg
+ *      is exactly "HS256" (none, HS384, HS512, RS256, ... are refused), typ absent or "JWT",
+ *      no "crit"; the signature 32 bytes;
+ *   2. the payload a JSON object without duplicate keys: collectionId and id strings of valid
+ *      ids, type "auth", exp a number, refreshable (if present) a boolean, nbf (if present) a
+ *      number; exp > now_s and nbf <= now_s;
+ *   3. lookup(collectionId, id) gives the record's current tokenKey;
+ *   4. HMAC-SHA256 with tokenKey + collection secret, compared in constant time; then libjwt
+ *      (given the key) must agree and report HS256.
+ * Returns 0 and fills *claims_out, or a negative code: ERR_LIMIT (too long), ERR_INVALID
+ * (malformed, wrong alg or type), ERR_DENIED (bad signature, expired, not yet valid) or the
+ * lookup's code. Whatever the failure, the request is a guest's: this never means 401. */
+int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
+                      int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                      struct auth_token_claims *claims_out) MUST_USE;
+
+/* The token in an Authorization header value: the raw token (what the JS SDK sends) or
+ * "Bearer <token>" with the scheme in any case; surrounding spaces are ignored. The view
+ * borrows value. ERR_NOTFOUND when value is NULL or holds no token. */
+int auth_token_from_header(const char *value, struct str *token_out) MUST_USE;
+
+/* ---- rate limiting ----
+ *
+ * Fixed windows counted per client address and route class, as PocketBase's limiter does.
+ * The table has a fixed number of entries chosen at creation (set-associative, 8 ways per
+ * set); a new key takes a free or expired way of its set, else evicts the way whose window
+ * started first, so memory never grows with the number of clients. Set indexes come from
+ * SipHash with a random key, so clients cannot aim at one set. IPv6 addresses count per /64
+ * (one subscriber's prefix); IPv4 per address. Sets are split over sharded leaf locks: any
+ * thread may call auth_ratelimit_check. */
+
+enum auth_rl_class {
+    AUTH_RL_AUTH,    /* login, OTP, password reset, verification, email change */
+    AUTH_RL_CREATE,  /* record create */
+    AUTH_RL_BATCH,   /* POST /api/batch */
+    AUTH_RL_DEFAULT, /* everything else */
+    AUTH_RL_N_CLASSES,
+};
+
+struct auth_rl_rule {
+    uint32_t max;      /* requests per window; 0: this class is not limited */
+    uint32_t window_s; /* 1..86400 */
+};
+
+struct auth_ratelimit_cfg {
+    struct auth_rl_rule rules[AUTH_RL_N_CLASSES];
+    size_t capacity; /* entries; rounded up to a multiple of 8; 0: 65536 */
+};
+
+/* PocketBase's default rules: auth 2 per 3 s, create 20 per 5 s, batch 3 per 1 s, default 300
+ * per 10 s; capacity 65536 (about 2 MiB). */
+void auth_ratelimit_cfg_default(struct auth_ratelimit_cfg *cfg);
+/* Applies a comma-separated list of CLASS=MAX/WINDOW on top of cfg, e.g.
+ * "auth=5/1m,default=0/1s" (WINDOW: seconds with an optional s, m or h). ERR_INVALID with a
+ * one-line message in err when malformed. */
+int auth_ratelimit_parse(const char *spec, struct auth_ratelimit_cfg *cfg, char *err,
+                         size_t err_len) MUST_USE;
+const char *auth_rl_class_name(enum auth_rl_class cls);
+/* The class of a request, from its method and path (as PocketBase tags its routes). */
+enum auth_rl_class auth_ratelimit_classify(const char *method, struct str path);
+
+struct auth_ratelimit;
+
+/* ERR_INVALID for a rule with a window outside 1..86400. */
+int auth_ratelimit_new(const struct auth_ratelimit_cfg *cfg, struct auth_ratelimit **out) MUST_USE;
+void auth_ratelimit_free(struct auth_ratelimit *rl);
+/* Counts one request of ip (text, as http_req_client_ip gives it) in class at now_us (a
+ * monotonic clock: time_mono_us). 0 when allowed; ERR_LIMIT when the window is used up, with
+ * *retry_after_s_out (if given) the whole seconds until it resets, at least 1. */
+int auth_ratelimit_check(struct auth_ratelimit *rl, const char *ip, enum auth_rl_class cls,
+                         int64_t now_us, int *retry_after_s_out) MUST_USE;
+/* Entries in use now, and the fixed capacity. */
+size_t auth_ratelimit_size(struct auth_ratelimit *rl);
+size_t auth_ratelimit_capacity(const struct auth_ratelimit *rl);
+
+#endif

@@ -1,0 +1,102 @@
+/* capture_int.h - shared by the files of src/capture/ only. */
+#ifndef TANDEM_CAPTURE_CAPTURE_INT_H
+#define TANDEM_CAPTURE_CAPTURE_INT_H
+
+#include <jansson.h>
+
+#include "capture/capture.h"
+
+/* Everything a result owns; freed by capture_result_release(). */
+/* A write key and the source name it resolved to. */
+struct capture__source {
+    struct str key;
+    struct str name;
+};
+
+struct capture__state {
+    json_t *root;
+    struct buf inflated;
+    struct buf records;
+    struct arena arena;
+    unsigned char id_seed[16]; /* random per request; assigned ids = seed + counter */
+    bool seeded;
+    uint32_t n_assigned;
+    struct capture__source *sources; /* resolved keys of this request (arena) */
+    size_t n_sources, cap_sources;
+};
+
+/* A message on its way to a canonical record. Strings are borrowed from the parsed tree or
+ * the result's arena; ptr NULL means absent. Objects are borrowed; NULL means {}. */
+struct capture__msg {
+    enum capture_type type;
+    struct str event;
+    struct str user_id;
+    struct str anonymous_id;
+    struct str group_id;
+    struct str previous_id;
+    struct str message_id;
+    struct str write_key;
+    struct str source; /* the write key's name, written as the record's "source" */
+    int64_t timestamp_us;
+    int64_t original_us; /* valid when has_original */
+    int64_t sent_us;     /* valid when has_sent */
+    bool has_original;
+    bool has_sent;
+    json_t *properties;
+    json_t *traits;
+    json_t *context;
+};
+
+/* Per-request parsing context. */
+struct capture__ctx {
+    const struct capture_input *in;
+    const struct capture_limits *lim;
+    struct capture_result *res;
+    struct capture__state *st;
+    long item; /* index of the batch item being read, -1 for none (single body, envelope) */
+    /* envelope */
+    struct str env_write_key;
+    int64_t env_sent_us;
+    bool env_has_sent;
+    json_t *env_context; /* Segment batch-level context, or NULL */
+};
+
+/* Sets res->status and a message "batch[3].<fmt...>" (or just "<fmt...>" outside a batch
+ * item); returns ERR_INVALID for chaining. The first failure wins. */
+int capture__fail(struct capture__ctx *cx, int status, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* The same about the item as a whole: "batch[3]: <fmt...>" or "message: <fmt...>". */
+int capture__fail_item(struct capture__ctx *cx, int status, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
+/* Field readers: absent or null gives ptr NULL / false and 0. Wrong type fails the request
+ * (400) naming the field. */
+int capture__get_id(struct capture__ctx *cx, json_t *obj, const char *key,
+                    struct str *out) MUST_USE;
+int capture__get_object(struct capture__ctx *cx, json_t *obj, const char *key,
+                        json_t **out) MUST_USE;
+int capture__get_time(struct capture__ctx *cx, json_t *obj, const char *key, int64_t *us_out,
+                      bool *has_out) MUST_USE;
+/* The string of a json string value as a view (NULL ptr when not a non-empty string). */
+struct str capture__json_str(json_t *v);
+
+/* messageId: validates a given one (string, <= 100 chars) or assigns a fresh one. */
+int capture__message_id(struct capture__ctx *cx, json_t *v, const char *field,
+                        struct str *out) MUST_USE;
+/* timestamp = received - (sent - original) when both known, else original or received;
+ * clamped: more than 23 h in the future becomes received; years stay in 0000..9999. */
+int64_t capture__skew_correct(int64_t received, bool has_original, int64_t original, bool has_sent,
+                              int64_t sent);
+/* Applies the verified tandem user to the message context (and strips any client-sent
+ * "tandem" key): item is where a new context object is attached when needed. */
+void capture__context_tandem(struct capture__ctx *cx, json_t *item, struct capture__msg *m);
+
+/* Appends the canonical record for m to the records buffer; ERR_INVALID when a value cannot
+ * be serialised (the caller truncates the buffer back). */
+int capture__write_record(struct buf *b, const struct capture__msg *m,
+                          int64_t received_us) MUST_USE;
+
+/* Dialects: fill m from one item. */
+int capture__segment_item(struct capture__ctx *cx, json_t *item, int type_from_path,
+                          struct capture__msg *m) MUST_USE;
+int capture__posthog_item(struct capture__ctx *cx, json_t *item, struct capture__msg *m) MUST_USE;
+
+#endif

@@ -1,0 +1,416 @@
+/* dedup.c - bounded, time-bucketed set of recent (write key, message id) pairs.
+ *
+ * A pair is reduced to a 64-bit keyed hash (SipHash-2-4 through libsodium's crypto_shorthash,
+ * with a random key per process, so clients cannot aim collisions at other sources' ids).
+ * The hash picks one of DD_SHARDS shards, each with its own mutex (a leaf lock: nothing is
+ * called while it is held). A shard keeps a ring of n_buckets + 1 time buckets, each an
+ * open-addressing set of hashes (linear probing, 0 = empty). A check probes every live
+ * bucket (a constant number), an insert goes into the bucket of the current time, expiry
+ * drops whole buckets, and the size cap drops the oldest buckets first. */
+#define _GNU_SOURCE /* memmem */
+#include <jansson.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "capture/capture.h"
+
+#define DD_SHARDS 16
+#define DD_MIN_SET 64
+
+struct dd_bucket {
+    int64_t epoch; /* time / width */
+    uint64_t *slots;
+    size_t cap; /* power of two, 0 when empty */
+    size_t n;
+};
+
+struct dd_shard {
+    pthread_mutex_t mu;
+    struct dd_bucket *ring; /* n_ring buckets */
+    size_t n_entries;
+    char pad[64];
+};
+
+struct capture_dedup {
+    int64_t width_us; /* one bucket's span */
+    int64_t n_buckets;
+    size_t n_ring; /* n_buckets + 1 */
+    size_t cap_per_shard;
+    unsigned char key[crypto_shorthash_KEYBYTES];
+    atomic_uint_fast64_t checks, hits, evicted;
+    struct dd_shard shards[DD_SHARDS];
+};
+
+void capture_dedup_cfg_default(struct capture_dedup_cfg *c)
+{
+    c->window_us = 24LL * 3600 * 1000000;
+    c->n_buckets = 24;
+    c->max_entries = 10000000;
+}
+
+struct capture_dedup *capture_dedup_new(const struct capture_dedup_cfg *cfg)
+{
+    struct capture_dedup_cfg c;
+    capture_dedup_cfg_default(&c);
+    if (cfg) {
+        if (cfg->window_us > 0)
+            c.window_us = cfg->window_us;
+        if (cfg->n_buckets > 0)
+            c.n_buckets = cfg->n_buckets;
+        if (cfg->max_entries > 0)
+            c.max_entries = cfg->max_entries;
+    }
+    if (c.n_buckets > 1024)
+        c.n_buckets = 1024;
+    struct capture_dedup *d = xcalloc(1, sizeof(*d));
+    d->n_buckets = (int64_t)c.n_buckets;
+    d->width_us = c.window_us / d->n_buckets;
+    if (d->width_us < 1)
+        d->width_us = 1;
+    d->n_ring = c.n_buckets + 1;
+    d->cap_per_shard = (c.max_entries + DD_SHARDS - 1) / DD_SHARDS;
+    rand_bytes(d->key, sizeof(d->key));
+    for (size_t i = 0; i < DD_SHARDS; i++) {
+        pthread_mutex_init(&d->shards[i].mu, NULL);
+        d->shards[i].ring = xcalloc(d->n_ring, sizeof(struct dd_bucket));
+        for (size_t k = 0; k < d->n_ring; k++)
+            d->shards[i].ring[k].epoch = INT64_MIN;
+    }
+    return d;
+}
+
+void capture_dedup_free(struct capture_dedup *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < DD_SHARDS; i++) {
+        for (size_t k = 0; k < d->n_ring; k++)
+            free(d->shards[i].ring[k].slots);
+        free(d->shards[i].ring);
+        pthread_mutex_destroy(&d->shards[i].mu);
+    }
+    free(d);
+}
+
+static uint64_t pair_hash(const struct capture_dedup *d, const char *wk, size_t wk_len,
+                          const char *id, size_t id_len)
+{
+    unsigned char out[crypto_shorthash_BYTES];
+    unsigned char tmp[512];
+    if (wk_len + 1 + id_len <= sizeof(tmp)) {
+        memcpy(tmp, wk, wk_len);
+        tmp[wk_len] = 0; /* write keys and ids hold no NUL, so the split is unambiguous */
+        memcpy(tmp + wk_len + 1, id, id_len);
+        crypto_shorthash(out, tmp, wk_len + 1 + id_len, d->key);
+    } else {
+        /* long inputs: hash the write key first, then (hash, id) */
+        crypto_shorthash(tmp, (const unsigned char *)wk, wk_len, d->key);
+        size_t n = id_len < sizeof(tmp) - 9 ? id_len : sizeof(tmp) - 9;
+        tmp[8] = 1;
+        memcpy(tmp + 9, id, n);
+        crypto_shorthash(out, tmp, 9 + n, d->key);
+    }
+    uint64_t h = le_get64(out);
+    return h ? h : 1;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static size_t ring_index(const struct capture_dedup *d, int64_t epoch)
+{
+    int64_t m = epoch % (int64_t)d->n_ring;
+    return (size_t)(m < 0 ? m + (int64_t)d->n_ring : m);
+}
+
+static void bucket_clear(struct dd_shard *s, struct dd_bucket *b)
+{
+    s->n_entries -= b->n;
+    free(b->slots);
+    b->slots = NULL;
+    b->cap = 0;
+    b->n = 0;
+}
+
+static bool set_contains(const struct dd_bucket *b, uint64_t h)
+{
+    if (b->n == 0)
+        return false;
+    size_t mask = b->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        if (b->slots[i] == h)
+            return true;
+        if (b->slots[i] == 0)
+            return false;
+    }
+}
+
+static void set_put(uint64_t *slots, size_t cap, uint64_t h)
+{
+    size_t mask = cap - 1;
+    size_t i = h & mask;
+    while (slots[i] != 0)
+        i = (i + 1) & mask;
+    slots[i] = h;
+}
+
+static void set_insert(struct dd_bucket *b, uint64_t h)
+{
+    if ((b->n + 1) * 4 > b->cap * 3) {
+        size_t cap = b->cap ? b->cap * 2 : DD_MIN_SET;
+        uint64_t *slots = xcalloc(cap, sizeof(*slots));
+        for (size_t i = 0; i < b->cap; i++)
+            if (b->slots[i])
+                set_put(slots, cap, b->slots[i]);
+        free(b->slots);
+        b->slots = slots;
+        b->cap = cap;
+    }
+    set_put(b->slots, b->cap, h);
+    b->n++;
+}
+
+/* Linear-probing delete with backward shift, so no tombstones are needed. */
+static bool set_remove(struct dd_bucket *b, uint64_t h)
+{
+    if (b->n == 0)
+        return false;
+    size_t mask = b->cap - 1;
+    size_t i = h & mask;
+    while (b->slots[i] != h) {
+        if (b->slots[i] == 0)
+            return false;
+        i = (i + 1) & mask;
+    }
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (b->slots[j] == 0)
+            break;
+        size_t home = b->slots[j] & mask;
+        /* move slots[j] into the hole at i unless its home lies cyclically in (i, j] */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            b->slots[i] = b->slots[j];
+            i = j;
+        }
+    }
+    b->slots[i] = 0;
+    b->n--;
+    return true;
+}
+
+/* Drops expired buckets and says whether h is in a live one. Shard locked. */
+static bool shard_contains(struct capture_dedup *d, struct dd_shard *s, uint64_t h,
+                           int64_t now_epoch)
+{
+    bool found = false;
+    for (size_t k = 0; k < d->n_ring; k++) {
+        struct dd_bucket *b = &s->ring[k];
+        if (b->n == 0)
+            continue;
+        if (b->epoch < now_epoch - d->n_buckets) {
+            bucket_clear(s, b);
+            continue;
+        }
+        if (!found && set_contains(b, h))
+            found = true;
+    }
+    return found;
+}
+
+/* Inserts h into the bucket of epoch, making room under the cap. Shard locked. */
+static void shard_insert(struct capture_dedup *d, struct dd_shard *s, uint64_t h, int64_t epoch)
+{
+    struct dd_bucket *cur = &s->ring[ring_index(d, epoch)];
+    if (cur->epoch != epoch) {
+        if (cur->n)
+            bucket_clear(s, cur);
+        cur->epoch = epoch;
+    }
+    while (s->n_entries >= d->cap_per_shard) {
+        struct dd_bucket *oldest = NULL;
+        for (size_t k = 0; k < d->n_ring; k++) {
+            struct dd_bucket *b = &s->ring[k];
+            if (b != cur && b->n > 0 && (!oldest || b->epoch < oldest->epoch))
+                oldest = b;
+        }
+        if (!oldest)
+            oldest = cur; /* the current bucket alone holds the cap: start it over */
+        bucket_clear(s, oldest);
+        atomic_fetch_add_explicit(&d->evicted, 1, memory_order_relaxed);
+    }
+    set_insert(cur, h);
+    s->n_entries++;
+}
+
+bool capture_dedup_check_insert(struct capture_dedup *d, const char *write_key, size_t wk_len,
+                                const char *message_id, size_t id_len, int64_t now_us)
+{
+    uint64_t h = pair_hash(d, write_key, wk_len, message_id, id_len);
+    struct dd_shard *s = &d->shards[h >> 60];
+    int64_t epoch = floor_div(now_us, d->width_us);
+    atomic_fetch_add_explicit(&d->checks, 1, memory_order_relaxed);
+    pthread_mutex_lock(&s->mu);
+    bool dup = shard_contains(d, s, h, epoch);
+    if (!dup)
+        shard_insert(d, s, h, epoch);
+    pthread_mutex_unlock(&s->mu);
+    if (dup)
+        atomic_fetch_add_explicit(&d->hits, 1, memory_order_relaxed);
+    return dup;
+}
+
+void capture_dedup_remove(struct capture_dedup *d, const char *write_key, size_t wk_len,
+                          const char *message_id, size_t id_len)
+{
+    uint64_t h = pair_hash(d, write_key, wk_len, message_id, id_len);
+    struct dd_shard *s = &d->shards[h >> 60];
+    pthread_mutex_lock(&s->mu);
+    for (size_t k = 0; k < d->n_ring; k++) {
+        if (set_remove(&s->ring[k], h)) {
+            s->n_entries--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void capture_dedup_add(struct capture_dedup *d, const char *write_key, size_t wk_len,
+                       const char *message_id, size_t id_len, int64_t received_us, int64_t now_us)
+{
+    int64_t now_epoch = floor_div(now_us, d->width_us);
+    int64_t epoch = floor_div(received_us, d->width_us);
+    if (epoch < now_epoch - d->n_buckets)
+        return; /* older than the window */
+    if (epoch > now_epoch)
+        epoch = now_epoch;
+    uint64_t h = pair_hash(d, write_key, wk_len, message_id, id_len);
+    struct dd_shard *s = &d->shards[h >> 60];
+    pthread_mutex_lock(&s->mu);
+    if (!shard_contains(d, s, h, now_epoch)) {
+        struct dd_bucket *b = &s->ring[ring_index(d, epoch)];
+        /* a slot holding a newer epoch than this pair's cannot take it: skip the pair */
+        if (!(b->n > 0 && b->epoch > epoch))
+            shard_insert(d, s, h, epoch);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, int64_t now_us)
+{
+    size_t n_dup = 0;
+    for (size_t i = 0; i < r->n_events; i++) {
+        struct capture_event *e = &r->events[i];
+        e->duplicate = capture_dedup_check_insert(d, e->source, e->source_len, e->message_id,
+                                                  e->message_id_len, now_us);
+        n_dup += e->duplicate;
+    }
+    return n_dup;
+}
+
+void capture_dedup_unfilter(struct capture_dedup *d, const struct capture_result *r)
+{
+    for (size_t i = 0; i < r->n_events; i++) {
+        const struct capture_event *e = &r->events[i];
+        if (!e->duplicate)
+            capture_dedup_remove(d, e->source, e->source_len, e->message_id, e->message_id_len);
+    }
+}
+
+void capture_dedup_stats(struct capture_dedup *d, struct capture_dedup_stats *out)
+{
+    out->checks = atomic_load_explicit(&d->checks, memory_order_relaxed);
+    out->hits = atomic_load_explicit(&d->hits, memory_order_relaxed);
+    out->evicted_buckets = atomic_load_explicit(&d->evicted, memory_order_relaxed);
+    out->entries = 0;
+    for (size_t i = 0; i < DD_SHARDS; i++) {
+        pthread_mutex_lock(&d->shards[i].mu);
+        out->entries += d->shards[i].n_entries;
+        pthread_mutex_unlock(&d->shards[i].mu);
+    }
+}
+
+/* ---- rebuilding from canonical records ---- */
+
+/* The JSON string starting at p (just after its opening quote): its length up to the closing
+ * quote, or -1 when it holds an escape (then the slow path decodes it) or is unterminated. */
+static long plain_string(const char *p, const char *end)
+{
+    for (const char *q = p; q < end; q++) {
+        if (*q == '"')
+            return q - p;
+        if (*q == '\\')
+            return -1;
+    }
+    return -1;
+}
+
+static const char *find_last(const char *hay, size_t len, const char *needle, size_t n)
+{
+    if (len < n)
+        return NULL;
+    for (size_t i = len - n + 1; i-- > 0;)
+        if (hay[i] == needle[0] && memcmp(hay + i, needle, n) == 0)
+            return hay + i;
+    return NULL;
+}
+
+static const char *find_first(const char *hay, size_t len, const char *needle, size_t n)
+{
+    return memmem(hay, len, needle, n);
+}
+
+static int add_record_slow(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
+{
+    json_t *j = json_loadb(rec, len, 0, NULL);
+    if (!j)
+        return ERR_INVALID;
+    json_t *id = json_object_get(j, "messageId");
+    json_t *wk = json_object_get(j, "source");
+    json_t *ra = json_object_get(j, "receivedAt");
+    int64_t us;
+    int rc = ERR_INVALID;
+    if (json_is_string(id) && json_is_string(wk) && json_is_string(ra) &&
+        time_parse(json_string_value(ra), json_string_length(ra), &us) == 0) {
+        capture_dedup_add(d, json_string_value(wk), json_string_length(wk), json_string_value(id),
+                          json_string_length(id), us, now_us);
+        rc = 0;
+    }
+    json_decref(j);
+    return rc;
+}
+
+int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
+{
+    /* A canonical record starts with messageId, has receivedAt before any object and ends
+     * with source: an unescaped quote cannot occur inside a JSON string, so the first
+     * ',"receivedAt":"' and the last ',"source":"' are the record's own keys. */
+    static const char k_id[] = "{\"messageId\":\"";
+    static const char k_ra[] = ",\"receivedAt\":\"";
+    static const char k_wk[] = ",\"source\":\"";
+    const char *end = rec + len;
+    if (len < sizeof(k_id) || memcmp(rec, k_id, sizeof(k_id) - 1) != 0)
+        return add_record_slow(d, rec, len, now_us);
+    const char *id = rec + sizeof(k_id) - 1;
+    long id_len = plain_string(id, end);
+    const char *ra = find_first(rec, len, k_ra, sizeof(k_ra) - 1);
+    const char *wk = find_last(rec, len, k_wk, sizeof(k_wk) - 1);
+    if (id_len <= 0 || !ra || !wk)
+        return add_record_slow(d, rec, len, now_us);
+    ra += sizeof(k_ra) - 1;
+    wk += sizeof(k_wk) - 1;
+    long ra_len = plain_string(ra, end);
+    long wk_len = plain_string(wk, end);
+    int64_t us;
+    if (ra_len <= 0 || wk_len <= 0 || wk + wk_len + 2 != end || wk[wk_len + 1] != '}' ||
+        time_parse(ra, (size_t)ra_len, &us) < 0)
+        return add_record_slow(d, rec, len, now_us);
+    capture_dedup_add(d, wk, (size_t)wk_len, id, (size_t)id_len, us, now_us);
+    return 0;
+}

@@ -1,0 +1,205 @@
+/* relay.c - the outbox relay: moves committed change rows from the store's outbox into the
+ * log's "changes" topic, in commit order, and deletes them from the outbox only once the log
+ * holds them durably.
+ *
+ * Exactly once into the log: one relay thread appends outbox rows in id order, so outbox ids
+ * in the topic only grow. On start the relay reads the topic's last record and deletes every
+ * outbox row up to that id before it moves anything, so a crash between "appended" and
+ * "deleted from the outbox" never appends a row twice. A crash before the append leaves the
+ * row in the outbox, where the next start finds it. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics/metrics.h"
+#include "pipeline/pipeline.h"
+
+#define RELAY_BATCH 1000
+#define RELAY_IDLE_MS 20
+
+struct pipeline_relay {
+    struct store *store;
+    struct evlog *log;
+    pthread_t thread;
+    pthread_mutex_t lock; /* leaf: guards stop, kicked */
+    pthread_cond_t cond;
+    bool stop;
+    bool kicked;
+    int64_t last_id; /* the newest outbox id known to be in the log */
+    struct metrics_series *m_moved;
+    struct metrics_series *m_errors;
+};
+
+/* The outbox backlog, counted when metrics are scraped. */
+static struct store *backlog_store;
+
+static void collect_backlog(struct buf *out, const char *name, void *arg)
+{
+    UNUSED(arg);
+    int64_t n = 0;
+    struct store *st = __atomic_load_n(&backlog_store, __ATOMIC_ACQUIRE);
+    if (st && store_outbox_pending(st, &n) == 0)
+        metrics_write_sample(out, name, NULL, NULL, (double)n);
+}
+
+/* The outbox id of the last record in the topic, or 0 when the topic is empty. */
+static int last_logged_id(struct evlog *log, int64_t *id_out)
+{
+    uint64_t end = 0;
+    *id_out = 0;
+    int rc = evlog_end_offset(log, PIPELINE_TOPIC_CHANGES, &end);
+    if (rc != 0 || end == 0)
+        return rc;
+    struct evlog_batch b;
+    evlog_batch_init(&b);
+    rc = evlog_read(log, PIPELINE_TOPIC_CHANGES, end - 1, 1, 1 << 20, &b);
+    if (rc == 0 && b.n == 1) {
+        json_t *j = json_loadb((const char *)b.recs[0].data, b.recs[0].len, 0, NULL);
+        json_t *id = j ? json_object_get(j, "id") : NULL;
+        if (json_is_integer(id))
+            *id_out = json_integer_value(id);
+        else
+            rc = ERR_CORRUPT;
+        json_decref(j);
+    }
+    evlog_batch_release(&b);
+    return rc;
+}
+
+/* Moves one batch; returns the number of rows moved, or a negative error. */
+static int relay_once(struct pipeline_relay *r)
+{
+    json_t *rows = NULL;
+    int rc = store_outbox_read(r->store, r->last_id, RELAY_BATCH, &rows);
+    if (rc != 0)
+        return rc;
+    size_t n = json_array_size(rows);
+    if (n == 0) {
+        json_decref(rows);
+        return 0;
+    }
+    struct evlog_rec *recs = xcalloc(n, sizeof(*recs));
+    char **texts = xcalloc(n, sizeof(*texts));
+    int64_t max_id = r->last_id;
+    for (size_t i = 0; i < n; i++) {
+        json_t *row = json_array_get(rows, i);
+        max_id = json_integer_value(json_object_get(row, "id"));
+        texts[i] = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        recs[i].data = texts[i];
+        recs[i].len = strlen(texts[i]);
+    }
+    uint64_t first;
+    rc = evlog_append_sync(r->log, PIPELINE_TOPIC_CHANGES, recs, n, &first);
+    if (rc == 0) {
+        r->last_id = max_id;
+        metrics_inc(r->m_moved, n);
+        /* the log has them durably: now they may leave the outbox */
+        rc = store_outbox_delete(r->store, max_id);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(recs);
+    json_decref(rows);
+    return rc == 0 ? (int)n : rc;
+}
+
+static void *relay_main(void *arg)
+{
+    struct pipeline_relay *r = arg;
+    int backoff_ms = RELAY_IDLE_MS;
+    for (;;) {
+        int moved = relay_once(r);
+        if (moved < 0) {
+            metrics_inc(r->m_errors, 1);
+            xlog_warn("outbox relay: %s (store: %s; log: %s)", err_str(moved),
+                      store_errmsg(r->store), evlog_errmsg(r->log));
+            backoff_ms = backoff_ms < 1000 ? backoff_ms * 2 : 1000;
+        } else {
+            backoff_ms = RELAY_IDLE_MS;
+        }
+        pthread_mutex_lock(&r->lock);
+        if (moved == RELAY_BATCH && !r->stop) {
+            pthread_mutex_unlock(&r->lock);
+            continue; /* more is waiting */
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)backoff_ms * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        while (!r->stop && !r->kicked)
+            if (pthread_cond_timedwait(&r->cond, &r->lock, &until) == ETIMEDOUT)
+                break;
+        r->kicked = false;
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->lock);
+        if (stop) {
+            /* one last pass so a clean stop leaves nothing behind */
+            relay_once(r);
+            return NULL;
+        }
+    }
+}
+
+int pipeline_relay_start(struct store *st, struct evlog *log, struct pipeline_relay **out)
+{
+    struct pipeline_relay *r = xcalloc(1, sizeof(*r));
+    r->store = st;
+    r->log = log;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    r->m_moved = metrics_series0(metrics_family(METRICS_COUNTER, "tandem_outbox_relayed_total",
+                                                "Outbox rows moved into the changes topic.", NULL));
+    r->m_errors = metrics_series0(metrics_family(METRICS_COUNTER, "tandem_outbox_errors_total",
+                                                 "Outbox relay passes that failed.", NULL));
+    __atomic_store_n(&backlog_store, st, __ATOMIC_RELEASE);
+    metrics_collector(METRICS_GAUGE, "tandem_outbox_backlog",
+                      "Committed record changes waiting in the outbox for the log.",
+                      collect_backlog, NULL);
+    int rc = last_logged_id(log, &r->last_id);
+    if (rc == 0 && r->last_id > 0)
+        rc = store_outbox_delete(st, r->last_id);
+    if (rc != 0) {
+        xlog_error("outbox relay cannot start: %s", err_str(rc));
+        pthread_cond_destroy(&r->cond);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return rc;
+    }
+    rc = pthread_create(&r->thread, NULL, relay_main, r);
+    if (rc != 0) {
+        pthread_cond_destroy(&r->cond);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return -rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void pipeline_relay_kick(struct pipeline_relay *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->kicked = true;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void pipeline_relay_stop(struct pipeline_relay *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    __atomic_store_n(&backlog_store, NULL, __ATOMIC_RELEASE);
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}

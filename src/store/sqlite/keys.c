@@ -1,0 +1,139 @@
+/* keys.c - write keys (the sources of captured events; only key hashes are stored) and the
+ * outbox backlog count. */
+#include <string.h>
+
+#include "store/sqlite/sqlite_int.h"
+
+/* Runs one write statement with text parameters in its own transaction; the number of rows
+ * it changed goes to *changes_out. */
+static int write_one(struct sq_store *s, const char *sql, const char *const *params, size_t n,
+                     int *changes_out)
+{
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    int rc = sq__begin(s, cn);
+    if (rc)
+        return rc;
+    struct sq_stmt stt;
+    rc = sq__prep(cn, sql, &stt);
+    if (!rc) {
+        for (size_t i = 0; i < n; i++)
+            sqlite3_bind_text(stt.stmt, (int)i + 1, params[i], -1, SQLITE_TRANSIENT);
+        int step = sqlite3_step(stt.stmt);
+        if (step == SQLITE_CONSTRAINT)
+            rc = sq__fail(cn, ERR_CONFLICT, "a write key with that name already exists");
+        else if (step != SQLITE_DONE)
+            rc = sq__fail_db(cn, "cannot change write keys");
+        else
+            *changes_out = sqlite3_changes(cn->db);
+        sq__done(&stt);
+    }
+    if (rc) {
+        sq__rollback(s, cn);
+        return rc;
+    }
+    return sq__commit(s, cn);
+}
+
+int sq__writekey_create(struct store *st, const char *name, const char *key_hash,
+                        const char *prefix)
+{
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    const char *p[] = {name, key_hash, prefix, now};
+    int changes = 0;
+    return write_one((struct sq_store *)st,
+                     "INSERT INTO \"_writekeys\" (\"name\", \"key_hash\", \"prefix\", \"created\") "
+                     "VALUES (?1, ?2, ?3, ?4)",
+                     p, 4, &changes);
+}
+
+int sq__writekey_revoke(struct store *st, const char *name)
+{
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    const char *p[] = {name, now};
+    int changes = 0;
+    int rc = write_one((struct sq_store *)st,
+                       "UPDATE \"_writekeys\" SET \"revoked\" = ?2 "
+                       "WHERE \"name\" = ?1 AND \"revoked\" = ''",
+                       p, 2, &changes);
+    if (rc == 0 && changes == 0)
+        return ERR_NOTFOUND;
+    return rc;
+}
+
+int sq__writekey_list(struct store *st, json_t **out)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct sq_stmt stt;
+    int rc = sq__prep(cn,
+                      "SELECT \"name\", \"prefix\", \"created\", \"revoked\" FROM \"_writekeys\" "
+                      "ORDER BY \"created\", \"name\"",
+                      &stt);
+    if (rc)
+        return rc;
+    json_t *arr = json_array();
+    int step;
+    while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW) {
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:s, s:s, s:s}", "name",
+                                        (const char *)sqlite3_column_text(stt.stmt, 0), "prefix",
+                                        (const char *)sqlite3_column_text(stt.stmt, 1), "created",
+                                        (const char *)sqlite3_column_text(stt.stmt, 2), "revoked",
+                                        (const char *)sqlite3_column_text(stt.stmt, 3)));
+    }
+    if (step != SQLITE_DONE) {
+        rc = sq__fail_db(cn, "cannot list write keys");
+        json_decref(arr);
+    } else {
+        *out = arr;
+    }
+    sq__done(&stt);
+    return rc;
+}
+
+int sq__writekey_find(struct store *st, const char *key_hash, char *name_out, size_t cap)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct sq_stmt stt;
+    int rc = sq__prep(cn,
+                      "SELECT \"name\" FROM \"_writekeys\" WHERE \"key_hash\" = ?1 "
+                      "AND \"revoked\" = ''",
+                      &stt);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(stt.stmt, 1, key_hash, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(stt.stmt);
+    if (step == SQLITE_ROW) {
+        snprintf(name_out, cap, "%s", (const char *)sqlite3_column_text(stt.stmt, 0));
+    } else if (step == SQLITE_DONE) {
+        rc = ERR_NOTFOUND;
+    } else {
+        rc = sq__fail_db(cn, "cannot look up a write key");
+    }
+    sq__done(&stt);
+    return rc;
+}
+
+int sq__outbox_pending(struct store *st, int64_t *n_out)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct sq_stmt stt;
+    int rc = sq__prep(cn, "SELECT count(*) FROM \"_outbox\"", &stt);
+    if (rc)
+        return rc;
+    if (sqlite3_step(stt.stmt) == SQLITE_ROW)
+        *n_out = sqlite3_column_int64(stt.stmt, 0);
+    else
+        rc = sq__fail_db(cn, "cannot count the outbox");
+    sq__done(&stt);
+    return rc;
+}
