@@ -294,7 +294,7 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)64 * 1024, MHD_OPTION_END);
+        (size_t)32 * 1024, MHD_OPTION_END);
     if (!srv->mhd) {
         snprintf(err, err_len, "cannot start the HTTP server on %s", opts->addr);
         close(srv->listen_fd);
