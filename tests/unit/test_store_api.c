@@ -304,6 +304,16 @@ static void test_records_api(void **state)
     json_decref(b);
     assert_int_equal(call("GET", "/api/collections/posts/records?page=x", NULL, true, &b), 400);
     json_decref(b);
+    assert_int_equal(
+        call("GET", "/api/collections/posts/records?page=9223372036854775807", NULL, true, &b),
+        200);
+    assert_int_equal(json_array_size(json_object_get(b, "items")), 0);
+    assert_int_equal(json_integer_value(json_object_get(b, "totalItems")), 5);
+    json_decref(b);
+    assert_int_equal(
+        call("GET", "/api/collections/posts/records?page=99999999999999999999", NULL, true, &b),
+        400);
+    json_decref(b);
     /* expand + fields */
     assert_int_equal(call("GET",
                           "/api/collections/posts/records?sort=views&perPage=1&expand=author&"

@@ -252,7 +252,9 @@ static int record_list(struct store *st, const struct store_collection *c,
     int64_t per_page = q->per_page > 0 ? q->per_page : 30;
     int64_t page = q->page > 0 ? q->page : 1;
     sqlite3_bind_int64(stt.stmt, (int)(n_where + n_order + 1), per_page);
-    sqlite3_bind_int64(stt.stmt, (int)(n_where + n_order + 2), (page - 1) * per_page);
+    /* a huge page number must not overflow the offset */
+    int64_t offset = page - 1 > INT64_MAX / per_page ? INT64_MAX : (page - 1) * per_page;
+    sqlite3_bind_int64(stt.stmt, (int)(n_where + n_order + 2), offset);
     out->items = json_array();
     int step;
     while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW)
