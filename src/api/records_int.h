@@ -7,6 +7,8 @@
 
 #define API_EXPAND_MAX_DEPTH 6
 #define API_BACKREL_MAX 1000
+/* Records one request's expand may load in all; further relations are left unexpanded. */
+#define API_EXPAND_MAX_RECORDS 20000
 
 /* Answers 503 and returns false when there is no store; answers 401/403 (collections API) or
  * 403 "Only superusers can perform this action." (records) and returns false unless the
@@ -17,6 +19,10 @@ bool api__require_superuser(struct http_req *req, struct api_env *env, bool coll
  * of the array (records of c). Unknown paths and missing records are skipped silently. */
 void api__expand(struct api_env *env, const struct store_collection *c, json_t *records,
                  const char *expand);
+
+/* api__expand with another limit on the records loaded in all (API_EXPAND_MAX_RECORDS). */
+void api__expand_max(struct api_env *env, const struct store_collection *c, json_t *records,
+                     const char *expand, size_t max_records);
 
 /* A copy of v that keeps only the keys named by `fields` ("id,title,expand.author.name",
  * "*", "body:excerpt(200,true)"). Arrays are picked element by element. RETURNS a new

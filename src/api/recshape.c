@@ -245,12 +245,20 @@ static bool unique_on(const struct store_collection *c, const char *field)
     return false;
 }
 
-static void expand_tree(struct api_env *env, const struct store_collection *c, json_t *records,
+/* One expand request: the records it may still load (a guard against fan-out through
+ * multiple relations six levels deep). */
+struct expand_ctx {
+    struct api_env *env;
+    size_t budget;
+};
+
+static void expand_tree(struct expand_ctx *x, const struct store_collection *c, json_t *records,
                         json_t *tree);
 
-static void expand_one(struct api_env *env, const struct store_collection *c, json_t *rec,
+static void expand_one(struct expand_ctx *x, const struct store_collection *c, json_t *rec,
                        const char *key, json_t *sub)
 {
+    struct api_env *env = x->env;
     json_t *result = NULL;
     struct store_collection *target = NULL;
     const struct store_field *f = store_collection_field(c, key);
@@ -263,11 +271,15 @@ static void expand_one(struct api_env *env, const struct store_collection *c, js
         for (size_t i = 0; i < n; i++) {
             const char *id = json_string_value(json_is_array(v) ? json_array_get(v, i) : v);
             json_t *r = NULL;
-            if (id && *id && store_record_get(env->store, target, id, &r) == 0)
+            if (x->budget == 0)
+                break;
+            if (id && *id && store_record_get(env->store, target, id, &r) == 0) {
                 json_array_append_new(found, r);
+                x->budget--;
+            }
         }
         if (json_object_size(sub))
-            expand_tree(env, target, found, sub);
+            expand_tree(x, target, found, sub);
         if (store_field_multiple(f))
             result = json_array_size(found) ? json_incref(found) : NULL;
         else if (json_array_size(found))
@@ -293,13 +305,15 @@ static void expand_one(struct api_env *env, const struct store_collection *c, js
         }
         const char *id = json_string_value(json_object_get(rec, "id"));
         json_t *found = NULL;
-        if (!id ||
-            store_record_referencing(env->store, target, fname, id, API_BACKREL_MAX, &found) != 0) {
+        size_t max = x->budget < API_BACKREL_MAX ? x->budget : API_BACKREL_MAX;
+        if (!id || max == 0 ||
+            store_record_referencing(env->store, target, fname, id, max, &found) != 0) {
             store_collection_unref(target);
             return;
         }
+        x->budget -= json_array_size(found);
         if (json_object_size(sub))
-            expand_tree(env, target, found, sub);
+            expand_tree(x, target, found, sub);
         if (!store_field_multiple(bf) && unique_on(target, fname))
             result = json_array_size(found) ? json_incref(json_array_get(found, 0)) : NULL;
         else
@@ -330,24 +344,31 @@ static void expand_one(struct api_env *env, const struct store_collection *c, js
     store_collection_unref(target);
 }
 
-static void expand_tree(struct api_env *env, const struct store_collection *c, json_t *records,
+static void expand_tree(struct expand_ctx *x, const struct store_collection *c, json_t *records,
                         json_t *tree)
 {
     const char *key;
     json_t *sub;
     for (size_t i = 0; i < json_array_size(records); i++) {
         json_t *rec = json_array_get(records, i);
-        json_object_foreach(tree, key, sub) expand_one(env, c, rec, key, sub);
+        json_object_foreach(tree, key, sub) expand_one(x, c, rec, key, sub);
     }
 }
 
 void api__expand(struct api_env *env, const struct store_collection *c, json_t *records,
                  const char *expand)
 {
+    api__expand_max(env, c, records, expand, API_EXPAND_MAX_RECORDS);
+}
+
+void api__expand_max(struct api_env *env, const struct store_collection *c, json_t *records,
+                     const char *expand, size_t max_records)
+{
     if (!expand || !*expand)
         return;
     json_t *tree = path_tree(expand);
-    expand_tree(env, c, records, tree);
+    struct expand_ctx x = {env, max_records};
+    expand_tree(&x, c, records, tree);
     json_decref(tree);
 }
 

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "api/api.h"
+#include "api/records_int.h"
 #include "store_fixture.h"
 
 static struct fx fx;
@@ -488,6 +489,18 @@ static void test_nested_expand(void **state)
     assert_int_equal(call("GET", "/api/collections/members/records?sort=nosuch", NULL, true, &b),
                      400);
     json_decref(b);
+    /* the expand budget: with room for 2 records, member (1) and one of its orgs are loaded */
+    struct store_collection *notes = NULL;
+    assert_int_equal(store_collection_get(fx.st, "notes", &notes), 0);
+    json_t *rec = NULL;
+    assert_int_equal(store_record_get(fx.st, notes, "note00000000001", &rec), 0);
+    json_t *arr = json_pack("[o]", rec);
+    api__expand_max(&env, notes, arr, "member.orgs", 2);
+    json_t *mem = json_object_get(json_object_get(json_array_get(arr, 0), "expand"), "member");
+    assert_non_null(mem);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(mem, "expand"), "orgs")), 1);
+    json_decref(arr);
+    store_collection_unref(notes);
 }
 
 static void test_form_bodies(void **state)
