@@ -590,6 +590,59 @@ static void test_import(void **state)
     fx_close(&fx);
 }
 
+static void test_auth_options(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(
+        &fx, "{\"name\":\"staff\",\"type\":\"auth\",\"authRule\":\"verified = true\","
+             "\"manageRule\":\"\",\"fields\":[{\"name\":\"nick\",\"type\":\"text\"}],"
+             "\"passwordAuth\":{\"enabled\":true,\"identityFields\":[\"email\",\"nick\"]},"
+             "\"authToken\":{\"duration\":3600},\"oauth2\":{\"enabled\":false,\"providers\":[]}}");
+    assert_int_equal(c->n_identity_fields, 2);
+    assert_string_equal(c->identity_fields[1], "nick");
+    assert_int_equal(c->auth_token_duration_s, 3600);
+    assert_string_equal(c->rules[STORE_RULE_AUTH], "verified = true");
+    assert_null(c->rules[STORE_RULE_MANAGE]); /* "" is stored as null, as PocketBase does */
+    json_t *j = store_collection_to_json(c);
+    assert_true(json_is_false(json_object_get(json_object_get(j, "oauth2"), "enabled")));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "authToken"), "duration")), 3600);
+    json_decref(j);
+    store_collection_unref(c);
+    /* a partial update keeps the options; an unknown identity field is refused */
+    json_t *patch = J("{\"listRule\":\"\"}");
+    json_t *errors = NULL;
+    assert_int_equal(store_collection_update(fx.st, "staff", patch, &errors, &c), 0);
+    json_decref(patch);
+    assert_int_equal(c->n_identity_fields, 2);
+    assert_int_equal(c->auth_token_duration_s, 3600);
+    assert_non_null(json_object_get(c->auth_options, "oauth2"));
+    store_collection_unref(c);
+    patch = J("{\"passwordAuth\":{\"identityFields\":[\"nope\"]}}");
+    assert_int_equal(store_collection_update(fx.st, "staff", patch, &errors, NULL), ERR_INVALID);
+    assert_non_null(json_object_get(errors, "passwordAuth"));
+    json_decref(errors);
+    json_decref(patch);
+    /* auth system fields keep their type and cannot be removed */
+    patch = J("{\"fields\":[{\"name\":\"email\",\"type\":\"text\"}]}");
+    assert_int_equal(store_collection_update(fx.st, "staff", patch, &errors, NULL), ERR_INVALID);
+    json_decref(errors);
+    json_decref(patch);
+    patch = J("{\"fields\":[{\"name\":\"nick\",\"type\":\"text\"}]}");
+    assert_int_equal(store_collection_update(fx.st, "staff", patch, &errors, &c), 0);
+    assert_non_null(store_collection_field(c, "tokenKey")); /* put back */
+    store_collection_unref(c);
+    json_decref(patch);
+    fx_reopen(&fx);
+    assert_int_equal(store_collection_get(fx.st, "staff", &c), 0);
+    assert_int_equal(c->auth_token_duration_s, 3600);
+    assert_int_equal(c->n_identity_fields, 2);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_catalog(void **state)
 {
     UNUSED(state);
@@ -663,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_rename_and_delete),
         cmocka_unit_test(test_reopen_keeps_everything),
         cmocka_unit_test(test_import),
+        cmocka_unit_test(test_auth_options),
         cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_open_failures),
     };
