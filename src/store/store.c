@@ -181,6 +181,12 @@ int store_auth_get(struct store *st, const struct store_collection *c, const cha
     return st->ops->auth_get(st, c, id, out);
 }
 
+int store_auth_token_key(struct store *st, const struct store_collection *c, const char *id,
+                         char *out, size_t out_len)
+{
+    return st->ops->auth_token_key(st, c, id, out, out_len);
+}
+
 void store_auth_record_release(struct store_auth_record *r)
 {
     json_decref(r->record);

@@ -121,6 +121,8 @@ struct store_ops {
                      const char *value, struct store_auth_record *out);
     int (*auth_get)(struct store *st, const struct store_collection *c, const char *id,
                     struct store_auth_record *out);
+    int (*auth_token_key)(struct store *st, const struct store_collection *c, const char *id,
+                          char *out, size_t out_len);
 
     int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
@@ -247,6 +249,11 @@ int store_auth_find(struct store *st, const struct store_collection *c, const ch
 int store_auth_get(struct store *st, const struct store_collection *c, const char *id,
                    struct store_auth_record *out) MUST_USE;
 void store_auth_record_release(struct store_auth_record *r);
+/* Only the tokenKey of the auth record id (one cached point read, no JSON): what checking a
+ * token on every request needs. ERR_NOTFOUND; ERR_INVALID when c is not an auth collection;
+ * ERR_LIMIT when the key does not fit out_len bytes with its NUL. */
+int store_auth_token_key(struct store *st, const struct store_collection *c, const char *id,
+                         char *out, size_t out_len) MUST_USE;
 /* Creates or updates the `_superusers` record with this email; password_hash is stored as
  * given. *id_out (optional, 16 bytes) receives the record id. */
 int store_superuser_upsert(struct store *st, const char *email, const char *password_hash,

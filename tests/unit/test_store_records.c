@@ -695,6 +695,12 @@ static void test_auth_records(void **state)
     assert_int_equal(store_auth_get(fx.st, su, id, &ar), 0);
     assert_string_equal(ar.password_hash, "hash-2");
     assert_string_not_equal(ar.token_key, tk1);
+    char key[64];
+    assert_int_equal(store_auth_token_key(fx.st, su, id, key, sizeof(key)), 0);
+    assert_string_equal(key, ar.token_key);
+    assert_int_equal(store_auth_token_key(fx.st, su, id, key, 50), ERR_LIMIT);
+    assert_int_equal(store_auth_token_key(fx.st, su, "missing00000000", key, sizeof(key)),
+                     ERR_NOTFOUND);
     store_auth_record_release(&ar);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _superusers"), 1);
     assert_int_equal(store_superuser_upsert(fx.st, "not-an-email", "hash-3", NULL), ERR_INVALID);
@@ -708,6 +714,7 @@ static void test_auth_records(void **state)
     struct store_collection *c = fx_coll(&fx, posts_spec);
     assert_int_equal(store_auth_find(fx.st, c, "title", "x", &ar), ERR_INVALID);
     assert_int_equal(store_auth_get(fx.st, c, id, &ar), ERR_INVALID);
+    assert_int_equal(store_auth_token_key(fx.st, c, id, key, sizeof(key)), ERR_INVALID);
     /* auth records need a password and a unique email; records never show secrets */
     struct store_collection *users = NULL;
     assert_int_equal(store_collection_get(fx.st, "users", &users), 0);

@@ -994,6 +994,45 @@ int sq__auth_get(struct store *st, const struct store_collection *c, const char 
     return get_row(cn, c, id, true, out, &out->record);
 }
 
+int sq__auth_token_key(struct store *st, const struct store_collection *c, const char *id,
+                       char *out, size_t out_len)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    if (out_len)
+        out[0] = '\0';
+    if (c->type != STORE_COLLECTION_AUTH || !store_collection_field(c, "tokenKey"))
+        return sq__fail(cn, ERR_INVALID, "%s is not an auth collection", c->name);
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT \"tokenKey\" FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " WHERE \"id\" = ?1");
+    struct sq_stmt stt;
+    int rc = sq__prep(cn, buf_cstr(&b), &stt);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(stt.stmt, 1, id, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(stt.stmt);
+    if (step == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(stt.stmt, 0);
+        size_t n = k ? strlen(k) : 0;
+        if (n + 1 > out_len)
+            rc = sq__fail(cn, ERR_LIMIT, "the tokenKey does not fit");
+        else
+            memcpy(out, k ? k : "", n + 1);
+    } else if (step == SQLITE_DONE) {
+        rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+    } else {
+        rc = sq__fail_db(cn, "cannot read the tokenKey");
+    }
+    sq__done(&stt);
+    return rc;
+}
+
 /* ---- outbox ---- */
 
 int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out)

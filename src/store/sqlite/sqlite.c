@@ -675,6 +675,7 @@ const struct store_ops store__sqlite_ops = {
     .record_delete = sq__record_delete,
     .auth_find = sq__auth_find,
     .auth_get = sq__auth_get,
+    .auth_token_key = sq__auth_token_key,
     .outbox_read = sq__outbox_read,
     .outbox_delete = sq__outbox_delete,
     .outbox_pending = sq__outbox_pending,
