@@ -7,6 +7,7 @@
  *   store get      store_record_get by id (cached statement, row to JSON)
  *   raw select     a prepared SELECT of the same row by id, columns read, no JSON
  *   store list     store_record_list, 30 rows, sorted, with a bound filter, total counted
+ *   token key      store_auth_token_key (vs store_auth_get, the whole auth record)
  *
  * Build and run (from the repository root, after cmake --build build):
  *   cc -O2 -std=gnu11 -Isrc bench/store_bench.c build/libtandem_lib.a \
@@ -151,12 +152,39 @@ int main(int argc, char **argv)
     double store_list = n_list / (now_s() - t0);
     json_decref(params);
 
+    /* what a token check needs per request: the whole auth record, or the tokenKey alone */
+    char su_id[ID_LEN + 1];
+    if (store_superuser_upsert(st, "bench@example.com", "hash", su_id) != 0)
+        die("superuser", store_errmsg(st));
+    struct store_collection *su;
+    if (store_collection_get(st, "_superusers", &su) != 0)
+        die("_superusers", store_errmsg(st));
+    t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        struct store_auth_record ar;
+        if (store_auth_get(st, su, su_id, &ar) != 0)
+            die("auth get", store_errmsg(st));
+        store_auth_record_release(&ar);
+    }
+    double auth_get = n / (now_s() - t0);
+    t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        char key[64];
+        if (store_auth_token_key(st, su, su_id, key, sizeof(key)) != 0)
+            die("token key", store_errmsg(st));
+        sink += key[0];
+    }
+    double token_key = n / (now_s() - t0);
+    store_collection_unref(su);
+
     printf("records: %d (sink %ld)\n", n, sink % 7);
     printf("store create   %9.0f /s   %5.1f%% of raw insert (%.0f /s)\n", store_create,
            100 * store_create / raw_insert, raw_insert);
     printf("store get      %9.0f /s   %5.1f%% of raw select (%.0f /s)\n", store_get,
            100 * store_get / raw_select, raw_select);
     printf("store list     %9.0f /s   (30 rows, filter, sort, count)\n", store_list);
+    printf("token key      %9.0f /s   %5.1f%% of raw select; auth get %.0f /s\n", token_key,
+           100 * token_key / raw_select, auth_get);
 
     sqlite3_close(db);
     for (int i = 0; i < n; i++)
