@@ -75,6 +75,24 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
         return EXIT_USAGE;
     }
     xlog_set_level(level);
+    /* options checked by the modules that use them are checked here too, so a bad value
+     * stops the command before it creates or opens anything */
+    enum evlog_fsync policy;
+    if (evlog_fsync_parse(cfg->fsync, &policy) != 0) {
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --fsync (expected always, batch or "
+                "never)\n",
+                cfg->fsync);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->ratelimit, "off") != 0 && strcmp(cfg->ratelimit, "default") != 0) {
+        struct auth_ratelimit_cfg rc;
+        auth_ratelimit_cfg_default(&rc);
+        if (auth_ratelimit_parse(cfg->ratelimit, &rc, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tandem: invalid value for --ratelimit: %s\n", err);
+            return EXIT_USAGE;
+        }
+    }
     return 0;
 }
 

@@ -13,7 +13,6 @@ static int lookup(void *arg, const char *collection_id, const char *record_id,
 {
     struct api_env *env = arg;
     struct store_collection *c = NULL;
-    struct store_auth_record rec = {0};
     int rc = store_collection_get(env->store, collection_id, &c);
     if (rc != 0)
         return ERR_NOTFOUND;
@@ -22,15 +21,9 @@ static int lookup(void *arg, const char *collection_id, const char *record_id,
         store_collection_unref(c);
         return ERR_NOTFOUND;
     }
-    rc = store_auth_get(env->store, c, record_id, &rec);
-    if (rc == 0) {
-        size_t n = rec.token_key ? strlen(rec.token_key) : 0;
-        if (n == 0 || n > AUTH_TOKEN_KEY_MAX)
-            rc = ERR_NOTFOUND;
-        else
-            memcpy(token_key_out, rec.token_key, n + 1);
-    }
-    store_auth_record_release(&rec);
+    rc = store_auth_token_key(env->store, c, record_id, token_key_out, AUTH_TOKEN_KEY_MAX + 1);
+    if (rc == 0 && token_key_out[0] == '\0')
+        rc = ERR_NOTFOUND;
     store_collection_unref(c);
     return rc == 0 ? 0 : ERR_NOTFOUND;
 }

@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { statSync, rmSync } from 'node:fs';
+import { existsSync, statSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { start, run, tempDir } from './lib/server.mjs';
 
@@ -144,17 +144,23 @@ test('command line: version, help, unknown and malformed options', async () => {
   for (const opt of ['--http', '--dir', '--log-level', '--max-body', 'TANDEM_HTTP', 'TANDEM_MAX_BODY']) {
     assert.ok(h.stdout.includes(opt), opt);
   }
+  const never = join(tempDir(), 'never');
   const u = await run(['serve', '--bogus', '1']);
   assert.equal(u.code, 2);
   assert.equal(u.stderr, 'tandem: unknown option --bogus\n');
   const m = await run(['serve', '--max-body', 'lots']);
   assert.equal(m.code, 2);
   assert.match(m.stderr, /^tandem: invalid value 'lots' for --max-body .*\n$/);
-  const e = await run(['serve'], { env: { TANDEM_LOG_LEVEL: 'loud' } });
+  const e = await run(['serve', '--dir', join(tempDir(), 'never')], { env: { TANDEM_LOG_LEVEL: 'loud' } });
   assert.equal(e.code, 2);
   assert.match(e.stderr, /--log-level/);
   const c = await run(['frobnicate']);
   assert.equal(c.code, 2);
+  const f = await run(['serve', '--fsync', 'sometimes', '--dir', never]);
+  assert.equal(f.code, 2);
+  assert.match(f.stderr, /--fsync/);
+  // a rejected command line creates nothing
+  assert.equal(existsSync(never), false);
 });
 
 test('environment variables configure the server', async () => {
@@ -190,7 +196,7 @@ test('rate limits: 429 with Retry-After once a class window is used up', async (
   } finally {
     await s.stop();
   }
-  const bad = await run(['serve', '--ratelimit', 'auth=lots']);
+  const bad = await run(['serve', '--ratelimit', 'auth=lots', '--dir', join(tempDir(), 'never')]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--ratelimit/);
 });
