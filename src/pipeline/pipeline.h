@@ -17,7 +17,8 @@ struct pipeline_relay;
 /* Moves committed outbox rows of st into the "changes" topic of log, in commit order, each
  * exactly once: rows leave the outbox only after the log holds them durably, and a start
  * first drops the rows the log already has. Records are the outbox rows as JSON:
- * {"id","collection","collectionId","recordId","action","record","time"}. */
+ * {"id","collectionId","collection","recordId","action","record","changedAt"} with changedAt
+ * the commit time in ISO 8601. */
 int pipeline_relay_start(struct store *st, struct evlog *log, struct pipeline_relay **out) MUST_USE;
 /* Wakes the relay now (after a record write) instead of at its next poll. NULL is fine. */
 void pipeline_relay_kick(struct pipeline_relay *r);

@@ -67,6 +67,20 @@ static int last_logged_id(struct evlog *log, int64_t *id_out)
     return rc;
 }
 
+/* An outbox row becomes a change record: its commit time as "changedAt" in ISO 8601, like
+ * every time on the data path. */
+static void to_change_record(json_t *row)
+{
+    const char *t = json_string_value(json_object_get(row, "time"));
+    int64_t us;
+    if (t && time_parse(t, strlen(t), &us) == 0) {
+        char iso[TIME_PB_LEN];
+        time_format_iso(us, iso);
+        json_object_set_new(row, "changedAt", json_string(iso));
+    }
+    json_object_del(row, "time");
+}
+
 /* Moves one batch; returns the number of rows moved, or a negative error. */
 static int relay_once(struct pipeline_relay *r)
 {
@@ -85,6 +99,7 @@ static int relay_once(struct pipeline_relay *r)
     for (size_t i = 0; i < n; i++) {
         json_t *row = json_array_get(rows, i);
         max_id = json_integer_value(json_object_get(row, "id"));
+        to_change_record(row);
         texts[i] = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
         recs[i].data = texts[i];
         recs[i].len = strlen(texts[i]);
