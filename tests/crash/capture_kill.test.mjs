@@ -114,6 +114,16 @@ test(`--fsync ${policy}: every acknowledged event survives SIGKILL exactly once`
   assert.deepEqual(foreign, [], 'events in the log that no client sent');
   // offsets are dense from 0
   records.forEach((rec, i) => assert.equal(rec.offset, i));
+  // order: a client sends batch b+1 only after b was acknowledged, so per client the events
+  // appear in (batch, index) order; a batch is never split or interleaved with itself
+  const lastPos = new Map();
+  for (const rec of records) {
+    const m = /^c(\d+)-b(\d+)-e(\d+)$/.exec(rec.value.messageId);
+    const pos = Number(m[2]) * 1000 + Number(m[3]);
+    const prev = lastPos.has(m[1]) ? lastPos.get(m[1]) : -1;
+    assert.ok(pos > prev, `client ${m[1]}: ${rec.value.messageId} at offset ${rec.offset} after position ${prev}`);
+    lastPos.set(m[1], pos);
+  }
   await logCheck(dir);
   rmSync(dir, { recursive: true, force: true });
 });

@@ -179,7 +179,7 @@ test('every acknowledged record write reaches the changes topic once, in order',
     const last = list[list.length - 1];
     assert.equal(finalState.get(id), last.action === 'delete' ? null : last.seq, `${id}: final state`);
   }
-  console.log(`records_kill: ${changes.length} changes in the log, ${matched} writes matched`);
+  console.log(`records_kill: ${changes.length} changes in the log, ${matched} writes matched, ${[...perRecord.values()].reduce((a, l) => a + l.length, 0) - matched} extra copies of retried updates`);
   await logCheck(dir);
   rmSync(dir, { recursive: true, force: true });
 });
