@@ -20,7 +20,7 @@ import { tempDir } from '../integration/lib/server.mjs';
 import { SU_EMAIL, SU_PASSWORD, createSuperuser } from '../integration/lib/pb.mjs';
 import { Restartable, dumpTopic, logCheck, prng, request, seedFromEnv, sleep } from './lib.mjs';
 
-const CLIENTS = 4;
+const CLIENTS = 8;
 const RECORDS_PER_CLIENT = 4;
 const KILLS = 8;
 
@@ -41,6 +41,7 @@ test('every acknowledged record write reaches the changes topic once, in order',
   const seed = seedFromEnv('records_kill');
   const rand = prng(seed);
   const dir = tempDir('tandem-crash-records-');
+  console.log(`records_kill: data in ${dir} (removed only when the test passes)`);
   await createSuperuser(dir);
   const server = new Restartable(dir);
   await server.start();
@@ -112,7 +113,8 @@ test('every acknowledged record write reaches the changes topic once, in order',
   const clients = Array.from({ length: CLIENTS }, (_, c) => client(c));
   const killMoments = [];
   try {
-    for (let k = 0; k < KILLS; k++) {
+    // at least KILLS kills; more (up to twice as many) until one cut a request in flight
+    for (let k = 0; k < KILLS || (stats.noAnswer === 0 && k < 2 * KILLS); k++) {
       const wait = rand.int(30, 500);
       killMoments.push(wait);
       await sleep(wait);
