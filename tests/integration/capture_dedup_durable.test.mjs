@@ -5,15 +5,16 @@
 // delays so that B lands inside A's sync in many rounds.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { run, start, tempDir } from './lib/server.mjs';
 import { createSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 
-let srv, key, token;
+let srv, dir, key, token;
 const basic = (k) => 'Basic ' + Buffer.from(`${k}:`).toString('base64');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
-  const dir = tempDir();
+  dir = tempDir();
   const r = await run(['writekey', 'create', 'dups', '--dir', dir]);
   assert.equal(r.code, 0, r.stderr);
   key = r.stdout.trim();
@@ -24,7 +25,10 @@ before(async () => {
   });
   token = (await s.json()).token;
 });
-after(async () => { await srv.stop(); });
+after(async () => {
+  await srv.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const send = (batch) => fetch(`${srv.url}/v1/batch`, {
   method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: basic(key) }, body: JSON.stringify({ batch }),
