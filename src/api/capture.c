@@ -4,7 +4,13 @@
  * names, retried message ids are dropped, and the remaining events are appended to the log's
  * "events" topic. The connection is then suspended and answered 200 from the log's flusher
  * once the sync that covers the events has finished: nothing is acknowledged before it is
- * durable. */
+ * durable.
+ *
+ * Duplicates too: a retry whose first copy was appended by this process but is not yet
+ * synced must not be answered before that sync. dedup_mu makes "filter, append, note the
+ * ticket" one step, so a request that finds a duplicate also finds last_ticket covering the
+ * first copy, and waits for it (or gets 503 if that sync fails). */
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -21,6 +27,9 @@ struct capture_route {
 };
 
 static struct metrics_family *m_requests, *m_events;
+
+static pthread_mutex_t dedup_mu = PTHREAD_MUTEX_INITIALIZER; /* held across filter + append */
+static uint64_t last_ticket; /* [dedup_mu] ticket of the latest append to EVENTS_TOPIC; 0 none */
 
 static void count(const char *api, const char *outcome, size_t events)
 {
@@ -79,7 +88,8 @@ static void on_durable(void *arg, int rc)
 {
     struct pending *p = arg;
     if (rc == 0) {
-        count(api_label(p->api), "accepted", p->n_events);
+        if (p->n_events) /* a request of duplicates only was counted as such */
+            count(api_label(p->api), "accepted", p->n_events);
         reply_success(p->req, p->api);
     } else {
         /* the sync failed: the log refuses writes until restart, and after a restart dedup is
@@ -134,28 +144,32 @@ static void handle(struct http_req *req, void *ctx)
         return;
     }
 
+    /* under dedup_mu: which events are new, their append, and the ticket to wait for */
+    pthread_mutex_lock(&dedup_mu);
     size_t dups = capture_dedup_filter(env->dedup, &r, in.received_us);
     size_t n = r.n_events - dups;
+    uint64_t first, ticket = last_ticket; /* a duplicate waits for the newest append */
+    rc = 0;
+    if (n > 0) {
+        struct evlog_rec *recs = arena_alloc(http_req_arena(req), n * sizeof(*recs));
+        size_t k = 0;
+        for (size_t i = 0; i < r.n_events; i++) {
+            if (r.events[i].duplicate)
+                continue;
+            recs[k].data = r.events[i].record;
+            recs[k].len = r.events[i].record_len;
+            k++;
+        }
+        rc = evlog_append(env->log, EVENTS_TOPIC, recs, n, &first, &ticket);
+        if (rc != 0)
+            capture_dedup_unfilter(env->dedup, &r);
+        else
+            last_ticket = ticket;
+    }
+    pthread_mutex_unlock(&dedup_mu);
     if (dups)
         count(label, "duplicate", dups);
-    if (n == 0) {
-        capture_result_release(&r);
-        reply_success(req, route->api);
-        return;
-    }
-    struct evlog_rec *recs = arena_alloc(http_req_arena(req), n * sizeof(*recs));
-    size_t k = 0;
-    for (size_t i = 0; i < r.n_events; i++) {
-        if (r.events[i].duplicate)
-            continue;
-        recs[k].data = r.events[i].record;
-        recs[k].len = r.events[i].record_len;
-        k++;
-    }
-    uint64_t first, ticket;
-    rc = evlog_append(env->log, EVENTS_TOPIC, recs, n, &first, &ticket);
     if (rc != 0) {
-        capture_dedup_unfilter(env->dedup, &r);
         capture_result_release(&r);
         count(label, "unavailable", 0);
         if (rc == ERR_LIMIT) {
@@ -201,6 +215,9 @@ void api__register_capture(struct http_router *r, struct api_env *env)
                                 "Capture requests by API and outcome.", "api,outcome");
     m_events = metrics_family(METRICS_COUNTER, "tandem_capture_events_total",
                               "Captured events by outcome.", "outcome");
+    pthread_mutex_lock(&dedup_mu);
+    last_ticket = 0; /* tickets belong to env->log */
+    pthread_mutex_unlock(&dedup_mu);
     for (size_t i = 0; i < ARRAY_LEN(capture_paths); i++) {
         routes[i].env = env;
         routes[i].api = capture_paths[i].api;

@@ -193,7 +193,9 @@ int sq__fail_db(struct sq_conn *cn, const char *what)
         rc = ERR_BUSY;
     else if ((code & 0xff) == SQLITE_CONSTRAINT)
         rc = ERR_CONFLICT;
-    else if ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_FULL)
+    else if ((code & 0xff) == SQLITE_FULL)
+        rc = ERR_BUSY; /* disk full: transient, the client may retry (503), as in evlog */
+    else if ((code & 0xff) == SQLITE_IOERR)
         rc = ERR_IO;
     else if ((code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB)
         rc = ERR_CORRUPT;
