@@ -17,7 +17,7 @@ for a in "$@"; do
 done
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev nodejs npm clang-format)
+      libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format)
 [ "$bench" = 1 ] && pkgs+=(wrk nginx)
 
 missing=()

@@ -6,7 +6,9 @@
  * in the topic only grow. On start the relay reads the topic's last record and deletes every
  * outbox row up to that id before it moves anything, so a crash between "appended" and
  * "deleted from the outbox" never appends a row twice. A crash before the append leaves the
- * row in the outbox, where the next start finds it. */
+ * row in the outbox, where the next start finds it. Before it publishes, the relay syncs the
+ * store (commits are not synced one by one under synchronous=NORMAL), so a power loss cannot
+ * take back a change that the log already holds. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -92,6 +94,13 @@ static int relay_once(struct pipeline_relay *r)
     if (n == 0) {
         json_decref(rows);
         return 0;
+    }
+    /* the rows must be durable in the store before the log has them: after a power loss the
+     * store could otherwise lose a change the log already published, and reuse its id */
+    rc = store_sync(r->store);
+    if (rc != 0) {
+        json_decref(rows);
+        return rc;
     }
     struct evlog_rec *recs = xcalloc(n, sizeof(*recs));
     char **texts = xcalloc(n, sizeof(*texts));

@@ -238,6 +238,11 @@ int store_outbox_pending(struct store *st, int64_t *n_out)
     return st->ops->outbox_pending(st, n_out);
 }
 
+int store_sync(struct store *st)
+{
+    return st->ops->sync(st);
+}
+
 int store_writekey_create(struct store *st, const char *name, const char *key_hash,
                           const char *prefix)
 {

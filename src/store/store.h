@@ -128,6 +128,7 @@ struct store_ops {
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
 
     int (*outbox_pending)(struct store *st, int64_t *n_out);
+    int (*sync)(struct store *st);
     int (*writekey_create)(struct store *st, const char *name, const char *key_hash,
                            const char *prefix);
     int (*writekey_list)(struct store *st, json_t **out);
@@ -268,6 +269,10 @@ int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **o
 /* Removes outbox rows with id <= up_to_id. */
 int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
 
+/* Makes every committed transaction durable on disk (commits are not synced one by one in
+ * WAL mode with synchronous=NORMAL). The outbox relay calls it before it publishes rows, so a
+ * power loss can never take back a change the log already has. */
+int store_sync(struct store *st) MUST_USE;
 /* Rows waiting in the outbox (committed changes not yet in the log). */
 int store_outbox_pending(struct store *st, int64_t *n_out) MUST_USE;
 

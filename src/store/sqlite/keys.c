@@ -1,5 +1,5 @@
-/* keys.c - write keys (the sources of captured events; only key hashes are stored) and the
- * outbox backlog count. */
+/* keys.c - write keys (the sources of captured events; only key hashes are stored), the
+ * outbox backlog count, and syncing committed transactions for the outbox relay. */
 #include <string.h>
 
 #include "store/sqlite/sqlite_int.h"
@@ -136,4 +136,21 @@ int sq__outbox_pending(struct store *st, int64_t *n_out)
         rc = sq__fail_db(cn, "cannot count the outbox");
     sq__done(&stt);
     return rc;
+}
+
+/* In WAL mode with synchronous=NORMAL a commit is not synced; a checkpoint syncs the WAL
+ * first (and the database after copying pages), so every transaction committed before it is
+ * durable once it returns. PASSIVE never waits for readers or writers. */
+int sq__sync(struct store *st)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    int log_frames = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(cn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &done);
+    if (rc == SQLITE_BUSY) /* another checkpoint is running: the caller tries again */
+        return sq__fail(cn, ERR_BUSY, "a checkpoint is already running");
+    if (rc != SQLITE_OK)
+        return sq__fail_db(cn, "cannot sync the database");
+    return 0;
 }
