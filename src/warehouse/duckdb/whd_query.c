@@ -664,10 +664,11 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
     have_res = true;
     rc = fetch_rows(c, &res, max_rows, out);
 out:
-    if (timing && timer_stop(&tm, th) && rc < 0) {
+    if (timing && timer_stop(&tm, th) && rc < 0)
         rc = whd__fail(c, ERR_BUSY, "the query ran longer than its %lld ms timeout",
                        (long long)timeout_ms);
-    }
+    else if (rc == ERR_BUSY)
+        rc = ERR_INVALID; /* e.g. a write refused by the READ ONLY transaction: the query's fault */
     if (have_res)
         duckdb_destroy_result(&res);
     if (pending)
