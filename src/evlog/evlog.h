@@ -1,0 +1,220 @@
+/* evlog.h - the durable event log: ordered, replayable topics of records.
+ *
+ * A log holds named topics ("events", "changes"); each topic is a dense sequence of records
+ * numbered from 0 (the offset). Appending returns the first offset of the batch and a ticket;
+ * the records are *durable* once the sync that covers the ticket has finished. Only durable
+ * records are visible to readers, so a reader never sees a record that could still be lost.
+ *
+ * Backends sit behind struct evlog_ops; the rest of tandem calls the evlog_* facade only.
+ * "local" (src/evlog/local/) keeps segment files in a directory; docs/evlog.md describes its
+ * on-disk format, durability contract and recovery rules. A Kafka backend can follow.
+ *
+ * Error codes (besides -errno):
+ *   ERR_INVALID   bad topic/consumer name, empty batch, offset beyond the end
+ *   ERR_LIMIT     a record or batch larger than the configured maximum (answer 413)
+ *   ERR_BUSY      the disk is full (ENOSPC, EDQUOT, EFBIG): nothing was written or
+ *                 acknowledged; the partial write was cut away. Answer 503 + Retry-After.
+ *                 Later appends try again, so writes resume when space returns.
+ *                 evlog_open: another process has the log directory open.
+ *   ERR_IO        a write or a sync failed: the log refuses every further append and every
+ *                 pending ticket fails. Never retried (the kernel may have dropped the
+ *                 dirty pages); a restart recovers from what is on disk. Answer 503.
+ *   ERR_NOTFOUND  reading an offset that retention already deleted, or an unknown topic
+ *   ERR_CORRUPT   stored data fails its checks (open, read, check); evlog_errmsg() names
+ *                 the segment file and byte offset
+ *
+ * Threads: a struct evlog is shared by every thread. evlog_append, evlog_when_durable,
+ * evlog_wait_durable, evlog_read, evlog_end_offset, evlog_start_offset and the consumer
+ * functions may be called from any thread at the same time. evlog_open and evlog_close run
+ * on one thread while no other thread uses the log. Each log owns one flusher thread that
+ * syncs appended data (group commit), runs retention and calls durable callbacks.
+ * Appenders hold the log's leaf lock only to assign offsets and copy their records into the
+ * page cache; no lock is held across a sync or a callback. */
+#ifndef TANDEM_EVLOG_EVLOG_H
+#define TANDEM_EVLOG_EVLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* ---- configuration ---- */
+
+enum evlog_fsync {
+    /* sync as soon as anything is pending: lowest latency, one fdatasync per group that
+     * formed while the previous sync ran */
+    EVLOG_FSYNC_ALWAYS,
+    /* at most one sync every sync_interval_us: larger groups, fewer syncs (default) */
+    EVLOG_FSYNC_BATCH,
+    /* never sync record data: durable = written to the page cache. Survives a process
+     * crash, not a power loss or kernel crash */
+    EVLOG_FSYNC_NEVER,
+};
+
+/* "always", "batch" or "never" -> policy; ERR_INVALID otherwise. */
+int evlog_fsync_parse(const char *text, enum evlog_fsync *out) MUST_USE;
+const char *evlog_fsync_name(enum evlog_fsync policy);
+
+struct evlog_cfg {
+    const char *backend;        /* "local" (NULL means "local") */
+    const char *dir;            /* local: the log directory, e.g. "<--dir>/log"; created */
+    enum evlog_fsync fsync;     /* default EVLOG_FSYNC_BATCH */
+    uint64_t segment_bytes;     /* roll the active segment past this size */
+    uint64_t retention_bytes;   /* per topic; 0 = unlimited */
+    int64_t retention_age_us;   /* delete segments last written longer ago; 0 = forever */
+    int64_t retention_check_us; /* how often the flusher runs retention (default 1 s) */
+    int64_t sync_interval_us;   /* batch: least time between two syncs, so the longest a group
+                                 * waits to grow; 0..50 ms */
+    uint32_t max_record_bytes;  /* largest payload accepted (ERR_LIMIT above) */
+    bool verify_all;            /* open checks every segment, not only the last one */
+};
+
+/* Defaults: local, batch, 128 MiB segments, no retention (checked every second), 2 ms sync
+ * interval, 16 MiB records. */
+void evlog_cfg_defaults(struct evlog_cfg *cfg);
+
+/* ---- records and batches ---- */
+
+/* One record to append: the payload bytes, borrowed for the duration of the call. */
+struct evlog_rec {
+    const void *data;
+    size_t len;
+};
+
+/* One record read back. data points into the batch's buffer. */
+struct evlog_rec_view {
+    uint64_t offset;
+    int64_t timestamp_us; /* when it was appended (wall clock) */
+    const uint8_t *data;
+    size_t len;
+};
+
+/* The result of evlog_read. Touched by one thread at a time; reusable across reads (each
+ * read replaces the contents). */
+struct evlog_batch {
+    struct evlog_rec_view *recs;
+    size_t n;
+    uint64_t next_offset; /* where the next read continues: last offset + 1, or from */
+    /* internal */
+    size_t cap;
+    uint8_t *mem;
+    size_t mem_len, mem_cap;
+};
+
+void evlog_batch_init(struct evlog_batch *b);
+void evlog_batch_release(struct evlog_batch *b);
+
+/* Called exactly once per evlog_when_durable registration with rc = 0 (durable) or a
+ * negative error (ERR_IO: the covering sync failed; the records may be lost). Runs on the
+ * flusher thread, or on the registering thread when the answer is already known. It must
+ * not block for long: it may call evlog_append, evlog_when_durable and evlog_read, but
+ * never evlog_wait_durable (the flusher would wait for itself) or evlog_close. */
+typedef void (*evlog_durable_cb)(void *arg, int rc);
+
+/* ---- the backend interface ---- */
+
+struct evlog;
+
+struct evlog_ops {
+    const char *name; /* "local", later "kafka" */
+    int (*open)(const struct evlog_cfg *cfg, struct evlog **out);
+    void (*close)(struct evlog *log);
+    int (*append)(struct evlog *log, const char *topic, const struct evlog_rec *recs, size_t n,
+                  uint64_t *first_offset_out, uint64_t *ticket_out);
+    void (*when_durable)(struct evlog *log, uint64_t ticket, evlog_durable_cb cb, void *arg);
+    int (*wait_durable)(struct evlog *log, uint64_t ticket);
+    int (*read)(struct evlog *log, const char *topic, uint64_t from, size_t max_records,
+                size_t max_bytes, struct evlog_batch *out);
+    int (*end_offset)(struct evlog *log, const char *topic, uint64_t *out);
+    int (*start_offset)(struct evlog *log, const char *topic, uint64_t *out);
+    int (*consumer_commit)(struct evlog *log, const char *consumer, const char *topic,
+                           uint64_t next_offset);
+    int (*consumer_get)(struct evlog *log, const char *consumer, const char *topic,
+                        uint64_t *next_offset_out);
+    int (*consumer_remove)(struct evlog *log, const char *consumer);
+    int (*retain)(struct evlog *log);
+    const char *(*errmsg)(struct evlog *log);
+};
+
+struct evlog {
+    const struct evlog_ops *ops; /* every backend embeds this first */
+};
+
+/* The backend registered under name, or NULL. */
+const struct evlog_ops *evlog_backend(const char *name);
+
+/* ---- the facade ---- */
+
+/* Opens (creating if needed) the log cfg describes and recovers it: a torn or corrupt tail
+ * of a topic's last segment is cut back to the last intact record; damage followed by intact
+ * records, or a damaged non-last segment, fails with ERR_CORRUPT. Starts the flusher.
+ * Sets SIGXFSZ to ignored (process-wide) so a file size limit gives EFBIG, handled as a
+ * full disk. On failure *out is NULL and evlog_errmsg(NULL) says why. */
+int evlog_open(const struct evlog_cfg *cfg, struct evlog **out) MUST_USE;
+/* Syncs what is pending, answers every pending ticket, stops the flusher, frees the log.
+ * No other thread may use the log during or after the call. NULL is a no-op. */
+void evlog_close(struct evlog *log);
+
+/* Topic names: [a-z0-9_-]{1,64}. Consumer names follow the same rule. */
+bool evlog_name_valid(const char *name);
+
+/* Appends n >= 1 records to topic (created on first append) as one contiguous run of
+ * offsets. *first_offset_out gets the first one's offset; *ticket_out (may be NULL) the
+ * ticket to pass to evlog_when_durable / evlog_wait_durable. A success means the records are
+ * written, NOT that they are durable: acknowledge a client only after the ticket is. */
+int evlog_append(struct evlog *log, const char *topic, const struct evlog_rec *recs, size_t n,
+                 uint64_t *first_offset_out, uint64_t *ticket_out) MUST_USE;
+/* Calls cb(arg, rc) exactly once when ticket is durable or has failed: immediately on this
+ * thread if already known (always so with EVLOG_FSYNC_NEVER), otherwise later from the
+ * flusher. An HTTP handler therefore suspends its request before registering. */
+void evlog_when_durable(struct evlog *log, uint64_t ticket, evlog_durable_cb cb, void *arg);
+/* Blocks until ticket is durable (0) or failed (ERR_IO). For threads that may block. */
+int evlog_wait_durable(struct evlog *log, uint64_t ticket) MUST_USE;
+/* Appends and waits: the blocking form, for relays and tests. */
+int evlog_append_sync(struct evlog *log, const char *topic, const struct evlog_rec *recs, size_t n,
+                      uint64_t *first_offset_out) MUST_USE;
+
+/* Reads durable records of topic starting at from: at most max_records, and at most
+ * max_bytes of payload unless the first record alone is larger (then just that one).
+ * out->n == 0 when from is the end. ERR_NOTFOUND when retention deleted from, or the topic
+ * does not exist; ERR_INVALID when from is beyond the end; ERR_CORRUPT when a record fails
+ * its checksum. */
+int evlog_read(struct evlog *log, const char *topic, uint64_t from, size_t max_records,
+               size_t max_bytes, struct evlog_batch *out) MUST_USE;
+/* The durable end (next offset to be made durable) of topic; 0 for an unknown topic. */
+int evlog_end_offset(struct evlog *log, const char *topic, uint64_t *out) MUST_USE;
+/* The first offset still stored (retention moves it); 0 for an unknown topic. */
+int evlog_start_offset(struct evlog *log, const char *topic, uint64_t *out) MUST_USE;
+
+/* Registers (or moves) consumer's committed position on topic: every offset below
+ * next_offset has been processed. Retention never deletes a record at or above the lowest
+ * committed offset of any consumer registered on that topic. Stored durably before the
+ * call returns. ERR_INVALID when next_offset is beyond the topic's durable end. */
+int evlog_consumer_commit(struct evlog *log, const char *consumer, const char *topic,
+                          uint64_t next_offset) MUST_USE;
+/* ERR_NOTFOUND when the consumer has no position on topic. */
+int evlog_consumer_get(struct evlog *log, const char *consumer, const char *topic,
+                       uint64_t *next_offset_out) MUST_USE;
+/* Forgets every position of consumer, so it no longer holds back retention. */
+int evlog_consumer_remove(struct evlog *log, const char *consumer) MUST_USE;
+
+/* Runs retention now (the flusher also runs it every retention_check_us). */
+int evlog_retain(struct evlog *log) MUST_USE;
+
+/* Detail of the calling thread's last failure in evlog (log may be NULL, e.g. after a
+ * failed evlog_open). RETURNS BORROWED: valid until this thread's next evlog call. */
+const char *evlog_errmsg(struct evlog *log);
+
+/* ---- offline tools for `tandem log check|repair` (local backend; log not open) ---- */
+
+/* Verifies every record of every topic under dir and appends a human-readable report to
+ * report (one line per topic, one per problem). Changes nothing. 0 when clean,
+ * ERR_CORRUPT when any damage was found (torn tail, bad record, gap between segments). */
+int evlog_check(const char *dir, struct buf *report) MUST_USE;
+/* Cuts each damaged topic at its first bad record: the bytes from there to the end of that
+ * segment go to "<segment>.damaged-<byte>", later segments are renamed "<name>.damaged";
+ * nothing is deleted. Appends what it did to report. 0 when the log is now clean. */
+int evlog_repair(const char *dir, struct buf *report) MUST_USE;
+
+#endif
