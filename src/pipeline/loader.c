@@ -40,7 +40,7 @@ void pipeline_cfg_defaults(struct pipeline_cfg *cfg)
     cfg->idle_wait_us = 10000;
     cfg->retry_max_us = 5000000;
     cfg->checkpoint_interval_us = 60 * 1000000LL;
-    cfg->checkpoint_rows = 2000000;
+    cfg->checkpoint_rows = 500000;
 }
 
 /* Sleeps up to us unless the pipeline is stopping; returns true when it is. */
@@ -89,11 +89,12 @@ static void set_error(struct consumer *c, const char *fmt, ...)
 struct rows {
     struct wh_event *ev;
     struct wh_change *ch;
-    json_t **docs;
-    char **dumps;
+    json_t **docs;      /* changes: the parsed payloads */
+    struct arena arena; /* events: the strings of the batch */
+    bool arena_ready;
     struct wh_reject *rej;
     char (*reasons)[200];
-    size_t n_rows, n_rej, n_docs, n_dumps, cap;
+    size_t n_rows, n_rej, n_docs, cap;
 };
 
 static void rows_reserve(struct rows *r, size_t n)
@@ -103,7 +104,6 @@ static void rows_reserve(struct rows *r, size_t n)
     r->ev = xrealloc(r->ev, n * sizeof(*r->ev));
     r->ch = xrealloc(r->ch, n * sizeof(*r->ch));
     r->docs = xrealloc(r->docs, n * sizeof(*r->docs));
-    r->dumps = xrealloc(r->dumps, 3 * n * sizeof(*r->dumps));
     r->rej = xrealloc(r->rej, n * sizeof(*r->rej));
     r->reasons = xrealloc(r->reasons, n * sizeof(*r->reasons));
     r->cap = n;
@@ -113,18 +113,20 @@ static void rows_clear(struct rows *r)
 {
     for (size_t i = 0; i < r->n_docs; i++)
         json_decref(r->docs[i]);
-    for (size_t i = 0; i < r->n_dumps; i++)
-        free(r->dumps[i]);
-    r->n_rows = r->n_rej = r->n_docs = r->n_dumps = 0;
+    if (r->arena_ready)
+        arena_release(&r->arena);
+    arena_init(&r->arena, 1 << 20);
+    r->arena_ready = true;
+    r->n_rows = r->n_rej = r->n_docs = 0;
 }
 
 static void rows_release(struct rows *r)
 {
     rows_clear(r);
+    arena_release(&r->arena);
     free(r->ev);
     free(r->ch);
     free(r->docs);
-    free(r->dumps);
     free(r->rej);
     free(r->reasons);
     memset(r, 0, sizeof(*r));
@@ -140,19 +142,15 @@ static void rows_fill(struct consumer *c, const struct evlog_batch *b, struct ro
         json_t *doc = NULL;
         int rc;
         if (c->kind == KIND_EVENTS) {
-            char *d[3];
-            rc = pipeline_parse_event(v->data, v->len, v->offset, &r->ev[r->n_rows], &doc, d,
+            rc = pipeline_parse_event(v->data, v->len, v->offset, &r->ev[r->n_rows], &r->arena,
                                       reason, sizeof(r->reasons[0]));
-            if (rc == 0)
-                for (int k = 0; k < 3; k++)
-                    if (d[k])
-                        r->dumps[r->n_dumps++] = d[k];
         } else {
             rc = pipeline_parse_change(v->data, v->len, v->offset, &r->ch[r->n_rows], &doc, reason,
                                        sizeof(r->reasons[0]));
         }
         if (rc == 0) {
-            r->docs[r->n_docs++] = doc;
+            if (doc)
+                r->docs[r->n_docs++] = doc;
             r->n_rows++;
         } else {
             r->rej[r->n_rej++] = (struct wh_reject){.log_offset = v->offset,

@@ -3,7 +3,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "pipeline/pipeline.h"
+#include "pipeline/pipeline_int.h"
 
 static int bad(char *reason, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
 static int bad(char *reason, size_t len, const char *fmt, ...)
@@ -43,18 +43,6 @@ static int opt_time(const json_t *o, const char *key, int64_t *out, char *reason
     return 0;
 }
 
-static int opt_obj(const json_t *o, const char *key, char **out, char *reason, size_t len)
-{
-    const json_t *v = json_object_get(o, key);
-    *out = NULL;
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_object(v))
-        return bad(reason, len, "%s: not an object", key);
-    *out = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    return 0;
-}
-
 static json_t *load_obj(const void *data, size_t len, char *reason, size_t reason_len)
 {
     json_error_t e;
@@ -71,52 +59,104 @@ static json_t *load_obj(const void *data, size_t len, char *reason, size_t reaso
     return doc;
 }
 
-int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct wh_event *ev,
-                         json_t **doc_out, char *dumps[3], char *reason, size_t reason_len)
+enum ev_slot {
+    S_MESSAGE_ID,
+    S_TYPE,
+    S_EVENT,
+    S_USER_ID,
+    S_ANONYMOUS_ID,
+    S_GROUP_ID,
+    S_PREVIOUS_ID,
+    S_SOURCE,
+    S_TIMESTAMP,
+    S_ORIGINAL_TIMESTAMP,
+    S_SENT_AT,
+    S_RECEIVED_AT,
+    S_PROPERTIES,
+    S_TRAITS,
+    S_CONTEXT,
+    S_N
+};
+
+static const char *const slot_key[S_N] = {
+    "messageId", "type",       "event",      "userId",    "anonymousId",
+    "groupId",   "previousId", "source",     "timestamp", "originalTimestamp",
+    "sentAt",    "receivedAt", "properties", "traits",    "context"};
+
+#define MAX_MEMBERS 256
+
+static int member_str(const struct pipeline__member *m, struct arena *a, char **out)
 {
-    memset(ev, 0, sizeof(*ev));
-    dumps[0] = dumps[1] = dumps[2] = NULL;
-    *doc_out = NULL;
-    json_t *doc = load_obj(data, len, reason, reason_len);
-    if (!doc)
-        return ERR_INVALID;
-    ev->log_offset = offset;
-    int rc;
-    if ((rc = opt_str(doc, "messageId", &ev->id, reason, reason_len)) < 0 ||
-        (rc = opt_str(doc, "type", &ev->type, reason, reason_len)) < 0 ||
-        (rc = opt_str(doc, "event", &ev->event, reason, reason_len)) < 0 ||
-        (rc = opt_str(doc, "userId", &ev->user_id, reason, reason_len)) < 0 ||
-        (rc = opt_str(doc, "anonymousId", &ev->anonymous_id, reason, reason_len)) < 0 ||
-        (rc = opt_str(doc, "groupId", &ev->group_id, reason, reason_len)) < 0 ||
-        (rc = opt_str(doc, "previousId", &ev->previous_id, reason, reason_len)) < 0 ||
-        (rc = opt_str(doc, "source", &ev->source, reason, reason_len)) < 0 ||
-        (rc = opt_time(doc, "timestamp", &ev->timestamp_us, reason, reason_len)) < 0 ||
-        (rc = opt_time(doc, "originalTimestamp", &ev->original_timestamp_us, reason, reason_len)) <
-            0 ||
-        (rc = opt_time(doc, "sentAt", &ev->sent_at_us, reason, reason_len)) < 0 ||
-        (rc = opt_time(doc, "receivedAt", &ev->received_at_us, reason, reason_len)) < 0)
-        goto fail;
-    if (!ev->id || !ev->type) {
-        rc = bad(reason, reason_len, "%s: missing", ev->id ? "type" : "messageId");
-        goto fail;
-    }
-    if ((rc = opt_obj(doc, "properties", &dumps[0], reason, reason_len)) < 0 ||
-        (rc = opt_obj(doc, "traits", &dumps[1], reason, reason_len)) < 0 ||
-        (rc = opt_obj(doc, "context", &dumps[2], reason, reason_len)) < 0)
-        goto fail;
-    ev->properties = dumps[0];
-    ev->traits = dumps[1];
-    ev->context = dumps[2];
-    *doc_out = doc;
+    if (m->escaped)
+        return pipeline__unescape(m->val, m->val_len, a, out);
+    *out = arena_strndup(a, m->val, m->val_len);
     return 0;
-fail:
-    for (int i = 0; i < 3; i++) {
-        free(dumps[i]);
-        dumps[i] = NULL;
-    }
-    json_decref(doc);
+}
+
+int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct wh_event *ev,
+                         struct arena *a, char *reason, size_t reason_len)
+{
+    struct pipeline__member ms[MAX_MEMBERS];
+    size_t n = 0;
     memset(ev, 0, sizeof(*ev));
-    return rc;
+    int rc = pipeline__scan_object(data, len, ms, MAX_MEMBERS, &n, reason, reason_len);
+    if (rc < 0)
+        return ERR_INVALID;
+    const struct pipeline__member *slot[S_N] = {0};
+    for (size_t i = 0; i < n; i++) {
+        char *key = NULL;
+        const char *k = ms[i].key;
+        size_t klen = ms[i].key_len;
+        if (ms[i].key_escaped) {
+            if (pipeline__unescape(ms[i].key, ms[i].key_len, a, &key) < 0)
+                continue; /* a key with NUL is none of ours */
+            k = key;
+            klen = strlen(key);
+        }
+        for (int j = 0; j < S_N; j++)
+            if (strlen(slot_key[j]) == klen && memcmp(slot_key[j], k, klen) == 0)
+                slot[j] = &ms[i]; /* the last duplicate wins, as in jansson */
+    }
+    ev->log_offset = offset;
+    const char **strs[] = {&ev->id,           &ev->type,     &ev->event,       &ev->user_id,
+                           &ev->anonymous_id, &ev->group_id, &ev->previous_id, &ev->source};
+    for (int j = S_MESSAGE_ID; j <= S_SOURCE; j++) {
+        const struct pipeline__member *m = slot[j];
+        if (!m || m->type == 'z')
+            continue;
+        if (m->type != 's')
+            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+        char *v;
+        if (member_str(m, a, &v) < 0)
+            return bad(reason, reason_len, "%s: contains a NUL character", slot_key[j]);
+        *strs[j] = v;
+    }
+    int64_t *times[] = {&ev->timestamp_us, &ev->original_timestamp_us, &ev->sent_at_us,
+                        &ev->received_at_us};
+    for (int j = S_TIMESTAMP; j <= S_RECEIVED_AT; j++) {
+        const struct pipeline__member *m = slot[j];
+        int64_t *t = times[j - S_TIMESTAMP];
+        *t = WH_NO_TIME;
+        if (!m || m->type == 'z')
+            continue;
+        if (m->type != 's')
+            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+        char *v;
+        if (member_str(m, a, &v) < 0 || (*v && time_parse(v, strlen(v), t) < 0))
+            return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_key[j]);
+    }
+    const char **objs[] = {&ev->properties, &ev->traits, &ev->context};
+    for (int j = S_PROPERTIES; j <= S_CONTEXT; j++) {
+        const struct pipeline__member *m = slot[j];
+        if (!m || m->type == 'z')
+            continue;
+        if (m->type != 'o')
+            return bad(reason, reason_len, "%s: not an object", slot_key[j]);
+        *objs[j - S_PROPERTIES] = arena_strndup(a, m->val, m->val_len);
+    }
+    if (!ev->id || !ev->type)
+        return bad(reason, reason_len, "%s: missing", ev->id ? "type" : "messageId");
+    return 0;
 }
 
 int pipeline_parse_change(const void *data, size_t len, uint64_t offset, struct wh_change *ch,

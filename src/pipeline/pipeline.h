@@ -39,7 +39,7 @@ struct pipeline_cfg {
     int64_t idle_wait_us;           /* wait when the log is drained; default 10 ms */
     int64_t retry_max_us;           /* longest backoff after a failed load; default 5 s */
     int64_t checkpoint_interval_us; /* checkpoint at least this often; default 60 s */
-    uint64_t checkpoint_rows;       /* ... or after this many rows; default 2,000,000 */
+    uint64_t checkpoint_rows;       /* ... or after this many rows; default 500,000 */
 };
 
 void pipeline_cfg_defaults(struct pipeline_cfg *cfg);
@@ -75,12 +75,12 @@ size_t pipeline_status(struct pipeline *p, struct pipeline_status *out, size_t m
  * "lastError":s|null}]} */
 json_t *pipeline_status_json(struct pipeline *p);
 
-/* Turns one "events" payload into a row. The strings in ev point into *doc (json_decref it
- * after the load) or into dumps[0..2] (properties, traits, context as compact JSON text, or
- * NULL; free() them after the load). Returns 0, or ERR_INVALID with reason filled (then
- * nothing needs freeing). Exposed for tests. */
+/* Turns one "events" payload into a row: the whole payload is validated as JSON (grammar,
+ * UTF-8, nesting), the members are taken from its top level, and every string in ev is a
+ * NUL-terminated copy in a (properties/traits/context as their original JSON text). Returns 0,
+ * or ERR_INVALID with reason filled. Exposed for tests. */
 int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct wh_event *ev,
-                         json_t **doc, char *dumps[3], char *reason, size_t reason_len) MUST_USE;
+                         struct arena *a, char *reason, size_t reason_len) MUST_USE;
 /* The same for a "changes" payload; ch->record points into *doc. */
 int pipeline_parse_change(const void *data, size_t len, uint64_t offset, struct wh_change *ch,
                           json_t **doc, char *reason, size_t reason_len) MUST_USE;

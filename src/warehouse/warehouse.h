@@ -38,7 +38,10 @@ struct wh_cfg {
     const char *memory_limit; /* e.g. "2GB"; NULL = the engine's default */
     int64_t query_timeout_ms; /* SQL API statement timeout (default 30000) */
     uint64_t query_max_rows;  /* SQL API row cap (default 10000) */
-    uint64_t wal_force_bytes; /* checkpoint: FORCE once the WAL is this large (64 MiB) */
+    uint64_t wal_force_bytes; /* checkpoint: FORCE once the WAL is this large (256 MiB) */
+    /* the engine's automatic checkpoint past this WAL size (default "256MB"; NULL = the
+     * engine's own 16MB) */
+    const char *checkpoint_threshold;
 };
 
 void wh_cfg_defaults(struct wh_cfg *cfg);

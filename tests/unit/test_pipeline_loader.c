@@ -186,8 +186,8 @@ static void test_end_to_end(void **state)
     assert_rows(f->c,
                 "SELECT consumer, log_offset, reason FROM _rejects ORDER BY consumer, log_offset",
                 "[[\"warehouse-changes\",1,\"mirror app_users: field age: value does not fit "
-                "column type DOUBLE\"],[\"warehouse-events\",3000,\"not JSON: '[' or '{' "
-                "expected near 'not'\"],[\"warehouse-events\",3001,\"timestamp: not an ISO 8601 "
+                "column type DOUBLE\"],[\"warehouse-events\",3000,\"not JSON: unexpected "
+                "character at byte 0\"],[\"warehouse-events\",3001,\"timestamp: not an ISO 8601 "
                 "date\"]]");
     assert_rows(f->c, "SELECT id, name, age FROM app_users", "[[\"u1\",\"Ann\",31.0]]");
     assert_rows(f->c,
@@ -261,28 +261,41 @@ static void test_parse_event(void **state)
 {
     UNUSED(state);
     struct wh_event ev;
-    json_t *doc;
-    char *d[3];
+    struct arena a;
+    arena_init(&a, 4096);
     char reason[200];
-    const char ok[] = "{\"messageId\":\"m1\",\"type\":\"identify\",\"userId\":\"u\","
-                      "\"traits\":{\"a\":1.5},\"sentAt\":\"2026-01-01T00:00:00+01:00\","
-                      "\"timestamp\":\"\"}";
-    assert_int_equal(pipeline_parse_event(ok, strlen(ok), 7, &ev, &doc, d, reason, 200), 0);
+    const char ok[] = " {\"messageId\":\"m1\",\"type\":\"identify\",\"userId\":\"u\\u00e9\\\"\","
+                      "\"traits\": {\"a\" : [1.5e3, {\"b\":null}]},\"sentAt\":"
+                      "\"2026-01-01T00:00:00+01:00\",\"timestamp\":\"\",\"x\":true,"
+                      "\"event\":null,\"us\\u0065rId\":\"last wins\"} ";
+    assert_int_equal(pipeline_parse_event(ok, strlen(ok), 7, &ev, &a, reason, 200), 0);
     assert_string_equal(ev.id, "m1");
     assert_string_equal(ev.type, "identify");
     assert_int_equal(ev.log_offset, 7);
     assert_null(ev.event);
     assert_null(ev.properties);
-    assert_string_equal(ev.traits, "{\"a\":1.5}");
+    assert_string_equal(ev.user_id, "last wins");
+    assert_string_equal(ev.traits, "{\"a\" : [1.5e3, {\"b\":null}]}");
     assert_true(ev.sent_at_us == 1767222000000000LL);
     assert_true(ev.timestamp_us == WH_NO_TIME);
-    json_decref(doc);
-    for (int i = 0; i < 3; i++)
-        free(d[i]);
+    const char esc[] = "{\"messageId\":\"m\\u00e9\\ud83d\\ude00\\n\\\"\",\"type\":\"t\"}";
+    assert_int_equal(pipeline_parse_event(esc, strlen(esc), 0, &ev, &a, reason, 200), 0);
+    assert_string_equal(ev.id, "m\xc3\xa9\xf0\x9f\x98\x80\n\"");
     struct {
         const char *in, *why;
     } bad[] = {
         {"[1]", "not a JSON object"},
+        {"not json", "not JSON: unexpected character at byte 0"},
+        {"{\"a\":1,}", "not JSON: expected a key at byte 7"},
+        {"{\"a\":\"\xff\"}", "not JSON: invalid UTF-8 at byte 6"},
+        {"{\"a\":\"\xc0\xaf\"}", "not JSON: invalid UTF-8 at byte 6"},
+        {"{\"a\":\"\\ud800\"}", "not JSON: lone surrogate at byte 12"},
+        {"{\"a\":01}", "not JSON: expected ',' or '}' at byte 6"},
+        {"{\"a\":[1,2]", "not JSON: expected ',' or '}' at byte 10"},
+        {"{\"a\":", "not JSON: unexpected end at byte 5"},
+        {"{\"a\":1} x", "not JSON: trailing characters at byte 8"},
+        {"{\"a\":\"x\ty\"}", "not JSON: control character in a string at byte 7"},
+        {"{\"messageId\":\"a\\u0000b\",\"type\":\"t\"}", "messageId: contains a NUL character"},
         {"{\"type\":\"track\"}", "messageId: missing"},
         {"{\"messageId\":\"m\"}", "type: missing"},
         {"{\"messageId\":\"m\",\"type\":\"t\",\"userId\":5}", "userId: not a string"},
@@ -293,12 +306,27 @@ static void test_parse_event(void **state)
          "traits: not an object"},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        assert_int_equal(
-            pipeline_parse_event(bad[i].in, strlen(bad[i].in), 0, &ev, &doc, d, reason, 200),
-            ERR_INVALID);
+        reason[0] = 0;
+        if (pipeline_parse_event(bad[i].in, strlen(bad[i].in), 0, &ev, &a, reason, 200) !=
+            ERR_INVALID)
+            fail_msg("accepted %s", bad[i].in);
         assert_string_equal(reason, bad[i].why);
-        assert_null(doc);
     }
+    /* deep nesting is refused, not a stack overflow */
+    struct buf deep;
+    buf_init(&deep);
+    buf_puts(&deep, "{\"messageId\":\"m\",\"type\":\"t\",\"properties\":");
+    for (int i = 0; i < 100; i++)
+        buf_puts(&deep, "{\"a\":");
+    buf_puts(&deep, "1");
+    for (int i = 0; i < 100; i++)
+        buf_putc(&deep, '}');
+    buf_putc(&deep, '}');
+    assert_int_equal(pipeline_parse_event(deep.ptr, deep.len, 0, &ev, &a, reason, 200),
+                     ERR_INVALID);
+    assert_non_null(strstr(reason, "nested too deeply"));
+    buf_release(&deep);
+    arena_release(&a);
 }
 
 static void test_parse_change(void **state)

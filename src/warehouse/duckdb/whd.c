@@ -159,6 +159,7 @@ static int whd_open(const struct wh_cfg *cfg, struct wh **out)
     d->cfg.path = d->path;
     d->cfg.backend = "duckdb";
     d->cfg.memory_limit = NULL;
+    d->cfg.checkpoint_threshold = NULL;
 
     duckdb_config dc = NULL;
     int rc = ERR_INTERNAL;
@@ -179,6 +180,9 @@ static int whd_open(const struct wh_cfg *cfg, struct wh **out)
             goto fail;
     }
     if (cfg->memory_limit && (rc = set_cfg(dc, "memory_limit", cfg->memory_limit)) < 0)
+        goto fail;
+    if (cfg->checkpoint_threshold &&
+        (rc = set_cfg(dc, "checkpoint_threshold", cfg->checkpoint_threshold)) < 0)
         goto fail;
     char *err = NULL;
     if (duckdb_open_ext(d->path, &d->db, dc, &err) != DuckDBSuccess) {
