@@ -261,6 +261,7 @@ static void *consumer_main(void *arg)
         if (rc < 0) {
             set_error(c, "cannot load %zu records at %llu: %s", got, (unsigned long long)next,
                       wh_errmsg(conn));
+            update_lag(c, log, next, lag_s);
             goto retry;
         }
         next = b.next_offset;

@@ -11,6 +11,7 @@
 #include "evlog_testlib.h"
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
+#include "warehouse/duckdb/whd_int.h"
 #include "wh_test_util.h"
 
 struct fx {
@@ -239,6 +240,51 @@ static void test_restart_resumes_from_warehouse_offset(void **state)
     assert_int_equal(next, 1200);
 }
 
+static void raw_exec(struct fx *f, const char *sql)
+{
+    duckdb_connection con;
+    assert_int_equal(duckdb_connect(((struct whd *)f->wh)->db, &con), DuckDBSuccess);
+    duckdb_result res;
+    if (duckdb_query(con, sql, &res) != DuckDBSuccess)
+        fail_msg("%s: %s", sql, duckdb_result_error(&res));
+    duckdb_destroy_result(&res);
+    duckdb_disconnect(&con);
+}
+
+static void test_failed_load_is_retried(void **state)
+{
+    struct fx *f = *state;
+    append_events(f, 0, 10);
+    struct pipeline *p = start(f, 1000);
+    wait_caught_up(f, p);
+    /* the events table disappears: loads fail, the error shows, nothing moves */
+    raw_exec(f, "ALTER TABLE events RENAME TO events_away");
+    append_events(f, 10, 20);
+    struct pipeline_status st[2];
+    for (int i = 0; i < 500; i++) {
+        pipeline_status(p, st, 2);
+        if (st[0].last_error[0])
+            break;
+        usleep(10000);
+    }
+    assert_non_null(strstr(st[0].last_error, "cannot load 20 records at 10"));
+    assert_int_equal(st[0].committed, 10);
+    assert_int_equal(st[0].lag_records, 20);
+    json_t *js = pipeline_status_json(p);
+    assert_non_null(strstr(json_string_value(json_object_get(
+                               json_array_get(json_object_get(js, "consumers"), 0), "lastError")),
+                           "events"));
+    json_decref(js);
+    /* it comes back: the consumer recovers on its own and loads each record once */
+    raw_exec(f, "ALTER TABLE events_away RENAME TO events");
+    wait_caught_up(f, p);
+    pipeline_status(p, st, 2);
+    assert_string_equal(st[0].last_error, "");
+    pipeline_stop(p);
+    assert_rows(f->c, "SELECT count(*), count(DISTINCT id), max(log_offset) FROM events",
+                "[[30,30,29]]");
+}
+
 static void test_stop_when_idle_and_empty(void **state)
 {
     struct fx *f = *state;
@@ -372,6 +418,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_end_to_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_from_warehouse_offset, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_failed_load_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_when_idle_and_empty, setup, teardown),
         cmocka_unit_test(test_parse_event),
         cmocka_unit_test(test_parse_change),

@@ -620,8 +620,13 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
     if (!q->sql)
         return whd__fail(c, ERR_INVALID, "query is missing");
     /* the READ ONLY transaction covers preparing too */
-    if ((rc = whd__exec(c, "BEGIN TRANSACTION READ ONLY")) < 0)
-        goto out;
+    if ((rc = whd__exec(c, "BEGIN TRANSACTION READ ONLY")) < 0) {
+        /* a timer that fired just as the previous query finished can leave the interrupt
+         * flag set so that its ROLLBACK failed: end that transaction and try once more */
+        whd__rollback(c);
+        if ((rc = whd__exec(c, "BEGIN TRANSACTION READ ONLY")) < 0)
+            goto out;
+    }
     in_tx = true;
     idx_t n = duckdb_extract_statements(c->con, q->sql, &ex);
     if (n == 0) {
