@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "warehouse/duckdb/whd_int.h"
 #include "wh_test_util.h"
@@ -272,6 +273,42 @@ static void test_checkpoint(void **state)
     assert_int_equal(wh_checkpoint(f->c, true), 0);
 }
 
+static void *commit_later(void *arg)
+{
+    duckdb_connection con = arg;
+    usleep(200000);
+    raw_exec(con, "COMMIT");
+    return NULL;
+}
+
+static void test_checkpoint_forced_by_wal_size(void **state)
+{
+    struct fx *f = *state;
+    fx_close(f);
+    struct wh_cfg cfg;
+    wh_cfg_defaults(&cfg);
+    cfg.path = f->path;
+    cfg.wal_force_bytes = 1; /* any WAL forces */
+    assert_int_equal(wh_open(&cfg, &f->wh), 0);
+    assert_int_equal(wh_conn_open(f->wh, &f->c), 0);
+    struct wh_event ev[1] = {mkev(0, "a")};
+    struct wh_load ld = {.consumer = "c", .topic = "events", .next_offset = 1};
+    assert_int_equal(wh_load_events(f->c, &ld, ev, 1, NULL), 0);
+    /* a writer holds a transaction for 200 ms: the forced checkpoint waits for it instead of
+     * failing with ERR_BUSY like a plain one */
+    duckdb_connection other = raw_conn(f);
+    raw_exec(other, "BEGIN");
+    raw_exec(other, "INSERT INTO events (id) VALUES ('x')");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, commit_later, other), 0);
+    int64_t t0 = time_mono_us();
+    assert_int_equal(wh_checkpoint(f->c, false), 0);
+    assert_true(time_mono_us() - t0 >= 150000);
+    pthread_join(th, NULL);
+    duckdb_disconnect(&other);
+    assert_rows(f->c, "SELECT count(*) FROM events", "[[2]]");
+}
+
 static void test_open_errors(void **state)
 {
     UNUSED(state);
@@ -300,6 +337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_batch_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejects_do_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_forced_by_wal_size, setup, teardown),
         cmocka_unit_test(test_open_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
