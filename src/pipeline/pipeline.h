@@ -1,13 +1,95 @@
-/* pipeline.h - the data path: the outbox relay (store -> log), later the warehouse loader.
+/* pipeline.h - the data path: the outbox relay (store -> the log's "changes" topic) and the
+ * warehouse loader.
  *
- * Threads: each relay owns one thread. pipeline_relay_kick may be called from any thread;
- * start and stop from the owner only. */
+ * The loader: one consumer thread per log topic ("events",
+ * "changes") that reads durable records from the event log and loads them into the warehouse
+ * exactly once.
+ *
+ * Exactly once: a consumer's position lives in the warehouse's _offsets table and is written
+ * in the same warehouse transaction as the rows it covers (wh_load_events/wh_load_changes).
+ * On start a consumer resumes from that stored offset, so a crash anywhere never loses or
+ * doubles a row. After each commit the position is also registered with the log
+ * (evlog_consumer_commit) only so that retention keeps what is not loaded yet; that copy is
+ * never read back.
+ *
+ * Batches adapt: a consumer that finds the log drained waits a few milliseconds and loads
+ * whatever arrived (small batches: freshness first); a batch that comes back full doubles the
+ * next one up to max_batch (throughput first); a batch well under its size halves it.
+ * A record that cannot be turned into a row goes to _rejects with the reason and its offset and
+ * never blocks the pipeline. A failed load is retried with backoff (last_error in the status).
+ *
+ * Threads: pipeline_start/pipeline_stop run on one thread (main). pipeline_status and
+ * pipeline_status_json may be called from any thread. The loader threads each own one
+ * warehouse connection. */
 #ifndef TANDEM_PIPELINE_PIPELINE_H
 #define TANDEM_PIPELINE_PIPELINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core/core.h"
 #include "evlog/evlog.h"
 #include "store/store.h"
+#include "warehouse/warehouse.h"
+
+struct pipeline_cfg {
+    struct evlog *log;              /* borrowed; outlives the pipeline */
+    struct wh *wh;                  /* borrowed; outlives the pipeline */
+    size_t min_batch;               /* records; default 256 */
+    size_t max_batch;               /* records; default 50000 */
+    size_t max_batch_bytes;         /* payload bytes per read; default 64 MiB */
+    int64_t idle_wait_us;           /* wait when the log is drained; default 10 ms */
+    int64_t retry_max_us;           /* longest backoff after a failed load; default 5 s */
+    int64_t checkpoint_interval_us; /* checkpoint at least this often; default 60 s */
+    uint64_t checkpoint_rows;       /* ... or after this many rows; default 500,000 */
+};
+
+void pipeline_cfg_defaults(struct pipeline_cfg *cfg);
+
+struct pipeline;
+
+/* Creates the warehouse tables if needed and starts the consumers "warehouse-events" (topic
+ * "events") and "warehouse-changes" (topic "changes"). On failure the detail is logged and a
+ * negative code returned. */
+int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out) MUST_USE;
+/* Stops the consumers after their current batch (committed or rolled back as a whole) and
+ * frees the pipeline. NULL is a no-op. */
+void pipeline_stop(struct pipeline *p);
+
+struct pipeline_status {
+    char consumer[64];
+    char topic[32];
+    uint64_t committed;   /* next offset stored in the warehouse */
+    uint64_t end;         /* the log's durable end */
+    uint64_t lag_records; /* end - committed */
+    double lag_seconds;   /* age of the oldest record not loaded yet; 0 when caught up */
+    uint64_t rows;        /* rows loaded since start */
+    uint64_t rejects;     /* rejects since start */
+    uint64_t batches;     /* committed batches since start */
+    size_t batch_size;    /* current read size */
+    char last_error[256]; /* "" when the last attempt succeeded */
+};
+
+/* Copies the status of at most max consumers into out; returns how many there are. */
+size_t pipeline_status(struct pipeline *p, struct pipeline_status *out, size_t max);
+/* {"consumers":[{"consumer":..,"topic":..,"committedOffset":N,"logEndOffset":N,
+ * "lagRecords":N,"lagSeconds":x,"rowsLoaded":N,"rejects":N,"batches":N,"batchSize":N,
+ * "lastError":s|null}]} */
+json_t *pipeline_status_json(struct pipeline *p);
+
+/* Turns one "events" payload into a row: the whole payload is validated as JSON (grammar,
+ * UTF-8, nesting), the members are taken from its top level, and every string in ev is a
+ * NUL-terminated copy in a (properties/traits/context as their original JSON text). Returns 0,
+ * or ERR_INVALID with reason filled. Exposed for tests. */
+int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct wh_event *ev,
+                         struct arena *a, char *reason, size_t reason_len) MUST_USE;
+/* The same for a "changes" payload; ch->record points into *doc. */
+int pipeline_parse_change(const void *data, size_t len, uint64_t offset, struct wh_change *ch,
+                          json_t **doc, char *reason, size_t reason_len) MUST_USE;
+
+/* ---- the outbox relay ---- */
 
 #define PIPELINE_TOPIC_EVENTS "events"
 #define PIPELINE_TOPIC_CHANGES "changes"

@@ -1,0 +1,443 @@
+/* loader.c - the consumer threads that load the event log into the warehouse. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics/metrics.h"
+#include "pipeline/pipeline.h"
+
+enum consumer_kind { KIND_EVENTS, KIND_CHANGES };
+
+struct consumer {
+    struct pipeline *p;
+    enum consumer_kind kind;
+    const char *name;  /* "warehouse-events" */
+    const char *topic; /* "events" */
+    pthread_t thread;
+    bool started;
+    /* status, under mu (a leaf lock) */
+    pthread_mutex_t mu;
+    struct pipeline_status st;
+    /* metrics */
+    struct metrics_series *m_lag, *m_lag_s, *m_rows, *m_rejects, *m_batch, *m_errors;
+};
+
+struct pipeline {
+    struct pipeline_cfg cfg;
+    pthread_mutex_t mu; /* guards stopping; cv wakes sleeping consumers */
+    pthread_cond_t cv;
+    bool stopping;
+    struct consumer cons[2];
+};
+
+void pipeline_cfg_defaults(struct pipeline_cfg *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->min_batch = 256;
+    cfg->max_batch = 50000;
+    cfg->max_batch_bytes = 64u << 20;
+    cfg->idle_wait_us = 10000;
+    cfg->retry_max_us = 5000000;
+    cfg->checkpoint_interval_us = 60 * 1000000LL;
+    cfg->checkpoint_rows = 500000;
+}
+
+/* Sleeps up to us unless the pipeline is stopping; returns true when it is. */
+static bool nap(struct pipeline *p, int64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += us / 1000000;
+    ts.tv_nsec += (us % 1000000) * 1000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->stopping)
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) != 0)
+            break;
+    bool stop = p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    return stop;
+}
+
+static bool stopping(struct pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool s = p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    return s;
+}
+
+static void set_error(struct consumer *c, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void set_error(struct consumer *c, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&c->mu);
+    va_start(ap, fmt);
+    vsnprintf(c->st.last_error, sizeof(c->st.last_error), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&c->mu);
+    metrics_inc(c->m_errors, 1);
+    xlog_warn("pipeline %s: %s", c->name, c->st.last_error);
+}
+
+/* ---- one batch ---- */
+
+struct rows {
+    struct wh_event *ev;
+    struct wh_change *ch;
+    json_t **docs;      /* changes: the parsed payloads */
+    struct arena arena; /* events: the strings of the batch */
+    bool arena_ready;
+    struct wh_reject *rej;
+    char (*reasons)[200];
+    size_t n_rows, n_rej, n_docs, cap;
+};
+
+static void rows_reserve(struct rows *r, size_t n)
+{
+    if (n <= r->cap)
+        return;
+    r->ev = xrealloc(r->ev, n * sizeof(*r->ev));
+    r->ch = xrealloc(r->ch, n * sizeof(*r->ch));
+    r->docs = xrealloc(r->docs, n * sizeof(*r->docs));
+    r->rej = xrealloc(r->rej, n * sizeof(*r->rej));
+    r->reasons = xrealloc(r->reasons, n * sizeof(*r->reasons));
+    r->cap = n;
+}
+
+static void rows_clear(struct rows *r)
+{
+    for (size_t i = 0; i < r->n_docs; i++)
+        json_decref(r->docs[i]);
+    if (r->arena_ready)
+        arena_release(&r->arena);
+    arena_init(&r->arena, 1 << 20);
+    r->arena_ready = true;
+    r->n_rows = r->n_rej = r->n_docs = 0;
+}
+
+static void rows_release(struct rows *r)
+{
+    rows_clear(r);
+    arena_release(&r->arena);
+    free(r->ev);
+    free(r->ch);
+    free(r->docs);
+    free(r->rej);
+    free(r->reasons);
+    memset(r, 0, sizeof(*r));
+}
+
+static void rows_fill(struct consumer *c, const struct evlog_batch *b, struct rows *r)
+{
+    rows_clear(r);
+    rows_reserve(r, b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct evlog_rec_view *v = &b->recs[i];
+        char *reason = r->reasons[r->n_rej];
+        json_t *doc = NULL;
+        int rc;
+        if (c->kind == KIND_EVENTS) {
+            rc = pipeline_parse_event(v->data, v->len, v->offset, &r->ev[r->n_rows], &r->arena,
+                                      reason, sizeof(r->reasons[0]));
+        } else {
+            rc = pipeline_parse_change(v->data, v->len, v->offset, &r->ch[r->n_rows], &doc, reason,
+                                       sizeof(r->reasons[0]));
+        }
+        if (rc == 0) {
+            if (doc)
+                r->docs[r->n_docs++] = doc;
+            r->n_rows++;
+        } else {
+            r->rej[r->n_rej++] = (struct wh_reject){.log_offset = v->offset,
+                                                    .reason = reason,
+                                                    .payload = v->data,
+                                                    .payload_len = v->len};
+        }
+    }
+}
+
+/* ---- the consumer thread ---- */
+
+static void update_lag(struct consumer *c, struct evlog *log, uint64_t next, double lag_s)
+{
+    uint64_t end = 0;
+    if (evlog_end_offset(log, c->topic, &end) < 0)
+        end = next;
+    uint64_t lag = end > next ? end - next : 0;
+    pthread_mutex_lock(&c->mu);
+    c->st.committed = next;
+    c->st.end = end;
+    c->st.lag_records = lag;
+    c->st.lag_seconds = lag ? lag_s : 0;
+    pthread_mutex_unlock(&c->mu);
+    metrics_set(c->m_lag, (double)lag);
+    metrics_set(c->m_lag_s, lag ? lag_s : 0);
+}
+
+static void *consumer_main(void *arg)
+{
+    struct consumer *c = arg;
+    struct pipeline *p = c->p;
+    struct evlog *log = p->cfg.log;
+    struct wh_conn *conn = NULL;
+    struct evlog_batch b;
+    struct rows rows = {0};
+    evlog_batch_init(&b);
+    int64_t backoff = 0;
+    size_t batch = p->cfg.min_batch;
+    uint64_t next = 0, rows_since_ckpt = 0;
+    int64_t last_ckpt = time_mono_us();
+    bool have_offset = false;
+
+    while (!stopping(p)) {
+        int rc = 0;
+        if (backoff > 0 && nap(p, backoff))
+            break;
+        if (!conn && wh_conn_open(p->cfg.wh, &conn) < 0) {
+            set_error(c, "cannot connect to the warehouse: %s", wh_errmsg(NULL));
+            goto retry;
+        }
+        if (!have_offset) {
+            rc = wh_offset_get(conn, c->name, &next);
+            if (rc == ERR_NOTFOUND) {
+                uint64_t start = 0;
+                if (evlog_start_offset(log, c->topic, &start) < 0)
+                    start = 0;
+                next = start;
+            } else if (rc < 0) {
+                set_error(c, "cannot read the stored offset: %s", wh_errmsg(conn));
+                goto retry;
+            }
+            have_offset = true;
+            update_lag(c, log, next, 0);
+        }
+        rc = evlog_read(log, c->topic, next, batch, p->cfg.max_batch_bytes, &b);
+        if (rc == ERR_NOTFOUND) {
+            uint64_t start = 0, end = 0;
+            if (evlog_end_offset(log, c->topic, &end) == 0 && end == 0) {
+                /* the topic has no records yet */
+                if (nap(p, p->cfg.idle_wait_us))
+                    break;
+                continue;
+            }
+            if (evlog_start_offset(log, c->topic, &start) == 0 && start > next) {
+                set_error(c, "records %llu..%llu were deleted by retention before loading",
+                          (unsigned long long)next, (unsigned long long)start - 1);
+                next = start; /* nothing to load there any more; the gap is reported */
+                continue;
+            }
+            set_error(c, "cannot read %s at %llu: %s", c->topic, (unsigned long long)next,
+                      evlog_errmsg(log));
+            goto retry;
+        } else if (rc < 0) {
+            set_error(c, "cannot read %s at %llu: %s", c->topic, (unsigned long long)next,
+                      evlog_errmsg(log));
+            goto retry;
+        }
+        if (b.n == 0) {
+            update_lag(c, log, next, 0);
+            batch = p->cfg.min_batch;
+            if (nap(p, p->cfg.idle_wait_us))
+                break;
+            continue;
+        }
+        double lag_s = (double)(time_now_us() - b.recs[0].timestamp_us) / 1e6;
+        rows_fill(c, &b, &rows);
+        struct wh_load ld = {.consumer = c->name,
+                             .topic = c->topic,
+                             .next_offset = b.next_offset,
+                             .rejects = rows.rej,
+                             .n_rejects = rows.n_rej};
+        struct wh_load_stats st = {0};
+        rc = c->kind == KIND_EVENTS ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
+                                    : wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st);
+        size_t got = b.n;
+        rows_clear(&rows);
+        if (rc < 0) {
+            set_error(c, "cannot load %zu records at %llu: %s", got, (unsigned long long)next,
+                      wh_errmsg(conn));
+            update_lag(c, log, next, lag_s);
+            goto retry;
+        }
+        next = b.next_offset;
+        backoff = 0;
+        /* let retention keep what is not loaded yet (the warehouse's copy is the truth) */
+        if (evlog_consumer_commit(log, c->name, c->topic, next) < 0)
+            xlog_warn("pipeline %s: cannot register offset with the log: %s", c->name,
+                      evlog_errmsg(log));
+        metrics_inc(c->m_rows, st.rows);
+        metrics_inc(c->m_rejects, st.rejects);
+        metrics_observe(c->m_batch, (double)got);
+        pthread_mutex_lock(&c->mu);
+        c->st.rows += st.rows;
+        c->st.rejects += st.rejects;
+        c->st.batches++;
+        c->st.last_error[0] = 0;
+        c->st.batch_size = batch;
+        pthread_mutex_unlock(&c->mu);
+        update_lag(c, log, next, lag_s);
+        /* adapt: full batch -> grow; a small one -> shrink */
+        if (got >= batch && batch < p->cfg.max_batch)
+            batch = batch * 2 > p->cfg.max_batch ? p->cfg.max_batch : batch * 2;
+        else if (got < batch / 4 && batch > p->cfg.min_batch)
+            batch = batch / 2 < p->cfg.min_batch ? p->cfg.min_batch : batch / 2;
+        rows_since_ckpt += got;
+        if (rows_since_ckpt >= p->cfg.checkpoint_rows ||
+            time_mono_us() - last_ckpt >= p->cfg.checkpoint_interval_us) {
+            int crc = wh_checkpoint(conn, false);
+            if (crc == 0) {
+                rows_since_ckpt = 0;
+                last_ckpt = time_mono_us();
+            } else if (crc != ERR_BUSY) {
+                xlog_warn("pipeline %s: checkpoint failed: %s", c->name, wh_errmsg(conn));
+            } /* ERR_BUSY: the other consumer is mid-batch; try after the next batch */
+        }
+        continue;
+    retry:
+        backoff = backoff ? backoff * 2 : 50000;
+        if (backoff > p->cfg.retry_max_us)
+            backoff = p->cfg.retry_max_us;
+        if (conn && rc == ERR_INTERNAL) {
+            wh_conn_close(conn); /* start over on a fresh connection */
+            conn = NULL;
+        }
+    }
+    rows_release(&rows);
+    evlog_batch_release(&b);
+    wh_conn_close(conn);
+    return NULL;
+}
+
+/* ---- start, stop, status ---- */
+
+static const double batch_buckets[] = {1, 10, 100, 1000, 5000, 10000, 25000, 50000, 100000};
+
+int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
+{
+    *out = NULL;
+    if (!cfg->log || !cfg->wh || cfg->min_batch == 0 || cfg->max_batch < cfg->min_batch)
+        return ERR_INVALID;
+    struct wh_conn *conn;
+    int rc = wh_conn_open(cfg->wh, &conn);
+    if (rc < 0) {
+        xlog_error("pipeline: cannot connect to the warehouse: %s", wh_errmsg(NULL));
+        return rc;
+    }
+    rc = wh_ensure_schema(conn);
+    if (rc < 0)
+        xlog_error("pipeline: cannot create the warehouse tables: %s", wh_errmsg(conn));
+    wh_conn_close(conn);
+    if (rc < 0)
+        return rc;
+
+    struct metrics_family *f_lag =
+        metrics_family(METRICS_GAUGE, "tandem_pipeline_lag_records",
+                       "Log records not loaded into the warehouse yet.", "consumer");
+    struct metrics_family *f_lag_s =
+        metrics_family(METRICS_GAUGE, "tandem_pipeline_lag_seconds",
+                       "Age of the oldest log record not loaded yet.", "consumer");
+    struct metrics_family *f_rows = metrics_family(METRICS_COUNTER, "tandem_pipeline_rows_total",
+                                                   "Rows loaded into the warehouse.", "consumer");
+    struct metrics_family *f_rej =
+        metrics_family(METRICS_COUNTER, "tandem_pipeline_rejects_total",
+                       "Log records that could not be loaded (see _rejects).", "consumer");
+    struct metrics_family *f_err = metrics_family(METRICS_COUNTER, "tandem_pipeline_errors_total",
+                                                  "Failed load attempts (retried).", "consumer");
+    struct metrics_family *f_batch =
+        metrics_histogram("tandem_pipeline_batch_rows", "Records per loaded batch.", "consumer",
+                          batch_buckets, ARRAY_LEN(batch_buckets));
+
+    struct pipeline *p = xcalloc(1, sizeof(*p));
+    p->cfg = *cfg;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    static const struct {
+        enum consumer_kind kind;
+        const char *name, *topic;
+    } defs[2] = {{KIND_EVENTS, "warehouse-events", "events"},
+                 {KIND_CHANGES, "warehouse-changes", "changes"}};
+    for (size_t i = 0; i < 2; i++) {
+        struct consumer *c = &p->cons[i];
+        c->p = p;
+        c->kind = defs[i].kind;
+        c->name = defs[i].name;
+        c->topic = defs[i].topic;
+        pthread_mutex_init(&c->mu, NULL);
+        snprintf(c->st.consumer, sizeof(c->st.consumer), "%s", c->name);
+        snprintf(c->st.topic, sizeof(c->st.topic), "%s", c->topic);
+        c->st.batch_size = cfg->min_batch;
+        const char *lv[] = {c->name};
+        c->m_lag = metrics_series(f_lag, lv);
+        c->m_lag_s = metrics_series(f_lag_s, lv);
+        c->m_rows = metrics_series(f_rows, lv);
+        c->m_rejects = metrics_series(f_rej, lv);
+        c->m_errors = metrics_series(f_err, lv);
+        c->m_batch = metrics_series(f_batch, lv);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        int e = pthread_create(&p->cons[i].thread, NULL, consumer_main, &p->cons[i]);
+        if (e != 0) {
+            xlog_error("pipeline: cannot start a consumer thread: %s", strerror(e));
+            pipeline_stop(p);
+            return -e;
+        }
+        p->cons[i].started = true;
+    }
+    *out = p;
+    return 0;
+}
+
+void pipeline_stop(struct pipeline *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < 2; i++) {
+        if (p->cons[i].started)
+            pthread_join(p->cons[i].thread, NULL);
+        pthread_mutex_destroy(&p->cons[i].mu);
+    }
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+size_t pipeline_status(struct pipeline *p, struct pipeline_status *out, size_t max)
+{
+    for (size_t i = 0; i < 2 && i < max; i++) {
+        pthread_mutex_lock(&p->cons[i].mu);
+        out[i] = p->cons[i].st;
+        pthread_mutex_unlock(&p->cons[i].mu);
+    }
+    return 2;
+}
+
+json_t *pipeline_status_json(struct pipeline *p)
+{
+    struct pipeline_status st[2];
+    size_t n = pipeline_status(p, st, 2);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            arr, json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:o}", "consumer",
+                           st[i].consumer, "topic", st[i].topic, "committedOffset",
+                           (json_int_t)st[i].committed, "logEndOffset", (json_int_t)st[i].end,
+                           "lagRecords", (json_int_t)st[i].lag_records, "lagSeconds",
+                           st[i].lag_seconds, "rowsLoaded", (json_int_t)st[i].rows, "rejects",
+                           (json_int_t)st[i].rejects, "batches", (json_int_t)st[i].batches,
+                           "batchSize", (json_int_t)st[i].batch_size, "lastError",
+                           st[i].last_error[0] ? json_string(st[i].last_error) : json_null()));
+    return json_pack("{s:o}", "consumers", arr);
+}

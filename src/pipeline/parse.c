@@ -1,0 +1,219 @@
+/* parse.c - log payloads ("events", "changes") into warehouse rows, with the reason when a
+ * payload cannot become a row. */
+#include <stdarg.h>
+#include <string.h>
+
+#include "pipeline/pipeline_int.h"
+
+static int bad(char *reason, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static int bad(char *reason, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, len, fmt, ap);
+    va_end(ap);
+    return ERR_INVALID;
+}
+
+/* An optional string member: NULL when absent or null; ERR_INVALID for another type. */
+static int opt_str(const json_t *o, const char *key, const char **out, char *reason, size_t len)
+{
+    const json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return bad(reason, len, "%s: not a string", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int opt_time(const json_t *o, const char *key, int64_t *out, char *reason, size_t len)
+{
+    const json_t *v = json_object_get(o, key);
+    *out = WH_NO_TIME;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return bad(reason, len, "%s: not a string", key);
+    if (json_string_length(v) == 0)
+        return 0;
+    if (time_parse(json_string_value(v), json_string_length(v), out) < 0)
+        return bad(reason, len, "%s: not an ISO 8601 date", key);
+    return 0;
+}
+
+static json_t *load_obj(const void *data, size_t len, char *reason, size_t reason_len)
+{
+    json_error_t e;
+    json_t *doc = json_loadb(data, len, 0, &e);
+    if (!doc) {
+        snprintf(reason, reason_len, "not JSON: %s", e.text);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        snprintf(reason, reason_len, "not a JSON object");
+        return NULL;
+    }
+    return doc;
+}
+
+enum ev_slot {
+    S_MESSAGE_ID,
+    S_TYPE,
+    S_EVENT,
+    S_USER_ID,
+    S_ANONYMOUS_ID,
+    S_GROUP_ID,
+    S_PREVIOUS_ID,
+    S_SOURCE,
+    S_TIMESTAMP,
+    S_ORIGINAL_TIMESTAMP,
+    S_SENT_AT,
+    S_RECEIVED_AT,
+    S_PROPERTIES,
+    S_TRAITS,
+    S_CONTEXT,
+    S_N
+};
+
+static const char *const slot_key[S_N] = {
+    "messageId", "type",       "event",      "userId",    "anonymousId",
+    "groupId",   "previousId", "source",     "timestamp", "originalTimestamp",
+    "sentAt",    "receivedAt", "properties", "traits",    "context"};
+
+#define MAX_MEMBERS 256
+
+static int member_str(const struct pipeline__member *m, struct arena *a, char **out)
+{
+    if (m->escaped)
+        return pipeline__unescape(m->val, m->val_len, a, out);
+    *out = arena_strndup(a, m->val, m->val_len);
+    return 0;
+}
+
+int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct wh_event *ev,
+                         struct arena *a, char *reason, size_t reason_len)
+{
+    struct pipeline__member ms[MAX_MEMBERS];
+    size_t n = 0;
+    memset(ev, 0, sizeof(*ev));
+    int rc = pipeline__scan_object(data, len, ms, MAX_MEMBERS, &n, reason, reason_len);
+    if (rc < 0)
+        return ERR_INVALID;
+    const struct pipeline__member *slot[S_N] = {0};
+    for (size_t i = 0; i < n; i++) {
+        char *key = NULL;
+        const char *k = ms[i].key;
+        size_t klen = ms[i].key_len;
+        if (ms[i].key_escaped) {
+            if (pipeline__unescape(ms[i].key, ms[i].key_len, a, &key) < 0)
+                continue; /* a key with NUL is none of ours */
+            k = key;
+            klen = strlen(key);
+        }
+        for (int j = 0; j < S_N; j++)
+            if (strlen(slot_key[j]) == klen && memcmp(slot_key[j], k, klen) == 0)
+                slot[j] = &ms[i]; /* the last duplicate wins, as in jansson */
+    }
+    ev->log_offset = offset;
+    const char **strs[] = {&ev->id,           &ev->type,     &ev->event,       &ev->user_id,
+                           &ev->anonymous_id, &ev->group_id, &ev->previous_id, &ev->source};
+    for (int j = S_MESSAGE_ID; j <= S_SOURCE; j++) {
+        const struct pipeline__member *m = slot[j];
+        if (!m || m->type == 'z')
+            continue;
+        if (m->type != 's')
+            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+        char *v;
+        if (member_str(m, a, &v) < 0)
+            return bad(reason, reason_len, "%s: contains a NUL character", slot_key[j]);
+        *strs[j] = v;
+    }
+    int64_t *times[] = {&ev->timestamp_us, &ev->original_timestamp_us, &ev->sent_at_us,
+                        &ev->received_at_us};
+    for (int j = S_TIMESTAMP; j <= S_RECEIVED_AT; j++) {
+        const struct pipeline__member *m = slot[j];
+        int64_t *t = times[j - S_TIMESTAMP];
+        *t = WH_NO_TIME;
+        if (!m || m->type == 'z')
+            continue;
+        if (m->type != 's')
+            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+        char *v;
+        if (member_str(m, a, &v) < 0 || (*v && time_parse(v, strlen(v), t) < 0))
+            return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_key[j]);
+    }
+    const char **objs[] = {&ev->properties, &ev->traits, &ev->context};
+    for (int j = S_PROPERTIES; j <= S_CONTEXT; j++) {
+        const struct pipeline__member *m = slot[j];
+        if (!m || m->type == 'z')
+            continue;
+        if (m->type != 'o')
+            return bad(reason, reason_len, "%s: not an object", slot_key[j]);
+        *objs[j - S_PROPERTIES] = arena_strndup(a, m->val, m->val_len);
+    }
+    if (!ev->id || !ev->type)
+        return bad(reason, reason_len, "%s: missing", ev->id ? "type" : "messageId");
+    return 0;
+}
+
+int pipeline_parse_change(const void *data, size_t len, uint64_t offset, struct wh_change *ch,
+                          json_t **doc_out, char *reason, size_t reason_len)
+{
+    memset(ch, 0, sizeof(*ch));
+    *doc_out = NULL;
+    json_t *doc = load_obj(data, len, reason, reason_len);
+    if (!doc)
+        return ERR_INVALID;
+    ch->log_offset = offset;
+    const char *action = NULL;
+    int rc;
+    if ((rc = opt_str(doc, "collection", &ch->collection, reason, reason_len)) < 0 ||
+        (rc = opt_str(doc, "collectionId", &ch->collection_id, reason, reason_len)) < 0 ||
+        (rc = opt_str(doc, "recordId", &ch->record_id, reason, reason_len)) < 0 ||
+        (rc = opt_str(doc, "action", &action, reason, reason_len)) < 0 ||
+        (rc = opt_time(doc, "changedAt", &ch->changed_at_us, reason, reason_len)) < 0)
+        goto fail;
+    const json_t *id = json_object_get(doc, "id");
+    if (json_is_integer(id))
+        ch->id = json_integer_value(id);
+    else if (id && !json_is_null(id)) {
+        rc = bad(reason, reason_len, "%s: not an integer", "id");
+        goto fail;
+    }
+    if (!ch->collection_id || !ch->record_id || !action) {
+        rc = bad(reason, reason_len, "%s: missing",
+                 !ch->collection_id ? "collectionId"
+                 : !ch->record_id   ? "recordId"
+                                    : "action");
+        goto fail;
+    }
+    if (strcmp(action, "create") == 0)
+        ch->action = WH_ACTION_CREATE;
+    else if (strcmp(action, "update") == 0)
+        ch->action = WH_ACTION_UPDATE;
+    else if (strcmp(action, "delete") == 0)
+        ch->action = WH_ACTION_DELETE;
+    else {
+        rc = bad(reason, reason_len, "action: %s is not create, update or delete", action);
+        goto fail;
+    }
+    const json_t *rec = json_object_get(doc, "record");
+    if (rec && !json_is_null(rec) && !json_is_object(rec)) {
+        rc = bad(reason, reason_len, "%s: not an object", "record");
+        goto fail;
+    }
+    if (ch->action != WH_ACTION_DELETE && !json_is_object(rec)) {
+        rc = bad(reason, reason_len, "%s: missing on create/update", "record");
+        goto fail;
+    }
+    ch->record = json_is_object(rec) ? rec : NULL;
+    *doc_out = doc;
+    return 0;
+fail:
+    json_decref(doc);
+    memset(ch, 0, sizeof(*ch));
+    return rc;
+}

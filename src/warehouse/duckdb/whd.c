@@ -1,0 +1,510 @@
+/* whd.c - the DuckDB warehouse backend: database and connections, the fixed tables, offsets,
+ * rejects, event loading with a reused data chunk, checkpoints. */
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "warehouse/duckdb/whd_int.h"
+
+static const char *const schema_sql[] = {
+    "CREATE TABLE IF NOT EXISTS events ("
+    "id VARCHAR, type VARCHAR, event VARCHAR, user_id VARCHAR, anonymous_id VARCHAR, "
+    "group_id VARCHAR, previous_id VARCHAR, \"timestamp\" TIMESTAMP, "
+    "original_timestamp TIMESTAMP, sent_at TIMESTAMP, received_at TIMESTAMP, "
+    "properties JSON, traits JSON, context JSON, source VARCHAR, log_offset UBIGINT)",
+    "CREATE TABLE IF NOT EXISTS changes ("
+    "id BIGINT, collection VARCHAR, collection_id VARCHAR, record_id VARCHAR, action VARCHAR, "
+    "record JSON, changed_at TIMESTAMP, log_offset UBIGINT)",
+    "CREATE TABLE IF NOT EXISTS _offsets ("
+    "consumer VARCHAR, topic VARCHAR, next_offset UBIGINT, updated_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS _rejects ("
+    "consumer VARCHAR, topic VARCHAR, log_offset UBIGINT, reason VARCHAR, payload BLOB, "
+    "rejected_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS _mirrors ("
+    "collection_id VARCHAR, collection VARCHAR, table_name VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS _mirror_fields ("
+    "collection_id VARCHAR, field_id VARCHAR, column_name VARCHAR, column_type VARCHAR)",
+};
+
+/* events columns in table order */
+enum {
+    EV_ID,
+    EV_TYPE,
+    EV_EVENT,
+    EV_USER_ID,
+    EV_ANONYMOUS_ID,
+    EV_GROUP_ID,
+    EV_PREVIOUS_ID,
+    EV_TIMESTAMP,
+    EV_ORIGINAL_TIMESTAMP,
+    EV_SENT_AT,
+    EV_RECEIVED_AT,
+    EV_PROPERTIES,
+    EV_TRAITS,
+    EV_CONTEXT,
+    EV_SOURCE,
+    EV_LOG_OFFSET,
+    EV_NCOLS
+};
+
+int whd__fail(struct whd_conn *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int whd__result_fail(struct whd_conn *c, duckdb_result *res, const char *what)
+{
+    const char *msg = duckdb_result_error(res);
+    int rc;
+    switch (duckdb_result_error_type(res)) {
+    case DUCKDB_ERROR_TRANSACTION:
+    case DUCKDB_ERROR_INTERRUPT: rc = ERR_BUSY; break;
+    case DUCKDB_ERROR_PARSER:
+    case DUCKDB_ERROR_BINDER:
+    case DUCKDB_ERROR_CATALOG:
+    case DUCKDB_ERROR_CONVERSION:
+    case DUCKDB_ERROR_INVALID_INPUT:
+    case DUCKDB_ERROR_OUT_OF_RANGE:
+    case DUCKDB_ERROR_MISMATCH_TYPE:
+    case DUCKDB_ERROR_NOT_IMPLEMENTED:
+    case DUCKDB_ERROR_PERMISSION:
+    case DUCKDB_ERROR_SYNTAX:
+    case DUCKDB_ERROR_CONSTRAINT:
+    case DUCKDB_ERROR_DIVIDE_BY_ZERO:
+    case DUCKDB_ERROR_INVALID_TYPE:
+    case DUCKDB_ERROR_PARAMETER_NOT_RESOLVED: rc = ERR_INVALID; break;
+    default: rc = ERR_INTERNAL; break;
+    }
+    if (what)
+        whd__fail(c, rc, "%s: %s", what, msg ? msg : "unknown error");
+    else
+        whd__fail(c, rc, "%s", msg ? msg : "unknown error");
+    duckdb_destroy_result(res);
+    return rc;
+}
+
+int whd__exec(struct whd_conn *c, const char *sql)
+{
+    duckdb_result res;
+    if (duckdb_query(c->con, sql, &res) != DuckDBSuccess)
+        return whd__result_fail(c, &res, NULL);
+    duckdb_destroy_result(&res);
+    return 0;
+}
+
+int whd__begin(struct whd_conn *c)
+{
+    return whd__exec(c, "BEGIN TRANSACTION");
+}
+
+int whd__commit(struct whd_conn *c)
+{
+    int rc = whd__exec(c, "COMMIT");
+    if (rc < 0)
+        whd__rollback(c);
+    return rc;
+}
+
+void whd__rollback(struct whd_conn *c)
+{
+    duckdb_result res;
+    /* fails harmlessly when no transaction is open (a failed COMMIT already ended it) */
+    (void)duckdb_query(c->con, "ROLLBACK", &res);
+    duckdb_destroy_result(&res);
+}
+
+void whd__quote_ident(struct buf *b, const char *name)
+{
+    buf_putc(b, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            buf_putc(b, '"');
+        buf_putc(b, *p);
+    }
+    buf_putc(b, '"');
+}
+
+/* ---- database and connections ---- */
+
+static int set_cfg(duckdb_config dc, const char *name, const char *value)
+{
+    if (duckdb_set_config(dc, name, value) != DuckDBSuccess) {
+        wh__set_open_err("cannot set duckdb option %s=%s", name, value);
+        return ERR_INTERNAL;
+    }
+    return 0;
+}
+
+static void whd_close(struct wh *w);
+
+static int whd_open(const struct wh_cfg *cfg, struct wh **out)
+{
+    *out = NULL;
+    if (!cfg->path || !*cfg->path) {
+        wh__set_open_err("warehouse path is empty");
+        return ERR_INVALID;
+    }
+    struct whd *d = xcalloc(1, sizeof(*d));
+    d->base.ops = &wh__duckdb_ops;
+    d->cfg = *cfg;
+    d->path = xstrdup(cfg->path);
+    struct buf wal;
+    buf_init(&wal);
+    buf_printf(&wal, "%s.wal", cfg->path);
+    d->wal_path = buf_detach(&wal, NULL);
+    d->cfg.path = d->path;
+    d->cfg.backend = "duckdb";
+    d->cfg.memory_limit = NULL;
+    d->cfg.checkpoint_threshold = NULL;
+
+    duckdb_config dc = NULL;
+    int rc = ERR_INTERNAL;
+    if (duckdb_create_config(&dc) != DuckDBSuccess) {
+        wh__set_open_err("cannot create duckdb config");
+        goto fail;
+    }
+    /* never download or load an extension behind our back; never read or write a file other
+     * than the database itself (this also closes read_csv, COPY, ATTACH, EXPORT to queries) */
+    if ((rc = set_cfg(dc, "autoinstall_known_extensions", "false")) < 0 ||
+        (rc = set_cfg(dc, "autoload_known_extensions", "false")) < 0 ||
+        (rc = set_cfg(dc, "enable_external_access", "false")) < 0)
+        goto fail;
+    if (cfg->threads > 0) {
+        char t[32];
+        snprintf(t, sizeof(t), "%d", cfg->threads);
+        if ((rc = set_cfg(dc, "threads", t)) < 0)
+            goto fail;
+    }
+    if (cfg->memory_limit && (rc = set_cfg(dc, "memory_limit", cfg->memory_limit)) < 0)
+        goto fail;
+    if (cfg->checkpoint_threshold &&
+        (rc = set_cfg(dc, "checkpoint_threshold", cfg->checkpoint_threshold)) < 0)
+        goto fail;
+    char *err = NULL;
+    if (duckdb_open_ext(d->path, &d->db, dc, &err) != DuckDBSuccess) {
+        wh__set_open_err("cannot open warehouse %s: %s", d->path, err ? err : "unknown error");
+        duckdb_free(err);
+        rc = ERR_INTERNAL;
+        goto fail;
+    }
+    duckdb_destroy_config(&dc);
+    *out = &d->base;
+    return 0;
+fail:
+    if (dc)
+        duckdb_destroy_config(&dc);
+    whd_close(&d->base);
+    return rc;
+}
+
+static void whd_close(struct wh *w)
+{
+    struct whd *d = (struct whd *)w;
+    if (d->db)
+        duckdb_close(&d->db);
+    free(d->path);
+    free(d->wal_path);
+    free(d);
+}
+
+static int whd_conn_open(struct wh *w, struct wh_conn **out)
+{
+    struct whd *d = (struct whd *)w;
+    *out = NULL;
+    struct whd_conn *c = xcalloc(1, sizeof(*c));
+    c->base.wh = w;
+    if (duckdb_connect(d->db, &c->con) != DuckDBSuccess) {
+        free(c);
+        wh__set_open_err("cannot connect to warehouse %s", d->path);
+        return ERR_INTERNAL;
+    }
+    *out = &c->base;
+    return 0;
+}
+
+static void whd_conn_close(struct wh_conn *wc)
+{
+    struct whd_conn *c = whd__conn(wc);
+    if (c->ev_chunk)
+        duckdb_destroy_data_chunk(&c->ev_chunk);
+    duckdb_disconnect(&c->con);
+    free(c);
+}
+
+static void whd_interrupt(struct wh_conn *wc)
+{
+    duckdb_interrupt(whd__conn(wc)->con);
+}
+
+static const char *whd_errmsg(struct wh_conn *wc)
+{
+    return whd__conn(wc)->err;
+}
+
+static int whd_ensure_schema(struct wh_conn *wc)
+{
+    struct whd_conn *c = whd__conn(wc);
+    int rc = whd__begin(c);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < ARRAY_LEN(schema_sql); i++)
+        if ((rc = whd__exec(c, schema_sql[i])) < 0) {
+            whd__rollback(c);
+            return rc;
+        }
+    return whd__commit(c);
+}
+
+/* ---- offsets and rejects ---- */
+
+static int prepare(struct whd_conn *c, const char *sql, duckdb_prepared_statement *ps)
+{
+    if (duckdb_prepare(c->con, sql, ps) != DuckDBSuccess) {
+        int rc =
+            whd__fail(c, ERR_INTERNAL, "cannot prepare %s: %s", sql, duckdb_prepare_error(*ps));
+        duckdb_destroy_prepare(ps);
+        return rc;
+    }
+    return 0;
+}
+
+static int run_prepared(struct whd_conn *c, duckdb_prepared_statement ps, idx_t *changed_out)
+{
+    duckdb_result res;
+    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess)
+        return whd__result_fail(c, &res, NULL);
+    if (changed_out)
+        *changed_out = duckdb_rows_changed(&res);
+    duckdb_destroy_result(&res);
+    return 0;
+}
+
+int whd__offset_store(struct whd_conn *c, const char *consumer, const char *topic,
+                      uint64_t next_offset)
+{
+    duckdb_prepared_statement ps;
+    idx_t changed = 0;
+    int rc = prepare(c,
+                     "UPDATE _offsets SET next_offset = $1, topic = $2, "
+                     "updated_at = now()::TIMESTAMP WHERE consumer = $3",
+                     &ps);
+    if (rc < 0)
+        return rc;
+    duckdb_bind_uint64(ps, 1, next_offset);
+    duckdb_bind_varchar(ps, 2, topic);
+    duckdb_bind_varchar(ps, 3, consumer);
+    rc = run_prepared(c, ps, &changed);
+    duckdb_destroy_prepare(&ps);
+    if (rc < 0 || changed > 0)
+        return rc;
+    if ((rc = prepare(c, "INSERT INTO _offsets VALUES ($1, $2, $3, now()::TIMESTAMP)", &ps)) < 0)
+        return rc;
+    duckdb_bind_varchar(ps, 1, consumer);
+    duckdb_bind_varchar(ps, 2, topic);
+    duckdb_bind_uint64(ps, 3, next_offset);
+    rc = run_prepared(c, ps, NULL);
+    duckdb_destroy_prepare(&ps);
+    return rc;
+}
+
+static int whd_offset_get(struct wh_conn *wc, const char *consumer, uint64_t *next_out)
+{
+    struct whd_conn *c = whd__conn(wc);
+    duckdb_prepared_statement ps;
+    int rc = prepare(c, "SELECT next_offset FROM _offsets WHERE consumer = $1", &ps);
+    if (rc < 0)
+        return rc;
+    duckdb_bind_varchar(ps, 1, consumer);
+    duckdb_result res;
+    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess) {
+        duckdb_destroy_prepare(&ps);
+        return whd__result_fail(c, &res, "cannot read offset");
+    }
+    duckdb_destroy_prepare(&ps);
+    if (duckdb_row_count(&res) == 0) {
+        duckdb_destroy_result(&res);
+        return whd__fail(c, ERR_NOTFOUND, "consumer %s has no stored offset", consumer);
+    }
+    *next_out = duckdb_value_uint64(&res, 0, 0);
+    duckdb_destroy_result(&res);
+    return 0;
+}
+
+static int appender_fail(struct whd_conn *c, duckdb_appender *app, const char *what)
+{
+    const char *msg = *app ? duckdb_appender_error(*app) : NULL;
+    int rc = whd__fail(c, ERR_INTERNAL, "%s: %s", what, msg ? msg : "unknown error");
+    duckdb_appender_destroy(app);
+    return rc;
+}
+
+int whd__rejects_append(struct whd_conn *c, const char *consumer, const char *topic,
+                        const struct wh_reject *rej, size_t n)
+{
+    if (n == 0)
+        return 0;
+    duckdb_appender app = NULL;
+    if (duckdb_appender_create(c->con, NULL, "_rejects", &app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to _rejects");
+    duckdb_timestamp now = {time_now_us()};
+    for (size_t i = 0; i < n; i++) {
+        if (duckdb_append_varchar(app, consumer) != DuckDBSuccess ||
+            duckdb_append_varchar(app, topic) != DuckDBSuccess ||
+            duckdb_append_uint64(app, rej[i].log_offset) != DuckDBSuccess ||
+            duckdb_append_varchar(app, rej[i].reason ? rej[i].reason : "") != DuckDBSuccess ||
+            duckdb_append_blob(app, rej[i].payload ? rej[i].payload : "", rej[i].payload_len) !=
+                DuckDBSuccess ||
+            duckdb_append_timestamp(app, now) != DuckDBSuccess ||
+            duckdb_appender_end_row(app) != DuckDBSuccess)
+            return appender_fail(c, &app, "cannot append to _rejects");
+    }
+    if (duckdb_appender_close(app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to _rejects");
+    duckdb_appender_destroy(&app);
+    return 0;
+}
+
+/* ---- events ---- */
+
+static void put_str(duckdb_vector v, idx_t row, const char *s)
+{
+    if (!s) {
+        duckdb_vector_ensure_validity_writable(v);
+        duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
+        return;
+    }
+    duckdb_vector_assign_string_element_len(v, row, s, strlen(s));
+}
+
+static void put_ts(duckdb_vector v, idx_t row, int64_t us)
+{
+    if (us == WH_NO_TIME) {
+        duckdb_vector_ensure_validity_writable(v);
+        duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
+        return;
+    }
+    ((int64_t *)duckdb_vector_get_data(v))[row] = us;
+}
+
+static int ev_chunk_ready(struct whd_conn *c, duckdb_appender app)
+{
+    if (c->ev_chunk)
+        return 0;
+    idx_t n = duckdb_appender_column_count(app);
+    if (n != EV_NCOLS)
+        return whd__fail(c, ERR_CORRUPT, "table events has %llu columns, expected %d",
+                         (unsigned long long)n, EV_NCOLS);
+    duckdb_logical_type types[EV_NCOLS];
+    for (idx_t i = 0; i < n; i++)
+        types[i] = duckdb_appender_column_type(app, i);
+    c->ev_chunk = duckdb_create_data_chunk(types, n);
+    c->ev_ncols = n;
+    for (idx_t i = 0; i < n; i++)
+        duckdb_destroy_logical_type(&types[i]);
+    return 0;
+}
+
+static int append_events(struct whd_conn *c, const struct wh_event *ev, size_t n)
+{
+    duckdb_appender app = NULL;
+    if (duckdb_appender_create(c->con, NULL, "events", &app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to events");
+    int rc = ev_chunk_ready(c, app);
+    if (rc < 0) {
+        duckdb_appender_destroy(&app);
+        return rc;
+    }
+    idx_t cap = duckdb_vector_size();
+    for (size_t base = 0; base < n; base += cap) {
+        size_t m = n - base < cap ? n - base : cap;
+        duckdb_data_chunk ch = c->ev_chunk;
+        duckdb_data_chunk_reset(ch);
+        duckdb_vector v[EV_NCOLS];
+        for (idx_t k = 0; k < EV_NCOLS; k++)
+            v[k] = duckdb_data_chunk_get_vector(ch, k);
+        uint64_t *offs = duckdb_vector_get_data(v[EV_LOG_OFFSET]);
+        for (size_t i = 0; i < m; i++) {
+            const struct wh_event *e = &ev[base + i];
+            put_str(v[EV_ID], i, e->id);
+            put_str(v[EV_TYPE], i, e->type);
+            put_str(v[EV_EVENT], i, e->event);
+            put_str(v[EV_USER_ID], i, e->user_id);
+            put_str(v[EV_ANONYMOUS_ID], i, e->anonymous_id);
+            put_str(v[EV_GROUP_ID], i, e->group_id);
+            put_str(v[EV_PREVIOUS_ID], i, e->previous_id);
+            put_ts(v[EV_TIMESTAMP], i, e->timestamp_us);
+            put_ts(v[EV_ORIGINAL_TIMESTAMP], i, e->original_timestamp_us);
+            put_ts(v[EV_SENT_AT], i, e->sent_at_us);
+            put_ts(v[EV_RECEIVED_AT], i, e->received_at_us);
+            put_str(v[EV_PROPERTIES], i, e->properties);
+            put_str(v[EV_TRAITS], i, e->traits);
+            put_str(v[EV_CONTEXT], i, e->context);
+            put_str(v[EV_SOURCE], i, e->source);
+            offs[i] = e->log_offset;
+        }
+        duckdb_data_chunk_set_size(ch, m);
+        if (duckdb_append_data_chunk(app, ch) != DuckDBSuccess)
+            return appender_fail(c, &app, "cannot append to events");
+    }
+    if (duckdb_appender_close(app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to events");
+    duckdb_appender_destroy(&app);
+    return 0;
+}
+
+static int whd_load_events(struct wh_conn *wc, const struct wh_load *ld, const struct wh_event *ev,
+                           size_t n, struct wh_load_stats *st)
+{
+    struct whd_conn *c = whd__conn(wc);
+    memset(st, 0, sizeof(*st));
+    int rc = whd__begin(c);
+    if (rc < 0)
+        return rc;
+    if ((n > 0 && (rc = append_events(c, ev, n)) < 0) ||
+        (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
+        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
+        whd__rollback(c);
+        return rc;
+    }
+    if ((rc = whd__commit(c)) < 0)
+        return rc;
+    st->rows = n;
+    st->rejects = ld->n_rejects;
+    return 0;
+}
+
+/* ---- checkpoints ---- */
+
+static int whd_checkpoint(struct wh_conn *wc, bool force)
+{
+    struct whd_conn *c = whd__conn(wc);
+    struct whd *d = whd__db(wc);
+    if (!force && d->cfg.wal_force_bytes > 0) {
+        struct stat sb;
+        if (stat(d->wal_path, &sb) == 0 && (uint64_t)sb.st_size >= d->cfg.wal_force_bytes)
+            force = true;
+    }
+    return whd__exec(c, force ? "FORCE CHECKPOINT" : "CHECKPOINT");
+}
+
+const struct wh_ops wh__duckdb_ops = {
+    .name = "duckdb",
+    .open = whd_open,
+    .close = whd_close,
+    .conn_open = whd_conn_open,
+    .conn_close = whd_conn_close,
+    .interrupt = whd_interrupt,
+    .ensure_schema = whd_ensure_schema,
+    .offset_get = whd_offset_get,
+    .load_events = whd_load_events,
+    .load_changes = whd__load_changes,
+    .apply_collection = whd__apply_collection,
+    .drop_collection = whd__drop_collection,
+    .query = whd__query,
+    .checkpoint = whd_checkpoint,
+    .errmsg = whd_errmsg,
+};

@@ -1,0 +1,64 @@
+/* whd_int.h - shared by the files of the DuckDB warehouse backend only. */
+#ifndef TANDEM_WAREHOUSE_DUCKDB_WHD_INT_H
+#define TANDEM_WAREHOUSE_DUCKDB_WHD_INT_H
+
+#include <duckdb.h>
+
+#include "warehouse/warehouse_int.h"
+
+/* The database: one per process (DuckDB lets one process own the file). */
+struct whd {
+    struct wh base;
+    struct wh_cfg cfg;
+    char *path;
+    char *wal_path;
+    duckdb_database db;
+};
+
+/* One thread's connection. */
+struct whd_conn {
+    struct wh_conn base;
+    duckdb_connection con;
+    char err[1024];
+    duckdb_data_chunk ev_chunk; /* reused across event batches */
+    idx_t ev_ncols;
+};
+
+static inline struct whd_conn *whd__conn(struct wh_conn *c)
+{
+    return (struct whd_conn *)c;
+}
+static inline struct whd *whd__db(struct wh_conn *c)
+{
+    return (struct whd *)c->wh;
+}
+
+/* Records a failure on c and returns rc. */
+int whd__fail(struct whd_conn *c, int rc, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* Maps a failed result to a code (ERR_BUSY for conflicts and interrupts, ERR_INVALID for bad
+ * SQL, ERR_INTERNAL otherwise), records its message on c, and destroys it. */
+int whd__result_fail(struct whd_conn *c, duckdb_result *res, const char *what);
+/* Runs sql (no parameters, no result). */
+int whd__exec(struct whd_conn *c, const char *sql) MUST_USE;
+int whd__begin(struct whd_conn *c) MUST_USE;
+int whd__commit(struct whd_conn *c) MUST_USE;
+void whd__rollback(struct whd_conn *c);
+/* Appends a double-quoted identifier. */
+void whd__quote_ident(struct buf *b, const char *name);
+/* Stores ld's rejects, plus one more (log_offset, reason, payload) when reason != NULL. */
+int whd__rejects_append(struct whd_conn *c, const char *consumer, const char *topic,
+                        const struct wh_reject *rej, size_t n) MUST_USE;
+/* Stores consumer's next offset (inside the caller's transaction). */
+int whd__offset_store(struct whd_conn *c, const char *consumer, const char *topic,
+                      uint64_t next_offset) MUST_USE;
+
+/* wh_duckdb_mirror.c */
+int whd__load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
+                      size_t n, struct wh_load_stats *st);
+int whd__apply_collection(struct wh_conn *c, const struct store_collection *coll);
+int whd__drop_collection(struct wh_conn *c, const char *collection_id);
+
+/* wh_duckdb_query.c */
+int whd__query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
+
+#endif

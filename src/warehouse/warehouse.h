@@ -1,0 +1,206 @@
+/* warehouse.h - the analytical store: events, changes, collection mirrors, consumer offsets
+ * and read-only SQL.
+ *
+ * Backends sit behind struct wh_ops; the rest of tandem calls the wh_* facade only.
+ * "duckdb" (src/warehouse/duckdb/) keeps everything in one DuckDB file owned by this process;
+ * a ClickHouse backend can follow. docs/warehouse.md describes every table and column.
+ *
+ * Exactly once: wh_load_events / wh_load_changes write a batch of rows, the rejects of that
+ * batch and the consumer's next offset in ONE warehouse transaction. Either all of it is there
+ * after a crash or none of it is, so a loader that resumes from wh_offset_get never loses or
+ * doubles a row.
+ *
+ * Threads: struct wh is shared by every thread; wh_open and wh_close run while no other thread
+ * uses it. A struct wh_conn belongs to one thread at a time (each thread opens its own);
+ * wh_interrupt is the one call another thread may make on it.
+ *
+ * Error codes (besides -errno): ERR_INVALID a bad query, parameter or name (the detail from
+ * the engine is in wh_errmsg); ERR_DENIED a statement the read-only guard refuses;
+ * ERR_BUSY a query interrupted by its timeout, or a transaction conflict (retry the batch);
+ * ERR_NOTFOUND no stored offset / no such mirror; ERR_INTERNAL the engine failed. */
+#ifndef TANDEM_WAREHOUSE_WAREHOUSE_H
+#define TANDEM_WAREHOUSE_WAREHOUSE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "store/schema.h"
+
+/* ---- configuration ---- */
+
+struct wh_cfg {
+    const char *backend;      /* "duckdb" (NULL means "duckdb") */
+    const char *path;         /* duckdb: the database file, e.g. "<--dir>/warehouse.duckdb" */
+    int threads;              /* engine threads; 0 = the engine's default */
+    const char *memory_limit; /* e.g. "2GB"; NULL = the engine's default */
+    int64_t query_timeout_ms; /* SQL API statement timeout (default 30000) */
+    uint64_t query_max_rows;  /* SQL API row cap (default 10000) */
+    uint64_t wal_force_bytes; /* checkpoint: FORCE once the WAL is this large (256 MiB) */
+    /* the engine's automatic checkpoint past this WAL size (default "256MB"; NULL = the
+     * engine's own 16MB) */
+    const char *checkpoint_threshold;
+};
+
+void wh_cfg_defaults(struct wh_cfg *cfg);
+
+/* ---- rows handed to the loaders (all borrowed for the duration of the call) ---- */
+
+#define WH_NO_TIME INT64_MIN /* a timestamp that is absent: stored as NULL */
+
+/* One Segment event (topic "events"). NULL strings are stored as NULL. The JSON members are
+ * JSON text (already validated, e.g. produced by json_dumps) or NULL. */
+struct wh_event {
+    uint64_t log_offset;
+    const char *id; /* messageId */
+    const char *type, *event, *user_id, *anonymous_id, *group_id, *previous_id;
+    int64_t timestamp_us, original_timestamp_us, sent_at_us, received_at_us;
+    const char *properties, *traits, *context;
+    const char *source; /* the write key's name */
+};
+
+enum wh_action { WH_ACTION_CREATE, WH_ACTION_UPDATE, WH_ACTION_DELETE };
+
+/* One record change (topic "changes"). record is the after image (NULL on delete). */
+struct wh_change {
+    uint64_t log_offset;
+    int64_t id; /* outbox id */
+    const char *collection, *collection_id, *record_id;
+    enum wh_action action;
+    const json_t *record;
+    int64_t changed_at_us;
+};
+
+/* A log record that could not be turned into a row: stored in _rejects, never retried. */
+struct wh_reject {
+    uint64_t log_offset;
+    const char *reason;
+    const void *payload;
+    size_t payload_len;
+};
+
+/* What a load commits together with its rows. */
+struct wh_load {
+    const char *consumer; /* e.g. "warehouse-events" */
+    const char *topic;    /* e.g. "events" */
+    uint64_t next_offset; /* every log offset below this one is done after the commit */
+    const struct wh_reject *rejects;
+    size_t n_rejects;
+};
+
+struct wh_load_stats {
+    uint64_t rows;    /* rows written to events / changes */
+    uint64_t rejects; /* rows written to _rejects (the given ones + the backend's own) */
+};
+
+/* ---- query results ---- */
+
+struct wh_query {
+    const char *sql;
+    const json_t *params; /* JSON array bound to $1.. / ?, or NULL */
+    int64_t timeout_ms;   /* <= 0: the configured default */
+    uint64_t max_rows;    /* 0: the configured default */
+};
+
+/* A read-only query's result, already in JSON form. Owned by the caller: wh_result_release. */
+struct wh_result {
+    json_t *columns; /* [{"name":..., "type":...}] */
+    json_t *rows;    /* [[...], ...] */
+    uint64_t n_rows;
+    bool truncated; /* more rows existed than max_rows */
+    int64_t elapsed_us;
+};
+
+void wh_result_init(struct wh_result *r);
+void wh_result_release(struct wh_result *r);
+/* The SQL API response: {"columns":[...],"rows":[...],"rowCount":N,"truncated":b,
+ * "elapsedMs":N}. TAKES the result's columns and rows (the result is left empty). */
+json_t *wh_result_to_json(struct wh_result *r);
+
+/* ---- the backend interface ---- */
+
+struct wh;
+struct wh_conn;
+
+struct wh_ops {
+    const char *name; /* "duckdb", later "clickhouse" */
+    int (*open)(const struct wh_cfg *cfg, struct wh **out);
+    void (*close)(struct wh *wh);
+    int (*conn_open)(struct wh *wh, struct wh_conn **out);
+    void (*conn_close)(struct wh_conn *c);
+    void (*interrupt)(struct wh_conn *c);
+    int (*ensure_schema)(struct wh_conn *c);
+    int (*offset_get)(struct wh_conn *c, const char *consumer, uint64_t *next_out);
+    int (*load_events)(struct wh_conn *c, const struct wh_load *ld, const struct wh_event *ev,
+                       size_t n, struct wh_load_stats *st);
+    int (*load_changes)(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
+                        size_t n, struct wh_load_stats *st);
+    int (*apply_collection)(struct wh_conn *c, const struct store_collection *coll);
+    int (*drop_collection)(struct wh_conn *c, const char *collection_id);
+    int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
+    int (*checkpoint)(struct wh_conn *c, bool force);
+    const char *(*errmsg)(struct wh_conn *c);
+};
+
+struct wh {
+    const struct wh_ops *ops; /* every backend embeds this first */
+};
+
+struct wh_conn {
+    struct wh *wh; /* every backend's connection embeds this first */
+};
+
+/* The backend registered under name, or NULL. */
+const struct wh_ops *wh_backend(const char *name);
+
+/* ---- the facade ---- */
+
+/* Opens (creating if needed) the warehouse cfg describes. The engine never installs or loads
+ * extensions and never touches files other than its own (no external access). On failure
+ * *out is NULL and wh_errmsg(NULL) says why. */
+int wh_open(const struct wh_cfg *cfg, struct wh **out) MUST_USE;
+/* Every wh_conn must be closed first. NULL is a no-op. */
+void wh_close(struct wh *wh);
+
+/* A connection for the calling thread. On failure wh_errmsg(NULL) says why. */
+int wh_conn_open(struct wh *wh, struct wh_conn **out) MUST_USE;
+void wh_conn_close(struct wh_conn *c);
+/* Asks the query running on c to stop (it fails with ERR_BUSY). Any thread. */
+void wh_interrupt(struct wh_conn *c);
+
+/* Creates the fixed tables (events, changes, _offsets, _rejects, mirror catalog) if missing. */
+int wh_ensure_schema(struct wh_conn *c) MUST_USE;
+/* The next offset consumer committed; ERR_NOTFOUND when it never committed. */
+int wh_offset_get(struct wh_conn *c, const char *consumer, uint64_t *next_out) MUST_USE;
+/* Appends the events (and ld's rejects) and stores ld->next_offset, in one transaction.
+ * n may be 0 (only rejects, or only moving the offset). st may be NULL. On failure nothing of
+ * the batch is stored. */
+int wh_load_events(struct wh_conn *c, const struct wh_load *ld, const struct wh_event *ev, size_t n,
+                   struct wh_load_stats *st) MUST_USE;
+/* Appends the changes, applies them to the mirrors of their collections (create/update:
+ * upsert; delete: delete) and stores the offset, in one transaction. A record whose value does
+ * not fit its mirror column is left out of the mirror and recorded in _rejects; a change of a
+ * collection without a mirror only goes to `changes`. */
+int wh_load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
+                    size_t n, struct wh_load_stats *st) MUST_USE;
+/* Creates or alters app_<name> to match coll: fields are followed by their id, so a renamed
+ * field renames its column, a removed one drops it, a new one is added. A renamed collection
+ * renames its table. A new mirror, or one whose field changed type, is (re)filled from the
+ * latest change of each record in `changes`. Password and hidden fields are never mirrored. */
+int wh_apply_collection(struct wh_conn *c, const struct store_collection *coll) MUST_USE;
+/* Drops the mirror of the collection with this id; ERR_NOTFOUND when there is none. */
+int wh_drop_collection(struct wh_conn *c, const char *collection_id) MUST_USE;
+/* Runs one read-only statement (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE and PRAGMAs
+ * that only read). Anything else, or several statements, fails with ERR_DENIED; a bad query
+ * with ERR_INVALID; the timeout with ERR_BUSY. wh_errmsg(c) says why. */
+int wh_query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out) MUST_USE;
+/* Writes the WAL into the database file. force: waits for running write transactions. A
+ * plain checkpoint that finds other writers fails with ERR_BUSY (try again later). */
+int wh_checkpoint(struct wh_conn *c, bool force) MUST_USE;
+/* Detail of c's last failure; c NULL: the calling thread's last wh_open/wh_conn_open failure.
+ * RETURNS BORROWED: valid until the next call on c (or on this thread). */
+const char *wh_errmsg(struct wh_conn *c);
+
+#endif
