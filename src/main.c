@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
+#include "warehouse/warehouse.h"
 
 extern char **environ;
 
@@ -151,6 +152,25 @@ static int open_log(const struct cfg *cfg, struct evlog **out)
     return 0;
 }
 
+static int open_warehouse(const struct cfg *cfg, struct wh **out)
+{
+    char path[1100], mem[32];
+    struct wh_cfg wc;
+    wh_cfg_defaults(&wc);
+    snprintf(path, sizeof(path), "%s/warehouse.duckdb", cfg->dir);
+    snprintf(mem, sizeof(mem), "%lldMB", (long long)(cfg->warehouse_memory >> 20));
+    wc.path = path;
+    wc.memory_limit = mem;
+    wc.threads = (int)cfg->warehouse_threads;
+    wc.query_timeout_ms = cfg->sql_timeout * 1000;
+    wc.query_max_rows = (uint64_t)cfg->sql_max_rows;
+    if (wh_open(&wc, out) != 0) {
+        fprintf(stderr, "tandem: %s\n", wh_errmsg(NULL));
+        return 1;
+    }
+    return 0;
+}
+
 /* Everything `serve` opens, released in reverse order through one path. */
 struct app {
     struct cfg cfg;
@@ -161,6 +181,8 @@ struct app {
     struct evlog *log;
     struct capture_dedup *dedup;
     struct pipeline_relay *relay;
+    struct wh *wh;
+    struct pipeline *pipeline;
     struct api_env env;
     struct http_router *router;
     struct http_server *srv;
@@ -168,9 +190,13 @@ struct app {
 
 static void app_close(struct app *a)
 {
+    api_sql_stop(&a->env);
     http_server_close(a->srv, DRAIN_MS);
+    api_sql_free(&a->env);
     http_router_free(a->router);
     pipeline_relay_stop(a->relay);
+    pipeline_stop(a->pipeline);
+    wh_close(a->wh);
     evlog_close(a->log);
     capture_dedup_free(a->dedup);
     if (a->store)
@@ -220,8 +246,26 @@ static int app_open(struct app *a)
         return 1;
     }
 
+    rc = open_warehouse(&a->cfg, &a->wh);
+    if (rc != 0)
+        return rc;
+    struct pipeline_cfg plc;
+    pipeline_cfg_defaults(&plc);
+    plc.log = a->log;
+    plc.wh = a->wh;
+    plc.store = a->store;
+    if (pipeline_start(&plc, &a->pipeline) != 0) {
+        fprintf(stderr, "tandem: cannot start the warehouse loader: %s\n", wh_errmsg(NULL));
+        return 1;
+    }
+    if (api_sql_start(&a->env, a->wh) != 0) {
+        fprintf(stderr, "tandem: cannot start the SQL API threads\n");
+        return 1;
+    }
+
     metrics_register_process(TANDEM_VERSION);
     a->env.cfg = &a->cfg;
+    a->env.pipeline = a->pipeline;
     a->env.secret = a->secret;
     a->env.pool = a->pool;
     a->env.rl = a->rl;

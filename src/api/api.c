@@ -40,4 +40,5 @@ void api_register(struct http_router *r, struct api_env *env)
     api__register_keys(r, env);
     api__register_auth(r, env);
     api__register_log(r, env);
+    api__register_warehouse(r, env);
 }

@@ -11,6 +11,9 @@
 struct store;
 struct evlog;
 struct capture_dedup;
+struct pipeline;
+struct wh;
+struct api_sql;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -24,6 +27,8 @@ struct api_env {
     struct store *store;       /* collections and records */
     struct evlog *log;         /* the durable event log */
     struct capture_dedup *dedup;
+    struct pipeline *pipeline; /* the warehouse loader, for its status */
+    struct api_sql *sql;       /* the warehouse query threads (api_sql_start) */
     struct capture_limits capture_limits;
     /* Write key -> source name (see capture_input.resolve_key). */
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
@@ -42,6 +47,14 @@ struct api_env {
 
 /* Rebuilds the capture dedup set from the events logged in the last window_us. */
 int api_capture_warm(struct api_env *env, int64_t window_us) MUST_USE;
+
+/* Starts the threads that run SQL API queries against wh. api_sql_stop interrupts running
+ * queries, answers every queued one and joins the threads: call it before the HTTP server
+ * closes, so no suspended request outlives its server. */
+int api_sql_start(struct api_env *env, struct wh *wh) MUST_USE;
+void api_sql_stop(struct api_env *env);
+/* Frees what api_sql_start made, once no request can reach it (after the server closed). */
+void api_sql_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

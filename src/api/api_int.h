@@ -25,6 +25,7 @@ void api__register_capture(struct http_router *r, struct api_env *env);
 void api__register_keys(struct http_router *r, struct api_env *env);
 void api__register_auth(struct http_router *r, struct api_env *env);
 void api__register_log(struct http_router *r, struct api_env *env);
+void api__register_warehouse(struct http_router *r, struct api_env *env);
 /* capture_input.resolve_key over the store's write keys; arg is the api_env. */
 int api__resolve_key(void *arg, const char *key, char *name_out, size_t name_cap);
 void api__register_collections(struct http_router *r, struct api_env *env);

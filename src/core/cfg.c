@@ -43,6 +43,14 @@ const struct cfg_opt cfg_opts[] = {
     {"dedup-window", "TANDEM_DEDUP_WINDOW", "24h",
      "captured events with a messageId seen this recently are dropped as retries",
      NUM_OPT(CFG_DURATION, dedup_window, 1, 30 * 86400)},
+    {"warehouse-memory", "TANDEM_WAREHOUSE_MEMORY", "2GiB", "memory limit of the DuckDB warehouse",
+     NUM_OPT(CFG_SIZE, warehouse_memory, 64 << 20, INT64_C(1) << 42)},
+    {"warehouse-threads", "TANDEM_WAREHOUSE_THREADS", "0",
+     "warehouse query threads (0: one per core)", NUM_OPT(CFG_INT, warehouse_threads, 0, 256)},
+    {"sql-timeout", "TANDEM_SQL_TIMEOUT", "30s", "statement timeout of the SQL API",
+     NUM_OPT(CFG_DURATION, sql_timeout, 1, 3600)},
+    {"sql-max-rows", "TANDEM_SQL_MAX_ROWS", "10000", "rows the SQL API returns at most",
+     NUM_OPT(CFG_INT, sql_max_rows, 1, 10000000)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 

@@ -19,6 +19,9 @@ struct consumer {
     /* status, under mu (a leaf lock) */
     pthread_mutex_t mu;
     struct pipeline_status st;
+    /* mirrors applied (changes consumer): collection id -> its "updated" when applied */
+    char **mirror_ids, **mirror_updated;
+    size_t n_mirrors;
     /* metrics */
     struct metrics_series *m_lag, *m_lag_s, *m_rows, *m_rejects, *m_batch, *m_errors;
 };
@@ -179,6 +182,68 @@ static void update_lag(struct consumer *c, struct evlog *log, uint64_t next, dou
     metrics_set(c->m_lag_s, lag ? lag_s : 0);
 }
 
+/* Brings the mirrors in step with the store's collections: a mirror for every application
+ * collection (names starting with '_' are system ones), altered when its definition changed
+ * (its "updated" time moved), dropped when the collection is gone. */
+static int sync_mirrors(struct consumer *c, struct wh_conn *conn)
+{
+    struct store *st = c->p->cfg.store;
+    struct store_collection **list = NULL;
+    size_t n = 0;
+    int rc = store_collection_list(st, &list, &n);
+    if (rc < 0)
+        return rc;
+    bool *seen = xcalloc(c->n_mirrors + n + 1, sizeof(bool));
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct store_collection *coll = list[i];
+        if (coll->name[0] == '_')
+            continue;
+        size_t k = 0;
+        while (k < c->n_mirrors && strcmp(c->mirror_ids[k], coll->id) != 0)
+            k++;
+        const char *updated = coll->updated ? coll->updated : "";
+        if (k < c->n_mirrors) {
+            seen[k] = true;
+            if (strcmp(c->mirror_updated[k], updated) == 0)
+                continue;
+        }
+        rc = wh_apply_collection(conn, coll);
+        if (rc < 0)
+            break;
+        if (k == c->n_mirrors) {
+            c->mirror_ids = xrealloc(c->mirror_ids, (k + 1) * sizeof(char *));
+            c->mirror_updated = xrealloc(c->mirror_updated, (k + 1) * sizeof(char *));
+            c->mirror_ids[k] = xstrdup(coll->id);
+            c->mirror_updated[k] = NULL;
+            c->n_mirrors++;
+            seen[k] = true;
+        }
+        free(c->mirror_updated[k]);
+        c->mirror_updated[k] = xstrdup(updated);
+    }
+    /* collections that are gone */
+    for (size_t k = 0; rc == 0 && k < c->n_mirrors;) {
+        if (seen[k]) {
+            k++;
+            continue;
+        }
+        rc = wh_drop_collection(conn, c->mirror_ids[k]);
+        if (rc == ERR_NOTFOUND)
+            rc = 0;
+        if (rc < 0)
+            break;
+        free(c->mirror_ids[k]);
+        free(c->mirror_updated[k]);
+        c->n_mirrors--;
+        c->mirror_ids[k] = c->mirror_ids[c->n_mirrors];
+        c->mirror_updated[k] = c->mirror_updated[c->n_mirrors];
+        seen[k] = seen[c->n_mirrors];
+    }
+    free(seen);
+    store_collection_list_free(list, n);
+    return rc;
+}
+
 static void *consumer_main(void *arg)
 {
     struct consumer *c = arg;
@@ -215,6 +280,13 @@ static void *consumer_main(void *arg)
             }
             have_offset = true;
             update_lag(c, log, next, 0);
+        }
+        if (c->kind == KIND_CHANGES && p->cfg.store) {
+            rc = sync_mirrors(c, conn);
+            if (rc < 0) {
+                set_error(c, "cannot update the collection mirrors: %s", wh_errmsg(conn));
+                goto retry;
+            }
         }
         rc = evlog_read(log, c->topic, next, batch, p->cfg.max_batch_bytes, &b);
         if (rc == ERR_NOTFOUND) {
@@ -408,6 +480,12 @@ void pipeline_stop(struct pipeline *p)
         if (p->cons[i].started)
             pthread_join(p->cons[i].thread, NULL);
         pthread_mutex_destroy(&p->cons[i].mu);
+        for (size_t k = 0; k < p->cons[i].n_mirrors; k++) {
+            free(p->cons[i].mirror_ids[k]);
+            free(p->cons[i].mirror_updated[k]);
+        }
+        free(p->cons[i].mirror_ids);
+        free(p->cons[i].mirror_updated);
     }
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);

@@ -35,13 +35,17 @@
 #include "warehouse/warehouse.h"
 
 struct pipeline_cfg {
-    struct evlog *log;              /* borrowed; outlives the pipeline */
-    struct wh *wh;                  /* borrowed; outlives the pipeline */
-    size_t min_batch;               /* records; default 256 */
-    size_t max_batch;               /* records; default 50000 */
-    size_t max_batch_bytes;         /* payload bytes per read; default 64 MiB */
-    int64_t idle_wait_us;           /* wait when the log is drained; default 10 ms */
-    int64_t retry_max_us;           /* longest backoff after a failed load; default 5 s */
+    struct evlog *log;      /* borrowed; outlives the pipeline */
+    struct wh *wh;          /* borrowed; outlives the pipeline */
+    struct store *store;    /* borrowed; when set, the changes consumer keeps an app_<name> mirror
+                             * for every collection whose name does not start with '_', created,
+                             * altered and dropped as the collections change, before it loads the
+                             * changes that follow */
+    size_t min_batch;       /* records; default 256 */
+    size_t max_batch;       /* records; default 50000 */
+    size_t max_batch_bytes; /* payload bytes per read; default 64 MiB */
+    int64_t idle_wait_us;   /* wait when the log is drained; default 10 ms */
+    int64_t retry_max_us;   /* longest backoff after a failed load; default 5 s */
     int64_t checkpoint_interval_us; /* checkpoint at least this often; default 60 s */
     uint64_t checkpoint_rows;       /* ... or after this many rows; default 500,000 */
 };

@@ -1,5 +1,5 @@
-// A full disk: the data directory (app.db and the log) lives on a 6 MiB tmpfs that also
-// holds a 1 MiB filler file. Capture requests are sent until the disk is full. From then on
+// A full disk: the data directory (app.db, the log and the warehouse) lives on a 16 MiB tmpfs that
+// holds a 6 MiB filler file. Capture requests are sent until the disk is full. From then on
 // every answer is 200 or 503 with Retry-After (never a 200 for events that were not stored,
 // never another 5xx, never a crash); reads and health keep working; record writes fail
 // with 503 (not 500) and without a crash; a SIGKILL while full is followed by a restart on the
@@ -18,8 +18,8 @@ import { join } from 'node:path';
 import { SU_EMAIL, SU_PASSWORD, createSuperuser } from '../integration/lib/pb.mjs';
 import { Restartable, basic, logCheck, request, sleep, writeKey } from './lib.mjs';
 
-const TMPFS_SIZE = '6m';
-const FILLER_BYTES = 1 << 20;
+const TMPFS_SIZE = '16m';
+const FILLER_BYTES = 6 << 20; // room for the log and the warehouse (which loads what the log accepted) once freed
 
 function mountTmpfs() {
   const mnt = mkdtempSync(join(tmpdir(), 'tandem-crash-full-'));
