@@ -10,6 +10,7 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "capture/capture.h"
+#include "cli/cli.h"
 #include "core/core.h"
 #include "evlog/evlog.h"
 #include "http/http.h"
@@ -29,9 +30,20 @@ static void usage(FILE *out)
             "tandem %s - one program that is both an app backend and its data platform\n\n"
             "usage: tandem <command> [options]\n\n"
             "commands:\n"
-            "  serve     start the server\n"
-            "  version   print the version\n"
-            "  help      show this help\n\n",
+            "  serve                             start the server\n"
+            "  superuser upsert EMAIL PASSWORD   create or update a superuser\n"
+            "  superuser delete EMAIL            delete a superuser\n"
+            "  writekey create NAME              make a capture write key (printed once)\n"
+            "  writekey list                     list write keys\n"
+            "  writekey revoke NAME              revoke a write key\n"
+            "  log check | repair                verify or repair the event log (server "
+            "stopped)\n"
+            "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
+            "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
+            "                                    run a read-only warehouse query\n"
+            "  version                           print the version\n"
+            "  help                              show this help\n\n"
+            "Every command takes the options below (--dir in particular).\n\n",
             TANDEM_VERSION);
     cfg_print_help(out);
 }
@@ -534,6 +546,74 @@ static int cmd_log(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+/* Takes "--name value" / "--name=value" out of argv (for a command's own options). */
+static const char *take_opt(int *argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < *argc; i++) {
+        if (strncmp(argv[i], name, n) != 0)
+            continue;
+        const char *value = NULL;
+        int used = 0;
+        if (argv[i][n] == '=') {
+            value = argv[i] + n + 1;
+            used = 1;
+        } else if (argv[i][n] == '\0' && i + 1 < *argc) {
+            value = argv[i + 1];
+            used = 2;
+        } else {
+            continue;
+        }
+        memmove(argv + i, argv + i + used, (size_t)(*argc - i - used) * sizeof(char *));
+        *argc -= used;
+        return value;
+    }
+    return NULL;
+}
+
+static int cmd_query(int argc, char **argv)
+{
+    struct cli_query_opts o = {0};
+    o.url = take_opt(&argc, argv, "--url");
+    o.email = take_opt(&argc, argv, "--email");
+    o.password = take_opt(&argc, argv, "--password");
+    const char *format = take_opt(&argc, argv, "--format");
+    struct cfg cfg;
+    const char *w[1];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 1, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    if (n != 1 || !*w[0]) {
+        fprintf(stderr, "usage: tandem query \"SQL\" [--url http://HOST:PORT] [--email E "
+                        "--password P] [--format table|csv|json]\n");
+        return EXIT_USAGE;
+    }
+    o.format = CLI_TABLE;
+    if (format && strcmp(format, "csv") == 0) {
+        o.format = CLI_CSV;
+    } else if (format && strcmp(format, "json") == 0) {
+        o.format = CLI_JSON;
+    } else if (format && strcmp(format, "table") != 0) {
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --format (expected table, csv or "
+                "json)\n",
+                format);
+        return EXIT_USAGE;
+    }
+    char default_url[300];
+    snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
+    o.sql = w[0];
+    o.dir = cfg.dir;
+    o.default_url = default_url;
+    o.token = getenv("TANDEM_TOKEN");
+    if (o.token && !*o.token)
+        o.token = NULL;
+    o.timeout_ms = cfg.sql_timeout * 1000;
+    o.max_rows = (uint64_t)cfg.sql_max_rows;
+    return cli_query(&o, stdout, stderr);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -549,6 +629,8 @@ int main(int argc, char **argv)
         return cmd_writekey(argc - 2, argv + 2);
     if (strcmp(cmd, "log") == 0)
         return cmd_log(argc - 2, argv + 2);
+    if (strcmp(cmd, "query") == 0)
+        return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tandem %s\n", TANDEM_VERSION);
         return 0;

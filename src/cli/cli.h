@@ -1,0 +1,35 @@
+/* cli.h - command-line clients that are more than wiring: `tandem query`.
+ *
+ * Runs on the main thread of a short-lived process. */
+#ifndef TANDEM_CLI_CLI_H
+#define TANDEM_CLI_CLI_H
+
+#include <jansson.h>
+#include <stdio.h>
+
+#include "core/core.h"
+
+enum cli_format { CLI_TABLE, CLI_CSV, CLI_JSON };
+
+struct cli_query_opts {
+    const char *sql;
+    const char *dir;   /* the data directory, for a direct open */
+    const char *url;   /* a running server ("http://HOST:PORT"), or NULL */
+    const char *token; /* a superuser token, or NULL */
+    const char *email; /* sign in with these when there is no token */
+    const char *password;
+    const char *default_url; /* tried when the warehouse is held by a server and url is NULL */
+    enum cli_format format;
+    int64_t timeout_ms;
+    uint64_t max_rows;
+};
+
+/* Runs the query and prints the result on out; problems go to err as one line. Returns the
+ * process exit status: 0, 1 for a failed query or connection, 2 for bad usage. */
+int cli_query(const struct cli_query_opts *o, FILE *out, FILE *err);
+
+/* Prints an SQL API response ({"columns":[...],"rows":[...],...}) in a format. Exposed for
+ * tests. */
+void cli_print_result(const json_t *resp, enum cli_format format, FILE *out);
+
+#endif
