@@ -321,6 +321,47 @@ static int put_object(struct buf *b, json_t *obj)
     return 0;
 }
 
+/* A raw object from the body: as is, or without the whitespace between tokens. */
+static void put_raw(struct buf *b, struct str raw, bool spaced)
+{
+    if (raw.len == 0) {
+        PUT(b, "{}");
+        return;
+    }
+    if (!spaced) {
+        buf_append(b, raw.ptr, raw.len);
+        return;
+    }
+    buf_reserve(b, raw.len);
+    char *out = b->ptr + b->len;
+    bool in_string = false;
+    for (size_t i = 0; i < raw.len; i++) {
+        char c = raw.ptr[i];
+        if (in_string) {
+            if (c == '\\')
+                *out++ = raw.ptr[i++]; /* the escaped byte follows below */
+            else if (c == '"')
+                in_string = false;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue;
+        } else if (c == '"') {
+            in_string = true;
+        }
+        *out++ = raw.ptr[i];
+    }
+    b->len = (size_t)(out - b->ptr);
+    b->ptr[b->len] = '\0';
+}
+
+static int put_any(struct buf *b, json_t *obj, struct str raw, bool spaced)
+{
+    if (raw.ptr) {
+        put_raw(b, raw, spaced);
+        return 0;
+    }
+    return put_object(b, obj);
+}
+
 int capture__write_record(struct buf *b, const struct capture__msg *m, int64_t received_us)
 {
     PUT(b, "{\"messageId\":");
@@ -346,13 +387,13 @@ int capture__write_record(struct buf *b, const struct capture__msg *m, int64_t r
     PUT(b, ",\"receivedAt\":");
     put_time(b, true, received_us);
     PUT(b, ",\"properties\":");
-    if (put_object(b, m->properties) < 0)
+    if (put_any(b, m->properties, m->raw_properties, m->raw_spaced) < 0)
         return ERR_INVALID;
     PUT(b, ",\"traits\":");
-    if (put_object(b, m->traits) < 0)
+    if (put_any(b, m->traits, m->raw_traits, m->raw_spaced) < 0)
         return ERR_INVALID;
     PUT(b, ",\"context\":");
-    if (put_object(b, m->context) < 0)
+    if (put_any(b, m->context, m->raw_context, m->raw_spaced) < 0)
         return ERR_INVALID;
     PUT(b, ",\"source\":");
     put_str(b, m->source);
