@@ -19,26 +19,31 @@ struct fields {
         message_id, write_key, original_ts, timestamp, sent_at, name, category;
 };
 
+#define FIELD(name, member)                                                                        \
+    {                                                                                              \
+        name, sizeof(name) - 1, offsetof(struct fields, member)                                    \
+    }
 static const struct {
     const char *key;
+    size_t len;
     size_t off;
 } field_keys[] = {
-    {"type", offsetof(struct fields, type)},
-    {"userId", offsetof(struct fields, user_id)},
-    {"anonymousId", offsetof(struct fields, anonymous_id)},
-    {"event", offsetof(struct fields, event)},
-    {"groupId", offsetof(struct fields, group_id)},
-    {"previousId", offsetof(struct fields, previous_id)},
-    {"properties", offsetof(struct fields, properties)},
-    {"traits", offsetof(struct fields, traits)},
-    {"context", offsetof(struct fields, context)},
-    {"messageId", offsetof(struct fields, message_id)},
-    {"writeKey", offsetof(struct fields, write_key)},
-    {"originalTimestamp", offsetof(struct fields, original_ts)},
-    {"timestamp", offsetof(struct fields, timestamp)},
-    {"sentAt", offsetof(struct fields, sent_at)},
-    {"name", offsetof(struct fields, name)},
-    {"category", offsetof(struct fields, category)},
+    FIELD("type", type),
+    FIELD("userId", user_id),
+    FIELD("anonymousId", anonymous_id),
+    FIELD("event", event),
+    FIELD("groupId", group_id),
+    FIELD("previousId", previous_id),
+    FIELD("properties", properties),
+    FIELD("traits", traits),
+    FIELD("context", context),
+    FIELD("messageId", message_id),
+    FIELD("writeKey", write_key),
+    FIELD("originalTimestamp", original_ts),
+    FIELD("timestamp", timestamp),
+    FIELD("sentAt", sent_at),
+    FIELD("name", name),
+    FIELD("category", category),
 };
 
 struct fast {
@@ -123,8 +128,7 @@ static void read_fields(const struct fast *f, size_t obj, struct fields *fl)
     for (size_t k = obj + 1; k < tok(f, obj)->next; k = tok(f, k + 1)->next) {
         struct str key = text(f, k);
         for (size_t j = 0; j < ARRAY_LEN(field_keys); j++) {
-            if (strlen(field_keys[j].key) == key.len &&
-                memcmp(field_keys[j].key, key.ptr, key.len) == 0) {
+            if (field_keys[j].len == key.len && memcmp(field_keys[j].key, key.ptr, key.len) == 0) {
                 *(size_t *)((char *)fl + field_keys[j].off) = k + 1;
                 break;
             }

@@ -15,6 +15,8 @@
 #define SCAN_MAX_INT_DIGITS 18 /* every 18-digit integer fits in int64 */
 #define SCAN_MAX_EXP 300       /* |exponent| + digits below this cannot overflow a double */
 
+#define ONES 0x0101010101010101ull
+
 struct scanner {
     const char *s, *p, *end;
     struct capture__tape *tp;
@@ -114,6 +116,20 @@ static int scan_string(struct scanner *sc)
     const unsigned char *end = (const unsigned char *)sc->end;
     bool escaped = false;
     for (;;) {
+        /* eight bytes at a time while none is a quote, a backslash, a control byte or
+         * non-ASCII; then byte by byte up to the first that is */
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            uint64_t q = v ^ (ONES * '"'), bs = v ^ (ONES * '\\');
+            uint64_t m = ((q - ONES) & ~q) | ((bs - ONES) & ~bs) | ((v - ONES * 0x20) & ~v) | v;
+            m &= ONES * 0x80;
+            if (m) {
+                p += __builtin_ctzll(m) / 8; /* the lowest flagged byte is a true hit */
+                break;
+            }
+            p += 8;
+        }
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
             p++;
         if (p >= end)
