@@ -193,8 +193,19 @@ static void put_lit(struct buf *b, const char *s, size_t len)
  * backslashes and control characters need escapes. Runs of plain bytes go in one copy. */
 static void put_escaped(struct buf *b, const char *s, size_t len)
 {
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    size_t run = 0, i = 0;
+    /* ids are mostly plain: skip eight bytes at a time while none needs an escape */
+    const uint64_t ones = 0x0101010101010101ull, high = ones * 0x80;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+        /* flags a byte that is '"', '\\' or below 0x20; bytes >= 0x80 never flag */
+        uint64_t m = (((q - ones) & ~q) | ((bs - ones) & ~bs) | ((v - ones * 0x20) & ~v)) & high;
+        if (m)
+            break;
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
@@ -290,11 +301,26 @@ static void put_time(struct buf *b, bool has, int64_t us)
         us = TS_MIN_US;
     if (us > TS_MAX_US)
         us = TS_MAX_US;
-    char t[26];
+    /* the events of a batch share receivedAt and sentAt and often their own times: a
+     * record has four times, so the last four formatted are kept */
+    static _Thread_local struct {
+        int64_t us;
+        char text[26];
+    } cache[4] = {{INT64_MIN, ""}, {INT64_MIN, ""}, {INT64_MIN, ""}, {INT64_MIN, ""}};
+    static _Thread_local unsigned next;
+    for (size_t i = 0; i < ARRAY_LEN(cache); i++) {
+        if (cache[i].us == us) {
+            buf_append(b, cache[i].text, sizeof(cache[i].text));
+            return;
+        }
+    }
+    char *t = cache[next].text;
+    cache[next].us = us;
+    next = (next + 1) % ARRAY_LEN(cache);
     t[0] = '"';
     format_iso(us, t + 1);
     t[25] = '"';
-    buf_append(b, t, sizeof(t));
+    buf_append(b, t, 26);
 }
 
 /* Dumps straight into the buffer's spare room; a second pass only when it did not fit. */
