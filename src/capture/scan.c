@@ -23,13 +23,17 @@ struct scanner {
     int depth;
 };
 
-static size_t push(struct scanner *sc, enum capture__tok_type type)
+static void grow(struct capture__tape *tp)
+{
+    tp->cap = tp->cap ? tp->cap * 2 : 256;
+    tp->toks = xrealloc(tp->toks, tp->cap * sizeof(*tp->toks));
+}
+
+static inline size_t push(struct scanner *sc, enum capture__tok_type type)
 {
     struct capture__tape *tp = sc->tp;
-    if (tp->n == tp->cap) {
-        tp->cap = tp->cap ? tp->cap * 2 : 256;
-        tp->toks = xrealloc(tp->toks, tp->cap * sizeof(*tp->toks));
-    }
+    if (tp->n == tp->cap)
+        grow(tp);
     struct capture__tok *t = &tp->toks[tp->n];
     t->start = (uint32_t)(sc->p - sc->s);
     t->len = 0;
@@ -46,7 +50,7 @@ static void close_tok(struct scanner *sc, size_t i)
     t->next = (uint32_t)sc->tp->n;
 }
 
-static void skip_ws(struct scanner *sc)
+static void skip_ws_run(struct scanner *sc)
 {
     const char *p = sc->p;
     while (p < sc->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -54,6 +58,13 @@ static void skip_ws(struct scanner *sc)
     if (p != sc->p)
         sc->tp->spaced = true;
     sc->p = p;
+}
+
+/* Most bodies have no whitespace at all: one compare per token then. */
+static inline void skip_ws(struct scanner *sc)
+{
+    if (sc->p < sc->end && (unsigned char)*sc->p <= ' ')
+        skip_ws_run(sc);
 }
 
 static int hex4(const char *p, const char *end, unsigned *out)
