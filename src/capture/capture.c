@@ -323,15 +323,6 @@ int capture_parse(const struct capture_input *in, struct capture_result *out)
     case CAPTURE_API_POSTHOG: break;
     }
     if (!posthog) {
-        /* the result must not borrow the input: the fast path's strings point into a copy */
-        if (body != st->inflated.ptr) {
-            if (buf_try_reserve(&st->inflated, len) < 0) {
-                rc = -ENOMEM;
-                goto done;
-            }
-            buf_append(&st->inflated, body, len);
-            body = st->inflated.ptr;
-        }
         struct capture__ctx saved = cx;
         rc = capture__segment_fast(&cx, body, len, path_type);
         if (rc != CAPTURE__SLOW)

@@ -153,7 +153,8 @@ size_t capture__tok_get(const struct capture__tape *tp, const char *s, size_t ob
 
 /* Segment requests from the tape: 0 with the result filled, CAPTURE__SLOW when anything is
  * not the plain case (an error, an object the server must change, an escaped id...), or
- * -ENOMEM. The body must outlive the result. */
+ * -ENOMEM. The result does not borrow the body: ids, keys and names are copied into the
+ * result's arena, and the objects into its records. */
 int capture__segment_fast(struct capture__ctx *cx, const char *body, size_t len,
                           int path_type) MUST_USE;
 

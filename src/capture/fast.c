@@ -62,7 +62,8 @@ static bool is_null(const struct fast *f, size_t i)
     return i == 0 || tok(f, i)->type == CAPTURE__TOK_NULL;
 }
 
-/* The text of an unescaped string token without its quotes. */
+/* The text of an unescaped string token without its quotes: borrowed from the request body,
+ * so only for what goes into the record; what the result hands out goes through own(). */
 static struct str text(const struct fast *f, size_t i)
 {
     const struct capture__tok *t = tok(f, i);

@@ -363,6 +363,35 @@ static void test_fast_errors_come_from_jansson_path(void **state)
     capture_result_release(&r);
 }
 
+/* The result borrows nothing from the input: the body is freed before the result is read. */
+static void test_fast_result_owns_its_strings(void **state)
+{
+    (void)state;
+    char *body = strdup("{\"writeKey\":\"env-key\",\"batch\":[{\"type\":\"track\",\"event\":"
+                        "\"e\",\"userId\":\"u-1\",\"anonymousId\":\"a-1\",\"messageId\":"
+                        "\"m-1\",\"properties\":{\"p\":0.1}},{\"type\":\"identify\","
+                        "\"userId\":\"u-2\",\"writeKey\":\"item-key\",\"messageId\":\"m-2\"}]}");
+    struct capture_input in = t_input(CAPTURE_API_BATCH, body);
+    struct capture_result r;
+    t_parse(&in, &r, 0);
+    memset(body, 'x', strlen(body));
+    free(body);
+    assert_int_equal(r.n_events, 2);
+    assert_string_equal(r.events[0].message_id, "m-1");
+    assert_string_equal(r.events[0].user_id, "u-1");
+    assert_string_equal(r.events[0].anonymous_id, "a-1");
+    assert_string_equal(r.events[0].write_key, "env-key");
+    assert_string_equal(r.events[1].write_key, "item-key");
+    assert_int_equal(r.n_write_keys, 2);
+    assert_string_equal(r.write_keys[0], "env-key");
+    assert_string_equal(r.write_keys[1], "item-key");
+    json_t *j = t_record(&r, 0);
+    assert_string_equal(t_str(j, "event"), "e");
+    assert_true(json_real_value(json_object_get(json_object_get(j, "properties"), "p")) == 0.1);
+    json_decref(j);
+    capture_result_release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_fast_matches_jansson_path),
         cmocka_unit_test(test_fast_keeps_number_text),
         cmocka_unit_test(test_fast_errors_come_from_jansson_path),
+        cmocka_unit_test(test_fast_result_owns_its_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
