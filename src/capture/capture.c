@@ -32,6 +32,7 @@ void capture_result_release(struct capture_result *r)
             json_decref(st->root);
         buf_release(&st->inflated);
         buf_release(&st->records);
+        capture__tape_release(&st->tape);
         arena_release(&st->arena);
         free(st);
     }
@@ -163,7 +164,7 @@ static int decode_body(struct capture__ctx *cx, const char **body, size_t *len)
 
 /* Sets m->source from m->write_key through the caller's resolver, remembering the answer
  * for each distinct key of the request. */
-static int resolve_source(struct capture__ctx *cx, struct capture__msg *m)
+int capture__resolve_source(struct capture__ctx *cx, struct capture__msg *m)
 {
     const struct capture_input *in = cx->in;
     struct capture__state *st = cx->st;
@@ -198,6 +199,40 @@ static int resolve_source(struct capture__ctx *cx, struct capture__msg *m)
     return 0;
 }
 
+int capture__add_event(struct capture__ctx *cx, struct capture__msg *m, size_t i, size_t max_total)
+{
+    const struct capture_limits *lim = cx->lim;
+    struct capture__state *st = cx->st;
+    int too_big = cx->in->api == CAPTURE_API_POSTHOG ? 413 : 400;
+    int rc = capture__resolve_source(cx, m);
+    if (rc != 0)
+        return rc;
+    size_t start = st->records.len;
+    if (capture__write_record(&st->records, m, cx->in->received_us) < 0)
+        return capture__fail_item(cx, 400, "cannot be serialised");
+    size_t rec_len = st->records.len - start;
+    if (rec_len > lim->max_message)
+        return capture__fail_item(cx, too_big, "larger than %zu bytes", lim->max_message);
+    cx->item = -1;
+    if (st->records.len > max_total)
+        return capture__fail(cx, too_big, "batch: events larger than %zu bytes in all", max_total);
+    struct capture_event *e = &cx->res->events[i];
+    e->type = m->type;
+    e->message_id = m->message_id.ptr;
+    e->message_id_len = m->message_id.len;
+    e->write_key = m->write_key.ptr;
+    e->write_key_len = m->write_key.len;
+    e->source = m->source.ptr;
+    e->source_len = m->source.len;
+    e->user_id = m->user_id.ptr;
+    e->anonymous_id = m->anonymous_id.ptr;
+    e->timestamp_us = m->timestamp_us;
+    e->received_us = cx->in->received_us;
+    e->record_len = rec_len;
+    st->offsets[i] = start;
+    return add_write_key(cx, m->write_key);
+}
+
 static int parse_items(struct capture__ctx *cx, json_t *items, bool single, int path_type)
 {
     const struct capture_limits *lim = cx->lim;
@@ -215,7 +250,7 @@ static int parse_items(struct capture__ctx *cx, json_t *items, bool single, int 
 
     r->events = arena_zalloc(&st->arena, n * sizeof(*r->events));
     r->write_keys = arena_zalloc(&st->arena, n * sizeof(*r->write_keys));
-    size_t *offsets = arena_alloc(&st->arena, n * sizeof(*offsets));
+    st->offsets = arena_alloc(&st->arena, n * sizeof(*st->offsets));
     if (buf_try_reserve(&st->records, n * 512) < 0)
         return -ENOMEM;
 
@@ -229,37 +264,12 @@ static int parse_items(struct capture__ctx *cx, json_t *items, bool single, int 
                          : capture__segment_item(cx, item, path_type, &m);
         if (rc < 0)
             return rc;
-        rc = resolve_source(cx, &m);
+        rc = capture__add_event(cx, &m, i, max_total);
         if (rc != 0)
             return rc;
-        size_t start = st->records.len;
-        if (capture__write_record(&st->records, &m, cx->in->received_us) < 0)
-            return capture__fail_item(cx, 400, "cannot be serialised");
-        size_t rec_len = st->records.len - start;
-        if (rec_len > lim->max_message)
-            return capture__fail_item(cx, too_big, "larger than %zu bytes", lim->max_message);
-        cx->item = -1;
-        if (st->records.len > max_total)
-            return capture__fail(cx, too_big, "batch: events larger than %zu bytes in all",
-                                 max_total);
-        struct capture_event *e = &r->events[i];
-        e->type = m.type;
-        e->message_id = m.message_id.ptr;
-        e->message_id_len = m.message_id.len;
-        e->write_key = m.write_key.ptr;
-        e->write_key_len = m.write_key.len;
-        e->source = m.source.ptr;
-        e->source_len = m.source.len;
-        e->user_id = m.user_id.ptr;
-        e->anonymous_id = m.anonymous_id.ptr;
-        e->timestamp_us = m.timestamp_us;
-        e->received_us = cx->in->received_us;
-        e->record_len = rec_len;
-        offsets[i] = start;
-        add_write_key(cx, m.write_key);
     }
     for (size_t i = 0; i < n; i++)
-        r->events[i].record = st->records.ptr + offsets[i];
+        r->events[i].record = st->records.ptr + st->offsets[i];
     r->n_events = n;
     return 0;
 }
@@ -301,6 +311,29 @@ int capture_parse(const struct capture_input *in, struct capture_result *out)
         capture__fail(&cx, 400, "body: empty");
         goto done;
     }
+    int path_type = -1;
+    switch (in->api) {
+    case CAPTURE_API_TRACK: path_type = CAPTURE_TRACK; break;
+    case CAPTURE_API_IDENTIFY: path_type = CAPTURE_IDENTIFY; break;
+    case CAPTURE_API_PAGE: path_type = CAPTURE_PAGE; break;
+    case CAPTURE_API_SCREEN: path_type = CAPTURE_SCREEN; break;
+    case CAPTURE_API_GROUP: path_type = CAPTURE_GROUP; break;
+    case CAPTURE_API_ALIAS: path_type = CAPTURE_ALIAS; break;
+    case CAPTURE_API_BATCH:
+    case CAPTURE_API_POSTHOG: break;
+    }
+    if (!posthog) {
+        struct capture__ctx saved = cx;
+        rc = capture__segment_fast(&cx, body, len, path_type);
+        if (rc != CAPTURE__SLOW)
+            goto done;
+        /* start over with jansson, which gives the verdict and the messages */
+        cx = saved;
+        memset(out, 0, sizeof(*out));
+        out->st = st;
+        buf_reset(&st->records);
+        rc = 0;
+    }
     json_error_t jerr;
     st->root = json_loadb(body, len, 0, &jerr);
     if (!st->root) {
@@ -315,17 +348,6 @@ int capture_parse(const struct capture_input *in, struct capture_result *out)
 
     json_t *items = NULL;
     bool single = false;
-    int path_type = -1;
-    switch (in->api) {
-    case CAPTURE_API_TRACK: path_type = CAPTURE_TRACK; break;
-    case CAPTURE_API_IDENTIFY: path_type = CAPTURE_IDENTIFY; break;
-    case CAPTURE_API_PAGE: path_type = CAPTURE_PAGE; break;
-    case CAPTURE_API_SCREEN: path_type = CAPTURE_SCREEN; break;
-    case CAPTURE_API_GROUP: path_type = CAPTURE_GROUP; break;
-    case CAPTURE_API_ALIAS: path_type = CAPTURE_ALIAS; break;
-    case CAPTURE_API_BATCH:
-    case CAPTURE_API_POSTHOG: break;
-    }
     if (path_type >= 0) {
         if (!json_is_object(st->root)) {
             capture__fail(&cx, 400, "body: must be a JSON object");

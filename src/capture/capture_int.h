@@ -6,6 +6,35 @@
 
 #include "capture/capture.h"
 
+/* ---- the fast path: scan.c, fast.c ---- */
+
+enum capture__tok_type {
+    CAPTURE__TOK_OBJECT,
+    CAPTURE__TOK_ARRAY,
+    CAPTURE__TOK_STRING,
+    CAPTURE__TOK_NUMBER,
+    CAPTURE__TOK_TRUE,
+    CAPTURE__TOK_FALSE,
+    CAPTURE__TOK_NULL,
+};
+
+/* One value of the body. An object's tokens are its keys (strings), each followed by its
+ * value's tokens; an array's are its elements. next skips the value with all it contains. */
+struct capture__tok {
+    uint32_t start;  /* byte offset in the body (a string's opening quote) */
+    uint32_t len;    /* bytes of the value's text, quotes included */
+    uint32_t next;   /* index of the first token after this value */
+    uint8_t type;    /* enum capture__tok_type */
+    uint8_t escaped; /* strings: holds a backslash escape */
+};
+
+/* The body as tokens, in document order; token 0 is the root. Owned by one request. */
+struct capture__tape {
+    struct capture__tok *toks;
+    size_t n, cap;
+    bool spaced; /* whitespace somewhere between tokens */
+};
+
 /* Everything a result owns; freed by capture_result_release(). */
 /* A write key and the source name it resolved to. */
 struct capture__source {
@@ -23,6 +52,8 @@ struct capture__state {
     uint32_t n_assigned;
     struct capture__source *sources; /* resolved keys of this request (arena) */
     size_t n_sources, cap_sources;
+    struct capture__tape tape;
+    size_t *offsets; /* record offsets of the events, until the records buffer stops growing */
 };
 
 /* A message on its way to a canonical record. Strings are borrowed from the parsed tree or
@@ -45,6 +76,12 @@ struct capture__msg {
     json_t *properties;
     json_t *traits;
     json_t *context;
+    /* the fast path's objects: raw JSON text from the body, used instead of the json_t
+     * above when ptr is set; raw_spaced when the body has whitespace between tokens */
+    struct str raw_properties;
+    struct str raw_traits;
+    struct str raw_context;
+    bool raw_spaced;
 };
 
 /* Per-request parsing context. */
@@ -98,5 +135,34 @@ int capture__write_record(struct buf *b, const struct capture__msg *m,
 int capture__segment_item(struct capture__ctx *cx, json_t *item, int type_from_path,
                           struct capture__msg *m) MUST_USE;
 int capture__posthog_item(struct capture__ctx *cx, json_t *item, struct capture__msg *m) MUST_USE;
+
+/* ---- the fast path (scan.c, fast.c) ---- */
+
+/* Validates s as JSON and fills the tape: 0, or ERR_INVALID when the body is not one the
+ * fast path takes. ERR_INVALID is not a verdict on the body (it also covers duplicate or
+ * escaped keys, nesting past 64, integers of 19+ digits, reals with large exponents, objects
+ * of 64+ keys): the caller then parses with jansson. Whatever this accepts, json_loadb()
+ * accepts with the same values. */
+int capture__scan(const char *s, size_t len, struct capture__tape *tp) MUST_USE;
+void capture__tape_release(struct capture__tape *tp);
+/* The token index of key's value in the object at token obj, or 0 when absent. */
+size_t capture__tok_get(const struct capture__tape *tp, const char *s, size_t obj, const char *key);
+
+/* The fast path declined the request: parse it again with jansson. */
+#define CAPTURE__SLOW 1
+
+/* Segment requests from the tape: 0 with the result filled, CAPTURE__SLOW when anything is
+ * not the plain case (an error, an object the server must change, an escaped id...), or
+ * -ENOMEM. The result does not borrow the body: ids, keys and names are copied into the
+ * result's arena, and the objects into its records. */
+int capture__segment_fast(struct capture__ctx *cx, const char *body, size_t len,
+                          int path_type) MUST_USE;
+
+/* Shared by both paths (capture.c). */
+int capture__resolve_source(struct capture__ctx *cx, struct capture__msg *m) MUST_USE;
+/* Writes m as event i of the result: its record, limits, the event fields. Fails (status
+ * set) past the limits. */
+int capture__add_event(struct capture__ctx *cx, struct capture__msg *m, size_t i,
+                       size_t max_total) MUST_USE;
 
 #endif

@@ -249,12 +249,9 @@ static void shard_insert(struct capture_dedup *d, struct dd_shard *s, uint64_t h
     s->n_entries++;
 }
 
-bool capture_dedup_check_insert(struct capture_dedup *d, const char *write_key, size_t wk_len,
-                                const char *message_id, size_t id_len, int64_t now_us)
+static bool check_insert_hash(struct capture_dedup *d, uint64_t h, int64_t epoch)
 {
-    uint64_t h = pair_hash(d, write_key, wk_len, message_id, id_len);
     struct dd_shard *s = &d->shards[h >> 60];
-    int64_t epoch = floor_div(now_us, d->width_us);
     atomic_fetch_add_explicit(&d->checks, 1, memory_order_relaxed);
     pthread_mutex_lock(&s->mu);
     bool dup = shard_contains(d, s, h, epoch);
@@ -264,6 +261,28 @@ bool capture_dedup_check_insert(struct capture_dedup *d, const char *write_key, 
     if (dup)
         atomic_fetch_add_explicit(&d->hits, 1, memory_order_relaxed);
     return dup;
+}
+
+bool capture_dedup_check_insert(struct capture_dedup *d, const char *write_key, size_t wk_len,
+                                const char *message_id, size_t id_len, int64_t now_us)
+{
+    uint64_t h = pair_hash(d, write_key, wk_len, message_id, id_len);
+    return check_insert_hash(d, h, floor_div(now_us, d->width_us));
+}
+
+/* Asks the CPU to load the slots where h would sit in each live bucket. The tables are large
+ * and probed at random, so each check is a cache miss; issuing a group's loads together
+ * lets them overlap instead of waiting one after another. Only a hint: nothing is read. */
+static void prefetch_hash(struct capture_dedup *d, uint64_t h)
+{
+    struct dd_shard *s = &d->shards[h >> 60];
+    pthread_mutex_lock(&s->mu);
+    for (size_t k = 0; k < d->n_ring; k++) {
+        const struct dd_bucket *b = &s->ring[k];
+        if (b->n)
+            __builtin_prefetch(&b->slots[h & (b->cap - 1)]);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 void capture_dedup_remove(struct capture_dedup *d, const char *write_key, size_t wk_len,
@@ -302,14 +321,25 @@ void capture_dedup_add(struct capture_dedup *d, const char *write_key, size_t wk
     pthread_mutex_unlock(&s->mu);
 }
 
+#define DD_GROUP 16 /* hashes prefetched together */
+
 size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, int64_t now_us)
 {
     size_t n_dup = 0;
-    for (size_t i = 0; i < r->n_events; i++) {
-        struct capture_event *e = &r->events[i];
-        e->duplicate = capture_dedup_check_insert(d, e->source, e->source_len, e->message_id,
-                                                  e->message_id_len, now_us);
-        n_dup += e->duplicate;
+    int64_t epoch = floor_div(now_us, d->width_us);
+    uint64_t h[DD_GROUP];
+    for (size_t base = 0; base < r->n_events; base += DD_GROUP) {
+        size_t n = r->n_events - base < DD_GROUP ? r->n_events - base : DD_GROUP;
+        for (size_t j = 0; j < n; j++) {
+            const struct capture_event *e = &r->events[base + j];
+            h[j] = pair_hash(d, e->source, e->source_len, e->message_id, e->message_id_len);
+            prefetch_hash(d, h[j]);
+        }
+        for (size_t j = 0; j < n; j++) {
+            struct capture_event *e = &r->events[base + j];
+            e->duplicate = check_insert_hash(d, h[j], epoch);
+            n_dup += e->duplicate;
+        }
     }
     return n_dup;
 }

@@ -193,8 +193,19 @@ static void put_lit(struct buf *b, const char *s, size_t len)
  * backslashes and control characters need escapes. Runs of plain bytes go in one copy. */
 static void put_escaped(struct buf *b, const char *s, size_t len)
 {
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    size_t run = 0, i = 0;
+    /* ids are mostly plain: skip eight bytes at a time while none needs an escape */
+    const uint64_t ones = 0x0101010101010101ull, high = ones * 0x80;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+        /* flags a byte that is '"', '\\' or below 0x20; bytes >= 0x80 never flag */
+        uint64_t m = (((q - ones) & ~q) | ((bs - ones) & ~bs) | ((v - ones * 0x20) & ~v)) & high;
+        if (m)
+            break;
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
@@ -290,11 +301,26 @@ static void put_time(struct buf *b, bool has, int64_t us)
         us = TS_MIN_US;
     if (us > TS_MAX_US)
         us = TS_MAX_US;
-    char t[26];
+    /* the events of a batch share receivedAt and sentAt and often their own times: a
+     * record has four times, so the last four formatted are kept */
+    static _Thread_local struct {
+        int64_t us;
+        char text[26];
+    } cache[4] = {{INT64_MIN, ""}, {INT64_MIN, ""}, {INT64_MIN, ""}, {INT64_MIN, ""}};
+    static _Thread_local unsigned next;
+    for (size_t i = 0; i < ARRAY_LEN(cache); i++) {
+        if (cache[i].us == us) {
+            buf_append(b, cache[i].text, sizeof(cache[i].text));
+            return;
+        }
+    }
+    char *t = cache[next].text;
+    cache[next].us = us;
+    next = (next + 1) % ARRAY_LEN(cache);
     t[0] = '"';
     format_iso(us, t + 1);
     t[25] = '"';
-    buf_append(b, t, sizeof(t));
+    buf_append(b, t, 26);
 }
 
 /* Dumps straight into the buffer's spare room; a second pass only when it did not fit. */
@@ -319,6 +345,47 @@ static int put_object(struct buf *b, json_t *obj)
     b->len += n;
     b->ptr[b->len] = '\0';
     return 0;
+}
+
+/* A raw object from the body: as is, or without the whitespace between tokens. */
+static void put_raw(struct buf *b, struct str raw, bool spaced)
+{
+    if (raw.len == 0) {
+        PUT(b, "{}");
+        return;
+    }
+    if (!spaced) {
+        buf_append(b, raw.ptr, raw.len);
+        return;
+    }
+    buf_reserve(b, raw.len);
+    char *out = b->ptr + b->len;
+    bool in_string = false;
+    for (size_t i = 0; i < raw.len; i++) {
+        char c = raw.ptr[i];
+        if (in_string) {
+            if (c == '\\')
+                *out++ = raw.ptr[i++]; /* the escaped byte follows below */
+            else if (c == '"')
+                in_string = false;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue;
+        } else if (c == '"') {
+            in_string = true;
+        }
+        *out++ = raw.ptr[i];
+    }
+    b->len = (size_t)(out - b->ptr);
+    b->ptr[b->len] = '\0';
+}
+
+static int put_any(struct buf *b, json_t *obj, struct str raw, bool spaced)
+{
+    if (raw.ptr) {
+        put_raw(b, raw, spaced);
+        return 0;
+    }
+    return put_object(b, obj);
 }
 
 int capture__write_record(struct buf *b, const struct capture__msg *m, int64_t received_us)
@@ -346,13 +413,13 @@ int capture__write_record(struct buf *b, const struct capture__msg *m, int64_t r
     PUT(b, ",\"receivedAt\":");
     put_time(b, true, received_us);
     PUT(b, ",\"properties\":");
-    if (put_object(b, m->properties) < 0)
+    if (put_any(b, m->properties, m->raw_properties, m->raw_spaced) < 0)
         return ERR_INVALID;
     PUT(b, ",\"traits\":");
-    if (put_object(b, m->traits) < 0)
+    if (put_any(b, m->traits, m->raw_traits, m->raw_spaced) < 0)
         return ERR_INVALID;
     PUT(b, ",\"context\":");
-    if (put_object(b, m->context) < 0)
+    if (put_any(b, m->context, m->raw_context, m->raw_spaced) < 0)
         return ERR_INVALID;
     PUT(b, ",\"source\":");
     put_str(b, m->source);
