@@ -367,6 +367,12 @@ int capture_parse(const struct capture_input *in, struct capture_result *out)
 done:
     if (rc == -ENOMEM)
         return rc;
+    if (rc < 0 && out->status == 0) {
+        /* not the client's fault (the write-key lookup failed): nothing may be acknowledged */
+        out->events = NULL;
+        out->n_events = 0;
+        return rc == ERR_INVALID ? ERR_INTERNAL : rc;
+    }
     if (out->status != 0) {
         out->events = NULL;
         out->n_events = 0;

@@ -120,8 +120,10 @@ struct capture_result {
 };
 
 /* Parses, validates and normalises one request. Returns 0 when out->status tells the
- * outcome (success or a client error), -ENOMEM when memory for a client-sized allocation ran
- * out (the caller answers 503). In every case call capture_result_release() afterwards.
+ * outcome (success or a client error); a negative code when the request could not be handled
+ * through no fault of the client: -ENOMEM when memory for a client-sized allocation ran out,
+ * or the resolver's own error when a write key could not be looked up (the caller answers
+ * 503 and acknowledges nothing). In every case call capture_result_release() afterwards.
  * The input is only borrowed during the call: the result owns everything it points to (the
  * parsed tree, the records, assigned ids, a copy of the Basic-auth key). */
 int capture_parse(const struct capture_input *in, struct capture_result *out) MUST_USE;

@@ -11,6 +11,8 @@
 
 #include "http/http_int.h"
 
+#define BODY_PREALLOC_MAX (1u << 20)
+
 struct http_server {
     struct MHD_Daemon *mhd;
     struct http_router *router;
@@ -92,12 +94,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->method = arena_strdup(&req->arena, method);
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > srv->max_body) {
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (declared > srv->max_body) {
             /* answer now without reading the body; MHD then closes the connection */
             req->too_large = true;
             http_reply_error(req, 413, NULL, NULL);
             return queue(req);
         }
+        /* room for the declared body at once, so it is not regrown while it arrives; only up
+         * to 1 MiB, so a client cannot reserve memory by declaring a size it never sends */
+        if (declared > 0 && buf_try_reserve(&req->body, (size_t)(declared < BODY_PREALLOC_MAX
+                                                                     ? declared
+                                                                     : BODY_PREALLOC_MAX)) != 0)
+            buf_release(&req->body);
         /* answering on the first call would cost keep-alive: wait for the next one */
         return MHD_YES;
     }

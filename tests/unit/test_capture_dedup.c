@@ -92,34 +92,38 @@ static void test_expiry_after_window(void **state)
 static void test_cap_evicts_oldest(void **state)
 {
     (void)state;
-    /* 16 shards x 300 entries; 2,000 ids per hour: the third hour pushes every shard over its
-     * cap (about 375 > 300), and each shard drops its oldest bucket (hour 0) only. */
+    /* 16 shards x 1,000 entries; 6,400 ids per hour, so a shard holds 400 +- 20 per hour (the
+     * hash key is random per process). After two hours every shard is under its cap (800 +-
+     * 28 < 1,000), the third hour pushes every one over it (1,200 +- 35), and dropping the
+     * oldest bucket (hour 0) brings each back under (800 +- 28): every margin is over five
+     * standard deviations, so exactly one eviction per shard, whatever the key. */
+    enum { PER_HOUR = 6400 };
     struct capture_dedup_cfg cfg = {
-        .window_us = 10 * HOUR, .n_buckets = 10, .max_entries = 16 * 300};
+        .window_us = 10 * HOUR, .n_buckets = 10, .max_entries = 16 * 1000};
     struct capture_dedup *d = capture_dedup_new(&cfg);
     char id[32];
     for (int h = 0; h < 3; h++)
-        for (int i = 0; i < 2000; i++) {
+        for (int i = 0; i < PER_HOUR; i++) {
             snprintf(id, sizeof(id), "h%d-%d", h, i);
             assert_false(ci(d, "k", id, T0 + h * HOUR));
         }
     struct capture_dedup_stats st;
     capture_dedup_stats(d, &st);
     assert_int_equal(st.evicted_buckets, 16);
-    assert_true(st.entries <= 16 * 300);
+    assert_true(st.entries <= 16 * 1000);
     /* hours 1 and 2 are still known ... */
     for (int h = 2; h >= 1; h--)
-        for (int i = 0; i < 2000; i++) {
+        for (int i = 0; i < PER_HOUR; i++) {
             snprintf(id, sizeof(id), "h%d-%d", h, i);
             assert_true(ci(d, "k", id, T0 + 3 * HOUR));
         }
     /* ... hour 0 is forgotten */
     int forgotten = 0;
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < PER_HOUR; i++) {
         snprintf(id, sizeof(id), "h0-%d", i);
         forgotten += !ci(d, "k", id, T0 + 3 * HOUR);
     }
-    assert_int_equal(forgotten, 2000);
+    assert_int_equal(forgotten, PER_HOUR);
     capture_dedup_free(d);
 
     /* a cap of one per shard: the current bucket alone starts over, never grows past it */

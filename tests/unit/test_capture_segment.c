@@ -771,6 +771,36 @@ static void test_write_keys_resolve_to_source_names(void **state)
     capture_result_release(&r);
 }
 
+static int resolve_broken(void *arg, const char *key, char *name_out, size_t cap)
+{
+    (void)arg;
+    (void)key;
+    (void)name_out;
+    (void)cap;
+    return ERR_BUSY; /* e.g. the store could not be read */
+}
+
+static void test_resolver_failure_acknowledges_nothing(void **state)
+{
+    (void)state;
+    const struct {
+        enum capture_api api;
+        const char *body;
+    } cases[] = {
+        {CAPTURE_API_TRACK, "{\"writeKey\":\"k\",\"userId\":\"u\",\"event\":\"a\"}"},
+        /* PostHog bodies always take the jansson path */
+        {CAPTURE_API_POSTHOG, "{\"api_key\":\"k\",\"event\":\"a\",\"distinct_id\":\"u\"}"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        struct capture_input in = t_input(cases[i].api, cases[i].body);
+        in.resolve_key = resolve_broken;
+        struct capture_result r;
+        assert_int_equal(capture_parse(&in, &r), ERR_BUSY);
+        assert_int_equal(r.n_events, 0);
+        capture_result_release(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -782,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_batch_mixed_and_context_merge),
         cmocka_unit_test(test_write_keys),
         cmocka_unit_test(test_write_keys_resolve_to_source_names),
+        cmocka_unit_test(test_resolver_failure_acknowledges_nothing),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_context_amplification_capped),
         cmocka_unit_test(test_message_ids),
