@@ -343,6 +343,24 @@ static void old_checked(void *arg, const struct auth_pool_result *res)
     start_hash(job);
 }
 
+/* Whether an auth collection other than c holds a record with this id. */
+static bool other_auth_has(struct api_env *env, const struct store_collection *c, const char *id)
+{
+    struct store_collection **list = NULL;
+    size_t n = 0;
+    if (store_collection_list(env->store, &list, &n) != 0)
+        return true; /* cannot tell: refuse the chosen id */
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++) {
+        if (list[i]->type != STORE_COLLECTION_AUTH || strcmp(list[i]->id, c->id) == 0)
+            continue;
+        char key[AUTH_TOKEN_KEY_MAX + 1];
+        found = store_auth_token_key(env->store, list[i], id, key, sizeof(key)) != ERR_NOTFOUND;
+    }
+    store_collection_list_free(list, n);
+    return found;
+}
+
 /* The auth-collection checks of a write by the requester. old is the current record (update)
  * or NULL (create). Fills errors; may add a condition (manage) or a tokenKey to the body. */
 static void auth_checks(struct write_job *job, const json_t *old, json_t *errors)
@@ -354,6 +372,12 @@ static void auth_checks(struct write_job *job, const json_t *old, json_t *errors
     json_t *verified = json_object_get(body, "verified");
     json_t *email = json_object_get(body, "email");
     if (job->create) {
+        /* auth record ids are unique across auth collections, so that a rule comparing
+         * @request.auth.id cannot take a record of one collection for one of another */
+        const char *want = json_string_value(json_object_get(body, "id"));
+        if (want && *want && other_auth_has(rr->env, c, want))
+            json_object_set_new(errors, "id",
+                                verr("validation_not_unique", "Value must be unique.", NULL));
         /* verified only by superusers and managers: a manager's create must satisfy the
          * manageRule as well as the createRule */
         if (!ar->superuser && verified && !json_is_false(verified)) {
