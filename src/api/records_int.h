@@ -56,6 +56,10 @@ bool api__rules_manages(struct api_rules *ar, const struct store_collection *c,
  * nothing is removed. */
 void api__rules_shape(struct api_rules *ar, const struct store_collection *c, json_t *rec);
 void api__rules_shape_all(struct api_rules *ar, const struct store_collection *c, json_t *records);
+/* Whether rule compiles against c (NULL and "" do). On failure msg holds the reason. For
+ * the collections API: a rule is checked before it is relied on. */
+int api__rule_check(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                    const char *rule, char *msg, size_t msg_cap) MUST_USE;
 /* Drops the body keys a non-superuser may not write: hidden fields (tokenKey, ...) but the
  * password, with their modifiers. */
 void api__rules_strip_body(struct api_rules *ar, const struct store_collection *c, json_t *body);

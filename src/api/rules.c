@@ -270,3 +270,30 @@ void api__rules_strip_body(struct api_rules *ar, const struct store_collection *
             json_object_del(body, key);
     }
 }
+
+int api__rule_check(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                    const char *rule, char *msg, size_t msg_cap)
+{
+    if (!rule || !*rule)
+        return 0;
+    struct api_rules *ar = arena_zalloc(http_req_arena(req), sizeof(*ar));
+    ar->req = req;
+    ar->env = env;
+    ar->auth_loaded = true; /* no requester: @request.auth.* resolve to NULL */
+    struct filter_request fr = {.method = "GET", .context = "default"};
+    struct filter_ctx f = {
+        .collection = c,
+        .alias = STORE_LIST_ALIAS,
+        .find_collection = find_collection,
+        .find_ud = ar,
+        .now_us = time_now_us(),
+        .request = &fr,
+        .client = false,
+    };
+    struct filter_sql fs;
+    struct filter_error fe;
+    int rc = filter_compile(&f, rule, strlen(rule), http_req_arena(req), &fs, &fe);
+    if (rc)
+        snprintf(msg, msg_cap, "%s", fe.msg);
+    return rc;
+}

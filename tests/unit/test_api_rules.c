@@ -419,6 +419,63 @@ static void test_users_rules_and_hidden_auth_fields(void **state)
     assert_int_equal(status_of("GET", path, tok_a, NULL), 404);
 }
 
+static void test_collection_rules_are_checked_on_save(void **state)
+{
+    UNUSED(state);
+    set_rules("public = true", NULL, NULL, NULL, NULL);
+    json_t *b = NULL;
+    assert_int_equal(call("POST", "/api/collections", tok_su, NULL,
+                          "{\"name\":\"badrules\",\"fields\":[{\"name\":\"t\",\"type\":"
+                          "\"text\"}],\"listRule\":\"nosuch = 1\",\"viewRule\":\"t = 1\"}",
+                          &b),
+                     400);
+    json_t *e = json_object_get(json_object_get(b, "data"), "listRule");
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "validation_invalid_rule");
+    assert_null(json_object_get(json_object_get(b, "data"), "viewRule"));
+    json_decref(b);
+    assert_int_equal(status_of("GET", "/api/collections/badrules", tok_su, NULL), 404);
+    /* a valid one is kept */
+    assert_int_equal(status_of("POST", "/api/collections", tok_su,
+                               "{\"name\":\"goodrules\",\"listRule\":\"id != ''\"}"),
+                     200);
+    assert_int_equal(status_of("DELETE", "/api/collections/goodrules", tok_su, NULL), 204);
+    /* an update with a broken rule changes nothing */
+    assert_int_equal(status_of("PATCH", "/api/collections/notes", tok_su, "{\"listRule\":\"(\"}"),
+                     400);
+    assert_int_equal(status_of("PATCH", "/api/collections/notes", tok_su,
+                               "{\"listRule\":\"@collection.nosuch.id = 1\"}"),
+                     400);
+    assert_int_equal(
+        status_of("PATCH", "/api/collections/notes", tok_su, "{\"authRule\":\"nonsense ((\"}"),
+        200); /* not an auth collection: authRule does not apply */
+    struct store_collection *c = NULL;
+    assert_int_equal(store_collection_get(fx.st, "notes", &c), 0);
+    assert_string_equal(c->rules[STORE_RULE_LIST], "public = true");
+    store_collection_unref(c);
+    assert_int_equal(
+        status_of("PATCH", "/api/collections/notes", tok_su, "{\"listRule\":\"public = false\"}"),
+        200);
+    assert_int_equal(store_collection_get(fx.st, "notes", &c), 0);
+    assert_string_equal(c->rules[STORE_RULE_LIST], "public = false");
+    store_collection_unref(c);
+    /* with new fields the rules are checked against the new schema, and put back */
+    assert_int_equal(call("GET", "/api/collections/notes", tok_su, NULL, NULL, &b), 200);
+    json_t *fields = json_object_get(b, "fields");
+    json_array_append_new(fields, json_pack("{s:s,s:s}", "name", "extra", "type", "text"));
+    json_t *patch = json_pack("{s:O,s:s}", "fields", fields, "listRule", "extra = 1 && nosuch = 2");
+    char *ptext = json_dumps(patch, JSON_COMPACT);
+    json_decref(patch);
+    json_decref(b);
+    assert_int_equal(call("PATCH", "/api/collections/notes", tok_su, NULL, ptext, &b), 400);
+    assert_non_null(json_object_get(json_object_get(b, "data"), "listRule"));
+    json_decref(b);
+    free(ptext);
+    assert_int_equal(store_collection_get(fx.st, "notes", &c), 0);
+    assert_string_equal(c->rules[STORE_RULE_LIST], "public = false");
+    assert_non_null(store_collection_field(c, "extra")); /* the schema change stays */
+    store_collection_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_request_headers_query_method),
         cmocka_unit_test(test_bad_tokens_are_guests),
         cmocka_unit_test(test_users_rules_and_hidden_auth_fields),
+        cmocka_unit_test(test_collection_rules_are_checked_on_save),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
