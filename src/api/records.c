@@ -255,6 +255,20 @@ static json_t *resolve_body(const struct store_collection *c, const json_t *old,
     return out;
 }
 
+static bool has_modifiers(const json_t *body)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        size_t n = strlen(key);
+        if (key[0] == '+' || (n > 1 && (key[n - 1] == '+' || key[n - 1] == '-')) ||
+            strchr(key, ':'))
+            return true;
+    }
+    return false;
+}
+
 /* A record write, possibly waiting for an old-password check and a password hash. Lives in
  * the request arena. */
 struct write_job {
@@ -446,12 +460,14 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     const char *id = http_req_param(req, "id");
     json_t *old = NULL;
     int rc;
-    if (!create) {
-        if (!rr->ar.superuser && !rr->c->rules[STORE_RULE_UPDATE]) {
-            http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
-            return;
-        }
-        /* read only to resolve body modifiers; nothing of it is told before the rule holds */
+    bool auth = rr->c->type == STORE_COLLECTION_AUTH;
+    if (!create && !rr->ar.superuser && !rr->c->rules[STORE_RULE_UPDATE]) {
+        http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
+        return;
+    }
+    if (!create && (auth || has_modifiers(job->body))) {
+        /* read to resolve body modifiers and for the auth checks; nothing of it is told
+         * before the rule holds */
         rc = store_record_get_if(env->store, rr->c, id, NULL, &old);
         if (rc == ERR_NOTFOUND) {
             http_reply_error(req, 404, NULL, NULL);
@@ -468,7 +484,9 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     api__rules_set_body(&rr->ar, rbody);
     if (!rule_cond(rr, create ? STORE_RULE_CREATE : STORE_RULE_UPDATE, &job->cond))
         return;
-    if (!create && job->cond.sql) {
+    if (!create && job->cond.sql && auth) {
+        /* the auth checks below answer 400 with details: only once the rule holds (the store
+         * checks it again, in the write's transaction, before its own validation) */
         json_t *chk = NULL;
         rc = store_record_get_if(env->store, rr->c, id, &job->cond, &chk);
         json_decref(chk);
