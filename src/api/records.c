@@ -1,5 +1,6 @@
 /* records.c - /api/collections/{collection}/records: PocketBase's list/search, view, create,
- * update and delete. Until API rules are wired every rule acts as null: superusers only.
+ * update and delete, under the collection's API rules (rules.c): null is superusers only (403),
+ * "" is open, other rules are conditions the store checks in the operation's transaction.
  * Filters and sorts go through the filter compiler; values are always bound parameters. */
 #include <string.h>
 
