@@ -65,10 +65,11 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
 /* The authRule of c as a condition (compiled for this request, so @request.* are its own).
  * Answers 403 and returns false when the rule is null or broken. */
 static bool auth_rule(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                      struct store_cond *cond)
+                      const char *context, struct store_cond *cond)
 {
     struct api_rules *ar = arena_zalloc(http_req_arena(req), sizeof(*ar));
     api__rules_init(ar, req, env);
+    ar->fr.context = context;
     if (api__rule_compile_expr(ar, c, c->rules[STORE_RULE_AUTH], cond) == 0)
         return true;
     http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
@@ -151,7 +152,7 @@ static void auth_with_password(struct http_req *req, void *ctx)
         return;
     }
     json_decref(errs);
-    if (!auth_rule(req, env, c, &l->rule))
+    if (!auth_rule(req, env, c, "password", &l->rule))
         return;
 
     const char *want = json_string_value(json_object_get(body, "identityField"));
@@ -196,7 +197,7 @@ static void auth_refresh(struct http_req *req, void *ctx)
         return;
     }
     struct store_cond rule;
-    if (!auth_rule(req, env, c, &rule))
+    if (!auth_rule(req, env, c, "default", &rule))
         return;
     struct store_auth_record rec = {0};
     if (store_auth_get(env->store, c, who->record_id, &rec) != 0) {

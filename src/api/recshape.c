@@ -266,7 +266,13 @@ static bool view_cond(struct expand_ctx *x, const struct store_collection *targe
 {
     cond->sql = NULL;
     cond->params = NULL;
-    return !x->ar || api__rule_compile(x->ar, target, STORE_RULE_VIEW, cond) == 0;
+    if (!x->ar)
+        return true;
+    const char *ctx = x->ar->fr.context;
+    x->ar->fr.context = "expand"; /* @request.context, as PocketBase sets it for expansions */
+    int rc = api__rule_compile(x->ar, target, STORE_RULE_VIEW, cond);
+    x->ar->fr.context = ctx;
+    return rc == 0;
 }
 
 static void expand_tree(struct expand_ctx *x, const struct store_collection *c, json_t *records,

@@ -386,14 +386,23 @@ test('authRule is checked at sign-in and refresh', async () => {
   await expectStatus(client(srv.url).collection('members').authWithPassword('unver@example.com', 'nope-nope-nope'), 400);
   await su.collections.update(members.id, { authRule: null });
   await expectStatus(client(srv.url).collection('members').authWithPassword('vis@example.com', 'passw0rd-v'), 403);
+  // @request.context is "password" at sign-in and "default" at refresh
+  await su.collections.update(members.id, { authRule: '@request.context = "password"' });
+  const pbU2 = client(srv.url);
+  await pbU2.collection('members').authWithPassword('unver@example.com', 'passw0rd-u');
+  await expectStatus(pbU2.collection('members').authRefresh(), 403);
   await su.collections.update(members.id, { authRule: '' });
   await client(srv.url).collection('members').authWithPassword('unver@example.com', 'passw0rd-u');
+  await pbU2.collection('members').authRefresh();
 });
 
 test('@request.body, @request.query, @request.headers and @request.method in rules', async () => {
+  const labels = await su.collections.create({ name: 'labels', fields: [f('name', 'text')], viewRule: '@request.context = "expand"' });
+  const label = await su.collection('labels').create({ name: 'only through expand' });
   const notes = await su.collections.create({
     name: 'notes',
-    fields: [f('body', 'text'), f('level', 'number'), f('tags', 'select', { values: ['a', 'b', 'c'], maxSelect: 3 })],
+    fields: [f('body', 'text'), f('level', 'number'), f('tags', 'select', { values: ['a', 'b', 'c'], maxSelect: 3 }),
+      f('label', 'relation', { collectionId: labels.id, maxSelect: 1 })],
     listRule: '@request.query.k = "open" || @request.headers.x_key = "let-me-in"',
     viewRule: '@request.method = "GET"',
     createRule: '@request.body.level:isset = false && @request.body.tags:length < 2',
@@ -401,7 +410,10 @@ test('@request.body, @request.query, @request.headers and @request.method in rul
     deleteRule: null,
   });
   const guest = client(srv.url);
-  const n1 = await guest.collection('notes').create({ body: 'one', tags: ['a'] });
+  const n1 = await guest.collection('notes').create({ body: 'one', tags: ['a'], label: label.id });
+  // @request.context is "expand" while an expansion checks the target's viewRule
+  await expectStatus(guest.collection('labels').getOne(label.id), 404);
+  assert.equal((await guest.collection('notes').getOne(n1.id, { expand: 'label' })).expand.label.name, 'only through expand');
   await expectStatus(guest.collection('notes').create({ body: 'two', level: 3 }), 400);
   await expectStatus(guest.collection('notes').create({ body: 'two', tags: ['a', 'b'] }), 400);
   await expectStatus(guest.collection('notes').create({ body: 'two', 'level+': 3 }), 400); // a modifier is still the field
@@ -414,6 +426,7 @@ test('@request.body, @request.query, @request.headers and @request.method in rul
   assert.equal((await guest.collection('notes').update(n1.id, { body: 'edited', level: 0 })).body, 'edited');
   await expectStatus(guest.collection('notes').delete(n1.id), 403);
   await su.collections.delete(notes.id);
+  await su.collections.delete(labels.id);
 });
 
 test('rate limits answer 429 with Retry-After per route class', async () => {
