@@ -51,6 +51,22 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
         for (size_t i = 0; i < c->n_fields; i++)
             if (c->fields[i].hidden)
                 json_object_del(record, c->fields[i].name);
+    const char *expand = http_req_query(req, "expand");
+    if (expand && *expand) {
+        /* expanded as the record itself would see it with its new token */
+        struct arena *a = http_req_arena(req);
+        struct api_rules *ar = arena_zalloc(a, sizeof(*ar));
+        api__rules_init(ar, req, env);
+        struct api_identity *who = arena_zalloc(a, sizeof(*who));
+        who->record_id = arena_strdup(a, id);
+        who->collection_id = arena_strdup(a, c->id);
+        who->superuser = strcmp(c->id, API_SUPERUSERS_ID) == 0;
+        ar->who = who;
+        ar->superuser = who->superuser;
+        json_t *arr = json_pack("[O]", record);
+        api__expand_rules(ar, c, arr, expand);
+        json_decref(arr);
+    }
     json_t *body = json_object();
     json_object_set_new(body, "record", record);
     json_object_set_new(body, "token", json_string(token));

@@ -198,6 +198,13 @@ test('BOLA: user A never reaches user B posts by id, filter, sort, expand or rel
   assert.equal(suEx.expand.editor.id, B.id);
   assert.equal(suEx.expand.comments_via_post.length, 2);
 
+  // auth answers expand as the signed-in record sees things
+  const refreshed = await pbA.collection('users').authRefresh({ expand: 'posts_via_author,posts_via_editor' });
+  assert.deepEqual(refreshed.record.expand.posts_via_author.map((x) => x.id).sort(), mine);
+  const signedB = await client(srv.url).collection('users').authWithPassword('bob@example.com', PW_B, { expand: 'posts_via_author,posts_via_editor' });
+  assert.deepEqual(signedB.record.expand.posts_via_author.map((x) => x.id), [pB1.id]);
+  assert.equal(signedB.record.expand.posts_via_editor, undefined, 'B is editor of A\'s post, which B cannot view');
+
   // comments: B's comment on A's post stays B's
   assert.deepEqual((await pbA.collection('comments').getFullList()).map((x) => x.id), [cA.id]);
   await expectStatus(pbA.collection('comments').getOne(cB.id), 404);
