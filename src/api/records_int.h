@@ -28,6 +28,10 @@ struct api_rules {
     const struct api_identity *who; /* BORROWED from the request */
     struct filter_request fr;       /* @request.* for rules: auth (loaded lazily), body, ... */
     bool auth_loaded;
+    /* the manageRule last compiled, for shaping many records of one collection */
+    const struct store_collection *manage_c;
+    struct store_cond manage_cond;
+    int manage_rc;
 };
 
 void api__rules_init(struct api_rules *ar, struct http_req *req, struct api_env *env);

@@ -209,11 +209,16 @@ bool api__rules_manages(struct api_rules *ar, const struct store_collection *c,
         return true;
     if (c->type != STORE_COLLECTION_AUTH || !c->rules[STORE_RULE_MANAGE] || !record_id)
         return false;
-    struct store_cond cond;
-    if (api__rule_compile_expr(ar, c, c->rules[STORE_RULE_MANAGE], &cond) != 0)
+    if (ar->manage_c != c) { /* the body is set before any rule is compiled: same result */
+        ar->manage_rc =
+            api__rule_compile_expr(ar, c, c->rules[STORE_RULE_MANAGE], &ar->manage_cond);
+        ar->manage_c = c;
+    }
+    if (ar->manage_rc != 0)
         return false;
+    const struct store_cond *cond = ar->manage_cond.sql ? &ar->manage_cond : NULL;
     json_t *rec = NULL;
-    if (store_record_get_if(ar->env->store, c, record_id, cond.sql ? &cond : NULL, &rec) != 0)
+    if (store_record_get_if(ar->env->store, c, record_id, cond, &rec) != 0)
         return false;
     json_decref(rec);
     return true;
