@@ -27,7 +27,7 @@ struct api_rules {
     bool superuser;                 /* bypasses every rule and sees everything */
     const struct api_identity *who; /* BORROWED from the request */
     struct filter_request fr;       /* @request.* for rules: auth (loaded lazily), body, ... */
-    bool auth_loaded;
+    bool auth_loaded, auth_full;
     /* the manageRule last compiled, for shaping many records of one collection */
     const struct store_collection *manage_c;
     struct store_cond manage_cond;

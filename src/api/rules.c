@@ -57,26 +57,48 @@ void api__rules_set_body(struct api_rules *ar, const json_t *body)
     ar->fr.body = body;
 }
 
-/* The auth record of the requester (with its email), loaded the first time a rule needs it. */
-static void load_auth(struct api_rules *ar)
+/* The requester for @request.auth, loaded the first time a rule needs it. The filter module
+ * reads only id, collectionId, collectionName, email, emailVisibility and verified from the
+ * JSON (other fields through a join on the auth collection by id), so the record itself is
+ * read only for a rule that names one of the last three (full); otherwise {id, collectionId,
+ * collectionName} does, without a query. */
+static void load_auth(struct api_rules *ar, bool full)
 {
-    if (ar->auth_loaded)
+    if (ar->auth_loaded && (!full || ar->auth_full))
         return;
     ar->auth_loaded = true;
     if (!ar->who || !ar->who->record_id)
         return;
-    struct store_collection *c = NULL;
-    if (store_collection_get(ar->env->store, ar->who->collection_id, &c) != 0)
-        return;
-    arena_on_release(http_req_arena(ar->req), unref_cb, c);
-    struct store_auth_record rec = {0};
-    if (store_auth_get(ar->env->store, c, ar->who->record_id, &rec) != 0)
-        return;
-    json_t *auth = json_incref(rec.record);
-    store_auth_record_release(&rec);
-    arena_on_release(http_req_arena(ar->req), json_release, auth);
-    ar->fr.auth = auth;
-    ar->fr.auth_collection = c;
+    struct arena *a = http_req_arena(ar->req);
+    if (!ar->fr.auth_collection) {
+        struct store_collection *c = NULL;
+        if (store_collection_get(ar->env->store, ar->who->collection_id, &c) != 0)
+            return;
+        arena_on_release(a, unref_cb, c);
+        ar->fr.auth_collection = c;
+    }
+    const struct store_collection *c = ar->fr.auth_collection;
+    json_t *auth = NULL;
+    if (full) {
+        ar->auth_full = true;
+        struct store_auth_record rec = {0};
+        if (store_auth_get(ar->env->store, c, ar->who->record_id, &rec) == 0)
+            auth = json_incref(rec.record);
+        store_auth_record_release(&rec);
+    }
+    if (!auth && !ar->fr.auth)
+        auth = json_pack("{s:s,s:s,s:s}", "id", ar->who->record_id, "collectionId", c->id,
+                         "collectionName", c->name);
+    if (auth) {
+        arena_on_release(a, json_release, auth);
+        ar->fr.auth = auth;
+    }
+}
+
+/* Whether a rule reads the requester's email, emailVisibility or verified. */
+static bool needs_full_auth(const char *rule)
+{
+    return strstr(rule, "@request.auth.email") || strstr(rule, "@request.auth.verified");
 }
 
 /* http_req_header() cannot list the headers, so the ones a rule names are fetched: the rule
@@ -136,8 +158,12 @@ struct filter_ctx api__rules_filter_ctx(struct api_rules *ar, const struct store
         .request = &ar->fr,
         .client = !ar->superuser,
     };
-    if (!ar->superuser)
-        load_auth(ar); /* a client filter through a relation applies the target's list rule */
+    if (!ar->superuser) {
+        /* a client filter through a relation applies the target's list rule, which is not
+         * known here: the whole record when the filter or sort has a path */
+        const char *fl = http_req_query(ar->req, "filter"), *so = http_req_query(ar->req, "sort");
+        load_auth(ar, (fl && strchr(fl, '.')) || (so && strchr(so, '.')));
+    }
     return f;
 }
 
@@ -150,7 +176,7 @@ int api__rule_compile_expr(struct api_rules *ar, const struct store_collection *
         return ERR_DENIED;
     if (!*rule)
         return 0;
-    load_auth(ar);
+    load_auth(ar, needs_full_auth(rule));
     load_headers(ar, rule);
     struct filter_ctx f = api__rules_filter_ctx(ar, c);
     f.client = false; /* a rule may use @request.* and @collection.* */

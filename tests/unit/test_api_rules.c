@@ -268,6 +268,23 @@ static void test_list_rule_is_part_of_the_query(void **state)
     assert_string_equal(titles(tok_a, NULL, NULL), "a1,a2,b1");
     assert_string_equal(titles(tok_a, "filter=public%3Dfalse", NULL), "a2");
     assert_string_equal(titles(NULL, NULL, NULL), "a1,b1");
+    /* the requester's plain fields: from the token (id, collection) or its record */
+    set_rules("@request.auth.collectionName = \"users\" && @request.auth.collectionId = "
+              "\"_pb_users_auth_\" && owner = @request.auth.id",
+              NULL, NULL, NULL, NULL);
+    assert_string_equal(titles(tok_a, NULL, NULL), "a1,a2");
+    assert_string_equal(titles(tok_su, NULL, NULL), "a1,a2,b1,b2");
+    set_rules("@request.auth.email = \"b@example.com\" && @request.auth.verified = false", NULL,
+              NULL, NULL, NULL);
+    assert_string_equal(titles(tok_a, NULL, NULL), "");
+    assert_string_equal(titles(tok_b, NULL, NULL), "a1,a2,b1,b2");
+    set_rules("@request.auth.emailVisibility = false && owner.email = @request.auth.email", NULL,
+              NULL, NULL, NULL);
+    assert_string_equal(titles(tok_b, NULL, NULL), "b1,b2");
+    set_rules("owner = @request.auth.id", NULL, NULL, NULL, NULL);
+    /* a relation path in the client's filter: the users list rule needs the requester */
+    assert_string_equal(titles(tok_b, "filter=owner.created!%3D%22%22", NULL), "b1,b2");
+    set_rules("owner = @request.auth.id || public = true", NULL, NULL, NULL, NULL);
     /* paging counts only the rows the rule admits */
     json_t *b = NULL;
     assert_int_equal(call("GET", "/api/collections/notes/records?perPage=1", tok_a, NULL, NULL, &b),
