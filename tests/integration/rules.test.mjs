@@ -281,6 +281,13 @@ test('mass assignment: clients cannot set tokenKey, verified, emails or other us
   await expectStatus(pbA.collection('posts').update(pA1.id, { author: B.id }), 404);
   assert.equal((await su.collection('posts').getOne(pA1.id)).author, A.id);
   await expectStatus(pbA.collection('comments').create({ body: 'x', post: pB1.id, author: A.id }), 400);
+  // ids cannot be changed, collectionId/collectionName/expand in a body are ignored
+  e = await expectStatus(pbA.collection('posts').update(pA1.id, { id: pB1.id }), 400);
+  assert.equal(e.response.data.id.code, 'validation_pk_change');
+  const same = await pbA.collection('posts').update(pA1.id, { collectionId: comments.id, collectionName: 'comments', expand: { x: 1 } });
+  assert.equal(same.collectionId, posts.id);
+  assert.equal(same.collectionName, 'posts');
+  assert.equal(same.expand, undefined);
   // an auth record id taken in another auth collection cannot be reused (rules compare ids)
   members = await su.collections.create({ name: 'members', type: 'auth', fields: [f('name', 'text')], listRule: '', viewRule: '', createRule: '' });
   e = await expectStatus(guest.collection('members').create({ id: A.id, email: 'clone@example.com', password: 'passw0rd-c', passwordConfirm: 'passw0rd-c' }), 400);
