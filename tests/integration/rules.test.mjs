@@ -467,16 +467,18 @@ test('rate limits answer 429 with Retry-After per route class', async () => {
 
 test('a login flood does not starve other requests', async () => {
   const body = JSON.stringify({ identity: 'alice2@example.com', password: 'wrong-password-x' });
-  const t0 = Date.now();
-  const flood = Array.from({ length: 16 }, () =>
-    fetch(`${srv.url}/api/collections/users/auth-with-password`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body }).then((r) => r.status));
+  let pending = 0;
+  const flood = Array.from({ length: 16 }, () => {
+    pending++;
+    return fetch(`${srv.url}/api/collections/users/auth-with-password`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body })
+      .then((r) => { pending--; return r.status; });
+  });
   await new Promise((r) => setTimeout(r, 50));
-  const t1 = Date.now();
   const h = await fetch(`${srv.url}/api/collections/posts/records`);
-  const healthMs = Date.now() - t1;
+  const stillQueued = pending;
   assert.equal(h.status, 200);
   const statuses = await Promise.all(flood);
-  const floodMs = Date.now() - t0;
   for (const st of statuses) assert.ok([400, 503].includes(st), String(st));
-  assert.ok(healthMs < floodMs / 2, `a list took ${healthMs} ms during a ${floodMs} ms login flood`);
+  // 16 password checks at most 2 at a time take many hash times; the list did not wait for them
+  assert.ok(stillQueued > 0, 'the list answered only after every login');
 });
