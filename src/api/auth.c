@@ -5,7 +5,7 @@
  * identity is unknown, so timing tells nothing) and its callback answers and resumes. */
 #include <string.h>
 
-#include "api/api_int.h"
+#include "api/records_int.h"
 #include "store/store.h"
 
 static void unref_cb(void *c)
@@ -45,11 +45,63 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
         http_reply_error(req, 400, "Failed to authenticate.", NULL);
         return;
     }
+    /* the record's own email is always shown; hidden fields only to superusers */
+    json_t *record = json_copy(rec->record);
+    if (strcmp(c->id, API_SUPERUSERS_ID) != 0)
+        for (size_t i = 0; i < c->n_fields; i++)
+            if (c->fields[i].hidden)
+                json_object_del(record, c->fields[i].name);
+    const char *expand = http_req_query(req, "expand");
+    if (expand && *expand) {
+        /* expanded as the record itself would see it with its new token */
+        struct arena *a = http_req_arena(req);
+        struct api_rules *ar = arena_zalloc(a, sizeof(*ar));
+        api__rules_init(ar, req, env);
+        struct api_identity *who = arena_zalloc(a, sizeof(*who));
+        who->record_id = arena_strdup(a, id);
+        who->collection_id = arena_strdup(a, c->id);
+        who->superuser = strcmp(c->id, API_SUPERUSERS_ID) == 0;
+        ar->who = who;
+        ar->superuser = who->superuser;
+        json_t *arr = json_pack("[O]", record);
+        api__expand_rules(ar, c, arr, expand);
+        json_decref(arr);
+    }
     json_t *body = json_object();
-    json_object_set(body, "record", rec->record);
+    json_object_set_new(body, "record", record);
     json_object_set_new(body, "token", json_string(token));
     free(token);
-    http_reply_json(req, 200, body);
+    json_t *picked = api__pick_fields(body, http_req_query(req, "fields"));
+    json_decref(body);
+    http_reply_json(req, 200, picked);
+}
+
+#define AUTH_RULE_FAILED "The request doesn't satisfy the collection requirements to authenticate."
+
+/* The authRule of c as a condition (compiled for this request, so @request.* are its own).
+ * Answers 403 and returns false when the rule is null or broken. */
+static bool auth_rule(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                      const char *context, struct store_cond *cond)
+{
+    struct api_rules *ar = arena_zalloc(http_req_arena(req), sizeof(*ar));
+    api__rules_init(ar, req, env);
+    ar->fr.context = context;
+    if (api__rule_compile_expr(ar, c, c->rules[STORE_RULE_AUTH], cond) == 0)
+        return true;
+    http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
+    return false;
+}
+
+/* Whether the auth record id satisfies cond (no condition: yes). */
+static bool auth_rule_holds(struct api_env *env, const struct store_collection *c, const char *id,
+                            const struct store_cond *cond)
+{
+    if (!cond->sql)
+        return true;
+    json_t *r = NULL;
+    int rc = store_record_get_if(env->store, c, id, cond, &r);
+    json_decref(r);
+    return rc == 0;
 }
 
 struct login {
@@ -57,6 +109,7 @@ struct login {
     struct api_env *env;
     struct store_collection *c;
     struct store_auth_record rec; /* record NULL when the identity is unknown */
+    struct store_cond rule;       /* the authRule */
 };
 
 static void login_release(void *arg)
@@ -69,7 +122,10 @@ static void login_release(void *arg)
 static void on_verified(void *arg, const struct auth_pool_result *res)
 {
     struct login *l = arg;
-    if (res->rc == 0 && l->rec.record)
+    const char *id = l->rec.record ? json_string_value(json_object_get(l->rec.record, "id")) : NULL;
+    if (res->rc == 0 && id && !auth_rule_holds(l->env, l->c, id, &l->rule))
+        http_reply_error(l->req, 403, AUTH_RULE_FAILED, NULL);
+    else if (res->rc == 0 && l->rec.record)
         reply_auth(l->req, l->env, l->c, &l->rec);
     else
         http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
@@ -112,6 +168,8 @@ static void auth_with_password(struct http_req *req, void *ctx)
         return;
     }
     json_decref(errs);
+    if (!auth_rule(req, env, c, "password", &l->rule))
+        return;
 
     const char *want = json_string_value(json_object_get(body, "identityField"));
     bool found = false;
@@ -154,12 +212,18 @@ static void auth_refresh(struct http_req *req, void *ctx)
                          NULL);
         return;
     }
+    struct store_cond rule;
+    if (!auth_rule(req, env, c, "default", &rule))
+        return;
     struct store_auth_record rec = {0};
     if (store_auth_get(env->store, c, who->record_id, &rec) != 0) {
         http_reply_error(req, 401, "The request requires valid record authorization token.", NULL);
         return;
     }
-    reply_auth(req, env, c, &rec);
+    if (!auth_rule_holds(env, c, who->record_id, &rule))
+        http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
+    else
+        reply_auth(req, env, c, &rec);
     store_auth_record_release(&rec);
 }
 

@@ -74,6 +74,34 @@ static void reply_write_error(struct http_req *req, struct api_env *env, int rc,
     }
 }
 
+static const char *const rule_keys[STORE_N_RULES] = {
+    "listRule", "viewRule", "createRule", "updateRule", "deleteRule", "authRule", "manageRule",
+};
+
+/* Whether every rule of c compiles against c; with patch, its rule keys stand for c's. A rule
+ * that does not compile gets PocketBase's error in errors. */
+static bool rules_valid(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                        const json_t *patch, json_t *errors)
+{
+    for (int i = 0; i < STORE_N_RULES; i++) {
+        if (i >= STORE_RULE_AUTH && c->type != STORE_COLLECTION_AUTH)
+            continue;
+        const char *rule = c->rules[i];
+        json_t *v = patch ? json_object_get(patch, rule_keys[i]) : NULL;
+        if (v)
+            rule = json_string_value(v); /* null or not a string: the store decides */
+        char msg[400];
+        if (api__rule_check(req, env, c, rule, msg, sizeof(msg)) != 0) {
+            char full[480];
+            snprintf(full, sizeof(full), "Invalid rule. Raw error: %s", msg);
+            json_object_set_new(
+                errors, rule_keys[i],
+                json_pack("{s:s,s:s}", "code", "validation_invalid_rule", "message", full));
+        }
+    }
+    return json_object_size(errors) == 0;
+}
+
 static void create_collection(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
@@ -85,10 +113,18 @@ static void create_collection(struct http_req *req, void *ctx)
     json_t *errors = NULL;
     struct store_collection *c = NULL;
     int rc = store_collection_create(env->store, body, &errors, &c);
-    if (rc)
+    json_t *rerrs = json_object();
+    if (rc) {
         reply_write_error(req, env, rc, errors, "Failed to create collection.");
-    else
+    } else if (!rules_valid(req, env, c, NULL, rerrs)) {
+        /* the rules can only be compiled against the new collection: undo it */
+        if (store_collection_delete(env->store, c->id) != 0)
+            xlog_error("cannot undo collection %s: %s", c->name, store_errmsg(env->store));
+        http_reply_error(req, 400, "Failed to create collection.", json_incref(rerrs));
+    } else {
         reply_collection(req, c);
+    }
+    json_decref(rerrs);
     json_decref(errors);
     store_collection_unref(c);
 }
@@ -102,15 +138,40 @@ static void update_collection(struct http_req *req, void *ctx)
     if (!body)
         return;
     json_t *errors = NULL;
-    struct store_collection *c = NULL;
-    int rc =
-        store_collection_update(env->store, http_req_param(req, "collection"), body, &errors, &c);
-    if (rc)
+    struct store_collection *c = NULL, *old = NULL;
+    json_t *rerrs = json_object();
+    const char *name = http_req_param(req, "collection");
+    if (json_is_object(body) && store_collection_get(env->store, name, &old) == 0 &&
+        !json_object_get(body, "fields") && !rules_valid(req, env, old, body, rerrs)) {
+        /* the schema stays: the new rules are checked before anything is written */
+        http_reply_error(req, 400, "Failed to update collection.", json_incref(rerrs));
+        goto out;
+    }
+    int rc = store_collection_update(env->store, name, body, &errors, &c);
+    if (rc) {
         reply_write_error(req, env, rc, errors, "Failed to update collection.");
-    else
+    } else if (old && !rules_valid(req, env, c, NULL, rerrs)) {
+        /* new fields and new rules: the rules could only be checked against the new schema;
+         * the schema change stays, the rules go back to what they were */
+        json_t *undo = json_object();
+        for (int i = 0; i < STORE_N_RULES; i++)
+            if (i < STORE_RULE_AUTH || old->type == STORE_COLLECTION_AUTH)
+                json_object_set_new(undo, rule_keys[i],
+                                    old->rules[i] ? json_string(old->rules[i]) : json_null());
+        json_t *uerr = NULL;
+        if (store_collection_update(env->store, c->id, undo, &uerr, NULL) != 0)
+            xlog_error("cannot restore the rules of %s: %s", c->name, store_errmsg(env->store));
+        json_decref(uerr);
+        json_decref(undo);
+        http_reply_error(req, 400, "Failed to update collection.", json_incref(rerrs));
+    } else {
         reply_collection(req, c);
+    }
+out:
+    json_decref(rerrs);
     json_decref(errors);
     store_collection_unref(c);
+    store_collection_unref(old);
 }
 
 static void delete_collection(struct http_req *req, void *ctx)

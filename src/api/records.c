@@ -1,5 +1,6 @@
 /* records.c - /api/collections/{collection}/records: PocketBase's list/search, view, create,
- * update and delete. Until API rules are wired every rule acts as null: superusers only.
+ * update and delete, under the collection's API rules (rules.c): null is superusers only (403),
+ * "" is open, other rules are conditions the store checks in the operation's transaction.
  * Filters and sorts go through the filter compiler; values are always bound parameters. */
 #include <string.h>
 
@@ -9,6 +10,7 @@ struct rec_req {
     struct http_req *req;
     struct api_env *env;
     struct store_collection *c;
+    struct api_rules ar; /* who asks, built once for the request */
 };
 
 static void coll_release(void *arg)
@@ -16,27 +18,42 @@ static void coll_release(void *arg)
     store_collection_unref(arg);
 }
 
-/* Common start of every handler: store, superuser, collection. */
+/* Common start of every handler: store, collection, requester. */
 static bool begin(struct http_req *req, struct api_env *env, struct rec_req *rr)
 {
     rr->req = req;
     rr->env = env;
     rr->c = NULL;
-    if (!api__require_superuser(req, env, false))
+    if (!env->store) {
+        http_reply_error(req, 503, "The data store is not available.", NULL);
         return false;
+    }
     if (store_collection_get(env->store, http_req_param(req, "collection"), &rr->c) != 0) {
         http_reply_error(req, 404, "Missing collection context.", NULL);
         return false;
     }
     arena_on_release(http_req_arena(req), coll_release, rr->c);
+    api__rules_init(&rr->ar, req, env);
     return true;
 }
 
-/* Expands and picks fields of one record (TAKES rec), then replies 200. */
+/* The rule `which` of the collection as a condition; answers 403 (null rule, or a stored rule
+ * that no longer compiles) and returns false when the request may not go on. */
+static bool rule_cond(struct rec_req *rr, enum store_rule which, struct store_cond *cond)
+{
+    int rc = api__rule_compile(&rr->ar, rr->c, which, cond);
+    if (rc == 0)
+        return true;
+    http_reply_error(rr->req, 403, "Only superusers can perform this action.", NULL);
+    return false;
+}
+
+/* Shapes, expands and picks fields of one record (TAKES rec), then replies 200. */
 static void reply_record(struct rec_req *rr, json_t *rec)
 {
+    api__rules_shape(&rr->ar, rr->c, rec);
     json_t *arr = json_pack("[o]", rec);
-    api__expand(rr->env, rr->c, arr, http_req_query(rr->req, "expand"));
+    api__expand_rules(&rr->ar, rr->c, arr, http_req_query(rr->req, "expand"));
     json_t *picked = api__pick_fields(json_array_get(arr, 0), http_req_query(rr->req, "fields"));
     json_decref(arr);
     http_reply_json(rr->req, 200, picked);
@@ -48,9 +65,19 @@ static void list_records(struct http_req *req, void *ctx)
     if (!begin(req, ctx, &rr))
         return;
     struct api_env *env = ctx;
-    struct store_list_query q;
-    if (!api__list_query(req, env, rr.c, &q))
+    struct store_cond cond;
+    if (!rule_cond(&rr, STORE_RULE_LIST, &cond))
         return;
+    struct filter_ctx fctx = api__rules_filter_ctx(&rr.ar, rr.c);
+    struct store_list_query q;
+    if (!api__list_query_ctx(req, &fctx, &q))
+        return;
+    if (cond.sql) { /* rows the rule refuses are simply absent: (rule) AND (filter) */
+        struct store_cond where = {q.where_sql, q.where_params};
+        api__cond_and(http_req_arena(req), &cond, &where);
+        q.where_sql = cond.sql;
+        q.where_params = cond.params;
+    }
     struct store_list_result res;
     int rc = store_record_list(env->store, rr.c, &q, &res);
     if (rc == ERR_INVALID) {
@@ -66,7 +93,8 @@ static void list_records(struct http_req *req, void *ctx)
         http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
         return;
     }
-    api__expand(env, rr.c, res.items, http_req_query(req, "expand"));
+    api__rules_shape_all(&rr.ar, rr.c, res.items);
+    api__expand_rules(&rr.ar, rr.c, res.items, http_req_query(req, "expand"));
     json_t *items = api__pick_fields(res.items, http_req_query(req, "fields"));
     json_decref(res.items);
     api__reply_list(req, &q, &res, items);
@@ -77,8 +105,12 @@ static void view_record(struct http_req *req, void *ctx)
     struct rec_req rr;
     if (!begin(req, ctx, &rr))
         return;
+    struct store_cond cond;
+    if (!rule_cond(&rr, STORE_RULE_VIEW, &cond))
+        return;
     json_t *rec = NULL;
-    int rc = store_record_get(rr.env->store, rr.c, http_req_param(req, "id"), &rec);
+    int rc = store_record_get_if(rr.env->store, rr.c, http_req_param(req, "id"),
+                                 cond.sql ? &cond : NULL, &rec);
     if (rc == ERR_NOTFOUND) {
         http_reply_error(req, 404, NULL, NULL);
         return;
@@ -147,28 +179,131 @@ static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, 
     return 0;
 }
 
-/* A record write, possibly waiting for its password hash. Lives in the request arena. */
+/* The body as rules see it (@request.body.*): modifier keys resolved against the current
+ * record (old, NULL on create) the way the store applies them - "n+"/"n-" on numbers,
+ * "f+"/"+f"/"f-" on multiple fields, "f:autogenerate" as the field - so that a rule such as
+ * `@request.body.role:isset = false` cannot be passed by writing "role+". RETURNS a new
+ * reference. */
+static json_t *resolve_body(const struct store_collection *c, const json_t *old, json_t *body)
+{
+    json_t *out = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        size_t n = strlen(key);
+        bool pre = key[0] == '+';
+        bool auto_gen = n > 13 && strcmp(key + n - 13, ":autogenerate") == 0;
+        char op =
+            !pre && !auto_gen && n > 1 && (key[n - 1] == '+' || key[n - 1] == '-') ? key[n - 1] : 0;
+        if (!pre && !op && !auto_gen) {
+            json_object_set(out, key, v);
+            continue;
+        }
+        char name[128];
+        size_t len = pre ? n - 1 : auto_gen ? n - 13 : n - 1;
+        if (len == 0 || len >= sizeof(name))
+            continue;
+        memcpy(name, pre ? key + 1 : key, len);
+        name[len] = '\0';
+        const struct store_field *f = store_collection_field(c, name);
+        if (!f)
+            continue;
+        json_t *cur = json_object_get(out, name);
+        if (!cur)
+            cur = old ? json_object_get(old, name) : NULL;
+        json_t *res = NULL;
+        if (auto_gen) {
+            res = json_incref(v);
+        } else if (f->type == STORE_FIELD_NUMBER) {
+            double a = json_is_number(cur) ? json_number_value(cur) : 0;
+            double b = json_is_number(v)   ? json_number_value(v)
+                       : json_is_string(v) ? strtod(json_string_value(v), NULL)
+                                           : 0;
+            double r = op == '-' ? a - b : a + b;
+            res = r == (double)(json_int_t)r ? json_integer((json_int_t)r) : json_real(r);
+        } else {
+            json_t *items = json_is_array(v) ? json_incref(v) : json_pack("[O]", v);
+            res = json_array();
+            if (json_is_array(cur))
+                json_array_extend(res, cur);
+            else if (json_is_string(cur) && *json_string_value(cur))
+                json_array_append(res, cur);
+            if (op == '-') {
+                for (size_t i = json_array_size(res); i-- > 0;)
+                    for (size_t j = 0; j < json_array_size(items); j++)
+                        if (json_equal(json_array_get(res, i), json_array_get(items, j))) {
+                            json_array_remove(res, i);
+                            break;
+                        }
+            } else if (pre) {
+                json_t *joined = json_copy(items);
+                json_array_extend(joined, res);
+                json_decref(res);
+                res = joined;
+            } else {
+                json_array_extend(res, items);
+            }
+            json_decref(items);
+            if (!store_field_multiple(f)) {
+                json_t *last = json_array_size(res) ? json_incref(json_array_get(res, 0)) : NULL;
+                json_decref(res);
+                res = last ? last : json_string("");
+            }
+        }
+        json_object_set_new(out, name, res);
+    }
+    return out;
+}
+
+static bool has_modifiers(const json_t *body)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        size_t n = strlen(key);
+        if (key[0] == '+' || (n > 1 && (key[n - 1] == '+' || key[n - 1] == '-')) ||
+            strchr(key, ':'))
+            return true;
+    }
+    return false;
+}
+
+/* A record write, possibly waiting for an old-password check and a password hash. Lives in
+ * the request arena. */
 struct write_job {
     struct rec_req rr;
     json_t *body;
     bool create;
+    struct store_cond cond;
+    const char *pw;       /* new password, or NULL */
+    const char *old_pw;   /* oldPassword to check first, or NULL */
+    const char *old_hash; /* the stored hash it is checked against */
 };
+
+static void json_release(void *arg)
+{
+    json_decref(arg);
+}
 
 static void write_finish(struct write_job *job, const char *hash)
 {
     struct rec_req *rr = &job->rr;
     struct http_req *req = rr->req;
     const char *what = job->create ? "Failed to create record." : "Failed to update record.";
+    const struct store_cond *cond = job->cond.sql ? &job->cond : NULL;
     json_t *rec = NULL, *errors = NULL;
     int rc;
     if (job->create)
-        rc = store_record_create(rr->env->store, rr->c, job->body, hash, &errors, &rec);
+        rc = store_record_create_if(rr->env->store, rr->c, job->body, hash, cond, &errors, &rec);
     else
-        rc = store_record_update(rr->env->store, rr->c, http_req_param(req, "id"), job->body, hash,
-                                 &errors, &rec);
+        rc = store_record_update_if(rr->env->store, rr->c, http_req_param(req, "id"), job->body,
+                                    hash, cond, &errors, &rec);
     if (rc == 0) {
         reply_record(rr, rec);
-    } else if (rc == ERR_INVALID) {
+    } else if (rc == ERR_INVALID || rc == ERR_DENIED) {
+        /* ERR_DENIED: the new record does not satisfy the create rule */
         http_reply_error(req, 400, what, errors ? json_incref(errors) : NULL);
     } else if (rc == ERR_NOTFOUND) {
         http_reply_error(req, 404, NULL, NULL);
@@ -192,11 +327,125 @@ static void hashed(void *arg, int rc, const char *hash)
     http_req_resume(req); /* job lives in the request's arena: not touched after this */
 }
 
+/* Starts hashing job->pw; the request must be suspended. Answers and resumes on failure. */
+static void start_hash(struct write_job *job)
+{
+    struct api_env *env = job->rr.env;
+    struct http_req *req = job->rr.req;
+    int rc =
+        env->hash_password ? env->hash_password(job->pw, hashed, job, env->auth_arg) : ERR_INTERNAL;
+    if (rc) {
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 503, "Password hashing is busy; try again.", NULL);
+        http_req_resume(req);
+    }
+}
+
+static void old_checked(void *arg, const struct auth_pool_result *res)
+{
+    struct write_job *job = arg;
+    struct http_req *req = job->rr.req;
+    if (res->rc != 0) {
+        int status = res->rc == ERR_BUSY ? 503 : 400;
+        http_reply_error(req, status, status == 400 ? "Failed to update record." : NULL,
+                         status == 400 ? json_pack("{s:{s:s,s:s}}", "oldPassword", "code",
+                                                   "validation_invalid_old_password", "message",
+                                                   "Missing or invalid old password.")
+                                       : NULL);
+        http_req_resume(req);
+        return;
+    }
+    start_hash(job);
+}
+
+/* Whether an auth collection other than c holds a record with this id. */
+static bool other_auth_has(struct api_env *env, const struct store_collection *c, const char *id)
+{
+    struct store_collection **list = NULL;
+    size_t n = 0;
+    if (store_collection_list(env->store, &list, &n) != 0)
+        return true; /* cannot tell: refuse the chosen id */
+    bool found = false;
+    for (size_t i = 0; i < n && !found; i++) {
+        if (list[i]->type != STORE_COLLECTION_AUTH || strcmp(list[i]->id, c->id) == 0)
+            continue;
+        char key[AUTH_TOKEN_KEY_MAX + 1];
+        found = store_auth_token_key(env->store, list[i], id, key, sizeof(key)) != ERR_NOTFOUND;
+    }
+    store_collection_list_free(list, n);
+    return found;
+}
+
+/* The auth-collection checks of a write by the requester. old is the current record (update)
+ * or NULL (create). Fills errors; may add a condition (manage) or a tokenKey to the body. */
+static void auth_checks(struct write_job *job, const json_t *old, json_t *errors)
+{
+    struct rec_req *rr = &job->rr;
+    const struct store_collection *c = rr->c;
+    json_t *body = job->body;
+    struct api_rules *ar = &rr->ar;
+    json_t *verified = json_object_get(body, "verified");
+    json_t *email = json_object_get(body, "email");
+    if (job->create) {
+        /* auth record ids are unique across auth collections, so that a rule comparing
+         * @request.auth.id cannot take a record of one collection for one of another */
+        const char *want = json_string_value(json_object_get(body, "id"));
+        if (want && *want && other_auth_has(rr->env, c, want))
+            json_object_set_new(errors, "id",
+                                verr("validation_not_unique", "Value must be unique.", NULL));
+        /* verified only by superusers and managers: a manager's create must satisfy the
+         * manageRule as well as the createRule */
+        if (!ar->superuser && verified && !json_is_false(verified)) {
+            struct store_cond m;
+            if (api__rule_compile_expr(ar, c, c->rules[STORE_RULE_MANAGE], &m) != 0)
+                json_object_set_new(errors, "verified",
+                                    verr("validation_values_mismatch",
+                                         "Only superusers and managers can set this field.", NULL));
+            else
+                api__cond_and(http_req_arena(rr->req), &job->cond, &m);
+        }
+        return;
+    }
+    const char *id = http_req_param(rr->req, "id");
+    bool manage = api__rules_manages(ar, c, id);
+    const char *old_email = json_string_value(json_object_get(old, "email"));
+    bool email_change =
+        json_is_string(email) && old_email && strcasecmp(json_string_value(email), old_email) != 0;
+    if (!manage) {
+        if (verified && !json_equal(verified, json_object_get(old, "verified")))
+            json_object_set_new(errors, "verified",
+                                verr("validation_values_mismatch",
+                                     "Only superusers and managers can change this field.", NULL));
+        if (email_change)
+            json_object_set_new(errors, "email",
+                                verr("validation_values_mismatch",
+                                     "Only superusers and managers can change the email.", NULL));
+        if (job->pw) {
+            const char *op = json_string_value(json_object_get(body, "oldPassword"));
+            if (!op || !*op)
+                json_object_set_new(errors, "oldPassword",
+                                    verr("validation_required", "Cannot be blank.", NULL));
+            else
+                job->old_pw = op;
+        }
+    }
+    if (email_change && !json_object_size(errors)) {
+        /* a new email invalidates the tokens signed with the old tokenKey (the store rotates
+         * it itself for a new password) */
+        char key[AUTH_TOKEN_KEY_LEN + 1];
+        auth_token_key_new(key);
+        json_object_set_new(body, "tokenKey", json_string(key));
+    }
+}
+
 static void write_record(struct http_req *req, void *ctx, bool create)
 {
     struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
     if (!begin(req, ctx, &job->rr))
         return;
+    struct rec_req *rr = &job->rr;
+    struct api_env *env = ctx;
+    struct arena *a = http_req_arena(req);
     job->create = create;
     job->body = api__record_body(req, !create);
     if (!job->body)
@@ -206,29 +455,94 @@ static void write_record(struct http_req *req, void *ctx, bool create)
         http_reply_error(req, 400, what, NULL);
         return;
     }
-    json_t *errors = json_object();
-    const char *pw = NULL;
-    int rc = password_from_body(&job->rr, job->body, errors, &pw);
-    if (rc == ERR_INVALID) {
-        http_reply_error(req, 400, what, errors);
+    api__rules_strip_body(&rr->ar, rr->c, job->body);
+
+    /* the current record, as far as the rule lets the requester see it */
+    const char *id = http_req_param(req, "id");
+    json_t *old = NULL;
+    int rc;
+    bool auth = rr->c->type == STORE_COLLECTION_AUTH;
+    if (!create && !rr->ar.superuser && !rr->c->rules[STORE_RULE_UPDATE]) {
+        http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
         return;
     }
-    json_decref(errors);
-    if (!pw) {
+    if (!create && (auth || has_modifiers(job->body))) {
+        /* read to resolve body modifiers and for the auth checks; nothing of it is told
+         * before the rule holds */
+        rc = store_record_get_if(env->store, rr->c, id, NULL, &old);
+        if (rc == ERR_NOTFOUND) {
+            http_reply_error(req, 404, NULL, NULL);
+            return;
+        }
+        if (rc) {
+            http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+            return;
+        }
+        arena_on_release(a, json_release, old);
+    }
+    json_t *rbody = resolve_body(rr->c, old, job->body);
+    arena_on_release(a, json_release, rbody);
+    api__rules_set_body(&rr->ar, rbody);
+    if (!rule_cond(rr, create ? STORE_RULE_CREATE : STORE_RULE_UPDATE, &job->cond))
+        return;
+    if (!create && job->cond.sql && auth) {
+        /* the auth checks below answer 400 with details: only once the rule holds (the store
+         * checks it again, in the write's transaction, before its own validation) */
+        json_t *chk = NULL;
+        rc = store_record_get_if(env->store, rr->c, id, &job->cond, &chk);
+        json_decref(chk);
+        if (rc == ERR_NOTFOUND) {
+            http_reply_error(req, 404, NULL, NULL);
+            return;
+        }
+        if (rc) {
+            http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+            return;
+        }
+    }
+
+    json_t *errors = json_object();
+    arena_on_release(a, json_release, errors);
+    rc = password_from_body(rr, job->body, errors, &job->pw);
+    if (rr->c->type == STORE_COLLECTION_AUTH)
+        auth_checks(job, old, errors);
+    if (rc == ERR_INVALID || json_object_size(errors)) {
+        http_reply_error(req, 400, what, json_incref(errors));
+        return;
+    }
+    if (job->old_pw) {
+        struct store_auth_record arec = {0};
+        rc = store_auth_get(env->store, rr->c, id, &arec);
+        if (rc == 0)
+            job->old_hash = arena_strdup(a, arec.password_hash ? arec.password_hash : "");
+        store_auth_record_release(&arec);
+        if (rc == ERR_NOTFOUND) {
+            http_reply_error(req, 404, NULL, NULL);
+            return;
+        }
+        if (rc || !env->pool) {
+            http_reply_error(req, 503, "Password checks are not available.", NULL);
+            return;
+        }
+        http_req_suspend(req);
+        rc = auth_pool_verify(env->pool, *job->old_hash ? job->old_hash : NULL, job->old_pw,
+                              old_checked, job);
+        if (rc == ERR_LIMIT || rc == ERR_INVALID) {
+            struct auth_pool_result bad = {.rc = ERR_DENIED};
+            old_checked(job, &bad); /* answers and resumes */
+        } else if (rc) {
+            http_set_header(req, "Retry-After", "1");
+            http_reply_error(req, 503, "Password checks are busy; try again.", NULL);
+            http_req_resume(req);
+        }
+        return;
+    }
+    if (!job->pw) {
         write_finish(job, NULL);
         return;
     }
-    struct api_env *env = ctx;
-    if (!env->hash_password) {
-        http_reply_error(req, 503, "Password hashing is not available.", NULL);
-        return;
-    }
     http_req_suspend(req);
-    rc = env->hash_password(pw, hashed, job, env->auth_arg);
-    if (rc) {
-        http_reply_error(req, 503, "Password hashing is busy; try again.", NULL);
-        http_req_resume(req);
-    }
+    start_hash(job);
 }
 
 static void create_record(struct http_req *req, void *ctx)
@@ -246,7 +560,11 @@ static void delete_record(struct http_req *req, void *ctx)
     struct rec_req rr;
     if (!begin(req, ctx, &rr))
         return;
-    int rc = store_record_delete(rr.env->store, rr.c, http_req_param(req, "id"));
+    struct store_cond cond;
+    if (!rule_cond(&rr, STORE_RULE_DELETE, &cond))
+        return;
+    int rc = store_record_delete_if(rr.env->store, rr.c, http_req_param(req, "id"),
+                                    cond.sql ? &cond : NULL);
     if (rc == 0)
         http_reply_empty(req, 204);
     else if (rc == ERR_NOTFOUND)

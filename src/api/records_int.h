@@ -3,6 +3,7 @@
 #define TANDEM_API_RECORDS_INT_H
 
 #include "api/api_int.h"
+#include "filter/filter.h"
 #include "store/store.h"
 
 #define API_EXPAND_MAX_DEPTH 6
@@ -15,14 +16,72 @@
  * request is a superuser's. */
 bool api__require_superuser(struct http_req *req, struct api_env *env, bool collections_api);
 
+/* ---- API rules (rules.c) ----
+ *
+ * What one request may do with records: built once per request by api__rules_init on the
+ * HTTP thread and used by that request only. Everything it points to lives in the request
+ * arena. */
+struct api_rules {
+    struct http_req *req;
+    struct api_env *env;
+    bool superuser;                 /* bypasses every rule and sees everything */
+    const struct api_identity *who; /* BORROWED from the request */
+    struct filter_request fr;       /* @request.* for rules: auth (loaded lazily), body, ... */
+    bool auth_loaded, auth_full;
+    /* the manageRule last compiled, for shaping many records of one collection */
+    const struct store_collection *manage_c;
+    struct store_cond manage_cond;
+    int manage_rc;
+};
+
+void api__rules_init(struct api_rules *ar, struct http_req *req, struct api_env *env);
+/* The submitted body for @request.body.* (BORROWED: must outlive the request's rule uses). */
+void api__rules_set_body(struct api_rules *ar, const json_t *body);
+/* The context for a client's own filter/sort on c: client mode unless superuser. */
+struct filter_ctx api__rules_filter_ctx(struct api_rules *ar, const struct store_collection *c);
+/* Rule `which` of c as a condition for the store. 0 with out->sql NULL: no condition
+ * (superuser, or the rule is ""); ERR_DENIED: the rule is null (superusers only);
+ * ERR_INVALID: the stored rule does not compile (logged; callers deny). */
+int api__rule_compile(struct api_rules *ar, const struct store_collection *c, enum store_rule which,
+                      struct store_cond *out) MUST_USE;
+/* The same for a rule text (NULL: ERR_DENIED), ignoring the superuser bypass. */
+int api__rule_compile_expr(struct api_rules *ar, const struct store_collection *c, const char *rule,
+                           struct store_cond *out) MUST_USE;
+/* acc = (acc) AND (more); params in placeholder order. */
+void api__cond_and(struct arena *a, struct store_cond *acc, const struct store_cond *more);
+/* Whether the requester is the auth record record_id of c. */
+bool api__rules_is_owner(const struct api_rules *ar, const struct store_collection *c,
+                         const char *record_id);
+/* Whether the requester is a superuser or satisfies c's manageRule for record_id. */
+bool api__rules_manages(struct api_rules *ar, const struct store_collection *c,
+                        const char *record_id);
+/* Removes what a non-superuser may not see of a record of c: hidden fields, and the email of
+ * an auth record unless emailVisibility is set or the requester owns or manages it. ar NULL:
+ * nothing is removed. */
+void api__rules_shape(struct api_rules *ar, const struct store_collection *c, json_t *rec);
+void api__rules_shape_all(struct api_rules *ar, const struct store_collection *c, json_t *records);
+/* Whether rule compiles against c (NULL and "" do). On failure msg holds the reason. For
+ * the collections API: a rule is checked before it is relied on. */
+int api__rule_check(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                    const char *rule, char *msg, size_t msg_cap) MUST_USE;
+/* Drops the body keys a non-superuser may not write: hidden fields (tokenKey, ...) but the
+ * password, with their modifiers. */
+void api__rules_strip_body(struct api_rules *ar, const struct store_collection *c, json_t *body);
+
 /* Expands the relation paths of `expand` ("author,comments_via_post.user") in every record
  * of the array (records of c). Unknown paths and missing records are skipped silently. */
 void api__expand(struct api_env *env, const struct store_collection *c, json_t *records,
                  const char *expand);
+/* api__expand for a request: every expanded record must satisfy its collection's viewRule
+ * for ar (null rules expand nothing) and is shaped with api__rules_shape. */
+void api__expand_rules(struct api_rules *ar, const struct store_collection *c, json_t *records,
+                       const char *expand);
 
 /* api__expand with another limit on the records loaded in all (API_EXPAND_MAX_RECORDS). */
 void api__expand_max(struct api_env *env, const struct store_collection *c, json_t *records,
                      const char *expand, size_t max_records);
+void api__expand_rules_max(struct api_rules *ar, const struct store_collection *c, json_t *records,
+                           const char *expand, size_t max_records);
 
 /* A copy of v that keeps only the keys named by `fields` ("id,title,expand.author.name",
  * "*", "body:excerpt(200,true)"). Arrays are picked element by element. RETURNS a new
@@ -35,6 +94,9 @@ json_t *api__pick_fields(json_t *v, const char *fields);
  * request. */
 bool api__list_query(struct http_req *req, struct api_env *env, const struct store_collection *c,
                      struct store_list_query *q);
+/* api__list_query with the filter context fctx (from api__rules_filter_ctx). */
+bool api__list_query_ctx(struct http_req *req, const struct filter_ctx *fctx,
+                         struct store_list_query *q);
 /* Replies 200 with PocketBase's list envelope. TAKES items. */
 void api__reply_list(struct http_req *req, const struct store_list_query *q,
                      const struct store_list_result *res, json_t *items);

@@ -116,6 +116,25 @@ static void reply_filter_error(struct http_req *req, const struct filter_error *
 bool api__list_query(struct http_req *req, struct api_env *env, const struct store_collection *c,
                      struct store_list_query *q)
 {
+    struct arena *a = http_req_arena(req);
+    struct found_list *fl = arena_zalloc(a, sizeof(*fl));
+    fl->env = env;
+    arena_on_release(a, found_release, fl);
+    struct filter_ctx fctx = {
+        .collection = c,
+        .alias = STORE_LIST_ALIAS,
+        .find_collection = find_collection,
+        .find_ud = fl,
+        .now_us = time_now_us(),
+        .request = NULL,
+        .client = false, /* superusers: collections API */
+    };
+    return api__list_query_ctx(req, &fctx, q);
+}
+
+bool api__list_query_ctx(struct http_req *req, const struct filter_ctx *fctx,
+                         struct store_list_query *q)
+{
     int64_t page = 1, per_page = 30;
     bool skip_total = false;
     const char *s;
@@ -137,23 +156,11 @@ bool api__list_query(struct http_req *req, struct api_env *env, const struct sto
     q->skip_total = skip_total;
 
     struct arena *a = http_req_arena(req);
-    struct found_list *fl = arena_zalloc(a, sizeof(*fl));
-    fl->env = env;
-    arena_on_release(a, found_release, fl);
-    struct filter_ctx fctx = {
-        .collection = c,
-        .alias = STORE_LIST_ALIAS,
-        .find_collection = find_collection,
-        .find_ud = fl,
-        .now_us = time_now_us(),
-        .request = NULL,
-        .client = false, /* superusers only for now */
-    };
     struct filter_error fe;
     const char *filter = http_req_query(req, "filter");
     if (filter && *filter) {
         struct filter_sql fs;
-        int rc = filter_compile(&fctx, filter, strlen(filter), a, &fs, &fe);
+        int rc = filter_compile(fctx, filter, strlen(filter), a, &fs, &fe);
         if (rc) {
             reply_filter_error(req, &fe, rc);
             return false;
@@ -164,7 +171,7 @@ bool api__list_query(struct http_req *req, struct api_env *env, const struct sto
     const char *sort = http_req_query(req, "sort");
     if (sort && *sort) {
         struct filter_sql fs;
-        int rc = filter_compile_sort(&fctx, sort, strlen(sort), a, &fs, &fe);
+        int rc = filter_compile_sort(fctx, sort, strlen(sort), a, &fs, &fe);
         if (rc) {
             reply_filter_error(req, &fe, rc);
             return false;
@@ -249,8 +256,24 @@ static bool unique_on(const struct store_collection *c, const char *field)
  * multiple relations six levels deep). */
 struct expand_ctx {
     struct api_env *env;
+    struct api_rules *ar; /* NULL: no rules (superuser) */
     size_t budget;
 };
+
+/* The target's viewRule as a condition. false: nothing of target may be expanded. */
+static bool view_cond(struct expand_ctx *x, const struct store_collection *target,
+                      struct store_cond *cond)
+{
+    cond->sql = NULL;
+    cond->params = NULL;
+    if (!x->ar)
+        return true;
+    const char *ctx = x->ar->fr.context;
+    x->ar->fr.context = "expand"; /* @request.context, as PocketBase sets it for expansions */
+    int rc = api__rule_compile(x->ar, target, STORE_RULE_VIEW, cond);
+    x->ar->fr.context = ctx;
+    return rc == 0;
+}
 
 static void expand_tree(struct expand_ctx *x, const struct store_collection *c, json_t *records,
                         json_t *tree);
@@ -265,6 +288,11 @@ static void expand_one(struct expand_ctx *x, const struct store_collection *c, j
     if (f && f->type == STORE_FIELD_RELATION) {
         if (store_collection_get(env->store, f->collection_id, &target) != 0)
             return;
+        struct store_cond cond;
+        if (!view_cond(x, target, &cond)) {
+            store_collection_unref(target);
+            return;
+        }
         json_t *v = json_object_get(rec, key);
         json_t *found = json_array();
         size_t n = json_is_array(v) ? json_array_size(v) : 1;
@@ -273,7 +301,9 @@ static void expand_one(struct expand_ctx *x, const struct store_collection *c, j
             json_t *r = NULL;
             if (x->budget == 0)
                 break;
-            if (id && *id && store_record_get(env->store, target, id, &r) == 0) {
+            if (id && *id &&
+                store_record_get_if(env->store, target, id, cond.sql ? &cond : NULL, &r) == 0) {
+                api__rules_shape(x->ar, target, r);
                 json_array_append_new(found, r);
                 x->budget--;
             }
@@ -299,17 +329,29 @@ static void expand_one(struct expand_ctx *x, const struct store_collection *c, j
         if (store_collection_get(env->store, cname, &target) != 0)
             return;
         const struct store_field *bf = store_collection_field(target, fname);
-        if (!bf || bf->type != STORE_FIELD_RELATION || strcmp(bf->collection_id, c->id) != 0) {
+        if (!bf || bf->type != STORE_FIELD_RELATION || strcmp(bf->collection_id, c->id) != 0 ||
+            (x->ar && bf->hidden)) {
             store_collection_unref(target);
             return;
         }
         const char *id = json_string_value(json_object_get(rec, "id"));
         json_t *found = NULL;
         size_t max = x->budget < API_BACKREL_MAX ? x->budget : API_BACKREL_MAX;
-        if (!id || max == 0 ||
+        struct store_cond cond;
+        if (!id || max == 0 || !view_cond(x, target, &cond) ||
             store_record_referencing(env->store, target, fname, id, max, &found) != 0) {
             store_collection_unref(target);
             return;
+        }
+        for (size_t i = json_array_size(found); i-- > 0;) {
+            json_t *r = json_array_get(found, i), *chk = NULL;
+            const char *rid = json_string_value(json_object_get(r, "id"));
+            if (cond.sql &&
+                (!rid || store_record_get_if(env->store, target, rid, &cond, &chk) != 0))
+                json_array_remove(found, i);
+            else
+                api__rules_shape(x->ar, target, r);
+            json_decref(chk);
         }
         x->budget -= json_array_size(found);
         if (json_object_size(sub))
@@ -367,7 +409,24 @@ void api__expand_max(struct api_env *env, const struct store_collection *c, json
     if (!expand || !*expand)
         return;
     json_t *tree = path_tree(expand);
-    struct expand_ctx x = {env, max_records};
+    struct expand_ctx x = {env, NULL, max_records};
+    expand_tree(&x, c, records, tree);
+    json_decref(tree);
+}
+
+void api__expand_rules(struct api_rules *ar, const struct store_collection *c, json_t *records,
+                       const char *expand)
+{
+    api__expand_rules_max(ar, c, records, expand, API_EXPAND_MAX_RECORDS);
+}
+
+void api__expand_rules_max(struct api_rules *ar, const struct store_collection *c, json_t *records,
+                           const char *expand, size_t max_records)
+{
+    if (!expand || !*expand)
+        return;
+    json_t *tree = path_tree(expand);
+    struct expand_ctx x = {ar->env, ar->superuser ? NULL : ar, max_records};
     expand_tree(&x, c, records, tree);
     json_decref(tree);
 }

@@ -143,10 +143,15 @@ static void test_superuser_gate(void **state)
     assert_int_equal(json_integer_value(json_object_get(b, "status")), 401);
     assert_true(json_is_object(json_object_get(b, "data")));
     json_decref(b);
-    assert_int_equal(call("GET", "/api/collections/users/records", NULL, false, &b), 403);
+    /* null rules: superusers only */
+    assert_int_equal(call("GET", "/api/collections/_superusers/records", NULL, false, &b), 403);
     assert_string_equal(sget(b, "message"), "Only superusers can perform this action.");
     json_decref(b);
-    assert_int_equal(call("POST", "/api/collections/users/records", "{}", false, &b), 403);
+    assert_int_equal(call("POST", "/api/collections/_superusers/records", "{}", false, &b), 403);
+    json_decref(b);
+    /* users' list rule (id = @request.auth.id) leaves a guest nothing: 200, empty */
+    assert_int_equal(call("GET", "/api/collections/users/records", NULL, false, &b), 200);
+    assert_int_equal(json_array_size(json_object_get(b, "items")), 0);
     json_decref(b);
     assert_int_equal(call("GET", "/api/collections/nope/records", NULL, true, &b), 404);
     json_decref(b);
