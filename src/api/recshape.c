@@ -18,7 +18,7 @@ bool api__require_superuser(struct http_req *req, struct api_env *env, bool coll
         return true;
     if (!collections_api)
         http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
-    else if (!http_req_header(req, "Authorization"))
+    else if (!api__identity(req, env)->record_id) /* a guest: no token, or an invalid one */
         http_reply_error(req, 401, "The request requires valid superuser authorization token.",
                          NULL);
     else
