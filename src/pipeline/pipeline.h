@@ -48,6 +48,8 @@ struct pipeline_cfg {
     int64_t retry_max_us;   /* longest backoff after a failed load; default 5 s */
     int64_t checkpoint_interval_us; /* checkpoint at least this often; default 60 s */
     uint64_t checkpoint_rows;       /* ... or after this many rows; default 500,000 */
+    bool read_ahead; /* events: a helper thread reads and parses the next batch while the
+                      * current one loads; default true */
 };
 
 void pipeline_cfg_defaults(struct pipeline_cfg *cfg);
