@@ -78,10 +78,15 @@ enum ev_slot {
     S_N
 };
 
-static const char *const slot_key[S_N] = {
-    "messageId", "type",       "event",      "userId",    "anonymousId",
-    "groupId",   "previousId", "source",     "timestamp", "originalTimestamp",
-    "sentAt",    "receivedAt", "properties", "traits",    "context"};
+#define SLOT_KEYS(X)                                                                               \
+    X("messageId")                                                                                 \
+    X("type") X("event") X("userId") X("anonymousId") X("groupId") X("previousId") X("source")     \
+        X("timestamp") X("originalTimestamp") X("sentAt") X("receivedAt") X("properties")          \
+            X("traits") X("context")
+#define KEY_STR(k) k,
+#define KEY_LEN(k) sizeof(k) - 1,
+static const char *const slot_key[S_N] = {SLOT_KEYS(KEY_STR)};
+static const size_t slot_key_len[S_N] = {SLOT_KEYS(KEY_LEN)};
 
 #define MAX_MEMBERS 256
 
@@ -114,7 +119,7 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
             klen = strlen(key);
         }
         for (int j = 0; j < S_N; j++)
-            if (strlen(slot_key[j]) == klen && memcmp(slot_key[j], k, klen) == 0)
+            if (slot_key_len[j] == klen && memcmp(slot_key[j], k, klen) == 0)
                 slot[j] = &ms[i]; /* the last duplicate wins, as in jansson */
     }
     ev->log_offset = offset;
@@ -141,6 +146,11 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
             continue;
         if (m->type != 's')
             return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+        if (!m->escaped) { /* the usual case: parse in place, no copy */
+            if (m->val_len > 0 && time_parse(m->val, m->val_len, t) < 0)
+                return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_key[j]);
+            continue;
+        }
         char *v;
         if (member_str(m, a, &v) < 0 || (*v && time_parse(v, strlen(v), t) < 0))
             return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_key[j]);
