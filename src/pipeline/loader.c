@@ -370,6 +370,26 @@ static int sync_mirrors(struct consumer *c, struct wh_conn *conn)
     return rc;
 }
 
+/* Registers the consumer's position with the log, which only keeps retention from deleting
+ * what is not loaded yet (the warehouse's _offsets is the truth, and a position registered
+ * late only keeps more). It is stored durably, which costs a sync: the loop calls this after
+ * a batch at most once a second, and whenever it finds the log drained and on exit. */
+static void register_position(struct consumer *c, uint64_t next, uint64_t *registered,
+                              int64_t *last_us)
+{
+    if (*registered == next)
+        return;
+    if (evlog_consumer_commit(c->p->cfg.log, c->name, c->topic, next) < 0) {
+        xlog_warn("pipeline %s: cannot register offset with the log: %s", c->name,
+                  evlog_errmsg(c->p->cfg.log));
+        return;
+    }
+    *registered = next;
+    *last_us = time_mono_us();
+}
+
+#define REGISTER_INTERVAL_US 1000000
+
 static void *consumer_main(void *arg)
 {
     struct consumer *c = arg;
@@ -384,6 +404,8 @@ static void *consumer_main(void *arg)
     uint64_t next = 0, rows_since_ckpt = 0;
     int64_t last_ckpt = time_mono_us();
     bool have_offset = false;
+    uint64_t registered = UINT64_MAX; /* the position last registered with the log */
+    int64_t registered_at = 0;
     struct ahead *ah = c->kind == KIND_EVENTS && p->cfg.read_ahead ? ahead_start(c) : NULL;
     bool pending = false; /* a read-ahead request for `next` is outstanding */
 
@@ -448,6 +470,7 @@ static void *consumer_main(void *arg)
         }
         if (b.n == 0) {
             update_lag(c, log, next, 0);
+            register_position(c, next, &registered, &registered_at);
             batch = p->cfg.min_batch;
             if (nap(p, p->cfg.idle_wait_us))
                 break;
@@ -486,10 +509,8 @@ static void *consumer_main(void *arg)
         }
         next = b.next_offset;
         backoff = 0;
-        /* let retention keep what is not loaded yet (the warehouse's copy is the truth) */
-        if (evlog_consumer_commit(log, c->name, c->topic, next) < 0)
-            xlog_warn("pipeline %s: cannot register offset with the log: %s", c->name,
-                      evlog_errmsg(log));
+        if (time_mono_us() - registered_at >= REGISTER_INTERVAL_US)
+            register_position(c, next, &registered, &registered_at);
         metrics_inc(c->m_rows, st.rows);
         metrics_inc(c->m_rejects, st.rejects);
         metrics_observe(c->m_batch, (double)got);
@@ -526,6 +547,8 @@ static void *consumer_main(void *arg)
     if (pending)
         (void)ahead_take(ah, &b, &rows);
     ahead_stop(ah);
+    if (have_offset)
+        register_position(c, next, &registered, &registered_at);
     rows_release(&rows);
     evlog_batch_release(&b);
     wh_conn_close(conn);
