@@ -78,15 +78,22 @@ enum ev_slot {
     S_N
 };
 
-#define SLOT_KEYS(X)                                                                               \
-    X("messageId")                                                                                 \
-    X("type") X("event") X("userId") X("anonymousId") X("groupId") X("previousId") X("source")     \
-        X("timestamp") X("originalTimestamp") X("sentAt") X("receivedAt") X("properties")          \
-            X("traits") X("context")
-#define KEY_STR(k) k,
-#define KEY_LEN(k) sizeof(k) - 1,
-static const char *const slot_key[S_N] = {SLOT_KEYS(KEY_STR)};
-static const size_t slot_key_len[S_N] = {SLOT_KEYS(KEY_LEN)};
+#define KEY(k)                                                                                     \
+    {                                                                                              \
+        k, sizeof(k) - 1                                                                           \
+    }
+static const struct {
+    const char *name;
+    size_t len;
+} slot_keys[S_N] = {KEY("messageId"),   KEY("type"),
+                    KEY("event"),       KEY("userId"),
+                    KEY("anonymousId"), KEY("groupId"),
+                    KEY("previousId"),  KEY("source"),
+                    KEY("timestamp"),   KEY("originalTimestamp"),
+                    KEY("sentAt"),      KEY("receivedAt"),
+                    KEY("properties"),  KEY("traits"),
+                    KEY("context")};
+#undef KEY
 
 #define MAX_MEMBERS 256
 
@@ -119,7 +126,7 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
             klen = strlen(key);
         }
         for (int j = 0; j < S_N; j++)
-            if (slot_key_len[j] == klen && memcmp(slot_key[j], k, klen) == 0)
+            if (slot_keys[j].len == klen && memcmp(slot_keys[j].name, k, klen) == 0)
                 slot[j] = &ms[i]; /* the last duplicate wins, as in jansson */
     }
     ev->log_offset = offset;
@@ -130,10 +137,10 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
         if (!m || m->type == 'z')
             continue;
         if (m->type != 's')
-            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+            return bad(reason, reason_len, "%s: not a string", slot_keys[j].name);
         char *v;
         if (member_str(m, a, &v) < 0)
-            return bad(reason, reason_len, "%s: contains a NUL character", slot_key[j]);
+            return bad(reason, reason_len, "%s: contains a NUL character", slot_keys[j].name);
         *strs[j] = v;
     }
     int64_t *times[] = {&ev->timestamp_us, &ev->original_timestamp_us, &ev->sent_at_us,
@@ -145,15 +152,15 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
         if (!m || m->type == 'z')
             continue;
         if (m->type != 's')
-            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+            return bad(reason, reason_len, "%s: not a string", slot_keys[j].name);
         if (!m->escaped) { /* the usual case: parse in place, no copy */
             if (m->val_len > 0 && time_parse(m->val, m->val_len, t) < 0)
-                return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_key[j]);
+                return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_keys[j].name);
             continue;
         }
         char *v;
         if (member_str(m, a, &v) < 0 || (*v && time_parse(v, strlen(v), t) < 0))
-            return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_key[j]);
+            return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_keys[j].name);
     }
     const char **objs[] = {&ev->properties, &ev->traits, &ev->context};
     for (int j = S_PROPERTIES; j <= S_CONTEXT; j++) {
@@ -161,7 +168,7 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
         if (!m || m->type == 'z')
             continue;
         if (m->type != 'o')
-            return bad(reason, reason_len, "%s: not an object", slot_key[j]);
+            return bad(reason, reason_len, "%s: not an object", slot_keys[j].name);
         *objs[j - S_PROPERTIES] = arena_strndup(a, m->val, m->val_len);
     }
     if (!ev->id || !ev->type)
