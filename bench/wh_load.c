@@ -86,7 +86,8 @@ int main(int argc, char **argv)
     struct wh_cfg wc;
     wh_cfg_defaults(&wc);
     wc.path = whpath;
-    wc.checkpoint_threshold = getenv("CKPT");
+    if (getenv("CKPT")) /* else the default */
+        wc.checkpoint_threshold = getenv("CKPT");
     struct wh *wh;
     if (wh_open(&wc, &wh) < 0) {
         fprintf(stderr, "wh: %s\n", wh_errmsg(NULL));
@@ -100,6 +101,8 @@ int main(int argc, char **argv)
         pc.checkpoint_rows = strtoull(getenv("CKROWS"), NULL, 10);
     if (getenv("MAXB"))
         pc.max_batch = strtoul(getenv("MAXB"), NULL, 10);
+    if (getenv("MAXBYTES"))
+        pc.max_batch_bytes = strtoul(getenv("MAXBYTES"), NULL, 10);
     struct pipeline *p;
     t0 = time_mono_us();
     if (pipeline_start(&pc, &p) < 0)
@@ -121,6 +124,8 @@ int main(int argc, char **argv)
     evlog_close(log);
 
     /* reference: DuckDB copying the same rows inside the engine (no parsing on our side) */
+    if (getenv("NOREF"))
+        return 0;
     duckdb_database db;
     duckdb_connection con;
     if (duckdb_open(whpath, &db) != DuckDBSuccess || duckdb_connect(db, &con) != DuckDBSuccess)

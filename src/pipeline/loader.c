@@ -44,6 +44,7 @@ void pipeline_cfg_defaults(struct pipeline_cfg *cfg)
     cfg->retry_max_us = 5000000;
     cfg->checkpoint_interval_us = 60 * 1000000LL;
     cfg->checkpoint_rows = 500000;
+    cfg->read_ahead = true;
 }
 
 /* Sleeps up to us unless the pipeline is stopping; returns true when it is. */
@@ -164,6 +165,131 @@ static void rows_fill(struct consumer *c, const struct evlog_batch *b, struct ro
     }
 }
 
+/* ---- read-ahead: the next batch is read and parsed while the current one loads ----
+ *
+ * The events consumer hands the reading and parsing of the batch after the one it is loading
+ * to a helper thread (parsing is about a third of the work, DuckDB's append, commit and
+ * checkpoint the rest, so the two overlap on a second core). The helper only fills buffers:
+ * the consumer alone decides what is loaded and committed, and asks for the batch at its own
+ * committed position again after a failed load, so exactly-once is unchanged. One request is
+ * outstanding at a time; its result is swapped into the consumer's buffers (no copy). */
+
+enum ahead_state { AHEAD_IDLE, AHEAD_WANTED, AHEAD_DONE };
+
+struct ahead {
+    struct consumer *c;
+    pthread_t thread;
+    pthread_mutex_t mu; /* leaf: the fields below */
+    pthread_cond_t cv;
+    enum ahead_state state;
+    bool quit;
+    uint64_t from; /* the request */
+    size_t batch;
+    int rc; /* the result, with b and rows */
+    struct evlog_batch b;
+    struct rows rows;
+};
+
+/* Reads up to batch records at from into b and parses them into r. */
+static int fetch(struct consumer *c, uint64_t from, size_t batch, struct evlog_batch *b,
+                 struct rows *r)
+{
+    int rc = evlog_read(c->p->cfg.log, c->topic, from, batch, c->p->cfg.max_batch_bytes, b);
+    if (rc == 0 && b->n > 0)
+        rows_fill(c, b, r);
+    return rc;
+}
+
+static void *ahead_main(void *arg)
+{
+    struct ahead *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (a->state != AHEAD_WANTED && !a->quit)
+            pthread_cond_wait(&a->cv, &a->mu);
+        if (a->quit)
+            break;
+        uint64_t from = a->from;
+        size_t batch = a->batch;
+        pthread_mutex_unlock(&a->mu);
+        int rc = fetch(a->c, from, batch, &a->b, &a->rows);
+        pthread_mutex_lock(&a->mu);
+        a->rc = rc;
+        a->state = AHEAD_DONE;
+        pthread_cond_broadcast(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+/* Starts the helper; NULL when the thread cannot be created (the consumer then reads itself). */
+static struct ahead *ahead_start(struct consumer *c)
+{
+    struct ahead *a = xcalloc(1, sizeof(*a));
+    a->c = c;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    evlog_batch_init(&a->b);
+    int e = pthread_create(&a->thread, NULL, ahead_main, a);
+    if (e != 0) {
+        xlog_warn("pipeline %s: no read-ahead thread: %s", c->name, strerror(e));
+        pthread_cond_destroy(&a->cv);
+        pthread_mutex_destroy(&a->mu);
+        evlog_batch_release(&a->b);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* Asks for the batch at from; the previous result must have been taken. */
+static void ahead_request(struct ahead *a, uint64_t from, size_t batch)
+{
+    pthread_mutex_lock(&a->mu);
+    if (a->state != AHEAD_IDLE)
+        PANIC("read-ahead: a request is already outstanding");
+    a->from = from;
+    a->batch = batch;
+    a->state = AHEAD_WANTED;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Waits for the outstanding request and swaps its batch and rows into b and r (which go to
+ * the helper for its next read); returns the read's code. */
+static int ahead_take(struct ahead *a, struct evlog_batch *b, struct rows *r)
+{
+    pthread_mutex_lock(&a->mu);
+    while (a->state != AHEAD_DONE)
+        pthread_cond_wait(&a->cv, &a->mu);
+    struct evlog_batch tb = *b;
+    *b = a->b;
+    a->b = tb;
+    struct rows tr = *r;
+    *r = a->rows;
+    a->rows = tr;
+    int rc = a->rc;
+    a->state = AHEAD_IDLE;
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}
+
+static void ahead_stop(struct ahead *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->quit = true;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL); /* a read in progress finishes first */
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    rows_release(&a->rows);
+    evlog_batch_release(&a->b);
+    free(a);
+}
+
 /* ---- the consumer thread ---- */
 
 static void update_lag(struct consumer *c, struct evlog *log, uint64_t next, double lag_s)
@@ -244,6 +370,26 @@ static int sync_mirrors(struct consumer *c, struct wh_conn *conn)
     return rc;
 }
 
+/* Registers the consumer's position with the log, which only keeps retention from deleting
+ * what is not loaded yet (the warehouse's _offsets is the truth, and a position registered
+ * late only keeps more). It is stored durably, which costs a sync: the loop calls this after
+ * a batch at most once a second, and whenever it finds the log drained and on exit. */
+static void register_position(struct consumer *c, uint64_t next, uint64_t *registered,
+                              int64_t *last_us)
+{
+    if (*registered == next)
+        return;
+    if (evlog_consumer_commit(c->p->cfg.log, c->name, c->topic, next) < 0) {
+        xlog_warn("pipeline %s: cannot register offset with the log: %s", c->name,
+                  evlog_errmsg(c->p->cfg.log));
+        return;
+    }
+    *registered = next;
+    *last_us = time_mono_us();
+}
+
+#define REGISTER_INTERVAL_US 1000000
+
 static void *consumer_main(void *arg)
 {
     struct consumer *c = arg;
@@ -258,6 +404,10 @@ static void *consumer_main(void *arg)
     uint64_t next = 0, rows_since_ckpt = 0;
     int64_t last_ckpt = time_mono_us();
     bool have_offset = false;
+    uint64_t registered = UINT64_MAX; /* the position last registered with the log */
+    int64_t registered_at = 0;
+    struct ahead *ah = c->kind == KIND_EVENTS && p->cfg.read_ahead ? ahead_start(c) : NULL;
+    bool pending = false; /* a read-ahead request for `next` is outstanding */
 
     while (!stopping(p)) {
         int rc = 0;
@@ -288,7 +438,14 @@ static void *consumer_main(void *arg)
                 goto retry;
             }
         }
-        rc = evlog_read(log, c->topic, next, batch, p->cfg.max_batch_bytes, &b);
+        if (ah) {
+            if (!pending)
+                ahead_request(ah, next, batch);
+            rc = ahead_take(ah, &b, &rows);
+            pending = false;
+        } else {
+            rc = fetch(c, next, batch, &b, &rows);
+        }
         if (rc == ERR_NOTFOUND) {
             uint64_t start = 0, end = 0;
             if (evlog_end_offset(log, c->topic, &end) == 0 && end == 0) {
@@ -313,13 +470,24 @@ static void *consumer_main(void *arg)
         }
         if (b.n == 0) {
             update_lag(c, log, next, 0);
+            register_position(c, next, &registered, &registered_at);
             batch = p->cfg.min_batch;
             if (nap(p, p->cfg.idle_wait_us))
                 break;
             continue;
         }
         double lag_s = (double)(time_now_us() - b.recs[0].timestamp_us) / 1e6;
-        rows_fill(c, &b, &rows);
+        size_t got = b.n;
+        /* adapt: full batch -> grow; a small one -> shrink */
+        size_t next_batch = batch;
+        if (got >= batch && batch < p->cfg.max_batch)
+            next_batch = batch * 2 > p->cfg.max_batch ? p->cfg.max_batch : batch * 2;
+        else if (got < batch / 4 && batch > p->cfg.min_batch)
+            next_batch = batch / 2 < p->cfg.min_batch ? p->cfg.min_batch : batch / 2;
+        if (ah) { /* read and parse what follows while this batch loads */
+            ahead_request(ah, b.next_offset, next_batch);
+            pending = true;
+        }
         struct wh_load ld = {.consumer = c->name,
                              .topic = c->topic,
                              .next_offset = b.next_offset,
@@ -328,20 +496,21 @@ static void *consumer_main(void *arg)
         struct wh_load_stats st = {0};
         rc = c->kind == KIND_EVENTS ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
                                     : wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st);
-        size_t got = b.n;
         rows_clear(&rows);
         if (rc < 0) {
             set_error(c, "cannot load %zu records at %llu: %s", got, (unsigned long long)next,
                       wh_errmsg(conn));
             update_lag(c, log, next, lag_s);
+            if (pending) { /* what was read ahead follows a batch that is not loaded: drop it */
+                (void)ahead_take(ah, &b, &rows);
+                pending = false;
+            }
             goto retry;
         }
         next = b.next_offset;
         backoff = 0;
-        /* let retention keep what is not loaded yet (the warehouse's copy is the truth) */
-        if (evlog_consumer_commit(log, c->name, c->topic, next) < 0)
-            xlog_warn("pipeline %s: cannot register offset with the log: %s", c->name,
-                      evlog_errmsg(log));
+        if (time_mono_us() - registered_at >= REGISTER_INTERVAL_US)
+            register_position(c, next, &registered, &registered_at);
         metrics_inc(c->m_rows, st.rows);
         metrics_inc(c->m_rejects, st.rejects);
         metrics_observe(c->m_batch, (double)got);
@@ -353,11 +522,7 @@ static void *consumer_main(void *arg)
         c->st.batch_size = batch;
         pthread_mutex_unlock(&c->mu);
         update_lag(c, log, next, lag_s);
-        /* adapt: full batch -> grow; a small one -> shrink */
-        if (got >= batch && batch < p->cfg.max_batch)
-            batch = batch * 2 > p->cfg.max_batch ? p->cfg.max_batch : batch * 2;
-        else if (got < batch / 4 && batch > p->cfg.min_batch)
-            batch = batch / 2 < p->cfg.min_batch ? p->cfg.min_batch : batch / 2;
+        batch = next_batch;
         rows_since_ckpt += got;
         if (rows_since_ckpt >= p->cfg.checkpoint_rows ||
             time_mono_us() - last_ckpt >= p->cfg.checkpoint_interval_us) {
@@ -379,6 +544,11 @@ static void *consumer_main(void *arg)
             conn = NULL;
         }
     }
+    if (pending)
+        (void)ahead_take(ah, &b, &rows);
+    ahead_stop(ah);
+    if (have_offset)
+        register_position(c, next, &registered, &registered_at);
     rows_release(&rows);
     evlog_batch_release(&b);
     wh_conn_close(conn);

@@ -78,10 +78,22 @@ enum ev_slot {
     S_N
 };
 
-static const char *const slot_key[S_N] = {
-    "messageId", "type",       "event",      "userId",    "anonymousId",
-    "groupId",   "previousId", "source",     "timestamp", "originalTimestamp",
-    "sentAt",    "receivedAt", "properties", "traits",    "context"};
+#define KEY(k)                                                                                     \
+    {                                                                                              \
+        k, sizeof(k) - 1                                                                           \
+    }
+static const struct {
+    const char *name;
+    size_t len;
+} slot_keys[S_N] = {KEY("messageId"),   KEY("type"),
+                    KEY("event"),       KEY("userId"),
+                    KEY("anonymousId"), KEY("groupId"),
+                    KEY("previousId"),  KEY("source"),
+                    KEY("timestamp"),   KEY("originalTimestamp"),
+                    KEY("sentAt"),      KEY("receivedAt"),
+                    KEY("properties"),  KEY("traits"),
+                    KEY("context")};
+#undef KEY
 
 #define MAX_MEMBERS 256
 
@@ -114,7 +126,7 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
             klen = strlen(key);
         }
         for (int j = 0; j < S_N; j++)
-            if (strlen(slot_key[j]) == klen && memcmp(slot_key[j], k, klen) == 0)
+            if (slot_keys[j].len == klen && memcmp(slot_keys[j].name, k, klen) == 0)
                 slot[j] = &ms[i]; /* the last duplicate wins, as in jansson */
     }
     ev->log_offset = offset;
@@ -125,10 +137,10 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
         if (!m || m->type == 'z')
             continue;
         if (m->type != 's')
-            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+            return bad(reason, reason_len, "%s: not a string", slot_keys[j].name);
         char *v;
         if (member_str(m, a, &v) < 0)
-            return bad(reason, reason_len, "%s: contains a NUL character", slot_key[j]);
+            return bad(reason, reason_len, "%s: contains a NUL character", slot_keys[j].name);
         *strs[j] = v;
     }
     int64_t *times[] = {&ev->timestamp_us, &ev->original_timestamp_us, &ev->sent_at_us,
@@ -140,10 +152,15 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
         if (!m || m->type == 'z')
             continue;
         if (m->type != 's')
-            return bad(reason, reason_len, "%s: not a string", slot_key[j]);
+            return bad(reason, reason_len, "%s: not a string", slot_keys[j].name);
+        if (!m->escaped) { /* the usual case: parse in place, no copy */
+            if (m->val_len > 0 && time_parse(m->val, m->val_len, t) < 0)
+                return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_keys[j].name);
+            continue;
+        }
         char *v;
         if (member_str(m, a, &v) < 0 || (*v && time_parse(v, strlen(v), t) < 0))
-            return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_key[j]);
+            return bad(reason, reason_len, "%s: not an ISO 8601 date", slot_keys[j].name);
     }
     const char **objs[] = {&ev->properties, &ev->traits, &ev->context};
     for (int j = S_PROPERTIES; j <= S_CONTEXT; j++) {
@@ -151,7 +168,7 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
         if (!m || m->type == 'z')
             continue;
         if (m->type != 'o')
-            return bad(reason, reason_len, "%s: not an object", slot_key[j]);
+            return bad(reason, reason_len, "%s: not an object", slot_keys[j].name);
         *objs[j - S_PROPERTIES] = arena_strndup(a, m->val, m->val_len);
     }
     if (!ev->id || !ev->type)

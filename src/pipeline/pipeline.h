@@ -8,9 +8,9 @@
  * Exactly once: a consumer's position lives in the warehouse's _offsets table and is written
  * in the same warehouse transaction as the rows it covers (wh_load_events/wh_load_changes).
  * On start a consumer resumes from that stored offset, so a crash anywhere never loses or
- * doubles a row. After each commit the position is also registered with the log
- * (evlog_consumer_commit) only so that retention keeps what is not loaded yet; that copy is
- * never read back.
+ * doubles a row. The position is also registered with the log (evlog_consumer_commit) only
+ * so that retention keeps what is not loaded yet: at most once a second under load, when the
+ * log is drained, and on stop (late only keeps more); that copy is never read back.
  *
  * Batches adapt: a consumer that finds the log drained waits a few milliseconds and loads
  * whatever arrived (small batches: freshness first); a batch that comes back full doubles the
@@ -48,6 +48,8 @@ struct pipeline_cfg {
     int64_t retry_max_us;   /* longest backoff after a failed load; default 5 s */
     int64_t checkpoint_interval_us; /* checkpoint at least this often; default 60 s */
     uint64_t checkpoint_rows;       /* ... or after this many rows; default 500,000 */
+    bool read_ahead; /* events: a helper thread reads and parses the next batch while the
+                      * current one loads; default true */
 };
 
 void pipeline_cfg_defaults(struct pipeline_cfg *cfg);

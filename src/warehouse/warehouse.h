@@ -63,7 +63,8 @@ struct wh_event {
 
 enum wh_action { WH_ACTION_CREATE, WH_ACTION_UPDATE, WH_ACTION_DELETE };
 
-/* One record change (topic "changes"). record is the after image (NULL on delete). */
+/* One record change (topic "changes"). record is the after image; on delete the
+ * image the record had when deleted (the relay sends it; NULL is accepted too). */
 struct wh_change {
     uint64_t log_offset;
     int64_t id; /* outbox id */

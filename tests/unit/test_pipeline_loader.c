@@ -220,6 +220,15 @@ static void test_restart_resumes_from_warehouse_offset(void **state)
     append_events(f, 0, 500);
     struct pipeline *p = start(f, 50000);
     wait_caught_up(f, p);
+    /* a consumer that found the log drained registers its position with the log (for
+     * retention) without waiting for the once-a-second registration under load */
+    uint64_t lpos = 0;
+    for (int i = 0; i < 100 && lpos != 500; i++) {
+        usleep(10000);
+        if (evlog_consumer_get(f->log, "warehouse-events", "events", &lpos) < 0)
+            lpos = 0;
+    }
+    assert_int_equal(lpos, 500);
     pipeline_stop(p);
     /* the log's copy of the position moves back (as if its file were older): the warehouse's
      * offset decides, so nothing is loaded twice */
@@ -283,6 +292,58 @@ static void test_failed_load_is_retried(void **state)
     pipeline_stop(p);
     assert_rows(f->c, "SELECT count(*), count(DISTINCT id), max(log_offset) FROM events",
                 "[[30,30,29]]");
+}
+
+/* With read-ahead the batch after a failing one is already read and parsed when the load
+ * fails; it must be dropped and the failed batch read again, in both modes: every record
+ * loaded once, offsets dense. */
+static void failed_load_with_backlog(struct fx *f, bool read_ahead)
+{
+    struct pipeline_cfg cfg;
+    pipeline_cfg_defaults(&cfg);
+    cfg.log = f->log;
+    cfg.wh = f->wh;
+    cfg.idle_wait_us = 2000;
+    cfg.min_batch = 100;
+    cfg.max_batch = 400;
+    cfg.retry_max_us = 20000;
+    cfg.read_ahead = read_ahead;
+    struct pipeline *p;
+    assert_int_equal(pipeline_start(&cfg, &p), 0); /* creates the tables */
+    raw_exec(f, "ALTER TABLE events RENAME TO events_away");
+    append_events(f, 0, 3000);
+    struct pipeline_status st[2];
+    for (int i = 0; i < 500; i++) {
+        pipeline_status(p, st, 2);
+        if (st[0].last_error[0])
+            break;
+        usleep(10000);
+    }
+    usleep(50000); /* a few failed retries */
+    pipeline_status(p, st, 2);
+    assert_non_null(strstr(st[0].last_error, "cannot load 100 records at 0"));
+    assert_int_equal(st[0].committed, 0);
+    raw_exec(f, "ALTER TABLE events_away RENAME TO events");
+    wait_caught_up(f, p);
+    pipeline_status(p, st, 2);
+    assert_true(st[0].batches > 3); /* several batches, so reads ran ahead of loads */
+    pipeline_stop(p);
+    assert_rows(f->c,
+                "SELECT count(*), count(DISTINCT id), count(DISTINCT log_offset), "
+                "min(log_offset), max(log_offset) FROM events",
+                "[[3000,3000,3000,0,2999]]");
+    assert_rows(f->c, "SELECT count(*) FROM events WHERE id <> concat('m', log_offset::VARCHAR)",
+                "[[0]]");
+}
+
+static void test_failed_load_read_ahead(void **state)
+{
+    failed_load_with_backlog(*state, true);
+}
+
+static void test_failed_load_no_read_ahead(void **state)
+{
+    failed_load_with_backlog(*state, false);
 }
 
 static void test_stop_when_idle_and_empty(void **state)
@@ -419,6 +480,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_resumes_from_warehouse_offset, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_is_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_load_read_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_load_no_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_when_idle_and_empty, setup, teardown),
         cmocka_unit_test(test_parse_event),
         cmocka_unit_test(test_parse_change),

@@ -231,6 +231,8 @@ static void whd_conn_close(struct wh_conn *wc)
     struct whd_conn *c = whd__conn(wc);
     if (c->ev_chunk)
         duckdb_destroy_data_chunk(&c->ev_chunk);
+    if (c->off_update)
+        duckdb_destroy_prepare(&c->off_update);
     duckdb_disconnect(&c->con);
     free(c);
 }
@@ -288,17 +290,20 @@ int whd__offset_store(struct whd_conn *c, const char *consumer, const char *topi
 {
     duckdb_prepared_statement ps;
     idx_t changed = 0;
-    int rc = prepare(c,
-                     "UPDATE _offsets SET next_offset = $1, topic = $2, "
-                     "updated_at = now()::TIMESTAMP WHERE consumer = $3",
-                     &ps);
-    if (rc < 0)
+    int rc;
+    /* once per batch: prepared once per connection (preparing cost about as much as running) */
+    if (!c->off_update && (rc = prepare(c,
+                                        "UPDATE _offsets SET next_offset = $1, topic = $2, "
+                                        "updated_at = now()::TIMESTAMP WHERE consumer = $3",
+                                        &c->off_update)) < 0) {
+        c->off_update = NULL;
         return rc;
-    duckdb_bind_uint64(ps, 1, next_offset);
-    duckdb_bind_varchar(ps, 2, topic);
-    duckdb_bind_varchar(ps, 3, consumer);
-    rc = run_prepared(c, ps, &changed);
-    duckdb_destroy_prepare(&ps);
+    }
+    if (duckdb_bind_uint64(c->off_update, 1, next_offset) != DuckDBSuccess ||
+        duckdb_bind_varchar(c->off_update, 2, topic) != DuckDBSuccess ||
+        duckdb_bind_varchar(c->off_update, 3, consumer) != DuckDBSuccess)
+        return whd__fail(c, ERR_INTERNAL, "cannot bind the offset update");
+    rc = run_prepared(c, c->off_update, &changed);
     if (rc < 0 || changed > 0)
         return rc;
     if ((rc = prepare(c, "INSERT INTO _offsets VALUES ($1, $2, $3, now()::TIMESTAMP)", &ps)) < 0)

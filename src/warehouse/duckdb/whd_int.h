@@ -22,6 +22,7 @@ struct whd_conn {
     char err[1024];
     duckdb_data_chunk ev_chunk; /* reused across event batches */
     idx_t ev_ncols;
+    duckdb_prepared_statement off_update; /* UPDATE _offsets, prepared on first use */
 };
 
 static inline struct whd_conn *whd__conn(struct wh_conn *c)

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The data path's two figures:
+#  (a) loading: EVENTS (default 5,000,000) realistic events already in the log (written by
+#      bench/pipeline_gen.c), then the server starts and the loader moves them into DuckDB;
+#      rows/s from /api/pipeline until the events consumer is at the end of the log.
+#      Target >= 250k rows/s.
+#  (b) freshness: a fresh server under a steady capture load of RATE (default 20,000)
+#      events/s for SECONDS (default 20); per sampled event, the time from its 200 to its row
+#      being returned by /api/warehouse/sql; p50/p99. Target p99 < 1 s.
+# Builds build/pipeline_gen when missing. Set PART=load or PART=fresh to run one part.
+source "$(dirname "$0")/lib.sh"
+EVENTS=${EVENTS:-5000000}
+RATE=${RATE:-20000}
+SECONDS_FRESH=${SECONDS_FRESH:-20}
+PART=${PART:-all}
+export SU_EMAIL=bench@example.com SU_PASSWORD=bench-password-123
+GEN=$BENCH_TOP/build/pipeline_gen
+
+if [ ! -x "$GEN" ] || [ "$BENCH_TOP/bench/pipeline_gen.c" -nt "$GEN" ]; then
+    cc -O2 -std=gnu11 -I"$BENCH_TOP/src" "$BENCH_TOP/bench/pipeline_gen.c" \
+        "$BENCH_TOP/build/libtandem_lib.a" -lpthread -lm -o "$GEN"
+fi
+
+# start_tandem_slow DIR: like start_tandem, but waits up to 5 minutes (a server with millions
+# of events in its log rebuilds capture's dedup set before it listens); prints the start time
+start_tandem_slow() {
+    local dir=$1 out=$BENCH_TMP/tandem.$RANDOM.out t0=$(date +%s.%N)
+    "$TANDEM_BIN" serve --http 127.0.0.1:0 --dir "$dir" --log-level warn >"$out" 2>"$out.err" &
+    BENCH_PIDS+=($!)
+    for _ in $(seq 3000); do
+        if [ -s "$out" ]; then
+            TANDEM_URL=$(head -1 "$out" | sed -E 's/^tandem listening on //')
+            echo "server listening after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "tandem did not start: $(cat "$out.err")" >&2; return 1
+}
+
+stop_tandem() { # stops the last server started by start_tandem
+    local pid=${BENCH_PIDS[-1]}
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    unset 'BENCH_PIDS[-1]'
+}
+
+if [ "$PART" = all ] || [ "$PART" = load ]; then
+    d=$BENCH_TMP/load
+    "$GEN" "$d" "$EVENTS"
+    "$TANDEM_BIN" superuser upsert "$SU_EMAIL" "$SU_PASSWORD" --dir "$d" >/dev/null
+    start_tandem_slow "$d"
+    node "$BENCH_TOP/bench/pipeline.mjs" load "$TANDEM_URL" "$EVENTS"
+    stop_tandem
+    echo "warehouse file: $(du -h "$d/warehouse.duckdb" | cut -f1), log: $(du -sh "$d/log" | cut -f1)"
+    rm -rf "$d"
+fi
+
+if [ "$PART" = all ] || [ "$PART" = fresh ]; then
+    d=$BENCH_TMP/fresh
+    mkdir -p "$d"
+    key=$("$TANDEM_BIN" writekey create bench --dir "$d")
+    "$TANDEM_BIN" superuser upsert "$SU_EMAIL" "$SU_PASSWORD" --dir "$d" >/dev/null
+    start_tandem "$d"
+    node "$BENCH_TOP/bench/pipeline.mjs" fresh "$TANDEM_URL" "$key" "$RATE" "$SECONDS_FRESH"
+    stop_tandem
+fi
