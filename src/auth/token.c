@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <jwt.h>
 #include <math.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 #include <strings.h>
@@ -266,6 +267,73 @@ out:
     sodium_memzero(key, sizeof(key));
     sodium_memzero(token_key, sizeof(token_key));
     return rc;
+}
+
+/* ---- the verified-token cache ---- */
+
+struct cached_token {
+    const struct auth_secret *secret; /* NULL: empty */
+    uint64_t secrets_freed, scope, epoch;
+    size_t len;
+    struct auth_token_claims claims;
+    char token[AUTH_TOKEN_CACHE_LEN];
+};
+
+static _Thread_local struct cached_token tl_tokens[AUTH_TOKEN_CACHE_SLOTS];
+static uint8_t slot_key[crypto_shorthash_KEYBYTES];
+static pthread_once_t slot_key_once = PTHREAD_ONCE_INIT;
+
+static void slot_key_init(void)
+{
+    auth__sodium_ready();
+    randombytes_buf(slot_key, sizeof(slot_key));
+}
+
+/* A keyed hash picks the slot, so which tokens share a slot cannot be chosen by a client. */
+static struct cached_token *slot_of(const char *token, size_t len)
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    pthread_once(&slot_key_once, slot_key_init);
+    crypto_shorthash(h, (const uint8_t *)token, len, slot_key);
+    return &tl_tokens[h[0] % AUTH_TOKEN_CACHE_SLOTS];
+}
+
+void auth_token_cache_clear(void)
+{
+    for (size_t i = 0; i < AUTH_TOKEN_CACHE_SLOTS; i++)
+        sodium_memzero(&tl_tokens[i], sizeof(tl_tokens[i]));
+}
+
+int auth_token_verify_cached(const struct auth_secret *s, const char *token, size_t token_len,
+                             int64_t now_s, uint64_t scope, uint64_t epoch,
+                             auth_token_lookup_cb lookup, void *lookup_arg,
+                             struct auth_token_claims *claims_out)
+{
+    if (token_len == 0 || token_len > AUTH_TOKEN_CACHE_LEN)
+        return auth_token_verify(s, token, token_len, now_s, lookup, lookup_arg, claims_out);
+    uint64_t freed = __atomic_load_n(&auth__secrets_freed, __ATOMIC_SEQ_CST);
+    struct cached_token *e = slot_of(token, token_len);
+    if (e->secret == s && e->secrets_freed == freed && e->scope == scope && e->epoch == epoch &&
+        e->len == token_len && sodium_memcmp(e->token, token, token_len) == 0) {
+        if (e->claims.exp > now_s) {
+            *claims_out = e->claims;
+            return 0;
+        }
+        sodium_memzero(e, sizeof(*e)); /* expired: auth_token_verify says why */
+    }
+    struct auth_token_claims c;
+    int rc = auth_token_verify(s, token, token_len, now_s, lookup, lookup_arg, &c);
+    if (rc != 0)
+        return rc;
+    e->secret = s;
+    e->secrets_freed = freed;
+    e->scope = scope;
+    e->epoch = epoch;
+    e->len = token_len;
+    e->claims = c;
+    memcpy(e->token, token, token_len);
+    *claims_out = c;
+    return 0;
 }
 
 int auth_token_from_header(const char *value, struct str *token_out)

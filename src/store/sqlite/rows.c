@@ -611,6 +611,8 @@ static int save(struct store *st, const struct store_collection *cin, const char
         rc = ERR_NOTFOUND;
         goto fail;
     }
+    if (id && c->type == STORE_COLLECTION_AUTH)
+        sq__auth_changed(cn); /* password, email or tokenKey may change */
     if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
         goto fail;
     if (id && (rc = cond_holds(cn, c, id, cond)) != 1) {
@@ -864,6 +866,7 @@ int sq__record_delete(struct store *st, const struct store_collection *cin, cons
         json_decref(d.visited);
         return rc;
     }
+    sq__auth_changed(cn); /* cascades may reach auth records */
     struct store_collection *c = current(s, cn, cin);
     if (!c) {
         rc = ERR_NOTFOUND;
@@ -902,6 +905,7 @@ int sq__collection_truncate(struct store *st, const char *id_or_name)
     int rc = sq__begin(s, cn);
     if (rc)
         goto out_nolock;
+    sq__auth_changed(cn);
     struct store_collection *c = sq__col_find(s, id_or_name);
     if (!c) {
         rc = sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
