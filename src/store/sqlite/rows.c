@@ -63,13 +63,22 @@ static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
     }
 }
 
-/* Reads the current row (selected with select_cols) into a record object. */
+/* Reads the current row (selected with select_cols) into a record object, with its keys in
+ * byte order as PocketBase writes them: the values are read in column order, then inserted
+ * in key order (jansson keeps insertion order), so no second object is built. */
 static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool secrets,
                         struct store_auth_record *auth)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "collectionId", json_string(c->id));
-    json_object_set_new(o, "collectionName", json_string(c->name));
+    enum { ON_STACK = 64 };
+    struct kv {
+        const char *key;
+        json_t *v;
+    } stack[ON_STACK], *kv = stack;
+    size_t cap = c->n_fields + 2, n = 0;
+    if (cap > ON_STACK)
+        kv = xmalloc(cap * sizeof(*kv));
+    kv[n++] = (struct kv){"collectionId", json_string(c->id)};
+    kv[n++] = (struct kv){"collectionName", json_string(c->name)};
     int col = 0;
     for (size_t i = 0; i < c->n_fields; i++) {
         const struct store_field *f = &c->fields[i];
@@ -83,9 +92,22 @@ static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool
                 auth->token_key = xstrdup(text ? text : "");
             continue;
         }
-        json_object_set_new(o, f->name, column_json(f, st, col++));
+        kv[n++] = (struct kv){f->name, column_json(f, st, col++)};
     }
-    return store__sorted_object(o); /* PocketBase writes record keys in byte order */
+    /* insertion sort: a handful of keys, mostly in order already */
+    for (size_t i = 1; i < n; i++) {
+        struct kv x = kv[i];
+        size_t j = i;
+        for (; j > 0 && strcmp(kv[j - 1].key, x.key) > 0; j--)
+            kv[j] = kv[j - 1];
+        kv[j] = x;
+    }
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, kv[i].key, kv[i].v); /* a duplicate name: the last one wins */
+    if (kv != stack)
+        free(kv);
+    return o;
 }
 
 static int get_row(struct sq_conn *cn, const struct store_collection *c, const char *id,
