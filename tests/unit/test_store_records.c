@@ -1054,6 +1054,38 @@ static void test_auth_epoch(void **state)
     fx_close(&fx);
 }
 
+/* Twelve fields with their own patterns: more than the per-thread cache of compiled patterns
+ * holds, so entries are replaced while records keep being checked against the right one. */
+static void test_many_patterns(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct buf spec;
+    buf_init(&spec);
+    buf_puts(&spec, "{\"name\":\"pats\",\"type\":\"base\",\"fields\":[");
+    for (int i = 0; i < 12; i++)
+        buf_printf(&spec, "%s{\"name\":\"f%d\",\"type\":\"text\",\"pattern\":\"^%c+$\"}",
+                   i ? "," : "", i, 'a' + i);
+    buf_puts(&spec, "]}");
+    struct store_collection *c = fx_coll(&fx, buf_cstr(&spec));
+    buf_release(&spec);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 12; i++) {
+            char body[64];
+            snprintf(body, sizeof(body), "{\"f%d\":\"%c%c\"}", i, 'a' + i, 'a' + i);
+            json_decref(fx_rec(&fx, c, body));
+            char field[8];
+            snprintf(field, sizeof(field), "f%d", i);
+            /* the letter of the next field is refused */
+            snprintf(body, sizeof(body), "{\"f%d\":\"%c\"}", i, 'a' + (i + 1) % 12);
+            fx_rec_invalid(&fx, c, body, field, "validation_invalid_format");
+        }
+    }
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 /* Without its epoch file the store still works and says so (callers verify every token). */
 static void test_auth_epoch_unavailable(void **state)
 {
@@ -1094,6 +1126,7 @@ int main(void)
         cmocka_unit_test(test_referencing),
         cmocka_unit_test(test_auth_records),
         cmocka_unit_test(test_auth_epoch),
+        cmocka_unit_test(test_many_patterns),
         cmocka_unit_test(test_auth_epoch_unavailable),
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_exiting_threads_close_their_connections),
