@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,21 @@ static void test_round_trip_and_exact_format(void **state)
     char *p = payload0(f, NOW + AUTH_TOKEN_DURATION_AUTH);
     char *again = craft0(f, HS256, p, MAC_SHA256);
     assert_string_equal(again, tok);
+
+    /* the claims are JSON-escaped as jansson escapes them */
+    struct auth_token_claims qc = claims_for("_pb_users_auth_", "q\"uo\\te/x", NOW + 60);
+    char *tq = NULL;
+    assert_int_equal(auth_token_issue(f->secret, &qc, f->db.recs[0].token_key, &tq), 0);
+    char *q1 = strchr(tq, '.'), *q2 = strchr(q1 + 1, '.');
+    b64_decode(q1 + 1, (size_t)(q2 - q1 - 1), buf, sizeof(buf), &len);
+    json_t *jc =
+        json_pack("{s:s, s:I, s:s, s:b, s:s}", "collectionId", "_pb_users_auth_", "exp",
+                  (json_int_t)(NOW + 60), "id", "q\"uo\\te/x", "refreshable", 1, "type", "auth");
+    char *jtext = json_dumps(jc, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(buf, jtext);
+    free(jtext);
+    json_decref(jc);
+    free(tq);
 
     /* refreshable:false survives the trip */
     struct auth_token_claims nc = claims_for("_pb_users_auth_", "4q1xlclmfloku33", NOW + 60);
