@@ -196,7 +196,7 @@ static int record_get(struct store *st, const struct store_collection *c, const 
     if (!cond || !cond->sql || !*cond->sql)
         return get_row(cn, c, id, false, NULL, out);
     /* the check and the read see one snapshot */
-    int rc = sq__exec(cn, "BEGIN");
+    int rc = sq__exec_cached(cn, "BEGIN");
     if (rc)
         return rc;
     int holds = cond_holds(cn, c, id, cond);
@@ -204,7 +204,8 @@ static int record_get(struct store *st, const struct store_collection *c, const 
         rc = get_row(cn, c, id, false, NULL, out);
     else
         rc = holds < 0 ? holds : sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
-    (void)sqlite3_exec(cn->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+    if (rc || sq__exec_cached(cn, "COMMIT") != 0)
+        (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
     if (rc) {
         json_decref(*out);
         *out = NULL;

@@ -285,6 +285,18 @@ int sq__exec(struct sq_conn *cn, const char *sql)
     return 0;
 }
 
+int sq__exec_cached(struct sq_conn *cn, const char *sql)
+{
+    struct sq_stmt st;
+    int rc = sq__prep(cn, sql, &st);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st.stmt) != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot execute statement");
+    sq__done(&st);
+    return rc;
+}
+
 /* ---- metrics: write transactions ---- */
 
 static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
@@ -316,7 +328,7 @@ int sq__begin(struct sq_store *s, struct sq_conn *cn)
     cn->tx_start_us = time_mono_us();
     cn->auth_changed = false;
     metrics_observe(m_lock_wait, (double)(cn->tx_start_us - t0) / 1e6);
-    int rc = sq__exec(cn, "BEGIN IMMEDIATE");
+    int rc = sq__exec_cached(cn, "BEGIN IMMEDIATE");
     if (rc) {
         metrics_inc(rc == ERR_BUSY ? m_busy : m_rollback, 1);
         pthread_mutex_unlock(&s->write_mu);
@@ -346,7 +358,7 @@ static void epoch_advance(struct sq_store *s, struct sq_conn *cn)
 
 int sq__commit(struct sq_store *s, struct sq_conn *cn)
 {
-    int rc = sq__exec(cn, "COMMIT");
+    int rc = sq__exec_cached(cn, "COMMIT");
     epoch_advance(s, cn);
     if (rc) {
         char keep[sizeof(cn->errmsg)];
