@@ -579,14 +579,21 @@ fail:
 
 static void sq_close(struct store *st);
 
-/* Maps <db>-tokens (8 bytes, created zeroed) shared; leaves s->epoch NULL on any failure. */
+/* Maps <db>-tokens (8 bytes, created zeroed) shared; leaves s->epoch NULL on any failure.
+ * A process that writes the database without it cannot advance the epoch: servers beside it
+ * keep trusting their cached tokens until their next epoch change. */
 static void epoch_map(struct sq_store *s)
 {
     size_t n = strlen(s->path) + sizeof("-tokens");
     char *path = xmalloc(n);
     snprintf(path, n, "%s-tokens", s->path);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    struct stat sb;
+    /* like SQLite's -wal and -shm files: the database's permissions, and its owner when we
+     * run as root, so that every process that can write the database can advance it */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    struct stat sb, db;
+    if (fd >= 0 && geteuid() == 0 && stat(s->path, &db) == 0 && fstat(fd, &sb) == 0 &&
+        (sb.st_uid != db.st_uid || sb.st_gid != db.st_gid) && fchown(fd, db.st_uid, db.st_gid) != 0)
+        xlog_warn("cannot give %s the owner of %s: %s", path, s->path, strerror(errno));
     if (fd < 0 || fstat(fd, &sb) != 0 ||
         (sb.st_size < (off_t)sizeof(uint64_t) && ftruncate(fd, sizeof(uint64_t)) != 0)) {
         xlog_warn("cannot use %s (%s): every auth token is checked against the database", path,
