@@ -59,8 +59,8 @@ wrk.headers["Authorization"] = os.getenv("USER_TOKEN")
 LUA
 
 ngx=$(wrk_rps "http://127.0.0.1:$nport/" "${WRK[@]}")
-refresh=$(wrk_rps "$TANDEM_URL/api/collections/users/auth-refresh" "${WRK[@]}" -s "$BENCH_TMP/refresh.lua")
-list=$(wrk_rps "$TANDEM_URL/api/collections/posts/records?perPage=30&skipTotal=1" "${WRK[@]}" -s "$BENCH_TMP/list.lua")
-echo "nginx return-200: $ngx req/s"
-echo "auth-refresh: $refresh req/s ($(ratio "$refresh" "$ngx") of nginx, target 15k)"
-echo "rule-filtered list of $POSTS posts, perPage 30, skipTotal: $list req/s ($(ratio "$list" "$ngx") of nginx, target 4k)"
+read -r refresh refresh_cpu refresh_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/users/auth-refresh" "${WRK[@]}" -s "$BENCH_TMP/refresh.lua")
+read -r list list_cpu list_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/posts/records?perPage=30&skipTotal=1" "${WRK[@]}" -s "$BENCH_TMP/list.lua")
+echo "nginx return-200: $ngx req/s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "auth-refresh: $refresh req/s, $refresh_cpu cpu-us/req, $refresh_bad non-2xx ($(ratio "$refresh" "$ngx") of nginx, target 15k)"
+echo "rule-filtered list of $POSTS posts, perPage 30, skipTotal: $list req/s, $list_cpu cpu-us/req, $list_bad non-2xx ($(ratio "$list" "$ngx") of nginx, target 4k)"

@@ -54,6 +54,7 @@ start_tandem() {
     local out=$BENCH_TMP/tandem.$RANDOM.out
     "$TANDEM_BIN" serve --http 127.0.0.1:0 --dir "$dir" --log-level warn "$@" >"$out" 2>"$out.err" &
     BENCH_PIDS+=($!)
+    TANDEM_PID=$!
     for _ in $(seq 100); do
         if [ -s "$out" ]; then
             TANDEM_URL=$(head -1 "$out" | sed -E 's/^tandem listening on //')
@@ -68,6 +69,24 @@ start_tandem() {
 wrk_rps() {
     local url=$1; shift
     wrk "$@" "$url" | awk '/^Requests\/sec:/ {print $2}'
+}
+
+# wrk_cpu PID URL [wrk args...]: prints "REQ_PER_S CPU_US_PER_REQ NON_2XX": requests/s, the CPU
+# time (user + system, from /proc/PID/stat) the process PID spent per request during the run,
+# and how many answers were not 2xx/3xx (wrk counts those as requests too).
+# The second figure moves much less than the first with the machine's load.
+wrk_cpu() {
+    local pid=$1 url=$2; shift 2
+    local t0 t1 out hz
+    hz=$(getconf CLK_TCK)
+    t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    out=$(wrk "$@" "$url")
+    t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    echo "$out" | awk -v t=$((t1 - t0)) -v hz="$hz" '
+        /^Requests\/sec:/ { rps = $2 }
+        / requests in / { n = $1 }
+        /Non-2xx or 3xx responses:/ { bad = $NF }
+        END { printf "%s %.1f %d\n", rps, n ? t * 1e6 / hz / n : 0, bad }'
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }

@@ -67,18 +67,22 @@ end
 LUA
 
 ngx=$(wrk_rps "http://127.0.0.1:$nport/" "${WRK[@]}")
-echo "nginx return-200: $ngx req/s"
+echo "nginx return-200: $ngx req/s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+# each figure: req/s, then tandem's CPU time per request (user + system) during that run
+show() { echo "$1 req/s, $2 cpu-us/req${3:+, $3 non-2xx}"; }
 have=0
 : >"$BENCH_TMP/ids"
 for n in $SIZES; do
     seed "$have" "$n" >>"$BENCH_TMP/ids"
     have=$n
     export IDS=$BENCH_TMP/ids
-    view=$(wrk_rps "$TANDEM_URL" "${WRK[@]}" -s "$BENCH_TMP/view.lua")
-    list=$(SKIP=0 wrk_rps "$TANDEM_URL" "${WRK[@]}" -s "$BENCH_TMP/list.lua")
-    lists=$(SKIP=1 wrk_rps "$TANDEM_URL" "${WRK[@]}" -s "$BENCH_TMP/list.lua")
-    echo "records=$n view $view req/s ($(ratio "$view" "$ngx") of nginx, target 25k);" \
-         "filtered list $list req/s; with skipTotal $lists req/s (target 5k at 100k)"
+    read -r view view_cpu view_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL" "${WRK[@]}" -s "$BENCH_TMP/view.lua")
+    read -r list list_cpu list_bad < <(SKIP=0 wrk_cpu "$TANDEM_PID" "$TANDEM_URL" "${WRK[@]}" -s "$BENCH_TMP/list.lua")
+    read -r lists lists_cpu lists_bad < <(SKIP=1 wrk_cpu "$TANDEM_PID" "$TANDEM_URL" "${WRK[@]}" -s "$BENCH_TMP/list.lua")
+    echo "records=$n view $(show "$view" "$view_cpu" "${view_bad#0}") ($(ratio "$view" "$ngx") of nginx, target 25k);" \
+         "filtered list $(show "$list" "$list_cpu" "${list_bad#0}");" \
+         "with skipTotal $(show "$lists" "$lists_cpu" "${lists_bad#0}") (target 5k at 100k)"
 done
-create=$(wrk_rps "$TANDEM_URL/api/collections/bench/records" "${WRK[@]}" -s "$BENCH_TMP/create.lua")
-echo "create $create req/s ($(ratio "$create" "$ngx") of nginx, target 10k)"
+read -r create create_cpu create_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/bench/records" "${WRK[@]}" -s "$BENCH_TMP/create.lua")
+echo "create $(show "$create" "$create_cpu" "${create_bad#0}") ($(ratio "$create" "$ngx") of nginx, target 10k)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

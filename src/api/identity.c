@@ -28,6 +28,18 @@ static int lookup(void *arg, const char *collection_id, const char *record_id,
     return rc == 0 ? 0 : ERR_NOTFOUND;
 }
 
+/* Through the per-thread cache of verified tokens while the store offers its token epoch (read
+ * here, before any lookup), else in full. */
+static int verify(struct api_env *env, struct str token, struct auth_token_claims *claims)
+{
+    int64_t now_s = time_now_us() / 1000000;
+    uint64_t scope, epoch;
+    if (store_auth_epoch(env->store, &scope, &epoch) != 0)
+        return auth_token_verify(env->secret, token.ptr, token.len, now_s, lookup, env, claims);
+    return auth_token_verify_cached(env->secret, token.ptr, token.len, now_s, scope, epoch, lookup,
+                                    env, claims);
+}
+
 const struct api_identity *api__identity(struct http_req *req, struct api_env *env)
 {
     const struct api_identity *cached = http_req_data(req);
@@ -38,8 +50,7 @@ const struct api_identity *api__identity(struct http_req *req, struct api_env *e
     struct auth_token_claims claims;
     if (env->store && env->secret &&
         auth_token_from_header(http_req_header(req, "Authorization"), &token) == 0 &&
-        auth_token_verify(env->secret, token.ptr, token.len, time_now_us() / 1000000, lookup, env,
-                          &claims) == 0) {
+        verify(env, token, &claims) == 0) {
         struct arena *a = http_req_arena(req);
         struct api_identity *id = arena_zalloc(a, sizeof(*id));
         id->record_id = arena_strdup(a, claims.record_id);

@@ -175,6 +175,8 @@ void auth_secret_collection(const struct auth_secret *s, const char *purpose,
  * collectionId). Rotating a record's tokenKey (on password or email change) therefore revokes
  * every token issued to it. Nothing about tokens is stored server-side. */
 
+#define AUTH_TOKEN_CACHE_SLOTS 16           /* verified tokens remembered per thread */
+#define AUTH_TOKEN_CACHE_LEN 640            /* longer tokens are verified every time */
 #define AUTH_TOKEN_MAX 8192                 /* longer tokens are refused before any parsing */
 #define AUTH_TOKEN_KEY_LEN 50               /* length of a generated tokenKey */
 #define AUTH_TOKEN_KEY_MAX 255              /* longest tokenKey accepted from the store */
@@ -222,6 +224,21 @@ typedef int (*auth_token_lookup_cb)(void *arg, const char *collection_id, const 
 int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
                       int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
                       struct auth_token_claims *claims_out) MUST_USE;
+
+/* auth_token_verify behind a small per-thread cache of tokens it accepted, keyed by the exact
+ * token bytes (found through a keyed hash, compared in constant time). A hit skips the
+ * parsing, both HMAC checks and the lookup; it is taken only when the entry was made with the
+ * same secret, scope and epoch and the token has not expired by now_s. The caller reads the
+ * epoch BEFORE calling (the lookup must not see older data than the epoch it is stored
+ * under) and advances it after any change that may invalidate tokens (see
+ * store_auth_epoch): scope names the store, epoch its state. Only successes are cached.
+ * Same returns as auth_token_verify. */
+int auth_token_verify_cached(const struct auth_secret *s, const char *token, size_t token_len,
+                             int64_t now_s, uint64_t scope, uint64_t epoch,
+                             auth_token_lookup_cb lookup, void *lookup_arg,
+                             struct auth_token_claims *claims_out) MUST_USE;
+/* Forgets the calling thread's cached tokens. */
+void auth_token_cache_clear(void);
 
 /* The token in an Authorization header value: the raw token (what the JS SDK sends) or
  * "Bearer <token>" with the scheme in any case; surrounding spaces are ignored. The view

@@ -10,6 +10,10 @@ struct auth_secret {
     uint8_t key[AUTH_SECRET_LEN];
 };
 
+/* Advanced by every auth_secret_free: a verified-token cache entry made under a secret that
+ * has been freed since (its address may be reused) is never trusted. */
+extern uint64_t auth__secrets_freed; /* atomic */
+
 /* libsodium is ready: initialises it once; PANICs if it cannot start (auth_init() reports the
  * same failure as an error for main() to print first). */
 void auth__sodium_ready(void);

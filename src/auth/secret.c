@@ -206,10 +206,13 @@ int auth_secret_from_bytes(const void *key, size_t len, struct auth_secret **out
     return 0;
 }
 
+uint64_t auth__secrets_freed;
+
 void auth_secret_free(struct auth_secret *s)
 {
     if (!s)
         return;
+    __atomic_fetch_add(&auth__secrets_freed, 1, __ATOMIC_SEQ_CST);
     sodium_memzero(s, sizeof(*s));
     free(s);
 }

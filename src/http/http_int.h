@@ -60,4 +60,14 @@ struct http_route {
 
 void http__dispatch(struct http_req *req, const struct http_router *router);
 
+/* Deepest nesting http__json_render writes (jansson's loop check has no such limit, but a
+ * reply nested this deep is a reference loop or a bug). */
+#define HTTP_JSON_MAX_DEPTH 512
+
+/* Appends v as json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY) would
+ * write it, byte for byte. ERR_INVALID (out unchanged) for what it does not write: a string
+ * that is not valid UTF-8, a real that is not finite, nesting past HTTP_JSON_MAX_DEPTH;
+ * json_dumps then decides. Any thread; v is only read. */
+int http__json_render(struct buf *out, const json_t *v) MUST_USE;
+
 #endif

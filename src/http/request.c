@@ -212,6 +212,17 @@ void http_reply_empty(struct http_req *req, int status)
 
 void http_reply_json(struct http_req *req, int status, json_t *body)
 {
+    struct buf b;
+    buf_init(&b);
+    buf_reserve(&b, 512);
+    if (http__json_render(&b, body) == 0) {
+        json_decref(body);
+        size_t len;
+        char *text = buf_detach(&b, &len);
+        http_reply_owned(req, status, JSON_TYPE, text, len);
+        return;
+    }
+    buf_release(&b);
     char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY);
     json_decref(body);
     if (!text)

@@ -187,6 +187,13 @@ int store_auth_token_key(struct store *st, const struct store_collection *c, con
     return st->ops->auth_token_key(st, c, id, out, out_len);
 }
 
+int store_auth_epoch(struct store *st, uint64_t *instance_out, uint64_t *epoch_out)
+{
+    if (!st->ops->auth_epoch)
+        return ERR_INTERNAL;
+    return st->ops->auth_epoch(st, instance_out, epoch_out);
+}
+
 void store_auth_record_release(struct store_auth_record *r)
 {
     json_decref(r->record);

@@ -136,6 +136,7 @@ struct store_ops {
     int (*writekey_find)(struct store *st, const char *key_hash, char *name_out, size_t cap);
 
     struct store_collection *(*catalog)(struct store *st);
+    int (*auth_epoch)(struct store *st, uint64_t *instance_out, uint64_t *epoch_out);
 };
 
 struct store {
@@ -255,6 +256,15 @@ void store_auth_record_release(struct store_auth_record *r);
  * ERR_LIMIT when the key does not fit out_len bytes with its NUL. */
 int store_auth_token_key(struct store *st, const struct store_collection *c, const char *id,
                          char *out, size_t out_len) MUST_USE;
+/* The token epoch: a counter shared by every process that opens this data directory,
+ * advanced after each committed change that may invalidate auth tokens (an auth record
+ * updated, any record deleted, any collection updated, deleted, imported or truncated). A
+ * token found valid while the epoch read e (read BEFORE its tokenKey was looked up) may be
+ * trusted without a new lookup for as long as the epoch still reads e and the instance is
+ * the same. *instance_out is unique to this open store within the process. ERR_INTERNAL
+ * when the backend cannot offer it: then check every token against the store. Changes made
+ * to the database by other programs than tandem do not advance it. */
+int store_auth_epoch(struct store *st, uint64_t *instance_out, uint64_t *epoch_out) MUST_USE;
 /* Creates or updates the `_superusers` record with this email; password_hash is stored as
  * given. *id_out (optional, 16 bytes) receives the record id. */
 int store_superuser_upsert(struct store *st, const char *email, const char *password_hash,

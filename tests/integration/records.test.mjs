@@ -454,3 +454,39 @@ test('collections: delete', async () => {
   await expectStatus(pb.collections.delete('posts'), 400);
   await expectStatus(pb.collections.delete('_superusers'), 400);
 });
+
+test('a password change, a CLI upsert or a delete ends a token at once (verified-token cache)', async () => {
+  const { run } = await import('./lib/server.mjs');
+  const email = 'second@example.com';
+  const su2 = await pb.collection('_superusers').create({ email, password: 'first-password-1', passwordConfirm: 'first-password-1' });
+  const asSu2 = async () => {
+    const c = client(srv.url);
+    await c.collection('_superusers').authWithPassword(email, 'first-password-1');
+    return c.authStore.token;
+  };
+  // many requests, so every server thread has the token cached
+  const ok = async (token, n = 16) => {
+    const rs = await Promise.all(Array.from({ length: n }, () =>
+      fetch(`${srv.url}/api/collections/_superusers/records/${su2.id}`, { headers: { Authorization: token } })));
+    return rs.map((r) => r.status);
+  };
+  let token = await asSu2();
+  assert.deepEqual(new Set(await ok(token)), new Set([200]));
+  // a password change through the API
+  await pb.collection('_superusers').update(su2.id, { password: 'second-password-2', passwordConfirm: 'second-password-2' });
+  assert.deepEqual(new Set(await ok(token)), new Set([403]));
+  // the same through another process (the CLI) while the server runs
+  await pb.collection('_superusers').update(su2.id, { password: 'first-password-1', passwordConfirm: 'first-password-1' });
+  token = await asSu2();
+  assert.deepEqual(new Set(await ok(token)), new Set([200]));
+  const r = await run(['superuser', 'upsert', email, 'third-password-3', '--dir', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(new Set(await ok(token)), new Set([403]));
+  // a deleted record holds no tokens
+  await pb.collection('_superusers').update(su2.id, { password: 'first-password-1', passwordConfirm: 'first-password-1' });
+  token = await asSu2();
+  assert.deepEqual(new Set(await ok(token)), new Set([200]));
+  await pb.collection('_superusers').delete(su2.id);
+  const after = await fetch(`${srv.url}/api/collections`, { headers: { Authorization: token } });
+  assert.ok([401, 403].includes(after.status), String(after.status));
+});

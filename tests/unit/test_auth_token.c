@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,21 @@ static void test_round_trip_and_exact_format(void **state)
     char *p = payload0(f, NOW + AUTH_TOKEN_DURATION_AUTH);
     char *again = craft0(f, HS256, p, MAC_SHA256);
     assert_string_equal(again, tok);
+
+    /* the claims are JSON-escaped as jansson escapes them */
+    struct auth_token_claims qc = claims_for("_pb_users_auth_", "q\"uo\\te/x", NOW + 60);
+    char *tq = NULL;
+    assert_int_equal(auth_token_issue(f->secret, &qc, f->db.recs[0].token_key, &tq), 0);
+    char *q1 = strchr(tq, '.'), *q2 = strchr(q1 + 1, '.');
+    b64_decode(q1 + 1, (size_t)(q2 - q1 - 1), buf, sizeof(buf), &len);
+    json_t *jc =
+        json_pack("{s:s, s:I, s:s, s:b, s:s}", "collectionId", "_pb_users_auth_", "exp",
+                  (json_int_t)(NOW + 60), "id", "q\"uo\\te/x", "refreshable", 1, "type", "auth");
+    char *jtext = json_dumps(jc, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(buf, jtext);
+    free(jtext);
+    json_decref(jc);
+    free(tq);
 
     /* refreshable:false survives the trip */
     struct auth_token_claims nc = claims_for("_pb_users_auth_", "4q1xlclmfloku33", NOW + 60);
@@ -647,6 +663,116 @@ static void test_authorization_header_forms(void **state)
     free(tok);
 }
 
+static int verify_cached(struct fixture *f, const char *tok, int64_t now, uint64_t scope,
+                         uint64_t epoch, struct auth_token_claims *out)
+{
+    struct auth_token_claims dummy;
+    return auth_token_verify_cached(f->secret, tok, strlen(tok), now, scope, epoch, lookup, &f->db,
+                                    out ? out : &dummy);
+}
+
+static void test_cache_hits_skip_the_lookup(void **state)
+{
+    struct fixture *f = *state;
+    auth_token_cache_clear();
+    char *tok = issue(f, 0, NOW + 60);
+    struct auth_token_claims c;
+    assert_int_equal(verify_cached(f, tok, NOW, 1, 7, &c), 0);
+    assert_int_equal(f->db.lookups, 1);
+    for (int i = 0; i < 5; i++) {
+        memset(&c, 0, sizeof(c));
+        assert_int_equal(verify_cached(f, tok, NOW, 1, 7, &c), 0);
+        assert_string_equal(c.record_id, "4q1xlclmfloku33");
+        assert_string_equal(c.collection_id, "_pb_users_auth_");
+        assert_int_equal(c.exp, NOW + 60);
+        assert_true(c.refreshable);
+    }
+    assert_int_equal(f->db.lookups, 1);
+    /* another scope or epoch is a miss, and the entry moves to the new one */
+    assert_int_equal(verify_cached(f, tok, NOW, 2, 7, NULL), 0);
+    assert_int_equal(f->db.lookups, 2);
+    assert_int_equal(verify_cached(f, tok, NOW, 2, 8, NULL), 0);
+    assert_int_equal(f->db.lookups, 3);
+    assert_int_equal(verify_cached(f, tok, NOW, 2, 8, NULL), 0);
+    assert_int_equal(f->db.lookups, 3);
+    /* the same bytes one shorter or with one byte changed never hit */
+    char *bad = strdup(tok);
+    bad[strlen(bad) - 2] ^= 1;
+    assert_int_equal(verify_cached(f, bad, NOW, 2, 8, NULL), ERR_DENIED);
+    bad[strlen(bad) - 2] ^= 1;
+    bad[strlen(bad) - 1] = '\0';
+    assert_int_not_equal(verify_cached(f, bad, NOW, 2, 8, NULL), 0);
+    free(bad);
+    /* the cache is per thread: clearing it costs a lookup */
+    auth_token_cache_clear();
+    int before = f->db.lookups;
+    assert_int_equal(verify_cached(f, tok, NOW, 2, 8, NULL), 0);
+    assert_int_equal(f->db.lookups, before + 1);
+    free(tok);
+}
+
+static void test_cache_rotation_expiry_and_failures(void **state)
+{
+    struct fixture *f = *state;
+    auth_token_cache_clear();
+    char *tok = issue(f, 0, NOW + 60);
+    assert_int_equal(verify_cached(f, tok, NOW, 1, 1, NULL), 0);
+    /* a password change rotates the tokenKey and advances the epoch: refused at once */
+    auth_token_key_new(f->db.recs[0].token_key);
+    assert_int_equal(verify_cached(f, tok, NOW, 1, 2, NULL), ERR_DENIED);
+    assert_int_equal(verify_cached(f, tok, NOW, 1, 2, NULL), ERR_DENIED); /* failures: no entry */
+    char *fresh = issue(f, 0, NOW + 60);
+    assert_int_equal(verify_cached(f, fresh, NOW, 1, 2, NULL), 0);
+    /* a cached token still expires */
+    int before = f->db.lookups;
+    assert_int_equal(verify_cached(f, fresh, NOW + 59, 1, 2, NULL), 0);
+    assert_int_equal(f->db.lookups, before);
+    assert_int_equal(verify_cached(f, fresh, NOW + 60, 1, 2, NULL), ERR_DENIED);
+    assert_int_equal(verify_cached(f, fresh, NOW + 59, 1, 2, NULL), 0); /* verified again */
+    assert_int_equal(f->db.lookups, before + 1);
+    /* a lookup failure is passed through and not remembered */
+    char *other = issue(f, 1, NOW + 60);
+    f->db.fail_with = ERR_BUSY;
+    assert_int_equal(verify_cached(f, other, NOW, 1, 2, NULL), ERR_BUSY);
+    f->db.fail_with = 0;
+    assert_int_equal(verify_cached(f, other, NOW, 1, 2, NULL), 0);
+    /* another secret: never a hit from entries made under the first one */
+    uint8_t key[AUTH_SECRET_LEN] = {0};
+    struct auth_secret *s2 = NULL;
+    assert_int_equal(auth_secret_from_bytes(key, sizeof(key), &s2), 0);
+    struct auth_token_claims c;
+    assert_int_equal(
+        auth_token_verify_cached(s2, fresh, strlen(fresh), NOW, 1, 2, lookup, &f->db, &c),
+        ERR_DENIED);
+    auth_secret_free(s2);
+    /* a secret freed (its address may come back) ends every entry */
+    before = f->db.lookups;
+    assert_int_equal(verify_cached(f, fresh, NOW, 1, 2, NULL), 0);
+    assert_int_equal(f->db.lookups, before + 1);
+    /* too long to cache: verified in full every time */
+    char *p = malloc(AUTH_TOKEN_CACHE_LEN);
+    memset(p, 'x', AUTH_TOKEN_CACHE_LEN - 1);
+    p[AUTH_TOKEN_CACHE_LEN - 1] = '\0';
+    char pl[AUTH_TOKEN_CACHE_LEN + 256];
+    snprintf(pl, sizeof(pl),
+             "{\"collectionId\":\"_pb_users_auth_\",\"exp\":%lld,\"id\":\"victimvictim123\","
+             "\"pad\":\"%s\",\"type\":\"auth\"}",
+             (long long)NOW + 60, p);
+    free(p);
+    uint8_t k[512];
+    size_t kl = hmac_key(f, "_pb_users_auth_", f->db.recs[1].token_key, k);
+    char *big = craft(HS256, pl, MAC_SHA256, k, kl);
+    assert_true(strlen(big) > AUTH_TOKEN_CACHE_LEN);
+    before = f->db.lookups;
+    assert_int_equal(verify_cached(f, big, NOW, 1, 2, NULL), 0);
+    assert_int_equal(verify_cached(f, big, NOW, 1, 2, NULL), 0);
+    assert_int_equal(f->db.lookups, before + 2);
+    free(big);
+    free(other);
+    free(fresh);
+    free(tok);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -657,6 +783,7 @@ int main(void)
         T(test_claims_must_be_well_formed),  T(test_wrong_collection_and_unknown_record),
         T(test_token_key_rotation_revokes),  T(test_oversized_and_malformed),
         T(test_issue_validates_input),       T(test_authorization_header_forms),
+        T(test_cache_hits_skip_the_lookup),  T(test_cache_rotation_expiry_and_failures),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

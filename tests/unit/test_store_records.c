@@ -5,6 +5,8 @@
 
 #include "metrics/metrics.h"
 
+#include <sys/stat.h>
+
 #include "store_fixture.h"
 
 static const char posts_spec[] =
@@ -966,6 +968,146 @@ static void test_locked_by_another_process_is_busy(void **state)
     fx_close(&fx);
 }
 
+static uint64_t epoch_of(struct store *st, uint64_t *instance)
+{
+    uint64_t inst, e;
+    assert_int_equal(store_auth_epoch(st, &inst, &e), 0);
+    if (instance)
+        *instance = inst;
+    return e;
+}
+
+static void test_auth_epoch(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_cfg cfg = {.dir = fx.dir};
+    char err[256];
+    struct store *other = NULL; /* a second open of the same directory: another process */
+    assert_int_equal(store_open(&cfg, &other, err, sizeof(err)), 0);
+    uint64_t i1, i2;
+    uint64_t e = epoch_of(fx.st, &i1);
+    assert_int_equal(epoch_of(other, &i2), e);
+    assert_int_not_equal(i1, i2);
+
+    /* creating a superuser or a plain record leaves tokens alone */
+    char id[ID_LEN + 1];
+    assert_int_equal(store_superuser_upsert(fx.st, "a@example.com", "hash-1", id), 0);
+    assert_int_equal(epoch_of(fx.st, NULL), e);
+    struct store_collection *c = fx_coll(&fx, "{\"name\":\"notes\",\"type\":\"base\","
+                                              "\"fields\":[{\"name\":\"t\",\"type\":\"text\"}]}");
+    json_t *rec = fx_rec(&fx, c, "{\"t\":\"x\"}");
+    assert_int_equal(epoch_of(fx.st, NULL), e);
+    /* updating a plain record neither */
+    json_t *patch = J("{\"t\":\"y\"}"), *out = NULL, *errors = NULL;
+    const char *rid = json_string_value(json_object_get(rec, "id"));
+    assert_int_equal(store_record_update(fx.st, c, rid, patch, NULL, &errors, &out), 0);
+    json_decref(out);
+    assert_int_equal(epoch_of(fx.st, NULL), e);
+
+    /* an auth record update (the upsert's new password) advances it, seen by both opens */
+    assert_int_equal(store_superuser_upsert(fx.st, "a@example.com", "hash-2", id), 0);
+    assert_true(epoch_of(fx.st, NULL) > e);
+    e = epoch_of(fx.st, NULL);
+    assert_int_equal(epoch_of(other, NULL), e);
+    /* and the other way round */
+    assert_int_equal(store_superuser_upsert(other, "a@example.com", "hash-3", id), 0);
+    assert_true(epoch_of(fx.st, NULL) > e);
+    e = epoch_of(fx.st, NULL);
+    /* any record delete (cascades may reach auth records) */
+    assert_int_equal(store_record_delete(fx.st, c, rid), 0);
+    assert_true(epoch_of(fx.st, NULL) > e);
+    e = epoch_of(fx.st, NULL);
+    /* collection changes: update, truncate, delete */
+    json_t *cpatch = J("{\"name\":\"notes2\"}");
+    struct store_collection *c2 = NULL;
+    assert_int_equal(store_collection_update(fx.st, "notes", cpatch, &errors, &c2), 0);
+    assert_true(epoch_of(fx.st, NULL) > e);
+    e = epoch_of(fx.st, NULL);
+    assert_int_equal(store_collection_truncate(fx.st, "notes2"), 0);
+    assert_true(epoch_of(fx.st, NULL) > e);
+    e = epoch_of(fx.st, NULL);
+    assert_int_equal(store_collection_delete(fx.st, "notes2"), 0);
+    assert_true(epoch_of(fx.st, NULL) > e);
+    e = epoch_of(fx.st, NULL);
+    /* a failed auth update (validation) changes nothing and advances nothing */
+    struct store_collection *su = NULL;
+    assert_int_equal(store_collection_get(fx.st, "_superusers", &su), 0);
+    json_t *bad = J("{\"email\":\"not an email\"}");
+    assert_int_equal(store_record_update(fx.st, su, id, bad, NULL, &errors, &out), ERR_INVALID);
+    json_decref(errors);
+    errors = NULL;
+    assert_int_equal(epoch_of(fx.st, NULL), e);
+
+    /* it survives reopening (it lives in a file beside the database) */
+    fx_reopen(&fx);
+    assert_int_equal(epoch_of(fx.st, NULL), e);
+    json_decref(bad);
+    json_decref(cpatch);
+    json_decref(patch);
+    json_decref(rec);
+    store_collection_unref(su);
+    store_collection_unref(c2);
+    store_collection_unref(c);
+    store_close(other);
+    fx_close(&fx);
+}
+
+/* Twelve fields with their own patterns: more than the per-thread cache of compiled patterns
+ * holds, so entries are replaced while records keep being checked against the right one. */
+static void test_many_patterns(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct buf spec;
+    buf_init(&spec);
+    buf_puts(&spec, "{\"name\":\"pats\",\"type\":\"base\",\"fields\":[");
+    for (int i = 0; i < 12; i++)
+        buf_printf(&spec, "%s{\"name\":\"f%d\",\"type\":\"text\",\"pattern\":\"^%c+$\"}",
+                   i ? "," : "", i, 'a' + i);
+    buf_puts(&spec, "]}");
+    struct store_collection *c = fx_coll(&fx, buf_cstr(&spec));
+    buf_release(&spec);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 12; i++) {
+            char body[64];
+            snprintf(body, sizeof(body), "{\"f%d\":\"%c%c\"}", i, 'a' + i, 'a' + i);
+            json_decref(fx_rec(&fx, c, body));
+            char field[8];
+            snprintf(field, sizeof(field), "f%d", i);
+            /* the letter of the next field is refused */
+            snprintf(body, sizeof(body), "{\"f%d\":\"%c\"}", i, 'a' + (i + 1) % 12);
+            fx_rec_invalid(&fx, c, body, field, "validation_invalid_format");
+        }
+    }
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+/* Without its epoch file the store still works and says so (callers verify every token). */
+static void test_auth_epoch_unavailable(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(fx.dir, sizeof(fx.dir), "%s/storeXXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(fx.dir));
+    char path[600];
+    snprintf(path, sizeof(path), "%s/app.db-tokens", fx.dir);
+    assert_int_equal(mkdir(path, 0700), 0); /* a directory where the file should be */
+    struct store_cfg cfg = {.dir = fx.dir};
+    char err[256];
+    assert_int_equal(store_open(&cfg, &fx.st, err, sizeof(err)), 0);
+    uint64_t inst, e;
+    assert_int_equal(store_auth_epoch(fx.st, &inst, &e), ERR_INTERNAL);
+    char id[ID_LEN + 1];
+    assert_int_equal(store_superuser_upsert(fx.st, "a@example.com", "hash-1", id), 0);
+    assert_int_equal(store_superuser_upsert(fx.st, "a@example.com", "hash-2", id), 0);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -983,6 +1125,9 @@ int main(void)
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_referencing),
         cmocka_unit_test(test_auth_records),
+        cmocka_unit_test(test_auth_epoch),
+        cmocka_unit_test(test_many_patterns),
+        cmocka_unit_test(test_auth_epoch_unavailable),
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_exiting_threads_close_their_connections),
         cmocka_unit_test(test_stale_collection_reference),

@@ -417,6 +417,7 @@ int sq__collection_update(struct store *st, const char *id_or_name, const json_t
         json_decref(errors);
         return rc;
     }
+    sq__auth_changed(cn); /* a type or field change may end an auth collection's tokens */
     /* read the current definition under the write lock: no other change can interleave */
     struct store_collection *old = sq__col_find(s, id_or_name);
     if (!old) {
@@ -462,6 +463,7 @@ int sq__collection_delete(struct store *st, const char *id_or_name)
     int rc = sq__begin(s, cn);
     if (rc)
         return rc;
+    sq__auth_changed(cn);
     struct store_collection *c = sq__col_find(s, id_or_name);
     struct store_collection **all = NULL;
     size_t n = 0;
@@ -567,6 +569,7 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
     int rc = sq__begin(s, cn);
     if (rc)
         goto out_nolock;
+    sq__auth_changed(cn);
     sq__col_all(s, &old, &n_old);
     /* the working list: the current collections, then replaced or extended by the import */
     list = xcalloc(n_old + n_in + 1, sizeof(*list));

@@ -63,13 +63,22 @@ static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
     }
 }
 
-/* Reads the current row (selected with select_cols) into a record object. */
+/* Reads the current row (selected with select_cols) into a record object, with its keys in
+ * byte order as PocketBase writes them: the values are read in column order, then inserted
+ * in key order (jansson keeps insertion order), so no second object is built. */
 static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool secrets,
                         struct store_auth_record *auth)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "collectionId", json_string(c->id));
-    json_object_set_new(o, "collectionName", json_string(c->name));
+    enum { ON_STACK = 64 };
+    struct kv {
+        const char *key;
+        json_t *v;
+    } stack[ON_STACK], *kv = stack;
+    size_t cap = c->n_fields + 2, n = 0;
+    if (cap > ON_STACK)
+        kv = xmalloc(cap * sizeof(*kv));
+    kv[n++] = (struct kv){"collectionId", json_string(c->id)};
+    kv[n++] = (struct kv){"collectionName", json_string(c->name)};
     int col = 0;
     for (size_t i = 0; i < c->n_fields; i++) {
         const struct store_field *f = &c->fields[i];
@@ -83,9 +92,22 @@ static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool
                 auth->token_key = xstrdup(text ? text : "");
             continue;
         }
-        json_object_set_new(o, f->name, column_json(f, st, col++));
+        kv[n++] = (struct kv){f->name, column_json(f, st, col++)};
     }
-    return store__sorted_object(o); /* PocketBase writes record keys in byte order */
+    /* insertion sort: a handful of keys, mostly in order already */
+    for (size_t i = 1; i < n; i++) {
+        struct kv x = kv[i];
+        size_t j = i;
+        for (; j > 0 && strcmp(kv[j - 1].key, x.key) > 0; j--)
+            kv[j] = kv[j - 1];
+        kv[j] = x;
+    }
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(o, kv[i].key, kv[i].v); /* a duplicate name: the last one wins */
+    if (kv != stack)
+        free(kv);
+    return o;
 }
 
 static int get_row(struct sq_conn *cn, const struct store_collection *c, const char *id,
@@ -174,7 +196,7 @@ static int record_get(struct store *st, const struct store_collection *c, const 
     if (!cond || !cond->sql || !*cond->sql)
         return get_row(cn, c, id, false, NULL, out);
     /* the check and the read see one snapshot */
-    int rc = sq__exec(cn, "BEGIN");
+    int rc = sq__exec_cached(cn, "BEGIN");
     if (rc)
         return rc;
     int holds = cond_holds(cn, c, id, cond);
@@ -182,7 +204,8 @@ static int record_get(struct store *st, const struct store_collection *c, const 
         rc = get_row(cn, c, id, false, NULL, out);
     else
         rc = holds < 0 ? holds : sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
-    (void)sqlite3_exec(cn->db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL);
+    if (rc || sq__exec_cached(cn, "COMMIT") != 0)
+        (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
     if (rc) {
         json_decref(*out);
         *out = NULL;
@@ -611,6 +634,8 @@ static int save(struct store *st, const struct store_collection *cin, const char
         rc = ERR_NOTFOUND;
         goto fail;
     }
+    if (id && c->type == STORE_COLLECTION_AUTH)
+        sq__auth_changed(cn); /* password, email or tokenKey may change */
     if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
         goto fail;
     if (id && (rc = cond_holds(cn, c, id, cond)) != 1) {
@@ -864,6 +889,7 @@ int sq__record_delete(struct store *st, const struct store_collection *cin, cons
         json_decref(d.visited);
         return rc;
     }
+    sq__auth_changed(cn); /* cascades may reach auth records */
     struct store_collection *c = current(s, cn, cin);
     if (!c) {
         rc = ERR_NOTFOUND;
@@ -902,6 +928,7 @@ int sq__collection_truncate(struct store *st, const char *id_or_name)
     int rc = sq__begin(s, cn);
     if (rc)
         goto out_nolock;
+    sq__auth_changed(cn);
     struct store_collection *c = sq__col_find(s, id_or_name);
     if (!c) {
         rc = sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);

@@ -4,7 +4,10 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "metrics/metrics.h"
 #include "store/sqlite/sqlite_int.h"
@@ -284,6 +287,18 @@ int sq__exec(struct sq_conn *cn, const char *sql)
     return 0;
 }
 
+int sq__exec_cached(struct sq_conn *cn, const char *sql)
+{
+    struct sq_stmt st;
+    int rc = sq__prep(cn, sql, &st);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st.stmt) != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot execute statement");
+    sq__done(&st);
+    return rc;
+}
+
 /* ---- metrics: write transactions ---- */
 
 static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
@@ -313,8 +328,9 @@ int sq__begin(struct sq_store *s, struct sq_conn *cn)
     int64_t t0 = time_mono_us();
     pthread_mutex_lock(&s->write_mu);
     cn->tx_start_us = time_mono_us();
+    cn->auth_changed = false;
     metrics_observe(m_lock_wait, (double)(cn->tx_start_us - t0) / 1e6);
-    int rc = sq__exec(cn, "BEGIN IMMEDIATE");
+    int rc = sq__exec_cached(cn, "BEGIN IMMEDIATE");
     if (rc) {
         metrics_inc(rc == ERR_BUSY ? m_busy : m_rollback, 1);
         pthread_mutex_unlock(&s->write_mu);
@@ -328,9 +344,24 @@ static void tx_end(struct sq_conn *cn, struct metrics_series *outcome)
     metrics_inc(outcome, 1);
 }
 
+void sq__auth_changed(struct sq_conn *cn)
+{
+    cn->auth_changed = true;
+}
+
+/* After the commit (never before): a reader that sees the new epoch reads the new data. A
+ * failed commit advances it too; that only costs a few full verifications. */
+static void epoch_advance(struct sq_store *s, struct sq_conn *cn)
+{
+    if (cn->auth_changed && s->epoch)
+        __atomic_fetch_add(s->epoch, 1, __ATOMIC_SEQ_CST);
+    cn->auth_changed = false;
+}
+
 int sq__commit(struct sq_store *s, struct sq_conn *cn)
 {
-    int rc = sq__exec(cn, "COMMIT");
+    int rc = sq__exec_cached(cn, "COMMIT");
+    epoch_advance(s, cn);
     if (rc) {
         char keep[sizeof(cn->errmsg)];
         memcpy(keep, cn->errmsg, sizeof(keep));
@@ -347,6 +378,7 @@ void sq__rollback(struct sq_store *s, struct sq_conn *cn)
 {
     if (!sqlite3_get_autocommit(cn->db))
         (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
+    cn->auth_changed = false;
     tx_end(cn, m_rollback);
     pthread_mutex_unlock(&s->write_mu);
 }
@@ -549,6 +581,38 @@ fail:
 
 static void sq_close(struct store *st);
 
+/* Maps <db>-tokens (8 bytes, created zeroed) shared; leaves s->epoch NULL on any failure.
+ * A process that writes the database without it cannot advance the epoch: servers beside it
+ * keep trusting their cached tokens until their next epoch change. */
+static void epoch_map(struct sq_store *s)
+{
+    size_t n = strlen(s->path) + sizeof("-tokens");
+    char *path = xmalloc(n);
+    snprintf(path, n, "%s-tokens", s->path);
+    /* like SQLite's -wal and -shm files: the database's permissions, and its owner when we
+     * run as root, so that every process that can write the database can advance it */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    struct stat sb, db;
+    if (fd >= 0 && geteuid() == 0 && stat(s->path, &db) == 0 && fstat(fd, &sb) == 0 &&
+        (sb.st_uid != db.st_uid || sb.st_gid != db.st_gid) && fchown(fd, db.st_uid, db.st_gid) != 0)
+        xlog_warn("cannot give %s the owner of %s: %s", path, s->path, strerror(errno));
+    if (fd < 0 || fstat(fd, &sb) != 0 ||
+        (sb.st_size < (off_t)sizeof(uint64_t) && ftruncate(fd, sizeof(uint64_t)) != 0)) {
+        xlog_warn("cannot use %s (%s): every auth token is checked against the database", path,
+                  strerror(errno));
+    } else {
+        void *m = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED)
+            xlog_warn("cannot map %s (%s): every auth token is checked against the database", path,
+                      strerror(errno));
+        else
+            s->epoch = m;
+    }
+    if (fd >= 0)
+        close(fd);
+    free(path);
+}
+
 static int sq_open(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len)
 {
     *out = NULL;
@@ -588,6 +652,7 @@ static int sq_open(const struct store_cfg *cfg, struct store **out, char *err, s
     pthread_mutex_unlock(&registry_mu);
     if (store__collection_load(catalog_spec, &s->catalog) != 0)
         PANIC("bad built-in catalog spec");
+    epoch_map(s);
     rc = bootstrap(s, cn);
     if (rc) {
         snprintf(err, err_len, "cannot initialise %s: %s", s->path, cn->errmsg);
@@ -620,6 +685,8 @@ static void sq_close(struct store *st)
         store_collection_unref(s->cols[i]);
     free(s->cols);
     store_collection_unref(s->catalog);
+    if (s->epoch)
+        munmap(s->epoch, sizeof(uint64_t));
     pthread_mutex_destroy(&s->conns_mu);
     pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->schema_mu);
@@ -650,6 +717,16 @@ static int sq_collection_get(struct store *st, const char *id_or_name,
     if (cn)
         sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
     return ERR_NOTFOUND;
+}
+
+static int sq_auth_epoch(struct store *st, uint64_t *instance_out, uint64_t *epoch_out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    if (!s->epoch)
+        return ERR_INTERNAL;
+    *instance_out = s->gen;
+    *epoch_out = __atomic_load_n(s->epoch, __ATOMIC_SEQ_CST);
+    return 0;
 }
 
 static struct store_collection *sq_catalog(struct store *st)
@@ -687,4 +764,5 @@ const struct store_ops store__sqlite_ops = {
     .writekey_revoke = sq__writekey_revoke,
     .writekey_find = sq__writekey_find,
     .catalog = sq_catalog,
+    .auth_epoch = sq_auth_epoch,
 };

@@ -28,6 +28,7 @@ struct sq_conn {
     size_t n_slots_used;
     char errmsg[512];
     int64_t tx_start_us; /* when the current write transaction got the lock */
+    bool auth_changed;   /* the current write transaction may invalidate auth tokens */
     struct sq_conn *next;
 };
 
@@ -43,6 +44,10 @@ struct sq_store {
     struct store_collection **cols;   /* creation order; each holds one reference */
     struct store_collection *catalog; /* _collections seen as a collection */
     struct sq_store *reg_next;        /* the registry of open stores (sqlite.c) */
+    /* The token epoch: 8 bytes of <db>-tokens mapped shared, so that every process of this
+     * data directory sees each other's advances; NULL when the file could not be mapped
+     * (then store_auth_epoch says ERR_INTERNAL and callers verify every token in full). */
+    uint64_t *epoch;
     size_t n_cols;
 };
 
@@ -59,6 +64,12 @@ int sq__fail_db(struct sq_conn *cn, const char *what);
 int sq__prep(struct sq_conn *cn, const char *sql, struct sq_stmt *out) MUST_USE;
 void sq__done(struct sq_stmt *st);
 int sq__exec(struct sq_conn *cn, const char *sql) MUST_USE;
+/* One statement through the statement cache: BEGIN IMMEDIATE and COMMIT through
+ * sqlite3_exec were parsed and prepared again for every write (2% of a create's CPU). */
+int sq__exec_cached(struct sq_conn *cn, const char *sql) MUST_USE;
+/* Marks the current write transaction as one that may invalidate auth tokens: its commit
+ * advances the token epoch (store_auth_epoch). */
+void sq__auth_changed(struct sq_conn *cn);
 /* Takes write_mu and begins an IMMEDIATE transaction. */
 int sq__begin(struct sq_store *s, struct sq_conn *cn) MUST_USE;
 int sq__commit(struct sq_store *s, struct sq_conn *cn) MUST_USE;
