@@ -1402,7 +1402,8 @@ static bool sort_ident_ok(const char *s, size_t n)
             return false;
     }
     /* a lone "@", "_" or "#" is not a name; a single letter is */
-    return s[n - 1] != '.' && s[n - 1] != ':' && (n > 1 || (s[0] != '@' && s[0] != '_' && s[0] != '#'));
+    return s[n - 1] != '.' && s[n - 1] != ':' &&
+           (n > 1 || (s[0] != '@' && s[0] != '_' && s[0] != '#'));
 }
 
 static bool is_space(char c)
