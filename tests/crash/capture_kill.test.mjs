@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { tempDir } from '../integration/lib/server.mjs';
-import { Restartable, basic, dumpTopic, logCheck, prng, request, seedFromEnv, sleep, writeKey } from './lib.mjs';
+import { Restartable, basic, dumpTopic, logCheck, prng, request, seedFromEnv, sleep, writeKey, killLoop } from './lib.mjs';
 
 const CLIENTS = 6;
 const KILLS = 6; // per fsync policy
@@ -67,22 +67,12 @@ test(`--fsync ${policy}: every acknowledged event survives SIGKILL exactly once`
   }
 
   const clients = Array.from({ length: CLIENTS }, (_, c) => client(c));
-  const killMoments = [];
-  try {
-    // at least KILLS kills; more (up to twice as many) until one cut a request in flight
-    for (let k = 0; k < KILLS || (policy !== 'never' && stats.noAnswer === 0 && k < 2 * KILLS); k++) {
-      const wait = rand.int(30, 500);
-      killMoments.push(wait);
-      await sleep(wait);
-      await server.kill();
-      await sleep(rand.int(0, 50));
-      await server.start();
-    }
-    await sleep(200); // some traffic after the last restart
-  } finally {
-    stopping = true;
-    await Promise.all(clients);
-  }
+  // at least KILLS kills; more (up to twice as many) until one cut a request in flight
+  const killMoments = await killLoop({
+    server, rand, kills: KILLS, minMs: 30, maxMs: 500, clients,
+    moreWanted: () => policy !== 'never' && stats.noAnswer === 0,
+    stop: () => { stopping = true; },
+  });
   // one more SIGKILL, then every acknowledged batch again: the dedup set rebuilt from the
   // log at start must drop all of them (answered 200, logged nothing)
   await server.kill();

@@ -104,3 +104,26 @@ export async function request(url, init = {}, timeoutMs = 5000) {
     return { error: e };
   }
 }
+
+// Kills the server with SIGKILL at random moments (waits of minMs..maxMs from rand) and
+// restarts it on the same directory, at least `kills` times and, while moreWanted() says a
+// kill has not yet cut a request in flight, up to twice as many. Then lets traffic run 200 ms
+// more, tells the clients to stop (stop()), and waits for them. Returns the waits used.
+export async function killLoop({ server, rand, kills, minMs, maxMs, moreWanted = () => false, clients, stop }) {
+  const moments = [];
+  try {
+    for (let k = 0; k < kills || (moreWanted() && k < 2 * kills); k++) {
+      const wait = rand.int(minMs, maxMs);
+      moments.push(wait);
+      await sleep(wait);
+      await server.kill();
+      await sleep(rand.int(0, 50));
+      await server.start();
+    }
+    await sleep(200); // some traffic after the last restart
+  } finally {
+    stop();
+    await Promise.all(clients);
+  }
+  return moments;
+}

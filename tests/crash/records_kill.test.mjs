@@ -18,7 +18,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../integration/lib/server.mjs';
 import { SU_EMAIL, SU_PASSWORD, createSuperuser } from '../integration/lib/pb.mjs';
-import { Restartable, dumpTopic, logCheck, prng, request, seedFromEnv, sleep } from './lib.mjs';
+import { Restartable, dumpTopic, logCheck, prng, request, seedFromEnv, sleep, killLoop } from './lib.mjs';
 
 const CLIENTS = 8;
 const RECORDS_PER_CLIENT = 4;
@@ -111,22 +111,12 @@ test('every acknowledged record write reaches the changes topic once, in order',
   }
 
   const clients = Array.from({ length: CLIENTS }, (_, c) => client(c));
-  const killMoments = [];
-  try {
-    // at least KILLS kills; more (up to twice as many) until one cut a request in flight
-    for (let k = 0; k < KILLS || (stats.noAnswer === 0 && k < 2 * KILLS); k++) {
-      const wait = rand.int(30, 500);
-      killMoments.push(wait);
-      await sleep(wait);
-      await server.kill();
-      await sleep(rand.int(0, 50));
-      await server.start();
-    }
-    await sleep(200);
-  } finally {
-    stopping = true;
-    await Promise.all(clients);
-  }
+  // at least KILLS kills; more (up to twice as many) until one cut a request in flight
+  const killMoments = await killLoop({
+    server, rand, kills: KILLS, minMs: 30, maxMs: 500, clients,
+    moreWanted: () => stats.noAnswer === 0,
+    stop: () => { stopping = true; },
+  });
   assert.deepEqual(stats.unexpected, [], 'unexpected answers');
 
   // a last kill right after the writes, so the relay may leave rows behind; a restart must

@@ -16,7 +16,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../integration/lib/server.mjs';
 import { SU_EMAIL, SU_PASSWORD, createSuperuser } from '../integration/lib/pb.mjs';
-import { Restartable, basic, prng, request, seedFromEnv, sleep, writeKey } from './lib.mjs';
+import { Restartable, basic, prng, request, seedFromEnv, sleep, writeKey, killLoop } from './lib.mjs';
 
 const CAPTURE_CLIENTS = 4;
 const RECORD_CLIENTS = 4;
@@ -169,22 +169,12 @@ test('warehouse: acknowledged events load exactly once and mirrors equal SQLite 
     ...Array.from({ length: CAPTURE_CLIENTS }, (_, c) => captureClient(c)),
     ...Array.from({ length: RECORD_CLIENTS }, (_, c) => recordClient(c)),
   ];
-  const killMoments = [];
   const t0 = Date.now();
-  try {
-    for (let k = 0; k < KILLS || ((stats.capNoAnswer === 0 || stats.recNoAnswer === 0) && k < 2 * KILLS); k++) {
-      const wait = rand.int(100, 900);
-      killMoments.push(wait);
-      await sleep(wait);
-      await server.kill();
-      await sleep(rand.int(0, 50));
-      await server.start();
-    }
-    await sleep(200);
-  } finally {
-    stopping = true;
-    await Promise.all(clients);
-  }
+  const killMoments = await killLoop({
+    server, rand, kills: KILLS, minMs: 100, maxMs: 900, clients,
+    moreWanted: () => stats.capNoAnswer === 0 || stats.recNoAnswer === 0,
+    stop: () => { stopping = true; },
+  });
   assert.deepEqual(stats.unexpected, [], 'unexpected answers');
   // one more kill right after the last writes: the relay and the loader resume from there
   await server.kill();
