@@ -203,8 +203,10 @@ struct app {
 static void app_close(struct app *a)
 {
     api_sql_stop(&a->env);
+    api_records_stop(&a->env);
     http_server_close(a->srv, DRAIN_MS);
     api_sql_free(&a->env);
+    api_records_free(&a->env);
     http_router_free(a->router);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
@@ -287,6 +289,10 @@ static int app_open(struct app *a)
     capture_limits_default(&a->env.capture_limits);
     if (api_capture_warm(&a->env, a->cfg.dedup_window * 1000000) != 0) {
         fprintf(stderr, "tandem: cannot read the event log: %s\n", evlog_errmsg(a->log));
+        return 1;
+    }
+    if (a->store && api_records_start(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot start the record writer thread\n");
         return 1;
     }
     a->router = http_router_new();

@@ -14,6 +14,7 @@ struct capture_dedup;
 struct pipeline;
 struct wh;
 struct api_sql;
+struct api_writer;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -29,6 +30,7 @@ struct api_env {
     struct capture_dedup *dedup;
     struct pipeline *pipeline; /* the warehouse loader, for its status */
     struct api_sql *sql;       /* the warehouse query threads (api_sql_start) */
+    struct api_writer *writer; /* the group-commit writer of record creates, or NULL */
     struct capture_limits capture_limits;
     /* Write key -> source name (see capture_input.resolve_key). */
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
@@ -55,6 +57,15 @@ int api_sql_start(struct api_env *env, struct wh *wh) MUST_USE;
 void api_sql_stop(struct api_env *env);
 /* Frees what api_sql_start made, once no request can reach it (after the server closed). */
 void api_sql_free(struct api_env *env);
+
+/* Starts the writer thread that commits record creates in groups (needs env->store; without
+ * it every create is its own transaction on the HTTP thread). api_records_stop refuses new
+ * creates (503), commits and answers every queued one and joins the thread: call it before
+ * the HTTP server closes, so no suspended request outlives its server. api_records_free frees
+ * the rest once no request can reach it (after the server closed). */
+int api_records_start(struct api_env *env) MUST_USE;
+void api_records_stop(struct api_env *env);
+void api_records_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

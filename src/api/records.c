@@ -2,6 +2,7 @@
  * update and delete, under the collection's API rules (rules.c): null is superusers only (403),
  * "" is open, other rules are conditions the store checks in the operation's transaction.
  * Filters and sorts go through the filter compiler; values are always bound parameters. */
+#include <stddef.h>
 #include <string.h>
 
 #include "api/records_int.h"
@@ -280,6 +281,7 @@ struct write_job {
     const char *pw;       /* new password, or NULL */
     const char *old_pw;   /* oldPassword to check first, or NULL */
     const char *old_hash; /* the stored hash it is checked against */
+    struct api_wjob w;    /* a create queued for the group-commit writer */
 };
 
 static void json_release(void *arg)
@@ -287,21 +289,15 @@ static void json_release(void *arg)
     json_decref(arg);
 }
 
-static void write_finish(struct write_job *job, const char *hash)
+/* Answers a finished write (TAKES errors and rec). */
+static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *rec)
 {
     struct rec_req *rr = &job->rr;
     struct http_req *req = rr->req;
     const char *what = job->create ? "Failed to create record." : "Failed to update record.";
-    const struct store_cond *cond = job->cond.sql ? &job->cond : NULL;
-    json_t *rec = NULL, *errors = NULL;
-    int rc;
-    if (job->create)
-        rc = store_record_create_if(rr->env->store, rr->c, job->body, hash, cond, &errors, &rec);
-    else
-        rc = store_record_update_if(rr->env->store, rr->c, http_req_param(req, "id"), job->body,
-                                    hash, cond, &errors, &rec);
     if (rc == 0) {
         reply_record(rr, rec);
+        rec = NULL;
     } else if (rc == ERR_INVALID || rc == ERR_DENIED) {
         /* ERR_DENIED: the new record does not satisfy the create rule */
         http_reply_error(req, 400, what, errors ? json_incref(errors) : NULL);
@@ -314,16 +310,65 @@ static void write_finish(struct write_job *job, const char *hash)
         http_reply_error(req, 500, NULL, NULL);
     }
     json_decref(errors);
+    json_decref(rec);
+}
+
+/* On the writer thread, after the group's COMMIT returned. */
+static void create_done(struct api_wjob *w)
+{
+    struct write_job *job = (struct write_job *)(void *)((char *)w - offsetof(struct write_job, w));
+    struct http_req *req = job->rr.req;
+    answer_write(job, w->item.rc, w->item.errors, w->item.record);
+    http_req_resume(req); /* job lives in the request's arena: not touched after this */
+}
+
+/* Writes the record and answers. suspended: the request is suspended and this thread holds
+ * it. Returns true when a create went to the group-commit writer, which answers and resumes
+ * the request (neither job nor the request may be touched then); false when answered here. */
+static bool write_finish(struct write_job *job, const char *hash, bool suspended)
+{
+    struct rec_req *rr = &job->rr;
+    struct http_req *req = rr->req;
+    const struct store_cond *cond = job->cond.sql ? &job->cond : NULL;
+    if (job->create && rr->env->writer) {
+        if (!suspended)
+            http_req_suspend(req);
+        job->w.item = (struct store_create_item){
+            .c = rr->c,
+            .body = job->body,
+            .password_hash = hash ? arena_strdup(http_req_arena(req), hash) : NULL,
+            .cond = cond,
+        };
+        job->w.done = create_done;
+        if (api__writer_submit(rr->env->writer, &job->w) == 0)
+            return true;
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 503, "The data store is busy; try again.", NULL);
+        if (!suspended)
+            http_req_resume(req);
+        return false;
+    }
+    json_t *rec = NULL, *errors = NULL;
+    int rc;
+    if (job->create)
+        rc = store_record_create_if(rr->env->store, rr->c, job->body, hash, cond, &errors, &rec);
+    else
+        rc = store_record_update_if(rr->env->store, rr->c, http_req_param(req, "id"), job->body,
+                                    hash, cond, &errors, &rec);
+    answer_write(job, rc, errors, rec);
+    return false;
 }
 
 static void hashed(void *arg, int rc, const char *hash)
 {
     struct write_job *job = arg;
     struct http_req *req = job->rr.req;
-    if (rc == 0 && hash)
-        write_finish(job, hash);
-    else
+    if (rc == 0 && hash) {
+        if (write_finish(job, hash, true))
+            return; /* the writer answers and resumes */
+    } else {
         http_reply_error(req, 503, "Password hashing is not available; try again.", NULL);
+    }
     http_req_resume(req); /* job lives in the request's arena: not touched after this */
 }
 
@@ -538,7 +583,7 @@ static void write_record(struct http_req *req, void *ctx, bool create)
         return;
     }
     if (!job->pw) {
-        write_finish(job, NULL);
+        (void)write_finish(job, NULL, false);
         return;
     }
     http_req_suspend(req);

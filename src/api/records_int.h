@@ -16,6 +16,21 @@
  * request is a superuser's. */
 bool api__require_superuser(struct http_req *req, struct api_env *env, bool collections_api);
 
+/* ---- group commit of creates (recwriter.c) ---- */
+
+/* One queued create; lives in its request's arena, the request suspended. The writer fills
+ * item's outputs after the batch's COMMIT returned (or failed) and calls done on its thread;
+ * done answers and resumes the request and owns item.errors / item.record. */
+struct api_wjob {
+    struct store_create_item item;
+    void (*done)(struct api_wjob *job);
+    struct api_wjob *next; /* the writer's */
+};
+
+/* Queues job for the writer. ERR_LIMIT when the queue is full, ERR_BUSY when the writer is
+ * stopping; then done is never called and the caller answers. */
+int api__writer_submit(struct api_writer *w, struct api_wjob *job) MUST_USE;
+
 /* ---- API rules (rules.c) ----
  *
  * What one request may do with records: built once per request by api__rules_init on the

@@ -154,6 +154,19 @@ int store_record_create_if(struct store *st, const struct store_collection *c, c
     return st->ops->record_create(st, c, body, password_hash, cond, errors_out, out);
 }
 
+int store_record_create_batch(struct store *st, struct store_create_item *items, size_t n)
+{
+    if (st->ops->record_create_batch)
+        return st->ops->record_create_batch(st, items, n);
+    for (size_t i = 0; i < n; i++) {
+        items[i].errors = NULL;
+        items[i].record = NULL;
+        items[i].rc = st->ops->record_create(st, items[i].c, items[i].body, items[i].password_hash,
+                                             items[i].cond, &items[i].errors, &items[i].record);
+    }
+    return 0;
+}
+
 int store_record_update_if(struct store *st, const struct store_collection *c, const char *id,
                            const json_t *body, const char *password_hash,
                            const struct store_cond *cond, json_t **errors_out, json_t **out)

@@ -85,6 +85,18 @@ struct store_auth_record {
     char *token_key;
 };
 
+/* One create of a batch (store_record_create_batch). The caller fills c, body,
+ * password_hash and cond (all borrowed for the call); the store fills the rest. */
+struct store_create_item {
+    const struct store_collection *c;
+    const json_t *body;
+    const char *password_hash;     /* or NULL */
+    const struct store_cond *cond; /* the create rule, or NULL */
+    int rc;                        /* OUT: as store_record_create_if would return */
+    json_t *errors;                /* OUT: the caller's (decref), with rc ERR_INVALID, or NULL */
+    json_t *record;                /* OUT: the caller's (decref), with rc 0 */
+};
+
 struct store_ops {
     const char *name;
     int (*open)(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len);
@@ -111,6 +123,7 @@ struct store_ops {
     int (*record_create)(struct store *st, const struct store_collection *c, const json_t *body,
                          const char *password_hash, const struct store_cond *cond,
                          json_t **errors_out, json_t **out);
+    int (*record_create_batch)(struct store *st, struct store_create_item *items, size_t n);
     int (*record_update)(struct store *st, const struct store_collection *c, const char *id,
                          const json_t *body, const char *password_hash,
                          const struct store_cond *cond, json_t **errors_out, json_t **out);
@@ -234,6 +247,14 @@ int store_record_get_if(struct store *st, const struct store_collection *c, cons
 int store_record_create_if(struct store *st, const struct store_collection *c, const json_t *body,
                            const char *password_hash, const struct store_cond *cond,
                            json_t **errors_out, json_t **out) MUST_USE;
+/* Group commit: the creates of items[0..n) in ONE transaction, each under its own savepoint,
+ * so that an invalid record, a unique violation or a failed create rule (items[i].rc
+ * ERR_INVALID / ERR_DENIED) undoes only itself. One COMMIT; every items[i].rc == 0 is
+ * committed when this returns, with its outbox row, outbox ids in item order. When the
+ * transaction fails as a whole (BEGIN, COMMIT, an I/O error) nothing is written and every
+ * item that had not failed on its own gets that error, which is also returned (0 otherwise).
+ * Call from any thread; a backend without it runs the items one transaction each. */
+int store_record_create_batch(struct store *st, struct store_create_item *items, size_t n) MUST_USE;
 int store_record_update_if(struct store *st, const struct store_collection *c, const char *id,
                            const json_t *body, const char *password_hash,
                            const struct store_cond *cond, json_t **errors_out,

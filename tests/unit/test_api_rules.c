@@ -82,6 +82,7 @@ static int setup(void **state)
                            .is_superuser = api__is_superuser,
                            .hash_password = api__hash_password};
     env.auth_arg = &env;
+    assert_int_equal(api_records_start(&env), 0); /* creates go through the group commit */
     router = http_router_new();
     api_register(router, &env);
     struct http_opts o = {"127.0.0.1:0", 2, 1 << 20, 5};
@@ -130,7 +131,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     UNUSED(state);
+    api_records_stop(&env);
     http_server_close(srv, 2000);
+    api_records_free(&env);
     http_router_free(router);
     store_collection_unref(users);
     store_collection_unref(notes);

@@ -968,6 +968,111 @@ static void test_locked_by_another_process_is_busy(void **state)
     fx_close(&fx);
 }
 
+/* Group commit: one transaction, a savepoint per item; a failing item undoes only itself,
+ * the others commit with their outbox rows in item order. */
+static void test_create_batch(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *params = J("[10]");
+    struct store_cond cond = {"\"r\".\"views\" >= ?", params};
+    const char *bodies[] = {
+        "{\"id\":\"batch0000000001\",\"title\":\"First\",\"views\":1}",
+        "{\"title\":\"x\"}",                                /* too short */
+        "{\"id\":\"batch0000000001\",\"title\":\"Again\"}", /* the first one's id */
+        "{\"title\":\"Denied\",\"views\":3}",               /* fails the condition */
+        "{\"id\":\"batch0000000005\",\"title\":\"Last\",\"views\":50}",
+    };
+    struct store_create_item items[5];
+    json_t *js[5];
+    for (size_t i = 0; i < 5; i++) {
+        js[i] = J(bodies[i]);
+        items[i] = (struct store_create_item){.c = c, .body = js[i]};
+    }
+    items[3].cond = &cond;
+    items[4].cond = &cond;
+    assert_int_equal(store_record_create_batch(fx.st, items, 5), 0);
+    assert_int_equal(items[0].rc, 0);
+    assert_string_equal(json_string_value(json_object_get(items[0].record, "title")), "First");
+    assert_int_equal(items[1].rc, ERR_INVALID);
+    assert_null(items[1].record);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(items[1].errors, "title"), "code")),
+        "validation_min_text_constraint");
+    assert_int_equal(items[2].rc, ERR_INVALID);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(items[2].errors, "id"), "code")),
+        "validation_not_unique");
+    assert_int_equal(items[3].rc, ERR_DENIED);
+    assert_null(items[3].record);
+    assert_int_equal(items[4].rc, 0);
+    assert_string_equal(json_string_value(json_object_get(items[4].record, "id")),
+                        "batch0000000005");
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts WHERE title = 'First'"), 1);
+    /* outbox: exactly the two committed records, in item order */
+    json_t *rows = NULL;
+    assert_int_equal(store_outbox_read(fx.st, 0, 10, &rows), 0);
+    assert_int_equal(json_array_size(rows), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "recordId")),
+                        "batch0000000001");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 1), "recordId")),
+                        "batch0000000005");
+    json_decref(rows);
+    for (size_t i = 0; i < 5; i++) {
+        json_decref(items[i].record);
+        json_decref(items[i].errors);
+        json_decref(js[i]);
+    }
+    /* an empty batch commits nothing and succeeds */
+    assert_int_equal(store_record_create_batch(fx.st, items, 0), 0);
+    json_decref(params);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+/* A batch whose transaction cannot start fails every item with the store's error and
+ * writes nothing. */
+static void test_create_batch_busy(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    store_collection_unref(c);
+    store_close(fx.st);
+    struct store_cfg cfg = {.dir = fx.dir, .busy_timeout_ms = 50};
+    char err[256];
+    assert_int_equal(store_open(&cfg, &fx.st, err, sizeof(err)), 0);
+    assert_int_equal(store_collection_get(fx.st, "posts", &c), 0);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/app.db", fx.dir);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    json_t *b1 = J("{\"title\":\"One\"}"), *b2 = J("{\"title\":\"x\"}");
+    struct store_create_item items[2] = {{.c = c, .body = b1}, {.c = c, .body = b2}};
+    assert_int_equal(store_record_create_batch(fx.st, items, 2), ERR_BUSY);
+    assert_int_equal(items[0].rc, ERR_BUSY);
+    assert_int_equal(items[1].rc, ERR_BUSY);
+    assert_null(items[0].record);
+    assert_null(items[1].errors);
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 0);
+    /* the write lock was not left held: the next batch works */
+    assert_int_equal(store_record_create_batch(fx.st, items, 1), 0);
+    assert_int_equal(items[0].rc, 0);
+    json_decref(items[0].record);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 1);
+    json_decref(b1);
+    json_decref(b2);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static uint64_t epoch_of(struct store *st, uint64_t *instance)
 {
     uint64_t inst, e;
@@ -1132,6 +1237,8 @@ int main(void)
         cmocka_unit_test(test_exiting_threads_close_their_connections),
         cmocka_unit_test(test_stale_collection_reference),
         cmocka_unit_test(test_locked_by_another_process_is_busy),
+        cmocka_unit_test(test_create_batch),
+        cmocka_unit_test(test_create_batch_busy), /* after test_concurrent_writers: busy */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -609,39 +609,32 @@ static int write_row(struct sq_conn *cn, const struct store_collection *c, const
     return rc;
 }
 
-/* Shared by create and update: everything inside one write transaction. */
-static int save(struct store *st, const struct store_collection *cin, const char *id,
-                const json_t *body, const char *password_hash, const struct store_cond *cond,
-                json_t **errors_out, json_t **out)
+/* Shared by create and update, inside a write transaction the caller began: validates and
+ * writes one record and its outbox row. On success *rec_out is the new row (the caller's);
+ * on ERR_INVALID *errors_out (when given) holds the field errors. Leaves the transaction
+ * open either way: the caller rolls back (or back to a savepoint) on failure. */
+static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_collection *cin,
+                   const char *id, const json_t *body, const char *password_hash,
+                   const struct store_cond *cond, const char *now, json_t **errors_out,
+                   json_t **rec_out)
 {
-    struct sq_store *s = (struct sq_store *)st;
-    struct sq_conn *cn = sq__conn(s);
-    if (!cn)
-        return ERR_INTERNAL;
-    if (out)
-        *out = NULL;
+    *rec_out = NULL;
     json_t *errors = json_object();
     json_t *old = NULL, *vals = NULL, *rec = NULL;
-    char now[TIME_PB_LEN];
-    sq__now(now);
-    int rc = sq__begin(s, cn);
-    if (rc) {
-        json_decref(errors);
-        return rc;
-    }
+    int rc = 0;
     struct store_collection *c = current(s, cn, cin);
     if (!c) {
         rc = ERR_NOTFOUND;
-        goto fail;
+        goto out;
     }
     if (id && c->type == STORE_COLLECTION_AUTH)
         sq__auth_changed(cn); /* password, email or tokenKey may change */
     if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
-        goto fail;
+        goto out;
     if (id && (rc = cond_holds(cn, c, id, cond)) != 1) {
         if (rc == 0)
             rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
-        goto fail;
+        goto out;
     }
     rc = store__record_prepare(c, old, body, now, errors, &vals);
     if (!rc && c->type == STORE_COLLECTION_AUTH) {
@@ -664,42 +657,34 @@ static int save(struct store *st, const struct store_collection *cin, const char
         }
     }
     if (rc)
-        goto fail;
+        goto out;
     if ((rc = check_relations(s, cn, c, vals, errors)))
-        goto fail;
+        goto out;
     if (json_object_size(errors)) {
         rc = ERR_INVALID;
-        goto fail;
+        goto out;
     }
     if ((rc = write_row(cn, c, id, vals, password_hash, errors)))
-        goto fail;
+        goto out;
     const char *rid = id ? id : json_string_value(json_object_get(vals, "id"));
     if (!rid) {
         rc = sq__fail(cn, ERR_INTERNAL, "record without id");
-        goto fail;
+        goto out;
     }
     if (!id && (rc = cond_holds(cn, c, rid, cond)) != 1) {
         if (rc == 0)
             rc = sq__fail(cn, ERR_DENIED, "the new record does not satisfy the condition");
-        goto fail;
+        goto out;
     }
     if ((rc = get_row(cn, c, rid, false, NULL, &rec)))
-        goto fail;
-    if ((rc = outbox_add(cn, c, rid, id ? "update" : "create", rec, now)))
-        goto fail;
-    rc = sq__commit(s, cn);
-    if (rc)
         goto out;
-    if (out) {
-        *out = rec;
-        rec = NULL;
-    }
-    goto out;
-fail:
-    sq__rollback(s, cn);
+    if ((rc = outbox_add(cn, c, rid, id ? "update" : "create", rec, now)))
+        goto out;
+    *rec_out = rec;
+    rec = NULL;
+out:
     if (rc == ERR_INVALID)
         sq__fail(cn, ERR_INVALID, id ? "Failed to update record." : "Failed to create record.");
-out:
     if (rc == ERR_INVALID && errors_out)
         *errors_out = json_incref(errors);
     store_collection_unref(c);
@@ -710,11 +695,96 @@ out:
     return rc;
 }
 
+/* One create or update in its own transaction. */
+static int save(struct store *st, const struct store_collection *cin, const char *id,
+                const json_t *body, const char *password_hash, const struct store_cond *cond,
+                json_t **errors_out, json_t **out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    if (out)
+        *out = NULL;
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    int rc = sq__begin(s, cn);
+    if (rc)
+        return rc;
+    json_t *rec = NULL;
+    rc = save_in(s, cn, cin, id, body, password_hash, cond, now, errors_out, &rec);
+    if (rc) {
+        sq__rollback(s, cn);
+        if (rc == ERR_INVALID) /* the rollback must not take the message */
+            sq__fail(cn, ERR_INVALID, id ? "Failed to update record." : "Failed to create record.");
+        return rc;
+    }
+    rc = sq__commit(s, cn);
+    if (rc == 0 && out) {
+        *out = rec;
+        rec = NULL;
+    }
+    json_decref(rec);
+    return rc;
+}
+
 int sq__record_create(struct store *st, const struct store_collection *c, const json_t *body,
                       const char *password_hash, const struct store_cond *cond, json_t **errors_out,
                       json_t **out)
 {
     return save(st, c, NULL, body, password_hash, cond, errors_out, out);
+}
+
+/* Group commit: every item under a savepoint of one transaction, one COMMIT. An item that
+ * fails rolls back to its savepoint, so the others still commit; a failure that ends the
+ * transaction itself (SQLite rolls back on I/O errors and the like) or a failed COMMIT fails
+ * every item that had not failed on its own. Outbox ids follow the item order. */
+int sq__record_create_batch(struct store *st, struct store_create_item *items, size_t n)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    for (size_t i = 0; i < n; i++) {
+        items[i].rc = ERR_INTERNAL;
+        items[i].errors = NULL;
+        items[i].record = NULL;
+    }
+    if (!cn)
+        return ERR_INTERNAL;
+    int rc = sq__begin(s, cn);
+    bool begun = rc == 0;
+    size_t ran = 0; /* items[0, ran) ran; items[i].rc is their own outcome */
+    for (; ran < n && !rc; ran++) {
+        struct store_create_item *it = &items[ran];
+        char now[TIME_PB_LEN];
+        sq__now(now);
+        if ((rc = sq__exec_cached(cn, "SAVEPOINT \"batch_item\"")))
+            break;
+        it->rc = save_in(s, cn, it->c, NULL, it->body, it->password_hash, it->cond, now,
+                         &it->errors, &it->record);
+        if (it->rc == 0) {
+            rc = sq__exec_cached(cn, "RELEASE \"batch_item\"");
+            continue;
+        }
+        char keep[sizeof(cn->errmsg)];
+        memcpy(keep, cn->errmsg, sizeof(keep));
+        if (sqlite3_get_autocommit(cn->db)) /* the failure ended the transaction */
+            rc = it->rc;
+        else if (!(rc = sq__exec_cached(cn, "ROLLBACK TO \"batch_item\"")))
+            rc = sq__exec_cached(cn, "RELEASE \"batch_item\"");
+        memcpy(cn->errmsg, keep, sizeof(keep));
+    }
+    if (begun && rc)
+        sq__rollback(s, cn);
+    else if (begun)
+        rc = sq__commit(s, cn);
+    if (rc) /* nothing was written: what had succeeded, or not run, fails with the batch */
+        for (size_t i = 0; i < n; i++)
+            if (i >= ran || items[i].rc == 0) {
+                json_decref(items[i].record);
+                items[i].record = NULL;
+                items[i].rc = rc;
+            }
+    return rc;
 }
 
 int sq__record_update(struct store *st, const struct store_collection *c, const char *id,

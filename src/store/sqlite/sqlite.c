@@ -750,6 +750,7 @@ const struct store_ops store__sqlite_ops = {
     .record_list = sq__record_list,
     .record_referencing = sq__record_referencing,
     .record_create = sq__record_create,
+    .record_create_batch = sq__record_create_batch,
     .record_update = sq__record_update,
     .record_delete = sq__record_delete,
     .auth_find = sq__auth_find,

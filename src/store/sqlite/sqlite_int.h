@@ -108,6 +108,7 @@ int sq__record_referencing(struct store *st, const struct store_collection *c, c
 int sq__record_create(struct store *st, const struct store_collection *c, const json_t *body,
                       const char *password_hash, const struct store_cond *cond, json_t **errors_out,
                       json_t **out);
+int sq__record_create_batch(struct store *st, struct store_create_item *items, size_t n);
 int sq__record_update(struct store *st, const struct store_collection *c, const char *id,
                       const json_t *body, const char *password_hash, const struct store_cond *cond,
                       json_t **errors_out, json_t **out);
