@@ -348,6 +348,31 @@ static int cmd_serve(int argc, char **argv)
 
 /* ---- commands that work on the data directory without a server ---- */
 
+/* Takes "--name value" / "--name=value" out of argv (for a command's own options). */
+static const char *take_opt(int *argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < *argc; i++) {
+        if (strncmp(argv[i], name, n) != 0)
+            continue;
+        const char *value = NULL;
+        int used = 0;
+        if (argv[i][n] == '=') {
+            value = argv[i] + n + 1;
+            used = 1;
+        } else if (argv[i][n] == '\0' && i + 1 < *argc) {
+            value = argv[i + 1];
+            used = 2;
+        } else {
+            continue;
+        }
+        memmove(argv + i, argv + i + used, (size_t)(*argc - i - used) * sizeof(char *));
+        *argc -= used;
+        return value;
+    }
+    return NULL;
+}
+
 /* Splits argv into positional words (up to max) and options; loads the options. */
 static int cli_args(int argc, char **argv, const char **words, size_t max, size_t *n_out,
                     struct cfg *cfg)
@@ -499,16 +524,11 @@ static int cmd_log(int argc, char **argv)
     struct cfg cfg;
     const char *w[2];
     size_t n;
-    int64_t from = 0;
-    /* --from is this command's own option */
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
-            from = strtoll(argv[i + 1], NULL, 10);
-            memmove(argv + i, argv + i + 2, (size_t)(argc - i - 2) * sizeof(char *));
-            argc -= 2;
-            break;
-        }
-    }
+    const char *from_text = take_opt(&argc, argv, "--from"); /* this command's own */
+    char *rest = NULL;
+    int64_t from = from_text ? strtoll(from_text, &rest, 10) : 0;
+    if (from_text && (rest == from_text || *rest))
+        from = -1; /* refused below */
     int rc = cli_args(argc, argv, w, 2, &n, &cfg);
     if (rc != 0)
         return rc;
@@ -550,31 +570,6 @@ static int cmd_log(int argc, char **argv)
     evlog_batch_release(&b);
     evlog_close(log);
     return rc == 0 ? 0 : 1;
-}
-
-/* Takes "--name value" / "--name=value" out of argv (for a command's own options). */
-static const char *take_opt(int *argc, char **argv, const char *name)
-{
-    size_t n = strlen(name);
-    for (int i = 0; i < *argc; i++) {
-        if (strncmp(argv[i], name, n) != 0)
-            continue;
-        const char *value = NULL;
-        int used = 0;
-        if (argv[i][n] == '=') {
-            value = argv[i] + n + 1;
-            used = 1;
-        } else if (argv[i][n] == '\0' && i + 1 < *argc) {
-            value = argv[i + 1];
-            used = 2;
-        } else {
-            continue;
-        }
-        memmove(argv + i, argv + i + used, (size_t)(*argc - i - used) * sizeof(char *));
-        *argc -= used;
-        return value;
-    }
-    return NULL;
 }
 
 static int cmd_query(int argc, char **argv)

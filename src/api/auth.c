@@ -71,9 +71,7 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
     json_object_set_new(body, "record", record);
     json_object_set_new(body, "token", json_string(token));
     free(token);
-    json_t *picked = api__pick_fields(body, http_req_query(req, "fields"));
-    json_decref(body);
-    http_reply_json(req, 200, picked);
+    api__reply_picked(req, body);
 }
 
 #define AUTH_RULE_FAILED "The request doesn't satisfy the collection requirements to authenticate."

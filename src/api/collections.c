@@ -7,10 +7,7 @@
 
 static void reply_collection(struct http_req *req, struct store_collection *c)
 {
-    json_t *j = store_collection_to_json(c);
-    json_t *picked = api__pick_fields(j, http_req_query(req, "fields"));
-    json_decref(j);
-    http_reply_json(req, 200, picked);
+    api__reply_picked(req, store_collection_to_json(c));
 }
 
 static void list_collections(struct http_req *req, void *ctx)
@@ -214,10 +211,7 @@ static void get_scaffolds(struct http_req *req, void *ctx)
     struct api_env *env = ctx;
     if (!api__require_superuser(req, env, true))
         return;
-    json_t *j = store_collection_scaffolds();
-    json_t *picked = api__pick_fields(j, http_req_query(req, "fields"));
-    json_decref(j);
-    http_reply_json(req, 200, picked);
+    api__reply_picked(req, store_collection_scaffolds());
 }
 
 static void import_collections(struct http_req *req, void *ctx)

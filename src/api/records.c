@@ -55,9 +55,8 @@ static void reply_record(struct rec_req *rr, json_t *rec)
     api__rules_shape(&rr->ar, rr->c, rec);
     json_t *arr = json_pack("[o]", rec);
     api__expand_rules(&rr->ar, rr->c, arr, http_req_query(rr->req, "expand"));
-    json_t *picked = api__pick_fields(json_array_get(arr, 0), http_req_query(rr->req, "fields"));
+    api__reply_picked(rr->req, json_incref(json_array_get(arr, 0)));
     json_decref(arr);
-    http_reply_json(rr->req, 200, picked);
 }
 
 static void list_records(struct http_req *req, void *ctx)

@@ -102,6 +102,8 @@ void api__expand_rules_max(struct api_rules *ar, const struct store_collection *
  * "*", "body:excerpt(200,true)"). Arrays are picked element by element. RETURNS a new
  * reference; NULL fields gives v itself (incref'd). */
 json_t *api__pick_fields(json_t *v, const char *fields);
+/* Replies 200 with v reduced to the request's `fields` query. TAKES v. */
+void api__reply_picked(struct http_req *req, json_t *v);
 
 /* Parses page, perPage (default 30, capped at 1000), skipTotal, filter and sort (compiled
  * against c as a superuser's) into q. On bad input it answers 400 (403 for forbidden

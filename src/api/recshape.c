@@ -587,3 +587,10 @@ json_t *api__pick_fields(json_t *v, const char *fields)
     json_decref(tree);
     return r;
 }
+
+void api__reply_picked(struct http_req *req, json_t *v)
+{
+    json_t *picked = api__pick_fields(v, http_req_query(req, "fields"));
+    json_decref(v);
+    http_reply_json(req, 200, picked);
+}
