@@ -527,6 +527,44 @@ static int import(struct fx *fx, const char *text, bool delete_missing, json_t *
     return rc;
 }
 
+static void test_import_swaps_names(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    json_t *errors = NULL;
+    assert_int_equal(import(&fx,
+                            "[{\"id\":\"first0000000001\",\"name\":\"alpha\",\"fields\":["
+                            "{\"name\":\"t\",\"type\":\"text\"}]},"
+                            "{\"id\":\"second000000001\",\"name\":\"beta\",\"fields\":["
+                            "{\"name\":\"t\",\"type\":\"text\"}]}]",
+                            false, &errors),
+                     0);
+    struct store_collection *c = NULL;
+    assert_int_equal(store_collection_get(fx.st, "alpha", &c), 0);
+    json_decref(fx_rec(&fx, c, "{\"id\":\"rowofalpha00001\",\"t\":\"was alpha\"}"));
+    store_collection_unref(c);
+    /* the two collections trade names in one import: each keeps its own rows */
+    int rc = import(&fx,
+                    "[{\"id\":\"first0000000001\",\"name\":\"beta\",\"fields\":["
+                    "{\"name\":\"t\",\"type\":\"text\"}]},"
+                    "{\"id\":\"second000000001\",\"name\":\"alpha\",\"fields\":["
+                    "{\"name\":\"t\",\"type\":\"text\"}]}]",
+                    false, &errors);
+    if (rc != 0)
+        fail_msg("import: %s %s %s", err_str(rc), store_errmsg(fx.st),
+                 errors ? json_dumps(errors, 0) : "");
+    assert_int_equal(store_collection_get(fx.st, "beta", &c), 0);
+    assert_string_equal(c->id, "first0000000001");
+    store_collection_unref(c);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM beta WHERE t='was alpha'"), 1);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM alpha"), 0);
+    assert_int_equal(
+        fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE '_tandem_import_%'"),
+        0);
+    fx_close(&fx);
+}
+
 static void test_import(void **state)
 {
     UNUSED(state);
@@ -716,6 +754,7 @@ int main(void)
         cmocka_unit_test(test_rename_and_delete),
         cmocka_unit_test(test_reopen_keeps_everything),
         cmocka_unit_test(test_import),
+        cmocka_unit_test(test_import_swaps_names),
         cmocka_unit_test(test_auth_options),
         cmocka_unit_test(test_catalog),
         cmocka_unit_test(test_open_failures),

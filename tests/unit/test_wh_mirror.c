@@ -291,6 +291,42 @@ static void test_alter_follows_schema(void **state)
     assert_int_equal(load(f, "[[\"pbc_users\",\"u9\",\"create\",{\"id\":\"u9\"}]]", NULL), 0);
 }
 
+static void test_collections_swap_names(void **state)
+{
+    struct fx *f = *state;
+    struct store_collection a = users, b = users;
+    a.id = "pbc_a";
+    a.name = "alpha";
+    b.id = "pbc_b";
+    b.name = "beta";
+    assert_int_equal(wh_apply_collection(f->c, &a), 0);
+    assert_int_equal(wh_apply_collection(f->c, &b), 0);
+    assert_int_equal(load(f,
+                          "[[\"pbc_a\",\"r1\",\"create\",{\"id\":\"r1\",\"name\":\"of a\"}],"
+                          "[\"pbc_b\",\"r2\",\"create\",{\"id\":\"r2\",\"name\":\"of b\"}]]",
+                          NULL),
+                     0);
+    /* the store swapped the names in one import; the loader applies one collection at a time */
+    a.name = "beta";
+    b.name = "alpha";
+    if (wh_apply_collection(f->c, &a) != 0)
+        fail_msg("%s", wh_errmsg(f->c));
+    if (wh_apply_collection(f->c, &b) != 0)
+        fail_msg("%s", wh_errmsg(f->c));
+    assert_rows(f->c, "SELECT id, name FROM app_beta", "[[\"r1\",\"of a\"]]");
+    assert_rows(f->c, "SELECT id, name FROM app_alpha", "[[\"r2\",\"of b\"]]");
+    /* a name reused by a new collection before the old one's mirror is dropped */
+    struct store_collection c = users;
+    c.id = "pbc_c";
+    c.name = "alpha";
+    if (wh_apply_collection(f->c, &c) != 0)
+        fail_msg("%s", wh_errmsg(f->c));
+    assert_int_equal(wh_drop_collection(f->c, "pbc_b"), 0);
+    assert_rows(f->c, "SELECT count(*) FROM app_alpha", "[[0]]");
+    assert_rows(f->c, "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'app__parked%'",
+                "[[0]]");
+}
+
 static void test_load_changes_rejects_missing_ids(void **state)
 {
     struct fx *f = *state;
@@ -309,6 +345,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_change_without_mirror, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_mirror_is_filled_from_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alter_follows_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_collections_swap_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_changes_rejects_missing_ids, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -564,6 +564,7 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
     size_t n_old = 0, n_list = 0;
     struct store_collection **olds_of = xcalloc(n_in ? n_in : 1, sizeof(*olds_of));
     struct store_collection **news = xcalloc(n_in ? n_in : 1, sizeof(*news));
+    char **tmp_names = NULL; /* pass 3: where a renamed table waits */
     struct buf b;
     buf_init(&b);
     int rc = sq__begin(s, cn);
@@ -666,11 +667,40 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
                 goto fail;
             }
         }
-    /* pass 3: the tables; renames first move every changed table out of the way */
+    /* pass 3: the tables; renames first move every changed table out of the way, so an import
+     * may swap names */
+    tmp_names = xcalloc(n_in ? n_in : 1, sizeof(*tmp_names));
     for (size_t i = 0; i < n_in; i++) {
-        if (olds_of[i])
-            rc = migrate(cn, olds_of[i], news[i]);
-        else
+        if (!olds_of[i] || strcmp(olds_of[i]->name, news[i]->name) == 0)
+            continue;
+        tmp_names[i] = xmalloc(64);
+        snprintf(tmp_names[i], 64, "_tandem_import_%zu", i);
+        buf_reset(&b);
+        buf_puts(&b, "ALTER TABLE ");
+        store__quote(&b, olds_of[i]->name);
+        buf_puts(&b, " RENAME TO ");
+        store__quote(&b, tmp_names[i]);
+        if ((rc = sq__exec(cn, buf_cstr(&b))))
+            goto fail;
+        /* the catalogue's names are unique too: its row waits under the same name */
+        struct sq_stmt mv;
+        if ((rc = sq__prep(cn, "UPDATE \"_collections\" SET \"name\" = ?1 WHERE \"id\" = ?2", &mv)))
+            goto fail;
+        sqlite3_bind_text(mv.stmt, 1, tmp_names[i], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(mv.stmt, 2, olds_of[i]->id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(mv.stmt) != SQLITE_DONE)
+            rc = sq__fail_db(cn, "cannot rename the collection");
+        sq__done(&mv);
+        if (rc)
+            goto fail;
+    }
+    for (size_t i = 0; i < n_in; i++) {
+        if (olds_of[i]) {
+            struct store_collection moved = *olds_of[i]; /* the same, at its temporary name */
+            if (tmp_names[i])
+                moved.name = tmp_names[i];
+            rc = migrate(cn, &moved, news[i]);
+        } else
             rc = create_table_only(cn, news[i]);
         if (!rc)
             rc = save_row(cn, news[i], olds_of[i] == NULL);
@@ -707,6 +737,9 @@ out_nolock:
     }
     free(news);
     free(olds_of);
+    for (size_t i = 0; tmp_names && i < n_in; i++)
+        free(tmp_names[i]);
+    free(tmp_names);
     buf_release(&b);
     if (rc == ERR_INVALID && errors_out)
         *errors_out = json_incref(errors);

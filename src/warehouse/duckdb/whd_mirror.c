@@ -490,6 +490,40 @@ static int alter(struct whd_conn *c, const char *table, const char *what, const 
     return rc;
 }
 
+/* Makes table free for collection_id: another collection's mirror may hold it (two
+ * collections swapped names, or a name was reused after a delete). That mirror waits under a
+ * name of its own id until its collection is applied (renamed from there) or dropped. */
+static int free_table_name(struct whd_conn *c, const char *collection_id, const char *table)
+{
+    duckdb_result res;
+    const char *p[] = {table, collection_id};
+    int rc = query_params(c,
+                          "SELECT collection_id FROM _mirrors WHERE table_name = $1 "
+                          "AND collection_id <> $2",
+                          p, 2, &res);
+    if (rc < 0)
+        return rc;
+    char *other = duckdb_row_count(&res) ? duckdb_value_varchar(&res, 0, 0) : NULL;
+    duckdb_destroy_result(&res);
+    if (!other)
+        return 0;
+    char parked[200];
+    snprintf(parked, sizeof(parked), "app__parked_%s", other);
+    struct buf sql;
+    buf_init(&sql);
+    buf_puts(&sql, "ALTER TABLE ");
+    whd__quote_ident(&sql, table);
+    buf_puts(&sql, " RENAME TO ");
+    whd__quote_ident(&sql, parked);
+    rc = whd__exec(c, buf_cstr(&sql));
+    buf_release(&sql);
+    const char *p2[] = {other, parked};
+    if (rc >= 0)
+        rc = exec_params(c, "UPDATE _mirrors SET table_name = $2 WHERE collection_id = $1", p2, 2);
+    duckdb_free(other);
+    return rc;
+}
+
 static int apply_locked(struct whd_conn *c, const struct store_collection *coll,
                         struct rejects *rej)
 {
@@ -501,7 +535,10 @@ static int apply_locked(struct whd_conn *c, const struct store_collection *coll,
     snprintf(table, sizeof(table), "app_%s", coll->name);
     const char *p3[3] = {coll->id, coll->name, table};
 
-    int rc = mirror_load(c, coll->id, &m);
+    int rc = free_table_name(c, coll->id, table);
+    if (rc < 0)
+        return rc;
+    rc = mirror_load(c, coll->id, &m);
     if (rc == ERR_NOTFOUND) {
         struct buf sql;
         buf_init(&sql);
