@@ -31,7 +31,7 @@
 
 enum fn_mode { FN_ORDERED = 1, FN_STRICT, FN_UNORDERED };
 
-/* The constant arguments, parsed. Fully zeroed before filling so memcmp compares them. */
+/* The constant arguments, parsed. Fully zeroed before filling so fn_params_eq compares them. */
 struct fn_params {
     int64_t window;
     uint32_t allowed; /* mask bits a row may carry */
@@ -53,6 +53,24 @@ struct fn_state {
     struct fn_params p;
     struct fn_ev inl[FN_INLINE];
 };
+
+/* Equality of two parameter sets, inline (memcmp would be a call per row). */
+static inline bool fn_params_eq(const struct fn_params *a, const struct fn_params *b)
+{
+    uint64_t x[4], y[4];
+    _Static_assert(sizeof(struct fn_params) == sizeof(x), "fn_params is four words");
+    memcpy(x, a, sizeof(x));
+    memcpy(y, b, sizeof(y));
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+static inline bool str_same_bytes(const duckdb_string_t *a, const duckdb_string_t *b)
+{
+    uint64_t x[2], y[2];
+    memcpy(x, a, sizeof(x));
+    memcpy(y, b, sizeof(y));
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
 
 static inline struct fn_ev *fn_events(struct fn_state *s)
 {
@@ -253,8 +271,7 @@ static void fn_update(duckdb_function_info info, duckdb_data_chunk input,
                 continue;
         }
         if (!cache.set || cache.n_steps != n_steps[r] || cache.window != window[r] ||
-            memcmp(&cache.mode, &mode[r], sizeof(duckdb_string_t)) != 0 ||
-            memcmp(&cache.ex, &ex[r], sizeof(duckdb_string_t)) != 0) {
+            !str_same_bytes(&cache.mode, &mode[r]) || !str_same_bytes(&cache.ex, &ex[r])) {
             if (fn_params_parse(info, n_steps[r], window[r], str_ptr(&mode[r]),
                                 duckdb_string_t_length(mode[r]), str_ptr(&ex[r]),
                                 duckdb_string_t_length(ex[r]), &cache.p) < 0)
@@ -269,7 +286,7 @@ static void fn_update(duckdb_function_info info, duckdb_data_chunk input,
         if (!s->has_params) {
             s->p = cache.p;
             s->has_params = 1;
-        } else if (memcmp(&s->p, &cache.p, sizeof(cache.p)) != 0) {
+        } else if (!fn_params_eq(&s->p, &cache.p)) {
             fn_fail(info, "n_steps, window_us, mode and exclusions must be the same on every "
                           "row of a group");
             return;
@@ -306,7 +323,7 @@ static void fn_combine(duckdb_function_info info, duckdb_aggregate_state *source
         if (!dst->has_params) {
             dst->p = src->p;
             dst->has_params = 1;
-        } else if (memcmp(&dst->p, &src->p, sizeof(src->p)) != 0) {
+        } else if (!fn_params_eq(&dst->p, &src->p)) {
             fn_fail(info, "n_steps, window_us, mode and exclusions must be the same on every "
                           "row of a group");
             return;
