@@ -297,6 +297,56 @@ static void test_parallel_combine(void **state)
                  "CASE WHEN k < 10 THEN 4 ELSE 5 END, 1, 'ordered', '')::VARCHAR FROM par");
 }
 
+/* Random actors checked against plain SQL: ordered against the ASOF chain (from each step-0
+ * event the earliest next step at or after the previous one, within the window of the start;
+ * the best start wins), unordered against a self-join counting distinct steps per window. */
+static void test_random_against_sql(void **state)
+{
+    struct fx *f = *state;
+    /* 3000 actors, 45,000 events over 30 to 300 days (timestamps collide now and then), one
+     * step each; window 7 days */
+    exec(f->con,
+         "CREATE TABLE r AS SELECT a, TIMESTAMP '2024-01-01' + to_seconds((hash(i * 3 + 1) "
+         "% (2592000 * (a % 10 + 1)) // 60 * 60)::BIGINT) ts, (hash(i * 5 + 2) % 4)::INT st "
+         "FROM (SELECT i, hash(i) % 3000 a FROM range(45000) t(i))");
+#define OURS_SQL                                                                                   \
+    "CREATE OR REPLACE TABLE ours AS SELECT a, tandem_funnel(ts, (1 << st)::UINTEGER, 4, "         \
+    "604800000000, '%s', '')[1]::INT f FROM r GROUP BY a"
+    char sql[2048];
+    snprintf(sql, sizeof(sql), OURS_SQL, "ordered");
+    exec(f->con, sql);
+    exec(
+        f->con,
+        "CREATE TABLE ref AS WITH "
+        "s0 AS (SELECT a, ts t0 FROM r WHERE st = 0), s1 AS (SELECT a, ts t1 FROM r WHERE st = 1), "
+        "s2 AS (SELECT a, ts t2 FROM r WHERE st = 2), s3 AS (SELECT a, ts t3 FROM r WHERE st = 3), "
+        "j1 AS (SELECT s0.a, t0, CASE WHEN t1 <= t0 + INTERVAL 7 DAY THEN t1 END t1 FROM s0 "
+        "ASOF LEFT JOIN s1 ON s0.a = s1.a AND s1.t1 >= s0.t0), "
+        "j2 AS (SELECT j1.a, t0, t1, CASE WHEN t1 IS NOT NULL AND t2 <= t0 + INTERVAL 7 DAY "
+        "THEN t2 END t2 FROM j1 ASOF LEFT JOIN s2 ON j1.a = s2.a AND s2.t2 >= j1.t1), "
+        "j3 AS (SELECT j2.a, t0, t1, t2, CASE WHEN t2 IS NOT NULL AND t3 <= t0 + INTERVAL 7 DAY "
+        "THEN t3 END t3 FROM j2 ASOF LEFT JOIN s3 ON j2.a = s3.a AND s3.t3 >= j2.t2) "
+        "SELECT a, max((t1 IS NOT NULL)::INT + (t2 IS NOT NULL)::INT + (t3 IS NOT NULL)::INT) f "
+        "FROM j3 GROUP BY a");
+    /* actors without a step 0 are -1 in ours and absent from ref */
+    assert_q(f->con, "0",
+             "SELECT count(*) FROM ours FULL JOIN ref USING (a) "
+             "WHERE ours.f IS DISTINCT FROM coalesce(ref.f, -1)");
+    /* and the data is not trivial: every furthest step occurs */
+    assert_q(f->con, "4", "SELECT count(DISTINCT f) FROM ours WHERE f >= 0");
+
+    snprintf(sql, sizeof(sql), OURS_SQL, "unordered");
+    exec(f->con, sql);
+    exec(f->con, "CREATE OR REPLACE TABLE ref AS SELECT a, max(n) - 1 f FROM ("
+                 "SELECT e1.a, e1.ts, count(DISTINCT e2.st) n FROM r e1 JOIN r e2 ON e1.a = e2.a "
+                 "AND e2.ts BETWEEN e1.ts - INTERVAL 7 DAY AND e1.ts GROUP BY ALL) "
+                 "WHERE a IN (SELECT a FROM r WHERE st = 0) GROUP BY a");
+    assert_q(f->con, "0",
+             "SELECT count(*) FROM ours FULL JOIN ref USING (a) "
+             "WHERE ours.f IS DISTINCT FROM coalesce(ref.f, -1)");
+    assert_q(f->con, "4", "SELECT count(DISTINCT f) FROM ours WHERE f >= 0");
+}
+
 /* Rows with a NULL argument are ignored; a group with no usable row is [-1]. */
 static void test_nulls_and_empty(void **state)
 {
@@ -431,6 +481,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unordered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_combine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_against_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nulls_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test(test_warehouse_registration),
