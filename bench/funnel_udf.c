@@ -192,9 +192,11 @@ int main(int argc, char **argv)
              users, events, events);
     if (run(con, sql, NULL, 0, &ms) < 0)
         return 1;
-    run(con, "SELECT current_setting('threads')", ans, sizeof(ans), &ms);
+    double gen_ms = ms;
+    if (run(con, "SELECT current_setting('threads')", ans, sizeof(ans), &ms) < 0)
+        return 1;
     printf("data: %lld events of %lld persons generated in %.0f ms; DuckDB threads %s; load %s\n",
-           events, users, ms, ans, loadavg());
+           events, users, gen_ms, ans, loadavg());
     if (tsv) {
         snprintf(sql, sizeof(sql),
                  "COPY (SELECT strftime(ts, '%%Y-%%m-%%d %%H:%%M:%%S'), event, person_id FROM "

@@ -14,7 +14,9 @@
  *
  * Threads: DuckDB calls the callbacks from its worker threads; a state is touched by one thread
  * at a time, and nothing here is global. */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +51,6 @@ struct fn_state {
     struct fn_ev *heap; /* NULL while the events fit in inl */
     uint32_t n;
     uint32_t cap; /* of heap; meaningless while heap is NULL */
-    uint32_t has_params;
     struct fn_params p;
     struct fn_ev inl[FN_INLINE];
 };
@@ -77,6 +78,12 @@ static inline struct fn_ev *fn_events(struct fn_state *s)
     return s->heap ? s->heap : s->inl;
 }
 
+/* whether the state has seen a row (valid parameters have n_steps >= 2) */
+static inline bool fn_has_params(const struct fn_state *s)
+{
+    return s->p.n_steps != 0;
+}
+
 static inline uint32_t fn_capacity(const struct fn_state *s)
 {
     return s->heap ? s->cap : FN_INLINE;
@@ -94,6 +101,98 @@ static void fn_fail(duckdb_function_info info, const char *fmt, ...)
     duckdb_aggregate_function_set_error(info, msg);
 }
 
+/* ---- event arrays ----
+ *
+ * A query creates millions of short-lived states (DuckDB's hash aggregate flushes its tables
+ * and combines the partial states later), most holding a handful of events, all freed when the
+ * query ends. Arrays come from 1 MiB chunks: each thread bumps a pointer in its own current
+ * chunk; a chunk counts its live arrays (plus one while it is some thread's current chunk) and
+ * is freed by whichever thread frees its last array. Growing an array leaves the old copy in
+ * its chunk until the chunk dies. Arrays too big for a chunk use malloc. */
+
+#define FN_CHUNK_BYTES (1u << 20)
+#define FN_CHUNK_MAX_ALLOC (FN_CHUNK_BYTES / 8)
+
+struct fn_chunk {
+    atomic_long live;
+    size_t used;
+    _Alignas(16) char data[];
+};
+
+/* in front of every array: its chunk, NULL for a malloc'ed array */
+struct fn_hdr {
+    struct fn_chunk *chunk;
+    uint64_t pad;
+};
+
+static pthread_key_t chunk_key;
+static pthread_once_t chunk_once = PTHREAD_ONCE_INIT;
+static _Thread_local struct fn_chunk *tl_chunk;
+
+static void chunk_unref(struct fn_chunk *c)
+{
+    if (atomic_fetch_sub_explicit(&c->live, 1, memory_order_acq_rel) == 1)
+        free(c);
+}
+
+/* a thread that exits drops its current chunk */
+static void chunk_thread_exit(void *c)
+{
+    if (c)
+        chunk_unref(c);
+}
+
+static void chunk_key_init(void)
+{
+    if (pthread_key_create(&chunk_key, chunk_thread_exit) != 0)
+        PANIC("cannot create the funnel allocator's thread key");
+}
+
+static struct fn_ev *arr_alloc(uint32_t n_events)
+{
+    size_t need = sizeof(struct fn_hdr) + (size_t)n_events * sizeof(struct fn_ev);
+    struct fn_hdr *h;
+    if (need > FN_CHUNK_MAX_ALLOC) {
+        if (!(h = malloc(need)))
+            return NULL;
+        h->chunk = NULL;
+        return (struct fn_ev *)(h + 1);
+    }
+    struct fn_chunk *c = tl_chunk;
+    if (!c || c->used + need > FN_CHUNK_BYTES) {
+        pthread_once(&chunk_once, chunk_key_init);
+        struct fn_chunk *nc = malloc(sizeof(*nc) + FN_CHUNK_BYTES);
+        if (!nc)
+            return NULL;
+        atomic_init(&nc->live, 1); /* the thread's reference */
+        nc->used = 0;
+        if (pthread_setspecific(chunk_key, nc) != 0) {
+            free(nc);
+            return NULL;
+        }
+        tl_chunk = nc;
+        if (c)
+            chunk_unref(c);
+        c = nc;
+    }
+    h = (struct fn_hdr *)(c->data + c->used);
+    c->used += need;
+    atomic_fetch_add_explicit(&c->live, 1, memory_order_relaxed);
+    h->chunk = c;
+    return (struct fn_ev *)(h + 1);
+}
+
+static void arr_free(struct fn_ev *a)
+{
+    if (!a)
+        return;
+    struct fn_hdr *h = (struct fn_hdr *)a - 1;
+    if (h->chunk)
+        chunk_unref(h->chunk);
+    else
+        free(h);
+}
+
 /* Makes room for extra more events; 0, or -1 with the error set on info. */
 static int fn_reserve(duckdb_function_info info, struct fn_state *s, uint32_t extra)
 {
@@ -108,13 +207,13 @@ static int fn_reserve(duckdb_function_info info, struct fn_state *s, uint32_t ex
     uint32_t ncap = cap < 8 ? 8 : cap;
     while (ncap < need)
         ncap = ncap > FN_MAX_EVENTS / 2 ? FN_MAX_EVENTS : ncap * 2;
-    struct fn_ev *nh = realloc(s->heap, (size_t)ncap * sizeof(*nh));
+    struct fn_ev *nh = arr_alloc(ncap);
     if (!nh) {
         fn_fail(info, "out of memory for %u events", ncap);
         return -1;
     }
-    if (!s->heap)
-        memcpy(nh, s->inl, (size_t)s->n * sizeof(*nh));
+    memcpy(nh, fn_events(s), (size_t)s->n * sizeof(*nh));
+    arr_free(s->heap);
     s->heap = nh;
     s->cap = ncap;
     return 0;
@@ -215,7 +314,7 @@ static void fn_destroy(duckdb_aggregate_state *states, idx_t count)
 {
     for (idx_t i = 0; i < count; i++) {
         struct fn_state *s = (struct fn_state *)states[i];
-        free(s->heap);
+        arr_free(s->heap);
         s->heap = NULL;
         s->n = 0;
     }
@@ -263,6 +362,14 @@ static void fn_update(duckdb_function_info info, duckdb_data_chunk input,
     struct fn_cache cache;
     cache.set = false;
     for (idx_t r = 0; r < rows; r++) {
+        /* the states are scattered over DuckDB's hash table: fetch a state's line 16 rows
+         * ahead, and 8 rows ahead the place its next event goes */
+        if (r + 16 < rows)
+            __builtin_prefetch((void *)states[r + 16], 1);
+        if (r + 8 < rows) {
+            struct fn_state *ps = (struct fn_state *)states[r + 8];
+            __builtin_prefetch(fn_events(ps) + ps->n, 1);
+        }
         if (any_null) {
             bool ok = true;
             for (int c = 0; c < 6 && ok; c++)
@@ -283,9 +390,8 @@ static void fn_update(duckdb_function_info info, duckdb_data_chunk input,
             cache.ex = ex[r];
         }
         struct fn_state *s = (struct fn_state *)states[r];
-        if (!s->has_params) {
+        if (!fn_has_params(s)) {
             s->p = cache.p;
-            s->has_params = 1;
         } else if (!fn_params_eq(&s->p, &cache.p)) {
             fn_fail(info, "n_steps, window_us, mode and exclusions must be the same on every "
                           "row of a group");
@@ -318,11 +424,10 @@ static void fn_combine(duckdb_function_info info, duckdb_aggregate_state *source
     for (idx_t i = 0; i < count; i++) {
         struct fn_state *src = (struct fn_state *)source[i];
         struct fn_state *dst = (struct fn_state *)target[i];
-        if (!src->has_params)
+        if (!fn_has_params(src))
             continue; /* empty: never saw a row */
-        if (!dst->has_params) {
+        if (!fn_has_params(dst)) {
             dst->p = src->p;
-            dst->has_params = 1;
         } else if (!fn_params_eq(&dst->p, &src->p)) {
             fn_fail(info, "n_steps, window_us, mode and exclusions must be the same on every "
                           "row of a group");
@@ -521,7 +626,7 @@ static int fn_walk_unordered(const struct fn_params *p, const struct fn_ev *ev, 
 static size_t fn_eval(struct fn_state *s, struct fn_ev *tmp, double *out)
 {
     out[0] = -1;
-    if (!s->has_params || !s->n)
+    if (!fn_has_params(s) || !s->n)
         return 1;
     struct fn_ev *ev = fn_events(s);
     size_t n = s->n;
@@ -547,6 +652,10 @@ static void fn_finalize(duckdb_function_info info, duckdb_aggregate_state *sourc
     struct fn_ev *tmp = NULL;
     size_t tmp_cap = 0;
     for (idx_t i = 0; i < count; i++) {
+        if (i + 8 < count)
+            __builtin_prefetch((void *)source[i + 8]);
+        if (i + 4 < count)
+            __builtin_prefetch(fn_events((struct fn_state *)source[i + 4]));
         struct fn_state *s = (struct fn_state *)source[i];
         if (s->n > tmp_cap && s->n > FN_RUN * 2) {
             free(tmp);
