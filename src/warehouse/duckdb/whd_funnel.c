@@ -111,7 +111,16 @@ static void fn_fail(duckdb_function_info info, const char *fmt, ...)
  * its chunk until the chunk dies. Arrays too big for a chunk use malloc. */
 
 #define FN_CHUNK_BYTES (1u << 20)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FN_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(FN_ASAN)
+#define FN_CHUNK_MAX_ALLOC 0 /* under ASan every array is its own malloc, so overflows show */
+#else
 #define FN_CHUNK_MAX_ALLOC (FN_CHUNK_BYTES / 8)
+#endif
 
 struct fn_chunk {
     atomic_long live;
