@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The funnel aggregate on its own: build/funnel_udf (bench/funnel_udf.c) generates EVENTS
+# (default 10,000,000) events of USERS (default 1,000,000) persons in an in-memory DuckDB and
+# times the 4-step, 14-day funnel through tandem_funnel and through the pure-SQL ASOF chain
+# (checking that their step counts agree), then the same events go to ClickHouse 18.16
+# (clickhouse-server on free 127.0.0.1 ports, files in the run's temporary directory, stopped by
+# PID) and the same question is asked with windowFunnel. RUNS (default 3) runs of each query;
+# min and median wall time. Set CLICKHOUSE=0 to skip ClickHouse.
+source "$(dirname "$0")/lib.sh"
+EVENTS=${EVENTS:-10000000}
+USERS=${USERS:-1000000}
+RUNS=${RUNS:-3}
+CLICKHOUSE=${CLICKHOUSE:-1}
+BIN=$BENCH_TOP/build/funnel_udf
+
+if [ ! -x "$BIN" ] || [ "$BENCH_TOP/bench/funnel_udf.c" -nt "$BIN" ] ||
+    [ "$BENCH_TOP/build/libtandem_lib.a" -nt "$BIN" ]; then
+    cc -O2 -std=gnu11 -I"$BENCH_TOP/src" -I"$BENCH_TOP/deps/duckdb/include" \
+        "$BENCH_TOP/bench/funnel_udf.c" "$BENCH_TOP/build/libtandem_lib.a" \
+        -L"$BENCH_TOP/deps/duckdb/lib" -lduckdb -Wl,-rpath,"$BENCH_TOP/deps/duckdb/lib" \
+        -lpthread -lm -o "$BIN"
+fi
+
+tsv=$BENCH_TMP/events.tsv
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$CLICKHOUSE" = 1 ]; then
+    "$BIN" "$EVENTS" "$USERS" "$RUNS" "$tsv"
+else
+    "$BIN" "$EVENTS" "$USERS" "$RUNS"
+    exit 0
+fi
+
+command -v clickhouse-server >/dev/null || { echo "clickhouse-server missing" >&2; exit 1; }
+ch=$BENCH_TMP/clickhouse
+mkdir -p "$ch"
+tcp=$(free_port)
+http=$(free_port)
+cat >"$ch/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <profiles><default><max_memory_usage>10000000000</max_memory_usage></default></profiles>
+    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+        <profile>default</profile><quota>default</quota></default></users>
+    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+        <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
+    </interval></default></quotas>
+</yandex>
+XML
+cat >"$ch/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>$ch/server.log</log><errorlog>$ch/server.err.log</errorlog>
+        <size>100M</size><count>1</count></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>$tcp</tcp_port>
+    <http_port>$http</http_port>
+    <path>$ch/data/</path>
+    <tmp_path>$ch/tmp/</tmp_path>
+    <user_files_path>$ch/user_files/</user_files_path>
+    <format_schema_path>$ch/format_schemas/</format_schema_path>
+    <users_config>$ch/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>1073741824</mark_cache_size>
+</yandex>
+XML
+clickhouse-server --config-file="$ch/config.xml" >"$ch/stdout" 2>&1 &
+BENCH_PIDS+=($!)
+chq() { clickhouse-client --port "$tcp" "$@"; }
+for _ in $(seq 300); do chq -q 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+echo "ClickHouse $(chq -q 'SELECT version()') on 127.0.0.1:$tcp"
+chq -q "CREATE TABLE events (ts DateTime, event String, person_id String)
+        ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (toDate(ts), event, person_id)"
+t0=$(date +%s.%N)
+chq -q 'INSERT INTO events FORMAT TabSeparated' <"$tsv"
+chq -q 'OPTIMIZE TABLE events FINAL'
+echo "ClickHouse load: $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s, $(chq -q 'SELECT count() FROM events') rows"
+sql="SELECT countIf(l >= 1), countIf(l >= 2), countIf(l >= 3), countIf(l >= 4) FROM (SELECT person_id,
+     windowFunnel(1209600)(ts, event = 'signup', event = 'activate', event = 'purchase', event = 'invite') AS l
+     FROM events WHERE event IN ('signup', 'activate', 'purchase', 'invite') GROUP BY person_id)"
+times=()
+for _ in $(seq "$RUNS"); do
+    ans=$(chq --time -q "$sql" 2>"$ch/time")
+    times+=("$(awk 'END { printf "%.1f", $1 * 1000 }' "$ch/time")")
+done
+sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+printf '%-34s wall min %7.1f ms median %7.1f ms -> %s\n' "ClickHouse windowFunnel" \
+    "$(echo "$sorted" | head -1)" "$(echo "$sorted" | sed -n "$(((RUNS + 1) / 2))p")" "$(echo "$ans" | tr '\t' ' ')"
+echo "(ClickHouse keeps whole seconds, so its counts can differ slightly where a person has two"
+echo " step events within one second)"
