@@ -189,6 +189,28 @@ static void test_one_event_two_steps(void **state)
                   "o5=[2.0, 10.0, 10.0] s1=[1.0, 0.0] s2=[2.0, 0.0, 0.0] s3=[0.0]");
 }
 
+/* Events with the same timestamp and the same lowest step keep the order the group received
+ * them in (one thread scanning a small table: table order): P matches step 1, Q steps 1 and 2,
+ * both 10 s after A. P then Q reaches step 2 (Q extends the chain P just moved); Q then P stops
+ * at step 1. 200 later C events come first in the table, so the group is sorted by the merge
+ * sort, which must be stable. */
+static void test_tie_order(void **state)
+{
+    struct fx *f = *state;
+    exec(f->con, "SET threads = 1");
+    exec(f->con, "CREATE TABLE pq AS SELECT 1000 + i s, 4 m FROM range(200) r(i) "
+                 "UNION ALL SELECT 0, 1 UNION ALL SELECT 10, 2 UNION ALL SELECT 10, 6");
+    exec(f->con, "CREATE TABLE qp AS SELECT 1000 + i s, 4 m FROM range(200) r(i) "
+                 "UNION ALL SELECT 0, 1 UNION ALL SELECT 10, 6 UNION ALL SELECT 10, 2");
+#define TIE_SQL                                                                                    \
+    "SELECT tandem_funnel(TIMESTAMP '2024-01-01' + to_seconds(s::BIGINT), m::UINTEGER, 3, "        \
+    "60000000, '%s', '')::VARCHAR FROM %s"
+    assert_q(f->con, "[2.0, 10.0, 0.0]", TIE_SQL, "ordered", "pq");
+    assert_q(f->con, "[1.0, 10.0]", TIE_SQL, "ordered", "qp");
+    assert_q(f->con, "[2.0, 10.0, 0.0]", TIE_SQL, "strict", "pq");
+    assert_q(f->con, "[1.0, 10.0]", TIE_SQL, "strict", "qp");
+}
+
 /* The chain that reached the furthest step first gives the times. */
 static void test_times_of_first_chain(void **state)
 {
@@ -431,6 +453,66 @@ static void test_errors(void **state)
     assert_q(c, "[1.0, 60.0]", ERR_SQL, "2", "60000000", "ordered", "");
 }
 
+/* The SQL API refuses the two shapes DuckDB 1.4.4 cannot run with a C aggregate (ORDER BY in
+ * the call, window use) before running them, and lets everything else through. */
+static void test_sql_api_guard(void **state)
+{
+    (void)state;
+    char path[1024];
+    wht_path(path, sizeof(path), "whg");
+    struct wh_cfg cfg;
+    wh_cfg_defaults(&cfg);
+    cfg.path = path;
+    cfg.threads = 2;
+    struct wh *w;
+    struct wh_conn *c;
+    assert_int_equal(wh_open(&cfg, &w), 0);
+    assert_int_equal(wh_conn_open(w, &c), 0);
+#define G_FROM                                                                                     \
+    " FROM (VALUES (1, TIMESTAMP '2024-01-01 00:00:00', 1::UINTEGER), "                            \
+    "(1, TIMESTAMP '2024-01-01 00:00:30', 2::UINTEGER)) v(a, ts, m)"
+    static const struct {
+        const char *sql, *why;
+    } refused[] = {
+        {"SELECT tandem_funnel(ts, m, 2, 60000000, 'ordered', '' ORDER BY ts)" G_FROM,
+         "ORDER BY inside the call"},
+        {"SELECT TANDEM_FUNNEL(ts, m, 2, 60000000, 'ordered', '' ORDER BY ts DESC)" G_FROM,
+         "ORDER BY inside the call"},
+        {"SELECT tandem_funnel(ts, m, 2, 60000000, 'ordered', '') OVER ()" G_FROM,
+         "window function"},
+        {"SELECT tandem_funnel(ts, m, 2, 60000000, 'ordered', '') OVER (PARTITION BY a)" G_FROM,
+         "window function"},
+        {"SELECT tandem_funnel(ts, m, 2, 60000000, 'ordered', '') OVER (ORDER BY ts)" G_FROM,
+         "window function"},
+        {"WITH x AS (SELECT main.tandem_funnel(ts, m, 2, 1, 'ordered', '' ORDER BY m) f" G_FROM
+         ") SELECT * FROM x",
+         "ORDER BY inside the call"},
+        {"SELECT (SELECT list(f) FROM (SELECT tandem_funnel(ts, m, 2, 1, 'strict', '') OVER w "
+         "f" G_FROM " WINDOW w AS (PARTITION BY a)))",
+         "window function"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct wh_query q = {.sql = refused[i].sql};
+        struct wh_result r;
+        assert_int_equal(wh_query(c, &q, &r), ERR_DENIED);
+        if (!strstr(wh_errmsg(c), refused[i].why))
+            fprintf(stderr, "%s: %s\n", refused[i].sql, wh_errmsg(c));
+        assert_non_null(strstr(wh_errmsg(c), refused[i].why));
+    }
+    /* allowed: plain use, GROUP BY with FILTER, the name in a string, no use at all */
+    assert_rows(c, "SELECT tandem_funnel(ts, m, 2, 60000000, 'ordered', '') f" G_FROM,
+                "[[[1.0,30.0]]]");
+    assert_rows(c,
+                "SELECT a, tandem_funnel(ts, m, 2, 60000000, 'ordered', '') FILTER (WHERE m = 1)"
+                " f" G_FROM " GROUP BY a",
+                "[[1,[0.0]]]");
+    assert_rows(c, "SELECT 'tandem_funnel(x) OVER ()' AS s", "[[\"tandem_funnel(x) OVER ()\"]]");
+    assert_rows(c, "SELECT list(a ORDER BY a DESC) l" G_FROM, "[[[1,1]]]");
+    wh_conn_close(c);
+    wh_close(w);
+    wht_unlink(path);
+}
+
 /* The warehouse registers the function on its database: every connection and the read-only
  * SQL API see it, and opening the database again registers it again. */
 static void test_warehouse_registration(void **state)
@@ -476,6 +558,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reference_strict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_event_two_steps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tie_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_times_of_first_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exclusions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unordered, setup, teardown),
@@ -485,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nulls_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test(test_warehouse_registration),
+        cmocka_unit_test(test_sql_api_guard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,12 +14,14 @@
  *
  * Threads: DuckDB calls the callbacks from its worker threads; a state is touched by one thread
  * at a time, and nothing here is global. */
+#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "warehouse/duckdb/whd_int.h"
 
@@ -454,13 +456,14 @@ static void fn_combine(duckdb_function_info info, duckdb_aggregate_state *source
 
 /* ---- sorting ---- */
 
+/* By timestamp, then the lowest step matched (no step last). The sorts are stable: events equal
+ * on both keep the order the group received them in, which a query can pin with ORDER BY inside
+ * the aggregate (e.g. ORDER BY log_offset, as the reference implementation breaks ties). */
 static inline bool ev_less(const struct fn_ev *a, const struct fn_ev *b)
 {
     if (a->ts != b->ts)
         return a->ts < b->ts;
-    if (a->rank != b->rank)
-        return a->rank < b->rank;
-    return a->mask < b->mask;
+    return a->rank < b->rank;
 }
 
 static void insertion_sort(struct fn_ev *ev, size_t n)
@@ -740,4 +743,105 @@ int whd__funnel_register(duckdb_connection con)
     int rc = duckdb_register_aggregate_function(con, f) == DuckDBSuccess ? 0 : ERR_INTERNAL;
     duckdb_destroy_aggregate_function(&f);
     return rc;
+}
+
+/* ---- the SQL API's check ----
+ *
+ * DuckDB 1.4.4's C API feeds an aggregate one state per row without flattening the state
+ * vector, but two of its callers hand it a single state for all rows: an aggregate with ORDER
+ * BY inside the call (the sorted-aggregate wrapper) and a window aggregate over whole
+ * partitions (the constant aggregator). tandem_funnel would then read states that do not
+ * exist, so statements from outside (the SQL API) that use it either way are refused. The
+ * statement is parsed by DuckDB itself (json_serialize_sql) only when its text names the
+ * function at all. */
+
+/* Finds a use of tandem_funnel as a window function or with ORDER BY in the call. */
+static const char *guard_walk(const json_t *j, int depth)
+{
+    if (depth > 400)
+        return "the statement is nested too deeply to check its use of " FN_NAME;
+    if (json_is_array(j)) {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(j, i, v)
+        {
+            const char *why = guard_walk(v, depth + 1);
+            if (why)
+                return why;
+        }
+        return NULL;
+    }
+    if (!json_is_object(j))
+        return NULL;
+    const char *fname = json_string_value(json_object_get(j, "function_name"));
+    if (fname && strcasecmp(fname, FN_NAME) == 0) {
+        const char *cls = json_string_value(json_object_get(j, "class"));
+        if (cls && strcmp(cls, "WINDOW") == 0)
+            return FN_NAME " cannot be used as a window function";
+        const json_t *ob = json_object_get(json_object_get(j, "order_bys"), "orders");
+        if (json_array_size(ob) > 0)
+            return FN_NAME " cannot take ORDER BY inside the call (it sorts its events itself)";
+    }
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)j, key, v)
+    {
+        const char *why = guard_walk(v, depth + 1);
+        if (why)
+            return why;
+    }
+    return NULL;
+}
+
+/* whether text contains FN_NAME in any case */
+static bool names_function(const char *text)
+{
+    size_t n = strlen(FN_NAME);
+    for (const char *p = text; *p; p++)
+        if (strncasecmp(p, FN_NAME, n) == 0)
+            return true;
+    return false;
+}
+
+int whd__funnel_guard(duckdb_connection con, const char *sql, char *err, size_t err_len)
+{
+    if (!names_function(sql))
+        return 0;
+    duckdb_prepared_statement ps = NULL;
+    duckdb_result res;
+    bool have_res = false;
+    json_t *tree = NULL;
+    const char *why = "cannot check the statement's use of " FN_NAME, *detail = "";
+    char *text = NULL;
+    if (duckdb_prepare(con, "SELECT json_serialize_sql($1::VARCHAR)", &ps) != DuckDBSuccess) {
+        detail = duckdb_prepare_error(ps);
+        goto out;
+    }
+    if (duckdb_bind_varchar(ps, 1, sql) != DuckDBSuccess)
+        goto out;
+    have_res = true;
+    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess) {
+        detail = duckdb_result_error(&res);
+        goto out;
+    }
+    text = duckdb_value_varchar(&res, 0, 0);
+    /* integers as reals: an unknown query_location is 2^64 - 1 */
+    if (!text || !(tree = json_loads(text, JSON_DECODE_INT_AS_REAL, NULL)))
+        goto out;
+    if (json_is_true(json_object_get(tree, "error"))) {
+        /* DuckDB cannot serialize it: refuse rather than guess */
+        detail = json_string_value(json_object_get(tree, "error_message"));
+        goto out;
+    }
+    why = guard_walk(json_object_get(tree, "statements"), 0);
+out:
+    if (why)
+        snprintf(err, err_len, "%s%s%s", why, detail && *detail ? ": " : "", detail ? detail : "");
+    json_decref(tree);
+    duckdb_free(text);
+    if (have_res)
+        duckdb_destroy_result(&res);
+    if (ps)
+        duckdb_destroy_prepare(&ps);
+    return why ? ERR_DENIED : 0;
 }

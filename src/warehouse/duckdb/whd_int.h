@@ -66,5 +66,9 @@ int whd__query(struct wh_conn *c, const struct wh_query *q, struct wh_result *ou
  * DuckDB keeps it per database, so every connection of that database sees it; a second call
  * finds it there and does nothing. 0, or ERR_INTERNAL. */
 int whd__funnel_register(duckdb_connection con) MUST_USE;
+/* The SQL API's check: ERR_DENIED (reason in err) when sql uses tandem_funnel as a window
+ * function or with ORDER BY inside the call, which DuckDB 1.4.4 cannot run with a C aggregate
+ * without crashing; 0 otherwise, and at once when sql does not name the function. */
+int whd__funnel_guard(duckdb_connection con, const char *sql, char *err, size_t err_len) MUST_USE;
 
 #endif

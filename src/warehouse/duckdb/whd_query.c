@@ -650,6 +650,8 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
                        stmt_type_name(st));
         goto out;
     }
+    if ((rc = whd__funnel_guard(c->con, q->sql, c->err, sizeof(c->err))) < 0)
+        goto out;
     if ((rc = bind_params(c, ps, q->params)) < 0)
         goto out;
     if ((rc = timer_start(&tm, &th, c->con, timeout_ms * 1000)) < 0) {
