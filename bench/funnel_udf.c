@@ -10,8 +10,10 @@
  *
  * Build (after the CMake build):
  *   cc -O2 -std=gnu11 -Isrc -Ideps/duckdb/include bench/funnel_udf.c build/libtandem_lib.a \
- *      -Ldeps/duckdb/lib -lduckdb -Wl,-rpath,$PWD/deps/duckdb/lib -o build/funnel_udf
+ *      -Ldeps/duckdb/lib -lduckdb -Wl,-rpath,$PWD/deps/duckdb/lib -ljansson -lpthread -lm \
+ *      -o build/funnel_udf
  * Run: build/funnel_udf [events] [users] [runs=3] [tsv file to write the data to]
+ * (runs 0: only generate the data and write the TSV)
  * bench/funnel.sh builds it, runs it and answers the same question in ClickHouse. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +168,7 @@ int main(int argc, char **argv)
     long long users = argc > 2 ? atoll(argv[2]) : 1000000;
     int runs = argc > 3 ? atoi(argv[3]) : 3;
     const char *tsv = argc > 4 ? argv[4] : NULL;
-    if (events <= 0 || users <= 0 || runs <= 0) {
+    if (events <= 0 || users <= 0 || runs < 0) {
         fprintf(stderr, "usage: funnel_udf [events] [users] [runs] [tsv]\n");
         return 2;
     }
@@ -205,6 +207,8 @@ int main(int argc, char **argv)
         if (run(con, sql, NULL, 0, &ms) < 0)
             return 1;
     }
+    if (runs == 0)
+        return 0;
     char a_funnel[512], a_asof[512], a_group[512], a_other[512];
     if (timed(con, "group by person only", q_group, runs, a_group, sizeof(a_group)) < 0 ||
         timed(con, "tandem_funnel ordered (+times)", q_funnel, runs, a_funnel, sizeof(a_funnel)) <
