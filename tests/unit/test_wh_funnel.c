@@ -508,6 +508,17 @@ static void test_sql_api_guard(void **state)
                 "[[1,[0.0]]]");
     assert_rows(c, "SELECT 'tandem_funnel(x) OVER ()' AS s", "[[\"tandem_funnel(x) OVER ()\"]]");
     assert_rows(c, "SELECT list(a ORDER BY a DESC) l" G_FROM, "[[[1,1]]]");
+    /* with parameters, as src/analytics sends its statements */
+    json_t *params = json_pack("[i, s]", 60000000, "ordered");
+    struct wh_query pq = {.sql = "SELECT tandem_funnel(ts, m, 2, $1, $2, '') f" G_FROM,
+                          .params = params};
+    struct wh_result pr;
+    assert_int_equal(wh_query(c, &pq, &pr), 0);
+    char *got = json_dumps(pr.rows, JSON_COMPACT);
+    assert_string_equal(got, "[[[1.0,30.0]]]");
+    free(got);
+    wh_result_release(&pr);
+    json_decref(params);
     wh_conn_close(c);
     wh_close(w);
     wht_unlink(path);
