@@ -2,18 +2,26 @@
  * exclusions) -> DOUBLE[], a DuckDB C API aggregate (docs/analytics.md, "The funnel aggregate").
  *
  * One state per group (one actor): the group's events as (timestamp, mask) in a growable array
- * plus the constant parameters, parsed once and checked on every row. Finalize sorts the events
- * (timestamp, then the lowest step matched, events matching no step last), runs the ordered,
- * strict or unordered walk, applies the exclusions to the actor's chain and writes
- * [furthest, t1, ..., t_furthest] (seconds between consecutive steps of the chain), or [-1].
+ * plus the constant parameters, parsed once per run of equal arguments and checked on every
+ * row. Finalize sorts the events (timestamp, then the lowest step matched, events matching no
+ * step last; a stable sort, so events equal on both keep the order the group received them
+ * in), runs the ordered, strict or unordered walk, applies the exclusions to the actor's chain
+ * and writes [furthest, t1, ..., t_furthest] (seconds between consecutive steps of the chain),
+ * or [-1]. Rows with a NULL argument are ignored; outside strict funnels so are rows whose mask
+ * is 0.
  *
  * DuckDB may move a state's bytes (its hash tables copy rows), so a state never points into
- * itself: the first events live in an inline array, later ones in a heap array the state owns.
- * A zeroed state is a valid empty state. Bad input never asserts: it fails the query through
+ * itself: the first events live in an inline array, later ones in an array the state owns
+ * (from per-thread chunks, see "event arrays"). A zeroed state is a valid empty state. Combine
+ * copies, leaving the source intact. Bad input never asserts: it fails the query through
  * duckdb_aggregate_function_set_error.
  *
+ * DuckDB 1.4.4 cannot run a C aggregate with ORDER BY inside the call or as a window function
+ * over whole partitions (see whd__funnel_guard): the SQL API refuses both.
+ *
  * Threads: DuckDB calls the callbacks from its worker threads; a state is touched by one thread
- * at a time, and nothing here is global. */
+ * at a time. The only shared data is the event-array chunks (atomic counts, per-thread current
+ * chunk). */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
