@@ -130,6 +130,11 @@ static const char *const q_funnel = "SELECT " COUNTS(
             ", 4, " WINDOW_US ", 'ordered', '') f FROM events WHERE " STEPS_IN
             " GROUP BY person_id) WHERE f[1] >= 0";
 
+static const char *const q_counts =
+    "SELECT " COUNTS("f[1]") " FROM (SELECT tandem_funnel(ts, " MASK ", 4, " WINDOW_US
+                             ", 'ordered', '') f FROM events WHERE " STEPS_IN
+                             " GROUP BY person_id) WHERE f[1] >= 0";
+
 static const char *const q_strict =
     "SELECT " COUNTS("f[1]") " FROM (SELECT tandem_funnel(ts, " MASK ", 4, " WINDOW_US
                              ", 'strict', '') f FROM events GROUP BY person_id) WHERE f[1] >= 0";
@@ -212,6 +217,8 @@ int main(int argc, char **argv)
     char a_funnel[512], a_asof[512], a_group[512], a_other[512];
     if (timed(con, "group by person only", q_group, runs, a_group, sizeof(a_group)) < 0 ||
         timed(con, "tandem_funnel ordered (+times)", q_funnel, runs, a_funnel, sizeof(a_funnel)) <
+            0 ||
+        timed(con, "tandem_funnel ordered (counts)", q_counts, runs, a_other, sizeof(a_other)) <
             0 ||
         timed(con, "ASOF-join SQL ordered", q_asof, runs, a_asof, sizeof(a_asof)) < 0 ||
         timed(con, "tandem_funnel strict (all events)", q_strict, runs, a_other, sizeof(a_other)) <
