@@ -665,45 +665,49 @@ static size_t fn_eval(struct fn_state *s, struct fn_ev *tmp, double *out)
     return (size_t)best + 1;
 }
 
+#define FN_BATCH 64 /* results written to the list vector at a time */
+
 static void fn_finalize(duckdb_function_info info, duckdb_aggregate_state *source,
                         duckdb_vector result, idx_t count, idx_t offset)
 {
     duckdb_list_entry *entries = duckdb_vector_get_data(result);
     struct fn_ev *tmp = NULL;
     size_t tmp_cap = 0;
-    for (idx_t i = 0; i < count; i++) {
-        if (i + 8 < count)
-            __builtin_prefetch((void *)source[i + 8]);
-        if (i + 4 < count)
-            __builtin_prefetch(fn_events((struct fn_state *)source[i + 4]));
-        struct fn_state *s = (struct fn_state *)source[i];
-        if (s->n > tmp_cap && s->n > FN_RUN * 2) {
-            free(tmp);
-            tmp_cap = s->n;
-            tmp = malloc(tmp_cap * sizeof(*tmp));
-            if (!tmp) {
-                fn_fail(info, "out of memory sorting %u events", s->n);
-                return;
+    double vals[FN_BATCH * (1 + FN_MAX_STEPS)];
+    for (idx_t b0 = 0; b0 < count; b0 += FN_BATCH) {
+        idx_t nb = count - b0 < FN_BATCH ? count - b0 : FN_BATCH;
+        idx_t base = duckdb_list_vector_get_size(result), used = 0;
+        for (idx_t i = b0; i < b0 + nb; i++) {
+            if (i + 8 < count)
+                __builtin_prefetch((void *)source[i + 8]);
+            if (i + 4 < count)
+                __builtin_prefetch(fn_events((struct fn_state *)source[i + 4]));
+            struct fn_state *s = (struct fn_state *)source[i];
+            if (s->n > tmp_cap && s->n > FN_RUN * 2) {
+                free(tmp);
+                tmp_cap = s->n;
+                if (!(tmp = malloc(tmp_cap * sizeof(*tmp)))) {
+                    fn_fail(info, "out of memory sorting %u events", s->n);
+                    goto out;
+                }
             }
+            size_t k = fn_eval(s, tmp, vals + used);
+            entries[offset + i].offset = base + used;
+            entries[offset + i].length = k;
+            used += k;
         }
-        double out[1 + FN_MAX_STEPS];
-        size_t k = fn_eval(s, tmp, out);
-        idx_t base = duckdb_list_vector_get_size(result);
-        if (duckdb_list_vector_reserve(result, base + k) != DuckDBSuccess) {
-            free(tmp);
+        if (duckdb_list_vector_reserve(result, base + used) != DuckDBSuccess) {
             fn_fail(info, "cannot grow the result list");
-            return;
+            goto out;
         }
         double *child = duckdb_vector_get_data(duckdb_list_vector_get_child(result));
-        memcpy(child + base, out, k * sizeof(double));
-        if (duckdb_list_vector_set_size(result, base + k) != DuckDBSuccess) {
-            free(tmp);
+        memcpy(child + base, vals, used * sizeof(double));
+        if (duckdb_list_vector_set_size(result, base + used) != DuckDBSuccess) {
             fn_fail(info, "cannot grow the result list");
-            return;
+            goto out;
         }
-        entries[offset + i].offset = base;
-        entries[offset + i].length = k;
     }
+out:
     free(tmp);
 }
 
