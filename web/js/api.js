@@ -50,6 +50,19 @@ export const sql = (query, params = []) => request('POST', '/api/warehouse/sql',
 export const insight = (kind, q) => request('POST', `/api/insights/${kind}`, q);
 export const pipeline = () => request('GET', '/api/pipeline');
 
+// GET /metrics (Prometheus text) -> Map of 'name{labels}' -> number.
+export async function metrics() {
+  const res = await fetch('/metrics');
+  if (!res.ok) throw new ApiError(res.status, { message: `metrics: HTTP ${res.status}` });
+  const out = new Map();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const sp = line.lastIndexOf(' ');
+    out.set(line.slice(0, sp), Number(line.slice(sp + 1)));
+  }
+  return out;
+}
+
 // Track event names seen in the warehouse, for the pickers.
 let eventNames = null;
 export async function listEvents() {

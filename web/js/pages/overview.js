@@ -1,7 +1,8 @@
 // overview.js - live numbers: events per second over the last 10 minutes, events received,
 // the top events of the last 24 hours (all from the warehouse's SQL API) and the pipeline's
-// consumers and lag (GET /api/pipeline). Refreshes every 5 s while open.
-import { sql, pipeline } from '../api.js';
+// consumers and lag (GET /api/pipeline), and the capture counters since the server started
+// (GET /metrics). Refreshes every 5 s while open.
+import { sql, pipeline, metrics } from '../api.js';
 import { h, clear, card, stat, table, chart, chartBox, errorBox, fmtInt, fmtNum, PALETTE } from '../ui.js';
 
 export const title = 'Overview';
@@ -34,12 +35,14 @@ export async function render(view) {
   async function refresh() {
     const now = Date.now();
     const from = Math.floor((now - WINDOW_S * 1000) / (BUCKET_S * 1000)) * BUCKET_S * 1000;
-    const [rate, totals, top, pipe] = await Promise.all([
+    const [rate, totals, top, pipe, m] = await Promise.all([
       sql(`SELECT (floor(epoch(received_at) / ${BUCKET_S}) * ${BUCKET_S})::BIGINT AS b, count(*) AS n FROM events WHERE received_at >= $1::TIMESTAMP GROUP BY 1 ORDER BY 1`, [sqlTime(from)]),
       sql('SELECT count(*) AS total, count(*) FILTER (WHERE received_at >= $1::TIMESTAMP) AS last_minute, count(*) FILTER (WHERE received_at >= $2::TIMESTAMP) AS last_window FROM events', [sqlTime(now - 60000), sqlTime(now - WINDOW_S * 1000)]),
       sql("SELECT event, count(*) AS n FROM events WHERE event IS NOT NULL AND received_at >= $1::TIMESTAMP GROUP BY event ORDER BY n DESC, event LIMIT 10", [sqlTime(now - 86400000)]),
       pipeline().catch((e) => ({ error: e })),
+      metrics().catch(() => new Map()),
     ]);
+    const accepted = m.get('tandem_capture_events_total{outcome="accepted"}');
     if (stopped) return;
 
     // zero-filled buckets of BUCKET_S seconds
@@ -61,6 +64,7 @@ export async function render(view) {
       stat('events/s, last minute', fmtNum(lastMinute / 60), 'overview-rate'),
       stat(`events, last ${WINDOW_S / 60} minutes`, fmtInt(lastWindow), 'overview-recent'),
       stat('events in the warehouse', fmtInt(total), 'overview-total'),
+      stat('events accepted since start', accepted === undefined ? '–' : fmtInt(accepted), 'overview-accepted'),
       stat('pipeline lag, records', pipe.error ? '–' : fmtInt(lagRecords), 'pipeline-lag-records'),
       stat('pipeline lag, seconds', pipe.error ? '–' : fmtNum(maxLagS), 'pipeline-lag-seconds'));
 
@@ -68,7 +72,7 @@ export async function render(view) {
       rateChart = chart(rateCanvas, {
         type: 'line',
         data: { labels, datasets: [{ label: 'events/s', data, borderColor: PALETTE[0], backgroundColor: 'rgba(78,121,167,0.2)', fill: true, pointRadius: 0, tension: 0.2 }] },
-        options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+        options: { plugins: { legend: { display: false } }, scales: { x: { ticks: { maxTicksLimit: 11 } }, y: { beginAtZero: true } } },
       });
     } else {
       rateChart.data.labels = labels;
