@@ -21,11 +21,10 @@ export async function render(view, r) {
 }
 
 async function records(view, name, page) {
-  const [col, res] = await Promise.all([
-    request('GET', `/api/collections/${enc(name)}`),
-    request('GET', `/api/collections/${enc(name)}/records?page=${page}&perPage=${PER_PAGE}&sort=-created,id`).catch(() =>
-      request('GET', `/api/collections/${enc(name)}/records?page=${page}&perPage=${PER_PAGE}`)),
-  ]);
+  const col = await request('GET', `/api/collections/${enc(name)}`);
+  // newest first where the collection has the autodate field, else the API's default order
+  const sort = (col.fields || []).some((f) => f.name === 'created') ? '&sort=-created,id' : '';
+  const res = await request('GET', `/api/collections/${enc(name)}/records?page=${page}&perPage=${PER_PAGE}${sort}`);
   const fields = (col.fields || []).filter((f) => !f.hidden && f.type !== 'password').map((f) => f.name);
   const cols = fields.length ? fields : Object.keys(res.items[0] || { id: '' });
   const link = (p, label, testid) => (p >= 1 && p <= res.totalPages && p !== page
