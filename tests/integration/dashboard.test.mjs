@@ -455,6 +455,26 @@ test('collections: counts and paging through records match the API', async () =>
   assert.deepEqual([...seen].sort(), all.items.map((r) => r.id).sort());
 });
 
+test('a token the server refuses and signing out both lead back to the sign-in form', async () => {
+  await page.goto(`${srv.url}/_/#/collections`);
+  await testid('collection-count-posts');
+  await page.evaluate(() => localStorage.setItem('tandem.token', 'not-a-token'));
+  await page.goto(`${srv.url}/_/#/sql`);
+  await page.click('[data-testid=sql-run]');
+  await page.locator('[data-testid=signin-email]').waitFor();
+  expectedFailure('401 /api/warehouse/sql');
+  assert.equal(await page.evaluate(() => localStorage.getItem('tandem.token')), null);
+  assert.equal(await page.locator('#top').isHidden(), true);
+
+  await page.fill('[data-testid=signin-email]', SU_EMAIL);
+  await page.fill('[data-testid=signin-password]', SU_PASSWORD);
+  await page.click('[data-testid=signin-submit]');
+  await testid('sql-input'); // back where it was
+  await page.click('#signout');
+  await page.locator('[data-testid=signin-email]').waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem('tandem.token')), null);
+});
+
 test('the browser saw no errors, CSP violations or requests elsewhere', () => {
   assert.deepEqual(browserErrors, []);
 });
