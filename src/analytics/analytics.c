@@ -8,8 +8,7 @@
 
 int analytics_kind_parse(const char *name, enum analytics_kind *out)
 {
-    static const char *const names[] = {"trends", "funnel", "retention", "stickiness",
-                                        "lifecycle"};
+    static const char *const names[] = {"trends", "funnel", "retention", "stickiness", "lifecycle"};
     for (size_t i = 0; i < ARRAY_LEN(names); i++)
         if (name && strcmp(name, names[i]) == 0) {
             *out = (enum analytics_kind)i;

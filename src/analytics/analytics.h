@@ -34,8 +34,8 @@ enum analytics_kind {
 int analytics_kind_parse(const char *name, enum analytics_kind *out) MUST_USE;
 
 struct analytics_out {
-    json_t *result; /* on 0: the response body (owned by the caller) */
-    json_t *errors; /* on ERR_INVALID: {"path":{"code":..,"message":..}} (owned by the caller) */
+    json_t *result;    /* on 0: the response body (owned by the caller) */
+    json_t *errors;    /* on ERR_INVALID: {"path":{"code":..,"message":..}} (owned by the caller) */
     char message[512]; /* on any failure: what went wrong, for the log or the reply */
 };
 

@@ -144,9 +144,8 @@ struct an_time {
 
 /* Reads the zone's offsets over [lo_us, hi_us] (UTC) from the engine. ERR_INVALID: unknown
  * zone (errors gets "timezone"). */
-int an__time_zone(struct wh_conn *c, struct arena *a, const char *tz, int64_t lo_us,
-                  int64_t hi_us, struct an_time *t, json_t *errors, char *msg,
-                  size_t msg_len) MUST_USE;
+int an__time_zone(struct wh_conn *c, struct arena *a, const char *tz, int64_t lo_us, int64_t hi_us,
+                  struct an_time *t, json_t *errors, char *msg, size_t msg_len) MUST_USE;
 int64_t an__local_of(const struct an_time *t, int64_t utc_us);
 /* The earliest instant whose wall clock is >= local_us. */
 int64_t an__utc_of_local(const struct an_time *t, int64_t local_us);
@@ -193,8 +192,7 @@ void an__sql_day(struct an_sql *s, const struct an_time *t, const char *col);
 void an__sql_links(struct an_sql *s);
 /* The person of an event row aliased e joined to links l. */
 #define AN_SQL_PERSON "coalesce(l.person, coalesce(e.user_id, e.anonymous_id))"
-#define AN_SQL_PERSON_JOIN                                                                         \
-    " LEFT JOIN links l ON l.did = coalesce(e.user_id, e.anonymous_id)"
+#define AN_SQL_PERSON_JOIN " LEFT JOIN links l ON l.did = coalesce(e.user_id, e.anonymous_id)"
 /* "timestamp" in [lo, hi) */
 void an__sql_range(struct an_sql *s, const char *col, int64_t lo_us, int64_t hi_us);
 

@@ -77,10 +77,9 @@ int an__retention(struct an_ctx *x, json_t **out)
         json_t *vals = json_array();
         for (size_t k = 0; c + k < n; k++) {
             int64_t v = cnt[c * n + k];
-            json_array_append_new(vals, json_pack("{s:I,s:f}", "count", (json_int_t)v,
-                                                  "percentage",
-                                                  size > 0 ? 100.0 * (double)v / (double)size
-                                                           : 0.0));
+            json_array_append_new(vals,
+                                  json_pack("{s:I,s:f}", "count", (json_int_t)v, "percentage",
+                                            size > 0 ? 100.0 * (double)v / (double)size : 0.0));
         }
         json_array_append_new(results, json_pack("{s:s,s:I,s:o}", "date", t->labels[c],
                                                  "cohortSize", (json_int_t)size, "values", vals));
@@ -155,11 +154,11 @@ int an__stickiness(struct an_ctx *x, json_t **out)
             total += cnt[se * m + k - 1];
         }
         const struct an_entity *en = &q->ents[se];
-        json_array_append_new(
-            results, json_pack("{s:I,s:s,s:o,s:o,s:o,s:o,s:I}", "series", (json_int_t)se, "label",
-                               en->label, "event", en->event ? json_string(en->event) : json_null(),
-                               "labels", labels, "days", days, "data", data, "count",
-                               (json_int_t)total));
+        json_array_append_new(results, json_pack("{s:I,s:s,s:o,s:o,s:o,s:o,s:I}", "series",
+                                                 (json_int_t)se, "label", en->label, "event",
+                                                 en->event ? json_string(en->event) : json_null(),
+                                                 "labels", labels, "days", days, "data", data,
+                                                 "count", (json_int_t)total));
     }
     json_t *o = json_object();
     json_object_set_new(o, "results", results);
@@ -188,8 +187,7 @@ int an__lifecycle(struct an_ctx *x, json_t **out)
     an__sql_entity(&s, &q->ents[0]);
     an__sql_put(&s, "), act2 AS (SELECT * FROM act WHERE b >= -1), "
                     "fs AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
-                    "FROM events e" AN_SQL_PERSON_JOIN
-                    " GROUP BY 1), "
+                    "FROM events e" AN_SQL_PERSON_JOIN " GROUP BY 1), "
                     "w AS (SELECT a.person, a.b, lag(a.b) OVER (PARTITION BY a.person ORDER BY "
                     "a.b) AS pb, lead(a.b) OVER (PARTITION BY a.person ORDER BY a.b) AS nb, "
                     "CASE WHEN ");

@@ -151,12 +151,12 @@ int an__funnel(struct an_ctx *x, json_t **out)
             bd = json_string(AN_NULL_LABEL);
         else
             bd = json_incref(json_array_get(r, 1));
-        json_array_append_new(results, json_pack("{s:o,s:o}", "breakdown", bd, "steps",
-                                                 steps_json(q, r)));
+        json_array_append_new(results,
+                              json_pack("{s:o,s:o}", "breakdown", bd, "steps", steps_json(q, r)));
     }
     if (json_array_size(rows) == 0 && !q->has_breakdown)
-        json_array_append_new(results, json_pack("{s:n,s:o}", "breakdown", "steps",
-                                                 steps_json(q, NULL)));
+        json_array_append_new(results,
+                              json_pack("{s:n,s:o}", "breakdown", "steps", steps_json(q, NULL)));
     json_decref(rows);
     json_t *o = json_object();
     json_object_set_new(o, "results", results);

@@ -103,7 +103,7 @@ static bool parse_key(struct pctx *p, const json_t *v, const char *path, struct 
         if (n == 0 || n > AN_MAX_NAME || (dot && !nested)) {
             buf_release(&ptr);
             an__error(p->errors, path, C_INVALID,
-                      n == 0        ? "A name in the key is empty."
+                      n == 0            ? "A name in the key is empty."
                       : n > AN_MAX_NAME ? "A name in the key is longer than 200 bytes."
                                         : "Only context keys can be nested.");
             return false;
@@ -133,11 +133,16 @@ static const struct {
     const char *name;
     enum an_op op;
 } ops[] = {
-    {"exact", AN_OP_EXACT},         {"is_not", AN_OP_IS_NOT},
-    {"gt", AN_OP_GT},               {"gte", AN_OP_GTE},
-    {"lt", AN_OP_LT},               {"lte", AN_OP_LTE},
-    {"icontains", AN_OP_ICONTAINS}, {"not_icontains", AN_OP_NOT_ICONTAINS},
-    {"is_set", AN_OP_IS_SET},       {"is_not_set", AN_OP_IS_NOT_SET},
+    {"exact", AN_OP_EXACT},
+    {"is_not", AN_OP_IS_NOT},
+    {"gt", AN_OP_GT},
+    {"gte", AN_OP_GTE},
+    {"lt", AN_OP_LT},
+    {"lte", AN_OP_LTE},
+    {"icontains", AN_OP_ICONTAINS},
+    {"not_icontains", AN_OP_NOT_ICONTAINS},
+    {"is_set", AN_OP_IS_SET},
+    {"is_not_set", AN_OP_IS_NOT_SET},
 };
 
 /* The text form of a scalar JSON value (as the engine prints it), or NULL. */
@@ -239,7 +244,8 @@ static bool parse_filter(struct pctx *p, const json_t *f, const char *path, stru
         arena_on_release(p->a, (arena_cleanup_cb)json_decref, out->values);
         if (json_is_array(v)) {
             if (json_array_size(v) == 0 || json_array_size(v) > 1000) {
-                an__error(p->errors, vpath, C_INVALID, "The value list must hold 1 to 1000 values.");
+                an__error(p->errors, vpath, C_INVALID,
+                          "The value list must hold 1 to 1000 values.");
                 return false;
             }
             size_t i;
@@ -258,7 +264,8 @@ static bool parse_filter(struct pctx *p, const json_t *f, const char *path, stru
         }
         json_t *t = text_form(v);
         if (!t) {
-            an__error(p->errors, vpath, C_INVALID, "The value must be a string, number or boolean.");
+            an__error(p->errors, vpath, C_INVALID,
+                      "The value must be a string, number or boolean.");
             return false;
         }
         json_array_append_new(out->values, t);
@@ -266,8 +273,8 @@ static bool parse_filter(struct pctx *p, const json_t *f, const char *path, stru
     }
 }
 
-static bool parse_filters(struct pctx *p, const json_t *v, const char *path,
-                          struct an_filter **out, size_t *n_out)
+static bool parse_filters(struct pctx *p, const json_t *v, const char *path, struct an_filter **out,
+                          size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
@@ -297,10 +304,12 @@ static const struct {
     const char *name;
     enum an_math math;
 } maths[] = {
-    {"total", AN_MATH_TOTAL}, {"unique_users", AN_MATH_UNIQUE}, {"dau", AN_MATH_UNIQUE},
-    {"wau", AN_MATH_WAU},     {"mau", AN_MATH_MAU},             {"sum", AN_MATH_SUM},
-    {"avg", AN_MATH_AVG},     {"min", AN_MATH_MIN},             {"max", AN_MATH_MAX},
-    {"median", AN_MATH_MEDIAN}, {"p90", AN_MATH_P90},           {"p95", AN_MATH_P95},
+    {"total", AN_MATH_TOTAL}, {"unique_users", AN_MATH_UNIQUE},
+    {"dau", AN_MATH_UNIQUE},  {"wau", AN_MATH_WAU},
+    {"mau", AN_MATH_MAU},     {"sum", AN_MATH_SUM},
+    {"avg", AN_MATH_AVG},     {"min", AN_MATH_MIN},
+    {"max", AN_MATH_MAX},     {"median", AN_MATH_MEDIAN},
+    {"p90", AN_MATH_P90},     {"p95", AN_MATH_P95},
     {"p99", AN_MATH_P99},
 };
 
@@ -318,13 +327,14 @@ static bool parse_entity(struct pctx *p, const json_t *o, const char *path, enum
         an__error(p->errors, path, C_INVALID, "Must be an object.");
         return false;
     }
-    static const char *const a_math[] = {"event", "name", "properties", "math", "mathProperty",
-                                         NULL};
+    static const char *const a_math[] = {"event", "name",         "properties",
+                                         "math",  "mathProperty", NULL};
     static const char *const a_plain[] = {"event", "name", "properties", NULL};
-    static const char *const a_excl[] = {"event", "name", "properties", "fromStep", "toStep",
-                                         NULL};
+    static const char *const a_excl[] = {"event", "name", "properties", "fromStep", "toStep", NULL};
     check_members(p, o, path,
-                  ek == ENT_SERIES_MATH ? a_math : ek == ENT_EXCLUSION ? a_excl : a_plain);
+                  ek == ENT_SERIES_MATH ? a_math
+                  : ek == ENT_EXCLUSION ? a_excl
+                                        : a_plain);
     bool ok = true;
     const json_t *ev = json_object_get(o, "event");
     const char *epath = path2(p, path, "event");
@@ -386,8 +396,9 @@ static bool parse_entity(struct pctx *p, const json_t *o, const char *path, enum
             else
                 out->has_math_prop = true;
         } else if (mp && !json_is_null(mp)) {
-            an__error(p->errors, mppath, C_UNKNOWN, "Only sum, avg, min, max, median, p90, p95 "
-                                                    "and p99 take a mathProperty.");
+            an__error(p->errors, mppath, C_UNKNOWN,
+                      "Only sum, avg, min, max, median, p90, p95 "
+                      "and p99 take a mathProperty.");
             ok = false;
         }
     }
@@ -513,9 +524,9 @@ static bool parse_date(struct pctx *p, const json_t *v, const char *path, bool i
         return false;
     }
     out->kind = AN_DATE_LOCAL;
-    out->local_us = (an__days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
-                     mi * 60 + se) *
-                    1000000LL;
+    out->local_us =
+        (an__days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se) *
+        1000000LL;
     return true;
 }
 
@@ -547,17 +558,16 @@ int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct
         an__error(errors, "body", C_INVALID, "The query must be a JSON object.");
         return ERR_INVALID;
     }
-    static const char *const a_trends[] = {"series",   "dateFrom",   "dateTo",     "interval",
-                                           "timezone", "properties", "breakdown",  "weekStart",
-                                           NULL};
+    static const char *const a_trends[] = {"series",    "dateFrom",  "dateTo",
+                                           "interval",  "timezone",  "properties",
+                                           "breakdown", "weekStart", NULL};
     static const char *const a_funnel[] = {
-        "steps",      "dateFrom",   "dateTo",    "timezone",   "properties",       "breakdown",
-        "exclusions", "funnelWindow", "funnelWindowUnit", "funnelOrder", "interval", "weekStart",
+        "steps",      "dateFrom",     "dateTo",           "timezone",    "properties", "breakdown",
+        "exclusions", "funnelWindow", "funnelWindowUnit", "funnelOrder", "interval",   "weekStart",
         NULL};
-    static const char *const a_ret[] = {"targetEvent", "returningEvent", "retentionType",
-                                        "period",      "totalIntervals", "dateTo",
-                                        "timezone",    "properties",     "weekStart",
-                                        NULL};
+    static const char *const a_ret[] = {
+        "targetEvent", "returningEvent", "retentionType", "period",    "totalIntervals",
+        "dateTo",      "timezone",       "properties",    "weekStart", NULL};
     static const char *const a_series[] = {"series",   "dateFrom",   "dateTo",    "interval",
                                            "timezone", "properties", "weekStart", NULL};
     check_members(&p, q, "",
@@ -628,12 +638,12 @@ int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct
         static const char *const orders[] = {"ordered", "strict", "unordered", NULL};
         int ord = parse_enum(&p, json_object_get(q, "funnelOrder"), "funnelOrder", orders, 0);
         out->order = ord < 0 ? AN_ORDER_ORDERED : (enum an_order)ord;
-        static const char *const units[] = {"second", "minute", "hour", "day", "week", "month",
-                                            NULL};
-        static const int64_t unit_us[] = {1000000LL, 60000000LL, AN_US_HOUR,
+        static const char *const units[] = {"second", "minute", "hour", "day",
+                                            "week",   "month",  NULL};
+        static const int64_t unit_us[] = {1000000LL, 60000000LL,    AN_US_HOUR,
                                           AN_US_DAY, 7 * AN_US_DAY, 30 * AN_US_DAY};
-        int unit = parse_enum(&p, json_object_get(q, "funnelWindowUnit"), "funnelWindowUnit",
-                              units, 3);
+        int unit =
+            parse_enum(&p, json_object_get(q, "funnelWindowUnit"), "funnelWindowUnit", units, 3);
         const json_t *w = json_object_get(q, "funnelWindow");
         int64_t n = 14;
         if (w && !json_is_null(w)) {
@@ -657,8 +667,7 @@ int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct
                 const char *path = arena_printf(a, "exclusions.%zu.toStep", i);
                 if (out->excl[i].from_step >= out->excl[i].to_step)
                     an__error(errors, path, C_INVALID, "toStep must be greater than fromStep.");
-                else if (out->n_ents >= AN_MIN_STEPS &&
-                         (size_t)out->excl[i].to_step >= out->n_ents)
+                else if (out->n_ents >= AN_MIN_STEPS && (size_t)out->excl[i].to_step >= out->n_ents)
                     an__error(errors, path, C_INVALID, "There is no step %d.",
                               out->excl[i].to_step);
             }
@@ -676,8 +685,7 @@ int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct
         const json_t *ti = json_object_get(q, "totalIntervals");
         out->total_intervals = 7;
         if (ti && !json_is_null(ti)) {
-            if (!json_is_integer(ti) || json_integer_value(ti) < 1 ||
-                json_integer_value(ti) > 100)
+            if (!json_is_integer(ti) || json_integer_value(ti) < 1 || json_integer_value(ti) > 100)
                 an__error(errors, "totalIntervals", C_INVALID,
                           "Must be a whole number from 1 to 100.");
             else

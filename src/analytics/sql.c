@@ -2,6 +2,7 @@
  * their values. Client text (event names, property paths, filter values, the time zone) is
  * only ever a bound value; the text itself holds fixed column names and numbers we made. */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -176,8 +177,8 @@ void an__sql_bucket(struct an_sql *s, const struct an_time *t, const char *col)
         an__sql_local(s, t, col);
         an__sql_put(s, " - ");
         an__sql_int(s, t->dbase_us);
-        an__sql_printf(s, ") // %lld - ", (long long)(t->interval == AN_DAY ? AN_US_DAY
-                                                                             : 7 * AN_US_DAY));
+        an__sql_printf(s, ") // %lld - ",
+                       (long long)(t->interval == AN_DAY ? AN_US_DAY : 7 * AN_US_DAY));
         an__sql_int(s, t->k0);
         an__sql_put(s, ")");
         return;
@@ -228,13 +229,21 @@ void an__sql_range(struct an_sql *s, const char *col, int64_t lo_us, int64_t hi_
 
 int an__sql_run(struct wh_conn *c, struct an_sql *s, json_t **rows_out, char *msg, size_t msg_len)
 {
-    struct wh_query q = {.sql = buf_cstr(&s->b),
-                         .params = s->params,
-                         .timeout_ms = 0,
-                         .max_rows = 100000000};
+    struct wh_query q = {
+        .sql = buf_cstr(&s->b), .params = s->params, .timeout_ms = 0, .max_rows = 100000000};
     struct wh_result r;
     *rows_out = NULL;
     int rc = wh_query(c, &q, &r);
+    if (getenv("AN_DEBUG")) {
+        char *p = json_dumps(s->params, JSON_COMPACT);
+        fprintf(stderr, "SQL: %s\nPARAMS: %s\n", q.sql, p);
+        free(p);
+        if (rc == 0) {
+            p = json_dumps(r.rows, JSON_COMPACT);
+            fprintf(stderr, "ROWS: %.3000s\n", p);
+            free(p);
+        }
+    }
     if (rc < 0) {
         snprintf(msg, msg_len, "%s", wh_errmsg(c));
         return rc;

@@ -100,8 +100,8 @@ int64_t an__utc_of_local(const struct an_time *t, int64_t local_us)
     return local_us - t->segs[t->n_segs - 1].off_us;
 }
 
-int an__time_zone(struct wh_conn *c, struct arena *a, const char *tz, int64_t lo_us,
-                  int64_t hi_us, struct an_time *t, json_t *errors, char *msg, size_t msg_len)
+int an__time_zone(struct wh_conn *c, struct arena *a, const char *tz, int64_t lo_us, int64_t hi_us,
+                  struct an_time *t, json_t *errors, char *msg, size_t msg_len)
 {
     memset(t, 0, sizeof(*t));
     struct an_sql s;
@@ -128,7 +128,8 @@ int an__time_zone(struct wh_conn *c, struct arena *a, const char *tz, int64_t lo
     an__sql_init(&s);
     an__sql_put(&s, "WITH d AS (SELECT t, epoch_us(timezone(");
     an__sql_str(&s, tz);
-    an__sql_put(&s, ", timezone('UTC', t))) - epoch_us(t) AS o FROM generate_series(make_timestamp(");
+    an__sql_put(&s,
+                ", timezone('UTC', t))) - epoch_us(t) AS o FROM generate_series(make_timestamp(");
     an__sql_int(&s, lo_us);
     an__sql_put(&s, "), make_timestamp(");
     an__sql_int(&s, hi_us);

@@ -32,15 +32,19 @@ static int window_days(const struct an_query *q, const struct an_entity *e)
 static void agg_sql(struct an_sql *s, enum an_math m, size_t i)
 {
     static const char *const fn[] = {
-        [AN_MATH_SUM] = "sum",          [AN_MATH_AVG] = "avg",
-        [AN_MATH_MIN] = "min",          [AN_MATH_MAX] = "max",
-        [AN_MATH_MEDIAN] = "quantile_cont", [AN_MATH_P90] = "quantile_cont",
-        [AN_MATH_P95] = "quantile_cont",    [AN_MATH_P99] = "quantile_cont",
+        [AN_MATH_SUM] = "sum",
+        [AN_MATH_AVG] = "avg",
+        [AN_MATH_MIN] = "min",
+        [AN_MATH_MAX] = "max",
+        [AN_MATH_MEDIAN] = "quantile_cont",
+        [AN_MATH_P90] = "quantile_cont",
+        [AN_MATH_P95] = "quantile_cont",
+        [AN_MATH_P99] = "quantile_cont",
     };
     static const char *const arg[] = {
-        [AN_MATH_SUM] = "",         [AN_MATH_AVG] = "",         [AN_MATH_MIN] = "",
-        [AN_MATH_MAX] = "",         [AN_MATH_MEDIAN] = ", 0.5", [AN_MATH_P90] = ", 0.9",
-        [AN_MATH_P95] = ", 0.95",   [AN_MATH_P99] = ", 0.99",
+        [AN_MATH_SUM] = "",       [AN_MATH_AVG] = "",         [AN_MATH_MIN] = "",
+        [AN_MATH_MAX] = "",       [AN_MATH_MEDIAN] = ", 0.5", [AN_MATH_P90] = ", 0.9",
+        [AN_MATH_P95] = ", 0.95", [AN_MATH_P99] = ", 0.99",
     };
     switch (m) {
     case AN_MATH_TOTAL: an__sql_put(s, "count(*)::DOUBLE"); return;
@@ -93,8 +97,7 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     if (persons)
         an__sql_put(s, AN_SQL_PERSON_JOIN);
     an__sql_put(s, " WHERE ");
-    an__sql_range(s, "e.\"timestamp\"", lookback ? t->scan_lo_us : t->range_lo_us,
-                  t->range_hi_us);
+    an__sql_range(s, "e.\"timestamp\"", lookback ? t->scan_lo_us : t->range_lo_us, t->range_hi_us);
     an__sql_put(s, " AND ");
     an__sql_filters(s, q->filters, q->n_filters);
     an__sql_put(s, " AND (");
@@ -125,8 +128,9 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         int w = window_days(q, en);
         an__sql_printf(s, " UNION ALL SELECT 0, %zu, rk, b, ", i);
         agg_sql(s, w ? AN_MATH_UNIQUE : en->math, i);
-        an__sql_printf(s, ", NULL FROM e WHERE f%zu AND b >= 0 GROUP BY GROUPING SETS ((rk, b), "
-                          "(rk))",
+        an__sql_printf(s,
+                       ", NULL FROM e WHERE f%zu AND b >= 0 GROUP BY GROUPING SETS ((rk, b), "
+                       "(rk))",
                        i);
         if (w) {
             an__sql_printf(s,
@@ -178,7 +182,8 @@ int an__trends(struct an_ctx *x, json_t **out)
         if (json_integer_value(json_array_get(r, 0)) != 2)
             continue;
         keys[n_rows].rk = (int)json_integer_value(json_array_get(r, 2));
-        keys[n_rows].bd = json_string_value(json_array_get(r, 5));
+        const char *bd = json_string_value(json_array_get(r, 5));
+        keys[n_rows].bd = bd ? arena_strdup(x->a, bd) : NULL;
         n_rows++;
     }
     if (n_rows == 0 && !q->has_breakdown)
@@ -237,8 +242,8 @@ int an__trends(struct an_ctx *x, json_t **out)
                 size_t k = 0;
                 for (size_t d = 0; d < n_days && k < nb; d++) {
                     run += edges[cell * n_days + d];
-                    while (k < nb && t->day_of[k] - t->dbase_us / AN_US_DAY ==
-                                         first_day + (int64_t)d) {
+                    while (k < nb &&
+                           t->day_of[k] - t->dbase_us / AN_US_DAY == first_day + (int64_t)d) {
                         vals[cell * nb + k] = run;
                         k++;
                     }
@@ -266,8 +271,9 @@ int an__trends(struct an_ctx *x, json_t **out)
             json_object_set_new(o, "breakdown", bd);
             json_object_set_new(o, "labels", an__labels(t));
             json_object_set_new(o, "data", data);
-            json_object_set_new(o, "count", prop ? json_real(counts[cell])
-                                                 : json_integer((json_int_t)counts[cell]));
+            json_object_set_new(o, "count",
+                                prop ? json_real(counts[cell])
+                                     : json_integer((json_int_t)counts[cell]));
             json_array_append_new(results, o);
         }
     }
