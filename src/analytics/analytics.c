@@ -124,9 +124,9 @@ int analytics_run(struct wh_conn *c, enum analytics_kind kind, const json_t *que
         goto out;
     t.interval = q.interval;
     t.week_sunday = q.week_sunday;
-    int64_t to_utc = an__date_utc(&t, &q.to, now_us);
+    int64_t to_utc = an__date_utc(&t, &q.to, now_us, true);
     int64_t from_utc = kind == ANALYTICS_RETENTION ? retention_from(&t, to_utc, q.total_intervals)
-                                                   : an__date_utc(&t, &q.from, now_us);
+                                                   : an__date_utc(&t, &q.from, now_us, false);
     rc = an__time_buckets(&a, &t, from_utc, to_utc, lookback_days, errors);
     if (rc < 0)
         goto out;

@@ -84,6 +84,7 @@ struct an_entity {
 struct an_date {
     enum { AN_DATE_LOCAL, AN_DATE_RELATIVE, AN_DATE_NOW } kind;
     int64_t local_us; /* AN_DATE_LOCAL: wall clock as if UTC */
+    bool date_only;   /* AN_DATE_LOCAL given as YYYY-MM-DD */
     int64_t delta_us; /* AN_DATE_RELATIVE: subtracted from now */
 };
 
@@ -155,8 +156,9 @@ int an__time_buckets(struct arena *a, struct an_time *t, int64_t from_utc, int64
                      int lookback_days, json_t *errors) MUST_USE;
 /* Computes a first guess of a date's UTC instant (for the window of offsets). */
 int64_t an__date_guess(const struct an_date *d, int64_t now_us);
-/* The exact UTC instant of d (once the offsets are known). */
-int64_t an__date_utc(const struct an_time *t, const struct an_date *d, int64_t now_us);
+/* The exact UTC instant of d (once the offsets are known). A date-only dateTo (is_to) stands
+ * for the last instant of that local day. */
+int64_t an__date_utc(const struct an_time *t, const struct an_date *d, int64_t now_us, bool is_to);
 void an__iso_utc(int64_t us, char out[32]);
 int64_t an__days_from_civil(int64_t y, unsigned m, unsigned d);
 void an__civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);

@@ -524,6 +524,7 @@ static bool parse_date(struct pctx *p, const json_t *v, const char *path, bool i
         return false;
     }
     out->kind = AN_DATE_LOCAL;
+    out->date_only = len == 10;
     out->local_us =
         (an__days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se) *
         1000000LL;
@@ -554,6 +555,7 @@ int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct
     struct pctx p = {.a = a, .errors = errors, .kind = kind};
     memset(out, 0, sizeof(*out));
     out->kind = kind;
+    out->interval = AN_DAY;
     if (!json_is_object(q)) {
         an__error(errors, "body", C_INVALID, "The query must be a JSON object.");
         return ERR_INVALID;
@@ -598,7 +600,7 @@ int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct
             per = -1;
         }
         out->interval = per < 0 ? AN_DAY : (enum an_interval)per;
-    } else {
+    } else if (kind != ANALYTICS_FUNNEL) { /* a funnel's range is whole local days */
         int iv = parse_enum(&p, json_object_get(q, "interval"), "interval", intervals, AN_DAY);
         out->interval = iv < 0 ? AN_DAY : (enum an_interval)iv;
     }

@@ -169,8 +169,10 @@ int64_t an__date_guess(const struct an_date *d, int64_t now_us)
     }
 }
 
-int64_t an__date_utc(const struct an_time *t, const struct an_date *d, int64_t now_us)
+int64_t an__date_utc(const struct an_time *t, const struct an_date *d, int64_t now_us, bool is_to)
 {
+    if (d->kind == AN_DATE_LOCAL && d->date_only && is_to)
+        return an__utc_of_local(t, d->local_us + AN_US_DAY) - 1;
     if (d->kind == AN_DATE_LOCAL)
         return an__utc_of_local(t, d->local_us);
     return an__date_guess(d, now_us);

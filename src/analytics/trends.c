@@ -108,21 +108,23 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     }
     an__sql_put(s, ")), ");
     if (q->has_breakdown) {
-        an__sql_printf(s,
-                       "bdr AS (SELECT bd, count(*) AS n FROM e0 WHERE b >= 0 AND bd IS NOT NULL "
-                       "GROUP BY bd), "
-                       "top AS (SELECT bd, row_number() OVER (ORDER BY n DESC, bd) AS rk FROM bdr "
-                       "ORDER BY rk LIMIT %d), "
-                       "e AS (SELECT e0.*, CASE WHEN e0.bd IS NULL THEN 1001 ELSE "
-                       "coalesce(top.rk, 1000) END AS rk FROM e0 LEFT JOIN top ON top.bd = e0.bd) ",
-                       AN_BREAKDOWN_LIMIT);
+        an__sql_printf(
+            s,
+            "bdr AS (SELECT bd, count(*) AS n FROM e0 WHERE b >= 0 AND b < %zu AND bd IS NOT "
+            "NULL GROUP BY bd), "
+            "top AS (SELECT bd, row_number() OVER (ORDER BY n DESC, bd) AS rk FROM bdr "
+            "ORDER BY rk LIMIT %d), "
+            "e AS (SELECT e0.*, CASE WHEN e0.bd IS NULL THEN 1001 ELSE "
+            "coalesce(top.rk, 1000) END AS rk FROM e0 LEFT JOIN top ON top.bd = e0.bd) ",
+            t->n_buckets, AN_BREAKDOWN_LIMIT);
     } else {
         an__sql_put(s, "e AS (SELECT e0.*, 0 AS rk FROM e0) ");
     }
     /* breakdown rows present in the range */
     an__sql_put(s, "SELECT 2 AS kind, -1 AS s, rk, NULL::BIGINT AS b, NULL::DOUBLE AS v, "
-                   "CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE b >= 0 "
-                   "GROUP BY rk");
+                   "CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE b >= 0 AND b < ");
+    an__sql_int(s, (int64_t)t->n_buckets);
+    an__sql_put(s, " GROUP BY rk");
     for (size_t i = 0; i < q->n_ents; i++) {
         const struct an_entity *en = &q->ents[i];
         int w = window_days(q, en);

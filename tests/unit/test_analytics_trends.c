@@ -207,6 +207,19 @@ static void test_timezone_and_dst(void **state)
     assert_at(r, "results.0.data", "[0,1,1,0]");
     json_decref(r);
 
+    /* a date-only dateTo runs to the end of that local day: 23 hours on 03-10 */
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS,
+                             "{\"series\":[{\"event\":\"e\"}],\"interval\":\"hour\","
+                             "\"timezone\":\"America/New_York\",\"dateFrom\":\"2024-03-10\","
+                             "\"dateTo\":\"2024-03-10\"}",
+                             &r),
+                     0);
+    assert_int_equal(json_array_size(json_object_get(
+                         json_array_get(json_object_get(r, "results"), 0), "labels")),
+                     23);
+    assert_at(r, "dateTo", "\"2024-03-11T04:00:00.000Z\"");
+    json_decref(r);
+
     /* the 25-hour day 11-03 holds four events; 11-02 one; 11-04 one */
     assert_int_equal(afx_run(f, ANALYTICS_TRENDS,
                              "{\"series\":[{\"event\":\"e\"}],\"timezone\":\"America/New_York\","
