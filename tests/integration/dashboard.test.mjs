@@ -38,7 +38,7 @@ function generate(now) {
     ev(u.id, 'signup', u.t0, { plan: u.plan });
     if (u.activated) ev(u.id, 'activate', u.t0 + 2 * HOUR);
     if (u.purchased) ev(u.id, 'purchase', u.t0 + 26 * HOUR, { amount: 5 + i });
-    if (i % 5 === 1 && u.daysAgo >= 4) ev(u.id, 'purchase', u.t0 + 3 * DAY, { amount: 1 });
+    if (u.purchased && i % 5 === 1 && u.daysAgo >= 4) ev(u.id, 'purchase', u.t0 + 3 * DAY, { amount: 1 });
     gen.users.push(u);
   }
   for (let k = 0; k < 25; k++) ev(`u${String(k % 40).padStart(2, '0')}`, 'pageview', now - (k % 10) * DAY - (k + 1) * 60e3, { path: `/p/${k % 4}` });

@@ -67,7 +67,7 @@ export async function render(view) {
     const labels = r.results[0]?.labels || [];
     const datasets = r.results.map((s, i) => ({
       label: seriesLabel(s), data: s.data, borderColor: PALETTE[i % PALETTE.length],
-      backgroundColor: PALETTE[i % PALETTE.length], tension: 0.2, pointRadius: 2,
+      backgroundColor: PALETTE[i % PALETTE.length], tension: 0, pointRadius: 2,
     }));
     if (c) c.destroy();
     c = chart(canvas, { type: 'line', data: { labels, datasets }, options: { scales: { y: { beginAtZero: true } } } });
