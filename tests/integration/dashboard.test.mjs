@@ -319,6 +319,15 @@ test('overview: events, top events and pipeline lag match the API', async () => 
   assert.deepEqual(topChart.labels, top.rows.map((r) => r[0]));
   assert.deepEqual(topChart.datasets[0].data, top.rows.map((r) => r[1]));
   await shot('overview');
+
+  // once the page is left, its 5 s refresh stops (and no second copy of it runs)
+  let polls = 0;
+  const onRequest = (req) => { if (req.url().endsWith('/api/pipeline')) polls++; };
+  page.on('request', onRequest);
+  await page.goto(`${srv.url}/_/#/sql`);
+  await page.waitForTimeout(5500);
+  page.off('request', onRequest);
+  assert.equal(polls, 0, 'the overview still polls after it was left');
 });
 
 test('trends: a breakdown by plan matches the API and the generated signups', async () => {
@@ -344,6 +353,26 @@ test('trends: a breakdown by plan matches the API and the generated signups', as
   assert.deepEqual(st.labels, want.results[0].labels);
   assert.deepEqual(st.datasets.map((d) => d.data), want.results.map((r) => r.data));
   await shot('trends');
+
+  // two series, one with a property math, no breakdown
+  await page.selectOption('[data-testid=trends-breakdown]', '');
+  await page.click('[data-testid=trends-add-series]');
+  await page.selectOption('.series-event >> nth=1', 'purchase');
+  await page.selectOption('.series-math >> nth=1', 'sum');
+  await page.fill('.series-prop >> nth=1', 'properties.amount');
+  const body2 = await requestBody('/api/insights/trends', () => page.click('[data-testid=trends-run]'));
+  assert.deepEqual(body2.series, [{ event: 'signup', math: 'total' }, { event: 'purchase', math: 'sum', mathProperty: 'properties.amount' }]);
+  assert.equal(body2.breakdown, undefined);
+  const want2 = await api('POST', '/api/insights/trends', body2);
+  const amounts = gen.events.filter((e) => e.event === 'purchase').reduce((s, e) => s + e.properties.amount, 0);
+  assert.deepEqual(want2.results.map((r) => r.count), [40, amounts]);
+  for (let i = 0; i < 2; i++) {
+    assert.equal(await testid(`trends-label-${i}`), want2.results[i].label);
+    assert.equal(num(await testid(`trends-count-${i}`)), want2.results[i].count);
+  }
+  const st2 = await chartState('trends-chart');
+  assertDrawn(st2, 'trends chart, two series');
+  assert.deepEqual(st2.datasets.map((d) => d.data), want2.results.map((r) => r.data));
 });
 
 test('funnel: step counts match the API and the generated users', async () => {

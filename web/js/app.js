@@ -22,14 +22,33 @@ function parseHash() {
   return { name: parts[0] || 'overview', args: parts.slice(1), query: new URLSearchParams(qs) };
 }
 
+// Each route renders into a fresh container and gets a generation number: a page whose
+// loading finishes after the user moved on writes into its own detached container, and its
+// cleanup (timers) runs at once instead of replacing the current page's.
+let generation = 0;
+
 async function route() {
+  const mine = ++generation;
   if (cleanup) { try { cleanup(); } catch { /* page already gone */ } cleanup = null; }
   destroyCharts();
   const r = parseHash();
+  const box = document.createElement('div');
+  clear(view, box);
+  const keep = (fn) => {
+    if (typeof fn !== 'function') return;
+    if (mine === generation) cleanup = fn;
+    else fn();
+  };
   if (!auth.token) {
     top.hidden = true;
     document.title = 'Sign in · tandem';
-    cleanup = signin.render(view, () => { forgetEvents(); location.hash = r.name === 'signin' ? '#/overview' : location.hash || '#/overview'; route(); });
+    keep(signin.render(box, () => {
+      forgetEvents();
+      // one route: a changed hash routes through hashchange, an unchanged one here
+      const target = r.name === 'signin' || !location.hash ? '#/overview' : location.hash;
+      if (location.hash === target) route();
+      else location.hash = target;
+    }));
     return;
   }
   const page = pages[r.name];
@@ -37,15 +56,14 @@ async function route() {
   document.getElementById('who').textContent = auth.email;
   for (const a of top.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.route === r.name);
   if (!page) {
-    clear(view, errorBox(`No page named "${r.name}".`));
+    clear(box, errorBox(`No page named "${r.name}".`));
     return;
   }
   document.title = `${page.title} · tandem`;
-  clear(view);
   try {
-    cleanup = (await page.render(view, r)) || null;
+    keep(await page.render(box, r));
   } catch (e) {
-    clear(view, errorBox(e));
+    clear(box, errorBox(e));
   }
 }
 
