@@ -25,8 +25,9 @@ async function records(view, name, page) {
   // newest first where the collection has the autodate field, else the API's default order
   const sort = (col.fields || []).some((f) => f.name === 'created') ? '&sort=-created,id' : '';
   const res = await request('GET', `/api/collections/${enc(name)}/records?page=${page}&perPage=${PER_PAGE}${sort}`);
-  const fields = (col.fields || []).filter((f) => !f.hidden && f.type !== 'password').map((f) => f.name);
-  const cols = fields.length ? fields : Object.keys(res.items[0] || { id: '' });
+  const fields = (col.fields || []).filter((f) => !f.hidden && f.type !== 'password');
+  const cols = fields.length ? fields.map((f) => f.name) : Object.keys(res.items[0] || { id: '' });
+  const numeric = new Set(fields.filter((f) => f.type === 'number').map((f) => f.name));
   const link = (p, label, testid) => (p >= 1 && p <= res.totalPages && p !== page
     ? h('a', { href: `#/collections/${enc(name)}?page=${p}`, testid }, label)
     : h('span', { class: 'muted' }, label));
@@ -36,6 +37,6 @@ async function records(view, name, page) {
     link(page + 1, 'next ›', 'records-next'));
   const short = (v) => { const s = cellText(v); return s.length > 80 ? `${s.slice(0, 77)}…` : s; };
   clear(view, h('h1', {}, h('a', { href: '#/collections' }, 'Collections'), ' / ', name),
-    card(null, pager, h('div', { class: 'scroll' }, table(cols.map((c) => ({ label: c })), res.items.map((it) => cols.map((c) => short(it[c]))),
+    card(null, pager, h('div', { class: 'scroll' }, table(cols.map((c) => ({ label: c, num: numeric.has(c) })), res.items.map((it) => cols.map((c) => short(it[c]))),
       { testid: 'records', rowTestid: (i) => `record-${res.items[i].id}` }))));
 }
