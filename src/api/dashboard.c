@@ -75,7 +75,9 @@ static void get_asset(struct http_req *req, void *ctx)
     http_set_header(req, "Cache-Control", "no-cache");
     http_set_header(req, "ETag", a->etag);
     if (api__etag_matches(http_req_header(req, "If-None-Match"), a->etag)) {
-        http_reply_empty(req, 304);
+        /* the 200's length, as RFC 9110 asks of a Content-Length on a 304 (libmicrohttpd
+         * sends no body with a 304) */
+        http_reply_static(req, 304, NULL, a->data, a->len);
         return;
     }
     http_reply_static(req, 200, a->content_type, a->data, a->len);

@@ -214,6 +214,8 @@ test('/_/ serves the embedded files with types, ETag/304, a self-only CSP and 40
   assert.equal(c304.status, 304);
   assert.equal(c304.headers.get('etag'), etag);
   assert.equal(await c304.text(), '');
+  // a Content-Length on a 304 must be the 200's (RFC 9110 8.6), never 0
+  assert.equal(c304.headers.get('content-length') ?? css.headers.get('content-length'), css.headers.get('content-length'));
   assert.equal((await fetch(`${srv.url}/_/style.css`, { headers: { 'If-None-Match': `"other", W/${etag}` } })).status, 304);
   assert.equal((await fetch(`${srv.url}/_/style.css`, { headers: { 'If-None-Match': '"other"' } })).status, 200);
   assert.equal((await fetch(`${srv.url}/_/js/app.js`, { headers: { 'If-None-Match': etag } })).status, 200);
