@@ -38,7 +38,8 @@ function generate(now) {
     ev(u.id, 'signup', u.t0, { plan: u.plan });
     if (u.activated) ev(u.id, 'activate', u.t0 + 2 * HOUR);
     if (u.purchased) ev(u.id, 'purchase', u.t0 + 26 * HOUR, { amount: 5 + i });
-    if (u.purchased && i % 5 === 1 && u.daysAgo >= 4) ev(u.id, 'purchase', u.t0 + 3 * DAY, { amount: 1 });
+    u.twice = u.purchased && i % 5 === 1 && u.daysAgo >= 4; // a second purchase, two days after the first
+    if (u.twice) ev(u.id, 'purchase', u.t0 + 3 * DAY, { amount: 1 });
     gen.users.push(u);
   }
   for (let k = 0; k < 25; k++) ev(`u${String(k % 40).padStart(2, '0')}`, 'pageview', now - (k % 10) * DAY - (k + 1) * 60e3, { path: `/p/${k % 4}` });
@@ -424,6 +425,44 @@ test('retention: cohort sizes match the API and the generated signups', async ()
   const c4 = want.results[2]; // the cohort of 4 days ago
   assert.equal(c4.values[1].count, count((u) => u.daysAgo === 4 && u.purchased));
   await shot('retention');
+});
+
+test('stickiness: persons by days with a purchase match the API and the generated purchases', async () => {
+  await page.goto(`${srv.url}/_/#/stickiness`);
+  await page.locator('[data-testid=stickiness-count-0], [data-testid=error]').first().waitFor({ timeout: 15000 });
+  await page.selectOption('[data-testid=stickiness-event]', 'purchase');
+  const body = await requestBody('/api/insights/stickiness', () => page.click('[data-testid=stickiness-run]'));
+  assert.deepEqual(body.series, [{ event: 'purchase' }]);
+  const want = await api('POST', '/api/insights/stickiness', body);
+  const r = want.results[0];
+  assert.equal(r.count, count((u) => u.purchased));
+  assert.deepEqual(r.data.slice(0, 2), [count((u) => u.purchased && !u.twice), count((u) => u.twice)]);
+  assert.ok(r.data.slice(2).every((v) => v === 0));
+  assert.equal(num(await testid('stickiness-count-0')), r.count);
+  for (let k = 0; k < r.data.length; k++) assert.equal(num(await testid(`stickiness-0-${k}`)), r.data[k]);
+  const st = await chartState('stickiness-chart');
+  assertDrawn(st, 'stickiness chart');
+  assert.deepEqual(st.datasets[0].data, r.data);
+  await shot('stickiness');
+});
+
+test('lifecycle: statuses per day match the API; active person-days match the generated purchases', async () => {
+  await page.goto(`${srv.url}/_/#/lifecycle`);
+  await page.locator('[data-testid=lifecycle-total-new], [data-testid=error]').first().waitFor({ timeout: 15000 });
+  await page.selectOption('[data-testid=lifecycle-event]', 'purchase');
+  const body = await requestBody('/api/insights/lifecycle', () => page.click('[data-testid=lifecycle-run]'));
+  const want = await api('POST', '/api/insights/lifecycle', body);
+  const sum = (a) => a.reduce((x, y) => x + y, 0);
+  const by = Object.fromEntries(want.results.map((r) => [r.status, r.data]));
+  assert.deepEqual(Object.keys(by).sort(), ['dormant', 'new', 'resurrecting', 'returning']);
+  // every active (person, day) is new, returning or resurrecting
+  assert.equal(sum(by.new) + sum(by.returning) + sum(by.resurrecting), count((u) => u.purchased) + count((u) => u.twice));
+  assert.ok(sum(by.dormant) < 0);
+  for (const [status, data] of Object.entries(by)) assert.equal(num(await testid(`lifecycle-total-${status}`)), sum(data));
+  const st = await chartState('lifecycle-chart');
+  assertDrawn(st, 'lifecycle chart');
+  assert.deepEqual(Object.fromEntries(st.datasets.map((d) => [d.label, d.data])), by);
+  await shot('lifecycle');
 });
 
 test('SQL console: rows as a table and the same rows as CSV', async () => {

@@ -6,10 +6,12 @@ import * as overview from './pages/overview.js';
 import * as trends from './pages/trends.js';
 import * as funnel from './pages/funnel.js';
 import * as retention from './pages/retention.js';
+import * as stickiness from './pages/stickiness.js';
+import * as lifecycle from './pages/lifecycle.js';
 import * as sqlPage from './pages/sql.js';
 import * as collections from './pages/collections.js';
 
-const pages = { overview, trends, funnel, retention, sql: sqlPage, collections };
+const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections };
 const view = document.getElementById('view');
 const top = document.getElementById('top');
 let cleanup = null;
