@@ -135,6 +135,10 @@ before(async () => {
   for (let i = 0; i < 45; i++) await pb.collection('posts').create({ title: `Post ${i}`, views: i * 3 });
   for (const label of ['c', 'db', 'web']) await pb.collection('tags').create({ label });
 
+  // the expected cohorts and buckets are days counted from today (UTC): keep the whole run
+  // on one day rather than straddle midnight
+  const toMidnight = DAY - (Date.now() % DAY);
+  if (toMidnight < 120e3) await new Promise((r) => setTimeout(r, toMidnight + 1000));
   generate(Date.now());
   const res = await fetch(`${srv.url}/v1/batch`, {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ writeKey: key, batch: gen.events }),
