@@ -380,6 +380,13 @@ test('trends: a breakdown by plan matches the API and the generated signups', as
   const st2 = await chartState('trends-chart');
   assertDrawn(st2, 'trends chart, two series');
   assert.deepEqual(st2.datasets.map((d) => d.data), want2.results.map((r) => r.data));
+
+  // the query lives in the address: a reload asks the same and shows the same
+  assert.match(page.url(), /#\/trends\?q=/);
+  const again = await requestBody('/api/insights/trends', () => page.reload());
+  assert.deepEqual(again, body2);
+  for (let i = 0; i < 2; i++) assert.equal(num(await testid(`trends-count-${i}`)), want2.results[i].count);
+  assert.equal(await page.inputValue('.series-prop >> nth=1'), 'properties.amount');
 });
 
 test('funnel: step counts match the API and the generated users', async () => {
@@ -402,6 +409,9 @@ test('funnel: step counts match the API and the generated users', async () => {
   assert.equal(st.type, 'bar');
   assert.deepEqual(st.datasets[0].data, counts);
   await shot('funnel');
+  const again = await requestBody('/api/insights/funnel', () => page.reload());
+  assert.deepEqual(again, body);
+  assert.equal(num(await testid('funnel-count-2')), counts[2]);
 });
 
 test('retention: cohort sizes match the API and the generated signups', async () => {
@@ -429,6 +439,13 @@ test('retention: cohort sizes match the API and the generated signups', async ()
   const c4 = want.results[2]; // the cohort of 4 days ago
   assert.equal(c4.values[1].count, count((u) => u.daysAgo === 4 && u.purchased));
   await shot('retention');
+  await page.selectOption('[data-testid=retention-period]', 'week');
+  const weekly = await requestBody('/api/insights/retention', () => page.click('[data-testid=retention-run]'));
+  await testid('retention-size-0');
+  const again = await requestBody('/api/insights/retention', () => page.reload());
+  assert.deepEqual(again, weekly);
+  assert.equal(again.period, 'week');
+  assert.equal(await page.inputValue('[data-testid=retention-period]'), 'week');
 });
 
 test('stickiness: persons by days with a purchase match the API and the generated purchases', async () => {
@@ -467,6 +484,9 @@ test('lifecycle: statuses per day match the API; active person-days match the ge
   assertDrawn(st, 'lifecycle chart');
   assert.deepEqual(Object.fromEntries(st.datasets.map((d) => [d.label, d.data])), by);
   await shot('lifecycle');
+  const again = await requestBody('/api/insights/lifecycle', () => page.reload());
+  assert.deepEqual(again, body);
+  assert.equal(await page.inputValue('[data-testid=lifecycle-event]'), 'purchase');
 });
 
 test('SQL console: rows as a table and the same rows as CSV', async () => {

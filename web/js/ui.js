@@ -118,3 +118,26 @@ export function toCsv(columns, rows) {
   };
   return [columns.map(esc).join(','), ...rows.map((r) => r.map(esc).join(','))].join('\r\n') + '\r\n';
 }
+
+// An insight page keeps its last query in the address (#/<page>?q=<JSON>), so a reload or a
+// copied link shows the same thing; replaceState does not fire hashchange (no new route).
+export function saveQuery(page, q) {
+  history.replaceState(null, '', `#/${page}?q=${encodeURIComponent(JSON.stringify(q))}`);
+}
+export function loadQuery(r) {
+  const raw = r.query.get('q');
+  if (!raw) return null;
+  try {
+    const q = JSON.parse(raw);
+    return q && typeof q === 'object' && !Array.isArray(q) ? q : null;
+  } catch {
+    return null;
+  }
+}
+// Selects value in a <select>, adding it as an option when the list lacks it.
+export function selectValue(sel, value) {
+  if (value === undefined || value === null) return;
+  const v = String(value);
+  if (![...sel.options].some((o) => o.value === v)) sel.append(h('option', { value: v }, v));
+  sel.value = v;
+}

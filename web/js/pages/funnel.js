@@ -1,7 +1,7 @@
 // funnel.js - POST /api/insights/funnel: steps, window, order; a bar chart of the actors at
 // each step with the conversion from the first step, and a table with the times.
 import { insight, listEvents } from '../api.js';
-import { h, clear, card, table, chart, chartBox, errorBox, select, field, fmtInt, fmtPct, fmtSeconds, PALETTE } from '../ui.js';
+import { h, clear, card, table, chart, chartBox, errorBox, select, field, fmtInt, fmtPct, fmtSeconds, PALETTE, saveQuery, loadQuery, selectValue } from '../ui.js';
 
 export const title = 'Funnel';
 
@@ -24,7 +24,7 @@ const conversionLabels = {
   },
 };
 
-export async function render(view) {
+export async function render(view, route) {
   const events = await listEvents();
   const stepsBox = h('div', { class: 'series' });
   const windowN = h('input', { type: 'number', min: 1, value: 14, class: 'narrow', testid: 'funnel-window' });
@@ -37,6 +37,7 @@ export async function render(view) {
 
   function addStep(event = events[0] || '') {
     const ev = select(events, event, { class: 'step-event' });
+    selectValue(ev, event);
     const row = h('div', { class: 'series-row' }, h('span', { class: 'step-no' }), ev,
       h('button', { type: 'button', class: 'link', onclick: () => { if (stepsBox.children.length > 2) { row.remove(); renumber(); } } }, 'remove'));
     stepsBox.append(row);
@@ -45,7 +46,16 @@ export async function render(view) {
   function renumber() {
     [...stepsBox.querySelectorAll('.step-no')].forEach((s, i) => { s.textContent = `${i + 1}.`; });
   }
-  for (const e of events.slice(0, 3)) addStep(e);
+  const saved = loadQuery(route);
+  if (saved && Array.isArray(saved.steps) && saved.steps.length >= 2) {
+    for (const st of saved.steps) addStep(String(st?.event ?? ''));
+    if (saved.funnelWindow !== undefined) windowN.value = String(saved.funnelWindow);
+    selectValue(windowUnit, saved.funnelWindowUnit);
+    selectValue(order, saved.funnelOrder);
+    selectValue(range, saved.dateFrom);
+  } else {
+    for (const e of events.slice(0, 3)) addStep(e);
+  }
   while (stepsBox.children.length < 2) addStep();
 
   let c = null;
@@ -57,6 +67,7 @@ export async function render(view) {
       funnelWindow: Number(windowN.value), funnelWindowUnit: windowUnit.value, funnelOrder: order.value,
       dateFrom: range.value, dateTo: 'now', timezone: 'UTC',
     };
+    saveQuery('funnel', q);
     let r;
     try {
       r = await insight('funnel', q);
@@ -84,5 +95,5 @@ export async function render(view) {
       field('Range', range), field('Window', h('span', {}, windowN, ' ', windowUnit)), field('Order', order),
       h('button', { type: 'button', testid: 'funnel-run', onclick: run }, 'Show'))),
     msg, card(null, box, results));
-  if (events.length >= 2) await run();
+  if (events.length >= 2 || saved) await run();
 }

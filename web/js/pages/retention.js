@@ -1,11 +1,11 @@
 // retention.js - POST /api/insights/retention: a cohort table, each cell shaded by the share
 // of the cohort that came back in that period.
 import { insight, listEvents } from '../api.js';
-import { h, clear, card, errorBox, select, field, fmtInt } from '../ui.js';
+import { h, clear, card, errorBox, select, field, fmtInt, saveQuery, loadQuery, selectValue } from '../ui.js';
 
 export const title = 'Retention';
 
-export async function render(view) {
+export async function render(view, route) {
   const events = await listEvents();
   const target = select(events, events.includes('signup') ? 'signup' : events[0], { testid: 'retention-target' });
   const returning = select(events, events.includes('purchase') ? 'purchase' : events[0], { testid: 'retention-returning' });
@@ -14,6 +14,14 @@ export async function render(view) {
   const type = select([['recurring', 'recurring'], ['first_time', 'first time']], 'recurring', { testid: 'retention-type' });
   const results = h('div');
   const msg = h('div');
+  const saved = loadQuery(route);
+  if (saved) {
+    selectValue(target, saved.targetEvent?.event);
+    selectValue(returning, saved.returningEvent?.event);
+    selectValue(period, saved.period);
+    if (saved.totalIntervals !== undefined) intervals.value = String(saved.totalIntervals);
+    selectValue(type, saved.retentionType);
+  }
 
   async function run() {
     clear(msg);
@@ -22,6 +30,7 @@ export async function render(view) {
       targetEvent: { event: target.value }, returningEvent: { event: returning.value },
       period: period.value, totalIntervals: Number(intervals.value), retentionType: type.value, dateTo: 'now', timezone: 'UTC',
     };
+    saveQuery('retention', q);
     let r;
     try {
       r = await insight('retention', q);
@@ -55,5 +64,5 @@ export async function render(view) {
       field('Periods', intervals), field('Type', type),
       h('button', { type: 'button', testid: 'retention-run', onclick: run }, 'Show'))),
     msg, card(null, results));
-  if (events.length) await run();
+  if (events.length || saved) await run();
 }

@@ -1,13 +1,13 @@
 // stickiness.js - POST /api/insights/stickiness: how many persons were active in exactly
 // 1, 2, 3 ... buckets of the range; a bar chart per series and a table.
 import { insight, listEvents } from '../api.js';
-import { h, clear, card, table, chart, chartBox, errorBox, select, field, fmtInt, PALETTE } from '../ui.js';
+import { h, clear, card, table, chart, chartBox, errorBox, select, field, fmtInt, saveQuery, loadQuery, selectValue, PALETTE } from '../ui.js';
 
 export const title = 'Stickiness';
 
 const RANGES = [['-7d', 'Last 7 days'], ['-14d', 'Last 14 days'], ['-30d', 'Last 30 days'], ['-90d', 'Last 90 days']];
 
-export async function render(view) {
+export async function render(view, route) {
   const events = await listEvents();
   const event = select(events, events[0], { testid: 'stickiness-event' });
   const interval = select(['day', 'week', 'month'], 'day', { testid: 'stickiness-interval' });
@@ -15,12 +15,19 @@ export async function render(view) {
   const [box, canvas] = chartBox('stickiness-chart');
   const results = h('div');
   const msg = h('div');
+  const saved = loadQuery(route);
+  if (saved) {
+    selectValue(event, saved.series?.[0]?.event);
+    selectValue(interval, saved.interval);
+    selectValue(range, saved.dateFrom);
+  }
 
   let c = null;
   async function run() {
     clear(msg);
     clear(results);
     const q = { series: [{ event: event.value }], interval: interval.value, dateFrom: range.value, dateTo: 'now', timezone: 'UTC' };
+    saveQuery('stickiness', q);
     let r;
     try {
       r = await insight('stickiness', q);
@@ -46,5 +53,5 @@ export async function render(view) {
       field('Event', event), field('Range', range), field('Interval', interval),
       h('button', { type: 'button', testid: 'stickiness-run', onclick: run }, 'Show'))),
     msg, card(null, box, results));
-  if (events.length) await run();
+  if (events.length || saved) await run();
 }

@@ -1,7 +1,7 @@
 // trends.js - POST /api/insights/trends: series (event + math), interval, range, breakdown;
 // a line chart with one line per series and breakdown value, and a table of the numbers.
 import { insight, listEvents, listPropertyKeys } from '../api.js';
-import { h, clear, card, table, chart, chartBox, errorBox, select, field, fmtNum, PALETTE } from '../ui.js';
+import { h, clear, card, table, chart, chartBox, errorBox, select, field, fmtNum, PALETTE, saveQuery, loadQuery, selectValue } from '../ui.js';
 
 export const title = 'Trends';
 
@@ -15,7 +15,7 @@ export function seriesLabel(r) {
   return `${r.label} · ${BREAKDOWN_LABELS[r.breakdown] || r.breakdown}`;
 }
 
-export async function render(view) {
+export async function render(view, route) {
   const [events, keys] = await Promise.all([listEvents(), listPropertyKeys().catch(() => [])]);
   const eventOptions = [['', 'All events'], ...events.map((e) => [e, e])];
   const seriesBox = h('div', { class: 'series' });
@@ -26,16 +26,25 @@ export async function render(view) {
   const results = h('div');
   const msg = h('div');
 
-  function addSeries(event = events[0] || '') {
+  function addSeries(event = events[0] || '', m = 'total', mathProperty = '') {
     const ev = select(eventOptions, event, { class: 'series-event' });
-    const math = select(MATHS, 'total', { class: 'series-math' });
-    const prop = h('input', { class: 'series-prop', placeholder: 'properties.amount', hidden: true });
+    if (event) selectValue(ev, event);
+    const math = select(MATHS, m, { class: 'series-math' });
+    const prop = h('input', { class: 'series-prop', placeholder: 'properties.amount', hidden: !PROPERTY_MATHS.has(m), value: mathProperty });
     math.addEventListener('change', () => { prop.hidden = !PROPERTY_MATHS.has(math.value); });
     const row = h('div', { class: 'series-row' }, ev, math, prop,
       h('button', { type: 'button', class: 'link', onclick: () => { if (seriesBox.children.length > 1) row.remove(); } }, 'remove'));
     seriesBox.append(row);
   }
-  addSeries();
+  const saved = loadQuery(route);
+  if (saved && Array.isArray(saved.series) && saved.series.length) {
+    for (const sr of saved.series) addSeries(sr?.event ?? '', sr?.math || 'total', sr?.mathProperty || '');
+    selectValue(interval, saved.interval);
+    selectValue(range, saved.dateFrom);
+    selectValue(breakdown, saved.breakdown || '');
+  } else {
+    addSeries();
+  }
 
   function query() {
     const series = [...seriesBox.querySelectorAll('.series-row')].map((row) => {
@@ -52,6 +61,7 @@ export async function render(view) {
     clear(msg);
     clear(results);
     const q = query();
+    saveQuery('trends', q);
     let r;
     try {
       r = await insight('trends', q);
@@ -84,5 +94,5 @@ export async function render(view) {
         field('Range', range), field('Interval', interval), field('Breakdown', breakdown),
         h('button', { type: 'button', testid: 'trends-run', onclick: run }, 'Show'))),
     msg, card(null, box, results));
-  if (events.length) await run();
+  if (events.length || saved) await run();
 }
