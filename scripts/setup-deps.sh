@@ -2,7 +2,8 @@
 # Installs what tandem needs to build, test and benchmark on Debian 12.
 # Debian packages through apt-get (sudo when not root), skipping those already present;
 # DuckDB's C header and library from the npm registry into deps/ (git-ignored);
-# the Node packages the integration tests drive.
+# the Node packages the integration tests drive and the dashboard's chart library (web/);
+# Debian's chromium for the dashboard's browser test.
 #
 # usage: scripts/setup-deps.sh [--bench]     --bench also installs wrk and nginx
 set -euo pipefail
@@ -17,7 +18,7 @@ for a in "$@"; do
 done
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format)
+      libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format chromium)
 [ "$bench" = 1 ] && pkgs+=(wrk nginx)
 
 missing=()
@@ -58,5 +59,14 @@ if [ -f "$it/package.json" ]; then
     if [ ! -d "$it/node_modules" ] || [ "$it/package-lock.json" -nt "$it/node_modules/.package-lock.json" ]; then
         echo "setup-deps: installing integration test packages"
         (cd "$it" && npm ci --silent --no-audit --no-fund)
+    fi
+fi
+
+# The dashboard's chart library, copied into the binary at build time, pinned by the lock file.
+web="$top/web"
+if [ -f "$web/package.json" ]; then
+    if [ ! -d "$web/node_modules" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+        echo "setup-deps: installing the dashboard's packages"
+        (cd "$web" && npm ci --silent --no-audit --no-fund)
     fi
 fi

@@ -1,5 +1,6 @@
 /* api.c - route table. */
 #include "api/api_int.h"
+#include "api/dashboard_int.h"
 
 /* Rate limits per client address and route class; 429 with Retry-After when used up. */
 static bool guard(struct http_req *req, void *ctx)
@@ -41,4 +42,6 @@ void api_register(struct http_router *r, struct api_env *env)
     api__register_auth(r, env);
     api__register_log(r, env);
     api__register_warehouse(r, env);
+    api__register_insights(r, env);
+    api__register_dashboard(r, env);
 }
