@@ -4,7 +4,7 @@
  * loaded by `tandem serve`, 2026-09-07 .. 2026-11-15); dates are given on the command line.
  *
  * Build (after the CMake build):
- *   cc -O2 -std=gnu11 -Isrc bench/analytics_bench.c build/libtandem_lib.a \
+ *   cc -O2 -std=gnu11 -Isrc -Ideps/duckdb/include bench/analytics_bench.c build/libtandem_lib.a \
  *      -Ldeps/duckdb/lib -Wl,-rpath,$PWD/deps/duckdb/lib -lduckdb -ljansson -lsodium -ljwt \
  *      -lsqlite3 -lmicrohttpd -lz -lpthread -lm -o build/analytics_bench
  * Run: build/analytics_bench WAREHOUSE.duckdb [FIRST_DAY [RUNS]]
