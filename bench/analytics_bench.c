@@ -4,7 +4,7 @@
  * loaded by `tandem serve`, 2026-09-07 .. 2026-11-15); dates are given on the command line.
  *
  * Build (after the CMake build):
- *   cc -O2 -std=gnu11 -Isrc bench/analytics_bench.c build/libtandem_lib.a \
+ *   cc -O2 -std=gnu11 -Isrc -Ideps/duckdb/include bench/analytics_bench.c build/libtandem_lib.a \
  *      -Ldeps/duckdb/lib -Wl,-rpath,$PWD/deps/duckdb/lib -lduckdb -ljansson -lsodium -ljwt \
  *      -lsqlite3 -lmicrohttpd -lz -lpthread -lm -o build/analytics_bench
  * Run: build/analytics_bench WAREHOUSE.duckdb [FIRST_DAY [RUNS]]
@@ -58,6 +58,8 @@ int main(int argc, char **argv)
     day_add(first, 27, d27);
     day_add(first, 52, d52);
     day_add(first, 55, d55);
+    if (getenv("BENCH_DEBUG")) /* the statements and their times in the debug log */
+        xlog_set_level(XLOG_DEBUG);
     struct wh_cfg cfg;
     wh_cfg_defaults(&cfg);
     cfg.path = argv[1];

@@ -153,6 +153,18 @@ static void test_dates_and_zone(void **state)
             "{\"series\":[{}],\"interval\":\"hour\",\"timezone\":\"Australia/Lord_Howe\","
             "\"dateFrom\":\"2024-04-06T12:00\",\"dateTo\":\"2024-04-07T12:00\"}",
             "interval", INV);
+    /* the same zone without a change inside the range: 7 buckets at +10:30 */
+    assert_int_equal(afx_run(f, T,
+                             "{\"series\":[{}],\"interval\":\"hour\",\"timezone\":"
+                             "\"Australia/Lord_Howe\",\"dateFrom\":\"2024-04-08T00:00\","
+                             "\"dateTo\":\"2024-04-08T06:00\"}",
+                             &r),
+                     0);
+    assert_at(r, "results.0.labels.0", "\"2024-04-08T00:00:00+10:30\"");
+    assert_int_equal(json_array_size(json_object_get(
+                         json_array_get(json_object_get(r, "results"), 0), "labels")),
+                     7);
+    json_decref(r);
 }
 
 static void test_funnel_fields(void **state)
@@ -271,6 +283,36 @@ static void test_timeout(void **state)
     assert_null(r);
 }
 
+static void test_engine_failure(void **state)
+{
+    struct afx *f = *state;
+    /* a warehouse without the events table: the engine's error is ours, not the client's */
+    wh_conn_close(f->c);
+    wh_close(f->wh);
+    wht_unlink(f->path);
+    struct wh_cfg cfg;
+    wh_cfg_defaults(&cfg);
+    cfg.path = f->path;
+    assert_int_equal(wh_open(&cfg, &f->wh), 0);
+    assert_int_equal(wh_conn_open(f->wh, &f->c), 0);
+    static const char *const qs[] = {
+        "{\"series\":[{\"event\":\"e\"}]}",                  /* no persons */
+        "{\"series\":[{\"event\":\"e\",\"math\":\"dau\"}]}", /* the refresh fails */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(qs); i++) {
+        json_error_t je;
+        json_t *q = json_loads(qs[i], 0, &je);
+        struct analytics_out out;
+        int rc = analytics_run(f->c, ANALYTICS_TRENDS, q, 0, &out);
+        json_decref(q);
+        assert_int_equal(rc, ERR_INTERNAL);
+        assert_null(out.result);
+        assert_null(out.errors);
+        assert_non_null(strstr(out.message, "events"));
+        analytics_out_release(&out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +322,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_funnel_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_insights, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_failure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
