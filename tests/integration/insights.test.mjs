@@ -461,10 +461,15 @@ before(async () => {
 after(async () => { await srv?.stop(); });
 
 test('(b) the warehouse holds exactly the generated events (timestamps, ids, sources)', async () => {
-  const res = await sql("SELECT id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%gZ'), type, event, user_id, anonymous_id, previous_id, source FROM events ORDER BY log_offset");
-  assert.equal(res.rows.length, DATA.length);
+  const rows = [];
+  for (let off = 0; ; off += 5000) {
+    const res = await sql(`SELECT id, strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%gZ'), type, event, user_id, anonymous_id, previous_id, source FROM events ORDER BY log_offset LIMIT 5000 OFFSET ${off}`);
+    rows.push(...res.rows);
+    if (res.rows.length < 5000) break;
+  }
+  assert.equal(rows.length, DATA.length);
   const bad = [];
-  res.rows.forEach((row, i) => {
+  rows.forEach((row, i) => {
     const e = DATA[i];
     const want = [e.messageId, e.timestamp, e.type, e.event, e.userId, e.anonymousId, e.previousId, e.source];
     if (JSON.stringify(row) !== JSON.stringify(want) && bad.length < 5) bad.push({ i, got: row, want });
@@ -750,4 +755,92 @@ describe('(c) bad queries are 400 and name the field', () => {
     assert.equal(r.status, 401, r.text);
   });
 });
+});
+
+// ---------------------------------------------------------------------------------------------
+// (d) the funnel aggregate through the SQL API against the reference's per-actor funnel, on
+// random event sequences (masks as docs/analytics.md "The funnel aggregate" describes them)
+
+describe('(d) tandem_funnel against the reference on random sequences', () => {
+  let fsrv;
+  let ftoken;
+  before(async () => {
+    const dir = tempDir();
+    await createSuperuser(dir);
+    fsrv = await start({ dir });
+    const r = await fetch(`${fsrv.url}/api/collections/_superusers/auth-with-password`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ identity: SU_EMAIL, password: SU_PASSWORD }),
+    });
+    ftoken = (await r.json()).token;
+  });
+  after(async () => { await fsrv?.stop(); });
+
+  // actors: [{events: [{t (ms), steps, excl}]}]; returns the aggregate's result per actor
+  async function aggregate(actors, nSteps, windowMs, mode, excl) {
+    const rows = [];
+    actors.forEach((a, i) => {
+      for (const x of a) {
+        let mask = 0;
+        for (const s of x.steps) mask |= 1 << s;
+        for (const j of x.excl) mask |= 1 << (20 + j);
+        rows.push(`(${i}, TIMESTAMP '${new Date(x.t).toISOString().replace('T', ' ').replace('Z', '')}', ${mask >>> 0}::UINTEGER)`);
+      }
+    });
+    const exs = excl.map((e) => `${e.fromStep}-${e.toStep}`).join(',');
+    const query = `SELECT a, tandem_funnel(ts, mask, ${nSteps}, ${windowMs * 1000}, '${mode}', '${exs}') FROM (VALUES ${rows.join(',')}) v(a, ts, mask) GROUP BY a ORDER BY a`;
+    const res = await fetch(`${fsrv.url}/api/warehouse/sql`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: ftoken }, body: JSON.stringify({ query }) });
+    const text = await res.text();
+    assert.equal(res.status, 200, text.slice(0, 500));
+    return JSON.parse(text).rows.map((r) => r[1]);
+  }
+
+  const expected = (list, nSteps, windowMs, mode, excl) => {
+    const low = (x) => (x.steps.length ? Math.min(...x.steps) : Infinity);
+    const sorted = [...list].sort((a, b) => a.t - b.t || low(a) - low(b));
+    const r = ref.funnelActor(sorted, nSteps, windowMs, mode, excl);
+    if (!r) return [-1];
+    if (mode === 'unordered') return [r.furthest];
+    const out = [r.furthest];
+    for (let i = 1; i <= r.furthest; i++) out.push((r.times[i] - r.times[i - 1]) / 1000);
+    return out;
+  };
+
+  for (const mode of ['ordered', 'strict', 'unordered']) {
+    for (const withExcl of mode === 'unordered' ? [false] : [false, true]) {
+      test(`${mode}${withExcl ? ' with exclusions' : ''}: 300 random actors`, async () => {
+        const rnd = (await import('./lib/insights_gen.mjs')).prng(mode.length * 100 + (withExcl ? 1 : 0));
+        const nSteps = rnd.int(2, 4);
+        const windowMs = 30000;
+        const excl = withExcl ? [{ fromStep: 0, toStep: 1 }, { fromStep: 1, toStep: nSteps - 1 }].filter((e) => e.fromStep < e.toStep) : [];
+        const actors = [];
+        for (let i = 0; i < 300; i++) {
+          const list = [];
+          const used = new Map(); // t -> lowest steps used at t
+          const n = rnd.int(1, 12);
+          for (let k = 0; k < n; k++) {
+            const steps = [];
+            for (let s = 0; s < nSteps; s++) if (rnd.chance(0.3)) steps.push(s);
+            const ex = [];
+            excl.forEach((_, j) => { if (rnd.chance(0.12)) ex.push(j); });
+            let t = Date.UTC(2024, 0, 1) + rnd.int(0, 100) * 1000;
+            const low = steps.length ? Math.min(...steps) : Infinity;
+            // a shared instant only between events whose lowest steps differ
+            while (used.has(t) && (used.get(t).has(low) || low === Infinity)) t += 1000;
+            if (!used.has(t)) used.set(t, new Set());
+            used.get(t).add(low);
+            list.push({ t, steps, excl: ex });
+          }
+          actors.push(list);
+        }
+        const got = await aggregate(actors, nSteps, windowMs, mode, excl);
+        const bad = [];
+        actors.forEach((list, i) => {
+          const want = expected(list, nSteps, windowMs, mode, excl);
+          const d = diff(want, got[i]);
+          if (d.length && bad.length < 5) bad.push({ events: list.map((x) => [(x.t - Date.UTC(2024, 0, 1)) / 1000, x.steps, x.excl]), want, got: got[i] });
+        });
+        assert.deepEqual(bad, [], `tandem_funnel(${nSteps} steps, 30 s, ${mode}, ${JSON.stringify(excl)}) differs:\n${JSON.stringify(bad, null, 1)}`);
+      });
+    }
+  }
 });
