@@ -67,6 +67,7 @@ export function generate({ seed = 7, users = 300, prefix = '' } = {}) {
   const out = [];
   const used = new Set();
   let serial = 0;
+  let sessions = 0;
   const stamp = (t) => {
     t = Math.round(t);
     while (used.has(t)) t += 1; // never two events at the same millisecond
@@ -110,9 +111,10 @@ export function generate({ seed = 7, users = 300, prefix = '' } = {}) {
   const session = (u, t, { n = rnd.int(1, 8), marketing = !u.userId } = {}) => {
     let tt = t;
     const utm = rnd.chance(0.8) ? rnd.weighted(UTM) : undefined;
+    const sessionId = `${prefix}s${seed}-${sessions++}`;
     for (let i = 0; i < n; i++) {
       const path = rnd.pick(PATHS);
-      const props = { path, referrer: i === 0 ? rnd.pick(['https://google.com/', 'https://news.ycombinator.com/', '', null]) : 'internal' };
+      const props = { session_id: sessionId, path, referrer: i === 0 ? rnd.pick(['https://google.com/', 'https://news.ycombinator.com/', '', null]) : 'internal' };
       if (utm !== undefined) props.utm_source = utm;
       if (marketing && rnd.chance(0.5)) {
         emit(u, { type: 'page', properties: { ...props, name: path === '/' ? 'Home' : path.slice(1) }, ...ids(u) }, tt);

@@ -329,9 +329,15 @@ export function trends(events, q, { now = Date.now() } = {}) {
   series.forEach((s, si) => {
     let math = s.math || 'total';
     if ((math === 'wau' && (cal.interval === 'week' || cal.interval === 'month')) || (math === 'mau' && cal.interval === 'month')) math = 'unique_users';
+    const group = (list) => {
+      const m = new Map(rows.map((row) => [row, []]));
+      for (const e of list) m.get(rowOf(e))?.push(e);
+      return m;
+    };
+    const selByRow = group(inRange.filter((e) => matches(e, s)));
+    let allByRow = null;
     for (const row of rows) {
-      const mine = (e) => matches(e, s) && rowOf(e) === row;
-      const sel = inRange.filter(mine);
+      const sel = selByRow.get(row);
       const per = buckets.map(() => []);
       for (const e of sel) per[bucketIndex.get(cal.key(e.t))].push(e);
       let data;
@@ -344,7 +350,8 @@ export function trends(events, q, { now = Date.now() } = {}) {
         count = new Set(sel.map((e) => e.person)).size;
       } else if (math === 'wau' || math === 'mau') {
         const span = math === 'wau' ? 7 : 30;
-        const all = evs.filter(mine);
+        allByRow ??= group(evs.filter((e) => matches(e, s)));
+        const all = allByRow.get(row);
         const days = all.map((e) => [localDay(r.tz, e.t), e.person]);
         data = buckets.map((k) => {
           const d = cal.firstDay(k);
