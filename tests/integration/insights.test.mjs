@@ -157,7 +157,31 @@ const identityCase = (() => {
   ];
 })();
 
+const propMathCase = (() => {
+  const t0 = T('2023-06-12T10:00:00Z');
+  const vals = [1, 2, 3, 4, 10, '5', 'abc', null, undefined, true];
+  return vals.map((v, i) => track(`x-pm-${i % 3}`, 'pm_x', t0 + i * 60000, v === undefined ? {} : { amount: v }));
+})();
+
+const firstTouchCase = (() => {
+  const t0 = T('2023-06-14T10:00:00Z');
+  const f = (n) => `x-ft-${n}`;
+  return [
+    // f1: value from the first funnel event on which it is set
+    track(f(1), 'ft_A', t0), track(f(1), 'ft_A', t0 + 60000, { plan: 'x' }), track(f(1), 'ft_B', t0 + 120000, { plan: 'y' }),
+    // f2: never set (empty string is null)
+    track(f(2), 'ft_A', t0, { plan: '' }), track(f(2), 'ft_B', t0 + 60000),
+    // f3: set only on step 1
+    track(f(3), 'ft_A', t0), track(f(3), 'ft_B', t0 + 60000, { plan: 'y' }),
+    // f4: no step-0 event: not in the funnel, its value makes no row
+    track(f(4), 'ft_B', t0, { plan: 'z' }),
+    // f5: an event that is in no step does not give the value
+    track(f(5), 'ft_other', t0, { plan: 'w' }), track(f(5), 'ft_A', t0 + 60000),
+  ];
+})();
+
 export const EDGE_EVENTS = [
+  ...propMathCase, ...firstTouchCase,
   ...funnelCase, ...exclusionCase, ...sameEventCase, ...retentionCase, ...lifecycleCase, ...wauCase,
   ...dstCase, ...breakdownCase, ...identityCase,
 ];
@@ -309,6 +333,24 @@ const EDGE_CHECKS = [
       assert.equal(rows[24], 'z23');
       assert.equal(rows[25], NULL_LABEL);
       assert.equal(r.results[25].data[0], 3);
+    }],
+  ['trends property maths over numeric values only (numeric strings count), 0 for an empty bucket', 'trends',
+    { series: ['sum', 'avg', 'min', 'max', 'median', 'p90', 'p95', 'p99'].map((math) => ({ event: 'pm_x', math, mathProperty: 'properties.amount' })), dateFrom: '2023-06-11', dateTo: '2023-06-12' }, (r) => {
+      const want = { sum: 25, avg: 25 / 6, min: 1, max: 10, median: 3.5, p90: 7.5, p95: 8.75, p99: 9.75 };
+      for (const x of r.results) {
+        assert.equal(x.data[0], 0, x.math);
+        assert.ok(close(x.data[1], want[x.math]) && close(x.count, want[x.math]), `${x.math}: ${JSON.stringify(x)}`);
+      }
+    }],
+  ['trends total and unique users next to property maths on the same events', 'trends',
+    { series: [{ event: 'pm_x' }, { event: 'pm_x', math: 'unique_users' }], dateFrom: '2023-06-12', dateTo: '2023-06-12' },
+    (r) => assert.deepEqual(r.results.map((x) => [x.data, x.count]), [[[10], 10], [[3], 3]])],
+  ['funnel breakdown: first touch over the funnel events, null for never set, rows by step-0 actors', 'funnel',
+    { steps: steps('ft_A', 'ft_B'), breakdown: 'properties.plan', dateFrom: '2023-06-14', dateTo: '2023-06-14' }, (r) => {
+      assert.deepEqual(r.results.map((x) => x.breakdown), ['x', 'y', NULL_LABEL]);
+      assert.deepEqual(r.results.map((x) => counts(r, r.results.indexOf(x))), [[1, 1], [1, 1], [2, 1]]);
+      assert.equal(r.results[2].steps[1].averageConversionTime, 60);
+      assert.equal(r.results[0].steps[1].averageConversionTime, 60);
     }],
   ['identity: anonymous history merges, alias links, links are not followed, earliest claim wins', 'trends',
     { series: [{ event: 'id_view', math: 'dau' }], breakdown: 'user_id', dateFrom: '2023-06-20', dateTo: '2023-06-20' }, (r) => {
