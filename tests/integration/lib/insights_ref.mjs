@@ -134,12 +134,16 @@ export function parseDate(s, tz, now) {
   throw new Error(`bad date ${s}`);
 }
 
+const nextDate = (s) => new Date(Date.parse(`${s}T00:00:00Z`) + DAY).toISOString().slice(0, 10);
+
 // The range and bucket list of a query: {cal, start, end, buckets: [start instants], labels}
 export function range(q, { now = Date.now(), interval } = {}) {
   const tz = q.timezone || 'UTC';
   const cal = calendar(interval || q.interval || 'day', tz, q.weekStart);
   const from = parseDate(q.dateFrom ?? '-7d', tz, now);
-  const to = parseDate(q.dateTo ?? 'now', tz, now);
+  let to = parseDate(q.dateTo ?? 'now', tz, now);
+  // a date-only dateTo means through the end of that local day (lead's ruling R1)
+  if (/^\d{4}-\d\d-\d\d$/.test(q.dateTo ?? '')) to = parseDate(nextDate(q.dateTo), tz, now) - 1;
   if (from > to) throw new Error('dateFrom after dateTo');
   const start = cal.key(from);
   const end = cal.next(cal.key(to));
@@ -519,7 +523,8 @@ export function retention(events, q, { now = Date.now() } = {}) {
   const tz = q.timezone || 'UTC';
   const cal = calendar(q.period || 'day', tz, q.weekStart);
   const n = q.totalIntervals ?? 7;
-  const last = cal.key(parseDate(q.dateTo ?? 'now', tz, now));
+  const dateOnly = /^\d{4}-\d\d-\d\d$/.test(q.dateTo ?? '');
+  const last = cal.key(dateOnly ? parseDate(nextDate(q.dateTo), tz, now) - 1 : parseDate(q.dateTo ?? 'now', tz, now));
   const periods = [last];
   while (periods.length < n) periods.unshift(cal.prev(periods[0]));
   const index = new Map(periods.map((k, i) => [k, i]));
