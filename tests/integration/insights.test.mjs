@@ -275,6 +275,12 @@ const EDGE_CHECKS = [
       assert.deepEqual(r.results[2].data, [1, 1, 0, 0, 0, 0, 0, 1, 0]);
       assert.deepEqual(r.results.map((x) => x.math), ['wau', 'mau', 'dau']);
     }],
+  ['trends wau with hour buckets: the whole local day of the label hour counts, even after the range end', 'trends',
+    { series: [{ event: 'wau_x', math: 'wau' }], interval: 'hour', dateFrom: '2023-06-08T00:00', dateTo: '2023-06-08T01:00' }, (r) => {
+      assert.deepEqual(r.results[0].labels, ['2023-06-08T00:00:00+00:00', '2023-06-08T01:00:00+00:00']);
+      assert.deepEqual(r.results[0].data, [2, 2]);
+      assert.equal(r.results[0].count, 0);
+    }],
   ['trends wau with a week interval is unique users per week', 'trends',
     { series: [{ event: 'wau_x', math: 'wau' }], interval: 'week', dateFrom: '2023-06-07', dateTo: '2023-06-15' }, (r) => {
       assert.deepEqual(r.results[0].labels, ['2023-06-05', '2023-06-12']);
@@ -522,10 +528,11 @@ test('(b) the warehouse holds exactly the generated events (timestamps, ids, sou
 const FLOAT_MATHS = new Set(ref.PROPERTY_MATHS);
 
 async function compare(insight, q) {
+  const now = Date.now();
   const got = await api(insight, q);
   let want;
   try {
-    want = ref.insight[insight](DATA, q);
+    want = ref.insight[insight](DATA, q, { now });
   } catch (e) {
     return { q, insight, error: `reference: ${e.message}` };
   }
@@ -730,6 +737,151 @@ describe('(b) retention, stickiness, lifecycle against the reference', () => {
     qs.push({ series: [{ event: 'pageview', properties: [{ key: 'properties.path', operator: 'icontains', value: 'app' }] }], interval: 'week', weekStart: 'sunday', ...SPRING });
     qs.push({ series: [{ event: 'pageview' }], interval: 'hour', dateFrom: '2024-11-02T20:00', dateTo: '2024-11-03T06:00', timezone: 'America/New_York' });
     await compareAll('lifecycle', qs);
+  });
+});
+
+describe('(b) odd time zones, relative dates, random queries', () => {
+  // +05:30, +05:45, -03:30 with DST, and Lord Howe's half-hour DST change on 2024-04-07
+  const ODD = ['Asia/Kolkata', 'Asia/Kathmandu', 'America/St_Johns', 'Australia/Lord_Howe'];
+  test('odd offsets: day, week and hour buckets', async () => {
+    const qs = [];
+    for (const tz of ODD) {
+      qs.push({ series: [{ event: 'pageview' }, { event: 'pageview', math: 'dau' }, { event: 'purchase', math: 'sum', mathProperty: 'properties.amount' }], interval: 'day', timezone: tz, ...SPRING });
+      qs.push({ series: [{ event: 'pageview', math: 'wau' }], interval: 'week', weekStart: 'sunday', timezone: tz, ...SPRING });
+    }
+    qs.push({ series: [{ event: 'pageview' }, { event: null, math: 'dau' }], interval: 'hour', timezone: 'Australia/Lord_Howe', dateFrom: '2024-04-06T22:00', dateTo: '2024-04-07T05:00' });
+    qs.push({ series: [{ event: 'pageview' }], interval: 'hour', timezone: 'America/St_Johns', dateFrom: '2024-03-09T22:00', dateTo: '2024-03-10T05:00' });
+    qs.push({ series: [{ event: 'pageview' }], interval: 'hour', timezone: 'Asia/Kolkata', dateFrom: '2024-03-10', dateTo: '2024-03-10' });
+    qs.push({ series: [{ event: 'pageview', math: 'wau' }, { event: 'pageview', math: 'mau' }], interval: 'hour', timezone: 'Europe/Berlin', dateFrom: '2024-03-31', dateTo: '2024-03-31' });
+    await compareAll('trends', qs);
+    await compareAll('lifecycle', ODD.map((tz) => ({ series: [{ event: 'pageview' }], interval: 'day', dateFrom: '2024-04-01', dateTo: '2024-04-14', timezone: tz })));
+    await compareAll('stickiness', ODD.map((tz) => ({ series: [{ event: 'pageview' }], interval: 'hour', dateFrom: '2024-04-06T20:00', dateTo: '2024-04-07T08:00', timezone: tz })));
+    await compareAll('retention', ODD.map((tz) => ({ targetEvent: { event: 'pageview' }, returningEvent: { event: 'pageview' }, period: 'week', totalIntervals: 6, dateTo: '2024-04-10', timezone: tz })));
+    await compareAll('funnel', ODD.map((tz) => ({ steps: steps('signup', 'activate', 'purchase'), dateFrom: '2024-03-10', dateTo: '2024-04-07', timezone: tz })));
+  });
+
+  test('dates with a time of day start at their bucket', async () => {
+    await compareAll('trends', [
+      { series: [{ event: 'pageview' }], interval: 'day', dateFrom: '2024-03-01T12:30', dateTo: '2024-03-05T00:00:01', timezone: 'Europe/Berlin' },
+      { series: [{ event: 'pageview' }], interval: 'week', dateFrom: '2024-03-06T12:30', dateTo: '2024-03-20T23:59:59' },
+      { series: [{ event: 'pageview' }], interval: 'hour', dateFrom: '2024-03-06T12:30', dateTo: '2024-03-06T18:59:59', timezone: 'America/New_York' },
+    ]);
+    await compareAll('funnel', [{ steps: steps('signup', 'activate'), dateFrom: '2024-03-01T18:00', dateTo: '2024-03-20T06:00', timezone: 'America/New_York' }]);
+  });
+
+  test('relative dates', async () => {
+    for (const [insight, q] of [
+      ['trends', { series: [{ event: 'pageview' }], interval: 'day', dateFrom: '-3d', dateTo: 'now' }],
+      ['trends', { series: [{ event: 'pageview' }], interval: 'week', dateFrom: '-2w', timezone: 'America/New_York' }],
+      ['trends', { series: [{ event: 'pageview' }], interval: 'month', dateFrom: '-30m' }],
+      ['trends', { series: [{ event: 'pageview' }] }],
+      ['lifecycle', { series: [{ event: 'pageview' }], interval: 'month', dateFrom: '-40m', dateTo: '-20m' }],
+      ['stickiness', { series: [{ event: 'pageview' }], interval: 'month', dateFrom: '-1000d', dateTo: '-500d' }],
+    ]) {
+      const f = await compare(insight, q);
+      assert.equal(f, null, f && report([f]));
+    }
+  });
+
+  test('no actor at all: zero counts, null times', async () => {
+    await compareAll('funnel', [{ steps: steps('nope_1', 'nope_2'), ...SPRING }]);
+    await compareAll('trends', [{ series: [{ event: 'nope_1', math: 'median', mathProperty: 'properties.amount' }, { event: 'nope_1', math: 'mau' }], ...SPRING }]);
+    await compareAll('retention', [{ targetEvent: { event: 'nope_1' }, returningEvent: { event: 'pageview' }, dateTo: '2024-03-01' }]);
+  });
+
+  test('120 seeded random queries over every insight', async () => {
+    const { prng } = await import('./lib/insights_gen.mjs');
+    const rnd = prng(SEED ^ 0x5eed);
+    const EVENTS = ['pageview', 'search', 'signup', 'activate', 'purchase', 'cancel'];
+    const TZS = ['UTC', 'America/New_York', 'Europe/Berlin', 'Asia/Tokyo', 'America/Los_Angeles'];
+    const FILTERS = [
+      () => ({ key: 'properties.plan', value: rnd.pick(['pro', 'team', 'basic']) }),
+      () => ({ key: 'properties.plan', operator: rnd.pick(['is_not', 'is_set', 'is_not_set']), ...(rnd.chance(0.5) ? {} : {}), value: 'pro' }),
+      () => ({ key: 'properties.amount', operator: rnd.pick(['gt', 'gte', 'lt', 'lte']), value: rnd.pick([10, 19.99, 49, 100, 150.5]) }),
+      () => ({ key: 'properties.country', operator: rnd.pick(['exact', 'is_not']), value: rnd.pick([['US', 'DE'], 'JP', 'FR']) }),
+      () => ({ key: 'properties.utm_source', operator: rnd.pick(['icontains', 'not_icontains']), value: rnd.pick(['PART', 'google', 'er-0']) }),
+      () => ({ key: 'context.os.name', value: rnd.pick(['iOS', 'Android', 'Windows']) }),
+      () => ({ key: 'source', value: rnd.pick(['web', 'backend']) }),
+      () => ({ key: 'properties.path', operator: 'icontains', value: rnd.pick(['/app', 'docs', '/']) }),
+      () => ({ key: 'user_id', operator: rnd.pick(['is_set', 'is_not_set']) }),
+      () => ({ key: 'context.timezone', value: rnd.pick(TZS) }),
+    ];
+    const filters = (p) => {
+      const out = [];
+      while (rnd.chance(p)) {
+        const f = rnd.pick(FILTERS)();
+        if (f.operator === 'is_set' || f.operator === 'is_not_set') delete f.value;
+        out.push(f);
+      }
+      return out;
+    };
+    const BREAKDOWNS = ['properties.plan', 'properties.country', 'properties.utm_source', 'context.os.name', 'source', 'properties.quantity', 'event'];
+    const dates = (interval) => {
+      const spanDays = { hour: rnd.int(1, 3), day: rnd.int(3, 40), week: rnd.int(14, 80), month: rnd.int(30, 300) }[interval];
+      const from = Date.UTC(2024, 1, 10) + rnd.int(0, 80) * 86400000;
+      const to = from + spanDays * 86400000;
+      const fmt = (t) => new Date(t).toISOString().slice(0, interval === 'hour' ? 16 : 10);
+      return { dateFrom: fmt(from), dateTo: fmt(to) };
+    };
+    const qs = { trends: [], funnel: [], retention: [], stickiness: [], lifecycle: [] };
+    for (let i = 0; i < 120; i++) {
+      const insight = rnd.pick(Object.keys(qs));
+      const interval = rnd.weighted([['hour', 1], ['day', 4], ['week', 3], ['month', 1]]);
+      const base = { timezone: rnd.pick(TZS) };
+      if (rnd.chance(0.3)) base.weekStart = rnd.pick(['monday', 'sunday']);
+      const gf = filters(0.3);
+      if (gf.length) base.properties = gf;
+      const ev = () => rnd.pick(EVENTS);
+      if (insight === 'trends') {
+        const series = [];
+        for (let k = rnd.int(1, 3); k > 0; k--) {
+          const math = rnd.pick(['total', 'unique_users', 'dau', 'wau', 'mau', ...ref.PROPERTY_MATHS]);
+          const s = { event: rnd.chance(0.1) ? null : ev(), math };
+          if (ref.PROPERTY_MATHS.includes(math)) s.mathProperty = rnd.pick(['properties.amount', 'properties.quantity', 'properties.results']);
+          const sf = filters(0.25);
+          if (sf.length) s.properties = sf;
+          series.push(s);
+        }
+        const q = { series, interval, ...dates(interval), ...base };
+        if (rnd.chance(0.35) && interval !== 'hour') q.breakdown = rnd.pick(BREAKDOWNS);
+        qs.trends.push(q);
+      } else if (insight === 'funnel') {
+        const n = rnd.int(2, 4);
+        const st = [];
+        for (let k = 0; k < n; k++) {
+          const s = { event: k === 0 ? rnd.pick(['pageview', 'signup', 'signup', 'activate']) : ev() };
+          const sf = filters(0.15);
+          if (sf.length) s.properties = sf;
+          st.push(s);
+        }
+        const q = { steps: st, funnelOrder: rnd.pick(['ordered', 'ordered', 'strict', 'unordered']), ...dates('week'), ...base };
+        if (rnd.chance(0.5)) { q.funnelWindow = rnd.int(1, 30); q.funnelWindowUnit = rnd.pick(['minute', 'hour', 'day', 'week']); }
+        if (q.funnelOrder !== 'unordered' && rnd.chance(0.4)) {
+          const from = rnd.int(0, n - 2);
+          q.exclusions = [{ event: rnd.pick(['cancel', 'search']), fromStep: from, toStep: rnd.int(from + 1, n - 1) }];
+        }
+        if (rnd.chance(0.3)) q.breakdown = rnd.pick(BREAKDOWNS);
+        qs.funnel.push(q);
+      } else if (insight === 'retention') {
+        const period = rnd.pick(['day', 'week', 'month']);
+        const q = { targetEvent: { event: ev() }, returningEvent: { event: ev() }, retentionType: rnd.pick(['recurring', 'first_time']), period, totalIntervals: rnd.int(1, period === 'day' ? 40 : 12), dateTo: dates('day').dateTo, ...base };
+        qs.retention.push(q);
+      } else {
+        const q = { series: [{ event: rnd.chance(0.1) ? null : ev() }], interval, ...dates(interval), ...base };
+        if (insight === 'stickiness' && rnd.chance(0.3)) q.series.push({ event: ev(), properties: filters(0.9) });
+        qs[insight].push(q);
+      }
+    }
+    const fails = [];
+    let n = 0;
+    for (const [insight, list] of Object.entries(qs)) {
+      for (const q of list) {
+        n++;
+        const f = await compare(insight, q);
+        if (f) fails.push(f);
+      }
+    }
+    assert.equal(fails.length, 0, `${fails.length} of ${n} random queries differ from the reference:\n${report(fails)}`);
   });
 });
 
