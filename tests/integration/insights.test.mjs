@@ -60,6 +60,11 @@ const exclusionCase = (() => {
     track(v(3), 'ex_A', d0), track(v(3), 'ex_cancel', d0 + 3 * D),
     track(v(4), 'ex_A', d0), track(v(4), 'ex_cancel', d0 + 20 * D),
     track(v(5), 'ex_cancel', d0), track(v(5), 'ex_A', d0 + H), track(v(5), 'ex_B', d0 + 2 * H),
+    // v6: the cancel at the instant of A is not strictly after it; v7: at the instant of B not
+    // strictly before it; v8: exactly the window after A (within it) with no B
+    track(v(6), 'ex_A', d0), track(v(6), 'ex_cancel', d0), track(v(6), 'ex_B', d0 + H),
+    track(v(7), 'ex_A', d0), track(v(7), 'ex_B', d0 + H), track(v(7), 'ex_cancel', d0 + H),
+    track(v(8), 'ex_A', d0), track(v(8), 'ex_cancel', d0 + 14 * D),
   ];
 })();
 
@@ -82,6 +87,9 @@ const retentionCase = (() => {
     track(r(2), 'rt_start', T('2023-06-01T10:00:00Z')), track(r(2), 'rt_back', T('2023-06-02T10:00:00Z')),
     track(r(3), 'rt_start', T('2023-06-01T11:00:00Z')), track(r(3), 'rt_start', T('2023-06-02T11:00:00Z')),
     track(r(3), 'rt_back', T('2023-06-03T11:00:00Z')),
+    // r4: a first target event before the range; with a filter only the later one matches
+    track(r(4), 'rt_start', T('2023-05-20T11:00:00Z'), { plan: 'x' }), track(r(4), 'rt_start', T('2023-06-02T12:00:00Z'), { plan: 'y' }),
+    track(r(4), 'rt_back', T('2023-06-04T12:00:00Z')),
   ];
 })();
 
@@ -154,6 +162,15 @@ const identityCase = (() => {
     ev(t0 + 360000, { userId: 'x-id-u2', event: 'id_view' }),
     // x-id-u1 -> x-id-new: anon1 still resolves to x-id-u1, x-id-u1's own events to x-id-new
     ev(t0 + 420000, { type: 'alias', userId: 'x-id-new', previousId: 'x-id-u1' }),
+    // two claims on anon2 at one instant: the one logged first wins
+    ev(t0 + 480000, { anonymousId: 'x-id-anon2', event: 'id_view' }),
+    ev(t0 + 540000, { type: 'identify', userId: 'x-id-u3', anonymousId: 'x-id-anon2' }),
+    ev(t0 + 540000, { type: 'identify', userId: 'x-id-u4', anonymousId: 'x-id-anon2' }),
+    ev(t0 + 600000, { userId: 'x-id-u4', event: 'id_view' }),
+    // a link to itself is ignored, so a later link of the same id counts
+    ev(t0 + 660000, { type: 'identify', userId: 'x-id-self', anonymousId: 'x-id-self' }),
+    ev(t0 + 720000, { userId: 'x-id-self', event: 'id_view' }),
+    ev(t0 + 780000, { type: 'alias', userId: 'x-id-u4', previousId: 'x-id-self' }),
   ];
 })();
 
@@ -225,10 +242,10 @@ const EDGE_CHECKS = [
     { steps: steps('ea_A', 'ea_B', 'ea_C'), dateFrom: '2023-06-01', dateTo: '2023-06-25' },
     (r) => assert.deepEqual(counts(r), [6, 4, 1])],
   ['funnel without exclusions', 'funnel', { steps: steps('ex_A', 'ex_B'), dateFrom: '2023-06-01', dateTo: '2023-07-31' },
-    (r) => assert.deepEqual(counts(r), [5, 3])],
+    (r) => assert.deepEqual(counts(r), [8, 5])],
   ['funnel exclusion drops the actor with cancel between A and B, and with cancel in the window and no B', 'funnel',
     { steps: steps('ex_A', 'ex_B'), exclusions: [{ event: 'ex_cancel', fromStep: 0, toStep: 1 }], dateFrom: '2023-06-01', dateTo: '2023-07-31' },
-    (r) => assert.deepEqual(counts(r), [3, 2])],
+    (r) => assert.deepEqual(counts(r), [5, 4])],
   ['funnel: one event cannot fill two consecutive steps (P, P)', 'funnel',
     { steps: steps('se_P', 'se_P'), dateFrom: '2023-06-01', dateTo: '2023-06-30' }, (r) => assert.deepEqual(counts(r), [3, 2])],
   ['funnel: one event cannot fill two consecutive steps (P, P, P)', 'funnel',
@@ -245,11 +262,11 @@ const EDGE_CHECKS = [
   ['retention recurring: period 0 is 100%, same-period returns ignored, a person in two cohorts', 'retention',
     { targetEvent: { event: 'rt_start' }, returningEvent: { event: 'rt_back' }, period: 'day', totalIntervals: 4, dateTo: '2023-06-04' }, (r) => {
       assert.deepEqual(r.results.map((c) => c.date), ['2023-06-01', '2023-06-02', '2023-06-03', '2023-06-04']);
-      assert.deepEqual(r.results.map((c) => c.cohortSize), [3, 1, 0, 0]);
-      assert.deepEqual(r.results.map((c) => c.values.map((v) => v.count)), [[3, 1, 1, 0], [1, 1, 0], [0, 0], [0]]);
+      assert.deepEqual(r.results.map((c) => c.cohortSize), [3, 2, 0, 0]);
+      assert.deepEqual(r.results.map((c) => c.values.map((v) => v.count)), [[3, 1, 1, 0], [2, 1, 1], [0, 0], [0]]);
       assert.equal(r.results[0].values[0].percentage, 100);
       assert.ok(close(r.results[0].values[1].percentage, 100 / 3));
-      assert.equal(r.results[1].values[1].percentage, 100);
+      assert.equal(r.results[1].values[1].percentage, 50);
       assert.equal(r.results[2].values[0].percentage, 0);
       assert.equal(r.period, 'day');
       assert.equal(r.dateFrom, '2023-06-01T00:00:00.000Z');
@@ -257,8 +274,15 @@ const EDGE_CHECKS = [
     }],
   ['retention first_time: a person only in the cohort of their first target event', 'retention',
     { targetEvent: { event: 'rt_start' }, returningEvent: { event: 'rt_back' }, retentionType: 'first_time', period: 'day', totalIntervals: 4, dateTo: '2023-06-04' }, (r) => {
+      // r4's first rt_start is 2023-05-20, before the periods: in no cohort
       assert.deepEqual(r.results.map((c) => c.cohortSize), [3, 0, 0, 0]);
       assert.deepEqual(r.results.map((c) => c.values.map((v) => v.count)), [[3, 1, 1, 0], [0, 0, 0], [0, 0], [0]]);
+    }],
+  ['retention first_time: the earliest target event that matches the filters', 'retention',
+    { targetEvent: { event: 'rt_start', properties: [{ key: 'properties.plan', value: 'y' }] }, returningEvent: { event: 'rt_back' }, retentionType: 'first_time', period: 'day', totalIntervals: 4, dateTo: '2023-06-04' }, (r) => {
+      assert.deepEqual(r.results.map((c) => c.cohortSize), [0, 1, 0, 0]);
+      assert.deepEqual(r.results[1].values.map((v) => v.count), [1, 0, 1]);
+      assert.deepEqual(r.results[1].values.map((v) => v.percentage), [100, 0, 100]);
     }],
   ['lifecycle: new, returning, resurrecting, dormant negative in the period after', 'lifecycle',
     { series: [{ event: 'lc_x' }], interval: 'week', dateFrom: '2023-06-05', dateTo: '2023-07-03' }, (r) => {
@@ -362,13 +386,18 @@ const EDGE_CHECKS = [
     { series: [{ event: 'id_view', math: 'dau' }], breakdown: 'user_id', dateFrom: '2023-06-20', dateTo: '2023-06-20' }, (r) => {
       // persons: anon1 -> u1 (first event and u1's... own events go to x-id-new); x-id-old -> u1;
       // x-id-u2's event is its own person: u1 (anon1 event + old's event), new (u1's event), u2
-      assert.deepEqual(r.results.map((x) => [x.breakdown, x.data[0]]), [['x-id-old', 1], ['x-id-u1', 1], ['x-id-u2', 1], [NULL_LABEL, 1]]);
+      // anon2 -> u3 (logged first); x-id-self -> u4; null row: anon1 (u1) and anon2 (u3)
+      assert.deepEqual(r.results.map((x) => [x.breakdown, x.data[0]]), [
+        ['x-id-old', 1], ['x-id-self', 1], ['x-id-u1', 1], ['x-id-u2', 1], ['x-id-u4', 1], [NULL_LABEL, 2]]);
     }],
-  ['identity: three persons in total', 'stickiness',
+  ['identity: five persons in total (u1, new, u2, u3, u4)', 'stickiness',
     { series: [{ event: 'id_view' }], dateFrom: '2023-06-20', dateTo: '2023-06-20' }, (r) => {
-      assert.equal(r.results[0].count, 3);
-      assert.deepEqual(r.results[0].data, [3]);
+      assert.equal(r.results[0].count, 5);
+      assert.deepEqual(r.results[0].data, [5]);
     }],
+  ['identity: u4 is one person over its own event and x-id-self', 'trends',
+    { series: [{ event: 'id_view', math: 'dau', properties: [{ key: 'user_id', value: ['x-id-u4', 'x-id-self'] }] }, { event: 'id_view', math: 'dau', properties: [{ key: 'anonymous_id', value: ['x-id-anon1', 'x-id-anon2'] }] }], dateFrom: '2023-06-20', dateTo: '2023-06-20' },
+    (r) => assert.deepEqual(r.results.map((x) => x.data[0]), [1, 2])],
 ];
 
 describe('(a) the reference on hand-computed cases', () => {
@@ -922,6 +951,23 @@ describe('(c) bad queries are 400 and name the field', () => {
     ['retention', { targetEvent: { event: 'a' }, returningEvent: { event: 'b' }, breakdown: 'properties.x' }, 'breakdown', 'validation_unknown_field'],
     ['stickiness', { series: [{ event: 'a', math: 'dau' }] }, 'series.0.math', 'validation_unknown_field'],
     ['lifecycle', { series: [{ event: 'a' }, { event: 'b' }] }, 'series', null],
+    ['lifecycle', { series: [{ event: 'a' }], breakdown: 'properties.x' }, 'breakdown', 'validation_unknown_field'],
+    ['trends', { series: Array.from({ length: 11 }, () => ({ event: 'a' })) }, 'series', null],
+    ['funnel', { steps: Array.from({ length: 21 }, () => ({ event: 'a' })) }, 'steps', null],
+    ['funnel', { steps: steps('a', 'b'), exclusions: Array.from({ length: 9 }, () => ({ event: 'c', fromStep: 0, toStep: 1 })) }, 'exclusions', null],
+    ['funnel', { steps: steps('a', 'b', 'c'), exclusions: [{ event: 'c', fromStep: 1, toStep: 1 }] }, 'exclusions.0', null],
+    ['funnel', { steps: steps('a', 'b'), exclusions: [{ event: 'c', fromStep: 0, toStep: 2 }] }, 'exclusions.0', null],
+    ['trends', { series: [{ event: 'x' }], properties: [{ key: 'properties.a.b', value: 1 }] }, 'properties.0.key', 'validation_invalid_value'],
+    ['trends', { series: [{ event: 'x' }], properties: [{ key: 'context.', value: 1 }] }, 'properties.0.key', 'validation_invalid_value'],
+    ['trends', { series: [{ event: 'x' }], properties: [{ key: `properties.${'n'.repeat(201)}`, value: 1 }] }, 'properties.0.key', 'validation_invalid_value'],
+    ['trends', { series: [{ event: 'x' }], dateFrom: 'now' }, 'dateFrom', 'validation_invalid_value'],
+    ['trends', { series: [{ event: 'x' }], dateFrom: '-0d' }, 'dateFrom', 'validation_invalid_value'],
+    ['trends', { series: [{ event: 'x' }], dateFrom: '-10001d' }, 'dateFrom', 'validation_invalid_value'],
+    ['trends', { series: [{ event: 'x' }], weekStart: 'tuesday' }, 'weekStart', 'validation_invalid_value'],
+    ['retention', { targetEvent: { event: 'a' }, returningEvent: { event: 'b' }, period: 'hour' }, 'period', 'validation_invalid_value'],
+    ['retention', { targetEvent: { event: 'a' }, returningEvent: { event: 'b' }, totalIntervals: 0 }, 'totalIntervals', 'validation_invalid_value'],
+    ['retention', { targetEvent: { event: 'a' }, returningEvent: { event: 'b' }, dateFrom: '2024-01-01' }, 'dateFrom', 'validation_unknown_field'],
+    ['retention', { targetEvent: { event: 'a' }, returningEvent: { event: 'b' }, retentionType: 'forever' }, 'retentionType', 'validation_invalid_value'],
   ];
   for (const [insight, body, field, code] of cases) {
     test(`${insight} ${JSON.stringify(body)} -> 400 at ${field}`, async () => {
@@ -934,6 +980,13 @@ describe('(c) bad queries are 400 and name the field', () => {
       if (code) assert.equal(r.json.data[hit].code, code, r.text);
     });
   }
+  test('2000 buckets are fine, 2001 are not', async () => {
+    let r = await api('trends', { series: [{ event: 'x' }], dateFrom: '2020-01-01', dateTo: new Date(Date.UTC(2020, 0, 1) + 1999 * 86400000).toISOString().slice(0, 10) });
+    assert.equal(r.status, 200, r.text.slice(0, 300));
+    assert.equal(r.json.results[0].data.length, 2000);
+    r = await api('trends', { series: [{ event: 'x' }], dateFrom: '2020-01-01', dateTo: new Date(Date.UTC(2020, 0, 1) + 2000 * 86400000).toISOString().slice(0, 10) });
+    assert.equal(r.status, 400, r.text.slice(0, 300));
+  });
   test('dateFrom after dateTo, and more than 2000 buckets, are 400', async () => {
     let r = await api('trends', { series: [{ event: 'x' }], dateFrom: '2024-03-02', dateTo: '2024-03-01' });
     assert.equal(r.status, 400, r.text);
