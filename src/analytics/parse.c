@@ -565,8 +565,7 @@ int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct
                                            "breakdown", "weekStart", NULL};
     static const char *const a_funnel[] = {
         "steps",      "dateFrom",     "dateTo",           "timezone",    "properties", "breakdown",
-        "exclusions", "funnelWindow", "funnelWindowUnit", "funnelOrder", "interval",   "weekStart",
-        NULL};
+        "exclusions", "funnelWindow", "funnelWindowUnit", "funnelOrder", NULL};
     static const char *const a_ret[] = {
         "targetEvent", "returningEvent", "retentionType", "period",    "totalIntervals",
         "dateTo",      "timezone",       "properties",    "weekStart", NULL};
