@@ -32,16 +32,18 @@ const offCache = new Map();
 // UTC offset (ms, local minus UTC) of zone tz at instant t (ms)
 export function offsetAt(tz, t) {
   // offsets of real zones change on whole minutes; cache per (zone, minute)
-  const k = `${tz}|${Math.floor(t / 60000)}`;
-  let o = offCache.get(k);
+  let zone = offCache.get(tz);
+  if (!zone) offCache.set(tz, (zone = new Map()));
+  const k = Math.floor(t / 60000);
+  let o = zone.get(k);
   if (o !== undefined) return o;
   const s = Math.floor(t / 1000) * 1000;
   const p = {};
   for (const { type, value } of formatter(tz).formatToParts(new Date(s))) p[type] = value;
   const wall = Date.UTC(Number(p.year), Number(p.month) - 1, Number(p.day), Number(p.hour), Number(p.minute), Number(p.second));
   o = wall - s;
-  if (offCache.size > 2e6) offCache.clear();
-  offCache.set(k, o);
+  if (zone.size > 2e6) zone.clear();
+  zone.set(k, o);
   return o;
 }
 
@@ -77,9 +79,15 @@ function offsetLabel(o) {
 // instant; key(t) is the start of the bucket holding t.
 export function calendar(interval = 'day', tz = 'UTC', weekStart = 'monday') {
   const ws = weekStart === 'sunday' ? 0 : 1;
+  const starts = new Map();
   const dayStart = (dn) => {
-    const dt = new Date(dn * DAY);
-    return localToInstant(tz, dt.getUTCFullYear(), dt.getUTCMonth() + 1, dt.getUTCDate());
+    let t = starts.get(dn);
+    if (t === undefined) {
+      const dt = new Date(dn * DAY);
+      t = localToInstant(tz, dt.getUTCFullYear(), dt.getUTCMonth() + 1, dt.getUTCDate());
+      starts.set(dn, t);
+    }
+    return t;
   };
   const firstDay = (dn) => {
     if (interval === 'day') return dn;
@@ -356,10 +364,17 @@ export function trends(events, q, { now = Date.now() } = {}) {
         const span = math === 'wau' ? 7 : 30;
         allByRow ??= group(evs.filter((e) => matches(e, s)));
         const all = allByRow.get(row);
-        const days = all.map((e) => [localDay(r.tz, e.t), e.person]);
+        const byDay = new Map(); // local day -> persons active on it
+        for (const e of all) {
+          const dn = localDay(r.tz, e.t);
+          if (!byDay.has(dn)) byDay.set(dn, new Set());
+          byDay.get(dn).add(e.person);
+        }
         data = buckets.map((k) => {
           const d = cal.firstDay(k);
-          return new Set(days.filter(([dn]) => dn >= d - span + 1 && dn <= d).map(([, p]) => p)).size;
+          const persons = new Set();
+          for (let x = d - span + 1; x <= d; x++) for (const p of byDay.get(x) ?? []) persons.add(p);
+          return persons.size;
         });
         count = new Set(sel.map((e) => e.person)).size;
       } else if (PROP_MATH[math]) {
