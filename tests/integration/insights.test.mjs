@@ -834,6 +834,11 @@ describe('(b) odd time zones, relative dates, random queries', () => {
       () => ({ key: 'properties.path', operator: 'icontains', value: rnd.pick(['/app', 'docs', '/']) }),
       () => ({ key: 'user_id', operator: rnd.pick(['is_set', 'is_not_set']) }),
       () => ({ key: 'context.timezone', value: rnd.pick(TZS) }),
+      () => ({ key: 'properties.items', operator: rnd.pick(['icontains', 'not_icontains', 'is_set']), value: rnd.pick(['"sku":"a-1"', 'B-2', '9.99']) }),
+      () => ({ key: 'properties.flags', value: rnd.pick(['{"trial":true,"seats":2}', '{"trial":false,"seats":1}']) }),
+      () => ({ key: 'properties.amount', value: rnd.pick([49, 99, '19', 19.99, [9, 199]]) }),
+      () => ({ key: 'properties.success', operator: rnd.pick(['exact', 'is_not']), value: rnd.pick([true, false, 'true']) }),
+      () => ({ key: 'traits.plan', operator: rnd.pick(['exact', 'is_set', 'is_not_set']), value: rnd.pick(['pro', 'team']) }),
     ];
     const filters = (p) => {
       const out = [];
@@ -844,7 +849,8 @@ describe('(b) odd time zones, relative dates, random queries', () => {
       }
       return out;
     };
-    const BREAKDOWNS = ['properties.plan', 'properties.country', 'properties.utm_source', 'context.os.name', 'source', 'properties.quantity', 'event'];
+    const BREAKDOWNS = ['properties.plan', 'properties.country', 'properties.utm_source', 'context.os.name', 'source', 'properties.quantity', 'event',
+      'properties.amount', 'properties.items', 'properties.flags', 'properties.success', 'traits.plan', 'type', 'properties.coupon'];
     const dates = (interval) => {
       const spanDays = { hour: rnd.int(1, 3), day: rnd.int(3, 40), week: rnd.int(14, 80), month: rnd.int(30, 300) }[interval];
       const from = Date.UTC(2024, 1, 10) + rnd.int(0, 80) * 86400000;
@@ -884,6 +890,7 @@ describe('(b) odd time zones, relative dates, random queries', () => {
           st.push(s);
         }
         const q = { steps: st, funnelOrder: rnd.pick(['ordered', 'ordered', 'strict', 'unordered']), ...dates('week'), ...base };
+        delete q.weekStart; // a funnel's range is whole days: it takes no weekStart
         if (rnd.chance(0.5)) { q.funnelWindow = rnd.int(1, 30); q.funnelWindowUnit = rnd.pick(['minute', 'hour', 'day', 'week']); }
         if (q.funnelOrder !== 'unordered' && rnd.chance(0.4)) {
           const from = rnd.int(0, n - 2);
@@ -947,6 +954,7 @@ describe('(c) bad queries are 400 and name the field', () => {
     ['funnel', { steps: steps('a', 'b'), funnelWindowUnit: 'fortnight' }, 'funnelWindowUnit', 'validation_invalid_value'],
     ['funnel', { steps: steps('a', 'b'), funnelOrder: 'unordered', exclusions: [{ event: 'c', fromStep: 0, toStep: 1 }] }, 'exclusions', null],
     ['funnel', { steps: steps('a', 'b'), interval: 'day' }, 'interval', 'validation_unknown_field'],
+    ['funnel', { steps: steps('a', 'b'), weekStart: 'sunday' }, 'weekStart', 'validation_unknown_field'],
     ['retention', { targetEvent: { event: 'a' }, returningEvent: { event: 'b' }, totalIntervals: 101 }, 'totalIntervals', 'validation_invalid_value'],
     ['retention', { targetEvent: { event: 'a' }, returningEvent: { event: 'b' }, breakdown: 'properties.x' }, 'breakdown', 'validation_unknown_field'],
     ['stickiness', { series: [{ event: 'a', math: 'dau' }] }, 'series.0.math', 'validation_unknown_field'],

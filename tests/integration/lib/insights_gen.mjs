@@ -134,6 +134,9 @@ export function generate({ seed = 7, users = 300, prefix = '' } = {}) {
     ])();
     const plan = rnd.weighted([[u.plan, 70], [rnd.pick(PLANS), 10], [undefined, 10], [null, 5], ['', 5]]);
     const props = { quantity: rnd.int(1, 5), coupon: rnd.chance(0.2) ? 'SPRING10' : null, currency: 'USD' };
+    // arrays and objects: their text form is their JSON text
+    if (rnd.chance(0.6)) props.items = Array.from({ length: rnd.int(1, 2) }, () => ({ sku: rnd.pick(['A-1', 'B-2', 'C-3']), price: rnd.pick([9.99, 20, 0.5]) }));
+    if (rnd.chance(0.3)) props.flags = { trial: rnd.chance(0.5), seats: rnd.int(1, 3) };
     if (amount !== undefined) props.amount = amount;
     if (plan !== undefined) props.plan = plan;
     if (rnd.chance(0.92)) props.country = u.country;
