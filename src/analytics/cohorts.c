@@ -186,8 +186,9 @@ int an__lifecycle(struct an_ctx *x, json_t **out)
     an__sql_put(&s, " AND ");
     an__sql_entity(&s, &q->ents[0]);
     an__sql_put(&s, "), act2 AS (SELECT * FROM act WHERE b >= -1), "
-                    "fs AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
-                    "FROM events e" AN_SQL_PERSON_JOIN " GROUP BY 1), "
+                    "fs AS (SELECT coalesce(l.person, f.did) AS person, min(f.\"timestamp\") AS "
+                    "ft FROM _did_first f LEFT JOIN links l ON l.did = f.did WHERE "
+                    "coalesce(l.person, f.did) IN (SELECT person FROM act2) GROUP BY 1), "
                     "w AS (SELECT a.person, a.b, lag(a.b) OVER (PARTITION BY a.person ORDER BY "
                     "a.b) AS pb, lead(a.b) OVER (PARTITION BY a.person ORDER BY a.b) AS nb, "
                     "CASE WHEN ");

@@ -291,6 +291,45 @@ static void test_identity_merge(void **state)
     json_decref(r);
 }
 
+static void test_persons_refresh_incremental(void **state)
+{
+    struct afx *f = *state;
+    static const struct aev b1[] = {
+        {NULL, "view", NULL, "a9", NULL, "2024-03-01T10:00:00Z", NULL},
+    };
+    static const struct aev b2[] = {
+        {NULL, "view", "u9", "a9", NULL, "2024-03-01T12:00:00Z", NULL},
+    };
+    static const struct aev b3[] = {
+        /* loaded later, but an earlier link: it wins; and an earlier first event of a9 */
+        {NULL, "view", "u8", "a9", NULL, "2024-03-01T09:00:00Z", NULL},
+        {NULL, "view", NULL, "a9", NULL, "2024-02-01T09:00:00Z", NULL},
+    };
+    const char *q = "{\"series\":[{\"event\":\"view\",\"math\":\"dau\"}],\"dateFrom\":"
+                    "\"2024-03-01\",\"dateTo\":\"2024-03-01\"}";
+    json_t *r = NULL;
+    afx_load(f, b1, 1);
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
+    assert_at(r, "results.0.count", "1");
+    json_decref(r);
+    afx_load(f, b2, 1);
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
+    assert_at(r, "results.0.count", "1"); /* a9 is u9 now */
+    json_decref(r);
+    assert_rows(f->c, "SELECT did, person FROM _person_links", "[[\"a9\",\"u9\"]]");
+    afx_load(f, b3, 2);
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
+    assert_at(r, "results.0.count", "2"); /* a9's view and u8 are u8; u9 */
+    json_decref(r);
+    assert_rows(f->c, "SELECT did, person FROM _person_links", "[[\"a9\",\"u8\"]]");
+    assert_rows(f->c, "SELECT did, \"timestamp\" FROM _did_first ORDER BY did",
+                "[[\"a9\",\"2024-02-01T09:00:00.000Z\"],[\"u8\",\"2024-03-01T09:00:00.000Z\"],"
+                "[\"u9\",\"2024-03-01T12:00:00.000Z\"]]");
+    uint64_t next = 0;
+    assert_int_equal(wh_persons_refresh(f->c, &next), 0);
+    assert_int_equal(next, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +340,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stickiness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persons_refresh_incremental, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
