@@ -906,6 +906,7 @@ describe('(b) odd time zones, relative dates, random queries', () => {
           if (sf.length) s.properties = sf;
           series.push(s);
         }
+        if (rnd.chance(0.2)) series[0].name = rnd.pick(['Revenue', 'Äpfel & Birnen', '']);
         const q = { series, interval, ...dates(interval), ...base };
         if (rnd.chance(0.35) && interval !== 'hour') q.breakdown = rnd.pick(BREAKDOWNS);
         qs.trends.push(q);
@@ -914,6 +915,7 @@ describe('(b) odd time zones, relative dates, random queries', () => {
         const st = [];
         for (let k = 0; k < n; k++) {
           const s = { event: k === 0 ? rnd.pick(['pageview', 'signup', 'signup', 'activate']) : ev() };
+          if (rnd.chance(0.1)) s.name = `Step ${k + 1}`;
           const sf = filters(0.15);
           if (sf.length) s.properties = sf;
           st.push(s);
