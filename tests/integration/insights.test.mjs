@@ -471,6 +471,8 @@ export function diff(expected, got, path = '', out = [], max = 10) {
 
 let srv;
 let token;
+let DIR;
+let KEYS;
 let DATA = null;
 let loadError = null;
 const SEED = Number(process.env.INSIGHTS_SEED || 20240301);
@@ -506,8 +508,8 @@ async function load(events, keys) {
 
 describe('against the server', () => {
 before(async () => {
-  const dir = tempDir();
-  const keys = {};
+  const dir = (DIR = tempDir());
+  const keys = (KEYS = {});
   for (const name of ['web', 'backend']) {
     const r = await run(['writekey', 'create', name, '--dir', dir]);
     assert.equal(r.code, 0, r.stderr);
@@ -1039,6 +1041,71 @@ describe('(c) bad queries are 400 and name the field', () => {
   test('401 without a token', async () => {
     const r = await api('trends', { series: [{ event: 'x' }] }, { auth: null });
     assert.equal(r.status, 401, r.text);
+  });
+});
+
+describe('(b) after a restart, with earlier identity links arriving late', () => {
+  const S = { dateFrom: '2024-02-19', dateTo: '2024-04-28' };
+  const QUERIES = [
+    ['lifecycle', { series: [{ event: 'pageview' }], interval: 'week', ...S }],
+    ['lifecycle', { series: [{ event: null }], interval: 'month', dateFrom: '2024-01-01', dateTo: '2024-11-30' }],
+    ['trends', { series: [{ event: 'pageview', math: 'dau' }, { event: null, math: 'unique_users' }], breakdown: 'properties.utm_source', interval: 'week', ...S }],
+    ['funnel', { steps: steps('pageview', 'signup', 'purchase'), ...S }],
+    ['retention', { targetEvent: { event: 'pageview' }, returningEvent: { event: 'pageview' }, retentionType: 'first_time', period: 'week', totalIntervals: 10, dateTo: '2024-04-28' }],
+    ['stickiness', { series: [{ event: 'pageview' }], interval: 'day', dateFrom: '2024-03-01', dateTo: '2024-03-31' }],
+  ];
+  test('the same answers after a restart', async () => {
+    await srv.stop();
+    srv = await start({ dir: DIR });
+    const fails = [];
+    for (const [insight, q] of QUERIES) {
+      const f = await compare(insight, q);
+      if (f) fails.push(f);
+    }
+    assert.equal(fails.length, 0, report(fails));
+  });
+  test('a late identify older than the link in force takes over; a late first event moves first seen', async () => {
+    // an anonymous id already linked to a user, now claimed by another user a day earlier
+    const linked = [...new Set(DATA.filter((e) => e.type === 'identify' && e.anonymousId && e.userId && e.anonymousId.startsWith('anon-')).map((e) => e.anonymousId))];
+    const users = [...new Set(DATA.filter((e) => e.userId && e.userId.startsWith('user-')).map((e) => e.userId))];
+    // visitors who never identified
+    const visitors = [...new Set(DATA.filter((e) => e.anonymousId && !e.userId).map((e) => e.anonymousId))].filter((a) => !linked.includes(a));
+    assert.ok(linked.length > 10 && users.length > 10 && visitors.length > 10);
+    const late = [];
+    let k = 0;
+    const firstOf = (id) => Math.min(...DATA.filter((e) => e.anonymousId === id || e.userId === id).map((e) => Date.parse(e.timestamp)));
+    for (let i = 0; i < 5; i++) {
+      const a = linked[i * 3];
+      const u = users[users.length - 1 - i * 2];
+      const t = firstOf(a) - 86400000;
+      late.push({ messageId: `late-${k++}`, type: 'identify', event: null, userId: u, anonymousId: a, previousId: null, timestamp: new Date(t).toISOString(), properties: {}, traits: {}, context: {}, source: 'web' });
+    }
+    for (let i = 0; i < 5; i++) {
+      const a = visitors[i * 5];
+      const u = users[i * 3];
+      const t = Math.min(firstOf(a), firstOf(u)) - 3 * 86400000;
+      late.push({ messageId: `late-${k++}`, type: 'alias', event: null, userId: u, anonymousId: null, previousId: a, timestamp: new Date(t).toISOString(), properties: {}, traits: {}, context: {}, source: 'web' });
+      late.push({ messageId: `late-${k++}`, type: 'track', event: 'pageview', userId: u, anonymousId: null, previousId: null, timestamp: new Date(t + 1000).toISOString(), properties: { path: '/late' }, traits: {}, context: {}, source: 'web' });
+    }
+    late.sort((x, y) => (x.timestamp < y.timestamp ? -1 : 1));
+    await load(late, KEYS);
+    const n = DATA.length + late.length;
+    for (const t0 = Date.now(); ;) {
+      const c = await sql('SELECT count(*) FROM events');
+      if (c.rows[0][0] === n) break;
+      assert.ok(Date.now() - t0 < 20000, 'late events not in the warehouse');
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const beforeLate = QUERIES.map(([insight, q]) => JSON.stringify(ref.insight[insight](DATA, q)));
+    DATA = [...DATA, ...late];
+    const changed = QUERIES.filter(([insight, q], i) => JSON.stringify(ref.insight[insight](DATA, q)) !== beforeLate[i]).length;
+    assert.ok(changed >= 4, `the late events change only ${changed} of the answers`);
+    const fails = [];
+    for (const [insight, q] of QUERIES) {
+      const f = await compare(insight, q);
+      if (f) fails.push(f);
+    }
+    assert.equal(fails.length, 0, report(fails));
   });
 });
 });
