@@ -126,9 +126,9 @@ void an__sql_entity(struct an_sql *s, const struct an_entity *e)
 {
     an__sql_put(s, "(");
     if (e->event) {
-        an__sql_put(s, "coalesce(e.event = ");
+        /* NULL for events without a name: false wherever a match is tested */
+        an__sql_put(s, "e.event = ");
         an__sql_str(s, e->event);
-        an__sql_put(s, ", false)");
     } else {
         an__sql_put(s, "true");
     }

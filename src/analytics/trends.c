@@ -8,8 +8,8 @@
  * statement returns +1/-1 per interval edge per day; the running sum (done here over the few
  * aggregated day rows) is the number of distinct persons active in the W days ending on a day.
  *
- * Rows: (kind, series, rank, bucket or day, value, breakdown text). kind 0: a value, 1: a
- * wau/mau edge, 2: a breakdown row. */
+ * Rows: (kind, series, rank, bucket or day, value, breakdown text). kind 0: a value (bucket
+ * NULL: the whole range), 1: a wau/mau edge. */
 #include <string.h>
 
 #include "analytics/analytics_int.h"
@@ -120,20 +120,19 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     } else {
         an__sql_put(s, "e AS (SELECT e0.*, 0 AS rk FROM e0) ");
     }
-    /* breakdown rows present in the range */
-    an__sql_put(s, "SELECT 2 AS kind, -1 AS s, rk, NULL::BIGINT AS b, NULL::DOUBLE AS v, "
-                   "CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE b >= 0 AND b < ");
-    an__sql_int(s, (int64_t)t->n_buckets);
-    an__sql_put(s, " GROUP BY rk");
+    /* per series: the value of each (row, bucket) and of each row over the range; the rows
+     * with a whole-range value are the breakdown rows present */
     for (size_t i = 0; i < q->n_ents; i++) {
         const struct an_entity *en = &q->ents[i];
         int w = window_days(q, en);
-        an__sql_printf(s, " UNION ALL SELECT 0, %zu, rk, b, ", i);
+        an__sql_printf(s, "%sSELECT 0 AS kind, %zu AS s, rk, b, ", i ? " UNION ALL " : "", i);
         agg_sql(s, w ? AN_MATH_UNIQUE : en->math, i);
         an__sql_printf(s,
-                       ", NULL FROM e WHERE f%zu AND b >= 0 GROUP BY GROUPING SETS ((rk, b), "
-                       "(rk))",
+                       " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE f%zu "
+                       "AND b >= 0 AND b < ",
                        i);
+        an__sql_int(s, (int64_t)t->n_buckets);
+        an__sql_put(s, " GROUP BY GROUPING SETS ((rk, b), (rk))");
         if (w) {
             an__sql_printf(s,
                            " UNION ALL SELECT 1, %zu, rk, day, sum(d)::DOUBLE, NULL FROM ("
@@ -181,9 +180,15 @@ int an__trends(struct an_ctx *x, json_t **out)
     json_t *r;
     json_array_foreach(rows, i, r)
     {
-        if (json_integer_value(json_array_get(r, 0)) != 2)
+        if (json_integer_value(json_array_get(r, 0)) != 0 || !json_is_null(json_array_get(r, 3)))
             continue;
-        keys[n_rows].rk = (int)json_integer_value(json_array_get(r, 2));
+        int rk = (int)json_integer_value(json_array_get(r, 2));
+        size_t k = 0;
+        while (k < n_rows && keys[k].rk != rk)
+            k++;
+        if (k < n_rows)
+            continue; /* present already (another series) */
+        keys[n_rows].rk = rk;
         const char *bd = json_string_value(json_array_get(r, 5));
         keys[n_rows].bd = bd ? arena_strdup(x->a, bd) : NULL;
         n_rows++;
@@ -205,8 +210,6 @@ int an__trends(struct an_ctx *x, json_t **out)
     json_array_foreach(rows, i, r)
     {
         int kind = (int)json_integer_value(json_array_get(r, 0));
-        if (kind == 2)
-            continue;
         size_t se = (size_t)json_integer_value(json_array_get(r, 1));
         int rk = (int)json_integer_value(json_array_get(r, 2));
         size_t row = 0;
