@@ -197,8 +197,22 @@ const firstTouchCase = (() => {
   ];
 })();
 
+const rankCase = (() => {
+  const t0 = T('2023-06-16T10:00:00Z');
+  return [
+    track('x-rk-1', 'rk_a', t0, { k: 'p' }), track('x-rk-1', 'rk_a', t0 + 60000, { k: 'p' }),
+    track('x-rk-2', 'rk_b', t0, { k: 'q' }), track('x-rk-2', 'rk_b', t0 + 60000, { k: 'q' }), track('x-rk-3', 'rk_b', t0, { k: 'q' }),
+  ];
+})();
+
+const unicodeCase = (() => {
+  const t0 = T('2023-06-17T10:00:00Z');
+  const vals = ['München', 'MÜNCHEN', 'Zürich', 'zürich', 'É', 'e', 'Z', 'ä'];
+  return vals.map((city, i) => track(`x-uni-${i}`, 'uni_x', t0 + i * 60000, { city }));
+})();
+
 export const EDGE_EVENTS = [
-  ...propMathCase, ...firstTouchCase,
+  ...propMathCase, ...firstTouchCase, ...rankCase, ...unicodeCase,
   ...funnelCase, ...exclusionCase, ...sameEventCase, ...retentionCase, ...lifecycleCase, ...wauCase,
   ...dstCase, ...breakdownCase, ...identityCase,
 ];
@@ -382,6 +396,17 @@ const EDGE_CHECKS = [
       assert.equal(r.results[2].steps[1].averageConversionTime, 60);
       assert.equal(r.results[0].steps[1].averageConversionTime, 60);
     }],
+  ['trends breakdown rank: an event matching two series counts once (q: 3 events, p: 2)', 'trends',
+    { series: [{ event: 'rk_a' }, { event: null }], breakdown: 'properties.k', dateFrom: '2023-06-16', dateTo: '2023-06-16' }, (r) => {
+      assert.deepEqual(r.results.map((x) => [x.series, x.breakdown, x.count]), [[0, 'q', 0], [0, 'p', 2], [1, 'q', 3], [1, 'p', 2]]);
+    }],
+  ['breakdown values of equal counts in byte order, not locale order', 'trends',
+    { series: [{ event: 'uni_x' }], breakdown: 'properties.city', dateFrom: '2023-06-17', dateTo: '2023-06-17' }, (r) => {
+      assert.deepEqual(r.results.map((x) => x.breakdown), ['MÜNCHEN', 'München', 'Z', 'Zürich', 'e', 'zürich', 'É', 'ä']);
+    }],
+  ['icontains and not_icontains fold non-ASCII case', 'trends',
+    { series: [{ event: 'uni_x', properties: [{ key: 'properties.city', operator: 'icontains', value: 'mÜnch' }] }, { event: 'uni_x', properties: [{ key: 'properties.city', operator: 'not_icontains', value: 'ZÜR' }] }, { event: 'uni_x', properties: [{ key: 'properties.city', operator: 'icontains', value: 'é' }] }], dateFrom: '2023-06-17', dateTo: '2023-06-17' },
+    (r) => assert.deepEqual(r.results.map((x) => x.count), [2, 6, 1])],
   ['identity: anonymous history merges, alias links, links are not followed, earliest claim wins', 'trends',
     { series: [{ event: 'id_view', math: 'dau' }], breakdown: 'user_id', dateFrom: '2023-06-20', dateTo: '2023-06-20' }, (r) => {
       // persons: anon1 -> u1 (first event and u1's... own events go to x-id-new); x-id-old -> u1;
@@ -666,6 +691,11 @@ describe('(b) trends against the reference', () => {
     qs.push({ series: [{ event: 'purchase' }], breakdown: 'properties.quantity', ...SPRING, interval: 'week' });
     qs.push({ series: [{ event: 'pageview' }], breakdown: 'properties.referrer', dateFrom: '2024-03-01', dateTo: '2024-03-31' });
     qs.push({ series: [{ event: 'purchase', math: 'wau' }], breakdown: 'properties.plan', ...SPRING });
+    // rows ranked by events matching ANY series: an event in two series counts once
+    qs.push({ series: [{ event: 'pageview' }, { event: null }], breakdown: 'properties.utm_source', ...SPRING, interval: 'month' });
+    qs.push({ series: [{ event: 'purchase', math: 'sum', mathProperty: 'properties.amount' }, { event: null, math: 'dau' }], breakdown: 'properties.country', ...SPRING, interval: 'month' });
+    qs.push({ series: [{ event: 'purchase', math: 'max', mathProperty: 'properties.amount' }], breakdown: 'properties.country', ...SPRING, interval: 'month' });
+    qs.push({ series: [{ event: 'search', math: 'dau' }, { event: 'search', properties: [{ key: 'properties.results', operator: 'gt', value: 30 }] }], breakdown: 'properties.query', ...SPRING, interval: 'month' });
     await compareAll('trends', qs);
   });
 
