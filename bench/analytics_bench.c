@@ -13,9 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "analytics/analytics.h"
 #include "warehouse/warehouse.h"
+
+static double cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
+           (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
+}
 
 static void day_add(const char *day, int n, char out[16])
 {
@@ -106,6 +115,7 @@ int main(int argc, char **argv)
         for (int r = 0; r < runs; r++) {
             struct analytics_out out;
             int64_t t0 = time_mono_us();
+            double c0 = cpu_s();
             int e = analytics_run(c, qs[i].kind, q, time_now_us(), &out);
             int64_t t1 = time_mono_us();
             if (e != 0) {
@@ -114,7 +124,7 @@ int main(int argc, char **argv)
                 free(errs);
                 rc = 1;
             } else {
-                printf(" %7.3f s", (double)(t1 - t0) / 1e6);
+                printf(" %7.3f s (cpu %.3f s)", (double)(t1 - t0) / 1e6, cpu_s() - c0);
             }
             analytics_out_release(&out);
         }

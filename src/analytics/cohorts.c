@@ -35,7 +35,9 @@ int an__retention(struct an_ctx *x, json_t **out)
     an__sql_entity(&s, &q->target);
     an__sql_put(&s, " OR ");
     an__sql_entity(&s, &q->returning);
-    an__sql_put(&s, ")), ");
+    /* each person's active periods, once (cohorts and returns both read them) */
+    an__sql_put(&s, ")), pb AS MATERIALIZED (SELECT person, b, bool_or(tg) AS tg, bool_or(rt) AS "
+                    "rt FROM ev GROUP BY person, b), ");
     if (q->first_time) {
         an__sql_put(&s, "ft AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
                         "FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
@@ -48,9 +50,9 @@ int an__retention(struct an_ctx *x, json_t **out)
         an__sql_range(&s, "ft", t->range_lo_us, t->range_hi_us);
         an__sql_put(&s, "), ");
     } else {
-        an__sql_put(&s, "cohort AS (SELECT DISTINCT person, b FROM ev WHERE tg), ");
+        an__sql_put(&s, "cohort AS (SELECT person, b FROM pb WHERE tg), ");
     }
-    an__sql_put(&s, "ret AS (SELECT DISTINCT person, b FROM ev WHERE rt) "
+    an__sql_put(&s, "ret AS (SELECT person, b FROM pb WHERE rt) "
                     "SELECT b, 0 AS k, count(*) FROM cohort GROUP BY b "
                     "UNION ALL SELECT c.b, r.b - c.b, count(*) FROM cohort c JOIN ret r "
                     "ON r.person = c.person AND r.b > c.b GROUP BY ALL");
@@ -178,7 +180,7 @@ int an__lifecycle(struct an_ctx *x, json_t **out)
     an__sql_init(&s);
     an__sql_put(&s, "WITH ");
     an__sql_links(&s);
-    an__sql_put(&s, ", act AS (SELECT DISTINCT " AN_SQL_PERSON " AS person, ");
+    an__sql_put(&s, ", act AS MATERIALIZED (SELECT DISTINCT " AN_SQL_PERSON " AS person, ");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b");
     /* from the bucket before the range: scan_lo is at or before its start */

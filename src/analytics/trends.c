@@ -66,7 +66,9 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_links(s);
         an__sql_put(s, ", ");
     }
-    an__sql_put(s, "e0 AS (SELECT ");
+    /* read more than once: computed once */
+    bool multi = q->has_breakdown || q->n_ents > 1 || lookback;
+    an__sql_put(s, multi ? "e0 AS MATERIALIZED (SELECT " : "e0 AS (SELECT ");
     an__sql_bucket(s, t, "e.\"timestamp\"");
     an__sql_put(s, " AS b");
     if (lookback) {
