@@ -4,7 +4,11 @@
 // (b) the real server loaded through capture with seeded generated product data
 //     (lib/insights_gen.mjs) and the hand-made events: every insight, many variants, compared with
 //     the reference (integers exactly, floats within 1e-9 relative), and the hand-computed answers;
-// (c) bad queries get 400 naming the bad field.
+// (c) bad queries get 400 naming the bad field;
+// (d) the funnel aggregate tandem_funnel through the SQL API against the reference's per-actor
+//     funnel on random sequences.
+// INSIGHTS_SEED and INSIGHTS_USERS pick other generated data (and other random queries); on a
+// mismatch the failing queries are printed with the first differences (path: expected, got).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { run, start, tempDir } from './lib/server.mjs';
