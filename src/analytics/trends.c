@@ -99,7 +99,11 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     if (persons)
         an__sql_put(s, AN_SQL_PERSON_JOIN);
     an__sql_put(s, " WHERE ");
-    an__sql_range(s, "e.\"timestamp\"", lookback ? t->scan_lo_us : t->range_lo_us, t->range_hi_us);
+    /* wau/mau with hour buckets: the last label's whole local day counts */
+    int64_t hi = t->range_hi_us;
+    if (lookback && t->interval == AN_HOUR)
+        hi = an__utc_of_local(t, (t->day_of[t->n_buckets - 1] + 1) * AN_US_DAY);
+    an__sql_range(s, "e.\"timestamp\"", lookback ? t->scan_lo_us : t->range_lo_us, hi);
     an__sql_put(s, " AND ");
     an__sql_filters(s, q->filters, q->n_filters);
     an__sql_put(s, " AND (");
