@@ -152,11 +152,16 @@ export function range(q, { now = Date.now(), interval } = {}) {
   let to = parseDate(q.dateTo ?? 'now', tz, now);
   // a date-only dateTo means through the end of that local day (lead's ruling R1)
   if (/^\d{4}-\d\d-\d\d$/.test(q.dateTo ?? '')) to = parseDate(nextDate(q.dateTo), tz, now) - 1;
-  if (from > to) throw new Error('dateFrom after dateTo');
+  if (from > to) throw new Refused('dateFrom', 'after dateTo');
   const start = cal.key(from);
   const end = cal.next(cal.key(to));
   const buckets = [];
   if (cal.interval === 'hour') {
+    // hour buckets across a clock change of less than a whole hour are refused
+    for (let t = start; t < end; t += 15 * 60000) {
+      const d = offsetAt(tz, t + 15 * 60000) - offsetAt(tz, t);
+      if (d % HOUR !== 0) throw new Refused('interval', 'sub-hour clock change');
+    }
     for (let t = start; t < end; t += HOUR) {
       const k = cal.key(t);
       if (buckets[buckets.length - 1] !== k) buckets.push(k);
@@ -164,11 +169,19 @@ export function range(q, { now = Date.now(), interval } = {}) {
   } else {
     for (let k = start; k < end; k = cal.next(k)) buckets.push(k);
   }
-  if (buckets.length > 2000) throw new Error('more than 2000 buckets');
+  if (buckets.length > 2000) throw new Refused('dateFrom', 'more than 2000 buckets');
   return { cal, tz, start, end, buckets, labels: buckets.map(cal.label) };
 }
 
 const iso = (t) => new Date(t).toISOString();
+
+// a query the definition refuses (400), naming the member
+export class Refused extends Error {
+  constructor(field, why) {
+    super(`${field}: ${why}`);
+    this.field = field;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Events, persons, text forms, filters.
