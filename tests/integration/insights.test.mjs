@@ -450,6 +450,22 @@ describe('(a) the reference on hand-computed cases', () => {
     assert.equal(ref.funnelActor([x(0, 0), x(1), x(2, 1)], 2, 100, 'ordered').furthest, 1);
     assert.equal(ref.funnelActor([x(0, 0), x(1, 1), x(2, 2)], 3, 100, 'strict').furthest, 2);
   });
+  test('reference: ranges and refusals', () => {
+    const lh = { interval: 'hour', timezone: 'Australia/Lord_Howe' };
+    assert.throws(() => ref.range({ ...lh, dateFrom: '2024-04-06T22:00', dateTo: '2024-04-07T05:00' }), ref.Refused);
+    assert.equal(ref.range({ ...lh, dateFrom: '2024-04-08T00:00', dateTo: '2024-04-08T06:00' }).buckets.length, 7);
+    assert.throws(() => ref.range({ dateFrom: '2020-01-01', dateTo: '2025-06-24' }), ref.Refused);
+    assert.equal(ref.range({ dateFrom: '2020-01-01', dateTo: '2025-06-22' }).buckets.length, 2000);
+    assert.throws(() => ref.range({ dateFrom: '2024-03-02', dateTo: '2024-03-01' }), ref.Refused);
+    // Havana skips midnight on 2024-03-10: the day starts at 01:00 CDT
+    const hv = ref.range({ timezone: 'America/Havana', dateFrom: '2024-03-10', dateTo: '2024-03-10' });
+    assert.equal(new Date(hv.start).toISOString(), '2024-03-10T05:00:00.000Z');
+    assert.equal(new Date(hv.end).toISOString(), '2024-03-11T04:00:00.000Z');
+    // a date-only dateTo with hour buckets runs to the next local midnight
+    const h = ref.range({ interval: 'hour', timezone: 'Europe/Berlin', dateFrom: '2024-03-31', dateTo: '2024-03-31' });
+    assert.equal(h.buckets.length, 23);
+    assert.equal(h.labels[2], '2024-03-31T03:00:00+02:00');
+  });
   test('reference: text forms and operators', () => {
     const e = { event: 'x', properties: { n: 12, s: 'Hello', b: true, o: { a: [1, 'x'] }, z: null, num: '3.5' }, context: { os: { name: 'iOS' } } };
     assert.equal(ref.textOf(e, 'properties.n'), '12');
