@@ -76,8 +76,9 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_day(s, t, "e.\"timestamp\"");
         an__sql_put(s, " AS dd");
     }
+    /* persons are resolved after grouping by distinct id (fewer rows to join) */
     if (persons)
-        an__sql_put(s, ", " AN_SQL_PERSON " AS person");
+        an__sql_put(s, ", coalesce(e.user_id, e.anonymous_id) AS did");
     if (q->has_breakdown) {
         an__sql_put(s, ", nullif(");
         an__sql_key(s, &q->breakdown);
@@ -95,10 +96,7 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
             an__sql_printf(s, " AS DOUBLE) AS mp%zu", i);
         }
     }
-    an__sql_put(s, " FROM events e");
-    if (persons)
-        an__sql_put(s, AN_SQL_PERSON_JOIN);
-    an__sql_put(s, " WHERE ");
+    an__sql_put(s, " FROM events e WHERE ");
     /* wau/mau with hour buckets: the last label's whole local day counts */
     int64_t hi = t->range_hi_us;
     if (lookback && t->interval == AN_HOUR)
@@ -126,6 +124,14 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     } else {
         an__sql_put(s, "e AS (SELECT e0.*, 0 AS rk FROM e0) ");
     }
+    /* wau/mau: each person's active days (read twice below) */
+    for (size_t i = 0; i < q->n_ents; i++)
+        if (window_days(q, &q->ents[i]))
+            an__sql_printf(s,
+                           ", pd%zu AS MATERIALIZED (SELECT DISTINCT x.rk, coalesce(l.person, "
+                           "x.did) AS person, x.dd FROM (SELECT DISTINCT rk, did, dd FROM e WHERE "
+                           "f%zu) x LEFT JOIN links l ON l.did = x.did) ",
+                           i, i);
     /* per series: the value of each (row, bucket) and of each row over the range; the rows
      * with a whole-range value are the breakdown rows present */
     for (size_t i = 0; i < q->n_ents; i++) {
@@ -133,20 +139,28 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         int w = window_days(q, en);
         an__sql_printf(s, "%sSELECT 0 AS kind, %zu AS s, rk, b, ", i ? " UNION ALL " : "", i);
         agg_sql(s, w ? AN_MATH_UNIQUE : en->math, i);
-        an__sql_printf(s,
-                       " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE f%zu "
-                       "AND b >= 0 AND b < ",
-                       i);
-        an__sql_int(s, (int64_t)t->n_buckets);
+        if (needs_person(en->math)) {
+            /* (row, bucket, id) first, then the identity join, then distinct persons */
+            an__sql_put(s, " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM (SELECT "
+                           "x.rk, x.b, x.bd, coalesce(l.person, x.did) AS person FROM (SELECT rk, "
+                           "b, did, any_value(bd) AS bd FROM e WHERE ");
+            an__sql_printf(s, "f%zu AND b >= 0 AND b < ", i);
+            an__sql_int(s, (int64_t)t->n_buckets);
+            an__sql_put(s, " GROUP BY rk, b, did) x LEFT JOIN links l ON l.did = x.did)");
+        } else {
+            an__sql_printf(s,
+                           " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE "
+                           "f%zu AND b >= 0 AND b < ",
+                           i);
+            an__sql_int(s, (int64_t)t->n_buckets);
+        }
         an__sql_put(s, " GROUP BY GROUPING SETS ((rk, b), (rk))");
         if (w) {
             an__sql_printf(s,
                            " UNION ALL SELECT 1, %zu, rk, day, sum(d)::DOUBLE, NULL FROM ("
                            "SELECT rk, greatest(dd, coalesce(lag(dd) OVER (PARTITION BY rk, "
-                           "person ORDER BY dd) + %d, dd)) AS day, 1 AS d, dd FROM "
-                           "(SELECT DISTINCT rk, person, dd FROM e WHERE f%zu) "
-                           "UNION ALL SELECT rk, dd + %d, -1, dd FROM "
-                           "(SELECT DISTINCT rk, person, dd FROM e WHERE f%zu)) GROUP BY rk, day",
+                           "person ORDER BY dd) + %d, dd)) AS day, 1 AS d, dd FROM pd%zu "
+                           "UNION ALL SELECT rk, dd + %d, -1, dd FROM pd%zu) GROUP BY rk, day",
                            i, w, i, w, i);
         }
     }
