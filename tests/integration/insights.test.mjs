@@ -900,6 +900,32 @@ describe('(b) odd time zones, relative dates, random queries', () => {
     }
   });
 
+  test('16 queries at once get the same answers as one by one', async () => {
+    const qs = [
+      ['trends', { series: [{ event: 'pageview', math: 'dau' }, { event: 'purchase', math: 'p95', mathProperty: 'properties.amount' }], breakdown: 'properties.country', interval: 'week', ...SPRING }],
+      ['funnel', { steps: steps('pageview', 'signup', 'activate', 'purchase'), ...SPRING, timezone: 'Europe/Berlin' }],
+      ['retention', { targetEvent: { event: 'signup' }, returningEvent: { event: 'pageview' }, period: 'week', totalIntervals: 10, dateTo: '2024-04-28' }],
+      ['stickiness', { series: [{ event: 'pageview' }, { event: 'search' }], dateFrom: '2024-03-01', dateTo: '2024-03-31', timezone: 'America/New_York' }],
+      ['lifecycle', { series: [{ event: 'pageview' }], interval: 'day', dateFrom: '2024-03-01', dateTo: '2024-03-31', timezone: 'Asia/Tokyo' }],
+      ['trends', { series: [{ event: null, math: 'mau' }], interval: 'day', ...SPRING, timezone: 'America/Los_Angeles' }],
+      ['funnel', { steps: steps('signup', 'purchase'), funnelOrder: 'strict', breakdown: 'properties.utm_source', ...SPRING }],
+      ['trends', { series: [{ event: 'pageview' }], interval: 'hour', dateFrom: '2024-03-30T20:00', dateTo: '2024-03-31T06:00', timezone: 'Europe/Berlin' }],
+    ];
+    const wants = qs.map(([insight, q]) => ref.insight[insight](DATA, q));
+    const all = [...qs, ...qs].map(([insight, q]) => api(insight, q));
+    const gots = await Promise.all(all);
+    const bad = [];
+    gots.forEach((g, i) => {
+      const k = i % qs.length;
+      if (g.status !== 200) bad.push(`${qs[k][0]} #${i}: HTTP ${g.status} ${g.text.slice(0, 200)}`);
+      else {
+        const d = diff(wants[k], g.json);
+        if (d.length) bad.push(`${qs[k][0]} #${i}: ${JSON.stringify(d.slice(0, 3))}`);
+      }
+    });
+    assert.deepEqual(bad, []);
+  });
+
   test('no actor at all: zero counts, null times', async () => {
     await compareAll('funnel', [{ steps: steps('nope_1', 'nope_2'), ...SPRING }]);
     await compareAll('trends', [{ series: [{ event: 'nope_1', math: 'median', mathProperty: 'properties.amount' }, { event: 'nope_1', math: 'mau' }], ...SPRING }]);
