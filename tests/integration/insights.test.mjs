@@ -1180,7 +1180,12 @@ describe('(b) after a restart, with earlier identity links arriving late', () =>
       late.push({ messageId: `late-${k++}`, type: 'track', event: 'pageview', userId: u, anonymousId: null, previousId: null, timestamp: new Date(t + 1000).toISOString(), properties: { path: '/late' }, traits: {}, context: {}, source: 'web' });
     }
     late.sort((x, y) => (x.timestamp < y.timestamp ? -1 : 1));
-    await load(late, KEYS);
+    // the second half arrives after an idle pause long enough for the server's background
+    // refresh of the identity tables (every 5 s) to fold the first half in
+    const half = Math.floor(late.length / 2);
+    await load(late.slice(0, half), KEYS);
+    await new Promise((res) => setTimeout(res, 6500));
+    await load(late.slice(half), KEYS);
     const n = DATA.length + late.length;
     for (const t0 = Date.now(); ;) {
       const c = await sql('SELECT count(*) FROM events');
