@@ -11,6 +11,7 @@
 // mismatch the failing queries are printed with the first differences (path: expected, got).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { run, start, tempDir } from './lib/server.mjs';
 import { createSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 import { generate, prng, toSegment } from './lib/insights_gen.mjs';
@@ -598,7 +599,10 @@ before(async () => {
   console.log(`loaded ${all.length} events (${generated.length} generated, seed ${SEED}) in ${Date.now() - t0} ms`);
   DATA = all;
 });
-after(async () => { await srv?.stop(); });
+after(async () => {
+  await srv?.stop();
+  if (DIR) rmSync(DIR, { recursive: true, force: true });
+});
 
 const PARTIAL_QUERIES = [
   ['lifecycle', { series: [{ event: 'pageview' }], interval: 'week', dateFrom: '2024-02-19', dateTo: '2024-04-28' }],
@@ -1214,8 +1218,9 @@ describe('(b) after a restart, with earlier identity links arriving late', () =>
 describe('(d) tandem_funnel against the reference on random sequences', () => {
   let fsrv;
   let ftoken;
+  let fdir;
   before(async () => {
-    const dir = tempDir();
+    const dir = (fdir = tempDir());
     await createSuperuser(dir);
     fsrv = await start({ dir });
     const r = await fetch(`${fsrv.url}/api/collections/_superusers/auth-with-password`, {
@@ -1223,7 +1228,10 @@ describe('(d) tandem_funnel against the reference on random sequences', () => {
     });
     ftoken = (await r.json()).token;
   });
-  after(async () => { await fsrv?.stop(); });
+  after(async () => {
+    await fsrv?.stop();
+    if (fdir) rmSync(fdir, { recursive: true, force: true });
+  });
 
   // actors: [{events: [{t (ms), steps, excl}]}]; returns the aggregate's result per actor
   async function aggregate(actors, nSteps, windowMs, mode, excl) {
