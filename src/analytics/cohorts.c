@@ -13,6 +13,15 @@ static void events_from(struct an_sql *s, const struct an_query *q, int64_t lo, 
     an__sql_filters(s, q->filters, q->n_filters);
 }
 
+/* events without the identity join: their distinct id is resolved after grouping */
+static void events_by_id_from(struct an_sql *s, const struct an_query *q, int64_t lo, int64_t hi)
+{
+    an__sql_put(s, " FROM events e WHERE ");
+    an__sql_range(s, "e.\"timestamp\"", lo, hi);
+    an__sql_put(s, " AND ");
+    an__sql_filters(s, q->filters, q->n_filters);
+}
+
 /* ---- retention ---- */
 
 /* Retention with at most 64 periods: each distinct id's target and return periods as two
@@ -176,7 +185,8 @@ int an__stickiness(struct an_ctx *x, json_t **out)
     an__sql_init(&s);
     an__sql_put(&s, "WITH ");
     an__sql_links(&s);
-    an__sql_put(&s, ", ev AS (SELECT " AN_SQL_PERSON " AS person, ");
+    /* (id, bucket) pairs first, then the identity join on those */
+    an__sql_put(&s, ", x AS (SELECT DISTINCT coalesce(e.user_id, e.anonymous_id) AS did, ");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b");
     for (size_t i = 0; i < q->n_ents; i++) {
@@ -184,14 +194,17 @@ int an__stickiness(struct an_ctx *x, json_t **out)
         an__sql_entity(&s, &q->ents[i]);
         an__sql_printf(&s, " AS f%zu", i);
     }
-    events_from(&s, q, t->range_lo_us, t->range_hi_us);
+    events_by_id_from(&s, q, t->range_lo_us, t->range_hi_us);
     an__sql_put(&s, " AND (");
     for (size_t i = 0; i < q->n_ents; i++) {
         if (i)
             an__sql_put(&s, " OR ");
         an__sql_entity(&s, &q->ents[i]);
     }
-    an__sql_put(&s, ")) SELECT s, n, count(*) FROM (");
+    an__sql_printf(&s,
+                   ")), ev AS %s(SELECT coalesce(l.person, x.did) AS person, x.* FROM x LEFT "
+                   "JOIN links l ON l.did = x.did) SELECT s, n, count(*) FROM (",
+                   q->n_ents > 1 ? "MATERIALIZED " : "");
     for (size_t i = 0; i < q->n_ents; i++)
         an__sql_printf(&s,
                        "%sSELECT %zu AS s, person, count(DISTINCT b) AS n FROM ev WHERE f%zu "
@@ -253,20 +266,22 @@ int an__lifecycle(struct an_ctx *x, json_t **out)
     an__sql_init(&s);
     an__sql_put(&s, "WITH ");
     an__sql_links(&s);
-    an__sql_put(&s, ", act AS MATERIALIZED (SELECT DISTINCT " AN_SQL_PERSON " AS person, ");
+    an__sql_put(&s, ", act AS MATERIALIZED (SELECT DISTINCT coalesce(l.person, x.did) AS person, "
+                    "x.b FROM (SELECT DISTINCT coalesce(e.user_id, e.anonymous_id) AS did, ");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b");
     /* from the bucket before the range: scan_lo is at or before its start */
-    events_from(&s, q, t->scan_lo_us, t->range_hi_us);
+    events_by_id_from(&s, q, t->scan_lo_us, t->range_hi_us);
     an__sql_put(&s, " AND ");
     an__sql_entity(&s, &q->ents[0]);
-    an__sql_put(&s, "), act2 AS (SELECT * FROM act WHERE b >= -1), "
-                    "fs AS (SELECT coalesce(l.person, f.did) AS person, min(f.\"timestamp\") AS "
-                    "ft FROM _did_first f LEFT JOIN links l ON l.did = f.did WHERE "
-                    "coalesce(l.person, f.did) IN (SELECT person FROM act2) GROUP BY 1), "
-                    "w AS (SELECT a.person, a.b, lag(a.b) OVER (PARTITION BY a.person ORDER BY "
-                    "a.b) AS pb, lead(a.b) OVER (PARTITION BY a.person ORDER BY a.b) AS nb, "
-                    "CASE WHEN ");
+    an__sql_put(
+        &s, ") x LEFT JOIN links l ON l.did = x.did), act2 AS (SELECT * FROM act WHERE b >= -1), "
+            "fs AS (SELECT coalesce(l.person, f.did) AS person, min(f.\"timestamp\") AS "
+            "ft FROM _did_first f LEFT JOIN links l ON l.did = f.did WHERE "
+            "coalesce(l.person, f.did) IN (SELECT person FROM act2) GROUP BY 1), "
+            "w AS (SELECT a.person, a.b, lag(a.b) OVER (PARTITION BY a.person ORDER BY "
+            "a.b) AS pb, lead(a.b) OVER (PARTITION BY a.person ORDER BY a.b) AS nb, "
+            "CASE WHEN ");
     an__sql_range(&s, "fs.ft", t->scan_lo_us, t->range_hi_us);
     an__sql_put(&s, " THEN ");
     an__sql_bucket(&s, t, "fs.ft");

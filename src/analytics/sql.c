@@ -229,15 +229,11 @@ int an__sql_run(struct wh_conn *c, struct an_sql *s, json_t **rows_out, char *ms
     struct wh_result r;
     *rows_out = NULL;
     int rc = wh_query(c, &q, &r);
-    if (getenv("AN_DEBUG")) {
+    if (xlog_enabled(XLOG_DEBUG)) {
         char *p = json_dumps(s->params, JSON_COMPACT);
-        fprintf(stderr, "SQL: %s\nPARAMS: %s\n", q.sql, p);
+        xlog_debug("insight statement (%s, %lld us): %s params %s", rc == 0 ? "ok" : "failed",
+                   rc == 0 ? (long long)r.elapsed_us : 0LL, q.sql, p ? p : "?");
         free(p);
-        if (rc == 0) {
-            p = json_dumps(r.rows, JSON_COMPACT);
-            fprintf(stderr, "ROWS: %.3000s\n", p);
-            free(p);
-        }
     }
     if (rc < 0) {
         snprintf(msg, msg_len, "%s", wh_errmsg(c));

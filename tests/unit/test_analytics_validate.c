@@ -283,6 +283,36 @@ static void test_timeout(void **state)
     assert_null(r);
 }
 
+static void test_engine_failure(void **state)
+{
+    struct afx *f = *state;
+    /* a warehouse without the events table: the engine's error is ours, not the client's */
+    wh_conn_close(f->c);
+    wh_close(f->wh);
+    wht_unlink(f->path);
+    struct wh_cfg cfg;
+    wh_cfg_defaults(&cfg);
+    cfg.path = f->path;
+    assert_int_equal(wh_open(&cfg, &f->wh), 0);
+    assert_int_equal(wh_conn_open(f->wh, &f->c), 0);
+    static const char *const qs[] = {
+        "{\"series\":[{\"event\":\"e\"}]}",                  /* no persons */
+        "{\"series\":[{\"event\":\"e\",\"math\":\"dau\"}]}", /* the refresh fails */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(qs); i++) {
+        json_error_t je;
+        json_t *q = json_loads(qs[i], 0, &je);
+        struct analytics_out out;
+        int rc = analytics_run(f->c, ANALYTICS_TRENDS, q, 0, &out);
+        json_decref(q);
+        assert_int_equal(rc, ERR_INTERNAL);
+        assert_null(out.result);
+        assert_null(out.errors);
+        assert_non_null(strstr(out.message, "events"));
+        analytics_out_release(&out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -292,6 +322,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_funnel_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_insights, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_failure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
