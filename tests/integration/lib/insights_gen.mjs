@@ -224,7 +224,6 @@ export function generate({ seed = 7, users = 300, prefix = '' } = {}) {
     for (let d = Math.floor(signupAt / DAY) * DAY + DAY; d <= lastDay && d < SPRING_END; d += DAY) {
       const p = u.kind === 'returning' ? 0.5 : 0.6;
       if (device2 && d >= device2) {
-        const old = { anon: u.anon, loggedIn: u.loggedIn };
         u.anon = `${prefix}anon2-${seed}-${u.i}`;
         u.loggedIn = false;
         const st = daytime(u, d);
@@ -232,7 +231,6 @@ export function generate({ seed = 7, users = 300, prefix = '' } = {}) {
         u.loggedIn = true;
         emit(u, { type: 'identify', userId: u.userId, anonymousId: u.anon, traits: { plan: u.plan } }, after + 5000);
         device2 = null;
-        void old;
         continue;
       }
       if (renameAt && d >= renameAt) {
