@@ -58,6 +58,8 @@ int main(int argc, char **argv)
     day_add(first, 27, d27);
     day_add(first, 52, d52);
     day_add(first, 55, d55);
+    if (getenv("BENCH_DEBUG")) /* the statements and their times in the debug log */
+        xlog_set_level(XLOG_DEBUG);
     struct wh_cfg cfg;
     wh_cfg_defaults(&cfg);
     cfg.path = argv[1];

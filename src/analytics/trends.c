@@ -132,29 +132,42 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
                            "x.did) AS person, x.dd FROM (SELECT DISTINCT rk, did, dd FROM e WHERE "
                            "f%zu) x LEFT JOIN links l ON l.did = x.did) ",
                            i, i);
+    /* unique users: distinct (row, bucket, person) once, then counted two ways */
+    for (size_t i = 0; i < q->n_ents; i++)
+        if (needs_person(q->ents[i].math)) {
+            an__sql_printf(s,
+                           ", u%zu AS MATERIALIZED (SELECT DISTINCT x.rk, x.b, coalesce(l.person, "
+                           "x.did) AS person FROM (SELECT DISTINCT rk, b, did FROM e WHERE f%zu "
+                           "AND b >= 0 AND b < ",
+                           i, i);
+            an__sql_int(s, (int64_t)t->n_buckets);
+            an__sql_put(s, ") x LEFT JOIN links l ON l.did = x.did) ");
+        }
     /* per series: the value of each (row, bucket) and of each row over the range; the rows
      * with a whole-range value are the breakdown rows present */
     for (size_t i = 0; i < q->n_ents; i++) {
         const struct an_entity *en = &q->ents[i];
         int w = window_days(q, en);
         an__sql_printf(s, "%sSELECT 0 AS kind, %zu AS s, rk, b, ", i ? " UNION ALL " : "", i);
-        agg_sql(s, w ? AN_MATH_UNIQUE : en->math, i);
         if (needs_person(en->math)) {
-            /* (row, bucket, id) first, then the identity join, then distinct persons */
-            an__sql_put(s, " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM (SELECT "
-                           "x.rk, x.b, x.bd, coalesce(l.person, x.did) AS person FROM (SELECT rk, "
-                           "b, did, any_value(bd) AS bd FROM e WHERE ");
-            an__sql_printf(s, "f%zu AND b >= 0 AND b < ", i);
-            an__sql_int(s, (int64_t)t->n_buckets);
-            an__sql_put(s, " GROUP BY rk, b, did) x LEFT JOIN links l ON l.did = x.did)");
+            const char *bd = q->has_breakdown
+                                 ? "CASE WHEN rk < 1000 THEN (SELECT t2.bd FROM top t2 WHERE "
+                                   "t2.rk = u.rk) END"
+                                 : "NULL";
+            an__sql_printf(s,
+                           "count(*)::DOUBLE AS v, NULL AS bd FROM u%zu u GROUP BY rk, b "
+                           "UNION ALL SELECT 0, %zu, rk, NULL, count(DISTINCT person)::DOUBLE, %s "
+                           "FROM u%zu u GROUP BY rk",
+                           i, i, bd, i);
         } else {
+            agg_sql(s, en->math, i);
             an__sql_printf(s,
                            " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE "
                            "f%zu AND b >= 0 AND b < ",
                            i);
             an__sql_int(s, (int64_t)t->n_buckets);
+            an__sql_put(s, " GROUP BY GROUPING SETS ((rk, b), (rk))");
         }
-        an__sql_put(s, " GROUP BY GROUPING SETS ((rk, b), (rk))");
         if (w) {
             an__sql_printf(s,
                            " UNION ALL SELECT 1, %zu, rk, day, sum(d)::DOUBLE, NULL FROM ("

@@ -109,6 +109,22 @@ static void test_breakdown_null_and_filters(void **state)
     assert_at(r, "results.3", "<missing>");
     json_decref(r);
 
+    /* unique users per breakdown row: free is u2 only (a2 is u2) */
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS,
+                             "{\"series\":[{\"event\":\"pageview\",\"math\":\"dau\"}],"
+                             "\"breakdown\":\"properties.plan\",\"dateFrom\":\"2024-03-01\","
+                             "\"dateTo\":\"2024-03-03\"}",
+                             &r),
+                     0);
+    assert_at(r, "results.0.breakdown", "\"free\"");
+    assert_at(r, "results.0.data", "[1,0,1]");
+    assert_at(r, "results.0.count", "1");
+    assert_at(r, "results.1.breakdown", "\"pro\"");
+    assert_at(r, "results.2.breakdown", "\"$$_posthog_breakdown_null_$$\"");
+    assert_at(r, "results.2.data", "[1,1,0]");
+    assert_at(r, "results.2.count", "2");
+    json_decref(r);
+
     /* query filter, is_not (unset matches) and a series filter */
     assert_int_equal(afx_run(f, ANALYTICS_TRENDS,
                              "{\"series\":[{\"event\":\"pageview\"},{\"event\":\"pageview\","
