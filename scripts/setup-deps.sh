@@ -4,7 +4,9 @@
 # DuckDB's C header and library from the npm registry into deps/ (git-ignored);
 # the Node packages the integration tests drive.
 #
-# usage: scripts/setup-deps.sh [--bench]     --bench also installs wrk and nginx
+# usage: scripts/setup-deps.sh [--bench]     --bench also installs wrk, nginx, and the
+#                                            ClickHouse and PostgreSQL servers bench/insights.sh
+#                                            compares with
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +20,7 @@ done
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format)
-[ "$bench" = 1 ] && pkgs+=(wrk nginx)
+[ "$bench" = 1 ] && pkgs+=(wrk nginx clickhouse-server clickhouse-client postgresql)
 
 missing=()
 for p in "${pkgs[@]}"; do
