@@ -26,6 +26,15 @@ void api__register_keys(struct http_router *r, struct api_env *env);
 void api__register_auth(struct http_router *r, struct api_env *env);
 void api__register_log(struct http_router *r, struct api_env *env);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
+void api__register_insights(struct http_router *r, struct api_env *env);
+
+struct wh_conn;
+/* A job for the warehouse query threads: replies to req (conn is the thread's warehouse
+ * connection, NULL when it could not be opened); the thread then resumes req. */
+typedef void (*api_wh_job_cb)(struct wh_conn *conn, struct http_req *req, void *arg);
+/* Suspends req and queues run(conn, req, arg) for the query threads (warehouse.c); answers
+ * 503 itself when there are none or the queue is full. arg must live as long as req. */
+void api__wh_submit(struct api_env *env, struct http_req *req, api_wh_job_cb run, void *arg);
 /* capture_input.resolve_key over the store's write keys; arg is the api_env. */
 int api__resolve_key(void *arg, const char *key, char *name_out, size_t name_cap);
 void api__register_collections(struct http_router *r, struct api_env *env);

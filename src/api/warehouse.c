@@ -1,9 +1,10 @@
-/* warehouse.c - the SQL API over the warehouse and the pipeline's status (superusers).
+/* warehouse.c - the SQL API over the warehouse, the pipeline's status (superusers), and the
+ * pool of warehouse query threads that the SQL API and the insights (insights.c) share.
  *
  * A query can run for seconds, so it never runs on an HTTP thread: the request is suspended
- * and queued for a small pool of query threads, each with its own warehouse connection; the
- * thread replies and resumes the request. The queue is bounded: when it is full the request
- * gets 503 with Retry-After at once. */
+ * and queued (api__wh_submit) for a small pool of query threads, each with its own warehouse
+ * connection; the thread runs the job, which replies, and resumes the request. The queue is
+ * bounded: when it is full the request gets 503 with Retry-After at once. */
 #include <pthread.h>
 #include <string.h>
 
@@ -15,9 +16,14 @@
 #define SQL_QUEUE 64
 #define SQL_MAX_TEXT (1 << 20)
 
-struct sql_job {
-    struct sql_job *next;
+struct wh_job {
+    struct wh_job *next;
     struct http_req *req;
+    api_wh_job_cb run;
+    void *arg;
+};
+
+struct sql_job {
     const char *sql;      /* in the request's arena */
     const json_t *params; /* borrowed from the request's body */
 };
@@ -29,13 +35,14 @@ struct api_sql {
     size_t n_threads;
     pthread_mutex_t mu; /* leaf: the queue */
     pthread_cond_t cv;
-    struct sql_job *head, **tail;
+    struct wh_job *head, **tail;
     size_t queued;
     bool stopping;
 };
 
-static void run_job(struct wh_conn *conn, struct sql_job *job)
+static void run_sql(struct wh_conn *conn, struct http_req *req, void *arg)
 {
+    struct sql_job *job = arg;
     struct wh_query q = {.sql = job->sql, .params = job->params, .timeout_ms = 0, .max_rows = 0};
     struct wh_result res = {0};
     int rc = conn ? wh_query(conn, &q, &res) : ERR_INTERNAL;
@@ -43,21 +50,20 @@ static void run_job(struct wh_conn *conn, struct sql_job *job)
         json_t *body = wh_result_to_json(&res);
         char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
         json_decref(body);
-        http_reply_owned(job->req, 200, "application/json", text, strlen(text));
+        http_reply_owned(req, 200, "application/json", text, strlen(text));
     } else if (rc == ERR_DENIED || rc == ERR_INVALID) {
         json_t *data = json_pack("{s:s}", "detail", wh_errmsg(conn));
         http_reply_error(
-            job->req, 400,
+            req, 400,
             rc == ERR_DENIED ? "Only read-only queries are allowed." : "The query failed.", data);
     } else if (rc == ERR_BUSY) {
-        http_reply_error(job->req, 400, "The query took longer than the statement timeout.",
+        http_reply_error(req, 400, "The query took longer than the statement timeout.",
                          json_pack("{s:s}", "detail", wh_errmsg(conn)));
     } else {
         xlog_error("warehouse query failed: %s", conn ? wh_errmsg(conn) : "no connection");
-        http_reply_error(job->req, 503, NULL, NULL);
+        http_reply_error(req, 503, NULL, NULL);
     }
     wh_result_release(&res);
-    http_req_resume(job->req);
 }
 
 struct sql_thread {
@@ -82,7 +88,7 @@ static void *sql_main(void *arg)
         pthread_mutex_lock(&s->mu);
         while (!s->head && !s->stopping)
             pthread_cond_wait(&s->cv, &s->mu);
-        struct sql_job *job = s->head;
+        struct wh_job *job = s->head;
         if (job) {
             s->head = job->next;
             if (!s->head)
@@ -98,7 +104,8 @@ static void *sql_main(void *arg)
             http_req_resume(job->req);
             continue;
         }
-        run_job(conn, job);
+        job->run(conn, job->req, job->arg);
+        http_req_resume(job->req);
     }
     pthread_mutex_lock(&s->mu);
     s->conns[t.slot] = NULL;
@@ -190,11 +197,22 @@ static void post_sql(struct http_req *req, void *ctx)
         return;
     }
     struct sql_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
-    job->req = req;
     job->sql = arena_strdup(http_req_arena(req), json_string_value(jq));
     job->params = json_is_array(jp) ? jp : NULL;
+    api__wh_submit(env, req, run_sql, job);
+}
 
+void api__wh_submit(struct api_env *env, struct http_req *req, api_wh_job_cb run, void *arg)
+{
     struct api_sql *s = env->sql;
+    if (!s) {
+        http_reply_error(req, 503, "The warehouse is not available.", NULL);
+        return;
+    }
+    struct wh_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    job->req = req;
+    job->run = run;
+    job->arg = arg;
     http_req_suspend(req);
     pthread_mutex_lock(&s->mu);
     bool full = s->queued >= SQL_QUEUE || s->stopping;

@@ -192,6 +192,14 @@ static int whd_open(const struct wh_cfg *cfg, struct wh **out)
         goto fail;
     }
     duckdb_destroy_config(&dc);
+    /* functions live in the database's catalog: registered once, every connection sees them */
+    duckdb_connection fc = NULL;
+    rc = duckdb_connect(d->db, &fc) == DuckDBSuccess ? whd__funnel_register(fc) : ERR_INTERNAL;
+    duckdb_disconnect(&fc);
+    if (rc < 0) {
+        wh__set_open_err("cannot register tandem_funnel in warehouse %s", d->path);
+        goto fail;
+    }
     *out = &d->base;
     return 0;
 fail:

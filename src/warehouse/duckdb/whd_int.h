@@ -62,4 +62,9 @@ int whd__drop_collection(struct wh_conn *c, const char *collection_id);
 /* wh_duckdb_query.c */
 int whd__query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
 
+/* whd_funnel.c: registers the aggregate tandem_funnel (docs/analytics.md) on con's database.
+ * DuckDB keeps it per database, so every connection of that database sees it; a second call
+ * finds it there and does nothing. 0, or ERR_INTERNAL. */
+int whd__funnel_register(duckdb_connection con) MUST_USE;
+
 #endif

@@ -1,0 +1,166 @@
+/* funnel.c - funnels: per actor the C aggregate tandem_funnel over the actor's events in range
+ * (a bit mask of the steps and exclusions each event matches), then one row per breakdown
+ * value with the cumulative count, mean and median conversion time of every step. */
+#include <string.h>
+
+#include "analytics/analytics_int.h"
+
+static void build(struct an_sql *s, const struct an_query *q, const struct an_time *t)
+{
+    an__sql_put(s, "WITH ");
+    an__sql_links(s);
+    an__sql_put(s, ", ev AS (SELECT " AN_SQL_PERSON " AS person, e.\"timestamp\" AS ts, (");
+    for (size_t i = 0; i < q->n_ents; i++) {
+        an__sql_put(s, i ? " + CASE WHEN " : "CASE WHEN ");
+        an__sql_entity(s, &q->ents[i]);
+        an__sql_printf(s, " THEN %lu ELSE 0 END", 1UL << i);
+    }
+    for (size_t j = 0; j < q->n_excl; j++) {
+        an__sql_put(s, " + CASE WHEN ");
+        an__sql_entity(s, &q->excl[j]);
+        an__sql_printf(s, " THEN %lu ELSE 0 END", 1UL << (20 + j));
+    }
+    an__sql_put(s, ")::UINTEGER AS mask");
+    if (q->has_breakdown) {
+        an__sql_put(s, ", nullif(");
+        an__sql_key(s, &q->breakdown);
+        an__sql_put(s, ", '') AS bd");
+    } else {
+        an__sql_put(s, ", NULL::VARCHAR AS bd");
+    }
+    an__sql_put(s, " FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
+    an__sql_range(s, "e.\"timestamp\"", t->range_lo_us, t->range_hi_us);
+    an__sql_put(s, " AND ");
+    an__sql_filters(s, q->filters, q->n_filters);
+    if (q->order != AN_ORDER_STRICT) {
+        an__sql_put(s, " AND (");
+        for (size_t i = 0; i < q->n_ents; i++) {
+            if (i)
+                an__sql_put(s, " OR ");
+            an__sql_entity(s, &q->ents[i]);
+        }
+        for (size_t j = 0; j < q->n_excl; j++) {
+            an__sql_put(s, " OR ");
+            an__sql_entity(s, &q->excl[j]);
+        }
+        an__sql_put(s, ")");
+    }
+    an__sql_put(s, "), a AS (SELECT person, tandem_funnel(ts, mask, ");
+    an__sql_param(s, json_integer((json_int_t)q->n_ents));
+    an__sql_put(s, "::INTEGER, ");
+    an__sql_int(s, q->window_us);
+    an__sql_put(s, "::BIGINT, ");
+    static const char *const modes[] = {"ordered", "strict", "unordered"};
+    an__sql_str(s, modes[q->order]);
+    an__sql_put(s, ", ");
+    struct buf ex;
+    buf_init(&ex);
+    for (size_t j = 0; j < q->n_excl; j++)
+        buf_printf(&ex, "%s%d-%d", j ? "," : "", q->excl[j].from_step, q->excl[j].to_step);
+    an__sql_str(s, buf_cstr(&ex));
+    buf_release(&ex);
+    an__sql_put(s, ") AS r, arg_min(bd, ts) FILTER (WHERE bd IS NOT NULL) AS bd FROM ev "
+                   "GROUP BY person), "
+                   "f AS (SELECT r[1]::INTEGER AS fs, r, bd FROM a WHERE r[1] >= 0), ");
+    if (q->has_breakdown) {
+        an__sql_printf(s,
+                       "bdr AS (SELECT bd, count(*) AS n FROM f WHERE bd IS NOT NULL GROUP BY bd), "
+                       "top AS (SELECT bd, row_number() OVER (ORDER BY n DESC, bd) AS rk FROM bdr "
+                       "ORDER BY rk LIMIT %d), "
+                       "g AS (SELECT f.*, CASE WHEN f.bd IS NULL THEN 1001 ELSE "
+                       "coalesce(top.rk, 1000) END AS rk FROM f LEFT JOIN top ON top.bd = f.bd) ",
+                       AN_BREAKDOWN_LIMIT);
+    } else {
+        an__sql_put(s, "g AS (SELECT f.*, 0 AS rk FROM f) ");
+    }
+    an__sql_put(s, "SELECT rk, CASE WHEN rk < 1000 THEN any_value(bd) END");
+    for (size_t i = 0; i < q->n_ents; i++) {
+        an__sql_printf(s, ", count(*) FILTER (WHERE fs >= %zu)", i);
+        if (i)
+            an__sql_printf(s,
+                           ", avg(r[%zu]) FILTER (WHERE fs >= %zu)"
+                           ", quantile_cont(r[%zu], 0.5) FILTER (WHERE fs >= %zu)",
+                           i + 1, i, i + 1, i);
+    }
+    an__sql_put(s, " FROM g GROUP BY rk ORDER BY rk");
+}
+
+static json_t *steps_json(const struct an_query *q, const json_t *row)
+{
+    json_t *steps = json_array();
+    double c0 = 0, prev = 0;
+    size_t col = 2;
+    for (size_t i = 0; i < q->n_ents; i++) {
+        double c = row ? an__num(json_array_get(row, col)) : 0;
+        col++;
+        json_t *avg = json_null(), *med = json_null();
+        if (i) {
+            const json_t *ja = row ? json_array_get(row, col) : NULL;
+            const json_t *jm = row ? json_array_get(row, col + 1) : NULL;
+            col += 2;
+            if (c > 0 && ja && !json_is_null(ja)) {
+                json_decref(avg);
+                avg = json_real(an__num(ja));
+            }
+            if (c > 0 && jm && !json_is_null(jm)) {
+                json_decref(med);
+                med = json_real(an__num(jm));
+            }
+        } else {
+            c0 = c;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "order", json_integer((json_int_t)i));
+        json_object_set_new(o, "name", json_string(q->ents[i].label));
+        json_object_set_new(o, "count", json_integer((json_int_t)c));
+        json_object_set_new(o, "conversionRate",
+                            i == 0 ? json_integer(c0 > 0) : json_real(c0 > 0 ? c / c0 : 0));
+        json_object_set_new(o, "stepConversionRate",
+                            i == 0 ? json_integer(1) : json_real(prev > 0 ? c / prev : 0));
+        json_object_set_new(o, "averageConversionTime", avg);
+        json_object_set_new(o, "medianConversionTime", med);
+        json_array_append_new(steps, o);
+        prev = c;
+    }
+    return steps;
+}
+
+int an__funnel(struct an_ctx *x, json_t **out)
+{
+    const struct an_query *q = x->q;
+    struct an_sql s;
+    an__sql_init(&s);
+    build(&s, q, x->t);
+    json_t *rows = NULL;
+    int rc = an__sql_run(x->c, &s, &rows, x->msg, x->msg_len);
+    an__sql_release(&s);
+    if (rc < 0)
+        return rc;
+    json_t *results = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        int rk = (int)json_integer_value(json_array_get(r, 0));
+        json_t *bd;
+        if (!q->has_breakdown)
+            bd = json_null();
+        else if (rk == 1000)
+            bd = json_string(AN_OTHER_LABEL);
+        else if (rk == 1001)
+            bd = json_string(AN_NULL_LABEL);
+        else
+            bd = json_incref(json_array_get(r, 1));
+        json_array_append_new(results,
+                              json_pack("{s:o,s:o}", "breakdown", bd, "steps", steps_json(q, r)));
+    }
+    if (json_array_size(rows) == 0 && !q->has_breakdown)
+        json_array_append_new(results,
+                              json_pack("{s:n,s:o}", "breakdown", "steps", steps_json(q, NULL)));
+    json_decref(rows);
+    json_t *o = json_object();
+    json_object_set_new(o, "results", results);
+    an__common(o, q, x->t, false);
+    *out = o;
+    return 0;
+}
