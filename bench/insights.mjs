@@ -1,20 +1,27 @@
-// The tandem side of bench/insights.sh (node >= 18, no packages).
+// The timed part of bench/insights.sh (node >= 18, no packages): tandem and ClickHouse asked
+// the same questions alternately, so both see the same load on the shared machine.
 //
-//   node bench/insights.mjs URL RUNS
+//   node bench/insights.mjs TANDEM_URL|- RUNS
+//   env: SU_EMAIL, SU_PASSWORD (tandem superuser), TANDEM_PID (its CPU is read from /proc),
+//        CH_URL (ClickHouse's HTTP interface), CH_PID, CH_SQL (a file of "question<TAB>SQL"
+//        lines), INSIGHTS_ROUTES ("api sql" by default: which tandem routes to time)
 //
-// Signs in as SU_EMAIL / SU_PASSWORD, then runs each question RUNS + 1 times back to back:
-// the first run is reported as "cold" (the first query after loading), the median of the
-// other RUNS as "warm". Each question is asked twice, through the insights API and as plain
-// DuckDB SQL through /api/warehouse/sql (persons resolved in SQL as docs/analytics.md says).
-// Prints, per question and route:
-//   RESULT <engine> <question> <cold ms> <warm median ms>
+// RUNS + 1 rounds; each round asks every question once of every engine: the insights API
+// ("tandem"), the same question as plain DuckDB SQL through /api/warehouse/sql ("duckdb-sql",
+// persons resolved in SQL as docs/analytics.md says) and ClickHouse ("clickhouse", the SQL of
+// bench/insights.sh through its HTTP interface). Round 0 is reported as "first" (the first
+// query after loading), the median of the other RUNS as "warm"; with the server's CPU time
+// (user + system of the whole process, /proc/PID/stat) for the query, which moves much less
+// with the other load on the machine than the wall time does. Prints per engine and question:
+//   RESULT <engine> <question> <first ms> <warm median ms> <warm median CPU ms>
 //   ANSWER <engine> <question> <normalized answer>
-// with engine "tandem" (the API) or "duckdb-sql", and the answers in the same normalized form
-// bench/insights.sh makes of ClickHouse's and PostgreSQL's:
+// the answers in the form bench/insights.sh compares across engines:
 //   dau:       the 30 daily counts, space separated;
 //   funnel:    the 4 cumulative step counts;
 //   retention: "cohort:k:count" for every cohort and k, cohort-major.
 // The dates are those of bench/insights_gen.c's data set.
+import { readFileSync } from 'node:fs';
+
 const [url, runsArg] = process.argv.slice(2);
 const RUNS = Number(runsArg || 5);
 
@@ -23,6 +30,14 @@ const D = {
   funnelFrom: '2026-09-07', funnelTo: '2026-11-15',
   retentionTo: '2026-11-15', retentionFrom: '2026-09-21', weeks: 8,
 };
+
+const HZ = 100; // USER_HZ: /proc/PID/stat counts CPU in 1/100 s on Linux
+function cpuMs(pid) {
+  if (!pid) return 0;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return ((Number(v[11]) + Number(v[12])) * 1000) / HZ; // utime + stime
+}
 
 async function signIn() {
   const r = await fetch(`${url}/api/collections/_superusers/auth-with-password`, {
@@ -33,38 +48,39 @@ async function signIn() {
   return (await r.json()).token;
 }
 
-const token = await signIn();
+const token = url !== '-' ? await signIn() : null;
+const tandemPid = Number(process.env.TANDEM_PID || 0);
+const chPid = Number(process.env.CH_PID || 0);
+
+async function timed(pid, fn) {
+  const c0 = cpuMs(pid);
+  const t0 = performance.now();
+  const answer = await fn();
+  const ms = performance.now() - t0;
+  return { ms, cpu: cpuMs(pid) - c0, answer };
+}
 
 async function post(path, body) {
-  const t0 = performance.now();
   const r = await fetch(`${url}${path}`, {
     method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: token },
     body: JSON.stringify(body),
   });
   const text = await r.text();
-  const ms = performance.now() - t0;
   if (r.status !== 200) throw new Error(`${path}: ${r.status} ${text.slice(0, 500)}`);
-  return { ms, json: JSON.parse(text) };
+  return JSON.parse(text);
+}
+
+async function clickhouse(sql) {
+  const r = await fetch(`${process.env.CH_URL}/?max_execution_time=900`, { method: 'POST', body: `${sql} FORMAT TabSeparated` });
+  const text = await r.text();
+  if (r.status !== 200) throw new Error(`clickhouse: ${r.status} ${text.slice(0, 500)}`);
+  return text;
 }
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-
-async function measure(engine, question, path, body, normalize) {
-  const times = [];
-  let answer = null;
-  for (let i = 0; i <= RUNS; i++) {
-    const { ms, json } = await post(path, body);
-    times.push(ms);
-    const a = normalize(json);
-    if (answer !== null && a !== answer) throw new Error(`${engine} ${question}: answers differ between runs`);
-    answer = a;
-  }
-  console.log(`RESULT ${engine} ${question} ${times[0].toFixed(1)} ${median(times.slice(1)).toFixed(1)}`);
-  console.log(`ANSWER ${engine} ${question} ${answer}`);
-}
 
 // --- the insights API
 const trends = {
@@ -81,16 +97,6 @@ const retention = {
   retentionType: 'recurring', period: 'week', totalIntervals: D.weeks,
   dateTo: D.retentionTo, timezone: 'UTC',
 };
-
-const api = process.env.INSIGHTS_ROUTES ? process.env.INSIGHTS_ROUTES.split(' ') : ['api', 'sql'];
-
-if (api.includes('api')) {
-  await measure('tandem', 'dau', '/api/insights/trends', trends, (j) => j.results[0].data.join(' '));
-  await measure('tandem', 'funnel', '/api/insights/funnel', funnel,
-    (j) => j.results[0].steps.map((s) => s.count).join(' '));
-  await measure('tandem', 'retention', '/api/insights/retention', retention,
-    (j) => j.results.flatMap((c, i) => c.values.map((v, k) => `${i}:${k}:${v.count}`)).join(' '));
-}
 
 // --- the same questions as plain DuckDB SQL (the warehouse's `events` table)
 // persons: docs/analytics.md "The actor": anonymous_id -> user_id (and alias previous_id ->
@@ -140,15 +146,61 @@ v AS (SELECT w AS cohort, 0 AS k, count(*) AS n FROM t GROUP BY w
       SELECT t.w, r.w - t.w, count(*) FROM t JOIN r ON r.person = t.person AND r.w > t.w GROUP BY t.w, r.w)
 SELECT cohort, k, n FROM v ORDER BY cohort, k`;
 
-if (api.includes('sql')) {
-  const rows = (j) => {
-    if (j.truncated) throw new Error('SQL answer truncated');
-    return j.rows;
+const routes = (process.env.INSIGHTS_ROUTES || 'api sql').split(' ');
+const rows = (j) => {
+  if (j.truncated) throw new Error('SQL answer truncated');
+  return j.rows;
+};
+const W = 8;
+const chNormalize = {
+  dau: (t) => t.trim().split('\n').map((l) => l.split('\t')[1]).join(' '),
+  funnel: (t) => t.trim().split('\t').join(' '),
+  // one array per cohort i: [size, returns in i+1, ...]; the last has a dummy second cell
+  retention: (t) => t.trim().split('\t').flatMap((a, i) => JSON.parse(a).slice(0, W - i).map((n, k) => `${i}:${k}:${n}`)).join(' '),
+};
+const chSql = process.env.CH_SQL
+  ? Object.fromEntries(readFileSync(process.env.CH_SQL, 'utf8').trim().split('\n').map((l) => l.split('\t')))
+  : {};
+
+// engine -> question -> () => normalized answer
+const engines = {};
+if (url !== '-' && routes.includes('api')) {
+  engines.tandem = {
+    dau: async () => (await post('/api/insights/trends', trends)).results[0].data.join(' '),
+    funnel: async () => (await post('/api/insights/funnel', funnel)).results[0].steps.map((s) => s.count).join(' '),
+    retention: async () => (await post('/api/insights/retention', retention)).results
+      .flatMap((c, i) => c.values.map((v, k) => `${i}:${k}:${v.count}`)).join(' '),
   };
-  await measure('duckdb-sql', 'dau', '/api/warehouse/sql', { query: sqlDau },
-    (j) => rows(j).map((r) => r[1]).join(' '));
-  await measure('duckdb-sql', 'funnel', '/api/warehouse/sql', { query: sqlFunnel },
-    (j) => rows(j)[0].join(' '));
-  await measure('duckdb-sql', 'retention', '/api/warehouse/sql', { query: sqlRetention },
-    (j) => rows(j).map((r) => `${r[0]}:${r[1]}:${r[2]}`).join(' '));
+}
+if (url !== '-' && routes.includes('sql')) {
+  engines['duckdb-sql'] = {
+    dau: async () => rows(await post('/api/warehouse/sql', { query: sqlDau })).map((r) => r[1]).join(' '),
+    funnel: async () => rows(await post('/api/warehouse/sql', { query: sqlFunnel }))[0].join(' '),
+    retention: async () => rows(await post('/api/warehouse/sql', { query: sqlRetention }))
+      .map((r) => `${r[0]}:${r[1]}:${r[2]}`).join(' '),
+  };
+}
+if (process.env.CH_URL) {
+  engines.clickhouse = Object.fromEntries(Object.entries(chNormalize).map(([q, norm]) => [q, async () => norm(await clickhouse(chSql[q]))]));
+}
+const pidOf = (engine) => (engine === 'clickhouse' ? chPid : tandemPid);
+
+const runs = {}; // "engine question" -> [{ms, cpu}]
+const answers = {};
+for (let round = 0; round <= RUNS; round++) {
+  for (const q of ['dau', 'funnel', 'retention']) {
+    for (const [engine, ask] of Object.entries(engines)) {
+      const k = `${engine} ${q}`;
+      const r = await timed(pidOf(engine), ask[q]);
+      if (k in answers && answers[k] !== r.answer) throw new Error(`${k}: answers differ between runs`);
+      answers[k] = r.answer;
+      (runs[k] ||= []).push(r);
+    }
+  }
+}
+for (const [k, rs] of Object.entries(runs)) {
+  const warm = rs.slice(1);
+  const m = (f) => (warm.length ? median(warm.map(f)) : NaN);
+  console.log(`RESULT ${k} ${rs[0].ms.toFixed(1)} ${m((r) => r.ms).toFixed(1)} ${m((r) => r.cpu).toFixed(0)}`);
+  console.log(`ANSWER ${k} ${answers[k]}`);
 }

@@ -6,8 +6,12 @@
 #   funnel     signup -> activate -> purchase -> invite, 14-day window, 10 weeks;
 #   retention  recurring pageview -> pageview, 8 weeks (cohorts from 2026-09-21).
 # Each question runs RUNS + 1 times (default RUNS=5; PostgreSQL PG_RUNS + 1, default 2): the
-# first run ("first") and the median of the others ("warm"), in ms as the client sees it. Target: every insight <= 1 s in tandem
-# and no slower than ClickHouse. The script checks that the engines give the same answers.
+# first run ("first") and the median of the others ("warm"), in ms as the client sees it, and
+# the CPU time the server spent on it (user + system from /proc, the figure that moves least
+# with the other load on a shared machine). tandem and ClickHouse run side by side and are
+# asked alternately (bench/insights.mjs), so their ratio is taken under the same load;
+# PostgreSQL, far slower, runs first on its own. Target: every insight <= 1 s in tandem and
+# no slower than ClickHouse. The script checks that the engines give the same answers.
 #
 # tandem: the generator writes the events into a fresh data directory's log; the server
 # starts on it and the loader moves them into DuckDB (timed, like bench/pipeline.sh); then
@@ -45,7 +49,7 @@ record() {
     first=$1
     shift
     med=$(printf '%s\n' "$@" | median_of)
-    printf 'RESULT %s %s %.1f %s\n' "$engine" "$q" "$first" "$med" >>"$OUT"
+    printf 'RESULT %s %s %.1f %s %s\n' "$engine" "$q" "$first" "$med" "$PG_CPU" >>"$OUT"
     echo "ANSWER $engine $q $answer" >>"$OUT"
 }
 
@@ -60,6 +64,72 @@ gen=$(timeout "$STEP_LIMIT" "$BENCH_TOP/build/insights_gen" "$EVENTS" "$tsv" "${
 echo "$gen" | sed 's/^/insights_gen: /'
 N=$(echo "$gen" | awk '$1 == "events" { print $2 }')
 echo "generated $N events in $(since "$t0") s (TSV $(du -h "$tsv" | cut -f1))"
+
+# ---------------------------------------------------------------------- PostgreSQL 15
+pg_queries() { # QUESTION<TAB>SQL lines; each answer is one row in the normalized form
+    printf 'dau\tSELECT string_agg(n::text, '"' '"' ORDER BY d) FROM (SELECT date_trunc('"'day'"', ts) AS d, count(DISTINCT person_id) AS n FROM events WHERE ts >= '"'%s'"' AND ts < '"'%s'"' GROUP BY 1) x\n' "$DAU_FROM" "$DAU_TO"
+    # the furthest step of each chain started by a signup: the earliest next step after the
+    # previous one within 14 days of the signup (an index probe each), then per person the best
+    local lat="" s prev=s0.t0 n=1 ev
+    for ev in activate purchase invite; do
+        lat="$lat LEFT JOIN LATERAL (SELECT min(e.ts) AS t$n FROM events e WHERE e.event = '$ev' AND e.person_id = s0.person_id AND e.ts > $prev AND e.ts <= s0.t0 + interval '14 days' AND e.ts < '$FUN_TO') x$n ON true"
+        prev=x$n.t$n
+        n=$((n + 1))
+    done
+    printf 'funnel\tWITH s0 AS (SELECT person_id, ts AS t0 FROM events WHERE event = '"'signup'"' AND ts >= '"'%s'"' AND ts < '"'%s'"'), f AS (SELECT s0.person_id, max(CASE WHEN x3.t3 IS NOT NULL THEN 4 WHEN x2.t2 IS NOT NULL THEN 3 WHEN x1.t1 IS NOT NULL THEN 2 ELSE 1 END) AS lvl FROM s0%s GROUP BY s0.person_id) SELECT concat_ws('"' '"', count(*) FILTER (WHERE lvl >= 1), count(*) FILTER (WHERE lvl >= 2), count(*) FILTER (WHERE lvl >= 3), count(*) FILTER (WHERE lvl >= 4)) FROM f\n' "$FUN_FROM" "$FUN_TO" "$lat"
+    local wk="(date_trunc('week', ts)::date - date '$RET_FROM') / 7"
+    printf 'retention\tWITH t AS (SELECT DISTINCT person_id, %s AS w FROM events WHERE event = '"'pageview'"' AND ts >= '"'%s'"' AND ts < '"'%s'"'), r AS (SELECT DISTINCT person_id, %s AS w FROM events WHERE event = '"'pageview'"' AND ts >= '"'%s'"' AND ts < '"'%s'"'), v AS (SELECT w AS cohort, 0 AS k, count(*) AS n FROM t GROUP BY w UNION ALL SELECT t.w, r.w - t.w, count(*) FROM t JOIN r ON r.person_id = t.person_id AND r.w > t.w GROUP BY t.w, r.w) SELECT string_agg(cohort || '"':'"' || k || '"':'"' || n, '"' '"' ORDER BY cohort, k) FROM v\n' "$wk" "$RET_FROM" "$RET_TO" "$wk" "$RET_FROM" "$RET_TO"
+}
+
+if [[ " $ENGINES " == *" postgres "* ]]; then
+    PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+    [ -x "$PG_BIN/postgres" ] || { echo "PostgreSQL missing: scripts/setup-deps.sh --bench" >&2; exit 1; }
+    pg=$BENCH_TMP/postgres
+    mkdir -p "$pg"
+    as_pg=()
+    if [ "$(id -u)" = 0 ]; then # postgres refuses to run as root: its files belong to postgres
+        chmod 711 "$BENCH_TMP"
+        chown postgres: "$pg"
+        as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    fi
+    port=$(free_port)
+    "${as_pg[@]}" "$PG_BIN/initdb" -D "$pg/data" -U bench --auth=trust -E UTF8 --locale=C >"$pg/initdb.log"
+    # memory for a 24 GiB machine; fsync off only makes the load faster (queries read)
+    "${as_pg[@]}" "$PG_BIN/postgres" -D "$pg/data" -p "$port" -k "$pg" -c listen_addresses=127.0.0.1 \
+        -c shared_buffers=2GB -c work_mem=256MB -c maintenance_work_mem=1GB -c fsync=off \
+        -c statement_timeout="${STEP_LIMIT}s" >"$pg/server.log" 2>&1 &
+    PG_PID=$!
+    BENCH_PIDS+=("$PG_PID")
+    pgq() { timeout "$STEP_LIMIT" psql -h "$pg" -p "$port" -U bench -d postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
+    for _ in $(seq 300); do pgq -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+    echo "$(pgq -A -t -c 'SELECT version()' | cut -d' ' -f1-2) on 127.0.0.1:$port (pid $PG_PID)"
+    # CPU ms of the server and all its processes: the postmaster's own and its exited children's
+    # (backends, parallel workers) plus the running children's
+    pg_cpu() {
+        { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$PG_PID" -v hz="$(getconf CLK_TCK)" '
+            { pid = $1; sub(/^.*\) /, "") } # then $2 is the parent, $12-$15 utime stime cutime cstime
+            $2 == pm { t += $12 + $13 }
+            pid == pm { t += $12 + $13 + $14 + $15 }
+            END { printf "%.0f\n", t * 1000 / hz }'
+    }
+    t0=$(now)
+    pgq -c 'CREATE TABLE events (ts timestamp NOT NULL, event text NOT NULL, person_id text NOT NULL)'
+    pgq -c "\\copy events FROM '$tsv'"
+    pgq -c 'CREATE INDEX events_event_person_ts ON events (event, person_id, ts)' \
+        -c 'CREATE INDEX events_ts ON events (ts)' -c 'ANALYZE events'
+    echo "LOAD postgres $(since "$t0") s (COPY, two indexes, ANALYZE), $(pgq -A -t -c 'SELECT count(*) FROM events') rows" | tee -a "$OUT"
+    while IFS=$'\t' read -r q sql; do
+        { echo '\timing on'; for i in $(seq 0 "$PG_RUNS"); do echo "$sql;"; done; } >"$pg/q.sql"
+        c0=$(pg_cpu)
+        pgq -A -t -f "$pg/q.sql" >"$pg/q.out"
+        c1=$(pg_cpu)
+        mapfile -t times < <(awk '/^Time: / { print $2 }' "$pg/q.out")
+        PG_CPU=$(awk -v a="$c0" -v b="$c1" -v n=$((PG_RUNS + 1)) 'BEGIN { printf "%.0f", (b - a) / n }')
+        record postgres "$q" "$(grep -v '^Time: ' "$pg/q.out" | tail -1)" "${times[@]}"
+    done < <(pg_queries)
+    echo "postgres data: $(du -sh "$pg/data" | cut -f1)"
+    stop_pid "$PG_PID" INT # fast shutdown
+fi
 
 # ---------------------------------------------------------------------- ClickHouse 18.16
 ch_queries() { # QUESTION<TAB>SQL lines
@@ -79,18 +149,6 @@ ch_queries() { # QUESTION<TAB>SQL lines
     printf 'retention\tSELECT %s FROM (SELECT person_id%s FROM (SELECT person_id, event, toRelativeWeekNum(ts) - toRelativeWeekNum(toDateTime('"'%s 00:00:00'"')) AS w FROM events WHERE event = '"'pageview'"' AND ts >= toDateTime('"'%s 00:00:00'"') AND ts < toDateTime('"'%s 00:00:00'"')) GROUP BY person_id)\n' "$sums" "$arrays" "$RET_FROM" "$RET_FROM" "$RET_TO"
 }
 
-ch_normalize() { # QUESTION: ClickHouse's TSV answer on stdin -> the normalized answer
-    case $1 in
-    dau) awk '{ printf "%s%s", (NR > 1 ? " " : ""), $2 }' ;;
-    funnel) tr '\t' ' ' ;;
-    retention) awk -F'\t' -v W="$WEEKS" '{
-        sep = ""
-        for (i = 0; i < W; i++) {
-            a = $(i + 1); gsub(/[][]/, "", a); split(a, v, ",")
-            for (k = 0; k < W - i; k++) { printf "%s%d:%d:%s", sep, i, k, v[k + 1]; sep = " " }
-        } }' ;;
-    esac
-}
 
 if [[ " $ENGINES " == *" clickhouse "* ]]; then
     command -v clickhouse-server >/dev/null || { echo "clickhouse-server missing: scripts/setup-deps.sh --bench" >&2; exit 1; }
@@ -140,70 +198,8 @@ XML
     chq -q 'INSERT INTO events FORMAT TabSeparated' <"$tsv"
     chq -q 'OPTIMIZE TABLE events FINAL'
     echo "LOAD clickhouse $(since "$t0") s (INSERT of the TSV + OPTIMIZE FINAL), $(chq -q 'SELECT count() FROM events') rows" | tee -a "$OUT"
-    while IFS=$'\t' read -r q sql; do
-        times=()
-        for i in $(seq 0 "$RUNS"); do
-            ans=$(chq --time -q "$sql" 2>"$ch/time") || { cat "$ch/time" >&2; exit 1; }
-            times+=("$(awk 'END { printf "%.1f", $1 * 1000 }' "$ch/time")")
-        done
-        record clickhouse "$q" "$(echo "$ans" | ch_normalize "$q")" "${times[@]}"
-    done < <(ch_queries)
-    echo "clickhouse data: $(du -sh "$ch/data" | cut -f1)"
-    stop_pid "$CH_PID"
-fi
-
-# ---------------------------------------------------------------------- PostgreSQL 15
-pg_queries() { # QUESTION<TAB>SQL lines; each answer is one row in the normalized form
-    printf 'dau\tSELECT string_agg(n::text, '"' '"' ORDER BY d) FROM (SELECT date_trunc('"'day'"', ts) AS d, count(DISTINCT person_id) AS n FROM events WHERE ts >= '"'%s'"' AND ts < '"'%s'"' GROUP BY 1) x\n' "$DAU_FROM" "$DAU_TO"
-    # the furthest step of each chain started by a signup: the earliest next step after the
-    # previous one within 14 days of the signup (an index probe each), then per person the best
-    local lat="" s prev=s0.t0 n=1 ev
-    for ev in activate purchase invite; do
-        lat="$lat LEFT JOIN LATERAL (SELECT min(e.ts) AS t$n FROM events e WHERE e.event = '$ev' AND e.person_id = s0.person_id AND e.ts > $prev AND e.ts <= s0.t0 + interval '14 days' AND e.ts < '$FUN_TO') x$n ON true"
-        prev=x$n.t$n
-        n=$((n + 1))
-    done
-    printf 'funnel\tWITH s0 AS (SELECT person_id, ts AS t0 FROM events WHERE event = '"'signup'"' AND ts >= '"'%s'"' AND ts < '"'%s'"'), f AS (SELECT s0.person_id, max(CASE WHEN x3.t3 IS NOT NULL THEN 4 WHEN x2.t2 IS NOT NULL THEN 3 WHEN x1.t1 IS NOT NULL THEN 2 ELSE 1 END) AS lvl FROM s0%s GROUP BY s0.person_id) SELECT concat_ws('"' '"', count(*) FILTER (WHERE lvl >= 1), count(*) FILTER (WHERE lvl >= 2), count(*) FILTER (WHERE lvl >= 3), count(*) FILTER (WHERE lvl >= 4)) FROM f\n' "$FUN_FROM" "$FUN_TO" "$lat"
-    local wk="(date_trunc('week', ts)::date - date '$RET_FROM') / 7"
-    printf 'retention\tWITH t AS (SELECT DISTINCT person_id, %s AS w FROM events WHERE event = '"'pageview'"' AND ts >= '"'%s'"' AND ts < '"'%s'"'), r AS (SELECT DISTINCT person_id, %s AS w FROM events WHERE event = '"'pageview'"' AND ts >= '"'%s'"' AND ts < '"'%s'"'), v AS (SELECT w AS cohort, 0 AS k, count(*) AS n FROM t GROUP BY w UNION ALL SELECT t.w, r.w - t.w, count(*) FROM t JOIN r ON r.person_id = t.person_id AND r.w > t.w GROUP BY t.w, r.w) SELECT string_agg(cohort || '"':'"' || k || '"':'"' || n, '"' '"' ORDER BY cohort, k) FROM v\n' "$wk" "$RET_FROM" "$RET_TO" "$wk" "$RET_FROM" "$RET_TO"
-}
-
-if [[ " $ENGINES " == *" postgres "* ]]; then
-    PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
-    [ -x "$PG_BIN/postgres" ] || { echo "PostgreSQL missing: scripts/setup-deps.sh --bench" >&2; exit 1; }
-    pg=$BENCH_TMP/postgres
-    mkdir -p "$pg"
-    as_pg=()
-    if [ "$(id -u)" = 0 ]; then # postgres refuses to run as root: its files belong to postgres
-        chmod 711 "$BENCH_TMP"
-        chown postgres: "$pg"
-        as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
-    fi
-    port=$(free_port)
-    "${as_pg[@]}" "$PG_BIN/initdb" -D "$pg/data" -U bench --auth=trust -E UTF8 --locale=C >"$pg/initdb.log"
-    # memory for a 24 GiB machine; fsync off only makes the load faster (queries read)
-    "${as_pg[@]}" "$PG_BIN/postgres" -D "$pg/data" -p "$port" -k "$pg" -c listen_addresses=127.0.0.1 \
-        -c shared_buffers=2GB -c work_mem=256MB -c maintenance_work_mem=1GB -c fsync=off \
-        -c statement_timeout="${STEP_LIMIT}s" >"$pg/server.log" 2>&1 &
-    PG_PID=$!
-    BENCH_PIDS+=("$PG_PID")
-    pgq() { timeout "$STEP_LIMIT" psql -h "$pg" -p "$port" -U bench -d postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
-    for _ in $(seq 300); do pgq -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
-    echo "$(pgq -A -t -c 'SELECT version()' | cut -d' ' -f1-2) on 127.0.0.1:$port (pid $PG_PID)"
-    t0=$(now)
-    pgq -c 'CREATE TABLE events (ts timestamp NOT NULL, event text NOT NULL, person_id text NOT NULL)'
-    pgq -c "\\copy events FROM '$tsv'"
-    pgq -c 'CREATE INDEX events_event_person_ts ON events (event, person_id, ts)' \
-        -c 'CREATE INDEX events_ts ON events (ts)' -c 'ANALYZE events'
-    echo "LOAD postgres $(since "$t0") s (COPY, two indexes, ANALYZE), $(pgq -A -t -c 'SELECT count(*) FROM events') rows" | tee -a "$OUT"
-    while IFS=$'\t' read -r q sql; do
-        { echo '\timing on'; for i in $(seq 0 "$PG_RUNS"); do echo "$sql;"; done; } >"$pg/q.sql"
-        pgq -A -t -f "$pg/q.sql" >"$pg/q.out"
-        mapfile -t times < <(awk '/^Time: / { print $2 }' "$pg/q.out")
-        record postgres "$q" "$(grep -v '^Time: ' "$pg/q.out" | tail -1)" "${times[@]}"
-    done < <(pg_queries)
-    echo "postgres data: $(du -sh "$pg/data" | cut -f1)"
-    stop_pid "$PG_PID" INT # fast shutdown
+    ch_queries >"$ch/queries.tsv"
+    export CH_URL=http://127.0.0.1:$http CH_PID CH_SQL=$ch/queries.tsv
 fi
 
 # ---------------------------------------------------------------------- tandem
@@ -213,26 +209,41 @@ if [[ " $ENGINES " == *" tandem "* ]]; then
     start_tandem_slow "$tdir" --sql-timeout "${STEP_LIMIT}s"
     timeout "$STEP_LIMIT" node "$BENCH_TOP/bench/pipeline.mjs" load "$TANDEM_URL" "$N"
     echo "LOAD tandem $(since "$t0") s (server start + loader until every event is committed)" | tee -a "$OUT"
-    timeout "$((STEP_LIMIT * 6))" node "$BENCH_TOP/bench/insights.mjs" "$TANDEM_URL" "$RUNS" | tee -a "$OUT" | grep -v '^ANSWER'
+    export TANDEM_PID
+else
+    TANDEM_URL=-
+fi
+
+# ---------------------------------------------------------------------- tandem and ClickHouse, alternately
+if [ "$TANDEM_URL" != - ] || [ -n "${CH_URL:-}" ]; then
+    echo "asking tandem and ClickHouse alternately, $((RUNS + 1)) rounds (load $(cut -d' ' -f1 /proc/loadavg))"
+    timeout "$((STEP_LIMIT * 6))" node "$BENCH_TOP/bench/insights.mjs" "$TANDEM_URL" "$RUNS" >>"$OUT"
+    echo "load after: $(cut -d' ' -f1 /proc/loadavg)"
+fi
+if [ "$TANDEM_URL" != - ]; then
     stop_pid "$TANDEM_PID"
     echo "tandem warehouse: $(du -h "$tdir/warehouse.duckdb" | cut -f1), log: $(du -sh "$tdir/log" | cut -f1)"
+fi
+if [ -n "${CH_URL:-}" ]; then
+    echo "clickhouse data: $(du -sh "$ch/data" | cut -f1)"
+    stop_pid "$CH_PID"
 fi
 
 # ---------------------------------------------------------------------- report
 echo
-echo "== $N events, $((EVENTS / 10)) users; ms as the client sees it: first run / median of $RUNS warm runs ($PG_RUNS for PostgreSQL)"
-awk -v engines="$ENGINES" '
-    $1 == "RESULT" { first[$2, $3] = $4; warm[$2, $3] = $5; seen[$2] = 1 }
-    function cell(e, q) { return ((e, q) in warm) ? sprintf("%s / %s", first[e, q], warm[e, q]) : "-" }
+echo "== $N events, $((EVENTS / 10)) users. Each cell: first run / median of $RUNS warm runs, ms as the client sees it, (server CPU ms of a warm run; PostgreSQL: $PG_RUNS warm runs, CPU the average over all its runs)"
+awk '
+    $1 == "RESULT" { first[$2, $3] = $4; warm[$2, $3] = $5; cpu[$2, $3] = $6 }
+    function cell(e, q) { return ((e, q) in warm) ? sprintf("%s / %s (%s)", first[e, q], warm[e, q], cpu[e, q]) : "-" }
     END {
-        printf "| insight | tandem | ClickHouse 18.16 | PostgreSQL 15 | DuckDB SQL via /api/warehouse/sql | tandem / ClickHouse (warm) | target met (<= 1 s, <= ClickHouse) |\n"
+        printf "| insight | tandem | ClickHouse 18.16 | PostgreSQL 15 | DuckDB SQL via /api/warehouse/sql | tandem / ClickHouse, warm wall (CPU) | target met (<= 1 s, <= ClickHouse) |\n"
         printf "|---|---|---|---|---|---|---|\n"
         split("dau funnel retention", qs, " ")
         for (i = 1; i <= 3; i++) {
             q = qs[i]
             r = "-"; met = "-"
             if ((("tandem", q) in warm) && (("clickhouse", q) in warm)) {
-                r = sprintf("%.2f", warm["tandem", q] / warm["clickhouse", q])
+                r = sprintf("%.2f (%.2f)", warm["tandem", q] / warm["clickhouse", q], cpu["clickhouse", q] ? cpu["tandem", q] / cpu["clickhouse", q] : 0)
                 met = (warm["tandem", q] <= 1000 && warm["tandem", q] <= warm["clickhouse", q]) ? "yes" : "**no**"
             } else if (("tandem", q) in warm)
                 met = warm["tandem", q] <= 1000 ? "<= 1 s: yes" : "**no**"
