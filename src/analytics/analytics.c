@@ -104,6 +104,16 @@ int analytics_run(struct wh_conn *c, enum analytics_kind kind, const json_t *que
     if (rc < 0)
         goto out;
 
+    /* the identity tables: brought up to date with every event loaded so far */
+    bool persons = kind != ANALYTICS_TRENDS;
+    for (size_t i = 0; kind == ANALYTICS_TRENDS && i < q.n_ents; i++)
+        persons |= q.ents[i].math == AN_MATH_UNIQUE || q.ents[i].math == AN_MATH_WAU ||
+                   q.ents[i].math == AN_MATH_MAU;
+    if (persons && (rc = wh_persons_refresh(c, NULL)) < 0) {
+        snprintf(out->message, sizeof(out->message), "%s", wh_errmsg(c));
+        goto out;
+    }
+
     int lookback_days = 0;
     for (size_t i = 0; kind == ANALYTICS_TRENDS && i < q.n_ents; i++) {
         if (q.ents[i].math == AN_MATH_WAU && lookback_days < 6)

@@ -13,7 +13,75 @@ static void events_from(struct an_sql *s, const struct an_query *q, int64_t lo, 
     an__sql_filters(s, q->filters, q->n_filters);
 }
 
+/* events without the identity join: their distinct id is resolved after grouping */
+static void events_by_id_from(struct an_sql *s, const struct an_query *q, int64_t lo, int64_t hi)
+{
+    an__sql_put(s, " FROM events e WHERE ");
+    an__sql_range(s, "e.\"timestamp\"", lo, hi);
+    an__sql_put(s, " AND ");
+    an__sql_filters(s, q->filters, q->n_filters);
+}
+
 /* ---- retention ---- */
+
+/* Retention with at most 64 periods: each distinct id's target and return periods as two
+ * bit masks (one GROUP BY over the events), merged per person after the identity join (far
+ * fewer rows to join than events), then one pass counting every (cohort, k) cell. One row of
+ * n(n+1)/2 counts, cohort by cohort. */
+static void retention_bits(struct an_sql *s, const struct an_query *q, const struct an_time *t)
+{
+    size_t n = t->n_buckets;
+    an__sql_put(s, "WITH ");
+    an__sql_links(s);
+    an__sql_put(s, ", ev AS (SELECT coalesce(e.user_id, e.anonymous_id) AS did, ");
+    an__sql_bucket(s, t, "e.\"timestamp\"");
+    an__sql_put(s, " AS b, ");
+    an__sql_entity(s, &q->target);
+    an__sql_put(s, " AS tg, ");
+    an__sql_entity(s, &q->returning);
+    an__sql_put(s, " AS rt");
+    an__sql_put(s, " FROM events e WHERE ");
+    an__sql_range(s, "e.\"timestamp\"", t->range_lo_us, t->range_hi_us);
+    an__sql_put(s, " AND ");
+    an__sql_filters(s, q->filters, q->n_filters);
+    an__sql_put(s, " AND (");
+    an__sql_entity(s, &q->target);
+    an__sql_put(s, " OR ");
+    an__sql_entity(s, &q->returning);
+    an__sql_put(s, ")), d AS (SELECT did, coalesce(bit_or(CASE WHEN tg THEN 1::UBIGINT << b END), "
+                   "0::UBIGINT) AS tm, coalesce(bit_or(CASE WHEN rt THEN 1::UBIGINT << b END), "
+                   "0::UBIGINT) AS rm FROM ev GROUP BY did), "
+                   "p AS (SELECT coalesce(l.person, d.did) AS person, bit_or(tm) AS tm, "
+                   "bit_or(rm) AS rm FROM d LEFT JOIN links l ON l.did = d.did GROUP BY 1)");
+    const char *from = "p";
+    if (q->first_time) {
+        an__sql_put(s, ", ft AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
+                       "FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
+        an__sql_filters(s, q->filters, q->n_filters);
+        an__sql_put(s, " AND ");
+        an__sql_entity(s, &q->target);
+        an__sql_put(s, " GROUP BY 1), p2 AS (SELECT p.person, CASE WHEN ");
+        an__sql_range(s, "ft.ft", t->range_lo_us, t->range_hi_us);
+        an__sql_put(s, " THEN 1::UBIGINT << ");
+        an__sql_bucket(s, t, "ft.ft");
+        an__sql_put(s, " ELSE 0::UBIGINT END AS tm, p.rm FROM p JOIN ft ON ft.person = p.person)");
+        from = "p2";
+    }
+    an__sql_put(s, " SELECT ");
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; i + k < n; k++) {
+            if (i || k)
+                an__sql_put(s, ", ");
+            if (k == 0)
+                an__sql_printf(s, "count(*) FILTER (WHERE tm & (1::UBIGINT << %zu) <> 0)", i);
+            else
+                an__sql_printf(s,
+                               "count(*) FILTER (WHERE tm & (1::UBIGINT << %zu) <> 0 AND rm & "
+                               "(1::UBIGINT << %zu) <> 0)",
+                               i, i + k);
+        }
+    an__sql_printf(s, " FROM %s", from);
+}
 
 int an__retention(struct an_ctx *x, json_t **out)
 {
@@ -21,6 +89,11 @@ int an__retention(struct an_ctx *x, json_t **out)
     const struct an_time *t = x->t;
     struct an_sql s;
     an__sql_init(&s);
+    bool bits = t->n_buckets <= 64;
+    if (bits) {
+        retention_bits(&s, q, t);
+        goto run;
+    }
     an__sql_put(&s, "WITH ");
     an__sql_links(&s);
     an__sql_put(&s, ", ev AS (SELECT " AN_SQL_PERSON " AS person, ");
@@ -35,7 +108,9 @@ int an__retention(struct an_ctx *x, json_t **out)
     an__sql_entity(&s, &q->target);
     an__sql_put(&s, " OR ");
     an__sql_entity(&s, &q->returning);
-    an__sql_put(&s, ")), ");
+    /* each person's active periods, once (cohorts and returns both read them) */
+    an__sql_put(&s, ")), pb AS MATERIALIZED (SELECT person, b, bool_or(tg) AS tg, bool_or(rt) AS "
+                    "rt FROM ev GROUP BY person, b), ");
     if (q->first_time) {
         an__sql_put(&s, "ft AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
                         "FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
@@ -48,12 +123,13 @@ int an__retention(struct an_ctx *x, json_t **out)
         an__sql_range(&s, "ft", t->range_lo_us, t->range_hi_us);
         an__sql_put(&s, "), ");
     } else {
-        an__sql_put(&s, "cohort AS (SELECT DISTINCT person, b FROM ev WHERE tg), ");
+        an__sql_put(&s, "cohort AS (SELECT person, b FROM pb WHERE tg), ");
     }
-    an__sql_put(&s, "ret AS (SELECT DISTINCT person, b FROM ev WHERE rt) "
+    an__sql_put(&s, "ret AS (SELECT person, b FROM pb WHERE rt) "
                     "SELECT b, 0 AS k, count(*) FROM cohort GROUP BY b "
                     "UNION ALL SELECT c.b, r.b - c.b, count(*) FROM cohort c JOIN ret r "
                     "ON r.person = c.person AND r.b > c.b GROUP BY ALL");
+run:;
     json_t *rows = NULL;
     int rc = an__sql_run(x->c, &s, &rows, x->msg, x->msg_len);
     an__sql_release(&s);
@@ -63,12 +139,20 @@ int an__retention(struct an_ctx *x, json_t **out)
     int64_t *cnt = arena_zalloc(x->a, n * n * sizeof(int64_t));
     size_t i;
     json_t *r;
-    json_array_foreach(rows, i, r)
-    {
-        int64_t b = json_integer_value(json_array_get(r, 0));
-        int64_t k = json_integer_value(json_array_get(r, 1));
-        if (b >= 0 && (size_t)b < n && k >= 0 && (size_t)(b + k) < n)
-            cnt[(size_t)b * n + (size_t)k] = (int64_t)an__num(json_array_get(r, 2));
+    if (bits) {
+        json_t *row = json_array_get(rows, 0);
+        size_t col = 0;
+        for (size_t c = 0; c < n; c++)
+            for (size_t k = 0; c + k < n; k++)
+                cnt[c * n + k] = (int64_t)an__num(json_array_get(row, col++));
+    } else {
+        json_array_foreach(rows, i, r)
+        {
+            int64_t b = json_integer_value(json_array_get(r, 0));
+            int64_t k = json_integer_value(json_array_get(r, 1));
+            if (b >= 0 && (size_t)b < n && k >= 0 && (size_t)(b + k) < n)
+                cnt[(size_t)b * n + (size_t)k] = (int64_t)an__num(json_array_get(r, 2));
+        }
     }
     json_decref(rows);
     json_t *results = json_array();
@@ -101,7 +185,8 @@ int an__stickiness(struct an_ctx *x, json_t **out)
     an__sql_init(&s);
     an__sql_put(&s, "WITH ");
     an__sql_links(&s);
-    an__sql_put(&s, ", ev AS (SELECT " AN_SQL_PERSON " AS person, ");
+    /* (id, bucket) pairs first, then the identity join on those */
+    an__sql_put(&s, ", x AS (SELECT DISTINCT coalesce(e.user_id, e.anonymous_id) AS did, ");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b");
     for (size_t i = 0; i < q->n_ents; i++) {
@@ -109,14 +194,17 @@ int an__stickiness(struct an_ctx *x, json_t **out)
         an__sql_entity(&s, &q->ents[i]);
         an__sql_printf(&s, " AS f%zu", i);
     }
-    events_from(&s, q, t->range_lo_us, t->range_hi_us);
+    events_by_id_from(&s, q, t->range_lo_us, t->range_hi_us);
     an__sql_put(&s, " AND (");
     for (size_t i = 0; i < q->n_ents; i++) {
         if (i)
             an__sql_put(&s, " OR ");
         an__sql_entity(&s, &q->ents[i]);
     }
-    an__sql_put(&s, ")) SELECT s, n, count(*) FROM (");
+    an__sql_printf(&s,
+                   ")), ev AS %s(SELECT coalesce(l.person, x.did) AS person, x.* FROM x LEFT "
+                   "JOIN links l ON l.did = x.did) SELECT s, n, count(*) FROM (",
+                   q->n_ents > 1 ? "MATERIALIZED " : "");
     for (size_t i = 0; i < q->n_ents; i++)
         an__sql_printf(&s,
                        "%sSELECT %zu AS s, person, count(DISTINCT b) AS n FROM ev WHERE f%zu "
@@ -178,19 +266,22 @@ int an__lifecycle(struct an_ctx *x, json_t **out)
     an__sql_init(&s);
     an__sql_put(&s, "WITH ");
     an__sql_links(&s);
-    an__sql_put(&s, ", act AS (SELECT DISTINCT " AN_SQL_PERSON " AS person, ");
+    an__sql_put(&s, ", act AS MATERIALIZED (SELECT DISTINCT coalesce(l.person, x.did) AS person, "
+                    "x.b FROM (SELECT DISTINCT coalesce(e.user_id, e.anonymous_id) AS did, ");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b");
     /* from the bucket before the range: scan_lo is at or before its start */
-    events_from(&s, q, t->scan_lo_us, t->range_hi_us);
+    events_by_id_from(&s, q, t->scan_lo_us, t->range_hi_us);
     an__sql_put(&s, " AND ");
     an__sql_entity(&s, &q->ents[0]);
-    an__sql_put(&s, "), act2 AS (SELECT * FROM act WHERE b >= -1), "
-                    "fs AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
-                    "FROM events e" AN_SQL_PERSON_JOIN " GROUP BY 1), "
-                    "w AS (SELECT a.person, a.b, lag(a.b) OVER (PARTITION BY a.person ORDER BY "
-                    "a.b) AS pb, lead(a.b) OVER (PARTITION BY a.person ORDER BY a.b) AS nb, "
-                    "CASE WHEN ");
+    an__sql_put(
+        &s, ") x LEFT JOIN links l ON l.did = x.did), act2 AS (SELECT * FROM act WHERE b >= -1), "
+            "fs AS (SELECT coalesce(l.person, f.did) AS person, min(f.\"timestamp\") AS "
+            "ft FROM _did_first f LEFT JOIN links l ON l.did = f.did WHERE "
+            "coalesce(l.person, f.did) IN (SELECT person FROM act2) GROUP BY 1), "
+            "w AS (SELECT a.person, a.b, lag(a.b) OVER (PARTITION BY a.person ORDER BY "
+            "a.b) AS pb, lead(a.b) OVER (PARTITION BY a.person ORDER BY a.b) AS nb, "
+            "CASE WHEN ");
     an__sql_range(&s, "fs.ft", t->scan_lo_us, t->range_hi_us);
     an__sql_put(&s, " THEN ");
     an__sql_bucket(&s, t, "fs.ft");

@@ -126,9 +126,9 @@ void an__sql_entity(struct an_sql *s, const struct an_entity *e)
 {
     an__sql_put(s, "(");
     if (e->event) {
-        an__sql_put(s, "coalesce(e.event = ");
+        /* NULL for events without a name: false wherever a match is tested */
+        an__sql_put(s, "e.event = ");
         an__sql_str(s, e->event);
-        an__sql_put(s, ", false)");
     } else {
         an__sql_put(s, "true");
     }
@@ -207,15 +207,10 @@ void an__sql_bucket(struct an_sql *s, const struct an_time *t, const char *col)
 
 void an__sql_links(struct an_sql *s)
 {
-    /* one level of identity links over every event: anonymous id -> user id from rows with
-     * both, previous id -> user id from alias rows; the earliest link of a distinct id wins */
-    an__sql_put(s, "links AS (SELECT did, arg_min(person, (ts, lo)) AS person FROM ("
-                   "SELECT anonymous_id AS did, user_id AS person, \"timestamp\" AS ts, "
-                   "log_offset AS lo FROM events WHERE user_id IS NOT NULL AND anonymous_id IS "
-                   "NOT NULL AND anonymous_id <> user_id "
-                   "UNION ALL SELECT previous_id, user_id, \"timestamp\", log_offset FROM events "
-                   "WHERE type = 'alias' AND previous_id IS NOT NULL AND user_id IS NOT NULL AND "
-                   "previous_id <> user_id) GROUP BY did)");
+    /* one level of identity links over every event (anonymous id -> user id from rows with
+     * both, previous id -> user id from alias rows, the earliest link of a distinct id wins),
+     * kept by the warehouse (wh_persons_refresh, called before the statement) */
+    an__sql_put(s, "links AS (SELECT did, person FROM _person_links)");
 }
 
 void an__sql_range(struct an_sql *s, const char *col, int64_t lo_us, int64_t hi_us)

@@ -230,17 +230,18 @@ int an__time_buckets(struct arena *a, struct an_time *t, int64_t from_utc, int64
     t->labels = arena_alloc(a, cap * sizeof(char *));
     size_t n = 0;
     if (t->interval == AN_HOUR) {
+        int64_t lf = an__local_of(t, from_utc);
+        int64_t rs = from_utc - floormod(lf, AN_US_HOUR);
+        int64_t lt = an__local_of(t, to_utc);
+        int64_t re = to_utc - floormod(lt, AN_US_HOUR) + AN_US_HOUR;
         for (size_t i = 1; i < t->n_segs; i++)
-            if ((t->segs[i].off_us - t->segs[i - 1].off_us) % AN_US_HOUR != 0) {
+            if (t->segs[i].from_us > rs && t->segs[i].from_us < re &&
+                (t->segs[i].off_us - t->segs[i - 1].off_us) % AN_US_HOUR != 0) {
                 an__error(errors, "interval", "validation_invalid_value",
                           "Hour buckets are not supported across this time zone's clock change "
                           "of less than an hour.");
                 return ERR_INVALID;
             }
-        int64_t lf = an__local_of(t, from_utc);
-        int64_t rs = from_utc - floormod(lf, AN_US_HOUR);
-        int64_t lt = an__local_of(t, to_utc);
-        int64_t re = to_utc - floormod(lt, AN_US_HOUR) + AN_US_HOUR;
         if ((re - rs) / AN_US_HOUR > AN_MAX_BUCKETS) {
             an__error(errors, "dateFrom", "validation_invalid_value",
                       "The range holds more than %d buckets.", AN_MAX_BUCKETS);
@@ -306,8 +307,10 @@ int an__time_buckets(struct arena *a, struct an_time *t, int64_t from_utc, int64
     dbase -= 7;
     t->dbase_us = dbase * AN_US_DAY;
     if (t->interval == AN_HOUR) {
-        t->hbase_us = t->scan_lo_us - floormod(an__local_of(t, t->scan_lo_us), AN_US_HOUR);
-        t->k0 = (t->range_lo_us - t->hbase_us) / AN_US_HOUR;
+        /* hour numbers count from a whole number of hours before the range, at least an
+         * hour before scan_lo, so they are exact inside the range and negative before it */
+        t->k0 = (t->range_lo_us - t->scan_lo_us) / AN_US_HOUR + 2;
+        t->hbase_us = t->range_lo_us - t->k0 * AN_US_HOUR;
     } else if (t->interval == AN_DAY) {
         t->k0 = first_day - dbase;
     } else if (t->interval == AN_WEEK) {

@@ -8,8 +8,8 @@
  * statement returns +1/-1 per interval edge per day; the running sum (done here over the few
  * aggregated day rows) is the number of distinct persons active in the W days ending on a day.
  *
- * Rows: (kind, series, rank, bucket or day, value, breakdown text). kind 0: a value, 1: a
- * wau/mau edge, 2: a breakdown row. */
+ * Rows: (kind, series, rank, bucket or day, value, breakdown text). kind 0: a value (bucket
+ * NULL: the whole range), 1: a wau/mau edge. */
 #include <string.h>
 
 #include "analytics/analytics_int.h"
@@ -66,7 +66,9 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_links(s);
         an__sql_put(s, ", ");
     }
-    an__sql_put(s, "e0 AS (SELECT ");
+    /* read more than once: computed once */
+    bool multi = q->has_breakdown || q->n_ents > 1 || lookback;
+    an__sql_put(s, multi ? "e0 AS MATERIALIZED (SELECT " : "e0 AS (SELECT ");
     an__sql_bucket(s, t, "e.\"timestamp\"");
     an__sql_put(s, " AS b");
     if (lookback) {
@@ -74,8 +76,9 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_day(s, t, "e.\"timestamp\"");
         an__sql_put(s, " AS dd");
     }
+    /* persons are resolved after grouping by distinct id (fewer rows to join) */
     if (persons)
-        an__sql_put(s, ", " AN_SQL_PERSON " AS person");
+        an__sql_put(s, ", coalesce(e.user_id, e.anonymous_id) AS did");
     if (q->has_breakdown) {
         an__sql_put(s, ", nullif(");
         an__sql_key(s, &q->breakdown);
@@ -93,11 +96,12 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
             an__sql_printf(s, " AS DOUBLE) AS mp%zu", i);
         }
     }
-    an__sql_put(s, " FROM events e");
-    if (persons)
-        an__sql_put(s, AN_SQL_PERSON_JOIN);
-    an__sql_put(s, " WHERE ");
-    an__sql_range(s, "e.\"timestamp\"", lookback ? t->scan_lo_us : t->range_lo_us, t->range_hi_us);
+    an__sql_put(s, " FROM events e WHERE ");
+    /* wau/mau with hour buckets: the last label's whole local day counts */
+    int64_t hi = t->range_hi_us;
+    if (lookback && t->interval == AN_HOUR)
+        hi = an__utc_of_local(t, (t->day_of[t->n_buckets - 1] + 1) * AN_US_DAY);
+    an__sql_range(s, "e.\"timestamp\"", lookback ? t->scan_lo_us : t->range_lo_us, hi);
     an__sql_put(s, " AND ");
     an__sql_filters(s, q->filters, q->n_filters);
     an__sql_put(s, " AND (");
@@ -120,28 +124,43 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     } else {
         an__sql_put(s, "e AS (SELECT e0.*, 0 AS rk FROM e0) ");
     }
-    /* breakdown rows present in the range */
-    an__sql_put(s, "SELECT 2 AS kind, -1 AS s, rk, NULL::BIGINT AS b, NULL::DOUBLE AS v, "
-                   "CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE b >= 0 AND b < ");
-    an__sql_int(s, (int64_t)t->n_buckets);
-    an__sql_put(s, " GROUP BY rk");
+    /* wau/mau: each person's active days (read twice below) */
+    for (size_t i = 0; i < q->n_ents; i++)
+        if (window_days(q, &q->ents[i]))
+            an__sql_printf(s,
+                           ", pd%zu AS MATERIALIZED (SELECT DISTINCT x.rk, coalesce(l.person, "
+                           "x.did) AS person, x.dd FROM (SELECT DISTINCT rk, did, dd FROM e WHERE "
+                           "f%zu) x LEFT JOIN links l ON l.did = x.did) ",
+                           i, i);
+    /* per series: the value of each (row, bucket) and of each row over the range; the rows
+     * with a whole-range value are the breakdown rows present */
     for (size_t i = 0; i < q->n_ents; i++) {
         const struct an_entity *en = &q->ents[i];
         int w = window_days(q, en);
-        an__sql_printf(s, " UNION ALL SELECT 0, %zu, rk, b, ", i);
+        an__sql_printf(s, "%sSELECT 0 AS kind, %zu AS s, rk, b, ", i ? " UNION ALL " : "", i);
         agg_sql(s, w ? AN_MATH_UNIQUE : en->math, i);
-        an__sql_printf(s,
-                       ", NULL FROM e WHERE f%zu AND b >= 0 GROUP BY GROUPING SETS ((rk, b), "
-                       "(rk))",
-                       i);
+        if (needs_person(en->math)) {
+            /* (row, bucket, id) first, then the identity join, then distinct persons */
+            an__sql_put(s, " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM (SELECT "
+                           "x.rk, x.b, x.bd, coalesce(l.person, x.did) AS person FROM (SELECT rk, "
+                           "b, did, any_value(bd) AS bd FROM e WHERE ");
+            an__sql_printf(s, "f%zu AND b >= 0 AND b < ", i);
+            an__sql_int(s, (int64_t)t->n_buckets);
+            an__sql_put(s, " GROUP BY rk, b, did) x LEFT JOIN links l ON l.did = x.did)");
+        } else {
+            an__sql_printf(s,
+                           " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE "
+                           "f%zu AND b >= 0 AND b < ",
+                           i);
+            an__sql_int(s, (int64_t)t->n_buckets);
+        }
+        an__sql_put(s, " GROUP BY GROUPING SETS ((rk, b), (rk))");
         if (w) {
             an__sql_printf(s,
                            " UNION ALL SELECT 1, %zu, rk, day, sum(d)::DOUBLE, NULL FROM ("
                            "SELECT rk, greatest(dd, coalesce(lag(dd) OVER (PARTITION BY rk, "
-                           "person ORDER BY dd) + %d, dd)) AS day, 1 AS d, dd FROM "
-                           "(SELECT DISTINCT rk, person, dd FROM e WHERE f%zu) "
-                           "UNION ALL SELECT rk, dd + %d, -1, dd FROM "
-                           "(SELECT DISTINCT rk, person, dd FROM e WHERE f%zu)) GROUP BY rk, day",
+                           "person ORDER BY dd) + %d, dd)) AS day, 1 AS d, dd FROM pd%zu "
+                           "UNION ALL SELECT rk, dd + %d, -1, dd FROM pd%zu) GROUP BY rk, day",
                            i, w, i, w, i);
         }
     }
@@ -181,9 +200,15 @@ int an__trends(struct an_ctx *x, json_t **out)
     json_t *r;
     json_array_foreach(rows, i, r)
     {
-        if (json_integer_value(json_array_get(r, 0)) != 2)
+        if (json_integer_value(json_array_get(r, 0)) != 0 || !json_is_null(json_array_get(r, 3)))
             continue;
-        keys[n_rows].rk = (int)json_integer_value(json_array_get(r, 2));
+        int rk = (int)json_integer_value(json_array_get(r, 2));
+        size_t k = 0;
+        while (k < n_rows && keys[k].rk != rk)
+            k++;
+        if (k < n_rows)
+            continue; /* present already (another series) */
+        keys[n_rows].rk = rk;
         const char *bd = json_string_value(json_array_get(r, 5));
         keys[n_rows].bd = bd ? arena_strdup(x->a, bd) : NULL;
         n_rows++;
@@ -205,8 +230,6 @@ int an__trends(struct an_ctx *x, json_t **out)
     json_array_foreach(rows, i, r)
     {
         int kind = (int)json_integer_value(json_array_get(r, 0));
-        if (kind == 2)
-            continue;
         size_t se = (size_t)json_integer_value(json_array_get(r, 1));
         int rk = (int)json_integer_value(json_array_get(r, 2));
         size_t row = 0;

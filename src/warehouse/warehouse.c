@@ -118,6 +118,11 @@ int wh_checkpoint(struct wh_conn *c, bool force)
     return c->wh->ops->checkpoint(c, force);
 }
 
+int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out)
+{
+    return c->wh->ops->persons_refresh(c, next_out);
+}
+
 const char *wh_errmsg(struct wh_conn *c)
 {
     if (!c)

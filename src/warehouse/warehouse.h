@@ -142,6 +142,7 @@ struct wh_ops {
     int (*drop_collection)(struct wh_conn *c, const char *collection_id);
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
     int (*checkpoint)(struct wh_conn *c, bool force);
+    int (*persons_refresh)(struct wh_conn *c, uint64_t *next_out);
     const char *(*errmsg)(struct wh_conn *c);
 };
 
@@ -200,6 +201,12 @@ int wh_query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out)
 /* Writes the WAL into the database file. force: waits for running write transactions. A
  * plain checkpoint that finds other writers fails with ERR_BUSY (try again later). */
 int wh_checkpoint(struct wh_conn *c, bool force) MUST_USE;
+/* Brings the identity tables of the insights (docs/analytics.md, "The actor") up to date with
+ * every event loaded so far: _person_links (distinct id -> user id, the earliest link),
+ * _did_first (each distinct id's first event) and _persons_state. Reads only the events loaded
+ * since the last refresh; one transaction; concurrent refreshes wait for each other.
+ * *next_out (may be NULL): every event with a lower log_offset is reflected. */
+int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out) MUST_USE;
 /* Detail of c's last failure; c NULL: the calling thread's last wh_open/wh_conn_open failure.
  * RETURNS BORROWED: valid until the next call on c (or on this thread). */
 const char *wh_errmsg(struct wh_conn *c);

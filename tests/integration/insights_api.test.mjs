@@ -42,6 +42,15 @@ test('trends and a funnel over events sent with the Segment SDK', async () => {
   analytics.track({ userId: 'iu2', event: 'signup', timestamp: at(4) });
   await analytics.closeAndFlush({ timeout: 10000 });
 
+  // an idle query thread brings the identity tables up to date by itself (every 5 s)
+  const since = Date.now();
+  for (;;) {
+    const r = await post('/api/warehouse/sql', { query: "SELECT count(*) FROM _person_links WHERE did = 'ia1' AND person = 'iu1'" });
+    if (r.status === 200 && r.json.rows[0][0] === 1) break;
+    assert.ok(Date.now() - since < 15000, `identity tables not refreshed: ${r.text}`);
+    await new Promise((ok) => setTimeout(ok, 200));
+  }
+
   const q = { series: [{ event: 'signup' }, { event: 'purchase', math: 'sum', mathProperty: 'properties.amount' }], dateFrom: '2024-03-01', dateTo: '2024-03-02' };
   let r;
   for (let i = 0; i < 100; i++) { // the loader makes the events visible within a second or two

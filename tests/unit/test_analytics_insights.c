@@ -217,6 +217,37 @@ static void test_retention(void **state)
     json_decref(r);
 }
 
+/* More than 64 periods take the general statement (not the bit masks): same answers */
+static void test_retention_many_periods(void **state)
+{
+    struct afx *f = *state;
+    afx_load(f, cohort_ev, ARRAY_LEN(cohort_ev));
+    for (int ft = 0; ft < 2; ft++) {
+        char q3[512], q70[512];
+        const char *type = ft ? ",\"retentionType\":\"first_time\"" : "";
+        snprintf(q3, sizeof(q3),
+                 "{\"targetEvent\":{\"event\":\"signup\"},\"returningEvent\":{\"event\":\"use\"},"
+                 "\"totalIntervals\":3,\"dateTo\":\"2024-03-03\"%s}",
+                 type);
+        snprintf(q70, sizeof(q70),
+                 "{\"targetEvent\":{\"event\":\"signup\"},\"returningEvent\":{\"event\":\"use\"},"
+                 "\"totalIntervals\":70,\"dateTo\":\"2024-03-03\"%s}",
+                 type);
+        json_t *a = NULL, *b = NULL;
+        assert_int_equal(afx_run(f, ANALYTICS_RETENTION, q3, &a), 0);
+        assert_int_equal(afx_run(f, ANALYTICS_RETENTION, q70, &b), 0);
+        json_t *ra = json_object_get(a, "results"), *rb = json_object_get(b, "results");
+        assert_int_equal(json_array_size(rb), 70);
+        for (size_t i = 0; i < 3; i++)
+            assert_true(json_equal(json_array_get(ra, i), json_array_get(rb, 67 + i)));
+        /* 02-28 (2024 is a leap year): p4 signs up, returns on 03-01 (day 2) */
+        assert_at(b, "results.65.cohortSize", "1");
+        assert_at(b, "results.65.values.2.count", "1");
+        json_decref(a);
+        json_decref(b);
+    }
+}
+
 static void test_stickiness(void **state)
 {
     struct afx *f = *state;
@@ -291,6 +322,45 @@ static void test_identity_merge(void **state)
     json_decref(r);
 }
 
+static void test_persons_refresh_incremental(void **state)
+{
+    struct afx *f = *state;
+    static const struct aev b1[] = {
+        {NULL, "view", NULL, "a9", NULL, "2024-03-01T10:00:00Z", NULL},
+    };
+    static const struct aev b2[] = {
+        {NULL, "view", "u9", "a9", NULL, "2024-03-01T12:00:00Z", NULL},
+    };
+    static const struct aev b3[] = {
+        /* loaded later, but an earlier link: it wins; and an earlier first event of a9 */
+        {NULL, "view", "u8", "a9", NULL, "2024-03-01T09:00:00Z", NULL},
+        {NULL, "view", NULL, "a9", NULL, "2024-02-01T09:00:00Z", NULL},
+    };
+    const char *q = "{\"series\":[{\"event\":\"view\",\"math\":\"dau\"}],\"dateFrom\":"
+                    "\"2024-03-01\",\"dateTo\":\"2024-03-01\"}";
+    json_t *r = NULL;
+    afx_load(f, b1, 1);
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
+    assert_at(r, "results.0.count", "1");
+    json_decref(r);
+    afx_load(f, b2, 1);
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
+    assert_at(r, "results.0.count", "1"); /* a9 is u9 now */
+    json_decref(r);
+    assert_rows(f->c, "SELECT did, person FROM _person_links", "[[\"a9\",\"u9\"]]");
+    afx_load(f, b3, 2);
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
+    assert_at(r, "results.0.count", "2"); /* a9's view and u8 are u8; u9 */
+    json_decref(r);
+    assert_rows(f->c, "SELECT did, person FROM _person_links", "[[\"a9\",\"u8\"]]");
+    assert_rows(f->c, "SELECT did, \"timestamp\" FROM _did_first ORDER BY did",
+                "[[\"a9\",\"2024-02-01T09:00:00.000Z\"],[\"u8\",\"2024-03-01T09:00:00.000Z\"],"
+                "[\"u9\",\"2024-03-01T12:00:00.000Z\"]]");
+    uint64_t next = 0;
+    assert_int_equal(wh_persons_refresh(f->c, &next), 0);
+    assert_int_equal(next, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,9 +368,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_funnel_strict_exclusion_same_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_funnel_breakdown_and_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_many_periods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stickiness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persons_refresh_incremental, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

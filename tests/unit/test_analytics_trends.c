@@ -275,6 +275,16 @@ static void test_wau_window(void **state)
     assert_at(r, "results.0.count", "1");
     assert_at(r, "results.1.data", "[2,2,2,2,2,2,2,2,2,2,2,2]");
     json_decref(r);
+    /* hour buckets: each label's whole local day counts, even past the range end */
+    assert_int_equal(afx_run(f, ANALYTICS_TRENDS,
+                             "{\"series\":[{\"event\":\"e\",\"math\":\"wau\"}],\"interval\":"
+                             "\"hour\",\"dateFrom\":\"2024-03-05T00:00\",\"dateTo\":"
+                             "\"2024-03-05T01:00\"}",
+                             &r),
+                     0);
+    assert_at(r, "results.0.data", "[1,1]");
+    assert_at(r, "results.0.count", "0"); /* no event inside the two hours */
+    json_decref(r);
     /* with week buckets wau is unique users per week */
     assert_int_equal(afx_run(f, ANALYTICS_TRENDS,
                              "{\"series\":[{\"event\":\"e\",\"math\":\"wau\"}],\"interval\":"

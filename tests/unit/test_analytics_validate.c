@@ -153,6 +153,18 @@ static void test_dates_and_zone(void **state)
             "{\"series\":[{}],\"interval\":\"hour\",\"timezone\":\"Australia/Lord_Howe\","
             "\"dateFrom\":\"2024-04-06T12:00\",\"dateTo\":\"2024-04-07T12:00\"}",
             "interval", INV);
+    /* the same zone without a change inside the range: 7 buckets at +10:30 */
+    assert_int_equal(afx_run(f, T,
+                             "{\"series\":[{}],\"interval\":\"hour\",\"timezone\":"
+                             "\"Australia/Lord_Howe\",\"dateFrom\":\"2024-04-08T00:00\","
+                             "\"dateTo\":\"2024-04-08T06:00\"}",
+                             &r),
+                     0);
+    assert_at(r, "results.0.labels.0", "\"2024-04-08T00:00:00+10:30\"");
+    assert_int_equal(json_array_size(json_object_get(
+                         json_array_get(json_object_get(r, "results"), 0), "labels")),
+                     7);
+    json_decref(r);
 }
 
 static void test_funnel_fields(void **state)

@@ -519,5 +519,6 @@ const struct wh_ops wh__duckdb_ops = {
     .drop_collection = whd__drop_collection,
     .query = whd__query,
     .checkpoint = whd_checkpoint,
+    .persons_refresh = whd__persons_refresh,
     .errmsg = whd_errmsg,
 };

@@ -59,6 +59,9 @@ int whd__load_changes(struct wh_conn *c, const struct wh_load *ld, const struct 
 int whd__apply_collection(struct wh_conn *c, const struct store_collection *coll);
 int whd__drop_collection(struct wh_conn *c, const char *collection_id);
 
+/* whd_persons.c */
+int whd__persons_refresh(struct wh_conn *c, uint64_t *next_out);
+
 /* wh_duckdb_query.c */
 int whd__query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
 
