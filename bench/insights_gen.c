@@ -42,8 +42,7 @@ enum { DAYS = 70, MAX_USER_EVENTS = 512 };
 #define END_S (START_S + DAYS * 86400LL)
 
 enum kind { K_PAGEVIEW, K_SIGNUP, K_ACTIVATE, K_PURCHASE, K_INVITE, K_IDENTIFY };
-static const char *const kind_name[] = {"pageview", "signup", "activate",
-                                        "purchase", "invite", ""};
+static const char *const kind_name[] = {"pageview", "signup", "activate", "purchase", "invite", ""};
 
 struct ev {
     int64_t t;     /* seconds since the epoch */
@@ -61,7 +60,10 @@ static uint64_t rnd(uint64_t *s)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static double unif(uint64_t *s) { return (double)(rnd(s) >> 11) / 9007199254740992.0; }
+static double unif(uint64_t *s)
+{
+    return (double)(rnd(s) >> 11) / 9007199254740992.0;
+}
 static int64_t range_s(uint64_t *s, int64_t lo, int64_t hi)
 {
     return lo + (int64_t)(unif(s) * (double)(hi - lo));
@@ -118,13 +120,13 @@ static size_t gen_user(uint32_t u, struct ev *out, int *known)
         }
         if (unif(&s) < 0.65) {
             double r = unif(&s);
-            t += r < 0.6 ? range_s(&s, 120, 7200)
+            t += r < 0.6    ? range_s(&s, 120, 7200)
                  : r < 0.85 ? range_s(&s, 7200, 5 * 86400)
                             : range_s(&s, 5 * 86400, 20 * 86400);
             e[n++] = (struct ev){t, u, K_ACTIVATE, 0, 0};
             if (unif(&s) < 0.55) {
                 r = unif(&s);
-                t += r < 0.5 ? range_s(&s, 300, 86400)
+                t += r < 0.5    ? range_s(&s, 300, 86400)
                      : r < 0.85 ? range_s(&s, 86400, 7 * 86400)
                                 : range_s(&s, 7 * 86400, 20 * 86400);
                 e[n++] = (struct ev){t, u, K_PURCHASE, 0, (uint16_t)(5 + rnd(&s) % 200)};
@@ -186,14 +188,11 @@ static int event_json(char *b, size_t cap, const struct ev *e, uint64_t seq)
                         e->user % 3 ? "free" : "pro", ctx);
     char props[96];
     switch (e->kind) {
-    case K_PAGEVIEW:
-        snprintf(props, sizeof(props), "{\"path\":\"/docs/page-%u\"}", e->page);
-        break;
+    case K_PAGEVIEW: snprintf(props, sizeof(props), "{\"path\":\"/docs/page-%u\"}", e->page); break;
     case K_PURCHASE:
         snprintf(props, sizeof(props), "{\"amount\":%u,\"currency\":\"EUR\"}", e->page);
         break;
-    default:
-        snprintf(props, sizeof(props), "{\"plan\":\"%s\"}", e->user % 3 ? "free" : "pro");
+    default: snprintf(props, sizeof(props), "{\"plan\":\"%s\"}", e->user % 3 ? "free" : "pro");
     }
     return snprintf(b, cap,
                     "{\"messageId\":\"ins-%012llx\",\"type\":\"track\",\"event\":\"%s\",%s,"
