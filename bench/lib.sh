@@ -65,6 +65,51 @@ start_tandem() {
     echo "tandem did not start: $(cat "$out.err")" >&2; return 1
 }
 
+# start_tandem_slow DIR [ARGS...]: like start_tandem, but waits up to 5 minutes (a server with
+# millions of events in its log rebuilds capture's dedup set before it listens); prints the
+# start time
+start_tandem_slow() {
+    local dir=$1 out=$BENCH_TMP/tandem.$RANDOM.out t0=$(date +%s.%N)
+    shift
+    "$TANDEM_BIN" serve --http 127.0.0.1:0 --dir "$dir" --log-level warn "$@" >"$out" 2>"$out.err" &
+    BENCH_PIDS+=($!)
+    TANDEM_PID=$!
+    for _ in $(seq 3000); do
+        if [ -s "$out" ]; then
+            TANDEM_URL=$(head -1 "$out" | sed -E 's/^tandem listening on //')
+            echo "server listening after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "tandem did not start: $(cat "$out.err")" >&2; return 1
+}
+
+stop_tandem() { # stops the last server started by start_tandem
+    local pid=${BENCH_PIDS[-1]}
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    unset 'BENCH_PIDS[-1]'
+}
+
+# stop_pid PID [SIGNAL]: stops one process started here and forgets it
+stop_pid() {
+    local pid=$1 sig=${2:-TERM} keep=() p
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    BENCH_PIDS=("${keep[@]}")
+}
+
+# bench_cc NAME: builds build/NAME from bench/NAME.c against the library of the CMake build
+# when missing or older than its source (the data generators)
+bench_cc() {
+    local src=$BENCH_TOP/bench/$1.c bin=$BENCH_TOP/build/$1
+    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$BENCH_TOP/build/libtandem_lib.a" -nt "$bin" ]; then
+        cc -O2 -std=gnu11 -I"$BENCH_TOP/src" "$src" "$BENCH_TOP/build/libtandem_lib.a" \
+            -lpthread -lm -o "$bin"
+    fi
+}
+
 # wrk_rps URL [wrk args...]: prints requests/s
 wrk_rps() {
     local url=$1; shift

@@ -16,33 +16,7 @@ PART=${PART:-all}
 export SU_EMAIL=bench@example.com SU_PASSWORD=bench-password-123
 GEN=$BENCH_TOP/build/pipeline_gen
 
-if [ ! -x "$GEN" ] || [ "$BENCH_TOP/bench/pipeline_gen.c" -nt "$GEN" ]; then
-    cc -O2 -std=gnu11 -I"$BENCH_TOP/src" "$BENCH_TOP/bench/pipeline_gen.c" \
-        "$BENCH_TOP/build/libtandem_lib.a" -lpthread -lm -o "$GEN"
-fi
-
-# start_tandem_slow DIR: like start_tandem, but waits up to 5 minutes (a server with millions
-# of events in its log rebuilds capture's dedup set before it listens); prints the start time
-start_tandem_slow() {
-    local dir=$1 out=$BENCH_TMP/tandem.$RANDOM.out t0=$(date +%s.%N)
-    "$TANDEM_BIN" serve --http 127.0.0.1:0 --dir "$dir" --log-level warn >"$out" 2>"$out.err" &
-    BENCH_PIDS+=($!)
-    for _ in $(seq 3000); do
-        if [ -s "$out" ]; then
-            TANDEM_URL=$(head -1 "$out" | sed -E 's/^tandem listening on //')
-            echo "server listening after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "tandem did not start: $(cat "$out.err")" >&2; return 1
-}
-
-stop_tandem() { # stops the last server started by start_tandem
-    local pid=${BENCH_PIDS[-1]}
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    unset 'BENCH_PIDS[-1]'
-}
+bench_cc pipeline_gen
 
 if [ "$PART" = all ] || [ "$PART" = load ]; then
     d=$BENCH_TMP/load

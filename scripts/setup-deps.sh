@@ -5,7 +5,9 @@
 # the Node packages the integration tests drive and the dashboard's chart library (web/);
 # Debian's chromium for the dashboard's browser test.
 #
-# usage: scripts/setup-deps.sh [--bench]     --bench also installs wrk and nginx
+# usage: scripts/setup-deps.sh [--bench]     --bench also installs wrk, nginx, and the
+#                                            ClickHouse and PostgreSQL servers bench/insights.sh
+#                                            compares with
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +21,7 @@ done
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format chromium)
-[ "$bench" = 1 ] && pkgs+=(wrk nginx)
+[ "$bench" = 1 ] && pkgs+=(wrk nginx clickhouse-server clickhouse-client postgresql)
 
 missing=()
 for p in "${pkgs[@]}"; do
