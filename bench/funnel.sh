@@ -34,48 +34,12 @@ else
     exit 0
 fi
 
-command -v clickhouse-server >/dev/null || { echo "clickhouse-server missing" >&2; exit 1; }
 ch=$BENCH_TMP/clickhouse
-mkdir -p "$ch"
-tcp=$(free_port)
-http=$(free_port)
-cat >"$ch/users.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-    <profiles><default><max_memory_usage>10000000000</max_memory_usage></default></profiles>
-    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
-        <profile>default</profile><quota>default</quota></default></users>
-    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
-        <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
-    </interval></default></quotas>
-</yandex>
-XML
-cat >"$ch/config.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-    <logger><level>warning</level><log>$ch/server.log</log><errorlog>$ch/server.err.log</errorlog>
-        <size>100M</size><count>1</count></logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>$tcp</tcp_port>
-    <http_port>$http</http_port>
-    <path>$ch/data/</path>
-    <tmp_path>$ch/tmp/</tmp_path>
-    <user_files_path>$ch/user_files/</user_files_path>
-    <format_schema_path>$ch/format_schemas/</format_schema_path>
-    <users_config>$ch/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mark_cache_size>1073741824</mark_cache_size>
-</yandex>
-XML
-clickhouse-server --config-file="$ch/config.xml" >"$ch/stdout" 2>&1 &
-CH_PID=$!
-BENCH_PIDS+=("$CH_PID")
+start_clickhouse "$ch" 10000000000
+tcp=$CH_TCP
 # the server's CPU time (user + system, all threads) in ms
 ch_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) * 1000 / hz }' "/proc/$CH_PID/stat"; }
 chq() { clickhouse-client --port "$tcp" "$@"; }
-for _ in $(seq 300); do chq -q 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
 echo "ClickHouse $(chq -q 'SELECT version()') on 127.0.0.1:$tcp"
 chq -q "CREATE TABLE events (ts DateTime, event String, person_id String)
         ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY (toDate(ts), event, person_id)"

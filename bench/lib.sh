@@ -134,4 +134,54 @@ wrk_cpu() {
         END { printf "%s %.1f %d\n", rps, n ? t * 1e6 / hz / n : 0, bad }'
 }
 
+# start_clickhouse DIR MAX_MEMORY: a ClickHouse server of its own (Debian's 18.16) with its
+# config and data under DIR, on free 127.0.0.1 ports; sets CH_PID, CH_TCP, CH_HTTP and
+# returns once it answers (the caller defines how it queries, e.g. over CH_TCP).
+start_clickhouse() {
+    local ch=$1 mem=$2
+    command -v clickhouse-server >/dev/null ||
+        { echo "clickhouse-server missing: scripts/setup-deps.sh --bench" >&2; return 1; }
+    mkdir -p "$ch"
+    CH_TCP=$(free_port) CH_HTTP=$(free_port)
+    cat >"$ch/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <profiles><default><max_memory_usage>$mem</max_memory_usage></default></profiles>
+    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+        <profile>default</profile><quota>default</quota></default></users>
+    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+        <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
+    </interval></default></quotas>
+</yandex>
+XML
+    cat >"$ch/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>$ch/server.log</log><errorlog>$ch/server.err.log</errorlog>
+        <size>100M</size><count>1</count></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>$CH_TCP</tcp_port>
+    <http_port>$CH_HTTP</http_port>
+    <path>$ch/data/</path>
+    <tmp_path>$ch/tmp/</tmp_path>
+    <user_files_path>$ch/user_files/</user_files_path>
+    <format_schema_path>$ch/format_schemas/</format_schema_path>
+    <users_config>$ch/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>1073741824</mark_cache_size>
+</yandex>
+XML
+    clickhouse-server --config-file="$ch/config.xml" >"$ch/stdout" 2>&1 &
+    CH_PID=$!
+    BENCH_PIDS+=("$CH_PID")
+    for _ in $(seq 300); do
+        clickhouse-client --port "$CH_TCP" -q 'SELECT 1' >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "ClickHouse did not start; see $ch/server.err.log" >&2
+    return 1
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }

@@ -12,8 +12,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { BIN, run, start, tempDir } from './lib/server.mjs';
-import { client, createSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
+import { BIN, run } from './lib/server.mjs';
+import { startWithSuperuserAndKey, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const HOUR = 3600e3;
@@ -120,15 +120,7 @@ async function requestBody(path, fn) {
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/setup-deps.sh (it installs Debian's chromium)`);
-  dir = tempDir();
-  const r = await run(['writekey', 'create', 'web', '--dir', dir]);
-  assert.equal(r.code, 0, r.stderr);
-  key = r.stdout.trim();
-  await createSuperuser(dir);
-  srv = await start({ dir });
-  pb = client(srv.url);
-  await pb.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
-  token = pb.authStore.token;
+  ({ srv, dir, key, pb, token } = await startWithSuperuserAndKey());
 
   await pb.collections.create({ name: 'posts', fields: [{ name: 'title', type: 'text' }, { name: 'views', type: 'number' }] });
   await pb.collections.create({ name: 'tags', fields: [{ name: 'label', type: 'text' }] });

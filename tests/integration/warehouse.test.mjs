@@ -5,22 +5,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Analytics } from '@segment/analytics-node';
-import { run, start, tempDir } from './lib/server.mjs';
-import { client, createSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
+import { start, tempDir } from './lib/server.mjs';
+import { client, createSuperuser, startWithSuperuserAndKey, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 
 const DEADLINE_MS = 2000;
 let srv, dir, key, pb, token;
 
 before(async () => {
-  dir = tempDir();
-  const r = await run(['writekey', 'create', 'web', '--dir', dir]);
-  assert.equal(r.code, 0, r.stderr);
-  key = r.stdout.trim();
-  await createSuperuser(dir);
-  srv = await start({ dir });
-  pb = client(srv.url);
-  await pb.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
-  token = pb.authStore.token;
+  ({ srv, dir, key, pb, token } = await startWithSuperuserAndKey());
 });
 after(async () => { await srv?.stop(); });
 

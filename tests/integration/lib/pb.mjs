@@ -27,6 +27,15 @@ export async function startWithSuperuser(opts = {}) {
   return { srv, pb, dir };
 }
 
+// Like startWithSuperuser, with a write key named "web" made first; adds {key, token}.
+export async function startWithSuperuserAndKey(opts = {}) {
+  const dir = opts.dir || tempDir();
+  const r = await run(['writekey', 'create', 'web', '--dir', dir]);
+  if (r.code !== 0) throw new Error(`writekey create failed (${r.code}): ${r.stderr}`);
+  const started = await startWithSuperuser({ ...opts, dir });
+  return { ...started, key: r.stdout.trim(), token: started.pb.authStore.token };
+}
+
 // Asserts that fn rejects with a ClientResponseError of the given status; returns the error.
 export async function expectStatus(promise, status) {
   try {
