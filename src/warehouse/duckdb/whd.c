@@ -466,16 +466,17 @@ static int whd_load_events(struct wh_conn *wc, const struct wh_load *ld, const s
 {
     struct whd_conn *c = whd__conn(wc);
     memset(st, 0, sizeof(*st));
-    int rc = whd__begin(c);
-    if (rc < 0)
+    int rc;
+    /* a transaction left open by a call with `more` continues; else this call begins one */
+    if (!wc->load_open && (rc = whd__begin(c)) < 0)
         return rc;
     if ((n > 0 && (rc = append_events(c, ev, n)) < 0) ||
         (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
-        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
+        (!ld->more && (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0)) {
         whd__rollback(c);
         return rc;
     }
-    if ((rc = whd__commit(c)) < 0)
+    if (!ld->more && (rc = whd__commit(c)) < 0)
         return rc;
     st->rows = n;
     st->rejects = ld->n_rejects;
