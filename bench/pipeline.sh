@@ -3,7 +3,7 @@
 #  (a) loading: EVENTS (default 5,000,000) realistic events already in the log (written by
 #      bench/pipeline_gen.c), then the server starts and the loader moves them into DuckDB;
 #      rows/s from /api/pipeline until the events consumer is at the end of the log.
-#      Target >= 250k rows/s.
+#      Target >= 250k rows/s. Also prints the server's CPU time per row over that window.
 #  (b) freshness: a fresh server under a steady capture load of RATE (default 20,000)
 #      events/s for SECONDS (default 20); per sampled event, the time from its 200 to its row
 #      being returned by /api/warehouse/sql; p50/p99. Target p99 < 1 s.
@@ -23,7 +23,14 @@ if [ "$PART" = all ] || [ "$PART" = load ]; then
     "$GEN" "$d" "$EVENTS"
     "$TANDEM_BIN" superuser upsert "$SU_EMAIL" "$SU_PASSWORD" --dir "$d" >/dev/null
     start_tandem_slow "$d"
-    node "$BENCH_TOP/bench/pipeline.mjs" load "$TANDEM_URL" "$EVENTS"
+    # the server's CPU time (user + system, clock ticks) around the measured load
+    spid=${BENCH_PIDS[-1]}
+    c0=$(awk '{print $14 + $15}' "/proc/$spid/stat")
+    node "$BENCH_TOP/bench/pipeline.mjs" load "$TANDEM_URL" "$EVENTS" | tee "$BENCH_TMP/load.out"
+    c1=$(awk '{print $14 + $15}' "/proc/$spid/stat")
+    rows=$(sed -nE 's/^loaded ([0-9]+) rows.*/\1/p' "$BENCH_TMP/load.out")
+    awk -v a="$c0" -v b="$c1" -v t="$(getconf CLK_TCK)" -v r="${rows:-0}" 'BEGIN {
+        if (r > 0) printf "server CPU %.1f s for %d rows = %.2f us/row\nRESULT load_cpu_us_per_row %.2f\n", (b - a) / t, r, (b - a) / t * 1e6 / r, (b - a) / t * 1e6 / r }'
     stop_tandem
     echo "warehouse file: $(du -h "$d/warehouse.duckdb" | cut -f1), log: $(du -sh "$d/log" | cut -f1)"
     rm -rf "$d"

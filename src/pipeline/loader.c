@@ -45,6 +45,7 @@ void pipeline_cfg_defaults(struct pipeline_cfg *cfg)
     cfg->checkpoint_interval_us = 60 * 1000000LL;
     cfg->checkpoint_rows = 500000;
     cfg->read_ahead = true;
+    cfg->bulk_rows = 2 * 122880;
 }
 
 /* Sleeps up to us unless the pipeline is stopping; returns true when it is. */
@@ -390,6 +391,64 @@ static void register_position(struct consumer *c, uint64_t next, uint64_t *regis
 
 #define REGISTER_INTERVAL_US 1000000
 
+/* A load transaction that spans several batches (bulk loading, see pipeline_cfg.bulk_rows). */
+struct txn {
+    bool open;
+    uint64_t rows, rejects, batches;
+};
+
+/* Whether the batch just read should leave the transaction open for the next one: only when
+ * the log already holds every record the transaction still needs to reach bulk_rows (a
+ * backlog, never a wait for records still to come: a consumer that keeps up commits every
+ * batch). So a joined transaction is always full, its last read sized to end exactly there. */
+static bool join_next(struct consumer *c, const struct txn *t, const struct evlog_batch *b,
+                      size_t rows)
+{
+    const struct pipeline_cfg *cfg = &c->p->cfg;
+    if (c->kind != KIND_EVENTS || cfg->bulk_rows == 0 || t->rows + rows >= cfg->bulk_rows)
+        return false;
+    uint64_t end = 0;
+    if (evlog_end_offset(cfg->log, c->topic, &end) < 0 || end <= b->next_offset ||
+        end - b->next_offset < cfg->bulk_rows - (t->rows + rows))
+        return false;
+    return !stopping(c->p);
+}
+
+/* Counts a committed transaction (t plus the batch st that ended it) in the status; returns
+ * the rows and rejects it committed. */
+static uint64_t count_commit(struct consumer *c, struct txn *t, const struct wh_load_stats *st,
+                             size_t batch)
+{
+    uint64_t rows = t->rows + st->rows, rejects = t->rejects + st->rejects;
+    metrics_inc(c->m_rows, rows);
+    metrics_inc(c->m_rejects, rejects);
+    pthread_mutex_lock(&c->mu);
+    c->st.rows += rows;
+    c->st.rejects += rejects;
+    c->st.batches += t->batches + 1;
+    c->st.transactions++;
+    c->st.last_error[0] = 0;
+    c->st.batch_size = batch;
+    pthread_mutex_unlock(&c->mu);
+    memset(t, 0, sizeof(*t));
+    return rows + rejects;
+}
+
+/* Commits the open transaction t as it is, with pos as the next offset (an empty last call:
+ * nothing more to append); returns 0 and adds the rows it committed to *since_ckpt. */
+static int commit_open(struct consumer *c, struct wh_conn *conn, struct txn *t, uint64_t pos,
+                       size_t batch, uint64_t *since_ckpt)
+{
+    struct wh_load ld = {.consumer = c->name, .topic = c->topic, .next_offset = pos};
+    struct wh_load_stats st = {0};
+    int rc = wh_load_events(conn, &ld, NULL, 0, &st);
+    if (rc < 0)
+        return rc;
+    t->batches--; /* the empty call is not a batch */
+    *since_ckpt += count_commit(c, t, &st, batch);
+    return 0;
+}
+
 static void *consumer_main(void *arg)
 {
     struct consumer *c = arg;
@@ -401,13 +460,18 @@ static void *consumer_main(void *arg)
     evlog_batch_init(&b);
     int64_t backoff = 0;
     size_t batch = p->cfg.min_batch;
-    uint64_t next = 0, rows_since_ckpt = 0;
+    /* next: the committed position (stored in the warehouse); pos: where the next read starts,
+     * past next while a transaction is open */
+    uint64_t next = 0, pos = 0, rows_since_ckpt = 0;
+    struct txn txn = {0};
     int64_t last_ckpt = time_mono_us();
     bool have_offset = false;
     uint64_t registered = UINT64_MAX; /* the position last registered with the log */
     int64_t registered_at = 0;
     struct ahead *ah = c->kind == KIND_EVENTS && p->cfg.read_ahead ? ahead_start(c) : NULL;
-    bool pending = false; /* a read-ahead request for `next` is outstanding */
+    bool pending = false; /* a read-ahead request for `pos` is outstanding */
+    size_t req = batch;   /* the size of the read for `pos` */
+    double lag_s = 0;     /* age of the first record of the last batch read */
 
     while (!stopping(p)) {
         int rc = 0;
@@ -429,6 +493,7 @@ static void *consumer_main(void *arg)
                 goto retry;
             }
             have_offset = true;
+            pos = next;
             update_lag(c, log, next, 0);
         }
         if (c->kind == KIND_CHANGES && p->cfg.store) {
@@ -440,13 +505,13 @@ static void *consumer_main(void *arg)
         }
         if (ah) {
             if (!pending)
-                ahead_request(ah, next, batch);
+                ahead_request(ah, pos, req);
             rc = ahead_take(ah, &b, &rows);
             pending = false;
         } else {
-            rc = fetch(c, next, batch, &b, &rows);
+            rc = fetch(c, pos, req, &b, &rows);
         }
-        if (rc == ERR_NOTFOUND) {
+        if (rc == ERR_NOTFOUND && !txn.open) {
             uint64_t start = 0, end = 0;
             if (evlog_end_offset(log, c->topic, &end) == 0 && end == 0) {
                 /* the topic has no records yet */
@@ -457,73 +522,74 @@ static void *consumer_main(void *arg)
             if (evlog_start_offset(log, c->topic, &start) == 0 && start > next) {
                 set_error(c, "records %llu..%llu were deleted by retention before loading",
                           (unsigned long long)next, (unsigned long long)start - 1);
-                next = start; /* nothing to load there any more; the gap is reported */
+                next = pos = start; /* nothing to load there any more; the gap is reported */
                 continue;
             }
-            set_error(c, "cannot read %s at %llu: %s", c->topic, (unsigned long long)next,
-                      evlog_errmsg(log));
-            goto retry;
-        } else if (rc < 0) {
-            set_error(c, "cannot read %s at %llu: %s", c->topic, (unsigned long long)next,
+        }
+        if (rc < 0) {
+            set_error(c, "cannot read %s at %llu: %s", c->topic, (unsigned long long)pos,
                       evlog_errmsg(log));
             goto retry;
         }
         if (b.n == 0) {
+            if (txn.open) { /* not reached: a transaction stays open only while more is logged */
+                req = batch;
+                goto commit_txn;
+            }
             update_lag(c, log, next, 0);
             register_position(c, next, &registered, &registered_at);
-            batch = p->cfg.min_batch;
+            batch = req = p->cfg.min_batch;
             if (nap(p, p->cfg.idle_wait_us))
                 break;
             continue;
         }
-        double lag_s = (double)(time_now_us() - b.recs[0].timestamp_us) / 1e6;
+        lag_s = (double)(time_now_us() - b.recs[0].timestamp_us) / 1e6;
         size_t got = b.n;
-        /* adapt: full batch -> grow; a small one -> shrink */
+        /* adapt (once this batch is loaded): full read -> grow; a small one -> shrink */
         size_t next_batch = batch;
-        if (got >= batch && batch < p->cfg.max_batch)
+        if (got >= req && batch < p->cfg.max_batch)
             next_batch = batch * 2 > p->cfg.max_batch ? p->cfg.max_batch : batch * 2;
-        else if (got < batch / 4 && batch > p->cfg.min_batch)
+        else if (got < req / 4 && batch > p->cfg.min_batch)
             next_batch = batch / 2 < p->cfg.min_batch ? p->cfg.min_batch : batch / 2;
+        bool more = join_next(c, &txn, &b, rows.n_rows);
+        req = next_batch;
+        if (more && req > p->cfg.bulk_rows - (txn.rows + rows.n_rows))
+            req = p->cfg.bulk_rows - (txn.rows + rows.n_rows); /* end on a row group boundary */
         if (ah) { /* read and parse what follows while this batch loads */
-            ahead_request(ah, b.next_offset, next_batch);
+            ahead_request(ah, b.next_offset, req);
             pending = true;
         }
         struct wh_load ld = {.consumer = c->name,
                              .topic = c->topic,
                              .next_offset = b.next_offset,
                              .rejects = rows.rej,
-                             .n_rejects = rows.n_rej};
+                             .n_rejects = rows.n_rej,
+                             .more = more};
         struct wh_load_stats st = {0};
         rc = c->kind == KIND_EVENTS ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
                                     : wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st);
         rows_clear(&rows);
+        metrics_observe(c->m_batch, (double)got);
         if (rc < 0) {
-            set_error(c, "cannot load %zu records at %llu: %s", got, (unsigned long long)next,
+            set_error(c, "cannot load %zu records at %llu: %s", got, (unsigned long long)pos,
                       wh_errmsg(conn));
-            update_lag(c, log, next, lag_s);
-            if (pending) { /* what was read ahead follows a batch that is not loaded: drop it */
-                (void)ahead_take(ah, &b, &rows);
-                pending = false;
-            }
-            goto retry;
+            goto failed;
         }
-        next = b.next_offset;
+        pos = b.next_offset;
         backoff = 0;
+        batch = next_batch;
+        if (more) { /* appended; the transaction goes on with the next batch */
+            txn.open = true;
+            txn.rows += st.rows;
+            txn.rejects += st.rejects;
+            txn.batches++;
+            continue;
+        }
+        next = pos;
+        rows_since_ckpt += count_commit(c, &txn, &st, batch);
         if (time_mono_us() - registered_at >= REGISTER_INTERVAL_US)
             register_position(c, next, &registered, &registered_at);
-        metrics_inc(c->m_rows, st.rows);
-        metrics_inc(c->m_rejects, st.rejects);
-        metrics_observe(c->m_batch, (double)got);
-        pthread_mutex_lock(&c->mu);
-        c->st.rows += st.rows;
-        c->st.rejects += st.rejects;
-        c->st.batches++;
-        c->st.last_error[0] = 0;
-        c->st.batch_size = batch;
-        pthread_mutex_unlock(&c->mu);
         update_lag(c, log, next, lag_s);
-        batch = next_batch;
-        rows_since_ckpt += got;
         if (rows_since_ckpt >= p->cfg.checkpoint_rows ||
             time_mono_us() - last_ckpt >= p->cfg.checkpoint_interval_us) {
             int crc = wh_checkpoint(conn, false);
@@ -535,18 +601,48 @@ static void *consumer_main(void *arg)
             } /* ERR_BUSY: the other consumer is mid-batch; try after the next batch */
         }
         continue;
+    commit_txn:
+        rc = commit_open(c, conn, &txn, pos, batch, &rows_since_ckpt);
+        if (rc < 0) {
+            set_error(c, "cannot commit %llu records at %llu: %s", (unsigned long long)(pos - next),
+                      (unsigned long long)next, wh_errmsg(conn));
+            goto failed;
+        }
+        next = pos;
+        update_lag(c, log, next, lag_s);
+        continue;
+    failed:
+        /* everything since the last commit was rolled back: read it again */
+        update_lag(c, log, next, lag_s);
+        memset(&txn, 0, sizeof(txn));
+        pos = next;
+        req = batch;
+        if (pending) { /* what was read ahead follows a batch that is not loaded: drop it */
+            (void)ahead_take(ah, &b, &rows);
+            pending = false;
+        }
     retry:
         backoff = backoff ? backoff * 2 : 50000;
         if (backoff > p->cfg.retry_max_us)
             backoff = p->cfg.retry_max_us;
         if (conn && rc == ERR_INTERNAL) {
-            wh_conn_close(conn); /* start over on a fresh connection */
+            wh_conn_close(conn); /* start over on a fresh connection (rolls back) */
             conn = NULL;
+            memset(&txn, 0, sizeof(txn));
+            pos = next;
         }
     }
     if (pending)
         (void)ahead_take(ah, &b, &rows);
     ahead_stop(ah);
+    if (txn.open && conn) { /* stopping mid-transaction: commit what is appended */
+        if (commit_open(c, conn, &txn, pos, batch, &rows_since_ckpt) == 0) {
+            next = pos;
+            update_lag(c, log, next, 0);
+        } else {
+            xlog_warn("pipeline %s: cannot commit on stop: %s", c->name, wh_errmsg(conn));
+        }
+    }
     if (have_offset)
         register_position(c, next, &registered, &registered_at);
     rows_release(&rows);
@@ -679,13 +775,14 @@ json_t *pipeline_status_json(struct pipeline *p)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(
-            arr, json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:o}", "consumer",
+            arr, json_pack("{s:s,s:s,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:o}", "consumer",
                            st[i].consumer, "topic", st[i].topic, "committedOffset",
                            (json_int_t)st[i].committed, "logEndOffset", (json_int_t)st[i].end,
                            "lagRecords", (json_int_t)st[i].lag_records, "lagSeconds",
                            st[i].lag_seconds, "rowsLoaded", (json_int_t)st[i].rows, "rejects",
                            (json_int_t)st[i].rejects, "batches", (json_int_t)st[i].batches,
-                           "batchSize", (json_int_t)st[i].batch_size, "lastError",
+                           "transactions", (json_int_t)st[i].transactions, "batchSize",
+                           (json_int_t)st[i].batch_size, "lastError",
                            st[i].last_error[0] ? json_string(st[i].last_error) : json_null()));
     return json_pack("{s:o}", "consumers", arr);
 }

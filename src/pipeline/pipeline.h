@@ -15,6 +15,9 @@
  * Batches adapt: a consumer that finds the log drained waits a few milliseconds and loads
  * whatever arrived (small batches: freshness first); a batch that comes back full doubles the
  * next one up to max_batch (throughput first); a batch well under its size halves it.
+ * While the events consumer is behind, consecutive batches share one warehouse transaction
+ * (bulk_rows); the offset is stored with its last batch, so exactly once is unchanged, and a
+ * failure rolls back and re-reads every batch since the last commit.
  * A record that cannot be turned into a row goes to _rejects with the reason and its offset and
  * never blocks the pipeline. A failed load is retried with backoff (last_error in the status).
  *
@@ -50,6 +53,15 @@ struct pipeline_cfg {
     uint64_t checkpoint_rows;       /* ... or after this many rows; default 500,000 */
     bool read_ahead; /* events: a helper thread reads and parses the next batch while the
                       * current one loads; default true */
+    /* events, bulk loading: when the log already holds at least bulk_rows records past what
+     * is loaded (a backlog, e.g. after downtime), batches join one warehouse transaction of
+     * exactly bulk_rows rows (the last read is sized to end there), committed with the offset
+     * of its last batch. DuckDB writes a transaction of more than one row group (122,880 rows)
+     * compressed straight into the file instead of logging every row in its WAL and
+     * compressing it again at the next checkpoint: about a third less CPU per row. A consumer
+     * that keeps up never waits for records to fill a transaction: every batch commits alone
+     * (freshness first). Default 2 * 122,880; 0: every batch is its own transaction. */
+    uint64_t bulk_rows;
 };
 
 void pipeline_cfg_defaults(struct pipeline_cfg *cfg);
@@ -67,21 +79,22 @@ void pipeline_stop(struct pipeline *p);
 struct pipeline_status {
     char consumer[64];
     char topic[32];
-    uint64_t committed;   /* next offset stored in the warehouse */
-    uint64_t end;         /* the log's durable end */
-    uint64_t lag_records; /* end - committed */
-    double lag_seconds;   /* age of the oldest record not loaded yet; 0 when caught up */
-    uint64_t rows;        /* rows loaded since start */
-    uint64_t rejects;     /* rejects since start */
-    uint64_t batches;     /* committed batches since start */
-    size_t batch_size;    /* current read size */
-    char last_error[256]; /* "" when the last attempt succeeded */
+    uint64_t committed;    /* next offset stored in the warehouse */
+    uint64_t end;          /* the log's durable end */
+    uint64_t lag_records;  /* end - committed */
+    double lag_seconds;    /* age of the oldest record not loaded yet; 0 when caught up */
+    uint64_t rows;         /* rows loaded since start */
+    uint64_t rejects;      /* rejects since start */
+    uint64_t batches;      /* committed batches (reads) since start */
+    uint64_t transactions; /* warehouse transactions committed since start */
+    size_t batch_size;     /* current read size */
+    char last_error[256];  /* "" when the last attempt succeeded */
 };
 
 /* Copies the status of at most max consumers into out; returns how many there are. */
 size_t pipeline_status(struct pipeline *p, struct pipeline_status *out, size_t max);
 /* {"consumers":[{"consumer":..,"topic":..,"committedOffset":N,"logEndOffset":N,
- * "lagRecords":N,"lagSeconds":x,"rowsLoaded":N,"rejects":N,"batches":N,"batchSize":N,
+ * "lagRecords":N,"lagSeconds":x,"rowsLoaded":N,"rejects":N,"batches":N,"transactions":N,"batchSize":N,
  * "lastError":s|null}]} */
 json_t *pipeline_status_json(struct pipeline *p);
 

@@ -74,13 +74,22 @@ void wh_interrupt(struct wh_conn *c)
     c->wh->ops->interrupt(c);
 }
 
+/* Everything but wh_load_events waits until an open load transaction is committed. */
+#define REFUSE_WHILE_LOADING(c)                                                                    \
+    do {                                                                                           \
+        if ((c)->load_open)                                                                        \
+            return ERR_BUSY;                                                                       \
+    } while (0)
+
 int wh_ensure_schema(struct wh_conn *c)
 {
+    REFUSE_WHILE_LOADING(c);
     return c->wh->ops->ensure_schema(c);
 }
 
 int wh_offset_get(struct wh_conn *c, const char *consumer, uint64_t *next_out)
 {
+    REFUSE_WHILE_LOADING(c);
     return c->wh->ops->offset_get(c, consumer, next_out);
 }
 
@@ -88,33 +97,44 @@ int wh_load_events(struct wh_conn *c, const struct wh_load *ld, const struct wh_
                    struct wh_load_stats *st)
 {
     struct wh_load_stats dummy;
-    return c->wh->ops->load_events(c, ld, ev, n, st ? st : &dummy);
+    int rc = c->wh->ops->load_events(c, ld, ev, n, st ? st : &dummy);
+    /* the backend rolls back on failure and commits without `more` */
+    c->load_open = rc == 0 && ld->more;
+    return rc;
 }
 
 int wh_load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
                     size_t n, struct wh_load_stats *st)
 {
+    REFUSE_WHILE_LOADING(c);
     struct wh_load_stats dummy;
     return c->wh->ops->load_changes(c, ld, ch, n, st ? st : &dummy);
 }
 
 int wh_apply_collection(struct wh_conn *c, const struct store_collection *coll)
 {
+    REFUSE_WHILE_LOADING(c);
     return c->wh->ops->apply_collection(c, coll);
 }
 
 int wh_drop_collection(struct wh_conn *c, const char *collection_id)
 {
+    REFUSE_WHILE_LOADING(c);
     return c->wh->ops->drop_collection(c, collection_id);
 }
 
 int wh_query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out)
 {
+    if (c->load_open) {
+        wh_result_init(out);
+        return ERR_BUSY;
+    }
     return c->wh->ops->query(c, q, out);
 }
 
 int wh_checkpoint(struct wh_conn *c, bool force)
 {
+    REFUSE_WHILE_LOADING(c);
     return c->wh->ops->checkpoint(c, force);
 }
 

@@ -89,6 +89,13 @@ struct wh_load {
     uint64_t next_offset; /* every log offset below this one is done after the commit */
     const struct wh_reject *rejects;
     size_t n_rejects;
+    /* wh_load_events only: more batches follow in the same transaction. The rows and rejects
+     * are appended, but neither the offset is stored nor the transaction committed; the next
+     * wh_load_events call on the connection continues it, and the first one without `more`
+     * stores its next_offset and commits every batch of the transaction at once. Lets a loader
+     * that is behind write large transactions (which DuckDB compresses straight into the file
+     * instead of logging every row in its WAL) from small reads. */
+    bool more;
 };
 
 struct wh_load_stats {
@@ -151,7 +158,8 @@ struct wh {
 };
 
 struct wh_conn {
-    struct wh *wh; /* every backend's connection embeds this first */
+    struct wh *wh;  /* every backend's connection embeds this first */
+    bool load_open; /* the facade's: a wh_load_events transaction with `more` is open */
 };
 
 /* The backend registered under name, or NULL. */
@@ -177,8 +185,12 @@ int wh_ensure_schema(struct wh_conn *c) MUST_USE;
 /* The next offset consumer committed; ERR_NOTFOUND when it never committed. */
 int wh_offset_get(struct wh_conn *c, const char *consumer, uint64_t *next_out) MUST_USE;
 /* Appends the events (and ld's rejects) and stores ld->next_offset, in one transaction.
- * n may be 0 (only rejects, or only moving the offset). st may be NULL. On failure nothing of
- * the batch is stored. */
+ * n may be 0 (only rejects, or only moving the offset). st may be NULL (st counts this call's
+ * rows and rejects). On failure nothing of the batch is stored.
+ * With ld->more the transaction stays open after the append (see struct wh_load): on failure
+ * of any call, every batch since the transaction began is rolled back. While it is open the
+ * connection takes only further wh_load_events calls (anything else fails with ERR_BUSY
+ * without touching it) or wh_conn_close, which rolls it back. */
 int wh_load_events(struct wh_conn *c, const struct wh_load *ld, const struct wh_event *ev, size_t n,
                    struct wh_load_stats *st) MUST_USE;
 /* Appends the changes, applies them to the mirrors of their collections (create/update:

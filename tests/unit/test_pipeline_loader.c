@@ -346,6 +346,111 @@ static void test_failed_load_no_read_ahead(void **state)
     failed_load_with_backlog(*state, false);
 }
 
+/* With a backlog of at least bulk_rows the events consumer joins batches into transactions of
+ * exactly bulk_rows rows (reads sized to end there); caught up, every batch commits alone. A
+ * transaction whose closing batch fails is rolled back as a whole and read again: every record
+ * once. */
+static void test_bulk_transactions(void **state)
+{
+    struct fx *f = *state;
+    struct pipeline_cfg cfg;
+    pipeline_cfg_defaults(&cfg);
+    cfg.log = f->log;
+    cfg.wh = f->wh;
+    cfg.idle_wait_us = 2000;
+    cfg.min_batch = 100;
+    cfg.max_batch = 300;
+    cfg.bulk_rows = 1000;
+    cfg.retry_max_us = 20000;
+    append_events(f, 0, 10);
+    struct pipeline *p;
+    assert_int_equal(pipeline_start(&cfg, &p), 0);
+    wait_caught_up(f, p);
+    struct pipeline_status st[2];
+    pipeline_status(p, st, 2);
+    assert_int_equal(st[0].transactions, 1);
+    /* another writer holds the consumer's _offsets row: the batches of the next transaction
+     * append, its closing batch cannot store the offset */
+    duckdb_connection other;
+    assert_int_equal(duckdb_connect(((struct whd *)f->wh)->db, &other), DuckDBSuccess);
+    duckdb_result res;
+    assert_int_equal(duckdb_query(other, "BEGIN", &res), DuckDBSuccess);
+    duckdb_destroy_result(&res);
+    assert_int_equal(duckdb_query(other,
+                                  "UPDATE _offsets SET next_offset = 99 "
+                                  "WHERE consumer = 'warehouse-events'",
+                                  &res),
+                     DuckDBSuccess);
+    duckdb_destroy_result(&res);
+    append_events(f, 10, 3000);
+    for (int i = 0; i < 500; i++) {
+        pipeline_status(p, st, 2);
+        if (st[0].last_error[0])
+            break;
+        usleep(10000);
+    }
+    assert_non_null(strstr(st[0].last_error, "cannot load"));
+    usleep(100000); /* several rolled back attempts */
+    pipeline_status(p, st, 2);
+    assert_int_equal(st[0].committed, 10);
+    assert_int_equal(st[0].rows, 10);
+    assert_int_equal(duckdb_query(other, "ROLLBACK", &res), DuckDBSuccess);
+    duckdb_destroy_result(&res);
+    duckdb_disconnect(&other);
+    wait_caught_up(f, p);
+    pipeline_status(p, st, 2);
+    assert_string_equal(st[0].last_error, "");
+    assert_int_equal(st[0].rows, 3010);
+    /* 3000 records in three transactions of 1000, each of several reads of at most 300 */
+    assert_int_equal(st[0].transactions, 1 + 3);
+    assert_true(st[0].batches >= 1 + 3 * 4);
+    uint64_t tx = st[0].transactions;
+    /* caught up: a single record is its own transaction, and visible at once */
+    append_events(f, 3010, 1);
+    wait_caught_up(f, p);
+    pipeline_status(p, st, 2);
+    assert_int_equal(st[0].transactions, tx + 1);
+    pipeline_stop(p);
+    assert_rows(f->c,
+                "SELECT count(*), count(DISTINCT id), count(DISTINCT log_offset), "
+                "min(log_offset), max(log_offset) FROM events",
+                "[[3011,3011,3011,0,3010]]");
+    assert_rows(f->c, "SELECT count(*) FROM events WHERE id <> concat('m', log_offset::VARCHAR)",
+                "[[0]]");
+}
+
+/* A consumer stopped in the middle of a transaction commits what it appended. */
+static void test_stop_commits_open_transaction(void **state)
+{
+    struct fx *f = *state;
+    struct pipeline_cfg cfg;
+    pipeline_cfg_defaults(&cfg);
+    cfg.log = f->log;
+    cfg.wh = f->wh;
+    cfg.min_batch = 100;
+    cfg.max_batch = 100;
+    cfg.bulk_rows = 40000;
+    append_events(f, 0, 50000);
+    struct pipeline *p;
+    assert_int_equal(pipeline_start(&cfg, &p), 0);
+    usleep(30000);
+    /* 500 reads of 100 take longer than this: the transaction is open, nothing committed */
+    struct pipeline_status st[2];
+    pipeline_status(p, st, 2);
+    assert_int_equal(st[0].committed, 0);
+    assert_int_equal(st[0].transactions, 0);
+    pipeline_stop(p);
+    uint64_t next = 0;
+    assert_int_equal(wh_offset_get(f->c, "warehouse-events", &next), 0);
+    assert_true(next > 0);
+    char sql[200], want[100];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), count(DISTINCT id), max(log_offset) + 1 FROM events");
+    snprintf(want, sizeof(want), "[[%llu,%llu,%llu]]", (unsigned long long)next,
+             (unsigned long long)next, (unsigned long long)next);
+    assert_rows(f->c, sql, want);
+}
+
 static void test_stop_when_idle_and_empty(void **state)
 {
     struct fx *f = *state;
@@ -436,6 +541,76 @@ static void test_parse_event(void **state)
     arena_release(&a);
 }
 
+/* Long strings are scanned eight bytes at a time: every kind of byte that needs a closer look
+ * is found at every position of a word, with the exact offset in the reason. */
+static void test_parse_event_long_strings(void **state)
+{
+    UNUSED(state);
+    struct wh_event ev;
+    struct arena a;
+    arena_init(&a, 4096);
+    char reason[200], in[256], want[200];
+    const char pre[] = "{\"type\":\"t\",\"messageId\":\"";
+    size_t at0 = sizeof(pre) - 1; /* offset of the string body */
+    for (size_t pos = 0; pos < 20; pos++) {
+        char body[64];
+        memset(body, 'a', pos);
+        body[pos] = 0;
+        /* a control character, a backslash escape, a quote that ends the string early, a
+         * two-byte UTF-8 character, a byte that is never UTF-8 */
+        snprintf(in, sizeof(in),
+                 "%s%s\x01"
+                 "bbbbbbbbbbbb\"}",
+                 pre, body);
+        assert_int_equal(pipeline_parse_event(in, strlen(in), 0, &ev, &a, reason, 200),
+                         ERR_INVALID);
+        snprintf(want, sizeof(want), "not JSON: control character in a string at byte %zu",
+                 at0 + pos);
+        assert_string_equal(reason, want);
+
+        snprintf(in, sizeof(in), "%s%s\\\"bbbbbbbbbbbb\"}", pre, body);
+        assert_int_equal(pipeline_parse_event(in, strlen(in), 0, &ev, &a, reason, 200), 0);
+        snprintf(want, sizeof(want), "%s\"bbbbbbbbbbbb", body);
+        assert_string_equal(ev.id, want);
+
+        snprintf(in, sizeof(in), "%s%s\",\"userId\":\"uuuuuuuuuuuu\"}", pre, body);
+        assert_int_equal(pipeline_parse_event(in, strlen(in), 0, &ev, &a, reason, 200), 0);
+        assert_string_equal(ev.id, body);
+        assert_string_equal(ev.user_id, "uuuuuuuuuuuu");
+
+        snprintf(in, sizeof(in),
+                 "%s%s\xc3\xa9"
+                 "bbbbbbbbbbbb\"}",
+                 pre, body);
+        assert_int_equal(pipeline_parse_event(in, strlen(in), 0, &ev, &a, reason, 200), 0);
+        snprintf(want, sizeof(want),
+                 "%s\xc3\xa9"
+                 "bbbbbbbbbbbb",
+                 body);
+        assert_string_equal(ev.id, want);
+
+        snprintf(in, sizeof(in),
+                 "%s%s\xff"
+                 "bbbbbbbbbbbb\"}",
+                 pre, body);
+        assert_int_equal(pipeline_parse_event(in, strlen(in), 0, &ev, &a, reason, 200),
+                         ERR_INVALID);
+        snprintf(want, sizeof(want), "not JSON: invalid UTF-8 at byte %zu", at0 + pos);
+        assert_string_equal(reason, want);
+
+        /* a string cut short inside a word */
+        snprintf(in, sizeof(in), "%s%sbbbbbbbbb", pre, body);
+        assert_int_equal(pipeline_parse_event(in, strlen(in), 0, &ev, &a, reason, 200),
+                         ERR_INVALID);
+        assert_non_null(strstr(reason, "unterminated string"));
+    }
+    /* DEL (0x7f) and the bytes around the tested ranges are plain */
+    const char plain[] = "{\"type\":\"t\",\"messageId\":\"\x7f !#[]~\x7f\x7f !#[]~\x7f\"}";
+    assert_int_equal(pipeline_parse_event(plain, strlen(plain), 0, &ev, &a, reason, 200), 0);
+    assert_string_equal(ev.id, "\x7f !#[]~\x7f\x7f !#[]~\x7f");
+    arena_release(&a);
+}
+
 static void test_parse_change(void **state)
 {
     UNUSED(state);
@@ -482,8 +657,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_load_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_no_read_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_commits_open_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_when_idle_and_empty, setup, teardown),
         cmocka_unit_test(test_parse_event),
+        cmocka_unit_test(test_parse_event_long_strings),
         cmocka_unit_test(test_parse_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include "warehouse/duckdb/whd_int.h"
 #include "wh_test_util.h"
@@ -218,6 +219,168 @@ static void test_failed_batch_leaves_nothing(void **state)
     assert_rows(f->c, "SELECT count(*), count(DISTINCT id) FROM events", "[[4,4]]");
 }
 
+/* Batches joined with `more`: nothing is visible or stored until the last one commits them
+ * all with its offset; meanwhile the connection refuses everything else. */
+static void test_load_spanning_batches(void **state)
+{
+    struct fx *f = *state;
+    struct wh_event ev[5] = {mkev(0, "a"), mkev(1, "b"), mkev(2, "c"), mkev(3, "d"), mkev(4, "e")};
+    const char bad[] = "x";
+    struct wh_reject rej = {.log_offset = 5, .reason = "no", .payload = bad, .payload_len = 1};
+    struct wh_load ld = {.consumer = "c", .topic = "events", .next_offset = 2, .more = true};
+    struct wh_load_stats st;
+    assert_int_equal(wh_load_events(f->c, &ld, ev, 2, &st), 0);
+    assert_int_equal(st.rows, 2);
+    ld.next_offset = 6;
+    ld.rejects = &rej;
+    ld.n_rejects = 1;
+    assert_int_equal(wh_load_events(f->c, &ld, ev + 2, 3, &st), 0);
+    assert_int_equal(st.rejects, 1);
+    /* open: other connections see nothing, this one takes nothing but loads */
+    struct wh_conn *other;
+    assert_int_equal(wh_conn_open(f->wh, &other), 0);
+    assert_rows(other, "SELECT count(*) FROM events", "[[0]]");
+    assert_rows(other, "SELECT count(*) FROM _rejects", "[[0]]");
+    uint64_t next = 0;
+    assert_int_equal(wh_offset_get(other, "c", &next), ERR_NOTFOUND);
+    assert_int_equal(wh_offset_get(f->c, "c", &next), ERR_BUSY);
+    assert_int_equal(wh_checkpoint(f->c, false), ERR_BUSY);
+    struct wh_query q = {.sql = "SELECT 1"};
+    struct wh_result r;
+    assert_int_equal(wh_query(f->c, &q, &r), ERR_BUSY);
+    assert_null(r.rows);
+    wh_result_release(&r);
+    /* the last batch (here only an offset) commits everything */
+    ld.more = false;
+    ld.next_offset = 7;
+    ld.n_rejects = 0;
+    assert_int_equal(wh_load_events(f->c, &ld, NULL, 0, &st), 0);
+    assert_rows(other, "SELECT string_agg(id, ',' ORDER BY log_offset) FROM events",
+                "[[\"a,b,c,d,e\"]]");
+    assert_rows(other, "SELECT log_offset, reason FROM _rejects", "[[5,\"no\"]]");
+    assert_int_equal(wh_offset_get(other, "c", &next), 0);
+    assert_int_equal(next, 7);
+    assert_int_equal(wh_checkpoint(f->c, false), 0);
+    /* a connection closed with a load open rolls it back */
+    ld.more = true;
+    ld.next_offset = 8;
+    struct wh_event late = mkev(7, "f");
+    assert_int_equal(wh_load_events(other, &ld, &late, 1, NULL), 0);
+    wh_conn_close(other);
+    assert_rows(f->c, "SELECT count(*) FROM events", "[[5]]");
+    assert_int_equal(wh_offset_get(f->c, "c", &next), 0);
+    assert_int_equal(next, 7);
+}
+
+/* A failure in the last batch of a joined transaction leaves nothing of any of its batches. */
+static void test_failed_spanning_load_leaves_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct wh_event ev[6] = {mkev(0, "a"), mkev(1, "b"), mkev(2, "c"),
+                             mkev(3, "d"), mkev(4, "e"), mkev(5, "f")};
+    struct wh_load ld = {.consumer = "c", .topic = "events", .next_offset = 1};
+    assert_int_equal(wh_load_events(f->c, &ld, ev, 1, NULL), 0);
+    ld.more = true;
+    ld.next_offset = 3;
+    assert_int_equal(wh_load_events(f->c, &ld, ev + 1, 2, NULL), 0);
+    ld.next_offset = 5;
+    assert_int_equal(wh_load_events(f->c, &ld, ev + 3, 2, NULL), 0);
+    /* another writer holds the offset row: the closing batch conflicts */
+    duckdb_connection other = raw_conn(f);
+    raw_exec(other, "BEGIN");
+    raw_exec(other, "UPDATE _offsets SET next_offset = 99 WHERE consumer = 'c'");
+    ld.more = false;
+    ld.next_offset = 6;
+    assert_int_equal(wh_load_events(f->c, &ld, ev + 5, 1, NULL), ERR_BUSY);
+    raw_exec(other, "ROLLBACK");
+    duckdb_disconnect(&other);
+    /* the connection is usable again, and holds only the first, separately committed batch */
+    assert_rows(f->c, "SELECT string_agg(id, ',') FROM events", "[[\"a\"]]");
+    uint64_t next = 0;
+    assert_int_equal(wh_offset_get(f->c, "c", &next), 0);
+    assert_int_equal(next, 1);
+    /* the loader reads from `next` again: every record once */
+    ld.more = true;
+    ld.next_offset = 4;
+    assert_int_equal(wh_load_events(f->c, &ld, ev + 1, 3, NULL), 0);
+    ld.more = false;
+    ld.next_offset = 6;
+    assert_int_equal(wh_load_events(f->c, &ld, ev + 4, 2, NULL), 0);
+    assert_rows(f->c, "SELECT count(*), count(DISTINCT id) FROM events", "[[6,6]]");
+}
+
+static long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while (in && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    if (in)
+        fclose(in);
+    fclose(out);
+}
+
+/* A transaction of more than one DuckDB row group (122,880 rows): DuckDB writes its rows
+ * compressed into the database file and logs only their place in the WAL. The files as they
+ * are right after the commit (what a process killed then leaves) hold every row. */
+static void test_bulk_load_survives_a_crash(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 2 * 122880 + 1000, B = 50000 };
+    struct wh_event *ev = calloc(N, sizeof(*ev));
+    char(*ids)[16] = calloc(N, 16);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(ids[i], 16, "m%zu", i);
+        ev[i] = mkev(i, ids[i]);
+    }
+    struct wh_load ld = {.consumer = "c", .topic = "events"};
+    for (size_t base = 0; base < N; base += B) {
+        size_t m = N - base < B ? N - base : B;
+        ld.next_offset = base + m;
+        ld.more = base + m < N;
+        assert_int_equal(wh_load_events(f->c, &ld, ev + base, m, NULL), 0);
+    }
+    free(ev);
+    free(ids);
+    char wal[1100], copy[1040], copy_wal[1100];
+    snprintf(wal, sizeof(wal), "%s.wal", f->path);
+    snprintf(copy, sizeof(copy), "%s.crash", f->path);
+    snprintf(copy_wal, sizeof(copy_wal), "%s.crash.wal", f->path);
+    /* the rows (about 150 bytes of strings each, 37 MB) went compressed to the database file;
+     * the WAL only says where (8 KB here) */
+    assert_true(file_size(wal) < 64 << 10);
+    copy_file(f->path, copy);
+    copy_file(wal, copy_wal);
+    struct wh_cfg cfg;
+    wh_cfg_defaults(&cfg);
+    cfg.path = copy;
+    cfg.threads = 1;
+    struct wh *wh;
+    struct wh_conn *c;
+    assert_int_equal(wh_open(&cfg, &wh), 0);
+    assert_int_equal(wh_conn_open(wh, &c), 0);
+    assert_rows(c,
+                "SELECT count(*), count(DISTINCT id), sum(log_offset), "
+                "count(*) FILTER (WHERE properties::VARCHAR = '{\"plan\":\"pro\",\"n\":3}' AND "
+                "context::VARCHAR LIKE '%1.2.3.4%') FROM events",
+                "[[246760,246760,30445125420,246760]]");
+    uint64_t next = 0;
+    assert_int_equal(wh_offset_get(c, "c", &next), 0);
+    assert_int_equal(next, N);
+    wh_conn_close(c);
+    wh_close(wh);
+    wht_unlink(copy);
+}
+
 static void test_rejects_do_not_block(void **state)
 {
     struct fx *f = *state;
@@ -335,6 +498,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_many_rows_reuses_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_between_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_spanning_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_spanning_load_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_load_survives_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejects_do_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_forced_by_wal_size, setup, teardown),
