@@ -5,10 +5,8 @@
  * and queued (api__wh_submit) for a small pool of query threads, each with its own warehouse
  * connection; the thread runs the job, which replies, and resumes the request. The queue is
  * bounded: when it is full the request gets 503 with Retry-After at once. */
-#include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <time.h>
 
 #include "api/records_int.h"
 #include "pipeline/pipeline.h"
@@ -17,9 +15,6 @@
 #define SQL_THREADS 2
 #define SQL_QUEUE 64
 #define SQL_MAX_TEXT (1 << 20)
-/* an idle query thread brings the insights' identity tables up to date this often, so an
- * insight after a large load does not pay for the whole load itself */
-#define PERSONS_REFRESH_S 5
 
 struct wh_job {
     struct wh_job *next;
@@ -89,33 +84,10 @@ static void *sql_main(void *arg)
     pthread_mutex_lock(&s->mu);
     s->conns[t.slot] = conn;
     pthread_mutex_unlock(&s->mu);
-    /* thread 0 also refreshes the identity tables when it is due and no job waits */
-    bool refresher = t.slot == 0 && conn;
-    int64_t next_refresh = time_mono_us() + PERSONS_REFRESH_S * 1000000LL;
     for (;;) {
-        bool due = false;
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->stopping) {
-            if (!refresher) {
-                pthread_cond_wait(&s->cv, &s->mu);
-                continue;
-            }
-            if (time_mono_us() >= next_refresh) {
-                due = true;
-                break;
-            }
-            struct timespec dl = {.tv_sec = (time_t)(next_refresh / 1000000),
-                                  .tv_nsec = (long)(next_refresh % 1000000) * 1000};
-            pthread_cond_timedwait(&s->cv, &s->mu, &dl);
-        }
-        if (due) {
-            pthread_mutex_unlock(&s->mu);
-            int rc = wh_persons_refresh(conn, NULL);
-            if (rc < 0 && rc != ERR_BUSY)
-                xlog_error("cannot refresh the identity tables: %s", wh_errmsg(conn));
-            next_refresh = time_mono_us() + PERSONS_REFRESH_S * 1000000LL;
-            continue;
-        }
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->mu);
         struct wh_job *job = s->head;
         if (job) {
             s->head = job->next;
@@ -149,11 +121,7 @@ int api_sql_start(struct api_env *env, struct wh *wh)
     s->wh = wh;
     s->tail = &s->head;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&s->cv, NULL);
     for (; s->n_threads < SQL_THREADS; s->n_threads++) {
         struct sql_thread *t = xmalloc(sizeof(*t));
         t->s = s;

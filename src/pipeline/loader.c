@@ -32,6 +32,8 @@ struct pipeline {
     pthread_cond_t cv;
     bool stopping;
     struct consumer cons[2];
+    pthread_t persons; /* keeps the insights' identity tables current (persons_main) */
+    bool persons_started;
 };
 
 void pipeline_cfg_defaults(struct pipeline_cfg *cfg)
@@ -46,6 +48,7 @@ void pipeline_cfg_defaults(struct pipeline_cfg *cfg)
     cfg->checkpoint_rows = 500000;
     cfg->read_ahead = true;
     cfg->bulk_rows = 2 * 122880;
+    cfg->persons_refresh_us = 5 * 1000000LL;
 }
 
 /* Sleeps up to us unless the pipeline is stopping; returns true when it is. */
@@ -655,6 +658,26 @@ static void *consumer_main(void *arg)
 
 static const double batch_buckets[] = {1, 10, 100, 1000, 5000, 10000, 25000, 50000, 100000};
 
+/* Brings the identity tables of the insights up to date with the events loaded so far, every
+ * persons_refresh_us, on its own connection: an insight then folds in only the last few
+ * seconds of events itself, never a whole backlog. */
+static void *persons_main(void *arg)
+{
+    struct pipeline *p = arg;
+    struct wh_conn *conn = NULL;
+    while (!nap(p, p->cfg.persons_refresh_us)) {
+        if (!conn && wh_conn_open(p->cfg.wh, &conn) < 0) {
+            xlog_warn("pipeline: cannot connect to the warehouse: %s", wh_errmsg(NULL));
+            continue;
+        }
+        int rc = wh_persons_refresh(conn, NULL);
+        if (rc < 0 && rc != ERR_BUSY)
+            xlog_error("pipeline: cannot refresh the identity tables: %s", wh_errmsg(conn));
+    }
+    wh_conn_close(conn);
+    return NULL;
+}
+
 int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
 {
     *out = NULL;
@@ -730,6 +753,15 @@ int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
         }
         p->cons[i].started = true;
     }
+    if (cfg->persons_refresh_us > 0) {
+        int e = pthread_create(&p->persons, NULL, persons_main, p);
+        if (e != 0) {
+            xlog_error("pipeline: cannot start the identity refresh thread: %s", strerror(e));
+            pipeline_stop(p);
+            return -e;
+        }
+        p->persons_started = true;
+    }
     *out = p;
     return 0;
 }
@@ -742,6 +774,8 @@ void pipeline_stop(struct pipeline *p)
     p->stopping = true;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    if (p->persons_started)
+        pthread_join(p->persons, NULL);
     for (size_t i = 0; i < 2; i++) {
         if (p->cons[i].started)
             pthread_join(p->cons[i].thread, NULL);

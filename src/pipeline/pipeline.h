@@ -62,6 +62,10 @@ struct pipeline_cfg {
      * that keeps up never waits for records to fill a transaction: every batch commits alone
      * (freshness first). Default 2 * 122,880; 0: every batch is its own transaction. */
     uint64_t bulk_rows;
+    /* how often a thread of the pipeline brings the insights' identity tables up to date
+     * (wh_persons_refresh) with the events loaded since; default 5 s; 0: never (an insight
+     * still refreshes them itself before it runs) */
+    int64_t persons_refresh_us;
 };
 
 void pipeline_cfg_defaults(struct pipeline_cfg *cfg);
@@ -69,7 +73,8 @@ void pipeline_cfg_defaults(struct pipeline_cfg *cfg);
 struct pipeline;
 
 /* Creates the warehouse tables if needed and starts the consumers "warehouse-events" (topic
- * "events") and "warehouse-changes" (topic "changes"). On failure the detail is logged and a
+ * "events") and "warehouse-changes" (topic "changes"), and the identity refresh thread
+ * (persons_refresh_us). On failure the detail is logged and a
  * negative code returned. */
 int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out) MUST_USE;
 /* Stops the consumers after their current batch (committed or rolled back as a whole) and
