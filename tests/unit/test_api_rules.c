@@ -404,7 +404,8 @@ static void test_bad_tokens_are_guests(void **state)
     set_rules("owner = @request.auth.id", NULL, NULL, NULL, NULL);
     char tampered[2048];
     snprintf(tampered, sizeof(tampered), "%s", tok_a);
-    tampered[strlen(tampered) - 2] ^= 1; /* one bit of the signature */
+    char *q = tampered + strlen(tampered) - 2;
+    *q = *q == 'A' ? 'B' : 'A'; /* one character of the signature */
     assert_string_equal(titles(tampered, NULL, NULL), "");
     assert_string_equal(titles("garbage", NULL, NULL), "");
     assert_string_equal(titles("Bearer", NULL, NULL), "");
