@@ -109,7 +109,8 @@ int analytics_run(struct wh_conn *c, enum analytics_kind kind, const json_t *que
     for (size_t i = 0; kind == ANALYTICS_TRENDS && i < q.n_ents; i++)
         persons |= q.ents[i].math == AN_MATH_UNIQUE || q.ents[i].math == AN_MATH_WAU ||
                    q.ents[i].math == AN_MATH_MAU;
-    if (persons && (rc = wh_persons_refresh(c, NULL)) < 0) {
+    uint64_t horizon = 0;
+    if (persons && (rc = wh_persons_refresh(c, &horizon)) < 0) {
         snprintf(out->message, sizeof(out->message), "%s", wh_errmsg(c));
         goto out;
     }
@@ -145,6 +146,7 @@ int analytics_run(struct wh_conn *c, enum analytics_kind kind, const json_t *que
                        .a = &a,
                        .q = &q,
                        .t = &t,
+                       .horizon = persons ? (int64_t)horizon : -1,
                        .now_us = now_us,
                        .errors = errors,
                        .msg = out->message,

@@ -190,12 +190,12 @@ void an__sql_local(struct an_sql *s, const struct an_time *t, const char *col);
 void an__sql_bucket(struct an_sql *s, const struct an_time *t, const char *col);
 /* The local day number relative to dbase (0 = the day of dbase). */
 void an__sql_day(struct an_sql *s, const struct an_time *t, const char *col);
-/* "WITH links AS (...)" : the identity links, then ", " follows. */
-void an__sql_links(struct an_sql *s);
-/* The person of an event row aliased e joined to links l. */
-#define AN_SQL_PERSON "coalesce(l.person, coalesce(e.user_id, e.anonymous_id))"
-#define AN_SQL_PERSON_JOIN " LEFT JOIN links l ON l.did = coalesce(e.user_id, e.anonymous_id)"
-/* "timestamp" in [lo, hi) */
+/* " FROM events e WHERE " and, when horizon >= 0, "e.log_offset < horizon AND ": a
+ * condition follows. Insights that count persons read e.person_key, which the persons refresh
+ * keeps right for every event below the horizon it returned. */
+void an__sql_events(struct an_sql *s, int64_t horizon);
+/* The person of an event row aliased e. */
+#define AN_SQL_PERSON "e.person_key"
 void an__sql_range(struct an_sql *s, const char *col, int64_t lo_us, int64_t hi_us);
 
 /* Runs the statement; rows_out TAKES the rows on success. */
@@ -209,6 +209,7 @@ struct an_ctx {
     struct arena *a;
     struct an_query *q;
     struct an_time *t;
+    int64_t horizon; /* persons are right below this log offset (-1: persons not needed) */
     int64_t now_us;
     json_t *errors;
     char *msg;

@@ -5,82 +5,69 @@
 
 #include "analytics/analytics_int.h"
 
-static void events_from(struct an_sql *s, const struct an_query *q, int64_t lo, int64_t hi)
+static void events_from(struct an_sql *s, const struct an_query *q, int64_t horizon, int64_t lo,
+                        int64_t hi)
 {
-    an__sql_put(s, " FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
+    an__sql_events(s, horizon);
     an__sql_range(s, "e.\"timestamp\"", lo, hi);
     an__sql_put(s, " AND ");
     an__sql_filters(s, q->filters, q->n_filters);
 }
 
-/* events without the identity join: their distinct id is resolved after grouping */
-static void events_by_id_from(struct an_sql *s, const struct an_query *q, int64_t lo, int64_t hi)
+/* ft: each person's first target event, over all time */
+static void first_time(struct an_sql *s, const struct an_query *q, int64_t horizon)
 {
-    an__sql_put(s, " FROM events e WHERE ");
-    an__sql_range(s, "e.\"timestamp\"", lo, hi);
-    an__sql_put(s, " AND ");
+    an__sql_put(s, "ft AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft");
+    an__sql_events(s, horizon);
     an__sql_filters(s, q->filters, q->n_filters);
+    an__sql_put(s, " AND ");
+    an__sql_entity(s, &q->target);
+    an__sql_put(s, " GROUP BY 1)");
 }
 
 /* ---- retention ---- */
 
-/* Retention with at most 64 periods: each distinct id's target and return periods as two
- * bit masks (one GROUP BY over the events), merged per person after the identity join (far
- * fewer rows to join than events), then one pass counting every (cohort, k) cell. One row of
- * n(n+1)/2 counts, cohort by cohort. */
-static void retention_bits(struct an_sql *s, const struct an_query *q, const struct an_time *t)
+/* Retention with at most 64 periods: each person's target and return periods as two bit
+ * masks (one GROUP BY over the events), then one pass counting every (cohort, k) cell. One row
+ * of n(n+1)/2 counts, cohort by cohort. */
+static void retention_bits(struct an_sql *s, const struct an_query *q, const struct an_time *t,
+                           int64_t horizon)
 {
-    size_t n = t->n_buckets;
-    an__sql_put(s, "WITH ");
-    an__sql_links(s);
-    an__sql_put(s, ", ev AS (SELECT coalesce(e.user_id, e.anonymous_id) AS did, ");
+    an__sql_put(s, "WITH ev AS (SELECT " AN_SQL_PERSON " AS person, ");
     an__sql_bucket(s, t, "e.\"timestamp\"");
     an__sql_put(s, " AS b, ");
     an__sql_entity(s, &q->target);
     an__sql_put(s, " AS tg, ");
     an__sql_entity(s, &q->returning);
     an__sql_put(s, " AS rt");
-    an__sql_put(s, " FROM events e WHERE ");
-    an__sql_range(s, "e.\"timestamp\"", t->range_lo_us, t->range_hi_us);
-    an__sql_put(s, " AND ");
-    an__sql_filters(s, q->filters, q->n_filters);
+    events_from(s, q, horizon, t->range_lo_us, t->range_hi_us);
     an__sql_put(s, " AND (");
     an__sql_entity(s, &q->target);
     an__sql_put(s, " OR ");
     an__sql_entity(s, &q->returning);
-    an__sql_put(s, ")), d AS (SELECT did, coalesce(bit_or(CASE WHEN tg THEN 1::UBIGINT << b END), "
-                   "0::UBIGINT) AS tm, coalesce(bit_or(CASE WHEN rt THEN 1::UBIGINT << b END), "
-                   "0::UBIGINT) AS rm FROM ev GROUP BY did), "
-                   "p AS (SELECT coalesce(l.person, d.did) AS person, bit_or(tm) AS tm, "
-                   "bit_or(rm) AS rm FROM d LEFT JOIN links l ON l.did = d.did GROUP BY 1)");
+    /* (UTINYINT shifts keep the masks UBIGINT; a BIGINT shift would make them HUGEINT) */
+    an__sql_put(s, ")), p AS (SELECT person, coalesce(bit_or(CASE WHEN tg THEN 1::UBIGINT << "
+                   "b::UTINYINT END), 0::UBIGINT) AS tm, coalesce(bit_or(CASE WHEN rt THEN "
+                   "1::UBIGINT << b::UTINYINT END), 0::UBIGINT) AS rm FROM ev GROUP BY person)");
     const char *from = "p";
     if (q->first_time) {
-        an__sql_put(s, ", ft AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
-                       "FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
-        an__sql_filters(s, q->filters, q->n_filters);
-        an__sql_put(s, " AND ");
-        an__sql_entity(s, &q->target);
-        an__sql_put(s, " GROUP BY 1), p2 AS (SELECT p.person, CASE WHEN ");
+        an__sql_put(s, ", ");
+        first_time(s, q, horizon);
+        an__sql_put(s, ", p2 AS (SELECT p.person, CASE WHEN ");
         an__sql_range(s, "ft.ft", t->range_lo_us, t->range_hi_us);
-        an__sql_put(s, " THEN 1::UBIGINT << ");
+        an__sql_put(s, " THEN 1::UBIGINT << (");
         an__sql_bucket(s, t, "ft.ft");
-        an__sql_put(s, " ELSE 0::UBIGINT END AS tm, p.rm FROM p JOIN ft ON ft.person = p.person)");
+        an__sql_put(s, ")::UTINYINT ELSE 0::UBIGINT END AS tm, p.rm FROM p JOIN ft ON ft.person = "
+                       "p.person)");
         from = "p2";
     }
-    an__sql_put(s, " SELECT ");
-    for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; i + k < n; k++) {
-            if (i || k)
-                an__sql_put(s, ", ");
-            if (k == 0)
-                an__sql_printf(s, "count(*) FILTER (WHERE tm & (1::UBIGINT << %zu) <> 0)", i);
-            else
-                an__sql_printf(s,
-                               "count(*) FILTER (WHERE tm & (1::UBIGINT << %zu) <> 0 AND rm & "
-                               "(1::UBIGINT << %zu) <> 0)",
-                               i, i + k);
-        }
-    an__sql_printf(s, " FROM %s", from);
+    /* each person's cohorts i (bits of tm), and per cohort the later periods i + k it returned
+     * in (bits of rm above i): rows (cohort, k, persons) */
+    an__sql_printf(s,
+                   ", c AS (SELECT unnest(tandem_bits(tm)) AS i, rm FROM %s) "
+                   "SELECT i, 0, count(*) FROM c GROUP BY i UNION ALL SELECT i, k, count(*) FROM "
+                   "(SELECT i, unnest(tandem_bits((rm >> i) >> 1)) + 1 AS k FROM c) GROUP BY i, k",
+                   from);
 }
 
 int an__retention(struct an_ctx *x, json_t **out)
@@ -89,21 +76,18 @@ int an__retention(struct an_ctx *x, json_t **out)
     const struct an_time *t = x->t;
     struct an_sql s;
     an__sql_init(&s);
-    bool bits = t->n_buckets <= 64;
-    if (bits) {
-        retention_bits(&s, q, t);
+    if (t->n_buckets <= 64) {
+        retention_bits(&s, q, t, x->horizon);
         goto run;
     }
-    an__sql_put(&s, "WITH ");
-    an__sql_links(&s);
-    an__sql_put(&s, ", ev AS (SELECT " AN_SQL_PERSON " AS person, ");
+    an__sql_put(&s, "WITH ev AS (SELECT " AN_SQL_PERSON " AS person, ");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b, ");
     an__sql_entity(&s, &q->target);
     an__sql_put(&s, " AS tg, ");
     an__sql_entity(&s, &q->returning);
     an__sql_put(&s, " AS rt");
-    events_from(&s, q, t->range_lo_us, t->range_hi_us);
+    events_from(&s, q, x->horizon, t->range_lo_us, t->range_hi_us);
     an__sql_put(&s, " AND (");
     an__sql_entity(&s, &q->target);
     an__sql_put(&s, " OR ");
@@ -112,12 +96,8 @@ int an__retention(struct an_ctx *x, json_t **out)
     an__sql_put(&s, ")), pb AS MATERIALIZED (SELECT person, b, bool_or(tg) AS tg, bool_or(rt) AS "
                     "rt FROM ev GROUP BY person, b), ");
     if (q->first_time) {
-        an__sql_put(&s, "ft AS (SELECT " AN_SQL_PERSON " AS person, min(e.\"timestamp\") AS ft "
-                        "FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
-        an__sql_filters(&s, q->filters, q->n_filters);
-        an__sql_put(&s, " AND ");
-        an__sql_entity(&s, &q->target);
-        an__sql_put(&s, " GROUP BY 1), cohort AS (SELECT person, ");
+        first_time(&s, q, x->horizon);
+        an__sql_put(&s, ", cohort AS (SELECT person, ");
         an__sql_bucket(&s, t, "ft");
         an__sql_put(&s, " AS b FROM ft WHERE ");
         an__sql_range(&s, "ft", t->range_lo_us, t->range_hi_us);
@@ -139,20 +119,12 @@ run:;
     int64_t *cnt = arena_zalloc(x->a, n * n * sizeof(int64_t));
     size_t i;
     json_t *r;
-    if (bits) {
-        json_t *row = json_array_get(rows, 0);
-        size_t col = 0;
-        for (size_t c = 0; c < n; c++)
-            for (size_t k = 0; c + k < n; k++)
-                cnt[c * n + k] = (int64_t)an__num(json_array_get(row, col++));
-    } else {
-        json_array_foreach(rows, i, r)
-        {
-            int64_t b = json_integer_value(json_array_get(r, 0));
-            int64_t k = json_integer_value(json_array_get(r, 1));
-            if (b >= 0 && (size_t)b < n && k >= 0 && (size_t)(b + k) < n)
-                cnt[(size_t)b * n + (size_t)k] = (int64_t)an__num(json_array_get(r, 2));
-        }
+    json_array_foreach(rows, i, r)
+    {
+        int64_t b = json_integer_value(json_array_get(r, 0));
+        int64_t k = json_integer_value(json_array_get(r, 1));
+        if (b >= 0 && (size_t)b < n && k >= 0 && (size_t)(b + k) < n)
+            cnt[(size_t)b * n + (size_t)k] = (int64_t)an__num(json_array_get(r, 2));
     }
     json_decref(rows);
     json_t *results = json_array();
@@ -183,10 +155,8 @@ int an__stickiness(struct an_ctx *x, json_t **out)
     const struct an_time *t = x->t;
     struct an_sql s;
     an__sql_init(&s);
-    an__sql_put(&s, "WITH ");
-    an__sql_links(&s);
-    /* (id, bucket) pairs first, then the identity join on those */
-    an__sql_put(&s, ", x AS (SELECT DISTINCT coalesce(e.user_id, e.anonymous_id) AS did, ");
+    an__sql_printf(&s, "WITH ev AS %s(SELECT DISTINCT " AN_SQL_PERSON " AS person, ",
+                   q->n_ents > 1 ? "MATERIALIZED " : "");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b");
     for (size_t i = 0; i < q->n_ents; i++) {
@@ -194,17 +164,14 @@ int an__stickiness(struct an_ctx *x, json_t **out)
         an__sql_entity(&s, &q->ents[i]);
         an__sql_printf(&s, " AS f%zu", i);
     }
-    events_by_id_from(&s, q, t->range_lo_us, t->range_hi_us);
+    events_from(&s, q, x->horizon, t->range_lo_us, t->range_hi_us);
     an__sql_put(&s, " AND (");
     for (size_t i = 0; i < q->n_ents; i++) {
         if (i)
             an__sql_put(&s, " OR ");
         an__sql_entity(&s, &q->ents[i]);
     }
-    an__sql_printf(&s,
-                   ")), ev AS %s(SELECT coalesce(l.person, x.did) AS person, x.* FROM x LEFT "
-                   "JOIN links l ON l.did = x.did) SELECT s, n, count(*) FROM (",
-                   q->n_ents > 1 ? "MATERIALIZED " : "");
+    an__sql_put(&s, ")) SELECT s, n, count(*) FROM (");
     for (size_t i = 0; i < q->n_ents; i++)
         an__sql_printf(&s,
                        "%sSELECT %zu AS s, person, count(DISTINCT b) AS n FROM ev WHERE f%zu "
@@ -264,21 +231,19 @@ int an__lifecycle(struct an_ctx *x, json_t **out)
     int64_t m = (int64_t)t->n_buckets;
     struct an_sql s;
     an__sql_init(&s);
-    an__sql_put(&s, "WITH ");
-    an__sql_links(&s);
-    an__sql_put(&s, ", act AS MATERIALIZED (SELECT DISTINCT coalesce(l.person, x.did) AS person, "
-                    "x.b FROM (SELECT DISTINCT coalesce(e.user_id, e.anonymous_id) AS did, ");
+    an__sql_put(&s, "WITH act AS MATERIALIZED (SELECT DISTINCT " AN_SQL_PERSON " AS person, ");
     an__sql_bucket(&s, t, "e.\"timestamp\"");
     an__sql_put(&s, " AS b");
     /* from the bucket before the range: scan_lo is at or before its start */
-    events_by_id_from(&s, q, t->scan_lo_us, t->range_hi_us);
+    events_from(&s, q, x->horizon, t->scan_lo_us, t->range_hi_us);
     an__sql_put(&s, " AND ");
     an__sql_entity(&s, &q->ents[0]);
+    /* first seen: the earliest first event over the person's distinct ids */
     an__sql_put(
-        &s, ") x LEFT JOIN links l ON l.did = x.did), act2 AS (SELECT * FROM act WHERE b >= -1), "
-            "fs AS (SELECT coalesce(l.person, f.did) AS person, min(f.\"timestamp\") AS "
-            "ft FROM _did_first f LEFT JOIN links l ON l.did = f.did WHERE "
-            "coalesce(l.person, f.did) IN (SELECT person FROM act2) GROUP BY 1), "
+        &s, "), act2 AS (SELECT * FROM act WHERE b >= -1), "
+            "fs AS (SELECT coalesce(l.person_key, f.did_key) AS person, min(f.\"timestamp\") AS "
+            "ft FROM _did_first f LEFT JOIN _person_links l ON l.did_key = f.did_key WHERE "
+            "coalesce(l.person_key, f.did_key) IN (SELECT person FROM act2) GROUP BY 1), "
             "w AS (SELECT a.person, a.b, lag(a.b) OVER (PARTITION BY a.person ORDER BY "
             "a.b) AS pb, lead(a.b) OVER (PARTITION BY a.person ORDER BY a.b) AS nb, "
             "CASE WHEN ");

@@ -5,11 +5,10 @@
 
 #include "analytics/analytics_int.h"
 
-static void build(struct an_sql *s, const struct an_query *q, const struct an_time *t)
+static void build(struct an_sql *s, const struct an_query *q, const struct an_time *t,
+                  int64_t horizon)
 {
-    an__sql_put(s, "WITH ");
-    an__sql_links(s);
-    an__sql_put(s, ", ev AS (SELECT " AN_SQL_PERSON " AS person, e.\"timestamp\" AS ts, (");
+    an__sql_put(s, "WITH ev AS (SELECT " AN_SQL_PERSON " AS person, e.\"timestamp\" AS ts, (");
     for (size_t i = 0; i < q->n_ents; i++) {
         an__sql_put(s, i ? " + CASE WHEN " : "CASE WHEN ");
         an__sql_entity(s, &q->ents[i]);
@@ -28,7 +27,7 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     } else {
         an__sql_put(s, ", NULL::VARCHAR AS bd");
     }
-    an__sql_put(s, " FROM events e" AN_SQL_PERSON_JOIN " WHERE ");
+    an__sql_events(s, horizon);
     an__sql_range(s, "e.\"timestamp\"", t->range_lo_us, t->range_hi_us);
     an__sql_put(s, " AND ");
     an__sql_filters(s, q->filters, q->n_filters);
@@ -130,7 +129,7 @@ int an__funnel(struct an_ctx *x, json_t **out)
     const struct an_query *q = x->q;
     struct an_sql s;
     an__sql_init(&s);
-    build(&s, q, x->t);
+    build(&s, q, x->t, x->horizon);
     json_t *rows = NULL;
     int rc = an__sql_run(x->c, &s, &rows, x->msg, x->msg_len);
     an__sql_release(&s);

@@ -205,12 +205,14 @@ void an__sql_bucket(struct an_sql *s, const struct an_time *t, const char *col)
     }
 }
 
-void an__sql_links(struct an_sql *s)
+void an__sql_events(struct an_sql *s, int64_t horizon)
 {
-    /* one level of identity links over every event (anonymous id -> user id from rows with
-     * both, previous id -> user id from alias rows, the earliest link of a distinct id wins),
-     * kept by the warehouse (wh_persons_refresh, called before the statement) */
-    an__sql_put(s, "links AS (SELECT did, person FROM _person_links)");
+    an__sql_put(s, " FROM events e WHERE ");
+    if (horizon >= 0) {
+        an__sql_put(s, "e.log_offset < ");
+        an__sql_int(s, horizon);
+        an__sql_put(s, " AND ");
+    }
 }
 
 void an__sql_range(struct an_sql *s, const char *col, int64_t lo_us, int64_t hi_us)

@@ -56,16 +56,12 @@ static void agg_sql(struct an_sql *s, enum an_math m, size_t i)
 }
 
 static void build(struct an_sql *s, const struct an_query *q, const struct an_time *t,
-                  bool lookback)
+                  bool lookback, int64_t horizon)
 {
     bool persons = false;
     for (size_t i = 0; i < q->n_ents; i++)
         persons |= needs_person(q->ents[i].math);
     an__sql_put(s, "WITH ");
-    if (persons) {
-        an__sql_links(s);
-        an__sql_put(s, ", ");
-    }
     /* read more than once: computed once */
     bool multi = q->has_breakdown || q->n_ents > 1 || lookback;
     an__sql_put(s, multi ? "e0 AS MATERIALIZED (SELECT " : "e0 AS (SELECT ");
@@ -76,9 +72,8 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_day(s, t, "e.\"timestamp\"");
         an__sql_put(s, " AS dd");
     }
-    /* persons are resolved after grouping by distinct id (fewer rows to join) */
     if (persons)
-        an__sql_put(s, ", coalesce(e.user_id, e.anonymous_id) AS did");
+        an__sql_put(s, ", " AN_SQL_PERSON " AS person");
     if (q->has_breakdown) {
         an__sql_put(s, ", nullif(");
         an__sql_key(s, &q->breakdown);
@@ -96,7 +91,7 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
             an__sql_printf(s, " AS DOUBLE) AS mp%zu", i);
         }
     }
-    an__sql_put(s, " FROM events e WHERE ");
+    an__sql_events(s, horizon);
     /* wau/mau with hour buckets: the last label's whole local day counts */
     int64_t hi = t->range_hi_us;
     if (lookback && t->interval == AN_HOUR)
@@ -128,20 +123,20 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     for (size_t i = 0; i < q->n_ents; i++)
         if (window_days(q, &q->ents[i]))
             an__sql_printf(s,
-                           ", pd%zu AS MATERIALIZED (SELECT DISTINCT x.rk, coalesce(l.person, "
-                           "x.did) AS person, x.dd FROM (SELECT DISTINCT rk, did, dd FROM e WHERE "
-                           "f%zu) x LEFT JOIN links l ON l.did = x.did) ",
+                           ", pd%zu AS MATERIALIZED (SELECT DISTINCT rk, person, dd FROM e "
+                           "WHERE f%zu) ",
                            i, i);
-    /* unique users: distinct (row, bucket, person) once, then counted two ways */
+    /* unique users: per (row, person) the buckets active as bit masks of 64 buckets each (one
+     * GROUP BY with few groups); counted per bucket by unnesting the set bits, and per row */
     for (size_t i = 0; i < q->n_ents; i++)
         if (needs_person(q->ents[i].math)) {
             an__sql_printf(s,
-                           ", u%zu AS MATERIALIZED (SELECT DISTINCT x.rk, x.b, coalesce(l.person, "
-                           "x.did) AS person FROM (SELECT DISTINCT rk, b, did FROM e WHERE f%zu "
+                           ", u%zu AS MATERIALIZED (SELECT rk, person, b // 64 AS w, "
+                           "bit_or(1::UBIGINT << (b %% 64)::UTINYINT) AS m FROM e WHERE f%zu "
                            "AND b >= 0 AND b < ",
                            i, i);
             an__sql_int(s, (int64_t)t->n_buckets);
-            an__sql_put(s, ") x LEFT JOIN links l ON l.did = x.did) ");
+            an__sql_put(s, " GROUP BY ALL) ");
         }
     /* per series: the value of each (row, bucket) and of each row over the range; the rows
      * with a whole-range value are the breakdown rows present */
@@ -154,11 +149,13 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
                                  ? "CASE WHEN rk < 1000 THEN (SELECT t2.bd FROM top t2 WHERE "
                                    "t2.rk = u.rk) END"
                                  : "NULL";
+            /* with one mask per (row, person), the rows of u are the persons */
             an__sql_printf(s,
-                           "count(*)::DOUBLE AS v, NULL AS bd FROM u%zu u GROUP BY rk, b "
-                           "UNION ALL SELECT 0, %zu, rk, NULL, count(DISTINCT person)::DOUBLE, %s "
+                           "count(*)::DOUBLE AS v, NULL AS bd FROM (SELECT rk, w * 64 + "
+                           "unnest(tandem_bits(m)) AS b FROM u%zu) GROUP BY rk, b "
+                           "UNION ALL SELECT 0, %zu, rk, NULL, count(%s)::DOUBLE, %s "
                            "FROM u%zu u GROUP BY rk",
-                           i, i, bd, i);
+                           i, i, t->n_buckets <= 64 ? "*" : "DISTINCT person", bd, i);
         } else {
             agg_sql(s, en->math, i);
             an__sql_printf(s,
@@ -199,7 +196,7 @@ int an__trends(struct an_ctx *x, json_t **out)
         lookback |= window_days(q, &q->ents[i]) > 0;
     struct an_sql s;
     an__sql_init(&s);
-    build(&s, q, t, lookback);
+    build(&s, q, t, lookback, x->horizon);
     json_t *rows = NULL;
     int rc = an__sql_run(x->c, &s, &rows, x->msg, x->msg_len);
     an__sql_release(&s);

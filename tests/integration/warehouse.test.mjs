@@ -76,7 +76,11 @@ test('Segment SDK events reach the events table within 2 s with their types', as
     id: 'VARCHAR', type: 'VARCHAR', event: 'VARCHAR', user_id: 'VARCHAR', anonymous_id: 'VARCHAR', group_id: 'VARCHAR', previous_id: 'VARCHAR',
     timestamp: 'TIMESTAMP', original_timestamp: 'TIMESTAMP', sent_at: 'TIMESTAMP', received_at: 'TIMESTAMP',
     properties: 'JSON', traits: 'JSON', context: 'JSON', source: 'VARCHAR', log_offset: 'UBIGINT',
+    did_key: 'UBIGINT', person_key: 'UBIGINT',
   });
+  // the loader keys every event by its distinct id (docs/analytics.md, "The actor")
+  const keyed = await sql("SELECT count(*) FILTER (WHERE did_key = tandem_key(coalesce(user_id, anonymous_id))), count(DISTINCT did_key) FROM events WHERE id LIKE 'wh-%'");
+  assert.deepEqual(keyed.rows[0], [5, new Set(res.rows.map((_, i) => rowObj(res, i)).map((r) => r.user_id ?? r.anonymous_id)).size]);
   const rows = res.rows.map((_, i) => rowObj(res, i));
   const track = rows.find((r) => r.id === 'wh-track-1');
   assert.equal(track.type, 'track');

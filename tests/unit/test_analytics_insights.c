@@ -322,6 +322,10 @@ static void test_identity_merge(void **state)
     json_decref(r);
 }
 
+#define PERSONS_SQL                                                                                \
+    "SELECT string_agg(CASE person_key WHEN tandem_key('u8') THEN 'u8' WHEN tandem_key('u9') "     \
+    "THEN 'u9' WHEN tandem_key('a9') THEN 'a9' END, ',' ORDER BY log_offset) FROM events"
+
 static void test_persons_refresh_incremental(void **state)
 {
     struct afx *f = *state;
@@ -339,7 +343,10 @@ static void test_persons_refresh_incremental(void **state)
     const char *q = "{\"series\":[{\"event\":\"view\",\"math\":\"dau\"}],\"dateFrom\":"
                     "\"2024-03-01\",\"dateTo\":\"2024-03-01\"}";
     json_t *r = NULL;
+    /* the person of each event, in log order, as stored on the events */
+    const char *persons = PERSONS_SQL;
     afx_load(f, b1, 1);
+    assert_rows(f->c, persons, "[[\"a9\"]]"); /* the loader's: the id's own key */
     assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
     assert_at(r, "results.0.count", "1");
     json_decref(r);
@@ -348,11 +355,17 @@ static void test_persons_refresh_incremental(void **state)
     assert_at(r, "results.0.count", "1"); /* a9 is u9 now */
     json_decref(r);
     assert_rows(f->c, "SELECT did, person FROM _person_links", "[[\"a9\",\"u9\"]]");
+    assert_rows(f->c, persons, "[[\"u9,u9\"]]"); /* the earlier event of a9 too */
     afx_load(f, b3, 2);
     assert_int_equal(afx_run(f, ANALYTICS_TRENDS, q, &r), 0);
     assert_at(r, "results.0.count", "2"); /* a9's view and u8 are u8; u9 */
     json_decref(r);
     assert_rows(f->c, "SELECT did, person FROM _person_links", "[[\"a9\",\"u8\"]]");
+    assert_rows(f->c, persons, "[[\"u8,u9,u8,u8\"]]");
+    assert_rows(f->c,
+                "SELECT count(*) FROM _person_links WHERE did_key <> tandem_key(did) OR "
+                "person_key <> tandem_key(person)",
+                "[[0]]");
     assert_rows(f->c, "SELECT did, \"timestamp\" FROM _did_first ORDER BY did",
                 "[[\"a9\",\"2024-02-01T09:00:00.000Z\"],[\"u8\",\"2024-03-01T09:00:00.000Z\"],"
                 "[\"u9\",\"2024-03-01T12:00:00.000Z\"]]");

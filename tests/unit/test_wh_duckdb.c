@@ -106,6 +106,73 @@ static void test_schema_tables(void **state)
                 "[[\"UBIGINT\"],[\"JSON\"],[\"TIMESTAMP\"]]");
 }
 
+/* A warehouse from before person keys: events without did_key/person_key and identity tables
+ * without keys. Opening it adds and fills the keys and drops the identity tables, which the
+ * next refresh rebuilds with keys, correcting the person of the anonymous event. */
+static void test_migrates_person_keys(void **state)
+{
+    struct fx *f = *state;
+    duckdb_connection con = raw_conn(f);
+    raw_exec(con, "DROP TABLE events");
+    raw_exec(con, "CREATE TABLE events (id VARCHAR, type VARCHAR, event VARCHAR, user_id VARCHAR, "
+                  "anonymous_id VARCHAR, group_id VARCHAR, previous_id VARCHAR, \"timestamp\" "
+                  "TIMESTAMP, original_timestamp TIMESTAMP, sent_at TIMESTAMP, received_at "
+                  "TIMESTAMP, properties JSON, traits JSON, context JSON, source VARCHAR, "
+                  "log_offset UBIGINT)");
+    raw_exec(con, "INSERT INTO events (id, user_id, anonymous_id, \"timestamp\", log_offset) "
+                  "VALUES ('e0', NULL, 'a1', '2024-01-01', 0), ('e1', 'u1', 'a1', '2024-01-02', "
+                  "1), ('e2', NULL, NULL, '2024-01-03', 2)");
+    raw_exec(con, "CREATE TABLE _person_links (did VARCHAR, person VARCHAR, \"timestamp\" "
+                  "TIMESTAMP, log_offset UBIGINT)");
+    raw_exec(con, "CREATE TABLE _persons_state (next_offset UBIGINT)");
+    raw_exec(con, "INSERT INTO _persons_state VALUES (3)");
+    duckdb_disconnect(&con);
+    fx_close(f);
+    fx_open(f);
+    assert_rows(f->c,
+                "SELECT id, did_key = tandem_key(coalesce(user_id, anonymous_id)), person_key = "
+                "did_key FROM events ORDER BY id",
+                "[[\"e0\",true,true],[\"e1\",true,true],[\"e2\",null,null]]");
+    assert_rows(f->c,
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('_person_links', "
+                "'_persons_state')",
+                "[[0]]");
+    /* idempotent */
+    assert_int_equal(wh_ensure_schema(f->c), 0);
+    uint64_t next = 0;
+    assert_int_equal(wh_persons_refresh(f->c, &next), 0);
+    assert_int_equal(next, 3);
+    assert_rows(f->c,
+                "SELECT id, person_key = tandem_key('u1') FROM events WHERE person_key IS NOT "
+                "NULL ORDER BY id",
+                "[[\"e0\",true],[\"e1\",true]]");
+    assert_rows(f->c, "SELECT did, person, did_key = tandem_key('a1') FROM _person_links",
+                "[[\"a1\",\"u1\",true]]");
+}
+
+/* tandem_key and tandem_bits, the scalar functions the insights use */
+static void test_person_functions(void **state)
+{
+    struct fx *f = *state;
+    assert_rows(f->c,
+                "SELECT tandem_bits(0), tandem_bits(5), tandem_bits(NULL), "
+                "tandem_bits(9223372036854775808), len(tandem_bits(18446744073709551615))",
+                "[[[],[0,2],null,[63],64]]");
+    /* more rows than one vector, NULLs among them */
+    assert_rows(
+        f->c,
+        "SELECT sum(len(tandem_bits(CASE WHEN i % 7 = 0 THEN NULL ELSE i::UBIGINT END))) = "
+        "sum(bit_count(i)) FILTER (WHERE i % 7 <> 0), count(*) FILTER (WHERE "
+        "list_sum(list_transform(tandem_bits(i::UBIGINT), p -> 1::UBIGINT << p)) <> i) FROM "
+        "range(1, 10000) t(i)",
+        "[[true,0]]");
+    assert_rows(f->c,
+                "SELECT tandem_key(NULL), tandem_key('a') = tandem_key('a'), tandem_key('a') <> "
+                "tandem_key('b'), tandem_key('') <> tandem_key('a'), count(DISTINCT tandem_key("
+                "'id-' || i)) FROM range(100000) t(i)",
+                "[[null,true,true,true,100000]]");
+}
+
 static void test_load_events_all_columns(void **state)
 {
     struct fx *f = *state;
@@ -494,6 +561,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_schema_tables, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_person_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_person_functions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_events_all_columns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_many_rows_reuses_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_between_batches, setup, teardown),

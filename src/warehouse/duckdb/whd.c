@@ -17,7 +17,7 @@ static const char *const schema_sql[] = {
     "\"timestamp\" TIMESTAMP, original_timestamp TIMESTAMP, sent_at TIMESTAMP, "
     "received_at TIMESTAMP, properties JSON USING COMPRESSION fsst, "
     "traits JSON USING COMPRESSION fsst, context JSON USING COMPRESSION fsst, source VARCHAR, "
-    "log_offset UBIGINT)",
+    "log_offset UBIGINT, did_key UBIGINT, person_key UBIGINT)",
     "CREATE TABLE IF NOT EXISTS changes ("
     "id BIGINT, collection VARCHAR, collection_id VARCHAR, record_id VARCHAR, action VARCHAR, "
     "record JSON, changed_at TIMESTAMP, log_offset UBIGINT)",
@@ -50,6 +50,8 @@ enum {
     EV_CONTEXT,
     EV_SOURCE,
     EV_LOG_OFFSET,
+    EV_DID_KEY,
+    EV_PERSON_KEY,
     EV_NCOLS
 };
 
@@ -201,9 +203,11 @@ static int whd_open(const struct wh_cfg *cfg, struct wh **out)
     /* functions live in the database's catalog: registered once, every connection sees them */
     duckdb_connection fc = NULL;
     rc = duckdb_connect(d->db, &fc) == DuckDBSuccess ? whd__funnel_register(fc) : ERR_INTERNAL;
+    if (rc == 0)
+        rc = whd__persons_register(fc);
     duckdb_disconnect(&fc);
     if (rc < 0) {
-        wh__set_open_err("cannot register tandem_funnel in warehouse %s", d->path);
+        wh__set_open_err("cannot register the tandem functions in warehouse %s", d->path);
         goto fail;
     }
     *out = &d->base;
@@ -261,6 +265,35 @@ static const char *whd_errmsg(struct wh_conn *wc)
     return whd__conn(wc)->err;
 }
 
+/* A warehouse written before events carried person keys: adds and fills them, and drops the
+ * identity tables so the next persons refresh rebuilds them (with keys) from every event. */
+static int migrate_person_keys(struct whd_conn *c)
+{
+    duckdb_result res;
+    if (duckdb_query(c->con,
+                     "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND "
+                     "table_name = 'events' AND column_name = 'did_key'",
+                     &res) != DuckDBSuccess)
+        return whd__result_fail(c, &res, "cannot read the events columns");
+    bool has = duckdb_value_int64(&res, 0, 0) > 0;
+    duckdb_destroy_result(&res);
+    if (has)
+        return 0;
+    static const char *const steps[] = {
+        "ALTER TABLE events ADD COLUMN did_key UBIGINT",
+        "ALTER TABLE events ADD COLUMN person_key UBIGINT",
+        "UPDATE events SET did_key = tandem_key(coalesce(user_id, anonymous_id)), "
+        "person_key = tandem_key(coalesce(user_id, anonymous_id))",
+        "DROP TABLE IF EXISTS _person_links",
+        "DROP TABLE IF EXISTS _did_first",
+        "DROP TABLE IF EXISTS _persons_state",
+    };
+    int rc = 0;
+    for (size_t i = 0; i < ARRAY_LEN(steps) && rc == 0; i++)
+        rc = whd__exec(c, steps[i]);
+    return rc;
+}
+
 static int whd_ensure_schema(struct wh_conn *wc)
 {
     struct whd_conn *c = whd__conn(wc);
@@ -272,6 +305,10 @@ static int whd_ensure_schema(struct wh_conn *wc)
             whd__rollback(c);
             return rc;
         }
+    if ((rc = migrate_person_keys(c)) < 0) {
+        whd__rollback(c);
+        return rc;
+    }
     return whd__commit(c);
 }
 
@@ -446,6 +483,8 @@ static int append_events(struct whd_conn *c, const struct wh_event *ev, size_t n
         for (idx_t k = 0; k < EV_NCOLS; k++)
             v[k] = duckdb_data_chunk_get_vector(ch, k);
         uint64_t *offs = duckdb_vector_get_data(v[EV_LOG_OFFSET]);
+        uint64_t *dkey = duckdb_vector_get_data(v[EV_DID_KEY]);
+        uint64_t *pkey = duckdb_vector_get_data(v[EV_PERSON_KEY]);
         for (size_t i = 0; i < m; i++) {
             const struct wh_event *e = &ev[base + i];
             put_str(v[EV_ID], i, e->id);
@@ -464,6 +503,14 @@ static int append_events(struct whd_conn *c, const struct wh_event *ev, size_t n
             put_str(v[EV_CONTEXT], i, e->context);
             put_str(v[EV_SOURCE], i, e->source);
             offs[i] = e->log_offset;
+            /* the distinct id's own key; the persons refresh corrects it for linked ids */
+            const char *did = e->user_id ? e->user_id : e->anonymous_id;
+            if (did) {
+                dkey[i] = pkey[i] = whd__key(did, strlen(did));
+            } else {
+                put_str(v[EV_DID_KEY], i, NULL);
+                put_str(v[EV_PERSON_KEY], i, NULL);
+            }
         }
         duckdb_data_chunk_set_size(ch, m);
         if (duckdb_append_data_chunk(app, ch) != DuckDBSuccess)

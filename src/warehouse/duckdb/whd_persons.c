@@ -1,19 +1,142 @@
 /* whd_persons.c - the identity links of docs/analytics.md, kept up to date incrementally so an
- * insight never has to rebuild them from every event.
+ * insight never has to rebuild them from every event, and the person of every event stored on
+ * the event itself so an insight never joins to find it.
  *
- * _person_links (did, person, timestamp, log_offset): for each distinct id that links to a
- * user, the earliest link (by timestamp, then log_offset) among the events loaded so far;
- * _did_first (did, timestamp): each distinct id's earliest event (a person's first seen time
- * is the minimum over its ids); _persons_state (next_offset): every event with a lower
- * log_offset is reflected in both. A refresh reads only the events loaded since (log_offset
- * ranges skip whole row groups), in one transaction, so the tables always describe a prefix of
- * the log. Refreshes are serialized within the process. */
+ * Keys: a distinct id or person is counted by its 64-bit key, SipHash-2-4 of its text under a
+ * fixed key (whd__key, and tandem_key() in SQL). events.did_key is the key of the event's
+ * distinct id, written by the loader; events.person_key the key of its person, written by the
+ * loader as the distinct id's own key and corrected by the refresh once the id has a link.
+ *
+ * _person_links (did, person, did_key, person_key, timestamp, log_offset): for each distinct
+ * id that links to a user, the earliest link (by timestamp, then log_offset) among the events
+ * loaded so far; _did_first (did, did_key, timestamp): each distinct id's earliest event (a
+ * person's first seen time is the minimum over its ids); _persons_state (next_offset): every
+ * event with a lower log_offset is reflected in both, and its person_key is its person's. A
+ * refresh reads only the events loaded since (log_offset ranges skip whole row groups) plus the
+ * earlier events of ids whose link changed, in one transaction, so the tables always describe
+ * a prefix of the log. Refreshes are serialized within the process. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "warehouse/duckdb/whd_int.h"
+
+/* Never changes: keys are stored in the warehouse file. */
+static const unsigned char key_key[crypto_shorthash_siphash24_KEYBYTES] = "tandem.person.k1";
+
+uint64_t whd__key(const char *s, size_t n)
+{
+    unsigned char out[crypto_shorthash_siphash24_BYTES];
+    crypto_shorthash_siphash24(out, (const unsigned char *)s, n, key_key);
+    return le_get64(out);
+}
+
+/* tandem_key(VARCHAR) -> UBIGINT: the key of a distinct id or person; NULL for NULL */
+static void key_fn(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output)
+{
+    (void)info;
+    idx_t n = duckdb_data_chunk_get_size(input);
+    duckdb_vector in = duckdb_data_chunk_get_vector(input, 0);
+    duckdb_string_t *v = duckdb_vector_get_data(in);
+    uint64_t *val = duckdb_vector_get_validity(in);
+    uint64_t *out = duckdb_vector_get_data(output);
+    if (val) {
+        duckdb_vector_ensure_validity_writable(output);
+        uint64_t *ov = duckdb_vector_get_validity(output);
+        for (idx_t i = 0; i < n; i++)
+            if (!duckdb_validity_row_is_valid(val, i))
+                duckdb_validity_set_row_invalid(ov, i);
+    }
+    for (idx_t i = 0; i < n; i++) {
+        if (val && !duckdb_validity_row_is_valid(val, i))
+            continue;
+        const char *p =
+            duckdb_string_is_inlined(v[i]) ? v[i].value.inlined.inlined : v[i].value.pointer.ptr;
+        out[i] = whd__key(p, duckdb_string_t_length(v[i]));
+    }
+}
+
+/* tandem_bits(UBIGINT) -> UTINYINT[]: the positions of the set bits, lowest first (NULL for
+ * NULL); unnested and counted it turns per-person bucket masks into per-bucket counts */
+static void bits_fn(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output)
+{
+    idx_t n = duckdb_data_chunk_get_size(input);
+    duckdb_vector in = duckdb_data_chunk_get_vector(input, 0);
+    const uint64_t *v = duckdb_vector_get_data(in);
+    uint64_t *val = duckdb_vector_get_validity(in);
+    duckdb_list_entry *ent = duckdb_vector_get_data(output);
+    duckdb_vector child = duckdb_list_vector_get_child(output);
+    idx_t total = duckdb_list_vector_get_size(output);
+    idx_t need = total;
+    for (idx_t i = 0; i < n; i++)
+        if (!val || duckdb_validity_row_is_valid(val, i))
+            need += (idx_t)__builtin_popcountll(v[i]);
+    if (duckdb_list_vector_reserve(output, need) != DuckDBSuccess) {
+        duckdb_scalar_function_set_error(info, "tandem_bits: out of memory");
+        return;
+    }
+    uint8_t *pos = duckdb_vector_get_data(child);
+    if (val)
+        duckdb_vector_ensure_validity_writable(output);
+    for (idx_t i = 0; i < n; i++) {
+        if (val && !duckdb_validity_row_is_valid(val, i)) {
+            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(output), i);
+            ent[i].offset = total;
+            ent[i].length = 0;
+            continue;
+        }
+        ent[i].offset = total;
+        for (uint64_t m = v[i]; m; m &= m - 1)
+            pos[total++] = (uint8_t)__builtin_ctzll(m);
+        ent[i].length = total - ent[i].offset;
+    }
+    duckdb_list_vector_set_size(output, total);
+}
+
+static int register_scalar(duckdb_connection con, const char *name, duckdb_type arg,
+                           duckdb_logical_type ret, duckdb_scalar_function_t fn)
+{
+    duckdb_scalar_function f = duckdb_create_scalar_function();
+    if (!f)
+        return ERR_INTERNAL;
+    duckdb_scalar_function_set_name(f, name);
+    duckdb_logical_type t = duckdb_create_logical_type(arg);
+    duckdb_scalar_function_add_parameter(f, t);
+    duckdb_destroy_logical_type(&t);
+    duckdb_scalar_function_set_return_type(f, ret);
+    duckdb_scalar_function_set_function(f, fn);
+    int rc = duckdb_register_scalar_function(con, f) == DuckDBSuccess ? 0 : ERR_INTERNAL;
+    duckdb_destroy_scalar_function(&f);
+    return rc;
+}
+
+int whd__persons_register(duckdb_connection con)
+{
+    duckdb_result res;
+    if (duckdb_query(con,
+                     "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'tandem_key'",
+                     &res) != DuckDBSuccess) {
+        duckdb_destroy_result(&res);
+        return ERR_INTERNAL;
+    }
+    bool found = duckdb_value_int64(&res, 0, 0) > 0;
+    duckdb_destroy_result(&res);
+    if (found)
+        return 0; /* DuckDB keeps functions per database: registered by another connection */
+    duckdb_logical_type u64 = duckdb_create_logical_type(DUCKDB_TYPE_UBIGINT);
+    duckdb_logical_type u8 = duckdb_create_logical_type(DUCKDB_TYPE_UTINYINT);
+    duckdb_logical_type list = duckdb_create_list_type(u8);
+    int rc = register_scalar(con, "tandem_key", DUCKDB_TYPE_VARCHAR, u64, key_fn);
+    if (rc == 0)
+        rc = register_scalar(con, "tandem_bits", DUCKDB_TYPE_UBIGINT, list, bits_fn);
+    duckdb_destroy_logical_type(&list);
+    duckdb_destroy_logical_type(&u8);
+    duckdb_destroy_logical_type(&u64);
+    return rc;
+}
 
 static pthread_mutex_t refresh_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -38,9 +161,10 @@ int whd__persons_refresh(struct wh_conn *wc, uint64_t *next_out)
     if ((rc = whd__begin(c)) < 0)
         goto out;
     if ((rc = whd__exec(c, "CREATE TABLE IF NOT EXISTS _person_links (did VARCHAR, person VARCHAR, "
-                           "\"timestamp\" TIMESTAMP, log_offset UBIGINT)")) < 0 ||
-        (rc = whd__exec(c, "CREATE TABLE IF NOT EXISTS _did_first (did VARCHAR, \"timestamp\" "
-                           "TIMESTAMP)")) < 0 ||
+                           "did_key UBIGINT, person_key UBIGINT, \"timestamp\" TIMESTAMP, "
+                           "log_offset UBIGINT)")) < 0 ||
+        (rc = whd__exec(c, "CREATE TABLE IF NOT EXISTS _did_first (did VARCHAR, did_key UBIGINT, "
+                           "\"timestamp\" TIMESTAMP)")) < 0 ||
         (rc = whd__exec(c, "CREATE TABLE IF NOT EXISTS _persons_state (next_offset UBIGINT)")) < 0)
         goto fail;
     if ((rc = query_u64x2(c,
@@ -61,17 +185,19 @@ int whd__persons_refresh(struct wh_conn *wc, uint64_t *next_out)
              " AND user_id IS NOT NULL AND anonymous_id IS NOT NULL AND anonymous_id <> user_id "
              "UNION ALL SELECT previous_id, user_id, \"timestamp\", log_offset FROM events "
              "WHERE log_offset >= %" PRIu64 " AND log_offset < %" PRIu64 " AND type = 'alias' AND "
-             "previous_id IS NOT NULL AND user_id IS NOT NULL AND previous_id <> user_id) "
-             "SELECT did, arg_min(person, (ts, lo)) AS person, min(ts) AS \"timestamp\", "
-             "arg_min(lo, (ts, lo)) AS log_offset FROM cand GROUP BY did",
+             "previous_id IS NOT NULL AND user_id IS NOT NULL AND previous_id <> user_id), "
+             "best AS (SELECT did, arg_min(person, (ts, lo)) AS person, min(ts) AS ts, "
+             "arg_min(lo, (ts, lo)) AS lo FROM cand GROUP BY did) "
+             "SELECT did, person, tandem_key(did) AS did_key, tandem_key(person) AS person_key, "
+             "ts AS \"timestamp\", lo AS log_offset FROM best",
              next, hi, next, hi);
     if ((rc = whd__exec(c, sql)) < 0)
         goto fail;
     snprintf(sql, sizeof(sql),
              "CREATE OR REPLACE TEMP TABLE _df_delta AS SELECT coalesce(user_id, anonymous_id) AS "
-             "did, min(\"timestamp\") AS \"timestamp\" FROM events WHERE log_offset >= %" PRIu64
-             " AND log_offset < %" PRIu64 " AND coalesce(user_id, anonymous_id) IS NOT NULL "
-             "GROUP BY 1",
+             "did, any_value(did_key) AS did_key, min(\"timestamp\") AS \"timestamp\" FROM events "
+             "WHERE log_offset >= %" PRIu64 " AND log_offset < %" PRIu64
+             " AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1",
              next, hi);
     if ((rc = whd__exec(c, sql)) < 0 ||
         /* an earlier link or first event replaces the stored one */
@@ -83,8 +209,24 @@ int whd__persons_refresh(struct wh_conn *wc, uint64_t *next_out)
         (rc = whd__exec(c, "DELETE FROM _did_first f USING _df_delta d WHERE f.did = d.did AND "
                            "d.\"timestamp\" < f.\"timestamp\"")) < 0 ||
         (rc = whd__exec(c, "INSERT INTO _did_first SELECT d.* FROM _df_delta d ANTI JOIN "
-                           "_did_first f ON f.did = d.did")) < 0 ||
-        (rc = whd__exec(c, "DELETE FROM _persons_state")) < 0)
+                           "_did_first f ON f.did = d.did")) < 0)
+        goto fail;
+    /* the persons of the events: the earlier events of ids whose link is new or changed, then
+     * the new events of every linked id */
+    snprintf(sql, sizeof(sql),
+             "UPDATE events SET person_key = l.person_key FROM _person_links l WHERE "
+             "l.did_key = events.did_key AND l.did_key IN (SELECT did_key FROM _pl_delta) AND "
+             "events.log_offset < %" PRIu64 " AND events.person_key IS DISTINCT FROM l.person_key",
+             next);
+    if ((rc = whd__exec(c, sql)) < 0)
+        goto fail;
+    snprintf(sql, sizeof(sql),
+             "UPDATE events SET person_key = l.person_key FROM _person_links l WHERE "
+             "l.did_key = events.did_key AND events.log_offset >= %" PRIu64
+             " AND events.log_offset < %" PRIu64
+             " AND events.person_key IS DISTINCT FROM l.person_key",
+             next, hi);
+    if ((rc = whd__exec(c, sql)) < 0 || (rc = whd__exec(c, "DELETE FROM _persons_state")) < 0)
         goto fail;
     snprintf(sql, sizeof(sql), "INSERT INTO _persons_state VALUES (%" PRIu64 ")", hi);
     if ((rc = whd__exec(c, sql)) < 0 || (rc = whd__exec(c, "DROP TABLE _pl_delta")) < 0 ||
