@@ -127,36 +127,45 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
                            "WHERE f%zu) ",
                            i, i);
     /* unique users: per (row, person) the buckets active as bit masks of 64 buckets each (one
-     * GROUP BY with few groups); counted per bucket by unnesting the set bits, and per row */
+     * GROUP BY over the events, by person alone without breakdown or beyond 64 buckets), then
+     * per (row, word) the persons of each bucket (tandem_bitcount) and of the row */
+    bool wide = t->n_buckets > 64;
     for (size_t i = 0; i < q->n_ents; i++)
         if (needs_person(q->ents[i].math)) {
             an__sql_printf(s,
-                           ", u%zu AS MATERIALIZED (SELECT rk, person, b // 64 AS w, "
-                           "bit_or(1::UBIGINT << (b %% 64)::UTINYINT) AS m FROM e WHERE f%zu "
-                           "AND b >= 0 AND b < ",
-                           i, i);
+                           ", u%zu AS %s(SELECT %s, person, %s, bit_or(1::UBIGINT << (b %% "
+                           "64)::UTINYINT) AS m FROM e WHERE f%zu AND b >= 0 AND b < ",
+                           i, wide ? "MATERIALIZED " : "", q->has_breakdown ? "rk" : "0 AS rk",
+                           wide ? "b // 64 AS w" : "0 AS w", i);
             an__sql_int(s, (int64_t)t->n_buckets);
-            an__sql_put(s, " GROUP BY ALL) ");
+            an__sql_printf(s,
+                           " GROUP BY person%s%s), a%zu AS MATERIALIZED (SELECT rk, w, "
+                           "tandem_bitcount(m) AS c, count(*) AS n FROM u%zu GROUP BY rk, w) ",
+                           q->has_breakdown ? ", rk" : "", wide ? ", w" : "", i, i);
         }
     /* per series: the value of each (row, bucket) and of each row over the range; the rows
      * with a whole-range value are the breakdown rows present */
     for (size_t i = 0; i < q->n_ents; i++) {
         const struct an_entity *en = &q->ents[i];
         int w = window_days(q, en);
-        an__sql_printf(s, "%sSELECT 0 AS kind, %zu AS s, rk, b, ", i ? " UNION ALL " : "", i);
+        an__sql_printf(s, "%sSELECT 0 AS kind, %zu AS s, rk, ", i ? " UNION ALL " : "", i);
         if (needs_person(en->math)) {
             const char *bd = q->has_breakdown
                                  ? "CASE WHEN rk < 1000 THEN (SELECT t2.bd FROM top t2 WHERE "
                                    "t2.rk = u.rk) END"
                                  : "NULL";
-            /* with one mask per (row, person), the rows of u are the persons */
             an__sql_printf(s,
-                           "count(*)::DOUBLE AS v, NULL AS bd FROM (SELECT rk, w * 64 + "
-                           "unnest(tandem_bits(m)) AS b FROM u%zu) GROUP BY rk, b "
-                           "UNION ALL SELECT 0, %zu, rk, NULL, count(%s)::DOUBLE, %s "
-                           "FROM u%zu u GROUP BY rk",
-                           i, i, t->n_buckets <= 64 ? "*" : "DISTINCT person", bd, i);
+                           "w * 64 + unnest(range(64)) AS b, unnest(c)::DOUBLE AS v, NULL AS bd "
+                           "FROM a%zu UNION ALL SELECT 0, %zu, rk, NULL, ",
+                           i, i);
+            /* up to 64 buckets a person is one row of u: a row's persons are its count */
+            if (wide)
+                an__sql_printf(s, "count(DISTINCT person)::DOUBLE, %s FROM u%zu u GROUP BY rk", bd,
+                               i);
+            else
+                an__sql_printf(s, "n::DOUBLE, %s FROM a%zu u", bd, i);
         } else {
+            an__sql_put(s, "b, ");
             agg_sql(s, en->math, i);
             an__sql_printf(s,
                            " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE "

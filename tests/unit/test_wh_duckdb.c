@@ -166,6 +166,21 @@ static void test_person_functions(void **state)
         "list_sum(list_transform(tandem_bits(i::UBIGINT), p -> 1::UBIGINT << p)) <> i) FROM "
         "range(1, 10000) t(i)",
         "[[true,0]]");
+    /* the aggregate against bit tests, per group, over many vectors and NULLs */
+    assert_rows(f->c,
+                "WITH v AS (SELECT i % 3 AS g, CASE WHEN i % 11 = 0 THEN NULL ELSE "
+                "hash(i) END AS m FROM range(50000) t(i)), a AS (SELECT g, "
+                "tandem_bitcount(m) AS c FROM v GROUP BY g), b AS (SELECT g, list((SELECT "
+                "count(*) FROM v v2 WHERE v2.g = x.g AND (v2.m >> p) & 1 = 1) ORDER BY p) AS c "
+                "FROM (SELECT DISTINCT g FROM v) x, range(64) r(p) GROUP BY g) SELECT "
+                "count(*) FILTER (WHERE a.c = b.c), count(*), min(len(a.c)), "
+                "max(list_sum(a.c)) > 0 FROM a JOIN b USING (g)",
+                "[[3,3,64,true]]");
+    /* like count(): NULLs only give zeros */
+    assert_rows(f->c,
+                "SELECT list_sum(tandem_bitcount(NULL::UBIGINT)), "
+                "len(tandem_bitcount(NULL::UBIGINT)), tandem_bitcount(5::UBIGINT)[1:4]",
+                "[[0,64,[1,0,1,0]]]");
     assert_rows(f->c,
                 "SELECT tandem_key(NULL), tandem_key('a') = tandem_key('a'), tandem_key('a') <> "
                 "tandem_key('b'), tandem_key('') <> tandem_key('a'), count(DISTINCT tandem_key("

@@ -490,6 +490,8 @@ static void test_sql_api_guard(void **state)
         {"SELECT (SELECT list(f) FROM (SELECT tandem_funnel(ts, m, 2, 1, 'strict', '') OVER w "
          "f" G_FROM " WINDOW w AS (PARTITION BY a)))",
          "window function"},
+        {"SELECT tandem_bitcount(m::UBIGINT) OVER ()" G_FROM, "tandem_bitcount cannot be used"},
+        {"SELECT Tandem_Bitcount(m::UBIGINT ORDER BY ts)" G_FROM, "ORDER BY inside the call"},
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         struct wh_query q = {.sql = refused[i].sql};
@@ -508,6 +510,7 @@ static void test_sql_api_guard(void **state)
                 "[[1,[0.0]]]");
     assert_rows(c, "SELECT 'tandem_funnel(x) OVER ()' AS s", "[[\"tandem_funnel(x) OVER ()\"]]");
     assert_rows(c, "SELECT list(a ORDER BY a DESC) l" G_FROM, "[[[1,1]]]");
+    assert_rows(c, "SELECT tandem_bitcount(m::UBIGINT)[1:3]" G_FROM, "[[[1,1,0]]]");
     /* with parameters, as src/analytics sends its statements */
     json_t *params = json_pack("[i, s]", 60000000, "ordered");
     struct wh_query pq = {.sql = "SELECT tandem_funnel(ts, m, 2, $1, $2, '') f" G_FROM,

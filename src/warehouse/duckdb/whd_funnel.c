@@ -762,56 +762,72 @@ int whd__funnel_register(duckdb_connection con)
  * DuckDB 1.4.4's C API feeds an aggregate one state per row without flattening the state
  * vector, but two of its callers hand it a single state for all rows: an aggregate with ORDER
  * BY inside the call (the sorted-aggregate wrapper) and a window aggregate over whole
- * partitions (the constant aggregator). tandem_funnel would then read states that do not
- * exist, so statements from outside (the SQL API) that use it either way are refused. The
- * statement is parsed by DuckDB itself (json_serialize_sql) only when its text names the
- * function at all. */
+ * partitions (the constant aggregator). tandem_funnel and tandem_bitcount (whd_persons.c)
+ * would then read states that do not exist, so statements from outside (the SQL API) that use
+ * either that way are refused. The statement is parsed by DuckDB itself (json_serialize_sql)
+ * only when its text names one of them at all. */
 
-/* Finds a use of tandem_funnel as a window function or with ORDER BY in the call. */
-static const char *guard_walk(const json_t *j, int depth)
+static const char *const guarded[] = {FN_NAME, "tandem_bitcount"};
+
+static const char *guarded_name(const char *fname)
 {
-    if (depth > 400)
-        return "the statement is nested too deeply to check its use of " FN_NAME;
+    for (size_t i = 0; fname && i < ARRAY_LEN(guarded); i++)
+        if (strcasecmp(fname, guarded[i]) == 0)
+            return guarded[i];
+    return NULL;
+}
+
+/* Finds a use of a C aggregate as a window function or with ORDER BY in the call; its
+ * reason is written to why (why_len bytes). */
+static bool guard_walk(const json_t *j, int depth, char *why, size_t why_len)
+{
+    if (depth > 400) {
+        snprintf(why, why_len, "the statement is nested too deeply to check its use of %s",
+                 guarded[0]);
+        return true;
+    }
     if (json_is_array(j)) {
         size_t i;
         const json_t *v;
         json_array_foreach(j, i, v)
         {
-            const char *why = guard_walk(v, depth + 1);
-            if (why)
-                return why;
+            if (guard_walk(v, depth + 1, why, why_len))
+                return true;
         }
-        return NULL;
+        return false;
     }
     if (!json_is_object(j))
-        return NULL;
-    const char *fname = json_string_value(json_object_get(j, "function_name"));
-    if (fname && strcasecmp(fname, FN_NAME) == 0) {
+        return false;
+    const char *name = guarded_name(json_string_value(json_object_get(j, "function_name")));
+    if (name) {
         const char *cls = json_string_value(json_object_get(j, "class"));
-        if (cls && strcmp(cls, "WINDOW") == 0)
-            return FN_NAME " cannot be used as a window function";
+        if (cls && strcmp(cls, "WINDOW") == 0) {
+            snprintf(why, why_len, "%s cannot be used as a window function", name);
+            return true;
+        }
         const json_t *ob = json_object_get(json_object_get(j, "order_bys"), "orders");
-        if (json_array_size(ob) > 0)
-            return FN_NAME " cannot take ORDER BY inside the call (it sorts its events itself)";
+        if (json_array_size(ob) > 0) {
+            snprintf(why, why_len, "%s cannot take ORDER BY inside the call", name);
+            return true;
+        }
     }
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)j, key, v)
     {
-        const char *why = guard_walk(v, depth + 1);
-        if (why)
-            return why;
+        if (guard_walk(v, depth + 1, why, why_len))
+            return true;
     }
-    return NULL;
+    return false;
 }
 
-/* whether text contains FN_NAME in any case */
+/* whether text contains a guarded name in any case */
 static bool names_function(const char *text)
 {
-    size_t n = strlen(FN_NAME);
     for (const char *p = text; *p; p++)
-        if (strncasecmp(p, FN_NAME, n) == 0)
-            return true;
+        for (size_t i = 0; i < ARRAY_LEN(guarded); i++)
+            if (strncasecmp(p, guarded[i], strlen(guarded[i])) == 0)
+                return true;
     return false;
 }
 
@@ -823,7 +839,8 @@ int whd__funnel_guard(duckdb_connection con, const char *sql, char *err, size_t 
     duckdb_result res;
     bool have_res = false;
     json_t *tree = NULL;
-    const char *why = "cannot check the statement's use of " FN_NAME, *detail = "";
+    char walk_why[160];
+    const char *why = "cannot check the statement's use of tandem's aggregates", *detail = "";
     char *text = NULL;
     if (duckdb_prepare(con, "SELECT json_serialize_sql($1::VARCHAR)", &ps) != DuckDBSuccess) {
         detail = duckdb_prepare_error(ps);
@@ -845,7 +862,8 @@ int whd__funnel_guard(duckdb_connection con, const char *sql, char *err, size_t 
         detail = json_string_value(json_object_get(tree, "error_message"));
         goto out;
     }
-    why = guard_walk(json_object_get(tree, "statements"), 0);
+    why = guard_walk(json_object_get(tree, "statements"), 0, walk_why, sizeof(walk_why)) ? walk_why
+                                                                                         : NULL;
 out:
     if (why)
         snprintf(err, err_len, "%s%s%s", why, detail && *detail ? ": " : "", detail ? detail : "");

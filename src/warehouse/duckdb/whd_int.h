@@ -63,8 +63,10 @@ int whd__drop_collection(struct wh_conn *c, const char *collection_id);
 int whd__persons_refresh(struct wh_conn *c, uint64_t *next_out);
 /* The 64-bit key of a distinct id or person (SipHash-2-4 of its bytes under a fixed key). */
 uint64_t whd__key(const char *s, size_t n);
-/* Registers tandem_key(VARCHAR) -> UBIGINT (whd__key) and tandem_bits(UBIGINT) -> UTINYINT[]
- * (the positions of the set bits) on con's database, once. 0, or ERR_INTERNAL. */
+/* Registers tandem_key(VARCHAR) -> UBIGINT (whd__key), tandem_bits(UBIGINT) -> UTINYINT[]
+ * (the positions of the set bits) and the aggregate tandem_bitcount(UBIGINT) -> UBIGINT[64]
+ * (per bit position, how many values have it set) on con's database, once. 0, or
+ * ERR_INTERNAL. */
 int whd__persons_register(duckdb_connection con) MUST_USE;
 
 /* wh_duckdb_query.c */

@@ -96,6 +96,93 @@ static void bits_fn(duckdb_function_info info, duckdb_data_chunk input, duckdb_v
     duckdb_list_vector_set_size(output, total);
 }
 
+/* tandem_bitcount(UBIGINT) -> UBIGINT[64], an aggregate: for each bit position, how many of
+ * the group's values have it set (NULLs ignored: like count(), a group of only NULLs gives 64
+ * zeros). Over per-person bucket masks it gives the
+ * persons of every bucket in one pass. The state is the 64 counts; a zeroed state is empty. */
+struct bc_state {
+    uint64_t n[64];
+};
+
+static idx_t bc_size(duckdb_function_info info)
+{
+    (void)info;
+    return sizeof(struct bc_state);
+}
+
+static void bc_init(duckdb_function_info info, duckdb_aggregate_state state)
+{
+    (void)info;
+    memset((void *)state, 0, sizeof(struct bc_state));
+}
+
+static void bc_update(duckdb_function_info info, duckdb_data_chunk input,
+                      duckdb_aggregate_state *states)
+{
+    (void)info;
+    idx_t rows = duckdb_data_chunk_get_size(input);
+    duckdb_vector in = duckdb_data_chunk_get_vector(input, 0);
+    const uint64_t *v = duckdb_vector_get_data(in);
+    uint64_t *val = duckdb_vector_get_validity(in);
+    for (idx_t r = 0; r < rows; r++) {
+        if (val && !duckdb_validity_row_is_valid(val, r))
+            continue;
+        struct bc_state *s = (struct bc_state *)states[r];
+        for (uint64_t m = v[r]; m; m &= m - 1)
+            s->n[__builtin_ctzll(m)]++;
+    }
+}
+
+static void bc_combine(duckdb_function_info info, duckdb_aggregate_state *source,
+                       duckdb_aggregate_state *target, idx_t count)
+{
+    (void)info;
+    for (idx_t i = 0; i < count; i++) {
+        const struct bc_state *src = (const struct bc_state *)source[i];
+        struct bc_state *dst = (struct bc_state *)target[i];
+        for (int b = 0; b < 64; b++)
+            dst->n[b] += src->n[b];
+    }
+}
+
+static void bc_finalize(duckdb_function_info info, duckdb_aggregate_state *source,
+                        duckdb_vector result, idx_t count, idx_t offset)
+{
+    duckdb_list_entry *ent = duckdb_vector_get_data(result);
+    idx_t base = duckdb_list_vector_get_size(result);
+    if (duckdb_list_vector_reserve(result, base + 64 * count) != DuckDBSuccess ||
+        duckdb_list_vector_set_size(result, base + 64 * count) != DuckDBSuccess) {
+        duckdb_aggregate_function_set_error(info, "tandem_bitcount: out of memory");
+        return;
+    }
+    uint64_t *out = duckdb_vector_get_data(duckdb_list_vector_get_child(result));
+    for (idx_t i = 0; i < count; i++) {
+        const struct bc_state *s = (const struct bc_state *)source[i];
+        ent[offset + i].offset = base + 64 * i;
+        ent[offset + i].length = 64;
+        memcpy(out + base + 64 * i, s->n, sizeof(s->n));
+    }
+}
+
+static int register_bitcount(duckdb_connection con)
+{
+    duckdb_aggregate_function f = duckdb_create_aggregate_function();
+    if (!f)
+        return ERR_INTERNAL;
+    duckdb_aggregate_function_set_name(f, "tandem_bitcount");
+    duckdb_logical_type u64 = duckdb_create_logical_type(DUCKDB_TYPE_UBIGINT);
+    duckdb_logical_type list = duckdb_create_list_type(u64);
+    duckdb_aggregate_function_add_parameter(f, u64);
+    duckdb_aggregate_function_set_return_type(f, list);
+    duckdb_destroy_logical_type(&list);
+    duckdb_destroy_logical_type(&u64);
+    duckdb_aggregate_function_set_functions(f, bc_size, bc_init, bc_update, bc_combine,
+                                            bc_finalize);
+    int rc = duckdb_register_aggregate_function(con, f) == DuckDBSuccess ? 0 : ERR_INTERNAL;
+    duckdb_destroy_aggregate_function(&f);
+    return rc;
+}
+
 static int register_scalar(duckdb_connection con, const char *name, duckdb_type arg,
                            duckdb_logical_type ret, duckdb_scalar_function_t fn)
 {
@@ -132,6 +219,8 @@ int whd__persons_register(duckdb_connection con)
     int rc = register_scalar(con, "tandem_key", DUCKDB_TYPE_VARCHAR, u64, key_fn);
     if (rc == 0)
         rc = register_scalar(con, "tandem_bits", DUCKDB_TYPE_UBIGINT, list, bits_fn);
+    if (rc == 0)
+        rc = register_bitcount(con);
     duckdb_destroy_logical_type(&list);
     duckdb_destroy_logical_type(&u8);
     duckdb_destroy_logical_type(&u64);
