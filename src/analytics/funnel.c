@@ -58,9 +58,15 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         buf_printf(&ex, "%s%d-%d", j ? "," : "", q->excl[j].from_step, q->excl[j].to_step);
     an__sql_str(s, buf_cstr(&ex));
     buf_release(&ex);
-    an__sql_put(s, ") AS r, arg_min(bd, ts) FILTER (WHERE bd IS NOT NULL) AS bd FROM ev "
-                   "GROUP BY person), "
-                   "f AS (SELECT r[1]::INTEGER AS fs, r, bd FROM a WHERE r[1] >= 0), ");
+    /* the person's breakdown value: that of its first event that has one */
+    an__sql_put(s, q->has_breakdown ? ") AS r, arg_min(bd, ts) FILTER (WHERE bd IS NOT NULL) "
+                                      "AS bd FROM ev GROUP BY person), "
+                                    : ") AS r, NULL::VARCHAR AS bd FROM ev GROUP BY person), ");
+    /* the furthest step and the step times, taken out of the list once */
+    an__sql_put(s, "f AS (SELECT r[1]::INTEGER AS fs");
+    for (size_t i = 1; i < q->n_ents; i++)
+        an__sql_printf(s, ", r[%zu] AS t%zu", i + 1, i);
+    an__sql_put(s, ", bd FROM a WHERE r[1] >= 0), ");
     if (q->has_breakdown) {
         an__sql_printf(s,
                        "bdr AS (SELECT bd, count(*) AS n FROM f WHERE bd IS NOT NULL GROUP BY bd), "
@@ -77,9 +83,9 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_printf(s, ", count(*) FILTER (WHERE fs >= %zu)", i);
         if (i)
             an__sql_printf(s,
-                           ", avg(r[%zu]) FILTER (WHERE fs >= %zu)"
-                           ", quantile_cont(r[%zu], 0.5) FILTER (WHERE fs >= %zu)",
-                           i + 1, i, i + 1, i);
+                           ", avg(t%zu) FILTER (WHERE fs >= %zu)"
+                           ", quantile_cont(t%zu, 0.5) FILTER (WHERE fs >= %zu)",
+                           i, i, i, i);
     }
     an__sql_put(s, " FROM g GROUP BY rk ORDER BY rk");
 }
