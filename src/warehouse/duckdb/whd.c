@@ -279,6 +279,7 @@ static int migrate_person_keys(struct whd_conn *c)
     duckdb_destroy_result(&res);
     if (has)
         return 0;
+    xlog_info("warehouse: adding person keys to every event (once; one UPDATE of the table)");
     static const char *const steps[] = {
         "ALTER TABLE events ADD COLUMN did_key UBIGINT",
         "ALTER TABLE events ADD COLUMN person_key UBIGINT",
