@@ -1,9 +1,11 @@
 /* trends.c - trends: one value per series, breakdown row and bucket.
  *
  * One statement: the events of the range (and, for wau/mau, of the days before it) that match
- * the query's filters and some series, with their bucket, person and breakdown rank; then per
- * series a GROUP BY GROUPING SETS ((rank, bucket), (rank)) with the series' math, the second
- * set giving the whole-range count. wau/mau use the merged-interval trick: each person's
+ * the query's filters and some series, with their bucket, person (the stored person_key) and
+ * breakdown rank; then per series a GROUP BY GROUPING SETS ((rank, bucket), (rank)) with the
+ * series' math, the second set giving the whole-range count. Unique users instead group each
+ * person's buckets into bit masks and count the persons of every bucket with the aggregate
+ * tandem_bitcount. wau/mau use the merged-interval trick: each person's
  * active days become the intervals [day, day + W), overlaps cut off with lag(), and the
  * statement returns +1/-1 per interval edge per day; the running sum (done here over the few
  * aggregated day rows) is the number of distinct persons active in the W days ending on a day.
