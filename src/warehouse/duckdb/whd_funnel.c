@@ -713,24 +713,9 @@ out:
 
 /* ---- registration ---- */
 
-static bool fn_registered(duckdb_connection con)
-{
-    duckdb_result res;
-    if (duckdb_query(con,
-                     "SELECT count(*) FROM duckdb_functions() WHERE function_name = '" FN_NAME
-                     "' AND function_type = 'aggregate'",
-                     &res) != DuckDBSuccess) {
-        duckdb_destroy_result(&res);
-        return false;
-    }
-    bool found = duckdb_value_int64(&res, 0, 0) > 0;
-    duckdb_destroy_result(&res);
-    return found;
-}
-
 int whd__funnel_register(duckdb_connection con)
 {
-    if (fn_registered(con))
+    if (whd__has_function(con, FN_NAME))
         return 0; /* DuckDB keeps functions per database: registered by another connection */
     static const duckdb_type params[6] = {DUCKDB_TYPE_TIMESTAMP, DUCKDB_TYPE_UINTEGER,
                                           DUCKDB_TYPE_INTEGER,   DUCKDB_TYPE_BIGINT,

@@ -61,6 +61,8 @@ int whd__drop_collection(struct wh_conn *c, const char *collection_id);
 
 /* whd_persons.c */
 int whd__persons_refresh(struct wh_conn *c, uint64_t *next_out);
+/* Whether con's database has a function of that name (registered by any connection). */
+bool whd__has_function(duckdb_connection con, const char *name);
 /* The 64-bit key of a distinct id or person (SipHash-2-4 of its bytes under a fixed key). */
 uint64_t whd__key(const char *s, size_t n);
 /* Registers tandem_key(VARCHAR) -> UBIGINT (whd__key), tandem_bits(UBIGINT) -> UTINYINT[]

@@ -183,6 +183,22 @@ static int register_bitcount(duckdb_connection con)
     return rc;
 }
 
+bool whd__has_function(duckdb_connection con, const char *name)
+{
+    duckdb_prepared_statement ps = NULL;
+    duckdb_result res;
+    bool found = false;
+    if (duckdb_prepare(con, "SELECT count(*) FROM duckdb_functions() WHERE function_name = $1",
+                       &ps) == DuckDBSuccess &&
+        duckdb_bind_varchar(ps, 1, name) == DuckDBSuccess) {
+        if (duckdb_execute_prepared(ps, &res) == DuckDBSuccess)
+            found = duckdb_value_int64(&res, 0, 0) > 0;
+        duckdb_destroy_result(&res);
+    }
+    duckdb_destroy_prepare(&ps);
+    return found;
+}
+
 static int register_scalar(duckdb_connection con, const char *name, duckdb_type arg,
                            duckdb_logical_type ret, duckdb_scalar_function_t fn)
 {
@@ -202,16 +218,7 @@ static int register_scalar(duckdb_connection con, const char *name, duckdb_type 
 
 int whd__persons_register(duckdb_connection con)
 {
-    duckdb_result res;
-    if (duckdb_query(con,
-                     "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'tandem_key'",
-                     &res) != DuckDBSuccess) {
-        duckdb_destroy_result(&res);
-        return ERR_INTERNAL;
-    }
-    bool found = duckdb_value_int64(&res, 0, 0) > 0;
-    duckdb_destroy_result(&res);
-    if (found)
+    if (whd__has_function(con, "tandem_key"))
         return 0; /* DuckDB keeps functions per database: registered by another connection */
     duckdb_logical_type u64 = duckdb_create_logical_type(DUCKDB_TYPE_UBIGINT);
     duckdb_logical_type u8 = duckdb_create_logical_type(DUCKDB_TYPE_UTINYINT);
