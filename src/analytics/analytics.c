@@ -48,6 +48,17 @@ json_t *an__labels(const struct an_time *t)
     return a;
 }
 
+json_t *an__breakdown_json(const struct an_query *q, int rk, const char *bd)
+{
+    if (!q->has_breakdown)
+        return json_null();
+    if (rk == AN_RANK_OTHER)
+        return json_string(AN_OTHER_LABEL);
+    if (rk == AN_RANK_NULL)
+        return json_string(AN_NULL_LABEL);
+    return bd ? json_string(bd) : json_null();
+}
+
 double an__num(const json_t *v)
 {
     if (json_is_integer(v))

@@ -24,6 +24,8 @@
 
 #define AN_NULL_LABEL "$$_posthog_breakdown_null_$$"
 #define AN_OTHER_LABEL "$$_posthog_breakdown_other_$$"
+#define AN_RANK_OTHER 1000 /* the rows past the top AN_BREAKDOWN_LIMIT values */
+#define AN_RANK_NULL 1001  /* the rows without a value */
 
 enum an_interval { AN_HOUR, AN_DAY, AN_WEEK, AN_MONTH };
 
@@ -194,6 +196,16 @@ void an__sql_day(struct an_sql *s, const struct an_time *t, const char *col);
  * condition follows. Insights that count persons read e.person_key, which the persons refresh
  * keeps right for every event below the horizon it returned. */
 void an__sql_events(struct an_sql *s, int64_t horizon);
+/* ", nullif(<breakdown key>, '') AS bd", or ", NULL::VARCHAR AS bd" without a breakdown. */
+void an__sql_breakdown(struct an_sql *s, const struct an_query *q);
+/* "<out> AS (SELECT <from>.*, rk ...) ": the breakdown rank of each row of from: 1..25 for
+ * the values with the most rows of from (ties by value), AN_RANK_OTHER for the rest,
+ * AN_RANK_NULL for no value; 0 for every row without a breakdown. With n_buckets > 0 only
+ * from's rows with 0 <= b < n_buckets are counted for the ranking. */
+void an__sql_rank(struct an_sql *s, const struct an_query *q, const char *from, const char *out,
+                  size_t n_buckets);
+/* The response's breakdown value of a row of rank rk with text bd (NULL: none). */
+json_t *an__breakdown_json(const struct an_query *q, int rk, const char *bd);
 /* The person of an event row aliased e. */
 #define AN_SQL_PERSON "e.person_key"
 void an__sql_range(struct an_sql *s, const char *col, int64_t lo_us, int64_t hi_us);

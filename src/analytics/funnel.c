@@ -20,13 +20,7 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_printf(s, " THEN %lu ELSE 0 END", 1UL << (20 + j));
     }
     an__sql_put(s, ")::UINTEGER AS mask");
-    if (q->has_breakdown) {
-        an__sql_put(s, ", nullif(");
-        an__sql_key(s, &q->breakdown);
-        an__sql_put(s, ", '') AS bd");
-    } else {
-        an__sql_put(s, ", NULL::VARCHAR AS bd");
-    }
+    an__sql_breakdown(s, q);
     an__sql_events(s, horizon);
     an__sql_range(s, "e.\"timestamp\"", t->range_lo_us, t->range_hi_us);
     an__sql_put(s, " AND ");
@@ -67,18 +61,8 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     for (size_t i = 1; i < q->n_ents; i++)
         an__sql_printf(s, ", r[%zu] AS t%zu", i + 1, i);
     an__sql_put(s, ", bd FROM a WHERE r[1] >= 0), ");
-    if (q->has_breakdown) {
-        an__sql_printf(s,
-                       "bdr AS (SELECT bd, count(*) AS n FROM f WHERE bd IS NOT NULL GROUP BY bd), "
-                       "top AS (SELECT bd, row_number() OVER (ORDER BY n DESC, bd) AS rk FROM bdr "
-                       "ORDER BY rk LIMIT %d), "
-                       "g AS (SELECT f.*, CASE WHEN f.bd IS NULL THEN 1001 ELSE "
-                       "coalesce(top.rk, 1000) END AS rk FROM f LEFT JOIN top ON top.bd = f.bd) ",
-                       AN_BREAKDOWN_LIMIT);
-    } else {
-        an__sql_put(s, "g AS (SELECT f.*, 0 AS rk FROM f) ");
-    }
-    an__sql_put(s, "SELECT rk, CASE WHEN rk < 1000 THEN any_value(bd) END");
+    an__sql_rank(s, q, "f", "g", 0);
+    an__sql_printf(s, "SELECT rk, CASE WHEN rk < %d THEN any_value(bd) END", AN_RANK_OTHER);
     for (size_t i = 0; i < q->n_ents; i++) {
         an__sql_printf(s, ", count(*) FILTER (WHERE fs >= %zu)", i);
         if (i)
@@ -147,15 +131,7 @@ int an__funnel(struct an_ctx *x, json_t **out)
     json_array_foreach(rows, i, r)
     {
         int rk = (int)json_integer_value(json_array_get(r, 0));
-        json_t *bd;
-        if (!q->has_breakdown)
-            bd = json_null();
-        else if (rk == 1000)
-            bd = json_string(AN_OTHER_LABEL);
-        else if (rk == 1001)
-            bd = json_string(AN_NULL_LABEL);
-        else
-            bd = json_incref(json_array_get(r, 1));
+        json_t *bd = an__breakdown_json(q, rk, json_string_value(json_array_get(r, 1)));
         json_array_append_new(results,
                               json_pack("{s:o,s:o}", "breakdown", bd, "steps", steps_json(q, r)));
     }

@@ -205,6 +205,35 @@ void an__sql_bucket(struct an_sql *s, const struct an_time *t, const char *col)
     }
 }
 
+void an__sql_breakdown(struct an_sql *s, const struct an_query *q)
+{
+    if (!q->has_breakdown) {
+        an__sql_put(s, ", NULL::VARCHAR AS bd");
+        return;
+    }
+    an__sql_put(s, ", nullif(");
+    an__sql_key(s, &q->breakdown);
+    an__sql_put(s, ", '') AS bd");
+}
+
+void an__sql_rank(struct an_sql *s, const struct an_query *q, const char *from, const char *out,
+                  size_t n_buckets)
+{
+    if (!q->has_breakdown) {
+        an__sql_printf(s, "%s AS (SELECT %s.*, 0 AS rk FROM %s) ", out, from, from);
+        return;
+    }
+    an__sql_printf(s, "bdr AS (SELECT bd, count(*) AS n FROM %s WHERE ", from);
+    if (n_buckets)
+        an__sql_printf(s, "b >= 0 AND b < %zu AND ", n_buckets);
+    an__sql_printf(s,
+                   "bd IS NOT NULL GROUP BY bd), top AS (SELECT bd, row_number() OVER (ORDER BY "
+                   "n DESC, bd) AS rk FROM bdr ORDER BY rk LIMIT %d), %s AS (SELECT %s.*, CASE "
+                   "WHEN %s.bd IS NULL THEN %d ELSE coalesce(top.rk, %d) END AS rk FROM %s LEFT "
+                   "JOIN top ON top.bd = %s.bd) ",
+                   AN_BREAKDOWN_LIMIT, out, from, from, AN_RANK_NULL, AN_RANK_OTHER, from, from);
+}
+
 void an__sql_events(struct an_sql *s, int64_t horizon)
 {
     an__sql_put(s, " FROM events e WHERE ");

@@ -76,13 +76,7 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
     }
     if (persons)
         an__sql_put(s, ", " AN_SQL_PERSON " AS person");
-    if (q->has_breakdown) {
-        an__sql_put(s, ", nullif(");
-        an__sql_key(s, &q->breakdown);
-        an__sql_put(s, ", '') AS bd");
-    } else {
-        an__sql_put(s, ", NULL::VARCHAR AS bd");
-    }
+    an__sql_breakdown(s, q);
     for (size_t i = 0; i < q->n_ents; i++) {
         an__sql_put(s, ", ");
         an__sql_entity(s, &q->ents[i]);
@@ -108,19 +102,7 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         an__sql_entity(s, &q->ents[i]);
     }
     an__sql_put(s, ")), ");
-    if (q->has_breakdown) {
-        an__sql_printf(
-            s,
-            "bdr AS (SELECT bd, count(*) AS n FROM e0 WHERE b >= 0 AND b < %zu AND bd IS NOT "
-            "NULL GROUP BY bd), "
-            "top AS (SELECT bd, row_number() OVER (ORDER BY n DESC, bd) AS rk FROM bdr "
-            "ORDER BY rk LIMIT %d), "
-            "e AS (SELECT e0.*, CASE WHEN e0.bd IS NULL THEN 1001 ELSE "
-            "coalesce(top.rk, 1000) END AS rk FROM e0 LEFT JOIN top ON top.bd = e0.bd) ",
-            t->n_buckets, AN_BREAKDOWN_LIMIT);
-    } else {
-        an__sql_put(s, "e AS (SELECT e0.*, 0 AS rk FROM e0) ");
-    }
+    an__sql_rank(s, q, "e0", "e", t->n_buckets);
     /* wau/mau: each person's active days (read twice below) */
     for (size_t i = 0; i < q->n_ents; i++)
         if (window_days(q, &q->ents[i]))
@@ -152,27 +134,27 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         int w = window_days(q, en);
         an__sql_printf(s, "%sSELECT 0 AS kind, %zu AS s, rk, ", i ? " UNION ALL " : "", i);
         if (needs_person(en->math)) {
-            const char *bd = q->has_breakdown
-                                 ? "CASE WHEN rk < 1000 THEN (SELECT t2.bd FROM top t2 WHERE "
-                                   "t2.rk = u.rk) END"
-                                 : "NULL";
             an__sql_printf(s,
                            "w * 64 + unnest(range(64)) AS b, unnest(c)::DOUBLE AS v, NULL AS bd "
                            "FROM a%zu UNION ALL SELECT 0, %zu, rk, NULL, ",
                            i, i);
             /* up to 64 buckets a person is one row of u: a row's persons are its count */
-            if (wide)
-                an__sql_printf(s, "count(DISTINCT person)::DOUBLE, %s FROM u%zu u GROUP BY rk", bd,
-                               i);
+            an__sql_put(s, wide ? "count(DISTINCT person)::DOUBLE, " : "n::DOUBLE, ");
+            if (q->has_breakdown)
+                an__sql_printf(s,
+                               "CASE WHEN rk < %d THEN (SELECT t2.bd FROM top t2 WHERE t2.rk = "
+                               "u.rk) END",
+                               AN_RANK_OTHER);
             else
-                an__sql_printf(s, "n::DOUBLE, %s FROM a%zu u", bd, i);
+                an__sql_put(s, "NULL");
+            an__sql_printf(s, wide ? " FROM u%zu u GROUP BY rk" : " FROM a%zu u", i);
         } else {
             an__sql_put(s, "b, ");
             agg_sql(s, en->math, i);
             an__sql_printf(s,
-                           " AS v, CASE WHEN rk < 1000 THEN any_value(bd) END AS bd FROM e WHERE "
+                           " AS v, CASE WHEN rk < %d THEN any_value(bd) END AS bd FROM e WHERE "
                            "f%zu AND b >= 0 AND b < ",
-                           i);
+                           AN_RANK_OTHER, i);
             an__sql_int(s, (int64_t)t->n_buckets);
             an__sql_put(s, " GROUP BY GROUPING SETS ((rk, b), (rk))");
         }
@@ -214,7 +196,7 @@ int an__trends(struct an_ctx *x, json_t **out)
     if (rc < 0)
         return rc;
 
-    /* breakdown rows in rank order (other = 1000, null = 1001 come last by their numbers) */
+    /* breakdown rows in rank order (AN_RANK_OTHER, then AN_RANK_NULL come last) */
     size_t n_rows = 0;
     struct row_key *keys = arena_zalloc(x->a, (json_array_size(rows) + 1) * sizeof(*keys));
     size_t i;
@@ -300,15 +282,7 @@ int an__trends(struct an_ctx *x, json_t **out)
                 double v = vals[cell * nb + k];
                 json_array_append_new(data, prop ? json_real(v) : json_integer((json_int_t)v));
             }
-            json_t *bd;
-            if (!q->has_breakdown)
-                bd = json_null();
-            else if (keys[row].rk == 1000)
-                bd = json_string(AN_OTHER_LABEL);
-            else if (keys[row].rk == 1001)
-                bd = json_string(AN_NULL_LABEL);
-            else
-                bd = json_string(keys[row].bd ? keys[row].bd : "");
+            json_t *bd = an__breakdown_json(q, keys[row].rk, keys[row].bd ? keys[row].bd : "");
             json_t *o = json_object();
             json_object_set_new(o, "series", json_integer((json_int_t)se));
             json_object_set_new(o, "label", json_string(en->label));
