@@ -220,11 +220,6 @@ static int parse_urlencoded(struct http_req *req, struct str body, json_t *out)
     return 0;
 }
 
-static void json_release(void *arg)
-{
-    json_decref(arg);
-}
-
 json_t *api__record_body(struct http_req *req, bool allow_empty)
 {
     const char *ctype = http_req_header(req, "Content-Type");
@@ -233,7 +228,7 @@ json_t *api__record_body(struct http_req *req, bool allow_empty)
     if (!multipart && !urlenc)
         return http_req_json(req, allow_empty);
     json_t *out = json_object();
-    arena_on_release(http_req_arena(req), json_release, out);
+    api__arena_json(http_req_arena(req), out);
     struct str body = http_req_body(req);
     int rc = multipart ? api__parse_multipart(ctype, body, out) : parse_urlencoded(req, body, out);
     if (rc) {

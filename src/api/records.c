@@ -283,11 +283,6 @@ struct write_job {
     struct api_wjob w;    /* a create queued for the group-commit writer */
 };
 
-static void json_release(void *arg)
-{
-    json_decref(arg);
-}
-
 /* Answers a finished write (TAKES errors and rec). */
 static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *rec)
 {
@@ -522,10 +517,10 @@ static void write_record(struct http_req *req, void *ctx, bool create)
             http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
             return;
         }
-        arena_on_release(a, json_release, old);
+        api__arena_json(a, old);
     }
     json_t *rbody = resolve_body(rr->c, old, job->body);
-    arena_on_release(a, json_release, rbody);
+    api__arena_json(a, rbody);
     api__rules_set_body(&rr->ar, rbody);
     if (!rule_cond(rr, create ? STORE_RULE_CREATE : STORE_RULE_UPDATE, &job->cond))
         return;
@@ -546,7 +541,7 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     }
 
     json_t *errors = json_object();
-    arena_on_release(a, json_release, errors);
+    api__arena_json(a, errors);
     rc = password_from_body(rr, job->body, errors, &job->pw);
     if (rr->c->type == STORE_COLLECTION_AUTH)
         auth_checks(job, old, errors);

@@ -54,6 +54,10 @@ void api__rules_init(struct api_rules *ar, struct http_req *req, struct api_env 
 void api__rules_set_body(struct api_rules *ar, const json_t *body);
 /* The context for a client's own filter/sort on c: client mode unless superuser. */
 struct filter_ctx api__rules_filter_ctx(struct api_rules *ar, const struct store_collection *c);
+/* Hands j to a: json_decref'd when a is released. Returns j (BORROWED from then on). */
+json_t *api__arena_json(struct arena *a, json_t *j);
+/* The JSON array of a compiled filter's parameters, in order, owned by a. */
+json_t *api__filter_params(struct arena *a, const struct filter_sql *f);
 /* Rule `which` of c as a condition for the store. 0 with out->sql NULL: no condition
  * (superuser, or the rule is ""); ERR_DENIED: the rule is null (superusers only);
  * ERR_INVALID: the stored rule does not compile (logged; callers deny). */

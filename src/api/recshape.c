@@ -81,29 +81,6 @@ static const struct store_collection *find_collection(void *ud, const char *name
     return c;
 }
 
-static void json_release(void *arg)
-{
-    json_decref(arg);
-}
-
-static json_t *params_json(struct arena *a, const struct filter_sql *f)
-{
-    json_t *arr = json_array();
-    for (size_t i = 0; i < f->n_params; i++) {
-        const struct filter_param *p = &f->params[i];
-        switch (p->type) {
-        case FILTER_PARAM_NULL: json_array_append_new(arr, json_null()); break;
-        case FILTER_PARAM_INT: json_array_append_new(arr, json_integer(p->i)); break;
-        case FILTER_PARAM_DOUBLE: json_array_append_new(arr, json_real(p->d)); break;
-        case FILTER_PARAM_TEXT:
-            json_array_append_new(arr, json_stringn(p->text, p->text_len));
-            break;
-        }
-    }
-    arena_on_release(a, json_release, arr);
-    return arr;
-}
-
 static void reply_filter_error(struct http_req *req, const struct filter_error *fe, int rc)
 {
     if (rc == ERR_DENIED)
@@ -166,7 +143,7 @@ bool api__list_query_ctx(struct http_req *req, const struct filter_ctx *fctx,
             return false;
         }
         q->where_sql = fs.sql;
-        q->where_params = params_json(a, &fs);
+        q->where_params = api__filter_params(a, &fs);
     }
     const char *sort = http_req_query(req, "sort");
     if (sort && *sort) {
@@ -178,7 +155,7 @@ bool api__list_query_ctx(struct http_req *req, const struct filter_ctx *fctx,
         }
         if (fs.sql_len) {
             q->order_sql = fs.sql;
-            q->order_params = params_json(a, &fs);
+            q->order_params = api__filter_params(a, &fs);
         }
     }
     return true;

@@ -18,6 +18,12 @@ static void json_release(void *arg)
     json_decref(arg);
 }
 
+json_t *api__arena_json(struct arena *a, json_t *j)
+{
+    arena_on_release(a, json_release, j);
+    return j;
+}
+
 /* filter_find_collection_cb: collections stay referenced until the request ends. */
 static const struct store_collection *find_collection(void *ud, const char *name_or_id)
 {
@@ -45,10 +51,10 @@ void api__rules_init(struct api_rules *ar, struct http_req *req, struct api_env 
     for (size_t i = 0; i < n; i++)
         if (kv[i].key && kv[i].value && !json_object_get(query, kv[i].key))
             json_object_set_new(query, kv[i].key, json_string(kv[i].value));
-    arena_on_release(a, json_release, query);
+    api__arena_json(a, query);
     ar->fr.query = query;
     json_t *headers = json_object();
-    arena_on_release(a, json_release, headers);
+    api__arena_json(a, headers);
     ar->fr.headers = headers;
 }
 
@@ -90,7 +96,7 @@ static void load_auth(struct api_rules *ar, bool full)
         auth = json_pack("{s:s,s:s,s:s}", "id", ar->who->record_id, "collectionId", c->id,
                          "collectionName", c->name);
     if (auth) {
-        arena_on_release(a, json_release, auth);
+        api__arena_json(a, auth);
         ar->fr.auth = auth;
     }
 }
@@ -129,7 +135,7 @@ static void load_headers(struct api_rules *ar, const char *rule)
     }
 }
 
-static json_t *params_json(struct arena *a, const struct filter_sql *f)
+json_t *api__filter_params(struct arena *a, const struct filter_sql *f)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < f->n_params; i++) {
@@ -143,7 +149,7 @@ static json_t *params_json(struct arena *a, const struct filter_sql *f)
             break;
         }
     }
-    arena_on_release(a, json_release, arr);
+    api__arena_json(a, arr);
     return arr;
 }
 
@@ -189,7 +195,7 @@ int api__rule_compile_expr(struct api_rules *ar, const struct store_collection *
         return ERR_INVALID;
     }
     out->sql = fs.sql;
-    out->params = params_json(a, &fs);
+    out->params = api__filter_params(a, &fs);
     return 0;
 }
 
@@ -216,7 +222,7 @@ void api__cond_and(struct arena *a, struct store_cond *acc, const struct store_c
         json_array_extend(params, (json_t *)acc->params);
     if (more->params)
         json_array_extend(params, (json_t *)more->params);
-    arena_on_release(a, json_release, params);
+    api__arena_json(a, params);
     acc->sql = arena_printf(a, "(%s) AND (%s)", acc->sql, more->sql);
     acc->params = params;
 }
