@@ -122,6 +122,10 @@ int capture__message_id(struct capture__ctx *cx, json_t *v, const char *field,
  * clamped: more than 23 h in the future becomes received; years stay in 0000..9999. */
 int64_t capture__skew_correct(int64_t received, bool has_original, int64_t original, bool has_sent,
                               int64_t sent);
+/* Segment's times: originalTimestamp falls back to timestamp (ts when has_ts), sentAt to the
+ * batch envelope's, then m->timestamp_us is skew-corrected from them. */
+void capture__segment_times(const struct capture__ctx *cx, struct capture__msg *m, bool has_ts,
+                            int64_t ts);
 /* Applies the verified tandem user to the message context (and strips any client-sent
  * "tandem" key): item is where a new context object is attached when needed. */
 void capture__context_tandem(struct capture__ctx *cx, json_t *item, struct capture__msg *m);

@@ -242,16 +242,7 @@ static int fast_item(const struct fast *f, size_t obj, int type_from_path, struc
         get_time(f, fl.timestamp, &ts, &has_ts) ||
         get_time(f, fl.sent_at, &m->sent_us, &m->has_sent))
         return CAPTURE__SLOW;
-    if (!m->has_original && has_ts) {
-        m->original_us = ts;
-        m->has_original = true;
-    }
-    if (!m->has_sent && cx->env_has_sent) {
-        m->sent_us = cx->env_sent_us;
-        m->has_sent = true;
-    }
-    m->timestamp_us = capture__skew_correct(cx->in->received_us, m->has_original, m->original_us,
-                                            m->has_sent, m->sent_us);
+    capture__segment_times(cx, m, has_ts, ts);
     return 0;
 }
 

@@ -167,6 +167,21 @@ int64_t capture__skew_correct(int64_t received, bool has_original, int64_t origi
     return ts;
 }
 
+void capture__segment_times(const struct capture__ctx *cx, struct capture__msg *m, bool has_ts,
+                            int64_t ts)
+{
+    if (!m->has_original && has_ts) {
+        m->original_us = ts;
+        m->has_original = true;
+    }
+    if (!m->has_sent && cx->env_has_sent) {
+        m->sent_us = cx->env_sent_us;
+        m->has_sent = true;
+    }
+    m->timestamp_us = capture__skew_correct(cx->in->received_us, m->has_original, m->original_us,
+                                            m->has_sent, m->sent_us);
+}
+
 void capture__context_tandem(struct capture__ctx *cx, json_t *item, struct capture__msg *m)
 {
     if (m->context)

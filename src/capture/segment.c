@@ -129,16 +129,7 @@ int capture__segment_item(struct capture__ctx *cx, json_t *item, int type_from_p
         capture__get_time(cx, item, "timestamp", &ts, &has_ts) ||
         capture__get_time(cx, item, "sentAt", &m->sent_us, &m->has_sent))
         return ERR_INVALID;
-    if (!m->has_original && has_ts) {
-        m->original_us = ts;
-        m->has_original = true;
-    }
-    if (!m->has_sent && cx->env_has_sent) {
-        m->sent_us = cx->env_sent_us;
-        m->has_sent = true;
-    }
-    m->timestamp_us = capture__skew_correct(cx->in->received_us, m->has_original, m->original_us,
-                                            m->has_sent, m->sent_us);
+    capture__segment_times(cx, m, has_ts, ts);
 
     if (cx->env_context) {
         if (m->context)
