@@ -427,11 +427,16 @@ int whd__rejects_append(struct whd_conn *c, const char *consumer, const char *to
 
 /* ---- events ---- */
 
+static void put_null(duckdb_vector v, idx_t row)
+{
+    duckdb_vector_ensure_validity_writable(v);
+    duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
+}
+
 static void put_str(duckdb_vector v, idx_t row, const char *s)
 {
     if (!s) {
-        duckdb_vector_ensure_validity_writable(v);
-        duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
+        put_null(v, row);
         return;
     }
     duckdb_vector_assign_string_element_len(v, row, s, strlen(s));
@@ -440,8 +445,7 @@ static void put_str(duckdb_vector v, idx_t row, const char *s)
 static void put_ts(duckdb_vector v, idx_t row, int64_t us)
 {
     if (us == WH_NO_TIME) {
-        duckdb_vector_ensure_validity_writable(v);
-        duckdb_validity_set_row_invalid(duckdb_vector_get_validity(v), row);
+        put_null(v, row);
         return;
     }
     ((int64_t *)duckdb_vector_get_data(v))[row] = us;
@@ -509,8 +513,8 @@ static int append_events(struct whd_conn *c, const struct wh_event *ev, size_t n
             if (did) {
                 dkey[i] = pkey[i] = whd__key(did, strlen(did));
             } else {
-                put_str(v[EV_DID_KEY], i, NULL);
-                put_str(v[EV_PERSON_KEY], i, NULL);
+                put_null(v[EV_DID_KEY], i);
+                put_null(v[EV_PERSON_KEY], i);
             }
         }
         duckdb_data_chunk_set_size(ch, m);
