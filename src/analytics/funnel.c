@@ -1,9 +1,23 @@
-/* funnel.c - funnels: per actor the C aggregate tandem_funnel over the actor's events in range
- * (a bit mask of the steps and exclusions each event matches), then one row per breakdown
- * value with the cumulative count, mean and median conversion time of every step. */
+/* funnel.c - funnels over the events in range, each with a bit mask of the steps and exclusions
+ * it matches. Without a breakdown one C aggregate, tandem_funnel_steps, gives every step's
+ * cumulative count and mean and median conversion time; with one, tandem_funnel per actor
+ * (GROUP BY person), then those totals per breakdown value. */
 #include <string.h>
 
 #include "analytics/analytics_int.h"
+
+/* n_steps, window_us, mode, exclusions: the constant arguments of both funnel aggregates */
+static void funnel_args(struct an_sql *s, const struct an_query *q, const char *mode,
+                        const char *ex)
+{
+    an__sql_param(s, json_integer((json_int_t)q->n_ents));
+    an__sql_put(s, "::INTEGER, ");
+    an__sql_int(s, q->window_us);
+    an__sql_put(s, "::BIGINT, ");
+    an__sql_str(s, mode);
+    an__sql_put(s, ", ");
+    an__sql_str(s, ex);
+}
 
 static void build(struct an_sql *s, const struct an_query *q, const struct an_time *t,
                   int64_t horizon)
@@ -38,24 +52,30 @@ static void build(struct an_sql *s, const struct an_query *q, const struct an_ti
         }
         an__sql_put(s, ")");
     }
-    an__sql_put(s, "), a AS (SELECT person, tandem_funnel(ts, mask, ");
-    an__sql_param(s, json_integer((json_int_t)q->n_ents));
-    an__sql_put(s, "::INTEGER, ");
-    an__sql_int(s, q->window_us);
-    an__sql_put(s, "::BIGINT, ");
-    static const char *const modes[] = {"ordered", "strict", "unordered"};
-    an__sql_str(s, modes[q->order]);
-    an__sql_put(s, ", ");
+    /* the aggregate's constant arguments */
     struct buf ex;
     buf_init(&ex);
     for (size_t j = 0; j < q->n_excl; j++)
         buf_printf(&ex, "%s%d-%d", j ? "," : "", q->excl[j].from_step, q->excl[j].to_step);
-    an__sql_str(s, buf_cstr(&ex));
+    static const char *const modes[] = {"ordered", "strict", "unordered"};
+    an__sql_put(s, "), ");
+    if (!q->has_breakdown) {
+        /* the whole funnel in one aggregate: [c0, c1, avg1, median1, ...] */
+        an__sql_put(s, "a AS (SELECT tandem_funnel_steps(person, ts, mask, ");
+        funnel_args(s, q, modes[q->order], buf_cstr(&ex));
+        an__sql_put(s, ") AS r FROM ev) SELECT 0 AS rk, NULL::VARCHAR AS bd");
+        for (size_t i = 1; i <= 3 * q->n_ents - 2; i++)
+            an__sql_printf(s, ", r[%zu]", i);
+        an__sql_put(s, " FROM a WHERE r IS NOT NULL");
+        buf_release(&ex);
+        return;
+    }
+    an__sql_put(s, "a AS (SELECT person, tandem_funnel(ts, mask, ");
+    funnel_args(s, q, modes[q->order], buf_cstr(&ex));
     buf_release(&ex);
     /* the person's breakdown value: that of its first event that has one */
-    an__sql_put(s, q->has_breakdown ? ") AS r, arg_min(bd, ts) FILTER (WHERE bd IS NOT NULL) "
-                                      "AS bd FROM ev GROUP BY person), "
-                                    : ") AS r, NULL::VARCHAR AS bd FROM ev GROUP BY person), ");
+    an__sql_put(s, ") AS r, arg_min(bd, ts) FILTER (WHERE bd IS NOT NULL) AS bd FROM ev "
+                   "GROUP BY person), ");
     /* the furthest step and the step times, taken out of the list once */
     an__sql_put(s, "f AS (SELECT r[1]::INTEGER AS fs");
     for (size_t i = 1; i < q->n_ents; i++)

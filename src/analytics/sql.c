@@ -238,9 +238,10 @@ void an__sql_events(struct an_sql *s, int64_t horizon)
 {
     an__sql_put(s, " FROM events e WHERE ");
     if (horizon >= 0) {
+        /* typed like the column: a BIGINT would compare every row as HUGEINT */
         an__sql_put(s, "e.log_offset < ");
         an__sql_int(s, horizon);
-        an__sql_put(s, " AND ");
+        an__sql_put(s, "::UBIGINT AND ");
     }
 }
 

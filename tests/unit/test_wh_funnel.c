@@ -293,6 +293,11 @@ static void test_large_group(void **state)
     assert_q(f->con, "[2.0, 1.0, 1.0]",
              "SELECT tandem_funnel(TIMESTAMP '2024-01-01' + to_seconds(s), m, 3, 10000000, "
              "'ordered', '')::VARCHAR FROM big");
+    /* and as one actor of the totals: one partition, sorted by the merge sort */
+    assert_q(
+        f->con, "[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]",
+        "SELECT tandem_funnel_steps(42::UBIGINT, TIMESTAMP '2024-01-01' + to_seconds(s), m, 3, "
+        "10000000, 'ordered', '')::VARCHAR FROM big");
 }
 
 /* Many actors whose rows are scattered over several row groups, two threads: every actor's
@@ -490,6 +495,10 @@ static void test_sql_api_guard(void **state)
         {"SELECT (SELECT list(f) FROM (SELECT tandem_funnel(ts, m, 2, 1, 'strict', '') OVER w "
          "f" G_FROM " WINDOW w AS (PARTITION BY a)))",
          "window function"},
+        {"SELECT tandem_funnel_steps(a::UBIGINT, ts, m, 2, 60000000, 'ordered', '') OVER ()" G_FROM,
+         "tandem_funnel_steps cannot be used"},
+        {"SELECT tandem_funnel_steps(a::UBIGINT, ts, m, 2, 1, 'ordered', '' ORDER BY ts)" G_FROM,
+         "ORDER BY inside the call"},
         {"SELECT tandem_bitcount(m::UBIGINT) OVER ()" G_FROM, "tandem_bitcount cannot be used"},
         {"SELECT Tandem_Bitcount(m::UBIGINT ORDER BY ts)" G_FROM, "ORDER BY inside the call"},
     };
@@ -504,6 +513,9 @@ static void test_sql_api_guard(void **state)
     /* allowed: plain use, GROUP BY with FILTER, the name in a string, no use at all */
     assert_rows(c, "SELECT tandem_funnel(ts, m, 2, 60000000, 'ordered', '') f" G_FROM,
                 "[[[1.0,30.0]]]");
+    assert_rows(
+        c, "SELECT tandem_funnel_steps(a::UBIGINT, ts, m, 2, 60000000, 'ordered', '') f" G_FROM,
+        "[[[1.0,1.0,30.0,30.0]]]");
     assert_rows(c,
                 "SELECT a, tandem_funnel(ts, m, 2, 60000000, 'ordered', '') FILTER (WHERE m = 1)"
                 " f" G_FROM " GROUP BY a",
@@ -565,6 +577,108 @@ static void test_warehouse_registration(void **state)
     wht_unlink(path);
 }
 
+/* ---- tandem_funnel_steps: the whole funnel in one aggregate ---- */
+
+/* [c0, c1, avg1, median1, c2, avg2, median2] of table (actor hash(a)), hand-computed. */
+#define STEPS_SQL                                                                                  \
+    "SELECT tandem_funnel_steps(hash(a), TIMESTAMP '2024-01-01' + to_seconds(s), m, %d, %lld, "    \
+    "'%s', '%s')::VARCHAR FROM %s"
+#define assert_steps(con, table, n, window_s, mode, ex, expect)                                    \
+    assert_q(con, expect, STEPS_SQL, (n), (long long)(window_s)*1000000LL, mode, ex, table)
+
+static void test_steps_by_hand(void **state)
+{
+    struct fx *f = *state;
+    mk(f->con, "t", u1_u6);
+    /* furthest 2,1,0,0,2,1; step-1 times 3600,3600,3600,7200; step-2 times 3600,3600 */
+    assert_steps(f->con, "t", 3, WEEK2, "ordered", "",
+                 "[6.0, 4.0, 4500.0, 3600.0, 2.0, 3600.0, 3600.0]");
+    /* unordered: furthest 2,1,0,2,2,1 and no times */
+    assert_steps(f->con, "t", 3, WEEK2, "unordered", "", "[6.0, 5.0, NULL, NULL, 3.0, NULL, NULL]");
+    /* step-1 times 86400, 50, 10 (median the middle one); step-2 times 250, 10 (median
+     * interpolated) */
+    mk(f->con, "c",
+       "('t1',0,1),('t1',86400,2),('t1',172800,1),('t1',176400,2),"
+       "('t2',0,1),('t2',100,1),('t2',150,2),('t2',400,4),"
+       "('t3',0,1),('t3',10,2),('t3',20,4),('t3',30,1),('t3',31,2),('t3',32,4)");
+    assert_steps(f->con, "c", 3, WEEK2, "ordered", "",
+                 "[3.0, 3.0, 28820.0, 50.0, 2.0, 130.0, 130.0]");
+    /* a 60 s window: t1 stops at step 0, t2 at step 1 (50 s); 5 s: only t3's second chain
+     * (1 s, 1 s); 0 s: nobody converts, counts of 0 and NULL times */
+    assert_steps(f->con, "c", 3, 60, "ordered", "", "[3.0, 2.0, 30.0, 30.0, 1.0, 10.0, 10.0]");
+    assert_steps(f->con, "c", 3, 5, "ordered", "", "[3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]");
+    assert_steps(f->con, "c", 3, 0, "ordered", "", "[3.0, 0.0, NULL, NULL, 0.0, NULL, NULL]");
+    /* excluded actors are not counted at all */
+    mk(f->con, "x", "('e1',0,1),('e1',60,1048576),('e1',120,2),('e2',0,1),('e2',30,2)");
+    assert_steps(f->con, "x", 2, WEEK2, "ordered", "0-1", "[1.0, 1.0, 30.0, 30.0]");
+}
+
+/* Rows with a NULL argument (the actor too) are ignored; no row at all gives NULL. */
+static void test_steps_nulls_and_errors(void **state)
+{
+    struct fx *f = *state;
+    exec(f->con, "CREATE TABLE n AS SELECT * FROM (VALUES "
+                 "(1::UBIGINT, TIMESTAMP '2024-01-01 00:00:00', 1::UINTEGER),"
+                 "(NULL, TIMESTAMP '2024-01-01 00:00:01', 1::UINTEGER),"
+                 "(1, NULL, 2::UINTEGER),"
+                 "(1, TIMESTAMP '2024-01-01 00:00:05', 2::UINTEGER)) v(a, ts, m)");
+    assert_q(f->con, "[1.0, 1.0, 5.0, 5.0]",
+             "SELECT tandem_funnel_steps(a, ts, m, 2, 60000000, 'ordered', '')::VARCHAR FROM n");
+    assert_q(f->con, "true",
+             "SELECT tandem_funnel_steps(a, ts, m, 2, 60000000, 'ordered', '') IS NULL FROM n "
+             "WHERE false");
+    /* grouped, each group is its own funnel */
+    assert_q(f->con, "false=[1.0, 1.0, 5.0, 5.0] true=[1.0, 0.0, NULL, NULL]",
+             "SELECT string_agg(g || '=' || r::VARCHAR, ' ' ORDER BY g) FROM (SELECT a IS NULL g, "
+             "tandem_funnel_steps(coalesce(a, 7), ts, m, 2, 60000000, 'ordered', '') r FROM n "
+             "GROUP BY g)");
+    /* the arguments are checked as tandem_funnel checks them */
+    assert_q_err(f->con, "n_steps must be 2 to 20, got 1",
+                 "SELECT tandem_funnel_steps(a, ts, m, 1, 0, 'ordered', '') FROM n");
+    assert_q_err(
+        f->con, "mask 0x4 has bits beyond",
+        "SELECT tandem_funnel_steps(1::UBIGINT, TIMESTAMP '2024-01-01', 4::UINTEGER, 2, 0, "
+        "'ordered', '')");
+    assert_q_err(f->con, "must be the same on every row",
+                 "SELECT tandem_funnel_steps(a, ts, m, 2, epoch_us(ts), 'ordered', '') FROM n");
+}
+
+/* Random actors over several row groups, two threads: the totals equal count, avg and
+ * quantile_cont over tandem_funnel per actor, in every mode, with and without exclusions. */
+static void test_steps_against_groups(void **state)
+{
+    struct fx *f = *state;
+    exec(f->con, "SET threads = 2");
+    /* 20,000 actors, 300,000 events over 10 to 100 days; steps 0-3, exclusion 0 and events
+     * matching nothing, one each; window 3 days */
+    exec(f->con,
+         "CREATE TABLE rs AS SELECT a, TIMESTAMP '2024-01-01' + to_seconds((hash(i * 3 + 1) "
+         "% (864000 * (a % 10 + 1)) // 60 * 60)::BIGINT) ts, (CASE hash(i * 5 + 2) % 6 "
+         "WHEN 4 THEN 1048576 WHEN 5 THEN 0 ELSE 1 << (hash(i * 5 + 2) % 6) END)::UINTEGER "
+         "m FROM (SELECT i, hash(i) % 20000 a FROM range(300000) t(i)) ORDER BY hash(i + 7)");
+#define STEPS_CMP_SQL                                                                              \
+    "WITH g AS (SELECT tandem_funnel(ts, %s, 4, 259200000000, '%s', '%s') f FROM rs GROUP BY a), " \
+    "h AS (SELECT f[1]::INT fs, f[2] t1, f[3] t2, f[4] t3 FROM g WHERE f[1] >= 0), "               \
+    "w AS (SELECT [count(*)::DOUBLE, count(*) FILTER (fs >= 1), avg(t1) FILTER (fs >= 1), "        \
+    "quantile_cont(t1, 0.5) FILTER (fs >= 1), count(*) FILTER (fs >= 2), avg(t2) FILTER "          \
+    "(fs >= 2), quantile_cont(t2, 0.5) FILTER (fs >= 2), count(*) FILTER (fs >= 3), avg(t3) "      \
+    "FILTER (fs >= 3), quantile_cont(t3, 0.5) FILTER (fs >= 3)] w FROM h), "                       \
+    "o AS (SELECT tandem_funnel_steps(a, ts, %s, 4, 259200000000, '%s', '%s') o FROM rs) "         \
+    "SELECT CASE WHEN len(w) = len(o) AND o[8] > 0 AND list_bool_and(list_transform(range(1, "     \
+    "len(w) + 1), i -> (w[i] IS NULL AND o[i] IS NULL) OR abs(w[i] - o[i]) <= 1e-9 * "             \
+    "abs(w[i]))) THEN 'same' ELSE w::VARCHAR || ' vs ' || o::VARCHAR END FROM w, o"
+    static const char *const cases[][3] = {
+        {"m", "ordered", "1-2"},
+        {"m", "strict", "0-3"},
+        {"(m & 15)::UINTEGER", "ordered", ""},
+        {"(m & 15)::UINTEGER", "strict", ""},
+        {"(m & 15)::UINTEGER", "unordered", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_q(f->con, "same", STEPS_CMP_SQL, cases[i][0], cases[i][1], cases[i][2], cases[i][0],
+                 cases[i][1], cases[i][2]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +695,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_random_against_sql, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nulls_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_steps_by_hand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_steps_nulls_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_steps_against_groups, setup, teardown),
         cmocka_unit_test(test_warehouse_registration),
         cmocka_unit_test(test_sql_api_guard),
     };

@@ -358,82 +358,121 @@ struct fn_cache {
     struct fn_params p;
 };
 
+/* One input chunk: the funnel's six arguments from column first on (tandem_funnel_steps has
+ * its actor in front), the validity of every column, and the last parsed constants. */
+struct fn_args {
+    idx_t rows;
+    int n_cols;
+    bool any_null;
+    const uint64_t *val[7];
+    const int64_t *ts;
+    const uint32_t *mask;
+    const int32_t *n_steps;
+    const int64_t *window;
+    duckdb_string_t *mode, *ex;
+    struct fn_cache cache;
+};
+
+static void fn_args_init(struct fn_args *a, duckdb_data_chunk input, int first)
+{
+    duckdb_vector v[7];
+    a->rows = duckdb_data_chunk_get_size(input);
+    a->n_cols = first + 6;
+    a->any_null = false;
+    for (int c = 0; c < a->n_cols; c++) {
+        v[c] = duckdb_data_chunk_get_vector(input, (idx_t)c);
+        a->val[c] = duckdb_vector_get_validity(v[c]);
+        a->any_null |= a->val[c] != NULL;
+    }
+    a->ts = duckdb_vector_get_data(v[first]);
+    a->mask = duckdb_vector_get_data(v[first + 1]);
+    a->n_steps = duckdb_vector_get_data(v[first + 2]);
+    a->window = duckdb_vector_get_data(v[first + 3]);
+    a->mode = duckdb_vector_get_data(v[first + 4]);
+    a->ex = duckdb_vector_get_data(v[first + 5]);
+    a->cache.set = false;
+}
+
+/* Gives a state that has parameters *sp those of a row (or a combined state), or checks that
+ * they are the same; 0, or -1 with the error set on info. */
+static int fn_params_join(duckdb_function_info info, struct fn_params *sp,
+                          const struct fn_params *p)
+{
+    if (sp->n_steps == 0) {
+        *sp = *p;
+    } else if (!fn_params_eq(sp, p)) {
+        fn_fail(info, "n_steps, window_us, mode and exclusions must be the same on every row of "
+                      "a group");
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads row r for a state with parameters *sp into ev: 1 to keep it, 0 to skip it (a NULL
+ * argument, or a mask of 0 outside strict funnels), -1 with the error set on info. */
+static inline int fn_args_row(duckdb_function_info info, struct fn_args *a, idx_t r,
+                              struct fn_params *sp, struct fn_ev *ev)
+{
+    if (a->any_null) {
+        for (int c = 0; c < a->n_cols; c++)
+            if (!valid_at(a->val[c], r))
+                return 0;
+    }
+    struct fn_cache *k = &a->cache;
+    if (!k->set || k->n_steps != a->n_steps[r] || k->window != a->window[r] ||
+        !str_same_bytes(&k->mode, &a->mode[r]) || !str_same_bytes(&k->ex, &a->ex[r])) {
+        if (fn_params_parse(info, a->n_steps[r], a->window[r], str_ptr(&a->mode[r]),
+                            duckdb_string_t_length(a->mode[r]), str_ptr(&a->ex[r]),
+                            duckdb_string_t_length(a->ex[r]), &k->p) < 0)
+            return -1;
+        k->set = true;
+        k->n_steps = a->n_steps[r];
+        k->window = a->window[r];
+        k->mode = a->mode[r];
+        k->ex = a->ex[r];
+    }
+    if (!fn_params_eq(sp, &k->p) && fn_params_join(info, sp, &k->p) < 0)
+        return -1;
+    uint32_t m = a->mask[r];
+    if (m & ~k->p.allowed) {
+        fn_fail(
+            info, "mask 0x%x has bits beyond the %d steps (bits 0-%d) and %d exclusions (bits %d-)",
+            (unsigned)m, (int)k->p.n_steps, (int)k->p.n_steps - 1, (int)k->p.n_excl, FN_EXCL_SHIFT);
+        return -1;
+    }
+    if (m == 0 && k->p.mode != FN_STRICT)
+        return 0; /* only strict funnels care about events that match nothing */
+    uint32_t steps = m & ((1u << k->p.n_steps) - 1);
+    ev->ts = a->ts[r];
+    ev->mask = m;
+    ev->rank = steps ? (uint32_t)__builtin_ctz(steps) : FN_NO_STEP;
+    return 1;
+}
+
 static void fn_update(duckdb_function_info info, duckdb_data_chunk input,
                       duckdb_aggregate_state *states)
 {
-    idx_t rows = duckdb_data_chunk_get_size(input);
-    duckdb_vector v[6];
-    const uint64_t *val[6];
-    for (idx_t c = 0; c < 6; c++) {
-        v[c] = duckdb_data_chunk_get_vector(input, c);
-        val[c] = duckdb_vector_get_validity(v[c]);
-    }
-    const int64_t *ts = duckdb_vector_get_data(v[0]);
-    const uint32_t *mask = duckdb_vector_get_data(v[1]);
-    const int32_t *n_steps = duckdb_vector_get_data(v[2]);
-    const int64_t *window = duckdb_vector_get_data(v[3]);
-    duckdb_string_t *mode = duckdb_vector_get_data(v[4]);
-    duckdb_string_t *ex = duckdb_vector_get_data(v[5]);
-    bool any_null = false;
-    for (int c = 0; c < 6; c++)
-        any_null |= val[c] != NULL;
-
-    struct fn_cache cache;
-    cache.set = false;
-    for (idx_t r = 0; r < rows; r++) {
+    struct fn_args a;
+    fn_args_init(&a, input, 0);
+    for (idx_t r = 0; r < a.rows; r++) {
         /* the states are scattered over DuckDB's hash table: fetch a state's line 16 rows
          * ahead, and 8 rows ahead the place its next event goes */
-        if (r + 16 < rows)
+        if (r + 16 < a.rows)
             __builtin_prefetch((void *)states[r + 16], 1);
-        if (r + 8 < rows) {
+        if (r + 8 < a.rows) {
             struct fn_state *ps = (struct fn_state *)states[r + 8];
             __builtin_prefetch(fn_events(ps) + ps->n, 1);
         }
-        if (any_null) {
-            bool ok = true;
-            for (int c = 0; c < 6 && ok; c++)
-                ok = valid_at(val[c], r);
-            if (!ok)
-                continue;
-        }
-        if (!cache.set || cache.n_steps != n_steps[r] || cache.window != window[r] ||
-            !str_same_bytes(&cache.mode, &mode[r]) || !str_same_bytes(&cache.ex, &ex[r])) {
-            if (fn_params_parse(info, n_steps[r], window[r], str_ptr(&mode[r]),
-                                duckdb_string_t_length(mode[r]), str_ptr(&ex[r]),
-                                duckdb_string_t_length(ex[r]), &cache.p) < 0)
-                return;
-            cache.set = true;
-            cache.n_steps = n_steps[r];
-            cache.window = window[r];
-            cache.mode = mode[r];
-            cache.ex = ex[r];
-        }
         struct fn_state *s = (struct fn_state *)states[r];
-        if (!fn_has_params(s)) {
-            s->p = cache.p;
-        } else if (!fn_params_eq(&s->p, &cache.p)) {
-            fn_fail(info, "n_steps, window_us, mode and exclusions must be the same on every "
-                          "row of a group");
+        struct fn_ev ev;
+        int k = fn_args_row(info, &a, r, &s->p, &ev);
+        if (k < 0)
             return;
-        }
-        uint32_t m = mask[r];
-        if (m & ~cache.p.allowed) {
-            fn_fail(info,
-                    "mask 0x%x has bits beyond the %d steps (bits 0-%d) and %d exclusions "
-                    "(bits %d-)",
-                    (unsigned)m, (int)cache.p.n_steps, (int)cache.p.n_steps - 1,
-                    (int)cache.p.n_excl, FN_EXCL_SHIFT);
-            return;
-        }
-        if (m == 0 && cache.p.mode != FN_STRICT)
-            continue; /* only strict funnels care about events that match nothing */
+        if (k == 0)
+            continue;
         if (s->n == fn_capacity(s) && fn_reserve(info, s, 1) < 0)
             return;
-        uint32_t steps = m & ((1u << cache.p.n_steps) - 1);
-        struct fn_ev *e = &fn_events(s)[s->n++];
-        e->ts = ts[r];
-        e->mask = m;
-        e->rank = steps ? (uint32_t)__builtin_ctz(steps) : FN_NO_STEP;
+        fn_events(s)[s->n++] = ev;
     }
 }
 
@@ -445,13 +484,8 @@ static void fn_combine(duckdb_function_info info, duckdb_aggregate_state *source
         struct fn_state *dst = (struct fn_state *)target[i];
         if (!fn_has_params(src))
             continue; /* empty: never saw a row */
-        if (!fn_has_params(dst)) {
-            dst->p = src->p;
-        } else if (!fn_params_eq(&dst->p, &src->p)) {
-            fn_fail(info, "n_steps, window_us, mode and exclusions must be the same on every "
-                          "row of a group");
+        if (fn_params_join(info, &dst->p, &src->p) < 0)
             return;
-        }
         if (!src->n)
             continue;
         if (fn_reserve(info, dst, src->n) < 0)
@@ -462,11 +496,64 @@ static void fn_combine(duckdb_function_info info, duckdb_aggregate_state *source
     }
 }
 
-/* ---- sorting ---- */
+/* ---- sorting ----
+ *
+ * FN_DEFINE_SORT(name, T, less) defines name(a, n, tmp): a stable sort of T a[0..n) by
+ * less(&x, &y), tmp holding n elements (unused below 2 * FN_RUN). Runs of FN_RUN elements are
+ * insertion-sorted, then merged bottom-up; sorted input costs one pass. */
 
-/* By timestamp, then the lowest step matched (no step last). The sorts are stable: events equal
- * on both keep the order the group received them in, which a query can pin with ORDER BY inside
- * the aggregate (e.g. ORDER BY log_offset, as the reference implementation breaks ties). */
+#define FN_RUN 24
+
+#define FN_DEFINE_SORT(name, T, less)                                                              \
+    static void name##_insertion(T *a, size_t n)                                                   \
+    {                                                                                              \
+        for (size_t i = 1; i < n; i++) {                                                           \
+            if (!less(&a[i], &a[i - 1]))                                                           \
+                continue;                                                                          \
+            T x = a[i];                                                                            \
+            size_t j = i;                                                                          \
+            do {                                                                                   \
+                a[j] = a[j - 1];                                                                   \
+                j--;                                                                               \
+            } while (j > 0 && less(&x, &a[j - 1]));                                                \
+            a[j] = x;                                                                              \
+        }                                                                                          \
+    }                                                                                              \
+    static void name(T *a, size_t n, T *tmp)                                                       \
+    {                                                                                              \
+        size_t i = 1;                                                                              \
+        while (i < n && !less(&a[i], &a[i - 1]))                                                   \
+            i++;                                                                                   \
+        if (i >= n)                                                                                \
+            return;                                                                                \
+        if (n <= FN_RUN * 2) {                                                                     \
+            name##_insertion(a, n);                                                                \
+            return;                                                                                \
+        }                                                                                          \
+        for (size_t lo = 0; lo < n; lo += FN_RUN)                                                  \
+            name##_insertion(a + lo, n - lo < FN_RUN ? n - lo : FN_RUN);                           \
+        T *from = a, *to = tmp;                                                                    \
+        for (size_t w = FN_RUN; w < n; w *= 2) {                                                   \
+            for (size_t lo = 0; lo < n; lo += 2 * w) {                                             \
+                size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;        \
+                size_t x = lo, y = mid, k = lo;                                                    \
+                while (x < mid && y < hi)                                                          \
+                    to[k++] = less(&from[y], &from[x]) ? from[y++] : from[x++];                    \
+                while (x < mid)                                                                    \
+                    to[k++] = from[x++];                                                           \
+                while (y < hi)                                                                     \
+                    to[k++] = from[y++];                                                           \
+            }                                                                                      \
+            T *t = from;                                                                           \
+            from = to;                                                                             \
+            to = t;                                                                                \
+        }                                                                                          \
+        if (from != a)                                                                             \
+            memcpy(a, from, n * sizeof(*a));                                                       \
+    }
+
+/* By timestamp, then the lowest step matched (no step last). The sort is stable: events equal
+ * on both keep the order the group received them in. */
 static inline bool ev_less(const struct fn_ev *a, const struct fn_ev *b)
 {
     if (a->ts != b->ts)
@@ -474,56 +561,7 @@ static inline bool ev_less(const struct fn_ev *a, const struct fn_ev *b)
     return a->rank < b->rank;
 }
 
-static void insertion_sort(struct fn_ev *ev, size_t n)
-{
-    for (size_t i = 1; i < n; i++) {
-        if (!ev_less(&ev[i], &ev[i - 1]))
-            continue;
-        struct fn_ev x = ev[i];
-        size_t j = i;
-        do {
-            ev[j] = ev[j - 1];
-            j--;
-        } while (j > 0 && ev_less(&x, &ev[j - 1]));
-        ev[j] = x;
-    }
-}
-
-#define FN_RUN 24
-
-/* Sorts ev[0..n); tmp holds n events. Sorted input costs one pass. */
-static void fn_sort(struct fn_ev *ev, size_t n, struct fn_ev *tmp)
-{
-    size_t i = 1;
-    while (i < n && !ev_less(&ev[i], &ev[i - 1]))
-        i++;
-    if (i >= n)
-        return;
-    if (n <= FN_RUN * 2) {
-        insertion_sort(ev, n);
-        return;
-    }
-    for (size_t lo = 0; lo < n; lo += FN_RUN)
-        insertion_sort(ev + lo, n - lo < FN_RUN ? n - lo : FN_RUN);
-    struct fn_ev *from = ev, *to = tmp;
-    for (size_t w = FN_RUN; w < n; w *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * w) {
-            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            size_t a = lo, b = mid, k = lo;
-            while (a < mid && b < hi)
-                to[k++] = ev_less(&from[b], &from[a]) ? from[b++] : from[a++];
-            while (a < mid)
-                to[k++] = from[a++];
-            while (b < hi)
-                to[k++] = from[b++];
-        }
-        struct fn_ev *t = from;
-        from = to;
-        to = t;
-    }
-    if (from != ev)
-        memcpy(ev, from, n * sizeof(*ev));
-}
+FN_DEFINE_SORT(fn_sort, struct fn_ev, ev_less)
 
 /* ---- the walks ---- */
 
@@ -642,27 +680,34 @@ static int fn_walk_unordered(const struct fn_params *p, const struct fn_ev *ev, 
     return best - 1;
 }
 
-/* Evaluates one group into out (at most 1 + FN_MAX_STEPS values); returns how many. */
-static size_t fn_eval(struct fn_state *s, struct fn_ev *tmp, double *out)
+/* Evaluates one actor's n sorted events into out (at most 1 + FN_MAX_STEPS values):
+ * [furthest, t1, ..., t_furthest] or [-1]; returns how many. */
+static size_t fn_eval_sorted(const struct fn_params *p, const struct fn_ev *ev, size_t n,
+                             double *out)
 {
     out[0] = -1;
-    if (!fn_has_params(s) || !s->n)
-        return 1;
-    struct fn_ev *ev = fn_events(s);
-    size_t n = s->n;
-    fn_sort(ev, n, tmp);
-    if (s->p.mode == FN_UNORDERED) {
-        out[0] = fn_walk_unordered(&s->p, ev, n);
+    if (p->mode == FN_UNORDERED) {
+        out[0] = fn_walk_unordered(p, ev, n);
         return 1;
     }
     int64_t times[FN_MAX_STEPS];
-    int best = fn_walk_ordered(&s->p, ev, n, times);
-    if (best < 0 || (s->p.n_excl && fn_excluded(&s->p, ev, n, best, times)))
+    int best = fn_walk_ordered(p, ev, n, times);
+    if (best < 0 || (p->n_excl && fn_excluded(p, ev, n, best, times)))
         return 1;
     out[0] = best;
     for (int k = 1; k <= best; k++)
         out[k] = (double)span(times[k - 1], times[k]) / 1e6;
     return (size_t)best + 1;
+}
+
+/* Evaluates one group into out, as fn_eval_sorted; tmp holds s->n events. */
+static size_t fn_eval(struct fn_state *s, struct fn_ev *tmp, double *out)
+{
+    out[0] = -1;
+    if (!fn_has_params(s) || !s->n)
+        return 1;
+    fn_sort(fn_events(s), s->n, tmp);
+    return fn_eval_sorted(&s->p, fn_events(s), s->n, out);
 }
 
 #define FN_BATCH 64 /* results written to the list vector at a time */
@@ -711,20 +756,362 @@ out:
     free(tmp);
 }
 
+/* ---- tandem_funnel_steps ----
+ *
+ * The whole funnel in one aggregate, for a query that needs only the per-step totals (the
+ * insight without a breakdown): each state collects its rows (actor, event) in one array;
+ * finalize groups them by actor (two radix passes on a hash of the actor, then a sort of each
+ * small partition by actor, timestamp and step), evaluates every actor as tandem_funnel does
+ * and totals the results. That skips DuckDB's hash table of actors and a result list per actor,
+ * most of the cost of GROUP BY actor with tandem_funnel. Finalize runs on one thread. */
+
+#define FS_NAME "tandem_funnel_steps"
+#define FS_MAX_ROWS ((size_t)1 << 31) /* rows of one group; 48 GiB of state */
+#define FS_PART_BITS 16               /* partitions: at most 2^16, about 32 rows each */
+
+struct fs_row {
+    uint64_t actor;
+    struct fn_ev ev;
+};
+
+/* A zeroed state is a valid empty one; it never points into itself (DuckDB may move it). */
+struct fs_state {
+    struct fs_row *rows; /* malloc'ed */
+    size_t n, cap;
+    struct fn_params p;
+};
+
+static idx_t fs_state_size(duckdb_function_info info)
+{
+    (void)info;
+    return sizeof(struct fs_state);
+}
+
+static void fs_init(duckdb_function_info info, duckdb_aggregate_state state)
+{
+    (void)info;
+    memset((void *)state, 0, sizeof(struct fs_state));
+}
+
+static void fs_destroy(duckdb_aggregate_state *states, idx_t count)
+{
+    for (idx_t i = 0; i < count; i++) {
+        struct fs_state *s = (struct fs_state *)states[i];
+        free(s->rows);
+        s->rows = NULL;
+        s->n = s->cap = 0;
+    }
+}
+
+/* Makes room for extra more rows; 0, or -1 with the error set on info. */
+static int fs_reserve(duckdb_function_info info, struct fs_state *s, size_t extra)
+{
+    if (extra <= s->cap - s->n)
+        return 0;
+    if (extra > FS_MAX_ROWS - s->n) {
+        fn_fail(info, "more than %zu rows in one group", FS_MAX_ROWS);
+        return -1;
+    }
+    size_t cap = s->cap ? s->cap : 16;
+    while (cap < s->n + extra)
+        cap *= 2;
+    struct fs_row *rows = realloc(s->rows, cap * sizeof(*rows));
+    if (!rows) {
+        fn_fail(info, "out of memory for %zu rows", cap);
+        return -1;
+    }
+    s->rows = rows;
+    s->cap = cap;
+    return 0;
+}
+
+static void fs_update(duckdb_function_info info, duckdb_data_chunk input,
+                      duckdb_aggregate_state *states)
+{
+    struct fn_args a;
+    fn_args_init(&a, input, 1);
+    const uint64_t *actor = duckdb_vector_get_data(duckdb_data_chunk_get_vector(input, 0));
+    for (idx_t r = 0; r < a.rows; r++) {
+        struct fs_state *s = (struct fs_state *)states[r];
+        struct fn_ev ev;
+        int k = fn_args_row(info, &a, r, &s->p, &ev);
+        if (k < 0)
+            return;
+        if (k == 0)
+            continue;
+        if (s->n == s->cap && fs_reserve(info, s, 1) < 0)
+            return;
+        s->rows[s->n].actor = actor[r];
+        s->rows[s->n].ev = ev;
+        s->n++;
+    }
+}
+
+static void fs_combine(duckdb_function_info info, duckdb_aggregate_state *source,
+                       duckdb_aggregate_state *target, idx_t count)
+{
+    for (idx_t i = 0; i < count; i++) {
+        struct fs_state *src = (struct fs_state *)source[i];
+        struct fs_state *dst = (struct fs_state *)target[i];
+        if (src->p.n_steps == 0)
+            continue; /* empty: never saw a row */
+        if (fn_params_join(info, &dst->p, &src->p) < 0 || fs_reserve(info, dst, src->n) < 0)
+            return;
+        if (src->n) /* the source stays valid */
+            memcpy(dst->rows + dst->n, src->rows, src->n * sizeof(*src->rows));
+        dst->n += src->n;
+    }
+}
+
+/* ---- grouping rows by actor ---- */
+
+/* the top bits of a multiplicative hash of the actor: any keys spread, not only random ones */
+static inline uint32_t fs_part(uint64_t actor, unsigned bits)
+{
+    return (uint32_t)((actor * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+/* One stable counting pass: to = from ordered by bits [shift, shift + width) of fs_part. */
+static void fs_scatter(const struct fs_row *from, struct fs_row *to, size_t n, unsigned bits,
+                       unsigned shift, unsigned width)
+{
+    size_t pos[256] = {0};
+    uint32_t m = (1u << width) - 1;
+    for (size_t i = 0; i < n; i++)
+        pos[(fs_part(from[i].actor, bits) >> shift) & m]++;
+    size_t sum = 0;
+    for (uint32_t d = 0; d <= m; d++) {
+        size_t c = pos[d];
+        pos[d] = sum;
+        sum += c;
+    }
+    for (size_t i = 0; i < n; i++)
+        to[pos[(fs_part(from[i].actor, bits) >> shift) & m]++] = from[i];
+}
+
+static inline bool row_less(const struct fs_row *a, const struct fs_row *b)
+{
+    if (a->actor != b->actor)
+        return a->actor < b->actor;
+    return ev_less(&a->ev, &b->ev);
+}
+
+FN_DEFINE_SORT(fs_sort, struct fs_row, row_less)
+
+/* Orders rows[0..n) so that each actor's rows are together, by timestamp then step, ties in
+ * the order received; tmp holds n rows. */
+static void fs_group(struct fs_row *rows, size_t n, struct fs_row *tmp)
+{
+    unsigned bits = 0;
+    while (bits < FS_PART_BITS && (n >> bits) > 32)
+        bits++;
+    if (bits < 2) {
+        fs_sort(rows, n, tmp);
+        return;
+    }
+    unsigned lo = bits / 2;
+    fs_scatter(rows, tmp, n, bits, 0, lo);
+    fs_scatter(tmp, rows, n, bits, lo, bits - lo);
+    for (size_t i = 0; i < n;) {
+        uint32_t part = fs_part(rows[i].actor, bits);
+        size_t j = i + 1;
+        while (j < n && fs_part(rows[j].actor, bits) == part)
+            j++;
+        fs_sort(rows + i, j - i, tmp);
+        i = j;
+    }
+}
+
+/* ---- totals ---- */
+
+/* The k-th smallest of a[0..n) (k < n), leaving every element after position k no smaller: a
+ * quickselect with pseudo-random pivots and three-way partitions (many times are equal). */
+static double fs_select(double *a, size_t n, size_t k)
+{
+    uint64_t rng = 0x2545F4914F6CDD1Dull;
+    size_t lo = 0, hi = n;
+    while (hi - lo > 16) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        double pivot = a[lo + (size_t)((rng >> 33) % (hi - lo))];
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            double x = a[i];
+            if (x < pivot) {
+                a[i++] = a[lt];
+                a[lt++] = x;
+            } else if (x > pivot) {
+                a[i] = a[--gt];
+                a[gt] = x;
+            } else {
+                i++;
+            }
+        }
+        if (k < lt)
+            hi = lt;
+        else if (k >= gt)
+            lo = gt;
+        else
+            return pivot;
+    }
+    for (size_t i = lo + 1; i < hi; i++) {
+        double x = a[i];
+        size_t j = i;
+        for (; j > lo && a[j - 1] > x; j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
+    return a[k];
+}
+
+/* DuckDB's quantile_cont(x, 0.5): x[lo] + (x[hi] - x[lo]) * (h - lo), h = (n - 1) / 2. */
+static double fs_median(double *a, size_t n)
+{
+    double h = (double)(n - 1) * 0.5;
+    size_t lo = (size_t)h;
+    double x = fs_select(a, n, lo);
+    if ((double)lo == h)
+        return x;
+    double y = a[lo + 1];
+    for (size_t i = lo + 2; i < n; i++)
+        if (a[i] < y)
+            y = a[i];
+    return x + (y - x) * (h - (double)lo);
+}
+
+/* The step times of one step over the actors that reached it. */
+struct fs_times {
+    double *v;
+    size_t n, cap;
+    double sum;
+};
+
+/* Evaluates every actor of s into out[3 * n_steps - 2] (null[i] for a NULL value); 0, or -1
+ * with the error set on info. */
+static int fs_eval(duckdb_function_info info, struct fs_state *s, double *out, bool *null)
+{
+    int ns = s->p.n_steps, rc = -1;
+    size_t reach[FN_MAX_STEPS] = {0}, ev_cap = 0;
+    struct fs_times t[FN_MAX_STEPS];
+    memset(t, 0, sizeof(t));
+    struct fn_ev *ev = NULL;
+    struct fs_row *tmp = malloc((s->n ? s->n : 1) * sizeof(*tmp));
+    if (!tmp)
+        goto oom;
+    fs_group(s->rows, s->n, tmp);
+    for (size_t i = 0; i < s->n;) {
+        size_t j = i + 1;
+        while (j < s->n && s->rows[j].actor == s->rows[i].actor)
+            j++;
+        if (j - i > ev_cap) {
+            ev_cap = (j - i) * 2;
+            free(ev);
+            if (!(ev = malloc(ev_cap * sizeof(*ev))))
+                goto oom;
+        }
+        for (size_t k = i; k < j; k++)
+            ev[k - i] = s->rows[k].ev;
+        double r[1 + FN_MAX_STEPS];
+        size_t nr = fn_eval_sorted(&s->p, ev, j - i, r);
+        i = j;
+        if (r[0] < 0)
+            continue;
+        reach[(int)r[0]]++;
+        for (size_t k = 1; k < nr; k++) {
+            struct fs_times *tk = &t[k];
+            if (tk->n == tk->cap) {
+                size_t cap = tk->cap ? tk->cap * 2 : 1024;
+                double *v = realloc(tk->v, cap * sizeof(*v));
+                if (!v)
+                    goto oom;
+                tk->v = v;
+                tk->cap = cap;
+            }
+            tk->v[tk->n++] = r[k];
+            tk->sum += r[k];
+        }
+    }
+    size_t actors = 0;
+    for (int k = ns - 1; k >= 0; k--) {
+        actors += reach[k];
+        double *o = k ? out + 3 * k - 2 : out;
+        o[0] = (double)actors;
+        null[k ? 3 * k - 2 : 0] = false;
+        if (!k)
+            break;
+        bool none = t[k].n == 0;
+        null[3 * k - 1] = null[3 * k] = none;
+        o[1] = none ? 0 : t[k].sum / (double)t[k].n;
+        o[2] = none ? 0 : fs_median(t[k].v, t[k].n);
+    }
+    rc = 0;
+    goto out;
+oom:
+    fn_fail(info, "out of memory evaluating %zu rows", s->n);
+out:
+    for (int k = 0; k < FN_MAX_STEPS; k++)
+        free(t[k].v);
+    free(ev);
+    free(tmp);
+    return rc;
+}
+
+static void fs_finalize(duckdb_function_info info, duckdb_aggregate_state *source,
+                        duckdb_vector result, idx_t count, idx_t offset)
+{
+    duckdb_list_entry *entries = duckdb_vector_get_data(result);
+    for (idx_t i = 0; i < count; i++) {
+        struct fs_state *s = (struct fs_state *)source[i];
+        entries[offset + i].offset = duckdb_list_vector_get_size(result);
+        entries[offset + i].length = 0;
+        if (s->p.n_steps == 0) { /* no rows: NULL, like the other aggregates */
+            duckdb_vector_ensure_validity_writable(result);
+            duckdb_validity_set_row_invalid(duckdb_vector_get_validity(result), offset + i);
+            continue;
+        }
+        double vals[3 * FN_MAX_STEPS];
+        bool null[3 * FN_MAX_STEPS];
+        size_t len = 3 * (size_t)s->p.n_steps - 2;
+        if (fs_eval(info, s, vals, null) < 0)
+            return;
+        idx_t base = duckdb_list_vector_get_size(result);
+        if (duckdb_list_vector_reserve(result, base + len) != DuckDBSuccess) {
+            fn_fail(info, "cannot grow the result list");
+            return;
+        }
+        duckdb_vector child = duckdb_list_vector_get_child(result);
+        double *data = duckdb_vector_get_data(child);
+        duckdb_vector_ensure_validity_writable(child);
+        uint64_t *valid = duckdb_vector_get_validity(child);
+        for (size_t k = 0; k < len; k++) {
+            data[base + k] = vals[k];
+            if (null[k])
+                duckdb_validity_set_row_invalid(valid, base + k);
+            else
+                duckdb_validity_set_row_valid(valid, base + k);
+        }
+        if (duckdb_list_vector_set_size(result, base + len) != DuckDBSuccess) {
+            fn_fail(info, "cannot grow the result list");
+            return;
+        }
+        entries[offset + i].length = len;
+    }
+}
+
 /* ---- registration ---- */
 
-int whd__funnel_register(duckdb_connection con)
+/* Registers one aggregate over params[0..n) returning DOUBLE[]; 0, or ERR_INTERNAL. */
+static int fn_register(duckdb_connection con, const char *name, const duckdb_type *params, int n,
+                       duckdb_aggregate_state_size size, duckdb_aggregate_init_t init,
+                       duckdb_aggregate_update_t update, duckdb_aggregate_combine_t combine,
+                       duckdb_aggregate_finalize_t finalize, duckdb_aggregate_destroy_t destroy)
 {
-    if (whd__has_function(con, FN_NAME))
+    if (whd__has_function(con, name))
         return 0; /* DuckDB keeps functions per database: registered by another connection */
-    static const duckdb_type params[6] = {DUCKDB_TYPE_TIMESTAMP, DUCKDB_TYPE_UINTEGER,
-                                          DUCKDB_TYPE_INTEGER,   DUCKDB_TYPE_BIGINT,
-                                          DUCKDB_TYPE_VARCHAR,   DUCKDB_TYPE_VARCHAR};
     duckdb_aggregate_function f = duckdb_create_aggregate_function();
     if (!f)
         return ERR_INTERNAL;
-    duckdb_aggregate_function_set_name(f, FN_NAME);
-    for (int i = 0; i < 6; i++) {
+    duckdb_aggregate_function_set_name(f, name);
+    for (int i = 0; i < n; i++) {
         duckdb_logical_type t = duckdb_create_logical_type(params[i]);
         duckdb_aggregate_function_add_parameter(f, t);
         duckdb_destroy_logical_type(&t);
@@ -734,11 +1121,23 @@ int whd__funnel_register(duckdb_connection con)
     duckdb_aggregate_function_set_return_type(f, list);
     duckdb_destroy_logical_type(&list);
     duckdb_destroy_logical_type(&dbl);
-    duckdb_aggregate_function_set_functions(f, fn_state_size, fn_init, fn_update, fn_combine,
-                                            fn_finalize);
-    duckdb_aggregate_function_set_destructor(f, fn_destroy);
+    duckdb_aggregate_function_set_functions(f, size, init, update, combine, finalize);
+    duckdb_aggregate_function_set_destructor(f, destroy);
     int rc = duckdb_register_aggregate_function(con, f) == DuckDBSuccess ? 0 : ERR_INTERNAL;
     duckdb_destroy_aggregate_function(&f);
+    return rc;
+}
+
+int whd__funnel_register(duckdb_connection con)
+{
+    static const duckdb_type params[7] = {
+        DUCKDB_TYPE_UBIGINT, DUCKDB_TYPE_TIMESTAMP, DUCKDB_TYPE_UINTEGER, DUCKDB_TYPE_INTEGER,
+        DUCKDB_TYPE_BIGINT,  DUCKDB_TYPE_VARCHAR,   DUCKDB_TYPE_VARCHAR};
+    int rc = fn_register(con, FN_NAME, params + 1, 6, fn_state_size, fn_init, fn_update, fn_combine,
+                         fn_finalize, fn_destroy);
+    if (rc == 0)
+        rc = fn_register(con, FS_NAME, params, 7, fs_state_size, fs_init, fs_update, fs_combine,
+                         fs_finalize, fs_destroy);
     return rc;
 }
 
@@ -752,7 +1151,7 @@ int whd__funnel_register(duckdb_connection con)
  * either that way are refused. The statement is parsed by DuckDB itself (json_serialize_sql)
  * only when its text names one of them at all. */
 
-static const char *const guarded[] = {FN_NAME, "tandem_bitcount"};
+static const char *const guarded[] = {FN_NAME, FS_NAME, "tandem_bitcount"};
 
 static const char *guarded_name(const char *fname)
 {
