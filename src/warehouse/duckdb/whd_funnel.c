@@ -317,16 +317,15 @@ static int fn_params_parse(duckdb_function_info info, int32_t n_steps, int64_t w
 
 /* ---- DuckDB callbacks: state, update, combine ---- */
 
+/* Both aggregates: the state's size is the function's extra info, a zeroed state is empty. */
 static idx_t fn_state_size(duckdb_function_info info)
 {
-    (void)info;
-    return sizeof(struct fn_state);
+    return (idx_t)(uintptr_t)duckdb_aggregate_function_get_extra_info(info);
 }
 
 static void fn_init(duckdb_function_info info, duckdb_aggregate_state state)
 {
-    (void)info;
-    memset((void *)state, 0, sizeof(struct fn_state));
+    memset((void *)state, 0, fn_state_size(info));
 }
 
 static void fn_destroy(duckdb_aggregate_state *states, idx_t count)
@@ -781,18 +780,6 @@ struct fs_state {
     struct fn_params p;
 };
 
-static idx_t fs_state_size(duckdb_function_info info)
-{
-    (void)info;
-    return sizeof(struct fs_state);
-}
-
-static void fs_init(duckdb_function_info info, duckdb_aggregate_state state)
-{
-    (void)info;
-    memset((void *)state, 0, sizeof(struct fs_state));
-}
-
 static void fs_destroy(duckdb_aggregate_state *states, idx_t count)
 {
     for (idx_t i = 0; i < count; i++) {
@@ -1099,11 +1086,12 @@ static void fs_finalize(duckdb_function_info info, duckdb_aggregate_state *sourc
 
 /* ---- registration ---- */
 
-/* Registers one aggregate over params[0..n) returning DOUBLE[]; 0, or ERR_INTERNAL. */
+/* Registers one aggregate over params[0..n) returning DOUBLE[], with states of state_bytes;
+ * 0, or ERR_INTERNAL. */
 static int fn_register(duckdb_connection con, const char *name, const duckdb_type *params, int n,
-                       duckdb_aggregate_state_size size, duckdb_aggregate_init_t init,
-                       duckdb_aggregate_update_t update, duckdb_aggregate_combine_t combine,
-                       duckdb_aggregate_finalize_t finalize, duckdb_aggregate_destroy_t destroy)
+                       size_t state_bytes, duckdb_aggregate_update_t update,
+                       duckdb_aggregate_combine_t combine, duckdb_aggregate_finalize_t finalize,
+                       duckdb_aggregate_destroy_t destroy)
 {
     if (whd__has_function(con, name))
         return 0; /* DuckDB keeps functions per database: registered by another connection */
@@ -1121,7 +1109,8 @@ static int fn_register(duckdb_connection con, const char *name, const duckdb_typ
     duckdb_aggregate_function_set_return_type(f, list);
     duckdb_destroy_logical_type(&list);
     duckdb_destroy_logical_type(&dbl);
-    duckdb_aggregate_function_set_functions(f, size, init, update, combine, finalize);
+    duckdb_aggregate_function_set_extra_info(f, (void *)(uintptr_t)state_bytes, NULL);
+    duckdb_aggregate_function_set_functions(f, fn_state_size, fn_init, update, combine, finalize);
     duckdb_aggregate_function_set_destructor(f, destroy);
     int rc = duckdb_register_aggregate_function(con, f) == DuckDBSuccess ? 0 : ERR_INTERNAL;
     duckdb_destroy_aggregate_function(&f);
@@ -1133,10 +1122,10 @@ int whd__funnel_register(duckdb_connection con)
     static const duckdb_type params[7] = {
         DUCKDB_TYPE_UBIGINT, DUCKDB_TYPE_TIMESTAMP, DUCKDB_TYPE_UINTEGER, DUCKDB_TYPE_INTEGER,
         DUCKDB_TYPE_BIGINT,  DUCKDB_TYPE_VARCHAR,   DUCKDB_TYPE_VARCHAR};
-    int rc = fn_register(con, FN_NAME, params + 1, 6, fn_state_size, fn_init, fn_update, fn_combine,
-                         fn_finalize, fn_destroy);
+    int rc = fn_register(con, FN_NAME, params + 1, 6, sizeof(struct fn_state), fn_update,
+                         fn_combine, fn_finalize, fn_destroy);
     if (rc == 0)
-        rc = fn_register(con, FS_NAME, params, 7, fs_state_size, fs_init, fs_update, fs_combine,
+        rc = fn_register(con, FS_NAME, params, 7, sizeof(struct fs_state), fs_update, fs_combine,
                          fs_finalize, fs_destroy);
     return rc;
 }
