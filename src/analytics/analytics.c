@@ -1,6 +1,5 @@
 /* analytics.c - analytics_run: validate, resolve the time zone and the buckets, run the
  * insight, and the helpers every insight uses to shape its response. */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,16 +69,6 @@ double an__num(const json_t *v)
     return 0;
 }
 
-json_t *an__count(const json_t *v)
-{
-    if (json_is_integer(v))
-        return json_integer(json_integer_value(v));
-    double d = an__num(v);
-    if (d == floor(d) && fabs(d) < 9e15)
-        return json_integer((json_int_t)d);
-    return json_real(d);
-}
-
 /* The range's first instant for retention: the start of the period N-1 periods before the one
  * holding to_utc. */
 static int64_t retention_from(const struct an_time *t, int64_t to_utc, int n)
@@ -137,6 +126,14 @@ int analytics_run(struct wh_conn *c, enum analytics_kind kind, const json_t *que
     int64_t from_guess = kind == ANALYTICS_RETENTION
                              ? to_guess - (int64_t)q.total_intervals * 31 * AN_US_DAY
                              : an__date_guess(&q.from, now_us);
+    /* longer than AN_MAX_BUCKETS months cannot fit at any interval: refused before the zone's
+     * offsets are read over it (centuries of them take seconds) */
+    if (to_guess - from_guess > (int64_t)(AN_MAX_BUCKETS + 1) * 31 * AN_US_DAY) {
+        an__error(errors, "dateFrom", "validation_invalid_value",
+                  "The range holds more than %d buckets.", AN_MAX_BUCKETS);
+        rc = ERR_INVALID;
+        goto out;
+    }
     int64_t lo = from_guess - (int64_t)(lookback_days + 40) * AN_US_DAY;
     int64_t hi = to_guess + 40 * AN_US_DAY;
     if (lo > hi)
@@ -158,8 +155,6 @@ int analytics_run(struct wh_conn *c, enum analytics_kind kind, const json_t *que
                        .q = &q,
                        .t = &t,
                        .horizon = persons ? (int64_t)horizon : -1,
-                       .now_us = now_us,
-                       .errors = errors,
                        .msg = out->message,
                        .msg_len = sizeof(out->message)};
     switch (kind) {

@@ -3,8 +3,9 @@
  * response member and semantic.
  *
  * A query is a JSON object. analytics_run validates it (naming the bad member by its path,
- * e.g. "series.0.math"), turns its dates into UTC instants in the query's time zone (one small
- * warehouse query reads the zone's clock changes from the engine's ICU data), compiles the
+ * e.g. "series.0.math"), turns its dates into UTC instants in the query's time zone (two small
+ * warehouse queries check the zone and read its clock changes from the engine's ICU data;
+ * none for UTC), compiles the
  * insight to ONE warehouse SQL statement whose every client value is a bound parameter, runs
  * it through wh_query and shapes the aggregated rows into the response. No event is looked at
  * row by row in C.

@@ -51,7 +51,7 @@ struct an_key {
 struct an_filter {
     struct an_key key;
     enum an_op op;
-    json_t *values; /* array of the value texts (strings) or one number; NULL for set ops */
+    json_t *values; /* array of the value texts (strings); NULL for set and comparison ops */
     double number;  /* gt/gte/lt/lte */
 };
 
@@ -192,7 +192,7 @@ void an__sql_local(struct an_sql *s, const struct an_time *t, const char *col);
 void an__sql_bucket(struct an_sql *s, const struct an_time *t, const char *col);
 /* The local day number relative to dbase (0 = the day of dbase). */
 void an__sql_day(struct an_sql *s, const struct an_time *t, const char *col);
-/* " FROM events e WHERE " and, when horizon >= 0, "e.log_offset < horizon AND ": a
+/* " FROM events e WHERE " and, when horizon >= 0, "e.log_offset < horizon::UBIGINT AND ": a
  * condition follows. Insights that count persons read e.person_key, which the persons refresh
  * keeps right for every event below the horizon it returned. */
 void an__sql_events(struct an_sql *s, int64_t horizon);
@@ -222,8 +222,6 @@ struct an_ctx {
     struct an_query *q;
     struct an_time *t;
     int64_t horizon; /* persons are right below this log offset (-1: persons not needed) */
-    int64_t now_us;
-    json_t *errors;
     char *msg;
     size_t msg_len;
 };
@@ -240,7 +238,5 @@ void an__common(json_t *o, const struct an_query *q, const struct an_time *t, bo
 json_t *an__labels(const struct an_time *t);
 /* Double from a row cell (integer or real); 0 for null. */
 double an__num(const json_t *v);
-/* A number for the response: an integer when whole and integral math, else real. */
-json_t *an__count(const json_t *v);
 
 #endif

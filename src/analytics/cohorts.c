@@ -1,6 +1,7 @@
 /* cohorts.c - the insights built on each person's set of active buckets: retention,
- * stickiness and lifecycle. Each is one statement: (person, bucket) pairs first (a DISTINCT
- * that shrinks the events a lot), then joins or window functions over those pairs. */
+ * stickiness and lifecycle. Each is one statement: the active buckets of every person first
+ * ((person, bucket) pairs by a DISTINCT that shrinks the events a lot, or, for retention over
+ * at most 64 periods, one bit mask per person), then joins, window functions or bit counts. */
 #include <string.h>
 
 #include "analytics/analytics_int.h"

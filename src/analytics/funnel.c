@@ -10,7 +10,7 @@
 static void funnel_args(struct an_sql *s, const struct an_query *q, const char *mode,
                         const char *ex)
 {
-    an__sql_param(s, json_integer((json_int_t)q->n_ents));
+    an__sql_int(s, (int64_t)q->n_ents);
     an__sql_put(s, "::INTEGER, ");
     an__sql_int(s, q->window_us);
     an__sql_put(s, "::BIGINT, ");

@@ -21,13 +21,19 @@ void an__error(json_t *errors, const char *path, const char *code, const char *f
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    str_utf8_scrub(msg); /* a precision or the size may have cut a client's character */
     json_object_set_new(errors, path, json_pack("{s:s,s:s}", "code", code, "message", msg));
+}
+
+/* arena cleanup of a json_t (json_decref itself has another type) */
+static void release_json(void *j)
+{
+    json_decref(j);
 }
 
 struct pctx {
     struct arena *a;
     json_t *errors;
-    enum analytics_kind kind;
 };
 
 static const char *path2(struct pctx *p, const char *base, const char *member)
@@ -233,7 +239,7 @@ static bool parse_filter(struct pctx *p, const json_t *f, const char *path, stru
         }
         out->values = json_array();
         json_array_append_new(out->values, text_form(v));
-        arena_on_release(p->a, (arena_cleanup_cb)json_decref, out->values);
+        arena_on_release(p->a, release_json, out->values);
         return ok;
     default:
         if (!v || json_is_null(v)) {
@@ -241,7 +247,7 @@ static bool parse_filter(struct pctx *p, const json_t *f, const char *path, stru
             return false;
         }
         out->values = json_array();
-        arena_on_release(p->a, (arena_cleanup_cb)json_decref, out->values);
+        arena_on_release(p->a, release_json, out->values);
         if (json_is_array(v)) {
             if (json_array_size(v) == 0 || json_array_size(v) > 1000) {
                 an__error(p->errors, vpath, C_INVALID,
@@ -552,7 +558,7 @@ static int parse_enum(struct pctx *p, const json_t *v, const char *path, const c
 int an__parse(struct arena *a, enum analytics_kind kind, const json_t *q, struct an_query *out,
               json_t *errors)
 {
-    struct pctx p = {.a = a, .errors = errors, .kind = kind};
+    struct pctx p = {.a = a, .errors = errors};
     memset(out, 0, sizeof(*out));
     out->kind = kind;
     out->interval = AN_DAY;

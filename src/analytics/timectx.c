@@ -1,10 +1,10 @@
 /* timectx.c - the query's time zone and buckets.
  *
- * The zone's UTC offsets over the query's window come from the engine's ICU data in one small
- * query (day steps find the days with a clock change, minute steps find the minute; UTC needs
- * none). The rest
- * is arithmetic here: wall clock of an instant, first instant of a wall-clock time, bucket
- * starts and labels. The big statement then buckets events with integer arithmetic on
+ * The zone's UTC offsets over the query's window come from the engine's ICU data: one small
+ * query checks that the zone exists, one reads its offsets (day steps find the days with a
+ * clock change, minute steps find the minute); UTC needs neither. The rest is arithmetic
+ * here: wall clock of an instant, first instant of a wall-clock time, bucket starts and
+ * labels. The big statement then buckets events with integer arithmetic on
  * epoch_us("timestamp") + offset (a CASE over the few changes), which is far cheaper per row
  * than calling ICU on every event. */
 #include <stdio.h>

@@ -89,37 +89,6 @@ static int hex4(const char *p, const char *end, unsigned *out)
     return 0;
 }
 
-/* One well-formed UTF-8 sequence of 2-4 bytes at p (no overlongs, surrogates or code points
- * past U+10FFFF); returns its length or -1. */
-static int utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    int n;
-    unsigned lo = 0x80, hi = 0xbf; /* range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return -1;
-    if (end - p < n || p[1] < lo || p[1] > hi)
-        return -1;
-    for (int i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return -1;
-    return n;
-}
-
 static int scan_string(struct scanner *sc)
 {
     size_t i = push(sc, CAPTURE__TOK_STRING);
@@ -151,8 +120,8 @@ static int scan_string(struct scanner *sc)
         if (c < 0x20)
             return -1;
         if (c >= 0x80) {
-            int n = utf8_seq(p, end);
-            if (n < 0)
+            size_t n = str_utf8_seq(p, (size_t)(end - p));
+            if (!n)
                 return -1;
             p += n;
             continue;

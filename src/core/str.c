@@ -27,6 +27,57 @@ bool str_has_prefix(struct str s, const char *prefix)
     return s.len >= n && memcmp(s.ptr, prefix, n) == 0;
 }
 
+size_t str_utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF; /* range of the second byte */
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+void str_utf8_scrub(char *s)
+{
+    unsigned char *r = (unsigned char *)s, *w = r;
+    size_t n = strlen(s);
+    while (n) {
+        size_t k = str_utf8_seq(r, n);
+        if (!k) {
+            r++;
+            n--;
+            continue;
+        }
+        memmove(w, r, k);
+        w += k;
+        r += k;
+        n -= k;
+    }
+    *w = 0;
+}
+
 void buf_init(struct buf *b)
 {
     b->ptr = NULL;

@@ -135,32 +135,10 @@ static int string(struct scan *s, const char **body, size_t *body_len, bool *esc
             s->p++;
             continue;
         }
-        /* UTF-8: reject overlongs, surrogates and code points above U+10FFFF */
-        size_t n;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+        size_t n = str_utf8_seq(s->p, (size_t)(s->end - s->p));
+        if (!n)
             return fail(s, "invalid UTF-8");
-        }
-        if ((size_t)(s->end - s->p) <= n)
-            return fail(s, "invalid UTF-8");
-        for (size_t i = 1; i <= n; i++) {
-            if ((s->p[i] & 0xC0) != 0x80)
-                return fail(s, "invalid UTF-8");
-            cp = cp << 6 | (s->p[i] & 0x3F);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return fail(s, "invalid UTF-8");
-        s->p += n + 1;
+        s->p += n;
     }
     return fail(s, "unterminated string");
 }

@@ -532,6 +532,10 @@ static void *consumer_main(void *arg)
         if (rc < 0) {
             set_error(c, "cannot read %s at %llu: %s", c->topic, (unsigned long long)pos,
                       evlog_errmsg(log));
+            if (txn.open) { /* what is appended ends at pos: commit it, then read again */
+                req = batch;
+                goto commit_txn;
+            }
             goto retry;
         }
         if (b.n == 0) {
@@ -572,12 +576,12 @@ static void *consumer_main(void *arg)
         rc = c->kind == KIND_EVENTS ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
                                     : wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st);
         rows_clear(&rows);
-        metrics_observe(c->m_batch, (double)got);
         if (rc < 0) {
             set_error(c, "cannot load %zu records at %llu: %s", got, (unsigned long long)pos,
                       wh_errmsg(conn));
             goto failed;
         }
+        metrics_observe(c->m_batch, (double)got);
         pos = b.next_offset;
         backoff = 0;
         batch = next_batch;

@@ -140,6 +140,7 @@ int wh_checkpoint(struct wh_conn *c, bool force)
 
 int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out)
 {
+    REFUSE_WHILE_LOADING(c);
     return c->wh->ops->persons_refresh(c, next_out);
 }
 

@@ -115,6 +115,27 @@ static void test_buf(void **state)
     assert_true(le_get64(le) == UINT64_C(0x0102030405060708));
 }
 
+/* UTF-8 sequences: ASCII and 2-4 byte characters pass; cut, overlong, surrogate and
+ * out-of-range ones do not, and scrubbing drops exactly their bytes */
+static void test_utf8(void **state)
+{
+    (void)state;
+    const unsigned char *u = (const unsigned char *)"a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+    assert_int_equal(str_utf8_seq(u, 10), 1);
+    assert_int_equal(str_utf8_seq(u + 1, 9), 2);
+    assert_int_equal(str_utf8_seq(u + 3, 7), 3);
+    assert_int_equal(str_utf8_seq(u + 6, 4), 4);
+    assert_int_equal(str_utf8_seq(u + 6, 3), 0);                                     /* cut */
+    assert_int_equal(str_utf8_seq((const unsigned char *)"\xc0\xaf", 2), 0);         /* overlong */
+    assert_int_equal(str_utf8_seq((const unsigned char *)"\xe0\x80\xaf", 3), 0);     /* overlong */
+    assert_int_equal(str_utf8_seq((const unsigned char *)"\xed\xa0\x80", 3), 0);     /* surrogate */
+    assert_int_equal(str_utf8_seq((const unsigned char *)"\xf4\x90\x80\x80", 4), 0); /* > 10FFFF */
+    assert_int_equal(str_utf8_seq((const unsigned char *)"\x80", 1), 0);
+    char s[] = "ok \xe2\x82\xac \xe2\x82 x\xff\xc3\xa9\xe2";
+    str_utf8_scrub(s);
+    assert_string_equal(s, "ok \xe2\x82\xac  x\xc3\xa9");
+}
+
 static void test_err_str(void **state)
 {
     UNUSED(state);
@@ -129,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_time_format), cmocka_unit_test(test_time_parse),
         cmocka_unit_test(test_ids),         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_buf),         cmocka_unit_test(test_err_str),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -306,7 +306,7 @@ static int whd_ensure_schema(struct wh_conn *wc)
             whd__rollback(c);
             return rc;
         }
-    if ((rc = migrate_person_keys(c)) < 0) {
+    if ((rc = migrate_person_keys(c)) < 0 || (rc = whd__persons_schema(c)) < 0) {
         whd__rollback(c);
         return rc;
     }
@@ -463,7 +463,6 @@ static int ev_chunk_ready(struct whd_conn *c, duckdb_appender app)
     for (idx_t i = 0; i < n; i++)
         types[i] = duckdb_appender_column_type(app, i);
     c->ev_chunk = duckdb_create_data_chunk(types, n);
-    c->ev_ncols = n;
     for (idx_t i = 0; i < n; i++)
         duckdb_destroy_logical_type(&types[i]);
     return 0;

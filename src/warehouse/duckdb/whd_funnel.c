@@ -1,14 +1,15 @@
-/* whd_funnel.c - the funnel aggregate tandem_funnel(ts, mask, n_steps, window_us, mode,
- * exclusions) -> DOUBLE[], a DuckDB C API aggregate (docs/analytics.md, "The funnel aggregate").
+/* whd_funnel.c - the funnel aggregates (docs/analytics.md, "The funnel aggregate"), DuckDB C API
+ * aggregates: tandem_funnel(ts, mask, n_steps, window_us, mode, exclusions) -> DOUBLE[], the
+ * funnel of one actor, and tandem_funnel_steps(actor, ...) -> DOUBLE[], the per-step totals of
+ * a whole funnel (its own section below; it shares the row checks, the sort and the walks).
  *
- * One state per group (one actor): the group's events as (timestamp, mask) in a growable array
- * plus the constant parameters, parsed once per run of equal arguments and checked on every
- * row. Finalize sorts the events (timestamp, then the lowest step matched, events matching no
- * step last; a stable sort, so events equal on both keep the order the group received them
- * in), runs the ordered, strict or unordered walk, applies the exclusions to the actor's chain
- * and writes [furthest, t1, ..., t_furthest] (seconds between consecutive steps of the chain),
- * or [-1]. Rows with a NULL argument are ignored; outside strict funnels so are rows whose mask
- * is 0.
+ * tandem_funnel: one state per group (one actor): the group's events as (timestamp, mask) in a
+ * growable array plus the constant parameters, parsed once per run of equal arguments and checked
+ * on every row. Finalize sorts the events (timestamp, then the lowest step matched, events matching
+ * no step last; a stable sort, so events equal on both keep the order the group received them in),
+ * runs the ordered, strict or unordered walk, applies the exclusions to the actor's chain and
+ * writes [furthest, t1, ..., t_furthest] (seconds between consecutive steps of the chain), or [-1].
+ * Rows with a NULL argument are ignored; outside strict funnels so are rows whose mask is 0.
  *
  * DuckDB may move a state's bytes (its hash tables copy rows), so a state never points into
  * itself: the first events live in an inline array, later ones in an array the state owns
@@ -1135,10 +1136,10 @@ int whd__funnel_register(duckdb_connection con)
  * DuckDB 1.4.4's C API feeds an aggregate one state per row without flattening the state
  * vector, but two of its callers hand it a single state for all rows: an aggregate with ORDER
  * BY inside the call (the sorted-aggregate wrapper) and a window aggregate over whole
- * partitions (the constant aggregator). tandem_funnel and tandem_bitcount (whd_persons.c)
- * would then read states that do not exist, so statements from outside (the SQL API) that use
- * either that way are refused. The statement is parsed by DuckDB itself (json_serialize_sql)
- * only when its text names one of them at all. */
+ * partitions (the constant aggregator). tandem_funnel, tandem_funnel_steps and
+ * tandem_bitcount (whd_persons.c) would then read states that do not exist, so statements from
+ * outside (the SQL API) that use either that way are refused. The statement is parsed by DuckDB
+ * itself (json_serialize_sql) only when its text names one of them at all. */
 
 static const char *const guarded[] = {FN_NAME, FS_NAME, "tandem_bitcount"};
 

@@ -20,8 +20,7 @@ struct whd_conn {
     struct wh_conn base;
     duckdb_connection con;
     char err[1024];
-    duckdb_data_chunk ev_chunk; /* reused across event batches */
-    idx_t ev_ncols;
+    duckdb_data_chunk ev_chunk;           /* reused across event batches */
     duckdb_prepared_statement off_update; /* UPDATE _offsets, prepared on first use */
 };
 
@@ -61,6 +60,9 @@ int whd__drop_collection(struct wh_conn *c, const char *collection_id);
 
 /* whd_persons.c */
 int whd__persons_refresh(struct wh_conn *c, uint64_t *next_out);
+/* Creates the identity tables (_person_links, _did_first, _persons_state) when missing, in
+ * c's open transaction (after migrate_person_keys, which drops old ones). 0, or rc < 0. */
+int whd__persons_schema(struct whd_conn *c);
 /* Whether con's database has a function of that name (registered by any connection). */
 bool whd__has_function(duckdb_connection con, const char *name);
 /* The 64-bit key of a distinct id or person (SipHash-2-4 of its bytes under a fixed key). */
@@ -74,13 +76,15 @@ int whd__persons_register(duckdb_connection con) MUST_USE;
 /* wh_duckdb_query.c */
 int whd__query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
 
-/* whd_funnel.c: registers the aggregate tandem_funnel (docs/analytics.md) on con's database.
- * DuckDB keeps it per database, so every connection of that database sees it; a second call
- * finds it there and does nothing. 0, or ERR_INTERNAL. */
+/* whd_funnel.c: registers the aggregates tandem_funnel and tandem_funnel_steps
+ * (docs/analytics.md) on con's database. DuckDB keeps them per database, so every connection
+ * of that database sees them; a second call finds them there and does nothing. 0, or
+ * ERR_INTERNAL. */
 int whd__funnel_register(duckdb_connection con) MUST_USE;
-/* The SQL API's check: ERR_DENIED (reason in err) when sql uses tandem_funnel as a window
- * function or with ORDER BY inside the call, which DuckDB 1.4.4 cannot run with a C aggregate
- * without crashing; 0 otherwise, and at once when sql does not name the function. */
+/* The SQL API's check: ERR_DENIED (reason in err) when sql uses one of tandem's C aggregates
+ * (tandem_funnel, tandem_funnel_steps, tandem_bitcount) as a window function or with ORDER BY
+ * inside the call, which DuckDB 1.4.4 cannot run with a C aggregate without crashing; 0
+ * otherwise, and at once when sql names none of them. */
 int whd__funnel_guard(duckdb_connection con, const char *sql, char *err, size_t err_len) MUST_USE;
 
 #endif

@@ -247,6 +247,21 @@ static int query_u64x2(struct whd_conn *c, const char *sql, uint64_t *a, uint64_
     return 0;
 }
 
+int whd__persons_schema(struct whd_conn *c)
+{
+    static const char *const sql[] = {
+        "CREATE TABLE IF NOT EXISTS _person_links (did VARCHAR, person VARCHAR, did_key UBIGINT, "
+        "person_key UBIGINT, \"timestamp\" TIMESTAMP, log_offset UBIGINT)",
+        "CREATE TABLE IF NOT EXISTS _did_first (did VARCHAR, did_key UBIGINT, \"timestamp\" "
+        "TIMESTAMP)",
+        "CREATE TABLE IF NOT EXISTS _persons_state (next_offset UBIGINT)",
+    };
+    int rc = 0;
+    for (size_t i = 0; i < ARRAY_LEN(sql) && rc == 0; i++)
+        rc = whd__exec(c, sql[i]);
+    return rc;
+}
+
 int whd__persons_refresh(struct wh_conn *wc, uint64_t *next_out)
 {
     struct whd_conn *c = whd__conn(wc);
@@ -256,17 +271,10 @@ int whd__persons_refresh(struct wh_conn *wc, uint64_t *next_out)
     pthread_mutex_lock(&refresh_mu);
     if ((rc = whd__begin(c)) < 0)
         goto out;
-    if ((rc = whd__exec(c, "CREATE TABLE IF NOT EXISTS _person_links (did VARCHAR, person VARCHAR, "
-                           "did_key UBIGINT, person_key UBIGINT, \"timestamp\" TIMESTAMP, "
-                           "log_offset UBIGINT)")) < 0 ||
-        (rc = whd__exec(c, "CREATE TABLE IF NOT EXISTS _did_first (did VARCHAR, did_key UBIGINT, "
-                           "\"timestamp\" TIMESTAMP)")) < 0 ||
-        (rc = whd__exec(c, "CREATE TABLE IF NOT EXISTS _persons_state (next_offset UBIGINT)")) < 0)
-        goto fail;
     if ((rc = query_u64x2(c,
-                          "SELECT coalesce((SELECT max(next_offset) FROM _persons_state), 0), "
-                          "coalesce((SELECT max(log_offset) + 1 FROM events), 0)",
-                          &next, &hi)) < 0)
+                          "SELECT coalesce((SELECT max(log_offset) + 1 FROM events), 0), "
+                          "coalesce((SELECT max(next_offset) FROM _persons_state), 0)",
+                          &hi, &next)) < 0)
         goto fail;
     if (hi <= next) {
         whd__rollback(c);
