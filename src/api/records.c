@@ -73,7 +73,7 @@ static void list_records(struct http_req *req, void *ctx)
     if (!api__list_query_ctx(req, &fctx, &q))
         return;
     if (cond.sql) { /* rows the rule refuses are simply absent: (rule) AND (filter) */
-        struct store_cond where = {q.where_sql, q.where_params};
+        struct store_cond where = {.sql = q.where_sql, .params = q.where_params};
         api__cond_and(http_req_arena(req), &cond, &where);
         q.where_sql = cond.sql;
         q.where_params = cond.params;
@@ -179,92 +179,17 @@ static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, 
     return 0;
 }
 
-/* The body as rules see it (@request.body.*): modifier keys resolved against the current
- * record (old, NULL on create) the way the store applies them - "n+"/"n-" on numbers,
- * "f+"/"+f"/"f-" on multiple fields, "f:autogenerate" as the field - so that a rule such as
- * `@request.body.role:isset = false` cannot be passed by writing "role+". RETURNS a new
- * reference. */
-static json_t *resolve_body(const struct store_collection *c, const json_t *old, json_t *body)
-{
-    json_t *out = json_object();
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v)
-    {
-        size_t n = strlen(key);
-        bool pre = key[0] == '+';
-        bool auto_gen = n > 13 && strcmp(key + n - 13, ":autogenerate") == 0;
-        char op =
-            !pre && !auto_gen && n > 1 && (key[n - 1] == '+' || key[n - 1] == '-') ? key[n - 1] : 0;
-        if (!pre && !op && !auto_gen) {
-            json_object_set(out, key, v);
-            continue;
-        }
-        char name[128];
-        size_t len = pre ? n - 1 : auto_gen ? n - 13 : n - 1;
-        if (len == 0 || len >= sizeof(name))
-            continue;
-        memcpy(name, pre ? key + 1 : key, len);
-        name[len] = '\0';
-        const struct store_field *f = store_collection_field(c, name);
-        if (!f)
-            continue;
-        json_t *cur = json_object_get(out, name);
-        if (!cur)
-            cur = old ? json_object_get(old, name) : NULL;
-        json_t *res = NULL;
-        if (auto_gen) {
-            res = json_incref(v);
-        } else if (f->type == STORE_FIELD_NUMBER) {
-            double a = json_is_number(cur) ? json_number_value(cur) : 0;
-            double b = json_is_number(v)   ? json_number_value(v)
-                       : json_is_string(v) ? strtod(json_string_value(v), NULL)
-                                           : 0;
-            double r = op == '-' ? a - b : a + b;
-            res = r == (double)(json_int_t)r ? json_integer((json_int_t)r) : json_real(r);
-        } else {
-            json_t *items = json_is_array(v) ? json_incref(v) : json_pack("[O]", v);
-            res = json_array();
-            if (json_is_array(cur))
-                json_array_extend(res, cur);
-            else if (json_is_string(cur) && *json_string_value(cur))
-                json_array_append(res, cur);
-            if (op == '-') {
-                for (size_t i = json_array_size(res); i-- > 0;)
-                    for (size_t j = 0; j < json_array_size(items); j++)
-                        if (json_equal(json_array_get(res, i), json_array_get(items, j))) {
-                            json_array_remove(res, i);
-                            break;
-                        }
-            } else if (pre) {
-                json_t *joined = json_copy(items);
-                json_array_extend(joined, res);
-                json_decref(res);
-                res = joined;
-            } else {
-                json_array_extend(res, items);
-            }
-            json_decref(items);
-            if (!store_field_multiple(f)) {
-                json_t *last = json_array_size(res) ? json_incref(json_array_get(res, 0)) : NULL;
-                json_decref(res);
-                res = last ? last : json_string("");
-            }
-        }
-        json_object_set_new(out, name, res);
-    }
-    return out;
-}
-
+/* Whether the body changes a field relative to its current value ("f+", "+f", "f-"), which
+ * the body as rules see it must resolve against the record. */
 static bool has_modifiers(const json_t *body)
 {
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)body, key, v)
     {
-        size_t n = strlen(key);
-        if (key[0] == '+' || (n > 1 && (key[n - 1] == '+' || key[n - 1] == '-')) ||
-            strchr(key, ':'))
+        char name[STORE_BODY_KEY_MAX + 1];
+        char op;
+        if (store_body_key(key, name, &op) && op && op != 'g')
             return true;
     }
     return false;
@@ -280,8 +205,35 @@ struct write_job {
     const char *pw;       /* new password, or NULL */
     const char *old_pw;   /* oldPassword to check first, or NULL */
     const char *old_hash; /* the stored hash it is checked against */
+    bool and_manage;      /* a non-manager's create sets `verified`: the manageRule too */
     struct api_wjob w;    /* a create queued for the group-commit writer */
 };
+
+/* store_cond.build: the write's rule over the body exactly as the store writes it, compiled
+ * inside the write's transaction (on the writer's thread for a queued create; the request is
+ * suspended then and its arena is this thread's). */
+static int build_cond(void *arg, const json_t *view, struct store_cond *out)
+{
+    struct write_job *job = arg;
+    struct rec_req *rr = &job->rr;
+    struct arena *a = http_req_arena(rr->req);
+    api__rules_set_body(&rr->ar, api__arena_json(a, json_incref((json_t *)view)));
+    struct store_cond cond;
+    int rc = api__rule_compile(&rr->ar, rr->c, job->create ? STORE_RULE_CREATE : STORE_RULE_UPDATE,
+                               &cond);
+    if (rc == 0 && job->and_manage) {
+        struct store_cond m;
+        rc = api__rule_compile_expr(&rr->ar, rr->c, rr->c->rules[STORE_RULE_MANAGE], &m);
+        if (rc == 0)
+            api__cond_and(a, &cond, &m);
+    }
+    if (rc)
+        return rc;
+    out->sql = cond.sql;
+    out->params = cond.params;
+    out->build = NULL;
+    return 0;
+}
 
 /* Answers a finished write (TAKES errors and rec). */
 static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *rec)
@@ -442,6 +394,7 @@ static void auth_checks(struct write_job *job, const json_t *old, json_t *errors
                                          "Only superusers and managers can set this field.", NULL));
             else
                 api__cond_and(http_req_arena(rr->req), &job->cond, &m);
+            job->and_manage = true;
         }
         return;
     }
@@ -519,9 +472,9 @@ static void write_record(struct http_req *req, void *ctx, bool create)
         }
         api__arena_json(a, old);
     }
-    json_t *rbody = resolve_body(rr->c, old, job->body);
-    api__arena_json(a, rbody);
-    api__rules_set_body(&rr->ar, rbody);
+    /* the rule sees the body as the store would write it now; the store compiles the rule
+     * again over what it actually writes, in the write's transaction (build_cond) */
+    api__rules_set_body(&rr->ar, api__arena_json(a, store_record_body_view(rr->c, old, job->body)));
     if (!rule_cond(rr, create ? STORE_RULE_CREATE : STORE_RULE_UPDATE, &job->cond))
         return;
     if (!create && job->cond.sql && auth) {
@@ -548,6 +501,10 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     if (rc == ERR_INVALID || json_object_size(errors)) {
         http_reply_error(req, 400, what, json_incref(errors));
         return;
+    }
+    if (job->cond.sql) {
+        job->cond.build = build_cond;
+        job->cond.build_arg = job;
     }
     if (job->old_pw) {
         struct store_auth_record arec = {0};

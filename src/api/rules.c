@@ -278,19 +278,13 @@ void api__rules_shape_all(struct api_rules *ar, const struct store_collection *c
         api__rules_shape(ar, c, json_array_get(records, i));
 }
 
-/* The field a body key writes: "tags+" "+tags" "tags-" "slug:autogenerate" -> the name. */
+/* The field a body key writes ("tags+" "+tags" "tags-" "slug:autogenerate" -> tags), parsed
+ * as the store parses it. */
 static const struct store_field *body_field(const struct store_collection *c, const char *key)
 {
-    char name[128];
-    const char *s = key[0] == '+' ? key + 1 : key;
-    size_t n = strcspn(s, ":");
-    if (n && (s[n - 1] == '+' || s[n - 1] == '-'))
-        n--;
-    if (n == 0 || n >= sizeof(name))
-        return NULL;
-    memcpy(name, s, n);
-    name[n] = '\0';
-    return store_collection_field(c, name);
+    char name[STORE_BODY_KEY_MAX + 1];
+    char op;
+    return store_body_key(key, name, &op) ? store_collection_field(c, name) : NULL;
 }
 
 void api__rules_strip_body(struct api_rules *ar, const struct store_collection *c, json_t *body)

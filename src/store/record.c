@@ -620,11 +620,64 @@ static void validate_field(const struct store_field *f, const json_t *v, json_t 
     }
 }
 
+bool store_body_key(const char *key, char *name, char *op_out)
+{
+    static const char autogen[] = ":autogenerate";
+    size_t kl = strlen(key), al = sizeof(autogen) - 1;
+    *op_out = 0;
+    if (kl == 0 || kl > STORE_BODY_KEY_MAX)
+        return false;
+    if (kl > al && strcmp(key + kl - al, autogen) == 0) {
+        *op_out = 'g';
+        memcpy(name, key, kl - al);
+        name[kl - al] = '\0';
+    } else if (key[0] == '+') {
+        *op_out = 'p';
+        memcpy(name, key + 1, kl);
+    } else if (kl > 1 && (key[kl - 1] == '+' || key[kl - 1] == '-')) {
+        *op_out = key[kl - 1];
+        memcpy(name, key, kl - 1);
+        name[kl - 1] = '\0';
+    } else {
+        memcpy(name, key, kl + 1);
+    }
+    return true;
+}
+
+/* The body as rules see it: see store_record_body_view. vals are the values the write
+ * stores, errors the fields it refuses. */
+static json_t *body_view(const struct store_collection *c, const json_t *body, const json_t *vals,
+                         const json_t *errors)
+{
+    json_t *view = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        char name[STORE_BODY_KEY_MAX + 1];
+        char op;
+        if (!store_body_key(key, name, &op))
+            continue;
+        const struct store_field *f = store_collection_field(c, name);
+        if (!f || f->type == STORE_FIELD_PASSWORD) {
+            if (!op) /* not written (or written hashed): as sent */
+                json_object_set(view, key, v);
+            continue;
+        }
+        json_t *sv = json_object_get(vals, f->name);
+        if (sv && !json_object_get(errors, f->name))
+            json_object_set(view, f->name, sv);
+    }
+    return view;
+}
+
 int store__record_prepare(const struct store_collection *c, const json_t *old, const json_t *body,
-                          const char *now, json_t *errors, json_t **out)
+                          const char *now, json_t *errors, json_t **out, json_t **view_out)
 {
     json_t *vals = json_object();
     *out = NULL;
+    if (view_out)
+        *view_out = NULL;
     if (!json_is_object(body)) {
         store__verr_set(errors, "id", "validation_invalid_value", "The body must be an object.");
         json_decref(vals);
@@ -646,26 +699,10 @@ int store__record_prepare(const struct store_collection *c, const json_t *old, c
         json_t *v;
         json_object_foreach((json_t *)body, key, v)
         {
-            size_t kl = strlen(key);
-            char name[128];
-            char op = 0;
-            if (kl == 0 || kl >= sizeof(name))
+            char name[STORE_BODY_KEY_MAX + 1];
+            char op;
+            if (!store_body_key(key, name, &op))
                 continue;
-            size_t al = strlen(":autogenerate");
-            if (kl > al && strcmp(key + kl - al, ":autogenerate") == 0) {
-                op = 'g';
-                memcpy(name, key, kl - al);
-                name[kl - al] = '\0';
-            } else if (key[0] == '+') {
-                op = 'p';
-                memcpy(name, key + 1, kl);
-            } else if (key[kl - 1] == '+' || key[kl - 1] == '-') {
-                op = key[kl - 1];
-                memcpy(name, key, kl - 1);
-                name[kl - 1] = '\0';
-            } else {
-                memcpy(name, key, kl + 1);
-            }
             int want = op == 0 ? 0 : op == 'p' || op == 'g' ? 1 : op == '+' ? 2 : 3;
             if (want != pass)
                 continue;
@@ -738,10 +775,26 @@ int store__record_prepare(const struct store_collection *c, const json_t *old, c
             continue; /* kept as stored (update of a hidden column) */
         validate_field(f, v, errors);
     }
+    if (view_out)
+        *view_out = body_view(c, body, vals, errors);
     if (json_object_size(errors)) {
         json_decref(vals);
         return ERR_INVALID;
     }
     *out = vals;
     return 0;
+}
+
+json_t *store_record_body_view(const struct store_collection *c, const json_t *old,
+                               const json_t *body)
+{
+    char now[TIME_PB_LEN];
+    time_format_pb(time_now_us(), now);
+    json_t *errors = json_object();
+    json_t *vals = NULL, *view = NULL;
+    if (store__record_prepare(c, old, body, now, errors, &vals, &view) != 0 && !view)
+        view = json_object();
+    json_decref(vals);
+    json_decref(errors);
+    return view;
 }

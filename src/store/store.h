@@ -71,6 +71,12 @@ struct store_list_query {
 struct store_cond {
     const char *sql;
     const json_t *params; /* array or NULL */
+    /* A write's condition may read the written body (@request.body). When build is set, the
+     * create or update calls it inside its transaction with the body as it will be written
+     * (see store_record_body_view) and checks the condition it fills in instead of sql and
+     * params; a failure denies the write (ERR_DENIED). Other operations use sql and params. */
+    int (*build)(void *arg, const json_t *view, struct store_cond *out);
+    void *build_arg;
 };
 
 struct store_list_result {
@@ -221,6 +227,22 @@ int store_record_list(struct store *st, const struct store_collection *c,
  * as a JSON array. */
 int store_record_referencing(struct store *st, const struct store_collection *c, const char *field,
                              const char *target_id, size_t max, json_t **out) MUST_USE;
+/* The longest body key (with its modifier) a record write reads; longer keys are ignored. */
+#define STORE_BODY_KEY_MAX 127
+/* How a record body key writes its field: the field name into name (STORE_BODY_KEY_MAX + 1
+ * bytes) and *op_out 0 for "f", 'p' for "+f" (prepend), '+' for "f+" (append or add), '-'
+ * for "f-" (remove or subtract), 'g' for "f:autogenerate". false for an empty or too long
+ * key, which the store ignores. Every reader of a body goes through this parse. */
+bool store_body_key(const char *key, char *name, char *op_out);
+/* The body as a create (old NULL) or update of old would write it, as API rules see it
+ * (@request.body): for each key of body, under the name of its field, the value the store
+ * would store, modifiers applied in the store's order; keys of no field as they were sent
+ * (they are not written); password values as sent; fields whose value is invalid left out.
+ * Computed by the same code as the write, which recomputes it inside its transaction
+ * (store_cond.build). RETURNS a new reference. */
+json_t *store_record_body_view(const struct store_collection *c, const json_t *old,
+                               const json_t *body);
+
 /* body: PocketBase's record body (modifiers "f+", "+f", "f-" allowed, unknown keys ignored,
  * autodate values ignored, an "id" may be given). password_hash: the value for the
  * `password` field of an auth collection (the caller hashed it), or NULL to leave it.

@@ -68,8 +68,11 @@ void store__index_release(struct store__index *ix);
  * (NULL on create). The result holds one member per stored field except password (typed as
  * the schema says: strings, numbers, bools, arrays of strings, any JSON for json fields).
  * Relation existence and uniqueness are the backend's to check. */
+/* view_out (optional) receives the body as rules see it (store_record_body_view), also when
+ * validation fails. */
 int store__record_prepare(const struct store_collection *c, const json_t *old, const json_t *body,
-                          const char *now, json_t *errors, json_t **out) MUST_USE;
+                          const char *now, json_t *errors, json_t **out,
+                          json_t **view_out) MUST_USE;
 /* A value for an autogeneratePattern such as "[a-z0-9]{15}"; NULL when the pattern is not
  * of the supported form ([class]{n} items and literal characters). free() it. */
 char *store__autogenerate(const char *pattern);

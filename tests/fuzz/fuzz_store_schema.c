@@ -98,7 +98,8 @@ static void check_record(const json_t *body)
 {
     json_t *errors = json_object();
     json_t *out = NULL;
-    int rc = store__record_prepare(base, NULL, body, "2026-01-01 00:00:00.000Z", errors, &out);
+    int rc =
+        store__record_prepare(base, NULL, body, "2026-01-01 00:00:00.000Z", errors, &out, NULL);
     if (rc == 0) {
         for (size_t i = 0; i < base->n_fields; i++) {
             const struct store_field *f = &base->fields[i];

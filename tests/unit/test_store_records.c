@@ -402,7 +402,7 @@ static void test_conditional_operations(void **state)
     fx_open(&fx);
     struct store_collection *c = fx_coll(&fx, posts_spec);
     json_t *params = J("[10]");
-    struct store_cond cond = {"\"r\".\"views\" >= ?", params};
+    struct store_cond cond = {.sql = "\"r\".\"views\" >= ?", .params = params};
     json_t *lo = fx_rec(&fx, c, "{\"id\":\"low000000000001\",\"title\":\"Lo\",\"views\":5}");
     json_t *hi = fx_rec(&fx, c, "{\"id\":\"high00000000001\",\"title\":\"Hi\",\"views\":50}");
     json_t *got = NULL, *errors = NULL;
@@ -413,7 +413,7 @@ static void test_conditional_operations(void **state)
     assert_int_equal(store_record_get_if(fx.st, c, "low000000000001", &cond, &got), ERR_NOTFOUND);
     assert_null(got);
     assert_int_equal(store_record_get_if(fx.st, c, "missing00000000", &cond, &got), ERR_NOTFOUND);
-    struct store_cond empty = {NULL, NULL};
+    struct store_cond empty = {0};
     assert_int_equal(store_record_get_if(fx.st, c, "low000000000001", &empty, &got), 0);
     json_decref(got);
     /* update: checked on the record as it is before the change */
@@ -446,17 +446,99 @@ static void test_conditional_operations(void **state)
     assert_int_equal(store_record_delete_if(fx.st, c, "low000000000001", &cond), ERR_NOTFOUND);
     assert_int_equal(store_record_delete_if(fx.st, c, "high00000000001", &cond), ERR_NOTFOUND);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 3);
-    struct store_cond lowc = {"\"r\".\"views\" < 10", NULL};
+    struct store_cond lowc = {.sql = "\"r\".\"views\" < 10", .params = NULL};
     assert_int_equal(store_record_delete_if(fx.st, c, "low000000000001", &lowc), 0);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
     /* a condition the engine rejects is an error, not a pass */
-    struct store_cond bad = {"\"r\".\"nosuch\" = 1", NULL};
+    struct store_cond bad = {.sql = "\"r\".\"nosuch\" = 1", .params = NULL};
     assert_true(store_record_get_if(fx.st, c, "high00000000001", &bad, &got) < 0);
     assert_int_not_equal(store_record_delete_if(fx.st, c, "high00000000001", &bad), 0);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
     json_decref(lo);
     json_decref(hi);
     json_decref(params);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+/* store_cond.build: the view a write's rule is compiled over, inside the write's transaction,
+ * is the body as that write stores it. */
+struct built {
+    json_t *view; /* the last view the write handed over */
+    const char *sql;
+    json_t *params;
+};
+
+static int build_cb(void *arg, const json_t *view, struct store_cond *out)
+{
+    struct built *b = arg;
+    json_decref(b->view);
+    b->view = json_deep_copy(view);
+    out->sql = b->sql;
+    out->params = b->params;
+    return 0;
+}
+
+static void test_condition_built_from_the_written_body(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_t *rec = fx_rec(&fx, c,
+                         "{\"id\":\"rec000000000001\",\"title\":\"Aa\",\"views\":5,"
+                         "\"status\":\"draft\",\"tags\":[\"a\"]}");
+    struct built b = {.sql = "1"};
+    struct store_cond cond = {.sql = "0", .build = build_cb, .build_arg = &b};
+    json_t *got = NULL, *errors = NULL;
+    /* modifiers before and after the plain key, resolved as the write resolves them */
+    json_t *patch = J("{\"views+\":3,\"status+\":\"live\",\"tags-\":\"a\",\"+tags\":\"b\","
+                      "\"title\":\"Bb\",\"nosuch\":1}");
+    assert_int_equal(
+        store_record_update_if(fx.st, c, "rec000000000001", patch, NULL, &cond, &errors, &got), 0);
+    assert_int_equal(json_integer_value(json_object_get(b.view, "views")), 8);
+    const char *keys[] = {"views", "status", "tags", "title"};
+    for (size_t i = 0; i < 4; i++)
+        assert_true(json_equal(json_object_get(b.view, keys[i]), json_object_get(got, keys[i])));
+    assert_string_equal(json_string_value(json_object_get(b.view, "status")), "live");
+    assert_int_equal(json_integer_value(json_object_get(b.view, "nosuch")), 1); /* as sent */
+    assert_null(json_object_get(b.view, "score")); /* not in the body */
+    json_decref(got);
+    /* the same body over the value the record has now: 11, not the 8 of a stale read */
+    json_decref(patch);
+    patch = J("{\"views+\":3}");
+    assert_int_equal(
+        store_record_update_if(fx.st, c, "rec000000000001", patch, NULL, &cond, &errors, &got), 0);
+    assert_int_equal(json_integer_value(json_object_get(b.view, "views")), 11);
+    json_decref(got);
+    /* the built condition decides: refused, nothing written */
+    b.sql = "\"r\".\"views\" > 100";
+    assert_int_equal(
+        store_record_update_if(fx.st, c, "rec000000000001", patch, NULL, &cond, &errors, &got),
+        ERR_NOTFOUND);
+    assert_int_equal(fx_sql_int(&fx, "SELECT views FROM posts WHERE id='rec000000000001'"), 11);
+    /* create: the view is what the create stores, a removal after the plain key included */
+    b.sql = "1";
+    json_t *body = J("{\"title\":\"Cc\",\"status\":\"live\",\"status-\":\"live\"}");
+    assert_int_equal(store_record_create_if(fx.st, c, body, NULL, &cond, &errors, &got), 0);
+    assert_string_equal(json_string_value(json_object_get(b.view, "status")), "");
+    assert_string_equal(json_string_value(json_object_get(got, "status")), "");
+    json_decref(got);
+    json_decref(body);
+    b.sql = "\"r\".\"status\" = 'draft'";
+    body = J("{\"title\":\"Dd\",\"status\":\"draft\",\"status+\":\"live\"}");
+    assert_int_equal(store_record_create_if(fx.st, c, body, NULL, &cond, &errors, &got),
+                     ERR_DENIED);
+    assert_string_equal(json_string_value(json_object_get(b.view, "status")), "live");
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts WHERE title='Dd'"), 0);
+    /* the view outside a write comes from the same code */
+    json_t *view = store_record_body_view(c, rec, patch);
+    assert_int_equal(json_integer_value(json_object_get(view, "views")), 8);
+    json_decref(view);
+    json_decref(body);
+    json_decref(patch);
+    json_decref(rec);
+    json_decref(b.view);
     store_collection_unref(c);
     fx_close(&fx);
 }
@@ -977,7 +1059,7 @@ static void test_create_batch(void **state)
     fx_open(&fx);
     struct store_collection *c = fx_coll(&fx, posts_spec);
     json_t *params = J("[10]");
-    struct store_cond cond = {"\"r\".\"views\" >= ?", params};
+    struct store_cond cond = {.sql = "\"r\".\"views\" >= ?", .params = params};
     const char *bodies[] = {
         "{\"id\":\"batch0000000001\",\"title\":\"First\",\"views\":1}",
         "{\"title\":\"x\"}",                                /* too short */
@@ -1237,6 +1319,7 @@ int main(void)
         cmocka_unit_test(test_exiting_threads_close_their_connections),
         cmocka_unit_test(test_stale_collection_reference),
         cmocka_unit_test(test_locked_by_another_process_is_busy),
+        cmocka_unit_test(test_condition_built_from_the_written_body),
         cmocka_unit_test(test_create_batch),
         cmocka_unit_test(test_create_batch_busy), /* after test_concurrent_writers: busy */
     };

@@ -620,7 +620,8 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
 {
     *rec_out = NULL;
     json_t *errors = json_object();
-    json_t *old = NULL, *vals = NULL, *rec = NULL;
+    json_t *old = NULL, *vals = NULL, *rec = NULL, *view = NULL;
+    struct store_cond built = {0};
     int rc = 0;
     struct store_collection *c = current(s, cn, cin);
     if (!c) {
@@ -631,12 +632,23 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
         sq__auth_changed(cn); /* password, email or tokenKey may change */
     if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
         goto out;
+    /* the condition sees the body this transaction writes (cond->build), and a record the
+     * requester may not update is missing whatever its body's errors */
+    int prc =
+        store__record_prepare(c, old, body, now, errors, &vals, cond && cond->build ? &view : NULL);
+    if (cond && cond->build) {
+        if (cond->build(cond->build_arg, view, &built) != 0) {
+            rc = sq__fail(cn, id ? ERR_NOTFOUND : ERR_DENIED, "the rule does not compile");
+            goto out;
+        }
+        cond = &built;
+    }
     if (id && (rc = cond_holds(cn, c, id, cond)) != 1) {
         if (rc == 0)
             rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
         goto out;
     }
-    rc = store__record_prepare(c, old, body, now, errors, &vals);
+    rc = prc;
     if (!rc && c->type == STORE_COLLECTION_AUTH) {
         const struct store_field *pw = NULL;
         for (size_t i = 0; i < c->n_fields; i++)
@@ -691,6 +703,7 @@ out:
     json_decref(errors);
     json_decref(old);
     json_decref(vals);
+    json_decref(view);
     json_decref(rec);
     return rc;
 }
