@@ -109,16 +109,19 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
     return 0;
 }
 
-/* --ratelimit: "off" gives NULL; "default" PocketBase's rules; otherwise rules on top of them */
+/* --ratelimit: "off" no limits (settings.rateLimits may set them); "default" PocketBase's
+ * rules; otherwise rules on top of them */
 static int open_ratelimit(const char *spec, struct auth_ratelimit **out)
 {
     *out = NULL;
-    if (strcmp(spec, "off") == 0)
-        return 0;
     struct auth_ratelimit_cfg rc;
     char err[256];
     auth_ratelimit_cfg_default(&rc);
-    if (strcmp(spec, "default") != 0 && auth_ratelimit_parse(spec, &rc, err, sizeof(err)) != 0) {
+    if (strcmp(spec, "off") == 0)
+        for (int i = 0; i < AUTH_RL_N_CLASSES; i++)
+            rc.rules[i].max = 0;
+    if (strcmp(spec, "off") != 0 && strcmp(spec, "default") != 0 &&
+        auth_ratelimit_parse(spec, &rc, err, sizeof(err)) != 0) {
         fprintf(stderr, "tandem: invalid value for --ratelimit: %s\n", err);
         return EXIT_USAGE;
     }
@@ -207,6 +210,7 @@ static void app_close(struct app *a)
     http_server_close(a->srv, DRAIN_MS);
     api_sql_free(&a->env);
     api_records_free(&a->env);
+    api_settings_free(&a->env);
     http_router_free(a->router);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
@@ -293,6 +297,10 @@ static int app_open(struct app *a)
     }
     if (a->store && api_records_start(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot start the record writer thread\n");
+        return 1;
+    }
+    if (api_settings_open(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot read the settings: %s\n", store_errmsg(a->store));
         return 1;
     }
     a->router = http_router_new();

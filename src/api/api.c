@@ -10,7 +10,7 @@ static bool guard(struct http_req *req, void *ctx)
         return true;
     int retry = 1;
     enum auth_rl_class cls = auth_ratelimit_classify(http_req_method(req), http_req_path(req));
-    if (auth_ratelimit_check(env->rl, http_req_client_ip(req), cls, time_mono_us(), &retry) == 0)
+    if (auth_ratelimit_check(env->rl, api__client_ip(req, env), cls, time_mono_us(), &retry) == 0)
         return true;
     char v[16];
     snprintf(v, sizeof(v), "%d", retry);
@@ -37,6 +37,8 @@ void api_register(struct http_router *r, struct api_env *env)
     api__register_ops(r, env);
     api__register_collections(r, env);
     api__register_records(r, env);
+    if (env->settings)
+        api__register_settings(r, env);
     api__register_capture(r, env);
     api__register_keys(r, env);
     api__register_auth(r, env);

@@ -28,9 +28,10 @@ struct api_env {
     struct store *store;       /* collections and records */
     struct evlog *log;         /* the durable event log */
     struct capture_dedup *dedup;
-    struct pipeline *pipeline; /* the warehouse loader, for its status */
-    struct api_sql *sql;       /* the warehouse query threads (api_sql_start) */
-    struct api_writer *writer; /* the group-commit writer of record creates, or NULL */
+    struct pipeline *pipeline;     /* the warehouse loader, for its status */
+    struct api_sql *sql;           /* the warehouse query threads (api_sql_start) */
+    struct api_writer *writer;     /* the group-commit writer of record creates, or NULL */
+    struct api_settings *settings; /* /api/settings (api_settings_open), or NULL */
     struct capture_limits capture_limits;
     /* Write key -> source name (see capture_input.resolve_key). */
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
@@ -66,6 +67,13 @@ void api_sql_free(struct api_env *env);
 int api_records_start(struct api_env *env) MUST_USE;
 void api_records_stop(struct api_env *env);
 void api_records_free(struct api_env *env);
+
+/* Loads the application settings from env->store (PocketBase's defaults where none are
+ * stored) and applies them to env->rl (unless --ratelimit was given) and to the client
+ * address of rate-limited requests (trustedProxy). Call after env is filled, before
+ * api_register. api_settings_free once no request can reach them. */
+int api_settings_open(struct api_env *env) MUST_USE;
+void api_settings_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

@@ -39,5 +39,16 @@ void api__wh_submit(struct api_env *env, struct http_req *req, api_wh_job_cb run
 int api__resolve_key(void *arg, const char *key, char *name_out, size_t name_cap);
 void api__register_collections(struct http_router *r, struct api_env *env);
 void api__register_records(struct http_router *r, struct api_env *env);
+void api__register_settings(struct http_router *r, struct api_env *env);
+
+/* settings.batch, as the batch route uses it. */
+struct api_batch_settings {
+    bool enabled;
+    int64_t max_requests, timeout_s, max_body;
+};
+void api__settings_batch(struct api_env *env, struct api_batch_settings *out);
+/* The client's address: from the first trusted proxy header that holds one (settings
+ * trustedProxy), else the connection's. RETURNS BORROWED: lives as long as req. */
+const char *api__client_ip(struct http_req *req, struct api_env *env);
 
 #endif

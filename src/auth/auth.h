@@ -290,6 +290,12 @@ struct auth_ratelimit;
 /* ERR_INVALID for a rule with a window outside 1..86400. */
 int auth_ratelimit_new(const struct auth_ratelimit_cfg *cfg, struct auth_ratelimit **out) MUST_USE;
 void auth_ratelimit_free(struct auth_ratelimit *rl);
+/* Replaces the rules (capacity and counters stay); any thread, while others check. A window
+ * that started under the old rule is judged by the new one. ERR_INVALID as for _new. */
+int auth_ratelimit_set_rules(struct auth_ratelimit *rl,
+                             const struct auth_rl_rule rules[AUTH_RL_N_CLASSES]) MUST_USE;
+void auth_ratelimit_get_rules(const struct auth_ratelimit *rl,
+                              struct auth_rl_rule rules_out[AUTH_RL_N_CLASSES]);
 /* Counts one request of ip (text, as http_req_client_ip gives it) in class at now_us (a
  * monotonic clock: time_mono_us). 0 when allowed; ERR_LIMIT when the window is used up, with
  * *retry_after_s_out (if given) the whole seconds until it resets, at least 1. */

@@ -28,7 +28,8 @@ struct rl_entry {
 };
 
 struct auth_ratelimit {
-    struct auth_rl_rule rules[AUTH_RL_N_CLASSES];
+    /* per class: max << 32 | window_s, replaced whole by auth_ratelimit_set_rules */
+    _Atomic uint64_t rules[AUTH_RL_N_CLASSES];
     size_t n_sets;
     struct rl_entry *entries;       /* n_sets * WAYS */
     pthread_mutex_t locks[N_LOCKS]; /* leaf; set i under locks[i % N_LOCKS] */
@@ -183,19 +184,49 @@ enum auth_rl_class auth_ratelimit_classify(const char *method, struct str path)
     return AUTH_RL_DEFAULT;
 }
 
+static struct auth_rl_rule rule_get(const struct auth_ratelimit *rl, enum auth_rl_class cls)
+{
+    uint64_t w = atomic_load_explicit(&rl->rules[cls], memory_order_relaxed);
+    return (struct auth_rl_rule){(uint32_t)(w >> 32), (uint32_t)w};
+}
+
+static int rules_check(const struct auth_rl_rule *rules)
+{
+    for (int i = 0; i < AUTH_RL_N_CLASSES; i++)
+        if (rules[i].max > 0 && (rules[i].window_s < 1 || rules[i].window_s > MAX_WINDOW_S))
+            return ERR_INVALID;
+    return 0;
+}
+
+int auth_ratelimit_set_rules(struct auth_ratelimit *rl,
+                             const struct auth_rl_rule rules[AUTH_RL_N_CLASSES])
+{
+    if (rules_check(rules) != 0)
+        return ERR_INVALID;
+    for (int i = 0; i < AUTH_RL_N_CLASSES; i++)
+        atomic_store_explicit(&rl->rules[i], (uint64_t)rules[i].max << 32 | rules[i].window_s,
+                              memory_order_relaxed);
+    return 0;
+}
+
+void auth_ratelimit_get_rules(const struct auth_ratelimit *rl,
+                              struct auth_rl_rule rules_out[AUTH_RL_N_CLASSES])
+{
+    for (int i = 0; i < AUTH_RL_N_CLASSES; i++)
+        rules_out[i] = rule_get(rl, (enum auth_rl_class)i);
+}
+
 int auth_ratelimit_new(const struct auth_ratelimit_cfg *cfg, struct auth_ratelimit **out)
 {
-    for (int i = 0; i < AUTH_RL_N_CLASSES; i++) {
-        if (cfg->rules[i].max > 0 &&
-            (cfg->rules[i].window_s < 1 || cfg->rules[i].window_s > MAX_WINDOW_S))
-            return ERR_INVALID;
-    }
+    if (rules_check(cfg->rules) != 0)
+        return ERR_INVALID;
     size_t cap = cfg->capacity ? cfg->capacity : DEFAULT_CAPACITY;
     if (cap > MAX_CAPACITY)
         return ERR_INVALID;
     auth__sodium_ready();
     struct auth_ratelimit *rl = xcalloc(1, sizeof(*rl));
-    memcpy(rl->rules, cfg->rules, sizeof(rl->rules));
+    if (auth_ratelimit_set_rules(rl, cfg->rules) != 0)
+        PANIC("rate limit rules checked above");
     rl->n_sets = (cap + WAYS - 1) / WAYS;
     rl->entries = xcalloc(rl->n_sets * WAYS, sizeof(*rl->entries));
     for (int i = 0; i < N_LOCKS; i++)
@@ -248,10 +279,10 @@ int auth_ratelimit_check(struct auth_ratelimit *rl, const char *ip, enum auth_rl
 {
     if ((unsigned)cls >= AUTH_RL_N_CLASSES)
         cls = AUTH_RL_DEFAULT;
-    const struct auth_rl_rule *rule = &rl->rules[cls];
-    if (rule->max == 0)
+    const struct auth_rl_rule rule = rule_get(rl, cls);
+    if (rule.max == 0)
         return 0;
-    int64_t win_us = (int64_t)rule->window_s * 1000000;
+    int64_t win_us = (int64_t)rule.window_s * 1000000;
 
     uint8_t key[17];
     addr_key(rl, ip ? ip : "", key);
@@ -274,7 +305,7 @@ int auth_ratelimit_check(struct auth_ratelimit *rl, const char *ip, enum auth_rl
         struct rl_entry *oldest = NULL;
         for (int i = 0; i < WAYS && !victim; i++) {
             struct rl_entry *w = &ways[i];
-            int64_t w_win = (int64_t)rl->rules[w->cls].window_s * 1000000;
+            int64_t w_win = (int64_t)rule_get(rl, (enum auth_rl_class)w->cls).window_s * 1000000;
             if (!w->used || now_us - w->start_us >= w_win)
                 victim = w;
             else if (!oldest || w->start_us < oldest->start_us)
@@ -296,7 +327,7 @@ int auth_ratelimit_check(struct auth_ratelimit *rl, const char *ip, enum auth_rl
         e->hits = 0;
     }
     int rc = 0;
-    if (e->hits >= rule->max) {
+    if (e->hits >= rule.max) {
         int64_t left = e->start_us + win_us - now_us;
         int secs = (int)((left + 999999) / 1000000);
         if (retry_after_s_out)

@@ -27,7 +27,7 @@ const struct cfg_opt cfg_opts[] = {
      NUM_OPT(CFG_INT, threads, 0, 256)},
     {"ratelimit", "TANDEM_RATELIMIT", "off",
      "per-client rate limits: off, default (PocketBase's rules) or CLASS=MAX/WINDOW,... "
-     "with classes auth, create, batch, default",
+     "with classes auth, create, batch, default; when given, it overrides settings.rateLimits",
      STR_OPT(ratelimit)},
     {"fsync", "TANDEM_FSYNC", "batch",
      "when the event log syncs: always, batch (group commit every few ms) or never",
@@ -173,8 +173,10 @@ static const struct cfg_opt *find_opt(const char *name, size_t len)
 static int apply(const struct cfg_opt *o, const char *value, const char *from, struct cfg *c,
                  char *err, size_t err_len)
 {
-    if (cfg_parse_value(o, value, c) == 0)
+    if (cfg_parse_value(o, value, c) == 0) {
+        c->given |= UINT64_C(1) << (o - cfg_opts);
         return 0;
+    }
     snprintf(err, err_len, "invalid value '%s' for %s%s (expected %s)", value, from ? from : "--",
              from ? "" : o->name, type_hint(o->type));
     return ERR_INVALID;
@@ -183,9 +185,11 @@ static int apply(const struct cfg_opt *o, const char *value, const char *from, s
 int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len)
 {
     memset(c, 0, sizeof(*c));
+    _Static_assert(sizeof(cfg_opts) / sizeof(cfg_opts[0]) <= 64, "struct cfg.given has 64 bits");
     for (const struct cfg_opt *o = cfg_opts; o->name; o++)
         if (cfg_parse_value(o, o->def, c) != 0)
             PANIC("default of --%s does not parse", o->name);
+    c->given = 0;
 
     for (char **e = envp; e && *e; e++) {
         if (strncmp(*e, "TANDEM_", 7) != 0)
@@ -228,6 +232,12 @@ int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_
             return ERR_INVALID;
     }
     return 0;
+}
+
+bool cfg_given(const struct cfg *c, const char *name)
+{
+    const struct cfg_opt *o = find_opt(name, strlen(name));
+    return o && (c->given >> (o - cfg_opts) & 1);
 }
 
 void cfg_print_help(FILE *out)

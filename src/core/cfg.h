@@ -7,6 +7,7 @@
 #ifndef TANDEM_CORE_CFG_H
 #define TANDEM_CORE_CFG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -29,6 +30,7 @@ struct cfg {
     int64_t warehouse_threads;  /* 0 = DuckDB's default (one per core) */
     int64_t sql_timeout;        /* seconds */
     int64_t sql_max_rows;
+    uint64_t given; /* bit i: option cfg_opts[i] came from the environment or the command line */
 };
 
 enum cfg_type {
@@ -58,6 +60,8 @@ extern const struct cfg_opt cfg_opts[];
 int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_t err_len) MUST_USE;
 /* Parses one value of the given type; -ERR_INVALID when malformed or out of range. */
 int cfg_parse_value(const struct cfg_opt *o, const char *text, struct cfg *c) MUST_USE;
+/* Whether option `name` was set by the environment or the command line (not its default). */
+bool cfg_given(const struct cfg *c, const char *name);
 /* Writes the option table as help text. */
 void cfg_print_help(FILE *out);
 

@@ -283,3 +283,14 @@ int store_writekey_find(struct store *st, const char *key_hash, char *name_out, 
 {
     return st->ops->writekey_find(st, key_hash, name_out, cap);
 }
+
+int store_param_get(struct store *st, const char *id, json_t **out)
+{
+    *out = NULL;
+    return st->ops->param_get(st, id, out);
+}
+
+int store_param_put(struct store *st, const char *id, const json_t *value)
+{
+    return st->ops->param_put(st, id, value);
+}

@@ -153,6 +153,8 @@ struct store_ops {
     int (*writekey_list)(struct store *st, json_t **out);
     int (*writekey_revoke)(struct store *st, const char *name);
     int (*writekey_find)(struct store *st, const char *key_hash, char *name_out, size_t cap);
+    int (*param_get)(struct store *st, const char *id, json_t **out);
+    int (*param_put)(struct store *st, const char *id, const json_t *value);
 
     struct store_collection *(*catalog)(struct store *st);
     int (*auth_epoch)(struct store *st, uint64_t *instance_out, uint64_t *epoch_out);
@@ -344,5 +346,12 @@ int store_writekey_revoke(struct store *st, const char *name) MUST_USE;
 /* The name of the live key with this hash; ERR_NOTFOUND when none (or revoked). */
 int store_writekey_find(struct store *st, const char *key_hash, char *name_out,
                         size_t cap) MUST_USE;
+
+/* ---- parameters (application settings) ---- */
+
+/* The JSON stored under id (e.g. "settings"); ERR_NOTFOUND when never stored. */
+int store_param_get(struct store *st, const char *id, json_t **out) MUST_USE;
+/* Stores value under id, replacing what was there, in its own transaction. */
+int store_param_put(struct store *st, const char *id, const json_t *value) MUST_USE;
 
 #endif

@@ -1,5 +1,6 @@
-/* keys.c - write keys (the sources of captured events; only key hashes are stored), the
- * outbox backlog count, and syncing committed transactions for the outbox relay. */
+/* keys.c - write keys (the sources of captured events; only key hashes are stored), named
+ * parameters (the application settings, as JSON in _params), the outbox backlog count, and
+ * syncing committed transactions for the outbox relay. */
 #include <string.h>
 
 #include "store/sqlite/sqlite_int.h"
@@ -153,4 +154,47 @@ int sq__sync(struct store *st)
     if (rc != SQLITE_OK)
         return sq__fail_db(cn, "cannot sync the database");
     return 0;
+}
+
+int sq__param_get(struct store *st, const char *id, json_t **out)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct sq_stmt stt;
+    int rc = sq__prep(cn, "SELECT \"value\" FROM \"_params\" WHERE \"id\" = ?1", &stt);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(stt.stmt, 1, id, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(stt.stmt);
+    if (step == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(stt.stmt, 0);
+        *out = text ? json_loads(text, 0, NULL) : NULL;
+        if (!*out)
+            rc = sq__fail(cn, ERR_CORRUPT, "the stored parameter %s is not JSON", id);
+    } else if (step == SQLITE_DONE) {
+        rc = ERR_NOTFOUND;
+    } else {
+        rc = sq__fail_db(cn, "cannot read a parameter");
+    }
+    sq__done(&stt);
+    return rc;
+}
+
+int sq__param_put(struct store *st, const char *id, const json_t *value)
+{
+    char *text = json_dumps(value, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    if (!text)
+        return ERR_INVALID;
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    const char *p[] = {id, text, now};
+    int changes = 0;
+    int rc = write_one((struct sq_store *)st,
+                       "INSERT INTO \"_params\" (\"id\", \"value\", \"created\", \"updated\") "
+                       "VALUES (?1, ?2, ?3, ?3) ON CONFLICT (\"id\") DO UPDATE SET "
+                       "\"value\" = excluded.\"value\", \"updated\" = excluded.\"updated\"",
+                       p, 3, &changes);
+    free(text);
+    return rc;
 }

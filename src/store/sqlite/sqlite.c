@@ -495,7 +495,12 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS \"_collections\" ("
                                  " \"key_hash\" TEXT NOT NULL UNIQUE,"
                                  " \"prefix\" TEXT NOT NULL,"
                                  " \"created\" TEXT NOT NULL,"
-                                 " \"revoked\" TEXT NOT NULL DEFAULT '');";
+                                 " \"revoked\" TEXT NOT NULL DEFAULT '');"
+                                 "CREATE TABLE IF NOT EXISTS \"_params\" ("
+                                 " \"id\" TEXT PRIMARY KEY NOT NULL,"
+                                 " \"value\" TEXT NOT NULL,"
+                                 " \"created\" TEXT NOT NULL,"
+                                 " \"updated\" TEXT NOT NULL);";
 
 /* The columns of _collections that the collections list may filter and sort on. */
 static const char catalog_spec[] =
@@ -764,6 +769,8 @@ const struct store_ops store__sqlite_ops = {
     .writekey_list = sq__writekey_list,
     .writekey_revoke = sq__writekey_revoke,
     .writekey_find = sq__writekey_find,
+    .param_get = sq__param_get,
+    .param_put = sq__param_put,
     .catalog = sq_catalog,
     .auth_epoch = sq_auth_epoch,
 };

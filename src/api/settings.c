@@ -1,0 +1,529 @@
+/* settings.c - /api/settings (superusers): PocketBase's application settings. The sections
+ * meta, logs, smtp, batch, rateLimits and trustedProxy, with PocketBase's defaults, field
+ * names and validation codes, persisted as one JSON value in the store (_params "settings").
+ * GET answers them without secrets (smtp.password); PATCH merges the submitted keys into the
+ * stored ones (unknown keys are ignored, a value of the wrong type is refused), validates the
+ * whole and stores it, then applies what the running server uses: the rate limits (unless
+ * --ratelimit was given, which wins and is said so in the log) and the trusted proxy headers
+ * that give the client address. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "api/records_int.h"
+#include "store/store.h"
+
+#define PARAM_ID "settings"
+#define PROXY_MAX_HEADERS 8
+#define PROXY_HEADER_MAX 64
+#define BATCH_MAX_REQUESTS 1000 /* what maxRequests may be set to */
+
+/* Shared by every thread: the settings under a leaf lock (never held across I/O); the trusted proxy
+ * headers also readable without it while has_proxy is false (the common case costs one atomic
+ * load). */
+struct api_settings {
+    pthread_mutex_t patch_lock; /* one PATCH at a time, held while it stores (I/O) */
+    pthread_mutex_t lock;
+    json_t *cur; /* every section, secrets included */
+    _Atomic bool has_proxy;
+    char proxy_headers[PROXY_MAX_HEADERS][PROXY_HEADER_MAX + 1];
+    size_t n_proxy_headers;
+    bool leftmost;
+};
+
+/* PocketBase's defaults (core/settings_model.go). */
+static json_t *defaults(void)
+{
+    return json_pack(
+        "{s:{s:s,s:s,s:s,s:s,s:b},s:{s:i,s:i,s:b,s:b},"
+        "s:{s:b,s:i,s:s,s:s,s:s,s:s,s:b,s:s},s:{s:b,s:i,s:i,s:i},"
+        "s:{s:b,s:[{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i}]},"
+        "s:{s:[],s:b}}",
+        "meta", "appName", "Acme", "appURL", "http://localhost:8090", "senderName", "Support",
+        "senderAddress", "support@example.com", "hideControls", 0, "logs", "maxDays", 5, "minLevel",
+        0, "logIP", 1, "logAuthId", 0, "smtp", "enabled", 0, "port", 587, "host",
+        "smtp.example.com", "username", "", "password", "", "authMethod", "", "tls", 0, "localName",
+        "", "batch", "enabled", 0, "maxRequests", 50, "timeout", 3, "maxBodySize", 0, "rateLimits",
+        "enabled", 0, "rules", "label", "*:auth", "audience", "", "duration", 3, "maxRequests", 2,
+        "label", "*:create", "audience", "", "duration", 5, "maxRequests", 20, "label",
+        "/api/batch", "audience", "", "duration", 1, "maxRequests", 3, "label", "/api/", "audience",
+        "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0);
+}
+
+/* PocketBase's rate limit labels that name one of our route classes. */
+static const struct {
+    const char *label;
+    enum auth_rl_class cls;
+} rl_labels[] = {
+    {"*:auth", AUTH_RL_AUTH},
+    {"*:create", AUTH_RL_CREATE},
+    {"/api/batch", AUTH_RL_BATCH},
+    {"/api/", AUTH_RL_DEFAULT},
+};
+
+static bool same_kind(const json_t *a, const json_t *b)
+{
+    if (json_is_boolean(a) || json_is_boolean(b))
+        return json_is_boolean(a) && json_is_boolean(b);
+    if (json_is_integer(a))
+        return json_is_integer(b) ||
+               (json_is_real(b) && json_real_value(b) == (json_int_t)json_real_value(b));
+    return json_typeof(a) == json_typeof(b);
+}
+
+/* Merges the known keys of patch into cur (same shape as the defaults). ERR_INVALID when a
+ * value has the wrong type. Arrays are replaced whole; their items are checked later. */
+static int merge(json_t *cur, const json_t *patch)
+{
+    if (!json_is_object(patch))
+        return ERR_INVALID;
+    const char *sec;
+    json_t *sv;
+    json_object_foreach(cur, sec, sv)
+    {
+        json_t *pv = json_object_get(patch, sec);
+        if (!pv)
+            continue;
+        if (!json_is_object(pv))
+            return ERR_INVALID;
+        const char *key;
+        json_t *v;
+        json_object_foreach(sv, key, v)
+        {
+            json_t *nv = json_object_get(pv, key);
+            if (!nv)
+                continue;
+            if (!same_kind(v, nv))
+                return ERR_INVALID;
+            json_object_set_new(sv, key,
+                                json_is_real(nv) && json_is_integer(v)
+                                    ? json_integer((json_int_t)json_real_value(nv))
+                                    : json_deep_copy(nv));
+        }
+    }
+    return 0;
+}
+
+static void verr(json_t *errors, const char *sec, const char *key, const char *code,
+                 const char *msg)
+{
+    json_t *s = json_object_get(errors, sec);
+    if (!s) {
+        s = json_object();
+        json_object_set_new(errors, sec, s);
+    }
+    if (!json_object_get(s, key))
+        json_object_set_new(s, key, json_pack("{s:s,s:s}", "code", code, "message", msg));
+}
+
+static void item_err(json_t *e, const char *key, const char *code, const char *msg)
+{
+    if (!json_object_get(e, key))
+        json_object_set_new(e, key, json_pack("{s:s,s:s}", "code", code, "message", msg));
+}
+
+static const char *sget(const json_t *cur, const char *sec, const char *key)
+{
+    const char *v = json_string_value(json_object_get(json_object_get(cur, sec), key));
+    return v ? v : "";
+}
+
+static json_int_t iget(const json_t *cur, const char *sec, const char *key)
+{
+    return json_integer_value(json_object_get(json_object_get(cur, sec), key));
+}
+
+static bool bget(const json_t *cur, const char *sec, const char *key)
+{
+    return json_is_true(json_object_get(json_object_get(cur, sec), key));
+}
+
+static void check_required_text(json_t *errors, const json_t *cur, const char *sec, const char *key,
+                                size_t max)
+{
+    size_t n = strlen(sget(cur, sec, key));
+    if (n == 0)
+        verr(errors, sec, key, "validation_required", "Cannot be blank.");
+    else if (n > max)
+        verr(errors, sec, key, "validation_length_out_of_range",
+             "The length must be between 1 and 255.");
+}
+
+static bool is_url(const char *s)
+{
+    const char *p = strncmp(s, "http://", 7) == 0    ? s + 7
+                    : strncmp(s, "https://", 8) == 0 ? s + 8
+                                                     : NULL;
+    if (!p || !*p || *p == '/')
+        return false;
+    for (; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '"' || *p == '<' || *p == '>' || *p == '\\')
+            return false;
+    return true;
+}
+
+static bool is_email(const char *s)
+{
+    const char *at = strchr(s, '@');
+    return at && at > s && at[1] && !strchr(at + 1, '@') && strchr(at + 1, '.') &&
+           !strpbrk(s, " \t\r\n<>\",;") && strlen(s) <= 255;
+}
+
+/* A DNS name or an IP address, as ozzo's is.Host accepts. */
+static bool is_host(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return false;
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1)
+        return true;
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)ch) || ch == '-' || ch == '_') {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
+/* An HTTP header name (RFC 9110 token). */
+static bool is_header_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > PROXY_HEADER_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
+            return false;
+    return true;
+}
+
+static void check_min(json_t *errors, const json_t *cur, const char *sec, const char *key,
+                      json_int_t min, bool required)
+{
+    json_int_t v = iget(cur, sec, key);
+    if (required && v == 0)
+        verr(errors, sec, key, "validation_required", "Cannot be blank.");
+    else if (v < min)
+        verr(errors, sec, key, "validation_min_greater_equal_than_required",
+             min == 0 ? "Must be no less than 0." : "Must be no less than 1.");
+}
+
+static void check_rules(json_t *errors, const json_t *cur)
+{
+    const json_t *rules = json_object_get(json_object_get(cur, "rateLimits"), "rules");
+    if (bget(cur, "rateLimits", "enabled") && json_array_size(rules) == 0) {
+        verr(errors, "rateLimits", "rules", "validation_required", "Cannot be blank.");
+        return;
+    }
+    json_t *items = json_object();
+    bool seen[sizeof(rl_labels) / sizeof(rl_labels[0])] = {0};
+    for (size_t i = 0; i < json_array_size(rules); i++) {
+        const json_t *r = json_array_get(rules, i);
+        json_t *e = json_object();
+        const char *label = json_string_value(json_object_get(r, "label"));
+        const char *aud = json_string_value(json_object_get(r, "audience"));
+        json_t *max = json_object_get(r, "maxRequests"), *dur = json_object_get(r, "duration");
+        size_t k = 0;
+        while (label && k < sizeof(rl_labels) / sizeof(rl_labels[0]) &&
+               strcmp(label, rl_labels[k].label) != 0)
+            k++;
+        if (!label || !*label)
+            item_err(e, "label", "validation_required", "Cannot be blank.");
+        else if (k == sizeof(rl_labels) / sizeof(rl_labels[0]))
+            item_err(e, "label", "validation_invalid_rate_limit_label",
+                     "Supported labels: *:auth, *:create, /api/batch and /api/.");
+        else if (seen[k])
+            item_err(e, "label", "validation_conflicting_rate_limit_rule",
+                     "Rate limit rule configuration with this label already exists.");
+        else
+            seen[k] = true;
+        if (aud && *aud)
+            item_err(e, "audience", "validation_in_invalid",
+                     "Only the audience \"\" (guests and users alike) is supported.");
+        if (!json_is_integer(max) || json_integer_value(max) < 1 ||
+            json_integer_value(max) > UINT32_MAX)
+            item_err(e, "maxRequests", "validation_min_greater_equal_than_required",
+                     "Must be a whole number of at least 1.");
+        if (!json_is_integer(dur) || json_integer_value(dur) < 1 || json_integer_value(dur) > 86400)
+            item_err(e, "duration", "validation_min_greater_equal_than_required",
+                     "Must be a whole number of seconds from 1 to 86400.");
+        if (json_object_size(e)) {
+            char idx[24];
+            snprintf(idx, sizeof(idx), "%zu", i);
+            json_object_set_new(items, idx, e);
+        } else {
+            json_decref(e);
+        }
+    }
+    if (json_object_size(items)) {
+        json_t *s = json_object_get(errors, "rateLimits");
+        if (!s) {
+            s = json_object();
+            json_object_set_new(errors, "rateLimits", s);
+        }
+        json_object_set_new(s, "rules", items);
+    } else {
+        json_decref(items);
+    }
+}
+
+/* PocketBase's validation of every section; errors gets {section: {field: {code, message}}}. */
+static void validate(const json_t *cur, json_t *errors)
+{
+    check_required_text(errors, cur, "meta", "appName", 255);
+    if (!*sget(cur, "meta", "appURL"))
+        verr(errors, "meta", "appURL", "validation_required", "Cannot be blank.");
+    else if (!is_url(sget(cur, "meta", "appURL")))
+        verr(errors, "meta", "appURL", "validation_is_url", "Must be a valid URL.");
+    check_required_text(errors, cur, "meta", "senderName", 255);
+    if (!*sget(cur, "meta", "senderAddress"))
+        verr(errors, "meta", "senderAddress", "validation_required", "Cannot be blank.");
+    else if (!is_email(sget(cur, "meta", "senderAddress")))
+        verr(errors, "meta", "senderAddress", "validation_is_email",
+             "Must be a valid email address.");
+    check_min(errors, cur, "logs", "maxDays", 0, false);
+    bool smtp = bget(cur, "smtp", "enabled");
+    const char *host = sget(cur, "smtp", "host");
+    if (smtp && !*host)
+        verr(errors, "smtp", "host", "validation_required", "Cannot be blank.");
+    else if (*host && !is_host(host))
+        verr(errors, "smtp", "host", "validation_is_host", "Must be a valid host.");
+    check_min(errors, cur, "smtp", "port", 0, smtp);
+    if (iget(cur, "smtp", "port") > 65535)
+        verr(errors, "smtp", "port", "validation_max_less_equal_than_required",
+             "Must be no greater than 65535.");
+    const char *am = sget(cur, "smtp", "authMethod");
+    if (*am && strcmp(am, "PLAIN") != 0 && strcmp(am, "LOGIN") != 0)
+        verr(errors, "smtp", "authMethod", "validation_in_invalid", "Must be a valid value.");
+    const char *ln = sget(cur, "smtp", "localName");
+    if (*ln && !is_host(ln))
+        verr(errors, "smtp", "localName", "validation_is_host", "Must be a valid host.");
+    bool batch = bget(cur, "batch", "enabled");
+    check_min(errors, cur, "batch", "maxRequests", 0, batch);
+    if (iget(cur, "batch", "maxRequests") > BATCH_MAX_REQUESTS)
+        verr(errors, "batch", "maxRequests", "validation_max_less_equal_than_required",
+             "Must be no greater than 1000.");
+    check_min(errors, cur, "batch", "timeout", 0, batch);
+    check_min(errors, cur, "batch", "maxBodySize", 0, false);
+    check_rules(errors, cur);
+    const json_t *hs = json_object_get(json_object_get(cur, "trustedProxy"), "headers");
+    if (json_array_size(hs) > PROXY_MAX_HEADERS)
+        verr(errors, "trustedProxy", "headers", "validation_length_too_long", "At most 8 headers.");
+    for (size_t i = 0; i < json_array_size(hs); i++)
+        if (!json_is_string(json_array_get(hs, i)) ||
+            !is_header_name(json_string_value(json_array_get(hs, i))))
+            verr(errors, "trustedProxy", "headers", "validation_invalid_value",
+                 "Each header must be a valid HTTP header name.");
+}
+
+/* Makes cur what the running server uses. Called with s->lock held. */
+static void apply(struct api_env *env, struct api_settings *s)
+{
+    const json_t *cur = s->cur;
+    if (env->rl && !(env->cfg && cfg_given(env->cfg, "ratelimit"))) {
+        struct auth_rl_rule rules[AUTH_RL_N_CLASSES] = {{0, 1}, {0, 1}, {0, 1}, {0, 1}};
+        const json_t *list = json_object_get(json_object_get(cur, "rateLimits"), "rules");
+        for (size_t i = 0; bget(cur, "rateLimits", "enabled") && i < json_array_size(list); i++) {
+            const json_t *r = json_array_get(list, i);
+            const char *label = json_string_value(json_object_get(r, "label"));
+            for (size_t k = 0; label && k < sizeof(rl_labels) / sizeof(rl_labels[0]); k++)
+                if (strcmp(label, rl_labels[k].label) == 0)
+                    rules[rl_labels[k].cls] = (struct auth_rl_rule){
+                        (uint32_t)json_integer_value(json_object_get(r, "maxRequests")),
+                        (uint32_t)json_integer_value(json_object_get(r, "duration"))};
+        }
+        if (auth_ratelimit_set_rules(env->rl, rules) != 0)
+            xlog_warn("settings: the rate limit rules are out of range; kept the old ones");
+    }
+    const json_t *hs = json_object_get(json_object_get(cur, "trustedProxy"), "headers");
+    atomic_store(&s->has_proxy, false);
+    s->n_proxy_headers = 0;
+    for (size_t i = 0; i < json_array_size(hs) && i < PROXY_MAX_HEADERS; i++)
+        snprintf(s->proxy_headers[s->n_proxy_headers++], PROXY_HEADER_MAX + 1, "%s",
+                 json_string_value(json_array_get(hs, i)));
+    s->leftmost = bget(cur, "trustedProxy", "useLeftmostIP");
+    atomic_store(&s->has_proxy, s->n_proxy_headers > 0);
+}
+
+int api_settings_open(struct api_env *env)
+{
+    struct api_settings *s = xcalloc(1, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->patch_lock, NULL);
+    s->cur = defaults();
+    if (env->store) {
+        json_t *stored = NULL;
+        int rc = store_param_get(env->store, PARAM_ID, &stored);
+        if (rc == 0 && merge(s->cur, stored) != 0)
+            xlog_warn("settings: the stored settings have values of the wrong type; "
+                      "those keep their defaults");
+        json_decref(stored);
+        if (rc && rc != ERR_NOTFOUND) {
+            xlog_error("cannot read the settings: %s", store_errmsg(env->store));
+            json_decref(s->cur);
+            pthread_mutex_destroy(&s->patch_lock);
+            pthread_mutex_destroy(&s->lock);
+            free(s);
+            return rc;
+        }
+    }
+    if (env->cfg && cfg_given(env->cfg, "ratelimit") && bget(s->cur, "rateLimits", "enabled"))
+        xlog_warn("--ratelimit overrides settings.rateLimits, which are enabled");
+    env->settings = s;
+    apply(env, s);
+    return 0;
+}
+
+void api_settings_free(struct api_env *env)
+{
+    struct api_settings *s = env->settings;
+    if (!s)
+        return;
+    json_decref(s->cur);
+    pthread_mutex_destroy(&s->patch_lock);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    env->settings = NULL;
+}
+
+void api__settings_batch(struct api_env *env, struct api_batch_settings *out)
+{
+    struct api_settings *s = env->settings;
+    *out = (struct api_batch_settings){0};
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    out->enabled = bget(s->cur, "batch", "enabled");
+    out->max_requests = iget(s->cur, "batch", "maxRequests");
+    out->timeout_s = iget(s->cur, "batch", "timeout");
+    out->max_body = iget(s->cur, "batch", "maxBodySize");
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The address in one header value: a list "a, b, c" read from the right (the closest proxy
+ * appended last) or from the left; the first that parses as an IP. Written into out. */
+static bool pick_ip(const char *v, bool leftmost, char *out, size_t cap)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", v);
+    char *items[32];
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && n < 32;
+         t = strtok_r(NULL, ",", &save))
+        items[n++] = t;
+    for (size_t k = 0; k < n; k++) {
+        char *t = items[leftmost ? k : n - 1 - k];
+        while (*t == ' ' || *t == '\t')
+            t++;
+        size_t len = strcspn(t, " \t");
+        t[len] = '\0';
+        unsigned char bin[16];
+        if (len < cap && (inet_pton(AF_INET, t, bin) == 1 || inet_pton(AF_INET6, t, bin) == 1)) {
+            memcpy(out, t, len + 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *api__client_ip(struct http_req *req, struct api_env *env)
+{
+    struct api_settings *s = env->settings;
+    if (!s || !atomic_load_explicit(&s->has_proxy, memory_order_relaxed))
+        return http_req_client_ip(req);
+    char ip[INET6_ADDRSTRLEN] = "";
+    bool found = false;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_proxy_headers && !found; i++) {
+        const char *v = http_req_header(req, s->proxy_headers[i]);
+        found = v && pick_ip(v, s->leftmost, ip, sizeof(ip));
+    }
+    pthread_mutex_unlock(&s->lock);
+    return found ? arena_strdup(http_req_arena(req), ip) : http_req_client_ip(req);
+}
+
+/* The settings as a client sees them: smtp.password is never sent. RETURNS a new value. */
+static json_t *redacted(struct api_settings *s)
+{
+    pthread_mutex_lock(&s->lock);
+    json_t *out = json_deep_copy(s->cur);
+    pthread_mutex_unlock(&s->lock);
+    json_object_del(json_object_get(out, "smtp"), "password");
+    return out;
+}
+
+static void get_settings(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!api__require_superuser(req, env, true))
+        return;
+    http_reply_json(req, 200, redacted(env->settings));
+}
+
+static void patch_settings(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!api__require_superuser(req, env, true))
+        return;
+    struct api_settings *s = env->settings;
+    if (!env->store) {
+        http_reply_error(req, 503, "The data store is not available.", NULL);
+        return;
+    }
+    json_t *body = http_req_json(req, true);
+    if (!body)
+        return;
+    pthread_mutex_lock(&s->patch_lock);
+    pthread_mutex_lock(&s->lock);
+    json_t *next = json_deep_copy(s->cur);
+    pthread_mutex_unlock(&s->lock);
+    json_t *errors = json_object();
+    int rc = 0;
+    if (merge(next, body) != 0) {
+        http_reply_error(req, 400, "An error occurred while loading the submitted data.", NULL);
+        goto out;
+    }
+    validate(next, errors);
+    if (json_object_size(errors)) {
+        http_reply_error(req, 400, "An error occurred while submitting the form.",
+                         json_incref(errors));
+        goto out;
+    }
+    rc = store_param_put(env->store, PARAM_ID, next);
+    if (rc) {
+        xlog_error("cannot store the settings: %s", store_errmsg(env->store));
+        http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+        goto out;
+    }
+    pthread_mutex_lock(&s->lock);
+    json_decref(s->cur);
+    s->cur = json_incref(next);
+    apply(env, s);
+    pthread_mutex_unlock(&s->lock);
+    if (env->cfg && cfg_given(env->cfg, "ratelimit") && json_object_get(body, "rateLimits"))
+        xlog_warn("settings.rateLimits stored; --ratelimit overrides it until it is removed");
+    http_reply_json(req, 200, redacted(s));
+out:
+    pthread_mutex_unlock(&s->patch_lock);
+    json_decref(errors);
+    json_decref(next);
+}
+
+void api__register_settings(struct http_router *r, struct api_env *env)
+{
+    http_route(r, "GET", "/api/settings", get_settings, env);
+    http_route(r, "PATCH", "/api/settings", patch_settings, env);
+}
