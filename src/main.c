@@ -304,6 +304,10 @@ static int app_open(struct app *a)
         return 1;
     }
     a->router = http_router_new();
+    if (http_router_cors(a->router, a->cfg.origins) != 0) {
+        fprintf(stderr, "tandem: invalid value for --origins: '%s'\n", a->cfg.origins);
+        return EXIT_USAGE;
+    }
     api_register(a->router, &a->env);
 
     struct http_opts opts = {

@@ -29,6 +29,9 @@ const struct cfg_opt cfg_opts[] = {
      "per-client rate limits: off, default (PocketBase's rules) or CLASS=MAX/WINDOW,... "
      "with classes auth, create, batch, default; when given, it overrides settings.rateLimits",
      STR_OPT(ratelimit)},
+    {"origins", "TANDEM_ORIGINS", "*",
+     "CORS allowed origins: * (any) or a comma-separated list such as https://app.example.com",
+     STR_OPT(origins)},
     {"fsync", "TANDEM_FSYNC", "batch",
      "when the event log syncs: always, batch (group commit every few ms) or never",
      STR_OPT(fsync)},

@@ -21,6 +21,7 @@ struct cfg {
     int64_t idle_timeout;       /* seconds a connection may stay idle or stalled */
     int64_t threads;            /* HTTP threads; 0 = one per core */
     char ratelimit[512];        /* "off", "default" or CLASS=MAX/WINDOW,... */
+    char origins[2048];         /* CORS: "*" or a comma-separated list of origins */
     char fsync[16];             /* always|batch|never */
     int64_t log_segment_size;   /* bytes */
     int64_t log_retention_size; /* bytes per topic; 0 = unlimited */

@@ -61,6 +61,10 @@ const char *http_route_pattern(const struct http_route *route);
  * or replies itself (e.g. 429) and returns false. One guard per router. */
 typedef bool (*http_guard_cb)(struct http_req *req, void *ctx);
 void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx);
+/* CORS origins: "*" (any, the default) or a comma-separated list of exact origins
+ * ("https://app.example.com"). ERR_INVALID for an empty list. Preflights (every OPTIONS) are
+ * answered 204 by the router itself, before the guard and any handler. */
+int http_router_cors(struct http_router *r, const char *origins) MUST_USE;
 
 /* ---- query strings and URL decoding (exposed for tests) ---- */
 

@@ -1,5 +1,6 @@
-/* router.c - method + path patterns, query strings, URL decoding, dispatch. */
+/* router.c - method + path patterns, query strings, URL decoding, CORS, dispatch. */
 #include <string.h>
+#include <strings.h>
 
 #include "http/http_int.h"
 
@@ -8,7 +9,60 @@ struct http_router {
     struct http_route **tail;
     http_guard_cb guard;
     void *guard_ctx;
+    char **origins; /* allowed CORS origins; NULL: any ("*") */
+    size_t n_origins;
 };
+
+int http_router_cors(struct http_router *r, const char *origins)
+{
+    for (size_t i = 0; i < r->n_origins; i++)
+        free(r->origins[i]);
+    free(r->origins);
+    r->origins = NULL;
+    r->n_origins = 0;
+    size_t n = 0;
+    char **list = NULL;
+    for (const char *p = origins ? origins : "*"; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *s = p;
+        while (len && (*s == ' ' || *s == '\t'))
+            s++, len--;
+        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        if (len == 1 && *s == '*') { /* any origin */
+            for (size_t i = 0; i < n; i++)
+                free(list[i]);
+            free(list);
+            return 0;
+        }
+        if (len) {
+            list = xrealloc(list, (n + 1) * sizeof(*list));
+            list[n++] = xstrndup(s, len);
+        }
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
+    if (n == 0)
+        return ERR_INVALID;
+    r->origins = list;
+    r->n_origins = n;
+    return 0;
+}
+
+/* The Access-Control-Allow-Origin value for this request's Origin, or NULL (no CORS headers:
+ * no Origin, or one not allowed). */
+static const char *cors_origin(const struct http_router *r, const char *origin)
+{
+    if (!origin || !*origin)
+        return NULL;
+    if (!r->origins)
+        return "*";
+    for (size_t i = 0; i < r->n_origins; i++)
+        if (strcasecmp(r->origins[i], origin) == 0)
+            return origin;
+    return NULL;
+}
 
 void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx)
 {
@@ -27,6 +81,9 @@ void http_router_free(struct http_router *r)
 {
     if (!r)
         return;
+    for (size_t i = 0; i < r->n_origins; i++)
+        free(r->origins[i]);
+    free(r->origins);
     while (r->head) {
         struct http_route *rt = r->head;
         r->head = rt->next;
@@ -227,8 +284,36 @@ int http_query_parse(struct arena *a, const char *qs, size_t len, struct http_kv
     return 0;
 }
 
+/* PocketBase's CORS (echo's middleware with its defaults): every OPTIONS is a preflight,
+ * answered 204 here with the allowed methods and the requested headers, before any guard or
+ * handler; other requests from an allowed Origin get Access-Control-Allow-Origin. Returns
+ * true when the request was answered. */
+static bool cors(struct http_req *req, const struct http_router *router)
+{
+    const char *allow = cors_origin(router, http_req_header(req, "Origin"));
+    if (router->origins)
+        http_set_header(req, "Vary", "Origin");
+    if (strcmp(req->method, "OPTIONS") != 0) {
+        if (allow)
+            http_set_header(req, "Access-Control-Allow-Origin", allow);
+        return false;
+    }
+    if (allow) {
+        http_set_header(req, "Access-Control-Allow-Origin", allow);
+        http_set_header(req, "Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE");
+        const char *h = http_req_header(req, "Access-Control-Request-Headers");
+        if (h && *h)
+            http_set_header(req, "Access-Control-Allow-Headers", h);
+        http_set_header(req, "Access-Control-Max-Age", "86400");
+    }
+    http_reply_empty(req, 204);
+    return true;
+}
+
 void http__dispatch(struct http_req *req, const struct http_router *router)
 {
+    if (cors(req, router))
+        return;
     if (router->guard && !router->guard(req, router->guard_ctx))
         return;
     struct buf allow;
