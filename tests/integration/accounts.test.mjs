@@ -55,3 +55,33 @@ test('auth-refresh refuses a token that is not refreshable', async () => {
     assert.equal(ref.body.token, undefined);
   }
 });
+
+test('an increment that the number field cannot hold is a 400 in PocketBase\'s shape', async () => {
+  await su.collections.create({ name: 'counters', fields: [{ name: 'n', type: 'number' }], listRule: '', viewRule: '', createRule: '', updateRule: '' });
+  const guest = client(srv.url);
+  const cases = [
+    [1e308, { 'n+': 1e308 }],
+    [-1e308, { 'n-': 1e308 }],
+    [1e308, { 'n+': '1e308' }],
+    [1e300, { 'n+': 1 }],
+    [2 ** 53, { 'n+': 1 }],
+    [0, { 'n+': '1e309' }],
+    [0, { 'n+': 'lots' }],
+  ];
+  for (const [start, patch] of cases) {
+    const rec = await guest.collection('counters').create({ n: start });
+    const e = await expectStatus(guest.collection('counters').update(rec.id, patch), 400);
+    assert.equal(e.response.status, 400);
+    assert.equal(e.response.message, 'Failed to update record.');
+    assert.deepEqual(Object.keys(e.response.data), ['n'], JSON.stringify(e.response));
+    assert.equal(e.response.data.n.code, 'validation_not_a_number');
+    assert.equal(typeof e.response.data.n.message, 'string');
+    assert.equal((await guest.collection('counters').getOne(rec.id)).n, start, `${JSON.stringify(patch)} left n alone`);
+  }
+  // on create too, and an exact increment still works
+  const e = await expectStatus(guest.collection('counters').create({ 'n+': 'x' }), 400);
+  assert.equal(e.response.data.n.code, 'validation_not_a_number');
+  const rec = await guest.collection('counters').create({ n: 2 ** 53 - 1 });
+  assert.equal((await guest.collection('counters').update(rec.id, { 'n+': 1 })).n, 2 ** 53);
+  assert.equal((await guest.collection('counters').update(rec.id, { 'n-': 2 ** 53 })).n, 0);
+});

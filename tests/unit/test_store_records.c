@@ -312,6 +312,84 @@ static void test_modifiers(void **state)
     fx_close(&fx);
 }
 
+/* An increment or decrement whose result the store could not keep exactly is refused with a
+ * field error; it never leaves the value as it was while reporting success. */
+static void test_modifier_overflow(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c =
+        fx_coll(&fx, "{\"name\":\"counters\",\"fields\":[{\"name\":\"n\",\"type\":\"number\"}]}");
+    static const struct {
+        const char *start, *patch;
+    } bad[] = {
+        {"1e308", "{\"n+\":1e308}"},        /* overflows to infinity */
+        {"-1e308", "{\"n-\":1e308}"},       /* and to minus infinity */
+        {"1e308", "{\"n+\":\"1e308\"}"},    /* as a string too */
+        {"1e300", "{\"n+\":1}"},            /* swallowed by rounding */
+        {"1e300", "{\"n-\":0.5}"},          /* not whole, swallowed too */
+        {"9007199254740992", "{\"n+\":1}"}, /* past 2^53 counting is not exact */
+        {"-9007199254740992", "{\"n-\":1}"},
+        {"0", "{\"n+\":9007199254740994}"},
+        {"0", "{\"n+\":\"1e309\"}"}, /* not a finite number to begin with */
+        {"0", "{\"n+\":\"lots\"}"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"n\":%s}", bad[i].start);
+        json_t *r = fx_rec(&fx, c, body);
+        const char *id = json_string_value(json_object_get(r, "id"));
+        double before = json_number_value(json_object_get(r, "n"));
+        json_t *patch = J(bad[i].patch), *errors = NULL, *u = NULL;
+        int rc = store_record_update(fx.st, c, id, patch, NULL, &errors, &u);
+        if (rc != ERR_INVALID)
+            fail_msg("%s on n=%s: expected ERR_INVALID, got %s (n=%.17g)", bad[i].patch,
+                     bad[i].start, err_str(rc), json_number_value(json_object_get(u, "n")));
+        assert_null(u);
+        json_t *e = json_object_get(errors, "n");
+        assert_string_equal(json_string_value(json_object_get(e, "code")),
+                            "validation_not_a_number");
+        assert_non_null(json_string_value(json_object_get(e, "message")));
+        json_t *now = NULL;
+        assert_int_equal(store_record_get(fx.st, c, id, &now), 0);
+        assert_true(json_number_value(json_object_get(now, "n")) == before);
+        json_decref(now);
+        json_decref(errors);
+        json_decref(patch);
+        json_decref(r);
+    }
+    /* the edges that are still exact work */
+    json_t *r = fx_rec(&fx, c, "{\"n\":9007199254740991}");
+    const char *id = json_string_value(json_object_get(r, "id"));
+    json_t *patch = J("{\"n+\":1}"), *errors = NULL, *u = NULL;
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 9007199254740992.0);
+    json_decref(u);
+    json_decref(patch);
+    patch = J("{\"n-\":\"9007199254740992\"}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 0);
+    json_decref(u);
+    json_decref(patch);
+    patch = J("{\"n+\":0.25}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 0.25);
+    json_decref(u);
+    json_decref(patch);
+    json_decref(r);
+    r = fx_rec(&fx, c, "{\"n\":1e300}");
+    id = json_string_value(json_object_get(r, "id"));
+    patch = J("{\"n-\":1e300}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 0);
+    json_decref(u);
+    json_decref(patch);
+    json_decref(r);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_cascade_delete(void **state)
 {
     UNUSED(state);
@@ -1222,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_validation_rules),
         cmocka_unit_test(test_required_per_type),
         cmocka_unit_test(test_modifiers),
+        cmocka_unit_test(test_modifier_overflow),
         cmocka_unit_test(test_cascade_delete),
         cmocka_unit_test(test_conditional_operations),
         cmocka_unit_test(test_truncate),
