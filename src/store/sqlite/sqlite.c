@@ -589,9 +589,9 @@ static void epoch_map(struct sq_store *s)
     size_t n = strlen(s->path) + sizeof("-tokens");
     char *path = xmalloc(n);
     snprintf(path, n, "%s-tokens", s->path);
-    /* like SQLite's -wal and -shm files: the database's permissions, and its owner when we
-     * run as root, so that every process that can write the database can advance it */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* private like every file in the data directory, and the database's owner when we run
+     * as root, so that every process that can write the database can advance it */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     struct stat sb, db;
     if (fd >= 0 && geteuid() == 0 && stat(s->path, &db) == 0 && fstat(fd, &sb) == 0 &&
         (sb.st_uid != db.st_uid || sb.st_gid != db.st_gid) && fchown(fd, db.st_uid, db.st_gid) != 0)
