@@ -543,6 +543,9 @@ static int bootstrap(struct sq_store *s, struct sq_conn *cn)
     rc = load_collections(s, cn);
     if (rc)
         goto fail;
+    rc = sq__auth_indexes_upgrade(s, cn);
+    if (rc)
+        goto fail;
     char now[TIME_PB_LEN];
     sq__now(now);
     struct store_collection *defaults[2] = {NULL, NULL};
