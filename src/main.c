@@ -12,6 +12,7 @@
 #include "capture/capture.h"
 #include "cli/cli.h"
 #include "core/core.h"
+#include "core/datadir.h"
 #include "evlog/evlog.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -48,28 +49,17 @@ static void usage(FILE *out)
     cfg_print_help(out);
 }
 
-/* mkdir -p, new directories with mode 0700 */
-static int make_dir(const char *path)
+/* The data directory, created or made private (see core/datadir.h). The secret is left to
+ * auth_secret_open, which refuses one that group or others could read: a key that may have
+ * been copied must be replaced, not just hidden. */
+static int prepare_dir(const char *dir)
 {
-    char tmp[1024];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return -errno;
-    struct stat st;
-    if (stat(tmp, &st) != 0)
-        return -errno;
-    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    static const char *const keep[] = {"secret", NULL};
+    char err[600];
+    int rc = datadir_prepare(dir, keep, NULL, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "tandem: %s\n", err);
+    return rc;
 }
 
 static int load_cfg(struct cfg *cfg, int argc, char **argv)
@@ -227,11 +217,9 @@ static void app_close(struct app *a)
 static int app_open(struct app *a)
 {
     char err[512];
-    int rc = make_dir(a->cfg.dir);
-    if (rc != 0) {
-        fprintf(stderr, "tandem: cannot create data directory %s: %s\n", a->cfg.dir, err_str(rc));
+    int rc = prepare_dir(a->cfg.dir);
+    if (rc != 0)
         return 1;
-    }
     if (auth_init() != 0) {
         fprintf(stderr, "tandem: libsodium failed to initialise\n");
         return 1;
@@ -434,8 +422,10 @@ static int cmd_superuser(int argc, char **argv)
         fprintf(stderr, "tandem: the password must be 8 to 71 characters\n");
         return EXIT_USAGE;
     }
-    if (make_dir(cfg.dir) != 0 || auth_init() != 0) {
-        fprintf(stderr, "tandem: cannot prepare %s\n", cfg.dir);
+    if (prepare_dir(cfg.dir) != 0)
+        return 1;
+    if (auth_init() != 0) {
+        fprintf(stderr, "tandem: libsodium failed to initialise\n");
         return 1;
     }
     struct store *st = NULL;
@@ -490,10 +480,8 @@ static int cmd_writekey(int argc, char **argv)
                         "or -\n");
         return EXIT_USAGE;
     }
-    if (make_dir(cfg.dir) != 0) {
-        fprintf(stderr, "tandem: cannot prepare %s\n", cfg.dir);
+    if (prepare_dir(cfg.dir) != 0)
         return 1;
-    }
     struct store *st = NULL;
     if (open_store(&cfg, &st) != 0)
         return 1;
@@ -629,6 +617,10 @@ static int cmd_query(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Before anything can create a file: every file tandem, SQLite, DuckDB or the event log
+     * creates is then 0600 and every directory 0700 (nothing else in the process calls
+     * umask; SQLite gives -wal/-shm the database's own mode, which this makes 0600). */
+    umask(DATADIR_UMASK);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

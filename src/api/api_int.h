@@ -10,6 +10,7 @@ struct api_identity {
     bool superuser;
     const char *record_id;     /* NULL for guests */
     const char *collection_id; /* of the auth record */
+    bool refreshable;          /* the token may be exchanged for a new one (auth-refresh) */
 };
 
 #define API_SUPERUSERS_ID "pbc_3142635823"

@@ -201,7 +201,9 @@ static void auth_refresh(struct http_req *req, void *ctx)
         return;
     arena_on_release(http_req_arena(req), unref_cb, c);
     const struct api_identity *who = api__identity(req, env);
-    if (!who->record_id) {
+    /* Only a token issued by a sign-in may be exchanged for a new one: a non-refreshable
+     * token (refreshable false or absent) would otherwise become a full-length sign-in. */
+    if (!who->record_id || !who->refreshable) {
         http_reply_error(req, 401, "The request requires valid record authorization token.", NULL);
         return;
     }

@@ -4,7 +4,7 @@
 #include "api/api_int.h"
 #include "store/store.h"
 
-static const struct api_identity guest = {false, NULL, NULL};
+static const struct api_identity guest = {false, NULL, NULL, false};
 
 /* auth_token_lookup_cb: the current tokenKey of an auth record. The ids come from a token
  * whose signature is not checked yet; the store binds them as parameters. */
@@ -56,6 +56,7 @@ const struct api_identity *api__identity(struct http_req *req, struct api_env *e
         id->record_id = arena_strdup(a, claims.record_id);
         id->collection_id = arena_strdup(a, claims.collection_id);
         id->superuser = strcmp(claims.collection_id, API_SUPERUSERS_ID) == 0;
+        id->refreshable = claims.refreshable;
         who = id;
     }
     http_req_set_data(req, (void *)who);

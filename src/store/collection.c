@@ -793,27 +793,51 @@ out:
     return rc;
 }
 
+/* Whether ix is the kind of index auth collections need on col: unique, on col alone, and
+ * for the email compared without case (Victim@Corp.com and victim@corp.com are one address:
+ * both must never register, or one would sign in to the other's record). */
+static bool auth_index_ok(const struct store__index *ix, const char *col)
+{
+    if (!ix->unique || ix->n_cols != 1 || strcmp(ix->cols[0], col) != 0)
+        return false;
+    return strcmp(col, "email") != 0 || strstr(ix->col_suffix[0], "COLLATE NOCASE") != NULL;
+}
+
+/* The unique indexes of an auth collection: tokenKey, and email without case (PocketBase's
+ * COLLATE NOCASE for identity fields). A system email index of the old case-sensitive form
+ * (databases made before, or a PocketBase export) is replaced in place; the database index
+ * follows at start (sq__auth_indexes_upgrade) or with the next collection change. */
 static void add_auth_indexes(struct store_collection *c)
 {
     const char *cols[2] = {"tokenKey", "email"};
     for (int k = 0; k < 2; k++) {
+        char name[300];
+        snprintf(name, sizeof(name), "idx_%s_%s", cols[k], c->id);
         bool found = false;
+        size_t slot = c->n_indexes; /* where the system index goes: its old place, or a new one */
         for (size_t i = 0; i < c->n_indexes; i++) {
             struct store__index ix;
             if (store__index_parse(c->indexes[i], &ix) != 0)
                 continue;
-            if (ix.unique && ix.n_cols == 1 && strcmp(ix.cols[0], cols[k]) == 0)
+            if (auth_index_ok(&ix, cols[k]))
                 found = true;
+            else if (strcasecmp(ix.name, name) == 0)
+                slot = i;
             store__index_release(&ix);
         }
         if (found)
             continue;
         struct buf b;
         buf_init(&b);
-        buf_printf(&b, "CREATE UNIQUE INDEX `idx_%s_%s` ON `%s` (`%s`)%s", cols[k], c->id, c->name,
-                   cols[k], k == 1 ? " WHERE `email` != ''" : "");
-        c->indexes = xrealloc(c->indexes, (c->n_indexes + 1) * sizeof(char *));
-        c->indexes[c->n_indexes++] = buf_detach(&b, NULL);
+        buf_printf(&b, "CREATE UNIQUE INDEX `%s` ON `%s` (`%s`%s)%s", name, c->name, cols[k],
+                   k == 1 ? " COLLATE NOCASE" : "", k == 1 ? " WHERE `email` != ''" : "");
+        if (slot < c->n_indexes) {
+            free(c->indexes[slot]);
+        } else {
+            c->indexes = xrealloc(c->indexes, (c->n_indexes + 1) * sizeof(char *));
+            c->n_indexes++;
+        }
+        c->indexes[slot] = buf_detach(&b, NULL);
     }
 }
 
@@ -939,7 +963,9 @@ static int parse_collection(struct parse *ps, const json_t *in, const char *now,
     }
     if (rc)
         goto fail;
-    if (ps->auth && !ps->trusted)
+    /* also when loading our own JSON: a definition stored by an older version gets the
+     * case-insensitive email index (the database follows, sq__auth_indexes_upgrade) */
+    if (ps->auth)
         add_auth_indexes(c);
     /* auth options */
     if (ps->auth) {

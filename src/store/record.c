@@ -358,8 +358,18 @@ static void apply_modifier(const struct store_field *f, json_t *vals, char op, c
                         NULL);
             return;
         }
+        /* The result must be a number the store keeps as computed: finite, not swallowed by
+         * rounding (1e300 + 1), and for whole numbers within +-2^53, where doubles count
+         * exactly. Anything else is the client's error, never a silent no-op. */
         double base = json_number_value(cur);
-        json_object_set_new(vals, f->name, num_json(op == '-' ? base - d : base + d));
+        double r = op == '-' ? base - d : base + d;
+        bool whole = base == floor(base) && d == floor(d);
+        if (!isfinite(r) || (d != 0 && r == base) || (whole && fabs(r) > 9007199254740992.0)) {
+            verr_params(errors, f->name, "validation_not_a_number",
+                        "The result is out of the range of exact numbers.", NULL);
+            return;
+        }
+        json_object_set_new(vals, f->name, num_json(r));
         return;
     }
     if (f->type != STORE_FIELD_SELECT && f->type != STORE_FIELD_RELATION) {

@@ -289,8 +289,10 @@ int store_record_delete_if(struct store *st, const struct store_collection *c, c
 /* ---- auth records ---- */
 
 /* The auth record of c whose field (e.g. "email") equals value (case-insensitively for
- * email). ERR_NOTFOUND; ERR_INVALID when c is not an auth collection or field is not one of
- * its text/email fields. */
+ * email). ERR_NOTFOUND; ERR_CONFLICT when more than one record matches (emails that differ
+ * only in case, left from before email was unique without case): never one of them;
+ * ERR_INVALID when c is not an auth collection or field is not one of its text/email
+ * fields. */
 int store_auth_find(struct store *st, const struct store_collection *c, const char *field,
                     const char *value, struct store_auth_record *out) MUST_USE;
 int store_auth_get(struct store *st, const struct store_collection *c, const char *id,

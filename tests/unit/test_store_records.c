@@ -5,6 +5,7 @@
 
 #include "metrics/metrics.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "store_fixture.h"
@@ -307,6 +308,84 @@ static void test_modifiers(void **state)
     assert_int_equal(json_integer_value(json_object_get(u, "views")), 3);
     json_decref(patch);
     json_decref(u);
+    json_decref(r);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
+/* An increment or decrement whose result the store could not keep exactly is refused with a
+ * field error; it never leaves the value as it was while reporting success. */
+static void test_modifier_overflow(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c =
+        fx_coll(&fx, "{\"name\":\"counters\",\"fields\":[{\"name\":\"n\",\"type\":\"number\"}]}");
+    static const struct {
+        const char *start, *patch;
+    } bad[] = {
+        {"1e308", "{\"n+\":1e308}"},        /* overflows to infinity */
+        {"-1e308", "{\"n-\":1e308}"},       /* and to minus infinity */
+        {"1e308", "{\"n+\":\"1e308\"}"},    /* as a string too */
+        {"1e300", "{\"n+\":1}"},            /* swallowed by rounding */
+        {"1e300", "{\"n-\":0.5}"},          /* not whole, swallowed too */
+        {"9007199254740992", "{\"n+\":1}"}, /* past 2^53 counting is not exact */
+        {"-9007199254740992", "{\"n-\":1}"},
+        {"0", "{\"n+\":9007199254740994}"},
+        {"0", "{\"n+\":\"1e309\"}"}, /* not a finite number to begin with */
+        {"0", "{\"n+\":\"lots\"}"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"n\":%s}", bad[i].start);
+        json_t *r = fx_rec(&fx, c, body);
+        const char *id = json_string_value(json_object_get(r, "id"));
+        double before = json_number_value(json_object_get(r, "n"));
+        json_t *patch = J(bad[i].patch), *errors = NULL, *u = NULL;
+        int rc = store_record_update(fx.st, c, id, patch, NULL, &errors, &u);
+        if (rc != ERR_INVALID)
+            fail_msg("%s on n=%s: expected ERR_INVALID, got %s (n=%.17g)", bad[i].patch,
+                     bad[i].start, err_str(rc), json_number_value(json_object_get(u, "n")));
+        assert_null(u);
+        json_t *e = json_object_get(errors, "n");
+        assert_string_equal(json_string_value(json_object_get(e, "code")),
+                            "validation_not_a_number");
+        assert_non_null(json_string_value(json_object_get(e, "message")));
+        json_t *now = NULL;
+        assert_int_equal(store_record_get(fx.st, c, id, &now), 0);
+        assert_true(json_number_value(json_object_get(now, "n")) == before);
+        json_decref(now);
+        json_decref(errors);
+        json_decref(patch);
+        json_decref(r);
+    }
+    /* the edges that are still exact work */
+    json_t *r = fx_rec(&fx, c, "{\"n\":9007199254740991}");
+    const char *id = json_string_value(json_object_get(r, "id"));
+    json_t *patch = J("{\"n+\":1}"), *errors = NULL, *u = NULL;
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 9007199254740992.0);
+    json_decref(u);
+    json_decref(patch);
+    patch = J("{\"n-\":\"9007199254740992\"}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 0);
+    json_decref(u);
+    json_decref(patch);
+    patch = J("{\"n+\":0.25}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 0.25);
+    json_decref(u);
+    json_decref(patch);
+    json_decref(r);
+    r = fx_rec(&fx, c, "{\"n\":1e300}");
+    id = json_string_value(json_object_get(r, "id"));
+    patch = J("{\"n-\":1e300}");
+    assert_int_equal(store_record_update(fx.st, c, id, patch, NULL, &errors, &u), 0);
+    assert_true(json_number_value(json_object_get(u, "n")) == 0);
+    json_decref(u);
+    json_decref(patch);
     json_decref(r);
     store_collection_unref(c);
     fx_close(&fx);
@@ -863,6 +942,215 @@ static void *writer(void *p)
     return NULL;
 }
 
+static void sql_exec(struct fx *fx, const char *sql)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/app.db", fx->dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("test SQL %s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+static json_t *user_create(struct fx *fx, const char *body, json_t **errors_out, int *rc_out)
+{
+    struct store_collection *u = NULL;
+    assert_int_equal(store_collection_get(fx->st, "users", &u), 0);
+    json_t *j = J(body), *rec = NULL;
+    *errors_out = NULL;
+    *rc_out = store_record_create(fx->st, u, j, "$argon2id$fakehash", errors_out, &rec);
+    json_decref(j);
+    store_collection_unref(u);
+    return rec;
+}
+
+static void assert_email_not_unique(int rc, json_t *errors)
+{
+    assert_int_equal(rc, ERR_INVALID);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(errors, "email"), "code")),
+        "validation_not_unique");
+    json_decref(errors);
+}
+
+/* Emails are one address whatever their case: a second record cannot take one (create, update,
+ * superuser upsert), and every auth collection's definition has the case-insensitive index. */
+static void test_email_unique_without_case(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    json_t *victim = make_user(&fx, "Victim@Corp.com");
+    json_t *errors = NULL;
+    int rc;
+    static const char *const variants[] = {"victim@corp.com", "VICTIM@CORP.COM", "victim@Corp.com"};
+    for (size_t i = 0; i < ARRAY_LEN(variants); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"email\":\"%s\"}", variants[i]);
+        assert_null(user_create(&fx, body, &errors, &rc));
+        assert_email_not_unique(rc, errors);
+    }
+    /* another record cannot change its email to one */
+    json_t *other = make_user(&fx, "other@example.com");
+    struct store_collection *u = NULL;
+    assert_int_equal(store_collection_get(fx.st, "users", &u), 0);
+    const char *oid = json_string_value(json_object_get(other, "id"));
+    json_t *patch = J("{\"email\":\"VICTIM@corp.com\"}"), *rec = NULL;
+    rc = store_record_update(fx.st, u, oid, patch, NULL, &errors, &rec);
+    assert_null(rec);
+    assert_email_not_unique(rc, errors);
+    json_decref(patch);
+    /* the owner may change the case of its own */
+    const char *vid = json_string_value(json_object_get(victim, "id"));
+    patch = J("{\"email\":\"victim@corp.com\"}");
+    assert_int_equal(store_record_update(fx.st, u, vid, patch, NULL, &errors, &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "email")), "victim@corp.com");
+    json_decref(rec);
+    json_decref(patch);
+    /* the database index: users and _superusers */
+    assert_int_equal(fx_sql_int(&fx, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                     "AND sql LIKE '%(`email` COLLATE NOCASE) WHERE `email` != %'"),
+                     2);
+    /* a new auth collection gets it, also next to a case-sensitive index of its own, and a
+     * case-sensitive index under the system index's name is replaced */
+    struct store_collection *m =
+        fx_coll(&fx, "{\"name\":\"members\",\"type\":\"auth\",\"fields\":[],\"indexes\":["
+                     "\"CREATE UNIQUE INDEX `idx_mine` ON `members` (`email`)\"]}");
+    char sys_name[128];
+    snprintf(sys_name, sizeof(sys_name), "`idx_email_%s`", m->id);
+    size_t n_nocase = 0;
+    for (size_t i = 0; i < m->n_indexes; i++)
+        if (strstr(m->indexes[i], sys_name) &&
+            strstr(m->indexes[i], "(`email` COLLATE NOCASE) WHERE `email` != ''"))
+            n_nocase++;
+    assert_int_equal(n_nocase, 1);
+    char spec_text[512];
+    snprintf(
+        spec_text, sizeof(spec_text),
+        "{\"indexes\":[\"CREATE UNIQUE INDEX %s ON `members` (`email`) WHERE `email` != ''\"]}",
+        sys_name);
+    json_t *spec = J(spec_text), *cerr = NULL;
+    struct store_collection *m2 = NULL;
+    rc = store_collection_update(fx.st, "members", spec, &cerr, &m2);
+    json_decref(spec);
+    if (rc)
+        fail_msg("update: %s %s", err_str(rc), cerr ? json_dumps(cerr, 0) : "");
+    n_nocase = 0;
+    size_t n_sys = 0;
+    for (size_t i = 0; i < m2->n_indexes; i++) {
+        n_sys += strstr(m2->indexes[i], sys_name) != NULL;
+        n_nocase += strstr(m2->indexes[i], "(`email` COLLATE NOCASE)") != NULL;
+    }
+    assert_int_equal(n_sys, 1);
+    assert_int_equal(n_nocase, 1);
+    store_collection_unref(m2);
+    store_collection_unref(m);
+    json_t *mrec = NULL, *merr = NULL;
+    struct store_collection *mc = NULL;
+    assert_int_equal(store_collection_get(fx.st, "members", &mc), 0);
+    json_t *b1 = J("{\"email\":\"a@b.c\"}"), *b2 = J("{\"email\":\"A@B.C\"}");
+    assert_int_equal(store_record_create(fx.st, mc, b1, "h", &merr, &mrec), 0);
+    json_decref(mrec);
+    mrec = NULL;
+    rc = store_record_create(fx.st, mc, b2, "h", &merr, &mrec);
+    assert_email_not_unique(rc, merr);
+    json_decref(b1);
+    json_decref(b2);
+    store_collection_unref(mc);
+    /* a superuser upserted with another case of an existing one's email is that superuser */
+    char id1[ID_LEN + 1], id2[ID_LEN + 1];
+    assert_int_equal(store_superuser_upsert(fx.st, "Root@Example.com", "h1", id1), 0);
+    assert_int_equal(store_superuser_upsert(fx.st, "root@example.COM", "h2", id2), 0);
+    assert_string_equal(id1, id2);
+    store_collection_unref(u);
+    json_decref(other);
+    json_decref(victim);
+    fx_close(&fx);
+}
+
+/* What reopening a database made before the rule does: with case-duplicates a warning names
+ * the collection and the count, sign-in by those emails is refused rather than picking one,
+ * and no new duplicate gets in; once they are resolved the index becomes case-insensitive. */
+static void test_email_case_upgrade(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    /* the database as older versions left it: a case-sensitive email index */
+    sql_exec(&fx, "DROP INDEX `idx_email__pb_users_auth_`;"
+                  "CREATE UNIQUE INDEX `idx_email__pb_users_auth_` ON `users` (`email`) "
+                  "WHERE `email` != '';"
+                  "UPDATE _collections SET spec = replace(spec, '(`email` COLLATE NOCASE)', "
+                  "'(`email`)') WHERE id = '_pb_users_auth_';");
+    sql_exec(&fx, "INSERT INTO users (id, email, tokenKey, password) VALUES "
+                  "('aaaaaaaaaaaaaa1', 'Victim@Corp.com', 'tk1', 'h'), "
+                  "('aaaaaaaaaaaaaa2', 'victim@corp.com', 'tk2', 'h'), "
+                  "('aaaaaaaaaaaaaa3', 'twin@x.org', 'tk3', 'h'), "
+                  "('aaaaaaaaaaaaaa4', 'TWIN@x.org', 'tk4', 'h'), "
+                  "('aaaaaaaaaaaaaa5', 'Single@x.org', 'tk5', 'h')");
+    static const char nocase_ix[] = "SELECT count(*) FROM sqlite_master WHERE name = "
+                                    "'idx_email__pb_users_auth_' AND sql LIKE "
+                                    "'%(`email` COLLATE NOCASE) WHERE `email` != %'";
+    assert_int_equal(fx_sql_int(&fx, nocase_ix), 0);
+    char logpath[600];
+    snprintf(logpath, sizeof(logpath), "%s/xlog", fx.dir);
+    int lfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(lfd >= 0);
+    xlog_set_level(XLOG_INFO);
+    xlog_set_fd(lfd);
+    fx_reopen(&fx);
+    xlog_set_fd(-1);
+    char text[4096] = "";
+    assert_true(pread(lfd, text, sizeof(text) - 1, 0) > 0);
+    close(lfd);
+    assert_non_null(strstr(text, "auth collection users: 2 emails are each held by more than one "
+                                 "record when case is ignored (4 records)"));
+    assert_int_equal(fx_sql_int(&fx, nocase_ix), 0); /* cannot exist over duplicates */
+    struct store_collection *u = NULL;
+    assert_int_equal(store_collection_get(fx.st, "users", &u), 0);
+    struct store_auth_record ar;
+    static const char *const ambiguous[] = {"victim@corp.com", "Victim@Corp.com", "twin@X.org"};
+    for (size_t i = 0; i < ARRAY_LEN(ambiguous); i++) {
+        assert_int_equal(store_auth_find(fx.st, u, "email", ambiguous[i], &ar), ERR_CONFLICT);
+        assert_null(ar.record);
+        assert_null(ar.password_hash);
+    }
+    assert_int_equal(store_auth_find(fx.st, u, "email", "single@X.org", &ar), 0);
+    assert_string_equal(json_string_value(json_object_get(ar.record, "id")), "aaaaaaaaaaaaaa5");
+    store_auth_record_release(&ar);
+    /* no new duplicate gets in, though the index cannot say so yet */
+    json_t *errors = NULL;
+    int rc;
+    assert_null(user_create(&fx, "{\"email\":\"VICTIM@corp.com\"}", &errors, &rc));
+    assert_email_not_unique(rc, errors);
+    assert_null(user_create(&fx, "{\"email\":\"SINGLE@x.org\"}", &errors, &rc));
+    assert_email_not_unique(rc, errors);
+    json_t *fresh = user_create(&fx, "{\"email\":\"new@x.org\"}", &errors, &rc);
+    assert_int_equal(rc, 0);
+    json_decref(fresh);
+    /* resolve the duplicates (one deleted, one renamed), reopen: the index is created */
+    assert_int_equal(store_record_delete(fx.st, u, "aaaaaaaaaaaaaa2"), 0);
+    json_t *patch = J("{\"email\":\"twin2@x.org\"}"), *rec = NULL;
+    assert_int_equal(store_record_update(fx.st, u, "aaaaaaaaaaaaaa4", patch, NULL, &errors, &rec),
+                     0);
+    json_decref(rec);
+    json_decref(patch);
+    store_collection_unref(u);
+    fx_reopen(&fx);
+    assert_int_equal(fx_sql_int(&fx, nocase_ix), 1);
+    assert_int_equal(fx_sql_int(&fx, "SELECT count(*) FROM _collections WHERE id = "
+                                     "'_pb_users_auth_' AND spec LIKE '%COLLATE NOCASE%'"),
+                     1);
+    assert_int_equal(store_collection_get(fx.st, "users", &u), 0);
+    assert_int_equal(store_auth_find(fx.st, u, "email", "VICTIM@corp.com", &ar), 0);
+    assert_string_equal(json_string_value(json_object_get(ar.record, "id")), "aaaaaaaaaaaaaa1");
+    store_auth_record_release(&ar);
+    store_collection_unref(u);
+    fx_close(&fx);
+}
+
 static void test_concurrent_writers(void **state)
 {
     UNUSED(state);
@@ -1304,6 +1592,7 @@ int main(void)
         cmocka_unit_test(test_validation_rules),
         cmocka_unit_test(test_required_per_type),
         cmocka_unit_test(test_modifiers),
+        cmocka_unit_test(test_modifier_overflow),
         cmocka_unit_test(test_cascade_delete),
         cmocka_unit_test(test_conditional_operations),
         cmocka_unit_test(test_truncate),
@@ -1312,6 +1601,8 @@ int main(void)
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_referencing),
         cmocka_unit_test(test_auth_records),
+        cmocka_unit_test(test_email_unique_without_case),
+        cmocka_unit_test(test_email_case_upgrade),
         cmocka_unit_test(test_auth_epoch),
         cmocka_unit_test(test_many_patterns),
         cmocka_unit_test(test_auth_epoch_unavailable),

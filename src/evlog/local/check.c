@@ -130,7 +130,7 @@ static int topic_pass(const char *dir, const char *topic, bool repair, struct bu
             char suffix[48];
             snprintf(suffix, sizeof(suffix), ".damaged-%" PRIu64, sc.good_bytes);
             char *to = aside_name(path, suffix);
-            int out_fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            int out_fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
             uint64_t left = sc.file_bytes - sc.good_bytes, pos = sc.good_bytes;
             uint8_t *chunk = xmalloc(1 << 16);
             rc = out_fd < 0 ? -errno : 0;

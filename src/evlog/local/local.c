@@ -249,7 +249,7 @@ static int seg_create(const char *dir, uint64_t base, struct seg **out)
     char *path = seg_path(dir, base);
     struct stat st;
     int rc = 0;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
         evlog__errf("cannot create segment %s: %s", path, strerror(errno));
@@ -310,7 +310,7 @@ static int topic_get(struct local *L, const char *name, bool create, struct topi
         goto out;
     }
     t = topic_new(L, name);
-    if (mkdir(t->dir, 0755) < 0 && errno != EEXIST) {
+    if (mkdir(t->dir, 0700) < 0 && errno != EEXIST) {
         rc = -errno;
         evlog__errf("cannot create topic directory %s: %s", t->dir, strerror(errno));
         goto fail;
@@ -1064,7 +1064,7 @@ static int cons_store(struct local *L, const struct cpos *c, size_t n)
         buf_printf(&b, "%s %s %" PRIu64 "\n", c[i].consumer, c[i].topic, c[i].next);
     buf_printf(&b, "end %08x\n", crc32c(0, b.ptr, b.len));
 
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
         goto fail;
@@ -1293,13 +1293,13 @@ static int mkdir_p(const char *dir)
         if (*s != '/')
             continue;
         *s = 0;
-        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
             rc = -errno;
             goto out;
         }
         *s = '/';
     }
-    if (mkdir(p, 0755) < 0 && errno != EEXIST)
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
         rc = -errno;
 out:
     free(p);
@@ -1432,7 +1432,7 @@ int evlog__lock_dir(const char *dir, bool exclusive, int *fd_out)
     char *path = xmalloc(n);
     snprintf(path, n, "%s/%s", dir, EVLOG_LOCK_FILE);
     /* check only reads: it creates nothing, and a log that never ran has no LOCK yet */
-    int rc = 0, fd = exclusive ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)
+    int rc = 0, fd = exclusive ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)
                                : open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 && !exclusive && errno == ENOENT && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {

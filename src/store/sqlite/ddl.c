@@ -140,6 +140,111 @@ int sq__collection_install(struct sq_store *s, struct sq_conn *cn, const struct 
     return rc;
 }
 
+/* ---- the case-insensitive email index of auth collections ---- */
+
+/* The email index c's definition asks for (add_auth_indexes put one there), or NULL. */
+static const char *email_index(const struct store_collection *c, char **name_out)
+{
+    for (size_t i = 0; i < c->n_indexes; i++) {
+        struct store__index ix;
+        if (store__index_parse(c->indexes[i], &ix) != 0)
+            continue;
+        bool hit = ix.unique && ix.n_cols == 1 && strcmp(ix.cols[0], "email") == 0 &&
+                   strstr(ix.col_suffix[0], "COLLATE NOCASE");
+        if (hit)
+            *name_out = xstrdup(ix.name);
+        store__index_release(&ix);
+        if (hit)
+            return c->indexes[i];
+    }
+    return NULL;
+}
+
+/* The number of emails of c held by more than one record when case is ignored, and how many
+ * records hold them. */
+static int email_case_duplicates(struct sq_conn *cn, const struct store_collection *c,
+                                 int64_t *n_emails_out, int64_t *n_records_out)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " WHERE \"email\" != '' GROUP BY \"email\" COLLATE NOCASE HAVING n > 1)");
+    struct sq_stmt st;
+    int rc = sq__prep(cn, buf_cstr(&b), &st);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st.stmt) == SQLITE_ROW) {
+        *n_emails_out = sqlite3_column_int64(st.stmt, 0);
+        *n_records_out = sqlite3_column_int64(st.stmt, 1);
+    } else {
+        rc = sq__fail_db(cn, "cannot look for duplicate emails");
+    }
+    sq__done(&st);
+    return rc;
+}
+
+int sq__auth_indexes_upgrade(struct sq_store *s, struct sq_conn *cn)
+{
+    struct store_collection **all;
+    size_t n;
+    int rc = 0;
+    sq__col_all(s, &all, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct store_collection *c = all[i];
+        char *name = NULL;
+        const char *want = c->type == STORE_COLLECTION_AUTH ? email_index(c, &name) : NULL;
+        if (!want)
+            continue;
+        struct sq_stmt st;
+        bool same = false;
+        rc = sq__prep(cn,
+                      "SELECT \"sql\" FROM sqlite_master WHERE \"type\" = 'index' AND "
+                      "\"name\" = ?1",
+                      &st);
+        if (!rc) {
+            sqlite3_bind_text(st.stmt, 1, name, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(st.stmt) == SQLITE_ROW) {
+                const char *have = (const char *)sqlite3_column_text(st.stmt, 0);
+                same = have && strcmp(have, want) == 0;
+            }
+            sq__done(&st);
+        }
+        int64_t n_emails = 0, n_records = 0;
+        if (!rc && !same)
+            rc = email_case_duplicates(cn, c, &n_emails, &n_records);
+        if (!rc && !same && n_emails > 0) {
+            /* The index cannot exist over duplicates. The old one (if any) stays; record
+             * writes still refuse new case-duplicates (rows.c checks every email written)
+             * and sign-in refuses an email that matches more than one record. */
+            xlog_warn("auth collection %s: %lld emails are each held by more than one record "
+                      "when case is ignored (%lld records); they cannot sign in with their "
+                      "email until the duplicates are changed or deleted, and the "
+                      "case-insensitive unique index on email is created at the first start "
+                      "after that",
+                      c->name, (long long)n_emails, (long long)n_records);
+        } else if (!rc && !same) {
+            struct buf b;
+            buf_init(&b);
+            buf_puts(&b, "DROP INDEX IF EXISTS ");
+            store__quote(&b, name);
+            rc = exec_buf(cn, &b);
+            buf_release(&b);
+            if (!rc)
+                rc = sq__exec(cn, want);
+            if (!rc)
+                rc = save_row(cn, c, false);
+            if (!rc)
+                xlog_info("auth collection %s: email is now unique without regard to case",
+                          c->name);
+        }
+        free(name);
+    }
+    store_collection_list_free(all, n);
+    return rc;
+}
+
 /* Checks what needs the other collections: unique name and id, relation targets. */
 static int check_against_list(struct store_collection **all, size_t n,
                               const struct store_collection *c, json_t *errors)

@@ -497,6 +497,42 @@ static int check_relations(struct sq_store *s, struct sq_conn *cn, const struct 
     return rc;
 }
 
+/* The email of an auth record must not be held by another record of c in any case. The
+ * unique index (COLLATE NOCASE) says so too; this check also holds in a database whose old
+ * case-duplicates keep that index from being created (sq__auth_indexes_upgrade), and runs
+ * inside the write transaction, so no other write comes between it and the row's. */
+static int check_email_unique(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                              const json_t *vals, json_t *errors)
+{
+    const char *email = json_string_value(json_object_get(vals, "email"));
+    if (c->type != STORE_COLLECTION_AUTH || !email || !*email ||
+        !store_collection_field(c, "email"))
+        return 0;
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT 1 FROM ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " WHERE \"email\" = ?1 COLLATE NOCASE AND \"email\" != '' AND \"id\" IS NOT ?2 "
+                 "LIMIT 1");
+    struct sq_stmt st;
+    int rc = sq__prep(cn, buf_cstr(&b), &st);
+    buf_release(&b);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st.stmt, 1, email, -1, SQLITE_TRANSIENT);
+    if (id)
+        sqlite3_bind_text(st.stmt, 2, id, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st.stmt, 2);
+    int step = sqlite3_step(st.stmt);
+    if (step == SQLITE_ROW)
+        store__verr_set(errors, "email", "validation_not_unique", "Value must be unique.");
+    else if (step != SQLITE_DONE)
+        rc = sq__fail_db(cn, "cannot check the email");
+    sq__done(&st);
+    return rc;
+}
+
 /* A failed INSERT/UPDATE on a UNIQUE constraint: mark the fields as not unique. */
 static bool unique_errors(struct sq_conn *cn, const struct store_collection *c, json_t *errors)
 {
@@ -671,6 +707,8 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
     if (rc)
         goto out;
     if ((rc = check_relations(s, cn, c, vals, errors)))
+        goto out;
+    if ((rc = check_email_unique(cn, c, id, vals, errors)))
         goto out;
     if (json_object_size(errors)) {
         rc = ERR_INVALID;
@@ -1073,7 +1111,7 @@ int sq__auth_find(struct store *st, const struct store_collection *c, const char
     buf_putc(&b, '.');
     store__quote(&b, f->name);
     buf_puts(&b, f->type == STORE_FIELD_EMAIL ? " = ?1 COLLATE NOCASE" : " = ?1");
-    buf_puts(&b, " LIMIT 1");
+    buf_puts(&b, " LIMIT 2");
     struct sq_stmt stt;
     int rc = sq__prep(cn, buf_cstr(&b), &stt);
     buf_release(&b);
@@ -1081,9 +1119,21 @@ int sq__auth_find(struct store *st, const struct store_collection *c, const char
         return rc;
     sqlite3_bind_text(stt.stmt, 1, value, -1, SQLITE_TRANSIENT);
     int step = sqlite3_step(stt.stmt);
-    if (step == SQLITE_ROW && *value)
+    if (step == SQLITE_ROW && *value) {
         out->record = row_json(c, stt.stmt, true, out);
-    else if (step == SQLITE_DONE || step == SQLITE_ROW)
+        /* two records answer to this identity (emails that differ only in case, from before
+         * email was unique without case): signing in to either could be the wrong one */
+        step = sqlite3_step(stt.stmt);
+        if (step == SQLITE_ROW) {
+            store_auth_record_release(out);
+            xlog_warn("auth collection %s: more than one record has this %s; sign-in refused",
+                      c->name, f->name);
+            rc = sq__fail(cn, ERR_CONFLICT, "more than one auth record has this %s", f->name);
+        } else if (step != SQLITE_DONE) {
+            store_auth_record_release(out);
+            rc = sq__fail_db(cn, "cannot find the auth record");
+        }
+    } else if (step == SQLITE_DONE || step == SQLITE_ROW)
         rc = sq__fail(cn, ERR_NOTFOUND, "no such auth record");
     else
         rc = sq__fail_db(cn, "cannot find the auth record");

@@ -548,6 +548,9 @@ static int bootstrap(struct sq_store *s, struct sq_conn *cn)
     rc = load_collections(s, cn);
     if (rc)
         goto fail;
+    rc = sq__auth_indexes_upgrade(s, cn);
+    if (rc)
+        goto fail;
     char now[TIME_PB_LEN];
     sq__now(now);
     struct store_collection *defaults[2] = {NULL, NULL};
@@ -594,9 +597,9 @@ static void epoch_map(struct sq_store *s)
     size_t n = strlen(s->path) + sizeof("-tokens");
     char *path = xmalloc(n);
     snprintf(path, n, "%s-tokens", s->path);
-    /* like SQLite's -wal and -shm files: the database's permissions, and its owner when we
-     * run as root, so that every process that can write the database can advance it */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* private like every file in the data directory, and the database's owner when we run
+     * as root, so that every process that can write the database can advance it */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     struct stat sb, db;
     if (fd >= 0 && geteuid() == 0 && stat(s->path, &db) == 0 && fstat(fd, &sb) == 0 &&
         (sb.st_uid != db.st_uid || sb.st_gid != db.st_gid) && fchown(fd, db.st_uid, db.st_gid) != 0)

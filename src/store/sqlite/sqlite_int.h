@@ -94,6 +94,11 @@ int sq__collection_update(struct store *st, const char *id_or_name, const json_t
 int sq__collection_delete(struct store *st, const char *id_or_name);
 int sq__collection_import(struct store *st, const json_t *collections, bool delete_missing,
                           json_t **errors_out);
+/* Inside the write transaction of the first open: gives the email of every auth collection the
+ * case-insensitive unique index its definition asks for, where the database still has the
+ * case-sensitive one of older versions. When emails already differ only in case the index
+ * cannot exist: a warning names the collection and the count, and the old index stays. */
+int sq__auth_indexes_upgrade(struct sq_store *s, struct sq_conn *cn) MUST_USE;
 /* Creates a collection inside an open write transaction (first open). TAKES nothing. */
 int sq__collection_install(struct sq_store *s, struct sq_conn *cn,
                            const struct store_collection *c) MUST_USE;
