@@ -72,6 +72,17 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return req;
 }
 
+/* ASCII methods the API answers; any other value a client sends is counted as OTHER, so the
+ * metric labels stay a fixed set. */
+static const char *method_label(const char *method)
+{
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (size_t i = 0; method && i < ARRAY_LEN(known); i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "OTHER";
+}
+
 static enum MHD_Result queue(struct http_req *req)
 {
     if (!req->resp)
@@ -179,10 +190,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req->resp)
         req->status = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
 
+    /* every label value comes from a fixed set: the methods above, the registered route
+     * patterns ("unmatched" for the rest) and the status codes the server writes */
     char status[8];
     snprintf(status, sizeof(status), "%d", req->status);
     const char *pattern = http_route_pattern(req->route);
-    const char *labels[3] = {req->method ? req->method : "-", pattern, status};
+    const char *labels[3] = {method_label(req->method), pattern, status};
     metrics_inc(metrics_series(srv->m_requests, labels), 1);
     struct metrics_series *dur = NULL;
     struct http_route *rt = (struct http_route *)req->route;
