@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +73,82 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return req;
 }
 
+/* What the header walk found: the first framing problem, or what decides the body's length. */
+struct framing {
+    const char *error;
+    const char *content_length; /* the first one */
+    unsigned n_te;
+    const char *te;
+};
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct framing *f = cls;
+    UNUSED(kind);
+    /* a name that is not a token ("Content-Length :5") is a field another server may read
+     * differently (RFC 9112 section 5.1) */
+    const char *k = key;
+    while (is_tchar((unsigned char)*k))
+        k++;
+    if (k == key || *k) {
+        f->error = "Invalid request header name.";
+        return MHD_NO;
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        const char *v = value ? value : "";
+        size_t n = strspn(v, "0123456789");
+        if (n == 0 || v[n]) {
+            f->error = "Invalid Content-Length header.";
+            return MHD_NO;
+        }
+        if (f->content_length && strcmp(f->content_length, v) != 0) {
+            f->error = "Conflicting Content-Length headers.";
+            return MHD_NO;
+        }
+        f->content_length = v;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->n_te++;
+        f->te = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+/* Why the request's body length is ambiguous, or NULL when it is not. Such a request must be
+ * refused and its connection closed (RFC 9112 section 6.3): a proxy in front may have read
+ * the length differently, and what it took for the next request would be smuggled in.
+ * libmicrohttpd itself refuses a malformed first Content-Length, but takes a second one or a
+ * Transfer-Encoding beside it without complaint. */
+static const char *framing_error(struct MHD_Connection *conn, const char *version)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.error)
+        return f.error;
+    if (f.n_te == 0)
+        return NULL;
+    if (f.content_length)
+        return "A request must not have both Content-Length and Transfer-Encoding.";
+    if (strcmp(version, MHD_HTTP_VERSION_1_0) == 0)
+        return "Transfer-Encoding is not allowed in an HTTP/1.0 request.";
+    /* chunked is the only coding this server decodes, and it must be the only one */
+    const char *te = f.te;
+    size_t n = strlen(te);
+    while (*te == ' ' || *te == '\t')
+        te++, n--;
+    while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+        n--;
+    if (f.n_te > 1 || n != 7 || strncasecmp(te, "chunked", 7) != 0)
+        return "Unsupported Transfer-Encoding: only chunked is accepted.";
+    return NULL;
+}
+
 /* ASCII methods the API answers; any other value a client sends is counted as OTHER, so the
  * metric labels stay a fixed set. */
 static const char *method_label(const char *method)
@@ -97,12 +174,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
     UNUSED(url);
-    UNUSED(version);
     if (!req)
         return MHD_NO; /* on_uri always runs first */
 
     if (req->calls++ == 0) {
         req->method = arena_strdup(&req->arena, method);
+        const char *bad = framing_error(conn, version);
+        if (bad) {
+            /* answered before any body is read; the connection closes after it */
+            http_set_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+            http_reply_error(req, 400, bad, NULL);
+            return queue(req);
+        }
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;

@@ -1,5 +1,5 @@
-/* What a client must not be able to do to the HTTP core: grow the metrics with made-up
- * methods. Real sockets. */
+/* What a client must not be able to do to the HTTP core: smuggle a request past an ambiguous
+ * body length, or grow the metrics with made-up methods. Real sockets. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -96,6 +96,111 @@ static size_t count_of(const char *hay, const char *needle)
     return n;
 }
 
+/* Sends raw, then a second request on the same connection; the answer must be exactly one
+ * 400 envelope carrying message, and the connection closed: nothing after the ambiguous
+ * request may be read as a request of its own. */
+static void expect_refused(const char *raw, const char *message)
+{
+    char out[8192];
+    int fd = dial();
+    send_all(fd, raw, strlen(raw));
+    send_all(fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 31);
+    bool closed = read_until_close(fd, out, sizeof(out), 5000);
+    close(fd);
+    assert_true(closed);
+    assert_int_equal(strncmp(out, "HTTP/1.1 400 ", 13), 0);
+    assert_int_equal(count_of(out, "HTTP/1.1 "), 1);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"data\":{},\"message\":\"%s\",\"status\":400}", message);
+    assert_non_null(strstr(out, body));
+}
+
+static void test_content_length_and_transfer_encoding(void **state)
+{
+    UNUSED(state);
+    const char *both = "A request must not have both Content-Length and Transfer-Encoding.";
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                   both);
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                   "Content-Length: 5\r\n\r\n0\r\n\r\n",
+                   both);
+}
+
+static void test_conflicting_content_lengths(void **state)
+{
+    UNUSED(state);
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                   "Content-Length: 6\r\n\r\nhello!",
+                   "Conflicting Content-Length headers.");
+    /* a second one that is not a number at all */
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                   "Content-Length: 5x\r\n\r\nhello",
+                   "Invalid Content-Length header.");
+}
+
+static void test_transfer_codings_other_than_chunked(void **state)
+{
+    UNUSED(state);
+    const char *msg = "Unsupported Transfer-Encoding: only chunked is accepted.";
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello", msg);
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                   "0\r\n\r\n",
+                   msg);
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                   msg);
+    expect_refused("POST /echo HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                   "Transfer-Encoding is not allowed in an HTTP/1.0 request.");
+}
+
+static void test_header_name_with_space(void **state)
+{
+    UNUSED(state);
+    /* another server may read this as Content-Length: 5 and the body as part of it */
+    expect_refused("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length :5\r\n\r\nhello",
+                   "Invalid request header name.");
+}
+
+static void test_malformed_content_length_closes(void **state)
+{
+    UNUSED(state);
+    /* libmicrohttpd refuses these itself (its own 400 page) and closes */
+    const char *raws[] = {"Content-Length: 5, 6", "Content-Length: abc", "Content-Length: -1"};
+    for (size_t i = 0; i < ARRAY_LEN(raws); i++) {
+        char req[256], out[8192];
+        snprintf(req, sizeof(req), "POST /echo HTTP/1.1\r\nHost: x\r\n%s\r\n\r\nhello!", raws[i]);
+        int fd = dial();
+        send_all(fd, req, strlen(req));
+        bool closed = read_until_close(fd, out, sizeof(out), 5000);
+        close(fd);
+        assert_true(closed);
+        assert_int_equal(strncmp(out, "HTTP/1.1 400 ", 13), 0);
+    }
+}
+
+static void test_valid_framing_still_served(void **state)
+{
+    UNUSED(state);
+    char out[4096];
+    /* chunked (any case), one Content-Length, and the same one twice keep the connection */
+    const char *raws[] = {
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+        "Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(raws); i++) {
+        int fd = dial();
+        send_all(fd, raws[i], strlen(raws[i]));
+        bool closed = read_until_close(fd, out, sizeof(out), 500);
+        close(fd);
+        assert_false(closed);
+        assert_int_equal(strncmp(out, "HTTP/1.1 200 ", 13), 0);
+        assert_non_null(strstr(out, "\r\n\r\nhello"));
+    }
+}
+
 /* Series of tandem_http_requests_total in the exposition. */
 static size_t request_series(void)
 {
@@ -143,6 +248,12 @@ static void test_metric_labels_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_content_length_and_transfer_encoding),
+        cmocka_unit_test(test_conflicting_content_lengths),
+        cmocka_unit_test(test_transfer_codings_other_than_chunked),
+        cmocka_unit_test(test_header_name_with_space),
+        cmocka_unit_test(test_malformed_content_length_closes),
+        cmocka_unit_test(test_valid_framing_still_served),
         cmocka_unit_test(test_metric_labels_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
