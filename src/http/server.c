@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,10 +14,15 @@
 #include "http/http_int.h"
 
 #define BODY_PREALLOC_MAX (1u << 20)
+/* open files kept back from connections, at least: the stores, the event log and the
+ * warehouse need theirs (see conn_limit) */
+#define FD_RESERVE_MIN 256u
 
 struct http_server {
     struct MHD_Daemon *mhd;
     struct http_router *router;
+    struct http_conns *conns;
+    unsigned max_conns;
     uint64_t max_body;
     int listen_fd;
     char host[128];
@@ -55,6 +61,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     arena_init(&req->arena, 8192);
     req->srv = srv;
     req->conn = conn;
+    req->hc = http__conn_of(conn);
+    http__conn_mark(req->hc, HTTP_CONN_RECEIVING);
     req->start_us = time_mono_us();
     request_id(req->id);
     buf_init(&req->body);
@@ -182,6 +190,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *bad = framing_error(conn, version);
         if (bad) {
             /* answered before any body is read; the connection closes after it */
+            http__conn_mark(req->hc, HTTP_CONN_PROCESSING);
             http_set_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
             http_reply_error(req, 400, bad, NULL);
             return queue(req);
@@ -191,6 +200,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
         if (declared > srv->max_body) {
             /* answer now without reading the body; MHD then closes the connection */
+            http__conn_mark(req->hc, HTTP_CONN_PROCESSING);
             req->too_large = true;
             http_reply_error(req, 413, NULL, NULL);
             return queue(req);
@@ -232,6 +242,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    /* the whole request is in: from here on no request deadline applies */
+    http__conn_mark(req->hc, HTTP_CONN_PROCESSING);
     if (req->resp)
         return queue(req); /* resumed after a suspended handler replied, or 413 */
     if (req->suspended)
@@ -271,7 +283,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     int64_t us = time_mono_us() - req->start_us;
     if (!req->resp)
-        req->status = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
+        req->status = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED || http__conn_timed_out(req->hc)
+                          ? 408
+                          : 499;
+    http__conn_mark(req->hc, HTTP_CONN_IDLE);
 
     /* every label value comes from a fixed set: the methods above, the registered route
      * patterns ("unmatched" for the rest) and the status codes the server writes */
@@ -367,6 +382,34 @@ static int open_listener(struct http_server *srv, const char *addr, char *err, s
     return 0;
 }
 
+/* How many connections fit under the soft open-file limit: all but a quarter of it, or at
+ * least FD_RESERVE_MIN (half of a very small limit), which stay for the stores, the event
+ * log, the warehouse and the listener. wanted 0 asks for all that fit; more than fit is cut
+ * down to fit, since MHD would otherwise fail accept() for everyone at the limit. */
+static unsigned conn_limit(unsigned wanted, unsigned threads)
+{
+    struct rlimit rl;
+    uint64_t files = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        files = rl.rlim_cur == RLIM_INFINITY ? (uint64_t)1 << 20 : (uint64_t)rl.rlim_cur;
+    if (files > (uint64_t)1 << 20)
+        files = (uint64_t)1 << 20;
+    uint64_t reserve = files / 4;
+    uint64_t floor_reserve = files / 2 < FD_RESERVE_MIN ? files / 2 : FD_RESERVE_MIN;
+    if (reserve < floor_reserve)
+        reserve = floor_reserve;
+    unsigned fit = (unsigned)(files - reserve);
+    unsigned n = wanted;
+    if (n == 0 || n > fit) {
+        if (n > fit)
+            xlog_warn("--max-connections %u lowered to %u to fit the open-file limit of %llu", n,
+                      fit, (unsigned long long)files);
+        n = fit;
+    }
+    /* MHD shares the limit out among its threads; each needs at least one */
+    return n < threads ? threads : n;
+}
+
 int http_server_open(const struct http_opts *opts, struct http_router *router,
                      struct http_server **out, char *err, size_t err_len)
 {
@@ -382,8 +425,15 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
     srv->m_in_flight = metrics_series0(
         metrics_family(METRICS_GAUGE, "tandem_http_in_flight", "Requests being served.", NULL));
 
-    int rc = open_listener(srv, opts->addr, err, err_len);
+    int rc = http__conns_open(opts->request_timeout_s, &srv->conns);
     if (rc != 0) {
+        snprintf(err, err_len, "cannot start the HTTP reaper thread: %s", strerror(-rc));
+        free(srv);
+        return rc;
+    }
+    rc = open_listener(srv, opts->addr, err, err_len);
+    if (rc != 0) {
+        http__conns_close(srv->conns);
         free(srv);
         return rc;
     }
@@ -392,6 +442,7 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
     }
+    srv->max_conns = conn_limit(opts->max_conns, threads);
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->mhd = MHD_start_daemon(
@@ -399,10 +450,13 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)32 * 1024, MHD_OPTION_END);
+        (size_t)32 * 1024, MHD_OPTION_NOTIFY_CONNECTION, http__conns_notify, srv->conns,
+        MHD_OPTION_CONNECTION_LIMIT, srv->max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        opts->max_conns_per_ip, MHD_OPTION_END);
     if (!srv->mhd) {
         snprintf(err, err_len, "cannot start the HTTP server on %s", opts->addr);
         close(srv->listen_fd);
+        http__conns_close(srv->conns);
         free(srv);
         return ERR_INTERNAL;
     }
@@ -418,6 +472,11 @@ const char *http_server_url_host(const struct http_server *srv)
 unsigned http_server_port(const struct http_server *srv)
 {
     return srv->port;
+}
+
+unsigned http_server_max_conns(const struct http_server *srv)
+{
+    return srv->max_conns;
 }
 
 int http_server_in_flight(const struct http_server *srv)
@@ -438,5 +497,6 @@ void http_server_close(struct http_server *srv, int drain_ms)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(srv->mhd);
+    http__conns_close(srv->conns);
     free(srv);
 }

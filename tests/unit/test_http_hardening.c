@@ -1,5 +1,6 @@
 /* What a client must not be able to do to the HTTP core: smuggle a request past an ambiguous
- * body length, or grow the metrics with made-up methods. Real sockets. */
+ * body length, grow the metrics with made-up methods, hold a connection by sending a request
+ * slowly, or take more connections than the open-file limit leaves room for. Real sockets. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,8 +35,12 @@ static int setup(void **state)
     router = http_router_new();
     http_route(router, "POST", "/echo", echo, NULL);
     http_route(router, "GET", "/echo", echo, NULL);
-    struct http_opts o = {
-        .addr = "127.0.0.1:0", .threads = 2, .max_body = 1 << 20, .idle_timeout_s = 60};
+    /* the idle timeout is long, so only the request deadline can close a slow client */
+    struct http_opts o = {.addr = "127.0.0.1:0",
+                          .threads = 2,
+                          .max_body = 1 << 20,
+                          .idle_timeout_s = 60,
+                          .request_timeout_s = 1};
     char err[256];
     assert_int_equal(http_server_open(&o, router, &srv, err, sizeof(err)), 0);
     return 0;
@@ -245,6 +251,72 @@ static void test_metric_labels_bounded(void **state)
     buf_release(&b);
 }
 
+static void test_slow_request_closed_at_deadline(void **state)
+{
+    UNUSED(state);
+    char out[4096];
+    /* a request line sent one byte at a time, then headers the same way: never silent for
+     * long, so only a deadline counted from the first byte can end it (timeout 1 s) */
+    const char *slow = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    int fd = dial();
+    bool closed = false;
+    for (size_t i = 0; slow[i] && !closed; i++) {
+        if (send(fd, slow + i, 1, MSG_NOSIGNAL) != 1)
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        closed = poll(&p, 1, 200) > 0;
+    }
+    assert_true(closed); /* well before the 60 s idle timeout and before the text ran out */
+    assert_true(read_until_close(fd, out, sizeof(out), 5000));
+    close(fd);
+    assert_int_equal(strncmp(out, "HTTP/1.1 408 ", 13), 0);
+    assert_non_null(strstr(out, "{\"data\":{},\"message\":\"Request timeout.\",\"status\":408}"));
+
+    /* a keep-alive connection idle between requests is not a slow request */
+    fd = dial();
+    const char *get = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(fd, get, strlen(get));
+    assert_false(read_until_close(fd, out, sizeof(out), 2500));
+    assert_int_equal(strncmp(out, "HTTP/1.1 200 ", 13), 0);
+    send_all(fd, get, strlen(get));
+    assert_false(read_until_close(fd, out, sizeof(out), 500));
+    assert_int_equal(strncmp(out, "HTTP/1.1 200 ", 13), 0);
+    close(fd);
+
+    struct buf b;
+    buf_init(&b);
+    metrics_render(&b);
+    assert_non_null(strstr(buf_cstr(&b), "\ntandem_http_request_timeouts_total 1\n"));
+    buf_release(&b);
+}
+
+static void test_connection_limit_fits_open_files(void **state)
+{
+    UNUSED(state);
+    struct rlimit old, rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    rl = old;
+    rl.rlim_cur = 512;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    struct http_router *r = http_router_new();
+    struct http_server *s;
+    char err[256];
+    unsigned wanted[] = {0, 100000, 100};
+    unsigned want_got[] = {256, 256, 100};
+    for (size_t i = 0; i < ARRAY_LEN(wanted); i++) {
+        struct http_opts o = {.addr = "127.0.0.1:0",
+                              .threads = 2,
+                              .max_body = 1024,
+                              .idle_timeout_s = 5,
+                              .max_conns = wanted[i]};
+        assert_int_equal(http_server_open(&o, r, &s, err, sizeof(err)), 0);
+        assert_int_equal(http_server_max_conns(s), want_got[i]);
+        http_server_close(s, 100);
+    }
+    http_router_free(r);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +327,8 @@ int main(void)
         cmocka_unit_test(test_malformed_content_length_closes),
         cmocka_unit_test(test_valid_framing_still_served),
         cmocka_unit_test(test_metric_labels_bounded),
+        cmocka_unit_test(test_slow_request_closed_at_deadline),
+        cmocka_unit_test(test_connection_limit_fits_open_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
