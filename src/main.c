@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -303,12 +304,30 @@ static int app_open(struct app *a)
         .threads = (unsigned)a->cfg.threads,
         .max_body = (uint64_t)a->cfg.max_body,
         .idle_timeout_s = (unsigned)a->cfg.idle_timeout,
+        .request_timeout_s = (unsigned)a->cfg.request_timeout,
+        .max_conns = (unsigned)a->cfg.max_conns,
+        .max_conns_per_ip = (unsigned)a->cfg.max_conns_per_ip,
     };
     if (http_server_open(&opts, a->router, &a->srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "tandem: %s\n", err);
         return 1;
     }
     return 0;
+}
+
+/* Raises the soft open-file limit to the hard one, so the HTTP server's connection limit,
+ * which is set below it, is as high as the system allows. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == rl.rlim_max)
+        return;
+    rlim_t old = rl.rlim_cur;
+    /* the kernel refuses more than fs.nr_open (1048576 by default), also for "unlimited" */
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+    if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        xlog_warn("cannot raise the open-file limit from %llu to %llu: %s", (unsigned long long)old,
+                  (unsigned long long)rl.rlim_cur, strerror(errno));
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -326,6 +345,7 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
 
     rc = app_open(&a);
     if (rc != 0) {
@@ -335,7 +355,8 @@ static int cmd_serve(int argc, char **argv)
     printf("tandem listening on http://%s:%u\n", http_server_url_host(a.srv),
            http_server_port(a.srv));
     fflush(stdout);
-    xlog_info("serving, data in %s", a.cfg.dir);
+    xlog_info("serving, data in %s, at most %u connections", a.cfg.dir,
+              http_server_max_conns(a.srv));
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)

@@ -23,6 +23,17 @@ const struct cfg_opt cfg_opts[] = {
      NUM_OPT(CFG_SIZE, max_body, 1, INT64_C(1) << 40)},
     {"idle-timeout", "TANDEM_IDLE_TIMEOUT", "60s", "close a connection idle or stalled this long",
      NUM_OPT(CFG_DURATION, idle_timeout, 1, 86400)},
+    {"request-timeout", "TANDEM_REQUEST_TIMEOUT", "60s",
+     "close a connection whose request (headers and body) takes longer than this to arrive, "
+     "counted from its first byte (0: no limit)",
+     NUM_OPT(CFG_DURATION, request_timeout, 0, 86400)},
+    {"max-connections", "TANDEM_MAX_CONNECTIONS", "0",
+     "open HTTP connections at most (0: as many as the open-file limit leaves room for)",
+     NUM_OPT(CFG_INT, max_conns, 0, 1 << 20)},
+    {"max-connections-per-ip", "TANDEM_MAX_CONNECTIONS_PER_IP", "256",
+     "open HTTP connections from one client address at most; more are closed at once (0: no "
+     "limit)",
+     NUM_OPT(CFG_INT, max_conns_per_ip, 0, 1 << 20)},
     {"threads", "TANDEM_THREADS", "0", "HTTP threads (0: one per core)",
      NUM_OPT(CFG_INT, threads, 0, 256)},
     {"ratelimit", "TANDEM_RATELIMIT", "off",

@@ -19,6 +19,9 @@ struct cfg {
     char log_level[16];         /* debug|info|warn|error|off */
     int64_t max_body;           /* bytes */
     int64_t idle_timeout;       /* seconds a connection may stay idle or stalled */
+    int64_t request_timeout;    /* seconds one request may take to arrive; 0 = no limit */
+    int64_t max_conns;          /* 0 = as many as the open-file limit allows */
+    int64_t max_conns_per_ip;   /* 0 = no limit */
     int64_t threads;            /* HTTP threads; 0 = one per core */
     char ratelimit[512];        /* "off", "default" or CLASS=MAX/WINDOW,... */
     char origins[2048];         /* CORS: "*" or a comma-separated list of origins */

@@ -138,7 +138,13 @@ struct http_opts {
     const char *addr; /* "HOST:PORT"; port 0 picks a free one */
     unsigned threads; /* 0: one per core */
     uint64_t max_body;
-    unsigned idle_timeout_s;
+    unsigned idle_timeout_s;    /* a connection silent this long is closed */
+    unsigned request_timeout_s; /* one request's headers and body must arrive within this,
+                                   from its first byte; 0: no limit */
+    unsigned max_conns;         /* open connections; 0 or more than fit: as many as the
+                                   open-file limit leaves room for */
+    unsigned max_conns_per_ip;  /* open connections from one address; 0: no limit. Over it, a
+                                   new connection is closed at once */
 };
 
 int http_server_open(const struct http_opts *opts, struct http_router *router,
@@ -148,6 +154,8 @@ const char *http_server_url_host(const struct http_server *srv);
 unsigned http_server_port(const struct http_server *srv);
 /* Stops accepting, waits up to drain_ms for in-flight requests, then stops. */
 void http_server_close(struct http_server *srv, int drain_ms);
+/* The connection limit in force (see http_opts.max_conns). */
+unsigned http_server_max_conns(const struct http_server *srv);
 /* Requests begun and not yet completed. */
 int http_server_in_flight(const struct http_server *srv);
 

@@ -8,6 +8,40 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 
+/* ---- connections (conns.c) ----
+ *
+ * Every open connection has a struct http_conn, kept from MHD's "started" to its "closed"
+ * notification. A reaper thread closes a connection that has spent longer than the request
+ * timeout receiving one request, counted from its first byte: MHD's own timeout measures only
+ * silence, so a client sending a byte every few seconds would otherwise hold the connection
+ * for ever. */
+
+enum http_conn_state {
+    HTTP_CONN_IDLE,      /* between requests: only the idle timeout applies */
+    HTTP_CONN_RECEIVING, /* bytes of a request have arrived, the request is not complete */
+    HTTP_CONN_PROCESSING /* the request is complete: handled, suspended, or answered */
+};
+
+struct http_conns;
+struct http_conn;
+
+/* Starts the reaper; timeout_s 0 means no request deadline (connections are still counted).
+ * The MHD callbacks below then keep the connection list. */
+int http__conns_open(unsigned timeout_s, struct http_conns **out) MUST_USE;
+/* Stops the reaper. Call after MHD_stop_daemon, when no connection is left. */
+void http__conns_close(struct http_conns *cs);
+/* MHD_OPTION_NOTIFY_CONNECTION callback; cls is the struct http_conns. */
+void http__conns_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+/* The connection's record, or NULL. Server threads only. */
+struct http_conn *http__conn_of(struct MHD_Connection *conn);
+/* The owning server thread marks where the current request is: RECEIVING when its request line
+ * has arrived (kept if the reaper saw its first bytes earlier), PROCESSING once the whole
+ * request is in, IDLE when its response is done. NULL conn: nothing. */
+void http__conn_mark(struct http_conn *c, enum http_conn_state st);
+/* True once the reaper has closed the connection for taking too long to send its request. */
+bool http__conn_timed_out(const struct http_conn *c);
+
 struct http_header {
     struct http_header *next;
     const char *name;
@@ -20,6 +54,7 @@ struct http_req {
     struct arena arena;
     struct http_server *srv;
     struct MHD_Connection *conn;
+    struct http_conn *hc; /* NULL when MHD gave no socket context */
     const char *method;
     struct str path;
     const char *query_raw;

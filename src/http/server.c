@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,10 +14,15 @@
 #include "http/http_int.h"
 
 #define BODY_PREALLOC_MAX (1u << 20)
+/* open files kept back from connections, at least: the stores, the event log and the
+ * warehouse need theirs (see conn_limit) */
+#define FD_RESERVE_MIN 256u
 
 struct http_server {
     struct MHD_Daemon *mhd;
     struct http_router *router;
+    struct http_conns *conns;
+    unsigned max_conns;
     uint64_t max_body;
     int listen_fd;
     char host[128];
@@ -54,6 +61,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     arena_init(&req->arena, 8192);
     req->srv = srv;
     req->conn = conn;
+    req->hc = http__conn_of(conn);
+    http__conn_mark(req->hc, HTTP_CONN_RECEIVING);
     req->start_us = time_mono_us();
     request_id(req->id);
     buf_init(&req->body);
@@ -72,6 +81,93 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return req;
 }
 
+/* What the header walk found: the first framing problem, or what decides the body's length. */
+struct framing {
+    const char *error;
+    const char *content_length; /* the first one */
+    unsigned n_te;
+    const char *te;
+};
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct framing *f = cls;
+    UNUSED(kind);
+    /* a name that is not a token ("Content-Length :5") is a field another server may read
+     * differently (RFC 9112 section 5.1) */
+    const char *k = key;
+    while (is_tchar((unsigned char)*k))
+        k++;
+    if (k == key || *k) {
+        f->error = "Invalid request header name.";
+        return MHD_NO;
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        const char *v = value ? value : "";
+        size_t n = strspn(v, "0123456789");
+        if (n == 0 || v[n]) {
+            f->error = "Invalid Content-Length header.";
+            return MHD_NO;
+        }
+        if (f->content_length && strcmp(f->content_length, v) != 0) {
+            f->error = "Conflicting Content-Length headers.";
+            return MHD_NO;
+        }
+        f->content_length = v;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->n_te++;
+        f->te = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+/* Why the request's body length is ambiguous, or NULL when it is not. Such a request must be
+ * refused and its connection closed (RFC 9112 section 6.3): a proxy in front may have read
+ * the length differently, and what it took for the next request would be smuggled in.
+ * libmicrohttpd itself refuses a malformed first Content-Length, but takes a second one or a
+ * Transfer-Encoding beside it without complaint. */
+static const char *framing_error(struct MHD_Connection *conn, const char *version)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.error)
+        return f.error;
+    if (f.n_te == 0)
+        return NULL;
+    if (f.content_length)
+        return "A request must not have both Content-Length and Transfer-Encoding.";
+    if (strcmp(version, MHD_HTTP_VERSION_1_0) == 0)
+        return "Transfer-Encoding is not allowed in an HTTP/1.0 request.";
+    /* chunked is the only coding this server decodes, and it must be the only one */
+    const char *te = f.te;
+    size_t n = strlen(te);
+    while (*te == ' ' || *te == '\t')
+        te++, n--;
+    while (n && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+        n--;
+    if (f.n_te > 1 || n != 7 || strncasecmp(te, "chunked", 7) != 0)
+        return "Unsupported Transfer-Encoding: only chunked is accepted.";
+    return NULL;
+}
+
+/* ASCII methods the API answers; any other value a client sends is counted as OTHER, so the
+ * metric labels stay a fixed set. */
+static const char *method_label(const char *method)
+{
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (size_t i = 0; method && i < ARRAY_LEN(known); i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "OTHER";
+}
+
 static enum MHD_Result queue(struct http_req *req)
 {
     if (!req->resp)
@@ -86,17 +182,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_server *srv = cls;
     struct http_req *req = *con_cls;
     UNUSED(url);
-    UNUSED(version);
     if (!req)
         return MHD_NO; /* on_uri always runs first */
 
     if (req->calls++ == 0) {
         req->method = arena_strdup(&req->arena, method);
+        const char *bad = framing_error(conn, version);
+        if (bad) {
+            /* answered before any body is read; the connection closes after it */
+            http__conn_mark(req->hc, HTTP_CONN_PROCESSING);
+            http_set_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+            http_reply_error(req, 400, bad, NULL);
+            return queue(req);
+        }
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
         if (declared > srv->max_body) {
             /* answer now without reading the body; MHD then closes the connection */
+            http__conn_mark(req->hc, HTTP_CONN_PROCESSING);
             req->too_large = true;
             http_reply_error(req, 413, NULL, NULL);
             return queue(req);
@@ -138,6 +242,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    /* the whole request is in: from here on no request deadline applies */
+    http__conn_mark(req->hc, HTTP_CONN_PROCESSING);
     if (req->resp)
         return queue(req); /* resumed after a suspended handler replied, or 413 */
     if (req->suspended)
@@ -177,12 +283,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     int64_t us = time_mono_us() - req->start_us;
     if (!req->resp)
-        req->status = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
+        req->status = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED || http__conn_timed_out(req->hc)
+                          ? 408
+                          : 499;
+    http__conn_mark(req->hc, HTTP_CONN_IDLE);
 
+    /* every label value comes from a fixed set: the methods above, the registered route
+     * patterns ("unmatched" for the rest) and the status codes the server writes */
     char status[8];
     snprintf(status, sizeof(status), "%d", req->status);
     const char *pattern = http_route_pattern(req->route);
-    const char *labels[3] = {req->method ? req->method : "-", pattern, status};
+    const char *labels[3] = {method_label(req->method), pattern, status};
     metrics_inc(metrics_series(srv->m_requests, labels), 1);
     struct metrics_series *dur = NULL;
     struct http_route *rt = (struct http_route *)req->route;
@@ -271,6 +382,34 @@ static int open_listener(struct http_server *srv, const char *addr, char *err, s
     return 0;
 }
 
+/* How many connections fit under the soft open-file limit: all but a quarter of it, or at
+ * least FD_RESERVE_MIN (half of a very small limit), which stay for the stores, the event
+ * log, the warehouse and the listener. wanted 0 asks for all that fit; more than fit is cut
+ * down to fit, since MHD would otherwise fail accept() for everyone at the limit. */
+static unsigned conn_limit(unsigned wanted, unsigned threads)
+{
+    struct rlimit rl;
+    uint64_t files = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        files = rl.rlim_cur == RLIM_INFINITY ? (uint64_t)1 << 20 : (uint64_t)rl.rlim_cur;
+    if (files > (uint64_t)1 << 20)
+        files = (uint64_t)1 << 20;
+    uint64_t reserve = files / 4;
+    uint64_t floor_reserve = files / 2 < FD_RESERVE_MIN ? files / 2 : FD_RESERVE_MIN;
+    if (reserve < floor_reserve)
+        reserve = floor_reserve;
+    unsigned fit = (unsigned)(files - reserve);
+    unsigned n = wanted;
+    if (n == 0 || n > fit) {
+        if (n > fit)
+            xlog_warn("--max-connections %u lowered to %u to fit the open-file limit of %llu", n,
+                      fit, (unsigned long long)files);
+        n = fit;
+    }
+    /* MHD shares the limit out among its threads; each needs at least one */
+    return n < threads ? threads : n;
+}
+
 int http_server_open(const struct http_opts *opts, struct http_router *router,
                      struct http_server **out, char *err, size_t err_len)
 {
@@ -286,8 +425,15 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
     srv->m_in_flight = metrics_series0(
         metrics_family(METRICS_GAUGE, "tandem_http_in_flight", "Requests being served.", NULL));
 
-    int rc = open_listener(srv, opts->addr, err, err_len);
+    int rc = http__conns_open(opts->request_timeout_s, &srv->conns);
     if (rc != 0) {
+        snprintf(err, err_len, "cannot start the HTTP reaper thread: %s", strerror(-rc));
+        free(srv);
+        return rc;
+    }
+    rc = open_listener(srv, opts->addr, err, err_len);
+    if (rc != 0) {
+        http__conns_close(srv->conns);
         free(srv);
         return rc;
     }
@@ -296,6 +442,7 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (unsigned)n : 1;
     }
+    srv->max_conns = conn_limit(opts->max_conns, threads);
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->mhd = MHD_start_daemon(
@@ -303,10 +450,13 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, opts->idle_timeout_s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)32 * 1024, MHD_OPTION_END);
+        (size_t)32 * 1024, MHD_OPTION_NOTIFY_CONNECTION, http__conns_notify, srv->conns,
+        MHD_OPTION_CONNECTION_LIMIT, srv->max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        opts->max_conns_per_ip, MHD_OPTION_END);
     if (!srv->mhd) {
         snprintf(err, err_len, "cannot start the HTTP server on %s", opts->addr);
         close(srv->listen_fd);
+        http__conns_close(srv->conns);
         free(srv);
         return ERR_INTERNAL;
     }
@@ -322,6 +472,11 @@ const char *http_server_url_host(const struct http_server *srv)
 unsigned http_server_port(const struct http_server *srv)
 {
     return srv->port;
+}
+
+unsigned http_server_max_conns(const struct http_server *srv)
+{
+    return srv->max_conns;
 }
 
 int http_server_in_flight(const struct http_server *srv)
@@ -342,5 +497,6 @@ void http_server_close(struct http_server *srv, int drain_ms)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(srv->mhd);
+    http__conns_close(srv->conns);
     free(srv);
 }

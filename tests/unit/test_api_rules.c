@@ -85,7 +85,8 @@ static int setup(void **state)
     assert_int_equal(api_records_start(&env), 0); /* creates go through the group commit */
     router = http_router_new();
     api_register(router, &env);
-    struct http_opts o = {"127.0.0.1:0", 2, 1 << 20, 5};
+    struct http_opts o = {
+        .addr = "127.0.0.1:0", .threads = 2, .max_body = 1 << 20, .idle_timeout_s = 5};
     char err[256];
     assert_int_equal(http_server_open(&o, router, &srv, err, sizeof(err)), 0);
 

@@ -78,7 +78,8 @@ static int setup(void **state)
     http_route(router, "GET", "/slow", slow, NULL);
     http_route(router, "GET", "/fast", fast, NULL);
     /* one thread: the slow and the fast request share it */
-    struct http_opts o = {"127.0.0.1:0", 1, 1024, 1};
+    struct http_opts o = {
+        .addr = "127.0.0.1:0", .threads = 1, .max_body = 1024, .idle_timeout_s = 1};
     char err[256];
     assert_int_equal(http_server_open(&o, router, &srv, err, sizeof(err)), 0);
     return 0;

@@ -65,7 +65,8 @@ static int setup(void **state)
         .store = fx.st, .is_superuser = test_is_superuser, .hash_password = test_hash};
     router = http_router_new();
     api_register(router, &env);
-    struct http_opts o = {"127.0.0.1:0", 2, 1 << 20, 5};
+    struct http_opts o = {
+        .addr = "127.0.0.1:0", .threads = 2, .max_body = 1 << 20, .idle_timeout_s = 5};
     char err[256];
     assert_int_equal(http_server_open(&o, router, &srv, err, sizeof(err)), 0);
     return 0;
