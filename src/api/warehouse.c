@@ -48,7 +48,7 @@ static void run_sql(struct wh_conn *conn, struct http_req *req, void *arg)
     int rc = conn ? wh_query(conn, &q, &res) : ERR_INTERNAL;
     if (rc == 0) {
         json_t *body = wh_result_to_json(&res);
-        char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        char *text = json_dumps(body, WH_RESULT_JSON_FLAGS);
         json_decref(body);
         http_reply_owned(req, 200, "application/json", text, strlen(text));
     } else if (rc == ERR_DENIED || rc == ERR_INVALID) {
@@ -56,6 +56,9 @@ static void run_sql(struct wh_conn *conn, struct http_req *req, void *arg)
         http_reply_error(
             req, 400,
             rc == ERR_DENIED ? "Only read-only queries are allowed." : "The query failed.", data);
+    } else if (rc == ERR_LIMIT) {
+        http_reply_error(req, 400, "The query result is too large.",
+                         json_pack("{s:s}", "detail", wh_errmsg(conn)));
     } else if (rc == ERR_BUSY) {
         http_reply_error(req, 400, "The query took longer than the statement timeout.",
                          json_pack("{s:s}", "detail", wh_errmsg(conn)));

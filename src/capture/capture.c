@@ -199,6 +199,29 @@ int capture__resolve_source(struct capture__ctx *cx, struct capture__msg *m)
     return 0;
 }
 
+/* Whether v nests deeper than max levels (an object or array is one level). */
+static bool nests_deeper(const json_t *v, int max)
+{
+    if (!json_is_object(v) && !json_is_array(v))
+        return false;
+    if (max <= 0)
+        return true;
+    if (json_is_array(v)) {
+        for (size_t k = 0; k < json_array_size(v); k++)
+            if (nests_deeper(json_array_get(v, k), max - 1))
+                return true;
+        return false;
+    }
+    const char *key;
+    json_t *x;
+    json_object_foreach((json_t *)v, key, x)
+    {
+        if (nests_deeper(x, max - 1))
+            return true;
+    }
+    return false;
+}
+
 int capture__add_event(struct capture__ctx *cx, struct capture__msg *m, size_t i, size_t max_total)
 {
     const struct capture_limits *lim = cx->lim;
@@ -207,6 +230,16 @@ int capture__add_event(struct capture__ctx *cx, struct capture__msg *m, size_t i
     int rc = capture__resolve_source(cx, m);
     if (rc != 0)
         return rc;
+    /* the loader refuses deeper JSON: such an event must not be acknowledged (the fast
+     * path's raw objects are no deeper, see scan.c) */
+    const struct {
+        const char *name;
+        const json_t *v;
+    } objs[] = {{"properties", m->properties}, {"traits", m->traits}, {"context", m->context}};
+    for (size_t k = 0; k < ARRAY_LEN(objs); k++)
+        if (nests_deeper(objs[k].v, CAPTURE_MAX_DEPTH))
+            return capture__fail(cx, 400, "%s: nested deeper than %d levels", objs[k].name,
+                                 CAPTURE_MAX_DEPTH);
     size_t start = st->records.len;
     if (capture__write_record(&st->records, m, cx->in->received_us) < 0)
         return capture__fail_item(cx, 400, "cannot be serialised");

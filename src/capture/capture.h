@@ -60,6 +60,10 @@ struct capture_limits {
 #define CAPTURE_MAX_EVENTS_DEFAULT 2500
 #define CAPTURE_INFLATE_MARGIN (64 * 1024)
 #define CAPTURE_MAX_MESSAGE_ID 100 /* Segment: messageId is at most 100 characters */
+/* How deep an event's properties, traits and context may nest (the object itself is level 1).
+ * The one limit of both sides: capture refuses a deeper event with 400, and the loader
+ * (pipeline/jscan.c) refuses deeper JSON, so nothing acknowledged is refused when loaded. */
+#define CAPTURE_MAX_DEPTH 64
 
 /* Segment's limits. */
 void capture_limits_default(struct capture_limits *l);

@@ -10,7 +10,9 @@
 
 #include "capture/capture_int.h"
 
-#define SCAN_MAX_DEPTH 64      /* deeper documents go the slow way (jansson allows 2048) */
+#define SCAN_MAX_DEPTH 64 /* deeper documents go the slow way (jansson allows 2048) */
+/* the body's root is level 1, so what this accepts nests no deeper than capture allows */
+_Static_assert(SCAN_MAX_DEPTH <= CAPTURE_MAX_DEPTH, "the fast path accepts what capture accepts");
 #define SCAN_MAX_KEYS 64       /* objects with more keys are not checked for duplicates here */
 #define SCAN_MAX_INT_DIGITS 18 /* every 18-digit integer fits in int64 */
 #define SCAN_MAX_EXP 300       /* |exponent| + digits below this cannot overflow a double */

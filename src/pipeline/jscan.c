@@ -7,9 +7,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "capture/capture.h"
 #include "pipeline/pipeline_int.h"
 
-#define MAX_DEPTH 64
+/* the limit capture checks before it acknowledges an event */
+#define MAX_DEPTH CAPTURE_MAX_DEPTH
 
 struct scan {
     const unsigned char *p, *end, *start;

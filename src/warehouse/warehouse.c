@@ -26,6 +26,9 @@ void wh_cfg_defaults(struct wh_cfg *cfg)
     cfg->backend = "duckdb";
     cfg->query_timeout_ms = 30000;
     cfg->query_max_rows = 10000;
+    cfg->query_max_bytes = 32u << 20;
+    cfg->memory_limit = "2GB";
+    cfg->temp_limit = "4GB";
     cfg->wal_force_bytes = 256u << 20;
     /* DuckDB's default (16 MB) checkpoints on nearly every large batch commit, recompressing
      * the last row group each time; measured 2x slower loading. The loader checkpoints itself

@@ -35,9 +35,11 @@ struct wh_cfg {
     const char *backend;      /* "duckdb" (NULL means "duckdb") */
     const char *path;         /* duckdb: the database file, e.g. "<--dir>/warehouse.duckdb" */
     int threads;              /* engine threads; 0 = the engine's default */
-    const char *memory_limit; /* e.g. "2GB"; NULL = the engine's default */
+    const char *memory_limit; /* e.g. "2GB" (default "2GB"; NULL is taken as the default) */
+    const char *temp_limit;   /* most spilled to temporary files (default "4GB"; NULL: same) */
     int64_t query_timeout_ms; /* SQL API statement timeout (default 30000) */
     uint64_t query_max_rows;  /* SQL API row cap (default 10000) */
+    uint64_t query_max_bytes; /* SQL API result cap, in bytes of JSON (default 32 MiB) */
     uint64_t wal_force_bytes; /* checkpoint: FORCE once the WAL is this large (256 MiB) */
     /* the engine's automatic checkpoint past this WAL size (default "256MB"; NULL = the
      * engine's own 16MB) */
@@ -110,7 +112,11 @@ struct wh_query {
     const json_t *params; /* JSON array bound to $1.. / ?, or NULL */
     int64_t timeout_ms;   /* <= 0: the configured default */
     uint64_t max_rows;    /* 0: the configured default */
+    uint64_t max_bytes;   /* 0: the configured default; a larger result fails (ERR_LIMIT) */
 };
+
+/* How the SQL API writes a result; the byte cap counts the rows written this way. */
+#define WH_RESULT_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(17))
 
 /* A read-only query's result, already in JSON form. Owned by the caller: wh_result_release. */
 struct wh_result {
@@ -177,7 +183,8 @@ void wh_close(struct wh *wh);
 /* A connection for the calling thread. On failure wh_errmsg(NULL) says why. */
 int wh_conn_open(struct wh *wh, struct wh_conn **out) MUST_USE;
 void wh_conn_close(struct wh_conn *c);
-/* Asks the query running on c to stop (it fails with ERR_BUSY). Any thread. */
+/* Stops c for good (at shutdown): the query running on c fails with ERR_BUSY at its next
+ * step, and so does every later query on c. Any thread. */
 void wh_interrupt(struct wh_conn *c);
 
 /* Creates the fixed tables (events, changes, _offsets, _rejects, mirror catalog) if missing. */

@@ -420,3 +420,99 @@ test('SQL API: --sql-timeout and --sql-max-rows', async () => {
     await s2.stop();
   }
 });
+
+// Every event capture acknowledges reaches `events` (none only in `_rejects`): each shape capture
+// accepts, through the Segment and PostHog endpoints, at the nesting limit both share; one
+// level deeper is refused at capture with 400.
+test('capture and loader accept the same events: every acknowledged shape reaches events', async () => {
+  const LIMIT = 64; // CAPTURE_MAX_DEPTH: properties itself is level 1
+  const nest = (levels) => (levels <= 1 ? { leaf: true } : { d: nest(levels - 1) });
+  const nestArr = (levels) => (levels <= 1 ? [1] : [nestArr(levels - 1)]);
+  const post = (path, body) => fetch(`${srv.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const wide = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`, i]));
+  const shapes = {
+    deep: nest(LIMIT),
+    deepFast: nest(LIMIT - 2), // a batch at the fast path's own limit
+    deepArr: { a: nestArr(LIMIT - 1) },
+    numbers: { max: 1.7976931348623157e308, tiny: 5e-324, big: 9007199254740993n, neg: -9223372036854775808n, zero: 0, frac: 0.1 },
+    unicode: { 'ключ 😀': 'héllo 中文 \u2028 \u0001 "q" \\', e: 'é' },
+    empty: {},
+    emptyNested: { o: {}, a: [], s: '' },
+    long: { s: 'x'.repeat(15000) },
+    wide,
+  };
+  // BigInt survives as an exact integer in the JSON text
+  const text = (o) => JSON.stringify(o, (k, v) => (typeof v === 'bigint' ? `@@${v}@@` : v)).replace(/"@@(-?\d+)@@"/g, '$1');
+  const postText = (path, obj) => fetch(`${srv.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: text(obj) });
+  const sent = [];
+  for (const [name, props] of Object.entries(shapes)) {
+    const ids = [`acc-${name}-batch`, `acc-${name}-track`, `acc-${name}-phbatch`, `acc-${name}-phe`];
+    const rs = [
+      await postText('/v1/batch', { writeKey: key, batch: [{ type: 'track', userId: 'acc', event: name, messageId: ids[0], properties: props, context: props }] }),
+      await postText('/v1/track', { writeKey: key, userId: 'acc', event: name, messageId: ids[1], properties: props, traits: props }),
+      await postText('/batch/', { api_key: key, batch: [{ event: name, distinct_id: 'acc', uuid: ids[2], properties: props }] }),
+      await postText('/e/', { token: key, event: name, distinct_id: 'acc', uuid: ids[3], properties: props }),
+    ];
+    for (let i = 0; i < rs.length; i++) assert.equal(rs[i].status, 200, `${ids[i]}: ${await rs[i].text()}`);
+    sent.push(...ids);
+  }
+  // one level over the limit: a clear 400 at capture, on every endpoint and in each object
+  const over = nest(LIMIT + 1);
+  for (const [path, body] of [
+    ['/v1/batch', { writeKey: key, batch: [{ type: 'track', userId: 'acc', event: 'over', properties: over }] }],
+    ['/v1/track', { writeKey: key, userId: 'acc', event: 'over', properties: over }],
+    ['/v1/identify', { writeKey: key, userId: 'acc', traits: over }],
+    ['/v1/track', { writeKey: key, userId: 'acc', event: 'over', context: over }],
+    ['/batch/', { api_key: key, batch: [{ event: 'over', distinct_id: 'acc', properties: over }] }],
+    ['/e/', { token: key, event: 'over', distinct_id: 'acc', properties: { $set: over } }],
+  ]) {
+    const r = await post(path, body);
+    const t = await r.text();
+    assert.equal(r.status, 400, `${path}: ${t}`);
+    assert.match(t, /nested deeper than 64 levels/, path);
+  }
+  // every acknowledged event is in events, none in _rejects
+  const since = Date.now();
+  for (;;) {
+    const r = await sql("SELECT count(*) FROM events WHERE id LIKE 'acc-%'");
+    if (r.rows[0][0] === sent.length) break;
+    const rej = await sql("SELECT reason FROM _rejects WHERE topic = 'events' AND decode(payload) LIKE '%acc-%' LIMIT 1");
+    assert.equal(rej.rowCount, 0, `rejected by the loader: ${JSON.stringify(rej.rows)}`);
+    assert.ok(Date.now() - since < 10000, `only ${r.rows[0][0]} of ${sent.length} events loaded`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  const rej = await sql("SELECT count(*) FROM _rejects WHERE topic = 'events' AND decode(payload) LIKE '%acc-%'");
+  assert.equal(rej.rows[0][0], 0);
+  // the values arrive intact
+  const deep = await sql("SELECT properties, context FROM events WHERE id = 'acc-deep-batch'");
+  assert.deepEqual(deep.rows[0][0], shapes.deep);
+  assert.deepEqual(deep.rows[0][1].d, shapes.deep.d);
+  const uni = await sql("SELECT properties FROM events WHERE id = 'acc-unicode-track'");
+  assert.deepEqual(uni.rows[0][0], shapes.unicode);
+  const num = await sql("SELECT properties->>'big', properties->>'neg', (properties->>'max')::DOUBLE FROM events WHERE id = 'acc-numbers-batch'");
+  assert.deepEqual(num.rows[0], ['9007199254740993', '-9223372036854775808', 1.7976931348623157e308]);
+});
+
+// SQL built at run time reached tandem's C aggregates as window functions and killed the
+// server (SIGSEGV); a result larger than the byte cap is a clear 400, not a 5xx.
+test('SQL API: SQL run from text is refused, the server survives; results are capped in bytes', async () => {
+  const win = 'SELECT tandem_bitcount(range::UBIGINT) OVER () FROM range(5000)';
+  for (const q of [
+    `SELECT count(*) FROM query('${win}')`,
+    `SELECT count(*) FROM json_execute_serialized_sql(json_serialize_sql('${win}'))`,
+    "SELECT * FROM query_table('events')",
+    "SELECT * FROM query('SELECT tandem_' || 'bitcount(range::UBIGINT) OVER () FROM range(5000)')",
+  ]) {
+    const r = await sqlRaw(q);
+    assert.equal(r.status, 400, `${q}: ${r.text}`);
+    assert.deepEqual(Object.keys(r.json).sort(), ['data', 'message', 'status']);
+    assert.match(r.json.data.detail, /is not allowed: it runs SQL given as text/);
+  }
+  assert.equal((await sql('SELECT 42')).rows[0][0], 42);
+  const big = await sqlRaw('SELECT repeat(\'x\', 40 * 1024 * 1024) AS s');
+  assert.equal(big.status, 400, big.text.slice(0, 200));
+  assert.equal(big.json.status, 400);
+  assert.equal(big.json.message, 'The query result is too large.');
+  assert.match(big.json.data.detail, /larger than 33554432 bytes/);
+  assert.equal((await sql('SELECT 43')).rows[0][0], 43);
+});

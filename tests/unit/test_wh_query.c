@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "wh_test_util.h"
@@ -138,6 +139,69 @@ static void test_guard_accepts_reads(void **state)
     }
 }
 
+/* SQL built at run time: every function that binds or runs SQL given as text is refused on
+ * DuckDB's parse of the statement, whatever the text looks like, so a C aggregate can never
+ * be reached as a window function through it (DuckDB 1.4.4 then hands the aggregate one state
+ * for every row: the server died with SIGSEGV). */
+#define WIN_BITCOUNT "SELECT tandem_bitcount(range::UBIGINT) OVER () FROM range(5000)"
+static void test_guard_runtime_sql(void **state)
+{
+    struct fx *f = *state;
+    /* the PRAGMA form takes the serialized statement itself */
+    char *tree = wht_rows(f->c, "SELECT json_serialize_sql('" WIN_BITCOUNT "')::VARCHAR");
+    assert_non_null(tree);
+    json_t *rows = json_loads(tree, 0, NULL);
+    free(tree);
+    struct buf pragma;
+    buf_init(&pragma);
+    buf_puts(&pragma, "PRAGMA json_execute_serialized_sql('");
+    for (const char *p = json_string_value(json_array_get(json_array_get(rows, 0), 0)); *p; p++)
+        buf_puts(&pragma, *p == '\'' ? "''" : (char[]){*p, 0});
+    buf_puts(&pragma, "')");
+    json_decref(rows);
+    const struct {
+        const char *sql, *why;
+    } refused[] = {
+        {"SELECT count(*) FROM query('" WIN_BITCOUNT "')", "query() is not allowed"},
+        {"SELECT count(*) FROM query('SELECT tandem_' || 'funnel(TIMESTAMP ''2024-01-01'' + "
+         "INTERVAL (range) SECOND, 1::UINTEGER, 2, 1, ''ordered'', '''') OVER () FROM "
+         "range(5000)')",
+         "query() is not allowed"},
+        {"SELECT * FROM MAIN.\"QUERY\"('SELECT 1')", "query() is not allowed"},
+        {"SELECT * FROM query_table('events')", "query_table() is not allowed"},
+        {"SELECT count(*) FROM json_execute_serialized_sql(json_serialize_sql('" WIN_BITCOUNT "'))",
+         "json_execute_serialized_sql() is not allowed"},
+        {"SELECT json_serialize_plan('SELECT 1')", "json_serialize_plan() is not allowed"},
+        {buf_cstr(&pragma), "Only SELECT statements"},
+        {"SELECT * FROM checkpoint()", "checkpoint() is not allowed"},
+        {"SELECT * FROM enable_logging()", "enable_logging() is not allowed"},
+        {"SELECT (SELECT 1 FROM query('SELECT 1'))", "query() is not allowed"},
+        {"  /* x */ PRAGMA table_info('events')", "Only SELECT statements"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
+        int rc = run(f, refused[i].sql);
+        if (rc != ERR_DENIED || !strstr(wh_errmsg(f->c), refused[i].why))
+            fail_msg("%.80s: rc %d (%s)", refused[i].sql, rc, wh_errmsg(f->c));
+    }
+    buf_release(&pragma);
+    /* reading PRAGMAs, the names as data, an aggregate called by name over a list */
+    assert_rows(f->c, "SELECT 'query(''x'')' AS s", "[[\"query('x')\"]]");
+    assert_rows(f->c, "SELECT list_aggregate([1, 2, 3]::UBIGINT[], 'tandem_bitcount')[1:3]",
+                "[[[2,2,0]]]");
+    assert_int_equal(run(f, "PRAGMA show_tables"), 0);
+    assert_int_equal(run(f, "\n pragma TABLE_INFO('events');"), 0);
+    assert_rows(f->c, "SELECT 7", "[[7]]");
+}
+
+/* The engine's limits are always set, never its defaults (80 % of RAM, 90 % of the disk). */
+static void test_engine_limits(void **state)
+{
+    struct fx *f = *state;
+    assert_rows(
+        f->c, "SELECT current_setting('memory_limit'), current_setting('max_temp_directory_size')",
+        "[[\"1.8 GiB\",\"3.7 GiB\"]]");
+}
+
 static void test_bad_query_and_params(void **state)
 {
     struct fx *f = *state;
@@ -184,6 +248,82 @@ static void test_timeout_interrupts(void **state)
     assert_non_null(strstr(wh_errmsg(f->c), "timeout"));
     /* the next query on the same connection is not affected */
     assert_rows(f->c, "SELECT 7", "[[7]]");
+}
+
+/* The timeout covers preparing: DuckDB folds constants there, so a statement whose one
+ * function call runs long was prepared past its timeout and then answered. */
+static void test_timeout_covers_preparation(void **state)
+{
+    struct fx *f = *state;
+    struct wh_query q = {.sql = "SELECT length(repeat('x', 40000000))", .timeout_ms = 50};
+    struct wh_result r;
+    int64_t t0 = time_mono_us();
+    assert_int_equal(wh_query(f->c, &q, &r), ERR_BUSY);
+    assert_true(time_mono_us() - t0 < 60000000); /* a safety bound only */
+    assert_non_null(strstr(wh_errmsg(f->c), "50 ms timeout"));
+    assert_rows(f->c, "SELECT length(repeat('x', 1000))", "[[1000]]");
+}
+
+struct stopper {
+    struct wh_conn *c;
+    int64_t delay_us;
+};
+
+static void *stop_later(void *arg)
+{
+    struct stopper *s = arg;
+    usleep((useconds_t)s->delay_us);
+    wh_interrupt(s->c);
+    return NULL;
+}
+
+/* wh_interrupt (shutdown) stops the running query whatever step it is in, and every later
+ * one at once: a stop that arrived between two steps was lost and the query ran on. */
+static void test_interrupt_stops_for_good(void **state)
+{
+    struct fx *f = *state;
+    struct wh_query q = {.sql = "SELECT count(*) FROM range(100000000000) a(x) WHERE x % 7 = 3",
+                         .timeout_ms = 120000};
+    struct wh_result r;
+    struct stopper s = {.c = f->c, .delay_us = 200000};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stop_later, &s), 0);
+    int64_t t0 = time_mono_us();
+    assert_int_equal(wh_query(f->c, &q, &r), ERR_BUSY);
+    assert_true(time_mono_us() - t0 < 60000000); /* a safety bound only */
+    pthread_join(th, NULL);
+    assert_non_null(strstr(wh_errmsg(f->c), "stopping"));
+    q.sql = "SELECT 1";
+    assert_int_equal(wh_query(f->c, &q, &r), ERR_BUSY);
+    assert_non_null(strstr(wh_errmsg(f->c), "stopping"));
+}
+
+/* The result is capped in bytes as well as rows: past the cap the query fails (ERR_LIMIT), and
+ * a single large value is refused before it is copied. */
+static void test_byte_cap(void **state)
+{
+    struct fx *f = *state;
+    struct wh_query q = {.sql = "SELECT range, repeat('x', 100) FROM range(100)",
+                         .max_bytes = 2000};
+    struct wh_result r;
+    assert_int_equal(wh_query(f->c, &q, &r), ERR_LIMIT);
+    assert_non_null(strstr(wh_errmsg(f->c), "larger than 2000 bytes"));
+    q.sql = "SELECT repeat('x', 100000)";
+    assert_int_equal(wh_query(f->c, &q, &r), ERR_LIMIT);
+    /* below the cap: the whole result */
+    q.sql = "SELECT range, repeat('x', 100) FROM range(10)";
+    assert_int_equal(wh_query(f->c, &q, &r), 0);
+    assert_int_equal(r.n_rows, 10);
+    json_t *j = wh_result_to_json(&r);
+    char *text = json_dumps(j, WH_RESULT_JSON_FLAGS);
+    assert_true(strlen(text) < 2000);
+    free(text);
+    json_decref(j);
+    wh_result_release(&r);
+    /* the configured default (32 MiB) */
+    q.max_bytes = 0;
+    q.sql = "SELECT repeat('x', 40 * 1024 * 1024)";
+    assert_int_equal(wh_query(f->c, &q, &r), ERR_LIMIT);
 }
 
 static void test_row_cap(void **state)
@@ -278,8 +418,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_guard_refuses_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_accepts_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_runtime_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_query_and_params, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_interrupts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_covers_preparation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupt_stops_for_good, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_type_mapping, setup, teardown),
     };

@@ -167,6 +167,9 @@ static int whd_open(const struct wh_cfg *cfg, struct wh **out)
     d->cfg.path = d->path;
     d->cfg.backend = "duckdb";
     d->cfg.memory_limit = NULL;
+    d->cfg.temp_limit = NULL;
+    if (!d->cfg.query_max_bytes)
+        d->cfg.query_max_bytes = 32u << 20;
     d->cfg.checkpoint_threshold = NULL;
 
     duckdb_config dc = NULL;
@@ -187,7 +190,12 @@ static int whd_open(const struct wh_cfg *cfg, struct wh **out)
         if ((rc = set_cfg(dc, "threads", t)) < 0)
             goto fail;
     }
-    if (cfg->memory_limit && (rc = set_cfg(dc, "memory_limit", cfg->memory_limit)) < 0)
+    /* never the engine's defaults (80 % of RAM, 90 % of the free disk): a query's memory and
+     * what it spills are bounded (string values are not counted by DuckDB: the SQL API caps
+     * the result's bytes itself) */
+    if ((rc = set_cfg(dc, "memory_limit", cfg->memory_limit ? cfg->memory_limit : "2GB")) < 0 ||
+        (rc = set_cfg(dc, "max_temp_directory_size", cfg->temp_limit ? cfg->temp_limit : "4GB")) <
+            0)
         goto fail;
     if (cfg->checkpoint_threshold &&
         (rc = set_cfg(dc, "checkpoint_threshold", cfg->checkpoint_threshold)) < 0)
@@ -257,7 +265,10 @@ static void whd_conn_close(struct wh_conn *wc)
 
 static void whd_interrupt(struct wh_conn *wc)
 {
-    duckdb_interrupt(whd__conn(wc)->con);
+    struct whd_conn *c = whd__conn(wc);
+    /* the query's timer sees the flag and keeps interrupting until the query is over */
+    atomic_store(&c->stopping, true);
+    duckdb_interrupt(c->con);
 }
 
 static const char *whd_errmsg(struct wh_conn *wc)

@@ -18,19 +18,17 @@
  * duckdb_aggregate_function_set_error.
  *
  * DuckDB 1.4.4 cannot run a C aggregate with ORDER BY inside the call or as a window function
- * over whole partitions (see whd__funnel_guard): the SQL API refuses both.
+ * over whole partitions (see whd_guard.c): the SQL API refuses both.
  *
  * Threads: DuckDB calls the callbacks from its worker threads; a state is touched by one thread
  * at a time. The only shared data is the event-array chunks (atomic counts, per-thread current
  * chunk). */
-#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "warehouse/duckdb/whd_int.h"
 
@@ -1129,123 +1127,4 @@ int whd__funnel_register(duckdb_connection con)
         rc = fn_register(con, FS_NAME, params, 7, sizeof(struct fs_state), fs_update, fs_combine,
                          fs_finalize, fs_destroy);
     return rc;
-}
-
-/* ---- the SQL API's check ----
- *
- * DuckDB 1.4.4's C API feeds an aggregate one state per row without flattening the state
- * vector, but two of its callers hand it a single state for all rows: an aggregate with ORDER
- * BY inside the call (the sorted-aggregate wrapper) and a window aggregate over whole
- * partitions (the constant aggregator). tandem_funnel, tandem_funnel_steps and
- * tandem_bitcount (whd_persons.c) would then read states that do not exist, so statements from
- * outside (the SQL API) that use either that way are refused. The statement is parsed by DuckDB
- * itself (json_serialize_sql) only when its text names one of them at all. */
-
-static const char *const guarded[] = {FN_NAME, FS_NAME, "tandem_bitcount"};
-
-static const char *guarded_name(const char *fname)
-{
-    for (size_t i = 0; fname && i < ARRAY_LEN(guarded); i++)
-        if (strcasecmp(fname, guarded[i]) == 0)
-            return guarded[i];
-    return NULL;
-}
-
-/* Finds a use of a C aggregate as a window function or with ORDER BY in the call; its
- * reason is written to why (why_len bytes). */
-static bool guard_walk(const json_t *j, int depth, char *why, size_t why_len)
-{
-    if (depth > 400) {
-        snprintf(why, why_len, "the statement is nested too deeply to check its use of %s",
-                 guarded[0]);
-        return true;
-    }
-    if (json_is_array(j)) {
-        size_t i;
-        const json_t *v;
-        json_array_foreach(j, i, v)
-        {
-            if (guard_walk(v, depth + 1, why, why_len))
-                return true;
-        }
-        return false;
-    }
-    if (!json_is_object(j))
-        return false;
-    const char *name = guarded_name(json_string_value(json_object_get(j, "function_name")));
-    if (name) {
-        const char *cls = json_string_value(json_object_get(j, "class"));
-        if (cls && strcmp(cls, "WINDOW") == 0) {
-            snprintf(why, why_len, "%s cannot be used as a window function", name);
-            return true;
-        }
-        const json_t *ob = json_object_get(json_object_get(j, "order_bys"), "orders");
-        if (json_array_size(ob) > 0) {
-            snprintf(why, why_len, "%s cannot take ORDER BY inside the call", name);
-            return true;
-        }
-    }
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)j, key, v)
-    {
-        if (guard_walk(v, depth + 1, why, why_len))
-            return true;
-    }
-    return false;
-}
-
-/* whether text contains a guarded name in any case */
-static bool names_function(const char *text)
-{
-    for (const char *p = text; *p; p++)
-        for (size_t i = 0; i < ARRAY_LEN(guarded); i++)
-            if (strncasecmp(p, guarded[i], strlen(guarded[i])) == 0)
-                return true;
-    return false;
-}
-
-int whd__funnel_guard(duckdb_connection con, const char *sql, char *err, size_t err_len)
-{
-    if (!names_function(sql))
-        return 0;
-    duckdb_prepared_statement ps = NULL;
-    duckdb_result res;
-    bool have_res = false;
-    json_t *tree = NULL;
-    char walk_why[160];
-    const char *why = "cannot check the statement's use of tandem's aggregates", *detail = "";
-    char *text = NULL;
-    if (duckdb_prepare(con, "SELECT json_serialize_sql($1::VARCHAR)", &ps) != DuckDBSuccess) {
-        detail = duckdb_prepare_error(ps);
-        goto out;
-    }
-    if (duckdb_bind_varchar(ps, 1, sql) != DuckDBSuccess)
-        goto out;
-    have_res = true;
-    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess) {
-        detail = duckdb_result_error(&res);
-        goto out;
-    }
-    text = duckdb_value_varchar(&res, 0, 0);
-    /* integers as reals: an unknown query_location is 2^64 - 1 */
-    if (!text || !(tree = json_loads(text, JSON_DECODE_INT_AS_REAL, NULL)))
-        goto out;
-    if (json_is_true(json_object_get(tree, "error"))) {
-        /* DuckDB cannot serialize it: refuse rather than guess */
-        detail = json_string_value(json_object_get(tree, "error_message"));
-        goto out;
-    }
-    why = guard_walk(json_object_get(tree, "statements"), 0, walk_why, sizeof(walk_why)) ? walk_why
-                                                                                         : NULL;
-out:
-    if (why)
-        snprintf(err, err_len, "%s%s%s", why, detail && *detail ? ": " : "", detail ? detail : "");
-    json_decref(tree);
-    duckdb_free(text);
-    if (have_res)
-        duckdb_destroy_result(&res);
-    if (ps)
-        duckdb_destroy_prepare(&ps);
-    return why ? ERR_DENIED : 0;
 }

@@ -3,6 +3,7 @@
 #define TANDEM_WAREHOUSE_DUCKDB_WHD_INT_H
 
 #include <duckdb.h>
+#include <stdatomic.h>
 
 #include "warehouse/warehouse_int.h"
 
@@ -19,6 +20,7 @@ struct whd {
 struct whd_conn {
     struct wh_conn base;
     duckdb_connection con;
+    atomic_bool stopping; /* set by wh_interrupt (any thread): no query runs any more */
     char err[1024];
     duckdb_data_chunk ev_chunk;           /* reused across event batches */
     duckdb_prepared_statement off_update; /* UPDATE _offsets, prepared on first use */
@@ -81,10 +83,13 @@ int whd__query(struct wh_conn *c, const struct wh_query *q, struct wh_result *ou
  * of that database sees them; a second call finds them there and does nothing. 0, or
  * ERR_INTERNAL. */
 int whd__funnel_register(duckdb_connection con) MUST_USE;
-/* The SQL API's check: ERR_DENIED (reason in err) when sql uses one of tandem's C aggregates
- * (tandem_funnel, tandem_funnel_steps, tandem_bitcount) as a window function or with ORDER BY
- * inside the call, which DuckDB 1.4.4 cannot run with a C aggregate without crashing; 0
- * otherwise, and at once when sql names none of them. */
-int whd__funnel_guard(duckdb_connection con, const char *sql, char *err, size_t err_len) MUST_USE;
+/* whd_guard.c: the SQL API's check of a statement's contents, on DuckDB's parse of sql (run on
+ * con). ERR_DENIED (reason in err) when sql calls a function that binds or runs SQL given as
+ * text (query, query_table, json_execute_serialized_sql, json_serialize_plan) or changes the
+ * engine's state, uses one of tandem's C aggregates (tandem_funnel, tandem_funnel_steps,
+ * tandem_bitcount) as a window function or with ORDER BY inside the call (DuckDB 1.4.4 then
+ * hands a C aggregate one state for all rows), is a PRAGMA other than a reading one, or
+ * cannot be checked; ERR_BUSY when con was interrupted; 0 otherwise. */
+int whd__sql_guard(duckdb_connection con, const char *sql, char *err, size_t err_len) MUST_USE;
 
 #endif

@@ -402,41 +402,63 @@ static json_t *value_json(duckdb_vector v, duckdb_logical_type t, idx_t row, cha
     }
 }
 
-/* ---- the statement timer ---- */
+/* ---- the statement timer ----
+ *
+ * A thread started before the statement is parsed and stopped after its last row is read, so
+ * the timeout covers parsing, the check, preparing (constant folding runs there) and running.
+ * Once the deadline passes, or wh_interrupt stops the connection, it interrupts the connection
+ * every TIMER_REPEAT_MS until the query is over: DuckDB clears the interrupt flag when the
+ * next step (the check's own query, the execution) begins, so one interrupt could be lost
+ * between two steps. A function that runs long inside one call (no step ends) is only stopped
+ * when it returns. */
+
+#define TIMER_POLL_MS 50   /* how often the timer looks at the connection's stop flag */
+#define TIMER_REPEAT_MS 10 /* interrupts once it has fired */
 
 struct timer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool done, fired;
-    int64_t timeout_us;
-    duckdb_connection con;
+    bool done, fired, stopped;
+    int64_t deadline_us; /* time_mono_us() */
+    struct whd_conn *c;
 };
 
 static void *timer_main(void *arg)
 {
     struct timer *tm = arg;
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += tm->timeout_us / 1000000;
-    deadline.tv_nsec += (tm->timeout_us % 1000000) * 1000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
     pthread_mutex_lock(&tm->mu);
     while (!tm->done) {
-        int rc = pthread_cond_timedwait(&tm->cv, &tm->mu, &deadline);
-        if (rc == ETIMEDOUT && !tm->done) {
+        int64_t now = time_mono_us();
+        if (!tm->fired && now >= tm->deadline_us)
             tm->fired = true;
-            duckdb_interrupt(tm->con);
-            break;
+        if (!tm->stopped && atomic_load_explicit(&tm->c->stopping, memory_order_relaxed))
+            tm->stopped = true;
+        int64_t wake;
+        if (tm->fired || tm->stopped) {
+            duckdb_interrupt(tm->c->con);
+            wake = now + TIMER_REPEAT_MS * 1000;
+        } else {
+            wake = now + TIMER_POLL_MS * 1000;
+            if (wake > tm->deadline_us)
+                wake = tm->deadline_us;
         }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t delta = wake - now;
+        ts.tv_sec += delta / 1000000;
+        ts.tv_nsec += (delta % 1000000) * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        while (!tm->done && pthread_cond_timedwait(&tm->cv, &tm->mu, &ts) == 0)
+            ;
     }
     pthread_mutex_unlock(&tm->mu);
     return NULL;
 }
 
-static int timer_start(struct timer *tm, pthread_t *th, duckdb_connection con, int64_t timeout_us)
+static int timer_start(struct timer *tm, pthread_t *th, struct whd_conn *c, int64_t timeout_us)
 {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -444,9 +466,9 @@ static int timer_start(struct timer *tm, pthread_t *th, duckdb_connection con, i
     pthread_cond_init(&tm->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&tm->mu, NULL);
-    tm->done = tm->fired = false;
-    tm->timeout_us = timeout_us;
-    tm->con = con;
+    tm->done = tm->fired = tm->stopped = false;
+    tm->deadline_us = time_mono_us() + timeout_us;
+    tm->c = c;
     int rc = pthread_create(th, NULL, timer_main, tm);
     if (rc != 0) {
         pthread_cond_destroy(&tm->cv);
@@ -456,8 +478,8 @@ static int timer_start(struct timer *tm, pthread_t *th, duckdb_connection con, i
     return 0;
 }
 
-/* Stops the timer; true when it interrupted the query. */
-static bool timer_stop(struct timer *tm, pthread_t th)
+/* Stops the timer (tm->fired and tm->stopped say whether it interrupted the query). */
+static void timer_stop(struct timer *tm, pthread_t th)
 {
     pthread_mutex_lock(&tm->mu);
     tm->done = true;
@@ -466,7 +488,6 @@ static bool timer_stop(struct timer *tm, pthread_t th)
     pthread_join(th, NULL);
     pthread_cond_destroy(&tm->cv);
     pthread_mutex_destroy(&tm->mu);
-    return tm->fired;
 }
 
 /* ---- the query ---- */
@@ -535,7 +556,34 @@ static int bind_params(struct whd_conn *c, duckdb_prepared_statement ps, const j
     return 0;
 }
 
-static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows,
+/* json_dump_callback's sink: counts the bytes */
+static int count_bytes(const char *buf, size_t len, void *data)
+{
+    (void)buf;
+    *(uint64_t *)data += len;
+    return 0;
+}
+
+/* The bytes of row r's strings and blobs (the values that can be large): checked against the
+ * cap before they are copied into JSON. */
+static uint64_t row_text_bytes(duckdb_data_chunk ch, const duckdb_logical_type *types, idx_t ncols,
+                               idx_t r)
+{
+    uint64_t n = 0;
+    for (idx_t k = 0; k < ncols; k++) {
+        duckdb_type id = duckdb_get_type_id(types[k]);
+        if (id != DUCKDB_TYPE_VARCHAR && id != DUCKDB_TYPE_BLOB)
+            continue;
+        duckdb_vector v = duckdb_data_chunk_get_vector(ch, k);
+        uint64_t *validity = duckdb_vector_get_validity(v);
+        if (validity && !duckdb_validity_row_is_valid(validity, r))
+            continue;
+        n += duckdb_string_t_length(((duckdb_string_t *)duckdb_vector_get_data(v))[r]);
+    }
+    return n;
+}
+
+static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows, uint64_t max_bytes,
                       struct wh_result *out)
 {
     idx_t ncols = duckdb_column_count(res);
@@ -553,7 +601,9 @@ static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows,
     }
     out->rows = json_array();
     int rc = 0;
+    uint64_t bytes = 0;
     char err[512] = "";
+    json_dump_callback(out->columns, count_bytes, &bytes, WH_RESULT_JSON_FLAGS);
     for (;;) {
         duckdb_data_chunk ch = duckdb_fetch_chunk(*res);
         if (!ch)
@@ -562,6 +612,10 @@ static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows,
         for (idx_t r = 0; r < n; r++) {
             if (out->n_rows == max_rows) {
                 out->truncated = true;
+                break;
+            }
+            if (row_text_bytes(ch, types, ncols, r) > max_bytes - bytes) {
+                rc = ERR_LIMIT;
                 break;
             }
             json_t *row = json_array();
@@ -579,6 +633,15 @@ static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows,
                 rc = whd__fail(c, ERR_INVALID, "%s", err);
                 break;
             }
+            /* the row as the response will write it, plus its comma */
+            uint64_t row_bytes = 1;
+            json_dump_callback(row, count_bytes, &row_bytes, WH_RESULT_JSON_FLAGS);
+            if (row_bytes > max_bytes - bytes) {
+                json_decref(row);
+                rc = ERR_LIMIT;
+                break;
+            }
+            bytes += row_bytes;
             json_array_append_new(out->rows, row);
             out->n_rows++;
         }
@@ -586,6 +649,11 @@ static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows,
         if (rc < 0 || out->truncated)
             break;
     }
+    if (rc == ERR_LIMIT)
+        whd__fail(c, ERR_LIMIT,
+                  "the result is larger than %llu bytes after %llu rows: select fewer rows or "
+                  "columns, or shorter values",
+                  (unsigned long long)max_bytes, (unsigned long long)out->n_rows);
     /* a failure while streaming (an interrupt, a runtime error) shows on the result */
     if (rc == 0 && !out->truncated) {
         const char *e = duckdb_result_error(res);
@@ -608,6 +676,7 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
     int64_t t0 = time_mono_us();
     int64_t timeout_ms = q->timeout_ms > 0 ? q->timeout_ms : d->cfg.query_timeout_ms;
     uint64_t max_rows = q->max_rows > 0 ? q->max_rows : d->cfg.query_max_rows;
+    uint64_t max_bytes = q->max_bytes > 0 ? q->max_bytes : d->cfg.query_max_bytes;
     duckdb_extracted_statements ex = NULL;
     duckdb_prepared_statement ps = NULL;
     duckdb_pending_result pending = NULL;
@@ -619,6 +688,8 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
 
     if (!q->sql)
         return whd__fail(c, ERR_INVALID, "query is missing");
+    if (atomic_load(&c->stopping))
+        return whd__fail(c, ERR_BUSY, "the warehouse connection is stopping");
     /* the READ ONLY transaction covers preparing too */
     if ((rc = whd__exec(c, "BEGIN TRANSACTION READ ONLY")) < 0) {
         /* a timer that fired just as the previous query finished can leave the interrupt
@@ -628,6 +699,12 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
             goto out;
     }
     in_tx = true;
+    /* from here on everything runs under the timeout: parsing, the check, preparing */
+    if ((rc = timer_start(&tm, &th, c, timeout_ms * 1000)) < 0) {
+        whd__fail(c, rc, "cannot start the query timer");
+        goto out;
+    }
+    timing = true;
     idx_t n = duckdb_extract_statements(c->con, q->sql, &ex);
     if (n == 0) {
         const char *e = duckdb_extract_statements_error(ex);
@@ -650,15 +727,10 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
                        stmt_type_name(st));
         goto out;
     }
-    if ((rc = whd__funnel_guard(c->con, q->sql, c->err, sizeof(c->err))) < 0)
+    if ((rc = whd__sql_guard(c->con, q->sql, c->err, sizeof(c->err))) < 0)
         goto out;
     if ((rc = bind_params(c, ps, q->params)) < 0)
         goto out;
-    if ((rc = timer_start(&tm, &th, c->con, timeout_ms * 1000)) < 0) {
-        whd__fail(c, rc, "cannot start the query timer");
-        goto out;
-    }
-    timing = true;
     if (duckdb_pending_prepared_streaming(ps, &pending) != DuckDBSuccess) {
         const char *e = duckdb_pending_error(pending);
         rc = whd__fail(c, ERR_INVALID, "%s", e ? e : "cannot run the query");
@@ -669,9 +741,15 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
         goto out;
     }
     have_res = true;
-    rc = fetch_rows(c, &res, max_rows, out);
+    rc = fetch_rows(c, &res, max_rows, max_bytes, out);
 out:
-    if (timing && timer_stop(&tm, th) && rc < 0)
+    if (timing)
+        timer_stop(&tm, th);
+    /* a statement that ran past its deadline fails even when it finished (one long function
+     * call, e.g. while folding constants, cannot be interrupted) */
+    if (timing && (tm.stopped || (rc < 0 && atomic_load(&c->stopping))))
+        rc = whd__fail(c, ERR_BUSY, "the query was interrupted: the warehouse is stopping");
+    else if (timing && tm.fired)
         rc = whd__fail(c, ERR_BUSY, "the query ran longer than its %lld ms timeout",
                        (long long)timeout_ms);
     else if (rc == ERR_BUSY)
