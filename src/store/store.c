@@ -284,6 +284,11 @@ int store_writekey_find(struct store *st, const char *key_hash, char *name_out, 
     return st->ops->writekey_find(st, key_hash, name_out, cap);
 }
 
+int store_record_ops(struct store *st, struct store_op *ops, size_t n, size_t *failed_out)
+{
+    return st->ops->record_ops(st, ops, n, failed_out);
+}
+
 int store_param_get(struct store *st, const char *id, json_t **out)
 {
     *out = NULL;

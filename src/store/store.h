@@ -103,6 +103,28 @@ struct store_create_item {
     json_t *record;                /* OUT: the caller's (decref), with rc 0 */
 };
 
+/* One write of a batch (store_record_ops). */
+enum store_op_kind {
+    STORE_OP_CREATE,
+    STORE_OP_UPDATE,
+    STORE_OP_UPSERT, /* update when a record with id exists, else create (with create_cond) */
+    STORE_OP_DELETE,
+};
+
+struct store_op {
+    enum store_op_kind kind;
+    const struct store_collection *c;
+    const char *id;                       /* update, delete; upsert: the body's id, or NULL */
+    const json_t *body;                   /* create, update, upsert */
+    const char *password_hash;            /* or NULL */
+    const struct store_cond *cond;        /* the rule: create, update (upsert) or delete */
+    const struct store_cond *create_cond; /* upsert: the create rule when it creates */
+    int rc;                               /* OUT: as the single operation would return */
+    bool created;                         /* OUT: a create (upsert: when it created) */
+    json_t *errors;                       /* OUT: the caller's, with rc ERR_INVALID */
+    json_t *record;                       /* OUT: the caller's, written record (not delete) */
+};
+
 struct store_ops {
     const char *name;
     int (*open)(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len);
@@ -135,6 +157,7 @@ struct store_ops {
                          const struct store_cond *cond, json_t **errors_out, json_t **out);
     int (*record_delete)(struct store *st, const struct store_collection *c, const char *id,
                          const struct store_cond *cond);
+    int (*record_ops)(struct store *st, struct store_op *ops, size_t n, size_t *failed_out);
 
     int (*auth_find)(struct store *st, const struct store_collection *c, const char *field,
                      const char *value, struct store_auth_record *out);
@@ -285,6 +308,12 @@ int store_record_update_if(struct store *st, const struct store_collection *c, c
                            json_t **out) MUST_USE;
 int store_record_delete_if(struct store *st, const struct store_collection *c, const char *id,
                            const struct store_cond *cond) MUST_USE;
+/* ops[0..n) in ONE transaction, in order, each as its single operation would run (conditions,
+ * validation, cascades, outbox rows): all or nothing. On the first failure everything is
+ * rolled back, that op's rc (and errors) say why, *failed_out is its index and its rc is
+ * returned; ops after it did not run. A failed COMMIT returns its error with *failed_out n.
+ * On 0 every op's record (not for deletes) is the caller's. */
+int store_record_ops(struct store *st, struct store_op *ops, size_t n, size_t *failed_out) MUST_USE;
 
 /* ---- auth records ---- */
 

@@ -622,6 +622,77 @@ static void test_condition_built_from_the_written_body(void **state)
     fx_close(&fx);
 }
 
+/* store_record_ops: one transaction, all or nothing, upserts choosing by the id. */
+static void test_record_ops(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    json_decref(fx_rec(&fx, c, "{\"id\":\"old000000000001\",\"title\":\"Old\",\"views\":1}"));
+    json_decref(fx_rec(&fx, c, "{\"id\":\"gone00000000001\",\"title\":\"Gone\"}"));
+    int64_t outbox = fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox");
+    json_t *b_new = J("{\"title\":\"New\"}"), *b_inc = J("{\"views+\":2}");
+    json_t *b_up1 = J("{\"id\":\"old000000000001\",\"title\":\"Upd\"}");
+    json_t *b_up2 = J("{\"id\":\"fresh0000000001\",\"title\":\"Fresh\"}");
+    json_t *b_bad = J("{\"title\":\"x\"}"); /* min 2 characters */
+    struct store_cond deny = {.sql = "0"};
+    struct store_op ops[] = {
+        {.kind = STORE_OP_CREATE, .c = c, .body = b_new},
+        {.kind = STORE_OP_UPDATE, .c = c, .id = "old000000000001", .body = b_inc},
+        {.kind = STORE_OP_UPSERT,
+         .c = c,
+         .id = "old000000000001",
+         .body = b_up1,
+         .create_cond = &deny},
+        {.kind = STORE_OP_UPSERT, .c = c, .id = "fresh0000000001", .body = b_up2},
+        {.kind = STORE_OP_DELETE, .c = c, .id = "gone00000000001"},
+        {.kind = STORE_OP_CREATE, .c = c, .body = b_bad},
+    };
+    size_t failed = 0;
+    /* the last one fails: nothing of the others is written */
+    assert_int_equal(store_record_ops(fx.st, ops, 6, &failed), ERR_INVALID);
+    assert_int_equal(failed, 5);
+    assert_non_null(json_object_get(ops[5].errors, "title"));
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT views FROM posts WHERE id='old000000000001'"), 1);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), outbox);
+    for (size_t i = 0; i < 6; i++) {
+        assert_null(ops[i].record);
+        json_decref(ops[i].errors);
+    }
+    /* without it, all of them, in order, with their outbox rows */
+    assert_int_equal(store_record_ops(fx.st, ops, 5, &failed), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT views FROM posts WHERE id='old000000000001'"), 3);
+    assert_string_equal(json_string_value(json_object_get(ops[2].record, "title")), "Upd");
+    assert_false(ops[2].created); /* updated: the deny create rule was not used */
+    assert_true(ops[3].created);
+    assert_true(ops[0].created);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts WHERE id='gone00000000001'"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 3);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _outbox"), outbox + 5);
+    for (size_t i = 0; i < 5; i++)
+        json_decref(ops[i].record);
+    /* an upsert that creates is checked with the create rule */
+    json_t *b_up3 = J("{\"id\":\"fresh0000000002\",\"title\":\"Nope\"}");
+    struct store_op up = {.kind = STORE_OP_UPSERT,
+                          .c = c,
+                          .id = "fresh0000000002",
+                          .body = b_up3,
+                          .create_cond = &deny};
+    assert_int_equal(store_record_ops(fx.st, &up, 1, &failed), ERR_DENIED);
+    assert_int_equal(failed, 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts WHERE id='fresh0000000002'"), 0);
+    json_decref(b_up3);
+    json_decref(b_new);
+    json_decref(b_inc);
+    json_decref(b_up1);
+    json_decref(b_up2);
+    json_decref(b_bad);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_truncate(void **state)
 {
     UNUSED(state);
@@ -1611,6 +1682,7 @@ int main(void)
         cmocka_unit_test(test_stale_collection_reference),
         cmocka_unit_test(test_locked_by_another_process_is_busy),
         cmocka_unit_test(test_condition_built_from_the_written_body),
+        cmocka_unit_test(test_record_ops),
         cmocka_unit_test(test_create_batch),
         cmocka_unit_test(test_create_batch_busy), /* after test_concurrent_writers: busy */
     };

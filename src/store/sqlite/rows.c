@@ -996,6 +996,33 @@ static int delete_rec(struct del_ctx *d, const struct store_collection *c, const
     return rc;
 }
 
+/* One delete with its cascades inside a write transaction the caller began (as save_in). */
+static int delete_in(struct sq_store *s, struct sq_conn *cn, const struct store_collection *cin,
+                     const char *id, const struct store_cond *cond)
+{
+    struct del_ctx d = {.s = s, .cn = cn, .visited = json_object()};
+    sq__now(d.now);
+    sq__auth_changed(cn); /* cascades may reach auth records */
+    int rc;
+    struct store_collection *c = current(s, cn, cin);
+    if (!c) {
+        rc = ERR_NOTFOUND;
+        goto out;
+    }
+    sq__col_all(s, &d.all, &d.n_all);
+    if ((rc = cond_holds(cn, c, id, cond)) != 1) {
+        if (rc == 0)
+            rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
+        goto out;
+    }
+    rc = delete_rec(&d, c, id, 0);
+out:
+    store_collection_list_free(d.all, d.n_all);
+    store_collection_unref(c);
+    json_decref(d.visited);
+    return rc;
+}
+
 int sq__record_delete(struct store *st, const struct store_collection *cin, const char *id,
                       const struct store_cond *cond)
 {
@@ -1003,35 +1030,88 @@ int sq__record_delete(struct store *st, const struct store_collection *cin, cons
     struct sq_conn *cn = sq__conn(s);
     if (!cn)
         return ERR_INTERNAL;
-    struct del_ctx d = {.s = s, .cn = cn, .visited = json_object()};
-    sq__now(d.now);
     int rc = sq__begin(s, cn);
-    if (rc) {
-        json_decref(d.visited);
+    if (rc)
         return rc;
-    }
-    sq__auth_changed(cn); /* cascades may reach auth records */
+    rc = delete_in(s, cn, cin, id, cond);
+    if (rc)
+        sq__rollback(s, cn);
+    else
+        rc = sq__commit(s, cn);
+    return rc;
+}
+
+/* Whether c holds a record with this id (an upsert's choice). 1, 0 or an error. */
+static int record_exists(struct sq_store *s, struct sq_conn *cn, const struct store_collection *cin,
+                         const char *id)
+{
     struct store_collection *c = current(s, cn, cin);
-    if (!c) {
-        rc = ERR_NOTFOUND;
-        goto fail;
-    }
-    sq__col_all(s, &d.all, &d.n_all);
-    if ((rc = cond_holds(cn, c, id, cond)) != 1) {
-        if (rc == 0)
-            rc = sq__fail(cn, ERR_NOTFOUND, "no record %s in %s", id, c->name);
-        goto fail;
-    }
-    if ((rc = delete_rec(&d, c, id, 0)))
-        goto fail;
-    rc = sq__commit(s, cn);
-    goto out;
-fail:
-    sq__rollback(s, cn);
-out:
-    store_collection_list_free(d.all, d.n_all);
+    if (!c)
+        return ERR_NOTFOUND;
+    json_t *row = NULL;
+    int rc = get_row(cn, c, id, false, NULL, &row);
+    json_decref(row);
     store_collection_unref(c);
-    json_decref(d.visited);
+    return rc == 0 ? 1 : rc == ERR_NOTFOUND ? 0 : rc;
+}
+
+int sq__record_ops(struct store *st, struct store_op *ops, size_t n, size_t *failed_out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    *failed_out = n;
+    for (size_t i = 0; i < n; i++) {
+        ops[i].rc = 0;
+        ops[i].errors = NULL;
+        ops[i].record = NULL;
+        ops[i].created = false;
+    }
+    if (!cn)
+        return ERR_INTERNAL;
+    int rc = sq__begin(s, cn);
+    if (rc)
+        return rc;
+    size_t i = 0;
+    for (; i < n && !rc; i++) {
+        struct store_op *op = &ops[i];
+        char now[TIME_PB_LEN];
+        sq__now(now);
+        const char *id = op->id;
+        const struct store_cond *cond = op->cond;
+        if (op->kind == STORE_OP_UPSERT) {
+            int ex = id && *id ? record_exists(s, cn, op->c, id) : 0;
+            if (ex < 0) {
+                rc = op->rc = ex;
+                break;
+            }
+            op->created = ex == 0;
+            if (op->created) {
+                id = NULL;
+                cond = op->create_cond;
+            }
+        }
+        if (op->kind == STORE_OP_DELETE)
+            op->rc = delete_in(s, cn, op->c, id, cond);
+        else
+            op->rc = save_in(s, cn, op->c, op->kind == STORE_OP_CREATE ? NULL : id, op->body,
+                             op->password_hash, cond, now, &op->errors, &op->record);
+        op->created |= op->kind == STORE_OP_CREATE;
+        rc = op->rc;
+    }
+    if (rc) {
+        char keep[sizeof(cn->errmsg)];
+        memcpy(keep, cn->errmsg, sizeof(keep));
+        sq__rollback(s, cn);
+        memcpy(cn->errmsg, keep, sizeof(keep));
+        *failed_out = i - 1;
+    } else {
+        rc = sq__commit(s, cn);
+    }
+    if (rc) /* nothing was written */
+        for (size_t k = 0; k < n; k++) {
+            json_decref(ops[k].record);
+            ops[k].record = NULL;
+        }
     return rc;
 }
 

@@ -761,6 +761,7 @@ const struct store_ops store__sqlite_ops = {
     .record_create_batch = sq__record_create_batch,
     .record_update = sq__record_update,
     .record_delete = sq__record_delete,
+    .record_ops = sq__record_ops,
     .auth_find = sq__auth_find,
     .auth_get = sq__auth_get,
     .auth_token_key = sq__auth_token_key,

@@ -137,6 +137,7 @@ int sq__writekey_list(struct store *st, json_t **out);
 int sq__writekey_revoke(struct store *st, const char *name);
 int sq__writekey_find(struct store *st, const char *key_hash, char *name_out, size_t cap);
 int sq__param_get(struct store *st, const char *id, json_t **out);
+int sq__record_ops(struct store *st, struct store_op *ops, size_t n, size_t *failed_out);
 int sq__param_put(struct store *st, const char *id, const json_t *value);
 
 #endif
