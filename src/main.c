@@ -194,9 +194,11 @@ struct app {
     struct http_server *srv;
 };
 
-static void app_close(struct app *a)
+/* Returns whether a warehouse query thread is still inside the engine (stuck in one long
+ * function call): the warehouse is then left open under it and the caller must _exit. */
+static bool app_close(struct app *a)
 {
-    api_sql_stop(&a->env);
+    bool wh_busy = api_sql_stop(&a->env) > 0;
     api_records_stop(&a->env);
     http_server_close(a->srv, DRAIN_MS);
     api_sql_free(&a->env);
@@ -205,7 +207,10 @@ static void app_close(struct app *a)
     http_router_free(a->router);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
-    wh_close(a->wh);
+    if (wh_busy) /* read-only queries: nothing is lost; the loader above has committed */
+        xlog_warn("leaving the warehouse open: a query is still running");
+    else
+        wh_close(a->wh);
     evlog_close(a->log);
     capture_dedup_free(a->dedup);
     if (a->store)
@@ -213,6 +218,7 @@ static void app_close(struct app *a)
     auth_pool_free(a->pool);
     auth_ratelimit_free(a->rl);
     auth_secret_free(a->secret);
+    return wh_busy;
 }
 
 static int app_open(struct app *a)
@@ -349,7 +355,7 @@ static int cmd_serve(int argc, char **argv)
 
     rc = app_open(&a);
     if (rc != 0) {
-        app_close(&a);
+        (void)app_close(&a); /* no query has run yet */
         return rc;
     }
     printf("tandem listening on http://%s:%u\n", http_server_url_host(a.srv),
@@ -362,8 +368,13 @@ static int cmd_serve(int argc, char **argv)
     while (sigwait(&sigs, &sig) != 0)
         ;
     xlog_info("received signal %d, shutting down", sig);
-    app_close(&a);
+    bool wh_busy = app_close(&a);
     xlog_info("stopped");
+    if (wh_busy) {
+        /* the engine's static destructors must not run under the thread still inside it */
+        fflush(NULL);
+        _exit(0);
+    }
     return 0;
 }
 

@@ -52,11 +52,15 @@ struct api_env {
 int api_capture_warm(struct api_env *env, int64_t window_us) MUST_USE;
 
 /* Starts the threads that run SQL API queries against wh. api_sql_stop interrupts running
- * queries, answers every queued one and joins the threads: call it before the HTTP server
- * closes, so no suspended request outlives its server. */
+ * queries, answers every queued and running one and joins the threads: call it before the
+ * HTTP server closes, so no suspended request outlives its server. A thread stuck inside one
+ * long engine call is waited for at most ~2 s, then left running (detached). Returns how many
+ * threads were left running: then wh must stay open (wh_close would pull the engine from
+ * under them) and the process should end with _exit. */
 int api_sql_start(struct api_env *env, struct wh *wh) MUST_USE;
-void api_sql_stop(struct api_env *env);
-/* Frees what api_sql_start made, once no request can reach it (after the server closed). */
+size_t api_sql_stop(struct api_env *env);
+/* Frees what api_sql_start made, once no request can reach it (after the server closed); with
+ * a thread still running it leaves the pool allocated for that thread. */
 void api_sql_free(struct api_env *env);
 
 /* Starts the writer thread that commits record creates in groups (needs env->store; without

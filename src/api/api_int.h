@@ -30,12 +30,30 @@ void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);
 
 struct wh_conn;
-/* A job for the warehouse query threads: replies to req (conn is the thread's warehouse
- * connection, NULL when it could not be opened); the thread then resumes req. */
-typedef void (*api_wh_job_cb)(struct wh_conn *conn, struct http_req *req, void *arg);
-/* Suspends req and queues run(conn, req, arg) for the query threads (warehouse.c); answers
- * 503 itself when there are none or the queue is full. arg must live as long as req. */
-void api__wh_submit(struct api_env *env, struct http_req *req, api_wh_job_cb run, void *arg);
+/* What a warehouse job answers, built off the request (the job never touches the request: a
+ * watchdog may have answered it already, see warehouse.c). Exactly one of json/text. */
+struct api_wh_reply {
+    int status;
+    json_t *json; /* owned */
+    char *text;   /* owned, from malloc; a JSON document */
+};
+/* TAKES body. */
+void api__wh_reply_json(struct api_wh_reply *rep, int status, json_t *body);
+/* TAKES text (from malloc). */
+void api__wh_reply_owned(struct api_wh_reply *rep, int status, char *text);
+/* PocketBase's error envelope, as http_reply_error. TAKES data. */
+void api__wh_reply_error(struct api_wh_reply *rep, int status, const char *message, json_t *data);
+/* A job for the warehouse query threads: fills rep (conn is the thread's warehouse
+ * connection, NULL when it could not be opened); the thread then answers the request with it,
+ * unless the watchdog answered first. */
+typedef void (*api_wh_job_cb)(struct wh_conn *conn, struct api_wh_reply *rep, void *arg);
+/* Suspends req and queues run(conn, rep, arg) for the query threads (warehouse.c); answers
+ * 503 itself when there are none, the queue is full or every thread is stuck. TAKES arg:
+ * free_arg(arg) frees it when the job is done, possibly long after req is gone, so arg must
+ * not point into req. timeout_ms > 0: req is answered with the statement-timeout error once
+ * the job has run that long, even if the thread is still inside one engine call. */
+void api__wh_submit(struct api_env *env, struct http_req *req, api_wh_job_cb run, void *arg,
+                    void (*free_arg)(void *arg), int64_t timeout_ms);
 /* capture_input.resolve_key over the store's write keys; arg is the api_env. */
 int api__resolve_key(void *arg, const char *key, char *name_out, size_t name_cap);
 void api__register_collections(struct http_router *r, struct api_env *env);

@@ -516,3 +516,59 @@ test('SQL API: SQL run from text is refused, the server survives; results are ca
   assert.match(big.json.data.detail, /larger than 33554432 bytes/);
   assert.equal((await sql('SELECT 43')).rows[0][0], 43);
 });
+
+// DuckDB checks its interrupt only between steps: one long function call (levenshtein of two
+// long constants, folded while preparing: quadratic time, linear memory) runs on past the
+// statement timeout. Its request is still answered at the deadline, the other thread keeps
+// serving, and SIGTERM does not wait for the call. Bounds are relative to the call's own
+// duration, estimated from a call 10x shorter (so ~100x faster).
+test('SQL API: one long engine call is answered at its timeout and does not hold shutdown', async () => {
+  const d2 = tempDir();
+  await createSuperuser(d2);
+  const s2 = await start({ dir: d2, args: ['--sql-timeout', '3s'] });
+  let exitedEarly = false;
+  try {
+    const p2 = client(s2.url);
+    await p2.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
+    const opts = { url: s2.url, auth: p2.authStore.token };
+    const lev = (n) => `SELECT levenshtein(repeat('a', ${n}), repeat('b', ${n})) AS d`;
+    let t0 = Date.now();
+    const small = await sqlRaw(lev(15000), undefined, opts);
+    assert.equal(small.status, 200, small.text);
+    const callMs = (Date.now() - t0) * 100; // the long call below, ~50 s on an idle machine
+    assert.ok(callMs > 8000, `the long call would take only ~${callMs} ms`);
+
+    t0 = Date.now();
+    const slow = sqlRaw(lev(150000), undefined, opts);
+    await new Promise((r) => setTimeout(r, 300));
+    const other = await sqlRaw('SELECT 42 AS x', undefined, opts);
+    assert.equal(other.status, 200, other.text); // served by the other thread meanwhile
+    assert.equal(other.json.rows[0][0], 42);
+    const r1 = await slow;
+    const took = Date.now() - t0;
+    assert.equal(r1.status, 400, r1.text);
+    assert.equal(r1.json.status, 400);
+    assert.match(r1.json.message, /statement timeout/);
+    assert.ok(took < callMs / 2, `answered after ${took} ms, the call takes ~${callMs} ms`);
+
+    // the second thread gets stuck too: while both are, a new query is refused with 503
+    const r2 = await sqlRaw(lev(150000), undefined, opts);
+    assert.equal(r2.status, 400, r2.text);
+    if (Date.now() - t0 < callMs / 2) {
+      const busy = await sqlRaw('SELECT 1', undefined, opts);
+      assert.equal(busy.status, 503, busy.text);
+      assert.match(busy.json.message, /try again/);
+    }
+
+    // SIGTERM while the calls still run: the process exits 0 without waiting for them
+    const t1 = Date.now();
+    const { code } = await s2.stop();
+    const stopMs = Date.now() - t1;
+    exitedEarly = true;
+    assert.equal(code, 0, s2.stderr());
+    assert.ok(Date.now() - t0 < callMs, `exited after ${stopMs} ms, before the call ended`);
+    assert.match(s2.stderr(), /leaving the warehouse open: a query is still running/);
+  } finally {
+    if (!exitedEarly) await s2.stop();
+  }
+});
