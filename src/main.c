@@ -286,6 +286,12 @@ static int app_open(struct app *a)
     a->env.log = a->log;
     a->env.dedup = a->dedup;
     capture_limits_default(&a->env.capture_limits);
+    a->env.records = (struct api_record_limits){
+        .timeout_ms = a->cfg.records_timeout * 1000,
+        .max_body = (uint64_t)a->cfg.records_max_body,
+        .max_keys = (size_t)a->cfg.records_max_keys,
+        .max_expand_bytes = (size_t)a->cfg.records_max_expand,
+    };
     if (api_capture_warm(&a->env, a->cfg.dedup_window * 1000000) != 0) {
         fprintf(stderr, "tandem: cannot read the event log: %s\n", evlog_errmsg(a->log));
         return 1;

@@ -33,6 +33,15 @@ void api_register(struct http_router *r, struct api_env *env)
         env->resolve_key = api__resolve_key;
         env->resolve_arg = env;
     }
+    struct api_record_limits *rl = &env->records;
+    if (rl->timeout_ms <= 0)
+        rl->timeout_ms = API_RECORDS_TIMEOUT_MS;
+    if (!rl->max_body)
+        rl->max_body = API_RECORDS_MAX_BODY;
+    if (!rl->max_keys)
+        rl->max_keys = API_RECORDS_MAX_KEYS;
+    if (!rl->max_expand_bytes)
+        rl->max_expand_bytes = API_RECORDS_MAX_EXPAND;
     http_router_guard(r, guard, env);
     api__register_ops(r, env);
     api__register_collections(r, env);

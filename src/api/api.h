@@ -18,6 +18,19 @@ struct api_writer;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
+/* Bounds of the record and auth routes, so that no guest request can hold a server thread or
+ * much memory for long (docs/records.md). A field left 0 takes its default. */
+struct api_record_limits {
+    int64_t timeout_ms;      /* store work of one request; 400 when it runs out */
+    uint64_t max_body;       /* bytes of a request body; 413 past it */
+    size_t max_keys;         /* top-level keys (form fields) of a body; 400 past it */
+    size_t max_expand_bytes; /* expanded records in one response, as JSON; 400 past it */
+};
+#define API_RECORDS_TIMEOUT_MS 5000
+#define API_RECORDS_MAX_BODY (UINT64_C(8) << 20)
+#define API_RECORDS_MAX_KEYS 1000
+#define API_RECORDS_MAX_EXPAND ((size_t)8 << 20)
+
 /* What the handlers need from the running process; filled by main, read-only afterwards
  * (the handles themselves are safe to use from any thread). */
 struct api_env {
@@ -33,6 +46,7 @@ struct api_env {
     struct api_writer *writer;     /* the group-commit writer of record creates, or NULL */
     struct api_settings *settings; /* /api/settings (api_settings_open), or NULL */
     struct capture_limits capture_limits;
+    struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
     void *resolve_arg;

@@ -27,9 +27,10 @@ static struct store_collection *auth_collection(struct http_req *req, struct api
     return c;
 }
 
-/* Signs a new token for rec and answers {"record":...,"token":...}. */
+/* Signs a new token for rec and answers {"record":...,"token":...}. deadline_us: the
+ * request's store deadline (api__deadline_start), for its expand. */
 static void reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                       const struct store_auth_record *rec)
+                       const struct store_auth_record *rec, int64_t deadline_us)
 {
     struct auth_token_claims claims = {0};
     const char *id = json_string_value(json_object_get(rec->record, "id"));
@@ -63,9 +64,16 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
         who->superuser = strcmp(c->id, API_SUPERUSERS_ID) == 0;
         ar->who = who;
         ar->superuser = who->superuser;
+        ar->deadline_us = deadline_us;
         json_t *arr = json_pack("[O]", record);
-        api__expand_rules(ar, c, arr, expand);
+        int rc = api__expand_rules(ar, c, arr, expand);
         json_decref(arr);
+        if (rc) {
+            json_decref(record);
+            free(token);
+            api__reply_expand_error(req, rc);
+            return;
+        }
     }
     json_t *body = json_object();
     json_object_set_new(body, "record", record);
@@ -90,16 +98,17 @@ static bool auth_rule(struct http_req *req, struct api_env *env, const struct st
     return false;
 }
 
-/* Whether the auth record id satisfies cond (no condition: yes). */
-static bool auth_rule_holds(struct api_env *env, const struct store_collection *c, const char *id,
-                            const struct store_cond *cond)
+/* 0 when the auth record id satisfies cond (or there is none); ERR_NOTFOUND when it does not;
+ * ERR_TIMEOUT when the check ran out of time. */
+static int auth_rule_holds(struct api_env *env, const struct store_collection *c, const char *id,
+                           const struct store_cond *cond)
 {
     if (!cond->sql)
-        return true;
+        return 0;
     json_t *r = NULL;
     int rc = store_record_get_if(env->store, c, id, cond, &r);
     json_decref(r);
-    return rc == 0;
+    return rc == ERR_TIMEOUT ? rc : rc ? ERR_NOTFOUND : 0;
 }
 
 struct login {
@@ -108,6 +117,7 @@ struct login {
     struct store_collection *c;
     struct store_auth_record rec; /* record NULL when the identity is unknown */
     struct store_cond rule;       /* the authRule */
+    int64_t deadline_us;          /* of the store work, on every thread that does some */
 };
 
 static void login_release(void *arg)
@@ -121,12 +131,17 @@ static void on_verified(void *arg, const struct auth_pool_result *res)
 {
     struct login *l = arg;
     const char *id = l->rec.record ? json_string_value(json_object_get(l->rec.record, "id")) : NULL;
-    if (res->rc == 0 && id && !auth_rule_holds(l->env, l->c, id, &l->rule))
+    store_deadline(l->env->store, l->deadline_us); /* on the pool's thread */
+    int held = res->rc == 0 && id ? auth_rule_holds(l->env, l->c, id, &l->rule) : 0;
+    if (held == ERR_TIMEOUT)
+        api__reply_timeout(l->req);
+    else if (held)
         http_reply_error(l->req, 403, AUTH_RULE_FAILED, NULL);
     else if (res->rc == 0 && l->rec.record)
-        reply_auth(l->req, l->env, l->c, &l->rec);
+        reply_auth(l->req, l->env, l->c, &l->rec, l->deadline_us);
     else
         http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
+    api__deadline_lift(l->env);
     http_req_resume(l->req);
 }
 
@@ -146,8 +161,9 @@ static void auth_with_password(struct http_req *req, void *ctx)
     l->env = env;
     l->c = c;
     arena_on_release(http_req_arena(req), login_release, l);
+    l->deadline_us = api__deadline_start(env); /* lifted by the route */
 
-    json_t *body = http_req_json(req, true);
+    json_t *body = api__json_body(req, env, true);
     if (!body)
         return;
     json_t *jid = json_object_get(body, "identity");
@@ -215,15 +231,24 @@ static void auth_refresh(struct http_req *req, void *ctx)
     struct store_cond rule;
     if (!auth_rule(req, env, c, "default", &rule))
         return;
+    int64_t deadline = api__deadline_start(env); /* lifted by the route */
     struct store_auth_record rec = {0};
-    if (store_auth_get(env->store, c, who->record_id, &rec) != 0) {
+    int rc = store_auth_get(env->store, c, who->record_id, &rec);
+    if (rc == ERR_TIMEOUT) {
+        api__reply_timeout(req);
+        return;
+    }
+    if (rc != 0) {
         http_reply_error(req, 401, "The request requires valid record authorization token.", NULL);
         return;
     }
-    if (!auth_rule_holds(env, c, who->record_id, &rule))
+    rc = auth_rule_holds(env, c, who->record_id, &rule);
+    if (rc == ERR_TIMEOUT)
+        api__reply_timeout(req);
+    else if (rc)
         http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
     else
-        reply_auth(req, env, c, &rec);
+        reply_auth(req, env, c, &rec, deadline);
     store_auth_record_release(&rec);
 }
 
@@ -245,10 +270,24 @@ static void auth_methods(struct http_req *req, void *ctx)
     http_reply_json(req, 200, body);
 }
 
+/* Routes that read records: each lifts the store deadline its handler started. */
+static void auth_with_password_route(struct http_req *req, void *ctx)
+{
+    auth_with_password(req, ctx);
+    api__deadline_lift(ctx);
+}
+
+static void auth_refresh_route(struct http_req *req, void *ctx)
+{
+    auth_refresh(req, ctx);
+    api__deadline_lift(ctx);
+}
+
 void api__register_auth(struct http_router *r, struct api_env *env)
 {
-    http_route(r, "POST", "/api/collections/{collection}/auth-with-password", auth_with_password,
-               env);
-    http_route(r, "POST", "/api/collections/{collection}/auth-refresh", auth_refresh, env);
+    http_route_max_body(r, "POST", "/api/collections/{collection}/auth-with-password",
+                        auth_with_password_route, env, env->records.max_body);
+    http_route_max_body(r, "POST", "/api/collections/{collection}/auth-refresh", auth_refresh_route,
+                        env, env->records.max_body);
     http_route(r, "GET", "/api/collections/{collection}/auth-methods", auth_methods, env);
 }

@@ -81,8 +81,35 @@ static void add_value(json_t *body, const char *key, json_t *value)
     }
 }
 
-static int add_json_payload(json_t *body, const char *text, size_t len)
+size_t api__json_top_keys(struct str text, size_t max)
 {
+    size_t i = 0, n = 0, depth = 0;
+    while (i < text.len && strchr(" \t\r\n", text.ptr[i]))
+        i++;
+    if (i == text.len || text.ptr[i] != '{')
+        return 0;
+    for (; i < text.len && n <= max; i++) {
+        char ch = text.ptr[i];
+        if (ch == '"') { /* a string: skip it with its escapes */
+            for (i++; i < text.len && text.ptr[i] != '"'; i++)
+                if (text.ptr[i] == '\\')
+                    i++;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            if (depth-- == 0)
+                break;
+        } else if (ch == ':' && depth == 1) {
+            n++; /* every key of the outer object is followed by one */
+        }
+    }
+    return n;
+}
+
+static int add_json_payload(json_t *body, const char *text, size_t len, size_t max_keys)
+{
+    if (api__json_top_keys((struct str){text, len}, max_keys) > max_keys)
+        return ERR_LIMIT;
     json_t *j = json_loadb(text, len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
@@ -133,8 +160,9 @@ static bool disposition_param(const char *line, size_t len, const char *param, c
     return false;
 }
 
-int api__parse_multipart(const char *ctype, struct str body, json_t *out)
+int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out)
 {
+    size_t n_parts = 0;
     char boundary[256];
     const char *b = NULL;
     for (const char *q = ctype; *q && !b; q++)
@@ -171,6 +199,8 @@ int api__parse_multipart(const char *ctype, struct str body, json_t *out)
         if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
             return ERR_INVALID;
         p += 2;
+        if (++n_parts > max_parts)
+            return ERR_LIMIT; /* before the part is read */
         const char *hend = find_bytes(p, (size_t)(end - p), "\r\n\r\n", 4);
         if (!hend)
             return ERR_INVALID;
@@ -194,43 +224,76 @@ int api__parse_multipart(const char *ctype, struct str body, json_t *out)
             return ERR_INVALID;
         size_t vlen = (size_t)(next - data);
         if (strcmp(name, "@jsonPayload") == 0) {
-            if (add_json_payload(out, data, vlen) != 0)
-                return ERR_INVALID;
+            int rc = add_json_payload(out, data, vlen, max_parts);
+            if (rc)
+                return rc;
         } else if (!is_file) {
             add_value(out, name, infer(data, vlen));
         }
+        if (json_object_size(out) > max_parts)
+            return ERR_LIMIT;
         p = next + 2;
     }
 }
 
-static int parse_urlencoded(struct http_req *req, struct str body, json_t *out)
+static int parse_urlencoded(struct http_req *req, struct str body, size_t max_keys, json_t *out)
 {
     struct http_kv *kv;
-    size_t n;
+    size_t n = 1;
+    for (size_t i = 0; i < body.len && n <= max_keys; i++)
+        n += body.ptr[i] == '&';
+    if (n > max_keys)
+        return ERR_LIMIT; /* before anything is decoded */
     if (http_query_parse(http_req_arena(req), body.ptr, body.len, &kv, &n) != 0)
         return ERR_INVALID;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(kv[i].key, "@jsonPayload") == 0) {
-            if (add_json_payload(out, kv[i].value, strlen(kv[i].value)) != 0)
-                return ERR_INVALID;
+            int rc = add_json_payload(out, kv[i].value, strlen(kv[i].value), max_keys);
+            if (rc)
+                return rc;
         } else {
             add_value(out, kv[i].key, infer(kv[i].value, strlen(kv[i].value)));
         }
+        if (json_object_size(out) > max_keys)
+            return ERR_LIMIT;
     }
     return 0;
 }
 
-json_t *api__record_body(struct http_req *req, bool allow_empty)
+static void reply_too_many_keys(struct http_req *req, size_t max)
+{
+    char msg[128];
+    snprintf(msg, sizeof(msg), "The request body has too many keys (at most %zu).", max);
+    http_reply_error(req, 400, msg, NULL);
+}
+
+json_t *api__json_body(struct http_req *req, struct api_env *env, bool allow_empty)
+{
+    size_t max = env->records.max_keys ? env->records.max_keys : API_RECORDS_MAX_KEYS;
+    if (api__json_top_keys(http_req_body(req), max) > max) {
+        reply_too_many_keys(req, max); /* before the parser builds them all */
+        return NULL;
+    }
+    return http_req_json(req, allow_empty);
+}
+
+json_t *api__record_body(struct http_req *req, struct api_env *env, bool allow_empty)
 {
     const char *ctype = http_req_header(req, "Content-Type");
     bool multipart = ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0;
     bool urlenc = ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0;
     if (!multipart && !urlenc)
-        return http_req_json(req, allow_empty);
+        return api__json_body(req, env, allow_empty);
+    size_t max = env->records.max_keys ? env->records.max_keys : API_RECORDS_MAX_KEYS;
     json_t *out = json_object();
     api__arena_json(http_req_arena(req), out);
     struct str body = http_req_body(req);
-    int rc = multipart ? api__parse_multipart(ctype, body, out) : parse_urlencoded(req, body, out);
+    int rc = multipart ? api__parse_multipart(ctype, body, max, out)
+                       : parse_urlencoded(req, body, max, out);
+    if (rc == ERR_LIMIT) {
+        reply_too_many_keys(req, max);
+        return NULL;
+    }
     if (rc) {
         http_reply_error(req, 400, "Failed to load the submitted data due to invalid formatting.",
                          NULL);

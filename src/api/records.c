@@ -14,6 +14,35 @@ struct rec_req {
     struct api_rules ar; /* who asks, built once for the request */
 };
 
+int64_t api__deadline_start(struct api_env *env)
+{
+    int64_t deadline = time_mono_us() + env->records.timeout_ms * 1000;
+    store_deadline(env->store, deadline);
+    return deadline;
+}
+
+void api__deadline_lift(struct api_env *env)
+{
+    store_deadline(env->store, 0);
+}
+
+void api__reply_timeout(struct http_req *req)
+{
+    http_reply_error(req, 400,
+                     "The request took too long and was stopped; use a simpler filter, sort or "
+                     "expand.",
+                     NULL);
+}
+
+/* The answer to a store failure that is not about the request's input. */
+static void reply_failure(struct http_req *req, int rc)
+{
+    if (rc == ERR_TIMEOUT)
+        api__reply_timeout(req);
+    else
+        http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+}
+
 static void coll_release(void *arg)
 {
     store_collection_unref(arg);
@@ -35,6 +64,7 @@ static bool begin(struct http_req *req, struct api_env *env, struct rec_req *rr)
     }
     arena_on_release(http_req_arena(req), coll_release, rr->c);
     api__rules_init(&rr->ar, req, env);
+    rr->ar.deadline_us = api__deadline_start(env); /* lifted when the route returns */
     return true;
 }
 
@@ -54,8 +84,11 @@ static void reply_record(struct rec_req *rr, json_t *rec)
 {
     api__rules_shape(&rr->ar, rr->c, rec);
     json_t *arr = json_pack("[o]", rec);
-    api__expand_rules(&rr->ar, rr->c, arr, http_req_query(rr->req, "expand"));
-    api__reply_picked(rr->req, json_incref(json_array_get(arr, 0)));
+    int rc = api__expand_rules(&rr->ar, rr->c, arr, http_req_query(rr->req, "expand"));
+    if (rc)
+        api__reply_expand_error(rr->req, rc);
+    else
+        api__reply_picked(rr->req, json_incref(json_array_get(arr, 0)));
     json_decref(arr);
 }
 
@@ -80,6 +113,10 @@ static void list_records(struct http_req *req, void *ctx)
     }
     struct store_list_result res;
     int rc = store_record_list(env->store, rr.c, &q, &res);
+    if (rc == ERR_TIMEOUT) {
+        api__reply_timeout(req);
+        return;
+    }
     if (rc == ERR_INVALID) {
         http_reply_error(req, 400, "Invalid filter or sort parameters.", NULL);
         return;
@@ -94,7 +131,12 @@ static void list_records(struct http_req *req, void *ctx)
         return;
     }
     api__rules_shape_all(&rr.ar, rr.c, res.items);
-    api__expand_rules(&rr.ar, rr.c, res.items, http_req_query(req, "expand"));
+    rc = api__expand_rules(&rr.ar, rr.c, res.items, http_req_query(req, "expand"));
+    if (rc) {
+        json_decref(res.items);
+        api__reply_expand_error(req, rc);
+        return;
+    }
     json_t *items = api__pick_fields(res.items, http_req_query(req, "fields"));
     json_decref(res.items);
     api__reply_list(req, &q, &res, items);
@@ -116,7 +158,7 @@ static void view_record(struct http_req *req, void *ctx)
         return;
     }
     if (rc) {
-        http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+        reply_failure(req, rc);
         return;
     }
     reply_record(&rr, rec);
@@ -251,6 +293,8 @@ static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *
         http_reply_error(req, 404, NULL, NULL);
     } else if (rc == ERR_BUSY) {
         http_reply_error(req, 503, "The data store is busy; try again.", NULL);
+    } else if (rc == ERR_TIMEOUT) {
+        api__reply_timeout(req);
     } else {
         xlog_error("cannot write a record of %s: %s", rr->c->name, store_errmsg(rr->env->store));
         http_reply_error(req, 500, NULL, NULL);
@@ -264,7 +308,10 @@ static void create_done(struct api_wjob *w)
 {
     struct write_job *job = (struct write_job *)(void *)((char *)w - offsetof(struct write_job, w));
     struct http_req *req = job->rr.req;
+    struct api_env *env = job->rr.env;
+    store_deadline(env->store, job->rr.ar.deadline_us); /* the answer's expand */
     answer_write(job, w->item.rc, w->item.errors, w->item.record);
+    api__deadline_lift(env);
     http_req_resume(req); /* job lives in the request's arena: not touched after this */
 }
 
@@ -284,6 +331,7 @@ static bool write_finish(struct write_job *job, const char *hash, bool suspended
             .body = job->body,
             .password_hash = hash ? arena_strdup(http_req_arena(req), hash) : NULL,
             .cond = cond,
+            .deadline_us = rr->ar.deadline_us,
         };
         job->w.done = create_done;
         if (api__writer_submit(rr->env->writer, &job->w) == 0)
@@ -310,7 +358,11 @@ static void hashed(void *arg, int rc, const char *hash)
     struct write_job *job = arg;
     struct http_req *req = job->rr.req;
     if (rc == 0 && hash) {
-        if (write_finish(job, hash, true))
+        struct api_env *env = job->rr.env;
+        store_deadline(env->store, job->rr.ar.deadline_us); /* on the hashing thread */
+        bool queued = write_finish(job, hash, true);
+        api__deadline_lift(env);
+        if (queued)
             return; /* the writer answers and resumes */
     } else {
         http_reply_error(req, 503, "Password hashing is not available; try again.", NULL);
@@ -439,7 +491,7 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     struct api_env *env = ctx;
     struct arena *a = http_req_arena(req);
     job->create = create;
-    job->body = api__record_body(req, !create);
+    job->body = api__record_body(req, env, !create);
     if (!job->body)
         return;
     const char *what = create ? "Failed to create record." : "Failed to update record.";
@@ -467,7 +519,7 @@ static void write_record(struct http_req *req, void *ctx, bool create)
             return;
         }
         if (rc) {
-            http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+            reply_failure(req, rc);
             return;
         }
         api__arena_json(a, old);
@@ -488,7 +540,7 @@ static void write_record(struct http_req *req, void *ctx, bool create)
             return;
         }
         if (rc) {
-            http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+            reply_failure(req, rc);
             return;
         }
     }
@@ -541,16 +593,6 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     start_hash(job);
 }
 
-static void create_record(struct http_req *req, void *ctx)
-{
-    write_record(req, ctx, true);
-}
-
-static void update_record(struct http_req *req, void *ctx)
-{
-    write_record(req, ctx, false);
-}
-
 static void delete_record(struct http_req *req, void *ctx)
 {
     struct rec_req rr;
@@ -571,14 +613,51 @@ static void delete_record(struct http_req *req, void *ctx)
                          "required relation reference.",
                          NULL);
     else
-        http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+        reply_failure(req, rc);
+}
+
+/* The routes: each lifts the store deadline its handler started (begin) when it returns. */
+static void list_route(struct http_req *req, void *ctx)
+{
+    list_records(req, ctx);
+    api__deadline_lift(ctx);
+}
+
+static void view_route(struct http_req *req, void *ctx)
+{
+    view_record(req, ctx);
+    api__deadline_lift(ctx);
+}
+
+static void create_route(struct http_req *req, void *ctx)
+{
+    write_record(req, ctx, true);
+    api__deadline_lift(ctx);
+}
+
+static void update_route(struct http_req *req, void *ctx)
+{
+    write_record(req, ctx, false);
+    api__deadline_lift(ctx);
+}
+
+static void delete_route(struct http_req *req, void *ctx)
+{
+    delete_record(req, ctx);
+    api__deadline_lift(ctx);
 }
 
 void api__register_records(struct http_router *r, struct api_env *env)
 {
-    http_route(r, "GET", "/api/collections/{collection}/records", list_records, env);
-    http_route(r, "POST", "/api/collections/{collection}/records", create_record, env);
-    http_route(r, "GET", "/api/collections/{collection}/records/{id}", view_record, env);
-    http_route(r, "PATCH", "/api/collections/{collection}/records/{id}", update_record, env);
-    http_route(r, "DELETE", "/api/collections/{collection}/records/{id}", delete_record, env);
+    uint64_t max_body = env->records.max_body;
+    http_route_max_body(r, "GET", "/api/collections/{collection}/records", list_route, env,
+                        max_body);
+    http_route_max_body(r, "POST", "/api/collections/{collection}/records", create_route, env,
+                        max_body);
+    http_route_max_body(r, "GET", "/api/collections/{collection}/records/{id}", view_route, env,
+                        max_body);
+    http_route_max_body(r, "PATCH", "/api/collections/{collection}/records/{id}", update_route, env,
+                        max_body);
+    http_route_max_body(r, "DELETE", "/api/collections/{collection}/records/{id}", delete_route,
+                        env, max_body);
 }

@@ -43,6 +43,7 @@ struct api_rules {
     const struct api_identity *who; /* BORROWED from the request */
     struct filter_request fr;       /* @request.* for rules: auth (loaded lazily), body, ... */
     bool auth_loaded, auth_full;
+    int64_t deadline_us; /* time_mono_us() at which the request's store work stops; 0: none */
     /* the manageRule last compiled, for shaping many records of one collection */
     const struct store_collection *manage_c;
     struct store_cond manage_cond;
@@ -87,20 +88,36 @@ int api__rule_check(struct http_req *req, struct api_env *env, const struct stor
  * password, with their modifiers. */
 void api__rules_strip_body(struct api_rules *ar, const struct store_collection *c, json_t *body);
 
+/* ---- bounds of the record and auth routes (env->records) ---- */
+
+/* Starts the store deadline of a request (now + env->records.timeout_ms) on the calling
+ * thread and returns it, so that work continued on another thread (hashing pool, writer) can
+ * set the same deadline there with store_deadline. */
+int64_t api__deadline_start(struct api_env *env);
+/* Lifts the calling thread's store deadline: every route that started one calls this when its
+ * handler returns, so it never reaches the thread's next request. */
+void api__deadline_lift(struct api_env *env);
+/* 400 in PocketBase's envelope for a request stopped at its deadline (ERR_TIMEOUT). */
+void api__reply_timeout(struct http_req *req);
+/* The answer to a failed expand: 400 for ERR_TIMEOUT and ERR_LIMIT (too many bytes). */
+void api__reply_expand_error(struct http_req *req, int rc);
+
 /* Expands the relation paths of `expand` ("author,comments_via_post.user") in every record
- * of the array (records of c). Unknown paths and missing records are skipped silently. */
-void api__expand(struct api_env *env, const struct store_collection *c, json_t *records,
-                 const char *expand);
+ * of the array (records of c). Unknown paths and missing records are skipped silently.
+ * ERR_LIMIT as soon as the expanded records come to more than env->records.max_expand_bytes
+ * of JSON (the records are then partly expanded: answer with api__reply_expand_error, not
+ * with them). */
+int api__expand(struct api_env *env, const struct store_collection *c, json_t *records,
+                const char *expand) MUST_USE;
 /* api__expand for a request: every expanded record must satisfy its collection's viewRule
- * for ar (null rules expand nothing) and is shaped with api__rules_shape. */
-void api__expand_rules(struct api_rules *ar, const struct store_collection *c, json_t *records,
-                       const char *expand);
+ * for ar (null rules expand nothing) and is shaped with api__rules_shape. Also ERR_TIMEOUT
+ * once ar->deadline_us has passed. */
+int api__expand_rules(struct api_rules *ar, const struct store_collection *c, json_t *records,
+                      const char *expand) MUST_USE;
 
 /* api__expand with another limit on the records loaded in all (API_EXPAND_MAX_RECORDS). */
-void api__expand_max(struct api_env *env, const struct store_collection *c, json_t *records,
-                     const char *expand, size_t max_records);
-void api__expand_rules_max(struct api_rules *ar, const struct store_collection *c, json_t *records,
-                           const char *expand, size_t max_records);
+int api__expand_max(struct api_env *env, const struct store_collection *c, json_t *records,
+                    const char *expand, size_t max_records) MUST_USE;
 
 /* A copy of v that keeps only the keys named by `fields` ("id,title,expand.author.name",
  * "*", "body:excerpt(200,true)"). Arrays are picked element by element. RETURNS a new
@@ -123,13 +140,20 @@ void api__reply_list(struct http_req *req, const struct store_list_query *q,
                      const struct store_list_result *res, json_t *items);
 
 /* The body of a record write: JSON, multipart/form-data or x-www-form-urlencoded (see
- * formbody.c). On malformed input it answers 400 itself and returns NULL.
- * RETURNS BORROWED: lives as long as the request. */
-json_t *api__record_body(struct http_req *req, bool allow_empty);
+ * formbody.c). On malformed input, or more than env->records.max_keys keys (parts, pairs),
+ * it answers 400 itself and returns NULL. RETURNS BORROWED: lives as long as the request. */
+json_t *api__record_body(struct http_req *req, struct api_env *env, bool allow_empty);
+/* http_req_json for the record and auth routes: a JSON object with more than
+ * env->records.max_keys top-level keys is answered 400 before it is parsed. */
+json_t *api__json_body(struct http_req *req, struct api_env *env, bool allow_empty);
+/* The top-level keys of JSON text that is an object, counted up to max + 1 without parsing
+ * it (0 for any other value). Malformed text may count wrong: the parser judges it. */
+size_t api__json_top_keys(struct str text, size_t max);
 
 /* Adds the parts of a multipart/form-data body (boundary from ctype) to out. ERR_INVALID for
- * a malformed body (exposed for the fuzz target). */
-int api__parse_multipart(const char *ctype, struct str body, json_t *out) MUST_USE;
+ * a malformed body, ERR_LIMIT past max_parts parts or keys (exposed for the fuzz target). */
+int api__parse_multipart(const char *ctype, struct str body, size_t max_parts,
+                         json_t *out) MUST_USE;
 
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 int api__parse_bool(const char *s, bool *out) MUST_USE;

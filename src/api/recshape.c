@@ -229,13 +229,47 @@ static bool unique_on(const struct store_collection *c, const char *field)
     return false;
 }
 
-/* One expand request: the records it may still load (a guard against fan-out through
- * multiple relations six levels deep). */
+/* One expand request: the records it may still load and the bytes of JSON they may still
+ * come to (guards against fan-out through multiple relations six levels deep: a record
+ * appears once for every path that reaches it), its deadline, and why it stopped. */
 struct expand_ctx {
     struct api_env *env;
     struct api_rules *ar; /* NULL: no rules (superuser) */
     size_t budget;
+    size_t bytes_left;
+    int64_t deadline_us; /* 0: none */
+    int rc;              /* ERR_LIMIT, ERR_TIMEOUT: stop, nothing more is loaded */
 };
+
+/* Whether the expansion may go on loading records (false once it stopped). */
+static bool may_load(struct expand_ctx *x)
+{
+    if (!x->rc && x->deadline_us && time_mono_us() >= x->deadline_us)
+        x->rc = ERR_TIMEOUT;
+    return x->rc == 0;
+}
+
+/* Counts a loaded (and shaped) record against the byte budget, before it joins the answer:
+ * the answer stops growing as soon as it passes the limit instead of being measured once
+ * built. false (x->rc ERR_LIMIT) when it does not fit. */
+static bool spend(struct expand_ctx *x, const json_t *rec)
+{
+    size_t n = json_dumpb(rec, NULL, 0, JSON_COMPACT) + 16; /* + its key and separators */
+    if (n > x->bytes_left) {
+        x->rc = ERR_LIMIT;
+        return false;
+    }
+    x->bytes_left -= n;
+    return true;
+}
+
+/* A store failure while expanding: a timeout stops everything, anything else (a record
+ * that is missing or not visible) only leaves that record out. */
+static void store_failed(struct expand_ctx *x, int rc)
+{
+    if (rc == ERR_TIMEOUT)
+        x->rc = ERR_TIMEOUT;
+}
 
 /* The target's viewRule as a condition. false: nothing of target may be expanded. */
 static bool view_cond(struct expand_ctx *x, const struct store_collection *target,
@@ -276,16 +310,24 @@ static void expand_one(struct expand_ctx *x, const struct store_collection *c, j
         for (size_t i = 0; i < n; i++) {
             const char *id = json_string_value(json_is_array(v) ? json_array_get(v, i) : v);
             json_t *r = NULL;
-            if (x->budget == 0)
+            if (x->budget == 0 || !may_load(x))
                 break;
-            if (id && *id &&
-                store_record_get_if(env->store, target, id, cond.sql ? &cond : NULL, &r) == 0) {
-                api__rules_shape(x->ar, target, r);
-                json_array_append_new(found, r);
-                x->budget--;
+            if (!id || !*id)
+                continue;
+            int rc = store_record_get_if(env->store, target, id, cond.sql ? &cond : NULL, &r);
+            if (rc) {
+                store_failed(x, rc);
+                continue;
             }
+            api__rules_shape(x->ar, target, r);
+            if (!spend(x, r)) {
+                json_decref(r);
+                break;
+            }
+            json_array_append_new(found, r);
+            x->budget--;
         }
-        if (json_object_size(sub))
+        if (json_object_size(sub) && !x->rc)
             expand_tree(x, target, found, sub);
         if (store_field_multiple(f))
             result = json_array_size(found) ? json_incref(found) : NULL;
@@ -315,20 +357,33 @@ static void expand_one(struct expand_ctx *x, const struct store_collection *c, j
         json_t *found = NULL;
         size_t max = x->budget < API_BACKREL_MAX ? x->budget : API_BACKREL_MAX;
         struct store_cond cond;
-        if (!id || max == 0 || !view_cond(x, target, &cond) ||
-            store_record_referencing(env->store, target, fname, id, max, &found) != 0) {
+        int rc = 0;
+        if (!id || max == 0 || !may_load(x) || !view_cond(x, target, &cond) ||
+            (rc = store_record_referencing(env->store, target, fname, id, max, &found)) != 0) {
+            store_failed(x, rc);
             store_collection_unref(target);
             return;
         }
         for (size_t i = json_array_size(found); i-- > 0;) {
             json_t *r = json_array_get(found, i), *chk = NULL;
             const char *rid = json_string_value(json_object_get(r, "id"));
+            if (!may_load(x))
+                break;
             if (cond.sql &&
-                (!rid || store_record_get_if(env->store, target, rid, &cond, &chk) != 0))
+                (!rid || (rc = store_record_get_if(env->store, target, rid, &cond, &chk)) != 0)) {
+                store_failed(x, rc);
                 json_array_remove(found, i);
-            else
+            } else {
                 api__rules_shape(x->ar, target, r);
+                if (!spend(x, r))
+                    break;
+            }
             json_decref(chk);
+        }
+        if (x->rc) { /* the answer is an error: keep nothing of it */
+            json_decref(found);
+            store_collection_unref(target);
+            return;
         }
         x->budget -= json_array_size(found);
         if (json_object_size(sub))
@@ -338,6 +393,11 @@ static void expand_one(struct expand_ctx *x, const struct store_collection *c, j
         else
             result = json_array_size(found) ? json_incref(found) : NULL;
         json_decref(found);
+    }
+    if (x->rc) {
+        json_decref(result);
+        store_collection_unref(target);
+        return;
     }
     json_t *ex = json_object_get(rec, "expand");
     if (!ex) {
@@ -368,44 +428,66 @@ static void expand_tree(struct expand_ctx *x, const struct store_collection *c, 
 {
     const char *key;
     json_t *sub;
-    for (size_t i = 0; i < json_array_size(records); i++) {
+    for (size_t i = 0; i < json_array_size(records) && !x->rc; i++) {
         json_t *rec = json_array_get(records, i);
-        json_object_foreach(tree, key, sub) expand_one(x, c, rec, key, sub);
+        json_object_foreach(tree, key, sub)
+        {
+            if (x->rc)
+                break;
+            expand_one(x, c, rec, key, sub);
+        }
     }
 }
 
-void api__expand(struct api_env *env, const struct store_collection *c, json_t *records,
-                 const char *expand)
-{
-    api__expand_max(env, c, records, expand, API_EXPAND_MAX_RECORDS);
-}
-
-void api__expand_max(struct api_env *env, const struct store_collection *c, json_t *records,
-                     const char *expand, size_t max_records)
+static int expand_run(struct expand_ctx *x, const struct store_collection *c, json_t *records,
+                      const char *expand)
 {
     if (!expand || !*expand)
-        return;
+        return 0;
+    if (!x->bytes_left)
+        x->bytes_left = API_RECORDS_MAX_EXPAND;
     json_t *tree = path_tree(expand);
-    struct expand_ctx x = {env, NULL, max_records};
-    expand_tree(&x, c, records, tree);
+    expand_tree(x, c, records, tree);
     json_decref(tree);
+    return x->rc;
 }
 
-void api__expand_rules(struct api_rules *ar, const struct store_collection *c, json_t *records,
-                       const char *expand)
+int api__expand(struct api_env *env, const struct store_collection *c, json_t *records,
+                const char *expand)
 {
-    api__expand_rules_max(ar, c, records, expand, API_EXPAND_MAX_RECORDS);
+    return api__expand_max(env, c, records, expand, API_EXPAND_MAX_RECORDS);
 }
 
-void api__expand_rules_max(struct api_rules *ar, const struct store_collection *c, json_t *records,
-                           const char *expand, size_t max_records)
+int api__expand_max(struct api_env *env, const struct store_collection *c, json_t *records,
+                    const char *expand, size_t max_records)
 {
-    if (!expand || !*expand)
-        return;
-    json_t *tree = path_tree(expand);
-    struct expand_ctx x = {ar->env, ar->superuser ? NULL : ar, max_records};
-    expand_tree(&x, c, records, tree);
-    json_decref(tree);
+    struct expand_ctx x = {
+        .env = env, .budget = max_records, .bytes_left = env->records.max_expand_bytes};
+    return expand_run(&x, c, records, expand);
+}
+
+int api__expand_rules(struct api_rules *ar, const struct store_collection *c, json_t *records,
+                      const char *expand)
+{
+    struct expand_ctx x = {.env = ar->env,
+                           .ar = ar->superuser ? NULL : ar,
+                           .budget = API_EXPAND_MAX_RECORDS,
+                           .bytes_left = ar->env->records.max_expand_bytes,
+                           .deadline_us = ar->deadline_us};
+    return expand_run(&x, c, records, expand);
+}
+
+void api__reply_expand_error(struct http_req *req, int rc)
+{
+    if (rc == ERR_TIMEOUT)
+        api__reply_timeout(req);
+    else if (rc == ERR_LIMIT)
+        http_reply_error(req, 400,
+                         "The expanded relations are too large for one response; expand fewer "
+                         "relations or ask for fewer records (perPage).",
+                         NULL);
+    else
+        http_reply_error(req, 500, NULL, NULL);
 }
 
 /* ---- fields ---- */

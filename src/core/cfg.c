@@ -65,6 +65,18 @@ const struct cfg_opt cfg_opts[] = {
      NUM_OPT(CFG_DURATION, sql_timeout, 1, 3600)},
     {"sql-max-rows", "TANDEM_SQL_MAX_ROWS", "10000", "rows the SQL API returns at most",
      NUM_OPT(CFG_INT, sql_max_rows, 1, 10000000)},
+    {"records-timeout", "TANDEM_RECORDS_TIMEOUT", "5s",
+     "store work one record or auth request may take; past it the request is answered 400",
+     NUM_OPT(CFG_DURATION, records_timeout, 1, 3600)},
+    {"records-max-body", "TANDEM_RECORDS_MAX_BODY", "8MiB",
+     "largest body of a record or auth request (413 past it; --max-body still applies)",
+     NUM_OPT(CFG_SIZE, records_max_body, 1024, INT64_C(1) << 40)},
+    {"records-max-keys", "TANDEM_RECORDS_MAX_KEYS", "1000",
+     "most top-level keys (form fields) in a record or auth request body (400 past it)",
+     NUM_OPT(CFG_INT, records_max_keys, 1, 10000000)},
+    {"records-max-expand", "TANDEM_RECORDS_MAX_EXPAND", "8MiB",
+     "most bytes of expanded records in one response (400 past it)",
+     NUM_OPT(CFG_SIZE, records_max_expand, 1024, INT64_C(1) << 40)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 

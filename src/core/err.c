@@ -17,6 +17,7 @@ const char *err_str(int rc)
     case ERR_DENIED: return "not allowed";
     case ERR_IO: return "i/o failure";
     case ERR_INTERNAL: return "internal error";
+    case ERR_TIMEOUT: return "deadline passed";
     default: break;
     }
     if (rc < 0 && rc > -4096)

@@ -25,6 +25,7 @@ enum {
     ERR_DENIED = -10006,   /* not allowed */
     ERR_IO = -10007,       /* a failed write or sync; writes stop until repaired */
     ERR_INTERNAL = -10008, /* an engine failed in a way the caller cannot fix */
+    ERR_TIMEOUT = -10009,  /* stopped at a deadline; nothing was changed */
 };
 
 /* Human-readable name of a return code (ERR_* or -errno). Never NULL. */

@@ -55,6 +55,10 @@ void http_route(struct http_router *r, const char *method, const char *pattern, 
 enum http_match http_router_match(const struct http_router *r, const char *method, struct str path,
                                   const struct http_route **route_out,
                                   struct http_params *params_out, struct buf *allow_out);
+/* http_route with a tighter body limit for this route: a larger body is answered 413 before
+ * it is read in full, as for the server's max_body (which still applies when smaller). */
+void http_route_max_body(struct http_router *r, const char *method, const char *pattern,
+                         http_handler_cb fn, void *ctx, uint64_t max_body);
 const char *http_route_pattern(const struct http_route *route);
 
 /* A guard runs before routing for every request; it returns true to let the request go on,

@@ -70,6 +70,7 @@ struct http_req {
     char id[17];
     unsigned calls;
     bool too_large;
+    uint64_t max_body;  /* the server's, or the route's when tighter */
     uint64_t discarded; /* body bytes dropped after the limit was passed */
     bool suspended;
     /* the reply */
@@ -90,10 +91,15 @@ struct http_route {
     bool rest; /* the last segment is {name...} */
     http_handler_cb fn;
     void *ctx;
+    uint64_t max_body;                         /* 0: the server's */
     _Atomic(struct metrics_series *) duration; /* cached histogram series */
 };
 
 void http__dispatch(struct http_req *req, const struct http_router *router);
+/* The body limit of the route that method + path would reach; 0 when it has none of its own
+ * (or no route fits). */
+uint64_t http__route_max_body(const struct http_router *router, const char *method,
+                              struct str path);
 
 /* Deepest nesting http__json_render writes (jansson's loop check has no such limit, but a
  * reply nested this deep is a reference loop or a bug). */

@@ -121,6 +121,12 @@ static size_t split_path(struct str path, struct str *segs)
 void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
                 void *ctx)
 {
+    http_route_max_body(r, method, pattern, fn, ctx, 0);
+}
+
+void http_route_max_body(struct http_router *r, const char *method, const char *pattern,
+                         http_handler_cb fn, void *ctx, uint64_t max_body)
+{
     struct str segs[HTTP_MAX_SEGMENTS];
     size_t n = split_path(str_from(pattern), segs);
     if (n == SIZE_MAX)
@@ -151,6 +157,7 @@ void http_route(struct http_router *r, const char *method, const char *pattern, 
     }
     rt->fn = fn;
     rt->ctx = ctx;
+    rt->max_body = max_body;
     *r->tail = rt;
     r->tail = &rt->next;
 }
@@ -308,6 +315,15 @@ static bool cors(struct http_req *req, const struct http_router *router)
     }
     http_reply_empty(req, 204);
     return true;
+}
+
+uint64_t http__route_max_body(const struct http_router *router, const char *method, struct str path)
+{
+    const struct http_route *rt;
+    struct http_params params;
+    if (http_router_match(router, method, path, &rt, &params, NULL) != HTTP_MATCH_OK)
+        return 0;
+    return rt->max_body;
 }
 
 void http__dispatch(struct http_req *req, const struct http_router *router)

@@ -198,7 +198,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-        if (declared > srv->max_body) {
+        uint64_t route_max = http__route_max_body(srv->router, req->method, req->path);
+        req->max_body = route_max && route_max < srv->max_body ? route_max : srv->max_body;
+        if (declared > req->max_body) {
             /* answer now without reading the body; MHD then closes the connection */
             http__conn_mark(req->hc, HTTP_CONN_PROCESSING);
             req->too_large = true;
@@ -223,11 +225,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
              * answer once the upload is complete, so the rest is discarded and answered 413
              * at the end; a body that keeps going past twice the limit is cut off. */
             req->discarded += n;
-            return req->discarded > srv->max_body ? MHD_NO : MHD_YES;
+            return req->discarded > req->max_body ? MHD_NO : MHD_YES;
         }
-        if (req->body.len + n > srv->max_body) {
+        if (req->body.len + n > req->max_body) {
             req->too_large = true;
-            req->discarded = req->body.len + n - srv->max_body;
+            req->discarded = req->body.len + n - req->max_body;
             buf_release(&req->body);
             http_reply_error(req, 413, NULL, NULL);
             return MHD_YES;

@@ -34,6 +34,12 @@ void store_close(struct store *st)
         st->ops->close(st);
 }
 
+void store_deadline(struct store *st, int64_t deadline_us)
+{
+    if (st && st->ops->deadline)
+        st->ops->deadline(st, deadline_us);
+}
+
 const char *store_errmsg(struct store *st)
 {
     return st->ops->errmsg(st);

@@ -98,9 +98,10 @@ struct store_create_item {
     const json_t *body;
     const char *password_hash;     /* or NULL */
     const struct store_cond *cond; /* the create rule, or NULL */
-    int rc;                        /* OUT: as store_record_create_if would return */
-    json_t *errors;                /* OUT: the caller's (decref), with rc ERR_INVALID, or NULL */
-    json_t *record;                /* OUT: the caller's (decref), with rc 0 */
+    int64_t deadline_us; /* time_mono_us() at which its statements stop (store_deadline), or 0 */
+    int rc;              /* OUT: as store_record_create_if would return */
+    json_t *errors;      /* OUT: the caller's (decref), with rc ERR_INVALID, or NULL */
+    json_t *record;      /* OUT: the caller's (decref), with rc 0 */
 };
 
 /* One write of a batch (store_record_ops). */
@@ -181,6 +182,7 @@ struct store_ops {
 
     struct store_collection *(*catalog)(struct store *st);
     int (*auth_epoch)(struct store *st, uint64_t *instance_out, uint64_t *epoch_out);
+    void (*deadline)(struct store *st, int64_t deadline_us);
 };
 
 struct store {
@@ -197,6 +199,14 @@ int store_open(const struct store_cfg *cfg, struct store **out, char *err, size_
 void store_close(struct store *st);
 /* RETURNS BORROWED: the calling thread's last failure on st; valid until its next call. */
 const char *store_errmsg(struct store *st);
+
+/* Bounds the calling thread's work on st: from time_mono_us() == deadline_us on, a statement
+ * that is running stops and the operation fails with ERR_TIMEOUT, having changed nothing (a
+ * write's transaction is rolled back). 0 lifts the bound. It holds for this thread only, until
+ * it is lifted: set it where a request's store calls begin and lift it, on the same thread,
+ * where they end, so that it never reaches the thread's next request. The check runs every few
+ * hundred engine steps, so a short statement may finish a little past the deadline. */
+void store_deadline(struct store *st, int64_t deadline_us);
 
 /* ---- collections ---- */
 
@@ -295,10 +305,11 @@ int store_record_create_if(struct store *st, const struct store_collection *c, c
                            const char *password_hash, const struct store_cond *cond,
                            json_t **errors_out, json_t **out) MUST_USE;
 /* Group commit: the creates of items[0..n) in ONE transaction, each under its own savepoint,
- * so that an invalid record, a unique violation or a failed create rule (items[i].rc
- * ERR_INVALID / ERR_DENIED) undoes only itself. One COMMIT; every items[i].rc == 0 is
- * committed when this returns, with its outbox row, outbox ids in item order. When the
- * transaction fails as a whole (BEGIN, COMMIT, an I/O error) nothing is written and every
+ * so that an invalid record, a unique violation, a failed create rule (items[i].rc
+ * ERR_INVALID / ERR_DENIED) or a create rule still running at the item's deadline (ERR_TIMEOUT;
+ * only reads are stopped, never a write of the group) undoes only itself. One COMMIT; every
+ * items[i].rc == 0 is committed when this returns, with its outbox row, outbox ids in item order.
+ * When the transaction fails as a whole (BEGIN, COMMIT, an I/O error) nothing is written and every
  * item that had not failed on its own gets that error, which is also returned (0 otherwise).
  * Call from any thread; a backend without it runs the items one transaction each. */
 int store_record_create_batch(struct store *st, struct store_create_item *items, size_t n) MUST_USE;

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "http/http.h"
+#include "http/http_int.h"
 
 static void h_a(struct http_req *req, void *ctx)
 {
@@ -134,12 +134,29 @@ static void test_too_many_segments(void **state)
     http_router_free(r);
 }
 
+static void test_route_body_limit(void **state)
+{
+    UNUSED(state);
+    struct http_router *r = fixture();
+    http_route_max_body(r, "POST", "/api/collections/{collection}/auth-with-password", h_b, NULL,
+                        4096);
+    assert_int_equal(
+        http__route_max_body(r, "POST", str_from("/api/collections/users/auth-with-password")),
+        4096);
+    /* routes without their own limit, and paths no route fits, take the server's */
+    assert_int_equal(http__route_max_body(r, "POST", str_from("/api/collections/u/records")), 0);
+    assert_int_equal(
+        http__route_max_body(r, "GET", str_from("/api/collections/users/auth-with-password")), 0);
+    assert_int_equal(http__route_max_body(r, "POST", str_from("/nope")), 0);
+    http_router_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_literal_and_params),       cmocka_unit_test(test_not_found),
         cmocka_unit_test(test_bad_method_lists_allowed), cmocka_unit_test(test_rest_segment),
-        cmocka_unit_test(test_too_many_segments),
+        cmocka_unit_test(test_too_many_segments),        cmocka_unit_test(test_route_body_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

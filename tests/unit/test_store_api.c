@@ -501,7 +501,7 @@ static void test_nested_expand(void **state)
     json_t *rec = NULL;
     assert_int_equal(store_record_get(fx.st, notes, "note00000000001", &rec), 0);
     json_t *arr = json_pack("[o]", rec);
-    api__expand_max(&env, notes, arr, "member.orgs", 2);
+    assert_int_equal(api__expand_max(&env, notes, arr, "member.orgs", 2), 0);
     json_t *mem = json_object_get(json_object_get(json_array_get(arr, 0), "expand"), "member");
     assert_non_null(mem);
     assert_int_equal(json_array_size(json_object_get(json_object_get(mem, "expand"), "orgs")), 1);

@@ -808,6 +808,9 @@ int sq__record_create_batch(struct store *st, struct store_create_item *items, s
         struct store_create_item *it = &items[ran];
         char now[TIME_PB_LEN];
         sq__now(now);
+        /* the item's own deadline stops its reads (its create rule), never the writes that
+         * the whole group's transaction needs */
+        sq__deadline(cn, it->deadline_us, true);
         if ((rc = sq__exec_cached(cn, "SAVEPOINT \"batch_item\"")))
             break;
         it->rc = save_in(s, cn, it->c, NULL, it->body, it->password_hash, it->cond, now,
@@ -824,6 +827,7 @@ int sq__record_create_batch(struct store *st, struct store_create_item *items, s
             rc = sq__exec_cached(cn, "RELEASE \"batch_item\"");
         memcpy(cn->errmsg, keep, sizeof(keep));
     }
+    sq__deadline(cn, 0, false);
     if (begun && rc)
         sq__rollback(s, cn);
     else if (begun)

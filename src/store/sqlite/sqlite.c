@@ -179,6 +179,41 @@ struct sq_conn *sq__conn(struct sq_store *s)
     return cn;
 }
 
+/* VM steps between two looks at the clock while a deadline is set: a few microseconds of
+ * work, so a statement stops within a few microseconds past its deadline and the clock costs
+ * nothing measurable. */
+#define SQ_PROGRESS_STEPS 1000
+
+static int progress_cb(void *arg)
+{
+    struct sq_conn *cn = arg;
+    if (!cn->deadline_us || time_mono_us() < cn->deadline_us)
+        return 0;
+    if (cn->spare_writes) /* only past the deadline: the walk costs nothing on the way there */
+        for (sqlite3_stmt *st = sqlite3_next_stmt(cn->db, NULL); st;
+             st = sqlite3_next_stmt(cn->db, st))
+            if (sqlite3_stmt_busy(st) && !sqlite3_stmt_readonly(st))
+                return 0;
+    return 1; /* the statement stops with SQLITE_INTERRUPT */
+}
+
+void sq__deadline(struct sq_conn *cn, int64_t deadline_us, bool spare_writes)
+{
+    cn->deadline_us = deadline_us;
+    cn->spare_writes = spare_writes;
+    if (deadline_us)
+        sqlite3_progress_handler(cn->db, SQ_PROGRESS_STEPS, progress_cb, cn);
+    else
+        sqlite3_progress_handler(cn->db, 0, NULL, NULL);
+}
+
+static void sq_deadline(struct store *st, int64_t deadline_us)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (cn)
+        sq__deadline(cn, deadline_us, false);
+}
+
 int sq__fail(struct sq_conn *cn, int rc, const char *fmt, ...)
 {
     va_list ap;
@@ -202,6 +237,8 @@ int sq__fail_db(struct sq_conn *cn, const char *what)
         rc = ERR_IO;
     else if ((code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB)
         rc = ERR_CORRUPT;
+    else if ((code & 0xff) == SQLITE_INTERRUPT) /* only the deadline interrupts */
+        rc = ERR_TIMEOUT;
     return sq__fail(cn, rc, "%s: %s", what, sqlite3_errmsg(cn->db));
 }
 
@@ -777,4 +814,5 @@ const struct store_ops store__sqlite_ops = {
     .param_put = sq__param_put,
     .catalog = sq_catalog,
     .auth_epoch = sq_auth_epoch,
+    .deadline = sq_deadline,
 };

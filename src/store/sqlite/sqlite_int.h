@@ -29,6 +29,8 @@ struct sq_conn {
     char errmsg[512];
     int64_t tx_start_us; /* when the current write transaction got the lock */
     bool auth_changed;   /* the current write transaction may invalidate auth tokens */
+    int64_t deadline_us; /* statements stop at this time_mono_us(); 0: never (sq__deadline) */
+    bool spare_writes;   /* past the deadline, let a running write statement finish */
     struct sq_conn *next;
 };
 
@@ -70,6 +72,12 @@ int sq__exec_cached(struct sq_conn *cn, const char *sql) MUST_USE;
 /* Marks the current write transaction as one that may invalidate auth tokens: its commit
  * advances the token epoch (store_auth_epoch). */
 void sq__auth_changed(struct sq_conn *cn);
+/* Sets (deadline_us > 0) or lifts (0) the deadline of cn's statements: a statement running
+ * past it fails with SQLITE_INTERRUPT (sq__fail_db: ERR_TIMEOUT). SQLite rolls back the whole
+ * transaction when it stops a write statement; spare_writes lets write statements finish, so
+ * that only reads (the rule checks) are stopped and the transaction stays usable (group
+ * commit). */
+void sq__deadline(struct sq_conn *cn, int64_t deadline_us, bool spare_writes);
 /* Takes write_mu and begins an IMMEDIATE transaction. */
 int sq__begin(struct sq_store *s, struct sq_conn *cn) MUST_USE;
 int sq__commit(struct sq_store *s, struct sq_conn *cn) MUST_USE;
