@@ -204,7 +204,9 @@ static void app_close(struct app *a)
 {
     api_sql_stop(&a->env);
     api_records_stop(&a->env);
+    api_realtime_stop(&a->env);
     http_server_close(a->srv, DRAIN_MS);
+    api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
     http_router_free(a->router);
@@ -293,6 +295,10 @@ static int app_open(struct app *a)
     }
     if (a->store && api_records_start(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot start the record writer thread\n");
+        return 1;
+    }
+    if (a->store && api_realtime_start(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot start the realtime hub\n");
         return 1;
     }
     a->router = http_router_new();

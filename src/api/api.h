@@ -15,6 +15,7 @@ struct pipeline;
 struct wh;
 struct api_sql;
 struct api_writer;
+struct realtime_hub;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -28,9 +29,10 @@ struct api_env {
     struct store *store;       /* collections and records */
     struct evlog *log;         /* the durable event log */
     struct capture_dedup *dedup;
-    struct pipeline *pipeline; /* the warehouse loader, for its status */
-    struct api_sql *sql;       /* the warehouse query threads (api_sql_start) */
-    struct api_writer *writer; /* the group-commit writer of record creates, or NULL */
+    struct pipeline *pipeline;     /* the warehouse loader, for its status */
+    struct api_sql *sql;           /* the warehouse query threads (api_sql_start) */
+    struct api_writer *writer;     /* the group-commit writer of record creates, or NULL */
+    struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct capture_limits capture_limits;
     /* Write key -> source name (see capture_input.resolve_key). */
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
@@ -66,6 +68,13 @@ void api_sql_free(struct api_env *env);
 int api_records_start(struct api_env *env) MUST_USE;
 void api_records_stop(struct api_env *env);
 void api_records_free(struct api_env *env);
+
+/* Starts the realtime hub (needs env->store and env->log; options from env->cfg, defaults
+ * without). api_realtime_stop stops it and ends every SSE stream: call it before the HTTP
+ * server closes. api_realtime_free frees it once no request can reach it. */
+int api_realtime_start(struct api_env *env) MUST_USE;
+void api_realtime_stop(struct api_env *env);
+void api_realtime_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

@@ -27,6 +27,7 @@ void api__register_auth(struct http_router *r, struct api_env *env);
 void api__register_log(struct http_router *r, struct api_env *env);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);
+void api__register_realtime(struct http_router *r, struct api_env *env);
 
 struct wh_conn;
 /* A job for the warehouse query threads: replies to req (conn is the thread's warehouse

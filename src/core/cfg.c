@@ -51,6 +51,15 @@ const struct cfg_opt cfg_opts[] = {
      NUM_OPT(CFG_DURATION, sql_timeout, 1, 3600)},
     {"sql-max-rows", "TANDEM_SQL_MAX_ROWS", "10000", "rows the SQL API returns at most",
      NUM_OPT(CFG_INT, sql_max_rows, 1, 10000000)},
+    {"realtime-queue", "TANDEM_REALTIME_QUEUE", "256KiB",
+     "output a realtime client may fall behind by before it is disconnected",
+     NUM_OPT(CFG_SIZE, realtime_queue, 1024, INT64_C(1) << 30)},
+    {"realtime-keepalive", "TANDEM_REALTIME_KEEPALIVE", "30s",
+     "send an SSE comment to a realtime client quiet this long (0: never)",
+     NUM_OPT(CFG_DURATION, realtime_keepalive, 0, 86400)},
+    {"realtime-max-clients", "TANDEM_REALTIME_MAX_CLIENTS", "100000",
+     "realtime (SSE) clients connected at once (0: no limit)",
+     NUM_OPT(CFG_INT, realtime_max_clients, 0, 10000000)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 

@@ -29,6 +29,9 @@ struct cfg {
     int64_t warehouse_threads;  /* 0 = DuckDB's default (one per core) */
     int64_t sql_timeout;        /* seconds */
     int64_t sql_max_rows;
+    int64_t realtime_queue;       /* bytes a realtime client may fall behind */
+    int64_t realtime_keepalive;   /* seconds; 0 = no keep-alive comments */
+    int64_t realtime_max_clients; /* 0 = unlimited */
 };
 
 enum cfg_type {

@@ -129,6 +129,8 @@ struct store_ops {
                          const struct store_cond *cond, json_t **errors_out, json_t **out);
     int (*record_delete)(struct store *st, const struct store_collection *c, const char *id,
                          const struct store_cond *cond);
+    int (*record_match)(struct store *st, const struct store_collection *c, const json_t *record,
+                        const struct store_cond *cond);
 
     int (*auth_find)(struct store *st, const struct store_collection *c, const char *field,
                      const char *value, struct store_auth_record *out);
@@ -261,6 +263,16 @@ int store_record_update_if(struct store *st, const struct store_collection *c, c
                            json_t **out) MUST_USE;
 int store_record_delete_if(struct store *st, const struct store_collection *c, const char *id,
                            const struct store_cond *cond) MUST_USE;
+
+/* Whether a record image (PocketBase JSON of c, e.g. the after-image of a change, or the
+ * before-image of a deleted record) satisfies cond: the record's own fields are taken from
+ * the image, everything else (relations, back-relations, @collection.*, the requester's auth
+ * record) from the store's current state. 1: it does; 0: it does not; < 0: failure (a
+ * condition the engine rejects: ERR_INVALID). cond NULL or empty: 1. Fields missing from
+ * the image read as NULL. For realtime: a change is checked against the rule as it was
+ * written, even when the record has changed again or is gone since. */
+int store_record_match(struct store *st, const struct store_collection *c, const json_t *record,
+                       const struct store_cond *cond) MUST_USE;
 
 /* ---- auth records ---- */
 
