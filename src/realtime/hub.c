@@ -11,9 +11,10 @@
 #include "realtime/realtime.h"
 
 #define TOPIC_CHANGES "changes"
-#define READ_MAX_RECORDS 1024
-#define READ_MAX_BYTES (4u << 20)
-#define DEFAULT_POLL_US 20000
+/* one read is one burst for the queues: the clients are woken after each */
+#define READ_MAX_RECORDS 256
+#define READ_MAX_BYTES (1u << 20)
+#define DEFAULT_POLL_US 5000
 #define MIN_POLL_US 1000
 
 /* ---- a string-keyed hash map (hub thread, or under hub->mu for the client table) ---- */
@@ -293,7 +294,8 @@ static void cmd_free(struct rt_cmd *cmd)
 }
 
 /* Appends one SSE message to the client's queue. Returns 1 when queued, 0 when the client
- * is ending, -1 when the queue is full (the client is then ending, its queue dropped). */
+ * is ending, -1 when the queue would pass queue_bytes (the client is then ending, its queue
+ * dropped). */
 static int queue_msg(struct realtime_hub *hub, struct realtime_client *cl, const char *event,
                      size_t event_len, const char *data, size_t data_len)
 {
@@ -305,7 +307,9 @@ static int queue_msg(struct realtime_hub *hub, struct realtime_client *cl, const
         return 0;
     }
     size_t pending = cl->out.len - cl->out_off;
-    if (pending + need > hub->cfg.queue_bytes) {
+    /* an empty queue takes any one message, so a message larger than the limit still
+     * reaches a client that keeps up */
+    if (pending && pending + need > hub->cfg.queue_bytes) {
         cl->ending = true;
         buf_release(&cl->out);
         cl->out_off = 0;

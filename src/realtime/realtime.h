@@ -94,7 +94,7 @@ struct realtime_cfg {
     size_t queue_bytes;   /* per client; past it the client is dropped */
     size_t max_clients;   /* connected at once; 0: unlimited */
     int64_t keepalive_us; /* a comment line after this long without output; 0: never */
-    int64_t poll_us;      /* longest wait for new log records (default 20 ms) */
+    int64_t poll_us;      /* longest wait for new log records (default 5 ms) */
     const struct realtime_view_ops *view;
     void *view_arg;
     const struct realtime_conn_ops *conn;
