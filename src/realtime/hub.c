@@ -340,7 +340,8 @@ void realtime_client_attach(struct realtime_client *cl, void *conn)
     char data[64 + REALTIME_CLIENT_ID_LEN];
     int n = snprintf(data, sizeof(data), "{\"clientId\":\"%s\"}", cl->id);
     (void)queue_msg(hub, cl, "PB_CONNECT", 10, data, (size_t)n);
-    atomic_fetch_add(&cl->refs, 1); /* the hub thread's, until it handles CMD_GONE */
+    /* one for the command, one for the hub thread until it handles CMD_GONE */
+    atomic_fetch_add(&cl->refs, 2);
     pthread_mutex_lock(&hub->mu);
     map_put(&hub->clients, cl->id, cl);
     enqueue(hub, cmd_new(CMD_ATTACH, cl));
