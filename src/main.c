@@ -200,7 +200,9 @@ static bool app_close(struct app *a)
 {
     bool wh_busy = api_sql_stop(&a->env) > 0;
     api_records_stop(&a->env);
+    api_realtime_stop(&a->env);
     http_server_close(a->srv, DRAIN_MS);
+    api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
     api_settings_free(&a->env);
@@ -302,6 +304,10 @@ static int app_open(struct app *a)
     }
     if (api_settings_open(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot read the settings: %s\n", store_errmsg(a->store));
+        return 1;
+    }
+    if (a->store && api_realtime_start(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot start the realtime hub\n");
         return 1;
     }
     a->router = http_router_new();

@@ -15,6 +15,7 @@ struct pipeline;
 struct wh;
 struct api_sql;
 struct api_writer;
+struct realtime_hub;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -45,6 +46,7 @@ struct api_env {
     struct api_sql *sql;           /* the warehouse query threads (api_sql_start) */
     struct api_writer *writer;     /* the group-commit writer of record creates, or NULL */
     struct api_settings *settings; /* /api/settings (api_settings_open), or NULL */
+    struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
@@ -92,6 +94,12 @@ void api_records_free(struct api_env *env);
  * api_register. api_settings_free once no request can reach them. */
 int api_settings_open(struct api_env *env) MUST_USE;
 void api_settings_free(struct api_env *env);
+/* Starts the realtime hub (needs env->store and env->log; options from env->cfg, defaults
+ * without). api_realtime_stop stops it and ends every SSE stream: call it before the HTTP
+ * server closes. api_realtime_free frees it once no request can reach it. */
+int api_realtime_start(struct api_env *env) MUST_USE;
+void api_realtime_stop(struct api_env *env);
+void api_realtime_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

@@ -37,7 +37,8 @@ int api__writer_submit(struct api_writer *w, struct api_wjob *job) MUST_USE;
  * HTTP thread and used by that request only. Everything it points to lives in the request
  * arena. */
 struct api_rules {
-    struct http_req *req;
+    struct http_req *req; /* NULL for api__rules_init_bare */
+    struct arena *arena;  /* the request's, or the one given to api__rules_init_bare */
     struct api_env *env;
     bool superuser;                 /* bypasses every rule and sees everything */
     const struct api_identity *who; /* BORROWED from the request */
@@ -51,6 +52,12 @@ struct api_rules {
 };
 
 void api__rules_init(struct api_rules *ar, struct http_req *req, struct api_env *env);
+/* Rules for a requester without a request (realtime): everything lives in a, the method is
+ * GET, query and headers (objects, BORROWED; NULL: empty) are what @request.query.* and
+ * @request.headers.* read. */
+void api__rules_init_bare(struct api_rules *ar, struct api_env *env, struct arena *a,
+                          const struct api_identity *who, const char *context, const json_t *query,
+                          const json_t *headers);
 /* The submitted body for @request.body.* (BORROWED: must outlive the request's rule uses). */
 void api__rules_set_body(struct api_rules *ar, const json_t *body);
 /* The context for a client's own filter/sort on c: client mode unless superuser. */

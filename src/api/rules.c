@@ -31,7 +31,7 @@ static const struct store_collection *find_collection(void *ud, const char *name
     struct store_collection *c = NULL;
     if (store_collection_get(ar->env->store, name_or_id, &c) != 0)
         return NULL;
-    arena_on_release(http_req_arena(ar->req), unref_cb, c);
+    arena_on_release(ar->arena, unref_cb, c);
     return c;
 }
 
@@ -39,6 +39,7 @@ void api__rules_init(struct api_rules *ar, struct http_req *req, struct api_env 
 {
     memset(ar, 0, sizeof(*ar));
     ar->req = req;
+    ar->arena = http_req_arena(req);
     ar->env = env;
     ar->superuser = env->is_superuser && env->is_superuser(req, env->auth_arg);
     ar->who = api__identity(req, env);
@@ -58,6 +59,21 @@ void api__rules_init(struct api_rules *ar, struct http_req *req, struct api_env 
     ar->fr.headers = headers;
 }
 
+void api__rules_init_bare(struct api_rules *ar, struct api_env *env, struct arena *a,
+                          const struct api_identity *who, const char *context, const json_t *query,
+                          const json_t *headers)
+{
+    memset(ar, 0, sizeof(*ar));
+    ar->arena = a;
+    ar->env = env;
+    ar->who = who;
+    ar->superuser = who && who->superuser;
+    ar->fr.method = "GET";
+    ar->fr.context = context;
+    ar->fr.query = query ? query : api__arena_json(a, json_object());
+    ar->fr.headers = headers ? headers : api__arena_json(a, json_object());
+}
+
 void api__rules_set_body(struct api_rules *ar, const json_t *body)
 {
     ar->fr.body = body;
@@ -75,7 +91,7 @@ static void load_auth(struct api_rules *ar, bool full)
     ar->auth_loaded = true;
     if (!ar->who || !ar->who->record_id)
         return;
-    struct arena *a = http_req_arena(ar->req);
+    struct arena *a = ar->arena;
     if (!ar->fr.auth_collection) {
         struct store_collection *c = NULL;
         if (store_collection_get(ar->env->store, ar->who->collection_id, &c) != 0)
@@ -113,6 +129,8 @@ static void load_headers(struct api_rules *ar, const char *rule)
 {
     static const char pfx[] = "@request.headers.";
     json_t *headers = (json_t *)ar->fr.headers;
+    if (!ar->req)
+        return; /* no request (realtime): the headers were given */
     for (const char *p = strstr(rule, pfx); p; p = strstr(p, pfx)) {
         p += sizeof(pfx) - 1;
         char name[128];
@@ -164,7 +182,7 @@ struct filter_ctx api__rules_filter_ctx(struct api_rules *ar, const struct store
         .request = &ar->fr,
         .client = !ar->superuser,
     };
-    if (!ar->superuser) {
+    if (!ar->superuser && ar->req) {
         /* a client filter through a relation applies the target's list rule, which is not
          * known here: the whole record when the filter or sort has a path */
         const char *fl = http_req_query(ar->req, "filter"), *so = http_req_query(ar->req, "sort");
@@ -186,7 +204,7 @@ int api__rule_compile_expr(struct api_rules *ar, const struct store_collection *
     load_headers(ar, rule);
     struct filter_ctx f = api__rules_filter_ctx(ar, c);
     f.client = false; /* a rule may use @request.* and @collection.* */
-    struct arena *a = http_req_arena(ar->req);
+    struct arena *a = ar->arena;
     struct filter_sql fs;
     struct filter_error fe;
     int rc = filter_compile(&f, rule, strlen(rule), a, &fs, &fe);
@@ -309,6 +327,7 @@ int api__rule_check(struct http_req *req, struct api_env *env, const struct stor
         return 0;
     struct api_rules *ar = arena_zalloc(http_req_arena(req), sizeof(*ar));
     ar->req = req;
+    ar->arena = http_req_arena(req);
     ar->env = env;
     ar->auth_loaded = true; /* no requester: @request.auth.* resolve to NULL */
     struct filter_request fr = {.method = "GET", .context = "default"};

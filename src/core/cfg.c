@@ -77,6 +77,15 @@ const struct cfg_opt cfg_opts[] = {
     {"records-max-expand", "TANDEM_RECORDS_MAX_EXPAND", "8MiB",
      "most bytes of expanded records in one response (400 past it)",
      NUM_OPT(CFG_SIZE, records_max_expand, 1024, INT64_C(1) << 40)},
+    {"realtime-queue", "TANDEM_REALTIME_QUEUE", "256KiB",
+     "output a realtime client may fall behind by before it is disconnected",
+     NUM_OPT(CFG_SIZE, realtime_queue, 1024, INT64_C(1) << 30)},
+    {"realtime-keepalive", "TANDEM_REALTIME_KEEPALIVE", "30s",
+     "send an SSE comment to a realtime client quiet this long (0: never)",
+     NUM_OPT(CFG_DURATION, realtime_keepalive, 0, 86400)},
+    {"realtime-max-clients", "TANDEM_REALTIME_MAX_CLIENTS", "100000",
+     "realtime (SSE) clients connected at once (0: no limit)",
+     NUM_OPT(CFG_INT, realtime_max_clients, 0, 10000000)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 

@@ -34,10 +34,13 @@ struct cfg {
     int64_t warehouse_threads;  /* 0 = DuckDB's default (one per core) */
     int64_t sql_timeout;        /* seconds */
     int64_t sql_max_rows;
-    int64_t records_timeout;    /* seconds of store work per record/auth request */
-    int64_t records_max_body;   /* bytes of a record/auth request body */
-    int64_t records_max_keys;   /* top-level keys of a record/auth request body */
-    int64_t records_max_expand; /* bytes of expanded records per response */
+    int64_t records_timeout;      /* seconds of store work per record/auth request */
+    int64_t records_max_body;     /* bytes of a record/auth request body */
+    int64_t records_max_keys;     /* top-level keys of a record/auth request body */
+    int64_t records_max_expand;   /* bytes of expanded records per response */
+    int64_t realtime_queue;       /* bytes a realtime client may fall behind */
+    int64_t realtime_keepalive;   /* seconds; 0 = no keep-alive comments */
+    int64_t realtime_max_clients; /* 0 = unlimited */
     uint64_t given; /* bit i: option cfg_opts[i] came from the environment or the command line */
 };
 

@@ -136,6 +136,37 @@ const char *http_status_message(int status);
 void http_req_suspend(struct http_req *req);
 void http_req_resume(struct http_req *req);
 
+/* ---- streamed replies (server-sent events) ----
+ *
+ * A stream is a 200 reply whose body is produced as it goes: the server pulls bytes with the
+ * read callback whenever the connection can take more. When read has nothing (returns 0)
+ * the connection is parked (suspended: no CPU, no timeout) until http_stream_wake. A stream
+ * ends when read returns HTTP_STREAM_END, on http_stream_abort, when the client goes away,
+ * or when the server closes. Streams are exempt from the request timeout once started.
+ *
+ * Threads: read runs on the connection's server thread; done runs once, on a server thread,
+ * when the connection is finished (after it, read is never called again). wake, abort and
+ * unref may be called from any thread, also after done. */
+struct http_stream;
+
+#define HTTP_STREAM_END (-1)
+/* Writes at most max bytes into out; returns the count, 0 for "nothing now", or
+ * HTTP_STREAM_END. */
+typedef long (*http_stream_read_cb)(void *ctx, char *out, size_t max);
+typedef void (*http_stream_done_cb)(void *ctx);
+
+/* Replies 200 with a streamed body of content_type (headers set with http_set_header go
+ * along). RETURNS a reference the caller releases with http_stream_unref; the stream itself
+ * lives until both that reference and the connection are done. */
+struct http_stream *http_reply_stream(struct http_req *req, const char *content_type,
+                                      http_stream_read_cb read, http_stream_done_cb done,
+                                      void *ctx);
+/* Has the server call read again (soon, on its thread). */
+void http_stream_wake(struct http_stream *s);
+/* Closes the connection now, even when the client does not read (a slow consumer). */
+void http_stream_abort(struct http_stream *s);
+void http_stream_unref(struct http_stream *s);
+
 /* ---- server ---- */
 
 struct http_opts {

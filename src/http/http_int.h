@@ -3,6 +3,7 @@
 #define TANDEM_HTTP_HTTP_INT_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "http/http.h"
@@ -94,6 +95,18 @@ struct http_route {
     uint64_t max_body;                         /* 0: the server's */
     _Atomic(struct metrics_series *) duration; /* cached histogram series */
 };
+
+/* stream.c: the server's live streams, ended when it closes. */
+struct http_streams {
+    pthread_mutex_t mu;
+    struct http_stream *head;
+    bool closing;
+};
+void http__streams_init(struct http_streams *ss);
+void http__streams_release(struct http_streams *ss);
+/* Ends every stream (they finish once the server thread gets to them); refuses new ones. */
+void http__streams_end_all(struct http_streams *ss);
+struct http_streams *http__server_streams(struct http_server *srv);
 
 void http__dispatch(struct http_req *req, const struct http_router *router);
 /* The body limit of the route that method + path would reach; 0 when it has none of its own

@@ -31,7 +31,13 @@ struct http_server {
     struct metrics_family *m_requests;
     struct metrics_family *m_duration;
     struct metrics_series *m_in_flight;
+    struct http_streams streams; /* stream.c */
 };
+
+struct http_streams *http__server_streams(struct http_server *srv)
+{
+    return &srv->streams;
+}
 
 /* Request ids: a per-thread xorshift generator seeded from the kernel. */
 static _Thread_local uint64_t rid_state;
@@ -419,6 +425,7 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
     srv->router = router;
     srv->max_body = opts->max_body;
     srv->listen_fd = -1;
+    http__streams_init(&srv->streams);
     srv->m_requests = metrics_family(METRICS_COUNTER, "tandem_http_requests_total",
                                      "HTTP requests answered.", "method,route,status");
     srv->m_duration =
@@ -430,12 +437,14 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
     int rc = http__conns_open(opts->request_timeout_s, &srv->conns);
     if (rc != 0) {
         snprintf(err, err_len, "cannot start the HTTP reaper thread: %s", strerror(-rc));
+        http__streams_release(&srv->streams);
         free(srv);
         return rc;
     }
     rc = open_listener(srv, opts->addr, err, err_len);
     if (rc != 0) {
         http__conns_close(srv->conns);
+        http__streams_release(&srv->streams);
         free(srv);
         return rc;
     }
@@ -459,6 +468,7 @@ int http_server_open(const struct http_opts *opts, struct http_router *router,
         snprintf(err, err_len, "cannot start the HTTP server on %s", opts->addr);
         close(srv->listen_fd);
         http__conns_close(srv->conns);
+        http__streams_release(&srv->streams);
         free(srv);
         return ERR_INTERNAL;
     }
@@ -493,6 +503,8 @@ void http_server_close(struct http_server *srv, int drain_ms)
     MHD_socket fd = MHD_quiesce_daemon(srv->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    /* streams never finish by themselves, and MHD must not stop with a suspended one */
+    http__streams_end_all(&srv->streams);
     int64_t deadline = time_mono_us() + (int64_t)drain_ms * 1000;
     while (http_server_in_flight(srv) > 0 && time_mono_us() < deadline) {
         struct timespec ts = {0, 5 * 1000 * 1000};
@@ -500,5 +512,6 @@ void http_server_close(struct http_server *srv, int drain_ms)
     }
     MHD_stop_daemon(srv->mhd);
     http__conns_close(srv->conns);
+    http__streams_release(&srv->streams);
     free(srv);
 }

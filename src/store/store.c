@@ -151,6 +151,16 @@ int store_record_get_if(struct store *st, const struct store_collection *c, cons
     return st->ops->record_get(st, c, id, cond, out);
 }
 
+int store_record_match(struct store *st, const struct store_collection *c, const json_t *record,
+                       const struct store_cond *cond)
+{
+    if (!cond || !cond->sql || !*cond->sql)
+        return 1;
+    if (!st->ops->record_match)
+        return ERR_INTERNAL;
+    return st->ops->record_match(st, c, record, cond);
+}
+
 int store_record_create_if(struct store *st, const struct store_collection *c, const json_t *body,
                            const char *password_hash, const struct store_cond *cond,
                            json_t **errors_out, json_t **out)

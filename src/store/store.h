@@ -159,6 +159,8 @@ struct store_ops {
     int (*record_delete)(struct store *st, const struct store_collection *c, const char *id,
                          const struct store_cond *cond);
     int (*record_ops)(struct store *st, struct store_op *ops, size_t n, size_t *failed_out);
+    int (*record_match)(struct store *st, const struct store_collection *c, const json_t *record,
+                        const struct store_cond *cond);
 
     int (*auth_find)(struct store *st, const struct store_collection *c, const char *field,
                      const char *value, struct store_auth_record *out);
@@ -325,6 +327,16 @@ int store_record_delete_if(struct store *st, const struct store_collection *c, c
  * returned; ops after it did not run. A failed COMMIT returns its error with *failed_out n.
  * On 0 every op's record (not for deletes) is the caller's. */
 int store_record_ops(struct store *st, struct store_op *ops, size_t n, size_t *failed_out) MUST_USE;
+
+/* Whether a record image (PocketBase JSON of c, e.g. the after-image of a change, or the
+ * before-image of a deleted record) satisfies cond: the record's own fields are taken from
+ * the image, everything else (relations, back-relations, @collection.*, the requester's auth
+ * record) from the store's current state. 1: it does; 0: it does not; < 0: failure (a
+ * condition the engine rejects: ERR_INVALID). cond NULL or empty: 1. Fields missing from
+ * the image read as NULL. For realtime: a change is checked against the rule as it was
+ * written, even when the record has changed again or is gone since. */
+int store_record_match(struct store *st, const struct store_collection *c, const json_t *record,
+                       const struct store_cond *cond) MUST_USE;
 
 /* ---- auth records ---- */
 

@@ -219,6 +219,68 @@ static void bind_params(sqlite3_stmt *st, const json_t *params, size_t first)
         sq__bind_json(st, (int)(first + i), json_array_get(params, i));
 }
 
+/* Binds the image's value of field f the way the row would store it: multi-valued and json
+ * fields as JSON text, bools as 0/1, the rest as they are. */
+static int bind_image(sqlite3_stmt *st, int idx, const struct store_field *f, const json_t *v)
+{
+    if (!v || json_is_null(v))
+        return sqlite3_bind_null(st, idx);
+    if (f->type == STORE_FIELD_JSON && !store_field_multiple(f)) {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        if (!text)
+            return SQLITE_NOMEM;
+        return sqlite3_bind_text(st, idx, text, -1, free);
+    }
+    return sq__bind_json(st, idx, v);
+}
+
+int sq__record_match(struct store *st, const struct store_collection *c, const json_t *record,
+                     const struct store_cond *cond)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    if (!cond || !cond->sql || !*cond->sql)
+        return 1;
+    if (!json_is_object(record))
+        return sq__fail(cn, ERR_INVALID, "no record image to match");
+    /* a CTE named like the list alias stands in for the table: the condition reads the
+     * image's columns, its subqueries the real tables */
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "WITH \"" STORE_LIST_ALIAS "\"(");
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (i)
+            buf_puts(&b, ", ");
+        store__quote(&b, c->fields[i].name);
+    }
+    buf_puts(&b, ") AS (SELECT ");
+    for (size_t i = 0; i < c->n_fields; i++)
+        buf_puts(&b, i ? ", ?" : "?");
+    buf_printf(&b, ") SELECT 1 FROM \"" STORE_LIST_ALIAS "\" WHERE (%s) LIMIT 1", cond->sql);
+    struct sq_stmt stt;
+    int rc = sq__prep(cn, buf_cstr(&b), &stt);
+    buf_release(&b);
+    if (rc)
+        return rc == ERR_INTERNAL ? ERR_INVALID : rc;
+    for (size_t i = 0; i < c->n_fields; i++) {
+        const struct store_field *f = &c->fields[i];
+        bind_image(stt.stmt, (int)i + 1, f,
+                   secret_field(c, f) ? NULL : json_object_get(record, f->name));
+    }
+    bind_params(stt.stmt, cond->params, c->n_fields + 1);
+    int step = sqlite3_step(stt.stmt);
+    if (step == SQLITE_ROW)
+        rc = 1;
+    else if (step == SQLITE_DONE)
+        rc = 0;
+    else
+        rc = sq__fail_db(cn, "cannot match the record image");
+    sq__done(&stt);
+    return rc;
+}
+
 static int record_list(struct store *st, const struct store_collection *c,
                        const struct store_list_query *q, struct store_list_result *out)
 {

@@ -792,6 +792,7 @@ const struct store_ops store__sqlite_ops = {
     .collection_truncate = sq__collection_truncate,
     .collection_import = sq__collection_import,
     .record_get = sq__record_get,
+    .record_match = sq__record_match,
     .record_list = sq__record_list,
     .record_referencing = sq__record_referencing,
     .record_create = sq__record_create,

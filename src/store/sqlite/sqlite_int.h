@@ -127,6 +127,8 @@ int sq__record_update(struct store *st, const struct store_collection *c, const 
                       json_t **errors_out, json_t **out);
 int sq__record_delete(struct store *st, const struct store_collection *c, const char *id,
                       const struct store_cond *cond);
+int sq__record_match(struct store *st, const struct store_collection *c, const json_t *record,
+                     const struct store_cond *cond);
 int sq__collection_truncate(struct store *st, const char *id_or_name);
 int sq__auth_find(struct store *st, const struct store_collection *c, const char *field,
                   const char *value, struct store_auth_record *out);
