@@ -11,7 +11,8 @@ struct rec_req {
     struct http_req *req;
     struct api_env *env;
     struct store_collection *c;
-    struct api_rules ar; /* who asks, built once for the request */
+    struct api_rules ar;         /* who asks, built once for the request */
+    const char *expand, *fields; /* of the answer: the query's (a batch: the sub-request's) */
 };
 
 int64_t api__deadline_start(struct api_env *env)
@@ -28,10 +29,7 @@ void api__deadline_lift(struct api_env *env)
 
 void api__reply_timeout(struct http_req *req)
 {
-    http_reply_error(req, 400,
-                     "The request took too long and was stopped; use a simpler filter, sort or "
-                     "expand.",
-                     NULL);
+    http_reply_error(req, 400, API_TIMEOUT_MESSAGE, NULL);
 }
 
 /* The answer to a store failure that is not about the request's input. */
@@ -43,53 +41,96 @@ static void reply_failure(struct http_req *req, int rc)
         http_reply_error(req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
 }
 
+static bool fail(struct api_fail *f, int status, const char *message, json_t *data)
+{
+    f->status = status;
+    f->message = message;
+    f->data = data;
+    return false;
+}
+
+void api__reply_fail(struct http_req *req, struct api_fail *f)
+{
+    http_reply_error(req, f->status, f->message, f->data);
+    f->data = NULL;
+}
+
 static void coll_release(void *arg)
 {
     store_collection_unref(arg);
 }
 
-/* Common start of every handler: store, collection, requester. */
-static bool begin(struct http_req *req, struct api_env *env, struct rec_req *rr)
+/* Store, collection (by name or id), requester; false with f set when the operation cannot
+ * go on. Does not reply. */
+static bool begin_in(struct rec_req *rr, struct http_req *req, struct api_env *env,
+                     const char *collection, struct api_fail *f)
 {
     rr->req = req;
     rr->env = env;
     rr->c = NULL;
-    if (!env->store) {
-        http_reply_error(req, 503, "The data store is not available.", NULL);
-        return false;
-    }
-    if (store_collection_get(env->store, http_req_param(req, "collection"), &rr->c) != 0) {
-        http_reply_error(req, 404, "Missing collection context.", NULL);
-        return false;
-    }
+    rr->expand = http_req_query(req, "expand");
+    rr->fields = http_req_query(req, "fields");
+    if (!env->store)
+        return fail(f, 503, "The data store is not available.", NULL);
+    if (!collection || store_collection_get(env->store, collection, &rr->c) != 0)
+        return fail(f, 404, "Missing collection context.", NULL);
     arena_on_release(http_req_arena(req), coll_release, rr->c);
     api__rules_init(&rr->ar, req, env);
     rr->ar.deadline_us = api__deadline_start(env); /* lifted when the route returns */
     return true;
 }
 
-/* The rule `which` of the collection as a condition; answers 403 (null rule, or a stored rule
- * that no longer compiles) and returns false when the request may not go on. */
-static bool rule_cond(struct rec_req *rr, enum store_rule which, struct store_cond *cond)
+/* Common start of every handler; answers and returns false when it cannot go on. */
+static bool begin(struct http_req *req, struct api_env *env, struct rec_req *rr)
 {
-    int rc = api__rule_compile(&rr->ar, rr->c, which, cond);
-    if (rc == 0)
+    struct api_fail f;
+    if (begin_in(rr, req, env, http_req_param(req, "collection"), &f))
         return true;
-    http_reply_error(rr->req, 403, "Only superusers can perform this action.", NULL);
+    api__reply_fail(req, &f);
     return false;
 }
 
-/* Shapes, expands and picks fields of one record (TAKES rec), then replies 200. */
-static void reply_record(struct rec_req *rr, json_t *rec)
+/* The rule `which` of the collection as a condition; false with a 403 in f (null rule, or a
+ * stored rule that no longer compiles) when the request may not go on. */
+static bool rule_cond_in(struct rec_req *rr, enum store_rule which, struct store_cond *cond,
+                         struct api_fail *f)
+{
+    if (api__rule_compile(&rr->ar, rr->c, which, cond) == 0)
+        return true;
+    return fail(f, 403, "Only superusers can perform this action.", NULL);
+}
+
+/* The same, answering the 403 itself. */
+static bool rule_cond(struct rec_req *rr, enum store_rule which, struct store_cond *cond)
+{
+    struct api_fail f;
+    if (rule_cond_in(rr, which, cond, &f))
+        return true;
+    api__reply_fail(rr->req, &f);
+    return false;
+}
+
+/* Shapes, expands and picks fields of one record (TAKES rec) as the answer shows it. NULL with
+ * *rc_out set when the expansion fails (api__reply_expand_error). */
+static json_t *render_record(struct rec_req *rr, json_t *rec, int *rc_out)
 {
     api__rules_shape(&rr->ar, rr->c, rec);
     json_t *arr = json_pack("[o]", rec);
-    int rc = api__expand_rules(&rr->ar, rr->c, arr, http_req_query(rr->req, "expand"));
-    if (rc)
-        api__reply_expand_error(rr->req, rc);
-    else
-        api__reply_picked(rr->req, json_incref(json_array_get(arr, 0)));
+    *rc_out = api__expand_rules(&rr->ar, rr->c, arr, rr->expand);
+    json_t *out = *rc_out ? NULL : api__pick_fields(json_array_get(arr, 0), rr->fields);
     json_decref(arr);
+    return out;
+}
+
+/* Replies 200 with one record (TAKES rec). */
+static void reply_record(struct rec_req *rr, json_t *rec)
+{
+    int rc;
+    json_t *out = render_record(rr, rec, &rc);
+    if (out)
+        http_reply_json(rr->req, 200, out);
+    else
+        api__reply_expand_error(rr->req, rc);
 }
 
 static void list_records(struct http_req *req, void *ctx)
@@ -277,30 +318,37 @@ static int build_cond(void *arg, const json_t *view, struct store_cond *out)
     return 0;
 }
 
+/* The answer to a write the store refused with rc (errors: its field errors, borrowed). */
+static void write_failed(const struct rec_req *rr, bool create, int rc, const json_t *errors,
+                         struct api_fail *f)
+{
+    const char *what = create ? "Failed to create record." : "Failed to update record.";
+    if (rc == ERR_INVALID || rc == ERR_DENIED) /* ERR_DENIED: the create rule refused it */
+        fail(f, 400, what, errors ? json_incref((json_t *)errors) : NULL);
+    else if (rc == ERR_NOTFOUND)
+        fail(f, 404, NULL, NULL);
+    else if (rc == ERR_BUSY)
+        fail(f, 503, "The data store is busy; try again.", NULL);
+    else if (rc == ERR_TIMEOUT)
+        fail(f, 400, API_TIMEOUT_MESSAGE, NULL);
+    else {
+        xlog_error("cannot write a record of %s: %s", rr->c->name, store_errmsg(rr->env->store));
+        fail(f, 500, NULL, NULL);
+    }
+}
+
 /* Answers a finished write (TAKES errors and rec). */
 static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *rec)
 {
-    struct rec_req *rr = &job->rr;
-    struct http_req *req = rr->req;
-    const char *what = job->create ? "Failed to create record." : "Failed to update record.";
     if (rc == 0) {
-        reply_record(rr, rec);
-        rec = NULL;
-    } else if (rc == ERR_INVALID || rc == ERR_DENIED) {
-        /* ERR_DENIED: the new record does not satisfy the create rule */
-        http_reply_error(req, 400, what, errors ? json_incref(errors) : NULL);
-    } else if (rc == ERR_NOTFOUND) {
-        http_reply_error(req, 404, NULL, NULL);
-    } else if (rc == ERR_BUSY) {
-        http_reply_error(req, 503, "The data store is busy; try again.", NULL);
-    } else if (rc == ERR_TIMEOUT) {
-        api__reply_timeout(req);
+        reply_record(&job->rr, rec);
     } else {
-        xlog_error("cannot write a record of %s: %s", rr->c->name, store_errmsg(rr->env->store));
-        http_reply_error(req, 500, NULL, NULL);
+        struct api_fail f;
+        write_failed(&job->rr, job->create, rc, errors, &f);
+        api__reply_fail(job->rr.req, &f);
+        json_decref(rec);
     }
     json_decref(errors);
-    json_decref(rec);
 }
 
 /* On the writer thread, after the group's COMMIT returned. */
@@ -421,7 +469,7 @@ static bool other_auth_has(struct api_env *env, const struct store_collection *c
 
 /* The auth-collection checks of a write by the requester. old is the current record (update)
  * or NULL (create). Fills errors; may add a condition (manage) or a tokenKey to the body. */
-static void auth_checks(struct write_job *job, const json_t *old, json_t *errors)
+static void auth_checks(struct write_job *job, const char *id, const json_t *old, json_t *errors)
 {
     struct rec_req *rr = &job->rr;
     const struct store_collection *c = rr->c;
@@ -450,7 +498,6 @@ static void auth_checks(struct write_job *job, const json_t *old, json_t *errors
         }
         return;
     }
-    const char *id = http_req_param(rr->req, "id");
     bool manage = api__rules_manages(ar, c, id);
     const char *old_email = json_string_value(json_object_get(old, "email"));
     bool email_change =
@@ -482,78 +529,62 @@ static void auth_checks(struct write_job *job, const json_t *old, json_t *errors
     }
 }
 
-static void write_record(struct http_req *req, void *ctx, bool create)
+/* Everything a write checks before the store: the rule (as far as it can be told before the
+ * transaction, which compiles it again over the written body), the current record where the
+ * body or the auth checks need it, the password fields and the auth-collection checks. The
+ * body is job->body, already parsed; id is the record's on update. false with f set when the
+ * write is refused; then nothing was started. Does not reply. */
+static bool write_prepare(struct write_job *job, const char *id, struct api_fail *f)
 {
-    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
-    if (!begin(req, ctx, &job->rr))
-        return;
     struct rec_req *rr = &job->rr;
-    struct api_env *env = ctx;
-    struct arena *a = http_req_arena(req);
-    job->create = create;
-    job->body = api__record_body(req, env, !create);
-    if (!job->body)
-        return;
+    struct api_env *env = rr->env;
+    struct arena *a = http_req_arena(rr->req);
+    bool create = job->create;
     const char *what = create ? "Failed to create record." : "Failed to update record.";
-    if (!json_is_object(job->body)) {
-        http_reply_error(req, 400, what, NULL);
-        return;
-    }
+    if (!json_is_object(job->body))
+        return fail(f, 400, what, NULL);
     api__rules_strip_body(&rr->ar, rr->c, job->body);
 
     /* the current record, as far as the rule lets the requester see it */
-    const char *id = http_req_param(req, "id");
     json_t *old = NULL;
     int rc;
     bool auth = rr->c->type == STORE_COLLECTION_AUTH;
-    if (!create && !rr->ar.superuser && !rr->c->rules[STORE_RULE_UPDATE]) {
-        http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
-        return;
-    }
+    if (!create && !rr->ar.superuser && !rr->c->rules[STORE_RULE_UPDATE])
+        return fail(f, 403, "Only superusers can perform this action.", NULL);
     if (!create && (auth || has_modifiers(job->body))) {
         /* read to resolve body modifiers and for the auth checks; nothing of it is told
          * before the rule holds */
         rc = store_record_get_if(env->store, rr->c, id, NULL, &old);
-        if (rc == ERR_NOTFOUND) {
-            http_reply_error(req, 404, NULL, NULL);
-            return;
-        }
         if (rc) {
-            reply_failure(req, rc);
-            return;
+            write_failed(rr, create, rc, NULL, f);
+            return false;
         }
         api__arena_json(a, old);
     }
     /* the rule sees the body as the store would write it now; the store compiles the rule
      * again over what it actually writes, in the write's transaction (build_cond) */
     api__rules_set_body(&rr->ar, api__arena_json(a, store_record_body_view(rr->c, old, job->body)));
-    if (!rule_cond(rr, create ? STORE_RULE_CREATE : STORE_RULE_UPDATE, &job->cond))
-        return;
+    if (!rule_cond_in(rr, create ? STORE_RULE_CREATE : STORE_RULE_UPDATE, &job->cond, f))
+        return false;
     if (!create && job->cond.sql && auth) {
         /* the auth checks below answer 400 with details: only once the rule holds (the store
          * checks it again, in the write's transaction, before its own validation) */
         json_t *chk = NULL;
         rc = store_record_get_if(env->store, rr->c, id, &job->cond, &chk);
         json_decref(chk);
-        if (rc == ERR_NOTFOUND) {
-            http_reply_error(req, 404, NULL, NULL);
-            return;
-        }
         if (rc) {
-            reply_failure(req, rc);
-            return;
+            write_failed(rr, create, rc, NULL, f);
+            return false;
         }
     }
 
     json_t *errors = json_object();
     api__arena_json(a, errors);
     rc = password_from_body(rr, job->body, errors, &job->pw);
-    if (rr->c->type == STORE_COLLECTION_AUTH)
-        auth_checks(job, old, errors);
-    if (rc == ERR_INVALID || json_object_size(errors)) {
-        http_reply_error(req, 400, what, json_incref(errors));
-        return;
-    }
+    if (auth)
+        auth_checks(job, id, old, errors);
+    if (rc == ERR_INVALID || json_object_size(errors))
+        return fail(f, 400, what, json_incref(errors));
     if (job->cond.sql) {
         job->cond.build = build_cond;
         job->cond.build_arg = job;
@@ -564,17 +595,33 @@ static void write_record(struct http_req *req, void *ctx, bool create)
         if (rc == 0)
             job->old_hash = arena_strdup(a, arec.password_hash ? arec.password_hash : "");
         store_auth_record_release(&arec);
-        if (rc == ERR_NOTFOUND) {
-            http_reply_error(req, 404, NULL, NULL);
-            return;
-        }
-        if (rc || !env->pool) {
-            http_reply_error(req, 503, "Password checks are not available.", NULL);
-            return;
-        }
+        if (rc == ERR_NOTFOUND)
+            return fail(f, 404, NULL, NULL);
+        if (rc || !env->pool)
+            return fail(f, 503, "Password checks are not available.", NULL);
+    }
+    return true;
+}
+
+static void write_record(struct http_req *req, void *ctx, bool create)
+{
+    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    if (!begin(req, ctx, &job->rr))
+        return;
+    struct api_env *env = ctx;
+    job->create = create;
+    job->body = api__record_body(req, env, !create);
+    if (!job->body)
+        return;
+    struct api_fail f;
+    if (!write_prepare(job, http_req_param(req, "id"), &f)) {
+        api__reply_fail(req, &f);
+        return;
+    }
+    if (job->old_pw) {
         http_req_suspend(req);
-        rc = auth_pool_verify(env->pool, *job->old_hash ? job->old_hash : NULL, job->old_pw,
-                              old_checked, job);
+        int rc = auth_pool_verify(env->pool, *job->old_hash ? job->old_hash : NULL, job->old_pw,
+                                  old_checked, job);
         if (rc == ERR_LIMIT || rc == ERR_INVALID) {
             struct auth_pool_result bad = {.rc = ERR_DENIED};
             old_checked(job, &bad); /* answers and resumes */

@@ -104,6 +104,18 @@ int64_t api__deadline_start(struct api_env *env);
 /* Lifts the calling thread's store deadline: every route that started one calls this when its
  * handler returns, so it never reaches the thread's next request. */
 void api__deadline_lift(struct api_env *env);
+#define API_TIMEOUT_MESSAGE                                                                        \
+    "The request took too long and was stopped; use a simpler filter, sort or expand."
+
+/* Why a record operation was refused before (or by) the store: the answer it gets. */
+struct api_fail {
+    int status;
+    const char *message; /* NULL: the status's default */
+    json_t *data;        /* the reply's data, owned by f (api__reply_fail hands it on), or NULL */
+};
+/* Replies with f (takes f->data). */
+void api__reply_fail(struct http_req *req, struct api_fail *f);
+
 /* 400 in PocketBase's envelope for a request stopped at its deadline (ERR_TIMEOUT). */
 void api__reply_timeout(struct http_req *req);
 /* The answer to a failed expand: 400 for ERR_TIMEOUT and ERR_LIMIT (too many bytes). */
