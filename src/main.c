@@ -201,11 +201,13 @@ static bool app_close(struct app *a)
     bool wh_busy = api_sql_stop(&a->env) > 0;
     api_records_stop(&a->env);
     api_realtime_stop(&a->env);
+    api_batch_stop(&a->env);
     http_server_close(a->srv, DRAIN_MS);
     api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
     api_settings_free(&a->env);
+    api_batch_free(&a->env);
     http_router_free(a->router);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
@@ -304,6 +306,10 @@ static int app_open(struct app *a)
     }
     if (api_settings_open(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot read the settings: %s\n", store_errmsg(a->store));
+        return 1;
+    }
+    if (a->store && api_batch_start(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot start the batch thread\n");
         return 1;
     }
     if (a->store && api_realtime_start(&a->env) != 0) {

@@ -46,6 +46,7 @@ struct api_env {
     struct api_sql *sql;           /* the warehouse query threads (api_sql_start) */
     struct api_writer *writer;     /* the group-commit writer of record creates, or NULL */
     struct api_settings *settings; /* /api/settings (api_settings_open), or NULL */
+    struct api_batcher *batcher;   /* the /api/batch thread (api_batch_start), or NULL */
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
@@ -94,6 +95,13 @@ void api_records_free(struct api_env *env);
  * api_register. api_settings_free once no request can reach them. */
 int api_settings_open(struct api_env *env) MUST_USE;
 void api_settings_free(struct api_env *env);
+
+/* Starts the thread that runs /api/batch transactions (needs env->store). api_batch_stop
+ * answers what is queued (503), finishes the running batch and joins the thread: call it
+ * before the HTTP server closes. api_batch_free frees it once no request can reach it. */
+int api_batch_start(struct api_env *env) MUST_USE;
+void api_batch_stop(struct api_env *env);
+void api_batch_free(struct api_env *env);
 /* Starts the realtime hub (needs env->store and env->log; options from env->cfg, defaults
  * without). api_realtime_stop stops it and ends every SSE stream: call it before the HTTP
  * server closes. api_realtime_free frees it once no request can reach it. */

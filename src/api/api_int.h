@@ -60,6 +60,7 @@ int api__resolve_key(void *arg, const char *key, char *name_out, size_t name_cap
 void api__register_collections(struct http_router *r, struct api_env *env);
 void api__register_records(struct http_router *r, struct api_env *env);
 void api__register_settings(struct http_router *r, struct api_env *env);
+void api__register_batch(struct http_router *r, struct api_env *env);
 
 /* settings.batch, as the batch route uses it. */
 struct api_batch_settings {

@@ -663,6 +663,190 @@ static void delete_record(struct http_req *req, void *ctx)
         reply_failure(req, rc);
 }
 
+/* ---- batch sub-requests (driven by batch.c on its thread) ---- */
+
+struct api_batch_op {
+    struct write_job job; /* create, update; delete uses job.rr and job.cond */
+    enum store_op_kind kind;
+    const char *id;
+    const char *hash; /* the new password's hash, once api__batch_passwords ran */
+    int pw_rc;        /* the pool's answers */
+    int old_rc;
+    struct api_fail fail; /* when prepare refused it */
+};
+
+/* The sub-request's query as @request.query and as the answer's expand/fields. */
+static void batch_query(struct rec_req *rr, const char *query)
+{
+    struct arena *a = http_req_arena(rr->req);
+    struct http_kv *kv = NULL;
+    size_t n = 0;
+    json_t *q = api__arena_json(a, json_object());
+    rr->expand = rr->fields = NULL;
+    if (query && http_query_parse(a, query, strlen(query), &kv, &n) == 0)
+        for (size_t i = 0; i < n; i++) {
+            if (!json_object_get(q, kv[i].key))
+                json_object_set_new(q, kv[i].key, json_string(kv[i].value));
+            if (!rr->expand && strcmp(kv[i].key, "expand") == 0)
+                rr->expand = kv[i].value;
+            if (!rr->fields && strcmp(kv[i].key, "fields") == 0)
+                rr->fields = kv[i].value;
+        }
+    rr->ar.fr.query = q;
+}
+
+struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env,
+                                       const char *method, const char *collection, const char *id,
+                                       json_t *body, const char *query, struct api_fail *f)
+{
+    struct api_batch_op *op = arena_zalloc(http_req_arena(req), sizeof(*op));
+    struct write_job *job = &op->job;
+    struct rec_req *rr = &job->rr;
+    if (!begin_in(rr, req, env, collection, f))
+        return NULL;
+    rr->ar.fr.method = method;
+    rr->ar.fr.context = "batch";
+    batch_query(rr, query);
+    if (strcmp(method, "DELETE") == 0) {
+        op->kind = STORE_OP_DELETE;
+        op->id = id;
+        return rule_cond_in(rr, STORE_RULE_DELETE, &job->cond, f) ? op : NULL;
+    }
+    job->body = body;
+    if (strcmp(method, "PUT") == 0) { /* upsert: an update when the record exists */
+        const char *bid = json_string_value(json_object_get(body, "id"));
+        json_t *cur = NULL;
+        int rc =
+            bid && *bid ? store_record_get_if(env->store, rr->c, bid, NULL, &cur) : ERR_NOTFOUND;
+        json_decref(cur);
+        if (rc && rc != ERR_NOTFOUND) {
+            write_failed(rr, true, rc, NULL, f);
+            return NULL;
+        }
+        id = rc == 0 ? bid : NULL;
+        rr->ar.fr.method = rc == 0 ? "PATCH" : "POST";
+    }
+    job->create = id == NULL;
+    op->kind = job->create ? STORE_OP_CREATE : STORE_OP_UPDATE;
+    op->id = id;
+    return write_prepare(job, id, f) ? op : NULL;
+}
+
+/* The pool's answer to one of an op's jobs; the batch thread waits on the latch. */
+struct pw_wait {
+    struct api_batch_latch *latch;
+    struct api_batch_op *op;
+    bool old; /* the old-password check (else the new password's hash) */
+};
+
+static void pw_done(void *arg, const struct auth_pool_result *res)
+{
+    struct pw_wait *w = arg;
+    struct api_batch_op *op = w->op;
+    if (w->old) {
+        op->old_rc = res->rc;
+    } else {
+        op->pw_rc = res->rc;
+        if (res->rc == 0 && res->hash)
+            op->hash = arena_strdup(http_req_arena(op->job.rr.req), res->hash);
+    }
+    api__batch_latch_down(w->latch);
+}
+
+int api__batch_passwords(struct api_batch_op **ops, size_t n, struct api_batch_latch *latch,
+                         size_t *failed_out, struct api_fail *f)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct api_batch_op *op = ops[i];
+        struct write_job *job = &op->job;
+        struct api_env *env = job->rr.env;
+        struct arena *a = http_req_arena(job->rr.req);
+        for (int k = 0; k < 2; k++) {
+            bool old = k == 0;
+            if (old ? !job->old_pw : !job->pw)
+                continue;
+            struct pw_wait *w = arena_zalloc(a, sizeof(*w));
+            *w = (struct pw_wait){latch, op, old};
+            api__batch_latch_up(latch);
+            int rc = !env->pool ? ERR_BUSY
+                     : old      ? auth_pool_verify(env->pool, *job->old_hash ? job->old_hash : NULL,
+                                                   job->old_pw, pw_done, w)
+                                : auth_pool_hash(env->pool, job->pw, pw_done, w);
+            if (rc) {
+                struct auth_pool_result r = {.rc = rc == ERR_LIMIT || rc == ERR_INVALID ? ERR_DENIED
+                                                                                        : ERR_BUSY};
+                pw_done(w, &r);
+            }
+        }
+    }
+    api__batch_latch_wait(latch);
+    for (size_t i = 0; i < n; i++) {
+        struct api_batch_op *op = ops[i];
+        *failed_out = i;
+        if (op->job.old_pw && op->old_rc) {
+            if (op->old_rc == ERR_BUSY) {
+                fail(f, 503, "Password checks are busy; try again.", NULL);
+                return ERR_BUSY;
+            }
+            fail(f, 400, "Failed to update record.",
+                 json_pack("{s:{s:s,s:s}}", "oldPassword", "code",
+                           "validation_invalid_old_password", "message",
+                           "Missing or invalid old password."));
+            return ERR_INVALID;
+        }
+        if (op->job.pw && (op->pw_rc || !op->hash)) {
+            fail(f, 503, "Password hashing is busy; try again.", NULL);
+            return ERR_BUSY;
+        }
+    }
+    return 0;
+}
+
+void api__batch_op_store(struct api_batch_op *op, struct store_op *out)
+{
+    struct write_job *job = &op->job;
+    *out = (struct store_op){
+        .kind = op->kind,
+        .c = job->rr.c,
+        .id = op->id,
+        .body = job->body,
+        .password_hash = op->hash,
+        .cond = job->cond.sql ? &job->cond : NULL,
+    };
+}
+
+void api__batch_op_failed(struct api_batch_op *op, const struct store_op *done, struct api_fail *f)
+{
+    if (op->kind != STORE_OP_DELETE) {
+        write_failed(&op->job.rr, op->kind == STORE_OP_CREATE, done->rc, done->errors, f);
+        return;
+    }
+    if (done->rc == ERR_NOTFOUND)
+        fail(f, 404, NULL, NULL);
+    else if (done->rc == ERR_CONFLICT)
+        fail(f, 400,
+             "Failed to delete record. Make sure that the record is not part of a required "
+             "relation reference.",
+             NULL);
+    else
+        write_failed(&op->job.rr, false, done->rc, NULL, f);
+}
+
+json_t *api__batch_op_result(struct api_batch_op *op, struct store_op *done, struct api_fail *f)
+{
+    if (op->kind == STORE_OP_DELETE)
+        return json_pack("{s:n,s:i}", "body", "status", 204);
+    int rc;
+    op->job.rr.ar.deadline_us = api__deadline_start(op->job.rr.env); /* for the expand */
+    json_t *rec = render_record(&op->job.rr, done->record, &rc);
+    done->record = NULL; /* taken by render_record */
+    if (!rec) {
+        api__expand_fail(rc, f);
+        return NULL;
+    }
+    return json_pack("{s:o,s:i}", "body", rec, "status", 200);
+}
+
 /* The routes: each lifts the store deadline its handler started (begin) when it returns. */
 static void list_route(struct http_req *req, void *ctx)
 {

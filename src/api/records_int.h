@@ -2,6 +2,8 @@
 #ifndef TANDEM_API_RECORDS_INT_H
 #define TANDEM_API_RECORDS_INT_H
 
+#include <pthread.h>
+
 #include "api/api_int.h"
 #include "filter/filter.h"
 #include "store/store.h"
@@ -120,6 +122,8 @@ void api__reply_fail(struct http_req *req, struct api_fail *f);
 void api__reply_timeout(struct http_req *req);
 /* The answer to a failed expand: 400 for ERR_TIMEOUT and ERR_LIMIT (too many bytes). */
 void api__reply_expand_error(struct http_req *req, int rc);
+/* The same answer as a failure. */
+void api__expand_fail(int rc, struct api_fail *f);
 
 /* Expands the relation paths of `expand` ("author,comments_via_post.user") in every record
  * of the array (records of c). Unknown paths and missing records are skipped silently.
@@ -178,5 +182,39 @@ int api__parse_multipart(const char *ctype, struct str body, size_t max_parts,
 int api__parse_bool(const char *s, bool *out) MUST_USE;
 /* A base-10 integer; ERR_INVALID otherwise. */
 int api__parse_int(const char *s, int64_t *out) MUST_USE;
+
+/* ---- batch (batch.c drives, records.c checks and writes) ---- */
+
+/* A count the batch thread waits to reach zero (the password jobs of its sub-requests). */
+struct api_batch_latch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n;
+};
+void api__batch_latch_up(struct api_batch_latch *l);
+void api__batch_latch_down(struct api_batch_latch *l);
+void api__batch_latch_wait(struct api_batch_latch *l);
+
+/* One record sub-request of a batch, in the batch request's arena. */
+struct api_batch_op;
+
+/* Checks one sub-request as its own route would (collection, rules as the batch's requester
+ * with @request.context "batch" and the sub-request's query, body checks): method POST
+ * (create), PUT (upsert: an update when body.id names an existing record), PATCH (update of
+ * id) or DELETE (of id). NULL with f set when refused. On the batch thread; req suspended. */
+struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env,
+                                       const char *method, const char *collection, const char *id,
+                                       json_t *body, const char *query, struct api_fail *f);
+/* Runs the password work of ops[0..n) on the hashing pool (old-password checks, new hashes)
+ * and waits for it. ERR_* with *failed_out and f for the first op refused. */
+int api__batch_passwords(struct api_batch_op **ops, size_t n, struct api_batch_latch *latch,
+                         size_t *failed_out, struct api_fail *f) MUST_USE;
+/* The store operation of op (borrowing op's memory). */
+void api__batch_op_store(struct api_batch_op *op, struct store_op *out);
+/* The answer of a committed op, {"body":...,"status":N} (takes done->record); NULL with f
+ * when its expansion fails. */
+json_t *api__batch_op_result(struct api_batch_op *op, struct store_op *done, struct api_fail *f);
+/* The answer of the op the store refused (done->rc). */
+void api__batch_op_failed(struct api_batch_op *op, const struct store_op *done, struct api_fail *f);
 
 #endif

@@ -477,17 +477,21 @@ int api__expand_rules(struct api_rules *ar, const struct store_collection *c, js
     return expand_run(&x, c, records, expand);
 }
 
+void api__expand_fail(int rc, struct api_fail *f)
+{
+    *f = (struct api_fail){.status = rc == ERR_TIMEOUT || rc == ERR_LIMIT ? 400 : 500};
+    if (rc == ERR_TIMEOUT)
+        f->message = API_TIMEOUT_MESSAGE;
+    else if (rc == ERR_LIMIT)
+        f->message = "The expanded relations are too large for one response; expand fewer "
+                     "relations or ask for fewer records (perPage).";
+}
+
 void api__reply_expand_error(struct http_req *req, int rc)
 {
-    if (rc == ERR_TIMEOUT)
-        api__reply_timeout(req);
-    else if (rc == ERR_LIMIT)
-        http_reply_error(req, 400,
-                         "The expanded relations are too large for one response; expand fewer "
-                         "relations or ask for fewer records (perPage).",
-                         NULL);
-    else
-        http_reply_error(req, 500, NULL, NULL);
+    struct api_fail f;
+    api__expand_fail(rc, &f);
+    api__reply_fail(req, &f);
 }
 
 /* ---- fields ---- */
