@@ -202,6 +202,7 @@ static void app_close(struct app *a)
     api_sql_free(&a->env);
     api_records_free(&a->env);
     api_settings_free(&a->env);
+    api_public_free(&a->env);
     http_router_free(a->router);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
@@ -291,6 +292,10 @@ static int app_open(struct app *a)
     if (api_settings_open(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot read the settings: %s\n", store_errmsg(a->store));
         return 1;
+    }
+    if (api_public_open(&a->env, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return EXIT_USAGE;
     }
     a->router = http_router_new();
     if (http_router_cors(a->router, a->cfg.origins) != 0) {

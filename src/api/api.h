@@ -15,6 +15,7 @@ struct pipeline;
 struct wh;
 struct api_sql;
 struct api_writer;
+struct api_public;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -32,6 +33,7 @@ struct api_env {
     struct api_sql *sql;           /* the warehouse query threads (api_sql_start) */
     struct api_writer *writer;     /* the group-commit writer of record creates, or NULL */
     struct api_settings *settings; /* /api/settings (api_settings_open), or NULL */
+    struct api_public *pub;        /* static files at / (api_public_open), or NULL */
     struct capture_limits capture_limits;
     /* Write key -> source name (see capture_input.resolve_key). */
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
@@ -74,6 +76,13 @@ void api_records_free(struct api_env *env);
  * api_register. api_settings_free once no request can reach them. */
 int api_settings_open(struct api_env *env) MUST_USE;
 void api_settings_free(struct api_env *env);
+
+/* Prepares static hosting from env->cfg (--public, --index-fallback): with "auto" the
+ * directory <dir>/../tandem_public if it exists, nothing with "off" or an empty value; a
+ * named directory must exist (negative, with a message in err, when not). Call before
+ * api_register; api_public_free once no request can reach it. */
+int api_public_open(struct api_env *env, char *err, size_t err_len) MUST_USE;
+void api_public_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);
