@@ -184,12 +184,12 @@ static void format_http_date(time_t t, char out[32])
 static time_t parse_http_date(const char *s)
 {
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    char wday[4], mon[4], zone[4];
+    char wday[4], mon[4];
     int d, y, h, mi, se, n = 0;
     if (!s ||
-        sscanf(s, "%3s %2d %3s %4d %2d:%2d:%2d %3s%n", wday, &d, mon, &y, &h, &mi, &se, zone, &n) !=
-            8 ||
-        s[n] != '\0' || strcmp(zone, "GMT") != 0 || strlen(wday) != 3 || wday[3] != '\0')
+        sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", wday, &d, mon, &y, &h, &mi,
+               &se, &n) != 7 ||
+        n == 0 || s[n] != '\0' || strlen(wday) != 3)
         return -1;
     const char *m = strstr(months, mon);
     if (!m || strlen(mon) != 3 || (m - months) % 3 != 0 || d < 1 || d > 31 || y < 1970 || h > 23 ||
