@@ -208,6 +208,7 @@ static bool app_close(struct app *a)
     api_records_free(&a->env);
     api_settings_free(&a->env);
     api_batch_free(&a->env);
+    api_public_free(&a->env);
     http_router_free(a->router);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
@@ -307,6 +308,10 @@ static int app_open(struct app *a)
     if (api_settings_open(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot read the settings: %s\n", store_errmsg(a->store));
         return 1;
+    }
+    if (api_public_open(&a->env, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return EXIT_USAGE;
     }
     if (a->store && api_batch_start(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot start the batch thread\n");

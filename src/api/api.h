@@ -16,6 +16,7 @@ struct wh;
 struct api_sql;
 struct api_writer;
 struct realtime_hub;
+struct api_public;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -48,6 +49,7 @@ struct api_env {
     struct api_settings *settings; /* /api/settings (api_settings_open), or NULL */
     struct api_batcher *batcher;   /* the /api/batch thread (api_batch_start), or NULL */
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
+    struct api_public *pub;        /* static files at / (api_public_open), or NULL */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
@@ -108,6 +110,12 @@ void api_batch_free(struct api_env *env);
 int api_realtime_start(struct api_env *env) MUST_USE;
 void api_realtime_stop(struct api_env *env);
 void api_realtime_free(struct api_env *env);
+/* Prepares static hosting from env->cfg (--public, --index-fallback): with "auto" the
+ * directory <dir>/../tandem_public if it exists, nothing with "off" or an empty value; a
+ * named directory must exist (negative, with a message in err, when not). Call before
+ * api_register; api_public_free once no request can reach it. */
+int api_public_open(struct api_env *env, char *err, size_t err_len) MUST_USE;
+void api_public_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

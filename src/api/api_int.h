@@ -61,6 +61,16 @@ void api__register_collections(struct http_router *r, struct api_env *env);
 void api__register_records(struct http_router *r, struct api_env *env);
 void api__register_settings(struct http_router *r, struct api_env *env);
 void api__register_batch(struct http_router *r, struct api_env *env);
+/* The static files (public.c): the router's fallback, when env->pub is set. */
+void api__register_public(struct http_router *r, struct api_env *env);
+/* A URL path (raw, percent-encoded) as the relative file path it names, decoded, in the
+ * arena ("" for "/"); *dir_form_out when it ends in '/'. ERR_INVALID for a path that may
+ * name no file: an empty segment before the last, ".", "..", a hidden name (except a first
+ * ".well-known"), a malformed escape, or a decoded '/', '\', NUL or control character. */
+int api__public_clean(struct arena *a, struct str path, const char **rel_out,
+                      bool *dir_form_out) MUST_USE;
+/* The Content-Type for a file name, from its extension. */
+const char *api__public_type(const char *name);
 
 /* settings.batch, as the batch route uses it. */
 struct api_batch_settings {

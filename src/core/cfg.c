@@ -11,6 +11,10 @@
 
 #define STR_OPT(field)                                                                             \
     CFG_STRING, offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field), 0, 0
+/* a string option whose value may be empty (see struct cfg_opt.min) */
+#define STR_OPT_OR_EMPTY(field)                                                                    \
+    CFG_STRING, offsetof(struct cfg, field), sizeof(((struct cfg *)0)->field), 1, 0
+#define BOOL_OPT(field) CFG_BOOL, offsetof(struct cfg, field), sizeof(bool), 0, 1
 #define NUM_OPT(type, field, lo, hi) type, offsetof(struct cfg, field), sizeof(int64_t), lo, hi
 
 const struct cfg_opt cfg_opts[] = {
@@ -86,6 +90,13 @@ const struct cfg_opt cfg_opts[] = {
     {"realtime-max-clients", "TANDEM_REALTIME_MAX_CLIENTS", "100000",
      "realtime (SSE) clients connected at once (0: no limit)",
      NUM_OPT(CFG_INT, realtime_max_clients, 0, 10000000)},
+    {"public", "TANDEM_PUBLIC", "auto",
+     "directory of static files served at / (auto: <dir>/../tandem_public if it exists; off or "
+     "an empty value: none)",
+     STR_OPT_OR_EMPTY(public_dir)},
+    {"index-fallback", "TANDEM_INDEX_FALLBACK", "true",
+     "serve the public directory's index.html for a missing static path (single-page apps)",
+     BOOL_OPT(index_fallback)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 
@@ -138,6 +149,20 @@ static int parse_size(const char *text, int64_t *out)
     return ERR_INVALID;
 }
 
+/* 1 or 0 for the words a boolean option takes, -1 for anything else. */
+static int parse_bool(const char *text)
+{
+    static const char *const yes[] = {"true", "on", "yes", "1"};
+    static const char *const no[] = {"false", "off", "no", "0"};
+    for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(text, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
 static int parse_duration(const char *text, int64_t *out)
 {
     int64_t v;
@@ -166,12 +191,19 @@ int cfg_parse_value(const struct cfg_opt *o, const char *text, struct cfg *c)
     int rc = 0;
     switch (o->type) {
     case CFG_STRING:
-        if (!*text || strlen(text) >= o->size)
+        if ((!*text && o->min != 1) || strlen(text) >= o->size)
             return ERR_INVALID;
         memcpy(field, text, strlen(text) + 1);
         return 0;
     case CFG_SIZE: rc = parse_size(text, &v); break;
     case CFG_DURATION: rc = parse_duration(text, &v); break;
+    case CFG_BOOL: {
+        int b = parse_bool(text);
+        if (b < 0)
+            return ERR_INVALID;
+        *(bool *)field = b == 1;
+        return 0;
+    }
     case CFG_INT: {
         const char *unit;
         rc = parse_number(text, &v, &unit);
@@ -192,6 +224,7 @@ static const char *type_hint(enum cfg_type t)
     case CFG_SIZE: return "a size such as 32MiB";
     case CFG_DURATION: return "a duration such as 30s, 5m or 1h";
     case CFG_INT: return "a whole number";
+    case CFG_BOOL: return "true or false";
     case CFG_STRING: break;
     }
     return "a non-empty value";
@@ -257,6 +290,8 @@ int cfg_load(struct cfg *c, int argc, char **argv, char **envp, char *err, size_
         const char *value;
         if (eq) {
             value = eq + 1;
+        } else if (o->type == CFG_BOOL && (i + 1 == argc || parse_bool(argv[i + 1]) < 0)) {
+            value = "true"; /* a bare flag */
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {

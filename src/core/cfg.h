@@ -41,14 +41,17 @@ struct cfg {
     int64_t realtime_queue;       /* bytes a realtime client may fall behind */
     int64_t realtime_keepalive;   /* seconds; 0 = no keep-alive comments */
     int64_t realtime_max_clients; /* 0 = unlimited */
+    char public_dir[1024];        /* static files at /: "auto", "off", "" or a directory */
+    bool index_fallback;          /* unknown static paths get the root index.html */
     uint64_t given; /* bit i: option cfg_opts[i] came from the environment or the command line */
 };
 
 enum cfg_type {
     CFG_STRING,
-    CFG_SIZE,    /* bytes: 1048576, 512KiB, 32MiB, 1GiB (also k, M, G, KB, MB, GB) */
-    CFG_INT,     /* a whole number in [min, max] */
-    CFG_DURATION /* seconds: 30, 30s, 5m, 1h */
+    CFG_SIZE,     /* bytes: 1048576, 512KiB, 32MiB, 1GiB (also k, M, G, KB, MB, GB) */
+    CFG_INT,      /* a whole number in [min, max] */
+    CFG_DURATION, /* seconds: 30, 30s, 5m, 1h */
+    CFG_BOOL      /* true/false, on/off, yes/no, 1/0; a bare --name means true */
 };
 
 struct cfg_opt {
@@ -57,9 +60,9 @@ struct cfg_opt {
     const char *def;  /* default, as text parsed like user input */
     const char *help;
     enum cfg_type type;
-    size_t offset; /* into struct cfg */
-    size_t size;   /* of the field, for strings */
-    int64_t min, max;
+    size_t offset;    /* into struct cfg */
+    size_t size;      /* of the field, for strings */
+    int64_t min, max; /* for CFG_STRING, min 1 allows the empty string */
 };
 
 /* The table, terminated by a row whose name is NULL. */

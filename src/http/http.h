@@ -50,6 +50,11 @@ void http_router_free(struct http_router *r);
  * {name...} (the rest of the path, possibly empty). The earliest registered match wins. */
 void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
                 void *ctx);
+/* The handler for requests no route fits, whatever their method (static files); without one
+ * they get a JSON 404. A path some route fits with another method still gets 405. pattern
+ * only labels these requests in metrics. One fallback per router. */
+void http_router_fallback(struct http_router *r, const char *pattern, http_handler_cb fn,
+                          void *ctx);
 /* Finds the route for method + path. On HTTP_MATCH_BAD_METHOD, *route_out is a route whose
  * pattern fits (for metrics) and allow_out (if given) lists the allowed methods. */
 enum http_match http_router_match(const struct http_router *r, const char *method, struct str path,
@@ -124,6 +129,11 @@ void http_reply_static(struct http_req *req, int status, const char *content_typ
 void http_reply_owned(struct http_req *req, int status, const char *content_type, char *body,
                       size_t len);
 void http_reply_empty(struct http_req *req, int status);
+/* size bytes of the open file fd from its start, sent as the client reads (sendfile), never
+ * loaded whole; no body for HEAD, 304 or 204. TAKES fd: it is closed when the response is
+ * done (503 and closed at once when no response can be made). */
+void http_reply_fd(struct http_req *req, int status, const char *content_type, int fd,
+                   uint64_t size);
 /* PocketBase's envelope {"data":{...},"message":"...","status":N}. TAKES data (NULL: {}).
  * message NULL: the default message for the status. */
 void http_reply_error(struct http_req *req, int status, const char *message, json_t *data);

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http/http_int.h"
 
@@ -206,6 +207,19 @@ void http_reply_owned(struct http_req *req, int status, const char *content_type
 void http_reply_empty(struct http_req *req, int status)
 {
     finish(req, status, NULL, MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT), 0);
+}
+
+void http_reply_fd(struct http_req *req, int status, const char *content_type, int fd,
+                   uint64_t size)
+{
+    struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+    if (!resp) {
+        close(fd);
+        xlog_error("cannot create a response for a file of %llu bytes", (unsigned long long)size);
+        http_reply_error(req, 503, NULL, NULL);
+        return;
+    }
+    finish(req, status, content_type, resp, (size_t)size);
 }
 
 #define JSON_TYPE "application/json"

@@ -7,6 +7,7 @@
 struct http_router {
     struct http_route *head;
     struct http_route **tail;
+    struct http_route *fallback; /* for requests no route fits, or NULL */
     http_guard_cb guard;
     void *guard_ctx;
     char **origins; /* allowed CORS origins; NULL: any ("*") */
@@ -77,6 +78,19 @@ struct http_router *http_router_new(void)
     return r;
 }
 
+static void route_free(struct http_route *rt)
+{
+    if (!rt)
+        return;
+    for (size_t i = 0; i < rt->n_segs; i++)
+        free(rt->segs[i]);
+    free(rt->segs);
+    free(rt->is_param);
+    free(rt->method);
+    free(rt->pattern);
+    free(rt);
+}
+
 void http_router_free(struct http_router *r)
 {
     if (!r)
@@ -87,14 +101,9 @@ void http_router_free(struct http_router *r)
     while (r->head) {
         struct http_route *rt = r->head;
         r->head = rt->next;
-        for (size_t i = 0; i < rt->n_segs; i++)
-            free(rt->segs[i]);
-        free(rt->segs);
-        free(rt->is_param);
-        free(rt->method);
-        free(rt->pattern);
-        free(rt);
+        route_free(rt);
     }
+    route_free(r->fallback);
     free(r);
 }
 
@@ -118,14 +127,8 @@ static size_t split_path(struct str path, struct str *segs)
     return n;
 }
 
-void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
-                void *ctx)
-{
-    http_route_max_body(r, method, pattern, fn, ctx, 0);
-}
-
-void http_route_max_body(struct http_router *r, const char *method, const char *pattern,
-                         http_handler_cb fn, void *ctx, uint64_t max_body)
+static struct http_route *route_new(const char *method, const char *pattern, http_handler_cb fn,
+                                    void *ctx)
 {
     struct str segs[HTTP_MAX_SEGMENTS];
     size_t n = split_path(str_from(pattern), segs);
@@ -157,9 +160,28 @@ void http_route_max_body(struct http_router *r, const char *method, const char *
     }
     rt->fn = fn;
     rt->ctx = ctx;
+    return rt;
+}
+
+void http_route(struct http_router *r, const char *method, const char *pattern, http_handler_cb fn,
+                void *ctx)
+{
+    http_route_max_body(r, method, pattern, fn, ctx, 0);
+}
+
+void http_route_max_body(struct http_router *r, const char *method, const char *pattern,
+                         http_handler_cb fn, void *ctx, uint64_t max_body)
+{
+    struct http_route *rt = route_new(method, pattern, fn, ctx);
     rt->max_body = max_body;
     *r->tail = rt;
     r->tail = &rt->next;
+}
+
+void http_router_fallback(struct http_router *r, const char *pattern, http_handler_cb fn, void *ctx)
+{
+    route_free(r->fallback);
+    r->fallback = route_new("*", pattern, fn, ctx);
 }
 
 const char *http_route_pattern(const struct http_route *route)
@@ -338,7 +360,15 @@ void http__dispatch(struct http_req *req, const struct http_router *router)
         http_router_match(router, req->method, req->path, &req->route, &req->params, &allow);
     switch (m) {
     case HTTP_MATCH_OK: req->route->fn(req, req->route->ctx); break;
-    case HTTP_MATCH_NOT_FOUND: http_reply_error(req, 404, NULL, NULL); break;
+    case HTTP_MATCH_NOT_FOUND:
+        if (router->fallback) {
+            req->route = router->fallback;
+            req->params.n = 0;
+            router->fallback->fn(req, router->fallback->ctx);
+        } else {
+            http_reply_error(req, 404, NULL, NULL);
+        }
+        break;
     case HTTP_MATCH_BAD_METHOD:
         http_set_header(req, "Allow", buf_cstr(&allow));
         http_reply_error(req, 405, NULL, NULL);

@@ -107,6 +107,44 @@ static void test_errors_name_the_option(void **state)
     assert_non_null(strstr(err, "TANDEM_MAX_BODY"));
 }
 
+/* --public may be set empty (off); --index-fallback is a boolean that also stands alone. */
+static void test_public_and_booleans(void **state)
+{
+    UNUSED(state);
+    struct cfg c;
+    char err[256];
+    assert_int_equal(load(&c, NULL, NULL, err), 0);
+    assert_string_equal(c.public_dir, "auto");
+    assert_true(c.index_fallback);
+
+    char *a1[] = {"--public", "", "--index-fallback", "off", NULL};
+    assert_int_equal(load(&c, a1, NULL, err), 0);
+    assert_string_equal(c.public_dir, "");
+    assert_false(c.index_fallback);
+    assert_true(cfg_given(&c, "public"));
+
+    char *env[] = {"TANDEM_INDEX_FALLBACK=false", "TANDEM_PUBLIC=/srv/www", NULL};
+    char *a2[] = {"--index-fallback", "--threads", "2", NULL}; /* bare: true */
+    assert_int_equal(load(&c, a2, env, err), 0);
+    assert_true(c.index_fallback);
+    assert_string_equal(c.public_dir, "/srv/www");
+    assert_int_equal(c.threads, 2);
+
+    char *a3[] = {"--index-fallback", NULL}; /* last argument */
+    assert_int_equal(load(&c, a3, env, err), 0);
+    assert_true(c.index_fallback);
+    char *a4[] = {"--index-fallback=NO", NULL};
+    assert_int_equal(load(&c, a4, NULL, err), 0);
+    assert_false(c.index_fallback);
+
+    char *a5[] = {"--index-fallback=maybe", NULL};
+    assert_int_equal(load(&c, a5, NULL, err), ERR_INVALID);
+    assert_non_null(strstr(err, "invalid value 'maybe' for --index-fallback"));
+    /* other strings still refuse the empty value */
+    char *a6[] = {"--dir", "", NULL};
+    assert_int_equal(load(&c, a6, NULL, err), ERR_INVALID);
+}
+
 static void test_help_lists_every_option(void **state)
 {
     UNUSED(state);
@@ -131,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_env_then_argv),
         cmocka_unit_test(test_sizes_and_durations),
         cmocka_unit_test(test_errors_name_the_option),
+        cmocka_unit_test(test_public_and_booleans),
         cmocka_unit_test(test_help_lists_every_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
