@@ -98,17 +98,6 @@ const char *api__public_type(const char *name)
     return "application/octet-stream";
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Appends the percent-decoded segment s to out; ERR_INVALID for a malformed escape or a
  * byte no file name here may hold. */
 static int decode_segment(struct str s, char *out, size_t *len_io)
@@ -117,9 +106,10 @@ static int decode_segment(struct str s, char *out, size_t *len_io)
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.ptr[i];
         if (c == '%') {
-            if (i + 2 >= s.len || hexval(s.ptr[i + 1]) < 0 || hexval(s.ptr[i + 2]) < 0)
+            if (i + 2 >= s.len || str_hex_digit(s.ptr[i + 1]) < 0 ||
+                str_hex_digit(s.ptr[i + 2]) < 0)
                 return ERR_INVALID;
-            c = (unsigned char)(hexval(s.ptr[i + 1]) << 4 | hexval(s.ptr[i + 2]));
+            c = (unsigned char)(str_hex_digit(s.ptr[i + 1]) << 4 | str_hex_digit(s.ptr[i + 2]));
             i += 2;
         }
         if (c < 0x20 || c == 0x7f || c == '/' || c == '\\')

@@ -59,17 +59,6 @@ void auth_ratelimit_cfg_default(struct auth_ratelimit_cfg *cfg)
     };
 }
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 /* Digits, at most 10 of them, as an unsigned value; advances *p. */
 static bool parse_uint(const char **p, uint64_t *out)
 {
@@ -99,7 +88,7 @@ int auth_ratelimit_parse(const char *spec, struct auth_ratelimit_cfg *cfg, char 
         const char *comma = strchr(p, ',');
         size_t item_len = comma ? (size_t)(comma - item) : strlen(item);
         if (!eq || (comma && eq > comma)) {
-            set_err(err, err_len, "rate limit rule '%.*s' is not CLASS=MAX/WINDOW", (int)item_len,
+            err_set(err, err_len, "rate limit rule '%.*s' is not CLASS=MAX/WINDOW", (int)item_len,
                     item);
             return ERR_INVALID;
         }
@@ -110,7 +99,7 @@ int auth_ratelimit_parse(const char *spec, struct auth_ratelimit_cfg *cfg, char 
                 cls = i;
         }
         if (cls < 0) {
-            set_err(err, err_len, "unknown rate limit class '%.*s' (auth, create, batch, default)",
+            err_set(err, err_len, "unknown rate limit class '%.*s' (auth, create, batch, default)",
                     (int)(eq - p), p);
             return ERR_INVALID;
         }
@@ -132,7 +121,7 @@ int auth_ratelimit_parse(const char *spec, struct auth_ratelimit_cfg *cfg, char 
         p = q + 1; /* after a comma another rule must follow */
         continue;
     bad:
-        set_err(err, err_len,
+        err_set(err, err_len,
                 "rate limit rule '%.*s' is not CLASS=MAX/WINDOW with a window of 1s..24h",
                 (int)item_len, item);
         return ERR_INVALID;

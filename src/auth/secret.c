@@ -13,17 +13,6 @@
 #define SECRET_NAME "secret"
 #define DERIVE_CONTEXT "tandem-token-v1"
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 static int write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
@@ -64,38 +53,38 @@ static int secret_create(const char *dir, const char *path, char *err, size_t er
     rand_hex(nonce, 8); /* unique per attempt, even between threads of one process */
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%s", dir, SECRET_NAME, nonce) >=
         sizeof(tmp)) {
-        set_err(err, err_len, "data directory path too long: %s", dir);
+        err_set(err, err_len, "data directory path too long: %s", dir);
         return -ENAMETOOLONG;
     }
     randombytes_buf(key, sizeof(key));
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, err_len, "cannot create %s: %s", tmp, strerror(-rc));
+        err_set(err, err_len, "cannot create %s: %s", tmp, strerror(-rc));
         goto out;
     }
     made_tmp = true;
     if (fchmod(fd, 0600) != 0 || (rc = write_all(fd, key, sizeof(key))) != 0 || fsync(fd) != 0) {
         rc = rc ? rc : -errno;
-        set_err(err, err_len, "cannot write %s: %s", tmp, strerror(-rc));
+        err_set(err, err_len, "cannot write %s: %s", tmp, strerror(-rc));
         goto out;
     }
     if (close(fd) != 0) {
         fd = -1;
         rc = -errno;
-        set_err(err, err_len, "cannot write %s: %s", tmp, strerror(-rc));
+        err_set(err, err_len, "cannot write %s: %s", tmp, strerror(-rc));
         goto out;
     }
     fd = -1;
     if (link(tmp, path) != 0) {
         rc = -errno;
         if (rc != -EEXIST)
-            set_err(err, err_len, "cannot create %s: %s", path, strerror(-rc));
+            err_set(err, err_len, "cannot create %s: %s", path, strerror(-rc));
         goto out;
     }
     rc = fsync_dir(dir);
     if (rc != 0)
-        set_err(err, err_len, "cannot sync directory %s: %s", dir, strerror(-rc));
+        err_set(err, err_len, "cannot sync directory %s: %s", dir, strerror(-rc));
 
 out:
     if (fd >= 0)
@@ -114,23 +103,23 @@ static int secret_load(const char *path, uint8_t key[AUTH_SECRET_LEN], char *err
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, err_len, "cannot open %s: %s", path, strerror(-rc));
+        err_set(err, err_len, "cannot open %s: %s", path, strerror(-rc));
         return rc;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
-        set_err(err, err_len, "cannot stat %s: %s", path, strerror(-rc));
+        err_set(err, err_len, "cannot stat %s: %s", path, strerror(-rc));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
         rc = ERR_CORRUPT;
-        set_err(err, err_len, "%s is not a regular file", path);
+        err_set(err, err_len, "%s is not a regular file", path);
         goto out;
     }
     if (st.st_mode & 077) {
         rc = ERR_DENIED;
-        set_err(err, err_len, "%s is accessible by group or others (mode %04o): chmod 600 it", path,
+        err_set(err, err_len, "%s is accessible by group or others (mode %04o): chmod 600 it", path,
                 (unsigned)(st.st_mode & 07777));
         goto out;
     }
@@ -140,7 +129,7 @@ static int secret_load(const char *path, uint8_t key[AUTH_SECRET_LEN], char *err
             if (errno == EINTR)
                 continue;
             rc = -errno;
-            set_err(err, err_len, "cannot read %s: %s", path, strerror(-rc));
+            err_set(err, err_len, "cannot read %s: %s", path, strerror(-rc));
             goto out;
         }
         if (r == 0)
@@ -149,7 +138,7 @@ static int secret_load(const char *path, uint8_t key[AUTH_SECRET_LEN], char *err
     }
     if (got != AUTH_SECRET_LEN) {
         rc = ERR_CORRUPT;
-        set_err(err, err_len, "%s has the wrong size (%s %d bytes expected)", path,
+        err_set(err, err_len, "%s has the wrong size (%s %d bytes expected)", path,
                 got > AUTH_SECRET_LEN ? "more than" : "less than", AUTH_SECRET_LEN);
         goto out;
     }
@@ -166,18 +155,18 @@ int auth_secret_open(const char *dir, struct auth_secret **out, char *err, size_
     uint8_t key[AUTH_SECRET_LEN];
     int rc = auth_init();
     if (rc != 0) {
-        set_err(err, err_len, "libsodium cannot initialise");
+        err_set(err, err_len, "libsodium cannot initialise");
         return rc;
     }
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, SECRET_NAME) >= sizeof(path)) {
-        set_err(err, err_len, "data directory path too long: %s", dir);
+        err_set(err, err_len, "data directory path too long: %s", dir);
         return -ENAMETOOLONG;
     }
     struct stat st;
     if (lstat(path, &st) != 0) {
         if (errno != ENOENT) {
             rc = -errno;
-            set_err(err, err_len, "cannot stat %s: %s", path, strerror(-rc));
+            err_set(err, err_len, "cannot stat %s: %s", path, strerror(-rc));
             return rc;
         }
         rc = secret_create(dir, path, err, err_len);

@@ -13,17 +13,6 @@
 
 #define MAX_DEPTH 16 /* the data directory is shallow (log/<topic>/); deeper is not ours */
 
-static void set_err(char *err, size_t err_len, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 /* mkdir -p, new directories with mode 0700. */
 static int make_dirs(const char *path)
 {
@@ -112,14 +101,14 @@ int datadir_prepare(const char *dir, const char *const *keep, struct datadir_rep
     struct datadir_report r = {0};
     int rc = make_dirs(dir);
     if (rc) {
-        set_err(err, err_len, "cannot create data directory %s: %s", dir, strerror(-rc));
+        err_set(err, err_len, "cannot create data directory %s: %s", dir, strerror(-rc));
         return rc;
     }
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         rc = -errno;
-        set_err(err, err_len, "cannot open data directory %s: %s", dir, strerror(-rc));
+        err_set(err, err_len, "cannot open data directory %s: %s", dir, strerror(-rc));
         if (fd >= 0)
             close(fd);
         return rc;
@@ -128,7 +117,7 @@ int datadir_prepare(const char *dir, const char *const *keep, struct datadir_rep
         r.dir_mode = st.st_mode & 07777;
         if (fchmod(fd, st.st_mode & 07700) != 0) {
             rc = -errno;
-            set_err(err, err_len,
+            err_set(err, err_len,
                     "data directory %s is accessible by group or others (mode %04o) and "
                     "cannot be made private: %s; chmod 700 it",
                     dir, r.dir_mode, strerror(-rc));

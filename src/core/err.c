@@ -78,3 +78,13 @@ char *xstrdup(const char *s)
 {
     return xstrndup(s, strlen(s));
 }
+
+void err_set(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (!err || err_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}

@@ -30,6 +30,8 @@ enum {
 
 /* Human-readable name of a return code (ERR_* or -errno). Never NULL. */
 const char *err_str(int rc);
+/* Formats a one-line message into err (err_len bytes; nothing when err is NULL or err_len 0). */
+void err_set(char *err, size_t err_len, const char *fmt, ...) PRINTF_LIKE(3, 4);
 
 /* Stop the process for a broken invariant or corruption; stays on in release builds. */
 NORETURN void core_panic(const char *file, int line, const char *fmt, ...) PRINTF_LIKE(3, 4);

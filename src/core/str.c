@@ -205,3 +205,14 @@ char *buf_detach(struct buf *b, size_t *len_out)
     buf_init(b);
     return p;
 }
+
+int str_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -25,6 +25,8 @@ struct str str_from(const char *cstr); /* NULL gives the empty view */
 bool str_eq(struct str a, struct str b);
 bool str_eq_cstr(struct str a, const char *b);
 bool str_has_prefix(struct str s, const char *prefix);
+/* The value of a hexadecimal digit, or -1. */
+int str_hex_digit(char c);
 /* Length of the well-formed UTF-8 sequence at p (at most n >= 1 bytes): 1 for ASCII, 2-4,
  * or 0 when it is not one (overlongs, surrogates and code points past U+10FFFF are not). */
 size_t str_utf8_seq(const unsigned char *p, size_t n);

@@ -253,24 +253,13 @@ enum http_match http_router_match(const struct http_router *r, const char *metho
     return HTTP_MATCH_BAD_METHOD;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *http_url_decode(struct arena *a, const char *s, size_t len, bool plus_is_space)
 {
     char *out = arena_alloc(a, len + 1), *o = out;
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '%' && i + 2 < len) {
-            int hi = hexval(s[i + 1]);
-            int lo = hexval(s[i + 2]);
+            int hi = str_hex_digit(s[i + 1]);
+            int lo = str_hex_digit(s[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 *o++ = (char)(hi << 4 | lo);
                 i += 2;

@@ -17,6 +17,7 @@
 
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "http_test_util.h"
 
 static struct http_server *srv;
 static struct http_router *router;
@@ -56,23 +57,7 @@ static int teardown(void **state)
 
 static int dial(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)http_server_port(srv));
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        assert_true(w > 0);
-        s += w;
-        n -= (size_t)w;
-    }
+    return http_test_dial(http_server_port(srv));
 }
 
 /* Reads until the peer closes or nothing arrives for wait_ms; returns true when it closed. */
@@ -109,8 +94,8 @@ static void expect_refused(const char *raw, const char *message)
 {
     char out[8192];
     int fd = dial();
-    send_all(fd, raw, strlen(raw));
-    send_all(fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 31);
+    http_test_send_all(fd, raw, strlen(raw));
+    http_test_send_all(fd, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 31);
     bool closed = read_until_close(fd, out, sizeof(out), 5000);
     close(fd);
     assert_true(closed);
@@ -177,7 +162,7 @@ static void test_malformed_content_length_closes(void **state)
         char req[256], out[8192];
         snprintf(req, sizeof(req), "POST /echo HTTP/1.1\r\nHost: x\r\n%s\r\n\r\nhello!", raws[i]);
         int fd = dial();
-        send_all(fd, req, strlen(req));
+        http_test_send_all(fd, req, strlen(req));
         bool closed = read_until_close(fd, out, sizeof(out), 5000);
         close(fd);
         assert_true(closed);
@@ -198,7 +183,7 @@ static void test_valid_framing_still_served(void **state)
     };
     for (size_t i = 0; i < ARRAY_LEN(raws); i++) {
         int fd = dial();
-        send_all(fd, raws[i], strlen(raws[i]));
+        http_test_send_all(fd, raws[i], strlen(raws[i]));
         bool closed = read_until_close(fd, out, sizeof(out), 500);
         close(fd);
         assert_false(closed);
@@ -230,7 +215,7 @@ static void test_metric_labels_bounded(void **state)
                      "M%dX%d /odd/%d/%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", round, i,
                      round, i);
             int fd = dial();
-            send_all(fd, raw, strlen(raw));
+            http_test_send_all(fd, raw, strlen(raw));
             assert_true(read_until_close(fd, out, sizeof(out), 5000));
             close(fd);
             assert_int_equal(strncmp(out, "HTTP/1.1 404 ", 13), 0);
@@ -275,10 +260,10 @@ static void test_slow_request_closed_at_deadline(void **state)
     /* a keep-alive connection idle between requests is not a slow request */
     fd = dial();
     const char *get = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
-    send_all(fd, get, strlen(get));
+    http_test_send_all(fd, get, strlen(get));
     assert_false(read_until_close(fd, out, sizeof(out), 2500));
     assert_int_equal(strncmp(out, "HTTP/1.1 200 ", 13), 0);
-    send_all(fd, get, strlen(get));
+    http_test_send_all(fd, get, strlen(get));
     assert_false(read_until_close(fd, out, sizeof(out), 500));
     assert_int_equal(strncmp(out, "HTTP/1.1 200 ", 13), 0);
     close(fd);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
+#include "http_test_util.h"
 
 static struct http_server *srv;
 static struct http_router *router;
@@ -95,23 +96,7 @@ static int teardown(void **state)
 
 static int dial(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)http_server_port(srv));
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
-static void send_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        assert_true(w > 0);
-        s += w;
-        n -= (size_t)w;
-    }
+    return http_test_dial(http_server_port(srv));
 }
 
 /* Reads one response (headers + Content-Length body) into out; returns the status or -1 when
@@ -142,7 +127,7 @@ static int read_response(int fd, char *out, size_t cap, int timeout_ms)
 static int request(const char *raw, char *out, size_t cap)
 {
     int fd = dial();
-    send_all(fd, raw, strlen(raw));
+    http_test_send_all(fd, raw, strlen(raw));
     int st = read_response(fd, out, cap, 5000);
     close(fd);
     return st;
@@ -186,7 +171,7 @@ static void test_body_limit_declared(void **state)
     /* 1 MiB declared, limit 1 KiB: answered before the body is sent */
     int fd = dial();
     const char *h = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n";
-    send_all(fd, h, strlen(h));
+    http_test_send_all(fd, h, strlen(h));
     assert_int_equal(read_response(fd, out, sizeof(out), 5000), 413);
     assert_non_null(strstr(out, "\"message\":\"Request entity too large.\",\"status\":413"));
     close(fd);
@@ -209,17 +194,17 @@ static void test_body_limit_chunked(void **state)
     const char *h = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
     /* a little over the 1 KiB limit without a declared length: 413 at the end */
     int fd = dial();
-    send_all(fd, h, strlen(h));
+    http_test_send_all(fd, h, strlen(h));
     send_chunk(fd, 600);
     send_chunk(fd, 600);
-    send_all(fd, "0\r\n\r\n", 5);
+    http_test_send_all(fd, "0\r\n\r\n", 5);
     assert_int_equal(read_response(fd, out, sizeof(out), 5000), 413);
     assert_non_null(strstr(out, "\"status\":413"));
     close(fd);
 
     /* a body that never ends is cut off without reading it all */
     fd = dial();
-    send_all(fd, h, strlen(h));
+    http_test_send_all(fd, h, strlen(h));
     int st = 0;
     for (int i = 0; i < 100; i++) {
         send_chunk(fd, 600);
@@ -240,7 +225,7 @@ static void test_keep_alive(void **state)
     int fd = dial();
     for (int i = 0; i < 3; i++) {
         const char *r = "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n";
-        send_all(fd, r, strlen(r));
+        http_test_send_all(fd, r, strlen(r));
         assert_int_equal(read_response(fd, out, sizeof(out), 2000), 200);
         assert_null(strstr(out, "Connection: close"));
     }
@@ -253,7 +238,7 @@ static void test_suspended_request_does_not_stall_thread(void **state)
     char out[4096];
     int slow_fd = dial();
     const char *r = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
-    send_all(slow_fd, r, strlen(r));
+    http_test_send_all(slow_fd, r, strlen(r));
     /* the slow request stays suspended until released, so the fast one can only be answered
      * if the suspended connection does not hold the server's only thread */
     assert_int_equal(request("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out)), 200);
@@ -274,7 +259,7 @@ static void test_idle_and_stalled_connections_closed(void **state)
     int idle = dial();
     /* stalled: half a request line */
     int stalled = dial();
-    send_all(stalled, "GET /fa", 7);
+    http_test_send_all(stalled, "GET /fa", 7);
     assert_int_equal(read_response(idle, out, sizeof(out), 5000), -1);
     assert_int_equal(read_response(stalled, out, sizeof(out), 5000), -1);
     close(idle);

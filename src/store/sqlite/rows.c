@@ -150,6 +150,17 @@ static struct store_collection *current(struct sq_store *s, struct sq_conn *cn,
     return cur;
 }
 
+/* Steps a statement that asks whether a row exists: 1 (a row), 0 (none) or the failure. */
+static int step_found(struct sq_conn *cn, sqlite3_stmt *stmt, const char *what)
+{
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW)
+        return 1;
+    if (step == SQLITE_DONE)
+        return 0;
+    return sq__fail_db(cn, what);
+}
+
 /* 1 when the record id of c satisfies cond (or there is no condition), 0 when it does not
  * (or does not exist), < 0 on failure. */
 static int cond_holds(struct sq_conn *cn, const struct store_collection *c, const char *id,
@@ -174,13 +185,7 @@ static int cond_holds(struct sq_conn *cn, const struct store_collection *c, cons
     for (size_t i = 0; i < n; i++)
         sq__bind_json(st.stmt, (int)i + 1, json_array_get(cond->params, i));
     sqlite3_bind_text(st.stmt, (int)n + 1, id, -1, SQLITE_TRANSIENT);
-    int step = sqlite3_step(st.stmt);
-    if (step == SQLITE_ROW)
-        rc = 1;
-    else if (step == SQLITE_DONE)
-        rc = 0;
-    else
-        rc = sq__fail_db(cn, "cannot check the condition");
+    rc = step_found(cn, st.stmt, "cannot check the condition");
     sq__done(&st);
     return rc;
 }
@@ -270,13 +275,7 @@ int sq__record_match(struct store *st, const struct store_collection *c, const j
                    secret_field(c, f) ? NULL : json_object_get(record, f->name));
     }
     bind_params(stt.stmt, cond->params, c->n_fields + 1);
-    int step = sqlite3_step(stt.stmt);
-    if (step == SQLITE_ROW)
-        rc = 1;
-    else if (step == SQLITE_DONE)
-        rc = 0;
-    else
-        rc = sq__fail_db(cn, "cannot match the record image");
+    rc = step_found(cn, stt.stmt, "cannot match the record image");
     sq__done(&stt);
     return rc;
 }
