@@ -5,7 +5,7 @@
 # loads them into tandem, ClickHouse and PostgreSQL). Run one with BENCH=records etc.
 set -euo pipefail
 here=$(dirname "$0")
-for name in ${BENCH:-http capture records auth pipeline insights}; do
+for name in ${BENCH:-http capture records auth pipeline insights realtime}; do
     echo "== $name"
     "$here/$name.sh"
 done
