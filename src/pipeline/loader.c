@@ -303,6 +303,7 @@ static void update_lag(struct consumer *c, struct evlog *log, uint64_t next, dou
         end = next;
     uint64_t lag = end > next ? end - next : 0;
     pthread_mutex_lock(&c->mu);
+    c->st.ready = true;
     c->st.committed = next;
     c->st.end = end;
     c->st.lag_records = lag;
@@ -802,6 +803,12 @@ size_t pipeline_status(struct pipeline *p, struct pipeline_status *out, size_t m
         pthread_mutex_lock(&p->cons[i].mu);
         out[i] = p->cons[i].st;
         pthread_mutex_unlock(&p->cons[i].mu);
+        uint64_t end = 0;
+        if (!out[i].ready && evlog_end_offset(p->cfg.log, out[i].topic, &end) == 0) {
+            /* not "caught up" before the consumer knows where it is */
+            out[i].end = end;
+            out[i].lag_records = end;
+        }
     }
     return 2;
 }
@@ -822,5 +829,7 @@ json_t *pipeline_status_json(struct pipeline *p)
                            "transactions", (json_int_t)st[i].transactions, "batchSize",
                            (json_int_t)st[i].batch_size, "lastError",
                            st[i].last_error[0] ? json_string(st[i].last_error) : json_null()));
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(json_array_get(arr, i), "ready", json_boolean(st[i].ready));
     return json_pack("{s:o}", "consumers", arr);
 }

@@ -94,6 +94,9 @@ struct pipeline_status {
     uint64_t transactions; /* warehouse transactions committed since start */
     size_t batch_size;     /* current read size */
     char last_error[256];  /* "" when the last attempt succeeded */
+    /* false until the consumer has read its stored offset (after a start): committed is not
+     * known then, and the status counts every record of the log as not yet loaded */
+    bool ready;
 };
 
 /* Copies the status of at most max consumers into out; returns how many there are. */

@@ -271,7 +271,7 @@ test('/api/pipeline reports zero lag after catch-up', async () => {
     assert.equal(r.status, 200);
     const { consumers } = await r.json();
     assert.deepEqual(consumers.map((c) => c.topic).sort(), ['changes', 'events']);
-    if (consumers.every((c) => c.lagRecords === 0 && c.committedOffset === c.logEndOffset)) {
+    if (consumers.every((c) => c.ready && c.lagRecords === 0 && c.committedOffset === c.logEndOffset)) {
       for (const c of consumers) {
         assert.equal(c.lagSeconds, 0);
         assert.equal(c.lastError, null);
