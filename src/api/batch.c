@@ -233,8 +233,12 @@ static void batch_route(struct http_req *req, void *ctx)
     struct api_batcher *b = env->batcher;
     struct api_batch_settings bs;
     api__settings_batch(env, &bs);
-    if (!bs.enabled || bs.max_requests <= 0 || !b) {
+    if (!bs.enabled || bs.max_requests <= 0) {
         http_reply_error(req, 403, "Batch requests are not allowed.", NULL);
+        return;
+    }
+    if (!b) {
+        http_reply_error(req, 503, "The data store is not available.", NULL);
         return;
     }
     int64_t max_body = bs.max_body > 0 ? bs.max_body : BATCH_DEFAULT_MAX_BODY;
