@@ -65,6 +65,10 @@ enum http_match http_router_match(const struct http_router *r, const char *metho
 void http_route_max_body(struct http_router *r, const char *method, const char *pattern,
                          http_handler_cb fn, void *ctx, uint64_t max_body);
 const char *http_route_pattern(const struct http_route *route);
+/* Calls fn(arg, method, pattern) for every route in registration order, then once for the
+ * fallback, if any, with method "*". For listings and the test that checks docs/api.md. */
+typedef void (*http_route_each_cb)(void *arg, const char *method, const char *pattern);
+void http_router_each(const struct http_router *r, http_route_each_cb fn, void *arg);
 
 /* A guard runs before routing for every request; it returns true to let the request go on,
  * or replies itself (e.g. 429) and returns false. One guard per router. */

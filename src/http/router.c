@@ -189,6 +189,14 @@ const char *http_route_pattern(const struct http_route *route)
     return route ? route->pattern : "unmatched";
 }
 
+void http_router_each(const struct http_router *r, http_route_each_cb fn, void *arg)
+{
+    for (const struct http_route *rt = r->head; rt; rt = rt->next)
+        fn(arg, rt->method, rt->pattern);
+    if (r->fallback)
+        fn(arg, r->fallback->method, r->fallback->pattern);
+}
+
 static bool route_fits(const struct http_route *rt, struct str path, const struct str *segs,
                        size_t n, struct http_params *params)
 {

@@ -151,12 +151,55 @@ static void test_route_body_limit(void **state)
     http_router_free(r);
 }
 
+static void collect(void *arg, const char *method, const char *pattern)
+{
+    struct buf *out = arg;
+    buf_printf(out, "%s %s\n", method, pattern);
+}
+
+/* http_router_each lists every route in registration order, the fallback last. */
+static void test_each(void **state)
+{
+    UNUSED(state);
+    struct http_router *r = fixture();
+    struct buf out;
+    buf_init(&out);
+    http_router_each(r, collect, &out);
+    assert_string_equal(buf_cstr(&out), "GET /api/health\n"
+                                        "GET /api/collections/{collection}/records\n"
+                                        "POST /api/collections/{collection}/records\n"
+                                        "GET /api/collections/{collection}/records/{id}\n"
+                                        "PATCH /api/collections/{collection}/records/{id}\n"
+                                        "GET /batch/\n"
+                                        "GET /_/{path...}\n");
+    buf_reset(&out);
+    http_router_fallback(r, "/{path...}", h_a, NULL);
+    http_router_each(r, collect, &out);
+    const char *s = buf_cstr(&out);
+    const char *last = "GET /_/{path...}\n* /{path...}\n";
+    assert_true(strlen(s) > strlen(last));
+    assert_string_equal(s + strlen(s) - strlen(last), last);
+    buf_release(&out);
+    http_router_free(r);
+
+    r = http_router_new(); /* an empty router lists nothing */
+    buf_init(&out);
+    http_router_each(r, collect, &out);
+    assert_int_equal(out.len, 0);
+    buf_release(&out);
+    http_router_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_literal_and_params),       cmocka_unit_test(test_not_found),
-        cmocka_unit_test(test_bad_method_lists_allowed), cmocka_unit_test(test_rest_segment),
-        cmocka_unit_test(test_too_many_segments),        cmocka_unit_test(test_route_body_limit),
+        cmocka_unit_test(test_literal_and_params),
+        cmocka_unit_test(test_not_found),
+        cmocka_unit_test(test_bad_method_lists_allowed),
+        cmocka_unit_test(test_rest_segment),
+        cmocka_unit_test(test_too_many_segments),
+        cmocka_unit_test(test_route_body_limit),
+        cmocka_unit_test(test_each),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
