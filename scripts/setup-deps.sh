@@ -3,7 +3,7 @@
 # Debian packages through apt-get (sudo when not root), skipping those already present;
 # DuckDB's C header and library from the npm registry into deps/ (git-ignored);
 # the Node packages the integration tests drive and the dashboard's chart library (web/);
-# Debian's chromium for the dashboard's browser test.
+# Debian's chromium for the dashboard's browser test; curl and jq, which README.md's tour uses.
 #
 # usage: scripts/setup-deps.sh [--bench]     --bench also installs wrk, nginx, and the
 #                                            ClickHouse and PostgreSQL servers bench/insights.sh
@@ -20,7 +20,8 @@ for a in "$@"; do
 done
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format chromium)
+      libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format chromium
+      curl jq)
 [ "$bench" = 1 ] && pkgs+=(wrk nginx clickhouse-server clickhouse-client postgresql)
 
 missing=()
