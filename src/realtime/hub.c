@@ -358,9 +358,11 @@ static void cmd_free(struct rt_cmd *cmd)
     free(cmd);
 }
 
-/* Appends m to the client's queue (taking one of its references when queued). Returns 1 when
- * queued, 0 when the client is ending, -1 when the queue would pass queue_bytes (the client is
- * then ending, its queue dropped). */
+/* Appends m to the client's queue (taking one of its references when queued). Returns 2 when
+ * queued to an empty queue (the stream needs a wake), 1 when queued behind others (the stream
+ * has a wake or a read still to come: it parks only after reading an empty queue), 0 when the
+ * client is ending, -1 when the queue would pass queue_bytes (the client is then ending, its
+ * queue dropped). */
 static int queue_msg(struct realtime_hub *hub, struct realtime_client *cl, struct rt_msg *m,
                      int64_t now)
 {
@@ -388,11 +390,12 @@ static int queue_msg(struct realtime_hub *hub, struct realtime_client *cl, struc
             cl->q = xrealloc(cl->q, cl->cap_q * sizeof(*cl->q));
         }
     }
+    int rc = cl->n_q ? 1 : 2;
     cl->q[cl->q_head + cl->n_q++] = m;
     cl->q_bytes += need;
     cl->last_out_us = now;
     pthread_mutex_unlock(&cl->mu);
-    return 1;
+    return rc;
 }
 
 void realtime_client_attach(struct realtime_client *cl, void *conn)
@@ -402,7 +405,7 @@ void realtime_client_attach(struct realtime_client *cl, void *conn)
     char data[64 + REALTIME_CLIENT_ID_LEN];
     int n = snprintf(data, sizeof(data), "{\"clientId\":\"%s\"}", cl->id);
     struct rt_msg *m = msg_new(false, "PB_CONNECT", 10, data, (size_t)n, 1);
-    if (queue_msg(hub, cl, m, time_mono_us()) != 1)
+    if (queue_msg(hub, cl, m, time_mono_us()) <= 0)
         msg_unref_n(m, 1);
     /* one for the command, one for the hub thread until it handles CMD_GONE */
     atomic_fetch_add(&cl->refs, 2);
@@ -786,7 +789,8 @@ static bool deliver(struct realtime_hub *hub, struct realtime_client *cl, struct
     if (rc > 0) {
         atomic_fetch_add_explicit(&hub->deliveries, 1, memory_order_relaxed);
         metrics_inc(hub->m_deliveries, 1);
-        touch(hub, cl);
+        if (rc == 2)
+            touch(hub, cl);
     } else if (rc < 0) {
         atomic_fetch_add(&hub->dropped, 1);
         metrics_inc(hub->m_dropped, 1);
@@ -938,9 +942,10 @@ static void keepalive(struct realtime_hub *hub, int64_t now)
             continue;
         /* an SSE comment: EventSource ignores it */
         struct rt_msg *m = msg_new(true, NULL, 0, ":\n\n", 3, 1);
-        if (queue_msg(hub, cl, m, now) == 1)
+        int rc = queue_msg(hub, cl, m, now);
+        if (rc == 2)
             touch(hub, cl);
-        else
+        else if (rc <= 0)
             msg_unref_n(m, 1);
     }
 }
