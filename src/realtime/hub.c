@@ -107,6 +107,49 @@ static void map_release(struct rt_map *m)
     memset(m, 0, sizeof(*m));
 }
 
+/* ---- shared messages ---- */
+
+/* One SSE message without its id line, rendered once and queued to every subscriber it goes
+ * to: "\nevent:<topic>\ndata:<data>\n\n" (or, bare, the whole text, e.g. a keepalive comment).
+ * Immutable once queued; each queue entry holds a reference, dropped by whichever thread
+ * (the hub or a stream's reader) takes it off the queue. */
+struct rt_msg {
+    atomic_int refs;
+    bool bare; /* no "id:<client id>" line before the text */
+    size_t len;
+    char text[];
+};
+
+static struct rt_msg *msg_new(bool bare, const char *event, size_t event_len, const char *data,
+                              size_t data_len, int refs)
+{
+    size_t len = bare ? data_len : sizeof("\nevent:\ndata:\n\n") - 1 + event_len + data_len;
+    struct rt_msg *m = xmalloc(sizeof(*m) + len);
+    atomic_init(&m->refs, refs);
+    m->bare = bare;
+    m->len = len;
+    char *p = m->text;
+    if (!bare) {
+        memcpy(p, "\nevent:", 7);
+        p += 7;
+        memcpy(p, event, event_len);
+        p += event_len;
+        memcpy(p, "\ndata:", 6);
+        p += 6;
+    }
+    memcpy(p, data, data_len);
+    p += data_len;
+    if (!bare)
+        memcpy(p, "\n\n", 2);
+    return m;
+}
+
+static void msg_unref_n(struct rt_msg *m, int n)
+{
+    if (n && atomic_fetch_sub_explicit(&m->refs, n, memory_order_acq_rel) == n)
+        free(m);
+}
+
 /* ---- structures ---- */
 
 struct rt_group;
@@ -149,9 +192,11 @@ struct realtime_client {
     void *conn; /* set once by attach, before the client is visible */
     /* under mu (leaf): the output queue and the identity the subscription requests set */
     pthread_mutex_t mu;
-    struct buf out;
-    size_t out_off;
-    bool ending; /* dropped or stopped: the stream ends */
+    struct rt_msg **q; /* q[q_head .. q_head + n_q): the messages not yet read */
+    size_t q_head, n_q, cap_q;
+    size_t q_off;   /* bytes of q[q_head] already read */
+    size_t q_bytes; /* bytes queued and not yet read */
+    bool ending;    /* dropped or stopped: the stream ends */
     int64_t last_out_us;
     bool authed; /* a non-guest identity is set */
     bool auth_su;
@@ -195,6 +240,10 @@ struct realtime_hub {
     struct realtime_client **touched;
     size_t n_touched, cap_touched;
     struct buf data, key;
+    struct rt_msg **msgs; /* the messages of one group and change, one per topic */
+    size_t *msgs_used;
+    size_t n_msgs, cap_msgs;
+    int64_t now_us; /* the time of the burst being delivered */
     uint64_t next_offset;
     int64_t last_keepalive_us;
     /* statistics */
@@ -204,13 +253,30 @@ struct realtime_hub {
 
 /* ---- clients ---- */
 
+/* The queue's bytes of one message: its id line and its text. */
+static size_t msg_size(const struct rt_msg *m)
+{
+    return (m->bare ? 0 : sizeof("id:") - 1 + REALTIME_CLIENT_ID_LEN) + m->len;
+}
+
+/* Under cl->mu. */
+static void queue_clear(struct realtime_client *cl)
+{
+    for (size_t i = 0; i < cl->n_q; i++)
+        msg_unref_n(cl->q[cl->q_head + i], 1);
+    free(cl->q);
+    cl->q = NULL;
+    cl->q_head = cl->n_q = cl->cap_q = 0;
+    cl->q_off = cl->q_bytes = 0;
+}
+
 static void client_unref(struct realtime_client *cl)
 {
     if (!cl || atomic_fetch_sub(&cl->refs, 1) != 1)
         return;
     if (cl->conn && cl->hub->cfg.conn)
         cl->hub->cfg.conn->release(cl->conn);
-    buf_release(&cl->out);
+    queue_clear(cl);
     pthread_mutex_destroy(&cl->mu);
     free(cl->who_cid);
     free(cl->who_rid);
@@ -258,7 +324,6 @@ int realtime_client_new(struct realtime_hub *hub, struct realtime_client **out)
     atomic_init(&cl->refs, 1);
     cl->hub = hub;
     pthread_mutex_init(&cl->mu, NULL);
-    buf_init(&cl->out);
     cl->last_out_us = time_mono_us();
     metrics_add(hub->m_clients, 1);
     *out = cl;
@@ -293,44 +358,44 @@ static void cmd_free(struct rt_cmd *cmd)
     free(cmd);
 }
 
-/* Appends one SSE message to the client's queue. Returns 1 when queued, 0 when the client
- * is ending, -1 when the queue would pass queue_bytes (the client is then ending, its queue
- * dropped). */
-static int queue_msg(struct realtime_hub *hub, struct realtime_client *cl, const char *event,
-                     size_t event_len, const char *data, size_t data_len)
+/* Appends m to the client's queue (taking one of its references when queued). Returns 2 when
+ * queued to an empty queue (the stream needs a wake), 1 when queued behind others (the stream
+ * has a wake or a read still to come: it parks only after reading an empty queue), 0 when the
+ * client is ending, -1 when the queue would pass queue_bytes (the client is then ending, its
+ * queue dropped). */
+static int queue_msg(struct realtime_hub *hub, struct realtime_client *cl, struct rt_msg *m,
+                     int64_t now)
 {
-    size_t need =
-        sizeof("id:\nevent:\ndata:\n\n") - 1 + REALTIME_CLIENT_ID_LEN + event_len + data_len;
+    size_t need = msg_size(m);
     pthread_mutex_lock(&cl->mu);
     if (cl->ending) {
         pthread_mutex_unlock(&cl->mu);
         return 0;
     }
-    size_t pending = cl->out.len - cl->out_off;
     /* an empty queue takes any one message, so a message larger than the limit still
      * reaches a client that keeps up */
-    if (pending && pending + need > hub->cfg.queue_bytes) {
+    if (cl->q_bytes && cl->q_bytes + need > hub->cfg.queue_bytes) {
         cl->ending = true;
-        buf_release(&cl->out);
-        cl->out_off = 0;
+        queue_clear(cl);
         pthread_mutex_unlock(&cl->mu);
         return -1;
     }
-    if (cl->out_off && cl->out_off >= cl->out.len / 2) {
-        memmove(cl->out.ptr, cl->out.ptr + cl->out_off, pending);
-        cl->out.len = pending;
-        cl->out_off = 0;
+    if (cl->q_head + cl->n_q == cl->cap_q) {
+        if (cl->q_head) {
+            memmove(cl->q, cl->q + cl->q_head, cl->n_q * sizeof(*cl->q));
+            cl->q_head = 0;
+        }
+        if (cl->n_q == cl->cap_q) {
+            cl->cap_q = cl->cap_q ? cl->cap_q * 2 : 8;
+            cl->q = xrealloc(cl->q, cl->cap_q * sizeof(*cl->q));
+        }
     }
-    buf_puts(&cl->out, "id:");
-    buf_puts(&cl->out, cl->id);
-    buf_puts(&cl->out, "\nevent:");
-    buf_append(&cl->out, event, event_len);
-    buf_puts(&cl->out, "\ndata:");
-    buf_append(&cl->out, data, data_len);
-    buf_puts(&cl->out, "\n\n");
-    cl->last_out_us = time_mono_us();
+    int rc = cl->n_q ? 1 : 2;
+    cl->q[cl->q_head + cl->n_q++] = m;
+    cl->q_bytes += need;
+    cl->last_out_us = now;
     pthread_mutex_unlock(&cl->mu);
-    return 1;
+    return rc;
 }
 
 void realtime_client_attach(struct realtime_client *cl, void *conn)
@@ -339,7 +404,9 @@ void realtime_client_attach(struct realtime_client *cl, void *conn)
     cl->conn = conn;
     char data[64 + REALTIME_CLIENT_ID_LEN];
     int n = snprintf(data, sizeof(data), "{\"clientId\":\"%s\"}", cl->id);
-    (void)queue_msg(hub, cl, "PB_CONNECT", 10, data, (size_t)n);
+    struct rt_msg *m = msg_new(false, "PB_CONNECT", 10, data, (size_t)n, 1);
+    if (queue_msg(hub, cl, m, time_mono_us()) <= 0)
+        msg_unref_n(m, 1);
     /* one for the command, one for the hub thread until it handles CMD_GONE */
     atomic_fetch_add(&cl->refs, 2);
     pthread_mutex_lock(&hub->mu);
@@ -370,22 +437,45 @@ void realtime_client_gone(struct realtime_client *cl)
 
 long realtime_client_read(struct realtime_client *cl, char *out, size_t max)
 {
+    char id_line[sizeof("id:") + REALTIME_CLIENT_ID_LEN];
+    memcpy(id_line, "id:", 3);
+    memcpy(id_line + 3, cl->id, REALTIME_CLIENT_ID_LEN);
+    size_t n = 0;
     pthread_mutex_lock(&cl->mu);
     if (cl->ending) {
         pthread_mutex_unlock(&cl->mu);
         return -1;
     }
-    size_t n = cl->out.len - cl->out_off;
-    if (n > max)
-        n = max;
-    if (n) {
-        memcpy(out, cl->out.ptr + cl->out_off, n);
-        cl->out_off += n;
-        if (cl->out_off == cl->out.len) {
-            cl->out_off = 0;
-            cl->out.len = 0;
-            if (cl->out.cap > 64 * 1024) /* a burst is over: give its memory back */
-                buf_release(&cl->out);
+    while (n < max && cl->n_q) {
+        struct rt_msg *m = cl->q[cl->q_head];
+        size_t pre = m->bare ? 0 : sizeof(id_line) - 1;
+        if (cl->q_off < pre) {
+            size_t k = pre - cl->q_off < max - n ? pre - cl->q_off : max - n;
+            memcpy(out + n, id_line + cl->q_off, k);
+            cl->q_off += k;
+            n += k;
+        }
+        if (cl->q_off >= pre && n < max) {
+            size_t from = cl->q_off - pre;
+            size_t k = m->len - from < max - n ? m->len - from : max - n;
+            memcpy(out + n, m->text + from, k);
+            cl->q_off += k;
+            n += k;
+        }
+        if (cl->q_off < pre + m->len)
+            break; /* out is full */
+        cl->q_off = 0;
+        cl->q_head++;
+        cl->n_q--;
+        msg_unref_n(m, 1);
+    }
+    cl->q_bytes -= n;
+    if (!cl->n_q) {
+        cl->q_head = 0;
+        if (cl->cap_q > 1024) { /* a burst is over: give its memory back */
+            free(cl->q);
+            cl->q = NULL;
+            cl->cap_q = 0;
         }
     }
     pthread_mutex_unlock(&cl->mu);
@@ -692,14 +782,15 @@ static void flush_touched(struct realtime_hub *hub)
     hub->n_touched = 0;
 }
 
-static void deliver(struct realtime_hub *hub, struct realtime_client *cl, const struct rt_sub *s,
-                    const struct buf *data)
+/* Returns true when m was queued (and took one of its references). */
+static bool deliver(struct realtime_hub *hub, struct realtime_client *cl, struct rt_msg *m)
 {
-    int rc = queue_msg(hub, cl, s->topic, s->topic_len, data->ptr, data->len);
+    int rc = queue_msg(hub, cl, m, hub->now_us);
     if (rc > 0) {
         atomic_fetch_add_explicit(&hub->deliveries, 1, memory_order_relaxed);
         metrics_inc(hub->m_deliveries, 1);
-        touch(hub, cl);
+        if (rc == 2)
+            touch(hub, cl);
     } else if (rc < 0) {
         atomic_fetch_add(&hub->dropped, 1);
         metrics_inc(hub->m_dropped, 1);
@@ -708,6 +799,41 @@ static void deliver(struct realtime_hub *hub, struct realtime_client *cl, const 
         if (cl->conn && hub->cfg.conn)
             hub->cfg.conn->abort(cl->conn);
     }
+    return rc > 0;
+}
+
+/* The message of g's current change for the topic of s, rendered into hub->data: one per
+ * distinct topic, made with a reference for each subscriber of g (at most) and the hub's;
+ * group_msgs_done returns the ones not queued. */
+static struct rt_msg *group_msg(struct realtime_hub *hub, const struct rt_group *g,
+                                const struct rt_sub *s, size_t **used_out)
+{
+    for (size_t i = 0; i < hub->n_msgs; i++) {
+        struct rt_msg *m = hub->msgs[i];
+        if (m->len == sizeof("\nevent:\ndata:\n\n") - 1 + s->topic_len + hub->data.len &&
+            memcmp(m->text + 7, s->topic, s->topic_len) == 0) {
+            *used_out = &hub->msgs_used[i];
+            return m;
+        }
+    }
+    if (hub->n_msgs == hub->cap_msgs) {
+        hub->cap_msgs = hub->cap_msgs ? hub->cap_msgs * 2 : 4;
+        hub->msgs = xrealloc(hub->msgs, hub->cap_msgs * sizeof(*hub->msgs));
+        hub->msgs_used = xrealloc(hub->msgs_used, hub->cap_msgs * sizeof(*hub->msgs_used));
+    }
+    struct rt_msg *m =
+        msg_new(false, s->topic, s->topic_len, hub->data.ptr, hub->data.len, (int)g->n_subs + 1);
+    hub->msgs[hub->n_msgs] = m;
+    hub->msgs_used[hub->n_msgs] = 0;
+    *used_out = &hub->msgs_used[hub->n_msgs++];
+    return m;
+}
+
+static void group_msgs_done(struct realtime_hub *hub, const struct rt_group *g)
+{
+    for (size_t i = 0; i < hub->n_msgs; i++)
+        msg_unref_n(hub->msgs[i], (int)(g->n_subs + 1 - hub->msgs_used[i]));
+    hub->n_msgs = 0;
 }
 
 /* What a change to an auth record means for the clients it authenticates: a deleted record
@@ -758,8 +884,13 @@ static void process_change(struct realtime_hub *hub, const struct realtime_chang
                       (unsigned long long)ch->offset, ch->collection_id, err_str(rc));
         if (rc != 1)
             continue;
-        for (struct rt_sub *s = g->subs; s; s = s->g_next)
-            deliver(hub, s->cl, s, &hub->data);
+        for (struct rt_sub *s = g->subs; s; s = s->g_next) {
+            size_t *used;
+            struct rt_msg *m = group_msg(hub, g, s, &used);
+            if (deliver(hub, s->cl, m))
+                (*used)++;
+        }
+        group_msgs_done(hub, g);
     }
     auth_effects(hub, ch);
 }
@@ -791,6 +922,7 @@ static int feed_one(struct realtime_hub *hub, const void *data, size_t len, uint
 int realtime_hub_feed(struct realtime_hub *hub, const void *data, size_t len)
 {
     drain_cmds(hub);
+    hub->now_us = time_mono_us();
     int rc = feed_one(hub, data, len, 0);
     flush_touched(hub);
     return rc;
@@ -804,14 +936,17 @@ static void keepalive(struct realtime_hub *hub, int64_t now)
     hub->last_keepalive_us = now;
     for (struct realtime_client *cl = hub->all; cl; cl = cl->h_next) {
         pthread_mutex_lock(&cl->mu);
-        bool due = !cl->ending && cl->out.len == cl->out_off && now - cl->last_out_us >= every;
-        if (due) {
-            buf_puts(&cl->out, ":\n\n"); /* an SSE comment: EventSource ignores it */
-            cl->last_out_us = now;
-        }
+        bool due = !cl->ending && !cl->n_q && now - cl->last_out_us >= every;
         pthread_mutex_unlock(&cl->mu);
-        if (due)
+        if (!due)
+            continue;
+        /* an SSE comment: EventSource ignores it */
+        struct rt_msg *m = msg_new(true, NULL, 0, ":\n\n", 3, 1);
+        int rc = queue_msg(hub, cl, m, now);
+        if (rc == 2)
             touch(hub, cl);
+        else if (rc <= 0)
+            msg_unref_n(m, 1);
     }
 }
 
@@ -849,6 +984,7 @@ static void *hub_main(void *arg)
             b.n = 0;
         }
         drain_cmds(hub);
+        hub->now_us = time_mono_us();
         for (size_t i = 0; i < b.n; i++)
             if (feed_one(hub, b.recs[i].data, b.recs[i].len, b.recs[i].offset) != 0)
                 xlog_warn("realtime: change at offset %llu is malformed, skipped",
@@ -975,6 +1111,8 @@ void realtime_hub_free(struct realtime_hub *hub)
     map_release(&hub->auth_colls);
     map_release(&hub->clients);
     free(hub->touched);
+    free(hub->msgs);
+    free(hub->msgs_used);
     buf_release(&hub->data);
     buf_release(&hub->key);
     pthread_cond_destroy(&hub->cond);

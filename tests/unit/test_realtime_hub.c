@@ -163,10 +163,16 @@ static void test_connect_and_framing(void **state)
              id, id);
     assert_string_equal(out, want);
     free(out);
-    assert_true(c.wakes >= 2);
+    /* one wake per queue going from empty to not: the update queued behind the create */
+    assert_int_equal(c.wakes, 1);
+    assert_int_equal(feed(hub, "update", "r1", 0), 0);
+    assert_int_equal(c.wakes, 2);
+    assert_int_equal(feed(hub, "update", "r1", 0), 0);
+    assert_int_equal(c.wakes, 2);
+    free(drain(cl));
     struct realtime_stats st;
     realtime_hub_stats(hub, &st);
-    assert_int_equal(st.deliveries, 2);
+    assert_int_equal(st.deliveries, 4);
     assert_int_equal(st.clients, 1);
     assert_int_equal(feed(hub, "create", "r2", 0), 0);
     realtime_client_gone(cl);
@@ -200,6 +206,50 @@ static void test_groups_share_one_render(void **state)
     realtime_hub_stats(hub, &st);
     assert_int_equal(st.groups, 1);
     finish(hub, cl, 2);
+}
+
+/* One group, several topic spellings ("c1/\*", "c1"): one render, each subscriber gets the
+ * message under its own topic, a client subscribed under both gets it twice, in order. */
+static void test_one_group_many_topics(void **state)
+{
+    UNUSED(state);
+    struct realtime_hub *hub = hub_new(64 * 1024, 0);
+    struct conn c[3] = {{0}};
+    struct realtime_client *cl[3];
+    for (int i = 0; i < 3; i++) {
+        cl[i] = connect_client(hub, &c[i]);
+        free(drain(cl[i]));
+    }
+    subscribe(hub, cl[0], "c1/*", NULL);
+    subscribe(hub, cl[1], "c1", NULL);
+    struct realtime_ident guest = {0};
+    struct realtime_sub both[2] = {{"c1", "c1", NULL, ""}, {"c1/*", "c1", NULL, ""}};
+    assert_int_equal(realtime_client_subscribe(hub, cl[2], &guest, both, 2), 0);
+    assert_int_equal(feed(hub, "create", "r1", 0), 0);
+    assert_int_equal(feed(hub, "delete", "r1", 0), 0);
+    assert_int_equal(n_renders, 2);
+    const char *topics[3][4] = {{"c1/*", "c1/*"}, {"c1", "c1"}, {"c1", "c1/*", "c1", "c1/*"}};
+    const char *actions[3][4] = {
+        {"create", "delete"}, {"create", "delete"}, {"create", "create", "delete", "delete"}};
+    for (int i = 0; i < 3; i++) {
+        const char *id = realtime_client_id(cl[i]);
+        char want[1024] = "";
+        for (int k = 0; k < 4 && topics[i][k]; k++)
+            snprintf(want + strlen(want), sizeof(want) - strlen(want),
+                     "id:%s\nevent:%s\ndata:{\"record\":{\"id\":\"r1\",\"pad\":\"\"},"
+                     "\"action\":\"%s\"}\n\n",
+                     id, topics[i][k], actions[i][k]);
+        char *out = drain(cl[i]);
+        assert_string_equal(out, want);
+        free(out);
+    }
+    struct realtime_stats st;
+    realtime_hub_stats(hub, &st);
+    assert_int_equal(st.groups, 1);
+    assert_int_equal(st.deliveries, 8);
+    /* messages still queued when the clients go are released with them (ASan checks) */
+    assert_int_equal(feed(hub, "update", "r1", 0), 0);
+    finish(hub, cl, 3);
 }
 
 static void test_slow_client_dropped_others_go_on(void **state)
@@ -312,6 +362,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connect_and_framing),
         cmocka_unit_test(test_groups_share_one_render),
+        cmocka_unit_test(test_one_group_many_topics),
         cmocka_unit_test(test_slow_client_dropped_others_go_on),
         cmocka_unit_test(test_empty_queue_takes_a_large_message),
         cmocka_unit_test(test_identity_rules_of_subscribe),
