@@ -478,6 +478,26 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         return filter__fail(&cc->e, ERR_INVALID, g->off,
                             "modifiers are only allowed on the last part of \"%s\"", p->tok->text);
 
+    if (f->type == STORE_FIELD_GEO_POINT) {
+        /* the point itself (as JSON), or its lon / lat as numbers */
+        const struct seg *sub = last ? NULL : &p->segs[i + 1];
+        if (sub && (i + 2 != p->n || (strcmp(sub->name, "lon") && strcmp(sub->name, "lat"))))
+            return filter__fail(&cc->e, ERR_INVALID, sub->off,
+                                "geoPoint field \"%s\" has only \"lon\" and \"lat\"", f->name);
+        const struct seg *mg = sub ? sub : g;
+        if (mg->mod)
+            return known_mod(mg->mod) ? bad_mod(cc, mg, "cannot be used on a geoPoint field")
+                                      : bad_mod(cc, mg, "is unknown");
+        f_put(cc, &out->f, "json_extract(");
+        f_col(cc, &out->f, alias, f->name);
+        f_put(cc, &out->f,
+              !sub                        ? ", '$')"
+              : !strcmp(sub->name, "lon") ? ", '$.lon')"
+                                          : ", '$.lat')");
+        out->json = !sub;
+        return 0;
+    }
+
     if (f->type == STORE_FIELD_JSON) {
         if (g->mod && strcmp(g->mod, "lower") != 0)
             return known_mod(g->mod) ? bad_mod(cc, g, "cannot be used on a json field")

@@ -174,13 +174,18 @@ static json_t *field_to_json(const struct store_field *f)
         json_object_set_new(o, "maxSelect", json_integer(f->max_select));
         break;
     case STORE_FIELD_JSON: json_object_set_new(o, "maxSize", json_integer(f->max_size)); break;
+    case STORE_FIELD_EDITOR:
+        json_object_set_new(o, "maxSize", json_integer(f->max_size));
+        json_object_set_new(o, "convertURLs", json_boolean(f->convert_urls));
+        break;
     case STORE_FIELD_RELATION:
         json_object_set_new(o, "collectionId", json_string(f->collection_id));
         json_object_set_new(o, "cascadeDelete", json_boolean(f->cascade_delete));
         json_object_set_new(o, "minSelect", json_integer(f->min_select));
         json_object_set_new(o, "maxSelect", json_integer(f->max_select));
         break;
-    case STORE_FIELD_BOOL: break;
+    case STORE_FIELD_BOOL:
+    case STORE_FIELD_GEO_POINT: break;
     }
     return store__sorted_object(o);
 }
@@ -420,6 +425,11 @@ static void field_options(struct parse *ps, const json_t *jf, struct store_field
         if (get_int(jf, "maxSize", 0, 0, INT32_MAX, &iv, ferrs) == 0)
             f->max_size = iv;
         break;
+    case STORE_FIELD_EDITOR:
+        if (get_int(jf, "maxSize", 0, 0, (INT64_C(1) << 53) - 1, &iv, ferrs) == 0)
+            f->max_size = iv;
+        f->convert_urls = get_bool(jf, "convertURLs", false);
+        break;
     case STORE_FIELD_RELATION:
         f->collection_id = get_str(jf, "collectionId");
         if (!f->collection_id)
@@ -433,7 +443,8 @@ static void field_options(struct parse *ps, const json_t *jf, struct store_field
             ferr(ferrs, "maxSelect", "validation_min_greater_equal_than_required",
                  "Must be no less than minSelect.");
         break;
-    case STORE_FIELD_BOOL: break;
+    case STORE_FIELD_BOOL:
+    case STORE_FIELD_GEO_POINT: break;
     }
 }
 

@@ -252,6 +252,34 @@ static int to_list(const json_t *v, json_t **out)
     return 0;
 }
 
+static json_t *geo_point_json(double lon, double lat)
+{
+    return json_pack("{s:o,s:o}", "lon", num_json(lon), "lat", num_json(lat));
+}
+
+/* A geoPoint value: an object (or its JSON text) with numeric "lon" and "lat", a missing one
+ * being 0; null, "" and {} are the zero point. NULL when the value is none of these. */
+static json_t *to_geo_point(const json_t *v)
+{
+    json_t *parsed = NULL;
+    json_t *res = NULL;
+    if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0))
+        return geo_point_json(0, 0);
+    if (json_is_string(v)) {
+        parsed = json_loadb(json_string_value(v), json_string_length(v), 0, NULL);
+        v = parsed;
+    }
+    if (!json_is_object(v))
+        goto out;
+    const json_t *lon = json_object_get(v, "lon"), *lat = json_object_get(v, "lat");
+    if ((lon && !json_is_number(lon)) || (lat && !json_is_number(lat)))
+        goto out;
+    res = geo_point_json(lon ? json_number_value(lon) : 0, lat ? json_number_value(lat) : 0);
+out:
+    json_decref(parsed);
+    return res;
+}
+
 /* Coerces a body value to the stored form of f. NULL on a value of the wrong shape. */
 static json_t *coerce(const struct store_field *f, const json_t *v, json_t *errors)
 {
@@ -263,6 +291,7 @@ static json_t *coerce(const struct store_field *f, const json_t *v, json_t *erro
     case STORE_FIELD_EMAIL:
     case STORE_FIELD_URL:
     case STORE_FIELD_PASSWORD:
+    case STORE_FIELD_EDITOR:
         if (to_str(v, &b) == 0)
             res = json_stringn(b.len ? b.ptr : "", b.len);
         break;
@@ -327,6 +356,7 @@ static json_t *coerce(const struct store_field *f, const json_t *v, json_t *erro
             res = v ? json_incref((json_t *)v) : json_null();
         }
         break;
+    case STORE_FIELD_GEO_POINT: res = to_geo_point(v); break;
     case STORE_FIELD_AUTODATE: break;
     }
     if (!res)
@@ -341,6 +371,7 @@ static json_t *zero_value(const struct store_field *f)
     case STORE_FIELD_NUMBER: return json_integer(0);
     case STORE_FIELD_BOOL: return json_false();
     case STORE_FIELD_JSON: return json_null();
+    case STORE_FIELD_GEO_POINT: return geo_point_json(0, 0);
     default: return store_field_multiple(f) ? json_array() : json_string("");
     }
 }
@@ -496,6 +527,21 @@ static void validate_field(const struct store_field *f, const json_t *v, json_t 
     char msg[160];
     if (f->type == STORE_FIELD_AUTODATE || f->type == STORE_FIELD_PASSWORD)
         return;
+    if (f->type == STORE_FIELD_GEO_POINT) {
+        double lon = json_number_value(json_object_get(v, "lon"));
+        double lat = json_number_value(json_object_get(v, "lat"));
+        if (lon == 0 && lat == 0) {
+            if (f->required)
+                verr_params(errors, name, "validation_required", "Cannot be blank.", NULL);
+        } else if (!(lat >= -90 && lat <= 90)) {
+            verr_params(errors, name, "validation_invalid_latitude",
+                        "Latitude must be between -90 and 90 degrees.", NULL);
+        } else if (!(lon >= -180 && lon <= 180)) {
+            verr_params(errors, name, "validation_invalid_longitude",
+                        "Longitude must be between -180 and 180 degrees.", NULL);
+        }
+        return;
+    }
     if (blank(v)) {
         if (f->required)
             verr_params(errors, name, "validation_required", "Cannot be blank.", NULL);
@@ -606,6 +652,16 @@ static void validate_field(const struct store_field *f, const json_t *v, json_t 
             snprintf(msg, sizeof(msg), "Select at least %d.", f->min_select);
             verr_params(errors, name, "validation_not_enough_values", msg,
                         json_pack("{s:i}", "minSelect", f->min_select));
+        }
+        break;
+    }
+    case STORE_FIELD_EDITOR: {
+        int64_t max = f->max_size > 0 ? f->max_size : STORE__EDITOR_MAX_DEFAULT;
+        if ((int64_t)json_string_length(v) > max) {
+            snprintf(msg, sizeof(msg), "The maximum allowed content size is %lld bytes",
+                     (long long)max);
+            verr_params(errors, name, "validation_content_size_limit", msg,
+                        json_pack("{s:I}", "maxSize", (json_int_t)max));
         }
         break;
     }

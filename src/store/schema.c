@@ -23,12 +23,19 @@ const struct store_field *store_collection_field_by_id(const struct store_collec
 }
 
 static const char *const type_names[] = {
-    [STORE_FIELD_TEXT] = "text",         [STORE_FIELD_NUMBER] = "number",
-    [STORE_FIELD_BOOL] = "bool",         [STORE_FIELD_EMAIL] = "email",
-    [STORE_FIELD_URL] = "url",           [STORE_FIELD_DATE] = "date",
-    [STORE_FIELD_AUTODATE] = "autodate", [STORE_FIELD_SELECT] = "select",
-    [STORE_FIELD_JSON] = "json",         [STORE_FIELD_RELATION] = "relation",
+    [STORE_FIELD_TEXT] = "text",
+    [STORE_FIELD_NUMBER] = "number",
+    [STORE_FIELD_BOOL] = "bool",
+    [STORE_FIELD_EMAIL] = "email",
+    [STORE_FIELD_URL] = "url",
+    [STORE_FIELD_DATE] = "date",
+    [STORE_FIELD_AUTODATE] = "autodate",
+    [STORE_FIELD_SELECT] = "select",
+    [STORE_FIELD_JSON] = "json",
+    [STORE_FIELD_RELATION] = "relation",
     [STORE_FIELD_PASSWORD] = "password",
+    [STORE_FIELD_EDITOR] = "editor",
+    [STORE_FIELD_GEO_POINT] = "geoPoint",
 };
 
 const char *store_field_type_name(enum store_field_type t)

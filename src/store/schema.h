@@ -6,12 +6,13 @@
  * Storage conventions every backend and the filter compiler follow:
  *   - one table per collection, named exactly as the collection, always quoted;
  *   - one column per field, named exactly as the field, always quoted; `id` TEXT PRIMARY KEY;
- *   - text, email, url, date, autodate, password, single select and single relation: TEXT,
+ *   - text, editor, email, url, date, autodate, password, single select and single relation: TEXT,
  *     NOT NULL DEFAULT '' (dates as "YYYY-MM-DD HH:MM:SS.sssZ", so they compare as text);
  *   - number: NUMERIC NOT NULL DEFAULT 0; bool: BOOLEAN (0/1) NOT NULL DEFAULT 0;
  *   - multiple select and multiple relation (max_select > 1): TEXT holding a JSON array,
  *     NOT NULL DEFAULT '[]';
- *   - json: JSON text, nullable, DEFAULT NULL.
+ *   - json: JSON text, nullable, DEFAULT NULL;
+ *   - geoPoint: JSON text {"lon":x,"lat":y}, NOT NULL DEFAULT '{"lon":0,"lat":0}'.
  *
  * A struct store_collection is an immutable snapshot: the store builds a new one on every
  * schema change and hands out references (store_collection_ref/unref, atomic, any thread);
@@ -36,6 +37,8 @@ enum store_field_type {
     STORE_FIELD_JSON,
     STORE_FIELD_RELATION,
     STORE_FIELD_PASSWORD,
+    STORE_FIELD_EDITOR,
+    STORE_FIELD_GEO_POINT,
 };
 
 enum store_collection_type {
@@ -77,7 +80,8 @@ struct store_field {
     int min_select;                        /* relation */
     char *collection_id;                   /* relation: the target collection's id */
     bool cascade_delete;                   /* relation */
-    int64_t max_size;                      /* json: bytes (0 = 1 MiB) */
+    int64_t max_size;                      /* json: bytes (0 = 1 MiB); editor: bytes (0 = 5 MiB) */
+    bool convert_urls;                     /* editor: kept for PocketBase's admin UI */
     bool on_create, on_update;             /* autodate */
     char **only_domains, **except_domains; /* email, url */
     size_t n_only_domains, n_except_domains;

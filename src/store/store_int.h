@@ -11,6 +11,7 @@
 #define STORE__USERS_ID "_pb_users_auth_"
 #define STORE__TEXT_MAX_DEFAULT 5000
 #define STORE__JSON_MAX_DEFAULT (1 << 20)
+#define STORE__EDITOR_MAX_DEFAULT (5 << 20) /* PocketBase's DefaultEditorFieldMaxSize */
 #define STORE__MAX_FIELDS 1000
 
 /* {"code":code,"message":message}; params (TAKEN, may be NULL) added as "params". */

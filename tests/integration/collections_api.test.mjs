@@ -95,3 +95,80 @@ test('back-relation expand, :excerpt and truncate', async () => {
   // the writer stays: truncate deletes the articles only
   assert.equal((await pb.collection('writers').getOne(w.id)).name, 'Wu');
 });
+
+test('editor and geoPoint fields: options, values, validation, filters', async () => {
+  const col = await pb.collections.create({
+    name: 'places',
+    type: 'base',
+    fields: [
+      { name: 'name', type: 'text' },
+      { name: 'notes', type: 'editor', maxSize: 40, convertURLs: true, presentable: true },
+      { name: 'intro', type: 'editor', required: true },
+      { name: 'loc', type: 'geoPoint' },
+      { name: 'home', type: 'geoPoint', required: true, hidden: true },
+    ],
+  });
+  const byName = Object.fromEntries(col.fields.map((x) => [x.name, x]));
+  assert.equal(byName.notes.type, 'editor');
+  assert.equal(byName.notes.maxSize, 40);
+  assert.equal(byName.notes.convertURLs, true);
+  assert.equal(byName.notes.presentable, true);
+  assert.equal(byName.intro.maxSize, 0);
+  assert.equal(byName.intro.convertURLs, false);
+  assert.equal(byName.intro.required, true);
+  assert.match(byName.notes.id, /^editor\d+$/);
+  assert.equal(byName.loc.type, 'geoPoint');
+  assert.equal(byName.loc.required, false);
+  assert.equal(byName.home.required, true);
+  assert.equal(byName.home.hidden, true);
+  assert.equal((await pb.collections.getOne('places')).fields.find((x) => x.name === 'notes').maxSize, 40);
+  const bad = await expectStatus(pb.collections.create({ name: 'badeditor', fields: [{ name: 'e', type: 'editor', maxSize: -1 }] }), 400);
+  assert.ok(bad.response.data.fields);
+
+  const ps = pb.collection('places');
+  const sofia = await ps.create({ name: 'sofia', notes: '<p>hi</p>', intro: '<b>x</b>', loc: { lon: 23.32, lat: 42.69 }, home: { lon: 1, lat: 2 } });
+  assert.equal(sofia.notes, '<p>hi</p>');
+  assert.deepEqual(sofia.loc, { lon: 23.32, lat: 42.69 });
+  assert.deepEqual(sofia.home, { lon: 1, lat: 2 }); // hidden, but a superuser sees it
+  const plovdiv = await ps.create({ name: 'plovdiv', intro: 'p', loc: '{"lon":24.75,"lat":42.15}', home: { lon: 1, lat: 2 } });
+  assert.deepEqual(plovdiv.loc, { lon: 24.75, lat: 42.15 });
+  assert.equal(plovdiv.notes, '');
+  const nowhere = await ps.create({ name: 'nowhere', intro: 'n', home: { lat: 5 } });
+  assert.deepEqual(nowhere.loc, { lon: 0, lat: 0 });
+
+  // validation, with PocketBase's codes
+  let e = await expectStatus(ps.create({ name: 'x', notes: 'x'.repeat(41), loc: { lon: 200, lat: 0 }, home: { lon: 0, lat: 0 } }), 400);
+  assert.equal(e.response.data.intro.code, 'validation_required');
+  assert.equal(e.response.data.notes.code, 'validation_content_size_limit');
+  assert.equal(e.response.data.notes.message, 'The maximum allowed content size is 40 bytes');
+  assert.equal(e.response.data.loc.code, 'validation_invalid_longitude');
+  assert.equal(e.response.data.home.code, 'validation_required');
+  e = await expectStatus(ps.update(sofia.id, { loc: { lon: 10, lat: -91 } }), 400);
+  assert.equal(e.response.data.loc.code, 'validation_invalid_latitude');
+  e = await expectStatus(ps.update(sofia.id, { loc: { lon: 'east', lat: 1 } }), 400);
+  assert.equal(e.response.data.loc.code, 'validation_invalid_value');
+  e = await expectStatus(ps.update(sofia.id, { intro: '' }), 400);
+  assert.equal(e.response.data.intro.code, 'validation_required');
+  const upd = await ps.update(sofia.id, { notes: '<i>ok</i>', loc: { lon: 23.3219, lat: 42.6977 } });
+  assert.equal(upd.notes, '<i>ok</i>');
+  assert.deepEqual(upd.loc, { lon: 23.3219, lat: 42.6977 });
+
+  // filters: lon / lat sub-paths and geoDistance
+  const names = async (filter) => (await ps.getFullList({ filter, sort: 'name' })).map((r) => r.name);
+  assert.deepEqual(await names('geoDistance(loc.lon, loc.lat, 23.32, 42.69) < 25'), ['sofia']);
+  assert.deepEqual(await names('geoDistance(loc.lon, loc.lat, 23.32, 42.69) < 200'), ['plovdiv', 'sofia']);
+  assert.deepEqual(await names('loc.lat > 42.5'), ['sofia']);
+  assert.deepEqual(await names('loc.lon = 0 && loc.lat = 0'), ['nowhere']);
+  assert.deepEqual(await names("notes ~ 'ok'"), ['sofia']);
+  await expectStatus(ps.getList(1, 10, { filter: 'loc.alt > 1' }), 400);
+  // hidden geoPoint: not filterable by clients, but a superuser can
+  assert.deepEqual(await names('home.lat = 5'), ['nowhere']);
+
+  // a field added to a collection with records: every record gets the zero point
+  const cur = await pb.collections.getOne('places');
+  await pb.collections.update('places', { fields: [...cur.fields, { name: 'spot', type: 'geoPoint' }, { name: 'bio', type: 'editor' }] });
+  const again = await ps.getOne(sofia.id);
+  assert.deepEqual(again.spot, { lon: 0, lat: 0 });
+  assert.equal(again.bio, '');
+  assert.deepEqual(again.loc, { lon: 23.3219, lat: 42.6977 });
+});

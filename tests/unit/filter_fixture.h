@@ -57,6 +57,7 @@ static struct store_field fx_posts_fields[] = {
     FX_F("data", STORE_FIELD_JSON),
     FX_F("due", STORE_FIELD_DATE),
     FX_F("created", STORE_FIELD_AUTODATE),
+    FX_F("loc", STORE_FIELD_GEO_POINT),
     {.id = "secret", .name = "secret", .type = STORE_FIELD_TEXT, .hidden = true},
 };
 static struct store_field fx_comments_fields[] = {
@@ -115,6 +116,7 @@ static inline const char *fx_column_type(const struct store_field *f)
     case STORE_FIELD_NUMBER: return "NUMERIC NOT NULL DEFAULT 0";
     case STORE_FIELD_BOOL: return "BOOLEAN NOT NULL DEFAULT 0";
     case STORE_FIELD_JSON: return "JSON DEFAULT NULL";
+    case STORE_FIELD_GEO_POINT: return "JSON NOT NULL DEFAULT '{\"lon\":0,\"lat\":0}'";
     case STORE_FIELD_SELECT:
     case STORE_FIELD_RELATION:
         return store_field_multiple(f) ? "TEXT NOT NULL DEFAULT '[]'" : "TEXT NOT NULL DEFAULT ''";

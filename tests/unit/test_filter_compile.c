@@ -149,6 +149,12 @@ static const struct {
      "cos(radians(?) - radians(\"r\".\"views\")) + sin(radians(?)) * "
      "sin(radians(\"r\".\"views\")))))) < ?",
      "I:1 D:2.5 I:1 I:25"},
+    {"geoDistance(loc.lon, loc.lat, 23.32, 42.69) < 25",
+     "(6371 * acos(max(-1.0, min(1.0, cos(radians(json_extract(\"r\".\"loc\", '$.lat'))) * "
+     "cos(radians(?)) * cos(radians(?) - radians(json_extract(\"r\".\"loc\", '$.lon'))) + "
+     "sin(radians(json_extract(\"r\".\"loc\", '$.lat'))) * sin(radians(?)))))) < ?",
+     "D:42.69 D:23.32 D:42.69 I:25"},
+    {"loc.lat > 42", "json_extract(\"r\".\"loc\", '$.lat') > ?", "I:42"},
 };
 
 static void test_sql_table(void **state)
@@ -290,6 +296,9 @@ static const struct {
     {"@collection.tags.nope = 1", ERR_INVALID, 18, "unknown field \"nope\""},
     {"nope('%Y', created) = '2026'", ERR_INVALID, 1, "unknown function \"nope\""},
     {"views > 1 && geoDistance(1, 2, 3) < 1", ERR_INVALID, 14, "geoDistance() takes 4 arguments"},
+    {"loc.alt > 1", ERR_INVALID, 5, "has only \"lon\" and \"lat\""},
+    {"loc.lon.x > 1", ERR_INVALID, 5, "has only \"lon\" and \"lat\""},
+    {"loc.lat:lower > 1", ERR_INVALID, 5, "cannot be used on a geoPoint field"},
     {"strftime() = ''", ERR_INVALID, 1, "strftime() takes 1 to 10 arguments"},
     {"strftime('%Y', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10) = ''", ERR_INVALID, 1, "takes 1 to 10"},
     {"strftime('%Y', titel) = ''", ERR_INVALID, 16, "unknown field \"titel\""},

@@ -327,6 +327,37 @@ static void test_collections_swap_names(void **state)
                 "[[0]]");
 }
 
+/* editor is VARCHAR; geoPoint is JSON {"lon":x,"lat":y}, queried with ->> and casts */
+static void test_editor_and_geo_point_columns(void **state)
+{
+    struct fx *f = *state;
+    struct store_field fields[] = {
+        {.id = "f_id", .name = "id", .type = STORE_FIELD_TEXT, .primary_key = true},
+        {.id = "f_notes", .name = "notes", .type = STORE_FIELD_EDITOR},
+        {.id = "f_loc", .name = "loc", .type = STORE_FIELD_GEO_POINT},
+    };
+    struct store_collection places = {
+        .id = "pbc_places", .name = "places", .fields = fields, .n_fields = ARRAY_LEN(fields)};
+    assert_int_equal(wh_apply_collection(f->c, &places), 0);
+    assert_rows(f->c,
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = "
+                "'app_places' ORDER BY column_index",
+                "[[\"id\",\"VARCHAR\"],[\"notes\",\"VARCHAR\"],[\"loc\",\"JSON\"]]");
+    struct wh_load_stats st;
+    assert_int_equal(load(f,
+                          "[[\"pbc_places\",\"p1\",\"create\",{\"id\":\"p1\","
+                          "\"notes\":\"<p>hi</p>\",\"loc\":{\"lon\":23.25,\"lat\":42.5}}],"
+                          "[\"pbc_places\",\"p2\",\"create\",{\"id\":\"p2\",\"notes\":\"\","
+                          "\"loc\":{\"lon\":0,\"lat\":0}}]]",
+                          &st),
+                     0);
+    assert_int_equal(st.rejects, 0);
+    assert_rows(f->c,
+                "SELECT id, notes, (loc->>'lon')::DOUBLE, (loc->>'lat')::DOUBLE FROM app_places "
+                "ORDER BY id",
+                "[[\"p1\",\"<p>hi</p>\",23.25,42.5],[\"p2\",\"\",0.0,0.0]]");
+}
+
 static void test_load_changes_rejects_missing_ids(void **state)
 {
     struct fx *f = *state;
@@ -347,6 +378,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alter_follows_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collections_swap_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_changes_rejects_missing_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_editor_and_geo_point_columns, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,7 @@
 
 #include "store/sqlite/sqlite_int.h"
 
-enum col_kind { K_TEXT, K_NUM, K_BOOL, K_MULTI, K_JSON };
+enum col_kind { K_TEXT, K_NUM, K_BOOL, K_MULTI, K_JSON, K_GEO };
 
 static enum col_kind kind_of(const struct store_field *f)
 {
@@ -17,6 +17,7 @@ static enum col_kind kind_of(const struct store_field *f)
     case STORE_FIELD_NUMBER: return K_NUM;
     case STORE_FIELD_BOOL: return K_BOOL;
     case STORE_FIELD_JSON: return K_JSON;
+    case STORE_FIELD_GEO_POINT: return K_GEO;
     default: return K_TEXT;
     }
 }
@@ -34,6 +35,7 @@ static void column_def(struct buf *b, const struct store_field *f)
     case K_BOOL: buf_puts(b, " BOOLEAN DEFAULT FALSE NOT NULL"); break;
     case K_MULTI: buf_puts(b, " JSON DEFAULT '[]' NOT NULL"); break;
     case K_JSON: buf_puts(b, " JSON DEFAULT NULL"); break;
+    case K_GEO: buf_puts(b, " JSON DEFAULT '{\"lon\":0,\"lat\":0}' NOT NULL"); break;
     }
 }
 
@@ -388,6 +390,14 @@ static void convert_expr(struct buf *b, const struct store_field *of, const stru
         buf_printf(b, "COALESCE(json_extract(%s, '$[#-1]'), '')", col);
     } else if (nk == K_NUM || nk == K_BOOL) {
         buf_printf(b, "COALESCE(CAST(%s AS NUMERIC), 0)", col);
+    } else if (nk == K_GEO) {
+        /* an object keeps its numeric lon/lat, anything else becomes the zero point */
+        buf_printf(b,
+                   "(CASE WHEN json_valid(%s) AND json_type(%s) = 'object' THEN "
+                   "json_object('lon', COALESCE(json_extract(%s, '$.lon') + 0, 0), "
+                   "'lat', COALESCE(json_extract(%s, '$.lat') + 0, 0)) "
+                   "ELSE '{\"lon\":0,\"lat\":0}' END)",
+                   col, col, col, col);
     } else if (nk == K_JSON) {
         buf_printf(b, "(CASE WHEN json_valid(%s) THEN %s ELSE json_quote(%s) END)", col, col, col);
     } else {

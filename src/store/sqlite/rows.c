@@ -59,6 +59,15 @@ static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
         json_t *v = json_loads(text ? text : "null", JSON_DECODE_ANY, NULL);
         return v ? v : json_null();
     }
+    case STORE_FIELD_GEO_POINT: {
+        json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+        json_t *lon = json_object_get(v, "lon"), *lat = json_object_get(v, "lat");
+        json_t *p = json_object();
+        json_object_set_new(p, "lon", json_is_number(lon) ? json_incref(lon) : json_integer(0));
+        json_object_set_new(p, "lat", json_is_number(lat) ? json_incref(lat) : json_integer(0));
+        json_decref(v);
+        return p;
+    }
     default: return json_string(text ? text : "");
     }
 }
@@ -230,7 +239,8 @@ static int bind_image(sqlite3_stmt *st, int idx, const struct store_field *f, co
 {
     if (!v || json_is_null(v))
         return sqlite3_bind_null(st, idx);
-    if (f->type == STORE_FIELD_JSON && !store_field_multiple(f)) {
+    if ((f->type == STORE_FIELD_JSON || f->type == STORE_FIELD_GEO_POINT) &&
+        !store_field_multiple(f)) {
         char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
         if (!text)
             return SQLITE_NOMEM;
@@ -682,7 +692,8 @@ static int write_row(struct sq_conn *cn, const struct store_collection *c, const
         json_t *v = json_object_get(vals, f->name);
         if (!v)
             continue;
-        if (store_field_multiple(f) || f->type == STORE_FIELD_JSON) {
+        if (store_field_multiple(f) || f->type == STORE_FIELD_JSON ||
+            f->type == STORE_FIELD_GEO_POINT) {
             if (json_is_null(v))
                 sqlite3_bind_null(st.stmt, ++k);
             else

@@ -37,7 +37,8 @@ static enum col_kind kind_of_field(const struct store_field *f)
     case STORE_FIELD_BOOL: return K_BOOL;
     case STORE_FIELD_DATE:
     case STORE_FIELD_AUTODATE: return K_TS;
-    case STORE_FIELD_JSON: return K_JSON;
+    case STORE_FIELD_JSON:
+    case STORE_FIELD_GEO_POINT: return K_JSON; /* {"lon":x,"lat":y} */
     default: return K_VARCHAR;
     }
 }
