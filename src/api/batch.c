@@ -64,9 +64,7 @@ void api__batch_latch_wait(struct api_batch_latch *l)
 /* 400 "Batch transaction failed." naming sub-request i and its own answer (takes f->data). */
 static void reply_failed_at(struct http_req *req, size_t i, struct api_fail *f)
 {
-    json_t *resp =
-        json_pack("{s:o,s:s,s:i}", "data", f->data ? f->data : json_object(), "message",
-                  f->message ? f->message : http_status_message(f->status), "status", f->status);
+    json_t *resp = http_error_envelope(f->status, f->message, f->data);
     f->data = NULL;
     char idx[24];
     snprintf(idx, sizeof(idx), "%zu", i);
@@ -181,9 +179,10 @@ static void run_batch(struct batch_job *job)
         for (size_t i = 0; i < n; i++) {
             json_t *res = api__batch_op_result(ops[i], &sops[i], &f);
             if (!res) {
-                res = json_pack("{s:{s:o,s:s,s:i},s:i}", "body", "data", json_object(), "message",
-                                f.message ? f.message : "", "status", f.status, "status", f.status);
-                json_decref(f.data);
+                res =
+                    json_pack("{s:o,s:i}", "body", http_error_envelope(f.status, f.message, f.data),
+                              "status", f.status);
+                f.data = NULL;
             }
             json_array_append_new(out, res);
         }

@@ -64,6 +64,17 @@ static const struct {
     {"/api/", AUTH_RL_DEFAULT},
 };
 
+#define N_RL_LABELS (sizeof(rl_labels) / sizeof(rl_labels[0]))
+
+/* The index in rl_labels of a rule label, or N_RL_LABELS. */
+static size_t rl_label_index(const char *label)
+{
+    size_t k = 0;
+    while (label && k < N_RL_LABELS && strcmp(label, rl_labels[k].label) != 0)
+        k++;
+    return label ? k : N_RL_LABELS;
+}
+
 static bool same_kind(const json_t *a, const json_t *b)
 {
     if (json_is_boolean(a) || json_is_boolean(b))
@@ -229,20 +240,17 @@ static void check_rules(json_t *errors, const json_t *cur)
         return;
     }
     json_t *items = json_object();
-    bool seen[sizeof(rl_labels) / sizeof(rl_labels[0])] = {0};
+    bool seen[N_RL_LABELS] = {0};
     for (size_t i = 0; i < json_array_size(rules); i++) {
         const json_t *r = json_array_get(rules, i);
         json_t *e = json_object();
         const char *label = json_string_value(json_object_get(r, "label"));
         const char *aud = json_string_value(json_object_get(r, "audience"));
         json_t *max = json_object_get(r, "maxRequests"), *dur = json_object_get(r, "duration");
-        size_t k = 0;
-        while (label && k < sizeof(rl_labels) / sizeof(rl_labels[0]) &&
-               strcmp(label, rl_labels[k].label) != 0)
-            k++;
+        size_t k = rl_label_index(label);
         if (!label || !*label)
             item_err(e, "label", "validation_required", "Cannot be blank.");
-        else if (k == sizeof(rl_labels) / sizeof(rl_labels[0]))
+        else if (k == N_RL_LABELS)
             item_err(e, "label", "validation_invalid_rate_limit_label",
                      "Supported labels: *:auth, *:create, /api/batch and /api/.");
         else if (seen[k])
@@ -338,12 +346,11 @@ static void apply(struct api_env *env, struct api_settings *s)
         const json_t *list = json_object_get(json_object_get(cur, "rateLimits"), "rules");
         for (size_t i = 0; bget(cur, "rateLimits", "enabled") && i < json_array_size(list); i++) {
             const json_t *r = json_array_get(list, i);
-            const char *label = json_string_value(json_object_get(r, "label"));
-            for (size_t k = 0; label && k < sizeof(rl_labels) / sizeof(rl_labels[0]); k++)
-                if (strcmp(label, rl_labels[k].label) == 0)
-                    rules[rl_labels[k].cls] = (struct auth_rl_rule){
-                        (uint32_t)json_integer_value(json_object_get(r, "maxRequests")),
-                        (uint32_t)json_integer_value(json_object_get(r, "duration"))};
+            size_t k = rl_label_index(json_string_value(json_object_get(r, "label")));
+            if (k < N_RL_LABELS)
+                rules[rl_labels[k].cls] = (struct auth_rl_rule){
+                    (uint32_t)json_integer_value(json_object_get(r, "maxRequests")),
+                    (uint32_t)json_integer_value(json_object_get(r, "duration"))};
         }
         if (auth_ratelimit_set_rules(env->rl, rules) != 0)
             xlog_warn("settings: the rate limit rules are out of range; kept the old ones");

@@ -90,12 +90,7 @@ void api__wh_reply_owned(struct api_wh_reply *rep, int status, char *text)
 
 void api__wh_reply_error(struct api_wh_reply *rep, int status, const char *message, json_t *data)
 {
-    json_t *env = json_object();
-    json_object_set_new(env, "data", data ? data : json_object());
-    json_object_set_new(env, "message",
-                        json_string(message ? message : http_status_message(status)));
-    json_object_set_new(env, "status", json_integer(status));
-    api__wh_reply_json(rep, status, env);
+    api__wh_reply_json(rep, status, http_error_envelope(status, message, data));
 }
 
 static void reply_release(struct api_wh_reply *rep)

@@ -164,23 +164,27 @@ void rand_hex(char *out, size_t n)
     *out = '\0';
 }
 
-void id_random(char out[ID_LEN + 1])
+void rand_string(char *out, size_t n, const char *alphabet)
 {
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char r[ID_LEN * 2];
-    size_t n = 0, i = 0;
-    rand_bytes(r, sizeof(r));
-    while (n < ID_LEN) {
+    size_t k = strlen(alphabet);
+    unsigned limit = 256 - 256 % (unsigned)k; /* bytes from here up are rejected: no bias */
+    unsigned char r[64];
+    size_t len = 0, i = sizeof(r);
+    while (len < n) {
         if (i == sizeof(r)) {
             rand_bytes(r, sizeof(r));
             i = 0;
         }
         unsigned char b = r[i++];
-        if (b >= 252) /* 252 = 7 * 36: reject to keep the choice uniform */
-            continue;
-        out[n++] = alphabet[b % 36];
+        if (b < limit)
+            out[len++] = alphabet[b % k];
     }
-    out[ID_LEN] = '\0';
+    out[n] = '\0';
+}
+
+void id_random(char out[ID_LEN + 1])
+{
+    rand_string(out, ID_LEN, "abcdefghijklmnopqrstuvwxyz0123456789");
 }
 
 /* CRC-32C, slicing-by-8 tables built once. */

@@ -26,6 +26,8 @@ int time_parse(const char *s, size_t len, int64_t *us_out) MUST_USE;
 /* A random record id: 15 characters of [a-z0-9] + NUL (PocketBase's form). */
 #define ID_LEN 15
 void id_random(char out[ID_LEN + 1]);
+/* n characters drawn uniformly from alphabet (2 to 256 characters) + NUL into out. */
+void rand_string(char *out, size_t n, const char *alphabet);
 /* Fills buf with n random bytes from the kernel's CSPRNG. */
 void rand_bytes(void *buf, size_t n);
 /* n random bytes written as 2n lowercase hex characters + NUL. */

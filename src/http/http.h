@@ -141,6 +141,8 @@ void http_reply_fd(struct http_req *req, int status, const char *content_type, i
 /* PocketBase's envelope {"data":{...},"message":"...","status":N}. TAKES data (NULL: {}).
  * message NULL: the default message for the status. */
 void http_reply_error(struct http_req *req, int status, const char *message, json_t *data);
+/* That envelope as a value, for a reply made elsewhere. TAKES data. RETURNS a new reference. */
+json_t *http_error_envelope(int status, const char *message, json_t *data);
 /* Adds a header to the reply; call before the reply. Both strings are copied. */
 void http_set_header(struct http_req *req, const char *name, const char *value);
 bool http_replied(const struct http_req *req);

@@ -244,14 +244,19 @@ void http_reply_json(struct http_req *req, int status, json_t *body)
     http_reply_owned(req, status, JSON_TYPE, text, strlen(text));
 }
 
-void http_reply_error(struct http_req *req, int status, const char *message, json_t *data)
+json_t *http_error_envelope(int status, const char *message, json_t *data)
 {
     json_t *env = json_object();
     json_object_set_new(env, "data", data ? data : json_object());
     json_object_set_new(env, "message",
                         json_string(message ? message : http_status_message(status)));
     json_object_set_new(env, "status", json_integer(status));
-    http_reply_json(req, status, env);
+    return env;
+}
+
+void http_reply_error(struct http_req *req, int status, const char *message, json_t *data)
+{
+    http_reply_json(req, status, http_error_envelope(status, message, data));
 }
 
 void http_req_suspend(struct http_req *req)

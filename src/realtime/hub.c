@@ -293,20 +293,6 @@ const char *realtime_client_id(const struct realtime_client *cl)
     return cl->id;
 }
 
-static void random_id(char out[REALTIME_CLIENT_ID_LEN + 1])
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    size_t n = 0;
-    while (n < REALTIME_CLIENT_ID_LEN) {
-        unsigned char r[64];
-        rand_bytes(r, sizeof(r));
-        for (size_t i = 0; i < sizeof(r) && n < REALTIME_CLIENT_ID_LEN; i++)
-            if (r[i] < 248) /* 248 = 4 * 62: no modulo bias */
-                out[n++] = abc[r[i] % 62];
-    }
-    out[n] = '\0';
-}
-
 int realtime_client_new(struct realtime_hub *hub, struct realtime_client **out)
 {
     *out = NULL;
@@ -320,7 +306,8 @@ int realtime_client_new(struct realtime_hub *hub, struct realtime_client **out)
     if (rc)
         return rc;
     struct realtime_client *cl = xcalloc(1, sizeof(*cl));
-    random_id(cl->id);
+    rand_string(cl->id, REALTIME_CLIENT_ID_LEN,
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
     atomic_init(&cl->refs, 1);
     cl->hub = hub;
     pthread_mutex_init(&cl->mu, NULL);

@@ -28,7 +28,7 @@ static uint64_t next(void)
 
 /* A string of random pieces: plain ASCII, every control character, quotes, backslashes,
  * slashes, DEL, 2/3/4-byte UTF-8 and NUL. */
-static json_t *rand_string(void)
+static json_t *rand_json_string(void)
 {
     static const char *const pieces[] = {"a",
                                          "Hello",
@@ -100,7 +100,7 @@ static json_t *rand_value(int depth)
 {
     unsigned k = (unsigned)(next() % (depth > 4 ? 6 : 8));
     switch (k) {
-    case 0: return rand_string();
+    case 0: return rand_json_string();
     case 1: {
         static const json_int_t ints[] = {0, 1, -1, 42, INT64_MAX, INT64_MIN, 1000000000000LL};
         return next() % 2 ? json_integer(ints[next() % 7]) : json_integer((json_int_t)next());
@@ -120,7 +120,7 @@ static json_t *rand_value(int depth)
         json_t *o = json_object();
         size_t n = next() % 6;
         for (size_t i = 0; i < n; i++) {
-            json_t *key = rand_string();
+            json_t *key = rand_json_string();
             json_object_setn_new(o, json_string_value(key), json_string_length(key),
                                  rand_value(depth + 1));
             json_decref(key);
