@@ -3,7 +3,10 @@
 # Debian packages through apt-get (sudo when not root), skipping those already present;
 # DuckDB's C header and library from the npm registry into deps/ (git-ignored);
 # the Node packages the integration tests drive and the dashboard's chart library (web/);
-# Debian's chromium for the dashboard's browser test; curl and jq, which README.md's tour uses.
+# Debian's chromium for the dashboard's browser test; curl and jq, which README.md's tour uses;
+# wave 2's libraries (libcurl for mail and OAuth2, libvips for thumbnails, librdkafka for the
+# Kafka log, XGBoost for ML) and the test-only references (Debian's python3-xgboost and sklearn,
+# run with /usr/bin/python3; kcat to inspect Kafka topics).
 #
 # usage: scripts/setup-deps.sh [--bench]     --bench also installs wrk, nginx, and the
 #                                            ClickHouse and PostgreSQL servers bench/insights.sh
@@ -21,7 +24,8 @@ done
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format chromium
-      curl jq)
+      curl jq libcurl4-openssl-dev libvips-dev librdkafka-dev libxgboost-dev
+      python3-xgboost python3-sklearn kcat)
 [ "$bench" = 1 ] && pkgs+=(wrk nginx clickhouse-server clickhouse-client postgresql)
 
 missing=()
