@@ -17,6 +17,7 @@
 #include "evlog/evlog.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "models/models.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
 #include "warehouse/warehouse.h"
@@ -189,6 +190,7 @@ struct app {
     struct pipeline_relay *relay;
     struct wh *wh;
     struct pipeline *pipeline;
+    struct models *models;
     struct api_env env;
     struct http_router *router;
     struct http_server *srv;
@@ -210,6 +212,7 @@ static bool app_close(struct app *a)
     api_batch_free(&a->env);
     api_public_free(&a->env);
     http_router_free(a->router);
+    models_stop(a->models);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
     if (wh_busy) /* read-only queries: nothing is lost; the loader above has committed */
@@ -276,6 +279,12 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the warehouse loader: %s\n", wh_errmsg(NULL));
         return 1;
     }
+    struct models_cfg mc = {.wh = a->wh, .store = a->store, .pipeline = a->pipeline};
+    if (models_start(&mc, &a->models) != 0) {
+        fprintf(stderr, "tandem: cannot start the models runner\n");
+        return 1;
+    }
+    a->env.models = a->models;
     if (api_sql_start(&a->env, a->wh) != 0) {
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;

@@ -109,6 +109,8 @@ static void reply_send(struct http_req *req, struct api_wh_reply *rep)
     } else if (rep->json) {
         http_reply_json(req, rep->status, rep->json);
         rep->json = NULL;
+    } else if (rep->status == 204) {
+        http_reply_empty(req, 204);
     } else {
         http_reply_error(req, 503, NULL, NULL);
     }
