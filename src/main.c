@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,6 +45,8 @@ static void usage(FILE *out)
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
+            "  models list | run | export | import [--url URL] [--email E --password P]\n"
+            "                                    SQL models of a running server\n"
             "  version                           print the version\n"
             "  help                              show this help\n\n"
             "Every command takes the options below (--dir in particular).\n\n",
@@ -679,6 +682,69 @@ static int cmd_query(int argc, char **argv)
     return cli_query(&o, stdout, stderr);
 }
 
+/* true/false, yes/no, on/off, 1/0; -1 for anything else */
+static int bool_word(const char *s)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
+    for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static int cmd_models(int argc, char **argv)
+{
+    struct cli_models_opts o = {0};
+    o.url = take_opt(&argc, argv, "--url");
+    o.email = take_opt(&argc, argv, "--email");
+    o.password = take_opt(&argc, argv, "--password");
+    const char *bools[3] = {take_opt(&argc, argv, "--full-refresh"),
+                            take_opt(&argc, argv, "--confirm"), take_opt(&argc, argv, "--wait")};
+    int vals[3] = {0, 0, 1};
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < 3; i++)
+        if (bools[i] && (vals[i] = bool_word(bools[i])) < 0) {
+            fprintf(stderr, "tandem: invalid value '%s' for %s (expected true or false)\n",
+                    bools[i],
+                    i == 0   ? "--full-refresh"
+                    : i == 1 ? "--confirm"
+                             : "--wait");
+            return EXIT_USAGE;
+        }
+    bool ok =
+        (n == 1 && strcmp(w[0], "list") == 0) ||
+        (n == 2 &&
+         (strcmp(w[0], "run") == 0 || strcmp(w[0], "export") == 0 || strcmp(w[0], "import") == 0) &&
+         *w[1]);
+    if (!ok) {
+        fprintf(stderr,
+                "usage: tandem models list | models run NAME [--full-refresh B] [--confirm B] "
+                "[--wait B] | models export DIR | models import DIR [--url URL] [--email E "
+                "--password P]\n");
+        return EXIT_USAGE;
+    }
+    char default_url[300];
+    snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
+    if (!o.url)
+        o.url = default_url;
+    o.token = getenv("TANDEM_TOKEN");
+    if (o.token && !*o.token)
+        o.token = NULL;
+    o.full = vals[0];
+    o.confirm = vals[1];
+    o.wait = vals[2];
+    return cli_models(&o, w[0], n == 2 ? w[1] : NULL, stdout, stderr);
+}
+
 int main(int argc, char **argv)
 {
     /* Before anything can create a file: every file tandem, SQLite, DuckDB or the event log
@@ -700,6 +766,8 @@ int main(int argc, char **argv)
         return cmd_log(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0)
         return cmd_query(argc - 2, argv + 2);
+    if (strcmp(cmd, "models") == 0)
+        return cmd_models(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tandem %s\n", TANDEM_VERSION);
         return 0;

@@ -68,8 +68,7 @@ static void save(struct models_job *j, struct wh_conn *c, struct api_wh_reply *r
         merged = old;
         body = merged;
     }
-    rc = models_save(j->env->store, c, j->kind == JOB_UPDATE ? j->name : NULL, body, &errors,
-                     &out);
+    rc = models_save(j->env->store, c, j->kind == JOB_UPDATE ? j->name : NULL, body, &errors, &out);
     if (rc == 0) {
         json_object_set_new(out, "lastRun", json_null());
         api__wh_reply_json(rep, 200, out);
@@ -79,10 +78,10 @@ static void save(struct models_job *j, struct wh_conn *c, struct api_wh_reply *r
         api__wh_reply_error(rep, 400, msg, errors);
         errors = NULL;
     } else if (rc == ERR_CONFLICT) {
-        api__wh_reply_error(
-            rep, 400, "Invalid model: a model or table with this name already exists.",
-            json_pack("{s:{s:s,s:s}}", "name", "code", "validation_not_unique", "message",
-                      "a model or table with this name already exists"));
+        api__wh_reply_error(rep, 400,
+                            "Invalid model: a model or table with this name already exists.",
+                            json_pack("{s:{s:s,s:s}}", "name", "code", "validation_not_unique",
+                                      "message", "a model or table with this name already exists"));
     } else {
         reply_rc(rep, rc, c);
     }
@@ -145,9 +144,8 @@ static void run_job(struct wh_conn *c, struct api_wh_reply *rep, void *arg)
             api__wh_reply_error(rep, 503, "Too many model runs are waiting; try again.", NULL);
             return;
         }
-        api__wh_reply_json(rep, 202,
-                           json_pack("{s:s,s:s,s:s}", "id", id, "model", j->name, "status",
-                                     "queued"));
+        api__wh_reply_json(
+            rep, 202, json_pack("{s:s,s:s,s:s}", "id", id, "model", j->name, "status", "queued"));
         return;
     }
     case JOB_RUNS: {

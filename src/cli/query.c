@@ -144,9 +144,10 @@ static int parse_url(const char *u, struct url *out)
     return 0;
 }
 
-/* POSTs a JSON body; returns the status (or a negative error) and the response body. */
-static int http_post(const struct url *u, const char *path, const char *token, const char *body,
-                     struct buf *resp)
+/* Sends a request with a JSON body (body NULL: none); returns the status (or a negative
+ * error) and the response body. */
+static int http_send(const struct url *u, const char *method, const char *path, const char *token,
+                     const char *body, struct buf *resp)
 {
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_socktype = SOCK_STREAM;
@@ -164,12 +165,12 @@ static int http_post(const struct url *u, const char *path, const char *token, c
     struct buf req;
     buf_init(&req);
     buf_printf(&req,
-               "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
+               "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
                "Content-Length: %zu\r\nConnection: close\r\n",
-               path, u->host, u->port, strlen(body));
+               method, path, u->host, u->port, body ? strlen(body) : 0);
     if (token)
         buf_printf(&req, "Authorization: %s\r\n", token);
-    buf_printf(&req, "\r\n%s", body);
+    buf_printf(&req, "\r\n%s", body ? body : "");
     size_t off = 0;
     while (off < req.len) {
         ssize_t w = send(fd, req.ptr + off, req.len - off, MSG_NOSIGNAL);
@@ -193,6 +194,46 @@ static int http_post(const struct url *u, const char *path, const char *token, c
     }
     buf_release(&raw);
     return status;
+}
+
+static int http_post(const struct url *u, const char *path, const char *token, const char *body,
+                     struct buf *resp)
+{
+    return http_send(u, "POST", path, token, body, resp);
+}
+
+int cli_http(const char *url, const char *method, const char *path, const char *token,
+             const char *body, json_t **resp_out)
+{
+    struct url u;
+    struct buf b;
+    *resp_out = NULL;
+    if (parse_url(url, &u) != 0)
+        return ERR_INVALID;
+    buf_init(&b);
+    int st = http_send(&u, method, path, token, body, &b);
+    if (st > 0 && b.len)
+        *resp_out = json_loads(buf_cstr(&b), 0, NULL);
+    buf_release(&b);
+    return st;
+}
+
+char *cli_signin(const char *url, const char *email, const char *password, FILE *err)
+{
+    json_t *cred = json_pack("{s:s,s:s}", "identity", email, "password", password);
+    char *text = json_dumps(cred, JSON_COMPACT);
+    json_decref(cred);
+    json_t *j = NULL;
+    int st =
+        cli_http(url, "POST", "/api/collections/_superusers/auth-with-password", NULL, text, &j);
+    free(text);
+    const char *t = st == 200 ? json_string_value(json_object_get(j, "token")) : NULL;
+    char *token = t ? xstrdup(t) : NULL;
+    if (!token)
+        fprintf(err, "tandem: cannot sign in at %s (%s)\n", url,
+                st < 0 ? err_str(st) : "wrong email or password");
+    json_decref(j);
+    return token;
 }
 
 static int query_http(const struct cli_query_opts *o, const char *url_text, json_t **resp_out,

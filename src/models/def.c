@@ -98,8 +98,8 @@ const json_t *models__deps(const json_t *spec)
 
 /* 0 unvisited, 1 on the path, 2 done. Appends name after its dependencies; on a cycle fills
  * path (names joined by " -> ") and returns -1. */
-static int visit(const json_t *defs, const char *name, json_t *state, json_t *order,
-                 json_t *stack, char *path, size_t path_len)
+static int visit(const json_t *defs, const char *name, json_t *state, json_t *order, json_t *stack,
+                 char *path, size_t path_len)
 {
     json_int_t st = json_integer_value(json_object_get(state, name));
     if (st == 2)
@@ -311,20 +311,20 @@ static void check_tests(struct wh_conn *c, const char *self, const json_t *tests
         bool needs_col = strcmp(type, "row_count") != 0 && strcmp(type, "sql") != 0;
         if (needs_col) {
             if (!col || !*col || strlen(col) > 255) {
-                add_error(errors, "tests", "validation_required", "test %zu (%s): column is required",
-                          i, type);
+                add_error(errors, "tests", "validation_required",
+                          "test %zu (%s): column is required", i, type);
                 return;
             }
             json_object_set_new(n, "column", json_string(col));
         }
         if (strcmp(type, "accepted_values") == 0) {
             json_t *vals = json_object_get(t, "values");
-            bool good = json_is_array(vals) && json_array_size(vals) > 0 &&
-                        json_array_size(vals) <= 10000;
+            bool good =
+                json_is_array(vals) && json_array_size(vals) > 0 && json_array_size(vals) <= 10000;
             size_t k;
             json_t *v;
-            json_array_foreach(vals, k, v) good = good && (json_is_string(v) || json_is_number(v) ||
-                                                           json_is_boolean(v));
+            json_array_foreach(vals, k, v) good =
+                good && (json_is_string(v) || json_is_number(v) || json_is_boolean(v));
             if (!good) {
                 add_error(errors, "tests", "validation_invalid_value",
                           "test %zu (accepted_values): values must be a non-empty array of "
@@ -591,8 +591,7 @@ int models_save(struct store *st, struct wh_conn *c, const char *name, const jso
                   "weekday)");
     json_object_set(spec, "schedule", json_is_string(sched) ? sched : json_null());
     json_t *after = json_object_get(body, "afterRecords");
-    if (after && !json_is_null(after) &&
-        (!json_is_integer(after) || json_integer_value(after) < 0))
+    if (after && !json_is_null(after) && (!json_is_integer(after) || json_integer_value(after) < 0))
         add_error(errors, "afterRecords", "validation_invalid_value",
                   "afterRecords must be a non-negative integer");
     json_object_set_new(spec, "afterRecords",
@@ -614,9 +613,10 @@ int models_save(struct store *st, struct wh_conn *c, const char *name, const jso
     if (json_object_size(errors))
         goto invalid;
     json_object_set(spec, "sync", sync && json_is_object(sync) ? sync : json_null());
-    bool reset = !old || !json_equal(json_object_get(old, "sql"), json_object_get(spec, "sql")) ||
-                 !json_equal(json_object_get(old, "materialized"), json_object_get(spec, "materialized")) ||
-                 !json_equal(json_object_get(old, "uniqueKey"), json_object_get(spec, "uniqueKey"));
+    bool reset =
+        !old || !json_equal(json_object_get(old, "sql"), json_object_get(spec, "sql")) ||
+        !json_equal(json_object_get(old, "materialized"), json_object_get(spec, "materialized")) ||
+        !json_equal(json_object_get(old, "uniqueKey"), json_object_get(spec, "uniqueKey"));
     if ((rc = wh_model_define(c, nm, spec, reset)) < 0)
         goto out;
     *out = json_incref(spec);
@@ -641,9 +641,9 @@ out:
 
 /* _model_runs as the API shows runs */
 #define RUN_COLUMNS                                                                                \
-    "id, model, \"trigger\", status, mode, started_at AS \"startedAt\", "                           \
-    "finished_at AS \"finishedAt\", \"rows\", events_from AS \"eventsFrom\", "                      \
-    "events_to AS \"eventsTo\", changes_from AS \"changesFrom\", changes_to AS \"changesTo\", "      \
+    "id, model, \"trigger\", status, mode, started_at AS \"startedAt\", "                          \
+    "finished_at AS \"finishedAt\", \"rows\", events_from AS \"eventsFrom\", "                     \
+    "events_to AS \"eventsTo\", changes_from AS \"changesFrom\", changes_to AS \"changesTo\", "    \
     "message, sync"
 
 static json_t *last_runs(struct wh_conn *c)

@@ -30,10 +30,10 @@ struct models {
     struct request queue[QUEUE_MAX];
     size_t n_queue;
     bool stopping;
-    json_t *pending;     /* under mu: [{"id","model","status","trigger"}] queued or running */
+    json_t *pending; /* under mu: [{"id","model","status","trigger"}] queued or running */
     struct wh_conn *conn;
-    json_t *cron_fired;  /* runner: model -> minute (us / 60e6) it last fired in */
-    json_t *seen_total;  /* runner: model -> log records loaded when it was last triggered */
+    json_t *cron_fired; /* runner: model -> minute (us / 60e6) it last fired in */
+    json_t *seen_total; /* runner: model -> log records loaded when it was last triggered */
     struct metrics_family *m_runs, *m_seconds, *m_rows, *m_tests, *m_sync;
 };
 
@@ -58,8 +58,7 @@ int models_request_run(struct models *m, const char *name, bool full_refresh, bo
         r->requested_us = time_now_us();
         memcpy(run_id_out, r->run_id, ID_LEN + 1);
         json_array_append_new(m->pending, json_pack("{s:s,s:s,s:s,s:s}", "id", r->run_id, "model",
-                                                    name, "status", "queued", "trigger",
-                                                    "manual"));
+                                                    name, "status", "queued", "trigger", "manual"));
         pthread_cond_signal(&m->cv);
     }
     pthread_mutex_unlock(&m->mu);
@@ -201,9 +200,9 @@ static bool run_one(struct models *m, const json_t *defs, const char *name, cons
         if (models__sync(m->cfg.store, m->conn, name, sync, confirm, &s) == 0 && s) {
             const char *ss = json_string_value(json_object_get(s, "status"));
             if (strcmp(ss, "failed") == 0 || strcmp(ss, "needs_confirmation") == 0) {
-                json_object_set_new(run, "status",
-                                    json_string(strcmp(ss, "failed") == 0 ? "sync_failed"
-                                                                          : "needs_confirmation"));
+                json_object_set_new(
+                    run, "status",
+                    json_string(strcmp(ss, "failed") == 0 ? "sync_failed" : "needs_confirmation"));
                 json_object_set(run, "message", json_object_get(s, "message"));
             }
             json_object_set_new(run, "sync", s);
@@ -405,9 +404,9 @@ static void *runner_main(void *arg)
         }
         /* each request is its own round, so each gets its run id and flags */
         for (size_t i = 0; i < n; i++) {
-            json_t *roots = json_pack("{s:{s:s,s:b,s:b,s:s}}", reqs[i].name, "runId",
-                                      reqs[i].run_id, "full", reqs[i].full, "confirm",
-                                      reqs[i].confirm, "trigger", "manual");
+            json_t *roots =
+                json_pack("{s:{s:s,s:b,s:b,s:s}}", reqs[i].name, "runId", reqs[i].run_id, "full",
+                          reqs[i].full, "confirm", reqs[i].confirm, "trigger", "manual");
             run_set(m, defs, roots);
             json_decref(roots);
         }
@@ -437,9 +436,9 @@ int models_start(const struct models_cfg *cfg, struct models **out)
     m->seen_total = json_object();
     m->m_runs = metrics_family(METRICS_COUNTER, "tandem_model_runs_total",
                                "Model runs by final status.", "model,status");
-    m->m_seconds = metrics_histogram("tandem_model_run_seconds",
-                                     "Time to build, test, publish and sync a model.", "model",
-                                     NULL, 0);
+    m->m_seconds =
+        metrics_histogram("tandem_model_run_seconds",
+                          "Time to build, test, publish and sync a model.", "model", NULL, 0);
     m->m_rows = metrics_family(METRICS_GAUGE, "tandem_model_rows",
                                "Rows of the published version of a model.", "model");
     m->m_tests = metrics_family(METRICS_COUNTER, "tandem_model_test_failures_total",

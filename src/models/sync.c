@@ -39,10 +39,9 @@ static bool starts(const char *s, const char *p)
 
 static bool numeric_type(const char *t)
 {
-    static const char *const nums[] = {"TINYINT",   "SMALLINT",  "INTEGER",   "BIGINT",
-                                       "HUGEINT",   "UTINYINT",  "USMALLINT", "UINTEGER",
-                                       "UBIGINT",   "UHUGEINT",  "FLOAT",     "DOUBLE",
-                                       "DECIMAL"};
+    static const char *const nums[] = {"TINYINT",  "SMALLINT",  "INTEGER",  "BIGINT",  "HUGEINT",
+                                       "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+                                       "FLOAT",    "DOUBLE",    "DECIMAL"};
     for (size_t i = 0; i < ARRAY_LEN(nums); i++)
         if (starts(t, nums[i]))
             return true;
@@ -60,7 +59,8 @@ static bool fits(const struct store_field *f, const char *t)
     case STORE_FIELD_URL:
     case STORE_FIELD_EDITOR: return text;
     case STORE_FIELD_SELECT:
-    case STORE_FIELD_RELATION: return text || (store_field_multiple(f) && strcmp(t, "VARCHAR[]") == 0);
+    case STORE_FIELD_RELATION:
+        return text || (store_field_multiple(f) && strcmp(t, "VARCHAR[]") == 0);
     case STORE_FIELD_DATE: return text || starts(t, "TIMESTAMP") || strcmp(t, "DATE") == 0;
     case STORE_FIELD_JSON: return true;
     default: return false;
@@ -103,8 +103,8 @@ int models__sync_check(struct store *st, const json_t *sync, const json_t *colum
         snprintf(why, why_len, "sync.delete must be a boolean");
         return rc;
     }
-    if (share && (!json_is_number(share) || json_number_value(share) <= 0 ||
-                  json_number_value(share) > 1)) {
+    if (share &&
+        (!json_is_number(share) || json_number_value(share) <= 0 || json_number_value(share) > 1)) {
         snprintf(why, why_len, "sync.maxChangeShare must be a number in (0, 1]");
         return rc;
     }
@@ -215,11 +215,11 @@ static int apply_batch(struct store *st, struct store_op *ops, size_t n, char *m
     size_t failed = 0;
     int rc = store_record_ops(st, ops, n, &failed);
     if (rc < 0) {
-        char *errs = failed < n && ops[failed].errors ? json_dumps(ops[failed].errors, JSON_COMPACT)
-                                                      : NULL;
+        char *errs =
+            failed < n && ops[failed].errors ? json_dumps(ops[failed].errors, JSON_COMPACT) : NULL;
         snprintf(msg, msg_len, "writing record %s failed: %s%s%s",
-                 failed < n && ops[failed].id ? ops[failed].id : "?", err_str(rc),
-                 errs ? " " : "", errs ? errs : store_errmsg(st));
+                 failed < n && ops[failed].id ? ops[failed].id : "?", err_str(rc), errs ? " " : "",
+                 errs ? errs : store_errmsg(st));
         free(errs);
     }
     for (size_t i = 0; i < n; i++) {
@@ -300,10 +300,9 @@ int models__sync(struct store *st, struct wh_conn *c, const char *model, const j
         json_object_set_new(seen, id, json_true());
         json_t *body = json_object();
         for (size_t j = 0; j < n_cols; j++)
-            json_object_set(body,
-                            json_string_value(json_object_get(json_array_get(res.columns, j),
-                                                              "name")),
-                            json_array_get(row, j));
+            json_object_set(
+                body, json_string_value(json_object_get(json_array_get(res.columns, j), "name")),
+                json_array_get(row, j));
         json_t *old = json_object_get(existing, id);
         bool same = false;
         if (old) {

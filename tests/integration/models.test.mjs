@@ -217,6 +217,7 @@ test('user_stats: Segment events -> model -> collection a signed-in user reads',
   await pb.collections.update('users', { fields: [...(await pb.collections.getOne('users')).fields, { name: 'plan', type: 'text' }] });
   const alice = await pb.collection('users').create({ email: 'alice@example.com', password: 'alice-pass-123', passwordConfirm: 'alice-pass-123', plan: 'pro' });
   const bob = await pb.collection('users').create({ email: 'bob@example.com', password: 'bob-pass-1234', passwordConfirm: 'bob-pass-1234', plan: 'free' });
+  const carol = await pb.collection('users').create({ email: 'carol@example.com', password: 'carol-pass-12', passwordConfirm: 'carol-pass-12', plan: 'free' });
   await pb.collections.create({
     name: 'user_stats', type: 'base',
     fields: [{ name: 'user', type: 'text' }, { name: 'events', type: 'number' }, { name: 'last_seen', type: 'date' }, { name: 'plan', type: 'text' }],
@@ -228,10 +229,11 @@ test('user_stats: Segment events -> model -> collection a signed-in user reads',
   for (let i = 0; i < 7; i++) evs.push({ userId: alice.id, event: 'Viewed', timestamp: new Date(now - i * 3600000), messageId: `us-a-${i}` });
   for (let i = 0; i < 3; i++) evs.push({ userId: bob.id, event: 'Viewed', timestamp: new Date(now - i * 60000), messageId: `us-b-${i}` });
   evs.push({ userId: bob.id, event: 'Viewed', timestamp: new Date(now - 40 * 86400000), messageId: 'us-b-old' });
+  evs.push({ userId: carol.id, event: 'Viewed', timestamp: new Date(now - 5000), messageId: 'us-c-1' });
   await sendEvents(analytics, evs);
   await analytics.closeAndFlush({ timeout: 10000 });
   await waitLoaded(A(), "SELECT count(*) FROM events WHERE id LIKE 'us-%'", evs.length);
-  await waitLoaded(A(), "SELECT count(*) FROM app_users WHERE plan IS NOT NULL", 2);
+  await waitLoaded(A(), "SELECT count(*) FROM app_users WHERE plan IS NOT NULL", 3);
   await create({
     name: 'user_stats',
     sql: `SELECT e.user_id AS "user", count(*) AS events, max(e."timestamp") AS last_seen, any_value(u.plan) AS plan
@@ -240,11 +242,11 @@ test('user_stats: Segment events -> model -> collection a signed-in user reads',
           GROUP BY e.user_id`,
     materialized: 'incremental', uniqueKey: 'user',
     tests: [{ type: 'unique', column: 'user' }, { type: 'not_null', column: 'user' }],
-    sync: { collection: 'user_stats', key: 'user', delete: true },
+    sync: { collection: 'user_stats', key: 'user', delete: true, maxChangeShare: 0.5 },
   });
   const run = await runModel(A(), 'user_stats');
   assert.equal(run.status, 'success', JSON.stringify(run));
-  assert.equal(run.sync.created, 2);
+  assert.equal(run.sync.created, 3);
 
   const ua = client(srv.url);
   await ua.collection('users').authWithPassword('alice@example.com', 'alice-pass-123');
@@ -264,10 +266,10 @@ test('user_stats: Segment events -> model -> collection a signed-in user reads',
   assert.equal((await client(srv.url).collection('user_stats').getFullList()).length, 0);
 
   // the sync is a write like any other: it reached the changes topic and the mirror
-  await waitLoaded(A(), "SELECT count(*) FROM app_user_stats", 2);
+  await waitLoaded(A(), "SELECT count(*) FROM app_user_stats", 3);
   // a second run without new events changes nothing
   const again = await runModel(A(), 'user_stats');
-  assert.equal(again.sync.unchanged, 2);
+  assert.equal(again.sync.unchanged, 3);
   assert.equal(again.sync.created + again.sync.updated + again.sync.deleted, 0);
 
   // more events for alice: incremental build, one record updated
@@ -277,7 +279,7 @@ test('user_stats: Segment events -> model -> collection a signed-in user reads',
   await waitLoaded(A(), "SELECT count(*) FROM events WHERE id LIKE 'us-%'", evs.length + 1);
   const r3 = await runModel(A(), 'user_stats');
   assert.equal(r3.mode, 'incremental');
-  assert.equal(r3.sync.updated, 1);
+  assert.equal(r3.sync.updated, 1, JSON.stringify(r3));
   assert.equal((await ua.collection('user_stats').getFullList())[0].events, 8);
 
   // a change of more than maxChangeShare stops and asks for confirmation
@@ -286,9 +288,56 @@ test('user_stats: Segment events -> model -> collection a signed-in user reads',
           WHERE e.user_id = '${alice.id}' GROUP BY e.user_id` })).status, 200);
   const r4 = await runModel(A(), 'user_stats');
   assert.equal(r4.status, 'needs_confirmation', JSON.stringify(r4));
-  assert.equal((await pb.collection('user_stats').getFullList()).length, 2);
+  assert.equal((await pb.collection('user_stats').getFullList()).length, 3);
   const r5 = await runModel(A(), 'user_stats', { confirm: true });
   assert.equal(r5.status, 'success', JSON.stringify(r5));
-  assert.equal(r5.sync.deleted, 1);
+  assert.equal(r5.sync.deleted, 2);
   assert.equal((await pb.collection('user_stats').getFullList()).length, 1);
+});
+
+test('tandem models export -> import round trip, and run from the command line', async () => {
+  const { run, tempDir } = await import('./lib/server.mjs');
+  const { readFileSync, readdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const env = { TANDEM_TOKEN: token };
+  await create({
+    name: 'cli_src', sql: 'SELECT 1 AS id, \'a\' AS v', materialized: 'table', description: 'from the CLI test',
+    tests: [{ type: 'unique', column: 'id' }, { type: 'accepted_values', column: 'v', values: ['a'], severity: 'warn' }],
+    schedule: '*/5 * * * *', afterRecords: 100,
+  });
+  await create({ name: 'cli_dep', sql: 'SELECT id FROM cli_src', materialized: 'view' });
+  const dir = tempDir('tandem-models-');
+  const ex = await run(['models', 'export', dir, '--url', srv.url], { env });
+  assert.equal(ex.code, 0, ex.stderr);
+  const files = readdirSync(dir).sort();
+  assert.ok(files.includes('cli_src.sql') && files.includes('cli_dep.sql'), files.join());
+  const text = readFileSync(`${dir}/cli_src.sql`, 'utf8');
+  assert.match(text, /^-- tandem model\n-- \{.*"materialized":"table".*\}\nSELECT 1 AS id, 'a' AS v\n$/);
+  // the other tests' models read tables the second server does not have
+  for (const f of files) if (!f.startsWith('cli_')) rmSync(`${dir}/${f}`);
+
+  // a second server imports the folder: the same definitions
+  const { srv: srv2, token: token2 } = await startWithSuperuserAndKey();
+  try {
+    const im = await run(['models', 'import', dir, '--url', srv2.url], { env: { TANDEM_TOKEN: token2 } });
+    assert.equal(im.code, 0, im.stderr);
+    const strip = (m) => { const { lastRun, ...rest } = m; return rest; };
+    for (const name of ['cli_src', 'cli_dep']) {
+      const a = await api(A(), 'GET', `/api/models/${name}`);
+      const b = await api({ url: srv2.url, token: token2 }, 'GET', `/api/models/${name}`);
+      assert.deepEqual(strip(b.json), strip(a.json));
+    }
+    // import again over existing models: replaced, still equal; a bad file is reported
+    writeFileSync(`${dir}/broken.sql`, 'SELECT 1\n');
+    const im2 = await run(['models', 'import', dir, '--url', srv2.url], { env: { TANDEM_TOKEN: token2 } });
+    assert.equal(im2.code, 1);
+    assert.match(im2.stderr, /broken\.sql: not a tandem model file/);
+    // run from the command line: waits and prints the run
+    const r = await run(['models', 'run', 'cli_src', '--url', srv2.url], { env: { TANDEM_TOKEN: token2 } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).status, 'success');
+    const list = await run(['models', 'list', '--url', srv2.url], { env: { TANDEM_TOKEN: token2 } });
+    assert.match(list.stdout, /cli_dep\s+view\s+success\s+cli_src/);
+  } finally {
+    await srv2.stop();
+  }
 });

@@ -272,8 +272,8 @@ static json_t *result_columns(duckdb_result *res)
         duckdb_logical_type t = duckdb_column_logical_type(res, i);
         whd__type_name(&b, t);
         duckdb_destroy_logical_type(&t);
-        json_array_append_new(cols, json_pack("{s:s,s:s}", "name", duckdb_column_name(res, i),
-                                              "type", buf_cstr(&b)));
+        json_array_append_new(
+            cols, json_pack("{s:s,s:s}", "name", duckdb_column_name(res, i), "type", buf_cstr(&b)));
         buf_release(&b);
     }
     return cols;
@@ -425,8 +425,10 @@ static int run_test(struct whd_conn *c, const struct wh_model *m, const char *ca
                    "from_json($1::VARCHAR, '[\"VARCHAR\"]'), CAST(%s AS VARCHAR))",
                    candq, cq, cq);
     } else if (strcmp(type, "relationships") == 0) {
-        buf_printf(&b, "SELECT count(*) FROM %s AS t WHERE t.%s IS NOT NULL AND NOT EXISTS "
-                       "(SELECT 1 FROM ", candq, cq);
+        buf_printf(&b,
+                   "SELECT count(*) FROM %s AS t WHERE t.%s IS NOT NULL AND NOT EXISTS "
+                   "(SELECT 1 FROM ",
+                   candq, cq);
         whd__quote_ident(&b, jstr(t, "to"));
         buf_puts(&b, " AS p WHERE p.");
         whd__quote_ident(&b, jstr(t, "field") ? jstr(t, "field") : "id");
@@ -481,8 +483,8 @@ static int run_test(struct whd_conn *c, const struct wh_model *m, const char *ca
         else if (strcmp(type, "not_null") == 0)
             snprintf(msg, sizeof(msg), "%" PRId64 " rows have %s NULL", n, col);
         else if (strcmp(type, "accepted_values") == 0)
-            snprintf(msg, sizeof(msg), "%" PRId64 " rows have a %s outside the accepted values",
-                     n, col);
+            snprintf(msg, sizeof(msg), "%" PRId64 " rows have a %s outside the accepted values", n,
+                     col);
         else if (strcmp(type, "relationships") == 0)
             snprintf(msg, sizeof(msg), "%" PRId64 " rows have a %s not found in %s", n, col,
                      jstr(t, "to"));
@@ -504,8 +506,8 @@ out:
 static int offset_of(struct whd_conn *c, const char *consumer, uint64_t *v)
 {
     int64_t x;
-    int rc = query_i64(c, "SELECT next_offset FROM _offsets WHERE consumer = $1", consumer, &x,
-                       NULL);
+    int rc =
+        query_i64(c, "SELECT next_offset FROM _offsets WHERE consumer = $1", consumer, &x, NULL);
     *v = (uint64_t)x;
     return rc;
 }
@@ -533,8 +535,8 @@ static int delta_views(struct whd_conn *c, uint64_t elo, uint64_t ehi, uint64_t 
 static int drop_temps(struct whd_conn *c)
 {
     static const char *const sql[] = {
-        "DROP VIEW IF EXISTS temp.main.events",       "DROP VIEW IF EXISTS temp.main.changes",
-        "DROP VIEW IF EXISTS temp.main." CAND,        "DROP TABLE IF EXISTS temp.main." KEYS,
+        "DROP VIEW IF EXISTS temp.main.events",    "DROP VIEW IF EXISTS temp.main.changes",
+        "DROP VIEW IF EXISTS temp.main." CAND,     "DROP TABLE IF EXISTS temp.main." KEYS,
         "DROP TABLE IF EXISTS temp.main." NEWROWS,
     };
     for (size_t i = 0; i < ARRAY_LEN(sql); i++) {
@@ -547,8 +549,8 @@ static int drop_temps(struct whd_conn *c)
 
 /* Builds the candidate; *candq receives how tests name it. */
 static int build_candidate(struct whd_conn *c, const struct wh_model *m, const char *mode,
-                           const char *kind, uint64_t elo, uint64_t ehi, uint64_t clo,
-                           uint64_t chi, struct buf *candq)
+                           const char *kind, uint64_t elo, uint64_t ehi, uint64_t clo, uint64_t chi,
+                           struct buf *candq)
 {
     struct buf b, k;
     buf_init(&b);
@@ -600,8 +602,10 @@ static int build_candidate(struct whd_conn *c, const struct wh_model *m, const c
         buf_puts(&b, "CREATE TEMP VIEW " CAND " AS SELECT * FROM ");
         if ((rc = put_published(c, &b, m->name)) < 0)
             goto out;
-        buf_printf(&b, " WHERE %s NOT IN (SELECT k FROM " KEYS ") UNION ALL BY NAME "
-                       "SELECT * FROM " NEWROWS, buf_cstr(&k));
+        buf_printf(&b,
+                   " WHERE %s NOT IN (SELECT k FROM " KEYS ") UNION ALL BY NAME "
+                   "SELECT * FROM " NEWROWS,
+                   buf_cstr(&k));
         if ((rc = exec_buf(c, &b)) < 0)
             goto out;
         buf_puts(candq, "temp.main." CAND);
@@ -612,8 +616,7 @@ out:
     return rc;
 }
 
-static int publish(struct whd_conn *c, const struct wh_model *m, const char *mode,
-                   const char *kind)
+static int publish(struct whd_conn *c, const struct wh_model *m, const char *mode, const char *kind)
 {
     struct buf b;
     buf_init(&b);
@@ -697,18 +700,17 @@ int whd__model_build(struct wh_conn *wc, const struct wh_model *m, const struct 
     int64_t se = 0, sc = 0;
     bool have_state = false;
     if ((rc = relation_kind(c, m->name, &kind)) < 0 ||
-        (rc = query_i64(c, "SELECT events_offset FROM _model_state WHERE model = $1", m->name,
-                        &se, &have_state)) < 0 ||
-        (rc = query_i64(c, "SELECT changes_offset FROM _model_state WHERE model = $1", m->name,
-                        &sc, NULL)) < 0 ||
+        (rc = query_i64(c, "SELECT events_offset FROM _model_state WHERE model = $1", m->name, &se,
+                        &have_state)) < 0 ||
+        (rc = query_i64(c, "SELECT changes_offset FROM _model_state WHERE model = $1", m->name, &sc,
+                        NULL)) < 0 ||
         (rc = offset_of(c, "warehouse-events", &ehi)) < 0 ||
         (rc = offset_of(c, "warehouse-changes", &chi)) < 0 || (rc = drop_temps(c)) < 0)
         goto engine;
     if (strcmp(m->materialized, "view") == 0)
         mode = "view";
     else if (strcmp(m->materialized, "incremental") == 0 && kind && strcmp(kind, "table") == 0 &&
-             have_state && !(o && o->full_refresh) && (uint64_t)se <= ehi &&
-             (uint64_t)sc <= chi) {
+             have_state && !(o && o->full_refresh) && (uint64_t)se <= ehi && (uint64_t)sc <= chi) {
         mode = "incremental";
         elo = (uint64_t)se;
         clo = (uint64_t)sc;
@@ -802,8 +804,8 @@ static void bind_json(duckdb_prepared_statement ps, idx_t i, const json_t *v)
         duckdb_bind_null(ps, i);
 }
 
-static int insert_row(struct whd_conn *c, const char *sql, const json_t *o,
-                      const char *const *keys, size_t n)
+static int insert_row(struct whd_conn *c, const char *sql, const json_t *o, const char *const *keys,
+                      size_t n)
 {
     duckdb_prepared_statement ps;
     int rc = prep(c, sql, &ps);
@@ -823,10 +825,9 @@ static int insert_row(struct whd_conn *c, const char *sql, const json_t *o,
 int whd__model_record(struct wh_conn *wc, const json_t *run)
 {
     static const char *const run_keys[] = {
-        "id",         "model",      "trigger",   "status",      "mode",
-        "startedAt",  "finishedAt", "rows",      "eventsFrom",  "eventsTo",
-        "changesFrom", "changesTo", "message",   "sync"};
-    static const char *const test_keys[] = {"runId",  "model",  "name",     "type",   "column",
+        "id",   "model",      "trigger",  "status",      "mode",      "startedAt", "finishedAt",
+        "rows", "eventsFrom", "eventsTo", "changesFrom", "changesTo", "message",   "sync"};
+    static const char *const test_keys[] = {"runId",    "model",  "name",     "type",   "column",
                                             "severity", "status", "failures", "message"};
     struct whd_conn *c = whd__conn(wc);
     const char *id = jstr(run, "id");
@@ -854,7 +855,8 @@ int whd__model_record(struct wh_conn *wc, const json_t *run)
             json_t *row = json_deep_copy(t);
             json_object_set_new(row, "runId", json_string(id));
             json_object_set(row, "model", json_object_get(run, "model"));
-            rc = insert_row(c, "INSERT INTO _model_tests VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            rc = insert_row(c,
+                            "INSERT INTO _model_tests VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                             row, test_keys, ARRAY_LEN(test_keys));
             json_decref(row);
             if (rc < 0)
