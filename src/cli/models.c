@@ -67,8 +67,8 @@ static int do_list(const char *url, const char *token, FILE *out, FILE *err)
     return 0;
 }
 
-static int do_run(const struct cli_models_opts *o, const char *token, const char *name,
-                  FILE *out, FILE *err)
+static int do_run(const struct cli_models_opts *o, const char *token, const char *name, FILE *out,
+                  FILE *err)
 {
     json_t *body = json_pack("{s:b,s:b}", "fullRefresh", o->full, "confirm", o->confirm);
     char *text = json_dumps(body, JSON_COMPACT);
@@ -213,8 +213,7 @@ out:
 static int save_model(const char *url, const char *token, const json_t *def, json_t **resp)
 {
     char path[300];
-    snprintf(path, sizeof(path), "/api/models/%s",
-             json_string_value(json_object_get(def, "name")));
+    snprintf(path, sizeof(path), "/api/models/%s", json_string_value(json_object_get(def, "name")));
     json_t *cur = NULL;
     int st = cli_http(url, "GET", path, token, NULL, &cur);
     json_decref(cur);
