@@ -650,8 +650,12 @@ static json_t *last_runs(struct wh_conn *c)
 {
     json_t *rows = NULL;
     if (query_objects(c,
-                      "SELECT " RUN_COLUMNS " FROM _model_runs QUALIFY row_number() OVER "
-                      "(PARTITION BY model ORDER BY started_at DESC) = 1",
+                      "SELECT " RUN_COLUMNS
+                      ", (SELECT count(*) FROM _model_tests t WHERE t.run_id = "
+                      "r.id) AS \"testsRun\", (SELECT count(*) FROM _model_tests t WHERE "
+                      "t.run_id = r.id AND t.status = 'fail') AS \"testsFailed\" FROM "
+                      "_model_runs r QUALIFY row_number() OVER (PARTITION BY model ORDER BY "
+                      "started_at DESC) = 1",
                       NULL, &rows) < 0)
         return json_object();
     json_t *by = json_object();

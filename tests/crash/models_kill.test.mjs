@@ -17,6 +17,14 @@ async function up(server) {
   return { pb, a: { url: server.url, token: pb.authStore.token } };
 }
 
+// capture in batches of 500 (well under the batch size limit)
+async function capture(url, key, events) {
+  for (let i = 0; i < events.length; i += 500) {
+    const res = await fetch(`${url}/v1/batch`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: basic(key) }, body: JSON.stringify({ batch: events.slice(i, i + 500) }) });
+    assert.equal(res.status, 200, await res.text());
+  }
+}
+
 async function requestRun(a, name, body = {}) {
   const r = await api(a, 'POST', `/api/models/${name}/run`, body);
   assert.equal(r.status, 202, r.text);
@@ -35,8 +43,7 @@ test('kill -9 during runs: previous or new version, and the next run equals an u
   // events: 40 users, through the capture API
   const batch = [];
   for (let i = 0; i < 4000; i++) batch.push({ type: 'track', userId: `ku${i % 40}`, event: `e${i % 3}`, messageId: `k-${i}`, timestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString() });
-  const res = await fetch(`${a.url}/v1/batch`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: basic(key) }, body: JSON.stringify({ batch }) });
-  assert.equal(res.status, 200);
+  await capture(a.url, key, batch);
   await waitLoaded(a, 'SELECT count(*) FROM events', 4000);
 
   // a slow incremental model (each event multiplied by a range) and its full twin
@@ -51,8 +58,7 @@ test('kill -9 during runs: previous or new version, and the next run equals an u
     // new events, then a run killed at a random moment
     const more = [];
     for (let i = 0; i < 500; i++) more.push({ type: 'track', userId: `ku${(i * 3 + round) % 45}`, event: 'late', messageId: `k-${round}-${i}`, timestamp: '2025-01-01T00:00:00Z' });
-    const rr = await fetch(`${a.url}/v1/batch`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: basic(key) }, body: JSON.stringify({ batch: more }) });
-    assert.equal(rr.status, 200);
+    await capture(a.url, key, more);
     const total = 4000 + 500 * (round + 1);
     await waitLoaded(a, 'SELECT count(*) FROM events', total);
     const before = await digest(a, 'kinc');

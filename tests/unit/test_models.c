@@ -101,10 +101,10 @@ static void test_parse_refs(void **state)
     struct fx *f = *state;
     json_t *refs = NULL;
     assert_int_equal(wh_model_parse(f->c,
-                                     "WITH x AS (SELECT * FROM app_users) SELECT e.user_id FROM "
-                                     "Events e JOIN x ON true JOIN m1 USING (user_id) WHERE "
-                                     "e.id IN (SELECT id FROM changes)",
-                                     &refs),
+                                    "WITH x AS (SELECT * FROM app_users) SELECT e.user_id FROM "
+                                    "Events e JOIN x ON true JOIN m1 USING (user_id) WHERE "
+                                    "e.id IN (SELECT id FROM changes)",
+                                    &refs),
                      0);
     /* every table read, lower-cased, once; the CTE x is not a table */
     const char *want[] = {"app_users", "events", "m1", "changes"};
@@ -183,16 +183,16 @@ static void test_failing_test_keeps_published(void **state)
     assert_string_equal(json_string_value(json_object_get(t, "status")), "fail");
     json_decref(r);
     assert_int_equal(scalar(f, "SELECT count(*) FROM wap"), 1);
-    assert_int_equal(scalar(f, "SELECT events_offset::BIGINT FROM _model_state WHERE model = 'wap'"),
-                     3);
+    assert_int_equal(
+        scalar(f, "SELECT events_offset::BIGINT FROM _model_state WHERE model = 'wap'"), 3);
     /* warn: published, and the range advances */
     json_object_set_new(json_array_get(tests, 0), "severity", json_string("warn"));
     r = build(f, &m, false);
     assert_string_equal(status(r), "warn");
     json_decref(r);
     assert_int_equal(scalar(f, "SELECT count(*) FROM wap"), 2);
-    assert_int_equal(scalar(f, "SELECT events_offset::BIGINT FROM _model_state WHERE model = 'wap'"),
-                     5);
+    assert_int_equal(
+        scalar(f, "SELECT events_offset::BIGINT FROM _model_state WHERE model = 'wap'"), 5);
     json_decref(tests);
 }
 
