@@ -314,6 +314,23 @@ static int read_offsets(struct wh_conn *c, const char *sql, json_t **rows_out)
     return rc;
 }
 
+/* model -> [events_offset, changes_offset] it was last built from */
+static json_t *model_state(struct wh_conn *c)
+{
+    json_t *rows = NULL, *out = json_object();
+    if (read_offsets(c, "SELECT model, events_offset, changes_offset FROM _model_state", &rows) < 0)
+        return out;
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        json_t *v = json_pack("[O,O]", json_array_get(r, 1), json_array_get(r, 2));
+        json_object_set_new(out, json_string_value(json_array_get(r, 0)), v);
+    }
+    json_decref(rows);
+    return out;
+}
+
 /* Models due by schedule or by log records, as roots for run_set. */
 static json_t *due(struct models *m, const json_t *defs)
 {
@@ -337,6 +354,7 @@ static json_t *due(struct models *m, const json_t *defs)
             ch = v;
     }
     json_decref(offs);
+    json_t *state = NULL;
     const char *name;
     json_t *spec;
     json_object_foreach((json_t *)defs, name, spec)
@@ -354,15 +372,21 @@ static json_t *due(struct models *m, const json_t *defs)
             continue;
         uint64_t total = (e ? ev : 0) + (c ? ch : 0);
         json_t *seen = json_object_get(m->seen_total, name);
-        if (!seen) { /* first look since start: count from now */
-            json_object_set_new(m->seen_total, name, json_integer((json_int_t)total));
-            continue;
+        uint64_t base = seen ? (uint64_t)json_integer_value(seen) : 0;
+        if (!seen) { /* first look since start: count from what the model was built from */
+            if (!state)
+                state = model_state(m->conn);
+            json_t *st = json_object_get(state, name);
+            base = (e ? (uint64_t)json_integer_value(json_array_get(st, 0)) : 0) +
+                   (c ? (uint64_t)json_integer_value(json_array_get(st, 1)) : 0);
+            json_object_set_new(m->seen_total, name, json_integer((json_int_t)base));
         }
-        if (total >= (uint64_t)json_integer_value(seen) + (uint64_t)after) {
+        if (total >= base + (uint64_t)after) {
             json_object_set_new(m->seen_total, name, json_integer((json_int_t)total));
             json_object_set_new(roots, name, json_pack("{s:s}", "trigger", "records"));
         }
     }
+    json_decref(state);
     return roots;
 }
 

@@ -341,3 +341,29 @@ test('tandem models export -> import round trip, and run from the command line',
     await srv2.stop();
   }
 });
+
+test('triggers: a cron schedule and N new log records start runs without a request', async () => {
+  // "* * * * *" is due in the current minute: the runner's next tick starts it
+  await create({ name: 'trig_cron', sql: 'SELECT 1 AS one', schedule: '* * * * *' });
+  const c = await waitRun('trig_cron', (r) => r.trigger === 'schedule');
+  assert.equal(c.status, 'success');
+  // afterRecords: a model never built counts every record of what it reads, so it runs at
+  // once; then again once 5 more are loaded
+  const pre = new Analytics({ writeKey: key, host: srv.url, flushAt: 10, maxRetries: 3, flushInterval: 50 });
+  await sendEvents(pre, Array.from({ length: 5 }, (_, i) => ({ userId: 't', event: 'pre', messageId: `trigpre-${i}` })));
+  await pre.closeAndFlush({ timeout: 10000 });
+  await waitLoaded(A(), "SELECT count(*) FROM events WHERE id LIKE 'trigpre-%'", 5);
+  await create({ name: 'trig_rec', sql: "SELECT count(*) AS n FROM events WHERE event = 'trig'", afterRecords: 5 });
+  const first = await waitRun('trig_rec', (x) => x.trigger === 'records');
+  assert.equal(first.status, 'success');
+  assert.equal((await sql(A(), 'SELECT n FROM trig_rec')).rows[0][0], 0);
+  const analytics = new Analytics({ writeKey: key, host: srv.url, flushAt: 10, maxRetries: 3, flushInterval: 50 });
+  await sendEvents(analytics, Array.from({ length: 6 }, (_, i) => ({ userId: 't', event: 'trig', messageId: `trig-${i}` })));
+  await analytics.closeAndFlush({ timeout: 10000 });
+  const r = await waitRun('trig_rec', (x) => x.trigger === 'records' && x.id !== first.id);
+  assert.equal(r.status, 'success');
+  const n = (await sql(A(), 'SELECT n FROM trig_rec')).rows[0][0];
+  assert.ok(n >= 5 && n <= 6, `the triggered run saw ${n} of the events`);
+  const none = await api(A(), 'GET', '/api/models/trig_rec/runs');
+  assert.ok(none.json.items.every((x) => x.trigger === 'records'));
+});
