@@ -357,11 +357,19 @@ int models__sync(struct store *st, struct wh_conn *c, const char *model, const j
         memset(op, 0, sizeof(*op));
         op->c = coll;
         if (k < n_bodies) {
+            /* the plan knows which records exist: a create or an update, no look-up; a record
+             * made or deleted meanwhile by someone else fails the batch, and the next run
+             * plans again */
             json_t *b = json_array_get(bodies, k);
-            op->kind = STORE_OP_UPSERT;
             op->body = b;
             op->id = json_string_value(json_object_get(b, "id"));
-            json_object_get(existing, op->id) ? batch_u++ : batch_c++;
+            if (json_object_get(existing, op->id)) {
+                op->kind = STORE_OP_UPDATE;
+                batch_u++;
+            } else {
+                op->kind = STORE_OP_CREATE;
+                batch_c++;
+            }
         } else {
             op->kind = STORE_OP_DELETE;
             op->id = json_string_value(json_array_get(ids, k - n_bodies));
