@@ -195,7 +195,14 @@ static bool run_one(struct models *m, const json_t *defs, const char *name, cons
     const char *status = json_string_value(json_object_get(run, "status"));
     bool published = strcmp(status, "success") == 0 || strcmp(status, "warn") == 0;
     const json_t *sync = json_object_get(spec, "sync");
-    if (published && json_is_object(sync)) {
+    char why[600];
+    if (published && json_is_object(sync) &&
+        models__sync_check(m->cfg.store, sync, json_object_get(spec, "columns"), why,
+                           sizeof(why)) < 0) {
+        /* the collection changed since the model was saved: never drop a column silently */
+        json_object_set_new(run, "status", json_string("sync_failed"));
+        json_object_set_new(run, "message", json_string(why));
+    } else if (published && json_is_object(sync)) {
         json_t *s = NULL;
         if (models__sync(m->cfg.store, m->conn, name, sync, confirm, &s) == 0 && s) {
             const char *ss = json_string_value(json_object_get(s, "status"));

@@ -293,6 +293,13 @@ test('user_stats: Segment events -> model -> collection a signed-in user reads',
   assert.equal(r5.status, 'success', JSON.stringify(r5));
   assert.equal(r5.sync.deleted, 2);
   assert.equal((await pb.collection('user_stats').getFullList()).length, 1);
+
+  // the collection loses a field the model fills: the sync refuses instead of dropping it
+  const coll = await pb.collections.getOne('user_stats');
+  await pb.collections.update('user_stats', { fields: coll.fields.filter((f) => f.name !== 'plan') });
+  const r6 = await runModel(A(), 'user_stats', { fullRefresh: true });
+  assert.equal(r6.status, 'sync_failed', JSON.stringify(r6));
+  assert.match(r6.message, /no field for the column plan/);
 });
 
 test('tandem models export -> import round trip, and run from the command line', async () => {
