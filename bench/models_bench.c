@@ -6,11 +6,11 @@
  *      alternately, the same SELECT as a plain CREATE TABLE AS on a raw DuckDB connection of
  *      the same database. RUNS (default 3) of each; the medians and their ratio.
  *   b) incremental freshness: one thread loads RATE events/s (default 20,000) in batches every
- *      100 ms for DURATION seconds (default 30) while another rebuilds the same model as `incremental`
- *      (unique key user_day) in a loop. For each loaded batch, the time from its load commit to
- *      the commit of the first build whose range covers it: p50, p99, max.
- *   c) sync: a model of SYNC_ROWS rows (default 100,000) synced into an empty collection
- *      (creates), then every row changed and synced again (updates): rows/s of each.
+ *      100 ms for DURATION seconds (default 30) while another rebuilds the same model as
+ * `incremental` (unique key user_day) in a loop. For each loaded batch, the time from its load
+ * commit to the commit of the first build whose range covers it: p50, p99, max. c) sync: a model of
+ * SYNC_ROWS rows (default 100,000) synced into an empty collection (creates), then every row
+ * changed and synced again (updates): rows/s of each.
  *
  * Build: see bench/models.sh. Run: build/models_bench DIR */
 #include <pthread.h>
@@ -64,7 +64,7 @@ static const int64_t T0 = INT64_C(1788220800) * 1000000; /* 2026-09-01 */
 static void load(struct wh_conn *c, size_t n, size_t users, int64_t span_us)
 {
     struct wh_event *ev = calloc(n, sizeof(*ev));
-    char (*ids)[24] = calloc(n, 24), (*uids)[16] = calloc(n, 16);
+    char(*ids)[24] = calloc(n, 24), (*uids)[16] = calloc(n, 16);
     static const char *names[] = {"pageview", "signup", "purchase", "invite"};
     for (size_t i = 0; i < n; i++) {
         uint64_t o = next_offset + i;
@@ -81,7 +81,8 @@ static void load(struct wh_conn *c, size_t n, size_t users, int64_t span_us)
                                   .received_at_us = WH_NO_TIME};
     }
     next_offset += n;
-    struct wh_load ld = {.consumer = "warehouse-events", .topic = "events", .next_offset = next_offset};
+    struct wh_load ld = {
+        .consumer = "warehouse-events", .topic = "events", .next_offset = next_offset};
     if (wh_load_events(c, &ld, ev, n, NULL) != 0) {
         fprintf(stderr, "load: %s\n", wh_errmsg(c));
         exit(1);
@@ -243,9 +244,10 @@ int main(int argc, char **argv)
     }
     pthread_join(th, NULL);
     qsort(fresh, n_fresh, sizeof(double), cmp_d);
-    printf("RESULT incremental rate=%zu/s seconds=%zu builds=%zu p50_s=%.2f p99_s=%.2f max_s=%.2f\n",
-           rate, seconds, n_builds, fresh[n_fresh / 2], fresh[(size_t)((double)n_fresh * 0.99)],
-           fresh[n_fresh - 1]);
+    printf(
+        "RESULT incremental rate=%zu/s seconds=%zu builds=%zu p50_s=%.2f p99_s=%.2f max_s=%.2f\n",
+        rate, seconds, n_builds, fresh[n_fresh / 2], fresh[(size_t)((double)n_fresh * 0.99)],
+        fresh[n_fresh - 1]);
 
     /* c) */
     struct store *st;

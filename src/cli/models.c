@@ -34,15 +34,25 @@ static void print_error(FILE *err, int st, const json_t *j, const char *what)
         fprintf(err, "tandem: %s: %d %s\n", what, st, msg ? msg : "error");
 }
 
-static int do_list(const char *url, const char *token, FILE *out, FILE *err)
+/* GET path; the 200 answer (the caller's), or NULL after saying why on err. */
+static json_t *get_ok(const char *url, const char *path, const char *token, const char *what,
+                      FILE *err)
 {
     json_t *j = NULL;
-    int st = cli_http(url, "GET", "/api/models", token, NULL, &j);
+    int st = cli_http(url, "GET", path, token, NULL, &j);
     if (st != 200) {
-        print_error(err, st, j, "cannot list the models");
+        print_error(err, st, j, what);
         json_decref(j);
-        return 1;
+        return NULL;
     }
+    return j;
+}
+
+static int do_list(const char *url, const char *token, FILE *out, FILE *err)
+{
+    json_t *j = get_ok(url, "/api/models", token, "cannot list the models", err);
+    if (!j)
+        return 1;
     size_t i;
     json_t *m;
     fprintf(out, "%-32s %-12s %-20s %s\n", "name", "materialized", "last run", "depends on");
@@ -92,12 +102,8 @@ static int do_run(const struct cli_models_opts *o, const char *token, const char
     }
     snprintf(path, sizeof(path), "/api/models/%s/runs?limit=100", name);
     for (;;) {
-        st = cli_http(o->url, "GET", path, token, NULL, &j);
-        if (st != 200) {
-            print_error(err, st, j, "cannot read the runs");
-            json_decref(j);
+        if (!(j = get_ok(o->url, path, token, "cannot read the runs", err)))
             return 1;
-        }
         size_t i;
         json_t *r;
         json_array_foreach(json_object_get(j, "items"), i, r)
@@ -120,13 +126,9 @@ static int do_run(const struct cli_models_opts *o, const char *token, const char
 
 static int do_export(const char *url, const char *token, const char *dir, FILE *out, FILE *err)
 {
-    json_t *j = NULL;
-    int st = cli_http(url, "GET", "/api/models", token, NULL, &j);
-    if (st != 200) {
-        print_error(err, st, j, "cannot list the models");
-        json_decref(j);
+    json_t *j = get_ok(url, "/api/models", token, "cannot list the models", err);
+    if (!j)
         return 1;
-    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         fprintf(err, "tandem: cannot create %s: %s\n", dir, strerror(errno));
         json_decref(j);

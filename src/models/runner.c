@@ -197,8 +197,8 @@ static bool run_one(struct models *m, const json_t *defs, const char *name, cons
     const json_t *sync = json_object_get(spec, "sync");
     char why[600];
     if (published && json_is_object(sync) &&
-        models__sync_check(m->cfg.store, sync, json_object_get(spec, "columns"), why,
-                           sizeof(why)) < 0) {
+        models__sync_check(m->cfg.store, sync, json_object_get(spec, "columns"), why, sizeof(why)) <
+            0) {
         /* the collection changed since the model was saved: never drop a column silently */
         json_object_set_new(run, "status", json_string("sync_failed"));
         json_object_set_new(run, "message", json_string(why));
@@ -450,6 +450,18 @@ static void *runner_main(void *arg)
     return NULL;
 }
 
+static void models_free(struct models *m)
+{
+    if (m->conn)
+        wh_conn_close(m->conn);
+    json_decref(m->pending);
+    json_decref(m->cron_fired);
+    json_decref(m->seen_total);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
 int models_start(const struct models_cfg *cfg, struct models **out)
 {
     struct models *m = xcalloc(1, sizeof(*m));
@@ -489,14 +501,7 @@ int models_start(const struct models_cfg *cfg, struct models **out)
     return 0;
 fail:
     xlog_error("cannot start the models runner: %s", m->conn ? wh_errmsg(m->conn) : err_str(rc));
-    if (m->conn)
-        wh_conn_close(m->conn);
-    json_decref(m->pending);
-    json_decref(m->cron_fired);
-    json_decref(m->seen_total);
-    pthread_cond_destroy(&m->cv);
-    pthread_mutex_destroy(&m->mu);
-    free(m);
+    models_free(m);
     *out = NULL;
     return rc;
 }
@@ -513,11 +518,5 @@ void models_stop(struct models *m)
      * what it was built from stay as they were */
     wh_interrupt(m->conn);
     pthread_join(m->thread, NULL);
-    wh_conn_close(m->conn);
-    json_decref(m->pending);
-    json_decref(m->cron_fired);
-    json_decref(m->seen_total);
-    pthread_cond_destroy(&m->cv);
-    pthread_mutex_destroy(&m->mu);
-    free(m);
+    models_free(m);
 }

@@ -54,6 +54,19 @@ static int run_i64(struct whd_conn *c, duckdb_prepared_statement ps, int64_t *v,
     return 0;
 }
 
+/* Executes ps (no result wanted) and destroys it. */
+static int exec_ps(struct whd_conn *c, duckdb_prepared_statement ps)
+{
+    duckdb_result res;
+    int rc = 0;
+    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess)
+        rc = whd__result_fail(c, &res, NULL);
+    else
+        duckdb_destroy_result(&res);
+    duckdb_destroy_prepare(&ps);
+    return rc;
+}
+
 static int exec_buf(struct whd_conn *c, struct buf *b)
 {
     return whd__exec(c, buf_cstr(b));
@@ -340,14 +353,8 @@ static int exec_name(struct whd_conn *c, const char *sql, const char *name)
     int rc = prep(c, sql, &ps);
     if (rc < 0)
         return rc;
-    duckdb_result res;
     duckdb_bind_varchar(ps, 1, name);
-    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess)
-        rc = whd__result_fail(c, &res, NULL);
-    else
-        duckdb_destroy_result(&res);
-    duckdb_destroy_prepare(&ps);
-    return rc;
+    return exec_ps(c, ps);
 }
 
 int whd__model_define(struct wh_conn *wc, const char *name, const json_t *spec, bool reset)
@@ -369,14 +376,9 @@ int whd__model_define(struct wh_conn *wc, const char *name, const json_t *spec, 
         if ((rc = prep(c, "INSERT INTO _models VALUES ($1, $2::JSON, now()::TIMESTAMP)", &ps)) < 0)
             goto fail;
         char *text = json_dumps(spec, JSON_COMPACT);
-        duckdb_result res;
         duckdb_bind_varchar(ps, 1, name);
         duckdb_bind_varchar(ps, 2, text);
-        if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess)
-            rc = whd__result_fail(c, &res, NULL);
-        else
-            duckdb_destroy_result(&res);
-        duckdb_destroy_prepare(&ps);
+        rc = exec_ps(c, ps);
         free(text);
         if (rc < 0)
             goto fail;
@@ -669,16 +671,10 @@ static int store_state(struct whd_conn *c, const char *name, uint64_t e, uint64_
     duckdb_prepared_statement ps;
     if ((rc = prep(c, "INSERT INTO _model_state VALUES ($1, $2, $3, now()::TIMESTAMP)", &ps)) < 0)
         return rc;
-    duckdb_result res;
     duckdb_bind_varchar(ps, 1, name);
     duckdb_bind_uint64(ps, 2, e);
     duckdb_bind_uint64(ps, 3, ch);
-    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess)
-        rc = whd__result_fail(c, &res, NULL);
-    else
-        duckdb_destroy_result(&res);
-    duckdb_destroy_prepare(&ps);
-    return rc;
+    return exec_ps(c, ps);
 }
 
 int whd__model_build(struct wh_conn *wc, const struct wh_model *m, const struct wh_model_opts *o,
@@ -813,13 +809,7 @@ static int insert_row(struct whd_conn *c, const char *sql, const json_t *o, cons
         return rc;
     for (size_t i = 0; i < n; i++)
         bind_json(ps, i + 1, json_object_get(o, keys[i]));
-    duckdb_result res;
-    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess)
-        rc = whd__result_fail(c, &res, NULL);
-    else
-        duckdb_destroy_result(&res);
-    duckdb_destroy_prepare(&ps);
-    return rc;
+    return exec_ps(c, ps);
 }
 
 int whd__model_record(struct wh_conn *wc, const json_t *run)
