@@ -274,6 +274,7 @@ int wh_model_define(struct wh_conn *c, const char *name, const json_t *spec, boo
  * the events and changes loaded since its last build produce), runs its tests on the new
  * version, and replaces the published version only when no test of severity "error" fails;
  * otherwise (or on any failure) everything is rolled back and the previous version stays.
+ * "rows" counts the published relation (0 when nothing was published).
  * *out (the caller's, also on failure): {"status":"success"|"warn"|"failed"|"broken",
  * "mode":"view"|"full"|"incremental","rows":N,"eventsFrom":N,"eventsTo":N,"changesFrom":N,
  * "changesTo":N,"message":s|null,"tests":[{"name","type","column","severity","status":
