@@ -257,10 +257,10 @@ int main(int argc, char **argv)
     }
     pthread_join(th, NULL);
     qsort(fresh, n_fresh, sizeof(double), cmp_d);
-    printf(
-        "RESULT incremental rate=%zu/s seconds=%zu builds=%zu p50_s=%.2f p99_s=%.2f max_s=%.2f\n",
-        rate, seconds, n_builds, fresh[n_fresh / 2], fresh[(size_t)((double)n_fresh * 0.99)],
-        fresh[n_fresh - 1]);
+    printf("RESULT incremental key=%s rate=%zu/s seconds=%zu builds=%zu p50_s=%.2f p99_s=%.2f "
+           "max_s=%.2f\n",
+           inc.unique_key, rate, seconds, n_builds, fresh[n_fresh / 2],
+           fresh[(size_t)((double)n_fresh * 0.99)], fresh[n_fresh - 1]);
 
 part_c:
     if (!strchr(parts, 'c'))
