@@ -109,30 +109,29 @@ static json_t *provider_infos(struct api_env *env, const struct store_collection
         auth_oauth2_nonce(key, verifier, nonce);
         /* OpenID providers get a verifier even without PKCE: it binds the nonce */
         bool has_verifier = p.pkce || p.oidc;
-        char *url = auth_oauth2_auth_url(&p, state, p.pkce ? challenge : NULL,
-                                         p.oidc ? nonce : NULL);
+        char *url =
+            auth_oauth2_auth_url(&p, state, p.pkce ? challenge : NULL, p.oidc ? nonce : NULL);
         json_array_append_new(
-            out, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "name", p.name, "displayName",
-                           p.display_name ? p.display_name : p.name, "state", state, "authURL",
-                           url, "authUrl", url, "codeVerifier", has_verifier ? verifier : "",
-                           "codeChallenge", p.pkce ? challenge : "", "codeChallengeMethod",
-                           p.pkce ? "S256" : ""));
+            out,
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "name", p.name, "displayName",
+                      p.display_name ? p.display_name : p.name, "state", state, "authURL", url,
+                      "authUrl", url, "codeVerifier", has_verifier ? verifier : "", "codeChallenge",
+                      p.pkce ? challenge : "", "codeChallengeMethod", p.pkce ? "S256" : ""));
         free(url);
         auth_oauth2_provider_release(&p);
     }
     return out;
 }
 
-static void methods_finish(struct methods *m, bool fetch)
+/* Puts infos (TAKEN) into the answer and replies. */
+static void methods_reply(struct methods *m, json_t *infos)
 {
-    bool pending = false;
-    if (oauth2_opts(m->c)) {
-        json_t *infos = provider_infos(m->env, m->c, fetch, &pending);
-        json_object_set_new(json_object_get(m->body, "oauth2"), "enabled", json_true());
-        json_object_set(json_object_get(m->body, "oauth2"), "providers", infos);
-        json_object_set_new(m->body, "authProviders", infos);
+    if (infos) {
+        json_t *o = json_object_get(m->body, "oauth2");
+        json_object_set_new(o, "enabled", json_true());
+        json_object_set(o, "providers", infos);
+        json_object_set_new(m->body, "authProviders", infos); /* before PocketBase 0.23 */
     }
-    (void)pending;
     http_reply_json(m->req, 200, m->body);
     m->body = NULL;
 }
@@ -144,7 +143,8 @@ static void methods_job(void *arg, bool cancelled)
         json_decref(m->body);
         http_reply_error(m->req, 503, NULL, NULL);
     } else {
-        methods_finish(m, true);
+        bool pending = false;
+        methods_reply(m, provider_infos(m->env, m->c, true, &pending));
     }
     http_req_resume(m->req);
 }
@@ -156,14 +156,18 @@ void api__oauth2_reply_methods(struct http_req *req, struct api_env *env,
     arena_on_release(a, unref_cb, c);
     struct methods *m = arena_zalloc(a, sizeof(*m));
     *m = (struct methods){req, env, c, body};
+    if (!oauth2_opts(c) || !env->oauth2) {
+        methods_reply(m, NULL);
+        return;
+    }
     bool pending = false;
-    if (oauth2_opts(c) && env->oauth2)
-        json_decref(provider_infos(env, c, false, &pending));
+    json_t *infos = provider_infos(env, c, false, &pending);
     if (!pending) {
-        methods_finish(m, false);
+        methods_reply(m, infos);
         return;
     }
     /* a discovery document to fetch: not on this thread */
+    json_decref(infos);
     http_req_suspend(req);
     if (auth_oauth2_submit(env->oauth2, methods_job, m) != 0) {
         json_decref(body);
@@ -315,8 +319,7 @@ static void oa_sign_in(struct oa_login *l, const struct auth_oauth2_user *u, int
             goto denied; /* superusers never sign up with OAuth2 */
         body = new_record_body(l, ar, u);
         const char *pw = json_string_value(json_object_get(body, "password"));
-        rc = pw && *pw ? auth_pool_hash_wait(env->pool, pw, hash)
-                       : random_password_hash(env, hash);
+        rc = pw && *pw ? auth_pool_hash_wait(env->pool, pw, hash) : random_password_hash(env, hash);
         if (rc)
             goto denied;
         json_object_del(body, "password");
@@ -325,7 +328,8 @@ static void oa_sign_in(struct oa_login *l, const struct auth_oauth2_user *u, int
         json_object_set_new(body, "id", json_string(new_id));
         /* verified when the email is the provider's (even both empty), as PocketBase does */
         const char *email = json_string_value(json_object_get(body, "email"));
-        json_object_set_new(body, "verified", json_boolean(strcmp(email ? email : "", u->email) == 0));
+        json_object_set_new(body, "verified",
+                            json_boolean(strcmp(email ? email : "", u->email) == 0));
         struct store_cond *create = arena_zalloc(http_req_arena(req), sizeof(*create));
         api__rules_set_body(ar, body);
         if (api__rule_compile(ar, l->c, STORE_RULE_CREATE, create) != 0)
@@ -489,8 +493,8 @@ static void auth_with_oauth2(struct http_req *req, void *ctx)
     l->c = c;
     arena_on_release(a, oa_release, l);
     if (!oauth2_opts(c) || !env->oauth2) {
-        http_reply_error(req, 403, "The collection is not configured to allow OAuth2 authentication.",
-                         NULL);
+        http_reply_error(req, 403,
+                         "The collection is not configured to allow OAuth2 authentication.", NULL);
         return;
     }
     json_t *body = api__json_body(req, env, true);
@@ -557,7 +561,8 @@ static void redirect_page(struct http_req *req, bool ok)
 {
     static const char fail_html[] =
         "Failed to authenticate. You can close this window and go back to the app to try again.";
-    static const char ok_html[] = "Auth completed. You can close this window and go back to the app.";
+    static const char ok_html[] =
+        "Auth completed. You can close this window and go back to the app.";
     if (ok)
         http_reply_static(req, 200, "text/html; charset=utf-8", ok_html, sizeof(ok_html) - 1);
     else
@@ -668,8 +673,7 @@ static void impersonate(struct http_req *req, void *ctx)
     else if (rc)
         http_reply_error(req, 404, NULL, NULL);
     else /* a static token: not refreshable, and not a sign-in (no MFA, no alert) */
-        api__reply_token(req, env, c, &rec, deadline, jd ? json_integer_value(jd) : 0, false,
-                         NULL);
+        api__reply_token(req, env, c, &rec, deadline, jd ? json_integer_value(jd) : 0, false, NULL);
     store_auth_record_release(&rec);
     api__deadline_lift(env);
 }

@@ -49,7 +49,8 @@ static json_t *dec_json(const char *p, size_t len)
         return NULL;
     uint8_t *bin = xmalloc(len + 1);
     long n = b64url_dec(p, len, bin, len + 1);
-    json_t *v = n < 0 ? NULL : json_loadb((const char *)bin, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    json_t *v =
+        n < 0 ? NULL : json_loadb((const char *)bin, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
     free(bin);
     if (v && !json_is_object(v)) {
         json_decref(v);
@@ -185,8 +186,8 @@ static bool aud_holds(const json_t *aud, const char *want)
         return strcmp(json_string_value(aud), want) == 0;
     size_t i;
     const json_t *v;
-    json_array_foreach(aud, i, v) if (json_is_string(v) && strcmp(json_string_value(v), want) == 0)
-        return true;
+    json_array_foreach(aud, i, v) if (json_is_string(v) &&
+                                      strcmp(json_string_value(v), want) == 0) return true;
     return false;
 }
 
@@ -217,8 +218,7 @@ static int check_claims(const json_t *c, const struct auth_oidc_expect *want, ch
         for (size_t i = 0; i < want->n_issuers && !ok; i++)
             ok = strcmp(iss, want->issuers[i]) == 0;
         if (!ok)
-            return fail(err, err_len, ERR_DENIED, "id token iss %.200s is not the provider's",
-                        iss);
+            return fail(err, err_len, ERR_DENIED, "id token iss %.200s is not the provider's", iss);
     }
     if (!want->audience || !aud_holds(aud, want->audience))
         return fail(err, err_len, ERR_DENIED, "id token aud is not the client id");

@@ -156,10 +156,9 @@ int auth_oauth2_provider_parse(const json_t *cfg, struct auth_oauth2_provider *p
 
 void auth_oauth2_provider_release(struct auth_oauth2_provider *p)
 {
-    char **strs[] = {&p->name,         &p->display_name, &p->client_id,
-                     &p->client_secret, &p->auth_url,     &p->token_url,
-                     &p->userinfo_url,  &p->jwks_url,     &p->issuer,
-                     &p->scopes};
+    char **strs[] = {&p->name,     &p->display_name, &p->client_id,    &p->client_secret,
+                     &p->auth_url, &p->token_url,    &p->userinfo_url, &p->jwks_url,
+                     &p->issuer,   &p->scopes};
     for (size_t i = 0; i < ARRAY_LEN(strs); i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -243,13 +242,16 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 /* One call: GET (form NULL) or POST of an urlencoded form. bearer: an access token for the
  * Authorization header; basic_user/basic_pass: client credentials (HTTP Basic). On 0 *out is
  * the JSON document of a 2xx answer (the caller's). */
-static int http_json(struct auth_oauth2 *o, const char *url, const char *form, const char *bearer, const char *basic_user,
-                     const char *basic_pass, json_t **out, char *err, size_t err_len)
+static int http_json(struct auth_oauth2 *o, const char *url, const char *form, const char *bearer,
+                     const char *basic_user, const char *basic_pass, json_t **out, char *err,
+                     size_t err_len)
 {
     *out = NULL;
     if (!url_allowed(url))
-        return fail(err, err_len, ERR_INVALID, "refusing to call %.200s (https only, or http to "
-                    "a loopback address)", url ? url : "(no URL)");
+        return fail(err, err_len, ERR_INVALID,
+                    "refusing to call %.200s (https only, or http to "
+                    "a loopback address)",
+                    url ? url : "(no URL)");
     CURL *h = curl_easy_init();
     if (!h)
         return fail(err, err_len, -ENOMEM, "cannot start an HTTP call");
@@ -478,13 +480,14 @@ static void map_user(struct auth_oauth2_user *u, const struct auth_oauth2_provid
         u->username = jstr(info, "preferred_username");
         u->avatar_url = jstr(info, "picture");
         u->email = verified_flag(json_object_get(info, "email_verified")) ? jstr(info, "email")
-                                                                           : xstrdup("");
+                                                                          : xstrdup("");
     }
 }
 
 /* GitHub's primary verified email, from the emails endpoint beside the user endpoint. No
  * email is not a failure: the account then simply has none. */
-static void github_email(struct auth_oauth2 *o, const struct auth_oauth2_provider *p, struct auth_oauth2_user *u)
+static void github_email(struct auth_oauth2 *o, const struct auth_oauth2_provider *p,
+                         struct auth_oauth2_user *u)
 {
     const char *slash = strrchr(p->userinfo_url, '/');
     if (!slash)
@@ -541,8 +544,8 @@ static int check_id_token(struct auth_oauth2 *o, const struct auth_oauth2_provid
 
 int auth_oauth2_exchange(struct auth_oauth2 *o, struct auth_oauth2_provider *p, const char *code,
                          const char *verifier, const char *redirect_url, const char *nonce,
-                         struct auth_oauth2_user *out, enum auth_oauth2_stage *stage_out,
-                         char *err, size_t err_len)
+                         struct auth_oauth2_user *out, enum auth_oauth2_stage *stage_out, char *err,
+                         size_t err_len)
 {
     memset(out, 0, sizeof(*out));
     *stage_out = AUTH_OAUTH2_STAGE_TOKEN;
@@ -557,8 +560,8 @@ int auth_oauth2_exchange(struct auth_oauth2 *o, struct auth_oauth2_provider *p, 
     if (p->pkce && verifier && *verifier)
         url_param(&form, "code_verifier", verifier);
     json_t *tok = NULL, *claims = NULL, *info = NULL;
-    rc = http_json(o, p->token_url, buf_cstr(&form), NULL, p->client_id, p->client_secret, &tok, err,
-                   err_len);
+    rc = http_json(o, p->token_url, buf_cstr(&form), NULL, p->client_id, p->client_secret, &tok,
+                   err, err_len);
     buf_release(&form);
     const char *access = json_string_value(json_object_get(tok, "access_token"));
     if (rc == 0 && (!access || !*access))
@@ -582,15 +585,15 @@ int auth_oauth2_exchange(struct auth_oauth2 *o, struct auth_oauth2_provider *p, 
             goto out;
     }
     if (p->userinfo_url) {
-        rc = http_json(o, p->userinfo_url, NULL, out->access_token, NULL, NULL, &info, err, err_len);
+        rc =
+            http_json(o, p->userinfo_url, NULL, out->access_token, NULL, NULL, &info, err, err_len);
         if (rc == 0 && !json_is_object(info))
             rc = fail(err, err_len, ERR_INVALID, "the user info is not a JSON object");
         if (rc)
             goto out;
         /* OpenID Core 5.3.2: the user info must be about the id token's subject */
         const char *sub = json_string_value(json_object_get(info, "sub"));
-        if (claims && (!sub || strcmp(sub, json_string_value(json_object_get(claims, "sub")))))
-        {
+        if (claims && (!sub || strcmp(sub, json_string_value(json_object_get(claims, "sub"))))) {
             rc = fail(err, err_len, ERR_DENIED, "the user info is about another subject");
             goto out;
         }
