@@ -27,6 +27,11 @@ static struct store_collection *auth_collection(struct http_req *req, struct api
     return c;
 }
 
+struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env)
+{
+    return auth_collection(req, env);
+}
+
 void api__reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
                      const struct store_auth_record *rec, int64_t deadline_us, json_t *meta)
 {

@@ -479,13 +479,9 @@ static json_t *verr(const char *code, const char *message)
 static void auth_with_oauth2(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = NULL;
-    if (store_collection_get(env->store, http_req_param(req, "collection"), &c) != 0 ||
-        c->type != STORE_COLLECTION_AUTH) {
-        store_collection_unref(c);
-        http_reply_error(req, 404, "Missing or invalid auth collection context.", NULL);
+    struct store_collection *c = api__auth_collection(req, env);
+    if (!c)
         return;
-    }
     struct arena *a = http_req_arena(req);
     struct oa_login *l = arena_zalloc(a, sizeof(*l));
     l->req = req;
@@ -644,13 +640,9 @@ static void impersonate(struct http_req *req, void *ctx)
                          NULL);
         return;
     }
-    struct store_collection *c = NULL;
-    if (store_collection_get(env->store, http_req_param(req, "collection"), &c) != 0 ||
-        c->type != STORE_COLLECTION_AUTH) {
-        store_collection_unref(c);
-        http_reply_error(req, 404, "Missing or invalid auth collection context.", NULL);
+    struct store_collection *c = api__auth_collection(req, env);
+    if (!c)
         return;
-    }
     arena_on_release(http_req_arena(req), unref_cb, c);
     json_t *body = api__json_body(req, env, true);
     if (!body)

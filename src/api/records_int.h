@@ -99,6 +99,10 @@ void api__rules_strip_body(struct api_rules *ar, const struct store_collection *
 
 /* ---- sign-in answers (auth.c) ---- */
 
+/* The auth collection named by the path parameter "collection", or NULL after answering 404
+ * "Missing or invalid auth collection context.". RETURNS a reference. */
+struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env);
+
 /* THE answer of every successful sign-in (password, OAuth2, ...): signs a refreshable token
  * of the collection's duration for rec and answers {"record":...,"token":...[,"meta":...]}.
  * deadline_us: the request's store deadline (api__deadline_start), for its expand. TAKES meta

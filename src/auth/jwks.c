@@ -12,24 +12,12 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "auth/auth_int.h"
 
 #define JWT_MAX 16384 /* longer id tokens are refused before any parsing */
 #define JWK_BIN_MAX 1024
-
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && err_len)
-        vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 /* base64url without padding (padding tolerated for JWK members) into out; -1 on bad input. */
 static long b64url_dec(const char *p, size_t len, uint8_t *out, size_t cap)
@@ -210,31 +198,32 @@ static int check_claims(const json_t *c, const struct auth_oidc_expect *want, ch
     const json_t *aud = json_object_get(c, "aud");
     int64_t exp, iat;
     if (!iss || !sub || !*sub || !aud)
-        return fail(err, err_len, ERR_INVALID, "id token lacks iss, sub or aud");
+        return auth__fail(err, err_len, ERR_INVALID, "id token lacks iss, sub or aud");
     if (!num_date(json_object_get(c, "exp"), &exp) || !num_date(json_object_get(c, "iat"), &iat))
-        return fail(err, err_len, ERR_INVALID, "id token lacks a numeric exp or iat");
+        return auth__fail(err, err_len, ERR_INVALID, "id token lacks a numeric exp or iat");
     if (want->n_issuers) {
         bool ok = false;
         for (size_t i = 0; i < want->n_issuers && !ok; i++)
             ok = strcmp(iss, want->issuers[i]) == 0;
         if (!ok)
-            return fail(err, err_len, ERR_DENIED, "id token iss %.200s is not the provider's", iss);
+            return auth__fail(err, err_len, ERR_DENIED, "id token iss %.200s is not the provider's",
+                              iss);
     }
     if (!want->audience || !aud_holds(aud, want->audience))
-        return fail(err, err_len, ERR_DENIED, "id token aud is not the client id");
+        return auth__fail(err, err_len, ERR_DENIED, "id token aud is not the client id");
     /* several audiences: the authorized party must be us */
     const char *azp = json_string_value(json_object_get(c, "azp"));
     if (json_is_array(aud) && json_array_size(aud) > 1 &&
         (!azp || strcmp(azp, want->audience) != 0))
-        return fail(err, err_len, ERR_DENIED, "id token azp is not the client id");
+        return auth__fail(err, err_len, ERR_DENIED, "id token azp is not the client id");
     if (exp + AUTH_OAUTH2_LEEWAY_S <= want->now_s)
-        return fail(err, err_len, ERR_DENIED, "id token expired");
+        return auth__fail(err, err_len, ERR_DENIED, "id token expired");
     if (iat - AUTH_OAUTH2_LEEWAY_S > want->now_s)
-        return fail(err, err_len, ERR_DENIED, "id token issued in the future");
+        return auth__fail(err, err_len, ERR_DENIED, "id token issued in the future");
     if (want->nonce) {
         const char *nonce = json_string_value(json_object_get(c, "nonce"));
         if (!nonce || !auth_ct_streq(nonce, want->nonce))
-            return fail(err, err_len, ERR_DENIED, "id token nonce does not match");
+            return auth__fail(err, err_len, ERR_DENIED, "id token nonce does not match");
     }
     return 0;
 }
@@ -246,11 +235,11 @@ int auth_oidc_verify(const char *jwt, const json_t *jwks, const struct auth_oidc
     auth__sodium_ready();
     size_t len = jwt ? strlen(jwt) : 0;
     if (len == 0 || len > JWT_MAX)
-        return fail(err, err_len, ERR_INVALID, "id token missing or too long");
+        return auth__fail(err, err_len, ERR_INVALID, "id token missing or too long");
     const char *d1 = strchr(jwt, '.');
     const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
     if (!d1 || !d2 || strchr(d2 + 1, '.'))
-        return fail(err, err_len, ERR_INVALID, "id token is not a compact JWS");
+        return auth__fail(err, err_len, ERR_INVALID, "id token is not a compact JWS");
     json_t *hdr = dec_json(jwt, (size_t)(d1 - jwt));
     const char *alg = json_string_value(json_object_get(hdr, "alg"));
     const char *kid = json_string_value(json_object_get(hdr, "kid"));
@@ -259,13 +248,13 @@ int auth_oidc_verify(const char *jwt, const json_t *jwks, const struct auth_oidc
     uint8_t *sig = xmalloc(len);
     if (!alg || json_object_get(hdr, "crit") ||
         (strcmp(alg, "RS256") != 0 && strcmp(alg, "ES256") != 0 && strcmp(alg, "EdDSA") != 0)) {
-        rc = fail(err, err_len, ERR_INVALID, "id token alg %.20s is not accepted",
-                  alg ? alg : "(none)");
+        rc = auth__fail(err, err_len, ERR_INVALID, "id token alg %.20s is not accepted",
+                        alg ? alg : "(none)");
         goto out;
     }
     long sig_len = b64url_dec(d2 + 1, len - (size_t)(d2 + 1 - jwt), sig, len);
     if (sig_len <= 0) {
-        rc = fail(err, err_len, ERR_INVALID, "id token signature is not base64url");
+        rc = auth__fail(err, err_len, ERR_INVALID, "id token signature is not base64url");
         goto out;
     }
     /* the key: by kid when the header names one, else any key that fits alg */
@@ -288,16 +277,17 @@ int auth_oidc_verify(const char *jwt, const json_t *jwks, const struct auth_oidc
         }
     }
     if (!candidate) {
-        rc = fail(err, err_len, ERR_NOTFOUND, "no key of the provider's JWKS fits the id token");
+        rc = auth__fail(err, err_len, ERR_NOTFOUND,
+                        "no key of the provider's JWKS fits the id token");
         goto out;
     }
     if (!verified) {
-        rc = fail(err, err_len, ERR_DENIED, "id token signature is not valid");
+        rc = auth__fail(err, err_len, ERR_DENIED, "id token signature is not valid");
         goto out;
     }
     claims = dec_json(d1 + 1, (size_t)(d2 - d1 - 1));
     if (!claims) {
-        rc = fail(err, err_len, ERR_INVALID, "id token claims are not a JSON object");
+        rc = auth__fail(err, err_len, ERR_INVALID, "id token claims are not a JSON object");
         goto out;
     }
     rc = check_claims(claims, want, err, err_len);

@@ -44,8 +44,7 @@ struct auth_oauth2 {
     struct cache_entry cache[CACHE_SLOTS];
 };
 
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
-static int fail(char *err, size_t err_len, int rc, const char *fmt, ...)
+int auth__fail(char *err, size_t err_len, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -119,8 +118,8 @@ int auth_oauth2_provider_parse(const json_t *cfg, struct auth_oauth2_provider *p
         if (strcmp(presets[i].name, name) == 0)
             pre = &presets[i];
     if (!pre)
-        return fail(err, err_len, ERR_INVALID, "unknown OAuth2 provider %.100s",
-                    name ? name : "(none)");
+        return auth__fail(err, err_len, ERR_INVALID, "unknown OAuth2 provider %.100s",
+                          name ? name : "(none)");
     const json_t *extra = json_object_get(cfg, "extra");
     p->name = xstrdup(name);
     p->display_name = opt_str(cfg, "displayName", pre->display);
@@ -143,12 +142,12 @@ int auth_oauth2_provider_parse(const json_t *cfg, struct auth_oauth2_provider *p
         xstrdup(json_string_value(v));
     int rc = 0;
     if (!p->client_id)
-        rc = fail(err, err_len, ERR_INVALID, "provider %s has no clientId", name);
+        rc = auth__fail(err, err_len, ERR_INVALID, "provider %s has no clientId", name);
     else if ((!p->auth_url || !p->token_url || (p->oidc && !p->jwks_url)) && !p->issuer)
-        rc = fail(err, err_len, ERR_INVALID,
-                  "provider %s needs authURL, tokenURL and extra.jwksURL, or extra.issuer to "
-                  "discover them",
-                  name);
+        rc = auth__fail(err, err_len, ERR_INVALID,
+                        "provider %s needs authURL, tokenURL and extra.jwksURL, or extra.issuer to "
+                        "discover them",
+                        name);
     if (rc)
         auth_oauth2_provider_release(p);
     return rc;
@@ -248,13 +247,13 @@ static int http_json(struct auth_oauth2 *o, const char *url, const char *form, c
 {
     *out = NULL;
     if (!url_allowed(url))
-        return fail(err, err_len, ERR_INVALID,
-                    "refusing to call %.200s (https only, or http to "
-                    "a loopback address)",
-                    url ? url : "(no URL)");
+        return auth__fail(err, err_len, ERR_INVALID,
+                          "refusing to call %.200s (https only, or http to "
+                          "a loopback address)",
+                          url ? url : "(no URL)");
     CURL *h = curl_easy_init();
     if (!h)
-        return fail(err, err_len, -ENOMEM, "cannot start an HTTP call");
+        return auth__fail(err, err_len, -ENOMEM, "cannot start an HTTP call");
     struct sink s = {0};
     buf_init(&s.body);
     struct curl_slist *hdrs = curl_slist_append(NULL, "Accept: application/json");
@@ -294,15 +293,15 @@ static int http_json(struct auth_oauth2 *o, const char *url, const char *form, c
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     int rc = 0;
     if (s.too_big)
-        rc = fail(err, err_len, ERR_LIMIT, "%.200s answered more than %d bytes", url,
-                  AUTH_OAUTH2_RESPONSE_MAX);
+        rc = auth__fail(err, err_len, ERR_LIMIT, "%.200s answered more than %d bytes", url,
+                        AUTH_OAUTH2_RESPONSE_MAX);
     else if (cc != CURLE_OK)
-        rc = fail(err, err_len, ERR_IO, "%.200s: %s", url, curl_easy_strerror(cc));
+        rc = auth__fail(err, err_len, ERR_IO, "%.200s: %s", url, curl_easy_strerror(cc));
     else if (status < 200 || status > 299)
-        rc = fail(err, err_len, ERR_DENIED, "%.200s answered %ld: %.200s", url, status,
-                  buf_cstr(&s.body));
+        rc = auth__fail(err, err_len, ERR_DENIED, "%.200s answered %ld: %.200s", url, status,
+                        buf_cstr(&s.body));
     else if (!(*out = json_loadb(s.body.ptr ? s.body.ptr : "", s.body.len, 0, NULL)))
-        rc = fail(err, err_len, ERR_INVALID, "%.200s answered no JSON", url);
+        rc = auth__fail(err, err_len, ERR_INVALID, "%.200s answered no JSON", url);
     curl_free(user_esc);
     curl_free(pass_esc);
     curl_slist_free_all(hdrs);
@@ -361,7 +360,7 @@ static int fetch_doc(struct auth_oauth2 *o, const char *url, bool fresh, json_t 
     if (rc == 0 && !json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;
-        rc = fail(err, err_len, ERR_INVALID, "%.200s answered no JSON object", url);
+        rc = auth__fail(err, err_len, ERR_INVALID, "%.200s answered no JSON object", url);
     }
     if (rc == 0)
         cache_put(o, url, *out);
@@ -390,8 +389,8 @@ static int apply_discovery(struct auth_oauth2_provider *p, const json_t *doc, ch
 {
     const char *iss = json_string_value(json_object_get(doc, "issuer"));
     if (!iss || strcmp(iss, p->issuer) != 0)
-        return fail(err, err_len, ERR_INVALID, "discovery document of %.200s names another issuer",
-                    p->issuer);
+        return auth__fail(err, err_len, ERR_INVALID,
+                          "discovery document of %.200s names another issuer", p->issuer);
     struct {
         char **dst;
         const char *key;
@@ -405,8 +404,8 @@ static int apply_discovery(struct auth_oauth2_provider *p, const json_t *doc, ch
             *map[i].dst = xstrdup(v);
     }
     if (!p->auth_url || !p->token_url || (p->oidc && !p->jwks_url))
-        return fail(err, err_len, ERR_INVALID, "discovery document of %.200s lacks endpoints",
-                    p->issuer);
+        return auth__fail(err, err_len, ERR_INVALID, "discovery document of %.200s lacks endpoints",
+                          p->issuer);
     return 0;
 }
 
@@ -565,7 +564,7 @@ int auth_oauth2_exchange(struct auth_oauth2 *o, struct auth_oauth2_provider *p, 
     buf_release(&form);
     const char *access = json_string_value(json_object_get(tok, "access_token"));
     if (rc == 0 && (!access || !*access))
-        rc = fail(err, err_len, ERR_DENIED, "the token response has no access_token");
+        rc = auth__fail(err, err_len, ERR_DENIED, "the token response has no access_token");
     if (rc)
         goto out;
     *stage_out = AUTH_OAUTH2_STAGE_USER;
@@ -577,7 +576,7 @@ int auth_oauth2_exchange(struct auth_oauth2 *o, struct auth_oauth2_provider *p, 
     if (p->oidc) {
         const char *idt = json_string_value(json_object_get(tok, "id_token"));
         if (!idt) {
-            rc = fail(err, err_len, ERR_DENIED, "the token response has no id_token");
+            rc = auth__fail(err, err_len, ERR_DENIED, "the token response has no id_token");
             goto out;
         }
         rc = check_id_token(o, p, idt, nonce, &claims, err, err_len);
@@ -588,26 +587,26 @@ int auth_oauth2_exchange(struct auth_oauth2 *o, struct auth_oauth2_provider *p, 
         rc =
             http_json(o, p->userinfo_url, NULL, out->access_token, NULL, NULL, &info, err, err_len);
         if (rc == 0 && !json_is_object(info))
-            rc = fail(err, err_len, ERR_INVALID, "the user info is not a JSON object");
+            rc = auth__fail(err, err_len, ERR_INVALID, "the user info is not a JSON object");
         if (rc)
             goto out;
         /* OpenID Core 5.3.2: the user info must be about the id token's subject */
         const char *sub = json_string_value(json_object_get(info, "sub"));
         if (claims && (!sub || strcmp(sub, json_string_value(json_object_get(claims, "sub"))))) {
-            rc = fail(err, err_len, ERR_DENIED, "the user info is about another subject");
+            rc = auth__fail(err, err_len, ERR_DENIED, "the user info is about another subject");
             goto out;
         }
     } else if (claims) {
         info = json_incref(claims);
     } else {
-        rc = fail(err, err_len, ERR_INVALID, "provider %s has no userInfoURL", p->name);
+        rc = auth__fail(err, err_len, ERR_INVALID, "provider %s has no userInfoURL", p->name);
         goto out;
     }
     map_user(out, p, info);
     if (strcmp(p->name, "github") == 0)
         github_email(o, p, out);
     if (!*out->id)
-        rc = fail(err, err_len, ERR_INVALID, "the provider gave no user id");
+        rc = auth__fail(err, err_len, ERR_INVALID, "the provider gave no user id");
     out->raw = json_incref(info);
 out:
     json_decref(tok);

@@ -48,8 +48,8 @@ static json_t *bn_member(EVP_PKEY *k, const char *param)
 
 static json_t *rsa_jwk(EVP_PKEY *k, const char *kid)
 {
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s}", "kty", "RSA", "kid", kid, "use", "sig", "alg",
-                          "RS256");
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s}", "kty", "RSA", "kid", kid, "use", "sig", "alg", "RS256");
     json_object_set_new(j, "n", bn_member(k, OSSL_PKEY_PARAM_RSA_N));
     json_object_set_new(j, "e", bn_member(k, OSSL_PKEY_PARAM_RSA_E));
     return j;
@@ -59,12 +59,12 @@ static json_t *ec_jwk(EVP_PKEY *k, const char *kid)
 {
     uint8_t pub[65];
     size_t n = 0;
-    assert_int_equal(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub), &n),
-                     1);
+    assert_int_equal(
+        EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub), &n), 1);
     assert_int_equal(n, 65);
     char *x = b64u(pub + 1, 32), *y = b64u(pub + 33, 32);
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "kty", "EC", "kid", kid, "crv", "P-256", "x", x,
-                          "y", y);
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s,s:s}", "kty", "EC", "kid", kid, "crv", "P-256", "x", x, "y", y);
     free(x);
     free(y);
     return j;
@@ -149,8 +149,8 @@ static int64_t now_s(void)
 static json_t *good_claims(void)
 {
     return json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:b}", "iss", ISS, "sub", "user-1", "aud", AUD,
-                     "exp", (json_int_t)(now_s() + 300), "iat", (json_int_t)now_s(), "nonce",
-                     NONCE, "email", "u@example.com", "email_verified", 1);
+                     "exp", (json_int_t)(now_s() + 300), "iat", (json_int_t)now_s(), "nonce", NONCE,
+                     "email", "u@example.com", "email_verified", 1);
 }
 
 static int verify(const char *jwt, const char *nonce)
@@ -220,9 +220,9 @@ static void test_forged_tokens(void **state)
     assert_int_equal(check("{\"alg\":\"none\"}", good_claims(), NULL, NONCE), ERR_INVALID);
     assert_int_equal(check("{\"alg\":\"HS256\",\"kid\":\"rsa1\"}", good_claims(), NULL, NONCE),
                      ERR_INVALID);
-    assert_int_equal(check("{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"x\"]}", good_claims(),
-                           rsa, NONCE),
-                     ERR_INVALID);
+    assert_int_equal(
+        check("{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"x\"]}", good_claims(), rsa, NONCE),
+        ERR_INVALID);
     /* an RS256 header naming the EC key: no key fits */
     assert_int_equal(check("{\"alg\":\"RS256\",\"kid\":\"ec1\"}", good_claims(), rsa, NONCE),
                      ERR_NOTFOUND);
@@ -349,7 +349,8 @@ static void test_auth_url_nonce_and_challenge(void **state)
     auth_oauth2_challenge("dBjftJeZ4CVP-mJ92q9TB6y1wpr1DaM3wN2aBqGJKSc", ch);
     assert_string_equal(ch, "bNL87PYpCtilo0ulyeVmvUHycRx1kwvqIz7FLVfFNHs");
     /* the nonce depends on the key and the verifier */
-    char n1[AUTH_OAUTH2_NONCE_LEN + 1], n2[AUTH_OAUTH2_NONCE_LEN + 1], n3[AUTH_OAUTH2_NONCE_LEN + 1];
+    char n1[AUTH_OAUTH2_NONCE_LEN + 1], n2[AUTH_OAUTH2_NONCE_LEN + 1],
+        n3[AUTH_OAUTH2_NONCE_LEN + 1];
     auth_oauth2_nonce("key-a", "verifier-1", n1);
     auth_oauth2_nonce("key-a", "verifier-2", n2);
     auth_oauth2_nonce("key-b", "verifier-1", n3);
