@@ -326,6 +326,18 @@ test('unlink: the owner deletes a link, the next sign-in links again', async () 
   assert.equal((await pb.collection('users').listExternalAuths(auth.record.id)).length, 1);
 });
 
+test('deleting a user deletes its links; the next sign-in is a new sign-up', async () => {
+  accounts.erin = { email: 'erin@example.com', email_verified: true, name: 'Erin' };
+  const { pb, auth } = await signIn('erin');
+  const mine = () => su.collection('_externalAuths').getFullList({ filter: `recordRef = "${auth.record.id}"` });
+  assert.equal((await mine()).length, 1);
+  await pb.collection('users').delete(auth.record.id);
+  assert.equal((await mine()).length, 0);
+  const again = await signIn('erin');
+  assert.equal(again.auth.meta.isNew, true);
+  assert.notEqual(again.auth.record.id, auth.record.id);
+});
+
 test('bad input: unknown provider, missing code, disabled OAuth2, unknown collection', async () => {
   const pb = client(srv.url);
   const e1 = await expectStatus(pb.collection('users').authWithOAuth2Code('github', 'c', 'v', REDIRECT), 400);
