@@ -318,8 +318,16 @@ static void oa_sign_in(struct oa_login *l, const struct auth_oauth2_user *u, int
         if (strcmp(l->c->id, API_SUPERUSERS_ID) == 0)
             goto denied; /* superusers never sign up with OAuth2 */
         body = new_record_body(l, ar, u);
-        const char *pw = json_string_value(json_object_get(body, "password"));
-        rc = pw && *pw ? auth_pool_hash_wait(env->pool, pw, hash) : random_password_hash(env, hash);
+        const char *pw = NULL;
+        errors = json_object();
+        if (api__password_from_body(l->c, body, errors, &pw) != 0) {
+            http_reply_error(req, 400, OAUTH2_FAIL, errors);
+            errors = NULL;
+            goto out;
+        }
+        json_decref(errors);
+        errors = NULL;
+        rc = pw ? auth_pool_hash_wait(env->pool, pw, hash) : random_password_hash(env, hash);
         if (rc)
             goto denied;
         json_object_del(body, "password");

@@ -97,6 +97,12 @@ int api__rule_check(struct http_req *req, struct api_env *env, const struct stor
  * password, with their modifiers. */
 void api__rules_strip_body(struct api_rules *ar, const struct store_collection *c, json_t *body);
 
+/* The password of an auth record body, checked against c's password field (length) and
+ * passwordConfirm. Returns 0 with *pw_out NULL when the body sets no password; ERR_INVALID
+ * with errors filled. *pw_out borrows body. */
+int api__password_from_body(const struct store_collection *c, json_t *body, json_t *errors,
+                            const char **pw_out) MUST_USE;
+
 /* ---- sign-in answers (auth.c) ---- */
 
 /* The auth collection named by the path parameter "collection", or NULL after answering 404

@@ -302,6 +302,17 @@ test('an unverified account found by email loses its password when its owner sig
   await expectStatus(client(srv.url).collection('users').authWithPassword('carol@example.com', pw), 400);
 });
 
+test('createData with a password: checked like a sign-up, then usable', async () => {
+  accounts.frank = { email: 'frank@example.com', email_verified: true, name: 'Frank' };
+  const e = await expectStatus(signIn('frank', { createData: { password: 'short', passwordConfirm: 'short' } }), 400);
+  assert.equal(e.response.data.password.code, 'validation_min_text_constraint');
+  const e2 = await expectStatus(signIn('frank', { createData: { password: 'long-enough-1', passwordConfirm: 'other' } }), 400);
+  assert.equal(e2.response.data.passwordConfirm.code, 'validation_values_mismatch');
+  assert.equal((await su.collection('users').getFullList({ filter: 'email = "frank@example.com"' })).length, 0);
+  await signIn('frank', { createData: { password: 'long-enough-1', passwordConfirm: 'long-enough-1' } });
+  await client(srv.url).collection('users').authWithPassword('frank@example.com', 'long-enough-1');
+});
+
 test('createData fills the new record; fields only managers may set are ignored', async () => {
   accounts.dave = { email: 'dave@example.com', email_verified: true, name: 'Dave' };
   const { auth } = await signIn('dave', { createData: { name: 'Chosen Name', emailVisibility: true, verified: false } });
