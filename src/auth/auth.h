@@ -399,12 +399,13 @@ void auth_oauth2_free(struct auth_oauth2 *o);
 /* Queues a job. ERR_BUSY when the queue is full or stopping (the job is never called). */
 int auth_oauth2_submit(struct auth_oauth2 *o, auth_oauth2_job_cb fn, void *arg) MUST_USE;
 
-/* Fills in the endpoints p lacks from its discovery document (cached for an hour); blocks:
- * worker threads only. 0 when nothing was missing. err says why on failure. */
+/* Fills in the endpoints p lacks from its discovery document (cached for an hour; a failed
+ * fetch is not tried again for a minute); blocks: worker threads only. 0 when nothing was
+ * missing. err says why on failure. */
 int auth_oauth2_discover(struct auth_oauth2 *o, struct auth_oauth2_provider *p, char *err,
                          size_t err_len) MUST_USE;
 /* The same from the cache only (any thread): 0 when p is complete, ERR_NOTFOUND when a fetch
- * is needed. */
+ * is needed, ERR_IO when the last fetch failed less than a minute ago. */
 int auth_oauth2_discover_cached(struct auth_oauth2 *o, struct auth_oauth2_provider *p) MUST_USE;
 /* The authorization URL, ending in "&redirect_uri=" for the client to complete, as PocketBase
  * gives it. challenge and nonce may be NULL. The string is the caller's (free()). */

@@ -18,6 +18,7 @@
 
 #define CACHE_SLOTS 32
 #define CACHE_TTL_US (3600LL * 1000000)
+#define CACHE_FAIL_TTL_US (60LL * 1000000) /* a failed fetch is not tried again sooner */
 #define DEFAULT_THREADS 4
 #define DEFAULT_QUEUE 256
 
@@ -313,15 +314,17 @@ static int http_json(struct auth_oauth2 *o, const char *url, const char *form, c
 
 /* ---- cache of discovery documents and key sets ---- */
 
-/* RETURNS a new reference, or NULL when url is not cached (or stale). */
-static json_t *cache_get(struct auth_oauth2 *o, const char *url)
+/* RETURNS a new reference, or NULL when url is not cached (or stale). A JSON null: the last
+ * fetch failed, less than CACHE_FAIL_TTL_US ago. */
+static json_t *cache_get(struct auth_oauth2 *o, const char *url, int64_t max_age_us)
 {
     json_t *doc = NULL;
     int64_t now = time_mono_us();
     pthread_mutex_lock(&o->mu);
     for (size_t i = 0; i < CACHE_SLOTS && !doc; i++)
         if (o->cache[i].url && strcmp(o->cache[i].url, url) == 0 &&
-            now - o->cache[i].fetched_us < CACHE_TTL_US)
+            now - o->cache[i].fetched_us <
+                (json_is_null(o->cache[i].doc) ? CACHE_FAIL_TTL_US : max_age_us))
             doc = json_incref(o->cache[i].doc);
     pthread_mutex_unlock(&o->mu);
     return doc;
@@ -350,20 +353,28 @@ static void cache_put(struct auth_oauth2 *o, const char *url, json_t *doc)
     free(old_url);
 }
 
-/* The document at url, from the cache or fetched (fresh: always fetched). RETURNS new ref. */
+/* The document at url, from the cache or fetched. fresh: only a copy younger than a minute
+ * is taken (a key set fetched again for an unknown kid: a client sending made-up kids cannot
+ * make us call the provider more than once a minute). RETURNS a new reference. */
 static int fetch_doc(struct auth_oauth2 *o, const char *url, bool fresh, json_t **out, char *err,
                      size_t err_len)
 {
-    if (!fresh && (*out = cache_get(o, url)))
-        return 0;
+    if ((*out = cache_get(o, url, fresh ? CACHE_FAIL_TTL_US : CACHE_TTL_US))) {
+        if (!json_is_null(*out))
+            return 0;
+        json_decref(*out);
+        *out = NULL;
+        return auth__fail(err, err_len, ERR_IO, "%.200s failed less than a minute ago", url);
+    }
     int rc = http_json(o, url, NULL, NULL, NULL, NULL, out, err, err_len);
     if (rc == 0 && !json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;
         rc = auth__fail(err, err_len, ERR_INVALID, "%.200s answered no JSON object", url);
     }
-    if (rc == 0)
-        cache_put(o, url, *out);
+    json_t *null = json_null();
+    cache_put(o, url, rc == 0 ? *out : null);
+    json_decref(null);
     return rc;
 }
 
@@ -414,9 +425,9 @@ int auth_oauth2_discover_cached(struct auth_oauth2 *o, struct auth_oauth2_provid
     if (!needs_discovery(p))
         return 0;
     char *url = discovery_url(p->issuer);
-    json_t *doc = cache_get(o, url);
+    json_t *doc = cache_get(o, url, CACHE_TTL_US);
     free(url);
-    int rc = doc ? apply_discovery(p, doc, NULL, 0) : ERR_NOTFOUND;
+    int rc = !doc ? ERR_NOTFOUND : json_is_null(doc) ? ERR_IO : apply_discovery(p, doc, NULL, 0);
     json_decref(doc);
     return rc;
 }

@@ -377,6 +377,9 @@ static void test_url_policy_and_workers(void **state)
     char err[300];
     assert_int_equal(auth_oauth2_discover(o, &p, err, sizeof(err)), ERR_INVALID);
     assert_non_null(strstr(err, "refusing"));
+    /* the failure is remembered: no new attempt (and no wait) for a minute */
+    assert_int_equal(auth_oauth2_discover_cached(o, &p), ERR_IO);
+    assert_int_equal(auth_oauth2_discover(o, &p, err, sizeof(err)), ERR_IO);
     auth_oauth2_provider_release(&p);
     assert_int_equal(parse("{\"name\":\"oidc\",\"clientId\":\"x\",\"extra\":{\"issuer\":"
                            "\"file:///etc/passwd\"}}",
