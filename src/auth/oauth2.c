@@ -141,6 +141,9 @@ int auth_oauth2_provider_parse(const json_t *cfg, struct auth_oauth2_provider *p
     p->issuers = xcalloc(n + 1, sizeof(char *));
     json_array_foreach(iss, i, v) if (json_is_string(v)) p->issuers[p->n_issuers++] =
         xstrdup(json_string_value(v));
+    /* Google's id tokens may name their issuer without the scheme (its documentation) */
+    if (n == 0 && strcmp(name, "google") == 0)
+        p->issuers[p->n_issuers++] = xstrdup("accounts.google.com");
     int rc = 0;
     if (!p->client_id)
         rc = auth__fail(err, err_len, ERR_INVALID, "provider %s has no clientId", name);

@@ -300,6 +300,8 @@ static void test_providers(void **state)
     assert_int_equal(parse("{\"name\":\"google\",\"clientId\":\"g\"}", &p), 0);
     assert_true(p.oidc && p.pkce);
     assert_string_equal(p.issuer, "https://accounts.google.com");
+    assert_int_equal(p.n_issuers, 1);
+    assert_string_equal(p.issuers[0], "accounts.google.com");
     assert_non_null(p.jwks_url);
     auth_oauth2_provider_release(&p);
     assert_int_equal(parse("{\"name\":\"github\",\"clientId\":\"g\"}", &p), 0);
