@@ -321,6 +321,29 @@ test('createData fills the new record; fields only managers may set are ignored'
   assert.equal(auth.record.verified, true);
 });
 
+test('mappedFields: the provider id and username go to the fields named', async () => {
+  const users = await su.collections.getOne('users');
+  await su.collections.create({
+    name: 'people',
+    type: 'auth',
+    createRule: '',
+    fields: [{ name: 'nick', type: 'text' }, { name: 'extId', type: 'text' }],
+    oauth2: { ...users.oauth2, mappedFields: { id: 'extId', username: 'nick', name: '', avatarURL: '' } },
+  });
+  const pb = client(srv.url);
+  const m = await pb.collection('people').listAuthMethods();
+  const p = m.oauth2.providers.find((x) => x.name === 'oidc');
+  const back = await browse(p.authURL, 'bob');
+  const auth = await pb.collection('people').authWithOAuth2Code('oidc', back.code, p.codeVerifier, REDIRECT);
+  assert.equal(auth.record.collectionName, 'people');
+  assert.equal(auth.record.extId, 'bob');
+  assert.equal(auth.record.nick, 'bob', 'preferred_username');
+  // the link names its own collection; the users link of bob is another one
+  const links = await pb.collection('people').listExternalAuths(auth.record.id);
+  assert.equal(links.length, 1);
+  assert.equal(links[0].collectionRef, auth.record.collectionId);
+});
+
 test('unlink: the owner deletes a link, the next sign-in links again', async () => {
   const { pb, auth } = await signIn('alice');
   const links = await pb.collection('users').listExternalAuths(auth.record.id);
