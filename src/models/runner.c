@@ -105,6 +105,14 @@ static void pending_set(struct models *m, const char *id, const char *model, con
     pthread_mutex_unlock(&m->mu);
 }
 
+static bool is_stopping(struct models *m)
+{
+    pthread_mutex_lock(&m->mu);
+    bool s = m->stopping;
+    pthread_mutex_unlock(&m->mu);
+    return s;
+}
+
 /* ---- one model ---- */
 
 /* The lag of the source topic, from the loader's status; 0 when unknown. */
@@ -181,7 +189,10 @@ static bool run_one(struct models *m, const json_t *defs, const char *name, cons
         };
         struct wh_model_opts o = {.full_refresh = full};
         int rc = ERR_BUSY;
+        /* a conflict with another writer is retried; an interrupt at shutdown is not */
         for (int attempt = 0; attempt < BUSY_RETRIES && rc == ERR_BUSY; attempt++) {
+            if (attempt && is_stopping(m))
+                break;
             json_decref(run);
             run = NULL;
             if (attempt)
@@ -222,7 +233,7 @@ static bool run_one(struct models *m, const json_t *defs, const char *name, cons
     json_object_set_new(run, "startedAt", json_integer(started));
     json_object_set_new(run, "finishedAt", json_integer(finished));
     int rc = ERR_BUSY;
-    for (int attempt = 0; attempt < BUSY_RETRIES && rc == ERR_BUSY; attempt++)
+    for (int attempt = 0; attempt < BUSY_RETRIES && rc == ERR_BUSY && !is_stopping(m); attempt++)
         rc = wh_model_record(m->conn, run);
     if (rc < 0)
         xlog_error("cannot record the run of model %s: %s", name, wh_errmsg(m->conn));
