@@ -133,6 +133,36 @@ void wh_result_release(struct wh_result *r);
  * "elapsedMs":N}. TAKES the result's columns and rows (the result is left empty). */
 json_t *wh_result_to_json(struct wh_result *r);
 
+/* ---- streaming scans and the scorer (for the ML module) ---- */
+
+enum wh_col_kind {
+    WH_COL_NUM,   /* booleans, integers, decimals, floats: as doubles, NaN for NULL */
+    WH_COL_TEXT,  /* VARCHAR: as byte strings, ptr NULL for NULL */
+    WH_COL_OTHER, /* anything else (dates, lists, ...): not handed over */
+};
+
+struct wh_scan_col {
+    const char *name;
+    enum wh_col_kind kind;
+};
+
+/* One chunk of a scan (everything BORROWED for the duration of the callback). */
+struct wh_scan_chunk {
+    size_t n_rows, n_cols;
+    const struct wh_scan_col *cols;
+    double *const *num;      /* num[j][i] for WH_COL_NUM columns, else NULL */
+    struct str *const *text; /* text[j][i] for WH_COL_TEXT columns, else NULL */
+};
+/* Non-zero stops the scan, which returns that value. */
+typedef int (*wh_scan_cb)(void *arg, const struct wh_scan_chunk *ch);
+
+/* Scores n_rows rows of n_cols features (cols[j][i], NaN for missing) with the model named
+ * model[0..model_len) into out[0..n_rows). Non-zero with a message in err on failure. Called
+ * on the engine's threads, several at once. */
+typedef int (*wh_score_cb)(void *arg, const char *model, size_t model_len, size_t n_rows,
+                           size_t n_cols, const double *const *cols, double *out, char *err,
+                           size_t err_len);
+
 /* ---- the backend interface ---- */
 
 struct wh;
@@ -157,6 +187,8 @@ struct wh_ops {
     int (*checkpoint)(struct wh_conn *c, bool force);
     int (*persons_refresh)(struct wh_conn *c, uint64_t *next_out);
     const char *(*errmsg)(struct wh_conn *c);
+    int (*scan)(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
+    int (*set_scorer)(struct wh *wh, wh_score_cb cb, void *arg);
 };
 
 struct wh {
@@ -226,6 +258,16 @@ int wh_checkpoint(struct wh_conn *c, bool force) MUST_USE;
  * since the last refresh; one transaction; concurrent refreshes wait for each other.
  * *next_out (may be NULL): every event with a lower log_offset is reflected. */
 int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out) MUST_USE;
+/* Runs one read-only SELECT (the SQL API's guard applies) and hands its rows to cb chunk by
+ * chunk (at most a few thousand rows each), as numeric and text columns: first one call with
+ * n_rows 0 that shows the columns, then one per chunk. No timeout and no row cap: the caller
+ * bounds what it keeps and stops the scan by returning non-zero from cb. ERR_INVALID /
+ * ERR_DENIED as wh_query. */
+int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg) MUST_USE;
+/* Registers the SQL function tandem_predict(model VARCHAR, x1, x2, ... DOUBLE) -> DOUBLE,
+ * which scores through cb(arg, ...). Once per process: a later call does nothing. arg must
+ * outlive wh. */
+int wh_set_scorer(struct wh *wh, wh_score_cb cb, void *arg) MUST_USE;
 /* Detail of c's last failure; c NULL: the calling thread's last wh_open/wh_conn_open failure.
  * RETURNS BORROWED: valid until the next call on c (or on this thread). */
 const char *wh_errmsg(struct wh_conn *c);

@@ -590,4 +590,6 @@ const struct wh_ops wh__duckdb_ops = {
     .checkpoint = whd_checkpoint,
     .persons_refresh = whd__persons_refresh,
     .errmsg = whd_errmsg,
+    .scan = whd__scan,
+    .set_scorer = whd__set_scorer,
 };
