@@ -44,7 +44,7 @@ static void usage(FILE *out)
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
-            "  ml train SPEC.json [--wait] [--url URL] [--email E --password P]\n"
+            "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
             "                                    train a model on the running server\n"
             "  version                           print the version\n"
             "  help                              show this help\n\n"
@@ -653,13 +653,16 @@ static int cmd_ml(int argc, char **argv)
     const char *url = take_opt(&argc, argv, "--url");
     o.email = take_opt(&argc, argv, "--email");
     o.password = take_opt(&argc, argv, "--password");
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--wait") == 0) {
-            o.wait = true;
-            memmove(argv + i, argv + i + 1, (size_t)(argc - i - 1) * sizeof(char *));
-            argc--;
-            break;
+    const char *wait = take_opt(&argc, argv, "--wait");
+    if (wait) {
+        char *end = NULL;
+        long long s = strtoll(wait, &end, 10);
+        if (!*wait || *end || s < 1 || s > 7 * 86400) {
+            fprintf(stderr, "tandem: --wait takes seconds (1 to 604800)\n");
+            return EXIT_USAGE;
         }
+        o.wait_s = s;
+    }
     struct cfg cfg;
     const char *w[2];
     size_t n;
@@ -667,7 +670,7 @@ static int cmd_ml(int argc, char **argv)
     if (rc != 0)
         return rc;
     if (n != 2 || strcmp(w[0], "train") != 0) {
-        fprintf(stderr, "usage: tandem ml train SPEC.json|- [--wait] [--url http://HOST:PORT] "
+        fprintf(stderr, "usage: tandem ml train SPEC.json|- [--wait S] [--url http://HOST:PORT] "
                         "[--email E --password P]\n");
         return EXIT_USAGE;
     }

@@ -18,7 +18,9 @@ static bool need_ml(struct http_req *req, struct api_env *env, bool superuser)
 static void reply_rc(struct http_req *req, int rc, const char *what)
 {
     switch (rc) {
-    case ERR_NOTFOUND: http_reply_error(req, 404, "The model or version was not found.", NULL); break;
+    case ERR_NOTFOUND:
+        http_reply_error(req, 404, "The model or version was not found.", NULL);
+        break;
     case ERR_CONFLICT:
         http_reply_error(req, 409, "The model is already queued or training.", NULL);
         break;
@@ -41,9 +43,9 @@ static bool rule_ok(struct http_req *req, struct api_env *env, const json_t *rul
     store_collection_unref(cat);
     if (rc == 0)
         return true;
-    http_reply_error(req, 400, "Invalid model rule.",
-                     json_pack("{s:{s:s,s:s}}", "rule", "code", "validation_invalid_rule",
-                               "message", msg));
+    http_reply_error(
+        req, 400, "Invalid model rule.",
+        json_pack("{s:{s:s,s:s}}", "rule", "code", "validation_invalid_rule", "message", msg));
     return false;
 }
 

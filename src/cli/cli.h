@@ -38,7 +38,7 @@ struct cli_ml_opts {
     const char *url;       /* the server ("http://HOST:PORT") */
     const char *token;     /* a superuser token, or NULL */
     const char *email, *password;
-    bool wait; /* poll until the version is done and print it */
+    int64_t wait_s; /* > 0: poll up to this long until the version is done and print it */
 };
 
 /* `tandem ml train`: 0 when queued (or, with wait, trained), 1 on failure, 2 bad usage. */

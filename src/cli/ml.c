@@ -1,6 +1,6 @@
 /* ml.c - `tandem ml train SPEC` (docs/cli.md): sends a training spec (a JSON file, "-" for
- * stdin) to the running server, which trains on its worker; with --wait it polls the model
- * until that version is done and prints it. */
+ * stdin) to the running server, which trains on its worker; with --wait S it polls the model
+ * (up to S seconds) until that version is done and prints it. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,7 +59,7 @@ int cli_ml_train(const struct cli_ml_opts *o, FILE *out, FILE *err)
     }
     const char *name = json_string_value(json_object_get(j, "name"));
     json_int_t version = json_integer_value(json_object_get(j, "version"));
-    if (!o->wait) {
+    if (o->wait_s <= 0) {
         json_dumpf(j, out, JSON_COMPACT);
         fputc('\n', out);
         rc = 0;
@@ -67,7 +67,12 @@ int cli_ml_train(const struct cli_ml_opts *o, FILE *out, FILE *err)
     }
     char path[200];
     snprintf(path, sizeof(path), "/api/ml/models/%s", name);
-    for (;;) {
+    for (int64_t waited = 0;; waited++) {
+        if (waited >= o->wait_s) {
+            fprintf(err, "tandem: version %lld of %s did not finish within %lld s\n",
+                    (long long)version, name, (long long)o->wait_s);
+            goto out;
+        }
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL);
         buf_reset(&body);

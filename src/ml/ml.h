@@ -36,13 +36,13 @@ struct ml;
 #define ML_NAME_MAX 64
 
 struct ml_cfg {
-    const char *dir;      /* the data directory: model files go under <dir>/ml/ */
-    struct store *store;  /* model metadata */
-    struct wh *wh;        /* training data; tandem_predict is registered on it */
-    struct evlog *log;    /* the "predictions" topic; NULL: predictions are not logged */
-    uint64_t max_bytes;   /* training data held in memory (features + labels); 0: 1 GiB */
-    size_t queue_max;     /* trainings waiting for the worker; 0: 16 */
-    int nthread;          /* XGBoost threads when the request does not say; 0: all cores */
+    const char *dir;     /* the data directory: model files go under <dir>/ml/ */
+    struct store *store; /* model metadata */
+    struct wh *wh;       /* training data; tandem_predict is registered on it */
+    struct evlog *log;   /* the "predictions" topic; NULL: predictions are not logged */
+    uint64_t max_bytes;  /* training data held in memory (features + labels); 0: 1 GiB */
+    size_t queue_max;    /* trainings waiting for the worker; 0: 16 */
+    int nthread;         /* XGBoost threads when the request does not say; 0: all cores */
 };
 
 /* Loads every model's metadata and active version, marks versions that were training when

@@ -36,12 +36,12 @@ struct ml_serving {
  * kept in ml->dead); everything else is under ml->mu. */
 struct ml_model {
     char *name;
-    json_t *meta;               /* the stored document (docs/ml.md, "Versions") */
-    struct ml_serving *active;  /* NULL: no active version */
-    int64_t training;           /* version queued or running, 0: none */
-    int64_t round;              /* the running training's last finished round, -1: none yet */
-    double round_metric;        /* its validation metric */
-    atomic_bool cancel;         /* set by ml_cancel / ml_stop, read by the worker */
+    json_t *meta;              /* the stored document (docs/ml.md, "Versions") */
+    struct ml_serving *active; /* NULL: no active version */
+    int64_t training;          /* version queued or running, 0: none */
+    int64_t round;             /* the running training's last finished round, -1: none yet */
+    double round_metric;       /* its validation metric */
+    atomic_bool cancel;        /* set by ml_cancel / ml_stop, read by the worker */
     bool deleted;
 };
 

@@ -701,8 +701,8 @@ static int rows_matrix(const struct ml_serving *s, const json_t *rows, float **x
         const json_t *row = json_array_get(rows, i);
         if (!json_is_object(row)) {
             snprintf(field, sizeof(field), "rows.%zu", i);
-            *errors_out = json_pack(
-                "{s:o}", field, field_error("validation_invalid_row", "Must be an object."));
+            *errors_out = json_pack("{s:o}", field,
+                                    field_error("validation_invalid_row", "Must be an object."));
             goto fail;
         }
         const char *key;
@@ -714,9 +714,9 @@ static int rows_matrix(const struct ml_serving *s, const json_t *rows, float **x
                 j++;
             if (j == f) {
                 snprintf(field, sizeof(field), "rows.%zu.%.200s", i, key);
-                *errors_out = json_pack("{s:o}", field,
-                                        field_error("validation_unknown_feature",
-                                                    "The model has no such feature."));
+                *errors_out = json_pack(
+                    "{s:o}", field,
+                    field_error("validation_unknown_feature", "The model has no such feature."));
                 goto fail;
             }
         }
@@ -726,19 +726,19 @@ static int rows_matrix(const struct ml_serving *s, const json_t *rows, float **x
             float *cell = &x[i * f + j];
             snprintf(field, sizeof(field), "rows.%zu.%s", i, ft->name);
             if (!v2) {
-                *errors_out = json_pack("{s:o}", field,
-                                        field_error("validation_required",
-                                                    "Missing feature (send null for a "
-                                                    "missing value)."));
+                *errors_out =
+                    json_pack("{s:o}", field,
+                              field_error("validation_required", "Missing feature (send null for a "
+                                                                 "missing value)."));
                 goto fail;
             }
             if (json_is_null(v2)) {
                 *cell = NAN;
             } else if (ft->categorical) {
                 if (!json_is_string(v2)) {
-                    *errors_out = json_pack("{s:o}", field,
-                                            field_error("validation_invalid_type",
-                                                        "Must be a string (a category)."));
+                    *errors_out = json_pack(
+                        "{s:o}", field,
+                        field_error("validation_invalid_type", "Must be a string (a category)."));
                     goto fail;
                 }
                 int code = category_code(ft, json_string_value(v2), json_string_length(v2));
@@ -899,7 +899,8 @@ static int score_cb(void *arg, const char *model, size_t model_len, size_t n_row
     int rc;
     struct ml_serving *s = active_ref(ml, name, &rc);
     if (!s) {
-        snprintf(err, err_len, "tandem_predict: %s %s", rc == ERR_NOTFOUND ? "no model named" : "no active version of model", name);
+        snprintf(err, err_len, "tandem_predict: %s %s",
+                 rc == ERR_NOTFOUND ? "no model named" : "no active version of model", name);
         return rc;
     }
     float *x = NULL;

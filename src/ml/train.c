@@ -49,7 +49,7 @@ struct param_def {
 
 static const char *const tree_methods[] = {"hist", "approx", "exact", NULL};
 static const char *const grow_policies[] = {"depthwise", "lossguide", NULL};
-static const char *const metrics[] = {"logloss", "auc",  "aucpr",  "error", "rmse",
+static const char *const metrics[] = {"logloss", "auc",  "aucpr",    "error",  "rmse",
                                       "mae",     "mape", "mlogloss", "merror", NULL};
 
 static const struct param_def param_defs[] = {
@@ -134,7 +134,7 @@ static void check_params(const json_t *params, json_t *norm, json_t *errs, const
             }
             if (strcmp(key, "eval_metric") == 0) {
                 bool bin = strcmp(task, "binary") == 0, mc = strcmp(task, "multiclass") == 0;
-                bool fits = bin ? (strcmp(s, "logloss") == 0 || strcmp(s, "auc") == 0 ||
+                bool fits = bin  ? (strcmp(s, "logloss") == 0 || strcmp(s, "auc") == 0 ||
                                    strcmp(s, "aucpr") == 0 || strcmp(s, "error") == 0)
                             : mc ? (strcmp(s, "mlogloss") == 0 || strcmp(s, "merror") == 0)
                                  : (strcmp(s, "rmse") == 0 || strcmp(s, "mae") == 0 ||
@@ -191,10 +191,19 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
         add_err(errs, "body", "validation_invalid_type", "Must be a JSON object.");
         goto out;
     }
-    static const char *const known[] = {
-        "name",        "query",       "model",      "task",       "label",
-        "key",         "validFraction", "numRounds", "earlyStoppingRounds", "params",
-        "rule",        "autoPromote", "retrainIntervalSec"};
+    static const char *const known[] = {"name",
+                                        "query",
+                                        "model",
+                                        "task",
+                                        "label",
+                                        "key",
+                                        "validFraction",
+                                        "numRounds",
+                                        "earlyStoppingRounds",
+                                        "params",
+                                        "rule",
+                                        "autoPromote",
+                                        "retrainIntervalSec"};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)spec, key, v)
@@ -271,7 +280,8 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
     const json_t *rule = json_object_get(spec, "rule");
     if (rule && !json_is_null(rule) && (!json_is_string(rule) || json_string_length(rule) > 4096))
         add_err(errs, "rule", "validation_invalid_type", "Must be a filter (string) or null.");
-    json_object_set_new(norm, "rule", json_is_string(rule) ? json_copy((json_t *)rule) : json_null());
+    json_object_set_new(norm, "rule",
+                        json_is_string(rule) ? json_copy((json_t *)rule) : json_null());
     const json_t *ap = json_object_get(spec, "autoPromote");
     if (ap && !json_is_boolean(ap))
         add_err(errs, "autoPromote", "validation_invalid_type", "Must be a bool.");
@@ -416,8 +426,9 @@ static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
             return load_fail(L, "the label of a binary model must be 0 or 1 (or a bool); %g found",
                              y);
         if (L->task == ML_TASK_MULTICLASS && (y < 0 || y >= 1000 || y != floor(y)))
-            return load_fail(L, "the label of a multiclass model must be a class number from 0 "
-                                "to 999; %g found",
+            return load_fail(L,
+                             "the label of a multiclass model must be a class number from 0 "
+                             "to 999; %g found",
                              y);
         struct str key = {"", 0};
         if (ch->cols[L->key_col].kind == WH_COL_TEXT) {
@@ -799,8 +810,7 @@ static void set_status(struct ml *ml, struct ml_model *m, int64_t v, const char 
     if (ver) {
         json_object_set_new(ver, "status", json_string(status));
         if (ml__persist(ml, m) != 0)
-            xlog_warn("model %s: cannot record version %lld as %s", m->name, (long long)v,
-                      status);
+            xlog_warn("model %s: cannot record version %lld as %s", m->name, (long long)v, status);
     }
     pthread_mutex_unlock(&ml->mu);
 }
@@ -846,20 +856,23 @@ static void run_job(struct ml *ml, struct wh_conn **conn, struct ml_job *job)
         json_object_set_new(ver, "finished", json_string(now));
         json_object_set_new(ver, "trainingMs", json_integer((time_mono_us() - t0) / 1000));
         json_object_set_new(ver, "status",
-                            json_string(rc == 0                                      ? "ready"
-                                        : rc == ERR_BUSY && strcmp(err, "cancelled") == 0 ? "cancelled"
-                                                                                     : "failed"));
+                            json_string(rc == 0 ? "ready"
+                                        : rc == ERR_BUSY && strcmp(err, "cancelled") == 0
+                                            ? "cancelled"
+                                            : "failed"));
         if (rc)
             json_object_set_new(ver, "error", json_string(err));
         if (!rc) {
             /* auto-promotion: the first version, or one that beats the active one */
             bool promote = !m->active;
             json_t *act = m->active ? ml__version(m, m->active->version) : NULL;
-            const char *mn = json_string_value(json_object_get(json_object_get(ver, "metric"), "name"));
+            const char *mn =
+                json_string_value(json_object_get(json_object_get(ver, "metric"), "name"));
             json_t *a_metric = act ? json_object_get(act, "metric") : NULL;
             if (act && json_is_true(json_object_get(m->meta, "autoPromote")) && mn &&
                 strcmp(mn, json_string_value(json_object_get(a_metric, "name")) ?: "") == 0) {
-                double nv = json_number_value(json_object_get(json_object_get(ver, "metric"), "value"));
+                double nv =
+                    json_number_value(json_object_get(json_object_get(ver, "metric"), "value"));
                 double av = json_number_value(json_object_get(a_metric, "value"));
                 promote = ml__metric_higher_better(mn) ? nv > av : nv < av;
             }
@@ -906,9 +919,9 @@ static void schedule_retrains(struct ml *ml)
         char ts[TIME_PB_LEN];
         time_format_pb(now, ts);
         json_object_set_new(m->meta, "nextVersion", json_integer(v + 1));
-        json_array_append_new(vs, json_pack("{s:I,s:s,s:s,s:O,s:b}", "version", (json_int_t)v,
-                                            "status", "queued", "created", ts, "spec", spec,
-                                            "scheduled", 1));
+        json_array_append_new(vs,
+                              json_pack("{s:I,s:s,s:s,s:O,s:b}", "version", (json_int_t)v, "status",
+                                        "queued", "created", ts, "spec", spec, "scheduled", 1));
         if (ml__persist(ml, m) != 0)
             continue;
         struct ml_job *j = xcalloc(1, sizeof(*j));

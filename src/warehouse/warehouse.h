@@ -76,6 +76,18 @@ struct wh_change {
     int64_t changed_at_us;
 };
 
+/* One served prediction (topic "predictions", docs/ml.md "The predictions log"). features
+ * and prediction are JSON text. score: the prediction's score (binary, regression) or label
+ * (multiclass). */
+struct wh_prediction {
+    uint64_t log_offset;
+    const char *model;
+    int64_t version;
+    int64_t timestamp_us;
+    const char *features, *prediction;
+    double score;
+};
+
 /* A log record that could not be turned into a row: stored in _rejects, never retried. */
 struct wh_reject {
     uint64_t log_offset;
@@ -181,6 +193,8 @@ struct wh_ops {
                        size_t n, struct wh_load_stats *st);
     int (*load_changes)(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
                         size_t n, struct wh_load_stats *st);
+    int (*load_predictions)(struct wh_conn *c, const struct wh_load *ld,
+                            const struct wh_prediction *p, size_t n, struct wh_load_stats *st);
     int (*apply_collection)(struct wh_conn *c, const struct store_collection *coll);
     int (*drop_collection)(struct wh_conn *c, const char *collection_id);
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
@@ -238,6 +252,10 @@ int wh_load_events(struct wh_conn *c, const struct wh_load *ld, const struct wh_
  * collection without a mirror only goes to `changes`. */
 int wh_load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
                     size_t n, struct wh_load_stats *st) MUST_USE;
+/* Appends served predictions to the `predictions` table and stores the offset, in one
+ * transaction (as wh_load_events without `more`). */
+int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struct wh_prediction *p,
+                        size_t n, struct wh_load_stats *st) MUST_USE;
 /* Creates or alters app_<name> to match coll: fields are followed by their id, so a renamed
  * field renames its column, a removed one drops it, a new one is added. A renamed collection
  * renames its table. A new mirror, or one whose field changed type, is (re)filled from the

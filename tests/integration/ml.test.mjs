@@ -254,6 +254,8 @@ test('categorical text features, multiclass and regression tasks', async () => {
   assert.equal(p.body.predictions[0].label, 1);
   assert.equal(p.body.predictions[1].label, 2);
   assert.equal(p.body.predictions[0].probabilities.length, 3);
+  // a category never seen in training is a missing value
+  assert.deepEqual(p.body.predictions[2], p.body.predictions[1]);
   assert.equal((await api('POST', '/api/ml/models/plans/predict', { rows: [{ x1: 0.2, plan: 3 }] })).status, 400);
 
   r = await api('POST', '/api/ml/models', { name: 'reg', query: `SELECT id, x1, cls, y FROM (${q})`, task: 'regression',
@@ -263,6 +265,22 @@ test('categorical text features, multiclass and regression tasks', async () => {
   assert.equal(version.status, 'ready', version.error);
   assert.equal(version.metric.name, 'mae');
   assert.ok(version.metrics.r2 > 0.9 && version.metrics.rmse > 0 && version.metrics.mae > 0, JSON.stringify(version.metrics));
+});
+
+test('served predictions are logged to the "predictions" topic and land in the warehouse', async () => {
+  // the categorical model served 3 rows over HTTP (the 400 was not served)
+  for (let i = 0; ; i++) {
+    const rows = await sql("SELECT version, features->>'plan' AS plan, prediction->>'label' AS label, score FROM predictions WHERE model = 'plans' ORDER BY log_offset");
+    if (rows.length === 3) {
+      assert.deepEqual(rows.map((r) => r.slice(0, 3)), [[1, 'pro', '1'], [1, null, '2'], [1, 'unseen', '2']]);
+      assert.deepEqual(rows.map((r) => r[3]), [1, 2, 2]);
+      break;
+    }
+    assert.ok(rows.length < 3 && i < 200, JSON.stringify(rows));
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  const n = await sql("SELECT count(*) FROM predictions WHERE model = 'churn' AND score BETWEEN 0 AND 1");
+  assert.ok(n[0][0] >= 500);
 });
 
 test('cancel; kill -9 during training leaves the active version serving', async () => {
@@ -298,7 +316,7 @@ test('cancel; kill -9 during training leaves the active version serving', async 
 test('tandem ml train --wait trains from a spec file on the running server', async () => {
   const file = join(dir, 'spec.json');
   writeFileSync(file, JSON.stringify({ ...SPEC, name: 'cli', numRounds: 20 }));
-  const r = await run(['ml', 'train', file, '--wait', '--url', srv.url, '--email', SU_EMAIL, '--password', SU_PASSWORD]);
+  const r = await run(['ml', 'train', file, '--wait', '300', '--url', srv.url, '--email', SU_EMAIL, '--password', SU_PASSWORD]);
   assert.equal(r.code, 0, r.stderr);
   const v = JSON.parse(r.stdout);
   assert.equal(v.status, 'ready');
