@@ -172,6 +172,24 @@ static void promote_model(struct http_req *req, void *ctx)
     get_model(req, ctx);
 }
 
+static void score_model(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!need_ml(req, env, true))
+        return;
+    int rc = ml_score(env->ml, http_req_param(req, "name"));
+    if (rc == ERR_BUSY)
+        http_reply_error(req, 400, "The model has no active version.", NULL);
+    else if (rc == ERR_CONFLICT)
+        http_reply_error(req, 409, "A scoring run is already queued or running.", NULL);
+    else if (rc)
+        reply_rc(req, rc, "The model has no score spec.");
+    else
+        http_reply_json(
+            req, 202,
+            json_pack("{s:s,s:s}", "name", http_req_param(req, "name"), "status", "queued"));
+}
+
 static void rollback_model(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
@@ -260,4 +278,5 @@ void api__register_ml(struct http_router *r, struct api_env *env)
     http_route(r, "POST", "/api/ml/models/{name}/promote", promote_model, env);
     http_route(r, "POST", "/api/ml/models/{name}/rollback", rollback_model, env);
     http_route(r, "POST", "/api/ml/models/{name}/predict", predict, env);
+    http_route(r, "POST", "/api/ml/models/{name}/score", score_model, env);
 }

@@ -65,6 +65,11 @@ int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **ou
  * ERR_NOTFOUND when nothing of this model is queued or running. */
 int ml_cancel(struct ml *ml, const char *name) MUST_USE;
 
+/* Queues a scoring job of the model (docs/ml.md "Scores in a collection"). ERR_NOTFOUND;
+ * ERR_INVALID: the model has no `score` spec; ERR_BUSY: no active version; ERR_CONFLICT: one
+ * is already queued or running; ERR_LIMIT: the queue is full. */
+int ml_score(struct ml *ml, const char *name) MUST_USE;
+
 /* The model with its versions, metrics and, while it trains, the round and validation metric
  * reached. ERR_NOTFOUND. *out is the caller's. */
 int ml_model_get(struct ml *ml, const char *name, json_t **out) MUST_USE;

@@ -7,6 +7,7 @@
 #include <xgboost/c_api.h>
 
 #include "ml/ml.h"
+#include "warehouse/warehouse.h"
 
 enum ml_task { ML_TASK_BINARY, ML_TASK_REGRESSION, ML_TASK_MULTICLASS };
 
@@ -42,11 +43,13 @@ struct ml_model {
     int64_t round;             /* the running training's last finished round, -1: none yet */
     double round_metric;       /* its validation metric */
     atomic_bool cancel;        /* set by ml_cancel / ml_stop, read by the worker */
+    bool scoring;              /* a scoring job is queued or running */
     bool deleted;
 };
 
 struct ml_job {
     struct ml_model *m;
+    bool score; /* a scoring job (score.c), not a training */
     int64_t version;
     json_t *spec; /* the validated spec of this training (owned) */
     struct ml_job *next;
@@ -80,12 +83,35 @@ void ml__serving_unref(struct ml_serving *s);
 /* Loads the booster of version ver of model name from its file. */
 int ml__serving_load(struct ml *ml, const char *name, const json_t *ver,
                      struct ml_serving **out) MUST_USE;
+struct ml_serving *ml__serving_ref(struct ml_serving *s);
+/* A reference to the active version of the model (unref it); NULL with *rc_out ERR_NOTFOUND
+ * (no model) or ERR_BUSY (no active version). */
+struct ml_serving *ml__active_ref(struct ml *ml, const char *name, int *rc_out);
+/* Runs s's booster over n rows of its features (row-major, NaN missing). type: 0 scores,
+ * 2 contributions. *out_len floats in *res (XGBoost's thread-local buffer: copy before the
+ * next call on this thread). */
+int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int type,
+                    const float **res, bst_ulong *out_len, char *err, size_t err_len) MUST_USE;
+/* The code of category v[0..len) of f, or -1 when training never saw it. */
+int ml__category_code(const struct ml_feature *f, const char *v, size_t len);
 /* Makes s (TAKES it) the active version of m and records it in meta (under ml->mu). */
 void ml__activate(struct ml_model *m, struct ml_serving *s);
 const char *ml__task_name(enum ml_task t);
 int ml__task_parse(const char *s, enum ml_task *out);
 /* Whether a higher value of the validation metric is better. */
 bool ml__metric_higher_better(const char *metric);
+
+/* score.c */
+/* Queues a scoring job of m when it has a `score` spec and none is queued (under ml->mu). */
+void ml__queue_score(struct ml *ml, struct ml_model *m);
+/* Runs a scoring job on the worker (docs/ml.md "Scores in a collection"). */
+void ml__score_run(struct ml *ml, struct wh_conn **conn, struct ml_job *job);
+/* Validates a spec's "score" object into norm (errors under "score.<field>"). */
+void ml__score_spec_check(const struct ml *ml, const json_t *score, json_t *norm, json_t *errs);
+/* The text a key column's value hashes and is stored as: the string, or a number's decimal
+ * integer form (%.17g when not an integer); "" for NULL. buf holds at least 40 bytes. */
+struct str ml__key_text(const struct wh_scan_chunk *ch, size_t col, size_t row, char *buf,
+                        size_t buf_len);
 
 /* train.c */
 /* Validates spec into a normalised copy (defaults filled in). ERR_INVALID with *errors_out. */

@@ -144,7 +144,7 @@ void ml__serving_unref(struct ml_serving *s)
     free(s);
 }
 
-static struct ml_serving *serving_ref(struct ml_serving *s)
+struct ml_serving *ml__serving_ref(struct ml_serving *s)
 {
     if (s)
         atomic_fetch_add(&s->refs, 1);
@@ -530,6 +530,7 @@ static int promote_locked_load(struct ml *ml, struct ml_model *m, int64_t v, boo
         return ERR_NOTFOUND;
     }
     ml__activate(m, s);
+    ml__queue_score(ml, m);
     if (from_history) {
         /* a rollback pops the history instead of pushing the version it leaves */
         json_t *hist = json_object_get(m->meta, "history");
@@ -625,21 +626,18 @@ out:
 
 /* ---- predictions ---- */
 
-static struct ml_serving *active_ref(struct ml *ml, const char *name, int *rc_out)
+struct ml_serving *ml__active_ref(struct ml *ml, const char *name, int *rc_out)
 {
     pthread_mutex_lock(&ml->mu);
     struct ml_model *m = ml__find(ml, name);
-    struct ml_serving *s = m ? serving_ref(m->active) : NULL;
+    struct ml_serving *s = m ? ml__serving_ref(m->active) : NULL;
     *rc_out = !m ? ERR_NOTFOUND : !s ? ERR_BUSY : 0;
     pthread_mutex_unlock(&ml->mu);
     return s;
 }
 
-/* Runs the booster over n rows of s's features (row-major, NaN missing). type: 0 scores,
- * 2 contributions. *out_len floats in *res (XGBoost's thread-local buffer: copy before the
- * next call on this thread). */
-static int run_booster(const struct ml_serving *s, const float *x, size_t n, int type,
-                       const float **res, bst_ulong *out_len, char *err, size_t err_len)
+int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int type,
+                    const float **res, bst_ulong *out_len, char *err, size_t err_len)
 {
     DMatrixHandle dm = NULL;
     int rc = 0;
@@ -677,7 +675,7 @@ out:
     return rc;
 }
 
-static int category_code(const struct ml_feature *f, const char *v, size_t len)
+int ml__category_code(const struct ml_feature *f, const char *v, size_t len)
 {
     for (size_t k = 0; k < f->n_cats; k++)
         if (strlen(f->cats[k]) == len && memcmp(f->cats[k], v, len) == 0)
@@ -741,7 +739,7 @@ static int rows_matrix(const struct ml_serving *s, const json_t *rows, float **x
                         field_error("validation_invalid_type", "Must be a string (a category)."));
                     goto fail;
                 }
-                int code = category_code(ft, json_string_value(v2), json_string_length(v2));
+                int code = ml__category_code(ft, json_string_value(v2), json_string_length(v2));
                 *cell = code < 0 ? NAN : (float)code; /* an unseen category is missing */
             } else if (json_is_number(v2)) {
                 *cell = (float)json_number_value(v2);
@@ -805,7 +803,7 @@ int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contrib
         return ERR_INVALID;
     }
     int rc;
-    struct ml_serving *s = active_ref(ml, name, &rc);
+    struct ml_serving *s = ml__active_ref(ml, name, &rc);
     if (!s)
         return rc;
     float *x = NULL;
@@ -815,7 +813,7 @@ int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contrib
         goto out;
     const float *res = NULL;
     bst_ulong len = 0;
-    if ((rc = run_booster(s, x, n, 0, &res, &len, err, sizeof(err))) != 0) {
+    if ((rc = ml__run_booster(s, x, n, 0, &res, &len, err, sizeof(err))) != 0) {
         xlog_error("model %s: prediction failed: %s", name, err);
         goto out;
     }
@@ -844,7 +842,7 @@ int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contrib
         json_array_append_new(preds, p);
     }
     if (contribs) {
-        if ((rc = run_booster(s, x, n, 2, &res, &len, err, sizeof(err))) != 0) {
+        if ((rc = ml__run_booster(s, x, n, 2, &res, &len, err, sizeof(err))) != 0) {
             xlog_error("model %s: contributions failed: %s", name, err);
             goto out;
         }
@@ -897,7 +895,7 @@ static int score_cb(void *arg, const char *model, size_t model_len, size_t n_row
     memcpy(name, model, model_len);
     name[model_len] = '\0';
     int rc;
-    struct ml_serving *s = active_ref(ml, name, &rc);
+    struct ml_serving *s = ml__active_ref(ml, name, &rc);
     if (!s) {
         snprintf(err, err_len, "tandem_predict: %s %s",
                  rc == ERR_NOTFOUND ? "no model named" : "no active version of model", name);
@@ -916,7 +914,7 @@ static int score_cb(void *arg, const char *model, size_t model_len, size_t n_row
             x[i * n_cols + j] = (float)cols[j][i];
     const float *res = NULL;
     bst_ulong len = 0;
-    if ((rc = run_booster(s, x, n_rows, 0, &res, &len, err, err_len)) != 0)
+    if ((rc = ml__run_booster(s, x, n_rows, 0, &res, &len, err, err_len)) != 0)
         goto out;
     size_t k = s->task == ML_TASK_MULTICLASS ? (size_t)s->num_class : 1;
     if (len != n_rows * k) {

@@ -36,6 +36,28 @@ bool ml_split_is_valid(const char *key, size_t len, double fraction)
     return (double)(fnv1a64(key, len) % 10000) < fraction * 10000;
 }
 
+struct str ml__key_text(const struct wh_scan_chunk *ch, size_t col, size_t row, char *buf,
+                        size_t buf_len)
+{
+    struct str key = {"", 0};
+    if (ch->cols[col].kind == WH_COL_TEXT) {
+        if (ch->text[col][row].ptr)
+            key = ch->text[col][row];
+        return key;
+    }
+    double k = ch->num[col][row];
+    int n = 0;
+    if (isnan(k))
+        n = 0;
+    else if (k == floor(k) && fabs(k) < 9007199254740992.0)
+        n = snprintf(buf, buf_len, "%lld", (long long)k);
+    else
+        n = snprintf(buf, buf_len, "%.17g", k);
+    key.ptr = buf;
+    key.len = n > 0 ? (size_t)n : 0;
+    return key;
+}
+
 /* ---- the spec ---- */
 
 enum ptype { P_NUM, P_INT, P_STR };
@@ -183,7 +205,6 @@ static int64_t int_opt(const json_t *spec, json_t *errs, const char *key, int64_
 
 int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, json_t **errors_out)
 {
-    UNUSED(ml);
     *norm_out = NULL;
     *errors_out = NULL;
     json_t *errs = json_object(), *norm = json_object();
@@ -203,7 +224,8 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
                                         "params",
                                         "rule",
                                         "autoPromote",
-                                        "retrainIntervalSec"};
+                                        "retrainIntervalSec",
+                                        "score"};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)spec, key, v)
@@ -277,6 +299,9 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
     if (ri > 0 && ri < 60)
         add_err(errs, "retrainIntervalSec", "validation_out_of_range", "0 (never) or at least 60.");
     check_params(json_object_get(spec, "params"), norm, errs, task);
+    const json_t *score = json_object_get(spec, "score");
+    if (score && !json_is_null(score))
+        ml__score_spec_check(ml, score, norm, errs);
     const json_t *rule = json_object_get(spec, "rule");
     if (rule && !json_is_null(rule) && (!json_is_string(rule) || json_string_length(rule) > 4096))
         add_err(errs, "rule", "validation_invalid_type", "Must be a filter (string) or null.");
@@ -430,22 +455,7 @@ static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
                              "the label of a multiclass model must be a class number from 0 "
                              "to 999; %g found",
                              y);
-        struct str key = {"", 0};
-        if (ch->cols[L->key_col].kind == WH_COL_TEXT) {
-            if (ch->text[L->key_col][i].ptr)
-                key = ch->text[L->key_col][i];
-        } else {
-            double k = ch->num[L->key_col][i];
-            int n = 0;
-            if (isnan(k))
-                n = 0;
-            else if (k == floor(k) && fabs(k) < 9007199254740992.0)
-                n = snprintf(kb, sizeof(kb), "%lld", (long long)k);
-            else
-                n = snprintf(kb, sizeof(kb), "%.17g", k);
-            key.ptr = kb;
-            key.len = (size_t)n;
-        }
+        struct str key = ml__key_text(ch, (size_t)L->key_col, i, kb, sizeof(kb));
         int part = ml_split_is_valid(key.ptr, key.len, L->frac) ? 1 : 0;
         uint64_t bytes =
             (uint64_t)(L->x[0].len + L->x[1].len + L->n_feat + L->y[0].len + L->y[1].len + 1) *
@@ -880,6 +890,7 @@ static void run_job(struct ml *ml, struct wh_conn **conn, struct ml_job *job)
             if (promote) {
                 ml__activate(m, ml__serving_new(m->name, ver, b));
                 b = NULL;
+                ml__queue_score(ml, m);
             }
         }
     }
@@ -899,12 +910,22 @@ static void run_job(struct ml *ml, struct wh_conn **conn, struct ml_job *job)
     json_decref(result);
 }
 
-/* Queues a retraining of every model whose interval has passed (under ml->mu). */
+/* Queues a retraining of every model whose interval has passed, and a scoring of every
+ * model whose scoring interval has (under ml->mu). */
 static void schedule_retrains(struct ml *ml)
 {
     int64_t now = time_now_us();
     for (size_t i = 0; i < ml->n_models && ml->n_queued < ml->cfg.queue_max; i++) {
         struct ml_model *m = ml->models[i];
+        const json_t *sc = json_object_get(m->meta, "score");
+        int64_t severy = json_integer_value(json_object_get(sc, "intervalSec"));
+        if (severy > 0 && m->active && !m->scoring) {
+            const char *lr =
+                json_string_value(json_object_get(json_object_get(m->meta, "scoring"), "started"));
+            int64_t at = 0;
+            if (!lr || time_parse(lr, strlen(lr), &at) != 0 || now - at >= severy * 1000000)
+                ml__queue_score(ml, m);
+        }
         int64_t every = json_integer_value(json_object_get(m->meta, "retrainIntervalSec"));
         if (every <= 0 || m->training)
             continue;
@@ -959,7 +980,10 @@ void *ml__worker_main(void *arg)
             ml->tail = NULL;
         ml->n_queued--;
         pthread_mutex_unlock(&ml->mu);
-        run_job(ml, &conn, j);
+        if (j->score)
+            ml__score_run(ml, &conn, j);
+        else
+            run_job(ml, &conn, j);
         json_decref(j->spec);
         free(j);
         pthread_mutex_lock(&ml->mu);
@@ -969,7 +993,8 @@ void *ml__worker_main(void *arg)
         struct ml_job *j = ml->head;
         ml->head = j->next;
         ml->n_queued--;
-        json_t *ver = ml__version(j->m, j->version);
+        json_t *ver = j->score ? NULL : ml__version(j->m, j->version);
+        j->m->scoring = j->score ? false : j->m->scoring;
         if (ver) {
             json_object_set_new(ver, "status", json_string("failed"));
             json_object_set_new(ver, "error", json_string("the server stopped before training"));
@@ -977,7 +1002,8 @@ void *ml__worker_main(void *arg)
                 xlog_warn("model %s: cannot record version %lld as failed", j->m->name,
                           (long long)j->version);
         }
-        j->m->training = 0;
+        if (!j->score)
+            j->m->training = 0;
         json_decref(j->spec);
         free(j);
     }

@@ -96,8 +96,10 @@ static void test_split(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auc_ties_count_half), cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_regression),          cmocka_unit_test(test_multiclass),
+        cmocka_unit_test(test_auc_ties_count_half),
+        cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_regression),
+        cmocka_unit_test(test_multiclass),
         cmocka_unit_test(test_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
