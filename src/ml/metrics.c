@@ -20,10 +20,10 @@ static int by_score_desc(const void *a, const void *b)
     return x > y ? -1 : x < y ? 1 : 0;
 }
 
-/* Walks the thresholds from the highest score down; cb sees each distinct threshold's
- * cumulative true and false positives. */
-static struct scored *sorted(const float *y, const float *p, size_t n, double *pos_out,
-                             double *neg_out)
+/* The ROC curve at every distinct score, from the highest down: cumulative false and true
+ * positives after each threshold (pts[2i], pts[2i+1]), *n_out points. */
+static double *curve(const float *y, const float *p, size_t n, size_t *n_out, double *pos_out,
+                     double *neg_out)
 {
     struct scored *s = xmalloc((n ? n : 1) * sizeof(*s));
     double pos = 0;
@@ -33,18 +33,9 @@ static struct scored *sorted(const float *y, const float *p, size_t n, double *p
         pos += y[i] > 0.5f;
     }
     qsort(s, n, sizeof(*s), by_score_desc);
-    *pos_out = pos;
-    *neg_out = (double)n - pos;
-    return s;
-}
-
-double ml_auc(const float *y, const float *p, size_t n)
-{
-    double pos, neg;
-    struct scored *s = sorted(y, p, n, &pos, &neg);
-    double area = 0, tp = 0, fp = 0;
+    double *pts = xmalloc((n ? n : 1) * 2 * sizeof(double)), tp = 0, fp = 0;
+    size_t k = 0;
     for (size_t i = 0; i < n;) {
-        double tp0 = tp, fp0 = fp;
         size_t j = i;
         for (; j < n && s[j].p == s[i].p; j++) {
             if (s[j].y > 0.5f)
@@ -52,10 +43,30 @@ double ml_auc(const float *y, const float *p, size_t n)
             else
                 fp++;
         }
-        area += (fp - fp0) * (tp + tp0) / 2; /* trapezoid: ties count half */
+        pts[2 * k] = fp;
+        pts[2 * k + 1] = tp;
+        k++;
         i = j;
     }
     free(s);
+    *n_out = k;
+    *pos_out = pos;
+    *neg_out = (double)n - pos;
+    return pts;
+}
+
+double ml_auc(const float *y, const float *p, size_t n)
+{
+    size_t k;
+    double pos, neg, area = 0, fp0 = 0, tp0 = 0;
+    double *pts = curve(y, p, n, &k, &pos, &neg);
+    for (size_t i = 0; i < k; i++) {
+        /* trapezoids: a run of tied scores counts half */
+        area += (pts[2 * i] - fp0) * (pts[2 * i + 1] + tp0) / 2;
+        fp0 = pts[2 * i];
+        tp0 = pts[2 * i + 1];
+    }
+    free(pts);
     if (pos == 0 || neg == 0)
         return NAN;
     return area / (pos * neg);
@@ -68,30 +79,22 @@ static json_t *num(double x)
 
 static json_t *roc_curve(const float *y, const float *p, size_t n)
 {
-    double pos, neg;
-    struct scored *s = sorted(y, p, n, &pos, &neg);
-    json_t *pts = json_array();
-    json_array_append_new(pts, json_pack("[f,f]", 0.0, 0.0));
-    double tp = 0, fp = 0, last_fpr = 0, last_tpr = 0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        for (; j < n && s[j].p == s[i].p; j++) {
-            if (s[j].y > 0.5f)
-                tp++;
-            else
-                fp++;
-        }
-        i = j;
-        double fpr = neg > 0 ? fp / neg : 0, tpr = pos > 0 ? tp / pos : 0;
-        /* at most ~100 points: keep one per 1 % step of either rate, and the last */
-        if (i == n || fpr - last_fpr >= 0.01 || tpr - last_tpr >= 0.01) {
-            json_array_append_new(pts, json_pack("[f,f]", fpr, tpr));
+    size_t k;
+    double pos, neg, last_fpr = 0, last_tpr = 0;
+    double *pts = curve(y, p, n, &k, &pos, &neg);
+    json_t *out = json_array();
+    json_array_append_new(out, json_pack("[f,f]", 0.0, 0.0));
+    for (size_t i = 0; i < k; i++) {
+        double fpr = neg > 0 ? pts[2 * i] / neg : 0, tpr = pos > 0 ? pts[2 * i + 1] / pos : 0;
+        /* at most ~200 points: one per 1 % step of either rate, and the last */
+        if (i + 1 == k || fpr - last_fpr >= 0.01 || tpr - last_tpr >= 0.01) {
+            json_array_append_new(out, json_pack("[f,f]", fpr, tpr));
             last_fpr = fpr;
             last_tpr = tpr;
         }
     }
-    free(s);
-    return pts;
+    free(pts);
+    return out;
 }
 
 json_t *ml_metrics_binary(const float *y, const float *p, size_t n)

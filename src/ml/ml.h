@@ -108,7 +108,7 @@ bool ml_split_is_valid(const char *key, size_t len, double fraction);
 /* ---- metrics (metrics.c), on the validation set ---- */
 
 /* Binary: y in {0,1}, p probabilities. {"auc","logloss","accuracy","precision","recall",
- * "f1","roc":[[fpr,tpr]...] (at most 101 points)}. */
+ * "f1","roc":[[fpr,tpr]...] (at most ~200 points)}. */
 json_t *ml_metrics_binary(const float *y, const float *p, size_t n);
 /* {"rmse","mae","r2"} */
 json_t *ml_metrics_regression(const float *y, const float *p, size_t n);

@@ -71,6 +71,11 @@ struct ml {
 };
 
 /* registry.c */
+/* Formats a failure into buf and returns ERR_INVALID. */
+int ml__errf(char *buf, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
+/* Appends a job to the worker's queue and wakes it (under ml->mu): a training of version
+ * (> 0), or a scoring run (version 0). TAKES spec. */
+void ml__enqueue(struct ml *ml, struct ml_model *m, int64_t version, json_t *spec);
 /* The model named name (under ml->mu), or NULL. */
 struct ml_model *ml__find(struct ml *ml, const char *name);
 /* Writes m->meta to the store (under ml->mu). */

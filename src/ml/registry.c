@@ -2,6 +2,7 @@
  * serving handles of the active versions, the training queue, and predictions (HTTP and the
  * SQL function tandem_predict). */
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,15 @@ char *ml__model_path(const struct ml *ml, const char *name, int64_t v)
     buf_init(&b);
     buf_printf(&b, "%s/%s/v%lld.ubj", ml->dir, name, (long long)v);
     return buf_detach(&b, NULL);
+}
+
+int ml__errf(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    return ERR_INVALID;
 }
 
 /* ---- serving handles ---- */
@@ -348,6 +358,26 @@ void ml_free(struct ml *ml)
 
 /* ---- training requests ---- */
 
+void ml__enqueue(struct ml *ml, struct ml_model *m, int64_t version, json_t *spec)
+{
+    struct ml_job *j = xcalloc(1, sizeof(*j));
+    j->m = m;
+    j->version = version;
+    j->score = version == 0;
+    j->spec = spec;
+    if (ml->tail)
+        ml->tail->next = j;
+    else
+        ml->head = j;
+    ml->tail = j;
+    ml->n_queued++;
+    if (j->score)
+        m->scoring = true;
+    else
+        m->training = version;
+    pthread_cond_signal(&ml->cv);
+}
+
 int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **out)
 {
     *out = NULL;
@@ -407,17 +437,7 @@ int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **ou
                           json_array_size(json_object_get(m->meta, "versions")) - 1);
         goto out;
     }
-    struct ml_job *j = xcalloc(1, sizeof(*j));
-    j->m = m;
-    j->version = v;
-    j->spec = json_incref(norm);
-    if (ml->tail)
-        ml->tail->next = j;
-    else
-        ml->head = j;
-    ml->tail = j;
-    ml->n_queued++;
-    pthread_cond_signal(&ml->cv);
+    ml__enqueue(ml, m, v, json_incref(norm));
     *out = json_pack("{s:s,s:I,s:s}", "name", name, "version", (json_int_t)v, "status", "queued");
 out:
     pthread_mutex_unlock(&ml->mu);

@@ -19,9 +19,8 @@ static void add_err(json_t *errs, const char *field, const char *msg)
     char key[64];
     snprintf(key, sizeof(key), "score.%s", field);
     if (!json_object_get(errs, key))
-        json_object_set_new(errs, key,
-                            json_pack("{s:s,s:s}", "code", "validation_invalid_value", "message",
-                                      msg));
+        json_object_set_new(
+            errs, key, json_pack("{s:s,s:s}", "code", "validation_invalid_value", "message", msg));
 }
 
 /* The collection c and its key and score fields, checked. */
@@ -87,8 +86,7 @@ void ml__score_spec_check(const struct ml *ml, const json_t *score, json_t *norm
     json_int_t every = 0;
     if (iv && !json_is_null(iv)) {
         every = json_integer_value(iv);
-        if (!json_is_integer(iv) || every < 0 || (every > 0 && every < 60) ||
-            every > 365 * 86400)
+        if (!json_is_integer(iv) || every < 0 || (every > 0 && every < 60) || every > 365 * 86400)
             add_err(errs, "intervalSec", "0 (after promotions only) or 60 to 31536000.");
     }
     json_object_set_new(out, "intervalSec", json_integer(every));
@@ -108,30 +106,19 @@ void ml__queue_score(struct ml *ml, struct ml_model *m)
     if (!json_is_object(json_object_get(m->meta, "score")) || m->scoring || ml->stopping ||
         ml->n_queued >= ml->cfg.queue_max)
         return;
-    struct ml_job *j = xcalloc(1, sizeof(*j));
-    j->m = m;
-    j->score = true;
-    j->spec = json_deep_copy(json_object_get(m->meta, "score"));
-    if (ml->tail)
-        ml->tail->next = j;
-    else
-        ml->head = j;
-    ml->tail = j;
-    ml->n_queued++;
-    m->scoring = true;
-    pthread_cond_signal(&ml->cv);
+    ml__enqueue(ml, m, 0, json_deep_copy(json_object_get(m->meta, "score")));
 }
 
 int ml_score(struct ml *ml, const char *name)
 {
     pthread_mutex_lock(&ml->mu);
     struct ml_model *m = ml__find(ml, name);
-    int rc = !m                                                 ? ERR_NOTFOUND
+    int rc = !m                                                   ? ERR_NOTFOUND
              : !json_is_object(json_object_get(m->meta, "score")) ? ERR_INVALID
-             : !m->active                                        ? ERR_BUSY
-             : m->scoring                                        ? ERR_CONFLICT
-             : ml->n_queued >= ml->cfg.queue_max                 ? ERR_LIMIT
-                                                                 : 0;
+             : !m->active                                         ? ERR_BUSY
+             : m->scoring                                         ? ERR_CONFLICT
+             : ml->n_queued >= ml->cfg.queue_max                  ? ERR_LIMIT
+                                                                  : 0;
     if (rc == 0)
         ml__queue_score(ml, m);
     pthread_mutex_unlock(&ml->mu);
@@ -156,15 +143,7 @@ struct run {
     char err[512];
 };
 
-static int run_fail(struct run *r, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static int run_fail(struct run *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->err, sizeof(r->err), fmt, ap);
-    va_end(ap);
-    return ERR_INVALID;
-}
+#define run_fail(r, ...) ml__errf((r)->err, sizeof((r)->err), __VA_ARGS__)
 
 /* The record id a key is stored under: 15 hex digits of FNV-1a 64 of the key (PocketBase's
  * id pattern [a-z0-9]{15}), so rescoring updates the same record. */
@@ -208,14 +187,14 @@ static int flush(struct run *r)
         record_id(r->keys[i], ids[i]);
         bodies[i] = json_pack("{s:s,s:s,s:f}", "id", ids[i], r->key_field, r->keys[i],
                               r->score_field, score);
-        ops[i] = (struct store_op){
-            .kind = STORE_OP_UPSERT, .c = r->c, .id = ids[i], .body = bodies[i]};
+        ops[i] =
+            (struct store_op){.kind = STORE_OP_UPSERT, .c = r->c, .id = ids[i], .body = bodies[i]};
     }
     size_t failed = 0;
     rc = store_record_ops(r->ml->cfg.store, ops, r->n, &failed);
     if (rc) {
         char *e = failed < r->n && ops[failed].errors ? json_dumps(ops[failed].errors, JSON_COMPACT)
-                                                       : NULL;
+                                                      : NULL;
         run_fail(r, "cannot write the scores into %s: %s %s", r->c->name, err_str(rc),
                  e ? e : store_errmsg(r->ml->cfg.store));
         free(e);
@@ -303,8 +282,8 @@ void ml__score_run(struct ml *ml, struct wh_conn **conn, struct ml_job *job)
     const char *field = NULL;
     if (!r.s) {
         rc = run_fail(&r, "the model has no active version");
-    } else if ((rc = target_check(ml->cfg.store, job->spec, &r.c, r.err, sizeof(r.err),
-                                  &field)) == 0) {
+    } else if ((rc = target_check(ml->cfg.store, job->spec, &r.c, r.err, sizeof(r.err), &field)) ==
+               0) {
         r.key_field = json_string_value(json_object_get(job->spec, "keyField"));
         r.score_field = json_string_value(json_object_get(job->spec, "scoreField"));
         r.keys = xcalloc(BATCH, sizeof(char *));

@@ -361,15 +361,7 @@ struct load {
     char err[512];
 };
 
-static int load_fail(struct load *L, const char *fmt, ...) PRINTF_LIKE(2, 3);
-static int load_fail(struct load *L, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(L->err, sizeof(L->err), fmt, ap);
-    va_end(ap);
-    return ERR_INVALID;
-}
+#define load_fail(L, ...) ml__errf((L)->err, sizeof((L)->err), __VA_ARGS__)
 
 static int load_columns(struct load *L, const struct wh_scan_chunk *ch)
 {
@@ -945,18 +937,8 @@ static void schedule_retrains(struct ml *ml)
                                         "queued", "created", ts, "spec", spec, "scheduled", 1));
         if (ml__persist(ml, m) != 0)
             continue;
-        struct ml_job *j = xcalloc(1, sizeof(*j));
-        j->m = m;
-        j->version = v;
-        j->spec = json_incref(spec);
-        if (ml->tail)
-            ml->tail->next = j;
-        else
-            ml->head = j;
-        ml->tail = j;
-        ml->n_queued++;
-        m->training = v;
         atomic_store(&m->cancel, false);
+        ml__enqueue(ml, m, v, json_incref(spec));
     }
 }
 
