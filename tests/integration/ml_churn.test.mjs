@@ -5,8 +5,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Analytics } from '@segment/analytics-node';
-import { client, startWithSuperuserAndKey } from './lib/pb.mjs';
+import { chromium } from 'playwright-core';
+import { client, startWithSuperuserAndKey, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 import { prng } from './lib/insights_gen.mjs';
 
 const USERS = 400;
@@ -117,4 +121,53 @@ test('events -> features -> model -> scores in a collection the SDK reads', asyn
   assert.equal((await guest.collection('churn_scores').getList(1, 1)).totalItems, USERS);
   // the scores reach the warehouse too, through the collection's mirror
   await until('the mirror', async () => (await sql('SELECT count(*) FROM app_churn_scores')).rows?.[0][0] === USERS);
+});
+
+test('the dashboard\'s ML page shows the model, its metrics, ROC and importance, and scores a row', async () => {
+  const model = (await api('GET', '/api/ml/models/churn')).body;
+  const v = model.versions[0];
+  const profile = mkdtempSync(join(tmpdir(), 'tandem-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+  });
+  const errors = [];
+  try {
+    const page = context.pages()[0] || await context.newPage();
+    page.on('pageerror', (e) => errors.push(e.message));
+    const text = async (id) => {
+      const el = page.locator(`[data-testid="${id}"]`);
+      await el.waitFor({ timeout: 15000 });
+      return (await el.textContent()).trim();
+    };
+    await page.goto(`${srv.url}/_/#/ml`);
+    await page.fill('[data-testid=signin-email]', SU_EMAIL);
+    await page.fill('[data-testid=signin-password]', SU_PASSWORD);
+    await page.click('[data-testid=signin-submit]');
+    assert.equal(await text('ml-model-churn'), 'churn');
+    await page.click('[data-testid=ml-model-churn]');
+    const versions = await text('ml-versions');
+    assert.match(versions, /1 \(active\)/);
+    assert.match(versions, new RegExp(`AUC ${v.metrics.auc.toFixed(2).replace(/0$/, '').replace(/\.$/, '')}`));
+    // the ROC curve and the importance bars hold the version's numbers
+    const charts = await page.evaluate(() => ['ml-roc', 'ml-importance'].map((id) => {
+      const c = window.Chart.getChart(document.querySelector(`[data-testid="${id}"]`));
+      return { labels: c.data.labels, n: c.data.datasets[0].data.length };
+    }));
+    assert.equal(charts[0].n, v.metrics.roc.length);
+    assert.deepEqual([...charts[1].labels].sort(), Object.keys(v.importance.gain).sort());
+    assert.match(await text('ml-scoring'), new RegExp(`^ok: ${USERS} rows into churn_scores`));
+    // score one row through the form: the same score as the API
+    await page.fill('[data-testid=ml-input-sessions]', '2');
+    await page.fill('[data-testid=ml-input-tickets]', '3');
+    await page.selectOption('[data-testid=ml-input-plan]', 'pro');
+    await page.click('[data-testid=ml-score]');
+    const shown = Number(await text('ml-score-value'));
+    const p = await api('POST', '/api/ml/models/churn/predict', { rows: [{ sessions: 2, tickets: 3, plan: 'pro' }] });
+    assert.ok(Math.abs(shown - p.body.predictions[0].score) < 0.006, `${shown} ${p.body.predictions[0].score}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
 });
