@@ -260,8 +260,8 @@ static int load_model(struct ml *ml, const char *name)
     return 0;
 }
 
-static int score_cb(void *arg, const char *model, size_t model_len, size_t n_rows, size_t n_cols,
-                    const double *const *cols, double *out, char *err, size_t err_len);
+static int score_cb(void *arg, const char *model, size_t model_len, const struct wh_scan_chunk *ch,
+                    size_t first, size_t n_rows, double *out, char *err, size_t err_len);
 
 int ml_open(const struct ml_cfg *cfg, struct ml **out, char *err, size_t err_len)
 {
@@ -900,11 +900,11 @@ out:
     return rc;
 }
 
-/* tandem_predict: features in the order of the version's feature list; a categorical feature
- * is given as its category code (docs/ml.md). Binary: the probability; regression: the value;
- * multiclass: the most probable class. */
-static int score_cb(void *arg, const char *model, size_t model_len, size_t n_rows, size_t n_cols,
-                    const double *const *cols, double *out, char *err, size_t err_len)
+/* tandem_predict: the features in the order of the active version's feature list; a
+ * categorical feature as its text (or its category code as a number). Binary: the
+ * probability; regression: the value; multiclass: the most probable class. */
+static int score_cb(void *arg, const char *model, size_t model_len, const struct wh_scan_chunk *ch,
+                    size_t first, size_t n_rows, double *out, char *err, size_t err_len)
 {
     struct ml *ml = arg;
     char name[ML_NAME_MAX + 1];
@@ -921,17 +921,33 @@ static int score_cb(void *arg, const char *model, size_t model_len, size_t n_row
                  rc == ERR_NOTFOUND ? "no model named" : "no active version of model", name);
         return rc;
     }
+    size_t f = s->n_features;
     float *x = NULL;
-    if (n_cols != s->n_features) {
-        snprintf(err, err_len, "tandem_predict: model %s takes %zu features, %zu given", name,
-                 s->n_features, n_cols);
+    if (ch->n_cols != f) {
+        snprintf(err, err_len, "tandem_predict: model %s takes %zu features, %zu given", name, f,
+                 ch->n_cols);
         rc = ERR_INVALID;
         goto out;
     }
-    x = xmalloc((n_rows ? n_rows : 1) * (n_cols ? n_cols : 1) * sizeof(float));
+    for (size_t j = 0; j < f; j++)
+        if (ch->cols[j].kind == WH_COL_TEXT && !s->features[j].categorical) {
+            snprintf(err, err_len, "tandem_predict: feature %zu (%s) of model %s is numeric", j + 1,
+                     s->features[j].name, name);
+            rc = ERR_INVALID;
+            goto out;
+        }
+    x = xmalloc((n_rows ? n_rows : 1) * (f ? f : 1) * sizeof(float));
     for (size_t i = 0; i < n_rows; i++)
-        for (size_t j = 0; j < n_cols; j++)
-            x[i * n_cols + j] = (float)cols[j][i];
+        for (size_t j = 0; j < f; j++) {
+            float *cell = &x[i * f + j];
+            if (ch->cols[j].kind == WH_COL_NUM) {
+                *cell = (float)ch->num[j][first + i];
+                continue;
+            }
+            const struct str *t = &ch->text[j][first + i];
+            int code = t->ptr ? ml__category_code(&s->features[j], t->ptr, t->len) : -1;
+            *cell = code < 0 ? NAN : (float)code;
+        }
     const float *res = NULL;
     bst_ulong len = 0;
     if ((rc = ml__run_booster(s, x, n_rows, 0, &res, &len, err, err_len)) != 0)

@@ -888,6 +888,8 @@ static void run_job(struct ml *ml, struct wh_conn **conn, struct ml_job *job)
     }
     m->training = 0;
     m->round = -1;
+    if (!ml->stopping) /* a cancel is for this training only, not for a later scoring run */
+        atomic_store(&m->cancel, false);
     if (ver && !m->deleted && ml__persist(ml, m) != 0)
         xlog_error("model %s: cannot record version %lld", m->name, (long long)job->version);
     pthread_mutex_unlock(&ml->mu);

@@ -168,12 +168,13 @@ struct wh_scan_chunk {
 /* Non-zero stops the scan, which returns that value. */
 typedef int (*wh_scan_cb)(void *arg, const struct wh_scan_chunk *ch);
 
-/* Scores n_rows rows of n_cols features (cols[j][i], NaN for missing) with the model named
- * model[0..model_len) into out[0..n_rows). Non-zero with a message in err on failure. Called
- * on the engine's threads, several at once. */
-typedef int (*wh_score_cb)(void *arg, const char *model, size_t model_len, size_t n_rows,
-                           size_t n_cols, const double *const *cols, double *out, char *err,
-                           size_t err_len);
+/* Scores rows [first, first + n) of ch (its columns are the features in order, numbers or
+ * text; the names are empty) with the model named model[0..model_len) into out[0..n).
+ * Non-zero with a message in err on failure. Called on the engine's threads, several at
+ * once. */
+typedef int (*wh_score_cb)(void *arg, const char *model, size_t model_len,
+                           const struct wh_scan_chunk *ch, size_t first, size_t n, double *out,
+                           char *err, size_t err_len);
 
 /* ---- the backend interface ---- */
 
@@ -282,7 +283,8 @@ int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out) MUST_USE;
  * bounds what it keeps and stops the scan by returning non-zero from cb. ERR_INVALID /
  * ERR_DENIED as wh_query. */
 int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg) MUST_USE;
-/* Registers the SQL function tandem_predict(model VARCHAR, x1, x2, ... DOUBLE) -> DOUBLE,
+/* Registers the SQL function tandem_predict(model VARCHAR, x1, x2, ...) -> DOUBLE (each x a
+ * number, a bool or text),
  * which scores through cb(arg, ...). Once per process: a later call does nothing. arg must
  * outlive wh. */
 int wh_set_scorer(struct wh *wh, wh_score_cb cb, void *arg) MUST_USE;

@@ -257,6 +257,14 @@ test('categorical text features, multiclass and regression tasks', async () => {
   // a category never seen in training is a missing value
   assert.deepEqual(p.body.predictions[2], p.body.predictions[1]);
   assert.equal((await api('POST', '/api/ml/models/plans/predict', { rows: [{ x1: 0.2, plan: 3 }] })).status, 400);
+  // in SQL a categorical feature is given as its text (or its code); NULL and unseen are missing
+  const cls = await sql("SELECT tandem_predict('plans', 0.2, 'pro'), tandem_predict('plans', 0.2, NULL), tandem_predict('plans', 0.2, 'unseen'), tandem_predict('plans', 0.2, 1)");
+  assert.deepEqual(cls, [[1, 2, 2, 1]]);
+  for (const bad of ["SELECT tandem_predict('plans', 0.2)", "SELECT tandem_predict('plans', 'x', 'pro')", "SELECT tandem_predict('nope', 1, 'pro')", "SELECT tandem_predict('plans', DATE '2024-01-01', 'pro')"]) {
+    const b = await api('POST', '/api/warehouse/sql', { query: bad });
+    assert.equal(b.status, 400, bad);
+    assert.match(b.body.data.detail, /tandem_predict/, bad);
+  }
 
   r = await api('POST', '/api/ml/models', { name: 'reg', query: `SELECT id, x1, cls, y FROM (${q})`, task: 'regression',
     label: 'y', key: 'id', numRounds: 100, params: { eval_metric: 'mae' } });

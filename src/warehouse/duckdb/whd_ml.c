@@ -197,7 +197,7 @@ out:
     return rc;
 }
 
-/* ---- tandem_predict(model VARCHAR, x1 DOUBLE, ...) -> DOUBLE ---- */
+/* ---- tandem_predict(model VARCHAR, x1, x2, ...) -> DOUBLE ---- */
 
 struct scorer {
     wh_score_cb cb;
@@ -208,22 +208,42 @@ static void predict_fn(duckdb_function_info info, duckdb_data_chunk input, duckd
 {
     const struct scorer *s = duckdb_scalar_function_get_extra_info(info);
     size_t rows = duckdb_data_chunk_get_size(input);
-    size_t n_in = duckdb_data_chunk_get_column_count(input);
-    size_t n_x = n_in - 1;
+    size_t n_x = duckdb_data_chunk_get_column_count(input) - 1, cap = rows ? rows : 1;
     double *out = duckdb_vector_get_data(output);
-    duckdb_vector names = duckdb_data_chunk_get_vector(input, 0);
-    struct str *nm = xmalloc((rows ? rows : 1) * sizeof(*nm));
-    double **x = xcalloc(n_x ? n_x : 1, sizeof(*x));
-    const double **xr = xcalloc(n_x ? n_x : 1, sizeof(*xr));
-    duckdb_logical_type dt = duckdb_create_logical_type(DUCKDB_TYPE_DOUBLE);
+    struct str *nm = xmalloc(cap * sizeof(*nm));
+    struct wh_scan_col *cols = xcalloc(n_x ? n_x : 1, sizeof(*cols));
+    double **num = xcalloc(n_x ? n_x : 1, sizeof(*num));
+    struct str **text = xcalloc(n_x ? n_x : 1, sizeof(*text));
     char err[256] = "";
-    vec_texts(names, rows, nm);
-    for (size_t j = 0; j < n_x; j++) {
-        x[j] = xmalloc((rows ? rows : 1) * sizeof(double));
-        vec_numbers(dt, duckdb_data_chunk_get_vector(input, j + 1), rows, x[j]);
+    vec_texts(duckdb_data_chunk_get_vector(input, 0), rows, nm);
+    /* each argument keeps its own type (varargs ANY): numbers as doubles, text as text, a
+     * bare NULL as missing */
+    for (size_t j = 0; j < n_x && !*err; j++) {
+        duckdb_vector v = duckdb_data_chunk_get_vector(input, j + 1);
+        duckdb_logical_type lt = duckdb_vector_get_column_type(v);
+        duckdb_type t = duckdb_get_type_id(lt);
+        cols[j].name = "";
+        cols[j].kind = t == DUCKDB_TYPE_SQLNULL ? WH_COL_NUM : col_kind(t);
+        if (cols[j].kind == WH_COL_TEXT) {
+            text[j] = xmalloc(cap * sizeof(struct str));
+            vec_texts(v, rows, text[j]);
+        } else if (cols[j].kind == WH_COL_NUM) {
+            num[j] = xmalloc(cap * sizeof(double));
+            if (t == DUCKDB_TYPE_SQLNULL)
+                for (size_t i = 0; i < rows; i++)
+                    num[j][i] = NAN;
+            else
+                vec_numbers(lt, v, rows, num[j]);
+        } else {
+            snprintf(err, sizeof(err),
+                     "tandem_predict: argument %zu is neither a number nor text (cast it)", j + 2);
+        }
+        duckdb_destroy_logical_type(&lt);
     }
+    struct wh_scan_chunk ch = {
+        .n_rows = rows, .n_cols = n_x, .cols = cols, .num = num, .text = text};
     /* runs of rows that name the same model are scored together */
-    for (size_t i = 0; i < rows;) {
+    for (size_t i = 0; i < rows && !*err;) {
         if (!nm[i].ptr) {
             snprintf(err, sizeof(err), "tandem_predict: the model name is NULL");
             break;
@@ -231,19 +251,19 @@ static void predict_fn(duckdb_function_info info, duckdb_data_chunk input, duckd
         size_t e = i + 1;
         while (e < rows && nm[e].ptr && str_eq(nm[e], nm[i]))
             e++;
-        for (size_t j = 0; j < n_x; j++)
-            xr[j] = x[j] + i;
-        if (s->cb(s->arg, nm[i].ptr, nm[i].len, e - i, n_x, xr, out + i, err, sizeof(err)) != 0)
+        if (s->cb(s->arg, nm[i].ptr, nm[i].len, &ch, i, e - i, out + i, err, sizeof(err)) != 0)
             break;
         i = e;
     }
     if (*err)
         duckdb_scalar_function_set_error(info, err);
-    duckdb_destroy_logical_type(&dt);
-    for (size_t j = 0; j < n_x; j++)
-        free(x[j]);
-    free(xr);
-    free(x);
+    for (size_t j = 0; j < n_x; j++) {
+        free(num[j]);
+        free(text[j]);
+    }
+    free(num);
+    free(text);
+    free(cols);
     free(nm);
 }
 
@@ -260,8 +280,9 @@ int whd__set_scorer(struct wh *w, wh_score_cb cb, void *arg)
     duckdb_scalar_function_set_name(f, "tandem_predict");
     duckdb_logical_type vt = duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR);
     duckdb_logical_type dt = duckdb_create_logical_type(DUCKDB_TYPE_DOUBLE);
+    duckdb_logical_type at = duckdb_create_logical_type(DUCKDB_TYPE_ANY);
     duckdb_scalar_function_add_parameter(f, vt);
-    duckdb_scalar_function_set_varargs(f, dt);
+    duckdb_scalar_function_set_varargs(f, at);
     duckdb_scalar_function_set_return_type(f, dt);
     duckdb_scalar_function_set_special_handling(f); /* NULL features are missing, not NULL */
     duckdb_scalar_function_set_volatile(f);         /* the active version may change */
@@ -274,6 +295,7 @@ int whd__set_scorer(struct wh *w, wh_score_cb cb, void *arg)
     duckdb_destroy_scalar_function(&f);
     duckdb_destroy_logical_type(&vt);
     duckdb_destroy_logical_type(&dt);
+    duckdb_destroy_logical_type(&at);
 out:
     duckdb_disconnect(&con);
     return rc;
