@@ -149,6 +149,47 @@ static void cancel_model(struct http_req *req, void *ctx)
         http_reply_empty(req, 204);
 }
 
+/* Promotion and rollback read a model file (XGBoost loads it whole): they run on the
+ * warehouse query threads, never on the HTTP thread. */
+struct switch_job {
+    struct ml *ml;
+    char name[ML_NAME_MAX + 1];
+    int64_t version; /* 0: roll back */
+};
+
+static void run_switch(struct wh_conn *conn, struct api_wh_reply *rep, void *arg)
+{
+    UNUSED(conn);
+    struct switch_job *j = arg;
+    int rc = j->version ? ml_promote(j->ml, j->name, j->version) : ml_rollback(j->ml, j->name);
+    json_t *model = NULL;
+    if (rc == 0 && (rc = ml_model_get(j->ml, j->name, &model)) == 0)
+        api__wh_reply_json(rep, 200, model);
+    else if (rc == ERR_NOTFOUND)
+        api__wh_reply_error(rep, 404, "The model or version was not found.", NULL);
+    else if (rc == ERR_INVALID)
+        api__wh_reply_error(rep, 400,
+                            j->version ? "Only a version that finished training can be promoted."
+                                       : "There is no earlier active version to roll back to.",
+                            NULL);
+    else
+        api__wh_reply_error(rep, 500, NULL, NULL);
+}
+
+static void switch_version(struct http_req *req, struct api_env *env, int64_t version)
+{
+    const char *name = http_req_param(req, "name");
+    if (!name || strlen(name) > ML_NAME_MAX) {
+        http_reply_error(req, 404, "The model or version was not found.", NULL);
+        return;
+    }
+    struct switch_job *j = xcalloc(1, sizeof(*j));
+    j->ml = env->ml;
+    snprintf(j->name, sizeof(j->name), "%s", name);
+    j->version = version;
+    api__wh_submit(env, req, run_switch, j, free, 0);
+}
+
 static void promote_model(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
@@ -158,18 +199,13 @@ static void promote_model(struct http_req *req, void *ctx)
     if (!body)
         return;
     const json_t *v = json_object_get(body, "version");
-    if (!json_is_integer(v)) {
+    if (!json_is_integer(v) || json_integer_value(v) < 1) {
         http_reply_error(req, 400, "Invalid promotion.",
                          json_pack("{s:{s:s,s:s}}", "version", "code", "validation_required",
                                    "message", "The version number to make active."));
         return;
     }
-    int rc = ml_promote(env->ml, http_req_param(req, "name"), json_integer_value(v));
-    if (rc) {
-        reply_rc(req, rc, "Only a version that finished training can be promoted.");
-        return;
-    }
-    get_model(req, ctx);
+    switch_version(req, env, json_integer_value(v));
 }
 
 static void score_model(struct http_req *req, void *ctx)
@@ -193,14 +229,8 @@ static void score_model(struct http_req *req, void *ctx)
 static void rollback_model(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    if (!need_ml(req, env, true))
-        return;
-    int rc = ml_rollback(env->ml, http_req_param(req, "name"));
-    if (rc) {
-        reply_rc(req, rc, "There is no earlier active version to roll back to.");
-        return;
-    }
-    get_model(req, ctx);
+    if (need_ml(req, env, true))
+        switch_version(req, env, 0);
 }
 
 /* Whether the requester may score with the model: superusers always; others when the rule is
