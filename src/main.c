@@ -19,6 +19,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "models/models.h"
+#include "ml/ml.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
 #include "warehouse/warehouse.h"
@@ -47,6 +48,8 @@ static void usage(FILE *out)
             "                                    run a read-only warehouse query\n"
             "  models list | run | export | import [--url URL] [--email E --password P]\n"
             "                                    SQL models of a running server\n"
+            "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
+            "                                    train a model on the running server\n"
             "  version                           print the version\n"
             "  help                              show this help\n\n"
             "Every command takes the options below (--dir in particular).\n\n",
@@ -194,6 +197,7 @@ struct app {
     struct wh *wh;
     struct pipeline *pipeline;
     struct models *models;
+    struct ml *ml;
     struct api_env env;
     struct http_router *router;
     struct http_server *srv;
@@ -218,6 +222,9 @@ static bool app_close(struct app *a)
     api_public_free(&a->env);
     http_router_free(a->router);
     models_stop(a->models);
+    ml_stop(a->ml);
+    if (!wh_busy) /* a stuck query may be inside tandem_predict: then ml stays allocated */
+        ml_free(a->ml);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
     if (wh_busy) /* read-only queries: nothing is lost; the loader above has committed */
@@ -285,8 +292,8 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the warehouse loader: %s\n", wh_errmsg(NULL));
         return 1;
     }
-    struct models_cfg mc = {.wh = a->wh, .store = a->store, .pipeline = a->pipeline};
-    if (models_start(&mc, &a->models) != 0) {
+    struct models_cfg mdc = {.wh = a->wh, .store = a->store, .pipeline = a->pipeline};
+    if (models_start(&mdc, &a->models) != 0) {
         fprintf(stderr, "tandem: cannot start the models runner\n");
         return 1;
     }
@@ -295,6 +302,19 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;
     }
+    struct ml_cfg mc = {
+        .dir = a->cfg.dir,
+        .store = a->store,
+        .wh = a->wh,
+        .log = a->log,
+        .max_bytes = (uint64_t)a->cfg.ml_max_bytes,
+        .nthread = (int)a->cfg.ml_threads,
+    };
+    if (a->store && ml_open(&mc, &a->ml, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    a->env.ml = a->ml;
 
     metrics_register_process(TANDEM_VERSION);
     a->env.cfg = &a->cfg;
@@ -650,6 +670,43 @@ static int cmd_log(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+static int cmd_ml(int argc, char **argv)
+{
+    struct cli_ml_opts o = {0};
+    const char *url = take_opt(&argc, argv, "--url");
+    o.email = take_opt(&argc, argv, "--email");
+    o.password = take_opt(&argc, argv, "--password");
+    const char *wait = take_opt(&argc, argv, "--wait");
+    if (wait) {
+        char *end = NULL;
+        long long s = strtoll(wait, &end, 10);
+        if (!*wait || *end || s < 1 || s > 7 * 86400) {
+            fprintf(stderr, "tandem: --wait takes seconds (1 to 604800)\n");
+            return EXIT_USAGE;
+        }
+        o.wait_s = s;
+    }
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    if (n != 2 || strcmp(w[0], "train") != 0) {
+        fprintf(stderr, "usage: tandem ml train SPEC.json|- [--wait S] [--url http://HOST:PORT] "
+                        "[--email E --password P]\n");
+        return EXIT_USAGE;
+    }
+    char default_url[300];
+    snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
+    o.spec_path = w[1];
+    o.url = url ? url : default_url;
+    o.token = getenv("TANDEM_TOKEN");
+    if (o.token && !*o.token)
+        o.token = NULL;
+    return cli_ml_train(&o, stdout, stderr);
+}
+
 static int cmd_query(int argc, char **argv)
 {
     struct cli_query_opts o = {0};
@@ -713,24 +770,33 @@ static int cmd_models(int argc, char **argv)
     o.url = take_opt(&argc, argv, "--url");
     o.email = take_opt(&argc, argv, "--email");
     o.password = take_opt(&argc, argv, "--password");
-    const char *bools[3] = {take_opt(&argc, argv, "--full-refresh"),
-                            take_opt(&argc, argv, "--confirm"), take_opt(&argc, argv, "--wait")};
-    int vals[3] = {0, 0, 1};
+    const char *bools[2] = {take_opt(&argc, argv, "--full-refresh"),
+                            take_opt(&argc, argv, "--confirm")};
+    const char *wait = take_opt(&argc, argv, "--wait");
+    int vals[2] = {0, 0};
     struct cfg cfg;
     const char *w[2];
     size_t n;
     int rc = cli_args(argc, argv, w, 2, &n, &cfg);
     if (rc != 0)
         return rc;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 2; i++)
         if (bools[i] && (vals[i] = bool_word(bools[i])) < 0) {
             fprintf(stderr, "tandem: invalid value '%s' for %s (expected true or false)\n",
-                    bools[i],
-                    i == 0   ? "--full-refresh"
-                    : i == 1 ? "--confirm"
-                             : "--wait");
+                    bools[i], i == 0 ? "--full-refresh" : "--confirm");
             return EXIT_USAGE;
         }
+    o.wait_s = 600;
+    if (wait) {
+        char *end;
+        long long v = strtoll(wait, &end, 10);
+        if (!*wait || *end || v < 0 || v > 86400) {
+            fprintf(stderr, "tandem: invalid value '%s' for --wait (expected seconds, 0-86400)\n",
+                    wait);
+            return EXIT_USAGE;
+        }
+        o.wait_s = v;
+    }
     bool ok =
         (n == 1 && strcmp(w[0], "list") == 0) ||
         (n == 2 &&
@@ -739,7 +805,7 @@ static int cmd_models(int argc, char **argv)
     if (!ok) {
         fprintf(stderr,
                 "usage: tandem models list | models run NAME [--full-refresh B] [--confirm B] "
-                "[--wait B] | models export DIR | models import DIR [--url URL] [--email E "
+                "[--wait S] | models export DIR | models import DIR [--url URL] [--email E "
                 "--password P]\n");
         return EXIT_USAGE;
     }
@@ -752,7 +818,6 @@ static int cmd_models(int argc, char **argv)
         o.token = NULL;
     o.full = vals[0];
     o.confirm = vals[1];
-    o.wait = vals[2];
     return cli_models(&o, w[0], n == 2 ? w[1] : NULL, stdout, stderr);
 }
 
@@ -775,6 +840,8 @@ int main(int argc, char **argv)
         return cmd_writekey(argc - 2, argv + 2);
     if (strcmp(cmd, "log") == 0)
         return cmd_log(argc - 2, argv + 2);
+    if (strcmp(cmd, "ml") == 0)
+        return cmd_ml(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0)
         return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "models") == 0)

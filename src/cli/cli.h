@@ -1,4 +1,4 @@
-/* cli.h - command-line clients that are more than wiring: `tandem query`.
+/* cli.h - command-line clients that are more than wiring: `tandem query`, `tandem ml`.
  *
  * Runs on the main thread of a short-lived process. */
 #ifndef TANDEM_CLI_CLI_H
@@ -33,15 +33,16 @@ int cli_query(const struct cli_query_opts *o, FILE *out, FILE *err);
  * tests. */
 void cli_print_result(const json_t *resp, enum cli_format format, FILE *out);
 
-/* ---- plain HTTP to a running server ---- */
+struct cli_ml_opts {
+    const char *spec_path; /* a JSON file, "-" for stdin */
+    const char *url;       /* the server ("http://HOST:PORT") */
+    const char *token;     /* a superuser token, or NULL */
+    const char *email, *password;
+    int64_t wait_s; /* > 0: poll up to this long until the version is done and print it */
+};
 
-/* Sends METHOD url+path with a JSON body (or NULL) and token (or NULL); returns the status or
- * a negative error, and the parsed response (the caller's; NULL when empty or not JSON). */
-int cli_http(const char *url, const char *method, const char *path, const char *token,
-             const char *body, json_t **resp_out);
-/* A superuser token for email/password at url (the caller frees it), or NULL after printing
- * why on err. */
-char *cli_signin(const char *url, const char *email, const char *password, FILE *err);
+/* `tandem ml train`: 0 when queued (or, with wait, trained), 1 on failure, 2 bad usage. */
+int cli_ml_train(const struct cli_ml_opts *o, FILE *out, FILE *err);
 
 /* ---- `tandem models` ---- */
 
@@ -50,7 +51,8 @@ struct cli_models_opts {
     const char *token; /* a superuser token, or NULL */
     const char *email; /* sign in with these when there is no token */
     const char *password;
-    bool full, confirm, wait;
+    bool full, confirm;
+    int64_t wait_s; /* models run: wait up to this long for the run (0: only queue it) */
 };
 
 /* `tandem models list | run NAME | export DIR | import DIR` against a running server (models

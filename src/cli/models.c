@@ -17,10 +17,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli/cli_int.h"
 
 #define HEADER "-- tandem model\n"
 #define MAX_FILE (1 << 20)
+
+/* METHOD url+path with a JSON body (or NULL); the status or a negative error, and the parsed
+ * answer (the caller's; NULL when empty or not JSON). */
+static int cli_http(const char *url, const char *method, const char *path, const char *token,
+                    const char *body, json_t **resp_out)
+{
+    struct url u;
+    struct buf b;
+    *resp_out = NULL;
+    if (cli__parse_url(url, &u) != 0)
+        return ERR_INVALID;
+    buf_init(&b);
+    int st = cli__http(&u, method, path, token, body, &b);
+    if (st > 0 && b.len)
+        *resp_out = json_loads(buf_cstr(&b), 0, NULL);
+    buf_release(&b);
+    return st;
+}
 
 /* keys of a model that are derived by the server, not part of a definition */
 static const char *const derived[] = {"name", "sql", "columns", "dependsOn", "lastRun"};
@@ -96,12 +114,18 @@ static int do_run(const struct cli_models_opts *o, const char *token, const char
     char id[64];
     snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(j, "id")));
     json_decref(j);
-    if (!o->wait) {
+    if (o->wait_s <= 0) {
         fprintf(out, "%s queued\n", id);
         return 0;
     }
     snprintf(path, sizeof(path), "/api/models/%s/runs?limit=100", name);
+    int64_t deadline = time_mono_us() + o->wait_s * 1000000;
     for (;;) {
+        if (time_mono_us() > deadline) {
+            fprintf(err, "tandem: the run %s of %s did not finish within %lld s\n", id, name,
+                    (long long)o->wait_s);
+            return 1;
+        }
         if (!(j = get_ok(o->url, path, token, "cannot read the runs", err)))
             return 1;
         size_t i;
@@ -297,16 +321,15 @@ static int do_import(const char *url, const char *token, const char *dir, FILE *
 int cli_models(const struct cli_models_opts *o, const char *verb, const char *arg, FILE *out,
                FILE *err)
 {
-    char *token = o->token ? xstrdup(o->token) : NULL;
-    if (!token) {
-        if (!o->email || !o->password) {
-            fprintf(err, "tandem: give a superuser token in TANDEM_TOKEN or --email and "
-                         "--password\n");
-            return 2;
-        }
-        if (!(token = cli_signin(o->url, o->email, o->password, err)))
-            return 1;
+    struct url u;
+    if (cli__parse_url(o->url, &u) != 0) {
+        fprintf(err, "tandem: --url must look like http://HOST:PORT\n");
+        return 2;
     }
+    char *token = NULL;
+    int rc = cli__token(&u, o->url, o->token, o->email, o->password, &token, err);
+    if (rc != 0)
+        return rc;
     int code;
     if (strcmp(verb, "list") == 0)
         code = do_list(o->url, token, out, err);

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli/cli_int.h"
 #include "warehouse/warehouse.h"
 
 /* ---- output ---- */
@@ -114,12 +114,7 @@ void cli_print_result(const json_t *resp, enum cli_format format, FILE *out)
 
 /* ---- a minimal HTTP/1.1 client for plain http on a trusted network ---- */
 
-struct url {
-    char host[256];
-    char port[8];
-};
-
-static int parse_url(const char *u, struct url *out)
+int cli__parse_url(const char *u, struct url *out)
 {
     if (strncmp(u, "http://", 7) != 0)
         return ERR_INVALID;
@@ -144,11 +139,11 @@ static int parse_url(const char *u, struct url *out)
     return 0;
 }
 
-/* Sends a request with a JSON body (body NULL: none); returns the status (or a negative
- * error) and the response body. */
-static int http_send(const struct url *u, const char *method, const char *path, const char *token,
-                     const char *body, struct buf *resp)
+int cli__http(const struct url *u, const char *method, const char *path, const char *token,
+              const char *body, struct buf *resp)
 {
+    if (!body)
+        body = "";
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(u->host, u->port, &hints, &ai) != 0)
@@ -167,10 +162,10 @@ static int http_send(const struct url *u, const char *method, const char *path, 
     buf_printf(&req,
                "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
                "Content-Length: %zu\r\nConnection: close\r\n",
-               method, path, u->host, u->port, body ? strlen(body) : 0);
+               method, path, u->host, u->port, strlen(body));
     if (token)
         buf_printf(&req, "Authorization: %s\r\n", token);
-    buf_printf(&req, "\r\n%s", body ? body : "");
+    buf_printf(&req, "\r\n%s", body);
     size_t off = 0;
     while (off < req.len) {
         ssize_t w = send(fd, req.ptr + off, req.len - off, MSG_NOSIGNAL);
@@ -196,86 +191,59 @@ static int http_send(const struct url *u, const char *method, const char *path, 
     return status;
 }
 
-static int http_post(const struct url *u, const char *path, const char *token, const char *body,
-                     struct buf *resp)
+int cli__token(const struct url *u, const char *url_text, const char *given, const char *email,
+               const char *password, char **token_out, FILE *err)
 {
-    return http_send(u, "POST", path, token, body, resp);
-}
-
-int cli_http(const char *url, const char *method, const char *path, const char *token,
-             const char *body, json_t **resp_out)
-{
-    struct url u;
-    struct buf b;
-    *resp_out = NULL;
-    if (parse_url(url, &u) != 0)
-        return ERR_INVALID;
-    buf_init(&b);
-    int st = http_send(&u, method, path, token, body, &b);
-    if (st > 0 && b.len)
-        *resp_out = json_loads(buf_cstr(&b), 0, NULL);
-    buf_release(&b);
-    return st;
-}
-
-char *cli_signin(const char *url, const char *email, const char *password, FILE *err)
-{
+    *token_out = NULL;
+    if (given) {
+        *token_out = xstrdup(given);
+        return 0;
+    }
+    if (!email || !password) {
+        fprintf(err, "tandem: a server holds the warehouse; give a superuser token in "
+                     "TANDEM_TOKEN or --email and --password\n");
+        return 2;
+    }
+    struct buf body;
+    buf_init(&body);
     json_t *cred = json_pack("{s:s,s:s}", "identity", email, "password", password);
     char *text = json_dumps(cred, JSON_COMPACT);
     json_decref(cred);
-    json_t *j = NULL;
     int st =
-        cli_http(url, "POST", "/api/collections/_superusers/auth-with-password", NULL, text, &j);
+        cli__http(u, "POST", "/api/collections/_superusers/auth-with-password", NULL, text, &body);
     free(text);
-    const char *t = st == 200 ? json_string_value(json_object_get(j, "token")) : NULL;
-    char *token = t ? xstrdup(t) : NULL;
-    if (!token)
-        fprintf(err, "tandem: cannot sign in at %s (%s)\n", url,
+    json_t *j = st == 200 ? json_loads(buf_cstr(&body), 0, NULL) : NULL;
+    buf_release(&body);
+    const char *t = json_string_value(json_object_get(j, "token"));
+    if (!t) {
+        fprintf(err, "tandem: cannot sign in at %s (%s)\n", url_text,
                 st < 0 ? err_str(st) : "wrong email or password");
+        json_decref(j);
+        return 1;
+    }
+    *token_out = xstrdup(t);
     json_decref(j);
-    return token;
+    return 0;
 }
 
 static int query_http(const struct cli_query_opts *o, const char *url_text, json_t **resp_out,
                       FILE *err)
 {
     struct url u;
-    if (parse_url(url_text, &u) != 0) {
+    if (cli__parse_url(url_text, &u) != 0) {
         fprintf(err, "tandem: --url must look like http://HOST:PORT\n");
         return 2;
     }
-    char *token = o->token ? xstrdup(o->token) : NULL;
+    char *token = NULL;
     struct buf body;
     buf_init(&body);
-    if (!token) {
-        if (!o->email || !o->password) {
-            fprintf(err, "tandem: a server holds the warehouse; give a superuser token in "
-                         "TANDEM_TOKEN or --email and --password\n");
-            return 2;
-        }
-        json_t *cred = json_pack("{s:s,s:s}", "identity", o->email, "password", o->password);
-        char *text = json_dumps(cred, JSON_COMPACT);
-        json_decref(cred);
-        int st =
-            http_post(&u, "/api/collections/_superusers/auth-with-password", NULL, text, &body);
-        free(text);
-        json_t *j = st == 200 ? json_loads(buf_cstr(&body), 0, NULL) : NULL;
-        const char *t = json_string_value(json_object_get(j, "token"));
-        if (!t) {
-            fprintf(err, "tandem: cannot sign in at %s (%s)\n", url_text,
-                    st < 0 ? err_str(st) : "wrong email or password");
-            json_decref(j);
-            buf_release(&body);
-            return 1;
-        }
-        token = xstrdup(t);
-        json_decref(j);
-        buf_reset(&body);
-    }
+    int rc = cli__token(&u, url_text, o->token, o->email, o->password, &token, err);
+    if (rc)
+        return rc;
     json_t *q = json_pack("{s:s}", "query", o->sql);
     char *text = json_dumps(q, JSON_COMPACT);
     json_decref(q);
-    int st = http_post(&u, "/api/warehouse/sql", token, text, &body);
+    int st = cli__http(&u, "POST", "/api/warehouse/sql", token, text, &body);
     free(text);
     free(token);
     json_t *j = st > 0 ? json_loads(buf_cstr(&body), 0, NULL) : NULL;

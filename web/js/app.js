@@ -11,8 +11,9 @@ import * as lifecycle from './pages/lifecycle.js';
 import * as sqlPage from './pages/sql.js';
 import * as collections from './pages/collections.js';
 import * as models from './pages/models.js';
+import * as ml from './pages/ml.js';
 
-const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections, models };
+const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections, models, ml };
 const view = document.getElementById('view');
 const top = document.getElementById('top');
 let cleanup = null;
