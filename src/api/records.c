@@ -290,6 +290,7 @@ struct write_job {
     const char *old_hash; /* the stored hash it is checked against */
     bool and_manage;      /* a non-manager's create sets `verified`: the manageRule too */
     struct api_wjob w;    /* a create queued for the group-commit writer */
+    struct api_files_change *files; /* its uploads and file removals, or NULL */
 };
 
 /* store_cond.build: the write's rule over the body exactly as the store writes it, compiled
@@ -340,6 +341,7 @@ static void write_failed(const struct rec_req *rr, bool create, int rc, const js
 /* Answers a finished write (TAKES errors and rec). */
 static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *rec)
 {
+    api__files_settle(job->files, rc, rec);
     if (rc == 0) {
         reply_record(&job->rr, rec);
     } else {
@@ -603,23 +605,16 @@ static bool write_prepare(struct write_job *job, const char *id, struct api_fail
     return true;
 }
 
-static void write_record(struct http_req *req, void *ctx, bool create)
+/* Goes on with a prepared write: the old-password check, the password hash, the store.
+ * suspended: the request is suspended and this thread holds it (then it is answered and
+ * resumed here or by whoever the write went to). */
+static void write_continue(struct write_job *job, bool suspended)
 {
-    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
-    if (!begin(req, ctx, &job->rr))
-        return;
-    struct api_env *env = ctx;
-    job->create = create;
-    job->body = api__record_body(req, env, !create);
-    if (!job->body)
-        return;
-    struct api_fail f;
-    if (!write_prepare(job, http_req_param(req, "id"), &f)) {
-        api__reply_fail(req, &f);
-        return;
-    }
+    struct http_req *req = job->rr.req;
+    struct api_env *env = job->rr.env;
     if (job->old_pw) {
-        http_req_suspend(req);
+        if (!suspended)
+            http_req_suspend(req);
         int rc = auth_pool_verify(env->pool, *job->old_hash ? job->old_hash : NULL, job->old_pw,
                                   old_checked, job);
         if (rc == ERR_LIMIT || rc == ERR_INVALID) {
@@ -633,11 +628,61 @@ static void write_record(struct http_req *req, void *ctx, bool create)
         return;
     }
     if (!job->pw) {
-        (void)write_finish(job, NULL, false);
+        bool queued = write_finish(job, NULL, suspended);
+        if (suspended && !queued)
+            http_req_resume(req);
         return;
     }
-    http_req_suspend(req);
+    if (!suspended)
+        http_req_suspend(req);
     start_hash(job);
+}
+
+/* On the storage pool, once the uploads are stored (rc 0) or failed. */
+static void files_stored(void *arg, int rc)
+{
+    struct write_job *job = arg;
+    struct api_env *env = job->rr.env;
+    if (rc) {
+        api__files_settle(job->files, ERR_INVALID, NULL);
+        http_reply_error(job->rr.req, 503, "The uploaded files could not be stored.", NULL);
+        http_req_resume(job->rr.req);
+        return;
+    }
+    store_deadline(env->store, job->rr.ar.deadline_us);
+    write_continue(job, true);
+    api__deadline_lift(env);
+}
+
+static void write_record(struct http_req *req, void *ctx, bool create)
+{
+    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    if (!begin(req, ctx, &job->rr))
+        return;
+    struct api_env *env = ctx;
+    job->create = create;
+    struct api_uploads ups;
+    job->body = api__record_body_files(req, env, !create, &ups);
+    if (!job->body)
+        return;
+    struct api_fail f;
+    if ((json_is_object(job->body) &&
+         !api__files_prepare(req, env, job->rr.c, create ? NULL : http_req_param(req, "id"),
+                             job->body, &ups, &job->files, &f)) ||
+        !write_prepare(job, http_req_param(req, "id"), &f)) {
+        api__reply_fail(req, &f);
+        return;
+    }
+    if (api__files_pending(job->files)) {
+        http_req_suspend(req);
+        if (api__files_write_async(job->files, files_stored, job) != 0) {
+            http_set_header(req, "Retry-After", "1");
+            http_reply_error(req, 503, "Too many uploads are waiting; try again.", NULL);
+            http_req_resume(req);
+        }
+        return;
+    }
+    write_continue(job, false);
 }
 
 static void delete_record(struct http_req *req, void *ctx)
@@ -650,8 +695,10 @@ static void delete_record(struct http_req *req, void *ctx)
         return;
     int rc = store_record_delete_if(rr.env->store, rr.c, http_req_param(req, "id"),
                                     cond.sql ? &cond : NULL);
-    if (rc == 0)
+    if (rc == 0) {
+        api__files_record_deleted(rr.env, rr.c, http_req_param(req, "id"));
         http_reply_empty(req, 204);
+    }
     else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
     else if (rc == ERR_CONFLICT)
