@@ -221,8 +221,7 @@ static void truncate_collection(struct http_req *req, void *ctx)
             api__files_collection_changed(env, c->id); /* no record is left to name a file */
         store_collection_unref(c);
         http_reply_empty(req, 204);
-    }
-    else if (rc == ERR_NOTFOUND)
+    } else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
     else if (rc == ERR_CONFLICT)
         http_reply_error(req, 400,

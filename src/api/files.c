@@ -28,8 +28,8 @@ struct api_files_change {
     struct api_env *env;
     struct store_collection *c; /* a reference, dropped with the arena */
     const char *rec_id;
-    json_t *uploaded; /* {field: [stored names]} (in the body too) */
-    json_t *old;      /* the record before an update (read before the write), or NULL */
+    json_t *uploaded;        /* {field: [stored names]} (in the body too) */
+    json_t *old;             /* the record before an update (read before the write), or NULL */
     struct api_upload *puts; /* the uploads to store, .key = storage key */
     size_t n_puts;
     size_t n_written;
@@ -173,10 +173,9 @@ static void change_release(void *arg)
         api__files_settle(ch, ERR_INVALID, NULL);
 }
 
-bool api__files_prepare(struct http_req *req, struct api_env *env,
-                        const struct store_collection *c, const char *id, json_t *body,
-                        const struct api_uploads *ups, struct api_files_change **out,
-                        struct api_fail *f)
+bool api__files_prepare(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                        const char *id, json_t *body, const struct api_uploads *ups,
+                        struct api_files_change **out, struct api_fail *f)
 {
     struct arena *a = http_req_arena(req);
     const char *what = id ? "Failed to update record." : "Failed to create record.";
@@ -281,8 +280,8 @@ bool api__files_prepare(struct http_req *req, struct api_env *env,
         json_array_append_new(list, json_string(stored));
         char key[600];
         key_of(key, sizeof(key), c->id, ch->rec_id, stored);
-        ch->puts[ch->n_puts++] = (struct api_upload){arena_strdup(a, key),
-                                                     arena_strdup(a, stored), u->data, u->len};
+        ch->puts[ch->n_puts++] =
+            (struct api_upload){arena_strdup(a, key), arena_strdup(a, stored), u->data, u->len};
     }
     if (json_object_size(errors))
         goto refused;
@@ -460,8 +459,8 @@ static size_t sweep_collection(struct api_env *env, const struct store_collectio
                 if (dir)
                     fn[fl - 1] = '\0';
                 const char *name = dir && strncmp(fn, "thumbs_", 7) == 0 ? fn + 7 : fn;
-                bool keep = (dir ? strncmp(fn, "thumbs_", 7) == 0 : true) &&
-                            !strstr(fn, ".tmp-") && referenced(c, rec, name);
+                bool keep = (dir ? strncmp(fn, "thumbs_", 7) == 0 : true) && !strstr(fn, ".tmp-") &&
+                            referenced(c, rec, name);
                 if (!keep) {
                     char fkey[900];
                     snprintf(fkey, sizeof(fkey), "%s/%s", key, fn);
@@ -621,9 +620,10 @@ static void send_file(struct http_req *req, struct api_env *env, const char *key
                     "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'; sandbox");
     http_set_header(req, "X-Content-Type-Options", "nosniff");
     http_set_header(req, "Accept-Ranges", "bytes");
-    http_set_header(req, "Cache-Control", protected_file ? "private, no-store"
-                                                         : "max-age=2592000, "
-                                                           "stale-while-revalidate=86400");
+    http_set_header(req, "Cache-Control",
+                    protected_file ? "private, no-store"
+                                   : "max-age=2592000, "
+                                     "stale-while-revalidate=86400");
     const char *inm = http_req_header(req, "If-None-Match");
     if (inm && api__etag_matches(inm, etag)) {
         http_reply_fd(req, 304, NULL, fd, st.size);
@@ -781,8 +781,7 @@ static void token_route(struct http_req *req, void *ctx)
     struct api_env *env = ctx;
     const struct api_identity *who = api__identity(req, env);
     if (!who->record_id || !env->store || !env->secret) {
-        http_reply_error(req, 401, "The request requires valid record authorization token.",
-                         NULL);
+        http_reply_error(req, 401, "The request requires valid record authorization token.", NULL);
         return;
     }
     struct store_collection *c = NULL;

@@ -307,8 +307,7 @@ json_t *api__record_body_files(struct http_req *req, struct api_env *env, bool a
     const char *ctype = http_req_header(req, "Content-Type");
     bool multipart = ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0;
     bool urlenc = ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0;
-    ups->arena = http_req_arena(req);
-    ups->n = 0;
+    *ups = (struct api_uploads){.arena = http_req_arena(req)};
     if (!multipart && !urlenc) {
         json_t *j = api__json_body(req, env, allow_empty);
         if (json_is_object(j))

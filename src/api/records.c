@@ -285,11 +285,11 @@ struct write_job {
     json_t *body;
     bool create;
     struct store_cond cond;
-    const char *pw;       /* new password, or NULL */
-    const char *old_pw;   /* oldPassword to check first, or NULL */
-    const char *old_hash; /* the stored hash it is checked against */
-    bool and_manage;      /* a non-manager's create sets `verified`: the manageRule too */
-    struct api_wjob w;    /* a create queued for the group-commit writer */
+    const char *pw;                 /* new password, or NULL */
+    const char *old_pw;             /* oldPassword to check first, or NULL */
+    const char *old_hash;           /* the stored hash it is checked against */
+    bool and_manage;                /* a non-manager's create sets `verified`: the manageRule too */
+    struct api_wjob w;              /* a create queued for the group-commit writer */
     struct api_files_change *files; /* its uploads and file removals, or NULL */
 };
 
@@ -698,8 +698,7 @@ static void delete_record(struct http_req *req, void *ctx)
     if (rc == 0) {
         api__files_record_deleted(rr.env, rr.c, http_req_param(req, "id"));
         http_reply_empty(req, 204);
-    }
-    else if (rc == ERR_NOTFOUND)
+    } else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
     else if (rc == ERR_CONFLICT)
         http_reply_error(req, 400,

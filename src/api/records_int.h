@@ -195,10 +195,9 @@ struct api_files_change;
  * with the uploads list the store checks (STORE_BODY_UPLOADS). *out NULL when c has no file
  * field. false with f set (400 naming the field, 404, 503) when the write is refused; nothing
  * is stored before api__files_write_async. */
-bool api__files_prepare(struct http_req *req, struct api_env *env,
-                        const struct store_collection *c, const char *id, json_t *body,
-                        const struct api_uploads *ups, struct api_files_change **out,
-                        struct api_fail *f);
+bool api__files_prepare(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                        const char *id, json_t *body, const struct api_uploads *ups,
+                        struct api_files_change **out, struct api_fail *f);
 /* Whether uploads wait to be stored. */
 bool api__files_pending(const struct api_files_change *ch);
 /* Stores the uploads on the storage pool (fsynced), then calls done(arg, rc) on that

@@ -32,7 +32,8 @@ bool storage_key_valid(const char *key)
     for (const char *p = key;; p++) {
         if (*p == '/' || *p == '\0') {
             size_t sl = (size_t)(p - seg);
-            if (sl == 0 || (sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.'))
+            if (sl == 0 || (sl == 1 && seg[0] == '.') ||
+                (sl == 2 && seg[0] == '.' && seg[1] == '.'))
                 return false;
             if (!*p)
                 return true;
@@ -170,7 +171,10 @@ const char *storage_sniff(const void *data, size_t len)
         return "application/gzip";
     if (starts(d, n, 0, "7z\xbc\xaf\x27\x1c", 6))
         return "application/x-7z-compressed";
-    if (starts(d, n, 0, "\x7f" "ELF", 4))
+    if (starts(d, n, 0,
+               "\x7f"
+               "ELF",
+               4))
         return "application/x-elf";
     if (starts(d, n, 0, "wOFF", 4))
         return "font/woff";

@@ -73,8 +73,8 @@ int storage_thumb(struct storage *s, const char *src_key, const char *spec, cons
     VipsImage *img = NULL;
     void *buf = NULL;
     size_t len = 0;
-    if (vips_thumbnail(path, &img, w ? w : VIPS_MAX_COORD, "height", h ? h : VIPS_MAX_COORD,
-                       "crop", crop, "size", VIPS_SIZE_BOTH, NULL) != 0 ||
+    if (vips_thumbnail(path, &img, w ? w : VIPS_MAX_COORD, "height", h ? h : VIPS_MAX_COORD, "crop",
+                       crop, "size", VIPS_SIZE_BOTH, NULL) != 0 ||
         vips_image_write_to_buffer(img, suffix, &buf, &len, NULL) != 0) {
         xlog_warn("cannot make thumb %s of %s: %s", spec, src_key, vips_error_buffer());
         vips_error_clear();
