@@ -301,20 +301,24 @@ bool api__files_pending(const struct api_files_change *ch)
     return ch && ch->n_puts > ch->n_written;
 }
 
+int api__files_write_now(struct api_files_change *ch)
+{
+    for (; ch && ch->n_written < ch->n_puts; ch->n_written++) {
+        const struct api_upload *u = &ch->puts[ch->n_written];
+        int rc = storage_put(ch->env->storage, u->key, u->data, u->len);
+        if (rc) {
+            xlog_error("cannot store the upload %s: %s", u->key, err_str(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* On a pool thread: writes the uploads, then hands over. */
 static void write_job(void *arg)
 {
     struct api_files_change *ch = arg;
-    int rc = 0;
-    for (; ch->n_written < ch->n_puts && rc == 0; ch->n_written++) {
-        const struct api_upload *u = &ch->puts[ch->n_written];
-        rc = storage_put(ch->env->storage, u->key, u->data, u->len);
-        if (rc) {
-            xlog_error("cannot store the upload %s: %s", u->key, err_str(rc));
-            break;
-        }
-    }
-    ch->done(ch->done_arg, rc);
+    ch->done(ch->done_arg, api__files_write_now(ch));
 }
 
 int api__files_write_async(struct api_files_change *ch, void (*done)(void *arg, int rc), void *arg)

@@ -743,7 +743,8 @@ static void batch_query(struct rec_req *rr, const char *query)
 
 struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env,
                                        const char *method, const char *collection, const char *id,
-                                       json_t *body, const char *query, struct api_fail *f)
+                                       json_t *body, const char *query,
+                                       const struct api_uploads *ups, struct api_fail *f)
 {
     struct api_batch_op *op = arena_zalloc(http_req_arena(req), sizeof(*op));
     struct write_job *job = &op->job;
@@ -775,7 +776,24 @@ struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env
     job->create = id == NULL;
     op->kind = job->create ? STORE_OP_CREATE : STORE_OP_UPDATE;
     op->id = id;
+    if (json_is_object(body) && !api__files_prepare(req, env, rr->c, id, body, ups, &job->files, f))
+        return NULL;
     return write_prepare(job, id, f) ? op : NULL;
+}
+
+int api__batch_op_files(struct api_batch_op *op)
+{
+    return api__files_write_now(op->job.files);
+}
+
+void api__batch_op_settle(struct api_batch_op *op, int rc, const struct store_op *done)
+{
+    if (op->kind == STORE_OP_DELETE) {
+        if (rc == 0)
+            api__files_record_deleted(op->job.rr.env, op->job.rr.c, op->id);
+        return;
+    }
+    api__files_settle(op->job.files, rc, rc == 0 ? done->record : NULL);
 }
 
 /* The pool's answer to one of an op's jobs; the batch thread waits on the latch. */

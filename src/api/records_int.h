@@ -200,6 +200,8 @@ bool api__files_prepare(struct http_req *req, struct api_env *env, const struct 
                         struct api_files_change **out, struct api_fail *f);
 /* Whether uploads wait to be stored. */
 bool api__files_pending(const struct api_files_change *ch);
+/* Stores the uploads on the calling thread (not an HTTP thread: the batch thread). */
+int api__files_write_now(struct api_files_change *ch) MUST_USE;
 /* Stores the uploads on the storage pool (fsynced), then calls done(arg, rc) on that
  * thread. Non-zero: nothing was queued, done is never called. */
 int api__files_write_async(struct api_files_change *ch, void (*done)(void *arg, int rc),
@@ -254,7 +256,13 @@ struct api_batch_op;
  * id) or DELETE (of id). NULL with f set when refused. On the batch thread; req suspended. */
 struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env,
                                        const char *method, const char *collection, const char *id,
-                                       json_t *body, const char *query, struct api_fail *f);
+                                       json_t *body, const char *query,
+                                       const struct api_uploads *ups, struct api_fail *f);
+/* Stores the op's uploads now (the batch thread may wait on the disk). */
+int api__batch_op_files(struct api_batch_op *op) MUST_USE;
+/* After the batch transaction (rc its result, done the op's store op): removes what the
+ * committed op dropped (or deleted), or a refused op's uploads. Before api__batch_op_result. */
+void api__batch_op_settle(struct api_batch_op *op, int rc, const struct store_op *done);
 /* Runs the password work of ops[0..n) on the hashing pool (old-password checks, new hashes)
  * and waits for it. ERR_* with *failed_out and f for the first op refused. */
 int api__batch_passwords(struct api_batch_op **ops, size_t n, struct api_batch_latch *latch,

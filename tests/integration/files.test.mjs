@@ -251,6 +251,27 @@ test('bad uploads get 400 naming the field, and nothing is written', async () =>
   assert.equal((await su.collection('docs').getList(1, 1)).totalItems, total);
 });
 
+test('uploads inside a batch: stored with the commit, removed with a failed batch', async () => {
+  await su.settings.update({ batch: { enabled: true, maxRequests: 10 } });
+  const first = await user.collection('docs').create({ attachments: [new File(['1'], 'one.txt')] });
+  const b = user.createBatch();
+  b.collection('docs').create({ title: 'batched', avatar: new File([IMG], 'b.png') });
+  b.collection('docs').update(first.id, { 'attachments+': new File(['2'], 'two.txt') });
+  const res = await b.send();
+  assert.deepEqual(res.map((r) => r.status), [200, 200]);
+  const made = res[0].body;
+  assert.match(made.avatar, /^b[a-z0-9]{10}_[a-z0-9]{10}\.png$/); // short names get a random part
+  assert.ok((await get(user.files.getURL(made, made.avatar))).body.equals(IMG));
+  assert.equal(res[1].body.attachments.length, 2);
+  const before = stored(docs.id);
+  const bad = user.createBatch();
+  bad.collection('docs').create({ attachments: [new File(['3'], 'three.txt')] });
+  bad.collection('docs').create({ avatar: new File(['not an image'], 'x.png') });
+  const e = await expectStatus(bad.send(), 400);
+  assert.equal(e.response.data.requests['1'].response.data.avatar.code, 'validation_invalid_mime_type');
+  assert.deepEqual(stored(docs.id), before);
+});
+
 test('protected files need a file token of a record that passes the viewRule', async () => {
   const me = user.authStore.record.id;
   const rec = await user.collection('docs').create({ owner: me, secret: new File(['top secret'], 'plan.txt') });
