@@ -19,8 +19,10 @@
 
 #define FILE_MAX_SIZE_DEFAULT (INT64_C(5) << 20) /* PocketBase's DefaultFileFieldMaxSize */
 #define FILE_TOKEN_DURATION 180                  /* seconds */
-#define FILES_POOL_THREADS 2
+#define FILES_POOL_THREADS 8 /* they mostly wait on fsync; the device merges their flushes */
 #define FILES_POOL_QUEUE 1024
+#define THUMBS_POOL_THREADS 2 /* libvips work, one thread per operation */
+#define THUMBS_POOL_QUEUE 256
 #define NAME_MAX_LEN 150
 
 /* One record write's file work; in the request's arena. */
@@ -527,9 +529,9 @@ int api_files_start(struct api_env *env, const char *dir)
     if (rc)
         return rc;
     if ((rc = storage_thumb_init()) != 0 ||
-        (rc = storage_pool_new(FILES_POOL_THREADS, FILES_POOL_QUEUE, &env->files_pool)) != 0) {
-        storage_close(env->storage);
-        env->storage = NULL;
+        (rc = storage_pool_new(FILES_POOL_THREADS, FILES_POOL_QUEUE, &env->files_pool)) != 0 ||
+        (rc = storage_pool_new(THUMBS_POOL_THREADS, THUMBS_POOL_QUEUE, &env->thumbs_pool)) != 0) {
+        api_files_free(env);
         return rc;
     }
     if (env->store) {
@@ -542,11 +544,14 @@ int api_files_start(struct api_env *env, const char *dir)
 
 void api_files_stop(struct api_env *env)
 {
+    storage_pool_stop(env->thumbs_pool);
     storage_pool_stop(env->files_pool);
 }
 
 void api_files_free(struct api_env *env)
 {
+    storage_pool_free(env->thumbs_pool);
+    env->thumbs_pool = NULL;
     storage_pool_free(env->files_pool);
     env->files_pool = NULL;
     storage_close(env->storage);
@@ -598,17 +603,11 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
     return 1;
 }
 
-/* Sends the file at key (as name) with the answer headers of user files. */
-static void send_file(struct http_req *req, struct api_env *env, const char *key, const char *name,
-                      bool download, bool protected_file)
+/* Sends the open file fd (TAKES it) as name with the answer headers of user files. */
+static void send_open(struct http_req *req, int fd, const struct storage_stat *stp,
+                      const char *name, bool download, bool protected_file)
 {
-    int fd;
-    struct storage_stat st;
-    int rc = storage_open_read(env->storage, key, &fd, &st);
-    if (rc) {
-        http_reply_error(req, rc == ERR_NOTFOUND ? 404 : 503, NULL, NULL);
-        return;
-    }
+    struct storage_stat st = *stp;
     char head[512];
     ssize_t got = pread(fd, head, sizeof(head), 0);
     const char *type = storage_sniff(head, got > 0 ? (size_t)got : 0);
@@ -652,6 +651,20 @@ static void send_file(struct http_req *req, struct api_env *env, const char *key
         return;
     }
     http_reply_fd(req, 200, type, fd, st.size);
+}
+
+/* Sends the file at key (as name). */
+static void send_file(struct http_req *req, struct api_env *env, const char *key, const char *name,
+                      bool download, bool protected_file)
+{
+    int fd;
+    struct storage_stat st;
+    int rc = storage_open_read(env->storage, key, &fd, &st);
+    if (rc) {
+        http_reply_error(req, rc == ERR_NOTFOUND ? 404 : 503, NULL, NULL);
+        return;
+    }
+    send_open(req, fd, &st, name, download, protected_file);
 }
 
 struct thumb_job {
@@ -747,19 +760,17 @@ static void file_route(struct http_req *req, void *ctx)
     if (spec && thumb_allowed(f, spec)) {
         int fd;
         struct storage_stat st;
-        char head[16];
+        char head[16], tkey[800], tname[400];
+        snprintf(tname, sizeof(tname), "%s_%s", spec, name);
+        snprintf(tkey, sizeof(tkey), "%s/%s/thumbs_%s/%s", c->id, rid, name, tname);
+        if (storage_open_read(env->storage, tkey, &fd, &st) == 0) { /* made before */
+            send_open(req, fd, &st, tname, download, f->protected_files);
+            return;
+        }
         if (storage_open_read(env->storage, key, &fd, &st) == 0) {
             ssize_t got = pread(fd, head, sizeof(head), 0);
             close(fd);
             if (storage_thumbable(storage_sniff(head, got > 0 ? (size_t)got : 0))) {
-                char tkey[800], tname[400];
-                snprintf(tname, sizeof(tname), "%s_%s", spec, name);
-                snprintf(tkey, sizeof(tkey), "%s/%s/thumbs_%s/%s", c->id, rid, name, tname);
-                if (storage_open_read(env->storage, tkey, &fd, &st) == 0) {
-                    close(fd);
-                    send_file(req, env, tkey, tname, download, f->protected_files);
-                    return;
-                }
                 struct thumb_job *j = arena_zalloc(a, sizeof(*j));
                 *j = (struct thumb_job){req,
                                         env,
@@ -771,7 +782,7 @@ static void file_route(struct http_req *req, void *ctx)
                                         download,
                                         f->protected_files};
                 http_req_suspend(req);
-                if (storage_pool_submit(env->files_pool, thumb_run, j) == 0)
+                if (storage_pool_submit(env->thumbs_pool, thumb_run, j) == 0)
                     return;
                 http_req_resume(req); /* the pool is full: the original, now */
             }

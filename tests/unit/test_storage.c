@@ -151,8 +151,8 @@ static void test_thumbnail(void **state)
 {
     struct fx *fx = *state;
     assert_int_equal(storage_thumb_init(), 0);
-    VipsImage *img = vips_image_new_from_memory_copy("\x80\x40\x20\x80\x40\x20", 6, 2, 1, 3,
-                                                     VIPS_FORMAT_UCHAR);
+    VipsImage *img =
+        vips_image_new_from_memory_copy("\x80\x40\x20\x80\x40\x20", 6, 2, 1, 3, VIPS_FORMAT_UCHAR);
     VipsImage *big = NULL;
     assert_int_equal(vips_resize(img, &big, 32, "vscale", 48.0, NULL), 0); /* 64x48 */
     void *png = NULL;
@@ -165,7 +165,10 @@ static void test_thumbnail(void **state)
     static const struct {
         const char *spec;
         int w, h;
-    } cases[] = {{"10x10", 10, 10}, {"16x0", 16, 12}, {"0x24", 32, 24}, {"40x20f", 27, 20},
+    } cases[] = {{"10x10", 10, 10},
+                 {"16x0", 16, 12},
+                 {"0x24", 32, 24},
+                 {"40x20f", 27, 20},
                  {"40x20t", 40, 20}};
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         char key[64], path[512];
@@ -230,9 +233,8 @@ static void test_multipart_files(void **state)
     arena_init(&a, 4096);
     struct api_uploads ups = {.arena = &a};
     json_t *out = json_object();
-    assert_int_equal(api__parse_multipart("multipart/form-data; boundary=B", str_from(body), 10,
-                                          out, &ups),
-                     0);
+    assert_int_equal(
+        api__parse_multipart("multipart/form-data; boundary=B", str_from(body), 10, out, &ups), 0);
     assert_string_equal(json_string_value(json_object_get(out, "title")), "hi");
     assert_null(json_object_get(out, "docs+")); /* files are not values */
     assert_int_equal(ups.n, 1);

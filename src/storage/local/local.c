@@ -23,7 +23,10 @@ static int path_of(const struct local *l, const char *key, char *out, size_t cap
     return n < 0 || (size_t)n >= cap ? ERR_LIMIT : 0;
 }
 
-/* mkdir -p of the directories above path (below root, which exists). */
+static int fsync_dir(const char *path);
+
+/* mkdir -p of the directories above path (below root, which exists); a directory made here
+ * is made durable in its parent, so a synced file is never lost with its directory. */
 static int make_parents(const struct local *l, char *path)
 {
     size_t rl = strlen(l->root);
@@ -31,10 +34,12 @@ static int make_parents(const struct local *l, char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        int rc = mkdir(path, 0700);
+        int rc = mkdir(path, 0700) == 0 ? fsync_dir(path) /* the parent's entry for it */
+                 : errno == EEXIST      ? 0
+                                        : -errno;
         *p = '/';
-        if (rc != 0 && errno != EEXIST)
-            return -errno;
+        if (rc)
+            return rc;
     }
     return 0;
 }
