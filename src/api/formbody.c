@@ -4,6 +4,7 @@
  * canonical form become numbers, anything else stays a string), repeated keys become arrays,
  * and the special part "@jsonPayload" holds a JSON object merged as it is. File parts are
  * handed to the caller (files.c stores them). */
+#define _GNU_SOURCE /* memmem */
 #include <ctype.h>
 #include <math.h>
 #include <string.h>
@@ -122,12 +123,7 @@ static int add_json_payload(json_t *body, const char *text, size_t len, size_t m
 
 static const char *find_bytes(const char *hay, size_t n, const char *needle, size_t m)
 {
-    if (m == 0 || n < m)
-        return NULL;
-    for (size_t i = 0; i + m <= n; i++)
-        if (hay[i] == needle[0] && memcmp(hay + i, needle, m) == 0)
-            return hay + i;
-    return NULL;
+    return m == 0 ? NULL : memmem(hay, n, needle, m);
 }
 
 /* The value of param (name= or filename=) in a Content-Disposition line, into out. */
