@@ -666,6 +666,10 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     if (!job->body)
         return;
     struct api_fail f;
+    if (!create && !job->rr.ar.superuser && !job->rr.c->rules[STORE_RULE_UPDATE]) {
+        http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
+        return; /* before the files read the record */
+    }
     if ((json_is_object(job->body) &&
          !api__files_prepare(req, env, job->rr.c, create ? NULL : http_req_param(req, "id"),
                              job->body, &ups, &job->files, &f)) ||
