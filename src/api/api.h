@@ -45,16 +45,19 @@ struct api_env {
     struct store *store;       /* collections and records */
     struct evlog *log;         /* the durable event log */
     struct capture_dedup *dedup;
-    struct pipeline *pipeline;        /* the warehouse loader, for its status */
-    struct api_sql *sql;              /* the warehouse query threads (api_sql_start) */
-    struct api_writer *writer;        /* the group-commit writer of record creates, or NULL */
-    struct api_settings *settings;    /* /api/settings (api_settings_open), or NULL */
-    struct api_batcher *batcher;      /* the /api/batch thread (api_batch_start), or NULL */
-    struct realtime_hub *realtime;    /* the realtime hub (api_realtime_start), or NULL */
-    struct api_public *pub;           /* static files at / (api_public_open), or NULL */
-    struct storage *storage;          /* file fields' bytes (api_files_start), or NULL */
-    struct storage_pool *files_pool;  /* uploads (waiting on fsync) off the HTTP threads */
-    struct storage_pool *thumbs_pool; /* thumbnails (CPU): a few threads at most */
+    struct pipeline *pipeline;     /* the warehouse loader, for its status */
+    struct api_sql *sql;           /* the warehouse query threads (api_sql_start) */
+    struct api_writer *writer;     /* the group-commit writer of record creates, or NULL */
+    struct api_settings *settings; /* /api/settings (api_settings_open), or NULL */
+    struct api_batcher *batcher;   /* the /api/batch thread (api_batch_start), or NULL */
+    struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
+    struct api_public *pub;        /* static files at / (api_public_open), or NULL */
+    struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
+    /* file fields (api_files_start; NULL without): their storage, the pool writing uploads
+     * (they wait on fsync) and the pool making thumbnails (CPU: a few threads at most) */
+    struct storage *storage;
+    struct storage_pool *files_pool;
+    struct storage_pool *thumbs_pool;
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
