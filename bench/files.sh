@@ -41,28 +41,9 @@ THUMB_FILE="$BENCH_TMP/data/storage/$COLL/${REC%%/*}/thumbs_$NAME/100x100_$NAME"
 
 # nginx: the same thumbnail file from disk, 2 workers, sendfile, no access log
 nport=$(free_port)
-d=$BENCH_TMP/nginx
-mkdir -p "$d/logs" "$d/root"
-cp "$THUMB_FILE" "$d/root/thumb.png"
-cat >"$d/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    keepalive_requests 1000000;
-    client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
-    uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
-    types { image/png png; }
-    server { listen 127.0.0.1:$nport; root $d/root; }
-}
-CONF
-nginx -p "$d" -c "$d/nginx.conf" &
-BENCH_PIDS+=($!)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/thumb.png" -o /dev/null && break; sleep 0.1; done
+mkdir -p "$BENCH_TMP/root"
+cp "$THUMB_FILE" "$BENCH_TMP/root/thumb.png"
+start_nginx "$nport" "$BENCH_TMP/root"
 
 cat >"$BENCH_TMP/upload.lua" <<LUA
 local f = io.open("$BENCH_TMP/payload.txt", "rb")
@@ -77,7 +58,8 @@ wrk.body = "--" .. b .. "\r\nContent-Disposition: form-data; name=\"title\"\r\n\
 LUA
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores, shared with other work"
-ngx=$(wrk_rps "http://127.0.0.1:$nport/thumb.png" "${WRK[@]}")
+read -r ngx _ ngx_bad < <(wrk_cpu "${BENCH_PIDS[-1]}" "http://127.0.0.1:$nport/thumb.png" "${WRK[@]}")
+[ "$ngx_bad" = 0 ] || { echo "nginx answered $ngx_bad non-2xx" >&2; exit 1; }
 read -r thumb thumb_cpu thumb_bad < <(wrk_cpu "$TANDEM_PID" "$THUMB_URL" "${WRK[@]}")
 read -r up up_cpu up_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/uploads/records" "${WRK[@]}" -s "$BENCH_TMP/upload.lua")
 stored=$(find "$BENCH_TMP/data/storage/$COLL" -type f -name 'payload_*' | wc -l)
