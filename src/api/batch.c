@@ -126,16 +126,8 @@ static void uploads_of(struct arena *a, const struct api_uploads *all, size_t i,
                                                         : NULL;
         if (!field)
             continue;
-        if (out->n == out->cap) {
-            size_t cap = out->cap ? out->cap * 2 : 4;
-            struct api_upload *v = arena_alloc(a, cap * sizeof(*v));
-            if (out->n)
-                memcpy(v, out->v, out->n * sizeof(*v));
-            out->v = v;
-            out->cap = cap;
-        }
-        out->v[out->n] = all->v[k];
-        out->v[out->n++].key = field;
+        const struct api_upload *u = &all->v[k];
+        api__uploads_add(out, field, u->filename, u->data, u->len);
     }
 }
 

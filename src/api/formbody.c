@@ -156,8 +156,8 @@ static bool disposition_param(const char *line, size_t len, const char *param, c
     return false;
 }
 
-static void add_upload(struct api_uploads *ups, const char *key, const char *filename,
-                       const char *data, size_t len)
+void api__uploads_add(struct api_uploads *ups, const char *key, const char *filename,
+                      const char *data, size_t len)
 {
     if (ups->n == ups->cap) {
         size_t cap = ups->cap ? ups->cap * 2 : 4;
@@ -242,7 +242,7 @@ int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, j
         } else if (!is_file) {
             add_value(out, name, infer(data, vlen));
         } else if (ups) {
-            add_upload(ups, name, filename, data, vlen);
+            api__uploads_add(ups, name, filename, data, vlen);
         }
         if (json_object_size(out) > max_parts)
             return ERR_LIMIT;

@@ -210,6 +210,9 @@ struct api_uploads {
     struct api_upload *v;
     size_t n, cap;
 };
+/* Appends a file part (key and filename copied into ups->arena; data borrowed). */
+void api__uploads_add(struct api_uploads *ups, const char *key, const char *filename,
+                      const char *data, size_t len);
 /* api__record_body that also hands back the file parts (ups->n == 0 for other bodies). The
  * key STORE_BODY_UPLOADS is removed from whatever the client sent. */
 json_t *api__record_body_files(struct http_req *req, struct api_env *env, bool allow_empty,
