@@ -17,6 +17,7 @@ struct api_sql;
 struct api_writer;
 struct realtime_hub;
 struct api_public;
+struct ml;
 struct storage;
 struct storage_pool;
 
@@ -53,6 +54,7 @@ struct api_env {
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct api_public *pub;        /* static files at / (api_public_open), or NULL */
     struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
+    struct ml *ml;                 /* models and predictions (ml_open), or NULL */
     /* file fields (api_files_start; NULL without): their storage, the pool writing uploads
      * (they wait on fsync) and the pool making thumbnails (CPU: a few threads at most) */
     struct storage *storage;
