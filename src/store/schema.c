@@ -53,6 +53,27 @@ int store_field_type_parse(const char *name)
     return -1;
 }
 
+static const char *const collection_type_names[] = {
+    [STORE_COLLECTION_BASE] = "base",
+    [STORE_COLLECTION_AUTH] = "auth",
+    [STORE_COLLECTION_VIEW] = "view",
+};
+
+const char *store_collection_type_name(enum store_collection_type t)
+{
+    if ((size_t)t < ARRAY_LEN(collection_type_names))
+        return collection_type_names[t];
+    return "unknown";
+}
+
+int store_collection_type_parse(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(collection_type_names); i++)
+        if (strcmp(collection_type_names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
 bool store_name_valid(const char *name, size_t max_len)
 {
     size_t n = strlen(name);
@@ -114,5 +135,6 @@ void store_collection_unref(struct store_collection *c)
     free(c->updated);
     free_strv(c->identity_fields, c->n_identity_fields);
     json_decref(c->auth_options);
+    free(c->view_query);
     free(c);
 }

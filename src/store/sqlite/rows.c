@@ -736,6 +736,10 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
         rc = ERR_NOTFOUND;
         goto out;
     }
+    if (c->type == STORE_COLLECTION_VIEW) {
+        rc = sq__fail(cn, ERR_DENIED, "Unsupported collection type.");
+        goto out;
+    }
     if (id && c->type == STORE_COLLECTION_AUTH)
         sq__auth_changed(cn); /* password, email or tokenKey may change */
     if (id && (rc = get_row(cn, c, id, false, NULL, &old)))
@@ -757,15 +761,15 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
         goto out;
     }
     rc = prc;
+    const struct store_field *pw = NULL;
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type == STORE_FIELD_PASSWORD)
+            pw = &c->fields[i];
+    if (!rc && pw && pw->required && !old && (!password_hash || !*password_hash)) {
+        store__verr_set(errors, pw->name, "validation_required", "Cannot be blank.");
+        rc = ERR_INVALID;
+    }
     if (!rc && c->type == STORE_COLLECTION_AUTH) {
-        const struct store_field *pw = NULL;
-        for (size_t i = 0; i < c->n_fields; i++)
-            if (c->fields[i].type == STORE_FIELD_PASSWORD)
-                pw = &c->fields[i];
-        if (pw && pw->required && !old && (!password_hash || !*password_hash)) {
-            store__verr_set(errors, pw->name, "validation_required", "Cannot be blank.");
-            rc = ERR_INVALID;
-        }
         if (old && password_hash && !json_object_get(body, "tokenKey")) {
             /* a new password invalidates the tokens signed with the old tokenKey */
             const struct store_field *tk = store_collection_field(c, "tokenKey");
@@ -1032,6 +1036,8 @@ static int delete_rec(struct del_ctx *d, const struct store_collection *c, const
         return rc;
     for (size_t i = 0; i < d->n_all && !rc; i++) {
         const struct store_collection *rcol = d->all[i];
+        if (rcol->type == STORE_COLLECTION_VIEW)
+            continue; /* read-only: it follows its tables */
         for (size_t k = 0; k < rcol->n_fields && !rc; k++) {
             const struct store_field *f = &rcol->fields[k];
             if (f->type != STORE_FIELD_RELATION || strcmp(f->collection_id, c->id) != 0)
@@ -1083,6 +1089,10 @@ static int delete_in(struct sq_store *s, struct sq_conn *cn, const struct store_
     struct store_collection *c = current(s, cn, cin);
     if (!c) {
         rc = ERR_NOTFOUND;
+        goto out;
+    }
+    if (c->type == STORE_COLLECTION_VIEW) {
+        rc = sq__fail(cn, ERR_DENIED, "Unsupported collection type.");
         goto out;
     }
     sq__col_all(s, &d.all, &d.n_all);
@@ -1209,6 +1219,10 @@ int sq__collection_truncate(struct store *st, const char *id_or_name)
     struct store_collection *c = sq__col_find(s, id_or_name);
     if (!c) {
         rc = sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
+        goto fail;
+    }
+    if (c->type == STORE_COLLECTION_VIEW) {
+        rc = sq__fail(cn, ERR_INVALID, "View collections cannot be truncated.");
         goto fail;
     }
     sq__col_all(s, &d.all, &d.n_all);
@@ -1407,6 +1421,53 @@ int sq__outbox_delete(struct store *st, int64_t up_to_id)
         sqlite3_bind_int64(stt.stmt, 1, up_to_id);
         if (sqlite3_step(stt.stmt) != SQLITE_DONE)
             rc = sq__fail_db(cn, "cannot trim the outbox");
+        sq__done(&stt);
+    }
+    if (rc) {
+        sq__rollback(s, cn);
+        return rc;
+    }
+    return sq__commit(s, cn);
+}
+
+int sq__auth_rehash(struct store *st, const struct store_collection *c, const char *id,
+                    const char *old_hash, const char *new_hash)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    const struct store_field *pw = NULL;
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type == STORE_FIELD_PASSWORD)
+            pw = &c->fields[i];
+    if (c->type != STORE_COLLECTION_AUTH || !pw)
+        return sq__fail(cn, ERR_INVALID, "%s is not an auth collection", c->name);
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "UPDATE ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " SET ");
+    store__quote(&b, pw->name);
+    buf_puts(&b, " = ?1 WHERE \"id\" = ?2 AND ");
+    store__quote(&b, pw->name);
+    buf_puts(&b, " = ?3");
+    int rc = sq__begin(s, cn);
+    if (rc) {
+        buf_release(&b);
+        return rc;
+    }
+    struct sq_stmt stt;
+    rc = sq__prep(cn, buf_cstr(&b), &stt);
+    buf_release(&b);
+    if (!rc) {
+        sqlite3_bind_text(stt.stmt, 1, new_hash, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(stt.stmt, 2, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(stt.stmt, 3, old_hash, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(stt.stmt) != SQLITE_DONE)
+            rc = sq__fail_db(cn, "cannot store the new password hash");
+        else if (sqlite3_changes(cn->db) == 0)
+            rc = sq__fail(cn, ERR_NOTFOUND, "the record or its password changed");
         sq__done(&stt);
     }
     if (rc) {
