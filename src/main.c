@@ -43,6 +43,8 @@ static void usage(FILE *out)
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
+            "  import pocketbase PATH            import a PocketBase app's collections and\n"
+            "                                    records (PATH: its pb_data or data.db)\n"
             "  version                           print the version\n"
             "  help                              show this help\n\n"
             "Every command takes the options below (--dir in particular).\n\n",
@@ -515,6 +517,32 @@ static int cmd_superuser(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+static int cmd_import(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    if (n != 2 || strcmp(w[0], "pocketbase") != 0) {
+        fprintf(stderr, "usage: tandem import pocketbase PATH\n");
+        return EXIT_USAGE;
+    }
+    if (prepare_dir(cfg.dir) != 0)
+        return 1;
+    if (auth_init() != 0) {
+        fprintf(stderr, "tandem: libsodium failed to initialise\n");
+        return 1;
+    }
+    struct store *st = NULL;
+    if (open_store(&cfg, &st) != 0)
+        return 1;
+    rc = cli_import_pocketbase(w[1], st, stdout, stderr);
+    store_close(st);
+    return rc;
+}
+
 static int cmd_writekey(int argc, char **argv)
 {
     struct cfg cfg;
@@ -687,6 +715,8 @@ int main(int argc, char **argv)
         return cmd_superuser(argc - 2, argv + 2);
     if (strcmp(cmd, "writekey") == 0)
         return cmd_writekey(argc - 2, argv + 2);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "log") == 0)
         return cmd_log(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0)

@@ -99,9 +99,13 @@ struct store_create_item {
     const char *password_hash;     /* or NULL */
     const struct store_cond *cond; /* the create rule, or NULL */
     int64_t deadline_us; /* time_mono_us() at which its statements stop (store_deadline), or 0 */
-    int rc;              /* OUT: as store_record_create_if would return */
-    json_t *errors;      /* OUT: the caller's (decref), with rc ERR_INVALID, or NULL */
-    json_t *record;      /* OUT: the caller's (decref), with rc 0 */
+    /* A record moved over from another PocketBase (tandem import pocketbase): the autodate
+     * values of its body are kept, and its relations are not looked up (they may name records
+     * that come later in the move; the source kept them consistent). */
+    bool restore;
+    int rc;         /* OUT: as store_record_create_if would return */
+    json_t *errors; /* OUT: the caller's (decref), with rc ERR_INVALID, or NULL */
+    json_t *record; /* OUT: the caller's (decref), with rc 0 */
 };
 
 /* One write of a batch (store_record_ops). */

@@ -8,10 +8,10 @@
 
 static struct store_collection *posts_and_view(struct fx *fx, struct store_collection **posts_out)
 {
-    struct store_collection *posts =
-        fx_coll(fx, "{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"},"
-                    "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"},"
-                    "{\"name\":\"views\",\"type\":\"number\"}]}");
+    struct store_collection *posts = fx_coll(
+        fx, "{\"name\":\"posts\",\"fields\":[{\"name\":\"title\",\"type\":\"text\"},"
+            "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"},"
+            "{\"name\":\"views\",\"type\":\"number\"}]}");
     struct store_collection *users = NULL;
     assert_int_equal(store_collection_get(fx->st, "users", &users), 0);
     json_t *u = J("{\"id\":\"u1aaaaaaaaaaaaa\",\"email\":\"a@x.io\",\"name\":\"Ada\"}");
@@ -19,8 +19,10 @@ static struct store_collection *posts_and_view(struct fx *fx, struct store_colle
     assert_int_equal(store_record_create(fx->st, users, u, "$argon2id$x", &errors, &rec), 0);
     json_decref(rec);
     json_decref(u);
-    json_decref(fx_rec(fx, posts, "{\"title\":\"one\",\"author\":\"u1aaaaaaaaaaaaa\",\"views\":3}"));
-    json_decref(fx_rec(fx, posts, "{\"title\":\"two\",\"author\":\"u1aaaaaaaaaaaaa\",\"views\":4}"));
+    json_decref(
+        fx_rec(fx, posts, "{\"title\":\"one\",\"author\":\"u1aaaaaaaaaaaaa\",\"views\":3}"));
+    json_decref(
+        fx_rec(fx, posts, "{\"title\":\"two\",\"author\":\"u1aaaaaaaaaaaaa\",\"views\":4}"));
     store_collection_unref(users);
     *posts_out = posts;
     return fx_coll(fx, "{\"name\":\"counts\",\"type\":\"view\",\"listRule\":\"\","
@@ -80,7 +82,8 @@ static void expect_query_refused(struct fx *fx, const char *query, const char *w
     struct store_collection *c = NULL;
     assert_int_equal(store_collection_create(fx->st, spec, &errors, &c), ERR_INVALID);
     assert_null(c);
-    const char *msg = json_string_value(json_object_get(json_object_get(errors, "viewQuery"), "message"));
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(errors, "viewQuery"), "message"));
     if (!msg || !strstr(msg, words)) {
         char *t = json_dumps(errors, 0);
         fail_msg("%s: expected \"%s\", got %s", query, words, t);
@@ -126,8 +129,8 @@ static void test_queries_refused(void **state)
     assert_int_equal(
         store_collection_view_fields(fx.st, "select id, author from posts", &errors, &fields), 0);
     assert_int_equal(json_array_size(fields), 2);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(fields, 1), "type")), "relation");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(fields, 1), "type")),
+                        "relation");
     json_decref(fields);
     store_collection_unref(v);
     store_collection_unref(posts);
@@ -165,10 +168,11 @@ static void test_tables_change_under_views(void **state)
     fx_open(&fx);
     struct store_collection *posts, *v = posts_and_view(&fx, &posts);
     /* renaming a field the view does not read, and a rebuild, keep it working */
-    json_t *patch = J("{\"fields\":[{\"name\":\"title\",\"type\":\"text\"},"
-                      "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"},"
-                      "{\"name\":\"views\",\"type\":\"number\"},"
-                      "{\"name\":\"tag\",\"type\":\"select\",\"values\":[\"a\",\"b\"],\"maxSelect\":2}]}");
+    json_t *patch =
+        J("{\"fields\":[{\"name\":\"title\",\"type\":\"text\"},"
+          "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"},"
+          "{\"name\":\"views\",\"type\":\"number\"},"
+          "{\"name\":\"tag\",\"type\":\"select\",\"values\":[\"a\",\"b\"],\"maxSelect\":2}]}");
     json_t *errors = NULL;
     struct store_collection *c = NULL;
     assert_int_equal(store_collection_update(fx.st, "posts", patch, &errors, &c), 0);
@@ -179,9 +183,9 @@ static void test_tables_change_under_views(void **state)
     patch = J("{\"fields\":[{\"name\":\"title\",\"type\":\"text\"},"
               "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"}]}");
     assert_int_equal(store_collection_update(fx.st, "posts", patch, &errors, &c), ERR_INVALID);
-    assert_non_null(strstr(json_string_value(json_object_get(json_object_get(errors, "fields"),
-                                                             "message")),
-                           "counts"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(errors, "fields"), "message")),
+               "counts"));
     json_decref(errors);
     json_decref(patch);
     assert_int_equal(store_collection_delete(fx.st, "posts"), ERR_CONFLICT);
@@ -189,7 +193,8 @@ static void test_tables_change_under_views(void **state)
     assert_int_equal(fx_sql_int(&fx, "SELECT n FROM counts"), 2);
     /* the view goes first, then the table may */
     assert_int_equal(store_collection_delete(fx.st, "counts"), 0);
-    assert_int_equal(fx_sql_int(&fx, "SELECT count(*) FROM sqlite_master WHERE name = 'counts'"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT count(*) FROM sqlite_master WHERE name = 'counts'"),
+                     0);
     assert_int_equal(store_collection_delete(fx.st, "posts"), 0);
     store_collection_unref(v);
     store_collection_unref(posts);
@@ -203,10 +208,12 @@ static void test_import_views_after_tables(void **state)
     fx_open(&fx);
     /* the view comes first in the array and reads a table and a view the import makes; its
      * exported fields are ignored (inferred again) */
-    json_t *cols = J(
-        "[{\"name\":\"per_kind\",\"type\":\"view\",\"fields\":[{\"name\":\"bogus\",\"type\":\"nope\"}],"
-        "\"viewQuery\":\"SELECT min(id) AS id, kind, count(*) AS n FROM things GROUP BY kind\"},"
-        "{\"name\":\"things\",\"type\":\"base\",\"fields\":[{\"name\":\"kind\",\"type\":\"text\"}]}]");
+    json_t *cols =
+        J("[{\"name\":\"per_kind\",\"type\":\"view\",\"fields\":[{\"name\":\"bogus\",\"type\":"
+          "\"nope\"}],"
+          "\"viewQuery\":\"SELECT min(id) AS id, kind, count(*) AS n FROM things GROUP BY kind\"},"
+          "{\"name\":\"things\",\"type\":\"base\",\"fields\":[{\"name\":\"kind\",\"type\":\"text\"}"
+          "]}]");
     json_t *errors = NULL;
     int rc = store_collection_import(fx.st, cols, false, &errors);
     if (rc) {
@@ -220,7 +227,8 @@ static void test_import_views_after_tables(void **state)
     assert_null(store_collection_field(v, "bogus"));
     store_collection_unref(v);
     /* deleteMissing drops the view too; a bad view query fails the whole import */
-    cols = J("[{\"name\":\"things\",\"type\":\"base\",\"fields\":[{\"name\":\"kind\",\"type\":\"text\"}]},"
+    cols = J("[{\"name\":\"things\",\"type\":\"base\",\"fields\":[{\"name\":\"kind\",\"type\":"
+             "\"text\"}]},"
              "{\"name\":\"broken\",\"type\":\"view\",\"viewQuery\":\"SELECT kind FROM things\"}]");
     assert_int_equal(store_collection_import(fx.st, cols, true, &errors), ERR_INVALID);
     assert_non_null(json_object_get(json_object_get(errors, "collections"), "1"));
@@ -228,10 +236,12 @@ static void test_import_views_after_tables(void **state)
     assert_int_equal(store_collection_get(fx.st, "per_kind", &v), 0); /* nothing changed */
     store_collection_unref(v);
     json_decref(cols);
-    cols = J("[{\"name\":\"things\",\"type\":\"base\",\"fields\":[{\"name\":\"kind\",\"type\":\"text\"}]}]");
+    cols = J("[{\"name\":\"things\",\"type\":\"base\",\"fields\":[{\"name\":\"kind\",\"type\":"
+             "\"text\"}]}]");
     assert_int_equal(store_collection_import(fx.st, cols, true, &errors), 0);
     assert_int_equal(store_collection_get(fx.st, "per_kind", &v), ERR_NOTFOUND);
-    assert_int_equal(fx_sql_int(&fx, "SELECT count(*) FROM sqlite_master WHERE name = 'per_kind'"), 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT count(*) FROM sqlite_master WHERE name = 'per_kind'"),
+                     0);
     json_decref(cols);
     fx_close(&fx);
 }

@@ -723,8 +723,8 @@ static int write_row(struct sq_conn *cn, const struct store_collection *c, const
  * open either way: the caller rolls back (or back to a savepoint) on failure. */
 static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_collection *cin,
                    const char *id, const json_t *body, const char *password_hash,
-                   const struct store_cond *cond, const char *now, json_t **errors_out,
-                   json_t **rec_out)
+                   const struct store_cond *cond, const char *now, bool restore,
+                   json_t **errors_out, json_t **rec_out)
 {
     *rec_out = NULL;
     json_t *errors = json_object();
@@ -782,7 +782,18 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
     }
     if (rc)
         goto out;
-    if ((rc = check_relations(s, cn, c, vals, errors)))
+    if (restore) /* a record moved over keeps its dates (store_create_item.restore) */
+        for (size_t i = 0; i < c->n_fields; i++) {
+            const struct store_field *f = &c->fields[i];
+            const char *d = json_string_value(json_object_get(body, f->name));
+            int64_t us;
+            if (f->type == STORE_FIELD_AUTODATE && d && time_parse(d, strlen(d), &us) == 0) {
+                char buf[TIME_PB_LEN];
+                time_format_pb(us, buf);
+                json_object_set_new(vals, f->name, json_string(buf));
+            }
+        }
+    if (!restore && (rc = check_relations(s, cn, c, vals, errors)))
         goto out;
     if ((rc = check_email_unique(cn, c, id, vals, errors)))
         goto out;
@@ -839,7 +850,7 @@ static int save(struct store *st, const struct store_collection *cin, const char
     if (rc)
         return rc;
     json_t *rec = NULL;
-    rc = save_in(s, cn, cin, id, body, password_hash, cond, now, errors_out, &rec);
+    rc = save_in(s, cn, cin, id, body, password_hash, cond, now, false, errors_out, &rec);
     if (rc) {
         sq__rollback(s, cn);
         if (rc == ERR_INVALID) /* the rollback must not take the message */
@@ -890,7 +901,7 @@ int sq__record_create_batch(struct store *st, struct store_create_item *items, s
         if ((rc = sq__exec_cached(cn, "SAVEPOINT \"batch_item\"")))
             break;
         it->rc = save_in(s, cn, it->c, NULL, it->body, it->password_hash, it->cond, now,
-                         &it->errors, &it->record);
+                         it->restore, &it->errors, &it->record);
         if (it->rc == 0) {
             rc = sq__exec_cached(cn, "RELEASE \"batch_item\"");
             continue;
@@ -1180,7 +1191,7 @@ int sq__record_ops(struct store *st, struct store_op *ops, size_t n, size_t *fai
             op->rc = delete_in(s, cn, op->c, id, cond);
         else
             op->rc = save_in(s, cn, op->c, op->kind == STORE_OP_CREATE ? NULL : id, op->body,
-                             op->password_hash, cond, now, &op->errors, &op->record);
+                             op->password_hash, cond, now, false, &op->errors, &op->record);
         op->created |= op->kind == STORE_OP_CREATE;
         rc = op->rc;
     }

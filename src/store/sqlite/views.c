@@ -221,8 +221,8 @@ static json_t *simple_field(enum store_field_type t, const char *name)
 {
     char id[160];
     store__field_default_id(t, name, id, sizeof(id));
-    json_t *o = json_pack("{s:s, s:s, s:s}", "id", id, "name", name, "type",
-                          store_field_type_name(t));
+    json_t *o =
+        json_pack("{s:s, s:s, s:s}", "id", id, "name", name, "type", store_field_type_name(t));
     if (t == STORE_FIELD_JSON)
         json_object_set_new(o, "maxSize", json_integer(1));
     return o;
@@ -274,8 +274,8 @@ static json_t *column_field(sqlite3_stmt *st, int i, const char *hint,
     return f;
 }
 
-int sq__view_fields(struct sq_conn *cn, struct store_collection **list, size_t n,
-                    const char *query, json_t *errors, json_t **fields_out)
+int sq__view_fields(struct sq_conn *cn, struct store_collection **list, size_t n, const char *query,
+                    json_t *errors, json_t **fields_out)
 {
     *fields_out = NULL;
     char *q = store__view_query_trim(query);
