@@ -456,6 +456,18 @@ static int cli_args(int argc, char **argv, const char **words, size_t max, size_
     return rc;
 }
 
+/* The store of the data directory for a command that writes records (passwords included). */
+static int open_cli_store(const struct cfg *cfg, struct store **st)
+{
+    if (prepare_dir(cfg->dir) != 0)
+        return 1;
+    if (auth_init() != 0) {
+        fprintf(stderr, "tandem: libsodium failed to initialise\n");
+        return 1;
+    }
+    return open_store(cfg, st) != 0 ? 1 : 0;
+}
+
 static int cmd_superuser(int argc, char **argv)
 {
     struct cfg cfg;
@@ -479,14 +491,8 @@ static int cmd_superuser(int argc, char **argv)
         fprintf(stderr, "tandem: the password must be 8 to 71 characters\n");
         return EXIT_USAGE;
     }
-    if (prepare_dir(cfg.dir) != 0)
-        return 1;
-    if (auth_init() != 0) {
-        fprintf(stderr, "tandem: libsodium failed to initialise\n");
-        return 1;
-    }
     struct store *st = NULL;
-    if (open_store(&cfg, &st) != 0)
+    if (open_cli_store(&cfg, &st) != 0)
         return 1;
     if (upsert) {
         char hash[AUTH_HASH_LEN];
@@ -529,14 +535,8 @@ static int cmd_import(int argc, char **argv)
         fprintf(stderr, "usage: tandem import pocketbase PATH\n");
         return EXIT_USAGE;
     }
-    if (prepare_dir(cfg.dir) != 0)
-        return 1;
-    if (auth_init() != 0) {
-        fprintf(stderr, "tandem: libsodium failed to initialise\n");
-        return 1;
-    }
     struct store *st = NULL;
-    if (open_store(&cfg, &st) != 0)
+    if (open_cli_store(&cfg, &st) != 0)
         return 1;
     rc = cli_import_pocketbase(w[1], st, stdout, stderr);
     store_close(st);

@@ -51,8 +51,8 @@ static json_t *parse_json_text(const json_t *v)
 static int read_collections(struct pbi *x, json_t **out)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(x->db, "SELECT * FROM \"_collections\" ORDER BY rowid", -1, &s,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(x->db, "SELECT * FROM \"_collections\" ORDER BY rowid", -1, &s, NULL) !=
+        SQLITE_OK) {
         fprintf(x->err, "tandem: not a PocketBase 0.23+ database: %s\n", sqlite3_errmsg(x->db));
         return 1;
     }
@@ -225,8 +225,8 @@ int cli_import_pocketbase(const char *path, struct store *st, FILE *out, FILE *e
     int irc = store_collection_import(st, app, false, &errors);
     if (irc) {
         char *e = errors ? json_dumps(errors, JSON_COMPACT) : NULL;
-        fprintf(err, "tandem: the collections cannot be imported: %s %s\n",
-                e ? e : err_str(irc), store_errmsg(st));
+        fprintf(err, "tandem: the collections cannot be imported: %s %s\n", e ? e : err_str(irc),
+                store_errmsg(st));
         free(e);
         json_decref(app);
         goto out;

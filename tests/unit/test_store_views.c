@@ -116,6 +116,10 @@ static void test_queries_refused(void **state)
     expect_query_refused(&fx, "SELECT id, title, upper(title) FROM posts", "alias");
     expect_query_refused(&fx, "SELECT id, title AS a, views AS A FROM posts", "Duplicated");
     expect_query_refused(&fx, "SELECT id FROM nosuch", "no such table");
+    expect_query_refused(&fx, "SELECT id, upper(password) AS p FROM users", "password or tokenKey");
+    expect_query_refused(&fx, "SELECT id FROM users WHERE tokenKey != ''", "password or tokenKey");
+    expect_query_refused(&fx, "SELECT id, email FROM _superusers WHERE password LIKE '$2%'",
+                         "password or tokenKey");
     expect_query_refused(&fx, "SELECT id FROM pragma_table_info('posts')", "only read");
     expect_query_refused(&fx, "SELECT id FROM posts WHERE", "Invalid query");
     expect_query_refused(&fx, "   ;; ", "blank");

@@ -26,6 +26,7 @@ struct authz {
     struct store_collection **list;
     size_t n;
     bool denied;
+    bool secret; /* the denial was a password or tokenKey column */
 };
 
 static const struct store_collection *find_by_name(struct store_collection **list, size_t n,
@@ -47,10 +48,24 @@ static int authorize(void *arg, int action, const char *a3, const char *a4, cons
     case SQLITE_SELECT:
     case SQLITE_FUNCTION:
     case SQLITE_RECURSIVE: return SQLITE_OK;
-    case SQLITE_READ:
-        if ((!db || strcmp(db, "main") == 0) && find_by_name(z->list, z->n, a3))
-            return SQLITE_OK;
-        break;
+    case SQLITE_READ: {
+        const struct store_collection *c =
+            !db || strcmp(db, "main") == 0 ? find_by_name(z->list, z->n, a3) : NULL;
+        if (!c)
+            break;
+        const struct store_field *f = NULL;
+        for (size_t i = 0; a4 && i < c->n_fields && !f; i++)
+            if (strcasecmp(c->fields[i].name, a4) == 0)
+                f = &c->fields[i];
+        /* secrets stay out of views whatever expression would carry them (PocketBase lets a
+         * superuser read them; tandem does not) */
+        if (f && (f->type == STORE_FIELD_PASSWORD ||
+                  (c->type == STORE_COLLECTION_AUTH && strcmp(f->name, "tokenKey") == 0))) {
+            z->secret = true;
+            break;
+        }
+        return SQLITE_OK;
+    }
     default: break;
     }
     z->denied = true;
@@ -279,7 +294,7 @@ int sq__view_fields(struct sq_conn *cn, struct store_collection **list, size_t n
 {
     *fields_out = NULL;
     char *q = store__view_query_trim(query);
-    struct authz z = {list, n, false};
+    struct authz z = {list, n, false, false};
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
     json_t *fields = NULL;
@@ -294,7 +309,9 @@ int sq__view_fields(struct sq_conn *cn, struct store_collection **list, size_t n
     sqlite3_set_authorizer(cn->db, NULL, NULL);
     if (prc != SQLITE_OK) {
         char msg[600];
-        if (z.denied)
+        if (z.secret)
+            snprintf(msg, sizeof(msg), "The query may not read password or tokenKey fields.");
+        else if (z.denied)
             snprintf(msg, sizeof(msg),
                      "The query may only read the application's collections (one SELECT).");
         else
