@@ -171,9 +171,12 @@ static void test_tables_change_under_views(void **state)
     struct fx fx;
     fx_open(&fx);
     struct store_collection *posts, *v = posts_and_view(&fx, &posts);
-    /* renaming a field the view does not read, and a rebuild, keep it working */
+    store_collection_unref(
+        fx_coll(&fx, "{\"name\":\"titles\",\"type\":\"view\",\"viewQuery\":\"SELECT id, title "
+                     "FROM posts\"}"));
+    /* a new field and a rebuild keep the views working; a copied field follows its options */
     json_t *patch =
-        J("{\"fields\":[{\"name\":\"title\",\"type\":\"text\"},"
+        J("{\"fields\":[{\"name\":\"title\",\"type\":\"text\",\"max\":50,\"hidden\":true},"
           "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"},"
           "{\"name\":\"views\",\"type\":\"number\"},"
           "{\"name\":\"tag\",\"type\":\"select\",\"values\":[\"a\",\"b\"],\"maxSelect\":2}]}");
@@ -183,6 +186,12 @@ static void test_tables_change_under_views(void **state)
     store_collection_unref(c);
     json_decref(patch);
     assert_int_equal(fx_sql_int(&fx, "SELECT n FROM counts"), 2);
+    struct store_collection *t = NULL;
+    assert_int_equal(store_collection_get(fx.st, "titles", &t), 0);
+    assert_int_equal(store_collection_field(t, "title")->max, 50);
+    assert_true(store_collection_field(t, "title")->hidden);
+    store_collection_unref(t);
+    assert_int_equal(store_collection_delete(fx.st, "titles"), 0);
     /* dropping a column it reads is refused, naming the view; so is dropping its table */
     patch = J("{\"fields\":[{\"name\":\"title\",\"type\":\"text\"},"
               "{\"name\":\"author\",\"type\":\"relation\",\"collectionId\":\"_pb_users_auth_\"}]}");

@@ -119,7 +119,7 @@ static int save_row(struct sq_conn *cn, const struct store_collection *c, bool i
 static int create_table_only(struct sq_conn *cn, const struct store_collection *c)
 {
     if (c->type == STORE_COLLECTION_VIEW)
-        return 0; /* made by sq__views_create, once every table is there */
+        return 0; /* made by views_recreate, once every table is there */
     struct buf b;
     buf_init(&b);
     create_table_sql(&b, c, c->name);
@@ -284,6 +284,68 @@ static void col_all_with(struct sq_store *s, struct store_collection *c, const c
     }
     *out = all;
     *n_out = n;
+}
+
+/* Makes the SQL views of list again, in order, after sq__views_drop and the table changes of
+ * a transaction, as PocketBase re-saves views whose tables changed: each view's fields are
+ * inferred again, and a view whose fields changed (a copied field's options, say) gets a new
+ * definition, saved and put in list in place of the old (the caller publishes list after its
+ * commit). ERR_INVALID when a view no longer works: errors["fields"] says which, *bad_out (when
+ * given) is its index in list. */
+static int views_recreate(struct sq_conn *cn, struct store_collection **list, size_t n,
+                          const char *now, json_t *errors, size_t *bad_out)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct store_collection *v = list[i];
+        if (v->type != STORE_COLLECTION_VIEW)
+            continue;
+        json_t *e = json_object(), *fields = NULL, *patch = NULL;
+        struct store_collection *nc = NULL;
+        rc = sq__view_fields(cn, list, n, v->view_query, e, &fields);
+        if (!rc) {
+            patch = json_pack("{s:O}", "fields", fields);
+            rc = store__collection_from_json(patch, v, now, e, &nc);
+        }
+        bool same = !rc && nc->n_fields == v->n_fields;
+        for (size_t k = 0; same && k < v->n_fields; k++) {
+            json_t *a = store__field_to_json(&v->fields[k]),
+                   *b = store__field_to_json(&nc->fields[k]);
+            same = json_equal(a, b);
+            json_decref(a);
+            json_decref(b);
+        }
+        if (!rc && !same && !(rc = save_row(cn, nc, false))) {
+            store_collection_unref(list[i]);
+            list[i] = v = store_collection_ref(nc);
+        }
+        store_collection_unref(nc);
+        json_decref(patch);
+        if (!rc)
+            rc = sq__view_install(cn, v);
+        if (rc == ERR_INVALID) {
+            json_t *why = json_object_get(e, "viewQuery");
+            char msg[700];
+            snprintf(msg, sizeof(msg), "The view collection %s would no longer work: %s", v->name,
+                     why ? json_string_value(json_object_get(why, "message")) : cn->errmsg);
+            if (errors)
+                store__verr_set(errors, "fields", "validation_view_dependency", msg);
+            if (bad_out)
+                *bad_out = i;
+            rc = sq__fail(cn, ERR_INVALID, "%s", msg);
+        }
+        json_decref(e);
+        json_decref(fields);
+    }
+    return rc;
+}
+
+/* Publishes the views of list (views_recreate may have given them new definitions). */
+static void views_publish(struct sq_store *s, struct store_collection **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->type == STORE_COLLECTION_VIEW)
+            sq__col_put(s, list[i]->id, store_collection_ref(list[i]));
 }
 
 /* Checks what needs the other collections: unique name and id, relation targets. */
@@ -616,12 +678,17 @@ int sq__collection_update(struct store *st, const char *id_or_name, const json_t
         rc = save_row(cn, c, false);
     if (!rc) {
         col_all_with(s, c, NULL, &after, &n_after);
-        rc = sq__views_create(cn, after, n_after, errors);
+        rc = views_recreate(cn, after, n_after, now, errors, NULL);
+        for (size_t i = 0; !rc && i < n_after; i++)
+            if (strcmp(after[i]->id, c->id) == 0 && after[i] != c) { /* c is a view: its own */
+                store_collection_unref(c);
+                c = store_collection_ref(after[i]);
+            }
     }
     store_collection_list_free(all, n_all);
-    store_collection_list_free(after, n_after);
     json_decref(vpatch);
     if (rc) {
+        store_collection_list_free(after, n_after);
         rc = ddl_error(cn, rc, errors);
         sq__rollback(s, cn);
         if (rc == ERR_INVALID)
@@ -629,6 +696,9 @@ int sq__collection_update(struct store *st, const char *id_or_name, const json_t
         goto out;
     }
     rc = sq__commit(s, cn);
+    if (!rc)
+        views_publish(s, after, n_after);
+    store_collection_list_free(after, n_after);
     if (rc)
         goto out;
     sq__col_put(s, c->id, store_collection_ref(c));
@@ -654,8 +724,8 @@ int sq__collection_delete(struct store *st, const char *id_or_name)
         return rc;
     sq__auth_changed(cn);
     struct store_collection *c = sq__col_find(s, id_or_name);
-    struct store_collection **all = NULL;
-    size_t n = 0;
+    struct store_collection **all = NULL, **rest = NULL;
+    size_t n = 0, n_rest = 0;
     struct buf b;
     buf_init(&b);
     if (!c) {
@@ -688,17 +758,14 @@ int sq__collection_delete(struct store *st, const char *id_or_name)
         if ((rc = exec_buf(cn, &b)))
             goto fail;
     }
-    {
-        struct store_collection **rest;
-        size_t n_rest;
-        col_all_with(s, NULL, c->id, &rest, &n_rest);
-        rc = sq__views_create(cn, rest, n_rest, NULL);
-        store_collection_list_free(rest, n_rest);
-        if (rc == ERR_INVALID)
-            rc = sq__fail(cn, ERR_CONFLICT, "%s", cn->errmsg);
-        if (rc)
-            goto fail;
-    }
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    col_all_with(s, NULL, c->id, &rest, &n_rest);
+    rc = views_recreate(cn, rest, n_rest, now, NULL, NULL);
+    if (rc == ERR_INVALID)
+        rc = sq__fail(cn, ERR_CONFLICT, "%s", cn->errmsg);
+    if (rc)
+        goto fail;
     struct sq_stmt stt;
     if ((rc = sq__prep(cn, "DELETE FROM \"_collections\" WHERE \"id\" = ?1", &stt)))
         goto fail;
@@ -709,14 +776,17 @@ int sq__collection_delete(struct store *st, const char *id_or_name)
     if (rc)
         goto fail;
     rc = sq__commit(s, cn);
-    if (!rc)
+    if (!rc) {
         sq__col_put(s, c->id, NULL);
+        views_publish(s, rest, n_rest);
+    }
     goto out;
 fail:
     sq__rollback(s, cn);
 out:
     buf_release(&b);
     store_collection_list_free(all, n);
+    store_collection_list_free(rest, n_rest);
     store_collection_unref(c);
     return rc;
 }
@@ -929,41 +999,21 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
             rc = ddl_error(cn, rc, errors);
             goto fail;
         }
-    /* pass 4: every view in order, the imported ones with their fields inferred from the
-     * imported tables (and earlier views) */
-    for (size_t k = 0; k < n_list; k++) {
-        if (list[k]->type != STORE_COLLECTION_VIEW)
-            continue;
+    /* pass 4: every view in order, its fields inferred from the imported tables (and the
+     * views before it) */
+    size_t bad = 0;
+    rc = views_recreate(cn, list, n_list, now, NULL, &bad);
+    if (rc == ERR_INVALID) {
         size_t i = 0;
-        while (i < n_in && news[i] != list[k])
+        while (i < n_in && strcmp(news[i]->id, list[bad]->id) != 0)
             i++;
         json_t *ie = json_object();
-        if (i < n_in) {
-            json_t *vspec = NULL;
-            struct store_collection *nc = NULL;
-            rc = sq__view_spec(cn, list, n_list, json_array_get(collections, i), olds_of[i], ie,
-                               &vspec);
-            if (!rc)
-                rc = store__collection_from_json(vspec, olds_of[i], now, ie, &nc);
-            json_decref(vspec);
-            if (!rc) {
-                store_collection_unref(news[i]);
-                news[i] = nc;
-                store_collection_unref(list[k]);
-                list[k] = store_collection_ref(nc);
-                rc = save_row(cn, nc, false);
-            }
-        }
-        if (!rc)
-            rc = sq__view_install(cn, list[k]);
-        if (rc == ERR_INVALID && !json_object_size(ie))
-            store__verr_set(ie, "viewQuery", "validation_invalid_view_query", cn->errmsg);
-        if (rc == ERR_INVALID)
-            import_error(errors, i < n_in ? i : 0, ie);
+        store__verr_set(ie, "viewQuery", "validation_invalid_view_query", cn->errmsg);
+        import_error(errors, i < n_in ? i : 0, ie);
         json_decref(ie);
-        if (rc)
-            goto fail;
     }
+    if (rc)
+        goto fail;
     rc = sq__commit(s, cn);
     if (rc)
         goto out;

@@ -121,9 +121,6 @@ int sq__auth_rehash(struct store *st, const struct store_collection *c, const ch
                     const char *old_hash, const char *new_hash);
 int sq__view_install(struct sq_conn *cn, const struct store_collection *c) MUST_USE;
 int sq__views_drop(struct sq_conn *cn, struct store_collection **list, size_t n) MUST_USE;
-/* ERR_INVALID (with errors["fields"] when given) when a view no longer works. */
-int sq__views_create(struct sq_conn *cn, struct store_collection **list, size_t n,
-                     json_t *errors) MUST_USE;
 int sq__collection_install(struct sq_store *s, struct sq_conn *cn,
                            const struct store_collection *c) MUST_USE;
 

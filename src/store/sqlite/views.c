@@ -12,7 +12,8 @@
  * json field, and the `id` column a text primary key, as in PocketBase.
  *
  * Every schema change that touches tables drops the views first and creates them again at the
- * end of its transaction (sq__views_drop / sq__views_create): SQLite's table rebuilds and
+ * end of its transaction (sq__views_drop, then ddl.c's views_recreate, which also infers each
+ * view's fields again and saves them when its tables changed them): SQLite's table rebuilds and
  * renames re-parse every view, and a view the change breaks makes the change fail. */
 #include <ctype.h>
 #include <string.h>
@@ -455,26 +456,6 @@ int sq__views_drop(struct sq_conn *cn, struct store_collection **list, size_t n)
         if (!list[i] || list[i]->type != STORE_COLLECTION_VIEW)
             continue;
         int rc = view_sql(cn, list[i], false);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-int sq__views_create(struct sq_conn *cn, struct store_collection **list, size_t n, json_t *errors)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!list[i] || list[i]->type != STORE_COLLECTION_VIEW)
-            continue;
-        int rc = view_sql(cn, list[i], true);
-        if (rc == ERR_INVALID) {
-            char msg[600];
-            snprintf(msg, sizeof(msg), "The view collection %s would no longer work: %s",
-                     list[i]->name, cn->errmsg);
-            if (errors)
-                store__verr_set(errors, "fields", "validation_view_dependency", msg);
-            return sq__fail(cn, ERR_INVALID, "%s", msg);
-        }
         if (rc)
             return rc;
     }
