@@ -227,6 +227,10 @@ test('a password field on a base collection is hashed, checked and never returne
   assert.equal((await anon.collection('lockers').getOne(rec.id)).code, undefined);
   assert.equal((await pb.collection('lockers').getOne(rec.id, { fields: 'id,code' })).code, undefined);
   assert.ok((await pb.collection('lockers').getFullList()).every((r) => !('code' in r)));
+  // nor can a client read it through a filter or a sort (a LIKE would spell out the hash)
+  for (const q of [{ filter: 'code ~ "argon2"' }, { filter: 'code != ""' }, { sort: 'code' }]) {
+    await expectStatus(anon.collection('lockers').getList(1, 10, q), 400);
+  }
   const bad = [[{ label: 'b' }, 'validation_required'], [{ code: '12' }, 'validation_min_text_constraint'],
     [{ code: '1234567890123' }, 'validation_max_text_constraint'], [{ code: 'abcd' }, 'validation_invalid_format']];
   for (const [body, code] of bad) {
