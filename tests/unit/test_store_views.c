@@ -129,6 +129,15 @@ static void test_queries_refused(void **state)
     store_collection_unref(
         fx_coll(&fx, "{\"name\":\"v2\",\"type\":\"view\",\"viewQuery\":\"WITH t AS (SELECT id, n "
                      "FROM counts) SELECT id, (SELECT count(*) FROM posts) AS total FROM t\"}"));
+    /* PocketBase's hint for a view without ids: the records are found by their id string */
+    struct store_collection *numbered =
+        fx_coll(&fx, "{\"name\":\"numbered\",\"type\":\"view\",\"viewQuery\":\"SELECT "
+                     "(ROW_NUMBER() OVER (ORDER BY title)) AS id, title FROM posts\"}");
+    json_t *rec = NULL;
+    assert_int_equal(store_record_get(fx.st, numbered, "2", &rec), 0);
+    assert_string_equal(json_string_value(json_object_get(rec, "title")), "two");
+    json_decref(rec);
+    store_collection_unref(numbered);
     json_t *fields = NULL, *errors = NULL;
     assert_int_equal(
         store_collection_view_fields(fx.st, "select id, author from posts", &errors, &fields), 0);

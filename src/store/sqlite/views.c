@@ -406,6 +406,36 @@ int sq__view_spec(struct sq_conn *cn, struct store_collection **list, size_t n, 
 
 /* ---- the SQL views ---- */
 
+/* The view's SELECT list: `*`, or when its id is computed (PocketBase's own hint is
+ * `(ROW_NUMBER() OVER()) as id`, an integer) every column with the id cast to text, so that a
+ * record is found by the id string its JSON shows. A copied id column stays as it is, so a
+ * lookup by id can still use its table's primary key. */
+static void view_columns(struct sq_conn *cn, const struct store_collection *c, struct buf *b)
+{
+    sqlite3_stmt *st = NULL;
+    int id_col = -1, n = 0;
+    if (sqlite3_prepare_v2(cn->db, c->view_query, -1, &st, NULL) == SQLITE_OK && st) {
+        n = sqlite3_column_count(st);
+        for (int i = 0; i < n; i++)
+            if (strcmp(sqlite3_column_name(st, i), "id") == 0)
+                id_col = i;
+    }
+    if (id_col < 0 || sqlite3_column_origin_name(st, id_col)) {
+        buf_putc(b, '*');
+    } else {
+        for (int i = 0; i < n; i++) {
+            if (i)
+                buf_puts(b, ", ");
+            if (i == id_col) {
+                buf_puts(b, "CAST(\"id\" AS TEXT) AS \"id\"");
+            } else {
+                store__quote(b, sqlite3_column_name(st, i));
+            }
+        }
+    }
+    sqlite3_finalize(st);
+}
+
 static int view_sql(struct sq_conn *cn, const struct store_collection *c, bool create)
 {
     struct buf b;
@@ -413,8 +443,10 @@ static int view_sql(struct sq_conn *cn, const struct store_collection *c, bool c
     if (create) {
         buf_puts(&b, "CREATE VIEW ");
         store__quote(&b, c->name);
+        buf_puts(&b, " AS SELECT ");
+        view_columns(cn, c, &b);
         /* on lines of its own, so that a trailing comment cannot swallow the ')' */
-        buf_printf(&b, " AS SELECT * FROM (\n%s\n)", c->view_query);
+        buf_printf(&b, " FROM (\n%s\n)", c->view_query);
     } else {
         buf_puts(&b, "DROP VIEW IF EXISTS ");
         store__quote(&b, c->name);
