@@ -316,9 +316,8 @@ static bool pattern_ok(const char *p)
 }
 
 /* Parses the options of one field; f->type, f->name and f->id are set. */
-static void field_options(struct parse *ps, const json_t *jf, struct store_field *f, json_t *ferrs)
+static void field_options(const json_t *jf, struct store_field *f, json_t *ferrs)
 {
-    UNUSED(ps);
     int64_t iv;
     f->hidden = get_bool(jf, "hidden", false);
     f->presentable = get_bool(jf, "presentable", false);
@@ -573,7 +572,7 @@ static int parse_field(struct parse *ps, const json_t *jf, struct store_field *f
         }
     }
     size_t before = json_object_size(ferrs);
-    field_options(ps, jf, f, ferrs);
+    field_options(jf, f, ferrs);
     return json_object_size(ferrs) > before ? ERR_INVALID : 0;
 }
 
