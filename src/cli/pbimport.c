@@ -21,7 +21,7 @@ struct pbi {
     sqlite3 *db;
     struct store *st;
     FILE *out, *err;
-    size_t n_records, n_failed;
+    size_t n_records, n_failed, n_kept;
 };
 
 /* The value of column i as JSON, or NULL for SQL NULL. */
@@ -81,6 +81,15 @@ static int read_collections(struct pbi *x, json_t **out)
                 json_decref(v);
         }
         json_object_del(c, "options");
+        if (!json_is_array(json_object_get(c, "fields"))) {
+            /* PocketBase before 0.23 kept a `schema` column and `_admins` */
+            fprintf(x->err, "tandem: %s: no fields column: only PocketBase 0.23 and later\n",
+                    json_string_value(json_object_get(c, "name")));
+            json_decref(c);
+            json_decref(list);
+            sqlite3_finalize(s);
+            return 1;
+        }
         json_array_append_new(list, c);
     }
     sqlite3_finalize(s);
@@ -121,8 +130,16 @@ static void flush(struct pbi *x, struct store_create_item *items, char **hashes,
     int rc = store_record_create_batch(x->st, items, n);
     for (size_t i = 0; i < n; i++) {
         struct store_create_item *it = &items[i];
+        json_t *email_err = json_object_get(it->errors, "email");
+        bool taken = email_err && strcmp(json_string_value(json_object_get(email_err, "code")),
+                                         "validation_not_unique") == 0;
         if (it->rc == 0) {
             x->n_records++;
+        } else if (taken && strcmp(it->c->name, "_superusers") == 0) {
+            /* this data directory has a superuser of that email already: it stays */
+            x->n_kept++;
+            fprintf(x->out, "_superusers: %s kept as it is here\n",
+                    json_string_value(json_object_get(it->body, "email")));
         } else {
             x->n_failed++;
             char *e = it->errors ? json_dumps(it->errors, JSON_COMPACT) : NULL;

@@ -132,6 +132,7 @@ function pocketbaseDataDb(pbData) {
       email TEXT DEFAULT '' NOT NULL, emailVisibility BOOLEAN DEFAULT FALSE NOT NULL, verified BOOLEAN DEFAULT FALSE NOT NULL,
       created TEXT DEFAULT '' NOT NULL, updated TEXT DEFAULT '' NOT NULL);`);
   sql.push(`INSERT INTO _superusers VALUES ('sup3ruser000001', ${q(JTR_HASH)}, 'tk_superuser_000000000000000000000000000001', 'admin@old.example', 0, 1, '2024-01-01 00:00:00.000Z', '2024-01-01 00:00:00.000Z');`);
+  sql.push(`INSERT INTO _superusers VALUES ('sup3ruser000002', ${q(JTR_HASH)}, 'tk_superuser_000000000000000000000000000002', 'boss@old.example', 0, 1, '2024-01-01 00:00:00.000Z', '2024-01-01 00:00:00.000Z');`);
   sql.push(`CREATE TABLE users (id TEXT PRIMARY KEY NOT NULL, password TEXT DEFAULT '' NOT NULL, tokenKey TEXT DEFAULT '' NOT NULL,
       email TEXT DEFAULT '' NOT NULL, emailVisibility BOOLEAN DEFAULT FALSE NOT NULL, verified BOOLEAN DEFAULT FALSE NOT NULL,
       name TEXT DEFAULT '' NOT NULL, created TEXT DEFAULT '' NOT NULL, updated TEXT DEFAULT '' NOT NULL);`);
@@ -157,10 +158,12 @@ test('tandem import pocketbase moves the records; bcrypt passwords sign in and a
   cleanups.push(() => rmSync(join(pbData, '..'), { recursive: true, force: true }));
   const dir = tempDir();
   await createSuperuser(dir);
+  await createSuperuser(dir, 'admin@old.example', 'tandem-password'); // already here: kept
   const r = await run(['import', 'pocketbase', pbData, '--dir', dir]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /4 collections imported/);
   assert.match(r.stdout, /7 records imported, 0 not imported/);
+  assert.match(r.stdout, /_superusers: admin@old\.example kept as it is here/);
   const again = await run(['import', 'pocketbase', join(pbData, 'nope'), '--dir', dir]);
   assert.equal(again.code, 1);
 
@@ -202,9 +205,14 @@ test('tandem import pocketbase moves the records; bcrypt passwords sign in and a
   await expectStatus(second.collection('users').authWithPassword('ada@example.com', 'wrong'), 400);
   // the token the bcrypt sign-in gave still works (the tokenKey did not change)
   assert.equal((await anon.collection('users').authRefresh()).record.id, 'adaaaaaaaaaaaaa');
-  // PocketBase's superuser came along, beside tandem's own
+  // PocketBase's superuser had the email of one this data directory has: tandem's stays
   const su = client(srv.url);
-  await su.collection('_superusers').authWithPassword('admin@old.example', 'U*U');
+  await expectStatus(su.collection('_superusers').authWithPassword('admin@old.example', 'U*U'), 400);
+  await su.collection('_superusers').authWithPassword('admin@old.example', 'tandem-password');
+  // and the other came along, its bcrypt password working
+  const boss = client(srv.url);
+  await boss.collection('_superusers').authWithPassword('boss@old.example', 'U*U');
+  assert.ok(boss.authStore.isSuperuser);
   assert.ok(su.authStore.isSuperuser);
   assert.equal((await su.collection('users').getFullList()).length, 2);
   const withAuthor = await su.collection('posts').getOne('post00000000003', { expand: 'author' });
