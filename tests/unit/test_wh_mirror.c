@@ -398,6 +398,18 @@ static void test_view_collection_mirror(void **state)
              NULL),
         0);
     assert_rows(f->c, "SELECT name, n FROM app_by_name", "[[\"a\",3]]");
+    /* the tables under it still change: a new field, a field changing type (refill) */
+    struct store_field more[ARRAY_LEN(users_fields) + 1];
+    memcpy(more, users_fields, sizeof(users_fields));
+    more[ARRAY_LEN(users_fields)] =
+        (struct store_field){.id = "f_city", .name = "city", .type = STORE_FIELD_TEXT};
+    more[3].type = STORE_FIELD_TEXT; /* active: bool -> text */
+    struct store_collection users2 = users;
+    users2.fields = more;
+    users2.n_fields = ARRAY_LEN(more);
+    assert_int_equal(wh_apply_collection(f->c, &users2), 0);
+    assert_rows(f->c, "SELECT name, n FROM app_by_name", "[[\"a\",3]]");
+    assert_int_equal(wh_apply_collection(f->c, &users), 0);
     /* renamed with the collection, applied again without harm */
     view.name = "grouped";
     assert_int_equal(wh_apply_collection(f->c, &view), 0);
