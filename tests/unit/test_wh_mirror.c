@@ -385,7 +385,13 @@ static void test_view_collection_mirror(void **state)
         .view_query = "SELECT min(id) AS id, name, count(*) AS n, sum(age) AS years FROM users "
                       "GROUP BY name ORDER BY name",
     };
+    struct store_field of[] = {{.id = "o_id", .name = "id", .type = STORE_FIELD_TEXT}};
+    struct store_collection other = {
+        .id = "pbc_other", .name = "other", .fields = of, .n_fields = ARRAY_LEN(of)};
+    assert_int_equal(wh_apply_collection(f->c, &other), 0);
     assert_int_equal(wh_apply_collection(f->c, &view), 0);
+    /* a mirror the view does not read may go */
+    assert_int_equal(wh_drop_collection(f->c, "pbc_other"), 0);
     assert_rows(f->c, "SELECT name, n, years FROM app_by_name ORDER BY name",
                 "[[\"a\",2,42.0],[\"b\",1,5.0]]");
     assert_rows(f->c,

@@ -7,6 +7,7 @@
  * a batch deletes every id it touches and appends the final image of each record, which keeps
  * ids unique without DuckDB's index costs. */
 #include <string.h>
+#include <strings.h>
 
 #include "warehouse/duckdb/whd_int.h"
 
@@ -678,8 +679,28 @@ static int exec_one(struct whd_conn *c, const char *sql)
     return 0;
 }
 
+/* Whether q names the identifier name (any case, as a whole word, quoted or not). */
+static bool names_ident(const char *q, const char *name)
+{
+    size_t l = strlen(name);
+    for (const char *p = q; *p; p++) {
+        if (strncasecmp(p, name, l) != 0)
+            continue;
+        char before = p == q ? ' ' : p[-1], after = p[l];
+        bool word_before = (before >= 'a' && before <= 'z') || (before >= 'A' && before <= 'Z') ||
+                           (before >= '0' && before <= '9') || before == '_';
+        bool word_after = (after >= 'a' && after <= 'z') || (after >= 'A' && after <= 'Z') ||
+                          (after >= '0' && after <= '9') || after == '_';
+        if (!word_before && !word_after)
+            return true;
+    }
+    return false;
+}
+
 /* A view collection's mirror: a DuckDB view running its viewQuery over the mirrors, each
- * collection name bound (as a CTE) to its mirror table. */
+ * collection name the query mentions bound (as a CTE) to its mirror table. DuckDB binds
+ * every CTE of a view when it is read, so naming only those keeps the view working when an
+ * unrelated mirror goes. */
 static int apply_view_locked(struct whd_conn *c, const struct store_collection *coll)
 {
     char table[160];
@@ -712,9 +733,16 @@ static int apply_view_locked(struct whd_conn *c, const struct store_collection *
     whd__quote_ident(&sql, table);
     buf_puts(&sql, " AS ");
     idx_t n = duckdb_row_count(&res);
+    bool first = true;
     for (idx_t i = 0; i < n; i++) {
         char *name = duckdb_value_varchar(&res, 0, i), *t = duckdb_value_varchar(&res, 1, i);
-        buf_puts(&sql, i ? ", " : "WITH ");
+        if (!coll->view_query || !names_ident(coll->view_query, name)) {
+            duckdb_free(name);
+            duckdb_free(t);
+            continue;
+        }
+        buf_puts(&sql, first ? "WITH " : ", ");
+        first = false;
         whd__quote_ident(&sql, name);
         buf_puts(&sql, " AS (SELECT * FROM ");
         whd__quote_ident(&sql, t);
