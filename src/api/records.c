@@ -215,19 +215,18 @@ static json_t *verr(const char *code, const char *message, json_t *params)
 }
 
 /* The password of a record body (the collection's password field: `password` of an auth
- * collection, any password field of a base one), checked against the field's options.
- * Returns 0 with *pw_out NULL when the body sets no password; ERR_INVALID with errors filled. */
-static int password_from_body(struct rec_req *rr, bool create, json_t *body, json_t *errors,
-                              const char **pw_out)
+ * collection, any password field of a base one), checked against the field's options. */
+int api__password_from_body(const struct store_collection *c, bool create, json_t *body,
+                            json_t *errors, const char **pw_out)
 {
     *pw_out = NULL;
     const struct store_field *f = NULL;
-    for (size_t i = 0; i < rr->c->n_fields; i++)
-        if (rr->c->fields[i].type == STORE_FIELD_PASSWORD)
-            f = &rr->c->fields[i];
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type == STORE_FIELD_PASSWORD)
+            f = &c->fields[i];
     if (!f)
         return 0;
-    bool auth = rr->c->type == STORE_COLLECTION_AUTH;
+    bool auth = c->type == STORE_COLLECTION_AUTH;
     const char *key = f->name;
     json_t *pw = json_object_get(body, key);
     if (!pw || (json_is_string(pw) && json_string_length(pw) == 0)) {
@@ -600,7 +599,7 @@ static bool write_prepare(struct write_job *job, const char *id, struct api_fail
 
     json_t *errors = json_object();
     api__arena_json(a, errors);
-    rc = password_from_body(rr, create, job->body, errors, &job->pw);
+    rc = api__password_from_body(rr->c, create, job->body, errors, &job->pw);
     if (auth)
         auth_checks(job, id, old, errors);
     if (rc == ERR_INVALID || json_object_size(errors))

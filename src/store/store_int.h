@@ -38,6 +38,8 @@ int store__collection_from_json(const json_t *in, const struct store_collection 
 /* The default system collections, created on first open. */
 struct store_collection *store__collection_superusers(const char *now);
 struct store_collection *store__collection_users(const char *now);
+/* The `_externalAuths` system collection: the links of auth records to OAuth2 accounts. */
+struct store_collection *store__collection_external_auths(const char *now);
 struct store_collection *store__collection_alloc(void);
 /* The JSON of one field as PocketBase writes it. RETURNS a new reference. */
 json_t *store__field_to_json(const struct store_field *f);
