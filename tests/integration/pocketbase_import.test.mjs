@@ -96,11 +96,12 @@ test('deleteMissing drops what the import does not name, as PocketBase does', as
   // posts relates to users: users cannot go while posts stays; nothing changes
   const e = await expectStatus(pb.collections.import([EXPORT[1]], true), 400);
   assert.equal(e.response.message, 'Failed to import collections.');
-  assert.equal((await pb.collections.getFullList({ filter: "name != '_superusers'" })).length, 4);
+  assert.equal((await pb.collections.getFullList({ filter: 'system = false' })).length, 4);
   // naming users and posts drops places and the view; system collections stay
   await pb.collections.import([EXPORT[0], EXPORT[1]], true);
   const names = (await pb.collections.getFullList({ sort: 'name' })).map((c) => c.name);
-  assert.deepEqual(names, ['_superusers', 'posts', 'users']);
+  assert.deepEqual(names.filter((n) => !n.startsWith('_')), ['posts', 'users']);
+  assert.ok(names.includes('_superusers'));
   // importing the full export again brings them back, the same ids
   await pb.collections.import(EXPORT, true);
   assert.equal((await pb.collections.getOne('post_counts')).id, 'pbc_2364117431');
