@@ -144,24 +144,33 @@ static void handle(struct http_req *req, void *ctx)
         return;
     }
 
-    /* under dedup_mu: which events are new, their append, and the ticket to wait for */
+    /* under dedup_mu: which events are new, their append, and the ticket to wait for. On
+     * Kafka every node appends and the primary's mirror drops retries (docs/scale-out.md):
+     * a node-local filter could not see the other nodes, and would answer a retry of events
+     * whose delivery failed as a duplicate. */
+    bool local_dedup = strcmp(evlog_backend_name(env->log), "kafka") != 0;
     pthread_mutex_lock(&dedup_mu);
-    size_t dups = capture_dedup_filter(env->dedup, &r, in.received_us);
+    size_t dups = local_dedup ? capture_dedup_filter(env->dedup, &r, in.received_us) : 0;
     size_t n = r.n_events - dups;
     uint64_t first, ticket = last_ticket; /* a duplicate waits for the newest append */
     rc = 0;
     if (n > 0) {
         struct evlog_rec *recs = arena_alloc(http_req_arena(req), n * sizeof(*recs));
+        struct evlog_key *keys = arena_alloc(http_req_arena(req), n * sizeof(*keys));
         size_t k = 0;
         for (size_t i = 0; i < r.n_events; i++) {
             if (r.events[i].duplicate)
                 continue;
-            recs[k].data = r.events[i].record;
-            recs[k].len = r.events[i].record_len;
+            const struct capture_event *e = &r.events[i];
+            recs[k].data = e->record;
+            recs[k].len = e->record_len;
+            /* the person: their events keep their order on a partitioned log */
+            keys[k].data = e->user_id ? e->user_id : e->anonymous_id;
+            keys[k].len = keys[k].data ? strlen(keys[k].data) : 0;
             k++;
         }
-        rc = evlog_append(env->log, EVENTS_TOPIC, recs, n, &first, &ticket);
-        if (rc != 0)
+        rc = evlog_append_keyed(env->log, EVENTS_TOPIC, recs, keys, n, &first, &ticket);
+        if (rc != 0 && local_dedup)
             capture_dedup_unfilter(env->dedup, &r);
         else
             last_ticket = ticket;
