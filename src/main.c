@@ -94,6 +94,17 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
                 cfg->log_backend);
         return EXIT_USAGE;
     }
+    if (strcmp(cfg->role, "all") != 0 && strcmp(cfg->role, "primary") != 0 &&
+        strcmp(cfg->role, "capture") != 0) {
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --role (expected all, primary or capture)\n",
+                cfg->role);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->role, "all") != 0 && strcmp(cfg->log_backend, "kafka") != 0) {
+        fprintf(stderr, "tandem: --role %s needs --log kafka\n", cfg->role);
+        return EXIT_USAGE;
+    }
     if (strcmp(cfg->log_backend, "kafka") == 0 && !cfg->kafka_brokers[0]) {
         fprintf(stderr, "tandem: --log kafka needs --kafka-brokers\n");
         return EXIT_USAGE;
@@ -312,7 +323,9 @@ static int app_open(struct app *a)
     capture_dedup_cfg_default(&dc);
     dc.window_us = a->cfg.dedup_window * 1000000;
     a->dedup = capture_dedup_new(&dc);
-    rc = open_log_with(&a->cfg, a->dedup, &a->log);
+    /* a capture node copies nothing from Kafka: its reads (and warehouse) stay empty */
+    bool capture_only = strcmp(a->cfg.role, "capture") == 0;
+    rc = open_log_with(&a->cfg, capture_only ? NULL : a->dedup, &a->log);
     if (rc != 0)
         return rc;
     if (pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
@@ -658,6 +671,7 @@ static int cmd_log(int argc, char **argv)
             struct evlog_cfg lc; /* the local directory above is the Kafka mirror */
             evlog_cfg_defaults(&lc);
             kafka_settings(&cfg, &lc);
+            lc.dir = dir;
             int krc = evlog_kafka_check(&lc, &report);
             if (rc == 0 && krc != 0)
                 rc = ERR_CORRUPT;

@@ -53,6 +53,11 @@ const struct cfg_opt cfg_opts[] = {
     {"log", "TANDEM_LOG", "local",
      "event log backend: local (segment files under --dir) or kafka (--kafka-brokers)",
      STR_OPT(log_backend)},
+    {"role", "TANDEM_ROLE", "all",
+     "all (one node does everything), primary (with --log kafka: copies the Kafka topics into "
+     "the warehouse, serves records, realtime and insights) or capture (with --log kafka: only "
+     "appends captured events to Kafka)",
+     STR_OPT(role)},
     {"kafka-brokers", "TANDEM_KAFKA_BROKERS", "",
      "Kafka bootstrap servers, host:port,... (with --log kafka)", STR_OPT_OR_EMPTY(kafka_brokers)},
     {"kafka-topic-prefix", "TANDEM_KAFKA_TOPIC_PREFIX", "tandem-",

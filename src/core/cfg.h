@@ -27,6 +27,7 @@ struct cfg {
     char origins[2048];       /* CORS: "*" or a comma-separated list of origins */
     char fsync[16];           /* always|batch|never */
     char log_backend[16];     /* local|kafka */
+    char role[16];            /* all|primary|capture */
     char kafka_brokers[1024];
     char kafka_topic_prefix[128];
     char kafka_config[1024];    /* a file of librdkafka settings; "" none */

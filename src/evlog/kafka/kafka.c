@@ -357,9 +357,9 @@ static int kafka_append_keyed(struct evlog *lg, const char *topic, const struct 
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         atomic_fetch_add(&t->remaining, 1);
-        int e = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                                 (void *)recs[i].data, recs[i].len,
-                                 keys ? keys[i].data : NULL, keys ? keys[i].len : 0, t);
+        int e =
+            rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)recs[i].data,
+                             recs[i].len, keys ? keys[i].data : NULL, keys ? keys[i].len : 0, t);
         if (e != 0) {
             rd_kafka_resp_err_t err = rd_kafka_last_error();
             atomic_fetch_sub(&t->remaining, 1);
@@ -377,8 +377,8 @@ static int kafka_append_keyed(struct evlog *lg, const char *topic, const struct 
     return rc;
 }
 
-static int kafka_append(struct evlog *lg, const char *topic, const struct evlog_rec *recs,
-                        size_t n, uint64_t *first_offset_out, uint64_t *ticket_out)
+static int kafka_append(struct evlog *lg, const char *topic, const struct evlog_rec *recs, size_t n,
+                        uint64_t *first_offset_out, uint64_t *ticket_out)
 {
     return kafka_append_keyed(lg, topic, recs, NULL, n, first_offset_out, ticket_out);
 }

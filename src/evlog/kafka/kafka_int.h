@@ -27,8 +27,8 @@ struct kafka {
     pthread_t poller;
     bool poller_started;
     atomic_bool stop;
-    atomic_bool down;  /* every broker unreachable: appends answer ERR_BUSY at once */
-    atomic_bool fatal; /* the idempotent producer hit a fatal error: appends refused */
+    atomic_bool down;   /* every broker unreachable: appends answer ERR_BUSY at once */
+    atomic_bool fatal;  /* the idempotent producer hit a fatal error: appends refused */
     pthread_mutex_t mu; /* leaf: tickets, topic handles, last_error */
     uint64_t next_ticket;
     struct kticket *buckets[KAFKA_TICKET_BUCKETS];

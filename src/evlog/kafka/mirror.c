@@ -27,7 +27,7 @@
 
 struct kmirror {
     struct kafka *k;
-    char topic[65];  /* the tandem topic, e.g. "events" */
+    char topic[65];   /* the tandem topic, e.g. "events" */
     char ktopic[256]; /* the Kafka topic, e.g. "tandem-events" */
     char itopic[80];  /* the intent topic in the mirror */
     rd_kafka_t *rk;
@@ -126,8 +126,7 @@ static int read_positions(json_t *a, int64_t *pos, int n)
 /* Where copying resumes, from the last intent and the mirror's end (see the file comment). */
 /* The sequence numbers after the first `landed` records of the batch the intent j describes:
  * its "seq0", moved by each landed record (read back from the mirror at base). */
-static int recover_seq(struct kmirror *m, json_t *j, uint64_t base, uint64_t landed,
-                       int64_t *seq)
+static int recover_seq(struct kmirror *m, json_t *j, uint64_t base, uint64_t landed, int64_t *seq)
 {
     if (read_positions(json_object_get(j, "seq0"), seq, m->nparts) != 0)
         return ERR_CORRUPT;
@@ -377,8 +376,8 @@ static int write_batch(struct kmirror *m, struct batch *b)
         recs[nrec].data = msg->payload;
         recs[nrec].len = msg->len;
         nrec++;
-        json_t *last = json_array_size(ranges) ? json_array_get(ranges, json_array_size(ranges) - 1)
-                                               : NULL;
+        json_t *last =
+            json_array_size(ranges) ? json_array_get(ranges, json_array_size(ranges) - 1) : NULL;
         if (last && json_integer_value(json_array_get(last, 0)) == p &&
             json_integer_value(json_array_get(last, 2)) == msg->offset - 1) {
             json_array_set_new(last, 2, json_integer(msg->offset));
@@ -625,6 +624,31 @@ int kafka__tail(struct kafka *k, const char *topic, struct evlog_batch *out)
     return rc;
 }
 
+/* The "end" positions of topic's last intent record in the mirror (a batch whose data did not
+ * land yet is counted as copied: for reports only). */
+static void mirror_positions(struct evlog *mirror, const char *topic, int64_t *pos, int n)
+{
+    char itopic[80];
+    snprintf(itopic, sizeof(itopic), "kafka-%s", topic);
+    uint64_t end = 0;
+    if (evlog_local_ops.end_offset(mirror, itopic, &end) != 0 || end == 0)
+        return;
+    struct evlog_batch b;
+    evlog_batch_init(&b);
+    if (evlog_local_ops.read(mirror, itopic, end - 1, 1, EVLOG_TAIL_MAX_BYTES, &b) == 0 &&
+        b.n == 1) {
+        json_t *j = json_loadb((const char *)b.recs[0].data, b.recs[0].len, 0, NULL);
+        if (read_positions(json_object_get(j, "end"), pos, n) != 0)
+            for (int p = 0; p < n; p++)
+                pos[p] = -1;
+        for (int p = 0; p < n; p++)
+            if (pos[p] == RD_KAFKA_OFFSET_BEGINNING)
+                pos[p] = -1;
+        json_decref(j);
+    }
+    evlog_batch_release(&b);
+}
+
 int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
 {
     struct kafka k;
@@ -637,6 +661,13 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
     rd_kafka_t *rk = new_consumer(&k);
     if (!rk)
         return ERR_INVALID;
+    struct evlog *mirror = NULL; /* the positions the mirror reached, when it can be opened */
+    if (cfg->dir) {
+        struct evlog_cfg lc = *cfg;
+        lc.backend = "local";
+        if (evlog_local_ops.open(&lc, &mirror) != 0)
+            buf_printf(report, "mirror: %s\n", evlog__errmsg());
+    }
     static const char *const topics[] = {"events", "changes"};
     int rc = 0;
     for (size_t t = 0; t < ARRAY_LEN(topics); t++) {
@@ -650,6 +681,11 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
             continue;
         }
         buf_printf(report, "%s: %d partitions\n", ktopic, n);
+        int64_t *pos = xcalloc((size_t)n, sizeof(*pos));
+        for (int p = 0; p < n; p++)
+            pos[p] = -1;
+        if (mirror)
+            mirror_positions(mirror, topics[t], pos, n);
         for (int p = 0; p < n; p++) {
             int64_t lo = 0, hi = 0;
             rd_kafka_resp_err_t err =
@@ -658,11 +694,25 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
                 buf_printf(report, "  partition %d: %s\n", p, rd_kafka_err2str(err));
                 rc = ERR_BUSY;
             } else {
-                buf_printf(report, "  partition %d: offsets %lld..%lld\n", p, (long long)lo,
+                buf_printf(report, "  partition %d: offsets %lld..%lld", p, (long long)lo,
                            (long long)hi);
+                if (pos[p] > hi) {
+                    buf_printf(report,
+                               ", but %lld were already mirrored: the topic was recreated or "
+                               "truncated\n",
+                               (long long)pos[p]);
+                    rc = ERR_CORRUPT;
+                } else if (pos[p] >= 0)
+                    buf_printf(report, ", mirrored up to %lld, lag %lld\n", (long long)pos[p],
+                               (long long)(hi - pos[p]));
+                else
+                    buf_printf(report, ", lag %lld (nothing mirrored)\n", (long long)(hi - lo));
             }
         }
+        free(pos);
     }
     rd_kafka_destroy(rk);
+    if (mirror)
+        evlog_local_ops.close(mirror);
     return rc;
 }
