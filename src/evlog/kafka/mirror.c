@@ -37,6 +37,8 @@ struct kmirror {
     int nparts;
     int64_t *next; /* per partition: the next offset to copy; RD_KAFKA_OFFSET_BEGINNING when none */
     int64_t *seq;  /* per partition: the last sequence number copied (cfg.mirror_seq); -1 none */
+    int64_t *gap_offset; /* per partition: the offset a gap was last seen before */
+    int *gap_tries;      /* per partition: seeks back to gap_offset so far */
     char error[300];
     bool fatal; /* the error needs an operator: the copy stopped */
 };
@@ -248,7 +250,13 @@ static int setup(struct kmirror *m)
         return rc;
     }
     free(m->seq);
-    m->seq = seq; /* only this thread uses it */
+    m->seq = seq; /* only this thread uses it, and the two below */
+    free(m->gap_offset);
+    free(m->gap_tries);
+    m->gap_offset = xcalloc((size_t)n, sizeof(*m->gap_offset));
+    m->gap_tries = xcalloc((size_t)n, sizeof(*m->gap_tries));
+    for (int p = 0; p < n; p++)
+        m->gap_offset[p] = -1;
     for (int p = 0; p < n; p++) {
         int64_t lo = 0, hi = 0;
         rd_kafka_resp_err_t err =
@@ -334,6 +342,45 @@ static int collect(struct kmirror *m, struct batch *b)
     return 0;
 }
 
+#define GAP_RETRIES 5 /* seeks back to one offset before a gap is taken as real */
+
+/* Whether a gap before expected in partition p is accepted: only after GAP_RETRIES seeks to
+ * the same offset found it again (offsets a compacted topic or a transactional producer left
+ * out). */
+static bool gap_accept(struct kmirror *m, int p, int64_t expected)
+{
+    if (m->gap_offset[p] != expected) {
+        m->gap_offset[p] = expected;
+        m->gap_tries[p] = 0;
+    }
+    if (m->gap_tries[p] < GAP_RETRIES)
+        return false;
+    xlog_warn("kafka mirror %s: partition %d has no offset %lld after %d reads; going on", m->topic,
+              p, (long long)expected, GAP_RETRIES);
+    return true;
+}
+
+/* Seeks the partitions that jumped back to the next offset to copy. */
+static void reseek(struct kmirror *m, const bool *gap, const int64_t *end, int n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++)
+        if (gap[p]) {
+            rd_kafka_topic_partition_list_add(l, m->ktopic, p)->offset = end[p];
+            m->gap_tries[p]++;
+            xlog_warn("kafka mirror %s: partition %d skipped ahead of offset %lld; seeking back",
+                      m->topic, p, (long long)end[p]);
+        }
+    if (l->cnt > 0) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(m->rk, l, META_TIMEOUT_MS);
+        if (e) {
+            set_error(m, false, "cannot seek %s: %s", m->ktopic, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static int write_batch(struct kmirror *m, struct batch *b)
 {
     struct kafka *k = m->k;
@@ -348,6 +395,7 @@ static int write_batch(struct kmirror *m, struct batch *b)
     json_object_set_new(intent, "start", positions_json(end, n));
     json_object_set_new(intent, "seq0", positions_json(seq, n));
     json_t *ranges = json_array();
+    bool *gap = xcalloc((size_t)n, sizeof(*gap));
     struct evlog_rec *recs = xcalloc(b->n ? b->n : 1, sizeof(*recs));
     size_t nrec = 0;
     int rc = 0;
@@ -359,6 +407,18 @@ static int write_batch(struct kmirror *m, struct batch *b)
             rc = ERR_CORRUPT;
             break;
         }
+        /* Offsets of a partition are dense (an idempotent producer, no compaction): one the
+         * mirror already has is a redelivery, and one past the expected offset is a jump
+         * of the consumer's position (seen after leader changes), which would skip messages.
+         * The copy never trusts the consumer's position: it seeks back. */
+        if (end[p] >= 0 && msg->offset < end[p])
+            continue;
+        if (end[p] >= 0 && msg->offset > end[p] && !gap_accept(m, p, end[p])) {
+            gap[p] = true;
+            continue;
+        }
+        if (gap[p])
+            continue;
         end[p] = msg->offset + 1;
         if (k->cfg.mirror_seq) { /* a resend of what this partition already gave */
             int64_t sq = k->cfg.mirror_seq(m->topic, msg->payload, msg->len);
@@ -408,12 +468,15 @@ static int write_batch(struct kmirror *m, struct batch *b)
     free(recs);
     if (rc != 0) {
         set_error(m, true, "cannot write the mirror: %s", evlog__errmsg());
+        free(gap);
         free(end);
         free(seq);
         return rc;
     }
     memcpy(m->seq, seq, (size_t)n * sizeof(*seq));
     free(seq);
+    reseek(m, gap, end, n);
+    free(gap);
     /* Kafka's committed offsets: for monitoring (consumer-group lag tools) only */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int p = 0; p < n; p++)
@@ -513,6 +576,8 @@ void kafka__mirrors_stop(struct kafka *k)
         pthread_mutex_destroy(&m->mu);
         free(m->next);
         free(m->seq);
+        free(m->gap_offset);
+        free(m->gap_tries);
         free(m);
     }
     k->n_mirrors = 0;
