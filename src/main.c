@@ -328,7 +328,8 @@ static int app_open(struct app *a)
     rc = open_log_with(&a->cfg, capture_only ? NULL : a->dedup, &a->log);
     if (rc != 0)
         return rc;
-    if (pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
+    /* a capture node publishes no record changes (and must start while brokers are down) */
+    if (!capture_only && pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
         fprintf(stderr, "tandem: cannot start the outbox relay: %s\n", store_errmsg(a->store));
         return 1;
     }
