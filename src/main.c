@@ -17,6 +17,7 @@
 #include "evlog/evlog.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "ml/ml.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
 #include "warehouse/warehouse.h"
@@ -43,6 +44,8 @@ static void usage(FILE *out)
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
+            "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
+            "                                    train a model on the running server\n"
             "  version                           print the version\n"
             "  help                              show this help\n\n"
             "Every command takes the options below (--dir in particular).\n\n",
@@ -202,6 +205,7 @@ static int open_log_with(const struct cfg *cfg, struct capture_dedup *dedup, str
         lc.mirror_filter = mirror_filter;
         lc.mirror_filter_arg = dedup;
         lc.mirror_seq = mirror_seq;
+        lc.mirror_gate = api_capture_ready; /* the dedup set is rebuilt from the mirror first */
     }
     if (evlog_fsync_parse(cfg->fsync, &lc.fsync) != 0) {
         fprintf(stderr,
@@ -256,6 +260,7 @@ struct app {
     struct pipeline_relay *relay;
     struct wh *wh;
     struct pipeline *pipeline;
+    struct ml *ml;
     struct api_env env;
     struct http_router *router;
     struct http_server *srv;
@@ -269,7 +274,9 @@ static bool app_close(struct app *a)
     api_records_stop(&a->env);
     api_realtime_stop(&a->env);
     api_batch_stop(&a->env);
+    auth_oauth2_stop(a->env.oauth2);
     http_server_close(a->srv, DRAIN_MS);
+    api_capture_stop(&a->env);
     api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
@@ -277,6 +284,9 @@ static bool app_close(struct app *a)
     api_batch_free(&a->env);
     api_public_free(&a->env);
     http_router_free(a->router);
+    ml_stop(a->ml);
+    if (!wh_busy) /* a stuck query may be inside tandem_predict: then ml stays allocated */
+        ml_free(a->ml);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
     if (wh_busy) /* read-only queries: nothing is lost; the loader above has committed */
@@ -287,6 +297,7 @@ static bool app_close(struct app *a)
     capture_dedup_free(a->dedup);
     if (a->store)
         store_close(a->store);
+    auth_oauth2_free(a->env.oauth2);
     auth_pool_free(a->pool);
     auth_ratelimit_free(a->rl);
     auth_secret_free(a->secret);
@@ -350,12 +361,29 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;
     }
+    struct ml_cfg mc = {
+        .dir = a->cfg.dir,
+        .store = a->store,
+        .wh = a->wh,
+        .log = a->log,
+        .max_bytes = (uint64_t)a->cfg.ml_max_bytes,
+        .nthread = (int)a->cfg.ml_threads,
+    };
+    if (a->store && ml_open(&mc, &a->ml, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    a->env.ml = a->ml;
 
     metrics_register_process(TANDEM_VERSION);
     a->env.cfg = &a->cfg;
     a->env.pipeline = a->pipeline;
     a->env.secret = a->secret;
     a->env.pool = a->pool;
+    if (auth_oauth2_new(NULL, &a->env.oauth2) != 0) {
+        fprintf(stderr, "tandem: cannot start the OAuth2 threads\n");
+        return 1;
+    }
     a->env.rl = a->rl;
     a->env.store = a->store;
     a->env.log = a->log;
@@ -371,9 +399,8 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot read the event log: %s\n", evlog_errmsg(a->log));
         return 1;
     }
-    /* Kafka: the mirror's dedup set is rebuilt (above) before it copies anything */
-    if (evlog_kafka_mirror_start(a->log) != 0) {
-        fprintf(stderr, "tandem: %s\n", evlog_errmsg(a->log));
+    if (api_capture_start(&a->env, a->cfg.dedup_snapshot * 1000000) != 0) {
+        fprintf(stderr, "tandem: cannot start the dedup snapshot thread\n");
         return 1;
     }
     if (a->store && api_records_start(&a->env) != 0) {
@@ -711,6 +738,43 @@ static int cmd_log(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+static int cmd_ml(int argc, char **argv)
+{
+    struct cli_ml_opts o = {0};
+    const char *url = take_opt(&argc, argv, "--url");
+    o.email = take_opt(&argc, argv, "--email");
+    o.password = take_opt(&argc, argv, "--password");
+    const char *wait = take_opt(&argc, argv, "--wait");
+    if (wait) {
+        char *end = NULL;
+        long long s = strtoll(wait, &end, 10);
+        if (!*wait || *end || s < 1 || s > 7 * 86400) {
+            fprintf(stderr, "tandem: --wait takes seconds (1 to 604800)\n");
+            return EXIT_USAGE;
+        }
+        o.wait_s = s;
+    }
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    if (n != 2 || strcmp(w[0], "train") != 0) {
+        fprintf(stderr, "usage: tandem ml train SPEC.json|- [--wait S] [--url http://HOST:PORT] "
+                        "[--email E --password P]\n");
+        return EXIT_USAGE;
+    }
+    char default_url[300];
+    snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
+    o.spec_path = w[1];
+    o.url = url ? url : default_url;
+    o.token = getenv("TANDEM_TOKEN");
+    if (o.token && !*o.token)
+        o.token = NULL;
+    return cli_ml_train(&o, stdout, stderr);
+}
+
 static int cmd_query(int argc, char **argv)
 {
     struct cli_query_opts o = {0};
@@ -773,6 +837,8 @@ int main(int argc, char **argv)
         return cmd_writekey(argc - 2, argv + 2);
     if (strcmp(cmd, "log") == 0)
         return cmd_log(argc - 2, argv + 2);
+    if (strcmp(cmd, "ml") == 0)
+        return cmd_ml(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0)
         return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

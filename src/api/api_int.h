@@ -25,10 +25,12 @@ void api__register_ops(struct http_router *r, struct api_env *env);
 void api__register_capture(struct http_router *r, struct api_env *env);
 void api__register_keys(struct http_router *r, struct api_env *env);
 void api__register_auth(struct http_router *r, struct api_env *env);
+void api__register_oauth2(struct http_router *r, struct api_env *env);
 void api__register_log(struct http_router *r, struct api_env *env);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);
 void api__register_realtime(struct http_router *r, struct api_env *env);
+void api__register_ml(struct http_router *r, struct api_env *env);
 
 struct wh_conn;
 /* What a warehouse job answers, built off the request (the job never touches the request: a
@@ -81,5 +83,8 @@ void api__settings_batch(struct api_env *env, struct api_batch_settings *out);
 /* The client's address: from the first trusted proxy header that holds one (settings
  * trustedProxy), else the connection's. RETURNS BORROWED: lives as long as req. */
 const char *api__client_ip(struct http_req *req, struct api_env *env);
+/* A reference to the privacy rules capture applies (settings.privacy), or NULL when there are
+ * none; release with capture_pii_unref. One atomic load when there are none. */
+struct capture_pii *api__settings_pii(struct api_env *env);
 
 #endif

@@ -85,6 +85,7 @@ struct capture_input {
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
     void *resolve_arg;
     const struct capture_limits *limits; /* NULL: capture_limits_default() */
+    const struct capture_pii *pii;       /* personal data rules, or NULL for none */
 };
 
 /* One normalised event. Every pointer is borrowed from the capture_result that holds it. */
@@ -140,6 +141,29 @@ int capture_gunzip(const void *in, size_t in_len, size_t max_out, struct buf *ou
 /* True when the bytes start with the gzip magic 1f 8b. */
 bool capture_is_gzip(const void *data, size_t len);
 
+/* ---- personal data rules ---- */
+
+/* What a rule does to the field it names (docs/governance.md). */
+enum capture_pii_action {
+    CAPTURE_PII_DROP,     /* removed from the record */
+    CAPTURE_PII_HASH,     /* 32 hex characters of a keyed BLAKE2b-128 of its text */
+    CAPTURE_PII_TRUNCATE, /* an IP address keeps its network (/24, /48), text its first
+                           * `length` characters; other values are kept */
+};
+
+struct capture_pii;
+struct json_t;
+
+/* Compiles rules (a JSON array of {"field": "properties.email", "action": "drop|hash|truncate",
+ * "length": N, "sources": ["web"]}, or NULL) plus, with with_defaults, the default rules;
+ * key (any length) keys the hash. *out is NULL when there is no rule at all. ERR_INVALID with
+ * one line in err naming the problem. */
+int capture_pii_compile(const struct json_t *rules, bool with_defaults, const void *key,
+                        size_t key_len, struct capture_pii **out, char *err,
+                        size_t err_len) MUST_USE;
+struct capture_pii *capture_pii_ref(struct capture_pii *p); /* NULL is fine */
+void capture_pii_unref(struct capture_pii *p);              /* NULL is fine */
+
 /* ---- dedup ---- */
 
 /* A bounded, time-bucketed set of recent (write key, message id) pairs, keyed by a keyed
@@ -194,6 +218,23 @@ size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, i
 /* Undoes capture_dedup_filter() for the non-duplicate events of r. */
 void capture_dedup_unfilter(struct capture_dedup *d, const struct capture_result *r);
 void capture_dedup_stats(struct capture_dedup *d, struct capture_dedup_stats *out);
+/* Snapshot: the whole set as bytes, so a restart need not re-read the log. Appends to out the
+ * caller's tag (opaque, at most 4096 bytes: where in the log the set stands), the hash key, the
+ * window's shape and every live bucket, under a CRC32C. Each shard is copied under its own
+ * lock, so a snapshot taken while checks run holds some of them and not others: the caller
+ * makes that safe (api/capture.c). */
+void capture_dedup_encode(struct capture_dedup *d, const void *tag, size_t tag_len,
+                          struct buf *out);
+/* Replaces the contents of d (which must be empty) with a snapshot made by a set of the same
+ * window and bucket count, dropping buckets that have expired by now_us; on success *tag and
+ * *tag_len point into data. ERR_INVALID (d untouched) when the bytes are damaged, truncated or
+ * from another version or window. */
+int capture_dedup_decode(struct capture_dedup *d, const void *data, size_t len, int64_t now_us,
+                         const void **tag, size_t *tag_len) MUST_USE;
+/* The tag of a snapshot whose checksum and header hold, without loading it; ERR_INVALID
+ * otherwise. */
+int capture_dedup_snapshot_tag(const void *data, size_t len, const void **tag,
+                               size_t *tag_len) MUST_USE;
 
 /* ---- write keys ---- */
 

@@ -75,8 +75,10 @@ struct evlog_cfg {
     const char *kafka_topic_prefix; /* NULL means "tandem-" */
     const char *kafka_config;       /* NULL: none */
     /* kafka: the topics copied into the local log at dir, which serves every read (NULL: none,
-     * a node that only appends). Copying starts with evlog_kafka_mirror_start. */
+     * a node that only appends). Copying starts once mirror_gate() says so (NULL: at once),
+     * so the caller can first rebuild what the filter needs from evlog_read. */
     const char *const *kafka_mirror_topics;
+    bool (*mirror_gate)(void);
     /* kafka: asked for each record of "events" before it is copied; *drop set = a retry that
      * already reached the log through another capture node. NULL: keep everything. */
     int (*mirror_filter)(void *arg, const char *topic, const void *data, size_t len, bool *drop);
@@ -255,9 +257,6 @@ const char *evlog_errmsg(struct evlog *log);
 
 /* ---- kafka ---- */
 
-/* Starts copying kafka_mirror_topics into the local mirror (after the caller rebuilt what the
- * mirror filter needs from evlog_read). 0 and nothing done on another backend. */
-int evlog_kafka_mirror_start(struct evlog *log) MUST_USE;
 /* Appends a JSON array describing each mirrored topic's partitions to out:
  * [{"topic":..,"partition":N,"next":N,"end":N,"lag":N},...] (end = Kafka's high watermark
  * as last seen), or "[]" on another backend. Any thread. */

@@ -261,6 +261,8 @@ static int kafka_open(const struct evlog_cfg *cfg, struct evlog **out)
     }
     if (rc == 0)
         rc = kafka__mirrors_open(k);
+    if (rc == 0)
+        rc = kafka__mirrors_start(k);
     if (rc != 0) {
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", evlog__errmsg());
@@ -536,13 +538,6 @@ const struct evlog_ops evlog_kafka_ops = {
     .tail = kafka_tail,
     .append_keyed = kafka_append_keyed,
 };
-
-int evlog_kafka_mirror_start(struct evlog *log)
-{
-    if (log->ops != &evlog_kafka_ops)
-        return 0;
-    return kafka__mirrors_start((struct kafka *)log);
-}
 
 void evlog_kafka_partitions_json(struct evlog *log, struct buf *out)
 {

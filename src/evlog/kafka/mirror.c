@@ -497,6 +497,9 @@ static void *mirror_main(void *arg)
     struct kmirror *m = arg;
     struct batch b = {.msgs = xcalloc(BATCH_MAX_MSGS, sizeof(rd_kafka_message_t *))};
     bool ready = false, stopped = false;
+    /* the filter's state is rebuilt from the mirror first */
+    while (m->k->cfg.mirror_gate && !m->k->cfg.mirror_gate() && !atomic_load(&m->k->stop))
+        usleep(20000);
     while (!atomic_load(&m->k->stop) && !stopped) {
         if (!ready) {
             int rc = setup(m);
