@@ -197,6 +197,9 @@ struct auth_token_claims {
     char record_id[AUTH_ID_MAX + 1];
     int64_t exp; /* Unix seconds */
     bool refreshable;
+    /* a file token (type "file", POST /api/files/token): signed with its own collection
+     * secret, so it never passes for an auth token, and only good for ?token= on files */
+    bool file;
 };
 
 /* Signs an auth token for claims with token_key. Ids must be 1..AUTH_ID_MAX characters of
@@ -229,6 +232,12 @@ typedef int (*auth_token_lookup_cb)(void *arg, const char *collection_id, const 
 int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
                       int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
                       struct auth_token_claims *claims_out) MUST_USE;
+
+/* auth_token_verify for a file token (type "file", signed with the file secret): an auth
+ * token is refused here, as a file token is by auth_token_verify. */
+int auth_token_verify_file(const struct auth_secret *s, const char *token, size_t token_len,
+                           int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                           struct auth_token_claims *claims_out) MUST_USE;
 
 /* auth_token_verify behind a small per-thread cache of tokens it accepted, keyed by the exact
  * token bytes (found through a keyed hash, compared in constant time). A hit skips the
