@@ -201,3 +201,9 @@ int evlog__batch_reserve(struct evlog_batch *b, size_t n_recs, size_t mem_len)
     }
     return 0;
 }
+
+int evlog_snapshot(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
+                   size_t n_cuts)
+{
+    return log->ops->snapshot(log, dest_dir, cuts, n_cuts);
+}

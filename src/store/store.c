@@ -274,6 +274,11 @@ int store_outbox_pending(struct store *st, int64_t *n_out)
     return st->ops->outbox_pending(st, n_out);
 }
 
+int store_backup(struct store *st, const char *dest_path)
+{
+    return st->ops->backup(st, dest_path);
+}
+
 int store_sync(struct store *st)
 {
     return st->ops->sync(st);

@@ -174,6 +174,7 @@ struct store_ops {
 
     int (*outbox_pending)(struct store *st, int64_t *n_out);
     int (*sync)(struct store *st);
+    int (*backup)(struct store *st, const char *dest_path);
     int (*writekey_create)(struct store *st, const char *name, const char *key_hash,
                            const char *prefix);
     int (*writekey_list)(struct store *st, json_t **out);
@@ -382,6 +383,9 @@ int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
  * WAL mode with synchronous=NORMAL). The outbox relay calls it before it publishes rows, so a
  * power loss can never take back a change the log already has. */
 int store_sync(struct store *st) MUST_USE;
+/* Writes a consistent copy of the whole store (one read snapshot: SQLite's online backup
+ * API) to the new file dest_path, synced; other threads keep reading and writing. */
+int store_backup(struct store *st, const char *dest_path) MUST_USE;
 /* Rows waiting in the outbox (committed changes not yet in the log). */
 int store_outbox_pending(struct store *st, int64_t *n_out) MUST_USE;
 

@@ -22,6 +22,7 @@
 #define TANDEM_WAREHOUSE_WAREHOUSE_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -156,11 +157,15 @@ struct wh_ops {
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
     int (*checkpoint)(struct wh_conn *c, bool force);
     int (*persons_refresh)(struct wh_conn *c, uint64_t *next_out);
+    int (*backup)(struct wh_conn *c, const char *dest_path);
     const char *(*errmsg)(struct wh_conn *c);
 };
 
 struct wh {
     const struct wh_ops *ops; /* every backend embeds this first */
+    /* the facade's: every call that may write or checkpoint holds it shared, wh_backup
+     * exclusive, so the files are copied at a commit boundary with no checkpoint running */
+    pthread_rwlock_t write_lock;
 };
 
 struct wh_conn {
@@ -226,6 +231,11 @@ int wh_checkpoint(struct wh_conn *c, bool force) MUST_USE;
  * since the last refresh; one transaction; concurrent refreshes wait for each other.
  * *next_out (may be NULL): every event with a lower log_offset is reflected. */
 int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out) MUST_USE;
+/* Writes a consistent copy of the warehouse to dest_path (and, for DuckDB, its WAL to
+ * dest_path + ".wal" when one is left after the checkpoint): checkpoints, then copies the
+ * files while every writer of the warehouse waits (read-only queries go on). Slow for a large
+ * warehouse: run it off the request path. */
+int wh_backup(struct wh_conn *c, const char *dest_path) MUST_USE;
 /* Detail of c's last failure; c NULL: the calling thread's last wh_open/wh_conn_open failure.
  * RETURNS BORROWED: valid until the next call on c (or on this thread). */
 const char *wh_errmsg(struct wh_conn *c);

@@ -141,6 +141,7 @@ int sq__outbox_delete(struct store *st, int64_t up_to_id);
 /* keys.c */
 int sq__outbox_pending(struct store *st, int64_t *n_out);
 int sq__sync(struct store *st);
+int sq__backup(struct store *st, const char *dest_path);
 int sq__writekey_create(struct store *st, const char *name, const char *key_hash,
                         const char *prefix);
 int sq__writekey_list(struct store *st, json_t **out);
