@@ -17,6 +17,9 @@ struct api_sql;
 struct api_writer;
 struct realtime_hub;
 struct api_public;
+struct api_admin;
+struct ops_cron;
+struct pipeline_relay;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -50,6 +53,14 @@ struct api_env {
     struct api_batcher *batcher;   /* the /api/batch thread (api_batch_start), or NULL */
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct api_public *pub;        /* static files at / (api_public_open), or NULL */
+    struct wh *wh;                 /* the warehouse (backups copy it), or NULL */
+    struct pipeline_relay *relay;  /* the outbox relay (paused by backups), or NULL */
+    struct ops_cron *cron;         /* the server's periodic jobs, or NULL */
+    struct api_admin *admin;       /* the backup thread (api_admin_start), or NULL */
+    /* Asks the process to stop and start again (a restore applies at start). NULL: a restore
+     * is marked and applies at the next start. Called on the admin thread. */
+    void (*restart)(void *arg);
+    void *restart_arg;
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
@@ -116,6 +127,17 @@ void api_realtime_free(struct api_env *env);
  * api_register; api_public_free once no request can reach it. */
 int api_public_open(struct api_env *env, char *err, size_t err_len) MUST_USE;
 void api_public_free(struct api_env *env);
+
+/* Starts the thread that makes backups and restores for /api/backups (needs env->cfg, store
+ * and log; env->wh, relay and cron when they run). api_admin_stop finishes and answers the job
+ * it runs and joins the thread: call it before the HTTP server closes. api_admin_free once no
+ * request can reach it. Call api_admin_start before api_settings_open, which schedules the
+ * backups of settings.backups.cron in env->cron. */
+int api_admin_start(struct api_env *env) MUST_USE;
+void api_admin_stop(struct api_env *env);
+void api_admin_free(struct api_env *env);
+/* The largest backup archive POST /api/backups/upload takes (the body is held in memory). */
+#define API_BACKUP_MAX_UPLOAD (UINT64_C(256) << 20)
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

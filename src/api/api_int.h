@@ -19,6 +19,8 @@ struct api_identity {
 const struct api_identity *api__identity(struct http_req *req, struct api_env *env);
 /* The hooks of struct api_env that identity and the hashing pool provide. */
 bool api__is_superuser(struct http_req *req, void *env);
+/* Whether token (e.g. from a query parameter) is a valid superuser auth token. */
+bool api__token_is_superuser(struct api_env *env, const char *token);
 int api__hash_password(const char *password, api_hash_done_cb done, void *done_arg, void *env);
 
 void api__register_ops(struct http_router *r, struct api_env *env);
@@ -61,6 +63,10 @@ void api__register_collections(struct http_router *r, struct api_env *env);
 void api__register_records(struct http_router *r, struct api_env *env);
 void api__register_settings(struct http_router *r, struct api_env *env);
 void api__register_batch(struct http_router *r, struct api_env *env);
+/* /api/crons and /api/backups (admin.c). */
+void api__register_admin(struct http_router *r, struct api_env *env);
+/* settings.backups changed (or were loaded): (re)registers or removes the scheduled backup. */
+void api__backups_schedule(struct api_env *env, const char *cron, int64_t max_keep);
 /* The static files (public.c): the router's fallback, when env->pub is set. */
 void api__register_public(struct http_router *r, struct api_env *env);
 /* A URL path (raw, percent-encoded) as the relative file path it names, decoded, in the

@@ -160,16 +160,15 @@ static bool disposition_param(const char *line, size_t len, const char *param, c
     return false;
 }
 
-int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out)
+/* "--" + the boundary of a multipart Content-Type into out; its length, or 0 when none. */
+static size_t delimiter_of(const char *ctype, char *out, size_t cap)
 {
-    size_t n_parts = 0;
-    char boundary[256];
     const char *b = NULL;
     for (const char *q = ctype; *q && !b; q++)
         if (strncasecmp(q, "boundary=", 9) == 0)
             b = q;
     if (!b)
-        return ERR_INVALID;
+        return 0;
     b += 9;
     size_t bl = 0;
     if (*b == '"') {
@@ -180,13 +179,22 @@ int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, j
         while (b[bl] && b[bl] != ';' && b[bl] != ' ')
             bl++;
     }
-    if (bl == 0 || bl + 4 >= sizeof(boundary))
+    if (bl == 0 || bl + 4 >= cap)
+        return 0;
+    out[0] = '-';
+    out[1] = '-';
+    memcpy(out + 2, b, bl);
+    out[bl + 2] = '\0';
+    return bl + 2;
+}
+
+int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out)
+{
+    size_t n_parts = 0;
+    char boundary[256];
+    size_t dl = delimiter_of(ctype, boundary, sizeof(boundary));
+    if (dl == 0)
         return ERR_INVALID;
-    boundary[0] = '-';
-    boundary[1] = '-';
-    memcpy(boundary + 2, b, bl);
-    size_t dl = bl + 2;
-    boundary[dl] = '\0';
 
     const char *p = find_bytes(body.ptr, body.len, boundary, dl);
     const char *end = body.ptr + body.len;
@@ -300,4 +308,47 @@ json_t *api__record_body(struct http_req *req, struct api_env *env, bool allow_e
         return NULL;
     }
     return out;
+}
+
+int api__multipart_file(const char *ctype, struct str body, const char *field, size_t max_parts,
+                        char *filename_out, size_t filename_cap, struct str *data_out)
+{
+    char boundary[256], delim[300];
+    size_t dl = delimiter_of(ctype, boundary, sizeof(boundary));
+    if (dl == 0)
+        return ERR_INVALID;
+    snprintf(delim, sizeof(delim), "\r\n%s", boundary);
+    const char *end = body.ptr + body.len;
+    const char *p = find_bytes(body.ptr, body.len, boundary, dl);
+    for (size_t n = 0; p; n++) {
+        p += dl;
+        if (n >= max_parts || end - p < 2 || p[0] != '\r' || p[1] != '\n')
+            return n >= max_parts ? ERR_LIMIT : ERR_NOTFOUND;
+        p += 2;
+        const char *hend = find_bytes(p, (size_t)(end - p), "\r\n\r\n", 4);
+        if (!hend)
+            return ERR_INVALID;
+        char name[256] = "";
+        bool is_file = false;
+        for (const char *line = p; line < hend;) {
+            const char *eol = find_bytes(line, (size_t)(hend - line), "\r\n", 2);
+            size_t ll = eol ? (size_t)(eol - line) : (size_t)(hend - line);
+            if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
+                if (!disposition_param(line, ll, "name", name, sizeof(name)))
+                    return ERR_INVALID;
+                is_file = disposition_param(line, ll, "filename", filename_out, filename_cap);
+            }
+            line += ll + 2;
+        }
+        const char *data = hend + 4;
+        const char *next = find_bytes(data, (size_t)(end - data), delim, dl + 2);
+        if (!next)
+            return ERR_INVALID;
+        if (is_file && strcmp(name, field) == 0) {
+            *data_out = (struct str){data, (size_t)(next - data)};
+            return 0;
+        }
+        p = next + 2;
+    }
+    return ERR_INVALID;
 }

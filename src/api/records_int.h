@@ -178,6 +178,12 @@ size_t api__json_top_keys(struct str text, size_t max);
 int api__parse_multipart(const char *ctype, struct str body, size_t max_parts,
                          json_t *out) MUST_USE;
 
+/* The first file part named field of a multipart/form-data body: its file name (into
+ * filename_out) and bytes (a view into body). ERR_NOTFOUND when there is none, ERR_INVALID for
+ * a malformed body, ERR_LIMIT past max_parts parts. */
+int api__multipart_file(const char *ctype, struct str body, const char *field, size_t max_parts,
+                        char *filename_out, size_t filename_cap, struct str *data_out) MUST_USE;
+
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 int api__parse_bool(const char *s, bool *out) MUST_USE;
 /* A base-10 integer; ERR_INVALID otherwise. */

@@ -14,6 +14,7 @@
 
 #include "api/api_int.h"
 #include "api/records_int.h"
+#include "ops/ops.h"
 #include "store/store.h"
 
 #define PARAM_ID "settings"
@@ -37,7 +38,7 @@ struct api_settings {
 /* PocketBase's defaults (core/settings_model.go). */
 static json_t *defaults(void)
 {
-    return json_pack(
+    json_t *d = json_pack(
         "{s:{s:s,s:s,s:s,s:s,s:b},s:{s:i,s:i,s:b,s:b},"
         "s:{s:b,s:i,s:s,s:s,s:s,s:s,s:b,s:s},s:{s:b,s:i,s:i,s:i},"
         "s:{s:b,s:[{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i}]},"
@@ -51,6 +52,12 @@ static json_t *defaults(void)
         "label", "*:create", "audience", "", "duration", 5, "maxRequests", 20, "label",
         "/api/batch", "audience", "", "duration", 1, "maxRequests", 3, "label", "/api/", "audience",
         "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0);
+    json_object_set_new(d, "backups",
+                        json_pack("{s:s,s:i,s:{s:b,s:s,s:s,s:s,s:s,s:s,s:b}}", "cron", "",
+                                  "cronMaxKeep", 3, "s3", "enabled", 0, "bucket", "", "region", "",
+                                  "endpoint", "", "accessKey", "", "secret", "", "forcePathStyle",
+                                  0));
+    return d;
 }
 
 /* PocketBase's rate limit labels that name one of our route classes. */
@@ -303,6 +310,17 @@ static void validate(const json_t *cur, json_t *errors)
         verr(errors, "meta", "senderAddress", "validation_is_email",
              "Must be a valid email address.");
     check_min(errors, cur, "logs", "maxDays", 0, false);
+    struct ops_cron_sched sched;
+    const char *cron = sget(cur, "backups", "cron");
+    if (*cron && ops_cron_parse(cron, &sched) != 0)
+        verr(errors, "backups", "cron", "validation_invalid_cron", "Invalid cron expression.");
+    if (iget(cur, "backups", "cronMaxKeep") < 1)
+        verr(errors, "backups", "cronMaxKeep", "validation_min_greater_equal_than_required",
+             "Must be no less than 1.");
+    if (json_is_true(
+            json_object_get(json_object_get(json_object_get(cur, "backups"), "s3"), "enabled")))
+        verr(errors, "backups", "s3", "validation_unsupported",
+             "S3 storage of backups is not supported; backups are kept in the data directory.");
     bool smtp = bget(cur, "smtp", "enabled");
     const char *host = sget(cur, "smtp", "host");
     if (smtp && !*host)
@@ -363,6 +381,7 @@ static void apply(struct api_env *env, struct api_settings *s)
                  json_string_value(json_array_get(hs, i)));
     s->leftmost = bget(cur, "trustedProxy", "useLeftmostIP");
     atomic_store(&s->has_proxy, s->n_proxy_headers > 0);
+    api__backups_schedule(env, sget(cur, "backups", "cron"), iget(cur, "backups", "cronMaxKeep"));
 }
 
 int api_settings_open(struct api_env *env)
@@ -469,6 +488,7 @@ static json_t *redacted(struct api_settings *s)
     json_t *out = json_deep_copy(s->cur);
     pthread_mutex_unlock(&s->lock);
     json_object_del(json_object_get(out, "smtp"), "password");
+    json_object_del(json_object_get(json_object_get(out, "backups"), "s3"), "secret");
     return out;
 }
 
