@@ -1,37 +1,56 @@
-/* admin.c - /api/crons and /api/backups (superusers), PocketBase's routes and answers.
+/* admin.c - /api/crons, /api/backups and /api/sql (superusers), PocketBase's routes and
+ * answers.
  *
  * Threads: the HTTP thread checks the request and answers what is quick (lists, deletes,
- * downloads as a file reply). A backup, an upload (its archive is read through) and a restore
- * (the same, then a restart) run on ONE admin thread: the request is suspended and queued in a
- * single slot; a second one while it is taken answers 400 as PocketBase does. */
+ * downloads as a file reply). The rest runs on two lanes, each one thread with a bounded
+ * queue; the request is suspended until its job is answered:
+ *   - backups: a backup, an upload (its archive is read through) and a restore (the same,
+ *     then a restart); one at a time, a second one answers 400 as PocketBase does;
+ *   - sql: SQL console statements, one at a time in arrival order, up to SQL_QUEUE waiting
+ *     (503 past it). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/records_int.h"
 #include "ops/ops.h"
+#include "pipeline/pipeline.h"
+#include "store/store.h"
 
 #define AUTO_BACKUP_JOB "__pbAutoBackup__"
 #define AUTO_BACKUP_PREFIX "auto_backup_"
 #define BUSY_MESSAGE "Try again later - another backup/restore operation has already been started."
 
-enum admin_kind { JOB_CREATE, JOB_UPLOAD, JOB_RESTORE };
+#define SQL_QUEUE 16
+#define SQL_MAX_BYTES ((size_t)32 << 20)
+
+enum admin_kind { JOB_CREATE, JOB_UPLOAD, JOB_RESTORE, JOB_SQL };
+enum { LANE_BACKUPS, LANE_SQL, N_LANES };
 
 struct admin_job {
     enum admin_kind kind;
-    struct http_req *req; /* suspended; answered and resumed by the admin thread */
+    struct http_req *req; /* suspended; answered and resumed by the lane's thread */
     char name[OPS_BACKUP_NAME_MAX + 1];
     struct str data; /* upload: the archive, a view into the request body */
+    const char *sql; /* JOB_SQL: in the request's arena */
+    struct admin_job *next;
+};
+
+struct lane {
+    struct api_admin *ad;
+    pthread_t thread;
+    pthread_cond_t cond;
+    struct admin_job *head, *tail; /* [ad->lock] */
+    size_t n, cap;                 /* [ad->lock] queued (and running) jobs, their bound */
+    bool started;
 };
 
 struct api_admin {
     struct api_env *env;
-    pthread_t thread;
-    pthread_mutex_t lock; /* leaf: guards job, stop */
-    pthread_cond_t cond;
-    struct admin_job *job; /* the one slot */
+    pthread_mutex_t lock; /* leaf: guards the lanes' queues, stop, max_keep */
+    struct lane lanes[N_LANES];
     bool stop;
-    /* the scheduled backup's settings, read by the cron job (under lock) */
+    /* the scheduled backup's settings, read by the cron job */
     int64_t max_keep;
 };
 
@@ -69,10 +88,10 @@ static void run_job(struct api_admin *ad, struct admin_job *job)
             data = json_pack("{s:{s:s,s:s}}", job->kind == JOB_UPLOAD ? "file" : "name", "code",
                              "validation_invalid_value", "message", err);
         http_reply_error(job->req, 400,
-                         rc == ERR_BUSY                ? BUSY_MESSAGE
-                         : job->kind == JOB_RESTORE    ? err
-                         : rc == ERR_CONFLICT          ? err
-                                                       : "Failed to submit the backup form.",
+                         rc == ERR_BUSY             ? BUSY_MESSAGE
+                         : job->kind == JOB_RESTORE ? err
+                         : rc == ERR_CONFLICT       ? err
+                                                    : "Failed to submit the backup form.",
                          data);
     } else {
         xlog_error("backup operation failed: %s", err);
@@ -85,23 +104,65 @@ static void run_job(struct api_admin *ad, struct admin_job *job)
     }
 }
 
-static void *admin_main(void *arg)
+static void run_sql(struct api_env *env, struct admin_job *job);
+
+static void *lane_main(void *arg)
 {
-    struct api_admin *ad = arg;
+    struct lane *l = arg;
+    struct api_admin *ad = l->ad;
     pthread_mutex_lock(&ad->lock);
     for (;;) {
-        while (!ad->job && !ad->stop)
-            pthread_cond_wait(&ad->cond, &ad->lock);
-        if (!ad->job)
-            break;
-        struct admin_job *job = ad->job;
+        while (!l->head && !ad->stop)
+            pthread_cond_wait(&l->cond, &ad->lock);
+        if (!l->head)
+            break; /* stopping with nothing queued */
+        struct admin_job *job = l->head;
         pthread_mutex_unlock(&ad->lock);
-        run_job(ad, job); /* job lives in the request's arena: gone once answered */
+        if (job->kind == JOB_SQL)
+            run_sql(ad->env, job);
+        else
+            run_job(ad, job);
         pthread_mutex_lock(&ad->lock);
-        ad->job = NULL;
+        /* job lived in its request's arena: gone once answered; only the queue is touched */
+        l->head = l->head->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->n--;
     }
     pthread_mutex_unlock(&ad->lock);
     return NULL;
+}
+
+/* One SQL console statement (sql lane): PocketBase's {execTime, affectedRows, columns, rows}. */
+static void run_sql(struct api_env *env, struct admin_job *job)
+{
+    struct store_sql_result res;
+    int64_t t0 = time_mono_us();
+    int64_t timeout_us =
+        env->cfg && env->cfg->sql_timeout > 0 ? env->cfg->sql_timeout * 1000000 : 30000000;
+    size_t max_rows =
+        env->cfg && env->cfg->sql_max_rows > 0 ? (size_t)env->cfg->sql_max_rows : 10000;
+    int rc = store_sql(env->store, job->sql, max_rows, SQL_MAX_BYTES, t0 + timeout_us, &res);
+    if (rc == 0) {
+        double ms = (double)(time_mono_us() - t0) / 1000.0;
+        http_reply_json(job->req, 200,
+                        json_pack("{s:f,s:I,s:o,s:o}", "execTime", ms, "affectedRows",
+                                  (json_int_t)res.affected, "columns", res.columns, "rows",
+                                  res.rows));
+        if (res.affected > 0)
+            pipeline_relay_kick(env->relay);
+    } else if (rc == ERR_INVALID || rc == ERR_DENIED || rc == ERR_LIMIT || rc == ERR_TIMEOUT) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "%s",
+                 rc == ERR_TIMEOUT ? "The statement took too long and was stopped; nothing "
+                                     "was changed."
+                                   : store_errmsg(env->store));
+        http_reply_error(job->req, 400, msg, NULL);
+    } else {
+        xlog_error("sql console: %s", store_errmsg(env->store));
+        http_reply_error(job->req, rc == ERR_BUSY ? 503 : 500, NULL, NULL);
+    }
+    http_req_resume(job->req);
 }
 
 /* The scheduled backup (cron thread): a new archive, then the oldest ones beyond maxKeep. */
@@ -134,23 +195,6 @@ void api__backups_schedule(struct api_env *env, const char *cron, int64_t max_ke
         xlog_warn("settings: invalid backups.cron '%s'", cron);
 }
 
-int api_admin_start(struct api_env *env)
-{
-    struct api_admin *ad = xcalloc(1, sizeof(*ad));
-    ad->env = env;
-    ad->max_keep = 3;
-    pthread_mutex_init(&ad->lock, NULL);
-    pthread_cond_init(&ad->cond, NULL);
-    if (pthread_create(&ad->thread, NULL, admin_main, ad) != 0) {
-        pthread_cond_destroy(&ad->cond);
-        pthread_mutex_destroy(&ad->lock);
-        free(ad);
-        return ERR_INTERNAL;
-    }
-    env->admin = ad;
-    return 0;
-}
-
 void api_admin_stop(struct api_env *env)
 {
     struct api_admin *ad = env->admin;
@@ -158,9 +202,13 @@ void api_admin_stop(struct api_env *env)
         return;
     pthread_mutex_lock(&ad->lock);
     ad->stop = true;
-    pthread_cond_signal(&ad->cond);
+    for (int i = 0; i < N_LANES; i++)
+        pthread_cond_signal(&ad->lanes[i].cond);
     pthread_mutex_unlock(&ad->lock);
-    pthread_join(ad->thread, NULL); /* finishes (and answers) a running job first */
+    /* each lane answers what it holds first (new jobs are refused once stop is set) */
+    for (int i = 0; i < N_LANES; i++)
+        if (ad->lanes[i].started)
+            pthread_join(ad->lanes[i].thread, NULL);
 }
 
 void api_admin_free(struct api_env *env)
@@ -168,13 +216,39 @@ void api_admin_free(struct api_env *env)
     struct api_admin *ad = env->admin;
     if (!ad)
         return;
-    pthread_cond_destroy(&ad->cond);
+    for (int i = 0; i < N_LANES; i++)
+        pthread_cond_destroy(&ad->lanes[i].cond);
     pthread_mutex_destroy(&ad->lock);
     free(ad);
     env->admin = NULL;
 }
 
-/* Queues job (in req's arena) for the admin thread, or answers 400/503. */
+int api_admin_start(struct api_env *env)
+{
+    struct api_admin *ad = xcalloc(1, sizeof(*ad));
+    ad->env = env;
+    ad->max_keep = 3;
+    pthread_mutex_init(&ad->lock, NULL);
+    env->admin = ad;
+    for (int i = 0; i < N_LANES; i++) {
+        struct lane *l = &ad->lanes[i];
+        l->ad = ad;
+        l->cap = i == LANE_SQL ? SQL_QUEUE : 1;
+        pthread_cond_init(&l->cond, NULL);
+    }
+    for (int i = 0; i < N_LANES; i++) {
+        struct lane *l = &ad->lanes[i];
+        if (pthread_create(&l->thread, NULL, lane_main, l) != 0) {
+            api_admin_stop(env);
+            api_admin_free(env);
+            return ERR_INTERNAL;
+        }
+        l->started = true;
+    }
+    return 0;
+}
+
+/* Queues job (in req's arena) on a lane, or answers: 400 busy (backups) / 503 (sql). */
 static void submit(struct api_env *env, struct http_req *req, struct admin_job *job)
 {
     struct api_admin *ad = env->admin;
@@ -182,16 +256,25 @@ static void submit(struct api_env *env, struct http_req *req, struct admin_job *
         http_reply_error(req, 503, NULL, NULL);
         return;
     }
+    struct lane *l = &ad->lanes[job->kind == JOB_SQL ? LANE_SQL : LANE_BACKUPS];
     job->req = req;
+    job->next = NULL;
     pthread_mutex_lock(&ad->lock);
-    bool taken = ad->job != NULL || ad->stop;
+    bool taken = l->n >= l->cap || ad->stop;
     if (!taken) {
         http_req_suspend(req);
-        ad->job = job;
-        pthread_cond_signal(&ad->cond);
+        if (l->tail)
+            l->tail->next = job;
+        else
+            l->head = job;
+        l->tail = job;
+        l->n++;
+        pthread_cond_signal(&l->cond);
     }
     pthread_mutex_unlock(&ad->lock);
-    if (taken)
+    if (taken && job->kind == JOB_SQL)
+        http_reply_error(req, 503, "Too many SQL statements are waiting; try again later.", NULL);
+    else if (taken)
         http_reply_error(req, 400, BUSY_MESSAGE, NULL);
 }
 
@@ -237,9 +320,9 @@ static void name_error(struct http_req *req, const char *field)
     char msg[160];
     snprintf(msg, sizeof(msg), "Must be 1 to %d characters of a-z, 0-9, _ or - ending with %s.",
              OPS_BACKUP_NAME_MAX, OPS_BACKUP_SUFFIX);
-    http_reply_error(req, 400, "An error occurred while validating the submitted data.",
-                     json_pack("{s:{s:s,s:s}}", field, "code", "validation_match_invalid",
-                               "message", msg));
+    http_reply_error(
+        req, 400, "An error occurred while validating the submitted data.",
+        json_pack("{s:{s:s,s:s}}", field, "code", "validation_match_invalid", "message", msg));
 }
 
 static void create_backup(struct http_req *req, void *ctx)
@@ -295,8 +378,7 @@ static void download_backup(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
     const char *token = http_req_query(req, "token");
-    if (!(token && api__token_is_superuser(env, token)) &&
-        !api__require_superuser(req, env, false))
+    if (!(token && api__token_is_superuser(env, token)) && !api__require_superuser(req, env, false))
         return;
     int fd = -1;
     uint64_t size = 0;
@@ -341,8 +423,36 @@ static void restore_backup(struct http_req *req, void *ctx)
     submit(env, req, job);
 }
 
+#define SQL_MAX_QUERY 100000 /* bytes of one statement */
+
+static void post_sql(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!api__require_superuser(req, env, true))
+        return;
+    json_t *body = http_req_json(req, false);
+    if (!body)
+        return;
+    const json_t *q = json_object_get(body, "query");
+    const char *sql = json_string_value(q);
+    if (!sql || !*sql || json_string_length(q) > SQL_MAX_QUERY ||
+        strlen(sql) != json_string_length(q)) {
+        http_reply_error(
+            req, 400, "An error occurred while validating the submitted data.",
+            json_pack("{s:{s:s,s:s}}", "query", "code",
+                      sql && *sql ? "validation_length_too_long" : "validation_required", "message",
+                      sql && *sql ? "Must be at most 100000 bytes." : "Cannot be blank."));
+        return;
+    }
+    struct admin_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    job->kind = JOB_SQL;
+    job->sql = sql; /* the body lives as long as the request */
+    submit(env, req, job);
+}
+
 void api__register_admin(struct http_router *r, struct api_env *env)
 {
+    http_route(r, "POST", "/api/sql", post_sql, env);
     http_route(r, "GET", "/api/crons", list_crons, env);
     http_route(r, "POST", "/api/crons/{id}", run_cron, env);
     http_route(r, "GET", "/api/backups", list_backups, env);

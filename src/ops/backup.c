@@ -36,16 +36,16 @@
 #include "warehouse/warehouse.h"
 
 #define BACKUPS_DIR "backups"
-#define RESTORE_MARK ".restore"   /* in backups/: the name of the archive to restore */
-#define RESTORE_WORK ".restore"   /* in the data dir: the restore's working directory */
+#define RESTORE_MARK ".restore" /* in backups/: the name of the archive to restore */
+#define RESTORE_WORK ".restore" /* in the data dir: the restore's working directory */
 #define TAR_BLOCK 512
 
 /* What a backup holds, relative to the data directory (directories are walked). */
 static const char *const members[] = {"app.db", "log", "warehouse.duckdb", "warehouse.duckdb.wal",
                                       "secret"};
 /* What a restore replaces: the members and the store's and log's side files. */
-static const char *const replaced[] = {"app.db",           "app.db-wal",           "app.db-shm",
-                                       "log",              "warehouse.duckdb",     "warehouse.duckdb.wal",
+static const char *const replaced[] = {"app.db", "app.db-wal",       "app.db-shm",
+                                       "log",    "warehouse.duckdb", "warehouse.duckdb.wal",
                                        "secret"};
 
 /* One backup, upload or restore at a time, in this process. */
@@ -454,8 +454,7 @@ static int tar_extract(const char *path, const char *dest, char *err, size_t err
 
 /* ---- create ---- */
 
-static int stage(const struct ops_backup_src *src, const char *staging, char *err,
-                 size_t err_len)
+static int stage(const struct ops_backup_src *src, const char *staging, char *err, size_t err_len)
 {
     char path[PATH_MAX];
     int rc = mkdir(staging, 0700) == 0 ? 0 : -errno;
@@ -518,8 +517,7 @@ static int stage(const struct ops_backup_src *src, const char *staging, char *er
 }
 
 /* The staged directory as <bdir>/<name>, through a temporary file. */
-static int pack(const char *staging, const char *bdir, const char *name, char *err,
-                size_t err_len)
+static int pack(const char *staging, const char *bdir, const char *name, char *err, size_t err_len)
 {
     char tmp[PATH_MAX], final[PATH_MAX], path[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", bdir, name) >= (int)sizeof(tmp) ||
@@ -560,8 +558,7 @@ static int pack(const char *staging, const char *bdir, const char *name, char *e
     return rc;
 }
 
-int ops_backup_create(const struct ops_backup_src *src, const char *name, char *err,
-                      size_t err_len)
+int ops_backup_create(const struct ops_backup_src *src, const char *name, char *err, size_t err_len)
 {
     err[0] = '\0';
     if (!ops_backup_name_valid(name)) {
@@ -580,8 +577,9 @@ int ops_backup_create(const struct ops_backup_src *src, const char *name, char *
         return ERR_CONFLICT;
     }
     if (!take_busy()) {
-        snprintf(err, err_len, "Try again later - another backup/restore operation has already "
-                               "been started.");
+        snprintf(err, err_len,
+                 "Try again later - another backup/restore operation has already "
+                 "been started.");
         return ERR_BUSY;
     }
     int64_t t0 = time_mono_us();
@@ -761,8 +759,9 @@ int ops_backup_store(const char *dir, const char *name, const void *data, size_t
         return ERR_CONFLICT;
     }
     if (!take_busy()) {
-        snprintf(err, err_len, "Try again later - another backup/restore operation has already "
-                               "been started.");
+        snprintf(err, err_len,
+                 "Try again later - another backup/restore operation has already "
+                 "been started.");
         return ERR_BUSY;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -813,8 +812,9 @@ int ops_backup_mark_restore(const char *dir, const char *name, char *err, size_t
         return ERR_NOTFOUND;
     }
     if (!take_busy()) {
-        snprintf(err, err_len, "Try again later - another backup/restore operation has already "
-                               "been started.");
+        snprintf(err, err_len,
+                 "Try again later - another backup/restore operation has already "
+                 "been started.");
         return ERR_BUSY;
     }
     rc = tar_extract(path, NULL, err, err_len);

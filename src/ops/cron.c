@@ -14,8 +14,8 @@
 static const struct {
     const char *name, *expr;
 } macros[] = {
-    {"@yearly", "0 0 1 1 *"},  {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
-    {"@weekly", "0 0 * * 0"},  {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
+    {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
+    {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
     {"@hourly", "0 * * * *"},
 };
 
@@ -100,8 +100,8 @@ int ops_cron_parse(const char *expr, struct ops_cron_sched *out)
         p++;
     if (*p)
         return ERR_INVALID;
-    *out = (struct ops_cron_sched){bits[0], (uint32_t)bits[1], (uint32_t)bits[2],
-                                   (uint16_t)bits[3], (uint8_t)bits[4]};
+    *out = (struct ops_cron_sched){bits[0], (uint32_t)bits[1], (uint32_t)bits[2], (uint16_t)bits[3],
+                                   (uint8_t)bits[4]};
     return 0;
 }
 

@@ -104,8 +104,7 @@ int ops_backup_open(const char *dir, const char *name, int *fd_out, uint64_t *si
 int ops_backup_store(const char *dir, const char *name, const void *data, size_t len, char *err,
                      size_t err_len) MUST_USE;
 /* Marks name to be restored at the next start (after checking it reads as an archive). */
-int ops_backup_mark_restore(const char *dir, const char *name, char *err,
-                            size_t err_len) MUST_USE;
+int ops_backup_mark_restore(const char *dir, const char *name, char *err, size_t err_len) MUST_USE;
 /* At start, before anything in dir is opened: when a restore is marked, replaces app.db, the
  * log, the warehouse and the secret with the archive's. Safe to run again after a crash at any
  * step. 0 also when nothing was marked; *applied_out says whether something was restored. */

@@ -254,6 +254,81 @@ test('a backup taken during steady writes, restored: everything acknowledged bef
   await pb.backups.delete('steady.tar.gz');
 });
 
+test('sql console: reads in PocketBase\'s shape; writes reach the changes topic and the mirror exactly', async () => {
+  await pb.collections.create({ name: 'kv', type: 'base', fields: [{ name: 'k', type: 'text' }, { name: 'v', type: 'number' }], indexes: ['CREATE UNIQUE INDEX idx_kv_k ON kv (k)'] });
+  const r = await pb.sql.run("SELECT 1 AS one, NULL AS empty, 'x' AS s");
+  assert.deepEqual(r.columns.map((c) => c.name), ['one', 'empty', 's']);
+  assert.deepEqual(r.rows, [['1', null, 'x']]);
+  assert.equal(r.affectedRows, 0);
+  assert.equal(typeof r.execTime, 'number');
+
+  const ins = await pb.sql.run("INSERT INTO kv (id, k, v) VALUES ('kv0000000000001', 'a', 1), ('kv0000000000002', 'b', 2), ('kv0000000000003', 'c', 3)");
+  assert.equal(ins.affectedRows, 3);
+  assert.equal((await pb.sql.run("UPDATE kv SET v = v * 10 WHERE k != 'c'")).affectedRows, 2);
+  // REPLACE removes the row holding k = 'a' (another id) and inserts a new one
+  await pb.sql.run("INSERT OR REPLACE INTO kv (id, k, v) VALUES ('kv0000000000004', 'a', 99)");
+  await pb.sql.run("DELETE FROM kv WHERE k = 'b'");
+  const store = (await pb.collection('kv').getFullList()).map((x) => [x.id, x.k, x.v]).sort();
+  assert.deepEqual(store, [['kv0000000000003', 'c', 3], ['kv0000000000004', 'a', 99]]);
+
+  const mirrorMatches = async () => {
+    const m = await whSql('SELECT id, k, v FROM app_kv ORDER BY id');
+    return JSON.stringify(m.rows) === JSON.stringify(store);
+  };
+  await eventually('the mirror to match the store', mirrorMatches);
+  const ch = await whSql("SELECT record_id, action FROM changes WHERE collection = 'kv' ORDER BY log_offset");
+  assert.deepEqual(ch.rows, [
+    ['kv0000000000001', 'create'], ['kv0000000000002', 'create'], ['kv0000000000003', 'create'],
+    ['kv0000000000001', 'update'], ['kv0000000000002', 'update'],
+    ['kv0000000000001', 'delete'], ['kv0000000000004', 'create'],
+    ['kv0000000000002', 'delete'],
+  ]);
+
+  // a whole-table delete (SQLite's truncate path) is captured row by row too
+  assert.equal((await pb.sql.run('DELETE FROM kv')).affectedRows, 2);
+  assert.deepEqual(await pb.collection('kv').getFullList(), []);
+  await eventually('the mirror to be empty', async () => (await whSql('SELECT count(*) FROM app_kv')).rows[0][0] === 0);
+
+  // tables that are no collection may be made and changed
+  await pb.sql.run('CREATE TABLE scratch (a INTEGER)');
+  await pb.sql.run('INSERT INTO scratch VALUES (1), (2)');
+  assert.deepEqual((await pb.sql.run('SELECT sum(a) AS s FROM scratch')).rows, [['3']]);
+  await pb.sql.run('DROP TABLE scratch');
+});
+
+test('sql console: schema changes of collections and system tables, and bad input, are refused', async () => {
+  for (const q of ['DROP TABLE kv', 'ALTER TABLE kv ADD COLUMN x TEXT', 'CREATE INDEX idx_x ON kv (v)', 'DROP INDEX idx_kv_k', 'CREATE TRIGGER t AFTER INSERT ON kv BEGIN SELECT 1; END']) {
+    const e = await expectStatus(pb.sql.run(q), 400);
+    assert.match(e.response.message, /kv is a collection table: change its schema through \/api\/collections/, q);
+  }
+  const refused = {
+    'DELETE FROM _params': /system table _params/,
+    'UPDATE _collections SET name = 1': /system table _collections/,
+    'DROP TABLE _outbox': /_outbox is a system table/,
+    "ATTACH '/tmp/x.db' AS x": /ATTACH/,
+    'BEGIN': /Transaction control/,
+    'PRAGMA journal_mode = DELETE': /PRAGMA journal_mode/,
+    'SELECT 1; SELECT 2': /Only one statement/,
+    'SELEC 1': /syntax error/,
+  };
+  for (const [q, re] of Object.entries(refused)) {
+    const e = await expectStatus(pb.sql.run(q), 400);
+    assert.match(e.response.message, re, q);
+  }
+  assert.ok((await pb.sql.run('PRAGMA table_info(kv)')).rows.length >= 3);
+  await expectStatus(pb.sql.run(''), 400);
+  await expectStatus(pb.sql.run('SELECT 1' + ' '.repeat(100001)), 400);
+  const bad = await fetch(`${srv.url}/api/sql`, { method: 'POST', headers: { Authorization: pb.authStore.token, 'Content-Type': 'application/json' }, body: '{"query":' });
+  assert.equal(bad.status, 400);
+  const notString = await fetch(`${srv.url}/api/sql`, { method: 'POST', headers: { Authorization: pb.authStore.token, 'Content-Type': 'application/json' }, body: '{"query":42}' });
+  assert.equal(notString.status, 400);
+  await expectStatus(client(srv.url).sql.run('SELECT 1'), 401);
+  await expectStatus((await userClient()).sql.run('SELECT 1'), 403);
+  // nothing of it changed the catalog
+  const kv = await pb.collections.getOne('kv');
+  assert.deepEqual(kv.fields.map((f) => f.name).sort(), ['id', 'k', 'v']);
+});
+
 test('tandem backup create | list | restore on the command line (server stopped)', async () => {
   await pb.collection('notes').create({ t: 'cli-kept' });
   await caughtUp();

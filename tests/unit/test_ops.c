@@ -17,8 +17,8 @@
 
 static int64_t utc(int y, int mo, int d, int h, int mi)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
     return (int64_t)timegm(&tm);
 }
 
@@ -26,15 +26,15 @@ static void test_cron_parse(void **state)
 {
     (void)state;
     struct ops_cron_sched s;
-    static const char *const good[] = {"* * * * *", "0 3 * * *", "*/5 * * * *", "0-30/10 1,2 1 1-12 0-6",
-                                       "@daily", "@hourly", "@weekly", "@monthly", "@yearly",
-                                       "  0  0  *  *  * "};
+    static const char *const good[] = {
+        "* * * * *", "0 3 * * *", "*/5 * * * *", "0-30/10 1,2 1 1-12 0-6", "@daily", "@hourly",
+        "@weekly",   "@monthly",  "@yearly",     "  0  0  *  *  * "};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         assert_int_equal(ops_cron_parse(good[i], &s), 0);
-    static const char *const bad[] = {"", "* * * *", "* * * * * *", "60 * * * *", "* 24 * * *",
-                                      "* * 0 * *", "* * * 13 *", "* * * * 7", "*/0 * * * *",
-                                      "5-1 * * * *", "a * * * *", "1,,2 * * * *", "@often",
-                                      "0001 * * * *", "-1 * * * *", "1- * * * *"};
+    static const char *const bad[] = {
+        "",           "* * * *",      "* * * * * *", "60 * * * *",  "* 24 * * *", "* * 0 * *",
+        "* * * 13 *", "* * * * 7",    "*/0 * * * *", "5-1 * * * *", "a * * * *",  "1,,2 * * * *",
+        "@often",     "0001 * * * *", "-1 * * * *",  "1- * * * *"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(ops_cron_parse(bad[i], &s), ERR_INVALID);
     assert_int_equal(ops_cron_parse(NULL, &s), ERR_INVALID);
@@ -211,8 +211,9 @@ static void test_backup_names_and_bad_archives(void **state)
     (void)state;
     assert_true(ops_backup_name_valid("a.tar.gz"));
     assert_true(ops_backup_name_valid("pb_backup_2024-01-01.tar.gz"));
-    static const char *const bad[] = {NULL, "", ".tar.gz", "a.zip", "A.tar.gz", "a b.tar.gz",
-                                      "../a.tar.gz", "a/b.tar.gz", "a.tar.gz.tar", "a.tar"};
+    static const char *const bad[] = {NULL,           "",           ".tar.gz",     "a.zip",
+                                      "A.tar.gz",     "a b.tar.gz", "../a.tar.gz", "a/b.tar.gz",
+                                      "a.tar.gz.tar", "a.tar"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_false(ops_backup_name_valid(bad[i]));
     char longname[200];

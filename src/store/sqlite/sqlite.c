@@ -808,6 +808,7 @@ const struct store_ops store__sqlite_ops = {
     .outbox_pending = sq__outbox_pending,
     .sync = sq__sync,
     .backup = sq__backup,
+    .sql = sq__sql,
     .writekey_create = sq__writekey_create,
     .writekey_list = sq__writekey_list,
     .writekey_revoke = sq__writekey_revoke,
