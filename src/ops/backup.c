@@ -43,10 +43,11 @@
 /* What a backup holds, relative to the data directory (directories are walked). */
 static const char *const members[] = {"app.db", "log", "warehouse.duckdb", "warehouse.duckdb.wal",
                                       "secret"};
-/* What a restore replaces: the members and the store's and log's side files. */
+/* What a restore replaces: the members, the store's and log's side files, and the capture
+ * dedup snapshot (rebuilt from the restored log; one from after the backup would not fit). */
 static const char *const replaced[] = {"app.db", "app.db-wal",       "app.db-shm",
                                        "log",    "warehouse.duckdb", "warehouse.duckdb.wal",
-                                       "secret"};
+                                       "secret", "dedup.snapshot"};
 
 /* One backup, upload or restore at a time, in this process. */
 static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -36,8 +36,8 @@ struct console {
     struct sq_conn *cn;
     struct store_collection **cols;
     size_t n_cols;
-    int **cids;   /* per collection: the table column of each field, or -1 */
-    int *id_cid;  /* per collection: the column of "id" */
+    int **cids;  /* per collection: the table column of each field, or -1 */
+    int *id_cid; /* per collection: the column of "id" */
     struct touched *t;
     size_t n_t, cap_t;
     bool overflow;
@@ -118,10 +118,10 @@ static int authorize(void *arg, int action, const char *a1, const char *a2, cons
                        "transaction.");
     case SQLITE_PRAGMA: {
         /* the pragmas that take an argument only to say what to read */
-        static const char *const readers[] = {"table_info",       "table_xinfo", "index_list",
-                                              "index_info",       "index_xinfo", "foreign_key_list",
-                                              "foreign_key_check", "integrity_check", "quick_check",
-                                              "table_list"};
+        static const char *const readers[] = {
+            "table_info",  "table_xinfo",      "index_list",        "index_info",
+            "index_xinfo", "foreign_key_list", "foreign_key_check", "integrity_check",
+            "quick_check", "table_list"};
         for (size_t r = 0; a2 && r < sizeof(readers) / sizeof(readers[0]); r++)
             if (strcasecmp(a1, readers[r]) == 0)
                 return SQLITE_OK;
@@ -251,9 +251,8 @@ static json_t *columns_of(sqlite3_stmt *stmt)
             (void)sqlite3_table_column_metadata(sqlite3_db_handle(stmt),
                                                 sqlite3_column_database_name(stmt, i), tab, org,
                                                 NULL, NULL, &notnull, NULL, NULL);
-        json_array_append_new(cols, json_pack("{s:s,s:s,s:b}", "name",
-                                              sqlite3_column_name(stmt, i), "type",
-                                              decl ? decl : "", "nullable", !notnull));
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:b}", "name", sqlite3_column_name(stmt, i),
+                                              "type", decl ? decl : "", "nullable", !notnull));
     }
     return cols;
 }
@@ -373,8 +372,8 @@ int sq__sql(struct store *st, const char *sql, size_t max_rows, size_t max_bytes
             rc = sq__fail(cn, ERR_INVALID, "%s", sqlite3_errmsg(cn->db));
         goto out;
     }
-    while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r' ||
-                    *tail == ';'))
+    while (tail &&
+           (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == '\r' || *tail == ';'))
         tail++;
     if (tail && *tail) {
         rc = sq__fail(cn, ERR_INVALID, "Only one statement can run at a time.");
