@@ -160,6 +160,24 @@ static bool disposition_param(const char *line, size_t len, const char *param, c
     return false;
 }
 
+/* The name= and filename= of a part from its header lines [p, hend); *is_file when it has a
+ * file name. ERR_INVALID when a Content-Disposition line has no name. */
+static int part_names(const char *p, const char *hend, char *name, size_t name_cap, char *filename,
+                      size_t filename_cap, bool *is_file)
+{
+    for (const char *line = p; line < hend;) {
+        const char *eol = find_bytes(line, (size_t)(hend - line), "\r\n", 2);
+        size_t ll = eol ? (size_t)(eol - line) : (size_t)(hend - line);
+        if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
+            if (!disposition_param(line, ll, "name", name, name_cap))
+                return ERR_INVALID;
+            *is_file = disposition_param(line, ll, "filename", filename, filename_cap);
+        }
+        line += ll + 2;
+    }
+    return 0;
+}
+
 /* "--" + the boundary of a multipart Content-Type into out; its length, or 0 when none. */
 static size_t delimiter_of(const char *ctype, char *out, size_t cap)
 {
@@ -214,16 +232,8 @@ int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, j
             return ERR_INVALID;
         char name[256] = "", filename[256];
         bool is_file = false;
-        for (const char *line = p; line < hend;) {
-            const char *eol = find_bytes(line, (size_t)(hend - line), "\r\n", 2);
-            size_t ll = eol ? (size_t)(eol - line) : (size_t)(hend - line);
-            if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
-                if (!disposition_param(line, ll, "name", name, sizeof(name)))
-                    return ERR_INVALID;
-                is_file = disposition_param(line, ll, "filename", filename, sizeof(filename));
-            }
-            line += ll + 2;
-        }
+        if (part_names(p, hend, name, sizeof(name), filename, sizeof(filename), &is_file) != 0)
+            return ERR_INVALID;
         const char *data = hend + 4;
         char delim[300];
         snprintf(delim, sizeof(delim), "\r\n%s", boundary);
@@ -330,16 +340,8 @@ int api__multipart_file(const char *ctype, struct str body, const char *field, s
             return ERR_INVALID;
         char name[256] = "";
         bool is_file = false;
-        for (const char *line = p; line < hend;) {
-            const char *eol = find_bytes(line, (size_t)(hend - line), "\r\n", 2);
-            size_t ll = eol ? (size_t)(eol - line) : (size_t)(hend - line);
-            if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
-                if (!disposition_param(line, ll, "name", name, sizeof(name)))
-                    return ERR_INVALID;
-                is_file = disposition_param(line, ll, "filename", filename_out, filename_cap);
-            }
-            line += ll + 2;
-        }
+        if (part_names(p, hend, name, sizeof(name), filename_out, filename_cap, &is_file) != 0)
+            return ERR_INVALID;
         const char *data = hend + 4;
         const char *next = find_bytes(data, (size_t)(end - data), delim, dl + 2);
         if (!next)

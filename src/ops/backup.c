@@ -39,6 +39,7 @@
 #define RESTORE_MARK ".restore" /* in backups/: the name of the archive to restore */
 #define RESTORE_WORK ".restore" /* in the data dir: the restore's working directory */
 #define TAR_BLOCK 512
+#define BUSY_TEXT "Try again later - another backup/restore operation has already been started."
 
 /* What a backup holds, relative to the data directory (directories are walked). */
 static const char *const members[] = {"app.db", "log", "warehouse.duckdb", "warehouse.duckdb.wal",
@@ -453,6 +454,21 @@ static int tar_extract(const char *path, const char *dest, char *err, size_t err
     return rc;
 }
 
+/* Before a new archive at final: the name is free and no other operation runs (then this
+ * one holds the busy flag). */
+static int begin_new(const char *final, const char *name, char *err, size_t err_len)
+{
+    if (exists(final)) {
+        snprintf(err, err_len, "A backup named %s exists already.", name);
+        return ERR_CONFLICT;
+    }
+    if (!take_busy()) {
+        snprintf(err, err_len, "%s", BUSY_TEXT);
+        return ERR_BUSY;
+    }
+    return 0;
+}
+
 /* ---- create ---- */
 
 static int stage(const struct ops_backup_src *src, const char *staging, char *err, size_t err_len)
@@ -573,16 +589,8 @@ int ops_backup_create(const struct ops_backup_src *src, const char *name, char *
         snprintf(err, err_len, "cannot create the backups directory");
         return rc ? rc : ERR_INVALID;
     }
-    if (exists(final)) {
-        snprintf(err, err_len, "A backup named %s exists already.", name);
-        return ERR_CONFLICT;
-    }
-    if (!take_busy()) {
-        snprintf(err, err_len,
-                 "Try again later - another backup/restore operation has already "
-                 "been started.");
-        return ERR_BUSY;
-    }
+    if ((rc = begin_new(final, name, err, err_len)) != 0)
+        return rc;
     int64_t t0 = time_mono_us();
     (void)rm_rf(staging);
     rc = stage(src, staging, err, err_len);
@@ -755,16 +763,8 @@ int ops_backup_store(const char *dir, const char *name, const void *data, size_t
     if (rc != 0 || path_join(final, sizeof(final), bdir, name) != 0 ||
         snprintf(tmp, sizeof(tmp), "%s/.%s.upload", bdir, name) >= (int)sizeof(tmp))
         return rc ? rc : ERR_INVALID;
-    if (exists(final)) {
-        snprintf(err, err_len, "A backup named %s exists already.", name);
-        return ERR_CONFLICT;
-    }
-    if (!take_busy()) {
-        snprintf(err, err_len,
-                 "Try again later - another backup/restore operation has already "
-                 "been started.");
-        return ERR_BUSY;
-    }
+    if ((rc = begin_new(final, name, err, err_len)) != 0)
+        return rc;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     rc = fd < 0 ? -errno : 0;
     for (size_t at = 0; rc == 0 && at < len;) {
@@ -813,9 +813,7 @@ int ops_backup_mark_restore(const char *dir, const char *name, char *err, size_t
         return ERR_NOTFOUND;
     }
     if (!take_busy()) {
-        snprintf(err, err_len,
-                 "Try again later - another backup/restore operation has already "
-                 "been started.");
+        snprintf(err, err_len, "%s", BUSY_TEXT);
         return ERR_BUSY;
     }
     rc = tar_extract(path, NULL, err, err_len);
