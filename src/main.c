@@ -343,11 +343,12 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the record writer thread\n");
         return 1;
     }
-    if (ops_cron_new(&a->cron) != 0 || api_admin_start(&a->env) != 0) {
+    if (ops_cron_new(&a->cron) == 0)
+        a->env.cron = a->cron;
+    if (!a->cron || api_admin_start(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot start the cron and backup threads\n");
         return 1;
     }
-    a->env.cron = a->cron;
     if (api_settings_open(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot read the settings: %s\n", store_errmsg(a->store));
         return 1;

@@ -223,6 +223,20 @@ void api_admin_free(struct api_env *env)
     env->admin = NULL;
 }
 
+/* __pbDBOptimize__ (cron thread): PocketBase's nightly upkeep of the store, SQLite's
+ * PRAGMA optimize (statistics for the query planner) and a WAL checkpoint. */
+static void db_optimize(void *arg)
+{
+    struct api_env *env = arg;
+    struct store_sql_result res;
+    if (store_sql(env->store, "PRAGMA optimize", 1, 4096, 0, &res) == 0)
+        store_sql_result_release(&res);
+    else
+        xlog_warn("db optimize: %s", store_errmsg(env->store));
+    if (store_sync(env->store) != 0)
+        xlog_warn("db optimize: checkpoint: %s", store_errmsg(env->store));
+}
+
 int api_admin_start(struct api_env *env)
 {
     struct api_admin *ad = xcalloc(1, sizeof(*ad));
@@ -245,6 +259,9 @@ int api_admin_start(struct api_env *env)
         }
         l->started = true;
     }
+    if (env->cron && env->store &&
+        ops_cron_add(env->cron, "__pbDBOptimize__", "0 0 * * *", db_optimize, env) != 0)
+        xlog_warn("cannot register the db optimize job");
     return 0;
 }
 

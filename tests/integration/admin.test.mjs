@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { run } from './lib/server.mjs';
 import { client, expectStatus, startWithSuperuserAndKey } from './lib/pb.mjs';
@@ -66,6 +67,8 @@ async function userClient() {
 test('crons: the scheduled backup appears with settings.backups.cron, runs on demand, and goes away', async () => {
   const before = await pb.crons.getFullList();
   assert.ok(!before.some((j) => j.id === '__pbAutoBackup__'));
+  assert.deepEqual(before.find((j) => j.id === '__pbDBOptimize__'), { id: '__pbDBOptimize__', expression: '0 0 * * *' });
+  assert.equal(await pb.crons.run('__pbDBOptimize__'), true);
   await pb.settings.update({ backups: { cron: '0 3 * * *', cronMaxKeep: 1 } });
   const jobs = await pb.crons.getFullList();
   assert.deepEqual(jobs.find((j) => j.id === '__pbAutoBackup__'), { id: '__pbAutoBackup__', expression: '0 3 * * *' });
@@ -154,6 +157,16 @@ test('backups: bad input is answered 400/401/403/404 and changes nothing', async
   const again = new FormData();
   again.append('file', new Blob([dl]), 'dup.tar.gz');
   await expectStatus(pb.backups.upload(again), 400);
+  // past --max-body (32 MiB by default): 413 before the body is read (declared, not sent)
+  const resp = await new Promise((resolve, reject) => {
+    const sock = net.connect(srv.port, '127.0.0.1');
+    let got = '';
+    sock.on('data', (d) => { got += d; if (got.includes('\r\n\r\n')) { sock.destroy(); resolve(got); } });
+    sock.on('error', reject);
+    sock.write(`POST /api/backups/upload HTTP/1.1\r\nHost: x\r\nAuthorization: ${pb.authStore.token}\r\n` +
+      `Content-Type: multipart/form-data; boundary=b\r\nContent-Length: ${33 << 20}\r\n\r\n`);
+  });
+  assert.match(resp, /^HTTP\/1\.1 413 /);
   // a truncated archive
   const cut = new FormData();
   cut.append('file', new Blob([dl.slice(0, Math.floor(dl.length / 2))]), 'cut.tar.gz');
