@@ -84,15 +84,15 @@ static void run_job(struct api_admin *ad, struct admin_job *job)
         http_reply_empty(job->req, 204);
     } else if (rc == ERR_INVALID || rc == ERR_CONFLICT || rc == ERR_BUSY || rc == ERR_NOTFOUND) {
         json_t *data = NULL;
-        if (job->kind != JOB_RESTORE && rc == ERR_INVALID)
-            data = json_pack("{s:{s:s,s:s}}", job->kind == JOB_UPLOAD ? "file" : "name", "code",
+        if (rc == ERR_INVALID)
+            data = json_pack("{s:{s:s,s:s}}", job->kind == JOB_CREATE ? "name" : "file", "code",
                              "validation_invalid_value", "message", err);
-        http_reply_error(job->req, 400,
-                         rc == ERR_BUSY             ? BUSY_MESSAGE
-                         : job->kind == JOB_RESTORE ? err
-                         : rc == ERR_CONFLICT       ? err
-                                                    : "Failed to submit the backup form.",
-                         data);
+        const char *msg =
+            rc == ERR_BUSY                                   ? BUSY_MESSAGE
+            : job->kind == JOB_RESTORE && rc == ERR_INVALID  ? "Missing or invalid backup file."
+            : job->kind == JOB_RESTORE || rc == ERR_CONFLICT ? err
+                                                             : "Failed to submit the backup form.";
+        http_reply_error(job->req, 400, msg, data);
     } else {
         xlog_error("backup operation failed: %s", err);
         http_reply_error(job->req, 500, NULL, NULL);

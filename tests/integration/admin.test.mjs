@@ -6,7 +6,7 @@
 // warehouse, and the pipeline goes on from the restored offsets.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { run } from './lib/server.mjs';
@@ -176,6 +176,14 @@ test('backups: bad input is answered 400/401/403/404 and changes nothing', async
   await expectStatus(pb.backups.delete('x.zip'), 400);
   const e = await expectStatus(pb.backups.restore('missing.tar.gz'), 400);
   assert.equal(e.response.message, 'Missing or invalid backup file.');
+  // an archive put there by hand that is no backup: refused, the server stays up
+  writeFileSync(join(dir, 'backups', 'hand.tar.gz'), 'not a backup');
+  const h = await expectStatus(pb.backups.restore('hand.tar.gz'), 400);
+  assert.equal(h.response.message, 'Missing or invalid backup file.');
+  assert.ok(h.response.data.file);
+  assert.ok(!existsSync(join(dir, 'backups', '.restore')));
+  await pb.backups.delete('hand.tar.gz');
+  assert.equal((await pb.health.check()).code, 200);
 
   const guest = client(srv.url);
   await expectStatus(guest.backups.getFullList(), 401);
