@@ -12,6 +12,7 @@
 
 #include "evlog_testlib.h"
 #include "ops/ops.h"
+#include "store/store.h"
 
 /* ---- schedules ---- */
 
@@ -251,6 +252,74 @@ static void test_backup_names_and_bad_archives(void **state)
     free(tmp);
 }
 
+/* A backup of a store and a log, changed afterwards, restored: the state of the backup comes
+ * back; a half-done earlier attempt (a work directory without its "extracted" flag) is redone
+ * from the start; a second apply finds nothing to do. */
+static void test_backup_restore_roundtrip(void **state)
+{
+    (void)state;
+    char *tmp = tl_tmpdir("rst");
+    char err[512], logdir[4200], path[4300];
+    struct store_cfg sc = {.backend = NULL, .dir = tmp, .busy_timeout_ms = 0};
+    struct store *st = NULL;
+    assert_int_equal(store_open(&sc, &st, err, sizeof(err)), 0);
+    struct evlog_cfg lc;
+    tl_cfg(&lc, tmp, logdir, sizeof(logdir));
+    struct evlog *log = NULL;
+    assert_int_equal(evlog_open(&lc, &log), 0);
+    json_t *v1 = json_pack("{s:i}", "n", 1), *v2 = json_pack("{s:i}", "n", 2);
+    assert_int_equal(store_param_put(st, "probe", v1), 0);
+    append_n(log, "events", 0, 3);
+
+    struct ops_backup_src src = {.dir = tmp, .store = st, .log = log};
+    assert_int_equal(ops_backup_create(&src, "a.tar.gz", err, sizeof(err)), 0);
+    assert_int_equal(ops_backup_create(&src, "a.tar.gz", err, sizeof(err)), ERR_CONFLICT);
+    json_t *list = NULL;
+    assert_int_equal(ops_backup_list(tmp, &list), 0);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "key")),
+                        "a.tar.gz");
+    json_decref(list);
+
+    /* changes after the backup */
+    assert_int_equal(store_param_put(st, "probe", v2), 0);
+    append_n(log, "events", 3, 2);
+    store_close(st);
+    evlog_close(log);
+
+    assert_int_equal(ops_backup_mark_restore(tmp, "a.tar.gz", err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/.restore", tmp);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/.restore/new", tmp);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/.restore/new/leftover", tmp);
+    tl_spit(path, "x", 1);
+    bool applied = false;
+    assert_int_equal(ops_backup_apply_pending(tmp, &applied, err, sizeof(err)), 0);
+    assert_true(applied);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(ops_backup_apply_pending(tmp, &applied, err, sizeof(err)), 0);
+    assert_false(applied);
+
+    assert_int_equal(store_open(&sc, &st, err, sizeof(err)), 0);
+    json_t *got = NULL;
+    assert_int_equal(store_param_get(st, "probe", &got), 0);
+    assert_true(json_equal(got, v1));
+    json_decref(got);
+    store_close(st);
+    assert_int_equal(evlog_open(&lc, &log), 0);
+    check_topic(log, "events", 3);
+    evlog_close(log);
+    /* the backup itself is kept */
+    assert_int_equal(ops_backup_list(tmp, &list), 0);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+    json_decref(v1);
+    json_decref(v2);
+    tl_rmrf(tmp);
+    free(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_cron_registry),
         cmocka_unit_test(test_evlog_snapshot),
         cmocka_unit_test(test_backup_names_and_bad_archives),
+        cmocka_unit_test(test_backup_restore_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
