@@ -847,12 +847,37 @@ static int move_all(const char *from, const char *to)
     return rc == 0 ? fsync_path(to) : rc;
 }
 
+/* What a backup or upload interrupted by a crash left in backups/: its staging directory and
+ * temporary archives (never under a backup's name). */
+static void sweep(const char *dir)
+{
+    char bdir[PATH_MAX];
+    if (path_join(bdir, sizeof(bdir), dir, BACKUPS_DIR) != 0)
+        return;
+    DIR *d = opendir(bdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        bool tmp = e->d_name[0] == '.' && ((n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) ||
+                                           (n > 7 && strcmp(e->d_name + n - 7, ".upload") == 0) ||
+                                           strcmp(e->d_name, ".staging") == 0);
+        char path[PATH_MAX];
+        if (tmp && strcmp(e->d_name, RESTORE_MARK ".tmp") != 0 &&
+            path_join(path, sizeof(path), bdir, e->d_name) == 0)
+            (void)rm_rf(path);
+    }
+    closedir(d);
+}
+
 int ops_backup_apply_pending(const char *dir, bool *applied_out, char *err, size_t err_len)
 {
     char name[OPS_BACKUP_NAME_MAX + 2], work[PATH_MAX], fresh[PATH_MAX], old[PATH_MAX];
     char path[PATH_MAX], flag[PATH_MAX], archive[PATH_MAX];
     *applied_out = false;
     err[0] = '\0';
+    sweep(dir);
     marked(dir, name, sizeof(name));
     if (!*name)
         return 0;

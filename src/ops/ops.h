@@ -105,9 +105,10 @@ int ops_backup_store(const char *dir, const char *name, const void *data, size_t
                      size_t err_len) MUST_USE;
 /* Marks name to be restored at the next start (after checking it reads as an archive). */
 int ops_backup_mark_restore(const char *dir, const char *name, char *err, size_t err_len) MUST_USE;
-/* At start, before anything in dir is opened: when a restore is marked, replaces app.db, the
- * log, the warehouse and the secret with the archive's. Safe to run again after a crash at any
- * step. 0 also when nothing was marked; *applied_out says whether something was restored. */
+/* At start, before anything in dir is opened: removes what an interrupted backup or upload
+ * left in <dir>/backups (temporary files, never an archive); when a restore is marked, replaces
+ * app.db, the log, the warehouse and the secret with the archive's. Safe to run again after a crash
+ * at any step. 0 also when nothing was marked; *applied_out says whether something was restored. */
 int ops_backup_apply_pending(const char *dir, bool *applied_out, char *err,
                              size_t err_len) MUST_USE;
 
