@@ -61,6 +61,7 @@ struct api_env {
      * is marked and applies at the next start. Called on the admin thread. */
     void (*restart)(void *arg);
     void *restart_arg;
+    struct auth_oauth2 *oauth2; /* OAuth2 provider calls off the HTTP threads, or NULL */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */

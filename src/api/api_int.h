@@ -27,6 +27,7 @@ void api__register_ops(struct http_router *r, struct api_env *env);
 void api__register_capture(struct http_router *r, struct api_env *env);
 void api__register_keys(struct http_router *r, struct api_env *env);
 void api__register_auth(struct http_router *r, struct api_env *env);
+void api__register_oauth2(struct http_router *r, struct api_env *env);
 void api__register_log(struct http_router *r, struct api_env *env);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);

@@ -27,22 +27,34 @@ static struct store_collection *auth_collection(struct http_req *req, struct api
     return c;
 }
 
-/* Signs a new token for rec and answers {"record":...,"token":...}. deadline_us: the
- * request's store deadline (api__deadline_start), for its expand. */
-static void reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                       const struct store_auth_record *rec, int64_t deadline_us)
+struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env)
+{
+    return auth_collection(req, env);
+}
+
+void api__reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                     const struct store_auth_record *rec, int64_t deadline_us, json_t *meta)
+{
+    api__reply_token(req, env, c, rec, deadline_us, 0, true, meta);
+}
+
+void api__reply_token(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                      const struct store_auth_record *rec, int64_t deadline_us, int64_t duration,
+                      bool refreshable, json_t *meta)
 {
     struct auth_token_claims claims = {0};
     const char *id = json_string_value(json_object_get(rec->record, "id"));
-    int64_t duration = c->auth_token_duration_s > 0            ? c->auth_token_duration_s
-                       : strcmp(c->id, API_SUPERUSERS_ID) == 0 ? AUTH_TOKEN_DURATION_SUPERUSER
-                                                               : AUTH_TOKEN_DURATION_AUTH;
+    if (duration <= 0)
+        duration = c->auth_token_duration_s > 0            ? c->auth_token_duration_s
+                   : strcmp(c->id, API_SUPERUSERS_ID) == 0 ? AUTH_TOKEN_DURATION_SUPERUSER
+                                                           : AUTH_TOKEN_DURATION_AUTH;
     snprintf(claims.collection_id, sizeof(claims.collection_id), "%s", c->id);
     snprintf(claims.record_id, sizeof(claims.record_id), "%s", id ? id : "");
     claims.exp = time_now_us() / 1000000 + duration;
-    claims.refreshable = true;
+    claims.refreshable = refreshable;
     char *token = NULL;
     if (!id || auth_token_issue(env->secret, &claims, rec->token_key, &token) != 0) {
+        json_decref(meta);
         http_reply_error(req, 400, "Failed to authenticate.", NULL);
         return;
     }
@@ -70,6 +82,7 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
         json_decref(arr);
         if (rc) {
             json_decref(record);
+            json_decref(meta);
             free(token);
             api__reply_expand_error(req, rc);
             return;
@@ -78,6 +91,8 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
     json_t *body = json_object();
     json_object_set_new(body, "record", record);
     json_object_set_new(body, "token", json_string(token));
+    if (meta)
+        json_object_set_new(body, "meta", meta);
     free(token);
     api__reply_picked(req, body);
 }
@@ -138,7 +153,7 @@ static void on_verified(void *arg, const struct auth_pool_result *res)
     else if (held)
         http_reply_error(l->req, 403, AUTH_RULE_FAILED, NULL);
     else if (res->rc == 0 && l->rec.record)
-        reply_auth(l->req, l->env, l->c, &l->rec, l->deadline_us);
+        api__reply_auth(l->req, l->env, l->c, &l->rec, l->deadline_us, NULL);
     else
         http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
     api__deadline_lift(l->env);
@@ -248,7 +263,7 @@ static void auth_refresh(struct http_req *req, void *ctx)
     else if (rc)
         http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
     else
-        reply_auth(req, env, c, &rec, deadline);
+        api__reply_auth(req, env, c, &rec, deadline, NULL);
     store_auth_record_release(&rec);
 }
 
@@ -261,13 +276,12 @@ static void auth_methods(struct http_req *req, void *ctx)
     json_t *fields = json_array();
     for (size_t i = 0; i < c->n_identity_fields; i++)
         json_array_append_new(fields, json_string(c->identity_fields[i]));
-    store_collection_unref(c);
     json_t *body =
         json_pack("{s:{s:o,s:b},s:{s:[],s:b},s:{s:b,s:i},s:{s:b,s:i},s:n,s:b,s:b}", "password",
                   "identityFields", fields, "enabled", 1, "oauth2", "providers", "enabled", 0,
                   "mfa", "enabled", 0, "duration", 0, "otp", "enabled", 0, "duration", 0,
                   "authProviders", "usernamePassword", 0, "emailPassword", 1);
-    http_reply_json(req, 200, body);
+    api__oauth2_reply_methods(req, env, c, body); /* adds the OAuth2 providers */
 }
 
 /* Routes that read records: each lifts the store deadline its handler started. */
