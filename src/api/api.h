@@ -20,6 +20,7 @@ struct api_public;
 struct api_admin;
 struct ops_cron;
 struct pipeline_relay;
+struct ml;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -62,6 +63,7 @@ struct api_env {
     void (*restart)(void *arg);
     void *restart_arg;
     struct auth_oauth2 *oauth2; /* OAuth2 provider calls off the HTTP threads, or NULL */
+    struct ml *ml;              /* models and predictions (ml_open), or NULL */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
