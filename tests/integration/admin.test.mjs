@@ -53,7 +53,9 @@ async function caughtUp() {
   return eventually('the pipeline to catch up', async () => {
     const r = await fetch(`${srv.url}/api/pipeline`, { headers: { Authorization: pb.authStore.token } });
     const { consumers } = await r.json();
-    return consumers.length === 2 && consumers.every((c) => c.ready && c.lagRecords === 0 && !c.lastError) ? consumers : null;
+    const topics = consumers.map((c) => c.topic);
+    const done = topics.includes('events') && topics.includes('changes') && consumers.every((c) => c.ready && c.lagRecords === 0 && !c.lastError);
+    return done ? consumers : null;
   });
 }
 
