@@ -50,6 +50,8 @@ static void usage(FILE *out)
             "                                    else when it restarts)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
+            "  import pocketbase PATH            import a PocketBase app's collections and\n"
+            "                                    records (PATH: its pb_data or data.db)\n"
             "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
             "                                    train a model on the running server\n"
             "  version                           print the version\n"
@@ -225,6 +227,7 @@ static bool app_close(struct app *a)
     a->env.cron = NULL;
     bool wh_busy = api_sql_stop(&a->env) > 0;
     api_admin_stop(&a->env);
+    api_files_stop(&a->env); /* its queued uploads go on to the writer: before it stops */
     api_records_stop(&a->env);
     api_realtime_stop(&a->env);
     api_batch_stop(&a->env);
@@ -234,6 +237,7 @@ static bool app_close(struct app *a)
     api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
+    api_files_free(&a->env);
     api_settings_free(&a->env);
     api_admin_free(&a->env);
     api_batch_free(&a->env);
@@ -373,6 +377,10 @@ static int app_open(struct app *a)
         a->env.cron = a->cron;
     if (!a->cron || api_admin_start(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot start the cron and backup threads\n");
+        return 1;
+    }
+    if (a->store && api_files_start(&a->env, a->cfg.dir) != 0) {
+        fprintf(stderr, "tandem: cannot open the file storage in %s/storage\n", a->cfg.dir);
         return 1;
     }
     if (api_settings_open(&a->env) != 0) {
@@ -531,6 +539,18 @@ static int cli_args(int argc, char **argv, const char **words, size_t max, size_
     return rc;
 }
 
+/* The store of the data directory for a command that writes records (passwords included). */
+static int open_cli_store(const struct cfg *cfg, struct store **st)
+{
+    if (prepare_dir(cfg->dir) != 0)
+        return 1;
+    if (auth_init() != 0) {
+        fprintf(stderr, "tandem: libsodium failed to initialise\n");
+        return 1;
+    }
+    return open_store(cfg, st) != 0 ? 1 : 0;
+}
+
 static int cmd_superuser(int argc, char **argv)
 {
     struct cfg cfg;
@@ -554,14 +574,8 @@ static int cmd_superuser(int argc, char **argv)
         fprintf(stderr, "tandem: the password must be 8 to 71 characters\n");
         return EXIT_USAGE;
     }
-    if (prepare_dir(cfg.dir) != 0)
-        return 1;
-    if (auth_init() != 0) {
-        fprintf(stderr, "tandem: libsodium failed to initialise\n");
-        return 1;
-    }
     struct store *st = NULL;
-    if (open_store(&cfg, &st) != 0)
+    if (open_cli_store(&cfg, &st) != 0)
         return 1;
     if (upsert) {
         char hash[AUTH_HASH_LEN];
@@ -590,6 +604,26 @@ static int cmd_superuser(int argc, char **argv)
         fprintf(stderr, "tandem: %s: %s\n", err_str(rc), store_errmsg(st));
     store_close(st);
     return rc == 0 ? 0 : 1;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    if (n != 2 || strcmp(w[0], "pocketbase") != 0) {
+        fprintf(stderr, "usage: tandem import pocketbase PATH\n");
+        return EXIT_USAGE;
+    }
+    struct store *st = NULL;
+    if (open_cli_store(&cfg, &st) != 0)
+        return 1;
+    rc = cli_import_pocketbase(w[1], st, stdout, stderr);
+    store_close(st);
+    return rc;
 }
 
 static int cmd_writekey(int argc, char **argv)
@@ -888,6 +922,8 @@ int main(int argc, char **argv)
         return cmd_superuser(argc - 2, argv + 2);
     if (strcmp(cmd, "writekey") == 0)
         return cmd_writekey(argc - 2, argv + 2);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "log") == 0)
         return cmd_log(argc - 2, argv + 2);
     if (strcmp(cmd, "ml") == 0)

@@ -373,10 +373,22 @@ static void upload_backup(struct http_req *req, void *ctx)
     const char *ctype = http_req_header(req, "Content-Type");
     struct admin_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
     job->kind = JOB_UPLOAD;
+    struct api_uploads ups = {.arena = http_req_arena(req)};
+    json_t *fields = json_object();
     int rc = ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0
-                 ? api__multipart_file(ctype, http_req_body(req), "file", 16, job->name,
-                                       sizeof(job->name), &job->data)
+                 ? api__parse_multipart(ctype, http_req_body(req), 16, fields, &ups)
                  : ERR_INVALID;
+    json_decref(fields);
+    const struct api_upload *file = NULL;
+    for (size_t i = 0; rc == 0 && i < ups.n && !file; i++)
+        if (strcmp(ups.v[i].key, "file") == 0)
+            file = &ups.v[i];
+    if (rc == 0 && !file)
+        rc = ERR_NOTFOUND;
+    if (rc == 0 && strlen(file->filename) < sizeof(job->name)) {
+        memcpy(job->name, file->filename, strlen(file->filename) + 1);
+        job->data = (struct str){file->data, file->len};
+    }
     if (rc != 0) {
         http_reply_error(req, 400, "An error occurred while validating the submitted data.",
                          json_pack("{s:{s:s,s:s}}", "file", "code", "validation_required",

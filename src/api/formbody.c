@@ -3,7 +3,8 @@
  * gives: values inferred as PocketBase does ("true"/"false" become bools, numbers in their
  * canonical form become numbers, anything else stays a string), repeated keys become arrays,
  * and the special part "@jsonPayload" holds a JSON object merged as it is. File parts are
- * skipped: file fields are not supported yet. */
+ * handed to the caller (files.c stores them). */
+#define _GNU_SOURCE /* memmem */
 #include <ctype.h>
 #include <math.h>
 #include <string.h>
@@ -122,12 +123,7 @@ static int add_json_payload(json_t *body, const char *text, size_t len, size_t m
 
 static const char *find_bytes(const char *hay, size_t n, const char *needle, size_t m)
 {
-    if (m == 0 || n < m)
-        return NULL;
-    for (size_t i = 0; i + m <= n; i++)
-        if (hay[i] == needle[0] && memcmp(hay + i, needle, m) == 0)
-            return hay + i;
-    return NULL;
+    return m == 0 ? NULL : memmem(hay, n, needle, m);
 }
 
 /* The value of param (name= or filename=) in a Content-Disposition line, into out. */
@@ -160,33 +156,32 @@ static bool disposition_param(const char *line, size_t len, const char *param, c
     return false;
 }
 
-/* The name= and filename= of a part from its header lines [p, hend); *is_file when it has a
- * file name. ERR_INVALID when a Content-Disposition line has no name. */
-static int part_names(const char *p, const char *hend, char *name, size_t name_cap, char *filename,
-                      size_t filename_cap, bool *is_file)
+void api__uploads_add(struct api_uploads *ups, const char *key, const char *filename,
+                      const char *data, size_t len)
 {
-    for (const char *line = p; line < hend;) {
-        const char *eol = find_bytes(line, (size_t)(hend - line), "\r\n", 2);
-        size_t ll = eol ? (size_t)(eol - line) : (size_t)(hend - line);
-        if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
-            if (!disposition_param(line, ll, "name", name, name_cap))
-                return ERR_INVALID;
-            *is_file = disposition_param(line, ll, "filename", filename, filename_cap);
-        }
-        line += ll + 2;
+    if (ups->n == ups->cap) {
+        size_t cap = ups->cap ? ups->cap * 2 : 4;
+        struct api_upload *v = arena_alloc(ups->arena, cap * sizeof(*v));
+        if (ups->n)
+            memcpy(v, ups->v, ups->n * sizeof(*v));
+        ups->v = v;
+        ups->cap = cap;
     }
-    return 0;
+    ups->v[ups->n++] = (struct api_upload){arena_strdup(ups->arena, key),
+                                           arena_strdup(ups->arena, filename), data, len};
 }
 
-/* "--" + the boundary of a multipart Content-Type into out; its length, or 0 when none. */
-static size_t delimiter_of(const char *ctype, char *out, size_t cap)
+int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out,
+                         struct api_uploads *ups)
 {
+    size_t n_parts = 0;
+    char boundary[256];
     const char *b = NULL;
     for (const char *q = ctype; *q && !b; q++)
         if (strncasecmp(q, "boundary=", 9) == 0)
             b = q;
     if (!b)
-        return 0;
+        return ERR_INVALID;
     b += 9;
     size_t bl = 0;
     if (*b == '"') {
@@ -197,22 +192,13 @@ static size_t delimiter_of(const char *ctype, char *out, size_t cap)
         while (b[bl] && b[bl] != ';' && b[bl] != ' ')
             bl++;
     }
-    if (bl == 0 || bl + 4 >= cap)
-        return 0;
-    out[0] = '-';
-    out[1] = '-';
-    memcpy(out + 2, b, bl);
-    out[bl + 2] = '\0';
-    return bl + 2;
-}
-
-int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out)
-{
-    size_t n_parts = 0;
-    char boundary[256];
-    size_t dl = delimiter_of(ctype, boundary, sizeof(boundary));
-    if (dl == 0)
+    if (bl == 0 || bl + 4 >= sizeof(boundary))
         return ERR_INVALID;
+    boundary[0] = '-';
+    boundary[1] = '-';
+    memcpy(boundary + 2, b, bl);
+    size_t dl = bl + 2;
+    boundary[dl] = '\0';
 
     const char *p = find_bytes(body.ptr, body.len, boundary, dl);
     const char *end = body.ptr + body.len;
@@ -232,8 +218,16 @@ int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, j
             return ERR_INVALID;
         char name[256] = "", filename[256];
         bool is_file = false;
-        if (part_names(p, hend, name, sizeof(name), filename, sizeof(filename), &is_file) != 0)
-            return ERR_INVALID;
+        for (const char *line = p; line < hend;) {
+            const char *eol = find_bytes(line, (size_t)(hend - line), "\r\n", 2);
+            size_t ll = eol ? (size_t)(eol - line) : (size_t)(hend - line);
+            if (ll > 20 && strncasecmp(line, "Content-Disposition:", 20) == 0) {
+                if (!disposition_param(line, ll, "name", name, sizeof(name)))
+                    return ERR_INVALID;
+                is_file = disposition_param(line, ll, "filename", filename, sizeof(filename));
+            }
+            line += ll + 2;
+        }
         const char *data = hend + 4;
         char delim[300];
         snprintf(delim, sizeof(delim), "\r\n%s", boundary);
@@ -247,6 +241,8 @@ int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, j
                 return rc;
         } else if (!is_file) {
             add_value(out, name, infer(data, vlen));
+        } else if (ups) {
+            api__uploads_add(ups, name, filename, data, vlen);
         }
         if (json_object_size(out) > max_parts)
             return ERR_LIMIT;
@@ -297,17 +293,30 @@ json_t *api__json_body(struct http_req *req, struct api_env *env, bool allow_emp
 
 json_t *api__record_body(struct http_req *req, struct api_env *env, bool allow_empty)
 {
+    struct api_uploads ups = {.arena = http_req_arena(req)};
+    return api__record_body_files(req, env, allow_empty, &ups);
+}
+
+json_t *api__record_body_files(struct http_req *req, struct api_env *env, bool allow_empty,
+                               struct api_uploads *ups)
+{
     const char *ctype = http_req_header(req, "Content-Type");
     bool multipart = ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0;
     bool urlenc = ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0;
-    if (!multipart && !urlenc)
-        return api__json_body(req, env, allow_empty);
+    *ups = (struct api_uploads){.arena = http_req_arena(req)};
+    if (!multipart && !urlenc) {
+        json_t *j = api__json_body(req, env, allow_empty);
+        if (json_is_object(j))
+            json_object_del(j, STORE_BODY_UPLOADS);
+        return j;
+    }
     size_t max = env->records.max_keys ? env->records.max_keys : API_RECORDS_MAX_KEYS;
     json_t *out = json_object();
     api__arena_json(http_req_arena(req), out);
     struct str body = http_req_body(req);
-    int rc = multipart ? api__parse_multipart(ctype, body, max, out)
+    int rc = multipart ? api__parse_multipart(ctype, body, max, out, ups)
                        : parse_urlencoded(req, body, max, out);
+    json_object_del(out, STORE_BODY_UPLOADS);
     if (rc == ERR_LIMIT) {
         reply_too_many_keys(req, max);
         return NULL;
@@ -318,39 +327,4 @@ json_t *api__record_body(struct http_req *req, struct api_env *env, bool allow_e
         return NULL;
     }
     return out;
-}
-
-int api__multipart_file(const char *ctype, struct str body, const char *field, size_t max_parts,
-                        char *filename_out, size_t filename_cap, struct str *data_out)
-{
-    char boundary[256], delim[300];
-    size_t dl = delimiter_of(ctype, boundary, sizeof(boundary));
-    if (dl == 0)
-        return ERR_INVALID;
-    snprintf(delim, sizeof(delim), "\r\n%s", boundary);
-    const char *end = body.ptr + body.len;
-    const char *p = find_bytes(body.ptr, body.len, boundary, dl);
-    for (size_t n = 0; p; n++) {
-        p += dl;
-        if (n >= max_parts || end - p < 2 || p[0] != '\r' || p[1] != '\n')
-            return n >= max_parts ? ERR_LIMIT : ERR_NOTFOUND;
-        p += 2;
-        const char *hend = find_bytes(p, (size_t)(end - p), "\r\n\r\n", 4);
-        if (!hend)
-            return ERR_INVALID;
-        char name[256] = "";
-        bool is_file = false;
-        if (part_names(p, hend, name, sizeof(name), filename_out, filename_cap, &is_file) != 0)
-            return ERR_INVALID;
-        const char *data = hend + 4;
-        const char *next = find_bytes(data, (size_t)(end - data), delim, dl + 2);
-        if (!next)
-            return ERR_INVALID;
-        if (is_file && strcmp(name, field) == 0) {
-            *data_out = (struct str){data, (size_t)(next - data)};
-            return 0;
-        }
-        p = next + 2;
-    }
-    return ERR_INVALID;
 }

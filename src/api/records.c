@@ -3,6 +3,7 @@
  * "" is open, other rules are conditions the store checks in the operation's transaction.
  * Filters and sorts go through the filter compiler; values are always bound parameters. */
 #include <stddef.h>
+#include <regex.h>
 #include <string.h>
 
 #include "api/records_int.h"
@@ -213,23 +214,29 @@ static json_t *verr(const char *code, const char *message, json_t *params)
     return e;
 }
 
-int api__password_from_body(const struct store_collection *c, json_t *body, json_t *errors,
-                            const char **pw_out)
+/* The password of a record body (the collection's password field: `password` of an auth
+ * collection, any password field of a base one), checked against the field's options. */
+int api__password_from_body(const struct store_collection *c, bool create, json_t *body,
+                            json_t *errors, const char **pw_out)
 {
     *pw_out = NULL;
-    if (c->type != STORE_COLLECTION_AUTH)
-        return 0;
-    json_t *pw = json_object_get(body, "password");
-    if (!pw || (json_is_string(pw) && json_string_length(pw) == 0))
-        return 0;
     const struct store_field *f = NULL;
     for (size_t i = 0; i < c->n_fields; i++)
         if (c->fields[i].type == STORE_FIELD_PASSWORD)
             f = &c->fields[i];
     if (!f)
         return 0;
+    bool auth = c->type == STORE_COLLECTION_AUTH;
+    const char *key = f->name;
+    json_t *pw = json_object_get(body, key);
+    if (!pw || (json_is_string(pw) && json_string_length(pw) == 0)) {
+        if (auth || !create || !f->required)
+            return 0; /* auth records: auth_checks says what a create without one gets */
+        json_object_set_new(errors, key, verr("validation_required", "Cannot be blank.", NULL));
+        return ERR_INVALID;
+    }
     if (!json_is_string(pw)) {
-        json_object_set_new(errors, "password",
+        json_object_set_new(errors, key,
                             verr("validation_invalid_value", "Must be a string.", NULL));
         return ERR_INVALID;
     }
@@ -238,23 +245,36 @@ int api__password_from_body(const struct store_collection *c, json_t *body, json
     for (const char *q = p; *q; q++)
         if (((unsigned char)*q & 0xC0) != 0x80)
             n++;
-    double min = f->has_min ? f->min : 8, max = f->has_max ? f->max : 71;
+    /* PocketBase: no minimum unless set (the auth field sets 8), at most 71 by default (what
+     * bcrypt can hash; tandem keeps the limit) */
+    double min = f->has_min ? f->min : (auth ? 8 : 0), max = f->has_max ? f->max : 71;
     char msg[96];
     if ((double)n < min) {
         snprintf(msg, sizeof(msg), "Must be at least %.0f character(s).", min);
         json_object_set_new(
-            errors, "password",
+            errors, key,
             verr("validation_min_text_constraint", msg, json_pack("{s:i}", "min", (int)min)));
     } else if ((double)n > max) {
         snprintf(msg, sizeof(msg), "Must be no more than %.0f character(s).", max);
         json_object_set_new(
-            errors, "password",
+            errors, key,
             verr("validation_max_text_constraint", msg, json_pack("{s:i}", "max", (int)max)));
+    } else if (f->pattern && *f->pattern) {
+        regex_t re;
+        bool ok = regcomp(&re, f->pattern, REG_EXTENDED | REG_NOSUB) == 0;
+        bool match = ok && regexec(&re, p, 0, NULL, 0) == 0;
+        if (ok)
+            regfree(&re);
+        if (!match)
+            json_object_set_new(errors, key,
+                                verr("validation_invalid_format", "Invalid value format.", NULL));
     }
-    json_t *confirm = json_object_get(body, "passwordConfirm");
-    if (!json_is_string(confirm) || strcmp(json_string_value(confirm), p) != 0)
-        json_object_set_new(errors, "passwordConfirm",
-                            verr("validation_values_mismatch", "Values don't match.", NULL));
+    if (auth) {
+        json_t *confirm = json_object_get(body, "passwordConfirm");
+        if (!json_is_string(confirm) || strcmp(json_string_value(confirm), p) != 0)
+            json_object_set_new(errors, "passwordConfirm",
+                                verr("validation_values_mismatch", "Values don't match.", NULL));
+    }
     if (json_object_size(errors))
         return ERR_INVALID;
     *pw_out = p;
@@ -284,11 +304,12 @@ struct write_job {
     json_t *body;
     bool create;
     struct store_cond cond;
-    const char *pw;       /* new password, or NULL */
-    const char *old_pw;   /* oldPassword to check first, or NULL */
-    const char *old_hash; /* the stored hash it is checked against */
-    bool and_manage;      /* a non-manager's create sets `verified`: the manageRule too */
-    struct api_wjob w;    /* a create queued for the group-commit writer */
+    const char *pw;                 /* new password, or NULL */
+    const char *old_pw;             /* oldPassword to check first, or NULL */
+    const char *old_hash;           /* the stored hash it is checked against */
+    bool and_manage;                /* a non-manager's create sets `verified`: the manageRule too */
+    struct api_wjob w;              /* a create queued for the group-commit writer */
+    struct api_files_change *files; /* its uploads and file removals, or NULL */
 };
 
 /* store_cond.build: the write's rule over the body exactly as the store writes it, compiled
@@ -339,6 +360,7 @@ static void write_failed(const struct rec_req *rr, bool create, int rc, const js
 /* Answers a finished write (TAKES errors and rec). */
 static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *rec)
 {
+    api__files_settle(job->files, rc, rec);
     if (rc == 0) {
         reply_record(&job->rr, rec);
     } else {
@@ -579,7 +601,7 @@ static bool write_prepare(struct write_job *job, const char *id, struct api_fail
 
     json_t *errors = json_object();
     api__arena_json(a, errors);
-    rc = api__password_from_body(rr->c, job->body, errors, &job->pw);
+    rc = api__password_from_body(rr->c, create, job->body, errors, &job->pw);
     if (auth)
         auth_checks(job, id, old, errors);
     if (rc == ERR_INVALID || json_object_size(errors))
@@ -602,23 +624,16 @@ static bool write_prepare(struct write_job *job, const char *id, struct api_fail
     return true;
 }
 
-static void write_record(struct http_req *req, void *ctx, bool create)
+/* Goes on with a prepared write: the old-password check, the password hash, the store.
+ * suspended: the request is suspended and this thread holds it (then it is answered and
+ * resumed here or by whoever the write went to). */
+static void write_continue(struct write_job *job, bool suspended)
 {
-    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
-    if (!begin(req, ctx, &job->rr))
-        return;
-    struct api_env *env = ctx;
-    job->create = create;
-    job->body = api__record_body(req, env, !create);
-    if (!job->body)
-        return;
-    struct api_fail f;
-    if (!write_prepare(job, http_req_param(req, "id"), &f)) {
-        api__reply_fail(req, &f);
-        return;
-    }
+    struct http_req *req = job->rr.req;
+    struct api_env *env = job->rr.env;
     if (job->old_pw) {
-        http_req_suspend(req);
+        if (!suspended)
+            http_req_suspend(req);
         int rc = auth_pool_verify(env->pool, *job->old_hash ? job->old_hash : NULL, job->old_pw,
                                   old_checked, job);
         if (rc == ERR_LIMIT || rc == ERR_INVALID) {
@@ -632,11 +647,69 @@ static void write_record(struct http_req *req, void *ctx, bool create)
         return;
     }
     if (!job->pw) {
-        (void)write_finish(job, NULL, false);
+        bool queued = write_finish(job, NULL, suspended);
+        if (suspended && !queued)
+            http_req_resume(req);
         return;
     }
-    http_req_suspend(req);
+    if (!suspended)
+        http_req_suspend(req);
     start_hash(job);
+}
+
+/* On the storage pool, once the uploads are stored (rc 0) or failed. */
+static void files_stored(void *arg, int rc)
+{
+    struct write_job *job = arg;
+    struct api_env *env = job->rr.env;
+    if (rc) {
+        api__files_settle(job->files, ERR_INVALID, NULL);
+        http_reply_error(job->rr.req, 503, "The uploaded files could not be stored.", NULL);
+        http_req_resume(job->rr.req);
+        return;
+    }
+    store_deadline(env->store, job->rr.ar.deadline_us);
+    write_continue(job, true);
+    api__deadline_lift(env);
+}
+
+static void write_record(struct http_req *req, void *ctx, bool create)
+{
+    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    if (!begin(req, ctx, &job->rr))
+        return;
+    if (job->rr.c->type == STORE_COLLECTION_VIEW) {
+        http_reply_error(req, 400, "Unsupported collection type.", NULL);
+        return;
+    }
+    struct api_env *env = ctx;
+    job->create = create;
+    struct api_uploads ups;
+    job->body = api__record_body_files(req, env, !create, &ups);
+    if (!job->body)
+        return;
+    struct api_fail f;
+    if (!create && !job->rr.ar.superuser && !job->rr.c->rules[STORE_RULE_UPDATE]) {
+        http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
+        return; /* before the files read the record */
+    }
+    if ((json_is_object(job->body) &&
+         !api__files_prepare(req, env, job->rr.c, create ? NULL : http_req_param(req, "id"),
+                             job->body, &ups, &job->files, &f)) ||
+        !write_prepare(job, http_req_param(req, "id"), &f)) {
+        api__reply_fail(req, &f);
+        return;
+    }
+    if (api__files_pending(job->files)) {
+        http_req_suspend(req);
+        if (api__files_write_async(job->files, files_stored, job) != 0) {
+            http_set_header(req, "Retry-After", "1");
+            http_reply_error(req, 503, "Too many uploads are waiting; try again.", NULL);
+            http_req_resume(req);
+        }
+        return;
+    }
+    write_continue(job, false);
 }
 
 static void delete_record(struct http_req *req, void *ctx)
@@ -644,14 +717,19 @@ static void delete_record(struct http_req *req, void *ctx)
     struct rec_req rr;
     if (!begin(req, ctx, &rr))
         return;
+    if (rr.c->type == STORE_COLLECTION_VIEW) {
+        http_reply_error(req, 400, "Unsupported collection type.", NULL);
+        return;
+    }
     struct store_cond cond;
     if (!rule_cond(&rr, STORE_RULE_DELETE, &cond))
         return;
     int rc = store_record_delete_if(rr.env->store, rr.c, http_req_param(req, "id"),
                                     cond.sql ? &cond : NULL);
-    if (rc == 0)
+    if (rc == 0) {
+        api__files_record_deleted(rr.env, rr.c, http_req_param(req, "id"));
         http_reply_empty(req, 204);
-    else if (rc == ERR_NOTFOUND)
+    } else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
     else if (rc == ERR_CONFLICT)
         http_reply_error(req, 400,
@@ -696,13 +774,18 @@ static void batch_query(struct rec_req *rr, const char *query)
 
 struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env,
                                        const char *method, const char *collection, const char *id,
-                                       json_t *body, const char *query, struct api_fail *f)
+                                       json_t *body, const char *query,
+                                       const struct api_uploads *ups, struct api_fail *f)
 {
     struct api_batch_op *op = arena_zalloc(http_req_arena(req), sizeof(*op));
     struct write_job *job = &op->job;
     struct rec_req *rr = &job->rr;
     if (!begin_in(rr, req, env, collection, f))
         return NULL;
+    if (rr->c->type == STORE_COLLECTION_VIEW) {
+        fail(f, 400, "Unsupported collection type.", NULL);
+        return NULL;
+    }
     rr->ar.fr.method = method;
     rr->ar.fr.context = "batch";
     batch_query(rr, query);
@@ -728,7 +811,24 @@ struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env
     job->create = id == NULL;
     op->kind = job->create ? STORE_OP_CREATE : STORE_OP_UPDATE;
     op->id = id;
+    if (json_is_object(body) && !api__files_prepare(req, env, rr->c, id, body, ups, &job->files, f))
+        return NULL;
     return write_prepare(job, id, f) ? op : NULL;
+}
+
+int api__batch_op_files(struct api_batch_op *op)
+{
+    return api__files_write_now(op->job.files);
+}
+
+void api__batch_op_settle(struct api_batch_op *op, int rc, const struct store_op *done)
+{
+    if (op->kind == STORE_OP_DELETE) {
+        if (rc == 0)
+            api__files_record_deleted(op->job.rr.env, op->job.rr.c, op->id);
+        return;
+    }
+    api__files_settle(op->job.files, rc, rc == 0 ? done->record : NULL);
 }
 
 /* The pool's answer to one of an op's jobs; the batch thread waits on the latch. */

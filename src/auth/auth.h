@@ -56,8 +56,10 @@ int auth_password_hash_with(const char *pw, const struct auth_hash_params *param
  * random digest), made without hashing: checking a password against it costs exactly what a
  * real check costs and never matches. For unknown accounts, so they take as long as known ones. */
 int auth_password_decoy(const struct auth_hash_params *params, char out[AUTH_HASH_LEN]) MUST_USE;
-/* 0 when pw matches hash; ERR_DENIED when it does not; ERR_INVALID when hash is not an argon2
- * PHC string; ERR_LIMIT when pw is too long. The cost is the one recorded in hash. */
+/* 0 when pw matches hash; ERR_DENIED when it does not; ERR_INVALID when hash is neither an
+ * argon2 PHC string nor a bcrypt hash as PocketBase stores them ("$2a$10$...", checked with
+ * libcrypt, cost at most 16); ERR_LIMIT when pw is too long. The cost is the one recorded in
+ * hash. A bcrypt hash always needs a rehash (auth_password_needs_rehash). */
 int auth_password_verify(const char *hash, const char *pw) MUST_USE;
 /* 1 when hash was made with other parameters than the default ones (rehash it after a
  * successful login), 0 when not, ERR_INVALID when hash is malformed. */
@@ -197,6 +199,9 @@ struct auth_token_claims {
     char record_id[AUTH_ID_MAX + 1];
     int64_t exp; /* Unix seconds */
     bool refreshable;
+    /* a file token (type "file", POST /api/files/token): signed with its own collection
+     * secret, so it never passes for an auth token, and only good for ?token= on files */
+    bool file;
 };
 
 /* Signs an auth token for claims with token_key. Ids must be 1..AUTH_ID_MAX characters of
@@ -229,6 +234,12 @@ typedef int (*auth_token_lookup_cb)(void *arg, const char *collection_id, const 
 int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
                       int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
                       struct auth_token_claims *claims_out) MUST_USE;
+
+/* auth_token_verify for a file token (type "file", signed with the file secret): an auth
+ * token is refused here, as a file token is by auth_token_verify. */
+int auth_token_verify_file(const struct auth_secret *s, const char *token, size_t token_len,
+                           int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                           struct auth_token_claims *claims_out) MUST_USE;
 
 /* auth_token_verify behind a small per-thread cache of tokens it accepted, keyed by the exact
  * token bytes (found through a keyed hash, compared in constant time). A hit skips the

@@ -30,12 +30,12 @@ static bool printable_ascii(const char *s, size_t max)
     return n > 0;
 }
 
-static void signing_key(const struct auth_secret *s, const char *collection_id,
+static void signing_key(const struct auth_secret *s, bool file, const char *collection_id,
                         const char *token_key, uint8_t key[KEY_MAX], size_t *key_len_out)
 {
     char coll[AUTH_COLLECTION_SECRET_LEN + 1];
     size_t tk_len = strlen(token_key);
-    auth_secret_collection(s, "auth", collection_id, coll);
+    auth_secret_collection(s, file ? "file" : "auth", collection_id, coll);
     memcpy(key, token_key, tk_len);
     memcpy(key + tk_len, coll, AUTH_COLLECTION_SECRET_LEN);
     *key_len_out = tk_len + AUTH_COLLECTION_SECRET_LEN;
@@ -83,13 +83,16 @@ int auth_token_issue(const struct auth_secret *s, const struct auth_token_claims
     json_ascii(&claims, c->collection_id);
     buf_printf(&claims, "\",\"exp\":%lld,\"id\":\"", (long long)c->exp);
     json_ascii(&claims, c->record_id);
-    buf_printf(&claims, "\",\"refreshable\":%s,\"type\":\"auth\"}",
-               c->refreshable ? "true" : "false");
+    if (c->file)
+        buf_puts(&claims, "\",\"type\":\"file\"}");
+    else
+        buf_printf(&claims, "\",\"refreshable\":%s,\"type\":\"auth\"}",
+                   c->refreshable ? "true" : "false");
     b64url(&tok, header, sizeof(header) - 1);
     buf_putc(&tok, '.');
     b64url(&tok, claims.ptr, claims.len);
 
-    signing_key(s, c->collection_id, token_key, key, &key_len);
+    signing_key(s, c->file, c->collection_id, token_key, key, &key_len);
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, key, key_len);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)tok.ptr, tok.len);
@@ -172,7 +175,7 @@ static bool id_claim(json_t *v, char out[AUTH_ID_MAX + 1])
 }
 
 /* Reads and checks the claims of an unverified payload. */
-static int payload_claims(json_t *pl, int64_t now_s, struct auth_token_claims *c)
+static int payload_claims(json_t *pl, int64_t now_s, bool want_file, struct auth_token_claims *c)
 {
     json_t *type = json_object_get(pl, "type");
     json_t *refreshable = json_object_get(pl, "refreshable");
@@ -180,9 +183,10 @@ static int payload_claims(json_t *pl, int64_t now_s, struct auth_token_claims *c
     if (!id_claim(json_object_get(pl, "collectionId"), c->collection_id) ||
         !id_claim(json_object_get(pl, "id"), c->record_id))
         return ERR_INVALID;
-    if (!json_is_string(type) || strcmp(json_string_value(type), "auth") != 0 ||
-        json_string_length(type) != 4)
+    if (!json_is_string(type) || json_string_length(type) != 4 ||
+        strcmp(json_string_value(type), want_file ? "file" : "auth") != 0)
         return ERR_INVALID;
+    c->file = want_file;
     if (refreshable && !json_is_boolean(refreshable))
         return ERR_INVALID;
     c->refreshable = json_is_true(refreshable);
@@ -200,9 +204,9 @@ static int payload_claims(json_t *pl, int64_t now_s, struct auth_token_claims *c
     return 0;
 }
 
-int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
-                      int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
-                      struct auth_token_claims *claims_out)
+static int verify_typed(const struct auth_secret *s, const char *token, size_t token_len,
+                        int64_t now_s, bool want_file, auth_token_lookup_cb lookup,
+                        void *lookup_arg, struct auth_token_claims *claims_out)
 {
     struct auth_token_claims c = {0};
     char token_key[AUTH_TOKEN_KEY_MAX + 1];
@@ -241,7 +245,7 @@ int auth_token_verify(const struct auth_secret *s, const char *token, size_t tok
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         sig_len != SIG_LEN)
         goto out;
-    rc = payload_claims(pl, now_s, &c);
+    rc = payload_claims(pl, now_s, want_file, &c);
     if (rc != 0)
         goto out;
 
@@ -257,7 +261,7 @@ int auth_token_verify(const struct auth_secret *s, const char *token, size_t tok
         rc = ERR_DENIED; /* a record without a usable tokenKey cannot hold tokens */
         goto out;
     }
-    signing_key(s, c.collection_id, token_key, key, &key_len);
+    signing_key(s, c.file, c.collection_id, token_key, key, &key_len);
 
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, key, key_len);
@@ -323,6 +327,20 @@ void auth_token_cache_clear(void)
 {
     for (size_t i = 0; i < AUTH_TOKEN_CACHE_SLOTS; i++)
         sodium_memzero(&tl_tokens[i], sizeof(tl_tokens[i]));
+}
+
+int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
+                      int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                      struct auth_token_claims *claims_out)
+{
+    return verify_typed(s, token, token_len, now_s, false, lookup, lookup_arg, claims_out);
+}
+
+int auth_token_verify_file(const struct auth_secret *s, const char *token, size_t token_len,
+                           int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                           struct auth_token_claims *claims_out)
+{
+    return verify_typed(s, token, token_len, now_s, true, lookup, lookup_arg, claims_out);
 }
 
 int auth_token_verify_cached(const struct auth_secret *s, const char *token, size_t token_len,

@@ -29,6 +29,13 @@ struct cli_query_opts {
  * process exit status: 0, 1 for a failed query or connection, 2 for bad usage. */
 int cli_query(const struct cli_query_opts *o, FILE *out, FILE *err);
 
+/* `tandem import pocketbase PATH`: imports the collections and records of the PocketBase
+ * data directory (or data.db) at PATH into st (see pbimport.c). Progress goes to out, each
+ * problem to err as one line. Returns the exit status: 0, or 1 when something was not
+ * imported. */
+struct store;
+int cli_import_pocketbase(const char *path, struct store *st, FILE *out, FILE *err);
+
 /* Prints an SQL API response ({"columns":[...],"rows":[...],...}) in a format. Exposed for
  * tests. */
 void cli_print_result(const json_t *resp, enum cli_format format, FILE *out);

@@ -36,21 +36,47 @@ static const char *const type_names[] = {
     [STORE_FIELD_PASSWORD] = "password",
     [STORE_FIELD_EDITOR] = "editor",
     [STORE_FIELD_GEO_POINT] = "geoPoint",
+    [STORE_FIELD_FILE] = "file",
 };
+
+/* A name of an enum-indexed table, and back. */
+static const char *name_of(const char *const *names, size_t n, size_t i)
+{
+    return i < n ? names[i] : "unknown";
+}
+
+static int index_of(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
 
 const char *store_field_type_name(enum store_field_type t)
 {
-    if ((size_t)t < ARRAY_LEN(type_names))
-        return type_names[t];
-    return "unknown";
+    return name_of(type_names, ARRAY_LEN(type_names), (size_t)t);
 }
 
 int store_field_type_parse(const char *name)
 {
-    for (size_t i = 0; i < ARRAY_LEN(type_names); i++)
-        if (strcmp(type_names[i], name) == 0)
-            return (int)i;
-    return -1;
+    return index_of(type_names, ARRAY_LEN(type_names), name);
+}
+
+static const char *const collection_type_names[] = {
+    [STORE_COLLECTION_BASE] = "base",
+    [STORE_COLLECTION_AUTH] = "auth",
+    [STORE_COLLECTION_VIEW] = "view",
+};
+
+const char *store_collection_type_name(enum store_collection_type t)
+{
+    return name_of(collection_type_names, ARRAY_LEN(collection_type_names), (size_t)t);
+}
+
+int store_collection_type_parse(const char *name)
+{
+    return index_of(collection_type_names, ARRAY_LEN(collection_type_names), name);
 }
 
 bool store_name_valid(const char *name, size_t max_len)
@@ -65,6 +91,39 @@ bool store_name_valid(const char *name, size_t max_len)
         if (!ok)
             return false;
     }
+    return true;
+}
+
+static bool read_side(const char **p, int *out)
+{
+    long v = 0;
+    const char *s = *p;
+    while (*s >= '0' && *s <= '9' && s - *p < 6)
+        v = v * 10 + (*s++ - '0');
+    if (s == *p || v > 10000)
+        return false;
+    *out = (int)v;
+    *p = s;
+    return true;
+}
+
+bool store_thumb_parse(const char *spec, int *w_out, int *h_out, char *mode_out)
+{
+    int w, h;
+    char mode = '\0';
+    const char *p = spec;
+    if (!read_side(&p, &w) || *p++ != 'x' || !read_side(&p, &h))
+        return false;
+    if (*p == 't' || *p == 'b' || *p == 'f')
+        mode = *p++;
+    if (*p || (w == 0 && h == 0) || (mode && (w == 0 || h == 0)))
+        return false;
+    if (w_out)
+        *w_out = w;
+    if (h_out)
+        *h_out = h;
+    if (mode_out)
+        *mode_out = mode;
     return true;
 }
 
@@ -95,6 +154,8 @@ void store_field_release(struct store_field *f)
     free(f->date_min);
     free(f->date_max);
     free(f->help);
+    free_strv(f->mime_types, f->n_mime_types);
+    free_strv(f->thumbs, f->n_thumbs);
     memset(f, 0, sizeof(*f));
 }
 
@@ -114,5 +175,6 @@ void store_collection_unref(struct store_collection *c)
     free(c->updated);
     free_strv(c->identity_fields, c->n_identity_fields);
     json_decref(c->auth_options);
+    free(c->view_query);
     free(c);
 }
