@@ -402,12 +402,14 @@ static void upload_backup(struct http_req *req, void *ctx)
     submit(env, req, job);
 }
 
-/* The file token of PocketBase's download link (?token=), or the Authorization header. */
+/* A superuser's file token (POST /api/files/token) in ?token=, PocketBase's download link, or
+ * a superuser's Authorization header. */
 static void download_backup(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
     const char *token = http_req_query(req, "token");
-    if (!(token && api__token_is_superuser(env, token)) && !api__require_superuser(req, env, false))
+    const struct api_identity *who = token ? api__file_token_identity(req, env, token) : NULL;
+    if (!(who && who->superuser) && !api__require_superuser(req, env, false))
         return;
     int fd = -1;
     uint64_t size = 0;

@@ -24,8 +24,6 @@ const struct api_identity *api__file_token_identity(struct http_req *req, struct
 void api__register_files(struct http_router *r, struct api_env *env);
 /* The hooks of struct api_env that identity and the hashing pool provide. */
 bool api__is_superuser(struct http_req *req, void *env);
-/* Whether token (e.g. from a query parameter) is a valid superuser auth token. */
-bool api__token_is_superuser(struct api_env *env, const char *token);
 int api__hash_password(const char *password, api_hash_done_cb done, void *done_arg, void *env);
 
 void api__register_ops(struct http_router *r, struct api_env *env);

@@ -107,13 +107,3 @@ int api__hash_password(const char *password, api_hash_done_cb done, void *done_a
         free(job);
     return rc;
 }
-
-bool api__token_is_superuser(struct api_env *env, const char *token)
-{
-    struct auth_token_claims claims;
-    size_t len = token ? strlen(token) : 0;
-    if (!env->store || !env->secret || len == 0 || len > 4096)
-        return false;
-    return verify(env, (struct str){token, len}, &claims) == 0 &&
-           strcmp(claims.collection_id, API_SUPERUSERS_ID) == 0;
-}

@@ -112,16 +112,18 @@ test('backups: create, list, download, upload, delete', async () => {
   assert.ok(item && item.size > 0 && /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z$/.test(item.modified), JSON.stringify(list));
   assert.ok(existsSync(join(dir, 'backups', 'first.tar.gz')));
 
-  // download with the token in the link, as the SDK builds it
-  const url = pb.backups.getDownloadURL(pb.authStore.token, 'first.tar.gz');
+  // download with a file token in the link, as the SDK builds it; an auth token is no file token
+  const fileToken = await pb.files.getToken();
+  const url = pb.backups.getDownloadURL(fileToken, 'first.tar.gz');
+  assert.equal((await fetch(pb.backups.getDownloadURL(pb.authStore.token, 'first.tar.gz'))).status, 403);
   const dl = await fetch(url);
   assert.equal(dl.status, 200);
   const bytes = new Uint8Array(await dl.arrayBuffer());
   assert.equal(bytes.length, item.size);
   assert.deepEqual([...bytes.slice(0, 2)], [0x1f, 0x8b]); // gzip
   assert.equal((await fetch(pb.backups.getDownloadURL('forged.token.x', 'first.tar.gz'))).status, 403);
-  assert.equal((await fetch(pb.backups.getDownloadURL(pb.authStore.token, 'missing.tar.gz'))).status, 404);
-  assert.equal((await fetch(pb.backups.getDownloadURL(pb.authStore.token, '..%2Fapp.db'))).status, 404);
+  assert.equal((await fetch(pb.backups.getDownloadURL(fileToken, 'missing.tar.gz'))).status, 404);
+  assert.equal((await fetch(pb.backups.getDownloadURL(fileToken, '..%2Fapp.db'))).status, 404);
 
   // the same bytes uploaded under another name
   const fd = new FormData();
@@ -155,7 +157,7 @@ test('backups: bad input is answered 400/401/403/404 and changes nothing', async
   const badName = new FormData();
   badName.append('file', new Blob([new Uint8Array(10)]), 'bad name.zip');
   await expectStatus(pb.backups.upload(badName), 400);
-  const dl = new Uint8Array(await (await fetch(pb.backups.getDownloadURL(pb.authStore.token, 'dup.tar.gz'))).arrayBuffer());
+  const dl = new Uint8Array(await (await fetch(pb.backups.getDownloadURL(await pb.files.getToken(), 'dup.tar.gz'))).arrayBuffer());
   const again = new FormData();
   again.append('file', new Blob([dl]), 'dup.tar.gz');
   await expectStatus(pb.backups.upload(again), 400);
@@ -196,7 +198,7 @@ test('backups: bad input is answered 400/401/403/404 and changes nothing', async
   const u = await userClient();
   await expectStatus(u.backups.getFullList(), 403);
   await expectStatus(u.backups.create('u.tar.gz'), 403);
-  assert.equal((await fetch(pb.backups.getDownloadURL(u.authStore.token, 'dup.tar.gz'))).status, 403);
+  assert.equal((await fetch(pb.backups.getDownloadURL(await u.files.getToken(), 'dup.tar.gz'))).status, 403);
 
   await pb.backups.delete('dup.tar.gz');
   assert.deepEqual((await pb.backups.getFullList()).map((b) => b.key).sort(), before.map((b) => b.key).sort());
