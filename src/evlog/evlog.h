@@ -259,7 +259,8 @@ int evlog_consumer_remove(struct evlog *log, const char *consumer) MUST_USE;
 /* Copies every topic into dest_dir (created; the layout of a log directory, without consumer
  * positions) as it is now: each topic up to its durable end, or up to the offset of its cut
  * when one is given (and it is not beyond the durable end). Appends go on meanwhile. The copy
- * opens as a log whose topics end exactly there. Files are synced. */
+ * opens as a log whose topics end exactly there. Files are synced. ERR_INVALID for a backend
+ * that keeps no files here (kafka). */
 int evlog_snapshot(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
                    size_t n_cuts) MUST_USE;
 
