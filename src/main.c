@@ -19,6 +19,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "models/models.h"
+#include "ops/ops.h"
 #include "ml/ml.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
@@ -44,6 +45,11 @@ static void usage(FILE *out)
             "  log check | repair                verify or repair the event log (server "
             "stopped)\n"
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
+            "  backup create [NAME]              back up the data directory (server stopped)\n"
+            "  backup list                       list the backups\n"
+            "  backup restore NAME               restore a backup (now if the server is "
+            "stopped,\n"
+            "                                    else when it restarts)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
             "  models list | run | export | import [--url URL] [--email E --password P]\n"
@@ -254,6 +260,17 @@ static int open_warehouse(const struct cfg *cfg, struct wh **out)
     return 0;
 }
 
+/* Set by a restore through the API: serve stops and starts again (the same process image, so
+ * a supervisor or test keeps its process id), and the start applies the restore. */
+static volatile sig_atomic_t restart_asked;
+
+static void request_restart(void *arg)
+{
+    UNUSED(arg);
+    restart_asked = 1;
+    kill(getpid(), SIGTERM);
+}
+
 /* Everything `serve` opens, released in reverse order through one path. */
 struct app {
     struct cfg cfg;
@@ -267,6 +284,7 @@ struct app {
     struct wh *wh;
     struct pipeline *pipeline;
     struct models *models;
+    struct ops_cron *cron;
     struct ml *ml;
     struct api_env env;
     struct http_router *router;
@@ -277,7 +295,11 @@ struct app {
  * function call): the warehouse is then left open under it and the caller must _exit. */
 static bool app_close(struct app *a)
 {
+    ops_cron_free(a->cron); /* after the job it runs, which may use everything below */
+    a->cron = NULL;
+    a->env.cron = NULL;
     bool wh_busy = api_sql_stop(&a->env) > 0;
+    api_admin_stop(&a->env);
     api_files_stop(&a->env); /* its queued uploads go on to the writer: before it stops */
     api_records_stop(&a->env);
     api_realtime_stop(&a->env);
@@ -290,6 +312,7 @@ static bool app_close(struct app *a)
     api_records_free(&a->env);
     api_files_free(&a->env);
     api_settings_free(&a->env);
+    api_admin_free(&a->env);
     api_batch_free(&a->env);
     api_public_free(&a->env);
     http_router_free(a->router);
@@ -320,6 +343,13 @@ static int app_open(struct app *a)
     int rc = prepare_dir(a->cfg.dir);
     if (rc != 0)
         return 1;
+    bool restored = false;
+    if (ops_backup_apply_pending(a->cfg.dir, &restored, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: cannot restore the backup: %s\n", err);
+        return 1;
+    }
+    if (restored)
+        xlog_info("restored the backup marked for restore");
     if (auth_init() != 0) {
         fprintf(stderr, "tandem: libsodium failed to initialise\n");
         return 1;
@@ -404,6 +434,9 @@ static int app_open(struct app *a)
     a->env.store = a->store;
     a->env.log = a->log;
     a->env.dedup = a->dedup;
+    a->env.wh = a->wh;
+    a->env.relay = a->relay;
+    a->env.restart = request_restart;
     capture_limits_default(&a->env.capture_limits);
     a->env.records = (struct api_record_limits){
         .timeout_ms = a->cfg.records_timeout * 1000,
@@ -421,6 +454,12 @@ static int app_open(struct app *a)
     }
     if (a->store && api_records_start(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot start the record writer thread\n");
+        return 1;
+    }
+    if (ops_cron_new(&a->cron) == 0)
+        a->env.cron = a->cron;
+    if (!a->cron || api_admin_start(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot start the cron and backup threads\n");
         return 1;
     }
     if (a->store && api_files_start(&a->env, a->cfg.dir) != 0) {
@@ -481,7 +520,7 @@ static void raise_nofile(void)
                   (unsigned long long)rl.rlim_cur, strerror(errno));
 }
 
-static int cmd_serve(int argc, char **argv)
+static int cmd_serve(int argc, char **argv, char **full_argv)
 {
     struct app a;
     memset(&a, 0, sizeof(a));
@@ -515,6 +554,13 @@ static int cmd_serve(int argc, char **argv)
     xlog_info("received signal %d, shutting down", sig);
     bool wh_busy = app_close(&a);
     xlog_info("stopped");
+    if (restart_asked) {
+        fflush(NULL);
+        /* signals stay blocked across exec; the new image blocks them again anyway */
+        execv("/proc/self/exe", full_argv);
+        xlog_error("cannot restart: %s; start tandem again to apply the restore", strerror(errno));
+        return 1;
+    }
     if (wh_busy) {
         /* the engine's static destructors must not run under the thread still inside it */
         fflush(NULL);
@@ -821,6 +867,93 @@ static int cmd_ml(int argc, char **argv)
     return cli_ml_train(&o, stdout, stderr);
 }
 
+static int cmd_backup(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    bool create = n >= 1 && strcmp(w[0], "create") == 0;
+    bool list = n == 1 && strcmp(w[0], "list") == 0;
+    bool restore = n == 2 && strcmp(w[0], "restore") == 0;
+    if (!create && !list && !restore) {
+        fprintf(stderr, "usage: tandem backup create [NAME] | list | restore NAME\n");
+        return EXIT_USAGE;
+    }
+    char name[OPS_BACKUP_NAME_MAX + 1], err[600];
+    if (create && n == 2)
+        snprintf(name, sizeof(name), "%s", w[1]);
+    else if (create)
+        ops_backup_default_name("pb_backup_", name, sizeof(name));
+    if ((create || restore) && !ops_backup_name_valid(create ? name : w[1])) {
+        fprintf(stderr, "tandem: a backup name is a-z, 0-9, _ or - characters ending with %s\n",
+                OPS_BACKUP_SUFFIX);
+        return EXIT_USAGE;
+    }
+    if (prepare_dir(cfg.dir) != 0)
+        return 1;
+    if (list) {
+        json_t *items = NULL;
+        if (ops_backup_list(cfg.dir, &items) != 0) {
+            fprintf(stderr, "tandem: cannot read %s/backups\n", cfg.dir);
+            return 1;
+        }
+        size_t i;
+        json_t *b;
+        json_array_foreach(items, i, b)
+        {
+            printf("%-40s %12lld  %s\n", json_string_value(json_object_get(b, "key")),
+                   (long long)json_integer_value(json_object_get(b, "size")),
+                   json_string_value(json_object_get(b, "modified")));
+        }
+        json_decref(items);
+        return 0;
+    }
+    if (restore) {
+        rc = ops_backup_mark_restore(cfg.dir, w[1], err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "tandem: %s\n", err);
+            return 1;
+        }
+        struct evlog *log = NULL; /* held by a running server: it restores when restarted */
+        if (open_log(&cfg, &log) != 0) {
+            printf("backup %s is marked: it is restored when the server starts again\n", w[1]);
+            return 0;
+        }
+        evlog_close(log);
+        bool applied = false;
+        if (ops_backup_apply_pending(cfg.dir, &applied, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tandem: %s\n", err);
+            return 1;
+        }
+        printf("backup %s restored into %s\n", w[1], cfg.dir);
+        return 0;
+    }
+    struct store *st = NULL;
+    struct evlog *log = NULL;
+    struct wh *wh = NULL;
+    rc = open_store(&cfg, &st);
+    if (rc == 0)
+        rc = open_log(&cfg, &log);
+    if (rc == 0)
+        rc = open_warehouse(&cfg, &wh);
+    if (rc == 0) {
+        struct ops_backup_src src = {.dir = cfg.dir, .store = st, .log = log, .wh = wh};
+        rc = ops_backup_create(&src, name, err, sizeof(err));
+        if (rc == 0)
+            printf("%s/backups/%s\n", cfg.dir, name);
+        else
+            fprintf(stderr, "tandem: %s\n", err);
+    }
+    wh_close(wh);
+    evlog_close(log);
+    if (st)
+        store_close(st);
+    return rc == 0 ? 0 : 1;
+}
+
 static int cmd_query(int argc, char **argv)
 {
     struct cli_query_opts o = {0};
@@ -947,7 +1080,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
-        return cmd_serve(argc - 2, argv + 2);
+        return cmd_serve(argc - 2, argv + 2, argv);
     if (strcmp(cmd, "superuser") == 0)
         return cmd_superuser(argc - 2, argv + 2);
     if (strcmp(cmd, "writekey") == 0)
@@ -958,6 +1091,8 @@ int main(int argc, char **argv)
         return cmd_log(argc - 2, argv + 2);
     if (strcmp(cmd, "ml") == 0)
         return cmd_ml(argc - 2, argv + 2);
+    if (strcmp(cmd, "backup") == 0)
+        return cmd_backup(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0)
         return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "models") == 0)

@@ -18,6 +18,9 @@ struct api_writer;
 struct realtime_hub;
 struct api_public;
 struct models;
+struct api_admin;
+struct ops_cron;
+struct pipeline_relay;
 struct ml;
 struct storage;
 struct storage_pool;
@@ -57,6 +60,14 @@ struct api_env {
     struct models *models;         /* the SQL models' runner (models_start), or NULL */
     struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
     struct ml *ml;                 /* models and predictions (ml_open), or NULL */
+    struct wh *wh;                 /* the warehouse (backups copy it), or NULL */
+    struct pipeline_relay *relay;  /* the outbox relay (paused by backups), or NULL */
+    struct ops_cron *cron;         /* the server's periodic jobs, or NULL */
+    struct api_admin *admin;       /* the backup thread (api_admin_start), or NULL */
+    /* Asks the process to stop and start again (a restore applies at start). NULL: a restore
+     * is marked and applies at the next start. Called on the admin thread. */
+    void (*restart)(void *arg);
+    void *restart_arg;
     /* file fields (api_files_start; NULL without): their storage, the pool writing uploads
      * (they wait on fsync) and the pool making thumbnails (CPU: a few threads at most) */
     struct storage *storage;
@@ -139,6 +150,16 @@ void api_realtime_free(struct api_env *env);
 int api_public_open(struct api_env *env, char *err, size_t err_len) MUST_USE;
 void api_public_free(struct api_env *env);
 
+/* Starts the thread that makes backups and restores for /api/backups (needs env->cfg, store
+ * and log; env->wh, relay and cron when they run). api_admin_stop finishes and answers the job
+ * it runs and joins the thread: call it before the HTTP server closes. api_admin_free once no
+ * request can reach it. Call api_admin_start before api_settings_open, which schedules the
+ * backups of settings.backups.cron in env->cron. */
+int api_admin_start(struct api_env *env) MUST_USE;
+void api_admin_stop(struct api_env *env);
+void api_admin_free(struct api_env *env);
+/* The largest backup archive POST /api/backups/upload takes (the body is held in memory). */
+#define API_BACKUP_MAX_UPLOAD (UINT64_C(256) << 20)
 /* Opens the file storage under dir (<dir>/storage), starts the worker pool for uploads and
  * thumbnails and sweeps orphans: files of records, fields or collections that no longer
  * exist, and uploads whose record never committed (needs env->store). Call before the server

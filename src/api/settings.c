@@ -15,6 +15,7 @@
 
 #include "api/api_int.h"
 #include "api/records_int.h"
+#include "ops/ops.h"
 #include "store/store.h"
 
 #define PARAM_ID "settings"
@@ -40,7 +41,7 @@ struct api_settings {
 /* PocketBase's defaults (core/settings_model.go). */
 static json_t *defaults(void)
 {
-    return json_pack(
+    json_t *d = json_pack(
         "{s:{s:s,s:s,s:s,s:s,s:b},s:{s:i,s:i,s:b,s:b},"
         "s:{s:b,s:i,s:s,s:s,s:s,s:s,s:b,s:s},s:{s:b,s:i,s:i,s:i},"
         "s:{s:b,s:[{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i}]},"
@@ -55,6 +56,12 @@ static json_t *defaults(void)
         "/api/batch", "audience", "", "duration", 1, "maxRequests", 3, "label", "/api/", "audience",
         "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0,
         "privacy", "defaults", 0, "rules");
+    json_object_set_new(d, "backups",
+                        json_pack("{s:s,s:i,s:{s:b,s:s,s:s,s:s,s:s,s:s,s:b}}", "cron", "",
+                                  "cronMaxKeep", 3, "s3", "enabled", 0, "bucket", "", "region", "",
+                                  "endpoint", "", "accessKey", "", "secret", "", "forcePathStyle",
+                                  0));
+    return d;
 }
 
 /* PocketBase's rate limit labels that name one of our route classes. */
@@ -307,6 +314,17 @@ static void validate(const json_t *cur, json_t *errors)
         verr(errors, "meta", "senderAddress", "validation_is_email",
              "Must be a valid email address.");
     check_min(errors, cur, "logs", "maxDays", 0, false);
+    struct ops_cron_sched sched;
+    const char *cron = sget(cur, "backups", "cron");
+    if (*cron && ops_cron_parse(cron, &sched) != 0)
+        verr(errors, "backups", "cron", "validation_invalid_cron", "Invalid cron expression.");
+    if (iget(cur, "backups", "cronMaxKeep") < 1)
+        verr(errors, "backups", "cronMaxKeep", "validation_min_greater_equal_than_required",
+             "Must be no less than 1.");
+    if (json_is_true(
+            json_object_get(json_object_get(json_object_get(cur, "backups"), "s3"), "enabled")))
+        verr(errors, "backups", "s3", "validation_unsupported",
+             "S3 storage of backups is not supported; backups are kept in the data directory.");
     bool smtp = bget(cur, "smtp", "enabled");
     const char *host = sget(cur, "smtp", "host");
     if (smtp && !*host)
@@ -391,6 +409,7 @@ static void apply(struct api_env *env, struct api_settings *s)
                  json_string_value(json_array_get(hs, i)));
     s->leftmost = bget(cur, "trustedProxy", "useLeftmostIP");
     atomic_store(&s->has_proxy, s->n_proxy_headers > 0);
+    api__backups_schedule(env, sget(cur, "backups", "cron"), iget(cur, "backups", "cronMaxKeep"));
     capture_pii_unref(s->pii);
     s->pii = compile_pii(env, cur);
     atomic_store(&s->has_pii, s->pii != NULL);
@@ -512,6 +531,7 @@ static json_t *redacted(struct api_settings *s)
     json_t *out = json_deep_copy(s->cur);
     pthread_mutex_unlock(&s->lock);
     json_object_del(json_object_get(out, "smtp"), "password");
+    json_object_del(json_object_get(json_object_get(out, "backups"), "s3"), "secret");
     return out;
 }
 

@@ -240,3 +240,13 @@ int evlog__batch_reserve(struct evlog_batch *b, size_t n_recs, size_t mem_len)
     }
     return 0;
 }
+
+int evlog_snapshot(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
+                   size_t n_cuts)
+{
+    if (!log->ops->snapshot) { /* e.g. kafka: the log lives outside the data directory */
+        evlog__errf("the %s event log cannot be copied into a backup", log->ops->name);
+        return ERR_INVALID;
+    }
+    return log->ops->snapshot(log, dest_dir, cuts, n_cuts);
+}

@@ -139,6 +139,12 @@ void evlog_batch_release(struct evlog_batch *b);
  * never evlog_wait_durable (the flusher would wait for itself) or evlog_close. */
 typedef void (*evlog_durable_cb)(void *arg, int rc);
 
+/* Where a snapshot ends one topic: records below offset only. */
+struct evlog_cut {
+    const char *topic;
+    uint64_t offset;
+};
+
 /* ---- the backend interface ---- */
 
 struct evlog;
@@ -161,6 +167,8 @@ struct evlog_ops {
                         uint64_t *next_offset_out);
     int (*consumer_remove)(struct evlog *log, const char *consumer);
     int (*retain)(struct evlog *log);
+    int (*snapshot)(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
+                    size_t n_cuts);
     const char *(*errmsg)(struct evlog *log);
     /* optional: append with keys (NULL: append, the keys ignored) */
     int (*append_keyed)(struct evlog *log, const char *topic, const struct evlog_rec *recs,
@@ -247,6 +255,14 @@ int evlog_consumer_get(struct evlog *log, const char *consumer, const char *topi
                        uint64_t *next_offset_out) MUST_USE;
 /* Forgets every position of consumer, so it no longer holds back retention. */
 int evlog_consumer_remove(struct evlog *log, const char *consumer) MUST_USE;
+
+/* Copies every topic into dest_dir (created; the layout of a log directory, without consumer
+ * positions) as it is now: each topic up to its durable end, or up to the offset of its cut
+ * when one is given (and it is not beyond the durable end). Appends go on meanwhile. The copy
+ * opens as a log whose topics end exactly there. Files are synced. ERR_INVALID for a backend
+ * that keeps no files here (kafka). */
+int evlog_snapshot(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
+                   size_t n_cuts) MUST_USE;
 
 /* Runs retention now (the flusher also runs it every retention_check_us). */
 int evlog_retain(struct evlog *log) MUST_USE;

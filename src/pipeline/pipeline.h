@@ -137,6 +137,12 @@ struct pipeline_relay;
 int pipeline_relay_start(struct store *st, struct evlog *log, struct pipeline_relay **out) MUST_USE;
 /* Wakes the relay now (after a record write) instead of at its next poll. NULL is fine. */
 void pipeline_relay_kick(struct pipeline_relay *r);
+/* Holds the relay between two passes: returns once no pass runs, and none starts until the
+ * matching pipeline_relay_resume. While paused the "changes" topic does not grow and the
+ * outbox only grows, so a copy of the store and the topic's end taken then agree (backups).
+ * Any thread; NULL is fine. */
+void pipeline_relay_pause(struct pipeline_relay *r);
+void pipeline_relay_resume(struct pipeline_relay *r);
 /* Moves what is left, then stops the thread and frees. NULL is fine. */
 void pipeline_relay_stop(struct pipeline_relay *r);
 

@@ -28,6 +28,8 @@ struct pipeline_relay {
     pthread_cond_t cond;
     bool stop;
     bool kicked;
+    int paused;      /* [lock] pipeline_relay_pause holders: no pass starts */
+    bool busy;       /* [lock] a pass runs */
     int64_t last_id; /* the newest outbox id known to be in the log */
     struct metrics_series *m_moved;
     struct metrics_series *m_errors;
@@ -137,7 +139,16 @@ static void *relay_main(void *arg)
     struct pipeline_relay *r = arg;
     int backoff_ms = RELAY_IDLE_MS;
     for (;;) {
+        pthread_mutex_lock(&r->lock);
+        while (r->paused > 0 && !r->stop)
+            pthread_cond_wait(&r->cond, &r->lock);
+        r->busy = true;
+        pthread_mutex_unlock(&r->lock);
         int moved = relay_once(r);
+        pthread_mutex_lock(&r->lock);
+        r->busy = false;
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
         if (moved < 0) {
             metrics_inc(r->m_errors, 1);
             xlog_warn("outbox relay: %s (store: %s; log: %s)", err_str(moved),
@@ -212,7 +223,28 @@ void pipeline_relay_kick(struct pipeline_relay *r)
         return;
     pthread_mutex_lock(&r->lock);
     r->kicked = true;
-    pthread_cond_signal(&r->cond);
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void pipeline_relay_pause(struct pipeline_relay *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->paused++;
+    while (r->busy)
+        pthread_cond_wait(&r->cond, &r->lock);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void pipeline_relay_resume(struct pipeline_relay *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->paused--;
+    pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -222,7 +254,7 @@ void pipeline_relay_stop(struct pipeline_relay *r)
         return;
     pthread_mutex_lock(&r->lock);
     r->stop = true;
-    pthread_cond_signal(&r->cond);
+    pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
     __atomic_store_n(&backlog_store, NULL, __ATOMIC_RELEASE);

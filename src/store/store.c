@@ -288,6 +288,24 @@ int store_outbox_pending(struct store *st, int64_t *n_out)
     return st->ops->outbox_pending(st, n_out);
 }
 
+int store_sql(struct store *st, const char *sql, size_t max_rows, size_t max_bytes,
+              int64_t deadline_us, struct store_sql_result *out)
+{
+    return st->ops->sql(st, sql, max_rows, max_bytes, deadline_us, out);
+}
+
+void store_sql_result_release(struct store_sql_result *r)
+{
+    json_decref(r->columns);
+    json_decref(r->rows);
+    memset(r, 0, sizeof(*r));
+}
+
+int store_backup(struct store *st, const char *dest_path)
+{
+    return st->ops->backup(st, dest_path);
+}
+
 int store_sync(struct store *st)
 {
     return st->ops->sync(st);

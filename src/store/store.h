@@ -130,6 +130,8 @@ struct store_op {
     json_t *record;                       /* OUT: the caller's, written record (not delete) */
 };
 
+struct store_sql_result;
+
 struct store_ops {
     const char *name;
     int (*open)(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len);
@@ -182,6 +184,9 @@ struct store_ops {
 
     int (*outbox_pending)(struct store *st, int64_t *n_out);
     int (*sync)(struct store *st);
+    int (*backup)(struct store *st, const char *dest_path);
+    int (*sql)(struct store *st, const char *sql, size_t max_rows, size_t max_bytes,
+               int64_t deadline_us, struct store_sql_result *out);
     int (*writekey_create)(struct store *st, const char *name, const char *key_hash,
                            const char *prefix);
     int (*writekey_list)(struct store *st, json_t **out);
@@ -415,6 +420,30 @@ int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
  * WAL mode with synchronous=NORMAL). The outbox relay calls it before it publishes rows, so a
  * power loss can never take back a change the log already has. */
 int store_sync(struct store *st) MUST_USE;
+/* The answer of store_sql. */
+struct store_sql_result {
+    json_t *columns;  /* [{"name","type","nullable"}] */
+    json_t *rows;     /* [[text or null, ...], ...] */
+    int64_t affected; /* rows changed by a write */
+    bool truncated;   /* more rows existed than max_rows / max_bytes allowed */
+};
+void store_sql_result_release(struct store_sql_result *r);
+
+/* The SQL console: runs ONE statement on the application database. A statement that writes
+ * runs in a write transaction in which every record it creates, updates or deletes in a
+ * collection table gets its outbox row (captured below the SQL, by SQLite's pre-update
+ * hook), exactly as if the records API had made the change, so the "changes" topic, the
+ * mirrors and realtime see it. Refused with ERR_DENIED (store_errmsg says why): schema
+ * changes of a collection or system table (CREATE/DROP/ALTER of their tables, indexes,
+ * triggers), writes to system tables other than collections, ATTACH/DETACH, PRAGMAs that set
+ * a value, transaction control. ERR_INVALID for SQL that does not parse or holds several
+ * statements; ERR_TIMEOUT past deadline_us (time_mono_us; 0: none), nothing changed. */
+int store_sql(struct store *st, const char *sql, size_t max_rows, size_t max_bytes,
+              int64_t deadline_us, struct store_sql_result *out) MUST_USE;
+
+/* Writes a consistent copy of the whole store (one read snapshot: SQLite's online backup
+ * API) to the new file dest_path, synced; other threads keep reading and writing. */
+int store_backup(struct store *st, const char *dest_path) MUST_USE;
 /* Rows waiting in the outbox (committed changes not yet in the log). */
 int store_outbox_pending(struct store *st, int64_t *n_out) MUST_USE;
 

@@ -52,14 +52,34 @@ int wh_open(const struct wh_cfg *cfg, struct wh **out)
         wh__set_open_err("unknown warehouse backend %s", cfg->backend);
         return ERR_INVALID;
     }
-    return ops->open(cfg, out);
+    int rc = ops->open(cfg, out);
+    if (rc == 0) {
+        pthread_rwlockattr_t attr;
+        pthread_rwlockattr_init(&attr);
+        /* a backup waiting for the lock must not starve behind a loader that never pauses */
+        pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&(*out)->write_lock, &attr);
+        pthread_rwlockattr_destroy(&attr);
+    }
+    return rc;
 }
 
 void wh_close(struct wh *wh)
 {
-    if (wh)
-        wh->ops->close(wh);
+    if (!wh)
+        return;
+    pthread_rwlock_destroy(&wh->write_lock);
+    wh->ops->close(wh);
 }
+
+/* A call that may write, commit or checkpoint: shared with every other such call. */
+#define WRITE_CALL(c, call)                                                                        \
+    do {                                                                                           \
+        pthread_rwlock_rdlock(&(c)->wh->write_lock);                                               \
+        int wrc_ = (call);                                                                         \
+        pthread_rwlock_unlock(&(c)->wh->write_lock);                                               \
+        return wrc_;                                                                               \
+    } while (0)
 
 int wh_conn_open(struct wh *wh, struct wh_conn **out)
 {
@@ -87,7 +107,7 @@ void wh_interrupt(struct wh_conn *c)
 int wh_ensure_schema(struct wh_conn *c)
 {
     REFUSE_WHILE_LOADING(c);
-    return c->wh->ops->ensure_schema(c);
+    WRITE_CALL(c, c->wh->ops->ensure_schema(c));
 }
 
 int wh_offset_get(struct wh_conn *c, const char *consumer, uint64_t *next_out)
@@ -100,7 +120,9 @@ int wh_load_events(struct wh_conn *c, const struct wh_load *ld, const struct wh_
                    struct wh_load_stats *st)
 {
     struct wh_load_stats dummy;
+    pthread_rwlock_rdlock(&c->wh->write_lock);
     int rc = c->wh->ops->load_events(c, ld, ev, n, st ? st : &dummy);
+    pthread_rwlock_unlock(&c->wh->write_lock);
     /* the backend rolls back on failure and commits without `more` */
     c->load_open = rc == 0 && ld->more;
     return rc;
@@ -111,19 +133,19 @@ int wh_load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh
 {
     REFUSE_WHILE_LOADING(c);
     struct wh_load_stats dummy;
-    return c->wh->ops->load_changes(c, ld, ch, n, st ? st : &dummy);
+    WRITE_CALL(c, c->wh->ops->load_changes(c, ld, ch, n, st ? st : &dummy));
 }
 
 int wh_apply_collection(struct wh_conn *c, const struct store_collection *coll)
 {
     REFUSE_WHILE_LOADING(c);
-    return c->wh->ops->apply_collection(c, coll);
+    WRITE_CALL(c, c->wh->ops->apply_collection(c, coll));
 }
 
 int wh_drop_collection(struct wh_conn *c, const char *collection_id)
 {
     REFUSE_WHILE_LOADING(c);
-    return c->wh->ops->drop_collection(c, collection_id);
+    WRITE_CALL(c, c->wh->ops->drop_collection(c, collection_id));
 }
 
 int wh_query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out)
@@ -157,13 +179,22 @@ int wh_set_scorer(struct wh *wh, wh_score_cb cb, void *arg)
 int wh_checkpoint(struct wh_conn *c, bool force)
 {
     REFUSE_WHILE_LOADING(c);
-    return c->wh->ops->checkpoint(c, force);
+    WRITE_CALL(c, c->wh->ops->checkpoint(c, force));
 }
 
 int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out)
 {
     REFUSE_WHILE_LOADING(c);
-    return c->wh->ops->persons_refresh(c, next_out);
+    WRITE_CALL(c, c->wh->ops->persons_refresh(c, next_out));
+}
+
+int wh_backup(struct wh_conn *c, const char *dest_path)
+{
+    REFUSE_WHILE_LOADING(c);
+    pthread_rwlock_wrlock(&c->wh->write_lock);
+    int rc = c->wh->ops->backup(c, dest_path);
+    pthread_rwlock_unlock(&c->wh->write_lock);
+    return rc;
 }
 
 int wh_model_parse(struct wh_conn *c, const char *sql, json_t **refs_out)

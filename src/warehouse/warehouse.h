@@ -22,6 +22,7 @@
 #define TANDEM_WAREHOUSE_WAREHOUSE_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -227,6 +228,7 @@ struct wh_ops {
     int (*model_build)(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
                        json_t **out);
     int (*model_record)(struct wh_conn *c, const json_t *run);
+    int (*backup)(struct wh_conn *c, const char *dest_path);
     const char *(*errmsg)(struct wh_conn *c);
     int (*scan)(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
     int (*set_scorer)(struct wh *wh, wh_score_cb cb, void *arg);
@@ -234,6 +236,9 @@ struct wh_ops {
 
 struct wh {
     const struct wh_ops *ops; /* every backend embeds this first */
+    /* the facade's: every call that may write or checkpoint holds it shared, wh_backup
+     * exclusive, so the files are copied at a commit boundary with no checkpoint running */
+    pthread_rwlock_t write_lock;
 };
 
 struct wh_conn {
@@ -339,6 +344,11 @@ int wh_model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_
  * "sync":{...}|null,"tests":[...]}. */
 int wh_model_record(struct wh_conn *c, const json_t *run) MUST_USE;
 
+/* Writes a consistent copy of the warehouse to dest_path (and, for DuckDB, its WAL to
+ * dest_path + ".wal" when one is left after the checkpoint): checkpoints, then copies the
+ * files while every writer of the warehouse waits (read-only queries go on). Slow for a large
+ * warehouse: run it off the request path. */
+int wh_backup(struct wh_conn *c, const char *dest_path) MUST_USE;
 /* Runs one read-only SELECT (the SQL API's guard applies) and hands its rows to cb chunk by
  * chunk (at most a few thousand rows each), as numeric and text columns: first one call with
  * n_rows 0 that shows the columns, then one per chunk. No timeout and no row cap: the caller

@@ -1544,6 +1544,148 @@ static void local_close(struct evlog *lg)
     local_free(L);
 }
 
+/* ---- snapshots (backups) ---- */
+
+/* Byte position of offset `at` in segment s (at is in s, or its end). Outside mu; s is held. */
+static int seg_pos_of(struct local *L, struct seg *s, uint64_t at, uint64_t *pos_out)
+{
+    pthread_mutex_lock(&L->mu);
+    bool ready = s->idx_ready;
+    pthread_mutex_unlock(&L->mu);
+    int rc = ready ? 0 : seg_build_index(L, s);
+    if (rc < 0)
+        return rc;
+    uint64_t cur, pos;
+    pthread_mutex_lock(&L->mu);
+    evlog__idx_find(&s->idx, at, &cur, &pos);
+    pthread_mutex_unlock(&L->mu);
+    while (cur < at) {
+        uint8_t hdr[EVLOG_FRAME_HDR];
+        ssize_t r = pread(s->fd, hdr, sizeof(hdr), (off_t)pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof(hdr) || le_get64(hdr + 8) != cur) {
+            evlog__errf("segment %s: no record %" PRIu64 " at byte %" PRIu64, s->path, cur, pos);
+            return ERR_CORRUPT;
+        }
+        pos += EVLOG_FRAME_HDR + le_get32(hdr);
+        cur++;
+    }
+    *pos_out = pos;
+    return 0;
+}
+
+/* The first len bytes of s into the new file path, synced. */
+static int seg_copy(struct seg *s, uint64_t len, const char *path)
+{
+    int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        evlog__errf("cannot create %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    int rc = 0;
+    char *buf = xmalloc(1 << 16);
+    for (uint64_t at = 0; at < len && rc == 0;) {
+        size_t want = len - at < (1 << 16) ? (size_t)(len - at) : (size_t)1 << 16;
+        ssize_t r = pread(s->fd, buf, want, (off_t)at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : ERR_CORRUPT;
+            evlog__errf("cannot read segment %s: %s", s->path, r < 0 ? strerror(errno) : "short");
+            break;
+        }
+        rc = evlog__pwrite_all(out, buf, (size_t)r, at);
+        if (rc < 0)
+            evlog__errf("cannot write %s: %s", path, err_str(rc));
+        at += (uint64_t)r;
+    }
+    free(buf);
+    if (rc == 0 && fsync(out) != 0) {
+        rc = -errno;
+        evlog__errf("cannot sync %s: %s", path, strerror(errno));
+    }
+    close(out);
+    return rc;
+}
+
+/* One topic: its segments from the first to the one holding the cut, that one cut there. */
+static int snapshot_topic(struct local *L, struct topic *t, const char *dest, uint64_t cut)
+{
+    size_t n = strlen(dest) + 1 + strlen(t->name) + 1;
+    char *dir = xmalloc(n);
+    snprintf(dir, n, "%s/%s", dest, t->name);
+    int rc = mkdir_p(dir);
+    if (rc < 0) {
+        evlog__errf("cannot create %s: %s", dir, err_str(rc));
+        free(dir);
+        return rc;
+    }
+    /* the segments are taken under mu; closed ones never change, retention may drop them
+     * from the list meanwhile but the references keep their files readable */
+    pthread_mutex_lock(&L->mu);
+    if (cut > t->durable)
+        cut = t->durable;
+    if (cut < t->segs[0]->base)
+        cut = t->segs[0]->base;
+    size_t last = seg_index(t, cut), n_segs = last + 1;
+    struct seg **segs = xcalloc(n_segs, sizeof(*segs));
+    uint64_t *lens = xcalloc(n_segs, sizeof(*lens));
+    for (size_t i = 0; i < n_segs; i++) {
+        segs[i] = t->segs[i];
+        segs[i]->refs++;
+        lens[i] = segs[i]->bytes;
+    }
+    pthread_mutex_unlock(&L->mu);
+    rc = seg_pos_of(L, segs[last], cut, &lens[last]);
+    for (size_t i = 0; i < n_segs && rc == 0; i++) {
+        char *path = seg_path(dir, segs[i]->base);
+        rc = seg_copy(segs[i], lens[i], path);
+        free(path);
+    }
+    if (rc == 0 && (rc = evlog__fsync_dir(dir)) < 0)
+        evlog__errf("cannot sync %s: %s", dir, err_str(rc));
+    pthread_mutex_lock(&L->mu);
+    for (size_t i = 0; i < n_segs; i++)
+        seg_unref(segs[i]);
+    pthread_mutex_unlock(&L->mu);
+    free(segs);
+    free(lens);
+    free(dir);
+    return rc;
+}
+
+static int local_snapshot(struct evlog *lg, const char *dest_dir, const struct evlog_cut *cuts,
+                          size_t n_cuts)
+{
+    struct local *L = (struct local *)lg;
+    int rc = mkdir_p(dest_dir);
+    if (rc < 0) {
+        evlog__errf("cannot create %s: %s", dest_dir, err_str(rc));
+        return rc;
+    }
+    /* topics are never freed while the log is open, so the pointers stay valid */
+    pthread_mutex_lock(&L->mu);
+    size_t n = L->n_topics;
+    struct topic **topics = xcalloc(n ? n : 1, sizeof(*topics));
+    uint64_t *ends = xcalloc(n ? n : 1, sizeof(*ends));
+    for (size_t i = 0; i < n; i++) {
+        topics[i] = L->topics[i];
+        ends[i] = topics[i]->durable;
+        for (size_t k = 0; k < n_cuts; k++)
+            if (strcmp(cuts[k].topic, topics[i]->name) == 0 && cuts[k].offset < ends[i])
+                ends[i] = cuts[k].offset;
+    }
+    pthread_mutex_unlock(&L->mu);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = snapshot_topic(L, topics[i], dest_dir, ends[i]);
+    if (rc == 0 && (rc = evlog__fsync_dir(dest_dir)) < 0)
+        evlog__errf("cannot sync %s: %s", dest_dir, err_str(rc));
+    free(topics);
+    free(ends);
+    return rc;
+}
+
 static const char *local_errmsg(struct evlog *lg)
 {
     UNUSED(lg);
@@ -1564,5 +1706,6 @@ const struct evlog_ops evlog_local_ops = {
     .consumer_get = local_consumer_get,
     .consumer_remove = local_consumer_remove,
     .retain = local_retain,
+    .snapshot = local_snapshot,
     .errmsg = local_errmsg,
 };

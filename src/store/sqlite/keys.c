@@ -156,6 +156,43 @@ int sq__sync(struct store *st)
     return 0;
 }
 
+/* One step copies every page under one read transaction (a snapshot of the WAL database),
+ * so writers on other connections go on and the copy is consistent. */
+int sq__backup(struct store *st, const char *dest_path)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    sqlite3 *dst = NULL;
+    int rc = 0;
+    if (sqlite3_open_v2(dest_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        rc = sq__fail(cn, ERR_INTERNAL, "cannot create %s: %s", dest_path,
+                      dst ? sqlite3_errmsg(dst) : "out of memory");
+        goto out;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", cn->db, "main");
+    if (!b) {
+        rc = sq__fail(cn, ERR_INTERNAL, "cannot back up the store: %s", sqlite3_errmsg(dst));
+        goto out;
+    }
+    int step;
+    while ((step = sqlite3_backup_step(b, -1)) == SQLITE_BUSY || step == SQLITE_LOCKED)
+        sqlite3_sleep(5);
+    sqlite3_backup_finish(b);
+    if (step != SQLITE_DONE) {
+        rc = sq__fail(cn, ERR_INTERNAL, "cannot back up the store: %s", sqlite3_errstr(step));
+        goto out;
+    }
+    /* the copy is a plain rollback-journal file, synced by the close below */
+    if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK)
+        rc = sq__fail(cn, ERR_INTERNAL, "cannot back up the store: %s", sqlite3_errmsg(dst));
+out:
+    if (dst && sqlite3_close(dst) != SQLITE_OK && rc == 0)
+        rc = sq__fail(cn, ERR_INTERNAL, "cannot close %s", dest_path);
+    return rc;
+}
+
 int sq__param_get(struct store *st, const char *id, json_t **out)
 {
     struct sq_conn *cn = sq__conn((struct sq_store *)st);

@@ -8,7 +8,7 @@
 
 #define CASCADE_MAX_DEPTH 32
 
-static bool secret_field(const struct store_collection *c, const struct store_field *f)
+bool sq__secret_field(const struct store_collection *c, const struct store_field *f)
 {
     return f->type == STORE_FIELD_PASSWORD ||
            (c->type == STORE_COLLECTION_AUTH && strcmp(f->name, "tokenKey") == 0);
@@ -20,7 +20,7 @@ static void select_cols(struct buf *b, const struct store_collection *c, bool se
 {
     size_t n = 0;
     for (size_t i = 0; i < c->n_fields; i++) {
-        if (!secrets && secret_field(c, &c->fields[i]))
+        if (!secrets && sq__secret_field(c, &c->fields[i]))
             continue;
         if (n++)
             buf_puts(b, ", ");
@@ -30,10 +30,10 @@ static void select_cols(struct buf *b, const struct store_collection *c, bool se
     }
 }
 
-static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
+json_t *sq__value_json(const struct store_field *f, sqlite3_value *val)
 {
-    int t = sqlite3_column_type(st, i);
-    const char *text = (const char *)sqlite3_column_text(st, i);
+    int t = sqlite3_value_type(val);
+    const char *text = (const char *)sqlite3_value_text(val);
     if (store_field_multiple(f)) {
         json_t *v = text ? json_loads(text, 0, NULL) : NULL;
         if (!json_is_array(v)) {
@@ -45,14 +45,14 @@ static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
     switch (f->type) {
     case STORE_FIELD_NUMBER:
         if (t == SQLITE_INTEGER)
-            return json_integer(sqlite3_column_int64(st, i));
+            return json_integer(sqlite3_value_int64(val));
         if (t == SQLITE_FLOAT) {
-            double d = sqlite3_column_double(st, i);
+            double d = sqlite3_value_double(val);
             return d == (double)(json_int_t)d && d < 9e15 && d > -9e15 ? json_integer((json_int_t)d)
                                                                        : json_real(d);
         }
         return json_integer(0);
-    case STORE_FIELD_BOOL: return json_boolean(sqlite3_column_int64(st, i) != 0);
+    case STORE_FIELD_BOOL: return json_boolean(sqlite3_value_int64(val) != 0);
     case STORE_FIELD_JSON: {
         if (t == SQLITE_NULL)
             return json_null();
@@ -70,6 +70,11 @@ static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
     }
     default: return json_string(text ? text : "");
     }
+}
+
+static json_t *column_json(const struct store_field *f, sqlite3_stmt *st, int i)
+{
+    return sq__value_json(f, sqlite3_column_value(st, i));
 }
 
 /* Reads the current row (selected with select_cols) into a record object, with its keys in
@@ -91,7 +96,7 @@ static json_t *row_json(const struct store_collection *c, sqlite3_stmt *st, bool
     int col = 0;
     for (size_t i = 0; i < c->n_fields; i++) {
         const struct store_field *f = &c->fields[i];
-        if (secret_field(c, f)) {
+        if (sq__secret_field(c, f)) {
             if (!secrets)
                 continue;
             const char *text = (const char *)sqlite3_column_text(st, col++);
@@ -282,7 +287,7 @@ int sq__record_match(struct store *st, const struct store_collection *c, const j
     for (size_t i = 0; i < c->n_fields; i++) {
         const struct store_field *f = &c->fields[i];
         bind_image(stt.stmt, (int)i + 1, f,
-                   secret_field(c, f) ? NULL : json_object_get(record, f->name));
+                   sq__secret_field(c, f) ? NULL : json_object_get(record, f->name));
     }
     bind_params(stt.stmt, cond->params, c->n_fields + 1);
     rc = step_found(cn, stt.stmt, "cannot match the record image");
@@ -328,7 +333,7 @@ static int record_list(struct store *st, const struct store_collection *c,
             buf_puts(&b, "\"" STORE_LIST_ALIAS "\".rowid");
         } else {
             const struct store_field *fd = store_collection_field(c, f);
-            if (!fd || secret_field(c, fd)) {
+            if (!fd || sq__secret_field(c, fd)) {
                 rc = sq__fail(cn, ERR_INVALID, "invalid sort field %s", f);
                 goto out;
             }
@@ -462,6 +467,12 @@ static int fresh(struct sq_store *s, const struct store_collection *c,
     return ERR_NOTFOUND;
 }
 
+int sq__record_image(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                     json_t **out)
+{
+    return get_row(cn, c, id, false, NULL, out);
+}
+
 int sq__record_get(struct store *st, const struct store_collection *c, const char *id,
                    const struct store_cond *cond, json_t **out)
 {
@@ -500,8 +511,8 @@ int sq__record_referencing(struct store *st, const struct store_collection *c, c
 
 /* ---- writes ---- */
 
-static int outbox_add(struct sq_conn *cn, const struct store_collection *c, const char *id,
-                      const char *action, const json_t *record, const char *now)
+int sq__outbox_add(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                   const char *action, const json_t *record, const char *now)
 {
     struct sq_stmt st;
     int rc = sq__prep(cn,
@@ -815,7 +826,7 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
     }
     if ((rc = get_row(cn, c, rid, false, NULL, &rec)))
         goto out;
-    if ((rc = outbox_add(cn, c, rid, id ? "update" : "create", rec, now)))
+    if ((rc = sq__outbox_add(cn, c, rid, id ? "update" : "create", rec, now)))
         goto out;
     *rec_out = rec;
     rec = NULL;
@@ -1026,7 +1037,7 @@ static int unlink_ref(struct del_ctx *d, const struct store_collection *rc_col,
         return rc;
     if ((rc = get_row(d->cn, rc_col, rid, false, NULL, &rec)))
         return rc;
-    rc = outbox_add(d->cn, rc_col, rid, "update", rec, d->now);
+    rc = sq__outbox_add(d->cn, rc_col, rid, "update", rec, d->now);
     json_decref(rec);
     return rc;
 }
@@ -1124,7 +1135,7 @@ static int delete_rec(struct del_ctx *d, const struct store_collection *c, const
         }
     }
     if (!rc)
-        rc = outbox_add(d->cn, c, id, "delete", rec, d->now);
+        rc = sq__outbox_add(d->cn, c, id, "delete", rec, d->now);
     json_decref(rec);
     return rc;
 }
@@ -1319,7 +1330,7 @@ int sq__auth_find(struct store *st, const struct store_collection *c, const char
     memset(out, 0, sizeof(*out));
     const struct store_field *f = store_collection_field(c, field);
     if (c->type != STORE_COLLECTION_AUTH || !f ||
-        (f->type != STORE_FIELD_EMAIL && f->type != STORE_FIELD_TEXT) || secret_field(c, f))
+        (f->type != STORE_FIELD_EMAIL && f->type != STORE_FIELD_TEXT) || sq__secret_field(c, f))
         return sq__fail(cn, ERR_INVALID, "%s is not an identity field of %s", field, c->name);
     struct buf b;
     buf_init(&b);

@@ -94,6 +94,21 @@ void sq__col_replace_all(struct sq_store *s, struct store_collection **list, siz
 /* The collections as a list of references (release with store_collection_list_free). */
 void sq__col_all(struct sq_store *s, struct store_collection ***out, size_t *n_out);
 
+/* rows.c */
+/* Password fields and an auth collection's tokenKey: never in a record image. */
+bool sq__secret_field(const struct store_collection *c, const struct store_field *f);
+/* One stored value of field f as the record's JSON value. */
+json_t *sq__value_json(const struct store_field *f, sqlite3_value *val);
+/* The record image (public fields) of id in c; ERR_NOTFOUND when there is none. */
+int sq__record_image(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                     json_t **out) MUST_USE;
+/* The outbox row of one change, in the caller's write transaction. */
+int sq__outbox_add(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                   const char *action, const json_t *record, const char *now) MUST_USE;
+/* console.c */
+int sq__sql(struct store *st, const char *sql, size_t max_rows, size_t max_bytes,
+            int64_t deadline_us, struct store_sql_result *out);
+
 /* ddl.c */
 int sq__collection_create(struct store *st, const json_t *spec, json_t **errors_out,
                           struct store_collection **out);
@@ -154,6 +169,7 @@ int sq__outbox_delete(struct store *st, int64_t up_to_id);
 /* keys.c */
 int sq__outbox_pending(struct store *st, int64_t *n_out);
 int sq__sync(struct store *st);
+int sq__backup(struct store *st, const char *dest_path);
 int sq__writekey_create(struct store *st, const char *name, const char *key_hash,
                         const char *prefix);
 int sq__writekey_list(struct store *st, json_t **out);

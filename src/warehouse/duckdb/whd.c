@@ -1,9 +1,13 @@
 /* whd.c - the DuckDB warehouse backend: database and connections, the fixed tables, offsets,
  * rejects, event loading with a reused data chunk, checkpoints. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "warehouse/duckdb/whd_int.h"
 
@@ -633,6 +637,73 @@ static int whd_checkpoint(struct wh_conn *wc, bool force)
     return whd__exec(c, force ? "FORCE CHECKPOINT" : "CHECKPOINT");
 }
 
+/* ---- backup ---- */
+
+/* Copies the file src to the new file dst and syncs it; a missing src copies nothing when
+ * optional. */
+static int copy_file(struct whd_conn *c, const char *src, const char *dst, bool optional)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0 && optional && errno == ENOENT)
+        return 0;
+    if (in < 0)
+        return whd__fail(c, -errno, "cannot open %s: %s", src, strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = 0;
+    if (out < 0) {
+        rc = whd__fail(c, -errno, "cannot create %s: %s", dst, strerror(errno));
+        close(in);
+        return rc;
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = whd__fail(c, -errno, "cannot read %s: %s", src, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        for (ssize_t w = 0; w < r;) {
+            ssize_t k = write(out, buf + w, (size_t)(r - w));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0) {
+                rc = whd__fail(c, -errno, "cannot write %s: %s", dst, strerror(errno));
+                goto out;
+            }
+            w += k;
+        }
+    }
+    if (rc == 0 && fsync(out) != 0)
+        rc = whd__fail(c, -errno, "cannot sync %s: %s", dst, strerror(errno));
+out:
+    close(out);
+    close(in);
+    return rc;
+}
+
+/* Called with every writer held off (wh_backup): no commit and no checkpoint can run, so the
+ * database file is the last checkpoint's state and the WAL holds whole committed transactions
+ * after it. The checkpoint first keeps the WAL small; it may find another connection's load
+ * transaction open and fail, then the WAL copy carries what it would have written. */
+static int whd_backup(struct wh_conn *wc, const char *dest_path)
+{
+    struct whd_conn *c = whd__conn(wc);
+    struct whd *d = whd__db(wc);
+    if (whd__exec(c, "CHECKPOINT") < 0)
+        xlog_debug("warehouse backup: checkpoint skipped: %s", c->err);
+    char wal[PATH_MAX];
+    if (snprintf(wal, sizeof(wal), "%s.wal", dest_path) >= (int)sizeof(wal))
+        return whd__fail(c, ERR_INVALID, "backup path too long");
+    int rc = copy_file(c, d->path, dest_path, false);
+    if (rc == 0)
+        rc = copy_file(c, d->wal_path, wal, true);
+    return rc;
+}
+
 const struct wh_ops wh__duckdb_ops = {
     .name = "duckdb",
     .open = whd_open,
@@ -655,6 +726,7 @@ const struct wh_ops wh__duckdb_ops = {
     .model_define = whd__model_define,
     .model_build = whd__model_build,
     .model_record = whd__model_record,
+    .backup = whd_backup,
     .errmsg = whd_errmsg,
     .scan = whd__scan,
     .set_scorer = whd__set_scorer,
