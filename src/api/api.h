@@ -17,6 +17,7 @@ struct api_sql;
 struct api_writer;
 struct realtime_hub;
 struct api_public;
+struct mail;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -50,6 +51,7 @@ struct api_env {
     struct api_batcher *batcher;   /* the /api/batch thread (api_batch_start), or NULL */
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct api_public *pub;        /* static files at / (api_public_open), or NULL */
+    struct mail *mail;             /* the mail queue (api_mail_start), or NULL: no mail */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
@@ -116,6 +118,11 @@ void api_realtime_free(struct api_env *env);
  * api_register; api_public_free once no request can reach it. */
 int api_public_open(struct api_env *env, char *err, size_t err_len) MUST_USE;
 void api_public_free(struct api_env *env);
+/* Starts the mail queue's sender thread (env->mail) over env->store, sending with
+ * settings.smtp (api_settings_open first). api_mail_stop joins it once no request can queue
+ * more mail (after the HTTP server closed). */
+int api_mail_start(struct api_env *env) MUST_USE;
+void api_mail_stop(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

@@ -420,6 +420,17 @@ void api__settings_batch(struct api_env *env, struct api_batch_settings *out)
     pthread_mutex_unlock(&s->lock);
 }
 
+json_t *api__settings_section(struct api_env *env, const char *section)
+{
+    struct api_settings *s = env->settings;
+    if (!s)
+        return json_object();
+    pthread_mutex_lock(&s->lock);
+    json_t *out = json_deep_copy(json_object_get(s->cur, section));
+    pthread_mutex_unlock(&s->lock);
+    return out ? out : json_object();
+}
+
 /* The address in one header value: a list "a, b, c" read from the right (the closest proxy
  * appended last) or from the left; the first that parses as an IP. Written into out. */
 static bool pick_ip(const char *v, bool leftmost, char *out, size_t cap)

@@ -149,5 +149,11 @@ int sq__writekey_find(struct store *st, const char *key_hash, char *name_out, si
 int sq__param_get(struct store *st, const char *id, json_t **out);
 int sq__record_ops(struct store *st, struct store_op *ops, size_t n, size_t *failed_out);
 int sq__param_put(struct store *st, const char *id, const json_t *value);
+/* sysrows.c */
+int sq__sys_put(struct store *st, const struct store_sysrow *row);
+int sq__sys_take(struct store *st, const char *kind, const char *id);
+int sq__sys_list(struct store *st, const char *kind, const char *id, const char *ref,
+                 int64_t due_before_us, size_t max, json_t **out);
+int sq__sys_count(struct store *st, const char *kind, int64_t *n_out);
 
 #endif
