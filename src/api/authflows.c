@@ -148,12 +148,12 @@ static char *issue(struct api_env *env, const struct store_collection *c,
  * record's email is still the one the token was issued for. Fills rec (released by the
  * caller) and claims; otherwise answers 400 on the token field and returns false. */
 static bool check_token(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                        enum auth_token_type type, const char *token,
-                        struct store_auth_record *rec, struct auth_token_claims *cl)
+                        enum auth_token_type type, const char *token, struct store_auth_record *rec,
+                        struct auth_token_claims *cl)
 {
     memset(rec, 0, sizeof(*rec));
-    int rc = auth_token_verify_as(env->secret, type, token, strlen(token),
-                                  time_now_us() / 1000000, api__token_lookup, env, cl);
+    int rc = auth_token_verify_as(env->secret, type, token, strlen(token), time_now_us() / 1000000,
+                                  api__token_lookup, env, cl);
     if (rc == 0 && strcmp(cl->collection_id, c->id) != 0) {
         reply_invalid(req, "token", "validation_token_collection_mismatch",
                       "The provided token is for different auth collection.");
@@ -266,7 +266,8 @@ static void request_password_reset(struct http_req *req, void *ctx)
     bool found = store_auth_find(env->store, c, "email", email, &rec) == 0;
     bool allowed = resend_allowed(env, "passwordReset", c, email);
     if (found && allowed) {
-        char *tok = issue(env, c, &rec, AUTH_TOKEN_PASSWORD_RESET, "passwordResetToken", 1800, NULL);
+        char *tok =
+            issue(env, c, &rec, AUTH_TOKEN_PASSWORD_RESET, "passwordResetToken", 1800, NULL);
         json_t *vars = json_pack("{s:s}", "{TOKEN}", tok ? tok : "");
         if (!tok || api__mail_record(env, c, rec.record, MAIL_TPL_RESET, vars, NULL) != 0)
             xlog_warn("cannot queue the password reset mail of a %s record", c->name);
@@ -333,7 +334,8 @@ static void confirm_password_reset(struct http_req *req, void *ctx)
     const char *pc = json_string_value(json_object_get(body, "passwordConfirm"));
     json_t *errs = json_object();
     if (!token || !*token)
-        json_object_update(errs, api__field_error("token", "validation_required", "Cannot be blank."));
+        json_object_update(errs,
+                           api__field_error("token", "validation_required", "Cannot be blank."));
     if (!pw || !*pw)
         json_object_update(errs,
                            api__field_error("password", "validation_required", "Cannot be blank."));
@@ -407,7 +409,8 @@ static void request_email_change(struct http_req *req, void *ctx)
     if (store_auth_find(env->store, c, "email", email, &other) == 0) {
         store_auth_record_release(&other);
         store_auth_record_release(&rec);
-        reply_invalid(req, "newEmail", "validation_invalid_new_email", "Invalid new email address.");
+        reply_invalid(req, "newEmail", "validation_invalid_new_email",
+                      "Invalid new email address.");
         return;
     }
     char *tok = issue(env, c, &rec, AUTH_TOKEN_EMAIL_CHANGE, "emailChangeToken", 1800, email);
@@ -448,11 +451,11 @@ static void email_password_checked(void *arg, const struct auth_pool_result *res
     /* the new email gets a new tokenKey: the sessions of the old address end with it */
     char tk[AUTH_TOKEN_KEY_LEN + 1];
     auth_token_key_new(tk);
-    json_t *patch = json_pack("{s:s,s:b,s:s}", "email", job->new_email, "verified", 1, "tokenKey",
-                              tk);
+    json_t *patch =
+        json_pack("{s:s,s:b,s:s}", "email", job->new_email, "verified", 1, "tokenKey", tk);
     json_t *errs = NULL, *out = NULL;
-    int rc = store_record_update_if(job->env->store, job->c, job->record_id, patch, NULL,
-                                    job->cond, &errs, &out);
+    int rc = store_record_update_if(job->env->store, job->c, job->record_id, patch, NULL, job->cond,
+                                    &errs, &out);
     json_decref(patch);
     json_decref(out);
     json_decref(errs);
@@ -564,7 +567,8 @@ static void request_otp(struct http_req *req, void *ctx)
             if (json_integer_value(json_object_get(o, "created_us")) + ttl * 1000000 >= now) {
                 recent++;
                 reuse = json_string_value(json_object_get(o, "id")); /* the newest last */
-            } else if (store_sys_take(env->store, "otp", json_string_value(json_object_get(o, "id"))))
+            } else if (store_sys_take(env->store, "otp",
+                                      json_string_value(json_object_get(o, "id"))))
                 xlog_debug("an expired otp was already gone");
         }
     if (recent >= OTP_RECENT_MAX && reuse) {
@@ -635,8 +639,9 @@ static void auth_with_otp(struct http_req *req, void *ctx)
     if (!want || strlen(want) != 64 || !auth_ct_equal(hash, want, 64)) {
         json_t *nv = json_deep_copy(v);
         json_object_set_new(nv, "attempts", json_integer(attempts + 1));
-        struct store_sysrow upd = {"otp", otp_id, json_string_value(json_object_get(row, "ref")),
-                                   nv, 0, json_integer_value(json_object_get(row, "due_us"))};
+        struct store_sysrow upd = {
+            "otp", otp_id, json_string_value(json_object_get(row, "ref")),
+            nv,    0,      json_integer_value(json_object_get(row, "due_us"))};
         if (store_sys_put(env->store, &upd) != 0)
             xlog_warn("cannot count an otp attempt: %s", store_errmsg(env->store));
         json_decref(nv);

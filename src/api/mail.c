@@ -114,7 +114,8 @@ static int queue_templated(struct api_env *env, const struct store_collection *c
         return ERR_INVALID;
     const char *subject, *body;
     mail_template_default((enum mail_template)tpl, &subject, &body);
-    const json_t *opt = c->auth_options ? json_object_get(c->auth_options, tpl_opts[tpl].key) : NULL;
+    const json_t *opt =
+        c->auth_options ? json_object_get(c->auth_options, tpl_opts[tpl].key) : NULL;
     if (opt && tpl_opts[tpl].sub)
         opt = json_object_get(opt, tpl_opts[tpl].sub);
     const char *s = json_string_value(json_object_get(opt, "subject"));
@@ -176,19 +177,20 @@ static void test_email(struct http_req *req, void *ctx)
     const char *email = json_string_value(json_object_get(body, "email"));
     const char *tpl = json_string_value(json_object_get(body, "template"));
     const char *coll = json_string_value(json_object_get(body, "collection"));
-    static const char *const names[MAIL_TPL_N] = {
-        [MAIL_TPL_VERIFICATION] = "verification", [MAIL_TPL_RESET] = "password-reset",
-        [MAIL_TPL_EMAIL_CHANGE] = "email-change", [MAIL_TPL_OTP] = "otp",
-        [MAIL_TPL_AUTH_ALERT] = "login-alert"};
+    static const char *const names[MAIL_TPL_N] = {[MAIL_TPL_VERIFICATION] = "verification",
+                                                  [MAIL_TPL_RESET] = "password-reset",
+                                                  [MAIL_TPL_EMAIL_CHANGE] = "email-change",
+                                                  [MAIL_TPL_OTP] = "otp",
+                                                  [MAIL_TPL_AUTH_ALERT] = "login-alert"};
     int which = -1;
     for (int i = 0; tpl && i < MAIL_TPL_N; i++)
         if (strcmp(tpl, names[i]) == 0)
             which = i;
     json_t *errs = json_object();
     if (!email || !*email)
-        json_object_set_new(errs, "email",
-                            json_pack("{s:s,s:s}", "code", "validation_required", "message",
-                                      "Cannot be blank."));
+        json_object_set_new(
+            errs, "email",
+            json_pack("{s:s,s:s}", "code", "validation_required", "message", "Cannot be blank."));
     else if (!mail_addr_ok(email))
         json_object_set_new(errs, "email",
                             json_pack("{s:s,s:s}", "code", "validation_is_email", "message",
@@ -213,9 +215,9 @@ static void test_email(struct http_req *req, void *ctx)
         return;
     }
     json_decref(errs);
-    json_t *vars = json_pack("{s:s,s:s,s:s,s:s}", "{TOKEN}", "____test_token____", "{OTP}",
-                             "123456", "{OTP_ID}", "____test_otp_id____", "{ALERT_INFO}",
-                             "Test alert info");
+    json_t *vars =
+        json_pack("{s:s,s:s,s:s,s:s}", "{TOKEN}", "____test_token____", "{OTP}", "123456",
+                  "{OTP_ID}", "____test_otp_id____", "{ALERT_INFO}", "Test alert info");
     int rc = env->mail ? queue_templated(env, c, NULL, which, vars, email) : ERR_INVALID;
     json_decref(vars);
     store_collection_unref(c);

@@ -81,8 +81,8 @@ void mail_stats(struct mail *m, struct mail_stats *out);
 /* Sends msg now through SMTP with cfg, on the calling thread (the sender's; tests). 0, or
  * ERR_IO with the reason in err (libcurl's message and the server's reply); ERR_INVALID for
  * a message mail cannot carry. */
-int mail_smtp_send(const struct mail_smtp_cfg *cfg, const struct mail_msg *msg,
-                   int64_t timeout_ms, char *err, size_t err_len) MUST_USE;
+int mail_smtp_send(const struct mail_smtp_cfg *cfg, const struct mail_msg *msg, int64_t timeout_ms,
+                   char *err, size_t err_len) MUST_USE;
 /* The RFC 5322 message mail_smtp_send transmits (headers, base64 HTML body), CRLF lines.
  * RETURNS a new string (free()). */
 char *mail_format(const struct mail_msg *msg, int64_t now_us);
@@ -93,11 +93,11 @@ bool mail_addr_ok(const char *s);
 /* ---- templates (PocketBase's placeholders) ---- */
 
 enum mail_template {
-    MAIL_TPL_VERIFICATION,  /* collection option verificationTemplate */
-    MAIL_TPL_RESET,         /* resetPasswordTemplate */
-    MAIL_TPL_EMAIL_CHANGE,  /* confirmEmailChangeTemplate */
-    MAIL_TPL_OTP,           /* otp.emailTemplate */
-    MAIL_TPL_AUTH_ALERT,    /* authAlert.emailTemplate */
+    MAIL_TPL_VERIFICATION, /* collection option verificationTemplate */
+    MAIL_TPL_RESET,        /* resetPasswordTemplate */
+    MAIL_TPL_EMAIL_CHANGE, /* confirmEmailChangeTemplate */
+    MAIL_TPL_OTP,          /* otp.emailTemplate */
+    MAIL_TPL_AUTH_ALERT,   /* authAlert.emailTemplate */
     MAIL_TPL_N,
 };
 /* PocketBase's default subject and body of a template. RETURNS BORROWED static strings. */

@@ -223,10 +223,10 @@ int mail_enqueue(struct mail *m, const struct mail_msg *msg)
         return ERR_LIMIT;
     char id[ID_LEN + 1];
     id_random(id);
-    json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "fromName",
-                          msg->from_name ? msg->from_name : "", "from", msg->from_addr, "to",
-                          msg->to, "subject", msg->subject, "html", msg->html ? msg->html : "",
-                          "attempts", 0);
+    json_t *v =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:i}", "fromName", msg->from_name ? msg->from_name : "",
+                  "from", msg->from_addr, "to", msg->to, "subject", msg->subject, "html",
+                  msg->html ? msg->html : "", "attempts", 0);
     if (!v)
         return ERR_INVALID; /* not UTF-8 */
     struct store_sysrow row = {KIND, id, NULL, v, 0, time_now_us()};

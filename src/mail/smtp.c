@@ -122,8 +122,8 @@ static void curl_start(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int mail_smtp_send(const struct mail_smtp_cfg *cfg, const struct mail_msg *msg,
-                   int64_t timeout_ms, char *err, size_t err_len)
+int mail_smtp_send(const struct mail_smtp_cfg *cfg, const struct mail_msg *msg, int64_t timeout_ms,
+                   char *err, size_t err_len)
 {
     if (!mail_addr_ok(msg->from_addr) || !mail_addr_ok(msg->to) || !header_ok(msg->subject) ||
         !header_ok(msg->from_name)) {

@@ -89,9 +89,9 @@ static json_t *row_json(sqlite3_stmt *st)
     json_t *v = value ? json_loads(value, 0, NULL) : NULL;
     if (!v)
         return NULL;
-    return json_pack("{s:s,s:s,s:o,s:I,s:I}", "id", (const char *)sqlite3_column_text(st, 1),
-                     "ref", (const char *)sqlite3_column_text(st, 2), "value", v,
-                     "created_us", (json_int_t)sqlite3_column_int64(st, 4), "due_us",
+    return json_pack("{s:s,s:s,s:o,s:I,s:I}", "id", (const char *)sqlite3_column_text(st, 1), "ref",
+                     (const char *)sqlite3_column_text(st, 2), "value", v, "created_us",
+                     (json_int_t)sqlite3_column_int64(st, 4), "due_us",
                      (json_int_t)sqlite3_column_int64(st, 5));
 }
 
