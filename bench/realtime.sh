@@ -4,7 +4,10 @@
 # (40) records/s for DURATION (20) seconds. Prints deliveries/s, p50/p99 change-to-delivery latency,
 # tandem's RSS with the streams held and at its peak, and tandem's CPU per delivery; exits
 # non-zero if any stream missed a record it may see, got one twice or got a hidden one.
-# The load client is bench/realtime.mjs (WORKERS node processes, raw sockets).
+# The load client is bench/realtime.mjs (WORKERS node processes, raw sockets). First it prints
+# the kernel's floor for the same fan-out (bench/loopback_floor.c: one write to each of CLIENTS
+# loopback sockets per pass, 2 writer threads, a C reader, no HTTP), which bounds the latency
+# any server can reach here: a change waits out the pass under way and then its own.
 # Targets (2 cores): 10,000 streams in < 1 GiB RSS, >= 200k deliveries/s, p99 < 250 ms.
 source "$(dirname "$0")/lib.sh"
 export CLIENTS=${CLIENTS:-10000} WORKERS=${WORKERS:-2} RATE=${RATE:-40} DURATION=${DURATION:-20}
@@ -50,6 +53,13 @@ USER_TOKEN=$(curl -sf -X POST -H 'Content-Type: application/json' \
     -d "{\"identity\":\"reader@example.com\",\"password\":\"$USER_PASSWORD\"}" \
     "$TANDEM_URL/api/collections/users/auth-with-password" | json_field token)
 export USER_ID USER_TOKEN
+
+bench_cc loopback_floor
+floor_n=$CLIENTS
+# the floor holds both ends of every socket in one process until it forks
+[ "$(ulimit -n)" != unlimited ] && [ $((2 * floor_n + 16)) -gt "$(ulimit -n)" ] && floor_n=$(( ($(ulimit -n) - 16) / 2 ))
+echo "loopback floor (load $(cut -d' ' -f1-3 /proc/loadavg)):"
+"$BENCH_TOP/build/loopback_floor" "$floor_n" 20 1500 2 | grep -v '^reader cpu [0-9]'
 
 echo "realtime: $CLIENTS streams ($WORKERS client processes), $RATE records/s for $DURATION s;" \
      "load $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
