@@ -30,19 +30,24 @@ static void unref_cb(void *c)
     store_collection_unref(c);
 }
 
-/* The auth collection of the path, released with the request; NULL after answering 404. */
-static struct store_collection *flow_collection(struct http_req *req, struct api_env *env)
+/* The auth collection of the path, released with the request; NULL after answering 404, or
+ * 400 with no_superusers when that is set and the collection is _superusers. */
+static struct store_collection *flow_collection(struct http_req *req, struct api_env *env,
+                                                const char *no_superusers)
 {
     struct store_collection *c = api__auth_collection(req, env);
-    if (c)
-        arena_on_release(http_req_arena(req), unref_cb, c);
+    if (!c)
+        return NULL;
+    arena_on_release(http_req_arena(req), unref_cb, c);
+    if (no_superusers && strcmp(c->id, API_SUPERUSERS_ID) == 0) {
+        http_reply_error(req, 400, no_superusers, NULL);
+        return NULL;
+    }
     return c;
 }
 
-static bool is_superusers(const struct store_collection *c)
-{
-    return strcmp(c->id, API_SUPERUSERS_ID) == 0;
-}
+#define SU_VERIFIED "All superusers are verified by default."
+#define SU_EMAIL "All superusers can change their emails directly."
 
 static void reply_invalid(struct http_req *req, const char *field, const char *code,
                           const char *message)
@@ -172,6 +177,14 @@ static bool check_token(struct http_req *req, struct api_env *env, const struct 
     return true;
 }
 
+/* 503 with Retry-After for a suspended request the hashing pool could not take; resumes it. */
+static void reply_busy_resume(struct http_req *req)
+{
+    http_set_header(req, "Retry-After", "1");
+    http_reply_error(req, 503, "Password hashing is busy; try again.", NULL);
+    http_req_resume(req);
+}
+
 /* A condition on the record's current state, checked in the write's transaction. */
 static struct store_cond *cond_eq(struct http_req *req, const char *column, const char *value)
 {
@@ -186,28 +199,27 @@ static struct store_cond *cond_eq(struct http_req *req, const char *column, cons
 
 /* ---- verification ---- */
 
-static void request_verification(struct http_req *req, void *ctx)
+/* The request half of a mailed-token flow: answers 204 for any well-formed email; for a
+ * known one (and, when only_unverified, an unverified one) not mailed within the resend wait,
+ * signs a token of type and queues template tpl with it. */
+static void request_mailed_token(struct http_req *req, struct api_env *env,
+                                 const struct store_collection *c, const char *flow,
+                                 enum auth_token_type type, const char *option, int64_t def_s,
+                                 int tpl, bool only_unverified)
 {
-    struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
-    if (!c)
-        return;
-    if (is_superusers(c)) {
-        http_reply_error(req, 400, "All superusers are verified by default.", NULL);
-        return;
-    }
     json_t *body = api__json_body(req, env, false);
     const char *email = body ? body_email(req, body, "email") : NULL;
     if (!email)
         return;
     struct store_auth_record rec = {0};
     bool found = store_auth_find(env->store, c, "email", email, &rec) == 0;
-    bool allowed = resend_allowed(env, "verification", c, email);
-    if (found && allowed && !json_is_true(json_object_get(rec.record, "verified"))) {
-        char *tok = issue(env, c, &rec, AUTH_TOKEN_VERIFICATION, "verificationToken", 259200, NULL);
+    bool allowed = resend_allowed(env, flow, c, email);
+    if (found && allowed &&
+        !(only_unverified && json_is_true(json_object_get(rec.record, "verified")))) {
+        char *tok = issue(env, c, &rec, type, option, def_s, NULL);
         json_t *vars = json_pack("{s:s}", "{TOKEN}", tok ? tok : "");
-        if (!tok || api__mail_record(env, c, rec.record, MAIL_TPL_VERIFICATION, vars, NULL) != 0)
-            xlog_warn("cannot queue the verification mail of a %s record", c->name);
+        if (!tok || api__mail_record(env, c, rec.record, tpl, vars, NULL) != 0)
+            xlog_warn("cannot queue the %s mail of a %s record", flow, c->name);
         json_decref(vars);
         free(tok);
     }
@@ -215,16 +227,20 @@ static void request_verification(struct http_req *req, void *ctx)
     http_reply_empty(req, 204);
 }
 
+static void request_verification(struct http_req *req, void *ctx)
+{
+    struct store_collection *c = flow_collection(req, ctx, SU_VERIFIED);
+    if (c)
+        request_mailed_token(req, ctx, c, "verification", AUTH_TOKEN_VERIFICATION,
+                             "verificationToken", 259200, MAIL_TPL_VERIFICATION, true);
+}
+
 static void confirm_verification(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
+    struct store_collection *c = flow_collection(req, env, SU_VERIFIED);
     if (!c)
         return;
-    if (is_superusers(c)) {
-        http_reply_error(req, 400, "All superusers are verified by default.", NULL);
-        return;
-    }
     json_t *body = api__json_body(req, env, false);
     const char *token = body ? body_text(req, body, "token", AUTH_TOKEN_MAX) : NULL;
     struct store_auth_record rec;
@@ -254,28 +270,10 @@ static void confirm_verification(struct http_req *req, void *ctx)
 
 static void request_password_reset(struct http_req *req, void *ctx)
 {
-    struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
-    if (!c)
-        return;
-    json_t *body = api__json_body(req, env, false);
-    const char *email = body ? body_email(req, body, "email") : NULL;
-    if (!email)
-        return;
-    struct store_auth_record rec = {0};
-    bool found = store_auth_find(env->store, c, "email", email, &rec) == 0;
-    bool allowed = resend_allowed(env, "passwordReset", c, email);
-    if (found && allowed) {
-        char *tok =
-            issue(env, c, &rec, AUTH_TOKEN_PASSWORD_RESET, "passwordResetToken", 1800, NULL);
-        json_t *vars = json_pack("{s:s}", "{TOKEN}", tok ? tok : "");
-        if (!tok || api__mail_record(env, c, rec.record, MAIL_TPL_RESET, vars, NULL) != 0)
-            xlog_warn("cannot queue the password reset mail of a %s record", c->name);
-        json_decref(vars);
-        free(tok);
-    }
-    store_auth_record_release(&rec);
-    http_reply_empty(req, 204);
+    struct store_collection *c = flow_collection(req, ctx, NULL);
+    if (c)
+        request_mailed_token(req, ctx, c, "passwordReset", AUTH_TOKEN_PASSWORD_RESET,
+                             "passwordResetToken", 1800, MAIL_TPL_RESET, false);
 }
 
 struct reset_job {
@@ -291,9 +289,7 @@ static void reset_hashed(void *arg, int rc, const char *hash)
     struct reset_job *job = arg;
     struct http_req *req = job->req;
     if (rc != 0 || !hash) {
-        http_set_header(req, "Retry-After", "1");
-        http_reply_error(req, 503, "Password hashing is busy; try again.", NULL);
-        http_req_resume(req);
+        reply_busy_resume(req);
         return;
     }
     /* a new password hash makes the store rotate the tokenKey: every session of the record
@@ -321,7 +317,7 @@ static void reset_hashed(void *arg, int rc, const char *hash)
 static void confirm_password_reset(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
+    struct store_collection *c = flow_collection(req, env, NULL);
     if (!c)
         return;
     json_t *body = api__json_body(req, env, false);
@@ -367,11 +363,8 @@ static void confirm_password_reset(struct http_req *req, void *ctx)
     http_req_suspend(req);
     int rc = env->hash_password ? env->hash_password(pw, reset_hashed, job, env->auth_arg)
                                 : ERR_INTERNAL;
-    if (rc) {
-        http_set_header(req, "Retry-After", "1");
-        http_reply_error(req, 503, "Password hashing is busy; try again.", NULL);
-        http_req_resume(req);
-    }
+    if (rc)
+        reply_busy_resume(req);
 }
 
 /* ---- email change ---- */
@@ -379,13 +372,9 @@ static void confirm_password_reset(struct http_req *req, void *ctx)
 static void request_email_change(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
+    struct store_collection *c = flow_collection(req, env, SU_EMAIL);
     if (!c)
         return;
-    if (is_superusers(c)) {
-        http_reply_error(req, 400, "All superusers can change their emails directly.", NULL);
-        return;
-    }
     const struct api_identity *who = api__identity(req, env);
     if (!who->record_id || strcmp(who->collection_id, c->id) != 0) {
         http_reply_error(req, 401, "The request requires valid auth record.", NULL);
@@ -440,11 +429,12 @@ static void email_password_checked(void *arg, const struct auth_pool_result *res
     struct email_job *job = arg;
     struct http_req *req = job->req;
     if (res->rc != 0) {
-        if (res->rc == ERR_BUSY)
-            http_reply_error(req, 503, NULL, NULL);
-        else
-            reply_invalid(req, "password", "validation_invalid_password",
-                          "Missing or invalid auth record password.");
+        if (res->rc == ERR_BUSY) {
+            reply_busy_resume(req);
+            return;
+        }
+        reply_invalid(req, "password", "validation_invalid_password",
+                      "Missing or invalid auth record password.");
         http_req_resume(req);
         return;
     }
@@ -471,13 +461,9 @@ static void email_password_checked(void *arg, const struct auth_pool_result *res
 static void confirm_email_change(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
+    struct store_collection *c = flow_collection(req, env, SU_EMAIL);
     if (!c)
         return;
-    if (is_superusers(c)) {
-        http_reply_error(req, 400, "All superusers can change their emails directly.", NULL);
-        return;
-    }
     json_t *body = api__json_body(req, env, false);
     const char *token = body ? body_text(req, body, "token", AUTH_TOKEN_MAX) : NULL;
     const char *pw = token ? body_text(req, body, "password", 100) : NULL;
@@ -502,11 +488,8 @@ static void confirm_email_change(struct http_req *req, void *ctx)
     http_req_suspend(req);
     int rc = auth_pool_verify(env->pool, rec.password_hash, pw, email_password_checked, job);
     store_auth_record_release(&rec);
-    if (rc) {
-        http_set_header(req, "Retry-After", "1");
-        http_reply_error(req, 503, NULL, NULL);
-        http_req_resume(req);
-    }
+    if (rc)
+        reply_busy_resume(req);
 }
 
 /* ---- one-time passwords ---- */
@@ -537,7 +520,7 @@ static bool otp_enabled(struct http_req *req, const struct store_collection *c)
 static void request_otp(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
+    struct store_collection *c = flow_collection(req, env, NULL);
     if (!c || !otp_enabled(req, c))
         return;
     json_t *body = api__json_body(req, env, false);
@@ -606,7 +589,7 @@ static void request_otp(struct http_req *req, void *ctx)
 static void auth_with_otp(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = flow_collection(req, env);
+    struct store_collection *c = flow_collection(req, env, NULL);
     if (!c || !otp_enabled(req, c))
         return;
     json_t *body = api__json_body(req, env, false);

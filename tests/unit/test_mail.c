@@ -90,7 +90,9 @@ static void test_format_and_addresses(void **state)
     memset(body, 'a', sizeof(body) - 1);
     body[sizeof(body) - 1] = '\0';
     struct mail_msg m = {"Sp\xc3\xa4ter", "from@example.com", "to@example.com",
-                         "Gr\xc3\xbc\xc3\x9f" "e", body};
+                         "Gr\xc3\xbc\xc3\x9f"
+                         "e",
+                         body};
     char *text = mail_format(&m, 1700000000LL * 1000000);
     assert_non_null(strstr(text, "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"));
     assert_non_null(strstr(text, "From: =?UTF-8?B?U3DDpHRlcg==?= <from@example.com>\r\n"));
@@ -101,8 +103,8 @@ static void test_format_and_addresses(void **state)
     while (*p) {
         size_t len = strcspn(p, "\r");
         assert_true(len <= 76);
-        assert_int_equal(strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="),
-                         len);
+        assert_int_equal(
+            strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="), len);
         p += len + 2;
     }
     free(text);
@@ -143,8 +145,11 @@ static void test_queue_retries_then_dead_letter(void **state)
     struct fx fx;
     fx_open(&fx);
     dead_port = free_port();
-    struct mail_cfg cfg = {.smtp = closed_smtp, .max_attempts = 3, .retry_base_ms = 5,
-                           .retry_max_ms = 20, .queue_cap = 2};
+    struct mail_cfg cfg = {.smtp = closed_smtp,
+                           .max_attempts = 3,
+                           .retry_base_ms = 5,
+                           .retry_max_ms = 20,
+                           .queue_cap = 2};
     struct mail *m = NULL;
     assert_int_equal(mail_open(fx.st, &cfg, &m), 0);
     struct mail_msg bad = {"x", "from@example.com", "to@example.com", "a\r\nBcc: x@y", "b"};

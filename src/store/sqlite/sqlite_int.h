@@ -139,6 +139,10 @@ int sq__auth_token_key(struct store *st, const struct store_collection *c, const
 int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out);
 int sq__outbox_delete(struct store *st, int64_t up_to_id);
 /* keys.c */
+/* Runs one write statement with text parameters in its own transaction; *changes_out gets
+ * the rows it changed. */
+int sq__write_one(struct sq_store *s, const char *sql, const char *const *params, size_t n,
+                  int *changes_out);
 int sq__outbox_pending(struct store *st, int64_t *n_out);
 int sq__sync(struct store *st);
 int sq__writekey_create(struct store *st, const char *name, const char *key_hash,

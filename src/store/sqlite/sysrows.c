@@ -55,30 +55,11 @@ int sq__sys_put(struct store *st, const struct store_sysrow *row)
 
 int sq__sys_take(struct store *st, const char *kind, const char *id)
 {
-    struct sq_store *s = (struct sq_store *)st;
-    struct sq_conn *cn = sq__conn(s);
-    if (!cn)
-        return ERR_INTERNAL;
-    int rc = sq__begin(s, cn);
-    if (rc)
-        return rc;
-    struct sq_stmt stt;
+    const char *p[] = {kind ? kind : "", id ? id : ""};
     int changes = 0;
-    rc = sq__prep(cn, "DELETE FROM \"_sysrows\" WHERE \"kind\" = ?1 AND \"id\" = ?2", &stt);
-    if (!rc) {
-        bind_text_or_empty(stt.stmt, 1, kind);
-        bind_text_or_empty(stt.stmt, 2, id);
-        if (sqlite3_step(stt.stmt) != SQLITE_DONE)
-            rc = sq__fail_db(cn, "cannot delete a system row");
-        else
-            changes = sqlite3_changes(cn->db);
-        sq__done(&stt);
-    }
-    if (rc) {
-        sq__rollback(s, cn);
-        return rc;
-    }
-    rc = sq__commit(s, cn);
+    int rc = sq__write_one((struct sq_store *)st,
+                           "DELETE FROM \"_sysrows\" WHERE \"kind\" = ?1 AND \"id\" = ?2", p, 2,
+                           &changes);
     return rc ? rc : changes ? 0 : ERR_NOTFOUND;
 }
 
