@@ -176,6 +176,12 @@ test('OTP: five wrong codes lock the code', async () => {
 });
 
 test('MFA: the password alone gets 401 with an mfaId; OTP completes it; the rule decides who', async () => {
+  // MFA with the password as the only method would lock everyone out: refused, nothing stored
+  const lone = await expectStatus(su.collections.update('users', { otp: { enabled: false }, mfa: { enabled: true } }), 400);
+  assert.equal(lone.response.data.mfa.code, 'validation_mfa_not_enough_auths');
+  await expectStatus(su.collections.update('users', { mfa: { enabled: true, duration: 5 } }), 400);
+  assert.equal((await su.collections.getOne('users')).otp.enabled, true);
+  await client(srv.url).collection('users').authWithPassword('otp@example.com', PW); // no MFA yet
   await su.collections.update('users', { otp: { enabled: true, duration: 180, length: 6 }, mfa: { enabled: true, duration: 600, rule: "email != 'free@example.com'" } });
   try {
     await newUser('mfa@example.com');
