@@ -11,12 +11,29 @@
 #include <string.h>
 
 #include "mail/mail.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 
 #define KIND "mail"
 #define KIND_DEAD "mail_dead"
 #define BATCH 16
 #define IDLE_WAIT_MS 60000 /* looks at the queue at least this often */
+
+/* Process-wide series: tandem_mail_{sent,failed_attempts,dead}_total and tandem_mail_queued. */
+static struct metrics_series *m_sent, *m_failed, *m_dead, *m_queued;
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+
+static void metrics_start(void)
+{
+    m_sent = metrics_series0(metrics_family(METRICS_COUNTER, "tandem_mail_sent_total",
+                                            "Mails the SMTP server accepted.", NULL));
+    m_failed = metrics_series0(metrics_family(METRICS_COUNTER, "tandem_mail_failed_attempts_total",
+                                              "Mail send attempts that failed.", NULL));
+    m_dead = metrics_series0(metrics_family(METRICS_COUNTER, "tandem_mail_dead_total",
+                                            "Mails moved to the dead letters.", NULL));
+    m_queued = metrics_series0(
+        metrics_family(METRICS_GAUGE, "tandem_mail_queued", "Mails waiting in the queue.", NULL));
+}
 
 struct mail {
     struct store *st;
@@ -57,11 +74,13 @@ static void send_row(struct mail *m, const json_t *row, const struct mail_smtp_c
     int rc = mail_smtp_send(smtp, &msg, m->cfg.send_timeout_ms, err, sizeof(err));
     if (rc == 0) {
         if (store_sys_take(m->st, KIND, id) == 0)
-            atomic_fetch_sub(&m->queued, 1);
+            metrics_set(m_queued, (double)(atomic_fetch_sub(&m->queued, 1) - 1));
         atomic_fetch_add(&m->sent, 1);
+        metrics_inc(m_sent, 1);
         return;
     }
     atomic_fetch_add(&m->failed, 1);
+    metrics_inc(m_failed, 1);
     unsigned attempts = (unsigned)json_integer_value(json_object_get(v, "attempts")) + 1;
     json_t *nv = json_deep_copy(v);
     json_object_set_new(nv, "attempts", json_integer(attempts));
@@ -69,8 +88,9 @@ static void send_row(struct mail *m, const json_t *row, const struct mail_smtp_c
     if (rc == ERR_INVALID || attempts >= m->cfg.max_attempts) {
         struct store_sysrow dead = {KIND_DEAD, id, NULL, nv, 0, 0};
         if (store_sys_put(m->st, &dead) == 0 && store_sys_take(m->st, KIND, id) == 0) {
-            atomic_fetch_sub(&m->queued, 1);
+            metrics_set(m_queued, (double)(atomic_fetch_sub(&m->queued, 1) - 1));
             atomic_fetch_add(&m->dead, 1);
+            metrics_inc(m_dead, 1);
             xlog_warn("mail %s to %s is dead after %u attempts: %s", id, msg.to ? msg.to : "?",
                       attempts, err);
         } else {
@@ -172,8 +192,10 @@ int mail_open(struct store *st, const struct mail_cfg *cfg, struct mail **out)
     if (m->cfg.send_timeout_ms <= 0)
         m->cfg.send_timeout_ms = 30000;
     int64_t n = 0;
+    pthread_once(&metrics_once, metrics_start);
     if (store_sys_count(st, KIND, &n) == 0)
         atomic_store(&m->queued, n);
+    metrics_set(m_queued, (double)n);
     pthread_mutex_init(&m->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -234,7 +256,7 @@ int mail_enqueue(struct mail *m, const struct mail_msg *msg)
     json_decref(v);
     if (rc)
         return rc;
-    atomic_fetch_add(&m->queued, 1);
+    metrics_set(m_queued, (double)(atomic_fetch_add(&m->queued, 1) + 1));
     mail_kick(m);
     return 0;
 }

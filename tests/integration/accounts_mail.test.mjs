@@ -239,4 +239,8 @@ test('authAlert: a sign-in from a new device mails the record; a known device do
   assert.equal(m.subject, 'Login from a new location');
   assert.match(m.html, /laptop\/2/);
   assert.ok(!smtp.mails.some(to('alert@example.com')), 'exactly one alert');
+  // the queue's counters: every mail of this file was sent, none is dead
+  const text = await (await fetch(`${srv.url}/metrics`)).text();
+  assert.ok(Number(/^tandem_mail_sent_total (\d+)$/m.exec(text)[1]) >= 10);
+  assert.equal(Number(/^tandem_mail_dead_total (\d+)$/m.exec(text)[1]), 0);
 });
