@@ -244,3 +244,56 @@ test('authAlert: a sign-in from a new device mails the record; a known device do
   assert.ok(Number(/^tandem_mail_sent_total (\d+)$/m.exec(text)[1]) >= 10);
   assert.equal(Number(/^tandem_mail_dead_total (\d+)$/m.exec(text)[1]), 0);
 });
+
+test('bad input on every flow route: 400 (or 401/404) and no mail, nothing changed', async () => {
+  const u = await newUser('bad@example.com');
+  const post = async (path, body, headers = {}) => {
+    const r = await fetch(`${srv.url}/api/collections/users/${path}`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body,
+    });
+    const j = await r.json();
+    return { status: r.status, body: j };
+  };
+  const long = 'x'.repeat(9000);
+  const cases = [
+    ['request-verification', '{"email":'], ['request-verification', '{"email":"no-at-sign"}'],
+    ['request-verification', JSON.stringify({ email: `${'a'.repeat(250)}@example.com` })],
+    ['confirm-verification', '{}'], ['confirm-verification', JSON.stringify({ token: long })],
+    ['confirm-verification', JSON.stringify({ token: 'a.b.c' })],
+    ['request-password-reset', '[]'], ['request-password-reset', JSON.stringify({ email: 7 })],
+    ['confirm-password-reset', JSON.stringify({ token: 'a.b.c', password: 'abcdefgh1', passwordConfirm: 'abcdefgh1' })],
+    ['confirm-password-reset', JSON.stringify({ token: long, password: 'x', passwordConfirm: 'y' })],
+    ['confirm-email-change', JSON.stringify({ token: 'a.b.c', password: PW })],
+    ['confirm-email-change', JSON.stringify({ token: 'a.b.c' })],
+    ['request-otp', JSON.stringify({ email: 'bad@example' })],
+    ['auth-with-otp', JSON.stringify({ otpId: 'nope', password: '123456' })],
+    ['auth-with-otp', JSON.stringify({ otpId: long, password: '1' })],
+  ];
+  for (const [path, body] of cases) {
+    const r = await post(path, body);
+    assert.equal(r.status, 400, `${path} ${body.slice(0, 40)} -> ${r.status} ${JSON.stringify(r.body)}`);
+    assert.equal(typeof r.body.message, 'string');
+    assert.equal(r.body.status, 400);
+  }
+  assert.equal((await post('request-email-change', JSON.stringify({ newEmail: 'z@example.com' }))).status, 401);
+  const missing = await fetch(`${srv.url}/api/collections/nope/request-otp`, { method: 'POST', body: '{}' });
+  assert.equal(missing.status, 404);
+  const after = await su.collection('users').getOne(u.id);
+  assert.equal(after.email, 'bad@example.com');
+  assert.equal(after.verified, false);
+  await client(srv.url).collection('users').authWithPassword('bad@example.com', PW);
+  assert.ok(!smtp.mails.some(to('bad@example.com')));
+});
+
+test('two racing confirms of one reset token: exactly one wins', async () => {
+  await newUser('race@example.com');
+  await client(srv.url).collection('users').requestPasswordReset('race@example.com');
+  const token = tokenOf(await smtp.waitMail(to('race@example.com')), 'confirm-password-reset');
+  const tries = await Promise.allSettled(['race-pw-one1', 'race-pw-two2', 'race-pw-three3'].map((p) =>
+    client(srv.url).collection('users').confirmPasswordReset(token, p, p)));
+  const won = tries.map((t, i) => [t, i]).filter(([t]) => t.status === 'fulfilled');
+  assert.equal(won.length, 1);
+  for (const t of tries) if (t.status === 'rejected') assert.equal(t.reason.status, 400);
+  const pw = ['race-pw-one1', 'race-pw-two2', 'race-pw-three3'][won[0][1]];
+  await client(srv.url).collection('users').authWithPassword('race@example.com', pw);
+});
