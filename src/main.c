@@ -204,6 +204,7 @@ static bool app_close(struct app *a)
     api_batch_stop(&a->env);
     http_server_close(a->srv, DRAIN_MS);
     api_mail_stop(&a->env);
+    api_capture_stop(&a->env);
     api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
@@ -300,6 +301,10 @@ static int app_open(struct app *a)
     };
     if (api_capture_warm(&a->env, a->cfg.dedup_window * 1000000) != 0) {
         fprintf(stderr, "tandem: cannot read the event log: %s\n", evlog_errmsg(a->log));
+        return 1;
+    }
+    if (api_capture_start(&a->env, a->cfg.dedup_snapshot * 1000000) != 0) {
+        fprintf(stderr, "tandem: cannot start the dedup snapshot thread\n");
         return 1;
     }
     if (a->store && api_records_start(&a->env) != 0) {

@@ -69,8 +69,18 @@ struct api_env {
     int (*hash_password)(const char *password, api_hash_done_cb done, void *done_arg, void *arg);
 };
 
-/* Rebuilds the capture dedup set from the events logged in the last window_us. */
+/* Fills the capture dedup set with the pairs of the last window_us: from its snapshot in the
+ * data directory when one belongs to this log, plus the events logged after it. A tail of more
+ * than 200,000 events is read by a thread while capture answers 503 (Retry-After: 1); a
+ * damaged or foreign snapshot is ignored with a warning. */
 int api_capture_warm(struct api_env *env, int64_t window_us) MUST_USE;
+/* Whether capture takes events (false while api_capture_warm's thread still reads the log). */
+bool api_capture_ready(void);
+/* Snapshots the set every interval_us (0: only at stop) when events were logged since. */
+int api_capture_start(struct api_env *env, int64_t interval_us) MUST_USE;
+/* Stops the snapshot and warm-up threads and writes a last snapshot; call once the HTTP server
+ * is closed (no capture runs). */
+void api_capture_stop(struct api_env *env);
 
 /* Starts the threads that run SQL API queries against wh. api_sql_stop interrupts running
  * queries, answers every queued and running one and joins the threads: call it before the

@@ -9,12 +9,21 @@
  * Duplicates too: a retry whose first copy was appended by this process but is not yet
  * synced must not be answered before that sync. dedup_mu makes "filter, append, note the
  * ticket" one step, so a request that finds a duplicate also finds last_ticket covering the
- * first copy, and waits for it (or gets 503 if that sync fails). */
+ * first copy, and waits for it (or gets 503 if that sync fails).
+ *
+ * The dedup set survives restarts as a snapshot (<dir>/dedup.snapshot, see snapshot_take):
+ * at start the snapshot is loaded and only the log after it is read again, so the server
+ * listens at once however long the log is. A long tail (after a kill -9) is read by a thread
+ * of its own while capture answers 503 with Retry-After, so dedup is never missing. */
+#include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api_int.h"
+#include "core/datadir.h"
 #include "capture/capture.h"
 #include "evlog/evlog.h"
 #include "metrics/metrics.h"
@@ -30,6 +39,23 @@ static struct metrics_family *m_requests, *m_events;
 
 static pthread_mutex_t dedup_mu = PTHREAD_MUTEX_INITIALIZER; /* held across filter + append */
 static uint64_t last_ticket; /* [dedup_mu] ticket of the latest append to EVENTS_TOPIC; 0 none */
+static uint64_t removals;    /* [dedup_mu] pairs taken back after a failed append */
+static atomic_bool warm;     /* the set holds every pair of the window: capture may run */
+
+static void set_warm(bool on)
+{
+    atomic_store(&warm, on);
+    metrics_set(metrics_series0(metrics_family(METRICS_GAUGE, "tandem_capture_ready",
+                                               "1 when capture takes events; 0 while its dedup "
+                                               "set is still read from the log.",
+                                               NULL)),
+                on ? 1 : 0);
+}
+
+bool api_capture_ready(void)
+{
+    return atomic_load(&warm);
+}
 
 static void count(const char *api, const char *outcome, size_t events)
 {
@@ -144,6 +170,14 @@ static void handle(struct http_req *req, void *ctx)
         return;
     }
 
+    if (!atomic_load(&warm)) {
+        capture_result_release(&r);
+        count(label, "unavailable", 0);
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 503, "Capture is starting: retry shortly.", NULL);
+        return;
+    }
+
     /* under dedup_mu: which events are new, their append, and the ticket to wait for */
     pthread_mutex_lock(&dedup_mu);
     size_t dups = capture_dedup_filter(env->dedup, &r, in.received_us);
@@ -161,9 +195,10 @@ static void handle(struct http_req *req, void *ctx)
             k++;
         }
         rc = evlog_append(env->log, EVENTS_TOPIC, recs, n, &first, &ticket);
-        if (rc != 0)
+        if (rc != 0) {
             capture_dedup_unfilter(env->dedup, &r);
-        else
+            removals++;
+        } else
             last_ticket = ticket;
     }
     pthread_mutex_unlock(&dedup_mu);
@@ -250,17 +285,130 @@ static int first_since(struct evlog *log, const char *topic, int64_t cutoff_us, 
     return rc;
 }
 
-int api_capture_warm(struct api_env *env, int64_t window_us)
+/* ---- the dedup set across restarts ---- */
+
+#define SNAPSHOT_FILE "dedup.snapshot"
+#define SNAPSHOT_MAX ((size_t)4 << 30)
+#define SNAPSHOT_TAG_LEN 24
+#define INLINE_TAIL_MAX 200000 /* a tail this long is read before listening, a longer one after */
+
+/* Where in the events topic a snapshot stands (next: the first offset it does not hold), and
+ * the record just before that point, so a snapshot is only taken for the log it was made from
+ * (not after a restore, a repair that cut the log short, or a deletion that rewrote it). */
+struct snap_tag {
+    uint64_t next;
+    int64_t anchor_ts;
+    uint32_t anchor_len, anchor_crc;
+};
+
+static struct {
+    pthread_mutex_t mu; /* one snapshot at a time; guards the fields below */
+    pthread_cond_t cv;
+    bool stop, running;
+    pthread_t thread;
+    int64_t interval_us;
+    uint64_t saved_next; /* the events' end offset at the last snapshot written */
+    bool warmer_running;
+    pthread_t warmer;
+    atomic_bool warmer_stop;
+} snap = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int tag_of(struct evlog *log, uint64_t next, struct snap_tag *t)
 {
-    int64_t now = time_now_us();
-    uint64_t from = 0, end = 0;
-    int rc = first_since(env->log, EVENTS_TOPIC, now - window_us, &from);
+    *t = (struct snap_tag){.next = next};
+    if (next == 0)
+        return 0;
+    struct evlog_batch b;
+    evlog_batch_init(&b);
+    int rc = evlog_read(log, EVENTS_TOPIC, next - 1, 1, 1, &b);
+    if (rc == 0 && (b.n != 1 || b.recs[0].offset != next - 1))
+        rc = ERR_NOTFOUND; /* removed by retention */
+    if (rc == 0) {
+        t->anchor_ts = b.recs[0].timestamp_us;
+        t->anchor_len = (uint32_t)b.recs[0].len;
+        t->anchor_crc = crc32c(0, b.recs[0].data, b.recs[0].len);
+    }
+    evlog_batch_release(&b);
+    return rc;
+}
+
+static void tag_encode(const struct snap_tag *t, uint8_t out[SNAPSHOT_TAG_LEN])
+{
+    le_put64(out, t->next);
+    le_put64(out + 8, (uint64_t)t->anchor_ts);
+    le_put32(out + 16, t->anchor_len);
+    le_put32(out + 20, t->anchor_crc);
+}
+
+static bool tag_decode(const void *p, size_t len, struct snap_tag *t)
+{
+    const uint8_t *x = p;
+    if (len != SNAPSHOT_TAG_LEN)
+        return false;
+    *t = (struct snap_tag){le_get64(x), (int64_t)le_get64(x + 8), le_get32(x + 16),
+                           le_get32(x + 20)};
+    return true;
+}
+
+static int events_end(struct evlog *log, uint64_t *out)
+{
+    int rc = evlog_end_offset(log, EVENTS_TOPIC, out);
+    if (rc == ERR_NOTFOUND) {
+        *out = 0;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Writes the set and where it stands. A pair in the set is in the log at an offset below the
+ * tag's or is appended after it (every append happens under dedup_mu with its insert, and the
+ * tail from the tag's offset is read again at start), except a pair taken back after a failed
+ * append: if one was taken back while the shards were copied, the snapshot is dropped. It is
+ * written only once the log is durable through every append the copy can hold, so after a
+ * power loss it never remembers an event the log lost (whose retry must be taken). Caller
+ * holds snap.mu. */
+static int snapshot_take(struct api_env *env)
+{
+    uint64_t next, rm;
+    pthread_mutex_lock(&dedup_mu);
+    rm = removals;
+    int rc = events_end(env->log, &next);
+    pthread_mutex_unlock(&dedup_mu);
+    struct snap_tag tag;
     if (rc == 0)
-        rc = evlog_end_offset(env->log, EVENTS_TOPIC, &end);
+        rc = tag_of(env->log, next, &tag);
+    if (rc != 0)
+        return rc;
+    uint8_t t[SNAPSHOT_TAG_LEN];
+    tag_encode(&tag, t);
+    struct buf b;
+    buf_init(&b);
+    capture_dedup_encode(env->dedup, t, sizeof(t), &b);
+    pthread_mutex_lock(&dedup_mu);
+    bool clean = rm == removals;
+    uint64_t ticket = last_ticket;
+    pthread_mutex_unlock(&dedup_mu);
+    rc = clean ? 0 : ERR_BUSY;
+    if (rc == 0 && ticket)
+        rc = evlog_wait_durable(env->log, ticket);
+    if (rc == 0)
+        rc = datadir_write_file(env->cfg->dir, SNAPSHOT_FILE, b.ptr, b.len);
+    if (rc == 0)
+        snap.saved_next = next;
+    else
+        xlog_warn("capture dedup snapshot not written: %s", err_str(rc));
+    buf_release(&b);
+    return rc;
+}
+
+/* Adds the events of [from, end) to the set. */
+static int replay(struct api_env *env, uint64_t from, uint64_t end, int64_t now, size_t *n_out)
+{
     struct evlog_batch b;
     evlog_batch_init(&b);
     size_t n = 0, bad = 0;
-    while (rc == 0 && from < end) {
+    int rc = 0;
+    while (rc == 0 && from < end && !atomic_load(&snap.warmer_stop)) {
         rc = evlog_read(env->log, EVENTS_TOPIC, from, 10000, 32 << 20, &b);
         if (rc != 0 || b.n == 0)
             break;
@@ -275,7 +423,162 @@ int api_capture_warm(struct api_env *env, int64_t window_us)
     evlog_batch_release(&b);
     if (rc == ERR_NOTFOUND)
         rc = 0; /* no events yet */
-    if (rc == 0)
-        xlog_info("capture dedup rebuilt from %zu logged events (%zu unreadable)", n, bad);
+    if (bad)
+        xlog_warn("capture dedup: %zu logged events could not be read", bad);
+    *n_out = n;
     return rc;
+}
+
+/* Loads the snapshot when it belongs to this log; returns the offset the log must be read
+ * again from, or from_window when there is no usable snapshot. */
+static uint64_t snapshot_load(struct api_env *env, uint64_t from_window, uint64_t end, int64_t now)
+{
+    struct buf b;
+    buf_init(&b);
+    const void *tp;
+    size_t tl;
+    struct snap_tag tag, here;
+    const char *why = NULL;
+    int rc = datadir_read_file(env->cfg->dir, SNAPSHOT_FILE, SNAPSHOT_MAX, &b);
+    if (rc == ERR_NOTFOUND) {
+        buf_release(&b);
+        return from_window;
+    }
+    if (rc != 0)
+        why = err_str(rc);
+    else if (capture_dedup_snapshot_tag(b.ptr, b.len, &tp, &tl) != 0 || !tag_decode(tp, tl, &tag))
+        why = "it is damaged or from another version";
+    else if (tag.next > end || tag_of(env->log, tag.next, &here) != 0 ||
+             memcmp(&here, &tag, sizeof(tag)) != 0)
+        why = "it was taken from another log";
+    else if (capture_dedup_decode(env->dedup, b.ptr, b.len, now, &tp, &tl) != 0)
+        why = "it was taken with another --dedup-window";
+    buf_release(&b);
+    if (why) {
+        xlog_warn("capture dedup snapshot %s/%s not used (%s): rebuilding from the log",
+                  env->cfg->dir, SNAPSHOT_FILE, why);
+        return from_window;
+    }
+    snap.saved_next = tag.next;
+    return tag.next > from_window ? tag.next : from_window;
+}
+
+struct warm_job {
+    struct api_env *env;
+    uint64_t from, end;
+    int64_t now;
+};
+
+static void *warmer_main(void *arg)
+{
+    struct warm_job *j = arg;
+    size_t n = 0;
+    int64_t t0 = time_mono_us();
+    int rc = replay(j->env, j->from, j->end, j->now, &n);
+    if (rc == 0 && !atomic_load(&snap.warmer_stop)) {
+        set_warm(true);
+        xlog_info("capture dedup: read %zu logged events after the snapshot in %.1f s; capture "
+                  "is open",
+                  n, (double)(time_mono_us() - t0) / 1e6);
+    } else if (rc != 0) {
+        xlog_error("capture dedup: cannot read the event log (%s): capture stays closed",
+                   err_str(rc));
+    }
+    free(j);
+    return NULL;
+}
+
+int api_capture_warm(struct api_env *env, int64_t window_us)
+{
+    int64_t now = time_now_us(), t0 = time_mono_us();
+    uint64_t from = 0, end = 0;
+    set_warm(false);
+    atomic_store(&snap.warmer_stop, false);
+    snap.saved_next = UINT64_MAX;
+    int rc = first_since(env->log, EVENTS_TOPIC, now - window_us, &from);
+    if (rc == ERR_NOTFOUND)
+        rc = 0;
+    if (rc == 0)
+        rc = events_end(env->log, &end);
+    if (rc != 0)
+        return rc;
+    uint64_t from_window = from;
+    from = snapshot_load(env, from_window, end, now);
+    const char *how = from == from_window ? "from the log" : "from its snapshot";
+    if (end - from > INLINE_TAIL_MAX) {
+        struct warm_job *j = xmalloc(sizeof(*j));
+        *j = (struct warm_job){env, from, end, now};
+        xlog_info("capture dedup: loaded %s; reading %" PRIu64 " logged events in the background "
+                  "(capture answers 503 until then)",
+                  how, end - from);
+        if (pthread_create(&snap.warmer, NULL, warmer_main, j) != 0) {
+            free(j);
+            return ERR_INTERNAL;
+        }
+        snap.warmer_running = true;
+        return 0;
+    }
+    size_t n = 0;
+    rc = replay(env, from, end, now, &n);
+    if (rc != 0)
+        return rc;
+    set_warm(true);
+    xlog_info("capture dedup rebuilt %s and %zu logged events in %.2f s", how, n,
+              (double)(time_mono_us() - t0) / 1e6);
+    return 0;
+}
+
+static void *snapshot_main(void *arg)
+{
+    struct api_env *env = arg;
+    pthread_mutex_lock(&snap.mu);
+    while (!snap.stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = (int64_t)until.tv_nsec + (snap.interval_us % 1000000) * 1000;
+        until.tv_sec += (time_t)(snap.interval_us / 1000000 + ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&snap.cv, &snap.mu, &until);
+        uint64_t end;
+        if (!snap.stop && atomic_load(&warm) && events_end(env->log, &end) == 0 &&
+            end != snap.saved_next)
+            (void)snapshot_take(env);
+    }
+    pthread_mutex_unlock(&snap.mu);
+    return NULL;
+}
+
+int api_capture_start(struct api_env *env, int64_t interval_us)
+{
+    snap.stop = false;
+    snap.interval_us = interval_us;
+    if (interval_us <= 0)
+        return 0;
+    if (pthread_create(&snap.thread, NULL, snapshot_main, env) != 0)
+        return ERR_INTERNAL;
+    snap.running = true;
+    return 0;
+}
+
+void api_capture_stop(struct api_env *env)
+{
+    pthread_mutex_lock(&snap.mu);
+    snap.stop = true;
+    pthread_cond_signal(&snap.cv);
+    pthread_mutex_unlock(&snap.mu);
+    if (snap.running)
+        pthread_join(snap.thread, NULL);
+    snap.running = false;
+    atomic_store(&snap.warmer_stop, true);
+    if (snap.warmer_running)
+        pthread_join(snap.warmer, NULL);
+    snap.warmer_running = false;
+    /* no capture runs any more: the set is the log's, so the next start reads nothing */
+    uint64_t end;
+    pthread_mutex_lock(&snap.mu);
+    if (env->log && env->dedup && atomic_load(&warm) && events_end(env->log, &end) == 0 &&
+        end != snap.saved_next)
+        (void)snapshot_take(env);
+    pthread_mutex_unlock(&snap.mu);
+    set_warm(false);
 }

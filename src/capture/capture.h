@@ -189,6 +189,23 @@ size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, i
 /* Undoes capture_dedup_filter() for the non-duplicate events of r. */
 void capture_dedup_unfilter(struct capture_dedup *d, const struct capture_result *r);
 void capture_dedup_stats(struct capture_dedup *d, struct capture_dedup_stats *out);
+/* Snapshot: the whole set as bytes, so a restart need not re-read the log. Appends to out the
+ * caller's tag (opaque, at most 4096 bytes: where in the log the set stands), the hash key, the
+ * window's shape and every live bucket, under a CRC32C. Each shard is copied under its own
+ * lock, so a snapshot taken while checks run holds some of them and not others: the caller
+ * makes that safe (api/capture.c). */
+void capture_dedup_encode(struct capture_dedup *d, const void *tag, size_t tag_len,
+                          struct buf *out);
+/* Replaces the contents of d (which must be empty) with a snapshot made by a set of the same
+ * window and bucket count, dropping buckets that have expired by now_us; on success *tag and
+ * *tag_len point into data. ERR_INVALID (d untouched) when the bytes are damaged, truncated or
+ * from another version or window. */
+int capture_dedup_decode(struct capture_dedup *d, const void *data, size_t len, int64_t now_us,
+                         const void **tag, size_t *tag_len) MUST_USE;
+/* The tag of a snapshot whose checksum and header hold, without loading it; ERR_INVALID
+ * otherwise. */
+int capture_dedup_snapshot_tag(const void *data, size_t len, const void **tag,
+                               size_t *tag_len) MUST_USE;
 
 /* ---- write keys ---- */
 

@@ -366,6 +366,187 @@ void capture_dedup_stats(struct capture_dedup *d, struct capture_dedup_stats *ou
     }
 }
 
+/* ---- snapshot ----
+ *
+ * Little-endian: "TDDS" | u32 version | u32 tag_len | tag | key[16] | i64 width_us |
+ * i64 n_buckets | per shard (DD_SHARDS): u32 live buckets, then per bucket i64 epoch, u64 n,
+ * n x u64 hash | u32 CRC32C of everything before it. */
+
+#define DD_SNAP_MAGIC "TDDS"
+#define DD_SNAP_VERSION 1
+#define DD_SNAP_TAG_MAX 4096
+
+static void put32(struct buf *b, uint32_t v)
+{
+    uint8_t x[4];
+    le_put32(x, v);
+    buf_append(b, x, 4);
+}
+
+static void put64(struct buf *b, uint64_t v)
+{
+    uint8_t x[8];
+    le_put64(x, v);
+    buf_append(b, x, 8);
+}
+
+void capture_dedup_encode(struct capture_dedup *d, const void *tag, size_t tag_len, struct buf *out)
+{
+    size_t start = out->len;
+    if (tag_len > DD_SNAP_TAG_MAX)
+        tag_len = DD_SNAP_TAG_MAX;
+    buf_append(out, DD_SNAP_MAGIC, 4);
+    put32(out, DD_SNAP_VERSION);
+    put32(out, (uint32_t)tag_len);
+    buf_append(out, tag, tag_len);
+    buf_append(out, d->key, sizeof(d->key));
+    put64(out, (uint64_t)d->width_us);
+    put64(out, (uint64_t)d->n_buckets);
+    for (size_t i = 0; i < DD_SHARDS; i++) {
+        struct dd_shard *s = &d->shards[i];
+        pthread_mutex_lock(&s->mu);
+        uint32_t live = 0;
+        for (size_t k = 0; k < d->n_ring; k++)
+            live += s->ring[k].n > 0;
+        buf_reserve(out, 4 + (size_t)live * 16 + s->n_entries * 8);
+        put32(out, live);
+        for (size_t k = 0; k < d->n_ring; k++) {
+            const struct dd_bucket *b = &s->ring[k];
+            if (b->n == 0)
+                continue;
+            put64(out, (uint64_t)b->epoch);
+            put64(out, b->n);
+            for (size_t j = 0; j < b->cap; j++)
+                if (b->slots[j])
+                    put64(out, b->slots[j]);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    put32(out, crc32c(0, out->ptr + start, out->len - start));
+}
+
+/* A reader over the snapshot's bytes; every take fails once the bytes run out. */
+struct rd {
+    const uint8_t *p, *end;
+};
+
+static bool take(struct rd *r, size_t n, const uint8_t **out)
+{
+    if ((size_t)(r->end - r->p) < n)
+        return false;
+    *out = r->p;
+    r->p += n;
+    return true;
+}
+
+static bool take64(struct rd *r, uint64_t *v)
+{
+    const uint8_t *x;
+    if (!take(r, 8, &x))
+        return false;
+    *v = le_get64(x);
+    return true;
+}
+
+static bool take32(struct rd *r, uint32_t *v)
+{
+    const uint8_t *x;
+    if (!take(r, 4, &x))
+        return false;
+    *v = le_get32(x);
+    return true;
+}
+
+/* Walks the shards' sections; with load, inserts the live buckets' hashes into d. */
+static bool snap_walk(struct capture_dedup *d, struct rd *r, bool load, int64_t now_epoch)
+{
+    for (size_t i = 0; i < DD_SHARDS; i++) {
+        uint32_t live;
+        if (!take32(r, &live) || live > d->n_ring)
+            return false;
+        struct dd_shard *s = &d->shards[i];
+        for (uint32_t k = 0; k < live; k++) {
+            uint64_t epoch, n;
+            const uint8_t *h;
+            if (!take64(r, &epoch) || !take64(r, &n) || n > (uint64_t)(r->end - r->p) / 8 ||
+                !take(r, (size_t)n * 8, &h))
+                return false;
+            int64_t e = (int64_t)epoch;
+            if (e > now_epoch)
+                e = now_epoch; /* written by a clock that has since gone back: keep it */
+            bool keep = load && e >= now_epoch - d->n_buckets;
+            for (uint64_t j = 0; j < n; j++) {
+                uint64_t x = le_get64(h + j * 8);
+                if (x == 0 || (x >> 60) != i)
+                    return false;
+                if (keep)
+                    shard_insert(d, s, x, e);
+            }
+        }
+    }
+    return true;
+}
+
+/* Checks the checksum and reads the header up to the window's shape. */
+static bool snap_header(struct rd *r, const uint8_t *p, size_t len, const uint8_t **tag,
+                        uint32_t *tag_len, const uint8_t **key, uint64_t *width, uint64_t *nb)
+{
+    const uint8_t *x;
+    uint32_t version;
+    if (len < 8 || le_get32(p + len - 4) != crc32c(0, p, len - 4))
+        return false;
+    *r = (struct rd){p, p + len - 4};
+    return take(r, 4, &x) && memcmp(x, DD_SNAP_MAGIC, 4) == 0 && take32(r, &version) &&
+           version == DD_SNAP_VERSION && take32(r, tag_len) && *tag_len <= DD_SNAP_TAG_MAX &&
+           take(r, *tag_len, tag) && take(r, crypto_shorthash_KEYBYTES, key) && take64(r, width) &&
+           take64(r, nb);
+}
+
+int capture_dedup_snapshot_tag(const void *data, size_t len, const void **tag, size_t *tag_len)
+{
+    struct rd r;
+    const uint8_t *t, *key;
+    uint32_t tl;
+    uint64_t width, nb;
+    if (!snap_header(&r, data, len, &t, &tl, &key, &width, &nb))
+        return ERR_INVALID;
+    *tag = t;
+    *tag_len = tl;
+    return 0;
+}
+
+int capture_dedup_decode(struct capture_dedup *d, const void *data, size_t len, int64_t now_us,
+                         const void **tag, size_t *tag_len)
+{
+    struct rd r;
+    const uint8_t *t, *key;
+    uint32_t tl;
+    uint64_t width, nb;
+    if (!snap_header(&r, data, len, &t, &tl, &key, &width, &nb) || (int64_t)width != d->width_us ||
+        (int64_t)nb != d->n_buckets)
+        return ERR_INVALID;
+    /* a dry walk first, so damaged bytes never leave d half loaded */
+    struct rd body = r;
+    if (!snap_walk(d, &r, false, 0) || r.p != r.end)
+        return ERR_INVALID;
+    struct capture_dedup_stats st;
+    capture_dedup_stats(d, &st);
+    if (st.entries != 0)
+        return ERR_INVALID; /* its hashes were made with another key */
+    memcpy(d->key, key, sizeof(d->key));
+    int64_t now_epoch = floor_div(now_us, d->width_us);
+    for (size_t i = 0; i < DD_SHARDS; i++)
+        pthread_mutex_lock(&d->shards[i].mu);
+    bool ok = snap_walk(d, &body, true, now_epoch);
+    for (size_t i = 0; i < DD_SHARDS; i++)
+        pthread_mutex_unlock(&d->shards[i].mu);
+    if (!ok)
+        return ERR_INVALID; /* cannot happen after the dry walk; kept for the reader */
+    *tag = t;
+    *tag_len = tl;
+    return 0;
+}
+
 /* ---- rebuilding from canonical records ---- */
 
 /* The JSON string starting at p (just after its opening quote): its length up to the closing

@@ -30,6 +30,7 @@ struct cfg {
     int64_t log_retention_size; /* bytes per topic; 0 = unlimited */
     int64_t log_retention_age;  /* seconds; 0 = forever */
     int64_t dedup_window;       /* seconds */
+    int64_t dedup_snapshot;     /* seconds; 0: only at stop */
     int64_t warehouse_memory;   /* bytes */
     int64_t warehouse_threads;  /* 0 = DuckDB's default (one per core) */
     int64_t sql_timeout;        /* seconds */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/datadir.h"
+#include "core/str.h"
 #include "core/xlog.h"
 
 #define MAX_DEPTH 16 /* the data directory is shallow (log/<topic>/); deeper is not ours */
@@ -135,4 +136,89 @@ int datadir_prepare(const char *dir, const char *const *keep, struct datadir_rep
     if (report)
         *report = r;
     return 0;
+}
+
+static int path_of(char *out, size_t n, const char *dir, const char *name, const char *suffix)
+{
+    int k = snprintf(out, n, "%s/%s%s", dir, name, suffix);
+    return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int datadir_write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+    char tmp[4096], path[4096];
+    int rc = path_of(tmp, sizeof(tmp), dir, name, ".tmp");
+    if (rc == 0)
+        rc = path_of(path, sizeof(path), dir, name, "");
+    if (rc != 0)
+        return rc;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    rc = write_all(fd, data, len);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    rc = fsync(dfd) != 0 ? -errno : 0;
+    close(dfd);
+    return rc;
+}
+
+int datadir_read_file(const char *dir, const char *name, size_t max, struct buf *out)
+{
+    char path[4096];
+    int rc = path_of(path, sizeof(path), dir, name, "");
+    if (rc != 0)
+        return rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? ERR_NOTFOUND : -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+    } else if ((uint64_t)st.st_size > max) {
+        rc = ERR_LIMIT;
+    } else if (buf_try_reserve(out, (size_t)st.st_size) != 0) {
+        rc = -ENOMEM;
+    } else {
+        for (;;) {
+            ssize_t r = read(fd, out->ptr + out->len, out->cap - out->len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0) {
+                rc = -errno;
+                break;
+            }
+            out->len += (size_t)r;
+            if (r == 0 || out->len == out->cap)
+                break;
+        }
+    }
+    close(fd);
+    return rc;
 }

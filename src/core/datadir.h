@@ -32,4 +32,15 @@ struct datadir_report {
 int datadir_prepare(const char *dir, const char *const *keep, struct datadir_report *report,
                     char *err, size_t err_len) MUST_USE;
 
+struct buf;
+
+/* Replaces dir/name with len bytes of data so that a crash leaves either the old file or the
+ * new one, whole: writes dir/name.tmp (mode 0600), fsyncs it, renames it over dir/name and
+ * fsyncs dir. Returns 0 or -errno (the temporary file removed). */
+int datadir_write_file(const char *dir, const char *name, const void *data, size_t len) MUST_USE;
+
+/* Reads dir/name into out (appending). ERR_NOTFOUND when it does not exist, ERR_LIMIT when it
+ * is larger than max bytes, -errno on other failures. */
+int datadir_read_file(const char *dir, const char *name, size_t max, struct buf *out) MUST_USE;
+
 #endif

@@ -2,6 +2,7 @@
 // Events are read back from the durable log with `tandem log dump`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Analytics } from '@segment/analytics-node';
 import { PostHog } from 'posthog-node';
@@ -223,6 +224,43 @@ test('dedup: a retried messageId is logged once', async () => {
   await signIn();
   assert.equal((await post('/v1/track', { writeKey: key, userId: 'd', event: 'Dup', messageId: 'dup-1' })).status, 200);
   assert.equal((await events()).filter((e) => e.messageId === 'dup-1').length, 2);
+});
+
+test('dedup survives a kill -9 and a damaged snapshot', async () => {
+  const once = async (id) => {
+    assert.equal((await post('/v1/track', { writeKey: key, userId: 'k', event: 'K', messageId: id })).status, 200);
+  };
+  const count = async (id) => (await events()).filter((e) => e.messageId === id).length;
+  // a clean stop writes the snapshot (private to the owner)
+  await once('snap-1');
+  await srv.stop();
+  const snap = `${dir}/dedup.snapshot`;
+  assert.equal(statSync(snap).mode & 0o777, 0o600);
+  srv = await start({ dir, keepDir: true });
+  await signIn();
+  // logged after the snapshot, then killed: the next start reads the tail after it
+  await once('kill-1');
+  await srv.stop('SIGKILL');
+  srv = await start({ dir, keepDir: true });
+  await signIn();
+  await once('kill-1');
+  await once('snap-1');
+  assert.equal(await count('kill-1'), 1);
+  assert.equal(await count('snap-1'), 1);
+  // a damaged snapshot is not used: a warning, and the set comes from the log
+  await srv.stop();
+  const bytes = readFileSync(snap);
+  bytes[bytes.length >> 1] ^= 0xff;
+  writeFileSync(snap, bytes);
+  srv = await start({ dir, keepDir: true });
+  await signIn();
+  assert.match(srv.stderr(), /dedup snapshot .* not used \(it is damaged/);
+  await once('kill-1');
+  await once('snap-1');
+  assert.equal(await count('kill-1'), 1);
+  assert.equal(await count('snap-1'), 1);
+  const m = await (await fetch(`${srv.url}/metrics`)).text();
+  assert.match(m, /^tandem_capture_ready 1$/m);
 });
 
 test('offline dump matches what was served', async () => {

@@ -298,6 +298,98 @@ static void test_threads(void **state)
     capture_dedup_free(d);
 }
 
+/* ---- snapshots ---- */
+
+static struct capture_dedup *filled(int n, int64_t now)
+{
+    struct capture_dedup_cfg cfg = {.window_us = 24 * HOUR, .n_buckets = 24};
+    struct capture_dedup *d = capture_dedup_new(&cfg);
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "s%d", i);
+        /* spread over the window: the oldest pairs are 20 h old */
+        assert_false(ci(d, "wk", id, now - (int64_t)(i % 21) * HOUR));
+    }
+    return d;
+}
+
+static void test_snapshot_round_trip(void **state)
+{
+    (void)state;
+    struct capture_dedup *d = filled(5000, T0);
+    struct buf b;
+    buf_init(&b);
+    capture_dedup_encode(d, "tag!", 4, &b);
+    const void *tag;
+    size_t tl;
+    assert_int_equal(capture_dedup_snapshot_tag(b.ptr, b.len, &tag, &tl), 0);
+    assert_int_equal(tl, 4);
+    assert_memory_equal(tag, "tag!", 4);
+
+    struct capture_dedup_cfg cfg = {.window_us = 24 * HOUR, .n_buckets = 24};
+    struct capture_dedup *e = capture_dedup_new(&cfg);
+    assert_int_equal(capture_dedup_decode(e, b.ptr, b.len, T0, &tag, &tl), 0);
+    struct capture_dedup_stats st;
+    capture_dedup_stats(e, &st);
+    assert_int_equal(st.entries, 5000);
+    char id[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "s%d", i);
+        assert_true(ci(e, "wk", id, T0)); /* same key: every pair is known */
+    }
+    assert_false(ci(e, "wk", "new", T0));
+    /* loaded 10 h later, the pairs older than the window by then are gone */
+    struct capture_dedup *f = capture_dedup_new(&cfg);
+    assert_int_equal(capture_dedup_decode(f, b.ptr, b.len, T0 + 10 * HOUR, &tag, &tl), 0);
+    capture_dedup_stats(f, &st);
+    assert_true(st.entries < 5000 && st.entries > 2000);
+    assert_true(ci(f, "wk", "s0", T0 + 10 * HOUR));   /* 0 h old at the snapshot */
+    assert_false(ci(f, "wk", "s20", T0 + 10 * HOUR)); /* 20 h old then, 30 h now */
+    capture_dedup_free(f);
+    /* a set that already holds pairs (hashed with its own key) cannot take a snapshot */
+    assert_int_equal(capture_dedup_decode(e, b.ptr, b.len, T0, &tag, &tl), ERR_INVALID);
+    capture_dedup_free(e);
+    capture_dedup_free(d);
+    buf_release(&b);
+}
+
+static void test_snapshot_damage_is_refused(void **state)
+{
+    (void)state;
+    struct capture_dedup *d = filled(300, T0);
+    struct buf b;
+    buf_init(&b);
+    capture_dedup_encode(d, "t", 1, &b);
+    struct capture_dedup_cfg cfg = {.window_us = 24 * HOUR, .n_buckets = 24};
+    struct capture_dedup *e = capture_dedup_new(&cfg);
+    const void *tag;
+    size_t tl;
+    struct capture_dedup_stats st;
+    /* every flipped byte and every truncation is caught, and leaves the set empty */
+    for (size_t i = 0; i < b.len; i += 7) {
+        b.ptr[i] ^= 0x20;
+        assert_int_equal(capture_dedup_decode(e, b.ptr, b.len, T0, &tag, &tl), ERR_INVALID);
+        assert_int_equal(capture_dedup_snapshot_tag(b.ptr, b.len, &tag, &tl), ERR_INVALID);
+        b.ptr[i] ^= 0x20;
+    }
+    for (size_t n = 0; n < b.len; n += 13)
+        assert_int_equal(capture_dedup_decode(e, b.ptr, n, T0, &tag, &tl), ERR_INVALID);
+    capture_dedup_stats(e, &st);
+    assert_int_equal(st.entries, 0);
+    /* another window's snapshot is refused */
+    struct capture_dedup_cfg other = {.window_us = 12 * HOUR, .n_buckets = 24};
+    struct capture_dedup *g = capture_dedup_new(&other);
+    assert_int_equal(capture_dedup_decode(g, b.ptr, b.len, T0, &tag, &tl), ERR_INVALID);
+    capture_dedup_free(g);
+    /* intact, it loads */
+    assert_int_equal(capture_dedup_decode(e, b.ptr, b.len, T0, &tag, &tl), 0);
+    capture_dedup_stats(e, &st);
+    assert_int_equal(st.entries, 300);
+    capture_dedup_free(e);
+    capture_dedup_free(d);
+    buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +401,8 @@ int main(void)
         cmocka_unit_test(test_remove_and_filter),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_rebuild_from_records),
+        cmocka_unit_test(test_snapshot_round_trip),
+        cmocka_unit_test(test_snapshot_damage_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
