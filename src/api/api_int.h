@@ -98,15 +98,22 @@ void api__register_mail(struct http_router *r, struct api_env *env);
 void api__register_authflows(struct http_router *r, struct api_env *env);
 /* Deletes a few system rows of kind whose due_us has passed (authflows.c). */
 void api__sys_sweep(struct api_env *env, const char *kind);
+/* How a sign-in factor succeeded, for api__auth_finish. */
+struct api_auth_factor {
+    const char *method;            /* "password", "otp", "oauth2"; NULL or "": skip MFA and alert */
+    const char *mfa_id;            /* the mfaId the client sent (api__mfa_id), or NULL */
+    const struct store_cond *rule; /* the compiled authRule to check, or NULL: checked already */
+    json_t *meta;                  /* TAKEN: added to the answer as "meta" (OAuth2), or NULL */
+    int64_t deadline_us;           /* the request's store deadline (api__deadline_start) */
+};
 /* The one place where a successful sign-in factor becomes a token (auth.c): checks the
- * authRule (rule, when not NULL), then MFA (method "password", "otp", "oauth2"; "" skips MFA
- * and the alert), then the new-device alert, and answers {token, record} - or 401 {mfaId}
- * when a second factor is still needed, or 400 for a bad mfaId. mfa_id: the mfaId the client
- * sent (query or body), or NULL. Runs on any thread but the HTTP threads' time budget: store
- * point reads and short writes only. */
+ * authRule, then MFA (a first factor answers 401 {mfaId}; a second one must bring that mfaId,
+ * another method, the same record, within mfa.duration; 400 otherwise), then the new-device
+ * alert, and answers {token, record[, meta]}. Every sign-in route calls it; nothing else signs
+ * a sign-in token. Any thread (an HTTP thread or the hashing pool's callback): store point
+ * reads and short writes only. */
 void api__auth_finish(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                      const struct store_auth_record *rec, const char *method, const char *mfa_id,
-                      const struct store_cond *rule, int64_t deadline_us);
+                      const struct store_auth_record *rec, const struct api_auth_factor *f);
 /* The auth collection named by the path's {collection}, or NULL after answering 404.
  * RETURNS a reference. */
 struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env);

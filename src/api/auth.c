@@ -34,7 +34,7 @@ struct store_collection *api__auth_collection(struct http_req *req, struct api_e
 /* Signs a new token for rec and answers {"record":...,"token":...}. deadline_us: the
  * request's store deadline (api__deadline_start), for its expand. */
 static void reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                       const struct store_auth_record *rec, int64_t deadline_us)
+                       const struct store_auth_record *rec, int64_t deadline_us, json_t *meta)
 {
     struct auth_token_claims claims = {0};
     const char *id = json_string_value(json_object_get(rec->record, "id"));
@@ -47,6 +47,7 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
     claims.refreshable = true;
     char *token = NULL;
     if (!id || auth_token_issue(env->secret, &claims, rec->token_key, &token) != 0) {
+        json_decref(meta);
         http_reply_error(req, 400, "Failed to authenticate.", NULL);
         return;
     }
@@ -75,6 +76,7 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
         if (rc) {
             json_decref(record);
             free(token);
+            json_decref(meta);
             api__reply_expand_error(req, rc);
             return;
         }
@@ -82,6 +84,8 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
     json_t *body = json_object();
     json_object_set_new(body, "record", record);
     json_object_set_new(body, "token", json_string(token));
+    if (meta)
+        json_object_set_new(body, "meta", meta);
     free(token);
     api__reply_picked(req, body);
 }
@@ -246,28 +250,23 @@ static void auth_alert(struct http_req *req, struct api_env *env, const struct s
 }
 
 void api__auth_finish(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                      const struct store_auth_record *rec, const char *method, const char *mfa_id,
-                      const struct store_cond *rule, int64_t deadline_us)
+                      const struct store_auth_record *rec, const struct api_auth_factor *f)
 {
     const char *id = json_string_value(json_object_get(rec->record, "id"));
-    if (!id) {
-        http_reply_error(req, 400, "Failed to authenticate.", NULL);
-        return;
-    }
-    int held = rule ? auth_rule_holds(env, c, id, rule) : 0;
-    if (held == ERR_TIMEOUT) {
+    int held = !id ? ERR_INVALID : f->rule ? auth_rule_holds(env, c, id, f->rule) : 0;
+    if (held == ERR_TIMEOUT)
         api__reply_timeout(req);
-        return;
-    }
-    if (held) {
+    else if (held == ERR_INVALID)
+        http_reply_error(req, 400, "Failed to authenticate.", NULL);
+    else if (held)
         http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
-        return;
+    else if (mfa_step(req, env, c, id, f->method, f->mfa_id)) {
+        if (f->method && *f->method)
+            auth_alert(req, env, c, rec->record, id);
+        reply_auth(req, env, c, rec, f->deadline_us, f->meta);
+        return; /* reply_auth took meta */
     }
-    if (!mfa_step(req, env, c, id, method, mfa_id))
-        return;
-    if (method && *method)
-        auth_alert(req, env, c, rec->record, id);
-    reply_auth(req, env, c, rec, deadline_us);
+    json_decref(f->meta);
 }
 
 /* The authRule of c as a condition (compiled for this request, so @request.* are its own).
@@ -319,8 +318,9 @@ static void on_verified(void *arg, const struct auth_pool_result *res)
     struct login *l = arg;
     store_deadline(l->env->store, l->deadline_us); /* on the pool's thread */
     if (res->rc == 0 && l->rec.record)
-        api__auth_finish(l->req, l->env, l->c, &l->rec, "password", l->mfa_id, &l->rule,
-                         l->deadline_us);
+        api__auth_finish(
+            l->req, l->env, l->c, &l->rec,
+            &(struct api_auth_factor){"password", l->mfa_id, &l->rule, NULL, l->deadline_us});
     else
         http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
     api__deadline_lift(l->env);
@@ -440,7 +440,7 @@ static void auth_refresh(struct http_req *req, void *ctx)
     else if (rc)
         http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
     else
-        reply_auth(req, env, c, &rec, deadline);
+        reply_auth(req, env, c, &rec, deadline, NULL);
     store_auth_record_release(&rec);
 }
 

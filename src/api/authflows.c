@@ -670,7 +670,9 @@ static void auth_with_otp(struct http_req *req, void *ctx)
         return;
     }
     int64_t deadline = api__deadline_start(env);
-    api__auth_finish(req, env, c, &rec, "otp", api__mfa_id(req, body), &rule, deadline);
+    api__auth_finish(
+        req, env, c, &rec,
+        &(struct api_auth_factor){"otp", api__mfa_id(req, body), &rule, NULL, deadline});
     api__deadline_lift(env);
     store_auth_record_release(&rec);
 }
