@@ -226,26 +226,33 @@ static void auth_alert(struct http_req *req, struct api_env *env, const struct s
     bool seen = false;
     for (size_t i = 0; i < json_array_size(known) && !seen; i++)
         seen = strcmp(json_string_value(json_object_get(json_array_get(known, i), "id")), oid) == 0;
+    json_t *v = json_pack("{s:s}", "fingerprint", fp);
+    struct store_sysrow row = {"origin", oid, ref, v, 0, time_now_us()}; /* due_us: last use */
+    if (seen && store_sys_put(env->store, &row) != 0)
+        xlog_warn("cannot refresh a sign-in device: %s", store_errmsg(env->store));
     if (!seen) {
         /* forget the oldest devices past ORIGINS_MAX */
         for (size_t i = 0; i + ORIGINS_MAX <= json_array_size(known); i++)
             if (store_sys_take(env->store, "origin",
                                json_string_value(json_object_get(json_array_get(known, i), "id"))))
                 break;
-        json_t *v = json_pack("{s:s}", "fingerprint", fp);
-        struct store_sysrow row = {"origin", oid, ref, v, 0, time_now_us()};
         if (store_sys_put(env->store, &row) != 0)
             xlog_warn("cannot remember a sign-in device: %s", store_errmsg(env->store));
-        json_decref(v);
         if (json_array_size(known) > 0) {
-            char info[400];
-            snprintf(info, sizeof(info), "%s %s", ip, ua ? ua : "");
-            json_t *vars = json_pack("{s:s}", "{ALERT_INFO}", info);
+            /* the User-Agent is the client's to choose: escaped, so it stays text */
+            char raw[400];
+            snprintf(raw, sizeof(raw), "%s %s", ip, ua ? ua : "");
+            struct buf info;
+            buf_init(&info);
+            mail_html_escape(&info, raw);
+            json_t *vars = json_pack("{s:s%}", "{ALERT_INFO}", info.ptr, info.len);
+            buf_release(&info);
             if (api__mail_record(env, c, record, MAIL_TPL_AUTH_ALERT, vars, NULL) != 0)
                 xlog_warn("cannot queue the new device alert of %s", id);
             json_decref(vars);
         }
     }
+    json_decref(v);
     json_decref(known);
 }
 

@@ -54,20 +54,6 @@ static const struct {
     [MAIL_TPL_AUTH_ALERT] = {"authAlert", "emailTemplate"},
 };
 
-static void html_escape(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<': buf_puts(b, "&lt;"); break;
-        case '>': buf_puts(b, "&gt;"); break;
-        case '&': buf_puts(b, "&amp;"); break;
-        case '"': buf_puts(b, "&#34;"); break;
-        case '\'': buf_puts(b, "&#39;"); break;
-        default: buf_putc(b, *s);
-        }
-    }
-}
-
 /* {RECORD:<field>} for each visible field of c: strings HTML-escaped, numbers, booleans and
  * dates as they are (PocketBase's rule). */
 static void record_vars(const struct store_collection *c, const json_t *record, json_t *vars)
@@ -88,14 +74,14 @@ static void record_vars(const struct store_collection *c, const json_t *record, 
             if (raw)
                 buf_puts(&b, json_string_value(v));
             else
-                html_escape(&b, json_string_value(v));
+                mail_html_escape(&b, json_string_value(v));
         } else if (json_is_number(v) || json_is_boolean(v)) {
             char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
             buf_puts(&b, t ? t : "");
             free(t);
         } else if (v && !json_is_null(v)) {
             char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-            html_escape(&b, t ? t : "");
+            mail_html_escape(&b, t ? t : "");
             free(t);
         }
         json_object_set_new(vars, key, json_string(buf_cstr(&b)));

@@ -105,6 +105,8 @@ void mail_template_default(enum mail_template t, const char **subject_out, const
 /* Replaces every placeholder of vars (an object {"{APP_NAME}": "Acme", ...}, string values)
  * in text, left to right, never inside a substituted value. RETURNS a new string. */
 char *mail_template_apply(const char *text, const json_t *vars);
+/* Appends s with <, >, &, " and ' as HTML entities (for values from clients or records). */
+void mail_html_escape(struct buf *b, const char *s);
 /* The HTML document a rendered body is sent in (PocketBase wraps bodies in a layout).
  * RETURNS a new string. */
 char *mail_layout(const char *body);

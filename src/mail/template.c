@@ -103,3 +103,17 @@ char *mail_layout(const char *body)
     buf_puts(&b, "\n</div>\n</body>\n</html>\n");
     return buf_detach(&b, NULL);
 }
+
+void mail_html_escape(struct buf *b, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '<': buf_puts(b, "&lt;"); break;
+        case '>': buf_puts(b, "&gt;"); break;
+        case '&': buf_puts(b, "&amp;"); break;
+        case '"': buf_puts(b, "&#34;"); break;
+        case '\'': buf_puts(b, "&#39;"); break;
+        default: buf_putc(b, *s);
+        }
+    }
+}

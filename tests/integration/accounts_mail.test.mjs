@@ -234,10 +234,11 @@ test('authAlert: a sign-in from a new device mails the record; a known device do
   };
   await device('phone/1').collection('users').authWithPassword('alert@example.com', PW); // first: no alert
   await device('phone/1').collection('users').authWithPassword('alert@example.com', PW);
-  await device('laptop/2').collection('users').authWithPassword('alert@example.com', PW);
+  await device('laptop/2 <a href="https://evil.example">x</a>').collection('users').authWithPassword('alert@example.com', PW);
   const m = await smtp.waitMail(to('alert@example.com'));
   assert.equal(m.subject, 'Login from a new location');
-  assert.match(m.html, /laptop\/2/);
+  assert.match(m.html, /laptop\/2 &lt;a href=&#34;https:\/\/evil\.example&#34;&gt;/); // the client's text stays text
+  assert.ok(!m.html.includes('<a href="https://evil.example">'));
   assert.ok(!smtp.mails.some(to('alert@example.com')), 'exactly one alert');
   // the queue's counters: every mail of this file was sent, none is dead
   const text = await (await fetch(`${srv.url}/metrics`)).text();
