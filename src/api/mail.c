@@ -119,6 +119,9 @@ static int queue_templated(struct api_env *env, const struct store_collection *c
     if (record)
         record_vars(c, record, vars);
     char *subj = mail_template_apply(subject, vars);
+    for (char *p = subj; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            *p = ' '; /* a record value with a line break cannot end the Subject header */
     char *raw = mail_template_apply(body, vars);
     char *html = mail_layout(raw);
     struct mail_msg msg = {
