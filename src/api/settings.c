@@ -14,6 +14,7 @@
 
 #include "api/api_int.h"
 #include "api/records_int.h"
+#include "mail/mail.h"
 #include "store/store.h"
 
 #define PARAM_ID "settings"
@@ -531,6 +532,8 @@ static void patch_settings(struct http_req *req, void *ctx)
     s->cur = json_incref(next);
     apply(env, s);
     pthread_mutex_unlock(&s->lock);
+    if (json_object_get(body, "smtp"))
+        mail_kick(env->mail); /* waiting mail goes out with the new settings now */
     if (env->cfg && cfg_given(env->cfg, "ratelimit") && json_object_get(body, "rateLimits"))
         xlog_warn("settings.rateLimits stored; --ratelimit overrides it until it is removed");
     http_reply_json(req, 200, redacted(s));

@@ -5,7 +5,9 @@
 // changed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWithSuperuser, client, expectStatus } from './lib/pb.mjs';
+import { startWithSuperuser, client, expectStatus, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
+import { start } from './lib/server.mjs';
+import { rmSync } from 'node:fs';
 import { startSmtp, SMTP_USER, SMTP_PASS } from './lib/smtp.mjs';
 
 let srv, su, smtp;
@@ -297,4 +299,24 @@ test('two racing confirms of one reset token: exactly one wins', async () => {
   for (const t of tries) if (t.status === 'rejected') assert.equal(t.reason.status, 400);
   const pw = ['race-pw-one1', 'race-pw-two2', 'race-pw-three3'][won[0][1]];
   await client(srv.url).collection('users').authWithPassword('race@example.com', pw);
+});
+
+test('mail queued while SMTP is off survives a restart and goes out once SMTP is on', async () => {
+  const own = await startWithSuperuser({ keepDir: true });
+  let s2 = own.srv;
+  try {
+    await own.pb.collection('users').create({ email: 'later@example.com', password: PW, passwordConfirm: PW });
+    await client(s2.url).collection('users').requestPasswordReset('later@example.com'); // SMTP off: queued
+    await s2.stop();
+    s2 = await start({ dir: own.dir, keepDir: true });
+    const admin = client(s2.url);
+    await admin.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
+    await admin.settings.update({ smtp: { enabled: true, host: '127.0.0.1', port: smtp.port, username: SMTP_USER, password: SMTP_PASS } });
+    const m = await smtp.waitMail(to('later@example.com'));
+    const token = tokenOf(m, 'confirm-password-reset');
+    assert.equal(await client(s2.url).collection('users').confirmPasswordReset(token, 'later-passw0rd', 'later-passw0rd'), true);
+  } finally {
+    await s2.stop();
+    rmSync(own.dir, { recursive: true, force: true });
+  }
 });
