@@ -429,9 +429,9 @@ static int replay(struct api_env *env, uint64_t from, uint64_t end, int64_t now,
     return rc;
 }
 
-/* Loads the snapshot when it belongs to this log; returns the offset the log must be read
- * again from, or from_window when there is no usable snapshot. */
-static uint64_t snapshot_load(struct api_env *env, uint64_t from_window, uint64_t end, int64_t now)
+/* Loads the snapshot when it belongs to this log (true, with *from the offset the log must be
+ * read again from); false when there is none or it cannot be used. */
+static bool snapshot_load(struct api_env *env, uint64_t end, int64_t now, uint64_t *from)
 {
     struct buf b;
     buf_init(&b);
@@ -442,7 +442,7 @@ static uint64_t snapshot_load(struct api_env *env, uint64_t from_window, uint64_
     int rc = datadir_read_file(env->cfg->dir, SNAPSHOT_FILE, SNAPSHOT_MAX, &b);
     if (rc == ERR_NOTFOUND) {
         buf_release(&b);
-        return from_window;
+        return false;
     }
     if (rc != 0)
         why = err_str(rc);
@@ -457,16 +457,35 @@ static uint64_t snapshot_load(struct api_env *env, uint64_t from_window, uint64_
     if (why) {
         xlog_warn("capture dedup snapshot %s/%s not used (%s): rebuilding from the log",
                   env->cfg->dir, SNAPSHOT_FILE, why);
-        return from_window;
+        return false;
     }
     snap.saved_next = tag.next;
-    return tag.next > from_window ? tag.next : from_window;
+    *from = tag.next; /* pairs it holds older than the window were dropped by the decode */
+    return true;
+}
+
+#define FROM_WINDOW UINT64_MAX /* no snapshot: read the whole window */
+
+/* Reads [from, end) into the set; from FROM_WINDOW starts at the window's first event (a
+ * binary search over the log by append time). */
+static int warm_read(struct api_env *env, uint64_t from, uint64_t end, int64_t now,
+                     int64_t window_us, size_t *n)
+{
+    *n = 0;
+    if (from == FROM_WINDOW) {
+        int rc = first_since(env->log, EVENTS_TOPIC, now - window_us, &from);
+        if (rc == ERR_NOTFOUND)
+            return 0; /* no events yet */
+        if (rc != 0)
+            return rc;
+    }
+    return replay(env, from, end, now, n);
 }
 
 struct warm_job {
     struct api_env *env;
     uint64_t from, end;
-    int64_t now;
+    int64_t now, window_us;
 };
 
 static void *warmer_main(void *arg)
@@ -474,12 +493,11 @@ static void *warmer_main(void *arg)
     struct warm_job *j = arg;
     size_t n = 0;
     int64_t t0 = time_mono_us();
-    int rc = replay(j->env, j->from, j->end, j->now, &n);
+    int rc = warm_read(j->env, j->from, j->end, j->now, j->window_us, &n);
     if (rc == 0 && !atomic_load(&snap.warmer_stop)) {
         set_warm(true);
-        xlog_info("capture dedup: read %zu logged events after the snapshot in %.1f s; capture "
-                  "is open",
-                  n, (double)(time_mono_us() - t0) / 1e6);
+        xlog_info("capture dedup: read %zu logged events in %.1f s; capture is open", n,
+                  (double)(time_mono_us() - t0) / 1e6);
     } else if (rc != 0) {
         xlog_error("capture dedup: cannot read the event log (%s): capture stays closed",
                    err_str(rc));
@@ -491,26 +509,27 @@ static void *warmer_main(void *arg)
 int api_capture_warm(struct api_env *env, int64_t window_us)
 {
     int64_t now = time_now_us(), t0 = time_mono_us();
-    uint64_t from = 0, end = 0;
+    uint64_t from = FROM_WINDOW, start = 0, end = 0;
     set_warm(false);
     atomic_store(&snap.warmer_stop, false);
     snap.saved_next = UINT64_MAX;
-    int rc = first_since(env->log, EVENTS_TOPIC, now - window_us, &from);
+    int rc = events_end(env->log, &end);
+    if (rc == 0)
+        rc = evlog_start_offset(env->log, EVENTS_TOPIC, &start);
     if (rc == ERR_NOTFOUND)
         rc = 0;
-    if (rc == 0)
-        rc = events_end(env->log, &end);
     if (rc != 0)
         return rc;
-    uint64_t from_window = from;
-    from = snapshot_load(env, from_window, end, now);
-    const char *how = from == from_window ? "from the log" : "from its snapshot";
-    if (end - from > INLINE_TAIL_MAX) {
+    bool from_snapshot = snapshot_load(env, end, now, &from);
+    const char *how = from_snapshot ? "its snapshot" : "the log";
+    /* what is left to read, at most (the window may start later than the log) */
+    uint64_t tail = end - (from_snapshot ? from : start < end ? start : end);
+    if (tail > INLINE_TAIL_MAX) {
         struct warm_job *j = xmalloc(sizeof(*j));
-        *j = (struct warm_job){env, from, end, now};
-        xlog_info("capture dedup: loaded %s; reading %" PRIu64 " logged events in the background "
-                  "(capture answers 503 until then)",
-                  how, end - from);
+        *j = (struct warm_job){env, from, end, now, window_us};
+        xlog_info("capture dedup: reading up to %" PRIu64 " logged events from %s in the "
+                  "background (capture answers 503 until then)",
+                  tail, how);
         if (pthread_create(&snap.warmer, NULL, warmer_main, j) != 0) {
             free(j);
             return ERR_INTERNAL;
@@ -519,11 +538,11 @@ int api_capture_warm(struct api_env *env, int64_t window_us)
         return 0;
     }
     size_t n = 0;
-    rc = replay(env, from, end, now, &n);
+    rc = warm_read(env, from, end, now, window_us, &n);
     if (rc != 0)
         return rc;
     set_warm(true);
-    xlog_info("capture dedup rebuilt %s and %zu logged events in %.2f s", how, n,
+    xlog_info("capture dedup rebuilt from %s and %zu logged events in %.2f s", how, n,
               (double)(time_mono_us() - t0) / 1e6);
     return 0;
 }

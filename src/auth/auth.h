@@ -51,6 +51,10 @@ int auth_password_hash(const char *pw, char out[AUTH_HASH_LEN]) MUST_USE;
 /* ERR_INVALID when params are outside libsodium's bounds. */
 int auth_password_hash_with(const char *pw, const struct auth_hash_params *params,
                             char out[AUTH_HASH_LEN]) MUST_USE;
+/* A well-formed argon2id hash with params' cost whose password nobody knows (random salt and
+ * random digest), made without hashing: checking a password against it costs exactly what a
+ * real check costs and never matches. For unknown accounts, so they take as long as known ones. */
+int auth_password_decoy(const struct auth_hash_params *params, char out[AUTH_HASH_LEN]) MUST_USE;
 /* 0 when pw matches hash; ERR_DENIED when it does not; ERR_INVALID when hash is not an argon2
  * PHC string; ERR_LIMIT when pw is too long. The cost is the one recorded in hash. */
 int auth_password_verify(const char *hash, const char *pw) MUST_USE;

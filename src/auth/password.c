@@ -76,6 +76,31 @@ int auth_password_hash_with(const char *pw, const struct auth_hash_params *param
     return 0;
 }
 
+int auth_password_decoy(const struct auth_hash_params *params, char out[AUTH_HASH_LEN])
+{
+    auth__sodium_ready();
+    if (!params_valid(params))
+        return ERR_INVALID;
+    unsigned char salt[crypto_pwhash_SALTBYTES], hash[32];
+    char salt64[sodium_base64_ENCODED_LEN(sizeof(salt), sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+    char hash64[sodium_base64_ENCODED_LEN(sizeof(hash), sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+    randombytes_buf(salt, sizeof(salt));
+    randombytes_buf(hash, sizeof(hash));
+    sodium_bin2base64(salt64, sizeof(salt64), salt, sizeof(salt),
+                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+    sodium_bin2base64(hash64, sizeof(hash64), hash, sizeof(hash),
+                      sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+    int n =
+        snprintf(out, AUTH_HASH_LEN, "%sv=19$m=%llu,t=%llu,p=1$%s$%s",
+                 crypto_pwhash_argon2id_STRPREFIX, (unsigned long long)(params->memlimit / 1024),
+                 (unsigned long long)params->opslimit, salt64, hash64);
+    /* libsodium must read it as a hash of exactly these parameters, or it would cost less */
+    if (n < 0 || n >= AUTH_HASH_LEN ||
+        crypto_pwhash_str_needs_rehash(out, params->opslimit, params->memlimit) != 0)
+        return ERR_INTERNAL;
+    return 0;
+}
+
 int auth_password_hash(const char *pw, char out[AUTH_HASH_LEN])
 {
     struct auth_hash_params p = auth_hash_params_default();

@@ -158,11 +158,9 @@ int auth_pool_new(const struct auth_pool_cfg *cfg, struct auth_pool **out)
     p->m_queued = metrics_series0(metrics_family(METRICS_GAUGE, "tandem_auth_pool_queued",
                                                  "Password jobs waiting for a worker.", NULL));
 
-    /* The dummy hash: a random password nobody knows, hashed with the pool's own cost. */
-    char pw[65];
-    rand_hex(pw, 32);
-    rc = auth_password_hash_with(pw, &p->params, p->dummy);
-    sodium_memzero(pw, sizeof(pw));
+    /* The dummy hash, for unknown accounts: the pool's own cost, a password nobody knows. Made
+     * without hashing, so a start does not spend a whole hash (and its 64 MiB) on it. */
+    rc = auth_password_decoy(&p->params, p->dummy);
     if (rc != 0)
         goto fail;
 

@@ -159,18 +159,26 @@ static void set_put(uint64_t *slots, size_t cap, uint64_t h)
     slots[i] = h;
 }
 
+/* Grows b's table so that n more hashes keep it at most 3/4 full. */
+static void set_reserve(struct dd_bucket *b, size_t more)
+{
+    size_t cap = b->cap ? b->cap : DD_MIN_SET;
+    while ((b->n + more) * 4 > cap * 3)
+        cap *= 2;
+    if (cap == b->cap)
+        return;
+    uint64_t *slots = xcalloc(cap, sizeof(*slots));
+    for (size_t i = 0; i < b->cap; i++)
+        if (b->slots[i])
+            set_put(slots, cap, b->slots[i]);
+    free(b->slots);
+    b->slots = slots;
+    b->cap = cap;
+}
+
 static void set_insert(struct dd_bucket *b, uint64_t h)
 {
-    if ((b->n + 1) * 4 > b->cap * 3) {
-        size_t cap = b->cap ? b->cap * 2 : DD_MIN_SET;
-        uint64_t *slots = xcalloc(cap, sizeof(*slots));
-        for (size_t i = 0; i < b->cap; i++)
-            if (b->slots[i])
-                set_put(slots, cap, b->slots[i]);
-        free(b->slots);
-        b->slots = slots;
-        b->cap = cap;
-    }
+    set_reserve(b, 1);
     set_put(b->slots, b->cap, h);
     b->n++;
 }
@@ -475,6 +483,19 @@ static bool snap_walk(struct capture_dedup *d, struct rd *r, bool load, int64_t 
             if (e > now_epoch)
                 e = now_epoch; /* written by a clock that has since gone back: keep it */
             bool keep = load && e >= now_epoch - d->n_buckets;
+            /* The hashes come in the order of the writer's table, i.e. sorted by their low
+             * bits: put into a smaller table as it grows, they would pile up in runs and make
+             * linear probing quadratic. Sized for all of them first, each lands at or near
+             * its own slot. */
+            if (keep) {
+                struct dd_bucket *b = &s->ring[ring_index(d, e)];
+                if (b->epoch != e) { /* as shard_insert would: the slot starts over */
+                    if (b->n)
+                        bucket_clear(s, b);
+                    b->epoch = e;
+                }
+                set_reserve(b, (size_t)n);
+            }
             for (uint64_t j = 0; j < n; j++) {
                 uint64_t x = le_get64(h + j * 8);
                 if (x == 0 || (x >> 60) != i)

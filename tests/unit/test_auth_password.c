@@ -320,6 +320,14 @@ static void test_pool_defaults(void **state)
     const char *dummy = auth_pool_dummy_hash(p);
     assert_true(strncmp(dummy, "$argon2id$v=19$m=65536,t=2,p=1$", 31) == 0);
     assert_int_equal(auth_password_needs_rehash(dummy), 0);
+    /* libsodium runs the whole check on it (a malformed one would be ERR_INVALID at once) */
+    assert_int_equal(auth_password_verify(dummy, "anything"), ERR_DENIED);
+    assert_int_equal(auth_password_verify(dummy, ""), ERR_DENIED);
+    /* two pools never share one */
+    struct auth_pool *q = NULL;
+    assert_int_equal(auth_pool_new(&cfg, &q), 0);
+    assert_string_not_equal(auth_pool_dummy_hash(q), dummy);
+    auth_pool_free(q);
     auth_pool_free(p);
 }
 
