@@ -18,6 +18,7 @@
 #define KIND_DEAD "mail_dead"
 #define BATCH 16
 #define IDLE_WAIT_MS 60000 /* looks at the queue at least this often */
+#define DEAD_KEEP 1000     /* dead letters kept; the oldest go first */
 
 /* Process-wide series: tandem_mail_{sent,failed_attempts,dead}_total and tandem_mail_queued. */
 static struct metrics_series *m_sent, *m_failed, *m_dead, *m_queued;
@@ -63,6 +64,21 @@ static void msg_from_json(const json_t *v, struct mail_msg *m)
     m->html = json_string_value(json_object_get(v, "html"));
 }
 
+/* Keeps at most DEAD_KEEP dead letters (in created order, the oldest leave first). */
+static void trim_dead(struct mail *m)
+{
+    int64_t n = 0;
+    json_t *old = NULL;
+    if (store_sys_count(m->st, KIND_DEAD, &n) != 0 || n <= DEAD_KEEP ||
+        store_sys_list(m->st, KIND_DEAD, NULL, NULL, 0, (size_t)(n - DEAD_KEEP), &old) != 0)
+        return;
+    for (size_t i = 0; i < json_array_size(old); i++)
+        if (store_sys_take(m->st, KIND_DEAD,
+                           json_string_value(json_object_get(json_array_get(old, i), "id"))))
+            break;
+    json_decref(old);
+}
+
 /* Sends one queued row; deletes it, reschedules it or moves it to the dead letters. */
 static void send_row(struct mail *m, const json_t *row, const struct mail_smtp_cfg *smtp)
 {
@@ -93,6 +109,7 @@ static void send_row(struct mail *m, const json_t *row, const struct mail_smtp_c
             metrics_inc(m_dead, 1);
             xlog_warn("mail %s to %s is dead after %u attempts: %s", id, msg.to ? msg.to : "?",
                       attempts, err);
+            trim_dead(m);
         } else {
             xlog_error("cannot move mail %s to the dead letters: %s", id, store_errmsg(m->st));
         }
