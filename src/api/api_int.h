@@ -131,5 +131,8 @@ int64_t api__auth_opt_int(const struct store_collection *c, const char *key, con
 /* The client's address: from the first trusted proxy header that holds one (settings
  * trustedProxy), else the connection's. RETURNS BORROWED: lives as long as req. */
 const char *api__client_ip(struct http_req *req, struct api_env *env);
+/* A reference to the privacy rules capture applies (settings.privacy), or NULL when there are
+ * none; release with capture_pii_unref. One atomic load when there are none. */
+struct capture_pii *api__settings_pii(struct api_env *env);
 
 #endif

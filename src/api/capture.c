@@ -143,7 +143,7 @@ static void handle(struct http_req *req, void *ctx)
         in.auth_key = http_req_header(req, "X-Write-Key");
     if (!in.auth_key)
         in.auth_key = http_req_query(req, "writeKey");
-    in.client_ip = http_req_client_ip(req);
+    in.client_ip = api__client_ip(req, env); /* behind a trusted proxy: the client's */
     in.received_us = time_now_us();
     const char *sent = http_req_query(req, "_"); /* posthog-js: client time in ms */
     if (sent && route->api == CAPTURE_API_POSTHOG)
@@ -155,8 +155,11 @@ static void handle(struct http_req *req, void *ctx)
     in.resolve_key = env->resolve_key;
     in.resolve_arg = env->resolve_arg;
 
+    struct capture_pii *pii = api__settings_pii(env);
+    in.pii = pii;
     struct capture_result r;
     int rc = capture_parse(&in, &r);
+    capture_pii_unref(pii); /* the records are written: the rules are no longer needed */
     if (rc != 0) {
         capture_result_release(&r);
         count(label, "unavailable", 0);

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -33,6 +34,8 @@ struct api_settings {
     char proxy_headers[PROXY_MAX_HEADERS][PROXY_HEADER_MAX + 1];
     size_t n_proxy_headers;
     bool leftmost;
+    _Atomic bool has_pii;
+    struct capture_pii *pii; /* [lock] the compiled privacy rules, NULL for none */
 };
 
 /* PocketBase's defaults (core/settings_model.go). */
@@ -42,7 +45,7 @@ static json_t *defaults(void)
         "{s:{s:s,s:s,s:s,s:s,s:b},s:{s:i,s:i,s:b,s:b},"
         "s:{s:b,s:i,s:s,s:s,s:s,s:s,s:b,s:s},s:{s:b,s:i,s:i,s:i},"
         "s:{s:b,s:[{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i},{s:s,s:s,s:i,s:i}]},"
-        "s:{s:[],s:b}}",
+        "s:{s:[],s:b},s:{s:b,s:[]}}",
         "meta", "appName", "Acme", "appURL", "http://localhost:8090", "senderName", "Support",
         "senderAddress", "support@example.com", "hideControls", 0, "logs", "maxDays", 5, "minLevel",
         0, "logIP", 1, "logAuthId", 0, "smtp", "enabled", 0, "port", 587, "host",
@@ -51,7 +54,7 @@ static json_t *defaults(void)
         "enabled", 0, "rules", "label", "*:auth", "audience", "", "duration", 3, "maxRequests", 2,
         "label", "*:create", "audience", "", "duration", 5, "maxRequests", 20, "label",
         "/api/batch", "audience", "", "duration", 1, "maxRequests", 3, "label", "/api/", "audience",
-        "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0);
+        "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0, "privacy", "defaults", 0, "rules");
 }
 
 /* PocketBase's rate limit labels that name one of our route classes. */
@@ -336,6 +339,30 @@ static void validate(const json_t *cur, json_t *errors)
             !is_header_name(json_string_value(json_array_get(hs, i))))
             verr(errors, "trustedProxy", "headers", "validation_invalid_value",
                  "Each header must be a valid HTTP header name.");
+    /* the privacy rules are checked by compiling them, as apply() will */
+    struct capture_pii *pii = NULL;
+    char msg[160];
+    if (capture_pii_compile(json_object_get(json_object_get(cur, "privacy"), "rules"),
+                            bget(cur, "privacy", "defaults"), "", 0, &pii, msg, sizeof(msg)) != 0)
+        verr(errors, "privacy", "rules", "validation_invalid_value", msg);
+    capture_pii_unref(pii);
+}
+
+/* The privacy rules' hash key: derived from the secret, so hashes are stable across restarts
+ * and unguessable without it. */
+static struct capture_pii *compile_pii(struct api_env *env, const json_t *cur)
+{
+    char key[AUTH_COLLECTION_SECRET_LEN + 1] = "";
+    if (env->secret)
+        auth_secret_collection(env->secret, "pii", "events", key);
+    struct capture_pii *pii = NULL;
+    char msg[160];
+    if (capture_pii_compile(json_object_get(json_object_get(cur, "privacy"), "rules"),
+                            bget(cur, "privacy", "defaults"), key, strlen(key), &pii, msg,
+                            sizeof(msg)) != 0)
+        xlog_warn("settings: the stored privacy rules are invalid (%s); none apply", msg);
+    sodium_memzero(key, sizeof(key));
+    return pii;
 }
 
 /* Makes cur what the running server uses. Called with s->lock held. */
@@ -364,6 +391,20 @@ static void apply(struct api_env *env, struct api_settings *s)
                  json_string_value(json_array_get(hs, i)));
     s->leftmost = bget(cur, "trustedProxy", "useLeftmostIP");
     atomic_store(&s->has_proxy, s->n_proxy_headers > 0);
+    capture_pii_unref(s->pii);
+    s->pii = compile_pii(env, cur);
+    atomic_store(&s->has_pii, s->pii != NULL);
+}
+
+struct capture_pii *api__settings_pii(struct api_env *env)
+{
+    struct api_settings *s = env->settings;
+    if (!s || !atomic_load_explicit(&s->has_pii, memory_order_relaxed))
+        return NULL;
+    pthread_mutex_lock(&s->lock);
+    struct capture_pii *p = capture_pii_ref(s->pii);
+    pthread_mutex_unlock(&s->lock);
+    return p;
 }
 
 int api_settings_open(struct api_env *env)
@@ -401,6 +442,7 @@ void api_settings_free(struct api_env *env)
     if (!s)
         return;
     json_decref(s->cur);
+    capture_pii_unref(s->pii);
     pthread_mutex_destroy(&s->patch_lock);
     pthread_mutex_destroy(&s->lock);
     free(s);

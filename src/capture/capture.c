@@ -222,6 +222,38 @@ static bool nests_deeper(const json_t *v, int max)
     return false;
 }
 
+/* The personal data rules act on the record as written: each object a rule touches is
+ * replaced by a private copy (the fast path's raw text parsed, a shared object copied) with
+ * the rules applied; own[] gets the copies, which the caller frees after writing. */
+static int pii_copies(struct capture__ctx *cx, struct capture__msg *m, json_t *own[3])
+{
+    struct {
+        const char *name;
+        json_t **obj;
+        struct str *raw;
+    } objs[] = {{"properties", &m->properties, &m->raw_properties},
+                {"traits", &m->traits, &m->raw_traits},
+                {"context", &m->context, &m->raw_context}};
+    for (size_t k = 0; k < ARRAY_LEN(objs); k++) {
+        if (!capture__pii_touches(cx->in->pii, m->source, objs[k].name))
+            continue;
+        json_t *copy;
+        if (objs[k].raw->ptr)
+            copy = json_loadb(objs[k].raw->ptr, objs[k].raw->len, JSON_DECODE_ANY, NULL);
+        else
+            copy = *objs[k].obj ? json_deep_copy(*objs[k].obj) : json_object();
+        if (!json_is_object(copy)) {
+            json_decref(copy);
+            return ERR_INVALID;
+        }
+        capture__pii_apply(cx->in->pii, m->source, objs[k].name, copy);
+        own[k] = copy;
+        *objs[k].obj = copy;
+        *objs[k].raw = (struct str){NULL, 0};
+    }
+    return 0;
+}
+
 int capture__add_event(struct capture__ctx *cx, struct capture__msg *m, size_t i, size_t max_total)
 {
     const struct capture_limits *lim = cx->lim;
@@ -240,8 +272,14 @@ int capture__add_event(struct capture__ctx *cx, struct capture__msg *m, size_t i
         if (nests_deeper(objs[k].v, CAPTURE_MAX_DEPTH))
             return capture__fail(cx, 400, "%s: nested deeper than %d levels", objs[k].name,
                                  CAPTURE_MAX_DEPTH);
+    json_t *own[3] = {NULL, NULL, NULL};
+    if (cx->in->pii && pii_copies(cx, m, own) != 0)
+        return capture__fail_item(cx, 400, "cannot be serialised");
     size_t start = st->records.len;
-    if (capture__write_record(&st->records, m, cx->in->received_us) < 0)
+    rc = capture__write_record(&st->records, m, cx->in->received_us);
+    for (size_t k = 0; k < ARRAY_LEN(own); k++)
+        json_decref(own[k]);
+    if (rc < 0)
         return capture__fail_item(cx, 400, "cannot be serialised");
     size_t rec_len = st->records.len - start;
     if (rec_len > lim->max_message)

@@ -85,6 +85,7 @@ struct capture_input {
     int (*resolve_key)(void *arg, const char *key, char *name_out, size_t name_cap);
     void *resolve_arg;
     const struct capture_limits *limits; /* NULL: capture_limits_default() */
+    const struct capture_pii *pii;       /* personal data rules, or NULL for none */
 };
 
 /* One normalised event. Every pointer is borrowed from the capture_result that holds it. */
@@ -139,6 +140,28 @@ void capture_result_release(struct capture_result *r);
 int capture_gunzip(const void *in, size_t in_len, size_t max_out, struct buf *out) MUST_USE;
 /* True when the bytes start with the gzip magic 1f 8b. */
 bool capture_is_gzip(const void *data, size_t len);
+
+/* ---- personal data rules ---- */
+
+/* What a rule does to the field it names (docs/governance.md). */
+enum capture_pii_action {
+    CAPTURE_PII_DROP,     /* removed from the record */
+    CAPTURE_PII_HASH,     /* 32 hex characters of a keyed BLAKE2b-128 of its text */
+    CAPTURE_PII_TRUNCATE, /* an IP address keeps its network (/24, /48), text its first
+                           * `length` characters; other values are kept */
+};
+
+struct capture_pii;
+struct json_t;
+
+/* Compiles rules (a JSON array of {"field": "properties.email", "action": "drop|hash|truncate",
+ * "length": N, "sources": ["web"]}, or NULL) plus, with with_defaults, the default rules;
+ * key (any length) keys the hash. *out is NULL when there is no rule at all. ERR_INVALID with
+ * one line in err naming the problem. */
+int capture_pii_compile(const struct json_t *rules, bool with_defaults, const void *key, size_t key_len,
+                        struct capture_pii **out, char *err, size_t err_len) MUST_USE;
+struct capture_pii *capture_pii_ref(struct capture_pii *p); /* NULL is fine */
+void capture_pii_unref(struct capture_pii *p);               /* NULL is fine */
 
 /* ---- dedup ---- */
 

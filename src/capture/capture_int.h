@@ -166,6 +166,14 @@ int capture__segment_fast(struct capture__ctx *cx, const char *body, size_t len,
 int capture__resolve_source(struct capture__ctx *cx, struct capture__msg *m) MUST_USE;
 /* Writes m as event i of the result: its record, limits, the event fields. Fails (status
  * set) past the limits. */
+/* Whether any rule of p for this source acts inside the record's object ("properties",
+ * "traits" or "context"). */
+bool capture__pii_touches(const struct capture_pii *p, struct str source, const char *object);
+/* Applies p's rules for this source to obj, the record's object of that name (changed in
+ * place: pass a copy of anything shared). */
+void capture__pii_apply(const struct capture_pii *p, struct str source, const char *object,
+                        json_t *obj);
+
 int capture__add_event(struct capture__ctx *cx, struct capture__msg *m, size_t i,
                        size_t max_total) MUST_USE;
 
