@@ -202,6 +202,7 @@ static bool app_close(struct app *a)
     api_records_stop(&a->env);
     api_realtime_stop(&a->env);
     api_batch_stop(&a->env);
+    auth_oauth2_stop(a->env.oauth2);
     http_server_close(a->srv, DRAIN_MS);
     api_mail_stop(&a->env);
     api_capture_stop(&a->env);
@@ -222,6 +223,7 @@ static bool app_close(struct app *a)
     capture_dedup_free(a->dedup);
     if (a->store)
         store_close(a->store);
+    auth_oauth2_free(a->env.oauth2);
     auth_pool_free(a->pool);
     auth_ratelimit_free(a->rl);
     auth_secret_free(a->secret);
@@ -288,6 +290,10 @@ static int app_open(struct app *a)
     a->env.pipeline = a->pipeline;
     a->env.secret = a->secret;
     a->env.pool = a->pool;
+    if (auth_oauth2_new(NULL, &a->env.oauth2) != 0) {
+        fprintf(stderr, "tandem: cannot start the OAuth2 threads\n");
+        return 1;
+    }
     a->env.rl = a->rl;
     a->env.store = a->store;
     a->env.log = a->log;

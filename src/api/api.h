@@ -52,6 +52,7 @@ struct api_env {
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct api_public *pub;        /* static files at / (api_public_open), or NULL */
     struct mail *mail;             /* the mail queue (api_mail_start), or NULL: no mail */
+    struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */

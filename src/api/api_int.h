@@ -29,6 +29,7 @@ void api__register_ops(struct http_router *r, struct api_env *env);
 void api__register_capture(struct http_router *r, struct api_env *env);
 void api__register_keys(struct http_router *r, struct api_env *env);
 void api__register_auth(struct http_router *r, struct api_env *env);
+void api__register_oauth2(struct http_router *r, struct api_env *env);
 void api__register_log(struct http_router *r, struct api_env *env);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);
@@ -114,9 +115,6 @@ struct api_auth_factor {
  * reads and short writes only. */
 void api__auth_finish(struct http_req *req, struct api_env *env, const struct store_collection *c,
                       const struct store_auth_record *rec, const struct api_auth_factor *f);
-/* The auth collection named by the path's {collection}, or NULL after answering 404.
- * RETURNS a reference. */
-struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env);
 /* {"<field>": {"code": code, "message": message}}. RETURNS a new object. */
 json_t *api__field_error(const char *field, const char *code, const char *message);
 /* The mfaId a sign-in request carries: the query's (what the JS SDK sends) or the body's.

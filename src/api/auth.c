@@ -31,20 +31,26 @@ struct store_collection *api__auth_collection(struct http_req *req, struct api_e
     return c;
 }
 
-/* Signs a new token for rec and answers {"record":...,"token":...}. deadline_us: the
- * request's store deadline (api__deadline_start), for its expand. */
-static void reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
-                       const struct store_auth_record *rec, int64_t deadline_us, json_t *meta)
+void api__reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                     const struct store_auth_record *rec, int64_t deadline_us, json_t *meta)
+{
+    api__reply_token(req, env, c, rec, deadline_us, 0, true, meta);
+}
+
+void api__reply_token(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                      const struct store_auth_record *rec, int64_t deadline_us, int64_t duration,
+                      bool refreshable, json_t *meta)
 {
     struct auth_token_claims claims = {0};
     const char *id = json_string_value(json_object_get(rec->record, "id"));
-    int64_t duration = c->auth_token_duration_s > 0            ? c->auth_token_duration_s
-                       : strcmp(c->id, API_SUPERUSERS_ID) == 0 ? AUTH_TOKEN_DURATION_SUPERUSER
-                                                               : AUTH_TOKEN_DURATION_AUTH;
+    if (duration <= 0)
+        duration = c->auth_token_duration_s > 0            ? c->auth_token_duration_s
+                   : strcmp(c->id, API_SUPERUSERS_ID) == 0 ? AUTH_TOKEN_DURATION_SUPERUSER
+                                                           : AUTH_TOKEN_DURATION_AUTH;
     snprintf(claims.collection_id, sizeof(claims.collection_id), "%s", c->id);
     snprintf(claims.record_id, sizeof(claims.record_id), "%s", id ? id : "");
     claims.exp = time_now_us() / 1000000 + duration;
-    claims.refreshable = true;
+    claims.refreshable = refreshable;
     char *token = NULL;
     if (!id || auth_token_issue(env->secret, &claims, rec->token_key, &token) != 0) {
         json_decref(meta);
@@ -75,8 +81,8 @@ static void reply_auth(struct http_req *req, struct api_env *env, const struct s
         json_decref(arr);
         if (rc) {
             json_decref(record);
-            free(token);
             json_decref(meta);
+            free(token);
             api__reply_expand_error(req, rc);
             return;
         }
@@ -270,8 +276,8 @@ void api__auth_finish(struct http_req *req, struct api_env *env, const struct st
     else if (mfa_step(req, env, c, id, f->method, f->mfa_id)) {
         if (f->method && *f->method)
             auth_alert(req, env, c, rec->record, id);
-        reply_auth(req, env, c, rec, f->deadline_us, f->meta);
-        return; /* reply_auth took meta */
+        api__reply_auth(req, env, c, rec, f->deadline_us, f->meta);
+        return; /* took meta */
     }
     json_decref(f->meta);
 }
@@ -447,7 +453,7 @@ static void auth_refresh(struct http_req *req, void *ctx)
     else if (rc)
         http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
     else
-        reply_auth(req, env, c, &rec, deadline, NULL);
+        api__reply_auth(req, env, c, &rec, deadline, NULL);
     store_auth_record_release(&rec);
 }
 
@@ -464,13 +470,12 @@ static void auth_methods(struct http_req *req, void *ctx)
     bool otp = api__auth_opt_bool(c, "otp", "enabled", false);
     json_int_t mfa_s = mfa ? api__auth_opt_int(c, "mfa", "duration", MFA_DURATION_DEFAULT) : 0;
     json_int_t otp_s = otp ? api__auth_opt_int(c, "otp", "duration", 180) : 0;
-    store_collection_unref(c);
     json_t *body =
         json_pack("{s:{s:o,s:b},s:{s:[],s:b},s:{s:b,s:I},s:{s:b,s:I},s:n,s:b,s:b}", "password",
                   "identityFields", fields, "enabled", 1, "oauth2", "providers", "enabled", 0,
                   "mfa", "enabled", mfa, "duration", mfa_s, "otp", "enabled", otp, "duration",
                   otp_s, "authProviders", "usernamePassword", 0, "emailPassword", 1);
-    http_reply_json(req, 200, body);
+    api__oauth2_reply_methods(req, env, c, body); /* adds the OAuth2 providers */
 }
 
 /* Routes that read records: each lifts the store deadline its handler started. */

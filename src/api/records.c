@@ -213,20 +213,19 @@ static json_t *verr(const char *code, const char *message, json_t *params)
     return e;
 }
 
-/* The password of an auth record body, checked against the field. Returns 0 with *pw_out
- * NULL when the body sets no password; ERR_INVALID with errors filled. */
-static int password_from_body(struct rec_req *rr, json_t *body, json_t *errors, const char **pw_out)
+int api__password_from_body(const struct store_collection *c, json_t *body, json_t *errors,
+                            const char **pw_out)
 {
     *pw_out = NULL;
-    if (rr->c->type != STORE_COLLECTION_AUTH)
+    if (c->type != STORE_COLLECTION_AUTH)
         return 0;
     json_t *pw = json_object_get(body, "password");
     if (!pw || (json_is_string(pw) && json_string_length(pw) == 0))
         return 0;
     const struct store_field *f = NULL;
-    for (size_t i = 0; i < rr->c->n_fields; i++)
-        if (rr->c->fields[i].type == STORE_FIELD_PASSWORD)
-            f = &rr->c->fields[i];
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type == STORE_FIELD_PASSWORD)
+            f = &c->fields[i];
     if (!f)
         return 0;
     if (!json_is_string(pw)) {
@@ -580,7 +579,7 @@ static bool write_prepare(struct write_job *job, const char *id, struct api_fail
 
     json_t *errors = json_object();
     api__arena_json(a, errors);
-    rc = password_from_body(rr, job->body, errors, &job->pw);
+    rc = api__password_from_body(rr->c, job->body, errors, &job->pw);
     if (auth)
         auth_checks(job, id, old, errors);
     if (rc == ERR_INVALID || json_object_size(errors))

@@ -97,6 +97,35 @@ int api__rule_check(struct http_req *req, struct api_env *env, const struct stor
  * password, with their modifiers. */
 void api__rules_strip_body(struct api_rules *ar, const struct store_collection *c, json_t *body);
 
+/* The password of an auth record body, checked against c's password field (length) and
+ * passwordConfirm. Returns 0 with *pw_out NULL when the body sets no password; ERR_INVALID
+ * with errors filled. *pw_out borrows body. */
+int api__password_from_body(const struct store_collection *c, json_t *body, json_t *errors,
+                            const char **pw_out) MUST_USE;
+
+/* ---- sign-in answers (auth.c) ---- */
+
+/* The auth collection named by the path parameter "collection", or NULL after answering 404
+ * "Missing or invalid auth collection context.". RETURNS a reference. */
+struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env);
+
+/* THE answer of every successful sign-in (password, OAuth2, ...): signs a refreshable token
+ * of the collection's duration for rec and answers {"record":...,"token":...[,"meta":...]}.
+ * deadline_us: the request's store deadline (api__deadline_start), for its expand. TAKES meta
+ * (NULL: none). Any thread (the request suspended or not). */
+void api__reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                     const struct store_auth_record *rec, int64_t deadline_us, json_t *meta);
+/* The token and answer themselves, for what is not a sign-in (impersonate): duration in
+ * seconds (<= 0: the collection's), refreshable as given. TAKES meta. */
+void api__reply_token(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                      const struct store_auth_record *rec, int64_t deadline_us, int64_t duration,
+                      bool refreshable, json_t *meta);
+/* Completes the auth-methods answer body of c with its OAuth2 providers (fresh state, code
+ * verifier and challenge each) and replies; suspends req when a provider's discovery document
+ * must be fetched first (oauth2.c). TAKES body and the reference c. */
+void api__oauth2_reply_methods(struct http_req *req, struct api_env *env,
+                               struct store_collection *c, json_t *body);
+
 /* ---- bounds of the record and auth routes (env->records) ---- */
 
 /* Starts the store deadline of a request (now + env->records.timeout_ms) on the calling

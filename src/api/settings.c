@@ -54,7 +54,8 @@ static json_t *defaults(void)
         "enabled", 0, "rules", "label", "*:auth", "audience", "", "duration", 3, "maxRequests", 2,
         "label", "*:create", "audience", "", "duration", 5, "maxRequests", 20, "label",
         "/api/batch", "audience", "", "duration", 1, "maxRequests", 3, "label", "/api/", "audience",
-        "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0, "privacy", "defaults", 0, "rules");
+        "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0,
+        "privacy", "defaults", 0, "rules");
 }
 
 /* PocketBase's rate limit labels that name one of our route classes. */

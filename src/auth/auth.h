@@ -12,6 +12,7 @@
 #ifndef TANDEM_AUTH_AUTH_H
 #define TANDEM_AUTH_AUTH_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -332,5 +333,124 @@ int auth_ratelimit_check(struct auth_ratelimit *rl, const char *ip, enum auth_rl
 /* Entries in use now, and the fixed capacity. */
 size_t auth_ratelimit_size(struct auth_ratelimit *rl);
 size_t auth_ratelimit_capacity(const struct auth_ratelimit *rl);
+
+/* ---- OAuth2 / OpenID Connect (oauth2.c, jwks.c) ----
+ *
+ * A provider is configured per auth collection (PocketBase's oauth2.providers[]): name,
+ * clientId, clientSecret, authURL, tokenURL, userInfoURL, displayName, pkce, extra. The names
+ * "google", "github" and "microsoft" are presets (their endpoints and scopes; any URL given
+ * wins); "oidc", "oidc2", "oidc3" are generic OpenID Connect providers whose endpoints come
+ * from the config or from the discovery document of extra.issuer. For OpenID providers the id
+ * token of the token response is required and checked: signature against the provider's JWKS
+ * (RS256, ES256 with OpenSSL's libcrypto, EdDSA with libsodium), iss, aud, exp, iat, nonce.
+ *
+ * Calls to providers are slow (network): they run on the oauth2 worker threads, never on an
+ * HTTP thread. A handler suspends its request and submits a job; the job makes the calls
+ * (auth_oauth2_exchange blocks), answers and resumes. URLs must be https, except http to a
+ * loopback address (a provider on the same machine). Each call has a timeout and a response
+ * size bound. */
+
+#define AUTH_OAUTH2_RESPONSE_MAX (1 << 20) /* bytes of one provider response */
+#define AUTH_OAUTH2_TIMEOUT_MS 15000       /* one provider call */
+#define AUTH_OAUTH2_LEEWAY_S 60            /* clock skew allowed on exp and iat */
+
+struct auth_oauth2_provider {
+    char *name, *display_name, *client_id, *client_secret;
+    char *auth_url, *token_url, *userinfo_url, *jwks_url;
+    char *issuer;   /* OpenID: the discovery issuer (iss must be it), or NULL */
+    char **issuers; /* OpenID: extra.issuers: accepted iss values (with issuer) */
+    size_t n_issuers;
+    char *scopes; /* space separated */
+    bool pkce;
+    bool oidc; /* an id token is required and checked */
+};
+
+/* Fills p from one entry of oauth2.providers. ERR_INVALID (with a reason in err) for an unknown
+ * name, a missing clientId, or an entry that lacks endpoints and has nothing to discover them
+ * from. p is released on failure. */
+int auth_oauth2_provider_parse(const json_t *cfg, struct auth_oauth2_provider *p, char *err,
+                               size_t err_len) MUST_USE;
+void auth_oauth2_provider_release(struct auth_oauth2_provider *p);
+
+/* What a provider says about its user. Strings never NULL ("" when absent); email only when
+ * the provider says it is verified. */
+struct auth_oauth2_user {
+    char *id, *name, *username, *email, *avatar_url;
+    char *access_token, *refresh_token;
+    int64_t expiry_s; /* Unix seconds, 0 when unknown */
+    json_t *raw;      /* the user info as the provider gave it */
+};
+void auth_oauth2_user_release(struct auth_oauth2_user *u);
+
+/* The nonce bound to a code verifier: base64url(HMAC-SHA256(key, verifier)). The auth URL
+ * carries it and the id token must carry it back, so a token minted for another sign-in is
+ * refused; nothing is stored between the two requests. */
+#define AUTH_OAUTH2_NONCE_LEN 43
+void auth_oauth2_nonce(const char *key, const char *verifier, char out[AUTH_OAUTH2_NONCE_LEN + 1]);
+/* The S256 code challenge of verifier (base64url of its SHA-256). */
+void auth_oauth2_challenge(const char *verifier, char out[AUTH_OAUTH2_NONCE_LEN + 1]);
+
+/* What an id token must say. */
+struct auth_oidc_expect {
+    const char *const *issuers; /* iss must be one of them; n_issuers 0: any */
+    size_t n_issuers;
+    const char *audience; /* the client id: aud must hold it */
+    const char *nonce;    /* NULL: no nonce is required */
+    int64_t now_s;
+};
+
+/* Verifies a compact JWS id token against jwks ({"keys":[...]}) and want. ERR_INVALID: not a
+ * JWS, an unsupported alg ("none", HS*), malformed claims; ERR_NOTFOUND: no key of jwks fits
+ * (kid unknown: the caller may fetch the JWKS again once); ERR_DENIED: bad signature, wrong
+ * iss, aud or nonce, expired, issued in the future. On 0 *claims_out is the caller's. err
+ * says why in one line. */
+int auth_oidc_verify(const char *jwt, const json_t *jwks, const struct auth_oidc_expect *want,
+                     json_t **claims_out, char *err, size_t err_len) MUST_USE;
+
+struct auth_oauth2;
+
+struct auth_oauth2_cfg {
+    unsigned n_threads; /* 0: 4 */
+    size_t queue_cap;   /* 0: 256 */
+};
+
+/* A job: runs on a worker thread (cancelled false), or at auth_oauth2_free on the freeing
+ * thread with cancelled true when it never ran. It must answer and resume its request. */
+typedef void (*auth_oauth2_job_cb)(void *arg, bool cancelled);
+
+int auth_oauth2_new(const struct auth_oauth2_cfg *cfg, struct auth_oauth2 **out) MUST_USE;
+/* Refuses new jobs, stops the calls in flight (they fail at once), cancels the queued jobs
+ * and joins the threads: call before the HTTP server closes. NULL is fine. */
+void auth_oauth2_stop(struct auth_oauth2 *o);
+/* Stops (if not yet) and frees. NULL is fine. */
+void auth_oauth2_free(struct auth_oauth2 *o);
+/* Queues a job. ERR_BUSY when the queue is full or stopping (the job is never called). */
+int auth_oauth2_submit(struct auth_oauth2 *o, auth_oauth2_job_cb fn, void *arg) MUST_USE;
+
+/* Fills in the endpoints p lacks from its discovery document (cached for an hour; a failed
+ * fetch is not tried again for a minute); blocks: worker threads only. 0 when nothing was
+ * missing. err says why on failure. */
+int auth_oauth2_discover(struct auth_oauth2 *o, struct auth_oauth2_provider *p, char *err,
+                         size_t err_len) MUST_USE;
+/* The same from the cache only (any thread): 0 when p is complete, ERR_NOTFOUND when a fetch
+ * is needed, ERR_IO when the last fetch failed less than a minute ago. */
+int auth_oauth2_discover_cached(struct auth_oauth2 *o, struct auth_oauth2_provider *p) MUST_USE;
+/* The authorization URL, ending in "&redirect_uri=" for the client to complete, as PocketBase
+ * gives it. challenge and nonce may be NULL. The string is the caller's (free()). */
+char *auth_oauth2_auth_url(const struct auth_oauth2_provider *p, const char *state,
+                           const char *challenge, const char *nonce);
+
+enum auth_oauth2_stage {
+    AUTH_OAUTH2_STAGE_TOKEN, /* the code could not be exchanged: "Failed to fetch OAuth2 token." */
+    AUTH_OAUTH2_STAGE_USER,  /* the id token or user info failed: "Failed to fetch OAuth2 user." */
+};
+
+/* Exchanges code (with the PKCE verifier when p->pkce) at the token endpoint, checks the id
+ * token of OpenID providers (nonce required when given), and reads the user. Blocks: worker
+ * threads only. On failure *stage_out says which step failed and err why. */
+int auth_oauth2_exchange(struct auth_oauth2 *o, struct auth_oauth2_provider *p, const char *code,
+                         const char *verifier, const char *redirect_url, const char *nonce,
+                         struct auth_oauth2_user *out, enum auth_oauth2_stage *stage_out, char *err,
+                         size_t err_len) MUST_USE;
 
 #endif

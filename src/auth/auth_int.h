@@ -18,4 +18,8 @@ extern uint64_t auth__secrets_freed; /* atomic */
  * same failure as an error for main() to print first). */
 void auth__sodium_ready(void);
 
+/* Writes the message into err (when err_len > 0) and returns rc: the one-line reasons of the
+ * OAuth2 and id token functions. */
+int auth__fail(char *err, size_t err_len, int rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
+
 #endif

@@ -158,10 +158,11 @@ struct json_t;
  * "length": N, "sources": ["web"]}, or NULL) plus, with with_defaults, the default rules;
  * key (any length) keys the hash. *out is NULL when there is no rule at all. ERR_INVALID with
  * one line in err naming the problem. */
-int capture_pii_compile(const struct json_t *rules, bool with_defaults, const void *key, size_t key_len,
-                        struct capture_pii **out, char *err, size_t err_len) MUST_USE;
+int capture_pii_compile(const struct json_t *rules, bool with_defaults, const void *key,
+                        size_t key_len, struct capture_pii **out, char *err,
+                        size_t err_len) MUST_USE;
 struct capture_pii *capture_pii_ref(struct capture_pii *p); /* NULL is fine */
-void capture_pii_unref(struct capture_pii *p);               /* NULL is fine */
+void capture_pii_unref(struct capture_pii *p);              /* NULL is fine */
 
 /* ---- dedup ---- */
 

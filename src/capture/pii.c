@@ -39,10 +39,9 @@ static const struct {
     const char *field;
     enum capture_pii_action action;
 } defaults[] = {
-    {"context.ip", CAPTURE_PII_TRUNCATE},         {"properties.$ip", CAPTURE_PII_TRUNCATE},
-    {"properties.email", CAPTURE_PII_HASH},
-    {"traits.email", CAPTURE_PII_HASH},           {"context.traits.email", CAPTURE_PII_HASH},
-    {"properties.$set.email", CAPTURE_PII_HASH},
+    {"context.ip", CAPTURE_PII_TRUNCATE},       {"properties.$ip", CAPTURE_PII_TRUNCATE},
+    {"properties.email", CAPTURE_PII_HASH},     {"traits.email", CAPTURE_PII_HASH},
+    {"context.traits.email", CAPTURE_PII_HASH}, {"properties.$set.email", CAPTURE_PII_HASH},
 };
 
 static const char *const action_names[] = {
@@ -70,8 +69,9 @@ static int parse_path(struct pii_rule *r, const char *field, char *err, size_t e
             break;
         p = dot + 1;
     }
-    if (r->n_segs < 2 || (strcmp(r->segs[0], "properties") != 0 &&
-                          strcmp(r->segs[0], "traits") != 0 && strcmp(r->segs[0], "context") != 0)) {
+    if (r->n_segs < 2 ||
+        (strcmp(r->segs[0], "properties") != 0 && strcmp(r->segs[0], "traits") != 0 &&
+         strcmp(r->segs[0], "context") != 0)) {
         err_set(err, err_len, "field: '%s' must start with properties., traits. or context.",
                 field);
         return ERR_INVALID;
@@ -142,15 +142,16 @@ int capture_pii_compile(const json_t *rules, bool with_defaults, const void *key
                        13);
     int rc = 0;
     for (size_t i = 0; with_defaults && rc == 0 && i < ARRAY_LEN(defaults); i++)
-        rc = add_rule(p, defaults[i].field, action_names[defaults[i].action], 0, NULL, err,
-                      err_len);
+        rc =
+            add_rule(p, defaults[i].field, action_names[defaults[i].action], 0, NULL, err, err_len);
     for (size_t i = 0; rc == 0 && i < json_array_size(rules); i++) {
         const json_t *r = json_array_get(rules, i);
         const char *field = json_string_value(json_object_get(r, "field"));
         const char *action = json_string_value(json_object_get(r, "action"));
         const json_t *len = json_object_get(r, "length");
         if (!json_is_object(r) || !field || !action || (len && !json_is_integer(len))) {
-            err_set(err, err_len, "rules: each needs a field and an action (and an integer length)");
+            err_set(err, err_len,
+                    "rules: each needs a field and an action (and an integer length)");
             rc = ERR_INVALID;
             break;
         }
@@ -185,7 +186,8 @@ static bool rule_applies(const struct pii_rule *r, struct str source)
     if (r->n_sources == 0)
         return true;
     for (size_t i = 0; i < r->n_sources; i++)
-        if (strlen(r->sources[i]) == source.len && memcmp(r->sources[i], source.ptr, source.len) == 0)
+        if (strlen(r->sources[i]) == source.len &&
+            memcmp(r->sources[i], source.ptr, source.len) == 0)
             return true;
     return false;
 }
@@ -260,9 +262,7 @@ static void apply_rule(const struct capture_pii *p, const struct pii_rule *r, js
     if (!v)
         return;
     switch (r->action) {
-    case CAPTURE_PII_DROP:
-        json_object_del(obj, leaf);
-        break;
+    case CAPTURE_PII_DROP: json_object_del(obj, leaf); break;
     case CAPTURE_PII_HASH:
         if (!json_is_null(v))
             json_object_set_new(obj, leaf, hashed(p, v));
@@ -270,9 +270,9 @@ static void apply_rule(const struct capture_pii *p, const struct pii_rule *r, js
     case CAPTURE_PII_TRUNCATE:
         if (json_is_string(v)) {
             json_t *t = ip_network(json_string_value(v));
-            json_object_set_new(obj, leaf,
-                                t ? t : first_chars(json_string_value(v), json_string_length(v),
-                                                    r->length));
+            json_object_set_new(
+                obj, leaf,
+                t ? t : first_chars(json_string_value(v), json_string_length(v), r->length));
         }
         break;
     }

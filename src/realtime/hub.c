@@ -199,6 +199,7 @@ struct realtime_client {
     bool ending;    /* dropped or stopped: the stream ends */
     int64_t last_out_us;
     bool authed; /* a non-guest identity is set */
+    bool oauth2; /* subscribed to "@oauth2" (the OAuth2 redirect's message) */
     bool auth_su;
     char auth_rid[64];
     /* hub thread only */
@@ -479,6 +480,27 @@ struct realtime_client *realtime_client_find(struct realtime_hub *hub, const cha
     return cl;
 }
 
+int realtime_client_send_oauth2(struct realtime_hub *hub, struct realtime_client *cl,
+                                const char *data, size_t len)
+{
+    pthread_mutex_lock(&cl->mu);
+    bool subscribed = cl->oauth2;
+    cl->oauth2 = false; /* one message per subscription, as PocketBase unsubscribes */
+    pthread_mutex_unlock(&cl->mu);
+    if (!subscribed)
+        return ERR_NOTFOUND;
+    const char *topic = REALTIME_TOPIC_OAUTH2;
+    struct rt_msg *m = msg_new(false, topic, strlen(topic), data, len, 1);
+    int rc = queue_msg(hub, cl, m, time_mono_us());
+    if (rc <= 0) {
+        msg_unref_n(m, 1);
+        return ERR_NOTFOUND;
+    }
+    if (rc == 2 && cl->conn && hub->cfg.conn)
+        hub->cfg.conn->wake(cl->conn);
+    return 0;
+}
+
 static const char *cmd_strdup(struct rt_cmd *cmd, const char *s)
 {
     return s ? arena_strdup(&cmd->mem, s) : NULL;
@@ -500,6 +522,10 @@ int realtime_client_subscribe(struct realtime_hub *hub, struct realtime_client *
         cl->auth_su = who->superuser;
         snprintf(cl->auth_rid, sizeof(cl->auth_rid), "%s", rid);
     }
+    cl->oauth2 = false;
+    for (size_t i = 0; i < n; i++)
+        if (subs[i].topic && strcmp(subs[i].topic, REALTIME_TOPIC_OAUTH2) == 0)
+            cl->oauth2 = true;
     pthread_mutex_unlock(&cl->mu);
 
     atomic_fetch_add(&cl->refs, 1);

@@ -130,6 +130,14 @@ int realtime_client_subscribe(struct realtime_hub *hub, struct realtime_client *
                               const struct realtime_ident *who, const struct realtime_sub *subs,
                               size_t n) MUST_USE;
 
+/* The topic of the OAuth2 redirect's message (the SDK's authWithOAuth2 subscribes to it). */
+#define REALTIME_TOPIC_OAUTH2 "@oauth2"
+/* Queues the event "@oauth2" with data (JSON) to cl when it is subscribed to that topic, and
+ * ends that subscription (one message, as PocketBase). ERR_NOTFOUND when it is not subscribed
+ * or is ending. Any thread. */
+int realtime_client_send_oauth2(struct realtime_hub *hub, struct realtime_client *cl,
+                                const char *data, size_t len) MUST_USE;
+
 /* Processes one `changes` record on the calling thread, after the pending commands: for
  * tests, and for hubs without a log. ERR_INVALID for a record that is not a change. */
 int realtime_hub_feed(struct realtime_hub *hub, const void *data, size_t len) MUST_USE;

@@ -1110,6 +1110,25 @@ static struct store_collection *system_collection(const char *spec, const char *
     return c;
 }
 
+/* "_" names are refused for clients: a built-in collection is parsed under another name and
+ * renamed here, its indexes with it, and marked as a system collection. */
+static void rename_builtin(struct store_collection *c, const char *name)
+{
+    free(c->name);
+    c->name = xstrdup(name);
+    for (size_t i = 0; i < c->n_indexes; i++) {
+        struct store__index ix;
+        if (store__index_parse(c->indexes[i], &ix) != 0)
+            PANIC("bad built-in index");
+        free(ix.table);
+        ix.table = xstrdup(name);
+        free(c->indexes[i]);
+        c->indexes[i] = store__index_render(&ix);
+        store__index_release(&ix);
+    }
+    c->system = true;
+}
+
 struct store_collection *store__collection_superusers(const char *now)
 {
     struct store_collection *c = system_collection(
@@ -1117,20 +1136,7 @@ struct store_collection *store__collection_superusers(const char *now)
         "\"fields\":[{\"name\":\"created\",\"type\":\"autodate\",\"onCreate\":true},"
         "{\"name\":\"updated\",\"type\":\"autodate\",\"onCreate\":true,\"onUpdate\":true}]}",
         now);
-    /* "_" names are refused for clients; the built-in one is renamed here */
-    free(c->name);
-    c->name = xstrdup("_superusers");
-    for (size_t i = 0; i < c->n_indexes; i++) {
-        struct store__index ix;
-        if (store__index_parse(c->indexes[i], &ix) != 0)
-            PANIC("bad built-in index");
-        free(ix.table);
-        ix.table = xstrdup("_superusers");
-        free(c->indexes[i]);
-        c->indexes[i] = store__index_render(&ix);
-        store__index_release(&ix);
-    }
-    c->system = true;
+    rename_builtin(c, "_superusers");
     c->auth_token_duration_s = 86400;
     for (size_t i = 0; i < c->n_fields; i++)
         if (c->fields[i].type != STORE_FIELD_AUTODATE)
@@ -1149,6 +1155,33 @@ struct store_collection *store__collection_users(const char *now)
         "{\"name\":\"created\",\"type\":\"autodate\",\"onCreate\":true},"
         "{\"name\":\"updated\",\"type\":\"autodate\",\"onCreate\":true,\"onUpdate\":true}]}",
         now);
+}
+
+struct store_collection *store__collection_external_auths(const char *now)
+{
+#define EA_RULE                                                                                    \
+    "@request.auth.id != '' && recordRef = @request.auth.id && "                                   \
+    "collectionRef = @request.auth.collectionId"
+    struct store_collection *c = system_collection(
+        "{\"id\":\"" STORE_EXTERNAL_AUTHS_ID "\",\"name\":\"externalAuths\",\"type\":\"base\","
+        "\"listRule\":\"" EA_RULE "\",\"viewRule\":\"" EA_RULE "\",\"deleteRule\":\"" EA_RULE "\","
+        "\"fields\":[{\"name\":\"collectionRef\",\"type\":\"text\",\"required\":true},"
+        "{\"name\":\"recordRef\",\"type\":\"text\",\"required\":true},"
+        "{\"name\":\"provider\",\"type\":\"text\",\"required\":true},"
+        "{\"name\":\"providerId\",\"type\":\"text\",\"required\":true},"
+        "{\"name\":\"created\",\"type\":\"autodate\",\"onCreate\":true},"
+        "{\"name\":\"updated\",\"type\":\"autodate\",\"onCreate\":true,\"onUpdate\":true}],"
+        "\"indexes\":[\"CREATE UNIQUE INDEX `idx_externalAuths_record_provider` ON "
+        "`externalAuths` (`collectionRef`, `recordRef`, `provider`)\","
+        "\"CREATE UNIQUE INDEX `idx_externalAuths_collection_provider` ON "
+        "`externalAuths` (`collectionRef`, `provider`, `providerId`)\"]}",
+        now);
+#undef EA_RULE
+    rename_builtin(c, STORE_EXTERNAL_AUTHS);
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type != STORE_FIELD_AUTODATE)
+            c->fields[i].system = true;
+    return c;
 }
 
 json_t *store_collection_scaffolds(void)

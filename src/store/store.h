@@ -355,6 +355,12 @@ int store_record_match(struct store *st, const struct store_collection *c, const
 
 /* ---- auth records ---- */
 
+/* The system collection of OAuth2 links (PocketBase's): collectionRef, recordRef, provider,
+ * providerId; unique per (collectionRef, provider, providerId) and per (collectionRef,
+ * recordRef, provider). Created by store_open when missing. */
+#define STORE_EXTERNAL_AUTHS "_externalAuths"
+#define STORE_EXTERNAL_AUTHS_ID "pbc_2281828961"
+
 /* The auth record of c whose field (e.g. "email") equals value (case-insensitively for
  * email). ERR_NOTFOUND; ERR_CONFLICT when more than one record matches (emails that differ
  * only in case, left from before email was unique without case): never one of them;

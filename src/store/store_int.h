@@ -37,6 +37,8 @@ int store__collection_from_json(const json_t *in, const struct store_collection 
 /* The default system collections, created on first open. */
 struct store_collection *store__collection_superusers(const char *now);
 struct store_collection *store__collection_users(const char *now);
+/* The `_externalAuths` system collection: the links of auth records to OAuth2 accounts. */
+struct store_collection *store__collection_external_auths(const char *now);
 struct store_collection *store__collection_alloc(void);
 /* Parses the JSON kept in the system table (as store_collection_to_json wrote it). */
 int store__collection_load(const char *json_text, struct store_collection **out) MUST_USE;

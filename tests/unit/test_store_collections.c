@@ -2,6 +2,9 @@
  * rename, delete and reopening. Real SQLite files under $TMPDIR. */
 #include "store_fixture.h"
 
+#define N_DEFAULT 3 /* default collections: _superusers, users, _externalAuths */
+#define N_SYSTEM 2  /* of which system ones, never dropped by an import */
+
 static void test_defaults_on_first_open(void **state)
 {
     UNUSED(state);
@@ -35,7 +38,7 @@ static void test_defaults_on_first_open(void **state)
     store_collection_unref(users);
     /* the tables exist */
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM \"_superusers\""), 0);
-    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), N_DEFAULT);
     fx_close(&fx);
 }
 
@@ -190,7 +193,7 @@ static void test_name_validation(void **state)
     struct store_collection **all;
     size_t n;
     assert_int_equal(store_collection_list(fx.st, &all, &n), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, N_DEFAULT);
     store_collection_list_free(all, n);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='ok'"), 0);
     fx_close(&fx);
@@ -475,7 +478,7 @@ static void test_rename_and_delete(void **state)
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name IN "
                                      "('books','writers','idx_name')"),
                      0);
-    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), N_DEFAULT);
     json_decref(ra);
     store_collection_unref(a);
     store_collection_unref(a2);
@@ -498,15 +501,16 @@ static void test_reopen_keeps_everything(void **state)
     struct store_collection **all;
     size_t n;
     assert_int_equal(store_collection_list(fx.st, &all, &n), 0);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, N_DEFAULT + 1);
     assert_string_equal(all[0]->name, "_superusers");
     assert_string_equal(all[1]->name, "users");
-    assert_string_equal(all[2]->name, "posts");
-    json_t *cj2 = store_collection_to_json(all[2]);
+    assert_string_equal(all[N_DEFAULT]->name, "posts");
+    json_t *cj2 = store_collection_to_json(all[N_DEFAULT]);
     assert_true(json_equal(cj, cj2));
     json_t *got = NULL;
     assert_int_equal(
-        store_record_get(fx.st, all[2], json_string_value(json_object_get(r, "id")), &got), 0);
+        store_record_get(fx.st, all[N_DEFAULT], json_string_value(json_object_get(r, "id")), &got),
+        0);
     assert_true(json_equal(got, r));
     json_decref(got);
     json_decref(cj);
@@ -515,7 +519,7 @@ static void test_reopen_keeps_everything(void **state)
     store_collection_list_free(all, n);
     /* a second reopen does not add the default collections again */
     fx_reopen(&fx);
-    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), 3);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), N_DEFAULT + 1);
     fx_close(&fx);
 }
 
@@ -613,7 +617,7 @@ static void test_import(void **state)
     /* deleteMissing drops what is not named, never system collections */
     assert_int_equal(import(&fx, "[{\"name\":\"authors\"}]", true, &errors), 0);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='books'"), 0);
-    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), N_SYSTEM + 1);
     assert_int_equal(store_collection_get(fx.st, "books", &a), ERR_NOTFOUND);
     assert_int_equal(store_collection_get(fx.st, "_superusers", &a), 0);
     store_collection_unref(a);
@@ -691,7 +695,7 @@ static void test_catalog(void **state)
     struct store_collection *cat = store_collection_catalog(fx.st);
     json_t *params = J("[\"base\"]");
     struct store_list_query q = {.page = 1, .per_page = 10};
-    q.where_sql = "\"r\".\"type\" = ?";
+    q.where_sql = "\"r\".\"type\" = ? AND NOT \"r\".\"system\""; /* not _externalAuths */
     q.where_params = params;
     struct store_list_result res;
     assert_int_equal(store_record_list(fx.st, cat, &q, &res), 0);

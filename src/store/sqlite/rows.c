@@ -1016,6 +1016,44 @@ static int unlink_ref(struct del_ctx *d, const struct store_collection *rc_col,
     return rc;
 }
 
+/* Deletes what system collections keep about the auth record id of c by (collectionRef,
+ * recordRef), as PocketBase does: its OAuth2 links (`_externalAuths`), and any other system
+ * collection of that shape. */
+static int delete_auth_refs(struct del_ctx *d, const struct store_collection *c, const char *id,
+                            int depth)
+{
+    int rc = 0;
+    for (size_t i = 0; i < d->n_all && !rc; i++) {
+        const struct store_collection *sc = d->all[i];
+        if (!sc->system || !store_collection_field(sc, "collectionRef") ||
+            !store_collection_field(sc, "recordRef"))
+            continue;
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, "SELECT \"id\" FROM ");
+        store__quote(&b, sc->name);
+        buf_puts(&b, " WHERE \"collectionRef\" = ?1 AND \"recordRef\" = ?2");
+        struct sq_stmt st;
+        rc = sq__prep(d->cn, buf_cstr(&b), &st);
+        buf_release(&b);
+        if (rc)
+            break;
+        sqlite3_bind_text(st.stmt, 1, c->id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st.stmt, 2, id, -1, SQLITE_TRANSIENT);
+        json_t *ids = json_array();
+        int step;
+        while ((step = sqlite3_step(st.stmt)) == SQLITE_ROW)
+            json_array_append_new(ids, json_string((const char *)sqlite3_column_text(st.stmt, 0)));
+        if (step != SQLITE_DONE)
+            rc = sq__fail_db(d->cn, "cannot find what refers to an auth record");
+        sq__done(&st);
+        for (size_t j = 0; j < json_array_size(ids) && !rc; j++)
+            rc = delete_rec(d, sc, json_string_value(json_array_get(ids, j)), depth + 1);
+        json_decref(ids);
+    }
+    return rc;
+}
+
 static int delete_rec(struct del_ctx *d, const struct store_collection *c, const char *id,
                       int depth)
 {
@@ -1050,6 +1088,8 @@ static int delete_rec(struct del_ctx *d, const struct store_collection *c, const
             json_decref(ids);
         }
     }
+    if (!rc && c->type == STORE_COLLECTION_AUTH)
+        rc = delete_auth_refs(d, c, id, depth);
     if (!rc) {
         struct buf b;
         buf_init(&b);

@@ -602,7 +602,7 @@ static int bootstrap(struct sq_store *s, struct sq_conn *cn)
         goto fail;
     char now[TIME_PB_LEN];
     sq__now(now);
-    struct store_collection *defaults[2] = {NULL, NULL};
+    struct store_collection *defaults[3] = {NULL, NULL, NULL};
     struct store_collection *have = sq__col_find(s, STORE__SUPERUSERS_ID);
     if (!have)
         defaults[0] = store__collection_superusers(now);
@@ -614,16 +614,20 @@ static int bootstrap(struct sq_store *s, struct sq_conn *cn)
         defaults[1] = store__collection_users(now);
     }
     store_collection_unref(have);
-    for (int i = 0; i < 2 && !rc; i++)
+    have = sq__col_find(s, STORE_EXTERNAL_AUTHS_ID);
+    if (!have) /* also in data directories made before it existed */
+        defaults[2] = store__collection_external_auths(now);
+    store_collection_unref(have);
+    for (int i = 0; i < 3 && !rc; i++)
         if (defaults[i])
             rc = sq__collection_install(s, cn, defaults[i]);
     if (rc) {
-        store_collection_unref(defaults[0]);
-        store_collection_unref(defaults[1]);
+        for (int i = 0; i < 3; i++)
+            store_collection_unref(defaults[i]);
         goto fail;
     }
     rc = sq__commit(s, cn);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (defaults[i]) {
             if (rc == 0)
                 sq__col_put(s, defaults[i]->id, defaults[i]);
