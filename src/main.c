@@ -17,6 +17,7 @@
 #include "evlog/evlog.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "ml/ml.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
 #include "warehouse/warehouse.h"
@@ -43,6 +44,8 @@ static void usage(FILE *out)
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
+            "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
+            "                                    train a model on the running server\n"
             "  version                           print the version\n"
             "  help                              show this help\n\n"
             "Every command takes the options below (--dir in particular).\n\n",
@@ -189,6 +192,7 @@ struct app {
     struct pipeline_relay *relay;
     struct wh *wh;
     struct pipeline *pipeline;
+    struct ml *ml;
     struct api_env env;
     struct http_router *router;
     struct http_server *srv;
@@ -213,6 +217,9 @@ static bool app_close(struct app *a)
     api_batch_free(&a->env);
     api_public_free(&a->env);
     http_router_free(a->router);
+    ml_stop(a->ml);
+    if (!wh_busy) /* a stuck query may be inside tandem_predict: then ml stays allocated */
+        ml_free(a->ml);
     pipeline_relay_stop(a->relay);
     pipeline_stop(a->pipeline);
     if (wh_busy) /* read-only queries: nothing is lost; the loader above has committed */
@@ -284,6 +291,19 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;
     }
+    struct ml_cfg mc = {
+        .dir = a->cfg.dir,
+        .store = a->store,
+        .wh = a->wh,
+        .log = a->log,
+        .max_bytes = (uint64_t)a->cfg.ml_max_bytes,
+        .nthread = (int)a->cfg.ml_threads,
+    };
+    if (a->store && ml_open(&mc, &a->ml, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    a->env.ml = a->ml;
 
     metrics_register_process(TANDEM_VERSION);
     a->env.cfg = &a->cfg;
@@ -643,6 +663,43 @@ static int cmd_log(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+static int cmd_ml(int argc, char **argv)
+{
+    struct cli_ml_opts o = {0};
+    const char *url = take_opt(&argc, argv, "--url");
+    o.email = take_opt(&argc, argv, "--email");
+    o.password = take_opt(&argc, argv, "--password");
+    const char *wait = take_opt(&argc, argv, "--wait");
+    if (wait) {
+        char *end = NULL;
+        long long s = strtoll(wait, &end, 10);
+        if (!*wait || *end || s < 1 || s > 7 * 86400) {
+            fprintf(stderr, "tandem: --wait takes seconds (1 to 604800)\n");
+            return EXIT_USAGE;
+        }
+        o.wait_s = s;
+    }
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    if (n != 2 || strcmp(w[0], "train") != 0) {
+        fprintf(stderr, "usage: tandem ml train SPEC.json|- [--wait S] [--url http://HOST:PORT] "
+                        "[--email E --password P]\n");
+        return EXIT_USAGE;
+    }
+    char default_url[300];
+    snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
+    o.spec_path = w[1];
+    o.url = url ? url : default_url;
+    o.token = getenv("TANDEM_TOKEN");
+    if (o.token && !*o.token)
+        o.token = NULL;
+    return cli_ml_train(&o, stdout, stderr);
+}
+
 static int cmd_query(int argc, char **argv)
 {
     struct cli_query_opts o = {0};
@@ -705,6 +762,8 @@ int main(int argc, char **argv)
         return cmd_writekey(argc - 2, argv + 2);
     if (strcmp(cmd, "log") == 0)
         return cmd_log(argc - 2, argv + 2);
+    if (strcmp(cmd, "ml") == 0)
+        return cmd_ml(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0)
         return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

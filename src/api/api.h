@@ -18,6 +18,7 @@ struct api_writer;
 struct realtime_hub;
 struct api_public;
 struct mail;
+struct ml;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -53,6 +54,7 @@ struct api_env {
     struct api_public *pub;        /* static files at / (api_public_open), or NULL */
     struct mail *mail;             /* the mail queue (api_mail_start), or NULL: no mail */
     struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
+    struct ml *ml;                 /* models and predictions (ml_open), or NULL */
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */

@@ -34,6 +34,7 @@ void api__register_log(struct http_router *r, struct api_env *env);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);
 void api__register_realtime(struct http_router *r, struct api_env *env);
+void api__register_ml(struct http_router *r, struct api_env *env);
 
 struct wh_conn;
 /* What a warehouse job answers, built off the request (the job never touches the request: a

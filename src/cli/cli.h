@@ -1,10 +1,11 @@
-/* cli.h - command-line clients that are more than wiring: `tandem query`.
+/* cli.h - command-line clients that are more than wiring: `tandem query`, `tandem ml`.
  *
  * Runs on the main thread of a short-lived process. */
 #ifndef TANDEM_CLI_CLI_H
 #define TANDEM_CLI_CLI_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "core/core.h"
@@ -31,5 +32,16 @@ int cli_query(const struct cli_query_opts *o, FILE *out, FILE *err);
 /* Prints an SQL API response ({"columns":[...],"rows":[...],...}) in a format. Exposed for
  * tests. */
 void cli_print_result(const json_t *resp, enum cli_format format, FILE *out);
+
+struct cli_ml_opts {
+    const char *spec_path; /* a JSON file, "-" for stdin */
+    const char *url;       /* the server ("http://HOST:PORT") */
+    const char *token;     /* a superuser token, or NULL */
+    const char *email, *password;
+    int64_t wait_s; /* > 0: poll up to this long until the version is done and print it */
+};
+
+/* `tandem ml train`: 0 when queued (or, with wait, trained), 1 on failure, 2 bad usage. */
+int cli_ml_train(const struct cli_ml_opts *o, FILE *out, FILE *err);
 
 #endif

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli/cli_int.h"
 #include "warehouse/warehouse.h"
 
 /* ---- output ---- */
@@ -114,12 +114,7 @@ void cli_print_result(const json_t *resp, enum cli_format format, FILE *out)
 
 /* ---- a minimal HTTP/1.1 client for plain http on a trusted network ---- */
 
-struct url {
-    char host[256];
-    char port[8];
-};
-
-static int parse_url(const char *u, struct url *out)
+int cli__parse_url(const char *u, struct url *out)
 {
     if (strncmp(u, "http://", 7) != 0)
         return ERR_INVALID;
@@ -144,10 +139,11 @@ static int parse_url(const char *u, struct url *out)
     return 0;
 }
 
-/* POSTs a JSON body; returns the status (or a negative error) and the response body. */
-static int http_post(const struct url *u, const char *path, const char *token, const char *body,
-                     struct buf *resp)
+int cli__http(const struct url *u, const char *method, const char *path, const char *token,
+              const char *body, struct buf *resp)
 {
+    if (!body)
+        body = "";
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(u->host, u->port, &hints, &ai) != 0)
@@ -164,9 +160,9 @@ static int http_post(const struct url *u, const char *path, const char *token, c
     struct buf req;
     buf_init(&req);
     buf_printf(&req,
-               "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
+               "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
                "Content-Length: %zu\r\nConnection: close\r\n",
-               path, u->host, u->port, strlen(body));
+               method, path, u->host, u->port, strlen(body));
     if (token)
         buf_printf(&req, "Authorization: %s\r\n", token);
     buf_printf(&req, "\r\n%s", body);
@@ -195,46 +191,59 @@ static int http_post(const struct url *u, const char *path, const char *token, c
     return status;
 }
 
+int cli__token(const struct url *u, const char *url_text, const char *given, const char *email,
+               const char *password, char **token_out, FILE *err)
+{
+    *token_out = NULL;
+    if (given) {
+        *token_out = xstrdup(given);
+        return 0;
+    }
+    if (!email || !password) {
+        fprintf(err, "tandem: a server holds the warehouse; give a superuser token in "
+                     "TANDEM_TOKEN or --email and --password\n");
+        return 2;
+    }
+    struct buf body;
+    buf_init(&body);
+    json_t *cred = json_pack("{s:s,s:s}", "identity", email, "password", password);
+    char *text = json_dumps(cred, JSON_COMPACT);
+    json_decref(cred);
+    int st =
+        cli__http(u, "POST", "/api/collections/_superusers/auth-with-password", NULL, text, &body);
+    free(text);
+    json_t *j = st == 200 ? json_loads(buf_cstr(&body), 0, NULL) : NULL;
+    buf_release(&body);
+    const char *t = json_string_value(json_object_get(j, "token"));
+    if (!t) {
+        fprintf(err, "tandem: cannot sign in at %s (%s)\n", url_text,
+                st < 0 ? err_str(st) : "wrong email or password");
+        json_decref(j);
+        return 1;
+    }
+    *token_out = xstrdup(t);
+    json_decref(j);
+    return 0;
+}
+
 static int query_http(const struct cli_query_opts *o, const char *url_text, json_t **resp_out,
                       FILE *err)
 {
     struct url u;
-    if (parse_url(url_text, &u) != 0) {
+    if (cli__parse_url(url_text, &u) != 0) {
         fprintf(err, "tandem: --url must look like http://HOST:PORT\n");
         return 2;
     }
-    char *token = o->token ? xstrdup(o->token) : NULL;
+    char *token = NULL;
     struct buf body;
     buf_init(&body);
-    if (!token) {
-        if (!o->email || !o->password) {
-            fprintf(err, "tandem: a server holds the warehouse; give a superuser token in "
-                         "TANDEM_TOKEN or --email and --password\n");
-            return 2;
-        }
-        json_t *cred = json_pack("{s:s,s:s}", "identity", o->email, "password", o->password);
-        char *text = json_dumps(cred, JSON_COMPACT);
-        json_decref(cred);
-        int st =
-            http_post(&u, "/api/collections/_superusers/auth-with-password", NULL, text, &body);
-        free(text);
-        json_t *j = st == 200 ? json_loads(buf_cstr(&body), 0, NULL) : NULL;
-        const char *t = json_string_value(json_object_get(j, "token"));
-        if (!t) {
-            fprintf(err, "tandem: cannot sign in at %s (%s)\n", url_text,
-                    st < 0 ? err_str(st) : "wrong email or password");
-            json_decref(j);
-            buf_release(&body);
-            return 1;
-        }
-        token = xstrdup(t);
-        json_decref(j);
-        buf_reset(&body);
-    }
+    int rc = cli__token(&u, url_text, o->token, o->email, o->password, &token, err);
+    if (rc)
+        return rc;
     json_t *q = json_pack("{s:s}", "query", o->sql);
     char *text = json_dumps(q, JSON_COMPACT);
     json_decref(q);
-    int st = http_post(&u, "/api/warehouse/sql", token, text, &body);
+    int st = cli__http(&u, "POST", "/api/warehouse/sql", token, text, &body);
     free(text);
     free(token);
     json_t *j = st > 0 ? json_loads(buf_cstr(&body), 0, NULL) : NULL;

@@ -33,6 +33,8 @@ struct cfg {
     int64_t dedup_snapshot;     /* seconds; 0: only at stop */
     int64_t warehouse_memory;   /* bytes */
     int64_t warehouse_threads;  /* 0 = DuckDB's default (one per core) */
+    int64_t ml_max_bytes;       /* training data in memory, bytes */
+    int64_t ml_threads;         /* XGBoost threads; 0 = one per core */
     int64_t sql_timeout;        /* seconds */
     int64_t sql_max_rows;
     int64_t records_timeout;      /* seconds of store work per record/auth request */

@@ -7,7 +7,8 @@
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 
-enum consumer_kind { KIND_EVENTS, KIND_CHANGES };
+enum consumer_kind { KIND_EVENTS, KIND_CHANGES, KIND_PREDICTIONS };
+#define N_CONSUMERS 3
 
 struct consumer {
     struct pipeline *p;
@@ -31,7 +32,7 @@ struct pipeline {
     pthread_mutex_t mu; /* guards stopping; cv wakes sleeping consumers */
     pthread_cond_t cv;
     bool stopping;
-    struct consumer cons[2];
+    struct consumer cons[N_CONSUMERS];
     pthread_t persons; /* keeps the insights' identity tables current (persons_main) */
     bool persons_started;
 };
@@ -97,6 +98,7 @@ static void set_error(struct consumer *c, const char *fmt, ...)
 struct rows {
     struct wh_event *ev;
     struct wh_change *ch;
+    struct wh_prediction *pr;
     json_t **docs;      /* changes: the parsed payloads */
     struct arena arena; /* events: the strings of the batch */
     bool arena_ready;
@@ -111,6 +113,7 @@ static void rows_reserve(struct rows *r, size_t n)
         return;
     r->ev = xrealloc(r->ev, n * sizeof(*r->ev));
     r->ch = xrealloc(r->ch, n * sizeof(*r->ch));
+    r->pr = xrealloc(r->pr, n * sizeof(*r->pr));
     r->docs = xrealloc(r->docs, n * sizeof(*r->docs));
     r->rej = xrealloc(r->rej, n * sizeof(*r->rej));
     r->reasons = xrealloc(r->reasons, n * sizeof(*r->reasons));
@@ -134,6 +137,7 @@ static void rows_release(struct rows *r)
     arena_release(&r->arena);
     free(r->ev);
     free(r->ch);
+    free(r->pr);
     free(r->docs);
     free(r->rej);
     free(r->reasons);
@@ -152,6 +156,9 @@ static void rows_fill(struct consumer *c, const struct evlog_batch *b, struct ro
         if (c->kind == KIND_EVENTS) {
             rc = pipeline_parse_event(v->data, v->len, v->offset, &r->ev[r->n_rows], &r->arena,
                                       reason, sizeof(r->reasons[0]));
+        } else if (c->kind == KIND_PREDICTIONS) {
+            rc = pipeline_parse_prediction(v->data, v->len, v->offset, &r->pr[r->n_rows], &r->arena,
+                                           reason, sizeof(r->reasons[0]));
         } else {
             rc = pipeline_parse_change(v->data, v->len, v->offset, &r->ch[r->n_rows], &doc, reason,
                                        sizeof(r->reasons[0]));
@@ -574,8 +581,9 @@ static void *consumer_main(void *arg)
                              .n_rejects = rows.n_rej,
                              .more = more};
         struct wh_load_stats st = {0};
-        rc = c->kind == KIND_EVENTS ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
-                                    : wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st);
+        rc = c->kind == KIND_EVENTS    ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
+             : c->kind == KIND_CHANGES ? wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st)
+                                       : wh_load_predictions(conn, &ld, rows.pr, rows.n_rows, &st);
         rows_clear(&rows);
         if (rc < 0) {
             set_error(c, "cannot load %zu records at %llu: %s", got, (unsigned long long)pos,
@@ -729,9 +737,10 @@ int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
     static const struct {
         enum consumer_kind kind;
         const char *name, *topic;
-    } defs[2] = {{KIND_EVENTS, "warehouse-events", "events"},
-                 {KIND_CHANGES, "warehouse-changes", "changes"}};
-    for (size_t i = 0; i < 2; i++) {
+    } defs[N_CONSUMERS] = {{KIND_EVENTS, "warehouse-events", "events"},
+                           {KIND_CHANGES, "warehouse-changes", "changes"},
+                           {KIND_PREDICTIONS, "warehouse-predictions", "predictions"}};
+    for (size_t i = 0; i < N_CONSUMERS; i++) {
         struct consumer *c = &p->cons[i];
         c->p = p;
         c->kind = defs[i].kind;
@@ -749,7 +758,7 @@ int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
         c->m_errors = metrics_series(f_err, lv);
         c->m_batch = metrics_series(f_batch, lv);
     }
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < N_CONSUMERS; i++) {
         int e = pthread_create(&p->cons[i].thread, NULL, consumer_main, &p->cons[i]);
         if (e != 0) {
             xlog_error("pipeline: cannot start a consumer thread: %s", strerror(e));
@@ -781,7 +790,7 @@ void pipeline_stop(struct pipeline *p)
     pthread_mutex_unlock(&p->mu);
     if (p->persons_started)
         pthread_join(p->persons, NULL);
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < N_CONSUMERS; i++) {
         if (p->cons[i].started)
             pthread_join(p->cons[i].thread, NULL);
         pthread_mutex_destroy(&p->cons[i].mu);
@@ -799,7 +808,7 @@ void pipeline_stop(struct pipeline *p)
 
 size_t pipeline_status(struct pipeline *p, struct pipeline_status *out, size_t max)
 {
-    for (size_t i = 0; i < 2 && i < max; i++) {
+    for (size_t i = 0; i < N_CONSUMERS && i < max; i++) {
         pthread_mutex_lock(&p->cons[i].mu);
         out[i] = p->cons[i].st;
         pthread_mutex_unlock(&p->cons[i].mu);
@@ -810,13 +819,13 @@ size_t pipeline_status(struct pipeline *p, struct pipeline_status *out, size_t m
             out[i].lag_records = end;
         }
     }
-    return 2;
+    return N_CONSUMERS;
 }
 
 json_t *pipeline_status_json(struct pipeline *p)
 {
-    struct pipeline_status st[2];
-    size_t n = pipeline_status(p, st, 2);
+    struct pipeline_status st[N_CONSUMERS];
+    size_t n = pipeline_status(p, st, N_CONSUMERS);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(

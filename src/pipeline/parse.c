@@ -1,5 +1,6 @@
 /* parse.c - log payloads ("events", "changes") into warehouse rows, with the reason when a
  * payload cannot become a row. */
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -232,5 +233,49 @@ int pipeline_parse_change(const void *data, size_t len, uint64_t offset, struct 
 fail:
     json_decref(doc);
     memset(ch, 0, sizeof(*ch));
+    return rc;
+}
+
+int pipeline_parse_prediction(const void *data, size_t len, uint64_t offset,
+                              struct wh_prediction *p, struct arena *a, char *reason,
+                              size_t reason_len)
+{
+    memset(p, 0, sizeof(*p));
+    json_t *doc = load_obj(data, len, reason, reason_len);
+    if (!doc)
+        return ERR_INVALID;
+    p->log_offset = offset;
+    p->score = NAN;
+    const char *model = NULL;
+    int rc;
+    if ((rc = opt_str(doc, "model", &model, reason, reason_len)) < 0 ||
+        (rc = opt_time(doc, "timestamp", &p->timestamp_us, reason, reason_len)) < 0)
+        goto out;
+    const json_t *ver = json_object_get(doc, "version");
+    const json_t *feat = json_object_get(doc, "features");
+    const json_t *pred = json_object_get(doc, "prediction");
+    if (!model || !json_is_integer(ver) || !json_is_object(feat) || !json_is_object(pred)) {
+        rc = bad(reason, reason_len, "%s: missing or of the wrong type",
+                 !model                  ? "model"
+                 : !json_is_integer(ver) ? "version"
+                 : !json_is_object(feat) ? "features"
+                                         : "prediction");
+        goto out;
+    }
+    const json_t *score = json_object_get(pred, "score");
+    if (!json_is_number(score))
+        score = json_object_get(pred, "label");
+    if (json_is_number(score))
+        p->score = json_number_value(score);
+    p->model = arena_strdup(a, model);
+    p->version = json_integer_value(ver);
+    char *f = json_dumps(feat, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    char *q = json_dumps(pred, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    p->features = arena_strdup(a, f ? f : "{}");
+    p->prediction = arena_strdup(a, q ? q : "{}");
+    free(f);
+    free(q);
+out:
+    json_decref(doc);
     return rc;
 }

@@ -2,8 +2,8 @@
  * warehouse loader.
  *
  * The loader: one consumer thread per log topic ("events",
- * "changes") that reads durable records from the event log and loads them into the warehouse
- * exactly once.
+ * "changes", "predictions") that reads durable records from the event log and loads them into the
+ * warehouse exactly once.
  *
  * Exactly once: a consumer's position lives in the warehouse's _offsets table and is written
  * in the same warehouse transaction as the rows it covers (wh_load_events/wh_load_changes).
@@ -73,7 +73,8 @@ void pipeline_cfg_defaults(struct pipeline_cfg *cfg);
 struct pipeline;
 
 /* Creates the warehouse tables if needed and starts the consumers "warehouse-events" (topic
- * "events") and "warehouse-changes" (topic "changes"), and the identity refresh thread
+ * "events"), "warehouse-changes" (topic "changes") and "warehouse-predictions" (topic
+ * "predictions", the ML module's served predictions), and the identity refresh thread
  * (persons_refresh_us). On failure the detail is logged and a
  * negative code returned. */
 int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out) MUST_USE;
@@ -115,6 +116,11 @@ int pipeline_parse_event(const void *data, size_t len, uint64_t offset, struct w
 /* The same for a "changes" payload; ch->record points into *doc. */
 int pipeline_parse_change(const void *data, size_t len, uint64_t offset, struct wh_change *ch,
                           json_t **doc, char *reason, size_t reason_len) MUST_USE;
+/* The same for a "predictions" payload ({"model","version","timestamp","features",
+ * "prediction"}, written by the ML module); strings live in a. */
+int pipeline_parse_prediction(const void *data, size_t len, uint64_t offset,
+                              struct wh_prediction *p, struct arena *a, char *reason,
+                              size_t reason_len) MUST_USE;
 
 /* ---- the outbox relay ---- */
 

@@ -135,6 +135,25 @@ int wh_query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out)
     return c->wh->ops->query(c, q, out);
 }
 
+int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struct wh_prediction *p,
+                        size_t n, struct wh_load_stats *st)
+{
+    REFUSE_WHILE_LOADING(c);
+    struct wh_load_stats tmp;
+    return c->wh->ops->load_predictions(c, ld, p, n, st ? st : &tmp);
+}
+
+int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg)
+{
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->scan(c, sql, cb, arg);
+}
+
+int wh_set_scorer(struct wh *wh, wh_score_cb cb, void *arg)
+{
+    return wh->ops->set_scorer(wh, cb, arg);
+}
+
 int wh_checkpoint(struct wh_conn *c, bool force)
 {
     REFUSE_WHILE_LOADING(c);

@@ -76,6 +76,18 @@ struct wh_change {
     int64_t changed_at_us;
 };
 
+/* One served prediction (topic "predictions", docs/ml.md "The predictions log"). features
+ * and prediction are JSON text. score: the prediction's score (binary, regression) or label
+ * (multiclass). */
+struct wh_prediction {
+    uint64_t log_offset;
+    const char *model;
+    int64_t version;
+    int64_t timestamp_us;
+    const char *features, *prediction;
+    double score;
+};
+
 /* A log record that could not be turned into a row: stored in _rejects, never retried. */
 struct wh_reject {
     uint64_t log_offset;
@@ -133,6 +145,37 @@ void wh_result_release(struct wh_result *r);
  * "elapsedMs":N}. TAKES the result's columns and rows (the result is left empty). */
 json_t *wh_result_to_json(struct wh_result *r);
 
+/* ---- streaming scans and the scorer (for the ML module) ---- */
+
+enum wh_col_kind {
+    WH_COL_NUM,   /* booleans, integers, decimals, floats: as doubles, NaN for NULL */
+    WH_COL_TEXT,  /* VARCHAR: as byte strings, ptr NULL for NULL */
+    WH_COL_OTHER, /* anything else (dates, lists, ...): not handed over */
+};
+
+struct wh_scan_col {
+    const char *name;
+    enum wh_col_kind kind;
+};
+
+/* One chunk of a scan (everything BORROWED for the duration of the callback). */
+struct wh_scan_chunk {
+    size_t n_rows, n_cols;
+    const struct wh_scan_col *cols;
+    double *const *num;      /* num[j][i] for WH_COL_NUM columns, else NULL */
+    struct str *const *text; /* text[j][i] for WH_COL_TEXT columns, else NULL */
+};
+/* Non-zero stops the scan, which returns that value. */
+typedef int (*wh_scan_cb)(void *arg, const struct wh_scan_chunk *ch);
+
+/* Scores rows [first, first + n) of ch (its columns are the features in order, numbers or
+ * text; the names are empty) with the model named model[0..model_len) into out[0..n).
+ * Non-zero with a message in err on failure. Called on the engine's threads, several at
+ * once. */
+typedef int (*wh_score_cb)(void *arg, const char *model, size_t model_len,
+                           const struct wh_scan_chunk *ch, size_t first, size_t n, double *out,
+                           char *err, size_t err_len);
+
 /* ---- the backend interface ---- */
 
 struct wh;
@@ -151,12 +194,16 @@ struct wh_ops {
                        size_t n, struct wh_load_stats *st);
     int (*load_changes)(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
                         size_t n, struct wh_load_stats *st);
+    int (*load_predictions)(struct wh_conn *c, const struct wh_load *ld,
+                            const struct wh_prediction *p, size_t n, struct wh_load_stats *st);
     int (*apply_collection)(struct wh_conn *c, const struct store_collection *coll);
     int (*drop_collection)(struct wh_conn *c, const char *collection_id);
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
     int (*checkpoint)(struct wh_conn *c, bool force);
     int (*persons_refresh)(struct wh_conn *c, uint64_t *next_out);
     const char *(*errmsg)(struct wh_conn *c);
+    int (*scan)(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
+    int (*set_scorer)(struct wh *wh, wh_score_cb cb, void *arg);
 };
 
 struct wh {
@@ -206,6 +253,10 @@ int wh_load_events(struct wh_conn *c, const struct wh_load *ld, const struct wh_
  * collection without a mirror only goes to `changes`. */
 int wh_load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh_change *ch,
                     size_t n, struct wh_load_stats *st) MUST_USE;
+/* Appends served predictions to the `predictions` table and stores the offset, in one
+ * transaction (as wh_load_events without `more`). */
+int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struct wh_prediction *p,
+                        size_t n, struct wh_load_stats *st) MUST_USE;
 /* Creates or alters app_<name> to match coll: fields are followed by their id, so a renamed
  * field renames its column, a removed one drops it, a new one is added. A renamed collection
  * renames its table. A new mirror, or one whose field changed type, is (re)filled from the
@@ -226,6 +277,17 @@ int wh_checkpoint(struct wh_conn *c, bool force) MUST_USE;
  * since the last refresh; one transaction; concurrent refreshes wait for each other.
  * *next_out (may be NULL): every event with a lower log_offset is reflected. */
 int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out) MUST_USE;
+/* Runs one read-only SELECT (the SQL API's guard applies) and hands its rows to cb chunk by
+ * chunk (at most a few thousand rows each), as numeric and text columns: first one call with
+ * n_rows 0 that shows the columns, then one per chunk. No timeout and no row cap: the caller
+ * bounds what it keeps and stops the scan by returning non-zero from cb. ERR_INVALID /
+ * ERR_DENIED as wh_query. */
+int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg) MUST_USE;
+/* Registers the SQL function tandem_predict(model VARCHAR, x1, x2, ...) -> DOUBLE (each x a
+ * number, a bool or text),
+ * which scores through cb(arg, ...). Once per process: a later call does nothing. arg must
+ * outlive wh. */
+int wh_set_scorer(struct wh *wh, wh_score_cb cb, void *arg) MUST_USE;
 /* Detail of c's last failure; c NULL: the calling thread's last wh_open/wh_conn_open failure.
  * RETURNS BORROWED: valid until the next call on c (or on this thread). */
 const char *wh_errmsg(struct wh_conn *c);

@@ -10,8 +10,9 @@ import * as stickiness from './pages/stickiness.js';
 import * as lifecycle from './pages/lifecycle.js';
 import * as sqlPage from './pages/sql.js';
 import * as collections from './pages/collections.js';
+import * as ml from './pages/ml.js';
 
-const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections };
+const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections, ml };
 const view = document.getElementById('view');
 const top = document.getElementById('top');
 let cleanup = null;

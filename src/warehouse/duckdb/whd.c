@@ -1,5 +1,6 @@
 /* whd.c - the DuckDB warehouse backend: database and connections, the fixed tables, offsets,
  * rejects, event loading with a reused data chunk, checkpoints. */
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,6 +31,9 @@ static const char *const schema_sql[] = {
     "collection_id VARCHAR, collection VARCHAR, table_name VARCHAR)",
     "CREATE TABLE IF NOT EXISTS _mirror_fields ("
     "collection_id VARCHAR, field_id VARCHAR, column_name VARCHAR, column_type VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS predictions ("
+    "model VARCHAR, version BIGINT, \"timestamp\" TIMESTAMP, features JSON, prediction JSON, "
+    "score DOUBLE, log_offset UBIGINT)",
 };
 
 /* events columns in table order */
@@ -559,6 +563,51 @@ static int whd_load_events(struct wh_conn *wc, const struct wh_load *ld, const s
     return 0;
 }
 
+static int append_predictions(struct whd_conn *c, const struct wh_prediction *p, size_t n)
+{
+    duckdb_appender app = NULL;
+    if (duckdb_appender_create(c->con, NULL, "predictions", &app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to predictions");
+    for (size_t i = 0; i < n; i++) {
+        duckdb_timestamp ts = {p[i].timestamp_us};
+        if (duckdb_append_varchar(app, p[i].model) != DuckDBSuccess ||
+            duckdb_append_int64(app, p[i].version) != DuckDBSuccess ||
+            (p[i].timestamp_us == WH_NO_TIME ? duckdb_append_null(app)
+                                             : duckdb_append_timestamp(app, ts)) != DuckDBSuccess ||
+            duckdb_append_varchar(app, p[i].features) != DuckDBSuccess ||
+            duckdb_append_varchar(app, p[i].prediction) != DuckDBSuccess ||
+            (isfinite(p[i].score) ? duckdb_append_double(app, p[i].score)
+                                  : duckdb_append_null(app)) != DuckDBSuccess ||
+            duckdb_append_uint64(app, p[i].log_offset) != DuckDBSuccess ||
+            duckdb_appender_end_row(app) != DuckDBSuccess)
+            return appender_fail(c, &app, "cannot append to predictions");
+    }
+    if (duckdb_appender_destroy(&app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to predictions");
+    return 0;
+}
+
+static int whd_load_predictions(struct wh_conn *wc, const struct wh_load *ld,
+                                const struct wh_prediction *p, size_t n, struct wh_load_stats *st)
+{
+    struct whd_conn *c = whd__conn(wc);
+    memset(st, 0, sizeof(*st));
+    int rc;
+    if ((rc = whd__begin(c)) < 0)
+        return rc;
+    if ((n > 0 && (rc = append_predictions(c, p, n)) < 0) ||
+        (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
+        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
+        whd__rollback(c);
+        return rc;
+    }
+    if ((rc = whd__commit(c)) < 0)
+        return rc;
+    st->rows = n;
+    st->rejects = ld->n_rejects;
+    return 0;
+}
+
 /* ---- checkpoints ---- */
 
 static int whd_checkpoint(struct wh_conn *wc, bool force)
@@ -584,10 +633,13 @@ const struct wh_ops wh__duckdb_ops = {
     .offset_get = whd_offset_get,
     .load_events = whd_load_events,
     .load_changes = whd__load_changes,
+    .load_predictions = whd_load_predictions,
     .apply_collection = whd__apply_collection,
     .drop_collection = whd__drop_collection,
     .query = whd__query,
     .checkpoint = whd_checkpoint,
     .persons_refresh = whd__persons_refresh,
     .errmsg = whd_errmsg,
+    .scan = whd__scan,
+    .set_scorer = whd__set_scorer,
 };

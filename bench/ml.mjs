@@ -1,0 +1,59 @@
+// HTTP side of bench/ml.sh: trains on the server, then measures online predictions and
+// tandem_predict. Prints one JSON object. Args: URL TOKEN ROWS FEATURES ROUNDS THREADS.
+const [url, token, rows, feats, rounds, threads] = process.argv.slice(2);
+const R = Number(rows), F = Number(feats);
+const M = 1000003;
+const cols = [...Array(F).keys()].map((j) => `((i * ${7919 * (j + 1) + 13} + ${101 * j}) % ${M}) / ${M}.0 AS x${j + 1}`);
+const gen = `SELECT i AS id, ${cols.join(', ')}, ((i * 104729 + 7) % ${M}) / ${M}.0 AS noise FROM range(${R}) t(i)`;
+const query = `SELECT id, ${[...Array(F).keys()].map((j) => `x${j + 1}`).join(', ')},
+  CASE WHEN 1 / (1 + exp(-(4 * x1 - 3 * x2 + 2 * x3 * x4 - 1.5))) > noise THEN 1 ELSE 0 END AS label FROM (${gen})`;
+const H = { 'Content-Type': 'application/json', Authorization: token };
+const post = async (path, body) => {
+  const r = await fetch(`${url}${path}`, { method: 'POST', headers: H, body: JSON.stringify(body) });
+  return { status: r.status, body: await r.json() };
+};
+const out = {};
+let t0 = performance.now();
+let r = await post('/api/ml/models', { name: 'bench', query, task: 'binary', label: 'label', key: 'id',
+  validFraction: 0.2, numRounds: Number(rounds), earlyStoppingRounds: 0,
+  params: { max_depth: 6, eta: 0.1, nthread: Number(threads) } });
+if (r.status !== 202) throw new Error(JSON.stringify(r.body));
+for (;;) {
+  await new Promise((res) => setTimeout(res, 200));
+  const m = await (await fetch(`${url}/api/ml/models/bench`, { headers: H })).json();
+  const v = m.versions[0];
+  if (v.status === 'ready') { out.trainWallS = (performance.now() - t0) / 1000; out.trainingMs = v.trainingMs; out.rounds = v.rounds; out.auc = v.metrics.auc; break; }
+  if (v.status !== 'queued' && v.status !== 'training') throw new Error(JSON.stringify(v));
+}
+// single-row predictions, one at a time over a keep-alive connection
+const row = Object.fromEntries([...Array(F).keys()].map((j) => [`x${j + 1}`, (j + 1) / (F + 1)]));
+const lat = [];
+for (let i = 0; i < 3000; i++) {
+  t0 = performance.now();
+  r = await post('/api/ml/models/bench/predict', { rows: [row] });
+  if (r.status !== 200) throw new Error(JSON.stringify(r.body));
+  lat.push(performance.now() - t0);
+}
+lat.sort((a, b) => a - b);
+out.singleP50Ms = lat[Math.floor(lat.length * 0.5)];
+out.singleP99Ms = lat[Math.floor(lat.length * 0.99)];
+// batches of 10,000 rows
+const batch = Array.from({ length: 10000 }, (_, i) => Object.fromEntries([...Array(F).keys()].map((j) => [`x${j + 1}`, ((i * (j + 3)) % 997) / 997])));
+t0 = performance.now();
+const NB = 20;
+for (let i = 0; i < NB; i++) {
+  r = await post('/api/ml/models/bench/predict', { rows: batch });
+  if (r.status !== 200) throw new Error(JSON.stringify(r.body));
+}
+out.batchRowsPerS = (NB * 10000) / ((performance.now() - t0) / 1000);
+// tandem_predict over the generated table, beside the same scan without it
+const xs = [...Array(F).keys()].map((j) => `x${j + 1}`).join(', ');
+const sqlMs = async (q) => {
+  const a = await post('/api/warehouse/sql', { query: q });
+  if (a.status !== 200) throw new Error(JSON.stringify(a.body));
+  return a.body.elapsedMs;
+};
+out.sqlScanMs = await sqlMs(`SELECT sum(x1 + x${F}) FROM (${gen})`);
+out.sqlPredictMs = await sqlMs(`SELECT sum(tandem_predict('bench', ${xs})) FROM (${gen})`);
+out.predictRowsPerS = R / (out.sqlPredictMs / 1000);
+console.log(JSON.stringify(out));
