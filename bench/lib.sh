@@ -18,10 +18,20 @@ free_port() {
     node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
 }
 
-# start_nginx PORT: `return 200` with a small JSON body, 2 workers, no access log
+# start_nginx PORT [ROOT]: `return 200` with a small JSON body, or with ROOT the files under
+# it (sendfile on); 2 workers, no access log
 start_nginx() {
-    local port=$1 d=$BENCH_TMP/nginx
+    local port=$1 root=${2:-} d=$BENCH_TMP/nginx location
     mkdir -p "$d/logs"
+    if [ -n "$root" ]; then
+        chmod o+x "$BENCH_TMP" && chmod -R o+rX "$root" # nginx's workers are not root
+        location="root $root; types { image/png png; text/plain txt; }"
+    else
+        location="location / {
+            default_type application/json;
+            return 200 '{\"code\":200,\"message\":\"API is healthy.\",\"data\":{}}';
+        }"
+    fi
     cat >"$d/nginx.conf" <<CONF
 worker_processes 2;
 daemon off;
@@ -30,21 +40,21 @@ error_log $d/logs/error.log warn;
 events { worker_connections 1024; }
 http {
     access_log off;
+    sendfile on;
     keepalive_requests 1000000;
     client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
     uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
     server {
         listen 127.0.0.1:$port;
-        location / {
-            default_type application/json;
-            return 200 '{"code":200,"message":"API is healthy.","data":{}}';
-        }
+        $location
     }
 }
 CONF
     nginx -p "$d" -c "$d/nginx.conf" &
     BENCH_PIDS+=($!)
-    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/" >/dev/null && return 0; sleep 0.1; done
+    local probe=/
+    [ -n "$root" ] && probe=/$(ls "$root" | head -1)
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port$probe" >/dev/null && return 0; sleep 0.1; done
     echo "nginx did not start" >&2; return 1
 }
 

@@ -203,6 +203,7 @@ struct app {
 static bool app_close(struct app *a)
 {
     bool wh_busy = api_sql_stop(&a->env) > 0;
+    api_files_stop(&a->env); /* its queued uploads go on to the writer: before it stops */
     api_records_stop(&a->env);
     api_realtime_stop(&a->env);
     api_batch_stop(&a->env);
@@ -213,6 +214,7 @@ static bool app_close(struct app *a)
     api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
+    api_files_free(&a->env);
     api_settings_free(&a->env);
     api_batch_free(&a->env);
     api_public_free(&a->env);
@@ -335,6 +337,10 @@ static int app_open(struct app *a)
     }
     if (a->store && api_records_start(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot start the record writer thread\n");
+        return 1;
+    }
+    if (a->store && api_files_start(&a->env, a->cfg.dir) != 0) {
+        fprintf(stderr, "tandem: cannot open the file storage in %s/storage\n", a->cfg.dir);
         return 1;
     }
     if (api_settings_open(&a->env) != 0) {

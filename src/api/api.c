@@ -46,6 +46,7 @@ void api_register(struct http_router *r, struct api_env *env)
     api__register_ops(r, env);
     api__register_collections(r, env);
     api__register_records(r, env);
+    api__register_files(r, env);
     if (env->settings) {
         api__register_settings(r, env);
         api__register_mail(r, env);

@@ -19,6 +19,8 @@ struct realtime_hub;
 struct api_public;
 struct mail;
 struct ml;
+struct storage;
+struct storage_pool;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -55,6 +57,11 @@ struct api_env {
     struct mail *mail;             /* the mail queue (api_mail_start), or NULL: no mail */
     struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
     struct ml *ml;                 /* models and predictions (ml_open), or NULL */
+    /* file fields (api_files_start; NULL without): their storage, the pool writing uploads
+     * (they wait on fsync) and the pool making thumbnails (CPU: a few threads at most) */
+    struct storage *storage;
+    struct storage_pool *files_pool;
+    struct storage_pool *thumbs_pool;
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */
     /* Write key -> source name (see capture_input.resolve_key). */
@@ -136,6 +143,16 @@ void api_public_free(struct api_env *env);
  * more mail (after the HTTP server closed). */
 int api_mail_start(struct api_env *env) MUST_USE;
 void api_mail_stop(struct api_env *env);
+
+/* Opens the file storage under dir (<dir>/storage), starts the worker pool for uploads and
+ * thumbnails and sweeps orphans: files of records, fields or collections that no longer
+ * exist, and uploads whose record never committed (needs env->store). Call before the server
+ * accepts requests. api_files_stop finishes queued work (call before the HTTP server
+ * closes); api_files_free once no request can reach them. Without it file fields cannot be
+ * written (503) or served (404). */
+int api_files_start(struct api_env *env, const char *dir) MUST_USE;
+void api_files_stop(struct api_env *env);
+void api_files_free(struct api_env *env);
 
 /* Registers every route. env must outlive the router. */
 void api_register(struct http_router *r, struct api_env *env);

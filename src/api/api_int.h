@@ -21,6 +21,11 @@ struct api_identity {
 
 /* Resolved once per request and cached on it. RETURNS BORROWED: lives as long as req. */
 const struct api_identity *api__identity(struct http_req *req, struct api_env *env);
+/* The auth record a file token (?token=, POST /api/files/token) names, or NULL when the token
+ * is not a valid file token. RETURNS an identity in req's arena. */
+const struct api_identity *api__file_token_identity(struct http_req *req, struct api_env *env,
+                                                    const char *token);
+void api__register_files(struct http_router *r, struct api_env *env);
 /* The hooks of struct api_env that identity and the hashing pool provide. */
 bool api__is_superuser(struct http_req *req, void *env);
 int api__hash_password(const char *password, api_hash_done_cb done, void *done_arg, void *env);

@@ -24,6 +24,7 @@ struct batch_job {
     struct http_req *req;
     struct api_env *env;
     const json_t *requests; /* borrowed from the request's parsed body */
+    struct api_uploads ups; /* its file parts, "requests.N.field" or "requests[N].field" */
     int64_t timeout_s;
     struct batch_job *next;
 };
@@ -110,6 +111,26 @@ static bool parse_action(struct arena *a, const char *method, const char *url,
     return false;
 }
 
+/* The file parts of sub-request i, keyed by their field ("avatar", "documents+"). */
+static void uploads_of(struct arena *a, const struct api_uploads *all, size_t i,
+                       struct api_uploads *out)
+{
+    char p1[40], p2[40];
+    *out = (struct api_uploads){.arena = a};
+    size_t l1 = (size_t)snprintf(p1, sizeof(p1), "requests.%zu.", i);
+    size_t l2 = (size_t)snprintf(p2, sizeof(p2), "requests[%zu].", i);
+    for (size_t k = 0; k < all->n; k++) {
+        const char *key = all->v[k].key;
+        const char *field = strncmp(key, p1, l1) == 0   ? key + l1
+                            : strncmp(key, p2, l2) == 0 ? key + l2
+                                                        : NULL;
+        if (!field)
+            continue;
+        const struct api_upload *u = &all->v[k];
+        api__uploads_add(out, field, u->filename, u->data, u->len);
+    }
+}
+
 static void run_batch(struct batch_job *job)
 {
     struct http_req *req = job->req;
@@ -141,7 +162,10 @@ static void run_batch(struct batch_job *job)
             reply_failed_at(req, i, &f);
             goto out;
         }
-        ops[i] = api__batch_op_new(req, env, arena_strdup(a, m), collection, id, body, query, &f);
+        struct api_uploads mine;
+        uploads_of(a, &job->ups, i, &mine);
+        ops[i] =
+            api__batch_op_new(req, env, arena_strdup(a, m), collection, id, body, query, &mine, &f);
         if (!ops[i]) {
             reply_failed_at(req, i, &f);
             goto out;
@@ -157,12 +181,19 @@ static void run_batch(struct batch_job *job)
         reply_failed_at(req, failed, &f);
         goto out;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (api__batch_op_files(ops[i]) != 0) {
+            http_reply_error(req, 503, "The uploaded files could not be stored.", NULL);
+            goto out; /* the request's end removes the uploads */
+        }
         api__batch_op_store(ops[i], &sops[i]);
+    }
     /* the whole transaction under the batch timeout (checked inside SQLite) */
     store_deadline(env->store, time_mono_us() + job->timeout_s * 1000000);
     rc = store_record_ops(env->store, sops, n, &failed);
     store_deadline(env->store, 0);
+    for (size_t i = 0; i < n; i++)
+        api__batch_op_settle(ops[i], rc, &sops[i]);
     if (rc == ERR_TIMEOUT) {
         http_reply_error(req, 400, "Batch transaction failed: it took longer than the timeout.",
                          NULL);
@@ -245,7 +276,8 @@ static void batch_route(struct http_req *req, void *ctx)
         http_reply_error(req, 413, NULL, NULL);
         return;
     }
-    json_t *body = api__record_body(req, env, false);
+    struct api_uploads ups;
+    json_t *body = api__record_body_files(req, env, false, &ups);
     if (!body)
         return;
     const json_t *requests = json_object_get(body, "requests");
@@ -274,7 +306,7 @@ static void batch_route(struct http_req *req, void *ctx)
         return;
     }
     struct batch_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
-    *job = (struct batch_job){req, env, requests, bs.timeout_s > 0 ? bs.timeout_s : 3, NULL};
+    *job = (struct batch_job){req, env, requests, ups, bs.timeout_s > 0 ? bs.timeout_s : 3, NULL};
     http_req_suspend(req);
     pthread_mutex_lock(&b->mu);
     bool full = b->stopping || b->queued >= BATCH_QUEUE_MAX;

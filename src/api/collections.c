@@ -126,6 +126,19 @@ static void create_collection(struct http_req *req, void *ctx)
     store_collection_unref(c);
 }
 
+/* Whether a file field of old is gone (or no longer a file field) in c. */
+static bool file_field_removed(const struct store_collection *old, const struct store_collection *c)
+{
+    for (size_t i = 0; i < old->n_fields; i++) {
+        if (old->fields[i].type != STORE_FIELD_FILE)
+            continue;
+        const struct store_field *nf = store_collection_field_by_id(c, old->fields[i].id);
+        if (!nf || nf->type != STORE_FIELD_FILE)
+            return true;
+    }
+    return false;
+}
+
 static void update_collection(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
@@ -162,6 +175,8 @@ static void update_collection(struct http_req *req, void *ctx)
         json_decref(undo);
         http_reply_error(req, 400, "Failed to update collection.", json_incref(rerrs));
     } else {
+        if (old && file_field_removed(old, c))
+            api__files_collection_changed(env, c->id);
         reply_collection(req, c);
     }
 out:
@@ -176,7 +191,14 @@ static void delete_collection(struct http_req *req, void *ctx)
     struct api_env *env = ctx;
     if (!api__require_superuser(req, env, true))
         return;
+    struct store_collection *old = NULL;
+    char id[128] = "";
+    if (store_collection_get(env->store, http_req_param(req, "collection"), &old) == 0)
+        snprintf(id, sizeof(id), "%s", old->id);
+    store_collection_unref(old);
     int rc = store_collection_delete(env->store, http_req_param(req, "collection"));
+    if (rc == 0 && *id)
+        api__files_collection_changed(env, id); /* its files go */
     if (rc == 0)
         http_reply_empty(req, 204);
     else if (rc == ERR_NOTFOUND)
@@ -193,9 +215,13 @@ static void truncate_collection(struct http_req *req, void *ctx)
     if (!api__require_superuser(req, env, true))
         return;
     int rc = store_collection_truncate(env->store, http_req_param(req, "collection"));
-    if (rc == 0)
+    if (rc == 0) {
+        struct store_collection *c = NULL;
+        if (store_collection_get(env->store, http_req_param(req, "collection"), &c) == 0)
+            api__files_collection_changed(env, c->id); /* no record is left to name a file */
+        store_collection_unref(c);
         http_reply_empty(req, 204);
-    else if (rc == ERR_NOTFOUND)
+    } else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
     else if (rc == ERR_CONFLICT)
         http_reply_error(req, 400,

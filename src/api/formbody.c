@@ -3,7 +3,8 @@
  * gives: values inferred as PocketBase does ("true"/"false" become bools, numbers in their
  * canonical form become numbers, anything else stays a string), repeated keys become arrays,
  * and the special part "@jsonPayload" holds a JSON object merged as it is. File parts are
- * skipped: file fields are not supported yet. */
+ * handed to the caller (files.c stores them). */
+#define _GNU_SOURCE /* memmem */
 #include <ctype.h>
 #include <math.h>
 #include <string.h>
@@ -122,12 +123,7 @@ static int add_json_payload(json_t *body, const char *text, size_t len, size_t m
 
 static const char *find_bytes(const char *hay, size_t n, const char *needle, size_t m)
 {
-    if (m == 0 || n < m)
-        return NULL;
-    for (size_t i = 0; i + m <= n; i++)
-        if (hay[i] == needle[0] && memcmp(hay + i, needle, m) == 0)
-            return hay + i;
-    return NULL;
+    return m == 0 ? NULL : memmem(hay, n, needle, m);
 }
 
 /* The value of param (name= or filename=) in a Content-Disposition line, into out. */
@@ -160,7 +156,23 @@ static bool disposition_param(const char *line, size_t len, const char *param, c
     return false;
 }
 
-int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out)
+void api__uploads_add(struct api_uploads *ups, const char *key, const char *filename,
+                      const char *data, size_t len)
+{
+    if (ups->n == ups->cap) {
+        size_t cap = ups->cap ? ups->cap * 2 : 4;
+        struct api_upload *v = arena_alloc(ups->arena, cap * sizeof(*v));
+        if (ups->n)
+            memcpy(v, ups->v, ups->n * sizeof(*v));
+        ups->v = v;
+        ups->cap = cap;
+    }
+    ups->v[ups->n++] = (struct api_upload){arena_strdup(ups->arena, key),
+                                           arena_strdup(ups->arena, filename), data, len};
+}
+
+int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out,
+                         struct api_uploads *ups)
 {
     size_t n_parts = 0;
     char boundary[256];
@@ -229,6 +241,8 @@ int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, j
                 return rc;
         } else if (!is_file) {
             add_value(out, name, infer(data, vlen));
+        } else if (ups) {
+            api__uploads_add(ups, name, filename, data, vlen);
         }
         if (json_object_size(out) > max_parts)
             return ERR_LIMIT;
@@ -279,17 +293,30 @@ json_t *api__json_body(struct http_req *req, struct api_env *env, bool allow_emp
 
 json_t *api__record_body(struct http_req *req, struct api_env *env, bool allow_empty)
 {
+    struct api_uploads ups = {.arena = http_req_arena(req)};
+    return api__record_body_files(req, env, allow_empty, &ups);
+}
+
+json_t *api__record_body_files(struct http_req *req, struct api_env *env, bool allow_empty,
+                               struct api_uploads *ups)
+{
     const char *ctype = http_req_header(req, "Content-Type");
     bool multipart = ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0;
     bool urlenc = ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0;
-    if (!multipart && !urlenc)
-        return api__json_body(req, env, allow_empty);
+    *ups = (struct api_uploads){.arena = http_req_arena(req)};
+    if (!multipart && !urlenc) {
+        json_t *j = api__json_body(req, env, allow_empty);
+        if (json_is_object(j))
+            json_object_del(j, STORE_BODY_UPLOADS);
+        return j;
+    }
     size_t max = env->records.max_keys ? env->records.max_keys : API_RECORDS_MAX_KEYS;
     json_t *out = json_object();
     api__arena_json(http_req_arena(req), out);
     struct str body = http_req_body(req);
-    int rc = multipart ? api__parse_multipart(ctype, body, max, out)
+    int rc = multipart ? api__parse_multipart(ctype, body, max, out, ups)
                        : parse_urlencoded(req, body, max, out);
+    json_object_del(out, STORE_BODY_UPLOADS);
     if (rc == ERR_LIMIT) {
         reply_too_many_keys(req, max);
         return NULL;

@@ -64,6 +64,22 @@ const struct api_identity *api__identity(struct http_req *req, struct api_env *e
     return who;
 }
 
+const struct api_identity *api__file_token_identity(struct http_req *req, struct api_env *env,
+                                                    const char *token)
+{
+    struct auth_token_claims claims;
+    if (!token || !env->store || !env->secret ||
+        auth_token_verify_file(env->secret, token, strlen(token), time_now_us() / 1000000,
+                               api__token_lookup, env, &claims) != 0)
+        return NULL;
+    struct arena *a = http_req_arena(req);
+    struct api_identity *id = arena_zalloc(a, sizeof(*id));
+    id->record_id = arena_strdup(a, claims.record_id);
+    id->collection_id = arena_strdup(a, claims.collection_id);
+    id->superuser = strcmp(claims.collection_id, API_SUPERUSERS_ID) == 0;
+    return id;
+}
+
 bool api__is_superuser(struct http_req *req, void *env)
 {
     return api__identity(req, env)->superuser;

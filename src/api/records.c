@@ -284,11 +284,12 @@ struct write_job {
     json_t *body;
     bool create;
     struct store_cond cond;
-    const char *pw;       /* new password, or NULL */
-    const char *old_pw;   /* oldPassword to check first, or NULL */
-    const char *old_hash; /* the stored hash it is checked against */
-    bool and_manage;      /* a non-manager's create sets `verified`: the manageRule too */
-    struct api_wjob w;    /* a create queued for the group-commit writer */
+    const char *pw;                 /* new password, or NULL */
+    const char *old_pw;             /* oldPassword to check first, or NULL */
+    const char *old_hash;           /* the stored hash it is checked against */
+    bool and_manage;                /* a non-manager's create sets `verified`: the manageRule too */
+    struct api_wjob w;              /* a create queued for the group-commit writer */
+    struct api_files_change *files; /* its uploads and file removals, or NULL */
 };
 
 /* store_cond.build: the write's rule over the body exactly as the store writes it, compiled
@@ -339,6 +340,7 @@ static void write_failed(const struct rec_req *rr, bool create, int rc, const js
 /* Answers a finished write (TAKES errors and rec). */
 static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *rec)
 {
+    api__files_settle(job->files, rc, rec);
     if (rc == 0) {
         reply_record(&job->rr, rec);
     } else {
@@ -602,23 +604,16 @@ static bool write_prepare(struct write_job *job, const char *id, struct api_fail
     return true;
 }
 
-static void write_record(struct http_req *req, void *ctx, bool create)
+/* Goes on with a prepared write: the old-password check, the password hash, the store.
+ * suspended: the request is suspended and this thread holds it (then it is answered and
+ * resumed here or by whoever the write went to). */
+static void write_continue(struct write_job *job, bool suspended)
 {
-    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
-    if (!begin(req, ctx, &job->rr))
-        return;
-    struct api_env *env = ctx;
-    job->create = create;
-    job->body = api__record_body(req, env, !create);
-    if (!job->body)
-        return;
-    struct api_fail f;
-    if (!write_prepare(job, http_req_param(req, "id"), &f)) {
-        api__reply_fail(req, &f);
-        return;
-    }
+    struct http_req *req = job->rr.req;
+    struct api_env *env = job->rr.env;
     if (job->old_pw) {
-        http_req_suspend(req);
+        if (!suspended)
+            http_req_suspend(req);
         int rc = auth_pool_verify(env->pool, *job->old_hash ? job->old_hash : NULL, job->old_pw,
                                   old_checked, job);
         if (rc == ERR_LIMIT || rc == ERR_INVALID) {
@@ -632,11 +627,65 @@ static void write_record(struct http_req *req, void *ctx, bool create)
         return;
     }
     if (!job->pw) {
-        (void)write_finish(job, NULL, false);
+        bool queued = write_finish(job, NULL, suspended);
+        if (suspended && !queued)
+            http_req_resume(req);
         return;
     }
-    http_req_suspend(req);
+    if (!suspended)
+        http_req_suspend(req);
     start_hash(job);
+}
+
+/* On the storage pool, once the uploads are stored (rc 0) or failed. */
+static void files_stored(void *arg, int rc)
+{
+    struct write_job *job = arg;
+    struct api_env *env = job->rr.env;
+    if (rc) {
+        api__files_settle(job->files, ERR_INVALID, NULL);
+        http_reply_error(job->rr.req, 503, "The uploaded files could not be stored.", NULL);
+        http_req_resume(job->rr.req);
+        return;
+    }
+    store_deadline(env->store, job->rr.ar.deadline_us);
+    write_continue(job, true);
+    api__deadline_lift(env);
+}
+
+static void write_record(struct http_req *req, void *ctx, bool create)
+{
+    struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    if (!begin(req, ctx, &job->rr))
+        return;
+    struct api_env *env = ctx;
+    job->create = create;
+    struct api_uploads ups;
+    job->body = api__record_body_files(req, env, !create, &ups);
+    if (!job->body)
+        return;
+    struct api_fail f;
+    if (!create && !job->rr.ar.superuser && !job->rr.c->rules[STORE_RULE_UPDATE]) {
+        http_reply_error(req, 403, "Only superusers can perform this action.", NULL);
+        return; /* before the files read the record */
+    }
+    if ((json_is_object(job->body) &&
+         !api__files_prepare(req, env, job->rr.c, create ? NULL : http_req_param(req, "id"),
+                             job->body, &ups, &job->files, &f)) ||
+        !write_prepare(job, http_req_param(req, "id"), &f)) {
+        api__reply_fail(req, &f);
+        return;
+    }
+    if (api__files_pending(job->files)) {
+        http_req_suspend(req);
+        if (api__files_write_async(job->files, files_stored, job) != 0) {
+            http_set_header(req, "Retry-After", "1");
+            http_reply_error(req, 503, "Too many uploads are waiting; try again.", NULL);
+            http_req_resume(req);
+        }
+        return;
+    }
+    write_continue(job, false);
 }
 
 static void delete_record(struct http_req *req, void *ctx)
@@ -649,9 +698,10 @@ static void delete_record(struct http_req *req, void *ctx)
         return;
     int rc = store_record_delete_if(rr.env->store, rr.c, http_req_param(req, "id"),
                                     cond.sql ? &cond : NULL);
-    if (rc == 0)
+    if (rc == 0) {
+        api__files_record_deleted(rr.env, rr.c, http_req_param(req, "id"));
         http_reply_empty(req, 204);
-    else if (rc == ERR_NOTFOUND)
+    } else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
     else if (rc == ERR_CONFLICT)
         http_reply_error(req, 400,
@@ -696,7 +746,8 @@ static void batch_query(struct rec_req *rr, const char *query)
 
 struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env,
                                        const char *method, const char *collection, const char *id,
-                                       json_t *body, const char *query, struct api_fail *f)
+                                       json_t *body, const char *query,
+                                       const struct api_uploads *ups, struct api_fail *f)
 {
     struct api_batch_op *op = arena_zalloc(http_req_arena(req), sizeof(*op));
     struct write_job *job = &op->job;
@@ -728,7 +779,24 @@ struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env
     job->create = id == NULL;
     op->kind = job->create ? STORE_OP_CREATE : STORE_OP_UPDATE;
     op->id = id;
+    if (json_is_object(body) && !api__files_prepare(req, env, rr->c, id, body, ups, &job->files, f))
+        return NULL;
     return write_prepare(job, id, f) ? op : NULL;
+}
+
+int api__batch_op_files(struct api_batch_op *op)
+{
+    return api__files_write_now(op->job.files);
+}
+
+void api__batch_op_settle(struct api_batch_op *op, int rc, const struct store_op *done)
+{
+    if (op->kind == STORE_OP_DELETE) {
+        if (rc == 0)
+            api__files_record_deleted(op->job.rr.env, op->job.rr.c, op->id);
+        return;
+    }
+    api__files_settle(op->job.files, rc, rc == 0 ? done->record : NULL);
 }
 
 /* The pool's answer to one of an op's jobs; the batch thread waits on the latch. */

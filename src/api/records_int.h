@@ -195,6 +195,60 @@ void api__reply_list(struct http_req *req, const struct store_list_query *q,
  * formbody.c). On malformed input, or more than env->records.max_keys keys (parts, pairs),
  * it answers 400 itself and returns NULL. RETURNS BORROWED: lives as long as the request. */
 json_t *api__record_body(struct http_req *req, struct api_env *env, bool allow_empty);
+
+/* One file part of a multipart body: its key ("avatar", "documents+"), the client's file name
+ * and its bytes (pointing into the request body). */
+struct api_upload {
+    const char *key;
+    const char *filename;
+    const char *data;
+    size_t len;
+};
+/* The file parts of a body, in the order sent; arena-allocated. */
+struct api_uploads {
+    struct arena *arena;
+    struct api_upload *v;
+    size_t n, cap;
+};
+/* Appends a file part (key and filename copied into ups->arena; data borrowed). */
+void api__uploads_add(struct api_uploads *ups, const char *key, const char *filename,
+                      const char *data, size_t len);
+/* api__record_body that also hands back the file parts (ups->n == 0 for other bodies). The
+ * key STORE_BODY_UPLOADS is removed from whatever the client sent. */
+json_t *api__record_body_files(struct http_req *req, struct api_env *env, bool allow_empty,
+                               struct api_uploads *ups);
+/* ---- file fields (files.c) ---- */
+
+/* One record write's file work (uploads to store, files to remove after the commit). */
+struct api_files_change;
+/* Checks the uploads of a write to c (update: id is the record's; create: NULL, and a body
+ * without an id gets a fresh one, since the id names the files' directory) against their
+ * fields (maxSize, mimeTypes sniffed from the bytes), names them and puts the names in body
+ * with the uploads list the store checks (STORE_BODY_UPLOADS). *out NULL when c has no file
+ * field. false with f set (400 naming the field, 404, 503) when the write is refused; nothing
+ * is stored before api__files_write_async. */
+bool api__files_prepare(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                        const char *id, json_t *body, const struct api_uploads *ups,
+                        struct api_files_change **out, struct api_fail *f);
+/* Whether uploads wait to be stored. */
+bool api__files_pending(const struct api_files_change *ch);
+/* Stores the uploads on the calling thread (not an HTTP thread: the batch thread). */
+int api__files_write_now(struct api_files_change *ch) MUST_USE;
+/* Stores the uploads on the storage pool (fsynced), then calls done(arg, rc) on that
+ * thread. Non-zero: nothing was queued, done is never called. */
+int api__files_write_async(struct api_files_change *ch, void (*done)(void *arg, int rc),
+                           void *arg) MUST_USE;
+/* After the write: rc 0 and the committed record rec remove the files the record no longer
+ * names; a refusal removes the uploads. Once per change (NULL: nothing); a change never
+ * settled is settled as refused when its request ends. */
+void api__files_settle(struct api_files_change *ch, int rc, const json_t *rec);
+/* After a committed delete of record id of c: its files go. */
+void api__files_record_deleted(struct api_env *env, const struct store_collection *c,
+                               const char *id);
+/* After a committed collection change (update or delete) of coll_id: files of a deleted
+ * collection or of removed file fields go. */
+void api__files_collection_changed(struct api_env *env, const char *coll_id);
+
 /* http_req_json for the record and auth routes: a JSON object with more than
  * env->records.max_keys top-level keys is answered 400 before it is parsed. */
 json_t *api__json_body(struct http_req *req, struct api_env *env, bool allow_empty);
@@ -202,10 +256,11 @@ json_t *api__json_body(struct http_req *req, struct api_env *env, bool allow_emp
  * it (0 for any other value). Malformed text may count wrong: the parser judges it. */
 size_t api__json_top_keys(struct str text, size_t max);
 
-/* Adds the parts of a multipart/form-data body (boundary from ctype) to out. ERR_INVALID for
- * a malformed body, ERR_LIMIT past max_parts parts or keys (exposed for the fuzz target). */
-int api__parse_multipart(const char *ctype, struct str body, size_t max_parts,
-                         json_t *out) MUST_USE;
+/* Adds the parts of a multipart/form-data body (boundary from ctype) to out, the file parts to
+ * ups (NULL: they are skipped). ERR_INVALID for a malformed body, ERR_LIMIT past max_parts
+ * parts or keys (exposed for the fuzz target). */
+int api__parse_multipart(const char *ctype, struct str body, size_t max_parts, json_t *out,
+                         struct api_uploads *ups) MUST_USE;
 
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 int api__parse_bool(const char *s, bool *out) MUST_USE;
@@ -233,7 +288,13 @@ struct api_batch_op;
  * id) or DELETE (of id). NULL with f set when refused. On the batch thread; req suspended. */
 struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env,
                                        const char *method, const char *collection, const char *id,
-                                       json_t *body, const char *query, struct api_fail *f);
+                                       json_t *body, const char *query,
+                                       const struct api_uploads *ups, struct api_fail *f);
+/* Stores the op's uploads now (the batch thread may wait on the disk). */
+int api__batch_op_files(struct api_batch_op *op) MUST_USE;
+/* After the batch transaction (rc its result, done the op's store op): removes what the
+ * committed op dropped (or deleted), or a refused op's uploads. Before api__batch_op_result. */
+void api__batch_op_settle(struct api_batch_op *op, int rc, const struct store_op *done);
 /* Runs the password work of ops[0..n) on the hashing pool (old-password checks, new hashes)
  * and waits for it. ERR_* with *failed_out and f for the first op refused. */
 int api__batch_passwords(struct api_batch_op **ops, size_t n, struct api_batch_latch *latch,

@@ -200,8 +200,9 @@ enum auth_token_type {
     AUTH_TOKEN_VERIFICATION,   /* {collectionId, email, exp, id, type} */
     AUTH_TOKEN_PASSWORD_RESET, /* {collectionId, email, exp, id, type} */
     AUTH_TOKEN_EMAIL_CHANGE,   /* {collectionId, email, exp, id, newEmail, type} */
+    AUTH_TOKEN_FILE,           /* {collectionId, exp, id, type}: claims.file set */
 };
-/* "auth", "verification", "passwordReset", "emailChange". */
+/* "auth", "verification", "passwordReset", "emailChange", "file". */
 const char *auth_token_type_name(enum auth_token_type type);
 
 #define AUTH_EMAIL_MAX 255 /* longest email or newEmail claim */
@@ -214,6 +215,9 @@ struct auth_token_claims {
     enum auth_token_type type;          /* zero: an auth token */
     char email[AUTH_EMAIL_MAX + 1];     /* the types with an email claim */
     char new_email[AUTH_EMAIL_MAX + 1]; /* AUTH_TOKEN_EMAIL_CHANGE */
+    /* a file token (type "file", POST /api/files/token): signed with its own collection
+     * secret, so it never passes for an auth token, and only good for ?token= on files */
+    bool file;
 };
 
 /* Signs a token of claims->type for claims with token_key. Ids must be 1..AUTH_ID_MAX characters of
@@ -253,6 +257,12 @@ int auth_token_verify(const struct auth_secret *s, const char *token, size_t tok
 int auth_token_verify_as(const struct auth_secret *s, enum auth_token_type type, const char *token,
                          size_t token_len, int64_t now_s, auth_token_lookup_cb lookup,
                          void *lookup_arg, struct auth_token_claims *claims_out) MUST_USE;
+
+/* auth_token_verify for a file token (type "file", signed with the file secret): an auth
+ * token is refused here, as a file token is by auth_token_verify. */
+int auth_token_verify_file(const struct auth_secret *s, const char *token, size_t token_len,
+                           int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                           struct auth_token_claims *claims_out) MUST_USE;
 
 /* auth_token_verify behind a small per-thread cache of tokens it accepted, keyed by the exact
  * token bytes (found through a keyed hash, compared in constant time). A hit skips the

@@ -30,7 +30,8 @@ static bool printable_ascii(const char *s, size_t max)
     return n > 0;
 }
 
-static const char *const type_names[] = {"auth", "verification", "passwordReset", "emailChange"};
+static const char *const type_names[] = {"auth", "verification", "passwordReset", "emailChange",
+                                         "file"};
 
 const char *auth_token_type_name(enum auth_token_type type)
 {
@@ -83,9 +84,10 @@ int auth_token_issue(const struct auth_secret *s, const struct auth_token_claims
         !printable_ascii(c->record_id, AUTH_ID_MAX) ||
         !printable_ascii(token_key, AUTH_TOKEN_KEY_MAX) || c->exp <= 0)
         return ERR_INVALID;
-    if (!*auth_token_type_name(c->type))
+    enum auth_token_type type = c->file ? AUTH_TOKEN_FILE : c->type;
+    if (!*auth_token_type_name(type))
         return ERR_INVALID;
-    bool with_email = c->type != AUTH_TOKEN_AUTH;
+    bool with_email = type != AUTH_TOKEN_AUTH && type != AUTH_TOKEN_FILE;
     bool with_new = c->type == AUTH_TOKEN_EMAIL_CHANGE;
     if ((with_email && (!c->email[0] || memchr(c->email, '\0', sizeof(c->email)) == NULL)) ||
         (with_new &&
@@ -100,8 +102,11 @@ int auth_token_issue(const struct auth_secret *s, const struct auth_token_claims
         json_ascii(&claims, c->collection_id);
         buf_printf(&claims, "\",\"exp\":%lld,\"id\":\"", (long long)c->exp);
         json_ascii(&claims, c->record_id);
-        buf_printf(&claims, "\",\"refreshable\":%s,\"type\":\"auth\"}",
-                   c->refreshable ? "true" : "false");
+        if (type == AUTH_TOKEN_FILE)
+            buf_puts(&claims, "\",\"type\":\"file\"}");
+        else
+            buf_printf(&claims, "\",\"refreshable\":%s,\"type\":\"auth\"}",
+                       c->refreshable ? "true" : "false");
     } else {
         /* emails may hold any UTF-8: jansson escapes them */
         json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s}", "collectionId", c->collection_id, "email",
@@ -123,7 +128,7 @@ int auth_token_issue(const struct auth_secret *s, const struct auth_token_claims
     buf_putc(&tok, '.');
     b64url(&tok, claims.ptr, claims.len);
 
-    signing_key(s, c->type, c->collection_id, token_key, key, &key_len);
+    signing_key(s, type, c->collection_id, token_key, key, &key_len);
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, key, key_len);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)tok.ptr, tok.len);
@@ -231,7 +236,8 @@ static int payload_claims(json_t *pl, enum auth_token_type want, int64_t now_s,
         json_string_length(type) != strlen(want_name))
         return ERR_INVALID;
     c->type = want;
-    if (want != AUTH_TOKEN_AUTH && !email_claim(json_object_get(pl, "email"), c->email))
+    c->file = want == AUTH_TOKEN_FILE;
+    if (want != AUTH_TOKEN_AUTH && !c->file && !email_claim(json_object_get(pl, "email"), c->email))
         return ERR_INVALID;
     if (want == AUTH_TOKEN_EMAIL_CHANGE &&
         !email_claim(json_object_get(pl, "newEmail"), c->new_email))
@@ -253,12 +259,12 @@ static int payload_claims(json_t *pl, enum auth_token_type want, int64_t now_s,
     return 0;
 }
 
-int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
-                      int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
-                      struct auth_token_claims *claims_out)
+static int verify_typed(const struct auth_secret *s, const char *token, size_t token_len,
+                        int64_t now_s, bool want_file, auth_token_lookup_cb lookup,
+                        void *lookup_arg, struct auth_token_claims *claims_out)
 {
-    return auth_token_verify_as(s, AUTH_TOKEN_AUTH, token, token_len, now_s, lookup, lookup_arg,
-                                claims_out);
+    return auth_token_verify_as(s, want_file ? AUTH_TOKEN_FILE : AUTH_TOKEN_AUTH, token, token_len,
+                                now_s, lookup, lookup_arg, claims_out);
 }
 
 int auth_token_verify_as(const struct auth_secret *s, enum auth_token_type type, const char *token,
@@ -384,6 +390,20 @@ void auth_token_cache_clear(void)
 {
     for (size_t i = 0; i < AUTH_TOKEN_CACHE_SLOTS; i++)
         sodium_memzero(&tl_tokens[i], sizeof(tl_tokens[i]));
+}
+
+int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
+                      int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                      struct auth_token_claims *claims_out)
+{
+    return verify_typed(s, token, token_len, now_s, false, lookup, lookup_arg, claims_out);
+}
+
+int auth_token_verify_file(const struct auth_secret *s, const char *token, size_t token_len,
+                           int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
+                           struct auth_token_claims *claims_out)
+{
+    return verify_typed(s, token, token_len, now_s, true, lookup, lookup_arg, claims_out);
 }
 
 int auth_token_verify_cached(const struct auth_secret *s, const char *token, size_t token_len,

@@ -138,6 +138,9 @@ void http_reply_empty(struct http_req *req, int status);
  * done (503 and closed at once when no response can be made). */
 void http_reply_fd(struct http_req *req, int status, const char *content_type, int fd,
                    uint64_t size);
+/* The same for size bytes from offset (a Range answer). TAKES fd. */
+void http_reply_fd_at(struct http_req *req, int status, const char *content_type, int fd,
+                      uint64_t offset, uint64_t size);
 /* PocketBase's envelope {"data":{...},"message":"...","status":N}. TAKES data (NULL: {}).
  * message NULL: the default message for the status. */
 void http_reply_error(struct http_req *req, int status, const char *message, json_t *data);

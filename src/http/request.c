@@ -212,7 +212,13 @@ void http_reply_empty(struct http_req *req, int status)
 void http_reply_fd(struct http_req *req, int status, const char *content_type, int fd,
                    uint64_t size)
 {
-    struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+    http_reply_fd_at(req, status, content_type, fd, 0, size);
+}
+
+void http_reply_fd_at(struct http_req *req, int status, const char *content_type, int fd,
+                      uint64_t offset, uint64_t size)
+{
+    struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(size, fd, offset);
     if (!resp) {
         close(fd);
         xlog_error("cannot create a response for a file of %llu bytes", (unsigned long long)size);

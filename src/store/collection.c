@@ -212,6 +212,13 @@ static json_t *field_to_json(const struct store_field *f)
         json_object_set_new(o, "minSelect", json_integer(f->min_select));
         json_object_set_new(o, "maxSelect", json_integer(f->max_select));
         break;
+    case STORE_FIELD_FILE:
+        json_object_set_new(o, "maxSelect", json_integer(f->max_select));
+        json_object_set_new(o, "maxSize", json_integer(f->max_size));
+        json_object_set_new(o, "mimeTypes", strv_json(f->mime_types, f->n_mime_types, false));
+        json_object_set_new(o, "thumbs", strv_json(f->thumbs, f->n_thumbs, false));
+        json_object_set_new(o, "protected", json_boolean(f->protected_files));
+        break;
     case STORE_FIELD_BOOL:
     case STORE_FIELD_GEO_POINT: break;
     }
@@ -470,6 +477,19 @@ static void field_options(struct parse *ps, const json_t *jf, struct store_field
         if (f->min_select > f->max_select)
             ferr(ferrs, "maxSelect", "validation_min_greater_equal_than_required",
                  "Must be no less than minSelect.");
+        break;
+    case STORE_FIELD_FILE:
+        if (get_int(jf, "maxSelect", 1, 0, INT32_MAX, &iv, ferrs) == 0)
+            f->max_select = iv < 1 ? 1 : (int)iv;
+        if (get_int(jf, "maxSize", 0, 0, (INT64_C(1) << 53) - 1, &iv, ferrs) == 0)
+            f->max_size = iv;
+        (void)get_strv(jf, "mimeTypes", &f->mime_types, &f->n_mime_types, ferrs);
+        if (get_strv(jf, "thumbs", &f->thumbs, &f->n_thumbs, ferrs) == 0)
+            for (size_t i = 0; i < f->n_thumbs; i++)
+                if (!store_thumb_parse(f->thumbs[i], NULL, NULL, NULL))
+                    ferr(ferrs, "thumbs", "validation_invalid_thumb_format",
+                         "Thumbs must be WxH, WxHt, WxHb, WxHf, 0xH or Wx0.");
+        f->protected_files = get_bool(jf, "protected", false);
         break;
     case STORE_FIELD_BOOL:
     case STORE_FIELD_GEO_POINT: break;

@@ -330,7 +330,8 @@ static json_t *coerce(const struct store_field *f, const json_t *v, json_t *erro
     }
     case STORE_FIELD_BOOL: res = json_boolean(to_bool(v)); break;
     case STORE_FIELD_SELECT:
-    case STORE_FIELD_RELATION: {
+    case STORE_FIELD_RELATION:
+    case STORE_FIELD_FILE: {
         json_t *list;
         if (to_list(v, &list) != 0)
             break;
@@ -403,7 +404,8 @@ static void apply_modifier(const struct store_field *f, json_t *vals, char op, c
         json_object_set_new(vals, f->name, num_json(r));
         return;
     }
-    if (f->type != STORE_FIELD_SELECT && f->type != STORE_FIELD_RELATION) {
+    if (f->type != STORE_FIELD_SELECT && f->type != STORE_FIELD_RELATION &&
+        f->type != STORE_FIELD_FILE) {
         verr_params(errors, f->name, "validation_invalid_value", "Unsupported modifier.", NULL);
         return;
     }
@@ -655,6 +657,16 @@ static void validate_field(const struct store_field *f, const json_t *v, json_t 
         }
         break;
     }
+    case STORE_FIELD_FILE: {
+        size_t n = json_is_array(v) ? json_array_size(v) : 1;
+        int max = f->max_select < 1 ? 1 : f->max_select;
+        if (n > (size_t)max) {
+            snprintf(msg, sizeof(msg), "The maximum allowed files is %d", max);
+            verr_params(errors, name, "validation_too_many_files", msg,
+                        json_pack("{s:i}", "maxSelect", max));
+        }
+        break;
+    }
     case STORE_FIELD_EDITOR: {
         int64_t max = f->max_size > 0 ? f->max_size : STORE__EDITOR_MAX_DEFAULT;
         if ((int64_t)json_string_length(v) > max) {
@@ -684,6 +696,39 @@ static void validate_field(const struct store_field *f, const json_t *v, json_t 
     }
     default: break;
     }
+}
+
+static bool list_has(const json_t *list, const char *s)
+{
+    if (json_is_string(list))
+        return strcmp(json_string_value(list), s) == 0;
+    for (size_t i = 0; i < json_array_size(list); i++)
+        if (json_is_string(json_array_get(list, i)) &&
+            strcmp(json_string_value(json_array_get(list, i)), s) == 0)
+            return true;
+    return false;
+}
+
+/* A file field names only files it held (old) or this write uploaded (STORE_BODY_UPLOADS). */
+static void check_file_names(const struct store_field *f, const json_t *old, const json_t *body,
+                             const json_t *v, json_t *errors)
+{
+    const json_t *had = old ? json_object_get(old, f->name) : NULL;
+    const json_t *up = json_object_get(json_object_get(body, STORE_BODY_UPLOADS), f->name);
+    json_t *bad = NULL;
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *item = json_is_array(v) ? json_array_get(v, i) : v;
+        const char *s = json_string_value(item);
+        if (!s || !*s || list_has(had, s) || list_has(up, s))
+            continue;
+        if (!bad)
+            bad = json_array();
+        json_array_append_new(bad, json_stringn(s, strnlen(s, 250)));
+    }
+    if (bad)
+        verr_params(errors, f->name, "validation_invalid_file", "Invalid new files.",
+                    json_pack("{s:o}", "invalidFiles", bad));
 }
 
 bool store_body_key(const char *key, char *name, char *op_out)
@@ -725,6 +770,8 @@ static json_t *body_view(const struct store_collection *c, const json_t *body, c
         if (!store_body_key(key, name, &op))
             continue;
         const struct store_field *f = store_collection_field(c, name);
+        if (strcmp(key, STORE_BODY_UPLOADS) == 0)
+            continue;
         if (!f || f->type == STORE_FIELD_PASSWORD) {
             if (!op) /* not written (or written hashed): as sent */
                 json_object_set(view, key, v);
@@ -839,6 +886,8 @@ int store__record_prepare(const struct store_collection *c, const json_t *old, c
             continue;
         if (!v && f->type != STORE_FIELD_PASSWORD)
             continue; /* kept as stored (update of a hidden column) */
+        if (f->type == STORE_FIELD_FILE)
+            check_file_names(f, old, body, v, errors);
         validate_field(f, v, errors);
     }
     if (view_out)

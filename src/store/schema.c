@@ -36,6 +36,7 @@ static const char *const type_names[] = {
     [STORE_FIELD_PASSWORD] = "password",
     [STORE_FIELD_EDITOR] = "editor",
     [STORE_FIELD_GEO_POINT] = "geoPoint",
+    [STORE_FIELD_FILE] = "file",
 };
 
 const char *store_field_type_name(enum store_field_type t)
@@ -68,6 +69,39 @@ bool store_name_valid(const char *name, size_t max_len)
     return true;
 }
 
+static bool read_side(const char **p, int *out)
+{
+    long v = 0;
+    const char *s = *p;
+    while (*s >= '0' && *s <= '9' && s - *p < 6)
+        v = v * 10 + (*s++ - '0');
+    if (s == *p || v > 10000)
+        return false;
+    *out = (int)v;
+    *p = s;
+    return true;
+}
+
+bool store_thumb_parse(const char *spec, int *w_out, int *h_out, char *mode_out)
+{
+    int w, h;
+    char mode = '\0';
+    const char *p = spec;
+    if (!read_side(&p, &w) || *p++ != 'x' || !read_side(&p, &h))
+        return false;
+    if (*p == 't' || *p == 'b' || *p == 'f')
+        mode = *p++;
+    if (*p || (w == 0 && h == 0) || (mode && (w == 0 || h == 0)))
+        return false;
+    if (w_out)
+        *w_out = w;
+    if (h_out)
+        *h_out = h;
+    if (mode_out)
+        *mode_out = mode;
+    return true;
+}
+
 struct store_collection *store_collection_ref(struct store_collection *c)
 {
     if (c)
@@ -95,6 +129,8 @@ void store_field_release(struct store_field *f)
     free(f->date_min);
     free(f->date_max);
     free(f->help);
+    free_strv(f->mime_types, f->n_mime_types);
+    free_strv(f->thumbs, f->n_thumbs);
     memset(f, 0, sizeof(*f));
 }
 

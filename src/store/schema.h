@@ -12,7 +12,8 @@
  *   - multiple select and multiple relation (max_select > 1): TEXT holding a JSON array,
  *     NOT NULL DEFAULT '[]';
  *   - json: JSON text, nullable, DEFAULT NULL;
- *   - geoPoint: JSON text {"lon":x,"lat":y}, NOT NULL DEFAULT '{"lon":0,"lat":0}'.
+ *   - geoPoint: JSON text {"lon":x,"lat":y}, NOT NULL DEFAULT '{"lon":0,"lat":0}';
+ *   - file: the stored file name(s), as single and multiple select (the bytes are storage/'s).
  *
  * A struct store_collection is an immutable snapshot: the store builds a new one on every
  * schema change and hands out references (store_collection_ref/unref, atomic, any thread);
@@ -39,6 +40,7 @@ enum store_field_type {
     STORE_FIELD_PASSWORD,
     STORE_FIELD_EDITOR,
     STORE_FIELD_GEO_POINT,
+    STORE_FIELD_FILE,
 };
 
 enum store_collection_type {
@@ -88,6 +90,12 @@ struct store_field {
     char *date_min, *date_max; /* date: "" or a PocketBase date string */
     char *help;
     int cost; /* password: kept for compatibility, the hash is the auth module's */
+    /* file: max_select (<= 1 single, > 1 multiple), max_size (bytes, 0 = 5 MiB), and: */
+    char **mime_types; /* allowed types, sniffed from the bytes; none = any */
+    size_t n_mime_types;
+    char **thumbs; /* thumb sizes served ("100x100", "0x50", "80x80f", ...) */
+    size_t n_thumbs;
+    bool protected_files; /* files need ?token= and the viewRule */
 };
 
 struct store_collection {
@@ -109,10 +117,12 @@ struct store_collection {
     int refs;             /* atomic */
 };
 
-/* true for select and relation fields that hold several values (stored as a JSON array) */
+/* true for select, relation and file fields that hold several values (a JSON array) */
 static inline bool store_field_multiple(const struct store_field *f)
 {
-    return (f->type == STORE_FIELD_SELECT || f->type == STORE_FIELD_RELATION) && f->max_select > 1;
+    return (f->type == STORE_FIELD_SELECT || f->type == STORE_FIELD_RELATION ||
+            f->type == STORE_FIELD_FILE) &&
+           f->max_select > 1;
 }
 
 /* The field named name, or NULL. */
@@ -128,6 +138,10 @@ int store_field_type_parse(const char *name);
 
 /* Collection and field names: ^[a-zA-Z_][a-zA-Z0-9_]*$, 1..max_len characters. */
 bool store_name_valid(const char *name, size_t max_len);
+
+/* A thumb size "WxH", "WxHt", "WxHb", "WxHf", "0xH" or "Wx0" (not 0x0, each side at most
+ * 10000): its width, height and mode ('\0', 't', 'b', 'f'); any out-pointer may be NULL. */
+bool store_thumb_parse(const char *spec, int *w_out, int *h_out, char *mode_out);
 
 /* Reference counting; unref frees the snapshot when the last reference goes. NULL is ok. */
 struct store_collection *store_collection_ref(struct store_collection *c);

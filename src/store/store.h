@@ -281,6 +281,12 @@ int store_record_referencing(struct store *st, const struct store_collection *c,
                              const char *target_id, size_t max, json_t **out) MUST_USE;
 /* The longest body key (with its modifier) a record write reads; longer keys are ignored. */
 #define STORE_BODY_KEY_MAX 127
+/* The body key under which the API lists the files a write uploaded, {"field": ["name", ...]}:
+ * a file field may take a name that is in the record's current value (read in the write's
+ * transaction) or listed here, nothing else (validation_invalid_file), so a record never
+ * names a file that was not stored for it. Set by the API only: it removes the key from
+ * every client body first. Rules never see it. */
+#define STORE_BODY_UPLOADS "@uploads"
 /* How a record body key writes its field: the field name into name (STORE_BODY_KEY_MAX + 1
  * bytes) and *op_out 0 for "f", 'p' for "+f" (prepend), '+' for "f+" (append or add), '-'
  * for "f-" (remove or subtract), 'g' for "f:autogenerate". false for an empty or too long

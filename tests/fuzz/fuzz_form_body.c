@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_t *out = json_object();
     struct str body = {(const char *)data, size};
-    int rc = api__parse_multipart("multipart/form-data; boundary=XyZ", body, 64, out);
+    int rc = api__parse_multipart("multipart/form-data; boundary=XyZ", body, 64, out, NULL);
     if (rc != 0 && rc != ERR_INVALID && rc != ERR_LIMIT)
         abort();
     if (!json_is_object(out))

@@ -34,7 +34,7 @@ static void test_top_keys(void **state)
 static int parse(const char *body, size_t max, json_t **out)
 {
     *out = json_object();
-    return api__parse_multipart("multipart/form-data; boundary=B", str_from(body), max, *out);
+    return api__parse_multipart("multipart/form-data; boundary=B", str_from(body), max, *out, NULL);
 }
 
 static void test_multipart_part_limit(void **state)

@@ -166,7 +166,9 @@ static void test_name_validation(void **state)
                    "{\"name\":\"ok\",\"fields\":[{\"name\":\"a\",\"type\":\"text\"},"
                    "{\"name\":\"A\",\"type\":\"bool\"}]}",
                    "fields");
-    expect_invalid(&fx, "{\"name\":\"ok\",\"fields\":[{\"name\":\"a\",\"type\":\"file\"}]}",
+    expect_invalid(&fx,
+                   "{\"name\":\"ok\",\"fields\":[{\"name\":\"a\",\"type\":\"file\","
+                   "\"thumbs\":[\"10x\"]}]}",
                    "fields");
     expect_invalid(&fx, "{\"name\":\"ok\",\"fields\":[{\"name\":\"s\",\"type\":\"select\"}]}",
                    "fields");

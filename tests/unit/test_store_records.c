@@ -313,6 +313,65 @@ static void test_modifiers(void **state)
     fx_close(&fx);
 }
 
+static const char *err_code(const json_t *errors, const char *field)
+{
+    return json_string_value(json_object_get(json_object_get(errors, field), "code"));
+}
+
+/* A file field takes only names the record held or the write uploaded (STORE_BODY_UPLOADS),
+ * at most maxSelect of them; the modifiers work on names as on select values. */
+static void test_file_names(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, "{\"name\":\"docs\",\"fields\":["
+                                              "{\"name\":\"one\",\"type\":\"file\"},"
+                                              "{\"name\":\"many\",\"type\":\"file\","
+                                              "\"maxSelect\":2}]}");
+    json_t *errors = NULL, *r = NULL, *u = NULL;
+    json_t *body = J("{\"one\":\"a_x.png\"}"); /* not uploaded */
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &r), ERR_INVALID);
+    assert_string_equal(err_code(errors, "one"), "validation_invalid_file");
+    json_decref(errors);
+    json_decref(body);
+    body = J("{\"one\":[\"a_x.png\",\"b_x.png\"],\"many\":[\"c_x.txt\"],"
+             "\"@uploads\":{\"one\":[\"a_x.png\",\"b_x.png\"],\"many\":[\"c_x.txt\"]}}");
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &r), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "one")), "b_x.png"); /* the last */
+    assert_int_equal(json_array_size(json_object_get(r, "many")), 1);
+    json_decref(body);
+    const char *id = json_string_value(json_object_get(r, "id"));
+    /* an upload appended; a name held is kept; a name from elsewhere is refused */
+    body = J("{\"many+\":\"d_x.txt\",\"@uploads\":{\"many\":[\"d_x.txt\"]}}");
+    assert_int_equal(store_record_update(fx.st, c, id, body, NULL, &errors, &u), 0);
+    assert_int_equal(json_array_size(json_object_get(u, "many")), 2);
+    json_decref(body);
+    json_decref(u);
+    body = J("{\"many+\":\"e_x.txt\",\"@uploads\":{\"many\":[\"e_x.txt\"]}}");
+    assert_int_equal(store_record_update(fx.st, c, id, body, NULL, &errors, &u), ERR_INVALID);
+    assert_string_equal(err_code(errors, "many"), "validation_too_many_files");
+    json_decref(errors);
+    json_decref(body);
+    body = J("{\"many\":[\"c_x.txt\",\"zzz_x.txt\"]}");
+    assert_int_equal(store_record_update(fx.st, c, id, body, NULL, &errors, &u), ERR_INVALID);
+    assert_string_equal(err_code(errors, "many"), "validation_invalid_file");
+    json_decref(errors);
+    json_decref(body);
+    body = J("{\"many-\":\"c_x.txt\",\"one\":\"\"}");
+    assert_int_equal(store_record_update(fx.st, c, id, body, NULL, &errors, &u), 0);
+    assert_int_equal(json_array_size(json_object_get(u, "many")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(u, "many"), 0)),
+                        "d_x.txt");
+    assert_string_equal(json_string_value(json_object_get(u, "one")), "");
+    assert_null(json_object_get(u, "@uploads"));
+    json_decref(body);
+    json_decref(u);
+    json_decref(r);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 /* An increment or decrement whose result the store could not keep exactly is refused with a
  * field error; it never leaves the value as it was while reporting success. */
 static void test_modifier_overflow(void **state)
@@ -1659,6 +1718,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crud_every_type),
         cmocka_unit_test(test_autogenerate_modifier),
+        cmocka_unit_test(test_file_names),
         cmocka_unit_test(test_client_id),
         cmocka_unit_test(test_validation_rules),
         cmocka_unit_test(test_required_per_type),

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# File fields under wrk: 64 KB multipart uploads/s (each written and fsynced before its record
+# commits) and GETs/s of a cached thumbnail, beside nginx serving that same thumbnail file from
+# disk in the same run. Targets (issue 14): thumbnail GETs >= 50% of nginx, uploads >= 2,000/s.
+source "$(dirname "$0")/lib.sh"
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+WRK=(-t2 -c"$CONNS" -d"$DURATION")
+
+"$TANDEM_BIN" superuser upsert bench@example.com bench-password-1 --dir "$BENCH_TMP/data" >/dev/null
+start_tandem "$BENCH_TMP/data"
+TOKEN=$(curl -sf -X POST -H 'Content-Type: application/json' \
+    -d '{"identity":"bench@example.com","password":"bench-password-1"}' \
+    "$TANDEM_URL/api/collections/_superusers/auth-with-password" | node -pe 'JSON.parse(require("fs").readFileSync(0)).token')
+COLL=$(curl -sf -X POST -H "Authorization: $TOKEN" -H 'Content-Type: application/json' "$TANDEM_URL/api/collections" -d '{
+  "name":"uploads","type":"base","createRule":"","viewRule":"","listRule":"",
+  "fields":[{"name":"title","type":"text"},{"name":"file","type":"file","maxSelect":1,"maxSize":1048576}]}' |
+    node -pe 'JSON.parse(require("fs").readFileSync(0)).id')
+
+# a 400x300 PNG (RGB, a gradient) and a 64 KB payload
+node --input-type=module -e '
+import { deflateSync } from "node:zlib";
+import { writeFileSync } from "node:fs";
+const T = Array.from({ length: 256 }, (_, n) => { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; return c >>> 0; });
+const crc = (b) => { let c = 0xffffffff; for (const x of b) c = T[(c ^ x) & 255] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+const chunk = (t, d) => { const l = Buffer.alloc(4); l.writeUInt32BE(d.length); const td = Buffer.concat([Buffer.from(t), d]); const c = Buffer.alloc(4); c.writeUInt32BE(crc(td)); return Buffer.concat([l, td, c]); };
+const w = 400, h = 300, ih = Buffer.alloc(13); ih.writeUInt32BE(w, 0); ih.writeUInt32BE(h, 4); ih[8] = 8; ih[9] = 2;
+const raw = Buffer.alloc((w * 3 + 1) * h);
+for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) { const o = y * (w * 3 + 1) + 1 + x * 3; raw[o] = x & 255; raw[o + 1] = y & 255; raw[o + 2] = (x ^ y) & 255; }
+writeFileSync(process.argv[1] + "/img.png", Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ih), chunk("IDAT", deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]));
+const payload = Buffer.alloc(65536); for (let i = 0; i < payload.length; i++) payload[i] = 32 + (i * 7) % 90;
+writeFileSync(process.argv[1] + "/payload.txt", payload);' "$BENCH_TMP"
+
+REC=$(curl -sf -X POST "$TANDEM_URL/api/collections/uploads/records" -F "file=@$BENCH_TMP/img.png" |
+    node -pe 'const r = JSON.parse(require("fs").readFileSync(0)); r.id + "/" + r.file')
+THUMB_URL="$TANDEM_URL/api/files/uploads/$REC?thumb=100x100"
+curl -sf "$THUMB_URL" -o /dev/null # made once, cached on disk from now on
+NAME=${REC#*/}
+THUMB_FILE="$BENCH_TMP/data/storage/$COLL/${REC%%/*}/thumbs_$NAME/100x100_$NAME"
+[ -f "$THUMB_FILE" ] || { echo "the thumbnail was not cached at $THUMB_FILE" >&2; exit 1; }
+
+# nginx: the same thumbnail file from disk, 2 workers, sendfile, no access log
+nport=$(free_port)
+mkdir -p "$BENCH_TMP/root"
+cp "$THUMB_FILE" "$BENCH_TMP/root/thumb.png"
+start_nginx "$nport" "$BENCH_TMP/root"
+
+cat >"$BENCH_TMP/upload.lua" <<LUA
+local f = io.open("$BENCH_TMP/payload.txt", "rb")
+local data = f:read("*a")
+f:close()
+local b = "----tandembench"
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. b
+wrk.body = "--" .. b .. "\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nbench\r\n" ..
+           "--" .. b .. "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"payload.txt\"\r\n" ..
+           "Content-Type: text/plain\r\n\r\n" .. data .. "\r\n--" .. b .. "--\r\n"
+LUA
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores, shared with other work"
+read -r ngx _ ngx_bad < <(wrk_cpu "${BENCH_PIDS[-1]}" "http://127.0.0.1:$nport/thumb.png" "${WRK[@]}")
+[ "$ngx_bad" = 0 ] || { echo "nginx answered $ngx_bad non-2xx" >&2; exit 1; }
+read -r thumb thumb_cpu thumb_bad < <(wrk_cpu "$TANDEM_PID" "$THUMB_URL" "${WRK[@]}")
+read -r up up_cpu up_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/uploads/records" "${WRK[@]}" -s "$BENCH_TMP/upload.lua")
+stored=$(find "$BENCH_TMP/data/storage/$COLL" -type f -name 'payload_*' | wc -l)
+echo "nginx static thumbnail ($(stat -c %s "$THUMB_FILE") bytes): $ngx req/s"
+echo "tandem cached thumbnail: $thumb req/s ($(ratio "$thumb" "$ngx") of nginx), $thumb_cpu cpu-us/req${thumb_bad:+, $thumb_bad non-2xx}"
+echo "tandem 64 KB uploads: $up req/s, $up_cpu cpu-us/req, $up_bad non-2xx; $stored files stored"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

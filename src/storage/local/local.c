@@ -1,0 +1,243 @@
+/* local.c - the local storage backend: key "a/b/c" is the file <dir>/storage/a/b/c. Writes go
+ * to a temporary file in the same directory, are fsynced and renamed, and the directory is
+ * fsynced, so a crash leaves either the whole file or none. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/storage.h"
+
+struct local {
+    struct storage base;
+    char root[PATH_MAX]; /* <dir>/storage, no trailing '/' */
+};
+
+static int path_of(const struct local *l, const char *key, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s%s%s", l->root, *key ? "/" : "", key);
+    return n < 0 || (size_t)n >= cap ? ERR_LIMIT : 0;
+}
+
+static int fsync_dir(const char *path);
+
+/* mkdir -p of the directories above path (below root, which exists); a directory made here
+ * is made durable in its parent, so a synced file is never lost with its directory. */
+static int make_parents(const struct local *l, char *path)
+{
+    size_t rl = strlen(l->root);
+    for (char *p = path + rl + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0700) == 0 ? fsync_dir(path) /* the parent's entry for it */
+                 : errno == EEXIST      ? 0
+                                        : -errno;
+        *p = '/';
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int fsync_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+static int local_open(const char *dir, struct storage **out)
+{
+    extern const struct storage_ops storage_local_ops;
+    struct local *l = xcalloc(1, sizeof(*l));
+    l->base.ops = &storage_local_ops;
+    int n = snprintf(l->root, sizeof(l->root), "%s/storage", dir);
+    if (n < 0 || (size_t)n >= sizeof(l->root) || (mkdir(l->root, 0700) != 0 && errno != EEXIST)) {
+        free(l);
+        return ERR_INVALID;
+    }
+    *out = &l->base;
+    return 0;
+}
+
+static void local_close(struct storage *s)
+{
+    free(s);
+}
+
+static int local_put(struct storage *s, const char *key, const void *data, size_t len)
+{
+    struct local *l = (struct local *)s;
+    char path[PATH_MAX], tmp[PATH_MAX + 32];
+    int rc = path_of(l, key, path, sizeof(path));
+    if (rc)
+        return rc;
+    if ((rc = make_parents(l, path)) != 0)
+        return rc;
+    char suffix[9];
+    rand_hex(suffix, 4);
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%s", path, suffix);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = w < 0 ? -errno : ERR_INTERNAL;
+            goto fail;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fdatasync(fd) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    return fsync_dir(path);
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    return rc;
+}
+
+static int local_open_read(struct storage *s, const char *key, int *fd_out,
+                           struct storage_stat *st_out)
+{
+    struct local *l = (struct local *)s;
+    char path[PATH_MAX];
+    int rc = path_of(l, key, path, sizeof(path));
+    if (rc)
+        return rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? ERR_NOTFOUND : -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ERR_NOTFOUND;
+    }
+    st_out->size = (uint64_t)st.st_size;
+    st_out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    st_out->ino = (uint64_t)st.st_ino;
+    *fd_out = fd;
+    return 0;
+}
+
+/* rm -r below path (a directory fd), never following links. */
+static int remove_tree(int dfd, const char *name)
+{
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return -errno;
+    int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0)
+        return errno == ENOENT ? 0 : -errno;
+    DIR *d = fdopendir(sub);
+    if (!d) {
+        close(sub);
+        return -errno;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int r = remove_tree(dirfd(d), e->d_name);
+        if (r && !rc)
+            rc = r;
+    }
+    closedir(d);
+    if (unlinkat(dfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT && !rc)
+        rc = -errno;
+    return rc;
+}
+
+static int local_remove(struct storage *s, const char *key)
+{
+    struct local *l = (struct local *)s;
+    char path[PATH_MAX];
+    int rc = path_of(l, key, path, sizeof(path));
+    if (rc)
+        return rc;
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+    rc = remove_tree(dfd, slash + 1);
+    close(dfd);
+    return rc;
+}
+
+static int local_list(struct storage *s, const char *prefix, storage_list_cb cb, void *arg)
+{
+    struct local *l = (struct local *)s;
+    char path[PATH_MAX];
+    int rc = path_of(l, prefix, path, sizeof(path));
+    if (rc)
+        return rc;
+    DIR *d = opendir(path);
+    if (!d)
+        return errno == ENOENT || errno == ENOTDIR ? ERR_NOTFOUND : -errno;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        bool is_dir = e->d_type == DT_DIR;
+        if (e->d_type == DT_UNKNOWN) {
+            struct stat st;
+            is_dir =
+                fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+        }
+        cb(arg, e->d_name, is_dir);
+    }
+    closedir(d);
+    return 0;
+}
+
+static int local_path(struct storage *s, const char *key, char *out, size_t cap)
+{
+    struct local *l = (struct local *)s;
+    int rc = path_of(l, key, out, cap);
+    if (rc)
+        return rc;
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", out);
+    return make_parents(l, tmp);
+}
+
+const struct storage_ops storage_local_ops = {
+    .name = "local",
+    .open = local_open,
+    .close = local_close,
+    .put = local_put,
+    .open_read = local_open_read,
+    .remove = local_remove,
+    .list = local_list,
+    .local_path = local_path,
+};
