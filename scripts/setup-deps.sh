@@ -25,7 +25,7 @@ done
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libsodium-dev libjwt-dev libcmocka-dev zlib1g-dev sqlite3 nodejs npm clang-format chromium
       curl jq libcurl4-openssl-dev libssl-dev libvips-dev librdkafka-dev libxgboost-dev
-      python3-xgboost python3-sklearn kcat)
+      python3-xgboost python3-sklearn kcat libcrypt-dev)
 [ "$bench" = 1 ] && pkgs+=(wrk nginx clickhouse-server clickhouse-client postgresql)
 
 missing=()

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "evlog/evlog.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "models/models.h"
 #include "ml/ml.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
@@ -44,6 +46,10 @@ static void usage(FILE *out)
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
             "  query SQL [--url URL] [--email E --password P] [--format table|csv|json]\n"
             "                                    run a read-only warehouse query\n"
+            "  models list | run | export | import [--url URL] [--email E --password P]\n"
+            "                                    SQL models of a running server\n"
+            "  import pocketbase PATH            import a PocketBase app's collections and\n"
+            "                                    records (PATH: its pb_data or data.db)\n"
             "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
             "                                    train a model on the running server\n"
             "  version                           print the version\n"
@@ -92,6 +98,26 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
                 cfg->fsync);
         return EXIT_USAGE;
     }
+    if (!evlog_backend(cfg->log_backend)) {
+        fprintf(stderr, "tandem: invalid value '%s' for --log (expected local or kafka)\n",
+                cfg->log_backend);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->role, "all") != 0 && strcmp(cfg->role, "primary") != 0 &&
+        strcmp(cfg->role, "capture") != 0) {
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --role (expected all, primary or capture)\n",
+                cfg->role);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->role, "all") != 0 && strcmp(cfg->log_backend, "kafka") != 0) {
+        fprintf(stderr, "tandem: --role %s needs --log kafka\n", cfg->role);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->log_backend, "kafka") == 0 && !cfg->kafka_brokers[0]) {
+        fprintf(stderr, "tandem: --log kafka needs --kafka-brokers\n");
+        return EXIT_USAGE;
+    }
     if (strcmp(cfg->ratelimit, "off") != 0 && strcmp(cfg->ratelimit, "default") != 0) {
         struct auth_ratelimit_cfg rc;
         auth_ratelimit_cfg_default(&rc);
@@ -137,13 +163,56 @@ static int open_store(const struct cfg *cfg, struct store **out)
     return 0;
 }
 
-static int open_log(const struct cfg *cfg, struct evlog **out)
+/* The topics a serving node copies from Kafka into its local mirror, which every read uses. */
+static const char *const kafka_mirrored[] = {"events", "changes", NULL};
+
+/* The Kafka mirror's filter: an event whose (source, messageId) it already copied within
+ * --dedup-window is a retry that reached another capture node (or the same one twice). */
+static int mirror_filter(void *arg, const char *topic, const void *data, size_t len, bool *drop)
+{
+    struct capture_dedup *d = arg;
+    *drop = false;
+    if (strcmp(topic, "events") != 0)
+        return 0;
+    return capture_dedup_check_record(d, data, len, time_now_us(), drop);
+}
+
+/* The Kafka mirror's sequence of "changes": the outbox id, which the relay resends in order. */
+static int64_t mirror_seq(const char *topic, const void *data, size_t len)
+{
+    if (strcmp(topic, "changes") != 0)
+        return -1;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *id = json_object_get(j, "id");
+    int64_t seq = json_is_integer(id) ? json_integer_value(id) : -1;
+    json_decref(j);
+    return seq;
+}
+
+static void kafka_settings(const struct cfg *cfg, struct evlog_cfg *lc)
+{
+    lc->backend = cfg->log_backend;
+    lc->kafka_brokers = cfg->kafka_brokers;
+    lc->kafka_topic_prefix = cfg->kafka_topic_prefix;
+    lc->kafka_config = cfg->kafka_config[0] ? cfg->kafka_config : NULL;
+}
+
+/* dedup: the Kafka mirror's filter (NULL: open without copying anything from Kafka). */
+static int open_log_with(const struct cfg *cfg, struct capture_dedup *dedup, struct evlog **out)
 {
     char dir[1100];
     struct evlog_cfg lc;
     evlog_cfg_defaults(&lc);
     snprintf(dir, sizeof(dir), "%s/log", cfg->dir);
     lc.dir = dir;
+    kafka_settings(cfg, &lc);
+    if (dedup) {
+        lc.kafka_mirror_topics = kafka_mirrored;
+        lc.mirror_filter = mirror_filter;
+        lc.mirror_filter_arg = dedup;
+        lc.mirror_seq = mirror_seq;
+        lc.mirror_gate = api_capture_ready; /* the dedup set is rebuilt from the mirror first */
+    }
     if (evlog_fsync_parse(cfg->fsync, &lc.fsync) != 0) {
         fprintf(stderr,
                 "tandem: invalid value '%s' for --fsync (expected always, batch or "
@@ -159,6 +228,11 @@ static int open_log(const struct cfg *cfg, struct evlog **out)
         return 1;
     }
     return 0;
+}
+
+static int open_log(const struct cfg *cfg, struct evlog **out)
+{
+    return open_log_with(cfg, NULL, out);
 }
 
 static int open_warehouse(const struct cfg *cfg, struct wh **out)
@@ -192,6 +266,7 @@ struct app {
     struct pipeline_relay *relay;
     struct wh *wh;
     struct pipeline *pipeline;
+    struct models *models;
     struct ml *ml;
     struct api_env env;
     struct http_router *router;
@@ -219,6 +294,7 @@ static bool app_close(struct app *a)
     api_batch_free(&a->env);
     api_public_free(&a->env);
     http_router_free(a->router);
+    models_stop(a->models);
     ml_stop(a->ml);
     if (!wh_busy) /* a stuck query may be inside tandem_predict: then ml stays allocated */
         ml_free(a->ml);
@@ -265,14 +341,17 @@ static int app_open(struct app *a)
     rc = open_store(&a->cfg, &a->store);
     if (rc != 0)
         return rc;
-    rc = open_log(&a->cfg, &a->log);
-    if (rc != 0)
-        return rc;
     struct capture_dedup_cfg dc;
     capture_dedup_cfg_default(&dc);
     dc.window_us = a->cfg.dedup_window * 1000000;
     a->dedup = capture_dedup_new(&dc);
-    if (pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
+    /* a capture node copies nothing from Kafka: its reads (and warehouse) stay empty */
+    bool capture_only = strcmp(a->cfg.role, "capture") == 0;
+    rc = open_log_with(&a->cfg, capture_only ? NULL : a->dedup, &a->log);
+    if (rc != 0)
+        return rc;
+    /* a capture node publishes no record changes (and must start while brokers are down) */
+    if (!capture_only && pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
         fprintf(stderr, "tandem: cannot start the outbox relay: %s\n", store_errmsg(a->store));
         return 1;
     }
@@ -289,6 +368,12 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the warehouse loader: %s\n", wh_errmsg(NULL));
         return 1;
     }
+    struct models_cfg mdc = {.wh = a->wh, .store = a->store, .pipeline = a->pipeline};
+    if (models_start(&mdc, &a->models) != 0) {
+        fprintf(stderr, "tandem: cannot start the models runner\n");
+        return 1;
+    }
+    a->env.models = a->models;
     if (api_sql_start(&a->env, a->wh) != 0) {
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;
@@ -496,6 +581,18 @@ static int cli_args(int argc, char **argv, const char **words, size_t max, size_
     return rc;
 }
 
+/* The store of the data directory for a command that writes records (passwords included). */
+static int open_cli_store(const struct cfg *cfg, struct store **st)
+{
+    if (prepare_dir(cfg->dir) != 0)
+        return 1;
+    if (auth_init() != 0) {
+        fprintf(stderr, "tandem: libsodium failed to initialise\n");
+        return 1;
+    }
+    return open_store(cfg, st) != 0 ? 1 : 0;
+}
+
 static int cmd_superuser(int argc, char **argv)
 {
     struct cfg cfg;
@@ -519,14 +616,8 @@ static int cmd_superuser(int argc, char **argv)
         fprintf(stderr, "tandem: the password must be 8 to 71 characters\n");
         return EXIT_USAGE;
     }
-    if (prepare_dir(cfg.dir) != 0)
-        return 1;
-    if (auth_init() != 0) {
-        fprintf(stderr, "tandem: libsodium failed to initialise\n");
-        return 1;
-    }
     struct store *st = NULL;
-    if (open_store(&cfg, &st) != 0)
+    if (open_cli_store(&cfg, &st) != 0)
         return 1;
     if (upsert) {
         char hash[AUTH_HASH_LEN];
@@ -555,6 +646,26 @@ static int cmd_superuser(int argc, char **argv)
         fprintf(stderr, "tandem: %s: %s\n", err_str(rc), store_errmsg(st));
     store_close(st);
     return rc == 0 ? 0 : 1;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    if (n != 2 || strcmp(w[0], "pocketbase") != 0) {
+        fprintf(stderr, "usage: tandem import pocketbase PATH\n");
+        return EXIT_USAGE;
+    }
+    struct store *st = NULL;
+    if (open_cli_store(&cfg, &st) != 0)
+        return 1;
+    rc = cli_import_pocketbase(w[1], st, stdout, stderr);
+    store_close(st);
+    return rc;
 }
 
 static int cmd_writekey(int argc, char **argv)
@@ -635,6 +746,15 @@ static int cmd_log(int argc, char **argv)
         struct buf report;
         buf_init(&report);
         rc = strcmp(w[0], "check") == 0 ? evlog_check(dir, &report) : evlog_repair(dir, &report);
+        if (strcmp(w[0], "check") == 0 && strcmp(cfg.log_backend, "kafka") == 0) {
+            struct evlog_cfg lc; /* the local directory above is the Kafka mirror */
+            evlog_cfg_defaults(&lc);
+            kafka_settings(&cfg, &lc);
+            lc.dir = dir;
+            int krc = evlog_kafka_check(&lc, &report);
+            if (rc == 0 && krc != 0)
+                rc = ERR_CORRUPT;
+        }
         fputs(buf_cstr(&report), stdout);
         buf_release(&report);
         if (rc == ERR_BUSY)
@@ -749,6 +869,77 @@ static int cmd_query(int argc, char **argv)
     return cli_query(&o, stdout, stderr);
 }
 
+/* true/false, yes/no, on/off, 1/0; -1 for anything else */
+static int bool_word(const char *s)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
+                                                                                "off", "0"};
+    for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static int cmd_models(int argc, char **argv)
+{
+    struct cli_models_opts o = {0};
+    o.url = take_opt(&argc, argv, "--url");
+    o.email = take_opt(&argc, argv, "--email");
+    o.password = take_opt(&argc, argv, "--password");
+    const char *bools[2] = {take_opt(&argc, argv, "--full-refresh"),
+                            take_opt(&argc, argv, "--confirm")};
+    const char *wait = take_opt(&argc, argv, "--wait");
+    int vals[2] = {0, 0};
+    struct cfg cfg;
+    const char *w[2];
+    size_t n;
+    int rc = cli_args(argc, argv, w, 2, &n, &cfg);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < 2; i++)
+        if (bools[i] && (vals[i] = bool_word(bools[i])) < 0) {
+            fprintf(stderr, "tandem: invalid value '%s' for %s (expected true or false)\n",
+                    bools[i], i == 0 ? "--full-refresh" : "--confirm");
+            return EXIT_USAGE;
+        }
+    o.wait_s = 600;
+    if (wait) {
+        char *end;
+        long long v = strtoll(wait, &end, 10);
+        if (!*wait || *end || v < 0 || v > 86400) {
+            fprintf(stderr, "tandem: invalid value '%s' for --wait (expected seconds, 0-86400)\n",
+                    wait);
+            return EXIT_USAGE;
+        }
+        o.wait_s = v;
+    }
+    bool ok =
+        (n == 1 && strcmp(w[0], "list") == 0) ||
+        (n == 2 &&
+         (strcmp(w[0], "run") == 0 || strcmp(w[0], "export") == 0 || strcmp(w[0], "import") == 0) &&
+         *w[1]);
+    if (!ok) {
+        fprintf(stderr,
+                "usage: tandem models list | models run NAME [--full-refresh B] [--confirm B] "
+                "[--wait S] | models export DIR | models import DIR [--url URL] [--email E "
+                "--password P]\n");
+        return EXIT_USAGE;
+    }
+    char default_url[300];
+    snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
+    if (!o.url)
+        o.url = default_url;
+    o.token = getenv("TANDEM_TOKEN");
+    if (o.token && !*o.token)
+        o.token = NULL;
+    o.full = vals[0];
+    o.confirm = vals[1];
+    return cli_models(&o, w[0], n == 2 ? w[1] : NULL, stdout, stderr);
+}
+
 int main(int argc, char **argv)
 {
     /* Before anything can create a file: every file tandem, SQLite, DuckDB or the event log
@@ -766,12 +957,16 @@ int main(int argc, char **argv)
         return cmd_superuser(argc - 2, argv + 2);
     if (strcmp(cmd, "writekey") == 0)
         return cmd_writekey(argc - 2, argv + 2);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "log") == 0)
         return cmd_log(argc - 2, argv + 2);
     if (strcmp(cmd, "ml") == 0)
         return cmd_ml(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0)
         return cmd_query(argc - 2, argv + 2);
+    if (strcmp(cmd, "models") == 0)
+        return cmd_models(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tandem %s\n", TANDEM_VERSION);
         return 0;

@@ -59,6 +59,7 @@ void api_register(struct http_router *r, struct api_env *env)
     api__register_log(r, env);
     api__register_warehouse(r, env);
     api__register_insights(r, env);
+    api__register_models(r, env);
     api__register_realtime(r, env);
     api__register_ml(r, env);
     api__register_dashboard(r, env);

@@ -18,6 +18,7 @@ struct api_writer;
 struct realtime_hub;
 struct api_public;
 struct mail;
+struct models;
 struct ml;
 struct storage;
 struct storage_pool;
@@ -55,6 +56,7 @@ struct api_env {
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct api_public *pub;        /* static files at / (api_public_open), or NULL */
     struct mail *mail;             /* the mail queue (api_mail_start), or NULL: no mail */
+    struct models *models;         /* the SQL models' runner (models_start), or NULL */
     struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
     struct ml *ml;                 /* models and predictions (ml_open), or NULL */
     /* file fields (api_files_start; NULL without): their storage, the pool writing uploads

@@ -39,6 +39,7 @@ void api__register_log(struct http_router *r, struct api_env *env);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);
 void api__register_realtime(struct http_router *r, struct api_env *env);
+void api__register_models(struct http_router *r, struct api_env *env);
 void api__register_ml(struct http_router *r, struct api_env *env);
 
 struct wh_conn;

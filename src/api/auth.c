@@ -317,7 +317,43 @@ struct login {
     struct store_cond rule;       /* the authRule */
     const char *mfa_id;           /* in the request's arena, or NULL */
     int64_t deadline_us;          /* of the store work, on every thread that does some */
+    const char *password;         /* the request's (its body lives until the reply) */
 };
+
+/* Moving a stored hash to tandem's scheme after a good sign-in (an imported bcrypt hash, or
+ * argon2 with old parameters). Runs on the pool after the answer; heap-owned. */
+struct rehash {
+    struct store *store;
+    struct store_collection *c;
+    char *id, *old_hash;
+};
+
+static void rehashed(void *arg, const struct auth_pool_result *res)
+{
+    struct rehash *r = arg;
+    if (res->rc == 0 && res->hash) {
+        store_deadline(r->store, 0);
+        int rc = store_auth_rehash(r->store, r->c, r->id, r->old_hash, res->hash);
+        if (rc && rc != ERR_NOTFOUND) /* the next sign-in tries again */
+            xlog_warn("cannot store the new password hash of %s/%s: %s", r->c->name, r->id,
+                      store_errmsg(r->store));
+    }
+    store_collection_unref(r->c);
+    free(r->id);
+    free(r->old_hash);
+    free(r);
+}
+
+static void start_rehash(struct login *l, const char *id)
+{
+    struct rehash *r = xcalloc(1, sizeof(*r));
+    *r = (struct rehash){l->env->store, store_collection_ref(l->c), xstrdup(id),
+                         xstrdup(l->rec.password_hash)};
+    if (auth_pool_hash(l->env->pool, l->password, rehashed, r) != 0) {
+        struct auth_pool_result busy = {.rc = ERR_BUSY};
+        rehashed(r, &busy); /* frees; the next sign-in tries again */
+    }
+}
 
 static void login_release(void *arg)
 {
@@ -330,11 +366,14 @@ static void on_verified(void *arg, const struct auth_pool_result *res)
 {
     struct login *l = arg;
     store_deadline(l->env->store, l->deadline_us); /* on the pool's thread */
-    if (res->rc == 0 && l->rec.record)
+    if (res->rc == 0 && l->rec.record) {
+        const char *id = json_string_value(json_object_get(l->rec.record, "id"));
+        if (res->needs_rehash && l->rec.password_hash && id)
+            start_rehash(l, id); /* the password is right, whatever MFA asks next */
         api__auth_finish(
             l->req, l->env, l->c, &l->rec,
             &(struct api_auth_factor){"password", l->mfa_id, &l->rule, NULL, l->deadline_us});
-    else
+    } else
         http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
     api__deadline_lift(l->env);
     http_req_resume(l->req);
@@ -386,6 +425,7 @@ static void auth_with_password(struct http_req *req, void *ctx)
         return;
     }
     json_decref(errs);
+    l->password = password;
     if (!auth_rule(req, env, c, "password", &l->rule))
         return;
     l->mfa_id = api__mfa_id(req, body);

@@ -240,6 +240,35 @@ static void get_scaffolds(struct http_req *req, void *ctx)
     api__reply_picked(req, store_collection_scaffolds());
 }
 
+/* POST /api/collections/meta/dry-run-view {"query":"SELECT ..."}: the fields a view
+ * collection with this query would have, nothing saved. */
+static void dry_run_view(struct http_req *req, void *ctx)
+{
+    struct api_env *env = ctx;
+    if (!api__require_superuser(req, env, true))
+        return;
+    json_t *body = http_req_json(req, false);
+    if (!body)
+        return;
+    json_t *q = json_object_get(body, "query");
+    if (!json_is_string(q)) {
+        http_reply_error(req, 400, "An error occurred while validating the submitted data.",
+                         json_pack("{s:{s:s,s:s}}", "query", "code", "validation_required",
+                                   "message", "Cannot be blank."));
+        return;
+    }
+    json_t *errors = NULL, *fields = NULL;
+    int rc = store_collection_view_fields(env->store, json_string_value(q), &errors, &fields);
+    if (rc == 0) {
+        json_t *out = json_object();
+        json_object_set_new(out, "fields", fields);
+        api__reply_picked(req, out);
+    } else {
+        reply_write_error(req, env, rc, errors, "Invalid view query.");
+    }
+    json_decref(errors);
+}
+
 static void import_collections(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
@@ -263,6 +292,7 @@ void api__register_collections(struct http_router *r, struct api_env *env)
     http_route(r, "GET", "/api/collections", list_collections, env);
     http_route(r, "GET", "/api/collections/meta/scaffolds", get_scaffolds, env);
     http_route(r, "PUT", "/api/collections/import", import_collections, env);
+    http_route(r, "POST", "/api/collections/meta/dry-run-view", dry_run_view, env);
     http_route(r, "POST", "/api/collections", create_collection, env);
     http_route(r, "GET", "/api/collections/{collection}", view_collection, env);
     http_route(r, "PATCH", "/api/collections/{collection}", update_collection, env);

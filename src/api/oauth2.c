@@ -321,7 +321,7 @@ static void oa_sign_in(struct oa_login *l, const struct auth_oauth2_user *u, int
         body = new_record_body(l, ar, u);
         const char *pw = NULL;
         errors = json_object();
-        if (api__password_from_body(l->c, body, errors, &pw) != 0) {
+        if (api__password_from_body(l->c, true, body, errors, &pw) != 0) {
             http_reply_error(req, 400, OAUTH2_FAIL, errors);
             errors = NULL;
             goto out;

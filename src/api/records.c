@@ -3,6 +3,7 @@
  * "" is open, other rules are conditions the store checks in the operation's transaction.
  * Filters and sorts go through the filter compiler; values are always bound parameters. */
 #include <stddef.h>
+#include <regex.h>
 #include <string.h>
 
 #include "api/records_int.h"
@@ -213,23 +214,29 @@ static json_t *verr(const char *code, const char *message, json_t *params)
     return e;
 }
 
-int api__password_from_body(const struct store_collection *c, json_t *body, json_t *errors,
-                            const char **pw_out)
+/* The password of a record body (the collection's password field: `password` of an auth
+ * collection, any password field of a base one), checked against the field's options. */
+int api__password_from_body(const struct store_collection *c, bool create, json_t *body,
+                            json_t *errors, const char **pw_out)
 {
     *pw_out = NULL;
-    if (c->type != STORE_COLLECTION_AUTH)
-        return 0;
-    json_t *pw = json_object_get(body, "password");
-    if (!pw || (json_is_string(pw) && json_string_length(pw) == 0))
-        return 0;
     const struct store_field *f = NULL;
     for (size_t i = 0; i < c->n_fields; i++)
         if (c->fields[i].type == STORE_FIELD_PASSWORD)
             f = &c->fields[i];
     if (!f)
         return 0;
+    bool auth = c->type == STORE_COLLECTION_AUTH;
+    const char *key = f->name;
+    json_t *pw = json_object_get(body, key);
+    if (!pw || (json_is_string(pw) && json_string_length(pw) == 0)) {
+        if (auth || !create || !f->required)
+            return 0; /* auth records: auth_checks says what a create without one gets */
+        json_object_set_new(errors, key, verr("validation_required", "Cannot be blank.", NULL));
+        return ERR_INVALID;
+    }
     if (!json_is_string(pw)) {
-        json_object_set_new(errors, "password",
+        json_object_set_new(errors, key,
                             verr("validation_invalid_value", "Must be a string.", NULL));
         return ERR_INVALID;
     }
@@ -238,23 +245,36 @@ int api__password_from_body(const struct store_collection *c, json_t *body, json
     for (const char *q = p; *q; q++)
         if (((unsigned char)*q & 0xC0) != 0x80)
             n++;
-    double min = f->has_min ? f->min : 8, max = f->has_max ? f->max : 71;
+    /* PocketBase: no minimum unless set (the auth field sets 8), at most 71 by default (what
+     * bcrypt can hash; tandem keeps the limit) */
+    double min = f->has_min ? f->min : (auth ? 8 : 0), max = f->has_max ? f->max : 71;
     char msg[96];
     if ((double)n < min) {
         snprintf(msg, sizeof(msg), "Must be at least %.0f character(s).", min);
         json_object_set_new(
-            errors, "password",
+            errors, key,
             verr("validation_min_text_constraint", msg, json_pack("{s:i}", "min", (int)min)));
     } else if ((double)n > max) {
         snprintf(msg, sizeof(msg), "Must be no more than %.0f character(s).", max);
         json_object_set_new(
-            errors, "password",
+            errors, key,
             verr("validation_max_text_constraint", msg, json_pack("{s:i}", "max", (int)max)));
+    } else if (f->pattern && *f->pattern) {
+        regex_t re;
+        bool ok = regcomp(&re, f->pattern, REG_EXTENDED | REG_NOSUB) == 0;
+        bool match = ok && regexec(&re, p, 0, NULL, 0) == 0;
+        if (ok)
+            regfree(&re);
+        if (!match)
+            json_object_set_new(errors, key,
+                                verr("validation_invalid_format", "Invalid value format.", NULL));
     }
-    json_t *confirm = json_object_get(body, "passwordConfirm");
-    if (!json_is_string(confirm) || strcmp(json_string_value(confirm), p) != 0)
-        json_object_set_new(errors, "passwordConfirm",
-                            verr("validation_values_mismatch", "Values don't match.", NULL));
+    if (auth) {
+        json_t *confirm = json_object_get(body, "passwordConfirm");
+        if (!json_is_string(confirm) || strcmp(json_string_value(confirm), p) != 0)
+            json_object_set_new(errors, "passwordConfirm",
+                                verr("validation_values_mismatch", "Values don't match.", NULL));
+    }
     if (json_object_size(errors))
         return ERR_INVALID;
     *pw_out = p;
@@ -581,7 +601,7 @@ static bool write_prepare(struct write_job *job, const char *id, struct api_fail
 
     json_t *errors = json_object();
     api__arena_json(a, errors);
-    rc = api__password_from_body(rr->c, job->body, errors, &job->pw);
+    rc = api__password_from_body(rr->c, create, job->body, errors, &job->pw);
     if (auth)
         auth_checks(job, id, old, errors);
     if (rc == ERR_INVALID || json_object_size(errors))
@@ -658,6 +678,10 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     struct write_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
     if (!begin(req, ctx, &job->rr))
         return;
+    if (job->rr.c->type == STORE_COLLECTION_VIEW) {
+        http_reply_error(req, 400, "Unsupported collection type.", NULL);
+        return;
+    }
     struct api_env *env = ctx;
     job->create = create;
     struct api_uploads ups;
@@ -693,6 +717,10 @@ static void delete_record(struct http_req *req, void *ctx)
     struct rec_req rr;
     if (!begin(req, ctx, &rr))
         return;
+    if (rr.c->type == STORE_COLLECTION_VIEW) {
+        http_reply_error(req, 400, "Unsupported collection type.", NULL);
+        return;
+    }
     struct store_cond cond;
     if (!rule_cond(&rr, STORE_RULE_DELETE, &cond))
         return;
@@ -754,6 +782,10 @@ struct api_batch_op *api__batch_op_new(struct http_req *req, struct api_env *env
     struct rec_req *rr = &job->rr;
     if (!begin_in(rr, req, env, collection, f))
         return NULL;
+    if (rr->c->type == STORE_COLLECTION_VIEW) {
+        fail(f, 400, "Unsupported collection type.", NULL);
+        return NULL;
+    }
     rr->ar.fr.method = method;
     rr->ar.fr.context = "batch";
     batch_query(rr, query);

@@ -97,11 +97,13 @@ int api__rule_check(struct http_req *req, struct api_env *env, const struct stor
  * password, with their modifiers. */
 void api__rules_strip_body(struct api_rules *ar, const struct store_collection *c, json_t *body);
 
-/* The password of an auth record body, checked against c's password field (length) and
- * passwordConfirm. Returns 0 with *pw_out NULL when the body sets no password; ERR_INVALID
- * with errors filled. *pw_out borrows body. */
-int api__password_from_body(const struct store_collection *c, json_t *body, json_t *errors,
-                            const char **pw_out) MUST_USE;
+/* The password of a record body, checked against c's password field (`password` of an auth
+ * collection, or the one password field of a base one): min, max, pattern, and for auth
+ * collections passwordConfirm; a required one of a base collection on create (create). Returns
+ * 0 with *pw_out NULL when the body sets no password; ERR_INVALID with errors filled. *pw_out
+ * borrows body. */
+int api__password_from_body(const struct store_collection *c, bool create, json_t *body,
+                            json_t *errors, const char **pw_out) MUST_USE;
 
 /* ---- sign-in answers (auth.c) ---- */
 

@@ -56,8 +56,10 @@ int auth_password_hash_with(const char *pw, const struct auth_hash_params *param
  * random digest), made without hashing: checking a password against it costs exactly what a
  * real check costs and never matches. For unknown accounts, so they take as long as known ones. */
 int auth_password_decoy(const struct auth_hash_params *params, char out[AUTH_HASH_LEN]) MUST_USE;
-/* 0 when pw matches hash; ERR_DENIED when it does not; ERR_INVALID when hash is not an argon2
- * PHC string; ERR_LIMIT when pw is too long. The cost is the one recorded in hash. */
+/* 0 when pw matches hash; ERR_DENIED when it does not; ERR_INVALID when hash is neither an
+ * argon2 PHC string nor a bcrypt hash as PocketBase stores them ("$2a$10$...", checked with
+ * libcrypt, cost at most 16); ERR_LIMIT when pw is too long. The cost is the one recorded in
+ * hash. A bcrypt hash always needs a rehash (auth_password_needs_rehash). */
 int auth_password_verify(const char *hash, const char *pw) MUST_USE;
 /* 1 when hash was made with other parameters than the default ones (rehash it after a
  * successful login), 0 when not, ERR_INVALID when hash is malformed. */

@@ -1,5 +1,6 @@
 /* password.c - argon2id password hashes through libsodium, constant-time comparison and
  * tokenKey generation. */
+#include <crypt.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -125,12 +126,46 @@ static bool hash_well_formed(const char *hash)
     return crypto_pwhash_str_needs_rehash(hash, p.opslimit, p.memlimit) >= 0;
 }
 
+/* A bcrypt hash as PocketBase (Go's x/crypto/bcrypt) writes it: "$2a$" (or "$2b$", "$2y$"),
+ * a two-digit cost, "$", 22 characters of salt and 31 of hash in bcrypt's base64. Costs above
+ * AUTH_BCRYPT_COST_MAX are refused: each step doubles the work of a check. */
+#define AUTH_BCRYPT_COST_MAX 16
+
+static bool bcrypt_well_formed(const char *hash)
+{
+    static const char b64[] = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    if (pw_len(hash, 60) != 60 || hash[0] != '$' || hash[1] != '2' ||
+        (hash[2] != 'a' && hash[2] != 'b' && hash[2] != 'y') || hash[3] != '$' || hash[6] != '$')
+        return false;
+    if (hash[4] < '0' || hash[4] > '9' || hash[5] < '0' || hash[5] > '9')
+        return false;
+    int cost = (hash[4] - '0') * 10 + (hash[5] - '0');
+    if (cost < 4 || cost > AUTH_BCRYPT_COST_MAX)
+        return false;
+    for (size_t i = 7; i < 60; i++)
+        if (!memchr(b64, hash[i], sizeof(b64) - 1))
+            return false;
+    return true;
+}
+
+static int bcrypt_verify(const char *hash, const char *pw)
+{
+    struct crypt_data *cd = xcalloc(1, sizeof(*cd)); /* 32 KiB: not on a worker's stack */
+    const char *out = crypt_r(pw, hash, cd);
+    int rc = out && out[0] != '*' && auth_ct_streq(out, hash) ? 0 : ERR_DENIED;
+    sodium_memzero(cd, sizeof(*cd));
+    free(cd);
+    return rc;
+}
+
 int auth_password_verify(const char *hash, const char *pw)
 {
     auth__sodium_ready();
     size_t len = pw_len(pw, AUTH_PASSWORD_MAX);
     if (len > AUTH_PASSWORD_MAX)
         return ERR_LIMIT;
+    if (bcrypt_well_formed(hash))
+        return len > 72 ? ERR_DENIED : bcrypt_verify(hash, pw); /* bcrypt reads 72 bytes */
     if (!hash_well_formed(hash))
         return ERR_INVALID;
     if (crypto_pwhash_str_verify(hash, pw, len) != 0)
@@ -141,6 +176,8 @@ int auth_password_verify(const char *hash, const char *pw)
 int auth_password_needs_rehash_with(const char *hash, const struct auth_hash_params *params)
 {
     auth__sodium_ready();
+    if (bcrypt_well_formed(hash))
+        return 1; /* imported from PocketBase: move it to argon2id */
     if (!hash_well_formed(hash))
         return ERR_INVALID;
     if (strncmp(hash, crypto_pwhash_argon2id_STRPREFIX, strlen(crypto_pwhash_argon2id_STRPREFIX)) !=

@@ -29,6 +29,13 @@ struct cli_query_opts {
  * process exit status: 0, 1 for a failed query or connection, 2 for bad usage. */
 int cli_query(const struct cli_query_opts *o, FILE *out, FILE *err);
 
+/* `tandem import pocketbase PATH`: imports the collections and records of the PocketBase
+ * data directory (or data.db) at PATH into st (see pbimport.c). Progress goes to out, each
+ * problem to err as one line. Returns the exit status: 0, or 1 when something was not
+ * imported. */
+struct store;
+int cli_import_pocketbase(const char *path, struct store *st, FILE *out, FILE *err);
+
 /* Prints an SQL API response ({"columns":[...],"rows":[...],...}) in a format. Exposed for
  * tests. */
 void cli_print_result(const json_t *resp, enum cli_format format, FILE *out);
@@ -43,5 +50,21 @@ struct cli_ml_opts {
 
 /* `tandem ml train`: 0 when queued (or, with wait, trained), 1 on failure, 2 bad usage. */
 int cli_ml_train(const struct cli_ml_opts *o, FILE *out, FILE *err);
+
+/* ---- `tandem models` ---- */
+
+struct cli_models_opts {
+    const char *url;   /* the server ("http://HOST:PORT") */
+    const char *token; /* a superuser token, or NULL */
+    const char *email; /* sign in with these when there is no token */
+    const char *password;
+    bool full, confirm;
+    int64_t wait_s; /* models run: wait up to this long for the run (0: only queue it) */
+};
+
+/* `tandem models list | run NAME | export DIR | import DIR` against a running server (models
+ * run on its runner thread). Returns the exit status: 0, 1 for a failure, 2 for bad usage. */
+int cli_models(const struct cli_models_opts *o, const char *verb, const char *arg, FILE *out,
+               FILE *err);
 
 #endif

@@ -386,7 +386,7 @@ static int walk_back(struct cc *cc, struct joinset *js, const struct store_colle
         return filter__fail(&cc->e, ERR_INVALID, g->off, "invalid back-relation \"%s\"", g->name);
     }
     bool many = store_field_multiple(f) || !unique_single_index(src, f->name);
-    if (cc->ctx->client && f->hidden)
+    if (cc->ctx->client && (f->hidden || f->type == STORE_FIELD_PASSWORD))
         return filter__fail(&cc->e, ERR_INVALID, g->off, "non-filterable field \"%s\"", fname);
     if (g->mod)
         return bad_mod(cc, g, "cannot be used on a back-relation");
@@ -469,7 +469,9 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
         return filter__fail(&cc->e, ERR_INVALID, g->off,
                             "unknown field \"%s\" in collection \"%s\"", g->name, coll->name);
     }
-    if (cc->ctx->client && f->hidden)
+    /* a password field is never filterable by clients, hidden or not: a LIKE would read the
+     * hash out a character at a time */
+    if (cc->ctx->client && (f->hidden || f->type == STORE_FIELD_PASSWORD))
         return filter__fail(&cc->e, ERR_INVALID, g->off, "non-filterable field \"%s\"", g->name);
     memset(out, 0, sizeof(*out));
     out->multi = multi;

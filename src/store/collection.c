@@ -150,7 +150,7 @@ static json_t *num_or_null(bool has, double v)
     return json_real(v);
 }
 
-static json_t *field_to_json(const struct store_field *f)
+json_t *store__field_to_json(const struct store_field *f)
 {
     json_t *o = json_object();
     json_object_set_new(o, "hidden", json_boolean(f->hidden));
@@ -237,10 +237,12 @@ json_t *store_collection_to_json(const struct store_collection *c)
     for (int i = 0; i <= STORE_RULE_DELETE; i++)
         json_object_set_new(o, rule_keys[i], rule_json(c->rules[i]));
     json_object_set_new(o, "name", json_string(c->name));
-    json_object_set_new(o, "type", json_string(c->type == STORE_COLLECTION_AUTH ? "auth" : "base"));
+    json_object_set_new(o, "type", json_string(store_collection_type_name(c->type)));
+    if (c->type == STORE_COLLECTION_VIEW)
+        json_object_set_new(o, "viewQuery", json_string(c->view_query ? c->view_query : ""));
     json_t *fields = json_array();
     for (size_t i = 0; i < c->n_fields; i++)
-        json_array_append_new(fields, field_to_json(&c->fields[i]));
+        json_array_append_new(fields, store__field_to_json(&c->fields[i]));
     json_object_set_new(o, "fields", fields);
     json_object_set_new(o, "indexes", strv_json(c->indexes, c->n_indexes, false));
     json_object_set_new(o, "created", json_string(c->created ? c->created : ""));
@@ -271,6 +273,7 @@ struct parse {
     bool trusted; /* loading our own JSON: keep system flags, ids and dates as they are */
     json_t *errors;
     bool auth;
+    bool view;
 };
 
 static void ferr(json_t *ferrs, const char *key, const char *code, const char *msg)
@@ -348,7 +351,7 @@ static bool pattern_ok(const char *p)
 }
 
 /* Parses the options of one field; f->type, f->name and f->id are set. */
-static void field_options(struct parse *ps, const json_t *jf, struct store_field *f, json_t *ferrs)
+static void field_options(const json_t *jf, struct store_field *f, json_t *ferrs)
 {
     int64_t iv;
     f->hidden = get_bool(jf, "hidden", false);
@@ -378,9 +381,6 @@ static void field_options(struct parse *ps, const json_t *jf, struct store_field
         } else {
             if (get_int(jf, "cost", 0, 0, 31, &iv, ferrs) == 0)
                 f->cost = (int)iv;
-            if (!ps->auth)
-                ferr(ferrs, "type", "validation_invalid_value",
-                     "Password fields are allowed only in auth collections.");
         }
         break;
     case STORE_FIELD_NUMBER: {
@@ -620,7 +620,7 @@ static int parse_field(struct parse *ps, const json_t *jf, struct store_field *f
         }
     }
     size_t before = json_object_size(ferrs);
-    field_options(ps, jf, f, ferrs);
+    field_options(jf, f, ferrs);
     return json_object_size(ferrs) > before ? ERR_INVALID : 0;
 }
 
@@ -718,6 +718,15 @@ static int parse_fields(struct parse *ps, const json_t *jfields, struct store_co
             rc = ERR_INVALID;
         }
         json_decref(ferrs);
+    }
+    /* the store writes one password hash per record (store_record_create's password_hash) */
+    size_t n_pw = 0;
+    for (size_t i = 0; i < c->n_fields; i++)
+        n_pw += c->fields[i].type == STORE_FIELD_PASSWORD;
+    if (n_pw > 1 && !ps->view) {
+        store__verr_set(ps->errors, "fields", "validation_invalid_value",
+                        "A collection can have at most one password field.");
+        rc = ERR_INVALID;
     }
     /* system fields of the base must survive */
     if (ps->base && !ps->trusted) {
@@ -900,6 +909,46 @@ static void add_auth_indexes(struct store_collection *c)
     }
 }
 
+char *store__view_query_trim(const char *q)
+{
+    size_t n = strlen(q);
+    while (n && (q[n - 1] == ';' || q[n - 1] == ' ' || q[n - 1] == '\t' || q[n - 1] == '\n' ||
+                 q[n - 1] == '\r'))
+        n--;
+    while (n && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')) {
+        q++;
+        n--;
+    }
+    char *out = xmalloc(n + 1);
+    memcpy(out, q, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* The viewQuery of a view collection: from in, else the base's. */
+static int view_query(struct parse *ps, const json_t *in, struct store_collection *c)
+{
+    json_t *v = json_object_get(in, "viewQuery");
+    const char *q = json_is_string(v) ? json_string_value(v) : NULL;
+    if (!v && ps->base)
+        q = ps->base->view_query;
+    if (v && !json_is_string(v)) {
+        store__verr_set(ps->errors, "viewQuery", "validation_invalid_value", "Must be a string.");
+        return ERR_INVALID;
+    }
+    if (q && strlen(q) > STORE__VIEW_QUERY_MAX) {
+        store__verr_set(ps->errors, "viewQuery", "validation_length_too_long",
+                        "The query is too long.");
+        return ERR_INVALID;
+    }
+    c->view_query = q ? store__view_query_trim(q) : NULL;
+    if (!c->view_query || !*c->view_query) {
+        store__verr_set(ps->errors, "viewQuery", "validation_required", "Cannot be blank.");
+        return ERR_INVALID;
+    }
+    return 0;
+}
+
 static int parse_collection(struct parse *ps, const json_t *in, const char *now,
                             struct store_collection **out)
 {
@@ -914,23 +963,23 @@ static int parse_collection(struct parse *ps, const json_t *in, const char *now,
     }
     /* type */
     const char *type = json_string_value(json_object_get(in, "type"));
+    int tp = type ? store_collection_type_parse(type) : STORE_COLLECTION_BASE;
     if (base) {
         c->type = base->type;
-        if (type && strcmp(type, base->type == STORE_COLLECTION_AUTH ? "auth" : "base") != 0) {
+        if (type && strcmp(type, store_collection_type_name(base->type)) != 0) {
             store__verr_set(ps->errors, "type", "validation_collection_type_change",
                             "Collection type cannot be changed.");
             rc = ERR_INVALID;
         }
-    } else if (!type || strcmp(type, "base") == 0) {
-        c->type = STORE_COLLECTION_BASE;
-    } else if (strcmp(type, "auth") == 0) {
-        c->type = STORE_COLLECTION_AUTH;
+    } else if (tp >= 0) {
+        c->type = (enum store_collection_type)tp;
     } else {
         store__verr_set(ps->errors, "type", "validation_invalid_value",
                         "Unsupported collection type.");
         rc = ERR_INVALID;
     }
     ps->auth = c->type == STORE_COLLECTION_AUTH;
+    ps->view = c->type == STORE_COLLECTION_VIEW;
     /* name */
     json_t *jname = json_object_get(in, "name");
     const char *name = jname ? json_string_value(jname) : (base ? base->name : NULL);
@@ -969,7 +1018,7 @@ static int parse_collection(struct parse *ps, const json_t *in, const char *now,
         c->id = xstrdup(id);
     } else {
         char buf[64];
-        const char *t = c->type == STORE_COLLECTION_AUTH ? "auth" : "base";
+        const char *t = store_collection_type_name(c->type);
         uLong crc = crc32(0L, (const Bytef *)t, (uInt)strlen(t));
         crc = crc32(crc, (const Bytef *)name, (uInt)strlen(name));
         snprintf(buf, sizeof(buf), "pbc_%lu", (unsigned long)crc);
@@ -988,20 +1037,38 @@ static int parse_collection(struct parse *ps, const json_t *in, const char *now,
         const char *dflt = i == STORE_RULE_AUTH ? "" : NULL;
         if (parse_rule(in, rule_keys[i], false, dflt, &c->rules[i], ps->errors) != 0)
             rc = ERR_INVALID;
+        if (ps->view && i >= STORE_RULE_CREATE && c->rules[i]) {
+            /* a view is read-only: only its list and view rules mean something */
+            store__verr_set(ps->errors, rule_keys[i], "validation_nil",
+                            "View collections have no create, update or delete rules.");
+            rc = ERR_INVALID;
+        }
     }
+    if (ps->view && view_query(ps, in, c) != 0)
+        rc = ERR_INVALID;
     if (ps->auth && c->rules[STORE_RULE_MANAGE] && !*c->rules[STORE_RULE_MANAGE]) {
         free(c->rules[STORE_RULE_MANAGE]);
         c->rules[STORE_RULE_MANAGE] = NULL;
     }
     /* fields */
     json_t *jfields = json_object_get(in, "fields");
-    if (jfields || !base) {
+    if (ps->view) {
+        /* the backend inferred them from viewQuery (store__view_spec): taken as they are */
+        const struct store_collection *b = ps->base;
+        bool tr = ps->trusted;
+        ps->base = NULL;
+        ps->trusted = true;
+        if (parse_fields(ps, jfields, c) != 0)
+            rc = ERR_INVALID;
+        ps->base = b;
+        ps->trusted = tr;
+    } else if (jfields || !base) {
         if (parse_fields(ps, jfields, c) != 0)
             rc = ERR_INVALID;
     } else {
         json_t *tmp = json_array();
         for (size_t i = 0; i < base->n_fields; i++)
-            json_array_append_new(tmp, field_to_json(&base->fields[i]));
+            json_array_append_new(tmp, store__field_to_json(&base->fields[i]));
         bool tr = ps->trusted;
         ps->trusted = true;
         if (parse_fields(ps, tmp, c) != 0)
@@ -1013,7 +1080,14 @@ static int parse_collection(struct parse *ps, const json_t *in, const char *now,
         goto fail;
     /* indexes */
     json_t *jix = json_object_get(in, "indexes");
-    if (!jix && base) {
+    if (ps->view) {
+        if (json_array_size(jix)) {
+            store__verr_set(ps->errors, "indexes", "validation_invalid_value",
+                            "View collections cannot have indexes.");
+            rc = ERR_INVALID;
+        }
+        c->indexes = xcalloc(1, sizeof(char *));
+    } else if (!jix && base) {
         json_t *tmp = strv_json(base->indexes, base->n_indexes, false);
         rc = parse_indexes(ps, tmp, c);
         json_decref(tmp);
@@ -1207,9 +1281,10 @@ struct store_collection *store__collection_external_auths(const char *now)
 json_t *store_collection_scaffolds(void)
 {
     json_t *out = json_object();
-    const char *types[2] = {"base", "auth"};
-    for (int i = 0; i < 2; i++) {
-        json_t *spec = json_pack("{s:s, s:s}", "name", "scaffold", "type", types[i]);
+    const char *types[3] = {"base", "auth", "view"};
+    for (int i = 0; i < 3; i++) {
+        json_t *spec = json_pack("{s:s, s:s, s:s, s:[]}", "name", "scaffold", "type", types[i],
+                                 "viewQuery", "SELECT 1", "fields");
         json_t *errors = json_object();
         struct store_collection *c = NULL;
         struct parse ps = {.errors = errors};
@@ -1222,6 +1297,10 @@ json_t *store_collection_scaffolds(void)
         json_object_set_new(j, "updated", json_string(""));
         /* index names and tables depend on the id and name the new collection gets */
         json_object_set_new(j, "indexes", json_array());
+        if (i == 2) { /* a view's fields come from its query */
+            json_object_set_new(j, "viewQuery", json_string(""));
+            json_object_set_new(j, "fields", json_array());
+        }
         json_object_set_new(out, types[i], j);
         store_collection_unref(c);
         json_decref(errors);

@@ -547,7 +547,8 @@ static void validate_field(const struct store_field *f, const json_t *v, json_t 
     if (blank(v)) {
         if (f->required)
             verr_params(errors, name, "validation_required", "Cannot be blank.", NULL);
-        if (f->type != STORE_FIELD_JSON && f->type != STORE_FIELD_NUMBER)
+        /* PocketBase: a zero number is not held to min/max (only to required) */
+        if (f->type != STORE_FIELD_JSON)
             return;
     }
     switch (f->type) {

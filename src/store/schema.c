@@ -39,19 +39,44 @@ static const char *const type_names[] = {
     [STORE_FIELD_FILE] = "file",
 };
 
+/* A name of an enum-indexed table, and back. */
+static const char *name_of(const char *const *names, size_t n, size_t i)
+{
+    return i < n ? names[i] : "unknown";
+}
+
+static int index_of(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
 const char *store_field_type_name(enum store_field_type t)
 {
-    if ((size_t)t < ARRAY_LEN(type_names))
-        return type_names[t];
-    return "unknown";
+    return name_of(type_names, ARRAY_LEN(type_names), (size_t)t);
 }
 
 int store_field_type_parse(const char *name)
 {
-    for (size_t i = 0; i < ARRAY_LEN(type_names); i++)
-        if (strcmp(type_names[i], name) == 0)
-            return (int)i;
-    return -1;
+    return index_of(type_names, ARRAY_LEN(type_names), name);
+}
+
+static const char *const collection_type_names[] = {
+    [STORE_COLLECTION_BASE] = "base",
+    [STORE_COLLECTION_AUTH] = "auth",
+    [STORE_COLLECTION_VIEW] = "view",
+};
+
+const char *store_collection_type_name(enum store_collection_type t)
+{
+    return name_of(collection_type_names, ARRAY_LEN(collection_type_names), (size_t)t);
+}
+
+int store_collection_type_parse(const char *name)
+{
+    return index_of(collection_type_names, ARRAY_LEN(collection_type_names), name);
 }
 
 bool store_name_valid(const char *name, size_t max_len)
@@ -150,5 +175,6 @@ void store_collection_unref(struct store_collection *c)
     free(c->updated);
     free_strv(c->identity_fields, c->n_identity_fields);
     json_decref(c->auth_options);
+    free(c->view_query);
     free(c);
 }

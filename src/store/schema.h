@@ -46,6 +46,7 @@ enum store_field_type {
 enum store_collection_type {
     STORE_COLLECTION_BASE,
     STORE_COLLECTION_AUTH,
+    STORE_COLLECTION_VIEW, /* read-only: an SQL view over viewQuery, its fields inferred */
 };
 
 /* The API rules of a collection, in this order. */
@@ -114,6 +115,7 @@ struct store_collection {
     char **identity_fields; /* for auth-with-password; default {"email"} */
     size_t n_identity_fields;
     json_t *auth_options; /* other auth options kept as given (oauth2, mfa, otp, ...), or NULL */
+    char *view_query;     /* view collections: the SELECT, trimmed of blanks and ';' */
     int refs;             /* atomic */
 };
 
@@ -135,6 +137,10 @@ const struct store_field *store_collection_field_by_id(const struct store_collec
 /* "text", "number", ...; store_field_type_parse returns -1 for an unknown name. */
 const char *store_field_type_name(enum store_field_type t);
 int store_field_type_parse(const char *name);
+
+/* "base", "auth", "view"; store_collection_type_parse returns -1 for an unknown name. */
+const char *store_collection_type_name(enum store_collection_type t);
+int store_collection_type_parse(const char *name);
 
 /* Collection and field names: ^[a-zA-Z_][a-zA-Z0-9_]*$, 1..max_len characters. */
 bool store_name_valid(const char *name, size_t max_len);

@@ -82,6 +82,20 @@ int store_collection_update(struct store *st, const char *id_or_name, const json
     return st->ops->collection_update(st, id_or_name, patch, errors_out, out);
 }
 
+int store_collection_view_fields(struct store *st, const char *query, json_t **errors_out,
+                                 json_t **fields_out)
+{
+    *errors_out = NULL;
+    *fields_out = NULL;
+    return st->ops->view_fields(st, query, errors_out, fields_out);
+}
+
+int store_auth_rehash(struct store *st, const struct store_collection *c, const char *id,
+                      const char *old_hash, const char *new_hash)
+{
+    return st->ops->auth_rehash(st, c, id, old_hash, new_hash);
+}
+
 int store_collection_import(struct store *st, const json_t *collections, bool delete_missing,
                             json_t **errors_out)
 {

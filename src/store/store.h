@@ -99,9 +99,13 @@ struct store_create_item {
     const char *password_hash;     /* or NULL */
     const struct store_cond *cond; /* the create rule, or NULL */
     int64_t deadline_us; /* time_mono_us() at which its statements stop (store_deadline), or 0 */
-    int rc;              /* OUT: as store_record_create_if would return */
-    json_t *errors;      /* OUT: the caller's (decref), with rc ERR_INVALID, or NULL */
-    json_t *record;      /* OUT: the caller's (decref), with rc 0 */
+    /* A record moved over from another PocketBase (tandem import pocketbase): the autodate
+     * values of its body are kept, and its relations are not looked up (they may name records
+     * that come later in the move; the source kept them consistent). */
+    bool restore;
+    int rc;         /* OUT: as store_record_create_if would return */
+    json_t *errors; /* OUT: the caller's (decref), with rc ERR_INVALID, or NULL */
+    json_t *record; /* OUT: the caller's (decref), with rc 0 */
 };
 
 /* One write of a batch (store_record_ops). */
@@ -152,6 +156,8 @@ struct store_ops {
     int (*collection_truncate)(struct store *st, const char *id_or_name);
     int (*collection_import)(struct store *st, const json_t *collections, bool delete_missing,
                              json_t **errors_out);
+    int (*view_fields)(struct store *st, const char *query, json_t **errors_out,
+                       json_t **fields_out);
 
     int (*record_get)(struct store *st, const struct store_collection *c, const char *id,
                       const struct store_cond *cond, json_t **out);
@@ -178,6 +184,8 @@ struct store_ops {
                     struct store_auth_record *out);
     int (*auth_token_key)(struct store *st, const struct store_collection *c, const char *id,
                           char *out, size_t out_len);
+    int (*auth_rehash)(struct store *st, const struct store_collection *c, const char *id,
+                       const char *old_hash, const char *new_hash);
 
     int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
@@ -255,6 +263,12 @@ int store_collection_import(struct store *st, const json_t *collections, bool de
  * row per change, in one transaction. ERR_NOTFOUND; ERR_CONFLICT when a required relation
  * of another collection still references a record (then nothing is deleted). */
 int store_collection_truncate(struct store *st, const char *id_or_name) MUST_USE;
+/* The fields a view collection with this viewQuery would have (PocketBase's field JSON, an
+ * array in *fields_out, the caller's), as a view collection's create infers them. ERR_INVALID
+ * with {"viewQuery":{...}} in *errors_out when the query is refused: it must be one read-only
+ * SELECT over the application's collections, with an `id` column and no `*` columns. */
+int store_collection_view_fields(struct store *st, const char *query, json_t **errors_out,
+                                 json_t **fields_out) MUST_USE;
 /* The collection catalogue seen as a read-only collection whose records are the collections,
  * with the fields id, name, type, system, created and updated, so that the collections list
  * can be filtered and sorted with store_record_list() and the filter compiler. Never write
@@ -303,7 +317,8 @@ json_t *store_record_body_view(const struct store_collection *c, const json_t *o
 
 /* body: PocketBase's record body (modifiers "f+", "+f", "f-" allowed, unknown keys ignored,
  * autodate values ignored, an "id" may be given). password_hash: the value for the
- * `password` field of an auth collection (the caller hashed it), or NULL to leave it.
+ * collection's password field (`password` of an auth collection, the one password field a
+ * base collection may have; the caller hashed it), or NULL to leave it.
  * ERR_INVALID with *errors_out on validation failure; ERR_NOTFOUND (update) when the record
  * is missing. */
 int store_record_create(struct store *st, const struct store_collection *c, const json_t *body,
@@ -380,6 +395,12 @@ void store_auth_record_release(struct store_auth_record *r);
 /* Only the tokenKey of the auth record id (one cached point read, no JSON): what checking a
  * token on every request needs. ERR_NOTFOUND; ERR_INVALID when c is not an auth collection;
  * ERR_LIMIT when the key does not fit out_len bytes with its NUL. */
+/* Replaces the password hash of an auth record when it is still old_hash (a sign-in moving a
+ * hash to tandem's scheme, e.g. a bcrypt hash imported from PocketBase). No outbox row: the
+ * record's public JSON does not change. ERR_NOTFOUND when the record is gone or its hash
+ * changed meanwhile. */
+int store_auth_rehash(struct store *st, const struct store_collection *c, const char *id,
+                      const char *old_hash, const char *new_hash) MUST_USE;
 int store_auth_token_key(struct store *st, const struct store_collection *c, const char *id,
                          char *out, size_t out_len) MUST_USE;
 /* The token epoch: a counter shared by every process that opens this data directory,

@@ -13,6 +13,7 @@
 #define STORE__JSON_MAX_DEFAULT (1 << 20)
 #define STORE__EDITOR_MAX_DEFAULT (5 << 20) /* PocketBase's DefaultEditorFieldMaxSize */
 #define STORE__MAX_FIELDS 1000
+#define STORE__VIEW_QUERY_MAX 100000
 
 /* {"code":code,"message":message}; params (TAKEN, may be NULL) added as "params". */
 json_t *store__verr(const char *code, const char *message, json_t *params);
@@ -40,6 +41,10 @@ struct store_collection *store__collection_users(const char *now);
 /* The `_externalAuths` system collection: the links of auth records to OAuth2 accounts. */
 struct store_collection *store__collection_external_auths(const char *now);
 struct store_collection *store__collection_alloc(void);
+/* The JSON of one field as PocketBase writes it. RETURNS a new reference. */
+json_t *store__field_to_json(const struct store_field *f);
+/* q without leading and trailing blanks and trailing ';'. free() it. */
+char *store__view_query_trim(const char *q);
 /* Parses the JSON kept in the system table (as store_collection_to_json wrote it). */
 int store__collection_load(const char *json_text, struct store_collection **out) MUST_USE;
 /* Default field id: type name + crc32(name). out >= 64 bytes. */

@@ -166,6 +166,41 @@ int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out)
     return c->wh->ops->persons_refresh(c, next_out);
 }
 
+int wh_model_parse(struct wh_conn *c, const char *sql, json_t **refs_out)
+{
+    *refs_out = NULL;
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->model_parse(c, sql, refs_out);
+}
+
+int wh_model_columns(struct wh_conn *c, const char *sql, const json_t *unbuilt,
+                     json_t **columns_out)
+{
+    *columns_out = NULL;
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->model_columns(c, sql, unbuilt, columns_out);
+}
+
+int wh_model_define(struct wh_conn *c, const char *name, const json_t *spec, bool reset)
+{
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->model_define(c, name, spec, reset);
+}
+
+int wh_model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
+                   json_t **out)
+{
+    *out = NULL;
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->model_build(c, m, o, out);
+}
+
+int wh_model_record(struct wh_conn *c, const json_t *run)
+{
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->model_record(c, run);
+}
+
 const char *wh_errmsg(struct wh_conn *c)
 {
     if (!c)

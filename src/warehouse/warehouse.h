@@ -181,6 +181,25 @@ typedef int (*wh_score_cb)(void *arg, const char *model, size_t model_len,
 struct wh;
 struct wh_conn;
 
+/* ---- SQL models (docs/models.md; definitions and scheduling live in src/models/) ---- */
+
+/* A model as the warehouse builds it; every member borrowed for the call. The name is a
+ * validated identifier (models/ checks it), used as the name of the published relation. */
+struct wh_model {
+    const char *name;
+    const char *sql;          /* one SELECT in the backend's dialect */
+    const char *materialized; /* "view", "table" or "incremental" */
+    const char *unique_key;   /* incremental: the key column */
+    /* [{"type":"unique"|"not_null"|"accepted_values"|"relationships"|"row_count"|"sql",
+     * "column"?,"values"?,"to"?,"field"?,"min"?,"max"?,"sql"?,"severity":"error"|"warn",
+     * "name"}] */
+    const json_t *tests;
+};
+
+struct wh_model_opts {
+    bool full_refresh; /* incremental: rebuild from every row instead of the new ones */
+};
+
 struct wh_ops {
     const char *name; /* "duckdb", later "clickhouse" */
     int (*open)(const struct wh_cfg *cfg, struct wh **out);
@@ -201,6 +220,13 @@ struct wh_ops {
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
     int (*checkpoint)(struct wh_conn *c, bool force);
     int (*persons_refresh)(struct wh_conn *c, uint64_t *next_out);
+    int (*model_parse)(struct wh_conn *c, const char *sql, json_t **refs_out);
+    int (*model_columns)(struct wh_conn *c, const char *sql, const json_t *unbuilt,
+                         json_t **columns_out);
+    int (*model_define)(struct wh_conn *c, const char *name, const json_t *spec, bool reset);
+    int (*model_build)(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
+                       json_t **out);
+    int (*model_record)(struct wh_conn *c, const json_t *run);
     const char *(*errmsg)(struct wh_conn *c);
     int (*scan)(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
     int (*set_scorer)(struct wh *wh, wh_score_cb cb, void *arg);
@@ -277,6 +303,42 @@ int wh_checkpoint(struct wh_conn *c, bool force) MUST_USE;
  * since the last refresh; one transaction; concurrent refreshes wait for each other.
  * *next_out (may be NULL): every event with a lower log_offset is reflected. */
 int wh_persons_refresh(struct wh_conn *c, uint64_t *next_out) MUST_USE;
+/* ---- SQL models ----
+ * Tables: _models (name, spec JSON, updated_at), _model_state (what each published model was
+ * built from), _model_runs and _model_tests (docs/models.md). */
+
+/* Parses sql as a model: exactly one SELECT that the SQL API's guard accepts. *refs_out (the
+ * caller's): the sorted, lower-cased names of the tables and views it reads (CTE names left
+ * out). ERR_INVALID: it does not parse (wh_errmsg says where); ERR_DENIED: not one SELECT,
+ * a schema-qualified name, or a function the guard refuses. */
+int wh_model_parse(struct wh_conn *c, const char *sql, json_t **refs_out) MUST_USE;
+/* The columns sql produces, [{"name","type"}], binding it against the current tables; unbuilt
+ * ({"model": "sql"}, or NULL) stands in for models that have no relation yet. Nothing is
+ * changed. ERR_INVALID with the engine's message when it does not bind. */
+int wh_model_columns(struct wh_conn *c, const char *sql, const json_t *unbuilt,
+                     json_t **columns_out) MUST_USE;
+/* Stores (spec non-NULL) or deletes (NULL: the published relation and its state go too) the
+ * definition of a model. reset: forget what the model was built from, so its next build is
+ * a full one. One transaction. */
+int wh_model_define(struct wh_conn *c, const char *name, const json_t *spec, bool reset) MUST_USE;
+/* Write-audit-publish, in ONE transaction: builds m aside (incremental: only the keys that
+ * the events and changes loaded since its last build produce), runs its tests on the new
+ * version, and replaces the published version only when no test of severity "error" fails;
+ * otherwise (or on any failure) everything is rolled back and the previous version stays.
+ * "rows" counts the published relation (0 when nothing was published).
+ * *out (the caller's, also on failure): {"status":"success"|"warn"|"failed"|"broken",
+ * "mode":"view"|"full"|"incremental","rows":N,"eventsFrom":N,"eventsTo":N,"changesFrom":N,
+ * "changesTo":N,"message":s|null,"tests":[{"name","type","column","severity","status":
+ * "pass"|"fail","failures":N,"message"}]}. Returns 0 when *out says what happened (including
+ * failed tests and broken SQL), < 0 on an engine failure (ERR_BUSY: a conflict, retry). */
+int wh_model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
+                   json_t **out) MUST_USE;
+/* Inserts or replaces a run in _model_runs (by "id") and, when it has "tests", its rows of
+ * _model_tests: {"id","model","trigger","status","mode","startedAt","finishedAt" (us since the
+ * epoch, or null),"rows","eventsFrom","eventsTo","changesFrom","changesTo","message",
+ * "sync":{...}|null,"tests":[...]}. */
+int wh_model_record(struct wh_conn *c, const json_t *run) MUST_USE;
+
 /* Runs one read-only SELECT (the SQL API's guard applies) and hands its rows to cb chunk by
  * chunk (at most a few thousand rows each), as numeric and text columns: first one call with
  * n_rows 0 that shows the columns, then one per chunk. No timeout and no row cap: the caller

@@ -541,6 +541,42 @@ test('collections: counts and paging through records match the API', async () =>
   assert.deepEqual([...seen].sort(), all.items.map((r) => r.id).sort());
 });
 
+test('models: lineage, last runs, row counts and tests match the API', async () => {
+  await api('POST', '/api/models', { name: 'dash_users', sql: "SELECT user_id, count(*) AS n FROM events WHERE user_id IS NOT NULL GROUP BY 1", tests: [{ type: 'unique', column: 'user_id' }] });
+  await api('POST', '/api/models', { name: 'dash_top', sql: 'SELECT * FROM dash_users ORDER BY n DESC LIMIT 3', materialized: 'view', tests: [{ type: 'row_count', max: 2, severity: 'warn' }] });
+  const queued = await fetch(`${srv.url}/api/models/dash_users/run`, { method: 'POST', headers: { Authorization: token, 'Content-Type': 'application/json' }, body: '{}' });
+  assert.equal(queued.status, 202);
+  let list;
+  for (;;) { // dash_top runs after dash_users (downstream)
+    list = await api('GET', '/api/models');
+    if (list.items.every((m) => m.lastRun)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.goto(`${srv.url}/_/#/models`);
+  await page.waitForSelector('[data-testid=lineage-dash_top]');
+  for (const name of ['events', 'dash_users', 'dash_top']) assert.equal(await page.locator(`[data-testid=lineage-${name}]`).count(), 1, name);
+  const byName = Object.fromEntries(list.items.map((m) => [m.name, m]));
+  assert.equal(byName.dash_users.lastRun.status, 'success');
+  assert.equal(byName.dash_top.lastRun.status, 'warn');
+  await testid('model-dash_users');
+  const cellsOf = (id) => page.locator(`[data-testid=${id}] td`).allTextContents();
+  const users = await cellsOf('model-dash_users');
+  assert.deepEqual([users[0], users[1], users[2]], ['dash_users', 'table', 'events']);
+  assert.match(users[3], /^success · /);
+  assert.equal(num(users[4]), byName.dash_users.lastRun.rows);
+  assert.equal(users[5], '1 passed');
+  const top = await cellsOf('model-dash_top');
+  assert.deepEqual([top[1], top[2], top[5]], ['view', 'dash_users', '1 of 1 failed']);
+  await shot('models');
+  await page.click('[data-testid=model-link-dash_top]');
+  await page.waitForSelector('[data-testid=tests]');
+  const test0 = await page.locator('[data-testid=tests] tbody tr').first().locator('td').allTextContents();
+  assert.deepEqual(test0.slice(0, 5), ['row_count', 'row_count', '', 'warn', 'fail']);
+  const run0 = await page.locator('[data-testid=runs] tbody tr').first().locator('td').allTextContents();
+  assert.deepEqual(run0.slice(0, 3), ['warn', 'upstream', 'view']);
+  await shot('model');
+});
+
 test('a token the server refuses and signing out both lead back to the sign-in form', async () => {
   await page.goto(`${srv.url}/_/#/collections`);
   await testid('collection-count-posts');

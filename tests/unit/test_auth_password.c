@@ -69,7 +69,11 @@ static void test_verify_malformed_hash(void **state)
     const char *bad[] = {
         "",
         "pw",
-        "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy", /* bcrypt */
+        "$2a$31$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy", /* bcrypt, too costly */
+        "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhW",  /* one short */
+        "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lh!y", /* not bcrypt base64 */
+        "$2x$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy", /* unknown variant */
+        "$2a$03$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy", /* cost below 4 */
         "$argon2id$v=19$m=abc,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
         "$argon2id$v=19$m=65536,t=2,p=1$",
         "$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA",
@@ -93,6 +97,33 @@ static void test_argon2i_hash_verifies_and_needs_rehash(void **state)
     /* even with matching cost, argon2i is moved to argon2id */
     struct auth_hash_params p = {3, 8192};
     assert_int_equal(auth_password_needs_rehash_with(hash, &p), 1);
+}
+
+/* PocketBase stores Go's bcrypt hashes; these are published test vectors (Go's
+ * x/crypto/bcrypt tests, and the OpenBSD/John the Ripper "U*U" one), not made by libcrypt. */
+static void test_bcrypt_hash_verifies_and_needs_rehash(void **state)
+{
+    (void)state;
+    const char *go = "$2a$10$XajjQvNhvvRt5GSeFk1xFeyqRrsxkhBkUiQeg0dt.wU1qD4aFDcga";
+    assert_int_equal(auth_password_verify(go, "allmine"), 0);
+    assert_int_equal(auth_password_verify(go, "allmine2"), ERR_DENIED);
+    assert_int_equal(auth_password_verify(go, ""), ERR_DENIED);
+    assert_int_equal(auth_password_needs_rehash(go), 1);
+    const char *jtr = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+    assert_int_equal(auth_password_verify(jtr, "U*U"), 0);
+    assert_int_equal(auth_password_verify(jtr, "U*V"), ERR_DENIED);
+    /* the $2b$ and $2y$ spellings of the same hash */
+    char b[61];
+    strcpy(b, jtr);
+    b[2] = 'b';
+    assert_int_equal(auth_password_verify(b, "U*U"), 0);
+    b[2] = 'y';
+    assert_int_equal(auth_password_verify(b, "U*U"), 0);
+    /* bcrypt reads 72 bytes: a longer password is refused rather than cut */
+    char longpw[100];
+    memset(longpw, 'a', sizeof(longpw) - 1);
+    longpw[sizeof(longpw) - 1] = '\0';
+    assert_int_equal(auth_password_verify(jtr, longpw), ERR_DENIED);
 }
 
 static void test_password_limits_and_params(void **state)
@@ -585,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_hash_verify_cheap),
         cmocka_unit_test(test_verify_malformed_hash),
         cmocka_unit_test(test_argon2i_hash_verifies_and_needs_rehash),
+        cmocka_unit_test(test_bcrypt_hash_verifies_and_needs_rehash),
         cmocka_unit_test(test_password_limits_and_params),
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_token_key_new),

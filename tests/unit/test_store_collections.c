@@ -157,7 +157,8 @@ static void test_name_validation(void **state)
     expect_invalid(&fx, "{\"name\":\"_mine\"}", "name");
     expect_invalid(&fx, "{\"name\":\"posts_via_x\"}", "name");
     expect_invalid(&fx, "{\"name\":\"USERS\"}", "name"); /* exists, case-insensitively */
-    expect_invalid(&fx, "{\"name\":\"ok\",\"type\":\"view\"}", "type");
+    expect_invalid(&fx, "{\"name\":\"ok\",\"type\":\"view\"}", "viewQuery");
+    expect_invalid(&fx, "{\"name\":\"ok\",\"type\":\"table\"}", "type");
     expect_invalid(&fx, "{\"name\":\"ok\",\"fields\":[{\"name\":\"a-b\",\"type\":\"text\"}]}",
                    "fields");
     expect_invalid(&fx, "{\"name\":\"ok\",\"fields\":[{\"name\":\"expand\",\"type\":\"text\"}]}",
@@ -176,8 +177,10 @@ static void test_name_validation(void **state)
                    "{\"name\":\"ok\",\"fields\":[{\"name\":\"r\",\"type\":\"relation\","
                    "\"collectionId\":\"nope\"}]}",
                    "fields");
-    expect_invalid(&fx, "{\"name\":\"ok\",\"fields\":[{\"name\":\"p\",\"type\":\"password\"}]}",
-                   "fields");
+    expect_invalid(&fx,
+                   "{\"name\":\"ok\",\"fields\":[{\"name\":\"p\",\"type\":\"password\"},"
+                   "{\"name\":\"q\",\"type\":\"password\"}]}",
+                   "fields"); /* one password field per collection */
     expect_invalid(&fx,
                    "{\"name\":\"ok\",\"fields\":[{\"name\":\"t\",\"type\":\"text\","
                    "\"pattern\":\"([\"}]}",

@@ -174,6 +174,26 @@ static void test_client_id(void **state)
     fx_close(&fx);
 }
 
+/* PocketBase holds a number of 0 (the blank value) only to required, never to min/max. */
+static void test_zero_number_is_blank(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c =
+        fx_coll(&fx, "{\"name\":\"r\",\"fields\":[{\"name\":\"n\",\"type\":\"number\","
+                     "\"min\":1,\"max\":5}]}");
+    json_decref(fx_rec(&fx, c, "{\"n\":0}"));
+    json_decref(fx_rec(&fx, c, "{}"));
+    fx_rec_invalid(&fx, c, "{\"n\":0.5}", "n", "validation_min_number_constraint");
+    store_collection_unref(c);
+    c = fx_coll(&fx, "{\"name\":\"q\",\"fields\":[{\"name\":\"n\",\"type\":\"number\","
+                     "\"min\":1,\"required\":true}]}");
+    fx_rec_invalid(&fx, c, "{\"n\":0}", "n", "validation_required");
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_validation_rules(void **state)
 {
     UNUSED(state);
@@ -1720,6 +1740,7 @@ int main(void)
         cmocka_unit_test(test_autogenerate_modifier),
         cmocka_unit_test(test_file_names),
         cmocka_unit_test(test_client_id),
+        cmocka_unit_test(test_zero_number_is_blank),
         cmocka_unit_test(test_validation_rules),
         cmocka_unit_test(test_required_per_type),
         cmocka_unit_test(test_modifiers),

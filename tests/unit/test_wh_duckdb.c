@@ -96,7 +96,8 @@ static void test_schema_tables(void **state)
 {
     struct fx *f = *state;
     assert_rows(f->c, "SELECT table_name FROM duckdb_tables() WHERE schema_name='main' ORDER BY 1",
-                "[[\"_did_first\"],[\"_mirror_fields\"],[\"_mirrors\"],[\"_offsets\"],"
+                "[[\"_did_first\"],[\"_mirror_fields\"],[\"_mirrors\"],[\"_model_runs\"],"
+                "[\"_model_state\"],[\"_model_tests\"],[\"_models\"],[\"_offsets\"],"
                 "[\"_person_links\"],[\"_persons_state\"],[\"_rejects\"],[\"changes\"],"
                 "[\"events\"],[\"predictions\"]]");
     /* idempotent */

@@ -358,6 +358,93 @@ static void test_editor_and_geo_point_columns(void **state)
                 "[[\"p1\",\"<p>hi</p>\",23.25,42.5],[\"p2\",\"\",0.0,0.0]]");
 }
 
+/* A view collection's mirror is a DuckDB view running its query over the mirrors: current
+ * with every load, renamed and dropped with the collection; a query DuckDB cannot run is
+ * ERR_INVALID and leaves no mirror. */
+static void test_view_collection_mirror(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(wh_apply_collection(f->c, &users), 0);
+    assert_int_equal(
+        load(f,
+             "[[\"pbc_users\",\"u1\",\"create\",{\"id\":\"u1\",\"name\":\"a\",\"age\":30}],"
+             "[\"pbc_users\",\"u2\",\"create\",{\"id\":\"u2\",\"name\":\"a\",\"age\":12}],"
+             "[\"pbc_users\",\"u3\",\"create\",{\"id\":\"u3\",\"name\":\"b\",\"age\":5}]]",
+             NULL),
+        0);
+    struct store_field vf[] = {
+        {.id = "v_id", .name = "id", .type = STORE_FIELD_TEXT, .primary_key = true},
+        {.id = "v_n", .name = "n", .type = STORE_FIELD_NUMBER},
+    };
+    struct store_collection view = {
+        .id = "pbc_byname",
+        .name = "by_name",
+        .type = STORE_COLLECTION_VIEW,
+        .fields = vf,
+        .n_fields = ARRAY_LEN(vf),
+        .view_query = "SELECT min(id) AS id, name, count(*) AS n, sum(age) AS years FROM users "
+                      "GROUP BY name ORDER BY name",
+    };
+    struct store_field of[] = {{.id = "o_id", .name = "id", .type = STORE_FIELD_TEXT}};
+    struct store_collection other = {
+        .id = "pbc_other", .name = "other", .fields = of, .n_fields = ARRAY_LEN(of)};
+    assert_int_equal(wh_apply_collection(f->c, &other), 0);
+    assert_int_equal(wh_apply_collection(f->c, &view), 0);
+    /* a mirror the view does not read may go */
+    assert_int_equal(wh_drop_collection(f->c, "pbc_other"), 0);
+    assert_rows(f->c, "SELECT name, n, years FROM app_by_name ORDER BY name",
+                "[[\"a\",2,42.0],[\"b\",1,5.0]]");
+    assert_rows(f->c,
+                "SELECT table_type FROM information_schema.tables WHERE table_name = "
+                "'app_by_name'",
+                "[[\"VIEW\"]]");
+    /* the view follows the next load: nothing to refresh */
+    assert_int_equal(
+        load(f, "[[\"pbc_users\",\"u3\",\"update\",{\"id\":\"u3\",\"name\":\"a\",\"age\":1}]]",
+             NULL),
+        0);
+    assert_rows(f->c, "SELECT name, n FROM app_by_name", "[[\"a\",3]]");
+    /* the tables under it still change: a new field, a field changing type (refill) */
+    struct store_field more[ARRAY_LEN(users_fields) + 1];
+    memcpy(more, users_fields, sizeof(users_fields));
+    more[ARRAY_LEN(users_fields)] =
+        (struct store_field){.id = "f_city", .name = "city", .type = STORE_FIELD_TEXT};
+    more[3].type = STORE_FIELD_TEXT; /* active: bool -> text */
+    struct store_collection users2 = users;
+    users2.fields = more;
+    users2.n_fields = ARRAY_LEN(more);
+    assert_int_equal(wh_apply_collection(f->c, &users2), 0);
+    assert_rows(f->c, "SELECT name, n FROM app_by_name", "[[\"a\",3]]");
+    assert_int_equal(wh_apply_collection(f->c, &users), 0);
+    /* renamed with the collection, applied again without harm */
+    view.name = "grouped";
+    assert_int_equal(wh_apply_collection(f->c, &view), 0);
+    assert_int_equal(wh_apply_collection(f->c, &view), 0);
+    assert_rows(f->c, "SELECT n FROM app_grouped", "[[3]]");
+    assert_rows(f->c,
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                "'app_by_name'",
+                "[[0]]");
+    /* SQL DuckDB cannot run leaves no mirror, and so does a second statement smuggled in */
+    struct store_collection bad = view;
+    bad.id = "pbc_bad";
+    bad.name = "bad";
+    bad.view_query = "SELECT id FROM users WHERE nosuchfunction(name)";
+    assert_int_equal(wh_apply_collection(f->c, &bad), ERR_INVALID);
+    bad.view_query = "SELECT id FROM users); DROP TABLE app_users; SELECT (1";
+    assert_int_equal(wh_apply_collection(f->c, &bad), ERR_INVALID);
+    assert_rows(f->c, "SELECT count(*) FROM app_users", "[[3]]");
+    assert_rows(f->c, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'app_bad'",
+                "[[0]]");
+    /* dropped with the collection; the tables it read stay */
+    assert_int_equal(wh_drop_collection(f->c, "pbc_byname"), 0);
+    assert_rows(f->c,
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                "'app_grouped'",
+                "[[0]]");
+    assert_rows(f->c, "SELECT count(*) FROM app_users", "[[3]]");
+}
+
 static void test_load_changes_rejects_missing_ids(void **state)
 {
     struct fx *f = *state;
@@ -379,6 +466,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_collections_swap_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_changes_rejects_missing_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_editor_and_geo_point_columns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_collection_mirror, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,9 +10,10 @@ import * as stickiness from './pages/stickiness.js';
 import * as lifecycle from './pages/lifecycle.js';
 import * as sqlPage from './pages/sql.js';
 import * as collections from './pages/collections.js';
+import * as models from './pages/models.js';
 import * as ml from './pages/ml.js';
 
-const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections, ml };
+const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections, models, ml };
 const view = document.getElementById('view');
 const top = document.getElementById('top');
 let cleanup = null;

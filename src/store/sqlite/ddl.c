@@ -104,8 +104,7 @@ static int save_row(struct sq_conn *cn, const struct store_collection *c, bool i
         return rc;
     }
     sqlite3_bind_text(st.stmt, 1, c->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st.stmt, 2, c->type == STORE_COLLECTION_AUTH ? "auth" : "base", -1,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(st.stmt, 2, store_collection_type_name(c->type), -1, SQLITE_STATIC);
     sqlite3_bind_int(st.stmt, 3, c->system);
     sqlite3_bind_text(st.stmt, 4, spec, -1, free);
     sqlite3_bind_text(st.stmt, 5, c->created, -1, SQLITE_TRANSIENT);
@@ -119,6 +118,8 @@ static int save_row(struct sq_conn *cn, const struct store_collection *c, bool i
 
 static int create_table_only(struct sq_conn *cn, const struct store_collection *c)
 {
+    if (c->type == STORE_COLLECTION_VIEW)
+        return 0; /* made by views_recreate, once every table is there */
     struct buf b;
     buf_init(&b);
     create_table_sql(&b, c, c->name);
@@ -130,6 +131,10 @@ static int create_table_only(struct sq_conn *cn, const struct store_collection *
 int sq__collection_install(struct sq_store *s, struct sq_conn *cn, const struct store_collection *c)
 {
     UNUSED(s);
+    if (c->type == STORE_COLLECTION_VIEW) {
+        int rc = sq__view_install(cn, c);
+        return rc ? rc : save_row(cn, c, true);
+    }
     struct buf b;
     buf_init(&b);
     create_table_sql(&b, c, c->name);
@@ -247,6 +252,102 @@ int sq__auth_indexes_upgrade(struct sq_store *s, struct sq_conn *cn)
     return rc;
 }
 
+static bool is_view_spec(const json_t *spec)
+{
+    const char *t = json_string_value(json_object_get(spec, "type"));
+    return t && strcmp(t, "view") == 0;
+}
+
+/* Every collection, with c in the place of the one with its id (appended when new; removed
+ * when c is NULL and drop_id is given). Release with store_collection_list_free. */
+static void col_all_with(struct sq_store *s, struct store_collection *c, const char *drop_id,
+                         struct store_collection ***out, size_t *n_out)
+{
+    struct store_collection **all;
+    size_t n;
+    sq__col_all(s, &all, &n);
+    const char *id = c ? c->id : drop_id;
+    size_t i = 0;
+    while (i < n && strcmp(all[i]->id, id) != 0)
+        i++;
+    if (i < n) {
+        store_collection_unref(all[i]);
+        if (c) {
+            all[i] = store_collection_ref(c);
+        } else {
+            memmove(&all[i], &all[i + 1], (n - i - 1) * sizeof(*all));
+            n--;
+        }
+    } else if (c) {
+        all = xrealloc(all, (n + 1) * sizeof(*all));
+        all[n++] = store_collection_ref(c);
+    }
+    *out = all;
+    *n_out = n;
+}
+
+/* Makes the SQL views of list again, in order, after sq__views_drop and the table changes of
+ * a transaction, as PocketBase re-saves views whose tables changed: each view's fields are
+ * inferred again, and a view whose fields changed (a copied field's options, say) gets a new
+ * definition, saved and put in list in place of the old (the caller publishes list after its
+ * commit). ERR_INVALID when a view no longer works: errors["fields"] says which, *bad_out (when
+ * given) is its index in list. */
+static int views_recreate(struct sq_conn *cn, struct store_collection **list, size_t n,
+                          const char *now, json_t *errors, size_t *bad_out)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        struct store_collection *v = list[i];
+        if (v->type != STORE_COLLECTION_VIEW)
+            continue;
+        json_t *e = json_object(), *fields = NULL, *patch = NULL;
+        struct store_collection *nc = NULL;
+        rc = sq__view_fields(cn, list, n, v->view_query, e, &fields);
+        if (!rc) {
+            patch = json_pack("{s:O}", "fields", fields);
+            rc = store__collection_from_json(patch, v, now, e, &nc);
+        }
+        bool same = !rc && nc->n_fields == v->n_fields;
+        for (size_t k = 0; same && k < v->n_fields; k++) {
+            json_t *a = store__field_to_json(&v->fields[k]),
+                   *b = store__field_to_json(&nc->fields[k]);
+            same = json_equal(a, b);
+            json_decref(a);
+            json_decref(b);
+        }
+        if (!rc && !same && !(rc = save_row(cn, nc, false))) {
+            store_collection_unref(list[i]);
+            list[i] = v = store_collection_ref(nc);
+        }
+        store_collection_unref(nc);
+        json_decref(patch);
+        if (!rc)
+            rc = sq__view_install(cn, v);
+        if (rc == ERR_INVALID) {
+            json_t *why = json_object_get(e, "viewQuery");
+            char msg[700];
+            snprintf(msg, sizeof(msg), "The view collection %s would no longer work: %s", v->name,
+                     why ? json_string_value(json_object_get(why, "message")) : cn->errmsg);
+            if (errors)
+                store__verr_set(errors, "fields", "validation_view_dependency", msg);
+            if (bad_out)
+                *bad_out = i;
+            rc = sq__fail(cn, ERR_INVALID, "%s", msg);
+        }
+        json_decref(e);
+        json_decref(fields);
+    }
+    return rc;
+}
+
+/* Publishes the views of list (views_recreate may have given them new definitions). */
+static void views_publish(struct sq_store *s, struct store_collection **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->type == STORE_COLLECTION_VIEW)
+            sq__col_put(s, list[i]->id, store_collection_ref(list[i]));
+}
+
 /* Checks what needs the other collections: unique name and id, relation targets. */
 static int check_against_list(struct store_collection **all, size_t n,
                               const struct store_collection *c, json_t *errors)
@@ -326,7 +427,21 @@ int sq__collection_create(struct store *st, const json_t *spec, json_t **errors_
     struct store_collection *c = NULL;
     char now[TIME_PB_LEN];
     sq__now(now);
-    int rc = store__collection_from_json(spec, NULL, now, errors, &c);
+    json_t *vspec = NULL;
+    int rc = 0;
+    if (is_view_spec(spec)) {
+        /* the fields of a view come from its query, read against the current schema (the
+         * view is checked again, under the write lock, when it is made) */
+        struct store_collection **all;
+        size_t n_all;
+        sq__col_all(s, &all, &n_all);
+        rc = sq__view_spec(cn, all, n_all, spec, NULL, errors, &vspec);
+        store_collection_list_free(all, n_all);
+        if (rc)
+            goto invalid;
+        spec = vspec;
+    }
+    rc = store__collection_from_json(spec, NULL, now, errors, &c);
     if (rc)
         goto invalid;
     rc = sq__begin(s, cn);
@@ -367,6 +482,7 @@ invalid:
     sq__fail(cn, ERR_INVALID, "Failed to create collection.");
     rc = ERR_INVALID;
 out:
+    json_decref(vspec);
     store_collection_unref(c);
     if (rc == ERR_INVALID && errors_out)
         *errors_out = json_incref(errors);
@@ -540,14 +656,39 @@ int sq__collection_update(struct store *st, const char *id_or_name, const json_t
         json_decref(errors);
         return sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
     }
-    rc = store__collection_from_json(patch, old, now, errors, &c);
+    struct store_collection **all = NULL, **after = NULL;
+    size_t n_all = 0, n_after = 0;
+    json_t *vpatch = NULL;
+    sq__col_all(s, &all, &n_all);
+    if (old->type == STORE_COLLECTION_VIEW) {
+        rc = sq__view_spec(cn, all, n_all, patch, old, errors, &vpatch);
+        if (!rc)
+            patch = vpatch;
+    }
+    if (!rc)
+        rc = store__collection_from_json(patch, old, now, errors, &c);
     if (!rc)
         rc = check_against_others(s, c, errors);
+    /* views re-parse against the changed tables: off while they change, back after */
     if (!rc)
+        rc = sq__views_drop(cn, all, n_all);
+    if (!rc && c->type != STORE_COLLECTION_VIEW)
         rc = migrate(cn, old, c);
     if (!rc)
         rc = save_row(cn, c, false);
+    if (!rc) {
+        col_all_with(s, c, NULL, &after, &n_after);
+        rc = views_recreate(cn, after, n_after, now, errors, NULL);
+        for (size_t i = 0; !rc && i < n_after; i++)
+            if (strcmp(after[i]->id, c->id) == 0 && after[i] != c) { /* c is a view: its own */
+                store_collection_unref(c);
+                c = store_collection_ref(after[i]);
+            }
+    }
+    store_collection_list_free(all, n_all);
+    json_decref(vpatch);
     if (rc) {
+        store_collection_list_free(after, n_after);
         rc = ddl_error(cn, rc, errors);
         sq__rollback(s, cn);
         if (rc == ERR_INVALID)
@@ -555,6 +696,9 @@ int sq__collection_update(struct store *st, const char *id_or_name, const json_t
         goto out;
     }
     rc = sq__commit(s, cn);
+    if (!rc)
+        views_publish(s, after, n_after);
+    store_collection_list_free(after, n_after);
     if (rc)
         goto out;
     sq__col_put(s, c->id, store_collection_ref(c));
@@ -580,8 +724,8 @@ int sq__collection_delete(struct store *st, const char *id_or_name)
         return rc;
     sq__auth_changed(cn);
     struct store_collection *c = sq__col_find(s, id_or_name);
-    struct store_collection **all = NULL;
-    size_t n = 0;
+    struct store_collection **all = NULL, **rest = NULL;
+    size_t n = 0, n_rest = 0;
     struct buf b;
     buf_init(&b);
     if (!c) {
@@ -606,9 +750,21 @@ int sq__collection_delete(struct store *st, const char *id_or_name)
             }
         }
     }
-    buf_puts(&b, "DROP TABLE ");
-    store__quote(&b, c->name);
-    if ((rc = exec_buf(cn, &b)))
+    if ((rc = sq__views_drop(cn, all, n)))
+        goto fail;
+    if (c->type != STORE_COLLECTION_VIEW) {
+        buf_puts(&b, "DROP TABLE ");
+        store__quote(&b, c->name);
+        if ((rc = exec_buf(cn, &b)))
+            goto fail;
+    }
+    char now[TIME_PB_LEN];
+    sq__now(now);
+    col_all_with(s, NULL, c->id, &rest, &n_rest);
+    rc = views_recreate(cn, rest, n_rest, now, NULL, NULL);
+    if (rc == ERR_INVALID)
+        rc = sq__fail(cn, ERR_CONFLICT, "%s", cn->errmsg);
+    if (rc)
         goto fail;
     struct sq_stmt stt;
     if ((rc = sq__prep(cn, "DELETE FROM \"_collections\" WHERE \"id\" = ?1", &stt)))
@@ -620,14 +776,17 @@ int sq__collection_delete(struct store *st, const char *id_or_name)
     if (rc)
         goto fail;
     rc = sq__commit(s, cn);
-    if (!rc)
+    if (!rc) {
         sq__col_put(s, c->id, NULL);
+        views_publish(s, rest, n_rest);
+    }
     goto out;
 fail:
     sq__rollback(s, cn);
 out:
     buf_release(&b);
     store_collection_list_free(all, n);
+    store_collection_list_free(rest, n_rest);
     store_collection_unref(c);
     return rc;
 }
@@ -699,14 +858,18 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
         struct store_collection *cur = list_find(list, n_list, id, name);
         json_t *ie = json_object();
         const char *type = json_string_value(json_object_get(spec, "type"));
-        if (cur && type &&
-            strcmp(type, cur->type == STORE_COLLECTION_AUTH ? "auth" : "base") != 0) {
+        /* a view's fields are inferred once its tables are there (pass 4) */
+        json_t *pspec = is_view_spec(spec) ? json_deep_copy(spec) : json_incref(spec);
+        if (is_view_spec(spec))
+            json_object_del(pspec, "fields");
+        if (cur && type && strcmp(type, store_collection_type_name(cur->type)) != 0) {
             store__verr_set(ie, "type", "validation_collection_type_change",
                             "Collection type cannot be changed.");
             rc = ERR_INVALID;
-        } else if (store__collection_from_json(spec, cur, now, ie, &news[i]) != 0) {
+        } else if (store__collection_from_json(pspec, cur, now, ie, &news[i]) != 0) {
             rc = ERR_INVALID;
         }
+        json_decref(pspec);
         if (rc) {
             import_error(errors, i, ie);
             json_decref(ie);
@@ -733,6 +896,9 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
             list[n_list++] = store_collection_ref(news[i]);
         }
     }
+    /* the views go while tables change; pass 4 makes them again */
+    if ((rc = sq__views_drop(cn, old, n_old)))
+        goto fail;
     /* collections the import does not mention */
     if (delete_missing) {
         for (size_t k = 0; k < n_list; k++) {
@@ -744,7 +910,7 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
             buf_reset(&b);
             buf_puts(&b, "DROP TABLE ");
             store__quote(&b, list[k]->name);
-            if ((rc = sq__exec(cn, buf_cstr(&b))))
+            if (list[k]->type != STORE_COLLECTION_VIEW && (rc = sq__exec(cn, buf_cstr(&b))))
                 goto fail;
             struct sq_stmt del;
             if ((rc = sq__prep(cn, "DELETE FROM \"_collections\" WHERE \"id\" = ?1", &del)))
@@ -786,7 +952,8 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
      * may swap names */
     tmp_names = xcalloc(n_in ? n_in : 1, sizeof(*tmp_names));
     for (size_t i = 0; i < n_in; i++) {
-        if (!olds_of[i] || strcmp(olds_of[i]->name, news[i]->name) == 0)
+        if (!olds_of[i] || strcmp(olds_of[i]->name, news[i]->name) == 0 ||
+            olds_of[i]->type == STORE_COLLECTION_VIEW)
             continue;
         tmp_names[i] = xmalloc(64);
         snprintf(tmp_names[i], 64, "_tandem_import_%zu", i);
@@ -810,7 +977,9 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
             goto fail;
     }
     for (size_t i = 0; i < n_in; i++) {
-        if (olds_of[i]) {
+        if (olds_of[i] && olds_of[i]->type == STORE_COLLECTION_VIEW) {
+            rc = 0; /* pass 4 */
+        } else if (olds_of[i]) {
             struct store_collection moved = *olds_of[i]; /* the same, at its temporary name */
             if (tmp_names[i])
                 moved.name = tmp_names[i];
@@ -830,6 +999,21 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
             rc = ddl_error(cn, rc, errors);
             goto fail;
         }
+    /* pass 4: every view in order, its fields inferred from the imported tables (and the
+     * views before it) */
+    size_t bad = 0;
+    rc = views_recreate(cn, list, n_list, now, NULL, &bad);
+    if (rc == ERR_INVALID) {
+        size_t i = 0;
+        while (i < n_in && strcmp(news[i]->id, list[bad]->id) != 0)
+            i++;
+        json_t *ie = json_object();
+        store__verr_set(ie, "viewQuery", "validation_invalid_view_query", cn->errmsg);
+        import_error(errors, i < n_in ? i : 0, ie);
+        json_decref(ie);
+    }
+    if (rc)
+        goto fail;
     rc = sq__commit(s, cn);
     if (rc)
         goto out;

@@ -723,8 +723,8 @@ static int write_row(struct sq_conn *cn, const struct store_collection *c, const
  * open either way: the caller rolls back (or back to a savepoint) on failure. */
 static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_collection *cin,
                    const char *id, const json_t *body, const char *password_hash,
-                   const struct store_cond *cond, const char *now, json_t **errors_out,
-                   json_t **rec_out)
+                   const struct store_cond *cond, const char *now, bool restore,
+                   json_t **errors_out, json_t **rec_out)
 {
     *rec_out = NULL;
     json_t *errors = json_object();
@@ -734,6 +734,10 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
     struct store_collection *c = current(s, cn, cin);
     if (!c) {
         rc = ERR_NOTFOUND;
+        goto out;
+    }
+    if (c->type == STORE_COLLECTION_VIEW) {
+        rc = sq__fail(cn, ERR_DENIED, "Unsupported collection type.");
         goto out;
     }
     if (id && c->type == STORE_COLLECTION_AUTH)
@@ -757,15 +761,15 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
         goto out;
     }
     rc = prc;
+    const struct store_field *pw = NULL;
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type == STORE_FIELD_PASSWORD)
+            pw = &c->fields[i];
+    if (!rc && pw && pw->required && !old && (!password_hash || !*password_hash)) {
+        store__verr_set(errors, pw->name, "validation_required", "Cannot be blank.");
+        rc = ERR_INVALID;
+    }
     if (!rc && c->type == STORE_COLLECTION_AUTH) {
-        const struct store_field *pw = NULL;
-        for (size_t i = 0; i < c->n_fields; i++)
-            if (c->fields[i].type == STORE_FIELD_PASSWORD)
-                pw = &c->fields[i];
-        if (pw && pw->required && !old && (!password_hash || !*password_hash)) {
-            store__verr_set(errors, pw->name, "validation_required", "Cannot be blank.");
-            rc = ERR_INVALID;
-        }
         if (old && password_hash && !json_object_get(body, "tokenKey")) {
             /* a new password invalidates the tokens signed with the old tokenKey */
             const struct store_field *tk = store_collection_field(c, "tokenKey");
@@ -778,7 +782,18 @@ static int save_in(struct sq_store *s, struct sq_conn *cn, const struct store_co
     }
     if (rc)
         goto out;
-    if ((rc = check_relations(s, cn, c, vals, errors)))
+    if (restore) /* a record moved over keeps its dates (store_create_item.restore) */
+        for (size_t i = 0; i < c->n_fields; i++) {
+            const struct store_field *f = &c->fields[i];
+            const char *d = json_string_value(json_object_get(body, f->name));
+            int64_t us;
+            if (f->type == STORE_FIELD_AUTODATE && d && time_parse(d, strlen(d), &us) == 0) {
+                char buf[TIME_PB_LEN];
+                time_format_pb(us, buf);
+                json_object_set_new(vals, f->name, json_string(buf));
+            }
+        }
+    if (!restore && (rc = check_relations(s, cn, c, vals, errors)))
         goto out;
     if ((rc = check_email_unique(cn, c, id, vals, errors)))
         goto out;
@@ -835,7 +850,7 @@ static int save(struct store *st, const struct store_collection *cin, const char
     if (rc)
         return rc;
     json_t *rec = NULL;
-    rc = save_in(s, cn, cin, id, body, password_hash, cond, now, errors_out, &rec);
+    rc = save_in(s, cn, cin, id, body, password_hash, cond, now, false, errors_out, &rec);
     if (rc) {
         sq__rollback(s, cn);
         if (rc == ERR_INVALID) /* the rollback must not take the message */
@@ -886,7 +901,7 @@ int sq__record_create_batch(struct store *st, struct store_create_item *items, s
         if ((rc = sq__exec_cached(cn, "SAVEPOINT \"batch_item\"")))
             break;
         it->rc = save_in(s, cn, it->c, NULL, it->body, it->password_hash, it->cond, now,
-                         &it->errors, &it->record);
+                         it->restore, &it->errors, &it->record);
         if (it->rc == 0) {
             rc = sq__exec_cached(cn, "RELEASE \"batch_item\"");
             continue;
@@ -1070,6 +1085,8 @@ static int delete_rec(struct del_ctx *d, const struct store_collection *c, const
         return rc;
     for (size_t i = 0; i < d->n_all && !rc; i++) {
         const struct store_collection *rcol = d->all[i];
+        if (rcol->type == STORE_COLLECTION_VIEW)
+            continue; /* read-only: it follows its tables */
         for (size_t k = 0; k < rcol->n_fields && !rc; k++) {
             const struct store_field *f = &rcol->fields[k];
             if (f->type != STORE_FIELD_RELATION || strcmp(f->collection_id, c->id) != 0)
@@ -1123,6 +1140,10 @@ static int delete_in(struct sq_store *s, struct sq_conn *cn, const struct store_
     struct store_collection *c = current(s, cn, cin);
     if (!c) {
         rc = ERR_NOTFOUND;
+        goto out;
+    }
+    if (c->type == STORE_COLLECTION_VIEW) {
+        rc = sq__fail(cn, ERR_DENIED, "Unsupported collection type.");
         goto out;
     }
     sq__col_all(s, &d.all, &d.n_all);
@@ -1210,7 +1231,7 @@ int sq__record_ops(struct store *st, struct store_op *ops, size_t n, size_t *fai
             op->rc = delete_in(s, cn, op->c, id, cond);
         else
             op->rc = save_in(s, cn, op->c, op->kind == STORE_OP_CREATE ? NULL : id, op->body,
-                             op->password_hash, cond, now, &op->errors, &op->record);
+                             op->password_hash, cond, now, false, &op->errors, &op->record);
         op->created |= op->kind == STORE_OP_CREATE;
         rc = op->rc;
     }
@@ -1249,6 +1270,10 @@ int sq__collection_truncate(struct store *st, const char *id_or_name)
     struct store_collection *c = sq__col_find(s, id_or_name);
     if (!c) {
         rc = sq__fail(cn, ERR_NOTFOUND, "no collection %s", id_or_name);
+        goto fail;
+    }
+    if (c->type == STORE_COLLECTION_VIEW) {
+        rc = sq__fail(cn, ERR_INVALID, "View collections cannot be truncated.");
         goto fail;
     }
     sq__col_all(s, &d.all, &d.n_all);
@@ -1447,6 +1472,53 @@ int sq__outbox_delete(struct store *st, int64_t up_to_id)
         sqlite3_bind_int64(stt.stmt, 1, up_to_id);
         if (sqlite3_step(stt.stmt) != SQLITE_DONE)
             rc = sq__fail_db(cn, "cannot trim the outbox");
+        sq__done(&stt);
+    }
+    if (rc) {
+        sq__rollback(s, cn);
+        return rc;
+    }
+    return sq__commit(s, cn);
+}
+
+int sq__auth_rehash(struct store *st, const struct store_collection *c, const char *id,
+                    const char *old_hash, const char *new_hash)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    const struct store_field *pw = NULL;
+    for (size_t i = 0; i < c->n_fields; i++)
+        if (c->fields[i].type == STORE_FIELD_PASSWORD)
+            pw = &c->fields[i];
+    if (c->type != STORE_COLLECTION_AUTH || !pw)
+        return sq__fail(cn, ERR_INVALID, "%s is not an auth collection", c->name);
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "UPDATE ");
+    store__quote(&b, c->name);
+    buf_puts(&b, " SET ");
+    store__quote(&b, pw->name);
+    buf_puts(&b, " = ?1 WHERE \"id\" = ?2 AND ");
+    store__quote(&b, pw->name);
+    buf_puts(&b, " = ?3");
+    int rc = sq__begin(s, cn);
+    if (rc) {
+        buf_release(&b);
+        return rc;
+    }
+    struct sq_stmt stt;
+    rc = sq__prep(cn, buf_cstr(&b), &stt);
+    buf_release(&b);
+    if (!rc) {
+        sqlite3_bind_text(stt.stmt, 1, new_hash, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(stt.stmt, 2, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(stt.stmt, 3, old_hash, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(stt.stmt) != SQLITE_DONE)
+            rc = sq__fail_db(cn, "cannot store the new password hash");
+        else if (sqlite3_changes(cn->db) == 0)
+            rc = sq__fail(cn, ERR_NOTFOUND, "the record or its password changed");
         sq__done(&stt);
     }
     if (rc) {

@@ -108,6 +108,19 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
  * cannot exist: a warning names the collection and the count, and the old index stays. */
 int sq__auth_indexes_upgrade(struct sq_store *s, struct sq_conn *cn) MUST_USE;
 /* Creates a collection inside an open write transaction (first open). TAKES nothing. */
+/* views.c: view collections (see there). */
+int sq__view_fields(struct sq_conn *cn, struct store_collection **list, size_t n, const char *query,
+                    json_t *errors, json_t **fields_out) MUST_USE;
+/* A copy of spec (*out, the caller's) whose "fields" are inferred from its viewQuery (or the
+ * base's); ERR_INVALID with errors["viewQuery"] when the query is refused. */
+int sq__view_spec(struct sq_conn *cn, struct store_collection **list, size_t n, const json_t *spec,
+                  const struct store_collection *base, json_t *errors, json_t **out) MUST_USE;
+int sq__view_fields_dry(struct store *st, const char *query, json_t **errors_out,
+                        json_t **fields_out);
+int sq__auth_rehash(struct store *st, const struct store_collection *c, const char *id,
+                    const char *old_hash, const char *new_hash);
+int sq__view_install(struct sq_conn *cn, const struct store_collection *c) MUST_USE;
+int sq__views_drop(struct sq_conn *cn, struct store_collection **list, size_t n) MUST_USE;
 int sq__collection_install(struct sq_store *s, struct sq_conn *cn,
                            const struct store_collection *c) MUST_USE;
 

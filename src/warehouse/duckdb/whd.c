@@ -31,6 +31,17 @@ static const char *const schema_sql[] = {
     "collection_id VARCHAR, collection VARCHAR, table_name VARCHAR)",
     "CREATE TABLE IF NOT EXISTS _mirror_fields ("
     "collection_id VARCHAR, field_id VARCHAR, column_name VARCHAR, column_type VARCHAR)",
+    /* SQL models (whd_models.c) */
+    "CREATE TABLE IF NOT EXISTS _models (name VARCHAR, spec JSON, updated_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS _model_state ("
+    "model VARCHAR, events_offset UBIGINT, changes_offset UBIGINT, built_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS _model_runs ("
+    "id VARCHAR, model VARCHAR, \"trigger\" VARCHAR, status VARCHAR, mode VARCHAR, "
+    "started_at TIMESTAMP, finished_at TIMESTAMP, \"rows\" BIGINT, events_from UBIGINT, "
+    "events_to UBIGINT, changes_from UBIGINT, changes_to UBIGINT, message VARCHAR, sync JSON)",
+    "CREATE TABLE IF NOT EXISTS _model_tests ("
+    "run_id VARCHAR, model VARCHAR, test VARCHAR, type VARCHAR, \"column\" VARCHAR, "
+    "severity VARCHAR, status VARCHAR, failures BIGINT, message VARCHAR)",
     "CREATE TABLE IF NOT EXISTS predictions ("
     "model VARCHAR, version BIGINT, \"timestamp\" TIMESTAMP, features JSON, prediction JSON, "
     "score DOUBLE, log_offset UBIGINT)",
@@ -639,6 +650,11 @@ const struct wh_ops wh__duckdb_ops = {
     .query = whd__query,
     .checkpoint = whd_checkpoint,
     .persons_refresh = whd__persons_refresh,
+    .model_parse = whd__model_parse,
+    .model_columns = whd__model_columns,
+    .model_define = whd__model_define,
+    .model_build = whd__model_build,
+    .model_record = whd__model_record,
     .errmsg = whd_errmsg,
     .scan = whd__scan,
     .set_scorer = whd__set_scorer,

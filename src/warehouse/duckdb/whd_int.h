@@ -81,6 +81,17 @@ int whd__set_scorer(struct wh *w, wh_score_cb cb, void *arg);
 
 /* wh_duckdb_query.c */
 int whd__query(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
+/* Appends DuckDB's name of a type (BIGINT, VARCHAR[], STRUCT(...)). */
+void whd__type_name(struct buf *b, duckdb_logical_type t);
+
+/* whd_models.c: the SQL models (warehouse.h, "SQL models") */
+int whd__model_parse(struct wh_conn *c, const char *sql, json_t **refs_out);
+int whd__model_columns(struct wh_conn *c, const char *sql, const json_t *unbuilt,
+                       json_t **columns_out);
+int whd__model_define(struct wh_conn *c, const char *name, const json_t *spec, bool reset);
+int whd__model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
+                     json_t **out);
+int whd__model_record(struct wh_conn *c, const json_t *run);
 
 /* whd_funnel.c: registers the aggregates tandem_funnel and tandem_funnel_steps
  * (docs/analytics.md) on con's database. DuckDB keeps them per database, so every connection

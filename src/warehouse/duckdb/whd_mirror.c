@@ -7,6 +7,7 @@
  * a batch deletes every id it touches and appends the final image of each record, which keeps
  * ids unique without DuckDB's index costs. */
 #include <string.h>
+#include <strings.h>
 
 #include "warehouse/duckdb/whd_int.h"
 
@@ -657,6 +658,108 @@ out:
     return rc;
 }
 
+/* Runs one statement, prepared: DuckDB refuses to prepare several at once, so text that
+ * another parser read as one statement cannot carry a second. */
+static int exec_one(struct whd_conn *c, const char *sql)
+{
+    duckdb_prepared_statement ps;
+    if (duckdb_prepare(c->con, sql, &ps) != DuckDBSuccess) {
+        int rc = whd__fail(c, ERR_INVALID, "%s", duckdb_prepare_error(ps));
+        duckdb_destroy_prepare(&ps);
+        return rc;
+    }
+    duckdb_result res;
+    duckdb_state st = duckdb_execute_prepared(ps, &res);
+    duckdb_destroy_prepare(&ps);
+    if (st != DuckDBSuccess) {
+        int rc = whd__result_fail(c, &res, NULL);
+        return rc == ERR_INTERNAL ? ERR_INVALID : rc; /* a query DuckDB cannot run */
+    }
+    duckdb_destroy_result(&res);
+    return 0;
+}
+
+/* Whether q names the identifier name (any case, as a whole word, quoted or not). */
+static bool names_ident(const char *q, const char *name)
+{
+    size_t l = strlen(name);
+    for (const char *p = q; *p; p++) {
+        if (strncasecmp(p, name, l) != 0)
+            continue;
+        char before = p == q ? ' ' : p[-1], after = p[l];
+        bool word_before = (before >= 'a' && before <= 'z') || (before >= 'A' && before <= 'Z') ||
+                           (before >= '0' && before <= '9') || before == '_';
+        bool word_after = (after >= 'a' && after <= 'z') || (after >= 'A' && after <= 'Z') ||
+                          (after >= '0' && after <= '9') || after == '_';
+        if (!word_before && !word_after)
+            return true;
+    }
+    return false;
+}
+
+/* A view collection's mirror: a DuckDB view running its viewQuery over the mirrors, each
+ * collection name the query mentions bound (as a CTE) to its mirror table. DuckDB binds
+ * every CTE of a view when it is read, so naming only those keeps the view working when an
+ * unrelated mirror goes. */
+static int apply_view_locked(struct whd_conn *c, const struct store_collection *coll)
+{
+    char table[160];
+    snprintf(table, sizeof(table), "app_%s", coll->name);
+    const char *p3[3] = {coll->id, coll->name, table};
+    struct mirror m;
+    struct buf sql;
+    buf_init(&sql);
+    int rc = mirror_load(c, coll->id, &m);
+    if (rc == 0) {
+        buf_puts(&sql, "DROP VIEW IF EXISTS ");
+        whd__quote_ident(&sql, m.table);
+        rc = whd__exec(c, buf_cstr(&sql));
+        mirror_release(&m);
+        if (rc >= 0)
+            rc = exec_params(c, "DELETE FROM _mirrors WHERE collection_id = $1", p3, 1);
+    } else if (rc == ERR_NOTFOUND) {
+        rc = 0;
+    }
+    duckdb_result res;
+    if (rc >= 0)
+        rc = query_params(c,
+                          "SELECT m.collection, m.table_name FROM _mirrors m "
+                          "WHERE m.collection_id <> $1",
+                          p3, 1, &res);
+    if (rc < 0)
+        goto out;
+    buf_reset(&sql);
+    buf_puts(&sql, "CREATE VIEW ");
+    whd__quote_ident(&sql, table);
+    buf_puts(&sql, " AS ");
+    idx_t n = duckdb_row_count(&res);
+    bool first = true;
+    for (idx_t i = 0; i < n; i++) {
+        char *name = duckdb_value_varchar(&res, 0, i), *t = duckdb_value_varchar(&res, 1, i);
+        if (!coll->view_query || !names_ident(coll->view_query, name)) {
+            duckdb_free(name);
+            duckdb_free(t);
+            continue;
+        }
+        buf_puts(&sql, first ? "WITH " : ", ");
+        first = false;
+        whd__quote_ident(&sql, name);
+        buf_puts(&sql, " AS (SELECT * FROM ");
+        whd__quote_ident(&sql, t);
+        buf_puts(&sql, ")");
+        duckdb_free(name);
+        duckdb_free(t);
+    }
+    duckdb_destroy_result(&res);
+    buf_printf(&sql, " SELECT * FROM (\n%s\n)", coll->view_query ? coll->view_query : "");
+    if ((rc = exec_one(c, buf_cstr(&sql))) < 0)
+        goto out;
+    rc = exec_params(c, "INSERT INTO _mirrors VALUES ($1, $2, $3)", p3, 3);
+out:
+    buf_release(&sql);
+    return rc;
+}
+
 int whd__apply_collection(struct wh_conn *wc, const struct store_collection *coll)
 {
     struct whd_conn *c = whd__conn(wc);
@@ -667,6 +770,13 @@ int whd__apply_collection(struct wh_conn *wc, const struct store_collection *col
     int rc = whd__begin(c);
     if (rc < 0)
         return rc;
+    if (coll->type == STORE_COLLECTION_VIEW) {
+        if ((rc = apply_view_locked(c, coll)) < 0) {
+            whd__rollback(c);
+            return rc;
+        }
+        return whd__commit(c);
+    }
     if ((rc = apply_locked(c, coll, &rej)) < 0 ||
         (rc = whd__rejects_append(c, "mirror", "changes", rej.v, rej.n)) < 0) {
         whd__rollback(c);
@@ -690,9 +800,19 @@ int whd__drop_collection(struct wh_conn *wc, const char *collection_id)
             whd__fail(c, rc, "collection %s has no mirror", collection_id);
         return rc;
     }
+    duckdb_result vr;
+    const char *tname = m.table;
+    if ((rc = query_params(c, "SELECT 1 FROM duckdb_views() WHERE view_name = $1", &tname, 1,
+                           &vr)) < 0) {
+        mirror_release(&m);
+        whd__rollback(c);
+        return rc;
+    }
+    bool is_view = duckdb_row_count(&vr) > 0;
+    duckdb_destroy_result(&vr);
     struct buf sql;
     buf_init(&sql);
-    buf_puts(&sql, "DROP TABLE ");
+    buf_puts(&sql, is_view ? "DROP VIEW " : "DROP TABLE ");
     whd__quote_ident(&sql, m.table);
     rc = whd__exec(c, buf_cstr(&sql));
     buf_release(&sql);

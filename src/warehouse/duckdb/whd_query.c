@@ -20,7 +20,7 @@
 
 /* ---- type names ---- */
 
-static void type_name(struct buf *b, duckdb_logical_type t)
+void whd__type_name(struct buf *b, duckdb_logical_type t)
 {
     char *alias = duckdb_logical_type_get_alias(t);
     if (alias) {
@@ -62,14 +62,14 @@ static void type_name(struct buf *b, duckdb_logical_type t)
         return;
     case DUCKDB_TYPE_LIST: {
         duckdb_logical_type ct = duckdb_list_type_child_type(t);
-        type_name(b, ct);
+        whd__type_name(b, ct);
         duckdb_destroy_logical_type(&ct);
         buf_puts(b, "[]");
         return;
     }
     case DUCKDB_TYPE_ARRAY: {
         duckdb_logical_type ct = duckdb_array_type_child_type(t);
-        type_name(b, ct);
+        whd__type_name(b, ct);
         duckdb_destroy_logical_type(&ct);
         buf_printf(b, "[%llu]", (unsigned long long)duckdb_array_type_array_size(t));
         return;
@@ -78,9 +78,9 @@ static void type_name(struct buf *b, duckdb_logical_type t)
         duckdb_logical_type kt = duckdb_map_type_key_type(t);
         duckdb_logical_type vt = duckdb_map_type_value_type(t);
         buf_puts(b, "MAP(");
-        type_name(b, kt);
+        whd__type_name(b, kt);
         buf_puts(b, ", ");
-        type_name(b, vt);
+        whd__type_name(b, vt);
         buf_putc(b, ')');
         duckdb_destroy_logical_type(&kt);
         duckdb_destroy_logical_type(&vt);
@@ -96,7 +96,7 @@ static void type_name(struct buf *b, duckdb_logical_type t)
                 buf_puts(b, ", ");
             whd__quote_ident(b, name);
             buf_putc(b, ' ');
-            type_name(b, ct);
+            whd__type_name(b, ct);
             duckdb_destroy_logical_type(&ct);
             duckdb_free(name);
         }
@@ -393,7 +393,7 @@ static json_t *value_json(duckdb_vector v, duckdb_logical_type t, idx_t row, cha
     default: {
         struct buf b;
         buf_init(&b);
-        type_name(&b, t);
+        whd__type_name(&b, t);
         snprintf(err, err_len, "cannot return a value of type %s: cast it, e.g. to VARCHAR",
                  buf_cstr(&b));
         buf_release(&b);
@@ -593,7 +593,7 @@ static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows,
         types[i] = duckdb_column_logical_type(res, i);
         struct buf b;
         buf_init(&b);
-        type_name(&b, types[i]);
+        whd__type_name(&b, types[i]);
         json_array_append_new(
             out->columns,
             json_pack("{s:s,s:s}", "name", duckdb_column_name(res, i), "type", buf_cstr(&b)));
