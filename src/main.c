@@ -306,6 +306,7 @@ static bool app_close(struct app *a)
     api_batch_stop(&a->env);
     auth_oauth2_stop(a->env.oauth2);
     http_server_close(a->srv, DRAIN_MS);
+    api_mail_stop(&a->env);
     api_capture_stop(&a->env);
     api_realtime_free(&a->env);
     api_sql_free(&a->env);
@@ -468,6 +469,10 @@ static int app_open(struct app *a)
     }
     if (api_settings_open(&a->env) != 0) {
         fprintf(stderr, "tandem: cannot read the settings: %s\n", store_errmsg(a->store));
+        return 1;
+    }
+    if (api_mail_start(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot start the mail sender thread\n");
         return 1;
     }
     if (api_public_open(&a->env, err, sizeof(err)) != 0) {

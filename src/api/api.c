@@ -47,8 +47,10 @@ void api_register(struct http_router *r, struct api_env *env)
     api__register_collections(r, env);
     api__register_records(r, env);
     api__register_files(r, env);
-    if (env->settings)
+    if (env->settings) {
         api__register_settings(r, env);
+        api__register_mail(r, env);
+    }
     api__register_batch(r, env);
     api__register_capture(r, env);
     api__register_keys(r, env);

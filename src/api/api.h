@@ -17,6 +17,7 @@ struct api_sql;
 struct api_writer;
 struct realtime_hub;
 struct api_public;
+struct mail;
 struct models;
 struct api_admin;
 struct ops_cron;
@@ -57,6 +58,7 @@ struct api_env {
     struct api_batcher *batcher;   /* the /api/batch thread (api_batch_start), or NULL */
     struct realtime_hub *realtime; /* the realtime hub (api_realtime_start), or NULL */
     struct api_public *pub;        /* static files at / (api_public_open), or NULL */
+    struct mail *mail;             /* the mail queue (api_mail_start), or NULL: no mail */
     struct models *models;         /* the SQL models' runner (models_start), or NULL */
     struct auth_oauth2 *oauth2;    /* OAuth2 provider calls off the HTTP threads, or NULL */
     struct ml *ml;                 /* models and predictions (ml_open), or NULL */
@@ -149,6 +151,11 @@ void api_realtime_free(struct api_env *env);
  * api_register; api_public_free once no request can reach it. */
 int api_public_open(struct api_env *env, char *err, size_t err_len) MUST_USE;
 void api_public_free(struct api_env *env);
+/* Starts the mail queue's sender thread (env->mail) over env->store, sending with
+ * settings.smtp (api_settings_open first). api_mail_stop joins it once no request can queue
+ * more mail (after the HTTP server closed). */
+int api_mail_start(struct api_env *env) MUST_USE;
+void api_mail_stop(struct api_env *env);
 
 /* Starts the thread that makes backups and restores for /api/backups (needs env->cfg, store
  * and log; env->wh, relay and cron when they run). api_admin_stop finishes and answers the job

@@ -4,6 +4,10 @@
 
 #include "api/api.h"
 
+struct store_collection;
+struct store_auth_record;
+struct store_cond;
+
 /* Who makes a request, from its Authorization token. An invalid, expired or forged token
  * makes the request a guest's: never an error by itself. */
 struct api_identity {
@@ -90,6 +94,49 @@ struct api_batch_settings {
     int64_t max_requests, timeout_s, max_body;
 };
 void api__settings_batch(struct api_env *env, struct api_batch_settings *out);
+/* A copy of one settings section ("meta", "smtp", ...), secrets included: never send it to a
+ * client. RETURNS a new object (empty without settings). */
+json_t *api__settings_section(struct api_env *env, const char *section);
+/* auth_token_lookup_cb over the store (identity.c); arg is the api_env. */
+int api__token_lookup(void *arg, const char *collection_id, const char *record_id,
+                      char token_key_out[AUTH_TOKEN_KEY_MAX + 1]);
+/* mail.c: the mail queue's sender (api_mail_start), the test email route, and one templated
+ * mail to an auth record. tpl is a mail_template; vars holds the extra placeholders
+ * ({TOKEN}, {OTP}, ...; may be NULL); to NULL: the record's email. 0 when queued. */
+int api__mail_record(struct api_env *env, const struct store_collection *c, const json_t *record,
+                     int tpl, const json_t *vars, const char *to);
+void api__register_mail(struct http_router *r, struct api_env *env);
+/* authflows.c: verification, password reset, email change and OTP routes. */
+void api__register_authflows(struct http_router *r, struct api_env *env);
+/* Deletes a few system rows of kind whose due_us has passed (authflows.c). */
+void api__sys_sweep(struct api_env *env, const char *kind);
+/* How a sign-in factor succeeded, for api__auth_finish. */
+struct api_auth_factor {
+    const char *method;            /* "password", "otp", "oauth2"; NULL or "": skip MFA and alert */
+    const char *mfa_id;            /* the mfaId the client sent (api__mfa_id), or NULL */
+    const struct store_cond *rule; /* the compiled authRule to check, or NULL: checked already */
+    json_t *meta;                  /* TAKEN: added to the answer as "meta" (OAuth2), or NULL */
+    int64_t deadline_us;           /* the request's store deadline (api__deadline_start) */
+};
+/* The one place where a successful sign-in factor becomes a token (auth.c): checks the
+ * authRule, then MFA (a first factor answers 401 {mfaId}; a second one must bring that mfaId,
+ * another method, the same record, within mfa.duration; 400 otherwise), then the new-device
+ * alert, and answers {token, record[, meta]}. Every sign-in route calls it; nothing else signs
+ * a sign-in token. Any thread (an HTTP thread or the hashing pool's callback): store point
+ * reads and short writes only. */
+void api__auth_finish(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                      const struct store_auth_record *rec, const struct api_auth_factor *f);
+/* {"<field>": {"code": code, "message": message}}. RETURNS a new object. */
+json_t *api__field_error(const char *field, const char *code, const char *message);
+/* The mfaId a sign-in request carries: the query's (what the JS SDK sends) or the body's.
+ * RETURNS a string living as long as req, or NULL. */
+const char *api__mfa_id(struct http_req *req, const json_t *body);
+/* An auth option of c with PocketBase's default: c->auth_options[key][sub] (sub NULL: the
+ * option itself). */
+bool api__auth_opt_bool(const struct store_collection *c, const char *key, const char *sub,
+                        bool def);
+int64_t api__auth_opt_int(const struct store_collection *c, const char *key, const char *sub,
+                          int64_t def);
 /* The client's address: from the first trusted proxy header that holds one (settings
  * trustedProxy), else the connection's. RETURNS BORROWED: lives as long as req. */
 const char *api__client_ip(struct http_req *req, struct api_env *env);

@@ -1,11 +1,15 @@
-/* auth.c - sign-in for auth collections: auth-with-password, auth-refresh, auth-methods.
+/* auth.c - sign-in for auth collections: auth-with-password, auth-refresh, auth-methods, and
+ * api__auth_finish, the one place where a successful factor (password, OTP, OAuth2) becomes
+ * a token: the authRule, MFA and the new-device alert are decided there and nowhere else.
  *
  * Password checks take ~100 ms of CPU and 64 MiB each, so they never run on an HTTP thread:
  * the request is suspended, the auth pool checks the password (against a dummy hash when the
  * identity is unknown, so timing tells nothing) and its callback answers and resumes. */
+#include <sodium.h>
 #include <string.h>
 
 #include "api/records_int.h"
+#include "mail/mail.h"
 #include "store/store.h"
 
 static void unref_cb(void *c)
@@ -14,7 +18,7 @@ static void unref_cb(void *c)
 }
 
 /* The auth collection named in the path, or NULL after answering 404. RETURNS a reference. */
-static struct store_collection *auth_collection(struct http_req *req, struct api_env *env)
+struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env)
 {
     struct store_collection *c = NULL;
     const char *name = http_req_param(req, "collection");
@@ -25,11 +29,6 @@ static struct store_collection *auth_collection(struct http_req *req, struct api
         return NULL;
     }
     return c;
-}
-
-struct store_collection *api__auth_collection(struct http_req *req, struct api_env *env)
-{
-    return auth_collection(req, env);
 }
 
 void api__reply_auth(struct http_req *req, struct api_env *env, const struct store_collection *c,
@@ -99,6 +98,190 @@ void api__reply_token(struct http_req *req, struct api_env *env, const struct st
 
 #define AUTH_RULE_FAILED "The request doesn't satisfy the collection requirements to authenticate."
 
+static const json_t *auth_opt(const struct store_collection *c, const char *key, const char *sub)
+{
+    const json_t *v = c->auth_options ? json_object_get(c->auth_options, key) : NULL;
+    return v && sub ? json_object_get(v, sub) : v;
+}
+
+bool api__auth_opt_bool(const struct store_collection *c, const char *key, const char *sub,
+                        bool def)
+{
+    const json_t *v = auth_opt(c, key, sub);
+    return json_is_boolean(v) ? json_is_true(v) : def;
+}
+
+int64_t api__auth_opt_int(const struct store_collection *c, const char *key, const char *sub,
+                          int64_t def)
+{
+    const json_t *v = auth_opt(c, key, sub);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : def;
+}
+
+static int auth_rule_holds(struct api_env *env, const struct store_collection *c, const char *id,
+                           const struct store_cond *cond);
+
+/* PocketBase's MFA defaults: off, sessions of 30 minutes, a rule of "" (everyone). */
+#define MFA_DURATION_DEFAULT 1800
+#define ORIGINS_MAX 5 /* devices remembered per auth record */
+
+/* Whether mfa.rule asks this record for a second factor: "" means everyone; a rule that
+ * cannot be compiled or checked asks for it too (the safer answer, as PocketBase). */
+static bool wants_mfa(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                      const char *id)
+{
+    const char *rule = json_string_value(auth_opt(c, "mfa", "rule"));
+    if (!rule || !*rule)
+        return true;
+    struct api_rules *ar = arena_zalloc(http_req_arena(req), sizeof(*ar));
+    api__rules_init(ar, req, env);
+    struct store_cond cond;
+    if (api__rule_compile_expr(ar, c, rule, &cond) != 0)
+        return true;
+    return auth_rule_holds(env, c, id, &cond) != ERR_NOTFOUND;
+}
+
+/* The MFA step of a sign-in by method. Returns true when the sign-in may go on; otherwise it
+ * answered: 401 {mfaId} (a first factor: the session to complete), or 400. */
+static bool mfa_step(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                     const char *id, const char *method, const char *mfa_id)
+{
+    if (!method || !*method || !api__auth_opt_bool(c, "mfa", "enabled", false))
+        return true;
+    if (!wants_mfa(req, env, c, id))
+        return true;
+    char ref[2 * AUTH_ID_MAX + 2];
+    snprintf(ref, sizeof(ref), "%s/%s", c->id, id);
+    if (!mfa_id || !*mfa_id) {
+        char nid[ID_LEN + 1];
+        id_random(nid);
+        json_t *v =
+            json_pack("{s:s,s:s,s:s}", "collectionRef", c->id, "recordRef", id, "method", method);
+        int64_t now = time_now_us();
+        int64_t ttl = api__auth_opt_int(c, "mfa", "duration", MFA_DURATION_DEFAULT);
+        api__sys_sweep(env, "mfa");
+        struct store_sysrow row = {"mfa", nid, ref, v, now, now + ttl * 1000000};
+        int rc = store_sys_put(env->store, &row);
+        json_decref(v);
+        if (rc) {
+            http_reply_error(req, 500, "Failed to create MFA record", NULL);
+            return false;
+        }
+        http_reply_json(req, 401, json_pack("{s:s}", "mfaId", nid));
+        return false;
+    }
+    json_t *row = NULL;
+    int64_t ttl = api__auth_opt_int(c, "mfa", "duration", MFA_DURATION_DEFAULT);
+    if (strlen(mfa_id) > 64 || store_sys_get(env->store, "mfa", mfa_id, &row) != 0 ||
+        json_integer_value(json_object_get(row, "created_us")) + ttl * 1000000 < time_now_us()) {
+        if (row && store_sys_take(env->store, "mfa", mfa_id) != 0)
+            xlog_debug("mfa session %s was already gone", mfa_id);
+        json_decref(row);
+        http_reply_error(req, 400, "Invalid or expired MFA session.", NULL);
+        return false;
+    }
+    const char *row_ref = json_string_value(json_object_get(row, "ref"));
+    const char *first = json_string_value(json_object_get(json_object_get(row, "value"), "method"));
+    bool same_record = row_ref && strcmp(row_ref, ref) == 0;
+    bool same_method = first && strcmp(first, method) == 0;
+    json_decref(row);
+    if (!same_record) {
+        http_reply_error(req, 400, "Invalid MFA session.", NULL);
+        return false;
+    }
+    if (same_method) {
+        http_reply_error(req, 400, "A different authentication method is required.", NULL);
+        return false;
+    }
+    /* single use: of two requests completing the same session only one takes it */
+    if (store_sys_take(env->store, "mfa", mfa_id) != 0) {
+        http_reply_error(req, 400, "Invalid or expired MFA session.", NULL);
+        return false;
+    }
+    return true;
+}
+
+/* authAlert: remembers the device (client address + User-Agent) a record signed in from and,
+ * when it is new and the record signed in before, queues the alert mail. Never fails the
+ * sign-in. */
+static void auth_alert(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                       const json_t *record, const char *id)
+{
+    if (!api__auth_opt_bool(c, "authAlert", "enabled", true))
+        return;
+    const char *email = json_string_value(json_object_get(record, "email"));
+    if (!email || !*email)
+        return;
+    const char *ua = http_req_header(req, "User-Agent");
+    const char *ip = api__client_ip(req, env);
+    unsigned char h[16];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof(h));
+    crypto_generichash_update(&st, (const unsigned char *)ip, strlen(ip) + 1);
+    if (ua)
+        crypto_generichash_update(&st, (const unsigned char *)ua, strnlen(ua, 300));
+    crypto_generichash_final(&st, h, sizeof(h));
+    char fp[2 * sizeof(h) + 1];
+    sodium_bin2hex(fp, sizeof(fp), h, sizeof(h));
+    char ref[2 * AUTH_ID_MAX + 2], oid[sizeof(ref) + sizeof(fp) + 1];
+    snprintf(ref, sizeof(ref), "%s/%s", c->id, id);
+    snprintf(oid, sizeof(oid), "%s/%s", ref, fp);
+    json_t *known = NULL;
+    if (store_sys_list(env->store, "origin", NULL, ref, 0, 100, &known) != 0)
+        return;
+    bool seen = false;
+    for (size_t i = 0; i < json_array_size(known) && !seen; i++)
+        seen = strcmp(json_string_value(json_object_get(json_array_get(known, i), "id")), oid) == 0;
+    json_t *v = json_pack("{s:s}", "fingerprint", fp);
+    struct store_sysrow row = {"origin", oid, ref, v, 0, time_now_us()}; /* due_us: last use */
+    if (seen && store_sys_put(env->store, &row) != 0)
+        xlog_warn("cannot refresh a sign-in device: %s", store_errmsg(env->store));
+    if (!seen) {
+        /* forget the oldest devices past ORIGINS_MAX */
+        for (size_t i = 0; i + ORIGINS_MAX <= json_array_size(known); i++)
+            if (store_sys_take(env->store, "origin",
+                               json_string_value(json_object_get(json_array_get(known, i), "id"))))
+                break;
+        if (store_sys_put(env->store, &row) != 0)
+            xlog_warn("cannot remember a sign-in device: %s", store_errmsg(env->store));
+        if (json_array_size(known) > 0) {
+            /* the User-Agent is the client's to choose: escaped, so it stays text */
+            char raw[400];
+            snprintf(raw, sizeof(raw), "%s %s", ip, ua ? ua : "");
+            struct buf info;
+            buf_init(&info);
+            mail_html_escape(&info, raw);
+            json_t *vars = json_pack("{s:s%}", "{ALERT_INFO}", info.ptr, info.len);
+            buf_release(&info);
+            if (api__mail_record(env, c, record, MAIL_TPL_AUTH_ALERT, vars, NULL) != 0)
+                xlog_warn("cannot queue the new device alert of %s", id);
+            json_decref(vars);
+        }
+    }
+    json_decref(v);
+    json_decref(known);
+}
+
+void api__auth_finish(struct http_req *req, struct api_env *env, const struct store_collection *c,
+                      const struct store_auth_record *rec, const struct api_auth_factor *f)
+{
+    const char *id = json_string_value(json_object_get(rec->record, "id"));
+    int held = !id ? ERR_INVALID : f->rule ? auth_rule_holds(env, c, id, f->rule) : 0;
+    if (held == ERR_TIMEOUT)
+        api__reply_timeout(req);
+    else if (held == ERR_INVALID)
+        http_reply_error(req, 400, "Failed to authenticate.", NULL);
+    else if (held)
+        http_reply_error(req, 403, AUTH_RULE_FAILED, NULL);
+    else if (mfa_step(req, env, c, id, f->method, f->mfa_id)) {
+        if (f->method && *f->method)
+            auth_alert(req, env, c, rec->record, id);
+        api__reply_auth(req, env, c, rec, f->deadline_us, f->meta);
+        return; /* took meta */
+    }
+    json_decref(f->meta);
+}
+
 /* The authRule of c as a condition (compiled for this request, so @request.* are its own).
  * Answers 403 and returns false when the rule is null or broken. */
 static bool auth_rule(struct http_req *req, struct api_env *env, const struct store_collection *c,
@@ -132,6 +315,7 @@ struct login {
     struct store_collection *c;
     struct store_auth_record rec; /* record NULL when the identity is unknown */
     struct store_cond rule;       /* the authRule */
+    const char *mfa_id;           /* in the request's arena, or NULL */
     int64_t deadline_us;          /* of the store work, on every thread that does some */
     const char *password;         /* the request's (its body lives until the reply) */
 };
@@ -181,24 +365,30 @@ static void login_release(void *arg)
 static void on_verified(void *arg, const struct auth_pool_result *res)
 {
     struct login *l = arg;
-    const char *id = l->rec.record ? json_string_value(json_object_get(l->rec.record, "id")) : NULL;
     store_deadline(l->env->store, l->deadline_us); /* on the pool's thread */
-    int held = res->rc == 0 && id ? auth_rule_holds(l->env, l->c, id, &l->rule) : 0;
-    if (held == ERR_TIMEOUT)
-        api__reply_timeout(l->req);
-    else if (held)
-        http_reply_error(l->req, 403, AUTH_RULE_FAILED, NULL);
-    else if (res->rc == 0 && l->rec.record) {
-        if (res->needs_rehash && l->rec.password_hash)
-            start_rehash(l, id);
-        api__reply_auth(l->req, l->env, l->c, &l->rec, l->deadline_us, NULL);
+    if (res->rc == 0 && l->rec.record) {
+        const char *id = json_string_value(json_object_get(l->rec.record, "id"));
+        if (res->needs_rehash && l->rec.password_hash && id)
+            start_rehash(l, id); /* the password is right, whatever MFA asks next */
+        api__auth_finish(
+            l->req, l->env, l->c, &l->rec,
+            &(struct api_auth_factor){"password", l->mfa_id, &l->rule, NULL, l->deadline_us});
     } else
         http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
     api__deadline_lift(l->env);
     http_req_resume(l->req);
 }
 
-static json_t *field_error(const char *field, const char *code, const char *message)
+const char *api__mfa_id(struct http_req *req, const json_t *body)
+{
+    const char *q = http_req_query(req, "mfaId");
+    if (q && *q)
+        return q;
+    const char *b = json_string_value(json_object_get(body, "mfaId"));
+    return b && *b ? arena_strdup(http_req_arena(req), b) : NULL;
+}
+
+json_t *api__field_error(const char *field, const char *code, const char *message)
 {
     return json_pack("{s:{s:s,s:s}}", field, "code", code, "message", message);
 }
@@ -206,7 +396,7 @@ static json_t *field_error(const char *field, const char *code, const char *mess
 static void auth_with_password(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = auth_collection(req, env);
+    struct store_collection *c = api__auth_collection(req, env);
     if (!c)
         return;
     struct login *l = arena_zalloc(http_req_arena(req), sizeof(*l));
@@ -226,10 +416,10 @@ static void auth_with_password(struct http_req *req, void *ctx)
     json_t *errs = json_object();
     if (!identity || !*identity || strlen(identity) > 255)
         json_object_update(errs,
-                           field_error("identity", "validation_required", "Cannot be blank."));
+                           api__field_error("identity", "validation_required", "Cannot be blank."));
     if (!password || !*password || strlen(password) > 255)
         json_object_update(errs,
-                           field_error("password", "validation_required", "Cannot be blank."));
+                           api__field_error("password", "validation_required", "Cannot be blank."));
     if (json_object_size(errs)) {
         http_reply_error(req, 400, "An error occurred while validating the submitted data.", errs);
         return;
@@ -238,6 +428,7 @@ static void auth_with_password(struct http_req *req, void *ctx)
     l->password = password;
     if (!auth_rule(req, env, c, "password", &l->rule))
         return;
+    l->mfa_id = api__mfa_id(req, body);
 
     const char *want = json_string_value(json_object_get(body, "identityField"));
     bool found = false;
@@ -266,7 +457,7 @@ static void auth_with_password(struct http_req *req, void *ctx)
 static void auth_refresh(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = auth_collection(req, env);
+    struct store_collection *c = api__auth_collection(req, env);
     if (!c)
         return;
     arena_on_release(http_req_arena(req), unref_cb, c);
@@ -309,17 +500,21 @@ static void auth_refresh(struct http_req *req, void *ctx)
 static void auth_methods(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    struct store_collection *c = auth_collection(req, env);
+    struct store_collection *c = api__auth_collection(req, env);
     if (!c)
         return;
     json_t *fields = json_array();
     for (size_t i = 0; i < c->n_identity_fields; i++)
         json_array_append_new(fields, json_string(c->identity_fields[i]));
+    bool mfa = api__auth_opt_bool(c, "mfa", "enabled", false);
+    bool otp = api__auth_opt_bool(c, "otp", "enabled", false);
+    json_int_t mfa_s = mfa ? api__auth_opt_int(c, "mfa", "duration", MFA_DURATION_DEFAULT) : 0;
+    json_int_t otp_s = otp ? api__auth_opt_int(c, "otp", "duration", 180) : 0;
     json_t *body =
-        json_pack("{s:{s:o,s:b},s:{s:[],s:b},s:{s:b,s:i},s:{s:b,s:i},s:n,s:b,s:b}", "password",
+        json_pack("{s:{s:o,s:b},s:{s:[],s:b},s:{s:b,s:I},s:{s:b,s:I},s:n,s:b,s:b}", "password",
                   "identityFields", fields, "enabled", 1, "oauth2", "providers", "enabled", 0,
-                  "mfa", "enabled", 0, "duration", 0, "otp", "enabled", 0, "duration", 0,
-                  "authProviders", "usernamePassword", 0, "emailPassword", 1);
+                  "mfa", "enabled", mfa, "duration", mfa_s, "otp", "enabled", otp, "duration",
+                  otp_s, "authProviders", "usernamePassword", 0, "emailPassword", 1);
     api__oauth2_reply_methods(req, env, c, body); /* adds the OAuth2 providers */
 }
 
@@ -343,4 +538,5 @@ void api__register_auth(struct http_router *r, struct api_env *env)
     http_route_max_body(r, "POST", "/api/collections/{collection}/auth-refresh", auth_refresh_route,
                         env, env->records.max_body);
     http_route(r, "GET", "/api/collections/{collection}/auth-methods", auth_methods, env);
+    api__register_authflows(r, env);
 }

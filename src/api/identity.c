@@ -8,8 +8,8 @@ static const struct api_identity guest = {false, NULL, NULL, false};
 
 /* auth_token_lookup_cb: the current tokenKey of an auth record. The ids come from a token
  * whose signature is not checked yet; the store binds them as parameters. */
-static int lookup(void *arg, const char *collection_id, const char *record_id,
-                  char token_key_out[AUTH_TOKEN_KEY_MAX + 1])
+int api__token_lookup(void *arg, const char *collection_id, const char *record_id,
+                      char token_key_out[AUTH_TOKEN_KEY_MAX + 1])
 {
     struct api_env *env = arg;
     struct store_collection *c = NULL;
@@ -35,9 +35,10 @@ static int verify(struct api_env *env, struct str token, struct auth_token_claim
     int64_t now_s = time_now_us() / 1000000;
     uint64_t scope, epoch;
     if (store_auth_epoch(env->store, &scope, &epoch) != 0)
-        return auth_token_verify(env->secret, token.ptr, token.len, now_s, lookup, env, claims);
-    return auth_token_verify_cached(env->secret, token.ptr, token.len, now_s, scope, epoch, lookup,
-                                    env, claims);
+        return auth_token_verify(env->secret, token.ptr, token.len, now_s, api__token_lookup, env,
+                                 claims);
+    return auth_token_verify_cached(env->secret, token.ptr, token.len, now_s, scope, epoch,
+                                    api__token_lookup, env, claims);
 }
 
 const struct api_identity *api__identity(struct http_req *req, struct api_env *env)
@@ -68,8 +69,8 @@ const struct api_identity *api__file_token_identity(struct http_req *req, struct
 {
     struct auth_token_claims claims;
     if (!token || !env->store || !env->secret ||
-        auth_token_verify_file(env->secret, token, strlen(token), time_now_us() / 1000000, lookup,
-                               env, &claims) != 0)
+        auth_token_verify_file(env->secret, token, strlen(token), time_now_us() / 1000000,
+                               api__token_lookup, env, &claims) != 0)
         return NULL;
     struct arena *a = http_req_arena(req);
     struct api_identity *id = arena_zalloc(a, sizeof(*id));

@@ -3,7 +3,7 @@
  *
  * auth-with-oauth2 calls the provider (token endpoint, JWKS, user info): that can take
  * seconds, so the request is suspended and the whole sign-in runs on an oauth2 worker thread
- * (auth/oauth2.c), which then answers through api__reply_auth - the one answer of every
+ * (auth/oauth2.c), which then answers through api__auth_finish - the one answer of every
  * sign-in - and resumes the request. The links between auth records and provider accounts
  * live in the `_externalAuths` system collection, readable and deletable by their owner
  * through the records API (the SDK's listExternalAuths/unlinkExternalAuth).
@@ -187,7 +187,8 @@ struct oa_login {
     char *code, *verifier, *redirect;
     json_t *create_data; /* object or NULL */
     char nonce[AUTH_OAUTH2_NONCE_LEN + 1];
-    char *signed_in; /* the record id of the request's own token in c, or NULL */
+    char *signed_in;    /* the record id of the request's own token in c, or NULL */
+    const char *mfa_id; /* the mfaId sent (query or body), in the request's arena, or NULL */
 };
 
 static void oa_release(void *arg)
@@ -415,21 +416,10 @@ static void oa_sign_in(struct oa_login *l, const struct auth_oauth2_user *u, int
                          NULL);
         goto out;
     }
-    if (rule.sql) {
-        json_t *r = NULL;
-        rc = store_record_get_if(env->store, l->c, rid, &rule, &r);
-        json_decref(r);
-        if (rc == ERR_TIMEOUT)
-            goto store_fail;
-        if (rc) {
-            http_reply_error(req, 403,
-                             "The request doesn't satisfy the collection requirements to "
-                             "authenticate.",
-                             NULL);
-            goto out;
-        }
-    }
-    api__reply_auth(req, env, l->c, &rec, deadline, user_meta(u, is_new));
+    /* the authRule, MFA and the new-device alert, as for every sign-in */
+    api__auth_finish(
+        req, env, l->c, &rec,
+        &(struct api_auth_factor){"oauth2", l->mfa_id, &rule, user_meta(u, is_new), deadline});
     goto out;
 denied:
     xlog_info("oauth2 sign-in to %s refused: no sign-up (superusers, createRule or password)",
@@ -541,6 +531,7 @@ static void auth_with_oauth2(struct http_req *req, void *ctx)
     l->verifier = xstrdup(verifier ? verifier : "");
     l->redirect = xstrdup(redirect);
     l->create_data = json_is_object(create) ? json_incref((json_t *)create) : NULL;
+    l->mfa_id = api__mfa_id(req, body);
     char key[AUTH_COLLECTION_SECRET_LEN + 1];
     nonce_key(env, c, key);
     auth_oauth2_nonce(key, l->verifier, l->nonce);

@@ -16,6 +16,7 @@
 #include "api/api_int.h"
 #include "api/records_int.h"
 #include "ops/ops.h"
+#include "mail/mail.h"
 #include "store/store.h"
 
 #define PARAM_ID "settings"
@@ -482,6 +483,17 @@ void api__settings_batch(struct api_env *env, struct api_batch_settings *out)
     pthread_mutex_unlock(&s->lock);
 }
 
+json_t *api__settings_section(struct api_env *env, const char *section)
+{
+    struct api_settings *s = env->settings;
+    if (!s)
+        return json_object();
+    pthread_mutex_lock(&s->lock);
+    json_t *out = json_deep_copy(json_object_get(s->cur, section));
+    pthread_mutex_unlock(&s->lock);
+    return out ? out : json_object();
+}
+
 /* The address in one header value: a list "a, b, c" read from the right (the closest proxy
  * appended last) or from the left; the first that parses as an IP. Written into out. */
 static bool pick_ip(const char *v, bool leftmost, char *out, size_t cap)
@@ -583,6 +595,8 @@ static void patch_settings(struct http_req *req, void *ctx)
     s->cur = json_incref(next);
     apply(env, s);
     pthread_mutex_unlock(&s->lock);
+    if (json_object_get(body, "smtp"))
+        mail_kick(env->mail); /* waiting mail goes out with the new settings now */
     if (env->cfg && cfg_given(env->cfg, "ratelimit") && json_object_get(body, "rateLimits"))
         xlog_warn("settings.rateLimits stored; --ratelimit overrides it until it is removed");
     http_reply_json(req, 200, redacted(s));

@@ -194,17 +194,35 @@ void auth_secret_collection(const struct auth_secret *s, const char *purpose,
 /* A fresh tokenKey: AUTH_TOKEN_KEY_LEN characters drawn uniformly from [A-Za-z0-9]. */
 void auth_token_key_new(char out[AUTH_TOKEN_KEY_LEN + 1]);
 
+/* PocketBase's token types. Each type is signed with its own collection secret
+ * (auth_secret_collection with purpose auth_token_type_name(type)), so a token of one type is
+ * never accepted as another. */
+enum auth_token_type {
+    AUTH_TOKEN_AUTH = 0,       /* {collectionId, exp, id, refreshable, type} */
+    AUTH_TOKEN_VERIFICATION,   /* {collectionId, email, exp, id, type} */
+    AUTH_TOKEN_PASSWORD_RESET, /* {collectionId, email, exp, id, type} */
+    AUTH_TOKEN_EMAIL_CHANGE,   /* {collectionId, email, exp, id, newEmail, type} */
+    AUTH_TOKEN_FILE,           /* {collectionId, exp, id, type}: claims.file set */
+};
+/* "auth", "verification", "passwordReset", "emailChange", "file". */
+const char *auth_token_type_name(enum auth_token_type type);
+
+#define AUTH_EMAIL_MAX 255 /* longest email or newEmail claim */
+
 struct auth_token_claims {
     char collection_id[AUTH_ID_MAX + 1];
     char record_id[AUTH_ID_MAX + 1];
     int64_t exp; /* Unix seconds */
     bool refreshable;
+    enum auth_token_type type;          /* zero: an auth token */
+    char email[AUTH_EMAIL_MAX + 1];     /* the types with an email claim */
+    char new_email[AUTH_EMAIL_MAX + 1]; /* AUTH_TOKEN_EMAIL_CHANGE */
     /* a file token (type "file", POST /api/files/token): signed with its own collection
      * secret, so it never passes for an auth token, and only good for ?token= on files */
     bool file;
 };
 
-/* Signs an auth token for claims with token_key. Ids must be 1..AUTH_ID_MAX characters of
+/* Signs a token of claims->type for claims with token_key. Ids must be 1..AUTH_ID_MAX characters of
  * [A-Za-z0-9_-], token_key 1..AUTH_TOKEN_KEY_MAX printable ASCII characters, exp positive;
  * otherwise ERR_INVALID. *token_out belongs to the caller (free()). */
 int auth_token_issue(const struct auth_secret *s, const struct auth_token_claims *claims,
@@ -234,6 +252,13 @@ typedef int (*auth_token_lookup_cb)(void *arg, const char *collection_id, const 
 int auth_token_verify(const struct auth_secret *s, const char *token, size_t token_len,
                       int64_t now_s, auth_token_lookup_cb lookup, void *lookup_arg,
                       struct auth_token_claims *claims_out) MUST_USE;
+/* auth_token_verify for a token of the given type: the payload's type must name it, and the
+ * types with an email claim must carry one (1..AUTH_EMAIL_MAX bytes, and newEmail for
+ * AUTH_TOKEN_EMAIL_CHANGE). What the claims must still match (the record's current email) is
+ * the caller's to check. */
+int auth_token_verify_as(const struct auth_secret *s, enum auth_token_type type, const char *token,
+                         size_t token_len, int64_t now_s, auth_token_lookup_cb lookup,
+                         void *lookup_arg, struct auth_token_claims *claims_out) MUST_USE;
 
 /* auth_token_verify for a file token (type "file", signed with the file secret): an auth
  * token is refused here, as a file token is by auth_token_verify. */

@@ -30,12 +30,21 @@ static bool printable_ascii(const char *s, size_t max)
     return n > 0;
 }
 
-static void signing_key(const struct auth_secret *s, bool file, const char *collection_id,
-                        const char *token_key, uint8_t key[KEY_MAX], size_t *key_len_out)
+static const char *const type_names[] = {"auth", "verification", "passwordReset", "emailChange",
+                                         "file"};
+
+const char *auth_token_type_name(enum auth_token_type type)
+{
+    return (unsigned)type < sizeof(type_names) / sizeof(type_names[0]) ? type_names[type] : "";
+}
+
+static void signing_key(const struct auth_secret *s, enum auth_token_type type,
+                        const char *collection_id, const char *token_key, uint8_t key[KEY_MAX],
+                        size_t *key_len_out)
 {
     char coll[AUTH_COLLECTION_SECRET_LEN + 1];
     size_t tk_len = strlen(token_key);
-    auth_secret_collection(s, file ? "file" : "auth", collection_id, coll);
+    auth_secret_collection(s, auth_token_type_name(type), collection_id, coll);
     memcpy(key, token_key, tk_len);
     memcpy(key + tk_len, coll, AUTH_COLLECTION_SECRET_LEN);
     *key_len_out = tk_len + AUTH_COLLECTION_SECRET_LEN;
@@ -75,24 +84,51 @@ int auth_token_issue(const struct auth_secret *s, const struct auth_token_claims
         !printable_ascii(c->record_id, AUTH_ID_MAX) ||
         !printable_ascii(token_key, AUTH_TOKEN_KEY_MAX) || c->exp <= 0)
         return ERR_INVALID;
+    enum auth_token_type type = c->file ? AUTH_TOKEN_FILE : c->type;
+    if (!*auth_token_type_name(type))
+        return ERR_INVALID;
+    bool with_email = type != AUTH_TOKEN_AUTH && type != AUTH_TOKEN_FILE;
+    bool with_new = c->type == AUTH_TOKEN_EMAIL_CHANGE;
+    if ((with_email && (!c->email[0] || memchr(c->email, '\0', sizeof(c->email)) == NULL)) ||
+        (with_new &&
+         (!c->new_email[0] || memchr(c->new_email, '\0', sizeof(c->new_email)) == NULL)))
+        return ERR_INVALID;
     auth__sodium_ready();
     struct buf claims, tok;
     buf_init(&claims);
     buf_init(&tok);
-    buf_puts(&claims, "{\"collectionId\":\"");
-    json_ascii(&claims, c->collection_id);
-    buf_printf(&claims, "\",\"exp\":%lld,\"id\":\"", (long long)c->exp);
-    json_ascii(&claims, c->record_id);
-    if (c->file)
-        buf_puts(&claims, "\",\"type\":\"file\"}");
-    else
-        buf_printf(&claims, "\",\"refreshable\":%s,\"type\":\"auth\"}",
-                   c->refreshable ? "true" : "false");
+    if (!with_email) {
+        buf_puts(&claims, "{\"collectionId\":\"");
+        json_ascii(&claims, c->collection_id);
+        buf_printf(&claims, "\",\"exp\":%lld,\"id\":\"", (long long)c->exp);
+        json_ascii(&claims, c->record_id);
+        if (type == AUTH_TOKEN_FILE)
+            buf_puts(&claims, "\",\"type\":\"file\"}");
+        else
+            buf_printf(&claims, "\",\"refreshable\":%s,\"type\":\"auth\"}",
+                       c->refreshable ? "true" : "false");
+    } else {
+        /* emails may hold any UTF-8: jansson escapes them */
+        json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s}", "collectionId", c->collection_id, "email",
+                              c->email, "exp", (json_int_t)c->exp, "id", c->record_id, "type",
+                              auth_token_type_name(c->type));
+        if (o && with_new)
+            json_object_set_new(o, "newEmail", json_string(c->new_email));
+        char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(o);
+        if (!text) {
+            buf_release(&claims);
+            buf_release(&tok);
+            return ERR_INVALID; /* an email that is not UTF-8 */
+        }
+        buf_puts(&claims, text);
+        free(text);
+    }
     b64url(&tok, header, sizeof(header) - 1);
     buf_putc(&tok, '.');
     b64url(&tok, claims.ptr, claims.len);
 
-    signing_key(s, c->file, c->collection_id, token_key, key, &key_len);
+    signing_key(s, type, c->collection_id, token_key, key, &key_len);
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, key, key_len);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)tok.ptr, tok.len);
@@ -174,19 +210,38 @@ static bool id_claim(json_t *v, char out[AUTH_ID_MAX + 1])
     return true;
 }
 
-/* Reads and checks the claims of an unverified payload. */
-static int payload_claims(json_t *pl, int64_t now_s, bool want_file, struct auth_token_claims *c)
+static bool email_claim(json_t *v, char out[AUTH_EMAIL_MAX + 1])
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > AUTH_EMAIL_MAX)
+        return false;
+    const char *e = json_string_value(v);
+    if (strlen(e) != json_string_length(v))
+        return false;
+    memcpy(out, e, json_string_length(v) + 1);
+    return true;
+}
+
+/* Reads and checks the claims of an unverified payload of the given type. */
+static int payload_claims(json_t *pl, enum auth_token_type want, int64_t now_s,
+                          struct auth_token_claims *c)
 {
     json_t *type = json_object_get(pl, "type");
     json_t *refreshable = json_object_get(pl, "refreshable");
+    const char *want_name = auth_token_type_name(want);
     int64_t nbf;
     if (!id_claim(json_object_get(pl, "collectionId"), c->collection_id) ||
         !id_claim(json_object_get(pl, "id"), c->record_id))
         return ERR_INVALID;
-    if (!json_is_string(type) || json_string_length(type) != 4 ||
-        strcmp(json_string_value(type), want_file ? "file" : "auth") != 0)
+    if (!*want_name || !json_is_string(type) || strcmp(json_string_value(type), want_name) != 0 ||
+        json_string_length(type) != strlen(want_name))
         return ERR_INVALID;
-    c->file = want_file;
+    c->type = want;
+    c->file = want == AUTH_TOKEN_FILE;
+    if (want != AUTH_TOKEN_AUTH && !c->file && !email_claim(json_object_get(pl, "email"), c->email))
+        return ERR_INVALID;
+    if (want == AUTH_TOKEN_EMAIL_CHANGE &&
+        !email_claim(json_object_get(pl, "newEmail"), c->new_email))
+        return ERR_INVALID;
     if (refreshable && !json_is_boolean(refreshable))
         return ERR_INVALID;
     c->refreshable = json_is_true(refreshable);
@@ -207,6 +262,14 @@ static int payload_claims(json_t *pl, int64_t now_s, bool want_file, struct auth
 static int verify_typed(const struct auth_secret *s, const char *token, size_t token_len,
                         int64_t now_s, bool want_file, auth_token_lookup_cb lookup,
                         void *lookup_arg, struct auth_token_claims *claims_out)
+{
+    return auth_token_verify_as(s, want_file ? AUTH_TOKEN_FILE : AUTH_TOKEN_AUTH, token, token_len,
+                                now_s, lookup, lookup_arg, claims_out);
+}
+
+int auth_token_verify_as(const struct auth_secret *s, enum auth_token_type type, const char *token,
+                         size_t token_len, int64_t now_s, auth_token_lookup_cb lookup,
+                         void *lookup_arg, struct auth_token_claims *claims_out)
 {
     struct auth_token_claims c = {0};
     char token_key[AUTH_TOKEN_KEY_MAX + 1];
@@ -245,7 +308,7 @@ static int verify_typed(const struct auth_secret *s, const char *token, size_t t
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         sig_len != SIG_LEN)
         goto out;
-    rc = payload_claims(pl, now_s, want_file, &c);
+    rc = payload_claims(pl, type, now_s, &c);
     if (rc != 0)
         goto out;
 
@@ -261,7 +324,7 @@ static int verify_typed(const struct auth_secret *s, const char *token, size_t t
         rc = ERR_DENIED; /* a record without a usable tokenKey cannot hold tokens */
         goto out;
     }
-    signing_key(s, c.file, c.collection_id, token_key, key, &key_len);
+    signing_key(s, type, c.collection_id, token_key, key, &key_len);
 
     crypto_auth_hmacsha256_state st;
     crypto_auth_hmacsha256_init(&st, key, key_len);

@@ -58,6 +58,34 @@ static const char *const auth_option_keys[] = {
     "confirmEmailChangeTemplate",
 };
 
+/* PocketBase's checks of the sign-in options: an enabled otp or mfa needs a duration of 10 to
+ * 86400 s (when given), and MFA needs a second method besides the password (OTP or OAuth2),
+ * else enabling it would lock every record out. */
+static int check_auth_methods(const json_t *opts, json_t *errors)
+{
+    int rc = 0;
+    static const char *const timed[] = {"otp", "mfa"};
+    for (size_t i = 0; i < ARRAY_LEN(timed); i++) {
+        const json_t *o = json_object_get(opts, timed[i]);
+        const json_t *d = json_object_get(o, "duration");
+        if (json_is_true(json_object_get(o, "enabled")) && d &&
+            (!json_is_integer(d) || json_integer_value(d) < 10 || json_integer_value(d) > 86400)) {
+            store__verr_set(errors, timed[i], "validation_invalid_duration",
+                            "The duration must be a whole number of seconds from 10 to 86400.");
+            rc = ERR_INVALID;
+        }
+    }
+    const json_t *mfa = json_object_get(opts, "mfa");
+    bool otp = json_is_true(json_object_get(json_object_get(opts, "otp"), "enabled"));
+    bool oauth2 = json_is_true(json_object_get(json_object_get(opts, "oauth2"), "enabled"));
+    if (json_is_true(json_object_get(mfa, "enabled")) && !otp && !oauth2) {
+        store__verr_set(errors, "mfa", "validation_mfa_not_enough_auths",
+                        "MFA requires at least 2 auth methods to be enabled.");
+        rc = ERR_INVALID;
+    }
+    return rc;
+}
+
 static bool reserved_collection_name(const char *name)
 {
     static const char *const names[] = {"_collections", "_outbox", "_params",
@@ -1114,6 +1142,8 @@ static int parse_collection(struct parse *ps, const json_t *in, const char *now,
             if (v)
                 json_object_set(c->auth_options, auth_option_keys[i], v);
         }
+        if (!ps->trusted && check_auth_methods(c->auth_options, ps->errors) != 0)
+            rc = ERR_INVALID;
     }
     if (rc)
         goto fail;

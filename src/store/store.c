@@ -347,3 +347,39 @@ int store_param_put(struct store *st, const char *id, const json_t *value)
 {
     return st->ops->param_put(st, id, value);
 }
+
+int store_sys_put(struct store *st, const struct store_sysrow *row)
+{
+    return st->ops->sys_put(st, row);
+}
+
+int store_sys_take(struct store *st, const char *kind, const char *id)
+{
+    return st->ops->sys_take(st, kind, id);
+}
+
+int store_sys_list(struct store *st, const char *kind, const char *id, const char *ref,
+                   int64_t due_before_us, size_t max, json_t **out)
+{
+    *out = NULL;
+    return st->ops->sys_list(st, kind, id, ref, due_before_us, max, out);
+}
+
+int store_sys_get(struct store *st, const char *kind, const char *id, json_t **out)
+{
+    json_t *arr = NULL;
+    *out = NULL;
+    int rc = st->ops->sys_list(st, kind, id, NULL, 0, 1, &arr);
+    if (rc == 0 && json_array_size(arr) == 0)
+        rc = ERR_NOTFOUND;
+    if (rc == 0)
+        *out = json_incref(json_array_get(arr, 0));
+    json_decref(arr);
+    return rc;
+}
+
+int store_sys_count(struct store *st, const char *kind, int64_t *n_out)
+{
+    *n_out = 0;
+    return st->ops->sys_count(st, kind, n_out);
+}

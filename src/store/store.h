@@ -131,6 +131,15 @@ struct store_op {
 };
 
 struct store_sql_result;
+/* A system row (store_sys_put): server-side state that is no collection's record. */
+struct store_sysrow {
+    const char *kind; /* "mail", "mail_dead", "otp", "mfa", "origin", ... */
+    const char *id;   /* unique within kind */
+    const char *ref;  /* what the row belongs to (e.g. "<collectionId>/<recordId>"), or NULL */
+    const json_t *value;
+    int64_t created_us; /* 0: now (kept when the row already exists) */
+    int64_t due_us;     /* queues: when the row is next due; 0 otherwise */
+};
 
 struct store_ops {
     const char *name;
@@ -194,6 +203,11 @@ struct store_ops {
     int (*writekey_find)(struct store *st, const char *key_hash, char *name_out, size_t cap);
     int (*param_get)(struct store *st, const char *id, json_t **out);
     int (*param_put)(struct store *st, const char *id, const json_t *value);
+    int (*sys_put)(struct store *st, const struct store_sysrow *row);
+    int (*sys_take)(struct store *st, const char *kind, const char *id);
+    int (*sys_list)(struct store *st, const char *kind, const char *id, const char *ref,
+                    int64_t due_before_us, size_t max, json_t **out);
+    int (*sys_count)(struct store *st, const char *kind, int64_t *n_out);
 
     struct store_collection *(*catalog)(struct store *st);
     int (*auth_epoch)(struct store *st, uint64_t *instance_out, uint64_t *epoch_out);
@@ -469,5 +483,24 @@ int store_writekey_find(struct store *st, const char *key_hash, char *name_out,
 int store_param_get(struct store *st, const char *id, json_t **out) MUST_USE;
 /* Stores value under id, replacing what was there, in its own transaction. */
 int store_param_put(struct store *st, const char *id, const json_t *value) MUST_USE;
+
+/* ---- system rows (_sysrows) ----
+ *
+ * Small server-side records that are not collections: the mail queue and its dead letters,
+ * one-time passwords, MFA sessions, known sign-in devices. Each call is its own transaction. */
+
+/* Inserts row, or replaces ref, value and due_us of the row with the same kind and id. */
+int store_sys_put(struct store *st, const struct store_sysrow *row) MUST_USE;
+/* Deletes one row; ERR_NOTFOUND when it was not there - so of two takers of the same row
+ * exactly one gets 0 (what makes one-time codes and MFA sessions single-use). */
+int store_sys_take(struct store *st, const char *kind, const char *id) MUST_USE;
+/* Rows of kind (only id / only ref when not NULL; only due_us <= due_before_us when that is
+ * not 0), at most max, by due_us then created_us: a new array of
+ * {"id","ref","value","created_us","due_us"}. */
+int store_sys_list(struct store *st, const char *kind, const char *id, const char *ref,
+                   int64_t due_before_us, size_t max, json_t **out) MUST_USE;
+/* The row of kind and id as store_sys_list gives it (a new reference), or ERR_NOTFOUND. */
+int store_sys_get(struct store *st, const char *kind, const char *id, json_t **out) MUST_USE;
+int store_sys_count(struct store *st, const char *kind, int64_t *n_out) MUST_USE;
 
 #endif

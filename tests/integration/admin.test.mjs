@@ -71,6 +71,8 @@ test('crons: the scheduled backup appears with settings.backups.cron, runs on de
   assert.ok(!before.some((j) => j.id === '__pbAutoBackup__'));
   assert.deepEqual(before.find((j) => j.id === '__pbDBOptimize__'), { id: '__pbDBOptimize__', expression: '0 0 * * *' });
   assert.equal(await pb.crons.run('__pbDBOptimize__'), true);
+  assert.deepEqual(before.find((j) => j.id === '__tandemMailQueue__'), { id: '__tandemMailQueue__', expression: '* * * * *' });
+  assert.equal(await pb.crons.run('__tandemMailQueue__'), true);
   await pb.settings.update({ backups: { cron: '0 3 * * *', cronMaxKeep: 1 } });
   const jobs = await pb.crons.getFullList();
   assert.deepEqual(jobs.find((j) => j.id === '__pbAutoBackup__'), { id: '__pbAutoBackup__', expression: '0 3 * * *' });

@@ -774,17 +774,84 @@ static void test_cache_rotation_expiry_and_failures(void **state)
     free(tok);
 }
 
+/* The account-flow token types: each verifies only as itself, carries its email claims in
+ * PocketBase's form, and is refused when presented as another type (an auth token included). */
+static void test_typed_tokens(void **state)
+{
+    struct fixture *f = *state;
+    struct auth_token_claims c =
+        claims_for(f->db.recs[0].collection_id, f->db.recs[0].id, NOW + 60);
+    c.type = AUTH_TOKEN_EMAIL_CHANGE;
+    strcpy(c.email, "old@example.com");
+    strcpy(c.new_email, "n\u00e9w@example.com");
+    char *tok = NULL, *auth = issue(f, 0, NOW + 60);
+    assert_int_equal(auth_token_issue(f->secret, &c, f->db.recs[0].token_key, &tok), 0);
+    size_t dot1 = strcspn(tok, "."), dot2 = dot1 + 1 + strcspn(tok + dot1 + 1, ".");
+    char payload[512];
+    size_t plen = 0;
+    b64_decode(tok + dot1 + 1, dot2 - dot1 - 1, payload, sizeof(payload), &plen);
+    payload[plen] = '\0';
+    assert_string_equal(payload,
+                        "{\"collectionId\":\"_pb_users_auth_\",\"email\":\"old@example.com\","
+                        "\"exp\":1800000060,\"id\":\"4q1xlclmfloku33\",\"newEmail\":"
+                        "\"n\u00e9w@example.com\",\"type\":\"emailChange\"}");
+    struct auth_token_claims out;
+    assert_int_equal(auth_token_verify_as(f->secret, AUTH_TOKEN_EMAIL_CHANGE, tok, strlen(tok), NOW,
+                                          lookup, &f->db, &out),
+                     0);
+    assert_int_equal(out.type, AUTH_TOKEN_EMAIL_CHANGE);
+    assert_string_equal(out.email, "old@example.com");
+    assert_string_equal(out.new_email, c.new_email);
+    /* type confusion in every direction is refused */
+    assert_int_equal(verify(f, tok, NULL), ERR_INVALID);
+    assert_int_not_equal(auth_token_verify_as(f->secret, AUTH_TOKEN_PASSWORD_RESET, tok,
+                                              strlen(tok), NOW, lookup, &f->db, &out),
+                         0);
+    assert_int_not_equal(auth_token_verify_as(f->secret, AUTH_TOKEN_VERIFICATION, auth,
+                                              strlen(auth), NOW, lookup, &f->db, &out),
+                         0);
+    /* expired */
+    assert_int_equal(auth_token_verify_as(f->secret, AUTH_TOKEN_EMAIL_CHANGE, tok, strlen(tok),
+                                          NOW + 61, lookup, &f->db, &out),
+                     ERR_DENIED);
+    /* a verification token without its email claim cannot be issued */
+    struct auth_token_claims v =
+        claims_for(f->db.recs[0].collection_id, f->db.recs[0].id, NOW + 60);
+    v.type = AUTH_TOKEN_VERIFICATION;
+    char *none = NULL;
+    assert_int_equal(auth_token_issue(f->secret, &v, f->db.recs[0].token_key, &none), ERR_INVALID);
+    /* signed under the verification secret, the same claims do not pass as a reset token */
+    strcpy(v.email, "old@example.com");
+    char *vt = NULL;
+    assert_int_equal(auth_token_issue(f->secret, &v, f->db.recs[0].token_key, &vt), 0);
+    assert_int_equal(auth_token_verify_as(f->secret, AUTH_TOKEN_VERIFICATION, vt, strlen(vt), NOW,
+                                          lookup, &f->db, &out),
+                     0);
+    assert_string_equal(auth_token_type_name(AUTH_TOKEN_PASSWORD_RESET), "passwordReset");
+    free(vt);
+    free(tok);
+    free(auth);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_round_trip_and_exact_format), T(test_tampered_payload_rejected),
-        T(test_tampered_signature_rejected), T(test_alg_none_rejected),
-        T(test_other_algorithms_rejected),   T(test_expiry_and_not_before),
-        T(test_claims_must_be_well_formed),  T(test_wrong_collection_and_unknown_record),
-        T(test_token_key_rotation_revokes),  T(test_oversized_and_malformed),
-        T(test_issue_validates_input),       T(test_authorization_header_forms),
-        T(test_cache_hits_skip_the_lookup),  T(test_cache_rotation_expiry_and_failures),
+        T(test_round_trip_and_exact_format),
+        T(test_tampered_payload_rejected),
+        T(test_tampered_signature_rejected),
+        T(test_alg_none_rejected),
+        T(test_other_algorithms_rejected),
+        T(test_expiry_and_not_before),
+        T(test_claims_must_be_well_formed),
+        T(test_wrong_collection_and_unknown_record),
+        T(test_token_key_rotation_revokes),
+        T(test_oversized_and_malformed),
+        T(test_issue_validates_input),
+        T(test_authorization_header_forms),
+        T(test_cache_hits_skip_the_lookup),
+        T(test_cache_rotation_expiry_and_failures),
+        T(test_typed_tokens),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,8 +7,8 @@
 
 /* Runs one write statement with text parameters in its own transaction; the number of rows
  * it changed goes to *changes_out. */
-static int write_one(struct sq_store *s, const char *sql, const char *const *params, size_t n,
-                     int *changes_out)
+int sq__write_one(struct sq_store *s, const char *sql, const char *const *params, size_t n,
+                  int *changes_out)
 {
     struct sq_conn *cn = sq__conn(s);
     if (!cn)
@@ -44,10 +44,11 @@ int sq__writekey_create(struct store *st, const char *name, const char *key_hash
     sq__now(now);
     const char *p[] = {name, key_hash, prefix, now};
     int changes = 0;
-    return write_one((struct sq_store *)st,
-                     "INSERT INTO \"_writekeys\" (\"name\", \"key_hash\", \"prefix\", \"created\") "
-                     "VALUES (?1, ?2, ?3, ?4)",
-                     p, 4, &changes);
+    return sq__write_one(
+        (struct sq_store *)st,
+        "INSERT INTO \"_writekeys\" (\"name\", \"key_hash\", \"prefix\", \"created\") "
+        "VALUES (?1, ?2, ?3, ?4)",
+        p, 4, &changes);
 }
 
 int sq__writekey_revoke(struct store *st, const char *name)
@@ -56,10 +57,10 @@ int sq__writekey_revoke(struct store *st, const char *name)
     sq__now(now);
     const char *p[] = {name, now};
     int changes = 0;
-    int rc = write_one((struct sq_store *)st,
-                       "UPDATE \"_writekeys\" SET \"revoked\" = ?2 "
-                       "WHERE \"name\" = ?1 AND \"revoked\" = ''",
-                       p, 2, &changes);
+    int rc = sq__write_one((struct sq_store *)st,
+                           "UPDATE \"_writekeys\" SET \"revoked\" = ?2 "
+                           "WHERE \"name\" = ?1 AND \"revoked\" = ''",
+                           p, 2, &changes);
     if (rc == 0 && changes == 0)
         return ERR_NOTFOUND;
     return rc;
@@ -227,11 +228,11 @@ int sq__param_put(struct store *st, const char *id, const json_t *value)
     sq__now(now);
     const char *p[] = {id, text, now};
     int changes = 0;
-    int rc = write_one((struct sq_store *)st,
-                       "INSERT INTO \"_params\" (\"id\", \"value\", \"created\", \"updated\") "
-                       "VALUES (?1, ?2, ?3, ?3) ON CONFLICT (\"id\") DO UPDATE SET "
-                       "\"value\" = excluded.\"value\", \"updated\" = excluded.\"updated\"",
-                       p, 3, &changes);
+    int rc = sq__write_one((struct sq_store *)st,
+                           "INSERT INTO \"_params\" (\"id\", \"value\", \"created\", \"updated\") "
+                           "VALUES (?1, ?2, ?3, ?3) ON CONFLICT (\"id\") DO UPDATE SET "
+                           "\"value\" = excluded.\"value\", \"updated\" = excluded.\"updated\"",
+                           p, 3, &changes);
     free(text);
     return rc;
 }

@@ -537,7 +537,19 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS \"_collections\" ("
                                  " \"id\" TEXT PRIMARY KEY NOT NULL,"
                                  " \"value\" TEXT NOT NULL,"
                                  " \"created\" TEXT NOT NULL,"
-                                 " \"updated\" TEXT NOT NULL);";
+                                 " \"updated\" TEXT NOT NULL);"
+                                 "CREATE TABLE IF NOT EXISTS \"_sysrows\" ("
+                                 " \"kind\" TEXT NOT NULL,"
+                                 " \"id\" TEXT NOT NULL,"
+                                 " \"ref\" TEXT NOT NULL DEFAULT '',"
+                                 " \"value\" TEXT NOT NULL,"
+                                 " \"created_us\" INTEGER NOT NULL,"
+                                 " \"due_us\" INTEGER NOT NULL DEFAULT 0,"
+                                 " PRIMARY KEY (\"kind\", \"id\"));"
+                                 "CREATE INDEX IF NOT EXISTS \"_sysrows_ref\" ON \"_sysrows\""
+                                 " (\"kind\", \"ref\");"
+                                 "CREATE INDEX IF NOT EXISTS \"_sysrows_due\" ON \"_sysrows\""
+                                 " (\"kind\", \"due_us\");";
 
 /* The columns of _collections that the collections list may filter and sort on. */
 static const char catalog_spec[] =
@@ -821,6 +833,10 @@ const struct store_ops store__sqlite_ops = {
     .writekey_find = sq__writekey_find,
     .param_get = sq__param_get,
     .param_put = sq__param_put,
+    .sys_put = sq__sys_put,
+    .sys_take = sq__sys_take,
+    .sys_list = sq__sys_list,
+    .sys_count = sq__sys_count,
     .catalog = sq_catalog,
     .auth_epoch = sq_auth_epoch,
     .deadline = sq_deadline,

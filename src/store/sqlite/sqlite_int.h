@@ -167,6 +167,10 @@ int sq__auth_token_key(struct store *st, const struct store_collection *c, const
 int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out);
 int sq__outbox_delete(struct store *st, int64_t up_to_id);
 /* keys.c */
+/* Runs one write statement with text parameters in its own transaction; *changes_out gets
+ * the rows it changed. */
+int sq__write_one(struct sq_store *s, const char *sql, const char *const *params, size_t n,
+                  int *changes_out);
 int sq__outbox_pending(struct store *st, int64_t *n_out);
 int sq__sync(struct store *st);
 int sq__backup(struct store *st, const char *dest_path);
@@ -178,5 +182,11 @@ int sq__writekey_find(struct store *st, const char *key_hash, char *name_out, si
 int sq__param_get(struct store *st, const char *id, json_t **out);
 int sq__record_ops(struct store *st, struct store_op *ops, size_t n, size_t *failed_out);
 int sq__param_put(struct store *st, const char *id, const json_t *value);
+/* sysrows.c */
+int sq__sys_put(struct store *st, const struct store_sysrow *row);
+int sq__sys_take(struct store *st, const char *kind, const char *id);
+int sq__sys_list(struct store *st, const char *kind, const char *id, const char *ref,
+                 int64_t due_before_us, size_t max, json_t **out);
+int sq__sys_count(struct store *st, const char *kind, int64_t *n_out);
 
 #endif
