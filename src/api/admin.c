@@ -116,17 +116,18 @@ static void *lane_main(void *arg)
             pthread_cond_wait(&l->cond, &ad->lock);
         if (!l->head)
             break; /* stopping with nothing queued */
+        /* taken off the queue before it runs: the job lives in its request's arena, which is
+         * gone once the job has answered; n still counts it until it is done */
         struct admin_job *job = l->head;
+        l->head = job->next;
+        if (!l->head)
+            l->tail = NULL;
         pthread_mutex_unlock(&ad->lock);
         if (job->kind == JOB_SQL)
             run_sql(ad->env, job);
         else
             run_job(ad, job);
         pthread_mutex_lock(&ad->lock);
-        /* job lived in its request's arena: gone once answered; only the queue is touched */
-        l->head = l->head->next;
-        if (!l->head)
-            l->tail = NULL;
         l->n--;
     }
     pthread_mutex_unlock(&ad->lock);

@@ -204,7 +204,9 @@ static void test_forged_tokens(void **state)
     /* another key under the provider's kid */
     assert_int_equal(check(RS, good_claims(), rsa_other, NONCE), ERR_DENIED);
     /* a claim changed after signing */
-    char *jwt = sign(RS, good_claims(), rsa);
+    json_t *good = good_claims();
+    char *jwt = sign(RS, good, rsa);
+    json_decref(good);
     json_t *evil = good_claims();
     json_object_set_new(evil, "sub", json_string("admin"));
     char *forged = sign(RS, evil, rsa_other);
