@@ -86,7 +86,15 @@ function freePort() {
 
 const work = tempDir('tandem-tour-');
 const pidFile = join(work, '.tour-serve.pid');
-after(() => {
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+after(async () => {
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, 'utf8'));
     try {
@@ -94,6 +102,10 @@ after(() => {
     } catch {
       /* already stopped by the tour */
     }
+    // it writes its last files (the dedup snapshot, the warehouse) while it stops: wait for
+    // it to be gone before the directory is removed, and end it after 60 s
+    for (let i = 0; i < 600 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
   }
   rmSync(work, { recursive: true, force: true });
 });
