@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/datadir.h"
 #include "ml/ml_int.h"
 #include "warehouse/warehouse.h"
 
@@ -489,51 +490,19 @@ static void set_progress(struct ml *ml, struct ml_model *m, int64_t round, doubl
     pthread_mutex_unlock(&ml->mu);
 }
 
+/* path's file written whole or not at all (core/datadir.c). */
 static int write_durable(const char *path, const void *data, size_t len, char *err, size_t err_len)
 {
-    struct buf tmp;
-    buf_init(&tmp);
-    buf_printf(&tmp, "%s.tmp", path);
-    int rc = 0;
-    int fd = open(buf_cstr(&tmp), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        goto out;
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    int rc = ERR_INVALID;
+    if (slash) {
+        *slash = '\0';
+        rc = datadir_write_file(dir, slash + 1, data, len);
     }
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = -errno;
-            break;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    if (rc == 0 && fsync(fd) != 0)
-        rc = -errno;
-    close(fd);
-    if (rc == 0 && rename(buf_cstr(&tmp), path) != 0)
-        rc = -errno;
-    if (rc == 0) {
-        char *dir = xstrdup(path);
-        *strrchr(dir, '/') = '\0';
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            if (fsync(dfd) != 0)
-                rc = -errno;
-            close(dfd);
-        }
-        free(dir);
-    }
+    free(dir);
     if (rc)
-        unlink(buf_cstr(&tmp));
-out:
-    if (rc)
-        snprintf(err, err_len, "cannot write %s: %s", path, strerror(-rc));
-    buf_release(&tmp);
+        snprintf(err, err_len, "cannot write %s: %s", path, err_str(rc));
     return rc;
 }
 

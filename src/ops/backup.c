@@ -30,6 +30,7 @@
 #include <zlib.h>
 
 #include "evlog/evlog.h"
+#include "core/datadir.h"
 #include "ops/ops.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
@@ -131,26 +132,6 @@ static bool exists(const char *path)
 {
     struct stat sb;
     return lstat(path, &sb) == 0;
-}
-
-/* Writes text to path atomically: temp file, fsync, rename, fsync of the directory. */
-static int write_atomic(const char *dir, const char *name, const char *text)
-{
-    char tmp[PATH_MAX], path[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
-        path_join(path, sizeof(path), dir, name) != 0)
-        return ERR_INVALID;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
-    size_t len = strlen(text);
-    int rc = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc == 0)
-        rc = fsync_path(dir);
-    return rc;
 }
 
 static int backups_dir(const char *dir, char *out, size_t cap)
@@ -821,7 +802,7 @@ int ops_backup_mark_restore(const char *dir, const char *name, char *err, size_t
         rc = ERR_INVALID;
     char line[OPS_BACKUP_NAME_MAX + 2];
     snprintf(line, sizeof(line), "%s\n", name);
-    if (rc == 0 && (rc = write_atomic(bdir, RESTORE_MARK, line)) != 0)
+    if (rc == 0 && (rc = datadir_write_file(bdir, RESTORE_MARK, line, strlen(line))) != 0)
         snprintf(err, err_len, "cannot mark the restore: %s", err_str(rc));
     /* stays busy on success: the server is about to restart into the restore */
     if (rc != 0)
@@ -898,7 +879,7 @@ int ops_backup_apply_pending(const char *dir, bool *applied_out, char *err, size
         }
         rc = tar_extract(archive, fresh, err, err_len);
         if (rc == 0)
-            rc = write_atomic(work, "extracted", name);
+            rc = datadir_write_file(work, "extracted", name, strlen(name));
         if (rc != 0) {
             /* nothing was replaced yet: drop the restore, so the next start serves the data
              * as it is instead of failing again */
@@ -914,7 +895,7 @@ int ops_backup_apply_pending(const char *dir, bool *applied_out, char *err, size
     if (path_join(flag, sizeof(flag), work, "moved-out") || !exists(flag)) {
         rc = move_all(dir, old);
         if (rc == 0)
-            rc = write_atomic(work, "moved-out", name);
+            rc = datadir_write_file(work, "moved-out", name, strlen(name));
         if (rc != 0) {
             snprintf(err, err_len, "cannot move the current data aside: %s", err_str(rc));
             return rc;
