@@ -23,14 +23,27 @@ export async function start({ args = [], env = {}, dir, keepDir = false } = {}) 
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const firstLine = await new Promise((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout });
-    const timer = setTimeout(() => reject(new Error(`tandem did not start: ${stderr}`)), 15000);
-    rl.once('line', (line) => { clearTimeout(timer); resolve(line); });
-    exited.then(({ code }) => { clearTimeout(timer); reject(new Error(`tandem exited ${code}: ${stderr}`)); });
-  });
+  // A server that does not come up is stopped (by its own PID) before the error is thrown,
+  // so a failed start never leaves a process or a temporary directory behind.
+  const abandon = async (err) => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    await exited;
+    if (ownDir && !keepDir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  };
+  let firstLine;
+  try {
+    firstLine = await new Promise((resolve, reject) => {
+      const rl = createInterface({ input: proc.stdout });
+      const timer = setTimeout(() => reject(new Error(`tandem did not start: ${stderr}`)), 15000);
+      rl.once('line', (line) => { clearTimeout(timer); resolve(line); });
+      exited.then(({ code }) => { clearTimeout(timer); reject(new Error(`tandem exited ${code}: ${stderr}`)); });
+    });
+  } catch (err) {
+    return abandon(err);
+  }
   const m = /^tandem listening on (http:\/\/127\.0\.0\.1:(\d+))$/.exec(firstLine);
-  if (!m) throw new Error(`unexpected first line: ${firstLine}`);
+  if (!m) return abandon(new Error(`unexpected first line: ${firstLine}`));
   const server = {
     url: m[1],
     port: Number(m[2]),
