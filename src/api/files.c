@@ -376,15 +376,39 @@ void api__files_settle(struct api_files_change *ch, int rc, const json_t *rec)
     }
 }
 
-void api__files_record_deleted(struct api_env *env, const struct store_collection *c,
-                               const char *id)
+static void empty_check(void *arg, const char *name, bool is_dir)
 {
-    char key[300];
-    if (!env->storage || !has_file_fields(c) || !id_safe(id) || !id_safe(c->id))
+    UNUSED(name);
+    UNUSED(is_dir);
+    *(bool *)arg = true;
+}
+
+/* The store's hook after a COMMIT that deleted record id of c (directly, by a cascade, in a
+ * batch, a truncation or the SQL console): the files it named go, with their thumbnails, then
+ * its directory if nothing else is left in it. Only named files: an upload in flight for a new
+ * record that reuses the id keeps its file. */
+static void record_gone(void *arg, const struct store_collection *c, const char *id,
+                        const json_t *rec)
+{
+    struct api_env *env = arg;
+    if (!env->storage || !id_safe(id) || !id_safe(c->id))
         return;
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (c->fields[i].type != STORE_FIELD_FILE)
+            continue;
+        const json_t *v = json_object_get(rec, c->fields[i].name);
+        size_t n = json_is_array(v) ? json_array_size(v) : json_is_string(v) ? 1 : 0;
+        for (size_t j = 0; j < n; j++) {
+            const char *s = json_string_value(json_is_array(v) ? json_array_get(v, j) : v);
+            if (s && *s)
+                remove_file(env->storage, c->id, id, s);
+        }
+    }
+    char key[300];
     snprintf(key, sizeof(key), "%s/%s", c->id, id);
-    if (storage_remove(env->storage, key) != 0)
-        xlog_warn("cannot remove the files of %s/%s (the sweep at start will)", c->id, id);
+    bool any = false;
+    if (storage_list(env->storage, key, empty_check, &any) == 0 && !any)
+        (void)storage_remove(env->storage, key);
 }
 
 /* ---- the sweep ---- */
@@ -538,6 +562,7 @@ int api_files_start(struct api_env *env, const char *dir)
         size_t n = sweep_all(env);
         if (n)
             xlog_info("file sweep: removed %zu orphaned files or directories", n);
+        store_on_deleted(env->store, record_gone, env);
     }
     return 0;
 }
@@ -550,6 +575,8 @@ void api_files_stop(struct api_env *env)
 
 void api_files_free(struct api_env *env)
 {
+    if (env->store && env->store->deleted_fn == record_gone)
+        store_on_deleted(env->store, NULL, NULL);
     storage_pool_free(env->thumbs_pool);
     env->thumbs_pool = NULL;
     storage_pool_free(env->files_pool);
@@ -749,20 +776,34 @@ static void file_route(struct http_req *req, void *ctx)
             return;
         }
     }
+    /* a view's file is the file of the record it comes from (the view's field options and
+     * rules apply, as in PocketBase) */
+    const char *scoll = c->id, *srec = rid;
+    if (c->type == STORE_COLLECTION_VIEW) {
+        char *oc = arena_alloc(a, 128), *orid = arena_alloc(a, 128);
+        rc = store_view_file_origin(env->store, c, f->name, name, oc, 128, orid, 128);
+        if (rc || !id_safe(oc) || !id_safe(orid)) {
+            api__deadline_lift(env);
+            http_reply_error(req, rc == ERR_NOTFOUND || rc == 0 ? 404 : 503, NULL, NULL);
+            return;
+        }
+        scoll = oc;
+        srec = orid;
+    }
     api__deadline_lift(env);
     bool download = false;
     const char *dl = http_req_query(req, "download");
     if (dl && api__parse_bool(dl, &download) != 0)
         download = false;
     char key[600];
-    key_of(key, sizeof(key), c->id, rid, name);
+    key_of(key, sizeof(key), scoll, srec, name);
     const char *spec = http_req_query(req, "thumb");
     if (spec && thumb_allowed(f, spec)) {
         int fd;
         struct storage_stat st;
         char head[16], tkey[800], tname[400];
         snprintf(tname, sizeof(tname), "%s_%s", spec, name);
-        snprintf(tkey, sizeof(tkey), "%s/%s/thumbs_%s/%s", c->id, rid, name, tname);
+        snprintf(tkey, sizeof(tkey), "%s/%s/thumbs_%s/%s", scoll, srec, name, tname);
         if (storage_open_read(env->storage, tkey, &fd, &st) == 0) { /* made before */
             send_open(req, fd, &st, tname, download, f->protected_files);
             return;
