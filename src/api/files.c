@@ -7,6 +7,7 @@
  * record held or this write uploaded (STORE_BODY_UPLOADS); files a write dropped are removed
  * only after its commit. A crash in between leaves orphans, never dangling names, and the
  * sweep at start (api_files_start) removes the orphans. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #define THUMBS_POOL_THREADS 2 /* libvips work, one thread per operation */
 #define THUMBS_POOL_QUEUE 256
 #define NAME_MAX_LEN 150
+#define SMALL_FILE_MAX (64 << 10) /* read and sent with the headers; larger: sendfile */
 
 /* One record write's file work; in the request's arena. */
 struct api_files_change {
@@ -630,14 +632,53 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
     return 1;
 }
 
+/* The sniffed types of served files, by identity (inode, size, modification time: a stored
+ * file is never rewritten in place, a replacement or a new thumbnail is a new inode), so that
+ * a hot file (a cached thumbnail) is read for its type once, not on every GET. Direct-mapped;
+ * the types are storage_sniff's static strings. */
+#define TYPE_CACHE_SLOTS 4096
+
+struct type_slot {
+    uint64_t ino, size;
+    int64_t mtime_ns;
+    const char *type;
+};
+
+static struct type_slot type_cache[TYPE_CACHE_SLOTS];
+static pthread_mutex_t type_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf: guards type_cache */
+
+static const char *file_type(int fd, const struct storage_stat *st)
+{
+    struct type_slot *slot = NULL;
+    const char *type = NULL;
+    if (st->ino) { /* a backend without inodes reads the bytes every time */
+        uint64_t h = (st->ino * UINT64_C(0x9E3779B97F4A7C15)) ^ (uint64_t)st->mtime_ns;
+        slot = &type_cache[(h >> 20) % TYPE_CACHE_SLOTS];
+        pthread_mutex_lock(&type_mu);
+        if (slot->type && slot->ino == st->ino && slot->size == st->size &&
+            slot->mtime_ns == st->mtime_ns)
+            type = slot->type;
+        pthread_mutex_unlock(&type_mu);
+    }
+    if (type)
+        return type;
+    char head[512];
+    ssize_t got = pread(fd, head, sizeof(head), 0);
+    type = storage_sniff(head, got > 0 ? (size_t)got : 0);
+    if (slot && got >= 0) {
+        pthread_mutex_lock(&type_mu);
+        *slot = (struct type_slot){st->ino, st->size, st->mtime_ns, type};
+        pthread_mutex_unlock(&type_mu);
+    }
+    return type;
+}
+
 /* Sends the open file fd (TAKES it) as name with the answer headers of user files. */
 static void send_open(struct http_req *req, int fd, const struct storage_stat *stp,
                       const char *name, bool download, bool protected_file)
 {
     struct storage_stat st = *stp;
-    char head[512];
-    ssize_t got = pread(fd, head, sizeof(head), 0);
-    const char *type = storage_sniff(head, got > 0 ? (size_t)got : 0);
+    const char *type = file_type(fd, &st);
     char etag[96], disp[400];
     snprintf(etag, sizeof(etag), "\"%llx-%llx-%llx\"", (unsigned long long)st.size,
              (unsigned long long)st.mtime_ns, (unsigned long long)st.ino);
@@ -676,6 +717,19 @@ static void send_open(struct http_req *req, int fd, const struct storage_stat *s
         http_set_header(req, "Content-Range", cr);
         http_reply_fd_at(req, 206, type, fd, off, len);
         return;
+    }
+    if (st.size <= SMALL_FILE_MAX) {
+        /* a small file (a thumbnail, an avatar) goes out with its headers in one send: read
+         * once (from the page cache when it is hot), where sendfile would cost a second
+         * segment and its splice */
+        char *body = xmalloc(st.size ? st.size : 1);
+        ssize_t got = pread(fd, body, st.size, 0);
+        if (got == (ssize_t)st.size) {
+            close(fd);
+            http_reply_owned(req, 200, type, body, st.size);
+            return;
+        }
+        free(body); /* changed under us: sendfile sends what is there */
     }
     http_reply_fd(req, 200, type, fd, st.size);
 }
