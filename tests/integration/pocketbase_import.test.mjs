@@ -8,7 +8,7 @@
 // password field on a base collection that never leaves the server.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { start, run, tempDir } from './lib/server.mjs';
@@ -246,13 +246,13 @@ function pocketbaseDataDb(pbData) {
   sql.push(`CREATE TABLE users (id TEXT PRIMARY KEY NOT NULL, password TEXT DEFAULT '' NOT NULL, tokenKey TEXT DEFAULT '' NOT NULL,
       email TEXT DEFAULT '' NOT NULL, emailVisibility BOOLEAN DEFAULT FALSE NOT NULL, verified BOOLEAN DEFAULT FALSE NOT NULL,
       name TEXT DEFAULT '' NOT NULL, avatar TEXT DEFAULT '' NOT NULL, created TEXT DEFAULT '' NOT NULL, updated TEXT DEFAULT '' NOT NULL);`);
-  sql.push(`INSERT INTO users VALUES ('adaaaaaaaaaaaaa', ${q(GO_HASH)}, 'tk_ada_0000000000000000000000000000000000001', 'ada@example.com', 1, 1, 'Ada', '', '2023-03-04 05:06:07.890Z', '2024-04-05 06:07:08.901Z');`);
+  sql.push(`INSERT INTO users VALUES ('adaaaaaaaaaaaaa', ${q(GO_HASH)}, 'tk_ada_0000000000000000000000000000000000001', 'ada@example.com', 1, 1, 'Ada', 'ada_avatar_k3j2h1g0fd.png', '2023-03-04 05:06:07.890Z', '2024-04-05 06:07:08.901Z');`);
   sql.push(`INSERT INTO users VALUES ('bobbbbbbbbbbbbb', ${q(JTR_HASH)}, 'tk_bob_0000000000000000000000000000000000001', 'bob@example.com', 0, 0, 'Bob', '', '2023-03-04 05:06:07.890Z', '2023-03-04 05:06:07.890Z');`);
   sql.push(`CREATE TABLE posts (id TEXT PRIMARY KEY NOT NULL, title TEXT DEFAULT '' NOT NULL, slug TEXT DEFAULT '' NOT NULL, body TEXT DEFAULT '' NOT NULL,
       author TEXT DEFAULT '' NOT NULL, tags JSON DEFAULT '[]' NOT NULL, rating NUMERIC DEFAULT 0 NOT NULL, publishedAt TEXT DEFAULT '' NOT NULL,
       source TEXT DEFAULT '' NOT NULL, meta JSON DEFAULT NULL, images JSON DEFAULT '[]' NOT NULL, created TEXT DEFAULT '' NOT NULL, updated TEXT DEFAULT '' NOT NULL);`);
   // posts come before their authors would in a naive order: relations are not looked up
-  sql.push(`INSERT INTO posts VALUES ('post00000000001', 'First', 'first', '<p>Hello <em>world</em></p>', 'adaaaaaaaaaaaaa', '["news","howto"]', 5, '2024-01-01 00:00:00.000Z', 'https://example.org', '{"k":[1,2]}', '[]', '2024-02-02 02:02:02.222Z', '2024-02-03 02:02:02.222Z');`);
+  sql.push(`INSERT INTO posts VALUES ('post00000000001', 'First', 'first', '<p>Hello <em>world</em></p>', 'adaaaaaaaaaaaaa', '["news","howto"]', 5, '2024-01-01 00:00:00.000Z', 'https://example.org', '{"k":[1,2]}', '["one_a1b2c3d4e5.png","gone_a1b2c3d4e5.png"]', '2024-02-02 02:02:02.222Z', '2024-02-03 02:02:02.222Z');`);
   sql.push(`INSERT INTO posts VALUES ('post00000000002', 'Second', '', '<p>Again</p>', 'adaaaaaaaaaaaaa', '[]', 0, '', '', NULL, '[]', '2024-02-04 02:02:02.222Z', '2024-02-04 02:02:02.222Z');`);
   sql.push(`INSERT INTO posts VALUES ('post00000000003', 'Third', '', '', 'bobbbbbbbbbbbbb', '["release"]', 3, '', '', NULL, '[]', '2024-02-05 02:02:02.222Z', '2024-02-05 02:02:02.222Z');`);
   sql.push(`CREATE TABLE places (id TEXT PRIMARY KEY NOT NULL, name TEXT DEFAULT '' NOT NULL, location JSON DEFAULT '{"lon":0,"lat":0}' NOT NULL,
@@ -260,6 +260,15 @@ function pocketbaseDataDb(pbData) {
   sql.push(`INSERT INTO places VALUES ('place0000000001', 'Sofia', '{"lon":23.3219,"lat":42.6977}', 'hi@example.com', '2024-06-01 00:00:00.000Z', '2024-06-01 00:00:00.000Z');`);
   sql.push(`CREATE VIEW post_counts AS SELECT * FROM (${EXPORT[3].viewQuery});`);
   sqlite(join(pbData, 'data.db'), sql.join('\n'));
+  // PocketBase's storage: <collectionId>/<recordId>/<file>, a thumbnail beside (not copied);
+  // gone_a1b2c3d4e5.png is named by its record but missing, as after a failed PocketBase delete
+  const put = (rel, bytes) => {
+    mkdirSync(join(pbData, 'storage', rel, '..'), { recursive: true });
+    writeFileSync(join(pbData, 'storage', rel), bytes);
+  };
+  put('_pb_users_auth_/adaaaaaaaaaaaaa/ada_avatar_k3j2h1g0fd.png', png(60, 40));
+  put('_pb_users_auth_/adaaaaaaaaaaaaa/thumbs_ada_avatar_k3j2h1g0fd.png/48x48_ada_avatar_k3j2h1g0fd.png', png(48, 48));
+  put('pbc_1125843985/post00000000001/one_a1b2c3d4e5.png', png(640, 480));
 }
 
 test('tandem import pocketbase moves the records; bcrypt passwords sign in and are re-hashed', async () => {
@@ -273,6 +282,8 @@ test('tandem import pocketbase moves the records; bcrypt passwords sign in and a
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /4 collections imported/);
   assert.match(r.stdout, /7 records imported, 0 not imported/);
+  assert.match(r.stdout, /2 files copied, 1 missing/);
+  assert.match(r.stderr, /posts\/post00000000001: the file gone_a1b2c3d4e5\.png of images is not in .*: left out/);
   assert.match(r.stdout, /_superusers: admin@old\.example kept as it is here/);
   const again = await run(['import', 'pocketbase', join(pbData, 'nope'), '--dir', dir]);
   assert.equal(again.code, 1);
@@ -290,6 +301,12 @@ test('tandem import pocketbase moves the records; bcrypt passwords sign in and a
   assert.deepEqual(posts[0].meta, { k: [1, 2] });
   assert.equal(posts[0].rating, 5);
   assert.equal(posts[0].author, 'adaaaaaaaaaaaaa');
+  // the files came along (the one PocketBase had lost left the record); thumbnails are made anew
+  assert.deepEqual(posts[0].images, ['one_a1b2c3d4e5.png']);
+  const img = await getBytes(anon.files.getURL(posts[0], posts[0].images[0], { thumb: '320x240t' }));
+  assert.equal(img.status, 200);
+  assert.deepEqual(pngSize(img.body), [320, 240]);
+  assert.deepEqual(storedFiles(dir, '_pb_users_auth_'), ['adaaaaaaaaaaaaa/ada_avatar_k3j2h1g0fd.png']);
   const place = await anon.collection('places').getOne('place0000000001');
   assert.deepEqual(place.location, { lon: 23.3219, lat: 42.6977 });
   const counts = await anon.collection('post_counts').getFullList({ sort: '-total' });
@@ -302,6 +319,8 @@ test('tandem import pocketbase moves the records; bcrypt passwords sign in and a
   await expectStatus(anon.collection('users').authWithPassword('ada@example.com', 'allmine!'), 400);
   const auth = await anon.collection('users').authWithPassword('ada@example.com', 'allmine');
   assert.equal(auth.record.id, 'adaaaaaaaaaaaaa');
+  assert.equal(auth.record.avatar, 'ada_avatar_k3j2h1g0fd.png');
+  assert.deepEqual(pngSize((await getBytes(anon.files.getURL(auth.record, auth.record.avatar))).body), [60, 40]);
   assert.equal(auth.record.created, '2023-03-04 05:06:07.890Z');
   // the hash moves to tandem's argon2id after the first success (on the hashing pool)
   const deadline = Date.now() + 10000;
