@@ -37,10 +37,33 @@ struct api_files_change {
     struct api_upload *puts; /* the uploads to store, .key = storage key */
     size_t n_puts;
     size_t n_written;
-    bool settled; /* api__files_settle ran */
+    bool settled;  /* api__files_settle ran */
+    bool inflight; /* counted in inflight until settled */
     void (*done)(void *arg, int rc);
     void *done_arg;
 };
+
+/* Record directories with uploads in flight ("collectionId/recordId" -> count): written or
+ * being written, their record not yet committed or refused. A sweep while the server runs
+ * (a file field removed, a truncation, an import) leaves these directories alone, or it
+ * could remove an upload its record is about to name. */
+static pthread_mutex_t inflight_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf: guards inflight */
+static json_t *inflight;
+
+static void inflight_add(const char *coll, const char *rec, int delta)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s/%s", coll, rec);
+    pthread_mutex_lock(&inflight_mu);
+    if (!inflight)
+        inflight = json_object();
+    json_int_t n = json_integer_value(json_object_get(inflight, key)) + delta;
+    if (n > 0)
+        json_object_set_new(inflight, key, json_integer(n));
+    else
+        json_object_del(inflight, key);
+    pthread_mutex_unlock(&inflight_mu);
+}
 
 static bool has_file_fields(const struct store_collection *c)
 {
@@ -290,6 +313,10 @@ bool api__files_prepare(struct http_req *req, struct api_env *env, const struct 
     if (json_object_size(errors))
         goto refused;
     json_object_set(body, STORE_BODY_UPLOADS, ch->uploaded);
+    if (ch->n_puts) {
+        ch->inflight = true;
+        inflight_add(c->id, ch->rec_id, 1);
+    }
     arena_on_release(a, change_release, ch);
     *out = ch;
     return true;
@@ -344,6 +371,10 @@ void api__files_settle(struct api_files_change *ch, int rc, const json_t *rec)
     if (!ch || ch->settled)
         return;
     ch->settled = true;
+    if (ch->inflight) {
+        ch->inflight = false;
+        inflight_add(ch->c->id, ch->rec_id, -1);
+    }
     struct storage *st = ch->env->storage;
     const struct store_collection *c = ch->c;
     if (rc != 0) {
@@ -409,8 +440,11 @@ static void record_gone(void *arg, const struct store_collection *c, const char 
     char key[300];
     snprintf(key, sizeof(key), "%s/%s", c->id, id);
     bool any = false;
-    if (storage_list(env->storage, key, empty_check, &any) == 0 && !any)
+    pthread_mutex_lock(&inflight_mu); /* no upload for this id starts in between */
+    if (!(inflight && json_object_get(inflight, key)) &&
+        storage_list(env->storage, key, empty_check, &any) == 0 && !any)
         (void)storage_remove(env->storage, key);
+    pthread_mutex_unlock(&inflight_mu);
 }
 
 /* ---- the sweep ---- */
@@ -455,33 +489,27 @@ static bool referenced(const struct store_collection *c, const json_t *rec, cons
     return false;
 }
 
-/* Removes what no record of c names; returns the files removed. */
-static size_t sweep_collection(struct api_env *env, const struct store_collection *c)
+/* Removes the files of record directory rid of c that the record does not name (all of them
+ * when the record does not exist); returns how many. Under inflight_mu, so that no upload of
+ * this record starts or settles between the look at the record and the removals; a record
+ * with uploads in flight is left alone. */
+static size_t sweep_record(struct api_env *env, const struct store_collection *c, const char *rid,
+                           const char *key)
 {
-    struct names recs = {0};
     size_t removed = 0;
-    char key[700];
-    if (storage_list(env->storage, c->id, collect, &recs) != 0)
+    pthread_mutex_lock(&inflight_mu);
+    char ikey[256];
+    snprintf(ikey, sizeof(ikey), "%s/%s", c->id, rid);
+    if (inflight && json_object_get(inflight, ikey)) {
+        pthread_mutex_unlock(&inflight_mu);
         return 0;
-    for (size_t i = 0; i < recs.n; i++) {
-        char *rid = recs.v[i];
-        size_t rl = strlen(rid);
-        snprintf(key, sizeof(key), "%s/%.*s", c->id, (int)(rl ? rl - 1 : 0), rid);
-        if (rl == 0 || rid[rl - 1] != '/') {
-            (void)storage_remove(env->storage, key); /* a stray file */
-            removed++;
-            continue;
-        }
-        rid[rl - 1] = '\0';
-        json_t *rec = NULL;
-        int rc = store_record_get_if(env->store, c, rid, NULL, &rec);
-        if (rc == ERR_NOTFOUND || !has_file_fields(c)) {
-            (void)storage_remove(env->storage, key);
-            removed++;
-            continue;
-        }
-        if (rc)
-            continue; /* cannot tell: keep */
+    }
+    json_t *rec = NULL;
+    int rc = store_record_get_if(env->store, c, rid, NULL, &rec);
+    if (rc == ERR_NOTFOUND || (rc == 0 && !has_file_fields(c))) {
+        (void)storage_remove(env->storage, key);
+        removed++;
+    } else if (rc == 0) {
         struct names files = {0};
         if (storage_list(env->storage, key, collect, &files) == 0) {
             for (size_t k = 0; k < files.n; k++) {
@@ -502,7 +530,31 @@ static size_t sweep_collection(struct api_env *env, const struct store_collectio
             }
         }
         names_free(&files);
-        json_decref(rec);
+    } /* else: cannot tell, keep */
+    pthread_mutex_unlock(&inflight_mu);
+    json_decref(rec);
+    return removed;
+}
+
+/* Removes what no record of c names; returns the files removed. */
+static size_t sweep_collection(struct api_env *env, const struct store_collection *c)
+{
+    struct names recs = {0};
+    size_t removed = 0;
+    char key[700];
+    if (storage_list(env->storage, c->id, collect, &recs) != 0)
+        return 0;
+    for (size_t i = 0; i < recs.n; i++) {
+        char *rid = recs.v[i];
+        size_t rl = strlen(rid);
+        snprintf(key, sizeof(key), "%s/%.*s", c->id, (int)(rl ? rl - 1 : 0), rid);
+        if (rl == 0 || rid[rl - 1] != '/') {
+            (void)storage_remove(env->storage, key); /* a stray file */
+            removed++;
+            continue;
+        }
+        rid[rl - 1] = '\0';
+        removed += sweep_record(env, c, rid, key);
     }
     names_free(&recs);
     return removed;
