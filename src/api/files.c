@@ -47,7 +47,9 @@ struct api_files_change {
  * being written, their record not yet committed or refused. A sweep while the server runs
  * (a file field removed, a truncation, an import) leaves these directories alone, or it
  * could remove an upload its record is about to name. */
-static pthread_mutex_t inflight_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf: guards inflight */
+/* guards inflight; a sweep holds it across its read of the record, so it is never taken by a
+ * thread that holds a store lock (uploads register before their write, settle after it) */
+static pthread_mutex_t inflight_mu = PTHREAD_MUTEX_INITIALIZER;
 static json_t *inflight;
 
 static void inflight_add(const char *coll, const char *rec, int delta)

@@ -108,6 +108,29 @@ test('deleteMissing drops what the import does not name, as PocketBase does', as
   await pb.collections.import(EXPORT, true);
   assert.equal((await pb.collections.getOne('post_counts')).id, 'pbc_2364117431');
   assert.equal((await pb.collections.getOne('places')).id, 'pbc_1764524618');
+
+  // fields too: without deleteMissing the import goes on top of what exists, so a field it does
+  // not list stays (with its data); a field it lists under an existing name and type is that
+  // field; with deleteMissing a non-system field it does not list goes, system fields stay
+  const ada = await pb.collection('users').create({ email: 'ada@example.com', password: 'password123', passwordConfirm: 'password123', name: 'Ada' });
+  const users = EXPORT[0];
+  const noName = { ...users, fields: users.fields.filter((f) => f.name !== 'name' && f.name !== 'avatar') };
+  const renamedId = { ...users, fields: users.fields.map((f) => (f.name === 'name' ? { ...f, id: 'text0000000001', max: 10 } : f)) };
+  await pb.collections.import([noName], false);
+  let got = await pb.collections.getOne('users');
+  assert.deepEqual(got.fields.map((f) => f.name).filter((n) => n === 'name' || n === 'avatar').sort(), ['avatar', 'name']);
+  assert.equal((await pb.collection('users').getOne(ada.id)).name, 'Ada');
+  await pb.collections.import([renamedId], false);
+  got = await pb.collections.getOne('users');
+  assert.equal(field(got, 'name').id, 'text1579384326');
+  assert.equal(field(got, 'name').max, 255);
+  assert.equal((await pb.collection('users').getOne(ada.id)).name, 'Ada');
+  const onlyName = { ...users, fields: users.fields.filter((f) => f.name === 'name') };
+  await pb.collections.import([onlyName, EXPORT[1], EXPORT[2], EXPORT[3]], true);
+  got = await pb.collections.getOne('users');
+  assert.deepEqual(got.fields.filter((f) => !f.system).map((f) => f.name), ['name']);
+  for (const sys of ['id', 'password', 'tokenKey', 'email', 'emailVisibility', 'verified']) assert.ok(field(got, sys), sys);
+  assert.equal((await pb.collection('users').getOne(ada.id)).name, 'Ada');
 });
 
 // the files under <dir>/storage/<collectionId>, as "recordId/name" (thumbnails included)
