@@ -60,8 +60,15 @@ LUA
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores, shared with other work"
 read -r ngx _ ngx_bad < <(wrk_cpu "${BENCH_PIDS[-1]}" "http://127.0.0.1:$nport/thumb.png" "${WRK[@]}")
 [ "$ngx_bad" = 0 ] || { echo "nginx answered $ngx_bad non-2xx" >&2; exit 1; }
+# PERF_DIR=dir: a perf profile (call graphs) of tandem during each of its two runs
+perf_start() { [ -n "${PERF_DIR:-}" ] && { perf record -q -g -p "$TANDEM_PID" -o "$PERF_DIR/$1.data" & PERF_PID=$!; }; true; }
+perf_stop() { [ -n "${PERF_PID:-}" ] && { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; PERF_PID=; }; true; }
+perf_start thumb
 read -r thumb thumb_cpu thumb_bad < <(wrk_cpu "$TANDEM_PID" "$THUMB_URL" "${WRK[@]}")
+perf_stop
+perf_start upload
 read -r up up_cpu up_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/uploads/records" "${WRK[@]}" -s "$BENCH_TMP/upload.lua")
+perf_stop
 stored=$(find "$BENCH_TMP/data/storage/$COLL" -type f -name 'payload_*' | wc -l)
 echo "nginx static thumbnail ($(stat -c %s "$THUMB_FILE") bytes): $ngx req/s"
 echo "tandem cached thumbnail: $thumb req/s ($(ratio "$thumb" "$ngx") of nginx), $thumb_cpu cpu-us/req${thumb_bad:+, $thumb_bad non-2xx}"

@@ -638,7 +638,7 @@ static int cmd_import(int argc, char **argv)
     struct store *st = NULL;
     if (open_cli_store(&cfg, &st) != 0)
         return 1;
-    rc = cli_import_pocketbase(w[1], st, stdout, stderr);
+    rc = cli_import_pocketbase(w[1], st, cfg.dir, stdout, stderr);
     store_close(st);
     return rc;
 }

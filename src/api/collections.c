@@ -278,8 +278,22 @@ static void import_collections(struct http_req *req, void *ctx)
     if (!body)
         return;
     json_t *errors = NULL;
+    /* the collections with file fields before: after the import, the files of those it
+     * dropped (deleteMissing) or whose file fields it removed go */
+    struct store_collection **before = NULL;
+    size_t n_before = 0;
+    if (store_collection_list(env->store, &before, &n_before) != 0)
+        n_before = 0;
     int rc = store_collection_import(env->store, json_object_get(body, "collections"),
                                      json_is_true(json_object_get(body, "deleteMissing")), &errors);
+    for (size_t i = 0; rc == 0 && i < n_before; i++) {
+        struct store_collection *now = NULL;
+        if (store_collection_get(env->store, before[i]->id, &now) != 0 ||
+            strcmp(now->id, before[i]->id) != 0 || file_field_removed(before[i], now))
+            api__files_collection_changed(env, before[i]->id);
+        store_collection_unref(now);
+    }
+    store_collection_list_free(before, n_before);
     if (rc == 0)
         http_reply_empty(req, 204);
     else

@@ -7,6 +7,7 @@
  * record held or this write uploaded (STORE_BODY_UPLOADS); files a write dropped are removed
  * only after its commit. A crash in between leaves orphans, never dangling names, and the
  * sweep at start (api_files_start) removes the orphans. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #define THUMBS_POOL_THREADS 2 /* libvips work, one thread per operation */
 #define THUMBS_POOL_QUEUE 256
 #define NAME_MAX_LEN 150
+#define SMALL_FILE_MAX (64 << 10) /* read and sent with the headers; larger: sendfile */
 
 /* One record write's file work; in the request's arena. */
 struct api_files_change {
@@ -35,10 +37,35 @@ struct api_files_change {
     struct api_upload *puts; /* the uploads to store, .key = storage key */
     size_t n_puts;
     size_t n_written;
-    bool settled; /* api__files_settle ran */
+    bool settled;  /* api__files_settle ran */
+    bool inflight; /* counted in inflight until settled */
     void (*done)(void *arg, int rc);
     void *done_arg;
 };
+
+/* Record directories with uploads in flight ("collectionId/recordId" -> count): written or
+ * being written, their record not yet committed or refused. A sweep while the server runs
+ * (a file field removed, a truncation, an import) leaves these directories alone, or it
+ * could remove an upload its record is about to name. */
+/* guards inflight; a sweep holds it across its read of the record, so it is never taken by a
+ * thread that holds a store lock (uploads register before their write, settle after it) */
+static pthread_mutex_t inflight_mu = PTHREAD_MUTEX_INITIALIZER;
+static json_t *inflight;
+
+static void inflight_add(const char *coll, const char *rec, int delta)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%s/%s", coll, rec);
+    pthread_mutex_lock(&inflight_mu);
+    if (!inflight)
+        inflight = json_object();
+    json_int_t n = json_integer_value(json_object_get(inflight, key)) + delta;
+    if (n > 0)
+        json_object_set_new(inflight, key, json_integer(n));
+    else
+        json_object_del(inflight, key);
+    pthread_mutex_unlock(&inflight_mu);
+}
 
 static bool has_file_fields(const struct store_collection *c)
 {
@@ -288,6 +315,10 @@ bool api__files_prepare(struct http_req *req, struct api_env *env, const struct 
     if (json_object_size(errors))
         goto refused;
     json_object_set(body, STORE_BODY_UPLOADS, ch->uploaded);
+    if (ch->n_puts) {
+        ch->inflight = true;
+        inflight_add(c->id, ch->rec_id, 1);
+    }
     arena_on_release(a, change_release, ch);
     *out = ch;
     return true;
@@ -342,6 +373,10 @@ void api__files_settle(struct api_files_change *ch, int rc, const json_t *rec)
     if (!ch || ch->settled)
         return;
     ch->settled = true;
+    if (ch->inflight) {
+        ch->inflight = false;
+        inflight_add(ch->c->id, ch->rec_id, -1);
+    }
     struct storage *st = ch->env->storage;
     const struct store_collection *c = ch->c;
     if (rc != 0) {
@@ -376,15 +411,42 @@ void api__files_settle(struct api_files_change *ch, int rc, const json_t *rec)
     }
 }
 
-void api__files_record_deleted(struct api_env *env, const struct store_collection *c,
-                               const char *id)
+static void empty_check(void *arg, const char *name, bool is_dir)
 {
-    char key[300];
-    if (!env->storage || !has_file_fields(c) || !id_safe(id) || !id_safe(c->id))
+    UNUSED(name);
+    UNUSED(is_dir);
+    *(bool *)arg = true;
+}
+
+/* The store's hook after a COMMIT that deleted record id of c (directly, by a cascade, in a
+ * batch, a truncation or the SQL console): the files it named go, with their thumbnails, then
+ * its directory if nothing else is left in it. Only named files: an upload in flight for a new
+ * record that reuses the id keeps its file. */
+static void record_gone(void *arg, const struct store_collection *c, const char *id,
+                        const json_t *rec)
+{
+    struct api_env *env = arg;
+    if (!env->storage || !id_safe(id) || !id_safe(c->id))
         return;
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (c->fields[i].type != STORE_FIELD_FILE)
+            continue;
+        const json_t *v = json_object_get(rec, c->fields[i].name);
+        size_t n = json_is_array(v) ? json_array_size(v) : json_is_string(v) ? 1 : 0;
+        for (size_t j = 0; j < n; j++) {
+            const char *s = json_string_value(json_is_array(v) ? json_array_get(v, j) : v);
+            if (s && *s)
+                remove_file(env->storage, c->id, id, s);
+        }
+    }
+    char key[300];
     snprintf(key, sizeof(key), "%s/%s", c->id, id);
-    if (storage_remove(env->storage, key) != 0)
-        xlog_warn("cannot remove the files of %s/%s (the sweep at start will)", c->id, id);
+    bool any = false;
+    pthread_mutex_lock(&inflight_mu); /* no upload for this id starts in between */
+    if (!(inflight && json_object_get(inflight, key)) &&
+        storage_list(env->storage, key, empty_check, &any) == 0 && !any)
+        (void)storage_remove(env->storage, key);
+    pthread_mutex_unlock(&inflight_mu);
 }
 
 /* ---- the sweep ---- */
@@ -429,33 +491,27 @@ static bool referenced(const struct store_collection *c, const json_t *rec, cons
     return false;
 }
 
-/* Removes what no record of c names; returns the files removed. */
-static size_t sweep_collection(struct api_env *env, const struct store_collection *c)
+/* Removes the files of record directory rid of c that the record does not name (all of them
+ * when the record does not exist); returns how many. Under inflight_mu, so that no upload of
+ * this record starts or settles between the look at the record and the removals; a record
+ * with uploads in flight is left alone. */
+static size_t sweep_record(struct api_env *env, const struct store_collection *c, const char *rid,
+                           const char *key)
 {
-    struct names recs = {0};
     size_t removed = 0;
-    char key[700];
-    if (storage_list(env->storage, c->id, collect, &recs) != 0)
+    pthread_mutex_lock(&inflight_mu);
+    char ikey[256];
+    snprintf(ikey, sizeof(ikey), "%s/%s", c->id, rid);
+    if (inflight && json_object_get(inflight, ikey)) {
+        pthread_mutex_unlock(&inflight_mu);
         return 0;
-    for (size_t i = 0; i < recs.n; i++) {
-        char *rid = recs.v[i];
-        size_t rl = strlen(rid);
-        snprintf(key, sizeof(key), "%s/%.*s", c->id, (int)(rl ? rl - 1 : 0), rid);
-        if (rl == 0 || rid[rl - 1] != '/') {
-            (void)storage_remove(env->storage, key); /* a stray file */
-            removed++;
-            continue;
-        }
-        rid[rl - 1] = '\0';
-        json_t *rec = NULL;
-        int rc = store_record_get_if(env->store, c, rid, NULL, &rec);
-        if (rc == ERR_NOTFOUND || !has_file_fields(c)) {
-            (void)storage_remove(env->storage, key);
-            removed++;
-            continue;
-        }
-        if (rc)
-            continue; /* cannot tell: keep */
+    }
+    json_t *rec = NULL;
+    int rc = store_record_get_if(env->store, c, rid, NULL, &rec);
+    if (rc == ERR_NOTFOUND || (rc == 0 && !has_file_fields(c))) {
+        (void)storage_remove(env->storage, key);
+        removed++;
+    } else if (rc == 0) {
         struct names files = {0};
         if (storage_list(env->storage, key, collect, &files) == 0) {
             for (size_t k = 0; k < files.n; k++) {
@@ -476,7 +532,31 @@ static size_t sweep_collection(struct api_env *env, const struct store_collectio
             }
         }
         names_free(&files);
-        json_decref(rec);
+    } /* else: cannot tell, keep */
+    pthread_mutex_unlock(&inflight_mu);
+    json_decref(rec);
+    return removed;
+}
+
+/* Removes what no record of c names; returns the files removed. */
+static size_t sweep_collection(struct api_env *env, const struct store_collection *c)
+{
+    struct names recs = {0};
+    size_t removed = 0;
+    char key[700];
+    if (storage_list(env->storage, c->id, collect, &recs) != 0)
+        return 0;
+    for (size_t i = 0; i < recs.n; i++) {
+        char *rid = recs.v[i];
+        size_t rl = strlen(rid);
+        snprintf(key, sizeof(key), "%s/%.*s", c->id, (int)(rl ? rl - 1 : 0), rid);
+        if (rl == 0 || rid[rl - 1] != '/') {
+            (void)storage_remove(env->storage, key); /* a stray file */
+            removed++;
+            continue;
+        }
+        rid[rl - 1] = '\0';
+        removed += sweep_record(env, c, rid, key);
     }
     names_free(&recs);
     return removed;
@@ -538,6 +618,7 @@ int api_files_start(struct api_env *env, const char *dir)
         size_t n = sweep_all(env);
         if (n)
             xlog_info("file sweep: removed %zu orphaned files or directories", n);
+        store_on_deleted(env->store, record_gone, env);
     }
     return 0;
 }
@@ -550,6 +631,8 @@ void api_files_stop(struct api_env *env)
 
 void api_files_free(struct api_env *env)
 {
+    if (env->store && env->store->deleted_fn == record_gone)
+        store_on_deleted(env->store, NULL, NULL);
     storage_pool_free(env->thumbs_pool);
     env->thumbs_pool = NULL;
     storage_pool_free(env->files_pool);
@@ -603,14 +686,53 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
     return 1;
 }
 
+/* The sniffed types of served files, by identity (inode, size, modification time: a stored
+ * file is never rewritten in place, a replacement or a new thumbnail is a new inode), so that
+ * a hot file (a cached thumbnail) is read for its type once, not on every GET. Direct-mapped;
+ * the types are storage_sniff's static strings. */
+#define TYPE_CACHE_SLOTS 4096
+
+struct type_slot {
+    uint64_t ino, size;
+    int64_t mtime_ns;
+    const char *type;
+};
+
+static struct type_slot type_cache[TYPE_CACHE_SLOTS];
+static pthread_mutex_t type_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf: guards type_cache */
+
+static const char *file_type(int fd, const struct storage_stat *st)
+{
+    struct type_slot *slot = NULL;
+    const char *type = NULL;
+    if (st->ino) { /* a backend without inodes reads the bytes every time */
+        uint64_t h = (st->ino * UINT64_C(0x9E3779B97F4A7C15)) ^ (uint64_t)st->mtime_ns;
+        slot = &type_cache[(h >> 20) % TYPE_CACHE_SLOTS];
+        pthread_mutex_lock(&type_mu);
+        if (slot->type && slot->ino == st->ino && slot->size == st->size &&
+            slot->mtime_ns == st->mtime_ns)
+            type = slot->type;
+        pthread_mutex_unlock(&type_mu);
+    }
+    if (type)
+        return type;
+    char head[512];
+    ssize_t got = pread(fd, head, sizeof(head), 0);
+    type = storage_sniff(head, got > 0 ? (size_t)got : 0);
+    if (slot && got >= 0) {
+        pthread_mutex_lock(&type_mu);
+        *slot = (struct type_slot){st->ino, st->size, st->mtime_ns, type};
+        pthread_mutex_unlock(&type_mu);
+    }
+    return type;
+}
+
 /* Sends the open file fd (TAKES it) as name with the answer headers of user files. */
 static void send_open(struct http_req *req, int fd, const struct storage_stat *stp,
                       const char *name, bool download, bool protected_file)
 {
     struct storage_stat st = *stp;
-    char head[512];
-    ssize_t got = pread(fd, head, sizeof(head), 0);
-    const char *type = storage_sniff(head, got > 0 ? (size_t)got : 0);
+    const char *type = file_type(fd, &st);
     char etag[96], disp[400];
     snprintf(etag, sizeof(etag), "\"%llx-%llx-%llx\"", (unsigned long long)st.size,
              (unsigned long long)st.mtime_ns, (unsigned long long)st.ino);
@@ -649,6 +771,19 @@ static void send_open(struct http_req *req, int fd, const struct storage_stat *s
         http_set_header(req, "Content-Range", cr);
         http_reply_fd_at(req, 206, type, fd, off, len);
         return;
+    }
+    if (st.size <= SMALL_FILE_MAX) {
+        /* a small file (a thumbnail, an avatar) goes out with its headers in one send: read
+         * once (from the page cache when it is hot), where sendfile would cost a second
+         * segment and its splice */
+        char *body = xmalloc(st.size ? st.size : 1);
+        ssize_t got = pread(fd, body, st.size, 0);
+        if (got == (ssize_t)st.size) {
+            close(fd);
+            http_reply_owned(req, 200, type, body, st.size);
+            return;
+        }
+        free(body); /* changed under us: sendfile sends what is there */
     }
     http_reply_fd(req, 200, type, fd, st.size);
 }
@@ -749,20 +884,34 @@ static void file_route(struct http_req *req, void *ctx)
             return;
         }
     }
+    /* a view's file is the file of the record it comes from (the view's field options and
+     * rules apply, as in PocketBase) */
+    const char *scoll = c->id, *srec = rid;
+    if (c->type == STORE_COLLECTION_VIEW) {
+        char *oc = arena_alloc(a, 128), *orid = arena_alloc(a, 128);
+        rc = store_view_file_origin(env->store, c, f->name, name, oc, 128, orid, 128);
+        if (rc || !id_safe(oc) || !id_safe(orid)) {
+            api__deadline_lift(env);
+            http_reply_error(req, rc == ERR_NOTFOUND || rc == 0 ? 404 : 503, NULL, NULL);
+            return;
+        }
+        scoll = oc;
+        srec = orid;
+    }
     api__deadline_lift(env);
     bool download = false;
     const char *dl = http_req_query(req, "download");
     if (dl && api__parse_bool(dl, &download) != 0)
         download = false;
     char key[600];
-    key_of(key, sizeof(key), c->id, rid, name);
+    key_of(key, sizeof(key), scoll, srec, name);
     const char *spec = http_req_query(req, "thumb");
     if (spec && thumb_allowed(f, spec)) {
         int fd;
         struct storage_stat st;
         char head[16], tkey[800], tname[400];
         snprintf(tname, sizeof(tname), "%s_%s", spec, name);
-        snprintf(tkey, sizeof(tkey), "%s/%s/thumbs_%s/%s", c->id, rid, name, tname);
+        snprintf(tkey, sizeof(tkey), "%s/%s/thumbs_%s/%s", scoll, srec, name, tname);
         if (storage_open_read(env->storage, tkey, &fd, &st) == 0) { /* made before */
             send_open(req, fd, &st, tname, download, f->protected_files);
             return;

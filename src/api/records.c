@@ -727,8 +727,7 @@ static void delete_record(struct http_req *req, void *ctx)
     int rc = store_record_delete_if(rr.env->store, rr.c, http_req_param(req, "id"),
                                     cond.sql ? &cond : NULL);
     if (rc == 0) {
-        api__files_record_deleted(rr.env, rr.c, http_req_param(req, "id"));
-        http_reply_empty(req, 204);
+        http_reply_empty(req, 204); /* its files went after the commit (api_files_start) */
     } else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
     else if (rc == ERR_CONFLICT)
@@ -823,11 +822,8 @@ int api__batch_op_files(struct api_batch_op *op)
 
 void api__batch_op_settle(struct api_batch_op *op, int rc, const struct store_op *done)
 {
-    if (op->kind == STORE_OP_DELETE) {
-        if (rc == 0)
-            api__files_record_deleted(op->job.rr.env, op->job.rr.c, op->id);
-        return;
-    }
+    if (op->kind == STORE_OP_DELETE)
+        return; /* its files went after the commit (api_files_start) */
     api__files_settle(op->job.files, rc, rc == 0 ? done->record : NULL);
 }
 

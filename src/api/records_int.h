@@ -244,9 +244,6 @@ int api__files_write_async(struct api_files_change *ch, void (*done)(void *arg, 
  * names; a refusal removes the uploads. Once per change (NULL: nothing); a change never
  * settled is settled as refused when its request ends. */
 void api__files_settle(struct api_files_change *ch, int rc, const json_t *rec);
-/* After a committed delete of record id of c: its files go. */
-void api__files_record_deleted(struct api_env *env, const struct store_collection *c,
-                               const char *id);
 /* After a committed collection change (update or delete) of coll_id: files of a deleted
  * collection or of removed file fields go. */
 void api__files_collection_changed(struct api_env *env, const char *coll_id);

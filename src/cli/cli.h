@@ -30,11 +30,13 @@ struct cli_query_opts {
 int cli_query(const struct cli_query_opts *o, FILE *out, FILE *err);
 
 /* `tandem import pocketbase PATH`: imports the collections and records of the PocketBase
- * data directory (or data.db) at PATH into st (see pbimport.c). Progress goes to out, each
+ * data directory (or data.db) at PATH into st, and the stored files of their file fields into
+ * the file storage of the data directory dir (see pbimport.c). Progress goes to out, each
  * problem to err as one line. Returns the exit status: 0, or 1 when something was not
  * imported. */
 struct store;
-int cli_import_pocketbase(const char *path, struct store *st, FILE *out, FILE *err);
+int cli_import_pocketbase(const char *path, struct store *st, const char *dir, FILE *out,
+                          FILE *err);
 
 /* Prints an SQL API response ({"columns":[...],"rows":[...],...}) in a format. Exposed for
  * tests. */

@@ -7,22 +7,117 @@
  * then the rows of every imported table (and of `_superusers`) are created through the store
  * in batches (store_record_create_batch), ids, dates and password hashes kept as they are:
  * PocketBase's bcrypt hashes are verified at sign-in and moved to argon2id on the first
- * success (auth/password.c). Views get no rows: they read their tables. */
+ * success (auth/password.c). Views get no rows: they read their tables.
+ *
+ * Files: PocketBase keeps a record's files under pb_data/storage/<collectionId>/<recordId>/
+ * (tandem's layout, docs/files.md). Before a record is created, each file its file fields
+ * name is copied into tandem's storage (durably, as an upload is) and declared as this
+ * write's upload; a name whose file is missing is dropped from the record and said on err, so
+ * that no imported record names a missing file. Thumbnails are not copied (made on demand).
+ * A record that then fails leaves its copies as orphans for the sweep at the next start. */
+#include <fcntl.h>
+#include <limits.h>
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "storage/storage.h"
 #include "store/store.h"
 
 #define PBI_BATCH 500
+#define PBI_FILE_MAX (INT64_C(1) << 30) /* one file read whole into memory */
 
 struct pbi {
     sqlite3 *db;
     struct store *st;
+    struct storage *fs;  /* tandem's file storage */
+    const char *pb_root; /* PocketBase's storage directory */
     FILE *out, *err;
-    size_t n_records, n_failed, n_kept;
+    size_t n_records, n_failed, n_kept, n_files, n_missing;
 };
+
+/* Reads the whole file at path (at most PBI_FILE_MAX bytes). RETURNS malloc'd bytes or NULL. */
+static char *read_all(const char *path, size_t *len_out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    char *data = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= PBI_FILE_MAX) {
+        size_t n = (size_t)st.st_size, got = 0;
+        data = xmalloc(n ? n : 1);
+        while (got < n) {
+            ssize_t r = read(fd, data + got, n - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        if (got != n) {
+            free(data);
+            data = NULL;
+        }
+        *len_out = n;
+    }
+    close(fd);
+    return data;
+}
+
+/* Copies the files the file fields of body name into tandem's storage and declares them as
+ * this write's uploads; names without a file leave the record. */
+static void copy_files(struct pbi *x, const struct store_collection *c, json_t *body)
+{
+    const char *rid = json_string_value(json_object_get(body, "id"));
+    json_t *uploads = json_object();
+    for (size_t i = 0; rid && i < c->n_fields; i++) {
+        const struct store_field *f = &c->fields[i];
+        json_t *v = json_object_get(body, f->name);
+        if (f->type != STORE_FIELD_FILE || !v)
+            continue;
+        json_t *names = json_is_array(v) ? json_incref(v) : json_pack("[O]", v);
+        json_t *kept = json_array();
+        for (size_t k = 0; k < json_array_size(names); k++) {
+            const char *name = json_string_value(json_array_get(names, k));
+            if (!name || !*name)
+                continue;
+            char key[1024], path[PATH_MAX];
+            int kl = snprintf(key, sizeof(key), "%s/%s/%s", c->id, rid, name);
+            int pl = snprintf(path, sizeof(path), "%s/%.1023s", x->pb_root, key);
+            size_t len = 0;
+            char *data = NULL;
+            if (kl > 0 && (size_t)kl < sizeof(key) && pl > 0 && (size_t)pl < sizeof(path) &&
+                !strchr(name, '/') && storage_key_valid(key))
+                data = read_all(path, &len);
+            if (!data || storage_put(x->fs, key, data, len) != 0) {
+                x->n_missing++;
+                fprintf(x->err, "tandem: %s/%s: the file %s of %s is not in %s: left out\n",
+                        c->name, rid, name, f->name, x->pb_root);
+            } else {
+                x->n_files++;
+                json_array_append_new(kept, json_string(name));
+            }
+            free(data);
+        }
+        json_decref(names);
+        json_object_set(uploads, f->name, kept);
+        if (json_is_array(v))
+            json_object_set_new(body, f->name, kept);
+        else {
+            json_object_set_new(body, f->name,
+                                json_string(json_array_size(kept)
+                                                ? json_string_value(json_array_get(kept, 0))
+                                                : ""));
+            json_decref(kept);
+        }
+    }
+    if (json_object_size(uploads))
+        json_object_set(body, STORE_BODY_UPLOADS, uploads);
+    json_decref(uploads);
+}
 
 /* The value of column i as JSON, or NULL for SQL NULL. */
 static json_t *column_value(sqlite3_stmt *s, int i)
@@ -193,6 +288,7 @@ static int import_rows(struct pbi *x, const struct store_collection *c)
             }
             json_object_set_new(body, f->name, field_value(f, v));
         }
+        copy_files(x, c, body);
         items[n] = (struct store_create_item){
             .c = c, .body = body, .password_hash = hashes[n], .restore = true};
         if (++n == PBI_BATCH) {
@@ -210,17 +306,32 @@ static int import_rows(struct pbi *x, const struct store_collection *c)
     return rc;
 }
 
-int cli_import_pocketbase(const char *path, struct store *st, FILE *out, FILE *err)
+int cli_import_pocketbase(const char *path, struct store *st, const char *dir, FILE *out, FILE *err)
 {
     struct pbi x = {.st = st, .out = out, .err = err};
-    struct buf p;
+    struct buf p, root;
     buf_init(&p);
+    buf_init(&root);
     size_t l = strlen(path);
     buf_puts(&p, path);
-    if (l < 3 || strcmp(path + l - 3, ".db") != 0)
+    if (l < 3 || strcmp(path + l - 3, ".db") != 0) {
         buf_puts(&p, "/data.db"); /* the pb_data directory */
+        buf_puts(&root, path);
+    } else {
+        const char *slash = strrchr(path, '/');
+        if (slash)
+            buf_append(&root, path, (size_t)(slash - path));
+        else
+            buf_puts(&root, ".");
+    }
+    buf_puts(&root, "/storage");
+    x.pb_root = buf_cstr(&root);
     int rc = 1;
     json_t *cols = NULL, *errors = NULL;
+    if (storage_open("local", dir, &x.fs) != 0) {
+        fprintf(err, "tandem: cannot open the file storage in %s/storage\n", dir);
+        goto out;
+    }
     if (sqlite3_open_v2(buf_cstr(&p), &x.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         fprintf(err, "tandem: cannot open %s: %s\n", buf_cstr(&p),
                 x.db ? sqlite3_errmsg(x.db) : "out of memory");
@@ -267,6 +378,7 @@ int cli_import_pocketbase(const char *path, struct store *st, FILE *out, FILE *e
         store_collection_unref(tc);
     }
     fprintf(out, "%zu records imported, %zu not imported\n", x.n_records, x.n_failed);
+    fprintf(out, "%zu files copied, %zu missing\n", x.n_files, x.n_missing);
     if (x.n_failed)
         rc = 1;
 out:
@@ -274,6 +386,8 @@ out:
     json_decref(cols);
     if (x.db)
         sqlite3_close(x.db);
+    storage_close(x.fs);
     buf_release(&p);
+    buf_release(&root);
     return rc;
 }

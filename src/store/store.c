@@ -34,6 +34,12 @@ void store_close(struct store *st)
         st->ops->close(st);
 }
 
+void store_on_deleted(struct store *st, store_deleted_fn fn, void *arg)
+{
+    st->deleted_arg = arg;
+    st->deleted_fn = fn;
+}
+
 void store_deadline(struct store *st, int64_t deadline_us)
 {
     if (st && st->ops->deadline)
@@ -94,6 +100,14 @@ int store_auth_rehash(struct store *st, const struct store_collection *c, const 
                       const char *old_hash, const char *new_hash)
 {
     return st->ops->auth_rehash(st, c, id, old_hash, new_hash);
+}
+
+int store_view_file_origin(struct store *st, const struct store_collection *view, const char *field,
+                           const char *filename, char *coll_id_out, size_t coll_cap,
+                           char *rec_id_out, size_t rec_cap)
+{
+    return st->ops->view_file_origin(st, view, field, filename, coll_id_out, coll_cap, rec_id_out,
+                                     rec_cap);
 }
 
 int store_collection_import(struct store *st, const json_t *collections, bool delete_missing,

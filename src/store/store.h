@@ -159,6 +159,9 @@ struct store_ops {
                              json_t **errors_out);
     int (*view_fields)(struct store *st, const char *query, json_t **errors_out,
                        json_t **fields_out);
+    int (*view_file_origin)(struct store *st, const struct store_collection *view,
+                            const char *field, const char *filename, char *coll_id_out,
+                            size_t coll_cap, char *rec_id_out, size_t rec_cap);
 
     int (*record_get)(struct store *st, const struct store_collection *c, const char *id,
                       const struct store_cond *cond, json_t **out);
@@ -214,9 +217,25 @@ struct store_ops {
     void (*deadline)(struct store *st, int64_t deadline_us);
 };
 
+/* Called after a write transaction COMMITs, on the committing thread and after the write lock
+ * is released, once for each record the transaction deleted (cascades, batches, truncation and
+ * SQL console deletes included) in a collection with a file field, with the record as it was;
+ * the file storage removes the record's files there (src/api/files.c). Not called for a
+ * transaction that rolls back. A crash between the COMMIT and the call, or more than
+ * STORE_DELETED_MAX such records in one transaction, leaves those files to the sweep at the
+ * next start. */
+typedef void (*store_deleted_fn)(void *arg, const struct store_collection *c, const char *id,
+                                 const json_t *record);
+#define STORE_DELETED_MAX 10000
+
 struct store {
     const struct store_ops *ops; /* every backend embeds this first */
+    store_deleted_fn deleted_fn; /* store_on_deleted; set before the store is shared */
+    void *deleted_arg;
 };
+
+/* Installs (or, with NULL, removes) the after-commit hook of deleted records above. */
+void store_on_deleted(struct store *st, store_deleted_fn fn, void *arg);
 
 /* The backend registered under name, or NULL. */
 const struct store_ops *store_backend(const char *name);
@@ -263,6 +282,13 @@ int store_collection_delete(struct store *st, const char *id_or_name) MUST_USE;
  * {"collections":{"<index>":{...}}} errors; nothing changes on failure. */
 int store_collection_import(struct store *st, const json_t *collections, bool delete_missing,
                             json_t **errors_out) MUST_USE;
+/* Where a file a view collection shows is stored: the view's file field `field` is a file
+ * field of a collection the view reads (through nested views too); the record of that
+ * collection whose field holds filename. Its collection id and record id go to the outputs.
+ * ERR_NOTFOUND when the column is not a plain file column or no record holds the name. */
+int store_view_file_origin(struct store *st, const struct store_collection *view, const char *field,
+                           const char *filename, char *coll_id_out, size_t coll_cap,
+                           char *rec_id_out, size_t rec_cap) MUST_USE;
 /* Deletes every record of the collection, with the relations' cascade rules and one outbox
  * row per change, in one transaction. ERR_NOTFOUND; ERR_CONFLICT when a required relation
  * of another collection still references a record (then nothing is deleted). */

@@ -8,53 +8,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { deflateSync } from 'node:zlib';
 import { client, expectStatus, startWithSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 import { start } from './lib/server.mjs';
+import { png, pngSize } from './lib/png.mjs';
 
 let srv, su, user, dir, docs;
-
-// ---- a PNG encoder and header decoder (RGB, 8 bits, no filter) ----
-const CRC = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(buf) {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-function chunk(type, data) {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const td = Buffer.concat([Buffer.from(type), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(td));
-  return Buffer.concat([len, td, crc]);
-}
-function png(w, h) {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // RGB
-  const raw = Buffer.alloc((w * 3 + 1) * h);
-  for (let y = 0; y < h; y++)
-    for (let x = 0; x < w; x++) {
-      const o = y * (w * 3 + 1) + 1 + x * 3;
-      raw[o] = (x * 4) & 255;
-      raw[o + 1] = (y * 4) & 255;
-      raw[o + 2] = 128;
-    }
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
-}
-function pngSize(buf) {
-  assert.equal(buf.subarray(1, 4).toString(), 'PNG');
-  return [buf.readUInt32BE(16), buf.readUInt32BE(20)];
-}
 
 const IMG = png(64, 48);
 const blob = (bytes, type = 'application/octet-stream') => new Blob([bytes], { type });
@@ -316,15 +276,108 @@ test('deleting a record, a file field or a collection removes its files', async 
 });
 
 // The whole storage tree must hold exactly the files the records name (thumbs aside).
-async function assertConsistent(pb, collectionId, name) {
+async function assertConsistent(pb, collectionId, name, fields = ['avatar', 'attachments', 'secret']) {
   const recs = await pb.collection(name).getFullList();
   const named = [];
-  for (const r of recs) for (const f of ['avatar', 'attachments', 'secret']) {
+  for (const r of recs) for (const f of fields) {
     for (const n of [r[f]].flat().filter(Boolean)) named.push(`${r.id}/${n}`);
   }
   const onDisk = stored(collectionId).filter((p) => !p.split('/')[1].startsWith('thumbs_'));
   assert.deepEqual(onDisk, named.sort());
 }
+
+test('a view collection serves the files of the records it shows, thumbnails included', async () => {
+  const me = (await su.collection('users').create({ email: 'v@example.com', password: 'passw0rd-123', passwordConfirm: 'passw0rd-123' })).id;
+  const rec = await user.collection('docs').create({ owner: me, avatar: blob(IMG, 'image/png'), attachments: [new File(['va'], 'va.txt')] });
+  // the view's id is the owner's, not the record's: the file is found through the query
+  const view = await su.collections.create({
+    name: 'owner_files', type: 'view', listRule: '', viewRule: '',
+    viewQuery: 'SELECT users.id AS id, docs.avatar AS picture, docs.attachments AS files, docs.title AS title FROM users JOIN docs ON docs.owner = users.id',
+  });
+  const pic = view.fields.find((f) => f.name === 'picture');
+  assert.equal(pic.type, 'file');
+  assert.deepEqual(pic.thumbs, ['50x50', '20x0', '0x12', '40x20f']);
+  const vr = await user.collection('owner_files').getOne(me);
+  assert.equal(vr.picture, rec.avatar);
+  assert.notEqual(vr.id, rec.id);
+  const orig = await get(user.files.getURL(vr, vr.picture));
+  assert.equal(orig.r.status, 200);
+  assert.deepEqual(orig.body, IMG);
+  assert.equal(orig.r.headers.get('content-type'), 'image/png');
+  assert.deepEqual(pngSize((await get(user.files.getURL(vr, vr.picture, { thumb: '50x50' }))).body), [50, 50]);
+  assert.equal((await get(user.files.getURL(vr, vr.files[0]))).body.toString(), 'va');
+  // a name the view record does not show: 404
+  const other = await user.collection('docs').create({ attachments: [new File(['o'], 'o.txt')] });
+  assert.equal((await get(user.files.getURL(vr, other.attachments[0]))).r.status, 404);
+  assert.equal((await get(`${srv.url}/api/files/owner_files/${me}/${rec.avatar}x`)).r.status, 404);
+  // when the source record goes, so does the view's file
+  await user.collection('docs').delete(rec.id);
+  assert.equal((await get(user.files.getURL(vr, vr.picture))).r.status, 404);
+  await su.collections.delete('owner_files');
+});
+
+test('a cascade delete removes the files of every record it deletes, at once and after a kill -9', async () => {
+  const authors = await su.collections.create({
+    name: 'authors', listRule: '', viewRule: '', createRule: '', deleteRule: '',
+    fields: [{ name: 'name', type: 'text' }, { name: 'photo', type: 'file', thumbs: ['20x20'] }],
+  });
+  const pages = await su.collections.create({
+    name: 'pages', listRule: '', viewRule: '', createRule: '', deleteRule: '',
+    fields: [{ name: 'author', type: 'relation', collectionId: authors.id, cascadeDelete: true, maxSelect: 1 },
+      { name: 'scans', type: 'file', maxSelect: 5, thumbs: ['20x20'] }],
+  });
+  const withPages = async (name) => {
+    const a = await su.collection('authors').create({ name, photo: new File([IMG], 'p.png') });
+    const ps = [];
+    for (let i = 0; i < 2; i++) ps.push(await su.collection('pages').create({ author: a.id, scans: [new File([IMG], 's.png'), new File([`t${i}`], 't.txt')] }));
+    return [a, ps];
+  };
+  // at once: the delete answers after the files of the author and of its pages are gone
+  const [a, ps] = await withPages('a');
+  await get(su.files.getURL(ps[0], ps[0].scans[0], { thumb: '20x20' }));
+  await get(su.files.getURL(a, a.photo, { thumb: '20x20' }));
+  assert.equal(stored(pages.id).length, 5);
+  await su.collection('authors').delete(a.id);
+  assert.deepEqual(stored(pages.id), []);
+  assert.deepEqual(stored(authors.id), []);
+  assert.ok(!existsSync(join(dir, 'storage', pages.id, ps[0].id)));
+  // in a batch too
+  await su.settings.update({ batch: { enabled: true, maxRequests: 10 } });
+  const [b] = await withPages('b');
+  const batch = su.createBatch();
+  batch.collection('authors').delete(b.id);
+  await batch.send();
+  assert.deepEqual(stored(pages.id), []);
+
+  // what a kill -9 between a cascade's COMMIT and its file removal leaves (the rows gone, the
+  // files there), made by deleting the rows while the server is down: swept at start
+  const [c, cps] = await withPages('c');
+  await srv.stop('SIGKILL');
+  const r = spawnSync('sqlite3', [join(dir, 'app.db')], { input: `DELETE FROM pages WHERE author = '${c.id}'; DELETE FROM authors WHERE id = '${c.id}';`, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(stored(pages.id).length, 4);
+  srv = await start({ dir, keepDir: true });
+  su = client(srv.url);
+  await su.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
+  assert.deepEqual(stored(pages.id), []);
+  assert.ok(!existsSync(join(dir, 'storage', authors.id, c.id)));
+  assert.ok(!existsSync(join(dir, 'storage', pages.id, cps[0].id)));
+
+  // cascades in flight when the process is killed
+  const made = [];
+  for (let i = 0; i < 8; i++) made.push(await withPages(`k${i}`));
+  const work = made.map(([x]) => su.collection('authors').delete(x.id).catch(() => {}));
+  await new Promise((res) => setTimeout(res, 15));
+  await srv.stop('SIGKILL');
+  await Promise.all(work);
+  srv = await start({ dir, keepDir: true });
+  su = client(srv.url);
+  await su.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
+  user = client(srv.url);
+  await user.collection('users').authWithPassword('f@example.com', 'passw0rd-123');
+  await assertConsistent(su, pages.id, 'pages', ['scans']);
+  await assertConsistent(su, authors.id, 'authors', ['photo']);
+});
 
 test('orphans are swept at start; a kill -9 amid uploads and deletes leaves none', async () => {
   const keep = await user.collection('docs').create({ attachments: [new File(['k'], 'keep.txt')] });

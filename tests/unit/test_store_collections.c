@@ -615,17 +615,47 @@ static void test_import(void **state)
     errors = NULL;
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='extra'"), 0);
     /* deleting a collection that a kept relation needs is refused */
-    assert_int_equal(import(&fx, "[{\"name\":\"books\"}]", true, &errors), ERR_INVALID);
+    assert_int_equal(import(&fx,
+                            "[{\"name\":\"books\",\"fields\":[{\"name\":\"author\","
+                            "\"type\":\"relation\",\"collectionId\":\"authors00000001\"}]}]",
+                            true, &errors),
+                     ERR_INVALID);
     json_decref(errors);
     errors = NULL;
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='authors'"), 1);
-    /* deleteMissing drops what is not named, never system collections */
-    assert_int_equal(import(&fx, "[{\"name\":\"authors\"}]", true, &errors), 0);
+    /* deleteMissing drops what is not named, never system collections (nor, as in
+     * PocketBase, the fields the import lists) */
+    assert_int_equal(import(&fx,
+                            "[{\"name\":\"authors\",\"fields\":[{\"name\":\"name\","
+                            "\"type\":\"text\"},{\"name\":\"bio\",\"type\":\"text\"}]}]",
+                            true, &errors),
+                     0);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM sqlite_master WHERE name='books'"), 0);
     assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM _collections"), N_SYSTEM + 1);
     assert_int_equal(store_collection_get(fx.st, "books", &a), ERR_NOTFOUND);
     assert_int_equal(store_collection_get(fx.st, "_superusers", &a), 0);
     store_collection_unref(a);
+    /* PocketBase's import goes on top of an existing collection: without deleteMissing a
+     * field the import does not list stays; with it, only the listed and system fields do */
+    assert_int_equal(import(&fx, "[{\"name\":\"authors\",\"fields\":[]}]", false, &errors), 0);
+    assert_int_equal(store_collection_get(fx.st, "authors", &a), 0);
+    assert_non_null(store_collection_field(a, "bio"));
+    store_collection_unref(a);
+    assert_int_equal(import(&fx,
+                            "[{\"name\":\"authors\",\"fields\":[{\"name\":\"name\","
+                            "\"type\":\"text\"}]}]",
+                            true, &errors),
+                     0);
+    assert_int_equal(store_collection_get(fx.st, "authors", &a), 0);
+    assert_null(store_collection_field(a, "bio"));
+    assert_non_null(store_collection_field(a, "id"));
+    store_collection_unref(a);
+    assert_int_equal(import(&fx,
+                            "[{\"name\":\"authors\",\"fields\":[{\"name\":\"name\","
+                            "\"type\":\"text\"},{\"name\":\"bio\",\"type\":\"text\"}]}]",
+                            false, &errors),
+                     0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM authors WHERE name='Ann'"), 1);
     /* not an array */
     assert_int_equal(import(&fx, "{}", false, &errors), ERR_INVALID);
     json_decref(errors);

@@ -553,6 +553,105 @@ static void test_cascade_delete(void **state)
     fx_close(&fx);
 }
 
+/* the deleted hook: "collectionName/id:file names" of each call, in order */
+static void note_deleted(void *arg, const struct store_collection *c, const char *id,
+                         const json_t *record)
+{
+    json_t *calls = arg;
+    char line[256];
+    const json_t *v =
+        json_object_get(record, store_collection_field(c, "photo") ? "photo" : "scans");
+    char *names = json_dumps(v ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    snprintf(line, sizeof(line), "%s/%s:%s", c->name, id, names);
+    free(names);
+    json_array_append_new(calls, json_string(line));
+}
+
+static void test_deleted_hook_after_commit(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    json_t *calls = json_array();
+    store_on_deleted(fx.st, note_deleted, calls);
+    struct store_collection *a =
+        fx_coll(&fx, "{\"name\":\"writers\",\"fields\":[{\"name\":\"photo\",\"type\":\"file\"}]}");
+    char spec[1024];
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"drafts\",\"fields\":["
+             "{\"name\":\"writer\",\"type\":\"relation\",\"collectionId\":\"%s\","
+             "\"cascadeDelete\":true},"
+             "{\"name\":\"scans\",\"type\":\"file\",\"maxSelect\":3}]}",
+             a->id);
+    struct store_collection *d = fx_coll(&fx, spec);
+    /* no file field: never reported */
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"notes\",\"fields\":[{\"name\":\"writer\",\"type\":\"relation\","
+             "\"collectionId\":\"%s\",\"cascadeDelete\":true}]}",
+             a->id);
+    struct store_collection *n = fx_coll(&fx, spec);
+    /* blocks deletes of the writer it names (required, not cascading) */
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"pins\",\"fields\":[{\"name\":\"writer\",\"type\":\"relation\","
+             "\"collectionId\":\"%s\",\"required\":true}]}",
+             a->id);
+    struct store_collection *p = fx_coll(&fx, spec);
+    json_t *w1 = fx_rec(&fx, a,
+                        "{\"id\":\"writer000000001\",\"photo\":\"me_0123456789.png\","
+                        "\"@uploads\":{\"photo\":[\"me_0123456789.png\"]}}");
+    json_t *w2 = fx_rec(&fx, a,
+                        "{\"id\":\"writer000000002\",\"photo\":\"you_0123456789.png\","
+                        "\"@uploads\":{\"photo\":[\"you_0123456789.png\"]}}");
+    json_t *d1 = fx_rec(&fx, d,
+                        "{\"id\":\"draft0000000001\",\"writer\":\"writer000000001\","
+                        "\"scans\":[\"a_0123456789.txt\",\"b_0123456789.txt\"],"
+                        "\"@uploads\":{\"scans\":[\"a_0123456789.txt\",\"b_0123456789.txt\"]}}");
+    json_t *n1 = fx_rec(&fx, n, "{\"id\":\"note00000000001\",\"writer\":\"writer000000001\"}");
+    json_t *p2 = fx_rec(&fx, p, "{\"id\":\"pin000000000002\",\"writer\":\"writer000000002\"}");
+    assert_int_equal(json_array_size(calls), 0);
+    /* a delete that rolls back reports nothing */
+    assert_int_equal(store_record_delete(fx.st, a, "writer000000002"), ERR_CONFLICT);
+    assert_int_equal(json_array_size(calls), 0);
+    /* a cascade reports every deleted record with a file field, after its commit */
+    assert_int_equal(store_record_delete(fx.st, a, "writer000000001"), 0);
+    assert_int_equal(json_array_size(calls), 2);
+    char want[2][128];
+    snprintf(want[0], sizeof(want[0]),
+             "drafts/draft0000000001:[\"a_0123456789.txt\",\"b_0123456789.txt\"]");
+    snprintf(want[1], sizeof(want[1]), "writers/writer000000001:\"me_0123456789.png\"");
+    for (int i = 0; i < 2; i++) {
+        bool found = false;
+        for (size_t k = 0; k < json_array_size(calls); k++)
+            found |= strcmp(json_string_value(json_array_get(calls, k)), want[i]) == 0;
+        if (!found)
+            fail_msg("no call %s", want[i]);
+    }
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM notes"), 0);
+    /* a delete through the SQL console is reported too */
+    json_array_clear(calls);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM pins"), 1);
+    struct store_sql_result res = {0};
+    assert_int_equal(store_sql(fx.st, "DELETE FROM pins", 10, 1 << 20, 0, &res), 0);
+    store_sql_result_release(&res);
+    assert_int_equal(store_sql(fx.st, "DELETE FROM writers", 10, 1 << 20, 0, &res), 0);
+    store_sql_result_release(&res);
+    assert_int_equal(json_array_size(calls), 1);
+    assert_string_equal(json_string_value(json_array_get(calls, 0)),
+                        "writers/writer000000002:\"you_0123456789.png\"");
+    store_on_deleted(fx.st, NULL, NULL);
+    json_decref(calls);
+    json_decref(w1);
+    json_decref(w2);
+    json_decref(d1);
+    json_decref(n1);
+    json_decref(p2);
+    store_collection_unref(a);
+    store_collection_unref(d);
+    store_collection_unref(n);
+    store_collection_unref(p);
+    fx_close(&fx);
+}
+
 static void test_conditional_operations(void **state)
 {
     UNUSED(state);
@@ -1764,6 +1863,7 @@ int main(void)
         cmocka_unit_test(test_locked_by_another_process_is_busy),
         cmocka_unit_test(test_condition_built_from_the_written_body),
         cmocka_unit_test(test_record_ops),
+        cmocka_unit_test(test_deleted_hook_after_commit),
         cmocka_unit_test(test_create_batch),
         cmocka_unit_test(test_create_batch_busy), /* after test_concurrent_writers: busy */
     };

@@ -817,6 +817,48 @@ static void import_error(json_t *errors, size_t i, json_t *item_errors)
     json_object_set(ce, key, item_errors);
 }
 
+/* PocketBase's import of a collection that exists: the imported definition goes on top of
+ * the existing one. Existing fields it does not list (by id) stay, unless delete_missing
+ * (system fields always stay); one the import lists under the same name and type is the
+ * existing field (its id and options). Without "fields", the fields stay as they are, or,
+ * with delete_missing, only the system ones do. RETURNS a new spec. */
+static json_t *import_on_top(const json_t *spec, const struct store_collection *cur,
+                             bool delete_missing)
+{
+    json_t *out = json_deep_copy(spec);
+    json_t *fields = json_object_get(out, "fields");
+    if (!json_is_array(fields)) {
+        if (!delete_missing)
+            return out;
+        fields = json_array();
+        json_object_set_new(out, "fields", fields);
+    }
+    for (size_t i = 0; i < cur->n_fields; i++) {
+        const struct store_field *f = &cur->fields[i];
+        if (!f->system && delete_missing)
+            continue;
+        bool listed = false;
+        size_t same_name = SIZE_MAX;
+        for (size_t k = 0; k < json_array_size(fields) && !listed; k++) {
+            json_t *jf = json_array_get(fields, k);
+            const char *id = json_string_value(json_object_get(jf, "id"));
+            const char *name = json_string_value(json_object_get(jf, "name"));
+            const char *type = json_string_value(json_object_get(jf, "type"));
+            listed = id && strcmp(id, f->id) == 0;
+            if (!listed && name && strcmp(name, f->name) == 0 && type &&
+                strcmp(type, store_field_type_name(f->type)) == 0)
+                same_name = k;
+        }
+        if (listed)
+            continue;
+        if (same_name != SIZE_MAX)
+            json_array_set_new(fields, same_name, store__field_to_json(f));
+        else
+            json_array_append_new(fields, store__field_to_json(f));
+    }
+    return out;
+}
+
 int sq__collection_import(struct store *st, const json_t *collections, bool delete_missing,
                           json_t **errors_out)
 {
@@ -859,7 +901,10 @@ int sq__collection_import(struct store *st, const json_t *collections, bool dele
         json_t *ie = json_object();
         const char *type = json_string_value(json_object_get(spec, "type"));
         /* a view's fields are inferred once its tables are there (pass 4) */
-        json_t *pspec = is_view_spec(spec) ? json_deep_copy(spec) : json_incref(spec);
+        json_t *pspec = is_view_spec(spec) ? json_deep_copy(spec)
+                        : cur && (!type || strcmp(type, store_collection_type_name(cur->type)) == 0)
+                            ? import_on_top(spec, cur, delete_missing)
+                            : json_incref(spec);
         if (is_view_spec(spec))
             json_object_del(pspec, "fields");
         if (cur && type && strcmp(type, store_collection_type_name(cur->type)) != 0) {

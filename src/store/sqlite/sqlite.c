@@ -75,6 +75,7 @@ static void conn_close(struct sq_conn *cn)
         free(cn->slots[i].sql);
     }
     sqlite3_close(cn->db);
+    free(cn->gone);
     free(cn);
 }
 
@@ -395,6 +396,50 @@ static void epoch_advance(struct sq_store *s, struct sq_conn *cn)
     cn->auth_changed = false;
 }
 
+void sq__note_deleted(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                      const json_t *record)
+{
+    bool files = false;
+    for (size_t i = 0; i < c->n_fields && !files; i++)
+        files = c->fields[i].type == STORE_FIELD_FILE;
+    if (!files)
+        return;
+    if (cn->n_gone == STORE_DELETED_MAX) {
+        cn->gone_dropped++;
+        return;
+    }
+    if (cn->n_gone == cn->cap_gone) {
+        cn->cap_gone = cn->cap_gone ? cn->cap_gone * 2 : 8;
+        cn->gone = xrealloc(cn->gone, cn->cap_gone * sizeof(*cn->gone));
+    }
+    cn->gone[cn->n_gone++] = (struct sq_gone){store_collection_ref((struct store_collection *)c),
+                                              xstrdup(id), json_incref((json_t *)record)};
+}
+
+/* Hands the deleted records to the store's hook (when committed) and forgets them. */
+static void gone_flush(struct sq_store *s, struct sq_conn *cn, bool committed)
+{
+    store_deleted_fn fn = s->base.deleted_fn;
+    if (committed && cn->gone_dropped)
+        xlog_warn("the files of %zu deleted records are left to the sweep at the next start",
+                  cn->gone_dropped);
+    for (size_t i = 0; i < cn->n_gone; i++) {
+        struct sq_gone *g = &cn->gone[i];
+        if (committed && fn)
+            fn(s->base.deleted_arg, g->c, g->id, g->record);
+        store_collection_unref(g->c);
+        free(g->id);
+        json_decref(g->record);
+    }
+    cn->n_gone = 0;
+    cn->gone_dropped = 0;
+    if (cn->cap_gone > 64) { /* a large cascade does not keep its array */
+        free(cn->gone);
+        cn->gone = NULL;
+        cn->cap_gone = 0;
+    }
+}
+
 int sq__commit(struct sq_store *s, struct sq_conn *cn)
 {
     int rc = sq__exec_cached(cn, "COMMIT");
@@ -408,6 +453,8 @@ int sq__commit(struct sq_store *s, struct sq_conn *cn)
     }
     tx_end(cn, rc == 0 ? m_commit : rc == ERR_BUSY ? m_busy : m_rollback);
     pthread_mutex_unlock(&s->write_mu);
+    if (cn->n_gone || cn->gone_dropped)
+        gone_flush(s, cn, rc == 0);
     return rc;
 }
 
@@ -418,6 +465,8 @@ void sq__rollback(struct sq_store *s, struct sq_conn *cn)
     cn->auth_changed = false;
     tx_end(cn, m_rollback);
     pthread_mutex_unlock(&s->write_mu);
+    if (cn->n_gone || cn->gone_dropped)
+        gone_flush(s, cn, false);
 }
 
 int sq__bind_json(sqlite3_stmt *st, int idx, const json_t *v)
@@ -808,6 +857,7 @@ const struct store_ops store__sqlite_ops = {
     .collection_truncate = sq__collection_truncate,
     .collection_import = sq__collection_import,
     .view_fields = sq__view_fields_dry,
+    .view_file_origin = sq__view_file_origin,
     .record_get = sq__record_get,
     .record_match = sq__record_match,
     .record_list = sq__record_list,

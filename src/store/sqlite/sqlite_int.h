@@ -21,6 +21,12 @@ struct sq_stmt_slot {
     sqlite3_stmt *stmt;
 };
 
+struct sq_gone {
+    struct store_collection *c; /* a reference */
+    char *id;
+    json_t *record;
+};
+
 struct sq_conn {
     sqlite3 *db;
     pthread_t owner;
@@ -31,6 +37,10 @@ struct sq_conn {
     bool auth_changed;   /* the current write transaction may invalidate auth tokens */
     int64_t deadline_us; /* statements stop at this time_mono_us(); 0: never (sq__deadline) */
     bool spare_writes;   /* past the deadline, let a running write statement finish */
+    /* records of collections with file fields the current write transaction deleted, for the
+     * store's deleted hook after the COMMIT (sq__note_deleted) */
+    struct sq_gone *gone;
+    size_t n_gone, cap_gone, gone_dropped;
     struct sq_conn *next;
 };
 
@@ -82,6 +92,10 @@ void sq__deadline(struct sq_conn *cn, int64_t deadline_us, bool spare_writes);
 int sq__begin(struct sq_store *s, struct sq_conn *cn) MUST_USE;
 int sq__commit(struct sq_store *s, struct sq_conn *cn) MUST_USE;
 void sq__rollback(struct sq_store *s, struct sq_conn *cn);
+/* Notes that the current write transaction deleted record id of c (its image before), for the
+ * store's deleted hook after the COMMIT; nothing for a collection without file fields. */
+void sq__note_deleted(struct sq_conn *cn, const struct store_collection *c, const char *id,
+                      const json_t *record);
 /* Binds a JSON scalar (string, number, bool, null; arrays/objects as JSON text). */
 int sq__bind_json(sqlite3_stmt *st, int idx, const json_t *v);
 void sq__now(char out[TIME_PB_LEN]);
@@ -130,6 +144,9 @@ int sq__view_fields(struct sq_conn *cn, struct store_collection **list, size_t n
  * base's); ERR_INVALID with errors["viewQuery"] when the query is refused. */
 int sq__view_spec(struct sq_conn *cn, struct store_collection **list, size_t n, const json_t *spec,
                   const struct store_collection *base, json_t *errors, json_t **out) MUST_USE;
+int sq__view_file_origin(struct store *st, const struct store_collection *view, const char *field,
+                         const char *filename, char *coll_id_out, size_t coll_cap, char *rec_id_out,
+                         size_t rec_cap);
 int sq__view_fields_dry(struct store *st, const char *query, json_t **errors_out,
                         json_t **fields_out);
 int sq__auth_rehash(struct store *st, const struct store_collection *c, const char *id,

@@ -514,3 +514,72 @@ int sq__view_fields_dry(struct store *st, const char *query, json_t **errors_out
     json_decref(errors);
     return rc;
 }
+
+int sq__view_file_origin(struct store *st, const struct store_collection *view, const char *field,
+                         const char *filename, char *coll_id_out, size_t coll_cap, char *rec_id_out,
+                         size_t rec_cap)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    if (view->type != STORE_COLLECTION_VIEW)
+        return ERR_NOTFOUND;
+    /* SQLite names the table and column a view's column comes from, through nested views
+     * and subqueries; an expression has none */
+    struct buf b;
+    buf_init(&b);
+    buf_puts(&b, "SELECT ");
+    store__quote(&b, field);
+    buf_puts(&b, " FROM ");
+    store__quote(&b, view->name);
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(cn->db, buf_cstr(&b), -1, &q, NULL) == SQLITE_OK
+                 ? 0
+                 : sq__fail_db(cn, "cannot read the view");
+    struct store_collection *src = NULL;
+    const struct store_field *sf = NULL;
+    if (rc == 0) {
+        const char *table = sqlite3_column_table_name(q, 0);
+        const char *origin = sqlite3_column_origin_name(q, 0);
+        src = table ? sq__col_find(s, table) : NULL;
+        for (size_t i = 0; src && origin && i < src->n_fields && !sf; i++)
+            if (strcasecmp(src->fields[i].name, origin) == 0)
+                sf = &src->fields[i];
+        if (!sf || sf->type != STORE_FIELD_FILE || src->type == STORE_COLLECTION_VIEW)
+            rc = ERR_NOTFOUND;
+    }
+    sqlite3_finalize(q);
+    if (rc == 0) {
+        buf_reset(&b);
+        buf_puts(&b, "SELECT \"id\" FROM ");
+        store__quote(&b, src->name);
+        buf_puts(&b, " WHERE ");
+        if (sf->max_select > 1) {
+            buf_puts(&b, "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(");
+            store__quote(&b, sf->name);
+            buf_puts(&b, ") THEN ");
+            store__quote(&b, sf->name);
+            buf_puts(&b, " ELSE '[]' END) WHERE value = ?1)");
+        } else {
+            store__quote(&b, sf->name);
+            buf_puts(&b, " = ?1");
+        }
+        buf_puts(&b, " LIMIT 1");
+        struct sq_stmt ps;
+        if ((rc = sq__prep(cn, buf_cstr(&b), &ps)) == 0) {
+            sqlite3_bind_text(ps.stmt, 1, filename, -1, SQLITE_TRANSIENT);
+            int step = sqlite3_step(ps.stmt);
+            if (step == SQLITE_ROW) {
+                snprintf(coll_id_out, coll_cap, "%s", src->id);
+                snprintf(rec_id_out, rec_cap, "%s", (const char *)sqlite3_column_text(ps.stmt, 0));
+            } else {
+                rc = step == SQLITE_DONE ? ERR_NOTFOUND : sq__fail_db(cn, "cannot find the file");
+            }
+            sq__done(&ps);
+        }
+    }
+    store_collection_unref(src);
+    buf_release(&b);
+    return rc;
+}
