@@ -25,10 +25,10 @@
 
 #define LOGS_TOPIC "requests"
 #define LOGS_CLEANUP_JOB "__pbLogsCleanup__"
-#define LOGS_QUEUE_MAX 8192   /* entries waiting for the writer */
-#define LOGS_BATCH_MAX 1024   /* entries appended at once */
-#define LOGS_FLUSH_US 200000  /* the longest an entry waits for its batch */
-#define LOGS_URL_MAX 3000     /* PocketBase's cuts (cutStr) */
+#define LOGS_QUEUE_MAX 8192  /* entries waiting for the writer */
+#define LOGS_BATCH_MAX 1024  /* entries appended at once */
+#define LOGS_FLUSH_US 200000 /* the longest an entry waits for its batch */
+#define LOGS_URL_MAX 3000    /* PocketBase's cuts (cutStr) */
 #define LOGS_HEADER_MAX 2000
 #define LOGS_ERROR_MAX 2000
 #define LOGS_DETAILS_MAX 4000
@@ -111,12 +111,12 @@ static void on_done(struct http_req *req, int status, int64_t us, void *ctx)
         return;
     /* the URL as the client sent it: path and raw query */
     const char *q = http_req_query_raw(req);
-    char *url = arena_printf(http_req_arena(req), "%.*s%s%s", (int)path.len, path.ptr,
-                             *q ? "?" : "", q);
+    char *url =
+        arena_printf(http_req_arena(req), "%.*s%s%s", (int)path.len, path.ptr, *q ? "?" : "", q);
     const char *method = http_req_method(req);
-    const struct api_identity *who =
-        http_req_data(req) || http_req_header(req, "Authorization") ? api__identity(req, env)
-                                                                   : NULL;
+    const struct api_identity *who = http_req_data(req) || http_req_header(req, "Authorization")
+                                         ? api__identity(req, env)
+                                         : NULL;
     bool authed = who && who->record_id;
     bool log_ip = atomic_load_explicit(&lg->log_ip, memory_order_relaxed);
     bool log_id = authed && atomic_load_explicit(&lg->log_auth_id, memory_order_relaxed);
@@ -126,10 +126,10 @@ static void on_done(struct http_req *req, int status, int64_t us, void *ctx)
     const char *remote_ip = log_ip ? http_req_client_ip(req) : NULL;
     const char *error = http_req_error(req);
     const char *details = http_req_error_data(req);
-    size_t size = sizeof(struct entry) + cap(method ? method : "", 50) +
-                  cap(url, LOGS_URL_MAX) + cap(referer ? referer : "", LOGS_HEADER_MAX) +
-                  cap(agent ? agent : "", LOGS_HEADER_MAX) + cap(user_ip, 64) +
-                  cap(remote_ip, 64) + cap(authed ? who->collection_id : NULL, 64) +
+    size_t size = sizeof(struct entry) + cap(method ? method : "", 50) + cap(url, LOGS_URL_MAX) +
+                  cap(referer ? referer : "", LOGS_HEADER_MAX) +
+                  cap(agent ? agent : "", LOGS_HEADER_MAX) + cap(user_ip, 64) + cap(remote_ip, 64) +
+                  cap(authed ? who->collection_id : NULL, 64) +
                   cap(log_id ? who->record_id : NULL, 64) + cap(error, LOGS_ERROR_MAX) +
                   cap(details, LOGS_DETAILS_MAX);
     struct entry *e = malloc(size);
@@ -150,8 +150,8 @@ static void on_done(struct http_req *req, int status, int64_t us, void *ctx)
     e->auth_id = log_id ? put(&p, who->record_id, 64) : NULL;
     /* details only when they can be whole (a cut one would not be JSON) */
     e->error = put(&p, error, LOGS_ERROR_MAX);
-    e->details = details && strlen(details) <= LOGS_DETAILS_MAX ? put(&p, details, LOGS_DETAILS_MAX)
-                                                                 : NULL;
+    e->details =
+        details && strlen(details) <= LOGS_DETAILS_MAX ? put(&p, details, LOGS_DETAILS_MAX) : NULL;
     pthread_mutex_lock(&lg->lock);
     bool take = !lg->stop && lg->n < LOGS_QUEUE_MAX;
     if (take) {
@@ -223,11 +223,11 @@ static char *entry_json(struct api_env *env, const struct entry *e)
     char created[TIME_PB_LEN], id[ID_LEN + 1], name[256];
     time_format_pb(e->created_us, created);
     id_random(id);
-    json_t *data = json_pack("{s:s,s:f,s:s,s:s,s:i,s:s,s:s,s:s}", "type", "request", "execTime",
-                             (double)e->exec_us / 1000.0, "url", e->url, "method", e->method,
-                             "status", e->status, "referer", e->referer, "userAgent",
-                             e->user_agent, "auth",
-                             e->auth_collection ? auth_name(env, e, name, sizeof(name)) : "");
+    json_t *data =
+        json_pack("{s:s,s:f,s:s,s:s,s:i,s:s,s:s,s:s}", "type", "request", "execTime",
+                  (double)e->exec_us / 1000.0, "url", e->url, "method", e->method, "status",
+                  e->status, "referer", e->referer, "userAgent", e->user_agent, "auth",
+                  e->auth_collection ? auth_name(env, e, name, sizeof(name)) : "");
     if (e->auth_id)
         json_object_set_new(data, "authId", json_string(e->auth_id));
     if (e->user_ip) {
@@ -245,9 +245,9 @@ static char *entry_json(struct api_env *env, const struct entry *e)
     buf_printf(&mb, "%s %s", e->method, msg_url);
     free(msg_url);
     char *message = buf_detach(&mb, NULL);
-    json_t *doc = json_pack("{s:s,s:s,s:i,s:s,s:o}", "id", id, "created", created, "level",
-                            e->status >= 400 ? LEVEL_ERROR : LEVEL_INFO, "message", message,
-                            "data", data);
+    json_t *doc =
+        json_pack("{s:s,s:s,s:i,s:s,s:o}", "id", id, "created", created, "level",
+                  e->status >= 400 ? LEVEL_ERROR : LEVEL_INFO, "message", message, "data", data);
     free(message);
     char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(doc);
@@ -364,9 +364,9 @@ int api_logs_start(struct api_env *env)
     atomic_init(&lg->log_auth_id, false);
     pthread_mutex_init(&lg->lock, NULL);
     pthread_cond_init(&lg->cond, NULL);
-    lg->m_written = metrics_series0(metrics_family(
-        METRICS_COUNTER, "tandem_request_logs_total",
-        "Request log entries appended to the requests topic.", NULL));
+    lg->m_written = metrics_series0(
+        metrics_family(METRICS_COUNTER, "tandem_request_logs_total",
+                       "Request log entries appended to the requests topic.", NULL));
     lg->m_dropped = metrics_series0(metrics_family(
         METRICS_COUNTER, "tandem_request_logs_dropped_total",
         "Request log entries dropped (queue full or the log refused them): best-effort.", NULL));
@@ -408,9 +408,9 @@ void api__logs_configure(struct api_env *env, int64_t max_days, int64_t min_leve
     if (!lg)
         return;
     atomic_store(&lg->max_days, max_days > INT32_MAX ? INT32_MAX : (int)max_days);
-    atomic_store(&lg->min_level,
-                 min_level > INT32_MAX ? INT32_MAX : min_level < INT32_MIN ? INT32_MIN
-                                                                            : (int)min_level);
+    atomic_store(&lg->min_level, min_level > INT32_MAX   ? INT32_MAX
+                                 : min_level < INT32_MIN ? INT32_MIN
+                                                         : (int)min_level);
     atomic_store(&lg->log_ip, log_ip);
     atomic_store(&lg->log_auth_id, log_auth_id);
 }
@@ -448,8 +448,9 @@ static void run_job(struct wh_conn *conn, struct api_wh_reply *rep, void *arg)
     } else if (rc == ERR_INVALID || rc == ERR_LIMIT) {
         char msg[1200];
         snprintf(msg, sizeof(msg), "%s%s",
-                 j->stats ? "Invalid filter format. " : "Something went wrong while processing "
-                                                        "your request. ",
+                 j->stats ? "Invalid filter format. "
+                          : "Something went wrong while processing "
+                            "your request. ",
                  wh_errmsg(conn));
         api__wh_reply_error(rep, 400, msg, NULL);
     } else if (rc == ERR_BUSY) {
@@ -472,8 +473,8 @@ static void submit(struct http_req *req, struct api_env *env, struct logs_job *j
     j->q.sort = j->sort;
     j->q.id = j->id;
     j->q.now_us = time_now_us();
-    int64_t timeout_ms = env->cfg && env->cfg->sql_timeout > 0 ? env->cfg->sql_timeout * 1000
-                                                               : 30000;
+    int64_t timeout_ms =
+        env->cfg && env->cfg->sql_timeout > 0 ? env->cfg->sql_timeout * 1000 : 30000;
     j->q.timeout_ms = timeout_ms;
     api__wh_submit(env, req, run_job, j, free_job, timeout_ms + 1000);
 }

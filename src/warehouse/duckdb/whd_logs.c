@@ -37,8 +37,8 @@ static const struct store_collection logs_coll = {
 static int appender_fail(struct whd_conn *c, duckdb_appender *app)
 {
     const char *e = *app ? duckdb_appender_error(*app) : NULL;
-    int rc = whd__fail(c, ERR_INTERNAL, "cannot append to " LOGS_TABLE ": %s",
-                       e ? e : "unknown error");
+    int rc =
+        whd__fail(c, ERR_INTERNAL, "cannot append to " LOGS_TABLE ": %s", e ? e : "unknown error");
     if (*app)
         duckdb_appender_destroy(app);
     return rc;
@@ -226,10 +226,10 @@ int whd__logs_list(struct wh_conn *wc, const struct wh_logs_query *q, json_t **o
         }
         total = json_integer_value(json_array_get(json_array_get(res.rows, 0), 0));
     }
-    *out = json_pack("{s:I,s:I,s:I,s:I,s:o}", "page", (json_int_t)page, "perPage",
-                     (json_int_t)per_page, "totalItems", (json_int_t)total, "totalPages",
-                     (json_int_t)(total < 0 ? -1 : (total + per_page - 1) / per_page), "items",
-                     items);
+    *out =
+        json_pack("{s:I,s:I,s:I,s:I,s:o}", "page", (json_int_t)page, "perPage",
+                  (json_int_t)per_page, "totalItems", (json_int_t)total, "totalPages",
+                  (json_int_t)(total < 0 ? -1 : (total + per_page - 1) / per_page), "items", items);
 out:
     wh_result_release(&res);
     json_decref(params);
@@ -258,10 +258,11 @@ int whd__logs_stats(struct wh_conn *wc, const struct wh_logs_query *q, json_t **
         goto out;
     /* "2006-01-02 15" of "2006-01-02 15:04:05.000Z": the hour, as PocketBase's
      * strftime('%Y-%m-%d %H:00:00', created) */
-    buf_printf(&sql,
-               "SELECT count(*) AS total, substr(created, 1, 13) || ':00:00.000Z' AS date FROM " LOGS_TABLE
-               " AS \"" LOGS_ALIAS "\" WHERE %s GROUP BY date ORDER BY date",
-               buf_cstr(&where));
+    buf_printf(
+        &sql,
+        "SELECT count(*) AS total, substr(created, 1, 13) || ':00:00.000Z' AS date FROM " LOGS_TABLE
+        " AS \"" LOGS_ALIAS "\" WHERE %s GROUP BY date ORDER BY date",
+        buf_cstr(&where));
     if ((rc = run(wc, q, buf_cstr(&sql), params, STATS_MAX_HOURS, &res)) < 0)
         goto out;
     json_t *arr = json_array();
