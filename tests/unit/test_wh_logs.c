@@ -135,9 +135,9 @@ static void test_list_filters_and_sorts(void **state)
     expect_ids(f, "data.error != ''", NULL, "a1,a2,a3,a4"); /* SQLite's IS NOT: NULL too */
     expect_ids(f, "data.ok = true", NULL, "a1");
     expect_ids(f, "data.ok = false", NULL, "a2");
-    expect_ids(f, "data.url ~ '/api/x'", NULL, "a2");    /* case-insensitive */
+    expect_ids(f, "data.url ~ '/api/x'", NULL, "a2"); /* case-insensitive */
     expect_ids(f, "data.url ~ '%q=50%'", NULL, "a3"); /* its own wildcards */
-    expect_ids(f, "data.url ~ '50%'", NULL, "");        /* ... anchored */
+    expect_ids(f, "data.url ~ '50%'", NULL, "");      /* ... anchored */
     expect_ids(f, "data.url !~ 'api'", NULL, "");
     expect_ids(f, "message ~ 'GET'", "-data.execTime", "a4,a2,a1");
     expect_ids(f, "created >= '2026-01-01 11:00:00' && created < '2026-01-02'", NULL, "a3");
@@ -213,8 +213,8 @@ static void test_view_and_stats(void **state)
     json_t *out = NULL;
     assert_int_equal(wh_logs_list(f->c, &q, &out), 0);
     assert_string_equal(json_string_value(json_object_get(out, "id")), "a2");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(out, "data"), "error")), "Not found.");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "data"), "error")),
+                        "Not found.");
     json_decref(out);
     q.id = "nope";
     out = NULL;
@@ -309,8 +309,8 @@ static void test_dialect_sql(void **state)
     assert_int_equal(filter_compile(&fx, "n != 3", 6, &a, &fs, NULL), 0);
     assert_string_equal(fs.sql, "\"r\".\"n\" IS DISTINCT FROM ?");
     assert_int_equal(filter_compile(&fx, "d.x ~ 'a_b'", 11, &a, &fs, NULL), 0);
-    assert_string_equal(
-        fs.sql, "CAST(json_extract_string(\"r\".\"d\", ?) AS VARCHAR) ILIKE ? ESCAPE '\\'");
+    assert_string_equal(fs.sql,
+                        "CAST(json_extract_string(\"r\".\"d\", ?) AS VARCHAR) ILIKE ? ESCAPE '\\'");
     assert_string_equal(fs.params[1].text, "%a\\_b%");
     assert_int_equal(filter_compile_sort(&fx, "-@rowid", 7, &a, &fs, NULL), 0);
     assert_string_equal(fs.sql, "\"r\".rowid DESC");
