@@ -186,14 +186,6 @@ static const char *auth_name(struct api_env *env, const struct entry *e, char *b
     return buf;
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* The percent-decoded form of a URL, for the message (PocketBase: url.PathUnescape), or the
  * URL itself when an escape is malformed. */
 static char *unescape(const char *url)
@@ -205,8 +197,8 @@ static char *unescape(const char *url)
             *o++ = url[i];
             continue;
         }
-        int hi = i + 2 < n ? hexval(url[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval(url[i + 2]) : -1;
+        int hi = i + 2 < n ? str_hex_digit(url[i + 1]) : -1;
+        int lo = i + 2 < n ? str_hex_digit(url[i + 2]) : -1;
         if (hi < 0 || lo < 0) {
             memcpy(out, url, n + 1);
             return out;
@@ -218,9 +210,22 @@ static char *unescape(const char *url)
     return out;
 }
 
+/* Drops the bytes of s that are not well-formed UTF-8 (a client's header or URL may hold any
+ * byte; a cut may split a character): JSON strings must be UTF-8. s is the entry's own. */
+static void scrub(const char *s)
+{
+    if (s)
+        str_utf8_scrub((char *)s);
+}
+
 static char *entry_json(struct api_env *env, const struct entry *e)
 {
     char created[TIME_PB_LEN], id[ID_LEN + 1], name[256];
+    const char *texts[] = {e->method,  e->url,       e->referer,         e->user_agent,
+                           e->user_ip, e->remote_ip, e->auth_collection, e->auth_id,
+                           e->error,   e->details};
+    for (size_t i = 0; i < ARRAY_LEN(texts); i++)
+        scrub(texts[i]);
     time_format_pb(e->created_us, created);
     id_random(id);
     json_t *data =
@@ -240,6 +245,7 @@ static char *entry_json(struct api_env *env, const struct entry *e)
         json_object_set_new(data, "details", d ? d : json_object());
     }
     char *msg_url = unescape(e->url);
+    str_utf8_scrub(msg_url);
     struct buf mb;
     buf_init(&mb);
     buf_printf(&mb, "%s %s", e->method, msg_url);
@@ -268,6 +274,8 @@ static void write_batch(struct api_logs *lg, struct entry *list, size_t n)
             recs[k].data = texts[k];
             recs[k].len = strlen(texts[k]);
             k++;
+        } else {
+            metrics_inc(lg->m_dropped, 1);
         }
         free(e);
     }

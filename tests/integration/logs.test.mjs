@@ -76,6 +76,14 @@ test('logs: requests become entries with PocketBase shapes, filters, sorts, page
   assert.ok(bf.items[0].data.url.includes('x=%C3%A9t%C3%A9'), bf.items[0].data.url);
   assert.ok(bf.items[0].message.includes('x=été'), bf.items[0].message);
 
+  // any bytes a client sends are logged as valid UTF-8 (the broken ones dropped)
+  const odd = await fetch(`${srv.url}/api/health?utf8probe=%ff%C3%A9`, { headers: { 'User-Agent': 'caf\u00e9 agent' } });
+  assert.equal(odd.status, 200);
+  const u8 = await logged(`data.url ~ 'utf8probe'`);
+  assert.equal(u8.items[0].data.url, '/api/health?utf8probe=%ff%C3%A9');
+  assert.equal(u8.items[0].message, 'GET /api/health?utf8probe=é');
+  assert.equal(u8.items[0].data.userAgent, 'caf agent');
+
   // view one
   const one = await pb.logs.getOne(e.id);
   assert.deepEqual(one, e);
