@@ -238,6 +238,7 @@ static bool app_close(struct app *a)
     api_batch_stop(&a->env);
     auth_oauth2_stop(a->env.oauth2);
     http_server_close(a->srv, DRAIN_MS);
+    api_logs_stop(&a->env);
     api_mail_stop(&a->env);
     api_capture_stop(&a->env);
     api_realtime_free(&a->env);
@@ -394,6 +395,10 @@ static int app_open(struct app *a)
     }
     if (a->store && api_files_start(&a->env, a->cfg.dir) != 0) {
         fprintf(stderr, "tandem: cannot open the file storage in %s/storage\n", a->cfg.dir);
+        return 1;
+    }
+    if (api_logs_start(&a->env) != 0) {
+        fprintf(stderr, "tandem: cannot start the request log writer thread\n");
         return 1;
     }
     if (api_settings_open(&a->env) != 0) {

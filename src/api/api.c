@@ -57,6 +57,7 @@ void api_register(struct http_router *r, struct api_env *env)
     api__register_auth(r, env);
     api__register_oauth2(r, env);
     api__register_log(r, env);
+    api__register_logs(r, env);
     api__register_warehouse(r, env);
     api__register_insights(r, env);
     api__register_models(r, env);

@@ -66,6 +66,7 @@ struct api_env {
     struct pipeline_relay *relay;  /* the outbox relay (paused by backups), or NULL */
     struct ops_cron *cron;         /* the server's periodic jobs, or NULL */
     struct api_admin *admin;       /* the backup thread (api_admin_start), or NULL */
+    struct api_logs *logs;         /* the request log writer (api_logs_start), or NULL */
     /* Asks the process to stop and start again (a restore applies at start). NULL: a restore
      * is marked and applies at the next start. Called on the admin thread. */
     void (*restart)(void *arg);
@@ -167,6 +168,12 @@ void api_admin_stop(struct api_env *env);
 void api_admin_free(struct api_env *env);
 /* The largest backup archive POST /api/backups/upload takes (the body is held in memory). */
 #define API_BACKUP_MAX_UPLOAD (UINT64_C(256) << 20)
+/* Starts the thread that appends request log entries to the `requests` topic (needs env->log;
+ * registers the __pbLogsCleanup__ job when env->cron and env->wh are set: call it after they
+ * are). api_logs_stop writes what is queued, joins the thread and frees it: call it after the
+ * HTTP server closed, before the log closes. */
+int api_logs_start(struct api_env *env) MUST_USE;
+void api_logs_stop(struct api_env *env);
 /* Opens the file storage under dir (<dir>/storage), starts the worker pool for uploads and
  * thumbnails and sweeps orphans: files of records, fields or collections that no longer
  * exist, and uploads whose record never committed (needs env->store). Call before the server

@@ -36,6 +36,12 @@ void api__register_keys(struct http_router *r, struct api_env *env);
 void api__register_auth(struct http_router *r, struct api_env *env);
 void api__register_oauth2(struct http_router *r, struct api_env *env);
 void api__register_log(struct http_router *r, struct api_env *env);
+/* logs.c: GET /api/logs, /api/logs/stats, /api/logs/{id}, and the router's done hook that
+ * logs every answered request. */
+void api__register_logs(struct http_router *r, struct api_env *env);
+/* settings.logs changed (or were loaded). */
+void api__logs_configure(struct api_env *env, int64_t max_days, int64_t min_level, bool log_ip,
+                         bool log_auth_id);
 void api__register_warehouse(struct http_router *r, struct api_env *env);
 void api__register_insights(struct http_router *r, struct api_env *env);
 void api__register_realtime(struct http_router *r, struct api_env *env);

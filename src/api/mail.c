@@ -28,6 +28,8 @@ static void smtp_cfg(void *arg, struct mail_smtp_cfg *out)
     out->tls = json_is_true(json_object_get(smtp, "tls"));
     copy_text(out->local_name, sizeof(out->local_name), smtp, "localName");
     json_decref(smtp);
+    const struct api_env *env = arg;
+    snprintf(out->ca_file, sizeof(out->ca_file), "%s", env->cfg ? env->cfg->smtp_ca_file : "");
 }
 
 /* The cron job: wakes the sender, which then sends whatever is due (it also wakes by itself

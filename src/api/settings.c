@@ -411,6 +411,8 @@ static void apply(struct api_env *env, struct api_settings *s)
     s->leftmost = bget(cur, "trustedProxy", "useLeftmostIP");
     atomic_store(&s->has_proxy, s->n_proxy_headers > 0);
     api__backups_schedule(env, sget(cur, "backups", "cron"), iget(cur, "backups", "cronMaxKeep"));
+    api__logs_configure(env, iget(cur, "logs", "maxDays"), iget(cur, "logs", "minLevel"),
+                        bget(cur, "logs", "logIP"), bget(cur, "logs", "logAuthId"));
     capture_pii_unref(s->pii);
     s->pii = compile_pii(env, cur);
     atomic_store(&s->has_pii, s->pii != NULL);

@@ -105,6 +105,10 @@ const struct cfg_opt cfg_opts[] = {
     {"index-fallback", "TANDEM_INDEX_FALLBACK", "true",
      "serve the public directory's index.html for a missing static path (single-page apps)",
      BOOL_OPT(index_fallback)},
+    {"smtp-ca-file", "TANDEM_SMTP_CA_FILE", "",
+     "PEM file of the certificate authorities SMTP servers' certificates are checked against, "
+     "instead of the system's (empty: the system's)",
+     STR_OPT_OR_EMPTY(smtp_ca_file)},
     {NULL, NULL, NULL, NULL, CFG_STRING, 0, 0, 0, 0},
 };
 

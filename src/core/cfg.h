@@ -46,6 +46,7 @@ struct cfg {
     int64_t realtime_max_clients; /* 0 = unlimited */
     char public_dir[1024];        /* static files at /: "auto", "off", "" or a directory */
     bool index_fallback;          /* unknown static paths get the root index.html */
+    char smtp_ca_file[1024];      /* CA bundle for SMTP TLS; "": the system's */
     uint64_t given; /* bit i: option cfg_opts[i] came from the environment or the command line */
 };
 

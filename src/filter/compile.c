@@ -187,8 +187,14 @@ struct val {
     bool json;         /* from a json field: compared with IS */
     bool multi;        /* several values per row: needs the all-match check */
     bool text_param;   /* f is exactly one text parameter (LIKE wraps it) */
+    bool boolean;      /* the literal true or false ("1" / "0") */
     struct frag guard; /* when not empty: ANDed to every comparison of this value */
 };
+
+static bool duck(const struct cc *cc)
+{
+    return cc->ctx->dialect == FILTER_DIALECT_DUCKDB;
+}
 
 static void v_sql(struct cc *cc, struct val *v, const char *sql, bool empty)
 {
@@ -479,6 +485,35 @@ static int walk(struct cc *cc, struct joinset *js, const struct store_collection
     if (g->mod && !last)
         return filter__fail(&cc->e, ERR_INVALID, g->off,
                             "modifiers are only allowed on the last part of \"%s\"", p->tok->text);
+
+    if (duck(cc) && (f->type == STORE_FIELD_GEO_POINT || f->type == STORE_FIELD_RELATION))
+        return filter__fail(&cc->e, ERR_INVALID, g->off, "field \"%s\" cannot be filtered here",
+                            g->name);
+    if (f->type == STORE_FIELD_JSON && duck(cc)) {
+        /* DuckDB: the value at the path as text (NULL for a missing key or a JSON null);
+         * build_cond reads it as a number or a boolean when the other side is one */
+        const char *lm = p->segs[p->n - 1].mod;
+        for (size_t k = i; k < p->n; k++)
+            if (p->segs[k].mod && (k + 1 < p->n || strcmp(p->segs[k].mod, "lower") != 0))
+                return known_mod(p->segs[k].mod)
+                           ? bad_mod(cc, &p->segs[k], "cannot be used on a json field")
+                           : bad_mod(cc, &p->segs[k], "is unknown");
+        f_put(cc, &out->f, lm ? "LOWER(" : "");
+        if (last) {
+            f_put(cc, &out->f, "CAST(");
+            f_col(cc, &out->f, alias, f->name);
+            f_put(cc, &out->f, " AS VARCHAR)");
+        } else {
+            f_put(cc, &out->f, "json_extract_string(");
+            f_col(cc, &out->f, alias, f->name);
+            f_put(cc, &out->f, ", ");
+            json_path_param(cc, p, i + 1, &out->f);
+            f_put(cc, &out->f, ")");
+        }
+        f_put(cc, &out->f, lm ? ")" : "");
+        out->json = true;
+        return 0;
+    }
 
     if (f->type == STORE_FIELD_GEO_POINT) {
         /* the point itself (as JSON), or its lon / lat as numbers */
@@ -977,6 +1012,8 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
         return filter__fail(&cc->e, ERR_INVALID, tok->off,
                             "modifiers are only allowed on the last part of \"%s\"", tok->text);
     if (first[0] == '@') {
+        if (duck(cc) && (!strcmp(first, "@request") || !strcmp(first, "@collection")))
+            return filter__fail(&cc->e, ERR_INVALID, tok->off, "unknown field \"%s\"", tok->text);
         if (!strcmp(first, "@request"))
             return resolve_request(cc, js, &p, out);
         if (!strcmp(first, "@collection"))
@@ -997,6 +1034,7 @@ static int resolve_ident(struct cc *cc, struct joinset *js, const struct filter_
         }
         if (!strcasecmp(first, "true") || !strcasecmp(first, "false")) {
             v_sql(cc, out, first[0] == 't' || first[0] == 'T' ? "1" : "0", false);
+            out->boolean = true;
             return 0;
         }
     }
@@ -1014,7 +1052,7 @@ static int resolve_func(struct cc *cc, struct joinset *js, const struct filter_o
 {
     const struct filter_tok *t = o->tok;
     bool geo = !strcmp(t->text, "geoDistance");
-    if (!geo && strcmp(t->text, "strftime") != 0)
+    if (duck(cc) || (!geo && strcmp(t->text, "strftime") != 0))
         return filter__fail(&cc->e, ERR_INVALID, t->off, "unknown function \"%s\"", t->text);
     if (geo ? o->n_args != 4 : (o->n_args < 1 || o->n_args > 10))
         return filter__fail(&cc->e, ERR_INVALID, t->off, "%s() takes %s arguments", t->text,
@@ -1135,9 +1173,113 @@ static struct filter_param number_text(struct cc *cc, const struct filter_param 
     return p_text(cc, buf, strlen(buf));
 }
 
+static bool v_number(const struct val *v)
+{
+    return v->literal && v->f.n == 1 && v->f.len == 1 &&
+           (v->f.p[0].type == FILTER_PARAM_INT || v->f.p[0].type == FILTER_PARAM_DOUBLE);
+}
+
+/* DuckDB: one side of a comparison. A json value (text) compared with a number or a boolean
+ * is read as one (NULL when it is not), as SQLite's json_extract would have typed it; a
+ * boolean literal compared with a json value is a real boolean. */
+static void duck_side(struct cc *cc, const struct val *v, const struct val *other, struct frag *out)
+{
+    if (v->json && v_number(other)) {
+        f_put(cc, out, "TRY_CAST(");
+        f_cat(cc, out, &v->f);
+        f_put(cc, out, " AS DOUBLE)");
+    } else if (v->json && other->boolean) {
+        f_put(cc, out, "TRY_CAST(");
+        f_cat(cc, out, &v->f);
+        f_put(cc, out, " AS BOOLEAN)");
+    } else if (v->boolean && other->json) {
+        f_put(cc, out, v->f.s[0] == '1' ? "TRUE" : "FALSE");
+    } else {
+        f_cat(cc, out, &v->f);
+    }
+}
+
+static void f_text(struct cc *cc, struct frag *out, const struct frag *v)
+{
+    f_put(cc, out, "CAST(");
+    f_cat(cc, out, v);
+    f_put(cc, out, " AS VARCHAR)");
+}
+
+/* build_cond for DuckDB: the same rules, in DuckDB's SQL. Values of columns of different
+ * types, and empty checks on non-text columns, are compared as text: DuckDB refuses to
+ * compare them otherwise where SQLite compares loosely. */
+static void build_cond_duck(struct cc *cc, enum filter_op op, const struct val *l,
+                            const struct val *r, struct frag *out)
+{
+    static const char *const cmp[] = {[FILTER_OP_GT] = " > ",
+                                      [FILTER_OP_GTE] = " >= ",
+                                      [FILTER_OP_LT] = " < ",
+                                      [FILTER_OP_LTE] = " <= "};
+    bool le = l->literal && l->empty, re = r->literal && r->empty;
+    bool eq = op == FILTER_OP_EQ;
+    switch (op) {
+    case FILTER_OP_EQ:
+    case FILTER_OP_NEQ:
+        if (l->json || r->json) {
+            duck_side(cc, l, r, out);
+            f_put(cc, out, eq ? " IS NOT DISTINCT FROM " : " IS DISTINCT FROM ");
+            duck_side(cc, r, l, out);
+        } else if (le && re) {
+            f_put(cc, out, eq ? "TRUE" : "FALSE");
+        } else if (le || re) {
+            const struct val *x = le ? r : l;
+            f_put(cc, out, "(");
+            f_text(cc, out, &x->f);
+            f_put(cc, out, eq ? " = '' OR " : " <> '' AND ");
+            f_cat(cc, out, &x->f);
+            f_put(cc, out, eq ? " IS NULL)" : " IS NOT NULL)");
+        } else if (l->literal || r->literal) {
+            f_cat(cc, out, &l->f);
+            f_put(cc, out, eq ? " = " : " IS DISTINCT FROM ");
+            f_cat(cc, out, &r->f);
+        } else {
+            f_put(cc, out, "COALESCE(");
+            f_text(cc, out, &l->f);
+            f_put(cc, out, eq ? ", '') = COALESCE(" : ", '') IS DISTINCT FROM COALESCE(");
+            f_text(cc, out, &r->f);
+            f_put(cc, out, ", '')");
+        }
+        return;
+    case FILTER_OP_GT:
+    case FILTER_OP_GTE:
+    case FILTER_OP_LT:
+    case FILTER_OP_LTE:
+        duck_side(cc, l, r, out);
+        f_put(cc, out, cmp[op]);
+        duck_side(cc, r, l, out);
+        return;
+    case FILTER_OP_LIKE:
+    case FILTER_OP_NLIKE:
+        f_text(cc, out, &l->f);
+        f_put(cc, out, op == FILTER_OP_LIKE ? " ILIKE " : " NOT ILIKE ");
+        if (r->f.len == 1 && r->f.n == 1 && r->f.p[0].type != FILTER_PARAM_NULL) {
+            struct filter_param t =
+                r->f.p[0].type == FILTER_PARAM_TEXT ? r->f.p[0] : number_text(cc, &r->f.p[0]);
+            struct filter_param w = like_param(cc, &t);
+            f_param(cc, out, &w);
+        } else {
+            f_put(cc, out, "('%' || ");
+            f_text(cc, out, &r->f);
+            f_put(cc, out, " || '%')");
+        }
+        f_put(cc, out, " ESCAPE '\\'");
+        return;
+    }
+}
+
 static void build_cond(struct cc *cc, enum filter_op op, const struct val *l, const struct val *r,
                        struct frag *out)
 {
+    if (duck(cc)) {
+        build_cond_duck(cc, op, l, r, out);
+        return;
+    }
     static const char *const cmp[] = {[FILTER_OP_GT] = " > ",
                                       [FILTER_OP_GTE] = " >= ",
                                       [FILTER_OP_LT] = " < ",
@@ -1484,8 +1626,12 @@ int filter_compile_sort(const struct filter_ctx *ctx, const char *sort, size_t l
             continue;
         }
         if (!strcmp(tok.text, "@rowid")) {
-            f_ident(&cc, &list, ctx->alias);
-            f_put(&cc, &list, "._rowid_");
+            if (ctx->rowid_column) {
+                f_col(&cc, &list, ctx->alias, ctx->rowid_column);
+            } else {
+                f_ident(&cc, &list, ctx->alias);
+                f_put(&cc, &list, ctx->dialect == FILTER_DIALECT_DUCKDB ? ".rowid" : "._rowid_");
+            }
         } else {
             struct joinset js = {.prefix = 'j'};
             struct val v;

@@ -67,6 +67,18 @@ struct filter_request {
     const json_t *headers; /* object: header name lower-cased with '-' as '_' -> string */
 };
 
+/* The SQL the compile writes. DUCKDB is for the warehouse's own tables (e.g. the request
+ * logs): a collection whose fields are plain columns (text, number, date, bool) and json
+ * columns, without relations or multi-valued fields. It refuses `@request.*`,
+ * `@collection.*` and functions (ERR_INVALID), reads json paths as text
+ * (json_extract_string), compared as numbers (TRY_CAST) with a number and as booleans with
+ * true/false, matches `~` case-insensitively (ILIKE, as SQLite's LIKE does for ASCII) and
+ * compares values of different types as text where SQLite would compare them loosely. */
+enum filter_dialect {
+    FILTER_DIALECT_SQLITE = 0,
+    FILTER_DIALECT_DUCKDB,
+};
+
 struct filter_ctx {
     const struct store_collection *collection; /* the collection the rows belong to */
     const char *alias;                         /* its table's alias in the outer query:
@@ -81,6 +93,9 @@ struct filter_ctx {
      * list rule (compiled with the same request) admits them. false for API rules and
      * superusers. */
     bool client;
+    enum filter_dialect dialect; /* 0: SQLite */
+    const char *rowid_column;    /* the column `@rowid` sorts by; NULL: SQLite's _rowid_ /
+                                    DuckDB's rowid */
 };
 
 enum filter_param_type {

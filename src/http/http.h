@@ -74,6 +74,14 @@ void http_router_each(const struct http_router *r, http_route_each_cb fn, void *
  * or replies itself (e.g. 429) and returns false. One guard per router. */
 typedef bool (*http_guard_cb)(struct http_req *req, void *ctx);
 void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx);
+/* A hook called once for every request that was answered, on a server thread, when its
+ * response is done: status is the one sent, us the time from the request's first byte to
+ * the end of the response. The request's headers, data and arena are still there; no reply
+ * may be made. It must be quick (copy what it needs and hand it to another thread): the
+ * connection waits for it. One hook per router. */
+typedef void (*http_done_cb)(struct http_req *req, int status, int64_t us, void *ctx);
+void http_router_on_done(struct http_router *r, http_done_cb fn, void *ctx);
+
 /* CORS origins: "*" (any, the default) or a comma-separated list of exact origins
  * ("https://app.example.com"). ERR_INVALID for an empty list. Preflights (every OPTIONS) are
  * answered 204 by the router itself, before the guard and any handler. */
@@ -111,6 +119,12 @@ void *http_req_data(const struct http_req *req);
 void http_req_set_data(struct http_req *req, void *data);
 /* Header value (case-insensitive name), or NULL. */
 const char *http_req_header(struct http_req *req, const char *name);
+/* The raw query string (still percent-encoded, without '?'); "" when there is none. */
+const char *http_req_query_raw(const struct http_req *req);
+/* The "message" of the error envelope ({"status","message","data"}) the request was answered
+ * with, and its "data" as JSON text when not empty; NULL when it was not answered with one. */
+const char *http_req_error(const struct http_req *req);
+const char *http_req_error_data(const struct http_req *req);
 /* The client's IP address as text. */
 const char *http_req_client_ip(struct http_req *req);
 struct str http_req_body(const struct http_req *req);

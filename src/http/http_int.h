@@ -79,8 +79,13 @@ struct http_req {
     struct MHD_Response *resp;
     size_t resp_bytes;
     struct http_header *headers;
-    void *data; /* http_req_data */
+    void *data;             /* http_req_data */
+    const char *error;      /* http_req_error (arena) */
+    const char *error_data; /* http_req_error_data (arena) */
 };
+
+/* Calls r's done hook, if any (server.c, at the end of a request). */
+void http__router_done(const struct http_router *r, struct http_req *req, int status, int64_t us);
 
 struct http_route {
     struct http_route *next;

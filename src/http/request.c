@@ -73,6 +73,21 @@ void http_req_set_data(struct http_req *req, void *data)
     req->data = data;
 }
 
+const char *http_req_query_raw(const struct http_req *req)
+{
+    return req->query_raw ? req->query_raw : "";
+}
+
+const char *http_req_error(const struct http_req *req)
+{
+    return req->error;
+}
+
+const char *http_req_error_data(const struct http_req *req)
+{
+    return req->error_data;
+}
+
 const char *http_req_header(struct http_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -230,8 +245,25 @@ void http_reply_fd_at(struct http_req *req, int status, const char *content_type
 
 #define JSON_TYPE "application/json"
 
+/* Keeps the message and data of an error envelope for http_req_error (the request log). */
+static void keep_error(struct http_req *req, const json_t *body)
+{
+    const char *msg = json_string_value(json_object_get(body, "message"));
+    if (!msg || !json_is_integer(json_object_get(body, "status")))
+        return;
+    req->error = arena_strdup(&req->arena, msg);
+    const json_t *data = json_object_get(body, "data");
+    if (json_object_size(data) > 0) {
+        char *text = json_dumps(data, JSON_COMPACT);
+        req->error_data = text ? arena_strdup(&req->arena, text) : NULL;
+        free(text);
+    }
+}
+
 void http_reply_json(struct http_req *req, int status, json_t *body)
 {
+    if (status >= 400 && json_is_object(body))
+        keep_error(req, body);
     struct buf b;
     buf_init(&b);
     buf_reserve(&b, 512);

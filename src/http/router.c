@@ -10,6 +10,8 @@ struct http_router {
     struct http_route *fallback; /* for requests no route fits, or NULL */
     http_guard_cb guard;
     void *guard_ctx;
+    http_done_cb done;
+    void *done_ctx;
     char **origins; /* allowed CORS origins; NULL: any ("*") */
     size_t n_origins;
 };
@@ -63,6 +65,18 @@ static const char *cors_origin(const struct http_router *r, const char *origin)
         if (strcasecmp(r->origins[i], origin) == 0)
             return origin;
     return NULL;
+}
+
+void http_router_on_done(struct http_router *r, http_done_cb fn, void *ctx)
+{
+    r->done = fn;
+    r->done_ctx = ctx;
+}
+
+void http__router_done(const struct http_router *r, struct http_req *req, int status, int64_t us)
+{
+    if (r && r->done)
+        r->done(req, status, us, r->done_ctx);
 }
 
 void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx)

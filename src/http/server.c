@@ -314,6 +314,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     metrics_observe(dur, (double)us / 1e6);
     access_log(srv, req, us);
+    if (req->resp)
+        http__router_done(srv->router, req, req->status, us);
 
     if (req->resp)
         MHD_destroy_response(req->resp);

@@ -33,6 +33,9 @@ struct mail_smtp_cfg {
     char auth_method[16]; /* "", "PLAIN" or "LOGIN" */
     bool tls;             /* implicit TLS (smtps); otherwise STARTTLS when the server offers it */
     char local_name[MAIL_TEXT_MAX];
+    /* PEM file of the certificate authorities the server's certificate is checked against
+     * (--smtp-ca-file); "": the system's. The check itself is never turned off. */
+    char ca_file[1024];
 };
 
 /* Fills *out with the SMTP settings of the moment; called on the sender thread. */

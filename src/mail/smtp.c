@@ -158,6 +158,9 @@ int mail_smtp_send(const struct mail_smtp_cfg *cfg, const struct mail_msg *msg, 
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     if (!cfg->tls)
         curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    /* the peer and host checks stay on (libcurl's defaults); only whom to trust may change */
+    if (cfg->ca_file[0])
+        curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
     if (cfg->username[0]) {
         curl_easy_setopt(h, CURLOPT_USERNAME, cfg->username);
         curl_easy_setopt(h, CURLOPT_PASSWORD, cfg->password);

@@ -42,14 +42,20 @@
 #define TAR_BLOCK 512
 #define BUSY_TEXT "Try again later - another backup/restore operation has already been started."
 
-/* What a backup holds, relative to the data directory (directories are walked). */
-static const char *const members[] = {"app.db", "log", "warehouse.duckdb", "warehouse.duckdb.wal",
-                                      "secret"};
+/* What a backup holds, relative to the data directory (directories are walked): the store,
+ * the log, the warehouse, the secret, the uploaded files and the ML model files. */
+static const char *const members[] = {
+    "app.db", "log", "warehouse.duckdb", "warehouse.duckdb.wal", "secret", "storage", "ml"};
 /* What a restore replaces: the members, the store's and log's side files, and the capture
- * dedup snapshot (rebuilt from the restored log; one from after the backup would not fit). */
-static const char *const replaced[] = {"app.db", "app.db-wal",       "app.db-shm",
-                                       "log",    "warehouse.duckdb", "warehouse.duckdb.wal",
-                                       "secret", "dedup.snapshot"};
+ * dedup snapshot (rebuilt from the restored log; one from after the backup would not fit).
+ * The file trees are replaced only by an archive that holds them (an archive made before
+ * backups held files leaves the current ones, whose orphans the files sweep removes). */
+static const char *const replaced[] = {
+    "app.db", "app.db-wal",     "app.db-shm", "log", "warehouse.duckdb", "warehouse.duckdb.wal",
+    "secret", "dedup.snapshot", "storage",    "ml"};
+static const char *const file_trees[] = {"storage", "ml"};
+#define LONGLINK "././@LongLink" /* GNU tar's entry that carries the next entry's long name */
+#define LONG_NAME_MAX 1024
 
 /* One backup, upload or restore at a time, in this process. */
 static pthread_mutex_t busy_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -174,19 +180,44 @@ static int gz_write_all(gzFile gz, const void *p, size_t len)
     return 0;
 }
 
+static int tar_header_type(gzFile gz, const char *name, char type, uint64_t size, int64_t mtime);
+
+/* One entry's header; a name of 100 bytes or more goes first in a GNU long-name entry (the
+ * header then holds its first 99 bytes), as GNU tar and bsdtar write and read them. */
 static int tar_header(gzFile gz, const char *name, bool is_dir, uint64_t size, int64_t mtime)
+{
+    size_t len = strlen(name);
+    if (len >= LONG_NAME_MAX)
+        return ERR_INVALID;
+    if (len < 100)
+        return tar_header_type(gz, name, is_dir ? '5' : '0', size, mtime);
+    int rc = tar_header_type(gz, LONGLINK, 'L', len + 1, 0);
+    uint8_t block[TAR_BLOCK];
+    for (size_t at = 0; rc == 0 && at < len + 1; at += TAR_BLOCK) {
+        memset(block, 0, sizeof(block));
+        memcpy(block, name + at, len + 1 - at < TAR_BLOCK ? len + 1 - at : TAR_BLOCK);
+        rc = gz_write_all(gz, block, sizeof(block));
+    }
+    char cut[100];
+    memcpy(cut, name, 99);
+    cut[99] = '\0';
+    return rc ? rc : tar_header_type(gz, cut, is_dir ? '5' : '0', size, mtime);
+}
+
+static int tar_header_type(gzFile gz, const char *name, char type, uint64_t size, int64_t mtime)
 {
     uint8_t h[TAR_BLOCK];
     memset(h, 0, sizeof(h));
     if (strlen(name) >= 100)
         return ERR_INVALID;
+    bool is_dir = type == '5';
     memcpy(h, name, strlen(name));
     octal((char *)h + 100, 8, is_dir ? 0700 : 0600);
     octal((char *)h + 108, 8, 0);
     octal((char *)h + 116, 8, 0);
     octal((char *)h + 124, 12, size);
     octal((char *)h + 136, 12, (uint64_t)(mtime > 0 ? mtime : 0));
-    h[156] = is_dir ? '5' : '0';
+    h[156] = (uint8_t)type;
     memcpy(h + 257, "ustar", 6);
     memcpy(h + 263, "00", 2);
     memset(h + 148, ' ', 8);
@@ -267,7 +298,7 @@ static bool member_name_ok(const char *name)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '.' || *p == '_' || *p == '-' || *p == '/'))
             return false;
-    char copy[128];
+    char copy[LONG_NAME_MAX];
     snprintf(copy, sizeof(copy), "%s", name);
     char *save = NULL;
     for (char *part = strtok_r(copy, "/", &save); part; part = strtok_r(NULL, "/", &save))
@@ -335,6 +366,7 @@ static int tar_extract(const char *path, const char *dest, char *err, size_t err
     bool has_db = false, ended = false;
     char *buf = xmalloc(1 << 16);
     uint8_t h[TAR_BLOCK];
+    char long_name[LONG_NAME_MAX] = ""; /* from a GNU long-name entry, for the next entry */
     while (rc == 0) {
         if (gz_read_full(gz, h, sizeof(h)) != 0) {
             snprintf(err, err_len, "the archive ends before its end marker");
@@ -353,13 +385,39 @@ static int tar_extract(const char *path, const char *dest, char *err, size_t err
         for (size_t i = 0; i < sizeof(h); i++)
             sum += (i >= 148 && i < 156) ? ' ' : h[i];
         uint64_t size = parse_octal(h + 124, 12, &ok);
-        char name[101];
+        char type = (char)h[156];
+        if (ok && sum == want && type == 'L' && memcmp(h, LONGLINK, sizeof(LONGLINK)) == 0) {
+            /* the next entry's name: size bytes (NUL included) in whole blocks */
+            if (size < 2 || size > LONG_NAME_MAX || long_name[0]) {
+                snprintf(err, err_len, "not a tandem backup (bad long name entry)");
+                rc = ERR_CORRUPT;
+                break;
+            }
+            uint64_t padded = (size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
+            if (gz_read_full(gz, buf, (size_t)padded) != 0) {
+                snprintf(err, err_len, "the archive is truncated in a long name");
+                rc = ERR_CORRUPT;
+                break;
+            }
+            memcpy(long_name, buf, (size_t)size);
+            long_name[size - 1] = '\0';
+            if (strlen(long_name) < 100) {
+                snprintf(err, err_len, "not a tandem backup (bad long name entry)");
+                rc = ERR_CORRUPT;
+                break;
+            }
+            continue;
+        }
+        char name[LONG_NAME_MAX];
         memcpy(name, h, 100);
         name[100] = '\0';
+        if (long_name[0]) {
+            memcpy(name, long_name, sizeof(name));
+            long_name[0] = '\0';
+        }
         size_t nl = strlen(name);
         while (nl > 0 && name[nl - 1] == '/')
             name[--nl] = '\0';
-        char type = (char)h[156];
         if (!ok || sum != want || (type != '0' && type != '5' && type != '\0') ||
             !member_name_ok(name)) {
             snprintf(err, err_len, "not a tandem backup (bad entry \"%.60s\")", name);
@@ -426,6 +484,10 @@ static int tar_extract(const char *path, const char *dest, char *err, size_t err
             rc = ERR_CORRUPT;
         }
     }
+    if (rc == 0 && long_name[0]) {
+        snprintf(err, err_len, "not a tandem backup (a long name entry ends it)");
+        rc = ERR_CORRUPT;
+    }
     if (rc == 0 && !has_db) {
         snprintf(err, err_len, "not a tandem backup (no app.db)");
         rc = ERR_CORRUPT;
@@ -452,6 +514,111 @@ static int begin_new(const char *final, const char *name, char *err, size_t err_
 
 /* ---- create ---- */
 
+/* Copies the file src to the new file dst (when it cannot be linked). */
+static int copy_file(const char *src, const char *dst)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int rc = -errno;
+        close(in);
+        return rc;
+    }
+    char *buf = xmalloc(1 << 16);
+    int rc = 0;
+    for (;;) {
+        ssize_t r = read(in, buf, 1 << 16);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : 0;
+            break;
+        }
+        for (ssize_t w = 0; rc == 0 && w < r;) {
+            ssize_t k = write(out, buf + w, (size_t)(r - w));
+            if (k < 0 && errno != EINTR)
+                rc = -errno;
+            else if (k > 0)
+                w += k;
+        }
+        if (rc != 0)
+            break;
+    }
+    free(buf);
+    close(in);
+    if (close(out) != 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+/* Whether a file tree entry is left out of backups: hidden and temporary files (a write in
+ * progress) and thumbnail directories (made again on demand). */
+static bool tree_skip(const char *name, bool is_dir)
+{
+    return name[0] == '.' || strstr(name, ".tmp") != NULL ||
+           (is_dir && strncmp(name, "thumbs_", 7) == 0);
+}
+
+/* Mirrors the file tree src into dst with hard links (copies across file systems), adding
+ * only what dst lacks. Files of these trees are never changed in place (a new version is a
+ * new file, or a rename over the old one), so a link is a snapshot of the file. A file that
+ * goes away during the walk is skipped. */
+static int link_tree(const char *src, const char *dst)
+{
+    struct stat sb;
+    if (lstat(src, &sb) != 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISDIR(sb.st_mode))
+        return 0;
+    if (mkdir(dst, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    DIR *d = opendir(src);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        char a[PATH_MAX], b[PATH_MAX];
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            path_join(a, sizeof(a), src, e->d_name) != 0 ||
+            path_join(b, sizeof(b), dst, e->d_name) != 0 || lstat(a, &sb) != 0)
+            continue;
+        if (tree_skip(e->d_name, S_ISDIR(sb.st_mode)))
+            continue;
+        if (S_ISDIR(sb.st_mode)) {
+            rc = link_tree(a, b);
+        } else if (S_ISREG(sb.st_mode) && link(a, b) != 0 && errno != EEXIST) {
+            if (errno == ENOENT)
+                continue;
+            rc = errno == EXDEV || errno == EPERM || errno == EMLINK ? copy_file(a, b) : -errno;
+            if (rc == -ENOENT || rc == -EEXIST)
+                rc = 0;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* The file trees (uploads, model files) into the staging directory (see stage). */
+static int stage_trees(const struct ops_backup_src *src, const char *staging, char *err,
+                       size_t err_len)
+{
+    for (size_t i = 0; i < ARRAY_LEN(file_trees); i++) {
+        char from[PATH_MAX], to[PATH_MAX];
+        if (path_join(from, sizeof(from), src->dir, file_trees[i]) != 0 ||
+            path_join(to, sizeof(to), staging, file_trees[i]) != 0)
+            return ERR_INVALID;
+        int rc = link_tree(from, to);
+        if (rc != 0) {
+            snprintf(err, err_len, "cannot copy %s: %s", from, err_str(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int stage(const struct ops_backup_src *src, const char *staging, char *err, size_t err_len)
 {
     char path[PATH_MAX];
@@ -472,6 +639,12 @@ static int stage(const struct ops_backup_src *src, const char *staging, char *er
         if (rc != 0)
             return rc;
     }
+    /* the file trees, before the store and again after it: every file a record of the store
+     * copy names was written before that record committed, so it is in one pass or the
+     * other, unless it is created and deleted again between the two; files of records the
+     * copy lacks are orphans the files sweep removes after a restore */
+    if ((rc = stage_trees(src, staging, err, err_len)) != 0)
+        return rc;
     /* 2. the store and the end of "changes", with the relay paused */
     uint64_t changes_end = 0;
     pipeline_relay_pause(src->relay);
@@ -490,6 +663,8 @@ static int stage(const struct ops_backup_src *src, const char *staging, char *er
         snprintf(err, err_len, "cannot copy the log: %s", evlog_errmsg(src->log));
         return rc;
     }
+    if ((rc = stage_trees(src, staging, err, err_len)) != 0)
+        return rc;
     /* 4. the secret, so tokens stay valid after a restore */
     char from[PATH_MAX];
     if (path_join(from, sizeof(from), src->dir, "secret") == 0 && exists(from) &&
@@ -810,14 +985,25 @@ int ops_backup_mark_restore(const char *dir, const char *name, char *err, size_t
     return rc;
 }
 
-/* Moves dir/<name> to to/<name> for each replaced name that exists. */
-static int move_all(const char *from, const char *to)
+static bool is_file_tree(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(file_trees); i++)
+        if (strcmp(name, file_trees[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Moves dir/<name> to to/<name> for each replaced name that exists; a file tree only when
+ * restored (the extracted archive) holds it. */
+static int move_all(const char *from, const char *to, const char *restored)
 {
     for (size_t i = 0; i < ARRAY_LEN(replaced); i++) {
-        char a[PATH_MAX], b[PATH_MAX];
-        if (path_join(a, sizeof(a), from, replaced[i]) || path_join(b, sizeof(b), to, replaced[i]))
+        char a[PATH_MAX], b[PATH_MAX], r[PATH_MAX];
+        if (path_join(a, sizeof(a), from, replaced[i]) ||
+            path_join(b, sizeof(b), to, replaced[i]) ||
+            path_join(r, sizeof(r), restored, replaced[i]))
             return ERR_INVALID;
-        if (!exists(a))
+        if (!exists(a) || (is_file_tree(replaced[i]) && !exists(r)))
             continue;
         if (exists(b) && rm_rf(b) != 0)
             return -errno;
@@ -893,7 +1079,7 @@ int ops_backup_apply_pending(const char *dir, bool *applied_out, char *err, size
     }
     /* 2. the current files out (once: later runs may find new files in their place) */
     if (path_join(flag, sizeof(flag), work, "moved-out") || !exists(flag)) {
-        rc = move_all(dir, old);
+        rc = move_all(dir, old, fresh);
         if (rc == 0)
             rc = datadir_write_file(work, "moved-out", name, strlen(name));
         if (rc != 0) {
@@ -902,7 +1088,7 @@ int ops_backup_apply_pending(const char *dir, bool *applied_out, char *err, size
         }
     }
     /* 3. the archive's files in */
-    rc = move_all(fresh, dir);
+    rc = move_all(fresh, dir, fresh);
     if (rc != 0) {
         snprintf(err, err_len, "cannot move the restored data in: %s", err_str(rc));
         return rc;

@@ -279,3 +279,39 @@ out:
     json_decref(doc);
     return rc;
 }
+
+int pipeline_parse_request(const void *data, size_t len, uint64_t offset, struct wh_request *r,
+                           struct arena *a, char *reason, size_t reason_len)
+{
+    memset(r, 0, sizeof(*r));
+    json_t *doc = load_obj(data, len, reason, reason_len);
+    if (!doc)
+        return ERR_INVALID;
+    r->log_offset = offset;
+    const char *id = NULL, *created = NULL, *message = NULL;
+    int rc;
+    if ((rc = opt_str(doc, "id", &id, reason, reason_len)) < 0 ||
+        (rc = opt_str(doc, "created", &created, reason, reason_len)) < 0 ||
+        (rc = opt_str(doc, "message", &message, reason, reason_len)) < 0)
+        goto out;
+    const json_t *level = json_object_get(doc, "level");
+    const json_t *d = json_object_get(doc, "data");
+    if (!id || !created || !json_is_integer(level) || !json_is_object(d)) {
+        rc = bad(reason, reason_len, "%s: missing or of the wrong type",
+                 !id                       ? "id"
+                 : !created                ? "created"
+                 : !json_is_integer(level) ? "level"
+                                           : "data");
+        goto out;
+    }
+    r->id = arena_strdup(a, id);
+    r->created = arena_strdup(a, created);
+    r->level = json_integer_value(level);
+    r->message = arena_strdup(a, message ? message : "");
+    char *text = json_dumps(d, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    r->data = arena_strdup(a, text ? text : "{}");
+    free(text);
+out:
+    json_decref(doc);
+    return rc;
+}

@@ -74,7 +74,8 @@ struct pipeline;
 
 /* Creates the warehouse tables if needed and starts the consumers "warehouse-events" (topic
  * "events"), "warehouse-changes" (topic "changes") and "warehouse-predictions" (topic
- * "predictions", the ML module's served predictions), and the identity refresh thread
+ * "predictions", the ML module's served predictions), "warehouse-requests" (topic
+ * "requests", the request logs), and the identity refresh thread
  * (persons_refresh_us). On failure the detail is logged and a
  * negative code returned. */
 int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out) MUST_USE;
@@ -121,6 +122,11 @@ int pipeline_parse_change(const void *data, size_t len, uint64_t offset, struct 
 int pipeline_parse_prediction(const void *data, size_t len, uint64_t offset,
                               struct wh_prediction *p, struct arena *a, char *reason,
                               size_t reason_len) MUST_USE;
+
+/* The same for a "requests" payload ({"id","created","level","message","data"}, a request
+ * log entry written by the API, docs/operations.md "Request logs"); strings live in a. */
+int pipeline_parse_request(const void *data, size_t len, uint64_t offset, struct wh_request *r,
+                           struct arena *a, char *reason, size_t reason_len) MUST_USE;
 
 /* ---- the outbox relay ---- */
 

@@ -165,6 +165,35 @@ int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struc
     return c->wh->ops->load_predictions(c, ld, p, n, st ? st : &tmp);
 }
 
+int wh_load_requests(struct wh_conn *c, const struct wh_load *ld, const struct wh_request *r,
+                     size_t n, struct wh_load_stats *st)
+{
+    REFUSE_WHILE_LOADING(c);
+    struct wh_load_stats tmp;
+    WRITE_CALL(c, c->wh->ops->load_requests(c, ld, r, n, st ? st : &tmp));
+}
+
+int wh_logs_list(struct wh_conn *c, const struct wh_logs_query *q, json_t **out)
+{
+    *out = NULL;
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->logs_list(c, q, out);
+}
+
+int wh_logs_stats(struct wh_conn *c, const struct wh_logs_query *q, json_t **out)
+{
+    *out = NULL;
+    REFUSE_WHILE_LOADING(c);
+    return c->wh->ops->logs_stats(c, q, out);
+}
+
+int wh_logs_delete(struct wh_conn *c, const char *before, uint64_t *n_out)
+{
+    uint64_t tmp;
+    REFUSE_WHILE_LOADING(c);
+    WRITE_CALL(c, c->wh->ops->logs_delete(c, before, n_out ? n_out : &tmp));
+}
+
 int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg)
 {
     REFUSE_WHILE_LOADING(c);

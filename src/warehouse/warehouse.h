@@ -89,6 +89,28 @@ struct wh_prediction {
     double score;
 };
 
+/* One request log entry (topic "requests", docs/operations.md "Request logs"): PocketBase's
+ * log model. created is PocketBase's date text ("2006-01-02 15:04:05.000Z"); data is the JSON
+ * text of an object ({"type":"request","method",...}). */
+struct wh_request {
+    uint64_t log_offset;
+    const char *id, *created;
+    int64_t level;
+    const char *message;
+    const char *data;
+};
+
+/* A read of the request logs (GET /api/logs, /api/logs/{id}); strings borrowed. */
+struct wh_logs_query {
+    const char *id;     /* non-NULL: the one entry with this id (the rest is ignored) */
+    const char *filter; /* PocketBase's filter over id, created, level, message, data.*; or NULL */
+    const char *sort;   /* PocketBase's sort ("-created,level", "@rowid"); or NULL */
+    int64_t page, per_page;
+    bool skip_total;
+    int64_t now_us;     /* for @now, @todayStart, ... */
+    int64_t timeout_ms; /* <= 0: the configured default */
+};
+
 /* A log record that could not be turned into a row: stored in _rejects, never retried. */
 struct wh_reject {
     uint64_t log_offset;
@@ -216,6 +238,11 @@ struct wh_ops {
                         size_t n, struct wh_load_stats *st);
     int (*load_predictions)(struct wh_conn *c, const struct wh_load *ld,
                             const struct wh_prediction *p, size_t n, struct wh_load_stats *st);
+    int (*load_requests)(struct wh_conn *c, const struct wh_load *ld, const struct wh_request *r,
+                         size_t n, struct wh_load_stats *st);
+    int (*logs_list)(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
+    int (*logs_stats)(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
+    int (*logs_delete)(struct wh_conn *c, const char *before, uint64_t *n_out);
     int (*apply_collection)(struct wh_conn *c, const struct store_collection *coll);
     int (*drop_collection)(struct wh_conn *c, const char *collection_id);
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
@@ -288,6 +315,25 @@ int wh_load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh
  * transaction (as wh_load_events without `more`). */
 int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struct wh_prediction *p,
                         size_t n, struct wh_load_stats *st) MUST_USE;
+/* ---- request logs (table `requests`, docs/operations.md "Request logs") ---- */
+
+/* Appends request log entries to `requests` and stores the offset, in one transaction. */
+int wh_load_requests(struct wh_conn *c, const struct wh_load *ld, const struct wh_request *r,
+                     size_t n, struct wh_load_stats *st) MUST_USE;
+/* PocketBase's GET /api/logs answer {"page","perPage","totalItems","totalPages","items":[{
+ * "id","created","level","message","data"}]} (totalItems and totalPages -1 with skip_total),
+ * or with q->id that one item (ERR_NOTFOUND when there is none). The filter and sort are
+ * compiled by the filter module for the backend (never pasted into SQL); ERR_INVALID or
+ * ERR_LIMIT with wh_errmsg saying why when they do not compile or do not run on the stored
+ * values; ERR_BUSY on the timeout. *out is the caller's. */
+int wh_logs_list(struct wh_conn *c, const struct wh_logs_query *q, json_t **out) MUST_USE;
+/* PocketBase's GET /api/logs/stats answer: [{"total":N,"date":"2006-01-02 15:00:00.000Z"}] per
+ * hour holding entries matching q->filter (NULL: all), oldest first. Errors as wh_logs_list. */
+int wh_logs_stats(struct wh_conn *c, const struct wh_logs_query *q, json_t **out) MUST_USE;
+/* Deletes the entries created before `before` (PocketBase's date text); *n_out (may be NULL)
+ * how many. */
+int wh_logs_delete(struct wh_conn *c, const char *before, uint64_t *n_out) MUST_USE;
+
 /* Creates or alters app_<name> to match coll: fields are followed by their id, so a renamed
  * field renames its column, a removed one drops it, a new one is added. A renamed collection
  * renames its table. A new mirror, or one whose field changed type, is (re)filled from the

@@ -6,7 +6,7 @@
 // warehouse, and the pipeline goes on from the restored offsets.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { run } from './lib/server.mjs';
@@ -283,6 +283,52 @@ test('a backup taken during steady writes, restored: everything acknowledged bef
   await caughtUp();
   assert.deepEqual((await whSql(q)).rows, [[1, 1]]);
   await pb.backups.delete('steady.tar.gz');
+});
+
+test('backups hold the uploaded files and the model files; a restore brings them back', async () => {
+  const docs = await pb.collections.create({ name: 'bkdocs', type: 'base', fields: [{ name: 'f', type: 'file', maxSelect: 1, maxSize: 1 << 20 }], listRule: '', viewRule: '' });
+  // a long original name: the stored path is longer than a tar header's 100 bytes
+  const longName = `${'quarterly report '.repeat(6)}final.txt`;
+  const kept = await pb.collection('bkdocs').create({ f: new File([new TextEncoder().encode('kept bytes')], longName, { type: 'text/plain' }) });
+  const keptPath = join(dir, 'storage', docs.id, kept.id, kept.f);
+  assert.ok(existsSync(keptPath) && join('storage', docs.id, kept.id, kept.f).length > 100);
+  // a model file, as the ML module keeps them (<dir>/ml/<model>/v<N>.ubj)
+  mkdirSync(join(dir, 'ml', 'bkprobe'), { recursive: true });
+  writeFileSync(join(dir, 'ml', 'bkprobe', 'v1.ubj'), 'model v1');
+
+  assert.equal(await pb.backups.create('files.tar.gz'), true);
+
+  // after the backup: the kept record goes (its file with it), another comes, the model changes
+  await pb.collection('bkdocs').delete(kept.id);
+  assert.ok(!existsSync(keptPath));
+  const later = await pb.collection('bkdocs').create({ f: new File([new TextEncoder().encode('later bytes')], 'later.txt', { type: 'text/plain' }) });
+  const laterPath = join(dir, 'storage', docs.id, later.id, later.f);
+  assert.ok(existsSync(laterPath));
+  writeFileSync(join(dir, 'ml', 'bkprobe', 'v1.ubj'), 'model changed');
+  writeFileSync(join(dir, 'ml', 'bkprobe', 'v2.ubj'), 'model v2');
+
+  let out = '';
+  srv.proc.stdout.on('data', (d) => { out += d; });
+  assert.equal(await pb.backups.restore('files.tar.gz'), true);
+  const m = await eventually('the restarted server', async () => /tandem listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out.slice(out.lastIndexOf('tandem listening'))));
+  srv.url = m[1];
+  pb = client(srv.url);
+  await pb.collection('_superusers').authWithPassword('root@example.com', 'correct horse battery');
+
+  // the kept record and its bytes are back, served as before
+  const back = await pb.collection('bkdocs').getOne(kept.id);
+  assert.equal(back.f, kept.f);
+  const r = await fetch(pb.files.getURL(back, back.f));
+  assert.equal(r.status, 200);
+  assert.equal(await r.text(), 'kept bytes');
+  // the later record is gone, and so is its file
+  await expectStatus(pb.collection('bkdocs').getOne(later.id), 404);
+  await eventually('the later file swept', async () => !existsSync(laterPath));
+  // the model files are the backup's
+  assert.equal(readFileSync(join(dir, 'ml', 'bkprobe', 'v1.ubj'), 'utf8'), 'model v1');
+  assert.ok(!existsSync(join(dir, 'ml', 'bkprobe', 'v2.ubj')));
+  rmSync(join(dir, 'ml', 'bkprobe'), { recursive: true, force: true });
+  await pb.backups.delete('files.tar.gz');
 });
 
 test('sql console: reads in PocketBase\'s shape; writes reach the changes topic and the mirror exactly', async () => {

@@ -15,7 +15,9 @@ function modes(dir) {
   const walk = (rel) => {
     for (const name of readdirSync(join(dir, rel))) {
       const r = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(join(dir, r));
+      // a temporary file of a running server (log/consumers.tmp) may go between the two calls
+      const st = lstatSync(join(dir, r), { throwIfNoEntry: false });
+      if (!st) continue;
       out[r] = { mode: st.mode & 0o7777, dir: st.isDirectory() };
       if (st.isDirectory()) walk(r);
     }

@@ -99,7 +99,7 @@ static void test_schema_tables(void **state)
                 "[[\"_did_first\"],[\"_mirror_fields\"],[\"_mirrors\"],[\"_model_runs\"],"
                 "[\"_model_state\"],[\"_model_tests\"],[\"_models\"],[\"_offsets\"],"
                 "[\"_person_links\"],[\"_persons_state\"],[\"_rejects\"],[\"changes\"],"
-                "[\"events\"],[\"predictions\"]]");
+                "[\"events\"],[\"predictions\"],[\"requests\"]]");
     /* idempotent */
     assert_int_equal(wh_ensure_schema(f->c), 0);
     assert_rows(f->c,

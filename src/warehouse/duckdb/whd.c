@@ -49,6 +49,9 @@ static const char *const schema_sql[] = {
     "CREATE TABLE IF NOT EXISTS predictions ("
     "model VARCHAR, version BIGINT, \"timestamp\" TIMESTAMP, features JSON, prediction JSON, "
     "score DOUBLE, log_offset UBIGINT)",
+    /* request logs (whd_logs.c): created is PocketBase's date text, as its filters compare it */
+    "CREATE TABLE IF NOT EXISTS requests ("
+    "id VARCHAR, created VARCHAR, level INTEGER, message VARCHAR, data JSON, log_offset UBIGINT)",
 };
 
 /* events columns in table order */
@@ -716,6 +719,10 @@ const struct wh_ops wh__duckdb_ops = {
     .load_events = whd_load_events,
     .load_changes = whd__load_changes,
     .load_predictions = whd_load_predictions,
+    .load_requests = whd__load_requests,
+    .logs_list = whd__logs_list,
+    .logs_stats = whd__logs_stats,
+    .logs_delete = whd__logs_delete,
     .apply_collection = whd__apply_collection,
     .drop_collection = whd__drop_collection,
     .query = whd__query,

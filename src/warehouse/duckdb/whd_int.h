@@ -75,6 +75,13 @@ uint64_t whd__key(const char *s, size_t n);
  * ERR_INTERNAL. */
 int whd__persons_register(duckdb_connection con) MUST_USE;
 
+/* whd_logs.c: the request logs (warehouse.h, "request logs") */
+int whd__load_requests(struct wh_conn *c, const struct wh_load *ld, const struct wh_request *r,
+                       size_t n, struct wh_load_stats *st);
+int whd__logs_list(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
+int whd__logs_stats(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
+int whd__logs_delete(struct wh_conn *c, const char *before, uint64_t *n_out);
+
 /* whd_ml.c: wh_scan and wh_set_scorer */
 int whd__scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
 int whd__set_scorer(struct wh *w, wh_score_cb cb, void *arg);

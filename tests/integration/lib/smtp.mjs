@@ -1,25 +1,28 @@
 // A real SMTP server for the mail tests: the `smtp-server` package on 127.0.0.1 with an
 // ephemeral port and AUTH required, every message parsed with `mailparser`. waitMail() waits
 // for the next message matching a predicate (failing after a generous bound so a missing mail
-// fails the test instead of hanging it).
+// fails the test instead of hanging it). Plain by default; tls: {key, cert} offers STARTTLS
+// (and refuses AUTH before it), tls with implicit: true speaks TLS from the first byte. Each
+// entry of auths says whether its session was encrypted (secure).
 import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
 
 export const SMTP_USER = 'mailer';
 export const SMTP_PASS = 'mailer-secret';
 
-export async function startSmtp() {
+export async function startSmtp({ tls = null } = {}) {
   const mails = [];
   const waiters = [];
   const auths = [];
   const server = new SMTPServer({
-    secure: false,
+    secure: !!tls?.implicit,
     authOptional: false,
-    allowInsecureAuth: true,
-    disabledCommands: ['STARTTLS'],
+    allowInsecureAuth: !tls,
+    disabledCommands: tls ? [] : ['STARTTLS'],
+    ...(tls ? { key: tls.key, cert: tls.cert } : {}),
     logger: false,
-    onAuth(auth, _session, cb) {
-      auths.push({ method: auth.method, username: auth.username });
+    onAuth(auth, session, cb) {
+      auths.push({ method: auth.method, username: auth.username, secure: !!session.secure });
       if (auth.username === SMTP_USER && auth.password === SMTP_PASS) return cb(null, { user: auth.username });
       return cb(new Error('Invalid username or password'));
     },
@@ -32,12 +35,15 @@ export async function startSmtp() {
       }, cb);
     },
   });
+  const errors = []; // what the server reported (e.g. a TLS handshake a client gave up)
+  server.on('error', (e) => errors.push(e.message));
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = server.server.address().port;
   return {
     port,
     mails,
     auths,
+    errors,
     // the next mail (after the ones already returned) that matches pred
     async waitMail(pred = () => true, boundMs = 20000) {
       const deadline = Date.now() + boundMs;
