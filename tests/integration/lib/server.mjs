@@ -35,7 +35,7 @@ export async function start({ args = [], env = {}, dir, keepDir = false } = {}) 
   try {
     firstLine = await new Promise((resolve, reject) => {
       const rl = createInterface({ input: proc.stdout });
-      const timer = setTimeout(() => reject(new Error(`tandem did not start: ${stderr}`)), 15000);
+      const timer = setTimeout(() => reject(new Error(`tandem did not start: ${stderr}`)), 60000);
       rl.once('line', (line) => { clearTimeout(timer); resolve(line); });
       exited.then(({ code }) => { clearTimeout(timer); reject(new Error(`tandem exited ${code}: ${stderr}`)); });
     });
