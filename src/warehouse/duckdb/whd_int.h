@@ -75,6 +75,17 @@ uint64_t whd__key(const char *s, size_t n);
  * ERR_INTERNAL. */
 int whd__persons_register(duckdb_connection con) MUST_USE;
 
+/* Retention (wh_retain): the identity rows of ids with no event left (whd_persons.c). */
+int whd__persons_forget(struct wh_conn *wc, int64_t before_us, uint64_t *links_out,
+                        uint64_t *firsts_out);
+/* whd_retention.c: the window of log offsets holding rows past retention (ERR_NOTFOUND: none;
+ * for changes it also takes the changes to keep, used by the deletes on the same connection),
+ * and the delete of one window. */
+int whd__retain_range(struct wh_conn *wc, enum wh_table t, int64_t before_us, uint64_t *lo_out,
+                      uint64_t *hi_out);
+int whd__retain_delete(struct wh_conn *wc, enum wh_table t, int64_t before_us, uint64_t lo,
+                       uint64_t hi, uint64_t *n_out);
+
 /* whd_ml.c: wh_scan and wh_set_scorer */
 int whd__scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
 int whd__set_scorer(struct wh *w, wh_score_cb cb, void *arg);
