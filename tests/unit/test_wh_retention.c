@@ -130,7 +130,8 @@ static void fill(struct fx *f)
     load_change(f, "r4", WH_ACTION_CREATE, 1);
 }
 
-static void retain_ok(struct wh_conn *c, const struct wh_retention *r, struct wh_retention_stats *st)
+static void retain_ok(struct wh_conn *c, const struct wh_retention *r,
+                      struct wh_retention_stats *st)
 {
     int rc = wh_retain(c, r, st);
     if (rc != 0)
@@ -164,8 +165,7 @@ static void test_removes_exactly_the_old_rows(void **state)
     assert_int_equal(st.links, 1);
     assert_rows(f->c, "SELECT did FROM _person_links ORDER BY did", "[[\"a-keep\"]]");
     assert_rows(f->c, "SELECT count(*) FROM _did_first WHERE did IN ('a-old', 'u-old')", "[[0]]");
-    assert_rows(f->c, "SELECT count(*) FROM _did_first WHERE did IN ('a-keep', 'a-mix')",
-                "[[2]]");
+    assert_rows(f->c, "SELECT count(*) FROM _did_first WHERE did IN ('a-keep', 'a-mix')", "[[2]]");
     /* the old event of a linked id kept its person, and the recent ones too */
     assert_rows(f->c,
                 "SELECT count(*) FROM events WHERE anonymous_id = 'a-keep' AND person_key = "
@@ -191,7 +191,8 @@ static bool between_windows(void *arg)
 {
     struct between *b = arg;
     b->calls++;
-    struct evspec sp[3] = {{1, NULL, "late", NULL}, {1, NULL, "late", NULL}, {200, NULL, "late", NULL}};
+    struct evspec sp[3] = {
+        {1, NULL, "late", NULL}, {1, NULL, "late", NULL}, {200, NULL, "late", NULL}};
     load_events(b->f, b->loader, sp, 3);
     return b->calls == b->stop_at;
 }
@@ -202,10 +203,8 @@ static void test_loader_commits_between_windows_and_next_run_finishes(void **sta
     fill(f);
     struct between b = {.f = f, .stop_at = 6};
     assert_int_equal(wh_conn_open(f->wh, &b.loader), 0);
-    struct wh_retention r = {.before_us = CUTOFF_US,
-                             .batch_offsets = 64,
-                             .stop = between_windows,
-                             .stop_arg = &b};
+    struct wh_retention r = {
+        .before_us = CUTOFF_US, .batch_offsets = 64, .stop = between_windows, .stop_arg = &b};
     struct wh_retention_stats st;
     retain_ok(f->c, &r, &st);
     assert_true(st.stopped);

@@ -42,10 +42,11 @@ int whd__retain_range(struct wh_conn *wc, enum wh_table t, int64_t before_us, ui
         if ((rc = whd__exec(c, sql)) < 0)
             return rc;
     }
-    snprintf(sql, sizeof(sql),
-             "SELECT min(log_offset), max(log_offset) + 1 FROM %s WHERE %s < make_timestamp(%" PRId64
-             ")",
-             table_name[t], age_expr[t], before_us);
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT min(log_offset), max(log_offset) + 1 FROM %s WHERE %s < make_timestamp(%" PRId64
+        ")",
+        table_name[t], age_expr[t], before_us);
     duckdb_result res;
     if (duckdb_query(c->con, sql, &res) != DuckDBSuccess)
         return whd__result_fail(c, &res, "cannot find the rows past retention");
