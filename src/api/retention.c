@@ -55,9 +55,8 @@ static void retention_job(void *arg)
         xlog_error("warehouse retention: %s (the next run goes on)", wh_errmsg(c));
     else
         xlog_info("warehouse retention: deleted %" PRIu64 " events, %" PRIu64
-                  " changes and %" PRIu64 " identity rows older than %" PRId64
-                  " days in %" PRIu64 " transactions (longest %" PRId64 " ms, %" PRIu64
-                  " retried) in %" PRId64 " ms%s",
+                  " changes and %" PRIu64 " identity rows older than %" PRId64 " days in %" PRIu64
+                  " transactions (longest %" PRId64 " ms, %" PRIu64 " retried) in %" PRId64 " ms%s",
                   st.events, st.changes, st.links + st.firsts, days, st.batches,
                   st.max_batch_us / 1000, st.conflicts, st.elapsed_us / 1000,
                   st.stopped ? "; stopped early, the next run goes on" : "");
