@@ -229,7 +229,8 @@ int main(int argc, char **argv)
     f.ends = calloc(seconds * 10 + 1, sizeof(*f.ends));
     f.loaded_at = calloc(seconds * 10 + 1, sizeof(*f.loaded_at));
     double *fresh = calloc(seconds * 10 + 1, sizeof(double));
-    size_t n_fresh = 0, n_builds = 0;
+    size_t n_fresh = 0, n_builds = 0, n_key_scans = 0;
+    double cpu_b = cpu_s();
     pthread_t th;
     pthread_create(&th, NULL, feeder, &f);
     while (!f.done || n_fresh < f.n) {
@@ -244,6 +245,7 @@ int main(int argc, char **argv)
         }
         double at = now_s();
         uint64_t to = (uint64_t)json_integer_value(json_object_get(out, "eventsTo"));
+        n_key_scans += json_is_true(json_object_get(out, "keyScan"));
         json_decref(out);
         n_builds++;
         pthread_mutex_lock(&f.mu);
@@ -258,9 +260,10 @@ int main(int argc, char **argv)
     pthread_join(th, NULL);
     qsort(fresh, n_fresh, sizeof(double), cmp_d);
     printf("RESULT incremental key=%s rate=%zu/s seconds=%zu builds=%zu p50_s=%.2f p99_s=%.2f "
-           "max_s=%.2f\n",
+           "max_s=%.2f key_scans=%zu cpu_s=%.1f (process: builds and loading)\n",
            inc.unique_key, rate, seconds, n_builds, fresh[n_fresh / 2],
-           fresh[(size_t)((double)n_fresh * 0.99)], fresh[n_fresh - 1]);
+           fresh[(size_t)((double)n_fresh * 0.99)], fresh[n_fresh - 1], n_key_scans,
+           cpu_s() - cpu_b);
 
 part_c:
     if (!strchr(parts, 'c'))
