@@ -188,8 +188,8 @@ static bool row_level(struct whd_conn *c, const json_t *e, const char *table, co
         return false;
     }
     /* every sub-expression, wherever this class keeps it */
-    static const char *const kids[] = {"children", "child",      "left",  "right",
-                                       "input",    "lower",      "upper", "case_checks",
+    static const char *const kids[] = {"children",  "child",     "left",     "right",
+                                       "input",     "lower",     "upper",    "case_checks",
                                        "when_expr", "then_expr", "else_expr"};
     const char *k;
     json_t *v;
@@ -233,11 +233,10 @@ int whd__key_shadow(struct whd_conn *c, const char *sql, const char *key, const 
     json_t *from = json_object_get(node, "from_table");
     const char *table = json_string_value(json_object_get(from, "table_name"));
     const char *alias = json_string_value(json_object_get(from, "alias"));
-    if (json_array_size(stmts) != 1 ||
-        strcmp(jstr_or(node, "type", ""), "SELECT_NODE") != 0 ||
+    if (json_array_size(stmts) != 1 || strcmp(jstr_or(node, "type", ""), "SELECT_NODE") != 0 ||
         json_array_size(json_object_get(json_object_get(node, "cte_map"), "map")) > 0 ||
-        strcmp(jstr_or(from, "type", ""), "BASE_TABLE") != 0 ||
-        !table || !alias || (strcmp(table, "events") != 0 && strcmp(table, "changes") != 0) ||
+        strcmp(jstr_or(from, "type", ""), "BASE_TABLE") != 0 || !table || !alias ||
+        (strcmp(table, "events") != 0 && strcmp(table, "changes") != 0) ||
         strcmp(jstr_or(from, "schema_name", "x"), "") != 0 ||
         strcmp(jstr_or(from, "catalog_name", "x"), "") != 0 ||
         !json_is_null(json_object_get(from, "sample")) || has_class(node, 0))
@@ -249,11 +248,12 @@ int whd__key_shadow(struct whd_conn *c, const char *sql, const char *key, const 
     {
         const char *a = json_string_value(json_object_get(item, "alias"));
         const json_t *names = json_object_get(item, "column_names");
-        bool named = a && *a ? strcasecmp(a, key) == 0
-                             : json_array_size(names) > 0 &&
-                                   strcasecmp(json_string_value(json_array_get(
-                                                  names, json_array_size(names) - 1)),
-                                              key) == 0;
+        bool named =
+            a && *a ? strcasecmp(a, key) == 0
+                    : json_array_size(names) > 0 &&
+                          strcasecmp(
+                              json_string_value(json_array_get(names, json_array_size(names) - 1)),
+                              key) == 0;
         if (named) {
             expr = item;
             n_found++;
