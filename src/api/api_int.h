@@ -83,6 +83,9 @@ void api__register_batch(struct http_router *r, struct api_env *env);
 void api__register_admin(struct http_router *r, struct api_env *env);
 /* settings.backups changed (or were loaded): (re)registers or removes the scheduled backup. */
 void api__backups_schedule(struct api_env *env, const char *cron, int64_t max_keep);
+/* settings.warehouse changed (or were loaded): (re)registers the retention job with that
+ * schedule when days > 0, removes it otherwise (retention.c). */
+void api__retention_schedule(struct api_env *env, int64_t days, const char *cron);
 /* The static files (public.c): the router's fallback, when env->pub is set. */
 void api__register_public(struct http_router *r, struct api_env *env);
 /* A URL path (raw, percent-encoded) as the relative file path it names, decoded, in the

@@ -23,6 +23,10 @@
 #define PROXY_MAX_HEADERS 8
 #define PROXY_HEADER_MAX 64
 #define BATCH_MAX_REQUESTS 1000 /* what maxRequests may be set to */
+#define RETENTION_DAYS_MAX 36500
+#define RETENTION_BATCH_DEFAULT 122880 /* log offsets per delete transaction: one row group */
+#define RETENTION_BATCH_MIN 100
+#define RETENTION_BATCH_MAX 10000000
 
 /* Shared by every thread: the settings under a leaf lock (never held across I/O); the trusted proxy
  * headers also readable without it while has_proxy is false (the common case costs one atomic
@@ -62,6 +66,10 @@ static json_t *defaults(void)
                                   "cronMaxKeep", 3, "s3", "enabled", 0, "bucket", "", "region", "",
                                   "endpoint", "", "accessKey", "", "secret", "", "forcePathStyle",
                                   0));
+    /* tandem's own: warehouse retention (docs/warehouse.md "Retention") */
+    json_object_set_new(d, "warehouse",
+                        json_pack("{s:i,s:s,s:i}", "retentionDays", 0, "retentionCron", "@hourly",
+                                  "retentionBatch", RETENTION_BATCH_DEFAULT));
     return d;
 }
 
@@ -326,6 +334,20 @@ static void validate(const json_t *cur, json_t *errors)
             json_object_get(json_object_get(json_object_get(cur, "backups"), "s3"), "enabled")))
         verr(errors, "backups", "s3", "validation_unsupported",
              "S3 storage of backups is not supported; backups are kept in the data directory.");
+    json_int_t days = iget(cur, "warehouse", "retentionDays");
+    if (days < 0)
+        verr(errors, "warehouse", "retentionDays", "validation_min_greater_equal_than_required",
+             "Must be no less than 0.");
+    else if (days > RETENTION_DAYS_MAX)
+        verr(errors, "warehouse", "retentionDays", "validation_max_less_equal_than_required",
+             "Must be no greater than 36500.");
+    if (ops_cron_parse(sget(cur, "warehouse", "retentionCron"), &sched) != 0)
+        verr(errors, "warehouse", "retentionCron", "validation_invalid_cron",
+             "Invalid cron expression.");
+    json_int_t rb = iget(cur, "warehouse", "retentionBatch");
+    if (rb < RETENTION_BATCH_MIN || rb > RETENTION_BATCH_MAX)
+        verr(errors, "warehouse", "retentionBatch", "validation_invalid_value",
+             "Must be between 100 and 10000000.");
     bool smtp = bget(cur, "smtp", "enabled");
     const char *host = sget(cur, "smtp", "host");
     if (smtp && !*host)
@@ -413,6 +435,8 @@ static void apply(struct api_env *env, struct api_settings *s)
     api__backups_schedule(env, sget(cur, "backups", "cron"), iget(cur, "backups", "cronMaxKeep"));
     api__logs_configure(env, iget(cur, "logs", "maxDays"), iget(cur, "logs", "minLevel"),
                         bget(cur, "logs", "logIP"), bget(cur, "logs", "logAuthId"));
+    api__retention_schedule(env, iget(cur, "warehouse", "retentionDays"),
+                            sget(cur, "warehouse", "retentionCron"));
     capture_pii_unref(s->pii);
     s->pii = compile_pii(env, cur);
     atomic_store(&s->has_pii, s->pii != NULL);

@@ -176,9 +176,8 @@ static bool run_one(struct models *m, const json_t *defs, const char *name, cons
                      le > max_lag ? "events" : "changes", le > max_lag ? le : lc, max_lag);
     }
     if (stale[0]) {
-        run = json_pack("{s:s,s:s,s:[],s:I,s:s}", "status", "stale", "mode", "tests", "rows",
+        run = json_pack("{s:s,s:n,s:[],s:I,s:s}", "status", "stale", "mode", "tests", "rows",
                         (json_int_t)0, "message", stale);
-        json_object_set_new(run, "mode", json_null());
     } else {
         struct wh_model wm = {
             .name = name,

@@ -299,6 +299,14 @@ int ops_cron_run(struct ops_cron *c, const char *id)
     return j ? 0 : ERR_NOTFOUND;
 }
 
+bool ops_cron_stopping(struct ops_cron *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool stop = c->stop;
+    pthread_mutex_unlock(&c->lock);
+    return stop;
+}
+
 static int cmp_jobs(const void *a, const void *b)
 {
     const char *x = json_string_value(json_object_get(*(json_t *const *)a, "id"));

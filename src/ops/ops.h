@@ -59,6 +59,9 @@ int ops_cron_add(struct ops_cron *c, const char *id, const char *expr, ops_cron_
 int ops_cron_remove(struct ops_cron *c, const char *id);
 /* Asks the scheduler thread to run the job now (returns at once). ERR_NOTFOUND. */
 int ops_cron_run(struct ops_cron *c, const char *id) MUST_USE;
+/* Whether ops_cron_free was called: a long job asks between its steps and ends early (it
+ * must leave its work resumable by the next run). */
+bool ops_cron_stopping(struct ops_cron *c);
 /* [{"id":..., "expression":...}] sorted by id, the "__" system jobs last (PocketBase's order).
  * RETURNS a new reference. */
 json_t *ops_cron_list(struct ops_cron *c);

@@ -519,6 +519,8 @@ static void *consumer_main(void *arg)
             have_offset = true;
             pos = next;
             update_lag(c, log, next, 0);
+            /* at once: until a consumer is registered, log retention does not wait for it */
+            register_position(c, next, &registered, &registered_at);
         }
         if (c->kind == KIND_CHANGES && p->cfg.store) {
             rc = sync_mirrors(c, conn);

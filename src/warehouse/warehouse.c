@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 
 #include "warehouse/warehouse_int.h"
 
@@ -291,4 +292,85 @@ json_t *wh_result_to_json(struct wh_result *r)
     r->columns = NULL;
     r->rows = NULL;
     return o;
+}
+
+/* ---- retention ---- */
+
+#define RETAIN_BATCH_DEFAULT 122880
+#define RETAIN_TRIES 8
+
+/* One retention step under the shared write lock, retried on a conflict (ERR_BUSY) with
+ * another writer after a short backoff. */
+static int retain_step(struct wh_conn *c, const struct wh_retention *r,
+                       struct wh_retention_stats *st, enum wh_table t, uint64_t lo, uint64_t hi,
+                       uint64_t *n_out)
+{
+    int rc = ERR_BUSY;
+    for (int k = 0; k < RETAIN_TRIES && rc == ERR_BUSY; k++) {
+        if (k > 0) {
+            st->conflicts++;
+            struct timespec ts = {0, (long)(20000000L << (k < 5 ? k : 5))};
+            nanosleep(&ts, NULL);
+        }
+        int64_t t0 = time_mono_us();
+        pthread_rwlock_rdlock(&c->wh->write_lock);
+        rc = c->wh->ops->retain_delete(c, t, r->before_us, lo, hi, n_out);
+        pthread_rwlock_unlock(&c->wh->write_lock);
+        int64_t dt = time_mono_us() - t0;
+        if (dt > st->max_batch_us)
+            st->max_batch_us = dt;
+    }
+    return rc;
+}
+
+int wh_retain(struct wh_conn *c, const struct wh_retention *r, struct wh_retention_stats *st_out)
+{
+    struct wh_retention_stats st = {0};
+    int64_t t0 = time_mono_us();
+    uint64_t step = r->batch_offsets ? r->batch_offsets : RETAIN_BATCH_DEFAULT;
+    int rc = 0;
+    REFUSE_WHILE_LOADING(c);
+    static const enum wh_table tables[] = {WH_TABLE_EVENTS, WH_TABLE_CHANGES};
+    for (size_t i = 0; i < ARRAY_LEN(tables) && rc == 0 && !st.stopped; i++) {
+        uint64_t lo = 0, hi = 0;
+        rc = c->wh->ops->retain_range(c, tables[i], r->before_us, &lo, &hi);
+        if (rc == ERR_NOTFOUND) {
+            rc = 0;
+            continue;
+        }
+        for (uint64_t w = lo; rc == 0 && w<hi; w = hi - w> step ? w + step : hi) {
+            if (r->stop && r->stop(r->stop_arg)) {
+                st.stopped = true;
+                break;
+            }
+            uint64_t n = 0;
+            rc = retain_step(c, r, &st, tables[i], w, hi - w > step ? w + step : hi, &n);
+            if (rc == 0) {
+                st.batches++;
+                if (tables[i] == WH_TABLE_EVENTS)
+                    st.events += n;
+                else
+                    st.changes += n;
+            }
+        }
+    }
+    /* only after every old event is gone: an identity row is forgotten when no event of its
+     * id is left */
+    if (rc == 0 && !st.stopped) {
+        rc = ERR_BUSY;
+        for (int k = 0; rc == ERR_BUSY && k < RETAIN_TRIES; k++) {
+            if (k > 0) {
+                st.conflicts++;
+                struct timespec ts = {0, 50000000L};
+                nanosleep(&ts, NULL);
+            }
+            pthread_rwlock_rdlock(&c->wh->write_lock);
+            rc = c->wh->ops->retain_persons(c, r->before_us, &st.links, &st.firsts);
+            pthread_rwlock_unlock(&c->wh->write_lock);
+        }
+    }
+    st.elapsed_us = time_mono_us() - t0;
+    if (st_out)
+        *st_out = st;
+    return rc;
 }

@@ -223,6 +223,31 @@ struct wh_model_opts {
     bool full_refresh; /* incremental: rebuild from every row instead of the new ones */
 };
 
+/* ---- retention (docs/warehouse.md "Retention") ---- */
+
+/* The log-ordered tables retention deletes from. */
+enum wh_table { WH_TABLE_EVENTS, WH_TABLE_CHANGES };
+
+struct wh_retention {
+    /* rows older than this go: events by "timestamp", changes by changed_at (except the
+     * latest change of each record that still exists, which mirrors are refilled from) */
+    int64_t before_us;
+    uint64_t batch_offsets; /* log offsets per delete transaction (0: 122,880, a row group) */
+    /* asked before each batch (may be NULL): true ends the run early; the next run goes on */
+    bool (*stop)(void *arg);
+    void *stop_arg;
+};
+
+struct wh_retention_stats {
+    uint64_t events, changes; /* rows deleted */
+    uint64_t links, firsts;   /* identity rows forgotten (_person_links, _did_first) */
+    uint64_t batches;         /* delete transactions committed */
+    uint64_t conflicts;       /* batches retried after a conflict with another writer */
+    int64_t max_batch_us;     /* the longest delete transaction */
+    int64_t elapsed_us;
+    bool stopped; /* ended early by stop */
+};
+
 struct wh_ops {
     const char *name; /* "duckdb", later "clickhouse" */
     int (*open)(const struct wh_cfg *cfg, struct wh **out);
@@ -256,6 +281,12 @@ struct wh_ops {
                        json_t **out);
     int (*model_record)(struct wh_conn *c, const json_t *run);
     int (*backup)(struct wh_conn *c, const char *dest_path);
+    int (*retain_range)(struct wh_conn *c, enum wh_table t, int64_t before_us, uint64_t *lo_out,
+                        uint64_t *hi_out);
+    int (*retain_delete)(struct wh_conn *c, enum wh_table t, int64_t before_us, uint64_t lo,
+                         uint64_t hi, uint64_t *n_out);
+    int (*retain_persons)(struct wh_conn *c, int64_t before_us, uint64_t *links_out,
+                          uint64_t *firsts_out);
     const char *(*errmsg)(struct wh_conn *c);
     int (*scan)(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
     int (*set_scorer)(struct wh *wh, wh_score_cb cb, void *arg);
@@ -390,6 +421,16 @@ int wh_model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_
  * "sync":{...}|null,"tests":[...]}. */
 int wh_model_record(struct wh_conn *c, const json_t *run) MUST_USE;
 
+/* Deletes the events and changes older than r->before_us (see struct wh_retention), then the
+ * identity rows (_person_links, _did_first) of distinct ids that have no event left and whose
+ * link or first event is that old. Never one long transaction: the rows go in windows of
+ * r->batch_offsets log offsets, each its own transaction under the shared write lock, so
+ * loaders commit and queries run between them and a backup waits for one window at most; a
+ * window that conflicts with another writer is retried. A crash or a stop between windows
+ * leaves every committed window done and the rest for the next run; a window is all or
+ * nothing. st may be NULL. Slow on a large warehouse: never on an HTTP thread. */
+int wh_retain(struct wh_conn *c, const struct wh_retention *r,
+              struct wh_retention_stats *st) MUST_USE;
 /* Writes a consistent copy of the warehouse to dest_path (and, for DuckDB, its WAL to
  * dest_path + ".wal" when one is left after the checkpoint): checkpoints, then copies the
  * files while every writer of the warehouse waits (read-only queries go on). Slow for a large

@@ -249,6 +249,70 @@ static void test_restart_resumes_from_warehouse_offset(void **state)
     assert_int_equal(next, 1200);
 }
 
+/* Waits until the log knows the loader's position pos (registered when it finds the log
+ * drained). */
+static void wait_registered(struct fx *f, uint64_t pos)
+{
+    uint64_t lpos = 0;
+    bool known = false;
+    for (int i = 0; i < 500 && !(known && lpos == pos); i++) {
+        usleep(10000);
+        known = evlog_consumer_get(f->log, "warehouse-events", "events", &lpos) == 0;
+    }
+    assert_true(known);
+    assert_int_equal(lpos, pos);
+}
+
+/* The log's own retention never deletes what the warehouse loader has not committed: the
+ * loader registers its committed position, and retention (here: keep 1 byte, run every 5 ms)
+ * keeps every segment from that position on, however long the loader is away. */
+static void test_log_retention_keeps_unloaded_records(void **state)
+{
+    struct fx *f = *state;
+    evlog_close(f->log);
+    struct evlog_cfg lc;
+    evlog_cfg_defaults(&lc);
+    lc.dir = f->logdir;
+    lc.fsync = EVLOG_FSYNC_NEVER;
+    lc.segment_bytes = 16384;
+    lc.retention_bytes = 1;
+    lc.retention_check_us = 5000;
+    assert_int_equal(evlog_open(&lc, &f->log), 0);
+    /* the loader registers its position as it starts (a consumer that never registered holds
+     * nothing back) */
+    struct pipeline *p = start(f, 50000);
+    wait_registered(f, 0);
+    for (uint64_t i = 0; i < 500; i += 100)
+        append_events(f, i, 100);
+    wait_caught_up(f, p);
+    wait_registered(f, 500);
+    pipeline_stop(p);
+    assert_rows(f->c, "SELECT count(*), min(log_offset) FROM events", "[[500,0]]");
+    /* the loader is away: 3000 more records over many segments (an append never splits) */
+    for (uint64_t i = 500; i < 3500; i += 100)
+        append_events(f, i, 100);
+    usleep(50000);
+    assert_int_equal(evlog_retain(f->log), 0);
+    uint64_t first = 0;
+    assert_int_equal(evlog_start_offset(f->log, "events", &first), 0);
+    assert_true(first > 0);    /* loaded records went */
+    assert_true(first <= 500); /* the unloaded ones stayed */
+    p = start(f, 50000);
+    wait_caught_up(f, p);
+    struct pipeline_status st[3];
+    assert_int_equal(pipeline_status(p, st, 3), 3);
+    assert_string_equal(st[0].last_error, ""); /* no "deleted by retention before loading" */
+    pipeline_stop(p);
+    assert_rows(f->c, "SELECT count(*), count(DISTINCT id), max(log_offset) FROM events",
+                "[[3500,3500,3499]]");
+
+    /* once loaded, retention lets them go */
+    wait_registered(f, 3500);
+    assert_int_equal(evlog_retain(f->log), 0);
+    assert_int_equal(evlog_start_offset(f->log, "events", &first), 0);
+    assert_true(first > 3000);
+}
+
 static void raw_exec(struct fx *f, const char *sql)
 {
     duckdb_connection con;
@@ -654,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_end_to_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_from_warehouse_offset, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_log_retention_keeps_unloaded_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_is_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_no_read_ahead, setup, teardown),

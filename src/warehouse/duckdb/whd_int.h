@@ -81,6 +81,16 @@ int whd__load_requests(struct wh_conn *c, const struct wh_load *ld, const struct
 int whd__logs_list(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
 int whd__logs_stats(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
 int whd__logs_delete(struct wh_conn *c, const char *before, uint64_t *n_out);
+/* Retention (wh_retain): the identity rows of ids with no event left (whd_persons.c). */
+int whd__persons_forget(struct wh_conn *wc, int64_t before_us, uint64_t *links_out,
+                        uint64_t *firsts_out);
+/* whd_retention.c: the window of log offsets holding rows past retention (ERR_NOTFOUND: none;
+ * for changes it also takes the changes to keep, used by the deletes on the same connection),
+ * and the delete of one window. */
+int whd__retain_range(struct wh_conn *wc, enum wh_table t, int64_t before_us, uint64_t *lo_out,
+                      uint64_t *hi_out);
+int whd__retain_delete(struct wh_conn *wc, enum wh_table t, int64_t before_us, uint64_t lo,
+                       uint64_t hi, uint64_t *n_out);
 
 /* whd_ml.c: wh_scan and wh_set_scorer */
 int whd__scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
@@ -99,6 +109,13 @@ int whd__model_define(struct wh_conn *c, const char *name, const json_t *spec, b
 int whd__model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
                      json_t **out);
 int whd__model_record(struct wh_conn *c, const json_t *run);
+/* whd_keyscan.c: for an incremental build of sql keyed by key, shadows its source table
+ * (events or changes) with a temporary view of the same name holding only the rows whose key
+ * is in keys_table (column k), when the key is computed from each row alone and the model
+ * looks at no other rows (see the file); *made_out says whether it did. < 0 only on an engine
+ * failure. */
+int whd__key_shadow(struct whd_conn *c, const char *sql, const char *key, const char *keys_table,
+                    bool *made_out) MUST_USE;
 
 /* whd_funnel.c: registers the aggregates tandem_funnel and tandem_funnel_steps
  * (docs/analytics.md) on con's database. DuckDB keeps them per database, so every connection

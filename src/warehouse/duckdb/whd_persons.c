@@ -346,3 +346,42 @@ out:
         *next_out = hi;
     return rc;
 }
+
+/* Retention: the identity rows of distinct ids with no event left, whose link or first event
+ * is older than before_us (an id that comes back later gets a new first event from the next
+ * refresh; an anonymous id's link to a user is learnt again only from a new linking event).
+ * Under refresh_mu, so it never conflicts with a refresh; one transaction. */
+int whd__persons_forget(struct wh_conn *wc, int64_t before_us, uint64_t *links_out,
+                        uint64_t *firsts_out)
+{
+    struct whd_conn *c = whd__conn(wc);
+    char sql[1024];
+    uint64_t n[2] = {0, 0};
+    static const char *const tables[] = {"_person_links", "_did_first"};
+    int rc;
+    pthread_mutex_lock(&refresh_mu);
+    if ((rc = whd__begin(c)) < 0)
+        goto out;
+    for (size_t i = 0; i < ARRAY_LEN(tables); i++) {
+        snprintf(sql, sizeof(sql),
+                 "DELETE FROM %s WHERE \"timestamp\" < make_timestamp(%" PRId64 ") AND did_key "
+                 "NOT IN (SELECT did_key FROM events WHERE did_key IS NOT NULL)",
+                 tables[i], before_us);
+        duckdb_result res;
+        if (duckdb_query(c->con, sql, &res) != DuckDBSuccess) {
+            rc = whd__result_fail(c, &res, "cannot forget identities past retention");
+            whd__rollback(c);
+            goto out;
+        }
+        n[i] = duckdb_rows_changed(&res);
+        duckdb_destroy_result(&res);
+    }
+    rc = whd__commit(c);
+out:
+    pthread_mutex_unlock(&refresh_mu);
+    if (rc == 0) {
+        *links_out += n[0];
+        *firsts_out += n[1];
+    }
+    return rc;
+}
