@@ -909,7 +909,10 @@ static int apply_group(struct whd_conn *c, const struct wh_change *ch, const siz
     buf_init(&sql);
     buf_puts(&sql, "DELETE FROM ");
     whd__quote_ident(&sql, m.table);
-    buf_puts(&sql, " WHERE list_contains($1, id)");
+    /* a semi-join on a hash of the touched ids: list_contains() searched the list for every
+     * row of the mirror, rows x ids string compares (26% of the server's CPU in a create
+     * benchmark on a mirror of 100k records) */
+    buf_puts(&sql, " WHERE id IN (SELECT unnest($1::VARCHAR[]))");
     duckdb_prepared_statement ps;
     if (duckdb_prepare(c->con, buf_cstr(&sql), &ps) != DuckDBSuccess) {
         rc = whd__fail(c, ERR_INTERNAL, "cannot prepare %s: %s", buf_cstr(&sql),
