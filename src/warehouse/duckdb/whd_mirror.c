@@ -892,13 +892,19 @@ static int apply_group(struct whd_conn *c, const struct wh_change *ch, const siz
         return 0; /* no mirror: the change is in `changes` only */
     if (rc < 0)
         return rc;
-    /* the touched ids */
+    /* the touched ids, except those whose first change here is their create: a record's
+     * create is loaded exactly once, and a mirror is refilled (apply_locked) in a transaction
+     * of its own from the changes already loaded, so the mirror cannot hold such an id yet.
+     * A batch of creates then deletes nothing and skips the scan of the mirror's ids. */
     duckdb_logical_type vt = duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR);
     size_t n_ids = 0;
     duckdb_value *ids = xcalloc(to - from, sizeof(*ids));
-    for (size_t i = from; i < to; i++)
-        if (i + 1 == to || strcmp(ch[idx[i]].record_id, ch[idx[i + 1]].record_id) != 0)
-            ids[n_ids++] = duckdb_create_varchar(ch[idx[i]].record_id);
+    for (size_t i = from, first = from; i < to; i++)
+        if (i + 1 == to || strcmp(ch[idx[i]].record_id, ch[idx[i + 1]].record_id) != 0) {
+            if (ch[idx[first]].action != WH_ACTION_CREATE)
+                ids[n_ids++] = duckdb_create_varchar(ch[idx[i]].record_id);
+            first = i + 1;
+        }
     duckdb_value list = duckdb_create_list_value(vt, ids, n_ids);
     for (size_t i = 0; i < n_ids; i++)
         duckdb_destroy_value(&ids[i]);
@@ -907,6 +913,8 @@ static int apply_group(struct whd_conn *c, const struct wh_change *ch, const siz
 
     struct buf sql;
     buf_init(&sql);
+    if (n_ids == 0)
+        goto append;
     buf_puts(&sql, "DELETE FROM ");
     whd__quote_ident(&sql, m.table);
     /* a semi-join on a hash of the touched ids: list_contains() searched the list for every
@@ -926,6 +934,7 @@ static int apply_group(struct whd_conn *c, const struct wh_change *ch, const siz
             duckdb_destroy_result(&res);
     }
     duckdb_destroy_prepare(&ps);
+append:
     duckdb_destroy_value(&list);
     buf_release(&sql);
 
