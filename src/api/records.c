@@ -308,7 +308,7 @@ struct write_job {
     const char *old_pw;             /* oldPassword to check first, or NULL */
     const char *old_hash;           /* the stored hash it is checked against */
     bool and_manage;                /* a non-manager's create sets `verified`: the manageRule too */
-    struct api_wjob w;              /* a create queued for the group-commit writer */
+    struct api_wjob w;              /* the write queued for the group-commit writer */
     struct api_files_change *files; /* its uploads and file removals, or NULL */
 };
 
@@ -373,7 +373,7 @@ static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *
 }
 
 /* On the writer thread, after the group's COMMIT returned. */
-static void create_done(struct api_wjob *w)
+static void write_done(struct api_wjob *w)
 {
     struct write_job *job = (struct write_job *)(void *)((char *)w - offsetof(struct write_job, w));
     struct http_req *req = job->rr.req;
@@ -385,24 +385,25 @@ static void create_done(struct api_wjob *w)
 }
 
 /* Writes the record and answers. suspended: the request is suspended and this thread holds
- * it. Returns true when a create went to the group-commit writer, which answers and resumes
+ * it. Returns true when the write went to the group-commit writer, which answers and resumes
  * the request (neither job nor the request may be touched then); false when answered here. */
 static bool write_finish(struct write_job *job, const char *hash, bool suspended)
 {
     struct rec_req *rr = &job->rr;
     struct http_req *req = rr->req;
     const struct store_cond *cond = job->cond.sql ? &job->cond : NULL;
-    if (job->create && rr->env->writer) {
+    if (rr->env->writer) { /* creates and updates: group commit */
         if (!suspended)
             http_req_suspend(req);
         job->w.item = (struct store_create_item){
             .c = rr->c,
+            .update_id = job->create ? NULL : http_req_param(req, "id"),
             .body = job->body,
             .password_hash = hash ? arena_strdup(http_req_arena(req), hash) : NULL,
             .cond = cond,
             .deadline_us = rr->ar.deadline_us,
         };
-        job->w.done = create_done;
+        job->w.done = write_done;
         if (api__writer_submit(rr->env->writer, &job->w) == 0)
             return true;
         http_set_header(req, "Retry-After", "1");
