@@ -713,22 +713,18 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     write_continue(job, false);
 }
 
-static void delete_record(struct http_req *req, void *ctx)
-{
+/* A delete queued for the group-commit writer; lives in the request arena. */
+struct delete_job {
     struct rec_req rr;
-    if (!begin(req, ctx, &rr))
-        return;
-    if (rr.c->type == STORE_COLLECTION_VIEW) {
-        http_reply_error(req, 400, "Unsupported collection type.", NULL);
-        return;
-    }
     struct store_cond cond;
-    if (!rule_cond(&rr, STORE_RULE_DELETE, &cond))
-        return;
-    int rc = store_record_delete_if(rr.env->store, rr.c, http_req_param(req, "id"),
-                                    cond.sql ? &cond : NULL);
+    struct api_wjob w;
+};
+
+static void delete_answer(struct rec_req *rr, int rc)
+{
+    struct http_req *req = rr->req;
     if (rc == 0) {
-        api__files_record_deleted(rr.env, rr.c, http_req_param(req, "id"));
+        api__files_record_deleted(rr->env, rr->c, http_req_param(req, "id"));
         http_reply_empty(req, 204);
     } else if (rc == ERR_NOTFOUND)
         http_reply_error(req, 404, NULL, NULL);
@@ -739,6 +735,50 @@ static void delete_record(struct http_req *req, void *ctx)
                          NULL);
     else
         reply_failure(req, rc);
+}
+
+/* On the writer thread, after the group's COMMIT returned. */
+static void delete_done(struct api_wjob *w)
+{
+    struct delete_job *job =
+        (struct delete_job *)(void *)((char *)w - offsetof(struct delete_job, w));
+    struct http_req *req = job->rr.req;
+    delete_answer(&job->rr, w->item.rc);
+    http_req_resume(req); /* job lives in the request's arena: not touched after this */
+}
+
+static void delete_record(struct http_req *req, void *ctx)
+{
+    struct delete_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    struct rec_req *rr = &job->rr;
+    if (!begin(req, ctx, rr))
+        return;
+    if (rr->c->type == STORE_COLLECTION_VIEW) {
+        http_reply_error(req, 400, "Unsupported collection type.", NULL);
+        return;
+    }
+    if (!rule_cond(rr, STORE_RULE_DELETE, &job->cond))
+        return;
+    const struct store_cond *cond = job->cond.sql ? &job->cond : NULL;
+    if (rr->env->writer) { /* group commit, answered after the COMMIT that holds it */
+        http_req_suspend(req);
+        job->w.item = (struct store_create_item){
+            .c = rr->c,
+            .update_id = http_req_param(req, "id"),
+            .delete_it = true,
+            .cond = cond,
+            .deadline_us = rr->ar.deadline_us,
+        };
+        job->w.done = delete_done;
+        if (api__writer_submit(rr->env->writer, &job->w) == 0)
+            return;
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 503, "The data store is busy; try again.", NULL);
+        http_req_resume(req);
+        return;
+    }
+    delete_answer(rr,
+                  store_record_delete_if(rr->env->store, rr->c, http_req_param(req, "id"), cond));
 }
 
 /* ---- batch sub-requests (driven by batch.c on its thread) ---- */

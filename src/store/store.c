@@ -192,6 +192,10 @@ int store_record_create_batch(struct store *st, struct store_create_item *items,
         items[i].errors = NULL;
         items[i].record = NULL;
         struct store_create_item *it = &items[i];
+        if (it->update_id && it->delete_it) {
+            it->rc = st->ops->record_delete(st, it->c, it->update_id, it->cond);
+            continue;
+        }
         it->rc = it->update_id
                      ? st->ops->record_update(st, it->c, it->update_id, it->body, it->password_hash,
                                               it->cond, &it->errors, &it->record)

@@ -98,6 +98,8 @@ struct store_create_item {
     const struct store_collection *c;
     const char *update_id; /* NULL: a create; else the update of this record, as
                               store_record_update_if (cond: the update rule) */
+    bool delete_it;        /* with update_id: its delete instead, as store_record_delete_if
+                              (cond: the delete rule; body unused, no record out) */
     const json_t *body;
     const char *password_hash;     /* or NULL */
     const struct store_cond *cond; /* the create rule, or NULL */
