@@ -308,7 +308,7 @@ struct write_job {
     const char *old_pw;             /* oldPassword to check first, or NULL */
     const char *old_hash;           /* the stored hash it is checked against */
     bool and_manage;                /* a non-manager's create sets `verified`: the manageRule too */
-    struct api_wjob w;              /* a create queued for the group-commit writer */
+    struct api_wjob w;              /* the write queued for the group-commit writer */
     struct api_files_change *files; /* its uploads and file removals, or NULL */
 };
 
@@ -373,7 +373,7 @@ static void answer_write(struct write_job *job, int rc, json_t *errors, json_t *
 }
 
 /* On the writer thread, after the group's COMMIT returned. */
-static void create_done(struct api_wjob *w)
+static void write_done(struct api_wjob *w)
 {
     struct write_job *job = (struct write_job *)(void *)((char *)w - offsetof(struct write_job, w));
     struct http_req *req = job->rr.req;
@@ -385,24 +385,25 @@ static void create_done(struct api_wjob *w)
 }
 
 /* Writes the record and answers. suspended: the request is suspended and this thread holds
- * it. Returns true when a create went to the group-commit writer, which answers and resumes
+ * it. Returns true when the write went to the group-commit writer, which answers and resumes
  * the request (neither job nor the request may be touched then); false when answered here. */
 static bool write_finish(struct write_job *job, const char *hash, bool suspended)
 {
     struct rec_req *rr = &job->rr;
     struct http_req *req = rr->req;
     const struct store_cond *cond = job->cond.sql ? &job->cond : NULL;
-    if (job->create && rr->env->writer) {
+    if (rr->env->writer) { /* creates and updates: group commit */
         if (!suspended)
             http_req_suspend(req);
         job->w.item = (struct store_create_item){
             .c = rr->c,
+            .update_id = job->create ? NULL : http_req_param(req, "id"),
             .body = job->body,
             .password_hash = hash ? arena_strdup(http_req_arena(req), hash) : NULL,
             .cond = cond,
             .deadline_us = rr->ar.deadline_us,
         };
-        job->w.done = create_done;
+        job->w.done = write_done;
         if (api__writer_submit(rr->env->writer, &job->w) == 0)
             return true;
         http_set_header(req, "Retry-After", "1");
@@ -712,20 +713,16 @@ static void write_record(struct http_req *req, void *ctx, bool create)
     write_continue(job, false);
 }
 
-static void delete_record(struct http_req *req, void *ctx)
-{
+/* A delete queued for the group-commit writer; lives in the request arena. */
+struct delete_job {
     struct rec_req rr;
-    if (!begin(req, ctx, &rr))
-        return;
-    if (rr.c->type == STORE_COLLECTION_VIEW) {
-        http_reply_error(req, 400, "Unsupported collection type.", NULL);
-        return;
-    }
     struct store_cond cond;
-    if (!rule_cond(&rr, STORE_RULE_DELETE, &cond))
-        return;
-    int rc = store_record_delete_if(rr.env->store, rr.c, http_req_param(req, "id"),
-                                    cond.sql ? &cond : NULL);
+    struct api_wjob w;
+};
+
+static void delete_answer(struct rec_req *rr, int rc)
+{
+    struct http_req *req = rr->req;
     if (rc == 0) {
         http_reply_empty(req, 204); /* its files went after the commit (api_files_start) */
     } else if (rc == ERR_NOTFOUND)
@@ -737,6 +734,50 @@ static void delete_record(struct http_req *req, void *ctx)
                          NULL);
     else
         reply_failure(req, rc);
+}
+
+/* On the writer thread, after the group's COMMIT returned. */
+static void delete_done(struct api_wjob *w)
+{
+    struct delete_job *job =
+        (struct delete_job *)(void *)((char *)w - offsetof(struct delete_job, w));
+    struct http_req *req = job->rr.req;
+    delete_answer(&job->rr, w->item.rc);
+    http_req_resume(req); /* job lives in the request's arena: not touched after this */
+}
+
+static void delete_record(struct http_req *req, void *ctx)
+{
+    struct delete_job *job = arena_zalloc(http_req_arena(req), sizeof(*job));
+    struct rec_req *rr = &job->rr;
+    if (!begin(req, ctx, rr))
+        return;
+    if (rr->c->type == STORE_COLLECTION_VIEW) {
+        http_reply_error(req, 400, "Unsupported collection type.", NULL);
+        return;
+    }
+    if (!rule_cond(rr, STORE_RULE_DELETE, &job->cond))
+        return;
+    const struct store_cond *cond = job->cond.sql ? &job->cond : NULL;
+    if (rr->env->writer) { /* group commit, answered after the COMMIT that holds it */
+        http_req_suspend(req);
+        job->w.item = (struct store_create_item){
+            .c = rr->c,
+            .update_id = http_req_param(req, "id"),
+            .delete_it = true,
+            .cond = cond,
+            .deadline_us = rr->ar.deadline_us,
+        };
+        job->w.done = delete_done;
+        if (api__writer_submit(rr->env->writer, &job->w) == 0)
+            return;
+        http_set_header(req, "Retry-After", "1");
+        http_reply_error(req, 503, "The data store is busy; try again.", NULL);
+        http_req_resume(req);
+        return;
+    }
+    delete_answer(rr,
+                  store_record_delete_if(rr->env->store, rr->c, http_req_param(req, "id"), cond));
 }
 
 /* ---- batch sub-requests (driven by batch.c on its thread) ---- */

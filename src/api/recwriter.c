@@ -1,5 +1,5 @@
-/* recwriter.c - group commit of record creates. Create handlers suspend their request and
- * queue the validated write here; ONE writer thread takes everything queued, runs it as one
+/* recwriter.c - group commit of record creates and updates. Their handlers suspend the request
+ * and queue the validated write here; ONE writer thread takes everything queued, runs it as one
  * store transaction (store_record_create_batch: a savepoint per record) and only after the
  * COMMIT returned calls each job's done(), which answers and resumes its request. So a 200
  * still means committed, and each request still gets its own 400 for its own record. */
@@ -9,7 +9,7 @@
 
 /* Jobs waiting at most; beyond, 503 with Retry-After. */
 #define WRITER_QUEUE_MAX 4096
-/* Creates in one transaction at most. */
+/* Writes in one transaction at most. */
 #define WRITER_BATCH_MAX 256
 
 struct api_writer {
@@ -30,7 +30,7 @@ static void run_batch(struct api_writer *w, struct api_wjob **jobs, size_t n)
         items[i] = jobs[i]->item;
     int rc = store_record_create_batch(w->store, items, n);
     if (rc)
-        xlog_warn("a group commit of %zu creates failed: %s", n, store_errmsg(w->store));
+        xlog_warn("a group commit of %zu writes failed: %s", n, store_errmsg(w->store));
     for (size_t i = 0; i < n; i++) {
         jobs[i]->item = items[i];
         jobs[i]->done(jobs[i]); /* answers and resumes: not touched after this */

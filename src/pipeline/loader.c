@@ -44,6 +44,7 @@ void pipeline_cfg_defaults(struct pipeline_cfg *cfg)
     cfg->max_batch = 50000;
     cfg->max_batch_bytes = 64u << 20;
     cfg->idle_wait_us = 10000;
+    cfg->changes_idle_wait_us = 100000;
     cfg->retry_max_us = 5000000;
     cfg->checkpoint_interval_us = 60 * 1000000LL;
     cfg->checkpoint_rows = 500000;
@@ -569,7 +570,10 @@ static void *consumer_main(void *arg)
             update_lag(c, log, next, 0);
             register_position(c, next, &registered, &registered_at);
             batch = req = p->cfg.min_batch;
-            if (nap(p, p->cfg.idle_wait_us))
+            int64_t wait = p->cfg.idle_wait_us;
+            if (c->kind == KIND_CHANGES && p->cfg.changes_idle_wait_us > wait)
+                wait = p->cfg.changes_idle_wait_us;
+            if (nap(p, wait))
                 break;
             continue;
         }

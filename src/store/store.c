@@ -205,8 +205,16 @@ int store_record_create_batch(struct store *st, struct store_create_item *items,
     for (size_t i = 0; i < n; i++) {
         items[i].errors = NULL;
         items[i].record = NULL;
-        items[i].rc = st->ops->record_create(st, items[i].c, items[i].body, items[i].password_hash,
-                                             items[i].cond, &items[i].errors, &items[i].record);
+        struct store_create_item *it = &items[i];
+        if (it->update_id && it->delete_it) {
+            it->rc = st->ops->record_delete(st, it->c, it->update_id, it->cond);
+            continue;
+        }
+        it->rc = it->update_id
+                     ? st->ops->record_update(st, it->c, it->update_id, it->body, it->password_hash,
+                                              it->cond, &it->errors, &it->record)
+                     : st->ops->record_create(st, it->c, it->body, it->password_hash, it->cond,
+                                              &it->errors, &it->record);
     }
     return 0;
 }

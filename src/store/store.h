@@ -91,10 +91,15 @@ struct store_auth_record {
     char *token_key;
 };
 
-/* One create of a batch (store_record_create_batch). The caller fills c, body,
- * password_hash and cond (all borrowed for the call); the store fills the rest. */
+/* One create (or update) of a batch (store_record_create_batch). The caller fills c, body,
+ * password_hash and cond (all borrowed for the call), and update_id for an update; the store
+ * fills the rest. */
 struct store_create_item {
     const struct store_collection *c;
+    const char *update_id; /* NULL: a create; else the update of this record, as
+                              store_record_update_if (cond: the update rule) */
+    bool delete_it;        /* with update_id: its delete instead, as store_record_delete_if
+                              (cond: the delete rule; body unused, no record out) */
     const json_t *body;
     const char *password_hash;     /* or NULL */
     const struct store_cond *cond; /* the create rule, or NULL */

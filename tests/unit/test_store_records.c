@@ -1654,6 +1654,64 @@ static void test_create_batch(void **state)
 
 /* A batch whose transaction cannot start fails every item with the store's error and
  * writes nothing. */
+/* Updates and deletes in a group: each fails alone (missing record, invalid body), the
+ * others commit, with their outbox rows in item order. */
+static void test_write_batch_mixed(void **state)
+{
+    UNUSED(state);
+    struct fx fx;
+    fx_open(&fx);
+    struct store_collection *c = fx_coll(&fx, posts_spec);
+    const char *seed[] = {"{\"id\":\"mixed0000000001\",\"title\":\"One\",\"views\":1}",
+                          "{\"id\":\"mixed0000000002\",\"title\":\"Two\",\"views\":2}"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *b = J(seed[i]), *rec = NULL;
+        assert_int_equal(store_record_create_if(fx.st, c, b, NULL, NULL, NULL, &rec), 0);
+        json_decref(rec);
+        json_decref(b);
+    }
+    json_t *upd = J("{\"title\":\"One again\"}"), *bad = J("{\"title\":\"x\"}"),
+           *cre = J("{\"id\":\"mixed0000000003\",\"title\":\"Three\"}");
+    struct store_create_item items[] = {
+        {.c = c, .update_id = "mixed0000000001", .body = upd},
+        {.c = c, .update_id = "mixed0000000009", .body = upd}, /* no such record */
+        {.c = c, .update_id = "mixed0000000002", .body = bad}, /* too short */
+        {.c = c, .update_id = "mixed0000000002", .delete_it = true},
+        {.c = c, .update_id = "mixed0000000009", .delete_it = true}, /* no such record */
+        {.c = c, .body = cre},
+    };
+    assert_int_equal(store_record_create_batch(fx.st, items, ARRAY_LEN(items)), 0);
+    assert_int_equal(items[0].rc, 0);
+    assert_string_equal(json_string_value(json_object_get(items[0].record, "title")), "One again");
+    assert_int_equal(items[1].rc, ERR_NOTFOUND);
+    assert_int_equal(items[2].rc, ERR_INVALID);
+    assert_non_null(json_object_get(items[2].errors, "title"));
+    assert_int_equal(items[3].rc, 0);
+    assert_null(items[3].record);
+    assert_int_equal(items[4].rc, ERR_NOTFOUND);
+    assert_int_equal(items[5].rc, 0);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts"), 2);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts WHERE title = 'One again'"), 1);
+    assert_int_equal(fx_sql_int(&fx, "SELECT COUNT(*) FROM posts WHERE id = 'mixed0000000002'"), 0);
+    json_t *rows = NULL;
+    assert_int_equal(store_outbox_read(fx.st, 0, 10, &rows), 0);
+    assert_int_equal(json_array_size(rows), 5); /* two seeds, then update, delete, create */
+    const char *actions[] = {"create", "create", "update", "delete", "create"};
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(rows, i), "action")),
+                            actions[i]);
+    json_decref(rows);
+    for (size_t i = 0; i < ARRAY_LEN(items); i++) {
+        json_decref(items[i].record);
+        json_decref(items[i].errors);
+    }
+    json_decref(upd);
+    json_decref(bad);
+    json_decref(cre);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 static void test_create_batch_busy(void **state)
 {
     UNUSED(state);
@@ -1865,6 +1923,7 @@ int main(void)
         cmocka_unit_test(test_record_ops),
         cmocka_unit_test(test_deleted_hook_after_commit),
         cmocka_unit_test(test_create_batch),
+        cmocka_unit_test(test_write_batch_mixed),
         cmocka_unit_test(test_create_batch_busy), /* after test_concurrent_writers: busy */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

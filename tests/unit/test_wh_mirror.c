@@ -222,6 +222,12 @@ static void test_new_mirror_is_filled_from_changes(void **state)
     assert_int_equal(wh_apply_collection(f->c, &users), 0);
     assert_rows(f->c, "SELECT id, name FROM app_users ORDER BY id", "[[\"u1\",\"A2\"]]");
     assert_rows(f->c, "SELECT consumer, log_offset FROM _rejects", "[[\"mirror\",4]]");
+    /* the connection read "no mirror" for pbc_users while loading above: later changes must
+     * reach the mirror made since (the cached layouts are dropped by a schema change) */
+    assert_int_equal(
+        load(f, "[[\"pbc_users\",\"u3\",\"create\",{\"id\":\"u3\",\"name\":\"C\"}]]", NULL), 0);
+    assert_rows(f->c, "SELECT id, name FROM app_users ORDER BY id",
+                "[[\"u1\",\"A2\"],[\"u3\",\"C\"]]");
 }
 
 static void test_alter_follows_schema(void **state)

@@ -886,7 +886,11 @@ int sq__record_create(struct store *st, const struct store_collection *c, const 
     return save(st, c, NULL, body, password_hash, cond, errors_out, out);
 }
 
-/* Group commit: every item under a savepoint of one transaction, one COMMIT. An item that
+static int delete_in(struct sq_store *s, struct sq_conn *cn, const struct store_collection *cin,
+                     const char *id, const struct store_cond *cond);
+
+/* Group commit: every item (a create, or an update or delete of update_id) under a savepoint of one
+ * transaction, one COMMIT. An item that
  * fails rolls back to its savepoint, so the others still commit; a failure that ends the
  * transaction itself (SQLite rolls back on I/O errors and the like) or a failed COMMIT fails
  * every item that had not failed on its own. Outbox ids follow the item order. */
@@ -913,8 +917,11 @@ int sq__record_create_batch(struct store *st, struct store_create_item *items, s
         sq__deadline(cn, it->deadline_us, true);
         if ((rc = sq__exec_cached(cn, "SAVEPOINT \"batch_item\"")))
             break;
-        it->rc = save_in(s, cn, it->c, NULL, it->body, it->password_hash, it->cond, now,
-                         it->restore, &it->errors, &it->record);
+        if (it->update_id && it->delete_it)
+            it->rc = delete_in(s, cn, it->c, it->update_id, it->cond);
+        else
+            it->rc = save_in(s, cn, it->c, it->update_id, it->body, it->password_hash, it->cond,
+                             now, it->restore && !it->update_id, &it->errors, &it->record);
         if (it->rc == 0) {
             rc = sq__exec_cached(cn, "RELEASE \"batch_item\"");
             continue;

@@ -281,6 +281,7 @@ static void whd_conn_close(struct wh_conn *wc)
         duckdb_destroy_data_chunk(&c->ev_chunk);
     if (c->off_update)
         duckdb_destroy_prepare(&c->off_update);
+    whd__mirror_cache_clear(c);
     duckdb_disconnect(&c->con);
     free(c);
 }

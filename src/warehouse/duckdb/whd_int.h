@@ -24,7 +24,12 @@ struct whd_conn {
     char err[1024];
     duckdb_data_chunk ev_chunk;           /* reused across event batches */
     duckdb_prepared_statement off_update; /* UPDATE _offsets, prepared on first use */
+    struct whd_mirror_cache *mirrors;     /* whd_mirror.c: mirror layouts this conn loaded */
 };
+
+/* Forgets the mirror layouts cached on c (whd_mirror.c); at close, and whenever a mirror may
+ * have changed. */
+void whd__mirror_cache_clear(struct whd_conn *c);
 
 static inline struct whd_conn *whd__conn(struct wh_conn *c)
 {

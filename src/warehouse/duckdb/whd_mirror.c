@@ -122,6 +122,76 @@ static void mirror_release(struct mirror *m)
     memset(m, 0, sizeof(*m));
 }
 
+/* Mirror layouts by collection id, so that a batch of changes does not ask DuckDB's catalog
+ * twice per collection (each statement costs a parse, a plan and a hand-off to DuckDB's
+ * worker). Mirrors change only through whd__apply_collection and whd__drop_collection, which
+ * clear the cache of their connection, as does a failed load; every connection has its own. */
+#define MIRROR_CACHE_MAX 64
+
+struct whd_mirror_cache {
+    size_t n;
+    struct {
+        char *collection_id;
+        bool missing; /* ERR_NOTFOUND: no mirror */
+        struct mirror m;
+    } v[MIRROR_CACHE_MAX];
+};
+
+void whd__mirror_cache_clear(struct whd_conn *c)
+{
+    struct whd_mirror_cache *mc = c->mirrors;
+    if (!mc)
+        return;
+    for (size_t i = 0; i < mc->n; i++) {
+        free(mc->v[i].collection_id);
+        mirror_release(&mc->v[i].m);
+    }
+    free(mc);
+    c->mirrors = NULL;
+}
+
+static void mirror_copy(struct mirror *to, const struct mirror *from)
+{
+    to->table = xstrdup(from->table);
+    to->n_cols = from->n_cols;
+    to->cols = xcalloc(from->n_cols ? from->n_cols : 1, sizeof(*to->cols));
+    for (size_t i = 0; i < from->n_cols; i++) {
+        to->cols[i].name = xstrdup(from->cols[i].name);
+        to->cols[i].kind = from->cols[i].kind;
+    }
+}
+
+static int mirror_load(struct whd_conn *c, const char *collection_id, struct mirror *m);
+
+/* mirror_load through the connection's cache: for loading changes only (the schema changes
+ * read the catalog itself). */
+static int mirror_load_cached(struct whd_conn *c, const char *collection_id, struct mirror *m)
+{
+    struct whd_mirror_cache *mc = c->mirrors;
+    for (size_t i = 0; mc && i < mc->n; i++)
+        if (strcmp(mc->v[i].collection_id, collection_id) == 0) {
+            memset(m, 0, sizeof(*m));
+            if (mc->v[i].missing)
+                return ERR_NOTFOUND;
+            mirror_copy(m, &mc->v[i].m);
+            return 0;
+        }
+    int rc = mirror_load(c, collection_id, m);
+    if (rc < 0 && rc != ERR_NOTFOUND)
+        return rc;
+    if (!mc)
+        mc = c->mirrors = xcalloc(1, sizeof(*mc));
+    if (mc->n < MIRROR_CACHE_MAX) {
+        mc->v[mc->n].collection_id = xstrdup(collection_id);
+        mc->v[mc->n].missing = rc == ERR_NOTFOUND;
+        memset(&mc->v[mc->n].m, 0, sizeof(mc->v[mc->n].m));
+        if (rc == 0)
+            mirror_copy(&mc->v[mc->n].m, m);
+        mc->n++;
+    }
+    return rc;
+}
+
 /* The mirror of collection_id with its columns in table order; ERR_NOTFOUND if none. */
 static int mirror_load(struct whd_conn *c, const char *collection_id, struct mirror *m)
 {
@@ -760,7 +830,7 @@ out:
     return rc;
 }
 
-int whd__apply_collection(struct wh_conn *wc, const struct store_collection *coll)
+static int apply_collection_txn(struct wh_conn *wc, const struct store_collection *coll)
 {
     struct whd_conn *c = whd__conn(wc);
     if (!ident_ok(coll->name) || !coll->id || !*coll->id)
@@ -787,7 +857,17 @@ int whd__apply_collection(struct wh_conn *wc, const struct store_collection *col
     return whd__commit(c);
 }
 
-int whd__drop_collection(struct wh_conn *wc, const char *collection_id)
+/* The cached layouts are dropped before (the change may touch any of them) and after (one
+ * may have been read inside a transaction that did not commit). */
+int whd__apply_collection(struct wh_conn *wc, const struct store_collection *coll)
+{
+    whd__mirror_cache_clear(whd__conn(wc));
+    int rc = apply_collection_txn(wc, coll);
+    whd__mirror_cache_clear(whd__conn(wc));
+    return rc;
+}
+
+static int drop_collection_txn(struct wh_conn *wc, const char *collection_id)
 {
     struct whd_conn *c = whd__conn(wc);
     struct mirror m;
@@ -826,6 +906,16 @@ int whd__drop_collection(struct wh_conn *wc, const char *collection_id)
         return rc;
     }
     return whd__commit(c);
+}
+
+/* The cached layouts are dropped before (the change may touch any of them) and after (one
+ * may have been read inside a transaction that did not commit). */
+int whd__drop_collection(struct wh_conn *wc, const char *collection_id)
+{
+    whd__mirror_cache_clear(whd__conn(wc));
+    int rc = drop_collection_txn(wc, collection_id);
+    whd__mirror_cache_clear(whd__conn(wc));
+    return rc;
 }
 
 /* ---- load_changes ---- */
@@ -887,18 +977,24 @@ static int apply_group(struct whd_conn *c, const struct wh_change *ch, const siz
                        size_t from, size_t to, struct rejects *rej)
 {
     struct mirror m;
-    int rc = mirror_load(c, ch[idx[from]].collection_id, &m);
+    int rc = mirror_load_cached(c, ch[idx[from]].collection_id, &m);
     if (rc == ERR_NOTFOUND)
         return 0; /* no mirror: the change is in `changes` only */
     if (rc < 0)
         return rc;
-    /* the touched ids */
+    /* the touched ids, except those whose first change here is their create: a record's
+     * create is loaded exactly once, and a mirror is refilled (apply_locked) in a transaction
+     * of its own from the changes already loaded, so the mirror cannot hold such an id yet.
+     * A batch of creates then deletes nothing and skips the scan of the mirror's ids. */
     duckdb_logical_type vt = duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR);
     size_t n_ids = 0;
     duckdb_value *ids = xcalloc(to - from, sizeof(*ids));
-    for (size_t i = from; i < to; i++)
-        if (i + 1 == to || strcmp(ch[idx[i]].record_id, ch[idx[i + 1]].record_id) != 0)
-            ids[n_ids++] = duckdb_create_varchar(ch[idx[i]].record_id);
+    for (size_t i = from, first = from; i < to; i++)
+        if (i + 1 == to || strcmp(ch[idx[i]].record_id, ch[idx[i + 1]].record_id) != 0) {
+            if (ch[idx[first]].action != WH_ACTION_CREATE)
+                ids[n_ids++] = duckdb_create_varchar(ch[idx[i]].record_id);
+            first = i + 1;
+        }
     duckdb_value list = duckdb_create_list_value(vt, ids, n_ids);
     for (size_t i = 0; i < n_ids; i++)
         duckdb_destroy_value(&ids[i]);
@@ -907,9 +1003,14 @@ static int apply_group(struct whd_conn *c, const struct wh_change *ch, const siz
 
     struct buf sql;
     buf_init(&sql);
+    if (n_ids == 0)
+        goto append;
     buf_puts(&sql, "DELETE FROM ");
     whd__quote_ident(&sql, m.table);
-    buf_puts(&sql, " WHERE list_contains($1, id)");
+    /* a semi-join on a hash of the touched ids: list_contains() searched the list for every
+     * row of the mirror, rows x ids string compares (26% of the server's CPU in a create
+     * benchmark on a mirror of 100k records) */
+    buf_puts(&sql, " WHERE id IN (SELECT unnest($1::VARCHAR[]))");
     duckdb_prepared_statement ps;
     if (duckdb_prepare(c->con, buf_cstr(&sql), &ps) != DuckDBSuccess) {
         rc = whd__fail(c, ERR_INTERNAL, "cannot prepare %s: %s", buf_cstr(&sql),
@@ -923,6 +1024,7 @@ static int apply_group(struct whd_conn *c, const struct wh_change *ch, const siz
             duckdb_destroy_result(&res);
     }
     duckdb_destroy_prepare(&ps);
+append:
     duckdb_destroy_value(&list);
     buf_release(&sql);
 
@@ -983,6 +1085,8 @@ int whd__load_changes(struct wh_conn *wc, const struct wh_load *ld, const struct
 fail:
     whd__rollback(c);
 out:
+    if (rc < 0)
+        whd__mirror_cache_clear(c); /* read again next time, whatever failed */
     rejects_release(&rej);
     free(idx);
     return rc;
