@@ -107,3 +107,52 @@ test('kafka: recreated topics stop the copy with a clear error, not a reset to o
     await mock.stop();
   }
 });
+
+// The copy's lag must not read 0 while an acknowledged message waits in Kafka. The mirror's
+// consumer learns a partition's end only from its fetch responses; here they stall (the mock
+// answers the next Fetch requests after 10 s), so that end stays at what it was before the
+// acknowledged message. /api/pipeline must report the message as lag before the message
+// reaches the warehouse, and "lag 0 with ends read after the 200" must mean it is there.
+// (An earlier version read lag 0 from the stale end: the crash tests, which wait for lag 0
+// and then count, saw acknowledged events missing that were only not copied yet.)
+test('kafka: /api/pipeline counts an acknowledged message as lag while the copy\'s fetches stall', { timeout: 120000 }, async () => {
+  const mock = await startKafkaMock({ brokers: 1, partitions: 1 });
+  const dir = tempDir('tandem-crash-kafka-');
+  let srv = null;
+  try {
+    const key = await writeKey(dir, 'k');
+    await createSuperuser(dir);
+    srv = await start({ dir, keepDir: true, args: kafkaArgs(mock) });
+    const post = (id) => request(`${srv.url}/v1/batch`, { method: 'POST', headers: { 'Content-Type': 'application/json', Authorization: basic(key) }, body: JSON.stringify({ batch: [{ type: 'track', event: 'e', userId: 'u', messageId: id }] }) });
+    assert.equal((await post('m0')).status, 200);
+    const token = await signIn(srv.url);
+    await drained(srv.url, token);
+    const events = async () => {
+      const p = await (await fetch(`${srv.url}/api/pipeline`, { headers: { Authorization: token } })).json();
+      return p.kafkaPartitions.find((x) => x.topic === 'tandem-events' && x.partition === 0);
+    };
+    assert.equal((await events()).next, 1);
+    await mock.cmd('error 1 1 0 3 10000'); // Fetch (ApiKey 1): the next 3 answered after 10 s
+    const acked = Date.now();
+    assert.equal((await post('m1')).status, 200);
+    let seen = null;
+    while (!seen) {
+      const part = await events();
+      if (part.lag >= 1) seen = part;
+      else {
+        const n = (await sql(srv.url, token, "SELECT count(*) FROM events WHERE id = 'm1'"))[0][0];
+        assert.equal(n, 0, `m1 reached the warehouse while /api/pipeline said lag 0: ${JSON.stringify(part)}`);
+        await sleep(50);
+      }
+    }
+    assert.equal(seen.end, 2);
+    await drained(srv.url, token, acked);
+    assert.deepEqual(await sql(srv.url, token, "SELECT id FROM events ORDER BY id"), [['m0'], ['m1']]);
+    await srv.stop();
+    srv = null;
+    rmSync(dir, { recursive: true, force: true });
+  } finally {
+    if (srv) await srv.stop('SIGKILL');
+    await mock.stop();
+  }
+});

@@ -23,14 +23,19 @@ export async function sql(url, token, query) {
 }
 
 // Waits until the mirror has copied every partition to its end and the loader has loaded it
-// all: /api/pipeline says lag 0 everywhere, twice in a row.
-export async function drained(url, token) {
+// all: /api/pipeline says lag 0 everywhere, twice in a row, with every partition's end read
+// from its leader after `since` (by default: the call; the caller stopped its traffic before).
+// The consumer's own high watermark is not enough: it is as old as the last fetch response,
+// and says lag 0 while acknowledged messages still wait in Kafka (see docs/scale-out.md).
+export async function drained(url, token, since = Date.now()) {
   let calm = 0;
   for (let i = 0; i < 600 && calm < 2; i++) {
+    const asked = Date.now();
     const r = await fetch(`${url}/api/pipeline`, { headers: { Authorization: token } });
     const p = await r.json();
     const parts = p.kafkaPartitions || [];
-    const ok = parts.length > 0 && parts.every((x) => x.error === undefined && x.lag === 0 && x.end >= 0) &&
+    const ok = parts.length > 0 && parts.every((x) => x.error === undefined && x.lag === 0 && x.end >= 0 &&
+      x.endAgeMs !== undefined && asked - x.endAgeMs > since) &&
       p.consumers.every((c) => c.ready && c.lagRecords === 0);
     calm = ok ? calm + 1 : 0;
     await sleep(250);

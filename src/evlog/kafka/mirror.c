@@ -39,6 +39,8 @@ struct kmirror {
     int64_t *seq;  /* per partition: the last sequence number copied (cfg.mirror_seq); -1 none */
     int64_t *gap_offset; /* per partition: the offset a gap was last seen before */
     int *gap_tries;      /* per partition: seeks back to gap_offset so far */
+    int64_t *ends;       /* per partition: the end read from its leader at ends_mono; -1 none */
+    int64_t ends_mono;   /* when the last read of every partition's end started; 0 never */
     char error[300];
     bool fatal; /* the error needs an operator: the copy stopped */
 };
@@ -297,6 +299,11 @@ static int setup(struct kmirror *m)
     pthread_mutex_lock(&m->mu);
     free(m->next);
     m->next = pos;
+    free(m->ends);
+    m->ends = xcalloc((size_t)n, sizeof(*m->ends));
+    for (int p = 0; p < n; p++)
+        m->ends[p] = -1;
+    m->ends_mono = 0;
     m->error[0] = '\0';
     pthread_mutex_unlock(&m->mu);
     return 0;
@@ -492,11 +499,47 @@ static int write_batch(struct kmirror *m, struct batch *b)
     return 0;
 }
 
+#define ENDS_IDLE_US 250000  /* how often the partitions' ends are read while idle... */
+#define ENDS_BUSY_US 1000000 /* ...and while copying */
+#define ENDS_TIMEOUT_MS 1000
+
+/* Reads every partition's end from its leader. The consumer's own high watermark comes with
+ * each fetch response and goes stale whenever fetches stall (a leader that moved or came
+ * back, a fetch in backoff or long poll): a lag computed from it can say 0 while acknowledged
+ * messages wait in Kafka. An end read here after a moment T covers everything acknowledged
+ * before T, so "lag 0 with ends read after T" means the copy holds all of it. The producer's
+ * connections ask: the consumer's queue a request behind a fetch that is long-polling. */
+static void read_ends(struct kmirror *m)
+{
+    int n = m->nparts;
+    int64_t at = time_mono_us();
+    int64_t *ends = xcalloc((size_t)n, sizeof(*ends));
+    bool all = true;
+    for (int p = 0; p < n; p++) {
+        int64_t lo = 0, hi = -1;
+        if (rd_kafka_query_watermark_offsets(m->k->rk, m->ktopic, p, &lo, &hi, ENDS_TIMEOUT_MS) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR) {
+            hi = -1;
+            all = false;
+        }
+        ends[p] = hi;
+    }
+    pthread_mutex_lock(&m->mu);
+    for (int p = 0; p < n; p++)
+        if (ends[p] >= 0)
+            m->ends[p] = ends[p];
+    if (all)
+        m->ends_mono = at;
+    pthread_mutex_unlock(&m->mu);
+    free(ends);
+}
+
 static void *mirror_main(void *arg)
 {
     struct kmirror *m = arg;
     struct batch b = {.msgs = xcalloc(BATCH_MAX_MSGS, sizeof(rd_kafka_message_t *))};
     bool ready = false, stopped = false;
+    int64_t ends_read = 0;
     /* the filter's state is rebuilt from the mirror first */
     while (m->k->cfg.mirror_gate && !m->k->cfg.mirror_gate() && !atomic_load(&m->k->stop))
         usleep(20000);
@@ -517,6 +560,10 @@ static void *mirror_main(void *arg)
         int rc = collect(m, &b);
         if (rc == 0 && b.n > 0)
             rc = write_batch(m, &b);
+        if (rc == 0 && time_mono_us() - ends_read >= (b.n ? ENDS_BUSY_US : ENDS_IDLE_US)) {
+            read_ends(m); /* what the copy has to catch up with */
+            ends_read = time_mono_us();
+        }
         for (size_t i = 0; i < b.n; i++)
             rd_kafka_message_destroy(b.msgs[i]);
         if (rc != 0)
@@ -581,6 +628,7 @@ void kafka__mirrors_stop(struct kafka *k)
         free(m->seq);
         free(m->gap_offset);
         free(m->gap_tries);
+        free(m->ends);
         free(m);
     }
     k->n_mirrors = 0;
@@ -590,19 +638,26 @@ void kafka__mirrors_json(struct kafka *k, struct buf *out)
 {
     buf_putc(out, '[');
     bool first = true;
+    int64_t now = time_mono_us();
     for (size_t i = 0; i < k->n_mirrors; i++) {
         struct kmirror *m = k->mirrors[i];
         pthread_mutex_lock(&m->mu);
         for (int p = 0; p < m->nparts && m->next; p++) {
+            /* the end read from the leader, or the consumer's later one when it is larger */
             int64_t lo = 0, hi = -1;
             rd_kafka_get_watermark_offsets(m->rk, m->ktopic, p, &lo, &hi);
+            if (m->ends && m->ends[p] > hi)
+                hi = m->ends[p];
             int64_t next = m->next[p] < 0 ? 0 : m->next[p];
             int64_t lag = hi >= next ? hi - next : 0;
             buf_printf(out,
                        "%s{\"topic\":\"%s\",\"partition\":%d,\"next\":%lld,\"end\":%lld,"
-                       "\"lag\":%lld}",
+                       "\"lag\":%lld",
                        first ? "" : ",", m->ktopic, p, (long long)next, (long long)hi,
                        (long long)lag);
+            if (m->ends_mono > 0) /* how long ago the ends were read from the leaders */
+                buf_printf(out, ",\"endAgeMs\":%lld", (long long)((now - m->ends_mono) / 1000));
+            buf_putc(out, '}');
             first = false;
         }
         if (m->error[0]) {
