@@ -1,6 +1,7 @@
 /* kafka.c - the Kafka backend: appends go to Kafka topics through one idempotent producer
  * (acks=all); a ticket is durable when the delivery reports of all its records came back
- * without error. Reads are served by the local mirror (mirror.c).
+ * without error and with the offset the broker gave each record. Reads are served by the local
+ * mirror (mirror.c).
  *
  * Tickets: each append gets the next number and a struct kticket counting the records still
  * unreported (plus one while the append itself is producing). The last report completes it
@@ -157,12 +158,24 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     UNUSED(rk);
     struct kafka *k = opaque;
     struct kticket *t = m->_private;
-    if (m->err) {
+    /* A success without an offset is an "implicit ack": a request failed with an uncertain
+     * outcome (a timeout, a lost connection) and a later one for the same partition
+     * succeeded, from which librdkafka concludes that the broker, which enforces the
+     * idempotent producer's sequence, stored the first one. A broker that does not enforce
+     * it (librdkafka's mock cluster, without a transactional id) appends the later request
+     * anyway, and the messages were never stored. Only a reported offset confirms: here the
+     * request is answered 503, and the client's retry is a duplicate the mirror drops when
+     * the first copy did land. */
+    if (m->err || m->offset < 0) {
         int zero = 0;
         atomic_compare_exchange_strong(&t->rc, &zero, ERR_BUSY);
         pthread_mutex_lock(&k->mu);
-        snprintf(k->last_error, sizeof(k->last_error), "kafka delivery failed: %s",
-                 rd_kafka_err2str(m->err));
+        if (m->err)
+            snprintf(k->last_error, sizeof(k->last_error), "kafka delivery failed: %s",
+                     rd_kafka_err2str(m->err));
+        else
+            snprintf(k->last_error, sizeof(k->last_error),
+                     "kafka delivery not confirmed: no offset reported");
         pthread_mutex_unlock(&k->mu);
     } else {
         atomic_store(&k->down, false);
