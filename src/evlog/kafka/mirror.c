@@ -499,8 +499,9 @@ static int write_batch(struct kmirror *m, struct batch *b)
     return 0;
 }
 
-#define ENDS_IDLE_US 250000  /* how often the partitions' ends are read while idle... */
-#define ENDS_BUSY_US 1000000 /* ...and while copying */
+#define ENDS_IDLE_US 250000   /* how often the partitions' ends are read while idle... */
+#define ENDS_BUSY_US 1000000  /* ...and while copying */
+#define ENDS_RETRY_US 5000000 /* ...and after a leader did not answer */
 #define ENDS_TIMEOUT_MS 1000
 
 /* Reads every partition's end from its leader. The consumer's own high watermark comes with
@@ -509,7 +510,7 @@ static int write_batch(struct kmirror *m, struct batch *b)
  * messages wait in Kafka. An end read here after a moment T covers everything acknowledged
  * before T, so "lag 0 with ends read after T" means the copy holds all of it. The producer's
  * connections ask: the consumer's queue a request behind a fetch that is long-polling. */
-static void read_ends(struct kmirror *m)
+static bool read_ends(struct kmirror *m)
 {
     int n = m->nparts;
     int64_t at = time_mono_us();
@@ -532,6 +533,7 @@ static void read_ends(struct kmirror *m)
         m->ends_mono = at;
     pthread_mutex_unlock(&m->mu);
     free(ends);
+    return all;
 }
 
 static void *mirror_main(void *arg)
@@ -539,7 +541,7 @@ static void *mirror_main(void *arg)
     struct kmirror *m = arg;
     struct batch b = {.msgs = xcalloc(BATCH_MAX_MSGS, sizeof(rd_kafka_message_t *))};
     bool ready = false, stopped = false;
-    int64_t ends_read = 0;
+    int64_t ends_next = 0;
     /* the filter's state is rebuilt from the mirror first */
     while (m->k->cfg.mirror_gate && !m->k->cfg.mirror_gate() && !atomic_load(&m->k->stop))
         usleep(20000);
@@ -560,9 +562,9 @@ static void *mirror_main(void *arg)
         int rc = collect(m, &b);
         if (rc == 0 && b.n > 0)
             rc = write_batch(m, &b);
-        if (rc == 0 && time_mono_us() - ends_read >= (b.n ? ENDS_BUSY_US : ENDS_IDLE_US)) {
-            read_ends(m); /* what the copy has to catch up with */
-            ends_read = time_mono_us();
+        if (rc == 0 && time_mono_us() >= ends_next) { /* what the copy has to catch up with */
+            bool all = read_ends(m);
+            ends_next = time_mono_us() + (!all ? ENDS_RETRY_US : b.n ? ENDS_BUSY_US : ENDS_IDLE_US);
         }
         for (size_t i = 0; i < b.n; i++)
             rd_kafka_message_destroy(b.msgs[i]);
