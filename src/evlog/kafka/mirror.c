@@ -508,8 +508,9 @@ static int write_batch(struct kmirror *m, struct batch *b)
  * each fetch response and goes stale whenever fetches stall (a leader that moved or came
  * back, a fetch in backoff or long poll): a lag computed from it can say 0 while acknowledged
  * messages wait in Kafka. An end read here after a moment T covers everything acknowledged
- * before T, so "lag 0 with ends read after T" means the copy holds all of it. The producer's
- * connections ask: the consumer's queue a request behind a fetch that is long-polling. */
+ * before T, so "lag 0 with ends read after T" means the copy holds all of it. It asks through
+ * the producer's connections: on the consumer's, the request would wait behind a stalled or
+ * long-polling fetch. */
 static bool read_ends(struct kmirror *m)
 {
     int n = m->nparts;
