@@ -120,6 +120,9 @@ bench_cc() {
     fi
 }
 
+# CPU seconds (user + system) of a process so far, from /proc/PID/stat
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
+
 # wrk_rps URL [wrk args...]: prints requests/s
 wrk_rps() {
     local url=$1; shift

@@ -104,6 +104,26 @@ static int load_cfg(struct cfg *cfg, int argc, char **argv)
                 cfg->fsync);
         return EXIT_USAGE;
     }
+    if (!evlog_backend(cfg->log_backend)) {
+        fprintf(stderr, "tandem: invalid value '%s' for --log (expected local or kafka)\n",
+                cfg->log_backend);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->role, "all") != 0 && strcmp(cfg->role, "primary") != 0 &&
+        strcmp(cfg->role, "capture") != 0) {
+        fprintf(stderr,
+                "tandem: invalid value '%s' for --role (expected all, primary or capture)\n",
+                cfg->role);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->role, "all") != 0 && strcmp(cfg->log_backend, "kafka") != 0) {
+        fprintf(stderr, "tandem: --role %s needs --log kafka\n", cfg->role);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cfg->log_backend, "kafka") == 0 && !cfg->kafka_brokers[0]) {
+        fprintf(stderr, "tandem: --log kafka needs --kafka-brokers\n");
+        return EXIT_USAGE;
+    }
     if (strcmp(cfg->ratelimit, "off") != 0 && strcmp(cfg->ratelimit, "default") != 0) {
         struct auth_ratelimit_cfg rc;
         auth_ratelimit_cfg_default(&rc);
@@ -149,13 +169,56 @@ static int open_store(const struct cfg *cfg, struct store **out)
     return 0;
 }
 
-static int open_log(const struct cfg *cfg, struct evlog **out)
+/* The topics a serving node copies from Kafka into its local mirror, which every read uses. */
+static const char *const kafka_mirrored[] = {"events", "changes", NULL};
+
+/* The Kafka mirror's filter: an event whose (source, messageId) it already copied within
+ * --dedup-window is a retry that reached another capture node (or the same one twice). */
+static int mirror_filter(void *arg, const char *topic, const void *data, size_t len, bool *drop)
+{
+    struct capture_dedup *d = arg;
+    *drop = false;
+    if (strcmp(topic, "events") != 0)
+        return 0;
+    return capture_dedup_check_record(d, data, len, time_now_us(), drop);
+}
+
+/* The Kafka mirror's sequence of "changes": the outbox id, which the relay resends in order. */
+static int64_t mirror_seq(const char *topic, const void *data, size_t len)
+{
+    if (strcmp(topic, "changes") != 0)
+        return -1;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *id = json_object_get(j, "id");
+    int64_t seq = json_is_integer(id) ? json_integer_value(id) : -1;
+    json_decref(j);
+    return seq;
+}
+
+static void kafka_settings(const struct cfg *cfg, struct evlog_cfg *lc)
+{
+    lc->backend = cfg->log_backend;
+    lc->kafka_brokers = cfg->kafka_brokers;
+    lc->kafka_topic_prefix = cfg->kafka_topic_prefix;
+    lc->kafka_config = cfg->kafka_config[0] ? cfg->kafka_config : NULL;
+}
+
+/* dedup: the Kafka mirror's filter (NULL: open without copying anything from Kafka). */
+static int open_log_with(const struct cfg *cfg, struct capture_dedup *dedup, struct evlog **out)
 {
     char dir[1100];
     struct evlog_cfg lc;
     evlog_cfg_defaults(&lc);
     snprintf(dir, sizeof(dir), "%s/log", cfg->dir);
     lc.dir = dir;
+    kafka_settings(cfg, &lc);
+    if (dedup) {
+        lc.kafka_mirror_topics = kafka_mirrored;
+        lc.mirror_filter = mirror_filter;
+        lc.mirror_filter_arg = dedup;
+        lc.mirror_seq = mirror_seq;
+        lc.mirror_gate = api_capture_ready; /* the dedup set is rebuilt from the mirror first */
+    }
     if (evlog_fsync_parse(cfg->fsync, &lc.fsync) != 0) {
         fprintf(stderr,
                 "tandem: invalid value '%s' for --fsync (expected always, batch or "
@@ -171,6 +234,11 @@ static int open_log(const struct cfg *cfg, struct evlog **out)
         return 1;
     }
     return 0;
+}
+
+static int open_log(const struct cfg *cfg, struct evlog **out)
+{
+    return open_log_with(cfg, NULL, out);
 }
 
 static int open_warehouse(const struct cfg *cfg, struct wh **out)
@@ -304,14 +372,17 @@ static int app_open(struct app *a)
     rc = open_store(&a->cfg, &a->store);
     if (rc != 0)
         return rc;
-    rc = open_log(&a->cfg, &a->log);
-    if (rc != 0)
-        return rc;
     struct capture_dedup_cfg dc;
     capture_dedup_cfg_default(&dc);
     dc.window_us = a->cfg.dedup_window * 1000000;
     a->dedup = capture_dedup_new(&dc);
-    if (pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
+    /* a capture node copies nothing from Kafka: its reads (and warehouse) stay empty */
+    bool capture_only = strcmp(a->cfg.role, "capture") == 0;
+    rc = open_log_with(&a->cfg, capture_only ? NULL : a->dedup, &a->log);
+    if (rc != 0)
+        return rc;
+    /* a capture node publishes no record changes (and must start while brokers are down) */
+    if (!capture_only && pipeline_relay_start(a->store, a->log, &a->relay) != 0) {
         fprintf(stderr, "tandem: cannot start the outbox relay: %s\n", store_errmsg(a->store));
         return 1;
     }
@@ -726,6 +797,15 @@ static int cmd_log(int argc, char **argv)
         struct buf report;
         buf_init(&report);
         rc = strcmp(w[0], "check") == 0 ? evlog_check(dir, &report) : evlog_repair(dir, &report);
+        if (strcmp(w[0], "check") == 0 && strcmp(cfg.log_backend, "kafka") == 0) {
+            struct evlog_cfg lc; /* the local directory above is the Kafka mirror */
+            evlog_cfg_defaults(&lc);
+            kafka_settings(&cfg, &lc);
+            lc.dir = dir;
+            int krc = evlog_kafka_check(&lc, &report);
+            if (rc == 0 && krc != 0)
+                rc = ERR_CORRUPT;
+        }
         fputs(buf_cstr(&report), stdout);
         buf_release(&report);
         if (rc == ERR_BUSY)

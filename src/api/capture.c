@@ -57,6 +57,14 @@ bool api_capture_ready(void)
     return atomic_load(&warm);
 }
 
+/* On Kafka the dedup set belongs to the primary's mirror (docs/scale-out.md): the HTTP path
+ * does not filter, and no snapshot is taken (the mirror adds pairs before their batch is in
+ * the log, so a snapshot could hold pairs of a batch that a crash then takes back). */
+static bool on_kafka(const struct api_env *env)
+{
+    return env->log && strcmp(evlog_backend_name(env->log), "kafka") == 0;
+}
+
 static void count(const char *api, const char *outcome, size_t events)
 {
     const char *v[2] = {api, outcome};
@@ -181,24 +189,33 @@ static void handle(struct http_req *req, void *ctx)
         return;
     }
 
-    /* under dedup_mu: which events are new, their append, and the ticket to wait for */
+    /* under dedup_mu: which events are new, their append, and the ticket to wait for. On
+     * Kafka every node appends and the primary's mirror drops retries (docs/scale-out.md):
+     * a node-local filter could not see the other nodes, and would answer a retry of events
+     * whose delivery failed as a duplicate. */
+    bool local_dedup = !on_kafka(env);
     pthread_mutex_lock(&dedup_mu);
-    size_t dups = capture_dedup_filter(env->dedup, &r, in.received_us);
+    size_t dups = local_dedup ? capture_dedup_filter(env->dedup, &r, in.received_us) : 0;
     size_t n = r.n_events - dups;
     uint64_t first, ticket = last_ticket; /* a duplicate waits for the newest append */
     rc = 0;
     if (n > 0) {
         struct evlog_rec *recs = arena_alloc(http_req_arena(req), n * sizeof(*recs));
+        struct evlog_key *keys = arena_alloc(http_req_arena(req), n * sizeof(*keys));
         size_t k = 0;
         for (size_t i = 0; i < r.n_events; i++) {
             if (r.events[i].duplicate)
                 continue;
-            recs[k].data = r.events[i].record;
-            recs[k].len = r.events[i].record_len;
+            const struct capture_event *e = &r.events[i];
+            recs[k].data = e->record;
+            recs[k].len = e->record_len;
+            /* the person: their events keep their order on a partitioned log */
+            keys[k].data = e->user_id ? e->user_id : e->anonymous_id;
+            keys[k].len = keys[k].data ? strlen(keys[k].data) : 0;
             k++;
         }
-        rc = evlog_append(env->log, EVENTS_TOPIC, recs, n, &first, &ticket);
-        if (rc != 0) {
+        rc = evlog_append_keyed(env->log, EVENTS_TOPIC, recs, keys, n, &first, &ticket);
+        if (rc != 0 && local_dedup) {
             capture_dedup_unfilter(env->dedup, &r);
             removals++;
         } else
@@ -574,7 +591,7 @@ int api_capture_start(struct api_env *env, int64_t interval_us)
 {
     snap.stop = false;
     snap.interval_us = interval_us;
-    if (interval_us <= 0)
+    if (interval_us <= 0 || on_kafka(env))
         return 0;
     if (pthread_create(&snap.thread, NULL, snapshot_main, env) != 0)
         return ERR_INTERNAL;
@@ -598,8 +615,8 @@ void api_capture_stop(struct api_env *env)
     /* no capture runs any more: the set is the log's, so the next start reads nothing */
     uint64_t end;
     pthread_mutex_lock(&snap.mu);
-    if (env->log && env->dedup && atomic_load(&warm) && events_end(env->log, &end) == 0 &&
-        end != snap.saved_next)
+    if (env->log && env->dedup && !on_kafka(env) && atomic_load(&warm) &&
+        events_end(env->log, &end) == 0 && end != snap.saved_next)
         (void)snapshot_take(env);
     pthread_mutex_unlock(&snap.mu);
     set_warm(false);

@@ -517,7 +517,17 @@ static void get_pipeline(struct http_req *req, void *ctx)
         http_reply_error(req, 503, "The pipeline is not running.", NULL);
         return;
     }
-    http_reply_json(req, 200, pipeline_status_json(env->pipeline));
+    json_t *body = pipeline_status_json(env->pipeline);
+    if (strcmp(evlog_backend_name(env->log), "kafka") == 0) {
+        /* the Kafka mirror's per-partition position and lag (docs/scale-out.md) */
+        struct buf kb;
+        buf_init(&kb);
+        evlog_kafka_partitions_json(env->log, &kb);
+        json_t *parts = json_loadb(kb.ptr, kb.len, 0, NULL);
+        buf_release(&kb);
+        json_object_set_new(body, "kafkaPartitions", parts ? parts : json_array());
+    }
+    http_reply_json(req, 200, body);
 }
 
 void api__register_warehouse(struct http_router *r, struct api_env *env)

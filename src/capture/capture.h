@@ -207,6 +207,11 @@ void capture_dedup_add(struct capture_dedup *d, const char *write_key, size_t wk
  * records the scan cannot read (escaped strings). ERR_INVALID when rec is not a record. */
 int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len,
                              int64_t now_us) MUST_USE;
+/* check_insert for a canonical record read back from a log: *dup tells whether its pair was
+ * already seen (the Kafka mirror drops retries that reached different capture nodes).
+ * ERR_INVALID (and *dup false) when rec is not a record. */
+int capture_dedup_check_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us,
+                               bool *dup) MUST_USE;
 /* Runs check_insert over a parsed request, setting events[i].duplicate (a repeat inside the
  * same request counts as a duplicate too). Returns how many are duplicates. */
 size_t capture_dedup_filter(struct capture_dedup *d, struct capture_result *r, int64_t now_us);

@@ -598,7 +598,18 @@ static const char *find_first(const char *hay, size_t len, const char *needle, s
     return memmem(hay, len, needle, n);
 }
 
-static int add_record_slow(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
+/* Adds the pair (or, with dup set, checks and inserts it, telling in *dup whether it was seen). */
+static void record_pair(struct capture_dedup *d, const char *wk, size_t wk_len, const char *id,
+                        size_t id_len, int64_t received_us, int64_t now_us, bool *dup)
+{
+    if (dup)
+        *dup = capture_dedup_check_insert(d, wk, wk_len, id, id_len, now_us);
+    else
+        capture_dedup_add(d, wk, wk_len, id, id_len, received_us, now_us);
+}
+
+static int add_record_slow(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us,
+                           bool *dup)
 {
     json_t *j = json_loadb(rec, len, 0, NULL);
     if (!j)
@@ -610,15 +621,16 @@ static int add_record_slow(struct capture_dedup *d, const char *rec, size_t len,
     int rc = ERR_INVALID;
     if (json_is_string(id) && json_is_string(wk) && json_is_string(ra) &&
         time_parse(json_string_value(ra), json_string_length(ra), &us) == 0) {
-        capture_dedup_add(d, json_string_value(wk), json_string_length(wk), json_string_value(id),
-                          json_string_length(id), us, now_us);
+        record_pair(d, json_string_value(wk), json_string_length(wk), json_string_value(id),
+                    json_string_length(id), us, now_us, dup);
         rc = 0;
     }
     json_decref(j);
     return rc;
 }
 
-int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
+static int apply_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us,
+                        bool *dup)
 {
     /* A canonical record starts with messageId, has receivedAt before any object and ends
      * with source: an unescaped quote cannot occur inside a JSON string, so the first
@@ -628,13 +640,13 @@ int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t le
     static const char k_wk[] = ",\"source\":\"";
     const char *end = rec + len;
     if (len < sizeof(k_id) || memcmp(rec, k_id, sizeof(k_id) - 1) != 0)
-        return add_record_slow(d, rec, len, now_us);
+        return add_record_slow(d, rec, len, now_us, dup);
     const char *id = rec + sizeof(k_id) - 1;
     long id_len = plain_string(id, end);
     const char *ra = find_first(rec, len, k_ra, sizeof(k_ra) - 1);
     const char *wk = find_last(rec, len, k_wk, sizeof(k_wk) - 1);
     if (id_len <= 0 || !ra || !wk)
-        return add_record_slow(d, rec, len, now_us);
+        return add_record_slow(d, rec, len, now_us, dup);
     ra += sizeof(k_ra) - 1;
     wk += sizeof(k_wk) - 1;
     long ra_len = plain_string(ra, end);
@@ -642,7 +654,19 @@ int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t le
     int64_t us;
     if (ra_len <= 0 || wk_len <= 0 || wk + wk_len + 2 != end || wk[wk_len + 1] != '}' ||
         time_parse(ra, (size_t)ra_len, &us) < 0)
-        return add_record_slow(d, rec, len, now_us);
-    capture_dedup_add(d, wk, (size_t)wk_len, id, (size_t)id_len, us, now_us);
+        return add_record_slow(d, rec, len, now_us, dup);
+    record_pair(d, wk, (size_t)wk_len, id, (size_t)id_len, us, now_us, dup);
     return 0;
+}
+
+int capture_dedup_add_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us)
+{
+    return apply_record(d, rec, len, now_us, NULL);
+}
+
+int capture_dedup_check_record(struct capture_dedup *d, const char *rec, size_t len, int64_t now_us,
+                               bool *dup)
+{
+    *dup = false;
+    return apply_record(d, rec, len, now_us, dup);
 }

@@ -50,6 +50,23 @@ const struct cfg_opt cfg_opts[] = {
     {"fsync", "TANDEM_FSYNC", "batch",
      "when the event log syncs: always, batch (group commit every few ms) or never",
      STR_OPT(fsync)},
+    {"log", "TANDEM_LOG", "local",
+     "event log backend: local (segment files under --dir) or kafka (--kafka-brokers)",
+     STR_OPT(log_backend)},
+    {"role", "TANDEM_ROLE", "all",
+     "all (one node does everything), primary (with --log kafka: copies the Kafka topics into "
+     "the warehouse, serves records, realtime and insights) or capture (with --log kafka: only "
+     "appends captured events to Kafka)",
+     STR_OPT(role)},
+    {"kafka-brokers", "TANDEM_KAFKA_BROKERS", "",
+     "Kafka bootstrap servers, host:port,... (with --log kafka)", STR_OPT_OR_EMPTY(kafka_brokers)},
+    {"kafka-topic-prefix", "TANDEM_KAFKA_TOPIC_PREFIX", "tandem-",
+     "prefix of tandem's Kafka topic names (<prefix>events, <prefix>changes)",
+     STR_OPT_OR_EMPTY(kafka_topic_prefix)},
+    {"kafka-config", "TANDEM_KAFKA_CONFIG", "",
+     "file of librdkafka key=value settings passed to the Kafka client (security.protocol, "
+     "sasl.*, ssl.*, ...)",
+     STR_OPT_OR_EMPTY(kafka_config)},
     {"log-segment-size", "TANDEM_LOG_SEGMENT_SIZE", "128MiB", "event log segment size",
      NUM_OPT(CFG_SIZE, log_segment_size, 1 << 20, INT64_C(1) << 40)},
     {"log-retention-size", "TANDEM_LOG_RETENTION_SIZE", "0",

@@ -14,18 +14,23 @@
 #include "core/err.h"
 
 struct cfg {
-    char http[256];             /* ADDR:PORT to listen on */
-    char dir[1024];             /* data directory */
-    char log_level[16];         /* debug|info|warn|error|off */
-    int64_t max_body;           /* bytes */
-    int64_t idle_timeout;       /* seconds a connection may stay idle or stalled */
-    int64_t request_timeout;    /* seconds one request may take to arrive; 0 = no limit */
-    int64_t max_conns;          /* 0 = as many as the open-file limit allows */
-    int64_t max_conns_per_ip;   /* 0 = no limit */
-    int64_t threads;            /* HTTP threads; 0 = one per core */
-    char ratelimit[512];        /* "off", "default" or CLASS=MAX/WINDOW,... */
-    char origins[2048];         /* CORS: "*" or a comma-separated list of origins */
-    char fsync[16];             /* always|batch|never */
+    char http[256];           /* ADDR:PORT to listen on */
+    char dir[1024];           /* data directory */
+    char log_level[16];       /* debug|info|warn|error|off */
+    int64_t max_body;         /* bytes */
+    int64_t idle_timeout;     /* seconds a connection may stay idle or stalled */
+    int64_t request_timeout;  /* seconds one request may take to arrive; 0 = no limit */
+    int64_t max_conns;        /* 0 = as many as the open-file limit allows */
+    int64_t max_conns_per_ip; /* 0 = no limit */
+    int64_t threads;          /* HTTP threads; 0 = one per core */
+    char ratelimit[512];      /* "off", "default" or CLASS=MAX/WINDOW,... */
+    char origins[2048];       /* CORS: "*" or a comma-separated list of origins */
+    char fsync[16];           /* always|batch|never */
+    char log_backend[16];     /* local|kafka */
+    char role[16];            /* all|primary|capture */
+    char kafka_brokers[1024];
+    char kafka_topic_prefix[128];
+    char kafka_config[1024];    /* a file of librdkafka settings; "" none */
     int64_t log_segment_size;   /* bytes */
     int64_t log_retention_size; /* bytes per topic; 0 = unlimited */
     int64_t log_retention_age;  /* seconds; 0 = forever */

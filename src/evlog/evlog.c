@@ -5,7 +5,7 @@
 
 #include "evlog/evlog_int.h"
 
-static const struct evlog_ops *const backends[] = {&evlog_local_ops};
+static const struct evlog_ops *const backends[] = {&evlog_local_ops, &evlog_kafka_ops};
 
 static _Thread_local char tl_err[512];
 
@@ -102,6 +102,28 @@ int evlog_append(struct evlog *log, const char *topic, const struct evlog_rec *r
                             ticket_out ? ticket_out : &ticket);
 }
 
+int evlog_append_keyed(struct evlog *log, const char *topic, const struct evlog_rec *recs,
+                       const struct evlog_key *keys, size_t n, uint64_t *first_offset_out,
+                       uint64_t *ticket_out)
+{
+    uint64_t ticket;
+    if (!ticket_out)
+        ticket_out = &ticket;
+    if (keys && log->ops->append_keyed)
+        return log->ops->append_keyed(log, topic, recs, keys, n, first_offset_out, ticket_out);
+    return log->ops->append(log, topic, recs, n, first_offset_out, ticket_out);
+}
+
+int evlog_append_keyed_sync(struct evlog *log, const char *topic, const struct evlog_rec *recs,
+                            const struct evlog_key *keys, size_t n, uint64_t *first_offset_out)
+{
+    uint64_t ticket;
+    int rc = evlog_append_keyed(log, topic, recs, keys, n, first_offset_out, &ticket);
+    if (rc < 0)
+        return rc;
+    return log->ops->wait_durable(log, ticket);
+}
+
 void evlog_when_durable(struct evlog *log, uint64_t ticket, evlog_durable_cb cb, void *arg)
 {
     log->ops->when_durable(log, ticket, cb, arg);
@@ -126,6 +148,23 @@ int evlog_read(struct evlog *log, const char *topic, uint64_t from, size_t max_r
                size_t max_bytes, struct evlog_batch *out)
 {
     return log->ops->read(log, topic, from, max_records, max_bytes, out);
+}
+
+int evlog_tail(struct evlog *log, const char *topic, struct evlog_batch *out)
+{
+    if (log->ops->tail)
+        return log->ops->tail(log, topic, out);
+    out->n = 0;
+    uint64_t end = 0;
+    int rc = log->ops->end_offset(log, topic, &end);
+    if (rc != 0 || end == 0)
+        return rc;
+    return log->ops->read(log, topic, end - 1, 1, EVLOG_TAIL_MAX_BYTES, out);
+}
+
+const char *evlog_backend_name(const struct evlog *log)
+{
+    return log->ops->name;
 }
 
 int evlog_end_offset(struct evlog *log, const char *topic, uint64_t *out)

@@ -7,7 +7,8 @@
  *
  * Backends sit behind struct evlog_ops; the rest of tandem calls the evlog_* facade only.
  * "local" (src/evlog/local/) keeps segment files in a directory; docs/evlog.md describes its
- * on-disk format, durability contract and recovery rules. A Kafka backend can follow.
+ * on-disk format, durability contract and recovery rules. "kafka" (src/evlog/kafka/) appends
+ * to Kafka topics and reads from a local mirror of them; docs/scale-out.md describes it.
  *
  * Error codes (besides -errno):
  *   ERR_INVALID   bad topic/consumer name, empty batch, offset beyond the end
@@ -68,6 +69,24 @@ struct evlog_cfg {
                                  * waits to grow; 0..50 ms */
     uint32_t max_record_bytes;  /* largest payload accepted (ERR_LIMIT above) */
     bool verify_all;            /* open checks every segment, not only the last one */
+    /* kafka: the cluster, the topic names ("<prefix><topic>") and librdkafka's own settings
+     * (a file of key=value lines: security.protocol, sasl.*, ssl.*, ...) */
+    const char *kafka_brokers;
+    const char *kafka_topic_prefix; /* NULL means "tandem-" */
+    const char *kafka_config;       /* NULL: none */
+    /* kafka: the topics copied into the local log at dir, which serves every read (NULL: none,
+     * a node that only appends). Copying starts once mirror_gate() says so (NULL: at once),
+     * so the caller can first rebuild what the filter needs from evlog_read. */
+    const char *const *kafka_mirror_topics;
+    bool (*mirror_gate)(void);
+    /* kafka: asked for each record of "events" before it is copied; *drop set = a retry that
+     * already reached the log through another capture node. NULL: keep everything. */
+    int (*mirror_filter)(void *arg, const char *topic, const void *data, size_t len, bool *drop);
+    void *mirror_filter_arg;
+    /* kafka: a record's sequence number for topics whose one producer resends in sequence
+     * order after a failure (the outbox relay's ids on "changes"), or -1. The mirror drops a
+     * record whose number is not above the last one copied from its partition. NULL: none. */
+    int64_t (*mirror_seq)(const char *topic, const void *data, size_t len);
 };
 
 /* Defaults: local, batch, 128 MiB segments, no retention (checked every second), 2 ms sync
@@ -78,6 +97,14 @@ void evlog_cfg_defaults(struct evlog_cfg *cfg);
 
 /* One record to append: the payload bytes, borrowed for the duration of the call. */
 struct evlog_rec {
+    const void *data;
+    size_t len;
+};
+
+/* A record's key (evlog_append_keyed): records with the same key keep their order on a
+ * partitioned backend (Kafka); the local log keeps one order for the whole topic. data NULL:
+ * no key (the backend places the record). */
+struct evlog_key {
     const void *data;
     size_t len;
 };
@@ -143,6 +170,12 @@ struct evlog_ops {
     int (*snapshot)(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
                     size_t n_cuts);
     const char *(*errmsg)(struct evlog *log);
+    /* optional: append with keys (NULL: append, the keys ignored) */
+    int (*append_keyed)(struct evlog *log, const char *topic, const struct evlog_rec *recs,
+                        const struct evlog_key *keys, size_t n, uint64_t *first_offset_out,
+                        uint64_t *ticket_out);
+    /* optional: NULL means end_offset + read of the last record */
+    int (*tail)(struct evlog *log, const char *topic, struct evlog_batch *out);
 };
 
 struct evlog {
@@ -173,6 +206,10 @@ bool evlog_name_valid(const char *name);
  * written, NOT that they are durable: acknowledge a client only after the ticket is. */
 int evlog_append(struct evlog *log, const char *topic, const struct evlog_rec *recs, size_t n,
                  uint64_t *first_offset_out, uint64_t *ticket_out) MUST_USE;
+/* evlog_append with a key per record (keys[i] for recs[i]; keys may be NULL). */
+int evlog_append_keyed(struct evlog *log, const char *topic, const struct evlog_rec *recs,
+                       const struct evlog_key *keys, size_t n, uint64_t *first_offset_out,
+                       uint64_t *ticket_out) MUST_USE;
 /* Calls cb(arg, rc) exactly once when ticket is durable or has failed: immediately on this
  * thread if already known (always so with EVLOG_FSYNC_NEVER), otherwise later from the
  * flusher. An HTTP handler therefore suspends its request before registering. */
@@ -182,6 +219,11 @@ int evlog_wait_durable(struct evlog *log, uint64_t ticket) MUST_USE;
 /* Appends and waits: the blocking form, for relays and tests. */
 int evlog_append_sync(struct evlog *log, const char *topic, const struct evlog_rec *recs, size_t n,
                       uint64_t *first_offset_out) MUST_USE;
+
+/* evlog_append_keyed and wait. */
+int evlog_append_keyed_sync(struct evlog *log, const char *topic, const struct evlog_rec *recs,
+                            const struct evlog_key *keys, size_t n,
+                            uint64_t *first_offset_out) MUST_USE;
 
 /* Reads durable records of topic starting at from: at most max_records, and at most
  * max_bytes of payload unless the first record alone is larger (then just that one).
@@ -194,6 +236,13 @@ int evlog_read(struct evlog *log, const char *topic, uint64_t from, size_t max_r
 int evlog_end_offset(struct evlog *log, const char *topic, uint64_t *out) MUST_USE;
 /* The first offset still stored (retention moves it); 0 for an unknown topic. */
 int evlog_start_offset(struct evlog *log, const char *topic, uint64_t *out) MUST_USE;
+
+/* The last record of each partition of topic as appended (one record on the local log; one
+ * per non-empty partition on Kafka, read from the cluster, not the mirror). out->n == 0 for
+ * an empty or unknown topic. The outbox relay finds where it left off with it. */
+int evlog_tail(struct evlog *log, const char *topic, struct evlog_batch *out) MUST_USE;
+/* The backend's name ("local", "kafka"). */
+const char *evlog_backend_name(const struct evlog *log);
 
 /* Registers (or moves) consumer's committed position on topic: every offset below
  * next_offset has been processed. Retention never deletes a record at or above the lowest
@@ -221,6 +270,16 @@ int evlog_retain(struct evlog *log) MUST_USE;
 /* Detail of the calling thread's last failure in evlog (log may be NULL, e.g. after a
  * failed evlog_open). RETURNS BORROWED: valid until this thread's next evlog call. */
 const char *evlog_errmsg(struct evlog *log);
+
+/* ---- kafka ---- */
+
+/* Appends a JSON array describing each mirrored topic's partitions to out:
+ * [{"topic":..,"partition":N,"next":N,"end":N,"lag":N},...] (end = Kafka's high watermark
+ * as last seen), or "[]" on another backend. Any thread. */
+void evlog_kafka_partitions_json(struct evlog *log, struct buf *out);
+/* Checks the cluster: connects, reads the topics' partitions and watermarks, and appends a
+ * report to out. 0 when every topic is reachable. */
+int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report) MUST_USE;
 
 /* ---- offline tools for `tandem log check|repair` (local backend; log not open) ---- */
 

@@ -12,6 +12,9 @@ const char *evlog__errmsg(void);
 /* Grows a batch so it can hold n_recs records and mem_len bytes; -ENOMEM on failure. */
 int evlog__batch_reserve(struct evlog_batch *b, size_t n_recs, size_t mem_len) MUST_USE;
 
+#define EVLOG_TAIL_MAX_BYTES (1u << 20)
+
 extern const struct evlog_ops evlog_local_ops;
+extern const struct evlog_ops evlog_kafka_ops;
 
 #endif

@@ -47,23 +47,20 @@ static void collect_backlog(struct buf *out, const char *name, void *arg)
         metrics_write_sample(out, name, NULL, NULL, (double)n);
 }
 
-/* The outbox id of the last record in the topic, or 0 when the topic is empty. */
+/* The newest outbox id the topic holds (the largest of each partition's last record), or 0
+ * when it is empty. */
 static int last_logged_id(struct evlog *log, int64_t *id_out)
 {
-    uint64_t end = 0;
     *id_out = 0;
-    int rc = evlog_end_offset(log, PIPELINE_TOPIC_CHANGES, &end);
-    if (rc != 0 || end == 0)
-        return rc;
     struct evlog_batch b;
     evlog_batch_init(&b);
-    rc = evlog_read(log, PIPELINE_TOPIC_CHANGES, end - 1, 1, 1 << 20, &b);
-    if (rc == 0 && b.n == 1) {
-        json_t *j = json_loadb((const char *)b.recs[0].data, b.recs[0].len, 0, NULL);
+    int rc = evlog_tail(log, PIPELINE_TOPIC_CHANGES, &b);
+    for (size_t i = 0; rc == 0 && i < b.n; i++) {
+        json_t *j = json_loadb((const char *)b.recs[i].data, b.recs[i].len, 0, NULL);
         json_t *id = j ? json_object_get(j, "id") : NULL;
-        if (json_is_integer(id))
+        if (json_is_integer(id) && json_integer_value(id) > *id_out)
             *id_out = json_integer_value(id);
-        else
+        else if (!json_is_integer(id))
             rc = ERR_CORRUPT;
         json_decref(j);
     }
@@ -105,6 +102,7 @@ static int relay_once(struct pipeline_relay *r)
         return rc;
     }
     struct evlog_rec *recs = xcalloc(n, sizeof(*recs));
+    struct evlog_key *keys = xcalloc(n, sizeof(*keys));
     char **texts = xcalloc(n, sizeof(*texts));
     int64_t max_id = r->last_id;
     for (size_t i = 0; i < n; i++) {
@@ -114,9 +112,13 @@ static int relay_once(struct pipeline_relay *r)
         texts[i] = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
         recs[i].data = texts[i];
         recs[i].len = strlen(texts[i]);
+        /* the record: its changes keep their order on a partitioned log */
+        const char *rid = json_string_value(json_object_get(row, "recordId"));
+        keys[i].data = rid;
+        keys[i].len = rid ? strlen(rid) : 0;
     }
     uint64_t first;
-    rc = evlog_append_sync(r->log, PIPELINE_TOPIC_CHANGES, recs, n, &first);
+    rc = evlog_append_keyed_sync(r->log, PIPELINE_TOPIC_CHANGES, recs, keys, n, &first);
     if (rc == 0) {
         r->last_id = max_id;
         metrics_inc(r->m_moved, n);
@@ -127,6 +129,7 @@ static int relay_once(struct pipeline_relay *r)
         free(texts[i]);
     free(texts);
     free(recs);
+    free(keys);
     json_decref(rows);
     return rc == 0 ? (int)n : rc;
 }

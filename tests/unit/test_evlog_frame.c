@@ -217,7 +217,8 @@ static void test_names(void **state)
     assert_int_equal(cfg.fsync, EVLOG_FSYNC_BATCH);
     assert_true(cfg.sync_interval_us > 0 && cfg.sync_interval_us <= 10000);
     assert_non_null(evlog_backend("local"));
-    assert_null(evlog_backend("kafka"));
+    assert_non_null(evlog_backend("kafka"));
+    assert_null(evlog_backend("pulsar"));
 }
 
 static void test_open_bad_config(void **state)

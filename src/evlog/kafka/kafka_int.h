@@ -1,0 +1,62 @@
+/* kafka_int.h - the Kafka backend's pieces: the producer side (kafka.c) and the mirror that
+ * copies topics into a local log for reading (mirror.c). See docs/scale-out.md. */
+#ifndef TANDEM_EVLOG_KAFKA_INT_H
+#define TANDEM_EVLOG_KAFKA_INT_H
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "evlog/evlog_int.h"
+
+#define KAFKA_DEFAULT_PREFIX "tandem-"
+#define KAFKA_MAX_MIRRORS 4
+#define KAFKA_FAILED_RING 4096 /* failed tickets remembered for late when_durable calls */
+#define KAFKA_TICKET_BUCKETS 4096
+
+struct kticket;
+struct kmirror;
+
+struct kafka {
+    struct evlog base; /* first */
+    struct evlog_cfg cfg;
+    char prefix[128];
+    char brokers[1024];
+    char config_path[1024];
+    rd_kafka_t *rk; /* the producer */
+    pthread_t poller;
+    bool poller_started;
+    atomic_bool stop;
+    atomic_bool down;   /* every broker unreachable: appends answer ERR_BUSY at once */
+    atomic_bool fatal;  /* the idempotent producer hit a fatal error: appends refused */
+    pthread_mutex_t mu; /* leaf: tickets, topic handles, last_error */
+    uint64_t next_ticket;
+    struct kticket *buckets[KAFKA_TICKET_BUCKETS];
+    uint64_t failed[KAFKA_FAILED_RING];
+    size_t n_failed;
+    char last_error[256];
+    struct {
+        char name[65];
+        rd_kafka_topic_t *rkt;
+    } topics[8];
+    size_t n_topics;
+    /* the read side */
+    struct evlog *mirror; /* the local log every read goes to */
+    struct kmirror *mirrors[KAFKA_MAX_MIRRORS];
+    size_t n_mirrors;
+};
+
+/* Builds a librdkafka configuration: bootstrap servers, the pass-through file, then the
+ * fixed settings of the role (producer or consumer). NULL with evlog__errf on failure. */
+rd_kafka_conf_t *kafka__conf(const struct kafka *k, bool producer);
+/* "<prefix><topic>" into out. */
+void kafka__topic_name(const struct kafka *k, const char *topic, char *out, size_t cap);
+
+int kafka__mirrors_open(struct kafka *k);
+int kafka__mirrors_start(struct kafka *k);
+void kafka__mirrors_stop(struct kafka *k);
+void kafka__mirrors_json(struct kafka *k, struct buf *out);
+/* The last message of every partition of topic, read from the cluster. */
+int kafka__tail(struct kafka *k, const char *topic, struct evlog_batch *out);
+
+#endif
