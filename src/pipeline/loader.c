@@ -621,10 +621,6 @@ static void *consumer_main(void *arg)
         }
         next = pos;
         rows_since_ckpt += count_commit(c, &txn, &st, batch);
-        if (c->linger_us > 0 && drained && nap(p, c->linger_us)) {
-            update_lag(c, log, next, lag_s);
-            break;
-        }
         if (time_mono_us() - registered_at >= REGISTER_INTERVAL_US)
             register_position(c, next, &registered, &registered_at);
         update_lag(c, log, next, lag_s);
@@ -638,6 +634,9 @@ static void *consumer_main(void *arg)
                 xlog_warn("pipeline %s: checkpoint failed: %s", c->name, wh_errmsg(conn));
             } /* ERR_BUSY: the other consumer is mid-batch; try after the next batch */
         }
+        /* the status above is as of this commit; what arrives meanwhile waits for the linger */
+        if (c->linger_us > 0 && drained && nap(p, c->linger_us))
+            break;
         continue;
     commit_txn:
         rc = commit_open(c, conn, &txn, pos, batch, &rows_since_ckpt);
