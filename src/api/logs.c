@@ -27,7 +27,7 @@
 #define LOGS_CLEANUP_JOB "__pbLogsCleanup__"
 #define LOGS_QUEUE_MAX 8192  /* entries waiting for the writer */
 #define LOGS_BATCH_MAX 1024  /* entries appended at once */
-#define LOGS_FLUSH_US 200000 /* the longest an entry waits for its batch */
+#define LOGS_FLUSH_US 500000 /* the longest an entry waits for its batch */
 #define LOGS_URL_MAX 3000    /* PocketBase's cuts (cutStr) */
 #define LOGS_HEADER_MAX 2000
 #define LOGS_ERROR_MAX 2000

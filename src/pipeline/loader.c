@@ -15,6 +15,9 @@ struct consumer {
     enum consumer_kind kind;
     const char *name;  /* "warehouse-events" */
     const char *topic; /* "events" */
+    /* after each committed batch, wait this long before reading on (0: go on at once): a
+     * low-priority topic whose records trickle in then loads in fewer, larger transactions */
+    int64_t linger_us;
     pthread_t thread;
     bool started;
     /* status, under mu (a leaf lock) */
@@ -579,6 +582,7 @@ static void *consumer_main(void *arg)
         }
         lag_s = (double)(time_now_us() - b.recs[0].timestamp_us) / 1e6;
         size_t got = b.n;
+        bool drained = got < req; /* a short read: the log had no more */
         /* adapt (once this batch is loaded): full read -> grow; a small one -> shrink */
         size_t next_batch = batch;
         if (got >= req && batch < p->cfg.max_batch)
@@ -636,6 +640,9 @@ static void *consumer_main(void *arg)
                 xlog_warn("pipeline %s: checkpoint failed: %s", c->name, wh_errmsg(conn));
             } /* ERR_BUSY: the other consumer is mid-batch; try after the next batch */
         }
+        /* the status above is as of this commit; what arrives meanwhile waits for the linger */
+        if (c->linger_us > 0 && drained && nap(p, c->linger_us))
+            break;
         continue;
     commit_txn:
         rc = commit_open(c, conn, &txn, pos, batch, &rows_since_ckpt);
@@ -757,16 +764,19 @@ int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
     static const struct {
         enum consumer_kind kind;
         const char *name, *topic;
-    } defs[N_CONSUMERS] = {{KIND_EVENTS, "warehouse-events", "events"},
-                           {KIND_CHANGES, "warehouse-changes", "changes"},
-                           {KIND_PREDICTIONS, "warehouse-predictions", "predictions"},
-                           {KIND_REQUESTS, "warehouse-requests", "requests"}};
+        int64_t linger_us;
+    } defs[N_CONSUMERS] = {{KIND_EVENTS, "warehouse-events", "events", 0},
+                           {KIND_CHANGES, "warehouse-changes", "changes", 0},
+                           {KIND_PREDICTIONS, "warehouse-predictions", "predictions", 0},
+                           /* request logs: one transaction a second at most */
+                           {KIND_REQUESTS, "warehouse-requests", "requests", 1000000}};
     for (size_t i = 0; i < N_CONSUMERS; i++) {
         struct consumer *c = &p->cons[i];
         c->p = p;
         c->kind = defs[i].kind;
         c->name = defs[i].name;
         c->topic = defs[i].topic;
+        c->linger_us = defs[i].linger_us;
         pthread_mutex_init(&c->mu, NULL);
         snprintf(c->st.consumer, sizeof(c->st.consumer), "%s", c->name);
         snprintf(c->st.topic, sizeof(c->st.topic), "%s", c->topic);
