@@ -41,6 +41,13 @@ void api__register_insights(struct http_router *r, struct api_env *env);
 void api__register_realtime(struct http_router *r, struct api_env *env);
 void api__register_models(struct http_router *r, struct api_env *env);
 void api__register_ml(struct http_router *r, struct api_env *env);
+/* audit.c: records superuser requests in env->audit through the router's reply hook. */
+void api__register_audit(struct http_router *r, struct api_env *env);
+/* Records a sign-in to an auth collection when it is _superusers: ok with the record signed
+ * in, or failed with the identity tried (record_id NULL when unknown). No-op without
+ * env->audit or for other collections. */
+void api__audit_signin(struct http_req *req, struct api_env *env, const char *collection_id,
+                       const char *record_id, const char *identity, bool ok);
 
 struct wh_conn;
 /* What a warehouse job answers, built off the request (the job never touches the request: a
