@@ -88,8 +88,8 @@ static json_t *entry_new(struct http_req *req, struct api_env *env, const char *
                          const char *actor_id, const char *actor_email)
 {
     return json_pack("{s:s,s:I,s:{s:s?,s:s?},s:s,s:s,s:s,s:s%,s:s}", "action", action, "time",
-                     (json_int_t)time_now_us(), "actor", "id", actor_id, "email", actor_email,
-                     "ip", api__client_ip(req, env), "method", http_req_method(req), "route",
+                     (json_int_t)time_now_us(), "actor", "id", actor_id, "email", actor_email, "ip",
+                     api__client_ip(req, env), "method", http_req_method(req), "route",
                      http_req_route(req), "path", http_req_path(req).ptr, http_req_path(req).len,
                      "rid", http_req_id(req));
 }
@@ -113,8 +113,8 @@ static void on_reply(struct http_req *req, void *ctx)
             return;
         action = "request";
     }
-    json_t *e = entry_new(req, env, action, who->record_id,
-                          superuser_email(req, env, who->record_id));
+    json_t *e =
+        entry_new(req, env, action, who->record_id, superuser_email(req, env, who->record_id));
     json_object_set_new(e, "status", json_integer(http_req_status(req)));
     json_object_set_new(e, "summary", body_summary(req));
     append(env, e);
@@ -126,8 +126,8 @@ void api__audit_signin(struct http_req *req, struct api_env *env, const char *co
     if (!env->audit || !collection_id || strcmp(collection_id, API_SUPERUSERS_ID) != 0)
         return;
     const char *email = record_id ? superuser_email(req, env, record_id) : NULL;
-    json_t *e = entry_new(req, env, ok ? "signin" : "signin_failed", record_id,
-                          email ? email : identity);
+    json_t *e =
+        entry_new(req, env, ok ? "signin" : "signin_failed", record_id, email ? email : identity);
     json_object_set_new(e, "status", json_integer(ok ? 200 : 400));
     json_object_set_new(e, "summary", json_pack("{s:s?}", "identity", identity));
     append(env, e);

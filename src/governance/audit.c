@@ -166,8 +166,9 @@ void audit_counts(struct audit *a, uint64_t *appended_out, uint64_t *failed_out)
 
 static bool secret_name(const char *name)
 {
-    static const char *const parts[] = {"password", "secret", "token", "apikey", "api_key",
-                                        "privatekey", "private_key", "otp", "credential"};
+    static const char *const parts[] = {"password",    "secret",  "token",
+                                        "apikey",      "api_key", "privatekey",
+                                        "private_key", "otp",     "credential"};
     char low[64];
     size_t n = strlen(name);
     if (n >= sizeof(low))
@@ -261,8 +262,7 @@ json_t *audit_summary(const json_t *body)
 
 /* Checks one record against the chain so far; fills why on a broken link. */
 static bool check_link(const struct evlog_rec_view *v, bool first, uint64_t first_offset,
-                       int64_t *seq_io, char prev_io[AUDIT_HASH_HEX + 1], char *why,
-                       size_t why_len)
+                       int64_t *seq_io, char prev_io[AUDIT_HASH_HEX + 1], char *why, size_t why_len)
 {
     json_error_t jerr;
     json_t *doc = json_loadb((const char *)v->data, v->len, 0, &jerr);
@@ -280,19 +280,25 @@ static bool check_link(const struct evlog_rec_view *v, bool first, uint64_t firs
     }
     char want[AUDIT_HASH_HEX + 1];
     if (audit_hash(doc, want) != 0 || strcmp(want, hash) != 0) {
-        snprintf(why, why_len, "the entry was changed: its content hashes to %.16s..., it says "
-                 "%.16s...", want, hash);
+        snprintf(why, why_len,
+                 "the entry was changed: its content hashes to %.16s..., it says "
+                 "%.16s...",
+                 want, hash);
         goto out;
     }
     int64_t s = json_integer_value(seq);
     if (first && first_offset == 0 && (s != 0 || strcmp(prev, ZERO_HASH) != 0)) {
-        snprintf(why, why_len, "the first entry has seq %lld and a non-zero prev: entries "
-                 "before it were removed", (long long)s);
+        snprintf(why, why_len,
+                 "the first entry has seq %lld and a non-zero prev: entries "
+                 "before it were removed",
+                 (long long)s);
         goto out;
     }
     if (!first && strcmp(prev, prev_io) != 0) {
-        snprintf(why, why_len, "prev %.16s... is not the hash of the entry before (%.16s...): an "
-                 "entry was removed, inserted or moved", prev, prev_io);
+        snprintf(why, why_len,
+                 "prev %.16s... is not the hash of the entry before (%.16s...): an "
+                 "entry was removed, inserted or moved",
+                 prev, prev_io);
         goto out;
     }
     if (!first && s != *seq_io + 1) {
@@ -318,8 +324,9 @@ int audit_verify(struct evlog *log, struct buf *report, uint64_t *bad_offset_out
         return rc;
     }
     if (start > 0)
-        buf_printf(report, "entries 0..%llu were deleted by the log's retention; the chain is "
-                           "checked from offset %llu\n",
+        buf_printf(report,
+                   "entries 0..%llu were deleted by the log's retention; the chain is "
+                   "checked from offset %llu\n",
                    (unsigned long long)start - 1, (unsigned long long)start);
     struct evlog_batch b;
     evlog_batch_init(&b);

@@ -7,8 +7,8 @@
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 
-enum consumer_kind { KIND_EVENTS, KIND_CHANGES, KIND_PREDICTIONS };
-#define N_CONSUMERS 3
+enum consumer_kind { KIND_EVENTS, KIND_CHANGES, KIND_PREDICTIONS, KIND_AUDIT };
+#define N_CONSUMERS 4
 
 struct consumer {
     struct pipeline *p;
@@ -99,6 +99,7 @@ struct rows {
     struct wh_event *ev;
     struct wh_change *ch;
     struct wh_prediction *pr;
+    struct wh_audit *au;
     json_t **docs;      /* changes: the parsed payloads */
     struct arena arena; /* events: the strings of the batch */
     bool arena_ready;
@@ -114,6 +115,7 @@ static void rows_reserve(struct rows *r, size_t n)
     r->ev = xrealloc(r->ev, n * sizeof(*r->ev));
     r->ch = xrealloc(r->ch, n * sizeof(*r->ch));
     r->pr = xrealloc(r->pr, n * sizeof(*r->pr));
+    r->au = xrealloc(r->au, n * sizeof(*r->au));
     r->docs = xrealloc(r->docs, n * sizeof(*r->docs));
     r->rej = xrealloc(r->rej, n * sizeof(*r->rej));
     r->reasons = xrealloc(r->reasons, n * sizeof(*r->reasons));
@@ -138,6 +140,7 @@ static void rows_release(struct rows *r)
     free(r->ev);
     free(r->ch);
     free(r->pr);
+    free(r->au);
     free(r->docs);
     free(r->rej);
     free(r->reasons);
@@ -155,6 +158,9 @@ static void rows_fill(struct consumer *c, const struct evlog_batch *b, struct ro
         int rc;
         if (c->kind == KIND_EVENTS) {
             rc = pipeline_parse_event(v->data, v->len, v->offset, &r->ev[r->n_rows], &r->arena,
+                                      reason, sizeof(r->reasons[0]));
+        } else if (c->kind == KIND_AUDIT) {
+            rc = pipeline_parse_audit(v->data, v->len, v->offset, &r->au[r->n_rows], &r->arena,
                                       reason, sizeof(r->reasons[0]));
         } else if (c->kind == KIND_PREDICTIONS) {
             rc = pipeline_parse_prediction(v->data, v->len, v->offset, &r->pr[r->n_rows], &r->arena,
@@ -590,6 +596,7 @@ static void *consumer_main(void *arg)
         struct wh_load_stats st = {0};
         rc = c->kind == KIND_EVENTS    ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
              : c->kind == KIND_CHANGES ? wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st)
+             : c->kind == KIND_AUDIT   ? wh_load_audit(conn, &ld, rows.au, rows.n_rows, &st)
                                        : wh_load_predictions(conn, &ld, rows.pr, rows.n_rows, &st);
         rows_clear(&rows);
         if (rc < 0) {
@@ -746,7 +753,8 @@ int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
         const char *name, *topic;
     } defs[N_CONSUMERS] = {{KIND_EVENTS, "warehouse-events", "events"},
                            {KIND_CHANGES, "warehouse-changes", "changes"},
-                           {KIND_PREDICTIONS, "warehouse-predictions", "predictions"}};
+                           {KIND_PREDICTIONS, "warehouse-predictions", "predictions"},
+                           {KIND_AUDIT, "warehouse-audit", "audit"}};
     for (size_t i = 0; i < N_CONSUMERS; i++) {
         struct consumer *c = &p->cons[i];
         c->p = p;

@@ -122,6 +122,10 @@ int pipeline_parse_prediction(const void *data, size_t len, uint64_t offset,
                               struct wh_prediction *p, struct arena *a, char *reason,
                               size_t reason_len) MUST_USE;
 
+/* The same for an "audit" payload (governance/audit.h); strings live in a. */
+int pipeline_parse_audit(const void *data, size_t len, uint64_t offset, struct wh_audit *au,
+                         struct arena *a, char *reason, size_t reason_len) MUST_USE;
+
 /* ---- the outbox relay ---- */
 
 #define PIPELINE_TOPIC_EVENTS "events"

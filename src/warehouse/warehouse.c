@@ -165,6 +165,14 @@ int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struc
     return c->wh->ops->load_predictions(c, ld, p, n, st ? st : &tmp);
 }
 
+int wh_load_audit(struct wh_conn *c, const struct wh_load *ld, const struct wh_audit *a, size_t n,
+                  struct wh_load_stats *st)
+{
+    REFUSE_WHILE_LOADING(c);
+    struct wh_load_stats tmp;
+    return c->wh->ops->load_audit(c, ld, a, n, st ? st : &tmp);
+}
+
 int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg)
 {
     REFUSE_WHILE_LOADING(c);

@@ -89,6 +89,17 @@ struct wh_prediction {
     double score;
 };
 
+/* One audit trail entry (topic "audit", docs/governance.md "Audit trail"). summary is JSON
+ * text; any string may be NULL. */
+struct wh_audit {
+    uint64_t log_offset;
+    int64_t seq;
+    int64_t time_us;
+    const char *action, *actor_id, *actor_email, *ip, *method, *route, *path, *summary;
+    int64_t status; /* 0: none */
+    const char *prev, *hash;
+};
+
 /* A log record that could not be turned into a row: stored in _rejects, never retried. */
 struct wh_reject {
     uint64_t log_offset;
@@ -216,6 +227,8 @@ struct wh_ops {
                         size_t n, struct wh_load_stats *st);
     int (*load_predictions)(struct wh_conn *c, const struct wh_load *ld,
                             const struct wh_prediction *p, size_t n, struct wh_load_stats *st);
+    int (*load_audit)(struct wh_conn *c, const struct wh_load *ld, const struct wh_audit *a,
+                      size_t n, struct wh_load_stats *st);
     int (*apply_collection)(struct wh_conn *c, const struct store_collection *coll);
     int (*drop_collection)(struct wh_conn *c, const char *collection_id);
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
@@ -288,6 +301,9 @@ int wh_load_changes(struct wh_conn *c, const struct wh_load *ld, const struct wh
  * transaction (as wh_load_events without `more`). */
 int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struct wh_prediction *p,
                         size_t n, struct wh_load_stats *st) MUST_USE;
+/* Appends audit entries to the `audit` table and stores the offset, in one transaction. */
+int wh_load_audit(struct wh_conn *c, const struct wh_load *ld, const struct wh_audit *a, size_t n,
+                  struct wh_load_stats *st) MUST_USE;
 /* Creates or alters app_<name> to match coll: fields are followed by their id, so a renamed
  * field renames its column, a removed one drops it, a new one is added. A renamed collection
  * renames its table. A new mirror, or one whose field changed type, is (re)filled from the
