@@ -778,7 +778,7 @@ static int cmd_audit(int argc, char **argv)
     if (rc != 0)
         return rc;
     if (n != 1 || strcmp(w[0], "verify") != 0) {
-        fprintf(stderr, "usage: tandem audit verify [--dir DIR]\n");
+        fprintf(stderr, "usage: tandem audit verify\n");
         return EXIT_USAGE;
     }
     struct evlog *log = NULL;
