@@ -105,7 +105,7 @@ static void wait_caught_up(struct fx *f, struct pipeline *p)
         assert_int_equal(evlog_end_offset(f->log, "events", &ee), 0);
         assert_int_equal(evlog_end_offset(f->log, "changes", &ce), 0);
         struct pipeline_status st[3];
-        assert_int_equal(pipeline_status(p, st, 3), 3);
+        assert_true(pipeline_status(p, st, 3) >= 3); /* events, changes first */
         if (st[0].committed == ee && st[1].committed == ce && st[0].end == ee && st[1].end == ce)
             return;
         usleep(10000);
