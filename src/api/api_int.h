@@ -147,6 +147,18 @@ int64_t api__auth_opt_int(const struct store_collection *c, const char *key, con
 /* The client's address: from the first trusted proxy header that holds one (settings
  * trustedProxy), else the connection's. RETURNS BORROWED: lives as long as req. */
 const char *api__client_ip(struct http_req *req, struct api_env *env);
+/* Who may use the analytics routes (insights, the warehouse SQL API): a superuser, or an
+ * analyst, an auth record for which settings.analytics.accessRule holds (insights.c). Answers
+ * 401 (guest) or 403 itself and returns API_ANALYTICS_NONE otherwise. Store point reads. */
+enum api_analytics { API_ANALYTICS_NONE, API_ANALYTICS_ANALYST, API_ANALYTICS_SUPERUSER };
+enum api_analytics api__analytics_access(struct http_req *req, struct api_env *env);
+/* Whether rule (NULL or "": superusers only) is a valid accessRule; msg gets the reason. */
+int api__analytics_rule_check(struct http_req *req, struct api_env *env, const char *rule,
+                              char *msg, size_t msg_cap) MUST_USE;
+/* An analyst's warehouse scope (the ids of the auth collections), heap-owned: a job may
+ * outlive its request. NULL when the collections cannot be listed. */
+struct wh_scope *api__analyst_scope(struct api_env *env);
+void api__analyst_scope_free(struct wh_scope *scope);
 /* A reference to the privacy rules capture applies (settings.privacy), or NULL when there are
  * none; release with capture_pii_unref. One atomic load when there are none. */
 struct capture_pii *api__settings_pii(struct api_env *env);

@@ -131,7 +131,18 @@ struct wh_load_stats {
 
 /* ---- query results ---- */
 
+/* An analyst's reach (docs/governance.md "Analyst access"). A query with a scope may read only
+ * `events`, the mirrors of collections that are not auth collections (mirrors never hold
+ * password or hidden fields) and the SQL models' tables, named plainly or as main.<name>; CTEs
+ * whose names are no relation of the database; no table function, PRAGMA, DESCRIBE/SHOW or
+ * other schema or catalog. Checked on DuckDB's own parse; a refusal is ERR_DENIED. */
+struct wh_scope {
+    const char *const *auth_collections; /* ids of the auth collections: their mirrors are out */
+    size_t n_auth_collections;
+};
+
 struct wh_query {
+    const struct wh_scope *scope; /* NULL: a superuser's full (read-only) access */
     const char *sql;
     const json_t *params; /* JSON array bound to $1.. / ?, or NULL */
     int64_t timeout_ms;   /* <= 0: the configured default */

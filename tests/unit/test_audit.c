@@ -176,8 +176,8 @@ static void test_hash_is_canonical(void **state)
     (void)state;
     json_t *a = json_pack("{s:i,s:s,s:{s:s,s:s}}", "seq", 1, "ip", "::1", "actor", "id", "x",
                           "email", "\xc3\xa9@example.com");
-    json_t *b = json_pack("{s:{s:s,s:s},s:s,s:i}", "actor", "email", "\xc3\xa9@example.com",
-                          "id", "x", "ip", "::1", "seq", 1);
+    json_t *b = json_pack("{s:{s:s,s:s},s:s,s:i}", "actor", "email", "\xc3\xa9@example.com", "id",
+                          "x", "ip", "::1", "seq", 1);
     char ha[AUDIT_HASH_HEX + 1], hb[AUDIT_HASH_HEX + 1];
     assert_int_equal(audit_hash(a, ha), 0);
     assert_int_equal(audit_hash(b, hb), 0);
@@ -201,8 +201,8 @@ static void test_summary_redacts_and_bounds(void **state)
     memset(long_text, 'q', 3000);
     long_text[3000] = '\0';
     json_t *body = json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:[{s:s}],s:s}", "name", "web", "smtp",
-                             "host", "mail", "password", "p1", "passwordConfirm", "p2", "key",
-                             "k", "list", "clientSecret", "s", "query", long_text);
+                             "host", "mail", "password", "p1", "passwordConfirm", "p2", "key", "k",
+                             "list", "clientSecret", "s", "query", long_text);
     json_t *s = audit_summary(body);
     assert_string_equal(json_string_value(json_object_get(s, "name")), "web");
     assert_string_equal(json_string_value(json_object_get(json_object_get(s, "smtp"), "password")),
@@ -211,10 +211,9 @@ static void test_summary_redacts_and_bounds(void **state)
                         "mail");
     assert_string_equal(json_string_value(json_object_get(s, "passwordConfirm")), "[redacted]");
     assert_string_equal(json_string_value(json_object_get(s, "key")), "[redacted]");
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(s, "list"), 0),
-                                          "clientSecret")),
-        "[redacted]");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(s, "list"), 0), "clientSecret")),
+                        "[redacted]");
     const char *q = json_string_value(json_object_get(s, "query"));
     assert_int_equal(strlen(q), 1003);
     assert_string_equal(q + 1000, "...");
