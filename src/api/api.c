@@ -43,6 +43,7 @@ void api_register(struct http_router *r, struct api_env *env)
     if (!rl->max_expand_bytes)
         rl->max_expand_bytes = API_RECORDS_MAX_EXPAND;
     http_router_guard(r, guard, env);
+    api__register_audit(r, env);
     api__register_ops(r, env);
     api__register_collections(r, env);
     api__register_records(r, env);

@@ -25,6 +25,7 @@ struct pipeline_relay;
 struct ml;
 struct storage;
 struct storage_pool;
+struct audit;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -67,6 +68,7 @@ struct api_env {
     struct ops_cron *cron;         /* the server's periodic jobs, or NULL */
     struct api_admin *admin;       /* the backup thread (api_admin_start), or NULL */
     struct api_logs *logs;         /* the request log writer (api_logs_start), or NULL */
+    struct audit *audit;           /* the audit trail (audit_open), or NULL: none kept */
     /* Asks the process to stop and start again (a restore applies at start). NULL: a restore
      * is marked and applies at the next start. Called on the admin thread. */
     void (*restart)(void *arg);

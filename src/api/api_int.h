@@ -47,6 +47,13 @@ void api__register_insights(struct http_router *r, struct api_env *env);
 void api__register_realtime(struct http_router *r, struct api_env *env);
 void api__register_models(struct http_router *r, struct api_env *env);
 void api__register_ml(struct http_router *r, struct api_env *env);
+/* audit.c: records superuser requests in env->audit through the router's reply hook. */
+void api__register_audit(struct http_router *r, struct api_env *env);
+/* Records a sign-in to an auth collection when it is _superusers: ok with the record signed
+ * in, or failed with the identity tried (record_id NULL when unknown). No-op without
+ * env->audit or for other collections. */
+void api__audit_signin(struct http_req *req, struct api_env *env, const char *collection_id,
+                       const char *record_id, const char *identity, bool ok);
 
 struct wh_conn;
 /* What a warehouse job answers, built off the request (the job never touches the request: a
@@ -149,6 +156,18 @@ int64_t api__auth_opt_int(const struct store_collection *c, const char *key, con
 /* The client's address: from the first trusted proxy header that holds one (settings
  * trustedProxy), else the connection's. RETURNS BORROWED: lives as long as req. */
 const char *api__client_ip(struct http_req *req, struct api_env *env);
+/* Who may use the analytics routes (insights, the warehouse SQL API): a superuser, or an
+ * analyst, an auth record for which settings.analytics.accessRule holds (insights.c). Answers
+ * 401 (guest) or 403 itself and returns API_ANALYTICS_NONE otherwise. Store point reads. */
+enum api_analytics { API_ANALYTICS_NONE, API_ANALYTICS_ANALYST, API_ANALYTICS_SUPERUSER };
+enum api_analytics api__analytics_access(struct http_req *req, struct api_env *env);
+/* Whether rule (NULL or "": superusers only) is a valid accessRule; msg gets the reason. */
+int api__analytics_rule_check(struct http_req *req, struct api_env *env, const char *rule,
+                              char *msg, size_t msg_cap) MUST_USE;
+/* An analyst's warehouse scope (the ids of the auth collections), heap-owned: a job may
+ * outlive its request. NULL when the collections cannot be listed. */
+struct wh_scope *api__analyst_scope(struct api_env *env);
+void api__analyst_scope_free(struct wh_scope *scope);
 /* A reference to the privacy rules capture applies (settings.privacy), or NULL when there are
  * none; release with capture_pii_unref. One atomic load when there are none. */
 struct capture_pii *api__settings_pii(struct api_env *env);

@@ -277,6 +277,8 @@ void api__auth_finish(struct http_req *req, struct api_env *env, const struct st
         if (f->method && *f->method)
             auth_alert(req, env, c, rec->record, id);
         api__reply_auth(req, env, c, rec, f->deadline_us, f->meta);
+        if (http_req_status(req) == 200)
+            api__audit_signin(req, env, c->id, id, NULL, true);
         return; /* took meta */
     }
     json_decref(f->meta);
@@ -318,6 +320,7 @@ struct login {
     const char *mfa_id;           /* in the request's arena, or NULL */
     int64_t deadline_us;          /* of the store work, on every thread that does some */
     const char *password;         /* the request's (its body lives until the reply) */
+    const char *identity;         /* the same */
 };
 
 /* Moving a stored hash to tandem's scheme after a good sign-in (an imported bcrypt hash, or
@@ -373,8 +376,12 @@ static void on_verified(void *arg, const struct auth_pool_result *res)
         api__auth_finish(
             l->req, l->env, l->c, &l->rec,
             &(struct api_auth_factor){"password", l->mfa_id, &l->rule, NULL, l->deadline_us});
-    } else
+    } else {
         http_reply_error(l->req, 400, "Failed to authenticate.", NULL);
+        api__audit_signin(l->req, l->env, l->c->id,
+                          json_string_value(json_object_get(l->rec.record, "id")), l->identity,
+                          false);
+    }
     api__deadline_lift(l->env);
     http_req_resume(l->req);
 }
@@ -426,6 +433,7 @@ static void auth_with_password(struct http_req *req, void *ctx)
     }
     json_decref(errs);
     l->password = password;
+    l->identity = identity;
     if (!auth_rule(req, env, c, "password", &l->rule))
         return;
     l->mfa_id = api__mfa_id(req, body);

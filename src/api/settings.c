@@ -61,6 +61,7 @@ static json_t *defaults(void)
         "/api/batch", "audience", "", "duration", 1, "maxRequests", 3, "label", "/api/", "audience",
         "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0,
         "privacy", "defaults", 0, "rules");
+    json_object_set_new(d, "analytics", json_pack("{s:s}", "accessRule", ""));
     json_object_set_new(d, "backups",
                         json_pack("{s:s,s:i,s:{s:b,s:s,s:s,s:s,s:s,s:s,s:b}}", "cron", "",
                                   "cronMaxKeep", 3, "s3", "enabled", 0, "bucket", "", "region", "",
@@ -594,6 +595,10 @@ static void patch_settings(struct http_req *req, void *ctx)
     json_t *body = http_req_json(req, true);
     if (!body)
         return;
+    /* a null accessRule is the empty one: superusers only */
+    json_t *an = json_object_get(body, "analytics");
+    if (json_is_object(an) && json_is_null(json_object_get(an, "accessRule")))
+        json_object_set_new(an, "accessRule", json_string(""));
     pthread_mutex_lock(&s->patch_lock);
     pthread_mutex_lock(&s->lock);
     json_t *next = json_deep_copy(s->cur);
@@ -605,6 +610,10 @@ static void patch_settings(struct http_req *req, void *ctx)
         goto out;
     }
     validate(next, errors);
+    char msg[200];
+    const char *rule = sget(next, "analytics", "accessRule");
+    if (api__analytics_rule_check(req, env, rule, msg, sizeof(msg)) != 0)
+        verr(errors, "analytics", "accessRule", "validation_invalid_rule", msg);
     if (json_object_size(errors)) {
         http_reply_error(req, 400, "An error occurred while submitting the form.",
                          json_incref(errors));

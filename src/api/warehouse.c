@@ -48,8 +48,9 @@ struct wh_job {
 };
 
 struct sql_job {
-    char *sql;      /* owned */
-    json_t *params; /* owned (a copy), or NULL */
+    char *sql;              /* owned */
+    json_t *params;         /* owned (a copy), or NULL */
+    struct wh_scope *scope; /* owned: an analyst's reach, or NULL for a superuser */
 };
 
 /* Threads: api_sql_start/stop/free on the main thread; everything else under mu. The pool is
@@ -142,6 +143,7 @@ static void reply_busy(struct http_req *req)
 static void sql_job_free(void *arg)
 {
     struct sql_job *job = arg;
+    api__analyst_scope_free(job->scope);
     free(job->sql);
     json_decref(job->params);
     free(job);
@@ -150,7 +152,11 @@ static void sql_job_free(void *arg)
 static void run_sql(struct wh_conn *conn, struct api_wh_reply *rep, void *arg)
 {
     struct sql_job *job = arg;
-    struct wh_query q = {.sql = job->sql, .params = job->params, .timeout_ms = 0, .max_rows = 0};
+    struct wh_query q = {.scope = job->scope,
+                         .sql = job->sql,
+                         .params = job->params,
+                         .timeout_ms = 0,
+                         .max_rows = 0};
     struct wh_result res = {0};
     int rc = conn ? wh_query(conn, &q, &res) : ERR_INTERNAL;
     if (rc == 0) {
@@ -158,6 +164,9 @@ static void run_sql(struct wh_conn *conn, struct api_wh_reply *rep, void *arg)
         char *text = json_dumps(body, WH_RESULT_JSON_FLAGS);
         json_decref(body);
         api__wh_reply_owned(rep, 200, text);
+    } else if (rc == ERR_DENIED && job->scope) {
+        api__wh_reply_error(rep, 403, "The query reads what analysts may not see.",
+                            json_pack("{s:s}", "detail", wh_errmsg(conn)));
     } else if (rc == ERR_DENIED || rc == ERR_INVALID) {
         json_t *data = json_pack("{s:s}", "detail", wh_errmsg(conn));
         api__wh_reply_error(
@@ -443,7 +452,8 @@ void api_sql_free(struct api_env *env)
 static void post_sql(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
-    if (!api__require_superuser(req, env, true))
+    enum api_analytics who = api__analytics_access(req, env);
+    if (who == API_ANALYTICS_NONE)
         return;
     if (!env->sql) {
         http_reply_error(req, 503, "The warehouse is not available.", NULL);
@@ -467,7 +477,13 @@ static void post_sql(struct http_req *req, void *ctx)
                                    "message", "Must be an array."));
         return;
     }
+    struct wh_scope *scope = NULL;
+    if (who == API_ANALYTICS_ANALYST && !(scope = api__analyst_scope(env))) {
+        http_reply_error(req, 503, "The data store is not available.", NULL);
+        return;
+    }
     struct sql_job *job = xcalloc(1, sizeof(*job));
+    job->scope = scope;
     job->sql = xstrdup(json_string_value(jq));
     job->params = json_is_array(jp) ? json_deep_copy(jp) : NULL;
     api__wh_submit(env, req, run_sql, job, sql_job_free,

@@ -81,6 +81,13 @@ void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx);
  * connection waits for it. One hook per router. */
 typedef void (*http_done_cb)(struct http_req *req, int status, int64_t us, void *ctx);
 void http_router_on_done(struct http_router *r, http_done_cb fn, void *ctx);
+/* A reply hook runs on the server thread just before each reply to a request that reached a
+ * route (not the fallback, a preflight or a guard's answer) is handed to the client: the
+ * request is still whole (method, route, params, headers, body, identity data) and its status
+ * is known (http_req_status). It must be short (no waiting). One hook per router; the audit
+ * trail uses it (api/audit.c). */
+typedef void (*http_reply_hook_cb)(struct http_req *req, void *ctx);
+void http_router_on_reply(struct http_router *r, http_reply_hook_cb fn, void *ctx);
 
 /* CORS origins: "*" (any, the default) or a comma-separated list of exact origins
  * ("https://app.example.com"). ERR_INVALID for an empty list. Preflights (every OPTIONS) are
@@ -125,6 +132,10 @@ const char *http_req_query_raw(const struct http_req *req);
  * with, and its "data" as JSON text when not empty; NULL when it was not answered with one. */
 const char *http_req_error(const struct http_req *req);
 const char *http_req_error_data(const struct http_req *req);
+/* The status of the reply made so far (0 before one). */
+int http_req_status(const struct http_req *req);
+/* The pattern of the route the request reached ("unmatched" when none). */
+const char *http_req_route(const struct http_req *req);
 /* The client's IP address as text. */
 const char *http_req_client_ip(struct http_req *req);
 struct str http_req_body(const struct http_req *req);

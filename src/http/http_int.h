@@ -74,6 +74,7 @@ struct http_req {
     uint64_t max_body;  /* the server's, or the route's when tighter */
     uint64_t discarded; /* body bytes dropped after the limit was passed */
     bool suspended;
+    bool hooked; /* the router's reply hook has run */
     /* the reply */
     int status;
     struct MHD_Response *resp;
@@ -114,6 +115,8 @@ void http__streams_end_all(struct http_streams *ss);
 struct http_streams *http__server_streams(struct http_server *srv);
 
 void http__dispatch(struct http_req *req, const struct http_router *router);
+/* Runs the router's reply hook for req (once), just before its reply is queued. */
+void http__router_replying(const struct http_router *router, struct http_req *req);
 /* The body limit of the route that method + path would reach; 0 when it has none of its own
  * (or no route fits). */
 uint64_t http__route_max_body(const struct http_router *router, const char *method,

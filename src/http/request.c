@@ -63,6 +63,16 @@ size_t http_req_query_all(struct http_req *req, const struct http_kv **kv_out)
     return req->n_query;
 }
 
+int http_req_status(const struct http_req *req)
+{
+    return req->resp ? req->status : 0;
+}
+
+const char *http_req_route(const struct http_req *req)
+{
+    return http_route_pattern(req->route);
+}
+
 void *http_req_data(const struct http_req *req)
 {
     return req->data;

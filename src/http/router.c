@@ -12,6 +12,8 @@ struct http_router {
     void *guard_ctx;
     http_done_cb done;
     void *done_ctx;
+    http_reply_hook_cb reply_hook;
+    void *reply_hook_ctx;
     char **origins; /* allowed CORS origins; NULL: any ("*") */
     size_t n_origins;
 };
@@ -83,6 +85,20 @@ void http_router_guard(struct http_router *r, http_guard_cb fn, void *ctx)
 {
     r->guard = fn;
     r->guard_ctx = ctx;
+}
+
+void http_router_on_reply(struct http_router *r, http_reply_hook_cb fn, void *ctx)
+{
+    r->reply_hook = fn;
+    r->reply_hook_ctx = ctx;
+}
+
+void http__router_replying(const struct http_router *r, struct http_req *req)
+{
+    if (r->reply_hook && req->route && req->route != r->fallback && !req->hooked) {
+        req->hooked = true;
+        r->reply_hook(req, r->reply_hook_ctx);
+    }
 }
 
 struct http_router *http_router_new(void)

@@ -178,6 +178,7 @@ static enum MHD_Result queue(struct http_req *req)
 {
     if (!req->resp)
         http_reply_error(req, 500, NULL, NULL);
+    http__router_replying(req->srv->router, req);
     return MHD_queue_response(req->conn, (unsigned)req->status, req->resp);
 }
 

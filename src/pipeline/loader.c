@@ -7,8 +7,8 @@
 #include "metrics/metrics.h"
 #include "pipeline/pipeline.h"
 
-enum consumer_kind { KIND_EVENTS, KIND_CHANGES, KIND_PREDICTIONS, KIND_REQUESTS };
-#define N_CONSUMERS 4
+enum consumer_kind { KIND_EVENTS, KIND_CHANGES, KIND_PREDICTIONS, KIND_REQUESTS, KIND_AUDIT };
+#define N_CONSUMERS 5
 
 struct consumer {
     struct pipeline *p;
@@ -104,6 +104,7 @@ struct rows {
     struct wh_change *ch;
     struct wh_prediction *pr;
     struct wh_request *rq;
+    struct wh_audit *au;
     json_t **docs;      /* changes: the parsed payloads */
     struct arena arena; /* events: the strings of the batch */
     bool arena_ready;
@@ -120,6 +121,7 @@ static void rows_reserve(struct rows *r, size_t n)
     r->ch = xrealloc(r->ch, n * sizeof(*r->ch));
     r->pr = xrealloc(r->pr, n * sizeof(*r->pr));
     r->rq = xrealloc(r->rq, n * sizeof(*r->rq));
+    r->au = xrealloc(r->au, n * sizeof(*r->au));
     r->docs = xrealloc(r->docs, n * sizeof(*r->docs));
     r->rej = xrealloc(r->rej, n * sizeof(*r->rej));
     r->reasons = xrealloc(r->reasons, n * sizeof(*r->reasons));
@@ -145,6 +147,7 @@ static void rows_release(struct rows *r)
     free(r->ch);
     free(r->pr);
     free(r->rq);
+    free(r->au);
     free(r->docs);
     free(r->rej);
     free(r->reasons);
@@ -166,6 +169,9 @@ static void rows_fill(struct consumer *c, const struct evlog_batch *b, struct ro
         } else if (c->kind == KIND_REQUESTS) {
             rc = pipeline_parse_request(v->data, v->len, v->offset, &r->rq[r->n_rows], &r->arena,
                                         reason, sizeof(r->reasons[0]));
+        } else if (c->kind == KIND_AUDIT) {
+            rc = pipeline_parse_audit(v->data, v->len, v->offset, &r->au[r->n_rows], &r->arena,
+                                      reason, sizeof(r->reasons[0]));
         } else if (c->kind == KIND_PREDICTIONS) {
             rc = pipeline_parse_prediction(v->data, v->len, v->offset, &r->pr[r->n_rows], &r->arena,
                                            reason, sizeof(r->reasons[0]));
@@ -607,6 +613,7 @@ static void *consumer_main(void *arg)
         rc = c->kind == KIND_EVENTS     ? wh_load_events(conn, &ld, rows.ev, rows.n_rows, &st)
              : c->kind == KIND_CHANGES  ? wh_load_changes(conn, &ld, rows.ch, rows.n_rows, &st)
              : c->kind == KIND_REQUESTS ? wh_load_requests(conn, &ld, rows.rq, rows.n_rows, &st)
+             : c->kind == KIND_AUDIT    ? wh_load_audit(conn, &ld, rows.au, rows.n_rows, &st)
                                         : wh_load_predictions(conn, &ld, rows.pr, rows.n_rows, &st);
         rows_clear(&rows);
         if (rc < 0) {
@@ -769,7 +776,8 @@ int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
                            {KIND_CHANGES, "warehouse-changes", "changes", 0},
                            {KIND_PREDICTIONS, "warehouse-predictions", "predictions", 0},
                            /* request logs: one transaction a second at most */
-                           {KIND_REQUESTS, "warehouse-requests", "requests", 1000000}};
+                           {KIND_REQUESTS, "warehouse-requests", "requests", 1000000},
+                           {KIND_AUDIT, "warehouse-audit", "audit", 0}};
     for (size_t i = 0; i < N_CONSUMERS; i++) {
         struct consumer *c = &p->cons[i];
         c->p = p;

@@ -315,3 +315,51 @@ out:
     json_decref(doc);
     return rc;
 }
+
+/* A string member copied into a, or NULL (absent, null or not a string). */
+static const char *audit_str(const json_t *o, const char *key, struct arena *a)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? arena_strdup(a, s) : NULL;
+}
+
+int pipeline_parse_audit(const void *data, size_t len, uint64_t offset, struct wh_audit *au,
+                         struct arena *a, char *reason, size_t reason_len)
+{
+    memset(au, 0, sizeof(*au));
+    json_t *doc = load_obj(data, len, reason, reason_len);
+    if (!doc)
+        return ERR_INVALID;
+    int rc = 0;
+    const json_t *seq = json_object_get(doc, "seq");
+    const json_t *time = json_object_get(doc, "time");
+    if (!json_is_integer(seq) || !json_is_integer(time)) {
+        rc = bad(reason, reason_len, "%s: missing or not an integer",
+                 !json_is_integer(seq) ? "seq" : "time");
+        goto out;
+    }
+    au->log_offset = offset;
+    au->seq = json_integer_value(seq);
+    au->time_us = json_integer_value(time);
+    const json_t *actor = json_object_get(doc, "actor");
+    au->action = audit_str(doc, "action", a);
+    au->actor_id = audit_str(actor, "id", a);
+    au->actor_email = audit_str(actor, "email", a);
+    au->ip = audit_str(doc, "ip", a);
+    au->method = audit_str(doc, "method", a);
+    au->route = audit_str(doc, "route", a);
+    au->path = audit_str(doc, "path", a);
+    au->prev = audit_str(doc, "prev", a);
+    au->hash = audit_str(doc, "hash", a);
+    const json_t *status = json_object_get(doc, "status");
+    au->status = json_is_integer(status) ? json_integer_value(status) : 0;
+    const json_t *sum = json_object_get(doc, "summary");
+    if (sum && !json_is_null(sum)) {
+        char *t = json_dumps(sum, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        au->summary = t ? arena_strdup(a, t) : NULL;
+        free(t);
+    }
+out:
+    json_decref(doc);
+    return rc;
+}

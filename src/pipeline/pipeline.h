@@ -131,6 +131,9 @@ int pipeline_parse_prediction(const void *data, size_t len, uint64_t offset,
  * log entry written by the API, docs/operations.md "Request logs"); strings live in a. */
 int pipeline_parse_request(const void *data, size_t len, uint64_t offset, struct wh_request *r,
                            struct arena *a, char *reason, size_t reason_len) MUST_USE;
+/* The same for an "audit" payload (governance/audit.h); strings live in a. */
+int pipeline_parse_audit(const void *data, size_t len, uint64_t offset, struct wh_audit *au,
+                         struct arena *a, char *reason, size_t reason_len) MUST_USE;
 
 /* ---- the outbox relay ---- */
 

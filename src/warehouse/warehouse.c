@@ -163,7 +163,7 @@ int wh_load_predictions(struct wh_conn *c, const struct wh_load *ld, const struc
 {
     REFUSE_WHILE_LOADING(c);
     struct wh_load_stats tmp;
-    return c->wh->ops->load_predictions(c, ld, p, n, st ? st : &tmp);
+    WRITE_CALL(c, c->wh->ops->load_predictions(c, ld, p, n, st ? st : &tmp));
 }
 
 int wh_load_requests(struct wh_conn *c, const struct wh_load *ld, const struct wh_request *r,
@@ -193,6 +193,14 @@ int wh_logs_delete(struct wh_conn *c, const char *before, uint64_t *n_out)
     uint64_t tmp;
     REFUSE_WHILE_LOADING(c);
     WRITE_CALL(c, c->wh->ops->logs_delete(c, before, n_out ? n_out : &tmp));
+}
+
+int wh_load_audit(struct wh_conn *c, const struct wh_load *ld, const struct wh_audit *a, size_t n,
+                  struct wh_load_stats *st)
+{
+    REFUSE_WHILE_LOADING(c);
+    struct wh_load_stats tmp;
+    WRITE_CALL(c, c->wh->ops->load_audit(c, ld, a, n, st ? st : &tmp));
 }
 
 int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg)

@@ -111,6 +111,17 @@ struct wh_logs_query {
     int64_t timeout_ms; /* <= 0: the configured default */
 };
 
+/* One audit trail entry (topic "audit", docs/governance.md "Audit trail"). summary is JSON
+ * text; any string may be NULL. */
+struct wh_audit {
+    uint64_t log_offset;
+    int64_t seq;
+    int64_t time_us;
+    const char *action, *actor_id, *actor_email, *ip, *method, *route, *path, *summary;
+    int64_t status; /* 0: none */
+    const char *prev, *hash;
+};
+
 /* A log record that could not be turned into a row: stored in _rejects, never retried. */
 struct wh_reject {
     uint64_t log_offset;
@@ -142,7 +153,18 @@ struct wh_load_stats {
 
 /* ---- query results ---- */
 
+/* An analyst's reach (docs/governance.md "Analyst access"). A query with a scope may read only
+ * `events`, the mirrors of collections that are not auth collections (mirrors never hold
+ * password or hidden fields) and the SQL models' tables, named plainly or as main.<name>; CTEs
+ * whose names are no relation of the database; no table function, PRAGMA, DESCRIBE/SHOW or
+ * other schema or catalog. Checked on DuckDB's own parse; a refusal is ERR_DENIED. */
+struct wh_scope {
+    const char *const *auth_collections; /* ids of the auth collections: their mirrors are out */
+    size_t n_auth_collections;
+};
+
 struct wh_query {
+    const struct wh_scope *scope; /* NULL: a superuser's full (read-only) access */
     const char *sql;
     const json_t *params; /* JSON array bound to $1.. / ?, or NULL */
     int64_t timeout_ms;   /* <= 0: the configured default */
@@ -268,6 +290,8 @@ struct wh_ops {
     int (*logs_list)(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
     int (*logs_stats)(struct wh_conn *c, const struct wh_logs_query *q, json_t **out);
     int (*logs_delete)(struct wh_conn *c, const char *before, uint64_t *n_out);
+    int (*load_audit)(struct wh_conn *c, const struct wh_load *ld, const struct wh_audit *a,
+                      size_t n, struct wh_load_stats *st);
     int (*apply_collection)(struct wh_conn *c, const struct store_collection *coll);
     int (*drop_collection)(struct wh_conn *c, const char *collection_id);
     int (*query)(struct wh_conn *c, const struct wh_query *q, struct wh_result *out);
@@ -365,6 +389,9 @@ int wh_logs_stats(struct wh_conn *c, const struct wh_logs_query *q, json_t **out
  * how many. */
 int wh_logs_delete(struct wh_conn *c, const char *before, uint64_t *n_out) MUST_USE;
 
+/* Appends audit entries to the `audit` table and stores the offset, in one transaction. */
+int wh_load_audit(struct wh_conn *c, const struct wh_load *ld, const struct wh_audit *a, size_t n,
+                  struct wh_load_stats *st) MUST_USE;
 /* Creates or alters app_<name> to match coll: fields are followed by their id, so a renamed
  * field renames its column, a removed one drops it, a new one is added. A renamed collection
  * renames its table. A new mirror, or one whose field changed type, is (re)filled from the

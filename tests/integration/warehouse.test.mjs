@@ -270,8 +270,8 @@ test('/api/pipeline reports zero lag after catch-up', async () => {
     const r = await fetch(`${srv.url}/api/pipeline`, { headers: { Authorization: token } });
     assert.equal(r.status, 200);
     const { consumers: all } = await r.json();
-    assert.deepEqual(all.map((c) => c.topic).sort(), ['changes', 'events', 'predictions', 'requests']);
-    // none served here; the request logs grow with every request, this one included
+    assert.deepEqual(all.map((c) => c.topic).sort(), ['audit', 'changes', 'events', 'predictions', 'requests']);
+    // none served here; the request logs and the audit trail grow with every request, this one included
     const consumers = all.filter((c) => c.topic === 'events' || c.topic === 'changes');
     if (consumers.every((c) => c.ready && c.lagRecords === 0 && c.committedOffset === c.logEndOffset)) {
       for (const c of consumers) {

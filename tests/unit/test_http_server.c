@@ -68,6 +68,22 @@ static void fast(struct http_req *req, void *ctx)
     http_reply_static(req, 200, "text/plain", "fast", 4);
 }
 
+/* what the reply hook saw: "<route> <status>" per call */
+static pthread_mutex_t hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static char hook_seen[16][64];
+static int n_hook;
+
+static void on_reply(struct http_req *req, void *ctx)
+{
+    UNUSED(ctx);
+    pthread_mutex_lock(&hook_mu);
+    if (n_hook < 16)
+        snprintf(hook_seen[n_hook], sizeof(hook_seen[0]), "%s %d", http_req_route(req),
+                 http_req_status(req));
+    n_hook++;
+    pthread_mutex_unlock(&hook_mu);
+}
+
 static int setup(void **state)
 {
     UNUSED(state);
@@ -78,6 +94,7 @@ static int setup(void **state)
     http_route(router, "GET", "/p/{a}/{rest...}", params, NULL);
     http_route(router, "GET", "/slow", slow, NULL);
     http_route(router, "GET", "/fast", fast, NULL);
+    http_router_on_reply(router, on_reply, NULL);
     /* one thread: the slow and the fast request share it */
     struct http_opts o = {
         .addr = "127.0.0.1:0", .threads = 1, .max_body = 1024, .idle_timeout_s = 1};
@@ -278,6 +295,30 @@ static void test_not_found_and_method(void **state)
     assert_non_null(strstr(out, "\"status\":405"));
 }
 
+/* The reply hook runs once per routed request before its answer leaves, also for a request
+ * answered from another thread; not for a path no route fits. */
+static void test_reply_hook(void **state)
+{
+    UNUSED(state);
+    char out[4096];
+    pthread_mutex_lock(&hook_mu);
+    n_hook = 0;
+    pthread_mutex_unlock(&hook_mu);
+    assert_int_equal(request("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out)), 200);
+    assert_int_equal(request("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out)), 404);
+    sem_post(&release_slow);
+    assert_int_equal(request("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out)), 200);
+    assert_int_equal(
+        request("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n{", out, sizeof(out)),
+        400);
+    pthread_mutex_lock(&hook_mu);
+    assert_int_equal(n_hook, 3);
+    assert_string_equal(hook_seen[0], "/fast 200");
+    assert_string_equal(hook_seen[1], "/slow 200");
+    assert_string_equal(hook_seen[2], "/echo 400");
+    pthread_mutex_unlock(&hook_mu);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_suspended_request_does_not_stall_thread),
         cmocka_unit_test(test_idle_and_stalled_connections_closed),
         cmocka_unit_test(test_not_found_and_method),
+        cmocka_unit_test(test_reply_hook),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

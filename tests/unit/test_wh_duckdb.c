@@ -98,7 +98,7 @@ static void test_schema_tables(void **state)
     assert_rows(f->c, "SELECT table_name FROM duckdb_tables() WHERE schema_name='main' ORDER BY 1",
                 "[[\"_did_first\"],[\"_mirror_fields\"],[\"_mirrors\"],[\"_model_runs\"],"
                 "[\"_model_state\"],[\"_model_tests\"],[\"_models\"],[\"_offsets\"],"
-                "[\"_person_links\"],[\"_persons_state\"],[\"_rejects\"],[\"changes\"],"
+                "[\"_person_links\"],[\"_persons_state\"],[\"_rejects\"],[\"audit\"],[\"changes\"],"
                 "[\"events\"],[\"predictions\"],[\"requests\"]]");
     /* idempotent */
     assert_int_equal(wh_ensure_schema(f->c), 0);

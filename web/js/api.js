@@ -1,6 +1,7 @@
 // api.js - the superuser token and the calls to tandem's API (same origin).
 const TOKEN_KEY = 'tandem.token';
 const EMAIL_KEY = 'tandem.email';
+const COLL_KEY = 'tandem.collection';
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -17,8 +18,15 @@ export class ApiError extends Error {
 export const auth = {
   get token() { return localStorage.getItem(TOKEN_KEY); },
   get email() { return localStorage.getItem(EMAIL_KEY) || ''; },
-  set(token, email) { localStorage.setItem(TOKEN_KEY, token); localStorage.setItem(EMAIL_KEY, email); },
-  clear() { localStorage.removeItem(TOKEN_KEY); localStorage.removeItem(EMAIL_KEY); },
+  // an analyst signs in to another auth collection (settings.analytics.accessRule): the
+  // dashboard then shows only the analytics pages
+  get analyst() { return (localStorage.getItem(COLL_KEY) || '_superusers') !== '_superusers'; },
+  set(token, email, collection = '_superusers') {
+    localStorage.setItem(TOKEN_KEY, token);
+    localStorage.setItem(EMAIL_KEY, email);
+    localStorage.setItem(COLL_KEY, collection);
+  },
+  clear() { localStorage.removeItem(TOKEN_KEY); localStorage.removeItem(EMAIL_KEY); localStorage.removeItem(COLL_KEY); },
 };
 
 // Called on a 401 with a token: the token expired or was revoked.
@@ -40,9 +48,9 @@ export async function request(method, path, body) {
   return json;
 }
 
-export async function signIn(email, password) {
-  const r = await request('POST', '/api/collections/_superusers/auth-with-password', { identity: email, password });
-  auth.set(r.token, r.record?.email || email);
+export async function signIn(email, password, collection = '_superusers') {
+  const r = await request('POST', `/api/collections/${encodeURIComponent(collection)}/auth-with-password`, { identity: email, password });
+  auth.set(r.token, r.record?.email || email, collection);
   return r;
 }
 

@@ -14,6 +14,8 @@ import * as models from './pages/models.js';
 import * as ml from './pages/ml.js';
 
 const pages = { overview, trends, funnel, retention, stickiness, lifecycle, sql: sqlPage, collections, models, ml };
+// what an analyst may open: the insights and the SQL console (docs/governance.md)
+const analystPages = new Set(['trends', 'funnel', 'retention', 'stickiness', 'lifecycle', 'sql']);
 const view = document.getElementById('view');
 const top = document.getElementById('top');
 let cleanup = null;
@@ -49,16 +51,24 @@ async function route() {
     keep(signin.render(box, () => {
       forgetEvents();
       // one route: a changed hash routes through hashchange, an unchanged one here
-      const target = r.name === 'signin' || !location.hash ? '#/overview' : location.hash;
+      const home = auth.analyst ? '#/trends' : '#/overview';
+      const target = r.name === 'signin' || !location.hash ? home : location.hash;
       if (location.hash === target) route();
       else location.hash = target;
     }));
     return;
   }
+  if (auth.analyst && !analystPages.has(r.name)) {
+    location.hash = '#/trends';
+    return;
+  }
   const page = pages[r.name];
   top.hidden = false;
   document.getElementById('who').textContent = auth.email;
-  for (const a of top.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.route === r.name);
+  for (const a of top.querySelectorAll('nav a')) {
+    a.classList.toggle('active', a.dataset.route === r.name);
+    a.hidden = auth.analyst && !analystPages.has(a.dataset.route);
+  }
   if (!page) {
     clear(box, errorBox(`No page named "${r.name}".`));
     return;

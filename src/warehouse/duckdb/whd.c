@@ -52,6 +52,11 @@ static const char *const schema_sql[] = {
     /* request logs (whd_logs.c): created is PocketBase's date text, as its filters compare it */
     "CREATE TABLE IF NOT EXISTS requests ("
     "id VARCHAR, created VARCHAR, level INTEGER, message VARCHAR, data JSON, log_offset UBIGINT)",
+    /* the audit trail (governance/audit.h) */
+    "CREATE TABLE IF NOT EXISTS audit ("
+    "seq BIGINT, \"time\" TIMESTAMP, action VARCHAR, actor_id VARCHAR, actor_email VARCHAR, "
+    "ip VARCHAR, method VARCHAR, route VARCHAR, path VARCHAR, status INTEGER, summary JSON, "
+    "prev VARCHAR, hash VARCHAR, log_offset UBIGINT)",
 };
 
 /* events columns in table order */
@@ -606,6 +611,63 @@ static int append_predictions(struct whd_conn *c, const struct wh_prediction *p,
     return 0;
 }
 
+static duckdb_state append_text(duckdb_appender app, const char *s)
+{
+    return s ? duckdb_append_varchar(app, s) : duckdb_append_null(app);
+}
+
+static int append_audit(struct whd_conn *c, const struct wh_audit *a, size_t n)
+{
+    duckdb_appender app = NULL;
+    if (duckdb_appender_create(c->con, NULL, "audit", &app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to audit");
+    for (size_t i = 0; i < n; i++) {
+        duckdb_timestamp ts = {a[i].time_us};
+        if (duckdb_append_int64(app, a[i].seq) != DuckDBSuccess ||
+            (a[i].time_us == WH_NO_TIME ? duckdb_append_null(app)
+                                        : duckdb_append_timestamp(app, ts)) != DuckDBSuccess ||
+            append_text(app, a[i].action) != DuckDBSuccess ||
+            append_text(app, a[i].actor_id) != DuckDBSuccess ||
+            append_text(app, a[i].actor_email) != DuckDBSuccess ||
+            append_text(app, a[i].ip) != DuckDBSuccess ||
+            append_text(app, a[i].method) != DuckDBSuccess ||
+            append_text(app, a[i].route) != DuckDBSuccess ||
+            append_text(app, a[i].path) != DuckDBSuccess ||
+            (a[i].status ? duckdb_append_int32(app, (int32_t)a[i].status)
+                         : duckdb_append_null(app)) != DuckDBSuccess ||
+            append_text(app, a[i].summary) != DuckDBSuccess ||
+            append_text(app, a[i].prev) != DuckDBSuccess ||
+            append_text(app, a[i].hash) != DuckDBSuccess ||
+            duckdb_append_uint64(app, a[i].log_offset) != DuckDBSuccess ||
+            duckdb_appender_end_row(app) != DuckDBSuccess)
+            return appender_fail(c, &app, "cannot append to audit");
+    }
+    if (duckdb_appender_destroy(&app) != DuckDBSuccess)
+        return appender_fail(c, &app, "cannot append to audit");
+    return 0;
+}
+
+static int whd_load_audit(struct wh_conn *wc, const struct wh_load *ld, const struct wh_audit *a,
+                          size_t n, struct wh_load_stats *st)
+{
+    struct whd_conn *c = whd__conn(wc);
+    memset(st, 0, sizeof(*st));
+    int rc;
+    if ((rc = whd__begin(c)) < 0)
+        return rc;
+    if ((n > 0 && (rc = append_audit(c, a, n)) < 0) ||
+        (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
+        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
+        whd__rollback(c);
+        return rc;
+    }
+    if ((rc = whd__commit(c)) < 0)
+        return rc;
+    st->rows = n;
+    st->rejects = ld->n_rejects;
+    return 0;
+}
+
 static int whd_load_predictions(struct wh_conn *wc, const struct wh_load *ld,
                                 const struct wh_prediction *p, size_t n, struct wh_load_stats *st)
 {
@@ -724,6 +786,7 @@ const struct wh_ops wh__duckdb_ops = {
     .logs_list = whd__logs_list,
     .logs_stats = whd__logs_stats,
     .logs_delete = whd__logs_delete,
+    .load_audit = whd_load_audit,
     .apply_collection = whd__apply_collection,
     .drop_collection = whd__drop_collection,
     .query = whd__query,

@@ -135,5 +135,9 @@ int whd__funnel_register(duckdb_connection con) MUST_USE;
  * hands a C aggregate one state for all rows), is a PRAGMA other than a reading one, or
  * cannot be checked; ERR_BUSY when con was interrupted; 0 otherwise. */
 int whd__sql_guard(duckdb_connection con, const char *sql, char *err, size_t err_len) MUST_USE;
+/* The analyst check of wh_scope (whd_guard.c), after whd__sql_guard: ERR_DENIED with the
+ * reason in err when sql reads what scope leaves out. */
+int whd__scope_guard(duckdb_connection con, const char *sql, const struct wh_scope *scope,
+                     char *err, size_t err_len) MUST_USE;
 
 #endif

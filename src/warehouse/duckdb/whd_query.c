@@ -716,6 +716,10 @@ int whd__query(struct wh_conn *wc, const struct wh_query *q, struct wh_result *o
                        (unsigned long long)n);
         goto out;
     }
+    /* an analyst's reach is checked before anything is bound: a binder error would name
+     * what the statement reached (columns of a table the analyst may not read) */
+    if (q->scope && (rc = whd__scope_guard(c->con, q->sql, q->scope, c->err, sizeof(c->err))) < 0)
+        goto out;
     if (duckdb_prepare_extracted_statement(c->con, ex, 0, &ps) != DuckDBSuccess) {
         const char *e = duckdb_prepare_error(ps);
         rc = whd__fail(c, ERR_INVALID, "%s", e ? e : "cannot prepare the query");
