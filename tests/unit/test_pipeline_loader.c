@@ -105,7 +105,8 @@ static void wait_caught_up(struct fx *f, struct pipeline *p)
         assert_int_equal(evlog_end_offset(f->log, "events", &ee), 0);
         assert_int_equal(evlog_end_offset(f->log, "changes", &ce), 0);
         struct pipeline_status st[5];
-        assert_int_equal(pipeline_status(p, st, 5), 5); /* events, changes, predictions, requests, audit */
+        assert_int_equal(pipeline_status(p, st, 5),
+                         5); /* events, changes, predictions, requests, audit */
         if (st[0].committed == ee && st[1].committed == ce && st[0].end == ee && st[1].end == ce)
             return;
         usleep(10000);
