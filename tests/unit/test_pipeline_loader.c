@@ -158,8 +158,8 @@ static void test_end_to_end(void **state)
 
     struct pipeline *p = start(f, 1000);
     wait_caught_up(f, p);
-    struct pipeline_status st[4];
-    pipeline_status(p, st, 4);
+    struct pipeline_status st[5];
+    pipeline_status(p, st, 5);
     assert_string_equal(st[0].consumer, "warehouse-events");
     assert_int_equal(st[0].rows, 3000);
     assert_int_equal(st[0].rejects, 2);
@@ -300,8 +300,8 @@ static void test_log_retention_keeps_unloaded_records(void **state)
     assert_true(first <= 500); /* the unloaded ones stayed */
     p = start(f, 50000);
     wait_caught_up(f, p);
-    struct pipeline_status st[3];
-    assert_int_equal(pipeline_status(p, st, 3), 3);
+    struct pipeline_status st[5];
+    assert_int_equal(pipeline_status(p, st, 5), 5);
     assert_string_equal(st[0].last_error, ""); /* no "deleted by retention before loading" */
     pipeline_stop(p);
     assert_rows(f->c, "SELECT count(*), count(DISTINCT id), max(log_offset) FROM events",
@@ -334,9 +334,9 @@ static void test_failed_load_is_retried(void **state)
     /* the events table disappears: loads fail, the error shows, nothing moves */
     raw_exec(f, "ALTER TABLE events RENAME TO events_away");
     append_events(f, 10, 20);
-    struct pipeline_status st[4];
+    struct pipeline_status st[5];
     for (int i = 0; i < 500; i++) {
-        pipeline_status(p, st, 4);
+        pipeline_status(p, st, 5);
         if (st[0].last_error[0])
             break;
         usleep(10000);
@@ -352,7 +352,7 @@ static void test_failed_load_is_retried(void **state)
     /* it comes back: the consumer recovers on its own and loads each record once */
     raw_exec(f, "ALTER TABLE events_away RENAME TO events");
     wait_caught_up(f, p);
-    pipeline_status(p, st, 4);
+    pipeline_status(p, st, 5);
     assert_string_equal(st[0].last_error, "");
     pipeline_stop(p);
     assert_rows(f->c, "SELECT count(*), count(DISTINCT id), max(log_offset) FROM events",
@@ -377,20 +377,20 @@ static void failed_load_with_backlog(struct fx *f, bool read_ahead)
     assert_int_equal(pipeline_start(&cfg, &p), 0); /* creates the tables */
     raw_exec(f, "ALTER TABLE events RENAME TO events_away");
     append_events(f, 0, 3000);
-    struct pipeline_status st[4];
+    struct pipeline_status st[5];
     for (int i = 0; i < 500; i++) {
-        pipeline_status(p, st, 4);
+        pipeline_status(p, st, 5);
         if (st[0].last_error[0])
             break;
         usleep(10000);
     }
     usleep(50000); /* a few failed retries */
-    pipeline_status(p, st, 4);
+    pipeline_status(p, st, 5);
     assert_non_null(strstr(st[0].last_error, "cannot load 100 records at 0"));
     assert_int_equal(st[0].committed, 0);
     raw_exec(f, "ALTER TABLE events_away RENAME TO events");
     wait_caught_up(f, p);
-    pipeline_status(p, st, 4);
+    pipeline_status(p, st, 5);
     assert_true(st[0].batches > 3); /* several batches, so reads ran ahead of loads */
     pipeline_stop(p);
     assert_rows(f->c,
@@ -431,8 +431,8 @@ static void test_bulk_transactions(void **state)
     struct pipeline *p;
     assert_int_equal(pipeline_start(&cfg, &p), 0);
     wait_caught_up(f, p);
-    struct pipeline_status st[4];
-    pipeline_status(p, st, 4);
+    struct pipeline_status st[5];
+    pipeline_status(p, st, 5);
     assert_int_equal(st[0].transactions, 1);
     /* another writer holds the consumer's _offsets row: the batches of the next transaction
      * append, its closing batch cannot store the offset */
@@ -449,21 +449,21 @@ static void test_bulk_transactions(void **state)
     duckdb_destroy_result(&res);
     append_events(f, 10, 3000);
     for (int i = 0; i < 500; i++) {
-        pipeline_status(p, st, 4);
+        pipeline_status(p, st, 5);
         if (st[0].last_error[0])
             break;
         usleep(10000);
     }
     assert_non_null(strstr(st[0].last_error, "cannot load"));
     usleep(100000); /* several rolled back attempts */
-    pipeline_status(p, st, 4);
+    pipeline_status(p, st, 5);
     assert_int_equal(st[0].committed, 10);
     assert_int_equal(st[0].rows, 10);
     assert_int_equal(duckdb_query(other, "ROLLBACK", &res), DuckDBSuccess);
     duckdb_destroy_result(&res);
     duckdb_disconnect(&other);
     wait_caught_up(f, p);
-    pipeline_status(p, st, 4);
+    pipeline_status(p, st, 5);
     assert_string_equal(st[0].last_error, "");
     assert_int_equal(st[0].rows, 3010);
     /* 3000 records in three transactions of 1000, each of several reads of at most 300 */
@@ -473,7 +473,7 @@ static void test_bulk_transactions(void **state)
     /* caught up: a single record is its own transaction, and visible at once */
     append_events(f, 3010, 1);
     wait_caught_up(f, p);
-    pipeline_status(p, st, 4);
+    pipeline_status(p, st, 5);
     assert_int_equal(st[0].transactions, tx + 1);
     pipeline_stop(p);
     assert_rows(f->c,
@@ -500,8 +500,8 @@ static void test_stop_commits_open_transaction(void **state)
     assert_int_equal(pipeline_start(&cfg, &p), 0);
     usleep(30000);
     /* 500 reads of 100 take longer than this: the transaction is open, nothing committed */
-    struct pipeline_status st[4];
-    pipeline_status(p, st, 4);
+    struct pipeline_status st[5];
+    pipeline_status(p, st, 5);
     assert_int_equal(st[0].committed, 0);
     assert_int_equal(st[0].transactions, 0);
     pipeline_stop(p);
@@ -522,8 +522,8 @@ static void test_stop_when_idle_and_empty(void **state)
     /* no topic exists yet: consumers wait, status is zero, stop is prompt */
     struct pipeline *p = start(f, 1000);
     usleep(20000);
-    struct pipeline_status st[4];
-    pipeline_status(p, st, 4);
+    struct pipeline_status st[5];
+    pipeline_status(p, st, 5);
     assert_int_equal(st[0].committed, 0);
     assert_int_equal(st[0].rows, 0);
     int64_t t0 = time_mono_us();
