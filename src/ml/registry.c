@@ -378,6 +378,11 @@ void ml__enqueue(struct ml *ml, struct ml_model *m, int64_t version, json_t *spe
     pthread_cond_signal(&ml->cv);
 }
 
+int ml_train_check(struct ml *ml, const json_t *spec, json_t **norm_out, json_t **errors_out)
+{
+    return ml__spec_check(ml, spec, norm_out, errors_out);
+}
+
 int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **out)
 {
     *out = NULL;
@@ -421,6 +426,8 @@ int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **ou
             continue;
         json_object_set(m->meta, key, val);
     }
+    if (!json_object_get(norm, "model")) /* trained from a query now */
+        json_object_del(m->meta, "model");
     int64_t v = json_integer_value(json_object_get(m->meta, "nextVersion"));
     if (v < 1)
         v = 1;

@@ -123,6 +123,18 @@ static bool name_ok(const char *s)
     return true;
 }
 
+/* A data model's name (docs/models.md): 1-63 of a-z 0-9 _, starting with a letter. */
+static bool data_model_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 63 || !(s[0] >= 'a' && s[0] <= 'z'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
+}
+
 static void check_params(const json_t *params, json_t *norm, json_t *errs, const char *task)
 {
     json_t *out = json_object();
@@ -226,6 +238,7 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
                                         "rule",
                                         "autoPromote",
                                         "retrainIntervalSec",
+                                        "retrainOnModelRun",
                                         "score"};
     const char *key;
     json_t *v;
@@ -244,21 +257,36 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
     else
         json_object_set_new(norm, "name", json_string(name));
     const char *query = json_string_value(json_object_get(spec, "query"));
-    const char *model = json_string_value(json_object_get(spec, "model"));
-    if (model && !query) {
-        /* a data model's table (issue 16) is read as a query over its published table */
-        if (!name_ok(model))
-            add_err(errs, "model", "validation_invalid_format", "Not a valid model name.");
+    const json_t *mj = json_object_get(spec, "model");
+    bool from_model = mj && !json_is_null(mj);
+    if (from_model) {
+        /* a data model (docs/models.md): its published table is the query; that it exists is
+         * checked by the caller, which can read the warehouse */
+        const char *model = json_string_value(mj);
+        if (json_object_get(spec, "query"))
+            add_err(errs, "model", "validation_invalid_value",
+                    "Give either a query or a data model, not both.");
+        else if (!data_model_name_ok(model))
+            add_err(errs, "model", "validation_invalid_format",
+                    "A data model's name: 1 to 63 of a-z, 0-9 and _, starting with a letter.");
         else {
-            add_err(errs, "model", "validation_not_supported",
-                    "Training from a data model is not available in this build; give its "
-                    "table in `query`.");
+            char q[128];
+            snprintf(q, sizeof(q), "SELECT * FROM \"%s\"", model);
+            json_object_set_new(norm, "model", json_string(model));
+            json_object_set_new(norm, "query", json_string(q));
         }
     } else if (!query || !*query || strlen(query) > QUERY_MAX) {
         add_err(errs, "query", "validation_required", "A SELECT query of at most 100000 bytes.");
     } else {
         json_object_set_new(norm, "query", json_string(query));
     }
+    const json_t *rm = json_object_get(spec, "retrainOnModelRun");
+    if (rm && !json_is_null(rm) && !json_is_boolean(rm))
+        add_err(errs, "retrainOnModelRun", "validation_invalid_type", "Must be a bool.");
+    else if (json_is_true(rm) && !from_model)
+        add_err(errs, "retrainOnModelRun", "validation_invalid_value",
+                "Only a model trained from a data model (`model`) can retrain after its runs.");
+    json_object_set_new(norm, "retrainOnModelRun", json_boolean(json_is_true(rm)));
     const char *task = json_string_value(json_object_get(spec, "task"));
     enum ml_task t;
     if (ml__task_parse(task, &t) != 0) {
@@ -576,6 +604,13 @@ static int train(struct ml *ml, struct wh_conn *conn, struct ml_job *job, json_t
     (void)ml__task_parse(json_string_value(json_object_get(job->spec, "task")), &L.task);
     L.frac = json_real_value(json_object_get(job->spec, "validFraction"));
     const char *query = json_string_value(json_object_get(job->spec, "query"));
+    const char *dmodel = json_string_value(json_object_get(job->spec, "model"));
+    if (dmodel) { /* which run of the data model published the table read below */
+        json_t *run = ml->cfg.model_run ? ml->cfg.model_run(conn, dmodel) : NULL;
+        json_object_set_new(
+            result, "source",
+            json_pack("{s:s,s:o}", "model", dmodel, "run", run ? run : json_null()));
+    }
     rc = wh_scan(conn, query, load_chunk, &L);
     if (atomic_load(&job->m->cancel)) {
         rc = ERR_BUSY;
@@ -873,6 +908,37 @@ static void run_job(struct ml *ml, struct wh_conn **conn, struct ml_job *job)
     json_decref(result);
 }
 
+/* Queues a new version of m with the spec of its latest version (under ml->mu): trigger
+ * "schedule" (retrainIntervalSec) or "modelRun" (its data model published run run_id). */
+static bool queue_version(struct ml *ml, struct ml_model *m, const char *trigger,
+                          const char *run_id)
+{
+    json_t *vs = json_object_get(m->meta, "versions");
+    json_t *last = json_array_get(vs, json_array_size(vs) - 1);
+    json_t *spec = json_object_get(last, "spec");
+    if (!spec)
+        return false;
+    int64_t v = json_integer_value(json_object_get(m->meta, "nextVersion"));
+    char ts[TIME_PB_LEN];
+    time_format_pb(time_now_us(), ts);
+    json_object_set_new(m->meta, "nextVersion", json_integer(v + 1));
+    json_t *ver = json_pack("{s:I,s:s,s:s,s:O,s:s}", "version", (json_int_t)v, "status", "queued",
+                            "created", ts, "spec", spec, "trigger", trigger);
+    if (strcmp(trigger, "schedule") == 0)
+        json_object_set_new(ver, "scheduled", json_true());
+    if (run_id)
+        json_object_set_new(ver, "triggerRun", json_string(run_id));
+    json_array_append_new(vs, ver);
+    if (ml__persist(ml, m) != 0) {
+        json_array_remove(vs, json_array_size(vs) - 1);
+        return false;
+    }
+    m->round = -1;
+    atomic_store(&m->cancel, false);
+    ml__enqueue(ml, m, v, json_incref(spec));
+    return true;
+}
+
 /* Queues a retraining of every model whose interval has passed, and a scoring of every
  * model whose scoring interval has (under ml->mu). */
 static void schedule_retrains(struct ml *ml)
@@ -898,19 +964,29 @@ static void schedule_retrains(struct ml *ml)
         const char *c = json_string_value(json_object_get(last, "created"));
         if (!c || time_parse(c, strlen(c), &at) != 0 || now - at < every * 1000000)
             continue;
-        json_t *spec = json_object_get(last, "spec");
-        int64_t v = json_integer_value(json_object_get(m->meta, "nextVersion"));
-        char ts[TIME_PB_LEN];
-        time_format_pb(now, ts);
-        json_object_set_new(m->meta, "nextVersion", json_integer(v + 1));
-        json_array_append_new(vs,
-                              json_pack("{s:I,s:s,s:s,s:O,s:b}", "version", (json_int_t)v, "status",
-                                        "queued", "created", ts, "spec", spec, "scheduled", 1));
-        if (ml__persist(ml, m) != 0)
-            continue;
-        atomic_store(&m->cancel, false);
-        ml__enqueue(ml, m, v, json_incref(spec));
+        (void)queue_version(ml, m, "schedule", NULL);
     }
+}
+
+int ml_data_model_published(struct ml *ml, const char *model, const char *run_id)
+{
+    int n = 0;
+    pthread_mutex_lock(&ml->mu);
+    for (size_t i = 0; i < ml->n_models && !ml->stopping; i++) {
+        struct ml_model *m = ml->models[i];
+        const char *src = json_string_value(json_object_get(m->meta, "model"));
+        if (m->deleted || m->training || !src || strcmp(src, model) != 0 ||
+            !json_is_true(json_object_get(m->meta, "retrainOnModelRun")))
+            continue;
+        if (ml->n_queued >= ml->cfg.queue_max) {
+            xlog_warn("model %s: not retrained after run %s of %s: the training queue is full",
+                      m->name, run_id, model);
+            continue;
+        }
+        n += queue_version(ml, m, "modelRun", run_id) ? 1 : 0;
+    }
+    pthread_mutex_unlock(&ml->mu);
+    return n;
 }
 
 void *ml__worker_main(void *arg)
