@@ -194,6 +194,13 @@ test('events -> features model -> ML model trained from it -> scores synced into
     return m.scoring?.version === m.active && m.scoring.status && m.scoring.finished ? m : null;
   });
   await until('the mirror', async () => (await sql('SELECT count(*) FROM app_churn_job')).rows?.[0][0] === m3.scoring.rows);
+  // scoring again updates the same records (upserts by a key-derived id)
+  assert.equal((await api('POST', '/api/ml/models/churn/score')).status, 202);
+  await until('the next scoring run', async () => {
+    const m = (await api('GET', '/api/ml/models/churn')).body;
+    return m.scoring.started !== m3.scoring.started && m.scoring.status ? m : null;
+  });
+  assert.equal((await client(srv.url).collection('churn_job').getList(1, 1)).totalItems, m3.scoring.rows);
 });
 
 test('the dashboard\'s ML page shows the model, its metrics, ROC and importance, and scores a row', async () => {
