@@ -196,11 +196,12 @@ test('events -> features model -> ML model trained from it -> scores synced into
   await until('the mirror', async () => (await sql('SELECT count(*) FROM app_churn_job')).rows?.[0][0] === m3.scoring.rows);
   // scoring again updates the same records (upserts by a key-derived id)
   assert.equal((await api('POST', '/api/ml/models/churn/score')).status, 202);
-  await until('the next scoring run', async () => {
+  const m4 = await until('the next scoring run', async () => {
     const m = (await api('GET', '/api/ml/models/churn')).body;
     return m.scoring.started !== m3.scoring.started && m.scoring.status ? m : null;
   });
-  assert.equal((await client(srv.url).collection('churn_job').getList(1, 1)).totalItems, m3.scoring.rows);
+  assert.equal(m4.scoring.rows, USERS + 50); // every row of the features model's new version
+  assert.equal((await client(srv.url).collection('churn_job').getList(1, 1)).totalItems, USERS + 50);
 });
 
 test('the dashboard\'s ML page shows the model, its metrics, ROC and importance, and scores a row', async () => {
