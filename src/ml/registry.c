@@ -2,6 +2,7 @@
  * serving handles of the active versions, the training queue, and predictions (HTTP and the
  * SQL function tandem_predict). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
@@ -668,6 +669,23 @@ int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int ty
 {
     DMatrixHandle dm = NULL;
     int rc = 0;
+    const bst_ulong *shape = NULL;
+    bst_ulong dim = 0;
+    if (type == 0 && !s->any_categorical) {
+        /* scores of numeric features: XGBoost reads x in place (no DMatrix is built) */
+        char arr[192];
+        snprintf(arr, sizeof(arr),
+                 "{\"data\":[%" PRIuPTR ",true],\"shape\":[%zu,%zu],\"typestr\":\"<f4\","
+                 "\"version\":3}",
+                 (uintptr_t)x, n, s->n_features);
+        if (XGBoosterPredictFromDense(s->booster, arr,
+                                      "{\"type\":0,\"training\":false,\"iteration_begin\":0,"
+                                      "\"iteration_end\":0,\"strict_shape\":false,"
+                                      "\"missing\":NaN,\"cache_id\":0}",
+                                      NULL, &shape, &dim, res) != 0)
+            goto fail;
+        goto shaped;
+    }
     if (XGDMatrixCreateFromMat(x, n, s->n_features, NAN, &dm) != 0)
         goto fail;
     if (s->any_categorical) {
@@ -684,10 +702,9 @@ int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int ty
              "{\"type\":%d,\"training\":false,\"iteration_begin\":0,\"iteration_end\":0,"
              "\"strict_shape\":false}",
              type);
-    const bst_ulong *shape = NULL;
-    bst_ulong dim = 0;
     if (XGBoosterPredictFromDMatrix(s->booster, dm, cfg, &shape, &dim, res) != 0)
         goto fail;
+shaped:;
     bst_ulong len = 1;
     for (bst_ulong d = 0; d < dim; d++)
         len *= shape[d];

@@ -50,7 +50,21 @@ struct str ml__key_text(const struct wh_scan_chunk *ch, size_t col, size_t row, 
     int n = 0;
     if (isnan(k))
         n = 0;
-    else if (k == floor(k) && fabs(k) < 9007199254740992.0)
+    else if (k == floor(k) && fabs(k) < 9007199254740992.0 && buf_len >= 24) {
+        /* the decimal integer, as "%lld" writes it (this runs once per training row) */
+        long long v = (long long)k;
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+        char tmp[24];
+        int t = 0;
+        do {
+            tmp[t++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v < 0)
+            buf[n++] = '-';
+        while (t)
+            buf[n++] = tmp[--t];
+    } else if (k == floor(k) && fabs(k) < 9007199254740992.0)
         n = snprintf(buf, buf_len, "%lld", (long long)k);
     else
         n = snprintf(buf, buf_len, "%.17g", k);
@@ -358,20 +372,6 @@ struct fbuf {
     size_t len, cap;
 };
 
-static int fbuf_push(struct fbuf *b, float v)
-{
-    if (b->len == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        float *x = realloc(b->x, cap * sizeof(float));
-        if (!x)
-            return -ENOMEM;
-        b->x = x;
-        b->cap = cap;
-    }
-    b->x[b->len++] = v;
-    return 0;
-}
-
 struct load {
     struct ml *ml;
     struct ml_model *m;
@@ -453,6 +453,22 @@ static int cat_code(struct ml_feature *f, struct str v, float *out)
     return 0;
 }
 
+/* Room for n more floats in b. */
+static int fbuf_reserve(struct fbuf *b, size_t n)
+{
+    if (b->cap - b->len >= n)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < n)
+        cap *= 2;
+    float *x = realloc(b->x, cap * sizeof(float));
+    if (!x)
+        return -ENOMEM;
+    b->x = x;
+    b->cap = cap;
+    return 0;
+}
+
 static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
 {
     struct load *L = arg;
@@ -461,8 +477,21 @@ static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
     if (!L->feat_col)
         return load_columns(L, ch);
     const double *lab = ch->num[L->label_col];
+    size_t nf = L->n_feat, n = ch->n_rows;
+    /* the bound, once per chunk: every row of the chunk counted */
+    uint64_t bytes =
+        (uint64_t)(L->x[0].len + L->x[1].len + L->y[0].len + L->y[1].len + (nf + 1) * n) *
+        sizeof(float);
+    if (bytes > L->ml->cfg.max_bytes)
+        return load_fail(L,
+                         "the training data exceeds %llu bytes in memory (--ml-max-bytes); "
+                         "sample the query or select fewer columns",
+                         (unsigned long long)L->ml->cfg.max_bytes);
+    for (int p = 0; p < 2; p++)
+        if (fbuf_reserve(&L->x[p], nf * n) != 0 || fbuf_reserve(&L->y[p], n) != 0)
+            return load_fail(L, "out of memory loading the training data");
     char kb[64];
-    for (size_t i = 0; i < ch->n_rows; i++) {
+    for (size_t i = 0; i < n; i++) {
         double y = lab[i];
         if (isnan(y)) {
             L->skipped++;
@@ -478,30 +507,20 @@ static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
                              y);
         struct str key = ml__key_text(ch, (size_t)L->key_col, i, kb, sizeof(kb));
         int part = ml_split_is_valid(key.ptr, key.len, L->frac) ? 1 : 0;
-        uint64_t bytes =
-            (uint64_t)(L->x[0].len + L->x[1].len + L->n_feat + L->y[0].len + L->y[1].len + 1) *
-            sizeof(float);
-        if (bytes > L->ml->cfg.max_bytes)
-            return load_fail(L,
-                             "the training data exceeds %llu bytes in memory (--ml-max-bytes); "
-                             "sample the query or select fewer columns",
-                             (unsigned long long)L->ml->cfg.max_bytes);
-        for (size_t j = 0; j < L->n_feat; j++) {
+        float *row = L->x[part].x + L->x[part].len;
+        for (size_t j = 0; j < nf; j++) {
             size_t c = L->feat_col[j];
-            float v;
             if (ch->cols[c].kind == WH_COL_NUM) {
-                v = (float)ch->num[c][i];
+                row[j] = (float)ch->num[c][i];
             } else if (!ch->text[c][i].ptr) {
-                v = NAN;
-            } else if (cat_code(&L->feat[j], ch->text[c][i], &v) != 0) {
+                row[j] = NAN;
+            } else if (cat_code(&L->feat[j], ch->text[c][i], &row[j]) != 0) {
                 return load_fail(L, "column %s has more than %d distinct values", L->feat[j].name,
                                  MAX_CATEGORIES);
             }
-            if (fbuf_push(&L->x[part], v) != 0)
-                return load_fail(L, "out of memory loading the training data");
         }
-        if (fbuf_push(&L->y[part], (float)y) != 0)
-            return load_fail(L, "out of memory loading the training data");
+        L->x[part].len += nf;
+        L->y[part].x[L->y[part].len++] = (float)y;
         if (y > L->max_label)
             L->max_label = y;
     }
@@ -569,11 +588,11 @@ static double parse_eval(const char *s)
     return c ? strtod(c + 1, NULL) : NAN;
 }
 
-static DMatrixHandle make_dmatrix(const struct load *L, int part, bool any_cat)
+static DMatrixHandle make_dmatrix(const struct load *L, int part, bool any_cat, int nthread)
 {
     DMatrixHandle d = NULL;
     size_t rows = L->y[part].len;
-    if (XGDMatrixCreateFromMat(L->x[part].x, rows, L->n_feat, NAN, &d) != 0)
+    if (XGDMatrixCreateFromMat_omp(L->x[part].x, rows, L->n_feat, NAN, &d, nthread) != 0)
         return NULL;
     if (XGDMatrixSetFloatInfo(d, "label", L->y[part].x, rows) != 0)
         goto fail;
@@ -637,8 +656,13 @@ static int train(struct ml *ml, struct wh_conn *conn, struct ml_job *job, json_t
     bool any_cat = false;
     for (size_t j = 0; j < L.n_feat; j++)
         any_cat = any_cat || L.feat[j].categorical;
-    dm[0] = make_dmatrix(&L, 0, any_cat);
-    dm[1] = dm[0] ? make_dmatrix(&L, 1, any_cat) : NULL;
+    const json_t *params = json_object_get(job->spec, "params");
+    /* the copy into XGBoost's matrices uses the training's threads (0: all cores) */
+    int nthread = json_is_integer(json_object_get(params, "nthread"))
+                      ? (int)json_integer_value(json_object_get(params, "nthread"))
+                      : ml->cfg.nthread;
+    dm[0] = make_dmatrix(&L, 0, any_cat, nthread);
+    dm[1] = dm[0] ? make_dmatrix(&L, 1, any_cat, nthread) : NULL;
     if (!dm[1]) {
         snprintf(err, err_len, "cannot build the training matrices: %s", XGBGetLastError());
         rc = ERR_INTERNAL;
@@ -650,7 +674,6 @@ static int train(struct ml *ml, struct wh_conn *conn, struct ml_job *job, json_t
         rc = ERR_INTERNAL;
         goto out;
     }
-    const json_t *params = json_object_get(job->spec, "params");
     const char *metric = json_string_value(json_object_get(params, "eval_metric"));
     if (!metric)
         metric = L.task == ML_TASK_BINARY       ? "logloss"
