@@ -55,6 +55,10 @@ for (;;) {
 }
 // single-row predictions, one at a time over a keep-alive connection
 const row = Object.fromEntries([...Array(F).keys()].map((j) => [`x${j + 1}`, (j + 1) / (F + 1)]));
+// the server's own CPU while no request comes (loader, runner and worker ticks), 3 s
+c0 = cpuS();
+await new Promise((res) => setTimeout(res, 3000));
+out.idleCpuPct = ((cpuS() - c0) / 3) * 100;
 const lat = [];
 c0 = cpuS();
 for (let i = 0; i < 3000; i++) {
