@@ -229,6 +229,10 @@ test('the dashboard\'s ML page shows the model, its metrics, ROC and importance,
     await page.click('[data-testid=ml-model-churn]');
     const versions = await text('ml-versions');
     assert.match(versions, new RegExp(`${model.active} \\(active\\)`));
+    // each version says which data model run it was trained on, and the retraining its trigger
+    assert.ok(versions.includes(`model churn_features, run ${model.versions[0].source.run.id}`), versions);
+    assert.ok(versions.includes(`model churn_features, run ${model.versions[1].source.run.id}`), versions);
+    assert.match(versions, /after a model run/);
     assert.match(versions, new RegExp(`AUC ${v.metrics.auc.toFixed(2).replace(/0$/, '').replace(/\.$/, '')}`));
     // the ROC curve and the importance bars hold the version's numbers
     const charts = await page.evaluate(() => ['ml-roc', 'ml-importance'].map((id) => {
