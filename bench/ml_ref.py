@@ -35,6 +35,7 @@ def gen(rows, feats, out):
 def train(path, rounds, threads):
     import xgboost as xgb
     t0 = time.monotonic()
+    c0 = time.process_time()
     d = np.load(path)
     x, y, v = d["x"], d["y"], d["valid"]
     t1 = time.monotonic()
@@ -45,6 +46,7 @@ def train(path, rounds, threads):
     bst = xgb.train(params, dt, num_boost_round=rounds, evals=[(dv, "valid")], verbose_eval=False)
     t2 = time.monotonic()
     print(json.dumps({"loadS": t1 - t0, "trainS": t2 - t1, "totalS": t2 - t0,
+                      "cpuS": time.process_time() - c0,
                       "trees": bst.num_boosted_rounds()}))
 
 

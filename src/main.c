@@ -344,6 +344,19 @@ static bool app_close(struct app *a)
     return wh_busy;
 }
 
+/* The ML module's view of the models (docs/ml.md "Training from a data model"): which run
+ * published a data model's table, and a retraining queued when one publishes. */
+static json_t *ml_model_run(struct wh_conn *c, const char *model)
+{
+    json_t *run = NULL;
+    return models_published_run(c, model, &run) == 0 ? run : NULL;
+}
+
+static void ml_after_model_run(void *arg, const char *model, const char *run_id)
+{
+    (void)ml_data_model_published(arg, model, run_id);
+}
+
 static int app_open(struct app *a)
 {
     char err[512];
@@ -410,7 +423,25 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the warehouse loader: %s\n", wh_errmsg(NULL));
         return 1;
     }
-    struct models_cfg mdc = {.wh = a->wh, .store = a->store, .pipeline = a->pipeline};
+    struct ml_cfg mc = {
+        .dir = a->cfg.dir,
+        .store = a->store,
+        .wh = a->wh,
+        .log = a->log,
+        .max_bytes = (uint64_t)a->cfg.ml_max_bytes,
+        .nthread = (int)a->cfg.ml_threads,
+        .model_run = ml_model_run,
+    };
+    if (a->store && ml_open(&mc, &a->ml, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tandem: %s\n", err);
+        return 1;
+    }
+    a->env.ml = a->ml;
+    struct models_cfg mdc = {.wh = a->wh,
+                             .store = a->store,
+                             .pipeline = a->pipeline,
+                             .on_publish = a->ml ? ml_after_model_run : NULL,
+                             .on_publish_arg = a->ml};
     if (models_start(&mdc, &a->models) != 0) {
         fprintf(stderr, "tandem: cannot start the models runner\n");
         return 1;
@@ -420,19 +451,6 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;
     }
-    struct ml_cfg mc = {
-        .dir = a->cfg.dir,
-        .store = a->store,
-        .wh = a->wh,
-        .log = a->log,
-        .max_bytes = (uint64_t)a->cfg.ml_max_bytes,
-        .nthread = (int)a->cfg.ml_threads,
-    };
-    if (a->store && ml_open(&mc, &a->ml, err, sizeof(err)) != 0) {
-        fprintf(stderr, "tandem: %s\n", err);
-        return 1;
-    }
-    a->env.ml = a->ml;
 
     metrics_register_process(TANDEM_VERSION);
     a->env.cfg = &a->cfg;

@@ -5,6 +5,7 @@
 
 #include "api/records_int.h"
 #include "ml/ml.h"
+#include "models/models.h"
 
 static bool need_ml(struct http_req *req, struct api_env *env, bool superuser)
 {
@@ -49,6 +50,71 @@ static bool rule_ok(struct http_req *req, struct api_env *env, const json_t *rul
     return false;
 }
 
+/* Answers a training request through req (on the HTTP thread) or rep (a warehouse job). */
+static void train_reply(struct http_req *req, struct api_wh_reply *rep, struct ml *ml,
+                        const json_t *body)
+{
+    json_t *errs = NULL, *out = NULL;
+    int rc = ml_train(ml, body, &errs, &out);
+    int status = rc == 0              ? 202
+                 : rc == ERR_INVALID  ? 400
+                 : rc == ERR_CONFLICT ? 409
+                 : rc == ERR_LIMIT    ? 429
+                 : rc == ERR_BUSY     ? 503
+                                      : 500;
+    const char *msg = rc == ERR_INVALID    ? "Invalid training request."
+                      : rc == ERR_CONFLICT ? "The model is already queued or training."
+                      : rc == ERR_LIMIT    ? "Too many trainings are queued."
+                      : rc == ERR_BUSY     ? "The server is stopping."
+                                           : NULL;
+    if (rc != ERR_INVALID) {
+        json_decref(errs);
+        errs = NULL;
+    }
+    if (req && rc == 0)
+        http_reply_json(req, status, out);
+    else if (req)
+        http_reply_error(req, status, msg, errs);
+    else if (rc == 0)
+        api__wh_reply_json(rep, status, out);
+    else
+        api__wh_reply_error(rep, status, msg, errs);
+}
+
+/* Training from a data model: that the model exists is read from the warehouse, so the
+ * request runs on the query threads. */
+struct train_job {
+    struct ml *ml;
+    json_t *body;
+};
+
+static void train_job_free(void *arg)
+{
+    struct train_job *j = arg;
+    json_decref(j->body);
+    free(j);
+}
+
+static void run_train(struct wh_conn *conn, struct api_wh_reply *rep, void *arg)
+{
+    struct train_job *j = arg;
+    const char *name = json_string_value(json_object_get(j->body, "model"));
+    json_t *def = NULL;
+    int rc = conn ? models_get(conn, name, &def) : ERR_BUSY;
+    json_decref(def);
+    if (rc == ERR_NOTFOUND) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "No data model is named %.64s.", name);
+        api__wh_reply_error(rep, 400, "Invalid training request.",
+                            json_pack("{s:{s:s,s:s}}", "model", "code", "validation_unknown_model",
+                                      "message", msg));
+    } else if (rc < 0) {
+        api__wh_reply_error(rep, 503, "The warehouse is busy; try again.", NULL);
+    } else {
+        train_reply(NULL, rep, j->ml, j->body);
+    }
+}
+
 static void create_model(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
@@ -57,18 +123,22 @@ static void create_model(struct http_req *req, void *ctx)
     json_t *body = http_req_json(req, false);
     if (!body || !rule_ok(req, env, json_object_get(body, "rule")))
         return;
-    json_t *errs = NULL, *out = NULL;
-    int rc = ml_train(env->ml, body, &errs, &out);
-    if (rc == ERR_INVALID) {
-        http_reply_error(req, 400, "Invalid training request.", errs);
+    const json_t *model = json_object_get(body, "model");
+    if (json_is_string(model) && !json_object_get(body, "query")) {
+        json_t *errs = NULL, *norm = NULL;
+        /* a bad spec is answered here; a good one once the model is found */
+        if (ml_train_check(env->ml, body, &norm, &errs) != 0) {
+            http_reply_error(req, 400, "Invalid training request.", errs);
+            return;
+        }
+        json_decref(norm);
+        struct train_job *j = xcalloc(1, sizeof(*j));
+        j->ml = env->ml;
+        j->body = json_deep_copy(body);
+        api__wh_submit(env, req, run_train, j, train_job_free, 0);
         return;
     }
-    json_decref(errs);
-    if (rc) {
-        reply_rc(req, rc, NULL);
-        return;
-    }
-    http_reply_json(req, 202, out);
+    train_reply(req, NULL, env->ml, body);
 }
 
 static void list_models(struct http_req *req, void *ctx)

@@ -31,6 +31,7 @@ struct store;
 struct wh;
 struct evlog;
 struct ml;
+struct wh_conn;
 
 #define ML_PREDICT_MAX_ROWS 10000
 #define ML_NAME_MAX 64
@@ -43,6 +44,11 @@ struct ml_cfg {
     uint64_t max_bytes;  /* training data held in memory (features + labels); 0: 1 GiB */
     size_t queue_max;    /* trainings waiting for the worker; 0: 16 */
     int nthread;         /* XGBoost threads when the request does not say; 0: all cores */
+    /* The latest published run of the data model named model, read on the training worker
+     * with its warehouse connection just before a version trained from that model reads its
+     * table: {"id","finishedAt"} (a new reference), or NULL when it has none. NULL: versions
+     * do not record the run. (main.c wires it to models_published_run.) */
+    json_t *(*model_run)(struct wh_conn *c, const char *model);
 };
 
 /* Loads every model's metadata and active version, marks versions that were training when
@@ -61,6 +67,15 @@ void ml_free(struct ml *ml);
  * spec or hyperparameter; ERR_LIMIT when the queue is full; ERR_CONFLICT when this model is
  * already queued or training. On 0 *out (the caller's) is {"name","version","status"}. */
 int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **out) MUST_USE;
+/* A data model published a new version (its run run_id): queues a retraining of every ML
+ * model trained from it with retrainOnModelRun (docs/ml.md "Training from a data model"),
+ * unless one is already queued or training. Only queues: safe on the models' runner thread.
+ * Returns how many were queued. */
+int ml_data_model_published(struct ml *ml, const char *model, const char *run_id);
+/* Validates a training spec as ml_train does, without queueing it: 0 with *norm_out (the
+ * normalised spec, the caller's), or ERR_INVALID with *errors_out. */
+int ml_train_check(struct ml *ml, const json_t *spec, json_t **norm_out,
+                   json_t **errors_out) MUST_USE;
 /* Asks the model's queued or running training to stop (it ends as "cancelled").
  * ERR_NOTFOUND when nothing of this model is queued or running. */
 int ml_cancel(struct ml *ml, const char *name) MUST_USE;

@@ -24,6 +24,10 @@ struct ml_feature {
 struct ml_serving {
     atomic_int refs;
     BoosterHandle booster;
+    /* the same model with nthread 1 (NULL if the copy failed): small batches, and
+     * tandem_predict, whose chunks DuckDB already scores on several threads at once, do not
+     * pay for waking (or oversubscribing) XGBoost's OpenMP threads */
+    BoosterHandle booster1;
     char *name;
     int64_t version;
     enum ml_task task;
@@ -93,9 +97,10 @@ struct ml_serving *ml__serving_ref(struct ml_serving *s);
  * (no model) or ERR_BUSY (no active version). */
 struct ml_serving *ml__active_ref(struct ml *ml, const char *name, int *rc_out);
 /* Runs s's booster over n rows of its features (row-major, NaN missing). type: 0 scores,
- * 2 contributions. *out_len floats in *res (XGBoost's thread-local buffer: copy before the
- * next call on this thread). */
-int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int type,
+ * 2 contributions. one_thread: the caller is one of several threads scoring at once, or n is
+ * small: use the single-threaded copy. *out_len floats in *res (XGBoost's thread-local buffer: copy
+ * before the next call on this thread). */
+int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int type, bool one_thread,
                     const float **res, bst_ulong *out_len, char *err, size_t err_len) MUST_USE;
 /* The code of category v[0..len) of f, or -1 when training never saw it. */
 int ml__category_code(const struct ml_feature *f, const char *v, size_t len);

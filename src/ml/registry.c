@@ -2,6 +2,7 @@
  * serving handles of the active versions, the training queue, and predictions (HTTP and the
  * SQL function tandem_predict). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
@@ -118,6 +119,18 @@ struct ml_serving *ml__serving_new(const char *name, const json_t *ver, BoosterH
     struct ml_serving *s = xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->booster = booster;
+    bst_ulong len = 0;
+    const char *bytes = NULL;
+    if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"ubj\"}", &len, &bytes) != 0 ||
+        XGBoosterCreate(NULL, 0, &s->booster1) != 0 ||
+        XGBoosterLoadModelFromBuffer(s->booster1, bytes, len) != 0 ||
+        XGBoosterSetParam(s->booster1, "nthread", "1") != 0) {
+        xlog_warn("model %s: no single-threaded copy for small batches: %s", name,
+                  XGBGetLastError());
+        if (s->booster1)
+            XGBoosterFree(s->booster1);
+        s->booster1 = NULL;
+    }
     s->name = xstrdup(name);
     s->version = json_integer_value(json_object_get(ver, "version"));
     enum ml_task t = ML_TASK_BINARY;
@@ -149,6 +162,8 @@ void ml__serving_unref(struct ml_serving *s)
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     XGBoosterFree(s->booster);
+    if (s->booster1)
+        XGBoosterFree(s->booster1);
     features_free(s->features, s->n_features);
     free(s->name);
     free(s);
@@ -378,6 +393,11 @@ void ml__enqueue(struct ml *ml, struct ml_model *m, int64_t version, json_t *spe
     pthread_cond_signal(&ml->cv);
 }
 
+int ml_train_check(struct ml *ml, const json_t *spec, json_t **norm_out, json_t **errors_out)
+{
+    return ml__spec_check(ml, spec, norm_out, errors_out);
+}
+
 int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **out)
 {
     *out = NULL;
@@ -421,6 +441,8 @@ int ml_train(struct ml *ml, const json_t *spec, json_t **errors_out, json_t **ou
             continue;
         json_object_set(m->meta, key, val);
     }
+    if (!json_object_get(norm, "model")) /* trained from a query now */
+        json_object_del(m->meta, "model");
     int64_t v = json_integer_value(json_object_get(m->meta, "nextVersion"));
     if (v < 1)
         v = 1;
@@ -656,11 +678,32 @@ struct ml_serving *ml__active_ref(struct ml *ml, const char *name, int *rc_out)
     return s;
 }
 
-int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int type,
+/* rows of a request scored on one thread */
+#define SMALL_BATCH 256
+
+int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int type, bool one_thread,
                     const float **res, bst_ulong *out_len, char *err, size_t err_len)
 {
+    BoosterHandle b = one_thread && s->booster1 ? s->booster1 : s->booster;
     DMatrixHandle dm = NULL;
     int rc = 0;
+    const bst_ulong *shape = NULL;
+    bst_ulong dim = 0;
+    if (type == 0 && !s->any_categorical) {
+        /* scores of numeric features: XGBoost reads x in place (no DMatrix is built) */
+        char arr[192];
+        snprintf(arr, sizeof(arr),
+                 "{\"data\":[%" PRIuPTR ",true],\"shape\":[%zu,%zu],\"typestr\":\"<f4\","
+                 "\"version\":3}",
+                 (uintptr_t)x, n, s->n_features);
+        if (XGBoosterPredictFromDense(b, arr,
+                                      "{\"type\":0,\"training\":false,\"iteration_begin\":0,"
+                                      "\"iteration_end\":0,\"strict_shape\":false,"
+                                      "\"missing\":NaN,\"cache_id\":0}",
+                                      NULL, &shape, &dim, res) != 0)
+            goto fail;
+        goto shaped;
+    }
     if (XGDMatrixCreateFromMat(x, n, s->n_features, NAN, &dm) != 0)
         goto fail;
     if (s->any_categorical) {
@@ -677,10 +720,9 @@ int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int ty
              "{\"type\":%d,\"training\":false,\"iteration_begin\":0,\"iteration_end\":0,"
              "\"strict_shape\":false}",
              type);
-    const bst_ulong *shape = NULL;
-    bst_ulong dim = 0;
-    if (XGBoosterPredictFromDMatrix(s->booster, dm, cfg, &shape, &dim, res) != 0)
+    if (XGBoosterPredictFromDMatrix(b, dm, cfg, &shape, &dim, res) != 0)
         goto fail;
+shaped:;
     bst_ulong len = 1;
     for (bst_ulong d = 0; d < dim; d++)
         len *= shape[d];
@@ -709,13 +751,31 @@ static json_t *field_error(const char *code, const char *message)
 }
 
 /* rows -> x (row-major). ERR_INVALID with *errors_out naming the first bad field. */
+/* The first key of row that is not a feature of s, or NULL. */
+static const char *unknown_key(const struct ml_serving *s, const json_t *row)
+{
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)row, key, v)
+    {
+        size_t j = 0;
+        while (j < s->n_features && strcmp(s->features[j].name, key) != 0)
+            j++;
+        if (j == s->n_features)
+            return key;
+    }
+    return NULL;
+}
+
 static int rows_matrix(const struct ml_serving *s, const json_t *rows, float **x_out,
                        json_t **errors_out)
 {
     size_t n = json_array_size(rows), f = s->n_features;
     float *x = xmalloc((n ? n : 1) * (f ? f : 1) * sizeof(float));
     char field[ML_NAME_MAX * 4 + 64];
-    for (size_t i = 0; i < n; i++) {
+    const char *code = NULL, *msg = NULL, *bad = NULL;
+    size_t i;
+    for (i = 0; i < n; i++) {
         const json_t *row = json_array_get(rows, i);
         if (!json_is_object(row)) {
             snprintf(field, sizeof(field), "rows.%zu", i);
@@ -723,58 +783,51 @@ static int rows_matrix(const struct ml_serving *s, const json_t *rows, float **x
                                     field_error("validation_invalid_row", "Must be an object."));
             goto fail;
         }
-        const char *key;
-        const json_t *v;
-        json_object_foreach((json_t *)row, key, v)
-        {
-            size_t j = 0;
-            while (j < f && strcmp(s->features[j].name, key) != 0)
-                j++;
-            if (j == f) {
-                snprintf(field, sizeof(field), "rows.%zu.%.200s", i, key);
-                *errors_out = json_pack(
-                    "{s:o}", field,
-                    field_error("validation_unknown_feature", "The model has no such feature."));
-                goto fail;
-            }
-        }
+        /* a row with as many keys as features and every feature has no unknown key */
+        if (json_object_size(row) != f && (bad = unknown_key(s, row)) != NULL)
+            goto unknown;
         for (size_t j = 0; j < f; j++) {
             const struct ml_feature *ft = &s->features[j];
             const json_t *v2 = json_object_get(row, ft->name);
             float *cell = &x[i * f + j];
-            snprintf(field, sizeof(field), "rows.%zu.%s", i, ft->name);
+            bad = ft->name;
             if (!v2) {
-                *errors_out =
-                    json_pack("{s:o}", field,
-                              field_error("validation_required", "Missing feature (send null for a "
-                                                                 "missing value)."));
-                goto fail;
+                if ((bad = unknown_key(s, row)) != NULL)
+                    goto unknown;
+                bad = ft->name;
+                code = "validation_required";
+                msg = "Missing feature (send null for a missing value).";
+                goto invalid;
             }
             if (json_is_null(v2)) {
                 *cell = NAN;
             } else if (ft->categorical) {
                 if (!json_is_string(v2)) {
-                    *errors_out = json_pack(
-                        "{s:o}", field,
-                        field_error("validation_invalid_type", "Must be a string (a category)."));
-                    goto fail;
+                    code = "validation_invalid_type";
+                    msg = "Must be a string (a category).";
+                    goto invalid;
                 }
-                int code = ml__category_code(ft, json_string_value(v2), json_string_length(v2));
-                *cell = code < 0 ? NAN : (float)code; /* an unseen category is missing */
+                int c = ml__category_code(ft, json_string_value(v2), json_string_length(v2));
+                *cell = c < 0 ? NAN : (float)c; /* an unseen category is missing */
             } else if (json_is_number(v2)) {
                 *cell = (float)json_number_value(v2);
             } else if (json_is_boolean(v2)) {
                 *cell = json_is_true(v2) ? 1.0f : 0.0f;
             } else {
-                *errors_out = json_pack(
-                    "{s:o}", field,
-                    field_error("validation_invalid_type", "Must be a number, a bool or null."));
-                goto fail;
+                code = "validation_invalid_type";
+                msg = "Must be a number, a bool or null.";
+                goto invalid;
             }
         }
     }
     *x_out = x;
     return 0;
+unknown:
+    code = "validation_unknown_feature";
+    msg = "The model has no such feature.";
+invalid:
+    snprintf(field, sizeof(field), "rows.%zu.%.200s", i, bad);
+    *errors_out = json_pack("{s:o}", field, field_error(code, msg));
 fail:
     free(x);
     return ERR_INVALID;
@@ -833,7 +886,7 @@ int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contrib
         goto out;
     const float *res = NULL;
     bst_ulong len = 0;
-    if ((rc = ml__run_booster(s, x, n, 0, &res, &len, err, sizeof(err))) != 0) {
+    if ((rc = ml__run_booster(s, x, n, 0, n <= SMALL_BATCH, &res, &len, err, sizeof(err))) != 0) {
         xlog_error("model %s: prediction failed: %s", name, err);
         goto out;
     }
@@ -862,7 +915,8 @@ int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contrib
         json_array_append_new(preds, p);
     }
     if (contribs) {
-        if ((rc = ml__run_booster(s, x, n, 2, &res, &len, err, sizeof(err))) != 0) {
+        if ((rc = ml__run_booster(s, x, n, 2, n <= SMALL_BATCH, &res, &len, err, sizeof(err))) !=
+            0) {
             xlog_error("model %s: contributions failed: %s", name, err);
             goto out;
         }
@@ -950,7 +1004,7 @@ static int score_cb(void *arg, const char *model, size_t model_len, const struct
         }
     const float *res = NULL;
     bst_ulong len = 0;
-    if ((rc = ml__run_booster(s, x, n_rows, 0, &res, &len, err, err_len)) != 0)
+    if ((rc = ml__run_booster(s, x, n_rows, 0, true, &res, &len, err, err_len)) != 0)
         goto out;
     size_t k = s->task == ML_TASK_MULTICLASS ? (size_t)s->num_class : 1;
     if (len != n_rows * k) {

@@ -166,7 +166,7 @@ static int flush(struct run *r)
         return 0;
     const float *res = NULL;
     bst_ulong len = 0;
-    int rc = ml__run_booster(r->s, r->x, r->n, 0, &res, &len, r->err, sizeof(r->err));
+    int rc = ml__run_booster(r->s, r->x, r->n, 0, false, &res, &len, r->err, sizeof(r->err));
     if (rc)
         return rc;
     size_t k = r->s->task == ML_TASK_MULTICLASS ? (size_t)r->s->num_class : 1;

@@ -50,7 +50,21 @@ struct str ml__key_text(const struct wh_scan_chunk *ch, size_t col, size_t row, 
     int n = 0;
     if (isnan(k))
         n = 0;
-    else if (k == floor(k) && fabs(k) < 9007199254740992.0)
+    else if (k == floor(k) && fabs(k) < 9007199254740992.0 && buf_len >= 24) {
+        /* the decimal integer, as "%lld" writes it (this runs once per training row) */
+        long long v = (long long)k;
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+        char tmp[24];
+        int t = 0;
+        do {
+            tmp[t++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v < 0)
+            buf[n++] = '-';
+        while (t)
+            buf[n++] = tmp[--t];
+    } else if (k == floor(k) && fabs(k) < 9007199254740992.0)
         n = snprintf(buf, buf_len, "%lld", (long long)k);
     else
         n = snprintf(buf, buf_len, "%.17g", k);
@@ -120,6 +134,18 @@ static bool name_ok(const char *s)
               c == '_' || c == '-'))
             return false;
     }
+    return true;
+}
+
+/* A data model's name (docs/models.md): 1-63 of a-z 0-9 _, starting with a letter. */
+static bool data_model_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 63 || !(s[0] >= 'a' && s[0] <= 'z'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
     return true;
 }
 
@@ -226,6 +252,7 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
                                         "rule",
                                         "autoPromote",
                                         "retrainIntervalSec",
+                                        "retrainOnModelRun",
                                         "score"};
     const char *key;
     json_t *v;
@@ -244,21 +271,36 @@ int ml__spec_check(const struct ml *ml, const json_t *spec, json_t **norm_out, j
     else
         json_object_set_new(norm, "name", json_string(name));
     const char *query = json_string_value(json_object_get(spec, "query"));
-    const char *model = json_string_value(json_object_get(spec, "model"));
-    if (model && !query) {
-        /* a data model's table (issue 16) is read as a query over its published table */
-        if (!name_ok(model))
-            add_err(errs, "model", "validation_invalid_format", "Not a valid model name.");
+    const json_t *mj = json_object_get(spec, "model");
+    bool from_model = mj && !json_is_null(mj);
+    if (from_model) {
+        /* a data model (docs/models.md): its published table is the query; that it exists is
+         * checked by the caller, which can read the warehouse */
+        const char *model = json_string_value(mj);
+        if (json_object_get(spec, "query"))
+            add_err(errs, "model", "validation_invalid_value",
+                    "Give either a query or a data model, not both.");
+        else if (!data_model_name_ok(model))
+            add_err(errs, "model", "validation_invalid_format",
+                    "A data model's name: 1 to 63 of a-z, 0-9 and _, starting with a letter.");
         else {
-            add_err(errs, "model", "validation_not_supported",
-                    "Training from a data model is not available in this build; give its "
-                    "table in `query`.");
+            char q[128];
+            snprintf(q, sizeof(q), "SELECT * FROM \"%s\"", model);
+            json_object_set_new(norm, "model", json_string(model));
+            json_object_set_new(norm, "query", json_string(q));
         }
     } else if (!query || !*query || strlen(query) > QUERY_MAX) {
         add_err(errs, "query", "validation_required", "A SELECT query of at most 100000 bytes.");
     } else {
         json_object_set_new(norm, "query", json_string(query));
     }
+    const json_t *rm = json_object_get(spec, "retrainOnModelRun");
+    if (rm && !json_is_null(rm) && !json_is_boolean(rm))
+        add_err(errs, "retrainOnModelRun", "validation_invalid_type", "Must be a bool.");
+    else if (json_is_true(rm) && !from_model)
+        add_err(errs, "retrainOnModelRun", "validation_invalid_value",
+                "Only a model trained from a data model (`model`) can retrain after its runs.");
+    json_object_set_new(norm, "retrainOnModelRun", json_boolean(json_is_true(rm)));
     const char *task = json_string_value(json_object_get(spec, "task"));
     enum ml_task t;
     if (ml__task_parse(task, &t) != 0) {
@@ -329,20 +371,6 @@ struct fbuf {
     float *x;
     size_t len, cap;
 };
-
-static int fbuf_push(struct fbuf *b, float v)
-{
-    if (b->len == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        float *x = realloc(b->x, cap * sizeof(float));
-        if (!x)
-            return -ENOMEM;
-        b->x = x;
-        b->cap = cap;
-    }
-    b->x[b->len++] = v;
-    return 0;
-}
 
 struct load {
     struct ml *ml;
@@ -425,6 +453,22 @@ static int cat_code(struct ml_feature *f, struct str v, float *out)
     return 0;
 }
 
+/* Room for n more floats in b. */
+static int fbuf_reserve(struct fbuf *b, size_t n)
+{
+    if (b->cap - b->len >= n)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < n)
+        cap *= 2;
+    float *x = realloc(b->x, cap * sizeof(float));
+    if (!x)
+        return -ENOMEM;
+    b->x = x;
+    b->cap = cap;
+    return 0;
+}
+
 static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
 {
     struct load *L = arg;
@@ -433,8 +477,21 @@ static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
     if (!L->feat_col)
         return load_columns(L, ch);
     const double *lab = ch->num[L->label_col];
+    size_t nf = L->n_feat, n = ch->n_rows;
+    /* the bound, once per chunk: every row of the chunk counted */
+    uint64_t bytes =
+        (uint64_t)(L->x[0].len + L->x[1].len + L->y[0].len + L->y[1].len + (nf + 1) * n) *
+        sizeof(float);
+    if (bytes > L->ml->cfg.max_bytes)
+        return load_fail(L,
+                         "the training data exceeds %llu bytes in memory (--ml-max-bytes); "
+                         "sample the query or select fewer columns",
+                         (unsigned long long)L->ml->cfg.max_bytes);
+    for (int p = 0; p < 2; p++)
+        if (fbuf_reserve(&L->x[p], nf * n) != 0 || fbuf_reserve(&L->y[p], n) != 0)
+            return load_fail(L, "out of memory loading the training data");
     char kb[64];
-    for (size_t i = 0; i < ch->n_rows; i++) {
+    for (size_t i = 0; i < n; i++) {
         double y = lab[i];
         if (isnan(y)) {
             L->skipped++;
@@ -450,30 +507,20 @@ static int load_chunk(void *arg, const struct wh_scan_chunk *ch)
                              y);
         struct str key = ml__key_text(ch, (size_t)L->key_col, i, kb, sizeof(kb));
         int part = ml_split_is_valid(key.ptr, key.len, L->frac) ? 1 : 0;
-        uint64_t bytes =
-            (uint64_t)(L->x[0].len + L->x[1].len + L->n_feat + L->y[0].len + L->y[1].len + 1) *
-            sizeof(float);
-        if (bytes > L->ml->cfg.max_bytes)
-            return load_fail(L,
-                             "the training data exceeds %llu bytes in memory (--ml-max-bytes); "
-                             "sample the query or select fewer columns",
-                             (unsigned long long)L->ml->cfg.max_bytes);
-        for (size_t j = 0; j < L->n_feat; j++) {
+        float *row = L->x[part].x + L->x[part].len;
+        for (size_t j = 0; j < nf; j++) {
             size_t c = L->feat_col[j];
-            float v;
             if (ch->cols[c].kind == WH_COL_NUM) {
-                v = (float)ch->num[c][i];
+                row[j] = (float)ch->num[c][i];
             } else if (!ch->text[c][i].ptr) {
-                v = NAN;
-            } else if (cat_code(&L->feat[j], ch->text[c][i], &v) != 0) {
+                row[j] = NAN;
+            } else if (cat_code(&L->feat[j], ch->text[c][i], &row[j]) != 0) {
                 return load_fail(L, "column %s has more than %d distinct values", L->feat[j].name,
                                  MAX_CATEGORIES);
             }
-            if (fbuf_push(&L->x[part], v) != 0)
-                return load_fail(L, "out of memory loading the training data");
         }
-        if (fbuf_push(&L->y[part], (float)y) != 0)
-            return load_fail(L, "out of memory loading the training data");
+        L->x[part].len += nf;
+        L->y[part].x[L->y[part].len++] = (float)y;
         if (y > L->max_label)
             L->max_label = y;
     }
@@ -541,11 +588,11 @@ static double parse_eval(const char *s)
     return c ? strtod(c + 1, NULL) : NAN;
 }
 
-static DMatrixHandle make_dmatrix(const struct load *L, int part, bool any_cat)
+static DMatrixHandle make_dmatrix(const struct load *L, int part, bool any_cat, int nthread)
 {
     DMatrixHandle d = NULL;
     size_t rows = L->y[part].len;
-    if (XGDMatrixCreateFromMat(L->x[part].x, rows, L->n_feat, NAN, &d) != 0)
+    if (XGDMatrixCreateFromMat_omp(L->x[part].x, rows, L->n_feat, NAN, &d, nthread) != 0)
         return NULL;
     if (XGDMatrixSetFloatInfo(d, "label", L->y[part].x, rows) != 0)
         goto fail;
@@ -576,6 +623,13 @@ static int train(struct ml *ml, struct wh_conn *conn, struct ml_job *job, json_t
     (void)ml__task_parse(json_string_value(json_object_get(job->spec, "task")), &L.task);
     L.frac = json_real_value(json_object_get(job->spec, "validFraction"));
     const char *query = json_string_value(json_object_get(job->spec, "query"));
+    const char *dmodel = json_string_value(json_object_get(job->spec, "model"));
+    if (dmodel) { /* which run of the data model published the table read below */
+        json_t *run = ml->cfg.model_run ? ml->cfg.model_run(conn, dmodel) : NULL;
+        json_object_set_new(
+            result, "source",
+            json_pack("{s:s,s:o}", "model", dmodel, "run", run ? run : json_null()));
+    }
     rc = wh_scan(conn, query, load_chunk, &L);
     if (atomic_load(&job->m->cancel)) {
         rc = ERR_BUSY;
@@ -602,8 +656,13 @@ static int train(struct ml *ml, struct wh_conn *conn, struct ml_job *job, json_t
     bool any_cat = false;
     for (size_t j = 0; j < L.n_feat; j++)
         any_cat = any_cat || L.feat[j].categorical;
-    dm[0] = make_dmatrix(&L, 0, any_cat);
-    dm[1] = dm[0] ? make_dmatrix(&L, 1, any_cat) : NULL;
+    const json_t *params = json_object_get(job->spec, "params");
+    /* the copy into XGBoost's matrices uses the training's threads (0: all cores) */
+    int nthread = json_is_integer(json_object_get(params, "nthread"))
+                      ? (int)json_integer_value(json_object_get(params, "nthread"))
+                      : ml->cfg.nthread;
+    dm[0] = make_dmatrix(&L, 0, any_cat, nthread);
+    dm[1] = dm[0] ? make_dmatrix(&L, 1, any_cat, nthread) : NULL;
     if (!dm[1]) {
         snprintf(err, err_len, "cannot build the training matrices: %s", XGBGetLastError());
         rc = ERR_INTERNAL;
@@ -615,7 +674,6 @@ static int train(struct ml *ml, struct wh_conn *conn, struct ml_job *job, json_t
         rc = ERR_INTERNAL;
         goto out;
     }
-    const json_t *params = json_object_get(job->spec, "params");
     const char *metric = json_string_value(json_object_get(params, "eval_metric"));
     if (!metric)
         metric = L.task == ML_TASK_BINARY       ? "logloss"
@@ -873,6 +931,37 @@ static void run_job(struct ml *ml, struct wh_conn **conn, struct ml_job *job)
     json_decref(result);
 }
 
+/* Queues a new version of m with the spec of its latest version (under ml->mu): trigger
+ * "schedule" (retrainIntervalSec) or "modelRun" (its data model published run run_id). */
+static bool queue_version(struct ml *ml, struct ml_model *m, const char *trigger,
+                          const char *run_id)
+{
+    json_t *vs = json_object_get(m->meta, "versions");
+    json_t *last = json_array_get(vs, json_array_size(vs) - 1);
+    json_t *spec = json_object_get(last, "spec");
+    if (!spec)
+        return false;
+    int64_t v = json_integer_value(json_object_get(m->meta, "nextVersion"));
+    char ts[TIME_PB_LEN];
+    time_format_pb(time_now_us(), ts);
+    json_object_set_new(m->meta, "nextVersion", json_integer(v + 1));
+    json_t *ver = json_pack("{s:I,s:s,s:s,s:O,s:s}", "version", (json_int_t)v, "status", "queued",
+                            "created", ts, "spec", spec, "trigger", trigger);
+    if (strcmp(trigger, "schedule") == 0)
+        json_object_set_new(ver, "scheduled", json_true());
+    if (run_id)
+        json_object_set_new(ver, "triggerRun", json_string(run_id));
+    json_array_append_new(vs, ver);
+    if (ml__persist(ml, m) != 0) {
+        json_array_remove(vs, json_array_size(vs) - 1);
+        return false;
+    }
+    m->round = -1;
+    atomic_store(&m->cancel, false);
+    ml__enqueue(ml, m, v, json_incref(spec));
+    return true;
+}
+
 /* Queues a retraining of every model whose interval has passed, and a scoring of every
  * model whose scoring interval has (under ml->mu). */
 static void schedule_retrains(struct ml *ml)
@@ -898,19 +987,29 @@ static void schedule_retrains(struct ml *ml)
         const char *c = json_string_value(json_object_get(last, "created"));
         if (!c || time_parse(c, strlen(c), &at) != 0 || now - at < every * 1000000)
             continue;
-        json_t *spec = json_object_get(last, "spec");
-        int64_t v = json_integer_value(json_object_get(m->meta, "nextVersion"));
-        char ts[TIME_PB_LEN];
-        time_format_pb(now, ts);
-        json_object_set_new(m->meta, "nextVersion", json_integer(v + 1));
-        json_array_append_new(vs,
-                              json_pack("{s:I,s:s,s:s,s:O,s:b}", "version", (json_int_t)v, "status",
-                                        "queued", "created", ts, "spec", spec, "scheduled", 1));
-        if (ml__persist(ml, m) != 0)
-            continue;
-        atomic_store(&m->cancel, false);
-        ml__enqueue(ml, m, v, json_incref(spec));
+        (void)queue_version(ml, m, "schedule", NULL);
     }
+}
+
+int ml_data_model_published(struct ml *ml, const char *model, const char *run_id)
+{
+    int n = 0;
+    pthread_mutex_lock(&ml->mu);
+    for (size_t i = 0; i < ml->n_models && !ml->stopping; i++) {
+        struct ml_model *m = ml->models[i];
+        const char *src = json_string_value(json_object_get(m->meta, "model"));
+        if (m->deleted || m->training || !src || strcmp(src, model) != 0 ||
+            !json_is_true(json_object_get(m->meta, "retrainOnModelRun")))
+            continue;
+        if (ml->n_queued >= ml->cfg.queue_max) {
+            xlog_warn("model %s: not retrained after run %s of %s: the training queue is full",
+                      m->name, run_id, model);
+            continue;
+        }
+        n += queue_version(ml, m, "modelRun", run_id) ? 1 : 0;
+    }
+    pthread_mutex_unlock(&ml->mu);
+    return n;
 }
 
 void *ml__worker_main(void *arg)

@@ -788,3 +788,24 @@ int models_runs(struct wh_conn *c, const char *name, int64_t limit, json_t **out
     *out = runs;
     return 0;
 }
+
+int models_published_run(struct wh_conn *c, const char *name, json_t **out)
+{
+    json_t *runs = NULL, *p = json_pack("[s]", name);
+    *out = NULL;
+    int rc = query_objects(c,
+                           "SELECT id, finished_at AS \"finishedAt\", \"rows\" FROM _model_runs "
+                           "WHERE model = $1 AND status IN ('success', 'warn', "
+                           "'needs_confirmation', 'sync_failed') ORDER BY finished_at DESC, id "
+                           "LIMIT 1",
+                           p, &runs);
+    json_decref(p);
+    if (rc < 0)
+        return rc;
+    if (json_array_size(runs) == 0)
+        rc = ERR_NOTFOUND;
+    else
+        *out = json_incref(json_array_get(runs, 0));
+    json_decref(runs);
+    return rc;
+}

@@ -30,6 +30,11 @@ struct models_cfg {
     struct store *store;       /* borrowed; sync target */
     struct pipeline *pipeline; /* borrowed, or NULL: source freshness is then not checked */
     int64_t tick_us;           /* how often schedules and thresholds are checked; default 1 s */
+    /* Called on the runner thread after a run published a new version of model (status
+     * success or warn, whatever its sync did), once the run is recorded; it must only queue
+     * work (the ML module's retraining after a data model run). NULL: nobody is told. */
+    void (*on_publish)(void *arg, const char *model, const char *run_id);
+    void *on_publish_arg;
 };
 
 struct models;
@@ -69,6 +74,11 @@ int models_save(struct store *st, struct wh_conn *c, const char *name, const jso
 int models_delete(struct wh_conn *c, const char *name, char **why_out) MUST_USE;
 /* The latest runs of a model (at most limit), newest first, each with its "tests". */
 int models_runs(struct wh_conn *c, const char *name, int64_t limit, json_t **out) MUST_USE;
+
+/* The latest run of the model that published a version (success, warn, or a sync that did
+ * not apply after publishing): *out {"id","finishedAt" (as the SQL API gives a timestamp),"rows"},
+ * the caller's. ERR_NOTFOUND when it never published. */
+int models_published_run(struct wh_conn *c, const char *name, json_t **out) MUST_USE;
 
 /* ---- pieces exposed for tests ---- */
 

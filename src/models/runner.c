@@ -241,6 +241,8 @@ static bool run_one(struct models *m, const json_t *defs, const char *name, cons
     count_run(m, name, run, (double)(finished - started) / 1e6);
     pending_set(m, run_id, name, NULL, NULL);
     json_decref(run);
+    if (published && m->cfg.on_publish) /* only queues (ML retraining after a model run) */
+        m->cfg.on_publish(m->cfg.on_publish_arg, name, run_id);
     return published;
 }
 

@@ -2,7 +2,7 @@
 // crash safety; Python's xgboost 1.7.4 (Debian's python3-xgboost) is the reference.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -70,12 +70,22 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+// Asynchronous, so the event loop keeps running while Python trains: a synchronous spawn
+// blocked it past the server's idle timeout under load, and the next request then reused a
+// keep-alive connection the server had closed ("fetch failed").
 function python(input) {
-  const p = spawnSync('/usr/bin/python3', [new URL('./lib/ml_ref.py', import.meta.url).pathname], {
-    input: JSON.stringify(input), maxBuffer: 1 << 28, encoding: 'utf8',
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/python3', [new URL('./lib/ml_ref.py', import.meta.url).pathname]);
+    let out = '', err = '';
+    p.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+    p.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
+    p.on('error', reject);
+    p.on('close', (code) => {
+      if (code !== 0) reject(new Error(`ml_ref.py exited ${code}: ${err}`));
+      else resolve(JSON.parse(out));
+    });
+    p.stdin.end(JSON.stringify(input));
   });
-  assert.equal(p.status, 0, p.stderr);
-  return JSON.parse(p.stdout);
 }
 
 const rowOf = (r) => Object.fromEntries(NUMERIC.map((f, j) => [f, r[j + 1]]));
@@ -134,7 +144,7 @@ test('a binary model trains on the worker, with metrics matching Python xgboost 
 
   const rows = await sql(QUERY);
   const scored = await sql(`SELECT id, tandem_predict('churn', x1, x2, x3, x4, x5, x6) AS p FROM (${QUERY}) ORDER BY id`);
-  const ref = python({
+  const ref = await python({
     rows, params: { ...PARAMS, objective: 'binary:logistic', eval_metric: 'logloss', tree_method: 'hist' },
     numRounds: SPEC.numRounds, earlyStoppingRounds: SPEC.earlyStoppingRounds, validFraction: SPEC.validFraction,
     modelFile: join(dir, 'ml', 'churn', 'v1.ubj'), predictRows: rows.map((r) => r.slice(1, -1)),

@@ -14,7 +14,10 @@ function versionRows(model) {
     const key = m.auc !== undefined ? `AUC ${metricCell(m.auc)}` : m.rmse !== undefined ? `RMSE ${metricCell(m.rmse)}` : m.accuracy !== undefined ? `acc ${metricCell(m.accuracy)}` : '';
     const status = v.status === 'training' && v.round !== undefined ? `training (round ${v.round})` : v.status;
     return [String(v.version) + (model.active === v.version ? ' (active)' : ''), status, main, key,
-      v.rows ? `${fmtInt(v.rows.train)} / ${fmtInt(v.rows.valid)}` : '', v.finished || v.created, v.error || ''];
+      v.rows ? `${fmtInt(v.rows.train)} / ${fmtInt(v.rows.valid)}` : '',
+      v.source ? `model ${v.source.model}, run ${v.source.run?.id ?? '–'}` : v.spec?.model ? `model ${v.spec.model}` : 'query',
+      (v.trigger === 'modelRun' ? 'after a model run' : v.trigger === 'schedule' ? 'scheduled' : 'request'),
+      v.finished || v.created, v.error || ''];
   });
 }
 
@@ -57,7 +60,7 @@ function scoreForm(model, active) {
 function modelPage(box, model) {
   const active = model.versions.find((v) => v.version === model.active);
   const parts = [h('h1', {}, `Model ${model.name}`),
-    card('Versions', table([{ label: 'version' }, { label: 'status' }, { label: 'validation metric' }, { label: 'key metric' }, { label: 'rows train / valid' }, { label: 'finished' }, { label: 'error' }],
+    card('Versions', table([{ label: 'version' }, { label: 'status' }, { label: 'validation metric' }, { label: 'key metric' }, { label: 'rows train / valid' }, { label: 'data' }, { label: 'trigger' }, { label: 'finished' }, { label: 'error' }],
       versionRows(model), { testid: 'ml-versions' }))];
   const charts = [];
   if (active?.metrics?.roc) {
