@@ -16,6 +16,7 @@
 #include "core/core.h"
 #include "core/datadir.h"
 #include "evlog/evlog.h"
+#include "governance/governance.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "models/models.h"
@@ -218,6 +219,7 @@ struct app {
     struct models *models;
     struct ops_cron *cron;
     struct ml *ml;
+    struct gov *gov;
     struct api_env env;
     struct http_router *router;
     struct http_server *srv;
@@ -249,6 +251,8 @@ static bool app_close(struct app *a)
     api_batch_free(&a->env);
     api_public_free(&a->env);
     http_router_free(a->router);
+    gov_stop(a->gov); /* a running deletion resumes at the next start */
+    a->env.gov = NULL;
     models_stop(a->models);
     ml_stop(a->ml);
     if (!wh_busy) /* a stuck query may be inside tandem_predict: then ml stays allocated */
@@ -350,6 +354,12 @@ static int app_open(struct app *a)
         return 1;
     }
     a->env.ml = a->ml;
+    struct gov_cfg gc = {.store = a->store, .log = a->log, .wh = a->wh, .pipeline = a->pipeline};
+    if (a->store && gov_start(&gc, &a->gov) != 0) {
+        fprintf(stderr, "tandem: cannot start the person deletion worker\n");
+        return 1;
+    }
+    a->env.gov = a->gov;
 
     metrics_register_process(TANDEM_VERSION);
     a->env.cfg = &a->cfg;
@@ -743,7 +753,8 @@ static int cmd_log(int argc, char **argv)
         for (size_t i = 0; rc == 0 && i < b.n; i++)
             printf("{\"offset\":%llu,\"timestamp\":%lld,\"value\":%.*s}\n",
                    (unsigned long long)b.recs[i].offset, (long long)b.recs[i].timestamp_us,
-                   (int)b.recs[i].len, (const char *)b.recs[i].data);
+                   b.recs[i].len ? (int)b.recs[i].len : 4,
+                   b.recs[i].len ? (const char *)b.recs[i].data : "null"); /* erased: null */
         if (rc != 0 || b.n == 0)
             break;
         at = b.next_offset;

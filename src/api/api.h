@@ -23,6 +23,7 @@ struct api_admin;
 struct ops_cron;
 struct pipeline_relay;
 struct ml;
+struct gov;
 struct storage;
 struct storage_pool;
 
@@ -66,6 +67,7 @@ struct api_env {
     struct pipeline_relay *relay;  /* the outbox relay (paused by backups), or NULL */
     struct ops_cron *cron;         /* the server's periodic jobs, or NULL */
     struct api_admin *admin;       /* the backup thread (api_admin_start), or NULL */
+    struct gov *gov; /* person deletion, suppression and export (gov_start), or NULL */
     /* Asks the process to stop and start again (a restore applies at start). NULL: a restore
      * is marked and applies at the next start. Called on the admin thread. */
     void (*restart)(void *arg);

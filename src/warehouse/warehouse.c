@@ -263,3 +263,12 @@ json_t *wh_result_to_json(struct wh_result *r)
     r->rows = NULL;
     return o;
 }
+
+int wh_erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out)
+{
+    REFUSE_WHILE_LOADING(c);
+    *n_out = 0;
+    if (!c->wh->ops->erase_persons)
+        return ERR_INVALID;
+    WRITE_CALL(c, c->wh->ops->erase_persons(c, ids, n, n_out));
+}

@@ -75,6 +75,9 @@ uint64_t whd__key(const char *s, size_t n);
  * ERR_INTERNAL. */
 int whd__persons_register(duckdb_connection con) MUST_USE;
 
+/* whd_erase.c: wh_erase_persons */
+int whd__erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out);
+
 /* whd_ml.c: wh_scan and wh_set_scorer */
 int whd__scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
 int whd__set_scorer(struct wh *w, wh_score_cb cb, void *arg);
