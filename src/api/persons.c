@@ -115,8 +115,9 @@ static void export_person(struct http_req *req, void *ctx)
     }
     if (coll && (!*coll || strlen(coll) > 100)) {
         http_reply_error(req, 400, "Failed to export.",
-                         json_pack("{s:{s:s,s:s}}", "collection", "code", "validation_invalid_value",
-                                   "message", "the name or id of an auth collection"));
+                         json_pack("{s:{s:s,s:s}}", "collection", "code",
+                                   "validation_invalid_value", "message",
+                                   "the name or id of an auth collection"));
         return;
     }
     struct export_ctx *x = xcalloc(1, sizeof(*x));
@@ -132,8 +133,7 @@ static void export_person(struct http_req *req, void *ctx)
         return;
     }
     http_set_header(req, "Cache-Control", "no-store");
-    struct http_stream *s =
-        http_reply_stream(req, "application/json", export_read, export_done, x);
+    struct http_stream *s = http_reply_stream(req, "application/json", export_read, export_done, x);
     atomic_store(&x->s, s);
     http_stream_wake(s); /* in case the first bytes came before the stream existed */
 }

@@ -205,11 +205,11 @@ done:
     return ok;
 }
 
-static const char *const ev_cols[] = {"id",         "type",       "event",
+static const char *const ev_cols[] = {"id",         "type",        "event",
                                       "userId",     "anonymousId", "groupId",
-                                      "previousId", "timestamp",  "originalTimestamp",
-                                      "sentAt",     "receivedAt", "properties",
-                                      "traits",     "context",    "source",
+                                      "previousId", "timestamp",   "originalTimestamp",
+                                      "sentAt",     "receivedAt",  "properties",
+                                      "traits",     "context",     "source",
                                       "logOffset"};
 #define N_EV_COLS 16
 static const bool ev_raw[N_EV_COLS] = {[11] = true, [12] = true, [13] = true, [15] = true};
@@ -310,8 +310,9 @@ static void *export_main(void *arg)
         snprintf(err, sizeof(err), "cannot read the events: %s", wh_errmsg(c));
     buf_putc(&b, ']');
 end:
-    buf_printf(&b, ",\"eventCount\":%llu,\"truncated\":%s,\"error\":",
-               (unsigned long long)e->n_events, e->truncated ? "true" : "false");
+    buf_printf(&b,
+               ",\"eventCount\":%llu,\"truncated\":%s,\"error\":", (unsigned long long)e->n_events,
+               e->truncated ? "true" : "false");
     if (err[0])
         put_str(&b, err, strlen(err));
     else

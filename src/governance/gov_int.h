@@ -26,7 +26,7 @@ struct gov {
     bool stop;
     bool worker_started;
     pthread_t worker;
-    int n_exports; /* [mu] export threads running */
+    int n_exports;    /* [mu] export threads running */
     int64_t pause_ms; /* tests: a pause after each stored phase (TANDEM_TEST_DELETE_PAUSE_MS) */
 };
 

@@ -190,8 +190,7 @@ int gov__resolve(struct wh_conn *c, const json_t *seeds, json_t **ids_out, char 
         goto out;
     }
     if (res.n_rows > GOV_MAX_IDS || res.truncated) {
-        snprintf(err, err_len, "more than %d distinct ids are linked to this person",
-                 GOV_MAX_IDS);
+        snprintf(err, err_len, "more than %d distinct ids are linked to this person", GOV_MAX_IDS);
         rc = ERR_LIMIT;
         goto out;
     }
@@ -201,8 +200,7 @@ int gov__resolve(struct wh_conn *c, const json_t *seeds, json_t **ids_out, char 
     json_array_foreach(res.rows, i, row)
     {
         json_t *v = json_array_get(row, 0);
-        if (json_is_string(v) &&
-            gov__id_valid(json_string_value(v), json_string_length(v)))
+        if (json_is_string(v) && gov__id_valid(json_string_value(v), json_string_length(v)))
             json_array_append(ids, v);
     }
     *ids_out = ids;
@@ -247,8 +245,7 @@ static bool bool_opt(const json_t *req, const char *key, bool *out, char *err, s
     return true;
 }
 
-int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *err,
-                      size_t err_len)
+int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *err, size_t err_len)
 {
     *job_out = NULL;
     if (!json_is_object(req)) {
@@ -267,7 +264,8 @@ int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *
     }
     json_t *seeds = json_array();
     if (uid) {
-        if (!json_is_string(uid) || !gov__id_valid(json_string_value(uid), json_string_length(uid))) {
+        if (!json_is_string(uid) ||
+            !gov__id_valid(json_string_value(uid), json_string_length(uid))) {
             snprintf(err, err_len, "userId: a string of 1 to %d bytes", GOV_MAX_ID_BYTES);
             goto invalid;
         }
@@ -295,8 +293,9 @@ int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *
         !bool_opt(req, "suppress", &suppress, err, err_len))
         goto invalid;
     json_t *coll = json_object_get(req, "collection");
-    if (coll && !json_is_null(coll) && (!json_is_string(coll) || json_string_length(coll) == 0 ||
-                                        json_string_length(coll) > 100)) {
+    if (coll && !json_is_null(coll) &&
+        (!json_is_string(coll) || json_string_length(coll) == 0 ||
+         json_string_length(coll) > 100)) {
         snprintf(err, err_len, "collection: the name or id of an auth collection");
         goto invalid;
     }
@@ -325,7 +324,8 @@ int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *
         json_t *r;
         json_array_foreach(rows, i, r)
         {
-            const char *st = json_string_value(json_object_get(json_object_get(r, "value"), "status"));
+            const char *st =
+                json_string_value(json_object_get(json_object_get(r, "value"), "status"));
             n_open += st && (strcmp(st, "queued") == 0 || strcmp(st, "running") == 0);
         }
         json_decref(rows);
@@ -341,14 +341,13 @@ int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *
     char id[17];
     for (size_t i = 0; i < sizeof(rnd); i++)
         snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-    json_t *request =
-        json_pack("{s:o,s:O?,s:b,s:s,s:b}", "distinctIds", uid ? json_array() : json_copy(seeds),
-                  "userId", uid, "deleteUser", delete_user, "collection", coll_name, "suppress",
-                  suppress);
-    json_t *job = json_pack("{s:s,s:s,s:s,s:o,s:o,s:n,s:{s:I,s:I,s:b},s:n,s:o}", "id", id,
-                            "status", "queued", "phase", "resolve", "request", request,
-                            "distinctIds", seeds, "logEnd", "erased", "log", (json_int_t)0,
-                            "warehouse", (json_int_t)0, "user", 0, "error", "created", now_json());
+    json_t *request = json_pack("{s:o,s:O?,s:b,s:s,s:b}", "distinctIds",
+                                uid ? json_array() : json_copy(seeds), "userId", uid, "deleteUser",
+                                delete_user, "collection", coll_name, "suppress", suppress);
+    json_t *job = json_pack("{s:s,s:s,s:s,s:o,s:o,s:n,s:{s:I,s:I,s:b},s:n,s:o}", "id", id, "status",
+                            "queued", "phase", "resolve", "request", request, "distinctIds", seeds,
+                            "logEnd", "erased", "log", (json_int_t)0, "warehouse", (json_int_t)0,
+                            "user", 0, "error", "created", now_json());
     /* AUDIT: a person deletion was requested (job id, request) - the audit trail's entry goes
      * here, with the caller's identity from the HTTP layer. */
     int rc = job_store(g, job);
@@ -502,16 +501,15 @@ static int phase_log(struct gov *g, json_t *job, char *err, size_t err_len)
     if (rc != 0)
         goto fail;
     json_t *er = json_object_get(job, "erased");
-    json_object_set_new(er, "log", json_integer(json_integer_value(json_object_get(er, "log")) +
-                                                (json_int_t)n));
+    json_object_set_new(
+        er, "log", json_integer(json_integer_value(json_object_get(er, "log")) + (json_int_t)n));
     return 0;
 fail:
     snprintf(err, err_len, "cannot erase from the event log: %s", evlog_errmsg(g->cfg.log));
     return rc;
 }
 
-static int phase_warehouse(struct gov *g, struct wh_conn *c, json_t *job, char *err,
-                           size_t err_len)
+static int phase_warehouse(struct gov *g, struct wh_conn *c, json_t *job, char *err, size_t err_len)
 {
     uint64_t end = (uint64_t)json_integer_value(json_object_get(job, "logEnd"));
     int rc = wait_loaded(g, end);
@@ -534,9 +532,9 @@ static int phase_warehouse(struct gov *g, struct wh_conn *c, json_t *job, char *
         return rc;
     }
     json_t *er = json_object_get(job, "erased");
-    json_object_set_new(er, "warehouse",
-                        json_integer(json_integer_value(json_object_get(er, "warehouse")) +
-                                     (json_int_t)deleted));
+    json_object_set_new(
+        er, "warehouse",
+        json_integer(json_integer_value(json_object_get(er, "warehouse")) + (json_int_t)deleted));
     return 0;
 }
 
@@ -604,8 +602,8 @@ static void job_run(struct gov *g, struct wh_conn *c, json_t *job)
         json_object_set_new(job, "phase", json_string(phases[k + 1]));
         if (job_store(g, job) != 0)
             return; /* the store failed: the job resumes at the next start */
-        xlog_info("person deletion %s: %s done",
-                  json_string_value(json_object_get(job, "id")), phases[k]);
+        xlog_info("person deletion %s: %s done", json_string_value(json_object_get(job, "id")),
+                  phases[k]);
         if (g->pause_ms > 0 && nap(g, g->pause_ms))
             return; /* stopping: resumes at the next start */
     }

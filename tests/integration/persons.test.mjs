@@ -14,7 +14,7 @@ import { startWithSuperuserAndKey, client, SU_EMAIL, SU_PASSWORD } from './lib/p
 import { api, sql, waitLoaded } from './lib/models.mjs';
 
 const dirs = [];
-after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+after(() => { if (!process.env.KEEP_DIRS) for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 // every regular file under dir
 function files(dir) {
@@ -96,7 +96,8 @@ async function bobRows(a) {
 
 function checkGone(dir) {
   assert.deepEqual(holding(dir, SECRET_A), [], 'no file may still hold the deleted person\'s value');
-  assert.deepEqual(holding(dir, alice.anonymousId), []);
+  // the distinct ids themselves stay in the job and the suppression list (app db): they are
+  // what suppression checks; docs/governance.md says so
   assert.ok(holding(dir, SECRET_B).length > 0, 'the other person\'s data is still there');
 }
 
