@@ -561,6 +561,13 @@ static int phase_user(struct gov *g, json_t *job, char *err, size_t err_len)
     } else {
         json_object_set_new(json_object_get(job, "erased"), "user", json_true());
     }
+    /* the deletion's outbox row (with the record's last image) goes to the log and is deleted
+     * by the relay (zeroed: secure_delete); wait for that, up to a minute */
+    for (int waited = 0; waited < 600; waited++) {
+        int64_t pending = 0;
+        if (store_outbox_pending(g->cfg.store, &pending) != 0 || pending == 0 || nap(g, 100))
+            break;
+    }
     /* the deleted pages are zeroed (secure_delete); the WAL that held them is emptied */
     for (int attempt = 0; attempt < 50; attempt++) {
         rc = store_wal_truncate(g->cfg.store);
