@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Analytics } from '@segment/analytics-node';
-import { start } from './lib/server.mjs';
+import { run, start } from './lib/server.mjs';
 import { startWithSuperuserAndKey, client, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 import { api, sql, waitLoaded } from './lib/models.mjs';
 
@@ -256,5 +256,29 @@ test('kill -9 half way through a deletion: the job resumes at the next start and
     checkGone(dir);
   } finally {
     await srv2.stop();
+  }
+});
+
+test('tandem persons delete and export over the running server', async () => {
+  const s = await startWithSuperuserAndKey({ keepDir: true });
+  dirs.push(s.dir);
+  const a = { url: s.srv.url, token: s.token };
+  try {
+    await capture(a.url, s.key, 6, { userId: 'cli-user', anonymousId: 'cli-anon' }, SECRET_A, 'c');
+    await waitLoaded(a, "SELECT count(*) FROM events WHERE user_id = 'cli-user' OR anonymous_id = 'cli-anon'", 7);
+    const auth = ['--url', a.url, '--email', SU_EMAIL, '--password', SU_PASSWORD];
+    const ex = await run(['persons', 'export', 'cli-anon', ...auth]);
+    assert.equal(ex.code, 0, ex.stderr);
+    assert.equal(JSON.parse(ex.stdout).eventCount, 7);
+    assert.equal((await run(['persons', 'delete', ...auth])).code, 2);
+    assert.equal((await run(['persons', 'delete', 'x', '--user', 'y', ...auth])).code, 2);
+    const del = await run(['persons', 'delete', '--user', 'cli-user', '--suppress', 'true', '--wait', '120', ...auth]);
+    assert.equal(del.code, 0, del.stderr);
+    const job = JSON.parse(del.stdout);
+    assert.equal(job.status, 'done');
+    assert.equal(job.erased.warehouse, 7);
+    assert.deepEqual(holding(s.dir, SECRET_A), []);
+  } finally {
+    await s.srv.stop();
   }
 });
