@@ -348,8 +348,6 @@ int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *
                             "queued", "phase", "resolve", "request", request, "distinctIds", seeds,
                             "logEnd", "erased", "log", (json_int_t)0, "warehouse", (json_int_t)0,
                             "user", 0, "error", "created", now_json());
-    /* AUDIT: a person deletion was requested (job id, request) - the audit trail's entry goes
-     * here, with the caller's identity from the HTTP layer. */
     int rc = job_store(g, job);
     if (rc != 0) {
         json_decref(job);
