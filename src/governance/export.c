@@ -72,6 +72,8 @@ static bool emit(struct gov_export *e, const char *p, size_t n)
 
 static bool emit_buf(struct gov_export *e, struct buf *b)
 {
+    if (b->len == 0)
+        return true;
     bool ok = emit(e, b->ptr, b->len);
     buf_reset(b);
     return ok;
