@@ -17,6 +17,7 @@
 #include "core/datadir.h"
 #include "evlog/evlog.h"
 #include "governance/audit.h"
+#include "governance/governance.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "models/models.h"
@@ -59,6 +60,8 @@ static void usage(FILE *out)
             "                                    SQL models of a running server\n"
             "  import pocketbase PATH            import a PocketBase app's collections and\n"
             "                                    records (PATH: its pb_data or data.db)\n"
+            "  persons delete | export [--user ID] [--delete-user B] [--suppress B] [--wait S]\n"
+            "                                    delete or export a person (running server)\n"
             "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
             "                                    train a model on the running server\n"
             "  version                           print the version\n"
@@ -290,6 +293,7 @@ struct app {
     struct models *models;
     struct ops_cron *cron;
     struct ml *ml;
+    struct gov *gov;
     struct api_env env;
     struct http_router *router;
     struct http_server *srv;
@@ -322,6 +326,8 @@ static bool app_close(struct app *a)
     api_batch_free(&a->env);
     api_public_free(&a->env);
     http_router_free(a->router);
+    gov_stop(a->gov); /* a running deletion resumes at the next start */
+    a->env.gov = NULL;
     models_stop(a->models);
     ml_stop(a->ml);
     if (!wh_busy) /* a stuck query may be inside tandem_predict: then ml stays allocated */
@@ -451,6 +457,12 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;
     }
+    struct gov_cfg gc = {.store = a->store, .log = a->log, .wh = a->wh, .pipeline = a->pipeline};
+    if (a->store && gov_start(&gc, &a->gov) != 0) {
+        fprintf(stderr, "tandem: cannot start the person deletion worker\n");
+        return 1;
+    }
+    a->env.gov = a->gov;
 
     metrics_register_process(TANDEM_VERSION);
     a->env.cfg = &a->cfg;
@@ -858,7 +870,8 @@ static int cmd_log(int argc, char **argv)
         for (size_t i = 0; rc == 0 && i < b.n; i++)
             printf("{\"offset\":%llu,\"timestamp\":%lld,\"value\":%.*s}\n",
                    (unsigned long long)b.recs[i].offset, (long long)b.recs[i].timestamp_us,
-                   (int)b.recs[i].len, (const char *)b.recs[i].data);
+                   b.recs[i].len ? (int)b.recs[i].len : 4,
+                   b.recs[i].len ? (const char *)b.recs[i].data : "null"); /* erased: null */
         if (rc != 0 || b.n == 0)
             break;
         at = b.next_offset;
@@ -1135,6 +1148,64 @@ static int cmd_models(int argc, char **argv)
     return cli_models(&o, w[0], n == 2 ? w[1] : NULL, stdout, stderr);
 }
 
+static int cmd_persons(int argc, char **argv)
+{
+    struct cli_persons_opts o = {0};
+    o.url = take_opt(&argc, argv, "--url");
+    o.email = take_opt(&argc, argv, "--email");
+    o.password = take_opt(&argc, argv, "--password");
+    o.user_id = take_opt(&argc, argv, "--user");
+    const char *bools[2] = {take_opt(&argc, argv, "--delete-user"),
+                            take_opt(&argc, argv, "--suppress")};
+    const char *wait = take_opt(&argc, argv, "--wait");
+    struct cfg cfg;
+    const char *w[65];
+    size_t n;
+    int rc = cli_args(argc, argv, w, ARRAY_LEN(w), &n, &cfg);
+    if (rc != 0)
+        return rc;
+    int vals[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        if (bools[i] && (vals[i] = bool_word(bools[i])) < 0) {
+            fprintf(stderr, "tandem: invalid value '%s' for %s (expected true or false)\n",
+                    bools[i], i == 0 ? "--delete-user" : "--suppress");
+            return EXIT_USAGE;
+        }
+    o.wait_s = 600;
+    if (wait) {
+        char *end;
+        long long v = strtoll(wait, &end, 10);
+        if (!*wait || *end || v < 0 || v > 86400) {
+            fprintf(stderr, "tandem: invalid value '%s' for --wait (expected seconds, 0-86400)\n",
+                    wait);
+            return EXIT_USAGE;
+        }
+        o.wait_s = v;
+    }
+    bool del = n >= 1 && strcmp(w[0], "delete") == 0 && ((n > 1) != (o.user_id != NULL));
+    bool exp = n == 2 && strcmp(w[0], "export") == 0 && !o.user_id;
+    if (!del && !exp) {
+        fprintf(stderr, "usage: tandem persons delete ID... | persons delete --user ID "
+                        "[--delete-user B] [--suppress B] [--wait S] | persons export ID "
+                        "[--url URL] [--email E --password P]\n");
+        return EXIT_USAGE;
+    }
+    if (exp)
+        o.export_id = w[1];
+    o.ids = w + 1;
+    o.n_ids = n - 1;
+    o.delete_user = vals[0];
+    o.suppress = vals[1];
+    char default_url[300];
+    snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
+    if (!o.url)
+        o.url = default_url;
+    o.token = getenv("TANDEM_TOKEN");
+    if (o.token && !*o.token)
+        o.token = NULL;
+    return cli_persons(&o, stdout, stderr);
+}
+
 int main(int argc, char **argv)
 {
     /* Before anything can create a file: every file tandem, SQLite, DuckDB or the event log
@@ -1166,6 +1237,8 @@ int main(int argc, char **argv)
         return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "models") == 0)
         return cmd_models(argc - 2, argv + 2);
+    if (strcmp(cmd, "persons") == 0)
+        return cmd_persons(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("tandem %s\n", TANDEM_VERSION);
         return 0;

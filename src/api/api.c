@@ -54,6 +54,7 @@ void api_register(struct http_router *r, struct api_env *env)
     }
     api__register_batch(r, env);
     api__register_capture(r, env);
+    api__register_persons(r, env);
     api__register_keys(r, env);
     api__register_auth(r, env);
     api__register_oauth2(r, env);

@@ -23,6 +23,7 @@ struct api_admin;
 struct ops_cron;
 struct pipeline_relay;
 struct ml;
+struct gov;
 struct storage;
 struct storage_pool;
 struct audit;
@@ -69,6 +70,7 @@ struct api_env {
     struct api_admin *admin;       /* the backup thread (api_admin_start), or NULL */
     struct api_logs *logs;         /* the request log writer (api_logs_start), or NULL */
     struct audit *audit;           /* the audit trail (audit_open), or NULL: none kept */
+    struct gov *gov; /* person deletion, suppression and export (gov_start), or NULL */
     /* Asks the process to stop and start again (a restore applies at start). NULL: a restore
      * is marked and applies at the next start. Called on the admin thread. */
     void (*restart)(void *arg);

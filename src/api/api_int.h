@@ -32,6 +32,7 @@ int api__hash_password(const char *password, api_hash_done_cb done, void *done_a
 
 void api__register_ops(struct http_router *r, struct api_env *env);
 void api__register_capture(struct http_router *r, struct api_env *env);
+void api__register_persons(struct http_router *r, struct api_env *env);
 void api__register_keys(struct http_router *r, struct api_env *env);
 void api__register_auth(struct http_router *r, struct api_env *env);
 void api__register_oauth2(struct http_router *r, struct api_env *env);

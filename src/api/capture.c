@@ -26,6 +26,7 @@
 #include "core/datadir.h"
 #include "capture/capture.h"
 #include "evlog/evlog.h"
+#include "governance/governance.h"
 #include "metrics/metrics.h"
 
 #define EVENTS_TOPIC "events"
@@ -187,6 +188,25 @@ static void handle(struct http_req *req, void *ctx)
         http_set_header(req, "Retry-After", "1");
         http_reply_error(req, 503, "Capture is starting: retry shortly.", NULL);
         return;
+    }
+
+    /* events of suppressed distinct ids (a person deletion asked for it) are dropped here and
+     * acknowledged like the others (Segment answers 200 for suppressed data) */
+    if (gov_suppress_any(env->gov)) {
+        size_t k = 0;
+        for (size_t i = 0; i < r.n_events; i++) {
+            const struct capture_event *e = &r.events[i];
+            if ((e->user_id && gov_suppressed(env->gov, e->user_id, strlen(e->user_id))) ||
+                (e->anonymous_id &&
+                 gov_suppressed(env->gov, e->anonymous_id, strlen(e->anonymous_id))))
+                continue;
+            r.events[k++] = *e;
+        }
+        if (k < r.n_events) {
+            const char *o[1] = {"suppressed"};
+            metrics_inc(metrics_series(m_events, o), r.n_events - k);
+        }
+        r.n_events = k;
     }
 
     /* under dedup_mu: which events are new, their append, and the ticket to wait for. On
@@ -433,6 +453,8 @@ static int replay(struct api_env *env, uint64_t from, uint64_t end, int64_t now,
         if (rc != 0 || b.n == 0)
             break;
         for (size_t i = 0; i < b.n; i++) {
+            if (b.recs[i].len == 0)
+                continue; /* erased (docs/evlog.md "Erasing records") */
             if (capture_dedup_add_record(env->dedup, (const char *)b.recs[i].data, b.recs[i].len,
                                          now) != 0)
                 bad++;

@@ -69,4 +69,24 @@ struct cli_models_opts {
 int cli_models(const struct cli_models_opts *o, const char *verb, const char *arg, FILE *out,
                FILE *err);
 
+/* ---- `tandem persons` ---- */
+
+struct cli_persons_opts {
+    const char *url;   /* the server ("http://HOST:PORT") */
+    const char *token; /* a superuser token, or NULL */
+    const char *email; /* sign in with these when there is no token */
+    const char *password;
+    const char *export_id;  /* export: the distinct id; NULL: delete */
+    const char *const *ids; /* delete: distinct ids (or user_id) */
+    size_t n_ids;
+    const char *user_id;
+    bool delete_user, suppress;
+    int64_t wait_s; /* delete: wait up to this long for the job (0: only queue it) */
+};
+
+/* `tandem persons delete ID... | --user ID` and `tandem persons export ID` against a running
+ * server. Prints the job (or the export document). 0, 1 for a failure (or a job that did not
+ * finish in time), 2 for bad usage. */
+int cli_persons(const struct cli_persons_opts *o, FILE *out, FILE *err);
+
 #endif

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -114,6 +115,37 @@ void cli_print_result(const json_t *resp, enum cli_format format, FILE *out)
 
 /* ---- a minimal HTTP/1.1 client for plain http on a trusted network ---- */
 
+/* Whether the headers [h, end) say "Transfer-Encoding: chunked" (a streamed answer). */
+static bool is_chunked(const char *h, const char *end)
+{
+    static const char key[] = "\r\ntransfer-encoding:";
+    for (const char *p = h; p + sizeof(key) - 1 < end; p++) {
+        if (strncasecmp(p, key, sizeof(key) - 1) != 0)
+            continue;
+        const char *v = p + sizeof(key) - 1;
+        while (v < end && *v == ' ')
+            v++;
+        return end - v >= 7 && strncasecmp(v, "chunked", 7) == 0;
+    }
+    return false;
+}
+
+/* Appends the data of a chunked body [p, end) to out (stops at the last chunk or at damage). */
+static void dechunk(const char *p, const char *end, struct buf *out)
+{
+    while (p < end) {
+        char *after;
+        unsigned long long n = strtoull(p, &after, 16);
+        const char *eol = memchr(after, '\n', (size_t)(end - after));
+        if (after == p || !eol || n == 0 || (unsigned long long)(end - (eol + 1)) < n)
+            return;
+        buf_append(out, eol + 1, (size_t)n);
+        p = eol + 1 + n;
+        if (end - p >= 2 && p[0] == '\r' && p[1] == '\n')
+            p += 2;
+    }
+}
+
 int cli__parse_url(const char *u, struct url *out)
 {
     if (strncmp(u, "http://", 7) != 0)
@@ -185,7 +217,11 @@ int cli__http(const struct url *u, const char *method, const char *path, const c
     const char *hdr_end = raw.ptr ? strstr(raw.ptr, "\r\n\r\n") : NULL;
     if (hdr_end && raw.len > 12 && strncmp(raw.ptr, "HTTP/1.", 7) == 0) {
         status = atoi(raw.ptr + 9);
-        buf_append(resp, hdr_end + 4, raw.len - (size_t)(hdr_end + 4 - raw.ptr));
+        const char *body_at = hdr_end + 4, *end = raw.ptr + raw.len;
+        if (is_chunked(raw.ptr, hdr_end))
+            dechunk(body_at, end, resp);
+        else
+            buf_append(resp, body_at, (size_t)(end - body_at));
     }
     buf_release(&raw);
     return status;

@@ -250,3 +250,17 @@ int evlog_snapshot(struct evlog *log, const char *dest_dir, const struct evlog_c
     }
     return log->ops->snapshot(log, dest_dir, cuts, n_cuts);
 }
+
+int evlog_erase(struct evlog *log, const char *topic, uint64_t end, evlog_erase_cb match, void *arg,
+                uint64_t *n_erased_out)
+{
+    uint64_t n = 0;
+    if (!log->ops->erase) {
+        evlog__errf("the %s event log cannot erase records", log->ops->name);
+        return ERR_INVALID;
+    }
+    int rc = log->ops->erase(log, topic, end, match, arg, &n);
+    if (n_erased_out)
+        *n_erased_out = n;
+    return rc;
+}

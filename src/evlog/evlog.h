@@ -145,6 +145,10 @@ struct evlog_cut {
     uint64_t offset;
 };
 
+/* Decides whether one record is erased by evlog_erase: true erases it. rec is borrowed for
+ * the call. Called on the erasing thread, never for a record already erased. */
+typedef bool (*evlog_erase_cb)(void *arg, const struct evlog_rec_view *rec);
+
 /* ---- the backend interface ---- */
 
 struct evlog;
@@ -169,6 +173,8 @@ struct evlog_ops {
     int (*retain)(struct evlog *log);
     int (*snapshot)(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
                     size_t n_cuts);
+    int (*erase)(struct evlog *log, const char *topic, uint64_t end, evlog_erase_cb match,
+                 void *arg, uint64_t *n_erased_out);
     const char *(*errmsg)(struct evlog *log);
     /* optional: append with keys (NULL: append, the keys ignored) */
     int (*append_keyed)(struct evlog *log, const char *topic, const struct evlog_rec *recs,
@@ -263,6 +269,18 @@ int evlog_consumer_remove(struct evlog *log, const char *consumer) MUST_USE;
  * that keeps no files here (kafka). */
 int evlog_snapshot(struct evlog *log, const char *dest_dir, const struct evlog_cut *cuts,
                    size_t n_cuts) MUST_USE;
+
+/* Erases the records of topic below end (at most its durable end) that match accepts: each
+ * becomes an erased record (a tombstone: an empty payload with the same offset and
+ * timestamp), so every other record keeps its offset and no consumer position moves. The
+ * bytes of an erased record are gone from the log's files when the call returns: each segment
+ * holding one is rewritten to a new file, synced and renamed over the old one (docs/evlog.md
+ * "Erasing records"). Consumers skip records of length 0. Appends, reads and retention go on
+ * meanwhile; a reader that held the old segment may still read it until it moves on.
+ * Idempotent (a crash half way is finished by calling it again). *n_erased_out (may be NULL):
+ * records erased by this call. ERR_INVALID for a bad topic or a backend that cannot erase. */
+int evlog_erase(struct evlog *log, const char *topic, uint64_t end, evlog_erase_cb match, void *arg,
+                uint64_t *n_erased_out) MUST_USE;
 
 /* Runs retention now (the flusher also runs it every retention_check_us). */
 int evlog_retain(struct evlog *log) MUST_USE;

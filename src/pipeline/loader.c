@@ -160,6 +160,8 @@ static void rows_fill(struct consumer *c, const struct evlog_batch *b, struct ro
     rows_reserve(r, b->n);
     for (size_t i = 0; i < b->n; i++) {
         const struct evlog_rec_view *v = &b->recs[i];
+        if (v->len == 0)
+            continue; /* erased by a person deletion (docs/evlog.md "Erasing records") */
         char *reason = r->reasons[r->n_rej];
         json_t *doc = NULL;
         int rc;

@@ -999,7 +999,8 @@ static void *hub_main(void *arg)
         drain_cmds(hub);
         hub->now_us = time_mono_us();
         for (size_t i = 0; i < b.n; i++)
-            if (feed_one(hub, b.recs[i].data, b.recs[i].len, b.recs[i].offset) != 0)
+            if (b.recs[i].len > 0 && /* an empty record was erased */
+                feed_one(hub, b.recs[i].data, b.recs[i].len, b.recs[i].offset) != 0)
                 xlog_warn("realtime: change at offset %llu is malformed, skipped",
                           (unsigned long long)b.recs[i].offset);
         if (b.n)

@@ -328,6 +328,11 @@ int store_backup(struct store *st, const char *dest_path)
     return st->ops->backup(st, dest_path);
 }
 
+int store_wal_truncate(struct store *st)
+{
+    return st->ops->wal_truncate(st);
+}
+
 int store_sync(struct store *st)
 {
     return st->ops->sync(st);

@@ -201,6 +201,7 @@ struct store_ops {
 
     int (*outbox_pending)(struct store *st, int64_t *n_out);
     int (*sync)(struct store *st);
+    int (*wal_truncate)(struct store *st);
     int (*backup)(struct store *st, const char *dest_path);
     int (*sql)(struct store *st, const char *sql, size_t max_rows, size_t max_bytes,
                int64_t deadline_us, struct store_sql_result *out);
@@ -465,6 +466,10 @@ int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
  * WAL mode with synchronous=NORMAL). The outbox relay calls it before it publishes rows, so a
  * power loss can never take back a change the log already has. */
 int store_sync(struct store *st) MUST_USE;
+/* Copies every committed page from the WAL into the database and empties the WAL file
+ * (checkpoint TRUNCATE), so that no old page image (e.g. of a deleted record) is left in it.
+ * ERR_BUSY when a reader or writer kept it from finishing: try again. */
+int store_wal_truncate(struct store *st) MUST_USE;
 /* The answer of store_sql. */
 struct store_sql_result {
     json_t *columns;  /* [{"name","type","nullable"}] */

@@ -382,3 +382,12 @@ int wh_retain(struct wh_conn *c, const struct wh_retention *r, struct wh_retenti
         *st_out = st;
     return rc;
 }
+
+int wh_erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out)
+{
+    REFUSE_WHILE_LOADING(c);
+    *n_out = 0;
+    if (!c->wh->ops->erase_persons)
+        return ERR_INVALID;
+    WRITE_CALL(c, c->wh->ops->erase_persons(c, ids, n, n_out));
+}

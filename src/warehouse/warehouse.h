@@ -314,6 +314,7 @@ struct wh_ops {
     const char *(*errmsg)(struct wh_conn *c);
     int (*scan)(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
     int (*set_scorer)(struct wh *wh, wh_score_cb cb, void *arg);
+    int (*erase_persons)(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out);
 };
 
 struct wh {
@@ -474,6 +475,14 @@ int wh_scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg) MUST_U
  * which scores through cb(arg, ...). Once per process: a later call does nothing. arg must
  * outlive wh. */
 int wh_set_scorer(struct wh *wh, wh_score_cb cb, void *arg) MUST_USE;
+/* Deletes every event whose user_id, anonymous_id or previous_id is one of the n distinct ids
+ * (non-empty, no NUL byte) and those ids' rows of the identity tables, so that their bytes are
+ * gone from the warehouse's files when it returns: the tables are rewritten and checkpointed
+ * (FORCE), which empties the WAL. Time and space of about one copy of the events table; run
+ * it off the request path. Idempotent. *n_out: events deleted. ERR_BUSY: a conflict with
+ * another writer (retry). */
+int wh_erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out) MUST_USE;
+
 /* Detail of c's last failure; c NULL: the calling thread's last wh_open/wh_conn_open failure.
  * RETURNS BORROWED: valid until the next call on c (or on this thread). */
 const char *wh_errmsg(struct wh_conn *c);

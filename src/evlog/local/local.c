@@ -40,6 +40,7 @@ struct seg {
     int fd;
     int refs;              /* [mu] the topic's list holds one; readers, the flusher more */
     bool idx_ready;        /* [mu] idx covers every record of the segment */
+    bool erasing;          /* [mu] being rewritten by evlog_erase: retention keeps it */
     struct evlog__idx idx; /* [mu] */
     char *path;
 };
@@ -81,7 +82,8 @@ struct local {
     pthread_cond_t durable_cv; /* durable_seq moved, failed set, or a roll ended */
     pthread_mutex_t create_mu;
     pthread_mutex_t consumers_mu;
-    struct topic **topics; /* [mu] */
+    pthread_mutex_t erase_mu; /* one evlog_erase at a time; taken before mu */
+    struct topic **topics;    /* [mu] */
     size_t n_topics, cap_topics;
     uint64_t written_seq;   /* [mu] last ticket handed out */
     uint64_t durable_seq;   /* [mu] every ticket up to here is durable */
@@ -994,7 +996,7 @@ static int retain_run(struct local *L)
             bool by_size = L->cfg.retention_bytes && total > L->cfg.retention_bytes;
             bool by_age =
                 L->cfg.retention_age_us && now - s->last_write_us > L->cfg.retention_age_us;
-            if (t->segs[k + 1]->base > need || !(by_size || by_age))
+            if (t->segs[k + 1]->base > need || !(by_size || by_age) || s->erasing)
                 break;
             total -= s->bytes;
             if (n_doomed == cap) {
@@ -1418,6 +1420,7 @@ static void local_free(struct local *L)
     pthread_mutex_destroy(&L->mu);
     pthread_mutex_destroy(&L->create_mu);
     pthread_mutex_destroy(&L->consumers_mu);
+    pthread_mutex_destroy(&L->erase_mu);
     pthread_cond_destroy(&L->work);
     pthread_cond_destroy(&L->durable_cv);
     free(L->dir);
@@ -1481,6 +1484,7 @@ static int local_open(const struct evlog_cfg *cfg, struct evlog **out)
     pthread_mutex_init(&L->mu, NULL);
     pthread_mutex_init(&L->create_mu, NULL);
     pthread_mutex_init(&L->consumers_mu, NULL);
+    pthread_mutex_init(&L->erase_mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&L->work, &ca);
@@ -1686,6 +1690,269 @@ static int local_snapshot(struct evlog *lg, const char *dest_dir, const struct e
     return rc;
 }
 
+/* ---- erasing records ---- */
+
+#define ERASE_SUFFIX ".erase"
+#define ERASE_BUF (1u << 20)
+
+/* Where seg_filter writes the new segment: a buffer flushed to fd. */
+struct erase_out {
+    int fd; /* -1: count only */
+    uint8_t *buf;
+    size_t len;
+    uint64_t pos; /* file position of buf[0] */
+};
+
+static int erase_out_put(struct erase_out *o, const void *p, size_t n)
+{
+    if (o->len + n > ERASE_BUF && o->len) {
+        int rc = evlog__pwrite_all(o->fd, o->buf, o->len, o->pos);
+        if (rc < 0)
+            return rc;
+        o->pos += o->len;
+        o->len = 0;
+    }
+    if (n > ERASE_BUF) {
+        int rc = evlog__pwrite_all(o->fd, p, n, o->pos);
+        o->pos += n;
+        return rc;
+    }
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+    return 0;
+}
+
+/* Reads the first bytes of the closed segment s (outside mu; s is held) frame by frame and
+ * counts in *n_out the records below end that match erases. With o->fd >= 0 it also writes
+ * the new segment there: each such record as a tombstone, every other frame unchanged. */
+static int seg_filter(struct seg *s, uint64_t bytes, uint64_t end, evlog_erase_cb match, void *arg,
+                      struct erase_out *o, uint64_t *n_out)
+{
+    size_t cap = ERASE_BUF, have = 0;
+    uint8_t *buf = xmalloc(cap);
+    uint64_t fpos = 0, pos = 0, off = s->base, n = 0; /* buf holds [fpos, fpos + have) */
+    int rc = 0;
+    enum evlog__frame_rc fr = EVLOG_FRAME_OK;
+    while (pos < bytes) {
+        size_t in_buf = (size_t)(fpos + have - pos);
+        const uint8_t *f = buf + (pos - fpos);
+        struct evlog_rec_view v;
+        fr = in_buf ? evlog__frame_get(f, in_buf, EVLOG_HARD_MAX_RECORD, off, &v)
+                    : EVLOG_FRAME_SHORT;
+        if (fr == EVLOG_FRAME_SHORT) {
+            size_t need =
+                in_buf >= EVLOG_FRAME_HDR ? EVLOG_FRAME_HDR + le_get32(f) : EVLOG_FRAME_HDR;
+            if (bytes - pos < need)
+                goto corrupt;
+            memmove(buf, f, in_buf);
+            fpos = pos;
+            have = in_buf;
+            if (need > cap) {
+                cap = need;
+                buf = xrealloc(buf, cap);
+            }
+            size_t want = cap - have;
+            if (want > bytes - (fpos + have))
+                want = (size_t)(bytes - (fpos + have));
+            size_t got = 0;
+            while (got < want) {
+                ssize_t r = pread(s->fd, buf + have + got, want - got, (off_t)(fpos + have + got));
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r < 0) {
+                    rc = -errno;
+                    evlog__errf("cannot read segment %s: %s", s->path, strerror(errno));
+                    goto out;
+                }
+                if (r == 0)
+                    break;
+                got += (size_t)r;
+            }
+            have += got;
+            if (have < need)
+                goto corrupt;
+            continue;
+        }
+        if (fr != EVLOG_FRAME_OK)
+            goto corrupt;
+        size_t flen = EVLOG_FRAME_HDR + v.len;
+        bool erase = off < end && v.len > 0 && match(arg, &v);
+        n += erase;
+        if (o->fd >= 0) {
+            uint8_t tomb[EVLOG_FRAME_HDR];
+            if (erase)
+                evlog__frame_put(tomb, off, v.timestamp_us, "", 0);
+            rc = erase ? erase_out_put(o, tomb, sizeof(tomb)) : erase_out_put(o, f, flen);
+            if (rc < 0) {
+                evlog__errf("cannot write %s" ERASE_SUFFIX ": %s", s->path, err_str(rc));
+                goto out;
+            }
+        }
+        pos += flen;
+        off++;
+    }
+    if (o->fd >= 0 && o->len) {
+        rc = evlog__pwrite_all(o->fd, o->buf, o->len, o->pos);
+        if (rc < 0)
+            evlog__errf("cannot write %s" ERASE_SUFFIX ": %s", s->path, err_str(rc));
+        o->pos += o->len;
+        o->len = 0;
+    }
+    goto out;
+corrupt:
+    evlog__errf("segment %s: %s at byte %" PRIu64 " (offset %" PRIu64 ")", s->path,
+                evlog__frame_rc_str(fr), pos, off);
+    rc = ERR_CORRUPT;
+out:
+    free(buf);
+    *n_out = n;
+    return rc;
+}
+
+/* Rewrites the closed segment s of t (held, marked erasing) without the records match
+ * erases: "<segment>.erase" is written and synced, renamed over the segment, the directory
+ * synced, and the new file takes the old one's place in the list. Nothing when no record
+ * matches. */
+static int seg_erase(struct local *L, struct topic *t, struct seg *s, uint64_t end,
+                     evlog_erase_cb match, void *arg, uint64_t *n_out)
+{
+    struct erase_out o = {.fd = -1};
+    uint64_t n = 0;
+    pthread_mutex_lock(&L->mu);
+    uint64_t bytes = s->bytes;
+    int64_t last_write = s->last_write_us;
+    pthread_mutex_unlock(&L->mu);
+    *n_out = 0;
+    int rc = seg_filter(s, bytes, end, match, arg, &o, &n);
+    if (rc < 0 || n == 0)
+        return rc;
+
+    size_t plen = strlen(s->path) + sizeof(ERASE_SUFFIX);
+    char *tmp = xmalloc(plen);
+    snprintf(tmp, plen, "%s" ERASE_SUFFIX, s->path);
+    o.fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (o.fd < 0) {
+        rc = -errno;
+        evlog__errf("cannot create %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    o.buf = xmalloc(ERASE_BUF);
+    rc = seg_filter(s, bytes, end, match, arg, &o, &n);
+    free(o.buf);
+    if (rc < 0)
+        goto fail;
+    /* the segment keeps its age for retention by age, also across a restart */
+    struct timespec times[2] = {
+        {.tv_nsec = UTIME_NOW},
+        {.tv_sec = last_write / 1000000, .tv_nsec = (last_write % 1000000) * 1000}};
+    if (futimens(o.fd, times) < 0)
+        xlog_warn("cannot keep the modification time of %s: %s", tmp, strerror(errno));
+    if (fsync(o.fd) < 0) {
+        rc = -errno;
+        evlog__errf("cannot sync %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (rename(tmp, s->path) < 0) {
+        rc = -errno;
+        evlog__errf("cannot rename %s over %s: %s", tmp, s->path, strerror(errno));
+        goto fail;
+    }
+    rc = evlog__fsync_dir(t->dir);
+    if (rc < 0) {
+        /* the rename may not be durable: the old file can come back after a power loss, and
+         * the caller's retry rewrites it again */
+        evlog__errf("cannot sync directory %s: %s", t->dir, err_str(rc));
+    }
+    struct seg *ns = seg_new(t->dir, s->base, o.fd);
+    o.fd = -1;
+    ns->bytes = o.pos;
+    ns->last_write_us = last_write;
+    bool placed = false;
+    pthread_mutex_lock(&L->mu);
+    for (size_t i = 0; i < t->n_segs; i++) {
+        if (t->segs[i] == s) {
+            t->segs[i] = ns; /* takes the list's reference of ns, drops s's */
+            seg_unref(s);
+            placed = true;
+            break;
+        }
+    }
+    if (!placed) /* cannot happen: retention keeps a segment marked erasing */
+        seg_unref(ns);
+    pthread_mutex_unlock(&L->mu);
+    free(tmp);
+    *n_out = n;
+    return rc;
+fail:
+    if (o.fd >= 0)
+        close(o.fd);
+    unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+static int local_erase(struct evlog *lg, const char *topic, uint64_t end, evlog_erase_cb match,
+                       void *arg, uint64_t *n_erased_out)
+{
+    struct local *L = (struct local *)lg;
+    struct seg **segs = NULL;
+    size_t n = 0;
+    int rc = 0;
+    *n_erased_out = 0;
+    if (!evlog_name_valid(topic)) {
+        evlog__errf("invalid topic name \"%s\"", topic ? topic : "");
+        return ERR_INVALID;
+    }
+    pthread_mutex_lock(&L->erase_mu);
+    pthread_mutex_lock(&L->mu);
+    struct topic *t = topic_find(L, topic);
+    if (!t)
+        goto unlock;
+    if (end > t->durable)
+        end = t->durable;
+    /* only closed segments are rewritten: roll the active one when it holds records below end
+     * (appends go on into its successor) */
+    for (;;) {
+        while (t->rolling && !L->failed)
+            pthread_cond_wait(&L->durable_cv, &L->mu);
+        if (L->failed) {
+            evlog__errf("the event log stopped accepting writes: %s", L->fail_msg);
+            rc = L->failed;
+            goto unlock;
+        }
+        struct seg *act = t->segs[t->n_segs - 1];
+        if (act->base >= end || act->bytes == 0)
+            break;
+        rc = topic_roll(L, t);
+        if (rc < 0)
+            goto unlock;
+    }
+    segs = xcalloc(t->n_segs, sizeof(*segs));
+    for (size_t i = 0; i + 1 < t->n_segs && t->segs[i]->base < end; i++) {
+        segs[n++] = t->segs[i];
+        t->segs[i]->refs++;
+        t->segs[i]->erasing = true;
+    }
+    pthread_mutex_unlock(&L->mu);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint64_t k = 0;
+        rc = seg_erase(L, t, segs[i], end, match, arg, &k);
+        *n_erased_out += k;
+    }
+    pthread_mutex_lock(&L->mu);
+    for (size_t i = 0; i < n; i++) {
+        segs[i]->erasing = false;
+        seg_unref(segs[i]);
+    }
+unlock:
+    pthread_mutex_unlock(&L->mu);
+    pthread_mutex_unlock(&L->erase_mu);
+    free(segs);
+    if (rc < 0)
+        xlog_warn("event log erase: %s", evlog__errmsg());
+    return rc;
+}
+
 static const char *local_errmsg(struct evlog *lg)
 {
     UNUSED(lg);
@@ -1707,5 +1974,6 @@ const struct evlog_ops evlog_local_ops = {
     .consumer_remove = local_consumer_remove,
     .retain = local_retain,
     .snapshot = local_snapshot,
+    .erase = local_erase,
     .errmsg = local_errmsg,
 };

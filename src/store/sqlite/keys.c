@@ -157,6 +157,21 @@ int sq__sync(struct store *st)
     return 0;
 }
 
+int sq__wal_truncate(struct store *st)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    int log_frames = 0, done = 0;
+    int rc =
+        sqlite3_wal_checkpoint_v2(cn->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &done);
+    if (rc == SQLITE_BUSY || (rc == SQLITE_OK && log_frames != 0 && done != log_frames))
+        return sq__fail(cn, ERR_BUSY, "the WAL is in use");
+    if (rc != SQLITE_OK)
+        return sq__fail_db(cn, "cannot checkpoint the database");
+    return 0;
+}
+
 /* One step copies every page under one read transaction (a snapshot of the WAL database),
  * so writers on other connections go on and the copy is consistent. */
 int sq__backup(struct store *st, const char *dest_path)

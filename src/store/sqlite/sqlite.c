@@ -27,13 +27,12 @@ static int conn_setup(struct sq_store *s, sqlite3 *db, char *err, size_t err_len
 {
     char sql[128];
     snprintf(sql, sizeof(sql), "PRAGMA busy_timeout=%d", s->busy_ms);
-    const char *pragmas[] = {sql,
-                             "PRAGMA journal_mode=WAL",
-                             "PRAGMA journal_size_limit=200000000",
-                             "PRAGMA synchronous=NORMAL",
-                             "PRAGMA foreign_keys=ON",
-                             "PRAGMA temp_store=MEMORY",
-                             "PRAGMA cache_size=-32000"};
+    const char *pragmas[] = {sql, "PRAGMA journal_mode=WAL", "PRAGMA journal_size_limit=200000000",
+                             "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON",
+                             "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-32000",
+                             /* a deleted record's bytes are overwritten, not left in free
+                              * pages (person deletion, docs/governance.md) */
+                             "PRAGMA secure_delete=ON"};
     for (size_t i = 0; i < ARRAY_LEN(pragmas); i++) {
         char *msg = NULL;
         if (sqlite3_exec(db, pragmas[i], NULL, NULL, &msg) != SQLITE_OK) {
@@ -875,6 +874,7 @@ const struct store_ops store__sqlite_ops = {
     .outbox_delete = sq__outbox_delete,
     .outbox_pending = sq__outbox_pending,
     .sync = sq__sync,
+    .wal_truncate = sq__wal_truncate,
     .backup = sq__backup,
     .sql = sq__sql,
     .writekey_create = sq__writekey_create,

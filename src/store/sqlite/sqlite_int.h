@@ -190,6 +190,7 @@ int sq__write_one(struct sq_store *s, const char *sql, const char *const *params
                   int *changes_out);
 int sq__outbox_pending(struct store *st, int64_t *n_out);
 int sq__sync(struct store *st);
+int sq__wal_truncate(struct store *st);
 int sq__backup(struct store *st, const char *dest_path);
 int sq__writekey_create(struct store *st, const char *name, const char *key_hash,
                         const char *prefix);

@@ -804,4 +804,5 @@ const struct wh_ops wh__duckdb_ops = {
     .errmsg = whd_errmsg,
     .scan = whd__scan,
     .set_scorer = whd__set_scorer,
+    .erase_persons = whd__erase_persons,
 };

@@ -96,6 +96,8 @@ int whd__retain_range(struct wh_conn *wc, enum wh_table t, int64_t before_us, ui
                       uint64_t *hi_out);
 int whd__retain_delete(struct wh_conn *wc, enum wh_table t, int64_t before_us, uint64_t lo,
                        uint64_t hi, uint64_t *n_out);
+/* whd_erase.c: wh_erase_persons */
+int whd__erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out);
 
 /* whd_ml.c: wh_scan and wh_set_scorer */
 int whd__scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);

@@ -1,0 +1,223 @@
+/* whd_erase.c - a person's events out of the warehouse, bytes included (docs/governance.md
+ * "Person deletion").
+ *
+ * DuckDB's DELETE only marks rows deleted: the row group keeps their bytes until it is
+ * rewritten, and a checkpoint may leave a partly deleted row group as it is. So the events
+ * table is rewritten whole, in one transaction: the rows to keep are copied aside, every row
+ * is deleted and the kept ones are inserted again. Every old row group is then fully deleted,
+ * the checkpoint that follows drops them and hands their blocks back (DuckDB trims freed
+ * blocks of its file), and the checkpoint empties the WAL. The identity tables lose the
+ * person's ids the same way. Time and space: about one copy of the events table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SCRUB_BLOCK 262144u /* DuckDB's block size (filler rows are sized by it) */
+#define SCRUB_ROUNDS 3
+
+#include "warehouse/duckdb/whd_int.h"
+
+/* 'a','b',... as SQL literals (a quote doubled; the caller refuses NUL bytes). */
+static void id_list(struct buf *b, const char *const *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        buf_puts(b, i ? ",'" : "'");
+        for (const char *p = ids[i]; *p; p++) {
+            if (*p == '\'')
+                buf_putc(b, '\'');
+            buf_putc(b, *p);
+        }
+        buf_putc(b, '\'');
+    }
+}
+
+static int count_rows(struct whd_conn *c, const char *sql, uint64_t *out)
+{
+    duckdb_result res;
+    if (duckdb_query(c->con, sql, &res) != DuckDBSuccess)
+        return whd__result_fail(c, &res, NULL);
+    *out = (uint64_t)duckdb_value_int64(&res, 0, 0);
+    duckdb_destroy_result(&res);
+    return 0;
+}
+
+/* The CREATE TABLE statement of a table, as DuckDB keeps it (a new string). */
+static int table_sql(struct whd_conn *c, const char *table, char **out)
+{
+    char q[256];
+    duckdb_result res;
+    snprintf(q, sizeof(q),
+             "SELECT sql FROM duckdb_tables() WHERE table_name = '%s' AND NOT temporary", table);
+    if (duckdb_query(c->con, q, &res) != DuckDBSuccess)
+        return whd__result_fail(c, &res, NULL);
+    char *v = duckdb_row_count(&res) == 1 ? duckdb_value_varchar(&res, 0, 0) : NULL;
+    duckdb_destroy_result(&res);
+    if (!v)
+        return whd__fail(c, ERR_INTERNAL, "no definition of table %s", table);
+    *out = xstrdup(v);
+    duckdb_free(v);
+    return 0;
+}
+
+static int free_blocks(struct whd_conn *c, uint64_t *out)
+{
+    return count_rows(c, "SELECT free_blocks FROM pragma_database_size()", out);
+}
+
+/* One round: a checkpoint (with a change, so it runs) frees the blocks no transaction can see
+ * any more; then every free block is overwritten by taking it for random data (a table of
+ * UUIDs, which no compression shrinks) that is checkpointed and dropped again. DuckDB neither
+ * zeroes nor trims the blocks it frees, so this is what removes their bytes from the file.
+ * *freed_out: free blocks found before the overwrite. */
+static int scrub_round(struct whd_conn *c, uint64_t *freed_out)
+{
+    uint64_t f = 0;
+    int rc = whd__exec(c, "CREATE OR REPLACE TABLE _erase_mark AS SELECT now() AS t");
+    if (rc == 0)
+        rc = whd__exec(c, "FORCE CHECKPOINT");
+    if (rc == 0)
+        rc = free_blocks(c, &f);
+    *freed_out = f;
+    if (rc < 0 || f == 0)
+        return rc;
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "CREATE OR REPLACE TABLE _erase_scrub AS SELECT gen_random_uuid() AS u FROM "
+             "range(%llu)",
+             (unsigned long long)(f * (SCRUB_BLOCK / 16) + SCRUB_BLOCK / 16));
+    if ((rc = whd__exec(c, sql)) == 0 && (rc = whd__exec(c, "FORCE CHECKPOINT")) == 0 &&
+        (rc = whd__exec(c, "DROP TABLE _erase_scrub")) == 0)
+        rc = whd__exec(c, "FORCE CHECKPOINT");
+    return rc;
+}
+
+/* A read that began before the rewrite keeps the old blocks in use until it ends (DuckDB frees
+ * them at the first checkpoint after), so SCRUB_ROUNDS rounds run, a second apart. */
+static int scrub(struct whd_conn *c)
+{
+    for (int round = 0; round < SCRUB_ROUNDS; round++) {
+        uint64_t f = 0;
+        int rc = scrub_round(c, &f);
+        if (rc < 0)
+            return rc;
+        xlog_debug("warehouse erase: scrub round %d overwrote %llu free blocks", round,
+                   (unsigned long long)f);
+        if (round + 1 < SCRUB_ROUNDS) {
+            struct timespec ts = {.tv_sec = 1};
+            nanosleep(&ts, NULL);
+        }
+    }
+    int rc = whd__exec(c, "DROP TABLE IF EXISTS _erase_mark");
+    if (rc == 0)
+        rc = whd__exec(c, "FORCE CHECKPOINT");
+    return rc;
+}
+
+int whd__erase_persons(struct wh_conn *wc, const char *const *ids, size_t n, uint64_t *n_out)
+{
+    struct whd_conn *c = whd__conn(wc);
+    struct buf in, sql;
+    uint64_t before = 0, kept = 0; /* kept: for the log line */
+    int rc = 0;
+    *n_out = 0;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!ids[i] || !*ids[i])
+            return whd__fail(c, ERR_INVALID, "empty distinct id");
+    buf_init(&in);
+    buf_init(&sql);
+    id_list(&in, ids, n);
+    const char *l = buf_cstr(&in);
+
+    /* how many rows the person has: nothing to rewrite when none (a resumed job) */
+    buf_printf(&sql,
+               "SELECT count(*) FROM events WHERE user_id IN (%s) OR anonymous_id IN (%s) OR "
+               "previous_id IN (%s)",
+               l, l, l);
+    rc = count_rows(c, buf_cstr(&sql), &before);
+    if (rc < 0)
+        goto out;
+    if (before > 0) {
+        /* the table is dropped and made again from its own definition: dropping hands back
+         * every block it used (long strings included), which deleting its rows does not */
+        char *ddl = NULL;
+        if ((rc = table_sql(c, "events", &ddl)) < 0)
+            goto out;
+        if ((rc = whd__begin(c)) < 0) {
+            free(ddl);
+            goto out;
+        }
+        buf_reset(&sql);
+        buf_printf(&sql,
+                   "CREATE OR REPLACE TEMP TABLE _erase_keep AS SELECT * FROM events WHERE NOT "
+                   "(coalesce(user_id IN (%s), false) OR coalesce(anonymous_id IN (%s), false) "
+                   "OR coalesce(previous_id IN (%s), false))",
+                   l, l, l);
+        if ((rc = whd__exec(c, buf_cstr(&sql))) < 0 ||
+            (rc = count_rows(c, "SELECT count(*) FROM _erase_keep", &kept)) < 0 ||
+            (rc = whd__exec(c, "DROP TABLE events")) < 0 || (rc = whd__exec(c, ddl)) < 0 ||
+            (rc = whd__exec(c, "INSERT INTO events SELECT * FROM _erase_keep")) < 0) {
+            whd__rollback(c);
+            free(ddl);
+            goto out;
+        }
+        free(ddl);
+        if ((rc = whd__commit(c)) < 0)
+            goto out;
+        *n_out = before;
+        xlog_info("warehouse: %llu events of a deleted person removed, %llu kept",
+                  (unsigned long long)before, (unsigned long long)kept);
+        if (whd__exec(c, "DROP TABLE IF EXISTS _erase_keep") < 0)
+            xlog_debug("warehouse erase: %s", c->err);
+    }
+    /* the identity tables: a few rows each, rewritten the same way (a checkpoint rewrites a
+     * row group only when enough of it is deleted) */
+    static const char *const tables[] = {"_person_links", "_did_first"};
+    for (size_t t = 0; t < ARRAY_LEN(tables); t++) {
+        uint64_t hit = 0;
+        struct buf cond;
+        buf_init(&cond);
+        buf_printf(&cond, "did IN (%s)", l);
+        if (t == 0)
+            buf_printf(&cond, " OR person IN (%s)", l);
+        buf_reset(&sql);
+        buf_printf(&sql, "SELECT count(*) FROM %s WHERE %s", tables[t], buf_cstr(&cond));
+        rc = count_rows(c, buf_cstr(&sql), &hit);
+        if (rc == ERR_INVALID)
+            rc = 0; /* no identity tables yet */
+        if (rc == 0 && hit > 0 && (rc = whd__begin(c)) == 0) {
+            buf_reset(&sql);
+            buf_printf(&sql,
+                       "CREATE OR REPLACE TEMP TABLE _erase_keep AS SELECT * FROM %s WHERE NOT "
+                       "(%s)",
+                       tables[t], buf_cstr(&cond));
+            if ((rc = whd__exec(c, buf_cstr(&sql))) == 0) {
+                buf_reset(&sql);
+                buf_printf(&sql, "DELETE FROM %s", tables[t]);
+                rc = whd__exec(c, buf_cstr(&sql));
+            }
+            if (rc == 0) {
+                buf_reset(&sql);
+                buf_printf(&sql, "INSERT INTO %s SELECT * FROM _erase_keep", tables[t]);
+                rc = whd__exec(c, buf_cstr(&sql));
+            }
+            if (rc == 0)
+                rc = whd__commit(c);
+            else
+                whd__rollback(c);
+            if (rc == 0 && whd__exec(c, "DROP TABLE IF EXISTS _erase_keep") < 0)
+                xlog_debug("warehouse erase: %s", c->err);
+        }
+        buf_release(&cond);
+        if (rc < 0)
+            goto out;
+    }
+    /* the old row groups go, and the WAL with the deleted rows is emptied */
+    rc = scrub(c);
+out:
+    buf_release(&in);
+    buf_release(&sql);
+    return rc;
+}
