@@ -457,7 +457,8 @@ static int app_open(struct app *a)
         fprintf(stderr, "tandem: cannot start the SQL API threads\n");
         return 1;
     }
-    struct gov_cfg gc = {.store = a->store, .log = a->log, .wh = a->wh, .pipeline = a->pipeline};
+    struct gov_cfg gc = {
+        .store = a->store, .log = a->log, .wh = a->wh, .pipeline = a->pipeline, .audit = a->audit};
     if (a->store && gov_start(&gc, &a->gov) != 0) {
         fprintf(stderr, "tandem: cannot start the person deletion worker\n");
         return 1;

@@ -27,11 +27,14 @@ struct pipeline;
 #define GOV_MAX_IDS 1000     /* distinct ids of one person (given plus linked) */
 #define GOV_MAX_ID_BYTES 200 /* one distinct id (PostHog's distinct_id is cut there too) */
 
+struct audit;
+
 struct gov_cfg {
     struct store *store;
     struct evlog *log;
     struct wh *wh;
     struct pipeline *pipeline; /* the loader: a job waits until it has loaded past a point */
+    struct audit *audit;       /* a finished deletion is an audit entry; NULL: none */
 };
 
 struct gov;

@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "evlog/evlog.h"
+#include "governance/audit.h"
 #include "governance/gov_int.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
@@ -580,6 +581,22 @@ static int phase_user(struct gov *g, json_t *job, char *err, size_t err_len)
 static const char *const phases[] = {"resolve", "log", "warehouse", "user", "done"};
 
 /* Runs job from its phase to the end, storing it after each phase. */
+/* A finished deletion is an entry of the audit trail (the request itself is one already, made
+ * by the router's reply hook): the job's id, status and error, not the ids it erased. */
+static void audit_finished(struct gov *g, const json_t *job)
+{
+    if (!g->cfg.audit)
+        return;
+    json_t *e =
+        json_pack("{s:s,s:I,s:{s:O?,s:O?,s:O?}}", "action", "person_deletion", "time",
+                  (json_int_t)time_now_us(), "summary", "job", json_object_get(job, "id"), "status",
+                  json_object_get(job, "status"), "error", json_object_get(job, "error"));
+    if (!e || audit_append(g->cfg.audit, e, NULL) != 0)
+        xlog_warn("cannot add person deletion %s to the audit trail",
+                  json_string_value(json_object_get(job, "id")));
+    json_decref(e);
+}
+
 static void job_run(struct gov *g, struct wh_conn *c, json_t *job)
 {
     char err[512] = "";
@@ -622,7 +639,7 @@ static void job_run(struct gov *g, struct wh_conn *c, json_t *job)
     } else {
         json_object_set_new(job, "status", json_string("done"));
     }
-    /* AUDIT: a person deletion finished (job id, status, counts) */
+    audit_finished(g, job);
     if (job_store(g, job) != 0)
         xlog_warn("cannot store person deletion %s: %s",
                   json_string_value(json_object_get(job, "id")), store_errmsg(g->cfg.store));

@@ -383,7 +383,7 @@ static void test_source_freshness(void **state)
     assert_int_equal(pipeline_start(&pc, &p), 0);
     struct pipeline_status st[3];
     for (int i = 0; i < 1000; i++) {
-        assert_int_equal(pipeline_status(p, st, 3), 3);
+        assert_true(pipeline_status(p, st, 3) >= 3); /* events, changes, ... */
         if (st[0].ready)
             break;
         usleep(5000);
@@ -398,7 +398,7 @@ static void test_source_freshness(void **state)
     assert_int_equal(evlog_append_sync(log, "events", &r, 1, &off), 0);
     /* wait until the loader reports an unloaded record older than the tolerated lag */
     for (int i = 0; i < 1000; i++) {
-        assert_int_equal(pipeline_status(p, st, 3), 3);
+        assert_true(pipeline_status(p, st, 3) >= 3); /* events, changes, ... */
         if (st[0].lag_records > 0 && st[0].lag_seconds > 0.001)
             break;
         usleep(5000);
@@ -424,7 +424,7 @@ static void test_source_freshness(void **state)
     /* the loader catches up: the same model runs */
     raw_exec(f, "ALTER TABLE events ALTER COLUMN source DROP NOT NULL");
     for (int i = 0; i < 2000; i++) {
-        assert_int_equal(pipeline_status(p, st, 3), 3);
+        assert_true(pipeline_status(p, st, 3) >= 3); /* events, changes, ... */
         if (st[0].ready && st[0].lag_records == 0 && st[0].committed == 1)
             break;
         usleep(5000);
