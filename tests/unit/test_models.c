@@ -164,60 +164,6 @@ static void test_incremental_equals_full(void **state)
     json_decref(again);
 }
 
-/* A key computed from each row (user and day): the touched keys restrict the scan of events
- * (keyScan), and the incremental model equals its full rebuild after every batch, late events
- * (an old day, a new offset) included. A model the scan restriction does not understand (a
- * CTE) is restricted on its output only, as before, and equals its full rebuild too. */
-static void test_incremental_computed_key(void **state)
-{
-    struct fx *f = *state;
-    const char *sqls[] = {
-        "SELECT e.user_id || '/' || CAST(CAST(e.\"timestamp\" AS DATE) AS VARCHAR) AS user_day, "
-        "e.user_id, CAST(e.\"timestamp\" AS DATE) AS day, count(*) AS n, max(e.log_offset) AS "
-        "last_off FROM events AS e WHERE e.event = 'e' GROUP BY ALL",
-        "WITH ev AS (SELECT * FROM events) SELECT user_id || '/' || CAST(CAST(\"timestamp\" AS "
-        "DATE) AS VARCHAR) AS user_day, count(*) AS n FROM ev GROUP BY ALL",
-    };
-    const bool scans[] = {true, false};
-    const int64_t day = 86400000000LL, t0 = 1780000000000000LL;
-    for (size_t q = 0; q < 2; q++) {
-        char iname[8], fname[8];
-        snprintf(iname, sizeof(iname), "inc%zu", q);
-        snprintf(fname, sizeof(fname), "full%zu", q);
-        struct wh_model inc = {
-            .name = iname, .sql = sqls[q], .materialized = "incremental", .unique_key = "user_day"};
-        struct wh_model full = {.name = fname, .sql = sqls[q], .materialized = "table"};
-        for (int round = 0; round < 5; round++) {
-            /* new days, then late events of the first days, for some users each round */
-            for (int u = 0; u < 4; u++) {
-                char user[8];
-                snprintf(user, sizeof(user), "u%d", u);
-                if ((round + u) % 3 != 1)
-                    load(f, user, 3 + u, t0 + (round < 3 ? round : round - 3) * day + u * 1000);
-            }
-            json_t *ri = build(f, &inc, false), *rf = build(f, &full, false);
-            if (strcmp(status(ri), "success") != 0 || strcmp(status(rf), "success") != 0)
-                fail_msg("query %zu round %d: %s / %s", q, round,
-                         json_string_value(json_object_get(ri, "message")),
-                         json_string_value(json_object_get(rf, "message")));
-            if (round > 0) {
-                assert_string_equal(json_string_value(json_object_get(ri, "mode")), "incremental");
-                assert_int_equal(json_is_true(json_object_get(ri, "keyScan")), scans[q]);
-            }
-            char cmp[400];
-            snprintf(cmp, sizeof(cmp),
-                     "SELECT count(*) FROM ((SELECT * FROM %s EXCEPT ALL SELECT * FROM %s) UNION "
-                     "ALL (SELECT * FROM %s EXCEPT ALL SELECT * FROM %s))",
-                     iname, fname, fname, iname);
-            assert_int_equal(scalar(f, cmp), 0);
-            json_decref(ri);
-            json_decref(rf);
-        }
-    }
-    /* the source tables are whole again after a build */
-    assert_int_equal(scalar(f, "SELECT count(*) FROM events"), (int64_t)f->next);
-}
-
 /* A failing error test rolls the build back: the published rows and the stored range stay. */
 static void test_failing_test_keeps_published(void **state)
 {
@@ -446,7 +392,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_parse_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incremental_equals_full, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_incremental_computed_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_test_keeps_published, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_freshness, setup, teardown),

@@ -116,13 +116,6 @@ int whd__model_define(struct wh_conn *c, const char *name, const json_t *spec, b
 int whd__model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
                      json_t **out);
 int whd__model_record(struct wh_conn *c, const json_t *run);
-/* whd_keyscan.c: for an incremental build of sql keyed by key, shadows its source table
- * (events or changes) with a temporary view of the same name holding only the rows whose key
- * is in keys_table (column k), when the key is computed from each row alone and the model
- * looks at no other rows (see the file); *made_out says whether it did. < 0 only on an engine
- * failure. */
-int whd__key_shadow(struct whd_conn *c, const char *sql, const char *key, const char *keys_table,
-                    bool *made_out) MUST_USE;
 
 /* whd_funnel.c: registers the aggregates tandem_funnel and tandem_funnel_steps
  * (docs/analytics.md) on con's database. DuckDB keeps them per database, so every connection

@@ -552,7 +552,7 @@ static int drop_temps(struct whd_conn *c)
 /* Builds the candidate; *candq receives how tests name it. */
 static int build_candidate(struct whd_conn *c, const struct wh_model *m, const char *mode,
                            const char *kind, uint64_t elo, uint64_t ehi, uint64_t clo, uint64_t chi,
-                           struct buf *candq, bool *shadow_out)
+                           struct buf *candq)
 {
     struct buf b, k;
     buf_init(&b);
@@ -590,11 +590,8 @@ static int build_candidate(struct whd_conn *c, const struct wh_model *m, const c
                    buf_cstr(&k), m->sql, buf_cstr(&k));
         if ((rc = exec_buf(c, &b)) < 0)
             goto out;
-        bool shadow = false;
-        *shadow_out = false;
         if ((rc = whd__exec(c, "DROP VIEW temp.main.events")) < 0 ||
-            (rc = whd__exec(c, "DROP VIEW temp.main.changes")) < 0 ||
-            (rc = whd__key_shadow(c, m->sql, m->unique_key, "temp.main." KEYS, &shadow)) < 0)
+            (rc = whd__exec(c, "DROP VIEW temp.main.changes")) < 0)
             goto out;
         buf_reset(&b);
         buf_printf(&b,
@@ -602,11 +599,6 @@ static int build_candidate(struct whd_conn *c, const struct wh_model *m, const c
                    "(SELECT k FROM " KEYS ")",
                    m->sql, buf_cstr(&k));
         if ((rc = exec_buf(c, &b)) < 0)
-            goto out;
-        *shadow_out = shadow;
-        /* the tests read the source tables whole */
-        if (shadow && ((rc = whd__exec(c, "DROP VIEW IF EXISTS temp.main.events")) < 0 ||
-                       (rc = whd__exec(c, "DROP VIEW IF EXISTS temp.main.changes")) < 0))
             goto out;
         buf_reset(&b);
         buf_puts(&b, "CREATE TEMP VIEW " CAND " AS SELECT * FROM ");
@@ -697,7 +689,6 @@ int whd__model_build(struct wh_conn *wc, const struct wh_model *m, const struct 
     char msg[1100] = "";
     uint64_t elo = 0, ehi = 0, clo = 0, chi = 0;
     int64_t rows = 0;
-    bool key_scan = false; /* incremental: the touched keys restricted the source scan */
     json_object_set_new(r, "tests", tests);
     int rc = whd__begin(c);
     if (rc < 0)
@@ -720,7 +711,7 @@ int whd__model_build(struct wh_conn *wc, const struct wh_model *m, const struct 
         elo = (uint64_t)se;
         clo = (uint64_t)sc;
     }
-    rc = build_candidate(c, m, mode, kind, elo, ehi, clo, chi, &candq, &key_scan);
+    rc = build_candidate(c, m, mode, kind, elo, ehi, clo, chi, &candq);
     if (rc == ERR_INVALID) {
         status = "broken";
         snprintf(msg, sizeof(msg), "%s", c->err);
@@ -788,7 +779,6 @@ done:
     json_object_set_new(r, "changesFrom", json_integer((json_int_t)clo));
     json_object_set_new(r, "changesTo", json_integer((json_int_t)chi));
     json_object_set_new(r, "message", msg[0] ? json_string(msg) : json_null());
-    json_object_set_new(r, "keyScan", json_boolean(key_scan));
     *out = r;
     buf_release(&candq);
     buf_release(&b);
