@@ -649,6 +649,13 @@ static const char *take_opt(int *argc, char **argv, const char *name)
     return NULL;
 }
 
+/* $TANDEM_TOKEN, or NULL when unset or empty (the CLI then signs in with --email/--password). */
+static const char *env_token(void)
+{
+    const char *t = getenv("TANDEM_TOKEN");
+    return t && *t ? t : NULL;
+}
+
 /* Splits argv into positional words (up to max) and options; loads the options. */
 static int cli_args(int argc, char **argv, const char **words, size_t max, size_t *n_out,
                     struct cfg *cfg)
@@ -942,9 +949,7 @@ static int cmd_ml(int argc, char **argv)
     snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
     o.spec_path = w[1];
     o.url = url ? url : default_url;
-    o.token = getenv("TANDEM_TOKEN");
-    if (o.token && !*o.token)
-        o.token = NULL;
+    o.token = env_token();
     return cli_ml_train(&o, stdout, stderr);
 }
 
@@ -1070,9 +1075,7 @@ static int cmd_query(int argc, char **argv)
     o.sql = w[0];
     o.dir = cfg.dir;
     o.default_url = default_url;
-    o.token = getenv("TANDEM_TOKEN");
-    if (o.token && !*o.token)
-        o.token = NULL;
+    o.token = env_token();
     o.timeout_ms = cfg.sql_timeout * 1000;
     o.max_rows = (uint64_t)cfg.sql_max_rows;
     return cli_query(&o, stdout, stderr);
@@ -1092,6 +1095,36 @@ static int bool_word(const char *s)
     return -1;
 }
 
+/* Boolean options as take_opt gave them (NULL: absent, its vals[i] untouched), or a usage
+ * error naming the option. */
+static int opt_bools(const char *const *given, const char *const *names, int *vals, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (given[i] && (vals[i] = bool_word(given[i])) < 0) {
+            fprintf(stderr, "tandem: invalid value '%s' for %s (expected true or false)\n",
+                    given[i], names[i]);
+            return EXIT_USAGE;
+        }
+    return 0;
+}
+
+/* --wait as take_opt gave it: seconds, 0-86400; absent: 600. */
+static int opt_wait(const char *given, int64_t *out)
+{
+    *out = 600;
+    if (!given)
+        return 0;
+    char *end;
+    long long v = strtoll(given, &end, 10);
+    if (!*given || *end || v < 0 || v > 86400) {
+        fprintf(stderr, "tandem: invalid value '%s' for --wait (expected seconds, 0-86400)\n",
+                given);
+        return EXIT_USAGE;
+    }
+    *out = v;
+    return 0;
+}
+
 static int cmd_models(int argc, char **argv)
 {
     struct cli_models_opts o = {0};
@@ -1108,23 +1141,9 @@ static int cmd_models(int argc, char **argv)
     int rc = cli_args(argc, argv, w, 2, &n, &cfg);
     if (rc != 0)
         return rc;
-    for (int i = 0; i < 2; i++)
-        if (bools[i] && (vals[i] = bool_word(bools[i])) < 0) {
-            fprintf(stderr, "tandem: invalid value '%s' for %s (expected true or false)\n",
-                    bools[i], i == 0 ? "--full-refresh" : "--confirm");
-            return EXIT_USAGE;
-        }
-    o.wait_s = 600;
-    if (wait) {
-        char *end;
-        long long v = strtoll(wait, &end, 10);
-        if (!*wait || *end || v < 0 || v > 86400) {
-            fprintf(stderr, "tandem: invalid value '%s' for --wait (expected seconds, 0-86400)\n",
-                    wait);
-            return EXIT_USAGE;
-        }
-        o.wait_s = v;
-    }
+    static const char *const names[2] = {"--full-refresh", "--confirm"};
+    if ((rc = opt_bools(bools, names, vals, 2)) != 0 || (rc = opt_wait(wait, &o.wait_s)) != 0)
+        return rc;
     bool ok =
         (n == 1 && strcmp(w[0], "list") == 0) ||
         (n == 2 &&
@@ -1141,9 +1160,7 @@ static int cmd_models(int argc, char **argv)
     snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
     if (!o.url)
         o.url = default_url;
-    o.token = getenv("TANDEM_TOKEN");
-    if (o.token && !*o.token)
-        o.token = NULL;
+    o.token = env_token();
     o.full = vals[0];
     o.confirm = vals[1];
     return cli_models(&o, w[0], n == 2 ? w[1] : NULL, stdout, stderr);
@@ -1166,23 +1183,9 @@ static int cmd_persons(int argc, char **argv)
     if (rc != 0)
         return rc;
     int vals[2] = {0, 0};
-    for (int i = 0; i < 2; i++)
-        if (bools[i] && (vals[i] = bool_word(bools[i])) < 0) {
-            fprintf(stderr, "tandem: invalid value '%s' for %s (expected true or false)\n",
-                    bools[i], i == 0 ? "--delete-user" : "--suppress");
-            return EXIT_USAGE;
-        }
-    o.wait_s = 600;
-    if (wait) {
-        char *end;
-        long long v = strtoll(wait, &end, 10);
-        if (!*wait || *end || v < 0 || v > 86400) {
-            fprintf(stderr, "tandem: invalid value '%s' for --wait (expected seconds, 0-86400)\n",
-                    wait);
-            return EXIT_USAGE;
-        }
-        o.wait_s = v;
-    }
+    static const char *const names[2] = {"--delete-user", "--suppress"};
+    if ((rc = opt_bools(bools, names, vals, 2)) != 0 || (rc = opt_wait(wait, &o.wait_s)) != 0)
+        return rc;
     bool del = n >= 1 && strcmp(w[0], "delete") == 0 && ((n > 1) != (o.user_id != NULL));
     bool exp = n == 2 && strcmp(w[0], "export") == 0 && !o.user_id;
     if (!del && !exp) {
@@ -1201,9 +1204,7 @@ static int cmd_persons(int argc, char **argv)
     snprintf(default_url, sizeof(default_url), "http://%s", cfg.http);
     if (!o.url)
         o.url = default_url;
-    o.token = getenv("TANDEM_TOKEN");
-    if (o.token && !*o.token)
-        o.token = NULL;
+    o.token = env_token();
     return cli_persons(&o, stdout, stderr);
 }
 
