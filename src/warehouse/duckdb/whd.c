@@ -587,8 +587,31 @@ static int whd_load_events(struct wh_conn *wc, const struct wh_load *ld, const s
     return 0;
 }
 
-static int append_predictions(struct whd_conn *c, const struct wh_prediction *p, size_t n)
+/* One load of an append-only topic table: the rows (append(c, rows, n)), the rejects and the
+ * consumer's next offset in one transaction, rolled back whole on any failure. */
+int whd__load_rows(struct whd_conn *c, const struct wh_load *ld, whd_append_fn append,
+                   const void *rows, size_t n, struct wh_load_stats *st)
 {
+    memset(st, 0, sizeof(*st));
+    int rc;
+    if ((rc = whd__begin(c)) < 0)
+        return rc;
+    if ((n > 0 && (rc = append(c, rows, n)) < 0) ||
+        (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
+        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
+        whd__rollback(c);
+        return rc;
+    }
+    if ((rc = whd__commit(c)) < 0)
+        return rc;
+    st->rows = n;
+    st->rejects = ld->n_rejects;
+    return 0;
+}
+
+static int append_predictions(struct whd_conn *c, const void *rows, size_t n)
+{
+    const struct wh_prediction *p = rows;
     duckdb_appender app = NULL;
     if (duckdb_appender_create(c->con, NULL, "predictions", &app) != DuckDBSuccess)
         return appender_fail(c, &app, "cannot append to predictions");
@@ -616,8 +639,9 @@ static duckdb_state append_text(duckdb_appender app, const char *s)
     return s ? duckdb_append_varchar(app, s) : duckdb_append_null(app);
 }
 
-static int append_audit(struct whd_conn *c, const struct wh_audit *a, size_t n)
+static int append_audit(struct whd_conn *c, const void *rows, size_t n)
 {
+    const struct wh_audit *a = rows;
     duckdb_appender app = NULL;
     if (duckdb_appender_create(c->con, NULL, "audit", &app) != DuckDBSuccess)
         return appender_fail(c, &app, "cannot append to audit");
@@ -650,43 +674,13 @@ static int append_audit(struct whd_conn *c, const struct wh_audit *a, size_t n)
 static int whd_load_audit(struct wh_conn *wc, const struct wh_load *ld, const struct wh_audit *a,
                           size_t n, struct wh_load_stats *st)
 {
-    struct whd_conn *c = whd__conn(wc);
-    memset(st, 0, sizeof(*st));
-    int rc;
-    if ((rc = whd__begin(c)) < 0)
-        return rc;
-    if ((n > 0 && (rc = append_audit(c, a, n)) < 0) ||
-        (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
-        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
-        whd__rollback(c);
-        return rc;
-    }
-    if ((rc = whd__commit(c)) < 0)
-        return rc;
-    st->rows = n;
-    st->rejects = ld->n_rejects;
-    return 0;
+    return whd__load_rows(whd__conn(wc), ld, append_audit, a, n, st);
 }
 
 static int whd_load_predictions(struct wh_conn *wc, const struct wh_load *ld,
                                 const struct wh_prediction *p, size_t n, struct wh_load_stats *st)
 {
-    struct whd_conn *c = whd__conn(wc);
-    memset(st, 0, sizeof(*st));
-    int rc;
-    if ((rc = whd__begin(c)) < 0)
-        return rc;
-    if ((n > 0 && (rc = append_predictions(c, p, n)) < 0) ||
-        (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
-        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
-        whd__rollback(c);
-        return rc;
-    }
-    if ((rc = whd__commit(c)) < 0)
-        return rc;
-    st->rows = n;
-    st->rejects = ld->n_rejects;
-    return 0;
+    return whd__load_rows(whd__conn(wc), ld, append_predictions, p, n, st);
 }
 
 /* ---- checkpoints ---- */

@@ -80,6 +80,11 @@ uint64_t whd__key(const char *s, size_t n);
  * ERR_INTERNAL. */
 int whd__persons_register(duckdb_connection con) MUST_USE;
 
+/* whd.c: one load of an append-only topic table (predictions, request logs, audit): append's
+ * rows, the rejects and the consumer's next offset in one transaction. */
+typedef int (*whd_append_fn)(struct whd_conn *c, const void *rows, size_t n);
+int whd__load_rows(struct whd_conn *c, const struct wh_load *ld, whd_append_fn append,
+                   const void *rows, size_t n, struct wh_load_stats *st) MUST_USE;
 /* whd_logs.c: the request logs (warehouse.h, "request logs") */
 int whd__load_requests(struct wh_conn *c, const struct wh_load *ld, const struct wh_request *r,
                        size_t n, struct wh_load_stats *st);

@@ -44,8 +44,9 @@ static int appender_fail(struct whd_conn *c, duckdb_appender *app)
     return rc;
 }
 
-static int append_requests(struct whd_conn *c, const struct wh_request *r, size_t n)
+static int append_requests(struct whd_conn *c, const void *rows, size_t n)
 {
+    const struct wh_request *r = rows;
     duckdb_appender app = NULL;
     if (duckdb_appender_create(c->con, NULL, LOGS_TABLE, &app) != DuckDBSuccess)
         return appender_fail(c, &app);
@@ -67,22 +68,7 @@ static int append_requests(struct whd_conn *c, const struct wh_request *r, size_
 int whd__load_requests(struct wh_conn *wc, const struct wh_load *ld, const struct wh_request *r,
                        size_t n, struct wh_load_stats *st)
 {
-    struct whd_conn *c = whd__conn(wc);
-    memset(st, 0, sizeof(*st));
-    int rc;
-    if ((rc = whd__begin(c)) < 0)
-        return rc;
-    if ((n > 0 && (rc = append_requests(c, r, n)) < 0) ||
-        (rc = whd__rejects_append(c, ld->consumer, ld->topic, ld->rejects, ld->n_rejects)) < 0 ||
-        (rc = whd__offset_store(c, ld->consumer, ld->topic, ld->next_offset)) < 0) {
-        whd__rollback(c);
-        return rc;
-    }
-    if ((rc = whd__commit(c)) < 0)
-        return rc;
-    st->rows = n;
-    st->rejects = ld->n_rejects;
-    return 0;
+    return whd__load_rows(whd__conn(wc), ld, append_requests, r, n, st);
 }
 
 /* ---- reads ---- */
