@@ -492,6 +492,9 @@ static void test_retention_by_size_respects_consumers(void **state)
     env_init(&e, "retsize");
     e.cfg.segment_bytes = 1024;
     e.cfg.retention_bytes = 4096;
+    /* only the test's own evlog_retain calls: the flusher's would run before the consumer is
+     * registered and delete what it means to hold */
+    e.cfg.retention_check_us = 3600ll * 1000000;
     e.cfg.fsync = EVLOG_FSYNC_NEVER;
     env_open(&e);
     append_seq(e.log, "events", 0, 500, 10, 60);
@@ -594,6 +597,7 @@ static void test_retention_by_age(void **state)
     }
 
     e.cfg.retention_age_us = 3600ll * 1000000;
+    e.cfg.retention_check_us = 3600ll * 1000000; /* only the test's own evlog_retain calls */
     env_open(&e);
     /* a consumer at 100 keeps the segment holding 100 and everything after */
     assert_int_equal(evlog_consumer_commit(e.log, "loader", "events", 100), 0);
