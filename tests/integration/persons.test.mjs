@@ -27,9 +27,18 @@ function files(dir) {
   return out;
 }
 
+// The files under dir holding needle. The server may be writing (a temporary file renamed
+// over the consumers' positions comes and goes): a file gone between the listing and its read
+// makes the walk start again, so every file of one listing is read whole.
 function holding(dir, needle) {
   const b = Buffer.from(needle);
-  return files(dir).filter((f) => readFileSync(f).includes(b));
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return files(dir).filter((f) => readFileSync(f).includes(b));
+    } catch (err) {
+      if (err.code !== 'ENOENT' || attempt >= 20) throw err;
+    }
+  }
 }
 
 async function capture(url, key, n, person, secret, prefix) {
