@@ -19,14 +19,7 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    wht_path(f->path, sizeof(f->path), "whm");
-    struct wh_cfg cfg;
-    wh_cfg_defaults(&cfg);
-    cfg.path = f->path;
-    cfg.threads = 1;
-    assert_int_equal(wh_open(&cfg, &f->wh), 0);
-    assert_int_equal(wh_conn_open(f->wh, &f->c), 0);
-    assert_int_equal(wh_ensure_schema(f->c), 0);
+    assert_int_equal(wht_open(f->path, sizeof(f->path), "whm", &f->wh, &f->c), 0);
     *state = f;
     return 0;
 }
@@ -34,9 +27,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    wh_conn_close(f->c);
-    wh_close(f->wh);
-    wht_unlink(f->path);
+    wht_close(f->path, f->wh, f->c);
     free(f);
     return 0;
 }

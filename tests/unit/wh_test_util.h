@@ -28,6 +28,32 @@ static inline void wht_unlink(const char *path)
     unlink(wal);
 }
 
+/* A fresh one-thread warehouse at a new path under $TMPDIR (name as for wht_path), with a
+ * connection and the schema; 0 or the failing call's error. */
+static inline int wht_open(char *path, size_t len, const char *name, struct wh **wh_out,
+                           struct wh_conn **c_out)
+{
+    wht_path(path, len, name);
+    struct wh_cfg cfg;
+    wh_cfg_defaults(&cfg);
+    cfg.path = path;
+    cfg.threads = 1;
+    int rc;
+    if ((rc = wh_open(&cfg, wh_out)) != 0)
+        return rc;
+    if ((rc = wh_conn_open(*wh_out, c_out)) != 0 || (rc = wh_ensure_schema(*c_out)) != 0)
+        return rc;
+    return 0;
+}
+
+/* Closes what wht_open opened and removes its files. */
+static inline void wht_close(const char *path, struct wh *wh, struct wh_conn *c)
+{
+    wh_conn_close(c);
+    wh_close(wh);
+    wht_unlink(path);
+}
+
 /* Runs sql through the read-only API and returns the rows array as compact JSON text
  * (caller frees), or NULL with the error printed. */
 static inline char *wht_rows(struct wh_conn *c, const char *sql)
