@@ -346,13 +346,14 @@ int wh_retain(struct wh_conn *c, const struct wh_retention *r, struct wh_retenti
             rc = 0;
             continue;
         }
-        for (uint64_t w = lo; rc == 0 && w<hi; w = hi - w> step ? w + step : hi) {
+        for (uint64_t w = lo, end; rc == 0 && w < hi; w = end) {
+            end = hi - w > step ? w + step : hi; /* one window: [w, end) */
             if (r->stop && r->stop(r->stop_arg)) {
                 st.stopped = true;
                 break;
             }
             uint64_t n = 0;
-            rc = retain_step(c, r, &st, tables[i], w, hi - w > step ? w + step : hi, &n);
+            rc = retain_step(c, r, &st, tables[i], w, end, &n);
             if (rc == 0) {
                 st.batches++;
                 if (tables[i] == WH_TABLE_EVENTS)
