@@ -304,7 +304,8 @@ static void rollback_model(struct http_req *req, void *ctx)
 }
 
 /* Whether the requester may score with the model: superusers always; others when the rule is
- * "" or holds for the request (null: superusers only). Answers itself when not. */
+ * "" or holds for the request (null: superusers only). Answers itself when not. body NULL:
+ * not parsed yet (parsed here only when the rule reads @request.body). */
 static bool allowed(struct http_req *req, struct api_env *env, const char *name, json_t *body)
 {
     if (env->is_superuser && env->is_superuser(req, env->auth_arg))
@@ -316,6 +317,11 @@ static bool allowed(struct http_req *req, struct api_env *env, const char *name,
         return false;
     }
     bool ok = rule && !*rule;
+    if (rule && *rule && !body && strstr(rule, "@request.body") &&
+        !(body = http_req_json(req, false))) {
+        free(rule);
+        return false;
+    }
     if (rule && *rule) {
         struct store_collection *cat = store_collection_catalog(env->store);
         struct api_rules ar;
@@ -341,6 +347,23 @@ static void predict(struct http_req *req, void *ctx)
     struct api_env *env = ctx;
     if (!need_ml(req, env, false))
         return;
+    /* the text path takes a valid body of numbers and plain categories; everything else (and
+     * every error) goes the JSON way below, which answers it */
+    struct str raw = http_req_body(req);
+    struct ml_request *mr = NULL;
+    if (ml_request_parse(env->ml, http_req_param(req, "name"), raw.ptr, raw.len, &mr) == 0) {
+        char *text = NULL;
+        size_t len = 0;
+        int rc = allowed(req, env, http_req_param(req, "name"), NULL)
+                     ? ml_request_run(env->ml, mr, &text, &len)
+                     : 1;
+        ml_request_free(mr);
+        if (rc == 0)
+            http_reply_owned(req, 200, "application/json", text, len);
+        else if (rc < 0)
+            reply_rc(req, rc, NULL);
+        return;
+    }
     json_t *body = http_req_json(req, false);
     if (!body)
         return;

@@ -116,6 +116,19 @@ int ml_model_rule(struct ml *ml, const char *name, char **rule_out) MUST_USE;
 int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contribs, json_t **out,
                json_t **errors_out) MUST_USE;
 
+/* The text path of ml_predict (serve.c), for a predict request's body as sent: reads it in
+ * place into a request of the active version (no JSON tree). ERR_NOTFOUND / ERR_BUSY as
+ * ml_predict; ERR_INVALID when the body is not one this path takes (malformed, invalid,
+ * contributions, escaped names or categories): then answer with ml_predict, which says why
+ * or scores it. body must outlive the request. */
+struct ml_request;
+int ml_request_parse(struct ml *ml, const char *name, const char *body, size_t len,
+                     struct ml_request **out) MUST_USE;
+/* Scores it, logs it (as ml_predict) and writes the answer, ml_predict's JSON, as text into
+ * *out (the caller's, free()). */
+int ml_request_run(struct ml *ml, struct ml_request *r, char **out, size_t *out_len) MUST_USE;
+void ml_request_free(struct ml_request *r);
+
 /* The key split (docs/ml.md, "The split"): whether a row whose key is the text key[0..len)
  * goes to validation when a fraction of rows does. */
 bool ml_split_is_valid(const char *key, size_t len, double fraction);

@@ -75,6 +75,8 @@ struct ml {
 };
 
 /* registry.c */
+/* requests of at most this many rows are scored on one thread (booster1) */
+#define ML__SMALL_BATCH 256
 /* Formats a failure into buf and returns ERR_INVALID. */
 int ml__errf(char *buf, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
 /* Appends a job to the worker's queue and wakes it (under ml->mu): a training of version

@@ -678,9 +678,6 @@ struct ml_serving *ml__active_ref(struct ml *ml, const char *name, int *rc_out)
     return s;
 }
 
-/* rows of a request scored on one thread */
-#define SMALL_BATCH 256
-
 int ml__run_booster(const struct ml_serving *s, const float *x, size_t n, int type, bool one_thread,
                     const float **res, bst_ulong *out_len, char *err, size_t err_len)
 {
@@ -886,7 +883,8 @@ int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contrib
         goto out;
     const float *res = NULL;
     bst_ulong len = 0;
-    if ((rc = ml__run_booster(s, x, n, 0, n <= SMALL_BATCH, &res, &len, err, sizeof(err))) != 0) {
+    if ((rc = ml__run_booster(s, x, n, 0, n <= ML__SMALL_BATCH, &res, &len, err, sizeof(err))) !=
+        0) {
         xlog_error("model %s: prediction failed: %s", name, err);
         goto out;
     }
@@ -915,8 +913,8 @@ int ml_predict(struct ml *ml, const char *name, const json_t *rows, bool contrib
         json_array_append_new(preds, p);
     }
     if (contribs) {
-        if ((rc = ml__run_booster(s, x, n, 2, n <= SMALL_BATCH, &res, &len, err, sizeof(err))) !=
-            0) {
+        if ((rc = ml__run_booster(s, x, n, 2, n <= ML__SMALL_BATCH, &res, &len, err,
+                                  sizeof(err))) != 0) {
             xlog_error("model %s: contributions failed: %s", name, err);
             goto out;
         }

@@ -776,7 +776,9 @@ int pipeline_start(const struct pipeline_cfg *cfg, struct pipeline **out)
         int64_t linger_us;
     } defs[N_CONSUMERS] = {{KIND_EVENTS, "warehouse-events", "events", 0},
                            {KIND_CHANGES, "warehouse-changes", "changes", 0},
-                           {KIND_PREDICTIONS, "warehouse-predictions", "predictions", 0},
+                           /* served predictions: single-row requests trickle in; one
+                            * transaction (a warehouse commit, a WAL sync) per 200 ms at most */
+                           {KIND_PREDICTIONS, "warehouse-predictions", "predictions", 200000},
                            /* request logs: one transaction a second at most */
                            {KIND_REQUESTS, "warehouse-requests", "requests", 1000000},
                            {KIND_AUDIT, "warehouse-audit", "audit", 0}};

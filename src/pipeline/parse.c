@@ -2,8 +2,10 @@
  * payload cannot become a row. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/jscan.h"
 #include "pipeline/pipeline_int.h"
 
 static int bad(char *reason, size_t len, const char *fmt, ...) PRINTF_LIKE(3, 4);
@@ -236,10 +238,91 @@ fail:
     return rc;
 }
 
+/* The number of key k in the object text o (a prediction), or NAN. */
+static double prediction_number(struct str o, const char *k)
+{
+    struct jscan js = {.p = o.ptr, .n = o.len};
+    if (!jscan_eat(&js, '{') || jscan_peek(&js) == '}')
+        return NAN;
+    do {
+        struct str key, raw;
+        bool esc;
+        enum jscan_kind kind;
+        double v;
+        if (!jscan_string(&js, &key, &esc) || !jscan_eat(&js, ':') ||
+            !jscan_value(&js, &kind, &raw))
+            return NAN;
+        if (!esc && str_eq_cstr(key, k))
+            return kind == JSCAN_NUMBER && jscan_number(raw, &v) ? v : NAN;
+    } while (jscan_eat(&js, ','));
+    return NAN;
+}
+
+/* The record as the ML module writes it, read in place: {"model","version","timestamp",
+ * "features","prediction"} in any order, each once, the features and prediction objects
+ * copied as they are. false (nothing kept) for anything else: then jansson reads it. */
+static bool prediction_text(const char *data, size_t len, struct wh_prediction *p, struct arena *a)
+{
+    struct jscan js = {.p = data, .n = len};
+    struct str model = {0}, ts = {0}, feat = {0}, pred = {0};
+    bool have_version = false;
+    if (!jscan_eat(&js, '{') || jscan_peek(&js) == '}')
+        return false;
+    do {
+        struct str k, raw;
+        bool esc;
+        enum jscan_kind kind;
+        if (!jscan_string(&js, &k, &esc) || esc || !jscan_eat(&js, ':') ||
+            !jscan_value(&js, &kind, &raw))
+            return false;
+        struct str *slot = str_eq_cstr(k, "model")        ? &model
+                           : str_eq_cstr(k, "timestamp")  ? &ts
+                           : str_eq_cstr(k, "features")   ? &feat
+                           : str_eq_cstr(k, "prediction") ? &pred
+                                                          : NULL;
+        if (slot) {
+            enum jscan_kind want = slot == &feat || slot == &pred ? JSCAN_OBJECT : JSCAN_STRING;
+            if (slot->ptr || kind != want)
+                return false;
+            *slot = raw;
+            if (want == JSCAN_STRING) { /* the inside, unescaped only */
+                slot->ptr++;
+                slot->len -= 2;
+                if (memchr(slot->ptr, '\\', slot->len))
+                    return false;
+            }
+        } else if (str_eq_cstr(k, "version") && !have_version && kind == JSCAN_NUMBER &&
+                   raw.len <= 18 && !memchr(raw.ptr, '.', raw.len) &&
+                   !memchr(raw.ptr, 'e', raw.len) && !memchr(raw.ptr, 'E', raw.len)) {
+            have_version = true;
+            p->version = strtoll(raw.ptr, NULL, 10); /* digits, then a ',' or '}' */
+        } else {
+            return false;
+        }
+    } while (jscan_eat(&js, ','));
+    if (!jscan_eat(&js, '}') || jscan_peek(&js) != 0 || !model.ptr || !have_version || !feat.ptr ||
+        !pred.ptr || memchr(model.ptr, 0, model.len))
+        return false;
+    p->timestamp_us = WH_NO_TIME;
+    if (ts.ptr && ts.len && time_parse(ts.ptr, ts.len, &p->timestamp_us) < 0)
+        return false;
+    p->score = prediction_number(pred, "score");
+    if (isnan(p->score))
+        p->score = prediction_number(pred, "label");
+    p->model = arena_strndup(a, model.ptr, model.len);
+    p->features = arena_strndup(a, feat.ptr, feat.len);
+    p->prediction = arena_strndup(a, pred.ptr, pred.len);
+    return true;
+}
+
 int pipeline_parse_prediction(const void *data, size_t len, uint64_t offset,
                               struct wh_prediction *p, struct arena *a, char *reason,
                               size_t reason_len)
 {
+    memset(p, 0, sizeof(*p));
+    p->log_offset = offset;
+    if (prediction_text(data, len, p, a))
+        return 0;
     memset(p, 0, sizeof(*p));
     json_t *doc = load_obj(data, len, reason, reason_len);
     if (!doc)

@@ -1,0 +1,39 @@
+/* jscan.h - a validating JSON scanner over text in place (no tree is built).
+ *
+ * For hot paths that read a known shape of JSON and copy parts of it verbatim (the ML
+ * module's predict requests, the predictions log records): each call checks the grammar of
+ * what it steps over as strictly as jansson does (UTF-8, escapes, no \u0000, paired
+ * surrogates, number syntax) and returns false where jansson would refuse the text, so a
+ * caller can fall back to jansson for its error message. The text need not be NUL-terminated.
+ * A position is an index into p[0..n). */
+#ifndef TANDEM_CORE_JSCAN_H
+#define TANDEM_CORE_JSCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/str.h"
+
+enum jscan_kind { JSCAN_OBJECT, JSCAN_ARRAY, JSCAN_STRING, JSCAN_NUMBER, JSCAN_TRUE, JSCAN_FALSE,
+                  JSCAN_NULL };
+
+struct jscan {
+    const char *p;
+    size_t n, i;
+};
+
+/* Skips white space; returns the next byte, or 0 at the end. */
+char jscan_peek(struct jscan *s);
+/* Consumes c after white space; false when the next byte is not c. */
+bool jscan_eat(struct jscan *s, char c);
+/* Steps over one string (the next byte must be '"'); *inner gets the bytes between the quotes
+ * as written and *escaped whether they hold a backslash escape. */
+bool jscan_string(struct jscan *s, struct str *inner, bool *escaped);
+/* Steps over one value of any kind (nesting at most 512 deep); *kind gets its kind and *raw
+ * its text as written (no surrounding white space). */
+bool jscan_value(struct jscan *s, enum jscan_kind *kind, struct str *raw);
+/* The number text t (JSON grammar, checked by jscan_value) as the nearest double, or false
+ * when jansson would refuse it (an integer outside int64, a real that overflows). */
+bool jscan_number(struct str t, double *out);
+
+#endif
