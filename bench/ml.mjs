@@ -94,4 +94,6 @@ c0 = cpuS();
 out.sqlPredictMs = await sqlMs(`SELECT sum(tandem_predict('bench', ${xs})) FROM bench_data`);
 out.sqlPredictCpuS = cpuS() - c0;
 out.predictRowsPerS = R / (out.sqlPredictMs / 1000);
+// the server's peak resident memory over the whole run
+out.peakRssMiB = Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+)/)[1]) / 1024;
 console.log(JSON.stringify(out));

@@ -32,5 +32,6 @@ jq -rn --argjson p "$py" --argjson t "$td" '
   "training CPU: tandem \($t.trainCpuS | r2) s, python \($p.cpuS | r2) s: ratio \(($t.trainCpuS / $p.cpuS) | r2)",
   "single-row predict over HTTP: p50 \($t.singleP50Ms | . * 1000 | round / 1000) ms, p99 \($t.singleP99Ms | . * 1000 | round / 1000) ms (target < 2); server CPU \($t.singleCpuUs | round) us a request (idle server: \($t.idleCpuPct | round) % of a core)",
   "batches of 10k rows: \($t.batchRowsPerS | round) rows/s (target >= 50000); \($t.batchRowsPerCpuS | round) rows per server CPU-second",
-  "tandem_predict: \($t.predictRowsPerS | round) rows/s (\($t.sqlPredictMs) ms, \($t.sqlPredictCpuS | r2) s CPU; the same scan without it \($t.sqlScanMs) ms) (target >= 1000000)"'
+  "tandem_predict: \($t.predictRowsPerS | round) rows/s (\($t.sqlPredictMs) ms, \($t.sqlPredictCpuS | r2) s CPU; the same scan without it \($t.sqlScanMs) ms) (target >= 1000000)",
+  "server peak RSS (VmHWM): \($t.peakRssMiB | round) MiB"'
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

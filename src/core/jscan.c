@@ -125,9 +125,9 @@ static bool number(struct jscan *s)
             return false;
     }
     /* "12abc" is not a number followed by something else */
-    return s->i >= s->n || !((s->p[s->i] >= 'a' && s->p[s->i] <= 'z') ||
-                             (s->p[s->i] >= 'A' && s->p[s->i] <= 'Z') ||
-                             (s->p[s->i] >= '0' && s->p[s->i] <= '9') || s->p[s->i] == '.');
+    return s->i >= s->n ||
+           !((s->p[s->i] >= 'a' && s->p[s->i] <= 'z') || (s->p[s->i] >= 'A' && s->p[s->i] <= 'Z') ||
+             (s->p[s->i] >= '0' && s->p[s->i] <= '9') || s->p[s->i] == '.');
 }
 
 static bool word(struct jscan *s, const char *w, size_t len)

@@ -14,8 +14,15 @@
 
 #include "core/str.h"
 
-enum jscan_kind { JSCAN_OBJECT, JSCAN_ARRAY, JSCAN_STRING, JSCAN_NUMBER, JSCAN_TRUE, JSCAN_FALSE,
-                  JSCAN_NULL };
+enum jscan_kind {
+    JSCAN_OBJECT,
+    JSCAN_ARRAY,
+    JSCAN_STRING,
+    JSCAN_NUMBER,
+    JSCAN_TRUE,
+    JSCAN_FALSE,
+    JSCAN_NULL
+};
 
 struct jscan {
     const char *p;

@@ -232,8 +232,8 @@ int ml_request_run(struct ml *ml, struct ml_request *r, char **out, size_t *out_
     const float *res = NULL;
     bst_ulong len = 0;
     char err[512];
-    int rc = ml__run_booster(s, r->x, r->n, 0, r->n <= ML__SMALL_BATCH, &res, &len, err,
-                             sizeof(err));
+    int rc =
+        ml__run_booster(s, r->x, r->n, 0, r->n <= ML__SMALL_BATCH, &res, &len, err, sizeof(err));
     if (rc) {
         xlog_error("model %s: prediction failed: %s", s->name, err);
         return rc;
