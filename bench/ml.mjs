@@ -2,12 +2,22 @@
 // table), trains from it by name on the server, then measures online predictions and
 // tandem_predict over the table. Prints one JSON object; CPU figures are the server's
 // (/proc/PID/stat, user + system, every thread). Args: URL TOKEN ROWS FEATURES ROUNDS THREADS PID.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const [url, token, rows, feats, rounds, threads, pid] = process.argv.slice(2);
 const cpuS = () => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
+};
+// time the server's threads spent waiting for a CPU while runnable (the scheduler's run
+// queue, /proc/PID/task/TID/schedstat), in s: on a loaded machine, the part of a wall time
+// that is not the server's own work
+const runqS = () => {
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try { ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[1]); } catch { /* gone */ }
+  }
+  return ns / 1e9;
 };
 const R = Number(rows), F = Number(feats);
 const M = 1000003;
@@ -61,6 +71,7 @@ await new Promise((res) => setTimeout(res, 3000));
 out.idleCpuPct = ((cpuS() - c0) / 3) * 100;
 const lat = [];
 c0 = cpuS();
+let q0 = runqS();
 for (let i = 0; i < 3000; i++) {
   t0 = performance.now();
   r = await post('/api/ml/models/bench/predict', { rows: [row] });
@@ -71,10 +82,12 @@ lat.sort((a, b) => a - b);
 out.singleP50Ms = lat[Math.floor(lat.length * 0.5)];
 out.singleP99Ms = lat[Math.floor(lat.length * 0.99)];
 out.singleCpuUs = ((cpuS() - c0) / lat.length) * 1e6;
+out.singleRunqUs = ((runqS() - q0) / lat.length) * 1e6;
 // batches of 10,000 rows
 const batch = Array.from({ length: 10000 }, (_, i) => Object.fromEntries([...Array(F).keys()].map((j) => [`x${j + 1}`, ((i * (j + 3)) % 997) / 997])));
 t0 = performance.now();
 c0 = cpuS();
+q0 = runqS();
 const NB = 20;
 for (let i = 0; i < NB; i++) {
   r = await post('/api/ml/models/bench/predict', { rows: batch });
@@ -82,6 +95,8 @@ for (let i = 0; i < NB; i++) {
 }
 out.batchRowsPerS = (NB * 10000) / ((performance.now() - t0) / 1000);
 out.batchRowsPerCpuS = (NB * 10000) / (cpuS() - c0);
+out.batchRunqS = runqS() - q0;
+out.batchWallS = (performance.now() - t0) / 1000;
 // tandem_predict over the generated table, beside the same scan without it
 const xs = [...Array(F).keys()].map((j) => `x${j + 1}`).join(', ');
 const sqlMs = async (q) => {
@@ -91,8 +106,10 @@ const sqlMs = async (q) => {
 };
 out.sqlScanMs = await sqlMs(`SELECT sum(x1 + x${F}) FROM bench_data`);
 c0 = cpuS();
+q0 = runqS();
 out.sqlPredictMs = await sqlMs(`SELECT sum(tandem_predict('bench', ${xs})) FROM bench_data`);
 out.sqlPredictCpuS = cpuS() - c0;
+out.sqlPredictRunqS = runqS() - q0;
 out.predictRowsPerS = R / (out.sqlPredictMs / 1000);
 // the server's peak resident memory over the whole run
 out.peakRssMiB = Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+)/)[1]) / 1024;
