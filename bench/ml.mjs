@@ -9,9 +9,9 @@ const cpuS = () => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 10 ms
 };
-// time the server's threads spent waiting for a CPU while runnable (the scheduler's run
-// queue, /proc/PID/task/TID/schedstat), in s: on a loaded machine, the part of a wall time
-// that is not the server's own work
+// time the server's threads spent ready to run but waiting for a CPU (the scheduler's run
+// queue, /proc/PID/task/TID/schedstat), summed over its threads, in s; divided by a phase's
+// wall time: how many of its threads were kept waiting on average by the machine's load
 const runqS = () => {
   let ns = 0;
   for (const t of readdirSync(`/proc/${pid}/task`)) {
@@ -82,7 +82,7 @@ lat.sort((a, b) => a - b);
 out.singleP50Ms = lat[Math.floor(lat.length * 0.5)];
 out.singleP99Ms = lat[Math.floor(lat.length * 0.99)];
 out.singleCpuUs = ((cpuS() - c0) / lat.length) * 1e6;
-out.singleRunqUs = ((runqS() - q0) / lat.length) * 1e6;
+out.singleWaiting = (runqS() - q0) / (lat.reduce((a, b) => a + b, 0) / 1000);
 // batches of 10,000 rows
 const batch = Array.from({ length: 10000 }, (_, i) => Object.fromEntries([...Array(F).keys()].map((j) => [`x${j + 1}`, ((i * (j + 3)) % 997) / 997])));
 t0 = performance.now();
@@ -95,8 +95,7 @@ for (let i = 0; i < NB; i++) {
 }
 out.batchRowsPerS = (NB * 10000) / ((performance.now() - t0) / 1000);
 out.batchRowsPerCpuS = (NB * 10000) / (cpuS() - c0);
-out.batchRunqS = runqS() - q0;
-out.batchWallS = (performance.now() - t0) / 1000;
+out.batchWaiting = (runqS() - q0) / ((performance.now() - t0) / 1000);
 // tandem_predict over the generated table, beside the same scan without it
 const xs = [...Array(F).keys()].map((j) => `x${j + 1}`).join(', ');
 const sqlMs = async (q) => {
@@ -109,7 +108,7 @@ c0 = cpuS();
 q0 = runqS();
 out.sqlPredictMs = await sqlMs(`SELECT sum(tandem_predict('bench', ${xs})) FROM bench_data`);
 out.sqlPredictCpuS = cpuS() - c0;
-out.sqlPredictRunqS = runqS() - q0;
+out.sqlPredictWaiting = (runqS() - q0) / (out.sqlPredictMs / 1000);
 out.predictRowsPerS = R / (out.sqlPredictMs / 1000);
 // the server's peak resident memory over the whole run
 out.peakRssMiB = Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+)/)[1]) / 1024;

@@ -30,8 +30,8 @@ jq -rn --argjson p "$py" --argjson t "$td" '
   "rows as a table (data model run, not in the ratio): \($t.materializeS | r2) s",
   "training wall time: tandem \($t.trainWallS | r2) s (POST to ready: read the table + train), python \($p.totalS | r2) s (load \($p.loadS | r2) s + train): ratio \(($t.trainWallS / $p.totalS) | r2) (target <= 1.2)",
   "training CPU: tandem \($t.trainCpuS | r2) s, python \($p.cpuS | r2) s: ratio \(($t.trainCpuS / $p.cpuS) | r2)",
-  "single-row predict over HTTP: p50 \($t.singleP50Ms | . * 1000 | round / 1000) ms, p99 \($t.singleP99Ms | . * 1000 | round / 1000) ms (target < 2); server CPU \($t.singleCpuUs | round) us a request, its threads waited \($t.singleRunqUs | round) us a request for a CPU (idle server: \($t.idleCpuPct | round) % of a core)",
-  "batches of 10k rows: \($t.batchRowsPerS | round) rows/s (target >= 50000); \($t.batchRowsPerCpuS | round) rows per server CPU-second; in \($t.batchWallS | r2) s its threads waited \($t.batchRunqS | r2) s for a CPU",
-  "tandem_predict: \($t.predictRowsPerS | round) rows/s (\($t.sqlPredictMs) ms, \($t.sqlPredictCpuS | r2) s CPU, \($t.sqlPredictRunqS | r2) s of its threads waiting for a CPU; the same scan without it \($t.sqlScanMs) ms) (target >= 1000000)",
+  "single-row predict over HTTP: p50 \($t.singleP50Ms | . * 1000 | round / 1000) ms, p99 \($t.singleP99Ms | . * 1000 | round / 1000) ms (target < 2); server CPU \($t.singleCpuUs | round) us a request, \($t.singleWaiting | r2) of its threads waiting for a CPU on average (idle server: \($t.idleCpuPct | round) % of a core)",
+  "batches of 10k rows: \($t.batchRowsPerS | round) rows/s (target >= 50000); \($t.batchRowsPerCpuS | round) rows per server CPU-second; \($t.batchWaiting | r2) of its threads waiting for a CPU on average",
+  "tandem_predict: \($t.predictRowsPerS | round) rows/s (\($t.sqlPredictMs) ms, \($t.sqlPredictCpuS | r2) s CPU, \($t.sqlPredictWaiting | r2) of its threads waiting for a CPU on average; the same scan without it \($t.sqlScanMs) ms) (target >= 1000000)",
   "server peak RSS (VmHWM): \($t.peakRssMiB | round) MiB"'
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -24,11 +24,12 @@ static void test_written_records(void **state)
     struct wh_prediction p;
     char reason[200] = "";
     /* binary, the row as the client sent it (white space and all) */
-    assert_int_equal(parse("{\"model\":\"churn\",\"version\":3,\"timestamp\":\"2026-12-07T10:00:00.000Z\","
-                           "\"features\":{ \"x1\": 0.25, \"plan\" :\"pro\" },"
-                           "\"prediction\":{\"score\":0.75,\"label\":1}}",
-                           &p, &a, reason),
-                     0);
+    assert_int_equal(
+        parse("{\"model\":\"churn\",\"version\":3,\"timestamp\":\"2026-12-07T10:00:00.000Z\","
+              "\"features\":{ \"x1\": 0.25, \"plan\" :\"pro\" },"
+              "\"prediction\":{\"score\":0.75,\"label\":1}}",
+              &p, &a, reason),
+        0);
     assert_string_equal(p.model, "churn");
     assert_int_equal(p.version, 3);
     assert_int_equal(p.log_offset, 7);
@@ -37,10 +38,11 @@ static void test_written_records(void **state)
     assert_string_equal(p.prediction, "{\"score\":0.75,\"label\":1}");
     assert_true(p.score == 0.75);
     /* multiclass: the label is the score */
-    assert_int_equal(parse("{\"model\":\"m\",\"version\":1,\"timestamp\":\"2026-12-07T10:00:00Z\","
-                           "\"features\":{},\"prediction\":{\"probabilities\":[0.1,0.9],\"label\":1}}",
-                           &p, &a, reason),
-                     0);
+    assert_int_equal(
+        parse("{\"model\":\"m\",\"version\":1,\"timestamp\":\"2026-12-07T10:00:00Z\","
+              "\"features\":{},\"prediction\":{\"probabilities\":[0.1,0.9],\"label\":1}}",
+              &p, &a, reason),
+        0);
     assert_true(p.score == 1);
     /* an escaped name: jansson's way, the same row */
     assert_int_equal(parse("{\"model\":\"\\u0063hurn\",\"version\":2,\"features\":{\"x\":1},"
