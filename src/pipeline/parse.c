@@ -2,7 +2,6 @@
  * payload cannot become a row. */
 #include <math.h>
 #include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/jscan.h"
@@ -295,7 +294,11 @@ static bool prediction_text(const char *data, size_t len, struct wh_prediction *
                    raw.len <= 18 && !memchr(raw.ptr, '.', raw.len) &&
                    !memchr(raw.ptr, 'e', raw.len) && !memchr(raw.ptr, 'E', raw.len)) {
             have_version = true;
-            p->version = strtoll(raw.ptr, NULL, 10); /* digits, then a ',' or '}' */
+            bool neg = raw.ptr[0] == '-';
+            int64_t v = 0;
+            for (size_t d = neg; d < raw.len; d++)
+                v = v * 10 + (raw.ptr[d] - '0');
+            p->version = neg ? -v : v;
         } else {
             return false;
         }
