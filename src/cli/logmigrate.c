@@ -57,8 +57,8 @@ int cli_log_migrate(const char *to, const struct evlog_cfg *kcfg, const char *da
     struct evlog *log = NULL;
     int rc = evlog_open(&lc, &log);
     if (rc == ERR_BUSY) {
-        fprintf(err, "tandem: a server is running on %s (%s): stop it before migrating\n",
-                data_dir, evlog_errmsg(NULL));
+        fprintf(err, "tandem: a server is running on %s (%s): stop it before migrating\n", data_dir,
+                evlog_errmsg(NULL));
         return 2;
     }
     if (rc != 0) {
@@ -73,8 +73,9 @@ int cli_log_migrate(const char *to, const struct evlog_cfg *kcfg, const char *da
     if (rc != 0)
         fprintf(err, "tandem: cannot read the local log: %s\n", evlog_errmsg(log));
     if (rc == 0) {
-        fprintf(out, "local log: %llu events, %llu record changes; they stay and are loaded "
-                     "from here\n",
+        fprintf(out,
+                "local log: %llu events, %llu record changes; they stay and are loaded "
+                "from here\n",
                 (unsigned long long)events, (unsigned long long)changes);
         fflush(out);
     }

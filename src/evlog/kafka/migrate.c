@@ -20,8 +20,7 @@
 
 /* The "end" positions of the last intent record of itopic (RD_KAFKA_OFFSET_BEGINNING for a
  * partition never copied); *found false when there is none. */
-static int last_positions(struct evlog *local, const char *itopic, int64_t *pos, int n,
-                          bool *found)
+static int last_positions(struct evlog *local, const char *itopic, int64_t *pos, int n, bool *found)
 {
     *found = false;
     for (int p = 0; p < n; p++)
@@ -33,17 +32,16 @@ static int last_positions(struct evlog *local, const char *itopic, int64_t *pos,
     struct evlog_batch b;
     evlog_batch_init(&b);
     rc = evlog_read(local, itopic, end - 1, 1, EVLOG_TAIL_MAX_BYTES, &b);
-    json_t *j = rc == 0 && b.n == 1 ? json_loadb((const char *)b.recs[0].data, b.recs[0].len, 0,
-                                                 NULL)
-                                    : NULL;
+    json_t *j = rc == 0 && b.n == 1
+                    ? json_loadb((const char *)b.recs[0].data, b.recs[0].len, 0, NULL)
+                    : NULL;
     evlog_batch_release(&b);
     if (rc != 0)
         return rc;
     json_t *a = json_object_get(j, "end");
     if (!json_is_array(a) || (int)json_array_size(a) > n) {
         json_decref(j);
-        evlog__errf("the last record of %s does not fit the topic (%d partitions now)", itopic,
-                    n);
+        evlog__errf("the last record of %s does not fit the topic (%d partitions now)", itopic, n);
         return ERR_CONFLICT;
     }
     for (size_t i = 0; i < json_array_size(a); i++)
@@ -102,8 +100,7 @@ static int migrate_topic(struct kafka *k, rd_kafka_t *rk, struct evlog *local, c
             }
         }
         if (rc == 0)
-            buf_printf(report, "%s: already switched; the copy continues where it is\n",
-                       ktopic);
+            buf_printf(report, "%s: already switched; the copy continues where it is\n", ktopic);
     }
     if (rc == 0 && !found) { /* a first switch: the topic must be empty */
         for (int p = 0; p < n; p++)
