@@ -6,9 +6,10 @@
  * (mirror offsets, stored in the warehouse with the rows) and the records not loaded yet are
  * right as they are. Two positions do change meaning and are set here:
  *   1. the outbox relay's: on the local log it finds where it left off from the last record
- *      of "changes" in the local log, on Kafka from the Kafka topic. Outbox rows that reached
- *      the local log but were not deleted yet (a crash between the two) would be published
- *      again; they are deleted now, as the relay would have on its next local start;
+ *      of "changes" in the local log; on Kafka it resends the whole outbox and the mirror
+ *      drops what it copied from Kafka before. Outbox rows that reached the local log but were
+ *      not deleted yet (a crash between the two) would be published again; they are deleted
+ *      now, as the relay would have on its next local start;
  *   2. the mirror's, per partition of every shared topic: evlog_kafka_migrate.
  * Each step is idempotent, so a migration killed half way is finished by running it again.
  * The local log's lock refuses the migration while a server runs on the directory. */

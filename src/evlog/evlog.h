@@ -246,7 +246,7 @@ int evlog_start_offset(struct evlog *log, const char *topic, uint64_t *out) MUST
 
 /* The last record of each partition of topic as appended (one record on the local log; one
  * per non-empty partition on Kafka, read from the cluster, not the mirror). out->n == 0 for
- * an empty or unknown topic. The outbox relay finds where it left off with it. */
+ * an empty or unknown topic. The outbox relay finds where it left off with it on the local log. */
 int evlog_tail(struct evlog *log, const char *topic, struct evlog_batch *out) MUST_USE;
 /* The backend's name ("local", "kafka"). */
 const char *evlog_backend_name(const struct evlog *log);
