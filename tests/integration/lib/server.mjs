@@ -20,7 +20,8 @@ export function tempDir(prefix = 'tandem-it-') {
 // events. CTest runs the crash and SDK suites once per backend (CMakeLists.txt).
 export const TEST_LOG = process.env.TANDEM_TEST_LOG || 'local';
 let mock = null;
-const prefixes = new Map();
+const prefixes = new Map(); // data directory -> promise of its topic prefix
+let created = Promise.resolve();
 
 async function kafkaMock() {
   if (!mock) {
@@ -36,13 +37,16 @@ async function kafkaMock() {
 export async function logEnv(dir) {
   if (TEST_LOG !== 'kafka' || !dir) return {};
   const m = await kafkaMock();
-  if (!prefixes.has(dir)) {
+  if (!prefixes.has(dir)) { // one command at a time: the mock answers in order
     const prefix = `t${prefixes.size + 1}-`;
-    prefixes.set(dir, prefix);
-    await m.cmd(`create ${prefix}events 4`);
-    await m.cmd(`create ${prefix}changes 4`);
+    prefixes.set(dir, created.then(async () => {
+      await m.cmd(`create ${prefix}events 4`);
+      await m.cmd(`create ${prefix}changes 4`);
+      return prefix;
+    }));
+    created = prefixes.get(dir);
   }
-  return { TANDEM_LOG: 'kafka', TANDEM_KAFKA_BROKERS: m.bootstrap, TANDEM_KAFKA_TOPIC_PREFIX: prefixes.get(dir) };
+  return { TANDEM_LOG: 'kafka', TANDEM_KAFKA_BROKERS: m.bootstrap, TANDEM_KAFKA_TOPIC_PREFIX: await prefixes.get(dir) };
 }
 
 // On Kafka, reads (the mirror, then the warehouse) follow acknowledgements a little later:
