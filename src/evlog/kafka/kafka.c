@@ -1,7 +1,9 @@
 /* kafka.c - the Kafka backend: appends go to Kafka topics through one idempotent producer
  * (acks=all); a ticket is durable when the delivery reports of all its records came back
  * without error and with the offset the broker gave each record. Reads are served by the local
- * mirror (mirror.c).
+ * mirror (mirror.c). Only the shared topics (events, changes) go to Kafka; appends to the
+ * node-local ones (audit, requests, predictions) go to the mirror's local log, with its own
+ * durability, and their tickets carry KAFKA_LOCAL_TICKET.
  *
  * Tickets: each append gets the next number and a struct kticket counting the records still
  * unreported (plus one while the append itself is producing). The last report completes it
