@@ -47,6 +47,8 @@ static void usage(FILE *out)
             "  log check | repair                verify or repair the event log (server "
             "stopped)\n"
             "  log dump TOPIC [--from N]         print a topic as JSON lines (server stopped)\n"
+            "  log migrate --to kafka            move the data directory to --log kafka\n"
+            "                                    (--kafka-brokers ...; server stopped)\n"
             "  audit verify                      check the audit trail's hash chain (server "
             "stopped)\n"
             "  backup create [NAME]              back up the data directory (server stopped)\n"
@@ -834,6 +836,7 @@ static int cmd_log(int argc, char **argv)
     const char *w[2];
     size_t n;
     const char *from_text = take_opt(&argc, argv, "--from"); /* this command's own */
+    const char *to = take_opt(&argc, argv, "--to");
     char *rest = NULL;
     int64_t from = from_text ? strtoll(from_text, &rest, 10) : 0;
     if (from_text && (rest == from_text || *rest))
@@ -862,8 +865,16 @@ static int cmd_log(int argc, char **argv)
             fprintf(stderr, "tandem: %s\n", evlog_errmsg(NULL));
         return rc == 0 ? 0 : rc == ERR_CORRUPT ? 1 : 2;
     }
+    if (n == 1 && strcmp(w[0], "migrate") == 0) {
+        struct evlog_cfg lc;
+        evlog_cfg_defaults(&lc);
+        kafka_settings(&cfg, &lc);
+        lc.dir = dir;
+        return cli_log_migrate(to, &lc, cfg.dir, stdout, stderr);
+    }
     if (n != 2 || strcmp(w[0], "dump") != 0 || from < 0) {
-        fprintf(stderr, "usage: tandem log check | repair | dump TOPIC [--from N]\n");
+        fprintf(stderr,
+                "usage: tandem log check | repair | dump TOPIC [--from N] | migrate --to kafka\n");
         return EXIT_USAGE;
     }
     struct evlog *log = NULL;

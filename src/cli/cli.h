@@ -89,4 +89,13 @@ struct cli_persons_opts {
  * finish in time), 2 for bad usage. */
 int cli_persons(const struct cli_persons_opts *o, FILE *out, FILE *err);
 
+/* ---- `tandem log migrate` ---- */
+
+struct evlog_cfg;
+/* `tandem log migrate --to kafka`: switches the stopped data directory data_dir, whose local
+ * log kcfg describes (dir, and the kafka_* settings), to Kafka. 0 done (or done before), 1 it
+ * failed (a line on err says why; run it again once fixed), 2 bad usage or a server runs. */
+int cli_log_migrate(const char *to, const struct evlog_cfg *kcfg, const char *data_dir, FILE *out,
+                    FILE *err);
+
 #endif

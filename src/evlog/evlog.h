@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/core.h"
 
@@ -245,7 +246,7 @@ int evlog_start_offset(struct evlog *log, const char *topic, uint64_t *out) MUST
 
 /* The last record of each partition of topic as appended (one record on the local log; one
  * per non-empty partition on Kafka, read from the cluster, not the mirror). out->n == 0 for
- * an empty or unknown topic. The outbox relay finds where it left off with it. */
+ * an empty or unknown topic. The outbox relay finds where it left off with it on the local log. */
 int evlog_tail(struct evlog *log, const char *topic, struct evlog_batch *out) MUST_USE;
 /* The backend's name ("local", "kafka"). */
 const char *evlog_backend_name(const struct evlog *log);
@@ -298,6 +299,14 @@ void evlog_kafka_partitions_json(struct evlog *log, struct buf *out);
 /* Checks the cluster: connects, reads the topics' partitions and watermarks, and appends a
  * report to out. 0 when every topic is reachable. */
 int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report) MUST_USE;
+
+/* `tandem log migrate --to kafka` (docs/scale-out.md "Switching"): with the local log of the
+ * data directory open (local, server stopped; it becomes the Kafka mirror), checks every
+ * shared Kafka topic and pins where the mirror's copy of it starts: at its end, which must be
+ * empty unless the mirror already copies from it (then its positions are checked instead).
+ * Prints one line per topic on out. ERR_CONFLICT when a topic holds messages the directory
+ * never copied or does not fit its positions; ERR_NOTFOUND when a topic is missing. */
+int evlog_kafka_migrate(struct evlog *local, const struct evlog_cfg *cfg, FILE *out) MUST_USE;
 
 /* ---- offline tools for `tandem log check|repair` (local backend; log not open) ---- */
 

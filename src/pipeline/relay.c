@@ -196,7 +196,14 @@ int pipeline_relay_start(struct store *st, struct evlog *log, struct pipeline_re
     metrics_collector(METRICS_GAUGE, "tandem_outbox_backlog",
                       "Committed record changes waiting in the outbox for the log.",
                       collect_backlog, NULL);
-    int rc = last_logged_id(log, &r->last_id);
+    /* On Kafka the last message of each partition does not say which rows reached the topic:
+     * partitions are delivered independently, so after a kill mid-batch a row of one
+     * partition may be missing while a later row of another landed, and deleting up to the
+     * largest id would lose it. There the relay resends every outbox row instead, and the
+     * primary's mirror drops those it already copied (an id not above the last one copied
+     * from the record's partition, docs/scale-out.md). */
+    bool partitioned = strcmp(evlog_backend_name(log), "kafka") == 0;
+    int rc = partitioned ? 0 : last_logged_id(log, &r->last_id);
     if (rc == 0 && r->last_id > 0)
         rc = store_outbox_delete(st, r->last_id);
     if (rc != 0) {

@@ -9,12 +9,13 @@
 //   - the mirror `app_items` equals the SQLite table `items` row for row, every column
 //     (read with the sqlite3 command-line tool), and the final record states the clients
 //     expect.
+// With TANDEM_TEST_LOG=kafka the catch-up also waits for the copy from Kafka (settled()).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../integration/lib/server.mjs';
+import { TEST_LOG, settled, tempDir } from '../integration/lib/server.mjs';
 import { SU_EMAIL, SU_PASSWORD, createSuperuser } from '../integration/lib/pb.mjs';
 import { Restartable, basic, prng, request, seedFromEnv, sleep, writeKey, killLoop } from './lib.mjs';
 
@@ -191,6 +192,10 @@ test('warehouse: acknowledged events load exactly once and mirrors equal SQLite 
     assert.equal(res.status, 200, res.body);
     status = JSON.parse(res.body).consumers;
     const done = left === 0 && status.every((c) => c.lagRecords === 0 && c.committedOffset === c.logEndOffset && c.lastError === null);
+    if (done && TEST_LOG === 'kafka') { // the outbox drained into Kafka: wait for the copy too
+      await settled(url, token);
+      status = JSON.parse((await request(`${url}/api/pipeline`, { headers: su })).body).consumers;
+    }
     if (done) break;
     assert.ok(Date.now() - tc < 20000, `no catch-up within 20 s: outbox ${left}, ${JSON.stringify(status)}`);
     await sleep(50);

@@ -6,7 +6,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { Analytics } from '@segment/analytics-node';
 import { PostHog } from 'posthog-node';
-import { run, start, tempDir } from './lib/server.mjs';
+import { TEST_LOG, run, settled, start, tempDir } from './lib/server.mjs';
 import { createSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 
 let srv, dir, key, key2, token;
@@ -28,8 +28,10 @@ async function signIn() {
   token = (await r.json()).token;
 }
 
-// every record of a topic, read back over HTTP from the running server
+// every record of a topic, read back over HTTP from the running server (on Kafka once the
+// server's copy caught up with what was acknowledged)
 async function dump(topic = 'events') {
+  await settled(srv.url, token);
   const out = [];
   for (let from = 0; ;) {
     const r = await fetch(`${srv.url}/api/log/${topic}?from=${from}&limit=1000`, { headers: { Authorization: token } });
@@ -226,7 +228,10 @@ test('dedup: a retried messageId is logged once', async () => {
   assert.equal((await events()).filter((e) => e.messageId === 'dup-1').length, 2);
 });
 
-test('dedup survives a kill -9 and a damaged snapshot', async () => {
+// On Kafka, capture nodes keep no dedup set and write no snapshot: the primary's mirror drops
+// retries, with its set rebuilt from the mirror at start (docs/scale-out.md; after kills in
+// tests/crash/kafka_faults.test.mjs and the Kafka run of tests/crash/capture_kill.test.mjs).
+test('dedup survives a kill -9 and a damaged snapshot', { skip: TEST_LOG === 'kafka' && 'no dedup snapshot on Kafka (the mirror dedups)' }, async () => {
   const once = async (id) => {
     assert.equal((await post('/v1/track', { writeKey: key, userId: 'k', event: 'K', messageId: id })).status, 200);
   };
@@ -288,6 +293,7 @@ test('metrics: log appends, fsyncs, end offsets, capture outcomes, dedup hits, o
   for (let i = 0; i < 2; i++) {
     assert.equal((await post('/v1/track', { writeKey: key, userId: 'm', event: 'Metered', messageId: 'metric-1' })).status, 200);
   }
+  await settled(srv.url, token); // on Kafka: the end offset below is the mirror's
   const text = await (await fetch(`${srv.url}/metrics`)).text();
   const value = (re) => {
     const m = re.exec(text);
@@ -303,7 +309,8 @@ test('metrics: log appends, fsyncs, end offsets, capture outcomes, dedup hits, o
   assert.ok(value(/^tandem_evlog_appends_total\{topic="events"\} (\d+)$/m) >= 1);
   assert.ok(value(/^tandem_evlog_append_bytes_total\{topic="events"\} (\d+)$/m) > 100);
   assert.ok(value(/^tandem_capture_events_total\{outcome="accepted"\} (\d+)$/m) >= 1);
-  assert.ok(value(/^tandem_capture_events_total\{outcome="duplicate"\} (\d+)$/m) >= 1);
+  // on Kafka capture appends retries and the primary's mirror drops them (docs/scale-out.md)
+  if (TEST_LOG !== 'kafka') assert.ok(value(/^tandem_capture_events_total\{outcome="duplicate"\} (\d+)$/m) >= 1);
   assert.ok(value(/^tandem_capture_requests_total\{api="segment",outcome="accepted"\} (\d+)$/m) >= 1);
   assert.equal(value(/^tandem_outbox_backlog (\d+)$/m), 0);
 });

@@ -1,7 +1,9 @@
 /* kafka.c - the Kafka backend: appends go to Kafka topics through one idempotent producer
  * (acks=all); a ticket is durable when the delivery reports of all its records came back
  * without error and with the offset the broker gave each record. Reads are served by the local
- * mirror (mirror.c).
+ * mirror (mirror.c). Only the shared topics (events, changes) go to Kafka; appends to the
+ * node-local ones (audit, requests, predictions) go to the mirror's local log, with its own
+ * durability, and their tickets carry KAFKA_LOCAL_TICKET.
  *
  * Tickets: each append gets the next number and a struct kticket counting the records still
  * unreported (plus one while the append itself is producing). The last report completes it
@@ -28,6 +30,16 @@ struct kticket {
     struct kwaiter *waiters; /* [k->mu] */
     struct kticket *hnext;   /* [k->mu] */
 };
+
+const char *const kafka__shared_topics[] = {"events", "changes", NULL};
+
+bool kafka__topic_shared(const char *topic)
+{
+    for (const char *const *t = kafka__shared_topics; *t; t++)
+        if (strcmp(*t, topic) == 0)
+            return true;
+    return false;
+}
 
 void kafka__topic_name(const struct kafka *k, const char *topic, char *out, size_t cap)
 {
@@ -312,6 +324,13 @@ static void kafka_close(struct evlog *lg)
     free(k);
 }
 
+/* Reads go to the mirror; a node without one (a capture node) has nothing to read. */
+static int no_mirror(void)
+{
+    evlog__errf("this node keeps no mirror of the kafka topics");
+    return ERR_NOTFOUND;
+}
+
 static rd_kafka_topic_t *topic_handle(struct kafka *k, const char *topic)
 {
     rd_kafka_topic_t *rkt = NULL;
@@ -340,6 +359,14 @@ static int kafka_append_keyed(struct evlog *lg, const char *topic, const struct 
     if (!evlog_name_valid(topic) || n == 0) {
         evlog__errf("bad topic name or empty batch");
         return ERR_INVALID;
+    }
+    if (!kafka__topic_shared(topic)) { /* node-local: the local log, its ticket marked */
+        if (!k->mirror)
+            return no_mirror();
+        int rc = evlog_local_ops.append(k->mirror, topic, recs, n, first_offset_out, ticket_out);
+        if (rc == 0 && ticket_out)
+            *ticket_out |= KAFKA_LOCAL_TICKET;
+        return rc;
     }
     for (size_t i = 0; i < n; i++)
         if (recs[i].len > k->cfg.max_record_bytes) {
@@ -401,6 +428,10 @@ static int kafka_append(struct evlog *lg, const char *topic, const struct evlog_
 static void kafka_when_durable(struct evlog *lg, uint64_t ticket, evlog_durable_cb cb, void *arg)
 {
     struct kafka *k = (struct kafka *)lg;
+    if (ticket & KAFKA_LOCAL_TICKET) { /* a node-local topic's append */
+        evlog_local_ops.when_durable(k->mirror, ticket & ~KAFKA_LOCAL_TICKET, cb, arg);
+        return;
+    }
     struct kwaiter *w = xcalloc(1, sizeof(*w));
     w->cb = cb;
     w->arg = arg;
@@ -443,6 +474,9 @@ static void sync_done(void *arg, int rc)
 
 static int kafka_wait_durable(struct evlog *lg, uint64_t ticket)
 {
+    if (ticket & KAFKA_LOCAL_TICKET)
+        return evlog_local_ops.wait_durable(((struct kafka *)lg)->mirror,
+                                            ticket & ~KAFKA_LOCAL_TICKET);
     struct syncwait s = {.done = false};
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
@@ -460,13 +494,6 @@ static int kafka_wait_durable(struct evlog *lg, uint64_t ticket)
         pthread_mutex_unlock(&k->mu);
     }
     return s.rc;
-}
-
-/* Reads go to the mirror; a node without one (a capture node) has nothing to read. */
-static int no_mirror(void)
-{
-    evlog__errf("this node keeps no mirror of the kafka topics");
-    return ERR_NOTFOUND;
 }
 
 static int kafka_read(struct evlog *lg, const char *topic, uint64_t from, size_t max_records,
@@ -530,7 +557,10 @@ static const char *kafka_errmsg(struct evlog *lg)
 
 static int kafka_tail(struct evlog *lg, const char *topic, struct evlog_batch *out)
 {
-    return kafka__tail((struct kafka *)lg, topic, out);
+    struct kafka *k = (struct kafka *)lg;
+    if (!kafka__topic_shared(topic)) /* node-local */
+        return k->mirror ? evlog_tail(k->mirror, topic, out) : no_mirror();
+    return kafka__tail(k, topic, out);
 }
 
 const struct evlog_ops evlog_kafka_ops = {

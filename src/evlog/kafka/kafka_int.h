@@ -13,6 +13,8 @@
 #define KAFKA_MAX_MIRRORS 4
 #define KAFKA_FAILED_RING 4096 /* failed tickets remembered for late when_durable calls */
 #define KAFKA_TICKET_BUCKETS 4096
+/* marks the ticket of an append to a node-local topic (the local log's own ticket below it) */
+#define KAFKA_LOCAL_TICKET (1ULL << 63)
 
 struct kticket;
 struct kmirror;
@@ -49,8 +51,18 @@ struct kafka {
 /* Builds a librdkafka configuration: bootstrap servers, the pass-through file, then the
  * fixed settings of the role (producer or consumer). NULL with evlog__errf on failure. */
 rd_kafka_conf_t *kafka__conf(const struct kafka *k, bool producer);
+/* The topics every node shares through Kafka ("events", "changes"; NULL-terminated). Every
+ * other topic (audit, requests, predictions) is node-local: the node that writes it keeps it
+ * in its local log (the mirror's directory), where its readers are. */
+extern const char *const kafka__shared_topics[];
+bool kafka__topic_shared(const char *topic);
 /* "<prefix><topic>" into out. */
 void kafka__topic_name(const struct kafka *k, const char *topic, char *out, size_t cap);
+
+/* A consumer in group "<prefix>mirror" (never subscribed: partitions are assigned). */
+rd_kafka_t *kafka__new_consumer(const struct kafka *k);
+/* The partition count of ktopic; ERR_NOTFOUND when the topic does not exist. */
+int kafka__partition_count(rd_kafka_t *rk, const char *ktopic, int *out);
 
 int kafka__mirrors_open(struct kafka *k);
 int kafka__mirrors_start(struct kafka *k);

@@ -61,7 +61,7 @@ static void set_error(struct kmirror *m, bool fatal, const char *fmt, ...)
         xlog_warn("kafka mirror %s: %s", m->topic, m->error);
 }
 
-static rd_kafka_t *new_consumer(struct kafka *k)
+rd_kafka_t *kafka__new_consumer(const struct kafka *k)
 {
     rd_kafka_conf_t *c = kafka__conf(k, false);
     if (!c)
@@ -82,7 +82,7 @@ static rd_kafka_t *new_consumer(struct kafka *k)
 }
 
 /* The partition count of ktopic; ERR_NOTFOUND when the topic does not exist. */
-static int partition_count(rd_kafka_t *rk, const char *ktopic, int *out)
+int kafka__partition_count(rd_kafka_t *rk, const char *ktopic, int *out)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, ktopic, NULL);
     const struct rd_kafka_metadata *md = NULL;
@@ -192,6 +192,17 @@ static int recover(struct kmirror *m, int64_t *pos, int64_t *seq)
                     m->itopic);
         return ERR_CORRUPT;
     }
+    if (json_is_true(json_object_get(j, "migrated"))) {
+        /* written by `tandem log migrate`: where the copy starts in every partition; the
+         * records after base came from the local log (before or after the switch) */
+        rc = read_positions(json_object_get(j, "end"), pos, m->nparts);
+        if (rc == 0)
+            rc = read_positions(json_object_get(j, "seq"), seq, m->nparts);
+        json_decref(j);
+        if (rc != 0)
+            evlog__errf("the migration record of %s cannot be read", m->itopic);
+        return rc;
+    }
     if ((uint64_t)json_integer_value(base) > end) {
         json_decref(j);
         evlog__errf("the mirror of %s ends before its last intent record's base", m->topic);
@@ -234,7 +245,7 @@ static int recover(struct kmirror *m, int64_t *pos, int64_t *seq)
 static int setup(struct kmirror *m)
 {
     int n = 0;
-    int rc = partition_count(m->rk, m->ktopic, &n);
+    int rc = kafka__partition_count(m->rk, m->ktopic, &n);
     if (rc != 0) {
         set_error(m, false, "%s", evlog__errmsg());
         return rc;
@@ -592,7 +603,7 @@ int kafka__mirrors_open(struct kafka *k)
         kafka__topic_name(k, *t, m->ktopic, sizeof(m->ktopic));
         snprintf(m->itopic, sizeof(m->itopic), "kafka-%s", *t);
         k->mirrors[k->n_mirrors++] = m;
-        m->rk = new_consumer(k);
+        m->rk = kafka__new_consumer(k);
         if (!m->rk)
             return ERR_INVALID;
     }
@@ -682,11 +693,11 @@ int kafka__tail(struct kafka *k, const char *topic, struct evlog_batch *out)
     out->n = 0;
     char ktopic[256];
     kafka__topic_name(k, topic, ktopic, sizeof(ktopic));
-    rd_kafka_t *rk = new_consumer(k);
+    rd_kafka_t *rk = kafka__new_consumer(k);
     if (!rk)
         return ERR_INVALID;
     int n = 0;
-    int rc = partition_count(rk, ktopic, &n);
+    int rc = kafka__partition_count(rk, ktopic, &n);
     if (rc == ERR_NOTFOUND) { /* no topic yet: nothing was appended */
         rd_kafka_destroy(rk);
         return 0;
@@ -784,7 +795,7 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
     snprintf(k.brokers, sizeof(k.brokers), "%s", cfg->kafka_brokers ? cfg->kafka_brokers : "");
     if (cfg->kafka_config)
         snprintf(k.config_path, sizeof(k.config_path), "%s", cfg->kafka_config);
-    rd_kafka_t *rk = new_consumer(&k);
+    rd_kafka_t *rk = kafka__new_consumer(&k);
     if (!rk)
         return ERR_INVALID;
     struct evlog *mirror = NULL; /* the positions the mirror reached, when it can be opened */
@@ -794,13 +805,13 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
         if (evlog_local_ops.open(&lc, &mirror) != 0)
             buf_printf(report, "mirror: %s\n", evlog__errmsg());
     }
-    static const char *const topics[] = {"events", "changes"};
+    const char *const *topics = kafka__shared_topics;
     int rc = 0;
-    for (size_t t = 0; t < ARRAY_LEN(topics); t++) {
+    for (size_t t = 0; topics[t]; t++) {
         char ktopic[256];
         kafka__topic_name(&k, topics[t], ktopic, sizeof(ktopic));
         int n = 0;
-        int r = partition_count(rk, ktopic, &n);
+        int r = kafka__partition_count(rk, ktopic, &n);
         if (r != 0) {
             buf_printf(report, "%s: %s\n", ktopic, evlog__errmsg());
             rc = r;
