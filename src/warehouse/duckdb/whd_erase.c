@@ -194,6 +194,18 @@ int whd__erase_persons(struct wh_conn *wc, const char *const *ids, size_t n, uin
     rc = rewrite_table(c, "events", buf_cstr(&sql), false, n_out);
     if (rc < 0)
         goto out;
+    /* the loader's rejects of such events (records it could not load, kept whole): matched by
+     * the same members of the payload when it is JSON */
+    buf_reset(&sql);
+    buf_puts(&sql, "topic = 'events' AND (");
+    static const char *const members[] = {"userId", "anonymousId", "previousId"};
+    for (size_t m = 0; m < ARRAY_LEN(members); m++)
+        buf_printf(&sql, "%stry(json_extract_string(decode(payload), '$.%s')) IN (%s)",
+                   m ? " OR " : "", members[m], l);
+    buf_putc(&sql, ')');
+    uint64_t rejects = 0;
+    if ((rc = rewrite_table(c, "_rejects", buf_cstr(&sql), false, &rejects)) < 0)
+        goto out;
     /* the identity tables: a few rows each, rewritten the same way (a checkpoint rewrites a
      * row group only when enough of it is deleted) */
     static const char *const tables[] = {"_person_links", "_did_first"};
@@ -272,6 +284,16 @@ int whd__erase_records(struct wh_conn *wc, const char *const *coll_ids, const ch
     /* the history: every change event of the records */
     buf_printf(&sql, "concat(collection_id, '/', record_id) IN (%s)", buf_cstr(&keys));
     rc = rewrite_table(c, "changes", buf_cstr(&sql), false, n_out);
+    /* the loader's rejects of their change events */
+    buf_reset(&sql);
+    buf_printf(&sql,
+               "topic = 'changes' AND concat(try(json_extract_string(decode(payload), "
+               "'$.collectionId')), '/', try(json_extract_string(decode(payload), "
+               "'$.recordId'))) IN (%s)",
+               buf_cstr(&keys));
+    uint64_t rejects = 0;
+    if (rc >= 0)
+        rc = rewrite_table(c, "_rejects", buf_cstr(&sql), false, &rejects);
     /* the mirrors: the loader deleted the rows, the old row groups may still hold them */
     for (size_t i = 0; i < n && rc >= 0; i++) {
         bool seen = false;
