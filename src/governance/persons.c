@@ -629,6 +629,17 @@ static void erased_add(json_t *job, const char *key, int64_t n)
     json_object_set_new(er, key, json_integer(json_integer_value(json_object_get(er, key)) + n));
 }
 
+/* The key "collectionId/recordId" of a record in a job's set (freed by the caller). */
+static char *rec_key(const char *coll_id, const char *id)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s/%s", coll_id ? coll_id : "", id ? id : "");
+    char *k = xstrdup(buf_cstr(&b));
+    buf_release(&b);
+    return k;
+}
+
 /* The job's list of app records ([collection id, record id], each listed before it is deleted)
  * and, in keys, the same as "collectionId/recordId" members. */
 static json_t *job_records(json_t *job, json_t *keys)
@@ -642,10 +653,10 @@ static json_t *job_records(json_t *job, json_t *keys)
     json_t *r;
     json_array_foreach(recs, i, r)
     {
-        char k[256];
-        snprintf(k, sizeof(k), "%s/%s", json_string_value(json_array_get(r, 0)),
-                 json_string_value(json_array_get(r, 1)));
+        char *k = rec_key(json_string_value(json_array_get(r, 0)),
+                          json_string_value(json_array_get(r, 1)));
         json_object_set_new(keys, k, json_true());
+        free(k);
     }
     return recs;
 }
@@ -653,15 +664,17 @@ static json_t *job_records(json_t *job, json_t *keys)
 /* Lists one record in the job (once). false past MAX_RECORDS. */
 static bool record_list_add(json_t *recs, json_t *keys, const char *coll_id, const char *id)
 {
-    char k[256];
-    snprintf(k, sizeof(k), "%s/%s", coll_id, id);
-    if (json_object_get(keys, k))
-        return true;
-    if (json_array_size(recs) >= MAX_RECORDS)
-        return false;
-    json_object_set_new(keys, k, json_true());
-    json_array_append_new(recs, json_pack("[s,s]", coll_id, id));
-    return true;
+    char *k = rec_key(coll_id, id);
+    bool ok = true;
+    if (!json_object_get(keys, k)) {
+        ok = json_array_size(recs) < MAX_RECORDS;
+        if (ok) {
+            json_object_set_new(keys, k, json_true());
+            json_array_append_new(recs, json_pack("[s,s]", coll_id, id));
+        }
+    }
+    free(k);
+    return ok;
 }
 
 /* Deletes one record through the store's write path (cascades, the outbox, file cleanup).
@@ -696,7 +709,9 @@ static int delete_related(struct gov *g, json_t *job, json_t *recs, json_t *keys
     if (!dot || store_collection_get(g->cfg.store, cname, &c) != 0)
         return 0; /* the collection went since the request: nothing points at the user there */
     int rc = 0;
-    while (rc == 0 && !stopping(g)) {
+    /* bounded: every round lists new records (or finds none), and a job lists MAX_RECORDS */
+    for (int round = 0; rc == 0 && !stopping(g) && round <= MAX_RECORDS / RECORD_BATCH + 1;
+         round++) {
         json_t *found = NULL;
         rc = store_record_referencing(g->cfg.store, c, dot + 1, uid, RECORD_BATCH, &found);
         if (rc != 0) {
@@ -728,11 +743,29 @@ static int delete_related(struct gov *g, json_t *job, json_t *recs, json_t *keys
         erased_add(job, "records", done);
         if (rc == 0 && done > 0 && (rc = job_store(g, job)) != 0) /* progress */
             snprintf(err, err_len, "cannot store the job: %s", store_errmsg(g->cfg.store));
-        if (n == 0 || done == 0)
-            break; /* none left (or only records deleted meanwhile) */
+        if (n == 0)
+            break; /* none left */
     }
     store_collection_unref(c);
     return rc == 0 && stopping(g) ? ERR_BUSY : rc;
+}
+
+/* How many records of one configured relation point at uid (at most MAX_RECORDS + 1). */
+static size_t count_related(struct gov *g, const char *rel, const char *uid)
+{
+    const char *dot = strchr(rel, '.');
+    char cname[201];
+    snprintf(cname, sizeof(cname), "%.*s", dot ? (int)(dot - rel) : 0, rel);
+    struct store_collection *c = NULL;
+    if (!dot || store_collection_get(g->cfg.store, cname, &c) != 0)
+        return 0;
+    json_t *found = NULL;
+    size_t n = 0;
+    if (store_record_referencing(g->cfg.store, c, dot + 1, uid, MAX_RECORDS + 1, &found) == 0)
+        n = json_array_size(found);
+    json_decref(found);
+    store_collection_unref(c);
+    return n;
 }
 
 static int phase_records(struct gov *g, json_t *job, char *err, size_t err_len)
@@ -748,6 +781,18 @@ static int phase_records(struct gov *g, json_t *job, char *err, size_t err_len)
     int rc = 0;
     size_t i;
     json_t *rel;
+    /* too many records fail the job before any is deleted (so that none of them loses its
+     * history to a job that cannot list it) */
+    size_t total = json_array_size(recs);
+    json_array_foreach(rels, i, rel)
+    {
+        total += count_related(g, json_string_value(rel), uid);
+        if (total > MAX_RECORDS) {
+            snprintf(err, err_len, "more than %d records point at the user", MAX_RECORDS);
+            json_decref(keys);
+            return ERR_LIMIT;
+        }
+    }
     json_array_foreach(rels, i, rel)
     {
         rc = delete_related(g, job, recs, keys, json_string_value(rel), uid, err, err_len);
@@ -761,15 +806,13 @@ static int phase_records(struct gov *g, json_t *job, char *err, size_t err_len)
         if (rc != 0) {
             snprintf(err, err_len, "no collection \"%s\"", cname ? cname : "users");
         } else {
-            json_t *rec = NULL;
-            if (store_record_get(g->cfg.store, c, uid, &rec) == 0) {
-                json_decref(rec);
-                if (!record_list_add(recs, keys, c->id, uid)) {
-                    snprintf(err, err_len, "more than %d records point at the user", MAX_RECORDS);
-                    rc = ERR_LIMIT;
-                } else if ((rc = job_store(g, job)) != 0) {
-                    snprintf(err, err_len, "cannot store the job: %s", store_errmsg(g->cfg.store));
-                }
+            /* listed even when the record is gone already (deleted before the job): its
+             * history is erased all the same */
+            if (!record_list_add(recs, keys, c->id, uid)) {
+                snprintf(err, err_len, "more than %d records point at the user", MAX_RECORDS);
+                rc = ERR_LIMIT;
+            } else if ((rc = job_store(g, job)) != 0) {
+                snprintf(err, err_len, "cannot store the job: %s", store_errmsg(g->cfg.store));
             }
             int64_t n = 0;
             if (rc == 0)
@@ -811,9 +854,9 @@ static bool change_matches(void *arg, const struct evlog_rec_view *rec)
     const char *rid = json_string_value(json_object_get(doc, "recordId"));
     bool hit = false;
     if (cid && rid) {
-        char k[256];
-        snprintf(k, sizeof(k), "%s/%s", cid, rid);
+        char *k = rec_key(cid, rid);
         hit = json_object_get(keys, k) != NULL;
+        free(k);
     }
     json_decref(doc);
     return hit;
