@@ -255,24 +255,93 @@ static bool bool_opt(const json_t *req, const char *key, bool *out, char *err, s
     return true;
 }
 
-/* Checks "relations": an array of "collection.field" naming relation fields (single or
- * multiple) of base or auth collections whose target is the auth collection auth_name. Appends
- * each, as "name.field" with the collection's current name, to out. */
-static bool check_relations(struct gov *g, const json_t *rels, const char *auth_name, bool has_uid,
+/* One relation name "collection.field": a relation field (single or multiple) of a base or
+ * auth collection whose target is an auth collection, auth_id's when given. On success, its
+ * name with the collection's current name is appended to out (when not NULL) and 0 returned;
+ * otherwise ERR_INVALID or ERR_NOTFOUND (no such collection) with a message naming what. */
+static int resolve_relation(struct gov *g, const json_t *v, const struct store_collection *auth,
                             json_t *out, char *err, size_t err_len)
 {
+    const char *s = json_string_value(v);
+    const char *dot = s ? strchr(s, '.') : NULL;
+    if (!dot || dot == s || !dot[1] || json_string_length(v) > 200) {
+        snprintf(err, err_len, "\"collection.field\"");
+        return ERR_INVALID;
+    }
+    char cname[201];
+    snprintf(cname, sizeof(cname), "%.*s", (int)(dot - s), s);
+    struct store_collection *c = NULL, *target = NULL;
+    if (store_collection_get(g->cfg.store, cname, &c) != 0) {
+        snprintf(err, err_len, "no collection \"%s\"", cname);
+        return ERR_NOTFOUND;
+    }
+    const struct store_field *fd = NULL;
+    for (size_t f = 0; f < c->n_fields && !fd; f++)
+        if (strcmp(c->fields[f].name, dot + 1) == 0)
+            fd = &c->fields[f];
+    bool ok = c->type != STORE_COLLECTION_VIEW && fd && fd->type == STORE_FIELD_RELATION &&
+              fd->collection_id;
+    if (ok && auth)
+        ok = strcmp(fd->collection_id, auth->id) == 0;
+    else if (ok)
+        ok = store_collection_get(g->cfg.store, fd->collection_id, &target) == 0 &&
+             target->type == STORE_COLLECTION_AUTH;
+    if (target)
+        store_collection_unref(target);
+    if (!ok)
+        snprintf(err, err_len,
+                 "\"%s\" is not a relation field to %s%s%s of a base or auth collection", s,
+                 auth ? "\"" : "an auth collection", auth ? auth->name : "", auth ? "\"" : "");
+    else if (out)
+        json_array_append_new(out, json_sprintf("%s.%s", c->name, fd->name));
+    store_collection_unref(c);
+    return ok ? 0 : ERR_INVALID;
+}
+
+int gov_check_relations(struct gov *g, const json_t *rels, char *err, size_t err_len)
+{
     if (!json_is_array(rels) || json_array_size(rels) > MAX_RELATIONS) {
+        snprintf(err, err_len, "an array of at most %d \"collection.field\" names", MAX_RELATIONS);
+        return ERR_INVALID;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(rels, i, v)
+    {
+        char msg[300];
+        if (resolve_relation(g, v, NULL, NULL, msg, sizeof(msg)) != 0) {
+            snprintf(err, err_len, "[%zu]: %s", i, msg);
+            return ERR_INVALID;
+        }
+    }
+    return 0;
+}
+
+/* Checks the relations of a request for a user of the auth collection auth_name and appends
+ * each, as "name.field" with the collection's current name, to out. given: the request's
+ * "relations" (each must be right); else dflt, the settings' list, of which the relations to
+ * this auth collection are taken (the others, and those gone since, are left out). */
+static bool check_relations(struct gov *g, const json_t *given, const json_t *dflt,
+                            const char *auth_name, bool has_uid, json_t *out, char *err,
+                            size_t err_len)
+{
+    const json_t *rels = given ? given : dflt;
+    if (!json_is_array(rels) || json_array_size(rels) > MAX_RELATIONS) {
+        if (!given)
+            return true; /* no usable default */
         snprintf(err, err_len, "relations: an array of at most %d \"collection.field\" names",
                  MAX_RELATIONS);
         return false;
     }
-    if (json_array_size(rels) > 0 && !has_uid) {
+    if (json_array_size(rels) == 0 || (!given && !has_uid))
+        return true;
+    if (!has_uid) {
         snprintf(err, err_len, "relations: needs userId (the auth record's id)");
         return false;
     }
     struct store_collection *auth = NULL;
-    if (json_array_size(rels) > 0 && (store_collection_get(g->cfg.store, auth_name, &auth) != 0 ||
-                                      auth->type != STORE_COLLECTION_AUTH)) {
+    if (store_collection_get(g->cfg.store, auth_name, &auth) != 0 ||
+        auth->type != STORE_COLLECTION_AUTH) {
         snprintf(err, err_len, "collection: \"%s\" is not an auth collection", auth_name);
         if (auth)
             store_collection_unref(auth);
@@ -283,44 +352,19 @@ static bool check_relations(struct gov *g, const json_t *rels, const char *auth_
     json_t *v;
     json_array_foreach(rels, i, v)
     {
-        const char *s = json_string_value(v);
-        const char *dot = s ? strchr(s, '.') : NULL;
-        if (!dot || dot == s || !dot[1] || json_string_length(v) > 200) {
-            snprintf(err, err_len, "relations[%zu]: \"collection.field\"", i);
+        char msg[300];
+        if (resolve_relation(g, v, auth, out, msg, sizeof(msg)) != 0 && given) {
+            snprintf(err, err_len, "relations[%zu]: %s", i, msg);
             ok = false;
             break;
         }
-        char cname[201];
-        snprintf(cname, sizeof(cname), "%.*s", (int)(dot - s), s);
-        struct store_collection *c = NULL;
-        if (store_collection_get(g->cfg.store, cname, &c) != 0) {
-            snprintf(err, err_len, "relations[%zu]: no collection \"%s\"", i, cname);
-            ok = false;
-            break;
-        }
-        const struct store_field *fd = NULL;
-        for (size_t f = 0; f < c->n_fields && !fd; f++)
-            if (strcmp(c->fields[f].name, dot + 1) == 0)
-                fd = &c->fields[f];
-        if (c->type == STORE_COLLECTION_VIEW || !fd || fd->type != STORE_FIELD_RELATION ||
-            !fd->collection_id || strcmp(fd->collection_id, auth->id) != 0) {
-            snprintf(err, err_len,
-                     "relations[%zu]: \"%s\" is not a relation field to \"%s\" of a base or "
-                     "auth collection",
-                     i, s, auth_name);
-            store_collection_unref(c);
-            ok = false;
-            break;
-        }
-        json_array_append_new(out, json_sprintf("%s.%s", c->name, fd->name));
-        store_collection_unref(c);
     }
-    if (auth)
-        store_collection_unref(auth);
+    store_collection_unref(auth);
     return ok;
 }
 
-int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *err, size_t err_len)
+int gov_delete_submit(struct gov *g, const json_t *req, const json_t *default_relations,
+                      json_t **job_out, char *err, size_t err_len)
 {
     *job_out = NULL;
     if (!json_is_object(req)) {
@@ -380,9 +424,10 @@ int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *
         goto invalid;
     }
     json_t *rels = json_object_get(req, "relations");
+    if (rels && json_is_null(rels))
+        rels = NULL;
     json_t *rel_names = json_array();
-    if (rels && !json_is_null(rels) &&
-        !check_relations(g, rels, coll_name, !!uid, rel_names, err, err_len)) {
+    if (!check_relations(g, rels, default_relations, coll_name, !!uid, rel_names, err, err_len)) {
         json_decref(rel_names);
         goto invalid;
     }

@@ -283,6 +283,20 @@ test('deleting a user deletes its auth record, the records of a relation and the
       assert.match(r.json.data.request.message, /relations/, r.text);
     }
 
+    // settings.persons.deleteRelations: checked when saved; a request that names its relations
+    // does not use it
+    for (const bad of [['posts.title'], ['nope.author'], ['posts'], 'posts.author'])
+      assert.equal((await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: bad } })).status, 400, JSON.stringify(bad));
+    const bs = await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['comments.post'] } });
+    assert.equal(bs.status, 400);
+    assert.match(bs.json.data.persons.deleteRelations.message, /\[0\]: "comments.post" is not a relation field to an auth collection/);
+    const st = await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['posts.author'] } });
+    assert.equal(st.status, 200, st.text);
+    assert.deepEqual(st.json.persons.deleteRelations, ['posts.author']);
+    const none = await api(a, 'POST', '/api/persons/delete', { userId: 'nobody', relations: [] });
+    assert.equal(none.status, 202, none.text);
+    assert.deepEqual(none.json.request.relations, []);
+
     const r = await api(a, 'POST', '/api/persons/delete', { userId: u.id, deleteUser: true, relations: ['posts.author'] });
     assert.equal(r.status, 202, r.text);
     assert.deepEqual(r.json.request.relations, ['posts.author']);
@@ -311,8 +325,11 @@ test('kill -9 half way through a deletion: the job resumes at the next start and
   const { srv, dir, a, pb } = await setup([], pause);
   const u = await appUser(a, pb, alice.userId);
   const before = await bobRows(a);
-  const r = await api(a, 'POST', '/api/persons/delete', { userId: alice.userId, deleteUser: true, relations: ['posts.author'] });
+  // the relations come from the settings here
+  assert.equal((await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['posts.author'] } })).status, 200);
+  const r = await api(a, 'POST', '/api/persons/delete', { userId: alice.userId, deleteUser: true });
   assert.equal(r.status, 202, r.text);
+  assert.deepEqual(r.json.request.relations, ['posts.author']);
   const killAt = async (s, auth, phase) => {
     await until(async () => {
       const j = await api(auth, 'GET', `/api/persons/deletions/${r.json.id}`);
