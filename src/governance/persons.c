@@ -290,7 +290,7 @@ static int resolve_relation(struct gov *g, const json_t *v, const struct store_c
         store_collection_unref(target);
     if (!ok)
         snprintf(err, err_len,
-                 "\"%s\" is not a relation field to %s%s%s of a base or auth collection", s,
+                 "\"%s\": not a relation field of a base or auth collection pointing at %s%s%s", s,
                  auth ? "\"" : "an auth collection", auth ? auth->name : "", auth ? "\"" : "");
     else if (out)
         json_array_append_new(out, json_sprintf("%s.%s", c->name, fd->name));

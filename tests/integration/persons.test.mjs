@@ -109,14 +109,16 @@ async function bobRows(a) {
 
 // An app user (created by a guest, so the superuser's audit trail never sees its values) with
 // a unique email and name, updated once, three posts of its own whose titles hold a unique
-// value, a comment on one of them (cascade: it goes with its post), and a post of another user.
+// value (the first with a file holding it too), a comment on one of them (cascade: it goes
+// with its post), and a post of another user.
 async function appUser(a, pb, id) {
   const tag = randomBytes(6).toString('hex');
   const u = { email: `gone-${tag}@example.org`, name: `NAME-${tag}`, name2: `NAME2-${tag}`, title: `TITLE-${tag}` };
   const users = await pb.collections.getOne('users');
   await pb.collections.create({
     name: 'posts', type: 'base', createRule: '@request.auth.id != ""', listRule: '', viewRule: '',
-    fields: [{ name: 'title', type: 'text' }, { name: 'author', type: 'relation', collectionId: users.id, maxSelect: 1 }],
+    fields: [{ name: 'title', type: 'text' }, { name: 'author', type: 'relation', collectionId: users.id, maxSelect: 1 },
+      { name: 'attachment', type: 'file', maxSelect: 1, maxSize: 1000000 }],
   });
   const posts = await pb.collections.getOne('posts');
   await pb.collections.create({
@@ -130,7 +132,11 @@ async function appUser(a, pb, id) {
   await guest.collection('users').update(rec.id, { name: u.name2 });
   u.id = rec.id;
   u.posts = [];
-  for (let i = 0; i < 3; i++) u.posts.push((await guest.collection('posts').create({ title: `${u.title} ${i}`, author: rec.id })).id);
+  // the first post has a file holding the unique value: it goes with the record
+  for (let i = 0; i < 3; i++) {
+    const extra = i === 0 ? { attachment: new File([`file of ${u.title}`], 'note.txt', { type: 'text/plain' }) } : {};
+    u.posts.push((await guest.collection('posts').create({ title: `${u.title} ${i}`, author: rec.id, ...extra })).id);
+  }
   await guest.collection('comments').create({ body: 'a comment', post: u.posts[0] });
   const other = client(a.url);
   await other.collection('users').create({ email: `keep-${tag}@example.org`, password: pw, passwordConfirm: pw });
@@ -270,6 +276,7 @@ test('deleting a user deletes its auth record, the records of a relation and the
     assert.equal(ex.json.eventCount, 6);
     for (const v of [u.email, u.name, u.title])
       assert.ok(holding(dir, v).length > 0, `${v} is on disk before the deletion`);
+    assert.ok(holding(dir, `file of ${u.title}`).some((f) => f.includes('storage')), 'the file is stored');
     const hist = await sql(a, `SELECT count(*) FROM changes WHERE record_id IN ('${[u.id, ...u.posts].join("','")}')`);
     assert.equal(Number(hist.rows[0][0]), 5, 'user created and updated, 3 posts created');
 
@@ -289,7 +296,7 @@ test('deleting a user deletes its auth record, the records of a relation and the
       assert.equal((await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: bad } })).status, 400, JSON.stringify(bad));
     const bs = await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['comments.post'] } });
     assert.equal(bs.status, 400);
-    assert.match(bs.json.data.persons.deleteRelations.message, /\[0\]: "comments.post" is not a relation field to an auth collection/);
+    assert.match(bs.json.data.persons.deleteRelations.message, /\[0\]: "comments.post": not a relation field of a base or auth collection pointing at an auth collection/);
     const st = await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['posts.author'] } });
     assert.equal(st.status, 200, st.text);
     assert.deepEqual(st.json.persons.deleteRelations, ['posts.author']);
