@@ -320,6 +320,19 @@ test('deleting a user deletes its auth record, the records of a relation and the
     assert.equal(Number(c.rows[0][0]), 0);
     await checkUserGone(dir, a, pb, u);
     assert.deepEqual(holding(dir, SECRET_U), [], 'the user\'s events');
+    // the newest record of "changes" is an erased one now: a restarted server's relay still
+    // finds where it left off and ships the next change
+    await srv.stop();
+    const srv2 = await start({ dir });
+    try {
+      const pb2 = client(srv2.url);
+      await pb2.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
+      const a2 = { url: srv2.url, token: pb2.authStore.token };
+      await pb2.collection('posts').create({ title: 'AFTER-RESTART' });
+      await waitLoaded(a2, "SELECT count(*) FROM app_posts WHERE title = 'AFTER-RESTART'", 1);
+    } finally {
+      await srv2.stop();
+    }
   } finally {
     await srv.stop();
   }
