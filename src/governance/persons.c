@@ -795,6 +795,42 @@ static int delete_related(struct gov *g, json_t *job, json_t *recs, json_t *keys
     return rc == 0 && stopping(g) ? ERR_BUSY : rc;
 }
 
+/* Waits up to max_ms until every outbox row committed so far is in the log: the relay moves
+ * rows in id order and deletes them once appended, so that is when the oldest row left is
+ * newer than the newest one now (other writes may go on meanwhile). 0; ERR_TIMEOUT; ERR_BUSY
+ * when stopping; a store error. */
+static int wait_outbox(struct gov *g, int64_t max_ms)
+{
+    int64_t newest = 0;
+    json_t *rows = NULL;
+    int rc;
+    for (;;) { /* the backlog, a page at a time: usually a few rows */
+        rc = store_outbox_read(g->cfg.store, newest, 1000, &rows);
+        if (rc != 0)
+            return rc;
+        size_t n = json_array_size(rows);
+        if (n > 0)
+            newest = json_integer_value(json_object_get(json_array_get(rows, n - 1), "id"));
+        json_decref(rows);
+        if (n < 1000)
+            break;
+    }
+    for (int64_t waited = 0;; waited += 100) {
+        rc = store_outbox_read(g->cfg.store, 0, 1, &rows);
+        if (rc != 0)
+            return rc;
+        json_t *first = json_array_get(rows, 0);
+        bool shipped = !first || json_integer_value(json_object_get(first, "id")) > newest;
+        json_decref(rows);
+        if (shipped)
+            return 0;
+        if (waited >= max_ms)
+            return ERR_TIMEOUT;
+        if (nap(g, 100))
+            return ERR_BUSY;
+    }
+}
+
 /* How many records of one configured relation point at uid (at most MAX_RECORDS + 1). */
 static size_t count_related(struct gov *g, const char *rel, const char *uid)
 {
@@ -871,12 +907,11 @@ static int phase_records(struct gov *g, json_t *job, char *err, size_t err_len)
     if (rc != 0)
         return rc;
     /* the deletions' outbox rows (with the records' last images) go to the log and are deleted
-     * by the relay (zeroed: secure_delete); wait for that, up to a minute */
-    for (int waited = 0; waited < 600; waited++) {
-        int64_t pending = 0;
-        if (store_outbox_pending(g->cfg.store, &pending) != 0 || pending == 0 || nap(g, 100))
-            break;
-    }
+     * by the relay (zeroed: secure_delete); wait for that, up to a minute (the history
+     * phase waits again, longer) */
+    rc = wait_outbox(g, 60000);
+    if (rc == ERR_BUSY && stopping(g))
+        return rc;
     /* the deleted pages are zeroed (secure_delete); the WAL that held them is emptied */
     for (int attempt = 0; attempt < 50; attempt++) {
         rc = store_wal_truncate(g->cfg.store);
@@ -922,22 +957,16 @@ static int phase_history(struct gov *g, struct wh_conn *c, json_t *job, char *er
     if (json_is_integer(ce)) {
         end = (uint64_t)json_integer_value(ce); /* resumed: the same range as before */
     } else {
-        for (int waited = 0;; waited++) {
-            int64_t pending = 0;
-            if ((rc = store_outbox_pending(g->cfg.store, &pending)) != 0 || pending == 0)
-                break;
-            if (waited >= 6000) {
-                rc = ERR_BUSY;
-                snprintf(err, err_len, "the outbox was not shipped to the log within 10 minutes");
-                goto out;
-            }
-            if (nap(g, 100)) {
-                rc = ERR_BUSY;
-                goto out;
-            }
-        }
-        if (rc == 0)
-            rc = evlog_end_offset(g->cfg.log, "changes", &end);
+        rc = wait_outbox(g, 600000);
+        if (rc == ERR_TIMEOUT)
+            snprintf(err, err_len, "the outbox was not shipped to the log within 10 minutes");
+        else if (rc == ERR_BUSY && stopping(g))
+            goto out;
+        else if (rc != 0)
+            snprintf(err, err_len, "cannot read the outbox: %s", store_errmsg(g->cfg.store));
+        if (rc != 0)
+            goto out;
+        rc = evlog_end_offset(g->cfg.log, "changes", &end);
         if (rc != 0) {
             snprintf(err, err_len, "cannot read the end of the changes topic");
             goto out;
