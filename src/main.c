@@ -62,7 +62,8 @@ static void usage(FILE *out)
             "                                    SQL models of a running server\n"
             "  import pocketbase PATH            import a PocketBase app's collections and\n"
             "                                    records (PATH: its pb_data or data.db)\n"
-            "  persons delete | export [--user ID] [--delete-user B] [--suppress B] [--wait S]\n"
+            "  persons delete | export [--user ID] [--delete-user B] [--relations C.F,...] "
+            "[--suppress B] [--wait S]\n"
             "                                    delete or export a person (running server)\n"
             "  ml train SPEC.json [--wait S] [--url URL] [--email E --password P]\n"
             "                                    train a model on the running server\n"
@@ -1184,6 +1185,7 @@ static int cmd_persons(int argc, char **argv)
     o.email = take_opt(&argc, argv, "--email");
     o.password = take_opt(&argc, argv, "--password");
     o.user_id = take_opt(&argc, argv, "--user");
+    o.relations = take_opt(&argc, argv, "--relations");
     const char *bools[2] = {take_opt(&argc, argv, "--delete-user"),
                             take_opt(&argc, argv, "--suppress")};
     const char *wait = take_opt(&argc, argv, "--wait");
@@ -1201,7 +1203,8 @@ static int cmd_persons(int argc, char **argv)
     bool exp = n == 2 && strcmp(w[0], "export") == 0 && !o.user_id;
     if (!del && !exp) {
         fprintf(stderr, "usage: tandem persons delete ID... | persons delete --user ID "
-                        "[--delete-user B] [--suppress B] [--wait S] | persons export ID "
+                        "[--delete-user B] [--relations C.F,...] [--suppress B] [--wait S] | "
+                        "persons export ID "
                         "[--url URL] [--email E --password P]\n");
         return EXIT_USAGE;
     }

@@ -27,7 +27,11 @@ static void delete_persons(struct http_req *req, void *ctx)
         return;
     json_t *job = NULL;
     char err[256] = "";
-    int rc = gov_delete_submit(env->gov, body, &job, err, sizeof(err));
+    /* settings.persons.deleteRelations: the relations of a request that names none */
+    json_t *persons = api__settings_section(env, "persons");
+    int rc = gov_delete_submit(env->gov, body, json_object_get(persons, "deleteRelations"), &job,
+                               err, sizeof(err));
+    json_decref(persons);
     if (rc == ERR_INVALID) {
         http_reply_error(req, 400, "Failed to create the deletion.",
                          json_pack("{s:{s:s,s:s}}", "request", "code", "validation_invalid_value",

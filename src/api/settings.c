@@ -15,6 +15,7 @@
 
 #include "api/api_int.h"
 #include "api/records_int.h"
+#include "governance/governance.h"
 #include "ops/ops.h"
 #include "mail/mail.h"
 #include "store/store.h"
@@ -62,6 +63,8 @@ static json_t *defaults(void)
         "", "duration", 10, "maxRequests", 300, "trustedProxy", "headers", "useLeftmostIP", 0,
         "privacy", "defaults", 0, "rules");
     json_object_set_new(d, "analytics", json_pack("{s:s}", "accessRule", ""));
+    /* tandem's own: the relations a person deletion follows (docs/governance.md) */
+    json_object_set_new(d, "persons", json_pack("{s:[]}", "deleteRelations"));
     json_object_set_new(d, "backups",
                         json_pack("{s:s,s:i,s:{s:b,s:s,s:s,s:s,s:s,s:s,s:b}}", "cron", "",
                                   "cronMaxKeep", 3, "s3", "enabled", 0, "bucket", "", "region", "",
@@ -614,6 +617,11 @@ static void patch_settings(struct http_req *req, void *ctx)
     const char *rule = sget(next, "analytics", "accessRule");
     if (api__analytics_rule_check(req, env, rule, msg, sizeof(msg)) != 0)
         verr(errors, "analytics", "accessRule", "validation_invalid_rule", msg);
+    if (env->gov &&
+        gov_check_relations(env->gov,
+                            json_object_get(json_object_get(next, "persons"), "deleteRelations"),
+                            msg, sizeof(msg)) != 0)
+        verr(errors, "persons", "deleteRelations", "validation_invalid_value", msg);
     if (json_object_size(errors)) {
         http_reply_error(req, 400, "An error occurred while submitting the form.",
                          json_incref(errors));

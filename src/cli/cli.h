@@ -80,6 +80,7 @@ struct cli_persons_opts {
     const char *const *ids; /* delete: distinct ids (or user_id) */
     size_t n_ids;
     const char *user_id;
+    const char *relations; /* delete: "collection.field,..." or NULL */
     bool delete_user, suppress;
     int64_t wait_s; /* delete: wait up to this long for the job (0: only queue it) */
 };

@@ -72,6 +72,17 @@ int cli_persons(const struct cli_persons_opts *o, FILE *out, FILE *err)
         json_object_set_new(req, "distinctIds", ids);
     }
     json_object_set_new(req, "deleteUser", json_boolean(o->delete_user));
+    if (o->relations) {
+        json_t *rels = json_array();
+        for (const char *p = o->relations; *p;) {
+            const char *e = strchr(p, ',');
+            size_t n = e ? (size_t)(e - p) : strlen(p);
+            if (n > 0)
+                json_array_append_new(rels, json_stringn(p, n));
+            p += n + (e ? 1 : 0);
+        }
+        json_object_set_new(req, "relations", rels);
+    }
     json_object_set_new(req, "suppress", json_boolean(o->suppress));
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);

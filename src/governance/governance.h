@@ -51,13 +51,23 @@ bool gov_suppressed(struct gov *g, const char *id, size_t len);
 bool gov_suppress_any(struct gov *g);
 
 /* Checks a deletion request ({"distinctIds":[...]} or {"userId":"..."}, options
- * "deleteUser", "collection", "suppress") and records it as a queued job. *job_out (the
+ * "deleteUser", "collection", "relations" (["collection.field", ...]: relation fields to the
+ * auth collection whose records pointing at the user are deleted too), "suppress") and records
+ * it as a queued job. default_relations (settings.persons.deleteRelations, or NULL): used
+ * when the request has userId and no "relations"; only its relations to the request's auth
+ * collection apply. *job_out (the
  * caller's): the job as gov_delete_get shows it. ERR_INVALID with a message in err naming
  * the field. */
-int gov_delete_submit(struct gov *g, const json_t *req, json_t **job_out, char *err,
-                      size_t err_len) MUST_USE;
+int gov_delete_submit(struct gov *g, const json_t *req, const json_t *default_relations,
+                      json_t **job_out, char *err, size_t err_len) MUST_USE;
+/* Checks settings.persons.deleteRelations: at most 20 "collection.field" names, each a
+ * relation field of a base or auth collection to an auth collection. ERR_INVALID with a
+ * message ("[i]: ...") in err. */
+int gov_check_relations(struct gov *g, const json_t *rels, char *err, size_t err_len) MUST_USE;
 /* The job: {"id","status":"queued"|"running"|"done"|"failed","phase","request",
- * "distinctIds","logEnd","erased":{"log","warehouse","user"},"error","created","updated"}.
+ * "distinctIds","logEnd","changesEnd","records":[[collectionId,recordId],...],
+ * "erased":{"log","warehouse","user","records","changesLog","changesWarehouse"},"error",
+ * "created","updated"}.
  * ERR_NOTFOUND. */
 int gov_delete_get(struct gov *g, const char *id, json_t **out) MUST_USE;
 

@@ -47,6 +47,40 @@ static void collect_backlog(struct buf *out, const char *name, void *arg)
         metrics_write_sample(out, name, NULL, NULL, (double)n);
 }
 
+/* The outbox id of the newest record below end that is not erased (person deletion erases
+ * change records into empty tombstones, docs/evlog.md), read backwards in windows; 0 when
+ * every one is erased. */
+static int last_unerased_id(struct evlog *log, uint64_t end, int64_t *id_out)
+{
+    uint64_t start = 0;
+    int rc = evlog_start_offset(log, PIPELINE_TOPIC_CHANGES, &start);
+    struct evlog_batch b;
+    evlog_batch_init(&b);
+    for (uint64_t hi = end; rc == 0 && hi > start && *id_out == 0;) {
+        uint64_t lo = hi - start > 256 ? hi - 256 : start;
+        for (uint64_t from = lo; rc == 0 && from < hi;) { /* the window, the last id found wins */
+            rc = evlog_read(log, PIPELINE_TOPIC_CHANGES, from, (size_t)(hi - from), 8u << 20, &b);
+            for (size_t i = 0; rc == 0 && i < b.n; i++) {
+                if (b.recs[i].len == 0 || b.recs[i].offset >= hi)
+                    continue;
+                json_t *j = json_loadb((const char *)b.recs[i].data, b.recs[i].len, 0, NULL);
+                json_t *id = j ? json_object_get(j, "id") : NULL;
+                if (json_is_integer(id))
+                    *id_out = json_integer_value(id);
+                else
+                    rc = ERR_CORRUPT;
+                json_decref(j);
+            }
+            if (rc != 0 || b.n == 0)
+                break;
+            from = b.next_offset;
+        }
+        hi = lo;
+    }
+    evlog_batch_release(&b);
+    return rc;
+}
+
 /* The newest outbox id the topic holds (the largest of each partition's last record), or 0
  * when it is empty. */
 static int last_logged_id(struct evlog *log, int64_t *id_out)
@@ -56,6 +90,13 @@ static int last_logged_id(struct evlog *log, int64_t *id_out)
     evlog_batch_init(&b);
     int rc = evlog_tail(log, PIPELINE_TOPIC_CHANGES, &b);
     for (size_t i = 0; rc == 0 && i < b.n; i++) {
+        if (b.recs[i].len == 0) { /* erased: the newest record that is not */
+            int64_t id = 0;
+            rc = last_unerased_id(log, b.recs[i].offset, &id);
+            if (id > *id_out)
+                *id_out = id;
+            continue;
+        }
         json_t *j = json_loadb((const char *)b.recs[i].data, b.recs[i].len, 0, NULL);
         json_t *id = j ? json_object_get(j, "id") : NULL;
         if (json_is_integer(id) && json_integer_value(id) > *id_out)

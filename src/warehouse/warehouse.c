@@ -392,3 +392,13 @@ int wh_erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64
         return ERR_INVALID;
     WRITE_CALL(c, c->wh->ops->erase_persons(c, ids, n, n_out));
 }
+
+int wh_erase_records(struct wh_conn *c, const char *const *coll_ids, const char *const *rec_ids,
+                     size_t n, uint64_t *n_out)
+{
+    REFUSE_WHILE_LOADING(c);
+    *n_out = 0;
+    if (!c->wh->ops->erase_records)
+        return ERR_INVALID;
+    WRITE_CALL(c, c->wh->ops->erase_records(c, coll_ids, rec_ids, n, n_out));
+}

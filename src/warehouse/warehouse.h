@@ -315,6 +315,8 @@ struct wh_ops {
     int (*scan)(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
     int (*set_scorer)(struct wh *wh, wh_score_cb cb, void *arg);
     int (*erase_persons)(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out);
+    int (*erase_records)(struct wh_conn *c, const char *const *coll_ids, const char *const *rec_ids,
+                         size_t n, uint64_t *n_out);
 };
 
 struct wh {
@@ -482,6 +484,14 @@ int wh_set_scorer(struct wh *wh, wh_score_cb cb, void *arg) MUST_USE;
  * it off the request path. Idempotent. *n_out: events deleted. ERR_BUSY: a conflict with
  * another writer (retry). */
 int wh_erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out) MUST_USE;
+/* Deletes the history of n deleted app records (record i: collection id coll_ids[i], record id
+ * rec_ids[i]) so that their bytes are gone from the warehouse's files when it returns: their
+ * rows of `changes`, and what their collections' mirrors may still hold of them (each mirror
+ * of those collections is rewritten, like the tables of wh_erase_persons, then the free blocks
+ * are overwritten). Call once the loader has loaded their deletion. Idempotent. *n_out: change
+ * rows deleted. ERR_BUSY: a conflict with another writer (retry). */
+int wh_erase_records(struct wh_conn *c, const char *const *coll_ids, const char *const *rec_ids,
+                     size_t n, uint64_t *n_out) MUST_USE;
 
 /* Detail of c's last failure; c NULL: the calling thread's last wh_open/wh_conn_open failure.
  * RETURNS BORROWED: valid until the next call on c (or on this thread). */

@@ -2,7 +2,9 @@
 // from every file of the data directory (log segments, warehouse and its WAL, app db and its
 // WAL) while another person's events keep their offsets; a kill -9 half way through a
 // deletion is resumed at the next start with the same result; suppressed ids are dropped at
-// capture (the client still gets 200); the export streams one JSON document.
+// capture (the client still gets 200); the export streams one JSON document. With deleteUser
+// and relations, the auth record and the records pointing at it are deleted and their history
+// (the "changes" topic, the warehouse's changes table and mirrors) leaves every file too.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -82,10 +84,12 @@ async function logEvents(a) {
   }
 }
 
-const alice = { userId: `alice-${randomBytes(4).toString('hex')}`, anonymousId: `anon-a-${randomBytes(4).toString('hex')}` };
+// alice's user id has the shape of a record id: an auth record of "users" may carry it
+const alice = { userId: `alice${randomBytes(5).toString('hex')}`, anonymousId: `anon-a-${randomBytes(4).toString('hex')}` };
 const bob = { userId: `bob-${randomBytes(4).toString('hex')}`, anonymousId: `anon-b-${randomBytes(4).toString('hex')}` };
 const SECRET_A = `SECRET-A-${randomBytes(8).toString('hex')}`;
 const SECRET_B = `SECRET-B-${randomBytes(8).toString('hex')}`;
+const SECRET_U = `SECRET-U-${randomBytes(8).toString('hex')}`;
 
 async function setup(extraArgs = [], env = {}) {
   const s = await startWithSuperuserAndKey({ keepDir: true, args: ['--log-segment-size', '1MiB', ...extraArgs], env });
@@ -101,6 +105,60 @@ async function setup(extraArgs = [], env = {}) {
 async function bobRows(a) {
   const r = await sql(a, `SELECT log_offset, id FROM events WHERE user_id = '${bob.userId}' OR anonymous_id = '${bob.anonymousId}' ORDER BY log_offset`);
   return r.rows.map((x) => `${x[0]}:${x[1]}`);
+}
+
+// An app user (created by a guest, so the superuser's audit trail never sees its values) with
+// a unique email and name, updated once, three posts of its own whose titles hold a unique
+// value (the first with a file holding it too), a comment on one of them (cascade: it goes
+// with its post), and a post of another user.
+async function appUser(a, pb, id) {
+  const tag = randomBytes(6).toString('hex');
+  const u = { email: `gone-${tag}@example.org`, name: `NAME-${tag}`, name2: `NAME2-${tag}`, title: `TITLE-${tag}` };
+  const users = await pb.collections.getOne('users');
+  await pb.collections.create({
+    name: 'posts', type: 'base', createRule: '@request.auth.id != ""', listRule: '', viewRule: '',
+    fields: [{ name: 'title', type: 'text' }, { name: 'author', type: 'relation', collectionId: users.id, maxSelect: 1 },
+      { name: 'attachment', type: 'file', maxSelect: 1, maxSize: 1000000 }],
+  });
+  const posts = await pb.collections.getOne('posts');
+  await pb.collections.create({
+    name: 'comments', type: 'base', createRule: '@request.auth.id != ""', viewRule: '',
+    fields: [{ name: 'body', type: 'text' }, { name: 'post', type: 'relation', collectionId: posts.id, maxSelect: 1, cascadeDelete: true }],
+  });
+  const guest = client(a.url);
+  const pw = 'secret-pass-1';
+  const rec = await guest.collection('users').create({ ...(id ? { id } : {}), email: u.email, password: pw, passwordConfirm: pw, name: u.name });
+  await guest.collection('users').authWithPassword(u.email, pw);
+  await guest.collection('users').update(rec.id, { name: u.name2 });
+  u.id = rec.id;
+  u.posts = [];
+  // the first post has a file holding the unique value: it goes with the record
+  for (let i = 0; i < 3; i++) {
+    const extra = i === 0 ? { attachment: new File([`file of ${u.title}`], 'note.txt', { type: 'text/plain' }) } : {};
+    u.posts.push((await guest.collection('posts').create({ title: `${u.title} ${i}`, author: rec.id, ...extra })).id);
+  }
+  await guest.collection('comments').create({ body: 'a comment', post: u.posts[0] });
+  const other = client(a.url);
+  await other.collection('users').create({ email: `keep-${tag}@example.org`, password: pw, passwordConfirm: pw });
+  await other.collection('users').authWithPassword(`keep-${tag}@example.org`, pw);
+  u.kept = (await other.collection('posts').create({ title: 'KEPT-POST', author: other.authStore.record.id })).id;
+  await waitLoaded(a, 'SELECT count(*) FROM app_posts', 4);
+  await waitLoaded(a, `SELECT count(*) FROM changes WHERE record_id = '${rec.id}'`, 2);
+  return u;
+}
+
+// The app user's values are in no file; the other user's post is still there.
+async function checkUserGone(dir, a, pb, u) {
+  for (const v of [u.email, u.name, u.name2, u.title])
+    assert.deepEqual(holding(dir, v), [], `no file may still hold ${v}`);
+  await assert.rejects(pb.collection('users').getOne(u.id), (e) => e.status === 404);
+  for (const p of u.posts) await assert.rejects(pb.collection('posts').getOne(p), (e) => e.status === 404);
+  assert.equal((await pb.collection('posts').getOne(u.kept)).title, 'KEPT-POST');
+  assert.equal((await pb.collection('comments').getFullList()).length, 0, 'the cascade ran');
+  const ch = await sql(a, `SELECT count(*) FROM changes WHERE record_id IN ('${[u.id, ...u.posts].join("','")}')`);
+  assert.equal(Number(ch.rows[0][0]), 0);
+  const m = await sql(a, 'SELECT count(*) FROM app_posts');
+  assert.equal(Number(m.rows[0][0]), 1);
 }
 
 function checkGone(dir) {
@@ -204,67 +262,131 @@ test('a deleted person is gone from every file; others keep offsets; suppressed 
   }
 });
 
-test('deleting a user deletes its auth record and its events; the app db keeps no bytes', async () => {
+test('deleting a user deletes its auth record, the records of a relation and their history', async () => {
   const { srv, dir, a, key, pb } = await setup();
   try {
-    const users = await pb.collection('users').create({ email: 'gone@example.org', password: 'secret-pass-1', passwordConfirm: 'secret-pass-1', name: SECRET_A });
-    await capture(a.url, key, 5, { userId: users.id, anonymousId: 'anon-u' }, SECRET_A, 'u');
-    await waitLoaded(a, `SELECT count(*) FROM events WHERE user_id = '${users.id}' OR anonymous_id = 'anon-u'`, 6);
-    const ex = await api(a, 'GET', `/api/persons/export?distinctId=${users.id}`);
+    const u = await appUser(a, pb);
+    await capture(a.url, key, 5, { userId: u.id, anonymousId: 'anon-u' }, SECRET_U, 'u');
+    await waitLoaded(a, `SELECT count(*) FROM events WHERE user_id = '${u.id}' OR anonymous_id = 'anon-u'`, 6);
+    const ex = await api(a, 'GET', `/api/persons/export?distinctId=${u.id}`);
     assert.equal(ex.status, 200, ex.text);
-    assert.equal(ex.json.records.length, 1);
-    assert.equal(ex.json.records[0].record.email, 'gone@example.org');
+    assert.equal(ex.json.records.length, 4, 'the user and its 3 posts');
+    assert.equal(ex.json.records[0].record.email, u.email);
     assert.equal(ex.json.records[0].record.password, undefined);
     assert.equal(ex.json.eventCount, 6);
+    for (const v of [u.email, u.name, u.title])
+      assert.ok(holding(dir, v).length > 0, `${v} is on disk before the deletion`);
+    assert.ok(holding(dir, `file of ${u.title}`).some((f) => f.includes('storage')), 'the file is stored');
+    const hist = await sql(a, `SELECT count(*) FROM changes WHERE record_id IN ('${[u.id, ...u.posts].join("','")}')`);
+    assert.equal(Number(hist.rows[0][0]), 5, 'user created and updated, 3 posts created');
 
-    const r = await api(a, 'POST', '/api/persons/delete', { userId: users.id, deleteUser: true });
+    // bad relations are refused, naming the field
+    for (const body of [
+      { userId: u.id, relations: 'posts.author' }, { userId: u.id, relations: ['posts'] },
+      { userId: u.id, relations: ['nope.author'] }, { userId: u.id, relations: ['posts.title'] },
+      { userId: u.id, relations: ['comments.post'] }, { distinctIds: [u.id], relations: ['posts.author'] }]) {
+      const r = await api(a, 'POST', '/api/persons/delete', body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.match(r.json.data.request.message, /relations/, r.text);
+    }
+
+    // settings.persons.deleteRelations: checked when saved; a request that names its relations
+    // does not use it
+    for (const bad of [['posts.title'], ['nope.author'], ['posts'], 'posts.author'])
+      assert.equal((await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: bad } })).status, 400, JSON.stringify(bad));
+    const bs = await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['comments.post'] } });
+    assert.equal(bs.status, 400);
+    assert.match(bs.json.data.persons.deleteRelations.message, /\[0\]: "comments.post": not a relation field of a base or auth collection pointing at an auth collection/);
+    const st = await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['posts.author'] } });
+    assert.equal(st.status, 200, st.text);
+    assert.deepEqual(st.json.persons.deleteRelations, ['posts.author']);
+    const none = await api(a, 'POST', '/api/persons/delete', { userId: 'nobody', relations: [] });
+    assert.equal(none.status, 202, none.text);
+    assert.deepEqual(none.json.request.relations, []);
+
+    const r = await api(a, 'POST', '/api/persons/delete', { userId: u.id, deleteUser: true, relations: ['posts.author'] });
     assert.equal(r.status, 202, r.text);
+    assert.deepEqual(r.json.request.relations, ['posts.author']);
     const job = await waitJob(a, r.json.id);
     assert.equal(job.status, 'done', JSON.stringify(job));
     assert.equal(job.erased.user, true);
+    assert.equal(job.erased.records, 3);
     assert.equal(job.erased.warehouse, 6);
-    await assert.rejects(pb.collection('users').getOne(users.id), (e) => e.status === 404);
-    const c = await sql(a, `SELECT count(*) FROM events WHERE user_id = '${users.id}'`);
+    assert.equal(job.records.length, 4);
+    // create + update + delete of the user, create + delete of each post
+    assert.equal(job.erased.changesLog, 9);
+    assert.equal(job.erased.changesWarehouse, 9);
+    const c = await sql(a, `SELECT count(*) FROM events WHERE user_id = '${u.id}'`);
     assert.equal(Number(c.rows[0][0]), 0);
-    // the app db and its WAL: the user's record is gone from them
-    for (const f of ['data.db', 'data.db-wal', 'app.db', 'app.db-wal']) {
-      let st = null;
-      try { st = statSync(join(dir, f)); } catch { continue; }
-      if (st) assert.ok(!readFileSync(join(dir, f)).includes(Buffer.from('gone@example.org')), f);
+    await checkUserGone(dir, a, pb, u);
+    assert.deepEqual(holding(dir, SECRET_U), [], 'the user\'s events');
+    // the newest record of "changes" is an erased one now: a restarted server's relay still
+    // finds where it left off and ships the next change
+    await srv.stop();
+    const srv2 = await start({ dir });
+    try {
+      const pb2 = client(srv2.url);
+      await pb2.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
+      const a2 = { url: srv2.url, token: pb2.authStore.token };
+      await pb2.collection('posts').create({ title: 'AFTER-RESTART' });
+      await waitLoaded(a2, "SELECT count(*) FROM app_posts WHERE title = 'AFTER-RESTART'", 1);
+    } finally {
+      await srv2.stop();
     }
   } finally {
     await srv.stop();
   }
 });
 
+// The server is killed twice: once the log is erased (the warehouse not yet), and once the app
+// records are deleted (their history not yet erased); each restart resumes the job.
 test('kill -9 half way through a deletion: the job resumes at the next start and finishes', async () => {
-  const { srv, dir, a } = await setup([], { TANDEM_TEST_DELETE_PAUSE_MS: '3000' });
+  const pause = { TANDEM_TEST_DELETE_PAUSE_MS: '3000' };
+  const { srv, dir, a, pb } = await setup([], pause);
+  const u = await appUser(a, pb, alice.userId);
   const before = await bobRows(a);
-  const r = await api(a, 'POST', '/api/persons/delete', { userId: alice.userId });
+  // the relations come from the settings here
+  assert.equal((await api(a, 'PATCH', '/api/settings', { persons: { deleteRelations: ['posts.author'] } })).status, 200);
+  const r = await api(a, 'POST', '/api/persons/delete', { userId: alice.userId, deleteUser: true });
   assert.equal(r.status, 202, r.text);
-  // the log is erased, the warehouse not yet: kill it there
-  await until(async () => {
-    const j = await api(a, 'GET', `/api/persons/deletions/${r.json.id}`);
-    return j.json.phase === 'warehouse' ? j.json : null;
-  }, 'the log phase');
-  srv.proc.kill('SIGKILL');
-  await srv.exited;
-  const c = await sql({ url: a.url, token: a.token }, 'SELECT 1').catch(() => null);
-  assert.equal(c, null, 'the server is gone');
-
-  const srv2 = await start({ dir });
+  assert.deepEqual(r.json.request.relations, ['posts.author']);
+  const killAt = async (s, auth, phase) => {
+    await until(async () => {
+      const j = await api(auth, 'GET', `/api/persons/deletions/${r.json.id}`);
+      return j.json.phase === phase ? j.json : null;
+    }, `the phase before ${phase}`);
+    s.proc.kill('SIGKILL');
+    await s.exited;
+    const c = await sql(auth, 'SELECT 1').catch(() => null);
+    assert.equal(c, null, 'the server is gone');
+  };
+  const restart = async (env = {}) => {
+    const s = await start({ dir, env });
+    const p = client(s.url);
+    await p.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
+    return { s, p, auth: { url: s.url, token: p.authStore.token } };
+  };
+  await killAt(srv, a, 'warehouse');
+  const one = await restart(pause);
   try {
-    const pb = client(srv2.url);
-    await pb.collection('_superusers').authWithPassword(SU_EMAIL, SU_PASSWORD);
-    const a2 = { url: srv2.url, token: pb.authStore.token };
-    const job = await waitJob(a2, r.json.id);
+    await killAt(one.s, one.auth, 'history');
+  } finally {
+    if (one.s.proc.exitCode === null && one.s.proc.signalCode === null) await one.s.stop();
+  }
+  const two = await restart();
+  try {
+    const job = await waitJob(two.auth, r.json.id);
     assert.equal(job.status, 'done', JSON.stringify(job));
     assert.equal(job.erased.log, 121);
     assert.equal(job.erased.warehouse, 121);
-    assert.deepEqual(await bobRows(a2), before);
+    assert.equal(job.erased.user, true);
+    assert.equal(job.erased.records, 3);
+    assert.equal(job.erased.changesLog, 9);
+    assert.deepEqual(await bobRows(two.auth), before);
     checkGone(dir);
+    await checkUserGone(dir, two.auth, two.p, u);
   } finally {
-    await srv2.stop();
+    await two.s.stop();
   }
 });
 
@@ -281,6 +403,9 @@ test('tandem persons delete and export over the running server', async () => {
     assert.equal(JSON.parse(ex.stdout).eventCount, 7);
     assert.equal((await run(['persons', 'delete', ...auth])).code, 2);
     assert.equal((await run(['persons', 'delete', 'x', '--user', 'y', ...auth])).code, 2);
+    const bad = await run(['persons', 'delete', '--user', 'cli-user', '--relations', 'nope.author', ...auth]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /relations\[0\]: no collection/);
     const del = await run(['persons', 'delete', '--user', 'cli-user', '--suppress', 'true', '--wait', '120', ...auth]);
     assert.equal(del.code, 0, del.stderr);
     const job = JSON.parse(del.stdout);

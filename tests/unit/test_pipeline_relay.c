@@ -1,7 +1,7 @@
 /* test_pipeline_relay.c - the outbox relay: committed changes reach the "changes" topic in
  * commit order, each exactly once, including after a crash between "appended to the log" and
  * "deleted from the outbox" (simulated by appending the rows the way the relay does and not
- * deleting them), and a stop moves what is left. */
+ * deleting them), a stop moves what is left, and an erased newest record is no obstacle. */
 #include "store_fixture.h"
 
 #include <time.h>
@@ -165,11 +165,56 @@ static void test_crash_between_append_and_delete(void **state)
     env_close(&e);
 }
 
+static bool erase_from(void *arg, const struct evlog_rec_view *rec)
+{
+    return rec->offset >= *(const uint64_t *)arg;
+}
+
+/* Person deletion erases change records into tombstones (docs/evlog.md): with the newest
+ * record of the topic erased, or every one, a start still finds where the relay left off and
+ * moves what was committed since, once. */
+static void test_erased_tail(void **state)
+{
+    (void)state;
+    struct env e;
+    env_open(&e);
+    json_decref(item(&e, "aaaaaaaaaaaaaaa", 1));
+    json_decref(item(&e, "bbbbbbbbbbbbbbb", 2));
+    struct pipeline_relay *r;
+    assert_int_equal(pipeline_relay_start(e.fx.st, e.log, &r), 0);
+    wait_end(e.log, 2);
+    pipeline_relay_stop(r);
+
+    uint64_t from = 1, n = 0;
+    assert_int_equal(evlog_erase(e.log, PIPELINE_TOPIC_CHANGES, 2, erase_from, &from, &n), 0);
+    assert_int_equal(n, 1);
+    json_decref(item(&e, "ccccccccccccccc", 3));
+    assert_int_equal(pipeline_relay_start(e.fx.st, e.log, &r), 0);
+    wait_end(e.log, 3);
+    pipeline_relay_stop(r);
+    assert_int_equal(fx_sql_int(&e.fx, "SELECT COUNT(*) FROM _outbox"), 0);
+
+    from = 0;
+    assert_int_equal(evlog_erase(e.log, PIPELINE_TOPIC_CHANGES, 3, erase_from, &from, &n), 0);
+    assert_int_equal(n, 2);
+    json_decref(item(&e, "ddddddddddddddd", 4));
+    assert_int_equal(pipeline_relay_start(e.fx.st, e.log, &r), 0);
+    wait_end(e.log, 4);
+    pipeline_relay_stop(r);
+    assert_int_equal(fx_sql_int(&e.fx, "SELECT COUNT(*) FROM _outbox"), 0);
+    /* and a start with nothing to move appends nothing */
+    assert_int_equal(pipeline_relay_start(e.fx.st, e.log, &r), 0);
+    pipeline_relay_stop(r);
+    assert_int_equal(end_of(e.log), 4);
+    env_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moves_in_order_once),
         cmocka_unit_test(test_crash_between_append_and_delete),
+        cmocka_unit_test(test_erased_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

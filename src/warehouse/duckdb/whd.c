@@ -799,4 +799,5 @@ const struct wh_ops wh__duckdb_ops = {
     .scan = whd__scan,
     .set_scorer = whd__set_scorer,
     .erase_persons = whd__erase_persons,
+    .erase_records = whd__erase_records,
 };

@@ -101,8 +101,10 @@ int whd__retain_range(struct wh_conn *wc, enum wh_table t, int64_t before_us, ui
                       uint64_t *hi_out);
 int whd__retain_delete(struct wh_conn *wc, enum wh_table t, int64_t before_us, uint64_t lo,
                        uint64_t hi, uint64_t *n_out);
-/* whd_erase.c: wh_erase_persons */
+/* whd_erase.c: wh_erase_persons, wh_erase_records */
 int whd__erase_persons(struct wh_conn *c, const char *const *ids, size_t n, uint64_t *n_out);
+int whd__erase_records(struct wh_conn *c, const char *const *coll_ids, const char *const *rec_ids,
+                       size_t n, uint64_t *n_out);
 
 /* whd_ml.c: wh_scan and wh_set_scorer */
 int whd__scan(struct wh_conn *c, const char *sql, wh_scan_cb cb, void *arg);
