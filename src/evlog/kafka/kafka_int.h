@@ -56,6 +56,9 @@ int kafka__mirrors_open(struct kafka *k);
 int kafka__mirrors_start(struct kafka *k);
 void kafka__mirrors_stop(struct kafka *k);
 void kafka__mirrors_json(struct kafka *k, struct buf *out);
+/* The partition count of ktopic (metadata through rk); ERR_NOTFOUND when the topic does not
+ * exist, ERR_BUSY when the cluster did not answer. */
+int kafka__partition_count(rd_kafka_t *rk, const char *ktopic, int *out);
 /* The last message of every partition of topic, read from the cluster. */
 int kafka__tail(struct kafka *k, const char *topic, struct evlog_batch *out);
 

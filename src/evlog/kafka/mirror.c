@@ -81,8 +81,7 @@ static rd_kafka_t *new_consumer(struct kafka *k)
     return rk;
 }
 
-/* The partition count of ktopic; ERR_NOTFOUND when the topic does not exist. */
-static int partition_count(rd_kafka_t *rk, const char *ktopic, int *out)
+int kafka__partition_count(rd_kafka_t *rk, const char *ktopic, int *out)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, ktopic, NULL);
     const struct rd_kafka_metadata *md = NULL;
@@ -234,7 +233,7 @@ static int recover(struct kmirror *m, int64_t *pos, int64_t *seq)
 static int setup(struct kmirror *m)
 {
     int n = 0;
-    int rc = partition_count(m->rk, m->ktopic, &n);
+    int rc = kafka__partition_count(m->rk, m->ktopic, &n);
     if (rc != 0) {
         set_error(m, false, "%s", evlog__errmsg());
         return rc;
@@ -686,7 +685,7 @@ int kafka__tail(struct kafka *k, const char *topic, struct evlog_batch *out)
     if (!rk)
         return ERR_INVALID;
     int n = 0;
-    int rc = partition_count(rk, ktopic, &n);
+    int rc = kafka__partition_count(rk, ktopic, &n);
     if (rc == ERR_NOTFOUND) { /* no topic yet: nothing was appended */
         rd_kafka_destroy(rk);
         return 0;
@@ -800,7 +799,7 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
         char ktopic[256];
         kafka__topic_name(&k, topics[t], ktopic, sizeof(ktopic));
         int n = 0;
-        int r = partition_count(rk, ktopic, &n);
+        int r = kafka__partition_count(rk, ktopic, &n);
         if (r != 0) {
             buf_printf(report, "%s: %s\n", ktopic, evlog__errmsg());
             rc = r;
