@@ -7,9 +7,13 @@
 #include "evlog/evlog.h"
 
 #define KEYS_TOPIC "keys"
-#define KEYS_CHUNK 256          /* records a publication appends at a time */
-#define KEYS_LOOK_US 1000000    /* the publisher compares the store with the topic this often */
-#define KEYS_WARN_US 30000000LL /* a failing publication is logged at most this often */
+#define KEYS_CHUNK 256       /* records a publication appends at a time */
+#define KEYS_LOOK_US 1000000 /* the publisher compares the store with the topic this often */
+#define KEYS_WARN_US 30000000LL
+#define KEYS_FIRST_WAIT_S                                                                          \
+    15 /* a starting primary waits this long for its first publication */ /* a failing publication \
+                                                                             is logged at most     \
+                                                                             this often */
 
 /* Replication state. Capture node: set and table (the table's thread writes set, HTTP
  * threads read it). Primary: the publisher thread owns published; mu guards poked/stop. */
@@ -22,6 +26,8 @@ struct api_keys {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool poked, stop;
+    bool first_done; /* [mu] the full set was published once (or the publisher stopped) */
+    pthread_cond_t first_cv;
     json_t *published; /* name -> the record the topic holds for it (JSON null: a tombstone) */
 };
 
@@ -33,6 +39,16 @@ static void wake(struct api_keys *k, bool stop)
         k->stop = true;
     pthread_cond_signal(&k->cv);
     pthread_mutex_unlock(&k->mu);
+}
+
+/* A capture node takes its keys from the primary: its own store's are not used. */
+static bool refuse_on_capture_node(struct http_req *req, struct api_env *env)
+{
+    if (!env->keys || !env->keys->set)
+        return false;
+    http_reply_error(
+        req, 400, "This capture node takes write keys from the primary: manage them there.", NULL);
+    return true;
 }
 
 /* The publisher: a key changed in the store. */
@@ -56,6 +72,8 @@ static void create_key(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
     if (!api__require_superuser(req, env, true))
+        return;
+    if (refuse_on_capture_node(req, env))
         return;
     json_t *body = http_req_json(req, false);
     if (!body)
@@ -91,6 +109,8 @@ static void list_keys(struct http_req *req, void *ctx)
     struct api_env *env = ctx;
     if (!api__require_superuser(req, env, true))
         return;
+    if (refuse_on_capture_node(req, env))
+        return;
     json_t *items = NULL;
     if (store_writekey_list(env->store, &items) != 0) {
         http_reply_error(req, 503, NULL, NULL);
@@ -109,6 +129,8 @@ static void revoke_key(struct http_req *req, void *ctx)
 {
     struct api_env *env = ctx;
     if (!api__require_superuser(req, env, true))
+        return;
+    if (refuse_on_capture_node(req, env))
         return;
     int rc = store_writekey_revoke(env->store, http_req_param(req, "name"));
     if (rc == ERR_NOTFOUND)
@@ -264,6 +286,14 @@ static int publish(struct api_keys *k, bool all, size_t *n_out)
     return rc;
 }
 
+static void first_published(struct api_keys *k)
+{
+    pthread_mutex_lock(&k->mu);
+    k->first_done = true;
+    pthread_cond_broadcast(&k->first_cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
 static void *publisher_main(void *arg)
 {
     struct api_keys *k = arg;
@@ -274,7 +304,7 @@ static void *publisher_main(void *arg)
         if (evlog_table_open(k->env->log, KEYS_TOPIC, on_seen_record, k, &seen) != 0) {
             xlog_error("write keys: cannot read the key topic: %s", evlog_errmsg(k->env->log));
             if (!publisher_wait(k, KEYS_LOOK_US))
-                return NULL;
+                break;
         }
     }
     while (seen && !evlog_table_ready(seen) && !evlog_table_missing(seen))
@@ -282,25 +312,48 @@ static void *publisher_main(void *arg)
             break;
     bool missing = seen && !evlog_table_ready(seen);
     evlog_table_close(seen); /* joins its thread: published is this thread's from here */
-    if (missing)
+    pthread_mutex_lock(&k->mu);
+    bool stopping = k->stop;
+    pthread_mutex_unlock(&k->mu);
+    if (missing && !stopping)
         xlog_warn("write keys: the key topic does not exist; publishing to it anyway (create it "
                   "compacted, see docs/scale-out.md)");
     bool all = true;
-    do {
+    while (!stopping) {
         size_t n = 0;
         int rc = publish(k, all, &n);
         if (rc == 0) {
             if (n)
                 xlog_info("write keys: %zu record%s published to the key topic", n,
                           n == 1 ? "" : "s");
+            if (all)
+                first_published(k);
             all = false;
         } else if (time_mono_us() - last_warn > KEYS_WARN_US) {
             last_warn = time_mono_us();
             xlog_warn("write keys: cannot publish to the key topic: %s: %s; retrying", err_str(rc),
                       evlog_errmsg(k->env->log));
         }
-    } while (publisher_wait(k, KEYS_LOOK_US));
+        stopping = !publisher_wait(k, KEYS_LOOK_US);
+    }
+    first_published(k); /* no one waits for what will not come */
     return NULL;
+}
+
+/* Waits (bounded) until the full set was published once, so that when a primary says it is
+ * listening, capture nodes started after it find its keys on the topic. */
+static bool first_wait(struct api_keys *k)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += KEYS_FIRST_WAIT_S;
+    pthread_mutex_lock(&k->mu);
+    while (!k->first_done)
+        if (pthread_cond_timedwait(&k->first_cv, &k->mu, &until) != 0)
+            break;
+    bool done = k->first_done;
+    pthread_mutex_unlock(&k->mu);
+    return done;
 }
 
 int api_keys_start(struct api_env *env, bool capture_only)
@@ -311,6 +364,7 @@ int api_keys_start(struct api_env *env, bool capture_only)
     k->env = env;
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
+    pthread_cond_init(&k->first_cv, NULL);
     int rc = 0;
     if (capture_only) {
         k->set = capture_keyset_new();
@@ -324,6 +378,10 @@ int api_keys_start(struct api_env *env, bool capture_only)
         int e = pthread_create(&k->thread, NULL, publisher_main, k);
         rc = e ? -e : 0;
         k->started = e == 0;
+        if (e == 0 && !first_wait(k))
+            xlog_warn("write keys: not published to the key topic within %d s of the start; "
+                      "capture nodes learn them once they are",
+                      KEYS_FIRST_WAIT_S);
     }
     if (rc != 0) {
         env->keys = k;
@@ -346,6 +404,7 @@ void api_keys_stop(struct api_env *env)
     evlog_table_close(k->table);
     capture_keyset_free(k->set);
     json_decref(k->published);
+    pthread_cond_destroy(&k->first_cv);
     pthread_cond_destroy(&k->cv);
     pthread_mutex_destroy(&k->mu);
     if (env->resolve_arg == k) {

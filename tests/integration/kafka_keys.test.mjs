@@ -150,6 +150,7 @@ test('kafka: a capture node that has not read the key topic answers 503 + Retry-
   const made = await run(['writekey', 'create', 'local', '--dir', dir]);
   assert.equal(made.code, 0, made.stderr);
   const key = made.stdout.trim();
+  await createSuperuser(dir);
   const node = new Restartable(dir, kafkaArgs(mock, ['--role', 'capture']));
   try {
     await mock.cmd('down 1'); // the only broker: the key topic cannot be read
@@ -164,6 +165,13 @@ test('kafka: a capture node that has not read the key topic answers 503 + Retry-
     await mock.cmd('up 1');
     const seen = await until(node.url, key, 401);
     assert.ok(seen.every((s) => s === 503 || s === 401), `unexpected answers: ${seen}`);
+    // keys are managed on the primary: a capture node's own key routes say so
+    const token = await signIn(node.url);
+    for (const [method, path, body] of [['GET', ''], ['POST', '', { name: 'x' }], ['DELETE', '/local']]) {
+      const r = await keyApi(node.url, token, method, path, body);
+      assert.equal(r.status, 400, `${method} ${r.status}`);
+      assert.match(r.body.message, /primary/);
+    }
     await node.stop();
   } finally {
     if (node.srv) await node.srv.stop('SIGKILL');
