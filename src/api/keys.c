@@ -1,10 +1,12 @@
 /* keys.c - write keys through HTTP (superusers), the resolver capture uses, and their
  * replication on Kafka: the primary publishes every key to the key topic, capture nodes
  * follow it (docs/scale-out.md, "Write keys"). */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "api/records_int.h"
 #include "evlog/evlog.h"
+#include "metrics/metrics.h"
 
 #define KEYS_TOPIC "keys"
 #define KEYS_CHUNK 256       /* records a publication appends at a time */
@@ -21,6 +23,7 @@ struct api_keys {
     struct api_env *env;
     struct capture_keyset *set;
     struct evlog_table *table;
+    atomic_bool ready; /* the table was read to its end (set on its thread) */
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
@@ -152,11 +155,35 @@ void api__register_keys(struct http_router *r, struct api_env *env)
 
 /* ---- capture node: the keys come from the topic ---- */
 
+/* The gauges of a capture node's keys (ready: 1 once the topic was read to its end). */
+static void key_gauges(struct api_keys *k, bool ready)
+{
+    metrics_set(metrics_series0(metrics_family(
+                    METRICS_GAUGE, "tandem_capture_keys_ready",
+                    "1 once this capture node has read the write keys from the key topic; 0 "
+                    "before, when capture answers 503.",
+                    NULL)),
+                ready ? 1 : 0);
+    metrics_set(metrics_series0(metrics_family(
+                    METRICS_GAUGE, "tandem_capture_keys",
+                    "Live write keys this capture node knows from the key topic.", NULL)),
+                (double)capture_keyset_count(k->set));
+}
+
 static void on_key_record(void *arg, const void *key, size_t key_len, const void *value,
                           size_t value_len)
 {
     struct api_keys *k = arg;
+    if (!key) { /* the table was read to its end */
+        atomic_store(&k->ready, true);
+        key_gauges(k, true);
+        xlog_info("write keys: %zu live keys read from the key topic",
+                  capture_keyset_count(k->set));
+        return;
+    }
     int rc = capture_keyset_apply(k->set, key, key_len, value, value_len);
+    if (atomic_load(&k->ready))
+        key_gauges(k, true);
     if (rc == ERR_LIMIT)
         xlog_warn("write keys: more than %d live keys on the key topic; %.*s ignored",
                   CAPTURE_KEYSET_MAX, (int)(key_len < 64 ? key_len : 64), (const char *)key);
@@ -167,7 +194,7 @@ static void on_key_record(void *arg, const void *key, size_t key_len, const void
 static int resolve_replicated(void *arg, const char *key, char *name_out, size_t name_cap)
 {
     struct api_keys *k = arg;
-    if (!evlog_table_ready(k->table))
+    if (!atomic_load(&k->ready))
         return ERR_BUSY; /* never judge a key before the whole set is known: 503 */
     if (strlen(key) > 256)
         return ERR_NOTFOUND;
@@ -182,7 +209,7 @@ static void on_seen_record(void *arg, const void *key, size_t key_len, const voi
                            size_t value_len)
 {
     struct api_keys *k = arg;
-    if (key_len == 0 || key_len > CAPTURE_KEY_NAME_MAX)
+    if (!key || key_len == 0 || key_len > CAPTURE_KEY_NAME_MAX)
         return;
     char name[CAPTURE_KEY_NAME_MAX + 1];
     memcpy(name, key, key_len);
@@ -365,9 +392,11 @@ int api_keys_start(struct api_env *env, bool capture_only)
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     pthread_cond_init(&k->first_cv, NULL);
+    atomic_init(&k->ready, false);
     int rc = 0;
     if (capture_only) {
         k->set = capture_keyset_new();
+        key_gauges(k, false);
         rc = evlog_table_open(env->log, KEYS_TOPIC, on_key_record, k, &k->table);
         if (rc == 0) {
             env->resolve_key = resolve_replicated;

@@ -308,7 +308,8 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report) MUST_USE;
  * *ready* once it has delivered every record below the partitions' ends as read when it
  * started; it then keeps following the topic, and keeps what it has when the cluster
  * becomes unreachable. A missing topic is retried every second (never ready meanwhile).
- * ERR_INVALID on a log that is not on Kafka. on_record runs on the table's thread. */
+ * When the table becomes ready, on_record(arg, NULL, 0, NULL, 0) is called once. ERR_INVALID
+ * on a log that is not on Kafka. on_record runs on the table's thread. */
 typedef void (*evlog_table_record_cb)(void *arg, const void *key, size_t key_len, const void *value,
                                       size_t value_len);
 struct evlog_table;

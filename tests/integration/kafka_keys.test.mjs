@@ -83,6 +83,9 @@ test('kafka: write keys made and revoked on the primary reach every capture node
     assert.equal(made.status, 200);
     const key = made.body.key;
     for (const c of [c1, c2]) await until(c.url, key, 200);
+    const gauges = await (await fetch(`${c1.url}/metrics`)).text();
+    assert.match(gauges, /^tandem_capture_keys_ready 1$/m);
+    assert.match(gauges, /^tandem_capture_keys 2$/m);
     // the API never shows the hash the topic carries
     const listed = await keyApi(primary.url, token, 'GET', '');
     assert.equal(listed.status, 200);
@@ -155,6 +158,7 @@ test('kafka: a capture node that has not read the key topic answers 503 + Retry-
   try {
     await mock.cmd('down 1'); // the only broker: the key topic cannot be read
     await node.start();
+    assert.match(await (await fetch(`${node.url}/metrics`)).text(), /^tandem_capture_keys_ready 0$/m);
     for (let i = 0; i < 10; i++) {
       const a = await track(node.url, key);
       assert.equal(a.status, 503);

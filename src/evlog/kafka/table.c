@@ -122,6 +122,7 @@ static void *table_main(void *arg)
     while (!atomic_load(&t->stop)) {
         if (!atomic_load(&t->ready) && reached(ends, n)) {
             atomic_store(&t->ready, true);
+            t->on_record(t->arg, NULL, 0, NULL, 0);
             xlog_info("kafka table %s: read to its end (%d partitions)", t->ktopic, n);
         }
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(t->rk, 200);
