@@ -258,12 +258,46 @@ static int publish_chunk(struct api_keys *k, const char *const *names, char *con
     return rc;
 }
 
+/* Revocation is final (capture nodes hold to it): a key the topic says is revoked but the
+ * store has live - a backup from before the revocation was restored - is revoked again. */
+static int keep_revoked(struct api_keys *k)
+{
+    json_t *items = NULL;
+    int rc = store_writekey_list(k->env->store, &items);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        const char *name = json_string_value(json_object_get(it, "name"));
+        const char *hash = json_string_value(json_object_get(it, "hash"));
+        const char *revoked = json_string_value(json_object_get(it, "revoked"));
+        const char *text = name ? json_string_value(json_object_get(k->published, name)) : NULL;
+        json_t *on_topic = text ? json_loads(text, 0, NULL) : NULL;
+        const char *t_hash = json_string_value(json_object_get(on_topic, "hash"));
+        const char *t_revoked = json_string_value(json_object_get(on_topic, "revoked"));
+        if (rc == 0 && hash && revoked && !revoked[0] && t_hash && strcmp(t_hash, hash) == 0 &&
+            t_revoked && t_revoked[0]) {
+            xlog_warn("write keys: %s was revoked on the key topic (%s) but is live in the "
+                      "store (a restored backup?): revoked again",
+                      name, t_revoked);
+            rc = store_writekey_revoke(k->env->store, name);
+            if (rc == ERR_NOTFOUND)
+                rc = 0;
+        }
+        json_decref(on_topic);
+    }
+    json_decref(items);
+    return rc;
+}
+
 /* Publishes what differs between the store and the topic (everything when all). */
 static int publish(struct api_keys *k, bool all, size_t *n_out)
 {
     *n_out = 0;
     json_t *items = NULL;
-    int rc = store_writekey_list(k->env->store, &items);
+    int rc = all ? keep_revoked(k) : 0;
+    if (rc == 0)
+        rc = store_writekey_list(k->env->store, &items);
     if (rc != 0)
         return rc;
     json_t *want = json_object(); /* name -> record text, as the topic should hold it */

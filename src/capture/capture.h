@@ -271,8 +271,10 @@ struct capture_keyset;
 struct capture_keyset *capture_keyset_new(void);
 void capture_keyset_free(struct capture_keyset *ks);
 /* Applies one record of the key topic (value NULL: a tombstone, the name is deleted). A key
- * revoked or deleted is forgotten at once. ERR_INVALID for a record that is not one of
- * capture_key_record's (it changes nothing), ERR_LIMIT past CAPTURE_KEYSET_MAX live keys. */
+ * revoked or deleted is forgotten at once. Revocation is final: a live record of a key whose
+ * revoked record was read (an older one, read later from another partition) is ignored. ERR_INVALID
+ * for a record that is not one of capture_key_record's (it changes nothing), ERR_LIMIT past
+ * CAPTURE_KEYSET_MAX live keys. */
 int capture_keyset_apply(struct capture_keyset *ks, const char *name, size_t name_len,
                          const void *value, size_t value_len) MUST_USE;
 /* The name of the live key whose hash is hash into name_out; ERR_NOTFOUND when none. */

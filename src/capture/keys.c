@@ -80,11 +80,19 @@ struct ks_entry {
     struct ks_entry *next_hash; /* chain of its hash's bucket */
 };
 
+/* A revoked key's hash: revocation is final, so a live record of it read later (from another
+ * partition, after partitions were added to the topic) does not bring it back. */
+struct ks_revoked {
+    char hash[CAPTURE_KEY_HASH_LEN + 1];
+    struct ks_revoked *next;
+};
+
 struct capture_keyset {
     pthread_rwlock_t lock; /* everything below */
-    size_t n;
+    size_t n, n_revoked;
     struct ks_entry *by_name[KS_BUCKETS];
     struct ks_entry *by_hash[KS_BUCKETS];
+    struct ks_revoked *revoked[KS_BUCKETS];
 };
 
 static size_t bucket_of(const char *s)
@@ -111,18 +119,45 @@ void capture_keyset_free(struct capture_keyset *ks)
             next = e->next_name;
             free(e);
         }
+    for (size_t b = 0; b < KS_BUCKETS; b++)
+        for (struct ks_revoked *r = ks->revoked[b], *next; r; r = next) {
+            next = r->next;
+            free(r);
+        }
     pthread_rwlock_destroy(&ks->lock);
     free(ks);
 }
 
-/* Unlinks and frees the entry of name, if any. [ks->lock held for writing] */
-static void forget(struct capture_keyset *ks, const char *name)
+static bool was_revoked(struct capture_keyset *ks, const char *hash)
+{
+    for (struct ks_revoked *r = ks->revoked[bucket_of(hash)]; r; r = r->next)
+        if (strcmp(r->hash, hash) == 0)
+            return true;
+    return false;
+}
+
+static int remember_revoked(struct capture_keyset *ks, const char *hash)
+{
+    if (ks->n_revoked >= CAPTURE_KEYSET_MAX)
+        return ERR_LIMIT;
+    struct ks_revoked *r = xcalloc(1, sizeof(*r));
+    memcpy(r->hash, hash, CAPTURE_KEY_HASH_LEN + 1);
+    size_t b = bucket_of(r->hash);
+    r->next = ks->revoked[b];
+    ks->revoked[b] = r;
+    ks->n_revoked++;
+    return 0;
+}
+
+/* Unlinks and frees the entry of name, if any (only when its hash is hash, unless NULL).
+ * [ks->lock held for writing] */
+static void forget(struct capture_keyset *ks, const char *name, const char *hash)
 {
     struct ks_entry **pp = &ks->by_name[bucket_of(name)];
     while (*pp && strcmp((*pp)->name, name) != 0)
         pp = &(*pp)->next_name;
     struct ks_entry *e = *pp;
-    if (!e)
+    if (!e || (hash && strcmp(e->hash, hash) != 0))
         return;
     *pp = e->next_name;
     for (struct ks_entry **hp = &ks->by_hash[bucket_of(e->hash)]; *hp; hp = &(*hp)->next_hash)
@@ -160,10 +195,20 @@ int capture_keyset_apply(struct capture_keyset *ks, const char *name, size_t nam
     }
     int rc = 0;
     pthread_rwlock_wrlock(&ks->lock);
-    forget(ks, kname);
-    if (live && ks->n >= CAPTURE_KEYSET_MAX) {
-        rc = ERR_LIMIT;
-    } else if (live) {
+    if (!value) {
+        forget(ks, kname, NULL); /* the name is gone */
+    } else if (!live) {
+        /* this key only: a newer key of the same name, read first, stays */
+        forget(ks, kname, hash);
+        if (!was_revoked(ks, hash))
+            rc = remember_revoked(ks, hash);
+    } else if (was_revoked(ks, hash)) {
+        forget(ks, kname, hash); /* an older record of a revoked key: it stays revoked */
+    } else {
+        forget(ks, kname, NULL);
+        rc = ks->n >= CAPTURE_KEYSET_MAX ? ERR_LIMIT : 0;
+    }
+    if (rc == 0 && live && !was_revoked(ks, hash)) {
         struct ks_entry *e = xcalloc(1, sizeof(*e));
         memcpy(e->name, kname, name_len + 1);
         memcpy(e->hash, hash, CAPTURE_KEY_HASH_LEN + 1);

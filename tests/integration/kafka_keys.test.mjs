@@ -5,7 +5,7 @@
 // reads the set back, and a node that has not read the topic answers 503 + Retry-After.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
 import { run, tempDir } from './lib/server.mjs';
 import { createSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 import { startKafkaMock, kafkaArgs } from './lib/kafka.mjs';
@@ -181,5 +181,48 @@ test('kafka: a capture node that has not read the key topic answers 503 + Retry-
     if (node.srv) await node.srv.stop('SIGKILL');
     await mock.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('kafka: a primary restored from a backup taken before a revocation keeps the key revoked', { timeout: 180000 }, async () => {
+  const mock = await startKafkaMock({ brokers: 1, partitions: 2 });
+  const root = tempDir('tandem-kafka-keys-');
+  const nodes = [];
+  try {
+    const pdir = `${root}/primary`, old = `${root}/restored`;
+    await createSuperuser(pdir);
+    const made = await run(['writekey', 'create', 'web', '--dir', pdir]);
+    assert.equal(made.code, 0, made.stderr);
+    const key = made.stdout.trim();
+    cpSync(pdir, old, { recursive: true }); // the "backup": the key is live in it
+    const primary = new Restartable(pdir, kafkaArgs(mock, ['--role', 'primary']));
+    nodes.push(primary);
+    await primary.start();
+    const capture = new Restartable(`${root}/capture`, kafkaArgs(mock, ['--role', 'capture']));
+    nodes.push(capture);
+    await capture.start();
+    await until(capture.url, key, 200);
+    assert.equal((await keyApi(primary.url, await signIn(primary.url), 'DELETE', '/web')).status, 204);
+    await until(capture.url, key, 401);
+    await primary.stop();
+
+    // the primary comes back on the old store, where the key is live
+    const restored = new Restartable(old, kafkaArgs(mock, ['--role', 'primary']));
+    nodes.push(restored);
+    await restored.start();
+    assert.equal((await track(restored.url, key)).status, 401); // revoked in its store again
+    const list = await keyApi(restored.url, await signIn(restored.url), 'GET', '');
+    assert.ok(list.body.items.find((k) => k.name === 'web').revoked, 'the restored key is live');
+    assert.equal((await track(capture.url, key)).status, 401);
+    const fresh = new Restartable(`${root}/capture2`, kafkaArgs(mock, ['--role', 'capture']));
+    nodes.push(fresh);
+    await fresh.start();
+    const seen = await until(fresh.url, key, 401);
+    assert.ok(seen.every((s) => s === 503 || s === 401), `a revoked key was answered ${seen}`);
+    for (const nd of nodes) await nd.stop();
+    rmSync(root, { recursive: true, force: true });
+  } finally {
+    for (const nd of nodes) if (nd.srv) await nd.srv.stop('SIGKILL');
+    await mock.stop();
   }
 });

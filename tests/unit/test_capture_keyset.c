@@ -74,6 +74,31 @@ static void test_live_revoked_tombstone(void **state)
     capture_keyset_free(ks);
 }
 
+static void test_revocation_is_final(void **state)
+{
+    (void)state;
+    struct capture_keyset *ks = capture_keyset_new();
+    struct made old, young;
+    make(&old);
+    make(&young);
+    /* out of order (the records sit in two partitions): revoked first, then the older live */
+    assert_int_equal(put(ks, "web", &old, "2026-12-07 11:00:00.000Z"), 0);
+    assert_int_equal(put(ks, "web", &old, ""), 0);
+    assert_string_equal(who(ks, &old), "");
+    assert_int_equal(capture_keyset_count(ks), 0);
+    /* a newer key of the same name, then the revocation of the old one: the new one stays */
+    assert_int_equal(put(ks, "web", &young, ""), 0);
+    assert_int_equal(put(ks, "web", &old, "2026-12-07 11:00:00.000Z"), 0);
+    assert_string_equal(who(ks, &young), "web");
+    assert_string_equal(who(ks, &old), "");
+    /* a tombstone of the name does not bring the revoked key back either */
+    assert_int_equal(capture_keyset_apply(ks, "web", 3, NULL, 0), 0);
+    assert_int_equal(put(ks, "web", &old, ""), 0);
+    assert_string_equal(who(ks, &old), "");
+    assert_string_equal(who(ks, &young), "");
+    capture_keyset_free(ks);
+}
+
 static void test_bad_records_change_nothing(void **state)
 {
     (void)state;
@@ -143,6 +168,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_live_revoked_tombstone),
+        cmocka_unit_test(test_revocation_is_final),
         cmocka_unit_test(test_bad_records_change_nothing),
         cmocka_unit_test(test_record_carries_no_key),
         cmocka_unit_test(test_many_keys),
