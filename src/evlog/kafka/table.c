@@ -14,6 +14,7 @@
 
 #define TABLE_TIMEOUT_MS 5000
 #define TABLE_RETRY_US 1000000
+#define TABLE_LOOK_US 10000000 /* how often the partition count is read again */
 
 struct evlog_table {
     struct kafka *k;
@@ -104,12 +105,36 @@ static bool reached(const int64_t *ends, int n)
     return true;
 }
 
+/* Partitions added to the topic while it is followed are read from their beginning; the
+ * others go on from where they are (next[p]: the offset after the last record delivered). */
+static void follow_new_partitions(struct evlog_table *t, int *n, int64_t **ends, int64_t **next)
+{
+    int now = 0;
+    if (kafka__partition_count(t->rk, t->ktopic, &now) != 0 || now <= *n)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(now);
+    for (int p = 0; p < now; p++)
+        rd_kafka_topic_partition_list_add(l, t->ktopic, p)->offset =
+            p < *n ? (*next)[p] : RD_KAFKA_OFFSET_BEGINNING;
+    if (rd_kafka_assign(t->rk, l) == 0) {
+        *ends = xrealloc(*ends, (size_t)now * sizeof(**ends));
+        *next = xrealloc(*next, (size_t)now * sizeof(**next));
+        for (int p = *n; p < now; p++) {
+            (*ends)[p] = -1; /* readiness was about the partitions found at start */
+            (*next)[p] = RD_KAFKA_OFFSET_BEGINNING;
+        }
+        xlog_info("kafka table %s: now %d partitions (was %d)", t->ktopic, now, *n);
+        *n = now;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void *table_main(void *arg)
 {
     struct evlog_table *t = arg;
     int n = 0;
-    int64_t *ends = NULL;
-    int64_t last_warn = 0;
+    int64_t *ends = NULL, *next = NULL;
+    int64_t last_warn = 0, last_look = time_mono_us();
     while (!atomic_load(&t->stop)) {
         if (table_setup(t, &n, &ends) == 0)
             break;
@@ -119,7 +144,14 @@ static void *table_main(void *arg)
         }
         nap(t, TABLE_RETRY_US);
     }
+    next = xcalloc((size_t)(n > 0 ? n : 1), sizeof(*next));
+    for (int p = 0; p < n; p++)
+        next[p] = RD_KAFKA_OFFSET_BEGINNING;
     while (!atomic_load(&t->stop)) {
+        if (time_mono_us() - last_look > TABLE_LOOK_US) {
+            last_look = time_mono_us();
+            follow_new_partitions(t, &n, &ends, &next);
+        }
         if (!atomic_load(&t->ready) && reached(ends, n)) {
             atomic_store(&t->ready, true);
             t->on_record(t->arg, NULL, 0, NULL, 0);
@@ -137,12 +169,16 @@ static void *table_main(void *arg)
         } else {
             t->on_record(t->arg, msg->key, msg->key_len, msg->payload, msg->payload ? msg->len : 0);
             int p = msg->partition;
-            if (p >= 0 && p < n && ends[p] >= 0 && msg->offset + 1 >= ends[p])
-                ends[p] = -1;
+            if (p >= 0 && p < n) {
+                next[p] = msg->offset + 1;
+                if (ends[p] >= 0 && msg->offset + 1 >= ends[p])
+                    ends[p] = -1;
+            }
         }
         rd_kafka_message_destroy(msg);
     }
     free(ends);
+    free(next);
     return NULL;
 }
 
