@@ -139,6 +139,9 @@ test('kafka: write keys made and revoked on the primary reach every capture node
     for (const c of [c1, c2, c3]) assert.equal((await track(c.url, key)).status, 401);
 
     for (const nd of nodes) await nd.stop();
+    // `tandem log check` shows the key topic beside the mirrored ones
+    const check = await run(['log', 'check', '--dir', pdir, ...kafkaArgs(mock)]);
+    assert.match(check.stdout, /^tandem-keys: 4 partitions \(compacted, read by capture nodes\)$/m, check.stdout + check.stderr);
     rmSync(root, { recursive: true, force: true });
   } finally {
     for (const nd of nodes) if (nd.srv) await nd.srv.stop('SIGKILL');

@@ -237,3 +237,27 @@ void evlog_table_close(struct evlog_table *t)
     rd_kafka_destroy(t->rk);
     free(t);
 }
+
+void kafka__table_check(struct kafka *k, rd_kafka_t *rk, const char *topic, struct buf *report)
+{
+    char ktopic[256];
+    kafka__topic_name(k, topic, ktopic, sizeof(ktopic));
+    int n = 0;
+    if (kafka__partition_count(rk, ktopic, &n) != 0) {
+        buf_printf(report, "%s: %s (capture nodes cannot take events without it)\n", ktopic,
+                   evlog__errmsg());
+        return;
+    }
+    buf_printf(report, "%s: %d partition%s (compacted, read by capture nodes)\n", ktopic, n,
+               n == 1 ? "" : "s");
+    for (int p = 0; p < n; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_resp_err_t err =
+            rd_kafka_query_watermark_offsets(rk, ktopic, p, &lo, &hi, TABLE_TIMEOUT_MS);
+        if (err)
+            buf_printf(report, "  partition %d: %s\n", p, rd_kafka_err2str(err));
+        else
+            buf_printf(report, "  partition %d: offsets %lld..%lld\n", p, (long long)lo,
+                       (long long)hi);
+    }
+}
