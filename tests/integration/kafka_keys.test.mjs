@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { run, tempDir } from './lib/server.mjs';
 import { createSuperuser, SU_EMAIL, SU_PASSWORD } from './lib/pb.mjs';
 import { startKafkaMock, kafkaArgs } from './lib/kafka.mjs';
@@ -94,9 +95,12 @@ test('kafka: write keys made and revoked on the primary reach every capture node
     for (const c of [c1, c2]) assert.equal((await track(c.url, 'tk_' + 'x'.repeat(30))).status, 401);
 
     // revoked on the primary: refused by both (as a bad key is: 401)
+    const revokedAt = Date.now();
     assert.equal((await keyApi(primary.url, token, 'DELETE', '/web')).status, 204);
     for (const c of [c1, c2]) {
       const seen = await until(c.url, key, 401);
+      // a figure, not a threshold: how long the revocation took to reach the node
+      console.log(`kafka_keys: revocation refused by ${c.dir.split('/').pop()} after ${Date.now() - revokedAt} ms (load average ${loadavg()[0].toFixed(1)})`);
       assert.ok(seen.every((s) => s === 200 || s === 401), `unexpected answers: ${seen}`);
       assert.equal((await track(c.url, key)).status, 401); // and it stays refused
     }
