@@ -320,6 +320,7 @@ static bool app_close(struct app *a)
     api_logs_stop(&a->env);
     api_mail_stop(&a->env);
     api_capture_stop(&a->env);
+    api_keys_stop(&a->env);
     api_realtime_free(&a->env);
     api_sql_free(&a->env);
     api_records_free(&a->env);
@@ -498,6 +499,11 @@ static int app_open(struct app *a)
     }
     if (api_capture_start(&a->env, a->cfg.dedup_snapshot * 1000000) != 0) {
         fprintf(stderr, "tandem: cannot start the dedup snapshot thread\n");
+        return 1;
+    }
+    /* on Kafka: a capture node takes write keys from the key topic, a primary publishes them */
+    if (api_keys_start(&a->env, capture_only) != 0) {
+        fprintf(stderr, "tandem: cannot replicate write keys: %s\n", evlog_errmsg(a->log));
         return 1;
     }
     if (a->store && api_records_start(&a->env) != 0) {

@@ -27,6 +27,7 @@ struct gov;
 struct storage;
 struct storage_pool;
 struct audit;
+struct api_keys;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
 
@@ -70,7 +71,8 @@ struct api_env {
     struct api_admin *admin;       /* the backup thread (api_admin_start), or NULL */
     struct api_logs *logs;         /* the request log writer (api_logs_start), or NULL */
     struct audit *audit;           /* the audit trail (audit_open), or NULL: none kept */
-    struct gov *gov; /* person deletion, suppression and export (gov_start), or NULL */
+    struct gov *gov;       /* person deletion, suppression and export (gov_start), or NULL */
+    struct api_keys *keys; /* write keys over Kafka (api_keys_start), or NULL */
     /* Asks the process to stop and start again (a restore applies at start). NULL: a restore
      * is marked and applies at the next start. Called on the admin thread. */
     void (*restart)(void *arg);
@@ -109,6 +111,16 @@ int api_capture_start(struct api_env *env, int64_t interval_us) MUST_USE;
 /* Stops the snapshot and warm-up threads and writes a last snapshot; call once the HTTP server
  * is closed (no capture runs). */
 void api_capture_stop(struct api_env *env);
+
+/* Write keys on Kafka (docs/scale-out.md, "Write keys"); nothing on the local log. On a
+ * capture node (capture_only) a thread follows the key topic and capture resolves write keys
+ * from it (ERR_BUSY, answered 503 + Retry-After, until the topic was read to its end); on a
+ * primary a thread publishes the store's keys to the topic: all of them at start, then every
+ * change (api__keys_changed wakes it; it also looks every second). Call after env->store and
+ * env->log are set and before api_register. */
+int api_keys_start(struct api_env *env, bool capture_only) MUST_USE;
+/* Stops the thread; call once the HTTP server is closed, before the log closes. */
+void api_keys_stop(struct api_env *env);
 
 /* Starts the threads that run SQL API queries against wh. api_sql_stop interrupts running
  * queries, answers every queued and running one and joins the threads: call it before the

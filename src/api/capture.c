@@ -172,7 +172,12 @@ static void handle(struct http_req *req, void *ctx)
     if (rc != 0) {
         capture_result_release(&r);
         count(label, "unavailable", 0);
-        http_reply_error(req, 503, NULL, NULL);
+        if (rc == ERR_BUSY) { /* a capture node that has not read the key topic yet */
+            http_set_header(req, "Retry-After", "1");
+            http_reply_error(req, 503, "Write keys are not loaded yet: retry shortly.", NULL);
+        } else {
+            http_reply_error(req, 503, NULL, NULL);
+        }
         return;
     }
     if (r.status != 0) {

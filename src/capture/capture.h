@@ -250,4 +250,36 @@ void capture_key_new(char key_out[CAPTURE_KEY_LEN + 1], char hash_out[CAPTURE_KE
                      char prefix_out[CAPTURE_KEY_PREFIX_LEN + 1]);
 void capture_key_hash(const char *key, char hash_out[CAPTURE_KEY_HASH_LEN + 1]);
 
+/* ---- write keys replicated to capture nodes (docs/scale-out.md, "Write keys") ----
+ *
+ * The primary publishes one record per key, keyed by the key's name, on a compacted topic:
+ * {"name","hash","prefix","created","revoked"} (revoked "" while the key is live). Only the
+ * hash travels: capture compares hashes, so no node but the one that made a key ever holds
+ * it. A capture node applies the records in order to a capture_keyset and resolves keys
+ * against it. */
+
+/* The record of one key, a JSON text the caller frees; NULL for a name or hash that is not
+ * valid. */
+char *capture_key_record(const char *name, const char *hash, const char *prefix,
+                         const char *created, const char *revoked);
+
+#define CAPTURE_KEYSET_MAX 100000 /* live keys a capture node holds; more are ignored */
+
+/* The live write keys a capture node knows: hash -> name. Shared by every HTTP thread (a
+ * read-write lock inside); written by the thread that follows the key topic. */
+struct capture_keyset;
+struct capture_keyset *capture_keyset_new(void);
+void capture_keyset_free(struct capture_keyset *ks);
+/* Applies one record of the key topic (value NULL: a tombstone, the name is deleted). A key
+ * revoked or deleted is forgotten at once. Revocation is final: a live record of a key whose
+ * revoked record was read (an older one, read later from another partition) is ignored. ERR_INVALID
+ * for a record that is not one of capture_key_record's (it changes nothing), ERR_LIMIT past
+ * CAPTURE_KEYSET_MAX live keys. */
+int capture_keyset_apply(struct capture_keyset *ks, const char *name, size_t name_len,
+                         const void *value, size_t value_len) MUST_USE;
+/* The name of the live key whose hash is hash into name_out; ERR_NOTFOUND when none. */
+int capture_keyset_find(struct capture_keyset *ks, const char *hash, char *name_out,
+                        size_t cap) MUST_USE;
+size_t capture_keyset_count(struct capture_keyset *ks);
+
 #endif

@@ -308,6 +308,29 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report) MUST_USE;
  * never copied or does not fit its positions; ERR_NOTFOUND when a topic is missing. */
 int evlog_kafka_migrate(struct evlog *local, const struct evlog_cfg *cfg, FILE *out) MUST_USE;
 
+/* A table kept in a compacted Kafka topic ("<prefix><topic>", cleanup.policy=compact): the
+ * latest record of each Kafka key is the key's value, a record with no value (a tombstone)
+ * deletes it. evlog_table_open follows the topic, every partition, from its beginning on its
+ * own consumer thread and calls on_record(arg, key, key_len, value, value_len) for every
+ * record in each partition's order (value NULL: a tombstone); applying the records in that
+ * order gives the table whether or not the cluster compacted the topic yet. The table is
+ * *ready* once it has delivered every record below the partitions' ends as read when it
+ * started; it then keeps following the topic, and keeps what it has when the cluster
+ * becomes unreachable. A missing topic is retried every second (never ready meanwhile).
+ * When the table becomes ready, on_record(arg, NULL, 0, NULL, 0) is called once. ERR_INVALID
+ * on a log that is not on Kafka. on_record runs on the table's thread. */
+typedef void (*evlog_table_record_cb)(void *arg, const void *key, size_t key_len, const void *value,
+                                      size_t value_len);
+struct evlog_table;
+int evlog_table_open(struct evlog *log, const char *topic, evlog_table_record_cb on_record,
+                     void *arg, struct evlog_table **out) MUST_USE;
+/* Whether the table has read its topic to the end seen at start. Any thread. */
+bool evlog_table_ready(struct evlog_table *t);
+/* Whether the topic was found missing at the last attempt to read it. Any thread. */
+bool evlog_table_missing(struct evlog_table *t);
+/* Stops the thread (on_record is not called after it returns) and frees t. NULL: nothing. */
+void evlog_table_close(struct evlog_table *t);
+
 /* ---- offline tools for `tandem log check|repair` (local backend; log not open) ---- */
 
 /* Verifies every record of every topic under dir and appends a human-readable report to

@@ -505,7 +505,8 @@ int store_outbox_pending(struct store *st, int64_t *n_out) MUST_USE;
 /* ERR_CONFLICT when a key of that name exists (revoked ones included). */
 int store_writekey_create(struct store *st, const char *name, const char *key_hash,
                           const char *prefix) MUST_USE;
-/* [{"name","prefix","created","revoked"}] in creation order; *out is the caller's. */
+/* [{"name","prefix","created","revoked","hash"}] in creation order; *out is the caller's.
+ * The hash is for the key topic (docs/scale-out.md); the API does not show it. */
 int store_writekey_list(struct store *st, json_t **out) MUST_USE;
 /* ERR_NOTFOUND when there is no live key of that name. */
 int store_writekey_revoke(struct store *st, const char *name) MUST_USE;

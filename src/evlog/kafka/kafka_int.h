@@ -68,6 +68,12 @@ int kafka__mirrors_open(struct kafka *k);
 int kafka__mirrors_start(struct kafka *k);
 void kafka__mirrors_stop(struct kafka *k);
 void kafka__mirrors_json(struct kafka *k, struct buf *out);
+/* The partition count of ktopic (metadata through rk); ERR_NOTFOUND when the topic does not
+ * exist, ERR_BUSY when the cluster did not answer. */
+int kafka__partition_count(rd_kafka_t *rk, const char *ktopic, int *out);
+/* Appends the partitions and offsets of the table topic <prefix><topic> to report (for
+ * `tandem log check`; a missing topic is reported, not an error). */
+void kafka__table_check(struct kafka *k, rd_kafka_t *rk, const char *topic, struct buf *report);
 /* The last message of every partition of topic, read from the cluster. */
 int kafka__tail(struct kafka *k, const char *topic, struct evlog_batch *out);
 

@@ -848,6 +848,7 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
         }
         free(pos);
     }
+    kafka__table_check(&k, rk, "keys", report); /* write keys (docs/scale-out.md) */
     rd_kafka_destroy(rk);
     if (mirror)
         evlog_local_ops.close(mirror);

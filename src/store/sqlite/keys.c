@@ -73,7 +73,8 @@ int sq__writekey_list(struct store *st, json_t **out)
         return ERR_INTERNAL;
     struct sq_stmt stt;
     int rc = sq__prep(cn,
-                      "SELECT \"name\", \"prefix\", \"created\", \"revoked\" FROM \"_writekeys\" "
+                      "SELECT \"name\", \"prefix\", \"created\", \"revoked\", \"key_hash\" "
+                      "FROM \"_writekeys\" "
                       "ORDER BY \"created\", \"name\"",
                       &stt);
     if (rc)
@@ -82,11 +83,12 @@ int sq__writekey_list(struct store *st, json_t **out)
     int step;
     while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW) {
         json_array_append_new(arr,
-                              json_pack("{s:s, s:s, s:s, s:s}", "name",
+                              json_pack("{s:s, s:s, s:s, s:s, s:s}", "name",
                                         (const char *)sqlite3_column_text(stt.stmt, 0), "prefix",
                                         (const char *)sqlite3_column_text(stt.stmt, 1), "created",
                                         (const char *)sqlite3_column_text(stt.stmt, 2), "revoked",
-                                        (const char *)sqlite3_column_text(stt.stmt, 3)));
+                                        (const char *)sqlite3_column_text(stt.stmt, 3), "hash",
+                                        (const char *)sqlite3_column_text(stt.stmt, 4)));
     }
     if (step != SQLITE_DONE) {
         rc = sq__fail_db(cn, "cannot list write keys");

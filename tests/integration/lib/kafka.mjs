@@ -8,7 +8,8 @@ export const MOCK = process.env.TANDEM_KAFKA_MOCK || new URL('../../../build/tan
 
 // startKafkaMock({brokers, partitions, topics}) -> {bootstrap, cmd(line), stop()}
 export async function startKafkaMock({ brokers = 3, partitions = 4, prefix = 'tandem-' } = {}) {
-  const topics = `${prefix}events,${prefix}changes`;
+  // keys: the write keys' topic, compacted on a real cluster (docs/scale-out.md)
+  const topics = `${prefix}events,${prefix}changes,${prefix}keys`;
   const proc = spawn(MOCK, ['--brokers', String(brokers), '--partitions', String(partitions), '--topics', topics], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
