@@ -8,7 +8,6 @@
 #include "evlog/evlog.h"
 #include "metrics/metrics.h"
 
-#define KEYS_TOPIC "keys"
 #define KEYS_CHUNK 256       /* records a publication appends at a time */
 #define KEYS_LOOK_US 1000000 /* the publisher compares the store with the topic this often */
 #define KEYS_WARN_US 30000000LL
@@ -249,7 +248,7 @@ static int publish_chunk(struct api_keys *k, const char *const *names, char *con
         keys[i] = (struct evlog_key){names[i], strlen(names[i])};
     }
     uint64_t first = 0, ticket = 0;
-    int rc = evlog_append_keyed(k->env->log, KEYS_TOPIC, recs, keys, n, &first, &ticket);
+    int rc = evlog_append_keyed(k->env->log, EVLOG_KEYS_TOPIC, recs, keys, n, &first, &ticket);
     if (ticket) { /* after a failure too: records produced before it may still be sent */
         int durable = evlog_wait_durable(k->env->log, ticket);
         if (rc == 0)
@@ -362,7 +361,7 @@ static void *publisher_main(void *arg)
     struct evlog_table *seen = NULL;
     int64_t last_warn = 0;
     while (!seen && publisher_wait(k, 0)) {
-        if (evlog_table_open(k->env->log, KEYS_TOPIC, on_seen_record, k, &seen) != 0) {
+        if (evlog_table_open(k->env->log, EVLOG_KEYS_TOPIC, on_seen_record, k, &seen) != 0) {
             xlog_error("write keys: cannot read the key topic: %s", evlog_errmsg(k->env->log));
             if (!publisher_wait(k, KEYS_LOOK_US))
                 break;
@@ -431,7 +430,7 @@ int api_keys_start(struct api_env *env, bool capture_only)
     if (capture_only) {
         k->set = capture_keyset_new();
         key_gauges(k, false);
-        rc = evlog_table_open(env->log, KEYS_TOPIC, on_key_record, k, &k->table);
+        rc = evlog_table_open(env->log, EVLOG_KEYS_TOPIC, on_key_record, k, &k->table);
         if (rc == 0) {
             env->resolve_key = resolve_replicated;
             env->resolve_arg = k;

@@ -319,6 +319,9 @@ int evlog_kafka_migrate(struct evlog *local, const struct evlog_cfg *cfg, FILE *
  * becomes unreachable. A missing topic is retried every second (never ready meanwhile).
  * When the table becomes ready, on_record(arg, NULL, 0, NULL, 0) is called once. ERR_INVALID
  * on a log that is not on Kafka. on_record runs on the table's thread. */
+/* The write keys' table topic (api/keys.c publishes, capture nodes follow); produced to
+ * Kafka, never mirrored. */
+#define EVLOG_KEYS_TOPIC "keys"
 typedef void (*evlog_table_record_cb)(void *arg, const void *key, size_t key_len, const void *value,
                                       size_t value_len);
 struct evlog_table;

@@ -1,9 +1,9 @@
 /* kafka.c - the Kafka backend: appends go to Kafka topics through one idempotent producer
  * (acks=all); a ticket is durable when the delivery reports of all its records came back
  * without error and with the offset the broker gave each record. Reads are served by the local
- * mirror (mirror.c). Only the shared topics (events, changes) go to Kafka; appends to the
- * node-local ones (audit, requests, predictions) go to the mirror's local log, with its own
- * durability, and their tickets carry KAFKA_LOCAL_TICKET.
+ * mirror (mirror.c). Only the shared topics (events, changes) and the key table's topic go
+ * to Kafka; appends to the node-local ones (audit, requests, predictions) go to the mirror's local
+ * log, with its own durability, and their tickets carry KAFKA_LOCAL_TICKET.
  *
  * Tickets: each append gets the next number and a struct kticket counting the records still
  * unreported (plus one while the append itself is producing). The last report completes it
@@ -39,6 +39,11 @@ bool kafka__topic_shared(const char *topic)
         if (strcmp(*t, topic) == 0)
             return true;
     return false;
+}
+
+bool kafka__topic_produced(const char *topic)
+{
+    return kafka__topic_shared(topic) || strcmp(topic, EVLOG_KEYS_TOPIC) == 0;
 }
 
 void kafka__topic_name(const struct kafka *k, const char *topic, char *out, size_t cap)
@@ -360,7 +365,7 @@ static int kafka_append_keyed(struct evlog *lg, const char *topic, const struct 
         evlog__errf("bad topic name or empty batch");
         return ERR_INVALID;
     }
-    if (!kafka__topic_shared(topic)) { /* node-local: the local log, its ticket marked */
+    if (!kafka__topic_produced(topic)) { /* node-local: the local log, its ticket marked */
         if (!k->mirror)
             return no_mirror();
         int rc = evlog_local_ops.append(k->mirror, topic, recs, n, first_offset_out, ticket_out);

@@ -51,11 +51,15 @@ struct kafka {
 /* Builds a librdkafka configuration: bootstrap servers, the pass-through file, then the
  * fixed settings of the role (producer or consumer). NULL with evlog__errf on failure. */
 rd_kafka_conf_t *kafka__conf(const struct kafka *k, bool producer);
-/* The topics every node shares through Kafka ("events", "changes"; NULL-terminated). Every
- * other topic (audit, requests, predictions) is node-local: the node that writes it keeps it
- * in its local log (the mirror's directory), where its readers are. */
+/* The topics every node shares through Kafka and the primary mirrors into its local log
+ * ("events", "changes"; NULL-terminated). The key table's topic ("keys", evlog_table_*) is
+ * produced to Kafka too but read from Kafka only, never mirrored. Every other topic (audit,
+ * requests, predictions) is node-local: the node that writes it keeps it in its local log
+ * (the mirror's directory), where its readers are. */
 extern const char *const kafka__shared_topics[];
 bool kafka__topic_shared(const char *topic);
+/* Whether appends to topic are produced to Kafka: a shared topic or the key table's. */
+bool kafka__topic_produced(const char *topic);
 /* "<prefix><topic>" into out. */
 void kafka__topic_name(const struct kafka *k, const char *topic, char *out, size_t cap);
 

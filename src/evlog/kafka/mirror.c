@@ -848,7 +848,7 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
         }
         free(pos);
     }
-    kafka__table_check(&k, rk, "keys", report); /* write keys (docs/scale-out.md) */
+    kafka__table_check(&k, rk, EVLOG_KEYS_TOPIC, report); /* write keys (docs/scale-out.md) */
     rd_kafka_destroy(rk);
     if (mirror)
         evlog_local_ops.close(mirror);
