@@ -8,7 +8,11 @@
  * "deleted from the outbox" never appends a row twice. A crash before the append leaves the
  * row in the outbox, where the next start finds it. Before it publishes, the relay syncs the
  * store (commits are not synced one by one under synchronous=NORMAL), so a power loss cannot
- * take back a change that the log already holds. */
+ * take back a change that the log already holds (an fdatasync of the store's write-ahead log,
+ * store_sync_commits).
+ *
+ * Idle, the relay sleeps until a commit that added outbox rows wakes it (store_on_outbox); it
+ * polls only once a second, for rows another process committed. */
 #include <errno.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -19,7 +23,14 @@
 #include "pipeline/pipeline.h"
 
 #define RELAY_BATCH 1000
-#define RELAY_IDLE_MS 20
+/* After a pass that moved rows the next one waits this long, so that a steady write load is
+ * moved (and the store and the log synced) in batches rather than per commit. */
+#define RELAY_GATHER_MS 20
+/* Idle, the relay sleeps until the store's outbox hook says a commit added rows; this poll only
+ * finds rows that another process wrote into the store (a CLI beside the server). */
+#define RELAY_POLL_MS 1000
+/* The first wait after a failed pass; doubled up to 1 s while passes fail. */
+#define RELAY_RETRY_MS 20
 
 struct pipeline_relay {
     struct store *store;
@@ -97,7 +108,7 @@ static int relay_once(struct pipeline_relay *r)
     }
     /* the rows must be durable in the store before the log has them: after a power loss the
      * store could otherwise lose a change the log already published, and reuse its id */
-    rc = store_sync(r->store);
+    rc = store_sync_commits(r->store);
     if (rc != 0) {
         json_decref(rows);
         return rc;
@@ -138,27 +149,34 @@ static int relay_once(struct pipeline_relay *r)
 static void *relay_main(void *arg)
 {
     struct pipeline_relay *r = arg;
-    int backoff_ms = RELAY_IDLE_MS;
+    int backoff_ms = RELAY_RETRY_MS;
     prctl(PR_SET_NAME, "outbox-relay"); /* per-thread CPU in the benchmarks */
     for (;;) {
         pthread_mutex_lock(&r->lock);
         while (r->paused > 0 && !r->stop)
             pthread_cond_wait(&r->cond, &r->lock);
         r->busy = true;
+        r->kicked = false; /* a commit from now on kicks again; earlier ones this pass reads */
         pthread_mutex_unlock(&r->lock);
         int moved = relay_once(r);
         pthread_mutex_lock(&r->lock);
         r->busy = false;
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&r->lock);
+        int wait_ms;
         if (moved < 0) {
             metrics_inc(r->m_errors, 1);
             xlog_warn("outbox relay: %s (store: %s; log: %s)", err_str(moved),
                       store_errmsg(r->store), evlog_errmsg(r->log));
+            wait_ms = backoff_ms;
             backoff_ms = backoff_ms < 1000 ? backoff_ms * 2 : 1000;
         } else {
-            backoff_ms = RELAY_IDLE_MS;
+            backoff_ms = RELAY_RETRY_MS;
+            wait_ms = moved > 0 ? RELAY_GATHER_MS : RELAY_POLL_MS;
         }
+        /* after a failed pass or one that moved rows the whole wait is taken (commits meanwhile
+         * are in the next batch); idle, a commit ends it */
+        bool whole = moved != 0;
         pthread_mutex_lock(&r->lock);
         if (moved == RELAY_BATCH && !r->stop) {
             pthread_mutex_unlock(&r->lock);
@@ -166,13 +184,12 @@ static void *relay_main(void *arg)
         }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)backoff_ms * 1000000L;
+        until.tv_nsec += (long)wait_ms * 1000000L;
         until.tv_sec += until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
-        while (!r->stop && !r->kicked)
+        while (!r->stop && (whole || !r->kicked))
             if (pthread_cond_timedwait(&r->cond, &r->lock, &until) == ETIMEDOUT)
                 break;
-        r->kicked = false;
         bool stop = r->stop;
         pthread_mutex_unlock(&r->lock);
         if (stop) {
@@ -181,6 +198,12 @@ static void *relay_main(void *arg)
             return NULL;
         }
     }
+}
+
+/* store_outbox_fn: a commit added outbox rows */
+static void outbox_committed(void *arg)
+{
+    pipeline_relay_kick(arg);
 }
 
 int pipeline_relay_start(struct store *st, struct evlog *log, struct pipeline_relay **out)
@@ -208,8 +231,10 @@ int pipeline_relay_start(struct store *st, struct evlog *log, struct pipeline_re
         free(r);
         return rc;
     }
+    store_on_outbox(st, outbox_committed, r);
     rc = pthread_create(&r->thread, NULL, relay_main, r);
     if (rc != 0) {
+        store_on_outbox(st, NULL, NULL);
         pthread_cond_destroy(&r->cond);
         pthread_mutex_destroy(&r->lock);
         free(r);
@@ -254,6 +279,7 @@ void pipeline_relay_stop(struct pipeline_relay *r)
 {
     if (!r)
         return;
+    store_on_outbox(r->store, NULL, NULL); /* no kick runs after this */
     pthread_mutex_lock(&r->lock);
     r->stop = true;
     pthread_cond_broadcast(&r->cond);

@@ -529,6 +529,8 @@ int sq__outbox_add(struct sq_conn *cn, const struct store_collection *c, const c
     sqlite3_bind_text(st.stmt, 6, now, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st.stmt) != SQLITE_DONE)
         rc = sq__fail_db(cn, "cannot write the outbox");
+    else
+        cn->outbox_added = true;
     sq__done(&st);
     if (rc == 0 && strcmp(action, "delete") == 0 && record)
         sq__note_deleted(cn, c, id, record); /* its files go after the COMMIT */
