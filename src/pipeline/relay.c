@@ -80,55 +80,79 @@ static int last_logged_id(struct evlog *log, int64_t *id_out)
     return rc;
 }
 
-/* An outbox row becomes a change record: its commit time as "changedAt" in ISO 8601, like
- * every time on the data path. */
-static void to_change_record(json_t *row)
+/* Appends "key":"value" (value escaped) and a comma. */
+static void put_str(struct buf *b, const char *key, const char *value)
 {
-    const char *t = json_string_value(json_object_get(row, "time"));
+    buf_putc(b, '"');
+    buf_puts(b, key);
+    buf_puts(b, "\":\"");
+    buf_json_escape(b, value, strlen(value));
+    buf_puts(b, "\",");
+}
+
+/* An outbox row becomes a change record, written as text: the record's stored JSON is copied
+ * in, not parsed and encoded again; its commit time becomes "changedAt" in ISO 8601, like
+ * every time on the data path. */
+static void change_text(struct buf *b, const struct store_outbox_row *row)
+{
+    buf_printf(b, "{\"id\":%lld,", (long long)row->id);
+    put_str(b, "collectionId", row->collection_id);
+    put_str(b, "collection", row->collection);
+    put_str(b, "recordId", row->record_id);
+    put_str(b, "action", row->action);
+    buf_puts(b, "\"record\":");
+    if (row->record)
+        buf_append(b, row->record, row->record_len);
+    else
+        buf_puts(b, "null");
     int64_t us;
-    if (t && time_parse(t, strlen(t), &us) == 0) {
+    if (time_parse(row->time, strlen(row->time), &us) == 0) {
         char iso[TIME_PB_LEN];
         time_format_iso(us, iso);
-        json_object_set_new(row, "changedAt", json_string(iso));
+        buf_puts(b, ",\"changedAt\":\"");
+        buf_puts(b, iso);
+        buf_putc(b, '"');
     }
-    json_object_del(row, "time");
+    buf_putc(b, '}');
 }
 
 /* Moves one batch; returns the number of rows moved, or a negative error. */
 static int relay_once(struct pipeline_relay *r)
 {
-    json_t *rows = NULL;
-    int rc = store_outbox_read(r->store, r->last_id, RELAY_BATCH, &rows);
+    struct store_outbox_row *rows = NULL;
+    size_t n = 0;
+    int rc = store_outbox_rows(r->store, r->last_id, RELAY_BATCH, &rows, &n);
     if (rc != 0)
         return rc;
-    size_t n = json_array_size(rows);
     if (n == 0) {
-        json_decref(rows);
+        store_outbox_rows_free(rows, n);
         return 0;
     }
     /* the rows must be durable in the store before the log has them: after a power loss the
      * store could otherwise lose a change the log already published, and reuse its id */
     rc = store_sync_commits(r->store);
     if (rc != 0) {
-        json_decref(rows);
+        store_outbox_rows_free(rows, n);
         return rc;
     }
     struct evlog_rec *recs = xcalloc(n, sizeof(*recs));
     struct evlog_key *keys = xcalloc(n, sizeof(*keys));
-    char **texts = xcalloc(n, sizeof(*texts));
-    int64_t max_id = r->last_id;
+    size_t *ends = xcalloc(n, sizeof(*ends));
+    struct buf text;
+    buf_init(&text);
     for (size_t i = 0; i < n; i++) {
-        json_t *row = json_array_get(rows, i);
-        max_id = json_integer_value(json_object_get(row, "id"));
-        to_change_record(row);
-        texts[i] = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(17));
-        recs[i].data = texts[i];
-        recs[i].len = strlen(texts[i]);
+        change_text(&text, &rows[i]);
+        ends[i] = text.len;
         /* the record: its changes keep their order on a partitioned log */
-        const char *rid = json_string_value(json_object_get(row, "recordId"));
-        keys[i].data = rid;
-        keys[i].len = rid ? strlen(rid) : 0;
+        keys[i].data = rows[i].record_id;
+        keys[i].len = strlen(rows[i].record_id);
     }
+    for (size_t i = 0; i < n; i++) { /* the buffer may have moved while it grew */
+        size_t start = i ? ends[i - 1] : 0;
+        recs[i].data = text.ptr + start;
+        recs[i].len = ends[i] - start;
+    }
+    int64_t max_id = rows[n - 1].id;
     uint64_t first;
     rc = evlog_append_keyed_sync(r->log, PIPELINE_TOPIC_CHANGES, recs, keys, n, &first);
     if (rc == 0) {
@@ -137,12 +161,11 @@ static int relay_once(struct pipeline_relay *r)
         /* the log has them durably: now they may leave the outbox */
         rc = store_outbox_delete(r->store, max_id);
     }
-    for (size_t i = 0; i < n; i++)
-        free(texts[i]);
-    free(texts);
+    buf_release(&text);
+    free(ends);
     free(recs);
     free(keys);
-    json_decref(rows);
+    store_outbox_rows_free(rows, n);
     return rc == 0 ? (int)n : rc;
 }
 

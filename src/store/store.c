@@ -320,6 +320,23 @@ int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **o
     return st->ops->outbox_read(st, after_id, max, out);
 }
 
+int store_outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
+                      size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!st->ops->outbox_rows)
+        return ERR_INTERNAL;
+    return st->ops->outbox_rows(st, after_id, max, out, n_out);
+}
+
+void store_outbox_rows_free(struct store_outbox_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].mem_);
+    free(rows);
+}
+
 int store_outbox_delete(struct store *st, int64_t up_to_id)
 {
     return st->ops->outbox_delete(st, up_to_id);

@@ -146,6 +146,8 @@ struct store_sysrow {
     int64_t due_us;     /* queues: when the row is next due; 0 otherwise */
 };
 
+struct store_outbox_row;
+
 struct store_ops {
     const char *name;
     int (*open)(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len);
@@ -197,6 +199,8 @@ struct store_ops {
                        const char *old_hash, const char *new_hash);
 
     int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
+    int (*outbox_rows)(struct store *st, int64_t after_id, size_t max,
+                       struct store_outbox_row **out, size_t *n_out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
 
     int (*outbox_pending)(struct store *st, int64_t *n_out);
@@ -471,6 +475,18 @@ int store_superuser_upsert(struct store *st, const char *email, const char *pass
  * {"id":N,"collection":"...","collectionId":"...","recordId":"...","action":"create|update|
  * delete","record":{...},"time":"..."}. */
 int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out) MUST_USE;
+/* The same rows as their stored text, for the relay, which copies the record's JSON into the
+ * change record without parsing it again. */
+struct store_outbox_row {
+    int64_t id;
+    const char *collection_id, *collection, *record_id, *action, *time;
+    const char *record; /* JSON text, or NULL */
+    size_t record_len;
+    char *mem_; /* every string above */
+};
+int store_outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
+                      size_t *n_out) MUST_USE;
+void store_outbox_rows_free(struct store_outbox_row *rows, size_t n);
 /* Removes outbox rows with id <= up_to_id. */
 int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
 

@@ -876,6 +876,7 @@ const struct store_ops store__sqlite_ops = {
     .auth_token_key = sq__auth_token_key,
     .auth_rehash = sq__auth_rehash,
     .outbox_read = sq__outbox_read,
+    .outbox_rows = sq__outbox_rows,
     .outbox_delete = sq__outbox_delete,
     .outbox_pending = sq__outbox_pending,
     .sync = sq__sync,
