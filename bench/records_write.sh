@@ -3,8 +3,12 @@
 # (PATCH of random records) and delete (each record once) on a `bench` collection holding
 # RECORDS (default 100,000) records, as a superuser. Prints req/s and the server's CPU time
 # per request (user + system from /proc/PID/stat over the wrk run). The seeded directory is
-# copied for each operation, so each starts from the same RECORDS records.
-#   KEEP=DIR keeps (or reuses) the seeded directory in DIR; OPS="create update delete".
+# copied for each operation, so each starts from the same RECORDS records. Beside the total,
+# the CPU per request of each group of the server's threads: http (libmicrohttpd's workers),
+# writer (the group-commit writer), relay (the outbox relay) and other (the warehouse loader
+# and DuckDB's threads, the log's flusher, realtime, timers); and the server's peak RSS.
+#   KEEP=DIR keeps (or reuses) the seeded directory in DIR; OPS="create update delete";
+#   SERVE_ARGS="..." more `tandem serve` options (e.g. --warehouse-threads 1).
 source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-5s}
 RECORDS=${RECORDS:-100000}
@@ -79,20 +83,52 @@ request = function()
 end
 LUA
 
+# thread_ticks PID: "GROUP TICKS" per thread of PID (utime + stime in clock ticks)
+thread_ticks() {
+    local t comm
+    for t in /proc/"$1"/task/*; do
+        comm=$(cat "$t/comm" 2>/dev/null) || continue
+        case $comm in
+        MHD-*) comm=http ;;
+        rec-writer) comm=writer ;;
+        outbox-relay) comm=relay ;;
+        *) comm=other ;;
+        esac
+        awk -v g="$comm" '{ sub(/^.*\) /, ""); print g, $12 + $13 }' "$t/stat" 2>/dev/null || true
+    done
+}
+# groups_us BEFORE AFTER CPU_US: the CPU-us per request CPU_US split by thread group in the
+# proportion of their ticks during the run
+groups_us() {
+    awk -v us="$3" '
+        FNR == NR { b[$1] += $2; next }
+        { a[$1] += $2 }
+        END { t = 0; for (g in a) { d[g] = a[g] - b[g]; t += d[g] }
+              if (t <= 0) t = 1
+              printf "http %.1f, writer %.1f, relay %.1f, other %.1f", us * d["http"] / t,
+                  us * d["writer"] / t, us * d["relay"] / t, us * d["other"] / t }' "$1" "$2"
+}
+
 nport=$(free_port)
 start_nginx "$nport"
 echo "nginx return-200: $(wrk_rps "http://127.0.0.1:$nport/" "${WRK[@]}") req/s (load $(cut -d' ' -f1-3 /proc/loadavg))"
 for op in $OPS; do
     rm -rf "$BENCH_TMP/data"
     cp -a "$SEED/data" "$BENCH_TMP/data"
-    start_tandem "$BENCH_TMP/data"
+    # shellcheck disable=SC2086
+    start_tandem "$BENCH_TMP/data" ${SERVE_ARGS:-}
     TOKEN=$(signin)
     export TOKEN
     url=$TANDEM_URL
     [ "$op" = create ] && url=$TANDEM_URL/api/collections/bench/records
+    thread_ticks "$TANDEM_PID" >"$BENCH_TMP/ticks0"
     read -r rps cpu bad < <(wrk_cpu "$TANDEM_PID" "$url" "${WRK[@]}" -s "$BENCH_TMP/$op.lua")
+    thread_ticks "$TANDEM_PID" >"$BENCH_TMP/ticks1"
     note=""
     [ "${bad:-0}" != 0 ] && note=", $bad non-2xx"
-    echo "$op (records=$RECORDS): $rps req/s, $cpu cpu-us/req$note (load $(cut -d' ' -f1 /proc/loadavg))"
+    echo "$op (records=$RECORDS): $rps req/s, $cpu cpu-us/req$note" \
+        "($(groups_us "$BENCH_TMP/ticks0" "$BENCH_TMP/ticks1" "$cpu")), peak RSS" \
+        "$(awk '/^VmHWM/ { print $2 / 1024 " MiB" }' "/proc/$TANDEM_PID/status")" \
+        "(load $(cut -d' ' -f1 /proc/loadavg))"
     stop_tandem
 done

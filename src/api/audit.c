@@ -42,21 +42,48 @@ static bool listed(const char *route, const char *const *list, size_t n)
     return false;
 }
 
-/* The email of superuser id, or NULL. RETURNS a string in req's arena. */
+/* The email of superuser id, or NULL. RETURNS a string in req's arena. Each thread keeps the
+ * last superuser it looked up while the store's auth epoch stays (every change of an auth record
+ * advances it, in this process or beside it), so a superuser's requests do not each read the
+ * store; without an epoch every call reads. */
 static const char *superuser_email(struct http_req *req, struct api_env *env, const char *id)
 {
+    static _Thread_local struct {
+        bool valid;
+        uint64_t instance, epoch;
+        char id[ID_LEN + 1];
+        char email[256];
+        bool has_email;
+    } last;
+    if (!env->store || !id)
+        return NULL;
+    uint64_t instance = 0, epoch = 0;
+    bool epoch_ok = store_auth_epoch(env->store, &instance, &epoch) == 0;
+    if (epoch_ok && last.valid && last.instance == instance && last.epoch == epoch &&
+        strcmp(last.id, id) == 0)
+        return last.has_email ? arena_strdup(http_req_arena(req), last.email) : NULL;
     struct store_collection *c = NULL;
-    if (!env->store || !id || store_collection_get(env->store, API_SUPERUSERS_ID, &c) != 0)
+    if (store_collection_get(env->store, API_SUPERUSERS_ID, &c) != 0)
         return NULL;
     struct store_auth_record rec = {0};
     const char *email = NULL;
-    if (store_auth_get(env->store, c, id, &rec) == 0) {
+    int rc = store_auth_get(env->store, c, id, &rec);
+    if (rc == 0) {
         const char *e = json_string_value(json_object_get(rec.record, "email"));
         if (e)
             email = arena_strdup(http_req_arena(req), e);
         store_auth_record_release(&rec);
     }
     store_collection_unref(c);
+    last.valid = epoch_ok && (rc == 0 || rc == ERR_NOTFOUND) && strlen(id) <= ID_LEN &&
+                 (!email || strlen(email) < sizeof(last.email));
+    if (last.valid) {
+        last.instance = instance;
+        last.epoch = epoch;
+        snprintf(last.id, sizeof(last.id), "%s", id);
+        last.has_email = email != NULL;
+        snprintf(last.email, sizeof(last.email), "%s", email ? email : "");
+    }
     return email;
 }
 

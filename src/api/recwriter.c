@@ -4,6 +4,7 @@
  * COMMIT returned calls each job's done(), which answers and resumes its request. So a 200
  * still means committed, and each request still gets its own 400 for its own record. */
 #include <pthread.h>
+#include <sys/prctl.h>
 
 #include "api/records_int.h"
 
@@ -41,6 +42,7 @@ static void *writer_main(void *arg)
 {
     struct api_writer *w = arg;
     struct api_wjob *batch[WRITER_BATCH_MAX];
+    prctl(PR_SET_NAME, "rec-writer"); /* per-thread CPU in bench/records_write.sh */
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stopping)

@@ -20,12 +20,24 @@ struct audit {
     atomic_uint_fast64_t n_appended, n_failed;
 };
 
+/* SHA-256 fetched once: EVP_sha256() has OpenSSL 3 look the algorithm up on every digest,
+ * which cost as much as the hashing of an entry */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static void sha256_hex(const void *data, size_t len, char out[AUDIT_HASH_HEX + 1])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
-    if (EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != 32)
+    pthread_once(&sha256_once, sha256_fetch);
+    const EVP_MD *alg = sha256_md ? sha256_md : EVP_sha256();
+    if (EVP_Digest(data, len, md, &md_len, alg, NULL) != 1 || md_len != 32)
         PANIC("SHA-256 failed");
     for (unsigned i = 0; i < 32; i++) {
         out[2 * i] = hex[md[i] >> 4];
@@ -119,21 +131,35 @@ int audit_append(struct audit *a, const json_t *entry, uint64_t *offset_out)
 {
     if (!json_is_object(entry))
         return ERR_INVALID;
-    json_t *e = json_deep_copy(entry);
+    json_t *e = json_copy((json_t *)entry); /* shallow: only top-level members change */
     json_object_del(e, "hash");
     char hash[AUDIT_HASH_HEX + 1];
-    int rc;
+    int rc = 0;
     char *text = NULL;
     uint64_t off = 0;
     pthread_mutex_lock(&a->mu);
     json_object_set_new(e, "seq", json_integer((json_int_t)a->seq));
     json_object_set_new(e, "prev", json_string(a->prev));
-    rc = audit_hash(e, hash);
-    if (rc == 0) {
-        json_object_set_new(e, "hash", json_string(hash));
-        text = json_dumps(e, ENCODE_FLAGS);
-        rc = text ? 0 : ERR_INVALID;
+    /* the entry encoded once: its canonical text (what audit_hash hashes) is the record, with
+     * the hash member added before the closing brace */
+    char *canon = json_dumps(e, ENCODE_FLAGS);
+    size_t n = canon ? strlen(canon) : 0;
+    if (n < 2 || canon[n - 1] != '}') {
+        rc = ERR_INVALID;
+    } else {
+        sha256_hex(canon, n, hash);
+        static const char member[] = ",\"hash\":\"";
+        text = xmalloc(n - 1 + sizeof(member) - 1 + AUDIT_HASH_HEX + 3);
+        char *p = text;
+        memcpy(p, canon, n - 1);
+        p += n - 1;
+        memcpy(p, member, sizeof(member) - 1);
+        p += sizeof(member) - 1;
+        memcpy(p, hash, AUDIT_HASH_HEX);
+        p += AUDIT_HASH_HEX;
+        memcpy(p, "\"}", 3);
     }
+    free(canon);
     if (rc == 0) {
         struct evlog_rec rec = {text, strlen(text)};
         rc = evlog_append(a->log, AUDIT_TOPIC, &rec, 1, &off, NULL);

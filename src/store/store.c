@@ -1,5 +1,6 @@
 /* store.c - the store facade: backend registry and dispatch, plus the operations built on
  * the backend methods (superuser upsert). */
+#include <pthread.h>
 #include <string.h>
 
 #include "store/store_int.h"
@@ -38,6 +39,25 @@ void store_on_deleted(struct store *st, store_deleted_fn fn, void *arg)
 {
     st->deleted_arg = arg;
     st->deleted_fn = fn;
+}
+
+/* leaf: guards every store's outbox hook while it is called or replaced */
+static pthread_mutex_t outbox_hook_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void store_on_outbox(struct store *st, store_outbox_fn fn, void *arg)
+{
+    pthread_mutex_lock(&outbox_hook_mu);
+    st->outbox_fn = fn;
+    st->outbox_arg = arg;
+    pthread_mutex_unlock(&outbox_hook_mu);
+}
+
+void store__outbox_committed(struct store *st)
+{
+    pthread_mutex_lock(&outbox_hook_mu);
+    if (st->outbox_fn)
+        st->outbox_fn(st->outbox_arg);
+    pthread_mutex_unlock(&outbox_hook_mu);
 }
 
 void store_deadline(struct store *st, int64_t deadline_us)
@@ -300,6 +320,23 @@ int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **o
     return st->ops->outbox_read(st, after_id, max, out);
 }
 
+int store_outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
+                      size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!st->ops->outbox_rows)
+        return ERR_INTERNAL;
+    return st->ops->outbox_rows(st, after_id, max, out, n_out);
+}
+
+void store_outbox_rows_free(struct store_outbox_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].mem_);
+    free(rows);
+}
+
 int store_outbox_delete(struct store *st, int64_t up_to_id)
 {
     return st->ops->outbox_delete(st, up_to_id);
@@ -336,6 +373,11 @@ int store_wal_truncate(struct store *st)
 int store_sync(struct store *st)
 {
     return st->ops->sync(st);
+}
+
+int store_sync_commits(struct store *st)
+{
+    return st->ops->sync_commits ? st->ops->sync_commits(st) : st->ops->sync(st);
 }
 
 int store_writekey_create(struct store *st, const char *name, const char *key_hash,

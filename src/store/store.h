@@ -146,6 +146,8 @@ struct store_sysrow {
     int64_t due_us;     /* queues: when the row is next due; 0 otherwise */
 };
 
+struct store_outbox_row;
+
 struct store_ops {
     const char *name;
     int (*open)(const struct store_cfg *cfg, struct store **out, char *err, size_t err_len);
@@ -197,10 +199,13 @@ struct store_ops {
                        const char *old_hash, const char *new_hash);
 
     int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
+    int (*outbox_rows)(struct store *st, int64_t after_id, size_t max,
+                       struct store_outbox_row **out, size_t *n_out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
 
     int (*outbox_pending)(struct store *st, int64_t *n_out);
     int (*sync)(struct store *st);
+    int (*sync_commits)(struct store *st); /* may be NULL: store_sync then */
     int (*wal_truncate)(struct store *st);
     int (*backup)(struct store *st, const char *dest_path);
     int (*sql)(struct store *st, const char *sql, size_t max_rows, size_t max_bytes,
@@ -234,14 +239,25 @@ typedef void (*store_deleted_fn)(void *arg, const struct store_collection *c, co
                                  const json_t *record);
 #define STORE_DELETED_MAX 10000
 
+/* Called after a write transaction that added outbox rows COMMITs, on the committing thread
+ * and after the write lock is released: the outbox relay waits for it instead of polling. */
+typedef void (*store_outbox_fn)(void *arg);
+
 struct store {
     const struct store_ops *ops; /* every backend embeds this first */
     store_deleted_fn deleted_fn; /* store_on_deleted; set before the store is shared */
     void *deleted_arg;
+    store_outbox_fn outbox_fn; /* store_on_outbox; under a lock of store.c */
+    void *outbox_arg;
 };
 
 /* Installs (or, with NULL, removes) the after-commit hook of deleted records above. */
 void store_on_deleted(struct store *st, store_deleted_fn fn, void *arg);
+/* Installs (or, with NULL, removes) the outbox hook above; any time, from any thread. Once it
+ * returned, no call of the hook it replaced is running. */
+void store_on_outbox(struct store *st, store_outbox_fn fn, void *arg);
+/* For backends: a transaction that added outbox rows committed (calls the outbox hook). */
+void store__outbox_committed(struct store *st);
 
 /* The backend registered under name, or NULL. */
 const struct store_ops *store_backend(const char *name);
@@ -459,6 +475,18 @@ int store_superuser_upsert(struct store *st, const char *email, const char *pass
  * {"id":N,"collection":"...","collectionId":"...","recordId":"...","action":"create|update|
  * delete","record":{...},"time":"..."}. */
 int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out) MUST_USE;
+/* The same rows as their stored text, for the relay, which copies the record's JSON into the
+ * change record without parsing it again. */
+struct store_outbox_row {
+    int64_t id;
+    const char *collection_id, *collection, *record_id, *action, *time;
+    const char *record; /* JSON text, or NULL */
+    size_t record_len;
+    char *mem_; /* every string above */
+};
+int store_outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
+                      size_t *n_out) MUST_USE;
+void store_outbox_rows_free(struct store_outbox_row *rows, size_t n);
 /* Removes outbox rows with id <= up_to_id. */
 int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
 
@@ -466,6 +494,10 @@ int store_outbox_delete(struct store *st, int64_t up_to_id) MUST_USE;
  * WAL mode with synchronous=NORMAL). The outbox relay calls it before it publishes rows, so a
  * power loss can never take back a change the log already has. */
 int store_sync(struct store *st) MUST_USE;
+/* The same guarantee for less: only the write-ahead log is synced (an fdatasync of the WAL,
+ * where store_sync also checkpoints its pages into the database file); falls back to
+ * store_sync where the backend cannot. What the outbox relay calls before every batch. */
+int store_sync_commits(struct store *st) MUST_USE;
 /* Copies every committed page from the WAL into the database and empties the WAL file
  * (checkpoint TRUNCATE), so that no old page image (e.g. of a deleted record) is left in it.
  * ERR_BUSY when a reader or writer kept it from finishing: try again. */

@@ -52,10 +52,66 @@ static void test_sync_writes_the_database_file(void **state)
     fx_close(&fx);
 }
 
+static void count_commit(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* The outbox hook runs once per COMMIT that added outbox rows, never for one that added none
+ * or rolled back; store_outbox_rows gives the rows' stored text; store_sync_commits syncs. */
+static void test_outbox_hook_and_rows(void **state)
+{
+    (void)state;
+    struct fx fx;
+    fx_open(&fx);
+    json_t *spec = J("{\"name\":\"notes\",\"type\":\"base\",\"fields\":[{\"name\":\"t\","
+                     "\"type\":\"text\",\"max\":3}]}");
+    struct store_collection *c = NULL;
+    json_t *errors = NULL;
+    assert_int_equal(store_collection_create(fx.st, spec, &errors, &c), 0);
+    json_decref(spec);
+    int commits = 0;
+    store_on_outbox(fx.st, count_commit, &commits);
+    json_t *body = J("{\"t\":\"ab\"}"), *rec = NULL;
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), 0);
+    json_decref(body);
+    assert_int_equal(commits, 1);
+    body = J("{\"t\":\"too long\"}"); /* refused: rolled back */
+    json_t *rec2 = NULL;
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec2), ERR_INVALID);
+    json_decref(body);
+    json_decref(errors);
+    assert_int_equal(commits, 1);
+    assert_int_equal(store_outbox_delete(fx.st, 0), 0); /* a write without outbox rows */
+    assert_int_equal(commits, 1);
+    struct store_outbox_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(store_outbox_rows(fx.st, 0, 10, &rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].action, "create");
+    assert_string_equal(rows[0].collection, "notes");
+    assert_string_equal(rows[0].record_id, json_string_value(json_object_get(rec, "id")));
+    json_t *stored = json_loadb(rows[0].record, rows[0].record_len, 0, NULL);
+    assert_true(json_equal(stored, rec));
+    json_decref(stored);
+    store_outbox_rows_free(rows, n);
+    assert_int_equal(store_sync_commits(fx.st), 0);
+    store_on_outbox(fx.st, NULL, NULL);
+    body = J("{\"t\":\"cd\"}");
+    json_decref(rec);
+    assert_int_equal(store_record_create(fx.st, c, body, NULL, &errors, &rec), 0);
+    json_decref(body);
+    json_decref(rec);
+    assert_int_equal(commits, 1);
+    store_collection_unref(c);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sync_writes_the_database_file),
+        cmocka_unit_test(test_outbox_hook_and_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

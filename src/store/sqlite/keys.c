@@ -159,6 +159,25 @@ int sq__sync(struct store *st)
     return 0;
 }
 
+/* An fdatasync of the write-ahead log through this connection's handle of it: every commit
+ * in it is durable then (a checkpoint syncs the log before it copies pages and the database
+ * file after, so frames it dropped were durable already). Without a handle (the connection has
+ * not read the WAL yet, or another journal mode): a checkpoint, as store_sync. */
+int sq__sync_commits(struct store *st)
+{
+    struct sq_conn *cn = sq__conn((struct sq_store *)st);
+    if (!cn)
+        return ERR_INTERNAL;
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(cn->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK ||
+        !wal || !wal->pMethods)
+        return sq__sync(st);
+    int rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK)
+        return sq__fail(cn, ERR_IO, "cannot sync the write-ahead log (%d)", rc);
+    return 0;
+}
+
 int sq__wal_truncate(struct store *st)
 {
     struct sq_conn *cn = sq__conn((struct sq_store *)st);

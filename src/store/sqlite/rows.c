@@ -529,6 +529,8 @@ int sq__outbox_add(struct sq_conn *cn, const struct store_collection *c, const c
     sqlite3_bind_text(st.stmt, 6, now, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st.stmt) != SQLITE_DONE)
         rc = sq__fail_db(cn, "cannot write the outbox");
+    else
+        cn->outbox_added = true;
     sq__done(&st);
     if (rc == 0 && strcmp(action, "delete") == 0 && record)
         sq__note_deleted(cn, c, id, record); /* its files go after the COMMIT */
@@ -1472,6 +1474,64 @@ int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out
         json_decref(arr);
     } else {
         *out = arr;
+    }
+    sq__done(&stt);
+    return rc;
+}
+
+int sq__outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
+                    size_t *n_out)
+{
+    struct sq_store *s = (struct sq_store *)st;
+    struct sq_conn *cn = sq__conn(s);
+    if (!cn)
+        return ERR_INTERNAL;
+    struct sq_stmt stt;
+    int rc = sq__prep(cn,
+                      "SELECT \"id\", \"collection_id\", \"collection\", \"record_id\", "
+                      "\"action\", \"created\", \"record\" FROM \"_outbox\" WHERE \"id\" > ?1 "
+                      "ORDER BY \"id\" LIMIT ?2",
+                      &stt);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(stt.stmt, 1, after_id);
+    sqlite3_bind_int64(stt.stmt, 2, (sqlite3_int64)max);
+    struct store_outbox_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int step;
+    while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            rows = xrealloc(rows, cap * sizeof(*rows));
+        }
+        /* columns 1-6 as strings in one allocation, each NUL-terminated */
+        size_t len[7], total = 0;
+        const char *text[7];
+        for (int k = 1; k <= 6; k++) {
+            text[k] = (const char *)sqlite3_column_text(stt.stmt, k);
+            len[k] = text[k] ? (size_t)sqlite3_column_bytes(stt.stmt, k) : 0;
+            total += len[k] + 1;
+        }
+        struct store_outbox_row *r = &rows[n++];
+        r->id = sqlite3_column_int64(stt.stmt, 0);
+        r->mem_ = xmalloc(total);
+        const char **dst[7] = {NULL,       &r->collection_id, &r->collection, &r->record_id,
+                               &r->action, &r->time,          &r->record};
+        char *p = r->mem_;
+        for (int k = 1; k <= 6; k++) {
+            memcpy(p, text[k] ? text[k] : "", len[k]);
+            p[len[k]] = '\0';
+            *dst[k] = text[k] || k < 6 ? p : NULL;
+            p += len[k] + 1;
+        }
+        r->record_len = len[6];
+    }
+    if (step != SQLITE_DONE) {
+        rc = sq__fail_db(cn, "cannot read the outbox");
+        store_outbox_rows_free(rows, n);
+    } else {
+        *out = rows;
+        *n_out = n;
     }
     sq__done(&stt);
     return rc;

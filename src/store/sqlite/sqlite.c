@@ -366,6 +366,7 @@ int sq__begin(struct sq_store *s, struct sq_conn *cn)
     pthread_mutex_lock(&s->write_mu);
     cn->tx_start_us = time_mono_us();
     cn->auth_changed = false;
+    cn->outbox_added = false;
     metrics_observe(m_lock_wait, (double)(cn->tx_start_us - t0) / 1e6);
     int rc = sq__exec_cached(cn, "BEGIN IMMEDIATE");
     if (rc) {
@@ -454,6 +455,9 @@ int sq__commit(struct sq_store *s, struct sq_conn *cn)
     pthread_mutex_unlock(&s->write_mu);
     if (cn->n_gone || cn->gone_dropped)
         gone_flush(s, cn, rc == 0);
+    if (rc == 0 && cn->outbox_added)
+        store__outbox_committed(&s->base);
+    cn->outbox_added = false;
     return rc;
 }
 
@@ -462,6 +466,7 @@ void sq__rollback(struct sq_store *s, struct sq_conn *cn)
     if (!sqlite3_get_autocommit(cn->db))
         (void)sqlite3_exec(cn->db, "ROLLBACK", NULL, NULL, NULL);
     cn->auth_changed = false;
+    cn->outbox_added = false;
     tx_end(cn, m_rollback);
     pthread_mutex_unlock(&s->write_mu);
     if (cn->n_gone || cn->gone_dropped)
@@ -871,9 +876,11 @@ const struct store_ops store__sqlite_ops = {
     .auth_token_key = sq__auth_token_key,
     .auth_rehash = sq__auth_rehash,
     .outbox_read = sq__outbox_read,
+    .outbox_rows = sq__outbox_rows,
     .outbox_delete = sq__outbox_delete,
     .outbox_pending = sq__outbox_pending,
     .sync = sq__sync,
+    .sync_commits = sq__sync_commits,
     .wal_truncate = sq__wal_truncate,
     .backup = sq__backup,
     .sql = sq__sql,

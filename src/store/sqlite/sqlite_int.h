@@ -35,6 +35,7 @@ struct sq_conn {
     char errmsg[512];
     int64_t tx_start_us; /* when the current write transaction got the lock */
     bool auth_changed;   /* the current write transaction may invalidate auth tokens */
+    bool outbox_added;   /* the current write transaction added outbox rows */
     int64_t deadline_us; /* statements stop at this time_mono_us(); 0: never (sq__deadline) */
     bool spare_writes;   /* past the deadline, let a running write statement finish */
     /* records of collections with file fields the current write transaction deleted, for the
@@ -182,6 +183,8 @@ int sq__auth_get(struct store *st, const struct store_collection *c, const char 
 int sq__auth_token_key(struct store *st, const struct store_collection *c, const char *id,
                        char *out, size_t out_len);
 int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out);
+int sq__outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
+                    size_t *n_out);
 int sq__outbox_delete(struct store *st, int64_t up_to_id);
 /* keys.c */
 /* Runs one write statement with text parameters in its own transaction; *changes_out gets
@@ -190,6 +193,7 @@ int sq__write_one(struct sq_store *s, const char *sql, const char *const *params
                   int *changes_out);
 int sq__outbox_pending(struct store *st, int64_t *n_out);
 int sq__sync(struct store *st);
+int sq__sync_commits(struct store *st);
 int sq__wal_truncate(struct store *st);
 int sq__backup(struct store *st, const char *dest_path);
 int sq__writekey_create(struct store *st, const char *name, const char *key_hash,
