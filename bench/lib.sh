@@ -111,12 +111,13 @@ stop_pid() {
 }
 
 # bench_cc NAME: builds build/NAME from bench/NAME.c against the library of the CMake build
-# when missing or older than its source (the data generators)
+# when missing or older than its source (the data generators; the library's log registry
+# names the Kafka backend, hence its libraries)
 bench_cc() {
     local src=$BENCH_TOP/bench/$1.c bin=$BENCH_TOP/build/$1
     if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$BENCH_TOP/build/libtandem_lib.a" -nt "$bin" ]; then
         cc -O2 -std=gnu11 -I"$BENCH_TOP/src" "$src" "$BENCH_TOP/build/libtandem_lib.a" \
-            -lpthread -lm -o "$bin"
+            -Wl,--as-needed -lrdkafka -ljansson -lsodium -lsqlite3 -lz -lcrypto -lpthread -lm -o "$bin"
     fi
 }
 
