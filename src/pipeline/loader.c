@@ -439,9 +439,9 @@ static void register_position(struct consumer *c, uint64_t next, uint64_t *regis
 
 /* The events consumer found the log drained after committing `loaded` rows since it last
  * did: after a backlog (bulk_rows or more) it brings the identity tables up to date itself,
- * before its status says it caught up (the persons thread waited during the backlog; the
- * first insight must not carry that refresh). A failed refresh only costs the next insight
- * the work; it is logged, the load goes on. */
+ * before its status says it caught up (the persons thread's last period of the backlog is
+ * left; the first insight must not carry that refresh). A failed refresh only costs the next
+ * insight the work; it is logged, the load goes on. */
 static void refresh_after_backlog(struct consumer *c, struct wh_conn *conn, uint64_t *loaded)
 {
     const struct pipeline_cfg *cfg = &c->p->cfg;
@@ -743,33 +743,17 @@ static void *consumer_main(void *arg)
 
 static const double batch_buckets[] = {1, 10, 100, 1000, 5000, 10000, 25000, 50000, 100000};
 
-/* Whether the events consumer is working through a backlog of bulk_rows or more. */
-static bool events_backlog(struct pipeline *p)
-{
-    struct consumer *c = &p->cons[0]; /* KIND_EVENTS */
-    pthread_mutex_lock(&c->mu);
-    bool backlog = c->st.ready && p->cfg.bulk_rows > 0 && c->st.lag_records >= p->cfg.bulk_rows;
-    pthread_mutex_unlock(&c->mu);
-    return backlog;
-}
-
-#define PERSONS_MAX_WAITS 12
-
 /* Brings the identity tables of the insights up to date with the events loaded so far, every
  * persons_refresh_us, on its own connection: an insight then folds in only the last few
- * seconds of events itself, never a whole backlog. During a backlog it waits (each refresh
- * would rescan the identity tables for a few seconds of rows): the events consumer refreshes
- * once when it has drained it (refresh_after_backlog). */
+ * seconds of events itself, never a whole backlog. During a backlog it goes on (on the other
+ * core, beside the loading); what the last period leaves, the events consumer refreshes when
+ * it drains the backlog (refresh_after_backlog). */
 static void *persons_main(void *arg)
 {
     struct pipeline *p = arg;
     name_thread("persons", "");
     struct wh_conn *conn = NULL;
-    int waited = 0;
     while (!nap(p, p->cfg.persons_refresh_us)) {
-        if (events_backlog(p) && ++waited < PERSONS_MAX_WAITS)
-            continue; /* the events consumer refreshes when the backlog is drained */
-        waited = 0;
         if (!conn && wh_conn_open(p->cfg.wh, &conn) < 0) {
             xlog_warn("pipeline: cannot connect to the warehouse: %s", wh_errmsg(NULL));
             continue;
