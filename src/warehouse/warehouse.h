@@ -19,13 +19,10 @@
  * ERR_BUSY a query interrupted by its timeout, or a transaction conflict (retry the batch);
  * ERR_NOTFOUND no stored offset / no such mirror; ERR_INTERNAL the engine failed;
  * ERR_LIMIT a result over the byte cap, or a statement that needs more memory than the
- * engine's memory limit even spilling to its temporary directory (then wh_errmsg starts with
- * WH_NO_MEMORY). */
+ * engine's memory limit even spilling to its temporary directory (the message of a failed
+ * wh_query then starts with WH_NO_MEMORY). */
 #ifndef TANDEM_WAREHOUSE_WAREHOUSE_H
 #define TANDEM_WAREHOUSE_WAREHOUSE_H
-
-#define WH_NO_MEMORY                                                                               \
-    "the statement needs more memory than the warehouse's memory limit, even spilling to disk"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -35,6 +32,10 @@
 
 #include "core/core.h"
 #include "store/schema.h"
+
+/* How the message of a query over the memory limit begins (see ERR_LIMIT above). */
+#define WH_NO_MEMORY                                                                               \
+    "the statement needs more memory than the warehouse's memory limit, even spilling to disk"
 
 /* ---- configuration ---- */
 
