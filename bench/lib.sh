@@ -7,7 +7,20 @@ TANDEM_BIN=${TANDEM_BIN:-$BENCH_TOP/build/tandem}
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tandem-bench.XXXXXX")
 BENCH_PIDS=()
 
+# peak_rss PID: prints the peak resident set (VmHWM) of a tandem server started here, just
+# before it is stopped (every script reports its server's peak this way: stop_tandem,
+# stop_pid and the exit trap call it); nothing for other processes
+peak_rss() {
+    local pid=$1 kb
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tandem ] || return 0
+    kb=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status" 2>/dev/null) || return 0
+    [ -n "$kb" ] || return 0
+    echo "tandem (pid $pid) peak RSS: $((kb / 1024)) MiB"
+    echo "RESULT tandem_peak_rss_mib $((kb / 1024))"
+}
+
 bench_cleanup() {
+    for p in "${BENCH_PIDS[@]}"; do peak_rss "$p"; done
     for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${BENCH_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$BENCH_TMP"
@@ -97,6 +110,7 @@ start_tandem_slow() {
 
 stop_tandem() { # stops the last server started by start_tandem
     local pid=${BENCH_PIDS[-1]}
+    peak_rss "$pid"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     unset 'BENCH_PIDS[-1]'
 }
@@ -104,6 +118,7 @@ stop_tandem() { # stops the last server started by start_tandem
 # stop_pid PID [SIGNAL]: stops one process started here and forgets it
 stop_pid() {
     local pid=$1 sig=${2:-TERM} keep=() p
+    peak_rss "$pid"
     kill -s "$sig" "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
@@ -111,12 +126,13 @@ stop_pid() {
 }
 
 # bench_cc NAME: builds build/NAME from bench/NAME.c against the library of the CMake build
-# when missing or older than its source (the data generators)
+# when missing or older than its source (the data generators; the library's log registry
+# names the Kafka backend, hence its libraries)
 bench_cc() {
     local src=$BENCH_TOP/bench/$1.c bin=$BENCH_TOP/build/$1
     if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$BENCH_TOP/build/libtandem_lib.a" -nt "$bin" ]; then
         cc -O2 -std=gnu11 -I"$BENCH_TOP/src" "$src" "$BENCH_TOP/build/libtandem_lib.a" \
-            -lpthread -lm -o "$bin"
+            -Wl,--as-needed -lrdkafka -ljansson -lsodium -lsqlite3 -lz -lcrypto -lpthread -lm -o "$bin"
     fi
 }
 

@@ -41,7 +41,8 @@ if [ "$PART" = all ] || [ "$PART" = fresh ]; then
     mkdir -p "$d"
     key=$("$TANDEM_BIN" writekey create bench --dir "$d")
     "$TANDEM_BIN" superuser upsert "$SU_EMAIL" "$SU_PASSWORD" --dir "$d" >/dev/null
-    start_tandem "$d"
+    # up to 256 batch requests in flight plus the prober's: over the default per-address limit
+    start_tandem "$d" --max-connections-per-ip 0
     node "$BENCH_TOP/bench/pipeline.mjs" fresh "$TANDEM_URL" "$key" "$RATE" "$SECONDS_FRESH"
     stop_tandem
 fi

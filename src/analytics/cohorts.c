@@ -28,28 +28,56 @@ static void first_time(struct an_sql *s, const struct an_query *q, int64_t horiz
 
 /* ---- retention ---- */
 
+/* Whether two entities select the same events (the same SQL and parameters). */
+static bool same_entity(const struct an_entity *a, const struct an_entity *b)
+{
+    struct an_sql x, y;
+    an__sql_init(&x);
+    an__sql_init(&y);
+    an__sql_entity(&x, a);
+    an__sql_entity(&y, b);
+    bool same = x.b.len == y.b.len && memcmp(x.b.ptr, y.b.ptr, x.b.len) == 0 &&
+                json_equal(x.params, y.params);
+    an__sql_release(&x);
+    an__sql_release(&y);
+    return same;
+}
+
 /* Retention with at most 64 periods: each person's target and return periods as two bit
  * masks (one GROUP BY over the events), then one pass counting every (cohort, k) cell. One row
- * of n(n+1)/2 counts, cohort by cohort. */
+ * of n(n+1)/2 counts, cohort by cohort. When the target and the returning event are the same
+ * (pageview -> pageview, the common case) the two masks are equal: one mask is aggregated,
+ * without the per-row CASE (the GROUP BY was most of the statement's time). */
 static void retention_bits(struct an_sql *s, const struct an_query *q, const struct an_time *t,
                            int64_t horizon)
 {
+    bool same = same_entity(&q->target, &q->returning);
     an__sql_put(s, "WITH ev AS (SELECT " AN_SQL_PERSON " AS person, ");
     an__sql_bucket(s, t, "e.\"timestamp\"");
-    an__sql_put(s, " AS b, ");
-    an__sql_entity(s, &q->target);
-    an__sql_put(s, " AS tg, ");
-    an__sql_entity(s, &q->returning);
-    an__sql_put(s, " AS rt");
+    an__sql_put(s, " AS b");
+    if (!same) {
+        an__sql_put(s, ", ");
+        an__sql_entity(s, &q->target);
+        an__sql_put(s, " AS tg, ");
+        an__sql_entity(s, &q->returning);
+        an__sql_put(s, " AS rt");
+    }
     events_from(s, q, horizon, t->range_lo_us, t->range_hi_us);
     an__sql_put(s, " AND (");
     an__sql_entity(s, &q->target);
-    an__sql_put(s, " OR ");
-    an__sql_entity(s, &q->returning);
+    if (!same) {
+        an__sql_put(s, " OR ");
+        an__sql_entity(s, &q->returning);
+    }
     /* (UTINYINT shifts keep the masks UBIGINT; a BIGINT shift would make them HUGEINT) */
-    an__sql_put(s, ")), p AS (SELECT person, coalesce(bit_or(CASE WHEN tg THEN 1::UBIGINT << "
-                   "b::UTINYINT END), 0::UBIGINT) AS tm, coalesce(bit_or(CASE WHEN rt THEN "
-                   "1::UBIGINT << b::UTINYINT END), 0::UBIGINT) AS rm FROM ev GROUP BY person)");
+    if (same)
+        an__sql_put(s, ")), p AS (SELECT person, tm, tm AS rm FROM (SELECT person, "
+                       "bit_or(1::UBIGINT << b::UTINYINT) AS tm FROM ev GROUP BY person))");
+    else
+        an__sql_put(s, ")), p AS (SELECT person, coalesce(bit_or(CASE WHEN tg THEN 1::UBIGINT "
+                       "<< b::UTINYINT END), 0::UBIGINT) AS tm, coalesce(bit_or(CASE WHEN rt "
+                       "THEN 1::UBIGINT << b::UTINYINT END), 0::UBIGINT) AS rm FROM ev GROUP BY "
+                       "person)");
     const char *from = "p";
     if (q->first_time) {
         an__sql_put(s, ", ");

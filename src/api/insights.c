@@ -148,6 +148,9 @@ static void run_insight(struct wh_conn *conn, struct api_wh_reply *rep, void *ar
     } else if (rc == ERR_BUSY) {
         api__wh_reply_error(rep, 400, "The query took longer than the statement timeout.",
                             json_pack("{s:s}", "detail", out.message));
+    } else if (rc == ERR_LIMIT) { /* over the warehouse's memory limit, even spilling */
+        api__wh_reply_error(rep, 400, "The insight needs more memory than the warehouse allows.",
+                            json_pack("{s:s}", "detail", out.message));
     } else {
         xlog_error("insight failed: %s", conn ? out.message : "no warehouse connection");
         api__wh_reply_error(rep, 503, NULL, NULL);

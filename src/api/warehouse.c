@@ -173,7 +173,10 @@ static void run_sql(struct wh_conn *conn, struct api_wh_reply *rep, void *arg)
             rep, 400,
             rc == ERR_DENIED ? "Only read-only queries are allowed." : "The query failed.", data);
     } else if (rc == ERR_LIMIT) {
-        api__wh_reply_error(rep, 400, "The query result is too large.",
+        bool memory = strncmp(wh_errmsg(conn), WH_NO_MEMORY, strlen(WH_NO_MEMORY)) == 0;
+        api__wh_reply_error(rep, 400,
+                            memory ? "The query needs more memory than the warehouse allows."
+                                   : "The query result is too large.",
                             json_pack("{s:s}", "detail", wh_errmsg(conn)));
     } else if (rc == ERR_BUSY) {
         api__wh_reply_error(rep, 400, "The query took longer than the statement timeout.",

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "metrics/metrics.h"
@@ -74,6 +75,14 @@ static bool nap(struct pipeline *p, int64_t us)
     bool stop = p->stopping;
     pthread_mutex_unlock(&p->mu);
     return stop;
+}
+
+/* Names the calling thread (top, perf and /proc/PID/task show it); at most 15 bytes kept. */
+static void name_thread(const char *prefix, const char *topic)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "%s%s", prefix, topic);
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 static bool stopping(struct pipeline *p)
@@ -232,6 +241,7 @@ static int fetch(struct consumer *c, uint64_t from, size_t batch, struct evlog_b
 static void *ahead_main(void *arg)
 {
     struct ahead *a = arg;
+    name_thread("ahead-", a->c->topic);
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (a->state != AHEAD_WANTED && !a->quit)
@@ -427,6 +437,24 @@ static void register_position(struct consumer *c, uint64_t next, uint64_t *regis
 
 #define REGISTER_INTERVAL_US 1000000
 
+/* The events consumer found the log drained after committing `loaded` rows since it last
+ * did: after a backlog (bulk_rows or more) it brings the identity tables up to date itself,
+ * before its status says it caught up (the persons thread's last period of the backlog is
+ * left; the first insight must not carry that refresh). A failed refresh only costs the next
+ * insight the work; it is logged, the load goes on. */
+static void refresh_after_backlog(struct consumer *c, struct wh_conn *conn, uint64_t *loaded)
+{
+    const struct pipeline_cfg *cfg = &c->p->cfg;
+    uint64_t n = *loaded;
+    *loaded = 0;
+    if (c->kind != KIND_EVENTS || cfg->persons_refresh_us <= 0 || cfg->bulk_rows == 0 ||
+        n < cfg->bulk_rows || !conn)
+        return;
+    int rc = wh_persons_refresh(conn, NULL);
+    if (rc < 0 && rc != ERR_BUSY)
+        xlog_warn("pipeline %s: cannot refresh the identity tables: %s", c->name, wh_errmsg(conn));
+}
+
 /* A load transaction that spans several batches (bulk loading, see pipeline_cfg.bulk_rows). */
 struct txn {
     bool open;
@@ -488,6 +516,7 @@ static int commit_open(struct consumer *c, struct wh_conn *conn, struct txn *t, 
 static void *consumer_main(void *arg)
 {
     struct consumer *c = arg;
+    name_thread("load-", c->topic);
     struct pipeline *p = c->p;
     struct evlog *log = p->cfg.log;
     struct wh_conn *conn = NULL;
@@ -505,9 +534,10 @@ static void *consumer_main(void *arg)
     uint64_t registered = UINT64_MAX; /* the position last registered with the log */
     int64_t registered_at = 0;
     struct ahead *ah = c->kind == KIND_EVENTS && p->cfg.read_ahead ? ahead_start(c) : NULL;
-    bool pending = false; /* a read-ahead request for `pos` is outstanding */
-    size_t req = batch;   /* the size of the read for `pos` */
-    double lag_s = 0;     /* age of the first record of the last batch read */
+    bool pending = false;     /* a read-ahead request for `pos` is outstanding */
+    size_t req = batch;       /* the size of the read for `pos` */
+    double lag_s = 0;         /* age of the first record of the last batch read */
+    uint64_t since_drain = 0; /* rows committed since the log was last found drained */
 
     while (!stopping(p)) {
         int rc = 0;
@@ -578,6 +608,7 @@ static void *consumer_main(void *arg)
                 req = batch;
                 goto commit_txn;
             }
+            refresh_after_backlog(c, conn, &since_drain);
             update_lag(c, log, next, 0);
             register_position(c, next, &registered, &registered_at);
             batch = req = p->cfg.min_batch;
@@ -635,7 +666,11 @@ static void *consumer_main(void *arg)
             continue;
         }
         next = pos;
-        rows_since_ckpt += count_commit(c, &txn, &st, batch);
+        uint64_t committed = count_commit(c, &txn, &st, batch);
+        rows_since_ckpt += committed;
+        since_drain += committed;
+        if (drained)
+            refresh_after_backlog(c, conn, &since_drain);
         if (time_mono_us() - registered_at >= REGISTER_INTERVAL_US)
             register_position(c, next, &registered, &registered_at);
         update_lag(c, log, next, lag_s);
@@ -660,6 +695,7 @@ static void *consumer_main(void *arg)
                       (unsigned long long)next, wh_errmsg(conn));
             goto failed;
         }
+        since_drain += pos - next;
         next = pos;
         update_lag(c, log, next, lag_s);
         continue;
@@ -709,10 +745,13 @@ static const double batch_buckets[] = {1, 10, 100, 1000, 5000, 10000, 25000, 500
 
 /* Brings the identity tables of the insights up to date with the events loaded so far, every
  * persons_refresh_us, on its own connection: an insight then folds in only the last few
- * seconds of events itself, never a whole backlog. */
+ * seconds of events itself, never a whole backlog. During a backlog it goes on (on the other
+ * core, beside the loading); what the last period leaves, the events consumer refreshes when
+ * it drains the backlog (refresh_after_backlog). */
 static void *persons_main(void *arg)
 {
     struct pipeline *p = arg;
+    name_thread("persons", "");
     struct wh_conn *conn = NULL;
     while (!nap(p, p->cfg.persons_refresh_us)) {
         if (!conn && wh_conn_open(p->cfg.wh, &conn) < 0) {

@@ -68,7 +68,9 @@ struct pipeline_cfg {
     uint64_t bulk_rows;
     /* how often a thread of the pipeline brings the insights' identity tables up to date
      * (wh_persons_refresh) with the events loaded since; default 5 s; 0: never (an insight
-     * still refreshes them itself before it runs) */
+     * still refreshes them itself before it runs). When the events consumer has drained a
+     * backlog of bulk_rows or more it refreshes once itself, before its status shows it
+     * caught up, so the first insight after a large load never carries that refresh. */
     int64_t persons_refresh_us;
 };
 

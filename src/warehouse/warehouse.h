@@ -17,7 +17,10 @@
  * Error codes (besides -errno): ERR_INVALID a bad query, parameter or name (the detail from
  * the engine is in wh_errmsg); ERR_DENIED a statement the read-only guard refuses;
  * ERR_BUSY a query interrupted by its timeout, or a transaction conflict (retry the batch);
- * ERR_NOTFOUND no stored offset / no such mirror; ERR_INTERNAL the engine failed. */
+ * ERR_NOTFOUND no stored offset / no such mirror; ERR_INTERNAL the engine failed;
+ * ERR_LIMIT a result over the byte cap, or a statement that needs more memory than the
+ * engine's memory limit even spilling to its temporary directory (the message of a failed
+ * wh_query then starts with WH_NO_MEMORY). */
 #ifndef TANDEM_WAREHOUSE_WAREHOUSE_H
 #define TANDEM_WAREHOUSE_WAREHOUSE_H
 
@@ -29,6 +32,10 @@
 
 #include "core/core.h"
 #include "store/schema.h"
+
+/* How the message of a query over the memory limit begins (see ERR_LIMIT above). */
+#define WH_NO_MEMORY                                                                               \
+    "the statement needs more memory than the warehouse's memory limit, even spilling to disk"
 
 /* ---- configuration ---- */
 

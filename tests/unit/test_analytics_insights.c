@@ -248,6 +248,38 @@ static void test_retention_many_periods(void **state)
     }
 }
 
+/* The same target and returning event take one mask in the bit-mask statement: the answers
+ * equal those of the general statement (more than 64 periods), recurring and first time */
+static void test_retention_same_event(void **state)
+{
+    struct afx *f = *state;
+    afx_load(f, cohort_ev, ARRAY_LEN(cohort_ev));
+    for (int ft = 0; ft < 2; ft++) {
+        char q3[512], q70[512];
+        const char *type = ft ? ",\"retentionType\":\"first_time\"" : "";
+        snprintf(q3, sizeof(q3),
+                 "{\"targetEvent\":{\"event\":\"use\"},\"returningEvent\":{\"event\":\"use\"},"
+                 "\"totalIntervals\":4,\"dateTo\":\"2024-03-03\"%s}",
+                 type);
+        snprintf(q70, sizeof(q70),
+                 "{\"targetEvent\":{\"event\":\"use\"},\"returningEvent\":{\"event\":\"use\"},"
+                 "\"totalIntervals\":70,\"dateTo\":\"2024-03-03\"%s}",
+                 type);
+        json_t *a = NULL, *b = NULL;
+        assert_int_equal(afx_run(f, ANALYTICS_RETENTION, q3, &a), 0);
+        assert_int_equal(afx_run(f, ANALYTICS_RETENTION, q70, &b), 0);
+        json_t *ra = json_object_get(a, "results"), *rb = json_object_get(b, "results");
+        assert_int_equal(json_array_size(ra), 4);
+        for (size_t i = 0; i < 4; i++)
+            assert_true(json_equal(json_array_get(ra, i), json_array_get(rb, 66 + i)));
+        /* 02-29: p5 uses, and again on 03-01 */
+        if (!ft)
+            assert_at(a, "results.0.values.1.count", "1");
+        json_decref(a);
+        json_decref(b);
+    }
+}
+
 static void test_stickiness(void **state)
 {
     struct afx *f = *state;
@@ -382,6 +414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_funnel_breakdown_and_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_many_periods, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_same_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stickiness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_merge, setup, teardown),

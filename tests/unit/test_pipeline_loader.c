@@ -484,6 +484,34 @@ static void test_bulk_transactions(void **state)
                 "[[0]]");
 }
 
+/* After draining a backlog of bulk_rows or more the events consumer brings the identity
+ * tables up to date itself, before its status shows it caught up (the first insight after a
+ * large load must not carry that refresh); a consumer that keeps up leaves them to the
+ * persons thread (which never runs here: its period is an hour). */
+static void test_refresh_after_backlog(void **state)
+{
+    struct fx *f = *state;
+    struct pipeline_cfg cfg;
+    pipeline_cfg_defaults(&cfg);
+    cfg.log = f->log;
+    cfg.wh = f->wh;
+    cfg.idle_wait_us = 2000;
+    cfg.min_batch = 100;
+    cfg.max_batch = 300;
+    cfg.bulk_rows = 1000;
+    cfg.persons_refresh_us = 3600 * 1000000LL;
+    append_events(f, 0, 10);
+    struct pipeline *p;
+    assert_int_equal(pipeline_start(&cfg, &p), 0);
+    wait_caught_up(f, p);
+    assert_rows(f->c, "SELECT count(*) FROM _persons_state", "[[0]]");
+    append_events(f, 10, 2500);
+    wait_caught_up(f, p);
+    assert_rows(f->c, "SELECT count(*), max(next_offset) FROM _persons_state", "[[1,2510]]");
+    assert_rows(f->c, "SELECT count(*) FROM _did_first", "[[7]]");
+    pipeline_stop(p);
+}
+
 /* A consumer stopped in the middle of a transaction commits what it appended. */
 static void test_stop_commits_open_transaction(void **state)
 {
@@ -724,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_load_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_no_read_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_after_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_commits_open_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_when_idle_and_empty, setup, teardown),
         cmocka_unit_test(test_parse_event),

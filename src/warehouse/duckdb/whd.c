@@ -98,6 +98,8 @@ int whd__result_fail(struct whd_conn *c, duckdb_result *res, const char *what)
     switch (duckdb_result_error_type(res)) {
     case DUCKDB_ERROR_TRANSACTION:
     case DUCKDB_ERROR_INTERRUPT: rc = ERR_BUSY; break;
+    /* over memory_limit even with spilling to the temporary directory (or over its size) */
+    case DUCKDB_ERROR_OUT_OF_MEMORY: rc = ERR_LIMIT; break;
     case DUCKDB_ERROR_PARSER:
     case DUCKDB_ERROR_BINDER:
     case DUCKDB_ERROR_CATALOG:
@@ -114,7 +116,10 @@ int whd__result_fail(struct whd_conn *c, duckdb_result *res, const char *what)
     case DUCKDB_ERROR_PARAMETER_NOT_RESOLVED: rc = ERR_INVALID; break;
     default: rc = ERR_INTERNAL; break;
     }
-    if (what)
+    if (rc == ERR_LIMIT)
+        whd__fail(c, rc, "%s%s" WH_NO_MEMORY ": %s", what ? what : "", what ? ": " : "",
+                  msg ? msg : "unknown error");
+    else if (what)
         whd__fail(c, rc, "%s: %s", what, msg ? msg : "unknown error");
     else
         whd__fail(c, rc, "%s", msg ? msg : "unknown error");

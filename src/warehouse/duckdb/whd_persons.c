@@ -297,32 +297,42 @@ int whd__persons_refresh(struct wh_conn *wc, uint64_t *next_out)
              next, hi, next, hi);
     if ((rc = whd__exec(c, sql)) < 0)
         goto fail;
+    /* grouped by the stored key of the distinct id (an integer) rather than its text; ids and
+     * their keys correspond one to one (the keys' premise everywhere) */
     snprintf(sql, sizeof(sql),
-             "CREATE OR REPLACE TEMP TABLE _df_delta AS SELECT coalesce(user_id, anonymous_id) AS "
-             "did, any_value(did_key) AS did_key, min(\"timestamp\") AS \"timestamp\" FROM events "
+             "CREATE OR REPLACE TEMP TABLE _df_delta AS SELECT any_value(coalesce(user_id, "
+             "anonymous_id)) AS did, did_key, min(\"timestamp\") AS \"timestamp\" FROM events "
              "WHERE log_offset >= %" PRIu64 " AND log_offset < %" PRIu64
-             " AND coalesce(user_id, anonymous_id) IS NOT NULL GROUP BY 1",
+             " AND did_key IS NOT NULL GROUP BY did_key",
              next, hi);
+    uint64_t n_old = 0, unused = 0;
     if ((rc = whd__exec(c, sql)) < 0 ||
+        /* the linked ids with events before this refresh (their first event is stored): only
+         * those can have earlier events whose person changes */
+        (rc = whd__exec(c, "CREATE OR REPLACE TEMP TABLE _pl_old AS SELECT d.did_key FROM "
+                           "_pl_delta d SEMI JOIN _did_first f ON f.did_key = d.did_key")) < 0 ||
+        (rc = query_u64x2(c, "SELECT count(*), 0 FROM _pl_old", &n_old, &unused)) < 0 ||
         /* an earlier link or first event replaces the stored one */
-        (rc = whd__exec(c, "DELETE FROM _person_links p USING _pl_delta d WHERE p.did = d.did AND "
-                           "(d.\"timestamp\" < p.\"timestamp\" OR (d.\"timestamp\" = "
-                           "p.\"timestamp\" AND d.log_offset < p.log_offset))")) < 0 ||
+        (rc = whd__exec(c, "DELETE FROM _person_links p USING _pl_delta d WHERE p.did_key = "
+                           "d.did_key AND (d.\"timestamp\" < p.\"timestamp\" OR "
+                           "(d.\"timestamp\" = p.\"timestamp\" AND d.log_offset < "
+                           "p.log_offset))")) < 0 ||
         (rc = whd__exec(c, "INSERT INTO _person_links SELECT d.* FROM _pl_delta d ANTI JOIN "
-                           "_person_links p ON p.did = d.did")) < 0 ||
-        (rc = whd__exec(c, "DELETE FROM _did_first f USING _df_delta d WHERE f.did = d.did AND "
-                           "d.\"timestamp\" < f.\"timestamp\"")) < 0 ||
+                           "_person_links p ON p.did_key = d.did_key")) < 0 ||
+        (rc = whd__exec(c, "DELETE FROM _did_first f USING _df_delta d WHERE f.did_key = "
+                           "d.did_key AND d.\"timestamp\" < f.\"timestamp\"")) < 0 ||
         (rc = whd__exec(c, "INSERT INTO _did_first SELECT d.* FROM _df_delta d ANTI JOIN "
-                           "_did_first f ON f.did = d.did")) < 0)
+                           "_did_first f ON f.did_key = d.did_key")) < 0)
         goto fail;
-    /* the persons of the events: the earlier events of ids whose link is new or changed, then
-     * the new events of every linked id */
+    /* the persons of the events: the earlier events of ids whose link is new or changed (a
+     * scan of every earlier event, skipped when no such id has any), then the new events of
+     * every linked id */
     snprintf(sql, sizeof(sql),
              "UPDATE events SET person_key = l.person_key FROM _person_links l WHERE "
-             "l.did_key = events.did_key AND l.did_key IN (SELECT did_key FROM _pl_delta) AND "
+             "l.did_key = events.did_key AND l.did_key IN (SELECT did_key FROM _pl_old) AND "
              "events.log_offset < %" PRIu64 " AND events.person_key IS DISTINCT FROM l.person_key",
              next);
-    if ((rc = whd__exec(c, sql)) < 0)
+    if (n_old > 0 && (rc = whd__exec(c, sql)) < 0)
         goto fail;
     snprintf(sql, sizeof(sql),
              "UPDATE events SET person_key = l.person_key FROM _person_links l WHERE "
@@ -334,7 +344,8 @@ int whd__persons_refresh(struct wh_conn *wc, uint64_t *next_out)
         goto fail;
     snprintf(sql, sizeof(sql), "INSERT INTO _persons_state VALUES (%" PRIu64 ")", hi);
     if ((rc = whd__exec(c, sql)) < 0 || (rc = whd__exec(c, "DROP TABLE _pl_delta")) < 0 ||
-        (rc = whd__exec(c, "DROP TABLE _df_delta")) < 0)
+        (rc = whd__exec(c, "DROP TABLE _df_delta")) < 0 ||
+        (rc = whd__exec(c, "DROP TABLE _pl_old")) < 0)
         goto fail;
     rc = whd__commit(c);
     goto out;

@@ -657,10 +657,13 @@ static int fetch_rows(struct whd_conn *c, duckdb_result *res, uint64_t max_rows,
     /* a failure while streaming (an interrupt, a runtime error) shows on the result */
     if (rc == 0 && !out->truncated) {
         const char *e = duckdb_result_error(res);
+        duckdb_error_type et = duckdb_result_error_type(res);
         if (e)
-            rc = whd__fail(
-                c, duckdb_result_error_type(res) == DUCKDB_ERROR_INTERRUPT ? ERR_BUSY : ERR_INVALID,
-                "%s", e);
+            rc = whd__fail(c,
+                           et == DUCKDB_ERROR_INTERRUPT       ? ERR_BUSY
+                           : et == DUCKDB_ERROR_OUT_OF_MEMORY ? ERR_LIMIT
+                                                              : ERR_INVALID,
+                           "%s%s", et == DUCKDB_ERROR_OUT_OF_MEMORY ? WH_NO_MEMORY ": " : "", e);
     }
     for (idx_t i = 0; i < ncols; i++)
         duckdb_destroy_logical_type(&types[i]);
