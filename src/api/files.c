@@ -37,6 +37,8 @@ struct api_files_change {
     struct api_upload *puts; /* the uploads to store, .key = storage key */
     size_t n_puts;
     size_t n_written;
+    const char **keys; /* of puts, for the group sync */
+    struct storage_sync_req sync;
     bool settled;  /* api__files_settle ran */
     bool inflight; /* counted in inflight until settled */
     void (*done)(void *arg, int rc);
@@ -224,6 +226,7 @@ bool api__files_prepare(struct http_req *req, struct api_env *env, const struct 
     arena_on_release(a, coll_unref, ch->c);
     ch->uploaded = api__arena_json(a, json_object());
     ch->puts = ups->n ? arena_alloc(a, ups->n * sizeof(*ch->puts)) : NULL;
+    ch->keys = ups->n ? arena_alloc(a, ups->n * sizeof(*ch->keys)) : NULL;
 
     /* the record: its id names the directory */
     if (id) {
@@ -334,24 +337,54 @@ bool api__files_pending(const struct api_files_change *ch)
     return ch && ch->n_puts > ch->n_written;
 }
 
-int api__files_write_now(struct api_files_change *ch)
+/* Writes the uploads not yet written, none of them durable yet (storage_create: no temporary
+ * file, since nothing names them before the record commits, and no sync). */
+static int write_files(struct api_files_change *ch)
 {
-    for (; ch && ch->n_written < ch->n_puts; ch->n_written++) {
+    for (; ch->n_written < ch->n_puts; ch->n_written++) {
         const struct api_upload *u = &ch->puts[ch->n_written];
-        int rc = storage_put(ch->env->storage, u->key, u->data, u->len);
+        int rc = storage_create(ch->env->storage, u->key, u->data, u->len);
         if (rc) {
             xlog_error("cannot store the upload %s: %s", u->key, err_str(rc));
             return rc;
         }
+        ch->keys[ch->n_written] = u->key;
     }
     return 0;
 }
 
-/* On a pool thread: writes the uploads, then hands over. */
+int api__files_write_now(struct api_files_change *ch)
+{
+    if (!ch || ch->n_written == ch->n_puts)
+        return 0;
+    int rc = write_files(ch);
+    if (rc == 0 && (rc = storage_sync(ch->env->storage, ch->keys, ch->n_puts)) != 0)
+        xlog_error("cannot sync the uploads of %s: %s", ch->rec_id, err_str(rc));
+    return rc;
+}
+
+/* On the syncer's thread, once the group holding ch's files is durable. */
+static void synced(void *arg, int rc)
+{
+    struct api_files_change *ch = arg;
+    if (rc)
+        xlog_error("cannot sync the uploads of %s: %s", ch->rec_id, err_str(rc));
+    ch->done(ch->done_arg, rc);
+}
+
+/* On a pool thread: writes the uploads, then queues them for the next group sync, which hands
+ * over once they are durable (before the record's write begins). */
 static void write_job(void *arg)
 {
     struct api_files_change *ch = arg;
-    ch->done(ch->done_arg, api__files_write_now(ch));
+    int rc = write_files(ch);
+    if (rc) {
+        ch->done(ch->done_arg, rc);
+        return;
+    }
+    ch->sync =
+        (struct storage_sync_req){.keys = ch->keys, .n = ch->n_puts, .done = synced, .arg = ch};
+    storage_syncer_submit(ch->env->files_syncer, &ch->sync);
 }
 
 int api__files_write_async(struct api_files_change *ch, void (*done)(void *arg, int rc), void *arg)
@@ -610,6 +643,7 @@ int api_files_start(struct api_env *env, const char *dir)
         return rc;
     if ((rc = storage_thumb_init()) != 0 ||
         (rc = storage_pool_new(FILES_POOL_THREADS, FILES_POOL_QUEUE, &env->files_pool)) != 0 ||
+        (rc = storage_syncer_new(env->storage, &env->files_syncer)) != 0 ||
         (rc = storage_pool_new(THUMBS_POOL_THREADS, THUMBS_POOL_QUEUE, &env->thumbs_pool)) != 0) {
         api_files_free(env);
         return rc;
@@ -627,6 +661,7 @@ void api_files_stop(struct api_env *env)
 {
     storage_pool_stop(env->thumbs_pool);
     storage_pool_stop(env->files_pool);
+    storage_syncer_stop(env->files_syncer); /* after the pool: it syncs what the pool wrote */
 }
 
 void api_files_free(struct api_env *env)
@@ -637,6 +672,8 @@ void api_files_free(struct api_env *env)
     env->thumbs_pool = NULL;
     storage_pool_free(env->files_pool);
     env->files_pool = NULL;
+    storage_syncer_free(env->files_syncer);
+    env->files_syncer = NULL;
     storage_close(env->storage);
     env->storage = NULL;
 }

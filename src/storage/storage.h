@@ -38,6 +38,14 @@ struct storage_ops {
     /* Stores data under key durably (temp file, fsync, rename, fsync of the directory),
      * replacing what was there. */
     int (*put)(struct storage *s, const char *key, const void *data, size_t len);
+    /* Writes data under key, which must not exist (ERR_CONFLICT), straight under its name and
+     * NOT durable: for a file nothing refers to until sync returned for it (an upload whose
+     * record commits after the sync), so a crash before then leaves an orphan, maybe partly
+     * written, that the sweep removes. */
+    int (*create)(struct storage *s, const char *key, const void *data, size_t len);
+    /* Makes the files keys[0..n) made by create durable, and their directory entries (every
+     * directory above them, once per call): one pass for many uploads. */
+    int (*sync)(struct storage *s, const char *const *keys, size_t n);
     /* An open descriptor on key's bytes for sending (sendfile), and its stat; ERR_NOTFOUND. */
     int (*open_read)(struct storage *s, const char *key, int *fd_out, struct storage_stat *st_out);
     /* Removes key (a file) or everything under key (a prefix); missing is not an error. */
@@ -57,6 +65,8 @@ int storage_open(const char *name, const char *dir, struct storage **out) MUST_U
 void storage_close(struct storage *s);
 bool storage_key_valid(const char *key);
 int storage_put(struct storage *s, const char *key, const void *data, size_t len) MUST_USE;
+int storage_create(struct storage *s, const char *key, const void *data, size_t len) MUST_USE;
+int storage_sync(struct storage *s, const char *const *keys, size_t n) MUST_USE;
 int storage_open_read(struct storage *s, const char *key, int *fd_out,
                       struct storage_stat *st_out) MUST_USE;
 int storage_remove(struct storage *s, const char *key);
@@ -89,6 +99,27 @@ int storage_pool_submit(struct storage_pool *p, storage_job_cb fn, void *arg) MU
 /* Runs what is queued, then joins the threads. */
 void storage_pool_stop(struct storage_pool *p);
 void storage_pool_free(struct storage_pool *p);
+
+/* ---- group sync ----
+ *
+ * Files written with storage_create by many threads made durable together: one thread syncs
+ * everything queued since its last pass in one storage_sync (the file system then commits its
+ * journal once for the whole group instead of once per file), then calls each request's
+ * done(arg, rc) on that thread, in queue order. */
+struct storage_syncer;
+struct storage_sync_req { /* the caller's, untouched until done is called */
+    const char *const *keys;
+    size_t n;
+    void (*done)(void *arg, int rc);
+    void *arg;
+    struct storage_sync_req *next; /* the syncer's */
+};
+int storage_syncer_new(struct storage *s, struct storage_syncer **out) MUST_USE;
+/* Queues req; done runs once its files are durable (rc 0) or could not be made so. */
+void storage_syncer_submit(struct storage_syncer *y, struct storage_sync_req *req);
+/* Syncs what is queued, then stops the thread; later submits are synced on the caller's thread. */
+void storage_syncer_stop(struct storage_syncer *y);
+void storage_syncer_free(struct storage_syncer *y);
 
 /* ---- thumbnails (libvips) ---- */
 

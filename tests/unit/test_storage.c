@@ -147,6 +147,65 @@ static void test_local_backend(void **state)
     assert_int_equal(storage_remove(fx->st, "c/r"), 0);
 }
 
+struct synced {
+    pthread_mutex_t mu;
+    int order[8];
+    int n;
+};
+
+static struct synced synced_log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void on_synced(void *arg, int rc)
+{
+    pthread_mutex_lock(&synced_log.mu);
+    synced_log.order[synced_log.n++] = rc ? -1 : (int)(intptr_t)arg;
+    pthread_mutex_unlock(&synced_log.mu);
+}
+
+/* create writes a new file at once (never over one), sync makes a group durable, and the
+ * syncer answers each request after the pass that holds its files, in order. */
+static void test_create_and_group_sync(void **state)
+{
+    struct fx *fx = *state;
+    assert_int_equal(storage_create(fx->st, "c/r1/a.txt", "hello", 5), 0);
+    assert_int_equal(storage_create(fx->st, "c/r1/a.txt", "again", 5), ERR_CONFLICT);
+    assert_int_equal(storage_create(fx->st, "c/r2/b.txt", "", 0), 0);
+    assert_int_equal(storage_create(fx->st, "c/../x", "no", 2), ERR_INVALID);
+    int fd;
+    struct storage_stat st;
+    assert_int_equal(storage_open_read(fx->st, "c/r1/a.txt", &fd, &st), 0);
+    assert_int_equal(st.size, 5); /* the refused second create left the first alone */
+    close(fd);
+    const char *keys[] = {"c/r1/a.txt", "c/r2/b.txt"};
+    assert_int_equal(storage_sync(fx->st, keys, 2), 0);
+    const char *missing[] = {"c/r1/a.txt", "c/r3/none"};
+    assert_true(storage_sync(fx->st, missing, 2) != 0);
+    int n[2] = {0, 0};
+    assert_int_equal(storage_list(fx->st, "c/r1", count, n), 0);
+    assert_int_equal(n[0], 1); /* no temporary file */
+
+    struct storage_syncer *y;
+    assert_int_equal(storage_syncer_new(fx->st, &y), 0);
+    struct storage_sync_req reqs[3] = {
+        {.keys = keys, .n = 1, .done = on_synced, .arg = (void *)(intptr_t)1},
+        {.keys = missing, .n = 2, .done = on_synced, .arg = (void *)(intptr_t)2},
+        {.keys = keys + 1, .n = 1, .done = on_synced, .arg = (void *)(intptr_t)3},
+    };
+    synced_log.n = 0;
+    for (int i = 0; i < 3; i++)
+        storage_syncer_submit(y, &reqs[i]);
+    storage_syncer_stop(y); /* answers what was queued first */
+    assert_int_equal(synced_log.n, 3);
+    assert_int_equal(synced_log.order[0], 1);
+    assert_int_equal(synced_log.order[1], -1); /* only the request with the missing file fails */
+    assert_int_equal(synced_log.order[2], 3);
+    struct storage_sync_req late = {.keys = keys, .n = 2, .done = on_synced, .arg = (void *)4};
+    storage_syncer_submit(y, &late); /* stopped: synced on this thread */
+    assert_int_equal(synced_log.n, 4);
+    assert_int_equal(synced_log.order[3], 4);
+    storage_syncer_free(y);
+}
+
 static void test_thumbnail(void **state)
 {
     struct fx *fx = *state;
@@ -253,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_sniff),
         cmocka_unit_test(test_thumb_specs),
         cmocka_unit_test_setup_teardown(test_local_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_and_group_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thumbnail, setup, teardown),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_multipart_files),

@@ -1,10 +1,12 @@
 /* local.c - the local storage backend: key "a/b/c" is the file <dir>/storage/a/b/c. Writes go
  * to a temporary file in the same directory, are fsynced and renamed, and the directory is
  * fsynced, so a crash leaves either the whole file or none. */
+#define _GNU_SOURCE /* sync_file_range */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,16 +27,17 @@ static int path_of(const struct local *l, const char *key, char *out, size_t cap
 
 static int fsync_dir(const char *path);
 
-/* mkdir -p of the directories above path (below root, which exists); a directory made here
- * is made durable in its parent, so a synced file is never lost with its directory. */
-static int make_parents(const struct local *l, char *path)
+/* mkdir -p of the directories above path (below root, which exists); with durable, a
+ * directory made here is made durable in its parent at once, so a synced file is never lost
+ * with its directory (without, local_sync does it later). */
+static int make_parents_as(const struct local *l, char *path, bool durable)
 {
     size_t rl = strlen(l->root);
     for (char *p = path + rl + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        int rc = mkdir(path, 0700) == 0 ? fsync_dir(path) /* the parent's entry for it */
+        int rc = mkdir(path, 0700) == 0 ? (durable ? fsync_dir(path) : 0) /* the parent's entry */
                  : errno == EEXIST      ? 0
                                         : -errno;
         *p = '/';
@@ -42,6 +45,11 @@ static int make_parents(const struct local *l, char *path)
             return rc;
     }
     return 0;
+}
+
+static int make_parents(const struct local *l, char *path)
+{
+    return make_parents_as(l, path, true);
 }
 
 static int fsync_dir(const char *path)
@@ -121,6 +129,99 @@ fail:
     if (fd >= 0)
         close(fd);
     unlink(tmp);
+    return rc;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : ERR_INTERNAL;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int local_create(struct storage *s, const char *key, const void *data, size_t len)
+{
+    struct local *l = (struct local *)s;
+    char path[PATH_MAX];
+    int rc = path_of(l, key, path, sizeof(path));
+    if (rc || (rc = make_parents_as(l, path, false)) != 0)
+        return rc;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno == EEXIST ? ERR_CONFLICT : -errno;
+    rc = write_all(fd, data, len);
+    /* start the write-back now: local_sync then mostly waits, and the file system allocates
+     * the blocks of a whole group in one journal transaction */
+    if (rc == 0 && len > 0)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc)
+        unlink(path);
+    return rc;
+}
+
+/* Whether dirs[0..n) holds d. */
+static bool seen(char **dirs, size_t n, const char *d)
+{
+    for (size_t i = n; i-- > 0;) /* the same record's directory is most often the last one */
+        if (strcmp(dirs[i], d) == 0)
+            return true;
+    return false;
+}
+
+static int local_sync(struct storage *s, const char *const *keys, size_t n)
+{
+    struct local *l = (struct local *)s;
+    char path[PATH_MAX];
+    int rc = 0;
+    /* the files first: the first fdatasync commits the journal for all of them */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if ((rc = path_of(l, keys[i], path, sizeof(path))) != 0)
+            break;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            return -errno;
+        rc = fdatasync(fd) == 0 ? 0 : -errno;
+        close(fd);
+    }
+    /* then every directory above them, each once: their entries for the files and for the
+     * directories create made */
+    size_t rl = strlen(l->root), nd = 0, cap = 0;
+    char **dirs = NULL;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if ((rc = path_of(l, keys[i], path, sizeof(path))) != 0)
+            break;
+        for (char *slash = strrchr(path, '/'); slash && (size_t)(slash - path) >= rl;
+             slash = strrchr(path, '/')) {
+            *slash = '\0';
+            if (seen(dirs, nd, path))
+                break; /* and so were the directories above it */
+            if (nd == cap) {
+                cap = cap ? 2 * cap : 16;
+                dirs = xrealloc(dirs, cap * sizeof(*dirs));
+            }
+            dirs[nd++] = xstrdup(path);
+            int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd < 0 || fsync(fd) != 0)
+                rc = -errno;
+            if (fd >= 0)
+                close(fd);
+            if (rc)
+                break;
+        }
+    }
+    for (size_t i = 0; i < nd; i++)
+        free(dirs[i]);
+    free(dirs);
     return rc;
 }
 
@@ -236,6 +337,8 @@ const struct storage_ops storage_local_ops = {
     .open = local_open,
     .close = local_close,
     .put = local_put,
+    .create = local_create,
+    .sync = local_sync,
     .open_read = local_open_read,
     .remove = local_remove,
     .list = local_list,
