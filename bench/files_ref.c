@@ -10,6 +10,8 @@
  *   MODE group:  per file: mkdir, create, write, start of write-back (sync_file_range); every
  *                32 files: fdatasync each, fsync each record directory and the parent once
  *                (tandem's group sync)
+ *   MODE syncfs: as group, but one syncfs of the whole file system per 32 files instead of
+ *                their fsyncs (it also writes back every other user's dirty data)
  *   MODE nosync: per file: mkdir, create, write (no sync at all: not durable; the floor)
  *
  * Prints "MODE files/s cpu-us/file". */
@@ -62,11 +64,12 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     if (argc != 4)
-        return fprintf(stderr, "usage: files_ref DIR COUNT each|group|nosync\n"), 2;
+        return fprintf(stderr, "usage: files_ref DIR COUNT each|group|syncfs|nosync\n"), 2;
     const char *top = argv[1], *mode = argv[3];
     long count = atol(argv[2]);
     int each = strcmp(mode, "each") == 0, group = strcmp(mode, "group") == 0;
-    if (count <= 0 || (!each && !group && strcmp(mode, "nosync") != 0))
+    int fs = strcmp(mode, "syncfs") == 0;
+    if (count <= 0 || (!each && !group && !fs && strcmp(mode, "nosync") != 0))
         return fprintf(stderr, "files_ref: bad COUNT or MODE\n"), 2;
     char coll[4096], data[SIZE];
     for (size_t i = 0; i < SIZE; i++)
@@ -96,7 +99,13 @@ int main(int argc, char **argv)
             sync_path(dirs[g], 1);
             sync_path(coll, 1);
         } else {
-            write_file(paths[g], data, group);
+            write_file(paths[g], data, group || fs);
+            if (fs && (g == GROUP - 1 || i == count - 1)) {
+                int fd = open(coll, O_RDONLY | O_DIRECTORY);
+                if (fd < 0 || syncfs(fd) != 0)
+                    die(coll);
+                close(fd);
+            }
             if (group && (g == GROUP - 1 || i == count - 1)) {
                 for (int k = 0; k <= g; k++)
                     sync_path(paths[k], 0);

@@ -26,7 +26,6 @@ struct ml;
 struct gov;
 struct storage;
 struct storage_pool;
-struct storage_syncer;
 struct audit;
 
 typedef void (*api_hash_done_cb)(void *done_arg, int rc, const char *hash);
@@ -80,7 +79,6 @@ struct api_env {
      * (they wait on fsync) and the pool making thumbnails (CPU: a few threads at most) */
     struct storage *storage;
     struct storage_pool *files_pool;
-    struct storage_syncer *files_syncer; /* syncs the uploads the pool wrote, in groups */
     struct storage_pool *thumbs_pool;
     struct capture_limits capture_limits;
     struct api_record_limits records; /* defaults filled in by api_register */

@@ -37,10 +37,9 @@ struct api_files_change {
     struct api_upload *puts; /* the uploads to store, .key = storage key */
     size_t n_puts;
     size_t n_written;
-    const char **keys; /* of puts, for the group sync */
-    struct storage_sync_req sync;
-    bool settled;  /* api__files_settle ran */
-    bool inflight; /* counted in inflight until settled */
+    const char **keys; /* of puts, for storage_sync */
+    bool settled;      /* api__files_settle ran */
+    bool inflight;     /* counted in inflight until settled */
     void (*done)(void *arg, int rc);
     void *done_arg;
 };
@@ -363,28 +362,11 @@ int api__files_write_now(struct api_files_change *ch)
     return rc;
 }
 
-/* On the syncer's thread, once the group holding ch's files is durable. */
-static void synced(void *arg, int rc)
-{
-    struct api_files_change *ch = arg;
-    if (rc)
-        xlog_error("cannot sync the uploads of %s: %s", ch->rec_id, err_str(rc));
-    ch->done(ch->done_arg, rc);
-}
-
-/* On a pool thread: writes the uploads, then queues them for the next group sync, which hands
- * over once they are durable (before the record's write begins). */
+/* On a pool thread: writes the uploads and makes them durable, then hands over. */
 static void write_job(void *arg)
 {
     struct api_files_change *ch = arg;
-    int rc = write_files(ch);
-    if (rc) {
-        ch->done(ch->done_arg, rc);
-        return;
-    }
-    ch->sync =
-        (struct storage_sync_req){.keys = ch->keys, .n = ch->n_puts, .done = synced, .arg = ch};
-    storage_syncer_submit(ch->env->files_syncer, &ch->sync);
+    ch->done(ch->done_arg, api__files_write_now(ch));
 }
 
 int api__files_write_async(struct api_files_change *ch, void (*done)(void *arg, int rc), void *arg)
@@ -643,7 +625,6 @@ int api_files_start(struct api_env *env, const char *dir)
         return rc;
     if ((rc = storage_thumb_init()) != 0 ||
         (rc = storage_pool_new(FILES_POOL_THREADS, FILES_POOL_QUEUE, &env->files_pool)) != 0 ||
-        (rc = storage_syncer_new(env->storage, &env->files_syncer)) != 0 ||
         (rc = storage_pool_new(THUMBS_POOL_THREADS, THUMBS_POOL_QUEUE, &env->thumbs_pool)) != 0) {
         api_files_free(env);
         return rc;
@@ -661,7 +642,6 @@ void api_files_stop(struct api_env *env)
 {
     storage_pool_stop(env->thumbs_pool);
     storage_pool_stop(env->files_pool);
-    storage_syncer_stop(env->files_syncer); /* after the pool: it syncs what the pool wrote */
 }
 
 void api_files_free(struct api_env *env)
@@ -672,8 +652,6 @@ void api_files_free(struct api_env *env)
     env->thumbs_pool = NULL;
     storage_pool_free(env->files_pool);
     env->files_pool = NULL;
-    storage_syncer_free(env->files_syncer);
-    env->files_syncer = NULL;
     storage_close(env->storage);
     env->storage = NULL;
 }

@@ -1,5 +1,6 @@
 /* storage.c - the facade (backend registry, key checks, dispatch), MIME sniffing and the
  * bounded worker pool. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
@@ -243,6 +244,7 @@ struct storage_pool {
 static void *pool_main(void *arg)
 {
     struct storage_pool *p = arg;
+    pthread_setname_np(pthread_self(), "storage-pool"); /* for profiles */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stopping)
@@ -327,116 +329,4 @@ void storage_pool_free(struct storage_pool *p)
     pthread_mutex_destroy(&p->mu);
     free(p->threads);
     free(p);
-}
-
-/* ---- group sync ---- */
-
-struct storage_syncer {
-    struct storage *s;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct storage_sync_req *head, *tail; /* guarded by mu */
-    bool stopping;
-    bool running; /* the thread was started and not yet joined */
-    pthread_t thread;
-};
-
-/* Syncs the files of every request of list in one pass, then answers each (in order). If the
- * pass fails, each request is tried alone, so one request's failure is only its own. */
-static void sync_run(struct storage_syncer *y, struct storage_sync_req *list)
-{
-    size_t n = 0, k = 0;
-    for (struct storage_sync_req *r = list; r; r = r->next)
-        n += r->n;
-    const char **keys = xmalloc((n ? n : 1) * sizeof(*keys));
-    for (struct storage_sync_req *r = list; r; r = r->next)
-        for (size_t i = 0; i < r->n; i++)
-            keys[k++] = r->keys[i];
-    int rc = storage_sync(y->s, keys, n);
-    free(keys);
-    bool many = list && list->next;
-    while (list) {
-        struct storage_sync_req *next = list->next; /* done may free list */
-        int own = rc && many ? storage_sync(y->s, list->keys, list->n) : rc;
-        list->done(list->arg, own);
-        list = next;
-    }
-}
-
-static void *syncer_main(void *arg)
-{
-    struct storage_syncer *y = arg;
-    pthread_mutex_lock(&y->mu);
-    for (;;) {
-        while (!y->head && !y->stopping)
-            pthread_cond_wait(&y->cv, &y->mu);
-        if (!y->head)
-            break;
-        struct storage_sync_req *list = y->head;
-        y->head = y->tail = NULL;
-        pthread_mutex_unlock(&y->mu);
-        sync_run(y, list);
-        pthread_mutex_lock(&y->mu);
-    }
-    pthread_mutex_unlock(&y->mu);
-    return NULL;
-}
-
-int storage_syncer_new(struct storage *s, struct storage_syncer **out)
-{
-    struct storage_syncer *y = xcalloc(1, sizeof(*y));
-    y->s = s;
-    pthread_mutex_init(&y->mu, NULL);
-    pthread_cond_init(&y->cv, NULL);
-    if (pthread_create(&y->thread, NULL, syncer_main, y) != 0) {
-        storage_syncer_free(y);
-        return ERR_INTERNAL;
-    }
-    y->running = true;
-    *out = y;
-    return 0;
-}
-
-void storage_syncer_submit(struct storage_syncer *y, struct storage_sync_req *req)
-{
-    req->next = NULL;
-    pthread_mutex_lock(&y->mu);
-    if (!y->running || y->stopping) {
-        pthread_mutex_unlock(&y->mu);
-        sync_run(y, req); /* stopped: on this thread */
-        return;
-    }
-    if (y->tail)
-        y->tail->next = req;
-    else
-        y->head = req;
-    y->tail = req;
-    pthread_cond_signal(&y->cv);
-    pthread_mutex_unlock(&y->mu);
-}
-
-void storage_syncer_stop(struct storage_syncer *y)
-{
-    if (!y)
-        return;
-    pthread_mutex_lock(&y->mu);
-    bool join = y->running && !y->stopping;
-    y->stopping = true;
-    pthread_cond_broadcast(&y->cv);
-    pthread_mutex_unlock(&y->mu);
-    if (join)
-        pthread_join(y->thread, NULL); /* it syncs and answers what is queued first */
-    pthread_mutex_lock(&y->mu);
-    y->running = false;
-    pthread_mutex_unlock(&y->mu);
-}
-
-void storage_syncer_free(struct storage_syncer *y)
-{
-    if (!y)
-        return;
-    storage_syncer_stop(y);
-    pthread_cond_destroy(&y->cv);
-    pthread_mutex_destroy(&y->mu);
-    free(y);
 }

@@ -8,8 +8,9 @@
  * never holds "..", an empty segment, a leading '/', a backslash or a control character
  * (storage_key_valid); every function refuses other keys with ERR_INVALID.
  *
- * Threads: a struct storage may be used from any thread at once (the local backend keeps no
- * mutable state); the pool's submit may be called from any thread. */
+ * Threads: a struct storage may be used from any thread at once (the local backend's only
+ * mutable state is its table of directory syncs in progress, under its own lock); the pool's
+ * submit may be called from any thread. */
 #ifndef TANDEM_STORAGE_STORAGE_H
 #define TANDEM_STORAGE_STORAGE_H
 
@@ -43,8 +44,9 @@ struct storage_ops {
      * record commits after the sync), so a crash before then leaves an orphan, maybe partly
      * written, that the sweep removes. */
     int (*create)(struct storage *s, const char *key, const void *data, size_t len);
-    /* Makes the files keys[0..n) made by create durable, and their directory entries (every
-     * directory above them, once per call): one pass for many uploads. */
+    /* Makes the files keys[0..n) made by create durable, and their directory entries (each
+     * file's directory and its parent, each once; a directory's fsync is shared by the
+     * threads that need the same directory synced at the same time). */
     int (*sync)(struct storage *s, const char *const *keys, size_t n);
     /* An open descriptor on key's bytes for sending (sendfile), and its stat; ERR_NOTFOUND. */
     int (*open_read)(struct storage *s, const char *key, int *fd_out, struct storage_stat *st_out);
@@ -99,27 +101,6 @@ int storage_pool_submit(struct storage_pool *p, storage_job_cb fn, void *arg) MU
 /* Runs what is queued, then joins the threads. */
 void storage_pool_stop(struct storage_pool *p);
 void storage_pool_free(struct storage_pool *p);
-
-/* ---- group sync ----
- *
- * Files written with storage_create by many threads made durable together: one thread syncs
- * everything queued since its last pass in one storage_sync (the file system then commits its
- * journal once for the whole group instead of once per file), then calls each request's
- * done(arg, rc) on that thread, in queue order. */
-struct storage_syncer;
-struct storage_sync_req { /* the caller's, untouched until done is called */
-    const char *const *keys;
-    size_t n;
-    void (*done)(void *arg, int rc);
-    void *arg;
-    struct storage_sync_req *next; /* the syncer's */
-};
-int storage_syncer_new(struct storage *s, struct storage_syncer **out) MUST_USE;
-/* Queues req; done runs once its files are durable (rc 0) or could not be made so. */
-void storage_syncer_submit(struct storage_syncer *y, struct storage_sync_req *req);
-/* Syncs what is queued, then stops the thread; later submits are synced on the caller's thread. */
-void storage_syncer_stop(struct storage_syncer *y);
-void storage_syncer_free(struct storage_syncer *y);
 
 /* ---- thumbnails (libvips) ---- */
 

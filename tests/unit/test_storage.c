@@ -147,24 +147,27 @@ static void test_local_backend(void **state)
     assert_int_equal(storage_remove(fx->st, "c/r"), 0);
 }
 
-struct synced {
-    pthread_mutex_t mu;
-    int order[8];
-    int n;
+struct sync_arg {
+    struct storage *st;
+    int i, rc;
 };
 
-static struct synced synced_log = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static void on_synced(void *arg, int rc)
+static void *create_and_sync(void *arg)
 {
-    pthread_mutex_lock(&synced_log.mu);
-    synced_log.order[synced_log.n++] = rc ? -1 : (int)(intptr_t)arg;
-    pthread_mutex_unlock(&synced_log.mu);
+    struct sync_arg *a = arg;
+    char key[64];
+    snprintf(key, sizeof(key), "c/t%d/f.txt", a->i);
+    const char *keys[] = {key};
+    a->rc = storage_create(a->st, key, "x", 1);
+    for (int k = 0; k < 20 && a->rc == 0; k++) /* the same directories, over and over */
+        a->rc = storage_sync(a->st, keys, 1);
+    return NULL;
 }
 
-/* create writes a new file at once (never over one), sync makes a group durable, and the
- * syncer answers each request after the pass that holds its files, in order. */
-static void test_create_and_group_sync(void **state)
+/* create writes a new file at once (never over one) and sync makes a group durable; threads
+ * syncing files of the same directories at once all succeed (their directory syncs are
+ * shared). */
+static void test_create_and_sync(void **state)
 {
     struct fx *fx = *state;
     assert_int_equal(storage_create(fx->st, "c/r1/a.txt", "hello", 5), 0);
@@ -183,27 +186,16 @@ static void test_create_and_group_sync(void **state)
     int n[2] = {0, 0};
     assert_int_equal(storage_list(fx->st, "c/r1", count, n), 0);
     assert_int_equal(n[0], 1); /* no temporary file */
-
-    struct storage_syncer *y;
-    assert_int_equal(storage_syncer_new(fx->st, &y), 0);
-    struct storage_sync_req reqs[3] = {
-        {.keys = keys, .n = 1, .done = on_synced, .arg = (void *)(intptr_t)1},
-        {.keys = missing, .n = 2, .done = on_synced, .arg = (void *)(intptr_t)2},
-        {.keys = keys + 1, .n = 1, .done = on_synced, .arg = (void *)(intptr_t)3},
-    };
-    synced_log.n = 0;
-    for (int i = 0; i < 3; i++)
-        storage_syncer_submit(y, &reqs[i]);
-    storage_syncer_stop(y); /* answers what was queued first */
-    assert_int_equal(synced_log.n, 3);
-    assert_int_equal(synced_log.order[0], 1);
-    assert_int_equal(synced_log.order[1], -1); /* only the request with the missing file fails */
-    assert_int_equal(synced_log.order[2], 3);
-    struct storage_sync_req late = {.keys = keys, .n = 2, .done = on_synced, .arg = (void *)4};
-    storage_syncer_submit(y, &late); /* stopped: synced on this thread */
-    assert_int_equal(synced_log.n, 4);
-    assert_int_equal(synced_log.order[3], 4);
-    storage_syncer_free(y);
+    pthread_t th[12];
+    struct sync_arg args[12];
+    for (int i = 0; i < 12; i++) {
+        args[i] = (struct sync_arg){fx->st, i, -1};
+        assert_int_equal(pthread_create(&th[i], NULL, create_and_sync, &args[i]), 0);
+    }
+    for (int i = 0; i < 12; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].rc, 0);
+    }
 }
 
 static void test_thumbnail(void **state)
@@ -312,7 +304,7 @@ int main(void)
         cmocka_unit_test(test_sniff),
         cmocka_unit_test(test_thumb_specs),
         cmocka_unit_test_setup_teardown(test_local_backend, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_and_group_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_and_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thumbnail, setup, teardown),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_multipart_files),

@@ -1,12 +1,16 @@
-/* local.c - the local storage backend: key "a/b/c" is the file <dir>/storage/a/b/c. Writes go
- * to a temporary file in the same directory, are fsynced and renamed, and the directory is
- * fsynced, so a crash leaves either the whole file or none. */
+/* local.c - the local storage backend: key "a/b/c" is the file <dir>/storage/a/b/c. put writes
+ * to a temporary file in the same directory, fsyncs and renames it, and fsyncs the directory,
+ * so a crash leaves either the whole file or none. create writes a new file in place (nothing
+ * refers to it yet) and sync makes files durable later, sharing each directory's fsync among
+ * the threads that need it at once. */
 #define _GNU_SOURCE /* sync_file_range */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,9 +18,25 @@
 
 #include "storage/storage.h"
 
+/* A directory being synced, shared by the threads that need it synced at the same time:
+ * uploads of different records all need their collection's directory synced (its entries for
+ * the new record directories), and one fsync that starts after a thread's change covers that
+ * thread. */
+#define DIR_SLOTS 16
+struct dir_slot {
+    char path[PATH_MAX];
+    uint64_t started, done; /* fsyncs of path started / finished since the slot was claimed */
+    int rc;                 /* of the last one finished */
+    bool busy;              /* one is running */
+    int waiters;
+};
+
 struct local {
     struct storage base;
     char root[PATH_MAX]; /* <dir>/storage, no trailing '/' */
+    pthread_mutex_t mu;  /* leaf: guards dirs */
+    pthread_cond_t cv;
+    struct dir_slot dirs[DIR_SLOTS];
 };
 
 static int path_of(const struct local *l, const char *key, char *out, size_t cap)
@@ -27,9 +47,9 @@ static int path_of(const struct local *l, const char *key, char *out, size_t cap
 
 static int fsync_dir(const char *path);
 
-/* mkdir -p of the directories above path (below root, which exists); with durable, a
- * directory made here is made durable in its parent at once, so a synced file is never lost
- * with its directory (without, local_sync does it later). */
+/* mkdir -p of the directories above path (below root, which exists); a directory made here
+ * is made durable in its parent at once, so a synced file is never lost with its directory,
+ * except path's own directory when !durable: local_sync syncs its parent then. */
 static int make_parents_as(const struct local *l, char *path, bool durable)
 {
     size_t rl = strlen(l->root);
@@ -37,7 +57,8 @@ static int make_parents_as(const struct local *l, char *path, bool durable)
         if (*p != '/')
             continue;
         *p = '\0';
-        int rc = mkdir(path, 0700) == 0 ? (durable ? fsync_dir(path) : 0) /* the parent's entry */
+        bool own = !strchr(p + 1, '/'); /* path's own directory */
+        int rc = mkdir(path, 0700) == 0 ? (durable || !own ? fsync_dir(path) : 0) /* its entry */
                  : errno == EEXIST      ? 0
                                         : -errno;
         *p = '/';
@@ -77,12 +98,17 @@ static int local_open(const char *dir, struct storage **out)
         free(l);
         return ERR_INVALID;
     }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
     *out = &l->base;
     return 0;
 }
 
 static void local_close(struct storage *s)
 {
+    struct local *l = (struct local *)s;
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
     free(s);
 }
 
@@ -169,6 +195,59 @@ static int local_create(struct storage *s, const char *key, const void *data, si
     return rc;
 }
 
+static int fsync_path(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Makes what was done in dir before the call durable: waits for an fsync of dir that starts
+ * after the call, running it unless another thread does. Without a free slot, syncs alone. */
+static int sync_dir_shared(struct local *l, const char *dir)
+{
+    pthread_mutex_lock(&l->mu);
+    struct dir_slot *d = NULL;
+    for (int i = 0; i < DIR_SLOTS && !d; i++)
+        if (l->dirs[i].waiters > 0 && strcmp(l->dirs[i].path, dir) == 0)
+            d = &l->dirs[i];
+    for (int i = 0; i < DIR_SLOTS && !d; i++)
+        if (l->dirs[i].waiters == 0) {
+            d = &l->dirs[i];
+            snprintf(d->path, sizeof(d->path), "%s", dir);
+            d->started = d->done = 0;
+            d->busy = false;
+        }
+    if (!d) {
+        pthread_mutex_unlock(&l->mu);
+        return fsync_path(dir);
+    }
+    d->waiters++;
+    uint64_t need = d->started + 1; /* the one running now may have begun before the change */
+    while (d->done < need) {
+        if (d->busy) {
+            pthread_cond_wait(&l->cv, &l->mu);
+            continue;
+        }
+        d->busy = true;
+        uint64_t gen = ++d->started;
+        pthread_mutex_unlock(&l->mu);
+        int rc = fsync_path(dir);
+        pthread_mutex_lock(&l->mu);
+        d->busy = false;
+        d->done = gen;
+        d->rc = rc;
+        pthread_cond_broadcast(&l->cv);
+    }
+    int rc = d->rc;
+    d->waiters--;
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
 /* Whether dirs[0..n) holds d. */
 static bool seen(char **dirs, size_t n, const char *d)
 {
@@ -183,7 +262,7 @@ static int local_sync(struct storage *s, const char *const *keys, size_t n)
     struct local *l = (struct local *)s;
     char path[PATH_MAX];
     int rc = 0;
-    /* the files first: the first fdatasync commits the journal for all of them */
+    /* the files first (their write-back began in create), then their directories */
     for (size_t i = 0; i < n && rc == 0; i++) {
         if ((rc = path_of(l, keys[i], path, sizeof(path))) != 0)
             break;
@@ -193,29 +272,25 @@ static int local_sync(struct storage *s, const char *const *keys, size_t n)
         rc = fdatasync(fd) == 0 ? 0 : -errno;
         close(fd);
     }
-    /* then every directory above them, each once: their entries for the files and for the
-     * directories create made */
+    /* then each file's directory (its entry for the file) and that directory's parent (its
+     * entry for the directory, which create may have made), each once */
     size_t rl = strlen(l->root), nd = 0, cap = 0;
     char **dirs = NULL;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if ((rc = path_of(l, keys[i], path, sizeof(path))) != 0)
             break;
-        for (char *slash = strrchr(path, '/'); slash && (size_t)(slash - path) >= rl;
-             slash = strrchr(path, '/')) {
+        int level = 0;
+        for (char *slash = strrchr(path, '/'); slash && (size_t)(slash - path) >= rl && level < 2;
+             slash = strrchr(path, '/'), level++) {
             *slash = '\0';
             if (seen(dirs, nd, path))
-                break; /* and so were the directories above it */
+                break; /* and so was its parent */
             if (nd == cap) {
                 cap = cap ? 2 * cap : 16;
                 dirs = xrealloc(dirs, cap * sizeof(*dirs));
             }
             dirs[nd++] = xstrdup(path);
-            int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd < 0 || fsync(fd) != 0)
-                rc = -errno;
-            if (fd >= 0)
-                close(fd);
-            if (rc)
+            if ((rc = sync_dir_shared(l, path)) != 0)
                 break;
         }
     }
