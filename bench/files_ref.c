@@ -9,7 +9,7 @@
  *                directory and of its parent (the three syncs tandem did per upload before)
  *   MODE group:  per file: mkdir, create, write, start of write-back (sync_file_range); every
  *                32 files: fdatasync each, fsync each record directory and the parent once
- *                (tandem's group sync)
+ *                (the most one thread can share)
  *   MODE syncfs: as group, but one syncfs of the whole file system per 32 files instead of
  *                their fsyncs (it also writes back every other user's dirty data)
  *   MODE nosync: per file: mkdir, create, write (no sync at all: not durable; the floor)

@@ -336,8 +336,9 @@ bool api__files_pending(const struct api_files_change *ch)
     return ch && ch->n_puts > ch->n_written;
 }
 
-/* Writes the uploads not yet written, none of them durable yet (storage_create: no temporary
- * file, since nothing names them before the record commits, and no sync). */
+/* Writes the uploads not yet written, each synced, straight under its name (storage_create:
+ * no temporary file and rename, since nothing names it before the record commits); their
+ * directory entries are synced after (storage_sync). */
 static int write_files(struct api_files_change *ch)
 {
     for (; ch->n_written < ch->n_puts; ch->n_written++) {

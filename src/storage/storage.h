@@ -39,14 +39,14 @@ struct storage_ops {
     /* Stores data under key durably (temp file, fsync, rename, fsync of the directory),
      * replacing what was there. */
     int (*put)(struct storage *s, const char *key, const void *data, size_t len);
-    /* Writes data under key, which must not exist (ERR_CONFLICT), straight under its name and
-     * NOT durable: for a file nothing refers to until sync returned for it (an upload whose
-     * record commits after the sync), so a crash before then leaves an orphan, maybe partly
-     * written, that the sweep removes. */
+    /* Writes data under key, which must not exist (ERR_CONFLICT), straight under its name (no
+     * temporary file) and syncs its bytes, but NOT its directory entries: for a file nothing
+     * refers to until sync returned for it (an upload whose record commits after the sync),
+     * so a crash before then leaves an orphan, maybe partly written, that the sweep removes. */
     int (*create)(struct storage *s, const char *key, const void *data, size_t len);
-    /* Makes the files keys[0..n) made by create durable, and their directory entries (each
-     * file's directory and its parent, each once; a directory's fsync is shared by the
-     * threads that need the same directory synced at the same time). */
+    /* Makes the directory entries of the files keys[0..n) made by create durable (each file's
+     * directory and its parent, each once; a directory's fsync is shared by the threads that
+     * need the same directory synced at the same time). */
     int (*sync)(struct storage *s, const char *const *keys, size_t n);
     /* An open descriptor on key's bytes for sending (sendfile), and its stat; ERR_NOTFOUND. */
     int (*open_read)(struct storage *s, const char *key, int *fd_out, struct storage_stat *st_out);

@@ -1,9 +1,8 @@
 /* local.c - the local storage backend: key "a/b/c" is the file <dir>/storage/a/b/c. put writes
  * to a temporary file in the same directory, fsyncs and renames it, and fsyncs the directory,
- * so a crash leaves either the whole file or none. create writes a new file in place (nothing
- * refers to it yet) and sync makes files durable later, sharing each directory's fsync among
- * the threads that need it at once. */
-#define _GNU_SOURCE /* sync_file_range */
+ * so a crash leaves either the whole file or none. create writes and fdatasyncs a new file in
+ * place (nothing refers to it yet) and sync makes its directory entries durable, sharing each
+ * directory's fsync among the threads that need it at once. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -184,10 +183,8 @@ static int local_create(struct storage *s, const char *key, const void *data, si
     if (fd < 0)
         return errno == EEXIST ? ERR_CONFLICT : -errno;
     rc = write_all(fd, data, len);
-    /* start the write-back now: local_sync then mostly waits, and the file system allocates
-     * the blocks of a whole group in one journal transaction */
-    if (rc == 0 && len > 0)
-        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (rc == 0 && fdatasync(fd) != 0) /* on this descriptor: local_sync need not reopen it */
+        rc = -errno;
     if (close(fd) != 0 && rc == 0)
         rc = -errno;
     if (rc)
@@ -262,18 +259,8 @@ static int local_sync(struct storage *s, const char *const *keys, size_t n)
     struct local *l = (struct local *)s;
     char path[PATH_MAX];
     int rc = 0;
-    /* the files first (their write-back began in create), then their directories */
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if ((rc = path_of(l, keys[i], path, sizeof(path))) != 0)
-            break;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            return -errno;
-        rc = fdatasync(fd) == 0 ? 0 : -errno;
-        close(fd);
-    }
-    /* then each file's directory (its entry for the file) and that directory's parent (its
-     * entry for the directory, which create may have made), each once */
+    /* each file's directory (its entry for the file) and that directory's parent (its entry
+     * for the directory, which create may have made), each once */
     size_t rl = strlen(l->root), nd = 0, cap = 0;
     char **dirs = NULL;
     for (size_t i = 0; i < n && rc == 0; i++) {
