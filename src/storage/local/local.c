@@ -52,12 +52,25 @@ static int fsync_dir(const char *path);
 static int make_parents_as(const struct local *l, char *path, bool durable)
 {
     size_t rl = strlen(l->root);
+    /* most often path's own directory alone is missing (a new record's), or none is: that
+     * one first, so the directories above are not tried one by one */
+    char *own = strrchr(path, '/');
+    if (own && (size_t)(own - path) > rl) {
+        *own = '\0';
+        int rc = mkdir(path, 0700) == 0 ? (durable ? fsync_dir(path) : 0)
+                 : errno == EEXIST      ? 0
+                 : errno == ENOENT      ? 1 /* a directory above is missing too */
+                                        : -errno;
+        *own = '/';
+        if (rc <= 0)
+            return rc;
+    }
     for (char *p = path + rl + 1; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
-        bool own = !strchr(p + 1, '/'); /* path's own directory */
-        int rc = mkdir(path, 0700) == 0 ? (durable || !own ? fsync_dir(path) : 0) /* its entry */
+        bool mine = !strchr(p + 1, '/'); /* path's own directory */
+        int rc = mkdir(path, 0700) == 0 ? (durable || !mine ? fsync_dir(path) : 0) /* its entry */
                  : errno == EEXIST      ? 0
                                         : -errno;
         *p = '/';
