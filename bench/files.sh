@@ -86,6 +86,13 @@ fi
 bench_cc files_ref
 ref=()
 for m in each group nosync; do ref+=("$("$BENCH_TOP/build/files_ref" "$BENCH_TMP/ref" "${REF_COUNT:-2000}" "$m")"); done
+# tandem's storage alone, 8 threads: the old way to store an upload (put: temporary file,
+# rename, three syncs) against the current one (create + sync), alternated twice
+bench_cc files_store
+store=()
+for k in 1 2; do
+    for m in put create; do store+=("$("$BENCH_TOP/build/files_store" "$BENCH_TMP/store$k$m" "${REF_COUNT:-2000}" "$m")"); done
+done
 echo "nginx static thumbnail ($(stat -c %s "$THUMB_FILE") bytes): $ngx req/s"
 echo "tandem cached thumbnail: $thumb req/s ($(ratio "$thumb" "$ngx") of nginx), $thumb_cpu cpu-us/req${thumb_bad:+, $thumb_bad non-2xx}"
 echo "tandem 64 KB uploads: $up req/s, $up_cpu cpu-us/req, $up_bad non-2xx; $stored files stored"
@@ -93,5 +100,9 @@ echo "tandem peak RSS (VmHWM): $hwm"
 for r in "${ref[@]}"; do
     read -r m fps cpu <<<"$r"
     echo "reference, plain C, one thread, 64 KiB file + record directory, sync $m: $fps files/s, $cpu cpu-us/file"
+done
+for r in "${store[@]}"; do
+    read -r m fps cpu <<<"$r"
+    echo "tandem's storage alone, 8 threads, $m: $fps files/s, $cpu cpu-us/file"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
