@@ -124,6 +124,21 @@ static void local_close(struct storage *s)
     free(s);
 }
 
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : ERR_INTERNAL;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
 static int local_put(struct storage *s, const char *key, const void *data, size_t len)
 {
     struct local *l = (struct local *)s;
@@ -139,19 +154,8 @@ static int local_put(struct storage *s, const char *key, const void *data, size_
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = w < 0 ? -errno : ERR_INTERNAL;
-            goto fail;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
+    if ((rc = write_all(fd, data, len)) != 0)
+        goto fail;
     if (fdatasync(fd) != 0) {
         rc = -errno;
         goto fail;
@@ -168,21 +172,6 @@ fail:
         close(fd);
     unlink(tmp);
     return rc;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : ERR_INTERNAL;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 static int local_create(struct storage *s, const char *key, const void *data, size_t len)
