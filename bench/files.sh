@@ -70,7 +70,39 @@ perf_start upload
 read -r up up_cpu up_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/uploads/records" "${WRK[@]}" -s "$BENCH_TMP/upload.lua")
 perf_stop
 stored=$(find "$BENCH_TMP/data/storage/$COLL" -type f -name 'payload_*' | wc -l)
+hwm=$(awk '/^VmHWM:/ {print $2, $3}' "/proc/$TANDEM_PID/status")
+# STRACE_DIR=dir: the syscalls of a further 5 s upload run under strace -c -f (slowed by strace;
+# counts per upload, not rates): dir/strace.txt
+if [ -n "${STRACE_DIR:-}" ]; then
+    strace -c -f -q -o "$STRACE_DIR/strace.txt" -p "$TANDEM_PID" & STRACE_PID=$!
+    sleep 1
+    read -r _ _ st_bad < <(wrk_cpu "$TANDEM_PID" "$TANDEM_URL/api/collections/uploads/records" -t2 -c"$CONNS" -d5s -s "$BENCH_TMP/upload.lua")
+    st_n=$(find "$BENCH_TMP/data/storage/$COLL" -type f -name 'payload_*' | wc -l)
+    kill -INT "$STRACE_PID"; wait "$STRACE_PID" || true
+    echo "under strace: $((st_n - stored)) uploads, $st_bad non-2xx; syscalls in $STRACE_DIR/strace.txt"
+fi
+# the kernel's own cost per stored file on this file system, in the same run: one thread
+# writing 64 KiB files in the same layout with per-file syncs, group syncs and none
+bench_cc files_ref
+ref=()
+for m in each group nosync; do ref+=("$("$BENCH_TOP/build/files_ref" "$BENCH_TMP/ref" "${REF_COUNT:-2000}" "$m")"); done
+# tandem's storage alone, 8 threads: the old way to store an upload (put: temporary file,
+# rename, three syncs) against the current one (create + sync), alternated twice
+bench_cc files_store
+store=()
+for k in 1 2; do
+    for m in put create; do store+=("$("$BENCH_TOP/build/files_store" "$BENCH_TMP/store$k$m" "${REF_COUNT:-2000}" "$m")"); done
+done
 echo "nginx static thumbnail ($(stat -c %s "$THUMB_FILE") bytes): $ngx req/s"
 echo "tandem cached thumbnail: $thumb req/s ($(ratio "$thumb" "$ngx") of nginx), $thumb_cpu cpu-us/req${thumb_bad:+, $thumb_bad non-2xx}"
 echo "tandem 64 KB uploads: $up req/s, $up_cpu cpu-us/req, $up_bad non-2xx; $stored files stored"
+echo "tandem peak RSS (VmHWM): $hwm"
+for r in "${ref[@]}"; do
+    read -r m fps cpu <<<"$r"
+    echo "reference, plain C, one thread, 64 KiB file + record directory, sync $m: $fps files/s, $cpu cpu-us/file"
+done
+for r in "${store[@]}"; do
+    read -r m fps cpu <<<"$r"
+    echo "tandem's storage alone, 8 threads, $m: $fps files/s, $cpu cpu-us/file"
+done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

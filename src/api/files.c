@@ -37,8 +37,9 @@ struct api_files_change {
     struct api_upload *puts; /* the uploads to store, .key = storage key */
     size_t n_puts;
     size_t n_written;
-    bool settled;  /* api__files_settle ran */
-    bool inflight; /* counted in inflight until settled */
+    const char **keys; /* of puts, for storage_sync */
+    bool settled;      /* api__files_settle ran */
+    bool inflight;     /* counted in inflight until settled */
     void (*done)(void *arg, int rc);
     void *done_arg;
 };
@@ -224,6 +225,7 @@ bool api__files_prepare(struct http_req *req, struct api_env *env, const struct 
     arena_on_release(a, coll_unref, ch->c);
     ch->uploaded = api__arena_json(a, json_object());
     ch->puts = ups->n ? arena_alloc(a, ups->n * sizeof(*ch->puts)) : NULL;
+    ch->keys = ups->n ? arena_alloc(a, ups->n * sizeof(*ch->keys)) : NULL;
 
     /* the record: its id names the directory */
     if (id) {
@@ -334,20 +336,34 @@ bool api__files_pending(const struct api_files_change *ch)
     return ch && ch->n_puts > ch->n_written;
 }
 
-int api__files_write_now(struct api_files_change *ch)
+/* Writes the uploads not yet written, each synced, straight under its name (storage_create:
+ * no temporary file and rename, since nothing names it before the record commits); their
+ * directory entries are synced after (storage_sync). */
+static int write_files(struct api_files_change *ch)
 {
-    for (; ch && ch->n_written < ch->n_puts; ch->n_written++) {
+    for (; ch->n_written < ch->n_puts; ch->n_written++) {
         const struct api_upload *u = &ch->puts[ch->n_written];
-        int rc = storage_put(ch->env->storage, u->key, u->data, u->len);
+        int rc = storage_create(ch->env->storage, u->key, u->data, u->len);
         if (rc) {
             xlog_error("cannot store the upload %s: %s", u->key, err_str(rc));
             return rc;
         }
+        ch->keys[ch->n_written] = u->key;
     }
     return 0;
 }
 
-/* On a pool thread: writes the uploads, then hands over. */
+int api__files_write_now(struct api_files_change *ch)
+{
+    if (!ch || ch->n_written == ch->n_puts)
+        return 0;
+    int rc = write_files(ch);
+    if (rc == 0 && (rc = storage_sync(ch->env->storage, ch->keys, ch->n_puts)) != 0)
+        xlog_error("cannot sync the uploads of %s: %s", ch->rec_id, err_str(rc));
+    return rc;
+}
+
+/* On a pool thread: writes the uploads and makes them durable, then hands over. */
 static void write_job(void *arg)
 {
     struct api_files_change *ch = arg;

@@ -236,7 +236,7 @@ bool api__files_prepare(struct http_req *req, struct api_env *env, const struct 
 bool api__files_pending(const struct api_files_change *ch);
 /* Stores the uploads on the calling thread (not an HTTP thread: the batch thread). */
 int api__files_write_now(struct api_files_change *ch) MUST_USE;
-/* Stores the uploads on the storage pool (fsynced), then calls done(arg, rc) on that
+/* Stores the uploads on the storage pool (durable), then calls done(arg, rc) on that
  * thread. Non-zero: nothing was queued, done is never called. */
 int api__files_write_async(struct api_files_change *ch, void (*done)(void *arg, int rc),
                            void *arg) MUST_USE;

@@ -1,5 +1,6 @@
 /* storage.c - the facade (backend registry, key checks, dispatch), MIME sniffing and the
  * bounded worker pool. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
@@ -47,6 +48,19 @@ bool storage_key_valid(const char *key)
 int storage_put(struct storage *s, const char *key, const void *data, size_t len)
 {
     return storage_key_valid(key) ? s->ops->put(s, key, data, len) : ERR_INVALID;
+}
+
+int storage_create(struct storage *s, const char *key, const void *data, size_t len)
+{
+    return storage_key_valid(key) ? s->ops->create(s, key, data, len) : ERR_INVALID;
+}
+
+int storage_sync(struct storage *s, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!storage_key_valid(keys[i]))
+            return ERR_INVALID;
+    return n ? s->ops->sync(s, keys, n) : 0;
 }
 
 int storage_open_read(struct storage *s, const char *key, int *fd_out, struct storage_stat *st_out)
@@ -230,6 +244,7 @@ struct storage_pool {
 static void *pool_main(void *arg)
 {
     struct storage_pool *p = arg;
+    pthread_setname_np(pthread_self(), "storage-pool"); /* for profiles */
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stopping)

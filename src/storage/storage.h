@@ -8,8 +8,9 @@
  * never holds "..", an empty segment, a leading '/', a backslash or a control character
  * (storage_key_valid); every function refuses other keys with ERR_INVALID.
  *
- * Threads: a struct storage may be used from any thread at once (the local backend keeps no
- * mutable state); the pool's submit may be called from any thread. */
+ * Threads: a struct storage may be used from any thread at once (the local backend's only
+ * mutable state is its table of directory syncs in progress, under its own lock); the pool's
+ * submit may be called from any thread. */
 #ifndef TANDEM_STORAGE_STORAGE_H
 #define TANDEM_STORAGE_STORAGE_H
 
@@ -38,6 +39,15 @@ struct storage_ops {
     /* Stores data under key durably (temp file, fsync, rename, fsync of the directory),
      * replacing what was there. */
     int (*put)(struct storage *s, const char *key, const void *data, size_t len);
+    /* Writes data under key, which must not exist (ERR_CONFLICT), straight under its name (no
+     * temporary file) and syncs its bytes, but NOT its directory entries: for a file nothing
+     * refers to until sync returned for it (an upload whose record commits after the sync),
+     * so a crash before then leaves an orphan, maybe partly written, that the sweep removes. */
+    int (*create)(struct storage *s, const char *key, const void *data, size_t len);
+    /* Makes the directory entries of the files keys[0..n) made by create durable (each file's
+     * directory and its parent, each once; a directory's fsync is shared by the threads that
+     * need the same directory synced at the same time). */
+    int (*sync)(struct storage *s, const char *const *keys, size_t n);
     /* An open descriptor on key's bytes for sending (sendfile), and its stat; ERR_NOTFOUND. */
     int (*open_read)(struct storage *s, const char *key, int *fd_out, struct storage_stat *st_out);
     /* Removes key (a file) or everything under key (a prefix); missing is not an error. */
@@ -57,6 +67,8 @@ int storage_open(const char *name, const char *dir, struct storage **out) MUST_U
 void storage_close(struct storage *s);
 bool storage_key_valid(const char *key);
 int storage_put(struct storage *s, const char *key, const void *data, size_t len) MUST_USE;
+int storage_create(struct storage *s, const char *key, const void *data, size_t len) MUST_USE;
+int storage_sync(struct storage *s, const char *const *keys, size_t n) MUST_USE;
 int storage_open_read(struct storage *s, const char *key, int *fd_out,
                       struct storage_stat *st_out) MUST_USE;
 int storage_remove(struct storage *s, const char *key);

@@ -147,6 +147,57 @@ static void test_local_backend(void **state)
     assert_int_equal(storage_remove(fx->st, "c/r"), 0);
 }
 
+struct sync_arg {
+    struct storage *st;
+    int i, rc;
+};
+
+static void *create_and_sync(void *arg)
+{
+    struct sync_arg *a = arg;
+    char key[64];
+    snprintf(key, sizeof(key), "c/t%d/f.txt", a->i);
+    const char *keys[] = {key};
+    a->rc = storage_create(a->st, key, "x", 1);
+    for (int k = 0; k < 20 && a->rc == 0; k++) /* the same directories, over and over */
+        a->rc = storage_sync(a->st, keys, 1);
+    return NULL;
+}
+
+/* create writes a new file at once (never over one) and sync makes a group durable; threads
+ * syncing files of the same directories at once all succeed (their directory syncs are
+ * shared). */
+static void test_create_and_sync(void **state)
+{
+    struct fx *fx = *state;
+    assert_int_equal(storage_create(fx->st, "c/r1/a.txt", "hello", 5), 0);
+    assert_int_equal(storage_create(fx->st, "c/r1/a.txt", "again", 5), ERR_CONFLICT);
+    assert_int_equal(storage_create(fx->st, "c/r2/b.txt", "", 0), 0);
+    assert_int_equal(storage_create(fx->st, "c/../x", "no", 2), ERR_INVALID);
+    int fd;
+    struct storage_stat st;
+    assert_int_equal(storage_open_read(fx->st, "c/r1/a.txt", &fd, &st), 0);
+    assert_int_equal(st.size, 5); /* the refused second create left the first alone */
+    close(fd);
+    const char *keys[] = {"c/r1/a.txt", "c/r2/b.txt"};
+    assert_int_equal(storage_sync(fx->st, keys, 2), 0);
+    const char *missing[] = {"c/r1/a.txt", "c/r3/none"};
+    assert_true(storage_sync(fx->st, missing, 2) != 0);
+    int n[2] = {0, 0};
+    assert_int_equal(storage_list(fx->st, "c/r1", count, n), 0);
+    assert_int_equal(n[0], 1); /* no temporary file */
+    pthread_t th[12];
+    struct sync_arg args[12];
+    for (int i = 0; i < 12; i++) {
+        args[i] = (struct sync_arg){fx->st, i, -1};
+        assert_int_equal(pthread_create(&th[i], NULL, create_and_sync, &args[i]), 0);
+    }
+    for (int i = 0; i < 12; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].rc, 0);
+    }
+}
+
 static void test_thumbnail(void **state)
 {
     struct fx *fx = *state;
@@ -253,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_sniff),
         cmocka_unit_test(test_thumb_specs),
         cmocka_unit_test_setup_teardown(test_local_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_and_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thumbnail, setup, teardown),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_multipart_files),
