@@ -249,7 +249,7 @@ int main(int argc, char **argv)
     f.ends = calloc(seconds * 10 + 1, sizeof(*f.ends));
     f.loaded_at = calloc(seconds * 10 + 1, sizeof(*f.loaded_at));
     double *fresh = calloc(seconds * 10 + 1, sizeof(double));
-    size_t n_fresh = 0, n_builds = 0;
+    size_t n_fresh = 0, n_builds = 0, n_merged = 0;
     double cpu_b = cpu_s();
     pthread_t th;
     pthread_create(&th, NULL, feeder, &f);
@@ -265,6 +265,7 @@ int main(int argc, char **argv)
         }
         double at = now_s();
         uint64_t to = (uint64_t)json_integer_value(json_object_get(out, "eventsTo"));
+        n_merged += json_is_true(json_object_get(out, "merge"));
         json_decref(out);
         n_builds++;
         pthread_mutex_lock(&f.mu);
@@ -279,10 +280,11 @@ int main(int argc, char **argv)
     pthread_join(th, NULL);
     qsort(fresh, n_fresh, sizeof(double), cmp_d);
     double cpu_all = cpu_s() - cpu_b;
-    printf("RESULT incremental key=%s rate=%zu/s seconds=%zu builds=%zu p50_s=%.2f p99_s=%.2f "
+    printf("RESULT incremental key=%s rate=%zu/s seconds=%zu builds=%zu merged=%zu p50_s=%.2f "
+           "p99_s=%.2f "
            "max_s=%.2f cpu_s=%.1f (process) loader_thread_cpu_s=%.1f cpu_per_build_s=%.3f "
            "(process minus the loader thread, per build)\n",
-           inc.unique_key, rate, seconds, n_builds, fresh[n_fresh / 2],
+           inc.unique_key, rate, seconds, n_builds, n_merged, fresh[n_fresh / 2],
            fresh[(size_t)((double)n_fresh * 0.99)], fresh[n_fresh - 1], cpu_all, f.cpu,
            (cpu_all - f.cpu) / (double)n_builds);
 

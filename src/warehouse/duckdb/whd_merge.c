@@ -20,16 +20,19 @@
 /* Scalar functions whose result depends only on their arguments (operators such as ||, +, ~~
  * are accepted by their is_operator flag). */
 static const char *const PURE[] = {
-    "concat",       "lower",         "upper",        "lcase",       "ucase",
-    "date_trunc",   "datetrunc",     "date_part",    "datepart",    "strftime",
-    "substring",    "substr",        "length",       "split_part",  "json_extract",
-    "json_extract_string", "regexp_extract", "regexp_matches", "starts_with", "ends_with",
-    "contains",     "prefix",        "suffix",       "abs",         "round",
-    "floor",        "ceil",          "time_bucket",  "epoch",       "epoch_ms",
-    "to_timestamp", "nullif",        "ifnull",       "trim",        "ltrim",
-    "rtrim",        "replace",       "hash",         "coalesce",    "left",
-    "right",        "year",          "month",        "day",         "hour",
-    "dayofweek",    "week",          "isodow",       "last_day",    "make_date",
+    "concat",         "lower",          "upper",        "lcase",
+    "ucase",          "date_trunc",     "datetrunc",    "date_part",
+    "datepart",       "strftime",       "substring",    "substr",
+    "length",         "split_part",     "json_extract", "json_extract_string",
+    "regexp_extract", "regexp_matches", "starts_with",  "ends_with",
+    "contains",       "prefix",         "suffix",       "abs",
+    "round",          "floor",          "ceil",         "time_bucket",
+    "epoch",          "epoch_ms",       "to_timestamp", "nullif",
+    "ifnull",         "trim",           "ltrim",        "rtrim",
+    "replace",        "hash",           "coalesce",     "left",
+    "right",          "year",           "month",        "day",
+    "hour",           "dayofweek",      "week",         "isodow",
+    "last_day",       "make_date",
 };
 
 static bool is_pure(const char *fn)
@@ -77,8 +80,9 @@ static bool scalar_ok(const json_t *e, int depth)
             return false;
         return scalar_ok(json_object_get(e, "children"), depth + 1);
     }
-    static const char *const nodes[] = {"CAST", "COMPARISON", "CONJUNCTION", "OPERATOR", "CASE",
-                                        "BETWEEN", ""}; /* "": a member such as a CASE's check */
+    static const char *const nodes[] = {"CAST",     "COMPARISON", "CONJUNCTION",
+                                        "OPERATOR", "CASE",       "BETWEEN",
+                                        ""}; /* "": a member such as a CASE's check */
     bool known = false;
     for (size_t i = 0; i < ARRAY_LEN(nodes); i++)
         known = known || strcmp(cls, nodes[i]) == 0;
