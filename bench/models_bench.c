@@ -8,7 +8,9 @@
  *   b) incremental freshness: one thread loads RATE events/s (default 20,000) in batches every
  *      100 ms for DURATION seconds (default 30) while another rebuilds the same model as
  * `incremental` (unique key user_day) in a loop. For each loaded batch, the time from its load
- * commit to the commit of the first build whose range covers it: p50, p99, max. c) sync: a model of
+ * commit to the commit of the first build whose range covers it: p50, p99, max; how many builds
+ * merged (docs/models.md "Incremental semantics"), and the CPU per build (the process's CPU
+ * less the loader thread's, over the builds). The peak RSS (VmHWM) is printed at the end. c) sync: a model of
  * SYNC_ROWS rows (default 100,000) synced into an empty collection (creates), then every row
  * changed and synced again (updates): rows/s of each.
  *
