@@ -239,8 +239,13 @@ int main(int argc, char **argv)
 
     /* b) KEY=user: the per-user aggregate (its key a plain column) instead of per user and day */
     bool by_user = getenv("KEY") && strcmp(getenv("KEY"), "user") == 0;
+    /* MERGE=0: the same model inside a CTE, which an incremental build cannot merge, so it
+     * re-aggregates the touched keys from every row (the path before merging) */
+    bool no_merge = getenv("MERGE") && strcmp(getenv("MERGE"), "0") == 0;
+    char cte[1024];
+    snprintf(cte, sizeof(cte), "WITH m AS (%s) SELECT * FROM m", by_user ? USERS : DAILY);
     struct wh_model inc = {.name = "daily_inc",
-                           .sql = by_user ? USERS : DAILY,
+                           .sql = no_merge ? cte : by_user ? USERS : DAILY,
                            .materialized = "incremental",
                            .unique_key = by_user ? "user_id" : "user_day"};
     if (!strchr(parts, 'b'))
