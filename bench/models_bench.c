@@ -10,9 +10,9 @@
  * `incremental` (unique key user_day) in a loop. For each loaded batch, the time from its load
  * commit to the commit of the first build whose range covers it: p50, p99, max; how many builds
  * merged (docs/models.md "Incremental semantics"), and the CPU per build (the process's CPU
- * less the loader thread's, over the builds). The peak RSS (VmHWM) is printed at the end. c) sync: a model of
- * SYNC_ROWS rows (default 100,000) synced into an empty collection (creates), then every row
- * changed and synced again (updates): rows/s of each.
+ * less the loader thread's, over the builds). The peak RSS (VmHWM) is printed at the end. c) sync:
+ * a model of SYNC_ROWS rows (default 100,000) synced into an empty collection (creates), then every
+ * row changed and synced again (updates): rows/s of each.
  *
  * Build: see bench/models.sh. Run: build/models_bench DIR */
 #define _GNU_SOURCE /* RUSAGE_THREAD */
@@ -245,7 +245,9 @@ int main(int argc, char **argv)
     char cte[1024];
     snprintf(cte, sizeof(cte), "WITH m AS (%s) SELECT * FROM m", by_user ? USERS : DAILY);
     struct wh_model inc = {.name = "daily_inc",
-                           .sql = no_merge ? cte : by_user ? USERS : DAILY,
+                           .sql = no_merge  ? cte
+                                  : by_user ? USERS
+                                            : DAILY,
                            .materialized = "incremental",
                            .unique_key = by_user ? "user_id" : "user_day"};
     if (!strchr(parts, 'b'))
