@@ -7,6 +7,7 @@
 #      DURATION seconds (default 30): load-commit-to-model freshness p99, target < 5 s. The events go
 #      straight into the warehouse (wh_load_events), not through capture and the log: the
 #      loader's own freshness is bench/pipeline.sh's figure and this adds to it;
+#      MERGE=0 runs it as a model that cannot merge (re-aggregating), KEY=user per user only;
 #   c) a sync of SYNC_ROWS (default 100,000) rows into a collection through the store,
 #      created, then every row changed: target >= 20k rows/s.
 source "$(dirname "$0")/lib.sh"

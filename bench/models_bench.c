@@ -8,11 +8,14 @@
  *   b) incremental freshness: one thread loads RATE events/s (default 20,000) in batches every
  *      100 ms for DURATION seconds (default 30) while another rebuilds the same model as
  * `incremental` (unique key user_day) in a loop. For each loaded batch, the time from its load
- * commit to the commit of the first build whose range covers it: p50, p99, max. c) sync: a model of
- * SYNC_ROWS rows (default 100,000) synced into an empty collection (creates), then every row
- * changed and synced again (updates): rows/s of each.
+ * commit to the commit of the first build whose range covers it: p50, p99, max; how many builds
+ * merged (docs/models.md "Incremental semantics"), and the CPU per build (the process's CPU
+ * less the loader thread's, over the builds). The peak RSS (VmHWM) is printed at the end. c) sync:
+ * a model of SYNC_ROWS rows (default 100,000) synced into an empty collection (creates), then every
+ * row changed and synced again (updates): rows/s of each.
  *
  * Build: see bench/models.sh. Run: build/models_bench DIR */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
 #include <pthread.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -43,6 +46,20 @@ static double cpu_s(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The process's peak resident set (VmHWM), in MiB; -1 when unknown. */
+static double peak_rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kib = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtod(line + 6, NULL);
+    if (f)
+        fclose(f);
+    return kib < 0 ? -1 : kib / 1024;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -131,6 +148,7 @@ struct feed {
     double *loaded_at; /* its commit time */
     size_t n;
     volatile int done;
+    double cpu; /* the feeder thread's own CPU seconds */
 };
 
 static void *feeder(void *arg)
@@ -152,6 +170,10 @@ static void *feeder(void *arg)
         f->n++;
         pthread_mutex_unlock(&f->mu);
     }
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    f->cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+             (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     f->done = 1;
     wh_conn_close(c);
     return NULL;
@@ -217,8 +239,15 @@ int main(int argc, char **argv)
 
     /* b) KEY=user: the per-user aggregate (its key a plain column) instead of per user and day */
     bool by_user = getenv("KEY") && strcmp(getenv("KEY"), "user") == 0;
+    /* MERGE=0: the same model inside a CTE, which an incremental build cannot merge, so it
+     * re-aggregates the touched keys from every row (the path before merging) */
+    bool no_merge = getenv("MERGE") && strcmp(getenv("MERGE"), "0") == 0;
+    char cte[1024];
+    snprintf(cte, sizeof(cte), "WITH m AS (%s) SELECT * FROM m", by_user ? USERS : DAILY);
     struct wh_model inc = {.name = "daily_inc",
-                           .sql = by_user ? USERS : DAILY,
+                           .sql = no_merge  ? cte
+                                  : by_user ? USERS
+                                            : DAILY,
                            .materialized = "incremental",
                            .unique_key = by_user ? "user_id" : "user_day"};
     if (!strchr(parts, 'b'))
@@ -229,7 +258,7 @@ int main(int argc, char **argv)
     f.ends = calloc(seconds * 10 + 1, sizeof(*f.ends));
     f.loaded_at = calloc(seconds * 10 + 1, sizeof(*f.loaded_at));
     double *fresh = calloc(seconds * 10 + 1, sizeof(double));
-    size_t n_fresh = 0, n_builds = 0;
+    size_t n_fresh = 0, n_builds = 0, n_merged = 0;
     double cpu_b = cpu_s();
     pthread_t th;
     pthread_create(&th, NULL, feeder, &f);
@@ -245,6 +274,7 @@ int main(int argc, char **argv)
         }
         double at = now_s();
         uint64_t to = (uint64_t)json_integer_value(json_object_get(out, "eventsTo"));
+        n_merged += json_is_true(json_object_get(out, "merge"));
         json_decref(out);
         n_builds++;
         pthread_mutex_lock(&f.mu);
@@ -258,10 +288,14 @@ int main(int argc, char **argv)
     }
     pthread_join(th, NULL);
     qsort(fresh, n_fresh, sizeof(double), cmp_d);
-    printf("RESULT incremental key=%s rate=%zu/s seconds=%zu builds=%zu p50_s=%.2f p99_s=%.2f "
-           "max_s=%.2f cpu_s=%.1f (process: builds and loading)\n",
-           inc.unique_key, rate, seconds, n_builds, fresh[n_fresh / 2],
-           fresh[(size_t)((double)n_fresh * 0.99)], fresh[n_fresh - 1], cpu_s() - cpu_b);
+    double cpu_all = cpu_s() - cpu_b;
+    printf("RESULT incremental key=%s rate=%zu/s seconds=%zu builds=%zu merged=%zu p50_s=%.2f "
+           "p99_s=%.2f "
+           "max_s=%.2f cpu_s=%.1f (process) loader_thread_cpu_s=%.1f cpu_per_build_s=%.3f "
+           "(process minus the loader thread, per build)\n",
+           inc.unique_key, rate, seconds, n_builds, n_merged, fresh[n_fresh / 2],
+           fresh[(size_t)((double)n_fresh * 0.99)], fresh[n_fresh - 1], cpu_all, f.cpu,
+           (cpu_all - f.cpu) / (double)n_builds);
 
 part_c:
     if (!strchr(parts, 'c'))
@@ -305,6 +339,7 @@ part_c:
     }
     store_close(st);
 done:
+    printf("RESULT peak_rss_mib=%.0f (VmHWM)\n", peak_rss_mib());
     wh_conn_close(c);
     wh_close(wh);
     return 0;

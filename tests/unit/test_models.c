@@ -140,6 +140,8 @@ static void test_incremental_equals_full(void **state)
         assert_string_equal(status(ri), "success");
         assert_string_equal(status(rf), "success");
         assert_string_equal(json_string_value(json_object_get(ri, "mode")), modes[round]);
+        if (round > 0) /* a per-user count, min and max: merged, not re-aggregated */
+            assert_true(json_is_true(json_object_get(ri, "merge")));
         assert_int_equal(json_integer_value(json_object_get(ri, "eventsTo")), (json_int_t)f->next);
         assert_int_equal(scalar(f, "SELECT count(*) FROM ((SELECT * FROM inc EXCEPT ALL SELECT * "
                                    "FROM fullm) UNION ALL (SELECT * FROM fullm EXCEPT ALL SELECT * "
@@ -153,6 +155,59 @@ static void test_incremental_equals_full(void **state)
     assert_int_equal(json_integer_value(json_object_get(again, "eventsFrom")),
                      json_integer_value(json_object_get(again, "eventsTo")));
     json_decref(again);
+}
+
+/* A per-user daily aggregate keyed by a computed column (user and day): its incremental builds
+ * merge the new rows' aggregates into the published rows (counts, a filtered count, a sum that
+ * is NULL for some groups, min, max) and equal a full rebuild after every round, with late
+ * events (old days, new offsets) and duplicate-looking ones (the same content loaded again).
+ * The same model with count(DISTINCT) cannot merge and re-aggregates, with the same result. */
+static void test_incremental_merge_equals_full(void **state)
+{
+    struct fx *f = *state;
+    static const char *const sqls[] = {
+        "SELECT user_id || '/' || CAST(CAST(\"timestamp\" AS DATE) AS VARCHAR) AS user_day, "
+        "user_id, CAST(\"timestamp\" AS DATE) AS day, count(*) AS n, count(*) FILTER (WHERE "
+        "event = 'e') AS e_n, sum(CASE WHEN user_id = 'b' THEN 2 END) AS s, min(\"timestamp\") "
+        "AS first_ts, max(\"timestamp\") AS last_ts FROM events GROUP BY ALL",
+        "SELECT user_id || '/' || CAST(CAST(\"timestamp\" AS DATE) AS VARCHAR) AS user_day, "
+        "count(*) AS n, count(DISTINCT \"timestamp\") AS distinct_ts FROM events GROUP BY 1",
+    };
+    const int64_t day = INT64_C(86400) * 1000000;
+    const char *users[] = {"a", "b", "c"};
+    for (size_t v = 0; v < ARRAY_LEN(sqls); v++) {
+        char iname[16], fname[16], cmp[300], total[100];
+        snprintf(iname, sizeof(iname), "incm%zu", v);
+        snprintf(fname, sizeof(fname), "fullm%zu", v);
+        snprintf(cmp, sizeof(cmp),
+                 "SELECT count(*) FROM ((SELECT * FROM %s EXCEPT ALL SELECT * FROM %s) UNION ALL "
+                 "(SELECT * FROM %s EXCEPT ALL SELECT * FROM %s))",
+                 iname, fname, fname, iname);
+        struct wh_model inc = {
+            .name = iname, .sql = sqls[v], .materialized = "incremental", .unique_key = "user_day"};
+        struct wh_model full = {.name = fname, .sql = sqls[v], .materialized = "table"};
+        for (int round = 0; round < 5; round++) {
+            for (int u = 0; u < 3; u++) {
+                /* round 3 is late: days before everything loaded so far */
+                int64_t ts = round == 3 ? (int64_t)u * day : (int64_t)(10 + round + u % 2) * day;
+                load(f, users[u], 2 + u, ts);
+                if ((round + u) % 2 == 0)
+                    load(f, users[u], 2 + u, ts); /* duplicate-looking */
+            }
+            json_t *ri = build(f, &inc, false), *rf = build(f, &full, false);
+            assert_string_equal(status(ri), "success");
+            assert_string_equal(status(rf), "success");
+            const char *mode = json_string_value(json_object_get(ri, "mode"));
+            assert_string_equal(mode, round == 0 ? "full" : "incremental");
+            if (round > 0)
+                assert_int_equal(json_is_true(json_object_get(ri, "merge")), v == 0);
+            assert_int_equal(scalar(f, cmp), 0);
+            snprintf(total, sizeof(total), "SELECT sum(n)::BIGINT FROM %s", iname);
+            assert_int_equal(scalar(f, total), (int64_t)f->next);
+            json_decref(ri);
+            json_decref(rf);
+        }
+    }
 }
 
 /* A failing error test rolls the build back: the published rows and the stored range stay. */
@@ -383,6 +438,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_parse_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incremental_equals_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_incremental_merge_equals_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_test_keeps_published, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_freshness, setup, teardown),

@@ -123,6 +123,17 @@ int whd__model_define(struct wh_conn *c, const char *name, const json_t *spec, b
 int whd__model_build(struct wh_conn *c, const struct wh_model *m, const struct wh_model_opts *o,
                      json_t **out);
 int whd__model_record(struct wh_conn *c, const json_t *run);
+/* whd_merge.c: whether an incremental model's new rows can be aggregated alone and merged into
+ * its published rows; 1 with kinds[i] (WHD_MERGE_*) for each of its *n_out output columns, 0
+ * when not, negative on an engine failure. */
+enum {
+    WHD_MERGE_GROUP = 'g',
+    WHD_MERGE_COUNT = 'c',
+    WHD_MERGE_SUM = 's',
+    WHD_MERGE_MIN = 'n',
+    WHD_MERGE_MAX = 'x'
+};
+int whd__merge_plan(struct whd_conn *c, const char *sql, char *kinds, size_t max, size_t *n_out);
 
 /* whd_funnel.c: registers the aggregates tandem_funnel and tandem_funnel_steps
  * (docs/analytics.md) on con's database. DuckDB keeps them per database, so every connection

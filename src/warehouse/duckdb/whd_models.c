@@ -25,6 +25,8 @@
 #define CAND "__tandem_cand"
 #define KEYS "__tandem_keys"
 #define NEWROWS "__tandem_new"
+#define DELTA "__tandem_delta"
+#define ROWID "__tandem_rowid"
 #define BUILD_PREFIX "__tandem_build_"
 
 /* ---- small helpers ---- */
@@ -539,7 +541,7 @@ static int drop_temps(struct whd_conn *c)
     static const char *const sql[] = {
         "DROP VIEW IF EXISTS temp.main.events",    "DROP VIEW IF EXISTS temp.main.changes",
         "DROP VIEW IF EXISTS temp.main." CAND,     "DROP TABLE IF EXISTS temp.main." KEYS,
-        "DROP TABLE IF EXISTS temp.main." NEWROWS,
+        "DROP TABLE IF EXISTS temp.main." NEWROWS, "DROP TABLE IF EXISTS temp.main." DELTA,
     };
     for (size_t i = 0; i < ARRAY_LEN(sql); i++) {
         int rc = whd__exec(c, sql[i]);
@@ -549,10 +551,127 @@ static int drop_temps(struct whd_conn *c)
     return 0;
 }
 
+/* An incremental build that merges (whd_merge.c): the model over only the new rows (DELTA),
+ * each of its rows combined with the published row of the same grouping columns (NEWROWS,
+ * with that row's rowid), and the candidate is the published rows but those, plus NEWROWS.
+ * 1 when built, 0 when the model does not qualify (nothing left behind), negative on failure. */
+static int merge_candidate(struct whd_conn *c, const struct wh_model *m, uint64_t elo, uint64_t ehi,
+                           uint64_t clo, uint64_t chi, struct buf *candq)
+{
+    char kinds[256];
+    size_t n;
+    int rc = whd__merge_plan(c, m->sql, kinds, sizeof(kinds), &n);
+    if (rc <= 0)
+        return rc;
+    struct buf b, on, rep;
+    buf_init(&b);
+    buf_init(&on);
+    buf_init(&rep);
+    if ((rc = delta_views(c, elo, ehi, clo, chi)) < 0)
+        goto out;
+    buf_puts(&b, "CREATE TEMP TABLE " DELTA " AS SELECT * FROM (");
+    buf_puts(&b, m->sql);
+    buf_puts(&b, "\n) WHERE ");
+    whd__quote_ident(&b, m->unique_key);
+    buf_puts(&b, " IS NOT NULL");
+    if ((rc = exec_buf(c, &b)) < 0 || (rc = whd__exec(c, "DROP VIEW temp.main.events")) < 0 ||
+        (rc = whd__exec(c, "DROP VIEW temp.main.changes")) < 0)
+        goto out;
+    duckdb_result res;
+    if (duckdb_query(c->con,
+                     "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                     "'temp' AND table_name = '" DELTA "' ORDER BY column_index",
+                     &res) != DuckDBSuccess) {
+        rc = whd__result_fail(c, &res, NULL);
+        goto out;
+    }
+    bool ok = duckdb_row_count(&res) == n, key_grouped = false;
+    const char *sep = "", *rsep = "";
+    for (idx_t i = 0; ok && i < n; i++) {
+        char *col = duckdb_value_varchar(&res, 0, i), *type = duckdb_value_varchar(&res, 1, i);
+        struct buf q;
+        buf_init(&q);
+        whd__quote_ident(&q, col);
+        const char *cq = buf_cstr(&q);
+        ok = strcasecmp(col, "rowid") != 0 && strcasecmp(col, ROWID) != 0;
+        if (kinds[i] == WHD_MERGE_GROUP) {
+            bool is_key = strcmp(col, m->unique_key) == 0;
+            key_grouped = key_grouped || is_key;
+            buf_printf(&on, "%so.%s %s n.%s", sep, cq, is_key ? "=" : "IS NOT DISTINCT FROM", cq);
+            sep = " AND ";
+        } else {
+            /* a float sum depends on the order of addition: only a re-aggregation equals a
+             * full rebuild; least/greatest take scalar types */
+            bool scalar = !strchr(type, '[') && strncmp(type, "STRUCT", 6) != 0 &&
+                          strncmp(type, "MAP", 3) != 0 && strncmp(type, "UNION", 5) != 0;
+            if (kinds[i] == WHD_MERGE_SUM)
+                ok = ok && strcmp(type, "DOUBLE") != 0 && strcmp(type, "FLOAT") != 0 && scalar;
+            else if (kinds[i] != WHD_MERGE_COUNT)
+                ok = ok && scalar;
+            buf_puts(&rep, rsep);
+            rsep = ", ";
+            if (kinds[i] == WHD_MERGE_COUNT)
+                buf_printf(&rep, "coalesce(o.%s, 0) + n.%s", cq, cq);
+            else if (kinds[i] == WHD_MERGE_SUM)
+                buf_printf(&rep,
+                           "CASE WHEN o.%s IS NULL THEN n.%s WHEN n.%s IS NULL THEN o.%s ELSE "
+                           "o.%s + n.%s END",
+                           cq, cq, cq, cq, cq, cq);
+            else
+                buf_printf(&rep, "%s(o.%s, n.%s)", kinds[i] == WHD_MERGE_MIN ? "least" : "greatest",
+                           cq, cq);
+            buf_printf(&rep, " AS %s", cq);
+        }
+        buf_release(&q);
+        duckdb_free(col);
+        duckdb_free(type);
+    }
+    duckdb_destroy_result(&res);
+    if (!ok || !key_grouped)
+        goto not_merged;
+    buf_reset(&b);
+    buf_printf(&b,
+               "CREATE TEMP TABLE " NEWROWS " AS SELECT n.* REPLACE (%s), o.rowid AS " ROWID
+               " FROM " DELTA " AS n LEFT JOIN ",
+               buf_cstr(&rep));
+    if ((rc = put_published(c, &b, m->name)) < 0)
+        goto out;
+    buf_printf(&b, " AS o ON %s", buf_cstr(&on));
+    if ((rc = exec_buf(c, &b)) < 0)
+        goto out;
+    /* one published row per group at most; more (a table not built by this SQL) would have
+     * been multiplied by the join: re-aggregate instead */
+    int64_t joined, delta;
+    if ((rc = query_i64(c, "SELECT count(*) FROM " NEWROWS, NULL, &joined, NULL)) < 0 ||
+        (rc = query_i64(c, "SELECT count(*) FROM " DELTA, NULL, &delta, NULL)) < 0)
+        goto out;
+    if (joined != delta)
+        goto not_merged;
+    buf_reset(&b);
+    buf_puts(&b, "CREATE TEMP VIEW " CAND " AS SELECT * FROM ");
+    if ((rc = put_published(c, &b, m->name)) < 0)
+        goto out;
+    buf_puts(&b, " WHERE rowid NOT IN (SELECT " ROWID " FROM " NEWROWS " WHERE " ROWID
+                 " IS NOT NULL) UNION ALL BY NAME SELECT * EXCLUDE (" ROWID ") FROM " NEWROWS);
+    if ((rc = exec_buf(c, &b)) < 0)
+        goto out;
+    buf_puts(candq, "temp.main." CAND);
+    rc = 1;
+    goto out;
+not_merged:
+    if ((rc = whd__exec(c, "DROP TABLE IF EXISTS temp.main." NEWROWS)) == 0)
+        rc = whd__exec(c, "DROP TABLE temp.main." DELTA);
+out:
+    buf_release(&b);
+    buf_release(&on);
+    buf_release(&rep);
+    return rc;
+}
+
 /* Builds the candidate; *candq receives how tests name it. */
 static int build_candidate(struct whd_conn *c, const struct wh_model *m, const char *mode,
                            const char *kind, uint64_t elo, uint64_t ehi, uint64_t clo, uint64_t chi,
-                           struct buf *candq)
+                           struct buf *candq, bool *merged)
 {
     struct buf b, k;
     buf_init(&b);
@@ -582,6 +701,11 @@ static int build_candidate(struct whd_conn *c, const struct wh_model *m, const c
         rc = put_published(c, candq, build);
     } else { /* incremental */
         (void)kind;
+        if ((rc = merge_candidate(c, m, elo, ehi, clo, chi, candq)) != 0) {
+            *merged = rc > 0;
+            rc = rc > 0 ? 0 : rc;
+            goto out;
+        }
         if ((rc = delta_views(c, elo, ehi, clo, chi)) < 0)
             goto out;
         buf_printf(&b,
@@ -618,7 +742,8 @@ out:
     return rc;
 }
 
-static int publish(struct whd_conn *c, const struct wh_model *m, const char *mode, const char *kind)
+static int publish(struct whd_conn *c, const struct wh_model *m, const char *mode, const char *kind,
+                   bool merged)
 {
     struct buf b;
     buf_init(&b);
@@ -641,6 +766,20 @@ static int publish(struct whd_conn *c, const struct wh_model *m, const char *mod
             goto out;
         buf_puts(&b, " RENAME TO ");
         whd__quote_ident(&b, m->name);
+        rc = exec_buf(c, &b);
+    } else if (merged) {
+        buf_puts(&b, "DELETE FROM ");
+        if ((rc = put_published(c, &b, m->name)) < 0)
+            goto out;
+        buf_puts(&b,
+                 " WHERE rowid IN (SELECT " ROWID " FROM " NEWROWS " WHERE " ROWID " IS NOT NULL)");
+        if ((rc = exec_buf(c, &b)) < 0)
+            goto out;
+        buf_reset(&b);
+        buf_puts(&b, "INSERT INTO ");
+        if ((rc = put_published(c, &b, m->name)) < 0)
+            goto out;
+        buf_puts(&b, " BY NAME SELECT * EXCLUDE (" ROWID ") FROM " NEWROWS);
         rc = exec_buf(c, &b);
     } else {
         buf_puts(&b, "DELETE FROM ");
@@ -689,6 +828,7 @@ int whd__model_build(struct wh_conn *wc, const struct wh_model *m, const struct 
     char msg[1100] = "";
     uint64_t elo = 0, ehi = 0, clo = 0, chi = 0;
     int64_t rows = 0;
+    bool merged = false;
     json_object_set_new(r, "tests", tests);
     int rc = whd__begin(c);
     if (rc < 0)
@@ -711,7 +851,7 @@ int whd__model_build(struct wh_conn *wc, const struct wh_model *m, const struct 
         elo = (uint64_t)se;
         clo = (uint64_t)sc;
     }
-    rc = build_candidate(c, m, mode, kind, elo, ehi, clo, chi, &candq);
+    rc = build_candidate(c, m, mode, kind, elo, ehi, clo, chi, &candq, &merged);
     if (rc == ERR_INVALID) {
         status = "broken";
         snprintf(msg, sizeof(msg), "%s", c->err);
@@ -742,7 +882,7 @@ int whd__model_build(struct wh_conn *wc, const struct wh_model *m, const struct 
         snprintf(msg, sizeof(msg), "a test failed: the published version was kept");
         goto rollback;
     }
-    if ((rc = publish(c, m, mode, kind)) < 0 || (rc = drop_temps(c)) < 0 ||
+    if ((rc = publish(c, m, mode, kind, merged)) < 0 || (rc = drop_temps(c)) < 0 ||
         (rc = store_state(c, m->name, ehi, chi)) < 0)
         goto engine;
     /* the published relation's rows: a table counts them from its row groups, where the
@@ -773,6 +913,8 @@ rollback:
 done:
     json_object_set_new(r, "status", json_string(status));
     json_object_set_new(r, "mode", json_string(mode));
+    if (strcmp(mode, "incremental") == 0)
+        json_object_set_new(r, "merge", json_boolean(merged));
     json_object_set_new(r, "rows", json_integer(rows));
     json_object_set_new(r, "eventsFrom", json_integer((json_int_t)elo));
     json_object_set_new(r, "eventsTo", json_integer((json_int_t)ehi));
