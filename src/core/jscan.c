@@ -9,25 +9,6 @@
 
 #define DEPTH_MAX 512
 
-char jscan_peek(struct jscan *s)
-{
-    while (s->i < s->n) {
-        char c = s->p[s->i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            return c;
-        s->i++;
-    }
-    return 0;
-}
-
-bool jscan_eat(struct jscan *s, char c)
-{
-    if (jscan_peek(s) != c)
-        return false;
-    s->i++;
-    return true;
-}
-
 static bool fail(struct jscan *s, size_t at, const char *why)
 {
     s->i = at;

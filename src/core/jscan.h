@@ -35,9 +35,25 @@ struct jscan {
 };
 
 /* Skips white space; returns the next byte, or 0 at the end. */
-char jscan_peek(struct jscan *s);
+static inline char jscan_peek(struct jscan *s)
+{
+    while (s->i < s->n) {
+        char c = s->p[s->i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            return c;
+        s->i++;
+    }
+    return 0;
+}
+
 /* Consumes c after white space; false when the next byte is not c. */
-bool jscan_eat(struct jscan *s, char c);
+static inline bool jscan_eat(struct jscan *s, char c)
+{
+    if (jscan_peek(s) != c)
+        return false;
+    s->i++;
+    return true;
+}
 /* Steps over one string (the next byte must be '"'); *inner gets the bytes between the quotes
  * as written and *escaped whether they hold a backslash escape. */
 bool jscan_string(struct jscan *s, struct str *inner, bool *escaped);
