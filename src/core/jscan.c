@@ -9,23 +9,11 @@
 
 #define DEPTH_MAX 512
 
-char jscan_peek(struct jscan *s)
+static bool fail(struct jscan *s, size_t at, const char *why)
 {
-    while (s->i < s->n) {
-        char c = s->p[s->i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            return c;
-        s->i++;
-    }
-    return 0;
-}
-
-bool jscan_eat(struct jscan *s, char c)
-{
-    if (jscan_peek(s) != c)
-        return false;
-    s->i++;
-    return true;
+    s->i = at;
+    s->why = why;
+    return false;
 }
 
 /* The 4 hex digits at p as a code unit, or -1. */
@@ -41,21 +29,54 @@ static int hex4(const char *p)
     return v;
 }
 
+#define BYTES(c) (0x0101010101010101ULL * (uint64_t)(c))
+
+/* Bytes of x (eight string bytes, the first in the low byte) that need a closer look: '"',
+ * '\\', a control character or a non-ASCII byte. 0 when there is none; otherwise the lowest
+ * flagged byte is the first such byte (the zero-byte tests can also flag bytes above a true
+ * match, never below one). */
+static inline uint64_t special8(uint64_t x)
+{
+    uint64_t q = x ^ BYTES('"'), b = x ^ BYTES('\\');
+    return (((q - BYTES(1)) & ~q) | ((b - BYTES(1)) & ~b) | ((x - BYTES(0x20)) & ~x) | x) &
+           BYTES(0x80);
+}
+
+/* The index of the first byte from i on that is not plain ASCII, eight at a time while eight
+ * remain. */
+static inline size_t plain_run(const char *p, size_t i, size_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (n - i >= 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        uint64_t m = special8(x);
+        if (m)
+            return i + ((unsigned)__builtin_ctzll(m) >> 3);
+        i += 8;
+    }
+#endif
+    (void)p;
+    (void)n;
+    return i;
+}
+
 bool jscan_string(struct jscan *s, struct str *inner, bool *escaped)
 {
     if (jscan_peek(s) != '"')
-        return false;
+        return fail(s, s->i, "expected a string");
     const char *p = s->p;
     size_t i = s->i + 1, n = s->n;
     bool esc = false;
     for (;;) {
+        i = plain_run(p, i, n);
         if (i >= n)
-            return false;
+            return fail(s, n, "unterminated string");
         unsigned char c = (unsigned char)p[i];
         if (c == '"')
             break;
         if (c < 0x20)
-            return false;
+            return fail(s, i, "control character in a string");
         if (c < 0x80 && c != '\\') {
             i++;
             continue;
@@ -63,29 +84,39 @@ bool jscan_string(struct jscan *s, struct str *inner, bool *escaped)
         if (c >= 0x80) {
             size_t k = str_utf8_seq((const unsigned char *)p + i, n - i);
             if (k == 0)
-                return false;
+                return fail(s, i, "invalid UTF-8");
             i += k;
             continue;
         }
         esc = true;
         if (i + 1 >= n)
-            return false;
+            return fail(s, n, "unterminated string");
         char e = p[i + 1];
-        if (strchr("\"\\/bfnrt", e) && e) {
-            i += 2;
+        i += 2;
+        if (e != 'u') {
+            if (!strchr("\"\\/bfnrt", e) || !e)
+                return fail(s, i, "bad escape");
             continue;
         }
-        if (e != 'u' || i + 6 > n)
-            return false;
-        int u = hex4(p + i + 2);
-        if (u <= 0 || (u >= 0xDC00 && u <= 0xDFFF))
-            return false; /* \u0000 and a lone low surrogate are refused */
-        i += 6;
+        if (n - i < 4)
+            return fail(s, i, "short \\u escape");
+        int u = hex4(p + i);
+        if (u < 0)
+            return fail(s, i, "bad \\u escape");
+        i += 4;
+        if (u == 0 && !s->allow_nul)
+            return fail(s, i, "\\u0000 in a string");
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return fail(s, i, "lone surrogate");
         if (u >= 0xD800 && u <= 0xDBFF) {
-            int lo = i + 6 <= n && p[i] == '\\' && p[i + 1] == 'u' ? hex4(p + i + 2) : -1;
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return false;
+            if (n - i < 6 || p[i] != '\\' || p[i + 1] != 'u')
+                return fail(s, i, "lone surrogate");
+            int lo = hex4(p + i + 2);
+            if (lo < 0)
+                return fail(s, i + 2, "bad \\u escape");
             i += 6;
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return fail(s, i, "lone surrogate");
         }
     }
     inner->ptr = p + s->i + 1;
@@ -95,45 +126,46 @@ bool jscan_string(struct jscan *s, struct str *inner, bool *escaped)
     return true;
 }
 
-static bool digits(struct jscan *s)
+/* The index after the digits from i on (i when there is none). */
+static size_t digits(const char *p, size_t i, size_t n)
 {
-    size_t start = s->i;
-    while (s->i < s->n && s->p[s->i] >= '0' && s->p[s->i] <= '9')
-        s->i++;
-    return s->i > start;
+    while (i < n && p[i] >= '0' && p[i] <= '9')
+        i++;
+    return i;
 }
 
+/* A number that ends where the grammar says; what follows is the caller's to check */
 static bool number(struct jscan *s)
 {
-    if (s->i < s->n && s->p[s->i] == '-')
-        s->i++;
-    if (s->i < s->n && s->p[s->i] == '0') {
-        s->i++;
-    } else if (!digits(s)) {
-        return false;
+    const char *p = s->p;
+    size_t i = s->i, n = s->n, d;
+    if (i < n && p[i] == '-')
+        i++;
+    if (i < n && p[i] == '0')
+        i++;
+    else if ((d = digits(p, i, n)) > i)
+        i = d;
+    else
+        return fail(s, s->i, "bad number");
+    if (i < n && p[i] == '.') {
+        if ((d = digits(p, i + 1, n)) == i + 1)
+            return fail(s, s->i, "bad number");
+        i = d;
     }
-    if (s->i < s->n && s->p[s->i] == '.') {
-        s->i++;
-        if (!digits(s))
-            return false;
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        i += i + 1 < n && (p[i + 1] == '+' || p[i + 1] == '-') ? 2 : 1;
+        if ((d = digits(p, i, n)) == i)
+            return fail(s, s->i, "bad number");
+        i = d;
     }
-    if (s->i < s->n && (s->p[s->i] == 'e' || s->p[s->i] == 'E')) {
-        s->i++;
-        if (s->i < s->n && (s->p[s->i] == '+' || s->p[s->i] == '-'))
-            s->i++;
-        if (!digits(s))
-            return false;
-    }
-    /* "12abc" is not a number followed by something else */
-    return s->i >= s->n ||
-           !((s->p[s->i] >= 'a' && s->p[s->i] <= 'z') || (s->p[s->i] >= 'A' && s->p[s->i] <= 'Z') ||
-             (s->p[s->i] >= '0' && s->p[s->i] <= '9') || s->p[s->i] == '.');
+    s->i = i;
+    return true;
 }
 
 static bool word(struct jscan *s, const char *w, size_t len)
 {
     if (s->n - s->i < len || memcmp(s->p + s->i, w, len) != 0)
-        return false;
+        return fail(s, s->i, "unexpected character");
     s->i += len;
     return true;
 }
@@ -142,39 +174,34 @@ static bool value(struct jscan *s, enum jscan_kind *kind, int depth)
 {
     char c = jscan_peek(s);
     struct str t;
-    bool esc;
+    bool esc, obj = c == '{';
     switch (c) {
     case '{':
-        *kind = JSCAN_OBJECT;
-        if (depth >= DEPTH_MAX)
-            return false;
-        s->i++;
-        if (jscan_eat(s, '}'))
-            return true;
-        do {
-            enum jscan_kind k;
-            if (!jscan_string(s, &t, &esc) || !jscan_eat(s, ':') || !value(s, &k, depth + 1))
-                return false;
-        } while (jscan_eat(s, ','));
-        return jscan_eat(s, '}');
     case '[':
-        *kind = JSCAN_ARRAY;
-        if (depth >= DEPTH_MAX)
-            return false;
+        *kind = obj ? JSCAN_OBJECT : JSCAN_ARRAY;
+        if (depth >= (s->depth_max ? s->depth_max : DEPTH_MAX))
+            return fail(s, s->i, "nested too deeply");
         s->i++;
-        if (jscan_eat(s, ']'))
+        if (jscan_eat(s, obj ? '}' : ']'))
             return true;
         do {
             enum jscan_kind k;
+            if (obj && jscan_peek(s) != '"')
+                return fail(s, s->i, "expected a key");
+            if (obj && !jscan_string(s, &t, &esc))
+                return false;
+            if (obj && !jscan_eat(s, ':'))
+                return fail(s, s->i, "expected ':'");
             if (!value(s, &k, depth + 1))
                 return false;
         } while (jscan_eat(s, ','));
-        return jscan_eat(s, ']');
+        return jscan_eat(s, obj ? '}' : ']') ||
+               fail(s, s->i, obj ? "expected ',' or '}'" : "expected ',' or ']'");
     case '"': *kind = JSCAN_STRING; return jscan_string(s, &t, &esc);
     case 't': *kind = JSCAN_TRUE; return word(s, "true", 4);
     case 'f': *kind = JSCAN_FALSE; return word(s, "false", 5);
     case 'n': *kind = JSCAN_NULL; return word(s, "null", 4);
-    default: *kind = JSCAN_NUMBER; return (c == '-' || (c >= '0' && c <= '9')) && number(s);
+    default: *kind = JSCAN_NUMBER; return s->i < s->n ? number(s) : fail(s, s->i, "unexpected end");
     }
 }
 

@@ -134,12 +134,55 @@ static void test_numbers_read_as_strtod(void **state)
     assert_false(jscan_number(STR_LIT("99999999999999999999"), &v)); /* past int64 */
 }
 
+/* What a refusal says and where, the nesting limit, and \u0000 when a caller allows it. */
+static void test_reasons_depth_nul(void **state)
+{
+    (void)state;
+    struct {
+        const char *in, *why;
+        size_t at;
+    } bad[] = {
+        {"\"\\x\"", "bad escape", 3},
+        {"\"\\u12", "short \\u escape", 3},
+        {"\"\\u12g4\"", "bad \\u escape", 3},
+        {"\"\\udc00\"", "lone surrogate", 7},
+        {"\"\\ud800\\u0041\"", "lone surrogate", 13},
+        {"\"\\u0000\"", "\\u0000 in a string", 7},
+        {"{\"a\" 1}", "expected ':'", 5},
+        {"{1:2}", "expected a key", 1},
+        {"[1 2]", "expected ',' or ']'", 3},
+        {"[-]", "bad number", 1},
+        {"[tru]", "unexpected character", 1},
+        {"[", "unexpected end", 1},
+        {"\"abcdefghijklmnop", "unterminated string", 17},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct jscan s = {.p = bad[i].in, .n = strlen(bad[i].in)};
+        enum jscan_kind k;
+        struct str raw;
+        assert_false(jscan_value(&s, &k, &raw));
+        assert_string_equal(s.why, bad[i].why);
+        assert_int_equal(s.i, bad[i].at);
+    }
+    struct jscan s = {.p = "[[[1]]]", .n = 7, .depth_max = 2};
+    enum jscan_kind k;
+    struct str raw;
+    assert_false(jscan_value(&s, &k, &raw));
+    assert_string_equal(s.why, "nested too deeply");
+    assert_int_equal(s.i, 2);
+    s = (struct jscan){.p = "[[1]]", .n = 5, .depth_max = 2};
+    assert_true(jscan_value(&s, &k, &raw));
+    s = (struct jscan){.p = "\"a\\u0000b\"", .n = 10, .allow_nul = true};
+    assert_true(jscan_value(&s, &k, &raw) && k == JSCAN_STRING && raw.len == 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_agrees_with_jansson),
         cmocka_unit_test(test_spans_and_strings),
         cmocka_unit_test(test_numbers_read_as_strtod),
+        cmocka_unit_test(test_reasons_depth_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

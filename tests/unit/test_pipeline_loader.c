@@ -586,6 +586,10 @@ static void test_parse_event(void **state)
     const char esc[] = "{\"messageId\":\"m\\u00e9\\ud83d\\ude00\\n\\\"\",\"type\":\"t\"}";
     assert_int_equal(pipeline_parse_event(esc, strlen(esc), 0, &ev, &a, reason, 200), 0);
     assert_string_equal(ev.id, "m\xc3\xa9\xf0\x9f\x98\x80\n\"");
+    /* \u0000 is refused only in the members the loader decodes; nested JSON keeps it as written */
+    const char nul[] = "{\"messageId\":\"m\",\"type\":\"t\",\"properties\":{\"a\":\"\\u0000\"}}";
+    assert_int_equal(pipeline_parse_event(nul, strlen(nul), 0, &ev, &a, reason, 200), 0);
+    assert_string_equal(ev.properties, "{\"a\":\"\\u0000\"}");
     struct {
         const char *in, *why;
     } bad[] = {
@@ -600,6 +604,11 @@ static void test_parse_event(void **state)
         {"{\"a\":", "not JSON: unexpected end at byte 5"},
         {"{\"a\":1} x", "not JSON: trailing characters at byte 8"},
         {"{\"a\":\"x\ty\"}", "not JSON: control character in a string at byte 7"},
+        {"{\"a\":\"\\x\"}", "not JSON: bad escape at byte 8"},
+        {"{\"a\":\"\\u12", "not JSON: short \\u escape at byte 8"},
+        {"{\"a\" 1}", "not JSON: expected ':' at byte 5"},
+        {"{\"a\":-}", "not JSON: bad number at byte 5"},
+        {"{\"a\":[1 2]}", "not JSON: expected ',' or ']' at byte 8"},
         {"{\"messageId\":\"a\\u0000b\",\"type\":\"t\"}", "messageId: contains a NUL character"},
         {"{\"type\":\"track\"}", "messageId: missing"},
         {"{\"messageId\":\"m\"}", "type: missing"},
