@@ -41,6 +41,15 @@ bool kafka__topic_shared(const char *topic)
     return false;
 }
 
+void kafka__settings(struct kafka *k, const struct evlog_cfg *cfg)
+{
+    snprintf(k->prefix, sizeof(k->prefix), "%s",
+             cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : KAFKA_DEFAULT_PREFIX);
+    snprintf(k->brokers, sizeof(k->brokers), "%s", cfg->kafka_brokers ? cfg->kafka_brokers : "");
+    if (cfg->kafka_config)
+        snprintf(k->config_path, sizeof(k->config_path), "%s", cfg->kafka_config);
+}
+
 bool kafka__topic_produced(const char *topic)
 {
     return kafka__topic_shared(topic) || strcmp(topic, EVLOG_KEYS_TOPIC) == 0;
@@ -251,11 +260,7 @@ static int kafka_open(const struct evlog_cfg *cfg, struct evlog **out)
     struct kafka *k = xcalloc(1, sizeof(*k));
     k->base.ops = &evlog_kafka_ops;
     k->cfg = *cfg;
-    snprintf(k->prefix, sizeof(k->prefix), "%s",
-             cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : KAFKA_DEFAULT_PREFIX);
-    snprintf(k->brokers, sizeof(k->brokers), "%s", cfg->kafka_brokers);
-    if (cfg->kafka_config)
-        snprintf(k->config_path, sizeof(k->config_path), "%s", cfg->kafka_config);
+    kafka__settings(k, cfg);
     pthread_mutex_init(&k->mu, NULL);
     atomic_init(&k->stop, false);
     atomic_init(&k->down, false);

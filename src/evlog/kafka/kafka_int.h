@@ -48,6 +48,8 @@ struct kafka {
     size_t n_mirrors;
 };
 
+/* Copies the topic prefix, the brokers and the pass-through file's path from cfg into k. */
+void kafka__settings(struct kafka *k, const struct evlog_cfg *cfg);
 /* Builds a librdkafka configuration: bootstrap servers, the pass-through file, then the
  * fixed settings of the role (producer or consumer). NULL with evlog__errf on failure. */
 rd_kafka_conf_t *kafka__conf(const struct kafka *k, bool producer);

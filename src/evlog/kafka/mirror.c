@@ -790,11 +790,7 @@ int evlog_kafka_check(const struct evlog_cfg *cfg, struct buf *report)
 {
     struct kafka k;
     memset(&k, 0, sizeof(k));
-    snprintf(k.prefix, sizeof(k.prefix), "%s",
-             cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : KAFKA_DEFAULT_PREFIX);
-    snprintf(k.brokers, sizeof(k.brokers), "%s", cfg->kafka_brokers ? cfg->kafka_brokers : "");
-    if (cfg->kafka_config)
-        snprintf(k.config_path, sizeof(k.config_path), "%s", cfg->kafka_config);
+    kafka__settings(&k, cfg);
     rd_kafka_t *rk = kafka__new_consumer(&k);
     if (!rk)
         return ERR_INVALID;
