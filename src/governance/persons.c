@@ -802,26 +802,25 @@ static int delete_related(struct gov *g, json_t *job, json_t *recs, json_t *keys
 static int wait_outbox(struct gov *g, int64_t max_ms)
 {
     int64_t newest = 0;
-    json_t *rows = NULL;
+    struct store_outbox_row *rows = NULL;
+    size_t n = 0;
     int rc;
     for (;;) { /* the backlog, a page at a time: usually a few rows */
-        rc = store_outbox_read(g->cfg.store, newest, 1000, &rows);
+        rc = store_outbox_rows(g->cfg.store, newest, 1000, &rows, &n);
         if (rc != 0)
             return rc;
-        size_t n = json_array_size(rows);
         if (n > 0)
-            newest = json_integer_value(json_object_get(json_array_get(rows, n - 1), "id"));
-        json_decref(rows);
+            newest = rows[n - 1].id;
+        store_outbox_rows_free(rows, n);
         if (n < 1000)
             break;
     }
     for (int64_t waited = 0;; waited += 100) {
-        rc = store_outbox_read(g->cfg.store, 0, 1, &rows);
+        rc = store_outbox_rows(g->cfg.store, 0, 1, &rows, &n);
         if (rc != 0)
             return rc;
-        json_t *first = json_array_get(rows, 0);
-        bool shipped = !first || json_integer_value(json_object_get(first, "id")) > newest;
-        json_decref(rows);
+        bool shipped = n == 0 || rows[0].id > newest;
+        store_outbox_rows_free(rows, n);
         if (shipped)
             return 0;
         if (waited >= max_ms)

@@ -315,11 +315,6 @@ int store_superuser_upsert(struct store *st, const char *email, const char *pass
     return rc;
 }
 
-int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out)
-{
-    return st->ops->outbox_read(st, after_id, max, out);
-}
-
 int store_outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
                       size_t *n_out)
 {

@@ -13,7 +13,7 @@
  * Every record create/update/delete (cascades included) runs in one transaction that also
  * appends one row per changed record to the `_outbox` table: a monotonically increasing id,
  * the collection, the record id, the action and the record's JSON after the change. That is
- * the change-capture source that the outbox relay reads (store_outbox_read/_delete).
+ * the change-capture source that the outbox relay reads (store_outbox_rows/_delete).
  *
  * Threads: a struct store is shared by every thread; every function may be called from any
  * thread at the same time. store_errmsg() is per thread: it describes the calling thread's
@@ -198,7 +198,6 @@ struct store_ops {
     int (*auth_rehash)(struct store *st, const struct store_collection *c, const char *id,
                        const char *old_hash, const char *new_hash);
 
-    int (*outbox_read)(struct store *st, int64_t after_id, size_t max, json_t **out);
     int (*outbox_rows)(struct store *st, int64_t after_id, size_t max,
                        struct store_outbox_row **out, size_t *n_out);
     int (*outbox_delete)(struct store *st, int64_t up_to_id);
@@ -471,12 +470,8 @@ int store_superuser_upsert(struct store *st, const char *email, const char *pass
 
 /* ---- outbox (change capture) ---- */
 
-/* Up to max outbox rows with id > after_id in id order, as an array of
- * {"id":N,"collection":"...","collectionId":"...","recordId":"...","action":"create|update|
- * delete","record":{...},"time":"..."}. */
-int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out) MUST_USE;
-/* The same rows as their stored text, for the relay, which copies the record's JSON into the
- * change record without parsing it again. */
+/* Up to max outbox rows with id > after_id in id order, as their stored text (the relay
+ * copies the record's JSON into the change record without parsing it again). */
 struct store_outbox_row {
     int64_t id;
     const char *collection_id, *collection, *record_id, *action, *time;

@@ -130,4 +130,28 @@ static inline long long fx_sql_int(struct fx *fx, const char *sql)
     return v;
 }
 
+/* Up to max outbox rows with id > after_id as a JSON array of {"id","collectionId",
+ * "collection","recordId","action","record","time"} (record parsed), for assertions. */
+static inline int store_outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out)
+{
+    struct store_outbox_row *rows = NULL;
+    size_t n = 0;
+    int rc = store_outbox_rows(st, after_id, max, &rows, &n);
+    if (rc != 0)
+        return rc;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec =
+            rows[i].record ? json_loadb(rows[i].record, rows[i].record_len, 0, NULL) : NULL;
+        json_array_append_new(
+            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s}", "id", (json_int_t)rows[i].id,
+                           "collectionId", rows[i].collection_id, "collection", rows[i].collection,
+                           "recordId", rows[i].record_id, "action", rows[i].action, "record",
+                           rec ? rec : json_null(), "time", rows[i].time));
+    }
+    store_outbox_rows_free(rows, n);
+    *out = arr;
+    return 0;
+}
+
 #endif

@@ -1438,47 +1438,6 @@ int sq__auth_token_key(struct store *st, const struct store_collection *c, const
 
 /* ---- outbox ---- */
 
-int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out)
-{
-    struct sq_store *s = (struct sq_store *)st;
-    struct sq_conn *cn = sq__conn(s);
-    if (!cn)
-        return ERR_INTERNAL;
-    struct sq_stmt stt;
-    int rc = sq__prep(cn,
-                      "SELECT \"id\", \"collection_id\", \"collection\", \"record_id\", "
-                      "\"action\", \"record\", \"created\" FROM \"_outbox\" WHERE \"id\" > ?1 "
-                      "ORDER BY \"id\" LIMIT ?2",
-                      &stt);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(stt.stmt, 1, after_id);
-    sqlite3_bind_int64(stt.stmt, 2, (sqlite3_int64)max);
-    json_t *arr = json_array();
-    int step;
-    while ((step = sqlite3_step(stt.stmt)) == SQLITE_ROW) {
-        const char *rec = (const char *)sqlite3_column_text(stt.stmt, 5);
-        json_t *rj = rec ? json_loads(rec, 0, NULL) : NULL;
-        json_array_append_new(
-            arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:s}", "id",
-                           (json_int_t)sqlite3_column_int64(stt.stmt, 0), "collectionId",
-                           (const char *)sqlite3_column_text(stt.stmt, 1), "collection",
-                           (const char *)sqlite3_column_text(stt.stmt, 2), "recordId",
-                           (const char *)sqlite3_column_text(stt.stmt, 3), "action",
-                           (const char *)sqlite3_column_text(stt.stmt, 4), "record",
-                           rj ? rj : json_null(), "time",
-                           (const char *)sqlite3_column_text(stt.stmt, 6)));
-    }
-    if (step != SQLITE_DONE) {
-        rc = sq__fail_db(cn, "cannot read the outbox");
-        json_decref(arr);
-    } else {
-        *out = arr;
-    }
-    sq__done(&stt);
-    return rc;
-}
-
 int sq__outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
                     size_t *n_out)
 {

@@ -875,7 +875,6 @@ const struct store_ops store__sqlite_ops = {
     .auth_get = sq__auth_get,
     .auth_token_key = sq__auth_token_key,
     .auth_rehash = sq__auth_rehash,
-    .outbox_read = sq__outbox_read,
     .outbox_rows = sq__outbox_rows,
     .outbox_delete = sq__outbox_delete,
     .outbox_pending = sq__outbox_pending,

@@ -182,7 +182,6 @@ int sq__auth_get(struct store *st, const struct store_collection *c, const char 
                  struct store_auth_record *out);
 int sq__auth_token_key(struct store *st, const struct store_collection *c, const char *id,
                        char *out, size_t out_len);
-int sq__outbox_read(struct store *st, int64_t after_id, size_t max, json_t **out);
 int sq__outbox_rows(struct store *st, int64_t after_id, size_t max, struct store_outbox_row **out,
                     size_t *n_out);
 int sq__outbox_delete(struct store *st, int64_t up_to_id);
