@@ -46,6 +46,13 @@ static inline char jscan_peek(struct jscan *s)
     return 0;
 }
 
+/* Skips white space; whether the text ends there (a NUL byte is not an end). */
+static inline bool jscan_end(struct jscan *s)
+{
+    jscan_peek(s);
+    return s->i == s->n;
+}
+
 /* Consumes c after white space; false when the next byte is not c. */
 static inline bool jscan_eat(struct jscan *s, char c)
 {

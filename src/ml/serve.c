@@ -149,7 +149,7 @@ int ml_request_parse(struct ml *ml, const char *name, const char *body, size_t l
         if (ok && !jscan_eat(&js, ','))
             break;
     }
-    ok = ok && rows_done && jscan_eat(&js, '}') && jscan_peek(&js) == 0;
+    ok = ok && rows_done && jscan_eat(&js, '}') && jscan_end(&js);
     free(lens);
     free(seen);
     if (!ok) {

@@ -303,7 +303,7 @@ static bool prediction_text(const char *data, size_t len, struct wh_prediction *
             return false;
         }
     } while (jscan_eat(&js, ','));
-    if (!jscan_eat(&js, '}') || jscan_peek(&js) != 0 || !model.ptr || !have_version || !feat.ptr ||
+    if (!jscan_eat(&js, '}') || !jscan_end(&js) || !model.ptr || !have_version || !feat.ptr ||
         !pred.ptr || memchr(model.ptr, 0, model.len))
         return false;
     p->timestamp_us = WH_NO_TIME;

@@ -74,6 +74,11 @@ static void test_rejects(void **state)
                            &p, &a, reason),
                      ERR_INVALID);
     assert_non_null(strstr(reason, "timestamp"));
+    /* a written record followed by a NUL byte is not a record (jansson refuses it too) */
+    static const char nul[] = "{\"model\":\"m\",\"version\":1,\"features\":{},"
+                              "\"prediction\":{\"score\":0.5}}\0";
+    assert_int_equal(pipeline_parse_prediction(nul, sizeof(nul) - 1, 7, &p, &a, reason, 200),
+                     ERR_INVALID);
     arena_release(&a);
 }
 
