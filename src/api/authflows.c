@@ -152,13 +152,30 @@ static char *issue(struct api_env *env, const struct store_collection *c,
 /* Checks a token of type for collection c: signature, expiry, collection, and that the
  * record's email is still the one the token was issued for. Fills rec (released by the
  * caller) and claims; otherwise answers 400 on the token field and returns false. */
+/* The tokenKey a token was verified with, kept for the check against the record read after. */
+struct verified_key {
+    struct api_env *env;
+    char key[AUTH_TOKEN_KEY_MAX + 1];
+};
+
+static int lookup_keep(void *arg, const char *collection_id, const char *record_id,
+                       char token_key_out[AUTH_TOKEN_KEY_MAX + 1])
+{
+    struct verified_key *vk = arg;
+    int rc = api__token_lookup(vk->env, collection_id, record_id, token_key_out);
+    if (rc == 0)
+        memcpy(vk->key, token_key_out, sizeof(vk->key));
+    return rc;
+}
+
 static bool check_token(struct http_req *req, struct api_env *env, const struct store_collection *c,
                         enum auth_token_type type, const char *token, struct store_auth_record *rec,
                         struct auth_token_claims *cl)
 {
     memset(rec, 0, sizeof(*rec));
+    struct verified_key vk = {.env = env, .key = ""};
     int rc = auth_token_verify_as(env->secret, type, token, strlen(token), time_now_us() / 1000000,
-                                  api__token_lookup, env, cl);
+                                  lookup_keep, &vk, cl);
     if (rc == 0 && strcmp(cl->collection_id, c->id) != 0) {
         reply_invalid(req, "token", "validation_token_collection_mismatch",
                       "The provided token is for different auth collection.");
@@ -169,6 +186,11 @@ static bool check_token(struct http_req *req, struct api_env *env, const struct 
     const char *email = rc == 0 ? json_string_value(json_object_get(rec->record, "email")) : NULL;
     if (rc == 0 && (!email || strcmp(email, cl->email) != 0))
         rc = ERR_DENIED; /* the email changed since: the token's premise is gone */
+    /* the callers' writes are conditioned on rec->token_key: it must be the key the token was
+     * verified with, not one a racing confirm set between the two reads (that write would
+     * then hold, and one token would be used twice) */
+    if (rc == 0 && (!rec->token_key || strcmp(rec->token_key, vk.key) != 0))
+        rc = ERR_DENIED;
     if (rc != 0) {
         store_auth_record_release(rec);
         reply_invalid(req, "token", "validation_invalid_token", "Invalid or expired token.");
