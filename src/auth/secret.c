@@ -13,22 +13,6 @@
 #define SECRET_NAME "secret"
 #define DERIVE_CONTEXT "tandem-token-v1"
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static int fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -64,7 +48,7 @@ static int secret_create(const char *dir, const char *path, char *err, size_t er
         goto out;
     }
     made_tmp = true;
-    if (fchmod(fd, 0600) != 0 || (rc = write_all(fd, key, sizeof(key))) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, 0600) != 0 || (rc = fd_write_all(fd, key, sizeof(key))) != 0 || fsync(fd) != 0) {
         rc = rc ? rc : -errno;
         err_set(err, err_len, "cannot write %s: %s", tmp, strerror(-rc));
         goto out;

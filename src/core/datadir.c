@@ -10,6 +10,7 @@
 
 #include "core/datadir.h"
 #include "core/str.h"
+#include "core/util.h"
 #include "core/xlog.h"
 
 #define MAX_DEPTH 16 /* the data directory is shallow (log/<topic>/); deeper is not ours */
@@ -144,21 +145,6 @@ static int path_of(char *out, size_t n, const char *dir, const char *name, const
     return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int datadir_write_file(const char *dir, const char *name, const void *data, size_t len)
 {
     char tmp[4096], path[4096];
@@ -170,7 +156,7 @@ int datadir_write_file(const char *dir, const char *name, const void *data, size
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    rc = write_all(fd, data, len);
+    rc = fd_write_all(fd, data, len);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)

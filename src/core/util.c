@@ -1,10 +1,11 @@
-/* util.c - time, ids, random bytes and CRC-32C. */
+/* util.c - time, ids, random bytes, CRC-32C and whole writes to a descriptor. */
 #include <errno.h>
 #include <string.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/util.h"
 
@@ -259,4 +260,19 @@ uint32_t crc32c_table(uint32_t crc, const void *data, size_t len)
     while (len--)
         crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
     return ~crc;
+}
+
+int fd_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : ERR_IO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
 }

@@ -38,6 +38,10 @@ uint32_t crc32c(uint32_t crc, const void *data, size_t len);
 /* The same without the CPU's crc32 instruction (tests compare the two). */
 uint32_t crc32c_table(uint32_t crc, const void *data, size_t len);
 
+/* Writes all len bytes of data to fd, retrying after EINTR and short writes. 0, -errno, or
+ * ERR_IO when a write makes no progress. */
+int fd_write_all(int fd, const void *data, size_t len) MUST_USE;
+
 static inline void le_put32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;

@@ -85,6 +85,18 @@ static int make_parents(const struct local *l, char *path)
     return make_parents_as(l, path, true);
 }
 
+/* fsync of the directory dir */
+static int fsync_path(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* fsync of the directory that holds path */
 static int fsync_dir(const char *path)
 {
     char dir[PATH_MAX];
@@ -92,12 +104,7 @@ static int fsync_dir(const char *path)
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
+    return fsync_path(dir);
 }
 
 static int local_open(const char *dir, struct storage **out)
@@ -124,21 +131,6 @@ static void local_close(struct storage *s)
     free(s);
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? -errno : ERR_INTERNAL;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static int local_put(struct storage *s, const char *key, const void *data, size_t len)
 {
     struct local *l = (struct local *)s;
@@ -154,7 +146,7 @@ static int local_put(struct storage *s, const char *key, const void *data, size_
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    if ((rc = write_all(fd, data, len)) != 0)
+    if ((rc = fd_write_all(fd, data, len)) != 0)
         goto fail;
     if (fdatasync(fd) != 0) {
         rc = -errno;
@@ -184,23 +176,13 @@ static int local_create(struct storage *s, const char *key, const void *data, si
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno == EEXIST ? ERR_CONFLICT : -errno;
-    rc = write_all(fd, data, len);
+    rc = fd_write_all(fd, data, len);
     if (rc == 0 && fdatasync(fd) != 0) /* on this descriptor: local_sync need not reopen it */
         rc = -errno;
     if (close(fd) != 0 && rc == 0)
         rc = -errno;
     if (rc)
         unlink(path);
-    return rc;
-}
-
-static int fsync_path(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
     return rc;
 }
 
